@@ -1,0 +1,95 @@
+"""The JSON API: one NinjaAPI, session or token auth, errors as RFC 9457 problem details."""
+
+import logging
+
+from django.http import Http404
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer, django_auth
+
+from carnet.core import clock
+from carnet.core.errors import CarnetError
+from carnet.core.middleware import problem_response
+from carnet.people.models import ApiToken
+from carnet.people.services import token_digest
+
+log = logging.getLogger(__name__)
+
+
+class TokenAuth(HttpBearer):
+    """`Authorization: Bearer crn_…` — a staff member's API token."""
+
+    def authenticate(self, request, token):
+        found = (ApiToken.objects.select_related("staff__user")
+                 .filter(token_hash=token_digest(token), revoked_at__isnull=True, staff__is_active=True).first())
+        if found is None:
+            return None
+        ApiToken.objects.filter(pk=found.pk).update(last_used_at=clock.now())
+        request.user = found.staff.user
+        return found.staff.user
+
+
+api = NinjaAPI(
+    title="Carnet API",
+    version="1",
+    urls_namespace="api",
+    auth=[django_auth, TokenAuth()],
+    description=(
+        "Carnet's JSON API. Authenticate with the session cookie (plus the CSRF token) or "
+        "`Authorization: Bearer <token>`. Money is integer minor units of the clinic currency "
+        "(`price_minor: 1250` is 12.50). POSTs that create something or move money accept an "
+        "`Idempotency-Key` header: a retry with the same key and body returns the first response; "
+        "the same key with a different body is a 409. Errors are RFC 9457 problem details with a "
+        "stable `code`."
+    ),
+)
+
+
+@api.exception_handler(CarnetError)
+def _domain_error(request, exc: CarnetError):
+    extra = {"errors": [{"field": f, "message": m} for f, ms in exc.fields.items() for m in ms]} if exc.fields else {}
+    return problem_response(exc.status, exc.code, exc.__class__.__name__, exc.message, **extra)
+
+
+def _field(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "payload", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(NinjaValidationError)
+def _validation_error(request, exc: NinjaValidationError):
+    errors = [{"field": _field(e.get("loc", [])), "message": e.get("msg", "Invalid value.")} for e in exc.errors]
+    first = errors[0] if errors else {"field": "body", "message": "Invalid request."}
+    return problem_response(422, "invalid", "Invalid request",
+                            f"Please correct {first['field']}: {first['message']}", errors=errors)
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request, exc):
+    return problem_response(401, "not_authenticated", "Not authenticated",
+                            "Log in, or send a valid API token as `Authorization: Bearer <token>`.")
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return problem_response(404, "not_found", "Not found", str(exc) or "Nothing is at this address.")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    return problem_response(exc.status_code, "http_error", "Request refused", str(exc))
+
+
+@api.exception_handler(Exception)
+def _unexpected(request, exc):
+    log.exception("Unexpected API error")
+    return problem_response(500, "internal_error", "Internal error",
+                            "Something went wrong on our side; nothing was changed. Please try again.")
+
+
+from carnet.clinic.api import router as clinic_router  # noqa: E402
+from carnet.people.api import router as people_router  # noqa: E402
+
+api.add_router("/", clinic_router)
+api.add_router("/", people_router)

@@ -1,0 +1,51 @@
+from django import forms
+
+from carnet.core.forms import MoneyField
+
+from .models import Clinic, Discipline, IncomeCategory, Location, Product, Tax, Treatment
+from .selectors import clinic_get
+
+_FIELDS = {
+    Location: ["name", "time_zone", "address", "phone", "is_active"],
+    Discipline: ["name"],
+    IncomeCategory: ["name"],
+    Tax: ["name", "rate", "registration_number"],
+    Treatment: ["name", "discipline", "kind", "duration_minutes", "price_minor", "tax_inclusive", "taxes",
+                "income_category", "online_bookable", "capacity", "is_active"],
+    Product: ["name", "sku", "price_minor", "tax_inclusive", "taxes", "income_category", "stock", "is_active"],
+    Clinic: ["name", "currency", "time_zone", "locale", "address", "email", "phone", "invoice_prefix",
+             "no_show_fee_minor", "allow_double_booking", "online_sales_enabled", "gift_cards_enabled",
+             "gift_card_load_limit_minor"],
+}
+_MONEY_LABELS = {"price_minor": "Price", "no_show_fee_minor": "No-show fee",
+                 "gift_card_load_limit_minor": "Gift card load limit"}
+
+
+def form_for(model):
+    """A ModelForm for a set-up object, with money fields typed as amounts."""
+    currency = clinic_get().currency
+    fields = _FIELDS[model]
+
+    class SetupForm(forms.ModelForm):
+        class Meta:
+            pass
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for name in fields:
+                if name in _MONEY_LABELS:
+                    self.fields[name] = MoneyField(currency=currency, label=_MONEY_LABELS[name],
+                                                   required=name == "price_minor")
+            if "time_zone" in self.fields:
+                self.fields["time_zone"].widget = forms.TextInput(attrs={"list": "time-zones"})
+            if "taxes" in self.fields:
+                self.fields["taxes"].widget = forms.CheckboxSelectMultiple()
+                self.fields["taxes"].queryset = Tax.objects.all()
+
+        def _post_clean(self):
+            # The service validates the model; the form only converts input.
+            pass
+
+    SetupForm.Meta.model = model
+    SetupForm.Meta.fields = fields
+    return SetupForm

@@ -1,0 +1,147 @@
+"""Clinic set-up (SPEC section 2): one clinic per installation, its locations and catalog."""
+
+from zoneinfo import available_timezones
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from carnet.core.money import Money
+
+_ZONES = sorted(available_timezones())
+TIME_ZONE_CHOICES = [(z, z) for z in _ZONES]
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in _ZONES:
+        raise ValidationError(f"“{value}” is not a time zone; use a name like America/Toronto.")
+
+
+def validate_currency(value: str) -> None:
+    if len(value) != 3 or not value.isalpha() or not value.isupper():
+        raise ValidationError("Use a three-letter ISO 4217 code in capitals, like CAD or EUR.")
+
+
+class Clinic(models.Model):
+    """The single clinic this installation runs (row pk=1), with its policies."""
+
+    name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3, default="CAD", validators=[validate_currency])
+    time_zone = models.CharField(max_length=64, default="America/Toronto", validators=[validate_time_zone])
+    locale = models.CharField(max_length=20, default="en-CA")
+    address = models.TextField(blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    invoice_prefix = models.CharField(max_length=10, blank=True, default="")
+    no_show_fee_minor = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
+    allow_double_booking = models.BooleanField(default=False)
+    online_sales_enabled = models.BooleanField(default=False)
+    gift_cards_enabled = models.BooleanField(default=True)
+    gift_card_load_limit_minor = models.BigIntegerField(default=100000, validators=[MinValueValidator(0)])
+
+    def __str__(self):
+        return self.name
+
+    def money(self, minor: int) -> Money:
+        return Money(int(minor), self.currency)
+
+
+class Location(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
+    address = models.TextField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Discipline(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class IncomeCategory(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "income categories"
+
+    def __str__(self):
+        return self.name
+
+
+class Tax(models.Model):
+    name = models.CharField(max_length=60, unique=True)
+    # Percent with three decimals (13.000 = 13 %); Decimal, never float.
+    rate = models.DecimalField(
+        max_digits=6, decimal_places=3, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    registration_number = models.CharField(max_length=60, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "taxes"
+
+    def __str__(self):
+        return f"{self.name} ({self.rate.normalize()}%)"
+
+
+class PricedItem(models.Model):
+    """What treatments and products share: a price, its taxes and where the revenue goes."""
+
+    name = models.CharField(max_length=160)
+    price_minor = models.BigIntegerField(validators=[MinValueValidator(0)])
+    tax_inclusive = models.BooleanField(default=False, help_text="The price already includes its taxes.")
+    taxes = models.ManyToManyField(Tax, blank=True)
+    income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Treatment(PricedItem):
+    class Kind(models.TextChoices):
+        INDIVIDUAL = "individual", "Individual"
+        GROUP = "group", "Group"
+        CLASS = "class", "Class"
+
+    discipline = models.ForeignKey(Discipline, on_delete=models.PROTECT, related_name="treatments")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INDIVIDUAL)
+    duration_minutes = models.PositiveIntegerField(validators=[MinValueValidator(5), MaxValueValidator(24 * 60)])
+    online_bookable = models.BooleanField(default=False)
+    capacity = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Places in a class or group."
+    )
+
+    class Meta(PricedItem.Meta):
+        constraints = [models.UniqueConstraint(fields=["discipline", "name"], name="treatment_name_per_discipline")]
+
+    def clean(self):
+        if self.kind == self.Kind.CLASS and not self.capacity:
+            raise ValidationError({"capacity": "A class needs a capacity of at least 1."})
+        if self.kind == self.Kind.INDIVIDUAL and self.capacity not in (None, 1):
+            raise ValidationError({"capacity": "An individual treatment has one patient; leave capacity empty."})
+
+
+class Product(PricedItem):
+    stock = models.IntegerField(default=0)
+    sku = models.CharField(max_length=60, blank=True)
+
+    class Meta(PricedItem.Meta):
+        constraints = [models.UniqueConstraint(fields=["name"], name="product_name_unique")]

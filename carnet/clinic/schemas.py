@@ -1,0 +1,92 @@
+from decimal import Decimal
+from typing import Literal
+
+from ninja import Field, Schema
+
+
+class ClinicIn(Schema):
+    name: str
+    currency: str = Field(..., description="ISO 4217 code, e.g. CAD")
+    time_zone: str
+    locale: str = "en-CA"
+    address: str = ""
+    email: str = ""
+    phone: str = ""
+    invoice_prefix: str = ""
+    no_show_fee_minor: int = Field(0, ge=0)
+    allow_double_booking: bool = False
+    online_sales_enabled: bool = False
+    gift_cards_enabled: bool = True
+    gift_card_load_limit_minor: int = Field(100000, ge=0)
+
+
+class ClinicOut(ClinicIn):
+    id: int
+
+
+class LocationIn(Schema):
+    name: str
+    time_zone: str = Field(..., description="IANA time zone, e.g. America/Vancouver")
+    address: str = ""
+    phone: str = ""
+    is_active: bool = True
+
+
+class LocationOut(LocationIn):
+    id: int
+
+
+class NamedIn(Schema):
+    name: str
+
+
+class NamedOut(NamedIn):
+    id: int
+
+
+class TaxIn(Schema):
+    name: str
+    rate: Decimal = Field(..., description="Percent, e.g. 13 or 4.975", ge=0, le=100)
+    registration_number: str = ""
+
+
+class TaxOut(TaxIn):
+    id: int
+
+
+class PricedIn(Schema):
+    name: str
+    price_minor: int = Field(..., ge=0, description="Price in minor units (1250 = 12.50)")
+    tax_inclusive: bool = False
+    tax_ids: list[int] = []
+    income_category_id: int
+    is_active: bool = True
+
+
+class PricedOut(PricedIn):
+    id: int
+
+    @staticmethod
+    def resolve_tax_ids(obj) -> list[int]:
+        return [t.pk for t in obj.taxes.all()]
+
+
+class TreatmentIn(PricedIn):
+    discipline_id: int
+    kind: Literal["individual", "group", "class"] = "individual"
+    duration_minutes: int = Field(..., ge=5, le=1440)
+    online_bookable: bool = False
+    capacity: int | None = Field(None, ge=1)
+
+
+class TreatmentOut(TreatmentIn, PricedOut):
+    pass
+
+
+class ProductIn(PricedIn):
+    stock: int = 0
+    sku: str = ""
+
+
+class ProductOut(ProductIn, PricedOut):
+    pass

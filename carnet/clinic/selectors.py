@@ -1,0 +1,39 @@
+from django.db.models import QuerySet
+
+from carnet.core.errors import NotFound
+
+from .models import Clinic, Discipline, IncomeCategory, Location, Product, Tax, Treatment
+
+# The set-up objects that share one list/create/edit shape in the API and pages.
+SETUP_MODELS = {
+    "locations": Location,
+    "disciplines": Discipline,
+    "income-categories": IncomeCategory,
+    "taxes": Tax,
+    "treatments": Treatment,
+    "products": Product,
+}
+
+
+def clinic_get() -> Clinic:
+    clinic = Clinic.objects.filter(pk=1).first()
+    if clinic is None:
+        clinic = Clinic.objects.create(pk=1, name="My clinic")
+    return clinic
+
+
+def setup_list(kind: str) -> QuerySet:
+    model = SETUP_MODELS[kind]
+    qs = model.objects.all()
+    if model in (Treatment, Product):
+        qs = qs.select_related("income_category").prefetch_related("taxes")
+    if model is Treatment:
+        qs = qs.select_related("discipline")
+    return qs
+
+
+def setup_get(kind: str, pk: int):
+    obj = setup_list(kind).filter(pk=pk).first()
+    if obj is None:
+        raise NotFound(f"No {SETUP_MODELS[kind]._meta.verbose_name} with id {pk}.")
+    return obj

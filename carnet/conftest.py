@@ -1,0 +1,101 @@
+"""Shared test fixtures and factories. Tests hit the real database (SQLite or DATABASE_URL)."""
+
+import itertools
+import json
+
+import pytest
+from django.test import Client
+
+from carnet.clinic.models import Discipline, IncomeCategory, Location, Tax, Treatment
+from carnet.clinic.selectors import clinic_get
+from carnet.core.permissions import AccessLevel
+from carnet.people.models import Patient, StaffMember
+
+_seq = itertools.count(1)
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(settings):
+    # argon2 is the real hasher (tested in test_auth); tests elsewhere use a fast one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_staff(level: int = AccessLevel.FRONT_DESK, *, billing: bool = True, practitioner: bool = False,
+               name: str | None = None) -> StaffMember:
+    from django.contrib.auth import get_user_model
+
+    n = next(_seq)
+    user = get_user_model().objects.create_user(username=f"staff{n}", email=f"staff{n}@example.test",
+                                                password=PASSWORD)
+    return StaffMember.objects.create(user=user, display_name=name or f"Staff {n}", access_level=level,
+                                      can_access_billing=billing, is_practitioner=practitioner)
+
+
+def make_patient(**fields) -> Patient:
+    from carnet.core import clock
+
+    n = next(_seq)
+    data = {"first_name": f"Pat{n}", "last_name": "Test", "email": f"pat{n}@example.test", "phone": f"555-01{n:02d}"}
+    data.update(fields)
+    return Patient.objects.create(created_at=clock.now(), **data)
+
+
+def make_catalog():
+    """A location, discipline, income category, tax and one treatment."""
+    clinic_get()
+    loc = Location.objects.create(name=f"Main {next(_seq)}", time_zone="America/Toronto")
+    disc = Discipline.objects.create(name=f"Massage {next(_seq)}")
+    cat = IncomeCategory.objects.create(name=f"Massage income {next(_seq)}")
+    tax = Tax.objects.create(name=f"HST {next(_seq)}", rate="13.000")
+    treatment = Treatment.objects.create(name="Massage 60", discipline=disc, income_category=cat,
+                                         duration_minutes=60, price_minor=9000)
+    treatment.taxes.set([tax])
+    return {"location": loc, "discipline": disc, "income_category": cat, "tax": tax, "treatment": treatment}
+
+
+class Api:
+    """A JSON client for /api/v1/ logged in as a user (session auth, CSRF not enforced)."""
+
+    def __init__(self, user=None):
+        self.client = Client()
+        if user is not None:
+            self.client.force_login(user)
+
+    def _call(self, method, path, body=None, **headers):
+        kwargs = {"content_type": "application/json"}
+        if body is not None:
+            kwargs["data"] = json.dumps(body)
+        return getattr(self.client, method)(f"/api/v1{path}", headers=headers, **kwargs)
+
+    def get(self, path, **headers):
+        return self.client.get(f"/api/v1{path}", headers=headers)
+
+    def post(self, path, body=None, **headers):
+        return self._call("post", path, body, **headers)
+
+    def patch(self, path, body=None, **headers):
+        return self._call("patch", path, body, **headers)
+
+    def delete(self, path, **headers):
+        return self._call("delete", path, None, **headers)
+
+
+@pytest.fixture
+def catalog(db):
+    return make_catalog()
+
+
+@pytest.fixture
+def owner(db):
+    return make_staff(AccessLevel.ACCOUNT_OWNER, name="Owner")
+
+
+@pytest.fixture
+def admin_staff(db):
+    return make_staff(AccessLevel.ADMIN_BILLING, name="Admin")
+
+
+@pytest.fixture
+def front_desk(db):
+    return make_staff(AccessLevel.FRONT_DESK, name="Front Desk")

@@ -1,0 +1,49 @@
+"""Domain errors: a stable code for machines and a sentence for people.
+
+The API turns them into RFC 9457 problem details; pages show the sentence.
+"""
+
+from __future__ import annotations
+
+
+class CarnetError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.fields = fields or {}
+
+
+class ValidationFailed(CarnetError):
+    status = 422
+    code = "invalid"
+
+
+class NotFound(CarnetError):
+    status = 404
+    code = "not_found"
+
+
+class NotAllowed(CarnetError):
+    status = 403
+    code = "not_allowed"
+
+
+class Conflict(CarnetError):
+    status = 409
+    code = "conflict"
+
+
+def validation_from_django(exc) -> ValidationFailed:
+    """Wrap a django.core.exceptions.ValidationError, keeping the field names."""
+    if hasattr(exc, "message_dict"):
+        fields = {name: [str(m) for m in msgs] for name, msgs in exc.message_dict.items()}
+    else:
+        fields = {"__all__": [str(m) for m in exc.messages]}
+    first_field, first_msgs = next(iter(fields.items()))
+    where = "" if first_field == "__all__" else f"{first_field.replace('_', ' ')}: "
+    return ValidationFailed(f"Please correct {where}{first_msgs[0]}", fields=fields)

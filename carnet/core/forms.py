@@ -1,0 +1,31 @@
+"""Form pieces shared by pages: money typed as 85.00, stored as 8500 minor units."""
+
+from decimal import Decimal
+
+from django import forms
+
+from .money import Money, exponent
+
+
+class MoneyField(forms.CharField):
+    def __init__(self, *, currency: str, **kwargs):
+        self.currency = currency
+        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "class": "money"}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{Decimal(value).scaleb(-exponent(self.currency)):.{exponent(self.currency)}f}"
+        return value
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in ("", None):
+            return None
+        try:
+            money = Money.parse(value.replace("$", "").replace("€", "").replace("£", ""), self.currency)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Enter an amount like 85.00 ({exc}).") from None
+        if money.minor < 0:
+            raise forms.ValidationError("Enter an amount of zero or more.")
+        return money.minor

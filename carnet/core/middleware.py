@@ -1,0 +1,122 @@
+"""Security headers and Idempotency-Key handling for the JSON API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+
+from . import clock
+from .models import IdempotencyRecord
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
+
+def problem_response(status: int, code: str, title: str, detail: str, **extra) -> HttpResponse:
+    body = {"type": f"urn:carnet:problem:{code}", "title": title, "status": status, "detail": detail, "code": code}
+    body.update(extra)
+    return HttpResponse(json.dumps(body), status=status, content_type="application/problem+json")
+
+
+# Responses that say nothing about the operation itself are not stored, so a retry re-runs.
+_NOT_STORED = {401, 403, 429}
+
+
+class IdempotencyMiddleware:
+    """POST /api/… with an Idempotency-Key runs once per key.
+
+    The key's record is inserted in the same database transaction as the operation, so the
+    operation and its record commit together or not at all: a crash before commit leaves
+    nothing, and a retry runs again. A concurrent request with the same key waits on the
+    unique constraint (PostgreSQL) or the write lock (SQLite), then replays the stored response.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or key is None or not request.path.startswith("/api/"):
+            return self.get_response(request)
+        if not 1 <= len(key) <= 255:
+            return problem_response(400, "idempotency_key_invalid", "Invalid Idempotency-Key",
+                                    "The Idempotency-Key header must be 1 to 255 characters long.")
+        scope = self._scope(request)
+        digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\n" + request.body).hexdigest()
+
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    record = IdempotencyRecord.objects.create(
+                        scope=scope, key=key, request_hash=digest, status_code=0,
+                        content_type="", body=b"", created_at=clock.now(),
+                    )
+            except IntegrityError:
+                return self._replay(scope, key, digest)
+            response = self.get_response(request)
+            if response.status_code >= 500 or response.status_code in _NOT_STORED:
+                transaction.set_rollback(True)
+                return response
+            record.status_code = response.status_code
+            record.content_type = response.get("Content-Type", "")
+            record.body = bytes(response.content)
+            record.save(update_fields=["status_code", "content_type", "body"])
+        return response
+
+    @staticmethod
+    def _scope(request) -> str:
+        auth = request.headers.get("Authorization")
+        if auth:
+            return "token:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return f"user:{user.pk}"
+        return "anonymous:" + (request.session.session_key or "") if hasattr(request, "session") else "anonymous"
+
+    @staticmethod
+    def _replay(scope: str, key: str, digest: str) -> HttpResponse:
+        record = IdempotencyRecord.objects.get(scope=scope, key=key)
+        if record.request_hash != digest:
+            return problem_response(
+                409, "idempotency_key_reused", "Idempotency-Key already used",
+                "This Idempotency-Key was already used for a different request. "
+                "Send a new key for a new request.",
+            )
+        response = HttpResponse(bytes(record.body), status=record.status_code, content_type=record.content_type)
+        response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class DomainErrorMiddleware:
+    """A domain error escaping a page view becomes a page with its sentence, never a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.shortcuts import render
+
+        from .errors import CarnetError
+
+        if isinstance(exception, CarnetError) and not request.path.startswith("/api/"):
+            return render(request, "error.html", {"message": exception.message, "status": exception.status},
+                          status=exception.status)
+        return None

@@ -1,0 +1,55 @@
+from django.db.models import Q, QuerySet
+
+from carnet.core.errors import NotFound
+
+from .models import FamilyLink, Patient, StaffMember, digits
+
+
+def patient_search(*, query: str = "", limit: int = 50) -> QuerySet[Patient]:
+    """Patients whose name, preferred name, email or phone matches every word of the query."""
+    qs = Patient.objects.all()
+    for word in query.split():
+        cond = (Q(first_name__icontains=word) | Q(last_name__icontains=word)
+                | Q(preferred_name__icontains=word) | Q(email__icontains=word))
+        if len(digits(word)) >= 3:
+            cond |= Q(phone_digits__contains=digits(word))
+        qs = qs.filter(cond)
+    return qs[:limit]
+
+
+def patient_get(pk: int) -> Patient:
+    patient = Patient.objects.filter(pk=pk).first()
+    if patient is None:
+        raise NotFound(f"No patient with id {pk}.")
+    return patient
+
+
+def patient_family(patient: Patient) -> list[tuple[str, Patient, FamilyLink]]:
+    """Each relative with how they relate to this patient, e.g. ("Dependant", child, link)."""
+    out = []
+    for link in FamilyLink.objects.filter(Q(patient=patient) | Q(relative=patient)).select_related("patient", "relative"):
+        mine = link.patient_id == patient.pk
+        other = link.relative if mine else link.patient
+        if link.kind == FamilyLink.Kind.SPOUSE:
+            label = "Spouse"
+        else:
+            label = "Dependant" if mine else "Guardian"
+        out.append((label, other, link))
+    return out
+
+
+def patients_managed_by(patient: Patient) -> list[Patient]:
+    """The patient and their dependants: whose records a portal user may see."""
+    dependants = Patient.objects.filter(links_in__patient=patient, links_in__kind=FamilyLink.Kind.GUARDIAN)
+    return [patient, *dependants]
+
+
+def staff_list() -> QuerySet[StaffMember]:
+    return StaffMember.objects.select_related("user").prefetch_related("locations")
+
+
+def staff_get(pk: int) -> StaffMember:
+    staff = staff_list().filter(pk=pk).first()
+    if staff is None:
+        raise NotFound(f"No staff member with id {pk}.")
+    return staff

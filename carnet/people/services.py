@@ -1,0 +1,193 @@
+"""Writes for staff and patients. Each service checks the actor's access, then logs the change."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from carnet.core import activity, clock
+from carnet.core.crud import model_save
+from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
+from carnet.core.permissions import AccessLevel, Action, require, staff_of
+
+from .models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffMember
+
+User = get_user_model()
+
+
+def _check_password(password: str, user=None) -> None:
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationFailed("Please choose another password: " + " ".join(exc.messages),
+                               fields={"password": list(exc.messages)}) from None
+
+
+def _login_user(*, username: str, email: str, password: str, first_name="", last_name=""):
+    username = username.strip()
+    if not username:
+        raise ValidationFailed("Please enter a username.", fields={"username": ["This field is required."]})
+    if User.objects.filter(username__iexact=username).exists():
+        raise Conflict(f"The login “{username}” is taken; choose another.", code="login_taken",
+                       fields={"username": ["This login is taken."]})
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name)
+    _check_password(password, user)
+    user.set_password(password)
+    user.save()
+    return user
+
+
+def _guard_owner(actor, *, level: int | None, target: StaffMember | None) -> None:
+    """Only an Account Owner may grant Account Owner or change an owner's account."""
+    touches_owner = level == AccessLevel.ACCOUNT_OWNER or (
+        target is not None and target.access_level == AccessLevel.ACCOUNT_OWNER
+    )
+    if touches_owner:
+        require(actor, Action.OWNERSHIP)
+
+
+@transaction.atomic
+def staff_create(*, actor, username: str, email: str, password: str, display_name: str,
+                 access_level: int, can_access_billing: bool = True, is_practitioner: bool = False,
+                 location_ids: list[int] | None = None) -> StaffMember:
+    require(actor, Action.STAFF_MANAGE)
+    _guard_owner(actor, level=access_level, target=None)
+    user = _login_user(username=username, email=email, password=password)
+    staff = StaffMember(user=user)
+    return model_save(actor=actor, obj=staff, data={
+        "display_name": display_name, "access_level": access_level,
+        "can_access_billing": can_access_billing, "is_practitioner": is_practitioner,
+        "locations": location_ids or [],
+    })
+
+
+@transaction.atomic
+def staff_update(*, actor, staff: StaffMember, data: dict) -> StaffMember:
+    require(actor, Action.STAFF_MANAGE)
+    _guard_owner(actor, level=data.get("access_level"), target=staff)
+    me = staff_of(actor)
+    if me is not None and me.pk == staff.pk and data.get("access_level", staff.access_level) < staff.access_level:
+        raise NotAllowed("You cannot lower your own access level; ask another Full Access user.",
+                         code="own_access_level")
+    email = data.pop("email", None)
+    if email is not None and email != staff.user.email:
+        staff.user.email = email
+        staff.user.save(update_fields=["email"])
+    if "location_ids" in data:
+        data["locations"] = data.pop("location_ids")
+    return model_save(actor=actor, obj=staff, data=data)
+
+
+@transaction.atomic
+def commission_rate_set(*, actor, staff: StaffMember, income_category_id: int, rate) -> CommissionRate:
+    require(actor, Action.STAFF_MANAGE)
+    obj = CommissionRate.objects.filter(staff=staff, income_category_id=income_category_id).first()
+    obj = obj or CommissionRate(staff=staff)
+    return model_save(actor=actor, obj=obj, data={"income_category_id": income_category_id, "rate": rate})
+
+
+@transaction.atomic
+def shift_create(*, actor, staff: StaffMember, location_id: int, weekday: int, start_time, end_time) -> Shift:
+    require(actor, Action.STAFF_MANAGE)
+    if not staff.locations.filter(pk=location_id).exists():
+        raise ValidationFailed(f"{staff} does not work at that location; add the location to them first.",
+                               fields={"location_id": ["Not one of this staff member's locations."]})
+    overlapping = Shift.objects.filter(staff=staff, weekday=weekday, start_time__lt=end_time, end_time__gt=start_time)
+    if overlapping.exists():
+        raise Conflict(f"This shift overlaps {overlapping.first()}; change the times.", code="shift_overlap")
+    return model_save(actor=actor, obj=Shift(staff=staff), data={
+        "location_id": location_id, "weekday": weekday, "start_time": start_time, "end_time": end_time,
+    })
+
+
+@transaction.atomic
+def shift_delete(*, actor, shift: Shift) -> None:
+    require(actor, Action.STAFF_MANAGE)
+    activity.record(actor=actor, verb="deleted", obj=shift, before=activity.snapshot(shift))
+    shift.delete()
+
+
+def token_digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_token_create(*, actor, name: str) -> tuple[ApiToken, str]:
+    """Returns the token and its secret, which is shown once and never stored."""
+    require(actor, Action.API_TOKEN_OWN)
+    raw = "crn_" + secrets.token_urlsafe(32)
+    token = model_save(actor=actor, obj=ApiToken(staff=staff_of(actor)), data={
+        "name": name, "token_hash": token_digest(raw), "prefix": raw[:10], "created_at": clock.now(),
+    })
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, actor, token: ApiToken) -> ApiToken:
+    require(actor, Action.API_TOKEN_OWN)
+    if token.staff_id != staff_of(actor).pk:
+        require(actor, Action.STAFF_MANAGE)
+    return model_save(actor=actor, obj=token, data={"revoked_at": clock.now()}, verb="revoked")
+
+
+PATIENT_FIELDS = ("first_name", "last_name", "preferred_name", "email", "phone", "date_of_birth", "address", "notes")
+
+
+@transaction.atomic
+def patient_create(*, actor, data: dict) -> Patient:
+    require(actor, Action.PATIENT_EDIT)
+    return model_save(actor=actor, obj=Patient(created_at=clock.now()), data=_patient_data(data))
+
+
+@transaction.atomic
+def patient_update(*, actor, patient: Patient, data: dict) -> Patient:
+    require(actor, Action.PATIENT_EDIT)
+    return model_save(actor=actor, obj=patient, data=_patient_data(data))
+
+
+def _patient_data(data: dict) -> dict:
+    unknown = set(data) - set(PATIENT_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"Unknown patient field: {', '.join(sorted(unknown))}.",
+                               fields={k: ["Unknown field."] for k in unknown})
+    return {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+
+
+@transaction.atomic
+def family_link_add(*, actor, patient: Patient, relative: Patient, kind: str) -> FamilyLink:
+    """Link two patients: `patient` is the guardian (or spouse) of `relative`."""
+    require(actor, Action.PATIENT_EDIT)
+    if patient.pk == relative.pk:
+        raise ValidationFailed("A patient cannot be linked to themselves.", fields={"relative_id": ["Choose another patient."]})
+    if kind not in FamilyLink.Kind.values:
+        raise ValidationFailed("Family link must be “guardian” or “spouse”.", fields={"kind": ["Unknown kind."]})
+    existing = FamilyLink.objects.filter(patient__in=[patient, relative], relative__in=[patient, relative]).first()
+    if existing:
+        raise Conflict(f"These patients are already linked ({existing}); remove that link first.",
+                       code="already_linked")
+    return model_save(actor=actor, obj=FamilyLink(), data={"patient": patient, "relative": relative, "kind": kind})
+
+
+@transaction.atomic
+def family_link_remove(*, actor, link: FamilyLink) -> None:
+    require(actor, Action.PATIENT_EDIT)
+    activity.record(actor=actor, verb="deleted", obj=link, before=activity.snapshot(link))
+    link.delete()
+
+
+@transaction.atomic
+def patient_portal_enable(*, actor, patient: Patient, password: str) -> Patient:
+    """Give a patient a portal login (their email is the login)."""
+    require(actor, Action.PATIENT_EDIT)
+    if patient.user_id:
+        raise Conflict(f"{patient} already has a portal login.", code="portal_login_exists")
+    if not patient.email:
+        raise ValidationFailed("Add the patient's email first; it is their portal login.",
+                               fields={"email": ["Required for a portal login."]})
+    user = _login_user(username=patient.email.lower(), email=patient.email,
+                       password=password, first_name=patient.first_name, last_name=patient.last_name)
+    return model_save(actor=actor, obj=patient, data={"user": user}, verb="portal_login_enabled")

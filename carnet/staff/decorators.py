@@ -1,0 +1,61 @@
+"""Page guards: every staff page names the action it needs; the check runs on the server."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from carnet.core.errors import CarnetError, NotAllowed
+from carnet.core.permissions import Action, require, staff_of
+
+
+def not_allowed(request, message: str):
+    return render(request, "staff/not_allowed.html", {"message": message}, status=403)
+
+
+def staff_required(action: Action):
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect(f"{reverse('staff:login')}?next={request.get_full_path()}")
+            if staff_of(request.user) is None and getattr(request.user, "patient", None) is not None:
+                return redirect("portal:home")
+            try:
+                require(request.user, action)
+            except NotAllowed as exc:
+                return not_allowed(request, exc.message)
+            return view(request, *args, **kwargs)
+
+        wrapper.required_action = action
+        return wrapper
+
+    return decorate
+
+
+def apply_errors(form, exc: CarnetError) -> None:
+    """Show a service's error on the form: on the named fields, or at the top."""
+    placed = False
+    for field, msgs in exc.fields.items():
+        target = field if field in form.fields else (field.removesuffix("_id") if field.removesuffix("_id") in form.fields else None)
+        for msg in msgs:
+            if target:
+                form.add_error(target, msg)
+                placed = True
+    if not placed:
+        form.add_error(None, exc.message)
+
+
+def run_action(request, fn, *, success: str | None = None):
+    """Run a service from a button (no form): a domain error becomes a visible message."""
+    try:
+        result = fn()
+    except NotAllowed as exc:
+        return None, not_allowed(request, exc.message)
+    except CarnetError as exc:
+        messages.error(request, exc.message)
+        return None, None
+    if success:
+        messages.success(request, success)
+    return result, None

@@ -1,0 +1,90 @@
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from carnet.clinic.selectors import clinic_get
+from carnet.core.models import ActivityLog
+from carnet.core.permissions import Action, staff_of
+from carnet.people.models import ApiToken, Patient, StaffMember
+from carnet.people.services import api_token_create, api_token_revoke
+
+from .decorators import run_action, staff_required
+from .forms import LoginForm
+
+
+def _safe_next(request, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return target if ok and target else default
+
+
+def login_view(request, *, kind: str = "staff", template: str = "staff/login.html", home: str = "staff:dashboard"):
+    form = LoginForm(request, request.POST or None, kind=kind)
+    if request.method == "POST" and form.is_valid():
+        login(request, form.user)
+        return redirect(_safe_next(request, default=home))
+    return render(request, template, {"form": form, "next": request.GET.get("next", "")}, status=200)
+
+
+def locked_out(request, credentials=None, *args, **kwargs):
+    """django-axes calls this once an account has too many failed logins."""
+    return render(request, "staff/locked_out.html", status=429)
+
+
+@require_POST
+def logout_view(request):
+    was_patient = staff_of(request.user) is None and hasattr(request.user, "patient")
+    logout(request)
+    messages.info(request, "You are logged out.")
+    return redirect("portal:login" if was_patient else "staff:login")
+
+
+@staff_required(Action.DASHBOARD_VIEW)
+def dashboard(request):
+    context = {
+        "clinic": clinic_get(),
+        "patient_count": Patient.objects.count(),
+        "recent_patients": Patient.objects.order_by("-created_at")[:5],
+        "staff_count": StaffMember.objects.filter(is_active=True).count(),
+    }
+    return render(request, "staff/dashboard.html", context)
+
+
+@staff_required(Action.ACTIVITY_LOG_VIEW)
+def activity_log(request):
+    qs = ActivityLog.objects.all()
+    what = request.GET.get("type", "")
+    if what:
+        qs = qs.filter(object_type=what)
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    types = ActivityLog.objects.order_by("object_type").values_list("object_type", flat=True).distinct()
+    return render(request, "staff/activity_log.html", {"page": page, "types": types, "type": what})
+
+
+@staff_required(Action.API_TOKEN_OWN)
+def tokens(request):
+    new_secret = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if not name:
+            messages.error(request, "Give the token a name, such as the integration that will use it.")
+        else:
+            result, denied = run_action(request, lambda: api_token_create(actor=request.user, name=name))
+            if denied:
+                return denied
+            if result:
+                new_secret = result[1]
+    mine = ApiToken.objects.filter(staff=staff_of(request.user)).order_by("-created_at")
+    return render(request, "staff/tokens.html", {"tokens": mine, "new_secret": new_secret})
+
+
+@require_POST
+@staff_required(Action.API_TOKEN_OWN)
+def token_revoke(request, pk: int):
+    token = get_object_or_404(ApiToken, pk=pk, staff=staff_of(request.user))
+    _, denied = run_action(request, lambda: api_token_revoke(actor=request.user, token=token),
+                           success=f"Token “{token.name}” revoked.")
+    return denied or redirect("staff:tokens")
