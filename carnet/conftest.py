@@ -1,6 +1,7 @@
 """Shared test fixtures and factories. Tests hit the real database (SQLite or DATABASE_URL)."""
 
 import itertools
+import os
 import json
 
 import pytest
@@ -77,8 +78,8 @@ class Api:
     def patch(self, path, body=None, **headers):
         return self._call("patch", path, body, **headers)
 
-    def delete(self, path, **headers):
-        return self._call("delete", path, None, **headers)
+    def delete(self, path, body=None, **headers):
+        return self._call("delete", path, body, **headers)
 
 
 @pytest.fixture
@@ -99,3 +100,39 @@ def admin_staff(db):
 @pytest.fixture
 def front_desk(db):
     return make_staff(AccessLevel.FRONT_DESK, name="Front Desk")
+
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls the test itself
+# makes there are still synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(10000)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def log_in(page, user, *, path="/login/"):
+    page.goto(path)
+    page.fill("input[name=login]", user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")

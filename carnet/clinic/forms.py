@@ -21,31 +21,28 @@ _MONEY_LABELS = {"price_minor": "Price", "no_show_fee_minor": "No-show fee",
                  "gift_card_load_limit_minor": "Gift card load limit"}
 
 
+class SetupFormBase(forms.ModelForm):
+    currency = "CAD"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in list(self.fields):
+            if name in _MONEY_LABELS:
+                self.fields[name] = MoneyField(currency=self.currency, label=_MONEY_LABELS[name],
+                                               required=name == "price_minor")
+        if "time_zone" in self.fields:
+            self.fields["time_zone"].widget = forms.TextInput(attrs={"list": "time-zones"})
+        if "taxes" in self.fields:
+            self.fields["taxes"].widget = forms.CheckboxSelectMultiple()
+            self.fields["taxes"].queryset = Tax.objects.all()
+
+    def _post_clean(self):
+        # The service validates the model; the form only converts input.
+        pass
+
+
 def form_for(model):
     """A ModelForm for a set-up object, with money fields typed as amounts."""
-    currency = clinic_get().currency
-    fields = _FIELDS[model]
-
-    class SetupForm(forms.ModelForm):
-        class Meta:
-            pass
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            for name in fields:
-                if name in _MONEY_LABELS:
-                    self.fields[name] = MoneyField(currency=currency, label=_MONEY_LABELS[name],
-                                                   required=name == "price_minor")
-            if "time_zone" in self.fields:
-                self.fields["time_zone"].widget = forms.TextInput(attrs={"list": "time-zones"})
-            if "taxes" in self.fields:
-                self.fields["taxes"].widget = forms.CheckboxSelectMultiple()
-                self.fields["taxes"].queryset = Tax.objects.all()
-
-        def _post_clean(self):
-            # The service validates the model; the form only converts input.
-            pass
-
-    SetupForm.Meta.model = model
-    SetupForm.Meta.fields = fields
-    return SetupForm
+    form = forms.modelform_factory(model, form=SetupFormBase, fields=_FIELDS[model])
+    form.currency = clinic_get().currency
+    return form

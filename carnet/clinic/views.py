@@ -60,16 +60,16 @@ def settings_index(request):
 def setup_list_view(request, kind: str):
     model = _kind_or_404(kind)
     return render(request, "clinic/setup_list.html", {
-        "kind": kind, "model": model, "headings": [h for h, _ in COLUMNS[kind]],
+        "kind": kind, "names": model._meta, "headings": [h for h, _ in COLUMNS[kind]],
         "rows": list(_rows(kind, setup_list(kind), clinic_get())),
         "can_manage": can(request.user, _manage_action(model)),
     })
 
 
-@staff_required(Action.SETUP_VIEW)
+@staff_required(Action.SETUP_MANAGE)
 def setup_edit_view(request, kind: str, pk: int | None = None):
     model = _kind_or_404(kind)
-    try:
+    try:  # locations need more (clinic settings) than the decorator's set-up level
         require(request.user, _manage_action(model))
     except NotAllowed as exc:
         return not_allowed(request, exc.message)
@@ -87,7 +87,7 @@ def setup_edit_view(request, kind: str, pk: int | None = None):
             messages.success(request, f"Saved {model._meta.verbose_name} “{saved}”.")
             return redirect("clinic:setup_list", kind=kind)
     return render(request, "clinic/setup_form.html", {
-        "kind": kind, "model": model, "form": form, "obj": obj, "time_zones": sorted(available_timezones()),
+        "kind": kind, "names": model._meta, "form": form, "obj": obj, "time_zones": sorted(available_timezones()),
     })
 
 
@@ -106,5 +106,5 @@ def clinic_settings_view(request):
             messages.success(request, "Clinic settings saved.")
             return redirect("clinic:settings")
     return render(request, "clinic/setup_form.html", {
-        "kind": "clinic", "model": Clinic, "form": form, "obj": clinic, "time_zones": sorted(available_timezones()),
+        "kind": "clinic", "names": Clinic._meta, "form": form, "obj": clinic, "time_zones": sorted(available_timezones()),
     })

@@ -1,0 +1,232 @@
+"""Every page and endpoint × every access level (with and without billing), patients and anonymous.
+
+The expectation for each route comes from core.permissions.RULES (SPEC section 8); the test
+fails if a route exists that the matrix does not cover, so new routes must declare their action.
+"""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from carnet.conftest import Api, make_patient, make_staff
+from carnet.core.permissions import AccessLevel, Action, allows
+from carnet.people.models import FamilyLink, Shift
+
+pytestmark = pytest.mark.django_db
+
+A = Action
+SETUP_KINDS = {
+    "locations": ({"name": "Loc {n}", "time_zone": "America/Toronto"}, A.CLINIC_SETTINGS),
+    "disciplines": ({"name": "Disc {n}"}, A.SETUP_MANAGE),
+    "income-categories": ({"name": "Cat {n}"}, A.SETUP_MANAGE),
+    "taxes": ({"name": "Tax {n}", "rate": "5"}, A.SETUP_MANAGE),
+    "treatments": ({"name": "T {n}", "discipline_id": "{discipline}", "income_category_id": "{category}",
+                    "duration_minutes": 30, "price_minor": 5000}, A.SETUP_MANAGE),
+    "products": ({"name": "P {n}", "income_category_id": "{category}", "price_minor": 1000}, A.SETUP_MANAGE),
+}
+
+
+def api_routes(w):
+    """(method, path, action or None for 'any signed-in user', body) for every API operation."""
+    routes = [
+        ("get", "/me", None, None), ("get", "/access-levels", None, None),
+        ("get", "/clinic", A.SETUP_VIEW, None), ("patch", "/clinic", A.CLINIC_SETTINGS, {"phone": "555"}),
+        ("get", "/staff", A.STAFF_VIEW, None),
+        ("post", "/staff", A.STAFF_MANAGE, {"username": "new{n}", "password": "a long enough password",
+                                            "display_name": "New", "access_level": 40}),
+        ("get", "/staff/{staff}", A.STAFF_VIEW, None), ("patch", "/staff/{staff}", A.STAFF_MANAGE, {}),
+        ("get", "/staff/{staff}/commission-rates", A.STAFF_VIEW, None),
+        ("post", "/staff/{staff}/commission-rates", A.STAFF_MANAGE, {"income_category_id": "{category}", "rate": "10"}),
+        ("get", "/staff/{staff}/shifts", A.SETUP_VIEW, None),
+        ("post", "/staff/{staff}/shifts", A.STAFF_MANAGE, {"location_id": "{location}", "weekday": "{n7}",
+                                                           "start_time": "09:00", "end_time": "10:00"}),
+        ("delete", "/shifts/{shift}", A.STAFF_MANAGE, None),
+        ("get", "/tokens", A.API_TOKEN_OWN, None), ("post", "/tokens", A.API_TOKEN_OWN, {"name": "t"}),
+        ("post", "/tokens/{own_token}/revoke", A.API_TOKEN_OWN, None),
+        ("get", "/patients", A.PATIENT_VIEW, None),
+        ("post", "/patients", A.PATIENT_EDIT, {"first_name": "A", "last_name": "B"}),
+        ("get", "/patients/{patient}", A.PATIENT_VIEW, None),
+        ("patch", "/patients/{patient}", A.PATIENT_EDIT, {"notes": "x"}),
+        ("get", "/patients/{patient}/family", A.PATIENT_VIEW, None),
+        ("post", "/patients/{patient}/family", A.PATIENT_EDIT, {"relative_id": "{relative}", "kind": "spouse"}),
+        ("delete", "/family-links/{link}", A.PATIENT_EDIT, None),
+        ("post", "/patients/{patient}/portal-login", A.PATIENT_EDIT, {"password": "a long enough password"}),
+    ]
+    for kind, (body, manage) in SETUP_KINDS.items():
+        routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
+                   (f"get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
+    return routes
+
+
+class World:
+    def __init__(self, catalog):
+        self.n = 0
+        self.patient = make_patient()
+        self.relative = make_patient()
+        self.other = make_staff(AccessLevel.FRONT_DESK)
+        self.other.locations.add(catalog["location"])
+        self.ids = {
+            "patient": self.patient.pk, "relative": self.relative.pk, "staff": self.other.pk,
+            "location": catalog["location"].pk, "discipline": catalog["discipline"].pk,
+            "category": catalog["income_category"].pk, "locations": catalog["location"].pk,
+            "disciplines": catalog["discipline"].pk, "income-categories": catalog["income_category"].pk,
+            "taxes": catalog["tax"].pk, "treatments": catalog["treatment"].pk,
+        }
+
+    def fresh(self, actor_staff):
+        """Per-call objects a delete may consume, and a token owned by the acting staff member."""
+        self.n += 1
+        from datetime import time
+
+        from carnet.people.services import token_digest
+        from carnet.core import clock
+
+        self.ids["shift"] = Shift.objects.create(staff=self.other, location_id=self.ids["location"],
+                                                 weekday=self.n % 7, start_time=time(6), end_time=time(7)).pk
+        self.ids["link"] = FamilyLink.objects.get_or_create(patient=self.patient, relative=self.relative,
+                                                            defaults={"kind": "guardian"})[0].pk
+        if actor_staff is not None:
+            self.ids["own_token"] = actor_staff.api_tokens.create(
+                name="t", token_hash=token_digest(f"x{self.n}-{actor_staff.pk}"), prefix="x", created_at=clock.now()).pk
+        self.ids.setdefault("products", None)
+        self.ids.setdefault("own_token", 0)
+
+    def fill(self, value):
+        if isinstance(value, dict):
+            return {k: self.fill(v) for k, v in value.items()}
+        if isinstance(value, str):
+            out = value
+            for k, v in {**self.ids, "n": self.n, "n7": self.n % 7}.items():
+                out = out.replace("{" + k + "}", str(v))
+            return int(out) if out.isdigit() and value.startswith("{") else out
+        return value
+
+
+@pytest.fixture
+def world(catalog):
+    from carnet.clinic.models import Product
+
+    w = World(catalog)
+    w.ids["products"] = Product.objects.create(name="Oil", price_minor=1000, income_category=catalog["income_category"]).pk
+    return w
+
+
+LEVELS = [(level, billing) for level in AccessLevel for billing in (True, False)]
+
+
+@pytest.mark.parametrize("level,billing", LEVELS, ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS])
+def test_api_matrix(world, level, billing):
+    staff = make_staff(level, billing=billing)
+    api = Api(staff.user)
+    for method, path, action, body in api_routes(world):
+        world.fresh(staff)
+        url = world.fill(path)
+        response = getattr(api, method)(url, world.fill(body)) if method != "get" else api.get(url)
+        expected = True if action is None else allows(level, billing, action)
+        where = f"{method.upper()} {url} as {level.label} billing={billing}"
+        assert response.status_code < 500, where
+        if expected:
+            assert response.status_code != 403, f"{where} refused: {response.content[:200]}"
+        else:
+            assert response.status_code == 403, f"{where} allowed ({response.status_code})"
+            assert response.json()["code"] == "not_allowed"
+
+
+def test_every_api_operation_is_in_the_matrix(world):
+    owner = make_staff(AccessLevel.ACCOUNT_OWNER)
+    world.fresh(owner)
+    api = Api(owner.user)
+    spec = api.get("/openapi.json").json()
+    declared = {(m, p) for p, ops in spec["paths"].items() for m in ops}
+    covered = set()
+    for method, path, _, _ in api_routes(world):
+        template = path
+        for k in world.ids:
+            template = template.replace("{" + k + "}", "{pk}")
+        covered.add((method, "/api/v1" + template))
+    assert declared - covered == set(), "API operations missing from the access matrix"
+
+
+def test_api_anonymous_and_patient(world):
+    world.fresh(None)
+    from carnet.people.services import patient_portal_enable
+
+    owner = make_staff(AccessLevel.ACCOUNT_OWNER)
+    me = make_patient(email="me@example.test")
+    patient_portal_enable(actor=owner.user, patient=me, password="a long enough password")
+    me.refresh_from_db()
+    anonymous, as_patient = Api(), Api(me.user)
+    for method, path, action, body in api_routes(world):
+        world.fresh(None)
+        url = world.fill(path)
+        anon = getattr(anonymous, method)(url, world.fill(body)) if method != "get" else anonymous.get(url)
+        assert anon.status_code == 401, f"anonymous {method} {url}: {anon.status_code}"
+        pat = getattr(as_patient, method)(url, world.fill(body)) if method != "get" else as_patient.get(url)
+        if action is None:
+            assert pat.status_code == 200
+        else:
+            # A patient gets 403, or 404 for another patient's record (no probing ids).
+            assert pat.status_code in (403, 404), f"patient {method} {url}: {pat.status_code}"
+
+
+def _page_routes():
+    """Every named staff page (app:name, view) except the public ones."""
+    public = {"staff:login", "staff:logout", "portal:login", "portal:home"}
+    out = []
+
+    def walk(patterns, ns=None):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                if str(p.pattern).startswith("api/"):
+                    continue
+                walk(p.url_patterns, p.namespace or ns)
+            elif isinstance(p, URLPattern) and p.name:
+                name = f"{ns}:{p.name}"
+                if name not in public:
+                    out.append((name, p))
+
+    walk(get_resolver().url_patterns)
+    return out
+
+
+def test_every_staff_page_declares_its_action():
+    for name, pattern in _page_routes():
+        assert hasattr(pattern.callback, "required_action"), f"{name} has no staff_required(...)"
+
+
+@pytest.mark.parametrize("level,billing", LEVELS, ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS])
+def test_page_matrix(world, client, level, billing):
+    from django.urls import reverse
+
+    staff = make_staff(level, billing=billing)
+    client.force_login(staff.user)
+    for name, pattern in _page_routes():
+        world.fresh(staff)
+        kwargs = {k: world.ids[{"pk": "patient" if name.startswith("people:patient") or name.startswith("people:family") or name.startswith("people:portal") else "staff" if name.startswith("people:") else "own_token" if name == "staff:token_revoke" else "treatments", "link_pk": "link", "shift_pk": "shift"}[k]] if k != "kind" else "treatments"
+                  for k in pattern.pattern.converters}
+        url = reverse(name, kwargs=kwargs)
+        post_only = "POST" in str(getattr(pattern.callback, "__wrapped__", None)) or name.split(":")[1] in {
+            "family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke"}
+        response = client.post(url) if post_only else client.get(url)
+        expected = allows(level, billing, pattern.callback.required_action)
+        where = f"{url} as {level.label} billing={billing}"
+        assert response.status_code < 500, where
+        if expected:
+            assert response.status_code in (200, 302), f"{where}: {response.status_code}"
+        else:
+            assert response.status_code == 403, f"{where}: {response.status_code}"
+            assert b"Not allowed" in response.content
+
+
+def test_pages_send_anonymous_to_login_and_patients_to_portal(world, client):
+    from django.urls import reverse
+
+    from carnet.people.services import patient_portal_enable
+
+    owner = make_staff(AccessLevel.ACCOUNT_OWNER)
+    me = make_patient(email="me2@example.test")
+    patient_portal_enable(actor=owner.user, patient=me, password="a long enough password")
+    me.refresh_from_db()
+    url = reverse("people:patient", kwargs={"pk": world.patient.pk})
+    assert client.get(url)["Location"].startswith(reverse("staff:login"))
+    client.force_login(me.user)
+    assert client.get(url)["Location"] == reverse("portal:home")
