@@ -24,7 +24,8 @@ class TokenAuth(HttpBearer):
         found = (ApiToken.objects.select_related("staff__user")
                  .filter(token_hash=token_digest(token), revoked_at__isnull=True, staff__is_active=True).first())
         if found is None:
-            return None
+            # A wrong token is a 401, not a fall-through to the session (whose CSRF check says 403).
+            raise AuthenticationError()
         ApiToken.objects.filter(pk=found.pk).update(last_used_at=clock.now())
         request.user = found.staff.user
         return found.staff.user
@@ -34,7 +35,7 @@ api = NinjaAPI(
     title="Carnet API",
     version="1",
     urls_namespace="api",
-    auth=[django_auth, TokenAuth()],
+    auth=[TokenAuth(), django_auth],
     description=(
         "Carnet's JSON API. Authenticate with the session cookie (plus the CSRF token) or "
         "`Authorization: Bearer <token>`. Money is integer minor units of the clinic currency "

@@ -1,9 +1,16 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from .api import api
+from .core.middleware import problem_response
+
+
+def api_not_found(request, rest=""):
+    return problem_response(404, "not_found", "Not found", f"There is no API endpoint at {request.path}.")
+
 
 urlpatterns = [
     path("api/v1/", api.urls),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("", include("carnet.staff.urls")),
     path("", include("carnet.clinic.urls")),
     path("", include("carnet.people.urls")),

@@ -22,13 +22,6 @@ def clinic_patch(request, payload: PatchDict[s.ClinicIn]):
     return clinic_update(actor=request.auth, data=payload)
 
 
-def _model_data(payload: dict) -> dict:
-    data = dict(payload)
-    if "tax_ids" in data:
-        data["taxes"] = data.pop("tax_ids")
-    return data
-
-
 def _register(kind: str, schema_in, schema_out) -> None:
     model = SETUP_MODELS[kind]
     op = kind.replace("-", "_")
@@ -40,7 +33,7 @@ def _register(kind: str, schema_in, schema_out) -> None:
 
     @router.post(f"/{kind}", response={201: schema_out}, operation_id=f"{op}_create", summary=f"Create one of {kind}")
     def create(request, payload: schema_in):
-        return 201, setup_save(actor=request.auth, obj=model(), data=_model_data(payload.dict()))
+        return 201, setup_save(actor=request.auth, obj=model(), data=payload.dict())
 
     @router.get(f"/{kind}/{{pk}}", response=schema_out, operation_id=f"{op}_read", summary=f"Read one of {kind}")
     def read(request, pk: int):
@@ -50,7 +43,7 @@ def _register(kind: str, schema_in, schema_out) -> None:
     @router.patch(f"/{kind}/{{pk}}", response=schema_out, operation_id=f"{op}_update", summary=f"Update one of {kind}")
     def update(request, pk: int, payload: PatchDict[schema_in]):
         require(request.auth, Action.SETUP_VIEW)
-        return setup_save(actor=request.auth, obj=setup_get(kind, pk), data=_model_data(payload))
+        return setup_save(actor=request.auth, obj=setup_get(kind, pk), data=dict(payload))
 
 
 _register("locations", s.LocationIn, s.LocationOut)

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from carnet.core.money import Money
+from carnet.core.money import ISO_4217, Money
 
 _ZONES = sorted(available_timezones())
 TIME_ZONE_CHOICES = [(z, z) for z in _ZONES]
@@ -18,8 +18,8 @@ def validate_time_zone(value: str) -> None:
 
 
 def validate_currency(value: str) -> None:
-    if len(value) != 3 or not value.isalpha() or not value.isupper():
-        raise ValidationError("Use a three-letter ISO 4217 code in capitals, like CAD or EUR.")
+    if value not in ISO_4217:
+        raise ValidationError(f"“{value}” is not an ISO 4217 currency code; use one like CAD or EUR, in capitals.")
 
 
 class Clinic(models.Model):
@@ -94,7 +94,7 @@ class Tax(models.Model):
         verbose_name_plural = "taxes"
 
     def __str__(self):
-        return f"{self.name} ({self.rate.normalize()}%)"
+        return f"{self.name} ({self.rate.normalize()}%)" if self.rate is not None else self.name
 
 
 class PricedItem(models.Model):

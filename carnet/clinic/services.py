@@ -14,9 +14,16 @@ def _action_for(model) -> Action:
 
 @transaction.atomic
 def setup_save(*, actor, obj, data: dict):
-    """Create (obj unsaved) or update a location, discipline, income category, tax, treatment or product."""
+    """Create (obj unsaved) or update a location, discipline, income category, tax, treatment or product.
+
+    Taxes may be given as `taxes` (instances or ids) or `tax_ids`; errors name the key given."""
     require(actor, _action_for(type(obj)))
-    return model_save(actor=actor, obj=obj, data=data)
+    data = dict(data)
+    aliases = None
+    if "tax_ids" in data:  # the API's name for a priced item's taxes
+        data["taxes"] = data.pop("tax_ids")
+        aliases = {"taxes": "tax_ids"}
+    return model_save(actor=actor, obj=obj, data=data, aliases=aliases)
 
 
 @transaction.atomic

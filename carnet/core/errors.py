@@ -38,10 +38,12 @@ class Conflict(CarnetError):
     code = "conflict"
 
 
-def validation_from_django(exc) -> ValidationFailed:
-    """Wrap a django.core.exceptions.ValidationError, keeping the field names."""
+def validation_from_django(exc, *, names: dict[str, str] | None = None) -> ValidationFailed:
+    """Wrap a django.core.exceptions.ValidationError, keeping the field names
+    (renamed through `names`, model field -> the name the caller sent)."""
+    names = names or {}
     if hasattr(exc, "message_dict"):
-        fields = {name: [str(m) for m in msgs] for name, msgs in exc.message_dict.items()}
+        fields = {names.get(name, name): [str(m) for m in msgs] for name, msgs in exc.message_dict.items()}
     else:
         fields = {"__all__": [str(m) for m in exc.messages]}
     first_field, first_msgs = next(iter(fields.items()))

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Sequence
 
 # ISO 4217 minor-unit exponents that differ from the usual 2.
-_EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}
+_EXPONENTS = {
+    **dict.fromkeys(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                     "VND", "VUV", "XAF", "XOF", "XPF"], 0),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+    **dict.fromkeys(["CLF", "UYW"], 4),
+}
+# Active ISO 4217 currency codes (funds, metals and test codes left out).
+ISO_4217 = frozenset("""
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
+CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL
+GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD
+KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO
+NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD
+SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYI UYU UYW UZS VED VES VND VUV WST
+XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+""".split())
+# Commas are accepted only as thousands separators ("1,234.50"), never as a decimal comma.
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 _SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "NZD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+# The largest amount a database column (signed 64-bit minor units) can hold.
+MAX_MINOR = 2**63 - 1
 
 
 def exponent(currency: str) -> int:
@@ -36,17 +56,37 @@ class Money:
 
     @classmethod
     def parse(cls, text: str | int | Decimal, currency: str) -> Money:
-        """'12.5' -> 1250 minor units. Refuses more decimals than the currency has."""
+        """'12.5' -> 1250 minor units. Refuses more decimals than the currency has, and floats."""
+        if isinstance(text, float):
+            raise TypeError("Money.parse takes text, an int or a Decimal, never a float")
+        text = str(text).strip()
+        if "," in text:
+            if not _GROUPED.fullmatch(text):
+                raise ValueError(f"{text!r} is not an amount; use a point for decimals, like 12.50")
+            text = text.replace(",", "")
         try:
-            value = Decimal(str(text).strip().replace(",", ""))
+            value = Decimal(text)
         except InvalidOperation:
             raise ValueError(f"{text!r} is not an amount") from None
         if not value.is_finite():
             raise ValueError(f"{text!r} is not an amount")
-        scaled = value.scaleb(exponent(currency))
-        if scaled != scaled.to_integral_value():
+        # Exact integer arithmetic: Decimal.scaleb would round long inputs to 28 digits and
+        # silently turn tiny exponents ("1e-999999999") into zero.
+        sign, digits, exp = value.as_tuple()
+        digits = list(digits)
+        shift = exp + exponent(currency)
+        while shift < 0 and len(digits) > 1 and digits[-1] == 0:
+            digits.pop()
+            shift += 1
+        coefficient = int("".join(map(str, digits)))
+        if coefficient == 0:
+            return cls(0, currency)
+        if shift < 0:
             raise ValueError(f"{text} has more decimals than {currency} allows")
-        return cls(int(scaled), currency)
+        if len(digits) + shift > 19 or coefficient * 10**shift > MAX_MINOR:
+            raise ValueError(f"{text} is too large an amount")
+        minor = coefficient * 10**shift
+        return cls(-minor if sign else minor, currency)
 
     def _same(self, other: Money) -> None:
         if not isinstance(other, Money):

@@ -7,6 +7,7 @@ import secrets
 
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 
 from carnet.core import activity, clock
@@ -27,7 +28,19 @@ def _check_password(password: str, user=None) -> None:
                                fields={"password": list(exc.messages)}) from None
 
 
+def _check_email(email: str) -> str:
+    email = (email or "").strip()
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise ValidationFailed(f"“{email}” is not an email address.",
+                                   fields={"email": ["Enter a valid email address."]}) from None
+    return email
+
+
 def _login_user(*, username: str, email: str, password: str, first_name="", last_name=""):
+    email = _check_email(email)
     username = username.strip()
     if not username:
         raise ValidationFailed("Please enter a username.", fields={"username": ["This field is required."]})
@@ -62,24 +75,33 @@ def staff_create(*, actor, username: str, email: str, password: str, display_nam
         "display_name": display_name, "access_level": access_level,
         "can_access_billing": can_access_billing, "is_practitioner": is_practitioner,
         "locations": location_ids or [],
-    })
+    }, aliases={"locations": "location_ids"})
 
 
 @transaction.atomic
 def staff_update(*, actor, staff: StaffMember, data: dict) -> StaffMember:
     require(actor, Action.STAFF_MANAGE)
     _guard_owner(actor, level=data.get("access_level"), target=staff)
+    data = dict(data)
     me = staff_of(actor)
-    if me is not None and me.pk == staff.pk and data.get("access_level", staff.access_level) < staff.access_level:
+    new_level = data.get("access_level", staff.access_level)
+    if (me is not None and me.pk == staff.pk and isinstance(new_level, int)
+            and new_level < staff.access_level):
         raise NotAllowed("You cannot lower your own access level; ask another Full Access user.",
                          code="own_access_level")
     email = data.pop("email", None)
+    if email is not None:
+        email = _check_email(email)
     if email is not None and email != staff.user.email:
+        activity.record(actor=actor, verb="email_changed", obj=staff,
+                        before={"email": staff.user.email}, after={"email": email})
         staff.user.email = email
         staff.user.save(update_fields=["email"])
+    aliases = None
     if "location_ids" in data:
         data["locations"] = data.pop("location_ids")
-    return model_save(actor=actor, obj=staff, data=data)
+        aliases = {"locations": "location_ids"}
+    return model_save(actor=actor, obj=staff, data=data, aliases=aliases)
 
 
 @transaction.atomic
