@@ -1,6 +1,6 @@
 """Set-up endpoints: the clinic, and list/create/read/update for each catalog object."""
 
-from ninja import PatchDict, Router
+from ninja import PatchDict, Router, Status
 
 from carnet.core.permissions import Action, require
 
@@ -33,7 +33,7 @@ def _register(kind: str, schema_in, schema_out) -> None:
 
     @router.post(f"/{kind}", response={201: schema_out}, operation_id=f"{op}_create", summary=f"Create one of {kind}")
     def create(request, payload: schema_in):
-        return 201, setup_save(actor=request.auth, obj=model(), data=payload.dict())
+        return Status(201, setup_save(actor=request.auth, obj=model(), data=payload.dict()))
 
     @router.get(f"/{kind}/{{pk}}", response=schema_out, operation_id=f"{op}_read", summary=f"Read one of {kind}")
     def read(request, pk: int):

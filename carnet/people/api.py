@@ -1,6 +1,6 @@
 """Staff, patients, family links, API tokens."""
 
-from ninja import PatchDict, Router
+from ninja import PatchDict, Router, Status
 
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
@@ -36,7 +36,7 @@ def staff_list(request):
 
 @router.post("/staff", response={201: s.StaffOut}, tags=["staff"], operation_id="staff_create")
 def staff_create(request, payload: s.StaffIn):
-    return 201, services.staff_create(actor=request.auth, **payload.dict())
+    return Status(201, services.staff_create(actor=request.auth, **payload.dict()))
 
 
 @router.get("/staff/{pk}", response=s.StaffOut, tags=["staff"], operation_id="staff_read")
@@ -62,7 +62,8 @@ def commission_rates(request, pk: int):
              operation_id="commission_rate_set")
 def commission_rate_set(request, pk: int, payload: s.CommissionRateIn):
     require(request.auth, Action.STAFF_MANAGE)
-    return 201, services.commission_rate_set(actor=request.auth, staff=selectors.staff_get(pk), **payload.dict())
+    staff = selectors.staff_get(pk)
+    return Status(201, services.commission_rate_set(actor=request.auth, staff=staff, **payload.dict()))
 
 
 @router.get("/staff/{pk}/shifts", response=list[s.ShiftOut], tags=["staff"], operation_id="shifts_list")
@@ -74,7 +75,7 @@ def shifts(request, pk: int):
 @router.post("/staff/{pk}/shifts", response={201: s.ShiftOut}, tags=["staff"], operation_id="shift_create")
 def shift_create(request, pk: int, payload: s.ShiftIn):
     require(request.auth, Action.STAFF_MANAGE)
-    return 201, services.shift_create(actor=request.auth, staff=selectors.staff_get(pk), **payload.dict())
+    return Status(201, services.shift_create(actor=request.auth, staff=selectors.staff_get(pk), **payload.dict()))
 
 
 @router.delete("/shifts/{pk}", response={204: None}, tags=["staff"], operation_id="shift_delete")
@@ -84,7 +85,7 @@ def shift_delete(request, pk: int):
     if shift is None:
         raise NotFound(f"No shift with id {pk}.")
     services.shift_delete(actor=request.auth, shift=shift)
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/tokens", response=list[s.TokenOut], tags=["staff"], operation_id="tokens_list")
@@ -97,7 +98,7 @@ def tokens(request):
 def token_create(request, payload: s.TokenIn):
     token, raw = services.api_token_create(actor=request.auth, name=payload.name)
     token.token = raw
-    return 201, token
+    return Status(201, token)
 
 
 @router.post("/tokens/{pk}/revoke", response=s.TokenOut, tags=["staff"], operation_id="token_revoke")
@@ -117,7 +118,7 @@ def patients(request, q: str = "", limit: int = 50):
 
 @router.post("/patients", response={201: s.PatientOut}, tags=["patients"], operation_id="patient_create")
 def patient_create(request, payload: s.PatientIn):
-    return 201, services.patient_create(actor=request.auth, data=payload.dict())
+    return Status(201, services.patient_create(actor=request.auth, data=payload.dict()))
 
 
 def _visible_patient(request, pk: int):
@@ -158,7 +159,8 @@ def family_add(request, pk: int, payload: s.FamilyLinkIn):
     relative = selectors.patient_get(payload.relative_id)
     link = services.family_link_add(actor=request.auth, patient=patient, relative=relative, kind=payload.kind)
     label = "Spouse" if link.kind == FamilyLink.Kind.SPOUSE else "Dependant"
-    return 201, {"id": link.pk, "relation": label, "relative_id": relative.pk, "relative_name": relative.full_name}
+    return Status(201, {"id": link.pk, "relation": label, "relative_id": relative.pk,
+                        "relative_name": relative.full_name})
 
 
 @router.delete("/family-links/{pk}", response={204: None}, tags=["patients"], operation_id="family_link_remove")
@@ -168,12 +170,12 @@ def family_remove(request, pk: int):
     if link is None:
         raise NotFound(f"No family link with id {pk}.")
     services.family_link_remove(actor=request.auth, link=link)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("/patients/{pk}/portal-login", response={201: s.PatientOut}, tags=["patients"],
              operation_id="patient_portal_enable")
 def portal_login(request, pk: int, payload: s.PortalLoginIn):
     require(request.auth, Action.PATIENT_EDIT)
-    return 201, services.patient_portal_enable(actor=request.auth, patient=selectors.patient_get(pk),
-                                               password=payload.password)
+    patient = selectors.patient_get(pk)
+    return Status(201, services.patient_portal_enable(actor=request.auth, patient=patient, password=payload.password))
