@@ -146,8 +146,9 @@ class Money:
         amount = abs(self.minor)
         parts = [amount * w // total for w in weights]
         leftover = amount - sum(parts)
-        # Only parts with a positive weight may receive leftover units.
-        receivers = [i for i, w in enumerate(weights) if w > 0]
+        # Only parts whose exact share has a fraction receive a leftover unit, so each part
+        # stays within one unit of its exact share; among those, the last ones get it.
+        receivers = [i for i, w in enumerate(weights) if amount * w % total]
         for i in receivers[len(receivers) - leftover:] if leftover else []:
             parts[i] += 1
         return [Money(sign * p, self.currency) for p in parts]
