@@ -31,8 +31,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "carnet.core",
+    "carnet.ledger",
     "carnet.clinic",
     "carnet.people",
+    "carnet.gateway",
+    "carnet.billing",
     "carnet.staff",
     "carnet.portal",
 ]
@@ -90,6 +93,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that race tests' threads share one test database.
     # One file per test process, so parallel runs on one machine do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

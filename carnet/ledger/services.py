@@ -1,0 +1,156 @@
+"""Posting to the ledger: the only code that writes Account, JournalTransaction and Posting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from carnet.core import clock
+from carnet.core.errors import CarnetError, Conflict, ValidationFailed
+from carnet.core.money import MAX_MINOR
+
+from . import accounts
+from .models import Account, JournalTransaction, Posting
+
+
+class LedgerUnbalanced(CarnetError):
+    """Lines that cannot be posted: empty, unbalanced, or a malformed line.
+
+    Always a bug in the calling service, never something a user did, hence 500.
+    """
+
+    status = 500
+    code = "ledger_unbalanced"
+
+
+class AlreadyReversed(Conflict):
+    code = "ledger_already_reversed"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One side of a journal entry. Exactly one of debit/credit is > 0 (plain ints).
+
+    A line with both at 0 is allowed here and dropped by transaction_post, so callers can
+    pass e.g. a zero tax line without a special case.
+    """
+
+    account: str
+    debit: int = 0
+    credit: int = 0
+    patient_id: int | None = None
+
+
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _refuse(line: Line, why: str):
+    raise LedgerUnbalanced(f"Cannot post {line!r}: {why}.")
+
+
+def _checked(lines: Iterable[Line]) -> list[Line]:
+    """The lines worth posting (zero lines dropped), or LedgerUnbalanced."""
+    kept = []
+    for line in lines:
+        if not isinstance(line, Line):
+            raise LedgerUnbalanced(f"Cannot post {line!r}: not a ledger Line.")
+        # type() rather than isinstance(): bool is an int subclass and True is not a cent.
+        if type(line.debit) is not int or type(line.credit) is not int:
+            _refuse(line, "amounts must be integer minor units")
+        if line.debit < 0 or line.credit < 0:
+            _refuse(line, "amounts cannot be negative")
+        if line.debit and line.credit:
+            _refuse(line, "a line is either a debit or a credit")
+        if max(line.debit, line.credit) > MAX_MINOR:
+            _refuse(line, "amount too large")
+        if line.debit == line.credit == 0:
+            continue
+        try:
+            accounts.describe(line.account)
+        except ValueError as exc:
+            _refuse(line, str(exc))
+        if line.patient_id is not None and (type(line.patient_id) is not int or line.patient_id <= 0):
+            _refuse(line, "patient_id must be a positive integer")
+        if line.account in accounts.PER_PATIENT and line.patient_id is None:
+            _refuse(line, f"{line.account} is kept per patient; give patient_id")
+        kept.append(line)
+    if not kept:
+        raise LedgerUnbalanced("Cannot post an empty journal transaction.")
+    debits, credits = sum(x.debit for x in kept), sum(x.credit for x in kept)
+    if debits != credits:
+        raise LedgerUnbalanced(f"Journal transaction does not balance: debits {debits} != credits {credits}.")
+    return kept
+
+
+def _source_key(source) -> tuple[str, str]:
+    if source is None:
+        return "", ""
+    if getattr(source, "pk", None) is None:
+        raise ValueError("A ledger source must be a saved model instance")
+    return source._meta.label_lower, str(source.pk)
+
+
+def _account(code: str) -> Account:
+    account_type, name = accounts.describe(code)
+    # get_or_create survives two first uses racing on the unique code.
+    account, _ = Account.objects.get_or_create(code=code, defaults={"type": account_type, "name": name})
+    return account
+
+
+def _post(*, lines, kind, source_type, source_id, memo, at, reverses=None) -> JournalTransaction:
+    kept = _checked(lines)
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise ValueError(f"kind must be a short lower_case word, got {kind!r}")
+    at = at or clock.now()
+    if at.tzinfo is None:
+        raise ValueError("A ledger transaction needs an aware datetime")
+    by_code = {code: _account(code) for code in sorted({x.account for x in kept})}
+    txn = JournalTransaction.objects.create(at=at, kind=kind, source_type=source_type, source_id=source_id,
+                                            memo=memo, reverses=reverses)
+    Posting.objects.bulk_create(
+        Posting(transaction=txn, account=by_code[x.account], patient_id=x.patient_id, amount=x.debit - x.credit)
+        for x in kept
+    )
+    return txn
+
+
+@transaction.atomic  # joins the caller's transaction; standalone it is its own
+def transaction_post(*, lines: list[Line], kind: str, source=None, memo: str = "",
+                     at: dt.datetime | None = None) -> JournalTransaction:
+    """Post one balanced journal transaction.
+
+    Lines whose debit and credit are both 0 are dropped first. Raises LedgerUnbalanced
+    (code "ledger_unbalanced") when nothing is left, debits != credits, or a line is malformed
+    (negative, both sides, not a plain int, unknown account, A/R or patient credit without
+    a patient). `source` is any saved model instance, stored as label_lower + pk; `at`
+    defaults to clock.now().
+    """
+    source_type, source_id = _source_key(source)
+    return _post(lines=lines, kind=kind, source_type=source_type, source_id=source_id, memo=memo, at=at)
+
+
+@transaction.atomic
+def transaction_reverse(*, txn: JournalTransaction, memo: str, kind: str | None = None) -> JournalTransaction:
+    """Post the mirror image of `txn` (debits <-> credits) with the same source, linked by `reverses`.
+
+    The ledger is append-only, so this is how a posting is corrected; `memo` says why.
+    Raises AlreadyReversed if `txn` already has a reversal. `kind` defaults to "reversal".
+    """
+    if not memo.strip():
+        raise ValidationFailed("A reversal needs a memo saying why.")
+    # Lock the original first (a no-op on SQLite, where the one-to-one constraint decides).
+    original = JournalTransaction.objects.select_for_update(of=("self",)).get(pk=txn.pk)
+    if JournalTransaction.objects.filter(reverses=original).exists():
+        raise AlreadyReversed(f"Journal transaction #{original.pk} has already been reversed.")
+    lines = [Line(account=p.account.code, debit=p.credit, credit=p.debit, patient_id=p.patient_id)
+             for p in original.postings.select_related("account").order_by("pk")]
+    try:
+        with transaction.atomic():  # a savepoint, so a lost race leaves the caller's transaction usable
+            return _post(lines=lines, kind=kind or "reversal", source_type=original.source_type,
+                         source_id=original.source_id, memo=memo, at=None, reverses=original)
+    except IntegrityError:
+        raise AlreadyReversed(f"Journal transaction #{original.pk} has already been reversed.") from None
