@@ -1,0 +1,102 @@
+"""The payment-gateway interface (SPEC 3.4): store a card, charge it, refund a charge.
+
+Real gateways plug in behind `Gateway`; `get_gateway()` returns the one named by
+settings.CARNET_GATEWAY (default: the built-in test gateway). Card numbers go into
+`store_card` and never come back out: Carnet keeps only the token, brand, last four and expiry.
+
+Idempotency: `charge` and `refund` take an idempotency key. The same key sent again returns the
+first result and moves no money twice, so a caller that lost the response (network error) can
+retry safely with the same key. The same key with different arguments is refused (Conflict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from carnet.core.errors import CarnetError
+
+DEFAULT_GATEWAY = "carnet.gateway.testing.TestGateway"
+
+
+@dataclass(frozen=True)
+class StoredCard:
+    token: str
+    brand: str  # "visa", "mastercard", "amex", "discover" or "unknown"
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    charge_id: str
+    amount_minor: int
+    currency: str
+    status: str = "succeeded"  # a failed charge raises instead of returning
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    charge_id: str
+    amount_minor: int
+
+
+class PaymentFailed(CarnetError):
+    """The gateway refused to move the money; the sentence says what the patient can do."""
+
+    status = 402
+    code = "payment_failed"
+    default_message = "The payment did not go through. Try another card or another payment method."
+
+    def __init__(self, message: str | None = None, **kwargs):
+        super().__init__(message or self.default_message, **kwargs)
+
+
+class CardDeclined(PaymentFailed):
+    code = "card_declined"
+    default_message = "The card was declined by the bank. Ask the patient for another card or payment method."
+
+
+class InsufficientFunds(PaymentFailed):
+    code = "insufficient_funds"
+    default_message = ("The card has insufficient funds for this amount. "
+                       "Try a smaller amount, another card or another payment method.")
+
+
+class GatewayUnavailable(CarnetError):
+    """A network or gateway outage: whether money moved is unknown, so retry with the SAME key."""
+
+    status = 503
+    code = "gateway_unavailable"
+    default_message = ("The payment gateway could not be reached, so we do not know whether the card was "
+                       "charged. Try again in a moment: retrying is safe and will not charge twice.")
+
+    def __init__(self, message: str | None = None, **kwargs):
+        super().__init__(message or self.default_message, **kwargs)
+
+
+@runtime_checkable
+class Gateway(Protocol):
+    def store_card(self, *, number: str, exp_month: int, exp_year: int, cvc: str, holder: str) -> StoredCard:
+        """Validate the card and keep it at the gateway. Raises ValidationFailed naming the field
+        ("number", "exp_month", "exp_year", "cvc"; code "card_expired" for a past expiry)."""
+        ...
+
+    def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str) -> ChargeResult:
+        """Raises CardDeclined, InsufficientFunds (402) or GatewayUnavailable (503)."""
+        ...
+
+    def refund(self, *, charge_id: str, amount_minor: int, idempotency_key: str) -> RefundResult:
+        """Refund part or all of a charge; the refunds of a charge never add up to more than it."""
+        ...
+
+
+def get_gateway() -> Gateway:
+    """A fresh instance of the configured gateway (cheap; tests may switch the setting)."""
+    path = getattr(settings, "CARNET_GATEWAY", DEFAULT_GATEWAY)
+    return import_string(path)()
