@@ -1,0 +1,61 @@
+"""Billing's invariants for `ledger_check` (SPEC 3.5), recomputed from rows and the ledger."""
+
+from collections import defaultdict
+
+from django.db.models import F, Q, Sum
+
+from carnet.ledger import accounts
+from carnet.ledger.invariants import invariant
+from carnet.ledger.selectors import balances_by_patient
+
+from .models import Invoice, Payment
+
+
+def _compare(label: str, ledger: dict[int, int], rows: dict[int, int]):
+    for patient_id in sorted(set(ledger) | set(rows)):
+        if ledger.get(patient_id, 0) != rows.get(patient_id, 0):
+            yield (f"patient #{patient_id}: ledger {label} {ledger.get(patient_id, 0)} "
+                   f"!= {rows.get(patient_id, 0)} from the records")
+
+
+@invariant("A/R per patient equals the sum of invoice balances")
+def _receivables():
+    rows = defaultdict(int)
+    for patient_id, total, applied in Invoice.objects.filter(deleted_at__isnull=True).values_list(
+            "patient_id", "total_minor", "applied_minor"):
+        rows[patient_id] += total - applied
+    yield from _compare("A/R", balances_by_patient(accounts.AR), rows)
+
+
+@invariant("credit per patient equals the sum of unapplied payments")
+def _credit():
+    rows = defaultdict(int)
+    for patient_id, amount, applied, refunded in Payment.objects.values_list(
+            "patient_id", "amount_minor", "applied_minor", "refunded_minor"):
+        rows[patient_id] += amount - applied - refunded
+    yield from _compare("credit", balances_by_patient(accounts.PATIENT_CREDIT), rows)
+
+
+@invariant("invoice totals match their lines and applied payments")
+def _invoice_totals():
+    invoices = Invoice.objects.annotate(
+        lines_total=Sum("lines__total_minor", distinct=False),
+    ).values_list("pk", "number", "total_minor", "lines_total")
+    for pk, number, total, lines_total in invoices:
+        if total != (lines_total or 0):
+            yield f"invoice #{number}: total {total} != lines {lines_total or 0}"
+    applied = Invoice.objects.annotate(live=Sum("allocations__amount_minor", filter=Q(allocations__unapplied_at=None)))
+    for invoice in applied.exclude(applied_minor=F("live")).exclude(applied_minor=0, live=None):
+        yield f"invoice #{invoice.number}: applied {invoice.applied_minor} != allocations {invoice.live or 0}"
+    for invoice in Invoice.objects.filter(applied_minor__gt=F("total_minor")):
+        yield f"invoice #{invoice.number}: over-applied ({invoice.applied_minor} > {invoice.total_minor})"
+
+
+@invariant("payments match their allocations and refunds")
+def _payment_totals():
+    live = Payment.objects.annotate(live=Sum("allocations__amount_minor", filter=Q(allocations__unapplied_at=None)))
+    for payment in live.exclude(applied_minor=F("live")).exclude(applied_minor=0, live=None):
+        yield f"payment #{payment.pk}: applied {payment.applied_minor} != allocations {payment.live or 0}"
+    refunded = Payment.objects.annotate(rows=Sum("refunds__amount_minor"))
+    for payment in refunded.exclude(refunded_minor=F("rows")).exclude(refunded_minor=0, rows=None):
+        yield f"payment #{payment.pk}: refunded {payment.refunded_minor} != refunds {payment.rows or 0}"

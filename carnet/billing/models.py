@@ -1,0 +1,154 @@
+"""Invoices, payments and their allocations (SPEC 3.1–3.2).
+
+Cached totals (invoice total/applied, payment applied/refunded) are written only by the
+billing services, under a lock, in the same transaction as the ledger posting that moves the
+money; `ledger_check` recomputes them from the rows and the ledger.
+"""
+
+from django.conf import settings
+from django.db import models
+
+from carnet.clinic.models import IncomeCategory, Location, Product, Tax, Treatment
+from carnet.people.models import Patient, StaffMember
+
+
+class InvoiceCounter(models.Model):
+    """The next invoice number. Incremented inside the invoice's transaction, so numbers stay gap-free."""
+
+    next_number = models.PositiveBigIntegerField(default=1)
+
+
+class Invoice(models.Model):
+    number = models.PositiveBigIntegerField(unique=True)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="invoices")
+    location = models.ForeignKey(Location, null=True, blank=True, on_delete=models.PROTECT)
+    staff = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT)
+    invoice_date = models.DateField()
+    created_at = models.DateTimeField()
+    subtotal_minor = models.BigIntegerField(default=0)  # before tax
+    tax_minor = models.BigIntegerField(default=0)
+    total_minor = models.BigIntegerField(default=0)
+    applied_minor = models.BigIntegerField(default=0)
+    # Deleted invoices keep their number (the sequence stays gap-free) and are reversed in the ledger.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        indexes = [models.Index(fields=["patient", "deleted_at"])]
+
+    def __str__(self):
+        return f"Invoice #{self.number}"
+
+    @property
+    def balance_minor(self) -> int:
+        return self.total_minor - self.applied_minor
+
+    @property
+    def status(self) -> str:
+        if self.deleted_at:
+            return "deleted"
+        if self.total_minor == 0:
+            return "no_charge"
+        if self.applied_minor >= self.total_minor:
+            return "paid"
+        return "partially_paid" if self.applied_minor else "unpaid"
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        TREATMENT = "treatment", "Treatment"
+        PRODUCT = "product", "Product"
+        FEE = "fee", "Fee"
+        MANUAL = "manual", "Other"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    description = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price_minor = models.BigIntegerField()
+    adjustment_minor = models.BigIntegerField(default=0)  # a discount, taken off quantity × unit price
+    tax_inclusive = models.BooleanField(default=False)
+    income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
+    staff = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT)
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT)
+    treatment = models.ForeignKey(Treatment, null=True, blank=True, on_delete=models.PROTECT)
+    net_minor = models.BigIntegerField()  # revenue part
+    tax_minor = models.BigIntegerField()
+    total_minor = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+
+
+class InvoiceLineTax(models.Model):
+    line = models.ForeignKey(InvoiceLine, on_delete=models.CASCADE, related_name="line_taxes")
+    tax = models.ForeignKey(Tax, on_delete=models.PROTECT)
+    rate = models.DecimalField(max_digits=6, decimal_places=3)  # the rate at the time of sale
+    amount_minor = models.BigIntegerField()
+
+
+class Payment(models.Model):
+    class Method(models.TextChoices):
+        CASH = "cash", "Cash"
+        CHEQUE = "cheque", "Cheque"
+        DEBIT = "debit", "Debit"
+        CARD_MANUAL = "card_manual", "Card (manual)"
+        CARD_GATEWAY = "card_gateway", "Card on file / online"
+        ETRANSFER = "etransfer", "E-transfer"
+        OTHER = "other", "Other"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="payments")
+    method = models.CharField(max_length=16, choices=Method.choices)
+    amount_minor = models.BigIntegerField()
+    received_at = models.DateTimeField()
+    reference = models.CharField(max_length=120, blank=True)
+    gateway_charge_id = models.CharField(max_length=80, blank=True)
+    card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT)
+    applied_minor = models.BigIntegerField(default=0)
+    refunded_minor = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="payment_positive"),
+            models.CheckConstraint(
+                condition=models.Q(applied_minor__gte=0, refunded_minor__gte=0)
+                & models.Q(amount_minor__gte=models.F("applied_minor") + models.F("refunded_minor")),
+                name="payment_never_overspent",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Payment #{self.pk} ({self.get_method_display()})"
+
+    @property
+    def unapplied_minor(self) -> int:
+        return self.amount_minor - self.applied_minor - self.refunded_minor
+
+
+class Allocation(models.Model):
+    """Part of a payment applied to an invoice. Unapplying marks it, so history stays."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    amount_minor = models.BigIntegerField()
+    applied_at = models.DateTimeField()
+    unapplied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["applied_at", "id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="allocation_positive")]
+
+
+class Refund(models.Model):
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount_minor = models.BigIntegerField()
+    method = models.CharField(max_length=16, choices=Payment.Method.choices)
+    refunded_at = models.DateTimeField()
+    gateway_refund_id = models.CharField(max_length=80, blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_positive")]

@@ -1,0 +1,39 @@
+from django.db.models import F, QuerySet, Sum
+
+from carnet.core.errors import NotFound
+
+from .models import Invoice, Payment
+
+
+def invoices_for_patient(patient) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(patient=patient).prefetch_related("lines")
+
+
+def payments_for_patient(patient) -> QuerySet[Payment]:
+    return Payment.objects.filter(patient=patient).prefetch_related("allocations__invoice", "refunds")
+
+
+def credit_balance(patient) -> int:
+    """Account credit: what the patient paid and is neither applied nor refunded."""
+    totals = Payment.objects.filter(patient=patient).aggregate(
+        amount=Sum("amount_minor"), applied=Sum("applied_minor"), refunded=Sum("refunded_minor"))
+    return (totals["amount"] or 0) - (totals["applied"] or 0) - (totals["refunded"] or 0)
+
+
+def amount_owing(patient) -> int:
+    totals = Invoice.objects.filter(patient=patient, deleted_at__isnull=True).aggregate(
+        total=Sum("total_minor"), applied=Sum("applied_minor"))
+    return (totals["total"] or 0) - (totals["applied"] or 0)
+
+
+def invoice_get(pk: int) -> Invoice:
+    invoice = Invoice.objects.select_related("patient", "location").filter(pk=pk).first()
+    if invoice is None:
+        raise NotFound(f"No invoice with id {pk}.")
+    return invoice
+
+
+def open_invoices(patient) -> QuerySet[Invoice]:
+    """The patient's invoices with something left to pay, oldest first."""
+    return (Invoice.objects.filter(patient=patient, deleted_at__isnull=True, applied_minor__lt=F("total_minor"))
+            .order_by("number"))
