@@ -136,3 +136,31 @@ def log_in(page, user, *, path="/login/"):
     page.fill("input[name=login]", user.username)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
+
+
+def race(n: int, work) -> list:
+    """Run work(i) in n real threads released at once; each result, or the exception it raised.
+
+    Each thread closes its own database connection, so the threads really race on the database.
+    """
+    import threading
+
+    from django.db import connection
+
+    barrier, results = threading.Barrier(n), [None] * n
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=10)
+            results[i] = work(i)
+        except Exception as exc:  # the caller asserts on it
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results

@@ -1,39 +1,24 @@
 """Real threads racing on one invoice: it is never over-applied, and numbers stay gap-free."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from carnet.billing.invoicing import LineInput, invoice_create
 from carnet.billing.models import Invoice
 from carnet.billing.payments import payment_apply, payment_receive
 from carnet.billing.tests.factories import manual_invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import make_catalog, make_patient, make_staff
+from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core.errors import CarnetError
 
 pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 
 
 def _race(n, work):
-    barrier, results = threading.Barrier(n), []
-
-    def run(i):
-        try:
-            barrier.wait()
-            results.append(("ok", work(i)))
-        except CarnetError as exc:
-            results.append(("refused", exc.code))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    """Each result as ("ok", value) or ("refused", error code)."""
+    results = race(n, work)
+    unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CarnetError)]
+    assert not unexpected, unexpected
+    return [("refused", r.code) if isinstance(r, CarnetError) else ("ok", r) for r in results]
 
 
 def test_two_payments_racing_for_one_invoice_never_over_apply():

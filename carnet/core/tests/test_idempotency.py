@@ -1,13 +1,11 @@
 """Idempotency-Key on POST /api/…, exercised through POST /api/v1/patients."""
 
 import json
-import threading
 
 import pytest
-from django.db import connection
 from django.test import Client
 
-from carnet.conftest import Api, make_staff
+from carnet.conftest import Api, make_staff, race
 from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import AccessLevel
 from carnet.people.models import Patient
@@ -176,26 +174,12 @@ def test_concurrent_retries_with_one_key_create_exactly_one_patient():
         client = Client()
         client.force_login(staff.user)
         clients.append(client)
-    barrier = threading.Barrier(threads_n)
-    results: list = [None] * threads_n
+    def post(i):
+        response = clients[i].post("/api/v1/patients", data=json.dumps(BODY), content_type="application/json",
+                                   headers=key("race-key"))
+        return response.status_code, response.content, response.headers.get("Idempotent-Replayed")
 
-    def worker(i):
-        try:
-            barrier.wait(timeout=10)
-            response = clients[i].post("/api/v1/patients", data=json.dumps(BODY), content_type="application/json",
-                                       headers=key("race-key"))
-            results[i] = (response.status_code, response.content, response.headers.get("Idempotent-Replayed"))
-        except Exception as exc:  # surfaced by the assertions below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-
+    results = race(threads_n, post)
     assert all(isinstance(r, tuple) for r in results), results
     assert {(status, body) for status, body, _ in results} == {(201, results[0][1])}
     assert sorted(r[2] or "" for r in results) == [""] + ["true"] * (threads_n - 1)

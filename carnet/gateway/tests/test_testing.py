@@ -1,10 +1,10 @@
 """The built-in test gateway: each test card, card validation, idempotent charges and refunds."""
 
 import datetime as dt
-import threading
 
 import pytest
-from django.db import connection
+
+from carnet.conftest import race
 
 from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
@@ -254,31 +254,11 @@ def test_carnet_gateway_setting_picks_the_gateway(settings):
 # ---------------------------------------------------------------- races
 
 
-def _race(n, work):
-    barrier, results = threading.Barrier(n), [None] * n
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=10)
-            results[i] = work(i)
-        except Exception as exc:  # checked by the caller
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
 @pytest.mark.race
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_retries_with_one_key_charge_once():
     token = store().token
-    results = _race(6, lambda i: charge(token, key="race-key"))
+    results = race(6, lambda i: charge(token, key="race-key"))
     assert all(isinstance(r, ChargeResult) for r in results), results
     assert len({r.charge_id for r in results}) == 1
     assert TestGatewayCharge.objects.count() == 1
@@ -288,7 +268,7 @@ def test_concurrent_retries_with_one_key_charge_once():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_refunds_never_exceed_the_charge():
     done = charge(store().token, amount=10000)
-    results = _race(6, lambda i: refund(done.charge_id, 3000, f"race-r-{i}"))
+    results = race(6, lambda i: refund(done.charge_id, 3000, f"race-r-{i}"))
     assert sum(not isinstance(r, Exception) for r in results) == 3
     assert all(isinstance(r, ValidationFailed) for r in results if isinstance(r, Exception)), results
     assert TestGatewayCharge.objects.get().refunded_minor == 9000
