@@ -2,13 +2,12 @@
 
 from zoneinfo import available_timezones
 
-from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 
-from carnet.core.errors import CarnetError, NotAllowed
+from carnet.core.errors import NotAllowed
 from carnet.core.permissions import Action, can, require
-from carnet.staff.decorators import apply_errors, not_allowed, staff_required
+from carnet.staff.decorators import not_allowed, save_form, staff_required
 
 from .forms import form_for
 from .models import Clinic, Location
@@ -76,16 +75,12 @@ def setup_edit_view(request, kind: str, pk: int | None = None):
     obj = setup_get(kind, pk) if pk else model()
     Form = form_for(model)
     form = Form(request.POST or None, instance=obj)
-    if request.method == "POST" and form.is_valid():
-        try:
-            saved = setup_save(actor=request.user, obj=obj, data=form.cleaned_data)
-        except NotAllowed as exc:
-            return not_allowed(request, exc.message)
-        except CarnetError as exc:
-            apply_errors(form, exc)
-        else:
-            messages.success(request, f"Saved {model._meta.verbose_name} “{saved}”.")
-            return redirect("clinic:setup_list", kind=kind)
+    saved, denied = save_form(request, form, lambda data: setup_save(actor=request.user, obj=obj, data=data),
+                              success=lambda s: f"Saved {model._meta.verbose_name} “{s}”.")
+    if denied:
+        return denied
+    if saved:
+        return redirect("clinic:setup_list", kind=kind)
     return render(request, "clinic/setup_form.html", {
         "kind": kind, "names": model._meta, "form": form, "obj": obj, "time_zones": sorted(available_timezones()),
     })
@@ -95,16 +90,12 @@ def setup_edit_view(request, kind: str, pk: int | None = None):
 def clinic_settings_view(request):
     clinic = clinic_get()
     form = form_for(Clinic)(request.POST or None, instance=clinic)
-    if request.method == "POST" and form.is_valid():
-        try:
-            clinic_update(actor=request.user, data=form.cleaned_data)
-        except NotAllowed as exc:
-            return not_allowed(request, exc.message)
-        except CarnetError as exc:
-            apply_errors(form, exc)
-        else:
-            messages.success(request, "Clinic settings saved.")
-            return redirect("clinic:settings")
+    saved, denied = save_form(request, form, lambda data: clinic_update(actor=request.user, data=data),
+                              success=lambda _: "Clinic settings saved.")
+    if denied:
+        return denied
+    if saved:
+        return redirect("clinic:settings")
     return render(request, "clinic/setup_form.html", {
         "kind": "clinic", "names": Clinic._meta, "form": form, "obj": clinic, "time_zones": sorted(available_timezones()),
     })

@@ -4,29 +4,13 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.permissions import Action, can
-from carnet.staff.decorators import apply_errors, not_allowed, run_action, staff_required
+from carnet.staff.decorators import run_action, save_form, staff_required
 
 from . import selectors, services
 from .forms import (CommissionRateForm, FamilyLinkForm, PatientForm, PortalLoginForm, ShiftForm,
                     StaffCreateForm, StaffEditForm)
 from .models import FamilyLink, Shift
-
-
-def _save_form(request, form, save, *, success):
-    """Run `save` on a valid form; domain errors land on the form. Returns (result, response)."""
-    if request.method != "POST" or not form.is_valid():
-        return None, None
-    try:
-        result = save(form.cleaned_data)
-    except NotAllowed as exc:
-        return None, not_allowed(request, exc.message)
-    except CarnetError as exc:
-        apply_errors(form, exc)
-        return None, None
-    messages.success(request, success(result))
-    return result, None
 
 
 @staff_required(Action.PATIENT_VIEW)
@@ -47,7 +31,7 @@ def patient_edit(request, pk: int | None = None):
             return services.patient_update(actor=request.user, patient=patient, data=data)
         return services.patient_create(actor=request.user, data=data)
 
-    saved, denied = _save_form(request, form, save, success=lambda p: f"Saved {p.full_name}.")
+    saved, denied = save_form(request, form, save, success=lambda p: f"Saved {p.full_name}.")
     if denied:
         return denied
     if saved:
@@ -118,7 +102,7 @@ def staff_list(request):
 @staff_required(Action.STAFF_MANAGE)
 def staff_new(request):
     form = StaffCreateForm(request.POST or None)
-    saved, denied = _save_form(request, form, lambda d: services.staff_create(actor=request.user, **d),
+    saved, denied = save_form(request, form, lambda d: services.staff_create(actor=request.user, **d),
                                success=lambda s: f"Added {s.display_name}.")
     if denied:
         return denied
@@ -131,7 +115,7 @@ def staff_new(request):
 def staff_edit(request, pk: int):
     member = selectors.staff_get(pk)
     form = StaffEditForm(request.POST or None, instance=member)
-    saved, denied = _save_form(request, form,
+    saved, denied = save_form(request, form,
                                lambda d: services.staff_update(actor=request.user, staff=member, data=dict(d)),
                                success=lambda s: f"Saved {s.display_name}.")
     if denied:

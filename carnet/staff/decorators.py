@@ -59,3 +59,21 @@ def run_action(request, fn, *, success: str | None = None):
     if success:
         messages.success(request, success)
     return result, None
+
+
+def save_form(request, form, save, *, success):
+    """Run `save(cleaned_data)` on a valid POSTed form; domain errors land on the form.
+
+    Returns (result, response): a response only when the page must be replaced (not allowed).
+    """
+    if request.method != "POST" or not form.is_valid():
+        return None, None
+    try:
+        result = save(form.cleaned_data)
+    except NotAllowed as exc:
+        return None, not_allowed(request, exc.message)
+    except CarnetError as exc:
+        apply_errors(form, exc)
+        return None, None
+    messages.success(request, success(result))
+    return result, None

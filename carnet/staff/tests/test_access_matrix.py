@@ -53,7 +53,7 @@ def api_routes(w):
     ]
     for kind, (body, manage) in SETUP_KINDS.items():
         routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
-                   (f"get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
+                   ("get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
     return routes
 
 
@@ -188,9 +188,43 @@ def _page_routes():
     return out
 
 
-def test_every_staff_page_declares_its_action():
-    for name, pattern in _page_routes():
-        assert hasattr(pattern.callback, "required_action"), f"{name} has no staff_required(...)"
+# What each staff page must require, written out so a wrong decorator is caught too.
+PAGE_ACTIONS = {
+    "staff:dashboard": A.DASHBOARD_VIEW, "staff:activity": A.ACTIVITY_LOG_VIEW,
+    "staff:tokens": A.API_TOKEN_OWN, "staff:token_revoke": A.API_TOKEN_OWN,
+    "clinic:settings": A.SETUP_VIEW, "clinic:clinic_settings": A.CLINIC_SETTINGS,
+    "clinic:setup_list": A.SETUP_VIEW, "clinic:setup_new": A.SETUP_MANAGE, "clinic:setup_edit": A.SETUP_MANAGE,
+    "people:patients": A.PATIENT_VIEW, "people:patient": A.PATIENT_VIEW,
+    "people:patient_new": A.PATIENT_EDIT, "people:patient_edit": A.PATIENT_EDIT,
+    "people:family_add": A.PATIENT_EDIT, "people:family_remove": A.PATIENT_EDIT, "people:portal_login": A.PATIENT_EDIT,
+    "people:staff": A.STAFF_VIEW, "people:staff_new": A.STAFF_MANAGE, "people:staff_edit": A.STAFF_MANAGE,
+    "people:shift_add": A.STAFF_MANAGE, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
+}
+
+
+def test_every_staff_page_declares_the_expected_action():
+    pages = dict(_page_routes())
+    assert set(pages) == set(PAGE_ACTIONS), "staff pages and the matrix differ"
+    for name, pattern in pages.items():
+        assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
+
+
+POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke"}
+
+
+def _page_arg(world, name: str, arg: str):
+    """The sample value for one URL argument of a page."""
+    if arg == "kind":
+        return "treatments"
+    if arg in ("link_pk", "shift_pk"):
+        return world.ids[arg.removesuffix("_pk")]
+    if name == "staff:token_revoke":
+        return world.ids["own_token"]
+    if name.startswith(("people:patient", "people:family", "people:portal")):
+        return world.ids["patient"]
+    if name.startswith("people:"):
+        return world.ids["staff"]
+    return world.ids["treatments"]
 
 
 @pytest.mark.parametrize("level,billing", LEVELS, ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS])
@@ -201,13 +235,10 @@ def test_page_matrix(world, client, level, billing):
     client.force_login(staff.user)
     for name, pattern in _page_routes():
         world.fresh(staff)
-        kwargs = {k: world.ids[{"pk": "patient" if name.startswith("people:patient") or name.startswith("people:family") or name.startswith("people:portal") else "staff" if name.startswith("people:") else "own_token" if name == "staff:token_revoke" else "treatments", "link_pk": "link", "shift_pk": "shift"}[k]] if k != "kind" else "treatments"
-                  for k in pattern.pattern.converters}
-        url = reverse(name, kwargs=kwargs)
-        post_only = "POST" in str(getattr(pattern.callback, "__wrapped__", None)) or name.split(":")[1] in {
-            "family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke"}
+        url = reverse(name, kwargs={k: _page_arg(world, name, k) for k in pattern.pattern.converters})
+        post_only = name.split(":")[1] in POST_ONLY_PAGES
         response = client.post(url) if post_only else client.get(url)
-        expected = allows(level, billing, pattern.callback.required_action)
+        expected = allows(level, billing, PAGE_ACTIONS[name])
         where = f"{url} as {level.label} billing={billing}"
         assert response.status_code < 500, where
         if expected:

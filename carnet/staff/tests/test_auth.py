@@ -65,7 +65,8 @@ def test_patients_cannot_use_the_staff_door_and_staff_cannot_use_the_portal_door
 
 def test_portal_shows_only_own_family(client):
     patient = _portal_patient()
-    child, stranger = make_patient(first_name="Kiddo"), make_patient(first_name="Stranger")
+    child = make_patient(first_name="Kiddo")
+    make_patient(first_name="Stranger")
     from carnet.people.services import family_link_add
 
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
