@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test install browser serve bench clean
+.PHONY: demo test install browser system-deps serve bench clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,13 +23,23 @@ install: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-demo: install
-	mkdir -p var
+# WeasyPrint (receipts and statements as PDF) needs Debian's pango and harfbuzz, and a font.
+system-deps:
+	@(ldconfig -p | grep -q libpango-1.0 && ldconfig -p | grep -q libharfbuzz-subset && fc-list 2>/dev/null | grep -q .) \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-dejavu-core >/dev/null)
+
+# The email worker runs in the background while runserver is up, and stops with it; demo mail
+# (receipts, Pay Balance requests) lands as files in var/mail/.
+demo: install system-deps
+	mkdir -p var/mail
 	$(BIN)/python manage.py migrate --no-input -v 0
 	$(BIN)/python manage.py demo_load
-	$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+	$(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	  $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
 
-test: install browser
+test: install browser system-deps
 	mkdir -p var
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -89,8 +89,10 @@ def _unexpected(request, exc):
                             "Something went wrong on our side; nothing was changed. Please try again.")
 
 
+from carnet.billing.api import router as billing_router  # noqa: E402
 from carnet.clinic.api import router as clinic_router  # noqa: E402
 from carnet.people.api import router as people_router  # noqa: E402
 
 api.add_router("/", clinic_router)
 api.add_router("/", people_router)
+api.add_router("/", billing_router)

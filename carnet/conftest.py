@@ -17,6 +17,20 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(autouse=True)
+def _fresh_currency_cache():
+    from carnet.clinic.selectors import forget_clinic_currency
+
+    forget_clinic_currency()  # test databases are reset without signals
+
+
+@pytest.fixture(autouse=True)
+def _mail_sent_at_once(settings):
+    # Queued email runs as soon as it is enqueued (still only after commit) into mail.outbox.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture(autouse=True)
 def _fast_hashing(settings):
     # argon2 is the real hasher (tested in test_auth); tests elsewhere use a fast one.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

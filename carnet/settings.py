@@ -3,6 +3,7 @@
 DATABASE_URL   sqlite:///var/carnet.sqlite3 (default) or postgres://user@host:5432/name
 SECRET_KEY     required when DEBUG is off outside demo/test
 SESSION_IDLE_MINUTES  staff and patient sessions end after this much inactivity (default 30)
+EMAIL_HOST     an SMTP server turns on real email (see "Email" below); without it mail lands in var/mail/
 """
 
 import os
@@ -30,6 +31,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "django_tasks",
+    "django_tasks_db",
     "carnet.core",
     "carnet.ledger",
     "carnet.clinic",
@@ -71,6 +74,7 @@ TEMPLATES = [
                 "carnet.core.context_processors.carnet",
                 "carnet.core.context_processors.allowed",
             ],
+            "builtins": ["carnet.core.templatetags.carnet"],
         },
     },
 ]
@@ -151,3 +155,28 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
+
+# ---------------------------------------------------------------- Email and background tasks
+# Every email is queued after the database commit (carnet/core/mail.py) and sent by the
+# worker: `manage.py db_worker`. With EMAIL_HOST set, mail goes out by SMTP; without it (demo,
+# development) each message is written as a file under var/mail/. EMAIL_BACKEND overrides both.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", not _env_bool("EMAIL_USE_SSL", False))
+EMAIL_USE_SSL = _env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+    else "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Carnet <no-reply@carnet.invalid>")
+
+# The database queue (django-tasks-db); tests switch to the ImmediateBackend (carnet/conftest.py).
+TASKS = {"default": {"BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend")}}
+
+# Absolute links in emails (the Pay Balance link). Empty: taken from the staff member's request.
+SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
+# How long a Pay Balance link works.
+PAY_BALANCE_LINK_DAYS = int(os.environ.get("PAY_BALANCE_LINK_DAYS", "7"))

@@ -14,5 +14,6 @@ urlpatterns = [
     path("", include("carnet.staff.urls")),
     path("", include("carnet.clinic.urls")),
     path("", include("carnet.people.urls")),
+    path("", include("carnet.billing.urls")),
     path("portal/", include("carnet.portal.urls")),
 ]

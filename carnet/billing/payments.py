@@ -7,20 +7,23 @@ refund takes it out of credit and cash.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
+from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 
 from .locks import lock_invoices, lock_payment, lock_payments
 from .models import Allocation, Invoice, Payment, Refund
+from .selectors import open_invoices
 
 UNAPPLY_OLD_AFTER = timedelta(hours=24)
 
@@ -96,26 +99,35 @@ def payment_receive(*, actor, patient, method: str, amount_minor: int, reference
         charge_id = _charge_card(patient=patient, card=card, amount=amount_minor,
                                  key=idempotency_key or f"payment-{uuid.uuid4()}")
     with transaction.atomic():
-        invoices = lock_invoices([inv.pk for inv, _ in allocations])
-        now = clock.now()
-        payment = Payment.objects.create(
-            patient=patient, method=method, amount_minor=amount_minor, received_at=received_at or now,
-            reference=reference[:120], gateway_charge_id=charge_id, card=card if charge_id else None,
-            created_by=actor if getattr(actor, "is_authenticated", False) else None,
-        )
-        transaction_post(kind="payment_received", source=payment, at=now, memo=str(payment), lines=[
-            Line(accounts.cash(method), debit=amount_minor),
-            Line(accounts.PATIENT_CREDIT, credit=amount_minor, patient_id=patient.pk),
-        ])
-        activity.record(actor=actor, verb="received", obj=payment, after=activity.snapshot(payment))
-        try:
-            with transaction.atomic():
-                for invoice, amount in allocations:
-                    _apply(payment=payment, invoice=invoices[invoice.pk], amount=amount)
-        except CarnetError:
-            if not charge_id:
-                raise
-            payment.refresh_from_db()  # charged: keep the money as credit rather than lose the record
+        return _record_payment(actor=actor, verb="received", patient=patient, method=method,
+                               amount_minor=amount_minor, reference=reference, allocations=allocations,
+                               charge_id=charge_id, card=card, received_at=received_at)
+
+
+def _record_payment(*, actor, verb: str, patient, method: str, amount_minor: int, reference: str,
+                    allocations, charge_id: str, card=None, received_at=None) -> Payment:
+    """Inside the caller's transaction: the payment, its ledger posting and log row, then its
+    allocations. Shared by payment_receive (staff) and balance_pay_online (the patient)."""
+    invoices = lock_invoices([inv.pk for inv, _ in allocations])
+    now = clock.now()
+    payment = Payment.objects.create(
+        patient=patient, method=method, amount_minor=amount_minor, received_at=received_at or now,
+        reference=reference[:120], gateway_charge_id=charge_id, card=card if charge_id else None,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    transaction_post(kind="payment_received", source=payment, at=now, memo=str(payment), lines=[
+        Line(accounts.cash(method), debit=amount_minor),
+        Line(accounts.PATIENT_CREDIT, credit=amount_minor, patient_id=patient.pk),
+    ])
+    activity.record(actor=actor, verb=verb, obj=payment, after=activity.snapshot(payment))
+    try:
+        with transaction.atomic():
+            for invoice, amount in allocations:
+                _apply(payment=payment, invoice=invoices[invoice.pk], amount=amount)
+    except CarnetError:
+        if not charge_id:
+            raise
+        payment.refresh_from_db()  # charged: keep the money as credit rather than lose the record
     return payment
 
 
@@ -214,3 +226,93 @@ def payment_refund(*, actor, payment: Payment, amount_minor: int, method: str | 
     ])
     activity.record(actor=actor, verb="refunded", obj=refund, after=activity.snapshot(refund))
     return refund
+
+
+# ---------------------------------------------------------------- paying online (Pay Balance link)
+# One IdempotencyRecord per form submission key holds the attempt: while PENDING, the gateway
+# token, amount and invoices of the first try (so a retry charges the same card, for the same
+# amount, under the same gateway key: the gateway charges once); once RECORDED, the payment id.
+_PENDING, _RECORDED = 0, 201
+
+
+def _attempt_get(scope: str, key: str) -> dict | None:
+    record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+    return None if record is None else json.loads(bytes(record.body))
+
+
+def _attempt_claim(scope: str, key: str, attempt: dict) -> dict:
+    """Claim the key for this attempt; if a twin submission claimed it first, the twin's attempt."""
+    for _ in range(3):  # the twin's claim may vanish again if its card is declined meanwhile
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=_PENDING,
+                                                 content_type="application/json", created_at=clock.now(),
+                                                 body=json.dumps(attempt).encode())
+            return attempt
+        except IntegrityError:
+            twin = _attempt_get(scope, key)
+            if twin is not None:
+                return twin
+    raise Conflict("This payment is already being processed. Wait a moment, then reload the page.",
+                   code="payment_in_progress")
+
+
+def balance_pay_online(*, patient, card_number: str, exp_month: int, exp_year: int, cvc: str, holder: str,
+                       idempotency_key: str) -> Payment:
+    """The patient pays their whole outstanding balance by card, from a Pay Balance link (SPEC 3.3).
+
+    The one payment made by the patient rather than staff, so there is no staff access check: it
+    can pay only this patient's own open invoices, oldest first, for exactly what is outstanding.
+    A double submit or retry with the same key charges once and returns the same payment. A
+    declined card frees the key (nothing was charged) so the patient can correct it; a network
+    error keeps it, so the retry asks the gateway about the same charge.
+    """
+    key = (idempotency_key or "").strip()
+    if not 1 <= len(key) <= 100:
+        raise ValidationFailed("This payment form is missing its key; reload the page and try again.",
+                               fields={"form_key": ["Missing."]})
+    holder = (holder or "").strip()
+    if not holder or len(holder) > 120:
+        raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
+                               fields={"holder": ["Enter the name on the card."]})
+    from carnet.gateway.base import get_gateway
+    from carnet.gateway.models import BRAND_LABELS
+    from carnet.gateway.services import PaymentFailed, card_charge
+
+    from .emails import balance_paid_email
+
+    scope = f"pay-balance:{patient.pk}"
+    attempt = _attempt_get(scope, key)
+    if attempt is None:
+        invoices = list(open_invoices(patient))
+        amount = sum(i.balance_minor for i in invoices)
+        if amount <= 0:
+            raise Conflict("There is nothing to pay: your balance is zero.", code="nothing_owing")
+        stored = get_gateway().store_card(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
+                                          holder=holder)  # a bad number, expiry or CVC stops here
+        card = f"{BRAND_LABELS.get(stored.brand, 'Card')} •••• {stored.last4}"
+        attempt = _attempt_claim(scope, key, {"token": stored.token, "amount": amount, "card": card, "payment": None,
+                                              "invoices": [[i.pk, i.balance_minor] for i in invoices]})
+    if attempt["payment"]:
+        return Payment.objects.get(pk=attempt["payment"])
+    try:
+        charge_id = card_charge(card_or_token=attempt["token"], amount_minor=attempt["amount"],
+                                currency=clinic_get().currency,
+                                idempotency_key=f"pay-balance-{patient.pk}-{key}").charge_id
+    except PaymentFailed:
+        IdempotencyRecord.objects.filter(scope=scope, key=key, status_code=_PENDING).delete()
+        raise
+    with transaction.atomic():
+        # The conditional update lets exactly one of two racing twins record the charge.
+        if not IdempotencyRecord.objects.filter(scope=scope, key=key, status_code=_PENDING).update(
+                status_code=_RECORDED):
+            return Payment.objects.get(pk=_attempt_get(scope, key)["payment"])
+        invoices = Invoice.objects.in_bulk([pk for pk, _ in attempt["invoices"]])
+        payment = _record_payment(
+            actor=None, verb="paid_online", patient=patient, method=Payment.Method.CARD_GATEWAY,
+            amount_minor=attempt["amount"], reference=f"Pay Balance link, {attempt['card']}",
+            allocations=[(invoices[pk], amount) for pk, amount in attempt["invoices"]], charge_id=charge_id)
+        IdempotencyRecord.objects.filter(scope=scope, key=key).update(
+            body=json.dumps({"payment": payment.pk}).encode())  # the token is no longer kept
+        balance_paid_email(payment=payment)
+    return payment

@@ -22,6 +22,22 @@ def clinic_get() -> Clinic:
     return clinic
 
 
+_currency: str | None = None
+
+
+def clinic_currency() -> str:
+    """The clinic's currency, read once per process (pages format many amounts)."""
+    global _currency
+    if _currency is None:
+        _currency = clinic_get().currency
+    return _currency
+
+
+def forget_clinic_currency(**kwargs) -> None:
+    global _currency
+    _currency = None
+
+
 def setup_list(kind: str) -> QuerySet:
     model = SETUP_MODELS[kind]
     qs = model.objects.all()

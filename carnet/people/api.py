@@ -121,22 +121,9 @@ def patient_create(request, payload: s.PatientIn):
     return Status(201, services.patient_create(actor=request.auth, data=payload.dict()))
 
 
-def _visible_patient(request, pk: int):
-    """Staff who may look up patients see any; a patient sees only themself and dependants."""
-    patient = selectors.patient_get(pk) if staff_of(request.auth) else None
-    if patient is not None:
-        require(request.auth, Action.PATIENT_VIEW)
-        return patient
-    own = getattr(request.auth, "patient", None)
-    if own is not None and any(p.pk == pk for p in selectors.patients_managed_by(own)):
-        return selectors.patient_get(pk)
-    # Same answer whether or not the id exists: no probing other patients' ids.
-    raise NotFound(f"No patient with id {pk}.")
-
-
 @router.get("/patients/{pk}", response=s.PatientOut, tags=["patients"], operation_id="patient_read")
 def patient_read(request, pk: int):
-    return _visible_patient(request, pk)
+    return selectors.patient_for(request.auth, pk, action=Action.PATIENT_VIEW)
 
 
 @router.patch("/patients/{pk}", response=s.PatientOut, tags=["patients"], operation_id="patient_update")
@@ -147,7 +134,7 @@ def patient_update(request, pk: int, payload: PatchDict[s.PatientIn]):
 
 @router.get("/patients/{pk}/family", response=list[s.FamilyLinkOut], tags=["patients"], operation_id="family_list")
 def family(request, pk: int):
-    patient = _visible_patient(request, pk)
+    patient = selectors.patient_for(request.auth, pk, action=Action.PATIENT_VIEW)
     return [{"id": link.pk, "relation": label, "relative_id": other.pk, "relative_name": other.full_name}
             for label, other, link in selectors.patient_family(patient)]
 

@@ -1,6 +1,7 @@
 from django.db.models import Q, QuerySet
 
 from carnet.core.errors import NotFound
+from carnet.core.permissions import Action, require, staff_of
 
 from .models import FamilyLink, Patient, StaffMember, digits
 
@@ -22,6 +23,18 @@ def patient_get(pk: int) -> Patient:
     if patient is None:
         raise NotFound(f"No patient with id {pk}.")
     return patient
+
+
+def patient_for(actor, pk: int, *, action: Action) -> Patient:
+    """The patient `actor` may see: staff allowed `action` see any; a patient only themself and
+    their dependants. Anything else is "not found", so ids cannot be probed."""
+    if staff_of(actor) is not None:
+        require(actor, action)
+        return patient_get(pk)
+    own = getattr(actor, "patient", None)
+    if own is not None and any(p.pk == pk for p in patients_managed_by(own)):
+        return patient_get(pk)
+    raise NotFound(f"No patient with id {pk}.")
 
 
 def patient_family(patient: Patient) -> list[tuple[str, Patient, FamilyLink]]:

@@ -6,4 +6,8 @@ app_name = "portal"
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.portal_login, name="login"),
+    path("receipts/<int:pk>.pdf", views.receipt_pdf, name="receipt_pdf"),
+    # Public: the signed token in the link is the patient's only credential.
+    path("pay/<str:token>/", views.pay_balance, name="pay_balance"),
+    path("pay/<str:token>/paid/<int:payment_pk>/", views.pay_balance_paid, name="pay_balance_paid"),
 ]

@@ -5,9 +5,20 @@ from functools import wraps
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from carnet.billing import documents, emails
+from carnet.billing.document_views import pdf_response
+from carnet.billing.models import Invoice, Payment
+from carnet.billing.payments import balance_pay_online
+from carnet.billing.selectors import amount_owing, open_invoices
 from carnet.clinic.selectors import clinic_get
+from carnet.core.errors import CarnetError, NotFound
+from carnet.core.idempotency import new_form_key
+from carnet.gateway.services import PaymentFailed
 from carnet.people.selectors import patient_family, patients_managed_by
+from carnet.staff.decorators import apply_errors
 from carnet.staff.views import login_view
+
+from .forms import PayBalanceForm
 
 
 def patient_required(view):
@@ -30,4 +41,76 @@ def home(request, patient):
     return render(request, "portal/home.html", {
         "patient": patient, "clinic": clinic_get(),
         "family": patient_family(patient), "dependants": patients_managed_by(patient)[1:],
+        "invoices": Invoice.objects.filter(patient__in=patients_managed_by(patient), deleted_at__isnull=True)
+        .select_related("patient").order_by("-invoice_date", "-number")[:50],
+        "owing": clinic_get().money(amount_owing(patient)), "pay_token": emails.pay_link_token(patient),
+    })
+
+
+@patient_required
+def receipt_pdf(request, patient, pk: int):
+    """A receipt of the patient's own, or a dependant's; any other invoice is "not found"."""
+    invoice = Invoice.objects.filter(pk=pk, patient__in=patients_managed_by(patient), deleted_at__isnull=True).first()
+    if invoice is None:
+        raise NotFound(f"No receipt with id {pk}.")
+    return pdf_response(documents.receipt_pdf(invoice), documents.receipt_filename(invoice))
+
+
+# ---------------------------------------------------------------- Pay Balance link (public, signed)
+
+
+def _link_patient(request, token: str):
+    """(patient, None), or (None, the page explaining why the link does not work)."""
+    try:
+        return emails.pay_link_patient(token), None
+    except (emails.PayLinkInvalid, emails.PayLinkExpired) as exc:
+        return None, render(request, "portal/pay_link_invalid.html",
+                            {"clinic": clinic_get(), "message": exc.message, "expired": exc.status == 410},
+                            status=exc.status)
+
+
+def _declined_sentence(exc: PaymentFailed) -> str:
+    # The gateway's own first sentence (the reason), then what the patient can do on this page.
+    reason = exc.message.split(". ")[0].rstrip(".")
+    return f"{reason}. Nothing was charged. Please try another card, or contact the clinic."
+
+
+def pay_balance(request, token: str):
+    patient, invalid = _link_patient(request, token)
+    if invalid:
+        return invalid
+    form = PayBalanceForm(request.POST or None, initial={"form_key": new_form_key()})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            payment = balance_pay_online(
+                patient=patient, card_number=data["number"], exp_month=data["exp_month"],
+                exp_year=data["exp_year"], cvc=data["cvc"], holder=data["holder"], idempotency_key=data["form_key"])
+        except PaymentFailed as exc:
+            form.add_error(None, _declined_sentence(exc))
+        except CarnetError as exc:
+            apply_errors(form, exc)
+        else:
+            return redirect("portal:pay_balance_paid", token=token, payment_pk=payment.pk)
+    clinic = clinic_get()
+    invoices = list(open_invoices(patient))
+    return render(request, "portal/pay_balance.html", {
+        "clinic": clinic, "patient": patient, "form": form,
+        "invoices": [(documents.invoice_number(i, clinic), i, clinic.money(i.balance_minor)) for i in invoices],
+        "owing": clinic.money(sum(i.balance_minor for i in invoices)),
+    })
+
+
+def pay_balance_paid(request, token: str, payment_pk: int):
+    patient, invalid = _link_patient(request, token)
+    if invalid:
+        return invalid
+    payment = Payment.objects.filter(pk=payment_pk, patient=patient).first()
+    if payment is None:
+        raise NotFound("No such payment.")
+    clinic = clinic_get()
+    paid = Invoice.objects.filter(allocations__payment=payment, allocations__unapplied_at__isnull=True).distinct()
+    return render(request, "portal/pay_balance_paid.html", {
+        "clinic": clinic, "patient": patient, "payment": payment, "amount": clinic.money(payment.amount_minor),
+        "numbers": [documents.invoice_number(i, clinic) for i in paid.order_by("number")],
     })

@@ -51,6 +51,25 @@ def api_routes(w):
         ("delete", "/family-links/{link}", A.PATIENT_EDIT, None),
         ("post", "/patients/{patient}/portal-login", A.PATIENT_EDIT, {"password": "a long enough password"}),
     ]
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123", "holder": "P"}
+    routes += [
+        ("get", "/patients/{patient}/account", A.INVOICE_VIEW, None),
+        ("get", "/patients/{patient}/invoices", A.INVOICE_VIEW, None),
+        ("post", "/invoices", A.SELL, {"patient_id": "{patient}", "lines": [
+            {"description": "Towel", "unit_price_minor": 100, "income_category_id": "{category}"}]}),
+        ("get", "/invoices/{invoice}", A.INVOICE_VIEW, None),
+        ("delete", "/invoices/{open_invoice}", A.INVOICE_DELETE, None),
+        ("get", "/patients/{patient}/payments", A.INVOICE_VIEW, None),
+        ("post", "/payments", A.PAYMENT_TAKE, {"patient_id": "{patient}", "method": "cash", "amount_minor": 500}),
+        ("get", "/payments/{payment}", A.INVOICE_VIEW, None),
+        ("post", "/payments/{payment}/apply", A.PAYMENT_TAKE, {"invoice_id": "{open_invoice}", "amount_minor": 100}),
+        ("post", "/patients/{patient}/credit/apply", A.PAYMENT_TAKE, {"invoice_id": "{open_invoice}"}),
+        ("post", "/allocations/{allocation}/unapply", A.PAYMENT_UNAPPLY, None),
+        ("post", "/payments/{payment}/refunds", A.REFUND, {"amount_minor": 100}),
+        ("get", "/patients/{patient}/cards", A.INVOICE_VIEW, None),
+        ("post", "/patients/{patient}/cards", A.PAYMENT_TAKE, card),
+        ("delete", "/cards/{card}", A.PAYMENT_TAKE, None),
+    ]
     for kind, (body, manage) in SETUP_KINDS.items():
         routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
                    ("get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
@@ -72,9 +91,11 @@ class World:
             "taxes": catalog["tax"].pk, "treatments": catalog["treatment"].pk,
         }
 
-    def fresh(self, actor_staff):
+    def fresh(self, actor_staff, needs: str = ""):
         """Per-call objects a delete may consume, and a token owned by the acting staff member."""
         self.n += 1
+        if any(word in needs for word in ("invoice", "payment", "allocation", "card", "billing")):
+            self._billing()
         from datetime import time
 
         from carnet.people.services import token_digest
@@ -90,7 +111,25 @@ class World:
         self.ids.setdefault("products", None)
         self.ids.setdefault("own_token", 0)
 
+    def _billing(self):
+        """A paid invoice (with its payment and allocation), an open invoice, and a card."""
+        from carnet.billing.payments import payment_receive
+        from carnet.billing.tests.factories import manual_invoice
+        from carnet.gateway.services import card_store
+
+        owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
+        category = type("C", (), {"pk": self.ids["category"]})
+        paid = manual_invoice(owner, self.patient, 1000, category=category)
+        self.ids["open_invoice"] = manual_invoice(owner, self.patient, 1000, category=category).pk
+        payment = payment_receive(actor=owner.user, patient=self.patient, method="cash", amount_minor=2000,
+                                  allocations=[(paid, 1000)])
+        self.ids.update(invoice=paid.pk, payment=payment.pk, allocation=payment.allocations.get().pk)
+        self.ids["card"] = card_store(actor=owner.user, patient=self.patient, number="4242424242424242",
+                                      exp_month=12, exp_year=2099, cvc="123", holder="P").pk
+
     def fill(self, value):
+        if isinstance(value, list):
+            return [self.fill(v) for v in value]
         if isinstance(value, dict):
             return {k: self.fill(v) for k, v in value.items()}
         if isinstance(value, str):
@@ -118,7 +157,7 @@ def test_api_matrix(world, level, billing):
     staff = make_staff(level, billing=billing)
     api = Api(staff.user)
     for method, path, action, body in api_routes(world):
-        world.fresh(staff)
+        world.fresh(staff, needs=path + str(body))
         url = world.fill(path)
         response = getattr(api, method)(url, world.fill(body)) if method != "get" else api.get(url)
         expected = True if action is None else allows(level, billing, action)
@@ -133,7 +172,7 @@ def test_api_matrix(world, level, billing):
 
 def test_every_api_operation_is_in_the_matrix(world):
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
-    world.fresh(owner)
+    world.fresh(owner, needs="billing")
     api = Api(owner.user)
     spec = api.get("/openapi.json").json()
     declared = {(m, p) for p, ops in spec["paths"].items() for m in ops}
@@ -156,7 +195,7 @@ def test_api_anonymous_and_patient(world):
     me.refresh_from_db()
     anonymous, as_patient = Api(), Api(me.user)
     for method, path, action, body in api_routes(world):
-        world.fresh(None)
+        world.fresh(None, needs=path + str(body))
         url = world.fill(path)
         anon = getattr(anonymous, method)(url, world.fill(body)) if method != "get" else anonymous.get(url)
         assert anon.status_code == 401, f"anonymous {method} {url}: {anon.status_code}"
@@ -170,7 +209,9 @@ def test_api_anonymous_and_patient(world):
 
 def _page_routes():
     """Every named staff page (app:name, view) except the public ones."""
-    public = {"staff:login", "staff:logout", "portal:login", "portal:home"}
+    # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
+    public = {"staff:login", "staff:logout", "portal:login", "portal:home",
+              "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid"}
     out = []
 
     def walk(patterns, ns=None):
@@ -199,6 +240,13 @@ PAGE_ACTIONS = {
     "people:family_add": A.PATIENT_EDIT, "people:family_remove": A.PATIENT_EDIT, "people:portal_login": A.PATIENT_EDIT,
     "people:staff": A.STAFF_VIEW, "people:staff_new": A.STAFF_MANAGE, "people:staff_edit": A.STAFF_MANAGE,
     "people:shift_add": A.STAFF_MANAGE, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
+    "billing:tab": A.INVOICE_VIEW, "billing:purchase_new": A.SELL, "billing:payment_new": A.PAYMENT_TAKE,
+    "billing:credit_apply": A.PAYMENT_TAKE, "billing:invoice_delete": A.INVOICE_DELETE,
+    "billing:unapply": A.PAYMENT_UNAPPLY, "billing:refund": A.REFUND,
+    "billing:card_new": A.PAYMENT_TAKE, "billing:card_remove": A.PAYMENT_TAKE,
+    "billing:receipt": A.INVOICE_VIEW, "billing:receipt_pdf": A.INVOICE_VIEW, "billing:receipt_email": A.INVOICE_VIEW,
+    "billing:statement": A.INVOICE_VIEW, "billing:statement_pdf": A.INVOICE_VIEW,
+    "billing:pay_balance_request": A.PAYMENT_TAKE,
 }
 
 
@@ -209,18 +257,24 @@ def test_every_staff_page_declares_the_expected_action():
         assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
 
 
-POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke"}
+POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke",
+                   "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
+                   "receipt_email", "pay_balance_request"}
+PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
+             "payment_pk": "payment", "card_pk": "card"}
 
 
 def _page_arg(world, name: str, arg: str):
     """The sample value for one URL argument of a page."""
     if arg == "kind":
         return "treatments"
-    if arg in ("link_pk", "shift_pk"):
-        return world.ids[arg.removesuffix("_pk")]
+    if arg in PAGE_ARGS:
+        return world.ids[PAGE_ARGS[arg]]
     if name == "staff:token_revoke":
         return world.ids["own_token"]
-    if name.startswith(("people:patient", "people:family", "people:portal")):
+    if name.startswith("billing:receipt"):
+        return world.ids["invoice"]
+    if name.startswith(("people:patient", "people:family", "people:portal", "billing:")):
         return world.ids["patient"]
     if name.startswith("people:"):
         return world.ids["staff"]
@@ -234,7 +288,7 @@ def test_page_matrix(world, client, level, billing):
     staff = make_staff(level, billing=billing)
     client.force_login(staff.user)
     for name, pattern in _page_routes():
-        world.fresh(staff)
+        world.fresh(staff, needs=name)
         url = reverse(name, kwargs={k: _page_arg(world, name, k) for k in pattern.pattern.converters})
         post_only = name.split(":")[1] in POST_ONLY_PAGES
         response = client.post(url) if post_only else client.get(url)

@@ -103,3 +103,15 @@ def test_refuses_to_mix_the_demo_into_a_clinic_that_is_already_set_up():
     with pytest.raises(CommandError, match="not the demo"):
         run()
     assert counts() == before
+
+
+def test_demo_has_a_billing_history_that_passes_ledger_check(capsys):
+    from carnet.billing.models import Invoice, Payment
+    from carnet.billing.selectors import amount_owing, credit_balance
+
+    call_command("demo_load")
+    assert Invoice.objects.count() >= 4 and Payment.objects.filter(method="card_gateway").exists()
+    arjun, rebecca = Patient.objects.get(first_name="Arjun"), Patient.objects.get(first_name="Rebecca")
+    assert amount_owing(arjun) > 0 and credit_balance(rebecca) > 0
+    call_command("ledger_check")  # raises SystemExit on a broken invariant
+    assert "A/R per patient" in capsys.readouterr().out

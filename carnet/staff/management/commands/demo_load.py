@@ -17,12 +17,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from carnet.billing.invoicing import LineInput, invoice_create
+from carnet.billing.payments import payment_receive
 from carnet.clinic.models import Discipline, IncomeCategory, Location, Product, Tax, Treatment
 from carnet.clinic.selectors import clinic_get
 from carnet.clinic.services import clinic_update, setup_save
 from carnet.core import activity
 from carnet.core.errors import CarnetError
 from carnet.core.permissions import AccessLevel as L
+from carnet.gateway.services import card_store
 from carnet.people.models import FamilyLink, Patient, StaffMember
 from carnet.people.services import (
     commission_rate_set,
@@ -263,7 +266,36 @@ def load_staff(actor, owner: StaffMember, locations: dict, categories: dict) -> 
                          end_time=dt.time.fromisoformat(end))
 
 
-def load_patients(actor) -> None:
+# A little billing history: (patient, [(product name, quantity)], payments as (method, amount)).
+# Rebecca pays by her card on file and keeps credit; Arjun still owes; Isabelle pays part cash.
+PURCHASES = [
+    ("rebecca", [("Cervical Support Pillow", 1)], [("card_gateway", 12000)]),
+    ("arjun", [("Resistance Band Set", 1), ("Hot/Cold Gel Pack", 2)], []),
+    ("isabelle", [("Arnica Massage Cream 120 ml", 2)], [("cash", 3000)]),
+    ("james", [("Foam Roller 36 in", 1)], [("debit", 4514)]),
+]
+DEMO_CARD = "4242424242424242"
+
+
+def load_billing(actor, patients: dict) -> None:
+    """Product sales and payments through the billing services, so the ledger has a history."""
+    products = {p.name: p for p in Product.objects.all()}
+    year = dt.date.today().year + 3
+    card = card_store(actor=actor, patient=patients["rebecca"], number=DEMO_CARD, exp_month=12, exp_year=year,
+                      cvc="123", holder="Rebecca Thompson")
+    for n, (key, items, paid) in enumerate(PURCHASES):
+        patient = patients[key]
+        invoice = invoice_create(actor=actor, patient=patient,
+                                 lines=[LineInput(product_id=products[name].pk, quantity=q) for name, q in items])
+        for method, amount in paid:
+            applied = min(amount, invoice.balance_minor)
+            payment_receive(actor=actor, patient=patient, method=method, amount_minor=amount,
+                            allocations=[(invoice, applied)], card=card if method == "card_gateway" else None,
+                            idempotency_key=f"demo-{n}-{method}")
+            invoice.refresh_from_db()
+
+
+def load_patients(actor) -> dict:
     """Patients, the Thompson family's links and a few portal logins."""
     patients = {}
     for key, (first, last, preferred, _, phone, born) in PATIENTS.items():
@@ -277,6 +309,7 @@ def load_patients(actor) -> None:
                         kind=kind)
     for key in PORTAL_PATIENTS:
         patient_portal_enable(actor=actor, patient=patients[key], password=PASSWORD)
+    return patients
 
 
 class Command(BaseCommand):
@@ -293,7 +326,7 @@ class Command(BaseCommand):
                     owner = create_owner()
                     locations, categories = load_clinic(owner.user)
                     load_staff(owner.user, owner, locations, categories)
-                    load_patients(owner.user)
+                    load_billing(owner.user, load_patients(owner.user))
             except CarnetError as exc:
                 raise CommandError(
                     f"The demo was not loaded (nothing was saved): {exc.message}") from exc

@@ -1,0 +1,172 @@
+"""Billing endpoints: invoices, payments, credit, unapply, refunds, cards on file.
+
+Every POST here accepts `Idempotency-Key` (core.middleware); the key is also the payment
+gateway's idempotency key, so a retried card payment never charges twice.
+"""
+
+from django.db.models import Prefetch
+from ninja import Router, Status
+
+from carnet.clinic.models import Location
+from carnet.clinic.selectors import clinic_get
+from carnet.core.errors import NotFound, ValidationFailed
+from carnet.core.permissions import Action, require
+from carnet.gateway.selectors import card_get, cards_for_patient
+from carnet.gateway.services import card_remove, card_store
+from carnet.people.selectors import patient_for, patient_get
+
+from . import payments
+from . import schemas as s
+from .invoicing import LineInput, invoice_create, invoice_delete
+from .models import Allocation, Invoice, InvoiceLine, Payment
+from .selectors import amount_owing, credit_balance
+
+router = Router(tags=["billing"])
+
+_INVOICES = Invoice.objects.prefetch_related(
+    Prefetch("lines", queryset=InvoiceLine.objects.prefetch_related("line_taxes")))
+_PAYMENTS = Payment.objects.prefetch_related("allocations", "refunds")
+
+
+def _invoice(request, pk: int) -> Invoice:
+    invoice = _INVOICES.filter(pk=pk).first()
+    if invoice is None:
+        raise NotFound(f"No invoice with id {pk}.")
+    patient_for(request.auth, invoice.patient_id, action=Action.INVOICE_VIEW)  # 404 for other patients
+    return invoice
+
+
+def _payment(request, pk: int) -> Payment:
+    payment = _PAYMENTS.filter(pk=pk).first()
+    if payment is None:
+        raise NotFound(f"No payment with id {pk}.")
+    patient_for(request.auth, payment.patient_id, action=Action.INVOICE_VIEW)
+    return payment
+
+
+def _key(request) -> str | None:
+    return request.headers.get("Idempotency-Key")
+
+
+@router.get("/patients/{pk}/account", response=s.AccountOut, operation_id="patient_account")
+def account(request, pk: int):
+    patient = patient_for(request.auth, pk, action=Action.INVOICE_VIEW)
+    return {"patient_id": pk, "owing_minor": amount_owing(patient), "credit_minor": credit_balance(patient),
+            "currency": clinic_get().currency}
+
+
+@router.get("/patients/{pk}/invoices", response=list[s.InvoiceOut], operation_id="invoices_list")
+def invoices(request, pk: int):
+    patient = patient_for(request.auth, pk, action=Action.INVOICE_VIEW)
+    return list(_INVOICES.filter(patient=patient))
+
+
+@router.post("/invoices", response={201: s.InvoiceOut}, operation_id="invoice_create")
+def create_invoice(request, payload: s.InvoiceIn):
+    require(request.auth, Action.SELL)
+    location = None
+    if payload.location_id is not None:
+        location = Location.objects.filter(pk=payload.location_id).first()
+        if location is None:
+            raise ValidationFailed(f"No location with id {payload.location_id}.", fields={"location_id": ["Unknown."]})
+    invoice = invoice_create(actor=request.auth, patient=patient_get(payload.patient_id), location=location,
+                             notes=payload.notes, lines=[LineInput(**line.dict()) for line in payload.lines])
+    return Status(201, _INVOICES.get(pk=invoice.pk))
+
+
+@router.get("/invoices/{pk}", response=s.InvoiceOut, operation_id="invoice_read")
+def read_invoice(request, pk: int):
+    return _invoice(request, pk)
+
+
+@router.delete("/invoices/{pk}", response=s.InvoiceOut, operation_id="invoice_delete")
+def delete_invoice(request, pk: int):
+    require(request.auth, Action.INVOICE_DELETE)
+    invoice_delete(actor=request.auth, invoice=_invoice(request, pk))
+    return _INVOICES.get(pk=pk)
+
+
+@router.get("/patients/{pk}/payments", response=list[s.PaymentOut], operation_id="payments_list")
+def payments_list(request, pk: int):
+    patient = patient_for(request.auth, pk, action=Action.INVOICE_VIEW)
+    return list(_PAYMENTS.filter(patient=patient))
+
+
+def _allocations(patient, items: list[s.AllocationIn]) -> list[tuple[Invoice, int]]:
+    found = {inv.pk: inv for inv in Invoice.objects.filter(pk__in=[a.invoice_id for a in items], patient=patient)}
+    missing = [a.invoice_id for a in items if a.invoice_id not in found]
+    if missing:
+        raise ValidationFailed(f"No invoice with id {missing[0]} for this patient.",
+                               fields={"allocations": [f"Unknown invoice {missing[0]}."]})
+    return [(found[a.invoice_id], a.amount_minor) for a in items]
+
+
+@router.post("/payments", response={201: s.PaymentOut}, operation_id="payment_receive")
+def receive_payment(request, payload: s.PaymentIn):
+    require(request.auth, Action.PAYMENT_TAKE)
+    patient = patient_get(payload.patient_id)
+    card = card_get(payload.card_id) if payload.card_id is not None else None
+    payment = payments.payment_receive(
+        actor=request.auth, patient=patient, method=payload.method, amount_minor=payload.amount_minor,
+        reference=payload.reference, allocations=_allocations(patient, payload.allocations), card=card,
+        idempotency_key=_key(request))
+    return Status(201, _PAYMENTS.get(pk=payment.pk))
+
+
+@router.get("/payments/{pk}", response=s.PaymentOut, operation_id="payment_read")
+def read_payment(request, pk: int):
+    return _payment(request, pk)
+
+
+@router.post("/payments/{pk}/apply", response={201: s.AllocationOut}, operation_id="payment_apply")
+def apply_payment(request, pk: int, payload: s.ApplyIn):
+    require(request.auth, Action.PAYMENT_TAKE)
+    payment = _payment(request, pk)
+    allocation = payments.payment_apply(actor=request.auth, payment=payment,
+                                        invoice=_invoice(request, payload.invoice_id), amount_minor=payload.amount_minor)
+    return Status(201, allocation)
+
+
+@router.post("/patients/{pk}/credit/apply", response={201: list[s.AllocationOut]}, operation_id="credit_apply")
+def apply_credit(request, pk: int, payload: s.CreditApplyIn):
+    require(request.auth, Action.PAYMENT_TAKE)
+    patient = patient_get(pk)
+    invoice = _invoice(request, payload.invoice_id)
+    if invoice.patient_id != patient.pk:
+        raise ValidationFailed("That invoice belongs to another patient.", fields={"invoice_id": ["Not this patient's."]})
+    return Status(201, payments.credit_apply(actor=request.auth, patient=patient, invoice=invoice,
+                                             amount_minor=payload.amount_minor))
+
+
+@router.post("/allocations/{pk}/unapply", response=s.AllocationOut, operation_id="allocation_unapply")
+def unapply(request, pk: int):
+    require(request.auth, Action.PAYMENT_UNAPPLY)
+    allocation = Allocation.objects.filter(pk=pk).first()
+    if allocation is None:
+        raise NotFound(f"No allocation with id {pk}.")
+    return payments.allocation_unapply(actor=request.auth, allocation=allocation)
+
+
+@router.post("/payments/{pk}/refunds", response={201: s.RefundOut}, operation_id="payment_refund")
+def refund(request, pk: int, payload: s.RefundIn):
+    require(request.auth, Action.REFUND)
+    return Status(201, payments.payment_refund(actor=request.auth, payment=_payment(request, pk),
+                                               amount_minor=payload.amount_minor, method=payload.method,
+                                               reason=payload.reason, idempotency_key=_key(request)))
+
+
+@router.get("/patients/{pk}/cards", response=list[s.CardOut], operation_id="cards_list")
+def cards(request, pk: int):
+    return list(cards_for_patient(patient_for(request.auth, pk, action=Action.INVOICE_VIEW)))
+
+
+@router.post("/patients/{pk}/cards", response={201: s.CardOut}, operation_id="card_store")
+def store_card(request, pk: int, payload: s.CardIn):
+    require(request.auth, Action.PAYMENT_TAKE)
+    return Status(201, card_store(actor=request.auth, patient=patient_get(pk), **payload.dict()))
+
+
+@router.delete("/cards/{pk}", response=s.CardOut, operation_id="card_remove")
+def remove_card(request, pk: int):
+    require(request.auth, Action.PAYMENT_TAKE)
+    return card_remove(actor=request.auth, card=card_get(pk))

@@ -1,0 +1,190 @@
+"""The patient's Billing tab: purchases, payments, credit, cards on file, and their actions."""
+
+from django.contrib import messages
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from carnet.clinic.selectors import clinic_get
+from carnet.core.errors import CarnetError, NotAllowed
+from carnet.core.idempotency import claim_form_key, new_form_key
+from carnet.core.permissions import Action
+from carnet.gateway.selectors import cards_for_patient
+from carnet.gateway.services import card_remove, card_store
+from carnet.people.selectors import patient_get
+from carnet.staff.decorators import apply_errors, not_allowed, run_action, staff_required
+
+from . import payments
+from .forms import CardForm, PaymentForm, PurchaseForm, RefundForm
+from .invoicing import LineInput, invoice_create, invoice_delete
+from .models import Allocation, Invoice, Payment
+from .selectors import amount_owing, credit_balance, open_invoices
+
+
+def _tab(pk: int):
+    return redirect("billing:tab", pk=pk)
+
+
+@staff_required(Action.INVOICE_VIEW)
+def billing_tab(request, pk: int):
+    patient = patient_get(pk)
+    invoices = (Invoice.objects.filter(patient=patient).prefetch_related("lines", "allocations__payment")
+                .order_by("-number"))
+    payments_qs = (Payment.objects.filter(patient=patient)
+                   .prefetch_related("allocations__invoice", "refunds").order_by("-received_at", "-id"))
+    return render(request, "billing/tab.html", {
+        "patient": patient, "clinic": clinic_get(), "invoices": invoices, "payments": payments_qs,
+        "cards": cards_for_patient(patient), "owing": amount_owing(patient), "credit": credit_balance(patient),
+        "refund_form": RefundForm(currency=clinic_get().currency),
+    })
+
+
+def _once(request, form, write):
+    """Run `write()` unless this form was already submitted; domain errors land on the form."""
+    try:
+        with transaction.atomic():
+            if not claim_form_key(user=request.user, key=form.cleaned_data["form_key"]):
+                messages.info(request, "That was already saved; nothing was done twice.")
+                return "repeat", None
+            return "ok", write()
+    except NotAllowed as exc:
+        return "denied", not_allowed(request, exc.message)
+    except CarnetError as exc:
+        apply_errors(form, exc)
+        return "error", None
+
+
+@staff_required(Action.SELL)
+def purchase_new(request, pk: int):
+    patient, clinic = patient_get(pk), clinic_get()
+    form = PurchaseForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        lines = [LineInput(product_id=data[f"product_{i}"].pk, quantity=data[f"quantity_{i}"] or 1)
+                 for i in range(len(form.product_rows())) if data.get(f"product_{i}")]
+        if data.get("manual_description"):
+            lines.append(LineInput(description=data["manual_description"], unit_price_minor=data["manual_price"],
+                                   income_category_id=data["manual_category"].pk, tax_ids=[]))
+        outcome, result = _once(request, form, lambda: invoice_create(actor=request.user, patient=patient, lines=lines))
+        if outcome == "denied":
+            return result
+        if outcome == "ok":
+            messages.success(request, f"{result} created: {clinic.money(result.total_minor)}. Take the payment now.")
+            return redirect(f"{_payment_url(pk)}?invoice={result.pk}")
+        if outcome == "repeat":
+            return _tab(pk)
+    return render(request, "billing/purchase_form.html", {"patient": patient, "form": form})
+
+
+def _payment_url(pk: int) -> str:
+    from django.urls import reverse
+
+    return reverse("billing:payment_new", kwargs={"pk": pk})
+
+
+@staff_required(Action.PAYMENT_TAKE)
+def payment_new(request, pk: int):
+    patient, clinic = patient_get(pk), clinic_get()
+    invoices = open_invoices(patient)
+    initial = {"form_key": new_form_key()}
+    chosen = request.GET.get("invoice")
+    for invoice in invoices:
+        if chosen in (None, "", str(invoice.pk)):
+            initial[f"apply_{invoice.pk}"] = invoice.balance_minor
+    if chosen:
+        initial["amount"] = sum(inv.balance_minor for inv in invoices if str(inv.pk) == chosen)
+    form = PaymentForm(request.POST or None, patient=patient, currency=clinic.currency, invoices=invoices,
+                       initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+
+        def write():
+            return payments.payment_receive(
+                actor=request.user, patient=patient, method=data["method"], amount_minor=data["amount"],
+                reference=data["reference"], allocations=form.allocations(), card=data["card"],
+                idempotency_key=f"form-{data['form_key']}")
+
+        outcome, result = _once(request, form, write)
+        if outcome == "denied":
+            return result
+        if outcome in ("ok", "repeat"):
+            if outcome == "ok":
+                left = result.unapplied_minor
+                messages.success(request, f"Received {clinic.money(result.amount_minor)} by "
+                                          f"{result.get_method_display()}."
+                                 + (f" {clinic.money(left)} added to the patient's credit." if left else ""))
+            return _tab(pk)
+    return render(request, "billing/payment_form.html", {
+        "patient": patient, "form": form, "credit": credit_balance(patient), "clinic": clinic,
+    })
+
+
+@require_POST
+@staff_required(Action.PAYMENT_TAKE)
+def credit_apply_view(request, pk: int, invoice_pk: int):
+    patient = patient_get(pk)
+    invoice = get_object_or_404(Invoice, pk=invoice_pk, patient=patient)
+    _, denied = run_action(request, lambda: payments.credit_apply(actor=request.user, patient=patient, invoice=invoice),
+                           success=f"Credit applied to {invoice}.")
+    return denied or _tab(pk)
+
+
+@require_POST
+@staff_required(Action.PAYMENT_UNAPPLY)
+def unapply_view(request, pk: int, allocation_pk: int):
+    allocation = get_object_or_404(Allocation, pk=allocation_pk, payment__patient_id=pk)
+    _, denied = run_action(request, lambda: payments.allocation_unapply(actor=request.user, allocation=allocation),
+                           success="Payment unapplied; the amount is now the patient's credit.")
+    return denied or _tab(pk)
+
+
+@require_POST
+@staff_required(Action.REFUND)
+def refund_view(request, pk: int, payment_pk: int):
+    payment = get_object_or_404(Payment, pk=payment_pk, patient_id=pk)
+    clinic = clinic_get()
+    form = RefundForm(request.POST, currency=clinic.currency)
+    if not form.is_valid():
+        messages.error(request, "Enter the amount to refund, like 25.00.")
+        return _tab(pk)
+    data = form.cleaned_data
+    _, denied = run_action(request, lambda: payments.payment_refund(
+        actor=request.user, payment=payment, amount_minor=data["amount"], method=data["method"] or None,
+        reason=data["reason"]), success=f"Refunded {clinic.money(data['amount'])}.")
+    return denied or _tab(pk)
+
+
+@require_POST
+@staff_required(Action.INVOICE_DELETE)
+def invoice_delete_view(request, pk: int, invoice_pk: int):
+    invoice = get_object_or_404(Invoice, pk=invoice_pk, patient_id=pk)
+    _, denied = run_action(request, lambda: invoice_delete(actor=request.user, invoice=invoice),
+                           success=f"{invoice} deleted.")
+    return denied or _tab(pk)
+
+
+@staff_required(Action.PAYMENT_TAKE)
+def card_new(request, pk: int):
+    patient = patient_get(pk)
+    form = CardForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            card = card_store(actor=request.user, patient=patient, **form.cleaned_data)
+        except NotAllowed as exc:
+            return not_allowed(request, exc.message)
+        except CarnetError as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, f"{card.brand_label} •••• {card.last4} saved.")
+            return _tab(pk)
+    return render(request, "billing/card_form.html", {"patient": patient, "form": form})
+
+
+@require_POST
+@staff_required(Action.PAYMENT_TAKE)
+def card_remove_view(request, pk: int, card_pk: int):
+    card = get_object_or_404(cards_for_patient(patient_get(pk)), pk=card_pk)
+    _, denied = run_action(request, lambda: card_remove(actor=request.user, card=card), success="Card removed.")
+    return denied or _tab(pk)
+
+
