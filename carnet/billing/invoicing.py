@@ -14,6 +14,7 @@ from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
+from carnet.people.models import StaffMember
 from carnet.ledger.selectors import postings_for_source
 from carnet.ledger.services import Line, transaction_post, transaction_reverse
 
@@ -76,6 +77,8 @@ def _resolve(i: int, line: LineInput) -> tuple[dict, list[Tax]]:
         problems[f"{where}.income_category_id"] = ["Choose an income category."]
     if not description:
         problems[f"{where}.description"] = ["Describe the line."]
+    if line.staff_id is not None and not StaffMember.objects.filter(pk=line.staff_id).exists():
+        problems[f"{where}.staff_id"] = ["Unknown staff member."]
     if line.quantity < 1:
         problems[f"{where}.quantity"] = ["Quantity must be at least 1."]
     if price is not None and not 0 <= line.adjustment_minor <= price * line.quantity:

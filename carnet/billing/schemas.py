@@ -16,6 +16,7 @@ class LineIn(Schema):
     income_category_id: int | None = None
     tax_ids: list[int] | None = Field(None, description="Defaults to the product's or treatment's taxes")
     tax_inclusive: bool | None = None
+    staff_id: int | None = Field(None, description="The staff member the line is credited to")
 
 
 class InvoiceIn(Schema):
@@ -42,6 +43,7 @@ class LineOut(Schema):
     income_category_id: int
     product_id: int | None
     treatment_id: int | None
+    staff_id: int | None
     net_minor: int
     tax_minor: int
     total_minor: int

@@ -127,3 +127,12 @@ def test_staff_without_billing_access_see_no_invoices(catalog):
     api = Api(make_staff(AccessLevel.FULL_ACCESS, billing=False).user)
     response = api.get(f"/patients/{make_patient().pk}/invoices")
     assert response.status_code == 403 and "billing access" in response.json()["detail"]
+
+
+def test_a_line_can_credit_a_staff_member(desk, catalog):
+    practitioner = make_staff(AccessLevel.PRACTITIONER_FRONT_DESK, practitioner=True)
+    body = {"patient_id": make_patient().pk, "lines": [{"treatment_id": catalog["treatment"].pk, "staff_id": practitioner.pk}]}
+    assert desk.post("/invoices", body).json()["lines"][0]["staff_id"] == practitioner.pk
+    body["lines"][0]["staff_id"] = 999999
+    response = desk.post("/invoices", body)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "lines.0.staff_id"
