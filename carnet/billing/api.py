@@ -4,6 +4,9 @@ Every POST here accepts `Idempotency-Key` (core.middleware); the key is also the
 gateway's idempotency key, so a retried card payment never charges twice.
 """
 
+from typing import Literal
+
+from django.conf import settings
 from django.db.models import Prefetch
 from ninja import Router, Status
 
@@ -15,7 +18,8 @@ from carnet.gateway.selectors import card_get, cards_for_patient
 from carnet.gateway.services import card_remove, card_store
 from carnet.people.selectors import patient_for, patient_get
 
-from . import payments
+from . import documents, emails, payments
+from .document_views import pdf_response
 from . import schemas as s
 from .invoicing import LineInput, invoice_create, invoice_delete
 from .models import Allocation, Invoice, InvoiceLine, Payment
@@ -84,6 +88,35 @@ def delete_invoice(request, pk: int):
     require(request.auth, Action.INVOICE_DELETE)
     invoice_delete(actor=request.auth, invoice=_invoice(request, pk))
     return _INVOICES.get(pk=pk)
+
+
+@router.get("/invoices/{pk}/receipt.pdf", response={200: None}, operation_id="receipt_pdf",
+            summary="The receipt as a PDF (form: quick, standard or detailed)")
+def receipt_pdf(request, pk: int, form: Literal["quick", "standard", "detailed"] = "standard"):
+    invoice = _invoice(request, pk)
+    return pdf_response(documents.receipt_pdf(invoice, form), documents.receipt_filename(invoice))
+
+
+@router.post("/invoices/{pk}/receipt/email", response={202: s.QueuedOut}, operation_id="receipt_email")
+def email_receipt(request, pk: int, form: Literal["quick", "standard", "detailed"] = "standard"):
+    invoice = _invoice(request, pk)
+    emails.receipt_email(actor=request.auth, invoice=invoice, form=form)
+    return Status(202, {"detail": f"The receipt is queued for {invoice.patient.email}."})
+
+
+@router.get("/patients/{pk}/statement.pdf", response={200: None}, operation_id="statement_pdf")
+def statement_pdf(request, pk: int):
+    patient = patient_for(request.auth, pk, action=Action.INVOICE_VIEW)
+    return pdf_response(documents.statement_pdf(patient), documents.statement_filename(patient))
+
+
+@router.post("/patients/{pk}/pay-balance-request", response={202: s.QueuedOut}, operation_id="pay_balance_request")
+def pay_balance(request, pk: int):
+    require(request.auth, Action.PAYMENT_TAKE)
+    patient = patient_get(pk)
+    emails.pay_balance_request(actor=request.auth, patient=patient,
+                               base_url=settings.SITE_URL or request.build_absolute_uri("/"))
+    return Status(202, {"detail": f"A Pay Balance request is queued for {patient.email}."})
 
 
 @router.get("/patients/{pk}/payments", response=list[s.PaymentOut], operation_id="payments_list")

@@ -149,6 +149,8 @@ def credit_apply(*, actor, patient, invoice: Invoice, amount_minor: int | None =
                      if p.unapplied_minor > 0]
     payments = lock_payments(open_payments)
     credit = sum(payments[pk].unapplied_minor for pk in open_payments)
+    if invoice.balance_minor <= 0:
+        raise Conflict(f"{invoice} is already paid; there is nothing to apply credit to.", code="nothing_owing")
     wanted = min(credit, invoice.balance_minor) if amount_minor is None else amount_minor
     if wanted <= 0 or wanted > credit:
         raise Conflict(f"{patient} has {_money(credit)} of credit; apply between 0.01 and that.",

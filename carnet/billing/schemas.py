@@ -154,3 +154,7 @@ class CardOut(Schema):
     exp_month: int
     exp_year: int
     holder: str
+
+
+class QueuedOut(Schema):
+    detail: str

@@ -136,3 +136,26 @@ def test_a_line_can_credit_a_staff_member(desk, catalog):
     body["lines"][0]["staff_id"] = 999999
     response = desk.post("/invoices", body)
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "lines.0.staff_id"
+
+
+def test_receipt_and_statement_pdfs_and_emails_through_the_api(desk, catalog, mailoutbox,
+                                                                 django_capture_on_commit_callbacks):
+    import io
+
+    from pypdf import PdfReader
+
+    patient = make_patient(email="ana@example.test")
+    invoice = _sell(desk, patient, catalog["income_category"], price=4321)
+    pdf = desk.get(f"/invoices/{invoice['id']}/receipt.pdf?form=detailed")
+    assert pdf["Content-Type"] == "application/pdf"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert str(invoice["number"]) in text and "43.21" in text
+    assert desk.get(f"/invoices/{invoice['id']}/receipt.pdf?form=fancy").status_code == 422
+    assert desk.get(f"/patients/{patient.pk}/statement.pdf").content.startswith(b"%PDF")
+    with django_capture_on_commit_callbacks(execute=True):  # email leaves only after commit
+        assert desk.post(f"/invoices/{invoice['id']}/receipt/email").status_code == 202
+        assert desk.post(f"/patients/{patient.pk}/pay-balance-request").status_code == 202
+    assert [m.to for m in mailoutbox] == [["ana@example.test"], ["ana@example.test"]]
+    nobody = make_patient(email="")
+    refused = desk.post(f"/patients/{nobody.pk}/pay-balance-request")
+    assert refused.status_code in (409, 422) and "email" in refused.json()["detail"]

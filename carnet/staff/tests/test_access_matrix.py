@@ -69,6 +69,10 @@ def api_routes(w):
         ("get", "/patients/{patient}/cards", A.INVOICE_VIEW, None),
         ("post", "/patients/{patient}/cards", A.PAYMENT_TAKE, card),
         ("delete", "/cards/{card}", A.PAYMENT_TAKE, None),
+        ("get", "/invoices/{invoice}/receipt.pdf", A.INVOICE_VIEW, None),
+        ("post", "/invoices/{invoice}/receipt/email", A.INVOICE_VIEW, None),
+        ("get", "/patients/{patient}/statement.pdf", A.INVOICE_VIEW, None),
+        ("post", "/patients/{patient}/pay-balance-request", A.PAYMENT_TAKE, None),
     ]
     for kind, (body, manage) in SETUP_KINDS.items():
         routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
