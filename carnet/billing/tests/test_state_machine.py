@@ -490,8 +490,9 @@ class BillingMachine(RuleBasedStateMachine):
                                                      amount_minor=credit + extra))
             if inv.balance < credit:  # enough credit, but more than the invoice owes
                 wanted = data.draw(st.integers(inv.balance + 1, credit), label="amount")
-                self._refused("over_apply", lambda: credit_apply(actor=desk, patient=patient, invoice=invoice,
-                                                                 amount_minor=wanted))
+                code = "nothing_owing" if not inv.balance else "over_apply"
+                self._refused(code, lambda: credit_apply(actor=desk, patient=patient, invoice=invoice,
+                                                         amount_minor=wanted))
             if not inv.balance:  # nothing owing: "apply all the credit it takes" has nothing to apply
                 self._refused("nothing_owing", lambda: credit_apply(actor=desk, patient=patient, invoice=invoice))
         elif kind == "one_invoice_twice":
