@@ -91,8 +91,14 @@ def _unexpected(request, exc):
 
 from carnet.billing.api import router as billing_router  # noqa: E402
 from carnet.clinic.api import router as clinic_router  # noqa: E402
+from carnet.giftcards.api import router as giftcards_router  # noqa: E402
 from carnet.people.api import router as people_router  # noqa: E402
 
 api.add_router("/", clinic_router)
 api.add_router("/", people_router)
 api.add_router("/", billing_router)
+api.add_router("/", giftcards_router)
+
+from carnet.scheduling.api import router as scheduling_router  # noqa: E402
+
+api.add_router("/", scheduling_router)

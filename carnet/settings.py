@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "carnet.people",
     "carnet.gateway",
     "carnet.billing",
+    "carnet.scheduling",
+    "carnet.giftcards",
     "carnet.staff",
     "carnet.portal",
 ]

@@ -15,5 +15,6 @@ urlpatterns = [
     path("", include("carnet.clinic.urls")),
     path("", include("carnet.people.urls")),
     path("", include("carnet.billing.urls")),
+    path("", include("carnet.giftcards.urls")),
     path("portal/", include("carnet.portal.urls")),
 ]

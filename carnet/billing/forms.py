@@ -47,6 +47,8 @@ class PaymentForm(forms.Form):
     card = forms.ModelChoiceField(queryset=None, required=False, label="Card on file",
                                   help_text="For “Card on file / online”.")
     reference = forms.CharField(required=False, max_length=120, help_text="Cheque number, last digits, …")
+    gift_card_code = forms.CharField(required=False, max_length=40, label="Gift card code",
+                                     help_text="For “Gift card”: redeem any gift card, from any purchaser.")
 
     def __init__(self, *args, patient, currency: str, invoices, **kwargs):
         super().__init__(*args, **kwargs)
@@ -57,7 +59,7 @@ class PaymentForm(forms.Form):
         for invoice in self.invoices:
             self.fields[f"apply_{invoice.pk}"] = MoneyField(currency=currency, required=False,
                                                             label=f"Apply to #{invoice.number}")
-        self.order_fields(["form_key", "method", "amount", "card", "reference"])
+        self.order_fields(["form_key", "method", "amount", "gift_card_code", "card", "reference"])
 
     def apply_rows(self):
         return [(invoice, self[f"apply_{invoice.pk}"]) for invoice in self.invoices]

@@ -30,9 +30,9 @@ def _receivables():
 @invariant("credit per patient equals the sum of unapplied payments")
 def _credit():
     rows = defaultdict(int)
-    for patient_id, amount, applied, refunded in Payment.objects.values_list(
-            "patient_id", "amount_minor", "applied_minor", "refunded_minor"):
-        rows[patient_id] += amount - applied - refunded
+    for patient_id, amount, applied, refunded, gift_card in Payment.objects.values_list(
+            "patient_id", "amount_minor", "applied_minor", "refunded_minor", "gift_card_minor"):
+        rows[patient_id] += amount - applied - refunded - gift_card
     yield from _compare("credit", balances_by_patient(accounts.PATIENT_CREDIT), rows)
 
 

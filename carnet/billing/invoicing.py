@@ -152,9 +152,10 @@ def invoice_create(*, actor, patient, lines: list[LineInput], location=None, sta
 
 
 @transaction.atomic
-def invoice_delete(*, actor, invoice: Invoice) -> Invoice:
-    """Only while no payment is applied. The number stays used; the ledger is reversed."""
-    require(actor, Action.INVOICE_DELETE)
+def invoice_delete(*, actor, invoice: Invoice, action: Action = Action.INVOICE_DELETE) -> Invoice:
+    """Only while no payment is applied. The number stays used; the ledger is reversed.
+    `action` lets scheduling un-arrive (a scheduling permission) reverse its own arrival invoice."""
+    require(actor, action)
     invoice = lock_invoice(invoice.pk)
     if invoice.deleted_at:
         raise NotFound(f"{invoice} is already deleted.")

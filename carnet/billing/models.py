@@ -97,6 +97,7 @@ class Payment(models.Model):
         CARD_GATEWAY = "card_gateway", "Card on file / online"
         ETRANSFER = "etransfer", "E-transfer"
         OTHER = "other", "Other"
+        GIFT_CARD = "gift_card", "Gift card"  # only through carnet.giftcards (redeem with a code)
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="payments")
     method = models.CharField(max_length=16, choices=Method.choices)
@@ -107,6 +108,8 @@ class Payment(models.Model):
     card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT)
     applied_minor = models.BigIntegerField(default=0)
     refunded_minor = models.BigIntegerField(default=0)
+    # Spent loading gift cards: the purchaser's money moved from their credit to the gift-card liability.
+    gift_card_minor = models.BigIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
@@ -114,8 +117,9 @@ class Payment(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="payment_positive"),
             models.CheckConstraint(
-                condition=models.Q(applied_minor__gte=0, refunded_minor__gte=0)
-                & models.Q(amount_minor__gte=models.F("applied_minor") + models.F("refunded_minor")),
+                condition=models.Q(applied_minor__gte=0, refunded_minor__gte=0, gift_card_minor__gte=0)
+                & models.Q(amount_minor__gte=models.F("applied_minor") + models.F("refunded_minor")
+                           + models.F("gift_card_minor")),
                 name="payment_never_overspent",
             ),
         ]
@@ -125,7 +129,7 @@ class Payment(models.Model):
 
     @property
     def unapplied_minor(self) -> int:
-        return self.amount_minor - self.applied_minor - self.refunded_minor
+        return self.amount_minor - self.applied_minor - self.refunded_minor - self.gift_card_minor
 
 
 class Allocation(models.Model):

@@ -86,6 +86,9 @@ def payment_receive(*, actor, patient, method: str, amount_minor: int, reference
     require(actor, Action.PAYMENT_TAKE)
     if method not in Payment.Method.values:
         raise ValidationFailed(f"Unknown payment method “{method}”.", fields={"method": ["Unknown method."]})
+    if method == Payment.Method.GIFT_CARD:  # the card's balance must move too: only giftcard_redeem may
+        raise ValidationFailed("To pay with a gift card, redeem it with its code.",
+                               fields={"gift_card_code": ["Enter the gift card's code."]})
     if amount_minor <= 0:
         raise ValidationFailed("Enter an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
     wanted = sum(amount for _, amount in allocations)
@@ -203,6 +206,9 @@ def payment_refund(*, actor, payment: Payment, amount_minor: int, method: str | 
     method = method or payment.method
     if method not in Payment.Method.values:
         raise ValidationFailed(f"Unknown refund method “{method}”.", fields={"method": ["Unknown method."]})
+    if method == Payment.Method.GIFT_CARD:  # it would grow the liability with no card balance behind it
+        raise ValidationFailed("A refund cannot be paid onto a gift card; choose another method.",
+                               fields={"method": ["Choose another method."]})
     if amount_minor <= 0:
         raise ValidationFailed("Refund an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
     if amount_minor > payment.unapplied_minor:
@@ -228,6 +234,54 @@ def payment_refund(*, actor, payment: Payment, amount_minor: int, method: str | 
     ])
     activity.record(actor=actor, verb="refunded", obj=refund, after=activity.snapshot(refund))
     return refund
+
+
+# ---------------------------------------------------------------- gift cards (carnet.giftcards calls these)
+# A gift-card load is paid by an ordinary payment from the purchaser (cash → their credit), fully
+# spent on the load at once (their credit → gift-card liability), so "credit equals unapplied
+# payments" still holds: `gift_card_minor` counts the spent part. A redemption is a payment by
+# method GIFT_CARD, whose "cash" account is the gift-card liability (liability → credit → A/R).
+
+def payment_gift_card_record(*, actor, patient, amount_minor: int, reference: str,
+                             allocations: list[tuple[Invoice, int]]) -> Payment:
+    """Inside giftcard_redeem's transaction, after the card's balance was taken down."""
+    return _record_payment(actor=actor, verb="received", patient=patient, method=Payment.Method.GIFT_CARD,
+                           amount_minor=amount_minor, reference=reference, allocations=allocations, charge_id="")
+
+
+def payment_record_online(*, patient, amount_minor: int, reference: str, charge_id: str) -> Payment:
+    """Inside the caller's transaction: a card payment the patient made online (no staff actor)."""
+    return _record_payment(actor=None, verb="paid_online", patient=patient, method=Payment.Method.CARD_GATEWAY,
+                           amount_minor=amount_minor, reference=reference, allocations=(), charge_id=charge_id)
+
+
+def payment_gift_card_spend(*, payment: Payment, amount_minor: int, source, memo: str) -> Payment:
+    """Move `amount_minor` of the payment's unapplied money from its payer's credit to the liability."""
+    payment = lock_payment(payment.pk)
+    if not 0 < amount_minor <= payment.unapplied_minor:
+        raise Conflict(f"Only {_money(payment.unapplied_minor)} of this payment is unapplied.", code="over_apply")
+    payment.gift_card_minor += amount_minor
+    payment.save(update_fields=["gift_card_minor"])
+    transaction_post(kind="gift_card_loaded", source=source, at=clock.now(), memo=memo, lines=[
+        Line(accounts.PATIENT_CREDIT, debit=amount_minor, patient_id=payment.patient_id),
+        Line(accounts.GIFT_CARD_LIABILITY, credit=amount_minor),
+    ])
+    return payment
+
+
+def payment_gift_card_release(*, payment: Payment, amount_minor: int, source, memo: str) -> Payment:
+    """The reverse of spend: back from the liability to the payer's credit (before a refund)."""
+    payment = lock_payment(payment.pk)
+    if not 0 < amount_minor <= payment.gift_card_minor:
+        raise Conflict(f"Only {_money(payment.gift_card_minor)} of this payment went to gift cards.",
+                       code="refund_exceeds_load")
+    payment.gift_card_minor -= amount_minor
+    payment.save(update_fields=["gift_card_minor"])
+    transaction_post(kind="gift_card_released", source=source, at=clock.now(), memo=memo, lines=[
+        Line(accounts.GIFT_CARD_LIABILITY, debit=amount_minor),
+        Line(accounts.PATIENT_CREDIT, credit=amount_minor, patient_id=payment.patient_id),
+    ])
+    return payment
 
 
 # ---------------------------------------------------------------- paying online (Pay Balance link)

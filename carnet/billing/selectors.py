@@ -16,8 +16,10 @@ def payments_for_patient(patient) -> QuerySet[Payment]:
 def credit_balance(patient) -> int:
     """Account credit: what the patient paid and is neither applied nor refunded."""
     totals = Payment.objects.filter(patient=patient).aggregate(
-        amount=Sum("amount_minor"), applied=Sum("applied_minor"), refunded=Sum("refunded_minor"))
-    return (totals["amount"] or 0) - (totals["applied"] or 0) - (totals["refunded"] or 0)
+        amount=Sum("amount_minor"), applied=Sum("applied_minor"), refunded=Sum("refunded_minor"),
+        gift_card=Sum("gift_card_minor"))
+    return ((totals["amount"] or 0) - (totals["applied"] or 0) - (totals["refunded"] or 0)
+            - (totals["gift_card"] or 0))
 
 
 def amount_owing(patient) -> int:

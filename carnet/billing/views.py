@@ -99,6 +99,12 @@ def payment_new(request, pk: int):
         data = form.cleaned_data
 
         def write():
+            if data["method"] == Payment.Method.GIFT_CARD:  # "Redeem gift card": the card's balance moves too
+                from carnet.giftcards.services import giftcard_redeem
+
+                return giftcard_redeem(actor=request.user, code=data["gift_card_code"], patient=patient,
+                                       amount_minor=data["amount"], allocations=form.allocations(),
+                                       reference=data["reference"])
             return payments.payment_receive(
                 actor=request.user, patient=patient, method=data["method"], amount_minor=data["amount"],
                 reference=data["reference"], allocations=form.allocations(), card=data["card"],

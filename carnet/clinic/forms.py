@@ -15,10 +15,11 @@ _FIELDS = {
     Product: ["name", "sku", "price_minor", "tax_inclusive", "taxes", "income_category", "stock", "is_active"],
     Clinic: ["name", "currency", "time_zone", "locale", "address", "email", "phone", "invoice_prefix",
              "no_show_fee_minor", "allow_double_booking", "online_sales_enabled", "gift_cards_enabled",
-             "gift_card_load_limit_minor"],
+             "gift_card_load_limit_minor", "gift_card_online_sales_enabled", "gift_card_online_minimum_minor"],
 }
 _MONEY_LABELS = {"price_minor": "Price", "no_show_fee_minor": "No-show fee",
-                 "gift_card_load_limit_minor": "Gift card load limit"}
+                 "gift_card_load_limit_minor": "Gift card load limit",
+                 "gift_card_online_minimum_minor": "Minimum gift card sold online"}
 
 
 class SetupFormBase(forms.ModelForm):

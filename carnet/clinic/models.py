@@ -38,6 +38,8 @@ class Clinic(models.Model):
     online_sales_enabled = models.BooleanField(default=False)
     gift_cards_enabled = models.BooleanField(default=True)
     gift_card_load_limit_minor = models.BigIntegerField(default=100000, validators=[MinValueValidator(0)])
+    gift_card_online_sales_enabled = models.BooleanField(default=False)
+    gift_card_online_minimum_minor = models.BigIntegerField(default=2500, validators=[MinValueValidator(0)])
 
     def __str__(self):
         return self.name

@@ -18,6 +18,8 @@ class ClinicIn(Schema):
     online_sales_enabled: bool = False
     gift_cards_enabled: bool = True
     gift_card_load_limit_minor: int = Field(100000, ge=0)
+    gift_card_online_sales_enabled: bool = False
+    gift_card_online_minimum_minor: int = Field(2500, ge=0)
 
 
 class ClinicOut(ClinicIn):

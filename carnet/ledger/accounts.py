@@ -23,6 +23,7 @@ PER_PATIENT = frozenset({AR, PATIENT_CREDIT})
 
 PAYMENT_METHODS = ("cash", "cheque", "debit", "card_manual", "etransfer", "other")
 GATEWAY_METHOD = "card_gateway"  # paid through the gateway: settles via card clearing
+GIFT_CARD_METHOD = "gift_card"   # paid from a gift card: the "cash" side is the gift-card liability
 
 _FIXED = {
     CARD_CLEARING: (ASSET, "Card clearing"),
@@ -45,6 +46,8 @@ def cash(method: str) -> str:
     """The cash/undeposited-funds account for a payment method."""
     if method == GATEWAY_METHOD:
         return CARD_CLEARING
+    if method == GIFT_CARD_METHOD:
+        return GIFT_CARD_LIABILITY
     if method not in PAYMENT_METHODS:
         raise ValueError(f"Unknown payment method {method!r}; expected one of {', '.join(PAYMENT_METHODS)}")
     return f"cash:{method}"

@@ -16,3 +16,17 @@ class PayBalanceForm(forms.Form):
     # Never echoed back into the page.
     cvc = forms.CharField(label="Security code (CVC)", max_length=4, widget=forms.PasswordInput(
         attrs={"autocomplete": "cc-csc", "inputmode": "numeric"}))
+
+
+class GiftCardBuyForm(PayBalanceForm):
+    """Buy a gift card online: who it is for and how much, then the card details."""
+
+    recipient_name = forms.CharField(label="Recipient's name", max_length=120, required=False)
+    recipient_email = forms.EmailField(label="Recipient's email", help_text="The gift card's code is emailed here.")
+
+    def __init__(self, *args, currency: str, **kwargs):
+        from carnet.core.forms import MoneyField
+
+        super().__init__(*args, **kwargs)
+        self.fields["amount"] = MoneyField(currency=currency, label="Amount")
+        self.order_fields(["form_key", "amount", "recipient_name", "recipient_email"])

@@ -6,6 +6,7 @@ app_name = "portal"
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.portal_login, name="login"),
+    path("gift-cards/buy/", views.gift_card_buy, name="gift_card_buy"),
     path("receipts/<int:pk>.pdf", views.receipt_pdf, name="receipt_pdf"),
     # Public: the signed token in the link is the patient's only credential.
     path("pay/<str:token>/", views.pay_balance, name="pay_balance"),

@@ -18,7 +18,7 @@ from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.staff.decorators import apply_errors
 from carnet.staff.views import login_view
 
-from .forms import PayBalanceForm
+from .forms import GiftCardBuyForm, PayBalanceForm
 
 
 def patient_required(view):
@@ -54,6 +54,32 @@ def receipt_pdf(request, patient, pk: int):
     if invoice is None:
         raise NotFound(f"No receipt with id {pk}.")
     return pdf_response(documents.receipt_pdf(invoice), documents.receipt_filename(invoice))
+
+
+@patient_required
+def gift_card_buy(request, patient):
+    """Buy a gift card by card (SPEC 7) when the clinic sells them online; the code goes to the recipient."""
+    from carnet.giftcards.services import giftcard_sell_online
+
+    clinic = clinic_get()
+    on = clinic.gift_cards_enabled and clinic.gift_card_online_sales_enabled
+    form = GiftCardBuyForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()})
+    if on and request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            card = giftcard_sell_online(
+                patient=patient, amount_minor=data["amount"] or 0, recipient_name=data["recipient_name"],
+                recipient_email=data["recipient_email"], card_number=data["number"], exp_month=data["exp_month"],
+                exp_year=data["exp_year"], cvc=data["cvc"], holder=data["holder"], idempotency_key=data["form_key"])
+        except PaymentFailed as exc:
+            form.add_error(None, _declined_sentence(exc))
+        except CarnetError as exc:
+            apply_errors(form, exc)
+        else:
+            return render(request, "portal/gift_card_bought.html", {
+                "clinic": clinic, "patient": patient, "card": card, "amount": clinic.money(card.balance_minor)})
+    return render(request, "portal/gift_card_buy.html", {
+        "clinic": clinic, "patient": patient, "form": form, "on": on, "minimum": clinic.money(clinic.gift_card_online_minimum_minor)})
 
 
 # ---------------------------------------------------------------- Pay Balance link (public, signed)

@@ -74,6 +74,39 @@ def api_routes(w):
         ("get", "/patients/{patient}/statement.pdf", A.INVOICE_VIEW, None),
         ("post", "/patients/{patient}/pay-balance-request", A.PAYMENT_TAKE, None),
     ]
+    routes += [
+        ("get", "/gift-cards", A.SELL, None),
+        ("post", "/gift-cards", A.SELL, {"code": "NEWGC{n}", "amount_minor": 500, "purchaser_id": "{patient}"}),
+        ("get", "/gift-cards/{giftcard}", A.SELL, None),
+        ("patch", "/gift-cards/{giftcard}", A.SELL, {"notes": "x"}),
+        ("post", "/gift-cards/{giftcard}/reload", A.SELL, {"amount_minor": 100, "payer_id": "{patient}"}),
+        ("post", "/gift-cards/redeem", A.PAYMENT_TAKE, {"code": "GCARD{n}", "patient_id": "{patient}",
+                                                       "amount_minor": 100, "allocations": [
+                                                           {"invoice_id": "{open_invoice}", "amount_minor": 100}]}),
+        ("post", "/gift-cards/{giftcard}/transfer", A.SELL, {"target_code": "GEMPTY{n}", "amount_minor": 100}),
+        ("post", "/gift-cards/{giftcard}/refund", A.REFUND, {"amount_minor": 100}),
+        ("delete", "/gift-cards/{empty_giftcard}", A.SELL, None),
+    ]
+    # Scheduling: the acting staff member is neither the practitioner nor at the location, so
+    # touching an appointment needs SCHEDULE_ALL_LOCATIONS; the day list is filtered to what one may see.
+    everywhere = A.SCHEDULE_ALL_LOCATIONS
+    routes += [
+        ("post", "/appointments", everywhere, {"treatment_id": "{treatments}", "practitioner_id": "{practitioner}",
+                                               "location_id": "{location}", "start": "{start}",
+                                               "patient_ids": ["{patient}"]}),
+        ("get", "/appointments", A.SCHEDULE_OWN, None),
+        ("get", "/appointments/{appointment}", everywhere, None),
+        ("post", "/appointments/{group_appointment}/participants", everywhere, {"patient_id": "{relative}"}),
+        ("post", "/appointments/{appointment}/arrive", everywhere, None),
+        ("post", "/appointments/{arrived_appointment}/unarrive", everywhere, None),
+        ("post", "/appointments/{appointment}/no-show", everywhere, None),
+        ("post", "/appointments/{appointment}/cancel", everywhere, None),
+        ("post", "/appointments/{appointment}/copy", everywhere, {"start": "{start}"}),
+        ("post", "/appointments/{appointment}/reschedule", everywhere, {"start": "{start}"}),
+        ("post", "/appointments/{group_appointment}/duplicate-as-class", everywhere,
+         {"treatment_id": "{class_treatment}"}),
+        ("get", "/practitioners/{practitioner}/availability", everywhere, None),
+    ]
     for kind, (body, manage) in SETUP_KINDS.items():
         routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
                    ("get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
@@ -94,12 +127,17 @@ class World:
             "disciplines": catalog["discipline"].pk, "income-categories": catalog["income_category"].pk,
             "taxes": catalog["tax"].pk, "treatments": catalog["treatment"].pk,
         }
+        self._scheduling(catalog)
 
     def fresh(self, actor_staff, needs: str = ""):
         """Per-call objects a delete may consume, and a token owned by the acting staff member."""
         self.n += 1
         if any(word in needs for word in ("invoice", "payment", "allocation", "card", "billing")):
             self._billing()
+        if "appointment" in needs:
+            self._appointments()
+        if any(word in needs for word in ("gift", "GCARD")):
+            self._gift_cards()
         from datetime import time
 
         from carnet.people.services import token_digest
@@ -113,7 +151,46 @@ class World:
             self.ids["own_token"] = actor_staff.api_tokens.create(
                 name="t", token_hash=token_digest(f"x{self.n}-{actor_staff.pk}"), prefix="x", created_at=clock.now()).pk
         self.ids.setdefault("products", None)
+        self.ids.setdefault("giftcard", 0)  # named for the route templates; real ones come from _gift_cards
+        self.ids.setdefault("empty_giftcard", 0)
         self.ids.setdefault("own_token", 0)
+
+    def _scheduling(self, catalog):
+        """A practitioner with a shift at the location, and group and class treatments."""
+        from datetime import time
+
+        from carnet.clinic.models import Treatment
+
+        self.practitioner = make_staff(AccessLevel.PRACTITIONER_FRONT_DESK, practitioner=True)
+        self.practitioner.locations.add(catalog["location"])
+        Shift.objects.create(staff=self.practitioner, location=catalog["location"], weekday=0,
+                             start_time=time(9), end_time=time(17))
+        self.treatments = {kind: Treatment.objects.create(
+            name=f"{kind} visit", discipline=catalog["discipline"], income_category=catalog["income_category"],
+            duration_minutes=30, price_minor=4000, kind=kind, capacity=10) for kind in ("group", "class")}
+        self.ids.update(practitioner=self.practitioner.pk, class_treatment=self.treatments["class"].pk,
+                        appointment=0, group_appointment=0, arrived_appointment=0, start="")
+
+    def _appointments(self):
+        """Fresh appointments on day n (a booked, a group and an arrived one) and a free start time."""
+        from datetime import UTC, datetime, timedelta
+
+        from carnet.clinic.models import Treatment
+        from carnet.scheduling.arrival import appointment_arrive
+        from carnet.scheduling.services import appointment_book
+
+        owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
+        day = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=self.n)
+
+        def book(hour, treatment):
+            return appointment_book(actor=owner.user, treatment=treatment, practitioner=self.practitioner,
+                                    location=self.practitioner.locations.get(), start=day + timedelta(hours=hour),
+                                    patients=[self.patient])
+
+        arrived = book(13, Treatment.objects.get(pk=self.ids["treatments"]))
+        appointment_arrive(actor=owner.user, appointment=arrived)
+        self.ids.update(appointment=book(9, arrived.treatment).pk, group_appointment=book(11, self.treatments["group"]).pk,
+                        arrived_appointment=arrived.pk, start=(day + timedelta(hours=15)).isoformat())
 
     def _billing(self):
         """A paid invoice (with its payment and allocation), an open invoice, and a card."""
@@ -130,6 +207,15 @@ class World:
         self.ids.update(invoice=paid.pk, payment=payment.pk, allocation=payment.allocations.get().pk)
         self.ids["card"] = card_store(actor=owner.user, patient=self.patient, number="4242424242424242",
                                       exp_month=12, exp_year=2099, cvc="123", holder="P").pk
+
+    def _gift_cards(self):
+        """A loaded card (code GCARD<n>) and an empty one (GEMPTY<n>) that a delete may consume."""
+        from carnet.giftcards.services import giftcard_create_and_load
+
+        owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
+        self.ids["giftcard"] = giftcard_create_and_load(actor=owner.user, code=f"GCARD{self.n}", amount_minor=5000,
+                                                        purchaser=self.patient).pk
+        self.ids["empty_giftcard"] = giftcard_create_and_load(actor=owner.user, code=f"GEMPTY{self.n}").pk
 
     def fill(self, value):
         if isinstance(value, list):
@@ -214,7 +300,7 @@ def test_api_anonymous_and_patient(world):
 def _page_routes():
     """Every named staff page (app:name, view) except the public ones."""
     # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
-    public = {"staff:login", "staff:logout", "portal:login", "portal:home",
+    public = {"staff:login", "staff:logout", "portal:login", "portal:home", "portal:gift_card_buy",
               "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid"}
     out = []
 
@@ -251,6 +337,9 @@ PAGE_ACTIONS = {
     "billing:receipt": A.INVOICE_VIEW, "billing:receipt_pdf": A.INVOICE_VIEW, "billing:receipt_email": A.INVOICE_VIEW,
     "billing:statement": A.INVOICE_VIEW, "billing:statement_pdf": A.INVOICE_VIEW,
     "billing:pay_balance_request": A.PAYMENT_TAKE,
+    "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
+    "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
+    "giftcards:notes": A.SELL,
 }
 
 
@@ -263,7 +352,7 @@ def test_every_staff_page_declares_the_expected_action():
 
 POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
-                   "receipt_email", "pay_balance_request"}
+                   "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
              "payment_pk": "payment", "card_pk": "card"}
 
@@ -276,6 +365,8 @@ def _page_arg(world, name: str, arg: str):
         return world.ids[PAGE_ARGS[arg]]
     if name == "staff:token_revoke":
         return world.ids["own_token"]
+    if name.startswith("giftcards:"):
+        return world.ids["giftcard"]
     if name.startswith("billing:receipt"):
         return world.ids["invoice"]
     if name.startswith(("people:patient", "people:family", "people:portal", "billing:")):

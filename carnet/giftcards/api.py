@@ -1,0 +1,102 @@
+"""Gift-card endpoints. Every POST accepts `Idempotency-Key` (core.middleware replays the first
+response); for card payments the key is also the gateway's key, so a retry never charges twice."""
+
+from ninja import Router, Status
+
+from carnet.billing.api import _PAYMENTS, _allocations
+from carnet.billing.schemas import PaymentOut
+from carnet.core.permissions import Action, require
+from carnet.gateway.selectors import card_get
+from carnet.people.selectors import patient_get
+
+from . import schemas as s
+from . import services
+from .selectors import giftcard_by_pk, giftcards_search
+
+router = Router(tags=["gift cards"])
+
+
+def _key(request) -> str | None:
+    return request.headers.get("Idempotency-Key")
+
+
+def _card(pk: int):
+    return giftcard_by_pk(pk)
+
+
+@router.get("/gift-cards", response=list[s.GiftCardOut], operation_id="giftcards_list")
+def giftcards(request, code: str = ""):
+    """Cards whose code contains `code` (case-insensitive); an exact code finds that card."""
+    require(request.auth, Action.SELL)
+    return list(giftcards_search(code).prefetch_related("transactions")[:100])
+
+
+@router.post("/gift-cards", response={201: s.GiftCardOut}, operation_id="giftcard_create")
+def create(request, payload: s.GiftCardIn):
+    require(request.auth, Action.SELL)
+    purchaser = patient_get(payload.purchaser_id) if payload.purchaser_id is not None else None
+    card = services.giftcard_create_and_load(
+        actor=request.auth, code=payload.code, amount_minor=payload.amount_minor, purchaser=purchaser,
+        method=payload.method, reference=payload.reference,
+        card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
+        recipient_name=payload.recipient_name, recipient_email=payload.recipient_email, notes=payload.notes,
+        idempotency_key=_key(request))
+    return Status(201, card)
+
+
+# Before /gift-cards/{pk}, which would otherwise take "redeem" for an id.
+@router.post("/gift-cards/redeem", response={201: PaymentOut}, operation_id="giftcard_redeem")
+def redeem(request, payload: s.RedeemIn):
+    require(request.auth, Action.PAYMENT_TAKE)
+    patient = patient_get(payload.patient_id)
+    payment = services.giftcard_redeem(actor=request.auth, code=payload.code, patient=patient,
+                                       amount_minor=payload.amount_minor,
+                                       allocations=_allocations(patient, payload.allocations))
+    return Status(201, _PAYMENTS.get(pk=payment.pk))
+
+
+@router.get("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_read")
+def read(request, pk: int):
+    require(request.auth, Action.SELL)
+    return _card(pk)
+
+
+@router.patch("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_update")
+def update(request, pk: int, payload: s.GiftCardPatch):
+    require(request.auth, Action.SELL)
+    return services.giftcard_update(actor=request.auth, card=_card(pk), **payload.dict())
+
+
+@router.post("/gift-cards/{pk}/reload", response={201: s.GiftCardOut}, operation_id="giftcard_reload")
+def reload(request, pk: int, payload: s.ReloadIn):
+    require(request.auth, Action.SELL)
+    card = services.giftcard_reload(
+        actor=request.auth, card=_card(pk), amount_minor=payload.amount_minor, payer=patient_get(payload.payer_id),
+        method=payload.method, reference=payload.reference,
+        card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
+        idempotency_key=_key(request))
+    return Status(201, card)
+
+
+@router.post("/gift-cards/{pk}/transfer", response={201: s.GiftCardOut}, operation_id="giftcard_transfer")
+def transfer(request, pk: int, payload: s.TransferIn):
+    require(request.auth, Action.SELL)
+    source = _card(pk)
+    services.giftcard_transfer(actor=request.auth, source=source, target=services.giftcard_get(code=payload.target_code),
+                               amount_minor=payload.amount_minor)
+    return Status(201, _card(pk))
+
+
+@router.post("/gift-cards/{pk}/refund", response={201: s.GiftCardOut}, operation_id="giftcard_refund")
+def refund(request, pk: int, payload: s.RefundIn):
+    require(request.auth, Action.REFUND)
+    services.giftcard_refund(actor=request.auth, card=_card(pk), amount_minor=payload.amount_minor,
+                             reason=payload.reason, idempotency_key=_key(request))
+    return Status(201, _card(pk))
+
+
+@router.delete("/gift-cards/{pk}", response={204: None}, operation_id="giftcard_delete")
+def delete(request, pk: int):
+    require(request.auth, Action.SELL)
+    services.giftcard_delete(actor=request.auth, card=_card(pk))
+    return Status(204, None)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GiftCardsConfig(AppConfig):
+    name = "carnet.giftcards"
+    label = "giftcards"

@@ -1,0 +1,19 @@
+from django.db.models import QuerySet
+
+from carnet.core.errors import NotFound
+
+from .models import GiftCard
+
+
+def giftcards_search(q: str = "") -> QuerySet[GiftCard]:
+    """Cards whose code contains `q` (case-insensitive), newest first."""
+    cards = GiftCard.objects.select_related("purchaser")
+    q = (q or "").strip()
+    return cards.filter(code__icontains=q) if q else cards
+
+
+def giftcard_by_pk(pk: int) -> GiftCard:
+    card = GiftCard.objects.select_related("purchaser").filter(pk=pk).first()
+    if card is None:
+        raise NotFound(f"No gift card with id {pk}.", code="gift_card_not_found")
+    return card

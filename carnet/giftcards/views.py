@@ -1,0 +1,147 @@
+"""Staff pages: the gift-card list and search, a card's page with its history and actions, a new card."""
+
+from django.contrib import messages
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from carnet.clinic.selectors import clinic_get
+from carnet.core.errors import CarnetError, NotAllowed
+from carnet.core.idempotency import claim_form_key, new_form_key
+from carnet.core.permissions import Action
+from carnet.staff.decorators import apply_errors, not_allowed, staff_required
+
+from . import services
+from .forms import GiftCardForm, NotesForm, RefundForm, ReloadForm, TransferForm
+from .selectors import giftcard_by_pk, giftcards_search
+
+
+def _once(request, form, write):
+    """Run `write()` unless this form was already submitted (same key); errors land on the form."""
+    try:
+        with transaction.atomic():
+            if not claim_form_key(user=request.user, key=form.cleaned_data.get("form_key", "")):
+                messages.info(request, "That was already saved; nothing was done twice.")
+                return "repeat", None
+            return "ok", write()
+    except NotAllowed as exc:
+        return "denied", not_allowed(request, exc.message)
+    except CarnetError as exc:
+        apply_errors(form, exc)
+        return "error", None
+
+
+@staff_required(Action.SELL)
+def giftcard_list(request):
+    q = request.GET.get("q", "")
+    return render(request, "giftcards/list.html", {"cards": giftcards_search(q)[:200], "q": q, "clinic": clinic_get()})
+
+
+@staff_required(Action.SELL)
+def giftcard_new(request):
+    clinic = clinic_get()
+    form = GiftCardForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()})
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        outcome, result = _once(request, form, lambda: services.giftcard_create_and_load(
+            actor=request.user, code=d["code"], amount_minor=d["amount"] or 0, purchaser=d["purchaser"],
+            method=d["method"], reference=d["reference"], recipient_name=d["recipient_name"],
+            recipient_email=d["recipient_email"], notes=d["notes"], idempotency_key=f"form-{d['form_key']}"))
+        if outcome == "denied":
+            return result
+        if outcome == "ok":
+            messages.success(request, f"{result} created with {clinic.money(result.balance_minor)}.")
+            return redirect("giftcards:detail", pk=result.pk)
+        if outcome == "repeat":
+            return redirect("giftcards:list")
+    return render(request, "giftcards/new.html", {"form": form, "clinic": clinic})
+
+
+def _forms(clinic, data=None, which=None):
+    key = {"form_key": new_form_key()}
+    forms = {"reload": ReloadForm(currency=clinic.currency, initial=key),
+             "transfer": TransferForm(currency=clinic.currency, initial=key),
+             "refund": RefundForm(currency=clinic.currency, initial=key)}
+    if which:
+        forms[which] = type(forms[which])(data, currency=clinic.currency)
+    return forms
+
+
+def _detail(request, card, forms=None, status=200):
+    clinic = clinic_get()
+    return render(request, "giftcards/detail.html", {
+        "card": card, "clinic": clinic, "history": card.transactions.select_related("payment", "invoice", "other_card"),
+        "notes_form": NotesForm(initial={"notes": card.notes}), **(forms or _forms(clinic)),
+    }, status=status)
+
+
+@staff_required(Action.SELL)
+def giftcard_detail(request, pk: int):
+    return _detail(request, giftcard_by_pk(pk))
+
+
+def _act(request, pk: int, which: str, write, success):
+    """A money-moving form on the card page: run it once, or show the page again with its errors."""
+    card = giftcard_by_pk(pk)
+    clinic = clinic_get()
+    forms = _forms(clinic, request.POST, which)
+    form = forms[which]
+    if form.is_valid():
+        outcome, result = _once(request, form, lambda: write(card, form.cleaned_data))
+        if outcome == "denied":
+            return result
+        if outcome in ("ok", "repeat"):
+            if outcome == "ok":
+                messages.success(request, success(form.cleaned_data, clinic))
+            return redirect("giftcards:detail", pk=pk)
+    return _detail(request, giftcard_by_pk(pk), forms)
+
+
+@require_POST
+@staff_required(Action.SELL)
+def giftcard_reload(request, pk: int):
+    return _act(request, pk, "reload", lambda card, d: services.giftcard_reload(
+        actor=request.user, card=card, amount_minor=d["amount"], payer=d["payer"], method=d["method"],
+        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Reloaded {c.money(d['amount'])}.")
+
+
+@require_POST
+@staff_required(Action.SELL)
+def giftcard_transfer(request, pk: int):
+    return _act(request, pk, "transfer", lambda card, d: services.giftcard_transfer(
+        actor=request.user, source=card, target=services.giftcard_get(code=d["target_code"]),
+        amount_minor=d["amount"]), lambda d, c: f"Transferred {c.money(d['amount'])} to {d['target_code'].upper()}.")
+
+
+@require_POST
+@staff_required(Action.REFUND)
+def giftcard_refund(request, pk: int):
+    return _act(request, pk, "refund", lambda card, d: services.giftcard_refund(
+        actor=request.user, card=card, amount_minor=d["amount"], reason=d["reason"],
+        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Refunded {c.money(d['amount'])}.")
+
+
+@require_POST
+@staff_required(Action.SELL)
+def giftcard_delete(request, pk: int):
+    card = giftcard_by_pk(pk)
+    try:
+        services.giftcard_delete(actor=request.user, card=card)
+    except NotAllowed as exc:
+        return not_allowed(request, exc.message)
+    except CarnetError as exc:
+        messages.error(request, exc.message)
+        return redirect("giftcards:detail", pk=pk)
+    messages.success(request, f"{card} deleted.")
+    return redirect("giftcards:list")
+
+
+@require_POST
+@staff_required(Action.SELL)
+def giftcard_notes(request, pk: int):
+    card = giftcard_by_pk(pk)
+    form = NotesForm(request.POST)
+    if form.is_valid():
+        services.giftcard_update(actor=request.user, card=card, notes=form.cleaned_data["notes"])
+        messages.success(request, "Notes saved.")
+    return redirect("giftcards:detail", pk=pk)

@@ -1,0 +1,173 @@
+"""Arrive, un-arrive and no-show: the visits that bill, each through the billing services.
+
+Individual → one invoice; group → one invoice to the primary listing the secondary clients who
+arrived; class → one invoice per arrived participant. Each invoice hangs on the AppointmentPatient
+row that caused it, so undoing always reverses exactly what was billed (billing.invoice_delete
+reverses the ledger).
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+
+from carnet.billing.invoicing import LineInput, invoice_create, invoice_delete
+from carnet.clinic.models import Treatment
+from carnet.clinic.selectors import clinic_get
+from carnet.core import activity
+from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.permissions import Action
+
+from .access import schedule_require
+from .locks import lock_appointment
+from .models import Appointment, AppointmentPatient, Status
+
+Kind = Treatment.Kind
+Role = AppointmentPatient.Role
+# The scope check (access.schedule_require) already ran; billing only needs to know who it is.
+_BILLING_AS = Action.SCHEDULE_OWN
+
+
+def _rows(appointment: Appointment, patient_ids: list[int] | None, *, status: str) -> list[AppointmentPatient]:
+    rows = list(appointment.participants.select_related("patient").order_by("booked_at", "pk"))
+    if patient_ids is not None:
+        unknown = set(patient_ids) - {r.patient_id for r in rows}
+        if unknown:
+            raise ValidationFailed(f"Patient {min(unknown)} is not in this appointment.",
+                                   fields={"patient_ids": ["Not in this appointment."]})
+    return [r for r in rows if r.status == status and (patient_ids is None or r.patient_id in patient_ids)]
+
+
+def _invoice(actor, appointment: Appointment, row: AppointmentPatient, line: LineInput):
+    date = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone)).date()
+    return invoice_create(actor=actor, patient=row.patient, lines=[line], location=appointment.location,
+                          staff=appointment.practitioner, invoice_date=date, action=_BILLING_AS)
+
+
+def _visit_line(appointment: Appointment, secondaries: list[AppointmentPatient] = ()) -> LineInput:
+    description = appointment.treatment.name
+    if secondaries:
+        description += " — group with " + ", ".join(r.patient.full_name for r in secondaries)
+    return LineInput(treatment_id=appointment.treatment_id, staff_id=appointment.practitioner_id,
+                     description=description)
+
+
+def _reverse(actor, row: AppointmentPatient, what: str) -> None:
+    invoice = row.invoice
+    if invoice is not None and invoice.deleted_at is None:
+        invoice.refresh_from_db()
+        if invoice.applied_minor:
+            raise Conflict(f"{invoice} for {row.patient} has {clinic_get().money(invoice.applied_minor)} of "
+                           f"payments applied. Unapply those payments on the patient's Billing tab first (they "
+                           f"become credit), then {what} again.", code="invoice_has_payments")
+        invoice_delete(actor=actor, invoice=invoice, action=_BILLING_AS)
+    row.invoice = None
+
+
+def _start(actor, appointment: Appointment) -> Appointment:
+    schedule_require(actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id)
+    appointment = lock_appointment(appointment.pk)  # one status change at a time per appointment
+    if appointment.status == Status.CANCELLED:
+        raise Conflict("This appointment is cancelled. Copy it to a new time to book it again.", code="cancelled")
+    return appointment
+
+
+def _set(rows, status: str) -> None:
+    for row in rows:
+        row.status = status
+        row.save(update_fields=["status", "invoice"])
+
+
+def _refresh_status(appointment: Appointment) -> None:
+    """Individual and group appointments follow their (primary) patient; a class session stays booked."""
+    if appointment.kind != Kind.CLASS:
+        primary = appointment.participants.order_by("booked_at", "pk").first()
+        appointment.status = primary.status
+        appointment.save(update_fields=["status"])
+
+
+@transaction.atomic
+def appointment_arrive(*, actor, appointment: Appointment, patient_ids: list[int] | None = None) -> Appointment:
+    """Mark patients arrived and bill them. Group: `patient_ids` are the secondary clients who came
+    (default all); class: the participants who came (default all booked)."""
+    appointment = _start(actor, appointment)
+    before = activity.snapshot(appointment)
+    if appointment.kind == Kind.CLASS:
+        rows = _rows(appointment, patient_ids, status=Status.BOOKED)
+        if not rows:
+            raise Conflict("Nobody chosen is still booked in this class.", code="not_booked")
+        for row in rows:
+            row.invoice = _invoice(actor, appointment, row, _visit_line(appointment))
+        _set(rows, Status.ARRIVED)
+    else:
+        if appointment.status != Status.BOOKED:
+            raise Conflict(f"This appointment is {appointment.get_status_display().lower()}, not booked. "
+                           "Un-arrive it, or undo the no-show, first.", code="not_booked")
+        _rows(appointment, patient_ids, status=Status.BOOKED)  # refuses patients not in the appointment
+        booked = _rows(appointment, None, status=Status.BOOKED)
+        primary = booked[0]
+        came = [r for r in booked[1:] if patient_ids is None or r.patient_id in patient_ids]
+        primary.invoice = _invoice(actor, appointment, primary, _visit_line(appointment, came))
+        _set([primary, *came], Status.ARRIVED)
+    _refresh_status(appointment)
+    activity.record(actor=actor, verb="arrived", obj=appointment, before=before, after=activity.snapshot(appointment))
+    return appointment
+
+
+@transaction.atomic
+def appointment_unarrive(*, actor, appointment: Appointment, patient_ids: list[int] | None = None) -> Appointment:
+    """Back to booked, deleting the arrival invoice(s); refused while a payment is applied to one."""
+    appointment = _start(actor, appointment)
+    before = activity.snapshot(appointment)
+    rows = _rows(appointment, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.ARRIVED)
+    if not rows:
+        raise Conflict("Nobody chosen has arrived, so there is nothing to un-arrive.", code="not_arrived")
+    for row in rows:
+        _reverse(actor, row, "un-arrive")
+    _set(rows, Status.BOOKED)
+    _refresh_status(appointment)
+    activity.record(actor=actor, verb="un-arrived", obj=appointment, before=before,
+                    after=activity.snapshot(appointment))
+    return appointment
+
+
+def _fee_line(appointment: Appointment, fee: int) -> LineInput:
+    local = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone))
+    return LineInput(description=f"No-show fee: {appointment.treatment.name} on {local:%Y-%m-%d %H:%M}",
+                     unit_price_minor=fee, income_category_id=appointment.treatment.income_category_id,
+                     staff_id=appointment.practitioner_id, tax_ids=[])
+
+
+@transaction.atomic
+def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = True,
+                        patient_ids: list[int] | None = None) -> Appointment:
+    """Toggle no-show. Marking charges the clinic's no-show fee (if set and `charge_fee`) to the
+    patient (group: the primary); marking again undoes it, deleting that fee invoice."""
+    appointment = _start(actor, appointment)
+    before = activity.snapshot(appointment)
+    if appointment.kind == Kind.CLASS:
+        ids = patient_ids
+    else:
+        ids = None
+        if appointment.status == Status.ARRIVED:
+            raise Conflict("This appointment is arrived. Un-arrive it first to mark a no-show.", code="arrived")
+    missed = _rows(appointment, ids, status=Status.NO_SHOW)
+    if missed:  # pressing again undoes the no-show
+        for row in missed:
+            _reverse(actor, row, "undo the no-show")
+        _set(missed, Status.BOOKED)
+        verb = "no-show undone"
+    else:
+        rows = _rows(appointment, ids, status=Status.BOOKED)
+        if not rows:
+            raise Conflict("Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked")
+        fee = clinic_get().no_show_fee_minor if charge_fee else 0
+        billed = rows if appointment.kind == Kind.CLASS else rows[:1]  # group: the primary pays
+        for row in billed if fee else ():
+            row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
+        _set(rows, Status.NO_SHOW)
+        verb = "no-show"
+    _refresh_status(appointment)
+    activity.record(actor=actor, verb=verb, obj=appointment, before=before, after=activity.snapshot(appointment))
+    return appointment

@@ -1,0 +1,19 @@
+"""Row locks for booking, always in this order: practitioner (StaffMember) → appointment.
+
+On PostgreSQL these are SELECT … FOR UPDATE, so two bookings for one practitioner queue and the
+second sees the first before its overlap check. On SQLite, BEGIN IMMEDIATE (settings) already
+serialises writers, so the same read-then-write is just as safe there.
+"""
+
+from carnet.people.models import StaffMember
+
+from .models import Appointment
+
+
+def lock_practitioners(pks) -> None:
+    list(StaffMember.objects.select_for_update(of=("self",)).filter(pk__in=set(pks)).order_by("pk"))
+
+
+def lock_appointment(pk: int) -> Appointment:
+    return Appointment.objects.select_for_update(of=("self",)).select_related(
+        "treatment", "practitioner", "location").get(pk=pk)

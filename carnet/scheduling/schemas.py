@@ -1,0 +1,69 @@
+import datetime as dt
+
+from ninja import Field, Schema
+
+
+class BookIn(Schema):
+    treatment_id: int
+    practitioner_id: int
+    location_id: int
+    start: dt.datetime = Field(..., description="With its UTC offset, e.g. 2026-03-09T09:00:00-04:00")
+    patient_ids: list[int] = Field([], description="Individual: one; group: primary first; class: any number")
+    notes: str = ""
+
+
+class JoinIn(Schema):
+    patient_id: int
+
+
+class PatientsIn(Schema):
+    patient_ids: list[int] | None = Field(None, description="Group: secondary clients who came; class: participants")
+
+
+class NoShowIn(PatientsIn):
+    charge_fee: bool = Field(True, description="Charge the clinic's no-show fee (if one is set)")
+
+
+class CancelIn(Schema):
+    patient_id: int | None = Field(None, description="Only this class participant or group secondary client")
+
+
+class StartIn(Schema):
+    start: dt.datetime
+
+
+class ClassIn(Schema):
+    treatment_id: int = Field(..., description="The class treatment to book instead of the group")
+
+
+class ParticipantOut(Schema):
+    patient_id: int
+    patient_name: str = Field(..., alias="patient.full_name")
+    role: str
+    status: str
+    invoice_id: int | None
+
+
+class AppointmentOut(Schema):
+    id: int
+    treatment_id: int
+    treatment_name: str = Field(..., alias="treatment.name")
+    kind: str
+    practitioner_id: int
+    location_id: int
+    start: dt.datetime
+    end: dt.datetime
+    status: str
+    booked_by: str
+    notes: str
+    participants: list[ParticipantOut]
+
+    @staticmethod
+    def resolve_participants(obj):
+        return list(obj.participants.all())
+
+
+class FreeOut(Schema):
+    location_id: int
+    start: dt.datetime
+    end: dt.datetime

@@ -1,0 +1,40 @@
+"""Scheduling test data: a practitioner who works at the catalog's location, and bookings."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from carnet.clinic.models import Clinic, Treatment
+from carnet.conftest import make_patient, make_staff
+from carnet.core.permissions import AccessLevel
+from carnet.scheduling.services import appointment_book
+
+TORONTO = ZoneInfo("America/Toronto")
+
+
+def at(day: str, hhmm: str, zone=TORONTO) -> dt.datetime:
+    return dt.datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=zone)
+
+
+def practitioner(location, level=AccessLevel.PRACTITIONER_FRONT_DESK):
+    staff = make_staff(level, practitioner=True)
+    staff.locations.add(location)
+    return staff
+
+
+def treatment_of(catalog, kind: str, capacity=None, name=None, price=9000):
+    return Treatment.objects.create(name=name or f"{kind} session", discipline=catalog["discipline"],
+                                    income_category=catalog["income_category"], duration_minutes=60,
+                                    price_minor=price, kind=kind, capacity=capacity)
+
+
+def book(actor, catalog, prac, start, patients=None, treatment=None):
+    return appointment_book(actor=actor.user, treatment=treatment or catalog["treatment"], practitioner=prac,
+                            location=catalog["location"], start=start,
+                            patients=patients if patients is not None else [make_patient()])
+
+
+def clinic_set(**fields):
+    from carnet.clinic.selectors import clinic_get
+
+    clinic_get()
+    Clinic.objects.filter(pk=1).update(**fields)
