@@ -1,18 +1,17 @@
 """The patient's Billing tab: purchases, payments, credit, cards on file, and their actions."""
 
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
-from carnet.core.idempotency import claim_form_key, new_form_key
+from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action
 from carnet.gateway.selectors import cards_for_patient
 from carnet.gateway.services import card_remove, card_store
 from carnet.people.selectors import patient_get
-from carnet.staff.decorators import apply_errors, not_allowed, run_action, staff_required
+from carnet.staff.decorators import apply_errors, not_allowed, run_action, save_once, staff_required
 
 from . import payments
 from .forms import CardForm, PaymentForm, PurchaseForm, RefundForm
@@ -39,21 +38,6 @@ def billing_tab(request, pk: int):
     })
 
 
-def _once(request, form, write):
-    """Run `write()` unless this form was already submitted; domain errors land on the form."""
-    try:
-        with transaction.atomic():
-            if not claim_form_key(user=request.user, key=form.cleaned_data["form_key"]):
-                messages.info(request, "That was already saved; nothing was done twice.")
-                return "repeat", None
-            return "ok", write()
-    except NotAllowed as exc:
-        return "denied", not_allowed(request, exc.message)
-    except CarnetError as exc:
-        apply_errors(form, exc)
-        return "error", None
-
-
 @staff_required(Action.SELL)
 def purchase_new(request, pk: int):
     patient, clinic = patient_get(pk), clinic_get()
@@ -65,7 +49,7 @@ def purchase_new(request, pk: int):
         if data.get("manual_description"):
             lines.append(LineInput(description=data["manual_description"], unit_price_minor=data["manual_price"],
                                    income_category_id=data["manual_category"].pk, tax_ids=[]))
-        outcome, result = _once(request, form, lambda: invoice_create(actor=request.user, patient=patient, lines=lines))
+        outcome, result = save_once(request, form, lambda: invoice_create(actor=request.user, patient=patient, lines=lines))
         if outcome == "denied":
             return result
         if outcome == "ok":
@@ -110,7 +94,7 @@ def payment_new(request, pk: int):
                 reference=data["reference"], allocations=form.allocations(), card=data["card"],
                 idempotency_key=f"form-{data['form_key']}")
 
-        outcome, result = _once(request, form, write)
+        outcome, result = save_once(request, form, write)
         if outcome == "denied":
             return result
         if outcome in ("ok", "repeat"):

@@ -1,34 +1,18 @@
 """Staff pages: the gift-card list and search, a card's page with its history and actions, a new card."""
 
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
-from carnet.core.idempotency import claim_form_key, new_form_key
+from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action
-from carnet.staff.decorators import apply_errors, not_allowed, staff_required
+from carnet.staff.decorators import not_allowed, save_once, staff_required
 
 from . import services
 from .forms import GiftCardForm, NotesForm, RefundForm, ReloadForm, TransferForm
 from .selectors import giftcard_by_pk, giftcards_search
-
-
-def _once(request, form, write):
-    """Run `write()` unless this form was already submitted (same key); errors land on the form."""
-    try:
-        with transaction.atomic():
-            if not claim_form_key(user=request.user, key=form.cleaned_data.get("form_key", "")):
-                messages.info(request, "That was already saved; nothing was done twice.")
-                return "repeat", None
-            return "ok", write()
-    except NotAllowed as exc:
-        return "denied", not_allowed(request, exc.message)
-    except CarnetError as exc:
-        apply_errors(form, exc)
-        return "error", None
 
 
 @staff_required(Action.SELL)
@@ -43,7 +27,7 @@ def giftcard_new(request):
     form = GiftCardForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()})
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
-        outcome, result = _once(request, form, lambda: services.giftcard_create_and_load(
+        outcome, result = save_once(request, form, lambda: services.giftcard_create_and_load(
             actor=request.user, code=d["code"], amount_minor=d["amount"] or 0, purchaser=d["purchaser"],
             method=d["method"], reference=d["reference"], recipient_name=d["recipient_name"],
             recipient_email=d["recipient_email"], notes=d["notes"], idempotency_key=f"form-{d['form_key']}"))
@@ -87,7 +71,7 @@ def _act(request, pk: int, which: str, write, success):
     forms = _forms(clinic, request.POST, which)
     form = forms[which]
     if form.is_valid():
-        outcome, result = _once(request, form, lambda: write(card, form.cleaned_data))
+        outcome, result = save_once(request, form, lambda: write(card, form.cleaned_data))
         if outcome == "denied":
             return result
         if outcome in ("ok", "repeat"):

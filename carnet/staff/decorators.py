@@ -77,3 +77,26 @@ def save_form(request, form, save, *, success):
         return None, None
     messages.success(request, success(result))
     return result, None
+
+
+def save_once(request, form, write):
+    """Run `write()` unless this form (its form_key) was already submitted; errors land on the form.
+
+    Returns (outcome, value): ("ok", result), ("repeat", None), ("denied", a 403 page) or
+    ("error", None). The key is claimed in the same transaction as the write (core.idempotency).
+    """
+    from django.db import transaction
+
+    from carnet.core.idempotency import claim_form_key
+
+    try:
+        with transaction.atomic():
+            if not claim_form_key(user=request.user, key=form.cleaned_data.get("form_key", "")):
+                messages.info(request, "That was already saved; nothing was done twice.")
+                return "repeat", None
+            return "ok", write()
+    except NotAllowed as exc:
+        return "denied", not_allowed(request, exc.message)
+    except CarnetError as exc:
+        apply_errors(form, exc)
+        return "error", None
