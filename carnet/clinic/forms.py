@@ -14,7 +14,8 @@ _FIELDS = {
                 "income_category", "online_bookable", "capacity", "is_active"],
     Product: ["name", "sku", "price_minor", "tax_inclusive", "taxes", "income_category", "stock", "is_active"],
     Clinic: ["name", "currency", "time_zone", "locale", "address", "email", "phone", "invoice_prefix",
-             "no_show_fee_minor", "allow_double_booking", "online_sales_enabled", "gift_cards_enabled",
+             "no_show_fee_minor", "allow_double_booking", "cancellation_window_hours", "online_sales_enabled",
+             "gift_cards_enabled",
              "gift_card_load_limit_minor", "gift_card_online_sales_enabled", "gift_card_online_minimum_minor"],
 }
 _MONEY_LABELS = {"price_minor": "Price", "no_show_fee_minor": "No-show fee",

@@ -35,6 +35,9 @@ class Clinic(models.Model):
     invoice_prefix = models.CharField(max_length=10, blank=True, default="")
     no_show_fee_minor = models.BigIntegerField(default=0, validators=[MinValueValidator(0)])
     allow_double_booking = models.BooleanField(default=False)
+    cancellation_window_hours = models.PositiveIntegerField(
+        default=24, validators=[MaxValueValidator(24 * 60)],
+        help_text="Patients can cancel online up to this many hours before an appointment.")
     online_sales_enabled = models.BooleanField(default=False)
     gift_cards_enabled = models.BooleanField(default=True)
     gift_card_load_limit_minor = models.BigIntegerField(default=100000, validators=[MinValueValidator(0)])

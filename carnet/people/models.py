@@ -19,6 +19,8 @@ class StaffMember(models.Model):
     is_practitioner = models.BooleanField(default=False)
     locations = models.ManyToManyField(Location, blank=True, related_name="staff")
     is_active = models.BooleanField(default=True)
+    # SHA-256 of the secret in the practitioner's private calendar feed URL (empty: no feed).
+    calendar_feed_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
 
     class Meta:
         ordering = ["display_name"]

@@ -213,3 +213,42 @@ def patient_portal_enable(*, actor, patient: Patient, password: str) -> Patient:
     user = _login_user(username=patient.email.lower(), email=patient.email,
                        password=password, first_name=patient.first_name, last_name=patient.last_name)
     return model_save(actor=actor, obj=patient, data={"user": user}, verb="portal_login_enabled")
+
+
+@transaction.atomic
+def patient_sign_up(*, first_name: str, last_name: str, email: str, phone: str = "", password: str) -> Patient:
+    """A new patient signs themselves up online (booking page): a Patient record and a portal login,
+    their email being the login. An email that already has a login must log in instead."""
+    problems = {k: ["This field is required."] for k, v in (("first_name", first_name), ("last_name", last_name))
+                if not v.strip()}
+    if problems:
+        raise ValidationFailed("Please enter your first and last name.", fields=problems)
+    email = _check_email(email)
+    if not email:
+        raise ValidationFailed("Please enter your email; it is your login.", fields={"email": ["This field is required."]})
+    if User.objects.filter(username__iexact=email).exists():
+        raise Conflict("There is already an account with this email; please log in instead.", code="login_taken",
+                       fields={"email": ["Already registered."]})
+    patient = model_save(actor=None, obj=Patient(created_at=clock.now()), data=_patient_data(
+        {"first_name": first_name, "last_name": last_name, "email": email, "phone": phone}), verb="signed up online")
+    user = _login_user(username=email.lower(), email=email, password=password,
+                       first_name=patient.first_name, last_name=patient.last_name)
+    return model_save(actor=user, obj=patient, data={"user": user}, verb="portal_login_enabled")
+
+
+@transaction.atomic
+def calendar_feed_token_reset(*, actor) -> str:
+    """Give the actor's own calendar feed a new secret (the old URL stops working) and return it.
+    Only its digest is stored, so the URL is shown once, like an API token."""
+    require(actor, Action.SCHEDULE_OWN)
+    staff = staff_of(actor)
+    raw = secrets.token_urlsafe(32)
+    StaffMember.objects.filter(pk=staff.pk).update(calendar_feed_digest=token_digest(raw))
+    activity.record(actor=actor, verb="calendar_feed_reset", obj=staff)
+    return raw
+
+
+def staff_by_calendar_token(raw: str) -> StaffMember | None:
+    if not raw:
+        return None
+    return StaffMember.objects.filter(calendar_feed_digest=token_digest(raw), is_active=True).first()

@@ -1,9 +1,12 @@
 """The patient portal ("My Account"): a patient sees their own record and their dependants'."""
 
 from functools import wraps
+from zoneinfo import ZoneInfo
 
+from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from carnet.billing import documents, emails
 from carnet.billing.document_views import pdf_response
@@ -11,10 +14,12 @@ from carnet.billing.models import Invoice, Payment
 from carnet.billing.payments import balance_pay_online
 from carnet.billing.selectors import amount_owing, open_invoices
 from carnet.clinic.selectors import clinic_get
+from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.gateway.services import PaymentFailed
 from carnet.people.selectors import patient_family, patients_managed_by
+from carnet.scheduling import online
 from carnet.staff.decorators import apply_errors
 from carnet.staff.views import login_view
 
@@ -38,13 +43,33 @@ def portal_login(request):
 
 @patient_required
 def home(request, patient):
+    upcoming, past = online.patient_appointments(patient=patient)
+    now = clock.now()
     return render(request, "portal/home.html", {
+        "upcoming": [(row, row.status == "booked" and now <= online.cancel_deadline(row.appointment)) for row in upcoming],
+        "past": past,
         "patient": patient, "clinic": clinic_get(),
         "family": patient_family(patient), "dependants": patients_managed_by(patient)[1:],
         "invoices": Invoice.objects.filter(patient__in=patients_managed_by(patient), deleted_at__isnull=True)
         .select_related("patient").order_by("-invoice_date", "-number")[:50],
         "owing": clinic_get().money(amount_owing(patient)), "pay_token": emails.pay_link_token(patient),
     })
+
+
+@require_POST
+@patient_required
+def appointment_cancel(request, patient, pk: int):
+    """Cancel an own (or a dependant's) appointment, refused inside the clinic's cancellation window."""
+    try:
+        appointment = online.appointment_cancel_by_patient(user=request.user, row_pk=pk)
+    except NotFound:
+        raise  # someone else's appointment: a plain 404
+    except CarnetError as exc:
+        messages.error(request, exc.message)
+    else:
+        when = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone))
+        messages.success(request, f"Cancelled: {appointment.treatment} on {when:%A %-d %B at %H:%M}.")
+    return redirect("portal:home")
 
 
 @patient_required

@@ -13,6 +13,8 @@ from carnet.people.selectors import patient_get
 from . import arrival, selectors, services
 from . import schemas as s
 from .access import schedule_require
+from .breaks import break_create, break_delete
+from .models import Break
 
 router = Router(tags=["scheduling"])
 
@@ -129,3 +131,24 @@ def free_time(request, pk: int, date: dt.date | None = None, location_id: int | 
     free = selectors.availability(actor=request.auth, practitioner=practitioner, day=date,
                                   location=_one(Location, location_id, "location_id", "location"))
     return [{"location_id": loc.pk, "start": a, "end": b} for loc, (a, b) in free]
+
+
+@router.get("/practitioners/{pk}/breaks", response=list[s.BreakOut], operation_id="breaks_list")
+def breaks(request, pk: int, date: dt.date | None = None):
+    practitioner = _one(StaffMember, pk, "pk", "practitioner")
+    return selectors.breaks_for(actor=request.auth, practitioner=practitioner, day=date)
+
+
+@router.post("/practitioners/{pk}/breaks", response={201: s.BreakOut}, operation_id="break_create")
+def break_add(request, pk: int, payload: s.BreakIn):
+    practitioner = _one(StaffMember, pk, "pk", "practitioner")
+    location = _one(Location, payload.location_id, "location_id", "location")
+    return Status(201, break_create(actor=request.auth, practitioner=practitioner, location=location,
+                                    start=payload.start, end=payload.end, reason=payload.reason))
+
+
+@router.delete("/breaks/{pk}", response={204: None}, operation_id="break_delete")
+def break_remove(request, pk: int):
+    item = _one(Break, pk, "pk", "break")
+    break_delete(actor=request.auth, item=item)
+    return Status(204, None)

@@ -72,3 +72,22 @@ class AppointmentPatient(models.Model):
 
     def __str__(self):
         return f"{self.patient} in {self.appointment}"
+
+
+class Break(models.Model):
+    """Time a practitioner is not bookable inside a shift (lunch, admin, time off)."""
+
+    practitioner = models.ForeignKey(StaffMember, on_delete=models.CASCADE, related_name="breaks")
+    location = models.ForeignKey(Location, on_delete=models.PROTECT)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    reason = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["start", "pk"]
+        indexes = [models.Index(fields=["practitioner", "start"])]
+        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")),
+                                              name="break_ends_after_start")]
+
+    def __str__(self):
+        return f"{self.practitioner} break at {self.start:%Y-%m-%d %H:%M}"

@@ -67,3 +67,19 @@ class FreeOut(Schema):
     location_id: int
     start: dt.datetime
     end: dt.datetime
+
+
+class BreakIn(Schema):
+    location_id: int
+    start: dt.datetime = Field(..., description="With its UTC offset")
+    end: dt.datetime
+    reason: str = ""
+
+
+class BreakOut(Schema):
+    id: int
+    practitioner_id: int
+    location_id: int
+    start: dt.datetime
+    end: dt.datetime
+    reason: str

@@ -19,7 +19,7 @@ from carnet.core.errors import NotFound
 from carnet.people.models import Shift, StaffMember
 
 from .access import schedule_require, schedule_scope
-from .models import Appointment, Status
+from .models import Appointment, Break, Status
 
 _APPOINTMENTS = Appointment.objects.select_related("treatment", "practitioner", "location").prefetch_related(
     "participants__patient")
@@ -72,7 +72,8 @@ def _subtract(free: list[Interval], busy: Interval) -> list[Interval]:
 def availability(*, actor, practitioner: StaffMember, day: dt.date | None = None,
                  location: Location | None = None) -> list[tuple[Location, Interval]]:
     """Free intervals (aware, in the location's time zone) per location for the practitioner on `day`:
-    their shifts there minus every appointment they have (at any location) that is not cancelled."""
+    their shifts there minus their breaks and every appointment they have (at any location) that is
+    not cancelled."""
     shifts = Shift.objects.filter(staff=practitioner).select_related("location").order_by("start_time")
     if location is not None:
         shifts = shifts.filter(location=location)
@@ -81,6 +82,12 @@ def availability(*, actor, practitioner: StaffMember, day: dt.date | None = None
         {s.location_id for s in shifts} | set(practitioner.locations.values_list("pk", flat=True)) or {None})
     for loc_id in places:
         schedule_require(actor, practitioner_id=practitioner.pk, location_id=loc_id)
+    return free_intervals(practitioner=practitioner, day=day, shifts=shifts)
+
+
+def free_intervals(*, practitioner: StaffMember, day: dt.date | None, shifts) -> list[tuple[Location, Interval]]:
+    """The unchecked core of availability(): `shifts` minus the practitioner's breaks and appointments on `day`.
+    Callers check access (availability) or show only what the public may see (online booking)."""
     out = []
     for shift in shifts:
         zone = ZoneInfo(shift.location.time_zone)
@@ -93,7 +100,16 @@ def availability(*, actor, practitioner: StaffMember, day: dt.date | None = None
         free = [(start, end)]
         busy = (Appointment.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start)
                 .exclude(status=Status.CANCELLED).values_list("start", "end"))
-        for interval in busy:
+        breaks = Break.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start).values_list("start", "end")
+        for interval in [*busy, *breaks]:
             free = _subtract(free, interval)
         out += [(shift.location, (a.astimezone(zone), b.astimezone(zone))) for a, b in free if b > a]
     return out
+
+
+def breaks_for(*, actor, practitioner: StaffMember, day: dt.date | None = None) -> list[Break]:
+    """The practitioner's breaks (touching `day` in UTC, if given) that `actor` may see."""
+    items = Break.objects.filter(practitioner=practitioner).filter(schedule_scope(actor))
+    if day is not None:
+        items = items.filter(start__date__lte=day, end__date__gte=day)
+    return list(items)

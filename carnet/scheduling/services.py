@@ -20,7 +20,7 @@ from carnet.people.models import Patient, StaffMember
 
 from .access import schedule_require
 from .locks import lock_appointment, lock_practitioners
-from .models import Appointment, AppointmentPatient, Status
+from .models import Appointment, AppointmentPatient, Break, Status
 
 Kind = Treatment.Kind
 Role = AppointmentPatient.Role
@@ -38,6 +38,10 @@ def _check_free(*, practitioner: StaffMember, location: Location, start: dt.date
         return
     clash = (Appointment.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start)
              .exclude(status=Status.CANCELLED).exclude(pk=exclude_pk).select_related("treatment").first())
+    pause = Break.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start).first()
+    if pause is not None:
+        raise Conflict(f"{practitioner} is on a break from {_local(pause.start, location)} to "
+                       f"{_local(pause.end, location)}. Choose another time or practitioner.", code="on_break")
     if clash is not None:
         raise Conflict(f"{practitioner} is already booked from {_local(clash.start, location)} to "
                        f"{_local(clash.end, location)} ({clash.treatment}). Choose another time or practitioner, "

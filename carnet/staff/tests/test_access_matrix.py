@@ -106,6 +106,10 @@ def api_routes(w):
         ("post", "/appointments/{group_appointment}/duplicate-as-class", everywhere,
          {"treatment_id": "{class_treatment}"}),
         ("get", "/practitioners/{practitioner}/availability", everywhere, None),
+        ("get", "/practitioners/{practitioner}/breaks", A.SCHEDULE_OWN, None),
+        ("post", "/practitioners/{practitioner}/breaks", everywhere, {"location_id": "{location}",
+                                                                      "start": "{break_start}", "end": "{break_end}"}),
+        ("delete", "/breaks/{break}", everywhere, None),
     ]
     for kind, (body, manage) in SETUP_KINDS.items():
         routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
@@ -134,7 +138,7 @@ class World:
         self.n += 1
         if any(word in needs for word in ("invoice", "payment", "allocation", "card", "billing")):
             self._billing()
-        if "appointment" in needs:
+        if "appointment" in needs or "break" in needs:
             self._appointments()
         if any(word in needs for word in ("gift", "GCARD")):
             self._gift_cards()
@@ -169,7 +173,8 @@ class World:
             name=f"{kind} visit", discipline=catalog["discipline"], income_category=catalog["income_category"],
             duration_minutes=30, price_minor=4000, kind=kind, capacity=10) for kind in ("group", "class")}
         self.ids.update(practitioner=self.practitioner.pk, class_treatment=self.treatments["class"].pk,
-                        appointment=0, group_appointment=0, arrived_appointment=0, start="")
+                        appointment=0, group_appointment=0, arrived_appointment=0, start="", **{"break": 0},
+                        break_start="", break_end="")
 
     def _appointments(self):
         """Fresh appointments on day n (a booked, a group and an arrived one) and a free start time."""
@@ -190,7 +195,13 @@ class World:
         arrived = book(13, Treatment.objects.get(pk=self.ids["treatments"]))
         appointment_arrive(actor=owner.user, appointment=arrived)
         self.ids.update(appointment=book(9, arrived.treatment).pk, group_appointment=book(11, self.treatments["group"]).pk,
-                        arrived_appointment=arrived.pk, start=(day + timedelta(hours=15)).isoformat())
+                        arrived_appointment=arrived.pk, start=(day + timedelta(hours=15)).isoformat(),
+                        break_start=(day + timedelta(hours=16)).isoformat(),
+                        break_end=(day + timedelta(hours=16, minutes=30)).isoformat())
+        from carnet.scheduling.models import Break
+
+        self.ids["break"] = Break.objects.create(practitioner=self.practitioner, location=self.practitioner.locations.get(),
+                                                 start=day + timedelta(hours=18), end=day + timedelta(hours=19)).pk
 
     def _billing(self):
         """A paid invoice (with its payment and allocation), an open invoice, and a card."""
@@ -301,7 +312,8 @@ def _page_routes():
     """Every named staff page (app:name, view) except the public ones."""
     # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
     public = {"staff:login", "staff:logout", "portal:login", "portal:home", "portal:gift_card_buy",
-              "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid"}
+              "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid",
+              "portal:appointment_cancel", "booking:book", "booking:confirm", "calendar:feed"}
     out = []
 
     def walk(patterns, ns=None):
@@ -323,6 +335,7 @@ def _page_routes():
 PAGE_ACTIONS = {
     "staff:dashboard": A.DASHBOARD_VIEW, "staff:activity": A.ACTIVITY_LOG_VIEW,
     "staff:tokens": A.API_TOKEN_OWN, "staff:token_revoke": A.API_TOKEN_OWN,
+    "calendar:feed_settings": A.SCHEDULE_OWN,
     "clinic:settings": A.SETUP_VIEW, "clinic:clinic_settings": A.CLINIC_SETTINGS,
     "clinic:setup_list": A.SETUP_VIEW, "clinic:setup_new": A.SETUP_MANAGE, "clinic:setup_edit": A.SETUP_MANAGE,
     "people:patients": A.PATIENT_VIEW, "people:patient": A.PATIENT_VIEW,
@@ -341,6 +354,14 @@ PAGE_ACTIONS = {
     "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
 }
+SCHEDULING_PAGES = {"schedule", "book", "patient_appointments", "appointment", "appointment_arrive",
+                    "appointment_unarrive", "appointment_no_show", "appointment_cancel", "appointment_copy",
+                    "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}
+PAGE_ACTIONS.update({f"scheduling:{name}": A.SCHEDULE_OWN for name in SCHEDULING_PAGES})
+# The sample appointment belongs to another practitioner at a location the actor is not linked to,
+# so opening or changing it needs SCHEDULE_ALL_LOCATIONS (as in the API matrix above).
+PAGE_EXPECTS = {f"scheduling:{name}": A.SCHEDULE_ALL_LOCATIONS for name in SCHEDULING_PAGES
+                if name.startswith("appointment")}
 
 
 def test_every_staff_page_declares_the_expected_action():
@@ -352,7 +373,9 @@ def test_every_staff_page_declares_the_expected_action():
 
 POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
-                   "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes"}
+                   "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes",
+                   "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_cancel",
+                   "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
              "payment_pk": "payment", "card_pk": "card"}
 
@@ -369,6 +392,10 @@ def _page_arg(world, name: str, arg: str):
         return world.ids["giftcard"]
     if name.startswith("billing:receipt"):
         return world.ids["invoice"]
+    if name.startswith("scheduling:appointment"):
+        return world.ids["appointment"]
+    if name == "scheduling:patient_appointments":
+        return world.ids["patient"]
     if name.startswith(("people:patient", "people:family", "people:portal", "billing:")):
         return world.ids["patient"]
     if name.startswith("people:"):
@@ -387,7 +414,7 @@ def test_page_matrix(world, client, level, billing):
         url = reverse(name, kwargs={k: _page_arg(world, name, k) for k in pattern.pattern.converters})
         post_only = name.split(":")[1] in POST_ONLY_PAGES
         response = client.post(url) if post_only else client.get(url)
-        expected = allows(level, billing, PAGE_ACTIONS[name])
+        expected = allows(level, billing, PAGE_EXPECTS.get(name, PAGE_ACTIONS[name]))
         where = f"{url} as {level.label} billing={billing}"
         assert response.status_code < 500, where
         if expected:

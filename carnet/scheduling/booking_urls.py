@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import booking_views
+
+app_name = "booking"
+urlpatterns = [
+    path("<int:location_id>/", booking_views.book, name="book"),
+    path("<int:location_id>/confirm/", booking_views.confirm, name="confirm"),
+]

@@ -1,0 +1,123 @@
+"""The public online booking pages (SPEC 4, 11): /book/<location>/ → choose treatment, practitioner
+and a free slot → log in or sign up → confirm. The booking itself is online.appointment_book_online."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from carnet.clinic.models import Location
+from carnet.clinic.selectors import clinic_get
+from carnet.core import clock
+from carnet.core.errors import CarnetError, NotFound
+from carnet.core.idempotency import new_form_key
+from carnet.people.services import patient_sign_up
+from carnet.staff.decorators import apply_errors
+
+from . import online
+
+
+class SignUpForm(forms.Form):
+    first_name = forms.CharField(max_length=80, widget=forms.TextInput(attrs={"autocomplete": "given-name"}))
+    last_name = forms.CharField(max_length=80, widget=forms.TextInput(attrs={"autocomplete": "family-name"}))
+    email = forms.EmailField(help_text="Your login for My Account.", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    phone = forms.CharField(max_length=40, required=False, widget=forms.TextInput(attrs={"autocomplete": "tel"}))
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+
+class ConfirmForm(forms.Form):
+    form_key = forms.CharField(widget=forms.HiddenInput)
+
+
+def _choice(request, location):
+    """The treatment, practitioner and day chosen in the query string (each may be None)."""
+    treatments = online.bookable_treatments(location=location)
+    practitioners = online.bookable_practitioners(location=location)
+    treatment = treatments.filter(pk=_int(request.GET.get("treatment"))).first()
+    practitioner = practitioners.filter(pk=_int(request.GET.get("practitioner"))).first()
+    today = clock.today(ZoneInfo(location.time_zone))
+    try:
+        day = max(dt.date.fromisoformat(request.GET.get("day", "")), today)
+    except ValueError:
+        day = today
+    return treatments, practitioners, treatment, practitioner, day
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _location(location_id: int) -> Location:
+    return get_object_or_404(Location, pk=location_id, is_active=True)
+
+
+def book(request, location_id: int):
+    location = _location(location_id)
+    treatments, practitioners, treatment, practitioner, day = _choice(request, location)
+    slots = []
+    if treatment and practitioner:
+        query = {"treatment": treatment.pk, "practitioner": practitioner.pk}
+        slots = [(s, reverse("booking:confirm", args=[location.pk]) + "?" + urlencode({**query, "start": s.isoformat()}))
+                 for s in online.bookable_slots(treatment=treatment, practitioner=practitioner, location=location,
+                                                day=day)]
+    return render(request, "scheduling/booking_choose.html", {
+        "clinic": clinic_get(), "location": location, "treatments": treatments, "practitioners": practitioners,
+        "treatment": treatment, "practitioner": practitioner, "day": day, "slots": slots,
+        "next_day": (day + dt.timedelta(days=1)).isoformat(), "chosen": bool(treatment and practitioner)})
+
+
+def confirm(request, location_id: int):
+    location = _location(location_id)
+    _treatments, _practitioners, treatment, practitioner, _day = _choice(request, location)
+    try:
+        start = dt.datetime.fromisoformat(request.GET.get("start", ""))
+    except ValueError:
+        start = None
+    if not (treatment and practitioner and start and start.tzinfo):
+        raise NotFound("Choose a treatment, a practitioner and a time first.")
+    start = start.astimezone(ZoneInfo(location.time_zone))
+    patient = getattr(request.user, "patient", None) if request.user.is_authenticated else None
+    back = reverse("booking:book", args=[location.pk]) + "?" + urlencode(
+        {"treatment": treatment.pk, "practitioner": practitioner.pk, "day": start.date().isoformat()})
+    signup = SignUpForm(request.POST if request.POST.get("action") == "signup" else None)
+    form = ConfirmForm(request.POST if request.POST.get("action") == "confirm" else None,
+                       initial={"form_key": new_form_key()})
+    if request.method == "POST" and patient is None and signup.is_valid():
+        try:
+            patient = patient_sign_up(**signup.cleaned_data)
+        except CarnetError as exc:
+            apply_errors(signup, exc)
+        else:
+            login(request, patient.user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect(request.get_full_path())
+    elif request.method == "POST" and patient is not None and form.is_valid():
+        try:
+            appointment = online.appointment_book_online(
+                user=request.user, patient=patient, treatment=treatment, practitioner=practitioner,
+                location=location, start=start, idempotency_key=form.cleaned_data["form_key"])
+        except CarnetError as exc:
+            if exc.code == "double_booked":
+                messages.error(request, exc.message)
+                return redirect(back)
+            apply_errors(form, exc)
+        else:
+            if appointment is None:
+                messages.info(request, "Your booking was already received; it is listed below.")
+            else:
+                messages.success(request, f"Booked: {treatment} with {practitioner} on "
+                                          f"{start:%A %-d %B %Y at %H:%M}. A confirmation is on its way by email.")
+            return redirect("portal:home")
+    return render(request, "scheduling/booking_confirm.html", {
+        "clinic": clinic_get(), "location": location, "treatment": treatment, "practitioner": practitioner,
+        "start": start, "patient": patient, "signup": signup, "form": form, "back": back,
+        "login_url": reverse("portal:login") + "?" + urlencode({"next": request.get_full_path()})})

@@ -1,0 +1,44 @@
+"""Forms for the schedule pages. Times are entered as wall-clock times in the location's time zone."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from django import forms
+
+from carnet.clinic.models import Location, Treatment
+from carnet.people.models import Patient, StaffMember
+
+LOCAL = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 300}, format="%Y-%m-%dT%H:%M")
+
+
+def aware(local: dt.datetime, location: Location) -> dt.datetime:
+    """A wall-clock time at `location` as an aware instant."""
+    return local.replace(tzinfo=ZoneInfo(location.time_zone))
+
+
+class BookForm(forms.Form):
+    treatment = forms.ModelChoiceField(queryset=Treatment.objects.filter(is_active=True).order_by("name"),
+                                       widget=forms.Select(attrs={"autofocus": True}))
+    patient = forms.ModelChoiceField(queryset=Patient.objects.none(), help_text="Search above to narrow the list.")
+    practitioner = forms.ModelChoiceField(
+        queryset=StaffMember.objects.filter(is_practitioner=True, is_active=True).order_by("display_name"))
+    start = forms.DateTimeField(label="Start (location time)", widget=LOCAL, input_formats=["%Y-%m-%dT%H:%M"])
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    form_key = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, patients, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].queryset = patients
+
+
+class StartForm(forms.Form):
+    start = forms.DateTimeField(label="New start (location time)", widget=LOCAL, input_formats=["%Y-%m-%dT%H:%M"])
+
+
+class JoinForm(forms.Form):
+    patient = forms.ModelChoiceField(queryset=Patient.objects.order_by("last_name", "first_name"))
+
+
+class ClassForm(forms.Form):
+    treatment = forms.ModelChoiceField(
+        label="Class", queryset=Treatment.objects.filter(is_active=True, kind=Treatment.Kind.CLASS).order_by("name"))

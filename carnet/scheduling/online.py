@@ -1,0 +1,146 @@
+"""Online booking (SPEC 4, 11): what the public may book, booking by the patient, and cancelling
+from the portal within the clinic's cancellation window. The patient is the actor here, so these
+services check ownership and policy instead of staff access levels."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+
+from carnet.clinic.models import Location, Treatment
+from carnet.clinic.selectors import clinic_get
+from carnet.core import activity, clock
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
+from carnet.core.idempotency import claim_form_key
+from carnet.core.mail import mail_queue
+from carnet.people.models import Patient, Shift, StaffMember
+from carnet.people.selectors import patients_managed_by
+
+from .locks import lock_appointment, lock_practitioners
+from .models import Appointment, AppointmentPatient, Status
+from .selectors import free_intervals
+from .services import _check_free, _validate
+
+Kind = Treatment.Kind
+
+
+def bookable_treatments(*, location: Location):
+    """Individual treatments offered online (groups and classes are booked by the front desk)."""
+    return Treatment.objects.filter(online_bookable=True, is_active=True, kind=Kind.INDIVIDUAL).order_by("name")
+
+
+def bookable_practitioners(*, location: Location):
+    """Active practitioners with a shift at this location."""
+    ids = Shift.objects.filter(location=location).values_list("staff_id", flat=True)
+    return StaffMember.objects.filter(pk__in=ids, is_active=True, is_practitioner=True).order_by("display_name")
+
+
+def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location: Location, day: dt.date,
+                   now: dt.datetime | None = None) -> list[dt.datetime]:
+    """Start times (aware, in the location's time zone) on `day` where the treatment fits in the
+    practitioner's free time at this location, one treatment length apart, none in the past."""
+    now = now or clock.now()
+    length = dt.timedelta(minutes=treatment.duration_minutes)
+    shifts = Shift.objects.filter(staff=practitioner, location=location).select_related("location")
+    slots = []
+    for _location, (start, end) in free_intervals(practitioner=practitioner, day=day, shifts=shifts):
+        at = start
+        while at + length <= end:
+            if at > now:
+                slots.append(at)
+            # Step in UTC so a daylight-saving day still yields evenly spaced real instants.
+            at = (at.astimezone(dt.UTC) + length).astimezone(start.tzinfo)
+    return sorted(slots)
+
+
+def _when(appointment: Appointment) -> str:
+    local = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone))
+    return local.strftime("%A %-d %B %Y at %H:%M")
+
+
+@transaction.atomic
+def appointment_book_online(*, user, patient: Patient, treatment: Treatment, practitioner: StaffMember,
+                            location: Location, start: dt.datetime, idempotency_key: str = "") -> Appointment | None:
+    """Book an individual visit for `patient` (the logged-in patient or a dependant) at a bookable
+    slot. Returns None when this form was already submitted (a double click books once)."""
+    if patient not in patients_managed_by(user.patient):
+        raise NotFound("No such patient.")
+    if not (treatment.online_bookable and treatment.kind == Kind.INDIVIDUAL):
+        raise ValidationFailed(f"{treatment} cannot be booked online.", fields={"treatment": ["Not bookable online."]})
+    _validate(treatment, practitioner, location)
+    if not claim_form_key(user=user, key=idempotency_key):
+        return None
+    lock_practitioners([practitioner.pk])
+    end = start + dt.timedelta(minutes=treatment.duration_minutes)
+    taken = Conflict(f"Sorry, {_local(start, location)} with {practitioner} was just taken. "
+                     "Please choose another time.", code="double_booked")
+    try:
+        _check_free(practitioner=practitioner, location=location, start=start, end=end)
+    except Conflict:
+        raise taken from None
+    day = start.astimezone(ZoneInfo(location.time_zone)).date()
+    if start not in bookable_slots(treatment=treatment, practitioner=practitioner, location=location, day=day):
+        raise taken  # overlapping a break or another booking, outside the shift, or in the past
+    appointment = Appointment.objects.create(
+        treatment=treatment, practitioner=practitioner, location=location, start=start, end=end,
+        booked_by=Appointment.BookedBy.ONLINE, created_at=clock.now())
+    AppointmentPatient.objects.create(appointment=appointment, patient=patient, booked_at=clock.now(),
+                                      role=AppointmentPatient.Role.PRIMARY)
+    activity.record(actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment))
+    clinic = clinic_get()
+    if patient.email or user.patient.email:
+        mail_queue(to=patient.email or user.patient.email, subject=f"Your appointment at {clinic.name}",
+                   template="scheduling/booking_confirmation.txt",
+                   context={"clinic": clinic, "patient": patient, "appointment": appointment,
+                            "when": _when(appointment), "window": clinic.cancellation_window_hours})
+    return appointment
+
+
+def _local(when: dt.datetime, location: Location) -> str:
+    return when.astimezone(ZoneInfo(location.time_zone)).strftime("%Y-%m-%d %H:%M")
+
+
+def patient_appointments(*, patient: Patient):
+    """(upcoming, past) appointment rows of the patient and their dependants, upcoming soonest first."""
+    rows = (AppointmentPatient.objects.filter(patient__in=patients_managed_by(patient))
+            .select_related("appointment__treatment", "appointment__practitioner", "appointment__location", "patient"))
+    now = clock.now()
+    upcoming = rows.filter(appointment__start__gte=now).order_by("appointment__start", "pk")
+    past = rows.filter(appointment__start__lt=now).order_by("-appointment__start", "-pk")[:50]
+    return list(upcoming), list(past)
+
+
+def cancel_deadline(appointment: Appointment) -> dt.datetime:
+    return appointment.start - dt.timedelta(hours=clinic_get().cancellation_window_hours)
+
+
+@transaction.atomic
+def appointment_cancel_by_patient(*, user, row_pk: int, now: dt.datetime | None = None) -> Appointment:
+    """The patient cancels their own (or a dependant's) booked visit, no later than the clinic's
+    cancellation window before it starts."""
+    now = now or clock.now()
+    row = AppointmentPatient.objects.filter(pk=row_pk, patient__in=patients_managed_by(user.patient)).first()
+    if row is None:
+        raise NotFound("No such appointment.")
+    appointment = lock_appointment(row.appointment_id)
+    row.refresh_from_db()
+    if row.status != Status.BOOKED:
+        raise Conflict(f"This appointment is {row.get_status_display().lower()}; only a booked one can be cancelled.",
+                       code="not_booked")
+    hours = clinic_get().cancellation_window_hours
+    if now > cancel_deadline(appointment):
+        raise Conflict(f"Appointments can be cancelled online up to {hours} hours before they start. "
+                       "Please call the clinic to cancel this one.", code="cancellation_window")
+    before = activity.snapshot(appointment)
+    row.status = Status.CANCELLED
+    row.save(update_fields=["status"])
+    # The only (or primary) patient cancelling frees the whole slot.
+    if row.role == AppointmentPatient.Role.PRIMARY or appointment.kind == Kind.INDIVIDUAL:
+        appointment.participants.filter(status=Status.BOOKED).update(status=Status.CANCELLED)
+        appointment.status = Status.CANCELLED
+        appointment.save(update_fields=["status"])
+    activity.record(actor=user, verb="cancelled online", obj=appointment, before=before,
+                    after={**activity.snapshot(appointment), "patient_id": row.patient_id})
+    return appointment

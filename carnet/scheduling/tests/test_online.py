@@ -1,0 +1,183 @@
+"""Online booking: bookable slots, booking by the patient, sign-up, double submits, taken slots,
+the confirmation email, and cancelling from the portal within the clinic's cancellation window."""
+
+import datetime as dt
+import re
+
+import pytest
+from django.core import mail
+
+from carnet.conftest import make_patient
+from carnet.core import clock
+from carnet.core.errors import Conflict
+from carnet.people.models import Patient, Shift
+from carnet.people.services import patient_sign_up
+from carnet.scheduling import online
+from carnet.scheduling.models import Appointment, Break
+
+from .factories import at, book, clinic_set, practitioner
+
+DAY = "2026-03-10"  # a Tuesday
+NOW = at("2026-03-09", "12:00")
+
+
+@pytest.fixture
+def setup(catalog, owner):
+    catalog["treatment"].online_bookable = True
+    catalog["treatment"].save()
+    prac = practitioner(catalog["location"])
+    Shift.objects.create(staff=prac, location=catalog["location"], weekday=1, start_time=dt.time(9),
+                         end_time=dt.time(12))
+    with clock.frozen(NOW):
+        yield {**catalog, "prac": prac, "owner": owner}
+
+
+def slots(s, day=DAY):
+    return online.bookable_slots(treatment=s["treatment"], practitioner=s["prac"], location=s["location"],
+                                 day=dt.date.fromisoformat(day))
+
+
+def signed_up(email="new@example.test"):
+    return patient_sign_up(first_name="Nora", last_name="New", email=email, password="a long pass phrase 42")
+
+
+def test_slots_are_the_shift_minus_appointments_and_breaks_in_the_location_time_zone(setup):
+    assert slots(setup) == [at(DAY, "09:00"), at(DAY, "10:00"), at(DAY, "11:00")]
+    book(setup["owner"], setup, setup["prac"], at(DAY, "10:00"))
+    Break.objects.create(practitioner=setup["prac"], location=setup["location"], start=at(DAY, "11:30"),
+                         end=at(DAY, "11:45"))
+    assert slots(setup) == [at(DAY, "09:00")]
+    assert str(slots(setup)[0].tzinfo) == "America/Toronto"
+
+
+def test_slots_on_a_daylight_saving_day_are_real_instants(setup):
+    Shift.objects.create(staff=setup["prac"], location=setup["location"], weekday=6, start_time=dt.time(1),
+                         end_time=dt.time(4))
+    # 2026-03-08: 02:00 does not exist in Toronto; 01:00-04:00 wall time is two real hours.
+    with clock.frozen(at("2026-03-07", "12:00")):
+        got = slots(setup, "2026-03-08")
+    assert [s.astimezone(dt.UTC).hour for s in got] == [6, 7]
+
+
+def test_only_online_bookable_treatments_and_practitioners_with_shifts_are_offered(setup):
+    assert list(online.bookable_treatments(location=setup["location"])) == [setup["treatment"]]
+    assert list(online.bookable_practitioners(location=setup["location"])) == [setup["prac"]]
+    setup["treatment"].online_bookable = False
+    setup["treatment"].save()
+    assert not online.bookable_treatments(location=setup["location"]).exists()
+
+
+def test_sign_up_creates_the_patient_and_a_portal_login_by_email(setup):
+    patient = signed_up()
+    assert patient.user.username == "new@example.test" and patient.user.check_password("a long pass phrase 42")
+    with pytest.raises(Conflict, match="log in instead"):
+        signed_up()
+
+
+def test_booking_online_books_once_per_form_key_and_emails_the_patient(setup, django_capture_on_commit_callbacks):
+    patient = signed_up()
+    kw = {"user": patient.user, "patient": patient, "treatment": setup["treatment"], "practitioner": setup["prac"],
+          "location": setup["location"], "start": at(DAY, "09:00"), "idempotency_key": "k1"}
+    with django_capture_on_commit_callbacks(execute=True):
+        appointment = online.appointment_book_online(**kw)
+        assert online.appointment_book_online(**kw) is None
+    assert appointment.booked_by == Appointment.BookedBy.ONLINE and Appointment.objects.count() == 1
+    assert [r.patient for r in appointment.participants.all()] == [patient]
+    [message] = mail.outbox
+    assert message.to == ["new@example.test"] and "Tuesday 10 March 2026 at 09:00" in message.body
+
+
+def test_a_slot_just_taken_is_refused_with_a_clear_message(setup):
+    patient = signed_up()
+    book(setup["owner"], setup, setup["prac"], at(DAY, "09:30"))
+    for start in (at(DAY, "09:00"), at(DAY, "08:00"), at("2026-03-09", "09:00")):  # taken, off shift, past
+        with pytest.raises(Conflict, match="was just taken") as exc:
+            online.appointment_book_online(user=patient.user, patient=patient, treatment=setup["treatment"],
+                                           practitioner=setup["prac"], location=setup["location"], start=start)
+        assert exc.value.code == "double_booked"
+
+
+def test_a_patient_cannot_book_for_someone_else(setup):
+    patient, stranger = signed_up(), make_patient()
+    with pytest.raises(Exception, match="No such patient"):
+        online.appointment_book_online(user=patient.user, patient=stranger, treatment=setup["treatment"],
+                                       practitioner=setup["prac"], location=setup["location"], start=at(DAY, "09:00"))
+
+
+def _booked(setup):
+    patient = signed_up()
+    appointment = online.appointment_book_online(
+        user=patient.user, patient=patient, treatment=setup["treatment"], practitioner=setup["prac"],
+        location=setup["location"], start=at(DAY, "10:00"))
+    return patient, appointment.participants.get()
+
+
+def test_cancel_within_the_window_is_refused_and_outside_it_frees_the_slot(setup):
+    clinic_set(cancellation_window_hours=24)
+    patient, row = _booked(setup)
+    with pytest.raises(Conflict, match="up to 24 hours before") as exc:
+        online.appointment_cancel_by_patient(user=patient.user, row_pk=row.pk, now=at("2026-03-09", "10:01"))
+    assert exc.value.code == "cancellation_window"
+    appointment = online.appointment_cancel_by_patient(user=patient.user, row_pk=row.pk, now=at("2026-03-09", "10:00"))
+    row.refresh_from_db()
+    assert appointment.status == row.status == "cancelled"
+    assert at(DAY, "10:00") in slots(setup)
+    with pytest.raises(Conflict, match="only a booked one"):
+        online.appointment_cancel_by_patient(user=patient.user, row_pk=row.pk)
+
+
+def test_a_patient_cannot_cancel_someone_elses_appointment(setup):
+    _patient, row = _booked(setup)
+    other = signed_up("other@example.test")
+    with pytest.raises(Exception, match="No such appointment"):
+        online.appointment_cancel_by_patient(user=other.user, row_pk=row.pk)
+
+
+# ------------------------------------------------------------------ pages
+
+
+def _key(html):
+    return re.search(r'name="form_key" value="([0-9a-f]+)"', html).group(1)
+
+
+def test_booking_pages_sign_up_confirm_and_double_submit(setup, client, django_capture_on_commit_callbacks):
+    loc, t, p = setup["location"], setup["treatment"], setup["prac"]
+    page = client.get(f"/book/{loc.pk}/", {"treatment": t.pk, "practitioner": p.pk, "day": DAY}).content.decode()
+    assert "Massage 60" in page and "09:00" in page and "11:00" in page
+    confirm = re.search(r'href="(/book/\d+/confirm/\?[^"]+)"', page).group(1).replace("&amp;", "&")
+    page = client.get(confirm).content.decode()
+    assert "Sign up" in page and "Log in to book" in page
+    response = client.post(confirm, {"action": "signup", "first_name": "Nora", "last_name": "New",
+                                     "email": "nora@example.test", "password": "a long pass phrase 42"})
+    assert response.status_code == 302
+    assert Patient.objects.get(email="nora@example.test").user.username == "nora@example.test"
+    data = {"action": "confirm", "form_key": _key(client.get(confirm).content.decode())}
+    with django_capture_on_commit_callbacks(execute=True):
+        first, second = client.post(confirm, data), client.post(confirm, data)
+    assert first["Location"] == second["Location"] == "/portal/"
+    assert Appointment.objects.filter(booked_by="online").count() == 1 and len(mail.outbox) == 1
+    home = client.get("/portal/").content.decode()
+    assert "Massage 60" in home and "Tue 2026-03-10 09:00" in home
+
+
+def test_confirming_a_slot_just_taken_sends_back_to_the_times_with_a_message(setup, client):
+    loc, t, p = setup["location"], setup["treatment"], setup["prac"]
+    patient = signed_up()
+    client.force_login(patient.user)
+    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={at(DAY, '09:00').isoformat()}"
+    key = _key(client.get(confirm).content.decode())
+    book(setup["owner"], setup, p, at(DAY, "09:00"))
+    response = client.post(confirm, {"action": "confirm", "form_key": key}, follow=True)
+    assert "was just taken" in response.content.decode() and "10:00" in response.content.decode()
+    assert not Appointment.objects.filter(booked_by="online").exists()
+
+
+def test_portal_cancel_inside_the_window_shows_the_refusal(setup, client):
+    clinic_set(cancellation_window_hours=48)
+    patient, row = _booked(setup)
+    client.force_login(patient.user)
+    page = client.post(f"/portal/appointments/{row.pk}/cancel/", follow=True).content.decode()
+    assert "up to 48 hours before" in page
+    clinic_set(cancellation_window_hours=2)
+    page = client.post(f"/portal/appointments/{row.pk}/cancel/", follow=True).content.decode()
+    assert "Cancelled: Massage 60" in page

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from . import views
+
+app_name = "scheduling"
+A = "appointments/<int:pk>/"
+urlpatterns = [
+    path("schedule/", views.schedule, name="schedule"),
+    path("schedule/book/", views.book, name="book"),
+    path(A, views.appointment, name="appointment"),
+    path(A + "arrive/", views.appointment_arrive, name="appointment_arrive"),
+    path(A + "unarrive/", views.appointment_unarrive, name="appointment_unarrive"),
+    path(A + "no-show/", views.appointment_no_show, name="appointment_no_show"),
+    path(A + "cancel/", views.appointment_cancel, name="appointment_cancel"),
+    path(A + "copy/", views.appointment_copy, name="appointment_copy"),
+    path(A + "reschedule/", views.appointment_reschedule, name="appointment_reschedule"),
+    path(A + "participants/", views.appointment_join, name="appointment_join"),
+    path(A + "duplicate-as-class/", views.appointment_duplicate_as_class, name="appointment_duplicate_as_class"),
+    path("patients/<int:pk>/appointments/", views.patient_appointments, name="patient_appointments"),
+]

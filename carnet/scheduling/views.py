@@ -1,0 +1,338 @@
+"""Staff schedule pages: the day/week grid per location, booking, the appointment panel
+(an htmx fragment: status buttons swap it in place) and the patient's Appointments tab.
+
+All reads and writes go through selectors.py, services.py and arrival.py; these views only
+turn form input into service calls and domain errors into visible messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
+
+from carnet.clinic.models import Location
+from carnet.clinic.selectors import clinic_get
+from carnet.core import clock
+from carnet.core.errors import NotAllowed, NotFound
+from carnet.core.idempotency import new_form_key
+from carnet.core.permissions import Action, staff_of
+from carnet.people.models import Patient, StaffMember
+from carnet.people.selectors import patient_get, patient_search
+from carnet.staff.decorators import not_allowed, run_action, save_once, staff_required
+
+from . import arrival, services
+from .access import schedule_require, schedule_scope
+from .forms import BookForm, ClassForm, JoinForm, StartForm, aware
+from .models import Appointment, Status
+from .selectors import appointment_get, appointments_list, availability
+
+SLOT = dt.timedelta(minutes=15)
+
+
+def _location(request) -> Location | None:
+    locations = Location.objects.filter(is_active=True).order_by("name")
+    chosen = request.GET.get("location") or request.POST.get("location")
+    if chosen and chosen.isdigit():
+        found = locations.filter(pk=chosen).first()
+        if found:
+            return found
+    staff = staff_of(request.user)
+    own = staff.locations.filter(is_active=True).order_by("name").first() if staff else None
+    return own or locations.first()
+
+
+def _day(value: str | None, zone: ZoneInfo) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value) if value else clock.today(zone)
+    except ValueError:
+        return clock.today(zone)
+
+
+def _may_schedule(actor, practitioner: StaffMember, location: Location) -> bool:
+    try:
+        schedule_require(actor, practitioner_id=practitioner.pk, location_id=location.pk)
+    except NotAllowed:
+        return False
+    return True
+
+
+def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
+    """One column per (day, practitioner): practitioners working at the location that day or with a
+    visible appointment there, each with their free intervals (selectors.availability)."""
+    zone = ZoneInfo(location.time_zone)
+    columns = []
+    for day in days:
+        appointments = list(appointments_list(actor=actor, day=day, location=location).exclude(
+            status=Status.CANCELLED))
+        working = StaffMember.objects.filter(shifts__location=location, shifts__weekday=day.weekday(),
+                                             is_practitioner=True, is_active=True)
+        people = {p.pk: p for p in working if _may_schedule(actor, p, location)}
+        people.update({a.practitioner_id: a.practitioner for a in appointments})
+        for practitioner in sorted(people.values(), key=lambda p: p.display_name):
+            free = []
+            if _may_schedule(actor, practitioner, location):
+                free = [iv for _, iv in availability(actor=actor, practitioner=practitioner, day=day,
+                                                     location=location)]
+            mine = [a for a in appointments if a.practitioner_id == practitioner.pk]
+            columns.append({"day": day, "practitioner": practitioner, "free": free, "appointments": mine,
+                            "zone": zone})
+    return columns
+
+
+def _rows(columns: list[dict], zone: ZoneInfo) -> list[dt.time]:
+    """15-minute wall-clock rows covering every shift and appointment shown (default 08:00–18:00)."""
+    first, last = dt.time(8), dt.time(18)
+    for col in columns:
+        spans = col["free"] + [(a.start, a.end) for a in col["appointments"]]
+        for start, end in spans:
+            start, end = start.astimezone(zone), end.astimezone(zone)
+            first = min(first, start.time())
+            last = max(last, end.time() if end.date() == start.date() else dt.time(23, 59))
+    rows, t = [], dt.datetime.combine(dt.date.min, dt.time(first.hour, first.minute // 15 * 15))
+    while t.time() < last and t.date() == dt.date.min:
+        rows.append(t.time())
+        t += SLOT
+    return rows
+
+
+def _cell(col: dict, row: dt.time) -> dict:
+    zone = col["zone"]
+    start = dt.datetime.combine(col["day"], row, tzinfo=zone)
+    end = start + SLOT
+    starting = [a for a in col["appointments"]
+                if start <= a.start.astimezone(zone) < end]
+    busy = any(a.start.astimezone(zone) < start < a.end.astimezone(zone) for a in col["appointments"])
+    free = any(a <= start and end <= b for a, b in col["free"])
+    # Templates get naive wall-clock times: the date filter would otherwise convert to UTC.
+    return {"start": start.replace(tzinfo=None), "practitioner": col["practitioner"], "appointments": starting, "busy": busy, "free": free and not starting}
+
+
+@staff_required(Action.SCHEDULE_OWN)
+def schedule(request):
+    location = _location(request)
+    view = "week" if request.GET.get("view") == "week" else "day"
+    context = {"locations": Location.objects.filter(is_active=True).order_by("name"), "location": location,
+               "view": view}
+    if location is None:
+        return render(request, "scheduling/schedule.html", context)
+    zone = ZoneInfo(location.time_zone)
+    day = _day(request.GET.get("date"), zone)
+    if view == "week":
+        monday = day - dt.timedelta(days=day.weekday())
+        days, step = [monday + dt.timedelta(days=i) for i in range(7)], dt.timedelta(days=7)
+    else:
+        days, step = [day], dt.timedelta(days=1)
+    columns = _columns(request.user, location, days)
+    rows = _rows(columns, zone)
+    grid = [{"time": row, "cells": [_cell(col, row) for col in columns]} for row in rows]
+    context.update(day=day, days=days, columns=columns, grid=grid, zone=location.time_zone,
+                   prev=day - step, next=day + step, today=clock.today(zone),
+                   open=int(request.GET["open"]) if request.GET.get("open", "").isdigit() else None)
+    return render(request, "scheduling/schedule.html", context)
+
+
+def _patients_for(request):
+    """POST: any patient; GET: the search matches (plus a preselected patient), or everyone."""
+    query = request.GET.get("q", "").strip()
+    if request.method == "POST" or not query:
+        return Patient.objects.order_by("last_name", "first_name"), query
+    found = [p.pk for p in patient_search(query=query, limit=50)]
+    if (request.GET.get("patient") or "").isdigit():
+        found.append(int(request.GET["patient"]))
+    return Patient.objects.filter(pk__in=found).order_by("last_name", "first_name"), query
+
+
+@staff_required(Action.SCHEDULE_OWN)
+def book(request):
+    location = _location(request)
+    if location is None:
+        raise Http404("No location is open.")
+    patients, query = _patients_for(request)
+    initial = {"form_key": new_form_key(), "practitioner": request.GET.get("practitioner"),
+               "patient": request.GET.get("patient"), "treatment": request.GET.get("treatment")}
+    if request.GET.get("start"):
+        initial["start"] = request.GET["start"]
+    form = BookForm(request.POST or None, patients=patients, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        outcome, result = save_once(request, form, lambda: services.appointment_book(
+            actor=request.user, treatment=data["treatment"], practitioner=data["practitioner"], location=location,
+            start=aware(data["start"], location), patients=[data["patient"]], notes=data["notes"]))
+        if outcome == "denied":
+            return result
+        if outcome in ("ok", "repeat"):
+            if outcome == "ok":
+                messages.success(request, f"Booked {data['patient']} for {data['treatment']}.")
+            target = {"location": location.pk, "date": data["start"].date().isoformat()}
+            if outcome == "ok":
+                target["open"] = result.pk
+            return redirect(f"{reverse('scheduling:schedule')}?{urlencode(target)}")
+    return render(request, "scheduling/book.html", {"form": form, "location": location, "query": query,
+                                                     "keep": {k: v for k, v in request.GET.items() if k != "q"}})
+
+
+def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict | None = None,
+           refresh_grid: bool = False):
+    """The appointment panel: a fragment for htmx, else a page around it."""
+    try:
+        appointment = appointment_get(actor=request.user, pk=appointment.pk)
+    except NotFound:
+        raise Http404
+    zone = ZoneInfo(appointment.location.time_zone)
+    rows = list(appointment.participants.select_related("patient", "invoice").all())
+    local_start = appointment.start.astimezone(zone).replace(tzinfo=None)
+    forms = forms or {}
+    context = {
+        "appointment": appointment, "rows": rows, "local_start": local_start,
+        "local_end": appointment.end.astimezone(zone).replace(tzinfo=None), "clinic": clinic_get(),
+        "invoices": [r for r in rows if r.invoice_id],
+        "is_group": appointment.kind == "group", "takes_more": appointment.kind != "individual",
+        "start_form": forms.get("start") or StartForm(initial={"start": local_start}),
+        "join_form": forms.get("join") or JoinForm(), "class_form": forms.get("class") or ClassForm(),
+        "fee": clinic_get().no_show_fee_minor,
+        "refresh_grid": refresh_grid,  # after a change, the schedule's block is swapped too (hx-swap-oob)
+    }
+    template = "scheduling/_panel.html" if request.headers.get("HX-Request") else "scheduling/appointment.html"
+    return render(request, template, context, status=status)
+
+
+def _get(request, pk: int):
+    try:
+        return appointment_get(actor=request.user, pk=pk), None
+    except NotFound:
+        raise Http404
+    except NotAllowed as exc:
+        return None, not_allowed(request, exc.message)
+
+
+@staff_required(Action.SCHEDULE_OWN)
+def appointment(request, pk: int):
+    found, denied = _get(request, pk)
+    return denied or _panel(request, found)
+
+
+def _act(request, pk: int, do, success: str):
+    found, denied = _get(request, pk)
+    if denied:
+        return denied
+    result, denied = run_action(request, lambda: do(found), success=success)
+    if denied:
+        return denied
+    shown = result if isinstance(result, Appointment) else found
+    if request.headers.get("HX-Request"):
+        return _panel(request, shown, refresh_grid=True)
+    return redirect("scheduling:appointment", pk=shown.pk)
+
+
+def _patient_ids(request) -> list[int] | None:
+    chosen = request.POST.get("patient")
+    return [int(chosen)] if chosen and chosen.isdigit() else None
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_arrive(request, pk: int):
+    return _act(request, pk, lambda a: arrival.appointment_arrive(
+        actor=request.user, appointment=a, patient_ids=_patient_ids(request)), "Arrived; the invoice is created.")
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_unarrive(request, pk: int):
+    return _act(request, pk, lambda a: arrival.appointment_unarrive(
+        actor=request.user, appointment=a, patient_ids=_patient_ids(request)),
+        "Un-arrived; the arrival invoice is reversed.")
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_no_show(request, pk: int):
+    charge = request.POST.get("charge_fee") == "1"
+    return _act(request, pk, lambda a: arrival.appointment_no_show(
+        actor=request.user, appointment=a, charge_fee=charge, patient_ids=_patient_ids(request)),
+        "No-show updated.")
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_cancel(request, pk: int):
+    chosen = _patient_ids(request)
+
+    def do(a):
+        patient = Patient.objects.filter(pk=chosen[0]).first() if chosen else None
+        return services.appointment_cancel(actor=request.user, appointment=a, patient=patient)
+
+    return _act(request, pk, do, "Cancelled.")
+
+
+def _form_action(request, pk: int, form_class, key: str, do, success: str):
+    found, denied = _get(request, pk)
+    if denied:
+        return denied
+    form = form_class(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Check the form below: " + "; ".join(
+            f"{form.fields[f].label or f}: {' '.join(e)}" if f in form.fields else " ".join(e)
+            for f, e in form.errors.items()))
+        if request.headers.get("HX-Request"):
+            return _panel(request, found, forms={key: form})
+        return redirect("scheduling:appointment", pk=pk)
+    return _act(request, pk, lambda a: do(a, form.cleaned_data), success)
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_copy(request, pk: int):
+    return _form_action(request, pk, StartForm, "start", lambda a, d: services.appointment_copy(
+        actor=request.user, appointment=a, start=aware(d["start"], a.location)),
+        "Copied to the new time; this is the new appointment.")
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_reschedule(request, pk: int):
+    return _form_action(request, pk, StartForm, "start", lambda a, d: services.appointment_reschedule(
+        actor=request.user, appointment=a, start=aware(d["start"], a.location)), "Rescheduled.")
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_join(request, pk: int):
+    return _form_action(request, pk, JoinForm, "join", lambda a, d: services.appointment_join(
+        actor=request.user, appointment=a, patient=d["patient"]) and a, "Patient added.")
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_duplicate_as_class(request, pk: int):
+    return _form_action(request, pk, ClassForm, "class", lambda a, d: services.appointment_duplicate_as_class(
+        actor=request.user, appointment=a, treatment=d["treatment"]),
+        "Duplicated as a class; the group appointment is cancelled.")
+
+
+@staff_required(Action.SCHEDULE_OWN)
+def patient_appointments(request, pk: int):
+    patient = patient_get(pk)
+    now = clock.now()
+    visible = (Appointment.objects.filter(schedule_scope(request.user), participants__patient=patient)
+               .select_related("treatment", "practitioner", "location").distinct())
+    rows = {r.appointment_id: r for r in patient.appointment_rows.all()}
+
+    def annotate(qs):
+        out = list(qs)
+        for a in out:
+            a.row = rows.get(a.pk)
+            a.local_start = a.start.astimezone(ZoneInfo(a.location.time_zone)).replace(tzinfo=None)
+        return out
+
+    return render(request, "scheduling/patient_tab.html", {
+        "patient": patient,
+        "upcoming": annotate(visible.filter(start__gte=now).order_by("start", "pk")),
+        "past": annotate(visible.filter(start__lt=now).order_by("-start", "-pk")[:100]),
+    })
