@@ -100,5 +100,7 @@ api.add_router("/", billing_router)
 api.add_router("/", giftcards_router)
 
 from carnet.scheduling.api import router as scheduling_router  # noqa: E402
+from carnet.scheduling.online_api import router as online_booking_router  # noqa: E402
 
 api.add_router("/", scheduling_router)
+api.add_router("/", online_booking_router)
