@@ -113,5 +113,8 @@ def test_demo_has_a_billing_history_that_passes_ledger_check(capsys):
     assert Invoice.objects.count() >= 4 and Payment.objects.filter(method="card_gateway").exists()
     arjun, rebecca = Patient.objects.get(first_name="Arjun"), Patient.objects.get(first_name="Rebecca")
     assert amount_owing(arjun) > 0 and credit_balance(rebecca) > 0
+    from carnet.scheduling.models import Appointment
+
+    assert Appointment.objects.count() >= 10  # a week of visits on the schedule
     call_command("ledger_check")  # raises SystemExit on a broken invariant
     assert "A/R per patient" in capsys.readouterr().out

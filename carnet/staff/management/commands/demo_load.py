@@ -295,6 +295,36 @@ def load_billing(actor, patients: dict) -> None:
             invoice.refresh_from_db()
 
 
+def load_appointments(actor, patients: dict) -> None:
+    """Two individual visits a day for each practitioner shift over the next week, so the schedule
+    has something on it; the first visit of today (if any) is arrived, which bills it."""
+    from zoneinfo import ZoneInfo
+
+    from carnet.core import clock
+    from carnet.people.models import Shift
+    from carnet.scheduling.arrival import appointment_arrive
+    from carnet.scheduling.services import appointment_book
+
+    visits = list(Treatment.objects.filter(kind=Treatment.Kind.INDIVIDUAL).order_by("pk"))
+    people = [p for p in patients.values() if p.email]
+    n = 0
+    for shift in Shift.objects.select_related("staff", "location").order_by("pk"):
+        zone = ZoneInfo(shift.location.time_zone)
+        today = clock.today(zone)
+        for offset in range(7):
+            day = today + dt.timedelta(days=offset)
+            if day.weekday() != shift.weekday:
+                continue
+            for hours in (1, 3):
+                start = dt.datetime.combine(day, shift.start_time, tzinfo=zone) + dt.timedelta(hours=hours)
+                appointment = appointment_book(actor=actor, treatment=visits[n % len(visits)],
+                                               practitioner=shift.staff, location=shift.location, start=start,
+                                               patients=[people[n % len(people)]])
+                if offset == 0 and hours == 1:
+                    appointment_arrive(actor=actor, appointment=appointment)
+                n += 1
+
+
 def load_patients(actor) -> dict:
     """Patients, the Thompson family's links and a few portal logins."""
     patients = {}
@@ -326,7 +356,9 @@ class Command(BaseCommand):
                     owner = create_owner()
                     locations, categories = load_clinic(owner.user)
                     load_staff(owner.user, owner, locations, categories)
-                    load_billing(owner.user, load_patients(owner.user))
+                    patients = load_patients(owner.user)
+                    load_billing(owner.user, patients)
+                    load_appointments(owner.user, patients)
             except CarnetError as exc:
                 raise CommandError(
                     f"The demo was not loaded (nothing was saved): {exc.message}") from exc
