@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "carnet.billing",
     "carnet.scheduling",
     "carnet.giftcards",
+    "carnet.passes",
     "carnet.staff",
     "carnet.portal",
 ]

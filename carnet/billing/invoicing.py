@@ -41,6 +41,15 @@ class LineInput:
     extra: dict = field(default_factory=dict)
 
 
+# Pass sales are paid up front for services not yet given: their net is deferred (SPEC 3.5).
+DEFERRED_KINDS = {InvoiceLine.Kind.PACKAGE: accounts.DEFERRED_PACKAGES,
+                  InvoiceLine.Kind.MEMBERSHIP: accounts.DEFERRED_MEMBERSHIPS}
+
+
+def _revenue_account(kind: str, category_id: int) -> str:
+    return DEFERRED_KINDS.get(kind) or accounts.revenue(category_id)
+
+
 def _next_number() -> int:
     # The UPDATE row-locks the counter until commit (PostgreSQL) or runs under the write lock
     # (SQLite), so concurrent invoices take consecutive numbers and a rollback frees its number.
@@ -134,7 +143,7 @@ def invoice_create(*, actor, patient, lines: list[LineInput], location=None, sta
         InvoiceLineTax.objects.bulk_create(
             InvoiceLineTax(line=line, tax=t, rate=t.rate, amount_minor=a) for t, a in zip(taxes, amounts.taxes)
         )
-        revenue[data["income_category_id"]] += amounts.net
+        revenue[_revenue_account(data["kind"], data["income_category_id"])] += amounts.net
         for t, a in zip(taxes, amounts.taxes):
             taxes_due[t.pk] += a
     invoice.subtotal_minor = sum(revenue.values())
@@ -144,7 +153,7 @@ def invoice_create(*, actor, patient, lines: list[LineInput], location=None, sta
     if invoice.total_minor:  # a no-charge invoice moves no money
         transaction_post(kind="invoice_issued", source=invoice, memo=str(invoice), at=now, lines=[
             Line(accounts.AR, debit=invoice.total_minor, patient_id=patient.pk),
-            *[Line(accounts.revenue(cat), credit=amount) for cat, amount in revenue.items()],
+            *[Line(account, credit=amount) for account, amount in revenue.items() if amount],
             *[Line(accounts.tax_payable(tax), credit=amount) for tax, amount in taxes_due.items()],
         ])
     activity.record(actor=actor, verb="created", obj=invoice, after=activity.snapshot(invoice))
@@ -174,3 +183,89 @@ def invoice_delete(*, actor, invoice: Invoice, action: Action = Action.INVOICE_D
     invoice.save(update_fields=["deleted_at"])
     activity.record(actor=actor, verb="deleted", obj=invoice, before=before, after=activity.snapshot(invoice))
     return invoice
+
+
+# ---------------------------------------------------------------- for passes (refunds, redeeming a past visit)
+
+def _release(invoice: Invoice, amount: int, now) -> list[Line]:
+    """Unapply `amount` of the (locked) invoice's payments, newest first, splitting an allocation
+    when only part of it goes back. Returns the ledger lines (A/R up, the payers' credit up)."""
+    from .locks import lock_payments
+    from .models import Allocation
+
+    live = list(invoice.allocations.filter(unapplied_at__isnull=True).order_by("-applied_at", "-pk"))
+    payments = lock_payments([a.payment_id for a in live])
+    lines, left = [], amount
+    for allocation in live:
+        if left <= 0:
+            break
+        take = min(left, allocation.amount_minor)
+        payment = payments[allocation.payment_id]
+        allocation.unapplied_at = now
+        allocation.save(update_fields=["unapplied_at"])
+        if take < allocation.amount_minor:  # the rest stays applied, as a new allocation
+            Allocation.objects.create(payment=payment, invoice=invoice, applied_at=now,
+                                      amount_minor=allocation.amount_minor - take)
+        payment.applied_minor -= take
+        payment.save(update_fields=["applied_minor"])
+        invoice.applied_minor -= take
+        lines += [Line(accounts.AR, debit=take, patient_id=invoice.patient_id),
+                  Line(accounts.PATIENT_CREDIT, credit=take, patient_id=payment.patient_id)]
+        left -= take
+    invoice.save(update_fields=["applied_minor"])
+    return lines
+
+
+@transaction.atomic
+def invoice_payments_release(*, invoice: Invoice, source, memo: str) -> int:
+    """Turn every payment applied to an invoice back into the payers' credit (the caller checked
+    access: passes uses it when a package now covers an already-paid visit). Returns the amount."""
+    invoice = lock_invoice(invoice.pk)
+    amount = invoice.applied_minor
+    if amount:
+        transaction_post(kind="payment_unapplied", source=source, memo=memo,
+                         lines=_release(invoice, amount, clock.now()))
+    return amount
+
+
+@transaction.atomic
+def invoice_take_back(*, invoice: Invoice, amount_minor: int, to_credit_minor: int, description: str,
+                      counter_lines, source, memo: str) -> InvoiceLine:
+    """Reduce a pass-sale invoice by `amount_minor` (tax included) with a negative line, and give
+    `to_credit_minor` of what was paid back to the patient as credit. The tax part is taken back in
+    proportion to the invoice's tax; `counter_lines(net)` returns the debits for the net part
+    (deferred revenue, revenue) and any credits (breakage), so the caller decides where value goes."""
+    invoice = lock_invoice(invoice.pk)
+    if invoice.deleted_at or not 0 <= amount_minor <= invoice.total_minor:
+        raise Conflict(f"{invoice} cannot be reduced by {clinic_get().money(amount_minor)}.", code="over_credit")
+    new_total = invoice.total_minor - amount_minor
+    must_release = max(0, invoice.applied_minor - new_total)
+    if to_credit_minor != must_release:
+        raise Conflict(f"{invoice}: returning {clinic_get().money(to_credit_minor)} as credit does not match what "
+                       "the reduction frees.", code="credit_mismatch")
+    taxes = list(InvoiceLineTax.objects.filter(line__invoice=invoice).values_list("tax_id", "amount_minor"))
+    by_tax = defaultdict(int)
+    for tax_id, amount in taxes:
+        by_tax[tax_id] += amount
+    back = {t: amount_minor * a // invoice.total_minor for t, a in by_tax.items() if invoice.total_minor}
+    tax_back = sum(back.values())
+    net = amount_minor - tax_back
+    first = invoice.lines.exclude(kind=InvoiceLine.Kind.PASS_CREDIT).first()
+    line = InvoiceLine.objects.create(
+        invoice=invoice, kind=InvoiceLine.Kind.PASS_CREDIT, description=description[:200], quantity=1,
+        unit_price_minor=-amount_minor, tax_inclusive=True, income_category_id=first.income_category_id,
+        net_minor=-net, tax_minor=-tax_back, total_minor=-amount_minor)
+    InvoiceLineTax.objects.bulk_create(InvoiceLineTax(line=line, tax_id=t, rate=0, amount_minor=-a)
+                                       for t, a in back.items() if a)
+    invoice.subtotal_minor -= net
+    invoice.tax_minor -= tax_back
+    invoice.total_minor = new_total
+    invoice.save(update_fields=["subtotal_minor", "tax_minor", "total_minor"])
+    now = clock.now()
+    lines = [Line(accounts.AR, credit=amount_minor, patient_id=invoice.patient_id),
+             *[Line(accounts.tax_payable(t), debit=a) for t, a in back.items()],
+             *counter_lines(net)]
+    if must_release:
+        lines += _release(invoice, must_release, now)
+    transaction_post(kind="pass_taken_back", source=source, memo=memo, at=now, lines=lines)
+    return line

@@ -61,6 +61,9 @@ class InvoiceLine(models.Model):
         PRODUCT = "product", "Product"
         FEE = "fee", "Fee"
         MANUAL = "manual", "Other"
+        PACKAGE = "package", "Package"  # a pass sale: its net goes to deferred revenue, not revenue
+        MEMBERSHIP = "membership", "Membership"
+        PASS_CREDIT = "pass_credit", "Pass refund"  # negative: takes back part of a pass sale
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     kind = models.CharField(max_length=12, choices=Kind.choices)

@@ -44,6 +44,19 @@ class Clinic(models.Model):
     gift_card_online_sales_enabled = models.BooleanField(default=False)
     gift_card_online_minimum_minor = models.BigIntegerField(default=2500, validators=[MinValueValidator(0)])
 
+    class PassExpiryRule(models.TextChoices):  # SPEC 9.10: where the law forbids or limits expiry
+        ALLOWED = "allowed", "Passes may expire"
+        FORBIDDEN = "forbidden", "Passes never expire"
+        MINIMUM = "minimum", "Passes may expire after a minimum duration"
+
+    pass_expiry_rule = models.CharField(max_length=10, choices=PassExpiryRule.choices, default=PassExpiryRule.ALLOWED)
+    pass_expiry_minimum_days = models.PositiveIntegerField(
+        default=0, help_text="With the minimum rule: a pass expires no sooner than this many days after purchase.")
+    pass_expiry_reminder_days = models.PositiveIntegerField(
+        default=14, help_text="Email the patient this many days before a pass expires (0: no reminder).")
+    insurer_ready_receipts = models.BooleanField(
+        default=False, help_text="Receipts of pass-covered visits show the visit's prepaid value as paid (SPEC 9.11).")
+
     def __str__(self):
         return self.name
 

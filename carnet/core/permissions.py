@@ -42,6 +42,8 @@ class Action(enum.StrEnum):
     REFUND = "refund"
     INVOICE_DELETE = "invoice_delete"
     PASS_EXPIRY_EDIT = "pass_expiry_edit"
+    PASS_USE = "pass_use"
+    PASS_TRANSFER = "pass_transfer"
     REPORTS_OWN = "reports_own"
     REPORTS_CLINIC = "reports_clinic"
     CLINIC_SETTINGS = "clinic_settings"
@@ -78,6 +80,9 @@ RULES: dict[Action, Rule] = {
     Action.REFUND: Rule(L.ADMIN_BILLING, True, "refund"),
     Action.INVOICE_DELETE: Rule(L.ADMIN_BILLING, True, "delete invoices"),
     Action.PASS_EXPIRY_EDIT: Rule(L.ADMIN_BILLING, True, "change a sold pass's expiry date"),
+    # Attaching a pass is part of booking (scoped like booking); it needs the billing switch (SPEC 8).
+    Action.PASS_USE: Rule(L.PRACTITIONER_LIMITED, True, "use packages and memberships on appointments"),
+    Action.PASS_TRANSFER: Rule(L.ADMIN_BILLING, True, "transfer a pass to another patient"),
     Action.REPORTS_OWN: Rule(L.PRACTITIONER_LIMITED, False, "see your own reports"),
     Action.REPORTS_CLINIC: Rule(L.ADMIN_BILLING, True, "see billing reports for the whole clinic"),
     Action.CLINIC_SETTINGS: Rule(L.FULL_ACCESS, False, "change clinic settings and locations"),

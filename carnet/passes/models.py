@@ -1,0 +1,239 @@
+"""Passes (SPEC 5, 6, 9): packages now, memberships next. A template is what the clinic sells;
+a Pass is one sold copy that keeps its own terms; a Redemption is one use of it by a visit.
+
+Counters on Pass (reserved, posted, forfeited) and PassItem (used) are written only by the
+passes services, under the pass's row lock and by conditional UPDATEs, and check constraints
+make over-redemption impossible even if a service were wrong.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from carnet.billing.models import Invoice
+from carnet.clinic.models import IncomeCategory, Tax, Treatment
+from carnet.people.models import Patient, StaffMember
+
+
+class Kind(models.TextChoices):
+    PACKAGE = "package", "Package"
+    MEMBERSHIP = "membership", "Membership"
+
+
+class ExpiryUnit(models.TextChoices):
+    DAYS = "days", "days"
+    WEEKS = "weeks", "weeks"
+    MONTHS = "months", "months"
+    YEARS = "years", "years"
+
+
+class PassTemplate(models.Model):
+    """Settings → Packages & Memberships: what the clinic sells (SPEC 5.1, 9.3–9.6)."""
+
+    Kind = Kind
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.PACKAGE)
+    name = models.CharField(max_length=160)
+    price_minor = models.BigIntegerField(default=0)
+    tax_inclusive = models.BooleanField(default=False)
+    taxes = models.ManyToManyField(Tax, blank=True)
+    income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
+    quantity = models.PositiveIntegerField(null=True, blank=True)  # uses; None = unlimited (memberships)
+    # Default expiry from the purchase date; no value = never expires.
+    expiry_value = models.PositiveIntegerField(null=True, blank=True)
+    expiry_unit = models.CharField(max_length=8, choices=ExpiryUnit.choices, default=ExpiryUnit.MONTHS)
+    auto_select = models.BooleanField(default=True)
+    redeem_online = models.BooleanField(default=False)
+    family_sharing = models.BooleanField(default=False)
+    transferable = models.BooleanField(default=False)
+    instalments = models.PositiveIntegerField(default=1)  # payment plan: 1 = paid in full
+    sold_online = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["archived", "name", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_minor__gte=0), name="pass_template_price_not_negative"),
+            models.CheckConstraint(condition=Q(instalments__gte=1), name="pass_template_instalments_positive"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class EligibleItem(models.Model):
+    """A treatment or class a template covers, with what the patient still pays per visit."""
+
+    template = models.ForeignKey(PassTemplate, on_delete=models.CASCADE, related_name="items")
+    treatment = models.ForeignKey(Treatment, on_delete=models.PROTECT, related_name="+")
+    additional_charge_minor = models.BigIntegerField(default=0)
+    # The visit value for commission; None = the treatment's price.
+    compensation_minor = models.BigIntegerField(null=True, blank=True)
+    limit = models.PositiveIntegerField(null=True, blank=True)  # SPEC 9.3: at most this many of the quantity
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "treatment"], name="eligible_item_once_per_template"),
+            models.CheckConstraint(condition=Q(additional_charge_minor__gte=0), name="eligible_item_charge_not_negative"),
+        ]
+
+
+class Pass(models.Model):
+    """A sold package (or membership) with its own copy of the template's terms."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REFUNDED = "refunded", "Refunded"
+        TRANSFERRED = "transferred", "Transferred"
+        DELETED = "deleted", "Deleted"
+
+    Kind = Kind
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.PACKAGE)
+    template = models.ForeignKey(PassTemplate, on_delete=models.PROTECT, related_name="sold")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="passes")
+    name = models.CharField(max_length=160)
+    income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
+    quantity = models.PositiveIntegerField(null=True, blank=True)
+    price_minor = models.BigIntegerField()   # what the patient pays in all, tax included
+    net_minor = models.BigIntegerField()     # its value before tax: deferred, then recognised session by session
+    auto_select = models.BooleanField(default=True)
+    redeem_online = models.BooleanField(default=False)
+    family_sharing = models.BooleanField(default=False)
+    transferable = models.BooleanField(default=False)
+    instalments = models.PositiveIntegerField(default=1)
+    purchase_date = models.DateField()
+    purchased_at = models.DateTimeField()
+    expires_on = models.DateField(null=True, blank=True)  # covers visits on or before this date
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    sold_by = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text="Assigned for upfront compensation (SPEC 5.6).")
+    sold_online = models.BooleanField(default=False)
+    card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    transferred_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Uses: reserved (attached to a booking), posted (arrived), forfeited (ended unused: expiry, refund, transfer).
+    reserved_count = models.PositiveIntegerField(default=0)
+    posted_count = models.PositiveIntegerField(default=0)
+    forfeited_count = models.PositiveIntegerField(default=0)
+    # Ledger tie-out: value put into deferred revenue for this pass, and value taken out of it.
+    deferred_minor = models.BigIntegerField(default=0)
+    recognised_minor = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-purchased_at", "-pk"]
+        indexes = [models.Index(fields=["patient", "status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__isnull=True)
+                | Q(quantity__gte=F("reserved_count") + F("posted_count") + F("forfeited_count")),
+                name="pass_never_over_redeemed"),
+            models.CheckConstraint(condition=Q(price_minor__gte=0, net_minor__gte=0), name="pass_price_not_negative"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def used_count(self) -> int:
+        return self.reserved_count + self.posted_count
+
+    @property
+    def remaining(self) -> int | None:
+        if self.quantity is None:
+            return None
+        return self.quantity - self.reserved_count - self.posted_count - self.forfeited_count
+
+
+class PassItem(models.Model):
+    """A sold pass's copy of one eligible item, with its own per-item use count."""
+
+    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="items")
+    treatment = models.ForeignKey(Treatment, on_delete=models.PROTECT, related_name="+")
+    additional_charge_minor = models.BigIntegerField(default=0)
+    compensation_minor = models.BigIntegerField(null=True, blank=True)
+    limit = models.PositiveIntegerField(null=True, blank=True)
+    used_count = models.PositiveIntegerField(default=0)  # reserved + posted through this item
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["sold_pass", "treatment"], name="pass_item_once_per_pass"),
+            models.CheckConstraint(condition=Q(limit__isnull=True) | Q(used_count__lte=F("limit")),
+                                   name="pass_item_within_limit"),
+        ]
+
+
+class PassShare(models.Model):
+    """SPEC 9.4: a family member the owner allows to redeem this pass."""
+
+    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="shares")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["sold_pass", "patient"], name="pass_shared_once")]
+
+
+class PassInvoice(models.Model):
+    """One instalment of a pass's price (1 of 1 when paid in full) and the invoice that bills it.
+
+    The recurring job issues due instalments once: the invoice is set in the same transaction that
+    creates it, under this row's lock, and a card charge uses `charge_key` at the gateway."""
+
+    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="instalment_rows")
+    seq = models.PositiveIntegerField()
+    due_on = models.DateField()
+    amount_minor = models.BigIntegerField()  # gross, tax included
+    net_minor = models.BigIntegerField()
+    invoice = models.OneToOneField(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="pass_instalment")
+    charge_attempts = models.PositiveIntegerField(default=0)
+    next_attempt_on = models.DateField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["sold_pass", "seq"], name="pass_instalment_once")]
+
+    @property
+    def charge_key(self) -> str:
+        return f"pass-instalment-{self.pk}"
+
+
+class Redemption(models.Model):
+    """One use of a pass by a visit: reserved on booking, posted at arrival, released on removal
+    or cancellation. At most one live (reserved or posted) redemption per visit row."""
+
+    class Status(models.TextChoices):
+        RESERVED = "reserved", "Reserved"
+        POSTED = "posted", "Used"
+        RELEASED = "released", "Released"
+
+    sold_pass = models.ForeignKey(Pass, on_delete=models.PROTECT, related_name="redemptions")
+    item = models.ForeignKey(PassItem, on_delete=models.PROTECT, related_name="redemptions")
+    visit = models.ForeignKey("scheduling.AppointmentPatient", on_delete=models.PROTECT, related_name="redemptions")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")  # who came (owner or family)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RESERVED)
+    visit_date = models.DateField()  # the appointment's date in its location's zone (expiry is checked on it)
+    reserved_at = models.DateTimeField()
+    posted_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    # Set when posted: the session value recognised, and what the compensation report needs (SPEC 5.6).
+    value_minor = models.BigIntegerField(default=0)
+    additional_charge_minor = models.BigIntegerField(default=0)
+    practitioner = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    compensation_minor = models.BigIntegerField(default=0)
+    compensated_upfront = models.BooleanField(default=False)
+    remaining_after = models.PositiveIntegerField(null=True, blank=True)  # for the receipt (SPEC 9.2)
+    by_no_show = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["reserved_at", "pk"]
+        indexes = [models.Index(fields=["status", "posted_at"]), models.Index(fields=["sold_pass", "status"])]
+        constraints = [
+            models.UniqueConstraint(fields=["visit"], condition=Q(status__in=["reserved", "posted"]),
+                                    name="one_live_redemption_per_visit"),
+        ]
