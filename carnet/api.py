@@ -104,3 +104,7 @@ from carnet.scheduling.online_api import router as online_booking_router  # noqa
 
 api.add_router("/", scheduling_router)
 api.add_router("/", online_booking_router)
+
+from carnet.passes.setup_api import router as pass_templates_router  # noqa: E402
+
+api.add_router("/pass-templates", pass_templates_router)

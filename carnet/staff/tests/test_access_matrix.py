@@ -122,6 +122,17 @@ def api_routes(w):
                                                     "start": "2030-01-07T10:00:00+00:00"}),
         ("post", "/me/appointments/{booking}/cancel", PATIENT_ONLY, None),
     ]
+    # Settings → Packages & Memberships (passes.setup_api)
+    package = {"name": "Pkg {n}", "price_minor": 1000, "income_category_id": "{category}", "quantity": 5,
+               "items": [{"treatment_id": "{treatments}"}]}
+    routes += [
+        ("get", "/pass-templates", A.SETUP_VIEW, None), ("post", "/pass-templates", A.SETUP_MANAGE, package),
+        ("get", "/pass-templates/{pass_template}", A.SETUP_VIEW, None),
+        ("patch", "/pass-templates/{pass_template}", A.SETUP_MANAGE, {}),
+        ("post", "/pass-templates/{pass_template}/archive", A.SETUP_MANAGE, {"archived": False}),
+        ("get", "/pass-templates/{pass_template}/sold-update-preview", A.SETUP_MANAGE, None),
+        ("post", "/pass-templates/{pass_template}/sold-update", A.SETUP_MANAGE, None),
+    ]
     for kind, (body, manage) in SETUP_KINDS.items():
         routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
                    ("get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
@@ -153,6 +164,8 @@ class World:
             self._appointments()
         if any(word in needs for word in ("gift", "GCARD")):
             self._gift_cards()
+        if any(word in needs for word in ("pass_template", "pass_templates:")):
+            self._pass_template()
         from datetime import time
 
         from carnet.people.services import token_digest
@@ -170,6 +183,7 @@ class World:
         self.ids.setdefault("empty_giftcard", 0)
         self.ids.setdefault("own_token", 0)
         self.ids.setdefault("booking", 0)
+        self.ids.setdefault("pass_template", 0)
 
     def _scheduling(self, catalog):
         """A practitioner with a shift at the location, and group and class treatments."""
@@ -239,6 +253,16 @@ class World:
         self.ids["giftcard"] = giftcard_create_and_load(actor=owner.user, code=f"GCARD{self.n}", amount_minor=5000,
                                                         purchaser=self.patient).pk
         self.ids["empty_giftcard"] = giftcard_create_and_load(actor=owner.user, code=f"GEMPTY{self.n}").pk
+
+    def _pass_template(self):
+        """A package template (Settings → Packages & Memberships) covering the sample treatment."""
+        from carnet.passes.setup import template_save
+
+        owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
+        self.ids["pass_template"] = template_save(
+            actor=owner.user, template=None, items=[{"treatment_id": self.ids["treatments"]}],
+            data={"name": f"Pkg {self.n}", "price_minor": 1000, "income_category_id": self.ids["category"],
+                  "quantity": 5}).pk
 
     def fill(self, value):
         if isinstance(value, list):
