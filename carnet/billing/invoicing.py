@@ -119,9 +119,11 @@ def _take_stock(product: Product, quantity: int) -> None:
 
 @transaction.atomic
 def invoice_create(*, actor, patient, lines: list[LineInput], location=None, staff=None,
-                   invoice_date=None, notes: str = "", action: Action = Action.SELL) -> Invoice:
-    """Issue an invoice: A/R up by the total, revenue per income category, tax payable per tax."""
-    require(actor, action)
+                   invoice_date=None, notes: str = "", action: Action | None = Action.SELL) -> Invoice:
+    """Issue an invoice: A/R up by the total, revenue per income category, tax payable per tax.
+    `action=None` is for the clinic's own jobs (instalments, membership cycles): no staff actor."""
+    if action is not None:
+        require(actor, action)
     if not lines:
         raise ValidationFailed("Add at least one line to the invoice.", fields={"lines": ["At least one line."]})
     clinic = clinic_get()
@@ -161,10 +163,12 @@ def invoice_create(*, actor, patient, lines: list[LineInput], location=None, sta
 
 
 @transaction.atomic
-def invoice_delete(*, actor, invoice: Invoice, action: Action = Action.INVOICE_DELETE) -> Invoice:
+def invoice_delete(*, actor, invoice: Invoice, action: Action | None = Action.INVOICE_DELETE) -> Invoice:
     """Only while no payment is applied. The number stays used; the ledger is reversed.
-    `action` lets scheduling un-arrive (a scheduling permission) reverse its own arrival invoice."""
-    require(actor, action)
+    `action` lets scheduling un-arrive (a scheduling permission) reverse its own arrival invoice,
+    and passes (None: the caller checked) replace a visit's invoice once a package covers it."""
+    if action is not None:
+        require(actor, action)
     invoice = lock_invoice(invoice.pk)
     if invoice.deleted_at:
         raise NotFound(f"{invoice} is already deleted.")

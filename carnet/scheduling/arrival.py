@@ -18,6 +18,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import activity
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import Action
+from carnet.passes import visits as passes
 
 from .access import schedule_require
 from .locks import lock_appointment
@@ -63,6 +64,7 @@ def _reverse(actor, row: AppointmentPatient, what: str) -> None:
                            f"become credit), then {what} again.", code="invoice_has_payments")
         invoice_delete(actor=actor, invoice=invoice, action=_BILLING_AS)
     row.invoice = None
+    passes.unbilled(row)  # a used session is reserved again
 
 
 def _start(actor, appointment: Appointment) -> Appointment:
@@ -98,7 +100,8 @@ def appointment_arrive(*, actor, appointment: Appointment, patient_ids: list[int
         if not rows:
             raise Conflict("Nobody chosen is still booked in this class.", code="not_booked")
         for row in rows:
-            row.invoice = _invoice(actor, appointment, row, _visit_line(appointment))
+            row.invoice = _invoice(actor, appointment, row, passes.line_for(row, _visit_line(appointment)))
+            passes.billed(row)
         _set(rows, Status.ARRIVED)
     else:
         if appointment.status != Status.BOOKED:
@@ -108,7 +111,8 @@ def appointment_arrive(*, actor, appointment: Appointment, patient_ids: list[int
         booked = _rows(appointment, None, status=Status.BOOKED)
         primary = booked[0]
         came = [r for r in booked[1:] if patient_ids is None or r.patient_id in patient_ids]
-        primary.invoice = _invoice(actor, appointment, primary, _visit_line(appointment, came))
+        primary.invoice = _invoice(actor, appointment, primary, passes.line_for(primary, _visit_line(appointment, came)))
+        passes.billed(primary)  # a group uses only the primary's pass
         _set([primary, *came], Status.ARRIVED)
     _refresh_status(appointment)
     activity.record(actor=actor, verb="arrived", obj=appointment, before=before, after=activity.snapshot(appointment))
@@ -140,10 +144,12 @@ def _fee_line(appointment: Appointment, fee: int) -> LineInput:
 
 
 @transaction.atomic
-def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = True,
+def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = True, use_pass: bool = True,
                         patient_ids: list[int] | None = None) -> Appointment:
     """Toggle no-show. Marking charges the clinic's no-show fee (if set and `charge_fee`) to the
-    patient (group: the primary); marking again undoes it, deleting that fee invoice."""
+    patient (group: the primary); marking again undoes it, deleting that fee invoice.
+    A visit a pass covers uses its session instead (billing the additional charge) unless
+    `use_pass` is False, which frees the session and charges the fee (SPEC 5.3)."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
     if appointment.kind == Kind.CLASS:
@@ -164,8 +170,14 @@ def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = T
             raise Conflict("Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked")
         fee = clinic_get().no_show_fee_minor if charge_fee else 0
         billed = rows if appointment.kind == Kind.CLASS else rows[:1]  # group: the primary pays
-        for row in billed if fee else ():
-            row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
+        for row in billed:
+            if use_pass and passes.has_reservation(row):
+                row.invoice = _invoice(actor, appointment, row, passes.line_for(row, _visit_line(appointment)))
+                passes.billed(row, by_no_show=True)
+                continue
+            passes.released([row])
+            if fee:
+                row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
         _set(rows, Status.NO_SHOW)
         verb = "no-show"
     _refresh_status(appointment)

@@ -89,6 +89,9 @@ def appointment_book_online(*, user, patient: Patient, treatment: Treatment, pra
     AppointmentPatient.objects.create(appointment=appointment, patient=patient, booked_at=clock.now(),
                                       role=AppointmentPatient.Role.PRIMARY)
     activity.record(actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment))
+    from carnet.passes.visits import after_booking
+
+    after_booking(actor=user, appointment=appointment, online=True)  # only passes allowed online (SPEC 5.3)
     clinic = clinic_get()
     if patient.email or user.patient.email:
         mail_queue(to=patient.email or user.patient.email, subject=f"Your appointment at {clinic.name}",

@@ -16,6 +16,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import staff_of
+from carnet.passes import visits as passes
 from carnet.people.models import Patient, StaffMember
 
 from .access import schedule_require
@@ -95,8 +96,9 @@ def _validate(treatment: Treatment, practitioner: StaffMember, location: Locatio
 @transaction.atomic
 def appointment_book(*, actor, treatment: Treatment, practitioner: StaffMember, location: Location,
                      start: dt.datetime, patients: list[Patient], notes: str = "",
-                     booked_by: str = Appointment.BookedBy.STAFF) -> Appointment:
-    """Book an individual visit (one patient), a group (first patient is the primary) or a class session."""
+                     booked_by: str = Appointment.BookedBy.STAFF, pass_choice="auto") -> Appointment:
+    """Book an individual visit (one patient), a group (first patient is the primary) or a class session.
+    `pass_choice`: "auto" attaches auto-selected passes, a Pass attaches that one, None none (SPEC 5.3)."""
     schedule_require(actor, practitioner_id=practitioner.pk, location_id=location.pk)
     _validate(treatment, practitioner, location)
     if len({p.pk for p in patients}) != len(patients):
@@ -111,6 +113,7 @@ def appointment_book(*, actor, treatment: Treatment, practitioner: StaffMember, 
         booked_by=booked_by, booked_by_staff=staff_of(actor), created_at=clock.now())
     _add(appointment, patients, first=True)
     activity.record(actor=actor, verb="booked", obj=appointment, after=activity.snapshot(appointment))
+    passes.after_booking(actor=actor, appointment=appointment, choice=pass_choice)
     return appointment
 
 
@@ -133,6 +136,7 @@ def appointment_join(*, actor, appointment: Appointment, patient: Patient) -> Ap
     row = AppointmentPatient.objects.create(appointment=appointment, patient=patient, booked_at=clock.now(),
                                             role=_role(appointment.treatment, first))
     activity.record(actor=actor, verb="joined", obj=row, after=activity.snapshot(row))
+    passes.after_booking(actor=actor, appointment=appointment, rows=[row])
     return row
 
 
@@ -158,6 +162,7 @@ def appointment_cancel(*, actor, appointment: Appointment, patient: Patient | No
         raise Conflict("Only booked visits can be cancelled. Un-arrive them, or undo the no-show, first.",
                        code="not_booked")
     before = activity.snapshot(appointment)
+    passes.released(list(rows))
     rows.update(status=Status.CANCELLED)
     if whole:
         appointment.status = Status.CANCELLED
@@ -174,7 +179,9 @@ def appointment_copy(*, actor, appointment: Appointment, start: dt.datetime) -> 
     # A cancelled appointment copies with everyone who was in it.
     patients = [r.patient for r in rows if r.status != Status.CANCELLED] or [r.patient for r in rows]
     copy = appointment_book(actor=actor, treatment=appointment.treatment, practitioner=appointment.practitioner,
-                            location=appointment.location, start=start, patients=patients, notes=appointment.notes)
+                            location=appointment.location, start=start, patients=patients, notes=appointment.notes,
+                            pass_choice=None)
+    passes.carry_over(actor=actor, source=appointment, copy=copy)
     activity.record(actor=actor, verb="copied", obj=copy, after={"from_appointment": appointment.pk})
     return copy
 
@@ -193,6 +200,7 @@ def appointment_reschedule(*, actor, appointment: Appointment, start: dt.datetim
     end = start + (appointment.end - appointment.start)
     _check_free(practitioner=appointment.practitioner, location=appointment.location, start=start, end=end,
                 exclude_pk=appointment.pk)
+    passes.check_move(appointment, new_date=start.astimezone(ZoneInfo(appointment.location.time_zone)).date())
     before = activity.snapshot(appointment)
     appointment.start, appointment.end = start, end
     appointment.save(update_fields=["start", "end"])

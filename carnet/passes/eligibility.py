@@ -1,0 +1,95 @@
+"""Can this pass cover this booking? One answer with a reason code (SPEC 5.3 "Explain"), used by
+attaching, auto-select, rescheduling and the Explain panel alike, so they never disagree."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from carnet.clinic.selectors import clinic_get
+
+from .models import Pass, PassItem
+from .selectors import pass_unlocked
+
+# code -> what staff (and patients) read; {…} fields filled from the pass.
+REASONS = {
+    "ok": "Can cover this booking.",
+    "attached": "Already covers this booking.",
+    "deleted": "This purchase was deleted.",
+    "refunded": "Refunded: it no longer covers visits.",
+    "transferred": "Its remaining uses were transferred to another patient.",
+    "other_patient": "Belongs to {owner}, who does not share it with this patient.",
+    "not_eligible": "{treatment} is not one of its eligible items.",
+    "not_paid": "Not paid yet: it covers visits once its invoice is fully paid (balance {balance}).",
+    "plan_not_paid": "Payment plan: {unlocked} of {quantity} uses are paid for and all are taken. "
+                     "Collect the next instalment to unlock more.",
+    "expired": "Expired on {expires_on}; the visit is on {visit_date}.",
+    "used_up": "All {quantity} uses are taken.",
+    "item_limit": "Its limit of {limit} for {treatment} is reached.",
+    "not_online": "This package is not used on online bookings; the clinic attaches it at the front desk.",
+    "group_secondary": "In a group appointment only the primary client's package is used.",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    code: str
+    message: str
+    item: PassItem | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+
+def _balance(sold: Pass) -> str:
+    owed = sum(r.invoice.balance_minor for r in sold.instalment_rows.all()
+               if r.invoice_id and not r.invoice.deleted_at)
+    return str(clinic_get().money(owed))
+
+
+def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: bool = False) -> Verdict:
+    """The first rule the pass breaks for this booking, or ok. Uses the counters on `sold` as given
+    (callers that then write hold its lock and passed a fresh row)."""
+    def no(code: str, item: PassItem | None = None, **extra) -> Verdict:
+        fields = dict(owner=sold.patient.full_name if sold.patient_id else "", treatment=treatment.name,
+                      quantity=sold.quantity, expires_on=sold.expires_on, visit_date=visit_date, **extra)
+        return Verdict(code, REASONS[code].format(**fields), item)
+
+    if sold.status == Pass.Status.DELETED:
+        return no("deleted")
+    if sold.status == Pass.Status.REFUNDED:
+        return no("refunded")
+    if sold.status == Pass.Status.TRANSFERRED:
+        return no("transferred")
+    if sold.patient_id != patient.pk and not (
+            sold.family_sharing and any(s.patient_id == patient.pk for s in sold.shares.all())):
+        return no("other_patient")
+    item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None)
+    if item is None:
+        return no("not_eligible")
+    if sold.expires_on is not None and visit_date > sold.expires_on:
+        return no("expired")
+    unlocked = pass_unlocked(sold)
+    if unlocked == 0:
+        return no("not_paid", balance=_balance(sold))
+    if sold.remaining is not None and sold.remaining <= 0:
+        return no("used_up")
+    if sold.status == Pass.Status.EXPIRED:
+        return no("expired")
+    if sold.used_count >= unlocked:
+        return no("plan_not_paid", unlocked=unlocked)
+    if item.limit is not None and item.used_count >= item.limit:
+        return no("item_limit", limit=item.limit)
+    if online and not sold.redeem_online:
+        return no("not_online")
+    return Verdict("ok", REASONS["ok"], item)
+
+
+def auto_choice(candidates, *, patient, treatment, visit_date: dt.date, online: bool = False) -> Pass | None:
+    """SPEC 5.3 auto-select: of the passes that can cover it and have auto-select on, the one
+    expiring first (no expiry last), then the oldest purchase."""
+    usable = [p for p in candidates if p.auto_select
+              and pass_check(p, patient=patient, treatment=treatment, visit_date=visit_date, online=online).ok]
+    usable.sort(key=lambda p: (p.expires_on or dt.date.max, p.purchased_at, p.pk))
+    return usable[0] if usable else None

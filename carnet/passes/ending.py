@@ -1,0 +1,274 @@
+"""Changing and ending a sold package (SPEC 5.4, 9.5, 9.12): expiry edits, the expiry job,
+refund, delete and transfer. Each posts what it does to the ledger and writes the activity log."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.db.models import F, Q
+
+from carnet.billing.invoicing import invoice_delete, invoice_take_back
+from carnet.clinic.selectors import clinic_get
+from carnet.core import activity, clock
+from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.permissions import Action, require
+from carnet.ledger import accounts
+from carnet.ledger.services import Line, transaction_post
+
+from .locks import lock_pass
+from .models import Pass, PassItem, PassShare, Redemption
+from .redemption import _release
+from .selectors import pass_collected_minor, pass_invoices
+
+Status = Pass.Status
+
+
+def _money(minor: int) -> str:
+    return str(clinic_get().money(minor))
+
+
+def _active(sold: Pass, doing: str) -> None:
+    if sold.status != Status.ACTIVE:
+        raise Conflict(f"{sold.name} is {sold.get_status_display().lower()}; it cannot be {doing}.",
+                       code=f"pass_{sold.status}")
+
+
+def _unrecognised(sold: Pass) -> int:
+    return sold.net_minor - sold.recognised_minor
+
+
+@transaction.atomic
+def pass_expiry_set(*, actor, sold_pass: Pass, expires_on: dt.date | None) -> Pass:
+    """Change or clear one sold pass's expiry (SPEC 5.4), within the clinic's expiry rule (9.10)."""
+    from .expiry_rules import expiry_allowed
+
+    require(actor, Action.PASS_EXPIRY_EDIT)
+    sold = lock_pass(sold_pass.pk)
+    if sold.status not in (Status.ACTIVE, Status.EXPIRED) or sold.status == Status.EXPIRED and sold.forfeited_count:
+        raise Conflict(f"{sold.name} is {sold.get_status_display().lower()}; its expiry can no longer change.",
+                       code=f"pass_{sold.status}")
+    if expires_on is not None:
+        expiry_allowed(purchase_date=sold.purchase_date, expires_on=expires_on)
+        later = sold.redemptions.filter(status=Redemption.Status.RESERVED, visit_date__gt=expires_on).first()
+        if later is not None:
+            raise Conflict(f"{sold.name} is attached to a visit on {later.visit_date:%Y-%m-%d}, after "
+                           f"{expires_on:%Y-%m-%d}. Remove it from that visit first, or choose a later date.",
+                           code="reserved_after_expiry")
+    before = activity.snapshot(sold)
+    sold.expires_on = expires_on
+    sold.save(update_fields=["expires_on"])
+    activity.record(actor=actor, verb="expiry changed", obj=sold, before=before, after=activity.snapshot(sold))
+    return sold
+
+
+def _forfeit(sold: Pass, *, kind: str, lines_for, memo: str) -> int:
+    """End the pass's unused uses: all of them but those reserved for visits on or before expiry.
+    Moves their value out of deferred revenue with `lines_for(value)`; returns the value."""
+    reserved = sold.reserved_count
+    to_post = (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
+    unused = to_post - reserved
+    left = _unrecognised(sold)
+    # The reserved uses keep the first (smallest) shares; the remainder goes with the unused ones.
+    keep = sum(left // to_post for _ in range(reserved)) if to_post else 0
+    value = left - keep if unused > 0 else 0
+    Pass.objects.filter(pk=sold.pk).update(forfeited_count=F("forfeited_count") + max(unused, 0),
+                                           recognised_minor=F("recognised_minor") + value)
+    if value:
+        transaction_post(kind=kind, source=sold, memo=memo, lines=lines_for(value))
+    return value
+
+
+@transaction.atomic
+def passes_expire(*, today: dt.date | None = None) -> int:
+    """The daily job (SPEC 5.4): passes whose expiry date has passed (in the clinic's time zone)
+    stop covering visits and their unused value moves to breakage revenue. Idempotent: an
+    expired pass is not active, so a second run the same day finds nothing."""
+    today = today or clock.today(clinic_get().time_zone)
+    count = 0
+    for pk in Pass.objects.filter(status=Status.ACTIVE, expires_on__lt=today).order_by("pk").values_list("pk", flat=True):
+        sold = lock_pass(pk)
+        if sold.status != Status.ACTIVE:
+            continue
+        before = activity.snapshot(sold)
+        account = accounts.DEFERRED_PACKAGES
+        _forfeit(sold, kind="pass_expired", memo=f"{sold.name} expired on {sold.expires_on}",
+                 lines_for=lambda v: [Line(account, debit=v), Line(accounts.BREAKAGE, credit=v)])
+        Pass.objects.filter(pk=pk).update(status=Status.EXPIRED, ended_at=clock.now())
+        sold.refresh_from_db()
+        activity.record(actor=None, verb="expired", obj=sold, before=before, after=activity.snapshot(sold))
+        count += 1
+    return count
+
+
+def refund_suggestions(sold: Pass) -> dict:
+    """SPEC 5.4's suggestion (price ÷ quantity × remaining uses) next to 9.12's rule (used
+    sessions re-priced at the single-visit price, the rest refunded), both within what was collected."""
+    collected = pass_collected_minor(sold)
+    remaining = max(sold.remaining or 0, 0) + sold.reserved_count  # reserved uses are detached first
+    quantity = sold.quantity or 1
+    simple = sold.price_minor * remaining // quantity
+    used_full_price = sum(r.item.treatment.price_minor for r in
+                          sold.redemptions.filter(status=Redemption.Status.POSTED).select_related("item__treatment"))
+    by_rule = max(0, collected - used_full_price)
+    return {"collected": collected, "suggested": min(simple, collected), "by_rule": min(by_rule, collected),
+            "remaining": remaining, "used_at_full_price": used_full_price}
+
+
+@transaction.atomic
+def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: bool = False, reason: str = "") -> Pass:
+    """Step one of a refund (SPEC 5.4): `amount_minor` (0 to what was collected) becomes the
+    patient's credit and the pass ends (remaining uses are gone; used ones stay used). Step two is
+    refunding that credit's payment (billing's payment_refund)."""
+    require(actor, Action.REFUND)
+    invoices = pass_invoices(sold_pass)
+    sold = lock_pass(sold_pass.pk)
+    _active(sold, "refunded")
+    reserved = list(sold.redemptions.filter(status=Redemption.Status.RESERVED).select_related("visit__appointment"))
+    if reserved and not detach_future:
+        dates = ", ".join(f"{r.visit_date:%Y-%m-%d}" for r in reserved)
+        raise Conflict(f"{sold.name} is attached to booked visits ({dates}). Detach it from them first "
+                       "(tick “detach from future appointments”).", code="has_reservations")
+    collected = pass_collected_minor(sold)
+    if not 0 <= amount_minor <= collected:
+        raise ValidationFailed(f"Refund between {_money(0)} and {_money(collected)}, what was collected for "
+                               f"{sold.name}.", fields={"amount_minor": ["Out of range."]})
+    before = activity.snapshot(sold)
+    for redemption in reserved:
+        _release(redemption)
+    sold.refresh_from_db()
+    deferred_left = sold.deferred_minor - sold.recognised_minor  # value really in deferred revenue now
+    state = {"deferred": deferred_left}
+
+    def counter(net: int) -> list[Line]:
+        # The taken-back net leaves deferred revenue first; beyond that it is revenue given back.
+        from_deferred = min(net, state["deferred"])
+        state["deferred"] -= from_deferred
+        return [Line(accounts.DEFERRED_PACKAGES, debit=from_deferred),
+                Line(accounts.revenue(sold.income_category_id), debit=net - from_deferred)]
+
+    # Each issued invoice is reduced to what stays paid: its unpaid balance is cancelled and the
+    # refunded amount goes back as credit, newest invoice first.
+    to_give = amount_minor
+    for invoice in sorted((i for i in invoices if not i.deleted_at), key=lambda i: -i.pk):
+        invoice.refresh_from_db()
+        give = min(to_give, invoice.applied_minor)
+        to_give -= give
+        if invoice.balance_minor + give:
+            invoice_take_back(invoice=invoice, amount_minor=invoice.balance_minor + give, to_credit_minor=give,
+                              source=sold, description=f"Refund of {sold.name}", memo=f"{sold.name} refunded",
+                              counter_lines=counter)
+    if state["deferred"]:  # value of unused uses the clinic keeps
+        transaction_post(kind="pass_refund_kept", source=sold, memo=f"{sold.name} refunded: value kept", lines=[
+            Line(accounts.DEFERRED_PACKAGES, debit=state["deferred"]), Line(accounts.BREAKAGE, credit=state["deferred"])])
+    sold.refresh_from_db()
+    sold.forfeited_count += max(sold.remaining or 0, 0)
+    sold.recognised_minor = sold.deferred_minor
+    sold.status, sold.ended_at = Status.REFUNDED, clock.now()
+    sold.save(update_fields=["forfeited_count", "recognised_minor", "status", "ended_at"])
+    activity.record(actor=actor, verb="refunded", obj=sold, before=before,
+                    after={**activity.snapshot(sold), "amount_minor": amount_minor, "reason": reason[:200]})
+    return sold
+
+
+@transaction.atomic
+def pass_delete(*, actor, sold_pass: Pass) -> Pass:
+    """Delete an unpaid purchase (SPEC 5.4): its invoices are deleted (reversed in the ledger) and
+    the pass is gone from the patient's list. Refused while a payment is applied or it was used."""
+    require(actor, Action.INVOICE_DELETE)
+    invoices = [i for i in pass_invoices(sold_pass) if not i.deleted_at]
+    sold = lock_pass(sold_pass.pk)
+    _active(sold, "deleted")
+    for invoice in invoices:
+        invoice.refresh_from_db()
+        if invoice.applied_minor:
+            raise Conflict(f"{invoice} for {sold.name} has {_money(invoice.applied_minor)} of payments applied. "
+                           "Refund the package instead, or unapply those payments first.", code="invoice_has_payments")
+    if sold.posted_count:
+        raise Conflict(f"{sold.name} has been used; refund it instead of deleting it.", code="pass_used")
+    if sold.reserved_count:
+        raise Conflict(f"{sold.name} is attached to booked visits; remove it from them first.",
+                       code="has_reservations")
+    before = activity.snapshot(sold)
+    for invoice in invoices:
+        invoice_delete(actor=actor, invoice=invoice)
+    sold.status, sold.ended_at = Status.DELETED, clock.now()
+    sold.recognised_minor = sold.deferred_minor  # the deferred value left with the reversed invoices
+    sold.save(update_fields=["status", "ended_at", "recognised_minor"])
+    activity.record(actor=actor, verb="deleted", obj=sold, before=before, after=activity.snapshot(sold))
+    return sold
+
+
+@transaction.atomic
+def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
+    """Move a paid package's remaining uses to another patient (SPEC 9.5): a new pass for them with
+    the same terms and expiry, carrying the remaining deferred value; this one ends as transferred."""
+    from .selectors import pass_fully_paid
+
+    require(actor, Action.PASS_TRANSFER)
+    sold = lock_pass(sold_pass.pk)
+    _active(sold, "transferred")
+    if not sold.transferable:
+        raise Conflict(f"{sold.name} is not transferable (the template does not allow it).", code="not_transferable")
+    if to_patient.pk == sold.patient_id:
+        raise ValidationFailed("Choose another patient to transfer to.", fields={"to_patient_id": ["Same patient."]})
+    if not pass_fully_paid(sold):
+        raise Conflict(f"{sold.name} is not fully paid; collect the balance before transferring it.", code="not_paid")
+    if sold.reserved_count:
+        raise Conflict(f"{sold.name} is attached to booked visits; remove it from them first.",
+                       code="has_reservations")
+    remaining = sold.remaining or 0
+    if remaining <= 0:
+        raise Conflict(f"{sold.name} has no uses left to transfer.", code="used_up")
+    value = sold.deferred_minor - sold.recognised_minor
+    now = clock.now()
+    before = activity.snapshot(sold)
+    new = Pass.objects.create(
+        kind=sold.kind, template_id=sold.template_id, patient=to_patient, name=sold.name,
+        income_category_id=sold.income_category_id, quantity=remaining, price_minor=0, net_minor=value,
+        auto_select=sold.auto_select, redeem_online=sold.redeem_online, family_sharing=sold.family_sharing,
+        transferable=sold.transferable, instalments=1, purchase_date=clock.today(clinic_get().time_zone),
+        purchased_at=now, expires_on=sold.expires_on, transferred_from=sold, deferred_minor=value,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    PassItem.objects.bulk_create(
+        PassItem(sold_pass=new, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
+                 compensation_minor=i.compensation_minor, limit=None if i.limit is None else i.limit - i.used_count)
+        for i in sold.items.all() if i.limit is None or i.limit > i.used_count)
+    Pass.objects.filter(pk=sold.pk).update(forfeited_count=F("forfeited_count") + remaining,
+                                           recognised_minor=F("deferred_minor"), status=Status.TRANSFERRED,
+                                           ended_at=now)
+    if value:
+        transaction_post(kind="pass_transferred", source=sold, at=now,
+                         memo=f"{sold.name}: {remaining} uses to {to_patient} (pass #{new.pk})",
+                         lines=[Line(accounts.DEFERRED_PACKAGES, debit=value),
+                                Line(accounts.DEFERRED_PACKAGES, credit=value)])
+    sold.refresh_from_db()
+    activity.record(actor=actor, verb="transferred", obj=sold, before=before,
+                    after={**activity.snapshot(sold), "to_pass": new.pk, "to_patient": to_patient.pk})
+    activity.record(actor=actor, verb="received by transfer", obj=new, after=activity.snapshot(new))
+    return new
+
+
+@transaction.atomic
+def pass_shares_set(*, actor, sold_pass: Pass, patients: list) -> Pass:
+    """SPEC 9.4: the family members the owner allows to redeem this pass (replaces the list)."""
+    from carnet.people.models import FamilyLink
+
+    require(actor, Action.SELL)
+    sold = lock_pass(sold_pass.pk)
+    if patients and not sold.family_sharing:
+        raise Conflict(f"{sold.name} cannot be shared: its template does not allow family sharing.",
+                       code="sharing_not_allowed")
+    links = FamilyLink.objects.filter(Q(patient=sold.patient) | Q(relative=sold.patient))
+    family = {pk for pair in links.values_list("patient_id", "relative_id") for pk in pair} - {sold.patient_id}
+    for patient in patients:
+        if patient.pk not in family:
+            raise ValidationFailed(f"{patient} is not linked to {sold.patient} as family. Link them on the "
+                                   "patient's profile first.", fields={"patient_ids": ["Not family."]})
+    before = sorted(sold.shares.values_list("patient_id", flat=True))
+    sold.shares.exclude(patient__in=patients).delete()
+    for patient in patients:
+        PassShare.objects.get_or_create(sold_pass=sold, patient=patient)
+    activity.record(actor=actor, verb="sharing changed", obj=sold, before={"shared_with": before},
+                    after={"shared_with": sorted(p.pk for p in patients)})
+    return sold

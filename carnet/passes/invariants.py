@@ -1,0 +1,42 @@
+"""Passes' invariants for `ledger_check` (SPEC 3.5): deferred revenue – packages equals the
+unredeemed value of the packages, and every counter equals the rows it counts."""
+
+from django.db.models import Count, F, Q, Sum
+
+from carnet.ledger import accounts
+from carnet.ledger.invariants import invariant
+from carnet.ledger.selectors import balance
+
+from .models import Kind, Pass, PassItem, Redemption
+
+
+@invariant("deferred revenue – packages equals the unredeemed value of packages")
+def _deferred_packages():
+    rows = (Pass.objects.filter(kind=Kind.PACKAGE).exclude(status=Pass.Status.DELETED)
+            .aggregate(deferred=Sum("deferred_minor"), recognised=Sum("recognised_minor")))
+    expected = (rows["deferred"] or 0) - (rows["recognised"] or 0)
+    in_ledger = balance(accounts.DEFERRED_PACKAGES)
+    if in_ledger != expected:
+        yield f"ledger {in_ledger} != {expected} unredeemed in the packages"
+    for sold in Pass.objects.filter(kind=Kind.PACKAGE, recognised_minor__gt=F("deferred_minor")):
+        yield f"pass #{sold.pk}: recognised {sold.recognised_minor} > deferred {sold.deferred_minor}"
+
+
+@invariant("pass use counters match their redemptions")
+def _pass_counters():
+    counted = Pass.objects.annotate(
+        reserved=Count("redemptions", filter=Q(redemptions__status=Redemption.Status.RESERVED)),
+        posted=Count("redemptions", filter=Q(redemptions__status=Redemption.Status.POSTED)))
+    for sold in counted.order_by("pk"):
+        if (sold.reserved, sold.posted) != (sold.reserved_count, sold.posted_count):
+            yield (f"pass #{sold.pk}: counters reserved {sold.reserved_count}/posted {sold.posted_count} != "
+                   f"redemptions {sold.reserved}/{sold.posted}")
+        if sold.remaining is not None and sold.remaining < 0:
+            yield f"pass #{sold.pk}: over-redeemed ({sold.remaining} left)"
+    items = PassItem.objects.annotate(live=Count("redemptions", filter=Q(
+        redemptions__status__in=[Redemption.Status.RESERVED, Redemption.Status.POSTED])))
+    for item in items.order_by("pk"):
+        if item.live != item.used_count:
+            yield f"pass item #{item.pk}: used {item.used_count} != live redemptions {item.live}"
+        if item.limit is not None and item.used_count > item.limit:
+            yield f"pass item #{item.pk}: {item.used_count} uses over its limit of {item.limit}"

@@ -1,0 +1,234 @@
+"""Redeeming (SPEC 5.3), two-phase (CONVENTIONS 9): attaching a pass to a booked visit reserves a
+use at once; arrival posts it (the session's value leaves deferred revenue); removal or
+cancellation releases it. Each transition happens once, under the pass's lock.
+
+The value recognised by a posted use is what is left of the pass's value divided by the uses
+still to post, rounded down; the last use takes the rest. So 100.00 over 3 gives 33.33, 33.33,
+33.34 and a changed quantity (update sold packages) never loses a cent either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.db.models import F, Q
+
+from carnet.core import activity, clock
+from carnet.core.errors import Conflict, NotFound
+from carnet.core.permissions import Action, can, require
+from carnet.ledger import accounts
+from carnet.ledger.models import JournalTransaction
+from carnet.ledger.services import Line, transaction_post, transaction_reverse
+
+from .eligibility import REASONS, Verdict, auto_choice, pass_check
+from .locks import lock_pass
+from .models import Pass, PassItem, Redemption
+from .selectors import LIVE, pass_unlocked, passes_usable_by, visit_redemption
+
+Status = Redemption.Status
+
+
+def visit_date(visit) -> dt.date:
+    appointment = visit.appointment
+    return appointment.start.astimezone(ZoneInfo(appointment.location.time_zone)).date()
+
+
+def _is_group_secondary(visit) -> bool:
+    return visit.role == visit.Role.SECONDARY
+
+
+def check_pass(sold: Pass, visit, *, online: bool = False, on_date: dt.date | None = None) -> Verdict:
+    if _is_group_secondary(visit):
+        return Verdict("group_secondary", REASONS["group_secondary"])
+    return pass_check(sold, patient=visit.patient, treatment=visit.appointment.treatment,
+                      visit_date=on_date or visit_date(visit), online=online)
+
+
+def explain(visit, *, online: bool = False) -> list[dict]:
+    """Every pass of the patient and of their linked family, with whether it can cover this visit
+    and why not (a family member's pass shows `other_patient` unless it is shared with them)."""
+    from carnet.people.models import FamilyLink
+
+    live = visit_redemption(visit)
+    result = []
+    links = FamilyLink.objects.filter(Q(patient=visit.patient) | Q(relative=visit.patient))
+    family = {pk for pair in links.values_list("patient_id", "relative_id") for pk in pair}
+    owned = Pass.objects.filter(Q(patient=visit.patient) | Q(patient__in=family))
+    for sold in (owned.exclude(status=Pass.Status.DELETED).distinct().select_related("patient")
+                 .prefetch_related("items", "shares", "instalment_rows__invoice").order_by("purchased_at", "pk")):
+        verdict = (Verdict("attached", REASONS["attached"]) if live and live.sold_pass_id == sold.pk
+                   else check_pass(sold, visit, online=online))
+        result.append({"pass": sold, "code": verdict.code, "message": verdict.message, "can_cover": verdict.ok})
+    return result
+
+
+def _authorise(actor, visit, *, online: bool) -> None:
+    if online:
+        return  # the patient booking online; the caller checked it is their own visit
+    from carnet.scheduling.access import schedule_require
+
+    appointment = visit.appointment
+    schedule_require(actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id)
+    require(actor, Action.PASS_USE)
+
+
+def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
+    sold = lock_pass(sold_pk)
+    verdict = check_pass(sold, visit, online=online)
+    if not verdict.ok:
+        raise Conflict(f"{sold.name}: {verdict.message}", code=verdict.code)
+    unlocked = pass_unlocked(sold)
+    # Conditional updates: even without a row lock (SQLite) a use is taken only if one is left.
+    taken = (Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
+             .alias(used=F("reserved_count") + F("posted_count"), gone=F("reserved_count") + F("posted_count")
+                    + F("forfeited_count"))
+             .filter(used__lt=unlocked, gone__lt=sold.quantity)
+             .update(reserved_count=F("reserved_count") + 1))
+    item_taken = (PassItem.objects.filter(pk=verdict.item.pk)
+                  .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
+                  .update(used_count=F("used_count") + 1))
+    if not (taken and item_taken):
+        raise Conflict(f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up")
+    return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
+                                     visit_date=visit_date(visit), reserved_at=clock.now())
+
+
+def _release(redemption: Redemption) -> None:
+    lock_pass(redemption.sold_pass_id)
+    Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(
+        status=Status.RELEASED, released_at=clock.now())
+    Pass.objects.filter(pk=redemption.sold_pass_id).update(reserved_count=F("reserved_count") - 1)
+    PassItem.objects.filter(pk=redemption.item_id).update(used_count=F("used_count") - 1)
+
+
+def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Redemption:
+    """Arrival (or a no-show that uses the session): recognise this session's value."""
+    sold = lock_pass(redemption.sold_pass_id)
+    redemption = Redemption.objects.select_related("item__treatment", "visit__appointment").get(pk=redemption.pk)
+    if redemption.status != Status.RESERVED:
+        raise Conflict("This use is not reserved any more; reload the appointment.", code="not_reserved")
+    to_post = (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
+    left = sold.net_minor - sold.recognised_minor
+    value = left if to_post <= 1 else left // to_post
+    appointment = redemption.visit.appointment
+    upfront = sold.sold_by_id is not None
+    compensation = 0 if upfront else (redemption.item.compensation_minor
+                                      if redemption.item.compensation_minor is not None
+                                      else redemption.item.treatment.price_minor)
+    Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") - 1, posted_count=F("posted_count") + 1,
+                                           recognised_minor=F("recognised_minor") + value)
+    now = clock.now()
+    redemption.status = Status.POSTED
+    redemption.posted_at = now
+    redemption.value_minor = value
+    redemption.additional_charge_minor = redemption.item.additional_charge_minor
+    redemption.practitioner_id = appointment.practitioner_id
+    redemption.compensation_minor = compensation
+    redemption.compensated_upfront = upfront
+    redemption.by_no_show = by_no_show
+    redemption.remaining_after = sold.remaining  # reserved → posted leaves remaining unchanged
+    redemption.save()
+    if value:
+        transaction_post(kind="pass_redeemed", source=redemption, at=now, memo=f"{sold.name}: one use", lines=[
+            Line(accounts.DEFERRED_PACKAGES, debit=value),
+            Line(accounts.revenue(sold.income_category_id), credit=value),
+        ])
+    return redemption
+
+
+def redemption_unpost(redemption: Redemption) -> None:
+    """Un-arrive (or undo a no-show): the use goes back to reserved and its revenue is reversed."""
+    lock_pass(redemption.sold_pass_id)
+    redemption = Redemption.objects.get(pk=redemption.pk)
+    if redemption.status != Status.POSTED:
+        return
+    for txn in JournalTransaction.objects.filter(kind="pass_redeemed", source_type="passes.redemption",
+                                                 source_id=redemption.pk, reversed_by__isnull=True):
+        transaction_reverse(txn=txn, memo="Visit un-arrived: the use is reserved again", kind="pass_redemption_undone")
+    Pass.objects.filter(pk=redemption.sold_pass_id).update(
+        reserved_count=F("reserved_count") + 1, posted_count=F("posted_count") - 1,
+        recognised_minor=F("recognised_minor") - redemption.value_minor)
+    Redemption.objects.filter(pk=redemption.pk).update(
+        status=Status.RESERVED, posted_at=None, value_minor=0, compensation_minor=0, compensated_upfront=False,
+        remaining_after=None, by_no_show=False)
+
+
+@transaction.atomic
+def pass_attach(*, actor, visit, sold_pass: Pass | None = None, online: bool = False) -> Redemption | None:
+    """Cover a visit with a pass: `sold_pass`, or the auto-selected one (None when nothing fits).
+    A booked visit reserves a use; an arrived visit is redeemed after the fact (SPEC 5.3)."""
+    from carnet.scheduling.models import AppointmentPatient, Status as VisitStatus
+
+    _authorise(actor, visit, online=online)
+    visit = AppointmentPatient.objects.select_related("appointment__treatment", "appointment__location",
+                                                      "patient").get(pk=visit.pk)
+    live = visit_redemption(visit)
+    if live is not None:
+        raise Conflict(f"This visit is already covered by {live.sold_pass.name}. Remove it first to use another.",
+                       code="already_covered")
+    if visit.status not in (VisitStatus.BOOKED, VisitStatus.ARRIVED):
+        raise Conflict(f"This visit is {visit.get_status_display().lower()}; only a booked or arrived visit can "
+                       "use a package.", code="not_booked")
+    if sold_pass is None:
+        if _is_group_secondary(visit):
+            return None
+        sold_pass = auto_choice(passes_usable_by(visit.patient), patient=visit.patient,
+                                treatment=visit.appointment.treatment, visit_date=visit_date(visit), online=online)
+        if sold_pass is None:
+            return None
+    redemption = _reserve(sold_pk=sold_pass.pk, visit=visit, online=online)
+    if visit.status == VisitStatus.ARRIVED:
+        _cover_past_visit(actor, visit, redemption)
+    activity.record(actor=actor, verb="pass attached", obj=redemption, after=activity.snapshot(redemption))
+    return Redemption.objects.get(pk=redemption.pk)
+
+
+def _cover_past_visit(actor, visit, redemption: Redemption) -> None:
+    """The visit was billed at full price: its payments become credit, its invoice is replaced by
+    one for the additional charge, and the use is posted."""
+    from carnet.billing.invoicing import LineInput, invoice_create, invoice_delete, invoice_payments_release
+
+    old = visit.invoice
+    if old is not None and old.deleted_at is None:
+        invoice_payments_release(invoice=old, source=redemption, memo=f"{old} now covered by {redemption.sold_pass}")
+        invoice_delete(actor=actor, invoice=old, action=None)
+        first = old.lines.order_by("pk").first()
+        line = LineInput(treatment_id=first.treatment_id, staff_id=first.staff_id, description=first.description)
+        visit.invoice = invoice_create(actor=actor, patient=old.patient, lines=[covered_line(redemption, line)],
+                                       location=old.location, staff=old.staff, invoice_date=old.invoice_date,
+                                       action=None)
+        visit.save(update_fields=["invoice"])
+    redemption_post(redemption)
+
+
+def covered_line(redemption: Redemption, line):
+    """The visit's invoice line when a pass covers it: the patient owes the additional charge."""
+    item = redemption.item
+    line.unit_price_minor = item.additional_charge_minor
+    line.description = f"{line.description} — covered by {redemption.sold_pass.name}"[:200]
+    return line
+
+
+@transaction.atomic
+def pass_remove(*, actor, visit) -> Redemption:
+    """Free the use reserved by a booked visit (an arrived visit must be un-arrived first)."""
+    _authorise(actor, visit, online=False)
+    live = visit_redemption(visit)
+    if live is None:
+        raise NotFound("No package covers this visit.")
+    if live.status == Status.POSTED:
+        raise Conflict("This visit has arrived, so its use is taken. Un-arrive it first, then remove the package.",
+                       code="arrived")
+    before = activity.snapshot(live)
+    _release(live)
+    live.refresh_from_db()
+    activity.record(actor=actor, verb="pass removed", obj=live, before=before, after=activity.snapshot(live))
+    return live
+
+
+def may_use_passes(actor, *, online: bool) -> bool:
+    return online or can(actor, Action.PASS_USE)
+
+

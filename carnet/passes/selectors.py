@@ -1,0 +1,75 @@
+"""Reads about passes: what is paid, what is left, a patient's passes."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, Q
+
+from carnet.billing.models import Invoice
+
+from .models import Pass, PassInvoice, Redemption
+
+LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
+
+
+def pass_paid_minor(sold: Pass) -> int:
+    """What has been paid on the pass's issued instalment invoices (tax included)."""
+    rows = [r.invoice for r in sold.instalment_rows.all() if r.invoice_id]
+    return sum(min(i.applied_minor, i.total_minor) for i in rows if not i.deleted_at)
+
+
+def pass_fully_paid(sold: Pass) -> bool:
+    if sold.price_minor == 0 or sold.transferred_from_id:
+        return True
+    rows = list(sold.instalment_rows.all())
+    issued = [r for r in rows if r.invoice_id and not r.invoice.deleted_at]
+    return len(issued) == len(rows) and all(r.invoice.applied_minor >= r.invoice.total_minor for r in issued)
+
+
+def pass_unlocked(sold: Pass) -> int:
+    """Uses the patient may take: all of them once paid; none before (SPEC 5.2); with a payment
+    plan, in proportion to what has been paid (SPEC 9.6)."""
+    if sold.quantity is None:
+        return 0
+    if pass_fully_paid(sold):
+        return sold.quantity
+    if sold.instalments <= 1:
+        return 0
+    return sold.quantity * pass_paid_minor(sold) // sold.price_minor
+
+
+def pass_invoices(sold: Pass) -> list[Invoice]:
+    return [r.invoice for r in sold.instalment_rows.select_related("invoice") if r.invoice_id]
+
+
+def pass_collected_minor(sold: Pass) -> int:
+    """Money the patient actually paid for this pass (the refund override's ceiling, SPEC 5.4)."""
+    return sum(i.applied_minor for i in pass_invoices(sold) if not i.deleted_at)
+
+
+def passes_for_patient(patient, *, include_ended: bool = True):
+    qs = (Pass.objects.filter(patient=patient).exclude(status=Pass.Status.DELETED)
+          .select_related("income_category", "patient")
+          .prefetch_related("items__treatment", "shares__patient",
+                            Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))))
+    if not include_ended:
+        qs = qs.filter(status=Pass.Status.ACTIVE)
+    return qs
+
+
+def passes_usable_by(patient):
+    """Active passes the patient owns or that a family member shares with them."""
+    return (Pass.objects.filter(status=Pass.Status.ACTIVE)
+            .filter(Q(patient=patient) | Q(family_sharing=True, shares__patient=patient)).distinct()
+            .prefetch_related("items", "shares",
+                              Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))))
+
+
+def visit_redemption(visit) -> Redemption | None:
+    """The live (reserved or posted) redemption of one appointment row, if a pass covers it."""
+    return (Redemption.objects.filter(visit=visit, status__in=LIVE)
+            .select_related("sold_pass", "item__treatment").first())
+
+
+def pass_history(sold: Pass):
+    return (sold.redemptions.select_related("visit__appointment__treatment", "visit__appointment__practitioner",
+                                            "patient").order_by("-reserved_at", "-pk"))

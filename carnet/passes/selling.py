@@ -1,0 +1,119 @@
+"""Selling a package (SPEC 5.2, 9.1, 9.6): the sold copy, its instalments, and their invoices.
+
+A package paid in full is one instalment (1 of 1) invoiced at once. A payment plan splits the
+price over N monthly instalments (remainder to the last); the first is invoiced at the sale, the
+rest by `instalments_bill`, the clinic's daily job, which also charges a card on file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+
+from carnet.billing.invoicing import LineInput, invoice_create
+from carnet.billing.tax import line_amounts
+from carnet.clinic.selectors import clinic_get
+from carnet.core import activity, clock
+from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.money import Money
+from carnet.core.permissions import Action, require
+from carnet.people.models import StaffMember
+
+from .expiry_rules import _add_months as add_months
+from .models import Pass, PassInvoice, PassItem, PassTemplate
+
+
+def _instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, int, int]]:
+    """(unit price, gross, net) per instalment: the price split without losing a cent."""
+    rates = [t.rate for t in template.taxes.all()]
+    plan = []
+    for part in Money(template.price_minor, currency).allocate(template.instalments):
+        amounts = line_amounts(gross=part.minor, rates=rates, inclusive=template.tax_inclusive, currency=currency)
+        plan.append((part.minor, amounts.total, amounts.net))
+    return plan
+
+
+def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
+    template = sold.template
+    label = sold.name if sold.instalments == 1 else f"{sold.name} — instalment {row.seq} of {sold.instalments}"
+    return LineInput(kind="package", description=label, unit_price_minor=unit_price,
+                     income_category_id=sold.income_category_id, tax_ids=[t.pk for t in template.taxes.all()],
+                     tax_inclusive=template.tax_inclusive, staff_id=sold.sold_by_id)
+
+
+def instalment_issue(*, actor, row: PassInvoice, unit_price: int, action: Action | None, location=None):
+    """Invoice one instalment (inside the caller's transaction, row locked by the caller)."""
+    sold = row.sold_pass
+    invoice = invoice_create(actor=actor, patient=sold.patient, lines=[_line(sold, row, unit_price)],
+                             location=location, staff=sold.sold_by, action=action)
+    row.invoice = invoice
+    row.save(update_fields=["invoice"])
+    Pass.objects.filter(pk=sold.pk).update(deferred_minor=sold.deferred_minor + invoice.subtotal_minor)
+    sold.deferred_minor += invoice.subtotal_minor
+    return invoice
+
+
+def default_expiry(template: PassTemplate, purchase_date: dt.date) -> dt.date | None:
+    from .expiry_rules import expiry_date
+
+    return expiry_date(purchase_date=purchase_date, value=template.expiry_value, unit=template.expiry_unit)
+
+
+@transaction.atomic
+def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember | None = None,
+                 expires_on: dt.date | None | str = "default", card=None, location=None,
+                 action: Action | None = Action.SELL, online: bool = False) -> Pass:
+    """Sell a package: the patient's own copy of the template, and the invoice for its price (the
+    first instalment with a payment plan). `expires_on="default"` takes the template's expiry."""
+    if action is not None:
+        require(actor, action)
+    if template.kind != PassTemplate.Kind.PACKAGE:
+        raise ValidationFailed(f"{template} is not a package.", fields={"template_id": ["Not a package."]})
+    if template.archived:
+        raise Conflict(f"{template} is archived; it is no longer sold. Unarchive it in Settings first.",
+                       code="template_archived")
+    if online and not template.sold_online:
+        raise Conflict(f"{template} is not sold online; the clinic sells it at the front desk.",
+                       code="not_sold_online")
+    if not template.items.exists():
+        raise ValidationFailed(f"{template} has no eligible items; add some in Settings before selling it.",
+                               fields={"template_id": ["No eligible items."]})
+    if sold_by is not None and not sold_by.is_active:
+        raise ValidationFailed(f"{sold_by} is not an active staff member.", fields={"sold_by_id": ["Inactive."]})
+    if card is not None and (card.patient_id != patient.pk or card.removed_at):
+        raise ValidationFailed("Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]})
+    clinic = clinic_get()
+    now = clock.now()
+    today = clock.today(clinic.time_zone)
+    if expires_on == "default":
+        expires_on = default_expiry(template, today)
+    if expires_on is not None:
+        from .expiry_rules import expiry_allowed
+
+        expiry_allowed(purchase_date=today, expires_on=expires_on)
+    plan = _instalment_plan(template, clinic.currency)
+    sold = Pass.objects.create(
+        kind=template.kind, template=template, patient=patient, name=template.name,
+        income_category_id=template.income_category_id, quantity=template.quantity,
+        price_minor=sum(gross for _, gross, _ in plan), net_minor=sum(net for _, _, net in plan),
+        auto_select=template.auto_select, redeem_online=template.redeem_online,
+        family_sharing=template.family_sharing, transferable=template.transferable,
+        instalments=template.instalments, purchase_date=today, purchased_at=now, expires_on=expires_on,
+        sold_by=sold_by, sold_online=online, card=card,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    PassItem.objects.bulk_create(
+        PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
+                 compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all())
+    rows = PassInvoice.objects.bulk_create(
+        PassInvoice(sold_pass=sold, seq=n + 1, due_on=add_months(today, n), amount_minor=gross, net_minor=net)
+        for n, (_, gross, net) in enumerate(plan))
+    instalment_issue(actor=actor, row=rows[0], unit_price=plan[0][0], action=action, location=location)
+    activity.record(actor=actor, verb="sold" if not online else "bought_online", obj=sold,
+                    after=activity.snapshot(sold))
+    return sold
+
+
+def instalment_unit_price(row: PassInvoice) -> int:
+    plan = _instalment_plan(row.sold_pass.template, clinic_get().currency)
+    return plan[row.seq - 1][0]

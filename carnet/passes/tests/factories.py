@@ -1,0 +1,36 @@
+"""Passes test data: a package template, a sold and paid package, a booking that may use it."""
+
+from carnet.billing.payments import payment_receive
+from carnet.core import clock
+from carnet.passes.models import EligibleItem, PassTemplate
+from carnet.passes.selectors import pass_invoices
+from carnet.passes.selling import package_sell
+from carnet.scheduling.tests.factories import at, practitioner  # noqa: F401  (re-exported for tests)
+
+
+def package_template(catalog, *, name="10 massages", price=90000, quantity=10, items=None, taxes=(), **fields):
+    """`items`: [(treatment, additional charge, compensation, limit)]; default the catalog's treatment, free."""
+    now = clock.now()
+    template = PassTemplate.objects.create(name=name, price_minor=price, quantity=quantity,
+                                           income_category=catalog["income_category"], created_at=now,
+                                           updated_at=now, **fields)
+    template.taxes.set(taxes)
+    for treatment, charge, compensation, limit in items or [(catalog["treatment"], 0, None, None)]:
+        EligibleItem.objects.create(template=template, treatment=treatment, additional_charge_minor=charge,
+                                    compensation_minor=compensation, limit=limit)
+    return template
+
+
+def pay_in_full(actor, sold, method="cash"):
+    for invoice in pass_invoices(sold):
+        invoice.refresh_from_db()
+        if invoice.balance_minor:
+            payment_receive(actor=actor.user, patient=sold.patient, method=method, amount_minor=invoice.balance_minor,
+                            allocations=[(invoice, invoice.balance_minor)])
+    sold.refresh_from_db()
+    return sold
+
+
+def sold_package(actor, patient, template, *, paid=True, **kwargs):
+    sold = package_sell(actor=actor.user, patient=patient, template=template, **kwargs)
+    return pay_in_full(actor, sold) if paid else sold

@@ -1,0 +1,96 @@
+"""What scheduling asks of passes at each step of a visit's life (book, arrive, no-show, cancel,
+reschedule, copy). Scheduling imports this module lazily, so passes can build on scheduling's
+models without an import cycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from carnet.core.errors import Conflict
+
+from .models import Pass, Redemption
+from .redemption import (check_pass, covered_line, may_use_passes, pass_attach, redemption_post,
+                         redemption_unpost, _release)
+from .selectors import visit_redemption
+
+AUTO = "auto"
+
+
+def after_booking(*, actor, appointment, choice=AUTO, online: bool = False, rows=None) -> None:
+    """Attach passes to a new booking: `choice` is "auto" (auto-select, SPEC 5.3), a Pass (for the
+    individual patient or the group's primary), or None. Staff without billing access book
+    without passes; an explicitly chosen pass that cannot cover the visit is refused."""
+    if choice is None:
+        return
+    rows = list(rows if rows is not None else appointment.participants.order_by("booked_at", "pk"))
+    if choice == AUTO:
+        if not may_use_passes(actor, online=online):
+            return
+        for row in rows:
+            if row.role != row.Role.SECONDARY:
+                pass_attach(actor=actor, visit=row, online=online)
+        return
+    first = next(r for r in rows if r.role != r.Role.SECONDARY)
+    pass_attach(actor=actor, visit=first, sold_pass=choice, online=online)
+
+
+def line_for(row, line):
+    """The arrival (or no-show) invoice line for a row: covered if a pass is reserved for it."""
+    live = visit_redemption(row)
+    return covered_line(live, line) if live is not None and live.status == Redemption.Status.RESERVED else line
+
+
+def has_reservation(row) -> bool:
+    live = visit_redemption(row)
+    return live is not None and live.status == Redemption.Status.RESERVED
+
+
+def billed(row, *, by_no_show: bool = False) -> None:
+    """After the row's invoice was made: post its reserved use."""
+    live = visit_redemption(row)
+    if live is not None and live.status == Redemption.Status.RESERVED:
+        redemption_post(live, by_no_show=by_no_show)
+
+
+def unbilled(row) -> None:
+    """Un-arrive or undo a no-show: the use is reserved again."""
+    live = visit_redemption(row)
+    if live is not None:
+        redemption_unpost(live)
+
+
+def released(rows) -> None:
+    """Cancelled (or a no-show charged the fee instead): free the reserved uses."""
+    for row in rows:
+        live = visit_redemption(row)
+        if live is not None and live.status == Redemption.Status.RESERVED:
+            _release(live)
+
+
+def check_move(appointment, *, new_date: dt.date) -> None:
+    """Rescheduling keeps the pass only if it still covers the new date; otherwise refuse, saying why."""
+    for row in appointment.participants.all():
+        live = visit_redemption(row)
+        if live is None:
+            continue
+        sold = live.sold_pass
+        if sold.expires_on is not None and new_date > sold.expires_on:
+            raise Conflict(f"{sold.name} expires on {sold.expires_on:%Y-%m-%d}, before the new date "
+                           f"{new_date:%Y-%m-%d}. Remove the package from this appointment first, or choose a date "
+                           "on or before its expiry.", code="expired")
+        Redemption.objects.filter(pk=live.pk).update(visit_date=new_date)
+
+
+def carry_over(*, actor, source, copy) -> None:
+    """Copying an appointment carries each pass only if it can still cover the copy's date."""
+    if not may_use_passes(actor, online=False):
+        return
+    copies = {r.patient_id: r for r in copy.participants.all()}
+    for row in source.participants.all():
+        last = Redemption.objects.filter(visit=row).order_by("-pk").first()  # a cancelled source released it
+        target = copies.get(row.patient_id)
+        if last is None or target is None:
+            continue
+        sold = Pass.objects.get(pk=last.sold_pass_id)
+        if visit_redemption(target) is None and check_pass(sold, target).ok:
+            pass_attach(actor=actor, visit=target, sold_pass=sold)
