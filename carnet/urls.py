@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("", include("carnet.staff.urls")),
+    path("", include("carnet.passes.setup_urls")),  # before clinic's settings/<kind>/
     path("", include("carnet.clinic.urls")),
     path("", include("carnet.people.urls")),
     path("", include("carnet.billing.urls")),

@@ -391,6 +391,8 @@ PAGE_ACTIONS = {
     "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
     "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
+    "pass_templates:list": A.SETUP_VIEW, "pass_templates:new": A.SETUP_MANAGE, "pass_templates:edit": A.SETUP_MANAGE,
+    "pass_templates:archive": A.SETUP_MANAGE, "pass_templates:sold_update": A.SETUP_MANAGE,
 }
 SCHEDULING_PAGES = {"schedule", "book", "patient_appointments", "appointment", "appointment_arrive",
                     "appointment_unarrive", "appointment_no_show", "appointment_cancel", "appointment_copy",
@@ -411,7 +413,7 @@ def test_every_staff_page_declares_the_expected_action():
 
 POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
-                   "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes",
+                   "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_cancel",
                    "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
@@ -428,6 +430,8 @@ def _page_arg(world, name: str, arg: str):
         return world.ids["own_token"]
     if name.startswith("giftcards:"):
         return world.ids["giftcard"]
+    if name.startswith("pass_templates:"):
+        return world.ids["pass_template"]
     if name.startswith("billing:receipt"):
         return world.ids["invoice"]
     if name.startswith("scheduling:appointment"):

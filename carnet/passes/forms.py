@@ -1,0 +1,72 @@
+"""Forms for the passes pages. Money is typed as an amount (85.00) and stored in minor units."""
+
+from django import forms
+
+from carnet.clinic.forms import SetupFormBase
+from carnet.clinic.models import Treatment
+from carnet.core.forms import MoneyField
+
+from .models import PassTemplate
+
+# ---------------------------------------------------------------- Settings → Packages & Memberships
+
+ITEM_ROWS = 6  # blank eligible-item rows offered at least (blank rows are ignored)
+
+
+class TemplateForm(SetupFormBase):
+    """A package template's own fields; checked by passes.setup.template_save."""
+
+    class Meta:
+        model = PassTemplate
+        fields = ["name", "price_minor", "tax_inclusive", "taxes", "income_category", "quantity", "expiry_value",
+                  "expiry_unit", "auto_select", "redeem_online", "family_sharing", "transferable", "instalments",
+                  "sold_online"]
+        labels = {"quantity": "Quantity (uses)", "expiry_value": "Expires after", "expiry_unit": "Expiry unit",
+                  "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
+                  "family_sharing": "Family members may share it", "transferable": "May be transferred",
+                  "instalments": "Instalments (payment plan)", "sold_online": "Sold online in the patient portal"}
+        help_texts = {"expiry_value": "From the purchase date; leave empty for never.",
+                      "instalments": "1 = paid in full; up to 24.",
+                      "quantity": "How many visits the package covers."}
+
+    def __init__(self, *args, currency: str, **kwargs):
+        self.currency = currency
+        super().__init__(*args, **kwargs)
+        for name in ("quantity", "expiry_value", "instalments"):
+            self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
+
+
+class EligibleItemForm(forms.Form):
+    """One eligible-item row; field names match the service's item keys so its errors land here."""
+
+    treatment = forms.ModelChoiceField(queryset=None, required=False, empty_label="—")
+    limit = forms.IntegerField(required=False, min_value=0, label="Per-item limit",
+                               widget=forms.NumberInput(attrs={"class": "short"}))
+
+    def __init__(self, *args, currency: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["treatment"].queryset = Treatment.objects.order_by("name")
+        self.fields["additional_charge_minor"] = MoneyField(currency=currency, required=False, label="Additional charge")
+        self.fields["compensation_minor"] = MoneyField(currency=currency, required=False,
+                                                       label="Staff compensation value")
+        self.order_fields(["treatment", "additional_charge_minor", "compensation_minor", "limit"])
+
+    def is_blank(self) -> bool:
+        d = self.cleaned_data
+        return not d or all(d.get(k) in (None, "") for k in self.fields)
+
+
+def item_formset(data, template: PassTemplate | None, *, currency: str):
+    """The eligible-items table: the template's items, then blank rows (at least ITEM_ROWS in all)."""
+    initial = [{"treatment": i.treatment_id, "additional_charge_minor": i.additional_charge_minor,
+                "compensation_minor": i.compensation_minor, "limit": i.limit}
+               for i in (template.items.all() if template and template.pk else [])]
+    extra = max(ITEM_ROWS - len(initial), 2)
+    FormSet = forms.formset_factory(EligibleItemForm, extra=extra, max_num=100)
+    return FormSet(data, initial=initial, prefix="items", form_kwargs={"currency": currency})
+
+
+class ConfirmForm(forms.Form):
+    """A once-only confirmation (update sold packages)."""
+
+    form_key = forms.CharField(widget=forms.HiddenInput)

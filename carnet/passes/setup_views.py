@@ -1,0 +1,98 @@
+"""Settings → Packages & Memberships: the template list, the template form with its eligible
+items, archive, and "update sold packages" (preview, then confirm once)."""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from carnet.clinic.selectors import clinic_get
+from carnet.core.errors import CarnetError, NotAllowed
+from carnet.core.idempotency import new_form_key
+from carnet.core.permissions import Action, can
+from carnet.staff.decorators import not_allowed, run_action, save_once, staff_required
+
+from .forms import ConfirmForm, TemplateForm, item_formset
+from .models import PassTemplate
+from .setup import sold_update, sold_update_preview, template_archive, template_get, template_save
+
+
+@staff_required(Action.SETUP_VIEW)
+def template_list(request):
+    templates = PassTemplate.objects.select_related("income_category").prefetch_related("items__treatment")
+    return render(request, "passes/setup_list.html", {
+        "templates": templates, "can_manage": can(request.user, Action.SETUP_MANAGE), "clinic": clinic_get()})
+
+
+def _place_errors(form, items, rows: list[int], exc: CarnetError) -> None:
+    """A service error on the field it names: `items.<n>.<field>` on that table row, others on the form."""
+    placed = False
+    for key, msgs in exc.fields.items():
+        parts = key.split(".")
+        for msg in msgs:
+            if len(parts) == 3 and parts[0] == "items" and parts[1].isdigit() and int(parts[1]) < len(rows):
+                row = items.forms[rows[int(parts[1])]]
+                row.add_error(parts[2] if parts[2] in row.fields else None, msg)
+            elif key in form.fields:
+                form.add_error(key, msg)
+            else:
+                form.add_error(None, msg)
+            placed = True
+    if not placed:
+        form.add_error(None, exc.message)
+
+
+@staff_required(Action.SETUP_MANAGE)
+def template_edit(request, pk: int | None = None):
+    clinic = clinic_get()
+    template = template_get(pk) if pk else None
+    data = request.POST if request.method == "POST" else None
+    form = TemplateForm(data, instance=template or PassTemplate(), currency=clinic.currency)
+    items = item_formset(data, template, currency=clinic.currency)
+    if data is not None and form.is_valid() and items.is_valid():
+        rows = [n for n, row in enumerate(items.forms) if not row.is_blank()]
+        try:
+            saved = template_save(actor=request.user, template=template, data=form.cleaned_data,
+                                  items=[items.forms[n].cleaned_data for n in rows])
+        except NotAllowed as exc:
+            return not_allowed(request, exc.message)
+        except CarnetError as exc:
+            _place_errors(form, items, rows, exc)
+        else:
+            messages.success(request, f"Saved “{saved}”.")
+            if template is not None and sold_update_preview(template=saved):
+                messages.info(request, "Sold packages still have the earlier terms: review them below, then choose "
+                                       "whether to update them.")
+                return redirect("pass_templates:sold_update", pk=saved.pk)
+            return redirect("pass_templates:list")
+    return render(request, "passes/setup_form.html", {
+        "form": form, "items": items, "template": template, "clinic": clinic,
+        "sold_count": template.sold.count() if template else 0})
+
+
+@require_POST
+@staff_required(Action.SETUP_MANAGE)
+def template_archive_view(request, pk: int):
+    template = template_get(pk)
+    archived = request.POST.get("archived", "1") != "0"
+    _, denied = run_action(request, lambda: template_archive(actor=request.user, template=template, archived=archived),
+                           success=f"“{template}” {'archived' if archived else 'is sold again'}.")
+    return denied or redirect("pass_templates:list")
+
+
+@staff_required(Action.SETUP_MANAGE)
+def sold_update_view(request, pk: int):
+    """Preview what "update sold packages" changes (before → after, problems); confirm once."""
+    template = template_get(pk)
+    form = ConfirmForm(request.POST or None, initial={"form_key": new_form_key()})
+    if request.method == "POST" and form.is_valid():
+        outcome, result = save_once(request, form, lambda: sold_update(actor=request.user, template=template))
+        if outcome == "denied":
+            return result
+        if outcome == "ok":
+            messages.success(request, f"Updated {result} sold package{'s' if result != 1 else ''} of “{template}”.")
+        if outcome in ("ok", "repeat"):
+            return redirect("pass_templates:list")
+    preview = sold_update_preview(template=template)
+    return render(request, "passes/setup_sold_update.html", {
+        "template": template, "preview": preview, "form": form, "clinic": clinic_get(),
+        "blocked": any(p["problems"] for p in preview)})
