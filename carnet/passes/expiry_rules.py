@@ -18,11 +18,14 @@ from carnet.core.errors import ValidationFailed
 Rule = Clinic.PassExpiryRule
 
 
-def _add_months(day: dt.date, months: int) -> dt.date:
+def add_months(day: dt.date, months: int) -> dt.date:
     """Same day of the month `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
     index = day.month - 1 + months
     year, month = day.year + index // 12, index % 12 + 1
     return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
+
+
+_add_months = add_months  # the earlier private name, still imported by passes.selling
 
 
 def expiry_date(*, purchase_date: dt.date, value: int | None, unit: str) -> dt.date | None:
@@ -37,9 +40,9 @@ def expiry_date(*, purchase_date: dt.date, value: int | None, unit: str) -> dt.d
     if unit == "weeks":
         return purchase_date + dt.timedelta(weeks=value)
     if unit == "months":
-        return _add_months(purchase_date, value)
+        return add_months(purchase_date, value)
     if unit == "years":
-        return _add_months(purchase_date, 12 * value)
+        return add_months(purchase_date, 12 * value)
     raise ValidationFailed(f"“{unit}” is not an expiry unit; use days, weeks, months or years.",
                            fields={"expiry_unit": ["Use days, weeks, months or years."]})
 

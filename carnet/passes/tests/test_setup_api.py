@@ -114,3 +114,15 @@ def test_update_sold_packages_refusal_is_a_409_with_its_code(api, catalog):
     response = api.post(f"/pass-templates/{pk}/sold-update")
     assert response.status_code == 409 and response.json()["code"] == "quantity_below_used"
     assert Pass.objects.get().quantity == 5
+
+
+def test_clinic_expiry_rule_set_through_the_api_is_enforced_on_templates(api, catalog):
+    owner = Api(make_staff(AccessLevel.FULL_ACCESS).user)
+    response = owner.patch("/clinic", {"pass_expiry_rule": "minimum", "pass_expiry_minimum_days": 200,
+                                       "pass_expiry_reminder_days": 7, "insurer_ready_receipts": True})
+    assert response.status_code == 200, response.content
+    assert (response.json()["pass_expiry_rule"], response.json()["insurer_ready_receipts"]) == ("minimum", True)
+    short = api.post("/pass-templates", body(catalog, expiry_value=6, expiry_unit="months"))
+    assert short.status_code == 422 and "at least 200 days" in short.json()["detail"]
+    assert api.post("/pass-templates", body(catalog, expiry_value=7, expiry_unit="months")).status_code == 201
+    assert owner.patch("/clinic", {"pass_expiry_rule": "sometimes"}).status_code == 422
