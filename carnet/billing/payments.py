@@ -255,6 +255,21 @@ def payment_record_online(*, patient, amount_minor: int, reference: str, charge_
                            amount_minor=amount_minor, reference=reference, allocations=(), charge_id=charge_id)
 
 
+def payment_record_charge(*, patient, amount_minor: int, reference: str, charge_id: str, invoice: Invoice,
+                          card=None) -> Payment:
+    """Inside the caller's transaction: a gateway charge made by the clinic's own job (an instalment
+    or a membership cycle), applied to `invoice` as far as it is owed, the rest left as credit.
+    Recorded once per charge: a rerun after a crash finds the payment the first run recorded."""
+    done = Payment.objects.filter(gateway_charge_id=charge_id, method=Payment.Method.CARD_GATEWAY).first()
+    if done is not None:
+        return done
+    invoice = lock_invoices([invoice.pk])[invoice.pk]
+    apply = min(amount_minor, max(invoice.balance_minor, 0))
+    return _record_payment(actor=None, verb="charged", patient=patient, method=Payment.Method.CARD_GATEWAY,
+                           amount_minor=amount_minor, reference=reference, charge_id=charge_id, card=card,
+                           allocations=[(invoice, apply)] if apply else [])
+
+
 def payment_gift_card_spend(*, payment: Payment, amount_minor: int, source, memo: str) -> Payment:
     """Move `amount_minor` of the payment's unapplied money from its payer's credit to the liability."""
     payment = lock_payment(payment.pk)

@@ -109,6 +109,7 @@ class Pass(models.Model):
     expires_on = models.DateField(null=True, blank=True)  # covers visits on or before this date
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     ended_at = models.DateTimeField(null=True, blank=True)
+    expiry_reminded_on = models.DateField(null=True, blank=True)  # the expiry date a reminder was sent for
     sold_by = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                 help_text="Assigned for upfront compensation (SPEC 5.6).")
     sold_online = models.BooleanField(default=False)
@@ -187,6 +188,7 @@ class PassInvoice(models.Model):
     sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="instalment_rows")
     seq = models.PositiveIntegerField()
     due_on = models.DateField()
+    unit_price_minor = models.BigIntegerField(default=0)  # the invoice line's price (before exclusive tax)
     amount_minor = models.BigIntegerField()  # gross, tax included
     net_minor = models.BigIntegerField()
     invoice = models.OneToOneField(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="pass_instalment")

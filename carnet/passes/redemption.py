@@ -25,7 +25,7 @@ from carnet.ledger.services import Line, transaction_post, transaction_reverse
 from .eligibility import REASONS, Verdict, auto_choice, pass_check
 from .locks import lock_pass
 from .models import Pass, PassItem, Redemption
-from .selectors import LIVE, pass_unlocked, passes_usable_by, visit_redemption
+from .selectors import pass_unlocked, passes_usable_by, visit_redemption
 
 Status = Redemption.Status
 

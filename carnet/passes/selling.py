@@ -42,10 +42,10 @@ def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
                      tax_inclusive=template.tax_inclusive, staff_id=sold.sold_by_id)
 
 
-def instalment_issue(*, actor, row: PassInvoice, unit_price: int, action: Action | None, location=None):
+def instalment_issue(*, actor, row: PassInvoice, action: Action | None, location=None):
     """Invoice one instalment (inside the caller's transaction, row locked by the caller)."""
     sold = row.sold_pass
-    invoice = invoice_create(actor=actor, patient=sold.patient, lines=[_line(sold, row, unit_price)],
+    invoice = invoice_create(actor=actor, patient=sold.patient, lines=[_line(sold, row, row.unit_price_minor)],
                              location=location, staff=sold.sold_by, action=action)
     row.invoice = invoice
     row.save(update_fields=["invoice"])
@@ -106,14 +106,12 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
                  compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all())
     rows = PassInvoice.objects.bulk_create(
-        PassInvoice(sold_pass=sold, seq=n + 1, due_on=add_months(today, n), amount_minor=gross, net_minor=net)
-        for n, (_, gross, net) in enumerate(plan))
-    instalment_issue(actor=actor, row=rows[0], unit_price=plan[0][0], action=action, location=location)
+        PassInvoice(sold_pass=sold, seq=n + 1, due_on=add_months(today, n), unit_price_minor=unit, amount_minor=gross,
+                    net_minor=net)
+        for n, (unit, gross, net) in enumerate(plan))
+    instalment_issue(actor=actor, row=rows[0], action=action, location=location)
+    if card is not None:  # the daily job charges it unless it is paid at the desk first
+        PassInvoice.objects.filter(pk=rows[0].pk).update(next_attempt_on=today)
     activity.record(actor=actor, verb="sold" if not online else "bought_online", obj=sold,
                     after=activity.snapshot(sold))
     return sold
-
-
-def instalment_unit_price(row: PassInvoice) -> int:
-    plan = _instalment_plan(row.sold_pass.template, clinic_get().currency)
-    return plan[row.seq - 1][0]

@@ -91,7 +91,7 @@ def test_auto_select_off_means_the_package_is_only_attached_by_hand(setup):
 def test_arrival_covers_the_line_so_the_patient_owes_only_the_additional_charge(setup):
     cat = setup["cat"]
     template = package_template(cat, items=[(cat["treatment"], 1500, None, None)])
-    sold = sold_package(setup["fd"], setup["patient"], template)
+    sold_package(setup["fd"], setup["patient"], template)
     appointment = _book(setup)
     appointment_arrive(actor=setup["fd"].user, appointment=appointment)
     row = _row(appointment)
