@@ -20,7 +20,7 @@ from carnet.core.money import Money
 from carnet.core.permissions import Action, require
 from carnet.people.models import StaffMember
 
-from .expiry_rules import _add_months as add_months
+from .expiry_rules import add_months
 from .models import Pass, PassInvoice, PassItem, PassTemplate
 
 
