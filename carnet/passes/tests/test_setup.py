@@ -408,3 +408,57 @@ def test_removes_an_unused_item_from_sold_packages(admin_staff, catalog, templat
 def test_update_sold_packages_needs_administrative_access(catalog, template):
     with pytest.raises(NotAllowed):
         sold_update(actor=make_staff(AccessLevel.FRONT_DESK).user, template=template)
+
+
+# ---------------------------------------------------------------- with real sales and bookings
+
+
+@pytest.fixture
+def booked(admin_staff, front_desk, catalog):
+    """A package sold and paid through the selling service, and a booking that reserved one use
+    (the clock stays frozen on 1 May 2026 for the test)."""
+    from carnet.passes.tests.factories import at, practitioner, sold_package
+    from carnet.scheduling.services import appointment_book
+    from carnet.scheduling.tests.factories import clinic_set
+
+    clinic_set(time_zone="America/Toronto")
+    with clock.frozen(at("2026-05-01", "10:00")):
+        t = template_save(actor=admin_staff.user, template=None, data=package_data(catalog), items=one_item(catalog))
+        patient, prac = make_patient(), practitioner(catalog["location"])
+        sold = sold_package(front_desk, patient, t)
+
+        def book(treatment, hhmm="09:00"):
+            return appointment_book(actor=front_desk.user, treatment=treatment, practitioner=prac,
+                                    location=catalog["location"], start=at("2026-05-12", hhmm), patients=[patient])
+
+        yield {"template": t, "sold": sold, "book": book, "appointment": book(catalog["treatment"])}
+
+
+def test_an_item_with_a_reserved_use_cannot_be_removed_from_sold_packages(admin_staff, catalog, booked):
+    t, sold = booked["template"], booked["sold"]
+    assert PassItem.objects.get(sold_pass=sold).used_count == 1
+    template_save(actor=admin_staff.user, template=t, data={}, items=[{"treatment": second_treatment(catalog)}])
+    with pytest.raises(Conflict) as caught:
+        sold_update(actor=admin_staff.user, template=t)
+    assert caught.value.code == "eligible_item_in_use"
+
+
+def test_a_released_item_is_kept_with_no_uses_left_and_new_items_cover_bookings(admin_staff, front_desk, catalog,
+                                                                                 booked):
+    from carnet.passes.models import Redemption
+    from carnet.scheduling.services import appointment_cancel
+
+    t, sold = booked["template"], booked["sold"]
+    appointment_cancel(actor=front_desk.user, appointment=booked["appointment"])
+    assert Redemption.objects.get().status == "released"
+    acupuncture = second_treatment(catalog)
+    template_save(actor=admin_staff.user, template=t, data={}, items=[{"treatment": acupuncture}])
+    assert sold_update(actor=admin_staff.user, template=t) == 1
+    items = {i.treatment_id: i for i in PassItem.objects.filter(sold_pass=sold)}
+    assert items[catalog["treatment"].pk].limit == 0  # its history stays; it covers nothing more
+    assert items[acupuncture.pk].limit is None
+    visit = booked["book"](acupuncture, "11:00").participants.get()
+    live = Redemption.objects.filter(visit=visit, status="reserved").get()
+    assert live.sold_pass == sold and live.item == items[acupuncture.pk]
+    no_cover = booked["book"](catalog["treatment"], "13:00").participants.get()
+    assert not Redemption.objects.filter(visit=no_cover, status__in=["reserved", "posted"]).exists()
