@@ -92,6 +92,11 @@ def receipt_context(invoice: Invoice, form: str = DEFAULT_FORM) -> dict:
         for a in Allocation.objects.filter(invoice=invoice, unapplied_at__isnull=True)
         .select_related("payment__card").order_by("applied_at", "pk")
     ]
+    coverage = _pass_coverage(invoice, money)
+    prepaid = sum(c["prepaid"].minor for c in coverage)
+    # SPEC 9.11: the visit's full value is its prepaid share plus this invoice; the prepaid share
+    # shows as paid. The invoice's own total, payments and balance are unchanged.
+    insurer_ready = bool(clinic.insurer_ready_receipts and prepaid > 0)
     return {
         **_clinic_header(clinic),
         "form": form, "form_label": RECEIPT_FORMS[form], "forms": RECEIPT_FORMS,
@@ -102,7 +107,18 @@ def receipt_context(invoice: Invoice, form: str = DEFAULT_FORM) -> dict:
         "total": money(invoice.total_minor), "paid": money(invoice.applied_minor),
         "balance": money(invoice.balance_minor), "payments": payments,
         "status": invoice.status, "issued_on": clock.today(zone),
+        "coverage": coverage, "insurer_ready": insurer_ready, "prepaid": money(prepaid),
+        "visit_value": money(invoice.total_minor + prepaid),
+        "paid_in_all": money(invoice.applied_minor + prepaid),
     }
+
+
+def _pass_coverage(invoice: Invoice, money) -> list[dict]:
+    """SPEC 9.2: the package(s) covering the visit this invoice bills, with the sessions left."""
+    from carnet.passes.documents import coverage_for_invoice  # lazily: billing sits below passes
+
+    return [{**c, "prepaid": money(c["prepaid_minor"]), "additional_charge": money(c["additional_charge_minor"])}
+            for c in coverage_for_invoice(invoice)]
 
 
 def _payment_detail(payment: Payment) -> str:

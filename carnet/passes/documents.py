@@ -1,0 +1,58 @@
+"""What a receipt says about passes (SPEC 9.2, 9.11): which package covered the visit an invoice
+bills, how many sessions are left after it, and the visit's share of the prepaid price.
+
+Billing's receipt imports this lazily (billing never imports passes at module level). A selector:
+it reads and never writes.
+"""
+
+from __future__ import annotations
+
+from .models import Redemption
+
+
+def _gross(net_part: int, *, net_minor: int, price_minor: int) -> int:
+    """`net_part` of a pass's pre-tax value expressed in what the patient paid (tax included),
+    rounded half up. Without tax on the pass, price and net are equal and nothing is rounded."""
+    if net_minor <= 0 or net_part <= 0:
+        return 0
+    if net_minor == price_minor:
+        return net_part
+    return (2 * net_part * price_minor + net_minor) // (2 * net_minor)
+
+
+def prepaid_share_minor(redemption: Redemption) -> int:
+    """The visit's allocated prepaid value as paid by the patient: the session value the pass
+    recognised when the visit was posted (price ÷ quantity, before tax), grossed up by the pass's
+    own tax. Computed cumulatively over the pass's posted uses in posting order, so a taxed
+    package's shares add up to its price to the cent once every session is used."""
+    sold = redemption.sold_pass
+    if sold.net_minor == sold.price_minor:
+        return redemption.value_minor
+    before = 0
+    for pk, value in (Redemption.objects.filter(sold_pass_id=sold.pk, status=Redemption.Status.POSTED)
+                      .order_by("posted_at", "pk").values_list("pk", "value_minor")):
+        if pk == redemption.pk:
+            break
+        before += value
+    terms = {"net_minor": sold.net_minor, "price_minor": sold.price_minor}
+    return _gross(before + redemption.value_minor, **terms) - _gross(before, **terms)
+
+
+def coverage_for_invoice(invoice) -> list[dict]:
+    """The posted redemptions of the visit(s) this invoice bills, one dict each:
+    pass_name, treatment, remaining_after (None for unlimited passes), value_minor (the session's
+    pre-tax value), prepaid_minor (its share of the price paid, tax included),
+    additional_charge_minor and by_no_show."""
+    if invoice is None or getattr(invoice, "deleted_at", None):
+        return []
+    redemptions = (Redemption.objects.filter(visit__invoice_id=invoice.pk, status=Redemption.Status.POSTED)
+                   .select_related("sold_pass", "item__treatment").order_by("visit_id", "pk"))
+    return [{
+        "pass_name": r.sold_pass.name,
+        "treatment": r.item.treatment.name,
+        "remaining_after": r.remaining_after,
+        "value_minor": r.value_minor,
+        "prepaid_minor": prepaid_share_minor(r),
+        "additional_charge_minor": r.additional_charge_minor,
+        "by_no_show": r.by_no_show,
+    } for r in redemptions]
