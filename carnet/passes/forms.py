@@ -32,6 +32,7 @@ class TemplateForm(SetupFormBase):
     def __init__(self, *args, currency: str, **kwargs):
         self.currency = currency
         super().__init__(*args, **kwargs)
+        self.fields["quantity"].required = self.instance.kind == PassTemplate.Kind.PACKAGE
         for name in ("quantity", "expiry_value", "instalments"):
             self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
 

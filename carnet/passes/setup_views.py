@@ -15,6 +15,9 @@ from .forms import ConfirmForm, TemplateForm, item_formset
 from .models import PassTemplate
 from .setup import sold_update, sold_update_preview, template_archive, template_get, template_save
 
+CHANGED_LABELS = {"name": "name", "quantity": "quantity", "income_category_id": "income category",
+                  "auto_select": "auto-select", "items": "eligible items"}
+
 
 @staff_required(Action.SETUP_VIEW)
 def template_list(request):
@@ -93,6 +96,8 @@ def sold_update_view(request, pk: int):
         if outcome in ("ok", "repeat"):
             return redirect("pass_templates:list")
     preview = sold_update_preview(template=template)
+    for entry in preview:
+        entry["changed_labels"] = ", ".join(CHANGED_LABELS[f] for f in entry["changed"])
     return render(request, "passes/setup_sold_update.html", {
         "template": template, "preview": preview, "form": form, "clinic": clinic_get(),
         "blocked": any(p["problems"] for p in preview)})

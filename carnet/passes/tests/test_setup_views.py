@@ -90,6 +90,7 @@ def test_edit_shows_items_and_offers_to_update_sold_packages(admin_client, admin
     assert response.status_code == 302 and response["Location"] == reverse("pass_templates:sold_update", args=[t.pk])
     preview = admin_client.get(response["Location"]).content.decode()
     assert "Renamed" in preview and "10 massages" in preview and "Acupuncture" in preview and f"#{sold.pk}" in preview
+    assert "Changes: name, eligible items" in preview
     confirm = {"form_key": "upd-1"}
     assert admin_client.post(response["Location"], confirm).status_code == 302
     sold.refresh_from_db()
