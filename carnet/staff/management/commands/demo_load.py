@@ -295,6 +295,53 @@ def load_billing(actor, patients: dict) -> None:
             invoice.refresh_from_db()
 
 
+# (name, price in cents, quantity, expiry months or None, tax keys, instalments, flags,
+#  [(treatment, additional charge in cents, per-item limit)])
+PACKAGES = [
+    ("10 Massages (60 min)", 99000, 10, 12, ["HST"], 1, {"sold_online": True, "transferable": True},
+     [("Massage 60 min", 0, None)]),
+    ("Physio Recovery Pack", 80000, 10, 6, [], 4, {"family_sharing": True},
+     [("Physiotherapy Follow-up", 0, 8), ("Post-Surgical Rehab Group", 0, None)]),
+    ("Pilates 8-Class Card", 20000, 8, 3, [], 1, {"sold_online": True, "redeem_online": True},
+     [("Rehab Pilates Class", 0, None)]),
+    # SPEC 5.5, the insurance-friendly set-up: price 0, each visit billed 50.00 and paid from credit.
+    ("Chiro Prepaid Plan (insurance-friendly)", 0, 10, None, [], 1, {},
+     [("Chiropractic Adjustment", 5000, None)]),
+]
+# (patient, package, paid)
+PACKAGE_SALES = [("rebecca", "10 Massages (60 min)", True), ("arjun", "10 Massages (60 min)", True),
+                 ("rebecca", "Physio Recovery Pack", False), ("isabelle", "Pilates 8-Class Card", True),
+                 ("robert", "Chiro Prepaid Plan (insurance-friendly)", True)]
+
+
+def load_passes(actor, patients: dict) -> None:
+    """Package templates and a few sales, so the schedule's bookings have packages to use."""
+    from carnet.passes.selectors import pass_invoices
+    from carnet.passes.selling import package_sell
+    from carnet.passes.setup import template_save
+
+    treatments = {t.name: t for t in Treatment.objects.all()}
+    taxes = {t.name: t for t in Tax.objects.all()}
+    templates = {}
+    for name, price, quantity, months, tax_keys, instalments, flags, items in PACKAGES:
+        category = treatments[items[0][0]].income_category_id
+        templates[name] = template_save(actor=actor, template=None, data={
+            "name": name, "price_minor": price, "quantity": quantity, "income_category_id": category,
+            "tax_ids": [taxes[TAXES[k][0]].pk for k in tax_keys], "expiry_value": months, "expiry_unit": "months",
+            "auto_select": True, "instalments": instalments, **flags,
+        }, items=[{"treatment_id": treatments[t].pk, "additional_charge_minor": charge, "compensation_minor": None,
+                   "limit": limit} for t, charge, limit in items])
+    for n, (key, name, paid) in enumerate(PACKAGE_SALES):
+        sold = package_sell(actor=actor, patient=patients[key], template=templates[name])
+        for invoice in pass_invoices(sold) if paid else ():
+            if invoice.balance_minor:
+                payment_receive(actor=actor, patient=patients[key], method="debit", amount_minor=invoice.balance_minor,
+                                allocations=[(invoice, invoice.balance_minor)], idempotency_key=f"demo-pass-{n}")
+    # The insurance-friendly plan: Robert prepays ten visits' charges, kept as his credit.
+    payment_receive(actor=actor, patient=patients["robert"], method="card_manual", amount_minor=50000,
+                    reference="Prepaid chiropractic visits", idempotency_key="demo-chiro-prepay")
+
+
 def load_appointments(actor, patients: dict) -> None:
     """Two individual visits a day for each practitioner shift over the next week, so the schedule
     has something on it; the first visit of today (if any) is arrived, which bills it."""
@@ -323,6 +370,19 @@ def load_appointments(actor, patients: dict) -> None:
                 if offset == 0 and hours == 1:
                     appointment_arrive(actor=actor, appointment=appointment)
                 n += 1
+    # Visits covered by packages (auto-selected at booking): Arjun's yesterday (arrived: $0 owing)
+    # and Rebecca's tomorrow (a session reserved).
+    massage = Treatment.objects.get(name="Massage 60 min")
+    marcus = StaffMember.objects.get(user__username="pfdall")
+    toronto = Location.objects.get(name=LOCATIONS["TOR"][0])
+    zone = ZoneInfo(toronto.time_zone)
+    today = clock.today(zone)
+    for key, day, arrive in (("arjun", today - dt.timedelta(days=1), True), ("rebecca", today + dt.timedelta(days=1), False)):
+        start = dt.datetime.combine(day, dt.time(7, 0), tzinfo=zone)  # before the shifts' bookings
+        appointment = appointment_book(actor=actor, treatment=massage, practitioner=marcus, location=toronto,
+                                       start=start, patients=[patients[key]])
+        if arrive:
+            appointment_arrive(actor=actor, appointment=appointment)
 
 
 def load_patients(actor) -> dict:
@@ -358,6 +418,7 @@ class Command(BaseCommand):
                     load_staff(owner.user, owner, locations, categories)
                     patients = load_patients(owner.user)
                     load_billing(owner.user, patients)
+                    load_passes(owner.user, patients)
                     load_appointments(owner.user, patients)
             except CarnetError as exc:
                 raise CommandError(
