@@ -152,6 +152,7 @@ def redemption_unpost(redemption: Redemption) -> None:
         recognised_minor=F("recognised_minor") - redemption.value_minor)
     Redemption.objects.filter(pk=redemption.pk).update(
         status=Status.RESERVED, posted_at=None, value_minor=0, compensation_minor=0, compensated_upfront=False,
+        practitioner=None, additional_charge_minor=0,
         remaining_after=None, by_no_show=False)
 
 

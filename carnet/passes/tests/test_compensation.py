@@ -99,8 +99,6 @@ def test_un_arriving_clears_the_compensation(setup):
     assert _redemption(appointment).compensation_minor == 7000
 
 
-@pytest.mark.xfail(reason="redemption_unpost (carnet/passes/redemption.py) resets compensation but keeps "
-                          "practitioner_id and additional_charge_minor on the reserved row", strict=False)
 def test_un_arriving_also_clears_the_practitioner(setup):
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     appointment = _book(setup)
