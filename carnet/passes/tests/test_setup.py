@@ -462,3 +462,42 @@ def test_a_released_item_is_kept_with_no_uses_left_and_new_items_cover_bookings(
     assert live.sold_pass == sold and live.item == items[acupuncture.pk]
     no_cover = booked["book"](catalog["treatment"], "13:00").participants.get()
     assert not Redemption.objects.filter(visit=no_cover, status__in=["reserved", "posted"]).exists()
+
+
+# ---------------------------------------------------------------- racing a booking
+
+
+@pytest.mark.race
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("run", range(3))
+def test_update_sold_packages_racing_a_booking_never_leaves_a_package_over_used(run):
+    """The template lowers the quantity to what is already used while a visit takes one more use:
+    whichever locks the pass first wins, the other is refused cleanly, and the counts stay within it."""
+    from carnet.conftest import make_catalog, race
+    from carnet.core.errors import CarnetError
+    from carnet.passes.redemption import pass_attach
+    from carnet.passes.tests.factories import at, practitioner, sold_package
+    from carnet.scheduling.services import appointment_book
+    from carnet.scheduling.tests.factories import clinic_set
+
+    clinic_set(time_zone="America/Toronto")
+    with clock.frozen(at("2026-05-01", "10:00")):
+        catalog, admin = make_catalog(), make_staff(AccessLevel.ADMIN_BILLING)
+        prac, patient = practitioner(catalog["location"]), make_patient()
+        t = template_save(actor=admin.user, template=None, data=package_data(catalog), items=one_item(catalog))
+        sold = sold_package(admin, patient, t)
+        visits = [appointment_book(actor=admin.user, treatment=catalog["treatment"], practitioner=prac,
+                                   location=catalog["location"], start=at("2026-05-12", hhmm), patients=[patient],
+                                   pass_choice=None).participants.get() for hhmm in ("09:00", "11:00")]
+        pass_attach(actor=admin.user, visit=visits[0], sold_pass=sold)
+        template_save(actor=admin.user, template=t, data={"quantity": 1}, items=None)
+        work = [lambda: sold_update(actor=admin.user, template=t),
+                lambda: pass_attach(actor=admin.user, visit=visits[1], sold_pass=sold)]
+        results = race(2, lambda i: work[i]())
+    unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CarnetError)]
+    assert not unexpected, unexpected
+    refused = [r.code for r in results if isinstance(r, CarnetError)]
+    assert len(refused) == 1 and refused[0] in ("quantity_below_used", "used_up"), results
+    sold.refresh_from_db()
+    assert sold.quantity >= sold.reserved_count + sold.posted_count + sold.forfeited_count
+    assert (sold.quantity, sold.reserved_count) == ((1, 1) if refused[0] == "used_up" else (10, 2))
