@@ -163,7 +163,8 @@ def invoice_create(*, actor, patient, lines: list[LineInput], location=None, sta
 
 
 @transaction.atomic
-def invoice_delete(*, actor, invoice: Invoice, action: Action | None = Action.INVOICE_DELETE) -> Invoice:
+def invoice_delete(*, actor, invoice: Invoice, action: Action | None = Action.INVOICE_DELETE,
+                   pass_sale: bool = False) -> Invoice:
     """Only while no payment is applied. The number stays used; the ledger is reversed.
     `action` lets scheduling un-arrive (a scheduling permission) reverse its own arrival invoice,
     and passes (None: the caller checked) replace a visit's invoice once a package covers it."""
@@ -172,6 +173,9 @@ def invoice_delete(*, actor, invoice: Invoice, action: Action | None = Action.IN
     invoice = lock_invoice(invoice.pk)
     if invoice.deleted_at:
         raise NotFound(f"{invoice} is already deleted.")
+    if not pass_sale and invoice.lines.filter(kind__in=list(DEFERRED_KINDS)).exists():
+        raise Conflict(f"{invoice} sells a package or membership. Delete or refund it from its page "
+                       "(Billing → Packages & Memberships), so the pass ends with it.", code="pass_invoice")
     if invoice.applied_minor:
         applied = clinic_get().money(invoice.applied_minor)
         raise Conflict(f"{invoice} has {applied} of payments applied. Unapply those payments first "

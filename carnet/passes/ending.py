@@ -191,7 +191,7 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
                        code="has_reservations")
     before = activity.snapshot(sold)
     for invoice in invoices:
-        invoice_delete(actor=actor, invoice=invoice)
+        invoice_delete(actor=actor, invoice=invoice, pass_sale=True)
     sold.status, sold.ended_at = Status.DELETED, clock.now()
     sold.recognised_minor = sold.deferred_minor  # the deferred value left with the reversed invoices
     sold.save(update_fields=["status", "ended_at", "recognised_minor"])

@@ -221,6 +221,15 @@ def test_an_unpaid_purchase_can_be_deleted_with_its_invoice(s):
     assert_ledger_ok()
 
 
+def test_a_package_invoice_cannot_be_deleted_on_its_own(s):
+    from carnet.billing.invoicing import invoice_delete
+
+    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"]), paid=False)
+    with pytest.raises(Conflict) as error:
+        invoice_delete(actor=s["admin"].user, invoice=pass_invoices(sold)[0])
+    assert error.value.code == "pass_invoice"
+
+
 def test_deleting_is_refused_while_a_payment_is_applied(s):
     sold = sold_package(s["fd"], s["patient"], package_template(s["cat"]))
     with pytest.raises(Conflict) as error:

@@ -326,3 +326,26 @@ def test_invoices_for_a_sale_post_to_deferred_revenue(setup):
     assert balance(accounts.DEFERRED_PACKAGES) == 90000
     assert balance(accounts.tax_payable(setup["cat"]["tax"].pk)) == 11700
     assert_ledger_ok()
+
+
+def test_online_bookings_attach_only_packages_allowed_online(setup):
+    from carnet.passes.visits import after_booking
+
+    desk_only = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"], name="Desk only"))
+    first = _book(setup, "09:00", pass_choice=None)
+    after_booking(actor=None, appointment=first, online=True)
+    assert _live(first) is None
+    assert explain(_row(first), online=True)[0]["code"] == "not_online"
+    online_ok = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"], redeem_online=True))
+    second = _book(setup, "10:00", pass_choice=None)
+    after_booking(actor=None, appointment=second, online=True)
+    assert _live(second).sold_pass == online_ok
+    desk_only.refresh_from_db()
+    assert desk_only.remaining == 10
+
+
+def test_an_explicit_pass_that_cannot_cover_the_booking_is_refused_with_its_reason(setup):
+    sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]), paid=False)
+    with pytest.raises(Conflict) as error:
+        _book(setup, pass_choice=sold)
+    assert error.value.code == "not_paid"
