@@ -1,0 +1,108 @@
+"""Real threads racing for a package's uses (SPEC 5.3, CONVENTIONS 9): the last use goes to exactly
+one visit, a visit is never covered twice, and losers get a clean Conflict on SQLite and PostgreSQL."""
+
+import pytest
+from django.db import connection
+
+from carnet.billing.tests.test_invoicing import assert_ledger_ok
+from carnet.conftest import make_catalog, make_patient, make_staff, race
+from carnet.core import clock
+from carnet.core.errors import CarnetError, Conflict
+from carnet.passes.models import Pass, PassItem, Redemption
+from carnet.passes.redemption import pass_attach
+from carnet.scheduling.services import appointment_book
+from carnet.scheduling.tests.factories import clinic_set
+
+from .factories import at, package_template, practitioner, sold_package
+
+pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
+LIVE = ("reserved", "posted")
+# Reported bug: pass_attach reads visit_redemption() before taking any lock that covers the visit
+# (lock_pass only serialises callers of the same pass, and not against the visit), so on PostgreSQL
+# concurrent attaches to one visit all pass the "already covered" check and the losers hit the
+# one_live_redemption_per_visit unique constraint: IntegrityError (a 500), not Conflict
+# already_covered. SQLite's BEGIN IMMEDIATE serialises whole transactions, so it passes there.
+VISIT_RACE_BUG = pytest.mark.xfail(
+    connection.vendor == "postgresql", strict=True,
+    reason="BUG carnet/passes/redemption.py pass_attach: no lock on the visit before the already_covered "
+           "check; concurrent attaches to one visit raise IntegrityError one_live_redemption_per_visit on PostgreSQL")
+SLOTS = [(f"2026-05-{day}", hhmm) for day in (11, 12, 13, 14, 15, 18) for hhmm in ("09:00", "11:00", "13:00", "15:00")]
+
+
+def _outcomes(results):
+    """Each result as "ok" or "refused:<code>"; anything else (a lock error, an IntegrityError) fails."""
+    unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CarnetError)]
+    assert not unexpected, unexpected
+    return sorted("refused:" + r.code if isinstance(r, CarnetError) else "ok" for r in results)
+
+
+@pytest.fixture
+def world():
+    clinic_set(time_zone="America/Toronto")
+    with clock.frozen(at("2026-05-01", "10:00")):
+        catalog, desk = make_catalog(), make_staff()
+        yield {"cat": catalog, "desk": desk, "prac": practitioner(catalog["location"]), "patient": make_patient()}
+
+
+def _visits(w, n):
+    """n booked visits of the patient at different times, none covered by a package."""
+    rows = []
+    assert n <= len(SLOTS)
+    for day, hhmm in SLOTS[:n]:
+        appointment = appointment_book(actor=w["desk"].user, treatment=w["cat"]["treatment"], practitioner=w["prac"],
+                                       location=w["cat"]["location"], start=at(day, hhmm), patients=[w["patient"]],
+                                       pass_choice=None)
+        rows.append(appointment.participants.get())
+    return rows
+
+
+def _counts(sold):
+    sold.refresh_from_db()
+    rows = Redemption.objects.filter(sold_pass=sold)
+    return {"remaining": sold.remaining, "reserved": sold.reserved_count, "posted": sold.posted_count,
+            "live_rows": rows.filter(status__in=LIVE).count(), "reserved_rows": rows.filter(status="reserved").count(),
+            "item_used": sum(PassItem.objects.filter(sold_pass=sold).values_list("used_count", flat=True))}
+
+
+@pytest.mark.parametrize("quantity, used", [(1, 0), (3, 2)], ids=["quantity-1", "quantity-3-two-used"])
+def test_twenty_visits_racing_for_the_last_use_exactly_one_wins(world, quantity, used):
+    template = package_template(world["cat"], name=f"{quantity} massages", price=30000, quantity=quantity)
+    sold = sold_package(world["desk"], world["patient"], template)
+    visits = _visits(world, 20 + used)
+    for visit in visits[20:]:  # the uses already taken
+        pass_attach(actor=world["desk"].user, visit=visit, sold_pass=sold)
+    visits = visits[:20]
+    results = race(20, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i], sold_pass=sold))
+    assert _outcomes(results) == ["ok"] + ["refused:used_up"] * 19
+    [winner] = [r for r in results if isinstance(r, Redemption)]
+    assert all(isinstance(r, Conflict) for r in results if r is not winner)
+    assert Redemption.objects.filter(visit__in=visits, status__in=LIVE).get().pk == winner.pk
+    assert _counts(sold) == {"remaining": 0, "reserved": quantity, "posted": 0, "live_rows": quantity,
+                             "reserved_rows": quantity, "item_used": quantity}
+    assert_ledger_ok()
+
+
+@VISIT_RACE_BUG
+def test_one_visit_attached_twice_at_once_is_covered_once_and_the_loser_gets_a_conflict(world):
+    template = package_template(world["cat"], quantity=10)
+    sold = sold_package(world["desk"], world["patient"], template)
+    [visit] = _visits(world, 1)
+    results = race(6, lambda i: pass_attach(actor=world["desk"].user, visit=visit, sold_pass=sold))
+    assert _outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
+    assert _counts(sold) == {"remaining": 9, "reserved": 1, "posted": 0, "live_rows": 1, "reserved_rows": 1,
+                             "item_used": 1}
+    assert_ledger_ok()
+
+
+@VISIT_RACE_BUG
+def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
+    """Two different packages: no shared pass lock, so only the visit's own guard can stop the second."""
+    template = package_template(world["cat"], quantity=10)
+    first = sold_package(world["desk"], world["patient"], template)
+    second = sold_package(world["desk"], world["patient"], template)
+    [visit] = _visits(world, 1)
+    results = race(6, lambda i: pass_attach(actor=world["desk"].user, visit=visit, sold_pass=(first, second)[i % 2]))
+    assert _outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
+    assert Redemption.objects.filter(visit=visit, status__in=LIVE).count() == 1
+    assert sorted(Pass.objects.filter(pk__in=[first.pk, second.pk]).values_list("reserved_count", flat=True)) == [0, 1]
+    assert_ledger_ok()
