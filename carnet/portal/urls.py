@@ -7,6 +7,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.portal_login, name="login"),
     path("gift-cards/buy/", views.gift_card_buy, name="gift_card_buy"),
+    path("passes/", views.passes, name="passes"),
+    path("passes/buy/<int:pk>/", views.pass_buy, name="pass_buy"),
+    path("passes/<int:pk>/bought/", views.pass_bought, name="pass_bought"),
     path("appointments/<int:pk>/cancel/", views.appointment_cancel, name="appointment_cancel"),
     path("receipts/<int:pk>.pdf", views.receipt_pdf, name="receipt_pdf"),
     # Public: the signed token in the link is the patient's only credential.

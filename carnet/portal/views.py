@@ -165,3 +165,93 @@ def pay_balance_paid(request, token: str, payment_pk: int):
         "clinic": clinic, "patient": patient, "payment": payment, "amount": clinic.money(payment.amount_minor),
         "numbers": [documents.invoice_number(i, clinic) for i in paid.order_by("number")],
     })
+
+
+# ---------------------------------------------------------------- Packages & Memberships (SPEC 9.1, 11)
+
+
+class PassBuyForm(PayBalanceForm):
+    """Buy a package online: for whom (when the buyer has dependants), then the card details."""
+
+    def __init__(self, *args, patients, free: bool, **kwargs):
+        from django import forms
+
+        super().__init__(*args, **kwargs)
+        if len(patients) > 1:
+            self.fields["patient"] = forms.TypedChoiceField(
+                label="For", coerce=int, choices=[(p.pk, p.full_name) for p in patients])
+            self.order_fields(["form_key", "patient"])
+        if free:  # nothing to charge: no card asked for
+            for name in ("holder", "number", "exp_month", "exp_year", "cvc"):
+                del self.fields[name]
+
+
+def _pass_status(sold, clinic) -> str:
+    from carnet.passes.selectors import pass_fully_paid
+
+    if sold.status != sold.Status.ACTIVE:
+        return sold.get_status_display()
+    if sold.expires_on and sold.expires_on < clock.today(clinic.time_zone):
+        return "Expired"
+    if not pass_fully_paid(sold):
+        return "Awaiting payment"
+    if sold.remaining == 0:
+        return "Used up"
+    return "Active"
+
+
+@patient_required
+def passes(request, patient):
+    """The Packages & Memberships tab: own and dependants' passes with their usage, and what is sold online."""
+    from carnet.passes import online as passes_online
+
+    clinic = clinic_get()
+    return render(request, "portal/passes.html", {
+        "clinic": clinic, "patient": patient, "tab": "passes", "dependants": patients_managed_by(patient)[1:],
+        "passes": [(p, _pass_status(p, clinic)) for p in passes_online.portal_passes(request.user)],
+        "offers": [(t, passes_online.online_price_minor(t)) for t in passes_online.online_templates()],
+        "online": clinic.online_sales_enabled,
+    })
+
+
+@patient_required
+def pass_buy(request, patient, pk: int):
+    """Buy one package sold online, paid by card now (a free one without a card)."""
+    from carnet.passes import online as passes_online
+
+    clinic = clinic_get()
+    template = passes_online.online_template_get(pk)
+    price = passes_online.online_price_minor(template)
+    family = patients_managed_by(patient)
+    form = PassBuyForm(request.POST or None, patients=family, free=price == 0,
+                       initial={"form_key": new_form_key(), "patient": patient.pk})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
+        try:
+            sold = passes_online.package_buy_online(
+                user=request.user, patient=owner, template=template, card_number=data.get("number", ""),
+                exp_month=data.get("exp_month") or 0, exp_year=data.get("exp_year") or 0, cvc=data.get("cvc", ""),
+                holder=data.get("holder", ""), idempotency_key=data["form_key"])
+        except PaymentFailed as exc:
+            form.add_error(None, _declined_sentence(exc))
+        except NotFound:
+            raise
+        except CarnetError as exc:
+            apply_errors(form, exc)
+        else:
+            return redirect("portal:pass_bought", pk=sold.pk)
+    return render(request, "portal/pass_buy.html", {
+        "clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form,
+        "price": clinic.money(price), "full_price": clinic.money(template.price_minor),
+    })
+
+
+@patient_required
+def pass_bought(request, patient, pk: int):
+    from carnet.passes import online as passes_online
+
+    clinic = clinic_get()
+    sold = passes_online.portal_pass_get(request.user, pk)
+    return render(request, "portal/pass_bought.html", {
+        "clinic": clinic, "patient": patient, "tab": "passes", "sold": sold, "price": clinic.money(sold.price_minor)})

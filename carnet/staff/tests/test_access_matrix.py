@@ -351,7 +351,8 @@ def _page_routes():
     # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
     public = {"staff:login", "staff:logout", "portal:login", "portal:home", "portal:gift_card_buy",
               "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid",
-              "portal:appointment_cancel", "booking:book", "booking:confirm", "calendar:feed"}
+              "portal:appointment_cancel", "booking:book", "booking:confirm", "calendar:feed",
+              "portal:passes", "portal:pass_buy", "portal:pass_bought"}
     out = []
 
     def walk(patterns, ns=None):
@@ -479,3 +480,32 @@ def test_pages_send_anonymous_to_login_and_patients_to_portal(world, client):
     assert client.get(url)["Location"].startswith(reverse("staff:login"))
     client.force_login(me.user)
     assert client.get(url)["Location"] == reverse("portal:home")
+
+def test_portal_pass_pages_are_patients_only_and_their_own(catalog, client):
+    """Packages & Memberships in the portal: a patient login only; another patient's pass is not found."""
+    from django.urls import reverse
+
+    from carnet.clinic.selectors import clinic_get
+    from carnet.passes.tests.factories import package_template, sold_package
+    from carnet.people.services import patient_portal_enable
+
+    owner = make_staff(AccessLevel.ACCOUNT_OWNER)
+    me, stranger = make_patient(email="me4@example.test"), make_patient()
+    patient_portal_enable(actor=owner.user, patient=me, password="a long enough password")
+    me.refresh_from_db()
+    clinic = clinic_get()
+    clinic.online_sales_enabled = True
+    clinic.save()
+    template = package_template(catalog, name="Matrix pack", sold_online=True)
+    mine, theirs = sold_package(owner, me, template), sold_package(owner, stranger, template)
+    pages = [reverse("portal:passes"), reverse("portal:pass_buy", kwargs={"pk": template.pk}),
+             reverse("portal:pass_bought", kwargs={"pk": mine.pk})]
+    for url in pages:
+        assert client.get(url)["Location"].startswith(reverse("portal:login")), url
+    client.force_login(owner.user)  # staff have no portal record
+    for url in pages:
+        assert client.get(url)["Location"].startswith(reverse("portal:login")), url
+    client.force_login(me.user)
+    for url in pages:
+        assert client.get(url).status_code == 200, url
+    assert client.get(reverse("portal:pass_bought", kwargs={"pk": theirs.pk})).status_code == 404
