@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from carnet.billing.invoicing import invoice_delete, invoice_take_back
+from carnet.billing.locks import lock_invoices
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
@@ -122,6 +123,7 @@ def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: boo
     refunding that credit's payment (billing's payment_refund)."""
     require(actor, Action.REFUND)
     invoices = pass_invoices(sold_pass)
+    lock_invoices([i.pk for i in invoices])  # the fixed order: invoices, then the pass
     sold = lock_pass(sold_pass.pk)
     _active(sold, "refunded")
     reserved = list(sold.redemptions.filter(status=Redemption.Status.RESERVED).select_related("visit__appointment"))
@@ -177,6 +179,7 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
     the pass is gone from the patient's list. Refused while a payment is applied or it was used."""
     require(actor, Action.INVOICE_DELETE)
     invoices = [i for i in pass_invoices(sold_pass) if not i.deleted_at]
+    lock_invoices([i.pk for i in invoices])
     sold = lock_pass(sold_pass.pk)
     _active(sold, "deleted")
     for invoice in invoices:
