@@ -24,11 +24,17 @@ class BookForm(forms.Form):
         queryset=StaffMember.objects.filter(is_practitioner=True, is_active=True).order_by("display_name"))
     start = forms.DateTimeField(label="Start (location time)", widget=LOCAL, input_formats=["%Y-%m-%dT%H:%M"])
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    package = forms.ChoiceField(
+        choices=[("auto", "Auto: use a paid package that covers it"), ("none", "None: bill the visit")],
+        initial="auto", required=False,
+        help_text="Auto picks the package expiring first; you can change it later in the appointment panel.")
     form_key = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args, patients, **kwargs):
+    def __init__(self, *args, patients, passes: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["patient"].queryset = patients
+        if not passes:  # staff without PASS_USE book without packages (passes.visits.after_booking)
+            del self.fields["package"]
 
 
 class StartForm(forms.Form):

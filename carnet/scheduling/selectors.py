@@ -113,3 +113,15 @@ def breaks_for(*, actor, practitioner: StaffMember, day: dt.date | None = None) 
     if day is not None:
         items = items.filter(start__date__lte=day, end__date__gte=day)
     return list(items)
+
+
+def with_pass_cover(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
+    """Annotate `covered`: some row has a live (reserved or used) pass redemption. One subquery,
+    so the schedule grid's package icon costs no query per appointment."""
+    from django.db.models import Exists, OuterRef
+
+    from carnet.passes.models import Redemption
+    from carnet.passes.selectors import LIVE
+
+    return appointments.annotate(covered=Exists(Redemption.objects.filter(visit__appointment=OuterRef("pk"),
+                                                                          status__in=LIVE)))

@@ -10,9 +10,10 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
@@ -21,7 +22,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import new_form_key
-from carnet.core.permissions import Action, staff_of
+from carnet.core.permissions import Action, can, staff_of
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_get, patient_search
 from carnet.staff.decorators import not_allowed, run_action, save_once, staff_required
@@ -29,8 +30,8 @@ from carnet.staff.decorators import not_allowed, run_action, save_once, staff_re
 from . import arrival, services
 from .access import schedule_require, schedule_scope
 from .forms import BookForm, ClassForm, JoinForm, StartForm, aware
-from .models import Appointment, Status
-from .selectors import appointment_get, appointments_list, availability
+from .models import Appointment, AppointmentPatient, Status
+from .selectors import appointment_get, appointments_list, availability, with_pass_cover
 
 SLOT = dt.timedelta(minutes=15)
 
@@ -68,8 +69,8 @@ def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
     zone = ZoneInfo(location.time_zone)
     columns = []
     for day in days:
-        appointments = list(appointments_list(actor=actor, day=day, location=location).exclude(
-            status=Status.CANCELLED))
+        appointments = list(with_pass_cover(appointments_list(actor=actor, day=day, location=location).exclude(
+            status=Status.CANCELLED)))
         working = StaffMember.objects.filter(shifts__location=location, shifts__weekday=day.weekday(),
                                              is_practitioner=True, is_active=True)
         people = {p.pk: p for p in working if _may_schedule(actor, p, location)}
@@ -158,12 +159,14 @@ def book(request):
                "patient": request.GET.get("patient"), "treatment": request.GET.get("treatment")}
     if request.GET.get("start"):
         initial["start"] = request.GET["start"]
-    form = BookForm(request.POST or None, patients=patients, initial=initial)
+    form = BookForm(request.POST or None, patients=patients, initial=initial,
+                    passes=can(request.user, Action.PASS_USE))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         outcome, result = save_once(request, form, lambda: services.appointment_book(
             actor=request.user, treatment=data["treatment"], practitioner=data["practitioner"], location=location,
-            start=aware(data["start"], location), patients=[data["patient"]], notes=data["notes"]))
+            start=aware(data["start"], location), patients=[data["patient"]], notes=data["notes"],
+            pass_choice=None if data.get("package") == "none" else "auto"))
         if outcome == "denied":
             return result
         if outcome in ("ok", "repeat"):
@@ -177,8 +180,42 @@ def book(request):
                                                      "keep": {k: v for k, v in request.GET.items() if k != "q"}})
 
 
+def _sell_url(patient_id: int) -> str:
+    """Where "Sell a package" goes: the passes sell page when it exists, else the Billing tab."""
+    try:
+        return reverse("passes:sell", args=[patient_id])
+    except NoReverseMatch:
+        return reverse("billing:tab", args=[patient_id])
+
+
+def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
+    """Per row: the pass covering it (if any) and, for staff who may use passes, the passes that
+    could cover it instead (passes.redemption.explain) and whether it may be removed."""
+    from carnet.passes.redemption import explain
+    from carnet.passes.selectors import visit_redemption
+
+    may_use = can(request.user, Action.PASS_USE)
+    out = []
+    for r in rows:
+        if r.status == Status.CANCELLED:
+            continue
+        entry = {"row": r, "secondary": r.role == AppointmentPatient.Role.SECONDARY, "live": None,
+                 "options": [], "explain": None, "sell_url": _sell_url(r.patient_id)}
+        entries = explain(r) if may_use and (explain_for == r.pk or (
+            not entry["secondary"] and r.status in (Status.BOOKED, Status.ARRIVED))) else []
+        if explain_for == r.pk and may_use:
+            entry["explain"] = entries
+        if not entry["secondary"]:
+            entry["live"] = visit_redemption(r)
+            if r.status in (Status.BOOKED, Status.ARRIVED):
+                entry["options"] = [e["pass"] for e in entries if e["can_cover"]]
+        entry["removable"] = bool(entry["live"] and entry["live"].status == "reserved" and r.status == Status.BOOKED)
+        out.append(entry)
+    return out
+
+
 def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict | None = None,
-           refresh_grid: bool = False):
+           refresh_grid: bool = False, explain_for: int | None = None):
     """The appointment panel: a fragment for htmx, else a page around it."""
     try:
         appointment = appointment_get(actor=request.user, pk=appointment.pk)
@@ -186,6 +223,8 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
         raise Http404
     zone = ZoneInfo(appointment.location.time_zone)
     rows = list(appointment.participants.select_related("patient", "invoice").all())
+    coverage = _coverage(request, rows, explain_for)
+    appointment.covered = any(c["live"] for c in coverage)  # the schedule block's icon (hx-swap-oob)
     local_start = appointment.start.astimezone(zone).replace(tzinfo=None)
     forms = forms or {}
     context = {
@@ -195,7 +234,8 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
         "is_group": appointment.kind == "group", "takes_more": appointment.kind != "individual",
         "start_form": forms.get("start") or StartForm(initial={"start": local_start}),
         "join_form": forms.get("join") or JoinForm(), "class_form": forms.get("class") or ClassForm(),
-        "fee": clinic_get().no_show_fee_minor,
+        "fee": clinic_get().no_show_fee_minor, "coverage": coverage,
+        "reserved": any(c["live"] and c["live"].status == "reserved" for c in coverage),
         "refresh_grid": refresh_grid,  # after a change, the schedule's block is swapped too (hx-swap-oob)
     }
     template = "scheduling/_panel.html" if request.headers.get("HX-Request") else "scheduling/appointment.html"
@@ -254,9 +294,76 @@ def appointment_unarrive(request, pk: int):
 @staff_required(Action.SCHEDULE_OWN)
 def appointment_no_show(request, pk: int):
     charge = request.POST.get("charge_fee") == "1"
+    use_pass = request.POST.get("use_pass") != "0"  # a covered visit uses its session unless told not to
     return _act(request, pk, lambda a: arrival.appointment_no_show(
-        actor=request.user, appointment=a, charge_fee=charge, patient_ids=_patient_ids(request)),
+        actor=request.user, appointment=a, charge_fee=charge, use_pass=use_pass, patient_ids=_patient_ids(request)),
         "No-show updated.")
+
+
+def _visit(appointment: Appointment, request) -> AppointmentPatient:
+    """The row named by the `patient` field (POST or GET), else the first row (the primary)."""
+    chosen = request.POST.get("patient") or request.GET.get("patient")
+    rows = appointment.participants.select_related("patient", "appointment")
+    row = rows.filter(patient_id=int(chosen)).first() if chosen and chosen.isdigit() else rows.first()
+    if row is None:
+        raise NotFound("That patient is not in this appointment.")
+    return row
+
+
+@require_POST
+@staff_required(Action.PASS_USE)
+def appointment_pass_use(request, pk: int):
+    """Cover a visit with the chosen pass (or the auto-selected one when none is chosen); a pass
+    already covering it is removed first, in the same transaction (Change)."""
+    from carnet.passes.models import Pass
+    from carnet.passes.redemption import pass_attach, pass_remove
+    from carnet.passes.selectors import visit_redemption
+
+    chosen = request.POST.get("pass", "")
+
+    @transaction.atomic
+    def do(appointment):
+        visit = _visit(appointment, request)
+        sold = None
+        if chosen:
+            sold = Pass.objects.filter(pk=int(chosen) if chosen.isdigit() else 0).first()
+            if sold is None:
+                raise NotFound("That package does not exist any more; reload the appointment.")
+        if visit_redemption(visit) is not None:
+            pass_remove(actor=request.user, visit=visit)
+        redemption = pass_attach(actor=request.user, visit=visit, sold_pass=sold)
+        if redemption is None:
+            raise NotFound("No package can cover this visit; “Why not?” lists each one's reason.")
+        return appointment
+
+    return _act(request, pk, do, "The package now covers this visit.")
+
+
+@require_POST
+@staff_required(Action.PASS_USE)
+def appointment_pass_remove(request, pk: int):
+    from carnet.passes.redemption import pass_remove
+
+    return _act(request, pk, lambda a: pass_remove(actor=request.user, visit=_visit(a, request)) and a,
+                "Package removed; its session is free again.")
+
+
+@staff_required(Action.PASS_USE)
+def appointment_pass_explain(request, pk: int):
+    """Explain (SPEC 5.3): every pass of the row's patient with the reason it can or cannot cover
+    this visit. An htmx fragment, else the appointment page with the list open."""
+    from carnet.passes.redemption import explain
+
+    found, denied = _get(request, pk)
+    if denied:
+        return denied
+    try:
+        visit = _visit(found, request)
+    except NotFound:
+        raise Http404
+    if not request.headers.get("HX-Request"):
+        return _panel(request, found, explain_for=visit.pk)
+    return render(request, "scheduling/_passes.html", {"visit": visit, "entries": explain(visit)})
 
 
 @require_POST

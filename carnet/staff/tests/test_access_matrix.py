@@ -403,6 +403,14 @@ PAGE_ACTIONS.update({f"scheduling:{name}": A.SCHEDULE_OWN for name in SCHEDULING
 # so opening or changing it needs SCHEDULE_ALL_LOCATIONS (as in the API matrix above).
 PAGE_EXPECTS = {f"scheduling:{name}": A.SCHEDULE_ALL_LOCATIONS for name in SCHEDULING_PAGES
                 if name.startswith("appointment")}
+# The appointment panel's package controls: PASS_USE on the page, plus the sample appointment's scope.
+PASS_PANEL_PAGES = {"appointment_pass_use", "appointment_pass_remove", "appointment_pass_explain"}
+PAGE_ACTIONS.update({f"scheduling:{name}": A.PASS_USE for name in PASS_PANEL_PAGES})
+PAGE_EXPECTS.update({f"scheduling:{name}": (A.PASS_USE, A.SCHEDULE_ALL_LOCATIONS) for name in PASS_PANEL_PAGES})
+
+
+def _page_allows(level, billing, expects) -> bool:
+    return all(allows(level, billing, a) for a in (expects if isinstance(expects, tuple) else (expects,)))
 
 
 def test_every_staff_page_declares_the_expected_action():
@@ -416,7 +424,8 @@ POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_cancel",
-                   "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}
+                   "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class",
+                   "appointment_pass_use", "appointment_pass_remove"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
              "payment_pk": "payment", "card_pk": "card"}
 
@@ -457,7 +466,7 @@ def test_page_matrix(world, client, level, billing):
         url = reverse(name, kwargs={k: _page_arg(world, name, k) for k in pattern.pattern.converters})
         post_only = name.split(":")[1] in POST_ONLY_PAGES
         response = client.post(url) if post_only else client.get(url)
-        expected = allows(level, billing, PAGE_EXPECTS.get(name, PAGE_ACTIONS[name]))
+        expected = _page_allows(level, billing, PAGE_EXPECTS.get(name, PAGE_ACTIONS[name]))
         where = f"{url} as {level.label} billing={billing}"
         assert response.status_code < 500, where
         if expected:
