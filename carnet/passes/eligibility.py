@@ -28,7 +28,13 @@ REASONS = {
     "item_limit": "Its limit of {limit} for {treatment} is reached.",
     "not_online": "This package is not used on online bookings; the clinic attaches it at the front desk.",
     "group_secondary": "In a group appointment only the primary client's package is used.",
+    "cancelled": "Cancelled: it no longer covers visits.",
+    "not_started": "The membership starts on {start_date}, after the visit ({visit_date}).",
+    "ended": "The membership's last covered day is before the visit ({visit_date}).",
+    "paused": "The membership is paused during the cycle of {visit_date}.",
+    "cycle_used_up": "All {uses} uses of the cycle that includes {visit_date} are taken.",
 }
+UNPAID_WARNING = "Covers it, but this cycle's invoice is not paid yet (balance {balance})."
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Verdict:
     code: str
     message: str
     item: PassItem | None = None
+    warning: str = ""
 
     @property
     def ok(self) -> bool:
@@ -62,12 +69,16 @@ def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: b
         return no("refunded")
     if sold.status == Pass.Status.TRANSFERRED:
         return no("transferred")
+    if sold.status == Pass.Status.CANCELLED:
+        return no("cancelled")
     if sold.patient_id != patient.pk and not (
             sold.family_sharing and any(s.patient_id == patient.pk for s in sold.shares.all())):
         return no("other_patient")
     item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None)
     if item is None:
         return no("not_eligible")
+    if sold.kind == Pass.Kind.MEMBERSHIP:
+        return _membership_check(sold, item, no, visit_date=visit_date, online=online)
     if sold.expires_on is not None and visit_date > sold.expires_on:
         return no("expired")
     unlocked = pass_unlocked(sold)
@@ -84,6 +95,25 @@ def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: b
     if online and not sold.redeem_online:
         return no("not_online")
     return Verdict("ok", REASONS["ok"], item)
+
+
+def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, online: bool) -> Verdict:
+    """Memberships count uses per cycle and may cover a visit while its cycle is unpaid (SPEC 6.3)."""
+    from .cycles import cycle_preview
+
+    state, row, left = cycle_preview(sold, visit_date)
+    if state != "ok":
+        return no(state, start_date=sold.start_date)
+    if left is not None and left <= 0:
+        return no("cycle_used_up", uses=row.uses_allowed if row is not None else sold.uses_per_cycle)
+    if item.limit is not None and item.used_count >= item.limit:
+        return no("item_limit", limit=item.limit)
+    if online and not sold.redeem_online:
+        return no("not_online")
+    warning = ""
+    if row is not None and row.invoice_id and row.invoice.balance_minor > 0:
+        warning = UNPAID_WARNING.format(balance=clinic_get().money(row.invoice.balance_minor))
+    return Verdict("ok", REASONS["ok"], item, warning)
 
 
 def auto_choice(candidates, *, patient, treatment, visit_date: dt.date, online: bool = False) -> Pass | None:

@@ -34,7 +34,7 @@ def instalment_declined_email(*, row, reason: str) -> None:
         mail_queue(to=sold.patient.email, subject=f"Your payment for {sold.name} did not go through",
                    template="passes/email/instalment_declined.txt", context=context)
     if clinic.email:
-        mail_queue(to=clinic.email, subject=f"Declined: {sold.patient} — {sold.name} instalment {row.seq}",
+        mail_queue(to=clinic.email, subject=f"Declined: {sold.patient} — {sold.name} payment {row.seq}",
                    template="passes/email/instalment_declined_clinic.txt", context=context)
 
 

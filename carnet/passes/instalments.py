@@ -1,5 +1,6 @@
-"""Payment plans (SPEC 9.6): the daily job that invoices due instalments and charges the card on
-file, exactly once per instalment however often (or concurrently) it runs.
+"""Payment plans (SPEC 9.6) and automatic membership payments (6.2): the daily job that invoices
+due instalments and charges the card on file, exactly once per instalment or membership cycle
+however often (or concurrently) it runs.
 
 Each instalment moves in two committed steps, each safe to repeat: (1) under the instalment's
 row lock, invoice it if it has no invoice yet; (2) charge the card with the instalment's own
@@ -80,8 +81,10 @@ def _charge(pk: int, today: dt.date) -> str | None:
         return "declined"
     with transaction.atomic():
         PassInvoice.objects.select_for_update(of=("self",)).get(pk=pk)  # a concurrent run records after us, and finds it
+        what = (f"cycle from {row.period_start:%Y-%m-%d}" if sold.kind == Pass.Kind.MEMBERSHIP
+                else f"instalment {row.seq} of {sold.instalments}")
         payment = payment_record_charge(patient=sold.patient, amount_minor=invoice.total_minor, invoice=invoice,
-                                        reference=f"{sold.name}: instalment {row.seq} of {sold.instalments}",
+                                        reference=f"{sold.name}: {what}",
                                         charge_id=result.charge_id, card=sold.card)
         PassInvoice.objects.filter(pk=pk).update(next_attempt_on=None, last_error="")
         instalment_receipt_email(row=row, payment=payment)
@@ -92,7 +95,8 @@ def instalments_bill(*, today: dt.date | None = None) -> Run:
     """Invoice every due instalment once, then charge those with a card on file that are due a try."""
     today = today or clock.today(clinic_get().time_zone)
     run = Run()
-    due = (PassInvoice.objects.filter(invoice__isnull=True, due_on__lte=today, sold_pass__status=Pass.Status.ACTIVE)
+    due = (PassInvoice.objects.filter(invoice__isnull=True, due_on__lte=today, sold_pass__status=Pass.Status.ACTIVE,
+                                      sold_pass__kind=Pass.Kind.PACKAGE)  # membership cycles: memberships.cycles_issue
            .order_by("due_on", "pk").values_list("pk", flat=True))
     for pk in list(due):
         if _issue(pk, today):

@@ -7,19 +7,38 @@ from carnet.ledger import accounts
 from carnet.ledger.invariants import invariant
 from carnet.ledger.selectors import balance
 
-from .models import Kind, Pass, PassItem, Redemption
+from .models import Kind, Pass, PassInvoice, PassItem, Redemption
+
+
+def _deferred(kind: str, account: str, what: str):
+    rows = (Pass.objects.filter(kind=kind).exclude(status=Pass.Status.DELETED)
+            .aggregate(deferred=Sum("deferred_minor"), recognised=Sum("recognised_minor")))
+    expected = (rows["deferred"] or 0) - (rows["recognised"] or 0)
+    in_ledger = balance(account)
+    if in_ledger != expected:
+        yield f"ledger {in_ledger} != {expected} {what}"
+    for sold in Pass.objects.filter(kind=kind, recognised_minor__gt=F("deferred_minor")):
+        yield f"pass #{sold.pk}: recognised {sold.recognised_minor} > deferred {sold.deferred_minor}"
 
 
 @invariant("deferred revenue – packages equals the unredeemed value of packages")
 def _deferred_packages():
-    rows = (Pass.objects.filter(kind=Kind.PACKAGE).exclude(status=Pass.Status.DELETED)
-            .aggregate(deferred=Sum("deferred_minor"), recognised=Sum("recognised_minor")))
-    expected = (rows["deferred"] or 0) - (rows["recognised"] or 0)
-    in_ledger = balance(accounts.DEFERRED_PACKAGES)
-    if in_ledger != expected:
-        yield f"ledger {in_ledger} != {expected} unredeemed in the packages"
-    for sold in Pass.objects.filter(kind=Kind.PACKAGE, recognised_minor__gt=F("deferred_minor")):
-        yield f"pass #{sold.pk}: recognised {sold.recognised_minor} > deferred {sold.deferred_minor}"
+    yield from _deferred(Kind.PACKAGE, accounts.DEFERRED_PACKAGES, "unredeemed in the packages")
+
+
+@invariant("deferred revenue – memberships equals the unearned part of issued cycles")
+def _deferred_memberships():
+    yield from _deferred(Kind.MEMBERSHIP, accounts.DEFERRED_MEMBERSHIPS, "unearned in the membership cycles")
+    rows = (PassInvoice.objects.filter(sold_pass__kind=Kind.MEMBERSHIP).exclude(sold_pass__status=Pass.Status.DELETED)
+            .aggregate(net=Sum("net_minor", filter=Q(invoice__isnull=False)), recognised=Sum("recognised_minor")))
+    per_cycle = (rows["net"] or 0) - (rows["recognised"] or 0)
+    in_ledger = balance(accounts.DEFERRED_MEMBERSHIPS)
+    if in_ledger != per_cycle:
+        yield f"ledger {in_ledger} != {per_cycle} unearned summed over the cycles"
+    cycles = PassInvoice.objects.annotate(live=Count("redemptions", filter=Q(
+        redemptions__status__in=[Redemption.Status.RESERVED, Redemption.Status.POSTED])))
+    for row in cycles.filter(sold_pass__kind=Kind.MEMBERSHIP).exclude(used_count=F("live")).order_by("pk"):
+        yield f"membership cycle #{row.pk}: used {row.used_count} != live redemptions {row.live}"
 
 
 @invariant("pass use counters match their redemptions")

@@ -1,4 +1,5 @@
-"""The clinic's daily passes job: instalments, expiry, expiry reminders. Run it from cron or a
+"""The clinic's daily passes job: membership cycles, instalments and card charges, membership
+revenue by day, expiry, expiry reminders. Run it from cron or a
 systemd timer (`manage.py passes_daily`), or enqueue `passes_daily_task` on the background worker.
 Every part is idempotent, so running it twice, late or concurrently does nothing twice."""
 
@@ -14,7 +15,9 @@ from carnet.core import clock
 
 from .emails import expiry_reminder_email
 from .ending import passes_expire
+from .cycles import memberships_recognise
 from .instalments import instalments_bill
+from .memberships import cycles_issue, memberships_end
 from .models import Pass
 
 
@@ -26,7 +29,8 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
     today = today or clock.today(clinic.time_zone)
     horizon = today + dt.timedelta(days=clinic.pass_expiry_reminder_days)
     sent = 0
-    due = Pass.objects.filter(status=Pass.Status.ACTIVE, expires_on__gte=today, expires_on__lte=horizon)
+    due = Pass.objects.filter(status=Pass.Status.ACTIVE, expires_on__gte=today, expires_on__lte=horizon,
+                              kind=Pass.Kind.PACKAGE)
     for sold in due.select_related("patient").order_by("pk"):
         if sold.expiry_reminded_on == sold.expires_on or not sold.patient.email or not sold.remaining:
             continue
@@ -40,10 +44,14 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
 
 
 def passes_daily(*, today: dt.date | None = None) -> dict:
+    """In order: invoice due membership cycles, invoice due instalments and charge cards on file,
+    earn membership fees to date, end finished memberships, expire packages, send reminders."""
     today = today or clock.today(clinic_get().time_zone)
+    cycles = cycles_issue(today=today)
     run = instalments_bill(today=today)
-    return {"instalments_issued": len(run.issued), "instalments_charged": len(run.charged),
-            "instalments_declined": len(run.declined), "passes_expired": passes_expire(today=today),
+    return {"cycles_issued": len(cycles), "instalments_issued": len(run.issued), "charged": len(run.charged),
+            "declined": len(run.declined), "membership_revenue_recognised_minor": memberships_recognise(today=today),
+            "memberships_ended": memberships_end(today=today), "passes_expired": passes_expire(today=today),
             "expiry_reminders": expiry_reminders_send(today=today)}
 
 

@@ -27,6 +27,12 @@ class ExpiryUnit(models.TextChoices):
     YEARS = "years", "years"
 
 
+class Cycle(models.TextChoices):
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+    YEARLY = "yearly", "Yearly"
+
+
 class PassTemplate(models.Model):
     """Settings → Packages & Memberships: what the clinic sells (SPEC 5.1, 9.3–9.6)."""
 
@@ -48,6 +54,16 @@ class PassTemplate(models.Model):
     instalments = models.PositiveIntegerField(default=1)  # payment plan: 1 = paid in full
     sold_online = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
+    # Memberships (SPEC 6.1, 9.7): the price is per cycle; uses_per_cycle None = unlimited.
+    cycle = models.CharField(max_length=8, choices=Cycle.choices, default=Cycle.MONTHLY)
+    term_cycles = models.PositiveIntegerField(null=True, blank=True)  # None = open-ended
+    cancellable_after_cycles = models.PositiveIntegerField(default=0)
+    uses_per_cycle = models.PositiveIntegerField(null=True, blank=True)
+    rollover = models.BooleanField(default=False)
+    rollover_cap = models.PositiveIntegerField(null=True, blank=True)  # None = no cap
+    pause_allowed = models.BooleanField(default=False)
+    pause_max_cycles = models.PositiveIntegerField(default=0)  # per pause
+    self_cancel = models.BooleanField(default=False)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -88,7 +104,12 @@ class Pass(models.Model):
         EXPIRED = "expired", "Expired"
         REFUNDED = "refunded", "Refunded"
         TRANSFERRED = "transferred", "Transferred"
+        CANCELLED = "cancelled", "Cancelled"
         DELETED = "deleted", "Deleted"
+
+    class PaymentMode(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        AUTOMATIC = "automatic", "Automatic (card on file)"
 
     Kind = Kind
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.PACKAGE)
@@ -115,6 +136,21 @@ class Pass(models.Model):
     sold_online = models.BooleanField(default=False)
     card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     transferred_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Memberships: their own copy of the terms, the schedule, and how cycles are paid.
+    cycle = models.CharField(max_length=8, choices=Cycle.choices, blank=True)
+    term_cycles = models.PositiveIntegerField(null=True, blank=True)
+    cancellable_after_cycles = models.PositiveIntegerField(default=0)
+    uses_per_cycle = models.PositiveIntegerField(null=True, blank=True)
+    rollover = models.BooleanField(default=False)
+    rollover_cap = models.PositiveIntegerField(null=True, blank=True)
+    pause_allowed = models.BooleanField(default=False)
+    pause_max_cycles = models.PositiveIntegerField(default=0)
+    self_cancel = models.BooleanField(default=False)
+    cycle_price_minor = models.BigIntegerField(default=0)  # the line price of the next cycles issued
+    start_date = models.DateField(null=True, blank=True)
+    payment_mode = models.CharField(max_length=10, choices=PaymentMode.choices, default=PaymentMode.MANUAL)
+    location = models.ForeignKey("clinic.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    ends_after = models.DateField(null=True, blank=True)  # cancelled at the end of a cycle: the last day covered
     # Uses: reserved (attached to a booking), posted (arrived), forfeited (ended unused: expiry, refund, transfer).
     reserved_count = models.PositiveIntegerField(default=0)
     posted_count = models.PositiveIntegerField(default=0)
@@ -195,14 +231,38 @@ class PassInvoice(models.Model):
     charge_attempts = models.PositiveIntegerField(default=0)
     next_attempt_on = models.DateField(null=True, blank=True)
     last_error = models.CharField(max_length=200, blank=True)
+    # Membership cycles: the days covered [period_start, period_end), the uses they allow (None =
+    # unlimited; rollover adds last cycle's unused ones), the uses taken, and the value recognised
+    # so far, day by day. A paused cycle is skipped: never invoiced.
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    uses_allowed = models.PositiveIntegerField(null=True, blank=True)
+    used_count = models.PositiveIntegerField(default=0)
+    recognised_minor = models.BigIntegerField(default=0)
+    skipped = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["seq"]
-        constraints = [models.UniqueConstraint(fields=["sold_pass", "seq"], name="pass_instalment_once")]
+        indexes = [models.Index(fields=["due_on"], condition=Q(invoice__isnull=True), name="pass_invoice_due_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["sold_pass", "seq"], name="pass_instalment_once"),
+            models.CheckConstraint(condition=Q(uses_allowed__isnull=True) | Q(used_count__lte=F("uses_allowed")),
+                                   name="cycle_within_its_uses"),
+        ]
 
     @property
     def charge_key(self) -> str:
         return f"pass-instalment-{self.pk}"
+
+
+class PassPause(models.Model):
+    """A membership paused from one cycle for some cycles (SPEC 9.7): those cycles are skipped."""
+
+    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="pauses")
+    from_seq = models.PositiveIntegerField()
+    cycles = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    resumed_at = models.DateTimeField(null=True, blank=True)
 
 
 class Redemption(models.Model):
@@ -216,6 +276,8 @@ class Redemption(models.Model):
 
     sold_pass = models.ForeignKey(Pass, on_delete=models.PROTECT, related_name="redemptions")
     item = models.ForeignKey(PassItem, on_delete=models.PROTECT, related_name="redemptions")
+    # The membership cycle the use counts in (a released use may outlive its cycle's row).
+    cycle = models.ForeignKey(PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="redemptions")
     visit = models.ForeignKey("scheduling.AppointmentPatient", on_delete=models.PROTECT, related_name="redemptions")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")  # who came (owner or family)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RESERVED)

@@ -24,7 +24,7 @@ from carnet.ledger.services import Line, transaction_post, transaction_reverse
 
 from .eligibility import REASONS, Verdict, auto_choice, pass_check
 from .locks import lock_pass
-from .models import Pass, PassItem, Redemption
+from .models import Pass, PassInvoice, PassItem, Redemption
 from .selectors import pass_unlocked, passes_usable_by, visit_redemption
 
 Status = Redemption.Status
@@ -60,7 +60,8 @@ def explain(visit, *, online: bool = False) -> list[dict]:
                  .prefetch_related("items", "shares", "instalment_rows__invoice").order_by("purchased_at", "pk")):
         verdict = (Verdict("attached", REASONS["attached"]) if live and live.sold_pass_id == sold.pk
                    else check_pass(sold, visit, online=online))
-        result.append({"pass": sold, "code": verdict.code, "message": verdict.message, "can_cover": verdict.ok})
+        result.append({"pass": sold, "code": verdict.code, "message": verdict.message, "can_cover": verdict.ok,
+                       "warning": verdict.warning})
     return result
 
 
@@ -79,6 +80,8 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
     verdict = check_pass(sold, visit, online=online)
     if not verdict.ok:
         raise Conflict(f"{sold.name}: {verdict.message}", code=verdict.code)
+    if sold.kind == Pass.Kind.MEMBERSHIP:
+        return _reserve_in_cycle(sold, visit, verdict)
     unlocked = pass_unlocked(sold)
     # Conditional updates: even without a row lock (SQLite) a use is taken only if one is left.
     taken = (Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
@@ -95,12 +98,59 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
                                      visit_date=visit_date(visit), reserved_at=clock.now())
 
 
+def _take_cycle_use(row) -> bool:
+    return bool(PassInvoice.objects.filter(pk=row.pk).filter(Q(uses_allowed__isnull=True)
+                                                              | Q(used_count__lt=F("uses_allowed")))
+                .update(used_count=F("used_count") + 1))
+
+
+def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
+    """A membership use counts against the cycle the visit falls in (made now if it is still ahead)."""
+    from .cycles import cycle_for
+
+    day = visit_date(visit)
+    row = cycle_for(sold, day, create=True)
+    item_taken = (PassItem.objects.filter(pk=verdict.item.pk)
+                  .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
+                  .update(used_count=F("used_count") + 1))
+    if row is None or row.skipped or not _take_cycle_use(row) or not item_taken:
+        raise Conflict(f"{sold.name}: {REASONS['cycle_used_up'].format(uses=sold.uses_per_cycle, visit_date=day)}",
+                       code="cycle_used_up")
+    Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") + 1)
+    return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
+                                     cycle=row, visit_date=day, reserved_at=clock.now())
+
+
 def _release(redemption: Redemption) -> None:
     lock_pass(redemption.sold_pass_id)
-    Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(
-        status=Status.RELEASED, released_at=clock.now())
+    if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(
+            status=Status.RELEASED, released_at=clock.now()):
+        return  # already released
     Pass.objects.filter(pk=redemption.sold_pass_id).update(reserved_count=F("reserved_count") - 1)
     PassItem.objects.filter(pk=redemption.item_id).update(used_count=F("used_count") - 1)
+    if redemption.cycle_id:
+        PassInvoice.objects.filter(pk=redemption.cycle_id).update(used_count=F("used_count") - 1)
+
+
+def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
+    """Rescheduling a visit a membership covers: its use moves to the new date's cycle, if one is left."""
+    from .cycles import cycle_for, cycle_preview
+
+    sold = lock_pass(redemption.sold_pass_id)
+    state, _, _ = cycle_preview(sold, new_date)
+    if sold.status != Pass.Status.ACTIVE or state != "ok":
+        code = "cancelled" if sold.status != Pass.Status.ACTIVE else state
+        message = REASONS[code].format(visit_date=new_date, start_date=sold.start_date)
+        raise Conflict(f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
+                       code=code)
+    row = cycle_for(sold, new_date, create=True)
+    if row.pk != redemption.cycle_id:
+        if not _take_cycle_use(row):
+            message = REASONS["cycle_used_up"].format(uses=row.uses_allowed, visit_date=new_date)
+            raise Conflict(f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
+                           code="cycle_used_up")
+        PassInvoice.objects.filter(pk=redemption.cycle_id).update(used_count=F("used_count") - 1)
+    Redemption.objects.filter(pk=redemption.pk).update(cycle=row, visit_date=new_date)
 
 
 def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Redemption:
@@ -109,9 +159,10 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     redemption = Redemption.objects.select_related("item__treatment", "visit__appointment").get(pk=redemption.pk)
     if redemption.status != Status.RESERVED:
         raise Conflict("This use is not reserved any more; reload the appointment.", code="not_reserved")
+    # A membership's fee is recognised day by day over its cycle (cycles.py), not per visit.
     to_post = (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
     left = sold.net_minor - sold.recognised_minor
-    value = left if to_post <= 1 else left // to_post
+    value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else left if to_post <= 1 else left // to_post
     appointment = redemption.visit.appointment
     upfront = sold.sold_by_id is not None
     compensation = 0 if upfront else (redemption.item.compensation_minor

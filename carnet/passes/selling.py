@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
+from django.db.models import F
 
 from carnet.billing.invoicing import LineInput, invoice_create
 from carnet.billing.tax import line_amounts
@@ -36,8 +37,14 @@ def _instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, i
 
 def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
     template = sold.template
-    label = sold.name if sold.instalments == 1 else f"{sold.name} — instalment {row.seq} of {sold.instalments}"
-    return LineInput(kind="package", description=label, unit_price_minor=unit_price,
+    if sold.kind == Pass.Kind.MEMBERSHIP:
+        last = row.period_end - dt.timedelta(days=1)
+        label = f"{sold.name} — {row.period_start:%Y-%m-%d} to {last:%Y-%m-%d}"
+    elif sold.instalments == 1:
+        label = sold.name
+    else:
+        label = f"{sold.name} — instalment {row.seq} of {sold.instalments}"
+    return LineInput(kind=sold.kind, description=label, unit_price_minor=unit_price,
                      income_category_id=sold.income_category_id, tax_ids=[t.pk for t in template.taxes.all()],
                      tax_inclusive=template.tax_inclusive, staff_id=sold.sold_by_id)
 
@@ -48,8 +55,9 @@ def instalment_issue(*, actor, row: PassInvoice, action: Action | None, location
     invoice = invoice_create(actor=actor, patient=sold.patient, lines=[_line(sold, row, row.unit_price_minor)],
                              location=location, staff=sold.sold_by, action=action)
     row.invoice = invoice
-    row.save(update_fields=["invoice"])
-    Pass.objects.filter(pk=sold.pk).update(deferred_minor=sold.deferred_minor + invoice.subtotal_minor)
+    row.amount_minor, row.net_minor = invoice.total_minor, invoice.subtotal_minor
+    row.save(update_fields=["invoice", "amount_minor", "net_minor"])
+    Pass.objects.filter(pk=sold.pk).update(deferred_minor=F("deferred_minor") + invoice.subtotal_minor)
     sold.deferred_minor += invoice.subtotal_minor
     return invoice
 

@@ -9,8 +9,8 @@ import datetime as dt
 from carnet.core.errors import Conflict
 
 from .models import Pass, Redemption
-from .redemption import (check_pass, covered_line, may_use_passes, pass_attach, redemption_post,
-                         redemption_unpost, _release)
+from .redemption import (_release, check_pass, covered_line, may_use_passes, move_cycle, pass_attach,
+                         redemption_post, redemption_unpost)
 from .selectors import visit_redemption
 
 AUTO = "auto"
@@ -74,6 +74,9 @@ def check_move(appointment, *, new_date: dt.date) -> None:
         if live is None:
             continue
         sold = live.sold_pass
+        if sold.kind == Pass.Kind.MEMBERSHIP:
+            move_cycle(live, new_date)
+            continue
         if sold.expires_on is not None and new_date > sold.expires_on:
             raise Conflict(f"{sold.name} expires on {sold.expires_on:%Y-%m-%d}, before the new date "
                            f"{new_date:%Y-%m-%d}. Remove the package from this appointment first, or choose a date "

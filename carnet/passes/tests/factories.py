@@ -34,3 +34,18 @@ def pay_in_full(actor, sold, method="cash"):
 def sold_package(actor, patient, template, *, paid=True, **kwargs):
     sold = package_sell(actor=actor.user, patient=patient, template=template, **kwargs)
     return pay_in_full(actor, sold) if paid else sold
+
+
+def membership_template(catalog, *, name="Wellness monthly", price=6000, cycle="monthly", uses=2, term=None,
+                        items=None, taxes=(), **fields):
+    """A membership: `price` per cycle, `uses` per cycle (None = unlimited), `term` cycles (None = open-ended)."""
+    now = clock.now()
+    template = PassTemplate.objects.create(kind="membership", name=name, price_minor=price, cycle=cycle,
+                                           uses_per_cycle=uses, term_cycles=term,
+                                           income_category=catalog["income_category"], created_at=now,
+                                           updated_at=now, **fields)
+    template.taxes.set(taxes)
+    for treatment, charge, compensation, limit in items or [(catalog["treatment"], 0, None, None)]:
+        EligibleItem.objects.create(template=template, treatment=treatment, additional_charge_minor=charge,
+                                    compensation_minor=compensation, limit=limit)
+    return template

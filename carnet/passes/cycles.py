@@ -1,0 +1,153 @@
+"""Membership cycles (SPEC 6.2, 9.7): when each cycle runs, making its row once, and recognising
+its fee ratably by day.
+
+Cycle n (0-based, pauses included) starts at the start date + n weeks / months / years, counted
+from the start date each time so 31 January gives 28 (29) February, then 31 March. A cycle row
+is made once — by the billing job when it is due, or earlier when a booking in it needs its use
+count — under the pass's lock and a unique (pass, seq) constraint. A paused cycle is a skipped
+row: never invoiced, it does not count toward the term, so the end moves out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from django.db import transaction
+from django.db.models import F
+
+from carnet.core import clock
+from carnet.ledger import accounts
+from carnet.ledger.services import Line, transaction_post
+
+from .expiry_rules import add_months
+from .models import Cycle, Pass, PassInvoice
+
+MAX_CYCLES_AHEAD = 60  # a booking may reserve a use at most this many cycles ahead
+
+
+def cycle_start(sold: Pass, index: int) -> dt.date:
+    if sold.cycle == Cycle.WEEKLY:
+        return sold.start_date + dt.timedelta(weeks=index)
+    return add_months(sold.start_date, index * (12 if sold.cycle == Cycle.YEARLY else 1))
+
+
+def _paused(sold: Pass, seq: int) -> bool:
+    return any(p.from_seq <= seq < p.from_seq + p.cycles for p in sold.pauses.all())
+
+
+def _rollover(sold: Pass, previous: PassInvoice | None) -> int:
+    if not sold.rollover or previous is None or previous.skipped or previous.uses_allowed is None:
+        return 0
+    unused = max(previous.uses_allowed - previous.used_count, 0)
+    return unused if sold.rollover_cap is None else min(unused, sold.rollover_cap)
+
+
+def billed_cycles(sold: Pass) -> int:
+    return sold.instalment_rows.filter(skipped=False, invoice__isnull=False).count()
+
+
+def next_row_needed(sold: Pass, rows: list[PassInvoice]) -> tuple[int, dt.date] | None:
+    """(seq, start) of the next cycle row, or None when the term or a cancellation ends it."""
+    seq = len(rows) + 1
+    start = cycle_start(sold, seq - 1)
+    if sold.ends_after is not None and start > sold.ends_after:
+        return None
+    if sold.term_cycles is not None and sum(1 for r in rows if not r.skipped) >= sold.term_cycles:
+        return None
+    return seq, start
+
+
+def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice | None:
+    """Make the next cycle row (the caller holds the pass's lock), unless the term is over or it
+    starts after `starting_by`. Not invoiced here."""
+    rows = list(sold.instalment_rows.order_by("seq"))
+    needed = next_row_needed(sold, rows)
+    if needed is None or starting_by is not None and needed[1] > starting_by:
+        return None
+    seq, start = needed
+    skipped = _paused(sold, seq)
+    allowed = None if sold.uses_per_cycle is None else sold.uses_per_cycle + _rollover(sold, rows[-1] if rows else None)
+    return PassInvoice.objects.create(
+        sold_pass=sold, seq=seq, due_on=start, period_start=start, period_end=cycle_start(sold, seq),
+        unit_price_minor=0 if skipped else sold.cycle_price_minor, amount_minor=0, net_minor=0,
+        uses_allowed=0 if skipped else allowed, skipped=skipped)
+
+
+def cycle_for(sold: Pass, day: dt.date, *, create: bool) -> PassInvoice | None:
+    """The cycle row covering `day`, made (with those before it) if `create` and still in the term."""
+    found = sold.instalment_rows.filter(period_start__lte=day, period_end__gt=day).first()
+    if found is not None or not create or sold.start_date is None or day < sold.start_date:
+        return found
+    for _ in range(MAX_CYCLES_AHEAD):
+        row = row_make(sold)
+        if row is None:
+            return None
+        if row.period_start <= day < row.period_end:
+            return row
+    return None
+
+
+def _target(row: PassInvoice, today: dt.date) -> int:
+    """What of the cycle's net fee belongs to the days before `today`."""
+    days = (row.period_end - row.period_start).days
+    elapsed = min(max((today - row.period_start).days, 0), days)
+    return row.net_minor if elapsed >= days else row.net_minor * elapsed // days
+
+
+@transaction.atomic
+def memberships_recognise(*, today: dt.date | None = None) -> int:
+    """Move each invoiced cycle's fee from deferred revenue to revenue day by day (SPEC 3.5): one
+    journal transaction per run, one line per income category. Idempotent: what was already
+    recognised is subtracted. Returns the amount recognised."""
+    from carnet.clinic.selectors import clinic_get
+
+    today = today or clock.today(clinic_get().time_zone)
+    rows = (PassInvoice.objects.select_for_update(of=("self",))
+            .filter(sold_pass__kind="membership", invoice__isnull=False, invoice__deleted_at__isnull=True,
+                    period_start__lt=today, recognised_minor__lt=F("net_minor"))
+            .select_related("sold_pass").order_by("pk"))
+    by_category, by_pass, total = defaultdict(int), defaultdict(int), 0
+    for row in rows:
+        due = _target(row, today) - row.recognised_minor
+        if due <= 0:
+            continue
+        PassInvoice.objects.filter(pk=row.pk).update(recognised_minor=F("recognised_minor") + due)
+        by_category[row.sold_pass.income_category_id] += due
+        by_pass[row.sold_pass_id] += due
+        total += due
+    for pk, amount in by_pass.items():
+        Pass.objects.filter(pk=pk).update(recognised_minor=F("recognised_minor") + amount)
+    if total:
+        transaction_post(kind="membership_recognised", memo=f"Membership fees earned to {today}", lines=[
+            Line(accounts.DEFERRED_MEMBERSHIPS, debit=total),
+            *[Line(accounts.revenue(cat), credit=amount) for cat, amount in sorted(by_category.items())]])
+    return total
+
+
+def cycle_preview(sold: Pass, day: dt.date) -> tuple[str, PassInvoice | None, int | None]:
+    """Without writing anything: ("ok" | "not_started" | "paused" | "ended", the existing row if
+    any, uses left in that cycle (None = unlimited))."""
+    if sold.start_date is None or day < sold.start_date:
+        return "not_started", None, None
+    if sold.ends_after is not None and day > sold.ends_after:
+        return "ended", None, None
+    rows = list(sold.instalment_rows.all())
+    for row in rows:
+        if row.period_start <= day < row.period_end:
+            if row.skipped:
+                return "paused", row, 0
+            left = None if row.uses_allowed is None else row.uses_allowed - row.used_count
+            return "ok", row, left
+    # A cycle not made yet: walk the timeline as row_make would.
+    seq, billed = len(rows), sum(1 for r in rows if not r.skipped)
+    for _ in range(MAX_CYCLES_AHEAD):
+        seq += 1
+        if sold.term_cycles is not None and billed >= sold.term_cycles:
+            return "ended", None, None
+        start, end = cycle_start(sold, seq - 1), cycle_start(sold, seq)
+        paused = _paused(sold, seq)
+        if start <= day < end:
+            return ("paused", None, 0) if paused else ("ok", None, sold.uses_per_cycle)
+        billed += 0 if paused else 1
+    return "ended", None, None
