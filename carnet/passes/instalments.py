@@ -111,3 +111,20 @@ def instalments_bill(*, today: dt.date | None = None) -> Run:
         elif outcome == "declined":
             run.declined.append(pk)
     return run
+
+
+def pass_charge_due(*, sold_pass: Pass, today: dt.date | None = None) -> Run:
+    """Charge what of one pass is due a card charge now (e.g. right after selling an automatic
+    membership, so the front desk sees the first cycle paid). Call it outside any transaction,
+    like the job: the same instalment keys make it safe to race the job."""
+    today = today or clock.today(clinic_get().time_zone)
+    run = Run()
+    due = (PassInvoice.objects.filter(sold_pass=sold_pass, invoice__isnull=False, next_attempt_on__lte=today)
+           .order_by("pk").values_list("pk", flat=True))
+    for pk in list(due):
+        outcome = _charge(pk, today)
+        if outcome == "charged":
+            run.charged.append(pk)
+        elif outcome == "declined":
+            run.declined.append(pk)
+    return run

@@ -126,3 +126,11 @@ def test_each_cycle_is_taxed(s):
                                        template=membership_template(cat, taxes=[cat["tax"]]))
     memberships.cycles_issue(today=JUNE)
     assert [i.tax_minor for i in Invoice.objects.filter(pass_instalment__sold_pass=sold)] == [780, 780]
+
+
+@pytest.mark.django_db
+def test_charging_right_after_the_sale_then_the_job_charges_nothing_more(s):
+    [sold] = _automatic(s)
+    assert len(instalments.pass_charge_due(sold_pass=sold).charged) == 1
+    assert passes_daily(today=dt.date(2026, 5, 1))["charged"] == 0
+    assert TestGatewayCharge.objects.count() == Payment.objects.count() == 1
