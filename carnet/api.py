@@ -108,3 +108,7 @@ api.add_router("/", online_booking_router)
 from carnet.passes.setup_api import router as pass_templates_router  # noqa: E402
 
 api.add_router("/pass-templates", pass_templates_router)
+
+from carnet.passes.api import router as passes_router  # noqa: E402
+
+api.add_router("/", passes_router)

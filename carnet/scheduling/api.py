@@ -40,6 +40,14 @@ def _fresh(request, pk: int):
     return selectors.appointment_get(actor=request.auth, pk=pk)
 
 
+def _pass_choice(choice):
+    if choice in ("auto", "none"):
+        return None if choice == "none" else "auto"
+    from carnet.passes.models import Pass
+
+    return _one(Pass, choice, "pass_choice", "pass")
+
+
 @router.post("/appointments", response={201: s.AppointmentOut}, operation_id="appointment_book")
 def book(request, payload: s.BookIn):
     practitioner = _one(StaffMember, payload.practitioner_id, "practitioner_id", "practitioner")
@@ -48,7 +56,7 @@ def book(request, payload: s.BookIn):
     appointment = services.appointment_book(
         actor=request.auth, treatment=_one(Treatment, payload.treatment_id, "treatment_id", "treatment"),
         practitioner=practitioner, location=location, start=payload.start,
-        patients=_patients(payload.patient_ids), notes=payload.notes)
+        patients=_patients(payload.patient_ids), notes=payload.notes, pass_choice=_pass_choice(payload.pass_choice))
     return Status(201, _fresh(request, appointment.pk))
 
 
@@ -92,7 +100,7 @@ def unarrive(request, pk: int, payload: s.PatientsIn = None):
 def no_show(request, pk: int, payload: s.NoShowIn = None):
     payload = payload or s.NoShowIn()
     arrival.appointment_no_show(actor=request.auth, appointment=_fresh(request, pk), charge_fee=payload.charge_fee,
-                                patient_ids=payload.patient_ids)
+                                use_pass=payload.use_pass, patient_ids=payload.patient_ids)
     return _fresh(request, pk)
 
 

@@ -1,4 +1,5 @@
 import datetime as dt
+from typing import Literal
 
 from ninja import Field, Schema
 
@@ -10,6 +11,8 @@ class BookIn(Schema):
     start: dt.datetime = Field(..., description="With its UTC offset, e.g. 2026-03-09T09:00:00-04:00")
     patient_ids: list[int] = Field([], description="Individual: one; group: primary first; class: any number")
     notes: str = ""
+    pass_choice: Literal["auto", "none"] | int = Field(
+        "auto", description='"auto" attaches an auto-selected package, "none" none, or a pass id that one')
 
 
 class JoinIn(Schema):
@@ -22,6 +25,7 @@ class PatientsIn(Schema):
 
 class NoShowIn(PatientsIn):
     charge_fee: bool = Field(True, description="Charge the clinic's no-show fee (if one is set)")
+    use_pass: bool = Field(True, description="A visit a package covers uses its session; false frees it")
 
 
 class CancelIn(Schema):

@@ -1,0 +1,185 @@
+"""API schemas for sold packages and their redemption. Money is integer minor units of the clinic currency."""
+
+import datetime as dt
+
+from ninja import Field, Schema
+
+from .selectors import pass_fully_paid, pass_paid_minor, pass_unlocked
+
+
+class PassItemOut(Schema):
+    id: int
+    treatment_id: int
+    treatment_name: str = Field(..., alias="treatment.name")
+    additional_charge_minor: int = Field(..., description="What the patient still pays per covered visit")
+    compensation_minor: int | None
+    limit: int | None = Field(..., description="At most this many uses of the quantity for this item")
+    used_count: int
+
+
+class InstalmentOut(Schema):
+    seq: int
+    due_on: dt.date
+    amount_minor: int
+    invoice_id: int | None = Field(..., description="Null until the instalment is invoiced")
+    paid: bool
+
+    @staticmethod
+    def resolve_paid(obj) -> bool:
+        invoice = obj.invoice
+        return bool(invoice and not invoice.deleted_at and invoice.applied_minor >= invoice.total_minor)
+
+
+class RedemptionOut(Schema):
+    id: int
+    pass_id: int = Field(..., alias="sold_pass_id")
+    pass_name: str = Field(..., alias="sold_pass.name")
+    visit_id: int = Field(..., description="The appointment row (one patient in one appointment)")
+    appointment_id: int = Field(..., alias="visit.appointment_id")
+    patient_id: int
+    treatment_name: str = Field(..., alias="item.treatment.name")
+    status: str = Field(..., description="reserved (booked), posted (used) or released")
+    visit_date: dt.date
+    reserved_at: dt.datetime
+    posted_at: dt.datetime | None
+    released_at: dt.datetime | None
+    value_minor: int = Field(..., description="Session value recognised when posted")
+    additional_charge_minor: int
+    remaining_after: int | None
+    by_no_show: bool
+
+
+class PassSummaryOut(Schema):
+    id: int
+    kind: str
+    name: str
+    template_id: int
+    patient_id: int
+    patient_name: str = Field(..., alias="patient.full_name")
+    status: str = Field(..., description="active, expired, refunded, transferred or deleted")
+    quantity: int | None
+    used: int = Field(..., alias="used_count", description="Reserved plus posted uses")
+    reserved_count: int
+    posted_count: int
+    forfeited_count: int
+    total: int | None = Field(..., alias="quantity")
+    remaining: int | None
+    unlocked: int = Field(..., description="Uses paid for (all once fully paid; by instalment on a plan)")
+    paid: bool = Field(..., description="Every instalment is invoiced and fully paid")
+    paid_minor: int
+    price_minor: int
+    purchase_date: dt.date
+    purchased_at: dt.datetime
+    expires_on: dt.date | None
+    auto_select: bool
+    family_sharing: bool
+    transferable: bool
+    instalments: int
+    sold_by_id: int | None
+    card_id: int | None
+    transferred_from_id: int | None
+    shared_with: list[int]
+    invoice_ids: list[int]
+
+    @staticmethod
+    def resolve_unlocked(obj) -> int:
+        return pass_unlocked(obj)
+
+    @staticmethod
+    def resolve_paid(obj) -> bool:
+        return pass_fully_paid(obj)
+
+    @staticmethod
+    def resolve_paid_minor(obj) -> int:
+        return pass_paid_minor(obj)
+
+    @staticmethod
+    def resolve_shared_with(obj) -> list[int]:
+        return sorted(s.patient_id for s in obj.shares.all())
+
+    @staticmethod
+    def resolve_invoice_ids(obj) -> list[int]:
+        return [r.invoice_id for r in obj.instalment_rows.all() if r.invoice_id]
+
+
+class PassOut(PassSummaryOut):
+    items: list[PassItemOut]
+    instalment_rows: list[InstalmentOut]
+    redemptions: list[RedemptionOut] = Field(..., description="Use history, newest first")
+
+    @staticmethod
+    def resolve_items(obj):
+        return list(obj.items.all())
+
+    @staticmethod
+    def resolve_instalment_rows(obj):
+        return list(obj.instalment_rows.all())
+
+    @staticmethod
+    def resolve_redemptions(obj):
+        from .selectors import pass_history
+
+        return list(pass_history(obj).select_related("sold_pass", "item__treatment"))
+
+
+class MyPassOut(Schema):
+    """What a patient sees of their own (or a dependant's) package."""
+    id: int
+    patient_id: int
+    patient_name: str = Field(..., alias="patient.full_name")
+    name: str
+    status: str
+    purchase_date: dt.date
+    quantity: int | None
+    used: int = Field(..., alias="used_count")
+    remaining: int | None
+    expires_on: dt.date | None
+
+
+class SellIn(Schema):
+    template_id: int
+    expires_on: dt.date | None = Field(None, description="Omit for the template's default; null = never expires")
+    sold_by_id: int | None = Field(None, description="Staff member credited for upfront compensation")
+    card_id: int | None = Field(None, description="A card on file for the instalments of a payment plan")
+
+
+class ExpiryIn(Schema):
+    expires_on: dt.date | None = Field(..., description="The new expiry date; null = never expires")
+
+
+class RefundSuggestionOut(Schema):
+    collected: int = Field(..., description="What the patient paid for the pass: the most a refund can be")
+    suggested: int = Field(..., description="Price ÷ quantity × remaining uses, within what was collected")
+    by_rule: int = Field(..., description="Used sessions re-priced at the single-visit price, the rest refunded")
+    remaining: int
+    used_at_full_price: int
+
+
+class PassRefundIn(Schema):
+    amount_minor: int = Field(..., description="0 to what was collected; it becomes the patient's credit")
+    detach_future: bool = Field(False, description="Release the uses reserved by booked visits first")
+    reason: str = Field("", max_length=500)
+
+
+class PassTransferIn(Schema):
+    to_patient_id: int
+
+
+class SharesIn(Schema):
+    patient_ids: list[int] = Field(..., description="The full list of family members who may use the pass")
+
+
+class AttachIn(Schema):
+    pass_id: int | None = Field(None, description="The pass to use; null = auto-select")
+
+
+class ExplainOut(Schema):
+    pass_id: int
+    pass_name: str
+    owner_id: int
+    status: str
+    remaining: int | None
+    expires_on: dt.date | None
+    code: str = Field(..., description="ok, attached, or why the pass cannot cover the visit")
+    message: str
+    can_cover: bool
