@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("carnet.people.urls")),
     path("", include("carnet.billing.urls")),
     path("", include("carnet.giftcards.urls")),
+    path("", include("carnet.passes.urls")),
     path("", include("carnet.scheduling.urls")),
     path("portal/", include("carnet.portal.urls")),
     path("book/", include("carnet.scheduling.booking_urls")),

@@ -139,3 +139,20 @@ def test_clinic_settings_form_has_the_expiry_rule_and_receipt_settings(client, c
     page = client.get(reverse("clinic:clinic_settings")).content.decode()
     for name in ("pass_expiry_rule", "pass_expiry_minimum_days", "pass_expiry_reminder_days", "insurer_ready_receipts"):
         assert f'name="{name}"' in page
+
+
+def test_clinic_settings_page_saves_the_expiry_rule(client, catalog):
+    from carnet.clinic.forms import form_for
+    from carnet.clinic.models import Clinic
+
+    client.force_login(make_staff(AccessLevel.FULL_ACCESS).user)
+    form = form_for(Clinic)(instance=clinic_get())
+    data = {name: form[name].value() for name in form.fields}
+    data = {k: v for k, v in data.items() if v not in (None, False)}
+    data.update(pass_expiry_rule="minimum", pass_expiry_minimum_days="365", pass_expiry_reminder_days="30",
+                insurer_ready_receipts="on")
+    response = client.post(reverse("clinic:clinic_settings"), data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    clinic = clinic_get()
+    assert (clinic.pass_expiry_rule, clinic.pass_expiry_minimum_days, clinic.pass_expiry_reminder_days,
+            clinic.insurer_ready_receipts) == ("minimum", 365, 30, True)
