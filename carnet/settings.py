@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "carnet.scheduling",
     "carnet.giftcards",
     "carnet.passes",
+    "carnet.reports",
     "carnet.staff",
     "carnet.portal",
 ]

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("carnet.giftcards.urls")),
     path("", include("carnet.passes.urls")),
     path("", include("carnet.scheduling.urls")),
+    path("", include("carnet.reports.urls")),
     path("portal/", include("carnet.portal.urls")),
     path("book/", include("carnet.scheduling.booking_urls")),
     path("calendar/", include("carnet.scheduling.ical")),

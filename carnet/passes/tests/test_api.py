@@ -241,6 +241,11 @@ def test_a_pass_that_cannot_cover_is_a_409_with_its_reason(s, code):
 
 
 def test_bad_attach_bodies_and_rows(s):
+    sold = sold_package(s["admin"], s["patient"], package_template(s["cat"]))
+    cancelled = _book(s, "08:00")
+    assert s["desk"].post(f"/appointments/{cancelled}/cancel").status_code == 200
+    refused = s["desk"].post(_row(s, cancelled) + "/pass", {"pass_id": sold.pk})
+    assert refused.status_code == 409 and refused.json()["code"] == "not_booked"
     appointment = _book(s)
     assert s["desk"].post(_row(s, appointment) + "/pass", {"pass_id": 999999}).status_code == 422
     assert s["desk"].post(_row(s, appointment) + "/pass", {"pass_id": "abc"}).status_code == 422
@@ -333,7 +338,9 @@ def test_a_patient_cannot_read_another_patients_pass(s, portal):
     template = package_template(s["cat"])
     mine = sold_package(s["admin"], portal["me"], template)
     theirs = sold_package(s["admin"], s["patient"], template)
+    childs = sold_package(s["admin"], portal["child"], template)
     assert portal["api"].get(f"/passes/{mine.pk}").status_code == 200
+    assert portal["api"].get(f"/passes/{childs.pk}").json()["patient_id"] == portal["child"].pk  # a dependant's
     for url in (f"/passes/{theirs.pk}", f"/patients/{s['patient'].pk}/passes"):
         response = portal["api"].get(url)
         assert response.status_code == 404 and response.json()["code"] == "not_found", url

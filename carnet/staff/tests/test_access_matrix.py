@@ -403,6 +403,7 @@ PAGE_ACTIONS = {
     "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
     "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
+    "reports:index": A.REPORTS_OWN,
     "pass_templates:list": A.SETUP_VIEW, "pass_templates:new": A.SETUP_MANAGE, "pass_templates:edit": A.SETUP_MANAGE,
     "pass_templates:archive": A.SETUP_MANAGE, "pass_templates:sold_update": A.SETUP_MANAGE,
     "passes:patient_passes": A.INVOICE_VIEW, "passes:sell": A.SELL, "passes:detail": A.INVOICE_VIEW,

@@ -1,0 +1,1 @@
+urlpatterns = []  # billing reports (billing_views.py)

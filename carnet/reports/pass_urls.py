@@ -1,0 +1,1 @@
+urlpatterns = []  # pass reports (pass_views.py)
