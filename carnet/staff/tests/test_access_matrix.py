@@ -435,6 +435,7 @@ PAGE_ACTIONS = {
     "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
     "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
+    "reports:index": A.REPORTS_OWN,
     "pass_templates:list": A.SETUP_VIEW, "pass_templates:new": A.SETUP_MANAGE, "pass_templates:edit": A.SETUP_MANAGE,
     "pass_templates:archive": A.SETUP_MANAGE, "pass_templates:sold_update": A.SETUP_MANAGE,
     "passes:patient_passes": A.INVOICE_VIEW, "passes:sell": A.SELL, "passes:detail": A.INVOICE_VIEW,
@@ -539,6 +540,7 @@ def test_pages_send_anonymous_to_login_and_patients_to_portal(world, client):
     assert client.get(url)["Location"].startswith(reverse("staff:login"))
     client.force_login(me.user)
     assert client.get(url)["Location"] == reverse("portal:home")
+
 
 def test_portal_pass_pages_are_patients_only_and_their_own(catalog, client):
     """Packages & Memberships in the portal: a patient login only; another patient's pass is not found."""
