@@ -214,8 +214,10 @@ def pass_attach(*, actor, visit, sold_pass: Pass | None = None, online: bool = F
     from carnet.scheduling.models import AppointmentPatient, Status as VisitStatus
 
     _authorise(actor, visit, online=online)
-    visit = AppointmentPatient.objects.select_related("appointment__treatment", "appointment__location",
-                                                      "patient").get(pk=visit.pk)
+    # The visit's row lock makes two attaches to one visit queue, so the second sees the first (PostgreSQL);
+    # on SQLite BEGIN IMMEDIATE already serialises them.
+    visit = (AppointmentPatient.objects.select_for_update(of=("self",))
+             .select_related("appointment__treatment", "appointment__location", "patient").get(pk=visit.pk))
     live = visit_redemption(visit)
     if live is not None:
         raise Conflict(f"This visit is already covered by {live.sold_pass.name}. Remove it first to use another.",

@@ -17,15 +17,6 @@ from .factories import at, package_template, practitioner, sold_package
 
 pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 LIVE = ("reserved", "posted")
-# Reported bug: pass_attach reads visit_redemption() before taking any lock that covers the visit
-# (lock_pass only serialises callers of the same pass, and not against the visit), so on PostgreSQL
-# concurrent attaches to one visit all pass the "already covered" check and the losers hit the
-# one_live_redemption_per_visit unique constraint: IntegrityError (a 500), not Conflict
-# already_covered. SQLite's BEGIN IMMEDIATE serialises whole transactions, so it passes there.
-VISIT_RACE_BUG = pytest.mark.xfail(
-    connection.vendor == "postgresql", strict=True,
-    reason="BUG carnet/passes/redemption.py pass_attach: no lock on the visit before the already_covered "
-           "check; concurrent attaches to one visit raise IntegrityError one_live_redemption_per_visit on PostgreSQL")
 SLOTS = [(f"2026-05-{day}", hhmm) for day in (11, 12, 13, 14, 15, 18) for hhmm in ("09:00", "11:00", "13:00", "15:00")]
 
 
@@ -82,7 +73,6 @@ def test_twenty_visits_racing_for_the_last_use_exactly_one_wins(world, quantity,
     assert_ledger_ok()
 
 
-@VISIT_RACE_BUG
 def test_one_visit_attached_twice_at_once_is_covered_once_and_the_loser_gets_a_conflict(world):
     template = package_template(world["cat"], quantity=10)
     sold = sold_package(world["desk"], world["patient"], template)
@@ -94,7 +84,6 @@ def test_one_visit_attached_twice_at_once_is_covered_once_and_the_loser_gets_a_c
     assert_ledger_ok()
 
 
-@VISIT_RACE_BUG
 def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
     """Two different packages: no shared pass lock, so only the visit's own guard can stop the second."""
     template = package_template(world["cat"], quantity=10)
