@@ -2,7 +2,6 @@
 one visit, a visit is never covered twice, and losers get a clean Conflict on SQLite and PostgreSQL."""
 
 import pytest
-from django.db import connection
 
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_catalog, make_patient, make_staff, race
