@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("carnet.billing.urls")),
     path("", include("carnet.giftcards.urls")),
     path("", include("carnet.passes.urls")),
+    path("", include("carnet.passes.membership_urls")),
     path("", include("carnet.scheduling.urls")),
     path("", include("carnet.reports.urls")),
     path("portal/", include("carnet.portal.urls")),

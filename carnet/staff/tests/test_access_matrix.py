@@ -190,6 +190,8 @@ class World:
             self._sold_pass()
         if "passes:" in needs:
             self._page_pass()
+        if "memberships:" in needs:
+            self._page_membership()
         from datetime import time
 
         from carnet.people.services import token_digest
@@ -306,6 +308,23 @@ class World:
         self._pass_template()
         self.ids["page_pass"] = package_sell(actor=self.owner.user, patient=self.patient,
                                              template=PassTemplate.objects.get(pk=self.ids["pass_template"])).pk
+
+    def _page_membership(self):
+        """For the membership pages: an unpaid monthly membership sold to the patient (a delete may consume it)."""
+        from carnet.clinic.models import IncomeCategory, Treatment
+        from carnet.passes.memberships import membership_sell
+        from carnet.passes.models import PassTemplate
+        from carnet.passes.tests.factories import membership_template
+
+        owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
+        if "membership_template" not in self.ids:
+            catalog = {"income_category": IncomeCategory.objects.get(pk=self.ids["category"]),
+                       "treatment": Treatment.objects.get(pk=self.ids["treatments"])}
+            self.ids["membership_template"] = membership_template(catalog, name="Matrix membership").pk
+        sold = membership_sell(actor=owner.user, patient=self.patient,
+                               template=PassTemplate.objects.get(pk=self.ids["membership_template"]))
+        self.ids["page_membership"] = sold.pk
+        self.ids["membership_cycle"] = sold.instalment_rows.get(seq=1).pk
 
     def fill(self, value):
         if isinstance(value, list):
@@ -441,6 +460,9 @@ PAGE_ACTIONS = {
     "passes:patient_passes": A.INVOICE_VIEW, "passes:sell": A.SELL, "passes:detail": A.INVOICE_VIEW,
     "passes:expiry": A.PASS_EXPIRY_EDIT, "passes:refund": A.REFUND, "passes:transfer": A.PASS_TRANSFER,
     "passes:shares": A.SELL, "passes:delete": A.INVOICE_DELETE,
+    "memberships:sell": A.SELL, "memberships:detail": A.INVOICE_VIEW, "memberships:pause": A.SELL,
+    "memberships:resume": A.SELL, "memberships:cancel": A.SELL, "memberships:payment": A.SELL,
+    "memberships:delete": A.INVOICE_DELETE, "memberships:cycle_refund": A.REFUND,
 }
 SCHEDULING_PAGES = {"schedule", "book", "patient_appointments", "appointment", "appointment_arrive",
                     "appointment_unarrive", "appointment_no_show", "appointment_cancel", "appointment_copy",
@@ -472,7 +494,8 @@ POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_cancel",
                    "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class",
-                   "appointment_pass_use", "appointment_pass_remove"}
+                   "appointment_pass_use", "appointment_pass_remove",
+                   "pause", "resume"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
              "payment_pk": "payment", "card_pk": "card"}
 
@@ -493,6 +516,12 @@ def _page_arg(world, name: str, arg: str):
         return world.ids["patient"]
     if name.startswith("passes:"):
         return world.ids["page_pass"]
+    if name == "memberships:sell":
+        return world.ids["patient"]
+    if name == "memberships:cycle_refund":
+        return world.ids["membership_cycle"]
+    if name.startswith("memberships:"):
+        return world.ids["page_membership"]
     if name.startswith("billing:receipt"):
         return world.ids["invoice"]
     if name.startswith("scheduling:appointment"):

@@ -1,0 +1,18 @@
+"""Staff pages for memberships: selling from the patient's Billing tab, and one membership."""
+
+from django.urls import path
+
+from . import membership_views as views
+
+app_name = "memberships"
+M = "memberships/<int:pk>/"
+urlpatterns = [
+    path("patients/<int:pk>/memberships/sell/", views.membership_sell, name="sell"),
+    path(M, views.membership_detail, name="detail"),
+    path(M + "pause/", views.membership_pause, name="pause"),
+    path(M + "resume/", views.membership_resume, name="resume"),
+    path(M + "cancel/", views.membership_cancel, name="cancel"),
+    path(M + "payment/", views.membership_payment, name="payment"),
+    path(M + "delete/", views.membership_delete, name="delete"),
+    path("memberships/cycles/<int:cycle_pk>/refund/", views.cycle_refund, name="cycle_refund"),
+]
