@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test install browser system-deps serve bench clean
+.PHONY: demo test install browser system-deps serve bench audit clean
 
 $(STAMP): requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,6 +42,10 @@ demo: install system-deps
 test: install browser system-deps
 	mkdir -p var
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Known vulnerabilities in the locked dependencies (needs a route to PyPI's JSON API or OSV).
+audit: install
+	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
