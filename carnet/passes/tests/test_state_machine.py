@@ -1,0 +1,497 @@
+"""Packages as a state machine (SPEC 5.3, 5.4): random sales, payments, bookings with and without a
+package, removals, arrivals, un-arrivals, no-shows, cancellations, refunds, expiry, transfers and
+"update sold packages" over two patients, checked after every step: each pass's counters equal its
+redemption rows and never go negative, per-item limits hold, each visit's use matches its status,
+a refused operation changes nothing, and every ledger invariant holds (deferred revenue – packages
+included).
+
+Each example runs in its own savepoint inside the test's transaction, rolled back in teardown
+(the billing machine's pattern), so it runs on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import itertools
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from carnet.billing.models import Invoice
+from carnet.billing.payments import payment_receive
+from carnet.conftest import make_catalog, make_patient, make_staff
+from carnet.core import clock
+from carnet.core.errors import CarnetError
+from carnet.core.permissions import AccessLevel
+from carnet.ledger import accounts
+from carnet.ledger.invariants import discover, run_all
+from carnet.ledger.models import JournalTransaction
+from carnet.ledger.selectors import balance
+from carnet.passes.ending import (
+    pass_expiry_set,
+    pass_refund,
+    pass_transfer,
+    passes_expire,
+    refund_suggestions,
+)
+from carnet.passes.models import EligibleItem, Pass, PassItem, Redemption
+from carnet.passes.redemption import pass_attach, pass_remove
+from carnet.passes.selectors import pass_collected_minor, pass_invoices, visit_redemption
+from carnet.passes.selling import package_sell
+from carnet.passes.setup import sold_update
+from carnet.scheduling.arrival import appointment_arrive, appointment_no_show, appointment_unarrive
+from carnet.scheduling.models import AppointmentPatient
+from carnet.scheduling.services import appointment_book, appointment_cancel
+from carnet.scheduling.tests.factories import clinic_set, treatment_of
+
+from .factories import at, package_template, practitioner
+
+# Domain refusals are allowed outcomes; anything else (IntegrityError, AttributeError…) fails the run.
+ALLOWED = CarnetError
+START = dt.date(2026, 5, 1)
+WHO = st.sampled_from([0, 1])
+LIMIT = st.one_of(st.none(), st.integers(0, 3))
+ITEM = st.tuples(st.booleans(), st.sampled_from([0, 0, 1500]), LIMIT)  # eligible?, additional charge, limit
+LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
+_names = itertools.count(1)
+# Reported bug (see test_a_use_given_back_after_its_pass_ended_is_not_stranded below): un-arriving,
+# undoing a no-show, cancelling or removing a visit whose pass has since ended (refunded,
+# transferred, expired) puts the use back on the ended pass, and its value stays in deferred
+# revenue – packages for good. Until it is fixed the machine does not touch such visits; set this
+# to False with the fix.
+SKIP_VISITS_OF_ENDED_PASSES = True
+OUTCOMES: collections.Counter = collections.Counter()  # "rule:ok" / "rule:code" over the whole run
+
+
+class PassesMachine(RuleBasedStateMachine):
+    @initialize(no_show_fee=st.sampled_from([0, 2500]), first=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+                prices=st.tuples(st.integers(0, 50000), st.integers(0, 50000)))
+    def start(self, no_show_fee, first, prices):
+        self.atomic = transaction.atomic()
+        self.atomic.__enter__()
+        self.frozen = clock.frozen(at(START.isoformat(), "10:00"))
+        self.frozen.__enter__()
+        discover()
+        clinic_set(time_zone="America/Toronto", no_show_fee_minor=no_show_fee)
+        self.cat = make_catalog()
+        self.treatments = [self.cat["treatment"], treatment_of(self.cat, "individual", name="Second massage")]
+        self.staff = make_staff(AccessLevel.FULL_ACCESS).user
+        self.prac = practitioner(self.cat["location"])
+        self.patients = [make_patient(), make_patient()]
+        self.templates: list[int] = []
+        self.passes: list[int] = []
+        self.visits: list[int] = []
+        self.slot = 0
+        self.job_day = START
+        # Each patient starts with a paid package covering both treatments, so visits get covered early.
+        for who, (quantity, price) in enumerate(zip(first, prices, strict=True)):
+            template = package_template(self.cat, name=f"Pack {next(_names)}", price=price, quantity=quantity,
+                                        items=[(t, 0, None, None) for t in self.treatments], transferable=True)
+            self.templates.append(template.pk)
+            sold = package_sell(actor=self.staff, patient=self.patients[who], template=template, expires_on=None)
+            for invoice in pass_invoices(sold):
+                if invoice.balance_minor:
+                    payment_receive(actor=self.staff, patient=self.patients[who], method="cash",
+                                    amount_minor=invoice.balance_minor, allocations=[(invoice, invoice.balance_minor)])
+            self.passes.append(sold.pk)
+
+    def teardown(self):
+        if hasattr(self, "atomic"):
+            self.frozen.__exit__(None, None, None)
+            transaction.set_rollback(True)
+            self.atomic.__exit__(None, None, None)
+
+    # ------------------------------------------------------------ helpers
+
+    def _snapshot(self) -> tuple:
+        """What a refused operation must leave untouched."""
+        return (
+            tuple(Pass.objects.order_by("pk").values_list("pk", "status", "quantity", "reserved_count", "posted_count",
+                                                          "forfeited_count", "recognised_minor", "expires_on")),
+            tuple(PassItem.objects.order_by("pk").values_list("pk", "used_count", "limit")),
+            tuple(Redemption.objects.order_by("pk").values_list("pk", "status")),
+            tuple(AppointmentPatient.objects.order_by("pk").values_list("pk", "status", "invoice_id")),
+            JournalTransaction.objects.count(),
+            Invoice.objects.filter(deleted_at__isnull=True).count(),
+        )
+
+    def _try(self, name: str, call):
+        """Run `call`; a domain refusal is an allowed outcome but must change nothing."""
+        before = self._snapshot()
+        try:
+            result = call()
+        except ALLOWED as exc:
+            assert self._snapshot() == before, f"{name} refused ({exc.code}) but changed something"
+            OUTCOMES[f"{name}:{exc.code}"] += 1
+            return None
+        OUTCOMES[f"{name}:ok"] += 1
+        return result
+
+    @staticmethod
+    def _pick(data, pks: list[int], label: str) -> int:
+        return data.draw(st.sampled_from(pks), label=f"{label} id")
+
+    def _visit(self, data, **likely) -> AppointmentPatient:
+        """Any visit, or (mostly) one matching `likely` so the rule usually gets somewhere."""
+        pks = self.visits
+        if likely and data.draw(st.integers(0, 3), label="targeted") < 3:
+            pks = list(AppointmentPatient.objects.filter(pk__in=self.visits, **likely).order_by("pk")
+                       .values_list("pk", flat=True)) or pks
+        return AppointmentPatient.objects.select_related("appointment").get(pk=self._pick(data, pks, "visit"))
+
+    def _pass(self, data, **likely) -> Pass | None:
+        """Any pass, or (mostly) one matching `likely`."""
+        pks = self.passes
+        if likely and data.draw(st.integers(0, 3), label="targeted") < 3:
+            pks = list(Pass.objects.filter(pk__in=self.passes, **likely).order_by("pk")
+                       .values_list("pk", flat=True)) or pks
+        return Pass.objects.get(pk=self._pick(data, pks, "pass")) if pks else None
+
+    def _skip_ended(self, name: str, row: AppointmentPatient) -> bool:
+        live = visit_redemption(row)
+        skip = SKIP_VISITS_OF_ENDED_PASSES and live is not None and live.sold_pass.status != Pass.Status.ACTIVE
+        if skip:
+            OUTCOMES[f"{name}:skipped (ended pass)"] += 1
+        return skip
+
+    def _next_start(self) -> dt.datetime:
+        """A fresh slot for the practitioner: four a day from 4 May, so bookings never overlap."""
+        day, n = START + dt.timedelta(days=3 + self.slot // 4), self.slot % 4
+        self.slot += 1
+        return at(day.isoformat(), f"{9 + 2 * n:02d}:00")
+
+    # ------------------------------------------------------------ selling and paying
+
+    @rule(data=st.data(), who=WHO, quantity=st.integers(1, 5), price=st.sampled_from([0, 1, 10000, 33333]),
+          items=st.tuples(ITEM, ITEM), taxed=st.booleans(), transferable=st.booleans(),
+          expiry=st.sampled_from(["none", "default", "date"]))
+    def sell(self, data, who, quantity, price, items, taxed, transferable, expiry):
+        eligible = [(self.treatments[i], charge, None, limit) for i, (on, charge, limit) in enumerate(items) if on]
+        template = package_template(self.cat, name=f"Pack {next(_names)}", price=price, quantity=quantity,
+                                    items=eligible or [(self.treatments[0], 0, None, None)],
+                                    taxes=[self.cat["tax"]] if taxed else [], transferable=transferable,
+                                    expiry_value=data.draw(st.sampled_from([None, 10, 30]), label="expiry days"),
+                                    expiry_unit="days")
+        self.templates.append(template.pk)
+        expires_on = {"none": None, "default": "default",
+                      "date": START + dt.timedelta(days=data.draw(st.integers(0, 40), label="expires in"))}[expiry]
+        sold = self._try("sell", lambda: package_sell(actor=self.staff, patient=self.patients[who], template=template,
+                                                      expires_on=expires_on))
+        if sold is not None:
+            self.passes.append(sold.pk)
+            assert (sold.remaining, sold.reserved_count, sold.posted_count) == (quantity, 0, 0)
+            if data.draw(st.integers(0, 3), label="paid at once") < 3:
+                for invoice in pass_invoices(sold):
+                    if invoice.balance_minor:
+                        self._try("pay", lambda i=invoice: payment_receive(
+                            actor=self.staff, patient=i.patient, method="cash", amount_minor=i.balance_minor,
+                            allocations=[(i, i.balance_minor)]))
+
+    @precondition(lambda self: self.passes)
+    @rule(data=st.data(), in_full=st.booleans())
+    def pay(self, data, in_full):
+        sold = self._pass(data)
+        owing = [i for i in pass_invoices(sold) if not i.deleted_at and i.balance_minor > 0]
+        if not owing:
+            return
+        invoice = owing[0]
+        amount = invoice.balance_minor if in_full else data.draw(st.integers(1, invoice.balance_minor), label="amount")
+        self._try("pay", lambda: payment_receive(actor=self.staff, patient=invoice.patient, method="cash",
+                                                 amount_minor=amount, allocations=[(invoice, amount)]))
+
+    # ------------------------------------------------------------ visits
+
+    @rule(data=st.data(), who=WHO, which=st.sampled_from([0, 1]), how=st.sampled_from(["auto", "pass", "none", "later"]))
+    def book(self, data, who, which, how):
+        """Book (auto-select, a chosen pass or none), and sometimes attach a chosen pass afterwards."""
+        chosen = self._pass(data, status=Pass.Status.ACTIVE) if how in ("pass", "later") and self.passes else None
+        choice = {"auto": "auto", "pass": chosen, "none": None, "later": None}[how]
+        appointment = self._try("book", lambda: appointment_book(
+            actor=self.staff, treatment=self.treatments[which], practitioner=self.prac, location=self.cat["location"],
+            start=self._next_start(), patients=[self.patients[who]], pass_choice=choice))
+        if appointment is None:
+            return
+        row = appointment.participants.get()
+        self.visits.append(row.pk)
+        if how == "later":
+            self._try("attach", lambda: pass_attach(actor=self.staff, visit=row, sold_pass=chosen))
+
+    @rule(data=st.data(), which=st.sampled_from([0, 1]),
+          steps=st.lists(st.sampled_from(["arrive", "unarrive", "no_show", "no_show_fee", "cancel", "remove",
+                                          "attach"]), min_size=1, max_size=4))
+    def walk_a_visit(self, data, which, steps):
+        """Book the owner of an active pass (auto-select) and walk that visit through a few changes."""
+        owner = self._pass(data, status=Pass.Status.ACTIVE)
+        patient = owner.patient if owner is not None else self.patients[0]
+        appointment = self._try("book", lambda: appointment_book(
+            actor=self.staff, treatment=self.treatments[which], practitioner=self.prac, location=self.cat["location"],
+            start=self._next_start(), patients=[patient]))
+        if appointment is None:
+            return
+        row = appointment.participants.get()
+        self.visits.append(row.pk)
+        actions = {
+            "arrive": lambda: appointment_arrive(actor=self.staff, appointment=appointment),
+            "unarrive": lambda: appointment_unarrive(actor=self.staff, appointment=appointment),
+            "no_show": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=True),
+            "no_show_fee": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=False),
+            "cancel": lambda: appointment_cancel(actor=self.staff, appointment=appointment),
+            "remove": lambda: pass_remove(actor=self.staff, visit=row),
+            "attach": lambda: pass_attach(actor=self.staff, visit=row),
+        }
+        for step in steps:
+            if step != "arrive" and self._skip_ended(step, row):
+                continue
+            self._try(step, actions[step])
+            self.check_everything()
+
+    @precondition(lambda self: self.visits)
+    @rule(data=st.data(), chosen=st.booleans())
+    def attach(self, data, chosen):
+        """Attach to any visit (booked, arrived, cancelled…): auto-select or a chosen pass."""
+        row = self._visit(data, status="booked")
+        sold = self._pass(data, status=Pass.Status.ACTIVE) if chosen and self.passes else None
+        self._try("attach", lambda: pass_attach(actor=self.staff, visit=row, sold_pass=sold))
+
+    @precondition(lambda self: self.visits)
+    @rule(data=st.data())
+    def remove(self, data):
+        row = self._visit(data, status="booked", redemptions__status=Redemption.Status.RESERVED)
+        if self._skip_ended("remove", row):
+            return
+        self._try("remove", lambda: pass_remove(actor=self.staff, visit=row))
+
+    @precondition(lambda self: self.visits)
+    @rule(data=st.data())
+    def arrive(self, data):
+        row = self._visit(data, status="booked")
+        self._try("arrive", lambda: appointment_arrive(actor=self.staff, appointment=row.appointment))
+
+    @precondition(lambda self: self.visits)
+    @rule(data=st.data())
+    def unarrive(self, data):
+        row = self._visit(data, status="arrived")
+        if self._skip_ended("unarrive", row):
+            return
+        self._try("unarrive", lambda: appointment_unarrive(actor=self.staff, appointment=row.appointment))
+
+    @precondition(lambda self: self.visits)
+    @rule(data=st.data(), use_pass=st.booleans(), charge_fee=st.booleans())
+    def no_show(self, data, use_pass, charge_fee):
+        """Marks the no-show (using the session or freeing it for the fee), or undoes one."""
+        row = self._visit(data, status=data.draw(st.sampled_from(["booked", "booked", "no_show"]), label="from"))
+        if self._skip_ended("no_show", row):
+            return
+        self._try("no_show", lambda: appointment_no_show(actor=self.staff, appointment=row.appointment,
+                                                         charge_fee=charge_fee, use_pass=use_pass))
+
+    @precondition(lambda self: self.visits)
+    @rule(data=st.data())
+    def cancel(self, data):
+        row = self._visit(data, status="booked")
+        if self._skip_ended("cancel", row):
+            return
+        self._try("cancel", lambda: appointment_cancel(actor=self.staff, appointment=row.appointment))
+
+    # ------------------------------------------------------------ ending and changing
+
+    @precondition(lambda self: self.passes)
+    @rule(data=st.data(), how=st.sampled_from(["suggested", "by_rule", "random", "all"]))
+    def refund(self, data, how):
+        sold = self._pass(data, status=Pass.Status.ACTIVE)
+        suggestions = refund_suggestions(sold)
+        collected = pass_collected_minor(sold)
+        assert suggestions["collected"] == collected
+        assert 0 <= suggestions["suggested"] <= collected and 0 <= suggestions["by_rule"] <= collected
+        amount = {"suggested": suggestions["suggested"], "by_rule": suggestions["by_rule"], "all": collected,
+                  "random": data.draw(st.integers(0, collected), label="amount")}[how]
+        refunded = self._try("refund", lambda: pass_refund(actor=self.staff, sold_pass=sold, amount_minor=amount,
+                                                           detach_future=True, reason="state machine"))
+        if refunded is not None:
+            assert refunded.status == Pass.Status.REFUNDED and refunded.reserved_count == 0
+            assert refunded.remaining == 0
+
+    @precondition(lambda self: self.passes)
+    @rule(data=st.data(), days=st.integers(0, 6), set_first=st.booleans())
+    def expire(self, data, days, set_first):
+        """Maybe move one pass's expiry, then run the daily job on a later day."""
+        if set_first:
+            sold = self._pass(data, status=Pass.Status.ACTIVE)
+            new = START + dt.timedelta(days=data.draw(st.integers(0, 30), label="expires in"))
+            self._try("expiry_set", lambda: pass_expiry_set(actor=self.staff, sold_pass=sold, expires_on=new))
+        self.job_day += dt.timedelta(days=days)
+        due = set(Pass.objects.filter(pk__in=self.passes, status=Pass.Status.ACTIVE,
+                                      expires_on__lt=self.job_day).values_list("pk", flat=True))
+        assert passes_expire(today=self.job_day) == len(due)
+        for sold in Pass.objects.filter(pk__in=due):
+            assert sold.status == Pass.Status.EXPIRED
+            assert sold.remaining == 0, "an expired pass keeps only the uses reserved on or before its expiry"
+            assert not sold.redemptions.filter(status=Redemption.Status.RESERVED,
+                                               visit_date__gt=sold.expires_on).exists()
+        assert passes_expire(today=self.job_day) == 0  # idempotent
+
+    @precondition(lambda self: self.passes)
+    @rule(data=st.data(), to_owner=st.integers(0, 4))
+    def transfer(self, data, to_owner):
+        """To the other patient (or, now and then, to its own owner: refused)."""
+        sold = self._pass(data, status=Pass.Status.ACTIVE, transferable=True)
+        owner = self.patients.index(sold.patient)
+        to = owner if to_owner == 4 else 1 - owner
+        new = self._try("transfer", lambda: pass_transfer(actor=self.staff, sold_pass=sold,
+                                                          to_patient=self.patients[to]))
+        if new is not None:
+            self.passes.append(new.pk)
+            sold.refresh_from_db()
+            assert sold.status == Pass.Status.TRANSFERRED and sold.remaining == 0
+            assert new.remaining == new.quantity > 0 and new.patient_id == self.patients[to].pk
+
+    @precondition(lambda self: self.templates)
+    @rule(data=st.data(), quantity=st.integers(1, 6), limits=st.tuples(LIMIT, LIMIT), charge=st.sampled_from([0, 900]))
+    def update_sold(self, data, quantity, limits, charge):
+        """Change a template (quantity, item limits and charges) and apply it to its sold packages."""
+        from carnet.passes.models import PassTemplate
+
+        template = PassTemplate.objects.get(pk=self._pick(data, self.templates, "template"))
+        template.quantity = quantity
+        template.save(update_fields=["quantity"])
+        for item in EligibleItem.objects.filter(template=template):
+            index = 0 if item.treatment_id == self.treatments[0].pk else 1
+            item.limit, item.additional_charge_minor = limits[index], charge
+            item.save(update_fields=["limit", "additional_charge_minor"])
+        self._try("sold_update", lambda: sold_update(actor=self.staff, template=template))
+
+    # ------------------------------------------------------------ invariants
+
+    def check_everything(self):
+        self.counters_match_redemptions()
+        self.each_visit_uses_at_most_one_session_matching_its_status()
+        self.ledger_invariants_hold()
+
+    @invariant()
+    def counters_match_redemptions(self):
+        if not hasattr(self, "atomic"):
+            return
+        for sold in Pass.objects.filter(pk__in=self.passes):
+            rows = Redemption.objects.filter(sold_pass=sold)
+            reserved = rows.filter(status=Redemption.Status.RESERVED).count()
+            posted = rows.filter(status=Redemption.Status.POSTED).count()
+            assert (sold.reserved_count, sold.posted_count) == (reserved, posted), f"pass #{sold.pk} counters"
+            assert min(sold.reserved_count, sold.posted_count, sold.forfeited_count) >= 0
+            assert sold.remaining == sold.quantity - reserved - posted - sold.forfeited_count
+            assert sold.remaining >= 0, f"pass #{sold.pk} over-redeemed"
+            assert 0 <= sold.recognised_minor <= sold.deferred_minor
+            if sold.status in (Pass.Status.REFUNDED, Pass.Status.TRANSFERRED):
+                assert reserved == 0, f"pass #{sold.pk} ended with uses reserved"
+            if sold.status in (Pass.Status.REFUNDED, Pass.Status.TRANSFERRED, Pass.Status.EXPIRED):
+                # Uses of an ended pass are used, forfeited or (expired only) reserved on or before
+                # its expiry: never unused, or their value would sit in deferred revenue for good.
+                assert sold.remaining == 0, f"pass #{sold.pk} {sold.status} with {sold.remaining} unused uses"
+            for item in sold.items.all():
+                live = rows.filter(item=item, status__in=LIVE).count()
+                assert item.used_count == live, f"pass item #{item.pk} count"
+                assert item.limit is None or item.used_count <= item.limit, f"pass item #{item.pk} over its limit"
+
+    @invariant()
+    def each_visit_uses_at_most_one_session_matching_its_status(self):
+        if not hasattr(self, "atomic"):
+            return
+        for row in AppointmentPatient.objects.filter(pk__in=self.visits):
+            live = list(Redemption.objects.filter(visit=row, status__in=LIVE))
+            assert len(live) <= 1
+            if not live:
+                continue
+            [redemption] = live
+            assert redemption.patient_id == row.patient_id
+            expected = {"booked": "reserved", "arrived": "posted", "no_show": "posted"}.get(row.status)
+            assert redemption.status == expected, f"visit {row.status} holds a {redemption.status} use"
+            assert redemption.by_no_show == (row.status == "no_show")
+
+    @invariant()
+    def ledger_invariants_hold(self):
+        if not hasattr(self, "atomic"):
+            return
+        assert {name: problems for name, problems in run_all().items() if problems} == {}
+
+
+def _run():
+    run_state_machine_as_test(PassesMachine, settings=hsettings(
+        max_examples=20, stateful_step_count=20, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                               HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
+    ))
+
+
+def test_passes_state_machine(db):
+    _run()
+
+
+# ---------------------------------------------------------------- what the machine found
+
+ENDED_PASS_BUG = pytest.mark.xfail(strict=True, reason=(
+    "BUG carnet/passes/redemption.py redemption_unpost/_release (via passes.visits.unbilled/released): a use "
+    "given back after its pass ended (refunded, transferred, expired) lands on the ended pass as unused, and its "
+    "value stays in deferred revenue – packages forever"))
+
+
+def _ended_pass_world(front_desk, catalog):
+    clinic_set(time_zone="America/Toronto")
+    boss = make_staff(AccessLevel.FULL_ACCESS)
+    patient = make_patient()
+    sold = package_sell(actor=boss.user, patient=patient, expires_on=dt.date(2026, 5, 10),
+                        template=package_template(catalog, price=30000, quantity=3))
+    [invoice] = pass_invoices(sold)
+    payment_receive(actor=boss.user, patient=patient, method="cash", amount_minor=invoice.balance_minor,
+                    allocations=[(invoice, invoice.balance_minor)])
+    appointment = appointment_book(actor=boss.user, treatment=catalog["treatment"], practitioner=practitioner(
+        catalog["location"]), location=catalog["location"], start=at("2026-05-04", "09:00"), patients=[patient])
+    assert visit_redemption(appointment.participants.get()).sold_pass == sold
+    return boss, sold, appointment
+
+
+def _stranded(sold) -> tuple:
+    sold.refresh_from_db()
+    return sold.remaining, sold.deferred_minor - sold.recognised_minor, balance(accounts.DEFERRED_PACKAGES)
+
+
+@ENDED_PASS_BUG
+@pytest.mark.django_db
+def test_a_visit_un_arrived_after_its_pass_was_refunded_strands_no_value(front_desk, catalog):
+    """Refund (step one) after an arrival, then un-arrive and cancel that visit."""
+    with clock.frozen(at("2026-05-01", "10:00")):
+        boss, sold, appointment = _ended_pass_world(front_desk, catalog)
+        appointment_arrive(actor=boss.user, appointment=appointment)
+        pass_refund(actor=boss.user, sold_pass=sold, amount_minor=20000, detach_future=True)
+        assert _stranded(sold) == (0, 0, 0)
+        try:
+            appointment_unarrive(actor=boss.user, appointment=appointment)  # a refusal would be fine too
+            appointment_cancel(actor=boss.user, appointment=appointment)
+        except CarnetError:
+            pass
+        # Actual: (1, 10000, 10000): one unused use on a refunded pass, 100.00 left deferred for good.
+        assert _stranded(sold) == (0, 0, 0)
+
+
+@ENDED_PASS_BUG
+@pytest.mark.django_db
+def test_a_reservation_kept_at_expiry_then_cancelled_strands_no_value(front_desk, catalog):
+    """A visit on or before the expiry keeps its reservation through the expiry job; cancelled after it."""
+    with clock.frozen(at("2026-05-01", "10:00")):
+        boss, sold, appointment = _ended_pass_world(front_desk, catalog)
+        passes_expire(today=dt.date(2026, 5, 11))
+        assert _stranded(sold) == (0, 10000, 10000)  # the kept reservation's share
+        appointment_cancel(actor=boss.user, appointment=appointment)
+        # Actual: (1, 10000, 10000): the freed use is unused on an expired pass; its 100.00 never
+        # reaches breakage revenue (SPEC 5.4: at expiry the unused value moves to breakage).
+        assert _stranded(sold) == (0, 0, 0)
