@@ -29,9 +29,12 @@ from .selling import package_sell
 from .sold_forms import ExpiryForm, RefundStepOneForm, SellForm, SharesForm, TransferForm
 
 
-def _pass(pk: int) -> Pass:
-    sold = (Pass.objects.exclude(status=Pass.Status.DELETED)
-            .select_related("patient", "sold_by", "transferred_from", "template").filter(pk=pk).first())
+def _pass(pk: int, *, memberships: bool = False) -> Pass:
+    """A sold package (not deleted). Memberships have their own page and actions (memberships:*)."""
+    qs = Pass.objects.exclude(status=Pass.Status.DELETED)
+    if not memberships:
+        qs = qs.filter(kind=Pass.Kind.PACKAGE)
+    sold = qs.select_related("patient", "sold_by", "transferred_from", "template").filter(pk=pk).first()
     if sold is None:
         raise NotFound(f"No package with id {pk}.", code="pass_not_found")
     return sold
@@ -150,7 +153,10 @@ def _detail(request, sold: Pass, *, expiry_form=None, shares_form=None, status=2
 
 @staff_required(Action.INVOICE_VIEW)
 def pass_detail(request, pk: int):
-    return _detail(request, _pass(pk))
+    sold = _pass(pk, memberships=True)
+    if sold.kind == Pass.Kind.MEMBERSHIP:
+        return redirect("memberships:detail", pk=pk)
+    return _detail(request, sold)
 
 
 @require_POST

@@ -270,3 +270,39 @@ def test_without_billing_access_nothing_is_shown_or_sold(s, client):
     assert client.get(reverse("passes:detail", kwargs={"pk": sold.pk})).status_code == 403
     assert client.post(reverse("passes:sell", kwargs={"pk": s["patient"].pk}), _sell_form(s)).status_code == 403
     assert client.post(reverse("passes:shares", kwargs={"pk": sold.pk}), {}).status_code == 403
+
+
+def test_a_membership_opens_on_its_own_page_and_package_actions_do_not_apply(s, client):
+    from carnet.passes.memberships import membership_sell
+
+    from .factories import membership_template
+
+    membership = membership_sell(actor=s["fd"].user, patient=s["patient"], template=membership_template(s["cat"]))
+    _login(client, s["admin"])
+    response = client.get(reverse("passes:detail", kwargs={"pk": membership.pk}))
+    assert response["Location"] == reverse("memberships:detail", kwargs={"pk": membership.pk})
+    assert client.post(reverse("passes:delete", kwargs={"pk": membership.pk})).status_code == 404
+    membership.refresh_from_db()
+    assert membership.status == Pass.Status.ACTIVE
+
+
+@pytest.mark.race
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_double_submit_sells_once():
+    from django.test import Client
+
+    from carnet.conftest import make_catalog, race
+
+    catalog = make_catalog()
+    desk, patient = make_staff(AccessLevel.FRONT_DESK), make_patient()
+    data = _sell_form({"template": package_template(catalog)}, form_key="same-key")
+    clients = []
+    for _ in range(4):
+        client = Client()
+        client.force_login(desk.user)
+        clients.append(client)
+    url = reverse("passes:sell", kwargs={"pk": patient.pk})
+    results = race(4, lambda i: clients[i].post(url, data).status_code)
+    assert all(r in (200, 302) for r in results), results
+    assert Pass.objects.filter(patient=patient).count() == 1
+    assert Payment.objects.filter(patient=patient).count() == 1
