@@ -109,8 +109,14 @@ def refund_suggestions(sold: Pass) -> dict:
     remaining = max(sold.remaining or 0, 0) + sold.reserved_count  # reserved uses are detached first
     quantity = sold.quantity or 1
     simple = sold.price_minor * remaining // quantity
-    used_full_price = sum(r.item.treatment.price_minor for r in
-                          sold.redemptions.filter(status=Redemption.Status.POSTED).select_related("item__treatment"))
+    from carnet.billing.tax import line_amounts
+
+    def single_visit_price(treatment) -> int:  # what the visit costs alone, its taxes included
+        rates = [t.rate for t in treatment.taxes.all()]
+        return line_amounts(gross=treatment.price_minor, rates=rates, inclusive=treatment.tax_inclusive).total
+
+    used = sold.redemptions.filter(status=Redemption.Status.POSTED).select_related("item__treatment")
+    used_full_price = sum(single_visit_price(r.item.treatment) for r in used.prefetch_related("item__treatment__taxes"))
     by_rule = max(0, collected - used_full_price)
     return {"collected": collected, "suggested": min(simple, collected), "by_rule": min(by_rule, collected),
             "remaining": remaining, "used_at_full_price": used_full_price}

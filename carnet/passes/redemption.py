@@ -130,6 +130,23 @@ def _release(redemption: Redemption) -> None:
     PassItem.objects.filter(pk=redemption.item_id).update(used_count=F("used_count") - 1)
     if redemption.cycle_id:
         PassInvoice.objects.filter(pk=redemption.cycle_id).update(used_count=F("used_count") - 1)
+    _forfeit_if_ended(redemption.sold_pass_id)
+
+
+def _forfeit_if_ended(pk: int) -> None:
+    """A use freed on a package that has ended (expired, refunded, transferred) cannot be used
+    again: it is forfeited and its share of the value moves to breakage, so none stays deferred."""
+    sold = Pass.objects.get(pk=pk)
+    if sold.kind != Pass.Kind.PACKAGE or sold.status == Pass.Status.ACTIVE or not sold.remaining:
+        return
+    to_post = (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
+    left = sold.deferred_minor - sold.recognised_minor
+    value = left if to_post <= 1 else left // to_post
+    Pass.objects.filter(pk=pk).update(forfeited_count=F("forfeited_count") + 1,
+                                      recognised_minor=F("recognised_minor") + value)
+    if value:
+        transaction_post(kind="pass_expired", source=sold, memo=f"{sold.name}: a use freed after it ended", lines=[
+            Line(accounts.DEFERRED_PACKAGES, debit=value), Line(accounts.BREAKAGE, credit=value)])
 
 
 def move_cycle(redemption: Redemption, new_date: dt.date) -> None:

@@ -129,7 +129,7 @@ def test_refund_suggests_price_over_quantity_times_remaining_and_the_rule_based_
     suggestion = refund_suggestions(Pass.objects.get(pk=sold.pk))
     assert suggestion["collected"] == 80000
     assert suggestion["suggested"] == 64000  # 800 ÷ 10 × 8
-    assert suggestion["by_rule"] == 80000 - 2 * 9000  # used visits re-priced at the single-visit price
+    assert suggestion["by_rule"] == 80000 - 2 * 10170  # used visits re-priced at the single-visit price, with tax
 
 
 def test_refund_step_one_turns_the_amount_into_credit_and_ends_the_package(s):
