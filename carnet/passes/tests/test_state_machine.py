@@ -17,6 +17,7 @@ import itertools
 
 import pytest
 from django.db import transaction
+from django.db.models import Count, Q
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -383,40 +384,40 @@ class PassesMachine(RuleBasedStateMachine):
     def counters_match_redemptions(self):
         if not hasattr(self, "atomic"):
             return
-        for sold in Pass.objects.filter(pk__in=self.passes):
-            rows = Redemption.objects.filter(sold_pass=sold)
-            reserved = rows.filter(status=Redemption.Status.RESERVED).count()
-            posted = rows.filter(status=Redemption.Status.POSTED).count()
-            assert (sold.reserved_count, sold.posted_count) == (reserved, posted), f"pass #{sold.pk} counters"
+        R = Redemption.Status
+        passes = Pass.objects.filter(pk__in=self.passes).annotate(
+            reserved=Count("redemptions", filter=Q(redemptions__status=R.RESERVED)),
+            posted=Count("redemptions", filter=Q(redemptions__status=R.POSTED)))
+        for sold in passes:
+            assert (sold.reserved_count, sold.posted_count) == (sold.reserved, sold.posted), f"pass #{sold.pk} counters"
             assert min(sold.reserved_count, sold.posted_count, sold.forfeited_count) >= 0
-            assert sold.remaining == sold.quantity - reserved - posted - sold.forfeited_count
+            assert sold.remaining == sold.quantity - sold.reserved - sold.posted - sold.forfeited_count
             assert sold.remaining >= 0, f"pass #{sold.pk} over-redeemed"
             assert 0 <= sold.recognised_minor <= sold.deferred_minor
             if sold.status in (Pass.Status.REFUNDED, Pass.Status.TRANSFERRED):
-                assert reserved == 0, f"pass #{sold.pk} ended with uses reserved"
+                assert sold.reserved == 0, f"pass #{sold.pk} ended with uses reserved"
             if sold.status in (Pass.Status.REFUNDED, Pass.Status.TRANSFERRED, Pass.Status.EXPIRED):
                 # Uses of an ended pass are used, forfeited or (expired only) reserved on or before
                 # its expiry: never unused, or their value would sit in deferred revenue for good.
                 assert sold.remaining == 0, f"pass #{sold.pk} {sold.status} with {sold.remaining} unused uses"
-            for item in sold.items.all():
-                live = rows.filter(item=item, status__in=LIVE).count()
-                assert item.used_count == live, f"pass item #{item.pk} count"
-                assert item.limit is None or item.used_count <= item.limit, f"pass item #{item.pk} over its limit"
+        items = PassItem.objects.filter(sold_pass__in=self.passes).annotate(
+            live=Count("redemptions", filter=Q(redemptions__status__in=LIVE)))
+        for item in items:
+            assert item.used_count == item.live, f"pass item #{item.pk} count"
+            assert item.limit is None or item.used_count <= item.limit, f"pass item #{item.pk} over its limit"
 
     @invariant()
     def each_visit_uses_at_most_one_session_matching_its_status(self):
         if not hasattr(self, "atomic"):
             return
-        for row in AppointmentPatient.objects.filter(pk__in=self.visits):
-            live = list(Redemption.objects.filter(visit=row, status__in=LIVE))
-            assert len(live) <= 1
-            if not live:
-                continue
-            [redemption] = live
-            assert redemption.patient_id == row.patient_id
-            expected = {"booked": "reserved", "arrived": "posted", "no_show": "posted"}.get(row.status)
-            assert redemption.status == expected, f"visit {row.status} holds a {redemption.status} use"
-            assert redemption.by_no_show == (row.status == "no_show")
+        live = list(Redemption.objects.filter(visit__in=self.visits, status__in=LIVE).values_list(
+            "visit_id", "status", "by_no_show", "patient_id", "visit__patient_id", "visit__status"))
+        assert len({row[0] for row in live}) == len(live), "a visit holds two live uses"
+        for visit, status, by_no_show, patient, visit_patient, visit_status in live:
+            assert patient == visit_patient
+            expected = {"booked": "reserved", "arrived": "posted", "no_show": "posted"}.get(visit_status)
+            assert status == expected, f"visit #{visit} {visit_status} holds a {status} use"
+            assert by_no_show == (visit_status == "no_show")
 
     @invariant()
     def ledger_invariants_hold(self):
@@ -439,12 +440,6 @@ def test_passes_state_machine(db):
 
 # ---------------------------------------------------------------- what the machine found
 
-ENDED_PASS_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG carnet/passes/redemption.py redemption_unpost/_release (via passes.visits.unbilled/released): a use "
-    "given back after its pass ended (refunded, transferred, expired) lands on the ended pass as unused, and its "
-    "value stays in deferred revenue – packages forever"))
-
-
 def _ended_pass_world(front_desk, catalog):
     clinic_set(time_zone="America/Toronto")
     boss = make_staff(AccessLevel.FULL_ACCESS)
@@ -465,7 +460,6 @@ def _stranded(sold) -> tuple:
     return sold.remaining, sold.deferred_minor - sold.recognised_minor, balance(accounts.DEFERRED_PACKAGES)
 
 
-@ENDED_PASS_BUG
 @pytest.mark.django_db
 def test_a_visit_un_arrived_after_its_pass_was_refunded_strands_no_value(front_desk, catalog):
     """Refund (step one) after an arrival, then un-arrive and cancel that visit."""
@@ -479,11 +473,9 @@ def test_a_visit_un_arrived_after_its_pass_was_refunded_strands_no_value(front_d
             appointment_cancel(actor=boss.user, appointment=appointment)
         except CarnetError:
             pass
-        # Actual: (1, 10000, 10000): one unused use on a refunded pass, 100.00 left deferred for good.
         assert _stranded(sold) == (0, 0, 0)
 
 
-@ENDED_PASS_BUG
 @pytest.mark.django_db
 def test_a_reservation_kept_at_expiry_then_cancelled_strands_no_value(front_desk, catalog):
     """A visit on or before the expiry keeps its reservation through the expiry job; cancelled after it."""
@@ -492,6 +484,4 @@ def test_a_reservation_kept_at_expiry_then_cancelled_strands_no_value(front_desk
         passes_expire(today=dt.date(2026, 5, 11))
         assert _stranded(sold) == (0, 10000, 10000)  # the kept reservation's share
         appointment_cancel(actor=boss.user, appointment=appointment)
-        # Actual: (1, 10000, 10000): the freed use is unused on an expired pass; its 100.00 never
-        # reaches breakage revenue (SPEC 5.4: at expiry the unused value moves to breakage).
         assert _stranded(sold) == (0, 0, 0)
