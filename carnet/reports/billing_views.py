@@ -1,4 +1,135 @@
-"""Billing reports' pages (SPEC 10): compensation, transactions, A/R aging, billing summary."""
+"""Billing reports' pages (SPEC 10): compensation, transactions, A/R aging, billing summary.
+
+Thin: read the filters, call the selector in billing_reports, then either export the table
+(`?format=csv|xlsx`) or render it with its filters, totals, notes and chart."""
+
+from urllib.parse import urlencode
+
+from django.shortcuts import render
+
+from carnet.clinic.selectors import clinic_get
+from carnet.core.errors import CarnetError
+from carnet.core.money import exponent
+from carnet.core.permissions import Action, can
+from carnet.people.models import StaffMember
+from carnet.staff.decorators import staff_required
+
+from . import billing_reports as reports
+from .charts import bar_chart
+from .exports import export_or_none
+from .render import page_context
+from .scope import period_from
 
 # (url name, label, one line about it) for the Reports page
-REPORTS: list[tuple[str, str, str]] = []
+REPORTS: list[tuple[str, str, str]] = [
+    ("reports:billing_compensation", "Compensation",
+     "commission per staff member, accrual or cash basis, including pass-covered visits"),
+    ("reports:billing_transactions", "Transactions", "money received and refunded per day and payment method"),
+    ("reports:billing_ar_aging", "Accounts receivable aging", "open invoice balances by age, tied out to the ledger"),
+    ("reports:billing_summary", "Billing summary", "invoiced, deferred and earned revenue by income category"),
+]
+
+
+def _major(minor: int) -> float:
+    return minor / 10 ** exponent(clinic_get().currency)
+
+
+def _field(name, label, value, kind="date", options=None):
+    return {"name": name, "label": label, "value": "" if value is None else str(value), "kind": kind,
+            "options": options or []}
+
+
+def _exports(request) -> dict:
+    query = {k: v for k, v in request.GET.items() if k != "format"}
+    return {f: "?" + urlencode({**query, "format": f}) for f in ("csv", "xlsx")}
+
+
+def _page(request, title, build, fields, *, chart=None, extra=None):
+    """Build the table (a domain error becomes a message above the filters), export or render it."""
+    context = {"title": title, "fields": fields, "exports": _exports(request), "error": None, "table": None,
+               "whole_clinic": can(request.user, Action.REPORTS_CLINIC)}
+    try:
+        table = build()
+    except CarnetError as exc:
+        context["error"] = exc.message
+        return render(request, "reports/billing_report.html", context, status=400)
+    exported = export_or_none(request, table)
+    if exported is not None:
+        return exported
+    context.update(page_context(table))
+    context["chart"] = chart(table) if chart else ""
+    context.update(extra(table) if extra else {})
+    return render(request, "reports/billing_report.html", context)
+
+
+@staff_required(Action.REPORTS_OWN)
+def compensation(request):
+    g = request.GET
+    fields = [_field("start", "From", g.get("start")), _field("end", "To", g.get("end")),
+              _field("basis", "Basis", g.get("basis", reports.ACCRUAL), "select", list(reports.BASES.items()))]
+    if can(request.user, Action.REPORTS_CLINIC):
+        staff = [("", "Everyone")] + [(str(s.pk), s.display_name) for s in StaffMember.objects.all()]
+        fields.append(_field("staff", "Staff member", g.get("staff", ""), "select", staff))
+
+    def chart(table):
+        per_staff = {}
+        for row in table.rows:
+            per_staff[row["staff"]] = per_staff.get(row["staff"], 0) + row["commission"]
+        return bar_chart([(name, _major(v)) for name, v in sorted(per_staff.items())], title="Commission per staff member")
+
+    return _page(request, "Compensation", lambda: reports.compensation(
+        actor=request.user, period=period_from(g.get("start"), g.get("end")), basis=g.get("basis") or reports.ACCRUAL,
+        staff_id=g.get("staff")), fields, chart=chart)
+
+
+@staff_required(Action.REPORTS_OWN)
+def transactions(request):
+    g = request.GET
+    fields = [_field("start", "From", g.get("start")), _field("end", "To", g.get("end"))]
+
+    def chart(table):
+        return bar_chart([(day, _major(v)) for day, v in reports.transactions_chart_points(table)],
+                         title="Net received per day")
+
+    return _page(request, "Transactions", lambda: reports.transactions(
+        actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)
+
+
+@staff_required(Action.REPORTS_OWN)
+def ar_aging(request):
+    g = request.GET
+    fields = [_field("as_of", "As of", g.get("as_of"))]
+    holder = {}
+
+    def build():
+        holder["as_of"] = reports.as_of_from(g.get("as_of"))
+        return reports.ar_aging(actor=request.user, as_of=holder["as_of"])
+
+    def chart(table):
+        totals = table.totals
+        return bar_chart([(label, _major(totals.get(key, 0))) for key, label, *_ in reports.BUCKETS],
+                         title="Balance owing by age")
+
+    def extra(table):
+        check = reports.ar_ledger_check(table, holder["as_of"])
+        clinic = clinic_get()
+        if check is None:
+            return {"check": None}
+        return {"check": {**check, "ledger": clinic.money(check["ledger_minor"]),
+                          "report": clinic.money(check["report_minor"]),
+                          "difference": clinic.money(check["difference_minor"])}}
+
+    return _page(request, "Accounts receivable aging", build, fields, chart=chart, extra=extra)
+
+
+@staff_required(Action.REPORTS_OWN)
+def billing_summary(request):
+    g = request.GET
+    fields = [_field("start", "From", g.get("start")), _field("end", "To", g.get("end"))]
+
+    def chart(table):
+        return bar_chart([(r["income_category"], _major(r["earned"])) for r in table.rows],
+                         title="Earned revenue by income category")
+
+    return _page(request, "Billing summary", lambda: reports.billing_summary(
+        actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)
