@@ -110,6 +110,12 @@ def _payment_events(invoice_ids) -> dict[int, list[tuple[dt.datetime, int]]]:
     return out
 
 
+def _paid_between(start, end):
+    """Ids of invoices with a payment applied or unapplied in [start, end) (a subquery)."""
+    return Allocation.objects.filter(Q(applied_at__gte=start, applied_at__lt=end)
+                                     | Q(unapplied_at__gte=start, unapplied_at__lt=end)).values("invoice_id")
+
+
 def _cash_shares(net: int, total: int, events, start, end, zone) -> dict[dt.date, int]:
     """Day -> the part of `net` paid that day within [start, end), pro rata of the invoice total."""
     shares, before = defaultdict(int), 0
@@ -145,7 +151,7 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
     items = []  # (staff id, source, income category id, item, date, invoice number, value)
 
     covered = Redemption.objects.filter(status=Redemption.Status.POSTED)
-    covered_invoices = set(covered.exclude(visit__invoice__isnull=True).values_list("visit__invoice_id", flat=True))
+    covered_invoices = covered.exclude(visit__invoice__isnull=True).values("visit__invoice_id")
     lines = (InvoiceLine.objects.filter(invoice__deleted_at__isnull=True, staff__isnull=False,
                                         kind__in=ORDINARY_KINDS + SALE_KINDS)
              .exclude(kind=Kind.TREATMENT, invoice_id__in=covered_invoices)
@@ -159,8 +165,7 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
             items.append((line.staff_id, source, line.income_category_id, line.description,
                           line.invoice.invoice_date, line.invoice.number, line.net_minor))
     else:
-        lines = [line for line in lines.filter(invoice__allocations__applied_at__lt=end).distinct()
-                 if line.invoice.total_minor > 0]
+        lines = [line for line in lines.filter(invoice_id__in=_paid_between(start, end)) if line.invoice.total_minor > 0]
         events = _payment_events({line.invoice_id for line in lines})
         for line in lines:
             source = "upfront" if line.kind in SALE_KINDS else "line"
@@ -177,7 +182,8 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
     if basis == ACCRUAL:
         visits = visits.filter(posted_at__gte=start, posted_at__lt=end)
     else:
-        visits = visits.filter(posted_at__lt=end)
+        visits = visits.filter(Q(posted_at__gte=start) | Q(visit__invoice_id__in=_paid_between(start, end)),
+                               posted_at__lt=end)
     visits = list(visits)
     events = _payment_events({r.visit.invoice_id for r in visits if r.visit.invoice_id}) if basis == CASH else {}
     for r in visits:
