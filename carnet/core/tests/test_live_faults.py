@@ -1,25 +1,30 @@
 """Fault and race tests on the production server (issue 9). PostgreSQL only: skipped on SQLite.
 
 gunicorn (2 workers × 4 threads, as in production) runs as a subprocess on the test database;
-client threads drive the JSON API with an API token, every POST carrying a unique
-Idempotency-Key, and some POSTs are sent again with the same key. Afterwards, from the test
-process:
+client threads drive the JSON API with an API token — sell a package, pay it (cash, debit,
+e-transfer or a card through the test gateway), book with pass_choice auto or none, attach,
+arrive, refund a pass and then its payment, load and redeem gift cards — every POST carrying a
+unique Idempotency-Key. Some POSTs are sent again with their key after the answer; for others the
+answer is lost (the client hangs up) and the key is sent again. Afterwards, from the test process:
 
 - no request got a 5xx, and every retried POST got the first response back byte for byte;
 - every acknowledged operation exists exactly once (its IdempotencyRecord holds the response the
-  client saw; the passes, payments, appointments, gift cards, refunds, arrivals and attachments
-  in the database are exactly the acknowledged ones);
-- no pass is over-redeemed (the shared 3-use pass every thread books against);
+  client saw; the passes, payments, gateway charges and refunds, appointments, gift cards,
+  refunds, arrivals and attachments in the database are exactly the acknowledged ones);
+- no pass is over-redeemed: all threads book the shared 3-use pass's patient at the same moment,
+  then keep booking them;
 - `ledger_check` passes.
 
 The SIGKILL test kills gunicorn's whole process group in the middle of that load (twice), restarts
-it, retries the requests that got no answer with their key and body, and checks the same things.
-The concurrency test sends one Idempotency-Key from 8 threads at once: one effect, identical
-responses (the middleware makes the others wait on the key's unique row, then replay).
+it, retries the requests that got no answer with their key and body, and checks the same things;
+before each kill one sale is committed whose answer the client never read, and its retry must
+replay it. The concurrency test sends one Idempotency-Key from 8 threads at once (one effect,
+identical responses: the middleware makes the others wait on the key's unique row, then replay),
+arrives one visit from 6 threads and redeems one gift card from 8.
 
-Sized for CI: about a minute in all on a 2-core machine. FAULT_SEED=<n> replays a run's choices.
+Sized for CI: about 90 s in all on a 2-core machine. FAULT_SEED=<n> replays a run's choices
+(the thread interleaving is not replayed).
 """
-
 from __future__ import annotations
 
 import datetime as dt
@@ -42,6 +47,8 @@ from carnet.billing.models import Invoice, Payment, Refund
 from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import AccessLevel
+from carnet.gateway.models import TestGatewayCharge, TestGatewayRefund
+from carnet.gateway.services import card_store
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import giftcard_create_and_load
 from carnet.passes.models import Pass, Redemption
@@ -86,6 +93,7 @@ class World:
     location_id: int
     practitioner_ids: list[int]
     patients: list[list[int]]  # per thread
+    cards: dict[int, int]  # patient -> their card on file (the test gateway's 4242… card)
     shared_patient: int
     shared_pass: int
     shared_card: str
@@ -102,11 +110,15 @@ def make_world(threads: int = THREADS) -> World:
     shared_card = giftcard_create_and_load(actor=owner.user, code=f"SHARED{uuid.uuid4().hex[:8]}",
                                            amount_minor=20000, purchaser=shared, method="cash")
     tomorrow = dt.datetime.now(TORONTO).date() + dt.timedelta(days=2)
+    patients = [[make_patient(), make_patient()] for _ in range(threads)]
+    cards = {p.pk: card_store(actor=owner.user, patient=p, number="4242424242424242", exp_month=12,
+                              exp_year=tomorrow.year + 3, cvc="123", holder=p.full_name).pk
+             for ps in patients for p in ps}
     return World(
         run=uuid.uuid4().hex[:10], token=token, template_id=template.pk, treatment_id=catalog["treatment"].pk,
         location_id=catalog["location"].pk,
         practitioner_ids=[practitioner(catalog["location"]).pk for _ in range(threads)],
-        patients=[[make_patient().pk, make_patient().pk] for _ in range(threads)],
+        patients=[[p.pk for p in ps] for ps in patients], cards=cards,
         shared_patient=shared.pk, shared_pass=shared_pass.pk, shared_card=shared_card.code,
         first_day=dt.datetime.combine(tomorrow, dt.time(0, 0), tzinfo=TORONTO))
 
@@ -146,6 +158,7 @@ class Worker:
         self.visits: dict[int, dict] = {}  # appointment id -> {"patient", "choice", "status"}
         self.cards: list[str] = []
         self.problems: list[str] = []
+        self.hang_up_next = False  # the next POST's answer is lost: it stays pending
 
     # -- requests
 
@@ -163,6 +176,11 @@ class Worker:
         self.n += 1
         op = Op(kind, f"{self.world.run}-t{self.i}-{self.n}", path, body, apply or (lambda reply: None))
         self.ops.append(op)
+        if self.hang_up_next:
+            self.hang_up_next = False
+            self.pending = op
+            self.client.post_and_hang_up(op.path, op.body, key=op.key)
+            raise Stop
         self.send(op)
         if op.reply.status < 300 and self.rng.random() < RETRY_CHANCE:
             self.resend(op)
@@ -230,7 +248,7 @@ class Worker:
             choices += ["refund"]
         getattr(self, "op_" + rng.choice(choices))(w, rng, unpaid, paid, booked)
 
-    def op_sell(self, w, rng, unpaid, paid, booked):
+    def op_sell(self, w, rng, *_):
         patient = rng.choice(w.patients[self.i])
 
         def sold(reply):
@@ -249,8 +267,10 @@ class Worker:
 
         def took(reply):
             sold["payment"] = reply.json()["id"]
+        method = rng.choice(["cash", "debit", "etransfer", "card_gateway", "card_gateway"])
+        card = {"card_id": w.cards[sold["patient"]]} if method == "card_gateway" else {}
         self.post("pay", "/payments", {
-            "patient_id": sold["patient"], "method": rng.choice(["cash", "debit", "etransfer"]),
+            "patient_id": sold["patient"], "method": method, **card,
             "amount_minor": balance, "reference": f"{w.run}-t{self.i}-{self.n + 1}",
             "allocations": [{"invoice_id": sold["invoice"], "amount_minor": balance}]}, took)
 
@@ -318,7 +338,7 @@ class Worker:
 
 
 def run_load(workers: list[Worker], *, kill_after_posts: int | None = None, server: LiveServer | None = None,
-             ops: int = OPS_PER_THREAD, race_shared_pass: bool = False) -> None:
+             ops: int = OPS_PER_THREAD, race_shared_pass: bool = False, before_kill=None) -> None:
     """Run each worker's next `ops` operations in its own thread; with kill_after_posts, SIGKILL the
     server once that many more POSTs have been sent (most threads are then mid-request).
     race_shared_pass: the threads first book the shared patient all at once."""
@@ -331,6 +351,8 @@ def run_load(workers: list[Worker], *, kill_after_posts: int | None = None, serv
         deadline = time.monotonic() + 60
         while sum(len(w.ops) for w in workers) - done_before < kill_after_posts and time.monotonic() < deadline:
             time.sleep(0.02)
+        if before_kill is not None:
+            before_kill()
         server.kill()
     for t in threads:
         t.join(timeout=120)
@@ -374,6 +396,13 @@ def check_exactly_once(world: World, workers: list[Worker]) -> Counter:
     money_in = acked("pay") + acked("gift")
     payments = Payment.objects.filter(reference__startswith=world.run + "-")
     assert sorted(payments.values_list("reference", flat=True)) == sorted(op.body["reference"] for op in money_in)
+    # Each card payment charged the card once (the gateway's key is the request's), refunds likewise.
+    card_paid = {op.key: op.body["amount_minor"] for op in money_in if op.body["method"] == "card_gateway"}
+    assert dict(TestGatewayCharge.objects.filter(key__startswith=world.run + "-")
+                .values_list("key", "amount_minor")) == card_paid
+    assert sorted(TestGatewayRefund.objects.filter(charge__key__startswith=world.run + "-")
+                  .values_list("key", flat=True)) == sorted(
+        op.key for op in acked("payment_refund") if op.reply.json()["method"] == "card_gateway")
     assert sorted(Payment.objects.filter(method=Payment.Method.GIFT_CARD, patient__in=own)
                   .values_list("pk", flat=True)) == sorted(op.reply.json()["id"] for op in acked("redeem"))
     assert sorted(GiftCard.objects.filter(code__startswith="G" + world.run.upper()).values_list("code", flat=True)) \
@@ -431,27 +460,44 @@ def test_random_load_on_the_live_server_is_exactly_once_and_balanced(server):
     assert Pass.objects.get(pk=world.shared_pass).used_count == SHARED_USES
 
 
+def lose_an_answer(worker: Worker) -> None:
+    """A sale the server commits but whose answer the client never reads (it hung up): the kill
+    then comes after the commit, and the retry must replay it rather than sell again."""
+    worker.hang_up_next = True
+    with pytest.raises(Stop):
+        worker.op_sell(worker.world, worker.rng)
+    deadline = time.monotonic() + 30
+    while not IdempotencyRecord.objects.filter(key=worker.pending.key).exists():
+        assert time.monotonic() < deadline, "the sale whose answer was lost never committed"
+        time.sleep(0.05)
+
+
 def test_sigkill_mid_load_then_retrying_unanswered_requests_stays_exactly_once(server):
     started = time.monotonic()
-    world = make_world()
+    world = make_world(threads=THREADS + 1)
     server.start()
     workers = [Worker(i, world, server) for i in range(THREADS)]
+    witness = Worker(THREADS, world, server)  # its sales commit just before each kill
     retried = []
     for round_ in range(2):
-        run_load(workers, kill_after_posts=12 + 10 * round_, server=server)
+        run_load(workers, kill_after_posts=12 + 10 * round_, server=server,
+                 before_kill=lambda: lose_an_answer(witness))
         assert server.proc is None
         server.start()
         for worker in workers:
             op = worker.retry_pending()  # raises Stop (unanswered again) only if the restart failed
             if op is not None:
                 retried.append(op)
+        committed = witness.retry_pending()
+        assert (committed.reply.status, committed.reply.replayed) == (201, True), committed.reply
     run_load(workers, ops=5)  # and the restarted server carries on
 
     assert retried, "the kill hit no request in flight"
-    outcome = check_exactly_once(world, workers)
+    outcome = check_exactly_once(world, [*workers, witness])
+    assert Pass.objects.filter(patient__in=world.patients[THREADS]).count() == 2  # one per sale, not per send
     replays = sum(op.reply.replayed for op in retried)
-    print(summary(outcome, workers, started)
-          + f"; after the kills {len(retried)} unanswered POSTs retried, {replays} of them had committed")
+    print(summary(outcome, workers, started) + f"; after the kills {len(retried)} unanswered POSTs retried, "
+          f"{replays} of them had committed (and the 2 sales committed just before the kills replayed)")
 
 
 def test_one_idempotency_key_sent_concurrently_has_one_effect_and_identical_responses(server):
