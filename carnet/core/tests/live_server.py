@@ -45,8 +45,9 @@ class LiveServer:
     """gunicorn carnet.wsgi:application in its own process group, so kill() takes down the
     master and every worker at once (SIGKILL: no cleanup, connections simply vanish)."""
 
-    def __init__(self, log_dir: Path, *, workers: int = 2, threads: int = 4):
-        self.log_dir = Path(log_dir)
+    def __init__(self, log_dir: Path, *, workers: int = 2, threads: int = 4,
+                 app: str = "carnet.wsgi:application"):
+        self.log_dir, self.app = Path(log_dir), app
         self.workers, self.threads = workers, threads
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -72,7 +73,7 @@ class LiveServer:
         self.port = free_port()
         log = open(self.log_dir / f"gunicorn-{self.starts}.log", "wb")
         self.proc = subprocess.Popen(
-            [str(GUNICORN), "carnet.wsgi:application", "-b", f"127.0.0.1:{self.port}",
+            [str(GUNICORN), self.app, "-b", f"127.0.0.1:{self.port}",
              "-w", str(self.workers), "--threads", str(self.threads), "--timeout", "60",
              "--graceful-timeout", "5", "--chdir", str(BASE_DIR)],
             cwd=BASE_DIR, env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
