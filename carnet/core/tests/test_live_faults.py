@@ -78,6 +78,7 @@ TORONTO = ZoneInfo("America/Toronto")
 
 @pytest.fixture
 def server(tmp_path):
+    print(f"FAULT_SEED={SEED}")  # shown with a failure's captured output
     live = LiveServer(tmp_path)
     try:
         yield live
@@ -110,10 +111,10 @@ def make_world(threads: int = THREADS) -> World:
     shared_pass = sold_package(owner, shared, template)  # paid: every thread's bookings race for its uses
     shared_card = giftcard_create_and_load(actor=owner.user, code=f"SHARED{uuid.uuid4().hex[:8]}",
                                            amount_minor=20000, purchaser=shared, method="cash")
-    tomorrow = dt.datetime.now(TORONTO).date() + dt.timedelta(days=2)
+    first_day = dt.datetime.now(TORONTO).date() + dt.timedelta(days=2)  # the real clock: the server's
     patients = [[make_patient(), make_patient()] for _ in range(threads)]
     cards = {p.pk: card_store(actor=owner.user, patient=p, number="4242424242424242", exp_month=12,
-                              exp_year=tomorrow.year + 3, cvc="123", holder=p.full_name).pk
+                              exp_year=first_day.year + 3, cvc="123", holder=p.full_name).pk
              for ps in patients for p in ps}
     return World(
         run=uuid.uuid4().hex[:10], token=token, template_id=template.pk, treatment_id=catalog["treatment"].pk,
@@ -121,7 +122,7 @@ def make_world(threads: int = THREADS) -> World:
         practitioner_ids=[practitioner(catalog["location"]).pk for _ in range(threads)],
         patients=[[p.pk for p in ps] for ps in patients], cards=cards,
         shared_patient=shared.pk, shared_pass=shared_pass.pk, shared_card=shared_card.code,
-        first_day=dt.datetime.combine(tomorrow, dt.time(0, 0), tzinfo=TORONTO))
+        first_day=dt.datetime.combine(first_day, dt.time(0, 0), tzinfo=TORONTO))
 
 
 # ---------------------------------------------------------------- the client threads
@@ -278,8 +279,9 @@ class Worker:
     def op_gift(self, w, rng, unpaid, paid, booked):
         code = f"G{w.run}T{self.i}N{self.n + 1}"
         self.post("gift", "/gift-cards", {
-            "code": code, "amount_minor": rng.choice([3000, 5000, 8000]), "purchaser_id": rng.choice(w.patients[self.i]),
-            "method": "cash", "reference": f"{w.run}-t{self.i}-{self.n + 1}"}, lambda reply: self.cards.append(code))
+            "code": code, "amount_minor": rng.choice([3000, 5000, 8000]),
+            "purchaser_id": rng.choice(w.patients[self.i]), "method": "cash",
+            "reference": f"{w.run}-t{self.i}-{self.n + 1}"}, lambda reply: self.cards.append(code))
 
     def op_redeem(self, w, rng, unpaid, paid, booked):
         pk = rng.choice(unpaid)
