@@ -133,6 +133,8 @@ def _next_billing(sold: Pass, rows: list[PassInvoice]) -> dt.date | None:
 
 def _uses_now(sold: Pass, today: dt.date) -> dict:
     state, row, left = cycle_preview(sold, today)
+    if sold.status != Status.ACTIVE:  # cancelled (or ended otherwise): nothing more is covered
+        state = "ended"
     allowed = row.uses_allowed if row is not None else sold.uses_per_cycle
     used = row.used_count if row is not None else 0
     rolled = 0
@@ -140,6 +142,15 @@ def _uses_now(sold: Pass, today: dt.date) -> dict:
         rolled = max(allowed - sold.uses_per_cycle, 0)
     return {"state": state, "row": row, "used": used, "allowed": allowed, "left": left, "rolled": rolled,
             "unlimited": allowed is None and state == "ok"}
+
+
+def membership_summary(sold: Pass, today: dt.date | None = None) -> dict:
+    """What a list row shows of a membership: uses this cycle, the next billing date, what is owed."""
+    today = today or _today()
+    rows = list(sold.instalment_rows.all())
+    owing = sum(max(r.invoice.balance_minor, 0) for r in rows if r.invoice_id and not r.invoice.deleted_at)
+    return {"uses": _uses_now(sold, today), "next_billing": _next_billing(sold, sorted(rows, key=lambda r: r.seq)),
+            "owing_minor": owing}
 
 
 def _events(request, sold: Pass, rows: list[PassInvoice], today: dt.date) -> list[dict]:

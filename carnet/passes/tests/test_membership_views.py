@@ -315,3 +315,20 @@ def test_front_desk_without_billing_and_practitioners_are_refused(s, client):
     # Front Desk sells, pauses and cancels but neither refunds nor deletes.
     page = _detail(_login(client, s["fd"]), sold)
     assert "Cancel membership…" in page and "Refund cycle…" not in page and "Delete this" not in page
+
+
+def test_the_patients_list_shows_memberships_with_uses_this_cycle_and_links_to_their_page(s, client):
+    manual = _sold(s)
+    cancelled = ms.membership_sell(actor=s["fd"].user, patient=s["patient"],
+                                   template=membership_template(s["cat"], name="Unlimited", uses=None))
+    _pay(s, cancelled)
+    ms.membership_cancel(actor=s["fd"].user, sold_pass=cancelled, at_cycle_end=False)
+    page = _text(_login(client, s["fd"]).get(reverse("passes:patient_passes", kwargs={"pk": s["patient"].pk})))
+    assert reverse("memberships:sell", kwargs={"pk": s["patient"].pk}) in page and "Sell a membership" in page
+    row = page[page.index(f'data-testid="pass-{manual.pk}"'):]
+    row = row[:row.index("</tr>")]
+    assert reverse("memberships:detail", kwargs={"pk": manual.pk}) in row
+    assert "0 used this cycle of 2" in row and "Next billing 2026-06-01" in row and "Owing $60.00" in row
+    row = page[page.index(f'data-testid="pass-{cancelled.pk}"'):]
+    row = row[:row.index("</tr>")]
+    assert ">Cancelled<" in row and "ended" in row and "Ends after 2026-05-01" in row and "Owing" not in row
