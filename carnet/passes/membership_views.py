@@ -94,9 +94,10 @@ def membership_sell(request, pk: int):
             sold = result
             issued = sold.instalment_rows.filter(invoice__isnull=False).count()
             past = " (past cycles are invoiced at once and paid by hand)" if issued > 1 else ""
+            billed = (f"{issued} cycle invoice{'s' if issued != 1 else ''} issued{past}" if issued
+                      else "nothing is invoiced until it starts")
             messages.success(request, f"Sold {sold.name} to {patient.full_name}, starting "
-                                      f"{sold.start_date:%Y-%m-%d}: {issued} cycle invoice{'s' if issued != 1 else ''}"
-                                      f" issued{past}.")
+                                      f"{sold.start_date:%Y-%m-%d}: {billed}.")
             if sold.payment_mode == Mode.AUTOMATIC and _charge_due(sold):
                 level, text = _charge_message(sold, clinic)
                 getattr(messages, level)(request, text)

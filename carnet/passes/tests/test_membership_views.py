@@ -164,6 +164,18 @@ def test_a_future_start_invoices_nothing_yet(s, client):
     assert _invoices(sold) == []
     page = _text(response)
     assert "Not started" in page and 'data-testid="next-billing">2026-06-10<' in page
+    assert "nothing is invoiced until it starts" in page
+
+
+def test_unused_uses_rolled_over_are_noted(s, client):
+    template = membership_template(s["cat"], name="Rolling", uses=2, rollover=True)
+    sold = ms.membership_sell(actor=s["fd"].user, patient=s["patient"], template=template)
+    with clock.frozen(at("2026-06-02", "10:00")):
+        ms.cycles_issue()
+        page = _detail(_login(client, s["fd"]), sold)
+    assert "0 used of 4" in page and "includes 2 rolled over" in page
+    assert page.index('data-testid="cycle-2"') < page.index('data-testid="cycle-1"')
+    assert "(current)" in page[page.index('data-testid="cycle-2"'):page.index('data-testid="cycle-1"')]
 
 
 # ---- the membership's page ----------------------------------------------------------------------
