@@ -96,21 +96,26 @@ def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
     assert_ledger_ok()
 
 
-def test_twenty_api_requests_racing_for_the_last_use_one_201_and_nineteen_409_used_up(world):
-    """Through POST /appointments/{id}/patients/{pid}/pass, each request with its own Idempotency-Key."""
-    template = package_template(world["cat"], name="1 massage", price=9000, quantity=1)
-    sold = sold_package(world["desk"], world["patient"], template)
-    visits = _visits(world, 20)
-    clients = [Api(world["desk"].user) for _ in range(20)]  # logged in before the race
+def _api_race(world, visits, body) -> list[tuple[int, str | None]]:
+    """POST /appointments/{id}/patients/{pid}/pass for visits[i] from thread i, each request logged in
+    beforehand and with its own Idempotency-Key; sorted (status, error code) pairs."""
+    clients = [Api(world["desk"].user) for _ in visits]
 
     def attach(i):
         response = clients[i].post(f"/appointments/{visits[i].appointment_id}/patients/{world['patient'].pk}/pass",
-                                   {"pass_id": sold.pk}, **{"Idempotency-Key": f"race-attach-{i}"})
+                                   body, **{"Idempotency-Key": f"race-attach-{i}"})
         return response.status_code, response.json().get("code")
 
-    results = race(20, attach)
+    results = race(len(visits), attach)
     assert all(isinstance(r, tuple) for r in results), results  # no exception escaped a request
-    assert sorted(results, key=str) == sorted([(201, None)] + [(409, "used_up")] * 19, key=str)
+    return sorted(results, key=str)
+
+
+def test_twenty_api_requests_racing_for_the_last_use_one_201_and_nineteen_409_used_up(world):
+    template = package_template(world["cat"], name="1 massage", price=9000, quantity=1)
+    sold = sold_package(world["desk"], world["patient"], template)
+    visits = _visits(world, 20)
+    assert _api_race(world, visits, {"pass_id": sold.pk}) == sorted([(201, None)] + [(409, "used_up")] * 19, key=str)
     assert Redemption.objects.filter(visit__in=visits, status__in=LIVE).count() == 1
     assert _counts(sold) == {"remaining": 0, "reserved": 1, "posted": 0, "live_rows": 1, "reserved_rows": 1,
                              "item_used": 1}
@@ -118,19 +123,9 @@ def test_twenty_api_requests_racing_for_the_last_use_one_201_and_nineteen_409_us
 
 
 def test_one_visit_attached_through_the_api_from_six_requests_at_once_is_one_201(world):
-    template = package_template(world["cat"], quantity=10)
-    sold = sold_package(world["desk"], world["patient"], template)
+    sold = sold_package(world["desk"], world["patient"], package_template(world["cat"], quantity=10))
     [visit] = _visits(world, 1)
-    clients = [Api(world["desk"].user) for _ in range(6)]
-    url = f"/appointments/{visit.appointment_id}/patients/{world['patient'].pk}/pass"
-
-    def attach(i):
-        response = clients[i].post(url, None, **{"Idempotency-Key": f"race-same-visit-{i}"})  # auto-select
-        return response.status_code, response.json().get("code")
-
-    results = race(6, attach)
-    assert all(isinstance(r, tuple) for r in results), results
-    assert sorted(results, key=str) == sorted([(201, None)] + [(409, "already_covered")] * 5, key=str)
-    assert _counts(sold) == {"remaining": 9, "reserved": 1, "posted": 0, "live_rows": 1, "reserved_rows": 1,
-                             "item_used": 1}
+    results = _api_race(world, [visit] * 6, None)  # auto-select
+    assert results == sorted([(201, None)] + [(409, "already_covered")] * 5, key=str)
+    assert _counts(sold)["reserved"] == _counts(sold)["live_rows"] == 1
     assert_ledger_ok()
