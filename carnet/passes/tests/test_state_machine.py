@@ -67,6 +67,11 @@ LIMIT = st.one_of(st.none(), st.integers(0, 3))
 ITEM = st.tuples(st.booleans(), st.sampled_from([0, 0, 1500]), LIMIT)  # eligible?, additional charge, limit
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
 _names = itertools.count(1)
+# Reported bug (test_more_uses_given_to_an_expired_package_by_update_sold_strand_no_value below):
+# "update sold packages" raises the quantity of expired packages too, leaving unused uses (and
+# their value, in deferred revenue) on an expired pass. Until it is fixed the machine leaves the
+# quantity alone when a template has an expired sold package; set this to False with the fix.
+KEEP_QUANTITY_OF_EXPIRED = True
 OUTCOMES: collections.Counter = collections.Counter()  # "rule:ok" / "rule:code" over the whole run
 
 
@@ -342,6 +347,9 @@ class PassesMachine(RuleBasedStateMachine):
         from carnet.passes.models import PassTemplate
 
         template = PassTemplate.objects.get(pk=self._pick(data, self.templates, "template"))
+        if KEEP_QUANTITY_OF_EXPIRED and template.sold.filter(status=Pass.Status.EXPIRED).exists():
+            quantity = template.quantity
+            OUTCOMES["sold_update:quantity kept (expired pass)"] += 1
         template.quantity = quantity
         template.save(update_fields=["quantity"])
         for item in EligibleItem.objects.filter(template=template):
@@ -418,12 +426,12 @@ def test_passes_state_machine(db):
 
 # ---------------------------------------------------------------- what the machine found
 
-def _ended_pass_world(front_desk, catalog):
+def _ended_pass_world(front_desk, catalog, quantity=3):
     clinic_set(time_zone="America/Toronto")
     boss = make_staff(AccessLevel.FULL_ACCESS)
     patient = make_patient()
     sold = package_sell(actor=boss.user, patient=patient, expires_on=dt.date(2026, 5, 10),
-                        template=package_template(catalog, price=30000, quantity=3))
+                        template=package_template(catalog, price=30000, quantity=quantity))
     [invoice] = pass_invoices(sold)
     payment_receive(actor=boss.user, patient=patient, method="cash", amount_minor=invoice.balance_minor,
                     allocations=[(invoice, invoice.balance_minor)])
@@ -462,4 +470,24 @@ def test_a_reservation_kept_at_expiry_then_cancelled_strands_no_value(front_desk
         passes_expire(today=dt.date(2026, 5, 11))
         assert _stranded(sold) == (0, 10000, 10000)  # the kept reservation's share
         appointment_cancel(actor=boss.user, appointment=appointment)
+        assert _stranded(sold) == (0, 0, 0)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG carnet/passes/setup.py sold_update/_apply: a new quantity is applied to EXPIRED sold packages too, "
+    "giving them unused uses the expiry job never forfeits (it only reads active passes); their share of the "
+    "value stays in deferred revenue – packages for good: (4, 24000, 24000) here"))
+@pytest.mark.django_db
+def test_more_uses_given_to_an_expired_package_by_update_sold_strand_no_value(front_desk, catalog):
+    """One use, reserved for a visit before the expiry; the template goes to 5 uses and sold
+    packages are updated after the expiry job; then the visit arrives."""
+    from carnet.passes.models import PassTemplate
+
+    with clock.frozen(at("2026-05-01", "10:00")):
+        boss, sold, appointment = _ended_pass_world(front_desk, catalog, quantity=1)
+        passes_expire(today=dt.date(2026, 5, 11))
+        assert _stranded(sold) == (0, 30000, 30000)  # all of it kept for the reserved use
+        PassTemplate.objects.filter(pk=sold.template_id).update(quantity=5)
+        sold_update(actor=boss.user, template=PassTemplate.objects.get(pk=sold.template_id))
+        appointment_arrive(actor=boss.user, appointment=appointment)
         assert _stranded(sold) == (0, 0, 0)
