@@ -138,7 +138,8 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
     sold.save(update_fields=["payment_mode", "card"])
     if payment_mode == Mode.AUTOMATIC:  # an unpaid current cycle is charged to the new card
         today = _today()
-        sold.instalment_rows.filter(invoice__isnull=False, period_start__lte=today, period_end__gt=today).update(
+        sold.instalment_rows.filter(invoice__isnull=False, period_start__lte=today, period_end__gt=today,
+                                    invoice__applied_minor__lt=F("invoice__total_minor")).update(
             next_attempt_on=today, charge_attempts=0)
     activity.record(actor=actor, verb="payment changed", obj=sold, before=before, after=activity.snapshot(sold))
     return sold

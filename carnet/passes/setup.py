@@ -233,6 +233,11 @@ def _item_view(item, *, limit=None) -> dict:
             "limit": item.limit if limit is None else limit}
 
 
+def _quantity(sold: Pass, terms: dict) -> int | None:
+    """An expired package keeps its quantity: its unused uses went to breakage and cannot come back."""
+    return terms["quantity"] if sold.status == Pass.Status.ACTIVE else sold.quantity
+
+
 def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
     """The before/after of one sold package and what stops the update; None if nothing would change."""
     items = {i.treatment_id: i for i in sold.items.all()}
@@ -256,10 +261,11 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
         elif old.redemptions.exists():  # released uses only: kept for history, with no uses left
             after_items.append(_item_view(old, limit=0))
     used = sold.reserved_count + sold.posted_count + sold.forfeited_count
-    if terms["quantity"] is not None and terms["quantity"] < used:
+    quantity = _quantity(sold, terms)
+    if quantity is not None and quantity < used:
         problems.insert(0, {"code": "quantity_below_used", "message": (
-            f"{who} has {used} uses reserved, used or forfeited; the new quantity {terms['quantity']} is lower.")})
-    after = {"name": terms["name"], "quantity": terms["quantity"], "income_category_id": terms["income_category_id"],
+            f"{who} has {used} uses reserved, used or forfeited; the new quantity {quantity} is lower.")})
+    after = {"name": terms["name"], "quantity": quantity, "income_category_id": terms["income_category_id"],
              "income_category": categories.get(terms["income_category_id"], ""), "auto_select": terms["auto_select"],
              "items": after_items}
 
@@ -295,7 +301,7 @@ def sold_update_preview(*, template: PassTemplate) -> list[dict]:
 
 
 def _apply(sold: Pass, terms: dict) -> None:
-    sold.name, sold.quantity = terms["name"], terms["quantity"]
+    sold.name, sold.quantity = terms["name"], _quantity(sold, terms)
     sold.income_category_id, sold.auto_select = terms["income_category_id"], terms["auto_select"]
     sold.save(update_fields=["name", "quantity", "income_category", "auto_select"])
     existing = {i.treatment_id: i for i in sold.items.all()}
