@@ -188,6 +188,16 @@ def _sell_url(patient_id: int) -> str:
         return reverse("billing:tab", args=[patient_id])
 
 
+def _unpaid_cycle_warning(live) -> str:
+    """SPEC 6.3: a membership may cover a visit while its cycle is unpaid, with a visible warning."""
+    from carnet.passes.eligibility import UNPAID_WARNING
+
+    cycle = getattr(live, "cycle", None)
+    if cycle is None or cycle.invoice is None or cycle.invoice.balance_minor <= 0:
+        return ""
+    return UNPAID_WARNING.format(balance=clinic_get().money(cycle.invoice.balance_minor))
+
+
 def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
     """Per row: the pass covering it (if any) and, for staff who may use passes, the passes that
     could cover it instead (passes.redemption.explain) and whether it may be removed."""
@@ -210,6 +220,7 @@ def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
             if r.status in (Status.BOOKED, Status.ARRIVED):
                 entry["options"] = [e["pass"] for e in entries if e["can_cover"]]
         entry["removable"] = bool(entry["live"] and entry["live"].status == "reserved" and r.status == Status.BOOKED)
+        entry["warning"] = _unpaid_cycle_warning(entry["live"])
         out.append(entry)
     return out
 

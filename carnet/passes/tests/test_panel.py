@@ -241,3 +241,20 @@ def test_sell_a_package_links_to_the_patient_s_sell_page(s):
         target = reverse("billing:tab", args=[s["patient"].pk])
     html = _panel(s, _book(s))
     assert f'href="{target}">Sell a package</a>' in html
+
+
+def test_a_membership_covering_a_visit_with_an_unpaid_cycle_shows_a_warning(front_desk, catalog, client):
+    from carnet.passes.memberships import membership_sell
+
+    from .factories import membership_template
+
+    with clock.frozen(at("2026-05-01", "10:00")):
+        patient = make_patient()
+        membership_sell(actor=front_desk.user, patient=patient, template=membership_template(catalog))
+        appointment = appointment_book(actor=front_desk.user, treatment=catalog["treatment"],
+                                       practitioner=practitioner(catalog["location"]), location=catalog["location"],
+                                       start=at("2026-05-04", "09:00"), patients=[patient])
+        client.force_login(front_desk.user)
+        page = client.get(reverse("scheduling:appointment", args=[appointment.pk])).content.decode()
+    assert "Membership:" in page and "this cycle 1 of 2 used" in page
+    assert "not paid yet" in page
