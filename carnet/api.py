@@ -1,7 +1,9 @@
 """The JSON API: one NinjaAPI, session or token auth, errors as RFC 9457 problem details."""
 
+import datetime
 import logging
 
+from django.db import transaction
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -15,6 +17,7 @@ from carnet.people.models import ApiToken
 from carnet.people.services import token_digest
 
 log = logging.getLogger(__name__)
+TOKEN_TOUCH_EVERY = datetime.timedelta(minutes=1)
 
 
 class TokenAuth(HttpBearer):
@@ -26,7 +29,11 @@ class TokenAuth(HttpBearer):
         if found is None:
             # A wrong token is a 401, not a fall-through to the session (whose CSRF check says 403).
             raise AuthenticationError()
-        ApiToken.objects.filter(pk=found.pk).update(last_used_at=clock.now())
+        now = clock.now()
+        if found.last_used_at is None or now - found.last_used_at > TOKEN_TOUCH_EVERY:
+            # After commit, and at most once a minute: inside a write's transaction this row lock would
+            # stall every other request made with the same token until that write commits.
+            transaction.on_commit(lambda: ApiToken.objects.filter(pk=found.pk).update(last_used_at=now))
         request.user = found.staff.user
         return found.staff.user
 

@@ -29,12 +29,22 @@ class Attachment:
 
 def mail_queue(*, to: str | list[str], subject: str, template: str, context: dict,
                attachments: tuple[Attachment, ...] | list[Attachment] = (), reply_to: str = "") -> None:
-    """Render `template` (a .txt template) with `context` and send it after commit."""
+    """Render `template` (a .txt template) with `context`; it is sent only if the caller's transaction commits."""
     recipients = [to] if isinstance(to, str) else list(to)
     body = render_to_string(template, context)
     message = {"to": recipients, "subject": " ".join(subject.split()), "body": body,
                "reply_to": reply_to, "attachments": [asdict(a) for a in attachments]}
-    transaction.on_commit(lambda: send_email.enqueue(**message))
+    if _queue_is_the_database():
+        # The task row joins the caller's transaction: it commits with the data or not at all, so a
+        # crash between the commit and the enqueue cannot lose a message (the worker sees it only
+        # after the commit).
+        send_email.enqueue(**message)
+    else:
+        transaction.on_commit(lambda: send_email.enqueue(**message))
+
+
+def _queue_is_the_database() -> bool:
+    return settings.TASKS.get("default", {}).get("BACKEND", "").startswith("django_tasks_db.")
 
 
 @task()
