@@ -1,6 +1,7 @@
 """carnet.wsgi with one fault injected, for test_live_faults: a worker process is SIGKILLed at the
-moment it hands a queued email to the task queue — after the request's transaction committed,
-before the response is sent (mail_queue enqueues in transaction.on_commit)."""
+moment it hands an email to the task queue. With the database queue that happens inside the
+request's transaction (carnet/core/mail.py), so the kill must take the request's writes and its
+idempotency key down with it, never leave them committed without the email."""
 
 import os
 import signal
