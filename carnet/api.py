@@ -119,3 +119,11 @@ api.add_router("/pass-templates", pass_templates_router)
 from carnet.passes.api import router as passes_router  # noqa: E402
 
 api.add_router("/", passes_router)
+
+from carnet.reports.billing_api import router as billing_reports_router  # noqa: E402
+
+api.add_router("/", billing_reports_router)
+
+from carnet.reports.pass_api import router as pass_reports_router  # noqa: E402
+
+api.add_router("/reports", pass_reports_router)

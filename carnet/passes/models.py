@@ -296,7 +296,9 @@ class Redemption(models.Model):
 
     class Meta:
         ordering = ["reserved_at", "pk"]
-        indexes = [models.Index(fields=["status", "posted_at"]), models.Index(fields=["sold_pass", "status"])]
+        indexes = [models.Index(fields=["status", "posted_at"]), models.Index(fields=["sold_pass", "status"]),
+                   # the pass usage report: posted uses by service date (SPEC 10, 13)
+                   models.Index(fields=["status", "visit_date"], name="redemption_status_visit_idx")]
         constraints = [
             models.UniqueConstraint(fields=["visit"], condition=Q(status__in=["reserved", "posted"]),
                                     name="one_live_redemption_per_visit"),
