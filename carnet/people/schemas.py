@@ -1,9 +1,22 @@
 import datetime as dt
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from ninja import Field, Schema
+from pydantic import AfterValidator, WithJsonSchema
 
+
+def _wall_clock(value: dt.time) -> dt.time:
+    if value.tzinfo is not None:
+        raise ValueError("give a wall-clock time in the location's time zone, such as 09:00, without a UTC offset")
+    return value
+
+
+# A shift's times are wall-clock times at the location: no UTC offset (JSON Schema's "time" format
+# would require one, and an offset used to reach the database as a 500).
+WallTime = Annotated[dt.time, AfterValidator(_wall_clock), WithJsonSchema({
+    "type": "string", "format": "partial-time", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$",
+    "examples": ["09:00"]})]
 
 
 class StaffIn(Schema):
@@ -61,8 +74,8 @@ class CommissionRateOut(CommissionRateIn):
 class ShiftIn(Schema):
     location_id: int
     weekday: int = Field(..., ge=0, le=6, description="0 = Monday")
-    start_time: dt.time
-    end_time: dt.time
+    start_time: WallTime
+    end_time: WallTime
 
 
 class ShiftOut(ShiftIn):

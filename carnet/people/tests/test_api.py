@@ -246,6 +246,12 @@ def test_shifts_through_the_api(full_access, front_desk, catalog):
     bad_day = api.post(url, {**monday, "weekday": 7})
     assert bad_day.status_code == 422 and error_fields(bad_day) == {"weekday"}
 
+    # Found by the API fuzzer: a time with a UTC offset was a 500 (SQLite refuses aware times,
+    # PostgreSQL's overlap check compared aware and naive times). Shift times are wall-clock times.
+    for offset in ("09:00:00+05:00", "09:00Z"):
+        aware = api.post(url, {**monday, "weekday": 3, "start_time": offset})
+        assert aware.status_code == 422 and error_fields(aware) == {"start_time"}, aware.content
+
     assert [s["id"] for s in api.get(url).json()] == [created.json()["id"]]
     assert api.delete(f"/shifts/{created.json()['id']}").status_code == 204
     assert not Shift.objects.exists()
