@@ -67,11 +67,6 @@ LIMIT = st.one_of(st.none(), st.integers(0, 3))
 ITEM = st.tuples(st.booleans(), st.sampled_from([0, 0, 1500]), LIMIT)  # eligible?, additional charge, limit
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
 _names = itertools.count(1)
-# Reported bug (test_more_uses_given_to_an_expired_package_by_update_sold_strand_no_value below):
-# "update sold packages" raises the quantity of expired packages too, leaving unused uses (and
-# their value, in deferred revenue) on an expired pass. Until it is fixed the machine leaves the
-# quantity alone when a template has an expired sold package; set this to False with the fix.
-KEEP_QUANTITY_OF_EXPIRED = True
 OUTCOMES: collections.Counter = collections.Counter()  # "rule:ok" / "rule:code" over the whole run
 
 
@@ -347,9 +342,6 @@ class PassesMachine(RuleBasedStateMachine):
         from carnet.passes.models import PassTemplate
 
         template = PassTemplate.objects.get(pk=self._pick(data, self.templates, "template"))
-        if KEEP_QUANTITY_OF_EXPIRED and template.sold.filter(status=Pass.Status.EXPIRED).exists():
-            quantity = template.quantity
-            OUTCOMES["sold_update:quantity kept (expired pass)"] += 1
         template.quantity = quantity
         template.save(update_fields=["quantity"])
         for item in EligibleItem.objects.filter(template=template):
@@ -473,10 +465,6 @@ def test_a_reservation_kept_at_expiry_then_cancelled_strands_no_value(front_desk
         assert _stranded(sold) == (0, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG carnet/passes/setup.py sold_update/_apply: a new quantity is applied to EXPIRED sold packages too, "
-    "giving them unused uses the expiry job never forfeits (it only reads active passes); their share of the "
-    "value stays in deferred revenue – packages for good: (4, 24000, 24000) here"))
 @pytest.mark.django_db
 def test_more_uses_given_to_an_expired_package_by_update_sold_strand_no_value(front_desk, catalog):
     """One use, reserved for a visit before the expiry; the template goes to 5 uses and sold
