@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 
 from . import activity
 from .errors import Conflict, ValidationFailed, validation_from_django
@@ -47,7 +47,12 @@ def model_save(*, actor, obj: models.Model, data: dict, verb: str | None = None,
                                    fields={shown: ["This field cannot be null."]})
         ids = [getattr(i, "pk", i) for i in ids]
         related = obj._meta.get_field(name).related_model
-        missing = set(ids) - set(related.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        # An id beyond the key column's range exists nowhere (SQLite cannot even be asked: OverflowError).
+        asked = ids
+        if isinstance(related._meta.pk, models.IntegerField):
+            low, high = connection.ops.integer_field_range(related._meta.pk.get_internal_type())
+            asked = [i for i in ids if not isinstance(i, int) or low <= i <= high]
+        missing = set(ids) - set(related.objects.filter(pk__in=asked).values_list("pk", flat=True))
         if missing:
             raise ValidationFailed(f"No {related._meta.verbose_name} with id {', '.join(map(str, sorted(missing)))}.",
                                    fields={shown: ["Unknown id."]})

@@ -235,6 +235,8 @@ def test_unknown_kind_is_422(admin_staff, catalog):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("tax_ids", [424242]), ("income_category_id", 424242), ("discipline_id", 424242), ("tax_ids", None),
+    # Found by the API fuzzer: an id beyond 64 bits in tax_ids was a 500 (SQLite OverflowError).
+    ("tax_ids", [1, 2**70]), ("income_category_id", 2**70),
 ])
 def test_unknown_ids_on_a_treatment_are_422_naming_the_field(admin_staff, catalog, field, value):
     api = Api(admin_staff.user)
