@@ -188,6 +188,9 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
     lock_invoices([i.pk for i in invoices])
     sold = lock_pass(sold_pass.pk)
     _active(sold, "deleted")
+    if sold.transferred_from_id:  # its value came from another pass, not from an invoice to reverse
+        raise Conflict(f"{sold.name} was received by transfer, not bought: it cannot be deleted. Refund it, or "
+                       "transfer it on.", code="received_by_transfer")
     for invoice in invoices:
         invoice.refresh_from_db()
         if invoice.applied_minor:

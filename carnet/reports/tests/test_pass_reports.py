@@ -400,16 +400,19 @@ def test_rollforward_ties_to_the_ledger_after_any_history(db, owner, admin_staff
 _example = itertools.count()
 
 
-@pytest.mark.xfail(strict=True, reason="bug in passes.ending.pass_delete: a pass received by transfer has no "
-                   "invoice to reverse, so deleting it marks its carried value recognised with no ledger posting")
-def test_deleting_a_pass_received_by_transfer_leaves_its_value_in_the_ledger(catalog, owner, admin_staff):
-    """Found by the history test above: the roll-forward (read from the ledger) keeps 100.01 in the
-    template's closing balance while no pass holds that value any more."""
+def test_a_pass_received_by_transfer_cannot_be_deleted_so_the_roll_forward_keeps_tying_out(catalog, owner,
+                                                                                             admin_staff):
+    """Found by the history test above: deleting a transferred-in pass marked its carried value
+    recognised with no ledger posting. Such a pass has no invoice to reverse: deleting is refused."""
+    from carnet.core.errors import Conflict
+
     template = package_template(catalog, name="Odd", price=10001, quantity=7, transferable=True)
     new = pass_transfer(actor=owner.user, sold_pass=sold_package(owner, make_patient(), template),
                         to_patient=make_patient())
-    pass_delete(actor=owner.user, sold_pass=new)
-    rf = reports.deferred_revenue_rollforward(actor=admin_staff.user, start="2020-01-01", end="2030-12-31")
+    with pytest.raises(Conflict) as error:
+        pass_delete(actor=owner.user, sold_pass=new)
+    assert error.value.code == "received_by_transfer"
+    rf = reports.deferred_revenue_rollforward(actor=admin_staff.user, start="2026-01-01", end="2027-12-31")
     [row] = [r for r in rf.table.rows if r["template_id"] == template.pk]
     assert row["closing"] == sum(p.deferred_minor - p.recognised_minor for p in Pass.objects.filter(template=template))
 
