@@ -43,6 +43,17 @@ test: install browser system-deps
 	mkdir -p var
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks (issue 9; not part of CI): PostgreSQL only, DEBUG off, gunicorn for the API benchmark.
+# DATABASE_URL (default the dedicated carnet_bench database, created if missing) is migrated first.
+# BENCH_ARGS picks one benchmark or smaller sizes, e.g. BENCH_ARGS="redemption --quick"; see benchmarks/README.md.
+BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/carnet_bench)
+BENCH_ARGS ?=
+bench: install
+	@psql "$(BENCH_DATABASE_URL)" -tAc 'SELECT 1' >/dev/null 2>&1 \
+	  || createdb -h 127.0.0.1 -U postgres $$(basename "$(BENCH_DATABASE_URL)")
+	DATABASE_URL="$(BENCH_DATABASE_URL)" DEBUG=0 $(BIN)/python manage.py migrate --no-input -v 0
+	DATABASE_URL="$(BENCH_DATABASE_URL)" DEBUG=0 $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
 # Known vulnerabilities in the locked dependencies (needs a route to PyPI's JSON API or OSV).
 audit: install
 	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off
