@@ -37,6 +37,50 @@ class TemplateForm(SetupFormBase):
             self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
 
 
+class MembershipTemplateForm(SetupFormBase):
+    """A membership template's own fields (SPEC 6.1, 9.7); checked by passes.setup.template_save."""
+
+    class Meta:
+        model = PassTemplate
+        fields = ["name", "price_minor", "cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle",
+                  "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "self_cancel", "tax_inclusive",
+                  "taxes", "income_category", "auto_select", "redeem_online", "sold_online"]
+        labels = {"cycle": "Billing cycle", "term_cycles": "Term (cycles)",
+                  "cancellable_after_cycles": "Cancellable after (cycles)", "uses_per_cycle": "Uses per cycle",
+                  "rollover": "Unused uses roll over to the next cycle", "rollover_cap": "Rollover cap (uses)",
+                  "pause_allowed": "May be paused", "pause_max_cycles": "Longest pause (cycles)",
+                  "self_cancel": "Patients may cancel it themselves",
+                  "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
+                  "sold_online": "Online sign-up in the patient portal"}
+        help_texts = {"term_cycles": "1 to 52; leave empty for open-ended.",
+                      "cancellable_after_cycles": "A warning when cancelling earlier, not a block; 0 = any time.",
+                      "uses_per_cycle": "Leave empty for unlimited.",
+                      "rollover_cap": "At most this many unused uses carried over; empty = no cap.",
+                      "pause_max_cycles": "Per pause, when pausing is allowed."}
+
+    def __init__(self, *args, currency: str, **kwargs):
+        self.currency = currency
+        super().__init__(*args, **kwargs)
+        self.fields["price_minor"].label = "Amount per cycle"
+        self.fields["cycle"].required = True
+        for name in ("term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover_cap", "pause_max_cycles"):
+            self.fields[name].required = False
+            self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
+
+    def clean(self):
+        data = super().clean()
+        for name in ("cancellable_after_cycles", "pause_max_cycles"):  # empty = 0 (not null in the database)
+            if data.get(name) is None and name not in self.errors:
+                data[name] = 0
+        return data
+
+
+def template_form(data, template: PassTemplate, *, currency: str):
+    """The form for the template's kind (its own fields; the eligible items are a separate table)."""
+    cls = MembershipTemplateForm if template.kind == PassTemplate.Kind.MEMBERSHIP else TemplateForm
+    return cls(data, instance=template, currency=currency)
+
+
 class EligibleItemForm(forms.Form):
     """One eligible-item row; field names match the service's item keys so its errors land here."""
 
@@ -68,6 +112,6 @@ def item_formset(data, template: PassTemplate | None, *, currency: str):
 
 
 class ConfirmForm(forms.Form):
-    """A once-only confirmation (update sold packages)."""
+    """A once-only confirmation (update sold packages / all memberships)."""
 
     form_key = forms.CharField(widget=forms.HiddenInput)

@@ -40,7 +40,17 @@ class PassTemplateIn(Schema):
     family_sharing: bool = False
     transferable: bool = False
     instalments: int = Field(1, description="Payment plan: 1 = paid in full, up to 24")
-    sold_online: bool = False
+    sold_online: bool = Field(False, description="Sold online in the patient portal (memberships: online sign-up)")
+    # Memberships (SPEC 6.1, 9.7); a membership has no quantity, expiry, instalments, transfer or family sharing.
+    cycle: Literal["weekly", "monthly", "yearly"] = Field("monthly", description="Membership billing cycle")
+    term_cycles: int | None = Field(None, description="Membership term, 1–52 cycles; null = open-ended")
+    cancellable_after_cycles: int = Field(0, description="Membership: a warning when cancelled before this many cycles")
+    uses_per_cycle: int | None = Field(None, description="Membership uses per cycle; null = unlimited")
+    rollover: bool = Field(False, description="Membership: unused uses roll over to the next cycle")
+    rollover_cap: int | None = Field(None, description="At most this many uses roll over; null = no cap")
+    pause_allowed: bool = False
+    pause_max_cycles: int = Field(0, description="Longest pause in cycles (at least 1 when pausing is allowed)")
+    self_cancel: bool = Field(False, description="Patients may cancel the membership themselves")
     items: list[EligibleItemIn] = Field(..., description="Eligible items (the full list; at least one)")
 
 
@@ -48,6 +58,7 @@ class PassTemplateOut(PassTemplateIn):
     id: int
     kind: str
     expiry_unit: str
+    cycle: str
     archived: bool
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -75,8 +86,14 @@ class SoldItemTerms(Schema):
 
 
 class SoldTerms(Schema):
+    """A package's terms have `quantity`; a membership's `uses_per_cycle` (null = unlimited),
+    `cycle_price_minor` (the amount of cycles not yet invoiced) and `cancellable_after_cycles`."""
+
     name: str
-    quantity: int | None
+    quantity: int | None = None
+    uses_per_cycle: int | None = None
+    cycle_price_minor: int | None = None
+    cancellable_after_cycles: int | None = None
     income_category_id: int
     income_category: str
     auto_select: bool
@@ -88,16 +105,32 @@ class SoldUpdateProblem(Schema):
     message: str
 
 
+class CycleChange(Schema):
+    """A membership cycle not yet invoiced that takes the new amount and uses."""
+
+    seq: int
+    period_start: dt.date
+    uses_allowed_before: int | None
+    uses_allowed_after: int | None = Field(..., description="Never below the uses already booked in it")
+    price_before: int
+    price_after: int
+
+
 class SoldUpdatePreviewOut(Schema):
     pass_id: int
     patient_id: int
     patient: str
     status: str
-    changed: list[str] = Field(..., description="Which of name, quantity, income_category_id, auto_select, items change")
+    kind: str
+    changed: list[str] = Field(..., description="Which terms change: name, quantity (packages), uses_per_cycle, "
+                               "cycle_price_minor, cancellable_after_cycles (memberships), income_category_id, "
+                               "auto_select, items")
     before: SoldTerms
     after: SoldTerms
     problems: list[SoldUpdateProblem] = Field(..., description="Any problem refuses the whole update")
+    notes: list[str] = Field([], description="Memberships: from which cycle the amount and uses apply")
+    cycles: list[CycleChange] = []
 
 
 class SoldUpdateOut(Schema):
-    updated: int = Field(..., description="How many sold packages changed")
+    updated: int = Field(..., description="How many sold packages or memberships changed")

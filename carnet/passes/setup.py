@@ -1,29 +1,48 @@
-"""Settings → Packages & Memberships (SPEC 5.1, 5.4, 9.3–9.6, 9.10): create and edit templates,
-archive them, and "update sold packages" with the template's current terms.
+"""Settings → Packages & Memberships (SPEC 5.1, 5.4, 6.1, 6.4, 9.3–9.7, 9.10): create and edit
+package and membership templates, archive them, and "update sold packages" / "update all
+memberships" with the template's current terms.
 
 Only name, quantity, income category, auto-select and the eligible items carry over to sold
 packages; price, taxes and expiry never do (SPEC 5.4). A sold package is refused an update that
 would leave it with fewer uses than it has reserved, used or forfeited, or an item limit below
 that item's uses, or that would remove an item it has used.
+
+Active memberships take the name, uses per cycle, amount, income category, auto-select,
+cancellable-after policy and eligible items (SPEC 6.4). The amount and the uses apply to cycles
+not yet invoiced: issued invoices and the allowance of cycles already invoiced stay as they were.
 """
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from carnet.clinic.models import IncomeCategory, Tax, Treatment
+from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 
+from .cycles import next_row_needed
 from .expiry_rules import template_expiry_allowed
-from .models import EligibleItem, ExpiryUnit, Kind, Pass, PassItem, PassTemplate
+from .models import Cycle, EligibleItem, ExpiryUnit, Kind, Pass, PassInvoice, PassItem, PassTemplate
 
 MAX_INSTALMENTS = 24
+MAX_TERM_CYCLES = 52
+MAX_CYCLE_COUNT = 1000  # uses per cycle, rollover cap, cancellable after, longest pause: sane bounds
 _FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "transferable", "sold_online")
-_PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments") + _FLAGS
+_MEMBERSHIP = ("cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap",
+               "pause_allowed", "pause_max_cycles", "self_cancel")
+_PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments") + _FLAGS + _MEMBERSHIP
 # Sold packages in these states still carry the template's terms; refunded, transferred or deleted ones are history.
 UPDATABLE = (Pass.Status.ACTIVE, Pass.Status.EXPIRED)
+# Memberships: only active ones (cancelled, expired or deleted ones are history).
+UPDATABLE_MEMBERSHIPS = (Pass.Status.ACTIVE,)
+
+
+def _noun(kind: str) -> str:
+    return "membership" if kind == Kind.MEMBERSHIP else "package"
 
 
 def template_get(pk: int) -> PassTemplate:
@@ -65,24 +84,59 @@ class _Errors:
             raise ValidationFailed(f"{self.first}{tail}", fields=self.fields)
 
 
+def _fits(model, field: str, value) -> bool:
+    """Whether an integer (or id, for a relation) fits the database column; non-integers are left to other checks."""
+    f = model._meta.get_field(field)
+    f = f.target_field if f.is_relation else f
+    if not isinstance(value, int) or isinstance(value, bool) or not isinstance(f, models.IntegerField):
+        return True
+    low, high = connection.ops.integer_field_range(f.get_internal_type())
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
 def _clean_template(t: PassTemplate, data: dict, errors: _Errors, names: dict[str, str]) -> list[int] | None:
     """Copy `data` onto the unsaved template and check it; returns the tax ids to set (None: unchanged)."""
     for key in _PLAIN:
         if key in data:
             setattr(t, key, data[key])
+            if data[key] is None and not PassTemplate._meta.get_field(key).null:
+                errors.add(key, "This cannot be empty.")
+            elif not _fits(PassTemplate, key, data[key]):
+                errors.add(key, "The number is too large.")
     if "income_category" in data:
         t.income_category_id = _id(data["income_category"])
+        if not _fits(PassTemplate, "income_category", t.income_category_id):
+            errors.add(names["income_category"], f"No income category with id {t.income_category_id}.")
+            t.income_category_id = None
     t.name = (t.name or "").strip()
     if not t.name:
-        errors.add("name", "Give the package a name.")
+        errors.add("name", f"Give the {_noun(t.kind)} a name.")
     elif len(t.name) > 160:
         errors.add("name", "The name can have at most 160 characters.")
     if t.price_minor is None or t.price_minor < 0:
         errors.add("price_minor", "The price must be zero or more.")
-    if t.kind == Kind.PACKAGE and (t.quantity is None or t.quantity < 1):
+    if t.kind == Kind.MEMBERSHIP:
+        _clean_membership(t, errors)
+    else:
+        _clean_package(t, errors)
+    if t.income_category_id is None:
+        if names["income_category"] not in errors.fields:
+            errors.add(names["income_category"], "Choose an income category.")
+    elif not IncomeCategory.objects.filter(pk=t.income_category_id).exists():
+        errors.add(names["income_category"], f"No income category with id {t.income_category_id}.")
+    if "taxes" not in data:
+        return None
+    tax_ids = [_id(x) for x in data["taxes"] or []]
+    asked = [i for i in tax_ids if _fits(Tax, "id", i)]
+    missing = set(tax_ids) - set(Tax.objects.filter(pk__in=asked).values_list("pk", flat=True))
+    if missing:
+        errors.add(names["taxes"], f"No tax with id {', '.join(map(str, sorted(missing)))}.")
+    return tax_ids
+
+
+def _clean_package(t: PassTemplate, errors: _Errors) -> None:
+    if t.quantity is None or t.quantity < 1:
         errors.add("quantity", "A package needs a quantity of at least 1 use.")
-    elif t.quantity is not None and t.quantity < 1:
-        errors.add("quantity", "The quantity must be at least 1 use, or empty for unlimited.")
     if t.instalments is None or not 1 <= t.instalments <= MAX_INSTALMENTS:
         errors.add("instalments", f"Instalments must be between 1 (paid in full) and {MAX_INSTALMENTS}.")
     if t.expiry_unit not in ExpiryUnit.values:
@@ -94,25 +148,49 @@ def _clean_template(t: PassTemplate, data: dict, errors: _Errors, names: dict[st
             template_expiry_allowed(value=t.expiry_value, unit=t.expiry_unit)
         except ValidationFailed as exc:
             errors.add("expiry_value", exc.message)
-    if t.income_category_id is None:
-        errors.add(names["income_category"], "Choose an income category.")
-    elif not IncomeCategory.objects.filter(pk=t.income_category_id).exists():
-        errors.add(names["income_category"], f"No income category with id {t.income_category_id}.")
-    if "taxes" not in data:
-        return None
-    tax_ids = [_id(x) for x in data["taxes"] or []]
-    missing = set(tax_ids) - set(Tax.objects.filter(pk__in=tax_ids).values_list("pk", flat=True))
-    if missing:
-        errors.add(names["taxes"], f"No tax with id {', '.join(map(str, sorted(missing)))}.")
-    return tax_ids
+
+
+def _clean_membership(t: PassTemplate, errors: _Errors) -> None:
+    """SPEC 6.1 and 9.7: billed per cycle for a term (or open-ended), uses per cycle, rollover, pause."""
+    if t.cycle not in Cycle.values:
+        errors.add("cycle", "Choose the billing cycle: weekly, monthly or yearly.")
+    if t.term_cycles is not None and not 1 <= t.term_cycles <= MAX_TERM_CYCLES:
+        errors.add("term_cycles", f"The term must be between 1 and {MAX_TERM_CYCLES} cycles, or empty for open-ended.")
+    if t.cancellable_after_cycles is None or not 0 <= t.cancellable_after_cycles <= MAX_CYCLE_COUNT:
+        errors.add("cancellable_after_cycles", f"“Cancellable after” must be 0 to {MAX_CYCLE_COUNT} cycles.")
+    elif t.term_cycles is not None and t.cancellable_after_cycles > t.term_cycles:
+        errors.add("cancellable_after_cycles", f"“Cancellable after” cannot be more than the term ({t.term_cycles} cycles).")
+    if t.uses_per_cycle is not None and not 1 <= t.uses_per_cycle <= MAX_CYCLE_COUNT:
+        errors.add("uses_per_cycle", f"Uses per cycle must be 1 to {MAX_CYCLE_COUNT}, or empty for unlimited.")
+    if t.rollover_cap is not None and not 1 <= t.rollover_cap <= MAX_CYCLE_COUNT:
+        errors.add("rollover_cap", f"The rollover cap must be 1 to {MAX_CYCLE_COUNT} uses, or empty for no cap.")
+    elif t.rollover_cap is not None and not t.rollover:
+        errors.add("rollover_cap", "A rollover cap applies only when unused uses roll over; turn rollover on or "
+                                   "leave the cap empty.")
+    if t.rollover and t.uses_per_cycle is None:
+        errors.add("rollover", "Unlimited uses have nothing to roll over; set uses per cycle or turn rollover off.")
+    if not t.pause_allowed:
+        t.pause_max_cycles = 0
+    elif t.pause_max_cycles is None or not 1 <= t.pause_max_cycles <= MAX_TERM_CYCLES:
+        errors.add("pause_max_cycles", f"When pausing is allowed, give the longest pause: 1 to {MAX_TERM_CYCLES} cycles.")
+    if t.quantity is not None:
+        errors.add("quantity", "A membership has uses per cycle, not a quantity; leave the quantity empty.")
+    if t.expiry_value is not None:
+        errors.add("expiry_value", "A membership does not expire; it ends with its term or when cancelled.")
+    if t.instalments != 1:
+        errors.add("instalments", "A membership is billed per cycle; it has no instalments.")
+    if t.transferable:
+        errors.add("transferable", "A membership cannot be transferred.")
+    if t.family_sharing:
+        errors.add("family_sharing", "Family sharing applies to packages only.")
 
 
 def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[dict]:
     if not items:
-        errors.add("items", "Add at least one eligible item: a treatment or class the package covers.")
+        errors.add("items", f"Add at least one eligible item: a treatment or class the {_noun(t.kind)} covers.")
         return []
     ids = [_id(row.get("treatment", row.get("treatment_id"))) for row in items]
-    known = Treatment.objects.in_bulk([i for i in ids if isinstance(i, int)])
+    known = Treatment.objects.in_bulk([i for i in ids if isinstance(i, int) and _fits(Treatment, "id", i)])
     seen: set[int] = set()
     clean = []
     for n, (row, tid) in enumerate(zip(items, ids)):
@@ -129,6 +207,9 @@ def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[di
         charge = row.get("additional_charge_minor") or 0
         compensation = row.get("compensation_minor")
         limit = row.get("limit")
+        for key, value in (("additional_charge_minor", charge), ("compensation_minor", compensation), ("limit", limit)):
+            if not _fits(EligibleItem, key, value):
+                errors.add(where + key, f"The {key.removesuffix('_minor').replace('_', ' ')} for {label} is too large.")
         if charge < 0:
             errors.add(where + "additional_charge_minor", f"The additional charge for {label} must be zero or more.")
         if compensation is not None and compensation < 0:
@@ -155,7 +236,7 @@ def _save_items(t: PassTemplate, items: list[dict]) -> None:
 
 @transaction.atomic
 def template_save(*, actor, template: PassTemplate | None, data: dict, items: list[dict] | None) -> PassTemplate:
-    """Create (`template` None) or edit a package template with its eligible items.
+    """Create (`template` None) or edit a package or membership template with its eligible items.
 
     `data` holds any of the template's fields (only those given change when editing); the income
     category as `income_category` or `income_category_id`, taxes as `taxes` or `tax_ids` (instances
@@ -179,7 +260,7 @@ def template_save(*, actor, template: PassTemplate | None, data: dict, items: li
         PassTemplate.objects.select_for_update(of=("self",)).get(pk=template.pk)
         t = template  # the caller's instance, so it shows what was saved
         t.refresh_from_db()
-        data.pop("kind", None)  # a package stays a package
+        data.pop("kind", None)  # a package stays a package, a membership a membership
         before = _snapshot(t)
     if t.kind not in Kind.values:
         raise ValidationFailed("The kind must be package or membership.", fields={"kind": ["Unknown kind."]})
@@ -218,13 +299,30 @@ def template_archive(*, actor, template: PassTemplate, archived: bool) -> PassTe
     return t
 
 
-# ---------------------------------------------------------------- update sold packages
+# ---------------------------------------------------------------- update sold packages / all memberships
+
+_PACKAGE_FIELDS = ("name", "quantity", "income_category_id", "auto_select")
+_MEMBERSHIP_FIELDS = ("name", "uses_per_cycle", "cycle_price_minor", "income_category_id", "auto_select",
+                      "cancellable_after_cycles")
+
+
+def _fields(kind: str) -> tuple[str, ...]:
+    return _MEMBERSHIP_FIELDS if kind == Kind.MEMBERSHIP else _PACKAGE_FIELDS
+
 
 def _terms(template: PassTemplate) -> dict:
-    """What carries over to sold packages (SPEC 5.4): never price, taxes or expiry."""
-    return {"name": template.name, "quantity": template.quantity, "income_category_id": template.income_category_id,
-            "auto_select": template.auto_select,
-            "items": {i.treatment_id: i for i in template.items.select_related("treatment")}}
+    """What carries over: to sold packages never price, taxes or expiry (SPEC 5.4); to memberships
+    name, uses, amount (as the price of cycles not yet invoiced), income category, auto-select,
+    cancellation term and eligible items (SPEC 6.4)."""
+    terms = {"kind": template.kind, "name": template.name, "income_category_id": template.income_category_id,
+             "auto_select": template.auto_select,
+             "items": {i.treatment_id: i for i in template.items.select_related("treatment")}}
+    if template.kind == Kind.MEMBERSHIP:
+        terms.update(uses_per_cycle=template.uses_per_cycle, cycle_price_minor=template.price_minor,
+                     cancellable_after_cycles=template.cancellable_after_cycles)
+    else:
+        terms["quantity"] = template.quantity
+    return terms
 
 
 def _item_view(item, *, limit=None) -> dict:
@@ -238,12 +336,74 @@ def _quantity(sold: Pass, terms: dict) -> int | None:
     return terms["quantity"] if sold.status == Pass.Status.ACTIVE else sold.quantity
 
 
+def _today():
+    return clock.today(clinic_get().time_zone)
+
+
+def _money(minor: int) -> str:
+    return str(clinic_get().money(minor))
+
+
+def _uses(n: int | None) -> str:
+    return "unlimited uses" if n is None else f"{n} use{'s' if n != 1 else ''}"
+
+
+def _allowed_after(row: PassInvoice, old_uses: int | None, new_uses: int | None) -> int | None:
+    """A cycle not yet invoiced: the new uses per cycle plus what rolled over into it (kept)."""
+    if new_uses is None:
+        return None
+    rolled = 0 if row.uses_allowed is None or old_uses is None else max(row.uses_allowed - old_uses, 0)
+    return new_uses + rolled
+
+
+def _cycle_changes(sold: Pass, terms: dict) -> tuple[list[dict], list[str]]:
+    """What the update does to a membership's cycles not yet invoiced, and notes saying so: the
+    amount and the uses apply to them; invoiced cycles (the current one included) keep theirs."""
+    uses_change = sold.uses_per_cycle != terms["uses_per_cycle"]
+    price_change = sold.cycle_price_minor != terms["cycle_price_minor"]
+    if not (uses_change or price_change):
+        return [], []
+    rows = list(sold.instalment_rows.order_by("seq"))
+    future = [r for r in rows if r.invoice_id is None and not r.skipped]
+    changes, notes = [], []
+    for row in future:
+        allowed = _allowed_after(row, sold.uses_per_cycle, terms["uses_per_cycle"]) if uses_change else row.uses_allowed
+        if allowed is not None and allowed < row.used_count:
+            notes.append(f"Cycle {row.seq} (from {row.period_start:%Y-%m-%d}) already has {row.used_count} uses "
+                         f"booked, more than the new {allowed}; it keeps {_uses(row.used_count)}.")
+            allowed = row.used_count
+        changes.append({"seq": row.seq, "period_start": row.period_start.isoformat(),
+                        "uses_allowed_before": row.uses_allowed, "uses_allowed_after": allowed,
+                        "price_before": row.unit_price_minor, "price_after": terms["cycle_price_minor"]})
+    if future:
+        first = f"cycle {future[0].seq} (from {future[0].period_start:%Y-%m-%d})"
+    else:
+        needed = next_row_needed(sold, rows)
+        first = f"cycle {needed[0]} (from {needed[1]:%Y-%m-%d})" if needed else None
+    if first is None:
+        notes.insert(0, "No further cycle will be invoiced (the term is over or it is cancelled at a cycle end); "
+                        "only the name and the other terms change.")
+        return changes, notes
+    issued = [r for r in rows if r.invoice_id is not None and not r.skipped]
+    if price_change:
+        notes.insert(0, f"The amount {_money(terms['cycle_price_minor'])} applies from {first} on; the "
+                        f"{len(issued)} invoice{'s' if len(issued) != 1 else ''} already issued stay at their amount.")
+    if uses_change:
+        today = _today()
+        current = next((r for r in issued if r.period_start <= today < r.period_end), None)
+        keeps = f" (the current cycle {current.seq} keeps {_uses(current.uses_allowed)})" if current else ""
+        notes.insert(1 if price_change else 0,
+                     f"{_uses(terms['uses_per_cycle']).capitalize()} per cycle from {first} on; cycles already "
+                     f"invoiced keep their allowance{keeps}.")
+    return changes, notes
+
+
 def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
-    """The before/after of one sold package and what stops the update; None if nothing would change."""
+    """The before/after of one sold package or membership and what stops the update; None if nothing would change."""
+    fields = _fields(terms["kind"])
     items = {i.treatment_id: i for i in sold.items.all()}
-    before = {"name": sold.name, "quantity": sold.quantity, "income_category_id": sold.income_category_id,
-              "income_category": categories.get(sold.income_category_id, ""), "auto_select": sold.auto_select,
-              "items": [_item_view(i) for i in items.values()]}
+    before = {f: getattr(sold, f) for f in fields} | {
+        "income_category": categories.get(sold.income_category_id, ""), "items": [_item_view(i) for i in items.values()]}
     after_items, problems = [], []
     who = f"{sold.name} (#{sold.pk}, {sold.patient})"
     for tid, new in terms["items"].items():
@@ -260,30 +420,33 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
                 f"{who} has used {old.treatment.name} {old.used_count} times, so it cannot stop being an eligible item.")})
         elif old.redemptions.exists():  # released uses only: kept for history, with no uses left
             after_items.append(_item_view(old, limit=0))
-    used = sold.reserved_count + sold.posted_count + sold.forfeited_count
-    quantity = _quantity(sold, terms)
-    if quantity is not None and quantity < used:
-        problems.insert(0, {"code": "quantity_below_used", "message": (
-            f"{who} has {used} uses reserved, used or forfeited; the new quantity {quantity} is lower.")})
-    after = {"name": terms["name"], "quantity": quantity, "income_category_id": terms["income_category_id"],
-             "income_category": categories.get(terms["income_category_id"], ""), "auto_select": terms["auto_select"],
-             "items": after_items}
+    after = {f: terms[f] for f in fields} | {
+        "income_category": categories.get(terms["income_category_id"], ""), "items": after_items}
+    if terms["kind"] == Kind.PACKAGE:
+        used = sold.reserved_count + sold.posted_count + sold.forfeited_count
+        after["quantity"] = quantity = _quantity(sold, terms)
+        if quantity is not None and quantity < used:
+            problems.insert(0, {"code": "quantity_below_used", "message": (
+                f"{who} has {used} uses reserved, used or forfeited; the new quantity {quantity} is lower.")})
 
     def key(view):
         return sorted((i["treatment_id"], i["additional_charge_minor"], i["compensation_minor"], i["limit"])
                       for i in view["items"])
 
-    changed = [f for f in ("name", "quantity", "income_category_id", "auto_select") if before[f] != after[f]]
+    changed = [f for f in fields if before[f] != after[f]]
     if key(before) != key(after):
         changed.append("items")
     if not changed:
         return None
+    cycles, notes = _cycle_changes(sold, terms) if terms["kind"] == Kind.MEMBERSHIP else ([], [])
     return {"pass_id": sold.pk, "patient_id": sold.patient_id, "patient": str(sold.patient), "status": sold.status,
-            "changed": changed, "before": before, "after": after, "problems": problems}
+            "kind": terms["kind"], "changed": changed, "before": before, "after": after, "problems": problems,
+            "notes": notes, "cycles": cycles}
 
 
 def _affected(template: PassTemplate):
-    return (Pass.objects.filter(template=template, kind=template.kind, status__in=UPDATABLE)
+    statuses = UPDATABLE_MEMBERSHIPS if template.kind == Kind.MEMBERSHIP else UPDATABLE
+    return (Pass.objects.filter(template=template, kind=template.kind, status__in=statuses)
             .select_related("patient").prefetch_related("items__treatment").order_by("pk"))
 
 
@@ -292,18 +455,22 @@ def _categories() -> dict[int, str]:
 
 
 def sold_update_preview(*, template: PassTemplate) -> list[dict]:
-    """The sold packages (active or expired) that "update sold packages" would change, each with
-    the before/after of name, quantity, income category, auto-select and eligible items, the
-    fields that change, and problems (`quantity_below_used`, `limit_below_used`,
-    `eligible_item_in_use`) that would refuse the update. The caller checks access."""
+    """The sold packages (active or expired) or active memberships that the update would change,
+    each with the before/after of the terms that carry over (`changed` names those that differ),
+    problems (`quantity_below_used`, `limit_below_used`, `eligible_item_in_use`) that would refuse
+    the update, and for memberships `notes` on when the amount and uses apply and `cycles`, the
+    cycles not yet invoiced that take them. The caller checks access."""
     terms, categories = _terms(template), _categories()
     return [plan for plan in (_plan(p, terms, categories) for p in _affected(template)) if plan]
 
 
-def _apply(sold: Pass, terms: dict) -> None:
-    sold.name, sold.quantity = terms["name"], _quantity(sold, terms)
-    sold.income_category_id, sold.auto_select = terms["income_category_id"], terms["auto_select"]
-    sold.save(update_fields=["name", "quantity", "income_category", "auto_select"])
+def _apply(sold: Pass, terms: dict, plan: dict) -> None:
+    fields = _fields(terms["kind"])
+    for f in fields:
+        setattr(sold, f, terms[f])
+    if terms["kind"] == Kind.PACKAGE:
+        sold.quantity = _quantity(sold, terms)
+    sold.save(update_fields=[f.removesuffix("_id") for f in fields])
     existing = {i.treatment_id: i for i in sold.items.all()}
     for tid, new in terms["items"].items():
         item = existing.pop(tid, None) or PassItem(sold_pass=sold, treatment_id=tid, used_count=0)
@@ -316,36 +483,44 @@ def _apply(sold: Pass, terms: dict) -> None:
             old.save(update_fields=["limit"])
         else:
             old.delete()
+    for row in plan["cycles"]:  # not yet invoiced (the pass is locked): never below the uses already booked
+        allowed = row["uses_allowed_after"]
+        PassInvoice.objects.filter(sold_pass=sold, seq=row["seq"], invoice__isnull=True).update(
+            unit_price_minor=row["price_after"],
+            uses_allowed=None if allowed is None else Greatest(Value(allowed), F("used_count")))
 
 
 @transaction.atomic
 def sold_update(*, actor, template: PassTemplate) -> int:
-    """Apply the template's name, quantity, income category, auto-select and eligible items to
-    every sold package that differs (SPEC 5.4), all or none; returns how many changed.
+    """Apply the template's terms to every sold package (name, quantity, income category,
+    auto-select, eligible items; SPEC 5.4) or active membership (name, uses per cycle, amount,
+    income category, auto-select, cancellable-after and eligible items; SPEC 6.4) that differs,
+    all or none; returns how many changed. A membership's new amount and uses apply to the cycles
+    not yet invoiced; issued invoices are unchanged.
 
     Each pass is locked (in pk order) before its counts are compared, so a redemption cannot slip
     in between the check and the update; on SQLite the check constraints hold the same line."""
     require(actor, Action.SETUP_MANAGE)
-    if template.kind != Kind.PACKAGE:
-        raise Conflict("Updating sold memberships is not available yet.", code="not_supported")
     template = PassTemplate.objects.select_for_update(of=("self",)).get(pk=template.pk)
+    noun = _noun(template.kind)
     terms, categories = _terms(template), _categories()
     locked = list(_affected(template).select_for_update(of=("self",)))
     plans = [(p, plan) for p, plan in ((p, _plan(p, terms, categories)) for p in locked) if plan]
     for _, plan in plans:
         if plan["problems"]:
             first = plan["problems"][0]
-            raise Conflict(f"No sold package was updated: {first['message']}", code=first["code"])
+            raise Conflict(f"No sold {noun} was updated: {first['message']}", code=first["code"])
     try:
         with transaction.atomic():
             for sold, plan in plans:
-                _apply(sold, terms)
-                activity.record(actor=actor, verb="updated_from_template", obj=sold,
-                                before=plan["before"], after=plan["after"])
+                _apply(sold, terms, plan)
+                after = plan["after"] | ({"cycles": plan["cycles"]} if plan["cycles"] else {})
+                activity.record(actor=actor, verb="updated_from_template", obj=sold, before=plan["before"], after=after)
     except IntegrityError:
-        raise Conflict("A sold package was used while it was being updated; nothing was changed. Please try again.",
+        raise Conflict(f"A sold {noun} was used while it was being updated; nothing was changed. Please try again.",
                        code="changed_meanwhile") from None
-    activity.record(actor=actor, verb="sold_packages_updated", obj=template,
-                    after={"passes": [p.pk for p, _ in plans], "terms": {
-                        k: v for k, v in terms.items() if k != "items"} | {"items": _items_of(template)}})
+    summary = {k: v for k, v in terms.items() if k not in ("items", "kind")} | {"items": _items_of(template)}
+    activity.record(actor=actor, verb="sold_memberships_updated" if template.kind == Kind.MEMBERSHIP
+                    else "sold_packages_updated", obj=template,
+                    after={"passes": [p.pk for p, _ in plans], "terms": summary})
     return len(plans)

@@ -50,7 +50,8 @@ def read(request, pk: int):
 def update(request, pk: int, payload: PatchDict[s.PassTemplateIn]):
     require(request.auth, Action.SETUP_VIEW)  # the service needs set-up access; a lower level learns nothing here
     data = dict(payload)  # only the fields sent; `kind` cannot change; `items`, when sent, replaces the list
-    items = _items(data.pop("items")) if "items" in data else None
+    items = data.pop("items", None)
+    items = None if items is None else _items(items)  # null or left out: the items stay
     t = template_save(actor=request.auth, template=template_get(pk), data=data, items=items)
     return _out(t.pk)
 
@@ -65,12 +66,16 @@ def archive(request, pk: int, payload: s.ArchiveIn | None = None):
 
 @router.get("/{pk}/sold-update-preview", response=list[s.SoldUpdatePreviewOut], operation_id="pass_template_sold_update_preview")
 def preview(request, pk: int):
-    """The sold packages "update sold packages" would change, before → after, with any problem that refuses it."""
+    """The sold packages (or active memberships) the update would change, before → after, with any
+    problem that refuses it; for memberships, notes and the cycles not yet invoiced that take the new
+    amount and uses."""
     require(request.auth, Action.SETUP_MANAGE)
     return sold_update_preview(template=template_get(pk))
 
 
 @router.post("/{pk}/sold-update", response=s.SoldUpdateOut, operation_id="pass_template_sold_update")
 def apply(request, pk: int):
-    """Carry name, quantity, income category, auto-select and eligible items to the sold packages (all or none)."""
+    """Carry the template's terms to the sold packages (name, quantity, income category, auto-select,
+    eligible items) or to the active memberships (name, uses per cycle, amount from the next cycle,
+    income category, auto-select, cancellable after, eligible items); all or none."""
     return {"updated": sold_update(actor=request.auth, template=template_get(pk))}

@@ -1,5 +1,6 @@
-"""Settings → Packages & Memberships: the template list, the template form with its eligible
-items, archive, and "update sold packages" (preview, then confirm once)."""
+"""Settings → Packages & Memberships: the template list, the package or membership form with its
+eligible items, archive, and "update sold packages" / "update all memberships" (preview, then
+confirm once)."""
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -11,12 +12,20 @@ from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, can
 from carnet.staff.decorators import not_allowed, run_action, save_once, staff_required
 
-from .forms import ConfirmForm, TemplateForm, item_formset
+from .forms import ConfirmForm, item_formset, template_form
 from .models import PassTemplate
 from .setup import sold_update, sold_update_preview, template_archive, template_get, template_save
 
 CHANGED_LABELS = {"name": "name", "quantity": "quantity", "income_category_id": "income category",
-                  "auto_select": "auto-select", "items": "eligible items"}
+                  "auto_select": "auto-select", "items": "eligible items", "uses_per_cycle": "uses per cycle",
+                  "cycle_price_minor": "amount", "cancellable_after_cycles": "cancellable after"}
+Kind = PassTemplate.Kind
+
+
+def _sold_noun(template: PassTemplate, count: int | None = None) -> str:
+    """"sold packages" / "memberships" (singular when count is 1)."""
+    noun = "membership" if template.kind == Kind.MEMBERSHIP else "sold package"
+    return noun if count == 1 else noun + "s"
 
 
 @staff_required(Action.SETUP_VIEW)
@@ -48,13 +57,14 @@ def _place_errors(form, items, rows: list[int], exc: CarnetError) -> None:
 def template_edit(request, pk: int | None = None):
     clinic = clinic_get()
     template = template_get(pk) if pk else None
+    kind = template.kind if template else (Kind.MEMBERSHIP if request.GET.get("kind") == Kind.MEMBERSHIP else Kind.PACKAGE)
     data = request.POST if request.method == "POST" else None
-    form = TemplateForm(data, instance=template or PassTemplate(), currency=clinic.currency)
+    form = template_form(data, template or PassTemplate(kind=kind), currency=clinic.currency)
     items = item_formset(data, template, currency=clinic.currency)
     if data is not None and form.is_valid() and items.is_valid():
         rows = [n for n, row in enumerate(items.forms) if not row.is_blank()]
         try:
-            saved = template_save(actor=request.user, template=template, data=form.cleaned_data,
+            saved = template_save(actor=request.user, template=template, data=form.cleaned_data | {"kind": kind},
                                   items=[items.forms[n].cleaned_data for n in rows])
         except NotAllowed as exc:
             return not_allowed(request, exc.message)
@@ -63,12 +73,13 @@ def template_edit(request, pk: int | None = None):
         else:
             messages.success(request, f"Saved “{saved}”.")
             if template is not None and sold_update_preview(template=saved):
-                messages.info(request, "Sold packages still have the earlier terms: review them below, then choose "
-                                       "whether to update them.")
+                messages.info(request, f"{_sold_noun(saved).capitalize()} still have the earlier terms: review them "
+                                       "below, then choose whether to update them.")
                 return redirect("pass_templates:sold_update", pk=saved.pk)
             return redirect("pass_templates:list")
     return render(request, "passes/setup_form.html", {
-        "form": form, "items": items, "template": template, "clinic": clinic,
+        "form": form, "items": items, "template": template, "clinic": clinic, "membership": kind == Kind.MEMBERSHIP,
+        "kind_name": "membership" if kind == Kind.MEMBERSHIP else "package",
         "sold_count": template.sold.count() if template else 0})
 
 
@@ -84,7 +95,8 @@ def template_archive_view(request, pk: int):
 
 @staff_required(Action.SETUP_MANAGE)
 def sold_update_view(request, pk: int):
-    """Preview what "update sold packages" changes (before → after, problems); confirm once."""
+    """Preview what "update sold packages" / "update all memberships" changes (before → after,
+    problems, and for memberships when the amount and uses apply); confirm once."""
     template = template_get(pk)
     form = ConfirmForm(request.POST or None, initial={"form_key": new_form_key()})
     if request.method == "POST" and form.is_valid():
@@ -92,7 +104,7 @@ def sold_update_view(request, pk: int):
         if outcome == "denied":
             return result
         if outcome == "ok":
-            messages.success(request, f"Updated {result} sold package{'s' if result != 1 else ''} of “{template}”.")
+            messages.success(request, f"Updated {result} {_sold_noun(template, result)} of “{template}”.")
         if outcome in ("ok", "repeat"):
             return redirect("pass_templates:list")
     preview = sold_update_preview(template=template)
@@ -100,4 +112,5 @@ def sold_update_view(request, pk: int):
         entry["changed_labels"] = ", ".join(CHANGED_LABELS[f] for f in entry["changed"])
     return render(request, "passes/setup_sold_update.html", {
         "template": template, "preview": preview, "form": form, "clinic": clinic_get(),
+        "membership": template.kind == Kind.MEMBERSHIP, "noun": _sold_noun(template),
         "blocked": any(p["problems"] for p in preview)})

@@ -2,9 +2,11 @@
 
 import pytest
 
-from carnet.conftest import Api, make_staff
+from carnet.billing.models import Invoice
+from carnet.conftest import Api, make_patient, make_staff
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
+from carnet.passes import memberships as ms
 from carnet.passes.models import Pass, PassTemplate
 from carnet.passes.tests.test_setup import sell
 
@@ -126,3 +128,91 @@ def test_clinic_expiry_rule_set_through_the_api_is_enforced_on_templates(api, ca
     assert short.status_code == 422 and "at least 200 days" in short.json()["detail"]
     assert api.post("/pass-templates", body(catalog, expiry_value=7, expiry_unit="months")).status_code == 201
     assert owner.patch("/clinic", {"pass_expiry_rule": "sometimes"}).status_code == 422
+
+
+# ---------------------------------------------------------------- memberships (SPEC 6.1, 6.4)
+
+def membership_body(catalog, **over):
+    data = {"kind": "membership", "name": "Wellness monthly", "price_minor": 6000,
+            "income_category_id": catalog["income_category"].pk, "cycle": "monthly", "term_cycles": 12,
+            "cancellable_after_cycles": 3, "uses_per_cycle": 2, "rollover": True, "rollover_cap": 1,
+            "pause_allowed": True, "pause_max_cycles": 2, "self_cancel": True, "sold_online": True,
+            "items": [{"treatment_id": catalog["treatment"].pk}]}
+    data.update(over)
+    return data
+
+
+def test_membership_template_round_trip(api, catalog):
+    created = api.post("/pass-templates", membership_body(catalog))
+    assert created.status_code == 201, created.content
+    got = created.json()
+    assert {k: got[k] for k in ("kind", "cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle",
+                                "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "self_cancel",
+                                "sold_online", "quantity", "expiry_value", "instalments")} == {
+        "kind": "membership", "cycle": "monthly", "term_cycles": 12, "cancellable_after_cycles": 3,
+        "uses_per_cycle": 2, "rollover": True, "rollover_cap": 1, "pause_allowed": True, "pause_max_cycles": 2,
+        "self_cancel": True, "sold_online": True, "quantity": None, "expiry_value": None, "instalments": 1}
+    pk = got["id"]
+    assert api.get(f"/pass-templates/{pk}").json() == got
+    patched = api.patch(f"/pass-templates/{pk}", {"term_cycles": None, "uses_per_cycle": None, "rollover": False,
+                                                   "rollover_cap": None, "cycle": "weekly"})
+    assert patched.status_code == 200, patched.content
+    assert (patched.json()["term_cycles"], patched.json()["uses_per_cycle"], patched.json()["cycle"]) == (
+        None, None, "weekly")
+
+
+@pytest.mark.parametrize("over,field", [
+    ({"cycle": "daily"}, "cycle"),
+    ({"term_cycles": 53}, "term_cycles"),
+    ({"uses_per_cycle": 0}, "uses_per_cycle"),
+    ({"rollover": False, "rollover_cap": 2}, "rollover_cap"),
+    ({"pause_max_cycles": 0}, "pause_max_cycles"),
+    ({"cancellable_after_cycles": -1}, "cancellable_after_cycles"),
+    ({"quantity": 5}, "quantity"),
+    ({"instalments": 2}, "instalments"),
+])
+def test_bad_membership_input_is_a_422_naming_the_field(api, catalog, over, field):
+    response = api.post("/pass-templates", membership_body(catalog, **over))
+    assert response.status_code == 422, response.content
+    assert field in {e["field"] for e in response.json()["errors"]}
+    assert not PassTemplate.objects.exists()
+
+
+def test_preview_and_update_all_memberships(api, front_desk, catalog):
+    pk = api.post("/pass-templates", membership_body(catalog)).json()["id"]
+    sold = ms.membership_sell(actor=front_desk.user, patient=make_patient(), template=PassTemplate.objects.get(pk=pk))
+    [first_invoice] = Invoice.objects.filter(pass_instalment__sold_pass=sold)
+    api.patch(f"/pass-templates/{pk}", {"name": "Wellness plus", "price_minor": 7000, "uses_per_cycle": 3,
+                                        "cancellable_after_cycles": 4, "term_cycles": 24})
+    [plan] = api.get(f"/pass-templates/{pk}/sold-update-preview").json()
+    assert (plan["kind"], plan["changed"]) == ("membership", ["name", "uses_per_cycle", "cycle_price_minor",
+                                                              "cancellable_after_cycles"])
+    assert (plan["before"]["cycle_price_minor"], plan["after"]["cycle_price_minor"]) == (6000, 7000)
+    assert (plan["before"]["uses_per_cycle"], plan["after"]["uses_per_cycle"]) == (2, 3)
+    assert plan["notes"] and plan["problems"] == []
+    done = api.post(f"/pass-templates/{pk}/sold-update", **{"Idempotency-Key": "mem-upd-1"})
+    assert done.status_code == 200 and done.json() == {"updated": 1}
+    sold.refresh_from_db()
+    assert (sold.name, sold.cycle_price_minor, sold.uses_per_cycle, sold.cancellable_after_cycles,
+            sold.term_cycles) == ("Wellness plus", 7000, 3, 4, 12)
+    first_invoice.refresh_from_db()
+    assert first_invoice.total_minor == 6000
+    assert api.get(f"/pass-templates/{pk}/sold-update-preview").json() == []
+
+
+def test_out_of_range_numbers_and_nulls_are_a_422_not_a_500(api, catalog):
+    """Found by fuzzing: ids and counts beyond the database's integers, and null for a non-null field."""
+    huge = 2**70
+    for over, field in (({"items": [{"treatment_id": huge}]}, "items.0.treatment"),
+                        ({"income_category_id": huge}, "income_category_id"), ({"tax_ids": [huge]}, "tax_ids"),
+                        ({"price_minor": huge}, "price_minor"), ({"quantity": huge}, "quantity"),
+                        ({"items": [{"treatment_id": catalog["treatment"].pk, "additional_charge_minor": huge}]},
+                         "items.0.additional_charge_minor")):
+        response = api.post("/pass-templates", body(catalog, **over))
+        assert response.status_code == 422, (over, response.content)
+        assert field in {e["field"] for e in response.json()["errors"]}, (over, response.json())
+    pk = api.post("/pass-templates", body(catalog)).json()["id"]
+    nulls = api.patch(f"/pass-templates/{pk}", {"rollover": None, "redeem_online": None})
+    assert nulls.status_code == 422 and {"rollover", "redeem_online"} <= {e["field"] for e in nulls.json()["errors"]}
+    kept = api.patch(f"/pass-templates/{pk}", {"items": None, "name": "Same items"})
+    assert kept.status_code == 200 and len(kept.json()["items"]) == 1

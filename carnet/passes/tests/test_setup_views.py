@@ -4,11 +4,13 @@ import pytest
 from django.urls import reverse
 
 from carnet.clinic.selectors import clinic_get
-from carnet.conftest import make_staff
+from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
+from carnet.passes import memberships as ms
 from carnet.passes.models import PassTemplate
 from carnet.passes.setup import template_save
 from carnet.passes.tests.test_setup import one_item, package_data, second_treatment, sell
+from carnet.passes.tests.test_setup_memberships import membership_data
 
 pytestmark = pytest.mark.django_db
 
@@ -156,3 +158,87 @@ def test_clinic_settings_page_saves_the_expiry_rule(client, catalog):
     clinic = clinic_get()
     assert (clinic.pass_expiry_rule, clinic.pass_expiry_minimum_days, clinic.pass_expiry_reminder_days,
             clinic.insurer_ready_receipts) == ("minimum", 365, 30, True)
+
+
+# ---------------------------------------------------------------- memberships (SPEC 6.1, 6.4)
+
+def membership_form(catalog, rows=None, **over):
+    data = form_data(catalog, rows=rows, name="Wellness monthly", price_minor="60.00", cycle="monthly",
+                     term_cycles="12", cancellable_after_cycles="3", uses_per_cycle="2", rollover="on",
+                     rollover_cap="2", pause_allowed="on", pause_max_cycles="2", self_cancel="on", sold_online="on")
+    for key in ("quantity", "expiry_value", "expiry_unit", "instalments"):
+        data.pop(key)
+    data.update(over)
+    return data
+
+
+def test_list_shows_packages_and_memberships_with_a_type_and_both_new_buttons(admin_client, admin_staff, catalog):
+    template_save(actor=admin_staff.user, template=None, data=package_data(catalog), items=one_item(catalog))
+    template_save(actor=admin_staff.user, template=None, data=membership_data(catalog, term_cycles=None),
+                  items=one_item(catalog))
+    page = admin_client.get(reverse("pass_templates:list")).content.decode()
+    assert "<th>Type</th>" in page and "Package" in page and "Membership" in page
+    assert "New package" in page and "New membership" in page and "?kind=membership" in page
+    assert "$60.00" in page and "2 per cycle" in page and "Open-ended" in page
+
+
+def test_new_membership_form_shows_the_membership_fields_only(admin_client, catalog):
+    page = admin_client.get(reverse("pass_templates:new") + "?kind=membership").content.decode()
+    assert "New membership" in page and "Amount per cycle" in page
+    for name in ("cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap",
+                 "pause_allowed", "pause_max_cycles", "self_cancel", "sold_online", "auto_select", "taxes",
+                 "income_category"):
+        assert f'name="{name}"' in page, name
+    for name in ("quantity", "expiry_value", "instalments", "transferable", "family_sharing"):
+        assert f'name="{name}"' not in page, name
+    assert "<script" not in page.split("</head>")[1]
+    package = admin_client.get(reverse("pass_templates:new")).content.decode()
+    assert 'name="quantity"' in package and 'name="term_cycles"' not in package
+
+
+def test_new_membership_is_saved_from_the_form(admin_client, catalog):
+    response = admin_client.post(reverse("pass_templates:new") + "?kind=membership", membership_form(catalog))
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    t = PassTemplate.objects.get()
+    assert (t.kind, t.price_minor, t.cycle, t.term_cycles, t.cancellable_after_cycles, t.uses_per_cycle, t.rollover,
+            t.rollover_cap, t.pause_allowed, t.pause_max_cycles, t.self_cancel, t.sold_online, t.quantity) == (
+        "membership", 6000, "monthly", 12, 3, 2, True, 2, True, 2, True, True, None)
+
+
+def test_open_ended_unlimited_membership_from_empty_fields(admin_client, catalog):
+    response = admin_client.post(reverse("pass_templates:new") + "?kind=membership", membership_form(
+        catalog, term_cycles="", uses_per_cycle="", rollover="", rollover_cap="", pause_allowed="",
+        pause_max_cycles="", cancellable_after_cycles=""))
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    t = PassTemplate.objects.get()
+    assert (t.term_cycles, t.uses_per_cycle, t.rollover, t.pause_allowed, t.pause_max_cycles,
+            t.cancellable_after_cycles) == (None, None, False, False, 0, 0)
+
+
+def test_membership_errors_show_on_their_fields(admin_client, catalog):
+    response = admin_client.post(reverse("pass_templates:new") + "?kind=membership", membership_form(
+        catalog, term_cycles="60", rollover="", rollover_cap="3", pause_max_cycles="0"))
+    page = response.content.decode()
+    assert response.status_code == 200 and not PassTemplate.objects.exists()
+    assert "between 1 and 52 cycles" in page and "turn rollover on" in page and "longest pause: 1 to 52 cycles" in page
+
+
+def test_update_all_memberships_page_previews_and_applies_once(admin_client, admin_staff, front_desk, catalog):
+    t = template_save(actor=admin_staff.user, template=None, data=membership_data(catalog), items=one_item(catalog))
+    sold = ms.membership_sell(actor=front_desk.user, patient=make_patient(), template=t)
+    page = admin_client.get(reverse("pass_templates:edit", args=[t.pk])).content.decode()
+    assert "Update all memberships" in page and 'name="quantity"' not in page
+    response = admin_client.post(reverse("pass_templates:edit", args=[t.pk]),
+                                 membership_form(catalog, name="Wellness plus", price_minor="75.00",
+                                                 uses_per_cycle="3"))
+    assert response.status_code == 302 and response["Location"] == reverse("pass_templates:sold_update", args=[t.pk])
+    preview = admin_client.get(response["Location"]).content.decode()
+    assert "Update all memberships" in preview and f"#{sold.pk}" in preview
+    assert "Changes: name, uses per cycle, amount" in preview and "$60.00 per cycle" in preview
+    assert "$75.00 per cycle" in preview and "already issued stay at their amount" in preview
+    assert "keeps 2 uses" in preview and "Update 1 membership" in preview
+    assert admin_client.post(response["Location"], {"form_key": "m-1"}).status_code == 302
+    sold.refresh_from_db()
+    assert (sold.name, sold.cycle_price_minor, sold.uses_per_cycle) == ("Wellness plus", 7500, 3)
+    assert admin_client.post(response["Location"], {"form_key": "m-1"}).status_code == 302
+    assert "Every active membership already has" in admin_client.get(response["Location"]).content.decode()
