@@ -38,6 +38,11 @@ def model_save(*, actor, obj: models.Model, data: dict, verb: str | None = None,
                aliases: dict[str, str] | None = None) -> models.Model:
     """`aliases` maps a model field name to the input name the caller's user knows it by."""
     names = _input_names(obj, data, aliases)
+    for name, value in data.items():
+        if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL: a 500 otherwise
+            shown = names.get(name, name)
+            raise ValidationFailed(f"Please correct {shown.replace('_', ' ')}: null characters are not allowed.",
+                                   fields={shown: ["Null characters are not allowed."]})
     many = {f.name for f in obj._meta.many_to_many}
     m2m = {k: v for k, v in data.items() if k in many}
     for name, ids in m2m.items():

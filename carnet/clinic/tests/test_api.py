@@ -252,6 +252,12 @@ def test_unknown_ids_on_a_treatment_are_422_naming_the_field(admin_staff, catalo
     assert catalog["treatment"].taxes.count() == 1
 
 
+def test_null_characters_are_422_naming_the_field(admin_staff):
+    # Found by the API fuzzer on PostgreSQL: POST /taxes {"name": "\u0000"} was a 500 (text cannot hold NUL).
+    response = Api(admin_staff.user).post("/taxes", {"name": "G\u0000ST", "rate": "5"})
+    assert response.status_code == 422 and error_fields(response) == {"name"}, response.content
+
+
 def test_unknown_income_category_on_a_product_is_422(admin_staff, catalog):
     response = Api(admin_staff.user).post("/products", {"name": "Oil", "price_minor": 100,
                                                         "income_category_id": 424242})
