@@ -466,10 +466,11 @@ def sold_update_preview(*, template: PassTemplate) -> list[dict]:
 
 def _apply(sold: Pass, terms: dict, plan: dict) -> None:
     fields = _fields(terms["kind"])
+    quantity = _quantity(sold, terms) if terms["kind"] == Kind.PACKAGE else None  # before the fields change
     for f in fields:
         setattr(sold, f, terms[f])
     if terms["kind"] == Kind.PACKAGE:
-        sold.quantity = _quantity(sold, terms)
+        sold.quantity = quantity
     sold.save(update_fields=[f.removesuffix("_id") for f in fields])
     existing = {i.treatment_id: i for i in sold.items.all()}
     for tid, new in terms["items"].items():
