@@ -35,6 +35,7 @@ demo: install system-deps
 	mkdir -p var/mail
 	$(BIN)/python manage.py migrate --no-input -v 0
 	$(BIN)/python manage.py demo_load
+	$(BIN)/python manage.py passes_daily >/dev/null
 	$(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	  $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)

@@ -337,6 +337,38 @@ def load_passes(actor, patients: dict) -> None:
             if invoice.balance_minor:
                 payment_receive(actor=actor, patient=patients[key], method="debit", amount_minor=invoice.balance_minor,
                                 allocations=[(invoice, invoice.balance_minor)], idempotency_key=f"demo-pass-{n}")
+    # Memberships: a monthly one (2 massages a month, rollover of 1, pause and self-cancel allowed,
+    # sold online) and an unlimited weekly pilates pass.
+    monthly = template_save(actor=actor, template=None, data={
+        "kind": "membership", "name": "Wellness Monthly", "price_minor": 9900, "cycle": "monthly",
+        "income_category_id": treatments["Massage 30 min"].income_category_id,
+        "tax_ids": [taxes[TAXES["HST"][0]].pk], "uses_per_cycle": 2, "rollover": True, "rollover_cap": 1,
+        "cancellable_after_cycles": 3, "pause_allowed": True, "pause_max_cycles": 2, "self_cancel": True,
+        "sold_online": True, "auto_select": True,
+    }, items=[{"treatment_id": treatments["Massage 30 min"].pk, "additional_charge_minor": 0,
+               "compensation_minor": None, "limit": None}])
+    weekly = template_save(actor=actor, template=None, data={
+        "kind": "membership", "name": "Unlimited Pilates (weekly)", "price_minor": 3500, "cycle": "weekly",
+        "income_category_id": treatments["Rehab Pilates Class"].income_category_id, "uses_per_cycle": None,
+        "term_cycles": 12, "auto_select": True,
+    }, items=[{"treatment_id": treatments["Rehab Pilates Class"].pk, "additional_charge_minor": 0,
+               "compensation_minor": None, "limit": None}])
+    from carnet.core import clock
+    from carnet.passes.memberships import membership_sell
+
+    today = clock.today(clinic_get().time_zone)
+    card = card_store(actor=actor, patient=patients["isabelle"], number=DEMO_CARD, exp_month=12,
+                      exp_year=today.year + 3, cvc="123", holder="Isabelle Gagnon")
+    from carnet.passes.instalments import pass_charge_due
+
+    sold = membership_sell(actor=actor, patient=patients["isabelle"], template=monthly, payment_mode="automatic",
+                           card=card)
+    pass_charge_due(sold_pass=sold)  # the test gateway lives in this database, so this is safe in the load
+    james = membership_sell(actor=actor, patient=patients["james"], template=weekly,
+                            start_date=today - dt.timedelta(weeks=2))  # two past cycles, paid by hand
+    for n, invoice in enumerate(pass_invoices(james)[:2]):
+        payment_receive(actor=actor, patient=patients["james"], method="cash", amount_minor=invoice.balance_minor,
+                        allocations=[(invoice, invoice.balance_minor)], idempotency_key=f"demo-membership-{n}")
     # The insurance-friendly plan: Robert prepays ten visits' charges, kept as his credit.
     payment_receive(actor=actor, patient=patients["robert"], method="card_manual", amount_minor=50000,
                     reference="Prepaid chiropractic visits", idempotency_key="demo-chiro-prepay")
