@@ -1,0 +1,172 @@
+"""Issue 9: fuzz /api/v1 from its own OpenAPI schema with schemathesis, in-process through the WSGI app.
+
+Every operation gets generated requests (positive and negative data), authenticated as an Account Owner
+(API token) and as a patient (session cookie + CSRF token). A request must never give a 5xx, and a
+response whose status the schema documents must match its schema (`not_a_server_error`,
+`response_schema_conformance`).
+
+`status_code_conformance` is left out on purpose: the schema documents only the success status of
+each operation, while every operation also answers 401/403/404/409/422 problem details by design
+(carnet/api.py's exception handlers), so that check would flag every refusal rather than bugs.
+
+The run is bounded and reproducible for CI: a fixed number of examples per operation, derandomized,
+no shrinking (the failing request is reported as a curl command). Each example runs inside a savepoint
+that is rolled back, so every request sees the same small seeded world (ids that exist, a sold
+package, an appointment) and DELETEs or refunds do not eat the data the next operation needs.
+"""
+
+import datetime as dt
+import os
+import warnings
+from collections import Counter
+
+import pytest
+import schemathesis
+from django.db import transaction
+from django.test import Client
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from carnet.conftest import make_catalog, make_patient, make_staff
+from carnet.core import clock
+from carnet.core.permissions import AccessLevel
+from carnet.people.models import Shift
+from carnet.people.services import api_token_create, patient_sign_up
+from carnet.scheduling.tests.factories import at, book, clinic_set, practitioner
+
+# Sequences reset so that the seeded ids are 1..IDS on SQLite and PostgreSQL alike.
+pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
+IDS = 4
+MIN_REACHED = {"owner": 60, "patient": 4}
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+CSRF = "f" * 32  # an unmasked CSRF secret: cookie and header must match
+NOW = at("2026-05-01", "10:00")
+
+# Findings in code another engineer is editing right now: reported, not fixed here. Each stays a
+# warning until fixed; remove the entry with the fix so the fuzzer guards it again.
+KNOWN = {
+    "POST /api/v1/pass-templates": "tax_ids with an id beyond 64 bits: OverflowError in passes/setup.py "
+                                   "_clean_template's Tax pk__in query on SQLite (core/crud.py has the fix)",
+    "POST /api/v1/passes/{pk}/shares": "patient_ids with an id beyond 64 bits: OverflowError in passes/api.py "
+                                       "shares' Patient pk__in query on SQLite",
+}
+
+
+def _world():
+    from carnet.passes.tests.factories import membership_template, package_template, sold_package
+
+    clinic_set(time_zone="America/Toronto")
+    catalog = make_catalog()
+    catalog["treatment"].online_bookable = True
+    catalog["treatment"].save()
+    owner = make_staff(AccessLevel.ACCOUNT_OWNER, name="Owner")
+    desk = make_staff(AccessLevel.FRONT_DESK, name="Desk")
+    prac = practitioner(catalog["location"])
+    for staff in (owner, desk):
+        staff.locations.add(catalog["location"])
+    Shift.objects.create(staff=prac, location=catalog["location"], weekday=1, start_time=dt.time(9),
+                         end_time=dt.time(17))
+    me = patient_sign_up(first_name="Nora", last_name="New", email="nora@example.test",
+                         password="a long pass phrase 42")
+    others = [make_patient() for _ in range(2)]
+    template = package_template(catalog)
+    membership_template(catalog)
+    sold_package(owner, me, template)
+    sold_package(owner, others[0], template, paid=False)
+    book(owner, catalog, prac, at("2026-05-12", "09:00"), patients=[me])
+    book(owner, catalog, prac, at("2026-05-12", "11:00"), patients=[others[0]])
+    _, raw = api_token_create(actor=owner.user, name="fuzz")
+    client = Client()
+    client.force_login(me.user)
+    return {
+        "owner": {"headers": {"Authorization": f"Bearer {raw}"}, "cookies": {}},
+        "patient": {"headers": {"X-CSRFToken": CSRF},
+                    "cookies": {"sessionid": client.cookies["sessionid"].value, "csrftoken": CSRF}},
+    }
+
+
+def _schema():
+    from carnet.wsgi import application
+
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
+
+
+def _checks():
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    return [not_a_server_error, response_schema_conformance]
+
+
+def _near(case, seeded, pk):
+    # Half the valid requests aim their integer path ids at the seeded world, so that they reach the
+    # code behind the 404 (ids are 1..IDS in every table, sequences being reset for this test).
+    if seeded and case.path_parameters:
+        for name, value in case.path_parameters.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                case.path_parameters[name] = pk
+    return case
+
+
+def _fuzz(operation, auth, checks, seen, reached):
+    strategy = st.builds(_near, operation.as_strategy(schemathesis.GenerationMode.POSITIVE), st.booleans(),
+                         st.integers(1, IDS)) | operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def run(case):
+        with transaction.atomic():
+            try:
+                if "Authorization" not in auth["headers"] and case.headers:
+                    case.headers.pop("Authorization", None)  # a generated bearer token would be a 401
+                response = case.call(**auth)
+                seen[response.status_code] += 1
+                if response.status_code < 300:
+                    reached.add(operation.label)
+                case.validate_response(response, checks=checks, headers=auth["headers"])
+            finally:
+                transaction.set_rollback(True)
+
+    run()
+
+
+@pytest.fixture
+def _keep_connection():
+    # Django's WSGI handler closes the database connection when a request starts and finishes; inside
+    # the test's transaction that would end it. Django's own test client disconnects these the same way.
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.mark.parametrize(("role", "own"), [("owner", "/api/v1/patients"), ("patient", "/api/v1/me/passes")])
+def test_every_operation_answers_without_5xx_and_matches_its_schema(role, own, _keep_connection):
+    with clock.frozen(NOW):
+        auth = _world()[role]
+        schema = _schema()
+        # The credentials work: a fuzzer that only ever sees 401s would prove nothing.
+        assert schema[own]["GET"].Case().call(**auth).status_code == 200
+        checks = _checks()
+        found, seen, reached, operations = [], Counter(), set(), 0
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            operations += 1
+            try:
+                _fuzz(operation, auth, checks, seen, reached)
+            except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 — collect every finding, fail once
+                if operation.label in KNOWN:
+                    warnings.warn(f"{operation.label} (known: {KNOWN[operation.label]}):\n{exc}", stacklevel=1)
+                else:
+                    found.append(f"{operation.label}:\n{exc}")
+        print(f"\n{role}: {operations} operations, {len(reached)} answered 2xx at least once; "
+              f"responses by status {sorted(seen.items())}")
+        assert not found, f"{len(found)} operations failed as {role}:\n\n" + "\n\n".join(found)
+        assert len(reached) >= MIN_REACHED[role], sorted(reached)  # requests reach real code paths
