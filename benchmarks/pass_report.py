@@ -56,6 +56,21 @@ def _copy_pass(cur, source_id: int, patient_ids: list[int]) -> None:
                 [source_id, source_id, source_id])
 
 
+def _drop(cur, template) -> None:
+    """Remove a data set's redemptions, visits, appointments and invoices (its packages stay)."""
+    cur.execute("""CREATE TEMP TABLE bench_old ON COMMIT DROP AS
+                   SELECT r.id AS r, r.visit_id AS v, ap.appointment_id AS a, ap.invoice_id AS i
+                   FROM passes_redemption r JOIN passes_pass p ON p.id = r.sold_pass_id
+                   JOIN scheduling_appointmentpatient ap ON ap.id = r.visit_id WHERE p.template_id = %s""",
+                [template.pk])
+    cur.execute("DELETE FROM passes_redemption WHERE id IN (SELECT r FROM bench_old)")
+    cur.execute("DELETE FROM scheduling_appointmentpatient WHERE id IN (SELECT v FROM bench_old)")
+    cur.execute("DELETE FROM scheduling_appointment WHERE id IN (SELECT a FROM bench_old)")
+    cur.execute("DELETE FROM billing_invoice WHERE id IN (SELECT i FROM bench_old)")
+    cur.execute("DROP TABLE bench_old")
+    cur.execute("UPDATE passes_pass SET posted_count = 0, recognised_minor = 0 WHERE template_id = %s", [template.pk])
+
+
 def build(b, size: int, rebuild: bool) -> dict:
     """The data set: returns its template and how long generation took (0 when reused)."""
     from django.db import connection, transaction
@@ -68,22 +83,14 @@ def build(b, size: int, rebuild: bool) -> dict:
     template = PassTemplate.objects.filter(name=name).first()
     if template is not None and not rebuild:
         have = Redemption.objects.filter(sold_pass__template=template, status="posted").count()
-        if have == size:
+        every = Redemption.objects.filter(sold_pass__template__name__startswith=_template_name(0)[:-1]).count()
+        if have == size == every:
             return {"template": template, "generated_s": 0.0}
     t0 = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cur:
-        if template is not None:  # rebuild: drop the old set (redemptions, visits, invoices, passes)
-            cur.execute("""CREATE TEMP TABLE bench_old ON COMMIT DROP AS
-                           SELECT r.id AS r, r.visit_id AS v, ap.appointment_id AS a, ap.invoice_id AS i
-                           FROM passes_redemption r JOIN passes_pass p ON p.id = r.sold_pass_id
-                           JOIN scheduling_appointmentpatient ap ON ap.id = r.visit_id WHERE p.template_id = %s""",
-                        [template.pk])
-            cur.execute("DELETE FROM passes_redemption WHERE id IN (SELECT r FROM bench_old)")
-            cur.execute("DELETE FROM scheduling_appointmentpatient WHERE id IN (SELECT v FROM bench_old)")
-            cur.execute("DELETE FROM scheduling_appointment WHERE id IN (SELECT a FROM bench_old)")
-            cur.execute("DELETE FROM billing_invoice WHERE id IN (SELECT i FROM bench_old)")
-            # the packages (and their sale invoices) stay: they are reused below
-        else:
+        for other in PassTemplate.objects.filter(name__startswith=_template_name(0)[:-1]):
+            _drop(cur, other)  # one data set at a time: the report reads the whole clinic
+        if template is None:
             now = clock.now()
             template = PassTemplate.objects.create(name=name, price_minor=100 * size, quantity=size,
                                                    income_category=b["category"], created_at=now, updated_at=now)
@@ -108,7 +115,9 @@ def build(b, size: int, rebuild: bool) -> dict:
         cur.execute("UPDATE billing_invoicecounter SET next_number = next_number + %s WHERE id = 1", [size])
         start = dt.datetime.combine(FIRST_DAY, dt.time(14, 0), tzinfo=dt.timezone.utc)
         series = "FROM generate_series(0, %s - 1) g"
-        slot = "%s + (g %% {d}) * interval '1 day' + ((g / {d}) %% 8) * interval '1 hour'".format(d=DAYS)
+        # Chronological, as a clinic writes them: visit g falls on day g × DAYS ÷ size, at one of 8 hours.
+        day = f"(g::bigint * {DAYS} / {size})::int"
+        slot = f"%s + {day} * interval '1 day' + (g %% 8) * interval '1 hour'"
         cur.execute(f"""INSERT INTO scheduling_appointment (id, start, "end", status, booked_by, notes, created_at,
                             booked_by_staff_id, location_id, practitioner_id, treatment_id)
                         SELECT %s + g, {slot}, {slot} + interval '1 hour', 'arrived', 'staff', '', now(), %s, %s,
@@ -117,7 +126,7 @@ def build(b, size: int, rebuild: bool) -> dict:
         cur.execute(f"""INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id, invoice_date,
                             created_at, subtotal_minor, tax_minor, total_minor, applied_minor, notes)
                         SELECT %s + g, %s + g, l.patient_id, %s, (%s::bigint[])[1 + g %% {len(pracs)}],
-                               (%s::date + (g %% {DAYS})), now(), 0, 0, 0, 0, ''
+                               (%s::date + {day}), now(), 0, 0, 0, 0, ''
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
                     [i0, number0, b["location"].pk, pracs, FIRST_DAY, size])
         cur.execute(f"""INSERT INTO scheduling_appointmentpatient (id, role, status, booked_at, appointment_id,
@@ -128,7 +137,7 @@ def build(b, size: int, rebuild: bool) -> dict:
                             visit_date, reserved_at, posted_at, value_minor, additional_charge_minor,
                             practitioner_id, compensation_minor, compensated_upfront, by_no_show)
                         SELECT %s + g, l.pass_id, l.item_id, %s + g, l.patient_id, 'posted',
-                               (%s::date + (g %% {DAYS})), now(), now(), 100, 0,
+                               (%s::date + {day}), now(), now(), 100, 0,
                                (%s::bigint[])[1 + g %% {len(pracs)}], 0, false, false
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
                     [r0, v0, FIRST_DAY, pracs, size])
