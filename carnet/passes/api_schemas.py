@@ -1,6 +1,7 @@
 """API schemas for sold packages and their redemption. Money is integer minor units of the clinic currency."""
 
 import datetime as dt
+from typing import Annotated
 
 from ninja import Field, Schema
 
@@ -134,6 +135,12 @@ class MyPassOut(Schema):
     used: int = Field(..., alias="used_count")
     remaining: int | None
     expires_on: dt.date | None
+    # Memberships (kind "membership"): the details are at GET /memberships/{id}.
+    kind: str = Field(..., description="package or membership")
+    start_date: dt.date | None = Field(None, description="A membership's first day")
+    ends_after: dt.date | None = Field(None, description="A cancelled membership's last covered day")
+    self_cancel: bool = Field(False, description="The patient may cancel it (POST /me/memberships/{id}/cancel)")
+    pause_allowed: bool = Field(False, description="The patient may pause it (POST /me/memberships/{id}/pause)")
 
 
 class SellIn(Schema):
@@ -166,7 +173,9 @@ class PassTransferIn(Schema):
 
 
 class SharesIn(Schema):
-    patient_ids: list[int] = Field(..., description="The full list of family members who may use the pass")
+    # Ids are database keys: anything outside a 64-bit key is refused here (422), not by the database.
+    patient_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        ..., description="The full list of family members who may use the pass")
 
 
 class AttachIn(Schema):
