@@ -127,3 +127,7 @@ api.add_router("/", billing_reports_router)
 from carnet.reports.pass_api import router as pass_reports_router  # noqa: E402
 
 api.add_router("/reports", pass_reports_router)
+
+from carnet.passes.membership_api import router as memberships_router  # noqa: E402
+
+api.add_router("/", memberships_router)

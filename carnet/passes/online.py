@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from django.db import transaction
+from django.db.models import F
 
 from carnet.billing.payments import (
     _PENDING,
@@ -46,19 +47,27 @@ def _managed_ids(user) -> set[int]:
     return {p.pk for p in patients_managed_by(_buyer(user))}
 
 
-def online_templates():
-    """Packages the clinic sells online now (empty when the clinic's online sales are off)."""
+def _offered_online(kind: str):
     if not clinic_get().online_sales_enabled:
         return PassTemplate.objects.none()
-    return (PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, sold_online=True, archived=False,
-                                        items__isnull=False).distinct().order_by("name", "pk"))
+    return (PassTemplate.objects.filter(kind=kind, sold_online=True, archived=False, items__isnull=False)
+            .distinct().order_by("name", "pk"))
+
+
+def _offered_get(kind: str, pk: int) -> PassTemplate:
+    template = _offered_online(kind).filter(pk=pk).first()
+    if template is None:
+        raise NotFound(f"No {PassTemplate.Kind(kind).label.lower()} with id {pk} is sold online.")
+    return template
+
+
+def online_templates():
+    """Packages the clinic sells online now (empty when the clinic's online sales are off)."""
+    return _offered_online(PassTemplate.Kind.PACKAGE)
 
 
 def online_template_get(pk: int) -> PassTemplate:
-    template = online_templates().filter(pk=pk).first()
-    if template is None:
-        raise NotFound(f"No package with id {pk} is sold online.")
-    return template
+    return _offered_get(PassTemplate.Kind.PACKAGE, pk)
 
 
 def online_price_minor(template: PassTemplate) -> int:
@@ -95,6 +104,18 @@ def _sale_invoice(sold: Pass):
     return row.invoice
 
 
+def _buyer_and_key(user, patient, idempotency_key: str) -> tuple[Patient, str]:
+    """The portal user buying for `patient` (themself or a dependant; anyone else is not found), and the form key."""
+    buyer = _buyer(user)
+    if patient is None or patient.pk not in _managed_ids(user):
+        raise NotFound("No such patient.")
+    key = (idempotency_key or "").strip()
+    if not 1 <= len(key) <= 100:
+        raise ValidationFailed("This form is missing its key; reload the page and try again.",
+                               fields={"form_key": ["Missing."]})
+    return buyer, key
+
+
 def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_number: str, exp_month: int,
                        exp_year: int, cvc: str, holder: str, idempotency_key: str) -> Pass:
     """The portal user buys `template` for themselves or a dependant, paying by card now.
@@ -103,13 +124,7 @@ def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_n
     package is sold without charging. If the sale is refused after the card was charged (say
     the template was archived in between), the payment is still recorded, as credit.
     """
-    buyer = _buyer(user)
-    if patient is None or patient.pk not in _managed_ids(user):
-        raise NotFound("No such patient.")
-    key = (idempotency_key or "").strip()
-    if not 1 <= len(key) <= 100:
-        raise ValidationFailed("This form is missing its key; reload the page and try again.",
-                               fields={"form_key": ["Missing."]})
+    buyer, key = _buyer_and_key(user, patient, idempotency_key)
     from carnet.billing.emails import balance_paid_email
     from carnet.billing.models import Payment
     from carnet.gateway.base import get_gateway
@@ -186,3 +201,138 @@ def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_n
         raise Conflict(f"{refused.message} Your payment was received and is kept as credit on your account; "
                        "please contact the clinic.", code="kept_as_credit")
     return sold
+
+
+# ---------------------------------------------------------------- memberships: sign up online (SPEC 6, 11)
+
+
+def online_membership_templates():
+    """Memberships the clinic offers for online sign-up (empty when online sales are off)."""
+    return _offered_online(PassTemplate.Kind.MEMBERSHIP)
+
+
+def online_membership_template_get(pk: int) -> PassTemplate:
+    return _offered_get(PassTemplate.Kind.MEMBERSHIP, pk)
+
+
+def portal_membership_get(user, pk: int) -> Pass:
+    """One of the portal user's (or a dependant's) memberships; anyone else's is "not found"."""
+    sold = portal_passes(user).filter(pk=pk, kind=Pass.Kind.MEMBERSHIP).first()
+    if sold is None:
+        raise NotFound(f"No membership with id {pk}.")
+    return sold
+
+
+def _card_keep(*, user, patient: Patient, stored, holder: str):
+    """Keep the card the patient just entered on file for them. gateway.services.card_store does the
+    same but requires a staff actor with PAYMENT_TAKE; here the patient is the actor and the card is
+    theirs (or their dependant's), so the row is made the same way without that check. Like
+    card_store, only the gateway's token, brand, last four and expiry are kept."""
+    from carnet.core import activity, clock
+    from carnet.gateway.models import CardOnFile
+
+    card = CardOnFile.objects.create(patient=patient, token=stored.token, brand=stored.brand, last4=stored.last4,
+                                     exp_month=stored.exp_month, exp_year=stored.exp_year, holder=holder,
+                                     created_at=clock.now())
+    activity.record(actor=user, verb="card_stored_online", obj=card, after=activity.snapshot(card, exclude=("token",)))
+    return card
+
+
+def _check_membership_sellable(template: PassTemplate, owner: Patient) -> None:
+    if not clinic_get().online_sales_enabled:
+        raise Conflict("Memberships are not sold online at the moment. Please ask at the front desk.",
+                       code="online_sales_off")
+    if template.kind != PassTemplate.Kind.MEMBERSHIP or not template.sold_online or template.archived:
+        raise Conflict(f"{template} is not offered online; please ask at the front desk.", code="not_sold_online")
+    if Pass.objects.filter(patient=owner, template=template, status=Pass.Status.ACTIVE).exists():
+        # A second one by mistake (or after a declined card) would bill twice; the clinic can sell another.
+        raise Conflict(f"{owner.full_name} already has {template.name}. See it under Packages & Memberships.",
+                       code="already_member")
+
+
+def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate, card_number: str, exp_month: int,
+                              exp_year: int, cvc: str, holder: str, idempotency_key: str) -> Pass:
+    """The portal user signs up for a membership (for themselves or a dependant), paid automatically
+    by the card they enter: it is kept on file, the membership is sold (automatic payment, the
+    patient as actor, no staff check) and committed, then the first cycle is charged with
+    `pass_charge_due`, outside any transaction, as the staff page does.
+
+    Once per form key: the key's IdempotencyRecord (scope `membership-online:<buyer>`) is inserted
+    in the sale's own transaction, so a twin submission waits for it and gets the same membership;
+    a repeat never charges again (the cycle's charge has its own gateway key and is due only once).
+
+    A declined first charge KEEPS the membership, unpaid, and the decline is reported to the caller
+    (`membership.first_charge`): it is then exactly an automatic membership whose charge failed at
+    the desk (SPEC 6.2) — the cycle's invoice stays open, the patient and the clinic are emailed and
+    the job retries the card after 1, 3 and 7 days (the email already promises that retry, so
+    deleting the membership afterwards would contradict it). The clinic can delete it (nothing was
+    paid) or take the payment; a second online sign-up for the same membership is refused meanwhile.
+    Returns the membership with `first_charge` = {"outcome": charged | declined | pending | none,
+    "message"}.
+    """
+    from carnet.gateway.base import get_gateway
+
+    from .instalments import pass_charge_due
+    from .memberships import membership_sell
+
+    buyer, key = _buyer_and_key(user, patient, idempotency_key)
+    scope = f"membership-online:{buyer.pk}"
+    done = _attempt_get(scope, key)
+    if done is None:
+        if template.kind != PassTemplate.Kind.MEMBERSHIP:
+            raise NotFound("No such membership.")
+        _check_membership_sellable(template, patient)
+        holder = (holder or "").strip()
+        if not holder or len(holder) > 120:
+            raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
+                                   fields={"holder": ["Enter the name on the card."]})
+        # Outside our transaction (no database transaction waits on the network); a bad card stops here.
+        stored = get_gateway().store_card(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
+                                          holder=holder)
+        from django.db import IntegrityError
+
+        from carnet.core import clock
+
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=_RECORDED,
+                                                          content_type="application/json", created_at=clock.now(),
+                                                          body=b"{}")
+                _check_membership_sellable(template, patient)  # again, now that a twin's sale is visible
+                card = _card_keep(user=user, patient=patient, stored=stored, holder=holder)
+                sold = membership_sell(actor=user, patient=patient, template=template, payment_mode=Pass.PaymentMode.AUTOMATIC,
+                                       card=card, action=None, online=True)
+                record.body = json.dumps({"pass": sold.pk}).encode()
+                record.save(update_fields=["body"])
+        except IntegrityError:  # a twin submission with this key committed first: its membership
+            done = _attempt_get(scope, key)
+            if not done or not done.get("pass"):
+                raise Conflict("This sign-up is already being processed. Wait a moment, then reload the page.",
+                               code="payment_in_progress") from None
+    if done is not None:
+        sold = Pass.objects.get(pk=done["pass"])
+    run = pass_charge_due(sold_pass=sold)  # a repeat finds nothing due: charged once, or retried by the job
+    sold.first_charge = first_charge_outcome(sold, run)
+    return sold
+
+
+def first_charge_outcome(sold: Pass, run) -> dict:
+    """How charging an automatic membership's due cycle went, for a page or an API response."""
+    clinic = clinic_get()
+    if run.charged:
+        rows = PassInvoice.objects.filter(pk__in=run.charged).select_related("invoice")
+        paid = clinic.money(sum(r.invoice.total_minor for r in rows))
+        return {"outcome": "charged", "message": f"{paid} was charged to {sold.card}."}
+    if run.declined:
+        row = PassInvoice.objects.get(pk=run.declined[-1])
+        retry = f" The card is tried again on {row.next_attempt_on:%Y-%m-%d}." if row.next_attempt_on else ""
+        return {"outcome": "declined", "message": f"The card was declined: {row.last_error} The cycle's invoice "
+                                                  f"stays unpaid.{retry}"}
+    waiting = (sold.instalment_rows.filter(invoice__isnull=False, invoice__applied_minor__lt=F("invoice__total_minor"),
+                                           invoice__deleted_at__isnull=True, next_attempt_on__isnull=False)
+               .order_by("-seq").first())
+    if waiting is not None:
+        why = f" ({waiting.last_error})" if waiting.last_error else ""
+        return {"outcome": "pending", "message": f"The card has not been charged yet{why}; it is tried again on "
+                                                 f"{waiting.next_attempt_on:%Y-%m-%d}."}
+    return {"outcome": "none", "message": "Nothing is due now."}

@@ -10,6 +10,10 @@ urlpatterns = [
     path("passes/", views.passes, name="passes"),
     path("passes/buy/<int:pk>/", views.pass_buy, name="pass_buy"),
     path("passes/<int:pk>/bought/", views.pass_bought, name="pass_bought"),
+    path("memberships/sign-up/<int:pk>/", views.membership_sign_up, name="membership_sign_up"),
+    path("memberships/<int:pk>/cancel/", views.membership_cancel, name="membership_cancel"),
+    path("memberships/<int:pk>/pause/", views.membership_pause, name="membership_pause"),
+    path("memberships/<int:pk>/resume/", views.membership_resume, name="membership_resume"),
     path("appointments/<int:pk>/cancel/", views.appointment_cancel, name="appointment_cancel"),
     path("receipts/<int:pk>.pdf", views.receipt_pdf, name="receipt_pdf"),
     # Public: the signed token in the link is the patient's only credential.

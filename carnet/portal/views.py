@@ -208,8 +208,11 @@ def passes(request, patient):
     clinic = clinic_get()
     return render(request, "portal/passes.html", {
         "clinic": clinic, "patient": patient, "tab": "passes", "dependants": patients_managed_by(patient)[1:],
-        "passes": [(p, _pass_status(p, clinic)) for p in passes_online.portal_passes(request.user)],
+        "passes": [(p, _pass_status(p, clinic)) for p in passes_online.portal_passes(request.user)
+                   if p.kind != p.Kind.MEMBERSHIP],
+        "memberships": _memberships(request.user, clinic),
         "offers": [(t, passes_online.online_price_minor(t)) for t in passes_online.online_templates()],
+        "membership_offers": list(passes_online.online_membership_templates()),
         "online": clinic.online_sales_enabled,
     })
 
@@ -255,3 +258,140 @@ def pass_bought(request, patient, pk: int):
     sold = passes_online.portal_pass_get(request.user, pk)
     return render(request, "portal/pass_bought.html", {
         "clinic": clinic, "patient": patient, "tab": "passes", "sold": sold, "price": clinic.money(sold.price_minor)})
+
+
+# ---------------------------------------------------------------- memberships (SPEC 6, 9.7, 11)
+
+
+def _membership_status(sold, summary) -> str:
+    if sold.status != sold.Status.ACTIVE:
+        return sold.get_status_display()
+    if summary["uses"]["state"] == "paused" or sold.pauses.filter(resumed_at__isnull=True).exists():
+        return "Paused"
+    if sold.ends_after:
+        return f"Cancelled, covers visits until {sold.ends_after:%Y-%m-%d}"
+    if summary["owing_minor"] > 0:
+        return "Awaiting payment"
+    if summary["uses"]["state"] == "not_started":
+        return f"Starts {sold.start_date:%Y-%m-%d}"
+    return "Active"
+
+
+def _memberships(user, clinic) -> list[dict]:
+    """Each membership of the portal user and their dependants, with what the tab shows and may offer."""
+    from carnet.passes import online as passes_online
+    from carnet.passes.membership_views import membership_summary
+
+    today = clock.today(clinic.time_zone)
+    out = []
+    for sold in passes_online.portal_passes(user).filter(kind="membership").prefetch_related("instalment_rows__invoice"):
+        summary = membership_summary(sold, today)
+        paused = sold.pauses.filter(resumed_at__isnull=True).exists()
+        active = sold.status == sold.Status.ACTIVE
+        out.append({"sold": sold, "uses": summary["uses"], "next_billing": summary["next_billing"],
+                    "status": _membership_status(sold, summary),
+                    "can_cancel": active and sold.self_cancel and not sold.ends_after,
+                    "can_pause": active and sold.pause_allowed and not paused and not sold.ends_after,
+                    "can_resume": active and paused,
+                    "pause_choices": range(1, max(sold.pause_max_cycles, 1) + 1)})
+    return out
+
+
+class MembershipSignUpForm(PassBuyForm):
+    """Sign up for a membership online: for whom, then the card kept on file and charged each cycle."""
+
+    def __init__(self, *args, patients, **kwargs):
+        super().__init__(*args, patients=patients, free=False, **kwargs)
+
+
+@patient_required
+def membership_sign_up(request, patient, pk: int):
+    """Sign up online for a membership the clinic offers online: the card is kept on file, the first
+    cycle charged now and each next cycle when it starts."""
+    from carnet.passes import online as passes_online
+
+    clinic = clinic_get()
+    template = passes_online.online_membership_template_get(pk)
+    family = patients_managed_by(patient)
+    form = MembershipSignUpForm(request.POST or None, patients=family,
+                                initial={"form_key": new_form_key(), "patient": patient.pk})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
+        try:
+            sold = passes_online.membership_sign_up_online(
+                user=request.user, patient=owner, template=template, card_number=data["number"],
+                exp_month=data["exp_month"], exp_year=data["exp_year"], cvc=data["cvc"], holder=data["holder"],
+                idempotency_key=data["form_key"])
+        except PaymentFailed as exc:
+            form.add_error(None, _declined_sentence(exc))
+        except NotFound:
+            raise
+        except CarnetError as exc:
+            apply_errors(form, exc)
+        else:
+            charge = sold.first_charge
+            if charge["outcome"] == "declined":  # kept, unpaid: see membership_sign_up_online
+                messages.error(request, f"You are signed up for {sold.name}, but {charge['message'][0].lower()}"
+                                        f"{charge['message'][1:]} Please contact the clinic to pay or to use "
+                                        "another card.")
+            elif charge["outcome"] == "pending":
+                messages.warning(request, f"You are signed up for {sold.name}. {charge['message']}")
+            else:
+                paid = f" {charge['message']}" if charge["outcome"] == "charged" else ""
+                messages.success(request, f"You are signed up for {sold.name}, starting "
+                                          f"{sold.start_date:%Y-%m-%d}.{paid}")
+            return redirect("portal:passes")
+    return render(request, "portal/membership_sign_up.html", {
+        "clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form})
+
+
+def _membership_action(request, pk: int, work, success) -> object:
+    """Run a patient's action on their own (or a dependant's) membership; a refusal becomes the message."""
+    from carnet.passes import online as passes_online
+
+    sold = passes_online.portal_membership_get(request.user, pk)  # anyone else's: 404
+    try:
+        result = work(sold)
+    except CarnetError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, success(sold, result))
+    return redirect("portal:passes")
+
+
+@require_POST
+@patient_required
+def membership_cancel(request, patient, pk: int):
+    """Cancel at the end of the current cycle, if the membership allows it and its policy is met."""
+    from carnet.passes.memberships import membership_cancel as cancel
+
+    return _membership_action(
+        request, pk, lambda sold: cancel(actor=request.user, sold_pass=sold, at_cycle_end=True, by_patient=True),
+        lambda sold, done: (f"{sold.name} is cancelled: it covers visits until {done.ends_after:%Y-%m-%d} and "
+                            "is not billed again."))
+
+
+@require_POST
+@patient_required
+def membership_pause(request, patient, pk: int):
+    from carnet.passes.memberships import membership_pause as pause
+
+    try:
+        cycles = int(request.POST.get("cycles", ""))
+    except ValueError:
+        cycles = 0
+    return _membership_action(
+        request, pk, lambda sold: pause(actor=request.user, sold_pass=sold, cycles=cycles, by_patient=True),
+        lambda sold, done: (f"{sold.name} is paused for {done.cycles} cycle{'s' if done.cycles != 1 else ''}: "
+                            "they are not billed, and it runs that much longer."))
+
+
+@require_POST
+@patient_required
+def membership_resume(request, patient, pk: int):
+    from carnet.passes.memberships import membership_resume as resume
+
+    return _membership_action(
+        request, pk, lambda sold: resume(actor=request.user, sold_pass=sold, by_patient=True),
+        lambda sold, done: f"{sold.name} is resumed: its next cycles are billed again.")

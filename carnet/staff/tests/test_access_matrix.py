@@ -149,10 +149,31 @@ def api_routes(w):
         ("delete", "/passes/{sold_pass}", A.INVOICE_DELETE, None),
         ("post", "/passes/{sold_pass}/transfer", A.PASS_TRANSFER, {"to_patient_id": "{relative}"}),
         ("post", "/passes/{sold_pass}/shares", A.SELL, {"patient_ids": []}),
+        # Memberships (passes.membership_api): a fresh unpaid membership per call (a delete may consume it).
+        ("post", "/patients/{patient}/memberships", A.SELL, {"template_id": "{membership_template}"}),
+        ("get", "/memberships/{membership}", A.INVOICE_VIEW, None),
+        ("post", "/memberships/{membership}/cancel", A.SELL, {"at_cycle_end": True}),
+        ("post", "/memberships/{membership}/pause", A.SELL, {"cycles": 1}),
+        ("post", "/memberships/{membership}/resume", A.SELL, None),
+        ("post", "/memberships/{membership}/payment", A.SELL, {"payment_mode": "manual"}),
+        ("delete", "/memberships/{membership}", A.INVOICE_DELETE, None),
+        ("get", "/memberships/cycles/{membership_cycle}/refund-suggestion", A.REFUND, None),
+        ("post", "/memberships/cycles/{membership_cycle}/refund", A.REFUND, {"amount_minor": 0}),
+        ("post", "/me/memberships/{membership}/cancel", PATIENT_ONLY, None),
+        ("post", "/me/memberships/{membership}/pause", PATIENT_ONLY, {"cycles": 1}),
+        ("post", "/me/memberships/{membership}/resume", PATIENT_ONLY, None),
         ("get", visit + "/explain", pass_use, None),
         ("post", visit + "/pass", pass_use, {"pass_id": None}),
         ("delete", visit + "/pass", pass_use, None),
     ]
+    # Pass reports (reports.pass_api): sales and usage show lower levels their own rows; the
+    # deferred revenue roll-forward is whole-clinic only. The scope is tested in carnet/reports/tests.
+    routes += [("get", "/reports/pass-sales", A.REPORTS_OWN, None), ("get", "/reports/pass-usage", A.REPORTS_OWN, None),
+               ("get", "/reports/deferred-revenue", A.REPORTS_CLINIC, None)]
+    # Billing reports (reports.billing_api): own rows from Practitioner (Limited), whole clinic from
+    # Administrative/All Billing with billing; the scope is tested in carnet/reports/tests.
+    routes += [("get", f"/reports/billing/{name}", A.REPORTS_OWN, None)
+               for name in ("compensation", "transactions", "ar-aging", "summary")]
     for kind, (body, manage) in SETUP_KINDS.items():
         routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
                    ("get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
@@ -192,6 +213,9 @@ class World:
             self._page_pass()
         if "memberships:" in needs:
             self._page_membership()
+        if "{membership" in needs:  # the membership API routes
+            self._page_membership()
+            self.ids["membership"] = self.ids["page_membership"]
         from datetime import time
 
         from carnet.people.services import token_digest
@@ -211,6 +235,8 @@ class World:
         self.ids.setdefault("booking", 0)
         self.ids.setdefault("pass_template", 0)
         self.ids.setdefault("sold_pass", 0)
+        for name in ("membership", "membership_cycle"):
+            self.ids.setdefault(name, 0)
 
     def _scheduling(self, catalog):
         """A practitioner with a shift at the location, and group and class treatments."""
@@ -414,7 +440,8 @@ def _page_routes():
     public = {"staff:login", "staff:logout", "portal:login", "portal:home", "portal:gift_card_buy",
               "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid",
               "portal:appointment_cancel", "booking:book", "booking:confirm", "calendar:feed",
-              "portal:passes", "portal:pass_buy", "portal:pass_bought"}
+              "portal:passes", "portal:pass_buy", "portal:pass_bought", "portal:membership_sign_up",
+              "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume"}
     out = []
 
     def walk(patterns, ns=None):
@@ -464,6 +491,10 @@ PAGE_ACTIONS = {
     "memberships:resume": A.SELL, "memberships:cancel": A.SELL, "memberships:payment": A.SELL,
     "memberships:delete": A.INVOICE_DELETE, "memberships:cycle_refund": A.REFUND,
 }
+PAGE_ACTIONS.update({f"reports:billing_{name}": A.REPORTS_OWN
+                     for name in ("compensation", "transactions", "ar_aging", "summary")})
+PAGE_ACTIONS.update({"reports:pass_sales": A.REPORTS_OWN, "reports:pass_usage": A.REPORTS_OWN,
+                     "reports:pass_rollforward": A.REPORTS_CLINIC})
 SCHEDULING_PAGES = {"schedule", "book", "patient_appointments", "appointment", "appointment_arrive",
                     "appointment_unarrive", "appointment_no_show", "appointment_cancel", "appointment_copy",
                     "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}

@@ -1,0 +1,113 @@
+"""API schemas for memberships (SPEC 6, 9.7). Money is integer minor units of the clinic currency."""
+
+import datetime as dt
+from typing import Literal
+
+from ninja import Field, Schema
+
+
+class CycleOut(Schema):
+    id: int
+    seq: int
+    period_start: dt.date
+    last_day: dt.date = Field(..., description="The cycle's last covered day")
+    due_on: dt.date
+    amount_minor: int
+    skipped: bool = Field(..., description="A paused cycle: never billed, not part of the term")
+    invoice_id: int | None = Field(..., description="Null until the cycle is invoiced")
+    invoice_status: str = Field(..., description="not_invoiced, unpaid, partly_paid, paid or deleted")
+    paid_minor: int
+    balance_minor: int
+    uses_allowed: int | None = Field(..., description="Null = unlimited; includes rolled-over uses")
+    used_count: int
+    charge_attempts: int
+    next_attempt_on: dt.date | None = Field(..., description="When the card is charged (automatic payment)")
+    last_error: str
+
+
+class UsesOut(Schema):
+    state: str = Field(..., description="ok, not_started, paused or ended")
+    used: int
+    allowed: int | None = Field(..., description="Null = unlimited")
+    left: int | None
+    rolled: int = Field(..., description="Uses rolled over from the previous cycle")
+
+
+class MembershipOut(Schema):
+    id: int
+    kind: str
+    name: str
+    template_id: int
+    patient_id: int
+    patient_name: str
+    status: str = Field(..., description="active, cancelled or deleted")
+    sold_online: bool
+    purchase_date: dt.date
+    start_date: dt.date
+    cycle: str = Field(..., description="weekly, monthly or yearly")
+    cycle_price_minor: int
+    term_cycles: int | None = Field(..., description="Null = open-ended")
+    cancellable_after_cycles: int
+    uses_per_cycle: int | None
+    rollover: bool
+    rollover_cap: int | None
+    pause_allowed: bool
+    pause_max_cycles: int
+    self_cancel: bool
+    payment_mode: str = Field(..., description="manual or automatic")
+    card_id: int | None
+    location_id: int | None
+    sold_by_id: int | None
+    ends_after: dt.date | None = Field(..., description="Last covered day once cancelled")
+    billed_cycles: int
+    paused: bool
+    paused_until: dt.date | None = Field(..., description="First day billed again after the current pause")
+    next_billing_date: dt.date | None = Field(..., description="When the next cycle is invoiced; null = none")
+    owing_minor: int
+    uses_this_cycle: UsesOut
+    cycles: list[CycleOut]
+
+
+class ChargeOut(Schema):
+    outcome: str = Field(..., description="charged, declined, pending (tried again later) or none (nothing due)")
+    message: str
+
+
+class MembershipSoldOut(MembershipOut):
+    charge: ChargeOut = Field(..., description="The first charge of an automatic membership, tried right away")
+
+
+class MembershipCancelledOut(MembershipOut):
+    warning: str = Field(..., description="The policy's 'cancellable after N cycles' warning, or empty")
+
+
+class MembershipSellIn(Schema):
+    template_id: int
+    start_date: dt.date | None = Field(None, description="Default today; past cycles are invoiced at once")
+    payment_mode: Literal["manual", "automatic"] = "manual"
+    card_id: int | None = Field(None, description="A card on file of the patient; required for automatic")
+    location_id: int | None = None
+    sold_by_id: int | None = None
+
+
+class MembershipCancelIn(Schema):
+    at_cycle_end: bool = Field(True, description="Benefits last to the current cycle's end; false = end today")
+
+
+class MembershipPauseIn(Schema):
+    cycles: int = Field(..., ge=1, description="1 to the template's pause_max_cycles")
+
+
+class MembershipPaymentIn(Schema):
+    payment_mode: Literal["manual", "automatic"]
+    card_id: int | None = None
+
+
+class CycleRefundSuggestionOut(Schema):
+    collected: int = Field(..., description="What was paid on the cycle's invoice: the most a refund can be")
+    suggested: int = Field(..., description="Cycle price ÷ uses × unused uses (unlimited: by unused days)")
+
+
+class CycleRefundIn(Schema):
+    amount_minor: int = Field(..., ge=0, description="0 to what was collected; it becomes the patient's credit")
+    reason: str = Field("", max_length=500)
