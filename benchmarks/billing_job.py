@@ -2,8 +2,8 @@
 
 Set-up (not timed): one monthly membership (6,000 + 13% tax, 2 uses a cycle) is sold with
 `membership_sell`, then copied in SQL to N memberships starting today with no cycle rows, so each has
-exactly one cycle due today. Memberships left by earlier runs are marked deleted first (the job walks
-every active membership).
+exactly one cycle due today. This benchmark's memberships left by earlier runs are marked deleted first
+(the job walks every active membership).
 
 Timed: `carnet.passes.memberships.cycles_issue(today=…)` in-process (the first half of
 `passes_daily`; the second half charges automatic memberships, and these are manual).
@@ -133,7 +133,7 @@ def run(args) -> dict:
     size = args.memberships or (2_000 if args.quick else 100_000)
     today = clock.today(clinic_get().time_zone)
     template = _template(b)
-    Pass.objects.filter(kind="membership", status="active").update(status="deleted")  # earlier runs' leftovers
+    Pass.objects.filter(template=template, status="active").update(status="deleted")  # earlier runs' leftovers
     t0 = time.perf_counter()
     source, copies = _memberships(b, template, size, today)
     setup_s = time.perf_counter() - t0

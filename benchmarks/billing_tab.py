@@ -49,6 +49,8 @@ def _patient(b, label: str, passes: int, invoices: int):
 
     [patient] = patients(label, 1)
     pack, membership = _templates(b)
+    # The first version of the billing-job benchmark marked every active membership deleted: undo that.
+    Pass.objects.filter(patient=patient, template=membership, status="deleted").update(status="active")
     owner = b["owner"].user
     have = Pass.objects.filter(patient=patient).count()
     memberships = passes // 10
