@@ -1,6 +1,7 @@
 """The patient's Billing tab: purchases, payments, credit, cards on file, and their actions."""
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -20,6 +21,9 @@ from .models import Allocation, Invoice, Payment
 from .selectors import amount_owing, credit_balance, open_invoices
 
 
+TAB_PAGE = 50  # invoices or payments per page of the Billing tab
+
+
 def _tab(pk: int):
     return redirect("billing:tab", pk=pk)
 
@@ -31,8 +35,12 @@ def billing_tab(request, pk: int):
                 .order_by("-number"))
     payments_qs = (Payment.objects.filter(patient=patient)
                    .prefetch_related("allocations__invoice", "refunds").order_by("-received_at", "-id"))
+    # The newest first, a page at a time: a long-time patient's tab stays quick to open.
+    invoice_page = Paginator(invoices, TAB_PAGE).get_page(request.GET.get("invoices"))
+    payment_page = Paginator(payments_qs, TAB_PAGE).get_page(request.GET.get("payments"))
     return render(request, "billing/tab.html", {
-        "patient": patient, "clinic": clinic_get(), "invoices": invoices, "payments": payments_qs,
+        "patient": patient, "clinic": clinic_get(), "invoices": invoice_page, "payments": payment_page,
+        "invoice_page": invoice_page, "payment_page": payment_page,
         "cards": cards_for_patient(patient), "owing": amount_owing(patient), "credit": credit_balance(patient),
         "refund_form": RefundForm(currency=clinic_get().currency),
     })

@@ -49,7 +49,7 @@ def pass_collected_minor(sold: Pass) -> int:
 def passes_for_patient(patient, *, include_ended: bool = True):
     qs = (Pass.objects.filter(patient=patient).exclude(status=Pass.Status.DELETED)
           .select_related("income_category", "patient")
-          .prefetch_related("items__treatment", "shares__patient",
+          .prefetch_related("items__treatment", "shares__patient", "pauses",
                             Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))))
     if not include_ended:
         qs = qs.filter(status=Pass.Status.ACTIVE)

@@ -14,6 +14,7 @@ from carnet.billing.forms import RefundForm as PaymentRefundForm
 from carnet.billing.models import Payment
 from carnet.billing.payments import payment_receive
 from carnet.clinic.selectors import clinic_get
+from carnet.core import clock
 from carnet.core.errors import NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, can
@@ -57,7 +58,9 @@ def _to_detail(pk: int):
 def patient_passes(request, pk: int):
     patient = patient_get(pk)
     rows = [_status(p) for p in passes_for_patient(patient)]
-    return render(request, "passes/patient_passes.html", {"patient": patient, "rows": rows, "clinic": clinic_get()})
+    clinic = clinic_get()
+    return render(request, "passes/patient_passes.html", {"patient": patient, "rows": rows, "clinic": clinic,
+                                                          "today": clock.today(clinic.time_zone)})
 
 
 @staff_required(Action.SELL)

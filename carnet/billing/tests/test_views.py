@@ -108,3 +108,14 @@ def test_billing_tab_hides_actions_a_level_cannot_use(client, catalog):
     assert "Receive payment" not in tab and "New purchase" not in tab
     client.force_login(make_staff(AccessLevel.FRONT_DESK, billing=False).user)
     assert client.get(reverse("billing:tab", kwargs={"pk": patient.pk})).status_code == 403
+
+
+def test_the_billing_tab_shows_fifty_invoices_a_page_newest_first(client, front_desk, catalog):
+    patient = make_patient()
+    invoices = [manual_invoice(front_desk, patient, 1000, category=catalog["income_category"]) for _ in range(52)]
+    client.force_login(front_desk.user)
+    first = client.get(reverse("billing:tab", args=[patient.pk])).content.decode()
+    assert f"#{invoices[-1].number}<" in first and f"#{invoices[0].number}<" not in first
+    assert "Invoices 1–50 of 52" in first
+    older = client.get(reverse("billing:tab", args=[patient.pk]) + "?invoices=2").content.decode()
+    assert f"#{invoices[0].number}<" in older

@@ -6,8 +6,8 @@ from django import template
 register = template.Library()
 
 
-@register.simple_tag
-def membership_summary(sold):
+@register.simple_tag(takes_context=True)
+def membership_summary(context, sold):
     from carnet.passes.membership_views import membership_summary as summary
 
-    return summary(sold)
+    return summary(sold, today=context.get("today"))  # the view reads today once for the whole list

@@ -344,3 +344,23 @@ def test_the_patients_list_shows_memberships_with_uses_this_cycle_and_links_to_t
     row = page[page.index(f'data-testid="pass-{cancelled.pk}"'):]
     row = row[:row.index("</tr>")]
     assert ">Cancelled<" in row and "ended" in row and "Ends after 2026-05-01" in row and "Owing" not in row
+
+
+def test_the_patients_passes_page_reads_a_bounded_number_of_queries(s, client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _login(client, s["fd"])
+    url = reverse("passes:patient_passes", args=[s["patient"].pk])
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as seen:
+            assert client.get(url).status_code == 200
+        return len(seen)
+
+    ms.membership_sell(actor=s["fd"].user, patient=s["patient"], template=s["template"])
+    queries()  # the first request also saves the new session
+    one = queries()
+    for _ in range(5):
+        ms.membership_sell(actor=s["fd"].user, patient=s["patient"], template=s["template"])
+    assert queries() == one  # no query per membership
