@@ -36,13 +36,6 @@ def _paused(sold: Pass, seq: int) -> bool:
     return any(p.from_seq <= seq < p.from_seq + p.cycles for p in sold.pauses.all())
 
 
-def _rollover(sold: Pass, previous: PassInvoice | None) -> int:
-    if not sold.rollover or previous is None or previous.skipped or previous.uses_allowed is None:
-        return 0
-    unused = max(previous.uses_allowed - previous.used_count, 0)
-    return unused if sold.rollover_cap is None else min(unused, sold.rollover_cap)
-
-
 def billed_cycles(sold: Pass) -> int:
     return sold.instalment_rows.filter(skipped=False, invoice__isnull=False).count()
 
@@ -67,7 +60,7 @@ def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice |
         return None
     seq, start = needed
     skipped = _paused(sold, seq)
-    allowed = None if sold.uses_per_cycle is None else sold.uses_per_cycle + _rollover(sold, rows[-1] if rows else None)
+    allowed = sold.uses_per_cycle  # rollover is added when the previous cycle is over (memberships._roll_into)
     return PassInvoice.objects.create(
         sold_pass=sold, seq=seq, due_on=start, period_start=start, period_end=cycle_start(sold, seq),
         unit_price_minor=0 if skipped else sold.cycle_price_minor, amount_minor=0, net_minor=0,

@@ -47,6 +47,22 @@ def _check_card(patient, mode: str, card) -> None:
             raise ValidationFailed("Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]})
 
 
+def _roll_into(sold: Pass, row: PassInvoice) -> None:
+    """Rollover (SPEC 9.7), when a cycle is invoiced: the previous cycle's unused uses (up to the cap)
+    move into it — moved, not copied, so a use is never available in both cycles."""
+    if not sold.rollover or row.uses_allowed is None:
+        return
+    previous = sold.instalment_rows.filter(seq__lt=row.seq, skipped=False).order_by("-seq").first()
+    if previous is None or previous.uses_allowed is None:
+        return
+    unused = max(previous.uses_allowed - previous.used_count, 0)
+    rolled = unused if sold.rollover_cap is None else min(unused, sold.rollover_cap)
+    if rolled:
+        PassInvoice.objects.filter(pk=previous.pk).update(uses_allowed=F("uses_allowed") - rolled)
+        PassInvoice.objects.filter(pk=row.pk).update(uses_allowed=F("uses_allowed") + rolled)
+        row.refresh_from_db()
+
+
 def _issue_due(sold: Pass, *, today: dt.date, actor=None, action=None, location=None) -> list[PassInvoice]:
     """Make and invoice every cycle of `sold` that has started by `today` (pass locked by the caller).
     Automatic mode schedules a charge of the current cycle only: past cycles are paid by hand (SPEC 6.2)."""
@@ -59,6 +75,7 @@ def _issue_due(sold: Pass, *, today: dt.date, actor=None, action=None, location=
                 break
             if row.skipped:
                 continue
+        _roll_into(sold, row)
         instalment_issue(actor=actor, row=row, action=action, location=location or sold.location)
         current = row.period_start <= today < row.period_end
         if sold.payment_mode == Mode.AUTOMATIC and sold.card_id and current:
@@ -193,6 +210,10 @@ def membership_cancel(*, actor, sold_pass: Pass, at_cycle_end: bool = True, by_p
     today = _today()
     current = sold.instalment_rows.filter(period_start__lte=today, period_end__gt=today).first()
     last_day = (current.period_end - dt.timedelta(days=1)) if (at_cycle_end and current) else today
+    used = sold.redemptions.filter(status=Redemption.Status.POSTED, visit_date__gt=last_day).order_by("visit_date").first()
+    if used is not None:
+        raise Conflict(f"A visit on {used.visit_date:%Y-%m-%d}, after the last covered day {last_day:%Y-%m-%d}, already "
+                       f"used {sold.name}. Un-arrive that visit (or undo its no-show) first.", code="visit_used")
     before = activity.snapshot(sold)
     _release_after(sold, last_day)
     # Cycles not yet invoiced after the last day will never be: drop their rows.
@@ -244,6 +265,9 @@ def membership_delete(*, actor, sold_pass: Pass) -> Pass:
     if sold.posted_count:
         raise Conflict(f"{sold.name} has covered visits; un-arrive them first, or cancel it instead.",
                        code="pass_used")
+    if any(r.invoice.lines.filter(kind="pass_credit").exists() for r in rows):
+        raise Conflict(f"A cycle of {sold.name} was refunded; cancel it instead of deleting it.",
+                       code="cycle_refunded")
     before = activity.snapshot(sold)
     _release_after(sold, dt.date.min)
     if sold.recognised_minor:  # fees earned so far go back to deferred before the invoices are reversed
@@ -318,10 +342,36 @@ def cycle_refund(*, actor, row: PassInvoice, amount_minor: int, reason: str = ""
     return row
 
 
+def _retime(sold: Pass, from_seq: int, change) -> None:
+    """Re-make the not-yet-invoiced cycles from `from_seq` after `change()` moves the timeline
+    (a pause or a resume): uses booked in them move to the cycle now covering their day, or are
+    released when that cycle is paused or full. Refused while a visit already used one of them."""
+    from .cycles import cycle_for
+    from .redemption import _take_cycle_use
+
+    rows = list(sold.instalment_rows.filter(seq__gte=from_seq, invoice__isnull=True))
+    used = (Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.POSTED).order_by("visit_date").first())
+    if used is not None:
+        raise Conflict(f"A visit on {used.visit_date:%Y-%m-%d} already used {sold.name} in a cycle this would move. "
+                       "Un-arrive that visit (or undo its no-show) first.", code="visit_used")
+    moving = list(Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.RESERVED).order_by("visit_date", "pk"))
+    for row in sorted(rows, key=lambda r: -r.seq):
+        row.delete()  # the uses' cycle becomes empty until they are placed again below
+    change()
+    for redemption in moving:
+        redemption.refresh_from_db()
+        row = cycle_for(sold, redemption.visit_date, create=True)
+        if row is not None and not row.skipped and _take_cycle_use(row):
+            Redemption.objects.filter(pk=redemption.pk).update(cycle=row)
+        else:
+            _release(redemption)
+
+
 @transaction.atomic
 def membership_pause(*, actor, sold_pass: Pass, cycles: int, by_patient: bool = False) -> PassPause:
     """Pause from the next cycle not yet invoiced for `cycles` cycles: they are not billed and the
-    end moves out (SPEC 9.7). Bookings in the paused cycles are released."""
+    end moves out (SPEC 9.7). Bookings in the paused cycles are released; later ones move with
+    their cycles."""
     if not by_patient:
         require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
@@ -333,39 +383,37 @@ def membership_pause(*, actor, sold_pass: Pass, cycles: int, by_patient: bool = 
                                fields={"cycles": ["Out of range."]})
     if sold.pauses.filter(resumed_at__isnull=True).exists():
         raise Conflict(f"{sold.name} is already paused; resume it first.", code="already_paused")
-    first_free = sold.instalment_rows.filter(invoice__isnull=False).order_by("-seq").values_list("seq", flat=True).first()
-    from_seq = (first_free or 0) + 1
-    for row in sold.instalment_rows.filter(seq__gte=from_seq, seq__lt=from_seq + cycles, invoice__isnull=True):
-        for redemption in row.redemptions.filter(status=Redemption.Status.RESERVED):
-            _release(redemption)
-        row.delete()  # re-made as skipped below
-    pause = PassPause.objects.create(sold_pass=sold, from_seq=from_seq, cycles=cycles, created_at=clock.now())
-    # Rows after the pause were dated before it: drop the un-invoiced ones so they are re-made in order.
-    for row in sold.instalment_rows.filter(seq__gte=from_seq, invoice__isnull=True).order_by("-seq"):
-        for redemption in row.redemptions.filter(status=Redemption.Status.RESERVED):
-            _release(redemption)
-        row.delete()
+    last_invoiced = (sold.instalment_rows.filter(invoice__isnull=False).order_by("-seq")
+                     .values_list("seq", flat=True).first())
+    from_seq = (last_invoiced or 0) + 1
+    made = {}
+
+    def pause_now():
+        made["pause"] = PassPause.objects.create(sold_pass=sold, from_seq=from_seq, cycles=cycles, created_at=clock.now())
+
+    _retime(sold, from_seq, pause_now)
     activity.record(actor=actor, verb="paused", obj=sold, after={"from_cycle": from_seq, "cycles": cycles})
-    return pause
+    return made["pause"]
 
 
 @transaction.atomic
 def membership_resume(*, actor, sold_pass: Pass, by_patient: bool = False) -> Pass:
-    """End the pause early: cycles from the next not yet made are billed again."""
+    """End the pause early: the paused cycles that have not started are billed again (bookings
+    after the pause move back with their cycles)."""
     if not by_patient:
         require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
     pause = sold.pauses.filter(resumed_at__isnull=True).first()
     if pause is None:
         raise Conflict(f"{sold.name} is not paused.", code="not_paused")
-    made = sold.instalment_rows.filter(seq__gte=pause.from_seq, skipped=True).count()
-    today = _today()
-    started = sold.instalment_rows.filter(seq__gte=pause.from_seq, skipped=True, period_start__lte=today).count()
-    keep = max(started, 0)
-    sold.instalment_rows.filter(seq__gte=pause.from_seq + keep).filter(invoice__isnull=True).delete()
-    pause.cycles, pause.resumed_at = keep, clock.now()
-    pause.save(update_fields=["cycles", "resumed_at"])
-    activity.record(actor=actor, verb="resumed", obj=sold, after={"skipped_cycles": keep, "made": made})
+    started = sold.instalment_rows.filter(seq__gte=pause.from_seq, skipped=True, period_start__lte=_today()).count()
+
+    def resume_now():
+        pause.cycles, pause.resumed_at = started, clock.now()
+        pause.save(update_fields=["cycles", "resumed_at"])
+
+    _retime(sold, pause.from_seq + started, resume_now)
+    activity.record(actor=actor, verb="resumed", obj=sold, after={"skipped_cycles": started})
     return sold
 
 

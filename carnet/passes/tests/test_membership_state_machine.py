@@ -70,25 +70,26 @@ WHO = st.sampled_from([0, 1])
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
 CYCLE_DAYS = {"weekly": 7, "monthly": 31, "yearly": 366}
 _names = itertools.count(1)
-# KNOWN BUG (test_a_use_rolled_over_is_not_also_used_in_its_own_cycle): set to False once fixed so the
+# Was a bug (test_a_use_rolled_over_is_not_also_used_in_its_own_cycle), fixed: False lets the
 # machine checks rollover too.
-ROLLOVER_BUG_KNOWN = True
+ROLLOVER_BUG_KNOWN = False
 
 
 def _rollover_problems(sold: Pass, rows: list[PassInvoice]) -> list[str]:
-    """A cycle's extra (rolled-over) uses never exceed what its previous cycle leaves unused now:
-    otherwise a use counts twice, in the cycle that took it and in the next one."""
+    """Rollover moves unused uses into the next cycle (memberships._roll_into), never copies them:
+    the cycles together never allow more uses than their base allowance, and no cycle takes more
+    than the cap from the one before it."""
     if sold.uses_per_cycle is None:
         return []
+    billed = [r for r in rows if not r.skipped and r.uses_allowed is not None]
     problems = []
-    for previous, row in itertools.pairwise(rows):
-        if row.skipped or row.uses_allowed is None:
-            continue
+    if sum(r.uses_allowed for r in billed) > sold.uses_per_cycle * len(billed):
+        problems.append(f"membership #{sold.pk}: its cycles allow more uses than their base allowance")
+    cap = sold.rollover_cap
+    for row in billed:
         extra = row.uses_allowed - sold.uses_per_cycle
-        unused = 0 if previous.skipped else max(previous.uses_allowed - previous.used_count, 0)
-        if extra > unused:
-            problems.append(f"membership #{sold.pk} cycle {row.seq}: {extra} uses rolled over, but cycle "
-                            f"{previous.seq} leaves {unused} unused")
+        if extra > 0 and (not sold.rollover or cap is not None and extra > cap):
+            problems.append(f"membership #{sold.pk} cycle {row.seq}: {extra} uses rolled over (cap {cap})")
     return problems
 
 
@@ -348,19 +349,8 @@ class MembershipsMachine(RuleBasedStateMachine):
         else:
             self.delete_membership(data)
 
-    def _future_use(self, sold: Pass) -> bool:
-        """KNOWN BUG (the xfail tests below): pausing or cancelling a membership with a visit already
-        arrived (or marked no-show) on a later day strands that use outside any cycle. Skipped
-        until fixed, so the machine keeps looking for other bugs."""
-        if sold.redemptions.filter(status=Redemption.Status.POSTED, visit_date__gt=self.today).exists():
-            OUTCOMES["skipped:known_bug"] += 1
-            return True
-        return False
-
     def cancel_membership(self, data, at_cycle_end):
         sold = self._membership(data, status=Pass.Status.ACTIVE, ends_after__isnull=True)
-        if self._future_use(sold):
-            return
         done = self._try("membership_cancel", lambda: ms.membership_cancel(actor=self.staff, sold_pass=sold,
                                                                            at_cycle_end=at_cycle_end))
         if done is not None:
@@ -370,22 +360,10 @@ class MembershipsMachine(RuleBasedStateMachine):
 
     def pause(self, data, cycles):
         sold = self._membership(data, status=Pass.Status.ACTIVE, pause_allowed=True)
-        if self._future_use(sold):
-            return
         self._try("membership_pause", lambda: ms.membership_pause(actor=self.staff, sold_pass=sold, cycles=cycles))
 
     def resume(self, data):
         sold = self._membership(data, pauses__resumed_at__isnull=True)
-        pause = sold.pauses.filter(resumed_at__isnull=True).first()
-        if pause is not None:
-            # KNOWN BUG (xfail below): resuming deletes the cycles made after the pause without
-            # moving or releasing the uses booked in them. Skipped until fixed.
-            started = sold.instalment_rows.filter(seq__gte=pause.from_seq, skipped=True,
-                                                  period_start__lte=self.today).count()
-            if sold.redemptions.filter(status__in=LIVE, cycle__seq__gte=pause.from_seq + started,
-                                       cycle__invoice__isnull=True).exists():
-                OUTCOMES["skipped:known_bug"] += 1
-                return
         self._try("membership_resume", lambda: ms.membership_resume(actor=self.staff, sold_pass=sold))
 
     def refund_cycle(self, data, how):
@@ -405,9 +383,6 @@ class MembershipsMachine(RuleBasedStateMachine):
 
     def delete_membership(self, data):
         sold = self._membership(data, status=Pass.Status.ACTIVE)
-        if _refunded_cycles(sold):  # KNOWN BUG (xfail below): deleting after a cycle refund breaks A/R
-            OUTCOMES["skipped:known_bug"] += 1
-            return
         done = self._try("membership_delete", lambda: ms.membership_delete(actor=self.staff, sold_pass=sold))
         if done is not None:
             assert done.status == Pass.Status.DELETED
@@ -514,10 +489,6 @@ def _stray_uses(sold) -> list:
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="BUG carnet/passes/memberships.py:membership_pause deletes the not-yet-invoiced "
-                                       "cycle rows it skips (and those after them) releasing only RESERVED uses: a "
-                                       "visit already arrived or marked no-show in them keeps a POSTED use whose "
-                                       "cycle is set to NULL")
 @pytest.mark.parametrize("how", ["arrive", "no_show"])
 def test_pausing_over_a_visit_already_arrived_strands_its_use(front_desk, catalog, how):
     with clock.frozen(at("2026-05-01", "10:00")):
@@ -528,32 +499,28 @@ def test_pausing_over_a_visit_already_arrived_strands_its_use(front_desk, catalo
             appointment_arrive(actor=front_desk.user, appointment=appointment)
         else:
             appointment_no_show(actor=front_desk.user, appointment=appointment, use_pass=True)
-        ms.membership_pause(actor=front_desk.user, sold_pass=sold, cycles=1)  # June is skipped
+        with pytest.raises(CarnetError) as refused:  # June would be skipped under a used visit
+            ms.membership_pause(actor=front_desk.user, sold_pass=sold, cycles=1)
+        assert refused.value.code == "visit_used"
         assert _stray_uses(sold) == []
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="BUG carnet/passes/memberships.py:membership_cancel (_release_after) releases "
-                                       "only RESERVED uses after the last covered day and deletes their cycle rows: "
-                                       "a visit arrived on a later day stays covered by the cancelled membership "
-                                       "with no cycle")
 def test_cancelling_with_a_later_visit_already_arrived_strands_its_use(front_desk, catalog):
     with clock.frozen(at("2026-05-01", "10:00")):
         sold, book = _bug_world(front_desk, catalog)
         appointment, use = book("2026-06-10")
         assert use is not None
         appointment_arrive(actor=front_desk.user, appointment=appointment)
-        ms.membership_cancel(actor=front_desk.user, sold_pass=sold, at_cycle_end=True)  # last day 31 May
+        with pytest.raises(CarnetError) as refused:  # last day 31 May, but June's visit used it
+            ms.membership_cancel(actor=front_desk.user, sold_pass=sold, at_cycle_end=True)
+        assert refused.value.code == "visit_used"
         sold.refresh_from_db()
         assert _stray_uses(sold) == []
-        assert not sold.redemptions.filter(status__in=LIVE, visit_date__gt=sold.ends_after).exists()
+        assert sold.ends_after is None
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="BUG carnet/passes/memberships.py:membership_resume deletes the cycle rows made "
-                                       "after the pause (invoice__isnull=True) without releasing or moving the uses "
-                                       "booked in them: their cycle becomes NULL and the re-made cycle counts none "
-                                       "of them, so the cycle's use limit is exceeded")
 def test_resuming_keeps_the_uses_booked_after_the_pause_counted(front_desk, catalog):
     with clock.frozen(at("2026-05-01", "10:00")):
         sold, book = _bug_world(front_desk, catalog)  # 2 uses a cycle
@@ -569,9 +536,6 @@ def test_resuming_keeps_the_uses_booked_after_the_pause_counted(front_desk, cata
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="BUG carnet/passes/cycles.py:row_make (_rollover) adds the previous cycle's "
-                                       "unused uses when the row is made, which a booking ahead does before the "
-                                       "previous cycle is over: those uses can then be taken in both cycles")
 def test_a_use_rolled_over_is_not_also_used_in_its_own_cycle(front_desk, catalog):
     with clock.frozen(at("2026-05-01", "10:00")):
         sold, book = _bug_world(front_desk, catalog, uses=1, rollover=True, rollover_cap=1)  # 1 use a month
@@ -587,10 +551,6 @@ def _refunded_cycles(sold: Pass) -> bool:
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason="BUG carnet/passes/memberships.py:membership_delete allows deleting once no "
-                                       "payment is applied, which a full cycle_refund brings about; invoice_delete "
-                                       "then reverses only the invoice's issue, not the cycle refund's take-back "
-                                       "(posted against the cycle row): the patient's A/R no longer ties out")
 def test_deleting_a_membership_after_a_full_cycle_refund_keeps_the_ledger_whole(front_desk, admin_staff, catalog):
     with clock.frozen(at("2026-05-01", "10:00")):
         sold, _ = _bug_world(front_desk, catalog)  # 60.00 paid for May
