@@ -116,10 +116,11 @@ def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, on
     return Verdict("ok", REASONS["ok"], item, warning)
 
 
-def auto_choice(candidates, *, patient, treatment, visit_date: dt.date, online: bool = False) -> Pass | None:
-    """SPEC 5.3 auto-select: of the passes that can cover it and have auto-select on, the one
-    expiring first (no expiry last), then the oldest purchase."""
+def auto_candidates(candidates, *, patient, treatment, visit_date: dt.date, online: bool = False) -> list[Pass]:
+    """SPEC 5.3 auto-select, best first: of the passes that can cover it and have auto-select on,
+    the one expiring first (no expiry last), then the oldest purchase."""
     usable = [p for p in candidates if p.auto_select
               and pass_check(p, patient=patient, treatment=treatment, visit_date=visit_date, online=online).ok]
     usable.sort(key=lambda p: (p.expires_on or dt.date.max, p.purchased_at, p.pk))
-    return usable[0] if usable else None
+    return usable
+

@@ -22,7 +22,7 @@ from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.services import Line, transaction_post, transaction_reverse
 
-from .eligibility import REASONS, Verdict, auto_choice, pass_check
+from .eligibility import REASONS, Verdict, auto_candidates, pass_check
 from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, Redemption
 from .selectors import pass_unlocked, passes_usable_by, visit_redemption
@@ -119,6 +119,18 @@ def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
     Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") + 1)
     return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
                                      cycle=row, visit_date=day, reserved_at=clock.now())
+
+
+def _reserve_first(candidates: list[Pass], *, visit, online: bool) -> Redemption | None:
+    """Auto-select read the passes before locking them: one may have been used up meanwhile by a
+    racing booking. Then the next best is tried, and the booking goes ahead without a pass if none is left."""
+    for candidate in candidates:
+        try:
+            with transaction.atomic():  # a savepoint: a refused candidate leaves nothing behind
+                return _reserve(sold_pk=candidate.pk, visit=visit, online=online)
+        except Conflict:
+            continue
+    return None
 
 
 def _release(redemption: Redemption) -> None:
@@ -245,11 +257,13 @@ def pass_attach(*, actor, visit, sold_pass: Pass | None = None, online: bool = F
     if sold_pass is None:
         if _is_group_secondary(visit):
             return None
-        sold_pass = auto_choice(passes_usable_by(visit.patient), patient=visit.patient,
-                                treatment=visit.appointment.treatment, visit_date=visit_date(visit), online=online)
-        if sold_pass is None:
+        redemption = _reserve_first(auto_candidates(
+            passes_usable_by(visit.patient), patient=visit.patient, treatment=visit.appointment.treatment,
+            visit_date=visit_date(visit), online=online), visit=visit, online=online)
+        if redemption is None:
             return None
-    redemption = _reserve(sold_pk=sold_pass.pk, visit=visit, online=online)
+    else:
+        redemption = _reserve(sold_pk=sold_pass.pk, visit=visit, online=online)
     if visit.status == VisitStatus.ARRIVED:
         _cover_past_visit(actor, visit, redemption)
     activity.record(actor=actor, verb="pass attached", obj=redemption, after=activity.snapshot(redemption))

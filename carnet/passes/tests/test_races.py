@@ -72,6 +72,19 @@ def test_twenty_visits_racing_for_the_last_use_exactly_one_wins(world, quantity,
     assert_ledger_ok()
 
 
+def test_auto_select_racing_for_the_last_use_never_fails_the_booking(world):
+    """Auto-select reads the passes before it locks one: the bookings that lose the last use go on
+    with the next package, or with none, instead of failing (found by the live-server load test)."""
+    template = package_template(world["cat"], name="Last one", price=30000, quantity=1)
+    sold = sold_package(world["desk"], world["patient"], template)
+    visits = _visits(world, 8)
+    results = race(8, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i]))
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(r is not None for r in results) == [False] * 7 + [True]
+    assert _counts(sold)["remaining"] == 0
+    assert_ledger_ok()
+
+
 def test_one_visit_attached_twice_at_once_is_covered_once_and_the_loser_gets_a_conflict(world):
     template = package_template(world["cat"], quantity=10)
     sold = sold_package(world["desk"], world["patient"], template)
