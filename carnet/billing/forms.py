@@ -70,6 +70,8 @@ class PaymentForm(forms.Form):
 
 
 class RefundForm(forms.Form):
+    # Optional so older forms still work; with it a double submit or a retry refunds once.
+    form_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=100)
     method = forms.ChoiceField(choices=[("", "Original method")] + list(Payment.Method.choices), required=False)
     reason = forms.CharField(required=False, max_length=200)
 

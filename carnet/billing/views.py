@@ -2,12 +2,13 @@
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
-from carnet.core.idempotency import new_form_key
+from carnet.core.idempotency import claim_form_key, new_form_key
 from carnet.core.permissions import Action
 from carnet.gateway.selectors import cards_for_patient
 from carnet.gateway.services import card_remove, card_store
@@ -42,7 +43,7 @@ def billing_tab(request, pk: int):
         "patient": patient, "clinic": clinic_get(), "invoices": invoice_page, "payments": payment_page,
         "invoice_page": invoice_page, "payment_page": payment_page,
         "cards": cards_for_patient(patient), "owing": amount_owing(patient), "credit": credit_balance(patient),
-        "refund_form": RefundForm(currency=clinic_get().currency),
+        "refund_form": RefundForm(currency=clinic_get().currency), "refund_key": new_form_key(),
     })
 
 
@@ -146,9 +147,22 @@ def refund_view(request, pk: int, payment_pk: int):
         messages.error(request, "Enter the amount to refund, like 25.00.")
         return _tab(pk)
     data = form.cleaned_data
-    _, denied = run_action(request, lambda: payments.payment_refund(
-        actor=request.user, payment=payment, amount_minor=data["amount"], method=data["method"] or None,
-        reason=data["reason"]), success=f"Refunded {clinic.money(data['amount'])}.")
+    key = f"{data['form_key']}:refund:{payment.pk}" if data.get("form_key") else ""
+
+    def refund():
+        with transaction.atomic():  # the key is claimed with the refund: a rolled-back attempt frees it
+            if not claim_form_key(user=request.user, key=key):
+                return "repeat"
+            # The same key at the gateway: a retry after a lost response finds the first refund.
+            return payments.payment_refund(
+                actor=request.user, payment=payment, amount_minor=data["amount"], method=data["method"] or None,
+                reason=data["reason"], idempotency_key=f"refund-form-{request.user.pk}-{key}" if key else None)
+
+    done, denied = run_action(request, refund)
+    if done == "repeat":
+        messages.info(request, "That refund was already made; nothing was refunded twice.")
+    elif done is not None:
+        messages.success(request, f"Refunded {clinic.money(data['amount'])}.")
     return denied or _tab(pk)
 
 

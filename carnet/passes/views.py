@@ -239,7 +239,7 @@ def pass_refund(request, pk: int):
             credited = None
         return render(request, "passes/pass_refund.html", {
             "sold": sold, "clinic": clinic, "step": 2, "credited": credited,
-            "payments": _credit_payments(sold, credited)})
+            "payments": _credit_payments(sold, credited), "refund_key": new_form_key()})
     suggestions = ending.refund_suggestions(sold)
     form = RefundStepOneForm(request.POST or None, currency=clinic.currency,
                              initial={"form_key": new_form_key(), "amount": suggestions["suggested"]})

@@ -119,3 +119,19 @@ def test_the_billing_tab_shows_fifty_invoices_a_page_newest_first(client, front_
     assert "Invoices 1–50 of 52" in first
     older = client.get(reverse("billing:tab", args=[patient.pk]) + "?invoices=2").content.decode()
     assert f"#{invoices[0].number}<" in older
+
+
+def test_a_refund_form_submitted_twice_refunds_once(client, admin_staff, catalog):
+    patient = make_patient()
+    payment = payment_receive(actor=admin_staff.user, patient=patient, method="cash", amount_minor=5000)
+    client.force_login(admin_staff.user)
+    url = reverse("billing:refund", args=[patient.pk, payment.pk])
+    form = {"form_key": "k1", "amount": "20.00", "method": ""}
+    client.post(url, form)
+    client.post(url, form)  # a double click or a retry
+    payment.refresh_from_db()
+    assert payment.refunded_minor == 2000
+    client.post(url, {**form, "form_key": "k2"})  # a new form is a new refund
+    payment.refresh_from_db()
+    assert payment.refunded_minor == 4000
+    assert_ledger_ok()
