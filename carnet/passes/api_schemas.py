@@ -118,9 +118,9 @@ class PassOut(PassSummaryOut):
 
     @staticmethod
     def resolve_redemptions(obj):
-        from .selectors import pass_history
+        from .selectors import pass_uses
 
-        return list(pass_history(obj).select_related("sold_pass", "item__treatment"))
+        return list(pass_uses(obj))
 
 
 class MyPassOut(Schema):

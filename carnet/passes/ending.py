@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 
 from carnet.billing.invoicing import invoice_delete, invoice_take_back
 from carnet.billing.locks import lock_invoices
@@ -19,7 +19,7 @@ from carnet.ledger.services import Line, transaction_post
 
 from .locks import lock_pass
 from .models import Pass, PassItem, PassShare, Redemption
-from .redemption import _release
+from .redemption import _release, uses_to_post
 from .selectors import pass_collected_minor, pass_invoices
 
 Status = Pass.Status
@@ -67,11 +67,11 @@ def _forfeit(sold: Pass, *, kind: str, lines_for, memo: str) -> int:
     """End the pass's unused uses: all of them but those reserved for visits on or before expiry.
     Moves their value out of deferred revenue with `lines_for(value)`; returns the value."""
     reserved = sold.reserved_count
-    to_post = (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
+    to_post = uses_to_post(sold)
     unused = to_post - reserved
     left = _unrecognised(sold)
     # The reserved uses keep the first (smallest) shares; the remainder goes with the unused ones.
-    keep = sum(left // to_post for _ in range(reserved)) if to_post else 0
+    keep = reserved * (left // to_post) if to_post else 0
     value = left - keep if unused > 0 else 0
     Pass.objects.filter(pk=sold.pk).update(forfeited_count=F("forfeited_count") + max(unused, 0),
                                            recognised_minor=F("recognised_minor") + value)
@@ -264,15 +264,14 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
 @transaction.atomic
 def pass_shares_set(*, actor, sold_pass: Pass, patients: list) -> Pass:
     """SPEC 9.4: the family members the owner allows to redeem this pass (replaces the list)."""
-    from carnet.people.models import FamilyLink
+    from carnet.people.selectors import family_ids
 
     require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
     if patients and not sold.family_sharing:
         raise Conflict(f"{sold.name} cannot be shared: its template does not allow family sharing.",
                        code="sharing_not_allowed")
-    links = FamilyLink.objects.filter(Q(patient=sold.patient) | Q(relative=sold.patient))
-    family = {pk for pair in links.values_list("patient_id", "relative_id") for pk in pair} - {sold.patient_id}
+    family = family_ids(sold.patient)
     for patient in patients:
         if patient.pk not in family:
             raise ValidationFailed(f"{patient} is not linked to {sold.patient} as family. Link them on the "

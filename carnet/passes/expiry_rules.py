@@ -25,7 +25,6 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
 
 
-_add_months = add_months  # the earlier private name, still imported by passes.selling
 
 
 def expiry_date(*, purchase_date: dt.date, value: int | None, unit: str) -> dt.date | None:

@@ -176,12 +176,7 @@ def _detail(request, sold: Pass, *, pause_form=None):
     active = sold.status == Status.ACTIVE
     user = request.user
     collected = sum(i.applied_minor for i in issued)
-    history = []
-    for r in pass_history(sold).select_related("cycle"):
-        appointment = r.visit.appointment
-        history.append({"r": r, "appointment": appointment,
-                        "treatment": r.item.treatment if r.item_id else appointment.treatment,
-                        "practitioner": r.practitioner or appointment.practitioner})
+    history = pass_history(sold)
     return render(request, "passes/membership_detail.html", {
         "sold": sold, "clinic": clinic, "today": today, "billed": billed,
         "remaining_cycles": None if sold.term_cycles is None else max(sold.term_cycles - billed, 0),

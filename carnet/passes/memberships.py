@@ -346,7 +346,6 @@ def _retime(sold: Pass, from_seq: int, change) -> None:
     """Re-make the not-yet-invoiced cycles from `from_seq` after `change()` moves the timeline
     (a pause or a resume): uses booked in them move to the cycle now covering their day, or are
     released when that cycle is paused or full. Refused while a visit already used one of them."""
-    from .cycles import cycle_for
     from .redemption import _take_cycle_use
 
     rows = list(sold.instalment_rows.filter(seq__gte=from_seq, invoice__isnull=True))
@@ -416,6 +415,3 @@ def membership_resume(*, actor, sold_pass: Pass, by_patient: bool = False) -> Pa
     activity.record(actor=actor, verb="resumed", obj=sold, after={"skipped_cycles": started})
     return sold
 
-
-def cycle_row_for_visit(sold: Pass, day: dt.date) -> PassInvoice | None:
-    return cycle_for(sold, day, create=True)

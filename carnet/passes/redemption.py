@@ -49,12 +49,11 @@ def check_pass(sold: Pass, visit, *, online: bool = False, on_date: dt.date | No
 def explain(visit, *, online: bool = False) -> list[dict]:
     """Every pass of the patient and of their linked family, with whether it can cover this visit
     and why not (a family member's pass shows `other_patient` unless it is shared with them)."""
-    from carnet.people.models import FamilyLink
+    from carnet.people.selectors import family_ids
 
     live = visit_redemption(visit)
     result = []
-    links = FamilyLink.objects.filter(Q(patient=visit.patient) | Q(relative=visit.patient))
-    family = {pk for pair in links.values_list("patient_id", "relative_id") for pk in pair}
+    family = family_ids(visit.patient)
     owned = Pass.objects.filter(Q(patient=visit.patient) | Q(patient__in=family))
     for sold in (owned.exclude(status=Pass.Status.DELETED).distinct().select_related("patient")
                  .prefetch_related("items", "shares", "instalment_rows__invoice").order_by("purchased_at", "pk")):
@@ -96,6 +95,17 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
         raise Conflict(f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up")
     return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
                                      visit_date=visit_date(visit), reserved_at=clock.now())
+
+
+def uses_to_post(sold: Pass) -> int:
+    """Uses whose value is still deferred: reserved or not yet used, neither posted nor forfeited."""
+    return (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
+
+
+def next_use_share(left: int, to_post: int) -> int:
+    """The value the next use takes: `left` split over `to_post` rounded down, the last one takes
+    the rest (so the remainder goes to the last sessions, SPEC 3.5)."""
+    return left if to_post <= 1 else left // to_post
 
 
 def _take_cycle_use(row) -> bool:
@@ -151,9 +161,7 @@ def _forfeit_if_ended(pk: int) -> None:
     sold = Pass.objects.get(pk=pk)
     if sold.kind != Pass.Kind.PACKAGE or sold.status == Pass.Status.ACTIVE or not sold.remaining:
         return
-    to_post = (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
-    left = sold.deferred_minor - sold.recognised_minor
-    value = left if to_post <= 1 else left // to_post
+    value = next_use_share(sold.deferred_minor - sold.recognised_minor, uses_to_post(sold))
     Pass.objects.filter(pk=pk).update(forfeited_count=F("forfeited_count") + 1,
                                       recognised_minor=F("recognised_minor") + value)
     if value:
@@ -189,9 +197,8 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     if redemption.status != Status.RESERVED:
         raise Conflict("This use is not reserved any more; reload the appointment.", code="not_reserved")
     # A membership's fee is recognised day by day over its cycle (cycles.py), not per visit.
-    to_post = (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
-    left = sold.net_minor - sold.recognised_minor
-    value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else left if to_post <= 1 else left // to_post
+    value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else next_use_share(sold.net_minor - sold.recognised_minor,
+                                                                         uses_to_post(sold))
     appointment = redemption.visit.appointment
     upfront = sold.sold_by_id is not None
     compensation = 0 if upfront else (redemption.item.compensation_minor

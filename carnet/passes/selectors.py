@@ -70,6 +70,16 @@ def visit_redemption(visit) -> Redemption | None:
             .select_related("sold_pass", "item__treatment").first())
 
 
-def pass_history(sold: Pass):
+def pass_uses(sold: Pass):
+    """A pass's uses (redemptions), newest first, with what their pages and API show (one query)."""
     return (sold.redemptions.select_related("visit__appointment__treatment", "visit__appointment__practitioner",
-                                            "patient").order_by("-reserved_at", "-pk"))
+                                            "patient", "item__treatment", "practitioner", "cycle", "sold_pass")
+            .order_by("-reserved_at", "-pk"))
+
+
+def pass_history(sold: Pass) -> list[dict]:
+    """Each use with its appointment, treatment and practitioner, for the pass pages."""
+    uses = pass_uses(sold)
+    return [{"r": r, "appointment": r.visit.appointment,
+             "treatment": r.item.treatment if r.item_id else r.visit.appointment.treatment,
+             "practitioner": r.practitioner or r.visit.appointment.practitioner} for r in uses]

@@ -105,15 +105,6 @@ def pass_sell(request, pk: int):
 
 # ---- one pass -----------------------------------------------------------------------------------
 
-def _history(sold: Pass) -> list[dict]:
-    out = []
-    for r in pass_history(sold):
-        appointment = r.visit.appointment
-        out.append({"r": r, "treatment": r.item.treatment if r.item_id else appointment.treatment,
-                    "practitioner": r.practitioner or appointment.practitioner, "appointment": appointment})
-    return out
-
-
 def _future_reservations(sold: Pass):
     return (sold.redemptions.filter(status=Redemption.Status.RESERVED)
             .select_related("visit__appointment__treatment").order_by("visit_date", "pk"))
@@ -138,7 +129,7 @@ def _detail(request, sold: Pass, *, expiry_form=None, shares_form=None, status=2
     return render(request, "passes/pass_detail.html", {
         "sold": sold, "clinic": clinic, **state, "paid_minor": pass_paid_minor(sold),
         "instalments": PassInvoice.objects.filter(sold_pass=sold).select_related("invoice"),
-        "items": sold.items.select_related("treatment"), "history": _history(sold), "shared": shared,
+        "items": sold.items.select_related("treatment"), "history": pass_history(sold), "shared": shared,
         "family": family,
         "expiry_form": expiry_form or ExpiryForm(initial={"expires_on": sold.expires_on,
                                                           "clear": sold.expires_on is None}),

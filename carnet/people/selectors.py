@@ -51,6 +51,12 @@ def patient_family(patient: Patient) -> list[tuple[str, Patient, FamilyLink]]:
     return out
 
 
+def family_ids(patient: Patient) -> set[int]:
+    """The ids of every patient linked to this one as family (either side of the link)."""
+    links = FamilyLink.objects.filter(Q(patient=patient) | Q(relative=patient))
+    return {pk for pair in links.values_list("patient_id", "relative_id") for pk in pair} - {patient.pk}
+
+
 def patients_managed_by(patient: Patient) -> list[Patient]:
     """The patient and their dependants: whose records a portal user may see."""
     dependants = Patient.objects.filter(links_in__patient=patient, links_in__kind=FamilyLink.Kind.GUARDIAN)
