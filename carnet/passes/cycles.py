@@ -21,7 +21,7 @@ from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 
 from .expiry_rules import add_months
-from .models import Cycle, Pass, PassInvoice
+from .models import Cycle, Pass, PassInvoice, PassTemplate
 
 MAX_CYCLES_AHEAD = 60  # a booking may reserve a use at most this many cycles ahead
 
@@ -91,8 +91,9 @@ def _target(row: PassInvoice, today: dt.date) -> int:
 @transaction.atomic
 def memberships_recognise(*, today: dt.date | None = None) -> int:
     """Move each invoiced cycle's fee from deferred revenue to revenue day by day (SPEC 3.5): one
-    journal transaction per run, one line per income category. Idempotent: what was already
-    recognised is subtracted. Returns the amount recognised."""
+    journal transaction per membership template per run (its source, so the roll-forward shows the
+    fee under its template), one line per income category. Idempotent: what was already recognised
+    is subtracted. Returns the amount recognised."""
     from carnet.clinic.selectors import clinic_get
 
     today = today or clock.today(clinic_get().time_zone)
@@ -100,21 +101,24 @@ def memberships_recognise(*, today: dt.date | None = None) -> int:
             .filter(sold_pass__kind="membership", invoice__isnull=False, invoice__deleted_at__isnull=True,
                     period_start__lt=today, recognised_minor__lt=F("net_minor"))
             .select_related("sold_pass").order_by("pk"))
-    by_category, by_pass, total = defaultdict(int), defaultdict(int), 0
+    by_template: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    by_pass, total = defaultdict(int), 0
     for row in rows:
         due = _target(row, today) - row.recognised_minor
         if due <= 0:
             continue
         PassInvoice.objects.filter(pk=row.pk).update(recognised_minor=F("recognised_minor") + due)
-        by_category[row.sold_pass.income_category_id] += due
+        by_template[row.sold_pass.template_id][row.sold_pass.income_category_id] += due
         by_pass[row.sold_pass_id] += due
         total += due
     for pk, amount in by_pass.items():
         Pass.objects.filter(pk=pk).update(recognised_minor=F("recognised_minor") + amount)
-    if total:
-        transaction_post(kind="membership_recognised", memo=f"Membership fees earned to {today}", lines=[
-            Line(accounts.DEFERRED_MEMBERSHIPS, debit=total),
-            *[Line(accounts.revenue(cat), credit=amount) for cat, amount in sorted(by_category.items())]])
+    for template in PassTemplate.objects.filter(pk__in=by_template).order_by("pk"):
+        by_category = by_template[template.pk]
+        transaction_post(kind="membership_recognised", source=template,
+                         memo=f"{template.name}: membership fees earned to {today}", lines=[
+                             Line(accounts.DEFERRED_MEMBERSHIPS, debit=sum(by_category.values())),
+                             *[Line(accounts.revenue(cat), credit=amount) for cat, amount in sorted(by_category.items())]])
     return total
 
 

@@ -270,6 +270,7 @@ def _template_of_source():
     by = {
         "passes.redemption": Redemption.objects.filter(pk=source).values("sold_pass__template_id"),
         "passes.pass": Pass.objects.filter(pk=source).values("template_id"),
+        "passes.passtemplate": PassTemplate.objects.filter(pk=source).values("pk"),
         "passes.passinvoice": PassInvoice.objects.filter(pk=source).values("sold_pass__template_id"),
         "billing.invoice": PassInvoice.objects.filter(invoice_id=source).values("sold_pass__template_id"),
     }
@@ -335,8 +336,8 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
                    "net of deleted ones; redeemed = package uses (net of un-arrivals) and membership fees earned; "
                    "refunded = value taken back from refunded passes and cycles; expired = breakage (expiry, and "
                    "value kept on a refund)."),
-                   ("Membership fees earned by the daily job are posted for all memberships at once, so they show "
-                   f"in the “{UNTRACED}” row of their pass type.")]
+                   ("Membership fees earned by the daily job are posted once per membership template, so they show "
+                   "under their template.")]
 
     # Per type, tied to the ledger.
     mismatches: list[str] = []

@@ -206,7 +206,9 @@ def test_rollforward_for_may_hand_computed(s):
     rows = {(r["type"], r["template"]): r for r in rf.table.rows}
     assert rows[("Package", "5 massages")]["closing"] == 24000
     assert rows[("Membership", "Monthly")]["sold"] == 6000
-    assert rows[("Membership", reports.UNTRACED)]["redeemed"] == earned
+    assert rows[("Membership", "Monthly")]["redeemed"] == earned  # the daily job's postings trace to the template
+    assert rows[("Membership", "Monthly")]["closing"] == 6000 - earned
+    assert not any(t == reports.UNTRACED for _, t in rows)
     assert rf.ties_out and rf.mismatches == []
     assert "transferred" not in [c.key for c in rf.table.columns]  # no transfers: no column
     assert rf.liability[0] == ("2026-05-01", 80000 + 6000)  # the membership was invoiced on May 1
