@@ -392,6 +392,7 @@ def test_rollforward_ties_to_the_ledger_after_any_history(db, owner, admin_staff
     # The whole history: each package template's closing is the unredeemed value of its passes.
     rf = reports.deferred_revenue_rollforward(actor=admin_staff.user, start=far_back, end=far_ahead)
     closing = {r["template_id"]: r["closing"] for r in rf.table.rows if r["type"] == "Package"}
+    assert all(r["template"] != reports.UNTRACED for r in rf.table.rows)  # every posting traces to a template
     for template in templates:
         unredeemed = sum(p.deferred_minor - p.recognised_minor for p in Pass.objects.filter(template=template))
         assert closing.get(template.pk, 0) == unredeemed
