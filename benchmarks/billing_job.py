@@ -5,7 +5,7 @@ Set-up (not timed): one monthly membership (6,000 + 13% tax, 2 uses a cycle) is 
 exactly one cycle due today. This benchmark's memberships left by earlier runs are marked deleted first
 (the job walks every active membership).
 
-Timed: `carnet.passes.memberships.cycles_issue(today=…)` in-process (the first half of
+Timed: `carnet.passes.cycle_billing.cycles_issue(today=…)` in-process (the first half of
 `passes_daily`; the second half charges automatic memberships, and these are manual).
 Baseline: the same rows for another N copies with set-based SQL in one transaction — the cycle rows,
 the invoices (numbers from the counter), their lines and line taxes, the ledger transactions and their
@@ -52,11 +52,12 @@ def _memberships(b, template, count: int, today: dt.date) -> tuple[int, list[int
     with transaction.atomic(), connection.cursor() as cur:
         _copy_pass(cur, source.pk, owners)
         cur.execute("""UPDATE passes_pass SET deferred_minor = 0, recognised_minor = 0, start_date = %s
-                       WHERE template_id = %s AND id <> ALL(%s)""", [today, template.pk, list(before)])
+                       WHERE template_id = %s AND id > %s""", [today, template.pk, max(before)])  # the copies
     Pass.objects.filter(pk=source.pk).update(status="deleted")  # not part of the job
     copies = sorted(set(Pass.objects.filter(template=template).values_list("pk", flat=True)) - before)
-    with connection.cursor() as cur:
+    with connection.cursor() as cur:  # fresh statistics, as autovacuum keeps them on a live database
         cur.execute("ANALYZE passes_pass")
+        cur.execute("ANALYZE passes_passinvoice")
     return source.pk, copies
 
 
@@ -126,7 +127,7 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
 def run(args) -> dict:
     from carnet.clinic.selectors import clinic_get
     from carnet.core import clock
-    from carnet.passes.memberships import cycles_issue
+    from carnet.passes.cycle_billing import cycles_issue
     from carnet.passes.models import Pass
 
     b = base()
@@ -146,7 +147,7 @@ def run(args) -> dict:
     base_s = _baseline(source, copies2, today)
     ok = len(issued) == size and job_s < 60
     ratio = round(job_s / base_s, 1) if base_s else None
-    result = {"benchmark": "billing_job", "timed": "carnet.passes.memberships.cycles_issue", "memberships": size,
+    result = {"benchmark": "billing_job", "timed": "carnet.passes.cycle_billing.cycles_issue", "memberships": size,
               "cycles_issued": len(issued), "job_s": round(job_s, 2),
               "cycles_per_s": round(len(issued) / job_s, 1) if job_s else None,
               "bulk_insert_s": round(base_s, 2), "ratio_job_to_bulk": ratio, "setup_s": round(setup_s, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.people.models import StaffMember
 from carnet.ledger.selectors import postings_for_source
-from carnet.ledger.services import Line, transaction_post, transaction_reverse
+from carnet.ledger.services import Entry, Line, transaction_post, transaction_reverse, transactions_post_many
 
 from .locks import lock_invoice
 from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceLineTax
@@ -50,26 +51,38 @@ def _revenue_account(kind: str, category_id: int) -> str:
     return DEFERRED_KINDS.get(kind) or accounts.revenue(category_id)
 
 
-def _next_number() -> int:
-    # The UPDATE row-locks the counter until commit (PostgreSQL) or runs under the write lock
-    # (SQLite), so concurrent invoices take consecutive numbers and a rollback frees its number.
-    # The data migration makes the row; get_or_create covers a database flushed since (tests).
-    InvoiceCounter.objects.get_or_create(pk=1)
-    InvoiceCounter.objects.filter(pk=1).update(next_number=F("next_number") + 1)
-    return InvoiceCounter.objects.get(pk=1).next_number - 1
+def _next_numbers(count: int) -> int:
+    """The first of `count` consecutive invoice numbers.
+
+    The UPDATE row-locks the counter until commit (PostgreSQL) or runs under the write lock
+    (SQLite), so concurrent invoices take consecutive numbers and a rollback frees its numbers.
+    The data migration makes the row; get_or_create covers a database flushed since (tests)."""
+    if not InvoiceCounter.objects.filter(pk=1).update(next_number=F("next_number") + count):
+        InvoiceCounter.objects.get_or_create(pk=1)
+        InvoiceCounter.objects.filter(pk=1).update(next_number=F("next_number") + count)
+    return InvoiceCounter.objects.get(pk=1).next_number - count
 
 
-def _resolve(i: int, line: LineInput) -> tuple[dict, list[Tax]]:
+def _cached(cache: dict, key: tuple, fetch):
+    """One lookup per distinct key within one call (the billing job resolves thousands of alike lines)."""
+    if key not in cache:
+        cache[key] = fetch()
+    return cache[key]
+
+
+def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
     where = f"lines.{i}"
     source = None
     if line.product_id is not None:
-        source = Product.objects.filter(pk=line.product_id, is_active=True).first()
+        source = _cached(cache, ("product", line.product_id),
+                         lambda: Product.objects.filter(pk=line.product_id, is_active=True).first())
         if source is None:
             raise ValidationFailed(f"Line {i + 1}: no active product with id {line.product_id}.",
                                    fields={f"{where}.product_id": ["Unknown product."]})
         kind = InvoiceLine.Kind.PRODUCT
     elif line.treatment_id is not None:
-        source = Treatment.objects.filter(pk=line.treatment_id).first()
+        source = _cached(cache, ("treatment", line.treatment_id),
+                         lambda: Treatment.objects.filter(pk=line.treatment_id).first())
         if source is None:
             raise ValidationFailed(f"Line {i + 1}: no treatment with id {line.treatment_id}.",
                                    fields={f"{where}.treatment_id": ["Unknown treatment."]})
@@ -82,11 +95,13 @@ def _resolve(i: int, line: LineInput) -> tuple[dict, list[Tax]]:
     problems = {}
     if price is None or price < 0:
         problems[f"{where}.unit_price_minor"] = ["Enter a price of zero or more."]
-    if category_id is None or not IncomeCategory.objects.filter(pk=category_id).exists():
+    if category_id is None or not _cached(cache, ("category", category_id),
+                                          lambda: IncomeCategory.objects.filter(pk=category_id).exists()):
         problems[f"{where}.income_category_id"] = ["Choose an income category."]
     if not description:
         problems[f"{where}.description"] = ["Describe the line."]
-    if line.staff_id is not None and not StaffMember.objects.filter(pk=line.staff_id).exists():
+    if line.staff_id is not None and not _cached(cache, ("staff", line.staff_id),
+                                                 lambda: StaffMember.objects.filter(pk=line.staff_id).exists()):
         problems[f"{where}.staff_id"] = ["Unknown staff member."]
     if line.quantity < 1:
         problems[f"{where}.quantity"] = ["Quantity must be at least 1."]
@@ -96,7 +111,8 @@ def _resolve(i: int, line: LineInput) -> tuple[dict, list[Tax]]:
         first = next(iter(problems.values()))[0]
         raise ValidationFailed(f"Line {i + 1}: {first}", fields=problems)
     if line.tax_ids is not None:
-        taxes = list(Tax.objects.filter(pk__in=line.tax_ids))
+        taxes = _cached(cache, ("taxes", *sorted(set(line.tax_ids))),
+                        lambda: list(Tax.objects.filter(pk__in=line.tax_ids)))
         if len(taxes) != len(set(line.tax_ids)):
             raise ValidationFailed(f"Line {i + 1}: unknown tax.", fields={f"{where}.tax_ids": ["Unknown tax id."]})
     else:
@@ -117,48 +133,92 @@ def _take_stock(product: Product, quantity: int) -> None:
                        "in Settings → Products.", code="out_of_stock")
 
 
-@transaction.atomic
-def invoice_create(*, actor, patient, lines: list[LineInput], location=None, staff=None,
-                   invoice_date=None, notes: str = "", action: Action | None = Action.SELL) -> Invoice:
-    """Issue an invoice: A/R up by the total, revenue per income category, tax payable per tax.
-    `action=None` is for the clinic's own jobs (instalments, membership cycles): no staff actor."""
-    if action is not None:
-        require(actor, action)
-    if not lines:
-        raise ValidationFailed("Add at least one line to the invoice.", fields={"lines": ["At least one line."]})
-    clinic = clinic_get()
-    resolved = [_resolve(i, line) for i, line in enumerate(lines)]
-    now = clock.now()
-    invoice = Invoice.objects.create(
-        number=_next_number(), patient=patient, location=location, staff=staff, notes=notes,
-        invoice_date=invoice_date or clock.today(clinic.time_zone), created_at=now,
-    )
-    revenue, taxes_due = defaultdict(int), defaultdict(int)
+@dataclass
+class InvoiceOrder:
+    """One invoice to issue with invoices_create (ids, so a batch needs no loaded patients)."""
+
+    patient_id: int
+    lines: list[LineInput]
+    location_id: int | None = None
+    staff_id: int | None = None
+    invoice_date: dt.date | None = None
+    notes: str = ""
+
+
+@dataclass
+class _Draft:
+    """An invoice worked out in memory: the invoice, its lines with their taxes, its ledger lines."""
+
+    invoice: Invoice
+    lines: list[tuple[InvoiceLine, list[tuple[Tax, int]]]]
+    ledger: list[Line]
+
+
+def _draft(order: InvoiceOrder, resolved: list[tuple[dict, list[Tax]]], *, currency: str, today, now) -> _Draft:
+    revenue, taxes_due, lines = defaultdict(int), defaultdict(int), []
     for data, taxes in resolved:
-        if data["product"] is not None:
-            _take_stock(data["product"], data["quantity"])
         gross = data["unit_price_minor"] * data["quantity"] - data["adjustment_minor"]
         amounts = line_amounts(gross=gross, rates=[t.rate for t in taxes], inclusive=data["tax_inclusive"],
-                               currency=clinic.currency)
-        line = InvoiceLine.objects.create(invoice=invoice, net_minor=amounts.net, tax_minor=sum(amounts.taxes),
-                                          total_minor=amounts.total, **data)
-        InvoiceLineTax.objects.bulk_create(
-            InvoiceLineTax(line=line, tax=t, rate=t.rate, amount_minor=a) for t, a in zip(taxes, amounts.taxes)
-        )
+                               currency=currency)
+        lines.append((InvoiceLine(net_minor=amounts.net, tax_minor=sum(amounts.taxes), total_minor=amounts.total,
+                                  **data), list(zip(taxes, amounts.taxes))))
         revenue[_revenue_account(data["kind"], data["income_category_id"])] += amounts.net
         for t, a in zip(taxes, amounts.taxes):
             taxes_due[t.pk] += a
-    invoice.subtotal_minor = sum(revenue.values())
-    invoice.tax_minor = sum(taxes_due.values())
-    invoice.total_minor = invoice.subtotal_minor + invoice.tax_minor
-    invoice.save(update_fields=["subtotal_minor", "tax_minor", "total_minor"])
-    if invoice.total_minor:  # a no-charge invoice moves no money
-        transaction_post(kind="invoice_issued", source=invoice, memo=str(invoice), at=now, lines=[
-            Line(accounts.AR, debit=invoice.total_minor, patient_id=patient.pk),
-            *[Line(account, credit=amount) for account, amount in revenue.items() if amount],
-            *[Line(accounts.tax_payable(tax), credit=amount) for tax, amount in taxes_due.items()],
-        ])
-    activity.record(actor=actor, verb="created", obj=invoice, after=activity.snapshot(invoice))
+    subtotal, tax = sum(revenue.values()), sum(taxes_due.values())
+    invoice = Invoice(patient_id=order.patient_id, location_id=order.location_id, staff_id=order.staff_id,
+                      notes=order.notes,
+                      invoice_date=order.invoice_date or today, created_at=now, subtotal_minor=subtotal,
+                      tax_minor=tax, total_minor=subtotal + tax)
+    ledger = [  # a no-charge invoice moves no money
+        Line(accounts.AR, debit=invoice.total_minor, patient_id=order.patient_id),
+        *[Line(account, credit=amount) for account, amount in revenue.items() if amount],
+        *[Line(accounts.tax_payable(t), credit=amount) for t, amount in taxes_due.items()],
+    ] if invoice.total_minor else []
+    return _Draft(invoice, lines, ledger)
+
+
+@transaction.atomic
+def invoices_create(*, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL) -> list[Invoice]:
+    """Issue invoices: for each, A/R up by the total, revenue per income category, tax payable per
+    tax. Many at once is how the billing job issues a batch of cycles in a few statements; a single
+    invoice goes the same way. `action=None` is for the clinic's own jobs: no staff actor."""
+    if action is not None:
+        require(actor, action)
+    clinic, now, cache = clinic_get(), clock.now(), {}
+    today = clock.today(clinic.time_zone)
+    drafts = []
+    for order in orders:
+        if not order.lines:
+            raise ValidationFailed("Add at least one line to the invoice.", fields={"lines": ["At least one line."]})
+        resolved = [_resolve(i, line, cache) for i, line in enumerate(order.lines)]
+        for data, _ in resolved:
+            if data["product"] is not None:
+                _take_stock(data["product"], data["quantity"])
+        drafts.append(_draft(order, resolved, currency=clinic.currency, today=today, now=now))
+    first = _next_numbers(len(drafts))
+    for n, d in enumerate(drafts):
+        d.invoice.number = first + n
+    invoices = Invoice.objects.bulk_create([d.invoice for d in drafts])
+    for d in drafts:
+        for line, _ in d.lines:
+            line.invoice = d.invoice
+    InvoiceLine.objects.bulk_create([line for d in drafts for line, _ in d.lines])
+    InvoiceLineTax.objects.bulk_create(InvoiceLineTax(line=line, tax=t, rate=t.rate, amount_minor=a)
+                                       for d in drafts for line, taxed in d.lines for t, a in taxed)
+    transactions_post_many([Entry(kind="invoice_issued", source=d.invoice, memo=str(d.invoice), at=now,
+                                  lines=d.ledger) for d in drafts if d.ledger])
+    activity.record_many(actor=actor, verb="created", objs=invoices)
+    return invoices
+
+
+def invoice_create(*, actor, patient, lines: list[LineInput], location=None, staff=None,
+                   invoice_date=None, notes: str = "", action: Action | None = Action.SELL) -> Invoice:
+    """Issue one invoice (see invoices_create)."""
+    order = InvoiceOrder(patient_id=patient.pk, lines=lines, location_id=location and location.pk,
+                         staff_id=staff and staff.pk, invoice_date=invoice_date, notes=notes)
+    [invoice] = invoices_create(actor=actor, orders=[order], action=action)
+    invoice.patient, invoice.location, invoice.staff = patient, location, staff  # callers use them: no re-reads
     return invoice
 
 

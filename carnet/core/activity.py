@@ -35,10 +35,10 @@ def snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ("password",)) -> 
     return data
 
 
-def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, after: dict | None = None) -> ActivityLog:
+def _entry(*, actor, verb: str, obj: models.Model, before: dict | None, after: dict | None, at) -> ActivityLog:
     user = actor if getattr(actor, "is_authenticated", False) else None
-    return ActivityLog.objects.create(
-        at=clock.now(),
+    return ActivityLog(
+        at=at,
         actor=user,
         actor_name=(user.get_full_name() or user.get_username()) if user else "system",
         verb=verb,
@@ -48,3 +48,16 @@ def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, a
         before=before,
         after=after,
     )
+
+
+def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, after: dict | None = None) -> ActivityLog:
+    entry = _entry(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now())
+    entry.save(force_insert=True)
+    return entry
+
+
+def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:
+    """`record` with after=snapshot for many new objects in one insert (the billing job)."""
+    at = clock.now()
+    ActivityLog.objects.bulk_create(_entry(actor=actor, verb=verb, obj=o, before=None, after=snapshot(o), at=at)
+                                    for o in objs)

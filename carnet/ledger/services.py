@@ -94,28 +94,59 @@ def _source_key(source) -> tuple[str, str]:
     return source._meta.label_lower, str(source.pk)
 
 
-def _account(code: str) -> Account:
-    account_type, name = accounts.describe(code)
-    # get_or_create survives two first uses racing on the unique code.
-    account, _ = Account.objects.get_or_create(code=code, defaults={"type": account_type, "name": name})
-    return account
+def _accounts(codes: set[str]) -> dict[str, Account]:
+    """Code -> Account in one query; an account's first use creates it (get_or_create survives two
+    first uses racing on the unique code)."""
+    found = {a.code: a for a in Account.objects.filter(code__in=codes)}
+    for code in sorted(codes - found.keys()):
+        account_type, name = accounts.describe(code)
+        found[code], _ = Account.objects.get_or_create(code=code, defaults={"type": account_type, "name": name})
+    return found
 
 
-def _post(*, lines, kind, source_type, source_id, memo, at, reverses=None) -> JournalTransaction:
+def _unsaved(*, lines, kind, source_type, source_id, memo, at, reverses=None) -> tuple[JournalTransaction, list[Line]]:
     kept = _checked(lines)
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         raise ValueError(f"kind must be a short lower_case word, got {kind!r}")
     at = at or clock.now()
     if at.tzinfo is None:
         raise ValueError("A ledger transaction needs an aware datetime")
-    by_code = {code: _account(code) for code in sorted({x.account for x in kept})}
-    txn = JournalTransaction.objects.create(at=at, kind=kind, source_type=source_type, source_id=source_id,
-                                            memo=memo, reverses=reverses)
+    return JournalTransaction(at=at, kind=kind, source_type=source_type, source_id=source_id, memo=memo,
+                              reverses=reverses), kept
+
+
+def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[JournalTransaction]:
+    """Insert checked transactions and their postings: two statements however many there are."""
+    by_code = _accounts({x.account for _, kept in entries for x in kept})
+    txns = JournalTransaction.objects.bulk_create([txn for txn, _ in entries])
     Posting.objects.bulk_create(
         Posting(transaction=txn, account=by_code[x.account], patient_id=x.patient_id, amount=x.debit - x.credit)
-        for x in kept
+        for txn, kept in zip(txns, (kept for _, kept in entries)) for x in kept
     )
-    return txn
+    return txns
+
+
+def _post(**entry) -> JournalTransaction:
+    return _write([_unsaved(**entry)])[0]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal transaction for transactions_post_many."""
+
+    lines: list[Line]
+    kind: str
+    source: object = None
+    memo: str = ""
+    at: dt.datetime | None = None
+
+
+@transaction.atomic
+def transactions_post_many(entries: list[Entry]) -> list[JournalTransaction]:
+    """transaction_post for many at once (the billing job): each entry is checked as one would be,
+    then all are inserted together. All or nothing."""
+    return _write([_unsaved(lines=e.lines, kind=e.kind, memo=e.memo, at=e.at,
+                            **dict(zip(("source_type", "source_id"), _source_key(e.source)))) for e in entries])
 
 
 @transaction.atomic  # joins the caller's transaction; standalone it is its own

@@ -42,13 +42,28 @@ def billed_cycles(sold: Pass) -> int:
 
 def next_row_needed(sold: Pass, rows: list[PassInvoice]) -> tuple[int, dt.date] | None:
     """(seq, start) of the next cycle row, or None when the term or a cancellation ends it."""
-    seq = len(rows) + 1
+    return next_cycle(sold, made=len(rows), billed=sum(1 for r in rows if not r.skipped))
+
+
+def next_cycle(sold: Pass, *, made: int, billed: int) -> tuple[int, dt.date] | None:
+    """next_row_needed from counts: `made` cycle rows, `billed` of them not paused."""
+    seq = made + 1
     start = cycle_start(sold, seq - 1)
     if sold.ends_after is not None and start > sold.ends_after:
         return None
-    if sold.term_cycles is not None and sum(1 for r in rows if not r.skipped) >= sold.term_cycles:
+    if sold.term_cycles is not None and billed >= sold.term_cycles:
         return None
     return seq, start
+
+
+def row_new(sold: Pass, seq: int, start: dt.date, *, rolled: int = 0) -> PassInvoice:
+    """Cycle `seq` of `sold`, not saved and not invoiced; `rolled` uses come from the previous cycle."""
+    skipped = _paused(sold, seq)
+    allowed = sold.uses_per_cycle  # rollover is added when the previous cycle is over (memberships.rollover)
+    return PassInvoice(
+        sold_pass=sold, seq=seq, due_on=start, period_start=start, period_end=cycle_start(sold, seq),
+        unit_price_minor=0 if skipped else sold.cycle_price_minor, amount_minor=0, net_minor=0,
+        uses_allowed=0 if skipped else None if allowed is None else allowed + rolled, skipped=skipped)
 
 
 def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice | None:
@@ -58,13 +73,9 @@ def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice |
     needed = next_row_needed(sold, rows)
     if needed is None or starting_by is not None and needed[1] > starting_by:
         return None
-    seq, start = needed
-    skipped = _paused(sold, seq)
-    allowed = sold.uses_per_cycle  # rollover is added when the previous cycle is over (memberships._roll_into)
-    return PassInvoice.objects.create(
-        sold_pass=sold, seq=seq, due_on=start, period_start=start, period_end=cycle_start(sold, seq),
-        unit_price_minor=0 if skipped else sold.cycle_price_minor, amount_minor=0, net_minor=0,
-        uses_allowed=0 if skipped else allowed, skipped=skipped)
+    row = row_new(sold, *needed)
+    row.save(force_insert=True)
+    return row
 
 
 def cycle_for(sold: Pass, day: dt.date, *, create: bool) -> PassInvoice | None:

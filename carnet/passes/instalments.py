@@ -96,7 +96,7 @@ def instalments_bill(*, today: dt.date | None = None) -> Run:
     today = today or clock.today(clinic_get().time_zone)
     run = Run()
     due = (PassInvoice.objects.filter(invoice__isnull=True, due_on__lte=today, sold_pass__status=Pass.Status.ACTIVE,
-                                      sold_pass__kind=Pass.Kind.PACKAGE)  # membership cycles: memberships.cycles_issue
+                                      sold_pass__kind=Pass.Kind.PACKAGE)  # membership cycles: cycle_billing.cycles_issue
            .order_by("due_on", "pk").values_list("pk", flat=True))
     for pk in list(due):
         if _issue(pk, today):

@@ -17,7 +17,8 @@ from .emails import expiry_reminder_email
 from .ending import passes_expire
 from .cycles import memberships_recognise
 from .instalments import instalments_bill
-from .memberships import cycles_issue, memberships_end
+from .cycle_billing import cycles_issue
+from .memberships import memberships_end
 from .models import Pass
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 
 from carnet.billing.invoicing import invoice_delete, invoice_take_back
@@ -47,16 +47,18 @@ def _check_card(patient, mode: str, card) -> None:
             raise ValidationFailed("Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]})
 
 
-def _roll_into(sold: Pass, row: PassInvoice) -> None:
-    """Rollover (SPEC 9.7), when a cycle is invoiced: the previous cycle's unused uses (up to the cap)
-    move into it — moved, not copied, so a use is never available in both cycles."""
-    if not sold.rollover or row.uses_allowed is None:
-        return
-    previous = sold.instalment_rows.filter(seq__lt=row.seq, skipped=False).order_by("-seq").first()
-    if previous is None or previous.uses_allowed is None:
-        return
+def rollover(sold: Pass, previous: PassInvoice | None, allowed: int | None) -> int:
+    """Rollover (SPEC 9.7): how many of the previous cycle's unused uses (up to the cap) move into
+    the cycle being invoiced — moved, not copied, so a use is never available in both cycles."""
+    if not sold.rollover or allowed is None or previous is None or previous.uses_allowed is None:
+        return 0
     unused = max(previous.uses_allowed - previous.used_count, 0)
-    rolled = unused if sold.rollover_cap is None else min(unused, sold.rollover_cap)
+    return unused if sold.rollover_cap is None else min(unused, sold.rollover_cap)
+
+
+def _roll_into(sold: Pass, row: PassInvoice) -> None:
+    previous = sold.instalment_rows.filter(seq__lt=row.seq, skipped=False).order_by("-seq").first()
+    rolled = rollover(sold, previous, row.uses_allowed)
     if rolled:
         PassInvoice.objects.filter(pk=previous.pk).update(uses_allowed=F("uses_allowed") - rolled)
         PassInvoice.objects.filter(pk=row.pk).update(uses_allowed=F("uses_allowed") + rolled)
@@ -122,25 +124,6 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
     activity.record(actor=actor, verb="sold" if not online else "bought_online", obj=sold,
                     after=activity.snapshot(sold))
     return sold
-
-
-def cycles_issue(*, today: dt.date | None = None) -> list[int]:
-    """The job's first half: invoice every due cycle of every active membership, once. Each
-    membership is its own transaction under its lock; the (pass, seq) constraint stops a twin
-    process that slipped past the lock (SQLite) from making a cycle twice."""
-    today = today or _today()
-    issued = []
-    due = (Pass.objects.filter(kind=Pass.Kind.MEMBERSHIP, status=Status.ACTIVE, start_date__lte=today)
-           .order_by("pk").values_list("pk", flat=True))
-    for pk in list(due):
-        try:
-            with transaction.atomic():
-                sold = lock_pass(pk)
-                if sold.status == Status.ACTIVE:
-                    issued += [row.pk for row in _issue_due(sold, today=today)]
-        except IntegrityError:
-            continue  # another run made this cycle first
-    return issued
 
 
 @transaction.atomic

@@ -163,7 +163,10 @@ class Pass(models.Model):
 
     class Meta:
         ordering = ["-purchased_at", "-pk"]
-        indexes = [models.Index(fields=["patient", "status"])]
+        indexes = [models.Index(fields=["patient", "status"]),
+                   # The billing job's walk: active memberships only, however many packages there are.
+                   models.Index(fields=["start_date"], name="pass_active_membership_idx",
+                                condition=models.Q(kind="membership", status="active"))]
         constraints = [
             models.CheckConstraint(
                 condition=Q(quantity__isnull=True)

@@ -12,7 +12,7 @@ import datetime as dt
 from django.db import transaction
 from django.db.models import F
 
-from carnet.billing.invoicing import LineInput, invoice_create
+from carnet.billing.invoicing import InvoiceOrder, LineInput, invoices_create
 from carnet.billing.tax import line_amounts
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
@@ -49,17 +49,28 @@ def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
                      tax_inclusive=template.tax_inclusive, staff_id=sold.sold_by_id)
 
 
+def instalments_invoice(rows: list[PassInvoice], *, actor, action: Action | None, location=None,
+                        own_location: bool = False) -> None:
+    """Invoice instalments or cycles (their passes locked by the caller) in one go, at `location` or
+    with `own_location` each pass's own, setting each row's invoice and amounts and its pass's
+    deferred amount in memory: the caller saves them."""
+    invoices = invoices_create(actor=actor, action=action, orders=[
+        InvoiceOrder(patient_id=row.sold_pass.patient_id, lines=[_line(row.sold_pass, row, row.unit_price_minor)],
+                     location_id=row.sold_pass.location_id if own_location else location and location.pk,
+                     staff_id=row.sold_pass.sold_by_id)
+        for row in rows])
+    for row, invoice in zip(rows, invoices):
+        row.invoice = invoice
+        row.amount_minor, row.net_minor = invoice.total_minor, invoice.subtotal_minor
+        row.sold_pass.deferred_minor += invoice.subtotal_minor
+
+
 def instalment_issue(*, actor, row: PassInvoice, action: Action | None, location=None):
     """Invoice one instalment (inside the caller's transaction, row locked by the caller)."""
-    sold = row.sold_pass
-    invoice = invoice_create(actor=actor, patient=sold.patient, lines=[_line(sold, row, row.unit_price_minor)],
-                             location=location, staff=sold.sold_by, action=action)
-    row.invoice = invoice
-    row.amount_minor, row.net_minor = invoice.total_minor, invoice.subtotal_minor
+    instalments_invoice([row], actor=actor, action=action, location=location)
     row.save(update_fields=["invoice", "amount_minor", "net_minor"])
-    Pass.objects.filter(pk=sold.pk).update(deferred_minor=F("deferred_minor") + invoice.subtotal_minor)
-    sold.deferred_minor += invoice.subtotal_minor
-    return invoice
+    Pass.objects.filter(pk=row.sold_pass_id).update(deferred_minor=F("deferred_minor") + row.net_minor)
+    return row.invoice
 
 
 def default_expiry(template: PassTemplate, purchase_date: dt.date) -> dt.date | None:

@@ -13,7 +13,7 @@ from carnet.conftest import make_patient, race
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import instalments, memberships, selling
+from carnet.passes import cycle_billing, instalments, memberships, selling
 from carnet.passes.jobs import passes_daily
 from carnet.passes.models import PassInvoice
 from carnet.scheduling.tests.factories import clinic_set
@@ -76,7 +76,8 @@ def test_a_declined_cycle_stays_unpaid_notifies_both_and_is_retried(s, django_ca
 @pytest.mark.django_db
 def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
     sold = _automatic(s, n=3)
-    real, calls = selling.invoice_create, []
+    monkeypatch.setattr(cycle_billing, "CHUNK", 1)  # one membership per transaction: the first one commits
+    real, calls = selling.invoices_create, []
 
     def dies_on_the_second(**kwargs):
         calls.append(1)
@@ -84,12 +85,14 @@ def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
             raise RuntimeError("killed")
         return real(**kwargs)
 
-    monkeypatch.setattr(selling, "invoice_create", dies_on_the_second)
+    monkeypatch.setattr(selling, "invoices_create", dies_on_the_second)
     with pytest.raises(RuntimeError):
-        memberships.cycles_issue(today=JUNE)
+        cycle_billing.cycles_issue(today=JUNE)
+    assert Invoice.objects.filter(pass_instalment__sold_pass=sold[0]).count() == 2  # its chunk committed
+    assert Invoice.objects.filter(pass_instalment__sold_pass=sold[1]).count() == 1  # its chunk rolled back
     monkeypatch.undo()
-    memberships.cycles_issue(today=JUNE)
-    memberships.cycles_issue(today=JUNE)
+    cycle_billing.cycles_issue(today=JUNE)
+    cycle_billing.cycles_issue(today=JUNE)
     for one in sold:
         assert Invoice.objects.filter(pass_instalment__sold_pass=one).count() == 2
     assert_ledger_ok()
@@ -124,7 +127,7 @@ def test_each_cycle_is_taxed(s):
     cat = s["cat"]
     sold = memberships.membership_sell(actor=s["fd"].user, patient=make_patient(),
                                        template=membership_template(cat, taxes=[cat["tax"]]))
-    memberships.cycles_issue(today=JUNE)
+    cycle_billing.cycles_issue(today=JUNE)
     assert [i.tax_minor for i in Invoice.objects.filter(pass_instalment__sold_pass=sold)] == [780, 780]
 
 

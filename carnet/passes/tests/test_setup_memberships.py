@@ -12,6 +12,7 @@ from carnet.core.errors import Conflict, NotAllowed
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
 from carnet.passes import memberships as ms
+from carnet.passes.cycle_billing import cycles_issue
 from carnet.passes.models import PassInvoice, PassTemplate
 from carnet.passes.setup import sold_update, sold_update_preview, template_save
 from carnet.passes.tests.test_setup import one_item, refused, second_treatment
@@ -163,7 +164,7 @@ def test_new_amount_applies_from_the_next_cycle_and_issued_invoices_stay(s):
     [plan] = sold_update_preview(template=s["t"])
     assert "applies from cycle 2 (from 2026-06-01)" in plan["notes"][0] and "already issued" in plan["notes"][0]
     sold_update(actor=s["admin"].user, template=s["t"])
-    ms.cycles_issue(today=dt.date(2026, 6, 1))
+    cycles_issue(today=dt.date(2026, 6, 1))
     may_again, june = Invoice.objects.filter(pass_instalment__sold_pass=sold).order_by("pk")
     assert may_again.pk == may.pk and (may_again.total_minor, may_again.subtotal_minor) == (6000, 6000)
     assert june.total_minor == 7500
@@ -185,7 +186,7 @@ def test_a_cycle_made_ahead_by_a_booking_takes_the_new_amount_and_uses(s):
     june.refresh_from_db()
     assert (june.uses_allowed, june.unit_price_minor) == (4, 8000)
     assert sold.instalment_rows.get(seq=1).uses_allowed == 2  # the current cycle keeps its allowance
-    ms.cycles_issue(today=dt.date(2026, 6, 1))
+    cycles_issue(today=dt.date(2026, 6, 1))
     june.refresh_from_db()
     assert june.invoice.total_minor == 8000
 
@@ -207,7 +208,7 @@ def test_fewer_uses_than_the_current_cycle_used_keeps_its_allowance(s):
     assert (june.uses_allowed, june.used_count) == (2, 2)  # never below what is booked
     sold.refresh_from_db()
     assert sold.uses_per_cycle == 1
-    ms.cycles_issue(today=dt.date(2026, 7, 1))
+    cycles_issue(today=dt.date(2026, 7, 1))
     assert sold.instalment_rows.get(seq=3).uses_allowed == 1
 
 
