@@ -162,7 +162,11 @@ class _Raw:
     def __init__(self, b):
         import psycopg
 
-        from carnet.ledger import accounts  # noqa: F401 - the app's account codes
+        from carnet.ledger import accounts
+        from carnet.ledger.services import _accounts
+
+        # A fresh database has no revenue account until a first arrival posts to it.
+        _accounts({accounts.DEFERRED_PACKAGES, accounts.revenue(b["category"].pk)})
         self.psycopg = psycopg
         with psycopg.connect(dsn()) as conn:
             self.deferred = conn.execute("SELECT id FROM ledger_account WHERE code = 'deferred_revenue_packages'"
@@ -293,8 +297,8 @@ def run(args) -> dict:
     ApiToken.objects.filter(staff=b["owner"], name="bench").delete()
     _token, raw_token = api_token_create(actor=owner, name="bench")
     port = args.port
+    raw = _Raw(b)  # before the server starts: a failure here leaves no server behind
     proc, cmdline = _server(args.workers, args.threads, port, raw_token)
-    raw = _Raw(b)
     rows = []
     try:
         api_one = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
