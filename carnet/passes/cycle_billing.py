@@ -12,10 +12,10 @@ chunk rolls back and is redone one membership at a time, skipping what the other
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+
+from carnet.core.bulk import add_to
 
 from .cycles import _paused, cycle_start, next_cycle, row_new
 from .locks import lock_pass
@@ -69,16 +69,6 @@ def _issue_one(pk: int, today: dt.date) -> list[int]:
     return []
 
 
-def _add(model, field: str, amounts: list[tuple[int, int]]) -> None:
-    """Add an amount to `field` of many rows: one UPDATE per distinct amount (memberships of a
-    template share theirs), cheaper than a CASE per row."""
-    by_amount = defaultdict(list)
-    for pk, amount in amounts:
-        by_amount[amount].append(pk)
-    for amount, pks in by_amount.items():
-        model.objects.filter(pk__in=pks).update(**{field: F(field) + amount})
-
-
 def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
     passes = list(Pass.objects.select_for_update().filter(pk__in=pks, status=Status.ACTIVE).only(*FIELDS)
                   .prefetch_related("pauses").order_by("pk"))
@@ -117,7 +107,7 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
         new.append(row)
     if new:
         instalments_invoice(new, actor=None, action=None, own_location=True)
-        _add(PassInvoice, "uses_allowed", [(row.pk, -rolled) for row, rolled in moved])
+        add_to(PassInvoice, "uses_allowed", [(row.pk, -rolled) for row, rolled in moved])
         PassInvoice.objects.bulk_create(new)
-        _add(Pass, "deferred_minor", [(row.sold_pass_id, row.net_minor) for row in new])
+        add_to(Pass, "deferred_minor", [(row.sold_pass_id, row.net_minor) for row in new])
     return [row.pk for row in new] + [row.pk for sold in slow for row in _issue_due(sold, today=today)]
