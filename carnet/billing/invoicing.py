@@ -167,9 +167,8 @@ def _draft(order: InvoiceOrder, resolved: list[tuple[dict, list[Tax]]], *, curre
             taxes_due[t.pk] += a
     subtotal, tax = sum(revenue.values()), sum(taxes_due.values())
     invoice = Invoice(patient_id=order.patient_id, location_id=order.location_id, staff_id=order.staff_id,
-                      notes=order.notes,
-                      invoice_date=order.invoice_date or today, created_at=now, subtotal_minor=subtotal,
-                      tax_minor=tax, total_minor=subtotal + tax)
+                      notes=order.notes, invoice_date=order.invoice_date or today, created_at=now,
+                      subtotal_minor=subtotal, tax_minor=tax, total_minor=subtotal + tax)
     ledger = [  # a no-charge invoice moves no money
         Line(accounts.AR, debit=invoice.total_minor, patient_id=order.patient_id),
         *[Line(account, credit=amount) for account, amount in revenue.items() if amount],

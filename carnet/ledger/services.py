@@ -121,7 +121,7 @@ def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[Journal
     txns = JournalTransaction.objects.bulk_create([txn for txn, _ in entries])
     Posting.objects.bulk_create(
         Posting(transaction=txn, account=by_code[x.account], patient_id=x.patient_id, amount=x.debit - x.credit)
-        for txn, kept in zip(txns, (kept for _, kept in entries)) for x in kept
+        for txn, (_, kept) in zip(txns, entries) for x in kept
     )
     return txns
 
@@ -145,8 +145,12 @@ class Entry:
 def transactions_post_many(entries: list[Entry]) -> list[JournalTransaction]:
     """transaction_post for many at once (the billing job): each entry is checked as one would be,
     then all are inserted together. All or nothing."""
-    return _write([_unsaved(lines=e.lines, kind=e.kind, memo=e.memo, at=e.at,
-                            **dict(zip(("source_type", "source_id"), _source_key(e.source)))) for e in entries])
+    return _write([_from_entry(e) for e in entries])
+
+
+def _from_entry(e: Entry) -> tuple[JournalTransaction, list[Line]]:
+    source_type, source_id = _source_key(e.source)
+    return _unsaved(lines=e.lines, kind=e.kind, source_type=source_type, source_id=source_id, memo=e.memo, at=e.at)
 
 
 @transaction.atomic  # joins the caller's transaction; standalone it is its own
@@ -160,8 +164,7 @@ def transaction_post(*, lines: list[Line], kind: str, source=None, memo: str = "
     a patient). `source` is any saved model instance, stored as label_lower + pk; `at`
     defaults to clock.now().
     """
-    source_type, source_id = _source_key(source)
-    return _post(lines=lines, kind=kind, source_type=source_type, source_id=source_id, memo=memo, at=at)
+    return _write([_from_entry(Entry(lines=lines, kind=kind, source=source, memo=memo, at=at))])[0]
 
 
 @transaction.atomic

@@ -12,6 +12,7 @@ chunk rolls back and is redone one membership at a time, skipping what the other
 from __future__ import annotations
 
 import datetime as dt
+
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 
@@ -75,9 +76,9 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
     templates = PassTemplate.objects.prefetch_related("taxes").in_bulk({p.template_id for p in passes})
     for sold in passes:
         sold.template = templates[sold.template_id]  # one instance per template, its taxes fetched once
-    ids = [p.pk for p in passes]
     # Counts, not the cycle rows themselves: a membership two years old has 24 of them.
-    counts = {c["sold_pass_id"]: c for c in PassInvoice.objects.filter(sold_pass_id__in=ids).order_by()
+    counts = {c["sold_pass_id"]: c for c in PassInvoice.objects.filter(sold_pass_id__in=[p.pk for p in passes])
+              .order_by()
               .values("sold_pass_id").annotate(made=Count("id"), billed=Count("id", filter=Q(skipped=False)),
                                                waiting=Count("id", filter=Q(invoice__isnull=True, skipped=False,
                                                                             due_on__lte=today)))}
