@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.http import HttpResponse
 
 from . import clock
@@ -44,6 +44,7 @@ class IdempotencyMiddleware:
     operation and its record commit together or not at all: a crash before commit leaves
     nothing, and a retry runs again. A concurrent request with the same key waits on the
     unique constraint (PostgreSQL) or the write lock (SQLite), then replays the stored response.
+    The insert is `ON CONFLICT DO NOTHING`, so a taken key needs no savepoint to recover from.
     """
 
     def __init__(self, get_response):
@@ -60,23 +61,30 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\n" + request.body).hexdigest()
 
         with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    record = IdempotencyRecord.objects.create(
-                        scope=scope, key=key, request_hash=digest, status_code=0,
-                        content_type="", body=b"", created_at=clock.now(),
-                    )
-            except IntegrityError:
+            claimed = self._claim(scope, key, digest)
+            if claimed is None:
                 return self._replay(scope, key, digest)
             response = self.get_response(request)
             if response.status_code >= 500 or response.status_code in _NOT_STORED:
                 transaction.set_rollback(True)
                 return response
-            record.status_code = response.status_code
-            record.content_type = response.get("Content-Type", "")
-            record.body = bytes(response.content)
-            record.save(update_fields=["status_code", "content_type", "body"])
+            IdempotencyRecord.objects.filter(pk=claimed).update(
+                status_code=response.status_code, content_type=response.get("Content-Type", ""),
+                body=bytes(response.content))
         return response
+
+    @staticmethod
+    def _claim(scope: str, key: str, digest: str) -> int | None:
+        """Insert the key's record and return its id, or None when the key is already taken."""
+        q = connection.ops.quote_name
+        with connection.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({q('scope')}, {q('key')}, {q('request_hash')}, "
+                f"{q('status_code')}, {q('content_type')}, {q('body')}, {q('created_at')}) "
+                f"VALUES (%s, %s, %s, 0, '', %s, %s) ON CONFLICT ({q('scope')}, {q('key')}) DO NOTHING RETURNING id",
+                [scope, key, digest, b"", connection.ops.adapt_datetimefield_value(clock.now())])
+            row = cur.fetchone()
+        return row[0] if row else None
 
     @staticmethod
     def _scope(request) -> str:

@@ -14,6 +14,8 @@ from carnet.gateway.models import CardOnFile
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_for, patient_get, patients_managed_by
 from carnet.scheduling.api import _one  # an id in a body: unknown is a 422 naming the field
+from carnet.scheduling.access import schedule_require
+from carnet.scheduling.models import AppointmentPatient
 from carnet.scheduling.selectors import appointment_get
 
 from . import api_schemas as s
@@ -47,9 +49,14 @@ def _pass(request, pk: int, *, action: Action = Action.INVOICE_VIEW) -> Pass:
 
 def _visit(request, pk: int, patient_id: int):
     """One patient's row in an appointment the actor may work on (schedule scope; patients refused)."""
-    appointment = appointment_get(actor=request.auth, pk=pk)
+    row = (AppointmentPatient.objects.select_related("appointment__treatment", "appointment__location", "patient")
+           .filter(appointment_id=pk, patient_id=patient_id).first())
+    if row is None:
+        appointment_get(actor=request.auth, pk=pk, bare=True)  # an unknown or out-of-scope appointment first
+    else:
+        schedule_require(request.auth, practitioner_id=row.appointment.practitioner_id,
+                         location_id=row.appointment.location_id)
     require(request.auth, Action.PASS_USE)
-    row = appointment.participants.select_related("patient").filter(patient_id=patient_id).first()
     if row is None:
         raise NotFound(f"Patient {patient_id} is not in appointment {pk}.")
     return row
@@ -179,7 +186,7 @@ def attach(request, pk: int, patient_id: int, payload: s.AttachIn | None = None)
         reasons = "; ".join(f"{e['pass'].name}: {e['message']}" for e in explain(row))
         raise Conflict(f"No package can cover this visit{' (' + reasons + ')' if reasons else ''}.",
                        code="no_pass_fits")
-    return Status(201, _redemption(redemption.pk))
+    return Status(201, redemption)  # as the service left it: reading it back would cost a four-table join
 
 
 @router.delete("/appointments/{pk}/patients/{patient_id}/pass", response=s.RedemptionOut,

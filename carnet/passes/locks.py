@@ -4,7 +4,9 @@ PostgreSQL: SELECT … FOR UPDATE. SQLite: BEGIN IMMEDIATE already serialises wr
 counters are also moved by conditional UPDATEs and held by check constraints.
 """
 
-from .models import Pass
+from django.db.models import Prefetch, prefetch_related_objects
+
+from .models import Pass, PassInvoice
 
 
 def lock_passes(pks) -> dict[int, Pass]:
@@ -12,5 +14,11 @@ def lock_passes(pks) -> dict[int, Pass]:
     return {p.pk: p for p in rows}
 
 
-def lock_pass(pk: int) -> Pass:
-    return lock_passes([pk])[pk]
+def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
+    """`with_rules` also loads what the eligibility check reads, one query each: the items and, for a
+    package, its instalments with their invoices (a membership's are its cycles, read by date)."""
+    sold = lock_passes([pk])[pk]
+    if with_rules:
+        paid = [Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))]
+        prefetch_related_objects([sold], "items", *(paid if sold.kind == Pass.Kind.PACKAGE else []))
+    return sold

@@ -75,7 +75,7 @@ def _authorise(actor, visit, *, online: bool) -> None:
 
 
 def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
-    sold = lock_pass(sold_pk)
+    sold = lock_pass(sold_pk, with_rules=True)
     verdict = check_pass(sold, visit, online=online)
     if not verdict.ok:
         raise Conflict(f"{sold.name}: {verdict.message}", code=verdict.code)
@@ -191,32 +191,29 @@ def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
 
 
 def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Redemption:
-    """Arrival (or a no-show that uses the session): recognise this session's value."""
+    """Arrival (or a no-show that uses the session): recognise this session's value.
+    `redemption` comes with its item and visit (the caller read them); under the pass's lock the
+    reserved → posted move is a conditional UPDATE, so it happens once however often it is asked."""
     sold = lock_pass(redemption.sold_pass_id)
-    redemption = Redemption.objects.select_related("item__treatment", "visit__appointment").get(pk=redemption.pk)
-    if redemption.status != Status.RESERVED:
-        raise Conflict("This use is not reserved any more; reload the appointment.", code="not_reserved")
     # A membership's fee is recognised day by day over its cycle (cycles.py), not per visit.
     value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else next_use_share(sold.net_minor - sold.recognised_minor,
                                                                          uses_to_post(sold))
-    appointment = redemption.visit.appointment
+    item = redemption.item
     upfront = sold.sold_by_id is not None
-    compensation = 0 if upfront else (redemption.item.compensation_minor
-                                      if redemption.item.compensation_minor is not None
-                                      else redemption.item.treatment.price_minor)
+    compensation = 0 if upfront else (item.compensation_minor if item.compensation_minor is not None
+                                      else item.treatment.price_minor)
+    now = clock.now()
+    posted = dict(status=Status.POSTED, posted_at=now, value_minor=value,
+                  additional_charge_minor=item.additional_charge_minor,
+                  practitioner_id=redemption.visit.appointment.practitioner_id, compensation_minor=compensation,
+                  compensated_upfront=upfront, by_no_show=by_no_show,
+                  remaining_after=sold.remaining)  # reserved → posted leaves remaining unchanged
+    if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(**posted):
+        raise Conflict("This use is not reserved any more; reload the appointment.", code="not_reserved")
+    for name, field_value in posted.items():
+        setattr(redemption, name, field_value)
     Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") - 1, posted_count=F("posted_count") + 1,
                                            recognised_minor=F("recognised_minor") + value)
-    now = clock.now()
-    redemption.status = Status.POSTED
-    redemption.posted_at = now
-    redemption.value_minor = value
-    redemption.additional_charge_minor = redemption.item.additional_charge_minor
-    redemption.practitioner_id = appointment.practitioner_id
-    redemption.compensation_minor = compensation
-    redemption.compensated_upfront = upfront
-    redemption.by_no_show = by_no_show
-    redemption.remaining_after = sold.remaining  # reserved → posted leaves remaining unchanged
-    redemption.save()
     if value:
         transaction_post(kind="pass_redeemed", source=redemption, at=now, memo=f"{sold.name}: one use", lines=[
             Line(accounts.DEFERRED_PACKAGES, debit=value),
@@ -274,7 +271,7 @@ def pass_attach(*, actor, visit, sold_pass: Pass | None = None, online: bool = F
     if visit.status == VisitStatus.ARRIVED:
         _cover_past_visit(actor, visit, redemption)
     activity.record(actor=actor, verb="pass attached", obj=redemption, after=activity.snapshot(redemption))
-    return Redemption.objects.get(pk=redemption.pk)
+    return redemption
 
 
 def _cover_past_visit(actor, visit, redemption: Redemption) -> None:

@@ -34,22 +34,25 @@ def after_booking(*, actor, appointment, choice=AUTO, online: bool = False, rows
     pass_attach(actor=actor, visit=first, sold_pass=choice, online=online)
 
 
-def line_for(row, line):
-    """The arrival (or no-show) invoice line for a row: covered if a pass is reserved for it."""
+def reservation(row) -> Redemption | None:
+    """The use a pass reserved for this row, if any (read once: arrival prices the line with it,
+    then posts it)."""
     live = visit_redemption(row)
-    return covered_line(live, line) if live is not None and live.status == Redemption.Status.RESERVED else line
+    if live is None or live.status != Redemption.Status.RESERVED:
+        return None
+    live.visit = row  # the caller's row, so posting reads no more
+    return live
 
 
-def has_reservation(row) -> bool:
-    live = visit_redemption(row)
-    return live is not None and live.status == Redemption.Status.RESERVED
+def line_for(reserved: Redemption | None, line):
+    """The arrival (or no-show) invoice line: covered if a pass reserved a use for the visit."""
+    return covered_line(reserved, line) if reserved is not None else line
 
 
-def billed(row, *, by_no_show: bool = False) -> None:
-    """After the row's invoice was made: post its reserved use."""
-    live = visit_redemption(row)
-    if live is not None and live.status == Redemption.Status.RESERVED:
-        redemption_post(live, by_no_show=by_no_show)
+def billed(reserved: Redemption | None, *, by_no_show: bool = False) -> None:
+    """The visit is billed: post its reserved use."""
+    if reserved is not None:
+        redemption_post(reserved, by_no_show=by_no_show)
 
 
 def unbilled(row) -> None:

@@ -40,6 +40,10 @@ def _fresh(request, pk: int):
     return selectors.appointment_get(actor=request.auth, pk=pk)
 
 
+def _bare(request, pk: int):
+    return selectors.appointment_get(actor=request.auth, pk=pk, bare=True)
+
+
 def _pass_choice(choice):
     if choice in ("auto", "none"):
         return None if choice == "none" else "auto"
@@ -84,24 +88,24 @@ def join(request, pk: int, payload: s.JoinIn):
 @router.post("/appointments/{pk}/arrive", response=s.AppointmentOut, operation_id="appointment_arrive")
 def arrive(request, pk: int, payload: s.PatientsIn = None):
     ids = payload.patient_ids if payload else None
-    arrival.appointment_arrive(actor=request.auth, appointment=_fresh(request, pk), patient_ids=ids)
-    return _fresh(request, pk)
+    done = arrival.appointment_arrive(actor=request.auth, appointment=_bare(request, pk), patient_ids=ids)
+    return selectors.with_participants(done)
 
 
 @router.post("/appointments/{pk}/unarrive", response=s.AppointmentOut, operation_id="appointment_unarrive")
 def unarrive(request, pk: int, payload: s.PatientsIn = None):
     ids = payload.patient_ids if payload else None
-    arrival.appointment_unarrive(actor=request.auth, appointment=_fresh(request, pk), patient_ids=ids)
-    return _fresh(request, pk)
+    done = arrival.appointment_unarrive(actor=request.auth, appointment=_bare(request, pk), patient_ids=ids)
+    return selectors.with_participants(done)
 
 
 @router.post("/appointments/{pk}/no-show", response=s.AppointmentOut, operation_id="appointment_no_show",
              summary="Mark a no-show (charging the clinic's fee), or undo one by marking again")
 def no_show(request, pk: int, payload: s.NoShowIn = None):
     payload = payload or s.NoShowIn()
-    arrival.appointment_no_show(actor=request.auth, appointment=_fresh(request, pk), charge_fee=payload.charge_fee,
-                                use_pass=payload.use_pass, patient_ids=payload.patient_ids)
-    return _fresh(request, pk)
+    return selectors.with_participants(arrival.appointment_no_show(
+        actor=request.auth, appointment=_bare(request, pk), charge_fee=payload.charge_fee,
+        use_pass=payload.use_pass, patient_ids=payload.patient_ids))
 
 
 @router.post("/appointments/{pk}/cancel", response=s.AppointmentOut, operation_id="appointment_cancel")

@@ -30,8 +30,12 @@ Role = AppointmentPatient.Role
 _BILLING_AS = Action.SCHEDULE_OWN
 
 
-def _rows(appointment: Appointment, patient_ids: list[int] | None, *, status: str) -> list[AppointmentPatient]:
-    rows = list(appointment.participants.select_related("patient").order_by("booked_at", "pk"))
+def _participants(appointment: Appointment) -> list[AppointmentPatient]:
+    """Everyone in the appointment, the primary first (read once per status change)."""
+    return list(appointment.participants.select_related("patient").order_by("booked_at", "pk"))
+
+
+def _rows(rows: list[AppointmentPatient], patient_ids: list[int] | None, *, status: str) -> list[AppointmentPatient]:
     if patient_ids is not None:
         unknown = set(patient_ids) - {r.patient_id for r in rows}
         if unknown:
@@ -44,6 +48,16 @@ def _invoice(actor, appointment: Appointment, row: AppointmentPatient, line: Lin
     date = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone)).date()
     return invoice_create(actor=actor, patient=row.patient, lines=[line], location=appointment.location,
                           staff=appointment.practitioner, invoice_date=date, action=_BILLING_AS)
+
+
+def _bill(actor, appointment: Appointment, row: AppointmentPatient, line: LineInput, reserved, *,
+          by_no_show: bool = False) -> None:
+    """Post the use a pass reserved for the visit (`reserved`, or None), then invoice it: covered, the
+    line is its additional charge. The invoice comes last because its number holds the clinic-wide
+    invoice counter locked until commit; every other arrival waits on that lock, so it is held briefly."""
+    line = passes.line_for(reserved, line)
+    passes.billed(reserved, by_no_show=by_no_show)
+    row.invoice = _invoice(actor, appointment, row, line)
 
 
 def _visit_line(appointment: Appointment, secondaries: list[AppointmentPatient] = ()) -> LineInput:
@@ -81,11 +95,10 @@ def _set(rows, status: str) -> None:
         row.save(update_fields=["status", "invoice"])
 
 
-def _refresh_status(appointment: Appointment) -> None:
+def _refresh_status(appointment: Appointment, everyone: list[AppointmentPatient]) -> None:
     """Individual and group appointments follow their (primary) patient; a class session stays booked."""
     if appointment.kind != Kind.CLASS:
-        primary = appointment.participants.order_by("booked_at", "pk").first()
-        appointment.status = primary.status
+        appointment.status = everyone[0].status
         appointment.save(update_fields=["status"])
 
 
@@ -95,26 +108,26 @@ def appointment_arrive(*, actor, appointment: Appointment, patient_ids: list[int
     (default all); class: the participants who came (default all booked)."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
+    everyone = _participants(appointment)
     if appointment.kind == Kind.CLASS:
-        rows = _rows(appointment, patient_ids, status=Status.BOOKED)
+        rows = _rows(everyone, patient_ids, status=Status.BOOKED)
         if not rows:
             raise Conflict("Nobody chosen is still booked in this class.", code="not_booked")
         for row in rows:
-            row.invoice = _invoice(actor, appointment, row, passes.line_for(row, _visit_line(appointment)))
-            passes.billed(row)
+            _bill(actor, appointment, row, _visit_line(appointment), passes.reservation(row))
         _set(rows, Status.ARRIVED)
     else:
         if appointment.status != Status.BOOKED:
             raise Conflict(f"This appointment is {appointment.get_status_display().lower()}, not booked. "
                            "Un-arrive it, or undo the no-show, first.", code="not_booked")
-        _rows(appointment, patient_ids, status=Status.BOOKED)  # refuses patients not in the appointment
-        booked = _rows(appointment, None, status=Status.BOOKED)
+        _rows(everyone, patient_ids, status=Status.BOOKED)  # refuses patients not in the appointment
+        booked = _rows(everyone, None, status=Status.BOOKED)
         primary = booked[0]
         came = [r for r in booked[1:] if patient_ids is None or r.patient_id in patient_ids]
-        primary.invoice = _invoice(actor, appointment, primary, passes.line_for(primary, _visit_line(appointment, came)))
-        passes.billed(primary)  # a group uses only the primary's pass
+        # A group uses only the primary's pass.
+        _bill(actor, appointment, primary, _visit_line(appointment, came), passes.reservation(primary))
         _set([primary, *came], Status.ARRIVED)
-    _refresh_status(appointment)
+    _refresh_status(appointment, everyone)
     activity.record(actor=actor, verb="arrived", obj=appointment, before=before, after=activity.snapshot(appointment))
     return appointment
 
@@ -124,13 +137,14 @@ def appointment_unarrive(*, actor, appointment: Appointment, patient_ids: list[i
     """Back to booked, deleting the arrival invoice(s); refused while a payment is applied to one."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
-    rows = _rows(appointment, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.ARRIVED)
+    everyone = _participants(appointment)
+    rows = _rows(everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.ARRIVED)
     if not rows:
         raise Conflict("Nobody chosen has arrived, so there is nothing to un-arrive.", code="not_arrived")
     for row in rows:
         _reverse(actor, row, "un-arrive")
     _set(rows, Status.BOOKED)
-    _refresh_status(appointment)
+    _refresh_status(appointment, everyone)
     activity.record(actor=actor, verb="un-arrived", obj=appointment, before=before,
                     after=activity.snapshot(appointment))
     return appointment
@@ -158,28 +172,29 @@ def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = T
         ids = None
         if appointment.status == Status.ARRIVED:
             raise Conflict("This appointment is arrived. Un-arrive it first to mark a no-show.", code="arrived")
-    missed = _rows(appointment, ids, status=Status.NO_SHOW)
+    everyone = _participants(appointment)
+    missed = _rows(everyone, ids, status=Status.NO_SHOW)
     if missed:  # pressing again undoes the no-show
         for row in missed:
             _reverse(actor, row, "undo the no-show")
         _set(missed, Status.BOOKED)
         verb = "no-show undone"
     else:
-        rows = _rows(appointment, ids, status=Status.BOOKED)
+        rows = _rows(everyone, ids, status=Status.BOOKED)
         if not rows:
             raise Conflict("Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked")
         fee = clinic_get().no_show_fee_minor if charge_fee else 0
         billed = rows if appointment.kind == Kind.CLASS else rows[:1]  # group: the primary pays
         for row in billed:
-            if use_pass and passes.has_reservation(row):
-                row.invoice = _invoice(actor, appointment, row, passes.line_for(row, _visit_line(appointment)))
-                passes.billed(row, by_no_show=True)
+            reserved = passes.reservation(row) if use_pass else None
+            if reserved is not None:
+                _bill(actor, appointment, row, _visit_line(appointment), reserved, by_no_show=True)
                 continue
             passes.released([row])
             if fee:
                 row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
         _set(rows, Status.NO_SHOW)
         verb = "no-show"
-    _refresh_status(appointment)
+    _refresh_status(appointment, everyone)
     activity.record(actor=actor, verb=verb, obj=appointment, before=before, after=activity.snapshot(appointment))
     return appointment

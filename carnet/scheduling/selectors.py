@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from carnet.clinic.models import Location
 from carnet.clinic.selectors import clinic_get
@@ -19,17 +19,27 @@ from carnet.core.errors import NotFound
 from carnet.people.models import Shift, StaffMember
 
 from .access import schedule_require, schedule_scope
-from .models import Appointment, Break, Status
+from .models import Appointment, AppointmentPatient, Break, Status
 
 _APPOINTMENTS = Appointment.objects.select_related("treatment", "practitioner", "location").prefetch_related(
     "participants__patient")
 
 
-def appointment_get(*, actor, pk: int) -> Appointment:
-    appointment = _APPOINTMENTS.filter(pk=pk).first()
+def appointment_get(*, actor, pk: int, bare: bool = False) -> Appointment:
+    """One appointment `actor` may work on; `bare` reads only its row (a service that locks and
+    reloads it needs no more)."""
+    appointment = (Appointment.objects if bare else _APPOINTMENTS).filter(pk=pk).first()
     if appointment is None:
         raise NotFound(f"No appointment with id {pk}.")
     schedule_require(actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id)
+    return appointment
+
+
+def with_participants(appointment: Appointment) -> Appointment:
+    """An appointment a service has just changed (and loaded with its treatment, practitioner and
+    location), with its participants for the response: one query instead of reading it all again."""
+    prefetch_related_objects([appointment], Prefetch(
+        "participants", queryset=AppointmentPatient.objects.select_related("patient")))
     return appointment
 
 

@@ -347,3 +347,25 @@ def test_a_patient_cannot_read_another_patients_pass(s, portal):
     assert portal["api"].post(f"/passes/{mine.pk}/refund", {"amount_minor": 0}).status_code == 403
     appointment = _book(s)
     assert portal["api"].get(_row(s, appointment) + "/explain").status_code == 403
+
+
+def test_a_redemption_through_the_api_takes_a_bounded_number_of_statements(s, django_assert_max_num_queries):
+    """Attach + arrive is the front desk's busiest path (benchmarks/README.md, benchmark 1): each
+    statement costs every arrival, and the invoice number's lock is held from its statement to commit.
+    (Session auth here: its session read and save are in the counts; the first arrival also makes
+    the income category's revenue account.)"""
+    sold = sold_package(s["admin"], s["patient"], package_template(s["cat"]))
+    appointment = _book(s)
+    with django_assert_max_num_queries(24):
+        attached = s["desk"].post(_row(s, appointment) + "/pass", {"pass_id": sold.pk}, **{"Idempotency-Key": "a1"})
+    assert attached.status_code == 201, attached.content
+    assert attached.json()["treatment_name"] == s["cat"]["treatment"].name and attached.json()["status"] == "reserved"
+    with django_assert_max_num_queries(43) as arrive:
+        arrived = s["desk"].post(f"/appointments/{appointment}/arrive", **{"Idempotency-Key": "a2"})
+    assert arrived.status_code == 200, arrived.content
+    assert arrived.json()["participants"][0]["status"] == "arrived"
+    sql = [q["sql"] for q in arrive.captured_queries]
+    counter = next(i for i, q in enumerate(sql) if "billing_invoicecounter" in q)
+    # After the counter's row lock: the invoice's own rows, the visit's statuses and the activity log only.
+    assert not any("passes_" in q or "ledger_" in q for q in sql[counter:]), sql[counter:]
+    assert _live(appointment).status == "posted"
