@@ -11,7 +11,7 @@ from django.db.models import F
 
 from carnet.clinic.models import IncomeCategory, Product, Tax, Treatment
 from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, clock
+from carnet.core import activity, bulk, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
@@ -206,13 +206,13 @@ def invoices_create(*, actor, orders: list[InvoiceOrder], action: Action | None 
     first = _next_numbers(len(drafts))
     for n, d in enumerate(drafts):
         d.invoice.number = first + n
-    invoices = Invoice.objects.bulk_create([d.invoice for d in drafts])
+    invoices = bulk.insert(Invoice, [d.invoice for d in drafts])
     for d in drafts:
         for line, _ in d.lines:
-            line.invoice = d.invoice
-    InvoiceLine.objects.bulk_create([line for d in drafts for line, _ in d.lines])
-    InvoiceLineTax.objects.bulk_create(InvoiceLineTax(line=line, tax=t, rate=t.rate, amount_minor=a)
-                                       for d in drafts for line, taxed in d.lines for t, a in taxed)
+            line.invoice_id = d.invoice.pk
+    bulk.insert(InvoiceLine, [line for d in drafts for line, _ in d.lines])
+    bulk.insert(InvoiceLineTax, (InvoiceLineTax(line_id=line.pk, tax_id=t.pk, rate=t.rate, amount_minor=a)
+                                 for d in drafts for line, taxed in d.lines for t, a in taxed))
     entries = [Entry(kind="invoice_issued", source=d.invoice, memo=str(d.invoice), at=now, lines=d.ledger)
                for d in drafts if d.ledger]
     if entries:  # a visit a pass covers in full is a no-charge invoice: nothing to post

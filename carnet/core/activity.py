@@ -8,7 +8,7 @@ import uuid
 
 from django.db import models
 
-from . import clock
+from . import bulk, clock
 from .models import ActivityLog
 
 
@@ -59,5 +59,5 @@ def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, a
 def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:
     """`record` with after=snapshot for many new objects in one insert (the billing job)."""
     at = clock.now()
-    ActivityLog.objects.bulk_create(_entry(actor=actor, verb=verb, obj=o, before=None, after=snapshot(o), at=at)
-                                    for o in objs)
+    bulk.insert(ActivityLog, (_entry(actor=actor, verb=verb, obj=o, before=None, after=snapshot(o), at=at)
+                              for o in objs))

@@ -4,7 +4,44 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.db import connection
 from django.db.models import F
+
+# Below this many rows a plain INSERT is cheaper than fetching ids and opening a COPY.
+COPY_FROM = 100
+# Fields whose Python value PostgreSQL's COPY parses as is (no Django conversion needed).
+_AS_IS = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
+          "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField", "CharField",
+          "TextField", "BooleanField", "DateField", "DecimalField", "ForeignKey", "OneToOneField"}
+
+
+def insert(model, objs) -> list:
+    """`bulk_create` for big batches (the billing job): on PostgreSQL the ids come from the table's
+    sequence in one query and the rows go in by COPY, because Django's bulk_create spends most of
+    its time preparing each value of each row in Python. Small batches, and SQLite, use bulk_create."""
+    objs = list(objs)
+    if connection.vendor != "postgresql" or len(objs) < COPY_FROM:
+        return model.objects.bulk_create(objs)
+    meta, qn = model._meta, connection.ops.quote_name
+    for obj in objs:
+        obj._prepare_related_fields_for_save(operation_name="bulk_create")  # unsaved parents refused, ids copied
+    fields = meta.concrete_fields
+    plain = [f.get_internal_type() in _AS_IS and not getattr(f, "auto_now", False)
+             and not getattr(f, "auto_now_add", False) for f in fields]
+    with connection.cursor() as cur:
+        cur.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                    [meta.db_table, meta.pk.column, len(objs)])
+        for obj, (pk,) in zip(objs, cur.fetchall()):
+            obj.pk = pk
+        columns = ", ".join(qn(f.column) for f in fields)
+        with cur.cursor.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for obj in objs:
+                copy.write_row([getattr(obj, f.attname) if as_is else f.get_db_prep_save(f.pre_save(obj, True),
+                                                                                          connection)
+                                for f, as_is in zip(fields, plain)])
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, connection.alias
+    return objs
 
 
 def add_to(model, field: str, amounts) -> None:

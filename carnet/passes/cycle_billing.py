@@ -16,7 +16,7 @@ import datetime as dt
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 
-from carnet.core.bulk import add_to
+from carnet.core.bulk import add_to, insert
 
 from .cycles import _paused, cycle_start, next_cycle, row_new
 from .locks import lock_pass
@@ -109,6 +109,6 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
     if new:
         instalments_invoice(new, actor=None, action=None, own_location=True)
         add_to(PassInvoice, "uses_allowed", [(row.pk, -rolled) for row, rolled in moved])
-        PassInvoice.objects.bulk_create(new)
+        insert(PassInvoice, new)
         add_to(Pass, "deferred_minor", [(row.sold_pass_id, row.net_minor) for row in new])
     return [row.pk for row in new] + [row.pk for sold in slow for row in _issue_due(sold, today=today)]

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient
-from carnet.core import clock
+from carnet.core import bulk, clock
 from carnet.gateway.services import card_store
 from carnet.passes import cycle_billing, memberships
 from carnet.passes.cycles import cycle_for
@@ -68,7 +68,9 @@ def _state(sold) -> tuple:
 
 
 @pytest.mark.django_db
-def test_the_batch_gives_what_one_at_a_time_gives(s, monkeypatch):
+@pytest.mark.parametrize("copy_from", [bulk.COPY_FROM, 1], ids=["insert", "copy"])
+def test_the_batch_gives_what_one_at_a_time_gives(s, monkeypatch, copy_from):
+    monkeypatch.setattr(bulk, "COPY_FROM", copy_from)  # 1: every write of the job by COPY on PostgreSQL
     one_by_one, batched = _varied(s), _varied(s)
     for sold in one_by_one:
         cycle_billing._issue_one(sold.pk, JUNE)
