@@ -211,8 +211,8 @@ def invoices_create(*, actor, orders: list[InvoiceOrder], action: Action | None 
         for line, _ in d.lines:
             line.invoice_id = d.invoice.pk
     bulk.insert(InvoiceLine, [line for d in drafts for line, _ in d.lines])
-    bulk.insert(InvoiceLineTax, (InvoiceLineTax(line_id=line.pk, tax_id=t.pk, rate=t.rate, amount_minor=a)
-                                 for d in drafts for line, taxed in d.lines for t, a in taxed))
+    bulk.insert_rows(InvoiceLineTax, ({"line_id": line.pk, "tax_id": t.pk, "rate": t.rate, "amount_minor": a}
+                                      for d in drafts for line, taxed in d.lines for t, a in taxed))
     entries = [Entry(kind="invoice_issued", source=d.invoice, memo=str(d.invoice), at=now, lines=d.ledger)
                for d in drafts if d.ledger]
     if entries:  # a visit a pass covers in full is a no-charge invoice: nothing to post

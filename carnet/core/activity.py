@@ -35,11 +35,11 @@ def snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ("password",)) -> 
     return data
 
 
-def _entry(*, actor, verb: str, obj: models.Model, before: dict | None, after: dict | None, at) -> ActivityLog:
+def _values(*, actor, verb: str, obj: models.Model, before: dict | None, after: dict | None, at) -> dict:
     user = actor if getattr(actor, "is_authenticated", False) else None
-    return ActivityLog(
+    return dict(
         at=at,
-        actor=user,
+        actor_id=user.pk if user else None,
         actor_name=(user.get_full_name() or user.get_username()) if user else "system",
         verb=verb,
         object_type=obj._meta.label_lower,
@@ -51,7 +51,7 @@ def _entry(*, actor, verb: str, obj: models.Model, before: dict | None, after: d
 
 
 def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, after: dict | None = None) -> ActivityLog:
-    entry = _entry(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now())
+    entry = ActivityLog(**_values(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now()))
     entry.save(force_insert=True)
     return entry
 
@@ -59,5 +59,5 @@ def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, a
 def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:
     """`record` with after=snapshot for many new objects in one insert (the billing job)."""
     at = clock.now()
-    bulk.insert(ActivityLog, (_entry(actor=actor, verb=verb, obj=o, before=None, after=snapshot(o), at=at)
-                              for o in objs))
+    bulk.insert_rows(ActivityLog, (_values(actor=actor, verb=verb, obj=o, before=None, after=snapshot(o), at=at)
+                                   for o in objs))

@@ -119,9 +119,9 @@ def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[Journal
     """Insert checked transactions and their postings: two statements however many there are."""
     by_code = _accounts({x.account for _, kept in entries for x in kept})
     txns = bulk.insert(JournalTransaction, [txn for txn, _ in entries])
-    bulk.insert(Posting, (
-        Posting(transaction_id=txn.pk, account_id=by_code[x.account].pk, patient_id=x.patient_id,
-                amount=x.debit - x.credit)  # ids, not objects: the billing job makes 300,000 of these
+    bulk.insert_rows(Posting, (
+        {"transaction_id": txn.pk, "account_id": by_code[x.account].pk, "patient_id": x.patient_id,
+         "amount": x.debit - x.credit}
         for txn, (_, kept) in zip(txns, entries) for x in kept
     ))
     return txns

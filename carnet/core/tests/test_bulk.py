@@ -36,3 +36,15 @@ def test_insert_writes_what_bulk_create_writes(size):
     if connection.vendor == "postgresql" and size >= bulk.COPY_FROM:
         later = ActivityLog.objects.create(**{k: v for k, v in _read([mine[0].pk])[0].items() if k != "id"})
         assert later.pk > max(row.pk for row in mine + theirs)
+
+
+@pytest.mark.parametrize("size", [3, bulk.COPY_FROM + 50])
+def test_insert_rows_writes_what_bulk_create_writes(size):
+    fields = ["at", "actor_id", "actor_name", "verb", "object_type", "object_id", "object_repr", "before", "after"]
+    marker = f"rows-{size}"
+    bulk.insert_rows(ActivityLog, ({name: getattr(row, name) for name in fields} | {"verb": marker}
+                                   for row in _rows(size, 0)))
+    ActivityLog.objects.bulk_create(_rows(size, 0))
+    mine = list(ActivityLog.objects.filter(verb=marker).order_by("pk").values(*fields))
+    theirs = list(ActivityLog.objects.filter(verb="created").order_by("pk").values(*fields))[-size:]
+    assert len(mine) == size and [r | {"verb": "created"} for r in mine] == theirs

@@ -90,7 +90,8 @@ def test_the_batch_gives_what_one_at_a_time_gives(s, monkeypatch, copy_from):
 
 
 @pytest.mark.django_db
-def test_statements_do_not_grow_with_the_number_of_memberships(s):
+def test_statements_do_not_grow_with_the_number_of_memberships(s, monkeypatch):
+    monkeypatch.setattr(bulk, "COPY_FROM", 10**9)  # a COPY is not a statement CaptureQueriesContext sees
     def statements(count: int, sold_on: str, day: dt.date, expected: int) -> int:
         with clock.frozen(at(sold_on, "10:00")):
             for _ in range(count):
