@@ -15,6 +15,20 @@ _AS_IS = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigInt
           "TextField", "BooleanField", "DateField", "DecimalField", "ForeignKey", "OneToOneField"}
 
 
+def _as_is(field) -> bool:
+    return (field.get_internal_type() in _AS_IS and not getattr(field, "auto_now", False)
+            and not getattr(field, "auto_now_add", False))
+
+
+def _copy(cur, model, fields, rows) -> None:
+    """COPY `rows` (lists of values in the order of `fields`) into the model's table."""
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in fields)
+    with cur.cursor.copy(f"COPY {qn(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def insert(model, objs) -> list:
     """`bulk_create` for big batches (the billing job): on PostgreSQL the ids come from the table's
     sequence in one query and the rows go in by COPY, because Django's bulk_create spends most of
@@ -22,23 +36,19 @@ def insert(model, objs) -> list:
     objs = list(objs)
     if connection.vendor != "postgresql" or len(objs) < COPY_FROM:
         return model.objects.bulk_create(objs)
-    meta, qn = model._meta, connection.ops.quote_name
+    meta = model._meta
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="bulk_create")  # unsaved parents refused, ids copied
     fields = meta.concrete_fields
-    plain = [f.get_internal_type() in _AS_IS and not getattr(f, "auto_now", False)
-             and not getattr(f, "auto_now_add", False) for f in fields]
+    plain = [_as_is(f) for f in fields]
     with connection.cursor() as cur:
         cur.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
                     [meta.db_table, meta.pk.column, len(objs)])
         for obj, (pk,) in zip(objs, cur.fetchall()):
             obj.pk = pk
-        columns = ", ".join(qn(f.column) for f in fields)
-        with cur.cursor.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for obj in objs:
-                copy.write_row([getattr(obj, f.attname) if as_is else f.get_db_prep_save(f.pre_save(obj, True),
-                                                                                          connection)
-                                for f, as_is in zip(fields, plain)])
+        _copy(cur, model, fields, ([getattr(obj, f.attname) if as_is
+                                    else f.get_db_prep_save(f.pre_save(obj, True), connection)
+                                    for f, as_is in zip(fields, plain)] for obj in objs))
     for obj in objs:
         obj._state.adding, obj._state.db = False, connection.alias
     return objs
@@ -52,14 +62,12 @@ def insert_rows(model, rows) -> None:
     if connection.vendor != "postgresql" or len(rows) < COPY_FROM:
         model.objects.bulk_create([model(**row) for row in rows])
         return
-    qn, by_attname = connection.ops.quote_name, {f.attname: f for f in model._meta.concrete_fields}
+    by_attname = {f.attname: f for f in model._meta.concrete_fields}
     fields = [by_attname[name] for name in rows[0]]
-    convert = [None if f.get_internal_type() in _AS_IS else f for f in fields]
-    with connection.cursor() as cur, cur.cursor.copy(
-            f"COPY {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([value if f is None else f.get_db_prep_save(value, connection)
-                            for f, value in zip(convert, row.values())])
+    plain = [_as_is(f) for f in fields]
+    with connection.cursor() as cur:
+        _copy(cur, model, fields, ([value if as_is else f.get_db_prep_save(value, connection)
+                                    for f, as_is, value in zip(fields, plain, row.values())] for row in rows))
 
 
 def add_to(model, field: str, amounts) -> None:
