@@ -55,19 +55,21 @@ def _next_numbers(count: int) -> int:
     """The first of `count` consecutive invoice numbers.
 
     The UPDATE row-locks the counter until commit (PostgreSQL) or runs under the write lock
-    (SQLite), so concurrent invoices take consecutive numbers and a rollback frees its numbers.
-    The data migration makes the row; get_or_create covers a database flushed since (tests).
-    One UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35): the lock is then held until commit."""
-    table = connection.ops.quote_name(InvoiceCounter._meta.db_table)
-    for _ in range(2):
-        with connection.cursor() as cur:
-            cur.execute(f"UPDATE {table} SET next_number = next_number + %s WHERE id = 1 RETURNING next_number",
-                        [count])
-            row = cur.fetchone()
-        if row is not None:
-            return row[0] - count
+    (SQLite), so concurrent invoices take consecutive numbers and a rollback frees its numbers."""
+    first = _take_numbers(count)
+    if first is None:  # the data migration makes the row; a database flushed since (tests) has none
         InvoiceCounter.objects.get_or_create(pk=1)
-    raise AssertionError("the invoice counter row could not be made")
+        first = _take_numbers(count)
+    return first
+
+
+def _take_numbers(count: int) -> int | None:
+    """One UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35); None when the counter row is missing."""
+    table = connection.ops.quote_name(InvoiceCounter._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(f"UPDATE {table} SET next_number = next_number + %s WHERE id = 1 RETURNING next_number", [count])
+        row = cur.fetchone()
+    return row[0] - count if row else None
 
 
 def _cached(cache: dict, key: tuple, fetch):
