@@ -1,12 +1,46 @@
 from django import forms
 
 from carnet.clinic.models import IncomeCategory, Product
+from carnet.clinic.selectors import location_default, locations_active
 from carnet.core.forms import MoneyField
 from carnet.gateway.selectors import cards_for_patient
 
 from .models import Payment
 
 PRODUCT_SLOTS = 3
+
+
+def location_choice(form, *, staff=None) -> None:
+    """Add the sale's location: chosen for the desk when the clinic has one (or the staff member
+    works at one), required when it is a real choice. The pass sales report and the invoice show it."""
+    active = locations_active()
+    default = location_default(staff=staff)
+    form.fields["location"] = forms.ModelChoiceField(
+        active, label="Location", empty_label="Choose a location", initial=default,
+        required=default is None and active.exists())
+    form.fields["location"].help_text = "Where the sale is made."
+
+
+class CreditQuestion:
+    """Form mixin: money received beyond what is applied becomes credit only once the desk says
+    so. A 5,000.00 cash typo on a 1,118.70 sale is asked about, not silently kept as 3,881.30 of
+    credit. The answer is the ticked amount itself, so changing the amount asks again."""
+
+    credit_question: int | None = None
+
+    def credit_confirmed(self, *, received: int, applied: int) -> str | None:
+        """None when nothing needs asking (or the desk said yes); otherwise the question (also
+        kept on the form for the template's tick box)."""
+        extra = received - applied
+        if extra <= 0 or self.data.get("credit_ok") == str(extra):
+            return None
+        from carnet.clinic.selectors import clinic_get
+
+        money = clinic_get().money
+        self.credit_question = extra
+        return (f"Record {money(extra)} as credit? {money(received)} received is {money(extra)} more than the "
+                f"{money(applied)} applied. Correct the amount, or tick “Record {money(extra)} as the patient's "
+                "credit” and save again.")
 
 
 class PurchaseForm(forms.Form):
@@ -41,7 +75,7 @@ class PurchaseForm(forms.Form):
         return data
 
 
-class PaymentForm(forms.Form):
+class PaymentForm(CreditQuestion, forms.Form):
     form_key = forms.CharField(widget=forms.HiddenInput)
     method = forms.ChoiceField(choices=Payment.Method.choices, initial=Payment.Method.CASH)
     card = forms.ModelChoiceField(queryset=None, required=False, label="Card on file",
@@ -67,6 +101,18 @@ class PaymentForm(forms.Form):
     def allocations(self):
         return [(inv, self.cleaned_data[f"apply_{inv.pk}"]) for inv in self.invoices
                 if self.cleaned_data.get(f"apply_{inv.pk}")]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("method") == Payment.Method.CARD_GATEWAY and not data.get("card"):
+            self.add_error("card", "Choose a card on file to charge.")
+        # Asked only while something is owing: with nothing to apply to, the page already says
+        # the whole payment becomes credit (a deliberate prepayment).
+        if self.invoices and data.get("amount") and not self.errors:
+            question = self.credit_confirmed(received=data["amount"], applied=sum(a for _, a in self.allocations()))
+            if question:
+                raise forms.ValidationError(question)
+        return data
 
 
 class RefundForm(forms.Form):

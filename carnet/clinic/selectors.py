@@ -53,3 +53,18 @@ def setup_get(kind: str, pk: int):
     if obj is None:
         raise NotFound(f"No {SETUP_MODELS[kind]._meta.verbose_name} with id {pk}.")
     return obj
+
+
+def locations_active() -> QuerySet:
+    return Location.objects.filter(is_active=True).order_by("name")
+
+
+def location_default(*, staff=None) -> Location | None:
+    """Where a desk sale happens unless the desk says otherwise: the staff member's only location,
+    else the clinic's only active location (None when it is a real choice)."""
+    if staff is not None:
+        mine = [loc for loc in staff.locations.all() if loc.is_active]
+        if len(mine) == 1:
+            return mine[0]
+    active = list(locations_active()[:2])
+    return active[0] if len(active) == 1 else None

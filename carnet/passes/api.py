@@ -10,6 +10,7 @@ from ninja import Router, Status
 
 from carnet.core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
+from carnet.clinic.models import Location
 from carnet.gateway.models import CardOnFile
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_for, patient_get, patients_managed_by
@@ -81,7 +82,8 @@ def sell(request, pk: int, payload: s.SellIn):
     expires_on = payload.expires_on if "expires_on" in payload.model_fields_set else "default"
     sold = package_sell(actor=request.auth, patient=patient, template=template,
                         sold_by=_one(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
-                        expires_on=expires_on, card=_one(CardOnFile, payload.card_id, "card_id", "card on file"))
+                        expires_on=expires_on, card=_one(CardOnFile, payload.card_id, "card_id", "card on file"),
+                        location=_one(Location, payload.location_id, "location_id", "location"))
     return Status(201, _out(sold.pk))
 
 

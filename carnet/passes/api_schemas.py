@@ -148,6 +148,7 @@ class SellIn(Schema):
     expires_on: dt.date | None = Field(None, description="Omit for the template's default; null = never expires")
     sold_by_id: int | None = Field(None, description="Staff member credited for upfront compensation")
     card_id: int | None = Field(None, description="A card on file for the instalments of a payment plan")
+    location_id: int | None = Field(None, description="Where it is sold (its invoices and the pass sales report)")
 
 
 class ExpiryIn(Schema):
@@ -158,7 +159,9 @@ class RefundSuggestionOut(Schema):
     collected: int = Field(..., description="What the patient paid for the pass: the most a refund can be")
     suggested: int = Field(..., description="Price ÷ quantity × remaining uses, within what was collected")
     by_rule: int = Field(..., description="Used sessions re-priced at the single-visit price, the rest refunded")
-    remaining: int
+    remaining: int = Field(..., description="Uses the suggestion counts: unused + reserved")
+    unused: int = Field(..., description="Uses neither booked nor redeemed")
+    reserved: int = Field(..., description="Uses held by booked visits not yet arrived; refunding releases them")
     used_at_full_price: int
 
 

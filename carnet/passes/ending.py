@@ -106,7 +106,8 @@ def refund_suggestions(sold: Pass) -> dict:
     """SPEC 5.4's suggestion (price ÷ quantity × remaining uses) next to 9.12's rule (used
     sessions re-priced at the single-visit price, the rest refunded), both within what was collected."""
     collected = pass_collected_minor(sold)
-    remaining = max(sold.remaining or 0, 0) + sold.reserved_count  # reserved uses are detached first
+    unused = max(sold.remaining or 0, 0)
+    remaining = unused + sold.reserved_count  # reserved uses are detached first, so they count (and say so)
     quantity = sold.quantity or 1
     simple = sold.price_minor * remaining // quantity
     from carnet.billing.tax import line_amounts
@@ -119,7 +120,8 @@ def refund_suggestions(sold: Pass) -> dict:
     used_full_price = sum(single_visit_price(r.item.treatment) for r in used.prefetch_related("item__treatment__taxes"))
     by_rule = max(0, collected - used_full_price)
     return {"collected": collected, "suggested": min(simple, collected), "by_rule": min(by_rule, collected),
-            "remaining": remaining, "used_at_full_price": used_full_price}
+            "remaining": remaining, "unused": unused, "reserved": sold.reserved_count,
+            "used_at_full_price": used_full_price}
 
 
 @transaction.atomic

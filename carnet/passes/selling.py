@@ -119,7 +119,7 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         auto_select=template.auto_select, redeem_online=template.redeem_online,
         family_sharing=template.family_sharing, transferable=template.transferable,
         instalments=template.instalments, purchase_date=today, purchased_at=now, expires_on=expires_on,
-        sold_by=sold_by, sold_online=online, card=card,
+        sold_by=sold_by, sold_online=online, card=card, location=location,
         created_by=actor if getattr(actor, "is_authenticated", False) else None)
     PassItem.objects.bulk_create(
         PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,

@@ -2,6 +2,7 @@
 
 from django import forms
 
+from carnet.billing.forms import CreditQuestion, location_choice
 from carnet.billing.models import Payment
 from carnet.core.forms import MoneyField
 from carnet.people.models import Patient, StaffMember
@@ -23,7 +24,7 @@ def _template_label(clinic):
     return label
 
 
-class SellForm(forms.Form):
+class SellForm(CreditQuestion, forms.Form):
     form_key = forms.CharField(widget=forms.HiddenInput)
     template = forms.ModelChoiceField(queryset=None, label="Package", empty_label="Choose a package")
     expiry = forms.ChoiceField(label="Expiry", initial="default", widget=forms.RadioSelect, choices=[
@@ -37,15 +38,16 @@ class SellForm(forms.Form):
     method = forms.ChoiceField(choices=PAY_NOW_METHODS, initial="cash", label="Method")
     reference = forms.CharField(required=False, max_length=120)
 
-    def __init__(self, *args, clinic, **kwargs):
+    def __init__(self, *args, clinic, staff=None, **kwargs):
         super().__init__(*args, **kwargs)
+        location_choice(self, staff=staff)
         field = self.fields["template"]
         field.queryset = PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False)
         field.label_from_instance = _template_label(clinic)
         self.fields["sold_by"].queryset = StaffMember.objects.filter(is_active=True).order_by("display_name")
         self.fields["amount"] = MoneyField(currency=clinic.currency, required=False, label="Amount received",
                                            help_text="Blank: the invoice's total.")
-        self.order_fields(["form_key", "template", "expiry", "expires_on", "sold_by", "pay", "method", "amount"])
+        self.order_fields(["form_key", "template", "location", "expiry", "expires_on", "sold_by", "pay", "method", "amount"])
 
     def clean(self):
         data = super().clean()

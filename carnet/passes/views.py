@@ -13,11 +13,11 @@ from django.views.decorators.http import require_POST
 from carnet.billing.forms import RefundForm as PaymentRefundForm
 from carnet.billing.models import Payment
 from carnet.billing.payments import payment_receive
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, location_default
 from carnet.core import clock
-from carnet.core.errors import NotFound
+from carnet.core.errors import NotFound, ValidationFailed
 from carnet.core.idempotency import new_form_key
-from carnet.core.permissions import Action, can
+from carnet.core.permissions import Action, can, staff_of
 from carnet.people.models import Patient
 from carnet.people.selectors import patient_family, patient_get, patient_search
 from carnet.staff.decorators import run_action, save_once, staff_required
@@ -66,7 +66,8 @@ def patient_passes(request, pk: int):
 @staff_required(Action.SELL)
 def pass_sell(request, pk: int):
     patient, clinic = patient_get(pk), clinic_get()
-    form = SellForm(request.POST or None, clinic=clinic, initial={"form_key": new_form_key()})
+    staff = staff_of(request.user)
+    form = SellForm(request.POST or None, clinic=clinic, staff=staff, initial={"form_key": new_form_key()})
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
 
@@ -78,12 +79,16 @@ def pass_sell(request, pk: int):
             # ask for, nor a second sale on retry. Only in-person methods are offered here, so
             # no gateway call happens inside the transaction.
             sold = package_sell(actor=request.user, patient=patient, template=d["template"], sold_by=d["sold_by"],
-                                expires_on=form.expires_on_choice())
+                                expires_on=form.expires_on_choice(),
+                                location=d.get("location") or location_default(staff=staff))
             if d["pay"] == "now":
                 invoices = pass_invoices(sold)
                 invoice = invoices[0] if invoices else None
                 if invoice is not None and invoice.total_minor:
                     amount = invoice.total_minor if d.get("amount") is None else d["amount"]
+                    question = form.credit_confirmed(received=amount, applied=min(amount, invoice.total_minor))
+                    if question:  # rolls the sale back with it: nothing is recorded until the desk answers
+                        raise ValidationFailed(question)
                     payment_receive(actor=request.user, patient=patient, method=d["method"], amount_minor=amount,
                                     reference=d["reference"], allocations=[(invoice, min(amount, invoice.total_minor))],
                                     idempotency_key=f"form-{d['form_key']}")

@@ -87,7 +87,9 @@ def _plain(filters: dict) -> dict:
 SALES_COLUMNS = [
     Column("location", "Location"), Column("patient", "Patient"), Column("pass_name", "Pass"),
     Column("type", "Type"), Column("purchase_date", "Purchase date", DATE),
-    Column("redeemed", "Redeemed", INT, total=True), Column("remaining", "Remaining", INT, total=True),
+    Column("price", "Sale price", MONEY, total=True), Column("quantity", "Quantity", INT, total=True),
+    Column("redeemed", "Redeemed", INT, total=True), Column("reserved", "Reserved", INT, total=True),
+    Column("forfeited", "Forfeited", INT, total=True), Column("remaining", "Remaining", INT, total=True),
     Column("status", "Status"), Column("expiry", "Expiry", DATE), Column("last_used", "Last used", DATE),
     Column("outstanding", "Outstanding balance", MONEY, total=True),
 ]
@@ -140,17 +142,24 @@ def pass_sales_report(*, actor, start=None, end=None, location_id=None, template
     locations = dict(_location_names())
     rows = []
     for p in passes.order_by("purchase_date", "pk").values(
-            "pk", "kind", "name", "status", "quantity", "left", "posted_count", "purchase_date", "expires_on",
-            "ends_after", "last_used", "outstanding", "where_id", "patient__first_name", "patient__last_name"):
+            "pk", "kind", "name", "status", "quantity", "left", "posted_count", "reserved_count", "forfeited_count",
+            "price_minor", "sold_online", "purchase_date", "expires_on", "ends_after", "last_used", "outstanding",
+            "where_id", "patient__first_name", "patient__last_name"):
         p["remaining"] = p["left"]
         rows.append({
-            "id": p["pk"], "location": locations.get(p["where_id"], ""),
+            "id": p["pk"],
+            "location": locations.get(p["where_id"]) or ("Online" if p["sold_online"] else "Not recorded"),
             "patient": f"{p['patient__first_name']} {p['patient__last_name']}", "pass_name": p["name"],
-            "type": KIND_LABELS[p["kind"]], "purchase_date": p["purchase_date"], "redeemed": p["posted_count"],
-            "remaining": p["left"], "status": SALES_STATUSES.get(_sales_status(p), p["status"]),
+            "type": KIND_LABELS[p["kind"]], "purchase_date": p["purchase_date"], "price": p["price_minor"],
+            "quantity": p["quantity"], "redeemed": p["posted_count"], "reserved": p["reserved_count"],
+            "forfeited": p["forfeited_count"], "remaining": p["left"], "status": SALES_STATUSES.get(_sales_status(p), p["status"]),
             "expiry": p["expires_on"] or p["ends_after"], "last_used": p["last_used"],
             "outstanding": int(p["outstanding"] or 0)})
-    notes = ["Remaining is blank for memberships with unlimited uses.",
+    notes = ["Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet arrived; "
+             "forfeited: uses lost when the pass expired or was refunded.",
+             "Sale price: the pass's price, taxes included (all instalments of a payment plan). For a membership "
+             "it is the price of one cycle.",
+             "Quantity and remaining are blank for memberships with unlimited uses.",
              "Outstanding balance: what is still owed on the pass's issued invoices (instalments, cycles)."]
     if staff_id is not None:
         notes.insert(0, "Only the passes you sold are shown.")

@@ -33,8 +33,10 @@ def test_sell_a_product_then_take_part_cash_part_credit(desk, catalog):
     pay_url = reverse("billing:payment_new", kwargs={"pk": patient.pk})
     form = desk.get(pay_url + f"?invoice={invoice.pk}").context["form"]
     assert form.initial["amount"] == 6000 and form.initial[f"apply_{invoice.pk}"] == 6000
-    desk.post(pay_url, {"form_key": form.initial["form_key"], "method": "cash", "amount": "70.00",
-                        f"apply_{invoice.pk}": "60.00"})
+    data = {"form_key": form.initial["form_key"], "method": "cash", "amount": "70.00", f"apply_{invoice.pk}": "60.00"}
+    asked = desk.post(pay_url, data)
+    assert "Record $10.00 as credit?" in asked.content.decode() and not Payment.objects.exists()
+    desk.post(pay_url, {**data, "credit_ok": "1000"})
     invoice.refresh_from_db()
     assert invoice.status == "paid"
     tab = desk.get(reverse("billing:tab", kwargs={"pk": patient.pk})).content.decode()
@@ -135,3 +137,18 @@ def test_a_refund_form_submitted_twice_refunds_once(client, admin_staff, catalog
     payment.refresh_from_db()
     assert payment.refunded_minor == 4000
     assert_ledger_ok()
+
+
+def test_a_cash_typo_is_asked_about_only_while_something_is_owing(desk, catalog):
+    patient = make_patient()
+    invoice = manual_invoice(make_staff(), patient, 111870, category=catalog["income_category"])
+    url = reverse("billing:payment_new", kwargs={"pk": patient.pk})
+    data = {"form_key": _key(desk, url), "method": "cash", "amount": "5000.00", f"apply_{invoice.pk}": "1118.70"}
+    asked = desk.post(url, data)
+    assert asked.status_code == 200 and "Record $3,881.30 as credit?" in asked.content.decode()
+    assert 'name="credit_ok" value="388130"' in asked.content.decode() and not Payment.objects.exists()
+    assert "as credit?" in desk.post(url, {**data, "credit_ok": "1"}).content.decode()  # another amount's yes
+    assert desk.post(url, {**data, "credit_ok": "388130"}).status_code == 302
+    assert Payment.objects.get().unapplied_minor == 388130
+    prepay = desk.post(url, {"form_key": _key(desk, url), "method": "cash", "amount": "50.00"})
+    assert prepay.status_code == 302 and Payment.objects.count() == 2  # nothing owing: a deliberate prepayment

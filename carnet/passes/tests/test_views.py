@@ -306,3 +306,49 @@ def test_concurrent_double_submit_sells_once():
     assert all(r in (200, 302) for r in results), results
     assert Pass.objects.filter(patient=patient).count() == 1
     assert Payment.objects.filter(patient=patient).count() == 1
+
+
+def test_a_cash_typo_above_the_price_is_asked_about_before_anything_is_saved(s, client):
+    """5,000.00 typed for a 1,118.70 sale: nothing is sold or recorded until the desk answers, and
+    the answer is for that excess only (a different amount asks again)."""
+    s["template"].price_minor = 111870
+    s["template"].save()
+    _login(client, s["fd"])
+    url = reverse("passes:sell", kwargs={"pk": s["patient"].pk})
+    asked = client.post(url, _sell_form(s, amount="5000.00"))
+    page = _text(asked)
+    assert asked.status_code == 200 and "Record $3,881.30 as credit?" in page and 'value="388130"' in page
+    assert not Pass.objects.exists() and not Payment.objects.exists()
+    stale = client.post(url, _sell_form(s, amount="5001.00", credit_ok="388130"))
+    assert "Record $3,882.30 as credit?" in _text(stale) and not Pass.objects.exists()
+    client.post(url, _sell_form(s, amount="5000.00", credit_ok="388130"))
+    payment = Payment.objects.get()
+    assert payment.amount_minor == 500000 and payment.unapplied_minor == 388130
+    exact = client.post(url, _sell_form(s, form_key="k2"))  # the price itself is never asked about
+    assert exact.status_code == 302 and Pass.objects.count() == 2
+
+
+def test_a_package_sold_at_the_desk_records_where(s, client):
+    from carnet.clinic.models import Location
+
+    _login(client, s["fd"])
+    url = reverse("passes:sell", kwargs={"pk": s["patient"].pk})
+    assert client.get(url).context["form"]["location"].initial == s["cat"]["location"]
+    client.post(url, _sell_form(s))
+    assert Pass.objects.get().location == s["cat"]["location"]
+    other = Location.objects.create(name="Uptown", time_zone="America/Toronto")
+    form = client.get(url).context["form"]  # two locations: a real choice, so required
+    assert form.fields["location"].required and form["location"].initial is None
+    response = client.post(url, _sell_form(s, form_key="k2"))
+    assert response.status_code == 200 and Pass.objects.count() == 1
+    client.post(url, _sell_form(s, form_key="k3", location=other.pk))
+    assert Pass.objects.order_by("pk").last().location == other
+
+
+def test_the_refund_suggestion_says_it_counts_the_reserved_uses(s, client):
+    sold = sold_package(s["fd"], s["patient"], s["template"])
+    appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=practitioner(s["cat"]["location"]),
+                     location=s["cat"]["location"], start=at("2026-05-12", "09:00"), patients=[s["patient"]])
+    assert Pass.objects.get(pk=sold.pk).reserved_count == 1
+    page = _text(_login(client, s["admin"]).get(reverse("passes:refund", kwargs={"pk": sold.pk})))
+    assert "10 remaining: 9 unused and 1 reserved by booked visit (refunding releases it)" in page

@@ -152,7 +152,8 @@ def test_sales_report_for_may(s):
     assert got == [
         ("Dan Test", "Monthly", "Membership", dt.date(2026, 5, 1), 0, None, "Active", None, None, 6000),
         ("Bob Test", "5 massages", "Package", dt.date(2026, 5, 2), 0, 0, "Refunded", None, None, 0)]
-    assert table.totals == {"redeemed": 0, "remaining": 0, "outstanding": 6000}
+    assert table.totals == {"price": 46000, "quantity": 5, "redeemed": 0, "reserved": 0, "forfeited": 5,
+                            "remaining": 0, "outstanding": 6000}
 
 
 def test_sales_report_april_and_may_with_filters(s):
@@ -173,6 +174,38 @@ def test_sales_report_april_and_may_with_filters(s):
     assert names(type="membership") == ["Dan Test"]
     assert names(location_id=s["cat"]["location"].pk) == ["Ann Test"]
     assert names(template_id=s["tpl"].pk) == ["Ann Test", "Bob Test", "Cat Test"]
+
+
+def test_sales_report_shows_price_and_every_use_so_they_add_up_to_the_quantity(s):
+    """Ann's pass: 3 posted, 1 booked ahead (reserved), 1 left; Cat's expired: all 5 forfeited."""
+    with clock.frozen(at("2026-06-03", "10:00")):
+        appointment_book(actor=s["owner"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
+                         location=s["cat"]["location"], start=at("2026-06-10", "09:00"), patients=[s["p1"]])
+    table = reports.pass_sales_report(actor=s["admin"].user, start="2026-04-01", end="2026-05-31")
+    rows = {r["patient"]: r for r in table.rows}
+    ann, cat = rows["Ann Test"], rows["Cat Test"]
+    assert (ann["price"], ann["quantity"], ann["redeemed"], ann["reserved"], ann["remaining"]) == (40000, 5, 3, 1, 1)
+    assert (cat["redeemed"], cat["reserved"], cat["forfeited"], cat["remaining"]) == (0, 0, 5, 0)
+    for row in rows.values():
+        if row["quantity"] is not None:
+            assert row["redeemed"] + row["reserved"] + row["forfeited"] + row["remaining"] == row["quantity"]
+    assert cat["location"] == "Not recorded" and ann["location"] == s["cat"]["location"].name
+    assert any("Redeemed + reserved" in note for note in table.notes)
+
+
+def test_a_desk_sale_shows_its_location_and_the_location_filter_finds_it(s, client):
+    from carnet.clinic.models import Location
+
+    uptown = Location.objects.create(name="Uptown", time_zone="America/Toronto")
+    client.force_login(s["admin"].user)
+    with clock.frozen(at("2026-05-20", "10:00")):
+        client.post(reverse("passes:sell", kwargs={"pk": s["p2"].pk}), {
+            "form_key": "desk-1", "template": s["tpl"].pk, "location": uptown.pk, "expiry": "default",
+            "pay": "later", "method": "cash"})
+        page = client.get(reverse("reports:pass_sales"), {**MAY, "location_id": uptown.pk}).content.decode()
+    rows = reports.pass_sales_report(actor=s["admin"].user, location_id=uptown.pk, **MAY).rows
+    assert [(r["patient"], r["location"], r["price"]) for r in rows] == [("Bob Test", "Uptown", 40000)]
+    assert "Uptown" in page and "$400.00" in page and "Sale price" in page and "Reserved" in page
 
 
 def test_sales_used_up_status(s):

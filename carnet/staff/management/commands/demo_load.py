@@ -332,7 +332,9 @@ def load_passes(actor, patients: dict) -> None:
         }, items=[{"treatment_id": treatments[t].pk, "additional_charge_minor": charge, "compensation_minor": None,
                    "limit": limit} for t, charge, limit in items])
     for n, (key, name, paid) in enumerate(PACKAGE_SALES):
-        sold = package_sell(actor=actor, patient=patients[key], template=templates[name])
+        # Sold at the first location (alphabetically), so the pass sales report shows where.
+        sold = package_sell(actor=actor, patient=patients[key], template=templates[name],
+                            location=Location.objects.order_by("name").first())
         for invoice in pass_invoices(sold) if paid else ():
             if invoice.balance_minor:
                 payment_receive(actor=actor, patient=patients[key], method="debit", amount_minor=invoice.balance_minor,
