@@ -75,7 +75,7 @@ def compensation(request):
         per_staff = {}
         for row in table.rows:
             per_staff[row["staff"]] = per_staff.get(row["staff"], 0) + row["commission"]
-        return bar_chart([(name, _major(v)) for name, v in sorted(per_staff.items())], title="Commission per staff member")
+        return bar_chart([(name, _major(v)) for name, v in sorted(per_staff.items())], y_title=clinic_get().currency, title="Commission per staff member")
 
     return _page(request, "Compensation", lambda: reports.compensation(
         actor=request.user, period=period_from(g.get("start"), g.get("end")), basis=g.get("basis") or reports.ACCRUAL,
@@ -89,7 +89,7 @@ def transactions(request):
 
     def chart(table):
         return bar_chart([(day, _major(v)) for day, v in reports.transactions_chart_points(table)],
-                         title="Net received per day")
+                         y_title=clinic_get().currency, title="Net received per day")
 
     return _page(request, "Transactions", lambda: reports.transactions(
         actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)
@@ -108,7 +108,7 @@ def ar_aging(request):
     def chart(table):
         totals = table.totals
         return bar_chart([(label, _major(totals.get(key, 0))) for key, label, *_ in reports.BUCKETS],
-                         title="Balance owing by age")
+                         y_title=clinic_get().currency, title="Balance owing by age")
 
     def extra(table):
         check = reports.ar_ledger_check(table, holder["as_of"])
@@ -129,7 +129,7 @@ def billing_summary(request):
 
     def chart(table):
         return bar_chart([(r["income_category"], _major(r["earned"])) for r in table.rows],
-                         title="Earned revenue by income category")
+                         y_title=clinic_get().currency, title="Earned revenue by income category")
 
     return _page(request, "Billing summary", lambda: reports.billing_summary(
         actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)

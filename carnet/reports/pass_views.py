@@ -95,7 +95,8 @@ def pass_sales(request):
 @staff_required(Action.REPORTS_OWN)
 def pass_usage(request):
     def chart(table):
-        return {"chart": bar_chart(reports.redemptions_per_week(table), title="Redemptions per week")}
+        return {"chart": bar_chart(reports.redemptions_per_week(table), title="Redemptions per week",
+                                   y_title="Redemptions")}
 
     return _report_page(request, "reports/pass_usage.html",
                         lambda **f: reports.pass_usage_report(actor=request.user, **f), USAGE_FILTERS, chart)
@@ -115,7 +116,8 @@ def pass_rollforward(request):
         places = exponent(clinic_get().currency)
         in_major = [(d, float(Decimal(v).scaleb(-places))) for d, v in rf.liability]
         return {**_page(rf.table), "rf": rf, "types": page_context(rf.types),
-                "chart": line_chart(in_major, title="Deferred revenue at the end of each day"),
+                "chart": line_chart(in_major, title="Deferred revenue at the end of each day",
+                                    y_title=clinic_get().currency),
                 "type_exports": {k: v + "&table=types" for k, v in _export_links(request).items()}}
 
     return _report_page(request, "reports/pass_rollforward.html", build, ROLLFORWARD_FILTERS, extra)
