@@ -1,13 +1,10 @@
 from django import forms
 
-from carnet.clinic.models import IncomeCategory, Product
 from carnet.clinic.selectors import location_default, locations_active
 from carnet.core.forms import MoneyField
 from carnet.gateway.selectors import cards_for_patient
 
 from .models import Payment
-
-PRODUCT_SLOTS = 3
 
 
 def location_choice(form, *, staff=None) -> None:
@@ -41,38 +38,6 @@ class CreditQuestion:
         return (f"Record {money(extra)} as credit? {money(received)} received is {money(extra)} more than the "
                 f"{money(applied)} applied. Correct the amount, or tick “Record {money(extra)} as the patient's "
                 "credit” and save again.")
-
-
-class PurchaseForm(forms.Form):
-    """Up to three products and one manual line, sold on one invoice."""
-
-    form_key = forms.CharField(widget=forms.HiddenInput)
-    manual_description = forms.CharField(required=False, max_length=200, label="Other item")
-    manual_category = forms.ModelChoiceField(IncomeCategory.objects.all(), required=False, label="Income category")
-
-    def __init__(self, *args, currency: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        products = Product.objects.filter(is_active=True)
-        for i in range(PRODUCT_SLOTS):
-            self.fields[f"product_{i}"] = forms.ModelChoiceField(products, required=False, label="Product")
-            self.fields[f"quantity_{i}"] = forms.IntegerField(min_value=1, max_value=1000, initial=1, required=False,
-                                                              label="Qty")
-        self.fields["manual_price"] = MoneyField(currency=currency, required=False, label="Price")
-        self.order_fields(["form_key"] + [f for i in range(PRODUCT_SLOTS) for f in (f"product_{i}", f"quantity_{i}")])
-
-    def product_rows(self):
-        return [(self[f"product_{i}"], self[f"quantity_{i}"]) for i in range(PRODUCT_SLOTS)]
-
-    def clean(self):
-        data = super().clean()
-        has_product = any(data.get(f"product_{i}") for i in range(PRODUCT_SLOTS))
-        manual = data.get("manual_description") or data.get("manual_price") is not None
-        if manual and (not data.get("manual_description") or data.get("manual_price") is None
-                       or not data.get("manual_category")):
-            raise forms.ValidationError("For another item give its description, price and income category.")
-        if not has_product and not manual:
-            raise forms.ValidationError("Choose at least one product, or describe another item.")
-        return data
 
 
 class PaymentForm(CreditQuestion, forms.Form):

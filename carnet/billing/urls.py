@@ -1,12 +1,14 @@
 from django.urls import include, path
 
+from carnet.staff import checkout_views
+
 from . import views
 
 app_name = "billing"
 P = "patients/<int:pk>/billing/"
 urlpatterns = [
     path(P, views.billing_tab, name="tab"),
-    path(P + "purchase/", views.purchase_new, name="purchase_new"),
+    path(P + "purchase/", checkout_views.purchase_new, name="purchase_new"),
     path(P + "payment/", views.payment_new, name="payment_new"),
     path(P + "invoices/<int:invoice_pk>/apply-credit/", views.credit_apply_view, name="credit_apply"),
     path(P + "invoices/<int:invoice_pk>/delete/", views.invoice_delete_view, name="invoice_delete"),

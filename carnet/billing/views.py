@@ -16,8 +16,8 @@ from carnet.people.selectors import patient_get
 from carnet.staff.decorators import apply_errors, not_allowed, run_action, save_once, staff_required
 
 from . import payments
-from .forms import CardForm, PaymentForm, PurchaseForm, RefundForm
-from .invoicing import LineInput, invoice_create, invoice_delete
+from .forms import CardForm, PaymentForm, RefundForm
+from .invoicing import invoice_delete
 from .models import Allocation, Invoice, Payment
 from .selectors import amount_owing, credit_balance, open_invoices
 
@@ -45,34 +45,6 @@ def billing_tab(request, pk: int):
         "cards": cards_for_patient(patient), "owing": amount_owing(patient), "credit": credit_balance(patient),
         "refund_form": RefundForm(currency=clinic_get().currency), "refund_key": new_form_key(),
     })
-
-
-@staff_required(Action.SELL)
-def purchase_new(request, pk: int):
-    patient, clinic = patient_get(pk), clinic_get()
-    form = PurchaseForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()})
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        lines = [LineInput(product_id=data[f"product_{i}"].pk, quantity=data[f"quantity_{i}"] or 1)
-                 for i in range(len(form.product_rows())) if data.get(f"product_{i}")]
-        if data.get("manual_description"):
-            lines.append(LineInput(description=data["manual_description"], unit_price_minor=data["manual_price"],
-                                   income_category_id=data["manual_category"].pk, tax_ids=[]))
-        outcome, result = save_once(request, form, lambda: invoice_create(actor=request.user, patient=patient, lines=lines))
-        if outcome == "denied":
-            return result
-        if outcome == "ok":
-            messages.success(request, f"{result} created: {clinic.money(result.total_minor)}. Take the payment now.")
-            return redirect(f"{_payment_url(pk)}?invoice={result.pk}")
-        if outcome == "repeat":
-            return _tab(pk)
-    return render(request, "billing/purchase_form.html", {"patient": patient, "form": form})
-
-
-def _payment_url(pk: int) -> str:
-    from django.urls import reverse
-
-    return reverse("billing:payment_new", kwargs={"pk": pk})
 
 
 @staff_required(Action.PAYMENT_TAKE)

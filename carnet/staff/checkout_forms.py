@@ -1,0 +1,90 @@
+"""The checkout form (Billing → New purchase): what is sold, where, and how it is paid."""
+
+from django import forms
+
+from carnet.billing.forms import CreditQuestion, location_choice
+from carnet.billing.invoicing import LineInput
+from carnet.billing.models import Payment
+from carnet.clinic.models import IncomeCategory, Product
+from carnet.core.forms import MoneyField
+from carnet.passes.models import PassTemplate
+from carnet.people.models import StaffMember
+
+from .checkout import CREDIT, Cart, Tender
+
+PACKAGE_SLOTS, PRODUCT_SLOTS = 2, 3
+LATER = "later"
+M = Payment.Method
+DESK_METHODS = [(m.value, m.label) for m in (M.CASH, M.DEBIT, M.CARD_MANUAL, M.ETRANSFER, M.CHEQUE, M.OTHER)]
+METHODS = ([(LATER, "Later (it stays owing on the Billing tab)")] + DESK_METHODS
+           + [(M.GIFT_CARD.value, "Gift card"), (CREDIT, "Account credit")])
+
+
+class CheckoutForm(CreditQuestion, forms.Form):
+    form_key = forms.CharField(widget=forms.HiddenInput)
+    sold_by = forms.ModelChoiceField(queryset=None, required=False, label="Sold by", empty_label="No one",
+                                     help_text="Credited with a package's upfront compensation.")
+    other_description = forms.CharField(required=False, max_length=200, label="Other item")
+    other_category = forms.ModelChoiceField(IncomeCategory.objects.all(), required=False, label="Income category")
+    method = forms.ChoiceField(choices=METHODS, initial=M.CASH.value, label="Payment")
+    reference = forms.CharField(required=False, max_length=120, help_text="Cheque number, last digits, …")
+    gift_card_code = forms.CharField(required=False, max_length=40, label="Gift card code")
+
+    def __init__(self, *args, clinic, staff=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        location_choice(self, staff=staff)
+        templates = PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False).order_by("name")
+        for i in range(PACKAGE_SLOTS):
+            self.fields[f"package_{i}"] = forms.ModelChoiceField(templates, required=False, label="Package",
+                                                                 empty_label="—")
+            self.fields[f"package_{i}"].label_from_instance = lambda t: f"{t.name} — {clinic.money(t.price_minor)}"
+        products = Product.objects.filter(is_active=True).order_by("name")
+        for i in range(PRODUCT_SLOTS):
+            self.fields[f"product_{i}"] = forms.ModelChoiceField(products, required=False, label="Product",
+                                                                 empty_label="—")
+            self.fields[f"product_{i}"].label_from_instance = lambda p: f"{p.name} — {clinic.money(p.price_minor)}"
+            self.fields[f"quantity_{i}"] = forms.IntegerField(min_value=1, max_value=1000, initial=1, required=False,
+                                                              label="Qty")
+        self.fields["other_price"] = MoneyField(currency=clinic.currency, required=False, label="Price")
+        self.fields["amount"] = MoneyField(currency=clinic.currency, required=False, label="Amount received",
+                                           help_text="Blank: the whole total.")
+        self.fields["sold_by"].queryset = StaffMember.objects.filter(is_active=True).order_by("display_name")
+
+    def package_fields(self):
+        return [self[f"package_{i}"] for i in range(PACKAGE_SLOTS)]
+
+    def product_rows(self):
+        return [(self[f"product_{i}"], self[f"quantity_{i}"]) for i in range(PRODUCT_SLOTS)]
+
+    def clean(self):
+        data = super().clean()
+        other = data.get("other_description") or data.get("other_price") is not None
+        if other and not (data.get("other_description") and data.get("other_price") is not None
+                          and data.get("other_category")):
+            raise forms.ValidationError("For another item give its description, price and income category.")
+        if not self.errors and self.cart().is_empty():
+            raise forms.ValidationError("Choose at least one package or product, or describe another item.")
+        if data.get("method") == M.GIFT_CARD and not (data.get("gift_card_code") or "").strip():
+            self.add_error("gift_card_code", "Enter the gift card's code.")
+        return data
+
+    def cart(self) -> Cart:
+        d = self.cleaned_data
+        other = None
+        if d.get("other_description"):
+            other = LineInput(description=d["other_description"], unit_price_minor=d["other_price"],
+                              income_category_id=d["other_category"].pk, tax_ids=[])
+        return Cart(packages=[d[f"package_{i}"] for i in range(PACKAGE_SLOTS) if d.get(f"package_{i}")],
+                    products=[(d[f"product_{i}"], d.get(f"quantity_{i}") or 1) for i in range(PRODUCT_SLOTS)
+                              if d.get(f"product_{i}")],
+                    other=other, sold_by=d.get("sold_by"))
+
+    def pays_now(self) -> bool:
+        return self.cleaned_data["method"] != LATER
+
+    def tenders(self, *, owing: int) -> list[Tender]:
+        """What the desk takes; a blank amount is the whole of what is owing."""
+        d = self.cleaned_data
+        amount = owing if d.get("amount") is None else d["amount"]
+        return [Tender(method=d["method"], amount_minor=amount, reference=d.get("reference", ""),
+                       gift_card_code=d.get("gift_card_code", ""))]
