@@ -3,17 +3,19 @@
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum requirements.lock | cut -d' ' -f1)
+# requirements.lock is what production installs; requirements-test.lock adds the test tools (both with hashes).
+LOCKS := requirements.lock requirements-test.lock
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: demo test install browser system-deps serve bench audit clean
 
-$(STAMP): requirements.lock
+$(STAMP): $(LOCKS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -31,12 +33,15 @@ system-deps:
 
 # The email worker runs in the background while runserver is up, and stops with it; demo mail
 # (receipts, Pay Balance requests) lands as files in var/mail/.
+# Carnet refuses to start without SECRET_KEY (DEBUG is off): the demo makes its own, kept in var/.
+DEMO_ENV = SECRET_KEY="$${SECRET_KEY:-$$(cat var/secret_key)}"
 demo: install system-deps
 	mkdir -p var/mail
-	$(BIN)/python manage.py migrate --no-input -v 0
-	$(BIN)/python manage.py demo_load
-	$(BIN)/python manage.py passes_daily >/dev/null
-	$(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \
+	test -s var/secret_key || (umask 077; $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key)
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --no-input -v 0
+	$(DEMO_ENV) $(BIN)/python manage.py demo_load
+	$(DEMO_ENV) $(BIN)/python manage.py passes_daily >/dev/null
+	export $(DEMO_ENV); $(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	  $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
 
@@ -52,12 +57,13 @@ BENCH_ARGS ?=
 bench: install
 	@psql "$(BENCH_DATABASE_URL)" -tAc 'SELECT 1' >/dev/null 2>&1 \
 	  || createdb -h 127.0.0.1 -U postgres $$(basename "$(BENCH_DATABASE_URL)")
-	DATABASE_URL="$(BENCH_DATABASE_URL)" DEBUG=0 $(BIN)/python manage.py migrate --no-input -v 0
+	DATABASE_URL="$(BENCH_DATABASE_URL)" DEBUG=0 SECRET_KEY="$${SECRET_KEY:-carnet-bench-only}" \
+	  $(BIN)/python manage.py migrate --no-input -v 0
 	DATABASE_URL="$(BENCH_DATABASE_URL)" DEBUG=0 $(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # Known vulnerabilities in the locked dependencies (needs a route to PyPI's JSON API or OSV).
 audit: install
-	$(BIN)/pip-audit -r requirements.lock --no-deps --disable-pip --progress-spinner off
+	$(BIN)/pip-audit -r requirements.lock -r requirements-test.lock --require-hashes --no-deps --disable-pip --progress-spinner off
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -19,6 +19,7 @@ def django_setup() -> None:
     """Production settings (DEBUG off) against DATABASE_URL (PostgreSQL only)."""
     os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
     os.environ["DEBUG"] = "0"
+    os.environ.setdefault("SECRET_KEY", "carnet-bench-only")  # a throwaway database, nothing to protect
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carnet.settings")
     if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
         sys.exit("The benchmarks run against PostgreSQL: set DATABASE_URL=postgres://…")

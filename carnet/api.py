@@ -5,7 +5,8 @@ import logging
 
 from django.db import transaction
 from django.http import Http404
-from ninja import NinjaAPI
+from django.shortcuts import render
+from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
@@ -38,7 +39,22 @@ class TokenAuth(HttpBearer):
         return found.staff.user
 
 
+class VendoredSwagger(Swagger):
+    """The docs page from Carnet's vendored Swagger UI (carnet/static/vendor/), never a CDN, and with no
+    inline script, so it works under Carnet's Content-Security-Policy.
+
+    The page and the OpenAPI document are public on purpose: they describe what the open-source code
+    already shows and hold no clinic's data, and an integrator reads them before having a token. Every
+    operation they list still checks its caller."""
+
+    def render_page(self, request, api, **kwargs):
+        settings = {**self.settings, "url": self.get_openapi_url(api, kwargs)}
+        return render(request, "api/docs.html", {"api": api, "swagger_settings": settings,
+                                                 "add_csrf": request.user.is_authenticated})
+
+
 api = NinjaAPI(
+    docs=VendoredSwagger(),
     title="Carnet API",
     version="1",
     urls_namespace="api",

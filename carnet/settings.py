@@ -1,7 +1,8 @@
 """One settings module, driven by environment variables.
 
 DATABASE_URL   sqlite:///var/carnet.sqlite3 (default) or postgres://user@host:5432/name
-SECRET_KEY     required when DEBUG is off outside demo/test
+SECRET_KEY     required when DEBUG is off: Carnet refuses to start without it (`make demo` makes one in var/)
+HTTPS=1        production behind TLS: secure cookies, HTTPS redirect, HSTS (see the README's production checklist)
 SESSION_IDLE_MINUTES  staff and patient sessions end after this much inactivity (default 30)
 EMAIL_HOST     an SMTP server turns on real email (see "Email" below); without it mail lands in var/mail/
 """
@@ -10,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CARNET_VAR_DIR", BASE_DIR / "var"))
@@ -19,10 +21,23 @@ def _env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
 
 
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 DEBUG = _env_bool("DEBUG", False)
-# The demo key is only for the demo and tests; production sets SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY", "carnet-demo-only-not-secret")
-ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+# The key signs sessions, CSRF tokens and the Pay Balance links: a public default would let anyone
+# forge them, so without DEBUG there is no default at all.
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it to a long random string (e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or DEBUG=1 on a development machine.")
+    SECRET_KEY = "carnet-debug-only-not-secret"
+# Tests add Django's "testserver" themselves.
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")  # e.g. https://clinic.example
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -126,8 +141,17 @@ SESSION_COOKIE_AGE = SESSION_IDLE_MINUTES * 60
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = _env_bool("HTTPS", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+HTTPS = _env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# Behind TLS: plain HTTP is redirected and browsers are told to use HTTPS only (HSTS, a year).
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS", "31536000" if HTTPS else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = _env_bool("HSTS_PRELOAD", False)
+# A reverse proxy that ends TLS says so in X-Forwarded-Proto; trust it only when it is there (PROXY_SSL_HEADER=1).
+if _env_bool("PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -140,7 +164,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "carnet.staff.views.locked_out"
 AXES_VERBOSE = False
 # Lockout is per account (the issue asks to lock the account), so rotating IPs cannot dodge it.
-SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+# HSTS preloading (security.W021) is a promise made by submitting the domain to browsers' lists: the
+# operator's choice (HSTS_PRELOAD=1), not a default.
+SILENCED_SYSTEM_CHECKS = ["axes.W006", "security.W021"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -7,6 +7,7 @@ import json
 
 from django.db import connection, transaction
 from django.http import HttpResponse
+from django.utils.cache import patch_cache_control
 
 from . import clock
 from .models import IdempotencyRecord
@@ -24,6 +25,10 @@ class SecurityHeadersMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CSP)
+        # Pages, PDFs, exports and API answers carry patients' data and money: no browser or proxy
+        # keeps a copy (the back button after log-out, a shared computer). Static files are served
+        # by WhiteNoise before this point and stay cacheable.
+        patch_cache_control(response, no_store=True)
         return response
 
 
