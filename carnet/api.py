@@ -3,6 +3,7 @@
 import datetime
 import logging
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import render
@@ -13,7 +14,7 @@ from ninja.security import HttpBearer, django_auth
 
 from carnet.core import clock
 from carnet.core.errors import CarnetError
-from carnet.core.middleware import problem_response
+from carnet.core.middleware import body_too_large_response, problem_response
 from carnet.people.models import ApiToken
 from carnet.people.services import token_digest
 
@@ -83,7 +84,8 @@ def _field(loc) -> str:
 
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request, exc: NinjaValidationError):
-    errors = [{"field": _field(e.get("loc", [])), "message": e.get("msg", "Invalid value.")} for e in exc.errors]
+    errors = [{"field": _field(e.get("loc", [])), "message": e.get("msg", "Invalid value.").removeprefix("Value error, ")}
+              for e in exc.errors]
     first = errors[0] if errors else {"field": "body", "message": "Invalid request."}
     return problem_response(422, "invalid", "Invalid request",
                             f"Please correct {first['field']}: {first['message']}", errors=errors)
@@ -103,6 +105,11 @@ def _not_found(request, exc):
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
     return problem_response(exc.status_code, "http_error", "Request refused", str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc):
+    return body_too_large_response()
 
 
 @api.exception_handler(Exception)

@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "carnet.core.middleware.SecurityHeadersMiddleware",
+    "carnet.core.middleware.NullCharacterMiddleware",
     "axes.middleware.AxesMiddleware",
     "carnet.core.middleware.IdempotencyMiddleware",
     "carnet.core.middleware.DomainErrorMiddleware",
@@ -210,3 +211,10 @@ TASKS = {"default": {"BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db
 SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
 # How long a Pay Balance link works.
 PAY_BALANCE_LINK_DAYS = int(os.environ.get("PAY_BALANCE_LINK_DAYS", "7"))
+
+# ---------------------------------------------------------------- Input limits (carnet/core/limits.py)
+# The largest line total and the largest payment, in major units of the clinic currency.
+MAX_LINE_AMOUNT = int(os.environ.get("MAX_LINE_AMOUNT", "1000000"))
+MAX_PAYMENT_AMOUNT = int(os.environ.get("MAX_PAYMENT_AMOUNT", "1000000"))
+# How far ahead patients may book online.
+ONLINE_BOOKING_HORIZON_DAYS = int(os.environ.get("ONLINE_BOOKING_HORIZON_DAYS", "365"))

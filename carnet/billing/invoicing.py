@@ -10,8 +10,10 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from carnet.clinic.models import IncomeCategory, Product, Tax, Treatment
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_currency, clinic_get
 from carnet.core import activity, bulk, clock
+from carnet.core.limits import max_minor
+from carnet.core.money import Money
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
@@ -22,6 +24,8 @@ from carnet.ledger.services import Entry, Line, transaction_post, transaction_re
 from .locks import lock_invoice
 from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceLineTax
 from .tax import line_amounts
+
+LINE_DESCRIPTION_MAX = InvoiceLine._meta.get_field("description").max_length
 
 
 @dataclass
@@ -117,6 +121,12 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
         problems[f"{where}.quantity"] = ["Quantity must be at least 1."]
     if price is not None and not 0 <= line.adjustment_minor <= price * line.quantity:
         problems[f"{where}.adjustment_minor"] = ["A discount must be between zero and the line's price."]
+    currency = clinic_currency()
+    if price is not None and price * line.quantity > max_minor("line", currency):
+        problems[f"{where}.unit_price_minor"] = [
+            f"{Money(max_minor('line', currency), currency)} is the most a line can be (quantity × unit price)."]
+    if "\x00" in description or len(description) > LINE_DESCRIPTION_MAX:
+        problems[f"{where}.description"] = [f"At most {LINE_DESCRIPTION_MAX} characters, and no null characters."]
     if problems:
         first = next(iter(problems.values()))[0]
         raise ValidationFailed(f"Line {i + 1}: {first}", fields=problems)
@@ -128,7 +138,7 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
     else:
         taxes = list(source.taxes.all()) if source is not None else []
     inclusive = line.tax_inclusive if line.tax_inclusive is not None else getattr(source, "tax_inclusive", False)
-    data = dict(kind=kind, description=description[:200], quantity=line.quantity, unit_price_minor=price,
+    data = dict(kind=kind, description=description, quantity=line.quantity, unit_price_minor=price,
                 adjustment_minor=line.adjustment_minor, tax_inclusive=inclusive, income_category_id=category_id,
                 staff_id=line.staff_id, product=source if kind == InvoiceLine.Kind.PRODUCT else None,
                 treatment=source if kind == InvoiceLine.Kind.TREATMENT else None)

@@ -13,8 +13,9 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_currency, clinic_get
 from carnet.core import activity, clock
+from carnet.core.limits import amount_check, text_check
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
 from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import Action, require
@@ -26,6 +27,8 @@ from .models import Allocation, Invoice, Payment, Refund
 from .selectors import open_invoices
 
 UNAPPLY_OLD_AFTER = timedelta(hours=24)
+REFERENCE_MAX = Payment._meta.get_field("reference").max_length
+REASON_MAX = Refund._meta.get_field("reason").max_length
 
 
 def _money(minor: int) -> str:
@@ -91,6 +94,8 @@ def payment_receive(*, actor, patient, method: str, amount_minor: int, reference
                                fields={"gift_card_code": ["Enter the gift card's code."]})
     if amount_minor <= 0:
         raise ValidationFailed("Enter an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+    amount_check(amount_minor, field="amount_minor", kind="payment", currency=clinic_currency())
+    text_check(reference, field="reference", limit=REFERENCE_MAX)
     wanted = sum(amount for _, amount in allocations)
     if wanted > amount_minor:
         raise ValidationFailed(f"You applied {_money(wanted)} but received only {_money(amount_minor)}.",
@@ -211,6 +216,7 @@ def payment_refund(*, actor, payment: Payment, amount_minor: int, method: str | 
                                fields={"method": ["Choose another method."]})
     if amount_minor <= 0:
         raise ValidationFailed("Refund an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+    text_check(reason, field="reason", limit=REASON_MAX)
     if amount_minor > payment.unapplied_minor:
         raise Conflict(f"Only {_money(payment.unapplied_minor)} of this payment is unapplied. Unapply it from "
                        "invoices first to refund more.", code="refund_exceeds_unapplied")

@@ -1,7 +1,9 @@
 import datetime as dt
 from typing import Literal
 
-from ninja import Field, Schema
+from ninja import Field
+
+from carnet.core.schemas import Schema
 
 Method = Literal["cash", "cheque", "debit", "card_manual", "card_gateway", "etransfer", "other"]
 

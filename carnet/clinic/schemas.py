@@ -1,7 +1,9 @@
 from decimal import Decimal
 from typing import Literal
 
-from ninja import Field, Schema
+from ninja import Field
+
+from carnet.core.schemas import Schema
 
 
 class ClinicIn(Schema):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils.cache import patch_cache_control
@@ -38,6 +39,14 @@ def problem_response(status: int, code: str, title: str, detail: str, **extra) -
     return HttpResponse(json.dumps(body), status=status, content_type="application/problem+json")
 
 
+def body_too_large_response() -> HttpResponse:
+    from django.conf import settings
+
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
+    return problem_response(413, "body_too_large", "Request body too large",
+                            f"The request body is over {limit} KB, the most Carnet accepts; send less at a time.")
+
+
 # Responses that say nothing about the operation itself are not stored, so a retry re-runs.
 _NOT_STORED = {401, 403, 429}
 
@@ -63,7 +72,11 @@ class IdempotencyMiddleware:
             return problem_response(400, "idempotency_key_invalid", "Invalid Idempotency-Key",
                                     "The Idempotency-Key header must be 1 to 255 characters long.")
         scope = self._scope(request)
-        digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\n" + request.body).hexdigest()
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return body_too_large_response()
+        digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\n" + body).hexdigest()
 
         with transaction.atomic():
             claimed = self._claim(scope, key, digest)
@@ -113,6 +126,35 @@ class IdempotencyMiddleware:
         response = HttpResponse(bytes(record.body), status=record.status_code, content_type=record.content_type)
         response["Idempotent-Replayed"] = "true"
         return response
+
+
+class NullCharacterMiddleware:
+    """A NUL in a query string or a submitted form (a search `q`, a payment reference) is refused
+    with a 400 naming the field: PostgreSQL cannot store or even compare it (a 500 otherwise), and
+    no person types one. JSON bodies are checked by the API schemas (carnet/core/schemas.py)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        data = [request.GET]
+        if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded",
+                                                                  "multipart/form-data"):
+            data.append(request.POST)
+        for query in data:
+            for name, values in query.lists():
+                if "\x00" in name or any("\x00" in v for v in values):
+                    shown = name.replace("\x00", "")
+                    return self._refuse(request, f"Please correct {shown}: null characters are not allowed.")
+        return self.get_response(request)
+
+    @staticmethod
+    def _refuse(request, message: str) -> HttpResponse:
+        if request.path.startswith("/api/"):
+            return problem_response(400, "null_character", "Invalid characters", message)
+        from django.shortcuts import render
+
+        return render(request, "error.html", {"message": message, "status": 400}, status=400)
 
 
 class DomainErrorMiddleware:

@@ -25,7 +25,9 @@ SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYI UYU UYW 
 XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
 """.split())
 # Commas are accepted only as thousands separators ("1,234.50"), never as a decimal comma.
-_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?", re.ASCII)
+# What a person types: ASCII digits, an optional sign and one decimal point.
+_TYPED = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)", re.ASCII)
 _SYMBOLS = {"USD": "$", "CAD": "$", "AUD": "$", "NZD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 # The largest amount a database column (signed 64-bit minor units) can hold.
 MAX_MINOR = 2**63 - 1
@@ -59,7 +61,11 @@ class Money:
         """'12.5' -> 1250 minor units. Refuses more decimals than the currency has, and floats."""
         if isinstance(text, float):
             raise TypeError("Money.parse takes text, an int or a Decimal, never a float")
+        typed = isinstance(text, str)
         text = str(text).strip()
+        if typed and not _TYPED.fullmatch(text.replace(",", "")):
+            # Decimal() would also take "1e2", "1_000", "١٠٠" and "Infinity": nobody types money so.
+            raise ValueError(f"{text[:40]!r} is not an amount; type digits with a point for decimals, like 12.50")
         if "," in text:
             if not _GROUPED.fullmatch(text):
                 raise ValueError(f"{text!r} is not an amount; use a point for decimals, like 12.50")

@@ -1,6 +1,8 @@
 import datetime as dt
 
-from ninja import Field, Schema
+from ninja import Field
+
+from carnet.core.schemas import Schema
 
 from carnet.billing.schemas import AllocationIn
 

@@ -13,8 +13,8 @@ Balances move only by conditional UPDATEs, so they never go below zero, even rac
 
 from __future__ import annotations
 
-import re
 import secrets
+import unicodedata
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -29,26 +29,45 @@ from carnet.core.permissions import Action, require
 from .models import GiftCard
 from .models import GiftCardTransaction as Txn
 
-_CODE = re.compile(r"[^\s0]\S{5,39}")
-_CODE_HELP = "At least 6 characters, no spaces, not starting with 0 (at most 40)."
-
-
 def _money(minor: int) -> str:
     return str(clinic_get().money(minor))
 
 
+def _canonical(code: str | None) -> str:
+    """One spelling per code: Unicode NFKC (full-width "ＡＢＣ１２３" is "ABC123"), without invisible
+    format characters (zero-width space and joiners, BOM, soft hyphen), upper-case."""
+    code = unicodedata.normalize("NFKC", code or "")
+    return "".join(c for c in code if unicodedata.category(c) != "Cf").strip().upper()
+
+
+def _broken_rule(code: str) -> str | None:
+    """The one SPEC 7 rule the code breaks, as the sentence to show, or None."""
+    if len(code) < 6:
+        return "A gift card code needs at least 6 characters."
+    if len(code) > 40:
+        return "A gift card code has at most 40 characters."
+    if any(c.isspace() for c in code):
+        return "A gift card code cannot contain spaces."
+    if code.startswith("0"):
+        return "A gift card code cannot start with 0."
+    if any(unicodedata.category(c).startswith("C") for c in code):
+        return "A gift card code cannot contain control characters."
+    return None
+
+
 def code_normalize(code: str) -> str:
-    """The stored form of a code (upper-case), or ValidationFailed if it breaks the rules of SPEC 7."""
-    code = (code or "").strip()
-    if not _CODE.fullmatch(code):
-        raise ValidationFailed(f"“{code}” is not a valid gift card code. {_CODE_HELP}", fields={"code": [_CODE_HELP]})
-    return code.upper()
+    """The stored form of a code, or ValidationFailed naming the rule of SPEC 7 it breaks."""
+    code = _canonical(code)
+    rule = _broken_rule(code)
+    if rule:
+        raise ValidationFailed(f"“{code[:40]}” is not a valid gift card code. {rule}", fields={"code": [rule]})
+    return code
 
 
 def giftcard_get(*, code: str) -> GiftCard:
-    card = GiftCard.objects.filter(code=(code or "").strip().upper()).first()
+    card = GiftCard.objects.filter(code=_canonical(code)).first()
     if card is None:
-        raise NotFound(f"No gift card with code “{(code or '').strip()}”.", code="gift_card_not_found")
+        raise NotFound(f"No gift card with code “{_canonical(code)[:40]}”.", code="gift_card_not_found")
     return card
 
 

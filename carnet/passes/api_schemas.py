@@ -3,7 +3,9 @@
 import datetime as dt
 from typing import Annotated
 
-from ninja import Field, Schema
+from ninja import Field
+
+from carnet.core.schemas import Schema
 
 from .selectors import pass_fully_paid, pass_paid_minor, pass_unlocked
 

@@ -3,7 +3,9 @@
 import datetime as dt
 from typing import Literal
 
-from ninja import Field, Schema
+from ninja import Field
+
+from carnet.core.schemas import Schema
 
 
 class CycleOut(Schema):

@@ -3,7 +3,9 @@
 import datetime as dt
 from typing import Literal
 
-from ninja import Field, Schema
+from ninja import Field
+
+from carnet.core.schemas import Schema
 
 # ---------------------------------------------------------------- templates (Settings → Packages & Memberships)
 # Ranges are checked by passes.setup.template_save, whose messages name the field (items as items.<n>.<field>).

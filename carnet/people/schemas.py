@@ -2,8 +2,10 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from ninja import Field, Schema
+from ninja import Field
 from pydantic import AfterValidator, WithJsonSchema
+
+from carnet.core.schemas import Schema
 
 
 def _wall_clock(value: dt.time) -> dt.time:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 
@@ -13,6 +14,7 @@ from django.db import transaction
 from carnet.core import activity, clock
 from carnet.core.crud import model_save
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
+from carnet.core.limits import date_check
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
 
 from .models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffMember
@@ -176,7 +178,15 @@ def _patient_data(data: dict) -> dict:
     if unknown:
         raise ValidationFailed(f"Unknown patient field: {', '.join(sorted(unknown))}.",
                                fields={k: ["Unknown field."] for k in unknown})
-    return {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+    data = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+    born = data.get("date_of_birth")
+    if isinstance(born, dt.date):
+        date_check(born, field="date_of_birth")
+        # The latest "today" on Earth (UTC+14), so a baby born today anywhere is never refused.
+        if born > (clock.now() + dt.timedelta(hours=14)).date():
+            raise ValidationFailed("Please correct date of birth: it cannot be in the future.",
+                                   fields={"date_of_birth": ["Cannot be in the future."]})
+    return data
 
 
 @transaction.atomic

@@ -30,6 +30,18 @@ def _cells(table: Table, row: dict, places: int) -> list:
     return out
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"): a
+# patient named "=HYPERLINK(…)" must stay a name.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_safe(value):
+    """Text that a spreadsheet would read as a formula gets a leading apostrophe; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _filename(table: Table, ext: str) -> str:
     return f"{slugify(table.title) or 'report'}.{ext}"
 
@@ -37,10 +49,11 @@ def _filename(table: Table, ext: str) -> str:
 def csv_response(table: Table) -> HttpResponse:
     places = exponent(clinic_get().currency)
     buffer = io.StringIO()
+    buffer.write("\ufeff")  # the BOM: Excel then reads UTF-8 ("Bélanger", "—") instead of its local code page
     writer = csv.writer(buffer)
-    writer.writerow([c.label for c in table.columns])
+    writer.writerow([_csv_safe(c.label) for c in table.columns])
     for row in table.rows:
-        writer.writerow(["" if v is None else v for v in _cells(table, row, places)])
+        writer.writerow(["" if v is None else _csv_safe(v) for v in _cells(table, row, places)])
     totals = table.totals
     if totals:
         writer.writerow(["Total" if i == 0 and c.key not in totals else
@@ -66,6 +79,9 @@ def xlsx_bytes(table: Table) -> bytes:
         cell.font = Font(bold=True)
     for row in table.rows:
         sheet.append(_cells(table, row, places))
+        for cell in sheet[sheet.max_row]:
+            if cell.data_type == "f":  # openpyxl takes any text starting with "=" for a formula
+                cell.data_type = "s"
     totals = table.totals
     if totals:
         sheet.append(["Total" if i == 0 and c.key not in totals else

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import ValidationFailed
+from carnet.core.limits import date_check
 from carnet.core.permissions import Action, can, require, staff_of
 
 
@@ -36,9 +37,10 @@ def _date(value, field: str) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     try:
-        return dt.date.fromisoformat(str(value))
+        day = dt.date.fromisoformat(str(value))
     except ValueError:
         raise ValidationFailed(f"“{value}” is not a date; use YYYY-MM-DD.", fields={field: ["Use YYYY-MM-DD."]}) from None
+    return date_check(day, field=field)
 
 
 def period_from(start=None, end=None) -> Period:

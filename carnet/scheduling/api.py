@@ -7,6 +7,7 @@ from ninja import Router, Status
 
 from carnet.clinic.models import Location, Treatment
 from carnet.core.errors import ValidationFailed
+from carnet.core.limits import date_check
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_get
 
@@ -69,8 +70,8 @@ def book(request, payload: s.BookIn):
 def appointments(request, date: dt.date | None = None, location_id: int | None = None,
                  practitioner_id: int | None = None):
     return list(selectors.appointments_list(
-        actor=request.auth, day=date, location=_one(Location, location_id, "location_id", "location"),
-        practitioner=_one(StaffMember, practitioner_id, "practitioner_id", "practitioner")))
+        actor=request.auth, day=date_check(date, field="date"),
+        location=_one(Location, location_id, "location_id", "location"), practitioner=_one(StaffMember, practitioner_id, "practitioner_id", "practitioner")))
 
 
 @router.get("/appointments/{pk}", response=s.AppointmentOut, operation_id="appointment_read")
@@ -140,7 +141,7 @@ def duplicate_as_class(request, pk: int, payload: s.ClassIn):
             summary="Free time from shifts minus appointments, in each location's time zone")
 def free_time(request, pk: int, date: dt.date | None = None, location_id: int | None = None):
     practitioner = _one(StaffMember, pk, "pk", "practitioner")
-    free = selectors.availability(actor=request.auth, practitioner=practitioner, day=date,
+    free = selectors.availability(actor=request.auth, practitioner=practitioner, day=date_check(date, field="date"),
                                   location=_one(Location, location_id, "location_id", "location"))
     return [{"location_id": loc.pk, "start": a, "end": b} for loc, (a, b) in free]
 
@@ -148,7 +149,7 @@ def free_time(request, pk: int, date: dt.date | None = None, location_id: int | 
 @router.get("/practitioners/{pk}/breaks", response=list[s.BreakOut], operation_id="breaks_list")
 def breaks(request, pk: int, date: dt.date | None = None):
     practitioner = _one(StaffMember, pk, "pk", "practitioner")
-    return selectors.breaks_for(actor=request.auth, practitioner=practitioner, day=date)
+    return selectors.breaks_for(actor=request.auth, practitioner=practitioner, day=date_check(date, field="date"))
 
 
 @router.post("/practitioners/{pk}/breaks", response={201: s.BreakOut}, operation_id="break_create")

@@ -18,6 +18,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
+from carnet.core.limits import day_from_text
 from carnet.people.services import patient_sign_up
 from carnet.staff.decorators import apply_errors
 
@@ -43,10 +44,8 @@ def _choice(request, location):
     treatment = treatments.filter(pk=_int(request.GET.get("treatment"))).first()
     practitioner = practitioners.filter(pk=_int(request.GET.get("practitioner"))).first()
     today = clock.today(ZoneInfo(location.time_zone))
-    try:
-        day = max(dt.date.fromisoformat(request.GET.get("day", "")), today)
-    except ValueError:
-        day = today
+    day = online.horizon_check(day=max(day_from_text(request.GET.get("day"), field="day") or today, today),
+                               location=location)
     return treatments, practitioners, treatment, practitioner, day
 
 

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 
 from carnet.clinic.models import Location, Treatment
+from carnet.core.limits import FIRST_YEAR, LAST_YEAR
 from carnet.people.models import Patient, StaffMember
 
 LOCAL = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 300}, format="%Y-%m-%dT%H:%M")
@@ -16,13 +17,25 @@ def aware(local: dt.datetime, location: Location) -> dt.datetime:
     return local.replace(tzinfo=ZoneInfo(location.time_zone))
 
 
+class StartField(forms.DateTimeField):
+    """A wall-clock start within the years Carnet accepts (0001 or 9999 would overflow in a time zone)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(widget=LOCAL, input_formats=["%Y-%m-%dT%H:%M"], **kwargs)
+
+    def validate(self, value):
+        super().validate(value)
+        if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise forms.ValidationError(f"Choose a date between {FIRST_YEAR} and {LAST_YEAR}.")
+
+
 class BookForm(forms.Form):
     treatment = forms.ModelChoiceField(queryset=Treatment.objects.filter(is_active=True).order_by("name"),
                                        widget=forms.Select(attrs={"autofocus": True}))
     patient = forms.ModelChoiceField(queryset=Patient.objects.none(), help_text="Search above to narrow the list.")
     practitioner = forms.ModelChoiceField(
         queryset=StaffMember.objects.filter(is_practitioner=True, is_active=True).order_by("display_name"))
-    start = forms.DateTimeField(label="Start (location time)", widget=LOCAL, input_formats=["%Y-%m-%dT%H:%M"])
+    start = StartField(label="Start (location time)")
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     package = forms.ChoiceField(
         choices=[("auto", "Auto: use a paid package that covers it"), ("none", "None: bill the visit")],
@@ -38,7 +51,7 @@ class BookForm(forms.Form):
 
 
 class StartForm(forms.Form):
-    start = forms.DateTimeField(label="New start (location time)", widget=LOCAL, input_formats=["%Y-%m-%dT%H:%M"])
+    start = StartField(label="New start (location time)")
 
 
 class JoinForm(forms.Form):

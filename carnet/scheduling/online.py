@@ -55,6 +55,19 @@ def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location:
     return sorted(slots)
 
 
+def horizon_check(*, day: dt.date, location: Location) -> dt.date:
+    """Patients book online at most ONLINE_BOOKING_HORIZON_DAYS ahead (the clinic's schedule is not
+    planned further, and a date in year 9999 would only overflow later)."""
+    from django.conf import settings
+
+    days = settings.ONLINE_BOOKING_HORIZON_DAYS
+    last = clock.today(ZoneInfo(location.time_zone)) + dt.timedelta(days=days)
+    if day > last:
+        raise ValidationFailed(f"Online booking is open up to {last:%-d %B %Y} ({days} days ahead). Choose an "
+                               "earlier day, or call the clinic.", fields={"day": [f"At most {days} days ahead."]})
+    return day
+
+
 def _when(appointment: Appointment) -> str:
     local = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone))
     return local.strftime("%A %-d %B %Y at %H:%M")
@@ -80,7 +93,7 @@ def appointment_book_online(*, user, patient: Patient, treatment: Treatment, pra
         _check_free(practitioner=practitioner, location=location, start=start, end=end)
     except Conflict:
         raise taken from None
-    day = start.astimezone(ZoneInfo(location.time_zone)).date()
+    day = horizon_check(day=start.astimezone(ZoneInfo(location.time_zone)).date(), location=location)
     if start not in bookable_slots(treatment=treatment, practitioner=practitioner, location=location, day=day):
         raise taken  # overlapping a break or another booking, outside the shift, or in the past
     appointment = Appointment.objects.create(

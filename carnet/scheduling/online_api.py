@@ -2,7 +2,9 @@
 
 import datetime as dt
 
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Router, Status
+
+from carnet.core.schemas import Schema
 
 from carnet.clinic.models import Location, Treatment
 from carnet.core.errors import NotAllowed, NotFound, ValidationFailed

@@ -22,6 +22,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import new_form_key
+from carnet.core.limits import day_from_text
 from carnet.core.permissions import Action, can, staff_of
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_get, patient_search
@@ -49,10 +50,7 @@ def _location(request) -> Location | None:
 
 
 def _day(value: str | None, zone: ZoneInfo) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value) if value else clock.today(zone)
-    except ValueError:
-        return clock.today(zone)
+    return day_from_text(value) or clock.today(zone)
 
 
 def _may_schedule(actor, practitioner: StaffMember, location: Location) -> bool:

@@ -9,6 +9,10 @@ response whose status the schema documents must match its schema (`not_a_server_
 each operation, while every operation also answers 401/403/404/409/422 problem details by design
 (carnet/api.py's exception handlers), so that check would flag every refusal rather than bugs.
 
+Issue 17 adds the hostile values that once gave 500s (amounts of 2^63 and 10^30, `true` or "1e2"
+for an amount, NUL and over-long text, years 9999 and 0001, formula-like text) to every field of every
+operation, as the owner and as the patient: each must be refused or handled with a 4xx, never a 5xx.
+
 The run is bounded and reproducible for CI: a fixed number of examples per operation, derandomized,
 no shrinking (the failing request is reported as a curl command). Each example runs inside a savepoint
 that is rolled back, so every request sees the same small seeded world (ids that exist, a sold
@@ -165,3 +169,81 @@ def test_every_operation_answers_without_5xx_and_matches_its_schema(role, own, _
               f"responses by status {sorted(seen.items())}")
         assert not found, f"{len(found)} operations failed as {role}:\n\n" + "\n\n".join(found)
         assert len(reached) >= MIN_REACHED[role], sorted(reached)  # requests reach real code paths
+
+
+# ---------------------------------------------------------------- issue 17: hostile values in every field
+
+HOSTILE_INT = [2**63, 10**30, -(2**63) - 1, True, "1e2", "1_000", 1.5]
+HOSTILE_TEXT = ["nul\x00here", "é" * 5000, "=HYPERLINK(\"http://evil.example\")", "ＧＩＦＴ\u200b２０２６"]
+HOSTILE_DATE = ["9999-12-31", "0001-01-01", "9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+14:00"]
+
+
+def _first_case(operation):
+    """One valid request for the operation (derandomized), its path ids aimed at the seeded world."""
+    cases = []
+
+    @settings(max_examples=1, derandomize=True, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(schemathesis.GenerationMode.POSITIVE))
+    def grab(case):
+        cases.append(case)
+
+    grab()
+    return _near(cases[0], True, 1)
+
+
+def _hostile_for(value) -> list:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return HOSTILE_INT
+    if isinstance(value, str):
+        return HOSTILE_DATE if value[:4].isdigit() and value[4:5] == "-" else HOSTILE_TEXT
+    return []
+
+
+def _variants(case):
+    """(where, the request with one field replaced by one hostile value), for every field: query
+    parameters, body fields, and the fields of the first item of a list in the body (invoice lines)."""
+    import copy
+
+    for key, value in (case.query or {}).items():
+        for bad in _hostile_for(value):
+            yield f"query {key}={bad!r:.40}", {"query": {**case.query, key: bad}}
+    body = case.body if isinstance(case.body, dict) else {}
+    for key, value in body.items():
+        for bad in _hostile_for(value):
+            yield f"body {key}={bad!r:.40}", {"body": {**body, key: bad}}
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            for inner, inner_value in value[0].items():
+                for bad in _hostile_for(inner_value):
+                    items = copy.deepcopy(value)
+                    items[0][inner] = bad
+                    yield f"body {key}[0].{inner}={bad!r:.40}", {"body": {**body, key: items}}
+
+
+@pytest.mark.parametrize("role", ["owner", "patient"])
+def test_hostile_values_in_every_field_never_give_a_5xx(role, _keep_connection):
+    with clock.frozen(NOW):
+        auth = _world()[role]
+        schema = _schema()
+        found, sent, refused = [], 0, Counter()
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            base = _first_case(operation)
+            for where, change in _variants(base):
+                case = operation.Case(path_parameters=base.path_parameters, query=change.get("query", base.query),
+                                      body=change.get("body", base.body), media_type=base.media_type,
+                                      headers={k: v for k, v in (base.headers or {}).items() if k != "Authorization"})
+                with transaction.atomic():
+                    try:
+                        response = case.call(**auth)
+                    finally:
+                        transaction.set_rollback(True)
+                sent += 1
+                refused[response.status_code] += 1
+                if response.status_code >= 500:
+                    found.append(f"{operation.label} {where}: {response.status_code} {response.text[:200]}")
+        print(f"\n{role}: {sent} hostile requests, answers by status {sorted(refused.items())}")
+        assert sent > 200  # the fields were found: a run that changes nothing proves nothing
+        assert not found, f"{len(found)} hostile requests gave a 5xx as {role}:\n" + "\n".join(found)

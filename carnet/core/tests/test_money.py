@@ -25,12 +25,11 @@ def cad(minor: int) -> Money:
         ("-0.01", "CAD", -1),
         ("1,234.56", "USD", 123456),
         ("1,234,567", "USD", 123456700),
-        ("1e2", "CAD", 10000),
         (12, "CAD", 1200),
         (Decimal("3.10"), "EUR", 310),
         ("1500", "JPY", 1500),
         ("1.234", "BHD", 1234),
-        ("100e-2", "CAD", 100),
+        (Decimal("100e-2"), "CAD", 100),  # a Decimal from code may carry an exponent; typed text may not
         ("1.00000000000000000000000000000000", "CAD", 100),  # trailing zeros are not decimals
         ("-0.00", "CAD", 0),
         ("92233720368547758.07", "CAD", 2**63 - 1),  # the largest amount a column holds
@@ -59,6 +58,9 @@ def test_parse_reads_amounts_in_minor_units(text, currency, minor):
         ("1e999999999", "CAD"),
         ("92233720368547758.08", "CAD"),
         ("-92233720368547758.08", "CAD"),
+        # Issue 17: strict parsing, only what a person types as an amount.
+        ("1e2", "CAD"), ("100e-2", "CAD"), ("1_000", "CAD"), ("١٠٠", "CAD"), ("１００", "CAD"), ("true", "CAD"),
+        ("0x10", "CAD"), ("12.50\x00", "CAD"),
     ],
 )
 def test_parse_refuses_what_is_not_an_exact_amount(text, currency):

@@ -239,7 +239,7 @@ def test_page_csv_xlsx_and_api_agree(data, client, name, query, key, expected):
         if cell["num"]:
             assert cell["text"] in html
     columns = [c for c in table.columns if c.total]
-    exported = list(csv.reader(io.StringIO(client.get(url + "&format=csv").content.decode())))
+    exported = list(csv.reader(io.StringIO(client.get(url + "&format=csv").content.decode("utf-8-sig"))))
     header, total_row = exported[0], exported[-1]
     assert len(exported) == len(table.rows) + 2
     for c in columns:

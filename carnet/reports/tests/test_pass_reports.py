@@ -271,7 +271,7 @@ def test_rollforward_is_whole_clinic_only(s):
 # ---------------------------------------------------------------- pages, exports, API
 
 def _csv_totals(content: bytes) -> list[str]:
-    rows = list(csv.reader(io.StringIO(content.decode())))
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
     return rows[-1]
 
 
@@ -291,7 +291,7 @@ def test_page_csv_and_xlsx_totals_match(s, client, name, filters, money_cols):
     assert "<tfoot>" in html and "<svg" in html or name == "reports:pass_sales"
     csv_response = client.get(url, {**filters, "format": "csv"})
     assert csv_response["Content-Type"].startswith("text/csv")
-    header = next(iter(csv.reader(io.StringIO(csv_response.content.decode()))))
+    header = next(iter(csv.reader(io.StringIO(csv_response.content.decode("utf-8-sig")))))
     totals = _csv_totals(csv_response.content)
     book = load_workbook(io.BytesIO(client.get(url, {**filters, "format": "xlsx"}).content))
     sheet = book.active
@@ -307,8 +307,8 @@ def test_page_csv_and_xlsx_totals_match(s, client, name, filters, money_cols):
 
         assert str(clinic_get().money(minor)) in html
         # and the column's cells add up to it
-        assert sum(Decimal(r[i] or 0) for r in list(csv.reader(io.StringIO(csv_response.content.decode())))[1:-1]) \
-            == Decimal(totals[i])
+        exported = list(csv.reader(io.StringIO(csv_response.content.decode("utf-8-sig"))))
+        assert sum(Decimal(r[i] or 0) for r in exported[1:-1]) == Decimal(totals[i])
 
 
 def test_rollforward_page_shows_the_tie_out_and_an_error_on_mismatch(s, client):
@@ -322,7 +322,7 @@ def test_rollforward_page_shows_the_tie_out_and_an_error_on_mismatch(s, client):
             Line(accounts.DEFERRED_PACKAGES, credit=500), Line(accounts.BREAKAGE, debit=500)])
     html = client.get(url, MAY).content.decode()
     assert "does not tie out" in html and "mystery_adjustment" in html and 'role="alert"' in html
-    types_csv = client.get(url, {**MAY, "format": "csv", "table": "types"}).content.decode()
+    types_csv = client.get(url, {**MAY, "format": "csv", "table": "types"}).content.decode("utf-8-sig")
     assert "Ledger balance at period end" in types_csv
 
 
