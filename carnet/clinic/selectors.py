@@ -25,12 +25,25 @@ def clinic_get() -> Clinic:
 _currency: str | None = None
 
 
+def money_recorded() -> bool:
+    """Whether any invoice, payment or gift card exists: from then on the clinic's currency is fixed,
+    since every stored amount is in minor units of it (100.00 would silently become ¥10,000)."""
+    from django.apps import apps  # by name: billing and gift cards build on clinic, not the reverse
+
+    return any(apps.get_model(app, name).objects.exists()
+               for app, name in (("billing", "Invoice"), ("billing", "Payment"), ("giftcards", "GiftCard")))
+
+
 def clinic_currency() -> str:
-    """The clinic's currency, read once per process (pages format many amounts)."""
+    """The clinic's currency. Kept for the life of the process only once it can no longer change
+    (money recorded), so a worker started before a currency change never works in the old one."""
     global _currency
-    if _currency is None:
-        _currency = clinic_get().currency
-    return _currency
+    if _currency is not None:
+        return _currency
+    currency = clinic_get().currency
+    if money_recorded():
+        _currency = currency
+    return currency
 
 
 def forget_clinic_currency(**kwargs) -> None:

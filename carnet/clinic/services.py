@@ -1,10 +1,11 @@
 from django.db import transaction
 
 from carnet.core.crud import model_save
+from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
 
 from .models import Clinic, Location
-from .selectors import clinic_get
+from .selectors import clinic_get, money_recorded
 
 
 def _action_for(model) -> Action:
@@ -29,4 +30,10 @@ def setup_save(*, actor, obj, data: dict):
 @transaction.atomic
 def clinic_update(*, actor, data: dict) -> Clinic:
     require(actor, Action.CLINIC_SETTINGS)
-    return model_save(actor=actor, obj=clinic_get(), data=data)
+    clinic = clinic_get()
+    wanted = data.get("currency")
+    if wanted is not None and wanted != clinic.currency and money_recorded():
+        raise Conflict(f"The currency stays {clinic.currency}: invoices, payments or gift cards are already "
+                       f"recorded in it, and their amounts would change meaning in {wanted}.",
+                       code="currency_locked")
+    return model_save(actor=actor, obj=clinic, data=data)

@@ -21,7 +21,7 @@ from carnet.core.bulk import add_to, insert
 from .cycles import _paused, cycle_start, next_cycle, row_new
 from .locks import lock_pass
 from .memberships import _issue_due, _today, rollover
-from .models import Pass, PassInvoice, PassTemplate
+from .models import Pass, PassInvoice
 from .selling import instalments_invoice
 
 CHUNK = 1000  # memberships per transaction: locks held well under a second, a crash redoes one chunk
@@ -30,7 +30,7 @@ Status = Pass.Status
 # What issuing a cycle reads of a membership (loading all of its columns was a tenth of the job's time).
 FIELDS = ("kind", "status", "template", "patient", "name", "instalments", "income_category", "sold_by", "location",
           "cycle", "start_date", "uses_per_cycle", "cycle_price_minor", "ends_after", "term_cycles", "rollover",
-          "rollover_cap", "payment_mode", "card", "deferred_minor")
+          "rollover_cap", "payment_mode", "card", "deferred_minor", "tax_inclusive")
 
 
 def cycles_issue(*, today: dt.date | None = None) -> list[int]:
@@ -71,11 +71,9 @@ def _issue_one(pk: int, today: dt.date) -> list[int]:
 
 
 def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
+    # Each cycle is taxed with the membership's own taxes, copied at sale (SPEC 5.2), in one query.
     passes = list(Pass.objects.select_for_update().filter(pk__in=pks, status=Status.ACTIVE).only(*FIELDS)
-                  .prefetch_related("pauses").order_by("pk"))
-    templates = PassTemplate.objects.prefetch_related("taxes").in_bulk({p.template_id for p in passes})
-    for sold in passes:
-        sold.template = templates[sold.template_id]  # one instance per template, its taxes fetched once
+                  .prefetch_related("pauses", "taxes").order_by("pk"))
     # Counts, not the cycle rows themselves: a membership two years old has 24 of them.
     counts = {c["sold_pass_id"]: c for c in PassInvoice.objects.filter(sold_pass_id__in=[p.pk for p in passes])
               .order_by()

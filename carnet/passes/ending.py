@@ -18,8 +18,8 @@ from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 
 from .locks import lock_pass
-from .models import Pass, PassItem, PassShare, Redemption
-from .redemption import _release, uses_to_post
+from .models import Pass, PassInvoice, PassItem, PassShare, Redemption
+from .redemption import _release, still_deferred, uses_to_post
 from .selectors import pass_collected_minor, pass_invoices
 
 Status = Pass.Status
@@ -36,7 +36,7 @@ def _active(sold: Pass, doing: str) -> None:
 
 
 def _unrecognised(sold: Pass) -> int:
-    return sold.net_minor - sold.recognised_minor
+    return still_deferred(sold)
 
 
 @transaction.atomic
@@ -80,6 +80,14 @@ def _forfeit(sold: Pass, *, kind: str, lines_for, memo: str) -> int:
     return value
 
 
+def _cancel_instalments(sold: Pass) -> int:
+    """A payment-plan package that ends (expires, is refunded) keeps what was invoiced, and its
+    instalments not invoiced yet are cancelled: never invoiced or charged (marked skipped, like a
+    paused membership cycle). Their value was never deferred, so nothing moves for them."""
+    return PassInvoice.objects.filter(sold_pass=sold, invoice__isnull=True, skipped=False).update(
+        skipped=True, next_attempt_on=None)
+
+
 @transaction.atomic
 def passes_expire(*, today: dt.date | None = None) -> int:
     """The daily job (SPEC 5.4): passes whose expiry date has passed (in the clinic's time zone)
@@ -96,6 +104,7 @@ def passes_expire(*, today: dt.date | None = None) -> int:
         _forfeit(sold, kind="pass_expired", memo=f"{sold.name} expired on {sold.expires_on}",
                  lines_for=lambda v: [Line(account, debit=v), Line(accounts.BREAKAGE, credit=v)])
         Pass.objects.filter(pk=pk).update(status=Status.EXPIRED, ended_at=clock.now())
+        _cancel_instalments(sold)
         sold.refresh_from_db()
         activity.record(actor=None, verb="expired", obj=sold, before=before, after=activity.snapshot(sold))
         count += 1
@@ -147,7 +156,7 @@ def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: boo
     for redemption in reserved:
         _release(redemption)
     sold.refresh_from_db()
-    deferred_left = sold.deferred_minor - sold.recognised_minor  # value really in deferred revenue now
+    deferred_left = still_deferred(sold)
     state = {"deferred": deferred_left}
 
     def counter(net: int) -> list[Line]:
@@ -176,6 +185,7 @@ def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: boo
     sold.recognised_minor = sold.deferred_minor
     sold.status, sold.ended_at = Status.REFUNDED, clock.now()
     sold.save(update_fields=["forfeited_count", "recognised_minor", "status", "ended_at"])
+    _cancel_instalments(sold)
     activity.record(actor=actor, verb="refunded", obj=sold, before=before,
                     after={**activity.snapshot(sold), "amount_minor": amount_minor, "reason": reason[:200]})
     return sold
@@ -234,7 +244,7 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
     remaining = sold.remaining or 0
     if remaining <= 0:
         raise Conflict(f"{sold.name} has no uses left to transfer.", code="used_up")
-    value = sold.deferred_minor - sold.recognised_minor
+    value = still_deferred(sold)
     now = clock.now()
     before = activity.snapshot(sold)
     new = Pass.objects.create(
@@ -243,7 +253,8 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
         auto_select=sold.auto_select, redeem_online=sold.redeem_online, family_sharing=sold.family_sharing,
         transferable=sold.transferable, instalments=1, purchase_date=clock.today(clinic_get().time_zone),
         purchased_at=now, expires_on=sold.expires_on, transferred_from=sold, deferred_minor=value,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        tax_inclusive=sold.tax_inclusive, created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    new.taxes.set(sold.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=new, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
                  compensation_minor=i.compensation_minor, limit=None if i.limit is None else i.limit - i.used_count)

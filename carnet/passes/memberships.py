@@ -116,7 +116,8 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
         rollover=template.rollover, rollover_cap=template.rollover_cap, pause_allowed=template.pause_allowed,
         pause_max_cycles=template.pause_max_cycles, self_cancel=template.self_cancel,
         cycle_price_minor=template.price_minor, start_date=start_date, payment_mode=payment_mode, location=location,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        tax_inclusive=template.tax_inclusive, created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
                  compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all())

@@ -125,6 +125,9 @@ class Pass(models.Model):
     family_sharing = models.BooleanField(default=False)
     transferable = models.BooleanField(default=False)
     instalments = models.PositiveIntegerField(default=1)
+    # The taxes at sale (SPEC 5.2): later instalments and cycles are taxed as sold, whatever the template says now.
+    taxes = models.ManyToManyField(Tax, blank=True, related_name="+")
+    tax_inclusive = models.BooleanField(default=False)
     purchase_date = models.DateField()
     purchased_at = models.DateTimeField()
     expires_on = models.DateField(null=True, blank=True)  # covers visits on or before this date

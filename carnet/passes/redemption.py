@@ -102,6 +102,13 @@ def uses_to_post(sold: Pass) -> int:
     return (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
 
 
+def still_deferred(sold: Pass) -> int:
+    """The one definition of the value a pass still holds in deferred revenue: what its invoices put
+    there (deferred_minor, which grows as payment-plan instalments are invoiced) less what was
+    recognised. Never net_minor, which counts instalments not invoiced yet (issue 17)."""
+    return sold.deferred_minor - sold.recognised_minor
+
+
 def next_use_share(left: int, to_post: int) -> int:
     """The value the next use takes: `left` split over `to_post` rounded down, the last one takes
     the rest (so the remainder goes to the last sessions, SPEC 3.5)."""
@@ -161,7 +168,7 @@ def _forfeit_if_ended(pk: int) -> None:
     sold = Pass.objects.get(pk=pk)
     if sold.kind != Pass.Kind.PACKAGE or sold.status == Pass.Status.ACTIVE or not sold.remaining:
         return
-    value = next_use_share(sold.deferred_minor - sold.recognised_minor, uses_to_post(sold))
+    value = next_use_share(still_deferred(sold), uses_to_post(sold))
     Pass.objects.filter(pk=pk).update(forfeited_count=F("forfeited_count") + 1,
                                       recognised_minor=F("recognised_minor") + value)
     if value:
@@ -196,8 +203,7 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     reserved → posted move is a conditional UPDATE, so it happens once however often it is asked."""
     sold = lock_pass(redemption.sold_pass_id)
     # A membership's fee is recognised day by day over its cycle (cycles.py), not per visit.
-    value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else next_use_share(sold.net_minor - sold.recognised_minor,
-                                                                         uses_to_post(sold))
+    value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else next_use_share(still_deferred(sold), uses_to_post(sold))
     item = redemption.item
     upfront = sold.sold_by_id is not None
     compensation = 0 if upfront else (item.compensation_minor if item.compensation_minor is not None

@@ -36,7 +36,6 @@ def _instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, i
 
 
 def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
-    template = sold.template
     if sold.kind == Pass.Kind.MEMBERSHIP:
         last = row.period_end - dt.timedelta(days=1)
         label = f"{sold.name} — {row.period_start:%Y-%m-%d} to {last:%Y-%m-%d}"
@@ -45,8 +44,8 @@ def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
     else:
         label = f"{sold.name} — instalment {row.seq} of {sold.instalments}"
     return LineInput(kind=sold.kind, description=label, unit_price_minor=unit_price,
-                     income_category_id=sold.income_category_id, tax_ids=[t.pk for t in template.taxes.all()],
-                     tax_inclusive=template.tax_inclusive, staff_id=sold.sold_by_id)
+                     income_category_id=sold.income_category_id, tax_ids=[t.pk for t in sold.taxes.all()],
+                     tax_inclusive=sold.tax_inclusive, staff_id=sold.sold_by_id)
 
 
 def instalments_invoice(rows: list[PassInvoice], *, actor, action: Action | None, location=None,
@@ -119,8 +118,9 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         auto_select=template.auto_select, redeem_online=template.redeem_online,
         family_sharing=template.family_sharing, transferable=template.transferable,
         instalments=template.instalments, purchase_date=today, purchased_at=now, expires_on=expires_on,
-        sold_by=sold_by, sold_online=online, card=card, location=location,
+        sold_by=sold_by, sold_online=online, card=card, location=location, tax_inclusive=template.tax_inclusive,
         created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
                  compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all())
