@@ -195,6 +195,8 @@ def giftcard_redeem(*, actor, code: str, patient, amount_minor: int, allocations
     if wanted > amount_minor:
         raise ValidationFailed(f"You applied {_money(wanted)} but redeemed only {_money(amount_minor)}.",
                                fields={"allocations": ["More than the payment."]})
+    if card.balance_minor < amount_minor:  # the common case said plainly; a race is decided by _take below
+        raise Conflict(f"{card} has only {_money(card.balance_minor)} left.", code="gift_card_insufficient_balance")
     payment = billing.payment_gift_card_record(actor=actor, patient=patient, amount_minor=amount_minor,
                                                reference=(reference or f"Gift card {card.code}"),
                                                allocations=list(allocations))

@@ -143,8 +143,10 @@ def test_money_limit_per_line_and_per_payment_defaults_to_one_million(world, set
     settings.MAX_PAYMENT_AMOUNT = 5_000  # configurable
     _refused(_post(client, "/api/v1/payments", {"patient_id": patient.pk, "method": "cash",
                                                 "amount_minor": 500_001}), (422,), "$5,000.00")
+    owing = Invoice.objects.get()  # applied to the open invoice, so the page asks nothing about credit
     page = client.post(reverse("billing:payment_new", args=[patient.pk]),
-                       {"form_key": new_form_key(), "method": "cash", "amount": "5000.01"})
+                       {"form_key": new_form_key(), "method": "cash", "amount": "5000.01",
+                        f"apply_{owing.pk}": "5000.01"})
     assert "$5,000.00 is the most a payment can be" in page.content.decode()
     assert Invoice.objects.count() == 1 and not Payment.objects.exists()
 
