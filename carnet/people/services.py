@@ -14,7 +14,7 @@ from django.db import transaction
 from carnet.core import activity, clock
 from carnet.core.crud import model_save
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
-from carnet.core.limits import date_check
+from carnet.core.limits import date_check, text_check
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
 
 from .models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffMember
@@ -46,6 +46,8 @@ def _login_user(*, username: str, email: str, password: str, first_name="", last
     username = username.strip()
     if not username:
         raise ValidationFailed("Please enter a username.", fields={"username": ["This field is required."]})
+    for field, value in (("username", username), ("first_name", first_name), ("last_name", last_name)):
+        text_check(value, field=field, limit=User._meta.get_field(field).max_length)  # PostgreSQL: a 500 otherwise
     if User.objects.filter(username__iexact=username).exists():
         raise Conflict(f"The login “{username}” is taken; choose another.", code="login_taken",
                        fields={"username": ["This login is taken."]})
