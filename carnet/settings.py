@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "carnet.giftcards",
     "carnet.passes",
     "carnet.reports",
+    "carnet.imports",
     "carnet.staff",
     "carnet.portal",
 ]

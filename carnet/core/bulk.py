@@ -81,3 +81,8 @@ def add_to(model, field: str, amounts) -> None:
         if amount:
             for n in range(0, len(pks), 1000):  # stay under SQLite's parameter limit
                 model.objects.filter(pk__in=pks[n:n + 1000]).update(**{field: F(field) + amount})
+
+
+def chunks(items: list, size: int = 900):
+    """Slices small enough for SQLite's limit on query parameters."""
+    return (items[n:n + size] for n in range(0, len(items), size))

@@ -51,6 +51,8 @@ class Action(enum.StrEnum):
     STAFF_VIEW = "staff_view"
     STAFF_MANAGE = "staff_manage"
     ACTIVITY_LOG_VIEW = "activity_log_view"
+    DATA_IMPORT = "data_import"
+    ACCOUNTING_EXPORT = "accounting_export"
     API_TOKEN_OWN = "api_token_own"
     OWNERSHIP = "ownership"
 
@@ -90,6 +92,8 @@ RULES: dict[Action, Rule] = {
     Action.STAFF_VIEW: Rule(L.ADMIN_BILLING, False, "see the staff list"),
     Action.STAFF_MANAGE: Rule(L.FULL_ACCESS, False, "add staff or change access levels"),
     Action.ACTIVITY_LOG_VIEW: Rule(L.FULL_ACCESS, False, "browse the activity log"),
+    Action.DATA_IMPORT: Rule(L.FULL_ACCESS, False, "import data from another system"),
+    Action.ACCOUNTING_EXPORT: Rule(L.ADMIN_BILLING, True, "export the ledger to your accounting software"),
     Action.API_TOKEN_OWN: Rule(L.PRACTITIONER_LIMITED, False, "create API tokens for yourself"),
     Action.OWNERSHIP: Rule(L.ACCOUNT_OWNER, False, "manage the subscription and account ownership"),
 }

@@ -17,6 +17,8 @@ GIFT_CARD_LIABILITY = "gift_card_liability"
 DEFERRED_PACKAGES = "deferred_revenue_packages"
 DEFERRED_MEMBERSHIPS = "deferred_revenue_memberships"
 BREAKAGE = "breakage_revenue"            # revenue
+# Balances brought in from the clinic's previous system (SPEC 15) are posted against this.
+OPENING_BALANCE_EQUITY = "opening_balance_equity"
 
 # Postings to these accounts must name the patient (the A/R and credit sub-ledgers).
 PER_PATIENT = frozenset({AR, PATIENT_CREDIT})
@@ -33,6 +35,7 @@ _FIXED = {
     DEFERRED_PACKAGES: (LIABILITY, "Deferred revenue – packages"),
     DEFERRED_MEMBERSHIPS: (LIABILITY, "Deferred revenue – memberships"),
     BREAKAGE: (REVENUE, "Breakage revenue"),
+    OPENING_BALANCE_EQUITY: (EQUITY, "Opening balance equity"),
 }
 
 

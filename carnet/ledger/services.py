@@ -189,3 +189,27 @@ def transaction_reverse(*, txn: JournalTransaction, memo: str, kind: str | None 
                          source_id=original.source_id, memo=memo, at=None, reverses=original)
     except IntegrityError:
         raise AlreadyReversed(f"Journal transaction #{original.pk} has already been reversed.") from None
+
+
+@transaction.atomic
+def transactions_reverse_many(*, pks: list[int], memo: str, kind: str) -> list[JournalTransaction]:
+    """transaction_reverse for many at once (undoing an import): one mirror image each, all or nothing.
+    Raises AlreadyReversed if any of them already has a reversal."""
+    if not memo.strip():
+        raise ValidationFailed("A reversal needs a memo saying why.")
+    pks = sorted(set(pks))
+    originals, lines = [], {}
+    for part in bulk.chunks(pks):
+        originals += JournalTransaction.objects.select_for_update(of=("self",)).filter(pk__in=part).order_by("pk")
+        done = JournalTransaction.objects.filter(reverses__in=part).values_list("reverses_id", flat=True).first()
+        if done is not None:
+            raise AlreadyReversed(f"Journal transaction #{done} has already been reversed.")
+        for p in Posting.objects.filter(transaction_id__in=part).select_related("account").order_by("pk"):
+            lines.setdefault(p.transaction_id, []).append(
+                Line(account=p.account.code, debit=p.credit, credit=p.debit, patient_id=p.patient_id))
+    try:
+        with transaction.atomic():
+            return _write([_unsaved(lines=lines[t.pk], kind=kind, source_type=t.source_type, source_id=t.source_id,
+                                    memo=memo, at=None, reverses=t) for t in originals])
+    except IntegrityError:
+        raise AlreadyReversed("One of these journal transactions has just been reversed.") from None

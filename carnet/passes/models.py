@@ -158,6 +158,8 @@ class Pass(models.Model):
     reserved_count = models.PositiveIntegerField(default=0)
     posted_count = models.PositiveIntegerField(default=0)
     forfeited_count = models.PositiveIntegerField(default=0)
+    # Uses taken in the clinic's previous system before the switch (an imported pass, SPEC 15).
+    used_before_import = models.PositiveIntegerField(default=0)
     # Ledger tie-out: value put into deferred revenue for this pass, and value taken out of it.
     deferred_minor = models.BigIntegerField(default=0)
     recognised_minor = models.BigIntegerField(default=0)
@@ -173,7 +175,8 @@ class Pass(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(quantity__isnull=True)
-                | Q(quantity__gte=F("reserved_count") + F("posted_count") + F("forfeited_count")),
+                | Q(quantity__gte=F("reserved_count") + F("posted_count") + F("forfeited_count")
+                                            + F("used_before_import")),
                 name="pass_never_over_redeemed"),
             models.CheckConstraint(condition=Q(price_minor__gte=0, net_minor__gte=0), name="pass_price_not_negative"),
         ]
@@ -189,7 +192,8 @@ class Pass(models.Model):
     def remaining(self) -> int | None:
         if self.quantity is None:
             return None
-        return self.quantity - self.reserved_count - self.posted_count - self.forfeited_count
+        return (self.quantity - self.reserved_count - self.posted_count - self.forfeited_count
+                - self.used_before_import)
 
 
 class PassItem(models.Model):

@@ -85,7 +85,7 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
     # Conditional updates: even without a row lock (SQLite) a use is taken only if one is left.
     taken = (Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
              .alias(used=F("reserved_count") + F("posted_count"), gone=F("reserved_count") + F("posted_count")
-                    + F("forfeited_count"))
+                    + F("forfeited_count") + F("used_before_import"))
              .filter(used__lt=unlocked, gone__lt=sold.quantity)
              .update(reserved_count=F("reserved_count") + 1))
     item_taken = (PassItem.objects.filter(pk=verdict.item.pk)
@@ -99,7 +99,7 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
 
 def uses_to_post(sold: Pass) -> int:
     """Uses whose value is still deferred: reserved or not yet used, neither posted nor forfeited."""
-    return (sold.quantity or 0) - sold.posted_count - sold.forfeited_count
+    return (sold.quantity or 0) - sold.posted_count - sold.forfeited_count - sold.used_before_import
 
 
 def still_deferred(sold: Pass) -> int:

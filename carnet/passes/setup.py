@@ -423,7 +423,7 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
     after = {f: terms[f] for f in fields} | {
         "income_category": categories.get(terms["income_category_id"], ""), "items": after_items}
     if terms["kind"] == Kind.PACKAGE:
-        used = sold.reserved_count + sold.posted_count + sold.forfeited_count
+        used = sold.reserved_count + sold.posted_count + sold.forfeited_count + sold.used_before_import
         after["quantity"] = quantity = _quantity(sold, terms)
         if quantity is not None and quantity < used:
             problems.insert(0, {"code": "quantity_below_used", "message": (

@@ -10,14 +10,15 @@ from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
 
-from carnet.core import activity, clock
+from carnet.core import activity, bulk, clock
 from carnet.core.crud import model_save
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
 from carnet.core.limits import date_check, text_check
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
 
-from .models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffMember
+from .models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffMember, digits
 
 User = get_user_model()
 
@@ -264,3 +265,40 @@ def staff_by_calendar_token(raw: str) -> StaffMember | None:
     if not raw:
         return None
     return StaffMember.objects.filter(calendar_feed_digest=token_digest(raw), is_active=True).first()
+
+
+def patients_import(*, actor, rows: list[dict], links: list[tuple[int, int, str]]) -> list[Patient]:
+    """Patients brought in from the clinic's previous system (SPEC 15), inside the caller's
+    transaction (an import checks every row first). `links` are (row index or -id of an existing
+    patient, same for the relative, kind) once the patients exist."""
+    now = clock.now()
+    patients = bulk.insert(Patient, [Patient(created_at=now, phone_digits=digits(r.get("phone", "")), **r)
+                                     for r in rows])
+
+    def pk(ref: int) -> int:
+        return patients[ref].pk if ref >= 0 else -ref
+
+    made = bulk.insert(FamilyLink, [FamilyLink(patient_id=pk(a), relative_id=pk(b), kind=kind) for a, b, kind in links])
+    activity.record_many(actor=actor, verb="imported", objs=[*patients, *made])
+    return patients
+
+
+def patients_in_use(pks: list[int]) -> list[str]:
+    """Why each of these imported patients can no longer be taken out again."""
+    used = Q(invoices__isnull=False) | Q(payments__isnull=False) | Q(passes__isnull=False) | Q(
+        appointment_rows__isnull=False) | Q(gift_cards_bought__isnull=False) | Q(cards__isnull=False) | Q(
+        user__isnull=False)
+    problems = []
+    for part in bulk.chunks(pks):
+        for patient in Patient.objects.filter(pk__in=part).filter(used).distinct().order_by("pk"):
+            problems.append(f"{patient} (patient #{patient.pk}) has packages, billing, appointments or a portal login now (undo later imports first)")
+    return problems
+
+
+def patients_remove_imported(*, actor, pks: list[int]) -> None:
+    """Undo imported patients (caller's transaction), refused if any has been used since."""
+    from carnet.core.undo import imported_rows_remove
+
+    for part in bulk.chunks(pks):
+        FamilyLink.objects.filter(Q(patient_id__in=part) | Q(relative_id__in=part)).delete()
+    imported_rows_remove(actor=actor, model=Patient, pks=pks, in_use=patients_in_use)

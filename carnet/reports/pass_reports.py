@@ -124,7 +124,8 @@ def pass_sales_report(*, actor, start=None, end=None, location_id=None, template
               .filter(purchase_date__gte=period.start, purchase_date__lte=period.end)
               .annotate(where_id=Coalesce("location_id", Subquery(first_invoice.values("invoice__location_id")[:1]),
                                           output_field=BigIntegerField()),
-                        left=F("quantity") - F("reserved_count") - F("posted_count") - F("forfeited_count"),
+                        left=F("quantity") - F("reserved_count") - F("posted_count") - F("forfeited_count")
+                        - F("used_before_import"),
                         outstanding=Coalesce(Subquery(open_balance), Value(0), output_field=BigIntegerField()),
                         last_used=Subquery(last_used)))
     passes = _narrow(passes, sold_by_id=staff_id, where_id=location_id, template_id=template_id, kind=kind)
@@ -240,9 +241,12 @@ MOVEMENTS = {
     "pass_taken_back": ("refunded", 1),
     "pass_expired": ("expired", 1), "pass_refund_kept": ("expired", 1),
     "pass_transferred": ("transferred", -1),
+    # Brought in from the clinic's previous system (carnet.imports), and such an import undone.
+    "opening_balance": ("imported", -1), "opening_balance_undone": ("imported", -1),
 }
-# closing = opening + sold - redeemed - refunded - expired + transferred
-EFFECT = {"sold": 1, "redeemed": -1, "refunded": -1, "expired": -1, "transferred": 1}
+# closing = opening + imported + sold - redeemed - refunded - expired + transferred
+EFFECT = {"imported": 1, "sold": 1, "redeemed": -1, "refunded": -1, "expired": -1, "transferred": 1}
+SHOWN_WHEN_USED = ("imported", "transferred")
 UNTRACED = "(not traced to a pass)"
 
 
@@ -311,7 +315,7 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
                                      output_field=IntegerField()))
                .values("account__code", "transaction__kind", "tpl", "before").annotate(total=Sum("amount"))
                .order_by())
-    MOVES = ["sold", "redeemed", "refunded", "expired", "transferred"]
+    MOVES = ["imported", "sold", "redeemed", "refunded", "expired", "transferred"]
     cells: dict[tuple[str, int | None], dict] = defaultdict(lambda: dict.fromkeys(["opening", *MOVES], 0))
     unclassified: dict[str, int] = defaultdict(int)
     for g in grouped:
@@ -328,7 +332,7 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
             continue
         cells[key][move[0]] += move[1] * amount
     names = dict(PassTemplate.objects.filter(pk__in=[t for _, t in cells if t]).values_list("pk", "name"))
-    shown = [m for m in MOVES if m != "transferred" or any(c["transferred"] for c in cells.values())]
+    shown = [m for m in MOVES if m not in SHOWN_WHEN_USED or any(c[m] for c in cells.values())]
 
     def closing(c: dict) -> int:
         return c["opening"] + sum(EFFECT[m] * c[m] for m in MOVES)
@@ -341,7 +345,8 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
     table = Table(title="Deferred revenue roll-forward", filters=filters, rows=rows,
                   columns=[Column("type", "Pass type"), Column("template", "Template"),
                            *_money_columns(["opening", *shown]), *_money_columns(["closing"])])
-    table.notes = [("Read from the ledger's deferred revenue accounts, by journal transaction: sold = sale invoices "
+    table.notes = [("Read from the ledger's deferred revenue accounts, by journal transaction: imported = opening "
+                   "balances brought in from the clinic's previous system (net of imports undone); sold = sale invoices "
                    "net of deleted ones; redeemed = package uses (net of un-arrivals) and membership fees earned; "
                    "refunded = value taken back from refunded passes and cycles; expired = breakage (expiry, and "
                    "value kept on a refund)."),

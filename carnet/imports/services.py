@@ -1,0 +1,193 @@
+"""Importing a file (SPEC 15): a dry run first (what would be created, its money and every
+problem), then a commit that writes everything in one transaction or nothing; undo while nothing
+imported has been used since. Opening balances are dated the start of the cut-over day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+
+from carnet.clinic.selectors import clinic_get
+from carnet.core import activity, bulk, clock
+from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.permissions import Action, require
+from carnet.ledger.services import transactions_reverse_many
+
+from .columns import COLUMNS, kind_checked, mapping_checked
+from .models import ImportBatch, ImportedRecord, Kind
+from .reading import sheet_read
+from .rows import Plan, plan_rows
+
+
+@dataclass
+class Preview:
+    kind: str
+    file_name: str
+    sha256: str
+    cut_over: dt.date
+    plan: Plan
+    headers: list[str]
+    mapping: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return self.plan.ok
+
+    def mapped(self) -> list[tuple[str, str]]:
+        """(Carnet column label, the file's header it reads), for the page and the command."""
+        return [(c.label, self.headers[self.mapping[c.key]] if c.key in self.mapping else "—")
+                for c in COLUMNS[self.kind]]
+
+    def first_rows(self, n: int = 5) -> list[dict]:
+        return [{"line": r.line, "external_id": r.external_id, **{k: v for k, v in r.values.items()
+                                                                   if not k.endswith("_id")}}
+                for r in self.plan.rows[:n]]
+
+
+def _opening_at(cut_over: dt.date, zone: str) -> dt.datetime:
+    return dt.datetime.combine(cut_over, dt.time.min, ZoneInfo(zone))
+
+
+def import_preview(*, actor, kind: str, data: bytes, file_name: str, cut_over: dt.date | None = None,
+                   mapping: dict | None = None, action: Action | None = Action.DATA_IMPORT) -> Preview:
+    """The dry run: reads and checks every row, writes nothing. `action=None`: the command line,
+    whose user already has the server."""
+    if action is not None:
+        require(actor, action)
+    kind = kind_checked(kind)
+    clinic = clinic_get()
+    sheet = sheet_read(data=data, file_name=file_name)
+    used = mapping_checked(kind, sheet.headers, mapping)
+    plan = plan_rows(kind=kind, sheet=sheet, mapping=used, currency=clinic.currency)
+    return Preview(kind=kind, file_name=file_name[:200], sha256=hashlib.sha256(data).hexdigest(),
+                   cut_over=cut_over or clock.today(clinic.time_zone), plan=plan, headers=sheet.headers, mapping=used)
+
+
+@transaction.atomic
+def import_commit(*, actor, kind: str, data: bytes, file_name: str, cut_over: dt.date | None = None,
+                  mapping: dict | None = None, action: Action | None = Action.DATA_IMPORT) -> ImportBatch:
+    """Check every row again and, only if all are valid, create them and their opening balances in
+    one transaction. Rows imported before (same kind, same external id) are skipped."""
+    preview = import_preview(actor=actor, kind=kind, data=data, file_name=file_name, cut_over=cut_over,
+                             mapping=mapping, action=action)
+    plan = preview.plan
+    if not plan.ok:
+        raise ValidationFailed(f"Nothing was imported: {len(plan.problems)} problem(s), the first on "
+                               f"{plan.problems[0]}. Correct the file and try again.", code="import_invalid",
+                               fields={"rows": [str(p) for p in plan.problems[:100]]})
+    clinic = clinic_get()
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    batch = ImportBatch.objects.create(
+        kind=preview.kind, file_name=preview.file_name, file_sha256=preview.sha256, encoding=plan.encoding,
+        cut_over=preview.cut_over, rows=plan.total_rows, created=len(plan.rows), skipped=len(plan.skipped),
+        money_minor=plan.money_minor, created_at=clock.now(), created_by=user)
+    at = _opening_at(preview.cut_over, clinic.time_zone)
+    memo = f"Opening balance, import #{batch.pk}"
+    made = _CREATE[preview.kind](actor=actor, plan=plan, at=at, memo=memo, zone=clinic.time_zone)
+    bulk.insert(ImportedRecord, [
+        ImportedRecord(batch=batch, kind=batch.kind, external_id=row.external_id, line=row.line, object_id=pk,
+                       txn_id=txn_id) for row, (pk, txn_id) in zip(plan.rows, made)])
+    activity.record(actor=actor, verb="imported", obj=batch, after=activity.snapshot(batch))
+    return batch
+
+
+def _patients(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
+    from carnet.people.services import patients_import
+
+    from .rows import imported_ids
+
+    index = {r.external_id: n for n, r in enumerate(plan.rows)}
+    refs = {v for r in plan.rows for v in (r.values["guardian"], r.values["spouse"]) if v}
+    earlier = imported_ids(Kind.PATIENTS, refs - set(index))
+    # A skipped row (imported before) is found through its earlier record, like any other.
+    earlier.update(imported_ids(Kind.PATIENTS, refs & {r.external_id for r in plan.skipped}))
+
+    def ref(external_id: str) -> int:
+        return index[external_id] if external_id in index else -earlier[external_id]
+
+    links, seen = [], set()
+    for n, row in enumerate(plan.rows):
+        for key, kind, guardian_first in (("guardian", "guardian", True), ("spouse", "spouse", False)):
+            other = row.values[key]
+            if not other:
+                continue
+            pair = (ref(other), n) if guardian_first else (n, ref(other))
+            if frozenset(pair) not in seen:  # a spouse named on both rows is linked once
+                seen.add(frozenset(pair))
+                links.append((*pair, kind))
+    fields = ("first_name", "last_name", "preferred_name", "email", "phone", "date_of_birth", "address", "notes")
+    patients = patients_import(actor=actor, rows=[{f: r.values[f] for f in fields} for r in plan.rows], links=links)
+    return [(p.pk, None) for p in patients]
+
+
+def _packages(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
+    from carnet.passes.models import PassTemplate
+    from carnet.passes.opening import Opening, packages_open
+
+    templates = PassTemplate.objects.prefetch_related("items").in_bulk({r.values["template_id"] for r in plan.rows})
+    made = packages_open(actor=actor, at=at, memo=memo, zone=zone, openings=[
+        Opening(patient_id=r.values["patient_id"], template=templates[r.values["template_id"]],
+                purchase_date=r.values["purchase_date"], price_minor=r.values["price"], quantity=r.values["quantity"],
+                remaining=r.values["remaining"], value_minor=r.money_minor, expires_on=r.values["expiry"])
+        for r in plan.rows])
+    return [(p.pk, txn) for p, txn in made]
+
+
+def _credit(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
+    from carnet.billing.opening import credits_open
+
+    made = credits_open(actor=actor, at=at, memo=memo,
+                        amounts=[(r.values["patient_id"], r.values["amount"]) for r in plan.rows])
+    return [(p.pk, txn) for p, txn in made]
+
+
+def _gift_cards(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
+    from carnet.giftcards.opening import Opening, gift_cards_open
+
+    made = gift_cards_open(actor=actor, at=at, memo=memo, openings=[
+        Opening(code=r.values["code"], balance_minor=r.values["balance"], purchaser_id=r.values.get("purchaser_id"),
+                recipient_name=r.values["recipient_name"]) for r in plan.rows])
+    return [(c.pk, txn) for c, txn in made]
+
+
+_CREATE = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.CREDIT: _credit, Kind.GIFT_CARDS: _gift_cards}
+
+
+def _close(kind: str, *, actor, pks: list[int]) -> None:
+    if kind == Kind.PATIENTS:
+        from carnet.people.services import patients_remove_imported as close
+    elif kind == Kind.PACKAGES:
+        from carnet.passes.opening import packages_close as close
+    elif kind == Kind.CREDIT:
+        from carnet.billing.opening import credits_close as close
+    else:
+        from carnet.giftcards.opening import gift_cards_close as close
+    close(actor=actor, pks=pks)
+
+
+@transaction.atomic
+def import_undo(*, actor, batch: ImportBatch, action: Action | None = Action.DATA_IMPORT) -> ImportBatch:
+    """Take an import back out while nothing it brought in has been used: its opening balances are
+    reversed in the ledger (never deleted), what it created is removed, and its external ids may
+    be imported again."""
+    if action is not None:
+        require(actor, action)
+    batch = ImportBatch.objects.select_for_update(of=("self",)).get(pk=batch.pk)
+    if batch.undone_at:
+        raise Conflict(f"{batch} was already undone on {batch.undone_at:%Y-%m-%d %H:%M}.", code="import_undone")
+    records = list(batch.records.filter(live=True).values_list("pk", "object_id", "txn_id"))
+    txns = [t for _, _, t in records if t]
+    if txns:
+        transactions_reverse_many(pks=txns, memo=f"Undo of import #{batch.pk} ({batch.file_name})",
+                                  kind="opening_balance_undone")
+    _close(batch.kind, actor=actor, pks=[o for _, o, _ in records])
+    ImportedRecord.objects.filter(batch=batch).update(live=False)
+    before = activity.snapshot(batch)
+    batch.undone_at, batch.undone_by = clock.now(), actor if getattr(actor, "is_authenticated", False) else None
+    batch.save(update_fields=["undone_at", "undone_by"])
+    activity.record(actor=actor, verb="import undone", obj=batch, before=before, after=activity.snapshot(batch))
+    return batch
