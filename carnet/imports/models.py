@@ -56,3 +56,13 @@ class ImportedRecord(models.Model):
         ordering = ["pk"]
         constraints = [models.UniqueConstraint(fields=["kind", "external_id"], condition=Q(live=True),
                                                name="imported_once_per_external_id")]
+
+
+class ImportFile(models.Model):
+    """A file uploaded on the import page, kept between the dry run (and its column mapping) and the
+    commit, then removed. In the database so every web process sees it."""
+
+    file_name = models.CharField(max_length=200)
+    data = models.BinaryField()
+    uploaded_at = models.DateTimeField()
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

@@ -18,8 +18,8 @@ from carnet.core.permissions import Action, require
 from carnet.ledger.services import transactions_reverse_many
 
 from .columns import COLUMNS, kind_checked, mapping_checked
-from .models import ImportBatch, ImportedRecord, Kind
-from .reading import sheet_read
+from .models import ImportBatch, ImportedRecord, ImportFile, Kind
+from .reading import MAX_BYTES, sheet_read
 from .rows import Plan, plan_rows
 
 
@@ -76,8 +76,9 @@ def import_commit(*, actor, kind: str, data: bytes, file_name: str, cut_over: dt
                              mapping=mapping, action=action)
     plan = preview.plan
     if not plan.ok:
-        raise ValidationFailed(f"Nothing was imported: {len(plan.problems)} problem(s), the first on "
-                               f"{plan.problems[0]}. Correct the file and try again.", code="import_invalid",
+        first = str(plan.problems[0]).rstrip(".")
+        raise ValidationFailed(f"Nothing was imported: {len(plan.problems)} problem(s), the first on {first}. "
+                               "Correct the file and try again.", code="import_invalid",
                                fields={"rows": [str(p) for p in plan.problems[:100]]})
     clinic = clinic_get()
     user = actor if getattr(actor, "is_authenticated", False) else None
@@ -190,4 +191,32 @@ def import_undo(*, actor, batch: ImportBatch, action: Action | None = Action.DAT
     batch.undone_at, batch.undone_by = clock.now(), actor if getattr(actor, "is_authenticated", False) else None
     batch.save(update_fields=["undone_at", "undone_by"])
     activity.record(actor=actor, verb="import undone", obj=batch, before=before, after=activity.snapshot(batch))
+    return batch
+
+
+def import_file_store(*, actor, data: bytes, file_name: str) -> ImportFile:
+    """Keep an uploaded file for its dry run and commit (the page's steps). A user's older uploads go."""
+    require(actor, Action.DATA_IMPORT)
+    if not data:
+        raise ValidationFailed("Choose a file to upload.", fields={"file": ["The file is empty."]})
+    if len(data) > MAX_BYTES:
+        raise ValidationFailed("The file is larger than 50 MB; split it into smaller files.",
+                               fields={"file": ["Too large."]})
+    ImportFile.objects.filter(uploaded_by=actor).delete()
+    return ImportFile.objects.create(file_name=file_name[:200] or "upload", data=data, uploaded_at=clock.now(),
+                                     uploaded_by=actor)
+
+
+def import_file_get(*, actor, pk: int) -> ImportFile | None:
+    """The actor's own upload, or None (another person's upload is not theirs to import)."""
+    return ImportFile.objects.filter(pk=pk, uploaded_by=actor).first()
+
+
+def import_file_commit(*, actor, upload: ImportFile, kind: str, cut_over: dt.date | None,
+                       mapping: dict) -> ImportBatch:
+    """Commit an uploaded file; the upload is removed in the same transaction."""
+    with transaction.atomic():
+        batch = import_commit(actor=actor, kind=kind, data=bytes(upload.data), file_name=upload.file_name,
+                              cut_over=cut_over, mapping=mapping)
+        ImportFile.objects.filter(pk=upload.pk).delete()
     return batch

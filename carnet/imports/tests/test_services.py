@@ -201,7 +201,7 @@ def test_undo_reverses_the_opening_balances_and_lets_the_file_come_in_again(owne
 
 def test_undo_is_refused_once_something_imported_has_been_used(owner_user, catalog):
     from carnet.billing.payments import credit_apply
-    from carnet.billing.tests.test_invoicing import manual_invoice
+    from carnet.billing.tests.factories import manual_invoice
 
     patients = _patients(owner_user)
     _commit(owner_user, "credit", "Patient external ID,Credit\nP1,25.00\n")
