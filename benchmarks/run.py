@@ -1,6 +1,6 @@
 """Carnet's benchmark suite (issue 9). `make bench` runs all four; see benchmarks/README.md.
 
-    .venv/bin/python benchmarks/run.py [all|redemption|report|billing-job|billing-tab] [--quick] [options]
+    .venv/bin/python benchmarks/run.py [all|redemption|report|billing-job|billing-tab|imports] [--quick] [options]
 
 Each benchmark prints one JSON line and a one-line summary. Exit status 1 if a target was missed.
 """
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import django_setup  # noqa: E402
 
-NAMES = ("redemption", "report", "billing-job", "billing-tab")
+NAMES = ("redemption", "report", "billing-job", "billing-tab", "imports")
 
 
 def main(argv=None) -> int:
@@ -40,17 +40,21 @@ def main(argv=None) -> int:
     tab.add_argument("--tab-passes", type=int, default=200)
     tab.add_argument("--tab-invoices", type=int, default=500)
     tab.add_argument("--max-queries", type=int, default=60, help="the asserted query bound per page")
+    imports = parser.add_argument_group("imports")
+    imports.add_argument("--import-patients", type=int, default=10000, help="patients imported (quick 1,000)")
+    imports.add_argument("--import-passes", type=int, default=20000, help="packages imported (quick 2,000)")
     args = parser.parse_args(argv)
 
     django_setup()
     import billing_job
     import billing_tab
+    import imports
     import pass_report
     import redemption as redeem
 
     chosen = NAMES if args.benchmark == "all" else (args.benchmark,)
     runners = {"redemption": redeem.run, "report": pass_report.run, "billing-job": billing_job.run,
-               "billing-tab": billing_tab.run}
+               "billing-tab": billing_tab.run, "imports": imports.run}
     results = [runners[name](args) for name in chosen]
     return 0 if all(r.get("pass") for r in results) else 1
 

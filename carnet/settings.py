@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "carnet.passes",
     "carnet.reports",
     "carnet.imports",
+    "carnet.accounting",
     "carnet.staff",
     "carnet.portal",
 ]

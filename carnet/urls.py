@@ -21,6 +21,8 @@ urlpatterns = [
     path("", include("carnet.passes.membership_urls")),
     path("", include("carnet.scheduling.urls")),
     path("", include("carnet.reports.urls")),
+    path("", include("carnet.imports.urls")),
+    path("", include("carnet.accounting.urls")),
     path("portal/", include("carnet.portal.urls")),
     path("book/", include("carnet.scheduling.booking_urls")),
     path("calendar/", include("carnet.scheduling.ical")),

@@ -493,6 +493,9 @@ PAGE_ACTIONS = {
 }
 PAGE_ACTIONS.update({f"reports:billing_{name}": A.REPORTS_OWN
                      for name in ("compensation", "transactions", "ar_aging", "summary")})
+PAGE_ACTIONS.update({f"imports:{name}": A.DATA_IMPORT for name in ("index", "template", "file", "commit", "undo")})
+PAGE_ACTIONS.update({f"accounting:{name}": A.ACCOUNTING_EXPORT
+                     for name in ("index", "mapping", "export", "trial_balance", "general_ledger")})
 PAGE_ACTIONS.update({"reports:pass_sales": A.REPORTS_OWN, "reports:pass_usage": A.REPORTS_OWN,
                      "reports:pass_rollforward": A.REPORTS_CLINIC})
 SCHEDULING_PAGES = {"schedule", "book", "patient_appointments", "appointment", "appointment_arrive",
@@ -526,7 +529,7 @@ POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_cancel",
                    "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class",
                    "appointment_pass_use", "appointment_pass_remove",
-                   "pause", "resume"}
+                   "pause", "resume", "commit", "undo"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
              "payment_pk": "payment", "card_pk": "card"}
 
