@@ -17,8 +17,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError
 from carnet.core.permissions import Action
 from carnet.ledger.models import Account
-from carnet.reports.exports import export_or_none
-from carnet.reports.render import page_context
+from carnet.reports.billing_views import report_field, report_page
 from carnet.staff.decorators import staff_required
 
 from . import services
@@ -108,26 +107,12 @@ def _dates(request) -> tuple[dt.date, dt.date]:
     return period.start, period.end
 
 
-def _report(request, title: str, build, *, links=None):
-    fields = [{"name": "start", "label": "From", "value": request.GET.get("start", ""), "kind": "date"},
-              {"name": "end", "label": "To", "value": request.GET.get("end", ""), "kind": "date"}]
-    if "account" in request.GET or title == "General ledger":
+def _fields(request, *, with_account: bool) -> list[dict]:
+    fields = [report_field("start", "From", request.GET.get("start")), report_field("end", "To", request.GET.get("end"))]
+    if with_account:
         options = [("", "Every account")] + [(a.code, a.name) for a in Account.objects.order_by("code")]
-        fields.append({"name": "account", "label": "Account", "value": request.GET.get("account", ""),
-                       "kind": "select", "options": options})
-    query = {k: v for k, v in request.GET.items() if k != "format"}
-    context = {"title": title, "fields": fields, "error": None, "table": None, "whole_clinic": True,
-               "exports": {f: "?" + urlencode({**query, "format": f}) for f in ("csv", "xlsx")}}
-    try:
-        table = build()
-    except CarnetError as exc:
-        context["error"] = exc.message
-        return render(request, "reports/billing_report.html", context, status=400)
-    exported = export_or_none(request, table)
-    if exported is not None:
-        return exported
-    context.update(page_context(table, links=links))
-    return render(request, "reports/billing_report.html", context)
+        fields.append(report_field("account", "Account", request.GET.get("account", ""), "select", options))
+    return fields
 
 
 @staff_required(Action.ACCOUNTING_EXPORT)
@@ -140,7 +125,8 @@ def trial_balance_page(request):
         query = {k: v for k, v in request.GET.items() if k in ("start", "end")}
         return f"{reverse('accounting:general_ledger')}?{urlencode({**query, 'account': row['code']})}"
 
-    return _report(request, "Trial balance", build, links={"account": drill})
+    return report_page(request, "Trial balance", build, _fields(request, with_account=False),
+                       links={"account": drill})
 
 
 @staff_required(Action.ACCOUNTING_EXPORT)
@@ -149,4 +135,4 @@ def general_ledger_page(request):
         start, end = _dates(request)
         return general_ledger_table(start=start, end=end, account=request.GET.get("account") or None)
 
-    return _report(request, "General ledger", build)
+    return report_page(request, "General ledger", build, _fields(request, with_account=True))

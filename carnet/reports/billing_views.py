@@ -34,7 +34,7 @@ def _major(minor: int) -> float:
     return minor / 10 ** exponent(clinic_get().currency)
 
 
-def _field(name, label, value, kind="date", options=None):
+def report_field(name, label, value, kind="date", options=None):
     return {"name": name, "label": label, "value": "" if value is None else str(value), "kind": kind,
             "options": options or []}
 
@@ -44,8 +44,9 @@ def _exports(request) -> dict:
     return {f: "?" + urlencode({**query, "format": f}) for f in ("csv", "xlsx")}
 
 
-def _page(request, title, build, fields, *, chart=None, extra=None):
-    """Build the table (a domain error becomes a message above the filters), export or render it."""
+def report_page(request, title, build, fields, *, chart=None, extra=None, links=None):
+    """Build the table (a domain error becomes a message above the filters), export or render it.
+    `links`: column key -> function(row) -> URL, for cells that link somewhere (render.page_context)."""
     context = {"title": title, "fields": fields, "exports": _exports(request), "error": None, "table": None,
                "whole_clinic": can(request.user, Action.REPORTS_CLINIC)}
     try:
@@ -56,7 +57,7 @@ def _page(request, title, build, fields, *, chart=None, extra=None):
     exported = export_or_none(request, table)
     if exported is not None:
         return exported
-    context.update(page_context(table))
+    context.update(page_context(table, links=links))
     context["chart"] = chart(table) if chart else ""
     context.update(extra(table) if extra else {})
     return render(request, "reports/billing_report.html", context)
@@ -65,11 +66,11 @@ def _page(request, title, build, fields, *, chart=None, extra=None):
 @staff_required(Action.REPORTS_OWN)
 def compensation(request):
     g = request.GET
-    fields = [_field("start", "From", g.get("start")), _field("end", "To", g.get("end")),
-              _field("basis", "Basis", g.get("basis", reports.ACCRUAL), "select", list(reports.BASES.items()))]
+    fields = [report_field("start", "From", g.get("start")), report_field("end", "To", g.get("end")),
+              report_field("basis", "Basis", g.get("basis", reports.ACCRUAL), "select", list(reports.BASES.items()))]
     if can(request.user, Action.REPORTS_CLINIC):
         staff = [("", "Everyone")] + [(str(s.pk), s.display_name) for s in StaffMember.objects.all()]
-        fields.append(_field("staff", "Staff member", g.get("staff", ""), "select", staff))
+        fields.append(report_field("staff", "Staff member", g.get("staff", ""), "select", staff))
 
     def chart(table):
         per_staff = {}
@@ -77,7 +78,7 @@ def compensation(request):
             per_staff[row["staff"]] = per_staff.get(row["staff"], 0) + row["commission"]
         return bar_chart([(name, _major(v)) for name, v in sorted(per_staff.items())], y_title=clinic_get().currency, title="Commission per staff member")
 
-    return _page(request, "Compensation", lambda: reports.compensation(
+    return report_page(request, "Compensation", lambda: reports.compensation(
         actor=request.user, period=period_from(g.get("start"), g.get("end")), basis=g.get("basis") or reports.ACCRUAL,
         staff_id=g.get("staff")), fields, chart=chart)
 
@@ -85,20 +86,20 @@ def compensation(request):
 @staff_required(Action.REPORTS_OWN)
 def transactions(request):
     g = request.GET
-    fields = [_field("start", "From", g.get("start")), _field("end", "To", g.get("end"))]
+    fields = [report_field("start", "From", g.get("start")), report_field("end", "To", g.get("end"))]
 
     def chart(table):
         return bar_chart([(day, _major(v)) for day, v in reports.transactions_chart_points(table)],
                          y_title=clinic_get().currency, title="Net received per day")
 
-    return _page(request, "Transactions", lambda: reports.transactions(
+    return report_page(request, "Transactions", lambda: reports.transactions(
         actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)
 
 
 @staff_required(Action.REPORTS_OWN)
 def ar_aging(request):
     g = request.GET
-    fields = [_field("as_of", "As of", g.get("as_of"))]
+    fields = [report_field("as_of", "As of", g.get("as_of"))]
     holder = {}
 
     def build():
@@ -119,17 +120,17 @@ def ar_aging(request):
                           "report": clinic.money(check["report_minor"]),
                           "difference": clinic.money(check["difference_minor"])}}
 
-    return _page(request, "Accounts receivable aging", build, fields, chart=chart, extra=extra)
+    return report_page(request, "Accounts receivable aging", build, fields, chart=chart, extra=extra)
 
 
 @staff_required(Action.REPORTS_OWN)
 def billing_summary(request):
     g = request.GET
-    fields = [_field("start", "From", g.get("start")), _field("end", "To", g.get("end"))]
+    fields = [report_field("start", "From", g.get("start")), report_field("end", "To", g.get("end"))]
 
     def chart(table):
         return bar_chart([(r["income_category"], _major(r["earned"])) for r in table.rows],
                          y_title=clinic_get().currency, title="Earned revenue by income category")
 
-    return _page(request, "Billing summary", lambda: reports.billing_summary(
+    return report_page(request, "Billing summary", lambda: reports.billing_summary(
         actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)
