@@ -10,7 +10,6 @@ from django.db.models import Q
 class Kind(models.TextChoices):
     PATIENTS = "patients", "Patients"
     PACKAGES = "packages", "Packages"
-    MEMBERSHIPS = "memberships", "Memberships"
     CREDIT = "credit", "Account credit"
     GIFT_CARDS = "gift_cards", "Gift cards"
 

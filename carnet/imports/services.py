@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, bulk, clock
@@ -88,10 +88,14 @@ def import_commit(*, actor, kind: str, data: bytes, file_name: str, cut_over: dt
         money_minor=plan.money_minor, created_at=clock.now(), created_by=user)
     at = _opening_at(preview.cut_over, clinic.time_zone)
     memo = f"Opening balance, import #{batch.pk}"
-    made = _CREATE[preview.kind](actor=actor, plan=plan, at=at, memo=memo, zone=clinic.time_zone)
-    bulk.insert(ImportedRecord, [
-        ImportedRecord(batch=batch, kind=batch.kind, external_id=row.external_id, line=row.line, object_id=pk,
-                       txn_id=txn_id) for row, (pk, txn_id) in zip(plan.rows, made)])
+    try:
+        made = _CREATE[preview.kind](actor=actor, plan=plan, at=at, memo=memo, zone=clinic.time_zone)
+        bulk.insert(ImportedRecord, [
+            ImportedRecord(batch=batch, kind=batch.kind, external_id=row.external_id, line=row.line, object_id=pk,
+                           txn_id=txn_id) for row, (pk, txn_id) in zip(plan.rows, made)])
+    except IntegrityError:  # the same rows (or gift card codes) committed by someone else meanwhile
+        raise Conflict("Nothing was imported: some of these rows were imported at the same moment by another "
+                       "import. Run the dry run again to see what is left.", code="import_raced") from None
     activity.record(actor=actor, verb="imported", obj=batch, after=activity.snapshot(batch))
     return batch
 

@@ -12,8 +12,12 @@ from carnet.core.models import ActivityLog
 pytestmark = pytest.mark.django_db
 
 
+# One instant for every call: two calls a second apart (a loaded machine) must still write the same rows.
+AT = clock.now().replace(microsecond=123456)
+
+
 def _rows(n: int, start: int) -> list[ActivityLog]:
-    at = clock.now().replace(microsecond=123456)
+    at = AT
     return [ActivityLog(at=at + dt.timedelta(seconds=i), actor=None, actor_name=f"job é{i}", verb="created",
                         object_type="billing.invoice", object_id=str(start + i), object_repr=f"Invoice #{i}\ttab",
                         before=None if i % 2 else {"n": i}, after={"total_minor": i * 100, "notes": "a \\ b\nc"})

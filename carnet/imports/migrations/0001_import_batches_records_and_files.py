@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
             name='ImportBatch',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('patients', 'Patients'), ('packages', 'Packages'), ('memberships', 'Memberships'), ('credit', 'Account credit'), ('gift_cards', 'Gift cards')], max_length=16)),
+                ('kind', models.CharField(choices=[('patients', 'Patients'), ('packages', 'Packages'), ('credit', 'Account credit'), ('gift_cards', 'Gift cards')], max_length=16)),
                 ('file_name', models.CharField(max_length=200)),
                 ('file_sha256', models.CharField(max_length=64)),
                 ('encoding', models.CharField(max_length=40)),
@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
             name='ImportedRecord',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('patients', 'Patients'), ('packages', 'Packages'), ('memberships', 'Memberships'), ('credit', 'Account credit'), ('gift_cards', 'Gift cards')], max_length=16)),
+                ('kind', models.CharField(choices=[('patients', 'Patients'), ('packages', 'Packages'), ('credit', 'Account credit'), ('gift_cards', 'Gift cards')], max_length=16)),
                 ('external_id', models.CharField(max_length=120)),
                 ('line', models.PositiveIntegerField()),
                 ('object_id', models.BigIntegerField()),
