@@ -12,6 +12,7 @@ from django.utils.text import slugify
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.money import exponent
+from carnet.core.spreadsheet import formula_safe
 
 from .table import DATE, MONEY, Table
 
@@ -30,18 +31,6 @@ def _cells(table: Table, row: dict, places: int) -> list:
     return out
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"): a
-# patient named "=HYPERLINK(…)" must stay a name.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_safe(value):
-    """Text that a spreadsheet would read as a formula gets a leading apostrophe; numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _filename(table: Table, ext: str) -> str:
     return f"{slugify(table.title) or 'report'}.{ext}"
 
@@ -51,9 +40,9 @@ def csv_response(table: Table) -> HttpResponse:
     buffer = io.StringIO()
     buffer.write("\ufeff")  # the BOM: Excel then reads UTF-8 ("Bélanger", "—") instead of its local code page
     writer = csv.writer(buffer)
-    writer.writerow([_csv_safe(c.label) for c in table.columns])
+    writer.writerow([formula_safe(c.label) for c in table.columns])
     for row in table.rows:
-        writer.writerow(["" if v is None else _csv_safe(v) for v in _cells(table, row, places)])
+        writer.writerow(["" if v is None else formula_safe(v) for v in _cells(table, row, places)])
     totals = table.totals
     if totals:
         writer.writerow(["Total" if i == 0 and c.key not in totals else

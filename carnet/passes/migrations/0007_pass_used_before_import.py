@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('clinic', '0004_pass_expiry_rules_and_insurer_receipts'),
         ('gateway', '0001_cards_on_file_and_test_gateway'),
-        ('passes', '0005_active_membership_index'),
+        ('passes', '0006_pass_taxes_copied_at_sale'),
         ('people', '0002_staff_calendar_feed_digest'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
