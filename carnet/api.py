@@ -16,7 +16,7 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError
 from carnet.core.middleware import body_too_large_response, problem_response
 from carnet.people.models import ApiToken
-from carnet.people.services import token_digest
+from carnet.people.selectors import api_token_active
 
 log = logging.getLogger(__name__)
 TOKEN_TOUCH_EVERY = datetime.timedelta(minutes=1)
@@ -26,8 +26,7 @@ class TokenAuth(HttpBearer):
     """`Authorization: Bearer crn_…` — a staff member's API token."""
 
     def authenticate(self, request, token):
-        found = (ApiToken.objects.select_related("staff__user")
-                 .filter(token_hash=token_digest(token), revoked_at__isnull=True, staff__is_active=True).first())
+        found = api_token_active(token)
         if found is None:
             # A wrong token is a 401, not a fall-through to the session (whose CSRF check says 403).
             raise AuthenticationError()
@@ -64,9 +63,11 @@ api = NinjaAPI(
         "Carnet's JSON API. Authenticate with the session cookie (plus the CSRF token) or "
         "`Authorization: Bearer <token>`. Money is integer minor units of the clinic currency "
         "(`price_minor: 1250` is 12.50). POSTs that create something or move money accept an "
-        "`Idempotency-Key` header: a retry with the same key and body returns the first response; "
-        "the same key with a different body is a 409. Errors are RFC 9457 problem details with a "
-        "stable `code`."
+        "`Idempotency-Key` header, scoped to the user who sends it (token or session alike): a retry "
+        "with the same key, address, query string and body returns the first response; the same key "
+        "with another request is a 409. Card charges and refunds require a key (400 "
+        "`idempotency_key_required`). Keys are kept `IDEMPOTENCY_KEY_HOURS` (default 72). Errors are "
+        "RFC 9457 problem details with a stable `code`."
     ),
 )
 

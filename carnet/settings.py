@@ -4,6 +4,7 @@ DATABASE_URL   sqlite:///var/carnet.sqlite3 (default) or postgres://user@host:54
 SECRET_KEY     required when DEBUG is off: Carnet refuses to start without it (`make demo` makes one in var/)
 HTTPS=1        production behind TLS: secure cookies, HTTPS redirect, HSTS (see the README's production checklist)
 SESSION_IDLE_MINUTES  staff and patient sessions end after this much inactivity (default 30)
+IDEMPOTENCY_KEY_HOURS  how long an Idempotency-Key's first response is kept for replay (default 72)
 EMAIL_HOST     an SMTP server turns on real email (see "Email" below); without it mail lands in var/mail/
 """
 
@@ -220,3 +221,5 @@ MAX_LINE_AMOUNT = int(os.environ.get("MAX_LINE_AMOUNT", "1000000"))
 MAX_PAYMENT_AMOUNT = int(os.environ.get("MAX_PAYMENT_AMOUNT", "1000000"))
 # How far ahead patients may book online.
 ONLINE_BOOKING_HORIZON_DAYS = int(os.environ.get("ONLINE_BOOKING_HORIZON_DAYS", "365"))
+# How long an Idempotency-Key (API) or a form key (pages) is remembered; the daily job purges older ones.
+IDEMPOTENCY_KEY_HOURS = int(os.environ.get("IDEMPOTENCY_KEY_HOURS", "72"))

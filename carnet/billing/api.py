@@ -1,7 +1,8 @@
 """Billing endpoints: invoices, payments, credit, unapply, refunds, cards on file.
 
 Every POST here accepts `Idempotency-Key` (core.middleware); the key is also the payment
-gateway's idempotency key, so a retried card payment never charges twice.
+gateway's idempotency key, so a retried card payment never charges twice. A card payment or
+refund requires one (400 `idempotency_key_required`).
 """
 
 from typing import Literal
@@ -13,6 +14,7 @@ from ninja import Router, Status
 from carnet.clinic.models import Location
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import NotFound, ValidationFailed
+from carnet.core.idempotency import request_key
 from carnet.core.permissions import Action, require
 from carnet.gateway.selectors import card_get, cards_for_patient
 from carnet.gateway.services import card_remove, card_store
@@ -46,10 +48,6 @@ def _payment(request, pk: int) -> Payment:
         raise NotFound(f"No payment with id {pk}.")
     patient_for(request.auth, payment.patient_id, action=Action.INVOICE_VIEW)
     return payment
-
-
-def _key(request) -> str | None:
-    return request.headers.get("Idempotency-Key")
 
 
 @router.get("/patients/{pk}/account", response=s.AccountOut, operation_id="patient_account")
@@ -142,7 +140,8 @@ def receive_payment(request, payload: s.PaymentIn):
     payment = payments.payment_receive(
         actor=request.auth, patient=patient, method=payload.method, amount_minor=payload.amount_minor,
         reference=payload.reference, allocations=_allocations(patient, payload.allocations), card=card,
-        idempotency_key=_key(request))
+        idempotency_key=request_key(request, required=payload.method == Payment.Method.CARD_GATEWAY,
+                                    why="a card payment charges the card."))
     return Status(201, _PAYMENTS.get(pk=payment.pk))
 
 
@@ -183,9 +182,12 @@ def unapply(request, pk: int):
 @router.post("/payments/{pk}/refunds", response={201: s.RefundOut}, operation_id="payment_refund")
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
-    return Status(201, payments.payment_refund(actor=request.auth, payment=_payment(request, pk),
+    payment = _payment(request, pk)
+    key = request_key(request, required=(payload.method or payment.method) == Payment.Method.CARD_GATEWAY,
+                      why="a refund to the card sends money back to it.")
+    return Status(201, payments.payment_refund(actor=request.auth, payment=payment,
                                                amount_minor=payload.amount_minor, method=payload.method,
-                                               reason=payload.reason, idempotency_key=_key(request)))
+                                               reason=payload.reason, idempotency_key=key))
 
 
 @router.get("/patients/{pk}/cards", response=list[s.CardOut], operation_id="cards_list")

@@ -1,16 +1,79 @@
-"""Idempotency for page forms: each rendered form carries a key that may be used once.
+"""Idempotency keys: who a key belongs to, how long it lives, and the keys of page forms.
 
-Call claim_form_key() inside the same transaction as the write it protects: a double
-submit (two clicks, a reload) then finds the key taken and does nothing, and a write
-that rolls back frees the key for a retry.
+API requests (core.middleware): a key is scoped to the caller — the user, however they
+authenticated — and is remembered for IDEMPOTENCY_KEY_HOURS.
+
+Page forms: each rendered form carries a key that may be used once. Call claim_form_key()
+inside the same transaction as the write it protects: a double submit (two clicks, a reload)
+then finds the key taken and does nothing, and a write that rolls back frees the key for a retry.
 """
 
+import datetime as dt
+import hashlib
 import uuid
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from . import clock
+from .errors import CarnetError
 from .models import IdempotencyRecord
+
+
+class IdempotencyKeyRequired(CarnetError):
+    status = 400
+    code = "idempotency_key_required"
+
+
+def request_key(request, *, required: bool = False, why: str = "") -> str | None:
+    """The request's Idempotency-Key scoped to its caller (see scoped_key), for the calls it makes
+    out; None without a key, or, when `required`, a 400 saying `why` it cannot go without one."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        if required:
+            raise IdempotencyKeyRequired(
+                f"Send an Idempotency-Key header with this request: {why} Without a key, a retry after a lost "
+                "answer could move the money twice; with one, the retry returns the first answer.")
+        return None
+    scope = getattr(request, "idempotency_scope", None) or caller_scope(request)
+    return scoped_key(scope=scope or "", key=key)
+
+
+def withhold_response(request) -> None:
+    """This request's answer holds a secret: its Idempotency-Key stays taken, its body is never stored."""
+    request.idempotency_withhold = True
+
+
+def scoped_key(*, scope: str, key: str) -> str:
+    """One caller's key as the gateway sees it: two callers choosing the same key are two charges."""
+    return "api-" + hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
+
+
+def caller_scope(request) -> str | None:
+    """Whose keys these are: the user behind a bearer token or the session (one scope for both),
+    else an anonymous session; None when there is nobody to tell apart."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":  # read like the API's own HttpBearer: the scheme in any case
+        # people sits above core; its token table says whose token this is.
+        from carnet.people.selectors import api_token_active
+
+        token = api_token_active(raw)
+        return f"user:{token.staff.user_id}" if token else None  # a wrong token is refused (401)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    session_key = request.session.session_key if hasattr(request, "session") else None
+    return "session:" + hashlib.sha256(session_key.encode()).hexdigest()[:32] if session_key else None
+
+
+def expired_before(now: dt.datetime) -> dt.datetime:
+    return now - dt.timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+
+
+def idempotency_records_purge(*, now: dt.datetime) -> int:
+    """Delete API and form keys older than IDEMPOTENCY_KEY_HOURS (the daily job). Returns how many."""
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=expired_before(now)).delete()
+    return deleted
 
 
 def new_form_key() -> str:

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils.cache import patch_cache_control
 
-from . import clock
+from . import clock, idempotency
 from .models import IdempotencyRecord
 
 CSP = (
@@ -52,13 +52,20 @@ _NOT_STORED = {401, 403, 429}
 
 
 class IdempotencyMiddleware:
-    """POST /api/… with an Idempotency-Key runs once per key.
+    """POST /api/… with an Idempotency-Key runs once per key and per caller.
+
+    The caller is who authenticated — the user behind a bearer token (whatever the spelling of
+    the header) or behind the session, so a token and a session of one user share their keys —
+    and the request is its method, path, query string and body. A key is remembered for
+    IDEMPOTENCY_KEY_HOURS; after that it counts as new.
 
     The key's record is inserted in the same database transaction as the operation, so the
     operation and its record commit together or not at all: a crash before commit leaves
     nothing, and a retry runs again. A concurrent request with the same key waits on the
     unique constraint (PostgreSQL) or the write lock (SQLite), then replays the stored response.
     The insert is `ON CONFLICT DO NOTHING`, so a taken key needs no savepoint to recover from.
+    A response its handler marked with idempotency.withhold_response() (it carries a secret, e.g. a
+    new API token) keeps its key taken but its body is not stored: a retry is told so instead of seeing the secret again.
     """
 
     def __init__(self, get_response):
@@ -71,12 +78,16 @@ class IdempotencyMiddleware:
         if not 1 <= len(key) <= 255:
             return problem_response(400, "idempotency_key_invalid", "Invalid Idempotency-Key",
                                     "The Idempotency-Key header must be 1 to 255 characters long.")
-        scope = self._scope(request)
+        scope = idempotency.caller_scope(request)
+        if scope is None:  # nobody to scope the key to: the API refuses the request itself (401, not stored)
+            return self.get_response(request)
+        request.idempotency_scope = scope  # the handler's request_key() scopes the gateway's key the same way
         try:
             body = request.body
         except RequestDataTooBig:
             return body_too_large_response()
-        digest = hashlib.sha256(request.method.encode() + request.path.encode() + b"\n" + body).hexdigest()
+        digest = hashlib.sha256(b"\n".join([request.method.encode(), request.path.encode(),
+                                            request.META.get("QUERY_STRING", "").encode(), body])).hexdigest()
 
         with transaction.atomic():
             claimed = self._claim(scope, key, digest)
@@ -86,33 +97,26 @@ class IdempotencyMiddleware:
             if response.status_code >= 500 or response.status_code in _NOT_STORED:
                 transaction.set_rollback(True)
                 return response
+            secret = getattr(request, "idempotency_withhold", False)
             IdempotencyRecord.objects.filter(pk=claimed).update(
-                status_code=response.status_code, content_type=response.get("Content-Type", ""),
-                body=bytes(response.content))
+                status_code=response.status_code, content_type="" if secret else response.get("Content-Type", ""),
+                body=b"" if secret else bytes(response.content), secret_withheld=secret)
         return response
 
     @staticmethod
     def _claim(scope: str, key: str, digest: str) -> int | None:
         """Insert the key's record and return its id, or None when the key is already taken."""
+        now = clock.now()
+        IdempotencyRecord.objects.filter(scope=scope, key=key, created_at__lt=idempotency.expired_before(now)).delete()
         q = connection.ops.quote_name
         with connection.cursor() as cur:
             cur.execute(
                 f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({q('scope')}, {q('key')}, {q('request_hash')}, "
-                f"{q('status_code')}, {q('content_type')}, {q('body')}, {q('created_at')}) "
-                f"VALUES (%s, %s, %s, 0, '', %s, %s) ON CONFLICT ({q('scope')}, {q('key')}) DO NOTHING RETURNING id",
-                [scope, key, digest, b"", connection.ops.adapt_datetimefield_value(clock.now())])
+                f"{q('status_code')}, {q('content_type')}, {q('body')}, {q('secret_withheld')}, {q('created_at')}) "
+                f"VALUES (%s, %s, %s, 0, '', %s, %s, %s) ON CONFLICT ({q('scope')}, {q('key')}) DO NOTHING RETURNING id",
+                [scope, key, digest, b"", False, connection.ops.adapt_datetimefield_value(now)])
             row = cur.fetchone()
         return row[0] if row else None
-
-    @staticmethod
-    def _scope(request) -> str:
-        auth = request.headers.get("Authorization")
-        if auth:
-            return "token:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            return f"user:{user.pk}"
-        return "anonymous:" + (request.session.session_key or "") if hasattr(request, "session") else "anonymous"
 
     @staticmethod
     def _replay(scope: str, key: str, digest: str) -> HttpResponse:
@@ -120,8 +124,15 @@ class IdempotencyMiddleware:
         if record.request_hash != digest:
             return problem_response(
                 409, "idempotency_key_reused", "Idempotency-Key already used",
-                "This Idempotency-Key was already used for a different request. "
-                "Send a new key for a new request.",
+                "This Idempotency-Key was already used for a different request (another address, query string "
+                "or body). Send a new key for a new request.",
+            )
+        if record.secret_withheld:
+            return problem_response(
+                409, "idempotency_secret_not_replayed", "Already done; the secret is not shown again",
+                "The first request with this Idempotency-Key succeeded and its answer held a secret, which is "
+                "shown only once and was not kept. If it was lost, revoke what was created and make a new one "
+                "with a new key.",
             )
         response = HttpResponse(bytes(record.body), status=record.status_code, content_type=record.content_type)
         response["Idempotent-Replayed"] = "true"

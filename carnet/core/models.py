@@ -31,13 +31,15 @@ class ActivityLog(models.Model):
 class IdempotencyRecord(models.Model):
     """The first response to a POST carrying an Idempotency-Key, replayed on retries."""
 
-    scope = models.CharField(max_length=80)  # whose key: a user or a token
+    scope = models.CharField(max_length=80)  # whose key: "user:<id>", "session:<digest>" or "form:<user id>"
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField()
     content_type = models.CharField(max_length=100)
     body = models.BinaryField()
-    created_at = models.DateTimeField()
+    # The first response held a secret (a new API token): only its status is kept, never the body.
+    secret_withheld = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_index=True)  # the daily job purges expired keys by age
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]

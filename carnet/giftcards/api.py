@@ -1,23 +1,25 @@
 """Gift-card endpoints. Every POST accepts `Idempotency-Key` (core.middleware replays the first
-response); for card payments the key is also the gateway's key, so a retry never charges twice."""
+response); for card payments the key is also the gateway's key, so a retry never charges twice, and
+a load, reload or refund by card requires one (400 `idempotency_key_required`)."""
 
 from ninja import Router, Status
 
 from carnet.billing.api import _PAYMENTS, _allocations
 from carnet.billing.schemas import PaymentOut
+from carnet.core.idempotency import request_key
 from carnet.core.permissions import Action, require
 from carnet.gateway.selectors import card_get
 from carnet.people.selectors import patient_get
 
 from . import schemas as s
 from . import services
-from .selectors import giftcard_by_pk, giftcards_search
+from .selectors import giftcard_by_pk, giftcard_loaded_by_card, giftcards_search
 
 router = Router(tags=["gift cards"])
 
 
-def _key(request) -> str | None:
-    return request.headers.get("Idempotency-Key")
+def _by_card(request, method: str, why: str) -> str | None:
+    return request_key(request, required=method == "card_gateway", why=why)
 
 
 def _card(pk: int):
@@ -40,7 +42,7 @@ def create(request, payload: s.GiftCardIn):
         method=payload.method, reference=payload.reference,
         card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
         recipient_name=payload.recipient_name, recipient_email=payload.recipient_email, notes=payload.notes,
-        idempotency_key=_key(request))
+        idempotency_key=_by_card(request, payload.method, "loading a gift card by card charges the card."))
     return Status(201, card)
 
 
@@ -74,7 +76,7 @@ def reload(request, pk: int, payload: s.ReloadIn):
         actor=request.auth, card=_card(pk), amount_minor=payload.amount_minor, payer=patient_get(payload.payer_id),
         method=payload.method, reference=payload.reference,
         card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
-        idempotency_key=_key(request))
+        idempotency_key=_by_card(request, payload.method, "reloading a gift card by card charges the card."))
     return Status(201, card)
 
 
@@ -90,8 +92,11 @@ def transfer(request, pk: int, payload: s.TransferIn):
 @router.post("/gift-cards/{pk}/refund", response={201: s.GiftCardOut}, operation_id="giftcard_refund")
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
-    services.giftcard_refund(actor=request.auth, card=_card(pk), amount_minor=payload.amount_minor,
-                             reason=payload.reason, idempotency_key=_key(request))
+    card = _card(pk)
+    key = request_key(request, required=giftcard_loaded_by_card(card),
+                      why="this gift card was loaded by card, and its refund goes back to that card.")
+    services.giftcard_refund(actor=request.auth, card=card, amount_minor=payload.amount_minor,
+                             reason=payload.reason, idempotency_key=key)
     return Status(201, _card(pk))
 
 

@@ -1,5 +1,6 @@
 from django.db.models import QuerySet
 
+from carnet.billing.models import Payment
 from carnet.core.errors import NotFound
 
 from .models import GiftCard
@@ -17,3 +18,8 @@ def giftcard_by_pk(pk: int) -> GiftCard:
     if card is None:
         raise NotFound(f"No gift card with id {pk}.", code="gift_card_not_found")
     return card
+
+
+def giftcard_loaded_by_card(card: GiftCard) -> bool:
+    """Whether a payment that loaded this card went through the card gateway (its refund goes back there)."""
+    return card.transactions.filter(payment__gift_card_minor__gt=0, payment__method=Payment.Method.CARD_GATEWAY).exists()

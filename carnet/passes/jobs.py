@@ -1,5 +1,5 @@
 """The clinic's daily passes job: membership cycles, instalments and card charges, membership
-revenue by day, expiry, expiry reminders. Run it from cron or a
+revenue by day, expiry, expiry reminders, and purging expired idempotency keys. Run it from cron or a
 systemd timer (`manage.py passes_daily`), or enqueue `passes_daily_task` on the background worker.
 Every part is idempotent, so running it twice, late or concurrently does nothing twice."""
 
@@ -12,6 +12,7 @@ from django_tasks import task
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
+from carnet.core.idempotency import idempotency_records_purge
 
 from .emails import expiry_reminder_email
 from .ending import passes_expire
@@ -46,14 +47,16 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
 
 def passes_daily(*, today: dt.date | None = None) -> dict:
     """In order: invoice due membership cycles, invoice due instalments and charge cards on file,
-    earn membership fees to date, end finished memberships, expire packages, send reminders."""
+    earn membership fees to date, end finished memberships, expire packages, send reminders,
+    forget idempotency keys older than IDEMPOTENCY_KEY_HOURS."""
     today = today or clock.today(clinic_get().time_zone)
     cycles = cycles_issue(today=today)
     run = instalments_bill(today=today)
     return {"cycles_issued": len(cycles), "instalments_issued": len(run.issued), "charged": len(run.charged),
             "declined": len(run.declined), "membership_revenue_recognised_minor": memberships_recognise(today=today),
             "memberships_ended": memberships_end(today=today), "passes_expired": passes_expire(today=today),
-            "expiry_reminders": expiry_reminders_send(today=today)}
+            "expiry_reminders": expiry_reminders_send(today=today),
+            "idempotency_keys_purged": idempotency_records_purge(now=clock.now())}
 
 
 @task()

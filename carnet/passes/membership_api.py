@@ -17,6 +17,7 @@ from ninja import Router, Status
 
 from carnet.clinic.models import Location
 from carnet.core.errors import NotAllowed, NotFound
+from carnet.core.idempotency import request_key
 from carnet.core.permissions import Action, require
 from carnet.gateway.models import CardOnFile
 from carnet.people.models import StaffMember
@@ -102,6 +103,11 @@ def _charge(sold: Pass) -> dict:
     return first_charge_outcome(sold, pass_charge_due(sold_pass=sold))
 
 
+def _automatic_needs_key(request, payment_mode: str) -> None:
+    request_key(request, required=payment_mode == Pass.PaymentMode.AUTOMATIC,
+                why="in automatic mode the cycle that is due is charged to the card at once.")
+
+
 # ---------------------------------------------------------------- staff
 
 
@@ -109,6 +115,7 @@ def _charge(sold: Pass) -> dict:
              summary="Sell a membership; an automatic one's due cycle is charged at once (see `charge`)")
 def sell(request, pk: int, payload: s.MembershipSellIn):
     require(request.auth, Action.SELL)
+    _automatic_needs_key(request, payload.payment_mode)
     patient = patient_get(pk)
     template = _one(PassTemplate, payload.template_id, "template_id", "membership template")
     sold = ms.membership_sell(
@@ -156,6 +163,7 @@ def resume(request, pk: int):
              summary="Change the payment mode or card; an unpaid current cycle is charged to the new card at once")
 def payment(request, pk: int, payload: s.MembershipPaymentIn):
     require(request.auth, Action.SELL)
+    _automatic_needs_key(request, payload.payment_mode)
     sold = _membership(request, pk, action=Action.SELL)
     changed = ms.membership_payment_set(actor=request.auth, sold_pass=sold, payment_mode=payload.payment_mode,
                                         card=_one(CardOnFile, payload.card_id, "card_id", "card on file"))

@@ -1,8 +1,10 @@
 """Staff, patients, family links, API tokens."""
 
+from django.http import HttpResponse
 from ninja import PatchDict, Router, Status
 
 from carnet.core.errors import NotAllowed, NotFound
+from carnet.core.idempotency import withhold_response
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
 
 from . import schemas as s
@@ -95,9 +97,12 @@ def tokens(request):
 
 
 @router.post("/tokens", response={201: s.TokenCreatedOut}, tags=["staff"], operation_id="token_create")
-def token_create(request, payload: s.TokenIn):
+def token_create(request, response: HttpResponse, payload: s.TokenIn):
     token, raw = services.api_token_create(actor=request.auth, name=payload.name)
     token.token = raw
+    # The secret is shown once: no cache keeps it, nor does the Idempotency-Key's stored answer.
+    response["Cache-Control"] = "no-store"
+    withhold_response(request)
     return Status(201, token)
 
 

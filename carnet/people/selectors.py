@@ -3,7 +3,8 @@ from django.db.models import Q, QuerySet
 from carnet.core.errors import NotFound
 from carnet.core.permissions import Action, require, staff_of
 
-from .models import FamilyLink, Patient, StaffMember, digits
+from .models import ApiToken, FamilyLink, Patient, StaffMember, digits
+from .services import token_digest
 
 
 def patient_search(*, query: str = "", limit: int = 50) -> QuerySet[Patient]:
@@ -72,3 +73,9 @@ def staff_get(pk: int) -> StaffMember:
     if staff is None:
         raise NotFound(f"No staff member with id {pk}.")
     return staff
+
+
+def api_token_active(raw: str) -> ApiToken | None:
+    """The unrevoked token of an active staff member whose secret is `raw`, with its user."""
+    return (ApiToken.objects.select_related("staff__user")
+            .filter(token_hash=token_digest(raw), revoked_at__isnull=True, staff__is_active=True).first())

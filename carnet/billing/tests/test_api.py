@@ -102,7 +102,7 @@ def test_declined_card_is_a_402_and_records_nothing(desk, catalog):
     card = desk.post(f"/patients/{patient.pk}/cards", {"number": "4000000000000002", "exp_month": 12,
                                                        "exp_year": 2099, "cvc": "123", "holder": "Pat"}).json()
     response = desk.post("/payments", {"patient_id": patient.pk, "method": "card_gateway", "amount_minor": 100,
-                                       "card_id": card["id"]})
+                                       "card_id": card["id"]}, **{"Idempotency-Key": "declined-1"})
     assert response.status_code == 402 and response.json()["code"] == "card_declined"
     assert not Payment.objects.exists()
 

@@ -48,9 +48,10 @@ from django.core.management.base import CommandError
 
 from carnet.billing.models import Invoice, Payment, Refund
 from carnet.conftest import make_catalog, make_patient, make_staff, race
+from carnet.core.idempotency import scoped_key
 from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import AccessLevel
-from carnet.gateway.models import TestGatewayCharge, TestGatewayRefund
+from carnet.gateway.models import CardOnFile, TestGatewayCharge, TestGatewayRefund
 from carnet.gateway.services import card_store
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import giftcard_create_and_load
@@ -92,6 +93,7 @@ def server(tmp_path):
 class World:
     run: str
     token: str
+    scope: str  # whose Idempotency-Keys the token's requests use (the owner's)
     template_id: int
     treatment_id: int
     location_id: int
@@ -119,7 +121,7 @@ def make_world(threads: int = THREADS) -> World:
                               exp_year=first_day.year + 3, cvc="123", holder=p.full_name).pk
              for ps in patients for p in ps}
     return World(
-        run=uuid.uuid4().hex[:10], token=token, template_id=template.pk, treatment_id=catalog["treatment"].pk,
+        run=uuid.uuid4().hex[:10], token=token, scope=f"user:{owner.user.pk}", template_id=template.pk, treatment_id=catalog["treatment"].pk,
         location_id=catalog["location"].pk,
         practitioner_ids=[practitioner(catalog["location"]).pk for _ in range(threads)],
         patients=[[p.pk for p in ps] for ps in patients], cards=cards,
@@ -401,13 +403,15 @@ def check_exactly_once(world: World, workers: list[Worker]) -> Counter:
     money_in = acked("pay") + acked("gift")
     payments = Payment.objects.filter(reference__startswith=world.run + "-")
     assert sorted(payments.values_list("reference", flat=True)) == sorted(op.body["reference"] for op in money_in)
-    # Each card payment charged the card once (the gateway's key is the request's), refunds likewise.
-    card_paid = {op.key: op.body["amount_minor"] for op in money_in if op.body["method"] == "card_gateway"}
-    assert dict(TestGatewayCharge.objects.filter(key__startswith=world.run + "-")
-                .values_list("key", "amount_minor")) == card_paid
-    assert sorted(TestGatewayRefund.objects.filter(charge__key__startswith=world.run + "-")
-                  .values_list("key", flat=True)) == sorted(
-        op.key for op in acked("payment_refund") if op.reply.json()["method"] == "card_gateway")
+    # Each card payment charged the card once (the gateway's key is the request's, scoped to its caller),
+    # refunds likewise.
+    card_paid = {scoped_key(scope=world.scope, key=op.key): op.body["amount_minor"]
+                 for op in money_in if op.body["method"] == "card_gateway"}
+    tokens = CardOnFile.objects.filter(pk__in=world.cards.values()).values_list("token", flat=True)
+    assert dict(TestGatewayCharge.objects.filter(token__in=tokens).values_list("key", "amount_minor")) == card_paid
+    assert sorted(TestGatewayRefund.objects.filter(charge__token__in=tokens).values_list("key", flat=True)) == sorted(
+        scoped_key(scope=world.scope, key=op.key)
+        for op in acked("payment_refund") if op.reply.json()["method"] == "card_gateway")
     assert sorted(Payment.objects.filter(method=Payment.Method.GIFT_CARD, patient__in=own)
                   .values_list("pk", flat=True)) == sorted(op.reply.json()["id"] for op in acked("redeem"))
     assert sorted(GiftCard.objects.filter(code__startswith="G" + world.run.upper()).values_list("code", flat=True)) \

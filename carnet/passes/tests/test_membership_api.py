@@ -3,6 +3,8 @@ or declined; Idempotency-Key), read (terms, cycles, next billing date), cancel w
 warning, pause/resume, change the payment, delete, refund a cycle; bad input; who may do what; and
 a patient's own cancel/pause/resume within the policy (another patient's is not found)."""
 
+import uuid
+
 import pytest
 
 from carnet.billing.models import Payment
@@ -40,7 +42,13 @@ def _card(s, number=GOOD, patient=None):
                       exp_year=2030, cvc="123", holder="Pat Test")
 
 
+def _key():
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
 def _sell(s, expect=201, api=None, headers=None, **body):
+    if headers is None and body.get("payment_mode") == "automatic":
+        headers = _key()  # an automatic sale charges the card: the API requires a key
     response = (api or s["desk"]).post(f"/patients/{s['patient'].pk}/memberships",
                                        {"template_id": s["template"].pk, **body}, **(headers or {}))
     assert response.status_code == expect, response.content
@@ -113,7 +121,8 @@ def test_the_same_idempotency_key_sells_once_and_charges_once(s):
     ({"start_date": "not a date"}, "start_date"),
 ])
 def test_bad_sale_input_is_a_422_naming_the_field(s, body, field):
-    response = s["desk"].post(f"/patients/{s['patient'].pk}/memberships", {"template_id": s["template"].pk, **body})
+    response = s["desk"].post(f"/patients/{s['patient'].pk}/memberships", {"template_id": s["template"].pk, **body},
+                              **_key())
     assert response.status_code == 422, response.content
     assert field in {e["field"] for e in response.json()["errors"]}
     assert not Pass.objects.filter(kind="membership").exists()
@@ -172,13 +181,24 @@ def test_pause_is_refused_beyond_the_templates_maximum(s):
 def test_changing_to_automatic_charges_the_unpaid_current_cycle(s):
     sold = _sell(s)
     card = _card(s)
-    changed = s["desk"].post(f"/memberships/{sold['id']}/payment", {"payment_mode": "automatic", "card_id": card.pk})
+    changed = s["desk"].post(f"/memberships/{sold['id']}/payment", {"payment_mode": "automatic", "card_id": card.pk},
+                             **_key())
     assert changed.status_code == 200, changed.content
     assert changed.json()["charge"]["outcome"] == "charged" and changed.json()["cycles"][0]["invoice_status"] == "paid"
     back = s["desk"].post(f"/memberships/{sold['id']}/payment", {"payment_mode": "manual"})
     assert back.json()["payment_mode"] == "manual" and back.json()["card_id"] is None
-    bad = s["desk"].post(f"/memberships/{sold['id']}/payment", {"payment_mode": "automatic"})
+    bad = s["desk"].post(f"/memberships/{sold['id']}/payment", {"payment_mode": "automatic"}, **_key())
     assert bad.status_code == 422
+
+
+def test_a_card_charge_without_an_idempotency_key_is_refused_and_says_why(s):
+    card = _card(s)
+    response = _sell(s, expect=400, headers={}, payment_mode="automatic", card_id=card.pk)
+    assert response["code"] == "idempotency_key_required" and "Idempotency-Key" in response["detail"]
+    sold = _sell(s)
+    changed = s["desk"].post(f"/memberships/{sold['id']}/payment", {"payment_mode": "automatic", "card_id": card.pk})
+    assert changed.status_code == 400 and changed.json()["code"] == "idempotency_key_required"
+    assert Pass.objects.count() == 1 and not TestGatewayCharge.objects.exists()
 
 
 def test_delete_an_unpaid_membership_but_not_a_paid_one(s):
