@@ -96,7 +96,7 @@ def credit_apply_view(request, pk: int, invoice_pk: int):
     patient = patient_get(pk)
     invoice = get_object_or_404(Invoice, pk=invoice_pk, patient=patient)
     _, denied = run_action(request, lambda: payments.credit_apply(actor=request.user, patient=patient, invoice=invoice),
-                           success=f"Credit applied to {invoice}.")
+                           success=f"Credit applied to {invoice}.", once=True)
     return denied or _tab(pk)
 
 
@@ -105,7 +105,7 @@ def credit_apply_view(request, pk: int, invoice_pk: int):
 def unapply_view(request, pk: int, allocation_pk: int):
     allocation = get_object_or_404(Allocation, pk=allocation_pk, payment__patient_id=pk)
     _, denied = run_action(request, lambda: payments.allocation_unapply(actor=request.user, allocation=allocation),
-                           success="Payment unapplied; the amount is now the patient's credit.")
+                           success="Payment unapplied; the amount is now the patient's credit.", once=True)
     return denied or _tab(pk)
 
 

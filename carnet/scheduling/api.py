@@ -101,12 +101,20 @@ def unarrive(request, pk: int, payload: s.PatientsIn = None):
 
 
 @router.post("/appointments/{pk}/no-show", response=s.AppointmentOut, operation_id="appointment_no_show",
-             summary="Mark a no-show (charging the clinic's fee), or undo one by marking again")
+             summary="Mark a no-show (charging the clinic's fee); marking it again changes nothing")
 def no_show(request, pk: int, payload: s.NoShowIn = None):
     payload = payload or s.NoShowIn()
     return selectors.with_participants(arrival.appointment_no_show(
         actor=request.auth, appointment=_bare(request, pk), charge_fee=payload.charge_fee,
         use_pass=payload.use_pass, patient_ids=payload.patient_ids))
+
+
+@router.post("/appointments/{pk}/no-show/undo", response=s.AppointmentOut, operation_id="appointment_no_show_undo",
+             summary="Undo a no-show: back to booked, its fee invoice deleted; undoing again changes nothing")
+def no_show_undo(request, pk: int, payload: s.PatientsIn = None):
+    ids = payload.patient_ids if payload else None
+    return selectors.with_participants(arrival.appointment_no_show_undo(
+        actor=request.auth, appointment=_bare(request, pk), patient_ids=ids))
 
 
 @router.post("/appointments/{pk}/cancel", response=s.AppointmentOut, operation_id="appointment_cancel")

@@ -160,10 +160,11 @@ def _fee_line(appointment: Appointment, fee: int) -> LineInput:
 @transaction.atomic
 def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = True, use_pass: bool = True,
                         patient_ids: list[int] | None = None) -> Appointment:
-    """Toggle no-show. Marking charges the clinic's no-show fee (if set and `charge_fee`) to the
-    patient (group: the primary); marking again undoes it, deleting that fee invoice.
-    A visit a pass covers uses its session instead (billing the additional charge) unless
-    `use_pass` is False, which frees the session and charges the fee (SPEC 5.3)."""
+    """Mark a no-show, charging the clinic's no-show fee (if set and `charge_fee`) to the patient
+    (group: the primary). A visit a pass covers uses its session instead (billing the additional
+    charge) unless `use_pass` is False, which frees the session and charges the fee (SPEC 5.3).
+    Marking what is already a no-show changes nothing (a double click bills once); undoing is
+    its own action, appointment_no_show_undo."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
     if appointment.kind == Kind.CLASS:
@@ -172,29 +173,44 @@ def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = T
         ids = None
         if appointment.status == Status.ARRIVED:
             raise Conflict("This appointment is arrived. Un-arrive it first to mark a no-show.", code="arrived")
+        if appointment.status == Status.NO_SHOW:
+            return appointment  # already marked: a repeat does nothing
     everyone = _participants(appointment)
-    missed = _rows(everyone, ids, status=Status.NO_SHOW)
-    if missed:  # pressing again undoes the no-show
-        for row in missed:
-            _reverse(actor, row, "undo the no-show")
-        _set(missed, Status.BOOKED)
-        verb = "no-show undone"
-    else:
-        rows = _rows(everyone, ids, status=Status.BOOKED)
-        if not rows:
-            raise Conflict("Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked")
-        fee = clinic_get().no_show_fee_minor if charge_fee else 0
-        billed = rows if appointment.kind == Kind.CLASS else rows[:1]  # group: the primary pays
-        for row in billed:
-            reserved = passes.reservation(row) if use_pass else None
-            if reserved is not None:
-                _bill(actor, appointment, row, _visit_line(appointment), reserved, by_no_show=True)
-                continue
-            passes.released([row])
-            if fee:
-                row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
-        _set(rows, Status.NO_SHOW)
-        verb = "no-show"
+    rows = _rows(everyone, ids, status=Status.BOOKED)
+    if not rows:
+        if _rows(everyone, ids, status=Status.NO_SHOW):
+            return appointment  # already marked: a repeat does nothing
+        raise Conflict("Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked")
+    fee = clinic_get().no_show_fee_minor if charge_fee else 0
+    billed = rows if appointment.kind == Kind.CLASS else rows[:1]  # group: the primary pays
+    for row in billed:
+        reserved = passes.reservation(row) if use_pass else None
+        if reserved is not None:
+            _bill(actor, appointment, row, _visit_line(appointment), reserved, by_no_show=True)
+            continue
+        passes.released([row])
+        if fee:
+            row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
+    _set(rows, Status.NO_SHOW)
     _refresh_status(appointment, everyone)
-    activity.record(actor=actor, verb=verb, obj=appointment, before=before, after=activity.snapshot(appointment))
+    activity.record(actor=actor, verb="no-show", obj=appointment, before=before, after=activity.snapshot(appointment))
+    return appointment
+
+
+@transaction.atomic
+def appointment_no_show_undo(*, actor, appointment: Appointment, patient_ids: list[int] | None = None) -> Appointment:
+    """Back to booked, deleting the no-show's fee invoice (or reversing the session it used).
+    Undoing what is not a no-show (any more) changes nothing, so a repeat is harmless."""
+    appointment = _start(actor, appointment)
+    before = activity.snapshot(appointment)
+    everyone = _participants(appointment)
+    missed = _rows(everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.NO_SHOW)
+    if not missed:
+        return appointment
+    for row in missed:
+        _reverse(actor, row, "undo the no-show")
+    _set(missed, Status.BOOKED)
+    _refresh_status(appointment, everyone)
+    activity.record(actor=actor, verb="no-show undone", obj=appointment, before=before,
+                    after=activity.snapshot(appointment))
     return appointment

@@ -11,6 +11,7 @@ urlpatterns = [
     path(A + "arrive/", views.appointment_arrive, name="appointment_arrive"),
     path(A + "unarrive/", views.appointment_unarrive, name="appointment_unarrive"),
     path(A + "no-show/", views.appointment_no_show, name="appointment_no_show"),
+    path(A + "no-show/undo/", views.appointment_no_show_undo, name="appointment_no_show_undo"),
     path(A + "cancel/", views.appointment_cancel, name="appointment_cancel"),
     path(A + "copy/", views.appointment_copy, name="appointment_copy"),
     path(A + "reschedule/", views.appointment_reschedule, name="appointment_reschedule"),

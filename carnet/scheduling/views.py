@@ -246,6 +246,7 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
         "fee": clinic_get().no_show_fee_minor, "coverage": coverage,
         "reserved": any(c["live"] and c["live"].status == "reserved" for c in coverage),
         "refresh_grid": refresh_grid,  # after a change, the schedule's block is swapped too (hx-swap-oob)
+        "form_key": new_form_key(),  # one per panel; each button's submit is claimed once (run_action once=)
     }
     template = "scheduling/_panel.html" if request.headers.get("HX-Request") else "scheduling/appointment.html"
     return render(request, template, context, status=status)
@@ -270,7 +271,8 @@ def _act(request, pk: int, do, success: str):
     found, denied = _get(request, pk)
     if denied:
         return denied
-    result, denied = run_action(request, lambda: do(found), success=success)
+    # Each panel button carries the panel's form key: a double click acts once.
+    result, denied = run_action(request, lambda: do(found), success=success, once=True)
     if denied:
         return denied
     shown = result if isinstance(result, Appointment) else found
@@ -306,7 +308,15 @@ def appointment_no_show(request, pk: int):
     use_pass = request.POST.get("use_pass") != "0"  # a covered visit uses its session unless told not to
     return _act(request, pk, lambda a: arrival.appointment_no_show(
         actor=request.user, appointment=a, charge_fee=charge, use_pass=use_pass, patient_ids=_patient_ids(request)),
-        "No-show updated.")
+        "Marked as a no-show.")
+
+
+@require_POST
+@staff_required(Action.SCHEDULE_OWN)
+def appointment_no_show_undo(request, pk: int):
+    return _act(request, pk, lambda a: arrival.appointment_no_show_undo(
+        actor=request.user, appointment=a, patient_ids=_patient_ids(request)),
+        "No-show undone; back to booked.")
 
 
 def _visit(appointment: Appointment, request) -> AppointmentPatient:

@@ -1,12 +1,15 @@
 """Page guards: every staff page names the action it needs; the check runs on the server."""
 
+import hashlib
 from functools import wraps
 
 from django.contrib import messages
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from carnet.core.errors import CarnetError, NotAllowed
+from carnet.core.idempotency import claim_form_key
 from carnet.core.permissions import Action, require, staff_of
 
 
@@ -47,18 +50,39 @@ def apply_errors(form, exc: CarnetError) -> None:
         form.add_error(None, exc.message)
 
 
-def run_action(request, fn, *, success: str | None = None):
-    """Run a service from a button (no form): a domain error becomes a visible message."""
+_REPEAT = object()
+
+
+def run_action(request, fn, *, success: str | None = None, once: bool = False):
+    """Run a service from a button (no form): a domain error becomes a visible message.
+
+    With `once`, the button's form carries a `form_key`: a repeat of that same submit (address and
+    fields; a double click, a reload) does nothing and says so. The key is claimed in the same
+    transaction as `fn` (core.idempotency), so a refused attempt frees it for a retry."""
     try:
-        result = fn()
+        result = _once(request, fn) if once else fn()
     except NotAllowed as exc:
         return None, not_allowed(request, exc.message)
     except CarnetError as exc:
         messages.error(request, exc.message)
         return None, None
+    if result is _REPEAT:
+        messages.info(request, "That was already done; nothing was done twice.")
+        return None, None
     if success:
         messages.success(request, success)
     return result, None
+
+
+def _once(request, fn):
+    # One form key may serve several buttons of a page (a panel): the submit's own fields tell them apart.
+    key = request.POST.get("form_key", "")
+    fields = sorted((k, v) for k, vs in request.POST.lists() for v in vs if k != "csrfmiddlewaretoken")
+    submit = hashlib.sha256(repr((request.path, fields)).encode()).hexdigest()[:32]
+    with transaction.atomic():
+        if not claim_form_key(user=request.user, key=f"{key}:{submit}" if key else ""):
+            return _REPEAT
+        return fn()
 
 
 def save_form(request, form, save, *, success):

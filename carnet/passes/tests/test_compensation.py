@@ -7,7 +7,8 @@ from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.passes.models import Redemption
 from carnet.passes.redemption import pass_attach
-from carnet.scheduling.arrival import appointment_arrive, appointment_no_show, appointment_unarrive
+from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
+                                      appointment_unarrive)
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set, treatment_of
 
@@ -126,7 +127,7 @@ def test_a_no_show_that_uses_the_session_records_compensation(setup):
     assert (posted.status, posted.by_no_show) == ("posted", True)
     assert (posted.practitioner_id, posted.compensation_minor, posted.compensated_upfront) == (setup["prac"].pk, 6000,
                                                                                                False)
-    appointment_no_show(actor=setup["fd"].user, appointment=appointment)  # pressing again undoes it
+    appointment_no_show_undo(actor=setup["fd"].user, appointment=appointment)
     undone = _redemption(appointment)
     assert (undone.status, undone.by_no_show, undone.compensation_minor) == ("reserved", False, 0)
 

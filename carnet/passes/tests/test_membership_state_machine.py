@@ -56,7 +56,8 @@ from carnet.passes.jobs import passes_daily
 from carnet.passes.models import Pass, PassInvoice, PassPause, Redemption
 from carnet.passes.selectors import pass_invoices
 from carnet.passes.selling import package_sell
-from carnet.scheduling.arrival import appointment_arrive, appointment_no_show, appointment_unarrive
+from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
+                                      appointment_unarrive)
 from carnet.scheduling.models import AppointmentPatient
 from carnet.scheduling.services import appointment_book, appointment_cancel, appointment_reschedule
 from carnet.scheduling.tests.factories import clinic_set
@@ -290,7 +291,7 @@ class MembershipsMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ visits
 
     @rule(data=st.data(), fresh=st.booleans(), steps=st.lists(st.sampled_from(
-        ["arrive", "arrive", "unarrive", "no_show", "no_show_fee", "cancel", "move"]), min_size=1, max_size=3))
+        ["arrive", "arrive", "unarrive", "no_show", "no_show_fee", "no_show_undo", "cancel", "move"]), min_size=1, max_size=3))
     def visit(self, data, fresh, steps):
         """Book a visit (or take one, mostly a booked one) and walk it through a few changes,
         checking after each."""
@@ -327,6 +328,7 @@ class MembershipsMachine(RuleBasedStateMachine):
             "unarrive": lambda: appointment_unarrive(actor=self.staff, appointment=appointment),
             "no_show": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=True),
             "no_show_fee": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=False),
+            "no_show_undo": lambda: appointment_no_show_undo(actor=self.staff, appointment=appointment),
             "cancel": lambda: appointment_cancel(actor=self.staff, appointment=appointment),
             "move": lambda: appointment_reschedule(actor=self.staff, appointment=appointment, start=self._slot(data)),
         }[step]

@@ -12,7 +12,8 @@ from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.models import Pass, Redemption
 from carnet.passes.redemption import explain, pass_attach, pass_remove
-from carnet.scheduling.arrival import appointment_arrive, appointment_no_show, appointment_unarrive
+from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
+                                      appointment_unarrive)
 from carnet.scheduling.services import (appointment_book, appointment_cancel, appointment_copy,
                                         appointment_reschedule)
 from carnet.scheduling.tests.factories import clinic_set, treatment_of
@@ -289,7 +290,7 @@ def test_a_no_show_can_use_the_session_billing_the_additional_charge(setup):
     row = _row(appointment)
     row.refresh_from_db()
     assert row.invoice.total_minor == 1130 and _live(appointment).by_no_show
-    appointment_no_show(actor=setup["fd"].user, appointment=appointment)  # undo
+    appointment_no_show_undo(actor=setup["fd"].user, appointment=appointment)
     sold.refresh_from_db()
     assert (sold.reserved_count, sold.posted_count) == (1, 0)
     assert_ledger_ok()

@@ -52,7 +52,8 @@ from carnet.passes.redemption import pass_attach, pass_remove
 from carnet.passes.selectors import pass_collected_minor, pass_invoices, visit_redemption
 from carnet.passes.selling import package_sell
 from carnet.passes.setup import sold_update
-from carnet.scheduling.arrival import appointment_arrive, appointment_no_show, appointment_unarrive
+from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
+                                      appointment_unarrive)
 from carnet.scheduling.models import AppointmentPatient
 from carnet.scheduling.services import appointment_book, appointment_cancel
 from carnet.scheduling.tests.factories import clinic_set, treatment_of
@@ -217,8 +218,8 @@ class PassesMachine(RuleBasedStateMachine):
             self._try("attach", lambda: pass_attach(actor=self.staff, visit=row, sold_pass=chosen))
 
     @rule(data=st.data(), which=st.sampled_from([0, 1]),
-          steps=st.lists(st.sampled_from(["arrive", "unarrive", "no_show", "no_show_fee", "cancel", "remove",
-                                          "attach"]), min_size=1, max_size=4))
+          steps=st.lists(st.sampled_from(["arrive", "unarrive", "no_show", "no_show_fee", "no_show_undo", "cancel",
+                                          "remove", "attach"]), min_size=1, max_size=4))
     def walk_a_visit(self, data, which, steps):
         """Book the owner of an active pass (auto-select) and walk that visit through a few changes."""
         owner = self._pass(data, status=Pass.Status.ACTIVE)
@@ -235,6 +236,7 @@ class PassesMachine(RuleBasedStateMachine):
             "unarrive": lambda: appointment_unarrive(actor=self.staff, appointment=appointment),
             "no_show": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=True),
             "no_show_fee": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=False),
+            "no_show_undo": lambda: appointment_no_show_undo(actor=self.staff, appointment=appointment),
             "cancel": lambda: appointment_cancel(actor=self.staff, appointment=appointment),
             "remove": lambda: pass_remove(actor=self.staff, visit=row),
             "attach": lambda: pass_attach(actor=self.staff, visit=row),
@@ -272,10 +274,16 @@ class PassesMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.visits)
     @rule(data=st.data(), use_pass=st.booleans(), charge_fee=st.booleans())
     def no_show(self, data, use_pass, charge_fee):
-        """Marks the no-show (using the session or freeing it for the fee), or undoes one."""
+        """Marks the no-show (using the session or freeing it for the fee); marking again changes nothing."""
         row = self._visit(data, status=data.draw(st.sampled_from(["booked", "booked", "no_show"]), label="from"))
         self._try("no_show", lambda: appointment_no_show(actor=self.staff, appointment=row.appointment,
                                                          charge_fee=charge_fee, use_pass=use_pass))
+
+    @precondition(lambda self: self.visits)
+    @rule(data=st.data())
+    def no_show_undo(self, data):
+        row = self._visit(data, status="no_show")
+        self._try("no_show_undo", lambda: appointment_no_show_undo(actor=self.staff, appointment=row.appointment))
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())

@@ -81,7 +81,9 @@ def test_copy_reschedule_no_show_join_and_duplicate_as_class_endpoints(front_des
     moved = api.post(f"/appointments/{appt.pk}/reschedule", {"start": "2026-05-12T15:00:00-04:00"})
     assert moved.json()["start"].startswith("2026-05-12T19:00:00")
     assert api.post(f"/appointments/{appt.pk}/no-show", {"charge_fee": False}).json()["status"] == "no_show"
-    assert api.post(f"/appointments/{appt.pk}/no-show").json()["status"] == "booked"
+    assert api.post(f"/appointments/{appt.pk}/no-show").json()["status"] == "no_show"  # marking again: no change
+    assert api.post(f"/appointments/{appt.pk}/no-show/undo").json()["status"] == "booked"
+    assert api.post(f"/appointments/{appt.pk}/no-show/undo").json()["status"] == "booked"
     group = book(front_desk, catalog, prac, at("2026-05-13", "09:00"), [make_patient()],
                  treatment=treatment_of(catalog, "group", capacity=3))
     joined = api.post(f"/appointments/{group.pk}/participants", {"patient_id": make_patient().pk})

@@ -1,4 +1,4 @@
-"""Arrival billing for each kind, un-arrive reversal, and the no-show fee toggle."""
+"""Arrival billing for each kind, un-arrive reversal, and the no-show fee: mark and undo, each idempotent."""
 
 import pytest
 
@@ -7,7 +7,9 @@ from carnet.billing.payments import allocation_unapply, payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient
 from carnet.core.errors import Conflict
-from carnet.scheduling.arrival import appointment_arrive, appointment_no_show, appointment_unarrive
+from carnet.core.models import ActivityLog
+from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
+                                      appointment_unarrive)
 from carnet.scheduling.models import Status
 
 from .factories import at, book, clinic_set, practitioner, treatment_of
@@ -117,7 +119,7 @@ def test_un_arrive_of_a_class_participant_touches_only_their_invoice(front_desk,
     assert_ledger_ok()
 
 
-def test_no_show_charges_the_clinic_fee_and_marking_again_undoes_it(front_desk, catalog):
+def test_no_show_charges_the_clinic_fee_and_undo_deletes_it(front_desk, catalog):
     clinic_set(no_show_fee_minor=2500)
     patient = make_patient()
     appt = book(front_desk, catalog, practitioner(catalog["location"]), at(DAY, "09:00"), patients=[patient])
@@ -126,9 +128,40 @@ def test_no_show_charges_the_clinic_fee_and_marking_again_undoes_it(front_desk, 
     [fee] = _live_invoices(patient)
     assert appt.status == Status.NO_SHOW and fee.total_minor == 2500
     assert fee.lines.get().description.startswith("No-show fee")
-    appointment_no_show(actor=front_desk.user, appointment=appt)
+    appointment_no_show_undo(actor=front_desk.user, appointment=appt)
     appt.refresh_from_db()
     assert appt.status == Status.BOOKED and _live_invoices(patient) == []
+    assert_ledger_ok()
+
+
+def test_marking_a_no_show_twice_bills_one_fee_and_never_undoes(front_desk, catalog):
+    clinic_set(no_show_fee_minor=2500)
+    patient = make_patient()
+    appt = book(front_desk, catalog, practitioner(catalog["location"]), at(DAY, "09:00"), patients=[patient])
+    for _ in range(2):  # a double click
+        appointment_no_show(actor=front_desk.user, appointment=appt)
+    appt.refresh_from_db()
+    assert appt.status == Status.NO_SHOW and [i.total_minor for i in _live_invoices(patient)] == [2500]
+    assert ActivityLog.objects.filter(verb="no-show", object_id=str(appt.pk)).count() == 1
+    for _ in range(2):  # and a double click on Undo
+        appointment_no_show_undo(actor=front_desk.user, appointment=appt)
+    appt.refresh_from_db()
+    assert appt.status == Status.BOOKED and _live_invoices(patient) == []
+    assert ActivityLog.objects.filter(verb="no-show undone", object_id=str(appt.pk)).count() == 1
+    assert_ledger_ok()
+
+
+def test_a_class_no_show_marks_only_who_is_still_booked(front_desk, catalog):
+    clinic_set(no_show_fee_minor=2500)
+    a, b = make_patient(), make_patient()
+    appt = book(front_desk, catalog, practitioner(catalog["location"]), at(DAY, "09:00"), patients=[a, b],
+                treatment=treatment_of(catalog, "class", capacity=3))
+    appointment_no_show(actor=front_desk.user, appointment=appt, patient_ids=[a.pk])
+    appointment_no_show(actor=front_desk.user, appointment=appt)  # everyone still booked: b; a stays marked
+    assert [i.total_minor for i in _live_invoices(a)] == [2500] and [i.total_minor for i in _live_invoices(b)] == [2500]
+    assert set(appt.participants.values_list("status", flat=True)) == {Status.NO_SHOW}
+    appointment_no_show_undo(actor=front_desk.user, appointment=appt, patient_ids=[b.pk])
+    assert _live_invoices(b) == [] and len(_live_invoices(a)) == 1
     assert_ledger_ok()
 
 

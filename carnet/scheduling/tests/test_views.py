@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -135,11 +137,30 @@ def test_no_show_with_and_without_fee_and_undo(desk, front_desk, catalog, prac):
     _panel(desk, appt, "no_show", {"charge_fee": "1"})
     row = appt.participants.get()
     assert row.status == Status.NO_SHOW and row.invoice.total_minor == 2500
-    undo = _panel(desk, appt, "no_show")
+    assert b"Undo no-show" in _panel(desk, appt, "no_show", {"charge_fee": "1"}).content  # again: no change
+    undo = _panel(desk, appt, "no_show_undo")
     assert appt.participants.get().status == Status.BOOKED and b"Arrive" in undo.content
     _panel(desk, appt, "no_show", {"charge_fee": "0"})
     row = appt.participants.get()
     assert row.status == Status.NO_SHOW and row.invoice is None
+
+
+def test_a_panel_button_sent_twice_with_its_form_key_acts_once(desk, front_desk, catalog, prac):
+    from carnet.billing.models import Invoice
+
+    clinic_set(no_show_fee_minor=2500)
+    appt = _booked(front_desk, catalog, prac)
+    key = re.search(rb'name="form_key" value="(\w+)"', desk.get(reverse("scheduling:appointment", args=[appt.pk]),
+                                                                 headers=HX).content).group(1).decode()
+    mark = {"charge_fee": "1", "form_key": key}
+    first, second = _panel(desk, appt, "no_show", mark), _panel(desk, appt, "no_show", mark)
+    assert first.status_code == second.status_code == 200
+    assert b"already done" in second.content
+    assert Invoice.objects.filter(patient=appt.participants.get().patient, deleted_at__isnull=True).count() == 1
+    # The same panel's Undo button (same key, another submit) still works, once.
+    _panel(desk, appt, "no_show_undo", {"form_key": key})
+    again = _panel(desk, appt, "no_show_undo", {"form_key": key})
+    assert appt.participants.get().status == Status.BOOKED and b"already done" in again.content
 
 
 def test_cancel_and_a_second_cancel_is_a_message(desk, front_desk, catalog, prac):

@@ -105,6 +105,7 @@ def api_routes(w):
         ("post", "/appointments/{appointment}/arrive", everywhere, None),
         ("post", "/appointments/{arrived_appointment}/unarrive", everywhere, None),
         ("post", "/appointments/{appointment}/no-show", everywhere, None),
+        ("post", "/appointments/{appointment}/no-show/undo", everywhere, None),
         ("post", "/appointments/{appointment}/cancel", everywhere, None),
         ("post", "/appointments/{appointment}/copy", everywhere, {"start": "{start}"}),
         ("post", "/appointments/{appointment}/reschedule", everywhere, {"start": "{start}"}),
@@ -499,7 +500,8 @@ PAGE_ACTIONS.update({f"accounting:{name}": A.ACCOUNTING_EXPORT
 PAGE_ACTIONS.update({"reports:pass_sales": A.REPORTS_OWN, "reports:pass_usage": A.REPORTS_OWN,
                      "reports:pass_rollforward": A.REPORTS_CLINIC})
 SCHEDULING_PAGES = {"schedule", "book", "patient_appointments", "appointment", "appointment_arrive",
-                    "appointment_unarrive", "appointment_no_show", "appointment_cancel", "appointment_copy",
+                    "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo", "appointment_cancel",
+                    "appointment_copy",
                     "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}
 PAGE_ACTIONS.update({f"scheduling:{name}": A.SCHEDULE_OWN for name in SCHEDULING_PAGES})
 # The sample appointment belongs to another practitioner at a location the actor is not linked to,
@@ -526,7 +528,8 @@ def test_every_staff_page_declares_the_expected_action():
 POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
-                   "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_cancel",
+                   "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",
+                   "appointment_cancel",
                    "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class",
                    "appointment_pass_use", "appointment_pass_remove",
                    "pause", "resume", "commit", "undo"}
