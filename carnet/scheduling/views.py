@@ -286,19 +286,20 @@ def _patient_ids(request) -> list[int] | None:
     return [int(chosen)] if chosen and chosen.isdigit() else None
 
 
-@require_POST
-@staff_required(Action.SCHEDULE_OWN)
-def appointment_arrive(request, pk: int):
-    return _act(request, pk, lambda a: arrival.appointment_arrive(
-        actor=request.user, appointment=a, patient_ids=_patient_ids(request)), "Arrived; the invoice is created.")
+def _for_patients(service: str, success: str):
+    """A status button whose service takes the chosen patients (`patient`; default everyone)."""
+    @require_POST
+    @staff_required(Action.SCHEDULE_OWN)
+    def view(request, pk: int):
+        return _act(request, pk, lambda a: getattr(arrival, service)(
+            actor=request.user, appointment=a, patient_ids=_patient_ids(request)), success)
+    view.__name__ = service
+    return view
 
 
-@require_POST
-@staff_required(Action.SCHEDULE_OWN)
-def appointment_unarrive(request, pk: int):
-    return _act(request, pk, lambda a: arrival.appointment_unarrive(
-        actor=request.user, appointment=a, patient_ids=_patient_ids(request)),
-        "Un-arrived; the arrival invoice is reversed.")
+appointment_arrive = _for_patients("appointment_arrive", "Arrived; the invoice is created.")
+appointment_unarrive = _for_patients("appointment_unarrive", "Un-arrived; the arrival invoice is reversed.")
+appointment_no_show_undo = _for_patients("appointment_no_show_undo", "No-show undone; back to booked.")
 
 
 @require_POST
@@ -309,14 +310,6 @@ def appointment_no_show(request, pk: int):
     return _act(request, pk, lambda a: arrival.appointment_no_show(
         actor=request.user, appointment=a, charge_fee=charge, use_pass=use_pass, patient_ids=_patient_ids(request)),
         "Marked as a no-show.")
-
-
-@require_POST
-@staff_required(Action.SCHEDULE_OWN)
-def appointment_no_show_undo(request, pk: int):
-    return _act(request, pk, lambda a: arrival.appointment_no_show_undo(
-        actor=request.user, appointment=a, patient_ids=_patient_ids(request)),
-        "No-show undone; back to booked.")
 
 
 def _visit(appointment: Appointment, request) -> AppointmentPatient:
