@@ -105,9 +105,17 @@ class IdempotencyMiddleware:
 
     @staticmethod
     def _claim(scope: str, key: str, digest: str) -> int | None:
-        """Insert the key's record and return its id, or None when the key is already taken."""
+        """Insert the key's record and return its id, or None when the key is already taken.
+        An expired record is cleared only when the insert meets it: the busy path stays one statement."""
         now = clock.now()
-        IdempotencyRecord.objects.filter(scope=scope, key=key, created_at__lt=idempotency.expired_before(now)).delete()
+        claimed = IdempotencyMiddleware._insert(scope, key, digest, now)
+        if claimed is None and IdempotencyRecord.objects.filter(
+                scope=scope, key=key, created_at__lt=idempotency.expired_before(now)).delete()[0]:
+            claimed = IdempotencyMiddleware._insert(scope, key, digest, now)
+        return claimed
+
+    @staticmethod
+    def _insert(scope: str, key: str, digest: str, now) -> int | None:
         q = connection.ops.quote_name
         with connection.cursor() as cur:
             cur.execute(
