@@ -16,7 +16,7 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError
 from carnet.core.middleware import body_too_large_response, problem_response
 from carnet.people.models import ApiToken
-from carnet.people.selectors import api_token_active
+from carnet.people.selectors import api_token_for_request
 
 log = logging.getLogger(__name__)
 TOKEN_TOUCH_EVERY = datetime.timedelta(minutes=1)
@@ -26,7 +26,7 @@ class TokenAuth(HttpBearer):
     """`Authorization: Bearer crn_…` — a staff member's API token."""
 
     def authenticate(self, request, token):
-        found = api_token_active(token)
+        found = api_token_for_request(request, token)
         if found is None:
             # A wrong token is a 401, not a fall-through to the session (whose CSRF check says 403).
             raise AuthenticationError()

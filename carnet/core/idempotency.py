@@ -55,9 +55,9 @@ def caller_scope(request) -> str | None:
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":  # read like the API's own HttpBearer: the scheme in any case
         # people sits above core; its token table says whose token this is.
-        from carnet.people.selectors import api_token_active
+        from carnet.people.selectors import api_token_for_request
 
-        token = api_token_active(raw)
+        token = api_token_for_request(request, raw)
         return f"user:{token.staff.user_id}" if token else None  # a wrong token is refused (401)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:

@@ -79,3 +79,12 @@ def api_token_active(raw: str) -> ApiToken | None:
     """The unrevoked token of an active staff member whose secret is `raw`, with its user."""
     return (ApiToken.objects.select_related("staff__user")
             .filter(token_hash=token_digest(raw), revoked_at__isnull=True, staff__is_active=True).first())
+
+
+def api_token_for_request(request, raw: str) -> ApiToken | None:
+    """`api_token_active`, read once per request: the idempotency middleware (whose keys these are)
+    and the API's bearer auth both need it, and a second query on every API call is measurable."""
+    cached = getattr(request, "_carnet_api_token", None)
+    if cached is None or cached[0] != raw:
+        cached = request._carnet_api_token = (raw, api_token_active(raw))
+    return cached[1]
