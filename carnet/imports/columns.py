@@ -21,7 +21,11 @@ class Column:
     help: str = ""
 
 
-PATIENT_REF = ("patient id", "patient number", "client id", "patient external id", "patient_id")
+PATIENT_REF = ("patient id", "patient number", "client id", "patient external id", "patient_id", "patient guid")
+# Exports that name the patient only by name (Jane's Package & Membership sales): "Ana Silva" or "Silva, Ana".
+PATIENT_NAME = ("patient name", "patient", "client", "client name", "customer", "customer name")
+# At least one column of each group must be mapped (the rows then need one of them filled).
+ONE_OF: dict[str, list[tuple[str, ...]]] = {"packages": [("patient_external_id", "patient_name")]}
 
 COLUMNS: dict[str, list[Column]] = {
     Kind.PATIENTS: [
@@ -31,33 +35,61 @@ COLUMNS: dict[str, list[Column]] = {
         Column("last_name", "Last name", True, ("last", "surname", "family name"), "Silva"),
         Column("preferred_name", "Preferred name", False, ("preferred", "nickname", "preferred first name"), "Annie"),
         Column("email", "Email", False, ("email address", "e-mail"), "ana@example.com"),
-        Column("phone", "Phone", False, ("mobile phone", "mobile", "cell phone", "home phone", "phone number"),
-               "416-555-0101"),
+        Column("phone", "Phone", False, ("mobile phone", "mobile", "cell phone", "cell", "phone number",
+                                         "primary phone"), "416-555-0101"),
+        Column("other_phone", "Other phone", False, ("home phone", "work phone", "other phone", "phone 2"), "",
+               "Used when Phone is blank (Jane's Home Phone, Work Phone)."),
         Column("date_of_birth", "Date of birth", False, ("birth date", "birthdate", "dob", "birthday"), "1984-03-21"),
-        Column("address", "Address", False, ("street address", "address 1", "address line 1"), "12 Queen St W"),
+        Column("address", "Address", False, ("street address", "address 1", "address line 1", "street"),
+               "12 Queen St W"),
+        Column("address_2", "Address line 2", False, ("address 2", "address line 2", "unit", "suite"), ""),
+        Column("city", "City", False, ("town", "municipality"), "Toronto"),
+        Column("province", "Province", False, ("state", "region", "province state", "state province"), "ON"),
+        Column("postal_code", "Postal code", False, ("postal", "zip", "zip code", "postcode", "post code"), "M5H 2N2"),
+        Column("country", "Country", False, (), "",
+               "Address, line 2, city, province, postal code and country are kept together as the address."),
         Column("notes", "Notes", False, ("patient notes", "note", "alert"), ""),
         Column("guardian_external_id", "Guardian external ID", False, ("guardian id", "guardian"), "",
                "The external ID of this patient's guardian (another row of this file or an earlier import)."),
         Column("spouse_external_id", "Spouse external ID", False, ("spouse id", "spouse"), ""),
     ],
     Kind.PACKAGES: [
-        Column("external_id", "External ID", False, ("id", "purchase id", "sale id", "package id"), "S-501",
+        Column("external_id", "External ID", False, ("id", "purchase id", "sale id", "package id", "invoice number",
+                                                      "invoice", "invoice #", "invoice no"), "S-501",
                "Optional: without it a row is recognised by its patient, package, purchase date and uses."),
-        Column("patient_external_id", "Patient external ID", True, PATIENT_REF, "P-1001"),
-        Column("template", "Package", True, ("package", "package name", "item", "name", "template"),
-               "10 massages", "The name of one of your package templates in Carnet (Settings → Packages)."),
+        Column("patient_external_id", "Patient external ID", False, PATIENT_REF, "P-1001",
+               "The patient's External ID from the patients import (or give Patient name instead)."),
+        Column("patient_name", "Patient name", False, PATIENT_NAME, "",
+               "When the file has no patient ID: “First Last” or “Last, First” of exactly one patient in Carnet."),
+        Column("template", "Package", True, ("package", "package name", "item", "item name", "template",
+                                             "product", "description"),
+               "10 massages", "A package template's name in Carnet (Settings → Packages), or a package described "
+               "by this row: then give its Eligible treatments too."),
+        Column("treatments", "Eligible treatments", False, ("treatments", "eligible items", "covers", "services"),
+               "", "Only for a package not in Carnet: the treatments it covers, by name, separated by “;”."),
         Column("purchase_date", "Purchase date", True, ("purchased", "purchase date", "sale date", "date purchased",
                                                          "date"), "2026-09-14"),
         Column("price", "Price", False, ("price", "total", "amount", "sale price"), "900.00",
                "What the patient paid in all; blank when unknown (then give the remaining value)."),
-        Column("amount_paid", "Amount paid", False, ("paid", "amount paid", "collected"), "900.00"),
-        Column("quantity", "Quantity", True, ("uses", "sessions", "number of uses", "total uses", "qty"), "10"),
+        Column("amount_paid", "Amount paid", False, ("paid", "amount paid", "collected", "total paid",
+                                                     "payments"), "900.00",
+               "Blank: paid in full. Less than the price: the rest is owed on an invoice, and the package covers "
+               "visits once that invoice is paid."),
+        Column("quantity", "Quantity", False, ("uses", "sessions", "number of uses", "total uses", "qty",
+                                               "total sessions", "number of sessions"), "10",
+               "Blank: remaining + redeemed uses, or the template's quantity."),
+        Column("redeemed", "Redeemed uses", False, ("redeemed", "redeemed sessions", "used", "used sessions",
+                                                    "sessions used", "uses redeemed"), "",
+               "Only when the quantity is not given."),
         Column("remaining", "Remaining uses", True, ("remaining", "uses remaining", "sessions remaining",
-                                                     "remaining uses", "left"), "4"),
-        Column("remaining_value", "Remaining value", False, ("remaining value", "unused value", "balance"), "",
+                                                     "remaining uses", "remaining sessions", "left"), "4"),
+        Column("balance_owing", "Balance owing", False, ("balance", "balance owing", "outstanding", "amount owing",
+                                                         "owing", "outstanding balance", "balance due"), "",
+               "Instead of Amount paid: what the patient still owes on it."),
+        Column("remaining_value", "Remaining value", False, ("remaining value", "unused value"), "",
                "Only when the price is unknown: the value of the remaining uses."),
         Column("expiry", "Expiry date", False, ("expires", "expiry", "expiration date", "expires on",
-                                                "expiry date"), "2027-09-14", "Blank: never expires."),
+                                                "expiry date", "expiration"), "2027-09-14", "Blank: never expires."),
     ],
     Kind.CREDIT: [
         Column("patient_external_id", "Patient external ID", True, PATIENT_REF, "P-1001"),
@@ -121,6 +153,9 @@ def mapping_checked(kind: str, headers: list[str], mapping: dict[str, str | int]
             raise ValidationFailed(f"The file has no column number {index + 1}.", code="unknown_column")
         result[key] = index
     missing = [c.label for c in COLUMNS[kind] if c.required and c.key not in result]
+    labels = {c.key: c.label for c in COLUMNS[kind]}
+    missing += [" or ".join(labels[k] for k in group) for group in ONE_OF.get(kind, [])
+                if not any(k in result for k in group)]
     if missing:
         raise ValidationFailed(f"Choose the file's column for: {', '.join(missing)}. (The file's columns are: "
                                f"{', '.join(h for h in headers if h) or 'none'}.)", code="unmapped_columns",

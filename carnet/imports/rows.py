@@ -45,6 +45,7 @@ class Plan:
     skipped: list[Row] = field(default_factory=list)    # imported by an earlier batch: left alone
     problems: list[Problem] = field(default_factory=list)
     total_rows: int = 0
+    currency: str = ""
 
     @property
     def ok(self) -> bool:
@@ -199,7 +200,7 @@ def _row_hash(*parts) -> str:
 
 
 def plan_rows(*, kind: str, sheet: Sheet, mapping: dict[str, int], currency: str) -> Plan:
-    plan = Plan(kind=kind, encoding=sheet.encoding, total_rows=len(sheet.rows))
+    plan = Plan(kind=kind, encoding=sheet.encoding, total_rows=len(sheet.rows), currency=currency)
     checker = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.CREDIT: _credit,
                Kind.GIFT_CARDS: _gift_cards}.get(kind)
     if checker is None:
@@ -230,9 +231,11 @@ def _patients(r: _Reader, currency: str) -> Row | None:
               "last_name": r.get("last_name", required=True, max_length=80),
               "preferred_name": r.get("preferred_name", max_length=80) or "",
               "email": r.get("email", max_length=254) or "",
-              "phone": r.get("phone", max_length=40) or "",
+              "phone": r.get("phone", max_length=40) or r.get("other_phone", max_length=40) or "",
               "date_of_birth": r.get("date_of_birth", _date),
-              "address": r.get("address", max_length=500) or "",
+              # An export's address parts are kept together, as the address is one text in Carnet.
+              "address": ", ".join(p for p in (r.get(k, max_length=500) for k in (
+                  "address", "address_2", "city", "province", "postal_code", "country")) if p),
               "notes": r.get("notes", max_length=5000) or "",
               "guardian": r.get("guardian_external_id", max_length=120),
               "spouse": r.get("spouse_external_id", max_length=120)}
@@ -250,39 +253,57 @@ def _patients(r: _Reader, currency: str) -> Row | None:
     return Row(r.line, ext, values) if ext else None
 
 
+def _patient_of(r: _Reader) -> dict:
+    """The patient a row names: by external ID, or by name when the file has no ID (Jane's sales exports)."""
+    values = {"patient": r.get("patient_external_id", max_length=120),
+              "patient_name": r.get("patient_name", max_length=200)}
+    if not values["patient"] and not values["patient_name"] and not r.bad:
+        r.problem("patient_external_id" if "patient_external_id" in r.mapping else "patient_name",
+                  "This is required: the patient's external ID or name.")
+    return values
+
+
 def _packages(r: _Reader, currency: str) -> Row | None:
-    values = {"patient": r.get("patient_external_id", required=True, max_length=120),
+    money = lambda t: _money(t, currency)
+    values = {**_patient_of(r),
               "template": r.get("template", required=True, max_length=160),
+              "treatments": r.get("treatments", max_length=2000),
               "purchase_date": r.get("purchase_date", _date, required=True),
-              "price": r.get("price", lambda t: _money(t, currency)),
-              "amount_paid": r.get("amount_paid", lambda t: _money(t, currency)),
-              "quantity": r.get("quantity", _count, required=True),
+              "price": r.get("price", money),
+              "amount_paid": r.get("amount_paid", money),
+              "balance_owing": r.get("balance_owing", money),
+              "quantity": r.get("quantity", _count),
+              "redeemed": r.get("redeemed", _count),
               "remaining": r.get("remaining", _count, required=True),
-              "remaining_value": r.get("remaining_value", lambda t: _money(t, currency)),
+              "remaining_value": r.get("remaining_value", money),
               "expiry": r.get("expiry", _date)}
-    price, paid, quantity, remaining = (values[k] for k in ("price", "amount_paid", "quantity", "remaining"))
-    for key in ("price", "amount_paid", "remaining_value"):
+    price, paid, owing, remaining = (values[k] for k in ("price", "amount_paid", "balance_owing", "remaining"))
+    for key in ("price", "amount_paid", "balance_owing", "remaining_value"):
         if values[key] is not None and values[key] < 0:
             r.problem(key, "A negative amount cannot be imported.")
-    if quantity == 0:
+    if values["quantity"] is None and values["redeemed"] is not None and remaining is not None:
+        values["quantity"] = remaining + values["redeemed"]  # Jane: remaining + redeemed sessions
+    if values["quantity"] == 0:
         r.problem("quantity", "A package has at least one use.")
-    if quantity and remaining is not None and remaining > quantity:
-        r.problem("remaining", f"{remaining} remaining is more than the quantity ({quantity}).")
     if price is None and values["remaining_value"] is None and remaining:
         r.problem("price", "Give the price, or the remaining value when the price is unknown.")
-    if price is not None and paid is not None and paid != price and not r.bad:
-        r.problem("amount_paid", f"Only fully paid packages are imported ({Money(paid, currency)} paid of "
-                  f"{Money(price, currency)}). Import it with the amount paid equal to the price and bill the "
-                  "balance owing as an invoice in Carnet.")
+    if paid is None and owing is not None and price is not None:
+        paid = price - owing
+    if price is None and (paid is not None or owing):
+        r.problem("price", "Give the price too: what was paid counts against it.")
+    elif paid is not None and price is not None and paid > price and not r.bad:
+        r.problem("amount_paid" if values["amount_paid"] is not None else "balance_owing",
+                  f"{Money(paid, currency)} paid is more than the price ({Money(price, currency)}); "
+                  "import the difference as account credit.")
+    values["paid"] = paid if paid is not None and price is not None and paid < price else None
     if values["expiry"] and values["purchase_date"] and values["expiry"] < values["purchase_date"]:
         r.problem("expiry", "The expiry date is before the purchase date.")
     if r.bad:
         return None
-    value = remaining_value(price=price, quantity=quantity, remaining=remaining, given=values["remaining_value"],
-                            currency=currency)
-    ext = r.text("external_id")[:120] or _row_hash(values["patient"], values["template"].lower(),
-                                                   values["purchase_date"], price, quantity, remaining)
-    return Row(r.line, ext, values, money_minor=value)
+    ext = r.text("external_id")[:120] or _row_hash(values["patient"] or values["patient_name"].lower(),
+                                                   values["template"].lower(), values["purchase_date"], price,
+                                                   values["quantity"], remaining)
+    return Row(r.line, ext, values)
 
 
 def remaining_value(*, price: int | None, quantity: int, remaining: int, given: int | None, currency: str) -> int:
@@ -368,7 +389,7 @@ def _patients_cross(plan: Plan) -> None:
                                          "row, or give it that patient's details if it is someone else."))
 
 
-def _patient_refs(plan: Plan, key: str = "patient", label: str = "Patient external ID", required: bool = True):
+def _patient_refs(plan: Plan, key: str = "patient", label: str = "Patient external ID"):
     known = imported_ids(Kind.PATIENTS, (r.values[key] for r in plan.rows if r.values[key]))
     for row in plan.rows:
         ref = row.values[key]
@@ -378,26 +399,123 @@ def _patient_refs(plan: Plan, key: str = "patient", label: str = "Patient extern
         row.values[f"{key}_id"] = known.get(ref)
 
 
-def _packages_cross(plan: Plan) -> None:
-    from carnet.passes.models import Kind as PassKind
+def _name_key(text: str) -> str:
+    """"Silva, Ana" and "Ana Silva" alike: lower-cased words, "Last, First" turned around."""
+    if "," in text:
+        last, _, first = text.partition(",")
+        text = f"{first} {last}"
+    return " ".join(text.lower().split())
+
+
+def _patients_by_name(plan: Plan, key: str = "patient", label: str = "Patient name") -> None:
+    """Rows naming their patient by name instead of external ID: exactly one patient of that name."""
+    from carnet.people.models import Patient
+
+    rows = [r for r in plan.rows if not r.values[key] and r.values.get(f"{key}_name")]
+    if not rows:
+        return
+    found: dict[str, set[int]] = {}
+    for pk, first, preferred, last in Patient.objects.values_list("pk", "first_name", "preferred_name", "last_name"):
+        for given in {first, preferred} - {""}:
+            found.setdefault(_name_key(f"{given} {last}"), set()).add(pk)
+    for row in rows:
+        name = row.values[f"{key}_name"]
+        pks = found.get(_name_key(name), set())
+        if len(pks) == 1:
+            row.values[f"{key}_id"] = next(iter(pks))
+        else:
+            plan.problems.append(Problem(row.line, label, (
+                f"No patient named “{name}” in Carnet; import the patients first, or correct the name.") if not pks
+                else f"{len(pks)} patients are named “{name}”; give this row a Patient external ID instead."))
+
+
+def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) -> None:
+    """Each row's template, by name; for packages a name not in Carnet may be described by the row."""
     from carnet.passes.models import PassTemplate
 
-    _patient_refs(plan)
     by_name: dict[str, list] = {}
-    for template in PassTemplate.objects.filter(kind=PassKind.PACKAGE).prefetch_related("items"):
+    for template in PassTemplate.objects.filter(kind=kind).prefetch_related("items"):
         by_name.setdefault(template.name.strip().lower(), []).append(template)
     for row in plan.rows:
-        found = by_name.get(row.values["template"].strip().lower(), [])
+        name = row.values["template"]
+        found = by_name.get(name.strip().lower(), [])
+        if not found and describable and row.values.get("treatments"):
+            row.values["template_id"] = None  # described: made at commit (passes.opening)
+            continue
         if len(found) != 1:
-            plan.problems.append(Problem(row.line, "Package", (
-                f"Unknown package template “{row.values['template']}”; create it in Settings → Packages & "
-                "Memberships (with its eligible items), or correct the name.") if not found else (
-                f"{len(found)} package templates are named “{row.values['template']}”; rename all but one.")))
+            where = "Settings → Packages & Memberships"
+            plan.problems.append(Problem(row.line, label, (
+                f"Unknown {kind} template “{name}”; create it in {where} (with its eligible items), "
+                + ("describe it in this row (its Eligible treatments, quantity and price), " if describable else "")
+                + "or correct the name.") if not found else (
+                f"{len(found)} {kind} templates are named “{name}”; rename all but one.")))
             continue
         if not found[0].items.all():
-            plan.problems.append(Problem(row.line, "Package", f"“{found[0].name}” has no eligible items; add them "
-                                         "in Settings before importing its packages."))
+            plan.problems.append(Problem(row.line, label, f"“{found[0].name}” has no eligible items; add them "
+                                         f"in Settings before importing its {kind}s."))
         row.values["template_id"] = found[0].pk
+        row.values["template_obj"] = found[0]
+
+
+def _described(plan: Plan) -> None:
+    """Described packages: their treatments must be the clinic's, the same on every row of a name,
+    and the quantity and price given (there is no template to take them from)."""
+    from carnet.clinic.models import Treatment
+
+    by_name = {}
+    for pk, name in Treatment.objects.values_list("pk", "name"):
+        by_name.setdefault(name.strip().lower(), []).append(pk)
+    first_of: dict[str, tuple[int, tuple]] = {}
+    for row in plan.rows:
+        v = row.values
+        if "template_id" not in v or v["template_id"] is not None:
+            continue
+        ids, bad = [], False
+        for name in (n.strip() for n in v["treatments"].split(";")):
+            if not name:
+                continue
+            pks = by_name.get(name.lower(), [])
+            if len(pks) != 1:
+                plan.problems.append(Problem(row.line, "Eligible treatments", (
+                    f"No treatment named “{name}” in Carnet (Settings → Treatments).") if not pks else
+                    f"{len(pks)} treatments are named “{name}”; rename all but one."))
+                bad = True
+            else:
+                ids.append(pks[0])
+        if not ids and not bad:
+            plan.problems.append(Problem(row.line, "Eligible treatments", "Name at least one treatment it covers."))
+        if v["quantity"] is None:
+            plan.problems.append(Problem(row.line, "Quantity", "A described package needs its quantity (or its "
+                                         "remaining and redeemed uses)."))
+        v["treatment_ids"] = tuple(dict.fromkeys(ids))
+        key = v["template"].strip().lower()
+        if key in first_of and first_of[key][1] != v["treatment_ids"] and not bad:
+            plan.problems.append(Problem(row.line, "Eligible treatments", f"“{v['template']}” covers other "
+                                         f"treatments on line {first_of[key][0]}; describe it the same way."))
+        first_of.setdefault(key, (row.line, v["treatment_ids"]))
+
+
+def _packages_cross(plan: Plan) -> None:
+    from carnet.passes.models import Kind as PassKind
+
+    _patient_refs(plan)
+    _patients_by_name(plan)
+    _templates(plan, PassKind.PACKAGE, "Package", describable=True)
+    _described(plan)
+    currency = plan.currency
+    for row in plan.rows:
+        v = row.values
+        template = v.pop("template_obj", None)
+        if v["quantity"] is None and template is not None:
+            v["quantity"] = template.quantity
+        if not v["quantity"]:
+            continue  # a problem already says so
+        if v["remaining"] > v["quantity"]:
+            plan.problems.append(Problem(row.line, "Remaining uses", f"{v['remaining']} remaining is more than the "
+                                         f"quantity ({v['quantity']})."))
+            continue
+        row.money_minor = remaining_value(price=v["price"], quantity=v["quantity"], remaining=v["remaining"],
+                                          given=v["remaining_value"], currency=currency)
 
 
 def _gift_cards_cross(plan: Plan) -> None:

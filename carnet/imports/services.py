@@ -131,13 +131,27 @@ def _patients(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
 
 def _packages(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
     from carnet.passes.models import PassTemplate
-    from carnet.passes.opening import Opening, packages_open
+    from carnet.passes.opening import Described, Opening, described_templates_open, packages_open
 
-    templates = PassTemplate.objects.prefetch_related("items").in_bulk({r.values["template_id"] for r in plan.rows})
+    described = {}
+    for r in plan.rows:
+        if r.values["template_id"] is None:
+            described.setdefault(r.values["template"].strip().lower(), Described(
+                name=r.values["template"].strip(), quantity=r.values["quantity"], price_minor=r.values["price"] or 0,
+                treatment_ids=r.values["treatment_ids"]))
+    new_templates = described_templates_open(descriptions=list(described.values()))
+    templates = PassTemplate.objects.prefetch_related("items").in_bulk(
+        {r.values["template_id"] for r in plan.rows} - {None})
+
+    def template(r):
+        if r.values["template_id"]:
+            return templates[r.values["template_id"]]
+        return new_templates[r.values["template"].strip().lower()]
+
     made = packages_open(actor=actor, at=at, memo=memo, zone=zone, openings=[
-        Opening(patient_id=r.values["patient_id"], template=templates[r.values["template_id"]],
-                purchase_date=r.values["purchase_date"], price_minor=r.values["price"], quantity=r.values["quantity"],
-                remaining=r.values["remaining"], value_minor=r.money_minor, expires_on=r.values["expiry"])
+        Opening(patient_id=r.values["patient_id"], template=template(r), purchase_date=r.values["purchase_date"],
+                price_minor=r.values["price"], quantity=r.values["quantity"], remaining=r.values["remaining"],
+                value_minor=r.money_minor, expires_on=r.values["expiry"], paid_minor=r.values["paid"])
         for r in plan.rows])
     return [(p.pk, txn) for p, txn in made]
 

@@ -15,6 +15,7 @@ from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
+from carnet.ledger.selectors import postings_for_source
 from carnet.ledger.services import Line, transaction_post
 
 from .locks import lock_pass
@@ -200,6 +201,10 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
     lock_invoices([i.pk for i in invoices])
     sold = lock_pass(sold_pass.pk)
     _active(sold, "deleted")
+    if postings_for_source(sold).filter(transaction__kind="opening_balance").exists():
+        # Its value is an opening balance, not an invoice to reverse: only undoing its import takes it out.
+        raise Conflict(f"{sold.name} was imported from the previous system: refund it, or undo its import "
+                       "(Settings → Import data) while it is unused.", code="imported_pass")
     if sold.transferred_from_id:  # its value came from another pass, not from an invoice to reverse
         raise Conflict(f"{sold.name} was received by transfer, not bought: it cannot be deleted. Refund it, or "
                        "transfer it on.", code="received_by_transfer")

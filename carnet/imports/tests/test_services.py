@@ -7,7 +7,6 @@ import pytest
 
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient, make_staff
-from carnet.core import clock
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
 from carnet.core.permissions import AccessLevel
 from carnet.giftcards.models import GiftCard
@@ -21,7 +20,6 @@ from carnet.passes.tests.factories import at, package_template, practitioner
 from carnet.people.models import FamilyLink, Patient
 from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book
-from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = pytest.mark.django_db
 
@@ -34,13 +32,6 @@ PACKAGES = """External ID,Patient external ID,Package,Purchase date,Price,Quanti
 S1,P1,10 massages,2026-01-10,100.00,3,2,2026-12-31
 S2,P3,10 massages,2026-02-01,,5,4,
 """
-
-
-@pytest.fixture
-def owner_user(db, catalog):
-    clinic_set(time_zone="America/Toronto")
-    with clock.frozen(at("2026-05-01", "10:00")):
-        yield make_staff(AccessLevel.FULL_ACCESS).user
 
 
 def _commit(user, kind, text, **kw):
