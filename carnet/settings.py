@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "carnet.core.middleware.SecurityHeadersMiddleware",
     "carnet.core.middleware.NullCharacterMiddleware",
     "axes.middleware.AxesMiddleware",
+    "carnet.staff.middleware.PasswordChangeRequiredMiddleware",
     "carnet.core.middleware.IdempotencyMiddleware",
     "carnet.core.middleware.DomainErrorMiddleware",
 ]
@@ -133,10 +134,18 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+# ASVS L2 (SPEC 14): at least 12 characters, not a common password, not all digits, not close to the
+# login's username, name or email. A login whose password fails them is asked to change it when it
+# next logs in (carnet.staff.account_views).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+     "OPTIONS": {"user_attributes": ("username", "first_name", "last_name", "email")}},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# A password reset link works once, for this long (seconds).
+PASSWORD_RESET_TIMEOUT = int(os.environ.get("PASSWORD_RESET_MINUTES", "60")) * 60
 LOGIN_URL = "staff:login"
 
 # Idle expiry: the cookie's age is renewed on every request.

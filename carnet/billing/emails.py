@@ -19,6 +19,7 @@ from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict
 from carnet.core.mail import Attachment, mail_queue
 from carnet.core.permissions import Action, require
+from carnet.core.signed_links import ClockSigner
 from carnet.people.models import Patient
 
 from .documents import DEFAULT_FORM, invoice_number, receipt_filename
@@ -38,19 +39,8 @@ class PayLinkExpired(CarnetError):
     code = "pay_link_expired"
 
 
-class _ClockSigner(signing.TimestampSigner):
-    """A TimestampSigner that reads carnet's clock, so tests can move time forward."""
-
-    def timestamp(self):
-        return signing.b62_encode(int(clock.now().timestamp()))
-
-    def unsign_age(self, value: str) -> tuple[str, float]:
-        value, stamp = signing.Signer.unsign(self, value).rsplit(self.sep, 1)
-        return value, clock.now().timestamp() - signing.b62_decode(stamp)
-
-
-def _signer() -> _ClockSigner:
-    return _ClockSigner(salt=PAY_LINK_SALT)
+def _signer() -> ClockSigner:
+    return ClockSigner(salt=PAY_LINK_SALT)
 
 
 def pay_link_token(patient: Patient) -> str:

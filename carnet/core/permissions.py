@@ -54,6 +54,7 @@ class Action(enum.StrEnum):
     DATA_IMPORT = "data_import"
     ACCOUNTING_EXPORT = "accounting_export"
     API_TOKEN_OWN = "api_token_own"
+    ACCOUNT_OWN = "account_own"
     OWNERSHIP = "ownership"
 
 
@@ -95,6 +96,7 @@ RULES: dict[Action, Rule] = {
     Action.DATA_IMPORT: Rule(L.FULL_ACCESS, False, "import data from another system"),
     Action.ACCOUNTING_EXPORT: Rule(L.ADMIN_BILLING, True, "export the ledger to your accounting software"),
     Action.API_TOKEN_OWN: Rule(L.PRACTITIONER_LIMITED, False, "create API tokens for yourself"),
+    Action.ACCOUNT_OWN: Rule(L.PRACTITIONER_LIMITED, False, "change your own password and sign-in settings"),
     Action.OWNERSHIP: Rule(L.ACCOUNT_OWNER, False, "manage the subscription and account ownership"),
 }
 

@@ -23,7 +23,8 @@ from .models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffM
 User = get_user_model()
 
 
-def _check_password(password: str, user=None) -> None:
+def password_validate(password: str, user=None) -> None:
+    """The password rules (settings.AUTH_PASSWORD_VALIDATORS) as a ValidationFailed on `password`."""
     try:
         password_validation.validate_password(password, user)
     except ValidationError as exc:
@@ -53,7 +54,7 @@ def _login_user(*, username: str, email: str, password: str, first_name="", last
         raise Conflict(f"The login “{username}” is taken; choose another.", code="login_taken",
                        fields={"username": ["This login is taken."]})
     user = User(username=username, email=email, first_name=first_name, last_name=last_name)
-    _check_password(password, user)
+    password_validate(password, user)
     user.set_password(password)
     user.save()
     return user

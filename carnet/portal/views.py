@@ -20,6 +20,7 @@ from carnet.core.idempotency import new_form_key
 from carnet.gateway.services import PaymentFailed
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
+from carnet.staff import account_views
 from carnet.staff.decorators import apply_errors
 from carnet.staff.views import login_view
 
@@ -39,6 +40,20 @@ def patient_required(view):
 
 def portal_login(request):
     return login_view(request, kind="patient", template="portal/login.html", home="portal:home")
+
+
+def password_reset(request):
+    return account_views.password_reset(request, kind="patient")
+
+
+def password_reset_confirm(request, token: str):
+    return account_views.password_reset_confirm(request, token, kind="patient")
+
+
+@patient_required
+def password_change(request, patient):
+    return account_views.password_change_page(request, kind="patient", user=request.user,
+                                              context={"patient": patient, "clinic": clinic_get(), "tab": "account"})
 
 
 @patient_required

@@ -29,3 +29,24 @@ class LoginForm(forms.Form):
             )
         self.user = user
         return self.cleaned_data
+
+
+class PasswordResetRequestForm(forms.Form):
+    email = forms.EmailField(label="Your email address", max_length=254,
+                             widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+
+_NEW = {"autocomplete": "new-password"}
+_RULES = "At least 12 characters; not a common password, and not like your name or email."
+
+
+class SetPasswordForm(forms.Form):
+    password = forms.CharField(label="New password", strip=False, help_text=_RULES,
+                               widget=forms.PasswordInput(attrs=_NEW))
+    confirm = forms.CharField(label="New password again", strip=False, widget=forms.PasswordInput(attrs=_NEW))
+
+
+class PasswordChangeForm(SetPasswordForm):
+    current_password = forms.CharField(label="Current password", strip=False,
+                                       widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    field_order = ("current_password", "password", "confirm")

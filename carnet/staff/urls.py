@@ -1,12 +1,15 @@
 from django.urls import path
 
-from . import views
+from . import account_views, views
 
 app_name = "staff"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
+    path("password-reset/", account_views.password_reset, name="password_reset"),
+    path("password-reset/<str:token>/", account_views.password_reset_confirm, name="password_reset_confirm"),
+    path("account/password/", account_views.password_change, name="password_change"),
     path("activity/", views.activity_log, name="activity"),
     path("account/tokens/", views.tokens, name="tokens"),
     path("account/tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),

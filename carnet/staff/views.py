@@ -8,9 +8,11 @@ from django.views.decorators.http import require_POST
 from carnet.clinic.selectors import clinic_get
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import Action, staff_of
+from carnet.people import passwords
 from carnet.people.models import ApiToken, Patient, StaffMember
 from carnet.people.services import api_token_create, api_token_revoke
 
+from .account_views import CHANGE_REQUIRED
 from .decorators import run_action, staff_required
 from .forms import LoginForm
 
@@ -25,6 +27,9 @@ def login_view(request, *, kind: str = "staff", template: str = "staff/login.htm
     form = LoginForm(request, request.POST or None, kind=kind)
     if request.method == "POST" and form.is_valid():
         login(request, form.user)
+        if not passwords.password_meets_rules(user=form.user, password=form.cleaned_data["password"]):
+            request.session[CHANGE_REQUIRED] = True
+            return redirect("staff:password_change" if kind == "staff" else "portal:password_change")
         return redirect(_safe_next(request, default=home))
     return render(request, template, {"form": form, "next": request.GET.get("next", "")}, status=200)
 

@@ -435,6 +435,21 @@ def test_api_anonymous_and_patient(world):
             assert pat.status_code in (403, 404), f"patient {method} {url}: {pat.status_code}"
 
 
+# Reachable without a login: asking for a reset link and using one (tested in test_passwords.py).
+ACCOUNT_PAGES_PUBLIC = {"staff:password_reset", "staff:password_reset_confirm",
+                        "portal:password_reset", "portal:password_reset_confirm"}
+
+
+def test_account_pages_are_public_and_the_change_pages_need_a_login(client):
+    from django.urls import reverse
+
+    for name in ACCOUNT_PAGES_PUBLIC:
+        url = reverse(name, kwargs={"token": "x"} if name.endswith("confirm") else {})
+        assert client.get(url).status_code in (200, 400), url
+    for door in ("staff", "portal"):
+        assert client.get(reverse(f"{door}:password_change"))["Location"].startswith(reverse(f"{door}:login"))
+
+
 def _page_routes():
     """Every named staff page (app:name, view) except the public ones."""
     # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
@@ -442,7 +457,8 @@ def _page_routes():
               "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid",
               "portal:appointment_cancel", "booking:book", "booking:confirm", "calendar:feed",
               "portal:passes", "portal:pass_buy", "portal:pass_bought", "portal:membership_sign_up",
-              "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume"}
+              "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume",
+              *ACCOUNT_PAGES_PUBLIC, "portal:password_change"}
     out = []
 
     def walk(patterns, ns=None):
@@ -464,6 +480,7 @@ def _page_routes():
 PAGE_ACTIONS = {
     "staff:dashboard": A.DASHBOARD_VIEW, "staff:activity": A.ACTIVITY_LOG_VIEW,
     "staff:tokens": A.API_TOKEN_OWN, "staff:token_revoke": A.API_TOKEN_OWN,
+    "staff:password_change": A.ACCOUNT_OWN,
     "calendar:feed_settings": A.SCHEDULE_OWN,
     "clinic:settings": A.SETUP_VIEW, "clinic:clinic_settings": A.CLINIC_SETTINGS,
     "clinic:setup_list": A.SETUP_VIEW, "clinic:setup_new": A.SETUP_MANAGE, "clinic:setup_edit": A.SETUP_MANAGE,

@@ -58,7 +58,7 @@ def test_loads_a_complete_clinic_once_and_prints_the_logins_every_time():
     for username, level in STAFF_LOGINS.items():
         staff = StaffMember.objects.get(user__username=username)
         assert staff.access_level == level
-        assert staff.user.check_password("carnet-demo")
+        assert staff.user.check_password("carnet-demo-clinic")
     assert {s.access_level for s in StaffMember.objects.all()} == set(AccessLevel.values)
     practitioners = StaffMember.objects.filter(is_practitioner=True)
     assert practitioners.count() >= 2
@@ -76,7 +76,7 @@ def test_loads_a_complete_clinic_once_and_prints_the_logins_every_time():
     assert 2 <= portal.count() <= 3
     for patient in portal:
         assert patient.user.username == patient.email.lower()
-        assert patient.user.check_password("carnet-demo")
+        assert patient.user.check_password("carnet-demo-clinic")
     # Written through the services, so the activity log has the story.
     assert ActivityLog.objects.filter(object_type="people.patient").count() >= 30
 
@@ -87,7 +87,7 @@ def test_loads_a_complete_clinic_once_and_prints_the_logins_every_time():
     for output in (first, second):
         assert "http://127.0.0.1:8000/login/" in output
         assert "http://127.0.0.1:8000/portal/login/" in output
-        assert "carnet-demo" in output
+        assert "carnet-demo-clinic" in output
         for username, level in STAFF_LOGINS.items():
             assert any(line.split()[:1] == [username] and level.label in line
                        for line in output.splitlines())

@@ -37,7 +37,7 @@ from carnet.people.services import (
     staff_update,
 )
 
-PASSWORD = "carnet-demo"
+PASSWORD = "carnet-demo-clinic"  # meets the password rules (12+ characters, SPEC 14)
 STAFF_LOGIN_URL = "http://127.0.0.1:8000/login/"
 PORTAL_LOGIN_URL = "http://127.0.0.1:8000/portal/login/"
 STAFF_EMAIL_DOMAIN = "harbourwellness.example"
