@@ -24,8 +24,16 @@ class Column:
 PATIENT_REF = ("patient id", "patient number", "client id", "patient external id", "patient_id", "patient guid")
 # Exports that name the patient only by name (Jane's Package & Membership sales): "Ana Silva" or "Silva, Ana".
 PATIENT_NAME = ("patient name", "patient", "client", "client name", "customer", "customer name")
+# Sales exports name the patient one way or the other.
+PATIENT_COLUMNS = (
+    Column("patient_external_id", "Patient external ID", False, PATIENT_REF, "P-1001",
+           "The patient's External ID from the patients import (or give Patient name instead)."),
+    Column("patient_name", "Patient name", False, PATIENT_NAME, "",
+           "When the file has no patient ID: “First Last” or “Last, First” of exactly one patient in Carnet."),
+)
 # At least one column of each group must be mapped (the rows then need one of them filled).
-ONE_OF: dict[str, list[tuple[str, ...]]] = {"packages": [("patient_external_id", "patient_name")]}
+ONE_OF: dict[str, list[tuple[str, ...]]] = {"packages": [("patient_external_id", "patient_name")],
+                                             "memberships": [("patient_external_id", "patient_name")]}
 
 COLUMNS: dict[str, list[Column]] = {
     Kind.PATIENTS: [
@@ -57,10 +65,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column("external_id", "External ID", False, ("id", "purchase id", "sale id", "package id", "invoice number",
                                                       "invoice", "invoice #", "invoice no"), "S-501",
                "Optional: without it a row is recognised by its patient, package, purchase date and uses."),
-        Column("patient_external_id", "Patient external ID", False, PATIENT_REF, "P-1001",
-               "The patient's External ID from the patients import (or give Patient name instead)."),
-        Column("patient_name", "Patient name", False, PATIENT_NAME, "",
-               "When the file has no patient ID: “First Last” or “Last, First” of exactly one patient in Carnet."),
+        *PATIENT_COLUMNS,
         Column("template", "Package", True, ("package", "package name", "item", "item name", "template",
                                              "product", "description"),
                "10 massages", "A package template's name in Carnet (Settings → Packages), or a package described "
@@ -90,6 +95,30 @@ COLUMNS: dict[str, list[Column]] = {
                "Only when the price is unknown: the value of the remaining uses."),
         Column("expiry", "Expiry date", False, ("expires", "expiry", "expiration date", "expires on",
                                                 "expiry date", "expiration"), "2027-09-14", "Blank: never expires."),
+    ],
+    Kind.MEMBERSHIPS: [
+        Column("external_id", "External ID", False, ("id", "membership id", "sale id", "purchase id"), "M-77",
+               "Optional: without it a row is recognised by its patient, membership and start date."),
+        *PATIENT_COLUMNS,
+        Column("template", "Membership", True, ("membership", "membership name", "plan", "item", "item name",
+                                                "template"), "Monthly wellness",
+               "A membership template's name in Carnet (Settings → Packages & Memberships)."),
+        Column("start_date", "Start date", True, ("start date", "started", "start", "member since",
+                                                  "purchase date", "date"), "2026-01-15"),
+        Column("next_cycle_date", "Next cycle date", True, ("next cycle", "next billing date", "next bill date",
+                                                            "next payment date", "next charge date", "renewal date",
+                                                            "next renewal", "next invoice date"), "2026-06-15",
+               "When Carnet invoices the next cycle; the cycle before it was paid in your previous system."),
+        Column("uses_this_cycle", "Uses this cycle", False, ("used this cycle", "uses this cycle",
+                                                             "sessions used this cycle", "visits this cycle",
+                                                             "redeemed this cycle"), "1",
+               "Uses already taken in the current cycle (blank: none)."),
+        Column("cycle_price", "Cycle price", False, ("price", "amount", "cycle price", "recurring amount",
+                                                     "price per cycle", "fee"), "60.00",
+               "What the patient pays per cycle, tax included, if not the template's price."),
+        Column("payment", "Payment", False, ("payment mode", "payment method", "billing", "auto pay", "autopay",
+                                             "auto renew", "automatic payment"), "manual",
+               "manual or automatic (charged to a card on file; it waits until the patient's card is added)."),
     ],
     Kind.CREDIT: [
         Column("patient_external_id", "Patient external ID", True, PATIENT_REF, "P-1001"),

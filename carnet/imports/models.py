@@ -10,6 +10,7 @@ from django.db.models import Q
 class Kind(models.TextChoices):
     PATIENTS = "patients", "Patients"
     PACKAGES = "packages", "Packages"
+    MEMBERSHIPS = "memberships", "Memberships"
     CREDIT = "credit", "Account credit"
     GIFT_CARDS = "gift_cards", "Gift cards"
 

@@ -46,6 +46,7 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     total_rows: int = 0
     currency: str = ""
+    cut_over: dt.date | None = None
 
     @property
     def ok(self) -> bool:
@@ -169,10 +170,12 @@ def imported_ids(kind: str, external_ids) -> dict[str, int]:
 _DECLARED = {
     Kind.PATIENTS: lambda r: r.text("external_id"),
     Kind.PACKAGES: lambda r: r.text("external_id"),
+    Kind.MEMBERSHIPS: lambda r: r.text("external_id"),
     Kind.CREDIT: lambda r: r.text("patient_external_id") and f"credit:{r.text('patient_external_id')}",
     Kind.GIFT_CARDS: lambda r: r.text("code").upper(),
 }
-_ID_COLUMN = {Kind.PATIENTS: "External ID", Kind.PACKAGES: "External ID", Kind.CREDIT: "Patient external ID",
+_ID_COLUMN = {Kind.PATIENTS: "External ID", Kind.PACKAGES: "External ID", Kind.MEMBERSHIPS: "External ID",
+              Kind.CREDIT: "Patient external ID",
               Kind.GIFT_CARDS: "Code"}
 
 
@@ -199,10 +202,12 @@ def _row_hash(*parts) -> str:
     return "row-" + hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
 
 
-def plan_rows(*, kind: str, sheet: Sheet, mapping: dict[str, int], currency: str) -> Plan:
-    plan = Plan(kind=kind, encoding=sheet.encoding, total_rows=len(sheet.rows), currency=currency)
-    checker = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.CREDIT: _credit,
-               Kind.GIFT_CARDS: _gift_cards}.get(kind)
+def plan_rows(*, kind: str, sheet: Sheet, mapping: dict[str, int], currency: str,
+              cut_over: dt.date | None = None) -> Plan:
+    plan = Plan(kind=kind, encoding=sheet.encoding, total_rows=len(sheet.rows), currency=currency,
+                cut_over=cut_over or dt.date.today())
+    checker = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.MEMBERSHIPS: _memberships,
+               Kind.CREDIT: _credit, Kind.GIFT_CARDS: _gift_cards}.get(kind)
     if checker is None:
         raise ValidationFailed(f"Importing {kind} is not available yet.", code="unknown_kind")
     rows, declared = [], []
@@ -306,6 +311,35 @@ def _packages(r: _Reader, currency: str) -> Row | None:
     return Row(r.line, ext, values)
 
 
+_MODES = {"manual": "manual", "no": "manual", "false": "manual", "off": "manual", "invoice": "manual",
+          "automatic": "automatic", "auto": "automatic", "yes": "automatic", "true": "automatic", "on": "automatic",
+          "card": "automatic", "card on file": "automatic", "autopay": "automatic"}
+
+
+def _mode(text: str) -> str:
+    mode = _MODES.get(" ".join(text.lower().split()))
+    if mode is None:
+        raise _Bad(f"“{text}” is neither manual nor automatic.")
+    return mode
+
+
+def _memberships(r: _Reader, currency: str) -> Row | None:
+    values = {**_patient_of(r),
+              "template": r.get("template", required=True, max_length=160),
+              "start_date": r.get("start_date", _date, required=True),
+              "next_cycle_date": r.get("next_cycle_date", _date, required=True),
+              "uses_this_cycle": r.get("uses_this_cycle", _count) or 0,
+              "cycle_price": r.get("cycle_price", lambda t: _money(t, currency)),
+              "payment": r.get("payment", _mode) or "manual"}
+    if values["cycle_price"] is not None and values["cycle_price"] < 0:
+        r.problem("cycle_price", "A negative amount cannot be imported.")
+    if r.bad:
+        return None
+    ext = r.text("external_id")[:120] or _row_hash(values["patient"] or values["patient_name"].lower(),
+                                                   values["template"].lower(), values["start_date"])
+    return Row(r.line, ext, values)
+
+
 def remaining_value(*, price: int | None, quantity: int, remaining: int, given: int | None, currency: str) -> int:
     """The rule for an imported package's opening value: the price split over its uses as a sale
     would split it (remainder to the last uses), and the shares of the uses still left; when the
@@ -349,8 +383,8 @@ def _gift_cards(r: _Reader, currency: str) -> Row | None:
 # ---------------------------------------------------------------- checks across rows and the database
 
 def _cross_checks(plan: Plan) -> None:
-    {Kind.PATIENTS: _patients_cross, Kind.PACKAGES: _packages_cross, Kind.CREDIT: _patient_refs,
-     Kind.GIFT_CARDS: _gift_cards_cross}[plan.kind](plan)
+    {Kind.PATIENTS: _patients_cross, Kind.PACKAGES: _packages_cross, Kind.MEMBERSHIPS: _memberships_cross,
+     Kind.CREDIT: _patient_refs, Kind.GIFT_CARDS: _gift_cards_cross}[plan.kind](plan)
 
 
 def _patients_cross(plan: Plan) -> None:
@@ -434,7 +468,7 @@ def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) 
     from carnet.passes.models import PassTemplate
 
     by_name: dict[str, list] = {}
-    for template in PassTemplate.objects.filter(kind=kind).prefetch_related("items"):
+    for template in PassTemplate.objects.filter(kind=kind).prefetch_related("items", "taxes"):
         by_name.setdefault(template.name.strip().lower(), []).append(template)
     for row in plan.rows:
         name = row.values["template"]
@@ -516,6 +550,54 @@ def _packages_cross(plan: Plan) -> None:
             continue
         row.money_minor = remaining_value(price=v["price"], quantity=v["quantity"], remaining=v["remaining"],
                                           given=v["remaining_value"], currency=currency)
+
+
+def _memberships_cross(plan: Plan) -> None:
+    from carnet.passes.membership_opening import current_cycle
+    from carnet.passes.models import Kind as PassKind
+
+    _patient_refs(plan)
+    _patients_by_name(plan)
+    _templates(plan, PassKind.MEMBERSHIP, "Membership")
+    cut_over = plan.cut_over
+    for row in plan.rows:
+        v = row.values
+        template = v.pop("template_obj", None)
+        if template is None:
+            continue  # a problem already says so
+        if v["start_date"] > cut_over:
+            plan.problems.append(Problem(row.line, "Start date", f"It starts after the cut-over ({cut_over}): sell "
+                                         "it in Carnet instead."))
+            continue
+        current = current_cycle(template, start_date=v["start_date"], next_cycle=v["next_cycle_date"])
+        if current.problem:
+            plan.problems.append(Problem(row.line, "Next cycle date", current.problem))
+            continue
+        if current.start > cut_over:
+            plan.problems.append(Problem(row.line, "Next cycle date", f"The cycle before {current.end} starts after "
+                                         f"the cut-over ({cut_over}): Carnet brings in the cycle running on the "
+                                         f"cut-over day. Give the date the cycle after it starts."))
+            continue
+        if template.uses_per_cycle is not None and v["uses_this_cycle"] > template.uses_per_cycle:
+            plan.problems.append(Problem(row.line, "Uses this cycle", f"{v['uses_this_cycle']} is more than the "
+                                         f"{template.uses_per_cycle} uses a cycle of “{template.name}” allows."))
+            continue
+        v["current"] = current
+        if v["cycle_price"] is None:
+            v["cycle_price"] = template.price_minor
+        row.money_minor = _unearned(template, current, v["cycle_price"], cut_over, plan.currency)
+
+
+def _unearned(template, current, price: int, cut_over: dt.date, currency: str) -> int:
+    """The current cycle's part not yet earned at the cut-over (before tax): the opening balance."""
+    from carnet.billing.tax import line_amounts
+    from carnet.passes.cycles import _target
+    from carnet.passes.models import PassInvoice
+
+    net = line_amounts(gross=price, rates=[t.rate for t in template.taxes.all()], inclusive=template.tax_inclusive,
+                       currency=currency).net
+    row = PassInvoice(period_start=current.start, period_end=current.end, net_minor=net)
+    return net - _target(row, cut_over)
 
 
 def _gift_cards_cross(plan: Plan) -> None:

@@ -44,7 +44,7 @@ class Preview:
 
     def first_rows(self, n: int = 5) -> list[dict]:
         return [{"line": r.line, "external_id": r.external_id, **{k: v for k, v in r.values.items()
-                                                                   if not k.endswith("_id")}}
+                                                                   if not k.endswith(("_id", "_ids", "current"))}}
                 for r in self.plan.rows[:n]]
 
 
@@ -62,9 +62,10 @@ def import_preview(*, actor, kind: str, data: bytes, file_name: str, cut_over: d
     clinic = clinic_get()
     sheet = sheet_read(data=data, file_name=file_name)
     used = mapping_checked(kind, sheet.headers, mapping)
-    plan = plan_rows(kind=kind, sheet=sheet, mapping=used, currency=clinic.currency)
+    cut_over = cut_over or clock.today(clinic.time_zone)
+    plan = plan_rows(kind=kind, sheet=sheet, mapping=used, currency=clinic.currency, cut_over=cut_over)
     return Preview(kind=kind, file_name=file_name[:200], sha256=hashlib.sha256(data).hexdigest(),
-                   cut_over=cut_over or clock.today(clinic.time_zone), plan=plan, headers=sheet.headers, mapping=used)
+                   cut_over=cut_over, plan=plan, headers=sheet.headers, mapping=used)
 
 
 @transaction.atomic
@@ -156,6 +157,20 @@ def _packages(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
     return [(p.pk, txn) for p, txn in made]
 
 
+def _memberships(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
+    from carnet.passes.membership_opening import Opening, memberships_open
+    from carnet.passes.models import PassTemplate
+
+    templates = PassTemplate.objects.prefetch_related("items", "taxes").in_bulk(
+        {r.values["template_id"] for r in plan.rows})
+    made = memberships_open(actor=actor, at=at, cut_over=plan.cut_over, memo=memo, zone=zone, openings=[
+        Opening(patient_id=r.values["patient_id"], template=templates[r.values["template_id"]],
+                start_date=r.values["start_date"], current=r.values["current"], uses_taken=r.values["uses_this_cycle"],
+                cycle_price_minor=r.values["cycle_price"], payment_mode=r.values["payment"])
+        for r in plan.rows])
+    return [(p.pk, txn) for p, txn in made]
+
+
 def _credit(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
     from carnet.billing.opening import credits_open
 
@@ -173,7 +188,8 @@ def _gift_cards(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | N
     return [(c.pk, txn) for c, txn in made]
 
 
-_CREATE = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.CREDIT: _credit, Kind.GIFT_CARDS: _gift_cards}
+_CREATE = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.MEMBERSHIPS: _memberships, Kind.CREDIT: _credit,
+           Kind.GIFT_CARDS: _gift_cards}
 
 
 def _close(kind: str, *, actor, pks: list[int]) -> None:
@@ -181,6 +197,8 @@ def _close(kind: str, *, actor, pks: list[int]) -> None:
         from carnet.people.services import patients_remove_imported as close
     elif kind == Kind.PACKAGES:
         from carnet.passes.opening import packages_close as close
+    elif kind == Kind.MEMBERSHIPS:
+        from carnet.passes.membership_opening import memberships_close as close
     elif kind == Kind.CREDIT:
         from carnet.billing.opening import credits_close as close
     else:

@@ -86,6 +86,33 @@ def _issue_due(sold: Pass, *, today: dt.date, actor=None, action=None, location=
     return issued
 
 
+def membership_copy(template: PassTemplate, *, patient_id: int, actor, start_date: dt.date, purchase_date: dt.date,
+                    purchased_at: dt.datetime, payment_mode: str, card=None, location=None, sold_by=None,
+                    online: bool = False, **terms) -> Pass:
+    """A membership with its own copy of the template's terms (SPEC 6.4), not saved; `terms`
+    override them (an import's remaining term and cycle price)."""
+    sold = Pass(
+        kind=template.kind, template=template, patient_id=patient_id, name=template.name,
+        income_category_id=template.income_category_id, quantity=None, price_minor=template.price_minor,
+        net_minor=0, auto_select=template.auto_select, redeem_online=template.redeem_online,
+        family_sharing=template.family_sharing, transferable=False, instalments=1, purchase_date=purchase_date,
+        purchased_at=purchased_at, sold_by=sold_by, sold_online=online, card=card,
+        cycle=template.cycle, term_cycles=template.term_cycles,
+        cancellable_after_cycles=template.cancellable_after_cycles, uses_per_cycle=template.uses_per_cycle,
+        rollover=template.rollover, rollover_cap=template.rollover_cap, pause_allowed=template.pause_allowed,
+        pause_max_cycles=template.pause_max_cycles, self_cancel=template.self_cancel,
+        cycle_price_minor=template.price_minor, start_date=start_date, payment_mode=payment_mode, location=location,
+        tax_inclusive=template.tax_inclusive, created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    for name, value in terms.items():
+        setattr(sold, name, value)
+    return sold
+
+
+def membership_items(sold: Pass, template: PassTemplate) -> list[PassItem]:
+    return [PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
+                     compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all()]
+
+
 @transaction.atomic
 def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.date | None = None,
                     payment_mode: str = Mode.MANUAL, card=None, location=None, sold_by=None,
@@ -104,23 +131,13 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
                                fields={"template_id": ["No eligible items."]})
     _check_card(patient, payment_mode, card)
     now, today = clock.now(), _today()
-    start_date = start_date or today
-    sold = Pass.objects.create(
-        kind=template.kind, template=template, patient=patient, name=template.name,
-        income_category_id=template.income_category_id, quantity=None, price_minor=template.price_minor,
-        net_minor=0, auto_select=template.auto_select, redeem_online=template.redeem_online,
-        family_sharing=template.family_sharing, transferable=False, instalments=1, purchase_date=today,
-        purchased_at=now, sold_by=sold_by, sold_online=online, card=card if payment_mode == Mode.AUTOMATIC else None,
-        cycle=template.cycle, term_cycles=template.term_cycles,
-        cancellable_after_cycles=template.cancellable_after_cycles, uses_per_cycle=template.uses_per_cycle,
-        rollover=template.rollover, rollover_cap=template.rollover_cap, pause_allowed=template.pause_allowed,
-        pause_max_cycles=template.pause_max_cycles, self_cancel=template.self_cancel,
-        cycle_price_minor=template.price_minor, start_date=start_date, payment_mode=payment_mode, location=location,
-        tax_inclusive=template.tax_inclusive, created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    sold = membership_copy(template, patient_id=patient.pk, actor=actor, start_date=start_date or today,
+                           purchase_date=today, purchased_at=now, payment_mode=payment_mode,
+                           card=card if payment_mode == Mode.AUTOMATIC else None, location=location,
+                           sold_by=sold_by, online=online)
+    sold.save(force_insert=True)
     sold.taxes.set(template.taxes.all())
-    PassItem.objects.bulk_create(
-        PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
-                 compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all())
+    PassItem.objects.bulk_create(membership_items(sold, template))
     _issue_due(sold, today=today, actor=actor, action=action, location=location)
     activity.record(actor=actor, verb="sold" if not online else "bought_online", obj=sold,
                     after=activity.snapshot(sold))

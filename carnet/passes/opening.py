@@ -132,14 +132,15 @@ def money(minor: int) -> str:
     return str(clinic_get().money(minor))
 
 
-def _invoices_of(pks: list[int]) -> list[int]:
+def imported_invoices(pks: list[int]) -> list[int]:
+    """The invoices of these imported passes (partly paid packages, memberships' current cycles)."""
     return [i for part in bulk.chunks(pks) for i in PassInvoice.objects.filter(
         sold_pass_id__in=part, invoice__isnull=False).values_list("invoice_id", flat=True)]
 
 
 def packages_in_use(pks: list[int]) -> list[str]:
     """Why each of these imported passes can no longer be undone (used, ended or changed since)."""
-    problems = bills_in_use(_invoices_of(pks))
+    problems = bills_in_use(imported_invoices(pks))
     for part in bulk.chunks(pks):
         for p in Pass.objects.filter(pk__in=part).order_by("pk"):
             if p.status != Pass.Status.ACTIVE and p.status != Pass.Status.EXPIRED or p.reserved_count or p.posted_count:
@@ -153,7 +154,7 @@ def packages_in_use(pks: list[int]) -> list[str]:
 def packages_close(*, actor, pks: list[int]) -> None:
     """Undo imported passes (caller's transaction; the caller reverses their opening balances),
     refused with the reasons if any has been used."""
-    invoices = _invoices_of(pks)
+    invoices = imported_invoices(pks)
     imported_rows_remove(actor=actor, model=Pass, pks=pks, in_use=packages_in_use,
                          children=((PassItem, "sold_pass_id"), (PassInvoice, "sold_pass_id")))
     bills_close(actor=actor, invoice_pks=invoices)

@@ -15,7 +15,7 @@ from carnet.imports.services import import_commit, import_preview, import_undo
 
 
 class Command(BaseCommand):
-    help = ("Import patients, packages, account credit or gift cards from a CSV or XLSX file. Without --commit "
+    help = ("Import patients, packages, memberships, account credit or gift cards from a CSV or XLSX file. Without --commit "
             "it is a dry run: it shows what would be created and every problem, and exits 1 if any row is invalid.")
 
     def add_arguments(self, parser):
