@@ -4,6 +4,7 @@ from . import booking_views
 
 app_name = "booking"
 urlpatterns = [
+    path("", booking_views.start, name="start"),
     path("<int:location_id>/", booking_views.book, name="book"),
     path("<int:location_id>/confirm/", booking_views.confirm, name="confirm"),
 ]

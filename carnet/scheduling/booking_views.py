@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from carnet.clinic.models import Location
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, locations_active
 from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
@@ -58,6 +58,14 @@ def _int(value):
 
 def _location(location_id: int) -> Location:
     return get_object_or_404(Location, pk=location_id, is_active=True)
+
+
+def start(request):
+    """The "Book online" link: straight to the one location, or the choice of location when there are several."""
+    locations = list(locations_active())
+    if len(locations) == 1:
+        return redirect("booking:book", location_id=locations[0].pk)
+    return render(request, "scheduling/booking_start.html", {"clinic": clinic_get(), "locations": locations})
 
 
 def book(request, location_id: int):

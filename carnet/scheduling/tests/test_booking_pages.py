@@ -1,0 +1,42 @@
+"""The way into online booking: "Book online" from the portal's menu leads to the one location's
+page, or to a choice of location when the clinic has several."""
+
+import pytest
+from django.test import Client
+
+from carnet.clinic.models import Location
+from carnet.conftest import PASSWORD, make_patient
+from carnet.people.services import patient_portal_enable
+
+from .factories import clinic_set
+
+pytestmark = pytest.mark.django_db
+
+
+def test_book_online_goes_straight_to_the_only_location(catalog):
+    response = Client().get("/book/")
+    assert response.status_code == 302 and response["Location"] == f"/book/{catalog['location'].pk}/"
+
+
+def test_book_online_offers_each_active_location(catalog):
+    Location.objects.create(name="Uptown", time_zone="America/Toronto", address="1 High St")
+    Location.objects.create(name="Closed", time_zone="America/Toronto", is_active=False)
+    html = Client().get("/book/").content.decode()
+    assert catalog["location"].name in html and "Uptown" in html and "1 High St" in html
+    assert "Closed" not in html
+
+
+def test_every_portal_page_has_the_same_menu_with_book_online(catalog, owner):
+    clinic_set(gift_cards_enabled=True, gift_card_online_sales_enabled=True)
+    me = make_patient(email="menu@example.test")
+    patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
+    client = Client()
+    me.refresh_from_db()
+    client.force_login(me.user)
+    menus = set()
+    for path in ["/portal/", "/portal/passes/", "/portal/gift-cards/buy/", "/portal/account/password/", f"/book/{catalog['location'].pk}/"]:
+        html = client.get(path).content.decode()
+        nav = html[html.index('<nav class="mainnav"'):html.index("</nav>")]
+        menus.add(nav.replace(' aria-current="page"', ""))
+        assert 'href="/book/"' in nav and 'aria-current="page"' in nav
+    assert len(menus) == 1
