@@ -34,7 +34,8 @@ def test_every_portal_page_has_the_same_menu_with_book_online(catalog, owner):
     me.refresh_from_db()
     client.force_login(me.user)
     menus = set()
-    for path in ["/portal/", "/portal/passes/", "/portal/gift-cards/buy/", "/portal/account/password/", f"/book/{catalog['location'].pk}/"]:
+    for path in ["/portal/", "/portal/passes/", "/portal/gift-cards/buy/", "/portal/account/password/",
+                 f"/book/{catalog['location'].pk}/"]:
         html = client.get(path).content.decode()
         nav = html[html.index('<nav class="mainnav"'):html.index("</nav>")]
         menus.add(nav.replace(' aria-current="page"', ""))
