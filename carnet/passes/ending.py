@@ -134,6 +134,17 @@ def refund_suggestions(sold: Pass) -> dict:
             "used_at_full_price": used_full_price}
 
 
+def _credit_paid_before(sold: Pass, amount: int, counter) -> None:
+    """Refund step one for money collected by the previous system: it becomes the patient's credit
+    as an unapplied payment (so step two refunds it like any credit), out of deferred revenue."""
+    from carnet.billing.models import Payment
+
+    payment = Payment.objects.create(patient_id=sold.patient_id, method=Payment.Method.OTHER, amount_minor=amount,
+                                     received_at=clock.now(), reference=f"Refund of {sold.name} (paid before the switch)"[:120])
+    transaction_post(kind="pass_taken_back", source=sold, memo=f"{sold.name} refunded: paid before the switch, to credit",
+                     lines=[*counter(amount), Line(accounts.PATIENT_CREDIT, credit=amount, patient_id=payment.patient_id)])
+
+
 @transaction.atomic
 def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: bool = False, reason: str = "") -> Pass:
     """Step one of a refund (SPEC 5.4): `amount_minor` (0 to what was collected) becomes the
@@ -178,6 +189,8 @@ def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: boo
             invoice_take_back(invoice=invoice, amount_minor=invoice.balance_minor + give, to_credit_minor=give,
                               source=sold, description=f"Refund of {sold.name}", memo=f"{sold.name} refunded",
                               counter_lines=counter)
+    if to_give:  # paid before the switch (an imported package, no invoice in Carnet): straight to credit
+        _credit_paid_before(sold, to_give, counter)
     if state["deferred"]:  # value of unused uses the clinic keeps
         transaction_post(kind="pass_refund_kept", source=sold, memo=f"{sold.name} refunded: value kept", lines=[
             Line(accounts.DEFERRED_PACKAGES, debit=state["deferred"]), Line(accounts.BREAKAGE, credit=state["deferred"])])

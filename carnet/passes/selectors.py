@@ -41,9 +41,21 @@ def pass_invoices(sold: Pass) -> list[Invoice]:
     return [r.invoice for r in sold.instalment_rows.select_related("invoice") if r.invoice_id]
 
 
+def pass_imported(sold: Pass) -> bool:
+    """Brought in from the clinic's previous system (carnet.imports): its value is an opening balance."""
+    from carnet.ledger.selectors import postings_for_source
+
+    return postings_for_source(sold).filter(transaction__kind="opening_balance").exists()
+
+
 def pass_collected_minor(sold: Pass) -> int:
-    """Money the patient actually paid for this pass (the refund override's ceiling, SPEC 5.4)."""
-    return sum(i.applied_minor for i in pass_invoices(sold) if not i.deleted_at)
+    """Money the patient actually paid for this pass (the refund override's ceiling, SPEC 5.4). A
+    package imported paid in full has no invoice in Carnet: its price was collected before the
+    switch (its remaining value, when the file did not know the price)."""
+    invoices = pass_invoices(sold)
+    if not invoices and sold.kind == Pass.Kind.PACKAGE and not sold.transferred_from_id and pass_imported(sold):
+        return sold.net_minor
+    return sum(i.applied_minor for i in invoices if not i.deleted_at)
 
 
 def passes_for_patient(patient, *, include_ended: bool = True):

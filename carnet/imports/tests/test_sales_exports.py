@@ -177,3 +177,28 @@ def test_a_described_package_needs_treatments_carnet_knows_and_its_quantity(owne
     assert "needs its quantity" in said[(2, "Quantity")]
     assert "Unknown package template “Mystery”" in said[(3, "Package")]
     assert not PassTemplate.objects.exists()
+
+
+def test_imported_packages_refund_transfer_and_expire_like_sold_ones(owner_user, catalog):
+    from carnet.passes.ending import pass_refund, pass_transfer, passes_expire, refund_suggestions
+
+    _commit(owner_user, "patients", JANE_PATIENTS)
+    package_template(catalog, name="10 massages", price=90000, quantity=10, transferable=True)
+    text = ("Patient ID,Package,Purchase date,Price,Quantity,Remaining uses,Expiry date\n"
+            "101,10 massages,2026-01-10,900.00,10,6,\n"
+            "102,10 massages,2026-01-10,900.00,10,5,\n"
+            "102,10 massages,2026-01-11,900.00,10,2,2026-05-31\n")
+    _commit(owner_user, "packages", text)
+    ana, ben, ben_expiring = Pass.objects.order_by("patient__first_name", "purchase_date")
+    # Collected before the switch: the suggestion is price ÷ quantity × uses left, as for a sale.
+    assert refund_suggestions(ana)["suggested"] == 54000
+    pass_refund(actor=owner_user, sold_pass=ana, amount_minor=50000)
+    assert balance(accounts.PATIENT_CREDIT, patient_id=ana.patient_id) == 50000
+    assert Payment.objects.get(patient=ana.patient).amount_minor == 50000
+    new = pass_transfer(actor=owner_user, sold_pass=ben, to_patient=ana.patient)
+    assert (new.remaining, new.deferred_minor) == (5, 45000)
+    assert passes_expire(today=dt.date(2026, 6, 1)) >= 1
+    assert Pass.objects.get(pk=ben_expiring.pk).status == Pass.Status.EXPIRED
+    # What is left deferred: the transferred 450.00 only (the refund kept 40.00 as breakage).
+    assert balance(accounts.DEFERRED_PACKAGES) == 45000
+    assert_ledger_ok()
