@@ -31,6 +31,10 @@ PATIENT_COLUMNS = (
     Column("patient_name", "Patient name", False, PATIENT_NAME, "",
            "When the file has no patient ID: “First Last” or “Last, First” of exactly one patient in Carnet."),
 )
+# A combined sales export (Jane's Package & Membership sales) says which each row is.
+ROW_TYPE = Column("row_type", "Type", False, ("type", "item type", "pass type", "sale type", "purchase type"), "",
+                  "In a file of packages and memberships together: the rows of the other kind are left for its "
+                  "own import (also without this column, when the name is one of the other kind's templates).")
 # At least one column of each group must be mapped (the rows then need one of them filled).
 ONE_OF: dict[str, list[tuple[str, ...]]] = {"packages": [("patient_external_id", "patient_name")],
                                              "memberships": [("patient_external_id", "patient_name")]}
@@ -70,6 +74,7 @@ COLUMNS: dict[str, list[Column]] = {
                                              "product", "description"),
                "10 massages", "A package template's name in Carnet (Settings → Packages), or a package described "
                "by this row: then give its Eligible treatments too."),
+        ROW_TYPE,
         Column("treatments", "Eligible treatments", False, ("treatments", "eligible items", "covers", "services"),
                "", "Only for a package not in Carnet: the treatments it covers, by name, separated by “;”."),
         Column("purchase_date", "Purchase date", True, ("purchased", "purchase date", "sale date", "date purchased",
@@ -103,6 +108,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column("template", "Membership", True, ("membership", "membership name", "plan", "item", "item name",
                                                 "template"), "Monthly wellness",
                "A membership template's name in Carnet (Settings → Packages & Memberships)."),
+        ROW_TYPE,
         Column("start_date", "Start date", True, ("start date", "started", "start", "member since",
                                                   "purchase date", "date"), "2026-01-15"),
         Column("next_cycle_date", "Next cycle date", True, ("next cycle", "next billing date", "next bill date",

@@ -42,6 +42,7 @@ class Plan:
     kind: str
     encoding: str
     rows: list[Row] = field(default_factory=list)       # to create
+    elsewhere: list[int] = field(default_factory=list)  # lines of the other kind (a combined sales export)
     skipped: list[Row] = field(default_factory=list)    # imported by an earlier batch: left alone
     problems: list[Problem] = field(default_factory=list)
     total_rows: int = 0
@@ -211,8 +212,12 @@ def plan_rows(*, kind: str, sheet: Sheet, mapping: dict[str, int], currency: str
     if checker is None:
         raise ValidationFailed(f"Importing {kind} is not available yet.", code="unknown_kind")
     rows, declared = [], []
+    other = _other_kind(kind, mapping)
     for line, cells in sheet.rows:
         reader = _Reader(plan, kind, line, cells, mapping)
+        if other and other(reader):
+            plan.elsewhere.append(line)
+            continue
         row = checker(reader, currency)
         if row is not None and not reader.bad:
             rows.append(row)
@@ -223,6 +228,26 @@ def plan_rows(*, kind: str, sheet: Sheet, mapping: dict[str, int], currency: str
     _cross_checks(plan)
     plan.problems.sort(key=lambda p: p.line)
     return plan
+
+
+def _other_kind(kind: str, mapping: dict[str, int]):
+    """For packages and memberships: a test that a row is of the other kind (its Type says so, or
+    its name is only a template of the other kind), so a combined export imports as each kind."""
+    from carnet.passes.models import PassTemplate
+
+    if kind not in (Kind.PACKAGES, Kind.MEMBERSHIPS):
+        return None
+    mine, theirs = ("package", "membership") if kind == Kind.PACKAGES else ("membership", "package")
+    names: dict[str, set[str]] = {}
+    for name, template_kind in PassTemplate.objects.values_list("name", "kind"):
+        names.setdefault(name.strip().lower(), set()).add(template_kind)
+
+    def test(r: _Reader) -> bool:
+        said = r.text("row_type").lower()
+        if said:
+            return theirs in said and mine not in said
+        return names.get(r.text("template").strip().lower()) == {theirs}
+    return test
 
 
 # ---------------------------------------------------------------- per kind

@@ -23,6 +23,9 @@ from .reading import MAX_BYTES, sheet_read
 from .rows import Plan, plan_rows
 
 
+MONEY_VALUES = {"price", "amount_paid", "balance_owing", "remaining_value", "paid", "amount", "balance", "cycle_price"}
+
+
 @dataclass
 class Preview:
     kind: str
@@ -43,7 +46,12 @@ class Preview:
                 for c in COLUMNS[self.kind]]
 
     def first_rows(self, n: int = 5) -> list[dict]:
-        return [{"line": r.line, "external_id": r.external_id, **{k: v for k, v in r.values.items()
+        """The first rows to create, amounts shown as money (they are minor units inside)."""
+        money = clinic_get().money
+
+        def shown(key, value):
+            return money(value) if key in MONEY_VALUES and isinstance(value, int) else value
+        return [{"line": r.line, "external_id": r.external_id, **{k: shown(k, v) for k, v in r.values.items()
                                                                    if not k.endswith(("_id", "_ids", "current"))}}
                 for r in self.plan.rows[:n]]
 

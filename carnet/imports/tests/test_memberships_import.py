@@ -124,3 +124,27 @@ def test_undo_takes_back_what_was_earned_since_and_is_refused_once_billed_again(
 def test_a_second_run_creates_nothing(owner_user, catalog, imported):
     again = _commit(owner_user, "memberships", MEMBERSHIPS)
     assert (again.created, again.skipped) == (0, 2) and Pass.objects.count() == 2
+
+
+def test_a_combined_sales_export_imports_as_packages_and_as_memberships(owner_user, catalog):
+    from carnet.passes.tests.factories import package_template
+
+    membership_template(catalog, name="Wellness monthly", price=6000, uses=2)
+    package_template(catalog, name="10 massages", price=90000, quantity=10)
+    _commit(owner_user, "patients", PATIENTS)
+    text = ("Patient ID,Type,Item,Purchase Date,Price,Remaining Sessions,Start Date,Next Billing Date\n"
+            "P1,Package,10 massages,2026-01-10,900.00,6,,\n"
+            "P2,Membership,Wellness monthly,,60.00,,2026-04-15,2026-05-15\n"
+            "P2,,Wellness monthly,,60.00,,2026-03-20,2026-05-20\n")
+    packages = import_preview(actor=owner_user, kind="packages", data=text.encode(), file_name="sales.csv",
+                              cut_over=dt.date(2026, 5, 1))
+    assert packages.ok and len(packages.plan.rows) == 1 and packages.plan.elsewhere == [3, 4]
+    assert str(packages.first_rows()[0]["price"]) == "$900.00"  # money, not minor units
+    memberships = import_preview(actor=owner_user, kind="memberships", data=text.encode(), file_name="sales.csv",
+                                 cut_over=dt.date(2026, 5, 1))
+    assert memberships.ok, memberships.plan.problems
+    assert len(memberships.plan.rows) == 2 and memberships.plan.elsewhere == [2]
+    _commit(owner_user, "packages", text)
+    _commit(owner_user, "memberships", text)
+    assert Pass.objects.filter(kind="package").count() == 1 and Pass.objects.filter(kind="membership").count() == 2
+    assert_ledger_ok()

@@ -69,6 +69,10 @@ class Command(BaseCommand):
         out("Columns: " + "; ".join(f"{label} ← {header}" for label, header in preview.mapped()))
         out(f"Would create {len(plan.rows)} {preview.kind.replace('_', ' ')}; {len(plan.skipped)} already imported "
             f"(left alone); opening balances {money(plan.money_minor)}")
+        if plan.elsewhere:
+            other = "memberships" if preview.kind == "packages" else "packages"
+            out(f"{len(plan.elsewhere)} rows are {other}, left for an import of the file as {other} "
+                f"(lines {', '.join(map(str, plan.elsewhere[:10]))}{'…' if len(plan.elsewhere) > 10 else ''})")
         for row in preview.first_rows():
             out(f"  line {row.pop('line')}: " + ", ".join(f"{k}={v}" for k, v in row.items() if v not in ("", None)))
         for problem in plan.problems:
