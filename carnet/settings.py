@@ -146,6 +146,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # A password reset link works once, for this long (seconds).
 PASSWORD_RESET_TIMEOUT = int(os.environ.get("PASSWORD_RESET_MINUTES", "60")) * 60
+# How long a patient's portal invitation link works (days).
+PORTAL_INVITATION_DAYS = int(os.environ.get("PORTAL_INVITATION_DAYS", "7"))
 LOGIN_URL = "staff:login"
 
 # Idle expiry: the cookie's age is renewed on every request.

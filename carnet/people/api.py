@@ -1,5 +1,6 @@
 """Staff, patients, family links, API tokens."""
 
+from django.conf import settings
 from django.http import HttpResponse
 from ninja import PatchDict, Router, Status
 
@@ -7,8 +8,8 @@ from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import withhold_response
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
 
+from . import invitations, selectors, services
 from . import schemas as s
-from . import selectors, services
 from .models import ApiToken, FamilyLink, Shift
 
 router = Router()
@@ -165,9 +166,12 @@ def family_remove(request, pk: int):
     return Status(204, None)
 
 
-@router.post("/patients/{pk}/portal-login", response={201: s.PatientOut}, tags=["patients"],
-             operation_id="patient_portal_enable")
-def portal_login(request, pk: int, payload: s.PortalLoginIn):
+@router.post("/patients/{pk}/portal-invitation", response={202: s.PortalInvitationOut}, tags=["patients"],
+             operation_id="patient_portal_invite")
+def portal_invite(request, pk: int):
+    """Email the patient a signed link to choose their own portal password (the patient's email is the login)."""
     require(request.auth, Action.PATIENT_EDIT)
     patient = selectors.patient_get(pk)
-    return Status(201, services.patient_portal_enable(actor=request.auth, patient=patient, password=payload.password))
+    invitations.patient_portal_invite(actor=request.auth, patient=patient,
+                                      base_url=settings.SITE_URL or request.build_absolute_uri("/"))
+    return Status(202, {"sent_to": patient.email, "valid_days": settings.PORTAL_INVITATION_DAYS})

@@ -32,10 +32,6 @@ class FamilyLinkForm(forms.Form):
             self.fields["relative"].queryset = Patient.objects.exclude(pk=patient.pk)
 
 
-class PortalLoginForm(forms.Form):
-    password = forms.CharField(widget=forms.PasswordInput, min_length=8, label="Portal password")
-
-
 class StaffCreateForm(forms.Form):
     display_name = forms.CharField(max_length=120, label="Name")
     username = forms.CharField(max_length=150)

@@ -53,33 +53,52 @@ def is_kind(user, kind: str) -> bool:
     return getattr(user, "patient", None) is not None
 
 
+def link_digest(purpose: str, *parts) -> str:
+    return salted_hmac(purpose, "|".join(str(p) for p in parts)).hexdigest()[:24]
+
+
 def _state(user, purpose: str) -> str:
     last_login = user.last_login.replace(microsecond=0).isoformat() if user.last_login else ""
-    return salted_hmac(purpose, f"{user.pk}|{user.password}|{last_login}|{user.email}").hexdigest()[:24]
+    return link_digest(purpose, user.pk, user.password, last_login, user.email)
 
 
 def account_link_token(*, user, purpose: str) -> str:
     return ClockSigner(salt=purpose).sign(f"{user.pk}.{_state(user, purpose)}")
 
 
+def link_read(*, token: str, purpose: str) -> tuple[int, str, float]:
+    """(the id, the state digest, the age in seconds) a signed account link carries; AccountLinkInvalid if tampered."""
+    try:
+        value, age = ClockSigner(salt=purpose).unsign_age(token)
+        pk, state = value.split(".", 1)
+        return int(pk), state, age
+    except (signing.BadSignature, ValueError):
+        raise AccountLinkInvalid("This link is not valid. Check that you used the whole link from the email, "
+                                 "or ask for a new one.") from None
+
+
+def link_check(*, matches: bool, age: float, max_age_seconds: int) -> None:
+    """A link whose digest no longer matches was used (or its account changed); an old one expired."""
+    if not matches:
+        raise AccountLinkInvalid("This link has already been used or is no longer valid. Ask for a new one.")
+    if age > max_age_seconds:
+        if max_age_seconds >= 2 * 86400:
+            span = f"{max_age_seconds // 86400} days"
+        else:
+            hours = max_age_seconds // 3600
+            span = f"{hours} hour{'s' if hours != 1 else ''}"
+        raise AccountLinkExpired(f"This link has expired (links work for {span}). Ask for a new one.")
+
+
 def account_link_user(*, token: str, purpose: str, kind: str, max_age_seconds: int, lock: bool = False):
     """The login an account link was made for; AccountLinkInvalid (tampered, used, other door) or
     AccountLinkExpired. With `lock`, the login's row is locked (inside the caller's transaction)
     so that two submits of one link cannot both use it."""
-    try:
-        value, age = ClockSigner(salt=purpose).unsign_age(token)
-        pk, state = value.split(".", 1)
-        qs = User.objects.filter(pk=int(pk))
-    except (signing.BadSignature, ValueError):
-        raise AccountLinkInvalid("This link is not valid. Check that you used the whole link from the email, "
-                                 "or ask for a new one.") from None
+    pk, state, age = link_read(token=token, purpose=purpose)
+    qs = User.objects.filter(pk=pk)
     user = (qs.select_for_update() if lock else qs).first()
-    if user is None or not is_kind(user, kind) or state != _state(user, purpose):
-        raise AccountLinkInvalid("This link has already been used or is no longer valid. Ask for a new one.")
-    if age > max_age_seconds:
-        hours = max_age_seconds // 3600
-        raise AccountLinkExpired(f"This link has expired (links work for {hours} hour{'s' if hours != 1 else ''}). "
-                                 "Ask for a new one.")
+    link_check(matches=user is not None and is_kind(user, kind) and state == _state(user, purpose),
+               age=age, max_age_seconds=max_age_seconds)
     return user
 
 
@@ -114,7 +133,7 @@ def password_reset_complete(*, token: str, kind: str, password: str, confirm: st
     """Set the password from a reset link: the link then stops working and every session ends."""
     user = account_link_user(token=token, purpose=RESET, kind=kind,
                              max_age_seconds=settings.PASSWORD_RESET_TIMEOUT, lock=True)
-    _set_password(user, password, confirm, field="password")
+    _set_password(user, password, confirm)
     activity.record(actor=user, verb="password_reset", obj=user)
     return user
 
@@ -128,15 +147,19 @@ def password_change(*, user, current: str, password: str, confirm: str):
     if current == password:
         raise ValidationFailed("Please choose a password different from your current one.",
                                fields={"password": ["This is your current password."]})
-    _set_password(user, password, confirm, field="password")
+    _set_password(user, password, confirm)
     activity.record(actor=user, verb="password_changed", obj=user)
     return user
 
 
-def _set_password(user, password: str, confirm: str, *, field: str) -> None:
+def passwords_match(password: str, confirm: str) -> None:
     if password != confirm:
         raise ValidationFailed("The two passwords are not the same; type the new one twice.",
                                fields={"confirm": ["Not the same as the password above."]})
+
+
+def _set_password(user, password: str, confirm: str) -> None:
+    passwords_match(password, confirm)
     password_validate(password, user)
     user.set_password(password)
     user.save(update_fields=["password"])

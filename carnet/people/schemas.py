@@ -134,8 +134,9 @@ class FamilyLinkOut(Schema):
     relative_name: str
 
 
-class PortalLoginIn(Schema):
-    password: str = Field(..., min_length=8)
+class PortalInvitationOut(Schema):
+    sent_to: str = Field(..., description="the patient's email, which will be their login")
+    valid_days: int = Field(..., description="how long the link works")
 
 
 class MeOut(Schema):

@@ -43,7 +43,7 @@ def _check_email(email: str) -> str:
     return email
 
 
-def _login_user(*, username: str, email: str, password: str, first_name="", last_name=""):
+def login_create(*, username: str, email: str, password: str, first_name="", last_name=""):
     email = _check_email(email)
     username = username.strip()
     if not username:
@@ -75,7 +75,7 @@ def staff_create(*, actor, username: str, email: str, password: str, display_nam
                  location_ids: list[int] | None = None) -> StaffMember:
     require(actor, Action.STAFF_MANAGE)
     _guard_owner(actor, level=access_level, target=None)
-    user = _login_user(username=username, email=email, password=password)
+    user = login_create(username=username, email=email, password=password)
     staff = StaffMember(user=user)
     return model_save(actor=actor, obj=staff, data={
         "display_name": display_name, "access_level": access_level,
@@ -224,7 +224,7 @@ def patient_portal_enable(*, actor, patient: Patient, password: str) -> Patient:
     if not patient.email:
         raise ValidationFailed("Add the patient's email first; it is their portal login.",
                                fields={"email": ["Required for a portal login."]})
-    user = _login_user(username=patient.email.lower(), email=patient.email,
+    user = login_create(username=patient.email.lower(), email=patient.email,
                        password=password, first_name=patient.first_name, last_name=patient.last_name)
     return model_save(actor=actor, obj=patient, data={"user": user}, verb="portal_login_enabled")
 
@@ -245,7 +245,7 @@ def patient_sign_up(*, first_name: str, last_name: str, email: str, phone: str =
                        fields={"email": ["Already registered."]})
     patient = model_save(actor=None, obj=Patient(created_at=clock.now()), data=_patient_data(
         {"first_name": first_name, "last_name": last_name, "email": email, "phone": phone}), verb="signed up online")
-    user = _login_user(username=email.lower(), email=email, password=password,
+    user = login_create(username=email.lower(), email=email, password=password,
                        first_name=patient.first_name, last_name=patient.last_name)
     return model_save(actor=user, obj=patient, data={"user": user}, verb="portal_login_enabled")
 

@@ -1,5 +1,6 @@
 """Staff pages for patients (search, profile, family, portal login) and staff management."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -7,8 +8,8 @@ from django.views.decorators.http import require_POST
 from carnet.core.permissions import Action, can
 from carnet.staff.decorators import run_action, save_form, staff_required
 
-from . import selectors, services
-from .forms import (CommissionRateForm, FamilyLinkForm, PatientForm, PortalLoginForm, ShiftForm,
+from . import invitations, selectors, services
+from .forms import (CommissionRateForm, FamilyLinkForm, PatientForm, ShiftForm,
                     StaffCreateForm, StaffEditForm)
 from .models import FamilyLink, Shift
 
@@ -46,7 +47,6 @@ def patient_profile(request, pk: int):
         "patient": patient,
         "family": selectors.patient_family(patient),
         "family_form": FamilyLinkForm(patient=patient),
-        "portal_form": PortalLoginForm(),
         "can_edit": can(request.user, Action.PATIENT_EDIT),
     })
 
@@ -80,16 +80,14 @@ def family_remove(request, pk: int, link_pk: int):
 
 @require_POST
 @staff_required(Action.PATIENT_EDIT)
-def portal_login(request, pk: int):
+def portal_invite(request, pk: int):
+    """Email the patient a link to choose their own portal password (staff never type it)."""
     patient = selectors.patient_get(pk)
-    form = PortalLoginForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "The portal password needs at least 8 characters.")
-    else:
-        run_action(request, lambda: services.patient_portal_enable(
-            actor=request.user, patient=patient, password=form.cleaned_data["password"]),
-            success=f"{patient.full_name} can now log in to the portal with {patient.email}.")
-    return redirect("people:patient", pk=pk)
+    _, denied = run_action(request, lambda: invitations.patient_portal_invite(
+        actor=request.user, patient=patient, base_url=settings.SITE_URL or request.build_absolute_uri("/")),
+        success=f"Invitation sent to {patient.email}: the link lets {patient.full_name} choose a password "
+                f"for {settings.PORTAL_INVITATION_DAYS} days.")
+    return denied or redirect("people:patient", pk=pk)
 
 
 @staff_required(Action.STAFF_VIEW)

@@ -9,6 +9,8 @@ urlpatterns = [
     path("password-reset/", views.password_reset, name="password_reset"),
     path("password-reset/<str:token>/", views.password_reset_confirm, name="password_reset_confirm"),
     path("account/password/", views.password_change, name="password_change"),
+    # Public: the signed invitation link is the patient's only credential until they choose a password.
+    path("invitation/<str:token>/", views.invitation, name="invitation"),
     path("gift-cards/buy/", views.gift_card_buy, name="gift_card_buy"),
     path("passes/", views.passes, name="passes"),
     path("passes/buy/<int:pk>/", views.pass_buy, name="pass_buy"),

@@ -18,10 +18,12 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.gateway.services import PaymentFailed
+from carnet.people import invitations
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
 from carnet.staff import account_views
 from carnet.staff.decorators import apply_errors
+from carnet.staff.forms import SetPasswordForm
 from carnet.staff.views import login_view
 
 from .forms import GiftCardBuyForm, PayBalanceForm
@@ -48,6 +50,26 @@ def password_reset(request):
 
 def password_reset_confirm(request, token: str):
     return account_views.password_reset_confirm(request, token, kind="patient")
+
+
+def invitation(request, token: str):
+    """The link in a portal invitation: the patient chooses their password (their email is the login)."""
+    try:
+        patient = invitations.invitation_patient(token=token)
+    except CarnetError as exc:
+        return render(request, "staff/link_invalid.html", {"kind": "patient", "invitation": True,
+                      "login_url": "portal:login", "message": exc.message}, status=exc.status)
+    form = SetPasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            invitations.portal_invitation_accept(token=token, password=form.cleaned_data["password"],
+                                                 confirm=form.cleaned_data["confirm"])
+        except CarnetError as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, f"Your password is set. Log in with {patient.email} and your new password.")
+            return redirect("portal:login")
+    return render(request, "portal/invitation.html", {"form": form, "patient": patient, "clinic": clinic_get()})
 
 
 @patient_required

@@ -47,8 +47,7 @@ def test_same_key_on_another_endpoint_is_also_a_409(front_desk):
     api = Api(front_desk.user)
     created = api.post("/patients", BODY, **key("k-3"))
     assert created.status_code == 201
-    response = api.post(f"/patients/{created.json()['id']}/portal-login", {"password": "a long passphrase"},
-                        **key("k-3"))
+    response = api.post(f"/patients/{created.json()['id']}/portal-invitation", {}, **key("k-3"))
     assert response.status_code == 409
     assert response.json()["code"] == "idempotency_key_reused"
 

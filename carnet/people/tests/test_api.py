@@ -447,24 +447,7 @@ def test_family_links_through_the_api(front_desk):
 # ---------------------------------------------------------------- portal login and what a patient sees
 
 
-def test_portal_login_enable_through_the_api(front_desk):
-    patient = make_patient(email="ada@example.test")
-    api = Api(front_desk.user)
-    response = api.post(f"/patients/{patient.pk}/portal-login", {"password": PASSWORD})
-    assert response.status_code == 201 and response.json()["has_portal_login"] is True
-    patient.refresh_from_db()
-    assert patient.user.check_password(PASSWORD)
-    again = api.post(f"/patients/{patient.pk}/portal-login", {"password": PASSWORD})
-    assert again.status_code == 409 and problem_code(again) == "portal_login_exists"
-
-
-def test_portal_login_needs_an_email_and_a_good_password(front_desk):
-    api = Api(front_desk.user)
-    no_email = make_patient(email="")
-    assert error_fields(api.post(f"/patients/{no_email.pk}/portal-login", {"password": PASSWORD})) == {"email"}
-    patient = make_patient()
-    assert error_fields(api.post(f"/patients/{patient.pk}/portal-login", {"password": "short"})) == {"password"}
-    assert error_fields(api.post(f"/patients/{patient.pk}/portal-login", {"password": "password1"})) == {"password"}
+# Portal invitations (the patient chooses the password): carnet/people/tests/test_invitations.py
 
 
 @pytest.fixture

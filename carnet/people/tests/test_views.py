@@ -56,15 +56,6 @@ def test_family_links_from_the_profile(desk_client):
     assert FamilyLink.objects.count() == 1
 
 
-def test_portal_login_from_the_profile(desk_client):
-    patient = make_patient(email="ana@example.test")
-    response = desk_client.post(reverse("people:portal_login", kwargs={"pk": patient.pk}),
-                                {"password": "a long enough password"}, follow=True)
-    assert "can now log in" in response.content.decode()
-    patient.refresh_from_db()
-    assert patient.user.username == "ana@example.test"
-
-
 def test_staff_management_page_flow(client):
     boss = make_staff(AccessLevel.FULL_ACCESS)
     client.force_login(boss.user)

@@ -54,7 +54,7 @@ def api_routes(w):
         ("get", "/patients/{patient}/family", A.PATIENT_VIEW, None),
         ("post", "/patients/{patient}/family", A.PATIENT_EDIT, {"relative_id": "{relative}", "kind": "spouse"}),
         ("delete", "/family-links/{link}", A.PATIENT_EDIT, None),
-        ("post", "/patients/{patient}/portal-login", A.PATIENT_EDIT, {"password": "a long enough password"}),
+        ("post", "/patients/{patient}/portal-invitation", A.PATIENT_EDIT, None),
     ]
     card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123", "holder": "P"}
     routes += [
@@ -458,7 +458,7 @@ def _page_routes():
               "portal:appointment_cancel", "booking:book", "booking:confirm", "calendar:feed",
               "portal:passes", "portal:pass_buy", "portal:pass_bought", "portal:membership_sign_up",
               "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume",
-              *ACCOUNT_PAGES_PUBLIC, "portal:password_change"}
+              *ACCOUNT_PAGES_PUBLIC, "portal:password_change", "portal:invitation"}
     out = []
 
     def walk(patterns, ns=None):
@@ -486,7 +486,7 @@ PAGE_ACTIONS = {
     "clinic:setup_list": A.SETUP_VIEW, "clinic:setup_new": A.SETUP_MANAGE, "clinic:setup_edit": A.SETUP_MANAGE,
     "people:patients": A.PATIENT_VIEW, "people:patient": A.PATIENT_VIEW,
     "people:patient_new": A.PATIENT_EDIT, "people:patient_edit": A.PATIENT_EDIT,
-    "people:family_add": A.PATIENT_EDIT, "people:family_remove": A.PATIENT_EDIT, "people:portal_login": A.PATIENT_EDIT,
+    "people:family_add": A.PATIENT_EDIT, "people:family_remove": A.PATIENT_EDIT, "people:portal_invite": A.PATIENT_EDIT,
     "people:staff": A.STAFF_VIEW, "people:staff_new": A.STAFF_MANAGE, "people:staff_edit": A.STAFF_MANAGE,
     "people:shift_add": A.STAFF_MANAGE, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
     "billing:tab": A.INVOICE_VIEW, "billing:purchase_new": A.SELL, "billing:payment_new": A.PAYMENT_TAKE,
@@ -542,7 +542,7 @@ def test_every_staff_page_declares_the_expected_action():
         assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
 
 
-POST_ONLY_PAGES = {"family_add", "family_remove", "portal_login", "shift_add", "shift_remove", "rate_set", "token_revoke",
+POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "shift_add", "shift_remove", "rate_set", "token_revoke",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",
