@@ -1,5 +1,6 @@
-"""Switching in and closing the month, end to end: a generated clinic of 500 patients and 800
-packages imported, some uses redeemed, the month exported in every format: every journal balances
+"""Switching in and closing the month, end to end: a generated clinic of 500 patients, 800
+packages (some partly paid) and memberships mid-term imported, some uses redeemed, membership fees
+earned and the next cycles invoiced, the month exported in every format: every journal balances
 and the files equal the trial balance."""
 
 import csv
@@ -21,8 +22,10 @@ from carnet.imports.services import import_commit
 from carnet.ledger import accounts
 from carnet.ledger.models import Account
 from carnet.ledger.selectors import balance
+from carnet.passes.cycle_billing import cycles_issue
+from carnet.passes.cycles import memberships_recognise
 from carnet.passes.models import Pass
-from carnet.passes.tests.factories import at, package_template, practitioner
+from carnet.passes.tests.factories import at, membership_template, package_template, practitioner
 from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
@@ -35,27 +38,35 @@ def test_a_generated_clinic_switches_in_is_used_and_exports_balanced_journals(ca
     with clock.frozen(at("2026-05-01", "08:00")):
         owner = make_staff(AccessLevel.ACCOUNT_OWNER)
         package_template(catalog, name="Switched pack", price=10000, quantity=10)
-        files = clinic_files(patients=500, passes=800, template_name="Switched pack")
+        membership_template(catalog, name="Switched monthly", price=6000, uses=4)
+        files = clinic_files(patients=500, passes=800, template_name="Switched pack",
+                             membership_name="Switched monthly")
         opening = 0
-        for kind in ("patients", "packages", "credit", "gift_cards"):
+        for kind in ("patients", "packages", "memberships", "credit", "gift_cards"):
             batch = import_commit(actor=owner.user, kind=kind, data=files[kind], file_name=f"{kind}.csv",
                                   cut_over=dt.date(2026, 5, 1))
             assert batch.skipped == 0 and batch.created > 0
             opening += batch.money_minor
-        assert Pass.objects.count() == 800
-        assert balance(accounts.OPENING_BALANCE_EQUITY) == -opening
+        assert Pass.objects.filter(kind="package").count() == 800
+        assert Pass.objects.filter(kind="membership").count() == 56
+        owed = balance(accounts.AR)  # the partly paid packages' balances
+        assert owed > 0 and balance(accounts.OPENING_BALANCE_EQUITY) == -(opening - owed)
         again = import_commit(actor=owner.user, kind="packages", data=files["packages"], file_name="again.csv")
         assert (again.created, again.skipped) == (0, 800)
         assert_ledger_ok()
 
     prac = practitioner(catalog["location"])
-    used = list(Pass.objects.filter(used_before_import__lt=3).order_by("pk")[:12])
+    used = list(Pass.objects.filter(kind="package", used_before_import__lt=3, instalment_rows__isnull=True)
+                .order_by("pk")[:12])
     for n, sold in enumerate(used):
         with clock.frozen(at("2026-05-12", "08:00")):
             appointment = appointment_book(actor=owner.user, treatment=catalog["treatment"], practitioner=prac,
                                            location=catalog["location"], start=at("2026-05-12", f"{9 + n % 8:02d}:00"),
                                            patients=[sold.patient])
             appointment_arrive(actor=owner.user, appointment=appointment)
+    with clock.frozen(at("2026-05-20", "06:00")):
+        memberships_recognise(today=dt.date(2026, 5, 20))
+        assert cycles_issue(today=dt.date(2026, 5, 20))
     assert_ledger_ok()
 
     for account in Account.objects.all():
