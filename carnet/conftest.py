@@ -152,6 +152,20 @@ def log_in(page, user, *, path="/login/"):
     page.click("button[type=submit]")
 
 
+def fits_and_accessible(page) -> None:
+    """The page needs no sideways scrolling (the document is no wider than the viewport) and
+    axe-core finds no violation anywhere on it, layout included."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map(e => e.tagName + '.' + e.className)""")
+    assert widths[0] <= widths[1], (page.url, widths, wide[:8])
+    results = Axe().run(page)
+    assert results.violations_count == 0, (page.url, results.generate_report())
+
+
 def race(n: int, work) -> list:
     """Run work(i) in n real threads released at once; each result, or the exception it raised.
 

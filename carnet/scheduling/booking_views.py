@@ -38,15 +38,15 @@ class ConfirmForm(forms.Form):
 
 
 def _choice(request, location):
-    """The treatment, practitioner and day chosen in the query string (each may be None)."""
+    """The treatment, practitioner (None: any) and day chosen in the query string (each may be None)."""
     treatments = online.bookable_treatments(location=location)
     practitioners = online.bookable_practitioners(location=location)
     treatment = treatments.filter(pk=_int(request.GET.get("treatment"))).first()
     practitioner = practitioners.filter(pk=_int(request.GET.get("practitioner"))).first()
     today = clock.today(ZoneInfo(location.time_zone))
-    day = online.horizon_check(day=max(day_from_text(request.GET.get("day"), field="day") or today, today),
-                               location=location)
-    return treatments, practitioners, treatment, practitioner, day
+    chosen_day = day_from_text(request.GET.get("day"), field="day")
+    day = online.horizon_check(day=max(chosen_day or today, today), location=location)
+    return treatments, practitioners, treatment, practitioner, day if chosen_day else None
 
 
 def _int(value):
@@ -68,24 +68,58 @@ def start(request):
     return render(request, "scheduling/booking_start.html", {"clinic": clinic_get(), "locations": locations})
 
 
+WEEK = 7
+STRIP_WEEKS = 6
+
+
+def _times_url(location, treatment, practitioner, day: dt.date) -> str:
+    query = {"treatment": treatment.pk, "day": day.isoformat()}
+    if practitioner:
+        query["practitioner"] = practitioner.pk
+    return reverse("booking:book", args=[location.pk]) + "?" + urlencode(query)
+
+
 def book(request, location_id: int):
+    """Choose a treatment (with its length and price) and a practitioner or "any", then a free time:
+    the week from the first available day (or the day asked for), with a strip of weeks ahead."""
+    from carnet.passes.quotes import price_with_tax_minor  # passes builds on scheduling
+
     location = _location(location_id)
     treatments, practitioners, treatment, practitioner, day = _choice(request, location)
-    slots = []
-    if treatment and practitioner:
-        query = {"treatment": treatment.pk, "practitioner": practitioner.pk}
-        slots = [(s, reverse("booking:confirm", args=[location.pk]) + "?" + urlencode({**query, "start": s.isoformat()}))
-                 for s in online.bookable_slots(treatment=treatment, practitioner=practitioner, location=location,
-                                                day=day)]
+    clinic = clinic_get()
+    today = clock.today(ZoneInfo(location.time_zone))
+    week, first, strip = [], None, []
+    if treatment:
+        start = day or online.first_available_day(treatment=treatment, location=location, start=today,
+                                                  practitioner=practitioner) or today
+        confirm_url = reverse("booking:confirm", args=[location.pk])
+        for offset in range(WEEK):
+            date = start + dt.timedelta(days=offset)
+            times = [(at, person, confirm_url + "?" + urlencode({
+                "treatment": treatment.pk, "practitioner": person.pk, "start": at.isoformat(),
+                **({} if practitioner else {"any": 1})}))
+                for at, person in online.bookable_times(treatment=treatment, location=location, day=date,
+                                                        practitioner=practitioner)]
+            week.append((date, times))
+            first = first or (times[0] if times else None)
+        strip = [(monday, _times_url(location, treatment, practitioner, max(monday, today)),
+                  monday <= start < monday + dt.timedelta(days=WEEK))
+                 for monday in (today - dt.timedelta(days=today.weekday()) + dt.timedelta(weeks=n)
+                                for n in range(STRIP_WEEKS))]
+        day = start
     return render(request, "scheduling/booking_choose.html", {
-        "clinic": clinic_get(), "location": location, "treatments": treatments, "practitioners": practitioners,
-        "treatment": treatment, "practitioner": practitioner, "day": day, "slots": slots,
-        "next_day": (day + dt.timedelta(days=1)).isoformat(), "chosen": bool(treatment and practitioner)})
+        "clinic": clinic, "location": location, "treatment": treatment, "practitioner": practitioner,
+        "treatments": [(t, clinic.money(price_with_tax_minor(t)), bool(t.taxes.exists())) for t in treatments],
+        "practitioners": practitioners, "day": day, "week": week, "first": first, "strip": strip,
+        "earlier": _times_url(location, treatment, practitioner, max(day - dt.timedelta(days=WEEK), today))
+        if treatment and day > today else "",
+        "later": _times_url(location, treatment, practitioner, day + dt.timedelta(days=WEEK)) if treatment else "",
+    })
 
 
 def confirm(request, location_id: int):
     location = _location(location_id)
-    _treatments, _practitioners, treatment, practitioner, _day = _choice(request, location)
+    _treatments, _practitioners, treatment, practitioner, _day = _choice(request, location)  # practitioner: the slot's
     try:
         start = dt.datetime.fromisoformat(request.GET.get("start", ""))
     except ValueError:
@@ -94,8 +128,7 @@ def confirm(request, location_id: int):
         raise NotFound("Choose a treatment, a practitioner and a time first.")
     start = start.astimezone(ZoneInfo(location.time_zone))
     patient = getattr(request.user, "patient", None) if request.user.is_authenticated else None
-    back = reverse("booking:book", args=[location.pk]) + "?" + urlencode(
-        {"treatment": treatment.pk, "practitioner": practitioner.pk, "day": start.date().isoformat()})
+    back = _times_url(location, treatment, None if request.GET.get("any") else practitioner, start.date())
     signup = SignUpForm(request.POST if request.POST.get("action") == "signup" else None)
     form = ConfirmForm(request.POST if request.POST.get("action") == "confirm" else None,
                        initial={"form_key": new_form_key()})
@@ -124,7 +157,10 @@ def confirm(request, location_id: int):
                 messages.success(request, f"Booked: {treatment} with {practitioner} on "
                                           f"{start:%A %-d %B %Y at %H:%M}. A confirmation is on its way by email.")
             return redirect("portal:home")
+    from carnet.passes.quotes import visit_quote  # passes builds on scheduling
+
     return render(request, "scheduling/booking_confirm.html", {
+        "quote": visit_quote(patient=patient, treatment=treatment, visit_date=start.date()),
         "clinic": clinic_get(), "location": location, "treatment": treatment, "practitioner": practitioner,
         "start": start, "patient": patient, "signup": signup, "form": form, "back": back,
         "login_url": reverse("portal:login") + "?" + urlencode({"next": request.get_full_path()})})

@@ -55,6 +55,40 @@ def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location:
     return sorted(slots)
 
 
+def bookable_times(*, treatment: Treatment, location: Location, day: dt.date, practitioner: StaffMember | None = None,
+                   now: dt.datetime | None = None) -> list[tuple[dt.datetime, StaffMember]]:
+    """Free start times on `day` with who is free then: of one practitioner, or of any practitioner
+    at the location ("any": each time once, with the first of them by name who is free)."""
+    practitioners = [practitioner] if practitioner else list(bookable_practitioners(location=location))
+    times: dict[dt.datetime, StaffMember] = {}
+    for person in practitioners:
+        for start in bookable_slots(treatment=treatment, practitioner=person, location=location, day=day, now=now):
+            times.setdefault(start, person)
+    return sorted(times.items(), key=lambda pair: pair[0])
+
+
+FIRST_AVAILABLE_WEEKS = 8
+
+
+def first_available_day(*, treatment: Treatment, location: Location, start: dt.date,
+                        practitioner: StaffMember | None = None) -> dt.date | None:
+    """The first day from `start` with a free time, looking FIRST_AVAILABLE_WEEKS ahead (within the
+    booking horizon); days nobody works at this location are skipped without a query."""
+    from django.conf import settings
+
+    staff = [practitioner] if practitioner else list(bookable_practitioners(location=location))
+    weekdays = set(Shift.objects.filter(location=location, staff__in=staff).values_list("weekday", flat=True))
+    last = min(start + dt.timedelta(weeks=FIRST_AVAILABLE_WEEKS),
+               clock.today(ZoneInfo(location.time_zone)) + dt.timedelta(days=settings.ONLINE_BOOKING_HORIZON_DAYS))
+    day = start
+    while day <= last:
+        if day.weekday() in weekdays and bookable_times(treatment=treatment, location=location, day=day,
+                                                        practitioner=practitioner):
+            return day
+        day += dt.timedelta(days=1)
+    return None
+
+
 def horizon_check(*, day: dt.date, location: Location) -> dt.date:
     """Patients book online at most ONLINE_BOOKING_HORIZON_DAYS ahead (the clinic's schedule is not
     planned further, and a date in year 9999 would only overflow later)."""
@@ -102,14 +136,19 @@ def appointment_book_online(*, user, patient: Patient, treatment: Treatment, pra
     AppointmentPatient.objects.create(appointment=appointment, patient=patient, booked_at=clock.now(),
                                       role=AppointmentPatient.Role.PRIMARY)
     activity.record(actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment))
-    from carnet.passes.visits import after_booking
+    from carnet.passes.quotes import visit_quote
+    from carnet.passes.visits import after_booking, reservation
 
     after_booking(actor=user, appointment=appointment, online=True)  # only passes allowed online (SPEC 5.3)
+    # What the visit costs, from the use actually reserved (if any), for the email.
+    quote = visit_quote(patient=patient, treatment=treatment, booked=True,
+                        reserved=reservation(appointment.participants.get()),
+                        visit_date=start.astimezone(ZoneInfo(location.time_zone)).date())
     clinic = clinic_get()
     if patient.email or user.patient.email:
         mail_queue(to=patient.email or user.patient.email, subject=f"Your appointment at {clinic.name}",
                    template="scheduling/booking_confirmation.txt",
-                   context={"clinic": clinic, "patient": patient, "appointment": appointment,
+                   context={"clinic": clinic, "patient": patient, "appointment": appointment, "cost": quote.sentence,
                             "when": _when(appointment), "window": clinic.cancellation_window_hours})
     return appointment
 

@@ -6,10 +6,16 @@ package, a membership and passes on sale."""
 import datetime as dt
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 
 from carnet.billing import emails
-from carnet.conftest import PASSWORD, log_in, make_catalog, make_patient, make_staff
+from carnet.conftest import (
+    PASSWORD,
+    fits_and_accessible,
+    log_in,
+    make_catalog,
+    make_patient,
+    make_staff,
+)
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
 from carnet.passes.models import PassTemplate
@@ -27,17 +33,6 @@ from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SIZES = [(390, 844), (820, 1180), (1366, 900)]
-
-
-def fits_and_accessible(page) -> None:
-    """The document is no wider than the viewport, and axe-core finds no violation on the page."""
-    widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
-    wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
-        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
-        .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
-    assert widths[0] <= widths[1], (page.url, widths, wide[:8])
-    results = Axe().run(page)
-    assert results.violations_count == 0, (page.url, results.generate_report())
 
 
 def _patient_with_history():

@@ -1,12 +1,14 @@
-"""In a real browser: a new patient books online (treatment, practitioner, slot), signs up, confirms,
-and sees the appointment in My Account."""
+"""In a real browser, at a phone's and a desktop's size: a new patient finds online booking from the
+portal's login page, picks a treatment (its length and price shown) and "any practitioner", takes the
+first available time, signs up, confirms, and sees the appointment in My Account. Every page fits
+the screen and passes axe-core."""
 
 import datetime as dt
 
 import pytest
 from playwright.sync_api import expect
 
-from carnet.conftest import make_catalog
+from carnet.conftest import fits_and_accessible, make_catalog
 from carnet.core import clock
 from carnet.people.models import Shift
 from carnet.scheduling.models import Appointment
@@ -16,7 +18,9 @@ from .factories import at, practitioner
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_new_patient_books_online_and_sees_it_in_the_portal(page):
+@pytest.mark.parametrize("width,height", [(390, 844), (1366, 900)])
+def test_a_new_patient_books_online_and_sees_it_in_the_portal(page, width, height):
+    page.set_viewport_size({"width": width, "height": height})
     catalog = make_catalog()
     catalog["treatment"].online_bookable = True
     catalog["treatment"].save()
@@ -25,14 +29,19 @@ def test_a_new_patient_books_online_and_sees_it_in_the_portal(page):
     prac.save()
     Shift.objects.create(staff=prac, location=catalog["location"], weekday=1, start_time=dt.time(9),
                          end_time=dt.time(12))
-    with clock.frozen(at("2026-03-09", "12:00")):
-        page.goto(f"/book/{catalog['location'].pk}/")
-        page.get_by_label("Treatment").select_option(label="Massage 60 (60 min)")
-        page.get_by_label("Practitioner").select_option(label="Paula Pract")
-        page.get_by_label("Date").fill("2026-03-10")
+    with clock.frozen(at("2026-03-09", "12:00")):  # a Monday: nobody works before Tuesday
+        page.goto("/portal/login/")
+        page.get_by_role("link", name="Book online").click()
+        fits_and_accessible(page)
+        page.get_by_label("Treatment").select_option(label="Massage 60 (60 min) · $101.70")
+        expect(page.get_by_label("Practitioner")).to_have_value("")  # any practitioner
         page.get_by_role("button", name="Show available times").click()
-        page.get_by_role("link", name="10:00").click()
-        expect(page.get_by_text("Tuesday 10 March 2026 at 10:00")).to_be_visible()
+        expect(page.get_by_test_id("first-available")).to_contain_text("Tuesday 10 March at 09:00 with Paula Pract")
+        fits_and_accessible(page)
+        page.get_by_test_id("first-available").get_by_role("link").click()
+        expect(page.get_by_text("Tuesday 10 March 2026 at 09:00")).to_be_visible()
+        expect(page.get_by_test_id("visit-quote")).to_have_text("You pay $101.70 (tax included) at the clinic.")
+        fits_and_accessible(page)
 
         page.get_by_label("First name").fill("Nora")
         page.get_by_label("Last name").fill("Newcomer")
@@ -40,10 +49,12 @@ def test_a_new_patient_books_online_and_sees_it_in_the_portal(page):
         page.get_by_label("Password").fill("a long pass phrase 42")
         page.get_by_role("button", name="Sign up and continue").click()
         expect(page.get_by_text("Booking for Nora Newcomer")).to_be_visible()
+        fits_and_accessible(page)
         page.get_by_role("button", name="Confirm booking").click()
 
         expect(page.get_by_text("Booked: Massage 60 with Paula Pract")).to_be_visible()
         row = page.locator("#appointments tr", has_text="Massage 60")
-        expect(row).to_contain_text("Tue 2026-03-10 10:00")
+        expect(row).to_contain_text("Tue 2026-03-10 09:00")
         expect(row.get_by_role("button", name="Cancel")).to_be_visible()
+        fits_and_accessible(page)
     assert Appointment.objects.get().booked_by == "online"

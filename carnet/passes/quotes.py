@@ -1,0 +1,72 @@
+"""What an online booking will cost the patient (SPEC 5.3, 11): the treatment's price with its taxes,
+or, when one of their passes will cover the visit, which one, what is left of it afterwards and the
+additional charge. The pass is the one auto-select picks (eligibility.auto_candidates with
+online=True), the same rule the booking then applies, so the page never promises another."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from carnet.billing.tax import line_amounts
+from carnet.clinic.selectors import clinic_get
+from carnet.core.money import Money
+
+from .eligibility import auto_candidates
+from .models import Pass
+from .selectors import passes_usable_by
+
+
+@dataclass(frozen=True)
+class Quote:
+    price: Money  # the treatment's price with its taxes
+    pays: Money  # what the patient pays for this visit
+    pass_pk: int | None = None
+    sentence: str = ""
+
+
+def price_with_tax_minor(treatment, charge_minor: int | None = None) -> int:
+    """The visit's line total: the treatment's price (or a pass's additional charge) with its taxes."""
+    gross = treatment.price_minor if charge_minor is None else charge_minor
+    amounts = line_amounts(gross=gross, rates=[t.rate for t in treatment.taxes.all()],
+                           inclusive=treatment.tax_inclusive, currency=clinic_get().currency)
+    return amounts.total
+
+
+def _left_after(sold: Pass, visit_date: dt.date, taken: int) -> str:
+    """What is left of the pass once this visit has its use (`taken`: 1 before it is reserved, 0 after)."""
+    if sold.kind == Pass.Kind.MEMBERSHIP:
+        from .cycles import cycle_preview
+
+        _state, _row, left = cycle_preview(sold, visit_date)
+        if left is None:
+            return "unlimited uses this cycle"
+        left -= taken
+        return f"{left} use{'s' if left != 1 else ''} left this cycle after this visit"
+    if sold.remaining is None:
+        return "unlimited uses"
+    return f"{sold.remaining - taken} left after this visit"
+
+
+def visit_quote(*, patient, treatment, visit_date: dt.date, booked: bool = False, reserved=None) -> Quote:
+    """The price of an online booking of `treatment` on `visit_date` for `patient` (None: not known
+    yet, the price alone). Before booking: the pass auto-select would use. Once `booked`: the use
+    the booking `reserved` (a Redemption, or None when no pass covers it)."""
+    clinic = clinic_get()
+    price = clinic.money(price_with_tax_minor(treatment))
+    tax_note = " (tax included)" if treatment.taxes.exists() else ""
+    sold, item, taken = None, None, 1
+    if booked:
+        if reserved is not None:
+            sold, item, taken = reserved.sold_pass, reserved.item, 0
+    elif patient is not None:
+        usable = auto_candidates(passes_usable_by(patient), patient=patient, treatment=treatment,
+                                 visit_date=visit_date, online=True)
+        sold = usable[0] if usable else None
+        item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None) if sold else None
+    if sold is None or item is None:
+        return Quote(price=price, pays=price, sentence=f"You pay {price}{tax_note} at the clinic.")
+    pays = clinic.money(price_with_tax_minor(treatment, item.additional_charge_minor))
+    charge = "" if not pays.minor else " (the additional charge" + (", tax included)" if tax_note else ")")
+    return Quote(price=price, pays=pays, pass_pk=sold.pk,
+                 sentence=f"Covered by {sold.name} — {_left_after(sold, visit_date, taken)}; you pay {pays}{charge}.")
