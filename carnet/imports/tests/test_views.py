@@ -78,3 +78,25 @@ def test_a_bad_file_gets_a_message_not_an_error(owner_client):
     assert owner_client.get(url).status_code == 400
     empty = owner_client.post("/imports/", {"kind": "patients", "file": SimpleUploadedFile("e.csv", b"")})
     assert empty.status_code == 400
+
+
+def test_a_combined_sales_export_goes_in_as_memberships_from_the_page(owner_client, catalog):
+    from carnet.passes.models import Pass
+    from carnet.passes.tests.factories import membership_template
+
+    membership_template(catalog, name="Wellness monthly", price=6000, uses=2)
+    _upload(owner_client, "External ID,First name,Last name\nP1,Ana,Silva\n")
+    owner_client.post(f"/imports/files/{ImportFile.objects.get().pk}/commit/", {"kind": "patients",
+                                                                              "cut_over": "2026-05-01"})
+    sales = ("Patient ID,Type,Item,Start Date,Next Billing Date,Auto Pay\n"
+             "P1,Membership,Wellness monthly,2026-03-20,2026-05-20,yes\n"
+             "P1,Package,10 massages,,,\n")
+    page = owner_client.get(_upload(owner_client, sales, kind="memberships"))
+    assert page.status_code == 200, page.content.decode()[-2000:]
+    assert b"would create <strong>1</strong>" in page.content and b"1 of the other kind" in page.content
+    assert b"Next cycle date" in page.content  # the mapping step names the columns it read
+    upload = ImportFile.objects.get()
+    done = owner_client.post(f"/imports/files/{upload.pk}/commit/", {"kind": "memberships", "cut_over": "2026-05-01"},
+                             follow=True)
+    assert b"Imported: 1 created" in done.content
+    assert Pass.objects.get(kind="membership").payment_mode == "automatic"
