@@ -575,6 +575,10 @@ def _packages_cross(plan: Plan) -> None:
             continue
         row.money_minor = remaining_value(price=v["price"], quantity=v["quantity"], remaining=v["remaining"],
                                           given=v["remaining_value"], currency=currency)
+        if v["expiry"] and v["expiry"] < plan.cut_over:
+            # Expired before the switch (a sales export lists those too): history, with nothing left to
+            # defer; otherwise the first expiry run would book the previous system's breakage in Carnet.
+            row.money_minor = 0
 
 
 def _memberships_cross(plan: Plan) -> None:

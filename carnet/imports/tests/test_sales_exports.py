@@ -202,3 +202,18 @@ def test_imported_packages_refund_transfer_and_expire_like_sold_ones(owner_user,
     # What is left deferred: the transferred 450.00 only (the refund kept 40.00 as breakage).
     assert balance(accounts.DEFERRED_PACKAGES) == 45000
     assert_ledger_ok()
+
+
+def test_a_package_expired_before_the_switch_comes_in_with_nothing_deferred(owner_user, catalog):
+    from carnet.passes.ending import passes_expire
+
+    _commit(owner_user, "patients", JANE_PATIENTS)
+    package_template(catalog, name="10 massages", price=90000, quantity=10)
+    text = ("Patient ID,Package,Purchase date,Price,Quantity,Remaining uses,Expiry date\n"
+            "101,10 massages,2025-01-10,900.00,10,4,2026-01-10\n")
+    batch = _commit(owner_user, "packages", text)
+    assert batch.money_minor == 0 and balance(accounts.DEFERRED_PACKAGES) == 0
+    passes_expire(today=dt.date(2026, 5, 2))
+    assert Pass.objects.get().status == Pass.Status.EXPIRED
+    assert balance(accounts.BREAKAGE) == 0  # the previous system's breakage is not Carnet's revenue
+    assert_ledger_ok()
