@@ -22,8 +22,9 @@ def _plain(value):
     return value
 
 
-def snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ("password",)) -> dict:
-    """The object's field values as JSON-ready data (many-to-many as sorted primary keys)."""
+def snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ("password",), m2m: dict | None = None) -> dict:
+    """The object's field values as JSON-ready data (many-to-many as sorted primary keys; `m2m`
+    gives them when the caller read them for many objects at once)."""
     data = {}
     for field in obj._meta.concrete_fields:
         if field.name in exclude:
@@ -31,8 +32,25 @@ def snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ("password",)) -> 
         data[field.attname] = _plain(getattr(obj, field.attname))
     if obj.pk:
         for field in obj._meta.many_to_many:
-            data[field.name] = sorted(getattr(obj, field.name).values_list("pk", flat=True))
+            data[field.name] = m2m[field.name] if m2m is not None else sorted(
+                getattr(obj, field.name).values_list("pk", flat=True))
     return data
+
+
+def _m2m_of(objs: list[models.Model]) -> dict[int, dict[str, list]]:
+    """pk -> {many-to-many field: sorted related pks} for objects of one model, one query per field
+    and chunk (snapshot's own query per object was most of an import's time)."""
+    found: dict[int, dict[str, list]] = {o.pk: {} for o in objs}
+    for field in objs[0]._meta.many_to_many:
+        through = field.remote_field.through
+        source, target = f"{field.m2m_field_name()}_id", f"{field.m2m_reverse_field_name()}_id"
+        related: dict[int, list] = {}
+        for part in bulk.chunks(list(found)):
+            for a, b in through.objects.filter(**{f"{source}__in": part}).values_list(source, target):
+                related.setdefault(a, []).append(b)
+        for pk, fields in found.items():
+            fields[field.name] = sorted(related.get(pk, []))
+    return found
 
 
 def _values(*, actor, verb: str, obj: models.Model, before: dict | None, after: dict | None, at) -> dict:
@@ -59,5 +77,9 @@ def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, a
 def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:
     """`record` with after=snapshot for many new objects in one insert (the billing job)."""
     at = clock.now()
-    bulk.insert_rows(ActivityLog, (_values(actor=actor, verb=verb, obj=o, before=None, after=snapshot(o), at=at)
-                                   for o in objs))
+    m2m: dict[type, dict] = {}
+    for model in {type(o) for o in objs}:
+        if model._meta.many_to_many:
+            m2m[model] = _m2m_of([o for o in objs if type(o) is model and o.pk])
+    bulk.insert_rows(ActivityLog, (_values(actor=actor, verb=verb, obj=o, before=None, at=at, after=snapshot(
+        o, m2m=m2m[type(o)].get(o.pk) if type(o) in m2m else None)) for o in objs))
