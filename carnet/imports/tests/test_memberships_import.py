@@ -148,3 +148,16 @@ def test_a_combined_sales_export_imports_as_packages_and_as_memberships(owner_us
     _commit(owner_user, "memberships", text)
     assert Pass.objects.filter(kind="package").count() == 1 and Pass.objects.filter(kind="membership").count() == 2
     assert_ledger_ok()
+
+
+def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(owner_user, catalog, imported):
+    from carnet.passes.memberships import cycle_refund, membership_cancel
+
+    ana = Pass.objects.get(patient__first_name="Ana")
+    row = ana.instalment_rows.get()
+    refunded = cycle_refund(actor=owner_user, row=row, amount_minor=2000)
+    assert refunded.recognised_minor == refunded.net_minor
+    assert balance(accounts.PATIENT_CREDIT, patient_id=ana.patient_id) == 2000
+    assert balance(accounts.DEFERRED_MEMBERSHIPS) == 0
+    membership_cancel(actor=owner_user, sold_pass=Pass.objects.get(patient__first_name="Ben"))
+    assert_ledger_ok()

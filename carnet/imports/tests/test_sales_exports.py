@@ -217,3 +217,17 @@ def test_a_package_expired_before_the_switch_comes_in_with_nothing_deferred(owne
     assert Pass.objects.get().status == Pass.Status.EXPIRED
     assert balance(accounts.BREAKAGE) == 0  # the previous system's breakage is not Carnet's revenue
     assert_ledger_ok()
+
+
+def test_a_partly_paid_imported_package_refunds_what_was_paid_and_cancels_what_is_owed(owner_user, catalog):
+    from carnet.passes.ending import pass_refund, refund_suggestions
+
+    _commit(owner_user, "patients", JANE_PATIENTS)
+    package_template(catalog, name="10 massages", price=90000, quantity=10)
+    _commit(owner_user, "packages", JANE_PACKAGES)
+    ben = Pass.objects.get(patient__first_name="Ben")
+    assert refund_suggestions(ben)["collected"] == 30000
+    pass_refund(actor=owner_user, sold_pass=ben, amount_minor=30000)
+    assert balance(accounts.PATIENT_CREDIT, patient_id=ben.patient_id) == 30000
+    assert balance(accounts.AR, patient_id=ben.patient_id) == 0
+    assert_ledger_ok()
