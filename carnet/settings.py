@@ -8,6 +8,7 @@ IDEMPOTENCY_KEY_HOURS  how long an Idempotency-Key's first response is kept for 
 EMAIL_HOST     an SMTP server turns on real email (see "Email" below); without it mail lands in var/mail/
 """
 
+import codecs
 import os
 from pathlib import Path
 
@@ -234,3 +235,13 @@ MAX_PAYMENT_AMOUNT = int(os.environ.get("MAX_PAYMENT_AMOUNT", "1000000"))
 ONLINE_BOOKING_HORIZON_DAYS = int(os.environ.get("ONLINE_BOOKING_HORIZON_DAYS", "365"))
 # How long an Idempotency-Key (API) or a form key (pages) is remembered; the daily job purges older ones.
 IDEMPOTENCY_KEY_HOURS = int(os.environ.get("IDEMPOTENCY_KEY_HOURS", "72"))
+
+# ---------------------------------------------------------------- Imports (carnet/imports/reading.py)
+# The Windows code page the clinic's spreadsheets save CSV in when not UTF-8 (cp1252: Western Europe
+# and the Americas; cp1250 Central Europe, cp1251 Cyrillic, cp1253 Greek, cp1254 Turkish…).
+IMPORT_WINDOWS_ENCODING = os.environ.get("IMPORT_WINDOWS_ENCODING", "cp1252")
+try:
+    codecs.lookup(IMPORT_WINDOWS_ENCODING)
+except LookupError:
+    raise ImproperlyConfigured(f"IMPORT_WINDOWS_ENCODING={IMPORT_WINDOWS_ENCODING!r} is not an encoding Python "
+                               "knows; use a Windows code page such as cp1252 or cp1250.") from None

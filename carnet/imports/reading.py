@@ -1,13 +1,16 @@
-"""Reading an uploaded file into rows: CSV (UTF-8 with or without BOM, or Windows-1252, detected
-and named) or XLSX (its first sheet). Line numbers are those a spreadsheet shows: the header is
+"""Reading an uploaded file into rows: CSV (UTF-8 with or without BOM, or the clinic's Windows code
+page, detected and named) or XLSX (its first sheet). Line numbers are those a spreadsheet shows: the header is
 line 1."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
 from dataclasses import dataclass, field
+
+from django.conf import settings
 
 from carnet.core.errors import ValidationFailed
 
@@ -28,12 +31,14 @@ def _decode(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "UTF-8"
     except UnicodeDecodeError:
         pass
-    # Not UTF-8: what Excel on Windows writes for a Western-European clinic. Five bytes are
-    # undefined in it; a file that has them is neither and is refused below.
+    # Not UTF-8: what Excel on Windows writes in the clinic's code page (IMPORT_WINDOWS_ENCODING,
+    # default Windows-1252). A few bytes are undefined in each; a file that has them is refused below.
+    codec = codecs.lookup(settings.IMPORT_WINDOWS_ENCODING)
+    name = "Windows-" + codec.name.removeprefix("cp") if codec.name.startswith("cp125") else codec.name
     try:
-        return data.decode("cp1252"), "Windows-1252"
+        return data.decode(codec.name), name
     except UnicodeDecodeError:
-        raise ValidationFailed("This file is neither UTF-8 nor Windows-1252 text. Save it as “CSV UTF-8” "
+        raise ValidationFailed(f"This file is neither UTF-8 nor {name} text. Save it as “CSV UTF-8” "
                                "from your spreadsheet and try again.", code="unreadable_file") from None
 
 

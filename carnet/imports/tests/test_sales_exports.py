@@ -8,7 +8,7 @@ import pytest
 from carnet.billing.models import Invoice, Payment
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.core.errors import Conflict
+from carnet.core.errors import Conflict, ValidationFailed
 from carnet.imports.columns import mapping_guess
 from carnet.imports.services import import_commit, import_preview, import_undo
 from carnet.ledger import accounts
@@ -231,3 +231,14 @@ def test_a_partly_paid_imported_package_refunds_what_was_paid_and_cancels_what_i
     assert balance(accounts.PATIENT_CREDIT, patient_id=ben.patient_id) == 30000
     assert balance(accounts.AR, patient_id=ben.patient_id) == 0
     assert_ledger_ok()
+
+
+def test_the_clinics_windows_code_page_is_read_and_named(owner_user, settings):
+    text = "External ID,First name,Last name\nP9,Łucja,Wałęsa\n"
+    settings.IMPORT_WINDOWS_ENCODING = "cp1250"
+    preview = import_preview(actor=owner_user, kind="patients", data=text.encode("cp1250"), file_name="pl.csv")
+    assert preview.plan.encoding == "Windows-1250" and preview.plan.rows[0].values["last_name"] == "Wałęsa"
+    settings.IMPORT_WINDOWS_ENCODING = "cp1253"  # Greek: 0xAA is not a character in it
+    with pytest.raises(ValidationFailed, match="neither UTF-8 nor Windows-1253"):
+        import_preview(actor=owner_user, kind="patients", data=b"External ID,First name,Last name\nP9,\xaa,X\n",
+                       file_name="gr.csv")
