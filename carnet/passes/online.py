@@ -75,6 +75,11 @@ def online_price_minor(template: PassTemplate) -> int:
     return _instalment_plan(template, clinic_get().currency)[0][1]
 
 
+def online_total_minor(template: PassTemplate) -> int:
+    """The whole price with its taxes (every instalment of a payment plan), as the patient will pay it."""
+    return sum(gross for _unit, gross, _net in _instalment_plan(template, clinic_get().currency))
+
+
 def portal_passes(user):
     """The passes of the portal user and their dependants (deleted ones hidden), newest first."""
     return (Pass.objects.filter(patient_id__in=_managed_ids(user)).exclude(status=Pass.Status.DELETED)

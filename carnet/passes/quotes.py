@@ -25,11 +25,12 @@ class Quote:
     sentence: str = ""
 
 
-def price_with_tax_minor(treatment, charge_minor: int | None = None) -> int:
-    """The visit's line total: the treatment's price (or a pass's additional charge) with its taxes."""
-    gross = treatment.price_minor if charge_minor is None else charge_minor
-    amounts = line_amounts(gross=gross, rates=[t.rate for t in treatment.taxes.all()],
-                           inclusive=treatment.tax_inclusive, currency=clinic_get().currency)
+def price_with_tax_minor(priced, charge_minor: int | None = None) -> int:
+    """A line's total: the price of `priced` (a treatment, or a membership's cycle) or a pass's
+    additional charge, with the taxes of `priced`."""
+    gross = priced.price_minor if charge_minor is None else charge_minor
+    amounts = line_amounts(gross=gross, rates=[t.rate for t in priced.taxes.all()],
+                           inclusive=priced.tax_inclusive, currency=clinic_get().currency)
     return amounts.total
 
 

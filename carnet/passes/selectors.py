@@ -95,3 +95,12 @@ def pass_history(sold: Pass) -> list[dict]:
     return [{"r": r, "appointment": r.visit.appointment,
              "treatment": r.item.treatment if r.item_id else r.visit.appointment.treatment,
              "practitioner": r.practitioner or r.visit.appointment.practitioner} for r in uses]
+
+
+def pass_next_instalment(sold: Pass) -> PassInvoice | None:
+    """A payment plan's first instalment not paid in full yet (issued or still to come), or None."""
+    for row in sorted(sold.instalment_rows.all(), key=lambda r: r.seq):
+        invoice = row.invoice if row.invoice_id else None
+        if invoice is None or (not invoice.deleted_at and invoice.applied_minor < invoice.total_minor):
+            return row
+    return None

@@ -224,14 +224,23 @@ class PassBuyForm(PayBalanceForm):
 
 
 def _pass_status(sold, clinic) -> str:
-    from carnet.passes.selectors import pass_fully_paid
+    """The package's state as the patient should read it; a payment plan says what its payments have
+    unlocked and what is due next, as staff see it ("Partly paid (2 unlocked)")."""
+    from carnet.passes.selectors import pass_fully_paid, pass_next_instalment, pass_unlocked
 
     if sold.status != sold.Status.ACTIVE:
         return sold.get_status_display()
     if sold.expires_on and sold.expires_on < clock.today(clinic.time_zone):
         return "Expired"
     if not pass_fully_paid(sold):
-        return "Awaiting payment"
+        unlocked = pass_unlocked(sold)
+        row = pass_next_instalment(sold)
+        due = f"next instalment {clinic.money(row.amount_minor)} on {row.due_on:%-d %b %Y}" if row else ""
+        if unlocked == 0:
+            return f"Awaiting payment{f' ({due})' if due else ''}"
+        if sold.remaining == 0:
+            return "Used up"
+        return f"{unlocked} of {sold.quantity} sessions unlocked{f', {due}' if due else ''}"
     if sold.remaining == 0:
         return "Used up"
     return "Active"
@@ -246,10 +255,12 @@ def passes(request, patient):
     return render(request, "portal/passes.html", {
         "clinic": clinic, "patient": patient, "tab": "passes", "dependants": patients_managed_by(patient)[1:],
         "passes": [(p, _pass_status(p, clinic)) for p in passes_online.portal_passes(request.user)
-                   if p.kind != p.Kind.MEMBERSHIP],
+                   .prefetch_related("items__treatment", "instalment_rows__invoice") if p.kind != p.Kind.MEMBERSHIP],
         "memberships": _memberships(request.user, clinic),
-        "offers": [(t, passes_online.online_price_minor(t)) for t in passes_online.online_templates()],
-        "membership_offers": list(passes_online.online_membership_templates()),
+        "offers": [(t, passes_online.online_price_minor(t), passes_online.online_total_minor(t))
+                   for t in passes_online.online_templates().prefetch_related("items__treatment", "taxes")],
+        "membership_offers": [(t, passes_online.online_total_minor(t)) for t in
+                              passes_online.online_membership_templates().prefetch_related("items__treatment", "taxes")],
         "online": clinic.online_sales_enabled,
     })
 
@@ -284,6 +295,7 @@ def pass_buy(request, patient, pk: int):
     return render(request, "portal/pass_buy.html", {
         "clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form,
         "price": clinic.money(price), "full_price": clinic.money(template.price_minor),
+        "total": clinic.money(passes_online.online_total_minor(template)),
     })
 
 
@@ -318,14 +330,17 @@ def _memberships(user, clinic) -> list[dict]:
     """Each membership of the portal user and their dependants, with what the tab shows and may offer."""
     from carnet.passes import online as passes_online
     from carnet.passes.membership_views import membership_summary
+    from carnet.passes.quotes import price_with_tax_minor
 
     today = clock.today(clinic.time_zone)
     out = []
-    for sold in passes_online.portal_passes(user).filter(kind="membership").prefetch_related("instalment_rows__invoice"):
+    for sold in (passes_online.portal_passes(user).filter(kind="membership")
+                 .prefetch_related("instalment_rows__invoice", "items__treatment", "taxes")):
         summary = membership_summary(sold, today)
         paused = sold.pauses.filter(resumed_at__isnull=True).exists()
         active = sold.status == sold.Status.ACTIVE
         out.append({"sold": sold, "uses": summary["uses"], "next_billing": summary["next_billing"],
+                    "next_amount": clinic.money(price_with_tax_minor(sold)),
                     "status": _membership_status(sold, summary),
                     "can_cancel": active and sold.self_cancel and not sold.ends_after,
                     "can_pause": active and sold.pause_allowed and not paused and not sold.ends_after,
