@@ -161,3 +161,13 @@ def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(own
     assert balance(accounts.DEFERRED_MEMBERSHIPS) == 0
     membership_cancel(actor=owner_user, sold_pass=Pass.objects.get(patient__first_name="Ben"))
     assert_ledger_ok()
+
+
+def test_the_membership_page_says_an_automatic_one_waits_for_a_card(owner_user, catalog, imported, client):
+    from django.urls import reverse
+
+    ben = Pass.objects.get(patient__first_name="Ben")
+    client.force_login(owner_user)
+    page = client.get(reverse("memberships:detail", args=[ben.pk]))
+    assert page.status_code == 200
+    assert b"waiting for a card on file" in page.content and b"None" not in page.content.split(b'data-testid="payment"')[1][:200]
