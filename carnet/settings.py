@@ -47,7 +47,6 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "axes",
     "django_tasks",
     "django_tasks_db",
     "carnet.core",
@@ -78,7 +77,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "carnet.core.middleware.SecurityHeadersMiddleware",
     "carnet.core.middleware.NullCharacterMiddleware",
-    "axes.middleware.AxesMiddleware",
     "carnet.staff.middleware.PasswordChangeRequiredMiddleware",
     "carnet.core.middleware.IdempotencyMiddleware",
     "carnet.core.middleware.DomainErrorMiddleware",
@@ -128,10 +126,7 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -173,17 +168,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-# Lock an account (username + IP) after 5 failed logins, for 15 minutes.
-AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = ["username"]
-AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "carnet.staff.views.locked_out"
-AXES_VERBOSE = False
-# Lockout is per account (the issue asks to lock the account), so rotating IPs cannot dodge it.
+# Failed log-ins are throttled per login and per IP with growing waits (carnet/people/login_throttle.py).
 # HSTS preloading (security.W021) is a promise made by submitting the domain to browsers' lists: the
 # operator's choice (HSTS_PRELOAD=1), not a default.
-SILENCED_SYSTEM_CHECKS = ["axes.W006", "security.W021"]
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -140,3 +140,17 @@ class FamilyLink(models.Model):
 
     def __str__(self):
         return f"{self.patient} — {self.get_kind_display().lower()} — {self.relative}"
+
+
+class LoginFailure(models.Model):
+    """One failed log-in, kept while it can still count towards a wait (people.login_throttle)."""
+
+    at = models.DateTimeField(db_index=True)
+    username = models.CharField(max_length=254, db_index=True)  # as typed, lower-cased
+    ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    # From a browser where this login has logged in before (a signed device cookie): counted for the
+    # IP, never towards the username's wait, so nobody elsewhere can keep the owner out.
+    trusted_device = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"{self.username} from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"

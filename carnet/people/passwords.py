@@ -26,6 +26,7 @@ from carnet.core.mail import mail_queue
 from carnet.core.permissions import staff_of
 from carnet.core.signed_links import ClockSigner
 
+from .login_throttle import login_failures_clear
 from .services import password_validate
 
 User = get_user_model()
@@ -134,6 +135,7 @@ def password_reset_complete(*, token: str, kind: str, password: str, confirm: st
     user = account_link_user(token=token, purpose=RESET, kind=kind,
                              max_age_seconds=settings.PASSWORD_RESET_TIMEOUT, lock=True)
     _set_password(user, password, confirm)
+    login_failures_clear(username=user.username)
     activity.record(actor=user, verb="password_reset", obj=user)
     return user
 

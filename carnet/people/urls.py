@@ -17,4 +17,5 @@ urlpatterns = [
     path("staff/<int:pk>/shifts/", views.shift_add, name="shift_add"),
     path("staff/<int:pk>/shifts/<int:shift_pk>/remove/", views.shift_remove, name="shift_remove"),
     path("staff/<int:pk>/rates/", views.rate_set, name="rate_set"),
+    path("staff/<int:pk>/unlock/", views.staff_unlock, name="staff_unlock"),
 ]

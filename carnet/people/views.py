@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from carnet.core.permissions import Action, can
 from carnet.staff.decorators import run_action, save_form, staff_required
 
-from . import invitations, selectors, services
+from . import invitations, login_throttle, selectors, services
 from .forms import (CommissionRateForm, FamilyLinkForm, PatientForm, ShiftForm,
                     StaffCreateForm, StaffEditForm)
 from .models import FamilyLink, Shift
@@ -124,7 +124,18 @@ def staff_edit(request, pk: int):
         "form": form, "member": member, "shift_form": ShiftForm(), "rate_form": CommissionRateForm(),
         "shifts": member.shifts.select_related("location"),
         "rates": member.commission_rates.select_related("income_category"),
+        "login_wait": -(-int(login_throttle.login_wait_for_user(member.user).total_seconds()) // 60),
     })
+
+
+@require_POST
+@staff_required(Action.STAFF_MANAGE)
+def staff_unlock(request, pk: int):
+    """Clear the failed log-ins of a staff member's login at once (an owner's: Account Owner only)."""
+    member = selectors.staff_get(pk)
+    _, denied = run_action(request, lambda: login_throttle.login_unlock(actor=request.user, user=member.user),
+                           success=f"{member.display_name} can log in again now.")
+    return denied or redirect("people:staff_edit", pk=pk)
 
 
 @require_POST

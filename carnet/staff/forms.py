@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib.auth import authenticate, get_user_model
 
+from carnet.people import login_throttle
+
 
 class LoginForm(forms.Form):
     login = forms.CharField(label="Username or email", max_length=150,
@@ -8,7 +10,7 @@ class LoginForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
 
     def __init__(self, request, *args, kind: str = "staff", **kwargs):
-        self.request, self.kind, self.user = request, kind, None
+        self.request, self.kind, self.user, self.wait = request, kind, None, None
         super().__init__(*args, **kwargs)
 
     def clean(self):
@@ -20,13 +22,27 @@ class LoginForm(forms.Form):
         if "@" in login:
             match = get_user_model().objects.filter(email__iexact=login).order_by("pk").first()
             username = match.username if match else login
+        known = get_user_model().objects.filter(username__iexact=username).first()
+        attempt = login_throttle.Attempt(
+            username=(known.username if known else username).lower(), ip=self.request.META.get("REMOTE_ADDR"),
+            trusted_device=known is not None and known.pk in login_throttle.device_trusted_users(
+                self.request.COOKIES.get(login_throttle.DEVICE_COOKIE)))
+        wait = login_throttle.login_wait(attempt)
+        if wait:  # the password is not checked, and this try does not count
+            self.wait = wait
+            minutes = -(-int(wait.total_seconds()) // 60)
+            raise forms.ValidationError(
+                f"Too many failed log-ins. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again, "
+                "or use “Forgotten your password?” below.")
         user = authenticate(self.request, username=username, password=password)
         # Staff and patients have separate doors; the wrong door answers like a wrong password.
         if user is None or not hasattr(user, self.kind) or not user.is_active:
+            login_throttle.login_failure_record(attempt)
             raise forms.ValidationError(
                 "That login and password do not match. Check both and try again; "
-                "after 5 failed tries the account is locked for 15 minutes."
+                "after 5 failed tries each new try waits a little longer (15 minutes at most)."
             )
+        login_throttle.login_failures_clear(username=user.username)
         self.user = user
         return self.cleaned_data
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.core.paginator import Paginator
@@ -8,7 +9,7 @@ from django.views.decorators.http import require_POST
 from carnet.clinic.selectors import clinic_get
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import Action, staff_of
-from carnet.people import passwords
+from carnet.people import login_throttle, passwords
 from carnet.people.models import ApiToken, Patient, StaffMember
 from carnet.people.services import api_token_create, api_token_revoke
 
@@ -29,14 +30,18 @@ def login_view(request, *, kind: str = "staff", template: str = "staff/login.htm
         login(request, form.user)
         if not passwords.password_meets_rules(user=form.user, password=form.cleaned_data["password"]):
             request.session[CHANGE_REQUIRED] = True
-            return redirect("staff:password_change" if kind == "staff" else "portal:password_change")
-        return redirect(_safe_next(request, default=home))
-    return render(request, template, {"form": form, "next": request.GET.get("next", "")}, status=200)
-
-
-def locked_out(request, credentials=None, *args, **kwargs):
-    """django-axes calls this once an account has too many failed logins."""
-    return render(request, "staff/locked_out.html", status=429)
+            response = redirect("staff:password_change" if kind == "staff" else "portal:password_change")
+        else:
+            response = redirect(_safe_next(request, default=home))
+        # This browser is now known for this login: the login's throttle no longer holds it (people.login_throttle).
+        response.set_cookie(login_throttle.DEVICE_COOKIE,
+                            login_throttle.device_cookie_value(request.COOKIES.get(login_throttle.DEVICE_COOKIE),
+                                                               form.user),
+                            max_age=login_throttle.DEVICE_DAYS * 86400, httponly=True, samesite="Lax",
+                            secure=settings.SESSION_COOKIE_SECURE)
+        return response
+    return render(request, template, {"form": form, "next": request.GET.get("next", "")},
+                  status=429 if form.wait else 200)
 
 
 @require_POST

@@ -488,7 +488,7 @@ PAGE_ACTIONS = {
     "people:patient_new": A.PATIENT_EDIT, "people:patient_edit": A.PATIENT_EDIT,
     "people:family_add": A.PATIENT_EDIT, "people:family_remove": A.PATIENT_EDIT, "people:portal_invite": A.PATIENT_EDIT,
     "people:staff": A.STAFF_VIEW, "people:staff_new": A.STAFF_MANAGE, "people:staff_edit": A.STAFF_MANAGE,
-    "people:shift_add": A.STAFF_MANAGE, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
+    "people:shift_add": A.STAFF_MANAGE, "people:staff_unlock": A.STAFF_MANAGE, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
     "billing:tab": A.INVOICE_VIEW, "billing:purchase_new": A.SELL, "billing:payment_new": A.PAYMENT_TAKE,
     "billing:credit_apply": A.PAYMENT_TAKE, "billing:invoice_delete": A.INVOICE_DELETE,
     "billing:unapply": A.PAYMENT_UNAPPLY, "billing:refund": A.REFUND,
@@ -542,7 +542,7 @@ def test_every_staff_page_declares_the_expected_action():
         assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
 
 
-POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "shift_add", "shift_remove", "rate_set", "token_revoke",
+POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "shift_add", "shift_remove", "rate_set", "token_revoke",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",

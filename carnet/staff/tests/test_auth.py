@@ -1,4 +1,4 @@
-"""Logging in: argon2 hashes, separate staff and patient doors, lockout, idle expiry, activity log page."""
+"""Logging in: argon2 hashes, separate staff and patient doors, idle expiry, activity log page."""
 
 import pytest
 from django.conf import settings
@@ -76,13 +76,7 @@ def test_portal_shows_only_own_family(client):
     assert "Kiddo" in page and "Stranger" not in page
 
 
-def test_repeated_failed_logins_lock_the_account(client):
-    staff = make_staff()
-    for _ in range(settings.AXES_FAILURE_LIMIT):
-        client.post(reverse("staff:login"), {"login": staff.user.username, "password": "wrong"})
-    response = client.post(reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD})
-    assert response.status_code == 429
-    assert "locked" in response.content.decode()
+# Throttling of failed log-ins: carnet/people/tests/test_login_throttle.py
 
 
 def test_sessions_expire_after_the_idle_time():
