@@ -455,7 +455,7 @@ def _page_routes():
     # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
     public = {"staff:login", "staff:logout", "portal:login", "portal:home", "portal:gift_card_buy",
               "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid",
-              "portal:appointment_cancel", "booking:book", "booking:confirm", "calendar:feed",
+              "portal:appointment_cancel", "booking:start", "booking:book", "booking:confirm", "calendar:feed",
               "portal:passes", "portal:pass_buy", "portal:pass_bought", "portal:membership_sign_up",
               "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume",
               *ACCOUNT_PAGES_PUBLIC, "portal:password_change", "portal:invitation"}
