@@ -4,8 +4,10 @@ axe-core's checks with no violation, for a patient with a dependant, appointment
 package, a membership and passes on sale."""
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import expect
 
 from carnet.billing import emails
 from carnet.conftest import (
@@ -57,6 +59,9 @@ def _patient_with_history():
         appointment_book(actor=owner.user, treatment=catalog["treatment"], practitioner=prac,
                          location=catalog["location"], start=at((tomorrow + dt.timedelta(days=days)).isoformat(), hhmm),
                          patients=[who])
+    soon = clock.now().astimezone(ZoneInfo("America/Toronto")) + dt.timedelta(hours=3)
+    appointment_book(actor=owner.user, treatment=catalog["treatment"], practitioner=prac, location=catalog["location"],
+                     start=soon.replace(minute=0, second=0, microsecond=0), patients=[me])  # inside the window
     ten = package_template(catalog, name="10 Massages", price=99000, quantity=10, sold_online=True,
                            taxes=[catalog["tax"]])
     sold_package(owner, me, ten)
@@ -98,6 +103,8 @@ def test_every_portal_page_fits_the_screen_and_passes_axe(page, width, height):
 
     # The layout's message list after an action.
     page.goto("/portal/")
-    page.locator("#appointments").get_by_role("button", name="Cancel").first.click()
+    expect(page.get_by_test_id("cancel-why")).to_contain_text("call My clinic at 555-0100")
+    expect(page.locator("#appointments button:disabled", has_text="Cancel")).to_have_count(1)
+    page.locator("#appointments button:enabled", has_text="Cancel").first.click()
     assert page.get_by_role("status").inner_text().startswith("Cancelled")
     fits_and_accessible(page)
