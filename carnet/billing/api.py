@@ -35,18 +35,18 @@ _PAYMENTS = Payment.objects.prefetch_related("allocations", "refunds")
 
 
 def _invoice(request, pk: int) -> Invoice:
-    invoice = _INVOICES.filter(pk=pk).first()
+    invoice, missing = _INVOICES.filter(pk=pk).first(), NotFound(f"No invoice with id {pk}.")
     if invoice is None:
-        raise NotFound(f"No invoice with id {pk}.")
-    patient_for(request.auth, invoice.patient_id, action=Action.INVOICE_VIEW)  # 404 for other patients
+        raise missing
+    patient_for(request.auth, invoice.patient_id, action=Action.INVOICE_VIEW, not_found=missing)  # other patients' too
     return invoice
 
 
 def _payment(request, pk: int) -> Payment:
-    payment = _PAYMENTS.filter(pk=pk).first()
+    payment, missing = _PAYMENTS.filter(pk=pk).first(), NotFound(f"No payment with id {pk}.")
     if payment is None:
-        raise NotFound(f"No payment with id {pk}.")
-    patient_for(request.auth, payment.patient_id, action=Action.INVOICE_VIEW)
+        raise missing
+    patient_for(request.auth, payment.patient_id, action=Action.INVOICE_VIEW, not_found=missing)
     return payment
 
 

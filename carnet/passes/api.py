@@ -9,7 +9,8 @@ from django.db.models import Prefetch
 from ninja import Router, Status
 
 from carnet.core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
-from carnet.core.permissions import Action, require
+from carnet.core.permissions import Action, require, staff_of
+from carnet.core.schemas import patient_view
 from carnet.clinic.models import Location
 from carnet.gateway.models import CardOnFile
 from carnet.people.models import Patient, StaffMember
@@ -41,10 +42,10 @@ def _out(pk: int) -> Pass:
 def _pass(request, pk: int, *, action: Action = Action.INVOICE_VIEW) -> Pass:
     """The pass `request.auth` may see: staff allowed `action`; a patient only their own and
     their dependants' (any other is "not found", so ids cannot be probed)."""
-    sold = _PASSES.filter(pk=pk).first()
+    sold, missing = _PASSES.filter(pk=pk).first(), NotFound(f"No pass with id {pk}.")
     if sold is None:
-        raise NotFound(f"No pass with id {pk}.")
-    patient_for(request.auth, sold.patient_id, action=action)
+        raise missing
+    patient_for(request.auth, sold.patient_id, action=action, not_found=missing)
     return sold
 
 
@@ -100,10 +101,13 @@ def my_passes(request):
 # ---------------------------------------------------------------- one package
 
 
-@router.get("/passes/{pk}", response=s.PassOut, operation_id="pass_read",
-            summary="A package with its items, instalments and use history")
+@router.get("/passes/{pk}", response=s.PassOut | s.MyPassDetailOut, operation_id="pass_read",
+            summary="A package with its items, instalments and use history",
+            description="Staff get PassOut; a patient, their own or a dependant's package as MyPassDetailOut "
+                        "(no compensation values, payments or internal counters).")
 def read(request, pk: int):
-    return _pass(request, pk)
+    sold = _pass(request, pk)
+    return sold if staff_of(request.auth) is not None else patient_view(s.MyPassDetailOut, sold)
 
 
 @router.post("/passes/{pk}/expiry", response=s.PassOut, operation_id="pass_expiry_set")

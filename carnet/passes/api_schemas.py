@@ -145,6 +145,26 @@ class MyPassOut(Schema):
     pause_allowed: bool = Field(False, description="The patient may pause it (POST /me/memberships/{id}/pause)")
 
 
+class MyPassItemOut(Schema):
+    """An eligible item as the patient sees it: no staff compensation value."""
+
+    treatment_id: int
+    treatment_name: str = Field(..., alias="treatment.name")
+    additional_charge_minor: int = Field(..., description="What you still pay per covered visit")
+    limit: int | None
+    used_count: int
+
+
+class MyPassDetailOut(MyPassOut):
+    """One of the patient's own (or a dependant's) packages: what it covers, without staff-only values."""
+
+    items: list[MyPassItemOut]
+
+    @staticmethod
+    def resolve_items(obj):
+        return list(obj.items.all())
+
+
 class SellIn(Schema):
     template_id: int
     expires_on: dt.date | None = Field(None, description="Omit for the template's default; null = never expires")

@@ -80,19 +80,21 @@ def membership_out(pk: int, **extra) -> dict:
 def _membership(request, pk: int, *, action: Action = Action.INVOICE_VIEW) -> Pass:
     """A membership `request.auth` may see: staff allowed `action`; a patient only their own and
     their dependants' (any other is "not found", so ids cannot be probed)."""
-    sold = _MEMBERSHIPS.filter(pk=pk).first()
+    sold, missing = _MEMBERSHIPS.filter(pk=pk).first(), NotFound(f"No membership with id {pk}.",
+                                                                  code="membership_not_found")
     if sold is None:
-        raise NotFound(f"No membership with id {pk}.", code="membership_not_found")
-    patient_for(request.auth, sold.patient_id, action=action)
+        raise missing
+    patient_for(request.auth, sold.patient_id, action=action, not_found=missing)
     return sold
 
 
 def _row(request, pk: int, action: Action) -> PassInvoice:
     row = (PassInvoice.objects.filter(pk=pk, sold_pass__kind=Pass.Kind.MEMBERSHIP)
            .exclude(sold_pass__status=Pass.Status.DELETED).select_related("invoice", "sold_pass").first())
+    missing = NotFound(f"No membership cycle with id {pk}.", code="cycle_not_found")
     if row is None:
-        raise NotFound(f"No membership cycle with id {pk}.", code="cycle_not_found")
-    patient_for(request.auth, row.sold_pass.patient_id, action=action)
+        raise missing
+    patient_for(request.auth, row.sold_pass.patient_id, action=action, not_found=missing)
     return row
 
 

@@ -7,6 +7,7 @@ from ninja import PatchDict, Router, Status
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import withhold_response
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
+from carnet.core.schemas import patient_view
 
 from . import invitations, selectors, services
 from . import schemas as s
@@ -23,7 +24,7 @@ def me(request):
     patient = getattr(request.auth, "patient", None)
     if patient is None:
         raise NotAllowed("This login belongs to neither a staff member nor a patient.")
-    return {"kind": "patient", "name": patient.full_name, "patient": patient}
+    return {"kind": "patient", "name": patient.full_name, "patient": s.PatientSelfOut.from_orm(patient)}
 
 
 @router.get("/access-levels", response=list[s.AccessLevelOut], tags=["staff"], operation_id="access_levels_list")
@@ -127,9 +128,12 @@ def patient_create(request, payload: s.PatientIn):
     return Status(201, services.patient_create(actor=request.auth, data=payload.dict()))
 
 
-@router.get("/patients/{pk}", response=s.PatientOut, tags=["patients"], operation_id="patient_read")
+@router.get("/patients/{pk}", response=s.PatientOut | s.PatientSelfOut, tags=["patients"], operation_id="patient_read",
+            description="Staff get the whole record (PatientOut); a patient, their own or a dependant's without "
+                        "staff notes (PatientSelfOut).")
 def patient_read(request, pk: int):
-    return selectors.patient_for(request.auth, pk, action=Action.PATIENT_VIEW)
+    patient = selectors.patient_for(request.auth, pk, action=Action.PATIENT_VIEW)
+    return patient if staff_of(request.auth) is not None else patient_view(s.PatientSelfOut, patient)
 
 
 @router.patch("/patients/{pk}", response=s.PatientOut, tags=["patients"], operation_id="patient_update")

@@ -122,6 +122,20 @@ class PatientOut(PatientIn):
         return obj.user_id is not None
 
 
+class PatientSelfOut(Schema):
+    """What a patient sees of their own record (or a dependant's): no staff notes, no internal fields."""
+
+    id: int
+    first_name: str
+    last_name: str
+    preferred_name: str
+    full_name: str
+    email: str
+    phone: str
+    date_of_birth: dt.date | None
+    address: str
+
+
 class FamilyLinkIn(Schema):
     relative_id: int
     kind: Literal["guardian", "spouse"] = Field(..., description="guardian: this patient is the guardian of the relative")
@@ -143,4 +157,4 @@ class MeOut(Schema):
     kind: Literal["staff", "patient"]
     name: str
     staff: StaffOut | None = None
-    patient: PatientOut | None = None
+    patient: PatientSelfOut | None = None

@@ -26,16 +26,18 @@ def patient_get(pk: int) -> Patient:
     return patient
 
 
-def patient_for(actor, pk: int, *, action: Action) -> Patient:
+def patient_for(actor, pk: int, *, action: Action, not_found: NotFound | None = None) -> Patient:
     """The patient `actor` may see: staff allowed `action` see any; a patient only themself and
-    their dependants. Anything else is "not found", so ids cannot be probed."""
+    their dependants. Anything else is "not found", so ids cannot be probed. A caller looking up a
+    record of the patient (an invoice, a pass) passes its own `not_found`, so that the answer about
+    someone else's record names neither the record's owner nor their id."""
     if staff_of(actor) is not None:
         require(actor, action)
         return patient_get(pk)
     own = getattr(actor, "patient", None)
     if own is not None and any(p.pk == pk for p in patients_managed_by(own)):
         return patient_get(pk)
-    raise NotFound(f"No patient with id {pk}.")
+    raise not_found or NotFound(f"No patient with id {pk}.")
 
 
 def patient_family(patient: Patient) -> list[tuple[str, Patient, FamilyLink]]:

@@ -9,8 +9,14 @@ from carnet.core.permissions import Action, can
 from carnet.staff.decorators import run_action, save_form, staff_required
 
 from . import invitations, login_throttle, selectors, services
-from .forms import (CommissionRateForm, FamilyLinkForm, PatientForm, ShiftForm,
-                    StaffCreateForm, StaffEditForm)
+from .forms import (
+    CommissionRateForm,
+    FamilyLinkForm,
+    PatientForm,
+    ShiftForm,
+    StaffCreateForm,
+    StaffEditForm,
+)
 from .models import FamilyLink, Shift
 
 

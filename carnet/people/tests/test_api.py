@@ -68,7 +68,7 @@ def test_me_for_a_patient(db):
     patient = make_patient(first_name="Ada", last_name="Lovelace", preferred_name="Addie")
     body = Api(portal_user(patient)).get("/me").json()
     assert body["kind"] == "patient" and body["name"] == "Ada (Addie) Lovelace"
-    assert body["patient"]["id"] == patient.pk and body["patient"]["has_portal_login"] is True
+    assert body["patient"]["id"] == patient.pk and "notes" not in body["patient"]  # PatientSelfOut (test_no_leaks)
     assert body["staff"] is None
 
 
