@@ -34,7 +34,7 @@ from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-SIZES = [(390, 844), (820, 1180), (1366, 900)]
+SIZES = [(360, 740), (390, 844), (820, 1180), (1366, 900)]  # the narrowest phone the issue names, too
 
 
 def _patient_with_history():
