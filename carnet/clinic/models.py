@@ -38,6 +38,10 @@ class Clinic(models.Model):
     cancellation_window_hours = models.PositiveIntegerField(
         default=24, validators=[MaxValueValidator(24 * 60)],
         help_text="Patients can cancel online up to this many hours before an appointment.")
+    # One patient could otherwise book every free slot online (SPEC 14, issue 18 point 7).
+    online_bookings_per_patient = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="The most upcoming appointments a patient may hold from online booking at once.")
     online_sales_enabled = models.BooleanField(default=False)
     gift_cards_enabled = models.BooleanField(default=True)
     gift_card_load_limit_minor = models.BigIntegerField(default=100000, validators=[MinValueValidator(0)])

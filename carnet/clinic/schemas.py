@@ -18,6 +18,7 @@ class ClinicIn(Schema):
     no_show_fee_minor: int = Field(0, ge=0)
     allow_double_booking: bool = False
     cancellation_window_hours: int = Field(24, ge=0, le=24 * 60)
+    online_bookings_per_patient: int = Field(3, ge=1, le=100)
     online_sales_enabled: bool = False
     gift_cards_enabled: bool = True
     gift_card_load_limit_minor: int = Field(100000, ge=0)

@@ -120,6 +120,7 @@ def appointment_book_online(*, user, patient: Patient, treatment: Treatment, pra
     if not claim_form_key(user=user, key=idempotency_key):
         return None
     lock_practitioners([practitioner.pk])
+    _online_limit_check(patient)
     end = start + dt.timedelta(minutes=treatment.duration_minutes)
     taken = Conflict(f"Sorry, {_local(start, location)} with {practitioner} was just taken. "
                      "Please choose another time.", code="double_booked")
@@ -151,6 +152,21 @@ def appointment_book_online(*, user, patient: Patient, treatment: Treatment, pra
                    context={"clinic": clinic, "patient": patient, "appointment": appointment, "cost": quote.sentence,
                             "when": _when(appointment), "window": clinic.cancellation_window_hours})
     return appointment
+
+
+def _online_limit_check(patient: Patient) -> None:
+    """At most the clinic's number of upcoming online bookings per patient (SPEC 14): one patient
+    cannot hold every free slot. The patient's row is locked first, so two bookings racing for the
+    last place cannot both take it (on SQLite the write lock serialises them)."""
+    Patient.objects.select_for_update().filter(pk=patient.pk).first()
+    limit = clinic_get().online_bookings_per_patient
+    held = AppointmentPatient.objects.filter(
+        patient=patient, status=Status.BOOKED, appointment__status=Status.BOOKED,
+        appointment__booked_by=Appointment.BookedBy.ONLINE, appointment__start__gt=clock.now()).count()
+    if held >= limit:
+        raise Conflict(f"{patient.full_name} already has {held} upcoming appointment{'s' if held != 1 else ''} "
+                       f"booked online, the most this clinic takes online ({limit}). Cancel one from My Account "
+                       "or call the clinic to book more.", code="online_booking_limit")
 
 
 def _local(when: dt.datetime, location: Location) -> str:
