@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "carnet.core.middleware.SecurityHeadersMiddleware",
     "carnet.core.middleware.NullCharacterMiddleware",
+    "carnet.staff.middleware.SessionLifetimeMiddleware",
     "carnet.staff.middleware.PasswordChangeRequiredMiddleware",
     "carnet.core.middleware.IdempotencyMiddleware",
     "carnet.core.middleware.DomainErrorMiddleware",
@@ -150,6 +151,8 @@ LOGIN_URL = "staff:login"
 # Idle expiry: the cookie's age is renewed on every request.
 SESSION_IDLE_MINUTES = int(os.environ.get("SESSION_IDLE_MINUTES", "30"))
 SESSION_COOKIE_AGE = SESSION_IDLE_MINUTES * 60
+# Absolute lifetime: a session ends this long after its log-in, however active (carnet.staff.middleware).
+SESSION_MAX_HOURS = int(os.environ.get("SESSION_MAX_HOURS", "12"))
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

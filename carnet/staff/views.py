@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
@@ -16,6 +18,7 @@ from carnet.people.services import api_token_create, api_token_revoke
 from .account_views import CHANGE_REQUIRED
 from .decorators import run_action, staff_required
 from .forms import LoginForm
+from .middleware import LOGGED_IN_AT
 
 
 def _safe_next(request, default: str) -> str:
@@ -28,6 +31,7 @@ def login_view(request, *, kind: str = "staff", template: str = "staff/login.htm
     form = LoginForm(request, request.POST or None, kind=kind)
     if request.method == "POST" and form.is_valid():
         login(request, form.user)
+        request.session[LOGGED_IN_AT] = time.time()  # the absolute lifetime counts from here (staff.middleware)
         if not passwords.password_meets_rules(user=form.user, password=form.cleaned_data["password"]):
             request.session[CHANGE_REQUIRED] = True
             response = redirect("staff:password_change" if kind == "staff" else "portal:password_change")
