@@ -65,7 +65,14 @@ def start(request):
     locations = list(locations_active())
     if len(locations) == 1:
         return redirect("booking:book", location_id=locations[0].pk)
-    return render(request, "scheduling/booking_start.html", {"clinic": clinic_get(), "locations": locations})
+    from carnet.passes.quotes import price_with_tax_minor  # passes builds on scheduling
+
+    clinic = clinic_get()
+    return render(request, "scheduling/booking_start.html", {
+        "clinic": clinic, "locations": [(loc, online.location_hours(location=loc)) for loc in locations],
+        "treatments": [(t, clinic.money(price_with_tax_minor(t)))
+                       for t in online.bookable_treatments(location=locations[0]).prefetch_related("taxes")]
+        if locations else []})
 
 
 WEEK = 7

@@ -37,6 +37,17 @@ def bookable_practitioners(*, location: Location):
     return StaffMember.objects.filter(pk__in=ids, is_active=True, is_practitioner=True).order_by("display_name")
 
 
+def location_hours(*, location: Location) -> list[tuple[str, dt.time, dt.time]]:
+    """Opening hours as a patient reads them: for each weekday someone bookable works at the
+    location, from the first shift's start to the last one's end (Monday first)."""
+    days: dict[int, tuple[dt.time, dt.time]] = {}
+    for shift in Shift.objects.filter(location=location, staff__in=bookable_practitioners(location=location)):
+        opens, closes = days.get(shift.weekday, (shift.start_time, shift.end_time))
+        days[shift.weekday] = (min(opens, shift.start_time), max(closes, shift.end_time))
+    names = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    return [(names[day], *days[day]) for day in sorted(days)]
+
+
 def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location: Location, day: dt.date,
                    now: dt.datetime | None = None) -> list[dt.datetime]:
     """Start times (aware, in the location's time zone) on `day` where the treatment fits in the

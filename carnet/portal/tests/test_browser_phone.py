@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from carnet.billing import emails
+from carnet.clinic.models import Location
 from carnet.conftest import (
     PASSWORD,
     fits_and_accessible,
@@ -76,6 +77,10 @@ def test_every_portal_page_fits_the_screen_and_passes_axe(page, width, height):
     page.set_viewport_size({"width": width, "height": height})
     book = f"/book/{catalog['location'].pk}/"
     page.goto(book)
+    fits_and_accessible(page)
+    Location.objects.create(name="Uptown Clinic With A Long Name", time_zone="America/Toronto",
+                            address="1234 Very Long Street Name, Suite 500, Vancouver BC")
+    page.goto("/book/")  # several locations: the choice, with hours and what can be booked
     fits_and_accessible(page)
     page.goto("/portal/login/")
     fits_and_accessible(page)

@@ -1,14 +1,17 @@
 """The way into online booking: "Book online" from the portal's menu leads to the one location's
 page, or to a choice of location when the clinic has several."""
 
+import datetime as dt
+
 import pytest
 from django.test import Client
 
 from carnet.clinic.models import Location
 from carnet.conftest import PASSWORD, make_patient
+from carnet.people.models import Shift
 from carnet.people.services import patient_portal_enable
 
-from .factories import clinic_set
+from .factories import clinic_set, practitioner
 
 pytestmark = pytest.mark.django_db
 
@@ -18,12 +21,20 @@ def test_book_online_goes_straight_to_the_only_location(catalog):
     assert response.status_code == 302 and response["Location"] == f"/book/{catalog['location'].pk}/"
 
 
-def test_book_online_offers_each_active_location(catalog):
-    Location.objects.create(name="Uptown", time_zone="America/Toronto", address="1 High St")
+def test_book_online_offers_each_active_location_with_its_hours_and_what_can_be_booked(catalog):
+    uptown = Location.objects.create(name="Uptown", time_zone="America/Toronto", address="1 High St")
     Location.objects.create(name="Closed", time_zone="America/Toronto", is_active=False)
+    for weekday, start, end in [(0, 9, 12), (0, 13, 18), (2, 10, 14)]:
+        Shift.objects.create(staff=practitioner(uptown), location=uptown, weekday=weekday, start_time=dt.time(start),
+                             end_time=dt.time(end))
+    catalog["treatment"].online_bookable = True
+    catalog["treatment"].save()
     html = Client().get("/book/").content.decode()
     assert catalog["location"].name in html and "Uptown" in html and "1 High St" in html
     assert "Closed" not in html
+    assert "<dt>Monday</dt><dd>09:00–18:00</dd><dt>Wednesday</dt><dd>10:00–14:00</dd>" in html
+    assert f'href="/book/{uptown.pk}/">Book at Uptown</a>' in html
+    assert "Massage 60 <span class=\"muted\">· 60 min · $101.70</span>" in html
 
 
 def test_every_portal_page_has_the_same_menu_with_book_online(catalog, owner):
