@@ -32,9 +32,10 @@ from django.db import transaction
 from django.db.models import Count, Max
 
 from carnet.core import activity, clock
+from carnet.core.errors import CarnetError
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
 
-from .models import LoginFailure
+from .models import LoginFailure, SignUpEvent
 
 User = get_user_model()
 # Operators see failures and waits in the server log; the login and the address are left out (personal data),
@@ -138,3 +139,30 @@ def device_cookie_value(cookie: str | None, user) -> str:
     """The device cookie after `user` logged in here (a few logins at most are remembered)."""
     known = [pk for pk in device_trusted_users(cookie) if pk != user.pk][-4:]
     return signing.dumps([*known, user.pk], salt=DEVICE_SALT)
+
+
+# ---------------------------------------------------------------- online sign-up, per IP address
+SIGN_UP_WINDOW = timedelta(hours=1)
+SIGN_UPS_PER_IP = 5
+
+
+class TooManySignUps(CarnetError):
+    status = 429
+    code = "too_many_sign_ups"
+
+
+def sign_up_check(*, ip: str | None) -> None:
+    """At most SIGN_UPS_PER_IP online sign-ups per address and hour: new patient records cannot be
+    made in bulk to get round the per-patient online booking limit."""
+    now = clock.now()
+    recent = SignUpEvent.objects.filter(ip=ip, at__gt=now - SIGN_UP_WINDOW).order_by("at")
+    if ip and recent.count() >= SIGN_UPS_PER_IP:
+        minutes = -(-int((recent.first().at + SIGN_UP_WINDOW - now).total_seconds()) // 60)
+        raise TooManySignUps(f"Too many sign-ups from your network in the last hour. Try again in {minutes} "
+                             "minutes, or call the clinic to book.")
+
+
+def sign_up_record(*, ip: str | None) -> None:
+    now = clock.now()
+    SignUpEvent.objects.filter(at__lte=now - SIGN_UP_WINDOW).delete()
+    SignUpEvent.objects.create(at=now, ip=ip)

@@ -154,3 +154,13 @@ class LoginFailure(models.Model):
 
     def __str__(self):
         return f"{self.username} from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class SignUpEvent(models.Model):
+    """One online sign-up, kept for an hour to limit sign-ups per IP address (people.login_throttle)."""
+
+    at = models.DateTimeField(db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+
+    def __str__(self):
+        return f"sign-up from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"

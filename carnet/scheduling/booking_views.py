@@ -19,6 +19,7 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.limits import day_from_text
+from carnet.people import login_throttle
 from carnet.people.services import patient_sign_up
 from carnet.staff.decorators import apply_errors
 
@@ -140,8 +141,11 @@ def confirm(request, location_id: int):
     form = ConfirmForm(request.POST if request.POST.get("action") == "confirm" else None,
                        initial={"form_key": new_form_key()})
     if request.method == "POST" and patient is None and signup.is_valid():
+        ip = request.META.get("REMOTE_ADDR")
         try:
+            login_throttle.sign_up_check(ip=ip)
             patient = patient_sign_up(**signup.cleaned_data)
+            login_throttle.sign_up_record(ip=ip)
         except CarnetError as exc:
             apply_errors(signup, exc)
         else:

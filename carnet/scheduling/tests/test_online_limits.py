@@ -1,8 +1,10 @@
 """Online booking limits (issue 18 point 7): at most the clinic's number of upcoming online bookings per patient."""
 
 import datetime as dt
+from urllib.parse import quote
 
 import pytest
+from django.test import Client
 
 from carnet.clinic.selectors import clinic_get
 from carnet.clinic.services import clinic_update
@@ -74,8 +76,6 @@ def test_the_clinic_sets_the_limit(setup):  # noqa: F811
 
 
 def test_the_booking_page_shows_the_limit_and_what_to_do(setup, client):  # noqa: F811
-    from urllib.parse import quote
-
     from .test_online import _key
 
     clinic_set(online_bookings_per_patient=1)
@@ -89,3 +89,25 @@ def test_the_booking_page_shows_the_limit_and_what_to_do(setup, client):  # noqa
     assert page.status_code == 200
     assert "the most this clinic takes online (1). Cancel one from My Account" in page.content.decode()
     assert Appointment.objects.filter(booked_by="online").count() == 1
+
+
+def test_online_sign_ups_are_limited_per_ip_address(setup):  # noqa: F811
+    from carnet.people.models import Patient
+
+    loc, t, p = setup["location"], setup["treatment"], setup["prac"]
+    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={quote(at(DAY, '09:00').isoformat())}"
+
+    def sign_up(n, ip, client):
+        return client.post(confirm, {"action": "signup", "first_name": "Nora", "last_name": f"New{n}",
+                                     "email": f"nora{n}@example.test", "password": "a long pass phrase 42"},
+                           REMOTE_ADDR=ip)
+
+    for n in range(5):
+        assert sign_up(n, "192.0.2.7", Client()).status_code == 302
+    refused = sign_up(5, "192.0.2.7", Client())
+    assert refused.status_code == 200
+    assert "Too many sign-ups from your network in the last hour. Try again in 60 minutes" in refused.content.decode()
+    assert not Patient.objects.filter(email="nora5@example.test").exists()
+    assert sign_up(6, "192.0.2.8", Client()).status_code == 302  # another address is not held
+    with clock.frozen(clock.now() + dt.timedelta(hours=1, seconds=1)):
+        assert sign_up(7, "192.0.2.7", Client()).status_code == 302
