@@ -44,6 +44,7 @@ class Action(enum.StrEnum):
     PASS_EXPIRY_EDIT = "pass_expiry_edit"
     PASS_USE = "pass_use"
     PASS_TRANSFER = "pass_transfer"
+    INTRO_OFFER_OVERRIDE = "intro_offer_override"
     REPORTS_OWN = "reports_own"
     REPORTS_CLINIC = "reports_clinic"
     CLINIC_SETTINGS = "clinic_settings"
@@ -86,6 +87,7 @@ RULES: dict[Action, Rule] = {
     # Attaching a pass is part of booking (scoped like booking); it needs the billing switch (SPEC 8).
     Action.PASS_USE: Rule(L.PRACTITIONER_LIMITED, True, "use packages and memberships on appointments"),
     Action.PASS_TRANSFER: Rule(L.ADMIN_BILLING, True, "transfer a pass to another patient"),
+    Action.INTRO_OFFER_OVERRIDE: Rule(L.ADMIN_BILLING, True, "sell an intro offer to a patient it is not for"),
     Action.REPORTS_OWN: Rule(L.PRACTITIONER_LIMITED, False, "see your own reports"),
     Action.REPORTS_CLINIC: Rule(L.ADMIN_BILLING, True, "see billing reports for the whole clinic"),
     Action.CLINIC_SETTINGS: Rule(L.FULL_ACCESS, False, "change clinic settings and locations"),

@@ -84,7 +84,8 @@ def sell(request, pk: int, payload: s.SellIn):
     sold = package_sell(actor=request.auth, patient=patient, template=template,
                         sold_by=_one(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
                         expires_on=expires_on, card=_one(CardOnFile, payload.card_id, "card_id", "card on file"),
-                        location=_one(Location, payload.location_id, "location_id", "location"))
+                        location=_one(Location, payload.location_id, "location_id", "location"),
+                        intro_override=payload.intro_override)
     return Status(201, _out(sold.pk))
 
 

@@ -171,6 +171,8 @@ class SellIn(Schema):
     sold_by_id: int | None = Field(None, description="Staff member credited for upfront compensation")
     card_id: int | None = Field(None, description="A card on file for the instalments of a payment plan")
     location_id: int | None = Field(None, description="Where it is sold (its invoices and the pass sales report)")
+    intro_override: bool = Field(False, description="Sell an intro offer the patient may not have "
+                                 "(Administrative/All Billing; logged)")
 
 
 class ExpiryIn(Schema):

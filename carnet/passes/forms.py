@@ -10,6 +10,8 @@ from .models import PassTemplate
 
 # ---------------------------------------------------------------- Settings → Packages & Memberships
 
+INTRO_LABELS = {"new_patients_only": "Intro offer: new patients only (no arrived visit or earlier purchase)",
+                "once_per_patient": "Intro offer: once per patient"}
 ITEM_ROWS = 6  # blank eligible-item rows offered at least (blank rows are ignored)
 
 
@@ -20,11 +22,12 @@ class TemplateForm(SetupFormBase):
         model = PassTemplate
         fields = ["name", "price_minor", "tax_inclusive", "taxes", "income_category", "quantity", "expiry_value",
                   "expiry_unit", "auto_select", "redeem_online", "family_sharing", "transferable", "instalments",
-                  "sold_online"]
+                  "sold_online", "new_patients_only", "once_per_patient"]
         labels = {"quantity": "Quantity (uses)", "expiry_value": "Expires after", "expiry_unit": "Expiry unit",
                   "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
                   "family_sharing": "Family members may share it", "transferable": "May be transferred",
-                  "instalments": "Instalments (payment plan)", "sold_online": "Sold online in the patient portal"}
+                  "instalments": "Instalments (payment plan)", "sold_online": "Sold online in the patient portal",
+                  **INTRO_LABELS}
         help_texts = {"expiry_value": "From the purchase date; leave empty for never.",
                       "instalments": "1 = paid in full; up to 24.",
                       "quantity": "How many visits the package covers."}
@@ -44,14 +47,15 @@ class MembershipTemplateForm(SetupFormBase):
         model = PassTemplate
         fields = ["name", "price_minor", "cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle",
                   "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "self_cancel", "tax_inclusive",
-                  "taxes", "income_category", "auto_select", "redeem_online", "sold_online"]
+                  "taxes", "income_category", "auto_select", "redeem_online", "sold_online",
+                  "new_patients_only", "once_per_patient"]
         labels = {"cycle": "Billing cycle", "term_cycles": "Term (cycles)",
                   "cancellable_after_cycles": "Cancellable after (cycles)", "uses_per_cycle": "Uses per cycle",
                   "rollover": "Unused uses roll over to the next cycle", "rollover_cap": "Rollover cap (uses)",
                   "pause_allowed": "May be paused", "pause_max_cycles": "Longest pause (cycles)",
                   "self_cancel": "Patients may cancel it themselves",
                   "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
-                  "sold_online": "Online sign-up in the patient portal"}
+                  "sold_online": "Online sign-up in the patient portal", **INTRO_LABELS}
         help_texts = {"term_cycles": "1 to 52; leave empty for open-ended.",
                       "cancellable_after_cycles": "A warning when cancelling earlier, not a block; 0 = any time.",
                       "uses_per_cycle": "Leave empty for unlimited.",
@@ -109,6 +113,16 @@ def item_formset(data, template: PassTemplate | None, *, currency: str):
     extra = max(ITEM_ROWS - len(initial), 2)
     FormSet = forms.formset_factory(EligibleItemForm, extra=extra, max_num=100)
     return FormSet(data, initial=initial, prefix="items", form_kwargs={"currency": currency})
+
+
+def intro_override_add(form: forms.Form, user) -> None:
+    """The "sell this intro offer anyway" box, offered only to staff allowed to override (issue 23)."""
+    from carnet.core.permissions import Action, can
+
+    if can(user, Action.INTRO_OFFER_OVERRIDE):
+        form.fields["intro_override"] = forms.BooleanField(
+            required=False, label="Sell even if it is an intro offer this patient may not have",
+            help_text="New-patient and once-per-patient offers are otherwise refused; the override is logged.")
 
 
 class ConfirmForm(forms.Form):

@@ -124,7 +124,8 @@ def sell(request, pk: int, payload: s.MembershipSellIn):
         actor=request.auth, patient=patient, template=template, start_date=payload.start_date,
         payment_mode=payload.payment_mode, card=_one(CardOnFile, payload.card_id, "card_id", "card on file"),
         location=_one(Location, payload.location_id, "location_id", "location"),
-        sold_by=_one(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"))
+        sold_by=_one(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
+        intro_override=payload.intro_override)
     return Status(201, membership_out(sold.pk, charge=_charge(sold)))
 
 

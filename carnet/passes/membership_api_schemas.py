@@ -90,6 +90,8 @@ class MembershipSellIn(Schema):
     card_id: int | None = Field(None, description="A card on file of the patient; required for automatic")
     location_id: int | None = None
     sold_by_id: int | None = None
+    intro_override: bool = Field(False, description="Sell an intro offer the patient may not have "
+                                 "(Administrative/All Billing; logged)")
 
 
 class MembershipCancelIn(Schema):

@@ -7,6 +7,7 @@ from carnet.core.forms import MoneyField
 from carnet.gateway.selectors import cards_for_patient
 from carnet.people.models import StaffMember
 
+from .forms import intro_override_add
 from .models import Pass, PassTemplate
 
 DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -47,14 +48,16 @@ class MembershipSellForm(_CardMixin, forms.Form):
     sold_by = forms.ModelChoiceField(queryset=None, required=False, label="Sold by (upfront compensation)",
                                      empty_label="No one")
 
-    def __init__(self, *args, clinic, patient, **kwargs):
+    def __init__(self, *args, clinic, patient, user=None, **kwargs):
         super().__init__(*args, **kwargs)
+        intro_override_add(self, user)
         field = self.fields["template"]
         field.queryset = PassTemplate.objects.filter(kind=PassTemplate.Kind.MEMBERSHIP, archived=False)
         field.label_from_instance = template_label(clinic)
         self.fields["sold_by"].queryset = StaffMember.objects.filter(is_active=True).order_by("display_name")
         self._card_fields(patient)
-        self.order_fields(["form_key", "template", "start_date", "location", "payment_mode", "card", "sold_by"])
+        self.order_fields(["form_key", "template", "start_date", "location", "payment_mode", "card", "sold_by",
+                          "intro_override"])
 
 
 class PaymentForm(_CardMixin, forms.Form):

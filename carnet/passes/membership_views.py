@@ -78,14 +78,15 @@ def _charge_due(sold: Pass) -> bool:
 @staff_required(Action.SELL)
 def membership_sell(request, pk: int):
     patient, clinic = patient_get(pk), clinic_get()
-    form = MembershipSellForm(request.POST or None, clinic=clinic, patient=patient,
+    form = MembershipSellForm(request.POST or None, clinic=clinic, patient=patient, user=request.user,
                               initial={"form_key": new_form_key(), "start_date": _today(),
                                        "payment_mode": Mode.MANUAL})
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         outcome, result = save_once(request, form, lambda: ms.membership_sell(
             actor=request.user, patient=patient, template=d["template"], start_date=d["start_date"],
-            payment_mode=d["payment_mode"], card=d["card"], location=d["location"], sold_by=d["sold_by"]))
+            payment_mode=d["payment_mode"], card=d["card"], location=d["location"], sold_by=d["sold_by"],
+            intro_override=d.get("intro_override", False)))
         if outcome == "denied":
             return result
         if outcome == "repeat":

@@ -19,6 +19,7 @@ from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 
 from .cycles import billed_cycles, cycle_for, row_make
+from .intro_offers import intro_check, intro_override_record
 from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, PassPause, PassTemplate, Redemption
 from .redemption import _release
@@ -116,8 +117,9 @@ def membership_items(sold: Pass, template: PassTemplate) -> list[PassItem]:
 @transaction.atomic
 def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.date | None = None,
                     payment_mode: str = Mode.MANUAL, card=None, location=None, sold_by=None,
-                    action: Action | None = Action.SELL, online: bool = False) -> Pass:
-    """Sell a membership starting today, later or in the past (past cycles are invoiced at once)."""
+                    action: Action | None = Action.SELL, online: bool = False, intro_override: bool = False) -> Pass:
+    """Sell a membership starting today, later or in the past (past cycles are invoiced at once).
+    An intro offer the patient may not have is refused unless `intro_override` (logged)."""
     if action is not None:
         require(actor, action)
     if template.kind != PassTemplate.Kind.MEMBERSHIP:
@@ -130,6 +132,7 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
         raise ValidationFailed(f"{template} has no eligible items; add some in Settings before selling it.",
                                fields={"template_id": ["No eligible items."]})
     _check_card(patient, payment_mode, card)
+    overridden = intro_check(actor=actor, template=template, patient=patient, override=intro_override)
     now, today = clock.now(), _today()
     sold = membership_copy(template, patient_id=patient.pk, actor=actor, start_date=start_date or today,
                            purchase_date=today, purchased_at=now, payment_mode=payment_mode,
@@ -141,6 +144,7 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
     _issue_due(sold, today=today, actor=actor, action=action, location=location)
     activity.record(actor=actor, verb="sold" if not online else "bought_online", obj=sold,
                     after=activity.snapshot(sold))
+    intro_override_record(actor=actor, sold=sold, sentence=overridden)
     return sold
 
 

@@ -53,6 +53,9 @@ class PassTemplate(models.Model):
     transferable = models.BooleanField(default=False)
     instalments = models.PositiveIntegerField(default=1)  # payment plan: 1 = paid in full
     sold_online = models.BooleanField(default=False)
+    # Intro offers (issue 23): refused to a patient who already came or bought, or who had this one before.
+    new_patients_only = models.BooleanField(default=False)
+    once_per_patient = models.BooleanField(default=False)
     archived = models.BooleanField(default=False)
     # Memberships (SPEC 6.1, 9.7): the price is per cycle; uses_per_cycle None = unlimited.
     cycle = models.CharField(max_length=8, choices=Cycle.choices, default=Cycle.MONTHLY)

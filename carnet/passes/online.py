@@ -32,6 +32,7 @@ from carnet.core.models import IdempotencyRecord
 from carnet.people.models import Patient
 from carnet.people.selectors import patients_managed_by
 
+from .intro_offers import intro_check
 from .models import Pass, PassInvoice, PassTemplate
 from .selling import _instalment_plan, package_sell
 
@@ -140,6 +141,7 @@ def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_n
     attempt = _attempt_get(scope, key)
     if attempt is None:
         _check_sellable(template)
+        intro_check(actor=user, template=template, patient=patient)  # refused before any card is charged
         amount = online_price_minor(template)
         token = card = ""
         if amount > 0:
@@ -253,6 +255,7 @@ def _check_membership_sellable(template: PassTemplate, owner: Patient) -> None:
         # A second one by mistake (or after a declined card) would bill twice; the clinic can sell another.
         raise Conflict(f"{owner.full_name} already has {template.name}. See it under Packages & Memberships.",
                        code="already_member")
+    intro_check(actor=None, template=template, patient=owner)
 
 
 def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate, card_number: str, exp_month: int,

@@ -43,6 +43,9 @@ class PassTemplateIn(Schema):
     transferable: bool = False
     instalments: int = Field(1, description="Payment plan: 1 = paid in full, up to 24")
     sold_online: bool = Field(False, description="Sold online in the patient portal (memberships: online sign-up)")
+    new_patients_only: bool = Field(False, description="Intro offer: only for a patient with no arrived visit and "
+                                    "no pass bought before")
+    once_per_patient: bool = Field(False, description="Intro offer: each patient may have it once")
     # Memberships (SPEC 6.1, 9.7); a membership has no quantity, expiry, instalments, transfer or family sharing.
     cycle: Literal["weekly", "monthly", "yearly"] = Field("monthly", description="Membership billing cycle")
     term_cycles: int | None = Field(None, description="Membership term, 1–52 cycles; null = open-ended")

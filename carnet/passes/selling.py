@@ -22,6 +22,7 @@ from carnet.core.permissions import Action, require
 from carnet.people.models import StaffMember
 
 from .expiry_rules import add_months
+from .intro_offers import intro_check, intro_override_record
 from .models import Pass, PassInvoice, PassItem, PassTemplate
 
 
@@ -81,9 +82,10 @@ def default_expiry(template: PassTemplate, purchase_date: dt.date) -> dt.date | 
 @transaction.atomic
 def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember | None = None,
                  expires_on: dt.date | None | str = "default", card=None, location=None,
-                 action: Action | None = Action.SELL, online: bool = False) -> Pass:
+                 action: Action | None = Action.SELL, online: bool = False, intro_override: bool = False) -> Pass:
     """Sell a package: the patient's own copy of the template, and the invoice for its price (the
-    first instalment with a payment plan). `expires_on="default"` takes the template's expiry."""
+    first instalment with a payment plan). `expires_on="default"` takes the template's expiry.
+    An intro offer the patient may not have is refused unless `intro_override` (logged)."""
     if action is not None:
         require(actor, action)
     if template.kind != PassTemplate.Kind.PACKAGE:
@@ -101,6 +103,7 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         raise ValidationFailed(f"{sold_by} is not an active staff member.", fields={"sold_by_id": ["Inactive."]})
     if card is not None and (card.patient_id != patient.pk or card.removed_at):
         raise ValidationFailed("Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]})
+    overridden = intro_check(actor=actor, template=template, patient=patient, override=intro_override)
     clinic = clinic_get()
     now = clock.now()
     today = clock.today(clinic.time_zone)
@@ -133,4 +136,5 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         PassInvoice.objects.filter(pk=rows[0].pk).update(next_attempt_on=today)
     activity.record(actor=actor, verb="sold" if not online else "bought_online", obj=sold,
                     after=activity.snapshot(sold))
+    intro_override_record(actor=actor, sold=sold, sentence=overridden)
     return sold

@@ -31,7 +31,8 @@ from .models import Cycle, EligibleItem, ExpiryUnit, Kind, Pass, PassInvoice, Pa
 MAX_INSTALMENTS = 24
 MAX_TERM_CYCLES = 52
 MAX_CYCLE_COUNT = 1000  # uses per cycle, rollover cap, cancellable after, longest pause: sane bounds
-_FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "transferable", "sold_online")
+_FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "transferable", "sold_online",
+          "new_patients_only", "once_per_patient")
 _MEMBERSHIP = ("cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap",
                "pause_allowed", "pause_max_cycles", "self_cancel")
 _PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments") + _FLAGS + _MEMBERSHIP

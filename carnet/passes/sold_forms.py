@@ -7,6 +7,7 @@ from carnet.billing.models import Payment
 from carnet.core.forms import MoneyField
 from carnet.people.models import Patient, StaffMember
 
+from .forms import intro_override_add
 from .models import PassTemplate
 
 # Taken in person at the desk; a card on file or online is charged elsewhere (no network call
@@ -41,13 +42,15 @@ class SellForm(CreditQuestion, forms.Form):
     def __init__(self, *args, clinic, staff=None, **kwargs):
         super().__init__(*args, **kwargs)
         location_choice(self, staff=staff)
+        intro_override_add(self, staff)
         field = self.fields["template"]
         field.queryset = PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False)
         field.label_from_instance = _template_label(clinic)
         self.fields["sold_by"].queryset = StaffMember.objects.filter(is_active=True).order_by("display_name")
         self.fields["amount"] = MoneyField(currency=clinic.currency, required=False, label="Amount received",
                                            help_text="Blank: the invoice's total.")
-        self.order_fields(["form_key", "template", "location", "expiry", "expires_on", "sold_by", "pay", "method", "amount"])
+        self.order_fields(["form_key", "template", "location", "expiry", "expires_on", "sold_by", "intro_override", "pay", "method",
+                          "amount"])
 
     def clean(self):
         data = super().clean()

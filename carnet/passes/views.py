@@ -80,7 +80,8 @@ def pass_sell(request, pk: int):
             # no gateway call happens inside the transaction.
             sold = package_sell(actor=request.user, patient=patient, template=d["template"], sold_by=d["sold_by"],
                                 expires_on=form.expires_on_choice(),
-                                location=d.get("location") or location_default(staff=staff))
+                                location=d.get("location") or location_default(staff=staff),
+                                intro_override=d.get("intro_override", False))
             if d["pay"] == "now":
                 invoices = pass_invoices(sold)
                 invoice = invoices[0] if invoices else None
