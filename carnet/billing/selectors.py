@@ -39,3 +39,15 @@ def open_invoices(patient) -> QuerySet[Invoice]:
     """The patient's invoices with something left to pay, oldest first."""
     return (Invoice.objects.filter(patient=patient, deleted_at__isnull=True, applied_minor__lt=F("total_minor"))
             .order_by("number"))
+
+
+def patients_owing(*, patient_ids: list[int] | None = None, limit: int = 10) -> list[dict]:
+    """Patients with unpaid invoices, most owed first: {patient_id, first_name, last_name, owing_minor}.
+    `patient_ids` narrows it (e.g. today's patients). One grouped query."""
+    qs = Invoice.objects.filter(deleted_at__isnull=True, applied_minor__lt=F("total_minor"))
+    if patient_ids is not None:
+        qs = qs.filter(patient_id__in=patient_ids)
+    rows = (qs.values("patient_id", "patient__first_name", "patient__last_name")
+            .annotate(owing_minor=Sum(F("total_minor") - F("applied_minor"))).order_by("-owing_minor", "patient_id"))
+    return [{"patient_id": r["patient_id"], "first_name": r["patient__first_name"],
+             "last_name": r["patient__last_name"], "owing_minor": r["owing_minor"]} for r in rows[:limit]]

@@ -104,3 +104,41 @@ def pass_next_instalment(sold: Pass) -> PassInvoice | None:
         if invoice is None or (not invoice.deleted_at and invoice.applied_minor < invoice.total_minor):
             return row
     return None
+
+
+def _with_remaining(qs):
+    from django.db.models import F
+
+    return qs.annotate(uses_left=F("quantity") - F("reserved_count") - F("posted_count") - F("forfeited_count")
+                       - F("used_before_import"))
+
+
+def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pass]:
+    """Active passes whose last covered day falls within `within_days` of `today` and that still have
+    uses left (unlimited ones count), soonest first, with their patient. One query."""
+    import datetime as dt
+
+    qs = _with_remaining(Pass.objects.filter(status=Pass.Status.ACTIVE, expires_on__gte=today,
+                                             expires_on__lte=today + dt.timedelta(days=within_days)))
+    qs = qs.filter(Q(quantity__isnull=True) | Q(uses_left__gt=0)).select_related("patient")
+    return list(qs.order_by("expires_on", "pk")[:limit])
+
+
+def passes_running_low(*, patient_ids: list[int], at_most: int = 1) -> list[Pass]:
+    """Active packages of these patients with `at_most` uses left or fewer (a renewal to offer at the
+    desk), fewest left first. One query."""
+    qs = _with_remaining(Pass.objects.filter(status=Pass.Status.ACTIVE, kind=Pass.Kind.PACKAGE,
+                                             quantity__isnull=False, patient_id__in=patient_ids))
+    return list(qs.filter(uses_left__lte=at_most).select_related("patient").order_by("uses_left", "patient_id", "pk"))
+
+
+def autopay_declined(*, limit: int = 20) -> list[PassInvoice]:
+    """Instalments and membership cycles whose card charge was declined and whose invoice is still
+    unpaid, most recent due date first. One query."""
+    from django.db.models import F
+
+    qs = (PassInvoice.objects.filter(charge_attempts__gt=0, invoice__isnull=False, invoice__deleted_at__isnull=True,
+                                     invoice__applied_minor__lt=F("invoice__total_minor"))
+          .exclude(last_error="").select_related("invoice", "sold_pass__patient"))
+    return list(qs.order_by("-due_on", "-pk")[:limit])
+

@@ -135,3 +135,17 @@ def with_pass_cover(appointments: QuerySet[Appointment]) -> QuerySet[Appointment
 
     return appointments.annotate(covered=Exists(Redemption.objects.filter(visit__appointment=OuterRef("pk"),
                                                                           status__in=LIVE)))
+
+
+def appointments_today(*, actor, locations: list[Location]) -> list[Appointment]:
+    """The appointments `actor` may see starting today at each of `locations`, "today" being each
+    location's own day (its time zone), not cancelled, with `covered` (a pass covers it). One query
+    for the rows and one for their patients, however many locations and appointments."""
+    from django.db.models import Q
+
+    window = Q(pk__in=[])
+    for location in locations:
+        start, end = _day_bounds(clock.today(ZoneInfo(location.time_zone)), ZoneInfo(location.time_zone))
+        window |= Q(location=location, start__gte=start, start__lt=end)
+    qs = _APPOINTMENTS.filter(schedule_scope(actor)).filter(window).exclude(status=Status.CANCELLED)
+    return list(with_pass_cover(qs.order_by("location__name", "practitioner__display_name", "start", "pk")))

@@ -8,17 +8,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from carnet.clinic.selectors import clinic_get
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import Action, staff_of
 from carnet.people import login_throttle, passwords
-from carnet.people.models import ApiToken, Patient, StaffMember
+from carnet.people.models import ApiToken
 from carnet.people.services import api_token_create, api_token_revoke
 
 from .account_views import CHANGE_REQUIRED
 from .decorators import run_action, staff_required
 from .forms import LoginForm
 from .middleware import LOGGED_IN_AT
+from .today import today_board
 
 
 def _safe_next(request, default: str) -> str:
@@ -58,13 +58,7 @@ def logout_view(request):
 
 @staff_required(Action.DASHBOARD_VIEW)
 def dashboard(request):
-    context = {
-        "clinic": clinic_get(),
-        "patient_count": Patient.objects.count(),
-        "recent_patients": Patient.objects.order_by("-created_at")[:5],
-        "staff_count": StaffMember.objects.filter(is_active=True).count(),
-    }
-    return render(request, "staff/dashboard.html", context)
+    return render(request, "staff/dashboard.html", today_board(actor=request.user))
 
 
 @staff_required(Action.ACTIVITY_LOG_VIEW)
