@@ -142,3 +142,11 @@ def autopay_declined(*, limit: int = 20) -> list[PassInvoice]:
           .exclude(last_error="").select_related("invoice", "sold_pass__patient"))
     return list(qs.order_by("-due_on", "-pk")[:limit])
 
+
+def templates_covering(treatment) -> list:
+    """Packages on sale (not archived) whose eligible items include `treatment`: what the desk may
+    sell to cover a visit for it. One query."""
+    from .models import PassTemplate
+
+    return list(PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False, items__treatment=treatment)
+                .distinct().order_by("name", "pk"))

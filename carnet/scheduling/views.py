@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
@@ -178,12 +178,10 @@ def book(request):
                                                      "keep": {k: v for k, v in request.GET.items() if k != "q"}})
 
 
-def _sell_url(patient_id: int) -> str:
-    """Where "Sell a package" goes: the passes sell page when it exists, else the Billing tab."""
-    try:
-        return reverse("passes:sell", args=[patient_id])
-    except NoReverseMatch:
-        return reverse("billing:tab", args=[patient_id])
+def _sell_url(row: AppointmentPatient) -> str:
+    """Where "Sell a package" goes: the checkout for this visit (it pre-selects the packages that
+    cover it and applies the one sold), back to this panel afterwards."""
+    return f"{reverse('billing:purchase_new', args=[row.patient_id])}?appointment={row.appointment_id}"
 
 
 def _unpaid_cycle_warning(live) -> str:
@@ -208,7 +206,7 @@ def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
         if r.status == Status.CANCELLED:
             continue
         entry = {"row": r, "secondary": r.role == AppointmentPatient.Role.SECONDARY, "live": None,
-                 "options": [], "explain": None, "sell_url": _sell_url(r.patient_id)}
+                 "options": [], "explain": None, "sell_url": _sell_url(r)}
         entries = explain(r) if may_use and (explain_for == r.pk or (
             not entry["secondary"] and r.status in (Status.BOOKED, Status.ARRIVED))) else []
         if explain_for == r.pk and may_use:

@@ -18,7 +18,7 @@ from django.db import transaction
 from carnet.billing import payments
 from carnet.billing.invoicing import LineInput, invoice_create
 from carnet.billing.models import Invoice, Payment
-from carnet.core.errors import ValidationFailed
+from carnet.core.errors import CarnetError, ValidationFailed
 from carnet.passes.selectors import pass_invoices
 from carnet.passes.selling import package_sell
 
@@ -111,3 +111,26 @@ def checkout_pay_at_desk(*, actor, patient, sale: Sale, tenders: list[Tender], k
                 actor=actor, patient=patient, method=tender.method, amount_minor=tender.amount_minor,
                 reference=tender.reference, allocations=allocations, idempotency_key=f"checkout-{key}-{n}"))
     return done
+
+
+def checkout_cover_visit(*, actor, sale: Sale, visit) -> tuple[object | None, str]:
+    """Sold from an appointment: cover that visit with the first package of the sale that can (a
+    reserved use; an arrived visit is redeemed after the fact), in the caller's transaction.
+
+    Returns (the pass, "") or (None, why none could): a package not yet paid, or a visit already
+    covered, leaves the sale as it is and says so; it is never a reason to refuse the sale."""
+    from carnet.passes.redemption import pass_attach
+    from carnet.passes.selectors import visit_redemption
+
+    live = visit_redemption(visit)
+    if live is not None:
+        return None, f"the visit was already covered by {live.sold_pass.name}"
+    reasons = []
+    for sold in sale.passes:
+        try:
+            with transaction.atomic():  # a refused attach undoes only itself, not the sale
+                pass_attach(actor=actor, visit=visit, sold_pass=sold)
+            return sold, ""
+        except CarnetError as exc:
+            reasons.append(exc.message)  # it names the package
+    return None, " ".join(reasons) or "no package was sold"

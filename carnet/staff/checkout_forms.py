@@ -1,6 +1,7 @@
 """The checkout form (Billing → New purchase): what is sold, where, and how it is paid."""
 
 from django import forms
+from django.db.models import Case, When
 
 from carnet.billing.forms import CreditQuestion, location_choice
 from carnet.billing.invoicing import LineInput
@@ -22,6 +23,8 @@ METHODS = ([(LATER, "Later (it stays owing on the Billing tab)")] + DESK_METHODS
 
 class CheckoutForm(CreditQuestion, forms.Form):
     form_key = forms.CharField(widget=forms.HiddenInput)
+    # Sold from an appointment (its panel's "Sell a package"): the visit the new package covers.
+    appointment = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
     sold_by = forms.ModelChoiceField(queryset=None, required=False, label="Sold by", empty_label="No one",
                                      help_text="Credited with a package's upfront compensation.")
     other_description = forms.CharField(required=False, max_length=200, label="Other item")
@@ -30,14 +33,22 @@ class CheckoutForm(CreditQuestion, forms.Form):
     reference = forms.CharField(required=False, max_length=120, help_text="Cheque number, last digits, …")
     gift_card_code = forms.CharField(required=False, max_length=40, label="Gift card code")
 
-    def __init__(self, *args, clinic, staff=None, **kwargs):
+    def __init__(self, *args, clinic, staff=None, covering=(), **kwargs):
+        """`covering`: the templates that could cover the appointment sold from (listed first, marked)."""
         super().__init__(*args, **kwargs)
         location_choice(self, staff=staff)
-        templates = PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False).order_by("name")
+        covers = {t.pk for t in covering}
+        templates = (PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False)
+                     .annotate(covers=Case(When(pk__in=covers, then=0), default=1)).order_by("covers", "name"))
+
+        def label(t):
+            mark = " (covers this visit)" if t.pk in covers else ""
+            return f"{t.name} — {clinic.money(t.price_minor)}{mark}"
+
         for i in range(PACKAGE_SLOTS):
             self.fields[f"package_{i}"] = forms.ModelChoiceField(templates, required=False, label="Package",
                                                                  empty_label="—")
-            self.fields[f"package_{i}"].label_from_instance = lambda t: f"{t.name} — {clinic.money(t.price_minor)}"
+            self.fields[f"package_{i}"].label_from_instance = label
         products = Product.objects.filter(is_active=True).order_by("name")
         for i in range(PRODUCT_SLOTS):
             self.fields[f"product_{i}"] = forms.ModelChoiceField(products, required=False, label="Product",

@@ -232,14 +232,10 @@ def test_staff_without_billing_see_no_package_controls_and_a_post_is_refused(s, 
     assert response.status_code == 403
 
 
-def test_sell_a_package_links_to_the_patient_s_sell_page(s):
-    from django.urls import NoReverseMatch
-
-    try:  # the passes sell page, or the Billing tab where it is not installed
-        target = reverse("passes:sell", args=[s["patient"].pk])
-    except NoReverseMatch:
-        target = reverse("billing:tab", args=[s["patient"].pk])
-    html = _panel(s, _book(s))
+def test_sell_a_package_links_to_the_checkout_for_this_visit(s):
+    appointment = _book(s)
+    target = f"{reverse('billing:purchase_new', args=[s['patient'].pk])}?appointment={appointment.pk}"
+    html = _panel(s, appointment)
     assert f'href="{target}">Sell a package</a>' in html
 
 

@@ -95,3 +95,90 @@ def test_double_submit_sells_once(s):
     first, second = _post(s, package_0=s["template"].pk), _post(s, package_0=s["template"].pk)
     assert first.status_code == second.status_code == 302
     assert Pass.objects.count() == 1 and Payment.objects.count() == 1
+
+
+# ---- sold from an appointment (its panel's "Sell a package") --------------------------------------
+
+def _appointment(s, patient=None):
+    import datetime as dt
+
+    from carnet.people.models import Shift
+    from carnet.scheduling.tests.factories import at, book, practitioner
+
+    prac = practitioner(s["cat"]["location"])
+    Shift.objects.create(staff=prac, location=s["cat"]["location"], weekday=0, start_time=dt.time(9),
+                         end_time=dt.time(17))
+    return book(s["fd"], s["cat"], prac, at("2030-01-07", "10:00"), patients=[patient or s["patient"]])
+
+
+def _live(appointment):
+    from carnet.passes.selectors import visit_redemption
+
+    return visit_redemption(appointment.participants.get())
+
+
+def test_from_an_appointment_the_covering_packages_come_first_and_the_first_is_chosen(s):
+    other = package_template(s["cat"], name="A yoga pack", price=1000, quantity=3,
+                             items=[(_other_treatment(s), 0, None, None)])
+    appointment = _appointment(s)
+    page = s["client"].get(s["url"], {"appointment": appointment.pk}).content.decode()
+    assert "For " in page and "Massage 60" in page and "10:00" in page
+    assert f'<option value="{s["template"].pk}" selected>5 massages — $400.00 (covers this visit)</option>' in page
+    assert page.index("5 massages — $400.00 (covers this visit)") < page.index(f"{other.name} — $10.00")
+    assert f'name="appointment" value="{appointment.pk}"' in page
+    assert f'value="{s["cat"]["location"].pk}" selected' in page
+
+
+def _other_treatment(s):
+    from carnet.scheduling.tests.factories import treatment_of
+
+    return treatment_of(s["cat"], "individual", name="Yoga 60")
+
+
+def test_sold_and_paid_from_an_appointment_the_package_covers_it_and_the_desk_is_back_on_the_schedule(s):
+    appointment = _appointment(s)
+    response = _post(s, package_0=s["template"].pk, appointment=appointment.pk)
+    assert response.status_code == 302
+    assert response["Location"] == (f"{reverse('scheduling:schedule')}?location={s['cat']['location'].pk}"
+                                    f"&date=2030-01-07&open={appointment.pk}")
+    sold = Pass.objects.get()
+    live = _live(appointment)
+    assert live.sold_pass_id == sold.pk and live.status == "reserved"
+    sold.refresh_from_db()
+    assert sold.reserved_count == 1
+    page = s["client"].get(response["Location"]).content.decode()
+    assert "5 massages now covers the appointment." in page
+    assert_ledger_ok()
+
+
+def test_sold_from_an_appointment_but_not_paid_the_sale_stands_and_says_why_it_is_not_applied(s):
+    appointment = _appointment(s)
+    response = _post(s, package_0=s["template"].pk, appointment=appointment.pk, method="later")
+    assert response.status_code == 302 and Pass.objects.count() == 1
+    assert _live(appointment) is None
+    page = s["client"].get(response["Location"]).content.decode()
+    assert "Not applied to the appointment: 5 massages: Not paid yet" in page
+
+
+def test_a_visit_already_covered_keeps_its_package(s):
+    from carnet.passes.tests.factories import sold_package
+
+    appointment = _appointment(s)
+    first = sold_package(s["fd"], s["patient"], s["template"])
+    from carnet.passes.redemption import pass_attach
+
+    pass_attach(actor=s["fd"].user, visit=appointment.participants.get(), sold_pass=first)
+    response = _post(s, package_0=s["template"].pk, appointment=appointment.pk)
+    assert response.status_code == 302 and _live(appointment).sold_pass_id == first.pk
+    page = s["client"].get(response["Location"]).content.decode()
+    assert "the visit was already covered by 5 massages" in page
+
+
+def test_an_appointment_of_someone_else_or_none_is_refused(s):
+    # (Selling needs Front Desk, which sees every location's schedule: no out-of-scope case here.)
+    theirs = _appointment(s, patient=make_patient())
+    assert s["client"].get(s["url"], {"appointment": theirs.pk}).status_code == 404
+    assert s["client"].get(s["url"], {"appointment": "x"}).status_code == 404
+    assert s["client"].get(s["url"], {"appointment": 999999}).status_code == 404
+    response = _post(s, package_0=s["template"].pk, appointment=theirs.pk)
+    assert response.status_code == 404 and not Pass.objects.exists()

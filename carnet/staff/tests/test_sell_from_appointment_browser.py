@@ -1,0 +1,50 @@
+"""In a real browser, at a laptop's and a tablet's size: from an appointment's panel the desk sells a
+package in the checkout (the package that covers the visit already chosen), takes cash, and is back
+on the schedule with the panel open and the package covering the visit."""
+
+import datetime as dt
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
+
+from carnet.conftest import log_in, make_catalog, make_patient, make_staff
+from carnet.core import clock
+from carnet.core.permissions import AccessLevel
+from carnet.passes.models import Pass, PassTemplate
+from carnet.passes.tests.factories import package_template
+from carnet.people.models import Shift
+from carnet.scheduling.tests.factories import at, book, practitioner
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+MONDAY = "2030-01-07"
+
+
+@pytest.mark.parametrize("width,height", [(1366, 900), (820, 1180)])
+def test_sell_a_package_from_the_appointment_and_see_it_applied(page, width, height):
+    catalog = make_catalog()
+    desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
+    prac = practitioner(catalog["location"])
+    Shift.objects.create(staff=prac, location=catalog["location"], weekday=0, start_time=dt.time(9),
+                         end_time=dt.time(17))
+    package_template(catalog, name="5 massages", price=40000, quantity=5)
+    with clock.frozen(at(MONDAY, "08:30")):
+        patient = make_patient(first_name="Rosalind", last_name="Achebe")
+        visit = book(desk, catalog, prac, at(MONDAY, "10:00"), patients=[patient])
+        page.set_viewport_size({"width": width, "height": height})
+        log_in(page, desk.user)
+        page.goto(f"/schedule/?location={catalog['location'].pk}&date={MONDAY}&open={visit.pk}")
+        panel = page.locator("#panel")
+        expect(panel.get_by_test_id("pass-none")).to_be_visible()
+        panel.get_by_role("link", name="Sell a package").click()
+
+        expect(page.get_by_test_id("checkout-visit")).to_contain_text("Massage 60")
+        expect(page.get_by_label("Package 1")).to_have_value(str(PassTemplate.objects.get().pk))
+        results = Axe().run(page, context={"include": [["main"]], "exclude": [[".messages"]]})
+        assert results.violations_count == 0, results.generate_report()
+        page.get_by_role("button", name="Sell").click()
+
+        expect(page.get_by_text("5 massages now covers the appointment.")).to_be_visible()
+        assert "/schedule/" in page.url and f"open={visit.pk}" in page.url
+        expect(page.locator("#panel").get_by_test_id("pass-covering")).to_contain_text("5 massages")
+        assert Pass.objects.get().reserved_count == 1
