@@ -28,13 +28,11 @@ from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_get, patient_search
 from carnet.staff.decorators import not_allowed, run_action, save_once, staff_required
 
-from . import arrival, services
+from . import arrival, calendar, services
 from .access import schedule_require, schedule_scope
 from .forms import BookForm, ClassForm, JoinForm, StartForm, aware
-from .models import Appointment, AppointmentPatient, Status
+from .models import Appointment, AppointmentPatient, Break, Status
 from .selectors import appointment_get, appointments_list, availability, with_pass_cover
-
-SLOT = dt.timedelta(minutes=15)
 
 
 def _location(request) -> Location | None:
@@ -63,9 +61,13 @@ def _may_schedule(actor, practitioner: StaffMember, location: Location) -> bool:
 
 def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
     """One column per (day, practitioner): practitioners working at the location that day or with a
-    visible appointment there, each with their free intervals (selectors.availability)."""
+    visible appointment there, each with its appointments, bookable free slots (selectors.availability)
+    and breaks, placed on the calendar's 5-minute rows (calendar.py)."""
     zone = ZoneInfo(location.time_zone)
     columns = []
+    span_start = dt.datetime.combine(days[0], dt.time(), tzinfo=zone)
+    span_end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+    breaks = list(Break.objects.filter(location=location, start__lt=span_end, end__gt=span_start))
     for day in days:
         appointments = list(with_pass_cover(appointments_list(actor=actor, day=day, location=location).exclude(
             status=Status.CANCELLED)))
@@ -73,43 +75,26 @@ def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
                                              is_practitioner=True, is_active=True)
         people = {p.pk: p for p in working if _may_schedule(actor, p, location)}
         people.update({a.practitioner_id: a.practitioner for a in appointments})
+        day_start, day_end = dt.datetime.combine(day, dt.time(), tzinfo=zone), dt.datetime.combine(
+            day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
         for practitioner in sorted(people.values(), key=lambda p: p.display_name):
             free = []
             if _may_schedule(actor, practitioner, location):
                 free = [iv for _, iv in availability(actor=actor, practitioner=practitioner, day=day,
                                                      location=location)]
             mine = [a for a in appointments if a.practitioner_id == practitioner.pk]
-            columns.append({"day": day, "practitioner": practitioner, "free": free, "appointments": mine,
-                            "zone": zone})
+            for a in mine:
+                calendar.place_appointment(a, zone)
+            pauses = [{"item": b, "local_start": b.start.astimezone(zone).replace(tzinfo=None),
+                       "local_end": b.end.astimezone(zone).replace(tzinfo=None),
+                       **calendar.place(b.start, b.end, day, zone)}
+                      for b in breaks if b.practitioner_id == practitioner.pk and b.start < day_end
+                      and b.end > day_start]
+            slots = calendar.free_slots(free, day, zone)
+            blocks = [{"row": a.grid_row, "span": a.grid_span} for a in mine] + pauses + slots
+            columns.append({"day": day, "practitioner": practitioner, "free": slots, "appointments": mine,
+                            "breaks": pauses, "blocks": blocks})
     return columns
-
-
-def _rows(columns: list[dict], zone: ZoneInfo) -> list[dt.time]:
-    """15-minute wall-clock rows covering every shift and appointment shown (default 08:00–18:00)."""
-    first, last = dt.time(8), dt.time(18)
-    for col in columns:
-        spans = col["free"] + [(a.start, a.end) for a in col["appointments"]]
-        for start, end in spans:
-            start, end = start.astimezone(zone), end.astimezone(zone)
-            first = min(first, start.time())
-            last = max(last, end.time() if end.date() == start.date() else dt.time(23, 59))
-    rows, t = [], dt.datetime.combine(dt.date.min, dt.time(first.hour, first.minute // 15 * 15))
-    while t.time() < last and t.date() == dt.date.min:
-        rows.append(t.time())
-        t += SLOT
-    return rows
-
-
-def _cell(col: dict, row: dt.time) -> dict:
-    zone = col["zone"]
-    start = dt.datetime.combine(col["day"], row, tzinfo=zone)
-    end = start + SLOT
-    starting = [a for a in col["appointments"]
-                if start <= a.start.astimezone(zone) < end]
-    busy = any(a.start.astimezone(zone) < start < a.end.astimezone(zone) for a in col["appointments"])
-    free = any(a <= start and end <= b for a, b in col["free"])
-    # Templates get naive wall-clock times: the date filter would otherwise convert to UTC.
-    return {"start": start.replace(tzinfo=None), "practitioner": col["practitioner"], "appointments": starting, "busy": busy, "free": free and not starting}
 
 
 @staff_required(Action.SCHEDULE_OWN)
@@ -128,9 +113,7 @@ def schedule(request):
     else:
         days, step = [day], dt.timedelta(days=1)
     columns = _columns(request.user, location, days)
-    rows = _rows(columns, zone)
-    grid = [{"time": row, "cells": [_cell(col, row) for col in columns]} for row in rows]
-    context.update(day=day, days=days, columns=columns, grid=grid, zone=location.time_zone,
+    context.update(day=day, days=days, columns=columns, window=calendar.window(columns), zone=location.time_zone,
                    prev=day - step, next=day + step, today=clock.today(zone),
                    open=int(request.GET["open"]) if request.GET.get("open", "").isdigit() else None)
     return render(request, "scheduling/schedule.html", context)
@@ -232,6 +215,7 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
     rows = list(appointment.participants.select_related("patient", "invoice").all())
     coverage = _coverage(request, rows, explain_for)
     appointment.covered = any(c["live"] for c in coverage)  # the schedule block's icon (hx-swap-oob)
+    calendar.place_appointment(appointment, zone)  # and its place on the calendar
     local_start = appointment.start.astimezone(zone).replace(tzinfo=None)
     forms = forms or {}
     context = {

@@ -21,6 +21,21 @@ def practitioner(location, level=AccessLevel.PRACTITIONER_FRONT_DESK):
     return staff
 
 
+def working_practitioner(location, name=None, weekday=0, level=AccessLevel.PRACTITIONER_FRONT_DESK):
+    """A practitioner at `location` with a 09:00-17:00 shift there on `weekday` (Monday by default)."""
+    import datetime as dt
+
+    from carnet.people.models import Shift
+
+    staff = practitioner(location, level)
+    if name:
+        staff.display_name = name
+        staff.save()
+    Shift.objects.create(staff=staff, location=location, weekday=weekday, start_time=dt.time(9),
+                         end_time=dt.time(17))
+    return staff
+
+
 def treatment_of(catalog, kind: str, capacity=None, name=None, price=9000):
     return Treatment.objects.create(name=name or f"{kind} session", discipline=catalog["discipline"],
                                     income_category=catalog["income_category"], duration_minutes=60,

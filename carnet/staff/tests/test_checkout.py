@@ -100,14 +100,9 @@ def test_double_submit_sells_once(s):
 # ---- sold from an appointment (its panel's "Sell a package") --------------------------------------
 
 def _appointment(s, patient=None):
-    import datetime as dt
+    from carnet.scheduling.tests.factories import at, book, working_practitioner
 
-    from carnet.people.models import Shift
-    from carnet.scheduling.tests.factories import at, book, practitioner
-
-    prac = practitioner(s["cat"]["location"])
-    Shift.objects.create(staff=prac, location=s["cat"]["location"], weekday=0, start_time=dt.time(9),
-                         end_time=dt.time(17))
+    prac = working_practitioner(s["cat"]["location"])
     return book(s["fd"], s["cat"], prac, at("2030-01-07", "10:00"), patients=[patient or s["patient"]])
 
 

@@ -2,8 +2,6 @@
 package in the checkout (the package that covers the visit already chosen), takes cash, and is back
 on the schedule with the panel open and the package covering the visit."""
 
-import datetime as dt
-
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
@@ -13,8 +11,7 @@ from carnet.core import clock
 from carnet.core.permissions import AccessLevel
 from carnet.passes.models import Pass, PassTemplate
 from carnet.passes.tests.factories import package_template
-from carnet.people.models import Shift
-from carnet.scheduling.tests.factories import at, book, practitioner
+from carnet.scheduling.tests.factories import at, book, working_practitioner
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 MONDAY = "2030-01-07"
@@ -24,9 +21,7 @@ MONDAY = "2030-01-07"
 def test_sell_a_package_from_the_appointment_and_see_it_applied(page, width, height):
     catalog = make_catalog()
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
-    prac = practitioner(catalog["location"])
-    Shift.objects.create(staff=prac, location=catalog["location"], weekday=0, start_time=dt.time(9),
-                         end_time=dt.time(17))
+    prac = working_practitioner(catalog["location"])
     package_template(catalog, name="5 massages", price=40000, quantity=5)
     with clock.frozen(at(MONDAY, "08:30")):
         patient = make_patient(first_name="Rosalind", last_name="Achebe")

@@ -13,10 +13,9 @@ from carnet.core import clock
 from carnet.core.permissions import AccessLevel
 from carnet.passes.models import PassInvoice
 from carnet.passes.tests.factories import package_template, sold_package
-from carnet.people.models import Shift
 from carnet.scheduling import arrival
 from carnet.scheduling.services import appointment_cancel
-from carnet.scheduling.tests.factories import at, book, practitioner
+from carnet.scheduling.tests.factories import at, book, working_practitioner
 
 pytestmark = pytest.mark.django_db
 MONDAY = "2030-01-07"
@@ -30,12 +29,7 @@ def _monday():
 
 
 def _prac(catalog, name):
-    staff = practitioner(catalog["location"])
-    staff.display_name = name
-    staff.save()
-    Shift.objects.create(staff=staff, location=catalog["location"], weekday=0, start_time=dt.time(9),
-                         end_time=dt.time(17))
-    return staff
+    return working_practitioner(catalog["location"], name)
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """In a real browser, at a laptop's and a tablet's size: the front desk opens Carnet on Today, sees
 the day's appointments and who owes, and arrives a patient in one click from the list."""
 
-import datetime as dt
-
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
@@ -10,10 +8,9 @@ from playwright.sync_api import expect
 from carnet.conftest import log_in, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
-from carnet.people.models import Shift
 from carnet.scheduling import arrival
 from carnet.scheduling.models import Status
-from carnet.scheduling.tests.factories import at, book, practitioner
+from carnet.scheduling.tests.factories import at, book, working_practitioner
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 MONDAY = "2030-01-07"
@@ -23,11 +20,7 @@ MONDAY = "2030-01-07"
 def test_today_lists_the_day_and_arrives_in_one_click(page, width, height):
     catalog = make_catalog()
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
-    prac = practitioner(catalog["location"])
-    prac.display_name = "Dr Ines Ortega"
-    prac.save()
-    Shift.objects.create(staff=prac, location=catalog["location"], weekday=0, start_time=dt.time(9),
-                         end_time=dt.time(17))
+    prac = working_practitioner(catalog["location"], "Dr Ines Ortega")
     with clock.frozen(at(MONDAY, "08:30")):
         rosalind = make_patient(first_name="Rosalind", last_name="Achebe")
         owen = make_patient(first_name="Owen", last_name="Debt")

@@ -50,3 +50,40 @@ document.addEventListener("htmx:afterRequest", function (event) {
 window.addEventListener("pageshow", function () {
   document.querySelectorAll("form[data-submit-once][aria-busy=true]").forEach(releaseForm);
 });
+
+// The schedule's calendar (scheduling/calendar.py): rows are 5 minutes from local midnight; only
+// those from data-first to data-last are shown, and each block takes its rows from data-row and
+// data-span. Set here because the CSP allows no inline style; run again on every htmx swap (a
+// block redrawn by the appointment panel).
+function placeCalendar(root) {
+  var calendar = document.querySelector(".calendar[data-first]");
+  if (!calendar) {
+    return;
+  }
+  var first = parseInt(calendar.getAttribute("data-first"), 10);
+  var last = parseInt(calendar.getAttribute("data-last"), 10);
+  var rows = [];
+  if (first > 1) { rows.push("repeat(" + (first - 1) + ", 0)"); }
+  rows.push("repeat(" + (last - first) + ", var(--five))");
+  if (last <= 288) { rows.push("repeat(" + (289 - last) + ", 0)"); }
+  calendar.querySelectorAll(".cal-body").forEach(function (body) {
+    body.style.gridTemplateRows = rows.join(" ");
+  });
+  (root || calendar).querySelectorAll("[data-row]").forEach(function (block) {
+    block.style.gridRow = block.getAttribute("data-row") + " / span " + block.getAttribute("data-span");
+  });
+}
+document.addEventListener("DOMContentLoaded", function () { placeCalendar(); });
+document.addEventListener("htmx:load", function (event) { placeCalendar(event.detail.elt.parentNode || undefined); });
+// The appointment panel's Close (a drawer on a tablet): back to the hint, the calendar uncovered.
+document.addEventListener("click", function (event) {
+  var close = event.target.closest("[data-close-panel]");
+  var panel = close && close.closest("#panel");
+  if (panel) {
+    panel.replaceChildren();
+    var hint = document.createElement("p");
+    hint.className = "muted";
+    hint.textContent = "Choose an appointment to see it here, or an empty slot to book.";
+    panel.appendChild(hint);
+  }
+});
