@@ -10,6 +10,7 @@ from carnet.clinic.selectors import clinic_get
 
 from .models import Pass, PassItem
 from .selectors import pass_unlocked
+from .windows import window_refusal
 
 # code -> what staff (and patients) read; {…} fields filled from the pass.
 REASONS = {
@@ -33,6 +34,10 @@ REASONS = {
     "ended": "The membership's last covered day is before the visit ({visit_date}).",
     "paused": "The membership is paused during the cycle of {visit_date}.",
     "cycle_used_up": "All {uses} uses of the cycle that includes {visit_date} are taken.",
+    "wrong_location": "Used only at {locations}; this visit is at {location}.",
+    "outside_hours": "Used only {window} ({zone} time); this visit is on {when}.",
+    "weekly_cap": "Used at most {cap} a week: {taken} already booked {span}.",
+    "daily_cap": "Used at most {cap} a day: {taken} already booked {span}.",
 }
 UNPAID_WARNING = "Covers it, but this cycle's invoice is not paid yet (balance {balance})."
 
@@ -55,9 +60,11 @@ def _balance(sold: Pass) -> str:
     return str(clinic_get().money(owed))
 
 
-def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: bool = False) -> Verdict:
+def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: bool = False, location=None,
+               start: dt.datetime | None = None, visit_pk: int | None = None) -> Verdict:
     """The first rule the pass breaks for this booking, or ok. Uses the counters on `sold` as given
-    (callers that then write hold its lock and passed a fresh row)."""
+    (callers that then write hold its lock and passed a fresh row). `location` and `start` (the
+    visit's) bring in the template's place and hours; `visit_pk` is left out of its use cap."""
     def no(code: str, item: PassItem | None = None, **extra) -> Verdict:
         fields = dict(owner=sold.patient.full_name if sold.patient_id else "", treatment=treatment.name,
                       quantity=sold.quantity, expires_on=sold.expires_on, visit_date=visit_date, **extra)
@@ -77,6 +84,9 @@ def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: b
     item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None)
     if item is None:
         return no("not_eligible")
+    rule = window_refusal(sold, location=location, start=start, visit_date=visit_date, visit_pk=visit_pk)
+    if rule is not None:
+        return no(rule[0], **rule[1])
     if sold.kind == Pass.Kind.MEMBERSHIP:
         return _membership_check(sold, item, no, visit_date=visit_date, online=online)
     if sold.expires_on is not None and visit_date > sold.expires_on:
@@ -116,11 +126,13 @@ def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, on
     return Verdict("ok", REASONS["ok"], item, warning)
 
 
-def auto_candidates(candidates, *, patient, treatment, visit_date: dt.date, online: bool = False) -> list[Pass]:
+def auto_candidates(candidates, *, patient, treatment, visit_date: dt.date, online: bool = False, location=None,
+                    start: dt.datetime | None = None, visit_pk: int | None = None) -> list[Pass]:
     """SPEC 5.3 auto-select, best first: of the passes that can cover it and have auto-select on,
     the one expiring first (no expiry last), then the oldest purchase."""
     usable = [p for p in candidates if p.auto_select
-              and pass_check(p, patient=patient, treatment=treatment, visit_date=visit_date, online=online).ok]
+              and pass_check(p, patient=patient, treatment=treatment, visit_date=visit_date, online=online,
+                             location=location, start=start, visit_pk=visit_pk).ok]
     usable.sort(key=lambda p: (p.expires_on or dt.date.max, p.purchased_at, p.pk))
     return usable
 

@@ -3,7 +3,7 @@
 from django import forms
 
 from carnet.clinic.forms import SetupFormBase
-from carnet.clinic.models import Treatment
+from carnet.clinic.models import Location, Treatment
 from carnet.core.forms import MoneyField
 
 from .models import PassTemplate
@@ -12,6 +12,41 @@ from .models import PassTemplate
 
 INTRO_LABELS = {"new_patients_only": "Intro offer: new patients only (no arrived visit or earlier purchase)",
                 "once_per_patient": "Intro offer: once per patient"}
+WINDOW_FIELDS = ("allowed_locations", "allowed_days", "window_start", "window_end", "cap_uses", "cap_period")
+WINDOW_LABELS = {"allowed_locations": "Used only at (none ticked: every location)",
+                 "allowed_days": "Used only on (none ticked: every day)",
+                 "window_start": "Used from (location's time)", "window_end": "Used until (before the start: past midnight)",
+                 "cap_uses": "At most this many uses", "cap_period": "Per"}
+DAY_CHOICES = [(str(n), day) for n, day in enumerate(
+    ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"))]
+
+
+class DaysField(forms.MultipleChoiceField):
+    """Ticked days, stored as the digits "0" (Monday) to "6"."""
+
+    def __init__(self, **kwargs):
+        kwargs.pop("max_length", None)
+        kwargs.pop("empty_value", None)
+        super().__init__(choices=DAY_CHOICES, widget=forms.CheckboxSelectMultiple, required=False, **kwargs)
+
+    def prepare_value(self, value):
+        return list(value) if isinstance(value, str) else value
+
+    def clean(self, value):
+        return "".join(sorted(super().clean(value)))
+
+
+def window_fields(form: forms.ModelForm) -> None:
+    """The when-and-where fields of a template form (issue 23): days as boxes, times as time inputs."""
+    form.fields["allowed_days"] = DaysField(label=WINDOW_LABELS["allowed_days"])
+    form.fields["allowed_locations"].widget = forms.CheckboxSelectMultiple()
+    form.fields["allowed_locations"].queryset = Location.objects.filter(is_active=True).order_by("name")
+    for name in ("window_start", "window_end"):
+        form.fields[name].widget = forms.TimeInput(attrs={"type": "time"})
+    form.fields["cap_uses"].widget.attrs.update({"min": 1, "class": "short"})
+    form.fields["cap_period"].required = False  # empty: per week
+
+
 ITEM_ROWS = 6  # blank eligible-item rows offered at least (blank rows are ignored)
 
 
@@ -22,12 +57,12 @@ class TemplateForm(SetupFormBase):
         model = PassTemplate
         fields = ["name", "price_minor", "tax_inclusive", "taxes", "income_category", "quantity", "expiry_value",
                   "expiry_unit", "auto_select", "redeem_online", "family_sharing", "transferable", "instalments",
-                  "sold_online", "new_patients_only", "once_per_patient"]
+                  "sold_online", "new_patients_only", "once_per_patient", *WINDOW_FIELDS]
         labels = {"quantity": "Quantity (uses)", "expiry_value": "Expires after", "expiry_unit": "Expiry unit",
                   "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
                   "family_sharing": "Family members may share it", "transferable": "May be transferred",
                   "instalments": "Instalments (payment plan)", "sold_online": "Sold online in the patient portal",
-                  **INTRO_LABELS}
+                  **INTRO_LABELS, **WINDOW_LABELS}
         help_texts = {"expiry_value": "From the purchase date; leave empty for never.",
                       "instalments": "1 = paid in full; up to 24.",
                       "quantity": "How many visits the package covers."}
@@ -36,6 +71,7 @@ class TemplateForm(SetupFormBase):
         self.currency = currency
         super().__init__(*args, **kwargs)
         self.fields["quantity"].required = self.instance.kind == PassTemplate.Kind.PACKAGE
+        window_fields(self)
         for name in ("quantity", "expiry_value", "instalments"):
             self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
 
@@ -48,14 +84,15 @@ class MembershipTemplateForm(SetupFormBase):
         fields = ["name", "price_minor", "cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle",
                   "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "self_cancel", "tax_inclusive",
                   "taxes", "income_category", "auto_select", "redeem_online", "sold_online",
-                  "new_patients_only", "once_per_patient"]
+                  "new_patients_only", "once_per_patient", *WINDOW_FIELDS]
         labels = {"cycle": "Billing cycle", "term_cycles": "Term (cycles)",
                   "cancellable_after_cycles": "Cancellable after (cycles)", "uses_per_cycle": "Uses per cycle",
                   "rollover": "Unused uses roll over to the next cycle", "rollover_cap": "Rollover cap (uses)",
                   "pause_allowed": "May be paused", "pause_max_cycles": "Longest pause (cycles)",
                   "self_cancel": "Patients may cancel it themselves",
                   "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
-                  "sold_online": "Online sign-up in the patient portal", **INTRO_LABELS}
+                  "sold_online": "Online sign-up in the patient portal", **INTRO_LABELS,
+                  **WINDOW_LABELS}
         help_texts = {"term_cycles": "1 to 52; leave empty for open-ended.",
                       "cancellable_after_cycles": "A warning when cancelling earlier, not a block; 0 = any time.",
                       "uses_per_cycle": "Leave empty for unlimited.",
@@ -66,6 +103,7 @@ class MembershipTemplateForm(SetupFormBase):
         self.currency = currency
         super().__init__(*args, **kwargs)
         self.fields["price_minor"].label = "Amount per cycle"
+        window_fields(self)
         self.fields["cycle"].required = True
         for name in ("term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover_cap", "pause_max_cycles"):
             self.fields[name].required = False

@@ -17,7 +17,10 @@ def lock_passes(pks) -> dict[int, Pass]:
 def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
     """`with_rules` also loads what the eligibility check reads, one query each: the items and, for a
     package, its instalments with their invoices (a membership's are its cycles, read by date)."""
-    sold = lock_passes([pk])[pk]
+    if with_rules:  # the template too: its place, hours and cap are rules (issue 23)
+        sold = Pass.objects.select_for_update(of=("self",)).select_related("template").get(pk=pk)
+    else:
+        sold = lock_passes([pk])[pk]
     if with_rules:
         paid = [Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))]
         prefetch_related_objects([sold], "items", *(paid if sold.kind == Pass.Kind.PACKAGE else []))

@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from carnet.billing.models import Invoice
-from carnet.clinic.models import IncomeCategory, Tax, Treatment
+from carnet.clinic.models import IncomeCategory, Location, Tax, Treatment
 from carnet.people.models import Patient, StaffMember
 
 
@@ -56,6 +56,15 @@ class PassTemplate(models.Model):
     # Intro offers (issue 23): refused to a patient who already came or bought, or who had this one before.
     new_patients_only = models.BooleanField(default=False)
     once_per_patient = models.BooleanField(default=False)
+    # When and where it applies (issue 23, passes/windows.py): no location = all; days "0".."6" from
+    # Monday, empty = every day; a window in the location's time zone (end before start: crosses
+    # midnight); at most cap_uses per day or week, none = no cap.
+    allowed_locations = models.ManyToManyField(Location, blank=True, related_name="+")
+    allowed_days = models.CharField(max_length=7, blank=True, default="")
+    window_start = models.TimeField(null=True, blank=True)
+    window_end = models.TimeField(null=True, blank=True)
+    cap_uses = models.PositiveIntegerField(null=True, blank=True)
+    cap_period = models.CharField(max_length=4, choices=[("day", "per day"), ("week", "per week")], default="week")
     archived = models.BooleanField(default=False)
     # Memberships (SPEC 6.1, 9.7): the price is per cycle; uses_per_cycle None = unlimited.
     cycle = models.CharField(max_length=8, choices=Cycle.choices, default=Cycle.MONTHLY)

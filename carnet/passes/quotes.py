@@ -49,7 +49,8 @@ def _left_after(sold: Pass, visit_date: dt.date, taken: int) -> str:
     return f"{sold.remaining - taken} left after this visit"
 
 
-def visit_quote(*, patient, treatment, visit_date: dt.date, booked: bool = False, reserved=None) -> Quote:
+def visit_quote(*, patient, treatment, visit_date: dt.date, booked: bool = False, reserved=None, location=None,
+                start: dt.datetime | None = None) -> Quote:
     """The price of an online booking of `treatment` on `visit_date` for `patient` (None: not known
     yet, the price alone). Before booking: the pass auto-select would use. Once `booked`: the use
     the booking `reserved` (a Redemption, or None when no pass covers it)."""
@@ -62,7 +63,7 @@ def visit_quote(*, patient, treatment, visit_date: dt.date, booked: bool = False
             sold, item, taken = reserved.sold_pass, reserved.item, 0
     elif patient is not None:
         usable = auto_candidates(passes_usable_by(patient), patient=patient, treatment=treatment,
-                                 visit_date=visit_date, online=True)
+                                 visit_date=visit_date, online=True, location=location, start=start)
         sold = usable[0] if usable else None
         item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None) if sold else None
     if sold is None or item is None:

@@ -42,8 +42,10 @@ def _is_group_secondary(visit) -> bool:
 def check_pass(sold: Pass, visit, *, online: bool = False, on_date: dt.date | None = None) -> Verdict:
     if _is_group_secondary(visit):
         return Verdict("group_secondary", REASONS["group_secondary"])
-    return pass_check(sold, patient=visit.patient, treatment=visit.appointment.treatment,
-                      visit_date=on_date or visit_date(visit), online=online)
+    appointment = visit.appointment
+    return pass_check(sold, patient=visit.patient, treatment=appointment.treatment,
+                      visit_date=on_date or visit_date(visit), online=online, location=appointment.location,
+                      start=None if on_date else appointment.start, visit_pk=visit.pk)
 
 
 def explain(visit, *, online: bool = False) -> list[dict]:
@@ -269,7 +271,8 @@ def pass_attach(*, actor, visit, sold_pass: Pass | None = None, online: bool = F
             return None
         redemption = _reserve_first(auto_candidates(
             passes_usable_by(visit.patient), patient=visit.patient, treatment=visit.appointment.treatment,
-            visit_date=visit_date(visit), online=online), visit=visit, online=online)
+            visit_date=visit_date(visit), online=online, location=visit.appointment.location,
+            start=visit.appointment.start, visit_pk=visit.pk), visit=visit, online=online)
         if redemption is None:
             return None
     else:

@@ -46,6 +46,14 @@ class PassTemplateIn(Schema):
     new_patients_only: bool = Field(False, description="Intro offer: only for a patient with no arrived visit and "
                                     "no pass bought before")
     once_per_patient: bool = Field(False, description="Intro offer: each patient may have it once")
+    location_ids: list[int] = Field([], description="Locations it is used at; empty = all")
+    allowed_days: str = Field("", description='Days it is used on, "0" (Monday) to "6" (Sunday), e.g. "01234"; '
+                              'empty = every day')
+    window_start: dt.time | None = Field(None, description="Hours it is used in, in the location's time zone; "
+                                         "an end before the start crosses midnight")
+    window_end: dt.time | None = None
+    cap_uses: int | None = Field(None, description="At most this many uses per cap_period; null = no cap")
+    cap_period: Literal["day", "week"] = Field("week", description="Weeks run Monday to Sunday")
     # Memberships (SPEC 6.1, 9.7); a membership has no quantity, expiry, instalments, transfer or family sharing.
     cycle: Literal["weekly", "monthly", "yearly"] = Field("monthly", description="Membership billing cycle")
     term_cycles: int | None = Field(None, description="Membership term, 1–52 cycles; null = open-ended")
@@ -72,6 +80,10 @@ class PassTemplateOut(PassTemplateIn):
     @staticmethod
     def resolve_tax_ids(obj) -> list[int]:
         return [t.pk for t in obj.taxes.all()]
+
+    @staticmethod
+    def resolve_location_ids(obj) -> list[int]:
+        return [loc.pk for loc in obj.allowed_locations.all()]
 
     @staticmethod
     def resolve_items(obj):

@@ -35,7 +35,8 @@ _FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "tr
           "new_patients_only", "once_per_patient")
 _MEMBERSHIP = ("cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap",
                "pause_allowed", "pause_max_cycles", "self_cancel")
-_PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments") + _FLAGS + _MEMBERSHIP
+_WINDOW = ("allowed_days", "window_start", "window_end", "cap_uses", "cap_period")
+_PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments") + _FLAGS + _MEMBERSHIP + _WINDOW
 # Sold packages in these states still carry the template's terms; refunded, transferred or deleted ones are history.
 UPDATABLE = (Pass.Status.ACTIVE, Pass.Status.EXPIRED)
 # Memberships: only active ones (cancelled, expired or deleted ones are history).
@@ -120,6 +121,7 @@ def _clean_template(t: PassTemplate, data: dict, errors: _Errors, names: dict[st
         _clean_membership(t, errors)
     else:
         _clean_package(t, errors)
+    _clean_window(t, errors)
     if t.income_category_id is None:
         if names["income_category"] not in errors.fields:
             errors.add(names["income_category"], "Choose an income category.")
@@ -149,6 +151,26 @@ def _clean_package(t: PassTemplate, errors: _Errors) -> None:
             template_expiry_allowed(value=t.expiry_value, unit=t.expiry_unit)
         except ValidationFailed as exc:
             errors.add("expiry_value", exc.message)
+
+
+def _clean_window(t: PassTemplate, errors: _Errors) -> None:
+    """Issue 23: days as digits 0 (Monday) to 6, a window with both ends (or none), a cap of 1 or more."""
+    days = t.allowed_days or ""
+    if any(c not in "0123456" for c in days) or len(set(days)) != len(days):
+        errors.add("allowed_days", 'Give each day once, as "0" (Monday) to "6" (Sunday); empty for every day.')
+    else:
+        t.allowed_days = "".join(sorted(days))
+    if (t.window_start is None) != (t.window_end is None):
+        errors.add("window_end" if t.window_end is None else "window_start",
+                   "Give both the start and the end of the hours, or neither.")
+    elif t.window_start is not None and t.window_start == t.window_end:
+        errors.add("window_end", "The hours end when they start; leave both empty for any time.")
+    if t.cap_uses is not None and t.cap_uses < 1:
+        errors.add("cap_uses", "The cap must be at least 1 use, or empty for no cap.")
+    if not t.cap_period:
+        t.cap_period = "week"  # the form's empty choice
+    if t.cap_period not in ("day", "week"):
+        errors.add("cap_period", "The cap is per day or per week.")
 
 
 def _clean_membership(t: PassTemplate, errors: _Errors) -> None:
@@ -184,6 +206,19 @@ def _clean_membership(t: PassTemplate, errors: _Errors) -> None:
         errors.add("transferable", "A membership cannot be transferred.")
     if t.family_sharing:
         errors.add("family_sharing", "Family sharing applies to packages only.")
+
+
+def _clean_locations(given, errors: _Errors) -> list[int] | None:
+    """The allowed locations' ids (instances or ids; None: unchanged), each one that exists."""
+    from carnet.clinic.models import Location
+
+    if given is None:
+        return None
+    ids = [_id(x) for x in given]
+    found = set(Location.objects.filter(pk__in=[i for i in ids if _fits(Location, "id", i)]).values_list("pk", flat=True))
+    if set(ids) - found:
+        errors.add("location_ids", f"No location with id {', '.join(map(str, sorted(set(ids) - found)))}.")
+    return ids
 
 
 def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[dict]:
@@ -254,6 +289,7 @@ def template_save(*, actor, template: PassTemplate | None, data: dict, items: li
     if "tax_ids" in data:
         data["taxes"] = data.pop("tax_ids")
         names["taxes"] = "tax_ids"
+    location_ids = data.pop("location_ids", data.pop("allowed_locations", None))
     if template is None:
         t = PassTemplate(kind=data.pop("kind", Kind.PACKAGE), income_category_id=None)
         before = None
@@ -268,6 +304,7 @@ def template_save(*, actor, template: PassTemplate | None, data: dict, items: li
     errors = _Errors()
     tax_ids = _clean_template(t, data, errors, names)
     clean_items = _clean_items(t, _items_of(t) if items is None else list(items), errors)
+    location_ids = _clean_locations(location_ids, errors)
     try:
         errors.raise_any()
     except ValidationFailed:
@@ -281,6 +318,8 @@ def template_save(*, actor, template: PassTemplate | None, data: dict, items: li
     t.save()
     if tax_ids is not None:
         t.taxes.set(tax_ids)
+    if location_ids is not None:
+        t.allowed_locations.set(location_ids)
     _save_items(t, clean_items)
     activity.record(actor=actor, verb="updated" if before else "created", obj=t, before=before, after=_snapshot(t))
     return t

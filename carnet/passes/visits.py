@@ -8,10 +8,12 @@ import datetime as dt
 
 from carnet.core.errors import Conflict
 
+from .eligibility import REASONS
 from .models import Pass, Redemption
 from .redemption import (_release, check_pass, covered_line, may_use_passes, move_cycle, pass_attach,
                          redemption_post, redemption_unpost)
 from .selectors import visit_redemption
+from .windows import window_refusal
 
 AUTO = "auto"
 
@@ -70,8 +72,9 @@ def released(rows) -> None:
             _release(live)
 
 
-def check_move(appointment, *, new_date: dt.date) -> None:
-    """Rescheduling keeps the pass only if it still covers the new date; otherwise refuse, saying why."""
+def check_move(appointment, *, new_date: dt.date, new_start: dt.datetime | None = None) -> None:
+    """Rescheduling keeps the pass only if it still covers the new date (and time: the template's
+    hours and use cap, issue 23); otherwise refuse, saying why."""
     for row in appointment.participants.all():
         live = visit_redemption(row)
         if live is None:
@@ -84,6 +87,11 @@ def check_move(appointment, *, new_date: dt.date) -> None:
             raise Conflict(f"{sold.name} expires on {sold.expires_on:%Y-%m-%d}, before the new date "
                            f"{new_date:%Y-%m-%d}. Remove the package from this appointment first, or choose a date "
                            "on or before its expiry.", code="expired")
+        rule = window_refusal(sold, location=appointment.location, start=new_start, visit_date=new_date,
+                              visit_pk=row.pk)
+        if rule is not None:
+            raise Conflict(f"{sold.name}: {REASONS[rule[0]].format(**rule[1])} Remove the package from this "
+                           "appointment first, or choose another time.", code=rule[0])
         Redemption.objects.filter(pk=live.pk).update(visit_date=new_date)
 
 

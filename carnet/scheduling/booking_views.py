@@ -171,7 +171,8 @@ def confirm(request, location_id: int):
     from carnet.passes.quotes import visit_quote  # passes builds on scheduling
 
     return render(request, "scheduling/booking_confirm.html", {
-        "quote": visit_quote(patient=patient, treatment=treatment, visit_date=start.date()),
+        "quote": visit_quote(patient=patient, treatment=treatment, visit_date=start.date(), location=location,
+                             start=start),
         "clinic": clinic_get(), "location": location, "treatment": treatment, "practitioner": practitioner,
         "start": start, "patient": patient, "signup": signup, "form": form, "back": back,
         "login_url": reverse("portal:login") + "?" + urlencode({"next": request.get_full_path()})})

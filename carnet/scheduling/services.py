@@ -200,7 +200,8 @@ def appointment_reschedule(*, actor, appointment: Appointment, start: dt.datetim
     end = start + (appointment.end - appointment.start)
     _check_free(practitioner=appointment.practitioner, location=appointment.location, start=start, end=end,
                 exclude_pk=appointment.pk)
-    passes.check_move(appointment, new_date=start.astimezone(ZoneInfo(appointment.location.time_zone)).date())
+    passes.check_move(appointment, new_date=start.astimezone(ZoneInfo(appointment.location.time_zone)).date(),
+                      new_start=start)
     before = activity.snapshot(appointment)
     appointment.start, appointment.end = start, end
     appointment.save(update_fields=["start", "end"])
