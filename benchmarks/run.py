@@ -1,6 +1,6 @@
 """Carnet's benchmark suite (issue 9). `make bench` runs all four; see benchmarks/README.md.
 
-    .venv/bin/python benchmarks/run.py [all|redemption|report|billing-job|billing-tab|imports] [--quick] [options]
+    .venv/bin/python benchmarks/run.py [all|redemption|report|billing-job|billing-tab|imports|schedule] [--quick] [options]
 
 Each benchmark prints one JSON line and a one-line summary. Exit status 1 if a target was missed.
 """
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import django_setup  # noqa: E402
 
-NAMES = ("redemption", "report", "billing-job", "billing-tab", "imports")
+NAMES = ("redemption", "report", "billing-job", "billing-tab", "imports", "schedule")
 
 
 def main(argv=None) -> int:
@@ -51,10 +51,12 @@ def main(argv=None) -> int:
     import imports
     import pass_report
     import redemption as redeem
+    import schedule_pages
 
     chosen = NAMES if args.benchmark == "all" else (args.benchmark,)
     runners = {"redemption": redeem.run, "report": pass_report.run, "billing-job": billing_job.run,
-               "billing-tab": billing_tab.run, "imports": imports.run}
+               "billing-tab": billing_tab.run, "imports": imports.run,
+               "schedule": schedule_pages.run}
     results = [runners[name](args) for name in chosen]
     return 0 if all(r.get("pass") for r in results) else 1
 
