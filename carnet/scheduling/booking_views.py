@@ -66,11 +66,23 @@ def start(request):
     locations = list(locations_active())
     if len(locations) == 1:
         return redirect("booking:book", location_id=locations[0].pk)
+    return _locations_page(request, locations, landing=False)
+
+
+def landing(request):
+    """The clinic's page for visitors (`/` when nobody is logged in): its locations with their
+    hours, what can be booked online with length and price, a Book button each, and the doors to
+    the patient portal and the staff log-in."""
+    return _locations_page(request, list(locations_active()), landing=True)
+
+
+def _locations_page(request, locations, *, landing: bool):
     from carnet.passes.quotes import price_with_tax_minor  # passes builds on scheduling
 
     clinic = clinic_get()
     return render(request, "scheduling/booking_start.html", {
-        "clinic": clinic, "locations": [(loc, online.location_hours(location=loc)) for loc in locations],
+        "clinic": clinic, "landing": landing,
+        "locations": [(loc, online.location_hours(location=loc)) for loc in locations],
         "treatments": [(t, clinic.money(price_with_tax_minor(t)))
                        for t in online.bookable_treatments(location=locations[0]).prefetch_related("taxes")]
         if locations else []})

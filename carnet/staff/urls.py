@@ -4,7 +4,7 @@ from . import account_views, views
 
 app_name = "staff"
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", views.home, name="dashboard"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("password-reset/", account_views.password_reset, name="password_reset"),

@@ -61,6 +61,18 @@ def dashboard(request):
     return render(request, "staff/dashboard.html", today_board(actor=request.user))
 
 
+def home(request):
+    """`/`: the clinic's landing page for visitors (locations, hours, Book online); Today for staff."""
+    if not request.user.is_authenticated:
+        from carnet.scheduling.booking_views import landing  # staff sits above scheduling
+
+        return landing(request)
+    return dashboard(request)
+
+
+home.required_action = dashboard.required_action  # for staff it is the dashboard, checked there
+
+
 @staff_required(Action.ACTIVITY_LOG_VIEW)
 def activity_log(request):
     qs = ActivityLog.objects.all()

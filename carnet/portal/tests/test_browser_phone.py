@@ -82,6 +82,9 @@ def test_every_portal_page_fits_the_screen_and_passes_axe(page, width, height):
                             address="1234 Very Long Street Name, Suite 500, Vancouver BC")
     page.goto("/book/")  # several locations: the choice, with hours and what can be booked
     fits_and_accessible(page)
+    page.goto("/")  # the clinic's landing page for visitors: the same, with the doors to log in
+    expect(page.get_by_role("link", name="Log in to your patient portal")).to_be_visible()
+    fits_and_accessible(page)
     page.goto("/portal/login/")
     fits_and_accessible(page)
     log_in(page, me.user, path="/portal/login/")

@@ -37,6 +37,30 @@ def test_book_online_offers_each_active_location_with_its_hours_and_what_can_be_
     assert "Massage 60 <span class=\"muted\">· 60 min · $101.70</span>" in html
 
 
+def test_visitors_land_on_the_clinic_page_at_the_root_and_staff_and_patients_do_not(catalog, owner):
+    """`/` for a visitor: the clinic's locations with hours, what can be booked with price, a Book button
+    each (even with one location), and the doors to the portal and the staff log-in."""
+    Shift.objects.create(staff=practitioner(catalog["location"]), location=catalog["location"], weekday=1,
+                         start_time=dt.time(9), end_time=dt.time(17))
+    catalog["treatment"].online_bookable = True
+    catalog["treatment"].save()
+    response = Client().get("/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'href="/book/{catalog["location"].pk}/">Book at {catalog["location"].name}</a>' in html
+    assert "<dt>Tuesday</dt><dd>09:00–17:00</dd>" in html and "Massage 60" in html
+    assert 'href="/portal/login/"' in html and 'href="/login/"' in html
+    staff = Client()
+    staff.force_login(owner.user)
+    assert staff.get("/").status_code == 200 and b"Book at" not in staff.get("/").content  # Today, not the landing
+    me = make_patient(email="lands@example.test")
+    patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
+    me.refresh_from_db()
+    patient = Client()
+    patient.force_login(me.user)
+    assert patient.get("/")["Location"] == "/portal/"
+
+
 def test_every_portal_page_has_the_same_menu_with_book_online(catalog, owner):
     clinic_set(gift_cards_enabled=True, gift_card_online_sales_enabled=True)
     me = make_patient(email="menu@example.test")

@@ -92,9 +92,9 @@ def test_idle_session_is_refused(client):
 
     staff = make_staff()
     client.force_login(staff.user)
-    assert client.get(reverse("staff:dashboard")).status_code == 200
+    assert client.get(reverse("people:patients")).status_code == 200
     Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
-    response = client.get(reverse("staff:dashboard"))
+    response = client.get(reverse("people:patients"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("staff:login"))
 
 

@@ -53,7 +53,7 @@ def test_reset_link_sets_the_password_once_and_ends_every_session(client):
     staff = make_staff()
     elsewhere = Client()
     elsewhere.force_login(staff.user)
-    assert elsewhere.get(reverse("staff:dashboard")).status_code == 200
+    assert elsewhere.get(reverse("people:patients")).status_code == 200
     client.post(reverse("staff:password_reset"), {"email": staff.user.email.upper()})
     link = _link(mail.outbox[0])
     assert "Choose a new password" in client.get(link).content.decode()
@@ -62,7 +62,7 @@ def test_reset_link_sets_the_password_once_and_ends_every_session(client):
     staff.user.refresh_from_db()
     assert staff.user.check_password(NEW)
     # The other session ended: its next request goes to the log-in page.
-    assert elsewhere.get(reverse("staff:dashboard"))["Location"].startswith(reverse("staff:login"))
+    assert elsewhere.get(reverse("people:patients"))["Location"].startswith(reverse("staff:login"))
     # The link works once.
     again = client.get(link)
     assert again.status_code == 400 and "already been used" in again.content.decode()
@@ -143,7 +143,7 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(client):
     response = client.post(url, {"current_password": PASSWORD, "password": NEW, "confirm": NEW})
     assert response.status_code == 302
     assert client.get(reverse("staff:dashboard")).status_code == 200  # this session stays
-    assert elsewhere.get(reverse("staff:dashboard")).status_code == 302  # the other one ended
+    assert elsewhere.get(reverse("people:patients")).status_code == 302  # the other one ended
     assert ActivityLog.objects.filter(verb="password_changed").count() == 1
 
 

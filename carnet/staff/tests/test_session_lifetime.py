@@ -33,10 +33,10 @@ def test_a_busy_staff_session_ends_twelve_hours_after_log_in(client):
     _age(client, 11.9)
     assert client.get(reverse("staff:dashboard")).status_code == 200
     _age(client, 12.1)
-    response = client.get(reverse("staff:dashboard"), follow=True)
+    response = client.get(reverse("people:patients"), follow=True)
     assert response.redirect_chain[0][0].startswith(reverse("staff:login"))
     assert "Your session ended 12 hours after you logged in" in response.content.decode()
-    assert client.get(reverse("staff:dashboard"))["Location"].startswith(reverse("staff:login"))  # logged out
+    assert client.get(reverse("people:patients"))["Location"].startswith(reverse("staff:login"))  # logged out
 
 
 def test_the_api_answers_401_once_the_session_is_over(client):
