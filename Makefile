@@ -39,6 +39,7 @@ demo: install system-deps
 	mkdir -p var/mail
 	test -s var/secret_key || (umask 077; $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key)
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --no-input -v 0
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --no-input -v 0 --database gateway
 	$(DEMO_ENV) $(BIN)/python manage.py demo_load
 	$(DEMO_ENV) $(BIN)/python manage.py passes_daily >/dev/null
 	export $(DEMO_ENV); $(BIN)/python manage.py db_worker --no-reload -v 0 & worker=$$!; \

@@ -16,6 +16,22 @@ _seq = itertools.count(1)
 PASSWORD = "correct horse battery staple"
 
 
+_DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the database may also reach the test gateway's own database (settings,
+    carnet.gateway.routers): the same django_db marker, with both databases."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None and not _DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            continue
+        kwargs = dict(marker.kwargs) if marker else {}
+        if kwargs.get("databases") in (None, ["default"], ("default",)):
+            kwargs["databases"] = ["default", "gateway"]
+            item.add_marker(pytest.mark.django_db(*(marker.args if marker else ()), **kwargs), append=False)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_currency_cache():
     from carnet.clinic.selectors import forget_clinic_currency
@@ -174,7 +190,7 @@ def race(n: int, work) -> list:
     """
     import threading
 
-    from django.db import connection
+    from django.db import connections
 
     barrier, results = threading.Barrier(n), [None] * n
 
@@ -185,7 +201,7 @@ def race(n: int, work) -> list:
         except Exception as exc:  # the caller asserts on it
             results[i] = exc
         finally:
-            connection.close()
+            connections.close_all()  # the test gateway's connection too
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
     for t in threads:
@@ -193,3 +209,26 @@ def race(n: int, work) -> list:
     for t in threads:
         t.join(timeout=60)
     return results
+
+
+class ExampleRollback:
+    """One state-machine example in transactions rolled back at its end, on Carnet's database and
+    on the test gateway's (the fake remote starts each example empty too). Marked as a test's own
+    transaction, so gateway calls inside it are allowed as in any test (gateway.services)."""
+
+    def __enter__(self):
+        from django.db import transaction
+
+        self.atomics = [transaction.atomic(using=alias) for alias in ("default", "gateway")]
+        for atomic in self.atomics:
+            atomic._from_testcase = True
+            atomic.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        from django.db import transaction
+
+        for alias, atomic in zip(("gateway", "default"), reversed(self.atomics)):
+            transaction.set_rollback(True, using=alias)
+            atomic.__exit__(None, None, None)
+        return False

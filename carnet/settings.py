@@ -125,6 +125,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 
+# The built-in test gateway stands in for a remote card processor, so its records live in a
+# database of their own (a SQLite file): Carnet's transactions and rollbacks cannot touch them,
+# as they cannot touch a real processor's (carnet.gateway.routers).
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES["gateway"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": os.environ.get("CARNET_TEST_GATEWAY_DB", str(VAR_DIR / "test_gateway.sqlite3")),
+    "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+    # Tests: one file per test process; servers the tests start are pointed at it by CARNET_TEST_GATEWAY_DB.
+    "TEST": {"NAME": str(VAR_DIR / f"test-gateway-{os.getpid()}.sqlite3")},
+}
+DATABASE_ROUTERS = ["carnet.gateway.routers.TestGatewayRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]

@@ -14,7 +14,7 @@ from ninja import Router, Status
 from carnet.clinic.models import Location
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import NotFound, ValidationFailed
-from carnet.core.idempotency import request_key
+from carnet.core.idempotency import calls_gateway, request_key
 from carnet.core.permissions import Action, require
 from carnet.gateway.selectors import card_get, cards_for_patient
 from carnet.gateway.services import card_remove, card_store
@@ -133,6 +133,7 @@ def _allocations(patient, items: list[s.AllocationIn]) -> list[tuple[Invoice, in
 
 
 @router.post("/payments", response={201: s.PaymentOut}, operation_id="payment_receive")
+@calls_gateway(lambda request, body, kwargs: body.get("method") == Payment.Method.CARD_GATEWAY)
 def receive_payment(request, payload: s.PaymentIn):
     require(request.auth, Action.PAYMENT_TAKE)
     patient = patient_get(payload.patient_id)
@@ -179,7 +180,13 @@ def unapply(request, pk: int):
     return payments.allocation_unapply(actor=request.auth, allocation=allocation)
 
 
+def _refund_to_card(request, body, kwargs) -> bool:
+    method = body.get("method") or Payment.objects.filter(pk=kwargs.get("pk")).values_list("method", flat=True).first()
+    return method == Payment.Method.CARD_GATEWAY
+
+
 @router.post("/payments/{pk}/refunds", response={201: s.RefundOut}, operation_id="payment_refund")
+@calls_gateway(_refund_to_card)
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
     payment = _payment(request, pk)

@@ -59,3 +59,26 @@ def _payment_totals():
     refunded = Payment.objects.annotate(rows=Sum("refunds__amount_minor"))
     for payment in refunded.exclude(refunded_minor=F("rows")).exclude(refunded_minor=0, rows=None):
         yield f"payment #{payment.pk}: refunded {payment.refunded_minor} != refunds {payment.rows or 0}"
+
+
+@invariant("every succeeded card charge has exactly one payment, every succeeded card refund one refund")
+def _card_attempts():
+    from .models import CardAttempt
+
+    charges = CardAttempt.objects.filter(kind=CardAttempt.Kind.CHARGE, status=CardAttempt.Status.SUCCEEDED)
+    for attempt in charges.exclude(payment__gateway_charge_id=F("gateway_id")).order_by("pk"):
+        yield f"card charge attempt #{attempt.pk} ({attempt.gateway_id}) has no payment recording it"
+    refunds = CardAttempt.objects.filter(kind=CardAttempt.Kind.REFUND, status=CardAttempt.Status.SUCCEEDED)
+    for attempt in refunds.exclude(refund__gateway_refund_id=F("gateway_id")).order_by("pk"):
+        yield f"card refund attempt #{attempt.pk} ({attempt.gateway_id}) has no refund recording it"
+    for payment in Payment.objects.filter(method=Payment.Method.CARD_GATEWAY).exclude(gateway_charge_id="").exclude(
+            card_attempts__gateway_id=F("gateway_charge_id")).filter(
+            pk__in=CardAttempt.objects.values("payment_id")).order_by("pk"):
+        yield f"payment #{payment.pk} ({payment.gateway_charge_id}) is recorded by no succeeded card attempt"
+    held = defaultdict(int)
+    for attempt in CardAttempt.objects.filter(kind=CardAttempt.Kind.REFUND, status__in=("pending", "unknown")):
+        if attempt.context.get("held"):
+            held[attempt.payment_id] += attempt.amount_minor
+    for payment in Payment.objects.filter(Q(held_minor__gt=0) | Q(pk__in=list(held))):
+        if payment.held_minor != held.get(payment.pk, 0):
+            yield f"payment #{payment.pk}: held {payment.held_minor} != open card refunds {held.get(payment.pk, 0)}"

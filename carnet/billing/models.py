@@ -113,6 +113,9 @@ class Payment(models.Model):
     refunded_minor = models.BigIntegerField(default=0)
     # Spent loading gift cards: the purchaser's money moved from their credit to the gift-card liability.
     gift_card_minor = models.BigIntegerField(default=0)
+    # Held for card refunds sent to the gateway whose outcome is not recorded yet (billing.card_attempts):
+    # still the patient's credit in the ledger, but no longer free to apply or refund again.
+    held_minor = models.BigIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta:
@@ -125,6 +128,15 @@ class Payment(models.Model):
                            + models.F("gift_card_minor")),
                 name="payment_never_overspent",
             ),
+            models.CheckConstraint(
+                condition=models.Q(held_minor__gte=0)
+                & models.Q(amount_minor__gte=models.F("applied_minor") + models.F("refunded_minor")
+                           + models.F("gift_card_minor") + models.F("held_minor")),
+                name="payment_holds_within_amount",
+            ),
+            # One gateway charge is one payment, however often its outcome is recorded.
+            models.UniqueConstraint(fields=["gateway_charge_id"], condition=~models.Q(gateway_charge_id=""),
+                                    name="payment_gateway_charge_once"),
         ]
 
     def __str__(self):
@@ -132,7 +144,7 @@ class Payment(models.Model):
 
     @property
     def unapplied_minor(self) -> int:
-        return self.amount_minor - self.applied_minor - self.refunded_minor - self.gift_card_minor
+        return self.amount_minor - self.applied_minor - self.refunded_minor - self.gift_card_minor - self.held_minor
 
 
 class Allocation(models.Model):
@@ -158,4 +170,77 @@ class Refund(models.Model):
     reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_positive")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_positive"),
+            models.UniqueConstraint(fields=["gateway_refund_id"], condition=~models.Q(gateway_refund_id=""),
+                                    name="refund_gateway_refund_once"),
+        ]
+
+
+class CardAttempt(models.Model):
+    """One charge or refund sent to the card gateway, recorded (and committed) before the call.
+
+    pending → succeeded | failed | unknown. `succeeded` is written in the same transaction as the
+    payment or refund row and its ledger posting, so "succeeded" always means "recorded". An
+    attempt left pending or unknown (a crash, a lost answer) is resolved by payments_reconcile,
+    which asks the gateway by `gateway_key` (billing.card_attempts).
+    """
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge", "Charge"
+        REFUND = "refund", "Refund"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown (no answer)"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    purpose = models.CharField(max_length=40)  # what it is for: see card_attempts.PURPOSES
+    # The request that asked for it (a form key or an API Idempotency-Key, scoped to who asked):
+    # the same request again finds this attempt instead of making a second one.
+    request_key = models.CharField(max_length=200, unique=True)
+    gateway_key = models.CharField(max_length=200, unique=True)  # the gateway's idempotency key
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="card_attempts")
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT)
+    token = models.CharField(max_length=255, blank=True)  # a one-off card's token; cleared once resolved
+    card_label = models.CharField(max_length=60, blank=True)
+    # A charge: the payment it became. A refund: the payment refunded, and the refund it became.
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="card_attempts")
+    refund = models.OneToOneField(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="attempt")
+    gateway_id = models.CharField(max_length=80, blank=True)
+    context = models.JSONField(default=dict, blank=True)  # the purpose's own details (a template, a gift card…)
+    message = models.CharField(max_length=300, blank=True)  # the decline, or what happened to the money
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)  # resolved by payments_reconcile, not inline
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="card_attempt_positive"),
+            models.UniqueConstraint(fields=["kind", "gateway_id"], condition=~models.Q(gateway_id=""),
+                                    name="card_attempt_gateway_id_once"),
+        ]
+
+    def __str__(self):
+        return f"Card {self.kind} attempt #{self.pk} ({self.status})"
+
+
+class CardAttemptInvoice(models.Model):
+    """The part of a pending card charge meant for an invoice: reserved, so that parallel card
+    payments on one invoice never charge more than it owes."""
+
+    attempt = models.ForeignKey(CardAttempt, on_delete=models.CASCADE, related_name="invoices")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="card_reservations")
+    amount_minor = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0),
+                                              name="card_attempt_invoice_positive")]

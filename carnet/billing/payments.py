@@ -7,17 +7,15 @@ refund takes it out of credit and cash.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from carnet.clinic.selectors import clinic_currency, clinic_get
 from carnet.core import activity, clock
 from carnet.core.limits import amount_check, text_check
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
-from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
@@ -66,14 +64,12 @@ def _apply(*, payment: Payment, invoice: Invoice, amount: int) -> Allocation:
     return allocation
 
 
-def _charge_card(*, patient, card, amount: int, key: str) -> str:
-    from carnet.gateway.services import card_charge
-
+def card_on_file_check(patient, card):
+    """The card, if it is one of this patient's cards still on file."""
     if card is None or card.patient_id != patient.pk or card.removed_at:
         raise ValidationFailed("Choose one of this patient's cards on file to charge.",
                                fields={"card_id": ["Choose a card on file."]})
-    return card_charge(card_or_token=card, amount_minor=amount, currency=clinic_get().currency,
-                       idempotency_key=key).charge_id
+    return card
 
 
 def payment_receive(*, actor, patient, method: str, amount_minor: int, reference: str = "",
@@ -81,10 +77,10 @@ def payment_receive(*, actor, patient, method: str, amount_minor: int, reference
                     received_at=None) -> Payment:
     """Record money received from a patient and apply it; what is not applied becomes credit.
 
-    A card is charged *before* our database transaction opens (no row locks held over the
-    network), with the idempotency key as the gateway's key: a retry after a lost response
-    finds the same charge. Once a card is charged the payment is always recorded; if applying
-    it then fails (say the invoice was paid meanwhile) the money stays as the patient's credit.
+    A card on file is charged through a card attempt (billing.card_attempts): recorded and
+    committed first, with its invoices reserved, then the gateway is called outside any
+    transaction, then the payment is recorded. Call it outside a transaction for a card. The
+    same `idempotency_key` again returns the first payment and charges nothing more.
     """
     require(actor, Action.PAYMENT_TAKE)
     if method not in Payment.Method.values:
@@ -100,16 +96,18 @@ def payment_receive(*, actor, patient, method: str, amount_minor: int, reference
     if wanted > amount_minor:
         raise ValidationFailed(f"You applied {_money(wanted)} but received only {_money(amount_minor)}.",
                                fields={"allocations": ["More than the payment."]})
-    charge_id = ""
     if method == Payment.Method.CARD_GATEWAY:
-        for invoice, amount in allocations:  # refuse obvious mistakes before charging anyone
-            _check_allocation(Invoice.objects.get(pk=invoice.pk), patient_id=patient.pk, amount=amount)
-        charge_id = _charge_card(patient=patient, card=card, amount=amount_minor,
-                                 key=idempotency_key or f"payment-{uuid.uuid4()}")
+        from . import card_attempts
+
+        card = card_on_file_check(patient, card)
+        return card_attempts.charge(
+            request_key=f"payment:{actor.pk}:{idempotency_key or uuid.uuid4().hex}", purpose="payment",
+            patient=patient, amount_minor=amount_minor, card=card, allocations=list(allocations),
+            context={"reference": reference or f"Card payment, {card}"}, actor=actor)
     with transaction.atomic():
         return _record_payment(actor=actor, verb="received", patient=patient, method=method,
                                amount_minor=amount_minor, reference=reference, allocations=allocations,
-                               charge_id=charge_id, card=card, received_at=received_at)
+                               charge_id="", received_at=received_at)
 
 
 def _record_payment(*, actor, verb: str, patient, method: str, amount_minor: int, reference: str,
@@ -137,6 +135,15 @@ def _record_payment(*, actor, verb: str, patient, method: str, amount_minor: int
             raise
         payment.refresh_from_db()  # charged: keep the money as credit rather than lose the record
     return payment
+
+
+def payment_apply_system(*, payment: Payment, invoice: Invoice, amount_minor: int) -> Allocation:
+    """Inside the caller's transaction, for a card attempt's purpose step (no staff actor): apply
+    up to `amount_minor` of the payment to the invoice, as far as both allow."""
+    invoice = lock_invoices([invoice.pk])[invoice.pk]
+    payment = lock_payment(payment.pk)
+    amount = min(amount_minor, payment.unapplied_minor, max(invoice.balance_minor, 0))
+    return _apply(payment=payment, invoice=invoice, amount=amount) if amount > 0 else None
 
 
 @transaction.atomic
@@ -202,12 +209,11 @@ def allocation_unapply(*, actor, allocation: Allocation) -> Allocation:
     return allocation
 
 
-@transaction.atomic
 def payment_refund(*, actor, payment: Payment, amount_minor: int, method: str | None = None, reason: str = "",
                    idempotency_key: str | None = None) -> Refund:
-    """Refund from the payment's unapplied amount: to the original method, or recorded as another."""
+    """Refund from the payment's unapplied amount: to the original card through the gateway (a card
+    attempt: held, called outside any transaction, recorded), or recorded as another method."""
     require(actor, Action.REFUND)
-    payment = lock_payment(payment.pk)
     method = method or payment.method
     if method not in Payment.Method.values:
         raise ValidationFailed(f"Unknown refund method “{method}”.", fields={"method": ["Unknown method."]})
@@ -217,18 +223,23 @@ def payment_refund(*, actor, payment: Payment, amount_minor: int, method: str | 
     if amount_minor <= 0:
         raise ValidationFailed("Refund an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
     text_check(reason, field="reason", limit=REASON_MAX)
-    if amount_minor > payment.unapplied_minor:
-        raise Conflict(f"Only {_money(payment.unapplied_minor)} of this payment is unapplied. Unapply it from "
-                       "invoices first to refund more.", code="refund_exceeds_unapplied")
-    refund_id = ""
     if method == Payment.Method.CARD_GATEWAY:
-        if not payment.gateway_charge_id:
-            raise ValidationFailed("This payment was not charged through the gateway; record the refund as "
-                                   "another method.", fields={"method": ["Not a gateway payment."]})
-        from carnet.gateway.services import charge_refund
+        from . import card_attempts
 
-        refund_id = charge_refund(charge_id=payment.gateway_charge_id, amount_minor=amount_minor,
-                                  idempotency_key=idempotency_key or f"refund-{uuid.uuid4()}").refund_id
+        return card_attempts.refund(request_key=f"refund:{actor.pk}:{idempotency_key or uuid.uuid4().hex}",
+                                    payment=payment, amount_minor=amount_minor, reason=reason, actor=actor)
+    with transaction.atomic():
+        payment = lock_payment(payment.pk)
+        if amount_minor > payment.unapplied_minor:
+            raise Conflict(f"Only {_money(payment.unapplied_minor)} of this payment is unapplied. Unapply it from "
+                           "invoices first to refund more.", code="refund_exceeds_unapplied")
+        refund = refund_post(payment=payment, amount_minor=amount_minor, method=method, refund_id="", reason=reason)
+        activity.record(actor=actor, verb="refunded", obj=refund, after=activity.snapshot(refund))
+    return refund
+
+
+def refund_post(*, payment: Payment, amount_minor: int, method: str, refund_id: str, reason: str) -> Refund:
+    """Inside the caller's transaction, the payment locked: the refund row and its ledger posting."""
     now = clock.now()
     refund = Refund.objects.create(payment=payment, amount_minor=amount_minor, method=method, refunded_at=now,
                                    gateway_refund_id=refund_id, reason=reason[:200])
@@ -238,7 +249,6 @@ def payment_refund(*, actor, payment: Payment, amount_minor: int, method: str | 
         Line(accounts.PATIENT_CREDIT, debit=amount_minor, patient_id=payment.patient_id),
         Line(accounts.cash(method), credit=amount_minor),
     ])
-    activity.record(actor=actor, verb="refunded", obj=refund, after=activity.snapshot(refund))
     return refund
 
 
@@ -253,27 +263,6 @@ def payment_gift_card_record(*, actor, patient, amount_minor: int, reference: st
     """Inside giftcard_redeem's transaction, after the card's balance was taken down."""
     return _record_payment(actor=actor, verb="received", patient=patient, method=Payment.Method.GIFT_CARD,
                            amount_minor=amount_minor, reference=reference, allocations=allocations, charge_id="")
-
-
-def payment_record_online(*, patient, amount_minor: int, reference: str, charge_id: str) -> Payment:
-    """Inside the caller's transaction: a card payment the patient made online (no staff actor)."""
-    return _record_payment(actor=None, verb="paid_online", patient=patient, method=Payment.Method.CARD_GATEWAY,
-                           amount_minor=amount_minor, reference=reference, allocations=(), charge_id=charge_id)
-
-
-def payment_record_charge(*, patient, amount_minor: int, reference: str, charge_id: str, invoice: Invoice,
-                          card=None) -> Payment:
-    """Inside the caller's transaction: a gateway charge made by the clinic's own job (an instalment
-    or a membership cycle), applied to `invoice` as far as it is owed, the rest left as credit.
-    Recorded once per charge: a rerun after a crash finds the payment the first run recorded."""
-    done = Payment.objects.filter(gateway_charge_id=charge_id, method=Payment.Method.CARD_GATEWAY).first()
-    if done is not None:
-        return done
-    invoice = lock_invoices([invoice.pk])[invoice.pk]
-    apply = min(amount_minor, max(invoice.balance_minor, 0))
-    return _record_payment(actor=None, verb="charged", patient=patient, method=Payment.Method.CARD_GATEWAY,
-                           amount_minor=amount_minor, reference=reference, charge_id=charge_id, card=card,
-                           allocations=[(invoice, apply)] if apply else [])
 
 
 def payment_gift_card_spend(*, payment: Payment, amount_minor: int, source, memo: str) -> Payment:
@@ -305,33 +294,39 @@ def payment_gift_card_release(*, payment: Payment, amount_minor: int, source, me
     return payment
 
 
-# ---------------------------------------------------------------- paying online (Pay Balance link)
-# One IdempotencyRecord per form submission key holds the attempt: while PENDING, the gateway
-# token, amount and invoices of the first try (so a retry charges the same card, for the same
-# amount, under the same gateway key: the gateway charges once); once RECORDED, the payment id.
-_PENDING, _RECORDED = 0, 201
+# ---------------------------------------------------------------- paying online (SPEC 3.3, 9.1, 7)
 
 
-def _attempt_get(scope: str, key: str) -> dict | None:
-    record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
-    return None if record is None else json.loads(bytes(record.body))
+def form_key_check(idempotency_key: str) -> str:
+    key = (idempotency_key or "").strip()
+    if not 1 <= len(key) <= 100:
+        raise ValidationFailed("This payment form is missing its key; reload the page and try again.",
+                               fields={"form_key": ["Missing."]})
+    return key
 
 
-def _attempt_claim(scope: str, key: str, attempt: dict) -> dict:
-    """Claim the key for this attempt; if a twin submission claimed it first, the twin's attempt."""
-    for _ in range(3):  # the twin's claim may vanish again if its card is declined meanwhile
-        try:
-            with transaction.atomic():
-                IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=_PENDING,
-                                                 content_type="application/json", created_at=clock.now(),
-                                                 body=json.dumps(attempt).encode())
-            return attempt
-        except IntegrityError:
-            twin = _attempt_get(scope, key)
-            if twin is not None:
-                return twin
-    raise Conflict("This payment is already being processed. Wait a moment, then reload the page.",
-                   code="payment_in_progress")
+def card_pay_online(*, patient, purpose: str, request_key: str, amount_minor: int, card_entry: dict,
+                    allocations=(), context: dict | None = None, actor=None):
+    """The one way a patient pays by a card typed in online (Pay Balance, buy a package, buy a gift
+    card): the card is checked and kept at the gateway (card-holder checks in gateway.services),
+    then charged as a card attempt. A double submit or retry with the same key charges once and
+    returns the same attempt; a declined card frees the key, so the patient can correct it; a lost
+    answer keeps it, so the retry asks the gateway about the same charge."""
+    from carnet.gateway.services import card_label, card_tokenize
+
+    from . import card_attempts
+    from .models import CardAttempt
+
+    attempt = CardAttempt.objects.filter(request_key=request_key).first()
+    if attempt is None:
+        stored = card_tokenize(**card_entry)  # a bad number, expiry, CVC or name stops here
+        label = card_label(stored)
+        context = dict(context or {})
+        context["reference"] = f"{context.get('reference', 'Paid online')}, {label}"
+        attempt = card_attempts.charge_begin(request_key=request_key, purpose=purpose, patient=patient,
+                                             amount_minor=amount_minor, token=stored.token, card_label=label,
+                                             allocations=allocations, context=context, actor=actor)
+    return card_attempts.charge_run(attempt)
 
 
 def balance_pay_online(*, patient, card_number: str, exp_month: int, exp_year: int, cvc: str, holder: str,
@@ -340,56 +335,19 @@ def balance_pay_online(*, patient, card_number: str, exp_month: int, exp_year: i
 
     The one payment made by the patient rather than staff, so there is no staff access check: it
     can pay only this patient's own open invoices, oldest first, for exactly what is outstanding.
-    A double submit or retry with the same key charges once and returns the same payment. A
-    declined card frees the key (nothing was charged) so the patient can correct it; a network
-    error keeps it, so the retry asks the gateway about the same charge.
     """
-    key = (idempotency_key or "").strip()
-    if not 1 <= len(key) <= 100:
-        raise ValidationFailed("This payment form is missing its key; reload the page and try again.",
-                               fields={"form_key": ["Missing."]})
-    holder = (holder or "").strip()
-    if not holder or len(holder) > 120:
-        raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
-                               fields={"holder": ["Enter the name on the card."]})
-    from carnet.gateway.base import get_gateway
-    from carnet.gateway.models import BRAND_LABELS
-    from carnet.gateway.services import PaymentFailed, card_charge
+    from .models import CardAttempt
 
-    from .emails import balance_paid_email
-
-    scope = f"pay-balance:{patient.pk}"
-    attempt = _attempt_get(scope, key)
-    if attempt is None:
+    request_key = f"pay-balance:{patient.pk}:{form_key_check(idempotency_key)}"
+    invoices, amount = [], 0
+    if not CardAttempt.objects.filter(request_key=request_key).exists():
         invoices = list(open_invoices(patient))
         amount = sum(i.balance_minor for i in invoices)
         if amount <= 0:
             raise Conflict("There is nothing to pay: your balance is zero.", code="nothing_owing")
-        stored = get_gateway().store_card(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
-                                          holder=holder)  # a bad number, expiry or CVC stops here
-        card = f"{BRAND_LABELS.get(stored.brand, 'Card')} •••• {stored.last4}"
-        attempt = _attempt_claim(scope, key, {"token": stored.token, "amount": amount, "card": card, "payment": None,
-                                              "invoices": [[i.pk, i.balance_minor] for i in invoices]})
-    if attempt["payment"]:
-        return Payment.objects.get(pk=attempt["payment"])
-    try:
-        charge_id = card_charge(card_or_token=attempt["token"], amount_minor=attempt["amount"],
-                                currency=clinic_get().currency,
-                                idempotency_key=f"pay-balance-{patient.pk}-{key}").charge_id
-    except PaymentFailed:
-        IdempotencyRecord.objects.filter(scope=scope, key=key, status_code=_PENDING).delete()
-        raise
-    with transaction.atomic():
-        # The conditional update lets exactly one of two racing twins record the charge.
-        if not IdempotencyRecord.objects.filter(scope=scope, key=key, status_code=_PENDING).update(
-                status_code=_RECORDED):
-            return Payment.objects.get(pk=_attempt_get(scope, key)["payment"])
-        invoices = Invoice.objects.in_bulk([pk for pk, _ in attempt["invoices"]])
-        payment = _record_payment(
-            actor=None, verb="paid_online", patient=patient, method=Payment.Method.CARD_GATEWAY,
-            amount_minor=attempt["amount"], reference=f"Pay Balance link, {attempt['card']}",
-            allocations=[(invoices[pk], amount) for pk, amount in attempt["invoices"]], charge_id=charge_id)
-        IdempotencyRecord.objects.filter(scope=scope, key=key).update(
-            body=json.dumps({"payment": payment.pk}).encode())  # the token is no longer kept
-        balance_paid_email(payment=payment)
-    return payment
+    attempt = card_pay_online(
+        patient=patient, purpose="pay_balance", request_key=request_key, amount_minor=amount,
+        card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
+                    "holder": holder},
+        allocations=[(i, i.balance_minor) for i in invoices], context={"reference": "Pay Balance link"})
+    return attempt.payment

@@ -75,7 +75,8 @@ def payment_new(request, pk: int):
                 reference=data["reference"], allocations=form.allocations(), card=data["card"],
                 idempotency_key=f"form-{data['form_key']}")
 
-        outcome, result = save_once(request, form, write)
+        outcome, result = save_once(request, form, write,
+                                    calls_gateway=data["method"] == Payment.Method.CARD_GATEWAY)
         if outcome == "denied":
             return result
         if outcome in ("ok", "repeat"):
@@ -122,13 +123,15 @@ def refund_view(request, pk: int, payment_pk: int):
     key = f"{data['form_key']}:refund:{payment.pk}" if data.get("form_key") else ""
 
     def refund():
+        do = lambda: payments.payment_refund(  # noqa: E731
+            actor=request.user, payment=payment, amount_minor=data["amount"], method=data["method"] or None,
+            reason=data["reason"], idempotency_key=f"refund-form-{request.user.pk}-{key}" if key else None)
+        if (data["method"] or payment.method) == Payment.Method.CARD_GATEWAY:
+            return do()  # a card refund attempt keyed by the form: a repeat finds it, outside any transaction
         with transaction.atomic():  # the key is claimed with the refund: a rolled-back attempt frees it
             if not claim_form_key(user=request.user, key=key):
                 return "repeat"
-            # The same key at the gateway: a retry after a lost response finds the first refund.
-            return payments.payment_refund(
-                actor=request.user, payment=payment, amount_minor=data["amount"], method=data["method"] or None,
-                reason=data["reason"], idempotency_key=f"refund-form-{request.user.pk}-{key}" if key else None)
+            return do()
 
     done, denied = run_action(request, refund)
     if done == "repeat":
@@ -172,3 +175,13 @@ def card_remove_view(request, pk: int, card_pk: int):
     return denied or _tab(pk)
 
 
+
+
+@staff_required(Action.CARD_REVIEW)
+def card_attempts_review(request):
+    """Card payments to review: attempts still without an answer, and what reconciliation recorded."""
+    from .card_attempts import RECONCILE_AFTER, attempts_to_review
+
+    return render(request, "billing/card_review.html", {
+        "attempts": attempts_to_review()[:300], "clinic": clinic_get(),
+        "minutes": int(RECONCILE_AFTER.total_seconds() // 60)})

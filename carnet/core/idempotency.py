@@ -39,6 +39,59 @@ def request_key(request, *, required: bool = False, why: str = "") -> str | None
     return scoped_key(scope=scope or "", key=key)
 
 
+def calls_gateway(when=lambda request, body, kwargs: True):
+    """Mark an API endpoint that may charge or refund a card; `when(request, body, url_kwargs)` says
+    whether this request does. Such a request with an Idempotency-Key is not wrapped in the
+    middleware's transaction (no gateway call inside a transaction): the endpoint's service is
+    itself keyed by the request (a card attempt's request key), and the middleware stores the
+    answer after it, for replay."""
+    def mark(view):
+        view.calls_gateway = when
+        return view
+    return mark
+
+
+def gateway_request(request, body: bytes) -> bool:
+    """True when this API POST goes to an endpoint marked calls_gateway and its `when` says yes."""
+    import json
+
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return False
+    # django-ninja serves every method of a path from one view that holds its PathView: find the
+    # POST operation's own function, where calls_gateway put its mark.
+    for cell in getattr(match.func, "__closure__", None) or ():
+        for operation in getattr(cell.cell_contents, "operations", None) or ():
+            when = getattr(operation.view_func, "calls_gateway", None)
+            if when is not None and "POST" in operation.methods:
+                try:
+                    data = json.loads(body or b"{}")
+                except ValueError:
+                    return False  # the endpoint refuses it (422) before any card is touched
+                return bool(when(request, data if isinstance(data, dict) else {}, match.kwargs))
+    return False
+
+
+def once_per_key(*, scope: str, key: str, make) -> int:
+    """Inside the caller's transaction: run `make()` (it returns a primary key) once per scope and
+    key; the same key again returns the first one's key, whatever happened to the answer."""
+    import json
+
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=201,
+                                                      content_type="application/json", body=b"{}",
+                                                      created_at=clock.now())
+    except IntegrityError:
+        return json.loads(bytes(IdempotencyRecord.objects.get(scope=scope, key=key).body))["pk"]
+    pk = make()
+    IdempotencyRecord.objects.filter(pk=record.pk).update(body=json.dumps({"pk": pk}).encode())
+    return pk
+
+
 def withhold_response(request) -> None:
     """This request's answer holds a secret: its Idempotency-Key stays taken, its body is never stored."""
     request.idempotency_withhold = True

@@ -89,6 +89,8 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(b"\n".join([request.method.encode(), request.path.encode(),
                                             request.META.get("QUERY_STRING", "").encode(), body])).hexdigest()
 
+        if idempotency.gateway_request(request, body):
+            return self._outside_transaction(request, scope, key, digest)
         with transaction.atomic():
             claimed = self._claim(scope, key, digest)
             if claimed is None:
@@ -101,6 +103,26 @@ class IdempotencyMiddleware:
             IdempotencyRecord.objects.filter(pk=claimed).update(
                 status_code=response.status_code, content_type="" if secret else response.get("Content-Type", ""),
                 body=b"" if secret else bytes(response.content), secret_withheld=secret)
+        return response
+
+    def _outside_transaction(self, request, scope: str, key: str, digest: str):
+        """A card charge or refund: no transaction around the endpoint (it calls the gateway between
+        its own commits, keyed by this request), then its answer is kept for replay."""
+        done = IdempotencyRecord.objects.filter(scope=scope, key=key,
+                                                created_at__gte=idempotency.expired_before(clock.now())).first()
+        if done is not None and done.request_hash == digest and done.status_code == 0:
+            done = None  # never finished (a crash): the endpoint finds its own attempt and answers again
+        if done is not None:
+            return self._replay(scope, key, digest)
+        response = self.get_response(request)
+        if response.status_code >= 500 or response.status_code in _NOT_STORED:
+            return response
+        with transaction.atomic():
+            claimed = self._claim(scope, key, digest)
+            if claimed is not None:
+                IdempotencyRecord.objects.filter(pk=claimed).update(
+                    status_code=response.status_code, content_type=response.get("Content-Type", ""),
+                    body=bytes(response.content))
         return response
 
     @staticmethod

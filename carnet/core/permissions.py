@@ -54,6 +54,7 @@ class Action(enum.StrEnum):
     ACTIVITY_LOG_VIEW = "activity_log_view"
     DATA_IMPORT = "data_import"
     ACCOUNTING_EXPORT = "accounting_export"
+    CARD_REVIEW = "card_review"
     API_TOKEN_OWN = "api_token_own"
     ACCOUNT_OWN = "account_own"
     OWNERSHIP = "ownership"
@@ -97,6 +98,7 @@ RULES: dict[Action, Rule] = {
     Action.ACTIVITY_LOG_VIEW: Rule(L.FULL_ACCESS, False, "browse the activity log"),
     Action.DATA_IMPORT: Rule(L.FULL_ACCESS, False, "import data from another system"),
     Action.ACCOUNTING_EXPORT: Rule(L.ADMIN_BILLING, True, "export the ledger to your accounting software"),
+    Action.CARD_REVIEW: Rule(L.ADMIN_BILLING, True, "review card payments whose outcome was found by reconciliation"),
     Action.API_TOKEN_OWN: Rule(L.PRACTITIONER_LIMITED, False, "create API tokens for yourself"),
     Action.ACCOUNT_OWN: Rule(L.PRACTITIONER_LIMITED, False, "change your own password and sign-in settings"),
     Action.OWNERSHIP: Rule(L.ACCOUNT_OWNER, False, "manage the subscription and account ownership"),

@@ -7,6 +7,10 @@ settings.CARNET_GATEWAY (default: the built-in test gateway). Card numbers go in
 Idempotency: `charge` and `refund` take an idempotency key. The same key sent again returns the
 first result and moves no money twice, so a caller that lost the response (network error) can
 retry safely with the same key. The same key with different arguments is refused (Conflict).
+`retrieve` looks a key up without moving money: what reconciliation asks after a lost answer.
+
+Carnet calls a gateway only through carnet.gateway.services, which refuses to call out from
+inside a database transaction (a remote charge cannot roll back with it).
 """
 
 from __future__ import annotations
@@ -93,6 +97,11 @@ class Gateway(Protocol):
 
     def refund(self, *, charge_id: str, amount_minor: int, idempotency_key: str) -> RefundResult:
         """Refund part or all of a charge; the refunds of a charge never add up to more than it."""
+        ...
+
+    def retrieve(self, *, kind: str, idempotency_key: str) -> ChargeResult | RefundResult | None:
+        """What the charge (kind "charge") or refund ("refund") made with this key became: its result,
+        or None when the gateway never moved money for it. Raises GatewayUnavailable."""
         ...
 
 

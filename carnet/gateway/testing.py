@@ -24,10 +24,12 @@ digits (field "number"), a month outside 1–12, an expiry in the past (code "ca
 a CVC of the wrong length (field "cvc"). Charging a stored card whose expiry has since passed
 raises CardDeclined with code "card_expired".
 
-State lives in this database (models TestGateway*), standing in for the remote gateway's own:
-it is shared across processes and, like a remote gateway, only ever holds tokens, never numbers.
-It is written in the caller's transaction, so a caller that rolls back also rolls back the
-simulated charge; callers should charge outside their own transaction, as with a real gateway.
+State lives in a database of its own (models TestGateway*, routed to the `gateway` alias, a
+SQLite file), standing in for the remote gateway's: it is shared across processes, only ever
+holds tokens, never numbers, and Carnet's transactions cannot roll it back — a charge made is
+made, whatever happens to the caller afterwards, exactly as with a real gateway.
+
+`OUTAGE` (tests): while true, every call raises GatewayUnavailable before doing anything.
 """
 
 from __future__ import annotations
@@ -123,6 +125,15 @@ def _check_request(amount_minor: int, idempotency_key: str, currency: str = "CAD
                                fields={"idempotency_key": ["Required, at most 255 characters."]})
 
 
+OUTAGE = False
+DB = "gateway"  # carnet.gateway.routers.ALIAS
+
+
+def _reachable() -> None:
+    if OUTAGE:
+        raise GatewayUnavailable()
+
+
 def _key_reused(what: str) -> Conflict:
     return Conflict(f"This idempotency key was already used for a different {what}; "
                     f"use a new key for a new {what}.", code="idempotency_key_reused")
@@ -134,6 +145,7 @@ class TestGateway:
     name = "test"
 
     def store_card(self, *, number: str, exp_month: int, exp_year: int, cvc: str, holder: str) -> StoredCard:
+        _reachable()
         digits, exp_year = _check_card(number, exp_month, exp_year, cvc)
         card = TestGatewayCard.objects.create(
             token="tok_test_" + secrets.token_hex(12), behaviour=TEST_CARDS.get(digits, SUCCEEDS),
@@ -144,6 +156,7 @@ class TestGateway:
                           exp_month=card.exp_month, exp_year=card.exp_year)
 
     def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str) -> ChargeResult:
+        _reachable()
         _check_request(amount_minor, idempotency_key, currency)
         done = TestGatewayCharge.objects.filter(key=idempotency_key).first()
         if done is not None:  # a retry: answer as the first time, charge nothing
@@ -160,7 +173,7 @@ class TestGateway:
         if card.behaviour == NETWORK_ERROR:
             raise GatewayUnavailable()  # before charging: nothing happened, a retry fails the same way
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=DB):
                 done = TestGatewayCharge.objects.create(
                     key=idempotency_key, charge_id="ch_test_" + secrets.token_hex(12), token=token,
                     amount_minor=amount_minor, currency=currency, created_at=clock.now(),
@@ -179,6 +192,7 @@ class TestGateway:
         return ChargeResult(charge_id=done.charge_id, amount_minor=done.amount_minor, currency=done.currency)
 
     def refund(self, *, charge_id: str, amount_minor: int, idempotency_key: str) -> RefundResult:
+        _reachable()
         _check_request(amount_minor, idempotency_key)
         done = TestGatewayRefund.objects.filter(key=idempotency_key).select_related("charge").first()
         if done is not None:
@@ -187,7 +201,7 @@ class TestGateway:
         if charge is None:
             raise NotFound(f"The payment gateway has no charge {charge_id}.", code="unknown_charge")
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=DB):
                 done = TestGatewayRefund.objects.create(
                     key=idempotency_key, refund_id="re_test_" + secrets.token_hex(12), charge=charge,
                     amount_minor=amount_minor, created_at=clock.now(),
@@ -210,3 +224,13 @@ class TestGateway:
         if (done.charge.charge_id, done.amount_minor) != (charge_id, amount_minor):
             raise _key_reused("refund")
         return RefundResult(refund_id=done.refund_id, charge_id=charge_id, amount_minor=done.amount_minor)
+
+    def retrieve(self, *, kind: str, idempotency_key: str) -> ChargeResult | RefundResult | None:
+        _reachable()
+        if kind == "charge":
+            done = TestGatewayCharge.objects.filter(key=idempotency_key).first()
+            return None if done is None else ChargeResult(charge_id=done.charge_id, amount_minor=done.amount_minor,
+                                                          currency=done.currency)
+        done = TestGatewayRefund.objects.filter(key=idempotency_key).select_related("charge").first()
+        return None if done is None else RefundResult(refund_id=done.refund_id, charge_id=done.charge.charge_id,
+                                                      amount_minor=done.amount_minor)

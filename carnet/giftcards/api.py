@@ -6,7 +6,7 @@ from ninja import Router, Status
 
 from carnet.billing.api import _PAYMENTS, _allocations
 from carnet.billing.schemas import PaymentOut
-from carnet.core.idempotency import request_key
+from carnet.core.idempotency import calls_gateway, request_key
 from carnet.core.permissions import Action, require
 from carnet.gateway.selectors import card_get
 from carnet.people.selectors import patient_get
@@ -33,7 +33,12 @@ def giftcards(request, code: str = ""):
     return list(giftcards_search(code).prefetch_related("transactions")[:100])
 
 
+def _by_card_body(request, body, kwargs) -> bool:
+    return body.get("method") == "card_gateway"
+
+
 @router.post("/gift-cards", response={201: s.GiftCardOut}, operation_id="giftcard_create")
+@calls_gateway(_by_card_body)
 def create(request, payload: s.GiftCardIn):
     require(request.auth, Action.SELL)
     purchaser = patient_get(payload.purchaser_id) if payload.purchaser_id is not None else None
@@ -70,6 +75,7 @@ def update(request, pk: int, payload: s.GiftCardPatch):
 
 
 @router.post("/gift-cards/{pk}/reload", response={201: s.GiftCardOut}, operation_id="giftcard_reload")
+@calls_gateway(_by_card_body)
 def reload(request, pk: int, payload: s.ReloadIn):
     require(request.auth, Action.SELL)
     card = services.giftcard_reload(
@@ -90,6 +96,7 @@ def transfer(request, pk: int, payload: s.TransferIn):
 
 
 @router.post("/gift-cards/{pk}/refund", response={201: s.GiftCardOut}, operation_id="giftcard_refund")
+@calls_gateway()  # loads paid by card are refunded through the gateway; the service is keyed itself
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
     card = _card(pk)

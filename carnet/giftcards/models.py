@@ -15,6 +15,8 @@ from carnet.people.models import Patient
 class GiftCard(models.Model):
     code = models.CharField(max_length=40)  # stored upper-case; looked up case-insensitively
     balance_minor = models.BigIntegerField(default=0)
+    # Part of the balance being refunded by card, whose outcome is not recorded yet: not spendable.
+    held_minor = models.BigIntegerField(default=0)
     purchaser = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="gift_cards_bought")
     recipient_name = models.CharField(max_length=120, blank=True)
@@ -29,6 +31,8 @@ class GiftCard(models.Model):
         constraints = [
             models.UniqueConstraint(Upper("code"), name="gift_card_code_unique_ci"),
             models.CheckConstraint(condition=models.Q(balance_minor__gte=0), name="gift_card_balance_not_negative"),
+            models.CheckConstraint(condition=models.Q(held_minor__gte=0, held_minor__lte=models.F("balance_minor")),
+                                   name="gift_card_held_within_balance"),
         ]
 
     def __str__(self):

@@ -6,9 +6,14 @@ Money path (SPEC 3.5), reusing billing's payments so cash lands in the right acc
 - redeem: a billing payment by method GIFT_CARD for the invoice's patient (gift-card liability →
   their credit → A/R), in the same transaction as the card's conditional balance decrement;
 - transfer: no posting (the money stays in the one liability account), two history rows;
-- refund: liability → the load payment's credit (payment_gift_card_release), then payment_refund
-  back to that payment's method.
+- refund: liability → the load payment's credit (payment_gift_card_release), then a refund back
+  to that payment's method.
 Balances move only by conditional UPDATEs, so they never go below zero, even racing.
+
+By card (SPEC 3.4): a load, reload or online sale is a card attempt (billing.card_attempts) whose
+purpose step loads the card once the charge is recorded; a refund makes one attempt per card
+payment that loaded the card, holding that part of the balance until its outcome is recorded.
+None of these run inside a transaction of the caller's: the gateway is called between commits.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import unicodedata
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from carnet.billing import card_attempts
 from carnet.billing import payments as billing
-from carnet.billing.models import Payment
+from carnet.billing.card_attempts import Purpose, purpose_register
+from carnet.billing.models import CardAttempt, Payment
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
@@ -103,24 +110,65 @@ def _add(card: GiftCard, amount: int) -> None:
 def _take(card: GiftCard, amount: int) -> None:
     """The race-proof decrement: one UPDATE … WHERE balance >= amount (a row lock on PostgreSQL,
     serialised writers under BEGIN IMMEDIATE on SQLite)."""
-    if not GiftCard.objects.filter(pk=card.pk, balance_minor__gte=amount).update(
+    if not GiftCard.objects.filter(pk=card.pk, balance_minor__gte=F("held_minor") + amount).update(
             balance_minor=F("balance_minor") - amount):
         left = GiftCard.objects.filter(pk=card.pk).values_list("balance_minor", flat=True).first() or 0
         raise Conflict(f"{card} has only {_money(left)} left.", code="gift_card_insufficient_balance")
 
 
-def _pay_into(card: GiftCard, *, actor, kind: str, payer, amount: int, method: str, reference: str,
-              card_on_file, idempotency_key) -> Payment:
+def _check_payer(payer, method: str) -> None:
     if payer is None:
         raise ValidationFailed("Choose the patient who pays for the gift card.",
                                fields={"purchaser_id": ["Choose the purchaser."]})
     if method == Payment.Method.GIFT_CARD:
         raise ValidationFailed("A gift card cannot be loaded from another gift card; transfer the balance instead.",
                                fields={"method": ["Choose another method."]})
+
+
+def _pay_into(card: GiftCard, *, actor, kind: str, payer, amount: int, method: str, reference: str,
+              card_on_file, idempotency_key) -> Payment:
+    """Inside the caller's transaction: a load paid by cash, cheque, debit…"""
+    _check_payer(payer, method)
     payment = billing.payment_receive(actor=actor, patient=payer, method=method, amount_minor=amount,
                                       reference=reference or f"{card}", card=card_on_file,
                                       idempotency_key=idempotency_key)
     return _spend(card, actor=actor, kind=kind, payment=payment, amount=amount)
+
+
+def _load_by_card(card: GiftCard, *, actor, kind: str, payer, amount: int, reference: str, card_on_file,
+                  idempotency_key, created: bool) -> GiftCard:
+    """Outside any transaction: charge the card on file, and load the gift card once it is recorded."""
+    require(actor, Action.PAYMENT_TAKE)
+    billing.card_on_file_check(payer, card_on_file)
+    try:
+        attempt = card_attempts.charge_run(card_attempts.charge_begin(
+            request_key=f"gift-card-{kind}:{actor.pk}:{idempotency_key or secrets.token_hex(16)}",
+            purpose="gift_card_load", patient=payer, amount_minor=amount, card=card_on_file, actor=actor,
+            context={"reference": (reference or f"{card}")[:120], "gift_card": card.pk, "kind": kind,
+                     "created": created}))
+    except Exception:
+        if created:  # nothing charged (or not yet known): an empty new card would only block its code
+            _discard_if_unused(card.pk)
+        raise
+    card.refresh_from_db()
+    if attempt.message:
+        raise Conflict(attempt.message, code="kept_as_credit")
+    return card
+
+
+def _discard_if_unused(pk: int) -> None:
+    with transaction.atomic():
+        if not Txn.objects.filter(card_id=pk).exists() and not CardAttempt.objects.filter(
+                purpose="gift_card_load", context__gift_card=pk, status__in=card_attempts.OPEN).exists():
+            GiftCard.objects.filter(pk=pk).delete()
+
+
+def _loaded_by_card(attempt: CardAttempt, payment: Payment) -> None:
+    card = GiftCard.objects.filter(pk=attempt.context["gift_card"]).first()
+    if card is None:
+        raise Conflict("The gift card no longer exists.", code="gift_card_gone")
+    _spend(card, actor=attempt.created_by, kind=attempt.context["kind"], payment=payment,
+           amount=attempt.amount_minor)
 
 
 def _spend(card, *, actor, kind, payment, amount) -> Payment:
@@ -131,11 +179,11 @@ def _spend(card, *, actor, kind, payment, amount) -> Payment:
     return payment
 
 
-@transaction.atomic
 def giftcard_create_and_load(*, actor, code: str, amount_minor: int = 0, purchaser=None, method: str = "cash",
                              reference: str = "", card_on_file=None, recipient_name: str = "",
                              recipient_email: str = "", notes: str = "", idempotency_key: str | None = None) -> GiftCard:
-    """Create a card; when `amount_minor` > 0, load it with a payment from the purchaser."""
+    """Create a card; when `amount_minor` > 0, load it with a payment from the purchaser.
+    By card on file: the card is created, then charged outside any transaction (see the module)."""
     require(actor, Action.SELL)
     clinic = _enabled()
     code = code_normalize(code)
@@ -143,13 +191,22 @@ def giftcard_create_and_load(*, actor, code: str, amount_minor: int = 0, purchas
         _check_load(clinic, amount_minor)
     elif amount_minor < 0:
         raise ValidationFailed("Load an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
-    card = _create(code=code, purchaser=purchaser, recipient_name=recipient_name,
-                   recipient_email=recipient_email, notes=notes)
-    activity.record(actor=actor, verb="created", obj=card, after=activity.snapshot(card))
-    if amount_minor:
-        _pay_into(card, actor=actor, kind=Txn.Kind.LOAD, payer=purchaser, amount=amount_minor, method=method,
-                  reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key)
-        card.refresh_from_db()
+    by_card = bool(amount_minor) and method == Payment.Method.CARD_GATEWAY
+    if by_card:
+        _check_payer(purchaser, method)
+        billing.card_on_file_check(purchaser, card_on_file)
+    with transaction.atomic():
+        card = _create(code=code, purchaser=purchaser, recipient_name=recipient_name,
+                       recipient_email=recipient_email, notes=notes)
+        activity.record(actor=actor, verb="created", obj=card, after=activity.snapshot(card))
+        if amount_minor and not by_card:
+            _pay_into(card, actor=actor, kind=Txn.Kind.LOAD, payer=purchaser, amount=amount_minor, method=method,
+                      reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key)
+    if by_card:
+        return _load_by_card(card, actor=actor, kind=Txn.Kind.LOAD, payer=purchaser, amount=amount_minor,
+                             reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key,
+                             created=True)
+    card.refresh_from_db()
     return card
 
 
@@ -166,13 +223,18 @@ def _create(*, code, **fields) -> GiftCard:
         raise Conflict(f"The code {code} is already used by another gift card.", code="gift_card_code_taken")
 
 
-@transaction.atomic
 def giftcard_reload(*, actor, card: GiftCard, amount_minor: int, payer, method: str = "cash", reference: str = "",
                     card_on_file=None, idempotency_key: str | None = None) -> GiftCard:
     require(actor, Action.SELL)
     _check_load(_enabled(), amount_minor)
-    _pay_into(card, actor=actor, kind=Txn.Kind.RELOAD, payer=payer, amount=amount_minor, method=method,
-              reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key)
+    if method == Payment.Method.CARD_GATEWAY:
+        _check_payer(payer, method)
+        return _load_by_card(card, actor=actor, kind=Txn.Kind.RELOAD, payer=payer, amount=amount_minor,
+                             reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key,
+                             created=False)
+    with transaction.atomic():
+        _pay_into(card, actor=actor, kind=Txn.Kind.RELOAD, payer=payer, amount=amount_minor, method=method,
+                  reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key)
     card.refresh_from_db()
     return card
 
@@ -227,30 +289,98 @@ def giftcard_transfer(*, actor, source: GiftCard, target: GiftCard, amount_minor
     return out
 
 
-@transaction.atomic
 def giftcard_refund(*, actor, card: GiftCard, amount_minor: int, reason: str = "",
                     idempotency_key: str | None = None) -> list[Txn]:
-    """Refund part of the balance back to the payments that loaded this card, newest first."""
+    """Refund part of the balance back to the payments that loaded this card, newest first.
+
+    Loads paid by cash, cheque… are refunded at once, in one transaction with the hold. Each load
+    paid by card becomes its own card refund attempt (the part held on the card meanwhile), called
+    after that commit: if one fails, the others still stand, Carnet records exactly what was
+    refunded, and the rest stays on the card to be refunded again."""
     require(actor, Action.REFUND)
     if amount_minor <= 0:
         raise ValidationFailed("Refund an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
-    _take(card, amount_minor)
+    prefix = f"gift-card-refund:{actor.pk}:{idempotency_key or secrets.token_hex(16)}:"
+    attempts = list(CardAttempt.objects.filter(request_key__startswith=prefix).order_by("pk"))
+    rows = []
+    if not attempts:  # a retry of the same request re-runs its own attempts, and holds nothing again
+        with transaction.atomic():
+            rows, attempts = _refund_plan(card, actor=actor, amount=amount_minor, reason=reason, prefix=prefix)
+    failures = []
+    for attempt in attempts:
+        try:
+            attempt = card_attempts.refund_run(attempt)
+        except Exception as exc:  # the others still go; this part stays on the card (or is reconciled)
+            failures.append(getattr(exc, "message", str(exc)))
+            continue
+        rows.extend(Txn.objects.filter(card=card, kind=Txn.Kind.REFUND, payment_id=attempt.payment_id,
+                                       amount_minor=-attempt.amount_minor).order_by("-pk")[:1])
+    if failures:
+        done = sum(-row.amount_minor for row in rows)
+        raise Conflict(f"{_money(done)} of {_money(amount_minor)} was refunded. The rest could not be refunded to "
+                       f"the card: {failures[0]} It stays on {card}; try the refund again.",
+                       code="refund_partly_failed")
+    return rows
+
+
+def _refund_plan(card: GiftCard, *, actor, amount: int, reason: str, prefix: str):
+    """Inside one transaction: hold `amount` on the card, refund the cash loads now and begin one
+    card attempt for each card load."""
+    from carnet.core.idempotency import claim_form_key
+
+    if not claim_form_key(user=actor, key=prefix):  # the same request again (cash loads have no attempt)
+        return [], []
+    if not GiftCard.objects.filter(pk=card.pk, balance_minor__gte=F("held_minor") + amount).update(
+            held_minor=F("held_minor") + amount):
+        left = GiftCard.objects.filter(pk=card.pk).values_list("balance_minor", "held_minor").first() or (0, 0)
+        raise Conflict(f"{card} has only {_money(left[0] - left[1])} left to refund.",
+                       code="gift_card_insufficient_balance")
     loads = (Payment.objects.filter(gift_card_transactions__card=card, gift_card_minor__gt=0)
              .distinct().order_by("-received_at", "-pk"))
-    rows, left = [], amount_minor
+    rows, attempts, left = [], [], amount
     for payment in loads:
         if left == 0:
             break
-        part = min(left, payment.gift_card_minor)
-        billing.payment_gift_card_release(payment=payment, amount_minor=part, source=card, memo=f"Refund {card}")
-        billing.payment_refund(actor=actor, payment=payment, amount_minor=part, reason=reason or f"Refund {card}",
-                               idempotency_key=f"{idempotency_key}-{payment.pk}" if idempotency_key else None)
-        rows.append(_history(card, Txn.Kind.REFUND, -part, actor=actor, payment=payment))
+        busy = CardAttempt.objects.filter(purpose="gift_card_refund", payment=payment,
+                                          status__in=card_attempts.OPEN).values_list("amount_minor", flat=True)
+        part = min(left, payment.gift_card_minor - sum(busy))
+        if part <= 0:
+            continue
         left -= part
+        if payment.method == Payment.Method.CARD_GATEWAY:
+            attempts.append(card_attempts.refund_begin(
+                request_key=f"{prefix}{payment.pk}", payment=payment, amount_minor=part, purpose="gift_card_refund",
+                reason=reason or f"Refund {card}", actor=actor, from_credit=False, context={"gift_card": card.pk}))
+            continue
+        billing.payment_gift_card_release(payment=payment, amount_minor=part, source=card, memo=f"Refund {card}")
+        billing.payment_refund(actor=actor, payment=payment, amount_minor=part, reason=reason or f"Refund {card}")
+        _unhold_and_take(card, part)
+        rows.append(_history(card, Txn.Kind.REFUND, -part, actor=actor, payment=payment))
     if left:
-        raise Conflict(f"Only {_money(amount_minor - left)} of {card}'s balance came from its own loads and can be "
+        raise Conflict(f"Only {_money(amount - left)} of {card}'s balance came from its own loads and can be "
                        "refunded to them.", code="refund_exceeds_load")
-    return rows
+    return rows, attempts
+
+
+def _unhold_and_take(card: GiftCard, amount: int) -> None:
+    GiftCard.objects.filter(pk=card.pk).update(held_minor=F("held_minor") - amount,
+                                               balance_minor=F("balance_minor") - amount)
+
+
+def _refund_prepare(attempt: CardAttempt, payment: Payment) -> None:
+    card = GiftCard.objects.get(pk=attempt.context["gift_card"])
+    billing.payment_gift_card_release(payment=payment, amount_minor=attempt.amount_minor, source=card,
+                                      memo=f"Refund {card}")
+
+
+def _refunded(attempt: CardAttempt, refund) -> None:
+    card = GiftCard.objects.get(pk=attempt.context["gift_card"])
+    _unhold_and_take(card, attempt.amount_minor)
+    _history(card, Txn.Kind.REFUND, -attempt.amount_minor, actor=attempt.created_by, payment=refund.payment)
+
+
+def _refund_failed(attempt: CardAttempt) -> None:
+    GiftCard.objects.filter(pk=attempt.context["gift_card"]).update(held_minor=F("held_minor") - attempt.amount_minor)
 
 
 @transaction.atomic
@@ -292,21 +422,13 @@ def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, rec
                          idempotency_key: str) -> GiftCard:
     """The patient buys a card in the portal by card; the code is emailed to the recipient.
 
-    The gateway call uses the form key as its idempotency key, so a double submit charges once;
-    the card is found again by that key (`sale_key`, unique) rather than created twice.
-    """
-    from carnet.gateway.base import get_gateway
-    from carnet.gateway.services import card_charge
-
-    from .emails import giftcard_code_email
-
+    A card attempt keyed by the form (purpose "gift_card_online"): the gift card is made and loaded
+    by the attempt's purpose step once the charge is recorded, so a double submit charges once
+    and finds the same card (`sale_key`)."""
     clinic = _enabled()
     if not clinic.gift_card_online_sales_enabled:
         raise Conflict("Gift cards are not sold online at the moment.", code="gift_card_online_sales_off")
-    key = (idempotency_key or "").strip()
-    if not 1 <= len(key) <= 100:
-        raise ValidationFailed("This form is missing its key; reload the page and try again.",
-                               fields={"form_key": ["Missing."]})
+    key = billing.form_key_check(idempotency_key)
     sale_key = f"{patient.pk}:{key}"
     done = GiftCard.objects.filter(sale_key=sale_key).first()
     if done is not None:
@@ -319,22 +441,34 @@ def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, rec
     if not recipient_email or "@" not in recipient_email:
         raise ValidationFailed("Enter the recipient's email address; the code is sent there.",
                                fields={"recipient_email": ["Enter an email address."]})
-    stored = get_gateway().store_card(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
-                                      holder=(holder or "").strip())  # a bad number, expiry or CVC stops here
-    charge_id = card_charge(card_or_token=stored.token, amount_minor=amount_minor, currency=clinic.currency,
-                            idempotency_key=f"giftcard-online-{sale_key}").charge_id
-    try:
-        with transaction.atomic():
-            card = GiftCard.objects.create(code=code_generate(), created_at=clock.now(), purchaser=patient,
-                                           recipient_name=(recipient_name or "").strip()[:120],
-                                           recipient_email=recipient_email, sale_key=sale_key)
-            payment = billing.payment_record_online(patient=patient, amount_minor=amount_minor,
-                                                    reference=f"Gift card {card.code} bought online",
-                                                    charge_id=charge_id)
-            _spend(card, actor=None, kind=Txn.Kind.LOAD, payment=payment, amount=amount_minor)
-            activity.record(actor=None, verb="sold_online", obj=card, after=activity.snapshot(card))
-            giftcard_code_email(card=card)
-    except IntegrityError:  # a twin submission recorded the same charge first
-        return GiftCard.objects.get(sale_key=sale_key)
-    card.refresh_from_db()
+    attempt = billing.card_pay_online(
+        patient=patient, purpose="gift_card_online", request_key=f"gift-card-online:{sale_key}",
+        amount_minor=amount_minor,
+        card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
+                    "holder": holder},
+        context={"reference": "Gift card bought online", "sale_key": sale_key,
+                 "recipient_name": (recipient_name or "").strip()[:120], "recipient_email": recipient_email})
+    card = GiftCard.objects.filter(sale_key=sale_key).first()
+    if card is None:
+        raise Conflict(f"{attempt.message} Please contact the clinic.", code="kept_as_credit")
     return card
+
+
+def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
+    from .emails import giftcard_code_email
+
+    context = attempt.context
+    card = GiftCard.objects.create(code=code_generate(), created_at=clock.now(), purchaser=attempt.patient,
+                                   recipient_name=context["recipient_name"], recipient_email=context["recipient_email"],
+                                   sale_key=context["sale_key"])
+    payment.reference = f"Gift card {card.code} bought online"[:120]
+    Payment.objects.filter(pk=payment.pk).update(reference=payment.reference)
+    _spend(card, actor=None, kind=Txn.Kind.LOAD, payment=payment, amount=attempt.amount_minor)
+    activity.record(actor=None, verb="sold_online", obj=card, after=activity.snapshot(card))
+    giftcard_code_email(card=card)
+
+
+purpose_register(Purpose(name="gift_card_load", reference="Gift card load", on_charged=_loaded_by_card))
+purpose_register(Purpose(name="gift_card_online", reference="Gift card bought online", on_charged=_sold_online))
+purpose_register(Purpose(name="gift_card_refund", reference="Gift card refund", on_refund_prepare=_refund_prepare,
+                         on_refunded=_refunded, on_failed=_refund_failed))

@@ -30,7 +30,8 @@ def giftcard_new(request):
         outcome, result = save_once(request, form, lambda: services.giftcard_create_and_load(
             actor=request.user, code=d["code"], amount_minor=d["amount"] or 0, purchaser=d["purchaser"],
             method=d["method"], reference=d["reference"], recipient_name=d["recipient_name"],
-            recipient_email=d["recipient_email"], notes=d["notes"], idempotency_key=f"form-{d['form_key']}"))
+            recipient_email=d["recipient_email"], notes=d["notes"], idempotency_key=f"form-{d['form_key']}"),
+            calls_gateway=d["method"] == "card_gateway")
         if outcome == "denied":
             return result
         if outcome == "ok":
@@ -64,14 +65,15 @@ def giftcard_detail(request, pk: int):
     return _detail(request, giftcard_by_pk(pk))
 
 
-def _act(request, pk: int, which: str, write, success):
+def _act(request, pk: int, which: str, write, success, *, calls_gateway=lambda data: False):
     """A money-moving form on the card page: run it once, or show the page again with its errors."""
     card = giftcard_by_pk(pk)
     clinic = clinic_get()
     forms = _forms(clinic, request.POST, which)
     form = forms[which]
     if form.is_valid():
-        outcome, result = save_once(request, form, lambda: write(card, form.cleaned_data))
+        outcome, result = save_once(request, form, lambda: write(card, form.cleaned_data),
+                                    calls_gateway=calls_gateway(form.cleaned_data))
         if outcome == "denied":
             return result
         if outcome in ("ok", "repeat"):
@@ -86,7 +88,8 @@ def _act(request, pk: int, which: str, write, success):
 def giftcard_reload(request, pk: int):
     return _act(request, pk, "reload", lambda card, d: services.giftcard_reload(
         actor=request.user, card=card, amount_minor=d["amount"], payer=d["payer"], method=d["method"],
-        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Reloaded {c.money(d['amount'])}.")
+        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Reloaded {c.money(d['amount'])}.",
+        calls_gateway=lambda d: d["method"] == "card_gateway")
 
 
 @require_POST
@@ -102,7 +105,8 @@ def giftcard_transfer(request, pk: int):
 def giftcard_refund(request, pk: int):
     return _act(request, pk, "refund", lambda card, d: services.giftcard_refund(
         actor=request.user, card=card, amount_minor=d["amount"], reason=d["reason"],
-        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Refunded {c.money(d['amount'])}.")
+        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Refunded {c.money(d['amount'])}.",
+        calls_gateway=lambda d: True)  # loads paid by card are refunded through the gateway
 
 
 @require_POST

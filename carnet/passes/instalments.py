@@ -3,12 +3,13 @@ due instalments and charges the card on file, exactly once per instalment or mem
 however often (or concurrently) it runs.
 
 Each instalment moves in two committed steps, each safe to repeat: (1) under the instalment's
-row lock, invoice it if it has no invoice yet; (2) charge the card with the instalment's own
-idempotency key *outside* any transaction (no lock held over the network), then record the
-charge, once per charge id. A crash between (1) and (2) or during (2) is picked up by the next run:
-the gateway returns the same charge for the same key, and the payment is found, not recorded twice.
-A declined card leaves the invoice unpaid, emails the patient and the clinic, and is retried
-after 1, 3 and 7 days.
+row lock, invoice it if it has no invoice yet; (2) charge the card for the balance still owed, as
+a card attempt (billing.card_attempts: recorded, called outside any transaction, outcome recorded).
+Before trying again, the job asks the gateway what became of the last attempt that got no answer
+(a crash, a lost response), so a charge that went through is recorded once — as credit if the
+invoice was paid at the desk meanwhile — even after the card was changed. A declined card leaves
+the invoice unpaid, emails the patient and the clinic, and is retried after 1, 3 and 7 days. One
+row's error is recorded on the row and never stops the others.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from carnet.billing.payments import payment_record_charge
+import uuid
+
+from carnet.billing import card_attempts
+from carnet.billing.card_attempts import Purpose, purpose_register
+from carnet.billing.models import CardAttempt
 from carnet.clinic.selectors import clinic_get
+from carnet.core.errors import CarnetError
 from carnet.core import activity, clock
 
 from .emails import instalment_declined_email, instalment_receipt_email
@@ -52,20 +58,33 @@ def _issue(pk: int, today: dt.date) -> bool:
 
 
 def _charge(pk: int, today: dt.date) -> str | None:
-    """Charge one issued, unpaid instalment. Returns "charged", "declined" or None (nothing to do)."""
-    from carnet.gateway.base import GatewayUnavailable, PaymentFailed
-    from carnet.gateway.services import card_charge
+    """Charge one issued, unpaid instalment. Returns "charged", "declined", "unavailable" or None."""
+    from carnet.gateway.services import GatewayUnavailable, PaymentFailed
 
+    lost = card_attempts.open_attempt_for(purpose="instalment", pass_invoice=pk)
+    if lost is not None:  # the last try got no answer: what happened, before anything else
+        outcome = card_attempts.attempt_resolve(lost)
+        if outcome == CardAttempt.Status.SUCCEEDED:
+            return "charged"
+        if outcome == CardAttempt.Status.UNKNOWN:
+            PassInvoice.objects.filter(pk=pk).update(last_error=lost.message[:200])
+            return "unavailable"
     row = PassInvoice.objects.select_related("invoice", "sold_pass__card", "sold_pass__patient").get(pk=pk)
     sold, invoice = row.sold_pass, row.invoice
     if invoice is None or invoice.deleted_at or invoice.balance_minor <= 0 or sold.card is None \
             or sold.status != Pass.Status.ACTIVE:
+        if invoice is not None and invoice.balance_minor <= 0:
+            PassInvoice.objects.filter(pk=pk).update(next_attempt_on=None, last_error="")
         return None
+    what = (f"cycle from {row.period_start:%Y-%m-%d}" if sold.kind == Pass.Kind.MEMBERSHIP
+            else f"instalment {row.seq} of {sold.instalments}")
     try:
-        # The amount is the instalment's, fixed by its row, so a retry asks the gateway for the same charge.
-        result = card_charge(card_or_token=sold.card, amount_minor=invoice.total_minor,
-                             currency=clinic_get().currency, idempotency_key=row.charge_key)
-    except GatewayUnavailable as failure:  # maybe charged, maybe not: the next run asks again with the same key
+        # The balance still owed, not the total: part may have been paid at the desk.
+        card_attempts.charge(
+            request_key=f"instalment:{pk}:{uuid.uuid4().hex}", purpose="instalment", patient=sold.patient,
+            amount_minor=invoice.balance_minor, card=sold.card, allocations=[(invoice, invoice.balance_minor)],
+            context={"pass_invoice": pk, "reference": f"{sold.name}: {what}"})
+    except GatewayUnavailable as failure:  # maybe charged, maybe not: the next run asks the gateway first
         PassInvoice.objects.filter(pk=pk).update(last_error=failure.message[:200])
         return "unavailable"
     except PaymentFailed as failure:
@@ -79,16 +98,28 @@ def _charge(pk: int, today: dt.date) -> str | None:
             row.save(update_fields=["charge_attempts", "last_error", "next_attempt_on"])
             instalment_declined_email(row=row, reason=failure.message)
         return "declined"
-    with transaction.atomic():
-        PassInvoice.objects.select_for_update(of=("self",)).get(pk=pk)  # a concurrent run records after us, and finds it
-        what = (f"cycle from {row.period_start:%Y-%m-%d}" if sold.kind == Pass.Kind.MEMBERSHIP
-                else f"instalment {row.seq} of {sold.instalments}")
-        payment = payment_record_charge(patient=sold.patient, amount_minor=invoice.total_minor, invoice=invoice,
-                                        reference=f"{sold.name}: {what}",
-                                        charge_id=result.charge_id, card=sold.card)
-        PassInvoice.objects.filter(pk=pk).update(next_attempt_on=None, last_error="")
-        instalment_receipt_email(row=row, payment=payment)
     return "charged"
+
+
+def _charged(attempt: CardAttempt, payment) -> None:
+    """The instalment's charge is recorded (inline or by reconciliation): stop retrying, send the receipt."""
+    row = PassInvoice.objects.select_related("sold_pass").get(pk=attempt.context["pass_invoice"])
+    PassInvoice.objects.filter(pk=row.pk).update(next_attempt_on=None, last_error="")
+    instalment_receipt_email(row=row, payment=payment)
+
+
+purpose_register(Purpose(name="instalment", reference="Automatic card payment", on_charged=_charged))
+
+
+def _isolated(pk: int, step, today: dt.date):
+    """One row's step; an unexpected error is written on the row (staff see it) and the job goes on."""
+    try:
+        return step(pk, today)
+    except CarnetError as exc:
+        PassInvoice.objects.filter(pk=pk).update(last_error=exc.message[:200])
+    except Exception as exc:  # noqa: BLE001 - never let one row stop the clinic's daily job
+        PassInvoice.objects.filter(pk=pk).update(last_error=f"Could not be charged: {exc}"[:200])
+    return None
 
 
 def instalments_bill(*, today: dt.date | None = None) -> Run:
@@ -99,13 +130,13 @@ def instalments_bill(*, today: dt.date | None = None) -> Run:
                                       sold_pass__kind=Pass.Kind.PACKAGE)  # membership cycles: cycle_billing.cycles_issue
            .order_by("due_on", "pk").values_list("pk", flat=True))
     for pk in list(due):
-        if _issue(pk, today):
+        if _isolated(pk, _issue, today):
             run.issued.append(pk)
     to_charge = (PassInvoice.objects.filter(invoice__isnull=False, next_attempt_on__lte=today,
                                             sold_pass__card__isnull=False, sold_pass__status=Pass.Status.ACTIVE)
                  .order_by("pk").values_list("pk", flat=True))
     for pk in list(to_charge):
-        outcome = _charge(pk, today)
+        outcome = _isolated(pk, _charge, today)
         if outcome == "charged":
             run.charged.append(pk)
         elif outcome == "declined":
@@ -122,7 +153,7 @@ def pass_charge_due(*, sold_pass: Pass, today: dt.date | None = None) -> Run:
     due = (PassInvoice.objects.filter(sold_pass=sold_pass, invoice__isnull=False, next_attempt_on__lte=today)
            .order_by("pk").values_list("pk", flat=True))
     for pk in list(due):
-        outcome = _charge(pk, today)
+        outcome = _isolated(pk, _charge, today)
         if outcome == "charged":
             run.charged.append(pk)
         elif outcome == "declined":

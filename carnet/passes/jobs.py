@@ -1,15 +1,18 @@
 """The clinic's daily passes job: membership cycles, instalments and card charges, membership
 revenue by day, expiry, expiry reminders, and purging expired idempotency keys. Run it from cron or a
 systemd timer (`manage.py passes_daily`), or enqueue `passes_daily_task` on the background worker.
-Every part is idempotent, so running it twice, late or concurrently does nothing twice."""
+Every part is idempotent, so running it twice, late or concurrently does nothing twice, and every
+part runs even if another fails (the failure is logged and reported in the result's "errors")."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.db import transaction
 from django_tasks import task
 
+from carnet.billing.card_attempts import attempts_reconcile
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.idempotency import idempotency_records_purge
@@ -22,6 +25,7 @@ from .cycle_billing import cycles_issue
 from .memberships import memberships_end
 from .models import Pass
 
+log = logging.getLogger(__name__)
 
 def expiry_reminders_send(*, today: dt.date | None = None) -> int:
     """Email each patient whose pass expires within the clinic's reminder window, once per expiry date."""
@@ -46,17 +50,35 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
 
 
 def passes_daily(*, today: dt.date | None = None) -> dict:
-    """In order: invoice due membership cycles, invoice due instalments and charge cards on file,
-    earn membership fees to date, end finished memberships, expire packages, send reminders,
-    forget idempotency keys older than IDEMPOTENCY_KEY_HOURS."""
+    """In order: reconcile card attempts left without an answer, invoice due membership cycles,
+    invoice due instalments and charge cards on file, earn membership fees to date, end finished
+    memberships, expire packages, send reminders, forget idempotency keys older than
+    IDEMPOTENCY_KEY_HOURS."""
     today = today or clock.today(clinic_get().time_zone)
-    cycles = cycles_issue(today=today)
-    run = instalments_bill(today=today)
-    return {"cycles_issued": len(cycles), "instalments_issued": len(run.issued), "charged": len(run.charged),
-            "declined": len(run.declined), "membership_revenue_recognised_minor": memberships_recognise(today=today),
-            "memberships_ended": memberships_end(today=today), "passes_expired": passes_expire(today=today),
-            "expiry_reminders": expiry_reminders_send(today=today),
-            "idempotency_keys_purged": idempotency_records_purge(now=clock.now())}
+    result: dict = {"errors": []}
+
+    def part(name, fn):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - one part's failure must not stop revenue, expiry or reminders
+            log.exception("passes_daily: %s failed", name)
+            result["errors"].append(f"{name}: {exc}")
+            return None
+
+    reconciled = part("payments_reconcile", attempts_reconcile) or {}
+    result["card_attempts_reconciled"] = reconciled.get("succeeded", 0) + reconciled.get("failed", 0)
+    result["cycles_issued"] = len(part("cycles_issue", lambda: cycles_issue(today=today)) or [])
+    run = part("instalments_bill", lambda: instalments_bill(today=today))
+    result.update({"instalments_issued": len(run.issued) if run else 0, "charged": len(run.charged) if run else 0,
+                   "declined": len(run.declined) if run else 0})
+    result["membership_revenue_recognised_minor"] = part("memberships_recognise",
+                                                         lambda: memberships_recognise(today=today)) or 0
+    result["memberships_ended"] = part("memberships_end", lambda: memberships_end(today=today)) or 0
+    result["passes_expired"] = part("passes_expire", lambda: passes_expire(today=today)) or 0
+    result["expiry_reminders"] = part("expiry_reminders", lambda: expiry_reminders_send(today=today)) or 0
+    result["idempotency_keys_purged"] = part("idempotency_purge",
+                                             lambda: idempotency_records_purge(now=clock.now())) or 0
+    return result
 
 
 @task()

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.db import transaction
 from ninja import Router, Status
 
 from carnet.clinic.models import Location
 from carnet.core.errors import NotAllowed, NotFound
-from carnet.core.idempotency import request_key
+from carnet.core.idempotency import calls_gateway, once_per_key, request_key
 from carnet.core.permissions import Action, require
 from carnet.gateway.models import CardOnFile
 from carnet.people.models import StaffMember
@@ -105,9 +106,22 @@ def _charge(sold: Pass) -> dict:
     return first_charge_outcome(sold, pass_charge_due(sold_pass=sold))
 
 
-def _automatic_needs_key(request, payment_mode: str) -> None:
-    request_key(request, required=payment_mode == Pass.PaymentMode.AUTOMATIC,
-                why="in automatic mode the cycle that is due is charged to the card at once.")
+def _automatic_needs_key(request, payment_mode: str) -> str | None:
+    return request_key(request, required=payment_mode == Pass.PaymentMode.AUTOMATIC,
+                       why="in automatic mode the cycle that is due is charged to the card at once.")
+
+
+def _automatic(request, body, kwargs) -> bool:
+    return body.get("payment_mode") == Pass.PaymentMode.AUTOMATIC
+
+
+def _keyed(request, key: str | None, scope: str, write) -> int:
+    """The write (it returns a pk) in its own transaction, once per Idempotency-Key: the endpoint
+    then charges outside any transaction, and a retry of the request finds the first write."""
+    with transaction.atomic():
+        if key is None:
+            return write()
+        return once_per_key(scope=f"{scope}:{request.auth.pk}", key=key, make=write)
 
 
 # ---------------------------------------------------------------- staff
@@ -115,18 +129,19 @@ def _automatic_needs_key(request, payment_mode: str) -> None:
 
 @router.post("/patients/{pk}/memberships", response={201: s.MembershipSoldOut}, operation_id="membership_sell",
              summary="Sell a membership; an automatic one's due cycle is charged at once (see `charge`)")
+@calls_gateway(_automatic)
 def sell(request, pk: int, payload: s.MembershipSellIn):
     require(request.auth, Action.SELL)
-    _automatic_needs_key(request, payload.payment_mode)
+    key = _automatic_needs_key(request, payload.payment_mode)
     patient = patient_get(pk)
     template = _one(PassTemplate, payload.template_id, "template_id", "membership template")
-    sold = ms.membership_sell(
+    sold_pk = _keyed(request, key, "membership-sell", lambda: ms.membership_sell(
         actor=request.auth, patient=patient, template=template, start_date=payload.start_date,
         payment_mode=payload.payment_mode, card=_one(CardOnFile, payload.card_id, "card_id", "card on file"),
         location=_one(Location, payload.location_id, "location_id", "location"),
         sold_by=_one(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
-        intro_override=payload.intro_override)
-    return Status(201, membership_out(sold.pk, charge=_charge(sold)))
+        intro_override=payload.intro_override).pk)
+    return Status(201, membership_out(sold_pk, charge=_charge(Pass.objects.get(pk=sold_pk))))
 
 
 @router.get("/memberships/{pk}", response=s.MembershipOut, operation_id="membership_read",
@@ -164,13 +179,15 @@ def resume(request, pk: int):
 
 @router.post("/memberships/{pk}/payment", response=s.MembershipSoldOut, operation_id="membership_payment_set",
              summary="Change the payment mode or card; an unpaid current cycle is charged to the new card at once")
+@calls_gateway(_automatic)
 def payment(request, pk: int, payload: s.MembershipPaymentIn):
     require(request.auth, Action.SELL)
-    _automatic_needs_key(request, payload.payment_mode)
+    key = _automatic_needs_key(request, payload.payment_mode)
     sold = _membership(request, pk, action=Action.SELL)
-    changed = ms.membership_payment_set(actor=request.auth, sold_pass=sold, payment_mode=payload.payment_mode,
-                                        card=_one(CardOnFile, payload.card_id, "card_id", "card on file"))
-    return membership_out(pk, charge=_charge(changed))
+    _keyed(request, key, "membership-payment", lambda: ms.membership_payment_set(
+        actor=request.auth, sold_pass=sold, payment_mode=payload.payment_mode,
+        card=_one(CardOnFile, payload.card_id, "card_id", "card on file")).pk)
+    return membership_out(pk, charge=_charge(Pass.objects.get(pk=pk)))
 
 
 @router.delete("/memberships/{pk}", response=s.MembershipOut, operation_id="membership_delete",

@@ -5,29 +5,24 @@ The patient (or a guardian, for a dependant) is the actor: there is no staff acc
 charged OUTSIDE our database transaction (no row locks held over the network), then the sale, its
 invoice and the payment applied to it are recorded together.
 
-One IdempotencyRecord per form key (scope `pass-online:<buyer>`) holds the attempt, as billing's
-Pay Balance does: while PENDING, the gateway token, amount, patient and template of the first try,
-so a retry charges the same card for the same amount under the same gateway key (the gateway
-charges once); once RECORDED, the pass id. A declined card frees the key (nothing was charged);
-a lost response keeps it, so the retry asks the gateway about the same charge.
+A purchase is a card attempt (billing.card_attempts, purpose "pass_online") keyed by the form:
+the sale itself is the attempt's purpose step, recorded with the payment once the charge
+succeeded — inline, or by payments_reconcile after a crash or a lost answer.
 """
 
 from __future__ import annotations
 
 import json
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from carnet.billing.payments import (
-    _PENDING,
-    _RECORDED,
-    _attempt_claim,
-    _attempt_get,
-    _record_payment,
-)
+from carnet.billing.card_attempts import Purpose, purpose_register
+from carnet.billing.models import CardAttempt
+from carnet.billing.payments import card_pay_online, payment_apply_system
 from carnet.clinic.selectors import clinic_get
-from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
+from carnet.core import activity, clock
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.models import IdempotencyRecord
 from carnet.people.models import Patient
 from carnet.people.selectors import patients_managed_by
@@ -131,83 +126,53 @@ def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_n
     the template was archived in between), the payment is still recorded, as credit.
     """
     buyer, key = _buyer_and_key(user, patient, idempotency_key)
-    from carnet.billing.emails import balance_paid_email
-    from carnet.billing.models import Payment
-    from carnet.gateway.base import get_gateway
-    from carnet.gateway.models import BRAND_LABELS
-    from carnet.gateway.services import PaymentFailed, card_charge
-
-    scope = f"pass-online:{buyer.pk}"
-    attempt = _attempt_get(scope, key)
+    request_key = f"pass-online:{buyer.pk}:{key}"
+    attempt = CardAttempt.objects.filter(request_key=request_key).first()
+    amount = 0
     if attempt is None:
         _check_sellable(template)
         intro_check(actor=user, template=template, patient=patient)  # refused before any card is charged
         amount = online_price_minor(template)
-        token = card = ""
-        if amount > 0:
-            holder = (holder or "").strip()
-            if not holder or len(holder) > 120:
-                raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
-                                       fields={"holder": ["Enter the name on the card."]})
-            stored = get_gateway().store_card(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
-                                              holder=holder)  # a bad number, expiry or CVC stops here
-            token, card = stored.token, f"{BRAND_LABELS.get(stored.brand, 'Card')} •••• {stored.last4}"
-        attempt = _attempt_claim(scope, key, {"token": token, "amount": amount, "card": card, "pass": None,
-                                              "patient": patient.pk, "template": template.pk})
-    if attempt.get("pass"):
-        return Pass.objects.get(pk=attempt["pass"])
-    if attempt.get("payment"):  # charged, but the sale was refused: the money is the patient's credit
-        raise Conflict("Your payment was received but the package could not be sold; the amount is kept as "
-                       "credit on your account. Please contact the clinic.", code="kept_as_credit")
-    amount = attempt["amount"]
-    charge_id = ""
-    if amount > 0:
-        try:
-            charge_id = card_charge(card_or_token=attempt["token"], amount_minor=amount,
-                                    currency=clinic_get().currency,
-                                    idempotency_key=f"pass-online-{buyer.pk}-{key}").charge_id
-        except PaymentFailed:
-            IdempotencyRecord.objects.filter(scope=scope, key=key, status_code=_PENDING).delete()
-            raise
-    owner = Patient.objects.get(pk=attempt["patient"])
-    chosen = PassTemplate.objects.get(pk=attempt["template"])
-    refused = None
+        if amount <= 0:
+            return _free_package(user=user, patient=patient, template=template, request_key=request_key)
+    attempt = card_pay_online(
+        patient=patient, purpose="pass_online", request_key=request_key, amount_minor=amount,
+        card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
+                    "holder": holder},
+        context={"reference": f"{template.name} bought online", "template": template.pk, "user": user.pk})
+    if attempt.context.get("pass"):
+        return Pass.objects.get(pk=attempt.context["pass"])
+    raise Conflict(f"{attempt.message} Please contact the clinic." if attempt.message else
+                   "Your payment was received but the package could not be sold; the amount is kept as credit "
+                   "on your account. Please contact the clinic.", code="kept_as_credit")
+
+
+def _free_package(*, user, patient: Patient, template: PassTemplate, request_key: str) -> Pass:
+    from carnet.core.idempotency import claim_form_key
+
     with transaction.atomic():
-        # The conditional update lets exactly one of two racing twins record the sale.
-        if not IdempotencyRecord.objects.filter(scope=scope, key=key, status_code=_PENDING).update(
-                status_code=_RECORDED):
-            done = _attempt_get(scope, key)
-            if done.get("pass"):
-                return Pass.objects.get(pk=done["pass"])
-            raise Conflict("This purchase is already being processed. Wait a moment, then reload the page.",
-                           code="payment_in_progress")
-        sold = payment = None
-        try:
-            with transaction.atomic():
-                _check_sellable(chosen)
-                sold = package_sell(actor=user, patient=owner, template=chosen, action=None, online=True)
-        except CarnetError as exc:
-            if not charge_id:
-                raise  # nothing charged: the whole attempt rolls back, the key with it
-            refused = exc
-        if charge_id:
-            allocations = []
-            if sold is not None:
-                invoice = _sale_invoice(sold)
-                allocations = [(invoice, min(amount, invoice.balance_minor))] if invoice.balance_minor else []
-            reference = (f"{chosen.name} bought online, {attempt['card']}" if sold is not None
-                         else f"Online purchase of {chosen.name} refused, {attempt['card']}")
-            payment = _record_payment(actor=None, verb="paid_online", patient=owner,
-                                      method=Payment.Method.CARD_GATEWAY, amount_minor=amount,
-                                      reference=reference, allocations=allocations, charge_id=charge_id)
-        IdempotencyRecord.objects.filter(scope=scope, key=key).update(body=json.dumps(
-            {"pass": sold.pk if sold else None, "payment": payment.pk if payment else None}).encode())
-        if payment is not None and sold is not None:
-            balance_paid_email(payment=payment)  # the receipt, sent once the transaction commits
-    if refused is not None:
-        raise Conflict(f"{refused.message} Your payment was received and is kept as credit on your account; "
-                       "please contact the clinic.", code="kept_as_credit")
-    return sold
+        if not claim_form_key(user=user, key=request_key):  # a double submit: the first one's sale
+            return Pass.objects.filter(patient=patient, template=template).latest("purchased_at", "pk")
+        return package_sell(actor=user, patient=patient, template=template, action=None, online=True)
+
+
+def _sell_bought_package(attempt: CardAttempt, payment) -> None:
+    """The charge for an online purchase succeeded: sell the package and pay its invoice."""
+    from django.contrib.auth import get_user_model
+
+    from carnet.billing.emails import balance_paid_email
+
+    template = PassTemplate.objects.get(pk=attempt.context["template"])
+    _check_sellable(template)
+    user = get_user_model().objects.get(pk=attempt.context["user"])
+    sold = package_sell(actor=user, patient=attempt.patient, template=template, action=None, online=True)
+    invoice = _sale_invoice(sold)
+    payment_apply_system(payment=payment, invoice=invoice, amount_minor=attempt.amount_minor)
+    attempt.context = {**attempt.context, "pass": sold.pk}
+    balance_paid_email(payment=payment)  # the receipt, sent once the transaction commits
+
+
+purpose_register(Purpose(name="pass_online", reference="Package bought online", on_charged=_sell_bought_package))
 
 
 # ---------------------------------------------------------------- memberships: sign up online (SPEC 6, 11)
@@ -230,12 +195,16 @@ def portal_membership_get(user, pk: int) -> Pass:
     return sold
 
 
+def _signup_get(scope: str, key: str) -> dict | None:
+    record = IdempotencyRecord.objects.filter(scope=scope, key=key).first()
+    return None if record is None else json.loads(bytes(record.body))
+
+
 def _card_keep(*, user, patient: Patient, stored, holder: str):
     """Keep the card the patient just entered on file for them. gateway.services.card_store does the
     same but requires a staff actor with PAYMENT_TAKE; here the patient is the actor and the card is
     theirs (or their dependant's), so the row is made the same way without that check. Like
     card_store, only the gateway's token, brand, last four and expiry are kept."""
-    from carnet.core import activity, clock
     from carnet.gateway.models import CardOnFile
 
     card = CardOnFile.objects.create(patient=patient, token=stored.token, brand=stored.brand, last4=stored.last4,
@@ -278,14 +247,14 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
     Returns the membership with `first_charge` = {"outcome": charged | declined | pending | none,
     "message"}.
     """
-    from carnet.gateway.base import get_gateway
+    from carnet.gateway.services import card_tokenize
 
     from .instalments import pass_charge_due
     from .memberships import membership_sell
 
     buyer, key = _buyer_and_key(user, patient, idempotency_key)
     scope = f"membership-online:{buyer.pk}"
-    done = _attempt_get(scope, key)
+    done = _signup_get(scope, key)
     if done is None:
         if template.kind != PassTemplate.Kind.MEMBERSHIP:
             raise NotFound("No such membership.")
@@ -295,15 +264,10 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
             raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
                                    fields={"holder": ["Enter the name on the card."]})
         # Outside our transaction (no database transaction waits on the network); a bad card stops here.
-        stored = get_gateway().store_card(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
-                                          holder=holder)
-        from django.db import IntegrityError
-
-        from carnet.core import clock
-
+        stored = card_tokenize(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, holder=holder)
         try:
             with transaction.atomic():
-                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=_RECORDED,
+                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=201,
                                                           content_type="application/json", created_at=clock.now(),
                                                           body=b"{}")
                 _check_membership_sellable(template, patient)  # again, now that a twin's sale is visible
@@ -313,7 +277,7 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
                 record.body = json.dumps({"pass": sold.pk}).encode()
                 record.save(update_fields=["body"])
         except IntegrityError:  # a twin submission with this key committed first: its membership
-            done = _attempt_get(scope, key)
+            done = _signup_get(scope, key)
             if not done or not done.get("pass"):
                 raise Conflict("This sign-up is already being processed. Wait a moment, then reload the page.",
                                code="payment_in_progress") from None

@@ -103,17 +103,22 @@ def save_form(request, form, save, *, success):
     return result, None
 
 
-def save_once(request, form, write):
+def save_once(request, form, write, *, calls_gateway: bool = False):
     """Run `write()` unless this form (its form_key) was already submitted; errors land on the form.
 
     Returns (outcome, value): ("ok", result), ("repeat", None), ("denied", a 403 page) or
     ("error", None). The key is claimed in the same transaction as the write (core.idempotency).
+    `calls_gateway`: the write charges or refunds a card; it records its own card attempt keyed by
+    the form (billing.card_attempts) and calls the gateway between its own commits, so no
+    transaction may wrap it here (a repeat finds the attempt and returns its result).
     """
     from django.db import transaction
 
     from carnet.core.idempotency import claim_form_key
 
     try:
+        if calls_gateway:
+            return "ok", write()
         with transaction.atomic():
             if not claim_form_key(user=request.user, key=form.cleaned_data.get("form_key", "")):
                 messages.info(request, "That was already saved; nothing was done twice.")

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import connection
+from django.db import connection, connections
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -58,6 +58,8 @@ class LiveServer:
         env.update({
             "DJANGO_SETTINGS_MODULE": "carnet.settings",
             "DATABASE_URL": current_database_url(),
+            # The test gateway's own database (a file): the server's charges are the test's to see.
+            "CARNET_TEST_GATEWAY_DB": str(connections["gateway"].settings_dict["NAME"]),
             "DEBUG": "0",
             "CONN_MAX_AGE": "0",
             "CARNET_VAR_DIR": str(self.log_dir / "var"),

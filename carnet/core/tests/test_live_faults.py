@@ -46,7 +46,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from carnet.billing.models import Invoice, Payment, Refund
+from carnet.billing.models import CardAttempt, Invoice, Payment, Refund
 from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core.idempotency import scoped_key
 from carnet.core.models import IdempotencyRecord
@@ -403,13 +403,26 @@ def check_exactly_once(world: World, workers: list[Worker]) -> Counter:
     money_in = acked("pay") + acked("gift")
     payments = Payment.objects.filter(reference__startswith=world.run + "-")
     assert sorted(payments.values_list("reference", flat=True)) == sorted(op.body["reference"] for op in money_in)
-    # Each card payment charged the card once (the gateway's key is the request's, scoped to its caller),
-    # refunds likewise.
+    # Each card payment charged the card once: one succeeded card attempt per acknowledged request (keyed
+    # by the request's key, scoped to its caller), and the gateway's charges are exactly those attempts'.
+    # Refunds likewise. No attempt is left without its answer.
     card_paid = {scoped_key(scope=world.scope, key=op.key): op.body["amount_minor"]
                  for op in money_in if op.body["method"] == "card_gateway"}
-    tokens = CardOnFile.objects.filter(pk__in=world.cards.values()).values_list("token", flat=True)
-    assert dict(TestGatewayCharge.objects.filter(token__in=tokens).values_list("key", "amount_minor")) == card_paid
-    assert sorted(TestGatewayRefund.objects.filter(charge__token__in=tokens).values_list("key", flat=True)) == sorted(
+    tokens = list(CardOnFile.objects.filter(pk__in=world.cards.values()).values_list("token", flat=True))
+    attempts = CardAttempt.objects.filter(card__in=world.cards.values())
+    assert not attempts.filter(status__in=("pending", "unknown")).exists()
+    charges = attempts.filter(kind="charge", status="succeeded")
+    assert {a.request_key.rsplit(":", 1)[-1]: a.amount_minor for a in charges} == card_paid
+    assert dict(TestGatewayCharge.objects.filter(token__in=tokens).values_list("key", "amount_minor")) == {
+        a.gateway_key: a.amount_minor for a in charges}
+    assert sorted(Payment.objects.filter(method="card_gateway", card__in=world.cards.values())
+                  .values_list("gateway_charge_id", flat=True)) == sorted(
+        TestGatewayCharge.objects.filter(token__in=tokens).values_list("charge_id", flat=True))
+    refunds = attempts.filter(kind="refund", status="succeeded")
+    charge_ids = list(TestGatewayCharge.objects.filter(token__in=tokens).values_list("pk", flat=True))
+    assert sorted(TestGatewayRefund.objects.filter(charge__in=charge_ids).values_list("key", flat=True)) == sorted(
+        a.gateway_key for a in refunds)
+    assert sorted(a.request_key.rsplit(":", 1)[-1] for a in refunds) == sorted(
         scoped_key(scope=world.scope, key=op.key)
         for op in acked("payment_refund") if op.reply.json()["method"] == "card_gateway")
     assert sorted(Payment.objects.filter(method=Payment.Method.GIFT_CARD, patient__in=own)

@@ -6,14 +6,27 @@ from django.db import transaction
 from django.db.models import Sum
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
+from carnet.conftest import ExampleRollback
 from carnet.core import clock
 from carnet.ledger import accounts as acc
 from carnet.ledger.invariants import run_all
 from carnet.ledger.models import Account, JournalTransaction, Posting
 from carnet.ledger.selectors import balance
-from carnet.ledger.services import AlreadyReversed, LedgerUnbalanced, Line, transaction_post, transaction_reverse
+from carnet.ledger.services import (
+    AlreadyReversed,
+    LedgerUnbalanced,
+    Line,
+    transaction_post,
+    transaction_reverse,
+)
 
 AT = dt.datetime(2025, 3, 1, 15, 0, tzinfo=dt.UTC)
 
@@ -135,14 +148,12 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def start(self):
         # Each run in its own savepoint, rolled back in teardown, so runs do not see each other.
-        self.atomic = transaction.atomic()
-        self.atomic.__enter__()
+        self.atomic = ExampleRollback().__enter__()
         self.expected: dict[tuple[str, int | None], int] = {}
         self.posted: list[JournalTransaction] = []
 
     def teardown(self):
         if hasattr(self, "atomic"):
-            transaction.set_rollback(True)
             self.atomic.__exit__(None, None, None)
 
     def _add(self, code, patient_id, amount):

@@ -23,7 +23,6 @@ import itertools
 import os
 
 import pytest
-from django.db import transaction
 from django.db.models import Count, Q
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
@@ -40,7 +39,7 @@ from hypothesis.stateful import (
 from carnet.billing.models import Invoice, InvoiceLine
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import make_catalog, make_patient, make_staff
+from carnet.conftest import ExampleRollback, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.errors import CarnetError
 from carnet.core.permissions import AccessLevel
@@ -56,8 +55,12 @@ from carnet.passes.jobs import passes_daily
 from carnet.passes.models import Pass, PassInvoice, PassPause, Redemption
 from carnet.passes.selectors import pass_invoices
 from carnet.passes.selling import package_sell
-from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
-                                      appointment_unarrive)
+from carnet.scheduling.arrival import (
+    appointment_arrive,
+    appointment_no_show,
+    appointment_no_show_undo,
+    appointment_unarrive,
+)
 from carnet.scheduling.models import AppointmentPatient
 from carnet.scheduling.services import appointment_book, appointment_cancel, appointment_reschedule
 from carnet.scheduling.tests.factories import clinic_set
@@ -98,8 +101,7 @@ class MembershipsMachine(RuleBasedStateMachine):
     @initialize(cycles=st.tuples(st.sampled_from(["weekly", "monthly"]), st.sampled_from(["weekly", "monthly"])),
                 uses=st.tuples(st.sampled_from([1, 2, None]), st.sampled_from([1, 2, None])))
     def start(self, cycles, uses):
-        self.atomic = transaction.atomic()
-        self.atomic.__enter__()
+        self.atomic = ExampleRollback().__enter__()
         self.today = START
         self.frozen = clock.frozen(at(START.isoformat(), "10:00"))
         self.frozen.__enter__()

@@ -16,7 +16,6 @@ import datetime as dt
 import itertools
 
 import pytest
-from django.db import transaction
 from django.db.models import Count, Q
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
@@ -32,7 +31,7 @@ from hypothesis.stateful import (
 
 from carnet.billing.models import Invoice
 from carnet.billing.payments import payment_receive
-from carnet.conftest import make_catalog, make_patient, make_staff
+from carnet.conftest import ExampleRollback, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.errors import CarnetError
 from carnet.core.permissions import AccessLevel
@@ -52,8 +51,12 @@ from carnet.passes.redemption import pass_attach, pass_remove
 from carnet.passes.selectors import pass_collected_minor, pass_invoices, visit_redemption
 from carnet.passes.selling import package_sell
 from carnet.passes.setup import sold_update
-from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
-                                      appointment_unarrive)
+from carnet.scheduling.arrival import (
+    appointment_arrive,
+    appointment_no_show,
+    appointment_no_show_undo,
+    appointment_unarrive,
+)
 from carnet.scheduling.models import AppointmentPatient
 from carnet.scheduling.services import appointment_book, appointment_cancel
 from carnet.scheduling.tests.factories import clinic_set, treatment_of
@@ -75,8 +78,7 @@ class PassesMachine(RuleBasedStateMachine):
     @initialize(no_show_fee=st.sampled_from([0, 2500]), first=st.tuples(st.integers(1, 5), st.integers(1, 5)),
                 prices=st.tuples(st.integers(0, 50000), st.integers(0, 50000)))
     def start(self, no_show_fee, first, prices):
-        self.atomic = transaction.atomic()
-        self.atomic.__enter__()
+        self.atomic = ExampleRollback().__enter__()
         self.frozen = clock.frozen(at(START.isoformat(), "10:00"))
         self.frozen.__enter__()
         discover()
@@ -106,7 +108,6 @@ class PassesMachine(RuleBasedStateMachine):
     def teardown(self):
         if hasattr(self, "atomic"):
             self.frozen.__exit__(None, None, None)
-            transaction.set_rollback(True)
             self.atomic.__exit__(None, None, None)
 
     # ------------------------------------------------------------ helpers

@@ -25,7 +25,7 @@ from carnet.clinic.services import clinic_update, setup_save
 from carnet.core import activity
 from carnet.core.errors import CarnetError
 from carnet.core.permissions import AccessLevel as L
-from carnet.gateway.services import card_store
+from carnet.gateway.services import card_store, demo_load_calls
 from carnet.people.models import FamilyLink, Patient, StaffMember
 from carnet.people.services import (
     commission_rate_set,
@@ -365,7 +365,7 @@ def load_passes(actor, patients: dict) -> None:
 
     sold = membership_sell(actor=actor, patient=patients["isabelle"], template=monthly, payment_mode="automatic",
                            card=card)
-    pass_charge_due(sold_pass=sold)  # the test gateway lives in this database, so this is safe in the load
+    pass_charge_due(sold_pass=sold)  # inside the load's transaction: see gateway.services.demo_load_calls
     james = membership_sell(actor=actor, patient=patients["james"], template=weekly,
                             start_date=today - dt.timedelta(weeks=2))  # two past cycles, paid by hand
     for n, invoice in enumerate(pass_invoices(james)[:2]):
@@ -445,7 +445,7 @@ class Command(BaseCommand):
         else:
             self.check_empty()
             try:
-                with transaction.atomic():
+                with transaction.atomic(), demo_load_calls():
                     clinic_get()
                     owner = create_owner()
                     locations, categories = load_clinic(owner.user)
