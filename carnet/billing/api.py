@@ -203,6 +203,7 @@ def cards(request, pk: int):
 
 
 @router.post("/patients/{pk}/cards", response={201: s.CardOut}, operation_id="card_store")
+@calls_gateway()  # the card is kept at the gateway, outside any transaction
 def store_card(request, pk: int, payload: s.CardIn):
     require(request.auth, Action.PAYMENT_TAKE)
     return Status(201, card_store(actor=request.auth, patient=patient_get(pk), **payload.dict()))

@@ -34,8 +34,8 @@ from carnet.giftcards.services import (
 )
 from carnet.passes import instalments
 from carnet.passes.jobs import passes_daily
-from carnet.passes.online import package_buy_online
-from carnet.passes.tests.factories import package_template, sold_package
+from carnet.passes.online import membership_sign_up_online, package_buy_online
+from carnet.passes.tests.factories import membership_template, package_template, sold_package
 from carnet.people.services import patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -150,6 +150,14 @@ def _gift_card_online(desk, patient):
                          recipient_email="friend@example.test", idempotency_key="crash-gco", **CARD)
 
 
+def _membership_online(desk, patient):
+    patient_portal_enable(actor=desk["user"], patient=patient, password=PASSWORD)
+    patient.refresh_from_db()
+    template = membership_template(desk["catalog"], name="Online monthly", sold_online=True)
+    membership_sign_up_online(user=patient.user, patient=patient, template=template, idempotency_key="crash-ms",
+                              **CARD)
+
+
 def _daily_job(desk, patient):
     template = package_template(desk["catalog"], price=30000, quantity=6, instalments=3)
     sold_package(desk["staff"], patient, template, paid=False, card=_card(desk, patient))
@@ -157,7 +165,7 @@ def _daily_job(desk, patient):
 
 
 @pytest.mark.parametrize("path", [_staff_payment, _api_payment, _gift_card_load, _pay_balance, _package_online,
-                                  _gift_card_online, _daily_job])
+                                  _gift_card_online, _membership_online, _daily_job])
 def test_a_crash_after_the_gateway_answered_is_recorded_once_by_reconciliation(desk, crash_before_recording, path):
     patient = make_patient(email="p@example.test")
     crash_before_recording()

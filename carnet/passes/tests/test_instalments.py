@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 from django.core import mail
 
+from carnet.billing import card_attempts
 from carnet.billing.models import Invoice, Payment
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
@@ -114,11 +115,11 @@ def test_a_declined_card_leaves_the_invoice_unpaid_emails_both_and_retries_after
 def test_a_crash_after_charging_is_recovered_by_the_next_run_with_one_charge(s, monkeypatch):
     sold = _plan(s, card=_card(s))
 
-    def crash(**kwargs):
-        raise RuntimeError("killed")
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed")  # the process dies: nothing may catch it
 
-    monkeypatch.setattr(instalments, "payment_record_charge", crash)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(card_attempts, "charge_record", crash)
+    with pytest.raises(KeyboardInterrupt):
         instalments.instalments_bill(today=TODAY)
     assert TestGatewayCharge.objects.count() == 1 and not Payment.objects.exists()
     monkeypatch.undo()

@@ -495,7 +495,7 @@ PAGE_ACTIONS = {
     "billing:card_new": A.PAYMENT_TAKE, "billing:card_remove": A.PAYMENT_TAKE,
     "billing:receipt": A.INVOICE_VIEW, "billing:receipt_pdf": A.INVOICE_VIEW, "billing:receipt_email": A.INVOICE_VIEW,
     "billing:statement": A.INVOICE_VIEW, "billing:statement_pdf": A.INVOICE_VIEW,
-    "billing:pay_balance_request": A.PAYMENT_TAKE,
+    "billing:pay_balance_request": A.PAYMENT_TAKE, "billing:card_review": A.CARD_REVIEW,
     "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
     "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
