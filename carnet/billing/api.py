@@ -181,7 +181,9 @@ def unapply(request, pk: int):
 
 
 def _refund_to_card(request, body, kwargs) -> bool:
-    method = body.get("method") or Payment.objects.filter(pk=kwargs.get("pk")).values_list("method", flat=True).first()
+    pk = str(kwargs.get("pk", ""))
+    method = body.get("method") or (Payment.objects.filter(pk=int(pk)).values_list("method", flat=True).first()
+                                    if pk.isdigit() and len(pk) < 19 else None)
     return method == Payment.Method.CARD_GATEWAY
 
 
