@@ -116,6 +116,9 @@ def charge_begin(*, request_key: str, purpose: str, patient, amount_minor: int, 
         if done is not None:
             return _same_request(done, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor)
         invoices = lock_invoices([invoice.pk for invoice, _ in allocations])
+        done = CardAttempt.objects.filter(request_key=request_key).first()  # a twin that held the locks first
+        if done is not None:
+            return _same_request(done, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor)
         for invoice, amount in allocations:
             locked = invoices.get(invoice.pk)
             if locked is None:
