@@ -217,6 +217,10 @@ def refund_begin(*, request_key: str, payment: Payment, amount_minor: int, reaso
             return _same_request(done, kind=CardAttempt.Kind.REFUND, patient_id=payment.patient_id,
                                  amount_minor=amount_minor)
         locked = lock_payment(payment.pk)
+        done = CardAttempt.objects.filter(request_key=request_key).first()  # a twin that held the lock first
+        if done is not None:
+            return _same_request(done, kind=CardAttempt.Kind.REFUND, patient_id=payment.patient_id,
+                                 amount_minor=amount_minor)
         if not locked.gateway_charge_id:
             raise ValidationFailed("This payment was not charged through the gateway; record the refund as another "
                                    "method.", fields={"method": ["Not a gateway payment."]})
@@ -230,9 +234,11 @@ def refund_begin(*, request_key: str, payment: Payment, amount_minor: int, reaso
                           card_id=locked.card_id, gateway_key=_gateway_key("refund"),
                           context={**(context or {}), "reason": reason[:200], "held": from_credit},
                           created_by=actor if getattr(actor, "is_authenticated", False) else None)
-        if attempt is None:
-            raise Conflict("This refund is already being processed. Wait a moment, then reload.",
-                           code="refund_in_progress")
+        if attempt is None:  # a twin request with this key committed its attempt first: the same refund
+            twin = CardAttempt.objects.get(request_key=request_key)
+            transaction.set_rollback(True)  # and this request's hold goes: the twin holds the money
+            return _same_request(twin, kind=CardAttempt.Kind.REFUND, patient_id=payment.patient_id,
+                                 amount_minor=amount_minor)
     return attempt
 
 
