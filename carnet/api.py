@@ -13,7 +13,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
 
 from carnet.core import clock
-from carnet.core.errors import CarnetError
+from carnet.core.errors import CarnetError, is_contention
 from carnet.core.middleware import body_too_large_response, problem_response
 from carnet.people.models import ApiToken
 from carnet.people.selectors import api_token_for_request
@@ -115,6 +115,15 @@ def _too_big(request, exc):
 
 @api.exception_handler(Exception)
 def _unexpected(request, exc):
+    if is_contention(exc):
+        log.warning("API request gave way to another on the database: %s", exc)
+        response = problem_response(
+            503, "busy", "Try again",
+            "Another request was changing the same records at the same moment; nothing was changed. "
+            "Send the request again (with the same Idempotency-Key, if it had one).")
+        response["Retry-After"] = "1"
+        response.contention = True  # the idempotency middleware runs a keyed request again by itself
+        return response
     log.exception("Unexpected API error")
     return problem_response(500, "internal_error", "Internal error",
                             "Something went wrong on our side; nothing was changed. Please try again.")

@@ -49,3 +49,21 @@ def validation_from_django(exc, *, names: dict[str, str] | None = None) -> Valid
     first_field, first_msgs = next(iter(fields.items()))
     where = "" if first_field == "__all__" else f"{first_field.replace('_', ' ')}: "
     return ValidationFailed(f"Please correct {where}{first_msgs[0]}", fields=fields)
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the server aborted this transaction so
+# that another could go on; nothing of it was written.
+_CONTENTION_SQLSTATES = {"40P01", "40001"}
+
+
+def is_contention(exc: BaseException) -> bool:
+    """The database gave up on this transaction because another held what it needed (a deadlock, a
+    serialization failure, SQLite's write lock not freed within its timeout): nothing was written,
+    and the same request may simply run again."""
+    from django.db import OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    return (getattr(cause, "sqlstate", None) in _CONTENTION_SQLSTATES
+            or "database is locked" in str(exc))

@@ -49,6 +49,8 @@ def body_too_large_response() -> HttpResponse:
 
 # Responses that say nothing about the operation itself are not stored, so a retry re-runs.
 _NOT_STORED = {401, 403, 429}
+# A keyed API request the database aborted for another's sake runs again at most this many times.
+_CONTENTION_RETRIES = 2
 
 
 class IdempotencyMiddleware:
@@ -91,6 +93,15 @@ class IdempotencyMiddleware:
 
         if idempotency.gateway_request(request, body):
             return self._outside_transaction(request, scope, key, digest)
+        # The whole request is one transaction: when the database aborts it for another's sake (a
+        # deadlock), nothing of it was written and it runs again, as the client's retry would.
+        for retry in range(_CONTENTION_RETRIES + 1):
+            response = self._in_transaction(request, scope, key, digest)
+            if not getattr(response, "contention", False) or retry == _CONTENTION_RETRIES:
+                return response
+        return response
+
+    def _in_transaction(self, request, scope: str, key: str, digest: str):
         with transaction.atomic():
             claimed = self._claim(scope, key, digest)
             if claimed is None:
@@ -210,9 +221,17 @@ class DomainErrorMiddleware:
     def process_exception(self, request, exception):
         from django.shortcuts import render
 
-        from .errors import CarnetError
+        from .errors import CarnetError, is_contention
 
-        if isinstance(exception, CarnetError) and not request.path.startswith("/api/"):
+        if request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, CarnetError):
             return render(request, "error.html", {"message": exception.message, "status": exception.status},
                           status=exception.status)
+        if is_contention(exception):
+            response = render(request, "error.html", {"status": 503, "message": (
+                "Someone else was changing the same records at the same moment, so nothing was saved. "
+                "Go back and send the form again.")}, status=503)
+            response["Retry-After"] = "1"
+            return response
         return None
