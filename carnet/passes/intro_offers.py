@@ -4,6 +4,11 @@ A new patient has no arrived visit and no pass bought (or brought in by an impor
 deleted pass was a mistake and does not count. Selling at the desk, the API and the portal all
 refuse with the reason; staff with Administrative/All Billing may sell it anyway by asking for
 an override, which the activity log records on the pass sold.
+
+The check reads the patient's passes and then the sale writes one: two sales of intro offers to
+one patient at the same moment could both pass it, so the sale's check locks the patient's row
+first (PostgreSQL; SQLite's IMMEDIATE transactions already serialise writers). The lock comes
+before any invoice or pass lock the sale takes (CONVENTIONS 5: patient → invoice → pass).
 """
 
 from __future__ import annotations
@@ -11,8 +16,17 @@ from __future__ import annotations
 from carnet.core import activity
 from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
+from carnet.people.models import Patient
 
 from .models import Pass, PassTemplate
+
+
+def is_intro_offer(template: PassTemplate) -> bool:
+    return bool(template.new_patients_only or template.once_per_patient)
+
+
+def _lock_patient(patient) -> None:
+    list(Patient.objects.select_for_update(of=("self",)).filter(pk=patient.pk))
 
 
 def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
@@ -32,9 +46,15 @@ def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
     return None
 
 
-def intro_check(*, actor, template: PassTemplate, patient, override: bool = False) -> str | None:
+def intro_check(*, actor, template: PassTemplate, patient, override: bool = False, lock: bool = True) -> str | None:
     """Refuse an intro offer the patient may not have, unless `override` is asked for by staff
-    allowed to (then the refusal's sentence is returned, for `intro_override_record`)."""
+    allowed to (then the refusal's sentence is returned, for `intro_override_record`).
+
+    Inside the sale's transaction `lock` (the default) holds the patient's row until it commits;
+    `lock=False` is for a look outside any transaction (before a card is charged), which the sale
+    repeats under the lock."""
+    if lock and is_intro_offer(template):
+        _lock_patient(patient)
     refusal = intro_refusal(template, patient)
     if refusal is None:
         return None

@@ -131,7 +131,7 @@ def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_n
     amount = 0
     if attempt is None:
         _check_sellable(template)
-        intro_check(actor=user, template=template, patient=patient)  # refused before any card is charged
+        intro_check(actor=user, template=template, patient=patient, lock=False)  # before any card is charged
         amount = online_price_minor(template)
         if amount <= 0:
             return _free_package(user=user, patient=patient, template=template, request_key=request_key)
@@ -214,7 +214,8 @@ def _card_keep(*, user, patient: Patient, stored, holder: str):
     return card
 
 
-def _check_membership_sellable(template: PassTemplate, owner: Patient) -> None:
+def _check_membership_sellable(template: PassTemplate, owner: Patient, *, lock: bool) -> None:
+    """`lock`: inside the sale's transaction, the intro-offer check locks the patient's row."""
     if not clinic_get().online_sales_enabled:
         raise Conflict("Memberships are not sold online at the moment. Please ask at the front desk.",
                        code="online_sales_off")
@@ -224,7 +225,7 @@ def _check_membership_sellable(template: PassTemplate, owner: Patient) -> None:
         # A second one by mistake (or after a declined card) would bill twice; the clinic can sell another.
         raise Conflict(f"{owner.full_name} already has {template.name}. See it under Packages & Memberships.",
                        code="already_member")
-    intro_check(actor=None, template=template, patient=owner)
+    intro_check(actor=None, template=template, patient=owner, lock=lock)
 
 
 def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate, card_number: str, exp_month: int,
@@ -258,7 +259,7 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
     if done is None:
         if template.kind != PassTemplate.Kind.MEMBERSHIP:
             raise NotFound("No such membership.")
-        _check_membership_sellable(template, patient)
+        _check_membership_sellable(template, patient, lock=False)
         holder = (holder or "").strip()
         if not holder or len(holder) > 120:
             raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
@@ -270,7 +271,7 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
                 record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=201,
                                                           content_type="application/json", created_at=clock.now(),
                                                           body=b"{}")
-                _check_membership_sellable(template, patient)  # again, now that a twin's sale is visible
+                _check_membership_sellable(template, patient, lock=True)  # again, now that a twin's sale is visible
                 card = _card_keep(user=user, patient=patient, stored=stored, holder=holder)
                 sold = membership_sell(actor=user, patient=patient, template=template, payment_mode=Pass.PaymentMode.AUTOMATIC,
                                        card=card, action=None, online=True)

@@ -142,3 +142,30 @@ def test_one_visit_attached_through_the_api_from_six_requests_at_once_is_one_201
     assert results == sorted([(201, None)] + [(409, "already_covered")] * 5, key=str)
     assert _counts(sold)["reserved"] == _counts(sold)["live_rows"] == 1
     assert_ledger_ok()
+
+
+@pytest.mark.parametrize("rule", ["once_per_patient", "new_patients_only"])
+def test_intro_offer_sales_racing_for_one_patient_sell_once(world, rule):
+    """The intro-offer check reads the patient's passes before the sale writes one; without the lock
+    on the patient two sales at the same moment both passed it (issue 23). Once per patient: six
+    sales of one template; new patients only: six sales of three such templates."""
+    from carnet.passes.memberships import membership_sell
+    from carnet.passes.selling import package_sell
+
+    from .factories import membership_template
+
+    templates = [package_template(world["cat"], name=f"Intro {n}", price=5000, quantity=1, **{rule: True})
+                 for n in range(2 if rule == "new_patients_only" else 1)]
+    if rule == "new_patients_only":
+        templates.append(membership_template(world["cat"], name="Intro month", **{rule: True}))
+
+    def sell(i):
+        template = templates[i % len(templates)]
+        sell = membership_sell if template.kind == "membership" else package_sell
+        with clock.frozen(at("2026-05-01", "10:00")):
+            return sell(actor=world["desk"].user, patient=world["patient"], template=template)
+
+    results = race(6, sell)
+    assert _outcomes(results) == ["ok"] + [f"refused:intro_{rule}"] * 5
+    assert Pass.objects.filter(patient=world["patient"]).count() == 1
+    assert_ledger_ok()
