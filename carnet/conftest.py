@@ -232,3 +232,50 @@ class ExampleRollback:
             transaction.set_rollback(True, using=alias)
             atomic.__exit__(None, None, None)
         return False
+
+
+# ---------------------------------------------------------------- Stripe against localstripe
+
+
+@pytest.fixture(scope="session")
+def localstripe():
+    """localstripe (a stateful fake Stripe) on a free loopback port for the whole run: its base URL."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from carnet.core.tests.live_server import free_port
+
+    port = free_port()
+    script = Path(__file__).parent / "gateway" / "tests" / "localstripe_server.py"
+    proc = subprocess.Popen([sys.executable, str(script), str(port)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/js.stripe.com/v3/", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"localstripe did not start: {proc.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("localstripe did not answer within 10 seconds")
+        yield base
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def stripe_gateway(settings, localstripe):
+    """Carnet configured for Stripe, pointed at localstripe."""
+    settings.CARNET_GATEWAY = "carnet.gateway.stripe.StripeGateway"
+    settings.STRIPE_SECRET_KEY = "sk_test_carnet"
+    settings.STRIPE_PUBLISHABLE_KEY = "pk_test_carnet"
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_carnet_tests"
+    settings.STRIPE_API_BASE = localstripe
+    return localstripe

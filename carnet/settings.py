@@ -138,6 +138,22 @@ DATABASES["gateway"] = {
 }
 DATABASE_ROUTERS = ["carnet.gateway.routers.TestGatewayRouter"]
 
+# ---------------------------------------------------------------- Card processor (README "Taking real card payments")
+# Unset: the built-in test gateway (demo, tests). carnet.gateway.stripe.StripeGateway: Stripe, with
+# its keys below; card numbers then never reach Carnet (Stripe.js takes them in the browser).
+CARNET_GATEWAY = os.environ.get("CARNET_GATEWAY", "carnet.gateway.testing.TestGateway")
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # only for tests against a local fake Stripe
+if CARNET_GATEWAY.endswith(".StripeGateway"):
+    # A missing key would only show at the first card payment; refuse to start instead.
+    for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(
+                f"CARNET_GATEWAY is Stripe but {_name} is not set. Copy it from the Stripe Dashboard "
+                "(Developers → API keys, or the webhook endpoint's signing secret) into the environment.")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]

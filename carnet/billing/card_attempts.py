@@ -32,8 +32,8 @@ from django.db.models import Sum
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
-from carnet.gateway.services import (GatewayUnavailable, PaymentFailed, card_charge, charge_refund,
-                                     gateway_retrieve)
+from carnet.gateway.services import (GatewayUnavailable, PaymentFailed, card_charge, card_charge_prepare,
+                                     charge_refund, gateway_retrieve)
 
 from .locks import lock_invoices, lock_payment
 from .models import CardAttempt, CardAttemptInvoice, Payment, Refund
@@ -148,10 +148,11 @@ def charge_run(attempt: CardAttempt) -> CardAttempt:
         return attempt
     if attempt.status == CardAttempt.Status.FAILED:
         raise PaymentFailed(attempt.message or None)
+    card_or_token = attempt.card if attempt.card_id else attempt.token
     try:
-        result = card_charge(card_or_token=attempt.card if attempt.card_id else attempt.token,
-                             amount_minor=attempt.amount_minor, currency=attempt.currency,
-                             idempotency_key=attempt.gateway_key)
+        reference = attempt.gateway_id or _prepare(attempt, card_or_token)
+        result = card_charge(card_or_token=card_or_token, amount_minor=attempt.amount_minor,
+                             currency=attempt.currency, idempotency_key=attempt.gateway_key, reference=reference)
     except GatewayUnavailable as exc:
         _unknown(attempt.pk, exc.message)
         raise
@@ -159,6 +160,17 @@ def charge_run(attempt: CardAttempt) -> CardAttempt:
         _failed(attempt.pk, exc.message)
         raise
     return charge_record(attempt.pk, result.charge_id)
+
+
+def _prepare(attempt: CardAttempt, card_or_token) -> str:
+    """A two-call gateway (Stripe): create the charge unconfirmed and commit its id on the attempt
+    BEFORE confirming it, so reconciliation finds it by id whatever happens next."""
+    reference = card_charge_prepare(card_or_token=card_or_token, amount_minor=attempt.amount_minor,
+                                    currency=attempt.currency, idempotency_key=attempt.gateway_key)
+    if reference:
+        CardAttempt.objects.filter(pk=attempt.pk, gateway_id="").update(gateway_id=reference)
+        attempt.gateway_id = reference
+    return reference
 
 
 def charge(**begin) -> Payment:
@@ -329,14 +341,22 @@ def _log(attempt: CardAttempt, verb: str) -> None:
 # ---------------------------------------------------------------- reconciliation
 
 
-def attempt_resolve(attempt: CardAttempt) -> str:
+def attempt_resolve(attempt: CardAttempt, *, settle_missing: bool = True) -> str:
     """Ask the gateway what became of an open attempt and record it: "succeeded", "failed" or
-    "unknown" (the gateway could not be reached; asked again next time)."""
+    "unknown" (the gateway could not be reached; asked again next time). settle_missing=False (a
+    webhook's hint, which may arrive while the call is still in flight): what the gateway does not
+    have yet is left open ("pending") instead of failed."""
     try:
-        found = gateway_retrieve(kind=attempt.kind, idempotency_key=attempt.gateway_key)
+        charge_id = (Payment.objects.values_list("gateway_charge_id", flat=True).get(pk=attempt.payment_id)
+                     if attempt.kind == CardAttempt.Kind.REFUND else "")
+        found = gateway_retrieve(kind=attempt.kind, idempotency_key=attempt.gateway_key,
+                                 reference=attempt.gateway_id if attempt.kind == CardAttempt.Kind.CHARGE else "",
+                                 charge_id=charge_id)
     except GatewayUnavailable as exc:
         _unknown(attempt.pk, exc.message)
         return CardAttempt.Status.UNKNOWN
+    if found is None and not settle_missing:
+        return CardAttempt.Status.PENDING
     if found is None:
         _failed(attempt.pk, f"The gateway has no {attempt.kind} for this attempt: no money moved.", reconciled=True)
         return CardAttempt.Status.FAILED

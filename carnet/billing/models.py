@@ -244,3 +244,45 @@ class CardAttemptInvoice(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0),
                                               name="card_attempt_invoice_positive")]
+
+
+class GatewayEvent(models.Model):
+    """A webhook event from the card processor (Stripe evt_…), kept so each is handled once."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=80)
+    received_at = models.DateTimeField()
+    outcome = models.CharField(max_length=300, blank=True)  # what Carnet did with it, for whoever looks
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self):
+        return f"{self.type} {self.event_id}"
+
+
+class CardDispute(models.Model):
+    """A card payment the patient's bank disputes (a chargeback): shown on the payment, in Card
+    payments to review and in the activity log. The money is settled at the processor; staff answer
+    there with evidence, and record a refund here if they lose."""
+
+    dispute_id = models.CharField(max_length=255, unique=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    amount_minor = models.BigIntegerField()
+    reason = models.CharField(max_length=60, blank=True)
+    status = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Dispute {self.dispute_id} on payment #{self.payment_id}"
+
+    @property
+    def reason_label(self) -> str:
+        return self.reason.replace("_", " ") or "no reason given"
+
+    @property
+    def status_label(self) -> str:
+        return self.status.replace("_", " ") or "—"

@@ -2,7 +2,7 @@ from django.urls import include, path
 
 from carnet.staff import checkout_views
 
-from . import views
+from . import views, webhook_views
 
 app_name = "billing"
 P = "patients/<int:pk>/billing/"
@@ -17,5 +17,6 @@ urlpatterns = [
     path(P + "cards/new/", views.card_new, name="card_new"),
     path(P + "cards/<int:card_pk>/remove/", views.card_remove_view, name="card_remove"),
     path("billing/card-payments/review/", views.card_attempts_review, name="card_review"),
+    path("webhooks/stripe/", webhook_views.stripe_webhook, name="stripe_webhook"),
     path("", include("carnet.billing.document_urls")),
 ]

@@ -35,7 +35,7 @@ def billing_tab(request, pk: int):
     invoices = (Invoice.objects.filter(patient=patient).prefetch_related("lines", "allocations__payment")
                 .order_by("-number"))
     payments_qs = (Payment.objects.filter(patient=patient)
-                   .prefetch_related("allocations__invoice", "refunds").order_by("-received_at", "-id"))
+                   .prefetch_related("allocations__invoice", "refunds", "disputes").order_by("-received_at", "-id"))
     # The newest first, a page at a time: a long-time patient's tab stays quick to open.
     invoice_page = Paginator(invoices, TAB_PAGE).get_page(request.GET.get("invoices"))
     payment_page = Paginator(payments_qs, TAB_PAGE).get_page(request.GET.get("payments"))
@@ -181,7 +181,8 @@ def card_remove_view(request, pk: int, card_pk: int):
 def card_attempts_review(request):
     """Card payments to review: attempts still without an answer, and what reconciliation recorded."""
     from .card_attempts import RECONCILE_AFTER, attempts_to_review
+    from .webhooks import disputes_to_review
 
     return render(request, "billing/card_review.html", {
-        "attempts": attempts_to_review()[:300], "clinic": clinic_get(),
+        "attempts": attempts_to_review()[:300], "disputes": disputes_to_review()[:300], "clinic": clinic_get(),
         "minutes": int(RECONCILE_AFTER.total_seconds() // 60)})

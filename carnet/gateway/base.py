@@ -72,6 +72,25 @@ class InsufficientFunds(PaymentFailed):
                        "Try a smaller amount, another card or another payment method.")
 
 
+class CardExpired(CardDeclined):
+    code = "card_expired"
+    default_message = "The card has expired. Ask the patient for a current card."
+
+
+class AuthenticationRequired(PaymentFailed):
+    """The bank wants the card holder to confirm the payment (3-D Secure): only the patient can."""
+
+    code = "authentication_required"
+    default_message = ("The patient's bank asks them to confirm this payment themselves. They have been sent a "
+                       "link to confirm and pay; or take another payment method.")
+
+
+class ProcessingError(PaymentFailed):
+    code = "processing_error"
+    default_message = ("The card processor could not process this card just now; nothing was charged. "
+                       "Try again in a moment, or use another payment method.")
+
+
 class GatewayUnavailable(CarnetError):
     """A network or gateway outage: whether money moved is unknown, so retry with the SAME key."""
 
@@ -91,18 +110,29 @@ class Gateway(Protocol):
         ("number", "exp_month", "exp_year", "cvc"; code "card_expired" for a past expiry)."""
         ...
 
-    def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str) -> ChargeResult:
-        """Raises CardDeclined, InsufficientFunds (402) or GatewayUnavailable (503)."""
+    def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str, customer: str = "",
+               reference: str = "", off_session: bool = True) -> ChargeResult:
+        """Raises CardDeclined, InsufficientFunds (402) or GatewayUnavailable (503). `reference`: what
+        `prepare_charge` returned, for gateways that have it (below); `customer`: the patient's
+        customer at the gateway, for a card on file."""
         ...
 
     def refund(self, *, charge_id: str, amount_minor: int, idempotency_key: str) -> RefundResult:
         """Refund part or all of a charge; the refunds of a charge never add up to more than it."""
         ...
 
-    def retrieve(self, *, kind: str, idempotency_key: str) -> ChargeResult | RefundResult | None:
+    def retrieve(self, *, kind: str, idempotency_key: str, reference: str = "",
+                 charge_id: str = "") -> ChargeResult | RefundResult | None:
         """What the charge (kind "charge") or refund ("refund") made with this key became: its result,
-        or None when the gateway never moved money for it. Raises GatewayUnavailable."""
+        or None when the gateway never moved money for it. Raises GatewayUnavailable. `reference`:
+        the charge's prepared reference, if any; `charge_id`: the charge a refund was for."""
         ...
+
+    # A gateway whose charge is two calls (Stripe: create the PaymentIntent, then confirm it) also has
+    # `prepare_charge(token=, amount_minor=, currency=, idempotency_key=, customer=) -> str`: the
+    # reference is committed on the attempt before `charge` confirms it, so reconciliation can
+    # always find the charge by it. Cards are then saved through `customer_create`,
+    # `setup_intent_create` and `setup_intent_card`, and `card_detach` takes one off file.
 
 
 def get_gateway() -> Gateway:

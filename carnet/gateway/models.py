@@ -46,6 +46,18 @@ class CardOnFile(models.Model):
         return self.removed_at is None
 
 
+class GatewayCustomer(models.Model):
+    """The card processor's customer for a patient (Stripe: cus_…), made once, when a first card is saved."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="gateway_customer")
+    gateway = models.CharField(max_length=20)  # the gateway's name ("stripe"): ids mean nothing to another
+    customer_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.gateway} customer {self.customer_id}"
+
+
 # ---------------------------------------------------------------- test gateway
 # These stand in for a remote gateway's own database, so the test gateway's state is shared by
 # every process using the same database (web, worker, tests). Written only by testing.py.

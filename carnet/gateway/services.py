@@ -14,21 +14,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from carnet.core import activity, clock
-from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.people.models import Patient
 
-from .base import (CardDeclined, ChargeResult, Gateway, GatewayUnavailable, InsufficientFunds, PaymentFailed,
-                   RefundResult, StoredCard, get_gateway)
-from .models import CardOnFile
+from .base import (AuthenticationRequired, CardDeclined, ChargeResult, Gateway, GatewayUnavailable, InsufficientFunds,
+                   PaymentFailed, RefundResult, StoredCard, get_gateway)
+from .models import CardOnFile, GatewayCustomer
 
 # Other apps talk to this one through its services: the results and errors they handle are here too.
-__all__ = ["card_store", "card_remove", "card_tokenize", "card_charge", "charge_refund", "gateway_retrieve",
+__all__ = ["card_store", "card_remove", "card_tokenize", "card_charge", "card_charge_prepare", "charge_refund",
+           "gateway_retrieve", "card_setup_begin", "card_setup_complete", "gateway_uses_stripe_js",
            "ChargeResult", "RefundResult", "StoredCard", "PaymentFailed", "CardDeclined", "InsufficientFunds",
-           "GatewayUnavailable", "GatewayCallInTransaction"]
+           "AuthenticationRequired", "GatewayUnavailable", "GatewayCallInTransaction"]
 
 
 class GatewayCallInTransaction(RuntimeError):
@@ -89,10 +90,20 @@ def card_store(*, actor, patient: Patient, number: str, exp_month: int, exp_year
     return card
 
 
-@transaction.atomic
 def card_remove(*, actor, card: CardOnFile) -> CardOnFile:
-    """Take a card off file. The row stays (payments may refer to it); removing twice is harmless."""
+    """Take a card off file. The row stays (payments may refer to it); removing twice is harmless.
+    At a gateway that keeps cards per customer (Stripe) the card is detached first, outside any
+    transaction: if that fails nothing changes here and the remove can be tried again."""
     require(actor, Action.PAYMENT_TAKE)
+    if card.removed_at is None and card.token.startswith("pm_"):
+        gateway = _gateway("card_detach")
+        if hasattr(gateway, "card_detach"):
+            gateway.card_detach(token=card.token)
+    return _card_off_file(actor=actor, card=card)
+
+
+@transaction.atomic
+def _card_off_file(*, actor, card: CardOnFile) -> CardOnFile:
     before = activity.snapshot(card, exclude=_LOG_EXCLUDE)
     # Conditional update: of two concurrent removals only one logs, with or without row locks.
     if not CardOnFile.objects.filter(pk=card.pk, removed_at__isnull=True).update(removed_at=clock.now()):
@@ -120,17 +131,37 @@ def card_label(stored) -> str:
     return f"{BRAND_LABELS.get(stored.brand, 'Card')} •••• {stored.last4}"
 
 
+def _token_and_customer(card_or_token: CardOnFile | str) -> tuple[str, str]:
+    if not isinstance(card_or_token, CardOnFile):
+        return card_or_token, ""
+    if card_or_token.removed_at is not None:
+        raise Conflict(f"{card_or_token} was removed from file; choose another card or payment method.",
+                       code="card_removed")
+    customer = GatewayCustomer.objects.filter(patient_id=card_or_token.patient_id).values_list(
+        "customer_id", flat=True).first()
+    return card_or_token.token, customer or ""
+
+
+def card_charge_prepare(*, card_or_token: CardOnFile | str, amount_minor: int, currency: str,
+                        idempotency_key: str) -> str:
+    """For a gateway whose charge is two calls: make the charge (not yet confirmed) and return its
+    reference, to be committed before `card_charge` confirms it. "" when the gateway has no such step."""
+    gateway = _gateway("prepare_charge")
+    if not hasattr(gateway, "prepare_charge"):
+        return ""
+    token, customer = _token_and_customer(card_or_token)
+    return gateway.prepare_charge(token=token, amount_minor=amount_minor, currency=currency,
+                                  idempotency_key=idempotency_key, customer=customer)
+
+
 def card_charge(*, card_or_token: CardOnFile | str, amount_minor: int, currency: str,
-                idempotency_key: str) -> ChargeResult:
+                idempotency_key: str, reference: str = "") -> ChargeResult:
     """Charge a card on file (or a raw gateway token). Retrying with the same key never charges twice."""
-    token = card_or_token
-    if isinstance(card_or_token, CardOnFile):
-        if card_or_token.removed_at is not None:
-            raise Conflict(f"{card_or_token} was removed from file; choose another card or payment method.",
-                           code="card_removed")
-        token = card_or_token.token
+    token, customer = _token_and_customer(card_or_token)
+    # Only what this gateway needs: a gateway with one-call charges may not take these at all.
+    extra = {name: value for name, value in (("customer", customer), ("reference", reference)) if value}
     return _gateway("charge").charge(token=token, amount_minor=amount_minor, currency=currency,
-                                idempotency_key=idempotency_key)
+                                     idempotency_key=idempotency_key, **extra)
 
 
 def charge_refund(*, charge_id: str, amount_minor: int, idempotency_key: str) -> RefundResult:
@@ -138,6 +169,69 @@ def charge_refund(*, charge_id: str, amount_minor: int, idempotency_key: str) ->
     return _gateway("refund").refund(charge_id=charge_id, amount_minor=amount_minor, idempotency_key=idempotency_key)
 
 
-def gateway_retrieve(*, kind: str, idempotency_key: str) -> ChargeResult | RefundResult | None:
+def gateway_retrieve(*, kind: str, idempotency_key: str, reference: str = "",
+                     charge_id: str = "") -> ChargeResult | RefundResult | None:
     """What became of the charge or refund sent with this key (None: no money moved)."""
-    return _gateway("retrieve").retrieve(kind=kind, idempotency_key=idempotency_key)
+    extra = {name: value for name, value in (("reference", reference), ("charge_id", charge_id)) if value}
+    return _gateway("retrieve").retrieve(kind=kind, idempotency_key=idempotency_key, **extra)
+
+
+# ---------------------------------------------------------------- cards saved by Stripe.js (SetupIntents)
+
+
+def gateway_uses_stripe_js() -> bool:
+    """True when cards are typed into Stripe's own form in the browser (never sent to Carnet)."""
+    return hasattr(get_gateway(), "setup_intent_create")
+
+
+def customer_for(patient: Patient) -> str:
+    """The patient's customer at the gateway, made on first use (outside any transaction)."""
+    gateway = _gateway("customer_create")
+    found = GatewayCustomer.objects.filter(patient=patient, gateway=gateway.name).first()
+    if found is not None:
+        return found.customer_id
+    from carnet.clinic.selectors import clinic_get
+
+    customer_id = gateway.customer_create(name=patient.full_name, email=patient.email or "",
+                                          reference=f"carnet-{clinic_get().pk}-patient-{patient.pk}")
+    try:
+        with transaction.atomic():
+            GatewayCustomer.objects.create(patient=patient, gateway=gateway.name, customer_id=customer_id,
+                                           created_at=clock.now())
+    except IntegrityError:  # a concurrent first card made one first: use that (this one stays empty)
+        return GatewayCustomer.objects.get(patient=patient).customer_id
+    return customer_id
+
+
+def card_setup_begin(*, actor, patient: Patient, patient_actor: bool = False) -> dict:
+    """Start saving a card with Stripe.js: what the page needs (the SetupIntent's client secret).
+    patient_actor: the patient saves their own card (the portal checked it is theirs)."""
+    if not patient_actor:
+        require(actor, Action.PAYMENT_TAKE)
+    gateway = _gateway("setup_intent_create")
+    setup_id, client_secret = gateway.setup_intent_create(customer=customer_for(patient))
+    return {"setup_intent": setup_id, "client_secret": client_secret, "publishable_key": gateway.publishable_key}
+
+
+def card_setup_complete(*, actor, patient: Patient, setup_intent: str, holder: str = "",
+                        patient_actor: bool = False) -> CardOnFile:
+    """The card a SetupIntent saved, kept on file once (the page's return and Stripe's
+    setup_intent.succeeded webhook may both arrive: the second finds the first's card)."""
+    if not patient_actor:
+        require(actor, Action.PAYMENT_TAKE)
+    customer = GatewayCustomer.objects.filter(patient=patient).values_list("customer_id", flat=True).first()
+    if not customer:
+        raise NotFound("No such card set-up for this patient.", code="unknown_setup_intent")
+    stored = _gateway("setup_intent_card").setup_intent_card(setup_intent=setup_intent, customer=customer)
+    holder = (holder or "").strip()[:120] or patient.full_name[:120]
+    with transaction.atomic():
+        found = CardOnFile.objects.select_for_update().filter(token=stored.token).first()
+        if found is not None:
+            return found
+        card = CardOnFile.objects.create(
+            patient=patient, token=stored.token, brand=stored.brand, last4=stored.last4,
+            exp_month=stored.exp_month, exp_year=stored.exp_year, holder=holder, created_at=clock.now(),
+        )
+        activity.record(actor=actor if getattr(actor, "is_authenticated", False) else None, verb="card_stored",
+                        obj=card, after=activity.snapshot(card, exclude=_LOG_EXCLUDE))
+    return card

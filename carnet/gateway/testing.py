@@ -155,7 +155,9 @@ class TestGateway:
         return StoredCard(token=card.token, brand=card.brand, last4=card.last4,
                           exp_month=card.exp_month, exp_year=card.exp_year)
 
-    def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str) -> ChargeResult:
+    def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str, customer: str = "",
+               reference: str = "", off_session: bool = True) -> ChargeResult:
+        # customer, reference, off_session: for gateways that need them (Stripe); one call does it all here.
         _reachable()
         _check_request(amount_minor, idempotency_key, currency)
         done = TestGatewayCharge.objects.filter(key=idempotency_key).first()
@@ -225,8 +227,9 @@ class TestGateway:
             raise _key_reused("refund")
         return RefundResult(refund_id=done.refund_id, charge_id=charge_id, amount_minor=done.amount_minor)
 
-    def retrieve(self, *, kind: str, idempotency_key: str) -> ChargeResult | RefundResult | None:
-        _reachable()
+    def retrieve(self, *, kind: str, idempotency_key: str, reference: str = "",
+                 charge_id: str = "") -> ChargeResult | RefundResult | None:
+        _reachable()  # found by the key alone: this gateway keeps every key for ever
         if kind == "charge":
             done = TestGatewayCharge.objects.filter(key=idempotency_key).first()
             return None if done is None else ChargeResult(charge_id=done.charge_id, amount_minor=done.amount_minor,

@@ -25,11 +25,22 @@ def instalment_receipt_email(*, row, payment) -> None:
                                        {"invoice_id": invoice.pk, "form": DEFAULT_FORM})])
 
 
-def instalment_declined_email(*, row, reason: str) -> None:
+def instalment_declined_email(*, row, reason: str, authenticate: bool = False) -> None:
+    """authenticate: the patient's bank wants them to confirm the charge (3-D Secure), so the
+    patient gets their Pay Balance link, where they confirm with their bank and pay."""
     sold, clinic = row.sold_pass, clinic_get()
     context = {"name": _hello(sold.patient), "pass": sold, "row": row, "clinic": clinic, "reason": reason,
                "amount": clinic.money(row.invoice.total_minor), "patient": sold.patient,
-               "retry_on": row.next_attempt_on}
+               "retry_on": row.next_attempt_on, "authenticate": authenticate, "pay_link": ""}
+    if authenticate:
+        from django.conf import settings
+        from django.urls import reverse
+
+        from carnet.billing.emails import pay_link_token
+
+        if settings.SITE_URL:  # the daily job has no request to take the address from
+            context["pay_link"] = settings.SITE_URL + reverse(
+                "portal:pay_balance", kwargs={"token": pay_link_token(sold.patient)})
     if sold.patient.email:
         mail_queue(to=sold.patient.email, subject=f"Your payment for {sold.name} did not go through",
                    template="passes/email/instalment_declined.txt", context=context)

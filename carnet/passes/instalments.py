@@ -95,8 +95,11 @@ def _charge(pk: int, today: dt.date) -> str | None:
             tries = row.charge_attempts
             row.next_attempt_on = today + dt.timedelta(days=RETRY_AFTER_DAYS[tries - 1]) \
                 if tries <= len(RETRY_AFTER_DAYS) else None
+            needs_patient = failure.code == "authentication_required"
+            if needs_patient:  # the bank wants the card holder: trying again without them cannot work
+                row.next_attempt_on = None
             row.save(update_fields=["charge_attempts", "last_error", "next_attempt_on"])
-            instalment_declined_email(row=row, reason=failure.message)
+            instalment_declined_email(row=row, reason=failure.message, authenticate=needs_patient)
         return "declined"
     return "charged"
 

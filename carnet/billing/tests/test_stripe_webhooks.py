@@ -1,0 +1,204 @@
+"""POST /webhooks/stripe/: signed events (built here with Stripe's documented scheme,
+t=…,v1=HMAC-SHA256(secret, f"{t}.{body}")) feed the same resolve path as reconciliation; each event
+is handled once, in any order, however often it is delivered."""
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import pytest
+from django.test import Client
+
+from carnet.billing import card_attempts
+from carnet.billing.models import CardAttempt, CardDispute, GatewayEvent, Payment, Refund
+from carnet.billing.payments import payment_refund
+from carnet.billing.tests.test_invoicing import assert_ledger_ok
+from carnet.conftest import make_patient, make_staff
+from carnet.core.activity import ActivityLog
+from carnet.core.permissions import AccessLevel
+from carnet.gateway import stripe as stripe_gateway
+from carnet.gateway.models import CardOnFile
+from carnet.gateway.tests.test_stripe import (Crash, _pay, _stripe, _unapplied, browser_payment_method,
+                                              charge_then_crash, crash_in, save_card)
+
+URL = "/webhooks/stripe/"
+SECRET = "whsec_carnet_tests"
+
+
+@pytest.fixture
+def desk(stripe_gateway, db, catalog):
+    staff = make_staff(AccessLevel.ADMIN_BILLING)
+    return {"staff": staff, "user": staff.user, "cat": catalog["income_category"]}
+
+
+def signed(event: dict, *, secret=SECRET, at=None) -> tuple[bytes, str]:
+    body = json.dumps(event).encode()
+    t = int(at if at is not None else time.time())
+    v1 = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, f"t={t},v1={v1}"
+
+
+def event(kind: str, obj: dict, event_id=None) -> dict:
+    return {"id": event_id or f"evt_{uuid.uuid4().hex[:16]}", "object": "event", "type": kind,
+            "created": int(time.time()), "data": {"object": obj}}
+
+
+def deliver(evt: dict, **sign):
+    body, signature = signed(evt, **sign)
+    return Client().post(URL, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
+
+
+def _intent(pi_id):
+    return _stripe().v1.payment_intents.retrieve(pi_id).to_dict()
+
+
+@pytest.fixture
+def crashed_charge(desk, monkeypatch):
+    return charge_then_crash(desk, monkeypatch)
+
+
+# ---------------------------------------------------------------- signatures
+
+
+@pytest.mark.parametrize("how", ["unsigned", "wrong secret", "stale", "body changed"])
+def test_an_unsigned_wrongly_signed_or_stale_event_is_a_400_and_changes_nothing(crashed_charge, how):
+    evt = event("payment_intent.succeeded", _intent(crashed_charge.gateway_id))
+    if how == "unsigned":
+        response = Client().post(URL, data=json.dumps(evt), content_type="application/json")
+    elif how == "wrong secret":
+        response = deliver(evt, secret="whsec_someone_else")
+    elif how == "stale":
+        response = deliver(evt, at=time.time() - 600)
+    else:
+        body, signature = signed(evt)
+        response = Client().post(URL, data=body.replace(b"succeeded", b"succeeded "),
+                                 content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
+    assert response.status_code == 400 and response.json()["error"] == "bad_signature"
+    crashed_charge.refresh_from_db()
+    assert crashed_charge.status == "pending" and not Payment.objects.exists() and not GatewayEvent.objects.exists()
+
+
+def test_not_json_or_not_an_event_is_a_400(desk):
+    body = b"not json"
+    t = int(time.time())
+    sig = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    response = Client().post(URL, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=f"t={t},v1={sig}")
+    assert response.status_code == 400
+    assert deliver({"id": "evt_1", "type": "x"}).status_code == 400
+    assert Client().get(URL).status_code == 405
+
+
+# ---------------------------------------------------------------- charges
+
+
+def test_payment_intent_succeeded_records_the_crashed_charge_once_however_often_it_comes(crashed_charge):
+    evt = event("payment_intent.succeeded", _intent(crashed_charge.gateway_id))
+    first = deliver(evt)
+    assert first.status_code == 200 and "succeeded" in first.json()["outcome"]
+    assert deliver(evt).json()["outcome"] == "already handled"
+    other_delivery = event("payment_intent.succeeded", _intent(crashed_charge.gateway_id))  # a new event id
+    assert deliver(other_delivery).status_code == 200
+    crashed_charge.refresh_from_db()
+    assert crashed_charge.status == "succeeded"
+    assert Payment.objects.get().gateway_charge_id == crashed_charge.gateway_id
+    from django.core.management import call_command
+
+    call_command("payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w"))  # after: nothing more
+    assert Payment.objects.count() == 1 and GatewayEvent.objects.count() == 2
+    assert_ledger_ok()
+
+
+def test_a_webhook_after_the_page_recorded_the_charge_changes_nothing(desk):
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient))
+    for kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):  # out of order, too
+        assert deliver(event(kind, _intent(payment.gateway_charge_id))).status_code == 200
+    assert Payment.objects.count() == 1 and CardAttempt.objects.get().status == "succeeded"
+
+
+def test_payment_failed_fails_the_open_attempt_and_frees_nothing_twice(desk, monkeypatch):
+    patient = make_patient()
+    card = save_card(desk, patient, "4000000000000341")  # declined when charged
+    crash_in(monkeypatch, card_attempts, "_failed")
+    with pytest.raises(Crash):
+        _pay(desk, patient, card)
+    monkeypatch.undo()
+    attempt = CardAttempt.objects.get()
+    assert attempt.status == "pending"
+    evt = event("payment_intent.payment_failed", _intent(attempt.gateway_id))
+    assert deliver(evt).status_code == 200 and deliver(evt).status_code == 200
+    attempt.refresh_from_db()
+    assert attempt.status == "failed" and not Payment.objects.exists()
+
+
+# ---------------------------------------------------------------- refunds, disputes, cards
+
+
+def test_charge_refunded_records_a_crashed_refund_once(desk, monkeypatch):
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient))
+    _unapplied(desk, payment)
+    crash_in(monkeypatch, card_attempts, "refund_record")
+    with pytest.raises(Crash):
+        payment_refund(actor=desk["user"], payment=payment, amount_minor=1000, method="card_gateway",
+                       reason="Overpaid", idempotency_key="r-hook")
+    monkeypatch.undo()
+    charge = {"id": "ch_x", "object": "charge", "payment_intent": payment.gateway_charge_id, "amount_refunded": 1000}
+    evt = event("charge.refunded", charge)
+    assert deliver(evt).status_code == 200 and deliver(evt).json()["outcome"] == "already handled"
+    assert deliver(event("charge.refunded", charge)).status_code == 200
+    assert Refund.objects.get().amount_minor == 1000
+    assert_ledger_ok()
+
+
+def test_a_refund_event_while_the_refund_is_still_being_sent_leaves_it_open(desk):
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient))
+    _unapplied(desk, payment)
+    attempt = card_attempts.refund_begin(request_key="r-open", payment=payment, amount_minor=500, actor=desk["user"])
+    deliver(event("charge.refunded", {"id": "ch_x", "payment_intent": payment.gateway_charge_id}))
+    attempt.refresh_from_db()
+    assert attempt.status == "pending"  # not failed: Stripe may not have it yet
+
+
+def test_a_dispute_shows_on_the_payment_in_the_review_page_and_in_the_activity_log(desk):
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
+    dispute = {"id": "dp_123", "object": "dispute", "amount": 7000, "payment_intent": payment.gateway_charge_id,
+               "charge": "ch_1", "reason": "product_not_received", "status": "needs_response"}
+    evt = event("charge.dispute.created", dispute)
+    deliver(evt)
+    deliver(evt)
+    deliver(event("charge.dispute.created", dispute))  # the same dispute in another event
+    found = CardDispute.objects.get()
+    assert (found.payment, found.amount_minor, found.reason) == (payment, 7000, "product_not_received")
+    assert ActivityLog.objects.filter(verb="card_disputed").count() == 1
+    client = Client()
+    client.force_login(desk["user"])
+    tab = client.get(f"/patients/{patient.pk}/billing/").content.decode()
+    assert "Disputed by the card holder" in tab and "product not received" in tab
+    review = client.get("/billing/card-payments/review/").content.decode()
+    assert "Disputed card payments" in review and f"Payment #{payment.pk}" in review and "needs response" in review
+
+
+def test_setup_intent_succeeded_keeps_the_card_once_even_if_the_page_never_came_back(desk):
+    from carnet.gateway.services import card_setup_begin
+
+    patient = make_patient()
+    setup = card_setup_begin(actor=desk["user"], patient=patient)
+    intent = _stripe().v1.setup_intents.confirm(setup["setup_intent"], params={
+        "client_secret": setup["client_secret"], "payment_method": browser_payment_method()}).to_dict()
+    deliver(event("setup_intent.succeeded", intent))
+    deliver(event("setup_intent.succeeded", intent))
+    card = CardOnFile.objects.get()
+    assert card.patient == patient and card.last4 == "4242"
+
+
+def test_events_for_things_carnet_did_not_make_are_acknowledged(desk):
+    assert deliver(event("payment_intent.succeeded", {"id": "pi_unknown", "metadata": {}})).status_code == 200
+    assert deliver(event("customer.created", {"id": "cus_1"})).json()["outcome"] == "ignored"
+    assert deliver(event("charge.dispute.created", {"id": "dp_9", "payment_intent": "pi_nope"})).status_code == 200
+    assert deliver(event("setup_intent.succeeded", {"id": "seti_1", "customer": "cus_nope"})).status_code == 200
+    assert stripe_gateway.METADATA_KEY == "carnet_key"
