@@ -3,13 +3,14 @@ from django.db.models import QuerySet
 from carnet.billing.models import Payment
 from carnet.core.errors import NotFound
 
+from .codes import code_canonical
 from .models import GiftCard
 
 
 def giftcards_search(q: str = "") -> QuerySet[GiftCard]:
-    """Cards whose code contains `q` (case-insensitive), newest first."""
+    """Cards whose code contains `q` (case-insensitive, spelled as codes are stored), newest first."""
     cards = GiftCard.objects.select_related("purchaser")
-    q = (q or "").strip()
+    q = code_canonical(q)
     return cards.filter(code__icontains=q) if q else cards
 
 

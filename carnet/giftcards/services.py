@@ -19,7 +19,6 @@ None of these run inside a transaction of the caller's: the gateway is called be
 from __future__ import annotations
 
 import secrets
-import unicodedata
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -33,6 +32,7 @@ from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 
+from .codes import code_canonical, code_rule_broken
 from .models import GiftCard
 from .models import GiftCardTransaction as Txn
 
@@ -40,41 +40,19 @@ def _money(minor: int) -> str:
     return str(clinic_get().money(minor))
 
 
-def _canonical(code: str | None) -> str:
-    """One spelling per code: Unicode NFKC (full-width "ＡＢＣ１２３" is "ABC123"), without invisible
-    format characters (zero-width space and joiners, BOM, soft hyphen), upper-case."""
-    code = unicodedata.normalize("NFKC", code or "")
-    return "".join(c for c in code if unicodedata.category(c) != "Cf").strip().upper()
-
-
-def _broken_rule(code: str) -> str | None:
-    """The one SPEC 7 rule the code breaks, as the sentence to show, or None."""
-    if len(code) < 6:
-        return "A gift card code needs at least 6 characters."
-    if len(code) > 40:
-        return "A gift card code has at most 40 characters."
-    if any(c.isspace() for c in code):
-        return "A gift card code cannot contain spaces."
-    if code.startswith("0"):
-        return "A gift card code cannot start with 0."
-    if any(unicodedata.category(c).startswith("C") for c in code):
-        return "A gift card code cannot contain control characters."
-    return None
-
-
 def code_normalize(code: str) -> str:
     """The stored form of a code, or ValidationFailed naming the rule of SPEC 7 it breaks."""
-    code = _canonical(code)
-    rule = _broken_rule(code)
+    code = code_canonical(code)
+    rule = code_rule_broken(code)
     if rule:
         raise ValidationFailed(f"“{code[:40]}” is not a valid gift card code. {rule}", fields={"code": [rule]})
     return code
 
 
 def giftcard_get(*, code: str) -> GiftCard:
-    card = GiftCard.objects.filter(code=_canonical(code)).first()
+    card = GiftCard.objects.filter(code=code_canonical(code)).first()
     if card is None:
-        raise NotFound(f"No gift card with code “{_canonical(code)[:40]}”.", code="gift_card_not_found")
+        raise NotFound(f"No gift card with code “{code_canonical(code)[:40]}”.", code="gift_card_not_found")
     return card
 
 

@@ -246,6 +246,22 @@ def test_gift_card_code_error_names_the_one_rule_broken(typed, rule):
     assert rule in named
 
 
+def test_gift_card_codes_are_normalised_when_created_redeemed_and_searched(world):
+    """However the code is typed (full-width, an invisible character pasted in), it is one card."""
+    client, patient = world["client"], world["patient"]
+    made = _post(client, "/api/v1/gift-cards", {"code": "gift\u200b2026", "amount_minor": 5000,
+                                                "purchaser_id": patient.pk})
+    assert made.status_code == 201 and made.json()["code"] == "GIFT2026"
+    _refused(_post(client, "/api/v1/gift-cards", {"code": "ＧＩＦＴ２０２６"}), (409,))  # the same code
+    found = client.get("/api/v1/gift-cards", {"code": "ｇｉｆｔ\u200d２０"}).json()
+    assert [c["code"] for c in found] == ["GIFT2026"]
+    page = client.get(reverse("giftcards:list"), {"q": "\ufeffＧＩＦＴ２０２６"}).content.decode()
+    assert "GIFT2026" in page
+    paid = _post(client, "/api/v1/gift-cards/redeem", {"code": "ＧＩＦＴ\u200b２０２６", "patient_id": patient.pk,
+                                                       "amount_minor": 1000})
+    assert paid.status_code == 201, paid.content
+
+
 # ---------------------------------------------------------------- 12: exports
 
 HOSTILE = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]

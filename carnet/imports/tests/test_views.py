@@ -51,7 +51,7 @@ def test_problems_are_listed_with_their_lines_and_there_is_no_import_button(owne
 
 def test_templates_download_and_undo_from_the_list(owner_client):
     template = owner_client.get("/imports/template/?kind=gift_cards")
-    assert template["Content-Type"].startswith("text/csv") and template.content.startswith(b"Code,Balance")
+    assert template["Content-Type"].startswith("text/csv") and template.content.startswith("\ufeffCode,Balance".encode())
     url = _upload(owner_client, "External ID,First name,Last name\nP1,Ana,Silva\n")
     upload = ImportFile.objects.get()
     owner_client.post(f"/imports/files/{upload.pk}/commit/", {"kind": "patients"})
