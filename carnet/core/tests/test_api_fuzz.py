@@ -202,12 +202,15 @@ def _first_case(operation):
 
 
 def _hostile_for(value) -> list:
+    """Hostile replacements for one value; a list of ids (tax_ids, patient_ids) gets one hostile id."""
     if isinstance(value, bool):
         return []
     if isinstance(value, int):
         return HOSTILE_INT
     if isinstance(value, str):
         return HOSTILE_DATE if value[:4].isdigit() and value[4:5] == "-" else HOSTILE_TEXT
+    if isinstance(value, list) and (not value or type(value[0]) is int):
+        return [[bad, *value[1:]] for bad in HOSTILE_INT]
     return []
 
 
