@@ -107,7 +107,7 @@ def receipt_context(invoice: Invoice, form: str = DEFAULT_FORM) -> dict:
         "total": money(invoice.total_minor), "paid": money(invoice.applied_minor),
         "balance": money(invoice.balance_minor), "payments": payments,
         "status": invoice.status, "issued_on": clock.today(zone),
-        "coverage": coverage, "insurer_ready": insurer_ready, "prepaid": money(prepaid),
+        "coverage": coverage, "sale_terms": _sale_terms(invoice), "insurer_ready": insurer_ready, "prepaid": money(prepaid),
         "visit_value": money(invoice.total_minor + prepaid),
         "paid_in_all": money(invoice.applied_minor + prepaid),
     }
@@ -119,6 +119,13 @@ def _pass_coverage(invoice: Invoice, money) -> list[dict]:
 
     return [{**c, "prepaid": money(c["prepaid_minor"]), "additional_charge": money(c["additional_charge_minor"])}
             for c in coverage_for_invoice(invoice)]
+
+
+def _sale_terms(invoice: Invoice) -> list[dict]:
+    """Issue 23: a pass sale's receipt states its expiry and the clinic's disclosure at sale."""
+    from carnet.passes.documents import sale_terms_for_invoice  # lazily: billing sits below passes
+
+    return sale_terms_for_invoice(invoice)
 
 
 def _payment_detail(payment: Payment) -> str:

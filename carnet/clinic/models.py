@@ -53,7 +53,21 @@ class Clinic(models.Model):
         FORBIDDEN = "forbidden", "Passes never expire"
         MINIMUM = "minimum", "Passes may expire after a minimum duration"
 
-    pass_expiry_rule = models.CharField(max_length=10, choices=PassExpiryRule.choices, default=PassExpiryRule.ALLOWED)
+    class PassExpiryPreset(models.TextChoices):  # issue 23: the law of the clinic's place, on top of the rule
+        NONE = "none", "None (the rule below)"
+        QUEBEC = "quebec", "Quebec"
+        ONTARIO = "ontario", "Ontario / no expiry"
+        US_FEDERAL = "us_federal", "US federal (gift cards ≥ 5 years)"
+
+    pass_expiry_preset = models.CharField(
+        "Pass expiry preset", max_length=12, choices=PassExpiryPreset.choices, default=PassExpiryPreset.NONE,
+        help_text="Quebec: packages never expire (only unlimited-use memberships over a fixed period end), a "
+                  "balance under 5.00 is refunded on request. Ontario: passes never expire. US federal: no "
+                  "expiry sooner than 5 years after purchase. None: the expiry rule below. The preset's rule and "
+                  "its disclosure line are printed on sale receipts and shown in the portal. Changing it never "
+                  "alters passes already sold: each keeps the terms it was sold with.")
+    pass_expiry_rule = models.CharField(max_length=10, choices=PassExpiryRule.choices, default=PassExpiryRule.ALLOWED,
+                                        help_text="Used when the preset is None.")
     pass_expiry_minimum_days = models.PositiveIntegerField(
         default=0, help_text="With the minimum rule: a pass expires no sooner than this many days after purchase.")
     pass_expiry_reminder_days = models.PositiveIntegerField(

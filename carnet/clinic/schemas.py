@@ -24,8 +24,11 @@ class ClinicIn(Schema):
     gift_card_load_limit_minor: int = Field(100000, ge=0)
     gift_card_online_sales_enabled: bool = False
     gift_card_online_minimum_minor: int = Field(2500, ge=0)
+    pass_expiry_preset: Literal["none", "quebec", "ontario", "us_federal"] = Field(
+        "none", description="The law the clinic's pass expiry follows (quebec, ontario: no expiry; us_federal: "
+        "5 years at least); none = pass_expiry_rule. Passes already sold keep the terms they were sold with")
     pass_expiry_rule: Literal["allowed", "forbidden", "minimum"] = Field(
-        "allowed", description="Where the law forbids or limits pass expiry (SPEC 9.10)")
+        "allowed", description="Where the law forbids or limits pass expiry (SPEC 9.10); used when the preset is none")
     pass_expiry_minimum_days: int = Field(0, ge=0, description="With the minimum rule: days a pass lasts at least")
     pass_expiry_reminder_days: int = Field(14, ge=0, description="Remind the patient this many days before expiry; 0 = no reminder")
     insurer_ready_receipts: bool = False

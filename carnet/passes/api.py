@@ -23,6 +23,7 @@ from carnet.scheduling.selectors import appointment_get
 from . import api_schemas as s
 from .ending import (pass_delete, pass_expiry_set, pass_refund, pass_shares_set, pass_transfer,
                      refund_suggestions)
+from .expiry_rules import small_balance_offer
 from .models import Pass, PassInvoice, PassTemplate, Redemption
 from .redemption import explain, pass_attach, pass_remove
 from .selectors import passes_for_patient
@@ -122,7 +123,9 @@ def expiry(request, pk: int, payload: s.ExpiryIn):
             summary="SPEC 5.4's suggested refund next to the clinic rule's (used sessions at full price)")
 def refund_suggestion(request, pk: int):
     require(request.auth, Action.REFUND)
-    return refund_suggestions(_pass(request, pk))
+    sold = _pass(request, pk)
+    suggestions = refund_suggestions(sold)
+    return {**suggestions, "small_balance": small_balance_offer(sold, suggestions["suggested"])}
 
 
 @router.post("/passes/{pk}/refund", response=s.PassOut, operation_id="pass_refund",

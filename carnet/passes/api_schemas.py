@@ -74,6 +74,9 @@ class PassSummaryOut(Schema):
     purchase_date: dt.date
     purchased_at: dt.datetime
     expires_on: dt.date | None
+    expiry_preset: str = Field(..., description="The clinic's expiry preset when it was sold (none, quebec, ontario, "
+                               "us_federal); it keeps those terms whatever the clinic's preset is now")
+    expiry_disclosure: str = Field(..., description="The expiry terms printed on its sale receipt")
     auto_select: bool
     family_sharing: bool
     transferable: bool
@@ -137,6 +140,7 @@ class MyPassOut(Schema):
     used: int = Field(..., alias="used_count")
     remaining: int | None
     expires_on: dt.date | None
+    expiry_disclosure: str = Field(..., description="The expiry terms it was sold with")
     # Memberships (kind "membership"): the details are at GET /memberships/{id}.
     kind: str = Field(..., description="package or membership")
     start_date: dt.date | None = Field(None, description="A membership's first day")
@@ -187,6 +191,8 @@ class RefundSuggestionOut(Schema):
     unused: int = Field(..., description="Uses neither booked nor redeemed")
     reserved: int = Field(..., description="Uses held by booked visits not yet arrived; refunding releases them")
     used_at_full_price: int
+    small_balance: int | None = Field(None, description="Sold under the Quebec preset with a balance under 5.00: "
+                                      "that balance, refundable on request")
 
 
 class PassRefundIn(Schema):

@@ -7,7 +7,7 @@ it reads and never writes.
 
 from __future__ import annotations
 
-from .models import Redemption
+from .models import PassInvoice, Redemption
 
 
 def _gross(net_part: int, *, net_minor: int, price_minor: int) -> int:
@@ -56,3 +56,13 @@ def coverage_for_invoice(invoice) -> list[dict]:
         "additional_charge_minor": r.additional_charge_minor,
         "by_no_show": r.by_no_show,
     } for r in redemptions]
+
+
+def sale_terms_for_invoice(invoice) -> list[dict]:
+    """The expiry terms of the pass(es) this invoice sells (issue 23): name, kind, expiry date and
+    the disclosure line kept on the pass at sale, for the sale receipt."""
+    if invoice is None:
+        return []
+    rows = PassInvoice.objects.filter(invoice_id=invoice.pk).select_related("sold_pass")
+    return [{"pass_name": r.sold_pass.name, "kind": r.sold_pass.kind, "expires_on": r.sold_pass.expires_on,
+             "disclosure": r.sold_pass.expiry_disclosure} for r in rows]

@@ -43,7 +43,7 @@ def _unrecognised(sold: Pass) -> int:
 @transaction.atomic
 def pass_expiry_set(*, actor, sold_pass: Pass, expires_on: dt.date | None) -> Pass:
     """Change or clear one sold pass's expiry (SPEC 5.4), within the clinic's expiry rule (9.10)."""
-    from .expiry_rules import expiry_allowed
+    from .expiry_rules import expiry_allowed, expiry_terms, pass_terms
 
     require(actor, Action.PASS_EXPIRY_EDIT)
     sold = lock_pass(sold_pass.pk)
@@ -51,7 +51,10 @@ def pass_expiry_set(*, actor, sold_pass: Pass, expires_on: dt.date | None) -> Pa
         raise Conflict(f"{sold.name} is {sold.get_status_display().lower()}; its expiry can no longer change.",
                        code=f"pass_{sold.status}")
     if expires_on is not None:
-        expiry_allowed(purchase_date=sold.purchase_date, expires_on=expires_on)
+        # Both the terms it was sold with and the clinic's now (issue 23): an edit never worsens
+        # what the patient was sold, and never goes against the clinic's law today.
+        for terms in (pass_terms(sold), expiry_terms()):
+            expiry_allowed(purchase_date=sold.purchase_date, expires_on=expires_on, terms=terms)
         later = sold.redemptions.filter(status=Redemption.Status.RESERVED, visit_date__gt=expires_on).first()
         if later is not None:
             raise Conflict(f"{sold.name} is attached to a visit on {later.visit_date:%Y-%m-%d}, after "
@@ -271,7 +274,9 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
         auto_select=sold.auto_select, redeem_online=sold.redeem_online, family_sharing=sold.family_sharing,
         transferable=sold.transferable, instalments=1, purchase_date=clock.today(clinic_get().time_zone),
         purchased_at=now, expires_on=sold.expires_on, transferred_from=sold, deferred_minor=value,
-        tax_inclusive=sold.tax_inclusive, created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        tax_inclusive=sold.tax_inclusive, expiry_preset=sold.expiry_preset, expiry_rule=sold.expiry_rule,
+        expiry_minimum_days=sold.expiry_minimum_days, expiry_disclosure=sold.expiry_disclosure,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None)
     new.taxes.set(sold.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=new, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,

@@ -93,7 +93,8 @@ def memberships_open(*, actor, openings: list[Opening], at: dt.datetime, cut_ove
                      zone: str) -> list[tuple[Pass, int | None]]:
     """Create the memberships and their paid current cycle (inside the caller's transaction) and
     post each one's unearned part. Returns (pass, journal transaction id or None), in order."""
-    currency = clinic_get().currency
+    clinic = clinic_get()
+    currency = clinic.currency
     passes, cycles, bills = [], [], []
     for o in openings:
         t = o.template
@@ -104,7 +105,8 @@ def memberships_open(*, actor, openings: list[Opening], at: dt.datetime, cut_ove
             t, patient_id=o.patient_id, actor=actor, start_date=o.current.start, purchase_date=o.start_date,
             purchased_at=dt.datetime.combine(o.start_date, dt.time(12), ZoneInfo(zone)), payment_mode=o.payment_mode,
             term_cycles=None if t.term_cycles is None else t.term_cycles - (o.current.number - 1),
-            price_minor=o.cycle_price_minor, cycle_price_minor=o.cycle_price_minor, deferred_minor=amounts.net)
+            price_minor=o.cycle_price_minor, cycle_price_minor=o.cycle_price_minor, deferred_minor=amounts.net,
+            clinic=clinic)
         row = PassInvoice(seq=1, due_on=o.current.start, period_start=o.current.start, period_end=o.current.end,
                           unit_price_minor=o.cycle_price_minor, amount_minor=amounts.total, net_minor=amounts.net,
                           uses_allowed=None if t.uses_per_cycle is None else t.uses_per_cycle - o.uses_taken)

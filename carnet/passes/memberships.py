@@ -19,6 +19,7 @@ from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 
 from .cycles import billed_cycles, cycle_for, row_make
+from .expiry_rules import terms_freeze
 from .intro_offers import intro_check, intro_override_record
 from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, PassPause, PassTemplate, Redemption
@@ -89,7 +90,7 @@ def _issue_due(sold: Pass, *, today: dt.date, actor=None, action=None, location=
 
 def membership_copy(template: PassTemplate, *, patient_id: int, actor, start_date: dt.date, purchase_date: dt.date,
                     purchased_at: dt.datetime, payment_mode: str, card=None, location=None, sold_by=None,
-                    online: bool = False, **terms) -> Pass:
+                    online: bool = False, clinic=None, **terms) -> Pass:
     """A membership with its own copy of the template's terms (SPEC 6.4), not saved; `terms`
     override them (an import's remaining term and cycle price)."""
     sold = Pass(
@@ -106,6 +107,7 @@ def membership_copy(template: PassTemplate, *, patient_id: int, actor, start_dat
         tax_inclusive=template.tax_inclusive, created_by=actor if getattr(actor, "is_authenticated", False) else None)
     for name, value in terms.items():
         setattr(sold, name, value)
+    terms_freeze(sold, clinic)  # the clinic's expiry terms at sale, kept whatever the clinic's preset says later
     return sold
 
 

@@ -146,6 +146,12 @@ class Pass(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     ended_at = models.DateTimeField(null=True, blank=True)
     expiry_reminded_on = models.DateField(null=True, blank=True)  # the expiry date a reminder was sent for
+    # The clinic's expiry terms at sale (issue 23, expiry_rules.expiry_terms): a later change of the
+    # clinic's preset or rule never alters them. Blank rule: sold before terms were kept (the clinic's rule).
+    expiry_preset = models.CharField(max_length=12, blank=True, default="")
+    expiry_rule = models.CharField(max_length=10, blank=True, default="")
+    expiry_minimum_days = models.PositiveIntegerField(default=0)
+    expiry_disclosure = models.CharField(max_length=300, blank=True, default="")
     sold_by = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                 help_text="Assigned for upfront compensation (SPEC 5.6).")
     sold_online = models.BooleanField(default=False)

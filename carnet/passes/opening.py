@@ -30,6 +30,7 @@ from carnet.core.undo import imported_rows_remove
 from carnet.ledger import accounts
 from carnet.ledger.services import Entry, Line, transactions_post_many
 
+from .expiry_rules import expiry_terms
 from .models import EligibleItem, Pass, PassInvoice, PassItem, PassTemplate
 
 
@@ -80,6 +81,7 @@ def packages_open(*, actor, openings: list[Opening], at: dt.datetime, memo: str,
     """Create the passes (inside the caller's transaction) and post each one's opening balance.
     Returns (pass, journal transaction id or None when nothing is left to defer), in order."""
     user = actor if getattr(actor, "is_authenticated", False) else None
+    terms = expiry_terms()  # the clinic's expiry terms at the switch, kept like a sale's
     passes = []
     for o in openings:
         t = o.template
@@ -92,7 +94,8 @@ def packages_open(*, actor, openings: list[Opening], at: dt.datetime, memo: str,
             family_sharing=t.family_sharing, transferable=t.transferable, instalments=1,
             purchase_date=o.purchase_date,
             purchased_at=dt.datetime.combine(o.purchase_date, dt.time(12), ZoneInfo(zone)),
-            expires_on=o.expires_on, created_by=user))
+            expires_on=o.expires_on, expiry_preset=terms.preset, expiry_rule=terms.rule,
+            expiry_minimum_days=terms.minimum_days, expiry_disclosure=terms.disclosure, created_by=user))
     passes = bulk.insert(Pass, passes)
     bulk.insert(PassItem, [
         PassItem(sold_pass=p, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,

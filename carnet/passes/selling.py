@@ -21,7 +21,7 @@ from carnet.core.money import Money
 from carnet.core.permissions import Action, require
 from carnet.people.models import StaffMember
 
-from .expiry_rules import add_months
+from .expiry_rules import add_months, expiry_allowed, expiry_terms
 from .intro_offers import intro_check, intro_override_record
 from .models import Pass, PassInvoice, PassItem, PassTemplate
 
@@ -109,10 +109,8 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
     today = clock.today(clinic.time_zone)
     if expires_on == "default":
         expires_on = default_expiry(template, today)
-    if expires_on is not None:
-        from .expiry_rules import expiry_allowed
-
-        expiry_allowed(purchase_date=today, expires_on=expires_on)
+    terms = expiry_terms(clinic)  # kept on the pass: a later change of the clinic's rule never alters it
+    expiry_allowed(purchase_date=today, expires_on=expires_on, terms=terms)
     plan = _instalment_plan(template, clinic.currency)
     sold = Pass.objects.create(
         kind=template.kind, template=template, patient=patient, name=template.name,
@@ -122,7 +120,8 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         family_sharing=template.family_sharing, transferable=template.transferable,
         instalments=template.instalments, purchase_date=today, purchased_at=now, expires_on=expires_on,
         sold_by=sold_by, sold_online=online, card=card, location=location, tax_inclusive=template.tax_inclusive,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        expiry_preset=terms.preset, expiry_rule=terms.rule, expiry_minimum_days=terms.minimum_days,
+        expiry_disclosure=terms.disclosure, created_by=actor if getattr(actor, "is_authenticated", False) else None)
     sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,

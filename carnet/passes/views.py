@@ -23,6 +23,7 @@ from carnet.people.selectors import patient_family, patient_get, patient_search
 from carnet.staff.decorators import run_action, save_once, staff_required
 
 from . import ending
+from .expiry_rules import small_balance_offer
 from .models import Pass, PassInvoice, Redemption
 from .selectors import (pass_collected_minor, pass_fully_paid, pass_history, pass_invoices, pass_paid_minor,
                         pass_unlocked, passes_for_patient)
@@ -255,6 +256,7 @@ def pass_refund(request, pk: int):
             return redirect("passes:refund", pk=pk)
     return render(request, "passes/pass_refund.html", {
         "sold": sold, "clinic": clinic, "step": 1, "form": form, "s": suggestions,
+        "small_balance": small_balance_offer(sold, suggestions["suggested"]),
         "collected": pass_collected_minor(sold), "future": list(_future_reservations(sold)),
         "active": sold.status == Pass.Status.ACTIVE})
 

@@ -250,6 +250,7 @@ def _pass_status(sold, clinic) -> str:
 def passes(request, patient):
     """The Packages & Memberships tab: own and dependants' passes with their usage, and what is sold online."""
     from carnet.passes import online as passes_online
+    from carnet.passes.expiry_rules import expiry_terms
 
     clinic = clinic_get()
     return render(request, "portal/passes.html", {
@@ -262,6 +263,7 @@ def passes(request, patient):
         "membership_offers": [(t, passes_online.online_total_minor(t)) for t in
                               passes_online.online_membership_templates().prefetch_related("items__treatment", "taxes")],
         "online": clinic.online_sales_enabled,
+        "offer_terms": expiry_terms(clinic).disclosure,  # what a package bought now is sold with
     })
 
 
