@@ -67,3 +67,12 @@ def text_check(value: str, *, field: str, limit: int) -> str:
     if len(value) > limit:
         raise _refuse(field, f"at most {limit} characters (this is {len(value)}).")
     return value
+
+
+def column_check(model, **values: str | None) -> None:
+    """text_check for each value against its model field's own max_length (a value of None: not
+    given; a TextField: no length limit, NUL still refused), so the limit named is the column's."""
+    for name, value in values.items():
+        if value is not None:
+            limit = model._meta.get_field(name).max_length
+            text_check(value, field=name, limit=len(value) if limit is None else limit)

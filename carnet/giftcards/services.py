@@ -30,6 +30,7 @@ from carnet.billing.models import CardAttempt, Payment
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
+from carnet.core.limits import column_check
 from carnet.core.permissions import Action, require
 
 from .codes import code_canonical, code_rule_broken
@@ -165,6 +166,8 @@ def giftcard_create_and_load(*, actor, code: str, amount_minor: int = 0, purchas
     require(actor, Action.SELL)
     clinic = _enabled()
     code = code_normalize(code)
+    recipient_name, recipient_email = (recipient_name or "").strip(), (recipient_email or "").strip()
+    column_check(GiftCard, recipient_name=recipient_name, recipient_email=recipient_email)
     if amount_minor:
         _check_load(clinic, amount_minor)
     elif amount_minor < 0:
@@ -194,7 +197,7 @@ def _create(*, code, **fields) -> GiftCard:
     try:
         with transaction.atomic():
             return GiftCard.objects.create(code=code, created_at=clock.now(),
-                                           recipient_name=fields["recipient_name"][:120],
+                                           recipient_name=fields["recipient_name"],
                                            recipient_email=fields["recipient_email"], notes=fields["notes"],
                                            purchaser=fields["purchaser"])
     except IntegrityError:  # a twin created the same code meanwhile
@@ -379,8 +382,8 @@ def giftcard_update(*, actor, card: GiftCard, notes: str | None = None, recipien
     before = activity.snapshot(card)
     for name, value in (("notes", notes), ("recipient_name", recipient_name), ("recipient_email", recipient_email)):
         if value is not None:
+            column_check(GiftCard, **{name: value.strip()})  # too long is refused naming the limit, never cut
             setattr(card, name, value.strip())
-    card.recipient_name = card.recipient_name[:120]
     card.save(update_fields=["notes", "recipient_name", "recipient_email"])
     activity.record(actor=actor, verb="updated", obj=card, before=before, after=activity.snapshot(card))
     return card
@@ -415,7 +418,8 @@ def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, rec
         raise ValidationFailed(f"The smallest gift card sold online is {_money(clinic.gift_card_online_minimum_minor)}.",
                                fields={"amount": ["Below the minimum."]})
     _check_load(clinic, amount_minor)
-    recipient_email = (recipient_email or "").strip()
+    recipient_name, recipient_email = (recipient_name or "").strip(), (recipient_email or "").strip()
+    column_check(GiftCard, recipient_name=recipient_name, recipient_email=recipient_email)
     if not recipient_email or "@" not in recipient_email:
         raise ValidationFailed("Enter the recipient's email address; the code is sent there.",
                                fields={"recipient_email": ["Enter an email address."]})
@@ -425,7 +429,7 @@ def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, rec
         card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
                     "holder": holder},
         context={"reference": "Gift card bought online", "sale_key": sale_key,
-                 "recipient_name": (recipient_name or "").strip()[:120], "recipient_email": recipient_email})
+                 "recipient_name": recipient_name, "recipient_email": recipient_email})
     card = GiftCard.objects.filter(sale_key=sale_key).first()
     if card is None:
         raise Conflict(f"{attempt.message} Please contact the clinic.", code="kept_as_credit")

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from carnet.core import activity
 from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.limits import column_check
 from carnet.people.models import StaffMember
 
 from .access import schedule_require
@@ -23,6 +24,8 @@ def break_create(*, actor, practitioner: StaffMember, location, start: dt.dateti
         raise ValidationFailed("Give the times with their UTC offset.", fields={"start": ["Include a UTC offset."]})
     if end <= start:
         raise ValidationFailed("A break must end after it starts.", fields={"end": ["After the start."]})
+    reason = (reason or "").strip()
+    column_check(Break, reason=reason)  # too long is refused naming the limit, never cut
     lock_practitioners([practitioner.pk])
     booked = (Appointment.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start)
               .exclude(status=Status.CANCELLED).first())
@@ -30,7 +33,7 @@ def break_create(*, actor, practitioner: StaffMember, location, start: dt.dateti
         raise Conflict(f"{practitioner} has an appointment then ({booked}). Move it first, or choose another time.",
                        code="break_overlaps_appointment")
     item = Break.objects.create(practitioner=practitioner, location=location, start=start, end=end,
-                                reason=reason.strip()[:120])
+                                reason=reason)
     activity.record(actor=actor, verb="created", obj=item, after=activity.snapshot(item))
     return item
 

@@ -218,6 +218,28 @@ def test_too_long_text_is_a_4xx_naming_the_limit_never_cut(world):
     assert Payment.objects.get().refunded_minor == 0
 
 
+def test_too_long_gift_card_recipient_or_break_reason_is_a_4xx_naming_the_limit_never_cut(world):
+    """These were cut to their column's length without a word (SQLite) or a 500 (PostgreSQL, the email)."""
+    from carnet.giftcards.models import GiftCard
+    from carnet.scheduling.models import Break
+
+    client = world["client"]
+    _refused(_post(client, "/api/v1/gift-cards", {"code": "GIFT2026", "recipient_name": "n" * 121}),
+             (422,), "at most 120 characters (this is 121)")
+    _refused(_post(client, "/api/v1/gift-cards", {"code": "GIFT2026", "recipient_email": "e" * 250 + "@example.test"}),
+             (422,), "at most 254 characters")
+    card = _post(client, "/api/v1/gift-cards", {"code": "GIFT2026", "recipient_name": "n" * 120})
+    assert card.status_code == 201 and card.json()["recipient_name"] == "n" * 120
+    patch = client.patch(f"/api/v1/gift-cards/{card.json()['id']}", json.dumps({"recipient_name": "m" * 121}),
+                         content_type="application/json")
+    _refused(patch, (422,), "at most 120 characters")
+    assert GiftCard.objects.get().recipient_name == "n" * 120
+    _refused(_post(client, f"/api/v1/practitioners/{world['prac'].pk}/breaks", {
+        "location_id": world["location"].pk, "start": "2026-05-12T12:00:00-04:00", "end": "2026-05-12T13:00:00-04:00",
+        "reason": "r" * 121}), (422,), "at most 120 characters")
+    assert not Break.objects.exists()
+
+
 # ---------------------------------------------------------------- 11: gift-card codes
 
 @pytest.mark.parametrize(("typed", "stored"), [
