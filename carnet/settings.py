@@ -175,6 +175,8 @@ AUTH_PASSWORD_VALIDATORS = [
 PASSWORD_RESET_TIMEOUT = int(os.environ.get("PASSWORD_RESET_MINUTES", "60")) * 60
 # How long a patient's portal invitation link works (days).
 PORTAL_INVITATION_DAYS = int(os.environ.get("PORTAL_INVITATION_DAYS", "7"))
+# How long the link of an online sign-up's confirmation email works (hours).
+SIGN_UP_LINK_HOURS = int(os.environ.get("SIGN_UP_LINK_HOURS", "24"))
 LOGIN_URL = "staff:login"
 
 # Idle expiry: the cookie's age is renewed on every request.

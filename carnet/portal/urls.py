@@ -11,6 +11,8 @@ urlpatterns = [
     path("account/password/", views.password_change, name="password_change"),
     # Public: the signed invitation link is the patient's only credential until they choose a password.
     path("invitation/<str:token>/", views.invitation, name="invitation"),
+    # Public: the signed link from an online sign-up's email proves the address; it creates the login.
+    path("sign-up/<str:token>/", views.sign_up_confirm, name="sign_up_confirm"),
     path("gift-cards/buy/", views.gift_card_buy, name="gift_card_buy"),
     path("passes/", views.passes, name="passes"),
     path("passes/buy/<int:pk>/", views.pass_buy, name="pass_buy"),

@@ -1,9 +1,11 @@
 """The patient portal ("My Account"): a patient sees their own record and their dependants'."""
 
+import time
 from functools import wraps
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
+from django.contrib.auth import login
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -18,12 +20,13 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.gateway.services import PaymentFailed
-from carnet.people import invitations
+from carnet.people import invitations, signups
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
 from carnet.staff import account_views
 from carnet.staff.decorators import apply_errors
 from carnet.staff.forms import SetPasswordForm
+from carnet.staff.middleware import LOGGED_IN_AT
 from carnet.staff.views import login_view
 
 from .forms import GiftCardBuyForm, PayBalanceForm
@@ -70,6 +73,35 @@ def invitation(request, token: str):
             messages.success(request, f"Your password is set. Log in with {patient.email} and your new password.")
             return redirect("portal:login")
     return render(request, "portal/invitation.html", {"form": form, "patient": patient, "clinic": clinic_get()})
+
+
+def sign_up_confirm(request, token: str):
+    """The link in an online sign-up's email: the person chooses their password, which creates their
+    patient record and login, and is logged in and sent back to the booking they were confirming."""
+    try:
+        details = signups.sign_up_details(token=token)
+    except CarnetError as exc:
+        return render(request, "staff/link_invalid.html", {"kind": "patient", "sign_up": True,
+                      "login_url": "portal:login", "message": exc.message}, status=exc.status)
+    form = SetPasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = signups.sign_up_complete(token=token, password=form.cleaned_data["password"],
+                                               confirm=form.cleaned_data["confirm"])
+        except CarnetError as exc:
+            if exc.code == "login_taken":  # the link was used already: the address is theirs, so say so
+                messages.info(request, exc.message)
+                return redirect("portal:login")
+            apply_errors(form, exc)
+        else:
+            login(request, patient.user, backend="django.contrib.auth.backends.ModelBackend")
+            request.session[LOGGED_IN_AT] = time.time()
+            if details.get("next"):
+                messages.success(request, "Your account is ready. Confirm your booking below.")
+                return redirect(details["next"])
+            messages.success(request, "Your account is ready.")
+            return redirect("portal:home")
+    return render(request, "portal/sign_up_confirm.html", {"form": form, "details": details, "clinic": clinic_get()})
 
 
 @patient_required

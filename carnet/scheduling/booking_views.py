@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth import login
+from django.conf import settings
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
@@ -20,7 +20,7 @@ from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.limits import day_from_text
 from carnet.people import login_throttle
-from carnet.people.services import patient_sign_up
+from carnet.people.signups import sign_up_request
 from carnet.staff.decorators import apply_errors
 
 from . import online
@@ -31,7 +31,6 @@ class SignUpForm(forms.Form):
     last_name = forms.CharField(max_length=80, widget=forms.TextInput(attrs={"autocomplete": "family-name"}))
     email = forms.EmailField(help_text="Your login for My Account.", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
     phone = forms.CharField(max_length=40, required=False, widget=forms.TextInput(attrs={"autocomplete": "tel"}))
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
 
 class ConfirmForm(forms.Form):
@@ -156,13 +155,15 @@ def confirm(request, location_id: int):
         ip = request.META.get("REMOTE_ADDR")
         try:
             login_throttle.sign_up_check(ip=ip)
-            patient = patient_sign_up(**signup.cleaned_data)
+            # The same answer whatever the email (people.signups): the link in the email finishes the
+            # sign-up and comes back to this page, logged in, to confirm the booking.
+            sign_up_request(**signup.cleaned_data, next_url=request.get_full_path(),
+                            base_url=settings.SITE_URL or request.build_absolute_uri("/"))
             login_throttle.sign_up_record(ip=ip)
         except CarnetError as exc:
             apply_errors(signup, exc)
         else:
-            login(request, patient.user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect(request.get_full_path())
+            return redirect("booking:sign_up_sent")
     elif request.method == "POST" and patient is not None and form.is_valid():
         try:
             appointment = online.appointment_book_online(
@@ -188,3 +189,9 @@ def confirm(request, location_id: int):
         "clinic": clinic_get(), "location": location, "treatment": treatment, "practitioner": practitioner,
         "start": start, "patient": patient, "signup": signup, "form": form, "back": back,
         "login_url": reverse("portal:login") + "?" + urlencode({"next": request.get_full_path()})})
+
+
+def sign_up_sent(request):
+    """After the sign-up form: the same page whatever the email (it may already have an account)."""
+    return render(request, "scheduling/booking_sign_up_sent.html",
+                  {"clinic": clinic_get(), "hours": settings.SIGN_UP_LINK_HOURS})

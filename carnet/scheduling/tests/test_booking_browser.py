@@ -1,11 +1,13 @@
 """In a real browser, at a phone's and a desktop's size: a new patient finds online booking from the
 portal's login page, picks a treatment (its length and price shown) and "any practitioner", takes the
-first available time, signs up, confirms, and sees the appointment in My Account. Every page fits
+first available time, signs up (a link by email to choose the password), confirms, and sees the appointment in My Account. Every page fits
 the screen and passes axe-core."""
 
 import datetime as dt
+import re
 
 import pytest
+from django.core import mail
 from playwright.sync_api import expect
 
 from carnet.conftest import fits_and_accessible, make_catalog
@@ -46,8 +48,14 @@ def test_a_new_patient_books_online_and_sees_it_in_the_portal(page, width, heigh
         page.get_by_label("First name").fill("Nora")
         page.get_by_label("Last name").fill("Newcomer")
         page.get_by_label("Email").fill("nora@example.test")
-        page.get_by_label("Password").fill("a long pass phrase 42")
         page.get_by_role("button", name="Sign up and continue").click()
+        expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+        fits_and_accessible(page)
+        link = re.search(r"https?://\S+", mail.outbox[-1].body.split("open this link:")[1]).group(0)
+        page.goto(link)
+        page.fill("input[name=password]", "a long pass phrase 42")
+        page.get_by_label("New password again").fill("a long pass phrase 42")
+        page.get_by_role("button", name="Save my password and continue to my booking").click()
         expect(page.get_by_text("Booking for Nora Newcomer")).to_be_visible()
         fits_and_accessible(page)
         page.get_by_role("button", name="Confirm booking").click()

@@ -140,24 +140,78 @@ def _key(html):
     return re.search(r'name="form_key" value="([0-9a-f]+)"', html).group(1)
 
 
-def test_booking_pages_sign_up_confirm_and_double_submit(setup, client, django_capture_on_commit_callbacks):
+def _link(message) -> str:
+    return re.search(r"https?://\S+", message.body.split("open this link:")[1]).group(0)
+
+
+def test_booking_pages_sign_up_by_email_confirm_and_double_submit(setup, client, django_capture_on_commit_callbacks):
     loc, t, p = setup["location"], setup["treatment"], setup["prac"]
     page = client.get(f"/book/{loc.pk}/", {"treatment": t.pk, "practitioner": p.pk, "day": DAY}).content.decode()
     assert "Massage 60" in page and "09:00" in page and "11:00" in page
     confirm = re.search(r'href="(/book/\d+/confirm/\?[^"]+)"', page).group(1).replace("&amp;", "&")
     page = client.get(confirm).content.decode()
     assert "Sign up" in page and "Log in to book" in page
-    response = client.post(confirm, {"action": "signup", "first_name": "Nora", "last_name": "New",
-                                     "email": "nora@example.test", "password": "a long pass phrase 42"})
-    assert response.status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(confirm, {"action": "signup", "first_name": "Nora", "last_name": "New",
+                                         "email": "nora@example.test"}, follow=True)
+    assert "Check your email" in response.content.decode()
+    assert not Patient.objects.filter(email="nora@example.test").exists()  # nothing until the address is proven
+    [message] = mail.outbox
+    assert message.to == ["nora@example.test"] and "Finish signing up" in message.subject
+    link = _link(message)
+    assert "Nora" in client.get(link).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(link, {"password": "a long pass phrase 42", "confirm": "a long pass phrase 42"})
+    assert response["Location"] == confirm  # back to the chosen time, logged in
     assert Patient.objects.get(email="nora@example.test").user.username == "nora@example.test"
     data = {"action": "confirm", "form_key": _key(client.get(confirm).content.decode())}
     with django_capture_on_commit_callbacks(execute=True):
         first, second = client.post(confirm, data), client.post(confirm, data)
     assert first["Location"] == second["Location"] == "/portal/"
-    assert Appointment.objects.filter(booked_by="online").count() == 1 and len(mail.outbox) == 1
+    assert Appointment.objects.filter(booked_by="online").count() == 1 and len(mail.outbox) == 2
     home = client.get("/portal/").content.decode()
     assert "Massage 60" in home and "Tue 2026-03-10 09:00" in home
+    # The link was used: a second use says to log in and makes nothing.
+    client.logout()
+    again = client.post(link, {"password": "a long pass phrase 42", "confirm": "a long pass phrase 42"}, follow=True)
+    assert "already set up; log in" in again.content.decode() and Patient.objects.count() == 1
+
+
+def test_sign_up_answers_the_same_for_an_existing_email_and_tells_its_holder(setup, client,
+                                                                           django_capture_on_commit_callbacks):
+    existing = signed_up("taken@example.test")
+    loc, t, p = setup["location"], setup["treatment"], setup["prac"]
+    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={at(DAY, '09:00').isoformat()}"
+    pages = []
+    for email in ("taken@example.test", "fresh@example.test"):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(confirm, {"action": "signup", "first_name": "Eve", "last_name": "Else",
+                                              "email": email}, follow=True)
+        pages.append((response.status_code, response.redirect_chain,
+                      response.content.decode().replace(email, "EMAIL")))
+    assert pages[0] == pages[1]  # nothing on the page tells the two apart
+    assert "Already registered" not in pages[0][2]
+    to_holder, to_new = mail.outbox
+    assert to_holder.to == ["taken@example.test"] and "tried to sign up" in to_holder.subject
+    assert "/portal/password-reset/" in to_holder.body  # a working reset link for the holder
+    reset = re.search(r"https?://\S+/portal/password-reset/\S+", to_holder.body).group(0)
+    assert "New password" in client.get(reset).content.decode()
+    assert Patient.objects.filter(email="taken@example.test").count() == 1
+    existing.refresh_from_db()
+    assert existing.first_name == "Nora"  # untouched
+    assert "Finish signing up" in to_new.subject
+
+
+def test_a_tampered_or_old_sign_up_link_says_so(setup, client, django_capture_on_commit_callbacks):
+    from carnet.people.signups import sign_up_request
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sign_up_request(first_name="Nora", last_name="New", email="n@example.test", base_url="http://testserver")
+    link = _link(mail.outbox[0])
+    assert client.get(link[:-4] + "xyz/").status_code == 400
+    with clock.frozen(NOW + dt.timedelta(hours=24, seconds=1)):
+        response = client.get(link)
+    assert response.status_code == 410 and "expired" in response.content.decode()
 
 
 def test_confirming_a_slot_just_taken_sends_back_to_the_times_with_a_message(setup, client):

@@ -437,7 +437,9 @@ def test_api_anonymous_and_patient(world):
 
 # Reachable without a login: asking for a reset link and using one (tested in test_passwords.py).
 ACCOUNT_PAGES_PUBLIC = {"staff:password_reset", "staff:password_reset_confirm",
-                        "portal:password_reset", "portal:password_reset_confirm"}
+                        "portal:password_reset", "portal:password_reset_confirm",
+                        # online sign-up: "check your email", then the link from it (test_online.py)
+                        "booking:sign_up_sent", "portal:sign_up_confirm"}
 
 
 def test_account_pages_are_public_and_the_change_pages_need_a_login(client):
