@@ -70,6 +70,15 @@ class Clinic(models.Model):
                                         help_text="Used when the preset is None.")
     pass_expiry_minimum_days = models.PositiveIntegerField(
         default=0, help_text="With the minimum rule: a pass expires no sooner than this many days after purchase.")
+    class BreakageMethod(models.TextChoices):  # issue 23 point 5: the accountant's choice
+        EXPIRY = "expiry", "At expiry (unused value when a package expires)"
+        PROPORTIONAL = "proportional", "In proportion to redemptions (ASC 606-10-55-48)"
+
+    breakage_method = models.CharField(
+        max_length=12, choices=BreakageMethod.choices, default=BreakageMethod.EXPIRY,
+        help_text="In proportion to redemptions: each use of a package also recognises its share of the breakage "
+                  "its template expects (the template's expected breakage rate); what is left is trued up when the "
+                  "package expires or ends. Applies to packages sold from now on; those already sold keep theirs.")
     pass_expiry_reminder_days = models.PositiveIntegerField(
         default=14, help_text="Email the patient this many days before a pass expires (0: no reminder).")
     insurer_ready_receipts = models.BooleanField(

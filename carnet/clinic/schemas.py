@@ -32,6 +32,9 @@ class ClinicIn(Schema):
     pass_expiry_minimum_days: int = Field(0, ge=0, description="With the minimum rule: days a pass lasts at least")
     pass_expiry_reminder_days: int = Field(14, ge=0, description="Remind the patient this many days before expiry; 0 = no reminder")
     insurer_ready_receipts: bool = False
+    breakage_method: Literal["expiry", "proportional"] = Field(
+        "expiry", description="Package breakage: at expiry, or in proportion to redemptions at each template's "
+        "expected breakage rate (ASC 606-10-55-48); packages already sold keep the method of their sale")
 
 
 class ClinicOut(ClinicIn):

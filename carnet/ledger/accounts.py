@@ -17,6 +17,9 @@ GIFT_CARD_LIABILITY = "gift_card_liability"
 DEFERRED_PACKAGES = "deferred_revenue_packages"
 DEFERRED_MEMBERSHIPS = "deferred_revenue_memberships"
 BREAKAGE = "breakage_revenue"            # revenue
+# Breakage recognised ahead of expiry, in proportion to redemptions (ASC 606-10-55-48): a contra
+# account to deferred revenue – packages (a debit balance), so that account keeps the unredeemed value.
+EXPECTED_BREAKAGE = "deferred_revenue_packages_expected_breakage"
 # Balances brought in from the clinic's previous system (SPEC 15) are posted against this.
 OPENING_BALANCE_EQUITY = "opening_balance_equity"
 
@@ -35,6 +38,7 @@ _FIXED = {
     DEFERRED_PACKAGES: (LIABILITY, "Deferred revenue – packages"),
     DEFERRED_MEMBERSHIPS: (LIABILITY, "Deferred revenue – memberships"),
     BREAKAGE: (REVENUE, "Breakage revenue"),
+    EXPECTED_BREAKAGE: (ASSET, "Deferred revenue – packages: expected breakage recognised (contra)"),
     OPENING_BALANCE_EQUITY: (EQUITY, "Opening balance equity"),
 }
 

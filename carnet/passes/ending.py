@@ -18,6 +18,7 @@ from carnet.ledger import accounts
 from carnet.ledger.selectors import postings_for_source
 from carnet.ledger.services import Line, transaction_post
 
+from .breakage import expected_breakage_settle
 from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, PassShare, Redemption
 from .redemption import _release, still_deferred, uses_to_post
@@ -107,6 +108,7 @@ def passes_expire(*, today: dt.date | None = None) -> int:
         account = accounts.DEFERRED_PACKAGES
         _forfeit(sold, kind="pass_expired", memo=f"{sold.name} expired on {sold.expires_on}",
                  lines_for=lambda v: [Line(account, debit=v), Line(accounts.BREAKAGE, credit=v)])
+        expected_breakage_settle(sold, memo=f"{sold.name} expired: breakage recognised ahead, settled")
         Pass.objects.filter(pk=pk).update(status=Status.EXPIRED, ended_at=clock.now())
         _cancel_instalments(sold)
         sold.refresh_from_db()
@@ -197,6 +199,7 @@ def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: boo
     if state["deferred"]:  # value of unused uses the clinic keeps
         transaction_post(kind="pass_refund_kept", source=sold, memo=f"{sold.name} refunded: value kept", lines=[
             Line(accounts.DEFERRED_PACKAGES, debit=state["deferred"]), Line(accounts.BREAKAGE, credit=state["deferred"])])
+    expected_breakage_settle(sold, memo=f"{sold.name} refunded: breakage recognised ahead, settled")
     sold.refresh_from_db()
     sold.forfeited_count += max(sold.remaining or 0, 0)
     sold.recognised_minor = sold.deferred_minor
@@ -276,6 +279,7 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
         purchased_at=now, expires_on=sold.expires_on, transferred_from=sold, deferred_minor=value,
         tax_inclusive=sold.tax_inclusive, expiry_preset=sold.expiry_preset, expiry_rule=sold.expiry_rule,
         expiry_minimum_days=sold.expiry_minimum_days, expiry_disclosure=sold.expiry_disclosure,
+        breakage_rate_bp=sold.breakage_rate_bp,
         created_by=actor if getattr(actor, "is_authenticated", False) else None)
     new.taxes.set(sold.taxes.all())
     PassItem.objects.bulk_create(
@@ -285,6 +289,7 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
     Pass.objects.filter(pk=sold.pk).update(forfeited_count=F("forfeited_count") + remaining,
                                            recognised_minor=F("deferred_minor"), status=Status.TRANSFERRED,
                                            ended_at=now)
+    expected_breakage_settle(sold, memo=f"{sold.name} transferred: breakage recognised ahead, settled")
     if value:
         transaction_post(kind="pass_transferred", source=sold, at=now,
                          memo=f"{sold.name}: {remaining} uses to {to_patient} (pass #{new.pk})",

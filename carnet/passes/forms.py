@@ -57,23 +57,32 @@ class TemplateForm(SetupFormBase):
         model = PassTemplate
         fields = ["name", "price_minor", "tax_inclusive", "taxes", "income_category", "quantity", "expiry_value",
                   "expiry_unit", "auto_select", "redeem_online", "family_sharing", "transferable", "instalments",
-                  "sold_online", "new_patients_only", "once_per_patient", *WINDOW_FIELDS]
+                  "sold_online", "new_patients_only", "once_per_patient", "expected_breakage_bp", *WINDOW_FIELDS]
         labels = {"quantity": "Quantity (uses)", "expiry_value": "Expires after", "expiry_unit": "Expiry unit",
+                  "expected_breakage_bp": "Expected breakage rate",
                   "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
                   "family_sharing": "Family members may share it", "transferable": "May be transferred",
                   "instalments": "Instalments (payment plan)", "sold_online": "Sold online in the patient portal",
                   **INTRO_LABELS, **WINDOW_LABELS}
         help_texts = {"expiry_value": "From the purchase date; leave empty for never.",
                       "instalments": "1 = paid in full; up to 24.",
-                      "quantity": "How many visits the package covers."}
+                      "quantity": "How many visits the package covers.",
+                      "expected_breakage_bp": "Basis points, 1000 = 10 %: the share of the value the clinic expects "
+                                              "never to be used. Recognised in proportion to redemptions when the "
+                                              "clinic's breakage method says so (Settings → Clinic); packages sold "
+                                              "keep the rate of their sale."}
 
     def __init__(self, *args, currency: str, **kwargs):
         self.currency = currency
         super().__init__(*args, **kwargs)
         self.fields["quantity"].required = self.instance.kind == PassTemplate.Kind.PACKAGE
         window_fields(self)
-        for name in ("quantity", "expiry_value", "instalments"):
+        for name in ("quantity", "expiry_value", "instalments", "expected_breakage_bp"):
             self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
+        self.fields["expected_breakage_bp"].required = False  # blank: none expected
+
+    def clean_expected_breakage_bp(self):
+        return self.cleaned_data.get("expected_breakage_bp") or 0
 
 
 class MembershipTemplateForm(SetupFormBase):

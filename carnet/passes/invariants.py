@@ -59,3 +59,18 @@ def _pass_counters():
             yield f"pass item #{item.pk}: used {item.used_count} != live redemptions {item.live}"
         if item.limit is not None and item.used_count > item.limit:
             yield f"pass item #{item.pk}: {item.used_count} uses over its limit of {item.limit}"
+
+
+@invariant("breakage recognised ahead equals the packages' part of the expected-breakage account")
+def _expected_breakage():
+    """Proportional breakage (breakage.py): the contra account holds what each package recognised
+    ahead, and no active package has more recognised ahead than it still holds in deferred revenue."""
+    ahead = Pass.objects.aggregate(total=Sum("breakage_expected_minor"))["total"] or 0
+    in_ledger = balance(accounts.EXPECTED_BREAKAGE)
+    if in_ledger != ahead:
+        yield f"ledger {in_ledger} != {ahead} recognised ahead by the packages"
+    over = Pass.objects.filter(status=Pass.Status.ACTIVE, breakage_expected_minor__gt=F("deferred_minor")
+                               - F("recognised_minor"))
+    for sold in over.order_by("pk"):
+        yield (f"pass #{sold.pk}: breakage recognised ahead {sold.breakage_expected_minor} > still deferred "
+               f"{sold.deferred_minor - sold.recognised_minor}")

@@ -65,6 +65,9 @@ class PassTemplate(models.Model):
     window_end = models.TimeField(null=True, blank=True)
     cap_uses = models.PositiveIntegerField(null=True, blank=True)
     cap_period = models.CharField(max_length=4, choices=[("day", "per day"), ("week", "per week")], default="week")
+    # Breakage expected on a package, in basis points (1000 = 10 %): recognised in proportion to
+    # redemptions when the clinic's breakage method says so (issue 23, passes/breakage.py).
+    expected_breakage_bp = models.PositiveIntegerField(default=0)
     archived = models.BooleanField(default=False)
     # Memberships (SPEC 6.1, 9.7): the price is per cycle; uses_per_cycle None = unlimited.
     cycle = models.CharField(max_length=8, choices=Cycle.choices, default=Cycle.MONTHLY)
@@ -152,6 +155,10 @@ class Pass(models.Model):
     expiry_rule = models.CharField(max_length=10, blank=True, default="")
     expiry_minimum_days = models.PositiveIntegerField(default=0)
     expiry_disclosure = models.CharField(max_length=300, blank=True, default="")
+    # Proportional breakage (issue 23, passes/breakage.py): the rate fixed at sale (0 = at expiry only)
+    # and the breakage recognised ahead so far (the pass's part of the expected-breakage contra account).
+    breakage_rate_bp = models.PositiveIntegerField(default=0)
+    breakage_expected_minor = models.BigIntegerField(default=0)
     sold_by = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                 help_text="Assigned for upfront compensation (SPEC 5.6).")
     sold_online = models.BooleanField(default=False)
@@ -315,6 +322,7 @@ class Redemption(models.Model):
     released_at = models.DateTimeField(null=True, blank=True)
     # Set when posted: the session value recognised, and what the compensation report needs (SPEC 5.6).
     value_minor = models.BigIntegerField(default=0)
+    breakage_minor = models.BigIntegerField(default=0)  # expected breakage posted with it (may be negative)
     additional_charge_minor = models.BigIntegerField(default=0)
     practitioner = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     compensation_minor = models.BigIntegerField(default=0)

@@ -22,6 +22,7 @@ from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.services import Line, transaction_post, transaction_reverse
 
+from .breakage import breakage_lines, breakage_share, expected_breakage_settle
 from .eligibility import REASONS, Verdict, auto_candidates, pass_check
 from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, Redemption
@@ -206,12 +207,16 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     sold = lock_pass(redemption.sold_pass_id)
     # A membership's fee is recognised day by day over its cycle (cycles.py), not per visit.
     value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else next_use_share(still_deferred(sold), uses_to_post(sold))
+    # Proportional breakage (breakage.py): nothing to compute, no statement more, at a rate of 0; none
+    # once the package has ended (a use kept at expiry, posted after it): its breakage is settled.
+    share = (breakage_share(sold, value=value, left_after=still_deferred(sold) - value)
+             if sold.breakage_rate_bp and sold.status == Pass.Status.ACTIVE else 0)
     item = redemption.item
     upfront = sold.sold_by_id is not None
     compensation = 0 if upfront else (item.compensation_minor if item.compensation_minor is not None
                                       else item.treatment.price_minor)
     now = clock.now()
-    posted = dict(status=Status.POSTED, posted_at=now, value_minor=value,
+    posted = dict(status=Status.POSTED, posted_at=now, value_minor=value, breakage_minor=share,
                   additional_charge_minor=item.additional_charge_minor,
                   practitioner_id=redemption.visit.appointment.practitioner_id, compensation_minor=compensation,
                   compensated_upfront=upfront, by_no_show=by_no_show,
@@ -221,11 +226,14 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     for name, field_value in posted.items():
         setattr(redemption, name, field_value)
     Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") - 1, posted_count=F("posted_count") + 1,
-                                           recognised_minor=F("recognised_minor") + value)
+                                           recognised_minor=F("recognised_minor") + value,
+                                           **({"breakage_expected_minor": F("breakage_expected_minor") + share}
+                                              if share else {}))
     if value:
         transaction_post(kind="pass_redeemed", source=redemption, at=now, memo=f"{sold.name}: one use", lines=[
             Line(accounts.DEFERRED_PACKAGES, debit=value),
             Line(accounts.revenue(sold.income_category_id), credit=value),
+            *breakage_lines(share),
         ])
     return redemption
 
@@ -241,11 +249,16 @@ def redemption_unpost(redemption: Redemption) -> None:
         transaction_reverse(txn=txn, memo="Visit un-arrived: the use is reserved again", kind="pass_redemption_undone")
     Pass.objects.filter(pk=redemption.sold_pass_id).update(
         reserved_count=F("reserved_count") + 1, posted_count=F("posted_count") - 1,
-        recognised_minor=F("recognised_minor") - redemption.value_minor)
+        recognised_minor=F("recognised_minor") - redemption.value_minor,
+        breakage_expected_minor=F("breakage_expected_minor") - redemption.breakage_minor)  # reversed with it
     Redemption.objects.filter(pk=redemption.pk).update(
-        status=Status.RESERVED, posted_at=None, value_minor=0, compensation_minor=0, compensated_upfront=False,
-        practitioner=None, additional_charge_minor=0,
+        status=Status.RESERVED, posted_at=None, value_minor=0, breakage_minor=0, compensation_minor=0,
+        compensated_upfront=False, practitioner=None, additional_charge_minor=0,
         remaining_after=None, by_no_show=False)
+    if redemption.breakage_minor:  # on a package already ended, its share was settled: settle the reversal too
+        ended = Pass.objects.filter(pk=redemption.sold_pass_id).exclude(status=Pass.Status.ACTIVE).first()
+        if ended is not None:
+            expected_breakage_settle(ended, memo=f"{ended.name}: a visit un-arrived after it ended")
 
 
 @transaction.atomic

@@ -42,6 +42,9 @@ class PassTemplateIn(Schema):
     family_sharing: bool = False
     transferable: bool = False
     instalments: int = Field(1, description="Payment plan: 1 = paid in full, up to 24")
+    expected_breakage_bp: int = Field(0, description="Package: breakage expected, in basis points (1000 = 10 %), "
+                                      "recognised in proportion to redemptions when the clinic's breakage method is "
+                                      "proportional (ASC 606-10-55-48); 0 to 9000")
     sold_online: bool = Field(False, description="Sold online in the patient portal (memberships: online sign-up)")
     new_patients_only: bool = Field(False, description="Intro offer: only for a patient with no arrived visit and "
                                     "no pass bought before")

@@ -21,6 +21,7 @@ from carnet.core.money import Money
 from carnet.core.permissions import Action, require
 from carnet.people.models import StaffMember
 
+from .breakage import breakage_rate_at_sale
 from .expiry_rules import add_months, expiry_allowed, expiry_terms
 from .intro_offers import intro_check, intro_override_record
 from .models import Pass, PassInvoice, PassItem, PassTemplate
@@ -121,7 +122,8 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         instalments=template.instalments, purchase_date=today, purchased_at=now, expires_on=expires_on,
         sold_by=sold_by, sold_online=online, card=card, location=location, tax_inclusive=template.tax_inclusive,
         expiry_preset=terms.preset, expiry_rule=terms.rule, expiry_minimum_days=terms.minimum_days,
-        expiry_disclosure=terms.disclosure, created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        expiry_disclosure=terms.disclosure, breakage_rate_bp=breakage_rate_at_sale(template, clinic),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None)
     sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,

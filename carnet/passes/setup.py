@@ -29,6 +29,7 @@ from .expiry_rules import template_expiry_allowed
 from .models import Cycle, EligibleItem, ExpiryUnit, Kind, Pass, PassInvoice, PassItem, PassTemplate
 
 MAX_INSTALMENTS = 24
+MAX_BREAKAGE_BP = 9000  # an expected breakage rate of at most 90 % (ASC 606 wants a reasoned estimate)
 MAX_TERM_CYCLES = 52
 MAX_CYCLE_COUNT = 1000  # uses per cycle, rollover cap, cancellable after, longest pause: sane bounds
 _FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "transferable", "sold_online",
@@ -36,7 +37,7 @@ _FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "tr
 _MEMBERSHIP = ("cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap",
                "pause_allowed", "pause_max_cycles", "self_cancel")
 _WINDOW = ("allowed_days", "window_start", "window_end", "cap_uses", "cap_period")
-_PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments") + _FLAGS + _MEMBERSHIP + _WINDOW
+_PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments", "expected_breakage_bp") + _FLAGS + _MEMBERSHIP + _WINDOW
 # Sold packages in these states still carry the template's terms; refunded, transferred or deleted ones are history.
 UPDATABLE = (Pass.Status.ACTIVE, Pass.Status.EXPIRED)
 # Memberships: only active ones (cancelled, expired or deleted ones are history).
@@ -142,6 +143,9 @@ def _clean_package(t: PassTemplate, errors: _Errors) -> None:
         errors.add("quantity", "A package needs a quantity of at least 1 use.")
     if t.instalments is None or not 1 <= t.instalments <= MAX_INSTALMENTS:
         errors.add("instalments", f"Instalments must be between 1 (paid in full) and {MAX_INSTALMENTS}.")
+    if t.expected_breakage_bp is None or not 0 <= t.expected_breakage_bp <= MAX_BREAKAGE_BP:
+        errors.add("expected_breakage_bp", f"The expected breakage rate is 0 to {MAX_BREAKAGE_BP // 100} % "
+                   f"(0 to {MAX_BREAKAGE_BP} basis points).")
     if t.expiry_unit not in ExpiryUnit.values:
         errors.add("expiry_unit", "The expiry unit must be days, weeks, months or years.")
     elif t.expiry_value is not None and t.expiry_value < 1:

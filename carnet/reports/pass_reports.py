@@ -232,7 +232,13 @@ def redemptions_per_week(table: Table) -> list[tuple[str, int]]:
 
 # ---------------------------------------------------------------- deferred revenue roll-forward
 
-ACCOUNT_KIND = {accounts.DEFERRED_PACKAGES: Kind.PACKAGE, accounts.DEFERRED_MEMBERSHIPS: Kind.MEMBERSHIP}
+ACCOUNT_KIND = {accounts.DEFERRED_PACKAGES: Kind.PACKAGE, accounts.DEFERRED_MEMBERSHIPS: Kind.MEMBERSHIP,
+                # Breakage recognised ahead (issue 23, passes/breakage.py): a contra account, read with packages.
+                accounts.EXPECTED_BREAKAGE: Kind.PACKAGE}
+# On the contra account: a redemption's share is "breakage expected"; its settling when a package
+# ends is a correction of the breakage at expiry.
+CONTRA_MOVEMENTS = {"pass_redeemed": ("breakage_expected", 1), "pass_redemption_undone": ("breakage_expected", 1),
+                    "pass_breakage_settled": ("expired", 1)}
 # Journal transaction kind -> (movement, sign applied to the posting amount so the movement reads positive).
 MOVEMENTS = {
     "invoice_issued": ("sold", -1), "invoice_deleted": ("sold", -1),
@@ -244,8 +250,9 @@ MOVEMENTS = {
     # Brought in from the clinic's previous system (carnet.imports), and such an import undone.
     "opening_balance": ("imported", -1), "opening_balance_undone": ("imported", -1),
 }
-# closing = opening + imported + sold - redeemed - refunded - expired + transferred
-EFFECT = {"imported": 1, "sold": 1, "redeemed": -1, "refunded": -1, "expired": -1, "transferred": 1}
+# closing = opening + imported + sold - redeemed - breakage expected - refunded - expired + transferred
+EFFECT = {"imported": 1, "sold": 1, "redeemed": -1, "breakage_expected": -1, "refunded": -1, "expired": -1,
+          "transferred": 1}
 SHOWN_WHEN_USED = ("imported", "transferred")
 UNTRACED = "(not traced to a pass)"
 
@@ -315,7 +322,7 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
                                      output_field=IntegerField()))
                .values("account__code", "transaction__kind", "tpl", "before").annotate(total=Sum("amount"))
                .order_by())
-    MOVES = ["imported", "sold", "redeemed", "refunded", "expired", "transferred"]
+    MOVES = ["imported", "sold", "redeemed", "breakage_expected", "refunded", "expired", "transferred"]
     cells: dict[tuple[str, int | None], dict] = defaultdict(lambda: dict.fromkeys(["opening", *MOVES], 0))
     unclassified: dict[str, int] = defaultdict(int)
     for g in grouped:
@@ -325,7 +332,8 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
         if g["before"]:
             cells[key]["opening"] -= amount  # a liability: credits - debits
             continue
-        move = MOVEMENTS.get(g["transaction__kind"])
+        move = (CONTRA_MOVEMENTS if g["account__code"] == accounts.EXPECTED_BREAKAGE else MOVEMENTS).get(
+            g["transaction__kind"])
         if move is None:
             unclassified[g["transaction__kind"]] -= amount
             cells[key]  # the row still shows
@@ -348,8 +356,11 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
     table.notes = [("Read from the ledger's deferred revenue accounts, by journal transaction: imported = opening "
                    "balances brought in from the clinic's previous system (net of imports undone); sold = sale invoices "
                    "net of deleted ones; redeemed = package uses (net of un-arrivals) and membership fees earned; "
-                   "refunded = value taken back from refunded passes and cycles; expired = breakage (expiry, and "
-                   "value kept on a refund)."),
+                   "breakage expected = breakage recognised in proportion to redemptions (ASC 606-10-55-48, for "
+                   "packages sold under that method; net of catch-ups and un-arrivals); refunded = value taken back "
+                   "from refunded passes and cycles; expired = breakage at expiry (and value kept on a refund), less "
+                   "the breakage expected of packages that ended. Packages' deferred revenue is read net of the "
+                   "expected-breakage contra account."),
                    ("Membership fees earned by the daily job are posted once per membership template, so they show "
                    "under their template.")]
 
@@ -357,15 +368,17 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
     mismatches: list[str] = []
     type_rows = []
     end_instant = end_dt - dt.timedelta(microseconds=1)
-    for code, k in ACCOUNT_KIND.items():
-        if code not in codes:
-            continue
+    for k in dict.fromkeys(ACCOUNT_KIND[code] for code in codes):
         total = dict.fromkeys(["opening", *MOVES], 0)
         for (kk, _), c in cells.items():
             if kk == k:
                 for m in total:
                     total[m] += c[m]
-        in_ledger = balance(code, as_of=end_instant)
+        own = [code for code in codes if ACCOUNT_KIND[code] == k]
+        # Liabilities read credits - debits; the contra account (an asset) the other way round.
+        in_ledger = sum(balance(code, as_of=end_instant) * (-1 if code == accounts.EXPECTED_BREAKAGE else 1)
+                        for code in own)
+        code = own[0]
         computed = closing(total)
         row = {"type": KIND_LABELS[k], **total, "closing": computed, "ledger": in_ledger, "difference": computed - in_ledger}
         type_rows.append(row)

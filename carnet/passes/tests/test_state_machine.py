@@ -76,13 +76,14 @@ OUTCOMES: collections.Counter = collections.Counter()  # "rule:ok" / "rule:code"
 
 class PassesMachine(RuleBasedStateMachine):
     @initialize(no_show_fee=st.sampled_from([0, 2500]), first=st.tuples(st.integers(1, 5), st.integers(1, 5)),
-                prices=st.tuples(st.integers(0, 50000), st.integers(0, 50000)))
-    def start(self, no_show_fee, first, prices):
+                prices=st.tuples(st.integers(0, 50000), st.integers(0, 50000)),
+                breakage=st.sampled_from(["expiry", "proportional"]))  # issue 23 point 5
+    def start(self, no_show_fee, first, prices, breakage):
         self.atomic = ExampleRollback().__enter__()
         self.frozen = clock.frozen(at(START.isoformat(), "10:00"))
         self.frozen.__enter__()
         discover()
-        clinic_set(time_zone="America/Toronto", no_show_fee_minor=no_show_fee)
+        clinic_set(time_zone="America/Toronto", no_show_fee_minor=no_show_fee, breakage_method=breakage)
         self.cat = make_catalog()
         self.treatments = [self.cat["treatment"], treatment_of(self.cat, "individual", name="Second massage")]
         self.staff = make_staff(AccessLevel.FULL_ACCESS).user
@@ -173,7 +174,8 @@ class PassesMachine(RuleBasedStateMachine):
                                     items=eligible or [(self.treatments[0], 0, None, None)],
                                     taxes=[self.cat["tax"]] if taxed else [], transferable=transferable,
                                     expiry_value=data.draw(st.sampled_from([None, 10, 30]), label="expiry days"),
-                                    expiry_unit="days")
+                                    expiry_unit="days",
+                                    expected_breakage_bp=data.draw(st.sampled_from([0, 1000, 5000]), label="breakage"))
         self.templates.append(template.pk)
         expires_on = {"none": None, "default": "default",
                       "date": START + dt.timedelta(days=data.draw(st.integers(0, 40), label="expires in"))}[expiry]
@@ -385,6 +387,7 @@ class PassesMachine(RuleBasedStateMachine):
                 # un-arrived after the pass ended): never unused, or their value would sit in
                 # deferred revenue for good. A use freed on an ended pass is forfeited to breakage.
                 assert sold.remaining == 0, f"pass #{sold.pk} {sold.status} with {sold.remaining} unused uses"
+                assert sold.breakage_expected_minor == 0, f"pass #{sold.pk} ended with breakage recognised ahead"
                 if not sold.reserved:
                     assert sold.recognised_minor == sold.deferred_minor, f"pass #{sold.pk} ended with value deferred"
         items = PassItem.objects.filter(sold_pass__in=self.passes).annotate(
