@@ -14,6 +14,7 @@ from carnet.billing.locks import lock_invoices
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.limits import date_check
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
@@ -134,8 +135,9 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
         raise ValidationFailed(f"{template} has no eligible items; add some in Settings before selling it.",
                                fields={"template_id": ["No eligible items."]})
     _check_card(patient, payment_mode, card)
-    overridden = intro_check(actor=actor, template=template, patient=patient, override=intro_override)
     now, today = clock.now(), _today()
+    _check_start(start_date, today=today)
+    overridden = intro_check(actor=actor, template=template, patient=patient, override=intro_override)
     sold = membership_copy(template, patient_id=patient.pk, actor=actor, start_date=start_date or today,
                            purchase_date=today, purchased_at=now, payment_mode=payment_mode,
                            card=card if payment_mode == Mode.AUTOMATIC else None, location=location,
@@ -148,6 +150,21 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
                     after=activity.snapshot(sold))
     intro_override_record(actor=actor, sold=sold, sentence=overridden)
     return sold
+
+
+# Past cycles are invoiced at once: a start in 1900 (or a typo like 0026) would issue thousands of
+# invoices in one request. A membership older than this comes in through the import (opening balances).
+MAX_PAST_START_DAYS = 366
+
+
+def _check_start(start_date: dt.date | None, *, today: dt.date) -> None:
+    date_check(start_date, field="start_date")
+    if start_date is not None and start_date < today - dt.timedelta(days=MAX_PAST_START_DAYS):
+        raise ValidationFailed(
+            f"Please correct start date: a membership sold here can start at most a year ago (from "
+            f"{today - dt.timedelta(days=MAX_PAST_START_DAYS)}), since every past cycle is invoiced at once; "
+            f"bring an older one in with Imports.", fields={"start_date": [
+                "At most a year ago: every past cycle is invoiced at once (bring an older membership in with Imports)."]})
 
 
 @transaction.atomic

@@ -176,6 +176,30 @@ def test_dates_are_within_1900_and_2200(world):
                                                 "date_of_birth": "1850-01-01"}), (422,), "date_of_birth")
 
 
+def test_membership_start_is_at_most_a_year_ago_and_within_1900_and_2200(world):
+    """Past cycles are invoiced at once: a start in 1900 issued some 1,500 invoices in one request
+    (the page took year 0001 too)."""
+    from carnet.passes.models import Pass
+    from carnet.passes.tests.factories import membership_template
+
+    client, patient, template = world["client"], world["patient"], membership_template(world)
+    for start in ("1900-01-01", (clock.today("America/Toronto") - __import__("datetime").timedelta(days=400)).isoformat()):
+        _refused(_post(client, f"/api/v1/patients/{patient.pk}/memberships", {"template_id": template.pk,
+                                                                              "start_date": start}),
+                 (422,), "at most a year ago")
+    for start in ("0001-01-01", "1900-01-01"):
+        page = client.post(reverse("memberships:sell", args=[patient.pk]), {
+            "form_key": new_form_key(), "template": template.pk, "start_date": start, "payment_mode": "manual"})
+        assert page.status_code in (200, 400, 422), page.status_code
+        html = page.content.decode().lower()
+        assert "between 1900 and 2200" in html or "at most a year ago: every past cycle is invoiced" in html
+    assert not Pass.objects.exists() and not Invoice.objects.exists()
+    recent = (clock.today("America/Toronto") - __import__("datetime").timedelta(days=60)).isoformat()
+    sold = _post(client, f"/api/v1/patients/{patient.pk}/memberships", {"template_id": template.pk,
+                                                                        "start_date": recent})
+    assert sold.status_code == 201, sold.content
+
+
 def test_no_date_of_birth_in_the_future(world):
     client = world["client"]
     tomorrow = clock.today("Pacific/Kiritimati").replace(year=clock.today("UTC").year + 1).isoformat()
