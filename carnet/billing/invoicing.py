@@ -346,15 +346,15 @@ def invoice_take_back(*, invoice: Invoice, amount_minor: int, to_credit_minor: i
         net_minor=-net, tax_minor=-tax_back, total_minor=-amount_minor)
     InvoiceLineTax.objects.bulk_create(InvoiceLineTax(line=line, tax_id=t, rate=0, amount_minor=-a)
                                        for t, a in back.items() if a)
+    now = clock.now()
+    # Payments come off first: the total never drops below what is applied (invoice_applied_within_total).
+    released = _release(invoice, must_release, now) if must_release else []
     invoice.subtotal_minor -= net
     invoice.tax_minor -= tax_back
     invoice.total_minor = new_total
     invoice.save(update_fields=["subtotal_minor", "tax_minor", "total_minor"])
-    now = clock.now()
     lines = [Line(accounts.AR, credit=amount_minor, patient_id=invoice.patient_id),
              *[Line(accounts.tax_payable(t), debit=a) for t, a in back.items()],
-             *counter_lines(net)]
-    if must_release:
-        lines += _release(invoice, must_release, now)
+             *counter_lines(net), *released]
     transaction_post(kind="pass_taken_back", source=source, memo=memo, at=now, lines=lines)
     return line

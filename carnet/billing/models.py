@@ -36,6 +36,10 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["-number"]
         indexes = [models.Index(fields=["patient", "deleted_at"])]
+        # Issue 17: what payments cover never exceeds the invoice, nor goes below nothing.
+        constraints = [models.CheckConstraint(
+            condition=models.Q(applied_minor__gte=0, applied_minor__lte=models.F("total_minor")),
+            name="invoice_applied_within_total")]
 
     def __str__(self):
         return f"Invoice #{self.number}"

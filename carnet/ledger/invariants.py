@@ -12,7 +12,7 @@ from django.db.models import Count, Q, Sum
 from django.utils.module_loading import autodiscover_modules
 
 from . import accounts
-from .models import Account, JournalTransaction, Posting
+from .models import Account, BalanceCheckpoint, JournalTransaction, Posting
 
 Check = Callable[[], Iterable[str]]
 registry: dict[str, Check] = {}  # name -> check; tests may pop temporary entries
@@ -83,3 +83,13 @@ def _accounts_have_known_type():
             continue
         if account.type != expected:
             yield f"account {account.code} has type {account.type!r}, expected {expected!r}"
+
+
+@invariant("balance checkpoints match the postings")
+def _balance_checkpoints_match():
+    for checkpoint in BalanceCheckpoint.objects.select_related("account").order_by("account__code"):
+        total = (Posting.objects.filter(account_id=checkpoint.account_id, id__lte=checkpoint.through_posting_id)
+                 .aggregate(total=Sum("amount"))["total"] or 0)
+        if int(total) != checkpoint.amount:
+            yield (f"{checkpoint.account.code}: checkpoint through posting {checkpoint.through_posting_id} says "
+                   f"{checkpoint.amount}, the postings sum to {total}")

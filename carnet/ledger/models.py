@@ -47,7 +47,9 @@ class Posting(models.Model):
     amount = models.BigIntegerField()  # minor units: + debit, - credit
 
     class Meta:
-        indexes = [models.Index(fields=["account", "patient_id"], name="ledger_posting_acct_pat_idx")]
+        indexes = [models.Index(fields=["account", "patient_id"], name="ledger_posting_acct_pat_idx"),
+                   # The liability guard reads an account's postings since its checkpoint.
+                   models.Index(fields=["account", "id"], name="ledger_posting_acct_id_idx")]
         constraints = [models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_posting_not_zero")]
 
     def __str__(self):
@@ -60,3 +62,18 @@ class Posting(models.Model):
     @property
     def credit(self) -> int:
         return max(-self.amount, 0)
+
+
+class BalanceCheckpoint(models.Model):
+    """A clinic-wide account's balance through one posting: the sum of the amounts of its postings
+    with id <= through_posting_id. Postings never change (append-only), so the posting service's
+    liability guard reads this row plus the few postings since, never the account's whole history.
+    Derived data: advanced by services.balance_checkpoints_advance, checked by an invariant."""
+
+    account = models.OneToOneField(Account, on_delete=models.PROTECT, related_name="checkpoint")
+    through_posting_id = models.BigIntegerField()
+    amount = models.BigIntegerField()  # + debit, - credit, like Posting.amount
+    at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.account_id} through posting {self.through_posting_id}: {self.amount:+d}"

@@ -7,14 +7,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Sum
 
 from carnet.core import bulk, clock
 from carnet.core.errors import CarnetError, Conflict, ValidationFailed
 from carnet.core.money import MAX_MINOR
 
 from . import accounts
-from .models import Account, JournalTransaction, Posting
+from .models import Account, BalanceCheckpoint, JournalTransaction, Posting
 
 
 class LedgerUnbalanced(CarnetError):
@@ -29,6 +30,14 @@ class LedgerUnbalanced(CarnetError):
 
 class AlreadyReversed(Conflict):
     code = "ledger_already_reversed"
+
+
+class LiabilityOverdrawn(Conflict):
+    """A posting would take a liability (patient credit, gift cards, deferred revenue, tax) below zero:
+    refused like TigerBeetle's debits_must_not_exceed_credits. The services' own checks and row locks
+    come first; this is the backstop, so nothing is recorded when one of them is wrong."""
+
+    code = "ledger_liability_negative"
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,77 @@ def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[Journal
          "amount": x.debit - x.credit}
         for txn, (_, kept) in zip(txns, entries) for x in kept
     ))
+    _liabilities_guard(by_code, {(x.account, x.patient_id) for _, kept in entries for x in kept
+                                 if x.debit and accounts.describe(x.account)[0] == accounts.LIABILITY})
     return txns
+
+
+# A patient's own postings on a per-patient account; a clinic-wide account's checkpoint and postings since.
+_PER_PATIENT_SQL = "(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND patient_id = %s)"
+_CLINIC_WIDE_SQL = (
+    "(SELECT COALESCE(MAX(amount), 0) FROM ledger_balancecheckpoint WHERE account_id = %s)"
+    " + (SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND id > COALESCE("
+    "(SELECT MAX(through_posting_id) FROM ledger_balancecheckpoint WHERE account_id = %s), 0))")
+
+
+def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int | None]]) -> None:
+    """Refuse (LiabilityOverdrawn) postings that leave a debited liability below zero, read after the
+    insert in one statement: only debits can lower a liability, so a posting without one reads nothing.
+    Per-patient accounts (patient credit) are checked per patient, which also keeps the whole account
+    at zero or above; the others from their checkpoint. Two transactions racing see each other's
+    postings only once committed: the services' row locks (habit 5) keep them apart, this backs them up."""
+    if not debited:
+        return
+    checks = sorted({(code, patient_id if code in accounts.PER_PATIENT else None) for code, patient_id in debited},
+                    key=lambda c: (c[0], c[1] or 0))
+    sql, params = [], []
+    for code, patient_id in checks:
+        account_id = by_code[code].pk
+        if patient_id is not None:
+            sql.append(_PER_PATIENT_SQL)
+            params += [account_id, patient_id]
+        else:
+            sql.append(_CLINIC_WIDE_SQL)
+            params += [account_id] * 3
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(sql), params)
+        totals = cursor.fetchone()
+    for (code, patient_id), total in zip(checks, totals):
+        if int(total) > 0:  # a liability's balance is credits - debits, i.e. -sum(amount)
+            whose = f" for patient {patient_id}" if patient_id is not None else ""
+            raise LiabilityOverdrawn(
+                f"Refused: this would take {accounts.describe(code)[1]}{whose} below zero ({-int(total)} in minor "
+                "units). Nothing was recorded; the ledger is unchanged.")
+
+
+def balance_checkpoints_advance() -> int:
+    """Bring every clinic-wide liability account's checkpoint up to the last committed posting, so
+    the guard reads only the postings since (the daily job calls this). Returns how many moved.
+
+    On PostgreSQL the last posting id is read under a brief SHARE lock on the postings table, which
+    waits for transactions still inserting postings: every posting at or below it is then committed,
+    and since postings never change, the sums below stay true for good. SQLite has one writer at a time."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {Posting._meta.db_table} IN SHARE MODE")
+        through = Posting.objects.aggregate(last=Max("id"))["last"] or 0
+    moved = 0
+    with transaction.atomic():
+        liabilities = (Account.objects.select_for_update(of=("self",)).filter(type=accounts.LIABILITY)
+                       .exclude(code__in=accounts.PER_PATIENT).order_by("pk"))
+        for account in liabilities:
+            checkpoint = BalanceCheckpoint.objects.filter(account=account).first()
+            start = checkpoint.through_posting_id if checkpoint else 0
+            if through <= start:
+                continue
+            since = (Posting.objects.filter(account=account, id__gt=start, id__lte=through)
+                     .aggregate(total=Sum("amount"))["total"] or 0)
+            BalanceCheckpoint.objects.update_or_create(account=account, defaults={
+                "through_posting_id": through, "amount": (checkpoint.amount if checkpoint else 0) + int(since),
+                "at": clock.now()})
+            moved += 1
+    return moved
 
 
 def _post(**entry) -> JournalTransaction:

@@ -16,6 +16,7 @@ from carnet.billing.card_attempts import attempts_reconcile
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.idempotency import idempotency_records_purge
+from carnet.ledger.services import balance_checkpoints_advance
 
 from .emails import expiry_reminder_email
 from .ending import passes_expire
@@ -53,7 +54,7 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     """In order: reconcile card attempts left without an answer, invoice due membership cycles,
     invoice due instalments and charge cards on file, earn membership fees to date, end finished
     memberships, expire packages, send reminders, forget idempotency keys older than
-    IDEMPOTENCY_KEY_HOURS."""
+    IDEMPOTENCY_KEY_HOURS, advance the ledger's balance checkpoints."""
     today = today or clock.today(clinic_get().time_zone)
     result: dict = {"errors": []}
 
@@ -78,6 +79,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     result["expiry_reminders"] = part("expiry_reminders", lambda: expiry_reminders_send(today=today)) or 0
     result["idempotency_keys_purged"] = part("idempotency_purge",
                                              lambda: idempotency_records_purge(now=clock.now())) or 0
+    # Last, after the day's postings: the ledger's liability guard then reads only what follows.
+    result["ledger_checkpoints_advanced"] = part("ledger_checkpoints", balance_checkpoints_advance) or 0
     return result
 
 

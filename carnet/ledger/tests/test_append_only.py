@@ -64,3 +64,28 @@ def test_flush_empties_the_ledger_and_keeps_the_guards():
     txn = post()
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
         raw("DELETE FROM ledger_posting WHERE transaction_id = %s", [txn.pk])
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE ledger_journaltransaction SET memo = 'rewritten' WHERE id = %s",
+    "UPDATE ledger_journaltransaction SET kind = 'other', source_id = '9' WHERE id = %s",
+    "UPDATE ledger_journaltransaction SET at = at WHERE id = %s",
+    "DELETE FROM ledger_journaltransaction WHERE id = %s",
+])
+def test_journal_transactions_are_append_only(db, sql):
+    """Issue 17: a transaction's date, kind, memo and source are as fixed as its postings."""
+    txn = post()
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        raw(sql, [txn.pk])
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        JournalTransaction.objects.filter(pk=txn.pk).update(memo="through the ORM")
+    assert JournalTransaction.objects.get(pk=txn.pk).memo == txn.memo
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_keeps_the_journal_transaction_guards():
+    post()
+    call_command("flush", interactive=False, verbosity=0)
+    txn = post()
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        raw("DELETE FROM ledger_journaltransaction WHERE id = %s", [txn.pk])

@@ -23,6 +23,7 @@ from carnet.ledger.selectors import balance
 from carnet.ledger.services import (
     AlreadyReversed,
     LedgerUnbalanced,
+    LiabilityOverdrawn,
     Line,
     transaction_post,
     transaction_reverse,
@@ -168,10 +169,23 @@ class LedgerMachine(RuleBasedStateMachine):
                       Line(credit, credit=amount, patient_id=patient if credit in acc.PER_PATIENT else None)]
         if not any(amount for *_, amount, _ in moves):
             return  # all zero: refused as empty, covered elsewhere
+        changes = [(debit, patient, amount) for debit, _, amount, patient in moves] + \
+                  [(credit, patient, -amount) for _, credit, amount, patient in moves]
+        if self._overdraws(changes):
+            with pytest.raises(LiabilityOverdrawn):
+                transaction_post(lines=lines, kind="random")
+            return
         self.posted.append(transaction_post(lines=lines, kind="random"))
-        for debit, credit, amount, patient in moves:
-            self._add(debit, patient, amount)
-            self._add(credit, patient, -amount)
+        for code, patient, amount in changes:
+            self._add(code, patient, amount)
+
+    def _overdraws(self, changes) -> bool:
+        """Whether these changes would leave a liability below zero (the guard refuses them)."""
+        after = dict(self.expected)
+        for code, patient_id, amount in changes:
+            key = (code, patient_id if code in acc.PER_PATIENT else None)
+            after[key] = after.get(key, 0) + amount
+        return any(raw > 0 and acc.describe(code)[0] == acc.LIABILITY for (code, _), raw in after.items())
 
     @rule(data=st.data())
     def reverse(self, data):
@@ -179,10 +193,14 @@ class LedgerMachine(RuleBasedStateMachine):
         if not open_:
             return
         txn = data.draw(st.sampled_from(open_))
-        mirror = transaction_reverse(txn=txn, memo="property test")
-        self.posted.append(mirror)
-        for p in txn.postings.select_related("account"):
-            self._add(p.account.code, p.patient_id, -p.amount)
+        changes = [(p.account.code, p.patient_id, -p.amount) for p in txn.postings.select_related("account")]
+        if self._overdraws(changes):  # e.g. giving back credit that was spent since
+            with pytest.raises(LiabilityOverdrawn):
+                transaction_reverse(txn=txn, memo="property test")
+            return
+        self.posted.append(transaction_reverse(txn=txn, memo="property test"))
+        for code, patient_id, amount in changes:
+            self._add(code, patient_id, amount)
 
     @invariant()
     def trial_balance_is_zero(self):
@@ -195,7 +213,8 @@ class LedgerMachine(RuleBasedStateMachine):
             by_type[kind] = by_type.get(kind, 0) + balance(code)
         # Assets = liabilities + revenue: debit-normal balances equal credit-normal ones.
         assert by_type[acc.ASSET] == by_type[acc.LIABILITY] + by_type[acc.REVENUE]
-        assert run_all()["transactions balance"] == []
+        results = run_all()
+        assert results["transactions balance"] == [] and results["liabilities not negative"] == []
 
     @invariant()
     def balances_match_the_model(self):

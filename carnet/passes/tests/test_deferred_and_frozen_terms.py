@@ -92,6 +92,31 @@ def test_instalments_not_invoiced_are_cancelled_when_a_plan_package_is_refunded(
     assert_ledger_ok()
 
 
+def test_a_plan_package_is_transferred_only_once_every_instalment_is_invoiced_and_paid(s):
+    """SPEC 9.5 with a payment plan: refused while instalments are owed or not invoiced yet, so a
+    transfer never leaves instalments behind; once all are paid, the whole deferred value moves."""
+    from carnet.core.errors import Conflict
+    from carnet.passes.ending import pass_transfer
+
+    sold = _plan(s, transferable=True)
+    Pass.objects.filter(pk=sold.pk).update(expires_on=None)  # set-up: a plan that outlives its last instalment
+    sold.refresh_from_db()
+    other = make_patient()
+    with pytest.raises(Conflict) as refused:
+        pass_transfer(actor=s["admin"].user, sold_pass=sold, to_patient=other)
+    assert refused.value.code == "not_paid"
+    for day in ("2026-06-01", "2026-07-01"):
+        with clock.frozen(at(day, "09:00")):
+            passes_daily()
+    for invoice in pass_invoices(sold)[1:]:
+        payment_receive(actor=s["fd"].user, patient=s["patient"], method="cash", amount_minor=invoice.total_minor,
+                        allocations=[(invoice, invoice.total_minor)])
+    sold.refresh_from_db()
+    new = pass_transfer(actor=s["admin"].user, sold_pass=sold, to_patient=other)
+    assert new.deferred_minor == 30000 == _deferred()
+    assert_ledger_ok()
+
+
 # ---------------------------------------------------------------- frozen terms (SPEC 5.2)
 
 def test_later_instalments_use_the_taxes_copied_at_sale(s):
