@@ -226,10 +226,12 @@ def import_undo(*, actor, batch: ImportBatch, action: Action | None = Action.DAT
         raise Conflict(f"{batch} was already undone on {batch.undone_at:%Y-%m-%d %H:%M}.", code="import_undone")
     records = list(batch.records.filter(live=True).values_list("pk", "object_id", "txn_id"))
     txns = [t for _, _, t in records if t]
+    # Closing first: it puts back what was earned since the import (e.g. membership fees), so the
+    # reversal below never takes a liability below zero on the way (the ledger refuses that).
+    _close(batch.kind, actor=actor, pks=[o for _, o, _ in records])
     if txns:
         transactions_reverse_many(pks=txns, memo=f"Undo of import #{batch.pk} ({batch.file_name})",
                                   kind="opening_balance_undone")
-    _close(batch.kind, actor=actor, pks=[o for _, o, _ in records])
     ImportedRecord.objects.filter(batch=batch).update(live=False)
     before = activity.snapshot(batch)
     batch.undone_at, batch.undone_by = clock.now(), actor if getattr(actor, "is_authenticated", False) else None
