@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0005_card_attempts'),
+        ('billing', '0006_gateway_events_and_disputes'),
     ]
 
     operations = [
