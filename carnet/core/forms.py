@@ -29,3 +29,15 @@ class MoneyField(forms.CharField):
         if money.minor < 0:
             raise forms.ValidationError("Enter an amount of zero or more.")
         return money.minor
+
+
+class DayField(forms.DateField):
+    """A day within the years Carnet accepts (core.limits): 0001 or 9999 would overflow once a day
+    or a time zone is added to it (an expiry's next day, a period's end), a 500 later."""
+
+    def validate(self, value):
+        from .limits import FIRST_YEAR, LAST_YEAR
+
+        super().validate(value)
+        if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise forms.ValidationError(f"Choose a date between {FIRST_YEAR} and {LAST_YEAR}.")

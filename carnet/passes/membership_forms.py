@@ -3,7 +3,7 @@
 from django import forms
 
 from carnet.clinic.models import Location
-from carnet.core.forms import MoneyField
+from carnet.core.forms import DayField, MoneyField
 from carnet.gateway.selectors import cards_for_patient
 from carnet.people.models import StaffMember
 
@@ -39,10 +39,10 @@ class _CardMixin:
 class MembershipSellForm(_CardMixin, forms.Form):
     form_key = forms.CharField(widget=forms.HiddenInput)
     template = forms.ModelChoiceField(queryset=None, label="Membership", empty_label="Choose a membership")
-    start_date = forms.DateField(label="Start date", widget=DATE,
-                                 help_text="Today, later or in the past. Cycles that started before today are "
-                                           "invoiced at once and paid by hand; automatic payment charges only the "
-                                           "current cycle.")
+    start_date = DayField(label="Start date", widget=DATE,
+                          help_text="Today, later or in the past (up to a year ago). Cycles that started "
+                                    "before today are invoiced at once and paid by hand; automatic payment "
+                                    "charges only the current cycle.")
     location = forms.ModelChoiceField(queryset=Location.objects.filter(is_active=True), required=False,
                                       label="Location", empty_label="No location")
     sold_by = forms.ModelChoiceField(queryset=None, required=False, label="Sold by (upfront compensation)",

@@ -4,7 +4,7 @@ from django import forms
 
 from carnet.billing.forms import CreditQuestion, location_choice
 from carnet.billing.models import Payment
-from carnet.core.forms import MoneyField
+from carnet.core.forms import DayField, MoneyField
 from carnet.people.models import Patient, StaffMember
 
 from .forms import intro_override_add
@@ -30,8 +30,8 @@ class SellForm(CreditQuestion, forms.Form):
     template = forms.ModelChoiceField(queryset=None, label="Package", empty_label="Choose a package")
     expiry = forms.ChoiceField(label="Expiry", initial="default", widget=forms.RadioSelect, choices=[
         ("default", "The package's default"), ("date", "On the date below"), ("never", "Never expires")])
-    expires_on = forms.DateField(required=False, label="Expiry date", widget=DATE,
-                                 help_text="Used when “On the date below” is chosen.")
+    expires_on = DayField(required=False, label="Expiry date", widget=DATE,
+                          help_text="Used when “On the date below” is chosen.")
     sold_by = forms.ModelChoiceField(queryset=None, required=False, label="Sold by (upfront compensation)",
                                      empty_label="No one")
     pay = forms.ChoiceField(label="Payment", initial="now", widget=forms.RadioSelect, choices=[
@@ -65,7 +65,7 @@ class SellForm(CreditQuestion, forms.Form):
 
 
 class ExpiryForm(forms.Form):
-    expires_on = forms.DateField(required=False, label="Expires on", widget=DATE)
+    expires_on = DayField(required=False, label="Expires on", widget=DATE)
     clear = forms.BooleanField(required=False, label="Never expires (clear the date)")
 
     def clean(self):

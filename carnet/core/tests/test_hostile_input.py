@@ -200,6 +200,29 @@ def test_membership_start_is_at_most_a_year_ago_and_within_1900_and_2200(world):
     assert sold.status_code == 201, sold.content
 
 
+def test_dates_on_forms_are_within_1900_and_2200(world):
+    """A package's expiry, a membership's start, an accounting export's period: year 9999 or 0001 is
+    a message on the page, not a date stored to overflow later."""
+    from carnet.passes.models import Pass
+    from carnet.passes.tests.factories import package_template, sold_package
+
+    client, patient = world["client"], world["patient"]
+    template = package_template(world)
+    pages = [(reverse("passes:sell", args=[patient.pk]), {"template": template.pk, "expiry": "date",
+                                                         "expires_on": "9999-12-31", "pay": "later"}),
+             (reverse("accounting:index"), {"format": "qbo", "start": "0001-01-01", "end": "9999-12-31"})]
+    for url, data in pages:
+        page = client.post(url, {"form_key": new_form_key(), **data})
+        assert page.status_code in (200, 400), (url, page.status_code)
+        assert "Choose a date between 1900 and 2200" in page.content.decode(), url
+    assert not Pass.objects.exists()
+    sold = sold_package(world["owner"], patient, template)
+    expiry = client.post(reverse("passes:expiry", args=[sold.pk]), {"expires_on": "9999-12-31"}, follow=True)
+    assert "Choose a date between 1900 and 2200" in expiry.content.decode()
+    sold.refresh_from_db()
+    assert sold.expires_on is None or sold.expires_on.year < 9999
+
+
 def test_no_date_of_birth_in_the_future(world):
     client = world["client"]
     tomorrow = clock.today("Pacific/Kiritimati").replace(year=clock.today("UTC").year + 1).isoformat()
