@@ -23,6 +23,7 @@ class Quote:
     pays: Money  # what the patient pays for this visit
     pass_pk: int | None = None
     sentence: str = ""
+    cover: str = ""  # the pass and what is left of it after this visit, for the desk ("10 Massages — 7 left …")
 
 
 def price_with_tax_minor(priced, charge_minor: int | None = None) -> int:
@@ -50,10 +51,11 @@ def _left_after(sold: Pass, visit_date: dt.date, taken: int) -> str:
 
 
 def visit_quote(*, patient, treatment, visit_date: dt.date, booked: bool = False, reserved=None, location=None,
-                start: dt.datetime | None = None) -> Quote:
+                start: dt.datetime | None = None, online: bool = True) -> Quote:
     """The price of an online booking of `treatment` on `visit_date` for `patient` (None: not known
-    yet, the price alone). Before booking: the pass auto-select would use. Once `booked`: the use
-    the booking `reserved` (a Redemption, or None when no pass covers it)."""
+    yet, the price alone). Before booking: the pass auto-select would use (`online`: the rule of an
+    online booking; False: of the desk's). Once `booked`: the use the booking `reserved` (a
+    Redemption, or None when no pass covers it)."""
     clinic = clinic_get()
     price = clinic.money(price_with_tax_minor(treatment))
     tax_note = " (tax included)" if treatment.taxes.exists() else ""
@@ -63,12 +65,12 @@ def visit_quote(*, patient, treatment, visit_date: dt.date, booked: bool = False
             sold, item, taken = reserved.sold_pass, reserved.item, 0
     elif patient is not None:
         usable = auto_candidates(passes_usable_by(patient), patient=patient, treatment=treatment,
-                                 visit_date=visit_date, online=True, location=location, start=start)
+                                 visit_date=visit_date, online=online, location=location, start=start)
         sold = usable[0] if usable else None
         item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None) if sold else None
     if sold is None or item is None:
         return Quote(price=price, pays=price, sentence=f"You pay {price}{tax_note} at the clinic.")
     pays = clinic.money(price_with_tax_minor(treatment, item.additional_charge_minor))
     charge = "" if not pays.minor else " (the additional charge" + (", tax included)" if tax_note else ")")
-    return Quote(price=price, pays=pays, pass_pk=sold.pk,
+    return Quote(price=price, pays=pays, pass_pk=sold.pk, cover=f"{sold.name} — {_left_after(sold, visit_date, taken)}",
                  sentence=f"Covered by {sold.name} — {_left_after(sold, visit_date, taken)}; you pay {pays}{charge}.")

@@ -1,6 +1,6 @@
 from django import forms
 
-from carnet.clinic.models import IncomeCategory, Location
+from carnet.clinic.models import IncomeCategory, Location, Treatment
 from carnet.core.permissions import AccessLevel
 
 from .models import FamilyLink, Patient, Shift, StaffMember
@@ -50,6 +50,10 @@ class StaffCreateForm(forms.Form):
 class StaffEditForm(forms.ModelForm):
     email = forms.EmailField(required=False)
     location_ids = StaffCreateForm.base_fields["location_ids"]
+    treatment_ids = forms.ModelMultipleChoiceField(
+        queryset=Treatment.objects.filter(is_active=True).order_by("name"), required=False,
+        widget=forms.CheckboxSelectMultiple, label="Treatments offered",
+        help_text="A practitioner's booking form lists only these; none ticked: every treatment.")
 
     class Meta:
         model = StaffMember
@@ -60,8 +64,12 @@ class StaffEditForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["email"].initial = self.instance.user.email
             self.fields["location_ids"].initial = list(self.instance.locations.values_list("pk", flat=True))
+            self.fields["treatment_ids"].initial = list(self.instance.treatments.values_list("pk", flat=True))
 
     clean_location_ids = StaffCreateForm.clean_location_ids
+
+    def clean_treatment_ids(self):
+        return [t.pk for t in self.cleaned_data["treatment_ids"]]
 
     def _post_clean(self):
         pass

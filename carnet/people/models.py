@@ -18,6 +18,8 @@ class StaffMember(models.Model):
     can_access_billing = models.BooleanField(default=True)
     is_practitioner = models.BooleanField(default=False)
     locations = models.ManyToManyField(Location, blank=True, related_name="staff")
+    # What a practitioner offers: the desk's booking form lists only these (none chosen: every treatment).
+    treatments = models.ManyToManyField("clinic.Treatment", blank=True, related_name="practitioners")
     is_active = models.BooleanField(default=True)
     # SHA-256 of the secret in the practitioner's private calendar feed URL (empty: no feed).
     calendar_feed_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)

@@ -103,10 +103,12 @@ def staff_update(*, actor, staff: StaffMember, data: dict) -> StaffMember:
                         before={"email": staff.user.email}, after={"email": email})
         staff.user.email = email
         staff.user.save(update_fields=["email"])
-    aliases = None
-    if "location_ids" in data:
-        data["locations"] = data.pop("location_ids")
-        aliases = {"locations": "location_ids"}
+    aliases = {}
+    for many in ("locations", "treatments"):
+        if f"{many[:-1]}_ids" in data:
+            data[many] = data.pop(f"{many[:-1]}_ids")
+            aliases[many] = f"{many[:-1]}_ids"
+    aliases = aliases or None
     return model_save(actor=actor, obj=staff, data=data, aliases=aliases)
 
 

@@ -9,6 +9,8 @@ from carnet.clinic.models import Location, Treatment
 from carnet.core.limits import FIRST_YEAR, LAST_YEAR
 from carnet.people.models import Patient, StaffMember
 
+from .selectors import treatments_offered
+
 LOCAL = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 300}, format="%Y-%m-%dT%H:%M")
 
 
@@ -30,9 +32,9 @@ class StartField(forms.DateTimeField):
 
 
 class BookForm(forms.Form):
-    treatment = forms.ModelChoiceField(queryset=Treatment.objects.filter(is_active=True).order_by("name"),
-                                       widget=forms.Select(attrs={"autofocus": True}))
-    patient = forms.ModelChoiceField(queryset=Patient.objects.none(), help_text="Search above to narrow the list.")
+    treatment = forms.ModelChoiceField(queryset=Treatment.objects.filter(is_active=True).order_by("name"))
+    patient = forms.ModelChoiceField(queryset=Patient.objects.none(),
+                                     error_messages={"required": "Find the patient and choose them."})
     practitioner = forms.ModelChoiceField(
         queryset=StaffMember.objects.filter(is_practitioner=True, is_active=True).order_by("display_name"))
     start = StartField(label="Start (location time)")
@@ -43,11 +45,23 @@ class BookForm(forms.Form):
         help_text="Auto picks the package expiring first; you can change it later in the appointment panel.")
     form_key = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args, patients, passes: bool = True, **kwargs):
+    def __init__(self, *args, patients, passes: bool = True, practitioner: StaffMember | None = None, **kwargs):
+        """`practitioner`: the one booked (a slot's), whose treatments alone are offered."""
         super().__init__(*args, **kwargs)
         self.fields["patient"].queryset = patients
+        if practitioner is not None:
+            self.fields["treatment"].queryset = treatments_offered(practitioner)
+            self.fields["treatment"].error_messages["invalid_choice"] = (
+                f"{practitioner} does not offer that treatment; choose one of their treatments.")
         if not passes:  # staff without PASS_USE book without packages (passes.visits.after_booking)
             del self.fields["package"]
+
+    def clean(self):
+        data = super().clean()
+        who, what = data.get("practitioner"), data.get("treatment")
+        if who is not None and what is not None and not treatments_offered(who).filter(pk=what.pk).exists():
+            self.add_error("treatment", f"{who} does not offer {what.name}; choose one of their treatments.")
+        return data
 
 
 class StartForm(forms.Form):

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
-from carnet.clinic.models import Location
+from carnet.clinic.models import Location, Treatment
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import NotFound
@@ -23,6 +23,13 @@ from .models import Appointment, AppointmentPatient, Break, Status
 
 _APPOINTMENTS = Appointment.objects.select_related("treatment", "practitioner", "location").prefetch_related(
     "participants__patient")
+
+
+def treatments_offered(practitioner: StaffMember) -> QuerySet[Treatment]:
+    """The active treatments `practitioner` offers: those ticked on their profile, or every one if none is."""
+    everything = Treatment.objects.filter(is_active=True).order_by("name")
+    chosen = everything.filter(practitioners=practitioner)
+    return chosen if chosen.exists() else everything
 
 
 def appointment_get(*, actor, pk: int, bare: bool = False) -> Appointment:
@@ -46,6 +53,28 @@ def with_participants(appointment: Appointment) -> Appointment:
 def _day_bounds(day: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime.combine(day, dt.time(), tzinfo=zone)
     return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+
+
+def calendar_appointments(*, actor, start: dt.datetime, end: dt.datetime, location: Location) -> list[Appointment]:
+    """The schedule page's blocks: the appointments `actor` may see starting in [start, end) at
+    `location`, not cancelled, with `covered` and `names` (the patients still in it, as one text).
+    Three queries however many appointments; no participant objects are built (a week holds 400)."""
+    qs = (Appointment.objects.filter(schedule_scope(actor), location=location, start__gte=start, start__lt=end)
+          .exclude(status=Status.CANCELLED))
+    names: dict[int, list[str]] = {}
+    for pk, first, preferred, last in (AppointmentPatient.objects.filter(appointment__in=qs.values("pk"))
+                                       .exclude(status=Status.CANCELLED).order_by("booked_at", "pk")
+                                       .values_list("appointment_id", "patient__first_name",
+                                                    "patient__preferred_name", "patient__last_name")):
+        names.setdefault(pk, []).append(f"{first} ({preferred}) {last}" if preferred else f"{first} {last}")
+    out = list(with_pass_cover(qs.order_by("start", "pk")))
+    # The few treatments and practitioners read once each, not joined into 400 rows.
+    treatments = Treatment.objects.in_bulk({a.treatment_id for a in out})
+    practitioners = StaffMember.objects.in_bulk({a.practitioner_id for a in out})
+    for a in out:
+        a.treatment, a.practitioner = treatments[a.treatment_id], practitioners[a.practitioner_id]
+        a.names = ", ".join(names.get(a.pk, ()))
+    return out
 
 
 def appointments_list(*, actor, day: dt.date | None = None, location: Location | None = None,
@@ -115,6 +144,41 @@ def free_intervals(*, practitioner: StaffMember, day: dt.date | None, shifts) ->
             free = _subtract(free, interval)
         out += [(shift.location, (a.astimezone(zone), b.astimezone(zone))) for a, b in free if b > a]
     return out
+
+
+def free_grid(*, location: Location, days: list[dt.date]) -> tuple[dict[int, StaffMember], dict]:
+    """The schedule page's availability in a fixed handful of queries however many practitioners
+    and days: the practitioners with a shift at `location` on any of `days`, and per (practitioner
+    pk, day) their free intervals there (the same rule as free_intervals: shifts minus breaks and
+    every appointment they have anywhere, not cancelled). Unchecked: the page checks access."""
+    zone = ZoneInfo(location.time_zone)
+    weekdays = {d.weekday() for d in days}
+    shifts = [s for s in Shift.objects.filter(location=location, weekday__in=weekdays, staff__is_practitioner=True,
+                                              staff__is_active=True).select_related("staff").order_by("start_time")]
+    people = {s.staff_id: s.staff for s in shifts}
+    span_start = dt.datetime.combine(days[0], dt.time(), tzinfo=zone)
+    span_end = dt.datetime.combine(days[-1] + dt.timedelta(days=2), dt.time(), tzinfo=zone)  # a shift past midnight
+    busy: dict[int, list[Interval]] = {}
+    appointments = (Appointment.objects.filter(practitioner_id__in=people, start__lt=span_end, end__gt=span_start)
+                    .exclude(status=Status.CANCELLED).values_list("practitioner_id", "start", "end"))
+    pauses = Break.objects.filter(practitioner_id__in=people, start__lt=span_end, end__gt=span_start).values_list(
+        "practitioner_id", "start", "end")
+    for pk, start, end in [*appointments, *pauses]:
+        busy.setdefault(pk, []).append((start, end))
+    grid: dict[tuple[int, dt.date], list[Interval]] = {}
+    for day in days:
+        for shift in shifts:
+            if shift.weekday != day.weekday():
+                continue
+            start = dt.datetime.combine(day, shift.start_time, tzinfo=zone).astimezone(dt.UTC)
+            end = dt.datetime.combine(day, shift.end_time, tzinfo=zone).astimezone(dt.UTC)
+            free = [(start, end)]
+            for interval in busy.get(shift.staff_id, ()):
+                if interval[0] < end and interval[1] > start:
+                    free = _subtract(free, interval)
+            grid.setdefault((shift.staff_id, day), []).extend(
+                (a.astimezone(zone), b.astimezone(zone)) for a, b in free if b > a)
+    return people, grid
 
 
 def breaks_for(*, actor, practitioner: StaffMember, day: dt.date | None = None) -> list[Break]:

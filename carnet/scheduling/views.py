@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from carnet.clinic.models import Location
+from carnet.clinic.models import Location, Treatment
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import NotAllowed, NotFound
@@ -32,7 +32,7 @@ from . import arrival, calendar, services
 from .access import schedule_require, schedule_scope
 from .forms import BookForm, ClassForm, JoinForm, StartForm, aware
 from .models import Appointment, AppointmentPatient, Break, Status
-from .selectors import appointment_get, appointments_list, availability, with_pass_cover
+from .selectors import appointment_get, calendar_appointments, free_grid, treatments_offered
 
 
 def _location(request) -> Location | None:
@@ -51,40 +51,46 @@ def _day(value: str | None, zone: ZoneInfo) -> dt.date:
     return day_from_text(value) or clock.today(zone)
 
 
-def _may_schedule(actor, practitioner: StaffMember, location: Location) -> bool:
+def _schedulable(actor, location: Location):
+    """Whom `actor` may book at `location`: everyone (all locations, or their own location) or only
+    themselves; decided once per page rather than per column."""
+    staff = staff_of(actor)
     try:
-        schedule_require(actor, practitioner_id=practitioner.pk, location_id=location.pk)
+        schedule_require(actor, practitioner_id=0, location_id=location.pk)
     except NotAllowed:
-        return False
-    return True
+        return lambda pk: staff is not None and staff.pk == pk
+    return lambda pk: True
 
 
 def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
     """One column per (day, practitioner): practitioners working at the location that day or with a
-    visible appointment there, each with its appointments, bookable free slots (selectors.availability)
-    and breaks, placed on the calendar's 5-minute rows (calendar.py)."""
+    visible appointment there, each with its appointments, bookable free slots and breaks, placed on
+    the calendar's 5-minute rows (calendar.py). A fixed handful of queries for the whole page
+    (selectors.free_grid, one read of the span's appointments and breaks), not a few per column."""
     zone = ZoneInfo(location.time_zone)
-    columns = []
     span_start = dt.datetime.combine(days[0], dt.time(), tzinfo=zone)
     span_end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=zone)
     breaks = list(Break.objects.filter(location=location, start__lt=span_end, end__gt=span_start))
+    by_day: dict[dt.date, dict[int, list[Appointment]]] = {}
+    url = reverse("scheduling:appointment", args=[0])
+    for a in calendar_appointments(actor=actor, start=span_start, end=span_end, location=location):
+        calendar.place_appointment(a, zone)
+        a.block = calendar.appointment_block(a, names=a.names, url=url.replace("/0/", f"/{a.pk}/"))
+        by_day.setdefault(a.start.astimezone(zone).date(), {}).setdefault(a.practitioner_id, []).append(a)
+    working, grid = free_grid(location=location, days=days)
+    may = _schedulable(actor, location)
+    book = f"{reverse('scheduling:book')}?location={location.pk}"
+    columns = []
     for day in days:
-        appointments = list(with_pass_cover(appointments_list(actor=actor, day=day, location=location).exclude(
-            status=Status.CANCELLED)))
-        working = StaffMember.objects.filter(shifts__location=location, shifts__weekday=day.weekday(),
-                                             is_practitioner=True, is_active=True)
-        people = {p.pk: p for p in working if _may_schedule(actor, p, location)}
-        people.update({a.practitioner_id: a.practitioner for a in appointments})
+        appointments = by_day.get(day, {})
+        people = {pk: p for pk, p in working.items() if (pk, day) in grid and may(pk)}
+        people.update({pk: mine[0].practitioner for pk, mine in appointments.items()})
         day_start, day_end = dt.datetime.combine(day, dt.time(), tzinfo=zone), dt.datetime.combine(
             day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+        head, on = f"{day:%a} {day.day} {day:%b}", f"{day:%A} {day.day} {day:%B}"
         for practitioner in sorted(people.values(), key=lambda p: p.display_name):
-            free = []
-            if _may_schedule(actor, practitioner, location):
-                free = [iv for _, iv in availability(actor=actor, practitioner=practitioner, day=day,
-                                                     location=location)]
-            mine = [a for a in appointments if a.practitioner_id == practitioner.pk]
-            for a in mine:
-                calendar.place_appointment(a, zone)
+            free = grid.get((practitioner.pk, day), []) if may(practitioner.pk) else []
+            mine = appointments.get(practitioner.pk, [])
             pauses = [{"item": b, "local_start": b.start.astimezone(zone).replace(tzinfo=None),
                        "local_end": b.end.astimezone(zone).replace(tzinfo=None),
                        **calendar.place(b.start, b.end, day, zone)}
@@ -92,8 +98,10 @@ def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
                       and b.end > day_start]
             slots = calendar.free_slots(free, day, zone)
             blocks = [{"row": a.grid_row, "span": a.grid_span} for a in mine] + pauses + slots
-            columns.append({"day": day, "practitioner": practitioner, "free": slots, "appointments": mine,
-                            "breaks": pauses, "blocks": blocks})
+            columns.append({"day": day, "head": head, "on": on, "practitioner": practitioner, "free": slots,
+                            "appointments": mine, "breaks": pauses, "blocks": blocks,
+                            "free_links": calendar.free_links(slots, book_url=f"{book}&practitioner={practitioner.pk}",
+                                                              who=practitioner.display_name)})
     return columns
 
 
@@ -119,29 +127,72 @@ def schedule(request):
     return render(request, "scheduling/schedule.html", context)
 
 
-def _patients_for(request):
-    """POST: any patient; GET: the search matches (plus a preselected patient), or everyone."""
-    query = request.GET.get("q", "").strip()
-    if request.method == "POST" or not query:
-        return Patient.objects.order_by("last_name", "first_name"), query
-    found = [p.pk for p in patient_search(query=query, limit=50)]
-    if (request.GET.get("patient") or "").isdigit():
-        found.append(int(request.GET["patient"]))
-    return Patient.objects.filter(pk__in=found).order_by("last_name", "first_name"), query
+def _chosen(request, name: str, model):
+    raw = request.POST.get(name) or request.GET.get(name) or ""
+    return model.objects.filter(pk=int(raw)).first() if raw.isdigit() and len(raw) < 12 else None
+
+
+def _patient_choices(request) -> dict:
+    """The type-ahead's list: the patient already chosen (kept whatever is typed next) and the matches
+    for `q` (name, phone or email)."""
+    query = (request.GET.get("q") or request.POST.get("q") or "").strip()[:100]
+    chosen = _chosen(request, "patient", Patient)
+    found = list(patient_search(query=query, limit=8)) if query else []
+    shown = ([chosen] if chosen else []) + [p for p in found if not chosen or p.pk != chosen.pk]
+    # Phone and email beside each name only for staff who may look patients up (not Practitioner (Limited)).
+    return {"query": query, "chosen": chosen, "shown": shown, "contact": can(request.user, Action.PATIENT_VIEW)}
+
+
+def _book_context(request, form, location: Location, practitioner) -> dict:
+    return {"form": form, "location": location, "practitioner": practitioner, **_patient_choices(request),
+            "quote": _quote(request, location, practitioner), "passes": can(request.user, Action.PASS_USE)}
+
+
+def _quote(request, location: Location, practitioner) -> dict | None:
+    """What the form's booking would be: its end time and price, and the package auto-select would use
+    (passes.quotes, the desk's rule). None until a treatment and a start are chosen."""
+    from carnet.passes.quotes import visit_quote
+
+    treatment = _chosen(request, "treatment", Treatment)
+    local = StartForm({"start": request.POST.get("start") or request.GET.get("start") or ""})
+    if treatment is None or not local.is_valid():
+        return None
+    start = aware(local.cleaned_data["start"], location)
+    end = (start + dt.timedelta(minutes=treatment.duration_minutes)).astimezone(ZoneInfo(location.time_zone))
+    patient = _chosen(request, "patient", Patient)
+    quote = visit_quote(patient=patient, treatment=treatment, visit_date=local.cleaned_data["start"].date(),
+                        location=location, start=start, online=False)
+    offered = practitioner is None or treatments_offered(practitioner).filter(pk=treatment.pk).exists()
+    return {"treatment": treatment, "end": end.replace(tzinfo=None), "price": quote.price, "pays": quote.pays,
+            "cover": quote.cover, "patient": patient, "offered": offered,
+            "billed": (request.POST.get("package") or request.GET.get("package")) == "none"}
+
+
+def _booked_panel(request, appointment: Appointment):
+    """After booking from the panel: the new appointment's panel, and its practitioner's column of
+    that day redrawn on the calendar (hx-swap-oob), so the desk stays on the schedule."""
+    zone = ZoneInfo(appointment.location.time_zone)
+    day = appointment.start.astimezone(zone).date()
+    column = next((c for c in _columns(request.user, appointment.location, [day])
+                   if c["practitioner"].pk == appointment.practitioner_id), None)
+    return _panel(request, appointment, column=column)
 
 
 @staff_required(Action.SCHEDULE_OWN)
 def book(request):
+    """Book from a free slot: in the schedule's panel (htmx) with a patient type-ahead, the treatments
+    the practitioner offers, the end time, price and the package auto-select will use; saved without
+    leaving the schedule. Without htmx (the patient tab's Book) the same form is a page."""
     location = _location(request)
     if location is None:
         raise Http404("No location is open.")
-    patients, query = _patients_for(request)
-    initial = {"form_key": new_form_key(), "practitioner": request.GET.get("practitioner"),
-               "patient": request.GET.get("patient"), "treatment": request.GET.get("treatment")}
+    practitioner = _chosen(request, "practitioner", StaffMember)
+    initial = {"form_key": new_form_key(), "practitioner": practitioner, "treatment": request.GET.get("treatment")}
     if request.GET.get("start"):
         initial["start"] = request.GET["start"]
-    form = BookForm(request.POST or None, patients=patients, initial=initial,
-                    passes=can(request.user, Action.PASS_USE))
+    form = BookForm(request.POST or None, patients=Patient.objects.all(), initial=initial,
+                    passes=can(request.user, Action.PASS_USE), practitioner=practitioner)
+    htmx = bool(request.headers.get("HX-Request"))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         outcome, result = save_once(request, form, lambda: services.appointment_book(
@@ -150,15 +201,36 @@ def book(request):
             pass_choice=None if data.get("package") == "none" else "auto"))
         if outcome == "denied":
             return result
+        if outcome == "ok":
+            messages.success(request, f"Booked {data['patient']} for {data['treatment']}.")
+            if htmx:
+                return _booked_panel(request, result)
         if outcome in ("ok", "repeat"):
-            if outcome == "ok":
-                messages.success(request, f"Booked {data['patient']} for {data['treatment']}.")
             target = {"location": location.pk, "date": data["start"].date().isoformat()}
             if outcome == "ok":
                 target["open"] = result.pk
             return redirect(f"{reverse('scheduling:schedule')}?{urlencode(target)}")
-    return render(request, "scheduling/book.html", {"form": form, "location": location, "query": query,
-                                                     "keep": {k: v for k, v in request.GET.items() if k != "q"}})
+    context = _book_context(request, form, location, practitioner)
+    if htmx:
+        return render(request, "scheduling/_book.html", context)
+    return render(request, "scheduling/book.html", context)
+
+
+@staff_required(Action.SCHEDULE_OWN)
+def book_patients(request):
+    """The booking form's patient type-ahead (htmx): the chosen patient first, then the matches."""
+    return render(request, "scheduling/_book_patients.html", _patient_choices(request))
+
+
+@staff_required(Action.SCHEDULE_OWN)
+def book_quote(request):
+    """The booking form's end time, price and package (htmx), refreshed as the form changes."""
+    location = _location(request)
+    if location is None:
+        raise Http404("No location is open.")
+    practitioner = _chosen(request, "practitioner", StaffMember)
+    return render(request, "scheduling/_book_quote.html", {
+        "quote": _quote(request, location, practitioner), "passes": can(request.user, Action.PASS_USE)})
 
 
 def _sell_url(row: AppointmentPatient) -> str:
@@ -205,7 +277,7 @@ def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
 
 
 def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict | None = None,
-           refresh_grid: bool = False, explain_for: int | None = None):
+           refresh_grid: bool = False, explain_for: int | None = None, column: dict | None = None):
     """The appointment panel: a fragment for htmx, else a page around it."""
     try:
         appointment = appointment_get(actor=request.user, pk=appointment.pk)
@@ -216,6 +288,9 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
     coverage = _coverage(request, rows, explain_for)
     appointment.covered = any(c["live"] for c in coverage)  # the schedule block's icon (hx-swap-oob)
     calendar.place_appointment(appointment, zone)  # and its place on the calendar
+    block = calendar.appointment_block(appointment, url=reverse("scheduling:appointment", args=[appointment.pk]),
+                                       names=", ".join(r.patient.full_name for r in rows if r.status != Status.CANCELLED),
+                                       oob=True) if refresh_grid else ""
     local_start = appointment.start.astimezone(zone).replace(tzinfo=None)
     forms = forms or {}
     context = {
@@ -227,7 +302,8 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
         "join_form": forms.get("join") or JoinForm(), "class_form": forms.get("class") or ClassForm(),
         "fee": clinic_get().no_show_fee_minor, "coverage": coverage,
         "reserved": any(c["live"] and c["live"].status == "reserved" for c in coverage),
-        "refresh_grid": refresh_grid,  # after a change, the schedule's block is swapped too (hx-swap-oob)
+        "block": block,  # after a change, the schedule's block is swapped too (hx-swap-oob)
+        "column": column,  # after booking, the practitioner's column of that day is redrawn (hx-swap-oob)
         "form_key": new_form_key(),  # one per panel; each button's submit is claimed once (run_action once=)
     }
     template = "scheduling/_panel.html" if request.headers.get("HX-Request") else "scheduling/appointment.html"

@@ -51,7 +51,7 @@ def test_day_view_draws_practitioners_appointments_and_free_slots(desk, front_de
     assert page.status_code == 200
     assert "Dr Ines Ortega" in html and "Rosalind Achebe" in html and "Massage 60" in html and "Booked" in html
     assert reverse("scheduling:appointment", args=[appt.pk]) in html
-    assert f"practitioner={prac.pk}&start=2030-01-07T09:00" in html  # a free slot links to booking
+    assert f"practitioner={prac.pk}&amp;start=2030-01-07T09:00" in html  # a free slot links to booking
     assert "start=2030-01-07T10:15" not in html  # inside the appointment: not bookable
     assert ">Schedule</a>" in html  # main navigation
 
@@ -229,3 +229,60 @@ def test_patient_appointments_tab(desk, front_desk, catalog, prac):
     assert "2030-01-07 10:00" in upcoming and "2020-01-06 10:00" in past
     profile = desk.get(reverse("people:patient", args=[patient.pk]))
     assert reverse("scheduling:patient_appointments", args=[patient.pk]).encode() in profile.content
+
+
+def test_booking_in_the_panel_offers_the_practitioners_treatments_a_type_ahead_and_a_quote(desk, front_desk, catalog, prac):
+    """Issue 20 point 3: the slot's form is a panel fragment; only what the practitioner offers; the
+    type-ahead keeps the patient chosen; end time, price and the package auto-select will use."""
+    from carnet.passes.tests.factories import package_template, sold_package
+
+    other = treatment_of(catalog, "individual", name="Acupuncture 45")
+    prac.treatments.add(catalog["treatment"])
+    chosen = make_patient(first_name="Tomasz", last_name="Wren", phone="416-555-0142")
+    make_patient(first_name="Wanda", last_name="Wrenfield")
+    sold_package(front_desk, chosen, package_template(catalog, name="5 massages", quantity=5))
+    loc = catalog["location"].pk
+    fragment = desk.get(reverse("scheduling:book"), {"location": loc, "practitioner": prac.pk,
+                                                     "start": f"{MONDAY}T11:00"}, headers=HX).content.decode()
+    assert 'data-testid="book-panel"' in fragment and "<html" not in fragment
+    assert "Massage 60" in fragment and "Acupuncture 45" not in fragment
+    found = desk.get(reverse("scheduling:book_patients"), {"q": "555-0142"}).content.decode()
+    assert "Tomasz Wren" in found and "Wrenfield" not in found and "416-555-0142" in found
+    kept = desk.get(reverse("scheduling:book_patients"), {"q": "wanda", "patient": chosen.pk}).content.decode()
+    assert re.search(rf'value="{chosen.pk}" checked', kept) and "Wanda Wrenfield" in kept
+    quote = desk.get(reverse("scheduling:book_quote"), {
+        "location": loc, "practitioner": prac.pk, "treatment": catalog["treatment"].pk, "start": f"{MONDAY}T11:00",
+        "patient": chosen.pk}).content.decode()
+    assert "12:00 (60 min)" in quote and "$101.70" in quote and "5 massages — 4 left after this visit" in quote
+    refused = desk.get(reverse("scheduling:book_quote"), {"location": loc, "practitioner": prac.pk,
+                                                          "treatment": other.pk, "start": "nonsense"})
+    assert refused.status_code == 200 and b"Choose a treatment and a start" in refused.content
+    data = {"treatment": other.pk, "patient": chosen.pk, "practitioner": prac.pk, "start": f"{MONDAY}T11:00",
+            "form_key": "k-offer"}
+    response = desk.post(reverse("scheduling:book") + f"?location={loc}", data, headers=HX)
+    assert response.status_code == 200 and not Appointment.objects.exists()
+    assert "choose one of their treatments" in response.content.decode()
+
+
+def test_booking_from_the_panel_answers_with_the_appointment_and_its_redrawn_column(desk, catalog, prac):
+    patient = make_patient(first_name="Tomasz", last_name="Wren")
+    data = {"treatment": catalog["treatment"].pk, "patient": patient.pk, "practitioner": prac.pk,
+            "start": f"{MONDAY}T11:00", "form_key": "k-panel"}
+    response = desk.post(reverse("scheduling:book") + f"?location={catalog['location'].pk}", data, headers=HX)
+    html = response.content.decode()
+    appt = Appointment.objects.get()
+    assert response.status_code == 200 and 'data-testid="appointment-panel"' in html
+    assert f'id="col-{prac.pk}-{MONDAY}" hx-swap-oob="true"' in html and f'id="appt-{appt.pk}"' in html
+    assert "start=2030-01-07T11:15" not in html and "start=2030-01-07T12:00" in html  # busy now; free after
+    again = desk.post(reverse("scheduling:book") + f"?location={catalog['location'].pk}", data, headers=HX)
+    assert again.status_code == 302 and Appointment.objects.count() == 1  # a resubmit books once
+
+
+def test_staff_profile_sets_the_treatments_offered(client, owner, catalog, prac):
+    client.force_login(owner.user)
+    page = client.get(reverse("people:staff_edit", args=[prac.pk])).content.decode()
+    assert "Treatments offered" in page
+    client.post(reverse("people:staff_edit", args=[prac.pk]), {
+        "display_name": prac.display_name, "access_level": prac.access_level, "is_practitioner": "on",
+        "is_active": "on", "treatment_ids": [catalog["treatment"].pk]})
+    assert list(prac.treatments.all()) == [catalog["treatment"]]

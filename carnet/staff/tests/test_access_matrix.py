@@ -520,7 +520,7 @@ PAGE_ACTIONS.update({f"accounting:{name}": A.ACCOUNTING_EXPORT
                      for name in ("index", "mapping", "export", "trial_balance", "general_ledger")})
 PAGE_ACTIONS.update({"reports:pass_sales": A.REPORTS_OWN, "reports:pass_usage": A.REPORTS_OWN,
                      "reports:pass_rollforward": A.REPORTS_CLINIC})
-SCHEDULING_PAGES = {"schedule", "book", "patient_appointments", "appointment", "appointment_arrive",
+SCHEDULING_PAGES = {"schedule", "book", "book_patients", "book_quote", "patient_appointments", "appointment", "appointment_arrive",
                     "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo", "appointment_cancel",
                     "appointment_copy",
                     "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}
