@@ -19,6 +19,7 @@ from carnet.billing import payments
 from carnet.billing.invoicing import LineInput, invoice_create
 from carnet.billing.models import Invoice, Payment
 from carnet.core.errors import CarnetError, ValidationFailed
+from carnet.core.permissions import Action, require
 from carnet.passes.selectors import pass_invoices
 from carnet.passes.selling import package_sell
 
@@ -111,6 +112,27 @@ def checkout_pay_at_desk(*, actor, patient, sale: Sale, tenders: list[Tender], k
                 actor=actor, patient=patient, method=tender.method, amount_minor=tender.amount_minor,
                 reference=tender.reference, allocations=allocations, idempotency_key=f"checkout-{key}-{n}"))
     return done
+
+
+def checkout_charge_card(*, actor, patient, sale: Sale, amount_minor: int, key: str, card=None,
+                         token: str = "", label: str = "") -> Payment:
+    """The card part of a checkout, once the sale (and any money taken at the desk) has committed:
+    a card on file, or a card typed into the gateway's card form (`token`), charged as a card attempt
+    (billing.card_attempts: recorded and committed, the gateway called outside any transaction, the
+    payment recorded with its allocations). The same `key` again finds the first attempt and charges
+    nothing more. A decline raises after the sale is kept: what is not paid stays owing."""
+    from carnet.billing import card_attempts
+
+    if card is not None:
+        return payments.payment_receive(actor=actor, patient=patient, method=Payment.Method.CARD_GATEWAY,
+                                        amount_minor=amount_minor, allocations=sale.fill(amount_minor), card=card,
+                                        reference=f"Card payment, {card}", idempotency_key=f"checkout-{key}")
+    require(actor, Action.PAYMENT_TAKE)
+    attempt = card_attempts.charge_begin(
+        request_key=f"checkout:{key}", purpose="payment", patient=patient, amount_minor=amount_minor, token=token,
+        card_label=label, allocations=sale.fill(amount_minor), context={"reference": f"Card payment, {label}"},
+        actor=actor)
+    return card_attempts.charge_run(attempt).payment
 
 
 def checkout_cover_visit(*, actor, sale: Sale, visit) -> tuple[object | None, str]:

@@ -3,11 +3,12 @@
 from django import forms
 from django.db.models import Case, When
 
-from carnet.billing.forms import CreditQuestion, location_choice
+from carnet.billing.forms import CardForm, CreditQuestion, location_choice
 from carnet.billing.invoicing import LineInput
 from carnet.billing.models import Payment
 from carnet.clinic.models import IncomeCategory, Product
 from carnet.core.forms import MoneyField
+from carnet.gateway.selectors import cards_for_patient
 from carnet.passes.models import PassTemplate
 from carnet.people.models import StaffMember
 
@@ -15,9 +16,13 @@ from .checkout import CREDIT, Cart, Tender
 
 PACKAGE_SLOTS, PRODUCT_SLOTS = 2, 3
 LATER = "later"
+NEW_CARD = "new_card"  # typed into the gateway's card form for this payment
 M = Payment.Method
+CARD_METHODS = (M.CARD_GATEWAY.value, NEW_CARD)  # charged once the sale has committed, never inside it
 DESK_METHODS = [(m.value, m.label) for m in (M.CASH, M.DEBIT, M.CARD_MANUAL, M.ETRANSFER, M.CHEQUE, M.OTHER)]
+OTHER_TENDERS = DESK_METHODS + [(M.GIFT_CARD.value, "Gift card"), (CREDIT, "Account credit")]
 METHODS = ([(LATER, "Later (it stays owing on the Billing tab)")] + DESK_METHODS
+           + [(M.CARD_GATEWAY.value, "Card on file"), (NEW_CARD, "New card")]
            + [(M.GIFT_CARD.value, "Gift card"), (CREDIT, "Account credit")])
 
 
@@ -32,10 +37,25 @@ class CheckoutForm(CreditQuestion, forms.Form):
     method = forms.ChoiceField(choices=METHODS, initial=M.CASH.value, label="Payment")
     reference = forms.CharField(required=False, max_length=120, help_text="Cheque number, last digits, …")
     gift_card_code = forms.CharField(required=False, max_length=40, label="Gift card code")
+    card = forms.ModelChoiceField(queryset=None, required=False, label="Card on file", empty_label="Choose a card")
+    # Split: a second way to pay part of it, taken at the desk (the first may be a card).
+    method_2 = forms.ChoiceField(choices=[("", "—")] + OTHER_TENDERS, required=False, label="Also paid by")
+    # The new card: the configured gateway's own card form (the test gateway's is server-side; the
+    # number goes to the gateway, Carnet keeps only its token for this charge).
+    holder = CardForm.base_fields["holder"]
+    number = CardForm.base_fields["number"]
+    exp_month = CardForm.base_fields["exp_month"]
+    exp_year = CardForm.base_fields["exp_year"]
+    cvc = CardForm.base_fields["cvc"]
 
-    def __init__(self, *args, clinic, staff=None, covering=(), **kwargs):
+    def __init__(self, *args, clinic, patient, staff=None, covering=(), **kwargs):
         """`covering`: the templates that could cover the appointment sold from (listed first, marked)."""
         super().__init__(*args, **kwargs)
+        for name in ("holder", "number", "exp_month", "exp_year", "cvc"):
+            self.fields[name].required = False  # only for a new card (clean)
+        self.fields["card"].queryset = cards_for_patient(patient)
+        self.fields["card"].label_from_instance = (
+            lambda c: f"{c.brand_label} •••• {c.last4} ({c.exp_month:02d}/{c.exp_year})")
         location_choice(self, staff=staff)
         covers = {t.pk for t in covering}
         templates = (PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False)
@@ -58,11 +78,21 @@ class CheckoutForm(CreditQuestion, forms.Form):
                                                               label="Qty")
         self.fields["other_price"] = MoneyField(currency=clinic.currency, required=False, label="Price")
         self.fields["amount"] = MoneyField(currency=clinic.currency, required=False, label="Amount received",
-                                           help_text="Blank: the whole total.")
+                                           help_text="Blank: the whole total (less the second amount).")
+        self.fields["amount_2"] = MoneyField(currency=clinic.currency, required=False, label="Second amount")
         self.fields["sold_by"].queryset = StaffMember.objects.filter(is_active=True).order_by("display_name")
 
     def package_fields(self):
         return [self[f"package_{i}"] for i in range(PACKAGE_SLOTS)]
+
+    def payment_fields(self):
+        return [self[n] for n in ("method", "amount", "card", "reference", "gift_card_code")]
+
+    def new_card_fields(self):
+        return [self[n] for n in ("holder", "number", "exp_month", "exp_year", "cvc")]
+
+    def split_fields(self):
+        return [self["method_2"], self["amount_2"]]
 
     def product_rows(self):
         return [(self[f"product_{i}"], self[f"quantity_{i}"]) for i in range(PRODUCT_SLOTS)]
@@ -75,8 +105,23 @@ class CheckoutForm(CreditQuestion, forms.Form):
             raise forms.ValidationError("For another item give its description, price and income category.")
         if not self.errors and self.cart().is_empty():
             raise forms.ValidationError("Choose at least one package or product, or describe another item.")
-        if data.get("method") == M.GIFT_CARD and not (data.get("gift_card_code") or "").strip():
+        methods = (data.get("method"), data.get("method_2"))
+        if M.GIFT_CARD in methods and not (data.get("gift_card_code") or "").strip():
             self.add_error("gift_card_code", "Enter the gift card's code.")
+        if data.get("method") == M.CARD_GATEWAY and not data.get("card"):
+            self.add_error("card", "Choose the card on file to charge.")
+        if data.get("method") == NEW_CARD:
+            for name in ("holder", "number", "exp_month", "exp_year", "cvc"):
+                if data.get(name) in (None, ""):
+                    self.add_error(name, "Needed for a new card.")
+        if data.get("method_2") and data.get("method") == LATER:
+            self.add_error("method_2", "Choose how the first part is paid, or leave this empty.")
+        elif data.get("method_2") and not data.get("amount_2"):
+            self.add_error("amount_2", "Enter how much is paid this second way.")
+        elif data.get("amount_2") and not data.get("method_2"):
+            self.add_error("method_2", "Choose how the second amount is paid.")
+        elif data.get("method_2") and data.get("method_2") == data.get("method"):
+            self.add_error("method_2", "Choose a different way from the first, or put it all in one amount.")
         return data
 
     def cart(self) -> Cart:
@@ -93,9 +138,25 @@ class CheckoutForm(CreditQuestion, forms.Form):
     def pays_now(self) -> bool:
         return self.cleaned_data["method"] != LATER
 
-    def tenders(self, *, owing: int) -> list[Tender]:
-        """What the desk takes; a blank amount is the whole of what is owing."""
+    def card_entry(self) -> dict | None:
+        """The new card as typed, for the gateway's card form (None unless paying by a new card)."""
         d = self.cleaned_data
-        amount = owing if d.get("amount") is None else d["amount"]
-        return [Tender(method=d["method"], amount_minor=amount, reference=d.get("reference", ""),
-                       gift_card_code=d.get("gift_card_code", ""))]
+        if d.get("method") != NEW_CARD:
+            return None
+        return {"number": d["number"], "exp_month": d["exp_month"], "exp_year": d["exp_year"], "cvc": d["cvc"],
+                "holder": d["holder"]}
+
+    def tenders(self, *, owing: int) -> list[Tender]:
+        """What the patient pays: the second tender (at the desk) first, then the first, whose blank
+        amount is the rest of what is owing. A card is last: it is charged after the sale commits."""
+        d = self.cleaned_data
+        out = []
+        if d.get("method_2"):
+            out.append(Tender(method=d["method_2"], amount_minor=d["amount_2"], reference=d.get("reference", ""),
+                              gift_card_code=d.get("gift_card_code", "")))
+        second = d.get("amount_2") or 0 if d.get("method_2") else 0
+        amount = max(owing - second, 0) if d.get("amount") is None else d["amount"]
+        if amount:
+            out.append(Tender(method=d["method"], amount_minor=amount, reference=d.get("reference", ""),
+                              gift_card_code=d.get("gift_card_code", ""), card=d.get("card")))
+        return out

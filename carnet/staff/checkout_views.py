@@ -9,13 +9,15 @@ schedule with the panel open."""
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from carnet.clinic.selectors import clinic_get, location_default
-from carnet.core.errors import NotAllowed, NotFound, ValidationFailed
+from carnet.core.errors import CarnetError, NotAllowed, NotFound, ValidationFailed
+from carnet.gateway.services import card_tokenize
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, staff_of
 from carnet.passes.selectors import templates_covering
@@ -23,9 +25,9 @@ from carnet.people.selectors import patient_get
 from carnet.scheduling.models import Status
 from carnet.scheduling.selectors import appointment_get
 
-from .checkout import checkout_cover_visit, checkout_pay_at_desk, checkout_sell
-from .checkout_forms import CheckoutForm
-from .decorators import not_allowed, save_once, staff_required
+from .checkout import checkout_charge_card, checkout_cover_visit, checkout_pay_at_desk, checkout_sell
+from .checkout_forms import CARD_METHODS, CheckoutForm
+from .decorators import apply_errors, not_allowed, save_once, staff_required
 
 
 def _summary(clinic, sale) -> str:
@@ -63,6 +65,25 @@ def _back_to(visit) -> str:
     return f"{reverse('scheduling:schedule')}?{query}"
 
 
+def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: str, visit) -> None:
+    """After the sale has committed: charge the card (outside any transaction), then cover the visit
+    the sale was made from. A decline keeps the sale, owing, and says so."""
+    from carnet.gateway.services import card_label
+
+    clinic = clinic_get()
+    try:
+        checkout_charge_card(actor=request.user, patient=patient, sale=sale, amount_minor=tender.amount_minor,
+                             key=key, card=tender.card, token=entered.token if entered else "",
+                             label=card_label(entered) if entered else "")
+    except CarnetError as exc:
+        messages.warning(request, f"The sale is recorded, but the card payment of {clinic.money(tender.amount_minor)} "
+                                  f"did not go through: {exc.message} {clinic.money(sale.owing_minor())} is still "
+                                  "owing; take another payment from the Billing tab.")
+    if visit is not None and sale.passes:
+        with transaction.atomic():
+            done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
+
+
 @staff_required(Action.SELL)
 def purchase_new(request, pk: int):
     patient, clinic, staff = patient_get(pk), clinic_get(), staff_of(request.user)
@@ -75,10 +96,17 @@ def purchase_new(request, pk: int):
     if visit:
         initial.update(appointment=visit.appointment.pk, location=visit.appointment.location_id,
                        package_0=covering[0].pk if covering else None)
-    form = CheckoutForm(request.POST or None, clinic=clinic, staff=staff, covering=covering, initial=initial)
+    form = CheckoutForm(request.POST or None, clinic=clinic, patient=patient, staff=staff, covering=covering,
+                        initial=initial)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
-        applied = {}
+        done: dict = {}
+        key = f"{request.user.pk}-{d['form_key']}"
+        try:  # a new card goes into the gateway's card form first, outside any transaction: a bad number sells nothing
+            entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
+        except CarnetError as exc:
+            apply_errors(form, exc)
+            entered = False
 
         def write():
             sale = checkout_sell(actor=request.user, patient=patient, cart=form.cart(),
@@ -90,21 +118,24 @@ def purchase_new(request, pk: int):
                 question = form.credit_confirmed(received=received, applied=min(received, owing))
                 if question:  # rolls the sale back with it: nothing is recorded until the desk answers
                     raise ValidationFailed(question)
-                checkout_pay_at_desk(actor=request.user, patient=patient, sale=sale, tenders=tenders,
-                                     key=f"{request.user.pk}-{d['form_key']}")
-            if visit is not None and sale.passes:
-                applied["pass"], applied["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
+                checkout_pay_at_desk(actor=request.user, patient=patient, sale=sale, key=key,
+                                     tenders=[t for t in tenders if t.method not in CARD_METHODS])
+                done["card"] = next((t for t in tenders if t.method in CARD_METHODS), None)
+            if visit is not None and sale.passes and done.get("card") is None:
+                done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
             return sale
 
-        outcome, result = save_once(request, form, write)
+        outcome, result = save_once(request, form, write) if entered is not False else ("error", None)
         if outcome == "denied":
             return result
+        if outcome == "ok" and done.get("card") is not None:
+            _charge_card(request, patient, result, done, tender=done["card"], entered=entered, key=key, visit=visit)
         if outcome == "ok":
             messages.success(request, _summary(clinic, result))
-            if applied.get("pass"):
-                messages.success(request, f"{applied['pass'].name} now covers the appointment.")
-            elif applied.get("why_not"):
-                messages.warning(request, f"Not applied to the appointment: {applied['why_not']} "
+            if done.get("pass"):
+                messages.success(request, f"{done['pass'].name} now covers the appointment.")
+            elif done.get("why_not"):
+                messages.warning(request, f"Not applied to the appointment: {done['why_not']} "
                                           "Use it from the appointment once it can cover the visit.")
         if outcome in ("ok", "repeat"):
             return redirect(_back_to(visit) if visit else reverse("billing:tab", args=[pk]))

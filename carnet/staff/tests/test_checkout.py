@@ -177,3 +177,70 @@ def test_an_appointment_of_someone_else_or_none_is_refused(s):
     assert s["client"].get(s["url"], {"appointment": 999999}).status_code == 404
     response = _post(s, package_0=s["template"].pk, appointment=theirs.pk)
     assert response.status_code == 404 and not Pass.objects.exists()
+
+
+# ---- cards and split payment in the same step (issue 20 point 1) -----------------------------------
+
+NEW_CARD = {"holder": "Rosalind Achebe", "exp_month": 12, "exp_year": 2040, "cvc": "123"}
+
+
+def test_a_new_card_through_the_gateways_form_pays_the_sale_once(s):
+    from carnet.billing.models import CardAttempt
+
+    response = _post(s, package_0=s["template"].pk, method="new_card", number="4242 4242 4242 4242", **NEW_CARD)
+    assert response.status_code == 302
+    payment = Payment.objects.get()
+    assert payment.method == Payment.Method.CARD_GATEWAY and payment.amount_minor == 40000
+    assert Invoice.objects.get().balance_minor == 0 and pass_unlocked(Pass.objects.get()) == 5
+    assert "Visa •••• 4242" in payment.reference
+    again = _post(s, package_0=s["template"].pk, method="new_card", number="4242 4242 4242 4242", **NEW_CARD)
+    assert again.status_code == 302 and Payment.objects.count() == 1 and CardAttempt.objects.count() == 1
+    assert_ledger_ok()
+
+
+def test_a_card_on_file_pays_the_rest_after_cash_split_across_methods(s):
+    from carnet.gateway.services import card_store
+
+    card = card_store(actor=s["fd"].user, patient=s["patient"], number="4242424242424242", exp_month=1,
+                      exp_year=2040, cvc="123", holder="R A")
+    page = s["client"].get(s["url"]).content.decode()
+    assert "Visa •••• 4242 (01/2040)" in page and "Also paid by" in page
+    _post(s, package_0=s["template"].pk, product_0=s["oil"].pk, method="card_gateway", card=card.pk,
+          method_2="cash", amount_2="100.00")
+    cash, charged = Payment.objects.order_by("pk")
+    assert (cash.method, cash.amount_minor) == ("cash", 10000)
+    assert (charged.method, charged.amount_minor, charged.card_id) == ("card_gateway", 32500, card.pk)
+    assert all(i.balance_minor == 0 for i in Invoice.objects.all())
+    assert_ledger_ok()
+
+
+def test_a_declined_card_keeps_the_sale_owing_and_says_so(s):
+    response = _post(s, package_0=s["template"].pk, method="new_card", number="4000 0000 0000 0002", **NEW_CARD)
+    assert response.status_code == 302 and Pass.objects.count() == 1 and not Payment.objects.exists()
+    page = s["client"].get(response["Location"]).content.decode()
+    assert "the card payment of $400.00 did not go through" in page and "$400.00 is still owing" in page
+
+
+def test_a_bad_card_number_or_missing_card_sells_nothing(s):
+    page = _post(s, package_0=s["template"].pk, method="new_card", number="1234", **NEW_CARD).content.decode()
+    assert 'class="error"' in page and not Pass.objects.exists() and not Invoice.objects.exists()
+    page = _post(s, package_0=s["template"].pk, method="new_card", form_key="k2").content.decode()
+    assert "Needed for a new card." in page
+    page = _post(s, package_0=s["template"].pk, method="card_gateway", form_key="k3").content.decode()
+    assert "Choose the card on file to charge." in page and not Pass.objects.exists()
+    page = _post(s, package_0=s["template"].pk, method_2="debit", form_key="k4").content.decode()
+    assert "Enter how much is paid this second way." in page
+
+
+def test_overpaying_across_methods_asks_about_credit_first(s):
+    page = _post(s, package_0=s["template"].pk, amount="400.00", method_2="debit", amount_2="50.00").content.decode()
+    assert "Record $50.00 as credit?" in page and not Pass.objects.exists()
+
+
+def test_a_new_card_sale_from_an_appointment_covers_it_once_charged(s):
+    appointment = _appointment(s)
+    response = _post(s, package_0=s["template"].pk, appointment=appointment.pk, method="new_card",
+                     number="4242424242424242", **NEW_CARD)
+    assert response.status_code == 302 and f"open={appointment.pk}" in response["Location"]
+    assert _live(appointment).sold_pass_id == Pass.objects.get().pk
+    assert "5 massages now covers the appointment." in s["client"].get(response["Location"]).content.decode()

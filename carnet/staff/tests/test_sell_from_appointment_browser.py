@@ -1,11 +1,13 @@
 """In a real browser, at a laptop's and a tablet's size: from an appointment's panel the desk sells a
-package in the checkout (the package that covers the visit already chosen), takes cash, and is back
-on the schedule with the panel open and the package covering the visit."""
+package in the checkout (the package that covers the visit already chosen), charges a new card
+through the gateway's card form in the same step, and is back on the schedule with the panel open
+and the package covering the visit."""
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
+from carnet.billing.models import Payment
 from carnet.conftest import log_in, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
@@ -37,9 +39,17 @@ def test_sell_a_package_from_the_appointment_and_see_it_applied(page, width, hei
         expect(page.get_by_label("Package 1")).to_have_value(str(PassTemplate.objects.get().pk))
         results = Axe().run(page, context={"include": [["main"]], "exclude": [[".messages"]]})
         assert results.violations_count == 0, results.generate_report()
+        page.get_by_label("Payment").select_option(label="New card")
+        card = page.get_by_test_id("checkout-new-card")
+        card.get_by_label("Name on card").fill("Rosalind Achebe")
+        card.get_by_label("Card number").fill("4242 4242 4242 4242")
+        card.get_by_label("Expiry month").fill("12")
+        card.get_by_label("Expiry year").fill("2040")
+        card.get_by_label("CVC").fill("123")
         page.get_by_role("button", name="Sell").click()
 
         expect(page.get_by_text("5 massages now covers the appointment.")).to_be_visible()
         assert "/schedule/" in page.url and f"open={visit.pk}" in page.url
         expect(page.locator("#panel").get_by_test_id("pass-covering")).to_contain_text("5 massages")
         assert Pass.objects.get().reserved_count == 1
+        assert Payment.objects.get().method == Payment.Method.CARD_GATEWAY
