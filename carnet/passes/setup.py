@@ -345,9 +345,10 @@ def template_archive(*, actor, template: PassTemplate, archived: bool) -> PassTe
 
 # ---------------------------------------------------------------- update sold packages / all memberships
 
-_PACKAGE_FIELDS = ("name", "quantity", "income_category_id", "auto_select")
+# "Redeem on online bookings" is auto-select's online twin: it carries over with it (issue 20 point 8).
+_PACKAGE_FIELDS = ("name", "quantity", "income_category_id", "auto_select", "redeem_online")
 _MEMBERSHIP_FIELDS = ("name", "uses_per_cycle", "cycle_price_minor", "income_category_id", "auto_select",
-                      "cancellable_after_cycles")
+                      "redeem_online", "cancellable_after_cycles")
 
 
 def _fields(kind: str) -> tuple[str, ...]:
@@ -359,7 +360,7 @@ def _terms(template: PassTemplate) -> dict:
     name, uses, amount (as the price of cycles not yet invoiced), income category, auto-select,
     cancellation term and eligible items (SPEC 6.4)."""
     terms = {"kind": template.kind, "name": template.name, "income_category_id": template.income_category_id,
-             "auto_select": template.auto_select,
+             "auto_select": template.auto_select, "redeem_online": template.redeem_online,
              "items": {i.treatment_id: i for i in template.items.select_related("treatment")}}
     if template.kind == Kind.MEMBERSHIP:
         terms.update(uses_per_cycle=template.uses_per_cycle, cycle_price_minor=template.price_minor,

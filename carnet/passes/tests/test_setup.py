@@ -287,7 +287,7 @@ def _edit_everything(admin_staff, catalog, template, **over):
     new_category = IncomeCategory.objects.create(name="Packages")
     acupuncture = second_treatment(catalog)
     data = {"name": "Ten visits", "quantity": 12, "income_category": new_category, "auto_select": False,
-            "price_minor": 99900, "taxes": [], "expiry_value": 2, "expiry_unit": "years", **over}
+            "redeem_online": True, "price_minor": 99900, "taxes": [], "expiry_value": 2, "expiry_unit": "years", **over}
     items = [{"treatment": catalog["treatment"], "additional_charge_minor": 500, "compensation_minor": 7000, "limit": 6},
              {"treatment": acupuncture, "additional_charge_minor": 0, "compensation_minor": None, "limit": None}]
     template_save(actor=admin_staff.user, template=template, data=data, items=items)
@@ -300,7 +300,7 @@ def test_update_sold_packages_carries_exactly_the_five_terms(admin_staff, catalo
     new_category, acupuncture = _edit_everything(admin_staff, catalog, template)
     assert sold_update(actor=admin_staff.user, template=template) == 1
     sold.refresh_from_db()
-    assert (sold.name, sold.quantity, sold.income_category, sold.auto_select) == ("Ten visits", 12, new_category, False)
+    assert (sold.name, sold.quantity, sold.income_category, sold.auto_select, sold.redeem_online) == ("Ten visits", 12, new_category, False, True)
     # Price, taxes (in the price paid) and expiry stay as sold; counts are untouched.
     assert (sold.price_minor, sold.net_minor, sold.expires_on) == (80000, 80000, dt.date(2027, 1, 31))
     assert (sold.posted_count, sold.reserved_count) == (2, 0)
