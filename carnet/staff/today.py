@@ -57,7 +57,7 @@ def today_board(*, actor) -> dict:
     """Everything the dashboard's Today shows to `actor`; parts they may not see are None."""
     clinic = clinic_get()
     board = {"clinic": clinic, "locations": None, "owing_today": None, "owing": None, "expiring": None,
-             "running_low": None, "declined": None, "expiring_days": EXPIRING_WITHIN_DAYS}
+             "running_low": None, "declined": None, "to_review": None, "expiring_days": EXPIRING_WITHIN_DAYS}
     appointments: list = []
     if can(actor, Action.SCHEDULE_OWN):
         locations = list(locations_active())
@@ -80,4 +80,8 @@ def today_board(*, actor) -> dict:
         board["expiring"] = passes_expiring(today=clock.today(clinic.time_zone), within_days=EXPIRING_WITHIN_DAYS)
         board["running_low"] = passes_running_low(patient_ids=today_ids) if today_ids else []
         board["declined"] = autopay_declined()
+    if can(actor, Action.CARD_REVIEW):  # card payments whose outcome came late or became credit: one count
+        from carnet.billing.card_attempts import attempts_to_review
+
+        board["to_review"] = attempts_to_review().count()
     return board

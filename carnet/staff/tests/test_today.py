@@ -160,3 +160,19 @@ def test_today_costs_the_same_few_queries_however_busy_the_day(desk, front_desk,
     # Session, user and staff (and the session's save), then eleven for the board: clinic, locations, the
     # actor's locations, appointments with their rows and patients, two owing lists, two pass lists, declined.
     assert many <= 20
+
+
+def test_card_payments_to_review_are_counted_for_billing_administrators_only(client, desk, catalog):
+    """Issue 20 point 5: one click from Today to the card payments whose outcome needs a look."""
+    from carnet.billing.models import CardAttempt
+    from carnet.conftest import make_staff
+
+    patient = make_patient()
+    CardAttempt.objects.create(kind="charge", purpose="payment", request_key="r1", gateway_key="g1",
+                               status="unknown", patient=patient, amount_minor=5000, currency="CAD",
+                               created_at=at(MONDAY, "06:00"))
+    _, html = _today(desk)
+    assert 'data-testid="today-review"' not in html  # Front Desk cannot open the review page
+    client.force_login(make_staff(AccessLevel.ADMIN_BILLING, name="Admin").user)
+    _, html = _today(client)
+    assert "1 card payment to review" in html and reverse("billing:card_review") in html
