@@ -101,3 +101,15 @@ def appointment_block(a, *, names: str, url: str, oob: bool = False) -> SafeStri
         f'href="{url}" hx-get="{url}" hx-target="#panel" data-testid="appointment-{a.pk}"{swap}>'
         f'<strong>{escape(names)}</strong> {icon}<span>{escape(a.treatment.name)}</span> '
         f'<span class="tag status-{a.status}">{escape(a.get_status_display())}</span></a>')
+
+
+def column_body(col: dict, *, oob: bool = False) -> SafeString:
+    """One column's body: its free slots, breaks and appointment blocks (`col` from the schedule
+    view). Made here rather than by a template include: a week view has a hundred columns; the
+    panel redraws one after booking (`oob`)."""
+    pauses = "".join(
+        f'<div class="cal-break" data-row="{b["row"]}" data-span="{b["span"]}">Break {b["local_start"]:%H:%M}–'
+        f'{b["local_end"]:%H:%M}{": " + escape(b["item"].reason) if b["item"].reason else ""}</div>' for b in col["breaks"])
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return mark_safe(f'<div class="cal-body" id="col-{col["practitioner"].pk}-{col["day"].isoformat()}"{swap}>'
+                     f'{col["free_links"]}{pauses}{"".join(a.block for a in col["appointments"])}</div>')

@@ -102,6 +102,7 @@ def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
                             "appointments": mine, "breaks": pauses, "blocks": blocks,
                             "free_links": calendar.free_links(slots, book_url=f"{book}&practitioner={practitioner.pk}",
                                                               who=practitioner.display_name)})
+            columns[-1]["body"] = calendar.column_body(columns[-1])
     return columns
 
 
@@ -303,7 +304,8 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
         "fee": clinic_get().no_show_fee_minor, "coverage": coverage,
         "reserved": any(c["live"] and c["live"].status == "reserved" for c in coverage),
         "block": block,  # after a change, the schedule's block is swapped too (hx-swap-oob)
-        "column": column,  # after booking, the practitioner's column of that day is redrawn (hx-swap-oob)
+        # After booking, the practitioner's column of that day is redrawn (hx-swap-oob).
+        "column_oob": calendar.column_body(column, oob=True) if column else "",
         "form_key": new_form_key(),  # one per panel; each button's submit is claimed once (run_action once=)
     }
     template = "scheduling/_panel.html" if request.headers.get("HX-Request") else "scheduling/appointment.html"
