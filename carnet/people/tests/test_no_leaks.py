@@ -42,7 +42,7 @@ def test_own_package_carries_no_compensation_or_payment_internals(world):
     body = Api(world["me"].user).get(f"/passes/{sold.pk}").json()
     assert set(body) == {"id", "patient_id", "patient_name", "name", "status", "purchase_date", "quantity", "used",
                          "remaining", "expires_on", "kind", "start_date", "ends_after", "self_cancel",
-                         "pause_allowed", "items"}
+                         "pause_allowed", "items", "expiry_disclosure"}  # the clinic's expiry terms, for the patient
     assert [set(item) for item in body["items"]] == [
         {"treatment_id", "treatment_name", "additional_charge_minor", "limit", "used_count"}]
     assert "4321" not in str(body)
