@@ -91,6 +91,12 @@ class RefundForm(forms.Form):
         self.fields["amount"] = MoneyField(currency=currency, label="Amount")
 
 
+class CardHolderForm(forms.Form):
+    """Add a card with Stripe: the name here, the card itself in Stripe's own field (Stripe.js)."""
+
+    holder = forms.CharField(max_length=120, label="Name on card")
+
+
 class CardForm(forms.Form):
     holder = forms.CharField(max_length=120, label="Name on card")
     number = forms.CharField(max_length=23, label="Card number",

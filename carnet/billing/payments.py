@@ -329,8 +329,13 @@ def card_pay_online(*, patient, purpose: str, request_key: str, amount_minor: in
     return card_attempts.charge_run(attempt)
 
 
-def balance_pay_online(*, patient, card_number: str, exp_month: int, exp_year: int, cvc: str, holder: str,
-                       idempotency_key: str) -> Payment:
+def pay_balance_entry_for(patient) -> str:
+    """What a card typed on a patient's Pay Balance page may pay (the Stripe SetupIntent's tag)."""
+    return f"pay-balance:{patient.pk}"
+
+
+def balance_pay_online(*, patient, holder: str, idempotency_key: str, card_number: str = "", exp_month: int = 0,
+                       exp_year: int = 0, cvc: str = "", setup_intent: str = "") -> Payment:
     """The patient pays their whole outstanding balance by card, from a Pay Balance link (SPEC 3.3).
 
     The one payment made by the patient rather than staff, so there is no staff access check: it
@@ -348,6 +353,6 @@ def balance_pay_online(*, patient, card_number: str, exp_month: int, exp_year: i
     attempt = card_pay_online(
         patient=patient, purpose="pay_balance", request_key=request_key, amount_minor=amount,
         card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
-                    "holder": holder},
+                    "holder": holder, "setup_intent": setup_intent, "entry_for": pay_balance_entry_for(patient)},
         allocations=[(i, i.balance_minor) for i in invoices], context={"reference": "Pay Balance link"})
     return attempt.payment

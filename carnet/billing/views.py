@@ -11,12 +11,13 @@ from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.idempotency import claim_form_key, new_form_key
 from carnet.core.permissions import Action
 from carnet.gateway.selectors import cards_for_patient
-from carnet.gateway.services import card_remove, card_store
+from carnet.gateway.services import (card_remove, card_setup_begin, card_setup_complete, card_store,
+                                     gateway_uses_stripe_js, stripe_csp, stripe_js_url)
 from carnet.people.selectors import patient_get
 from carnet.staff.decorators import apply_errors, not_allowed, run_action, save_once, staff_required
 
 from . import payments
-from .forms import CardForm, PaymentForm, RefundForm
+from .forms import CardForm, CardHolderForm, PaymentForm, RefundForm
 from .invoicing import invoice_delete
 from .models import Allocation, Invoice, Payment
 from .selectors import amount_owing, credit_balance, open_invoices
@@ -153,10 +154,15 @@ def invoice_delete_view(request, pk: int, invoice_pk: int):
 @staff_required(Action.PAYMENT_TAKE)
 def card_new(request, pk: int):
     patient = patient_get(pk)
-    form = CardForm(request.POST or None)
+    stripe_on = gateway_uses_stripe_js()
+    form = (CardHolderForm if stripe_on else CardForm)(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            card = card_store(actor=request.user, patient=patient, **form.cleaned_data)
+            if stripe_on:  # Stripe.js saved the card in the SetupIntent; Carnet gets its id only
+                card = card_setup_complete(actor=request.user, patient=patient, holder=form.cleaned_data["holder"],
+                                           setup_intent=request.POST.get("setup_intent", "")[:255])
+            else:
+                card = card_store(actor=request.user, patient=patient, **form.cleaned_data)
         except NotAllowed as exc:
             return not_allowed(request, exc.message)
         except CarnetError as exc:
@@ -164,7 +170,18 @@ def card_new(request, pk: int):
         else:
             messages.success(request, f"{card.brand_label} •••• {card.last4} saved.")
             return _tab(pk)
-    return render(request, "billing/card_form.html", {"patient": patient, "form": form})
+    stripe = {}
+    if stripe_on:
+        try:  # a fresh SetupIntent for the patient's Stripe customer each time the form is shown
+            stripe = {**card_setup_begin(actor=request.user, patient=patient), "js_url": stripe_js_url()}
+        except NotAllowed as exc:
+            return not_allowed(request, exc.message)
+        except CarnetError as exc:
+            form.add_error(None, exc.message)
+    response = render(request, "billing/card_form.html", {"patient": patient, "form": form, "stripe": stripe})
+    if stripe_on:
+        response["Content-Security-Policy"] = stripe_csp()
+    return response
 
 
 @require_POST

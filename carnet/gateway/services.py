@@ -115,14 +115,56 @@ def _card_off_file(*, actor, card: CardOnFile) -> CardOnFile:
     return card
 
 
-def card_tokenize(*, number: str, exp_month: int, exp_year: int, cvc: str, holder: str) -> StoredCard:
-    """A card entered for one payment (online): the gateway keeps it and gives back a token."""
+def card_tokenize(*, holder: str, number: str = "", exp_month: int = 0, exp_year: int = 0, cvc: str = "",
+                  setup_intent: str = "", entry_for: str = "") -> StoredCard:
+    """A card entered for one payment (online): the gateway keeps it and gives back a token. With
+    Stripe.js the card went straight to Stripe: `setup_intent` is what the page got back, made by
+    card_entry_begin for `entry_for`."""
     holder = (holder or "").strip()
     if not holder or len(holder) > 120:
         raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
                                fields={"holder": ["Enter the name on the card."]})
+    if setup_intent or gateway_uses_stripe_js():
+        if not setup_intent:
+            raise ValidationFailed("Please enter the card in the card form.", code="card_entry_by_stripe_js",
+                                   fields={"setup_intent": ["Enter the card."]})
+        return _gateway("setup_intent_card").setup_intent_card(setup_intent=setup_intent, entry_for=entry_for)
     return _gateway("store_card").store_card(number=number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
                                              holder=holder)
+
+
+def card_entry_begin(*, entry_for: str) -> dict:
+    """What a page taking a card for one payment needs for Stripe.js (empty with the test gateway,
+    whose form the page shows instead): the publishable key, the script's address and a SetupIntent
+    tagged with `entry_for` (the payment it may serve)."""
+    if not gateway_uses_stripe_js():
+        return {}
+    gateway = _gateway("setup_intent_create")
+    setup_id, client_secret = gateway.setup_intent_create(entry_for=entry_for)
+    return {"setup_intent": setup_id, "client_secret": client_secret, "publishable_key": gateway.publishable_key,
+            "js_url": stripe_js_url()}
+
+
+def stripe_js_url() -> str:
+    from django.conf import settings
+
+    base = getattr(settings, "STRIPE_API_BASE", "")  # a local fake Stripe serves its own Stripe.js
+    return f"{base.rstrip('/')}/js.stripe.com/v3/" if base else "https://js.stripe.com/v3/"
+
+
+def stripe_csp() -> str:
+    """The Content-Security-Policy of a page that loads Stripe.js: Carnet's own, plus exactly
+    Stripe's script, frame and API origins."""
+    from django.conf import settings
+
+    from carnet.core.middleware import CSP
+
+    base = getattr(settings, "STRIPE_API_BASE", "").rstrip("/")
+    js, frames, api = ((base, base, base) if base else
+                       ("https://js.stripe.com", "https://js.stripe.com https://hooks.stripe.com",
+                        "https://api.stripe.com"))
+    return (CSP.replace("script-src 'self'", f"script-src 'self' {js}")
+            .replace("default-src 'self';", f"default-src 'self'; frame-src {frames}; connect-src 'self' {api};"))
 
 
 def card_label(stored) -> str:
@@ -160,8 +202,11 @@ def card_charge(*, card_or_token: CardOnFile | str, amount_minor: int, currency:
     token, customer = _token_and_customer(card_or_token)
     # Only what this gateway needs: a gateway with one-call charges may not take these at all.
     extra = {name: value for name, value in (("customer", customer), ("reference", reference)) if value}
-    return _gateway("charge").charge(token=token, amount_minor=amount_minor, currency=currency,
-                                     idempotency_key=idempotency_key, **extra)
+    gateway = _gateway("charge")
+    if not isinstance(card_or_token, CardOnFile) and hasattr(gateway, "prepare_charge"):
+        extra["off_session"] = False  # a card just typed in: the patient is there to confirm with their bank
+    return gateway.charge(token=token, amount_minor=amount_minor, currency=currency,
+                          idempotency_key=idempotency_key, **extra)
 
 
 def charge_refund(*, charge_id: str, amount_minor: int, idempotency_key: str) -> RefundResult:

@@ -126,28 +126,31 @@ class StripeGateway:
                          options={"idempotency_key": f"{reference}-customer"})
         return customer.id
 
-    def setup_intent_create(self, *, customer: str) -> tuple[str, str]:
-        """A SetupIntent to save a card for off-session use: (its id, the client secret for Stripe.js)."""
-        intent = _call(self.client.v1.setup_intents.create,
-                       params={"customer": customer, "usage": "off_session", "payment_method_types": ["card"]})
+    def setup_intent_create(self, *, customer: str = "", entry_for: str = "") -> tuple[str, str]:
+        """A SetupIntent for Stripe.js to put a card in: (its id, the client secret for the page).
+        With a customer: a card saved on file (off-session use). Without: a card typed for one
+        payment, tagged with what it is for (`entry_for`) so it cannot be used for anything else."""
+        params = {"usage": "off_session" if customer else "on_session", "payment_method_types": ["card"],
+                  "metadata": {"carnet_for": entry_for}}
+        if customer:
+            params["customer"] = customer
+        intent = _call(self.client.v1.setup_intents.create, params=params)
         return intent.id, intent.client_secret
 
-    def setup_intent_card(self, *, setup_intent: str, customer: str) -> StoredCard:
-        """The card a SetupIntent saved, once Stripe.js confirmed it. Refuses another customer's."""
+    def setup_intent_card(self, *, setup_intent: str, customer: str = "", entry_for: str = "") -> StoredCard:
+        """The card a SetupIntent holds, once Stripe.js confirmed it. Refuses one made for another
+        customer or another purpose (an id sent by someone else)."""
         intent = _call(self.client.v1.setup_intents.retrieve, setup_intent)
-        if intent.customer != customer:
+        tag = (intent.metadata.to_dict() if intent.metadata else {}).get("carnet_for", "")
+        if (intent.customer or "") != customer or (not customer and tag != entry_for):
             raise NotFound("No such card set-up for this patient.", code="unknown_setup_intent")
         if intent.status != "succeeded" or not intent.payment_method:
             raise Conflict("The card was not saved: its bank has not confirmed it yet. Finish the card form "
                            "(and the bank's check, if shown) and try again.", code="card_setup_incomplete")
         pm = _call(self.client.v1.payment_methods.retrieve, intent.payment_method)
-        if pm.customer != customer:  # Stripe attaches it on success; a test double may not
+        if customer and pm.customer != customer:  # Stripe attaches it on success; a test double may not
             pm = _call(self.client.v1.payment_methods.attach, pm.id, params={"customer": customer})
         return _stored(pm)
-
-    def payment_method_card(self, *, payment_method: str) -> StoredCard:
-        """Brand, last four and expiry of a PaymentMethod made by Stripe.js (for one payment)."""
-        return _stored(_call(self.client.v1.payment_methods.retrieve, payment_method))
 
     def card_detach(self, *, token: str) -> None:
         try:

@@ -398,9 +398,9 @@ def code_generate() -> str:
             return code
 
 
-def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, recipient_email: str,
-                         card_number: str, exp_month: int, exp_year: int, cvc: str, holder: str,
-                         idempotency_key: str) -> GiftCard:
+def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, recipient_email: str, holder: str,
+                         idempotency_key: str, card_number: str = "", exp_month: int = 0, exp_year: int = 0,
+                         cvc: str = "", setup_intent: str = "", entry_for: str = "") -> GiftCard:
     """The patient buys a card in the portal by card; the code is emailed to the recipient.
 
     A card attempt keyed by the form (purpose "gift_card_online"): the gift card is made and loaded
@@ -427,7 +427,7 @@ def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, rec
         patient=patient, purpose="gift_card_online", request_key=f"gift-card-online:{sale_key}",
         amount_minor=amount_minor,
         card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
-                    "holder": holder},
+                    "holder": holder, "setup_intent": setup_intent, "entry_for": entry_for},
         context={"reference": "Gift card bought online", "sale_key": sale_key,
                  "recipient_name": recipient_name, "recipient_email": recipient_email})
     card = GiftCard.objects.filter(sale_key=sale_key).first()

@@ -117,8 +117,14 @@ def _buyer_and_key(user, patient, idempotency_key: str) -> tuple[Patient, str]:
     return buyer, key
 
 
-def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_number: str, exp_month: int,
-                       exp_year: int, cvc: str, holder: str, idempotency_key: str) -> Pass:
+def portal_entry_for(user) -> str:
+    """What a card typed by this portal user may pay (the Stripe SetupIntent's tag)."""
+    return f"portal-user:{user.pk}"
+
+
+def package_buy_online(*, user, patient: Patient, template: PassTemplate, holder: str, idempotency_key: str,
+                       card_number: str = "", exp_month: int = 0, exp_year: int = 0, cvc: str = "",
+                       setup_intent: str = "") -> Pass:
     """The portal user buys `template` for themselves or a dependant, paying by card now.
 
     A double submit or retry with the same key charges once and returns the same pass. A free
@@ -138,7 +144,7 @@ def package_buy_online(*, user, patient: Patient, template: PassTemplate, card_n
     attempt = card_pay_online(
         patient=patient, purpose="pass_online", request_key=request_key, amount_minor=amount,
         card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
-                    "holder": holder},
+                    "holder": holder, "setup_intent": setup_intent, "entry_for": portal_entry_for(user)},
         context={"reference": f"{template.name} bought online", "template": template.pk, "user": user.pk})
     if attempt.context.get("pass"):
         return Pass.objects.get(pk=attempt.context["pass"])

@@ -18,15 +18,31 @@ class PayBalanceForm(forms.Form):
         attrs={"autocomplete": "cc-csc", "inputmode": "numeric"}))
 
 
+CARD_FIELDS = ("number", "exp_month", "exp_year", "cvc")  # typed into Stripe.js instead when Stripe is on
+
+
 class GiftCardBuyForm(PayBalanceForm):
     """Buy a gift card online: who it is for and how much, then the card details."""
 
     recipient_name = forms.CharField(label="Recipient's name", max_length=120, required=False)
     recipient_email = forms.EmailField(label="Recipient's email", help_text="The gift card's code is emailed here.")
 
-    def __init__(self, *args, currency: str, **kwargs):
+    def __init__(self, *args, currency: str, stripe: bool = False, **kwargs):
         from carnet.core.forms import MoneyField
 
         super().__init__(*args, **kwargs)
         self.fields["amount"] = MoneyField(currency=currency, label="Amount")
         self.order_fields(["form_key", "amount", "recipient_name", "recipient_email"])
+        if stripe:  # the card goes into Stripe's own field (Stripe.js), never into this form
+            for name in CARD_FIELDS:
+                del self.fields[name]
+
+
+class StripeCardForm(forms.Form):
+    """The card form when Stripe takes the card (SAQ A): the number, expiry and CVC are typed into
+    Stripe's own field (Stripe.js) and go to Stripe; Carnet gets back only the SetupIntent's id (a
+    plain `setup_intent` input the page's script fills, always empty when the page is shown again)."""
+
+    form_key = forms.CharField(widget=forms.HiddenInput)
+    holder = forms.CharField(label="Name on card", max_length=120,
+                             widget=forms.TextInput(attrs={"autocomplete": "cc-name"}))

@@ -13,13 +13,13 @@ from django.views.decorators.http import require_POST
 from carnet.billing import documents, emails
 from carnet.billing.document_views import pdf_response
 from carnet.billing.models import Invoice, Payment
-from carnet.billing.payments import balance_pay_online
+from carnet.billing.payments import balance_pay_online, pay_balance_entry_for
 from carnet.billing.selectors import amount_owing, open_invoices
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
-from carnet.gateway.services import PaymentFailed
+from carnet.gateway.services import PaymentFailed, card_entry_begin, gateway_uses_stripe_js, stripe_csp
 from carnet.people import invitations, signups
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
@@ -29,7 +29,7 @@ from carnet.staff.forms import SetPasswordForm
 from carnet.staff.middleware import LOGGED_IN_AT
 from carnet.staff.views import login_view
 
-from .forms import GiftCardBuyForm, PayBalanceForm
+from .forms import CARD_FIELDS, GiftCardBuyForm, PayBalanceForm, StripeCardForm
 
 
 def patient_required(view):
@@ -154,17 +154,24 @@ def receipt_pdf(request, patient, pk: int):
 def gift_card_buy(request, patient):
     """Buy a gift card by card (SPEC 7) when the clinic sells them online; the code goes to the recipient."""
     from carnet.giftcards.services import giftcard_sell_online
+    from carnet.passes import online as passes_online
 
     clinic = clinic_get()
     on = clinic.gift_cards_enabled and clinic.gift_card_online_sales_enabled
-    form = GiftCardBuyForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()})
+    stripe_on = on and gateway_uses_stripe_js()
+    entry_for = passes_online.portal_entry_for(request.user) if stripe_on else ""
+    form = GiftCardBuyForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()},
+                           stripe=stripe_on)
     if on and request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        card_entry = ({"setup_intent": request.POST.get("setup_intent", "")[:255], "entry_for": entry_for}
+                      if stripe_on else {"card_number": data["number"], "exp_month": data["exp_month"],
+                                         "exp_year": data["exp_year"], "cvc": data["cvc"]})
         try:
             card = giftcard_sell_online(
                 patient=patient, amount_minor=data["amount"] or 0, recipient_name=data["recipient_name"],
-                recipient_email=data["recipient_email"], card_number=data["number"], exp_month=data["exp_month"],
-                exp_year=data["exp_year"], cvc=data["cvc"], holder=data["holder"], idempotency_key=data["form_key"])
+                recipient_email=data["recipient_email"], holder=data["holder"], idempotency_key=data["form_key"],
+                **card_entry)
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except CarnetError as exc:
@@ -172,8 +179,9 @@ def gift_card_buy(request, patient):
         else:
             return render(request, "portal/gift_card_bought.html", {
                 "clinic": clinic, "patient": patient, "card": card, "amount": clinic.money(card.balance_minor)})
-    return render(request, "portal/gift_card_buy.html", {
-        "clinic": clinic, "patient": patient, "form": form, "on": on, "minimum": clinic.money(clinic.gift_card_online_minimum_minor)})
+    return _with_stripe_js(request, form, entry_for, "portal/gift_card_buy.html", {
+        "clinic": clinic, "patient": patient, "form": form, "on": on,
+        "minimum": clinic.money(clinic.gift_card_online_minimum_minor)})
 
 
 # ---------------------------------------------------------------- Pay Balance link (public, signed)
@@ -199,13 +207,17 @@ def pay_balance(request, token: str):
     patient, invalid = _link_patient(request, token)
     if invalid:
         return invalid
-    form = PayBalanceForm(request.POST or None, initial={"form_key": new_form_key()})
+    stripe_on = gateway_uses_stripe_js()
+    form = (StripeCardForm if stripe_on else PayBalanceForm)(request.POST or None,
+                                                              initial={"form_key": new_form_key()})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        card = ({"setup_intent": request.POST.get("setup_intent", "")[:255]} if stripe_on else
+                {"card_number": data["number"], "exp_month": data["exp_month"], "exp_year": data["exp_year"],
+                 "cvc": data["cvc"]})
         try:
-            payment = balance_pay_online(
-                patient=patient, card_number=data["number"], exp_month=data["exp_month"],
-                exp_year=data["exp_year"], cvc=data["cvc"], holder=data["holder"], idempotency_key=data["form_key"])
+            payment = balance_pay_online(patient=patient, holder=data["holder"], idempotency_key=data["form_key"],
+                                         **card)
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except CarnetError as exc:
@@ -214,7 +226,8 @@ def pay_balance(request, token: str):
             return redirect("portal:pay_balance_paid", token=token, payment_pk=payment.pk)
     clinic = clinic_get()
     invoices = list(open_invoices(patient))
-    return render(request, "portal/pay_balance.html", {
+    return _with_stripe_js(request, form, pay_balance_entry_for(patient) if stripe_on and invoices else "",
+                           "portal/pay_balance.html", {
         "clinic": clinic, "patient": patient, "form": form,
         "invoices": [(documents.invoice_number(i, clinic), i, clinic.money(i.balance_minor)) for i in invoices],
         "owing": clinic.money(sum(i.balance_minor for i in invoices)),
@@ -242,7 +255,7 @@ def pay_balance_paid(request, token: str, payment_pk: int):
 class PassBuyForm(PayBalanceForm):
     """Buy a package online: for whom (when the buyer has dependants), then the card details."""
 
-    def __init__(self, *args, patients, free: bool, **kwargs):
+    def __init__(self, *args, patients, free: bool, stripe: bool = False, **kwargs):
         from django import forms
 
         super().__init__(*args, **kwargs)
@@ -252,6 +265,9 @@ class PassBuyForm(PayBalanceForm):
             self.order_fields(["form_key", "patient"])
         if free:  # nothing to charge: no card asked for
             for name in ("holder", "number", "exp_month", "exp_year", "cvc"):
+                del self.fields[name]
+        elif stripe:  # the card goes into Stripe's own field (Stripe.js), never into this form
+            for name in CARD_FIELDS:
                 del self.fields[name]
 
 
@@ -308,7 +324,8 @@ def pass_buy(request, patient, pk: int):
     template = passes_online.online_template_get(pk)
     price = passes_online.online_price_minor(template)
     family = patients_managed_by(patient)
-    form = PassBuyForm(request.POST or None, patients=family, free=price == 0,
+    stripe_on = gateway_uses_stripe_js() and price > 0
+    form = PassBuyForm(request.POST or None, patients=family, free=price == 0, stripe=stripe_on,
                        initial={"form_key": new_form_key(), "patient": patient.pk})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -317,7 +334,8 @@ def pass_buy(request, patient, pk: int):
             sold = passes_online.package_buy_online(
                 user=request.user, patient=owner, template=template, card_number=data.get("number", ""),
                 exp_month=data.get("exp_month") or 0, exp_year=data.get("exp_year") or 0, cvc=data.get("cvc", ""),
-                holder=data.get("holder", ""), idempotency_key=data["form_key"])
+                holder=data.get("holder", ""), idempotency_key=data["form_key"],
+                setup_intent=request.POST.get("setup_intent", "")[:255] if stripe_on else "")
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except NotFound:
@@ -326,11 +344,27 @@ def pass_buy(request, patient, pk: int):
             apply_errors(form, exc)
         else:
             return redirect("portal:pass_bought", pk=sold.pk)
-    return render(request, "portal/pass_buy.html", {
+    return _with_stripe_js(request, form, passes_online.portal_entry_for(request.user) if stripe_on else "",
+                           "portal/pass_buy.html", {
         "clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form,
         "price": clinic.money(price), "full_price": clinic.money(template.price_minor),
         "total": clinic.money(passes_online.online_total_minor(template)),
     })
+
+
+def _with_stripe_js(request, form, entry_for: str, template_name: str, context: dict):
+    """Render a page that takes a card: with Stripe on (`entry_for` given), a fresh SetupIntent for
+    Stripe.js to put the card in, and the CSP that admits Stripe's origins on this page only."""
+    stripe = {}
+    if entry_for:
+        try:
+            stripe = card_entry_begin(entry_for=entry_for)
+        except CarnetError as exc:
+            form.add_error(None, exc.message)
+    response = render(request, template_name, {**context, "stripe": stripe, "stripe_on": bool(entry_for)})
+    if entry_for:
+        response["Content-Security-Policy"] = stripe_csp()
+    return response
 
 
 @patient_required

@@ -202,3 +202,17 @@ def test_events_for_things_carnet_did_not_make_are_acknowledged(desk):
     assert deliver(event("charge.dispute.created", {"id": "dp_9", "payment_intent": "pi_nope"})).status_code == 200
     assert deliver(event("setup_intent.succeeded", {"id": "seti_1", "customer": "cus_nope"})).status_code == 200
     assert stripe_gateway.METADATA_KEY == "carnet_key"
+
+
+def test_a_webhook_after_reconciliation_recorded_the_crashed_charge_changes_nothing(crashed_charge):
+    from django.core.management import call_command
+
+    call_command("payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w"))
+    evt = event("payment_intent.succeeded", _intent(crashed_charge.gateway_id))
+    deliver(evt)
+    deliver(evt)
+    deliver(event("payment_intent.succeeded", _intent(crashed_charge.gateway_id)))
+    crashed_charge.refresh_from_db()
+    assert crashed_charge.status == "succeeded" and crashed_charge.reconciled_at is not None
+    assert Payment.objects.count() == 1
+    assert_ledger_ok()

@@ -1,0 +1,53 @@
+"""A patient pays their balance through Stripe.js (localstripe's fake, served from its own origin):
+the card number goes to Stripe only, never in any request to Carnet, and the page's CSP admits
+exactly Stripe's origins."""
+
+import pytest
+from playwright.sync_api import expect
+
+from carnet.billing.emails import pay_link_token
+from carnet.billing.models import Payment
+from carnet.billing.tests.factories import manual_invoice
+from carnet.conftest import make_patient, make_staff
+from carnet.core.permissions import AccessLevel
+
+NUMBER = "4242424242424242"
+
+
+@pytest.fixture
+def stripe_on(stripe_gateway, transactional_db):
+    return stripe_gateway
+
+
+def test_a_patient_pays_a_balance_through_stripe_js_and_no_card_number_reaches_carnet(stripe_on, page, live_server,
+                                                                                      catalog):
+    staff = make_staff(AccessLevel.ADMIN_BILLING)
+    patient = make_patient(email="pat@example.test")
+    manual_invoice(staff, patient, 12000, category=catalog["income_category"])
+    to_carnet = []
+
+    def log(request):
+        if request.url.startswith(live_server.url):
+            to_carnet.append(f"{request.method} {request.url} {request.post_data or ''}")
+
+    page.on("request", log)
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    response = page.goto(f"/portal/pay/{pay_link_token(patient)}/", timeout=30000)  # a loaded CI machine
+    csp = response.headers["content-security-policy"]
+    assert f"script-src 'self' {stripe_on};" in csp and f"frame-src {stripe_on};" in csp
+    page.fill("input[name=holder]", "Pat Test")
+    mount = page.locator("[data-stripe-mount]")
+    mount.locator("input[placeholder=number]").fill(NUMBER)
+    mount.locator("input[placeholder=exp_month]").fill("12")
+    mount.locator("input[placeholder=exp_year]").fill("40")
+    mount.locator("input[placeholder=cvc]").fill("123")
+    page.get_by_role("button", name="Pay $120.00").click()
+    try:
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Thank you", timeout=20000)
+    except AssertionError:
+        raise AssertionError(f"{page.inner_text('body')}\n{console}\n{to_carnet}") from None
+    payment = Payment.objects.get()
+    assert payment.amount_minor == 12000 and payment.gateway_charge_id.startswith("pi_")
+    assert any("setup_intent=seti_" in line for line in to_carnet)  # what Carnet got: Stripe's id
+    assert not any(NUMBER in line or "cvc" in line.lower() for line in to_carnet)

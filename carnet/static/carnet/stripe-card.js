@@ -1,0 +1,38 @@
+// Card entry by Stripe.js (SAQ A): the card number, expiry and CVC are typed into Stripe's own
+// field and sent to Stripe only. On submit the SetupIntent the page was given is confirmed with the
+// card (the bank's 3-D Secure check happens here if it asks), then only the SetupIntent's id is
+// posted to Carnet, in the hidden `setup_intent` field.
+(function () {
+  "use strict";
+  var form = document.querySelector("form[data-stripe-card]");
+  if (!form || typeof Stripe === "undefined") { return; }
+  var stripe = Stripe(form.dataset.stripeKey);
+  var card = stripe.elements().create("card");
+  card.mount(form.querySelector("[data-stripe-mount]"));
+  var error = form.querySelector("[data-stripe-error]");
+  var sending = false;
+  form.addEventListener("submit", function (event) {
+    // Looked up here: this script runs inside the form, before its button is parsed.
+    var button = form.querySelector("button[type=submit]");
+    var intent = form.querySelector("input[name=setup_intent]");
+    if (intent.value) { return; }  // confirmed: the real submit
+    event.preventDefault();
+    if (sending) { return; }
+    sending = true;
+    button.disabled = true;
+    error.textContent = "";
+    var holder = form.querySelector("input[name=holder]");
+    stripe.confirmCardSetup(form.dataset.clientSecret, {
+      payment_method: {card: card, billing_details: {name: holder ? holder.value : ""}}
+    }).then(function (result) {
+      if (result.error) {
+        error.textContent = (result.error.message || "The card was not accepted.") + " Check it and try again.";
+        sending = false;
+        button.disabled = false;
+        return;
+      }
+      intent.value = result.setupIntent.id;
+      form.submit();
+    });
+  });
+})();
