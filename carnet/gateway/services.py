@@ -133,14 +133,22 @@ def card_tokenize(*, holder: str, number: str = "", exp_month: int = 0, exp_year
                                              holder=holder)
 
 
-def card_entry_begin(*, entry_for: str) -> dict:
+def card_keep_at_gateway(*, patient: Patient, stored: StoredCard) -> None:
+    """A card typed online that is to stay on file (a membership's): at a gateway with customers
+    (Stripe) it is attached to the patient's, so it can be charged off-session later."""
+    gateway = _gateway("card_attach")
+    if hasattr(gateway, "card_attach"):
+        gateway.card_attach(token=stored.token, customer=customer_for(patient))
+
+
+def card_entry_begin(*, entry_for: str, keep: bool = False) -> dict:
     """What a page taking a card for one payment needs for Stripe.js (empty with the test gateway,
     whose form the page shows instead): the publishable key, the script's address and a SetupIntent
     tagged with `entry_for` (the payment it may serve)."""
     if not gateway_uses_stripe_js():
         return {}
     gateway = _gateway("setup_intent_create")
-    setup_id, client_secret = gateway.setup_intent_create(entry_for=entry_for)
+    setup_id, client_secret = gateway.setup_intent_create(entry_for=entry_for, keep=keep)
     return {"setup_intent": setup_id, "client_secret": client_secret, "publishable_key": gateway.publishable_key,
             "js_url": stripe_js_url()}
 

@@ -126,11 +126,16 @@ class StripeGateway:
                          options={"idempotency_key": f"{reference}-customer"})
         return customer.id
 
-    def setup_intent_create(self, *, customer: str = "", entry_for: str = "") -> tuple[str, str]:
+    def card_attach(self, *, token: str, customer: str) -> None:
+        """Keep a card typed for a purchase on file for the customer (a membership's autopay)."""
+        _call(self.client.v1.payment_methods.attach, token, params={"customer": customer})
+
+    def setup_intent_create(self, *, customer: str = "", entry_for: str = "", keep: bool = False) -> tuple[str, str]:
         """A SetupIntent for Stripe.js to put a card in: (its id, the client secret for the page).
         With a customer: a card saved on file (off-session use). Without: a card typed for one
-        payment, tagged with what it is for (`entry_for`) so it cannot be used for anything else."""
-        params = {"usage": "off_session" if customer else "on_session", "payment_method_types": ["card"],
+        payment, tagged with what it is for (`entry_for`) so it cannot be used for anything else
+        (`keep`: then kept on file for future off-session charges, as a membership's card is)."""
+        params = {"usage": "off_session" if customer or keep else "on_session", "payment_method_types": ["card"],
                   "metadata": {"carnet_for": entry_for}}
         if customer:
             params["customer"] = customer

@@ -234,8 +234,9 @@ def _check_membership_sellable(template: PassTemplate, owner: Patient, *, lock: 
     intro_check(actor=None, template=template, patient=owner, lock=lock)
 
 
-def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate, card_number: str, exp_month: int,
-                              exp_year: int, cvc: str, holder: str, idempotency_key: str) -> Pass:
+def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate, holder: str, idempotency_key: str,
+                              card_number: str = "", exp_month: int = 0, exp_year: int = 0, cvc: str = "",
+                              setup_intent: str = "") -> Pass:
     """The portal user signs up for a membership (for themselves or a dependant), paid automatically
     by the card they enter: it is kept on file, the membership is sold (automatic payment, the
     patient as actor, no staff check) and committed, then the first cycle is charged with
@@ -254,7 +255,7 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
     Returns the membership with `first_charge` = {"outcome": charged | declined | pending | none,
     "message"}.
     """
-    from carnet.gateway.services import card_tokenize
+    from carnet.gateway.services import card_keep_at_gateway, card_tokenize
 
     from .instalments import pass_charge_due
     from .memberships import membership_sell
@@ -271,7 +272,9 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
             raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
                                    fields={"holder": ["Enter the name on the card."]})
         # Outside our transaction (no database transaction waits on the network); a bad card stops here.
-        stored = card_tokenize(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, holder=holder)
+        stored = card_tokenize(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, holder=holder,
+                               setup_intent=setup_intent, entry_for=portal_entry_for(user))
+        card_keep_at_gateway(patient=patient, stored=stored)  # Stripe: on the patient's customer, for autopay
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=201,

@@ -352,13 +352,14 @@ def pass_buy(request, patient, pk: int):
     })
 
 
-def _with_stripe_js(request, form, entry_for: str, template_name: str, context: dict):
+def _with_stripe_js(request, form, entry_for: str, template_name: str, context: dict, keep: bool = False):
     """Render a page that takes a card: with Stripe on (`entry_for` given), a fresh SetupIntent for
-    Stripe.js to put the card in, and the CSP that admits Stripe's origins on this page only."""
+    Stripe.js to put the card in (`keep`: the card stays on file), and the CSP that admits Stripe's
+    origins on this page only."""
     stripe = {}
     if entry_for:
         try:
-            stripe = card_entry_begin(entry_for=entry_for)
+            stripe = card_entry_begin(entry_for=entry_for, keep=keep)
         except CarnetError as exc:
             form.add_error(None, exc.message)
     response = render(request, template_name, {**context, "stripe": stripe, "stripe_on": bool(entry_for)})
@@ -420,8 +421,8 @@ def _memberships(user, clinic) -> list[dict]:
 class MembershipSignUpForm(PassBuyForm):
     """Sign up for a membership online: for whom, then the card kept on file and charged each cycle."""
 
-    def __init__(self, *args, patients, **kwargs):
-        super().__init__(*args, patients=patients, free=False, **kwargs)
+    def __init__(self, *args, patients, stripe: bool = False, **kwargs):
+        super().__init__(*args, patients=patients, free=False, stripe=stripe, **kwargs)
 
 
 @patient_required
@@ -433,16 +434,19 @@ def membership_sign_up(request, patient, pk: int):
     clinic = clinic_get()
     template = passes_online.online_membership_template_get(pk)
     family = patients_managed_by(patient)
-    form = MembershipSignUpForm(request.POST or None, patients=family,
+    stripe_on = gateway_uses_stripe_js()
+    form = MembershipSignUpForm(request.POST or None, patients=family, stripe=stripe_on,
                                 initial={"form_key": new_form_key(), "patient": patient.pk})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
+        card = ({"setup_intent": request.POST.get("setup_intent", "")[:255]} if stripe_on else
+                {"card_number": data["number"], "exp_month": data["exp_month"], "exp_year": data["exp_year"],
+                 "cvc": data["cvc"]})
         try:
             sold = passes_online.membership_sign_up_online(
-                user=request.user, patient=owner, template=template, card_number=data["number"],
-                exp_month=data["exp_month"], exp_year=data["exp_year"], cvc=data["cvc"], holder=data["holder"],
-                idempotency_key=data["form_key"])
+                user=request.user, patient=owner, template=template, holder=data["holder"],
+                idempotency_key=data["form_key"], **card)
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except NotFound:
@@ -462,8 +466,10 @@ def membership_sign_up(request, patient, pk: int):
                 messages.success(request, f"You are signed up for {sold.name}, starting "
                                           f"{sold.start_date:%Y-%m-%d}.{paid}")
             return redirect("portal:passes")
-    return render(request, "portal/membership_sign_up.html", {
-        "clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form})
+    return _with_stripe_js(request, form, passes_online.portal_entry_for(request.user) if stripe_on else "",
+                           "portal/membership_sign_up.html",
+                           {"clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form},
+                           keep=True)
 
 
 def _membership_action(request, pk: int, work, success) -> object:

@@ -339,3 +339,19 @@ def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pa
     from carnet.billing.emails import pay_link_patient
 
     assert pay_link_patient(token) == patient
+
+
+def test_the_csp_of_a_card_page_admits_exactly_stripes_origins(settings):
+    from carnet.core.middleware import CSP
+    from carnet.gateway.services import stripe_csp, stripe_js_url
+
+    settings.STRIPE_API_BASE = ""
+    csp = stripe_csp()
+    assert "script-src 'self' https://js.stripe.com;" in csp
+    assert "frame-src https://js.stripe.com https://hooks.stripe.com;" in csp
+    assert "connect-src 'self' https://api.stripe.com;" in csp
+    assert stripe_js_url() == "https://js.stripe.com/v3/"
+    # Everything else is Carnet's own policy, unchanged.
+    for part in CSP.split("; "):
+        if not part.startswith("script-src"):
+            assert part in csp

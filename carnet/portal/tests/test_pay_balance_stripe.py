@@ -152,3 +152,33 @@ def test_a_patient_buys_a_gift_card_with_stripe_js(stripe_gateway, owing, front_
         "form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2), "amount": "50.00",
         "recipient_name": "Friend", "recipient_email": "friend@example.test"})
     assert bought.status_code == 200 and GiftCard.objects.get().balance_minor == 5000
+
+
+def test_a_patient_signs_up_for_a_membership_with_stripe_js_and_the_card_stays_for_autopay(stripe_gateway, owing,
+                                                                                         catalog, front_desk):
+    from carnet.conftest import PASSWORD
+    from carnet.gateway.models import CardOnFile, GatewayCustomer
+    from carnet.passes.models import Pass
+    from carnet.passes.tests.factories import membership_template
+    from carnet.people.services import patient_portal_enable
+    from carnet.scheduling.tests.factories import clinic_set
+
+    clinic_set(online_sales_enabled=True)
+    patient_portal_enable(actor=front_desk.user, patient=owing, password=PASSWORD)
+    owing.refresh_from_db()
+    template = membership_template(catalog, name="Online monthly", sold_online=True)
+    client = Client()
+    client.force_login(owing.user)
+    url = f"/portal/memberships/sign-up/{template.pk}/"
+    html = client.get(url).content.decode()
+    assert 'name="number"' not in html
+    key = re.search(r'name="form_key" value="([^"]+)"', html).group(1)
+    setup = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', html)
+    _confirm_in_browser(setup.group(1), setup.group(2))
+    assert client.post(url, {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)}).status_code == 302
+    sold = Pass.objects.get(patient=owing, template=template)
+    card = CardOnFile.objects.get(patient=owing)
+    assert sold.card == card and card.token.startswith("pm_")
+    customer = GatewayCustomer.objects.get(patient=owing).customer_id
+    assert _stripe().v1.payment_methods.retrieve(card.token).customer == customer  # chargeable off-session
+    assert Payment.objects.filter(patient=owing, gateway_charge_id__startswith="pi_").exists()  # the first cycle
