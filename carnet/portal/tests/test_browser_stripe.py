@@ -12,6 +12,7 @@ from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 
 NUMBER = "4242424242424242"
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
