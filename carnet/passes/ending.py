@@ -279,7 +279,7 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
         purchased_at=now, expires_on=sold.expires_on, transferred_from=sold, deferred_minor=value,
         tax_inclusive=sold.tax_inclusive, expiry_preset=sold.expiry_preset, expiry_rule=sold.expiry_rule,
         expiry_minimum_days=sold.expiry_minimum_days, expiry_disclosure=sold.expiry_disclosure,
-        breakage_rate_bp=sold.breakage_rate_bp,
+        breakage_rate_bp=sold.breakage_rate_bp, window_terms=sold.window_terms,
         created_by=actor if getattr(actor, "is_authenticated", False) else None)
     new.taxes.set(sold.taxes.all())
     PassItem.objects.bulk_create(

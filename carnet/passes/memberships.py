@@ -26,6 +26,7 @@ from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, PassPause, PassTemplate, Redemption
 from .redemption import _release
 from .selling import instalment_issue
+from .windows import window_terms
 
 Mode = Pass.PaymentMode
 Status = Pass.Status
@@ -105,7 +106,8 @@ def membership_copy(template: PassTemplate, *, patient_id: int, actor, start_dat
         rollover=template.rollover, rollover_cap=template.rollover_cap, pause_allowed=template.pause_allowed,
         pause_max_cycles=template.pause_max_cycles, self_cancel=template.self_cancel,
         cycle_price_minor=template.price_minor, start_date=start_date, payment_mode=payment_mode, location=location,
-        tax_inclusive=template.tax_inclusive, created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        tax_inclusive=template.tax_inclusive, window_terms=window_terms(template),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None)
     for name, value in terms.items():
         setattr(sold, name, value)
     terms_freeze(sold, clinic)  # the clinic's expiry terms at sale, kept whatever the clinic's preset says later

@@ -159,6 +159,8 @@ class Pass(models.Model):
     # and the breakage recognised ahead so far (the pass's part of the expected-breakage contra account).
     breakage_rate_bp = models.PositiveIntegerField(default=0)
     breakage_expected_minor = models.BigIntegerField(default=0)
+    # Where, when and how often it may be used, copied from the template at sale (passes/windows.py).
+    window_terms = models.JSONField(default=dict, blank=True)
     sold_by = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                 help_text="Assigned for upfront compensation (SPEC 5.6).")
     sold_online = models.BooleanField(default=False)

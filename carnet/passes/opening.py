@@ -32,6 +32,7 @@ from carnet.ledger.services import Entry, Line, transactions_post_many
 
 from .expiry_rules import expiry_terms
 from .models import EligibleItem, Pass, PassInvoice, PassItem, PassTemplate
+from .windows import window_terms
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def packages_open(*, actor, openings: list[Opening], at: dt.datetime, memo: str,
             purchase_date=o.purchase_date,
             purchased_at=dt.datetime.combine(o.purchase_date, dt.time(12), ZoneInfo(zone)),
             expires_on=o.expires_on, expiry_preset=terms.preset, expiry_rule=terms.rule,
-            expiry_minimum_days=terms.minimum_days, expiry_disclosure=terms.disclosure, created_by=user))
+            expiry_minimum_days=terms.minimum_days, expiry_disclosure=terms.disclosure,
+            window_terms=window_terms(t), created_by=user))
     passes = bulk.insert(Pass, passes)
     bulk.insert(PassItem, [
         PassItem(sold_pass=p, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,

@@ -25,6 +25,7 @@ from .breakage import breakage_rate_at_sale
 from .expiry_rules import add_months, expiry_allowed, expiry_terms
 from .intro_offers import intro_check, intro_override_record
 from .models import Pass, PassInvoice, PassItem, PassTemplate
+from .windows import window_terms
 
 
 def _instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, int, int]]:
@@ -123,6 +124,7 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
         sold_by=sold_by, sold_online=online, card=card, location=location, tax_inclusive=template.tax_inclusive,
         expiry_preset=terms.preset, expiry_rule=terms.rule, expiry_minimum_days=terms.minimum_days,
         expiry_disclosure=terms.disclosure, breakage_rate_bp=breakage_rate_at_sale(template, clinic),
+        window_terms=window_terms(template),
         created_by=actor if getattr(actor, "is_authenticated", False) else None)
     sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(

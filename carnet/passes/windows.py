@@ -3,29 +3,69 @@ at, the days of the week and a time window, read in the visit's location's time 
 of uses per day or per week (Monday to Sunday, by the visit's local date).
 
 A window that ends before it starts crosses midnight and belongs to the day it starts: with
-Fridays 22:00–02:00, a visit at 01:00 on Saturday is inside Friday's window. The rules are read
-from the template at the time of the visit, like Explain reads them.
+Fridays 22:00–02:00, a visit at 01:00 on Saturday is inside Friday's window. A sold pass keeps its
+own copy of these rules from the sale (SPEC 5.2, `Pass.window_terms`): a later change of the
+template never alters passes already sold. The copy holds the locations' ids, so checking a visit
+reads nothing more from the database unless it has to count uses against a cap.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _days(template) -> list[int]:
-    return sorted({int(c) for c in template.allowed_days or "" if c.isdigit() and int(c) < 7})
+@dataclass(frozen=True)
+class Window:
+    """A pass's place, days, hours and cap, as the template said at the sale."""
+    location_ids: tuple[int, ...] = ()
+    allowed_days: str = ""
+    window_start: dt.time | None = None
+    window_end: dt.time | None = None
+    cap_uses: int | None = None
+    cap_period: str = "week"
+
+    def as_json(self) -> dict:
+        hhmm = lambda t: None if t is None else f"{t:%H:%M}"  # noqa: E731
+        return {"location_ids": list(self.location_ids), "days": self.allowed_days,
+                "start": hhmm(self.window_start), "end": hhmm(self.window_end),
+                "cap_uses": self.cap_uses, "cap_period": self.cap_period}
 
 
-def window_text(template) -> str:
-    """The days and hours a template covers, e.g. "Mon, Wed 06:00–09:00"."""
-    days = _days(template)
+def window_of_template(template) -> Window:
+    """The template's rules now (one read of its locations): what a sale copies onto the pass."""
+    return Window(location_ids=tuple(sorted(loc.pk for loc in template.allowed_locations.all())),
+                  allowed_days=template.allowed_days or "", window_start=template.window_start,
+                  window_end=template.window_end, cap_uses=template.cap_uses, cap_period=template.cap_period)
+
+
+def window_terms(template) -> dict:
+    """The copy a sold pass keeps (Pass.window_terms)."""
+    return window_of_template(template).as_json()
+
+
+def window_of_pass(sold) -> Window:
+    terms = sold.window_terms or {}
+    at = lambda v: None if not v else dt.time.fromisoformat(v)  # noqa: E731
+    return Window(location_ids=tuple(terms.get("location_ids") or ()), allowed_days=terms.get("days") or "",
+                  window_start=at(terms.get("start")), window_end=at(terms.get("end")),
+                  cap_uses=terms.get("cap_uses"), cap_period=terms.get("cap_period") or "week")
+
+
+def _days(rules) -> list[int]:
+    return sorted({int(c) for c in rules.allowed_days or "" if c.isdigit() and int(c) < 7})
+
+
+def window_text(rules) -> str:
+    """The days and hours a template or Window covers, e.g. "Mon, Wed 06:00–09:00"."""
+    days = _days(rules)
     day_part = "" if not days or len(days) == 7 else ", ".join(DAY_NAMES[d] for d in days)
     hour_part = ""
-    if template.window_start is not None and template.window_end is not None:
-        hour_part = f"{template.window_start:%H:%M}–{template.window_end:%H:%M}"
+    if rules.window_start is not None and rules.window_end is not None:
+        hour_part = f"{rules.window_start:%H:%M}–{rules.window_end:%H:%M}"
     return " ".join(p for p in (day_part, hour_part) if p) or "any time"
 
 
@@ -50,14 +90,14 @@ def window_refusal(sold, *, location, start: dt.datetime | None, visit_date: dt.
                    visit_pk: int | None = None) -> tuple[str, dict] | None:
     """(reason code, its sentence's fields) when the template's place, hours or cap rule out this
     visit; None when they allow it (or nothing is known of the visit's place and time)."""
+    from carnet.clinic.models import Location
+
     from .models import Redemption
 
-    template = sold.template
-    if location is not None:
-        allowed = list(template.allowed_locations.all())
-        if allowed and location.pk not in {loc.pk for loc in allowed}:
-            return "wrong_location", {"locations": ", ".join(loc.name for loc in allowed),
-                                      "location": location.name}
+    template = window_of_pass(sold)
+    if location is not None and template.location_ids and location.pk not in template.location_ids:
+        names = Location.objects.filter(pk__in=template.location_ids).order_by("name").values_list("name", flat=True)
+        return "wrong_location", {"locations": ", ".join(names), "location": location.name}
     if start is not None and location is not None:
         local = start.astimezone(ZoneInfo(location.time_zone))
         if not _in_window(template, local):

@@ -65,6 +65,20 @@ def test_a_pass_for_one_location_is_not_used_at_another_and_explain_names_where(
     assert _live(_book(s, "2026-05-13", "09:00", location=s["other"])).sold_pass == sold
 
 
+def test_a_sold_pass_keeps_the_templates_place_and_hours_from_its_sale(s):
+    """SPEC 5.2: the template's rules changed after the sale do not reach the pass already sold;
+    the next sale takes the new ones."""
+    sold = _sold(s, locations=[s["other"]], window_start=dt.time(6), window_end=dt.time(9))
+    template = sold.template
+    template.allowed_locations.set([])
+    template.window_start = template.window_end = None
+    template.save()
+    afternoon = _book(s, "2026-05-12", "14:00")
+    assert _why(afternoon, sold)[0] == "wrong_location"  # still Uptown only, 06:00-09:00
+    later = sold_package(s["fd"], s["patient"], template)
+    assert _why(afternoon, later)[0] == "ok"
+
+
 def test_days_and_hours_are_honoured_and_the_sentence_names_the_window(s):
     sold = _sold(s, allowed_days="01234", window_start=dt.time(6), window_end=dt.time(9))  # early weekdays
     late = _book(s, "2026-05-12", "09:30")  # a Tuesday, after the window
