@@ -62,6 +62,11 @@ def _charge(pk: int, today: dt.date) -> str | None:
     from carnet.gateway.services import GatewayUnavailable, PaymentFailed
 
     lost = card_attempts.open_attempt_for(purpose="instalment", pass_invoice=pk)
+    if lost is not None and lost.status == CardAttempt.Status.PENDING \
+            and lost.created_at > clock.now() - card_attempts.RECONCILE_AFTER:
+        # Another run's call may still be in flight: asking the gateway now could find nothing yet,
+        # mark it failed and charge again. That run records its answer; reconciliation, a lost one.
+        return None
     if lost is not None:  # the last try got no answer: what happened, before anything else
         outcome = card_attempts.attempt_resolve(lost)
         if outcome == CardAttempt.Status.SUCCEEDED:

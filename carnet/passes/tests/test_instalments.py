@@ -123,9 +123,29 @@ def test_a_crash_after_charging_is_recovered_by_the_next_run_with_one_charge(s, 
         instalments.instalments_bill(today=TODAY)
     assert TestGatewayCharge.objects.count() == 1 and not Payment.objects.exists()
     monkeypatch.undo()
-    instalments.instalments_bill(today=TODAY)
+    with clock.frozen(at("2026-05-02", "06:00")):  # the next morning's run asks the gateway first
+        instalments.instalments_bill(today=TODAY)
     assert TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
     assert pass_invoices(sold)[0].balance_minor == 0
+    assert_ledger_ok()
+
+
+@pytest.mark.django_db
+def test_a_run_that_meets_another_runs_charge_in_flight_leaves_it_alone(s, monkeypatch):
+    """While one run waits for the gateway's answer, a second run finds the attempt pending: asking
+    the gateway then would find nothing yet, fail it and charge a second time. It leaves it."""
+    sold = _plan(s, card=_card(s))
+    real, nested = card_attempts.card_charge, []
+
+    def slow_gateway(**kwargs):
+        if not nested:
+            nested.append(instalments.instalments_bill(today=TODAY))  # the other run, meanwhile
+        return real(**kwargs)
+
+    monkeypatch.setattr(card_attempts, "card_charge", slow_gateway)
+    assert instalments.instalments_bill(today=TODAY).charged == [sold.instalment_rows.get(seq=1).pk]
+    assert nested[0].charged == []
+    assert TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
     assert_ledger_ok()
 
 

@@ -108,7 +108,8 @@ def test_a_crash_after_the_charge_is_recovered_with_one_charge(s, monkeypatch):
         passes_daily(today=dt.date(2026, 5, 1))
     assert TestGatewayCharge.objects.count() == 1 and not Payment.objects.exists()
     monkeypatch.undo()
-    passes_daily(today=dt.date(2026, 5, 1))
+    with clock.frozen(at("2026-05-01", "10:30")):  # a later run (the next, or payments_reconcile's)
+        passes_daily(today=dt.date(2026, 5, 1))
     assert TestGatewayCharge.objects.count() == Payment.objects.count() == 1
     assert_ledger_ok()
 
