@@ -47,6 +47,13 @@ def _mail_sent_at_once(settings):
 
 
 @pytest.fixture(autouse=True)
+def _two_factor_not_enforced(settings):
+    # Most tests log in an owner with force_login; the two-factor tests turn the rule back on
+    # (carnet/staff/tests/test_two_factor.py).
+    settings.TWO_FACTOR_ENFORCED = False
+
+
+@pytest.fixture(autouse=True)
 def _fast_hashing(settings):
     # argon2 is the real hasher (tested in test_auth); tests elsewhere use a fast one.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

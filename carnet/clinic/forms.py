@@ -15,6 +15,7 @@ _FIELDS = {
     Product: ["name", "sku", "price_minor", "tax_inclusive", "taxes", "income_category", "stock", "is_active"],
     Clinic: ["name", "currency", "time_zone", "locale", "address", "email", "phone", "invoice_prefix",
              "no_show_fee_minor", "allow_double_booking", "cancellation_window_hours", "online_bookings_per_patient",
+             "two_factor_all_staff",
              "online_sales_enabled",
              "gift_cards_enabled",
              "gift_card_load_limit_minor", "gift_card_online_sales_enabled", "gift_card_online_minimum_minor",

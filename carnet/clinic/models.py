@@ -42,6 +42,10 @@ class Clinic(models.Model):
     online_bookings_per_patient = models.PositiveSmallIntegerField(
         default=3, validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="The most upcoming appointments a patient may hold from online booking at once.")
+    # Full Access and Account Owner always need a second factor; this asks it of every staff login.
+    two_factor_all_staff = models.BooleanField(
+        default=False, verbose_name="Two-factor log-in for all staff",
+        help_text="Every staff login must use an authenticator app (Full Access and Account Owner always must).")
     online_sales_enabled = models.BooleanField(default=False)
     gift_cards_enabled = models.BooleanField(default=True)
     gift_card_load_limit_minor = models.BigIntegerField(default=100000, validators=[MinValueValidator(0)])

@@ -19,6 +19,7 @@ class ClinicIn(Schema):
     allow_double_booking: bool = False
     cancellation_window_hours: int = Field(24, ge=0, le=24 * 60)
     online_bookings_per_patient: int = Field(3, ge=1, le=100)
+    two_factor_all_staff: bool = Field(False, description="Every staff login needs a second factor (Full Access and up always do)")
     online_sales_enabled: bool = False
     gift_cards_enabled: bool = True
     gift_card_load_limit_minor: int = Field(100000, ge=0)

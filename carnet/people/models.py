@@ -166,3 +166,17 @@ class SignUpEvent(models.Model):
 
     def __str__(self):
         return f"sign-up from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class LoginSession(models.Model):
+    """A logged-in session as its login sees it on "Your sessions" (people.login_sessions)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="login_sessions")
+    session_key = models.CharField(max_length=64, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    last_active_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.user} from {self.ip} since {self.created_at:%Y-%m-%d %H:%M}"

@@ -18,4 +18,5 @@ urlpatterns = [
     path("staff/<int:pk>/shifts/<int:shift_pk>/remove/", views.shift_remove, name="shift_remove"),
     path("staff/<int:pk>/rates/", views.rate_set, name="rate_set"),
     path("staff/<int:pk>/unlock/", views.staff_unlock, name="staff_unlock"),
+    path("staff/<int:pk>/two-factor/reset/", views.staff_two_factor_reset, name="staff_two_factor_reset"),
 ]

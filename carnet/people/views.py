@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from carnet.core.permissions import Action, can
 from carnet.staff.decorators import run_action, save_form, staff_required
 
-from . import invitations, login_throttle, selectors, services
+from . import invitations, login_throttle, selectors, services, two_factor
 from .forms import (
     CommissionRateForm,
     FamilyLinkForm,
@@ -131,6 +131,9 @@ def staff_edit(request, pk: int):
         "shifts": member.shifts.select_related("location"),
         "rates": member.commission_rates.select_related("income_category"),
         "login_wait": -(-int(login_throttle.login_wait_for_user(member.user).total_seconds()) // 60),
+        "two_factor_on": two_factor.authenticator(member.user) is not None,
+        "two_factor_required": two_factor.two_factor_required(member.user),
+        "can_reset_two_factor": can(request.user, Action.OWNERSHIP) and member.user_id != request.user.pk,
     })
 
 
@@ -141,6 +144,17 @@ def staff_unlock(request, pk: int):
     member = selectors.staff_get(pk)
     _, denied = run_action(request, lambda: login_throttle.login_unlock(actor=request.user, user=member.user),
                            success=f"{member.display_name} can log in again now.")
+    return denied or redirect("people:staff_edit", pk=pk)
+
+
+@require_POST
+@staff_required(Action.OWNERSHIP)
+def staff_two_factor_reset(request, pk: int):
+    """An Account Owner removes a staff member's authenticator and recovery codes (a lost phone)."""
+    member = selectors.staff_get(pk)
+    _, denied = run_action(request, lambda: two_factor.two_factor_reset(actor=request.user, staff=member),
+                           success=f"{member.display_name}'s second factor is reset: they must set up two-factor "
+                                   "log-in again at their next log-in (if their access level needs it).")
     return denied or redirect("people:staff_edit", pk=pk)
 
 

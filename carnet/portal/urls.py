@@ -9,6 +9,9 @@ urlpatterns = [
     path("password-reset/", views.password_reset, name="password_reset"),
     path("password-reset/<str:token>/", views.password_reset_confirm, name="password_reset_confirm"),
     path("account/password/", views.password_change, name="password_change"),
+    path("login/code/", views.two_factor_verify, name="two_factor_verify"),
+    path("account/two-factor/", views.two_factor, name="two_factor"),
+    path("account/sessions/", views.sessions, name="sessions"),
     # Public: the signed invitation link is the patient's only credential until they choose a password.
     path("invitation/<str:token>/", views.invitation, name="invitation"),
     # Public: the signed link from an online sign-up's email proves the address; it creates the login.

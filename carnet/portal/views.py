@@ -23,7 +23,7 @@ from carnet.gateway.services import PaymentFailed, card_entry_begin, gateway_use
 from carnet.people import invitations, signups
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
-from carnet.staff import account_views
+from carnet.staff import account_views, session_views, two_factor_views
 from carnet.staff.decorators import apply_errors
 from carnet.staff.forms import SetPasswordForm
 from carnet.staff.middleware import LOGGED_IN_AT
@@ -102,6 +102,23 @@ def sign_up_confirm(request, token: str):
             messages.success(request, "Your account is ready.")
             return redirect("portal:home")
     return render(request, "portal/sign_up_confirm.html", {"form": form, "details": details, "clinic": clinic_get()})
+
+
+def two_factor_verify(request):
+    return two_factor_views.verify_page(request, door="portal")
+
+
+@patient_required
+def two_factor(request, patient):
+    """Optional for patients: an authenticator app and recovery codes, like staff."""
+    return two_factor_views.settings_page(request, door="portal",
+                                          context={"patient": patient, "clinic": clinic_get(), "tab": "account"})
+
+
+@patient_required
+def sessions(request, patient):
+    return session_views.sessions_page(request, door="portal",
+                                       context={"patient": patient, "clinic": clinic_get(), "tab": "account"})
 
 
 @patient_required

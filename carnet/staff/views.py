@@ -7,21 +7,22 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
 
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import Action, staff_of
-from carnet.people import login_throttle, passwords
+from carnet.people import login_sessions, login_throttle, passwords, two_factor
 from carnet.people.models import ApiToken
 from carnet.people.services import api_token_create, api_token_revoke
 
 from .account_views import CHANGE_REQUIRED
 from .decorators import run_action, staff_required
 from .forms import LoginForm
-from .middleware import LOGGED_IN_AT
+from .middleware import LOGGED_IN_AT, LOGIN_SESSION_ID
 from .today import today_board
 
 
-def _safe_next(request, default: str) -> str:
+def safe_next(request, default: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
     ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
     return target if ok and target else default
@@ -32,11 +33,15 @@ def login_view(request, *, kind: str = "staff", template: str = "staff/login.htm
     if request.method == "POST" and form.is_valid():
         login(request, form.user)
         request.session[LOGGED_IN_AT] = time.time()  # the absolute lifetime counts from here (staff.middleware)
+        # A browser remembered at the code step skips it (people.two_factor); otherwise the middleware asks.
+        remembered = two_factor.remembered_device(form.user, request.COOKIES.get(two_factor.REMEMBER_COOKIE))
+        if remembered is not None:
+            otp_login(request, remembered)
         if not passwords.password_meets_rules(user=form.user, password=form.cleaned_data["password"]):
             request.session[CHANGE_REQUIRED] = True
             response = redirect("staff:password_change" if kind == "staff" else "portal:password_change")
         else:
-            response = redirect(_safe_next(request, default=home))
+            response = redirect(safe_next(request, default=home))
         # This browser is now known for this login: the login's throttle no longer holds it (people.login_throttle).
         response.set_cookie(login_throttle.DEVICE_COOKIE,
                             login_throttle.device_cookie_value(request.COOKIES.get(login_throttle.DEVICE_COOKIE),
@@ -51,6 +56,7 @@ def login_view(request, *, kind: str = "staff", template: str = "staff/login.htm
 @require_POST
 def logout_view(request):
     was_patient = staff_of(request.user) is None and hasattr(request.user, "patient")
+    login_sessions.login_session_forget(row_id=request.session.get(LOGIN_SESSION_ID))
     logout(request)
     messages.info(request, "You are logged out.")
     return redirect("portal:login" if was_patient else "staff:login")

@@ -474,6 +474,9 @@ def _page_routes():
               "portal:passes", "portal:pass_buy", "portal:pass_bought", "portal:membership_sign_up",
               "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume",
               *ACCOUNT_PAGES_PUBLIC, "portal:password_change", "portal:invitation",
+              # the code after the password (any login that has passed it; test_two_factor.py) and the
+              # patient's own account pages
+              "staff:two_factor_verify", "portal:two_factor_verify", "portal:two_factor", "portal:sessions",
               # Stripe's deliveries: no session, the signature is the authentication (test_stripe_webhooks).
               "billing:stripe_webhook"}
     out = []
@@ -497,7 +500,8 @@ def _page_routes():
 PAGE_ACTIONS = {
     "staff:dashboard": A.DASHBOARD_VIEW, "staff:activity": A.ACTIVITY_LOG_VIEW,
     "staff:tokens": A.API_TOKEN_OWN, "staff:token_revoke": A.API_TOKEN_OWN,
-    "staff:password_change": A.ACCOUNT_OWN,
+    "staff:password_change": A.ACCOUNT_OWN, "staff:two_factor": A.ACCOUNT_OWN,
+    "staff:sessions": A.ACCOUNT_OWN,
     "calendar:feed_settings": A.SCHEDULE_OWN,
     "clinic:settings": A.SETUP_VIEW, "clinic:clinic_settings": A.CLINIC_SETTINGS,
     "clinic:setup_list": A.SETUP_VIEW, "clinic:setup_new": A.SETUP_MANAGE, "clinic:setup_edit": A.SETUP_MANAGE,
@@ -505,7 +509,8 @@ PAGE_ACTIONS = {
     "people:patient_new": A.PATIENT_EDIT, "people:patient_edit": A.PATIENT_EDIT,
     "people:family_add": A.PATIENT_EDIT, "people:family_remove": A.PATIENT_EDIT, "people:portal_invite": A.PATIENT_EDIT,
     "people:staff": A.STAFF_VIEW, "people:staff_new": A.STAFF_MANAGE, "people:staff_edit": A.STAFF_MANAGE,
-    "people:shift_add": A.STAFF_MANAGE, "people:staff_unlock": A.STAFF_MANAGE, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
+    "people:shift_add": A.STAFF_MANAGE, "people:staff_unlock": A.STAFF_MANAGE,
+    "people:staff_two_factor_reset": A.OWNERSHIP, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
     "billing:tab": A.INVOICE_VIEW, "billing:purchase_new": A.SELL, "billing:payment_new": A.PAYMENT_TAKE,
     "billing:credit_apply": A.PAYMENT_TAKE, "billing:invoice_delete": A.INVOICE_DELETE,
     "billing:unapply": A.PAYMENT_UNAPPLY, "billing:refund": A.REFUND,
@@ -559,7 +564,7 @@ def test_every_staff_page_declares_the_expected_action():
         assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
 
 
-POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "shift_add", "shift_remove", "rate_set", "token_revoke",
+POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "staff_two_factor_reset", "shift_add", "shift_remove", "rate_set", "token_revoke",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",
