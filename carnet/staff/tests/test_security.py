@@ -17,8 +17,10 @@ from carnet.gateway.services import card_store
 
 pytestmark = pytest.mark.django_db
 
-# The only views that may skip CSRF: none. (The API checks it itself for session auth, below.)
-CSRF_EXEMPT_ALLOWED: set[str] = set()
+# The only views that may skip CSRF: Stripe's webhook, which no browser calls and whose every request
+# must carry Stripe's signature (billing/webhooks.py; unsigned → 400). The API checks CSRF itself
+# for session auth, below.
+CSRF_EXEMPT_ALLOWED: set[str] = {"webhooks/stripe/"}
 
 
 def _views():
