@@ -486,6 +486,9 @@ class Command(BaseCommand):
         out("")
         out(self.style.MIGRATE_HEADING(f"Staff logins: {STAFF_LOGIN_URL}"))
         self.table(rows)
+        out("  Account Owner and Full Access logins set up two-factor log-in at their first log-in: scan the")
+        out("  QR code with an authenticator app (any TOTP app) and keep the recovery codes. The other levels")
+        out("  log in with the password alone unless the clinic asks two-factor of all staff.")
 
         emails = [patient_email(key) for key in PORTAL_PATIENTS]
         with_login = Patient.objects.filter(user__username__in=emails).select_related("user")
