@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The suite runs in two processes (pytest-xdist; each has its own test databases and free ports).
+TEST_PROCESSES ?= 2
 
 .PHONY: demo test install browser system-deps serve bench audit clean
 
@@ -48,7 +50,7 @@ demo: install system-deps
 
 test: install browser system-deps
 	mkdir -p var
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 
 # Benchmarks (issue 9; not part of CI): PostgreSQL only, DEBUG off, gunicorn for the API benchmark.
 # DATABASE_URL (default the dedicated carnet_bench database, created if missing) is migrated first.
