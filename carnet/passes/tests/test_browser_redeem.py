@@ -29,12 +29,12 @@ def test_book_an_eligible_visit_see_the_package_selected_and_arrive_for_nothing(
 
     page.goto(f"/schedule/?location={location.pk}&date=2030-01-07")
     page.get_by_role("link", name="Book Dr Ines Ortega at Mon 7 Jan 10:00").click()
-    page.get_by_role("searchbox", name="Find patient").fill("okafor")
-    page.get_by_role("button", name="Search").click()
-    page.get_by_label("Treatment").select_option(label="Massage 60")
-    page.locator("#id_patient").select_option(label="Marguerite Okafor")
-    expect(page.get_by_label("Package")).to_have_value("auto")
-    page.get_by_role("button", name="Book", exact=True).click()
+    book = page.get_by_test_id("book-panel")  # the booking form opens in the schedule's panel
+    book.get_by_label("Treatment").select_option(label="Massage 60")
+    book.get_by_role("searchbox", name="Patient").fill("okafor")
+    book.get_by_role("radio", name="Marguerite Okafor").check()
+    expect(book.get_by_test_id("book-package")).to_contain_text("Five massages")  # auto-selected
+    book.get_by_role("button", name="Book", exact=True).click()
 
     panel = page.get_by_test_id("appointment-panel")
     covering = panel.get_by_test_id("pass-covering")
