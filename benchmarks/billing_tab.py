@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from common import base, emit, machine, patients
+from common import base, emit, machine, page_client, patients
 
 PACK, MEMBERSHIP = "Bench tab pack", "Bench tab membership"
 
@@ -93,16 +93,13 @@ def _measure(client, url: str, repeat: int) -> dict:
 
 
 def run(args) -> dict:
-    from django.test import Client
-
     from carnet.billing.models import Invoice
     from carnet.passes.models import Pass
 
     b = base()
     big = _patient(b, "BenchTabBig", args.tab_passes, args.tab_invoices)
     small = _patient(b, "BenchTabSmall", max(2, args.tab_passes // 10), max(5, args.tab_invoices // 10))
-    client = Client()
-    client.force_login(b["owner"].user)
+    client = page_client(b["owner"].user)
     repeat = 3 if args.quick else 10
     pages = {}
     for name, path in (("billing_tab", "/patients/{}/billing/"), ("passes_page", "/patients/{}/passes/")):

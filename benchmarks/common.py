@@ -128,3 +128,15 @@ def patients(prefix: str, count: int) -> list:
         Patient.objects.bulk_create(new)
         have = list(Patient.objects.filter(last_name=prefix).order_by("pk")[:count])
     return have
+
+
+def page_client(user):
+    """A page client logged in as `user`. The benchmarks time pages, not the log-in: the second-factor
+    step Full Access and Account Owner logins go through (issue 18) is switched off in this process."""
+    from django.conf import settings
+    from django.test import Client
+
+    settings.TWO_FACTOR_ENFORCED = False
+    client = Client(HTTP_HOST="localhost")  # an allowed host: DEBUG is off
+    client.force_login(user)
+    return client

@@ -204,8 +204,8 @@ class _Raw:
                            WHERE id = %s AND ("limit" IS NULL OR used_count < "limit")""", [item_id])
             cur.execute("""INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status,
                                visit_date, reserved_at, value_minor, additional_charge_minor, practitioner_id,
-                               compensation_minor, compensated_upfront, by_no_show)
-                           VALUES (%s, %s, %s, %s, 'reserved', %s, now(), %s, 0, %s, 0, false, false) RETURNING id""",
+                               compensation_minor, compensated_upfront, by_no_show, breakage_minor)
+                           VALUES (%s, %s, %s, %s, 'reserved', %s, now(), %s, 0, %s, 0, false, false, 0) RETURNING id""",
                         [pass_id, item_id, visit, patient, start.date(), value, b["owner"].pk])
             redemption = cur.fetchone()[0]
             self._log(cur, "pass attached", "passes.redemption", redemption)

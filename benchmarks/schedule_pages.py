@@ -17,7 +17,7 @@ import statistics
 import time
 from zoneinfo import ZoneInfo
 
-from common import emit, machine
+from common import emit, machine, page_client
 
 LOCATION = "Bench schedule location"
 MONDAY = dt.date(2031, 3, 3)
@@ -96,14 +96,12 @@ def _measure(client, url: str, repeat: int) -> dict:
 
 def run(args) -> dict:
     from common import base
-    from django.test import Client
 
     from carnet.core import clock
 
     owner = base()["owner"]
     location, count = _clinic()
-    client = Client(HTTP_HOST="localhost")  # an allowed host: DEBUG is off
-    client.force_login(owner.user)
+    client = page_client(owner.user)
     repeat = 3 if args.quick else 10
     day = MONDAY.isoformat()
     pages = {}
