@@ -7,8 +7,13 @@ pass counters (and the item's), the reserved redemption, the next invoice number
 and line tax, the posted use (pass counters, redemption), the ledger transaction and its two postings,
 the visit and appointment statuses and the three activity-log rows the services write.
 
+The floor of Carnet's own stack (issue 25) runs in the same run at each concurrency: a minimal
+django-ninja app (`floor.py`, no middleware, no ORM) whose two endpoints run the baseline's statements
+through Django's connection, under the same gunicorn. Each variant's CPU per redemption is read from
+/proc: the app server's process group and PostgreSQL's processes.
+
 Visits are pre-booked with SQL (not timed); each client works through its own lane of patients, each
-with a paid package, so API and baseline see the same row contention.
+with a paid package, so API, floor and baseline see the same row contention.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 import uuid
 from urllib.parse import urlparse
 
-from common import ROOT, base, dsn, emit, latency, machine, patients
+from common import ROOT, base, dsn, emit, latency, machine, patients, postgres_cpu, server_cpu
 
 LANES = 32
 PACK = "Bench redeem pack 100k"
@@ -129,6 +134,7 @@ def _run(clients: int, work: list, one) -> dict:
 
 
 def _api_call(base_url: str, token: str, idempotency: bool):
+    """(Carnet's API, the django-ninja floor): each does one attach + arrive over HTTP."""
     target = urlparse(base_url)
 
     def request(state, method, path, body):
@@ -153,125 +159,183 @@ def _api_call(base_url: str, token: str, idempotency: bool):
         request(state, "POST", f"/api/v1/appointments/{appointment}/patients/{patient}/pass", {"pass_id": pass_id})
         request(state, "POST", f"/api/v1/appointments/{appointment}/arrive", None)
 
-    return one
+    def floor(state, item):
+        appointment, patient, pass_id, visit = item
+        request(state, "POST", f"/floor/appointments/{appointment}/patients/{patient}/pass",
+                {"pass_id": pass_id, "visit": visit})
+        request(state, "POST", f"/floor/appointments/{appointment}/arrive",
+                {"pass_id": pass_id, "visit": visit, "patient": patient})
+
+    return one, floor
+
+
+def statements_config(b) -> dict:
+    """The ids the hand-written statements need (read once, before any server starts)."""
+    import psycopg
+
+    from carnet.ledger import accounts
+    from carnet.ledger.services import _accounts
+
+    # A fresh database has no revenue account until a first arrival posts to it.
+    _accounts({accounts.DEFERRED_PACKAGES, accounts.revenue(b["category"].pk)})
+    with psycopg.connect(dsn()) as conn:
+        deferred = conn.execute("SELECT id FROM ledger_account WHERE code = 'deferred_revenue_packages'").fetchone()[0]
+        revenue = conn.execute("SELECT id FROM ledger_account WHERE code = %s",
+                               [f"revenue:{b['category'].pk}"]).fetchone()[0]
+        items = dict(conn.execute("SELECT sold_pass_id, id FROM passes_passitem").fetchall())
+        tax = conn.execute("SELECT tax_id FROM clinic_treatment_taxes WHERE treatment_id = %s",
+                           [b["treatment"].pk]).fetchone()[0]
+    return {"deferred": deferred, "revenue": revenue, "items": {str(k): v for k, v in items.items()}, "tax": tax,
+            "location": b["location"].pk, "owner": b["owner"].pk, "owner_user": b["owner"].user_id,
+            "category": b["category"].pk, "treatment": b["treatment"].pk,
+            "line_description": f"{b['treatment'].name} — covered by {PACK}"}
+
+
+class Statements:
+    """The writes of attach and of arrive as hand-written SQL on any DB-API cursor (psycopg's for the
+    raw-SQL baseline, Django's for the django-ninja floor in `floor.py`)."""
+
+    def __init__(self, config: dict):
+        self.c = config
+
+    def attach(self, cur, appointment: int, patient: int, pass_id: int, visit: int) -> tuple:
+        c = self.c
+        cur.execute("""SELECT a.start, ap.status FROM scheduling_appointment a
+                       JOIN scheduling_appointmentpatient ap ON ap.appointment_id = a.id
+                       WHERE a.id = %s FOR UPDATE OF a""", [appointment])
+        start, _status = cur.fetchone()
+        cur.execute("""UPDATE passes_pass SET reserved_count = reserved_count + 1
+                       WHERE id = %s AND status = 'active'
+                         AND reserved_count + posted_count + forfeited_count < quantity
+                         AND reserved_count + posted_count < quantity
+                       RETURNING price_minor, quantity""", [pass_id])
+        price, quantity = cur.fetchone()
+        value = price // quantity
+        item_id = c["items"][str(pass_id)]
+        cur.execute("""UPDATE passes_passitem SET used_count = used_count + 1
+                       WHERE id = %s AND ("limit" IS NULL OR used_count < "limit")""", [item_id])
+        cur.execute("""INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status,
+                           visit_date, reserved_at, value_minor, additional_charge_minor, practitioner_id,
+                           compensation_minor, compensated_upfront, by_no_show, breakage_minor)
+                       VALUES (%s, %s, %s, %s, 'reserved', %s, now(), %s, 0, %s, 0, false, false, 0) RETURNING id""",
+                    [pass_id, item_id, visit, patient, start.date(), value, c["owner"]])
+        redemption = cur.fetchone()[0]
+        self._log(cur, "pass attached", "passes.redemption", redemption)
+        return start, redemption, value
+
+    def arrive(self, cur, appointment: int, patient: int, pass_id: int, visit: int, attached: tuple | None = None):
+        """`attached` is what `attach` returned in the same transaction (the baseline); without it (a
+        second request) the appointment is locked again and the reserved use read back."""
+        c = self.c
+        if attached is None:
+            cur.execute("SELECT start FROM scheduling_appointment WHERE id = %s FOR UPDATE", [appointment])
+            start = cur.fetchone()[0]
+            cur.execute("SELECT id, value_minor FROM passes_redemption WHERE visit_id = %s AND status = 'reserved'",
+                        [visit])
+            redemption, value = cur.fetchone()
+        else:
+            start, redemption, value = attached
+        cur.execute("UPDATE billing_invoicecounter SET next_number = next_number + 1 WHERE id = 1 "
+                    "RETURNING next_number - 1")
+        number = cur.fetchone()[0]
+        cur.execute("""INSERT INTO billing_invoice (number, patient_id, location_id, staff_id, invoice_date,
+                           created_at, subtotal_minor, tax_minor, total_minor, applied_minor, notes)
+                       VALUES (%s, %s, %s, %s, %s, now(), 0, 0, 0, 0, '') RETURNING id""",
+                    [number, patient, c["location"], c["owner"], start.date()])
+        invoice = cur.fetchone()[0]
+        cur.execute("""INSERT INTO billing_invoiceline (invoice_id, kind, description, quantity, unit_price_minor,
+                           adjustment_minor, tax_inclusive, income_category_id, staff_id, treatment_id,
+                           net_minor, tax_minor, total_minor)
+                       VALUES (%s, 'treatment', %s, 1, 0, 0, false, %s, %s, %s, 0, 0, 0) RETURNING id""",
+                    [invoice, c["line_description"], c["category"], c["owner"], c["treatment"]])
+        line = cur.fetchone()[0]
+        cur.execute("INSERT INTO billing_invoicelinetax (line_id, tax_id, rate, amount_minor) "
+                    "VALUES (%s, %s, 13.000, 0)", [line, c["tax"]])
+        self._log(cur, "created", "billing.invoice", invoice)
+        cur.execute("""UPDATE passes_pass SET reserved_count = reserved_count - 1, posted_count = posted_count + 1,
+                           recognised_minor = recognised_minor + %s WHERE id = %s""", [value, pass_id])
+        cur.execute("UPDATE passes_redemption SET status = 'posted', posted_at = now() WHERE id = %s",
+                    [redemption])
+        cur.execute("""INSERT INTO ledger_journaltransaction (at, kind, source_type, source_id, memo)
+                       VALUES (now(), 'pass_redeemed', 'passes.redemption', %s, %s) RETURNING id""",
+                    [str(redemption), f"{PACK}: one use"])
+        txn = cur.fetchone()[0]
+        cur.execute("INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount) "
+                    "VALUES (%s, %s, NULL, %s), (%s, %s, NULL, %s)",
+                    [txn, c["deferred"], value, txn, c["revenue"], -value])
+        cur.execute("UPDATE scheduling_appointmentpatient SET status = 'arrived', invoice_id = %s WHERE id = %s",
+                    [invoice, visit])
+        cur.execute("UPDATE scheduling_appointment SET status = 'arrived' WHERE id = %s", [appointment])
+        self._log(cur, "arrived", "scheduling.appointment", appointment)
+
+    def _log(self, cur, verb, kind, pk):
+        cur.execute("""INSERT INTO core_activitylog (at, actor_id, actor_name, verb, object_type, object_id,
+                           object_repr, after) VALUES (now(), %s, 'bench-owner', %s, %s, %s, '', '{}'::jsonb)""",
+                    [self.c["owner_user"], verb, kind, str(pk)])
 
 
 class _Raw:
     """The same writes as attach + arrive, with psycopg, one transaction per redemption."""
 
-    def __init__(self, b):
+    def __init__(self, config: dict):
         import psycopg
 
-        from carnet.ledger import accounts
-        from carnet.ledger.services import _accounts
-
-        # A fresh database has no revenue account until a first arrival posts to it.
-        _accounts({accounts.DEFERRED_PACKAGES, accounts.revenue(b["category"].pk)})
         self.psycopg = psycopg
-        with psycopg.connect(dsn()) as conn:
-            self.deferred = conn.execute("SELECT id FROM ledger_account WHERE code = 'deferred_revenue_packages'"
-                                         ).fetchone()[0]
-            self.revenue = conn.execute("SELECT id FROM ledger_account WHERE code = %s",
-                                        [f"revenue:{b['category'].pk}"]).fetchone()[0]
-            self.items = dict(conn.execute("SELECT sold_pass_id, id FROM passes_passitem").fetchall())
-            self.tax = conn.execute("SELECT tax_id FROM clinic_treatment_taxes WHERE treatment_id = %s",
-                                    [b["treatment"].pk]).fetchone()[0]
-        self.b = b
-        self.owner_user = b["owner"].user_id
+        self.sql = Statements(config)
 
     def one(self, state, item):
-        appointment, patient, pass_id, visit = item
         conn = state.get("conn")
         if conn is None:
             conn = state["conn"] = self.psycopg.connect(dsn())
             state["close"] = conn.close
-        b = self.b
         with conn.transaction():
             cur = conn.cursor()
-            cur.execute("""SELECT a.start, ap.status FROM scheduling_appointment a
-                           JOIN scheduling_appointmentpatient ap ON ap.appointment_id = a.id
-                           WHERE a.id = %s FOR UPDATE OF a""", [appointment])
-            start, _status = cur.fetchone()
-            cur.execute("""UPDATE passes_pass SET reserved_count = reserved_count + 1
-                           WHERE id = %s AND status = 'active'
-                             AND reserved_count + posted_count + forfeited_count < quantity
-                             AND reserved_count + posted_count < quantity
-                           RETURNING price_minor, quantity""", [pass_id])
-            price, quantity = cur.fetchone()
-            value = price // quantity
-            item_id = self.items[pass_id]
-            cur.execute("""UPDATE passes_passitem SET used_count = used_count + 1
-                           WHERE id = %s AND ("limit" IS NULL OR used_count < "limit")""", [item_id])
-            cur.execute("""INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status,
-                               visit_date, reserved_at, value_minor, additional_charge_minor, practitioner_id,
-                               compensation_minor, compensated_upfront, by_no_show, breakage_minor)
-                           VALUES (%s, %s, %s, %s, 'reserved', %s, now(), %s, 0, %s, 0, false, false, 0) RETURNING id""",
-                        [pass_id, item_id, visit, patient, start.date(), value, b["owner"].pk])
-            redemption = cur.fetchone()[0]
-            self._log(cur, "pass attached", "passes.redemption", redemption)
-            cur.execute("UPDATE billing_invoicecounter SET next_number = next_number + 1 WHERE id = 1 "
-                        "RETURNING next_number - 1")
-            number = cur.fetchone()[0]
-            cur.execute("""INSERT INTO billing_invoice (number, patient_id, location_id, staff_id, invoice_date,
-                               created_at, subtotal_minor, tax_minor, total_minor, applied_minor, notes)
-                           VALUES (%s, %s, %s, %s, %s, now(), 0, 0, 0, 0, '') RETURNING id""",
-                        [number, patient, b["location"].pk, b["owner"].pk, start.date()])
-            invoice = cur.fetchone()[0]
-            cur.execute("""INSERT INTO billing_invoiceline (invoice_id, kind, description, quantity, unit_price_minor,
-                               adjustment_minor, tax_inclusive, income_category_id, staff_id, treatment_id,
-                               net_minor, tax_minor, total_minor)
-                           VALUES (%s, 'treatment', %s, 1, 0, 0, false, %s, %s, %s, 0, 0, 0) RETURNING id""",
-                        [invoice, f"{b['treatment'].name} — covered by {PACK}", b["category"].pk, b["owner"].pk,
-                         b["treatment"].pk])
-            line = cur.fetchone()[0]
-            cur.execute("INSERT INTO billing_invoicelinetax (line_id, tax_id, rate, amount_minor) "
-                        "VALUES (%s, %s, 13.000, 0)", [line, self.tax])
-            self._log(cur, "created", "billing.invoice", invoice)
-            cur.execute("""UPDATE passes_pass SET reserved_count = reserved_count - 1, posted_count = posted_count + 1,
-                               recognised_minor = recognised_minor + %s WHERE id = %s""", [value, pass_id])
-            cur.execute("UPDATE passes_redemption SET status = 'posted', posted_at = now() WHERE id = %s",
-                        [redemption])
-            cur.execute("""INSERT INTO ledger_journaltransaction (at, kind, source_type, source_id, memo)
-                           VALUES (now(), 'pass_redeemed', 'passes.redemption', %s, %s) RETURNING id""",
-                        [str(redemption), f"{PACK}: one use"])
-            txn = cur.fetchone()[0]
-            cur.execute("INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount) "
-                        "VALUES (%s, %s, NULL, %s), (%s, %s, NULL, %s)",
-                        [txn, self.deferred, value, txn, self.revenue, -value])
-            cur.execute("UPDATE scheduling_appointmentpatient SET status = 'arrived', invoice_id = %s WHERE id = %s",
-                        [invoice, visit])
-            cur.execute("UPDATE scheduling_appointment SET status = 'arrived' WHERE id = %s", [appointment])
-            self._log(cur, "arrived", "scheduling.appointment", appointment)
-
-    def _log(self, cur, verb, kind, pk):
-        cur.execute("""INSERT INTO core_activitylog (at, actor_id, actor_name, verb, object_type, object_id,
-                           object_repr, after) VALUES (now(), %s, 'bench-owner', %s, %s, %s, '', '{}'::jsonb)""",
-                    [self.owner_user, verb, kind, str(pk)])
+            self.sql.arrive(cur, *item, attached=self.sql.attach(cur, *item))
 
 
 # ---------------------------------------------------------------- the server
 
 
-def _server(workers: int, threads: int, port: int, token: str):
+def _server(workers: int, threads: int, port: int, token: str, *, floor_config: dict | None = None):
+    """Carnet's API under gunicorn; with `floor_config`, the django-ninja floor (`floor.py`) instead."""
     env = dict(os.environ, DEBUG="0", SECRET_KEY=os.environ.get("SECRET_KEY", "bench-" + uuid.uuid4().hex),
                ALLOWED_HOSTS="127.0.0.1,localhost", CONN_MAX_AGE=os.environ.get("CONN_MAX_AGE", "60"),
                LOG_LEVEL="ERROR")
-    cmd = [str(ROOT / ".venv/bin/gunicorn"), "carnet.wsgi:application", "-b", f"127.0.0.1:{port}",
-           "-w", str(workers), "--threads", str(threads), "-k", "gthread", "--keep-alive", "30",
+    app, probe = "carnet.wsgi:application", "/api/v1/patients?limit=1"
+    if floor_config is not None:
+        env.update(FLOOR_CONFIG=json.dumps(floor_config), DJANGO_SETTINGS_MODULE="floor_settings")
+        app, probe = "floor:application", "/floor/ready"
+    cmd = [str(ROOT / ".venv/bin/gunicorn"), app, "--pythonpath", str(ROOT / "benchmarks"), "-b",
+           f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads), "-k", "gthread", "--keep-alive", "30",
            "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/patients?limit=1", headers={"Authorization": f"Bearer {token}"})
+            conn.request("GET", probe, headers={"Authorization": f"Bearer {token}"})
             conn.getresponse().read()
             conn.close()
-            return proc, " ".join(cmd[1:])
+            return proc, " ".join(cmd[1:2] + cmd[4:])
         except OSError:
             time.sleep(0.3)
     proc.kill()
     sys.exit("gunicorn did not start")
+
+
+def _measured(clients: int, work: list, one, server: int | None) -> dict:
+    """`_run` plus the CPU milliseconds per redemption of the app server (if any) and of PostgreSQL."""
+    app0, pg0 = (server_cpu(server) if server else None), postgres_cpu()
+    out = _run(clients, work, one)
+    ops = out["ops"] or 1
+    out["pg_cpu_ms"] = round((postgres_cpu() - pg0) * 1000 / ops, 2)
+    if server:
+        out["app_cpu_ms"] = round((server_cpu(server) - app0) * 1000 / ops, 2)
+    return out
+
+
+def _ratio(a: dict, b: dict) -> float | None:
+    return round(a["ops_per_s"] / b["ops_per_s"], 3) if a["ops_per_s"] and b["ops_per_s"] else None
 
 
 def _stop(proc):
@@ -297,30 +361,48 @@ def run(args) -> dict:
     ApiToken.objects.filter(staff=b["owner"], name="bench").delete()
     _token, raw_token = api_token_create(actor=owner, name="bench")
     port = args.port
-    raw = _Raw(b)  # before the server starts: a failure here leaves no server behind
+    config = statements_config(b)
+    raw = _Raw(config)  # before the servers start: a failure here leaves no server behind
     proc, cmdline = _server(args.workers, args.threads, port, raw_token)
     rows = []
     try:
-        api_one = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
-        # Warm up: the workers' imports, connections and caches (not counted).
-        _run(min(4, max(levels)), _prebook(b, sold, 8 * args.workers, day_offset=1), api_one)
-        _run(2, _prebook(b, sold, 8, day_offset=1), raw.one)
-        for clients in levels:
-            n = max(ops, clients * 4)
-            api = _run(clients, _prebook(b, sold, n, day_offset=1), api_one)
-            base_sql = _run(clients, _prebook(b, sold, n, day_offset=1), raw.one)
-            ratio = round(api["ops_per_s"] / base_sql["ops_per_s"], 3) if api["ops_per_s"] and base_sql["ops_per_s"] \
-                else None
-            rows.append({"clients": clients, "api": api, "raw_sql": base_sql, "ratio": ratio})
+        floor_proc, _ = _server(args.workers, args.threads, port + 1, raw_token, floor_config=config)
+        try:
+            api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
+            _, floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False)
+            # Warm up: the workers' imports, connections and caches (not counted).
+            _run(min(4, max(levels)), _prebook(b, sold, 8 * args.workers, day_offset=1), api_one)
+            _run(min(4, max(levels)), _prebook(b, sold, 8 * args.workers, day_offset=1), floor_one)
+            _run(2, _prebook(b, sold, 8, day_offset=1), raw.one)
+            for clients in levels:
+                n = max(ops, clients * 4)
+                api = _measured(clients, _prebook(b, sold, n, day_offset=1), api_one, proc.pid)
+                floor = _measured(clients, _prebook(b, sold, n, day_offset=1), floor_one, floor_proc.pid)
+                base_sql = _measured(clients, _prebook(b, sold, n, day_offset=1), raw.one, None)
+                cpu = (round(api["app_cpu_ms"] / floor["app_cpu_ms"], 2) if floor.get("app_cpu_ms") else None)
+                rows.append({"clients": clients, "api": api, "ninja_floor": floor, "raw_sql": base_sql,
+                             "ratio": _ratio(api, base_sql), "ratio_floor": _ratio(api, floor),
+                             "floor_ratio": _ratio(floor, base_sql), "app_cpu_vs_floor": cpu})
+        finally:
+            _stop(floor_proc)
     finally:
         _stop(proc)
-    at16 = next((r for r in rows if r["clients"] == max(levels)), rows[-1])
+    top = next((r for r in rows if r["clients"] == max(levels)), rows[-1])
+    one = next((r for r in rows if r["clients"] == 1), None)
+    checks = {"ratio_at_top": top["ratio"] is not None and top["ratio"] >= 0.4 and not top["api"]["errors"],
+              "app_cpu_at_top": top["app_cpu_vs_floor"] is not None and top["app_cpu_vs_floor"] <= 1.5,
+              "p50_one_client": one is None or (one["api"]["p50_ms"] or 1e9) <= 20}
     result = {"benchmark": "redemption", "server": cmdline, "workers": args.workers, "threads": args.threads,
               "idempotency_key": args.idempotency, "ops_per_level": ops, "levels": rows,
-              "target": "api >= 40% of raw SQL at 16 clients",
-              "pass": bool(at16["ratio"] is not None and at16["ratio"] >= 0.4 and not at16["api"]["errors"]),
-              "machine": machine()}
+              "target": f"at {top['clients']} clients api >= 40% of raw SQL and app CPU <= 1.5x the ninja floor's; "
+                        "p50 at 1 client <= 20 ms",
+              "checks": checks, "pass": all(checks.values()), "machine": machine()}
     parts = [f"{r['clients']}c api {r['api']['ops_per_s']}/s p50 {r['api']['p50_ms']}ms p99 {r['api']['p99_ms']}ms"
-             f" vs sql {r['raw_sql']['ops_per_s']}/s (ratio {r['ratio']})" for r in rows]
-    emit(result, "redemption: " + "; ".join(parts) + f" — {'PASS' if result['pass'] else 'MISS'} (target ≥0.40)")
+             f" (cpu app {r['api']['app_cpu_ms']} + pg {r['api']['pg_cpu_ms']} ms)"
+             f" vs floor {r['ninja_floor']['ops_per_s']}/s (cpu app {r['ninja_floor']['app_cpu_ms']}"
+             f" + pg {r['ninja_floor']['pg_cpu_ms']} ms) vs sql {r['raw_sql']['ops_per_s']}/s"
+             f" (pg {r['raw_sql']['pg_cpu_ms']} ms): api/sql {r['ratio']}, api/floor {r['ratio_floor']},"
+             f" app cpu {r['app_cpu_vs_floor']}x floor" for r in rows]
+    emit(result, "redemption: " + "; ".join(parts) + f" — {'PASS' if result['pass'] else 'MISS'} "
+         "(targets: api/sql ≥ 0.40, app cpu ≤ 1.5× floor, p50 at 1 client ≤ 20 ms)")
     return result
