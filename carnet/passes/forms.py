@@ -55,8 +55,8 @@ class TemplateForm(SetupFormBase):
 
     class Meta:
         model = PassTemplate
-        fields = ["name", "price_minor", "tax_inclusive", "taxes", "income_category", "quantity", "expiry_value",
-                  "expiry_unit", "auto_select", "redeem_online", "family_sharing", "transferable", "instalments",
+        fields = ["name", "price_minor", "tax_inclusive", "taxes", "income_category", "quantity", "face_value_minor",
+                  "expiry_value", "expiry_unit", "auto_select", "redeem_online", "family_sharing", "transferable", "instalments",
                   "sold_online", "new_patients_only", "once_per_patient", "expected_breakage_bp", *WINDOW_FIELDS]
         labels = {"quantity": "Quantity (uses)", "expiry_value": "Expires after", "expiry_unit": "Expiry unit",
                   "expected_breakage_bp": "Expected breakage rate",
@@ -66,7 +66,7 @@ class TemplateForm(SetupFormBase):
                   **INTRO_LABELS, **WINDOW_LABELS}
         help_texts = {"expiry_value": "From the purchase date; leave empty for never.",
                       "instalments": "1 = paid in full; up to 24.",
-                      "quantity": "How many visits the package covers.",
+                      "quantity": "How many visits the package covers (empty when it holds a value).",
                       "expected_breakage_bp": "Basis points, 1000 = 10 %: the share of the value the clinic expects "
                                               "never to be used. Recognised in proportion to redemptions when the "
                                               "clinic's breakage method says so (Settings → Clinic); packages sold "
@@ -75,7 +75,16 @@ class TemplateForm(SetupFormBase):
     def __init__(self, *args, currency: str, **kwargs):
         self.currency = currency
         super().__init__(*args, **kwargs)
-        self.fields["quantity"].required = self.instance.kind == PassTemplate.Kind.PACKAGE
+        self.fields["quantity"].required = False  # required unless it holds a value: passes.setup says so
+        # Issue 23: a package that holds a value (pay 900.00, get 1,000.00 of treatments) instead of a count.
+        self.fields["holds_value"] = forms.BooleanField(
+            required=False, initial=self.instance.face_value_minor is not None, label="Holds a value (not a count)",
+            help_text="Each covered visit draws its price (or the item's value below) from the balance; when the "
+                      "balance runs short the patient pays the rest.")
+        self.fields["face_value_minor"] = MoneyField(currency=currency, required=False, label="Value it holds",
+                                                     help_text="The amount of treatments it covers, e.g. 1,000.00 "
+                                                               "for a price of 900.00.")
+        self.order_fields([*self.Meta.fields[:5], "holds_value", "face_value_minor", "quantity"])
         window_fields(self)
         for name in ("quantity", "expiry_value", "instalments", "expected_breakage_bp"):
             self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
@@ -83,6 +92,15 @@ class TemplateForm(SetupFormBase):
 
     def clean_expected_breakage_bp(self):
         return self.cleaned_data.get("expected_breakage_bp") or 0
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("holds_value"):
+            data["face_value_minor"] = None
+        elif data.get("face_value_minor") is None and "face_value_minor" not in self.errors:
+            self.add_error("face_value_minor", "Give the value it holds, or untick “Holds a value”.")
+        data.pop("holds_value", None)
+        return data
 
 
 class MembershipTemplateForm(SetupFormBase):
@@ -145,7 +163,8 @@ class EligibleItemForm(forms.Form):
         self.fields["additional_charge_minor"] = MoneyField(currency=currency, required=False, label="Additional charge")
         self.fields["compensation_minor"] = MoneyField(currency=currency, required=False,
                                                        label="Staff compensation value")
-        self.order_fields(["treatment", "additional_charge_minor", "compensation_minor", "limit"])
+        self.fields["value_minor"] = MoneyField(currency=currency, required=False, label="Value drawn")
+        self.order_fields(["treatment", "additional_charge_minor", "compensation_minor", "limit", "value_minor"])
 
     def is_blank(self) -> bool:
         d = self.cleaned_data
@@ -155,7 +174,7 @@ class EligibleItemForm(forms.Form):
 def item_formset(data, template: PassTemplate | None, *, currency: str):
     """The eligible-items table: the template's items, then blank rows (at least ITEM_ROWS in all)."""
     initial = [{"treatment": i.treatment_id, "additional_charge_minor": i.additional_charge_minor,
-                "compensation_minor": i.compensation_minor, "limit": i.limit}
+                "compensation_minor": i.compensation_minor, "limit": i.limit, "value_minor": i.value_minor}
                for i in (template.items.all() if template and template.pk else [])]
     extra = max(ITEM_ROWS - len(initial), 2)
     FormSet = forms.formset_factory(EligibleItemForm, extra=extra, max_num=100)

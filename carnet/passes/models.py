@@ -44,6 +44,9 @@ class PassTemplate(models.Model):
     taxes = models.ManyToManyField(Tax, blank=True)
     income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
     quantity = models.PositiveIntegerField(null=True, blank=True)  # uses; None = unlimited (memberships)
+    # A value package (issue 23, "holds a value"): the amount of eligible treatments it covers, drawn
+    # down by each covered visit's value; None = it counts uses (quantity).
+    face_value_minor = models.BigIntegerField(null=True, blank=True)
     # Default expiry from the purchase date; no value = never expires.
     expiry_value = models.PositiveIntegerField(null=True, blank=True)
     expiry_unit = models.CharField(max_length=8, choices=ExpiryUnit.choices, default=ExpiryUnit.MONTHS)
@@ -102,6 +105,8 @@ class EligibleItem(models.Model):
     # The visit value for commission; None = the treatment's price.
     compensation_minor = models.BigIntegerField(null=True, blank=True)
     limit = models.PositiveIntegerField(null=True, blank=True)  # SPEC 9.3: at most this many of the quantity
+    # A value package: what one visit draws from the balance; None = the treatment's price.
+    value_minor = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -185,6 +190,12 @@ class Pass(models.Model):
     reserved_count = models.PositiveIntegerField(default=0)
     posted_count = models.PositiveIntegerField(default=0)
     forfeited_count = models.PositiveIntegerField(default=0)
+    # A value package (issue 23): the amount it covers (None: it counts uses), and that amount held
+    # by bookings (reserved), drawn by arrived visits (posted) and ended unused (forfeited).
+    face_value_minor = models.BigIntegerField(null=True, blank=True)
+    value_reserved_minor = models.BigIntegerField(default=0)
+    value_posted_minor = models.BigIntegerField(default=0)
+    value_forfeited_minor = models.BigIntegerField(default=0)
     # Uses taken in the clinic's previous system before the switch (an imported pass, SPEC 15).
     used_before_import = models.PositiveIntegerField(default=0)
     # Ledger tie-out: value put into deferred revenue for this pass, and value taken out of it.
@@ -206,6 +217,12 @@ class Pass(models.Model):
                                             + F("used_before_import")),
                 name="pass_never_over_redeemed"),
             models.CheckConstraint(condition=Q(price_minor__gte=0, net_minor__gte=0), name="pass_price_not_negative"),
+            models.CheckConstraint(
+                condition=Q(value_reserved_minor__gte=0, value_posted_minor__gte=0, value_forfeited_minor__gte=0)
+                & (Q(face_value_minor__isnull=True)
+                   | Q(face_value_minor__gte=F("value_reserved_minor") + F("value_posted_minor")
+                       + F("value_forfeited_minor"))),
+                name="pass_value_never_over_drawn"),
         ]
 
     def __str__(self):
@@ -222,6 +239,17 @@ class Pass(models.Model):
         return (self.quantity - self.reserved_count - self.posted_count - self.forfeited_count
                 - self.used_before_import)
 
+    @property
+    def holds_value(self) -> bool:
+        return self.face_value_minor is not None
+
+    @property
+    def value_left(self) -> int | None:
+        """A value package's balance still free to book (None for a count package)."""
+        if self.face_value_minor is None:
+            return None
+        return self.face_value_minor - self.value_reserved_minor - self.value_posted_minor - self.value_forfeited_minor
+
 
 class PassItem(models.Model):
     """A sold pass's copy of one eligible item, with its own per-item use count."""
@@ -232,6 +260,7 @@ class PassItem(models.Model):
     compensation_minor = models.BigIntegerField(null=True, blank=True)
     limit = models.PositiveIntegerField(null=True, blank=True)
     used_count = models.PositiveIntegerField(default=0)  # reserved + posted through this item
+    value_minor = models.BigIntegerField(null=True, blank=True)  # a value package: what a visit draws (None: its price)
 
     class Meta:
         ordering = ["pk"]
@@ -330,6 +359,12 @@ class Redemption(models.Model):
     compensation_minor = models.BigIntegerField(default=0)
     compensated_upfront = models.BooleanField(default=False)
     remaining_after = models.PositiveIntegerField(null=True, blank=True)  # for the receipt (SPEC 9.2)
+    # A value package: the amount of its balance this visit holds (reserved) or drew (posted), the
+    # visit's full value (drawn < full: partly covered, the patient owes the rest), and the balance
+    # left after it (for the receipt).
+    drawn_minor = models.BigIntegerField(default=0)
+    full_value_minor = models.BigIntegerField(default=0)
+    value_left_after = models.BigIntegerField(null=True, blank=True)
     by_no_show = models.BooleanField(default=False)
 
     class Meta:

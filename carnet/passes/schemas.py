@@ -16,6 +16,8 @@ class EligibleItemIn(Schema):
     additional_charge_minor: int = Field(0, description="What the patient still pays per covered visit")
     compensation_minor: int | None = Field(None, description="Visit value for commission; null = the treatment's price")
     limit: int | None = Field(None, description="At most this many of the quantity; null = no per-item limit")
+    value_minor: int | None = Field(None, description="A package that holds a value: what one visit draws from its "
+                                    "balance; null = the treatment's price")
 
 
 class EligibleItemOut(EligibleItemIn):
@@ -34,7 +36,11 @@ class PassTemplateIn(Schema):
     tax_inclusive: bool = False
     tax_ids: list[int] = []
     income_category_id: int
-    quantity: int | None = Field(None, description="Number of uses (required for a package)")
+    quantity: int | None = Field(None, description="Number of uses (required for a package that counts uses)")
+    face_value_minor: int | None = Field(None, description="A package that holds a value (issue 23): the amount "
+                                         "of eligible treatments it covers, drawn down by each covered visit's "
+                                         "price or the item's value_minor; null = it counts uses (quantity). Paid "
+                                         "in full (instalments 1); fixed once packages of the template are sold")
     expiry_value: int | None = Field(None, description="Default expiry after purchase; null = never expires")
     expiry_unit: Literal["days", "weeks", "months", "years"] = "months"
     auto_select: bool = True
@@ -103,6 +109,7 @@ class SoldItemTerms(Schema):
     additional_charge_minor: int
     compensation_minor: int | None
     limit: int | None
+    value_minor: int | None = None
 
 
 class SoldTerms(Schema):

@@ -117,6 +117,7 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
     sold = Pass.objects.create(
         kind=template.kind, template=template, patient=patient, name=template.name,
         income_category_id=template.income_category_id, quantity=template.quantity,
+        face_value_minor=template.face_value_minor,
         price_minor=sum(gross for _, gross, _ in plan), net_minor=sum(net for _, _, net in plan),
         auto_select=template.auto_select, redeem_online=template.redeem_online,
         family_sharing=template.family_sharing, transferable=template.transferable,
@@ -129,7 +130,8 @@ def package_sell(*, actor, patient, template: PassTemplate, sold_by: StaffMember
     sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
-                 compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all())
+                 compensation_minor=i.compensation_minor, limit=i.limit, value_minor=i.value_minor)
+        for i in template.items.all())
     rows = PassInvoice.objects.bulk_create(
         PassInvoice(sold_pass=sold, seq=n + 1, due_on=add_months(today, n), unit_price_minor=unit, amount_minor=gross,
                     net_minor=net)

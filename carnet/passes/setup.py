@@ -37,7 +37,7 @@ _FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "tr
 _MEMBERSHIP = ("cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap",
                "pause_allowed", "pause_max_cycles", "self_cancel")
 _WINDOW = ("allowed_days", "window_start", "window_end", "cap_uses", "cap_period")
-_PLAIN = ("name", "price_minor", "quantity", "expiry_value", "expiry_unit", "instalments", "expected_breakage_bp") + _FLAGS + _MEMBERSHIP + _WINDOW
+_PLAIN = ("name", "price_minor", "quantity", "face_value_minor", "expiry_value", "expiry_unit", "instalments", "expected_breakage_bp") + _FLAGS + _MEMBERSHIP + _WINDOW
 # Sold packages in these states still carry the template's terms; refunded, transferred or deleted ones are history.
 UPDATABLE = (Pass.Status.ACTIVE, Pass.Status.EXPIRED)
 # Memberships: only active ones (cancelled, expired or deleted ones are history).
@@ -57,7 +57,7 @@ def template_get(pk: int) -> PassTemplate:
 
 def _items_of(template: PassTemplate) -> list[dict]:
     return [{"treatment_id": i.treatment_id, "additional_charge_minor": i.additional_charge_minor,
-             "compensation_minor": i.compensation_minor, "limit": i.limit}
+             "compensation_minor": i.compensation_minor, "limit": i.limit, "value_minor": i.value_minor}
             for i in template.items.all()] if template.pk else []
 
 
@@ -122,6 +122,7 @@ def _clean_template(t: PassTemplate, data: dict, errors: _Errors, names: dict[st
         _clean_membership(t, errors)
     else:
         _clean_package(t, errors)
+        _clean_mode(t, errors)
     _clean_window(t, errors)
     if t.income_category_id is None:
         if names["income_category"] not in errors.fields:
@@ -139,7 +140,9 @@ def _clean_template(t: PassTemplate, data: dict, errors: _Errors, names: dict[st
 
 
 def _clean_package(t: PassTemplate, errors: _Errors) -> None:
-    if t.quantity is None or t.quantity < 1:
+    if t.face_value_minor is not None:
+        _clean_value_package(t, errors)
+    elif t.quantity is None or t.quantity < 1:
         errors.add("quantity", "A package needs a quantity of at least 1 use.")
     if t.instalments is None or not 1 <= t.instalments <= MAX_INSTALMENTS:
         errors.add("instalments", f"Instalments must be between 1 (paid in full) and {MAX_INSTALMENTS}.")
@@ -155,6 +158,27 @@ def _clean_package(t: PassTemplate, errors: _Errors) -> None:
             template_expiry_allowed(value=t.expiry_value, unit=t.expiry_unit)
         except ValidationFailed as exc:
             errors.add("expiry_value", exc.message)
+
+
+def _clean_value_package(t: PassTemplate, errors: _Errors) -> None:
+    """A value package (issue 23): a face value of 0.01 or more drawn down by visits, no quantity,
+    paid in full (its balance is all unlocked at once), and it stays a value package once sold."""
+    if t.face_value_minor < 1:
+        errors.add("face_value_minor", "The value it holds must be more than zero.")
+    if t.quantity is not None:
+        errors.add("quantity", "A package that holds a value has no quantity of uses; leave the quantity empty.")
+    if t.instalments != 1:
+        errors.add("instalments", "A package that holds a value is paid in full; set instalments to 1.")
+
+
+def _clean_mode(t: PassTemplate, errors: _Errors) -> None:
+    """A sold package keeps counting uses or holding a value: the template cannot switch once sold."""
+    if not t.pk or t.kind != Kind.PACKAGE:
+        return
+    was_value = PassTemplate.objects.filter(pk=t.pk).values_list("face_value_minor", flat=True).get() is not None
+    if was_value != (t.face_value_minor is not None) and t.sold.exists():
+        errors.add("face_value_minor", "Packages of this template are sold, so it cannot switch between counting "
+                   "uses and holding a value. Create a new template instead.")
 
 
 def _clean_window(t: PassTemplate, errors: _Errors) -> None:
@@ -202,6 +226,8 @@ def _clean_membership(t: PassTemplate, errors: _Errors) -> None:
         errors.add("pause_max_cycles", f"When pausing is allowed, give the longest pause: 1 to {MAX_TERM_CYCLES} cycles.")
     if t.quantity is not None:
         errors.add("quantity", "A membership has uses per cycle, not a quantity; leave the quantity empty.")
+    if t.face_value_minor is not None:
+        errors.add("face_value_minor", "A membership has uses per cycle; only a package can hold a value.")
     if t.expiry_value is not None:
         errors.add("expiry_value", "A membership does not expire; it ends with its term or when cancelled.")
     if t.instalments != 1:
@@ -247,8 +273,10 @@ def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[di
         charge = row.get("additional_charge_minor") or 0
         compensation = row.get("compensation_minor")
         limit = row.get("limit")
-        for key, value in (("additional_charge_minor", charge), ("compensation_minor", compensation), ("limit", limit)):
-            if not _fits(EligibleItem, key, value):
+        value = row.get("value_minor")
+        for key, value_ in (("additional_charge_minor", charge), ("compensation_minor", compensation), ("limit", limit),
+                            ("value_minor", value)):
+            if not _fits(EligibleItem, key, value_):
                 errors.add(where + key, f"The {key.removesuffix('_minor').replace('_', ' ')} for {label} is too large.")
         if charge < 0:
             errors.add(where + "additional_charge_minor", f"The additional charge for {label} must be zero or more.")
@@ -258,8 +286,14 @@ def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[di
         if limit is not None and (limit < 1 or (t.quantity is not None and limit > t.quantity)):
             top = f" and the quantity ({t.quantity})" if t.quantity is not None else ""
             errors.add(where + "limit", f"The limit for {label} must be between 1{top}, or empty for no limit.")
+        if value is not None and t.face_value_minor is None:
+            errors.add(where + "value_minor", f"A value for {label} applies to a package that holds a value; leave "
+                       "it empty for a package that counts uses.")
+        elif value is not None and value < 0:
+            errors.add(where + "value_minor", f"The value drawn for {label} must be zero or more (leave it empty to "
+                       "draw the treatment's price).")
         clean.append({"treatment_id": tid, "additional_charge_minor": charge, "compensation_minor": compensation,
-                      "limit": limit})
+                      "limit": limit, "value_minor": value})
     return clean
 
 
@@ -270,6 +304,7 @@ def _save_items(t: PassTemplate, items: list[dict]) -> None:
         item.additional_charge_minor = row["additional_charge_minor"]
         item.compensation_minor = row["compensation_minor"]
         item.limit = row["limit"]
+        item.value_minor = row.get("value_minor")
         item.save()
     EligibleItem.objects.filter(pk__in=[i.pk for i in existing.values()]).delete()
 
@@ -373,7 +408,7 @@ def _terms(template: PassTemplate) -> dict:
 def _item_view(item, *, limit=None) -> dict:
     return {"treatment_id": item.treatment_id, "treatment": item.treatment.name,
             "additional_charge_minor": item.additional_charge_minor, "compensation_minor": item.compensation_minor,
-            "limit": item.limit if limit is None else limit}
+            "limit": item.limit if limit is None else limit, "value_minor": item.value_minor}
 
 
 def _quantity(sold: Pass, terms: dict) -> int | None:
@@ -475,8 +510,8 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
                 f"{who} has {used} uses reserved, used or forfeited; the new quantity {quantity} is lower.")})
 
     def key(view):
-        return sorted((i["treatment_id"], i["additional_charge_minor"], i["compensation_minor"], i["limit"])
-                      for i in view["items"])
+        return sorted((i["treatment_id"], i["additional_charge_minor"], i["compensation_minor"], i["limit"],
+                       -1 if i["value_minor"] is None else i["value_minor"]) for i in view["items"])
 
     changed = [f for f in fields if before[f] != after[f]]
     if key(before) != key(after):
@@ -520,8 +555,8 @@ def _apply(sold: Pass, terms: dict, plan: dict) -> None:
     existing = {i.treatment_id: i for i in sold.items.all()}
     for tid, new in terms["items"].items():
         item = existing.pop(tid, None) or PassItem(sold_pass=sold, treatment_id=tid, used_count=0)
-        item.additional_charge_minor, item.compensation_minor, item.limit = (
-            new.additional_charge_minor, new.compensation_minor, new.limit)
+        item.additional_charge_minor, item.compensation_minor, item.limit, item.value_minor = (
+            new.additional_charge_minor, new.compensation_minor, new.limit, new.value_minor)
         item.save()
     for old in existing.values():  # unused (checked by the plan): gone, or kept with no uses if it has history
         if old.redemptions.exists():

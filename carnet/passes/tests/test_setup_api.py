@@ -34,7 +34,7 @@ def test_create_read_list_patch_round_trip(api, catalog):
         "package", "5 visits", 40000, 5, [catalog["tax"].pk])
     assert got["items"][0] | {"id": 0} == {"id": 0, "treatment_id": catalog["treatment"].pk,
                                            "treatment_name": "Massage 60", "additional_charge_minor": 1000,
-                                           "compensation_minor": None, "limit": 3}
+                                           "compensation_minor": None, "limit": 3, "value_minor": None}
     pk = got["id"]
     assert api.get(f"/pass-templates/{pk}").json() == got
     assert [t["id"] for t in api.get("/pass-templates").json()] == [pk]
