@@ -193,9 +193,9 @@ class Pass(models.Model):
     # A value package (issue 23): the amount it covers (None: it counts uses), and that amount held
     # by bookings (reserved), drawn by arrived visits (posted) and ended unused (forfeited).
     face_value_minor = models.BigIntegerField(null=True, blank=True)
-    value_reserved_minor = models.BigIntegerField(default=0)
-    value_posted_minor = models.BigIntegerField(default=0)
-    value_forfeited_minor = models.BigIntegerField(default=0)
+    value_reserved_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
+    value_posted_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
+    value_forfeited_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
     # Uses taken in the clinic's previous system before the switch (an imported pass, SPEC 15).
     used_before_import = models.PositiveIntegerField(default=0)
     # Ledger tie-out: value put into deferred revenue for this pass, and value taken out of it.
@@ -362,8 +362,8 @@ class Redemption(models.Model):
     # A value package: the amount of its balance this visit holds (reserved) or drew (posted), the
     # visit's full value (drawn < full: partly covered, the patient owes the rest), and the balance
     # left after it (for the receipt).
-    drawn_minor = models.BigIntegerField(default=0)
-    full_value_minor = models.BigIntegerField(default=0)
+    drawn_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
+    full_value_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
     value_left_after = models.BigIntegerField(null=True, blank=True)
     by_no_show = models.BooleanField(default=False)
 
