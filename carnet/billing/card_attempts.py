@@ -32,13 +32,16 @@ from django.db.models import Sum
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
-from carnet.gateway.services import (GatewayUnavailable, PaymentFailed, card_charge, card_charge_prepare,
-                                     charge_refund, gateway_retrieve)
+from carnet.gateway.services import (AuthenticationPending, GatewayUnavailable, PaymentFailed, card_charge,
+                                     card_charge_prepare, charge_refund, gateway_retrieve)
 
 from .locks import lock_invoices, lock_payment
 from .models import CardAttempt, CardAttemptInvoice, Payment, Refund
 
 RECONCILE_AFTER = dt.timedelta(minutes=5)  # younger attempts may still have their call in flight
+# A charge waiting for its card holder's 3-D Secure check is left this long before reconciliation
+# gives up on it (cancels the PaymentIntent: no money can move after that).
+AUTHENTICATION_WINDOW = dt.timedelta(hours=1)
 OPEN = (CardAttempt.Status.PENDING, CardAttempt.Status.UNKNOWN)
 
 
@@ -148,11 +151,17 @@ def charge_run(attempt: CardAttempt) -> CardAttempt:
         return attempt
     if attempt.status == CardAttempt.Status.FAILED:
         raise PaymentFailed(attempt.message or None)
+    if attempt.context.get("authenticating") and attempt.gateway_id:
+        return _authenticated(attempt)
     card_or_token = attempt.card if attempt.card_id else attempt.token
     try:
         reference = attempt.gateway_id or _prepare(attempt, card_or_token)
         result = card_charge(card_or_token=card_or_token, amount_minor=attempt.amount_minor,
                              currency=attempt.currency, idempotency_key=attempt.gateway_key, reference=reference)
+    except AuthenticationPending as exc:  # 3-D Secure: the attempt stays pending, its PaymentIntent waits
+        _authenticating(attempt)
+        exc.attempt = attempt
+        raise
     except GatewayUnavailable as exc:
         _unknown(attempt.pk, exc.message)
         raise
@@ -160,6 +169,36 @@ def charge_run(attempt: CardAttempt) -> CardAttempt:
         _failed(attempt.pk, exc.message)
         raise
     return charge_record(attempt.pk, result.charge_id)
+
+
+def _authenticating(attempt: CardAttempt) -> None:
+    """Mark the open attempt as waiting for its card holder's bank check (committed on its own)."""
+    attempt.context = {**attempt.context, "authenticating": True}
+    CardAttempt.objects.filter(pk=attempt.pk, status__in=OPEN).update(context=attempt.context)
+
+
+def _authenticated(attempt: CardAttempt) -> CardAttempt:
+    """The page came back after the bank check: what the charge became, read from the gateway by the
+    PaymentIntent id Carnet stored (never what the browser says), recorded once whichever of the
+    page, Stripe's webhook or reconciliation gets there first. Raises AuthenticationPending while it
+    still waits, the decline if the check failed."""
+    try:
+        found = gateway_retrieve(kind=CardAttempt.Kind.CHARGE, idempotency_key=attempt.gateway_key,
+                                 reference=attempt.gateway_id, authenticating=True)
+    except AuthenticationPending as exc:
+        exc.attempt = attempt
+        raise
+    except GatewayUnavailable as exc:
+        _unknown(attempt.pk, exc.message)
+        raise
+    except CarnetError as exc:
+        _failed(attempt.pk, exc.message)
+        raise
+    if found is None:
+        message = "The payment was cancelled before the bank confirmed it; nothing was charged."
+        _failed(attempt.pk, message)
+        raise PaymentFailed(message)
+    return charge_record(attempt.pk, found.charge_id)
 
 
 def _prepare(attempt: CardAttempt, card_or_token) -> str:
@@ -341,20 +380,29 @@ def _log(attempt: CardAttempt, verb: str) -> None:
 # ---------------------------------------------------------------- reconciliation
 
 
-def attempt_resolve(attempt: CardAttempt, *, settle_missing: bool = True) -> str:
+def attempt_resolve(attempt: CardAttempt, *, settle_missing: bool = True, now: dt.datetime | None = None) -> str:
     """Ask the gateway what became of an open attempt and record it: "succeeded", "failed" or
     "unknown" (the gateway could not be reached; asked again next time). settle_missing=False (a
     webhook's hint, which may arrive while the call is still in flight): what the gateway does not
-    have yet is left open ("pending") instead of failed."""
+    have yet is left open ("pending") instead of failed. A charge whose card holder is confirming
+    it with their bank (3-D Secure) is left "pending" for AUTHENTICATION_WINDOW; after that it is
+    given up (cancelled at the gateway, no money moved)."""
+    authenticating = bool(attempt.context.get("authenticating")) and \
+        attempt.created_at > (now or clock.now()) - AUTHENTICATION_WINDOW
     try:
         charge_id = (Payment.objects.values_list("gateway_charge_id", flat=True).get(pk=attempt.payment_id)
                      if attempt.kind == CardAttempt.Kind.REFUND else "")
         found = gateway_retrieve(kind=attempt.kind, idempotency_key=attempt.gateway_key,
                                  reference=attempt.gateway_id if attempt.kind == CardAttempt.Kind.CHARGE else "",
-                                 charge_id=charge_id)
+                                 charge_id=charge_id, authenticating=authenticating)
+    except AuthenticationPending:
+        return CardAttempt.Status.PENDING
     except GatewayUnavailable as exc:
         _unknown(attempt.pk, exc.message)
         return CardAttempt.Status.UNKNOWN
+    except PaymentFailed as exc:  # the bank's check failed: the gateway cancelled the charge
+        _failed(attempt.pk, exc.message, reconciled=True)
+        return CardAttempt.Status.FAILED
     if found is None and not settle_missing:
         return CardAttempt.Status.PENDING
     if found is None:
@@ -371,13 +419,13 @@ def attempts_reconcile(*, now: dt.datetime | None = None, older_than: dt.timedel
     """Resolve every pending or unknown attempt older than `older_than`. Safe to run concurrently
     (each outcome is recorded under the attempt's row lock, once). Returns counts by outcome."""
     now = now or clock.now()
-    counts = {"succeeded": 0, "failed": 0, "unknown": 0, "errors": 0}
+    counts = {"succeeded": 0, "failed": 0, "unknown": 0, "pending": 0, "errors": 0}
     due = (CardAttempt.objects.filter(status__in=OPEN, created_at__lt=now - older_than)
            .order_by("created_at", "pk").values_list("pk", flat=True))
     for pk in list(due):
         attempt = CardAttempt.objects.select_related("card").get(pk=pk)
         try:
-            counts[attempt_resolve(attempt)] += 1
+            counts[attempt_resolve(attempt, now=now)] += 1
         except Exception as exc:  # one bad row never stops the rest; it stays open and is shown for review
             counts["errors"] += 1
             CardAttempt.objects.filter(pk=pk).update(message=f"Could not reconcile: {exc}"[:300])

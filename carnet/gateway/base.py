@@ -85,6 +85,23 @@ class AuthenticationRequired(PaymentFailed):
                        "link to confirm and pay; or take another payment method.")
 
 
+class AuthenticationPending(CarnetError):
+    """An on-session charge the bank wants the card holder to confirm (3-D Secure) before any money
+    moves. Not a failure: the charge waits at the gateway (`reference`, its PaymentIntent id, is on
+    the attempt) while the page completes the check with Stripe.js using `client_secret`, then asks
+    Carnet again, which reads the outcome from the gateway by that id."""
+
+    status = 402
+    code = "authentication_pending"
+    default_message = ("Your bank asks you to confirm this payment. Follow the steps shown by your bank; "
+                       "nothing is charged until you do.")
+
+    def __init__(self, message: str | None = None, *, reference: str = "", client_secret: str = "", **kwargs):
+        super().__init__(message or self.default_message, **kwargs)
+        self.reference, self.client_secret = reference, client_secret
+        self.attempt = None  # set by billing.card_attempts: the attempt that waits
+
+
 class ProcessingError(PaymentFailed):
     code = "processing_error"
     default_message = ("The card processor could not process this card just now; nothing was charged. "

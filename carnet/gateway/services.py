@@ -21,7 +21,7 @@ from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.people.models import Patient
 
-from .base import (AuthenticationRequired, CardDeclined, ChargeResult, Gateway, GatewayUnavailable, InsufficientFunds,
+from .base import (AuthenticationPending, AuthenticationRequired, CardDeclined, ChargeResult, Gateway, GatewayUnavailable, InsufficientFunds,
                    PaymentFailed, RefundResult, StoredCard, get_gateway)
 from .models import CardOnFile, GatewayCustomer
 
@@ -29,7 +29,7 @@ from .models import CardOnFile, GatewayCustomer
 __all__ = ["card_store", "card_remove", "card_tokenize", "card_charge", "card_charge_prepare", "charge_refund",
            "gateway_retrieve", "card_setup_begin", "card_setup_complete", "gateway_uses_stripe_js",
            "ChargeResult", "RefundResult", "StoredCard", "PaymentFailed", "CardDeclined", "InsufficientFunds",
-           "AuthenticationRequired", "GatewayUnavailable", "GatewayCallInTransaction"]
+           "AuthenticationRequired", "AuthenticationPending", "GatewayUnavailable", "GatewayCallInTransaction"]
 
 
 class GatewayCallInTransaction(RuntimeError):
@@ -175,6 +175,27 @@ def stripe_csp() -> str:
             .replace("default-src 'self';", f"default-src 'self'; frame-src {frames}; connect-src 'self' {api};"))
 
 
+def card_authenticate_page(request, exc: AuthenticationPending, *, nav: str = "", staff: bool = False):
+    """The page that completes a charge's 3-D Secure check with Stripe.js (the attempt waits,
+    pending, with its PaymentIntent id): Stripe's window opens, then the same form is posted again
+    (same form key: the same attempt) and Carnet reads the outcome from Stripe by the id it stored.
+    Only Stripe's origins are admitted, on this page as on the card pages."""
+    from django.shortcuts import render
+
+    from carnet.clinic.selectors import clinic_get
+
+    clinic = clinic_get()
+    skip = {"csrfmiddlewaretoken", "setup_intent", "payment_intent", "number", "cvc", "exp_month", "exp_year"}
+    fields = [(name, value) for name, value in request.POST.items() if name not in skip]
+    response = render(request, "card_authenticate.html", {
+        "clinic": clinic, "nav": nav, "fields": fields, "client_secret": exc.client_secret,
+        "payment_intent": exc.reference, "publishable_key": get_gateway().publishable_key, "js_url": stripe_js_url(),
+        "amount": clinic.money(exc.attempt.amount_minor) if exc.attempt else "",
+        "who": "The patient's" if staff else "Your", "whom": "them" if staff else "you"}, status=200)
+    response["Content-Security-Policy"] = stripe_csp()
+    return response
+
+
 def card_label(stored) -> str:
     from .models import BRAND_LABELS
 
@@ -222,10 +243,13 @@ def charge_refund(*, charge_id: str, amount_minor: int, idempotency_key: str) ->
     return _gateway("refund").refund(charge_id=charge_id, amount_minor=amount_minor, idempotency_key=idempotency_key)
 
 
-def gateway_retrieve(*, kind: str, idempotency_key: str, reference: str = "",
-                     charge_id: str = "") -> ChargeResult | RefundResult | None:
-    """What became of the charge or refund sent with this key (None: no money moved)."""
-    extra = {name: value for name, value in (("reference", reference), ("charge_id", charge_id)) if value}
+def gateway_retrieve(*, kind: str, idempotency_key: str, reference: str = "", charge_id: str = "",
+                     authenticating: bool = False) -> ChargeResult | RefundResult | None:
+    """What became of the charge or refund sent with this key (None: no money moved).
+    `authenticating`: a charge its card holder may still be confirming with their bank (3-D Secure):
+    AuthenticationPending while it waits, the decline if the check failed."""
+    extra = {name: value for name, value in (("reference", reference), ("charge_id", charge_id),
+                                             ("authenticating", authenticating)) if value}
     return _gateway("retrieve").retrieve(kind=kind, idempotency_key=idempotency_key, **extra)
 
 

@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
 
-from .base import (AuthenticationRequired, CardDeclined, CardExpired, ChargeResult, GatewayUnavailable,
+from .base import (AuthenticationPending, AuthenticationRequired, CardDeclined, CardExpired, ChargeResult, GatewayUnavailable,
                    InsufficientFunds, PaymentFailed, ProcessingError, RefundResult, StoredCard)
 
 KEY_SETTINGS = ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
@@ -195,10 +195,14 @@ class StripeGateway:
         except stripe.InvalidRequestError as exc:
             # Confirmed before (a retry after a lost answer): what it became.
             intent = _call(self.client.v1.payment_intents.retrieve, reference)
-            if intent.status != "succeeded":
+            if intent.status not in ("succeeded", "requires_action"):
                 raise _translate(exc) from exc
         except stripe.StripeError as exc:
             raise _translate(exc) from exc
+        if intent.status == "requires_action" and not off_session:
+            # 3-D Secure: the patient is at the page, which completes it with Stripe.js; the
+            # PaymentIntent waits (its id is already on the attempt).
+            raise AuthenticationPending(reference=intent.id, client_secret=intent.client_secret)
         return self._outcome(intent, amount_minor=amount_minor, currency=currency)
 
     @staticmethod
@@ -225,15 +229,26 @@ class StripeGateway:
 
     # ------------------------------------------------------------ reconciliation
 
-    def retrieve(self, *, kind: str, idempotency_key: str, reference: str = "",
-                 charge_id: str = "") -> ChargeResult | RefundResult | None:
+    def retrieve(self, *, kind: str, idempotency_key: str, reference: str = "", charge_id: str = "",
+                 authenticating: bool = False) -> ChargeResult | RefundResult | None:
         """A charge by its PaymentIntent id (`reference`); a refund among its charge's refunds by
         the key in its metadata. None: no money moved (and a charge left unconfirmed is cancelled,
-        so that it never can)."""
+        so that it never can).
+
+        `authenticating`: the card holder may still be confirming the charge with their bank
+        (3-D Secure on the page). Then a PaymentIntent still waiting for it raises
+        AuthenticationPending (left as it is), and one whose check failed is cancelled and raises
+        the decline, so the page can say why."""
         if kind == "charge":
             if not reference:
                 return None  # no PaymentIntent id was committed: it was never confirmed
             intent = _call(self.client.v1.payment_intents.retrieve, reference)
+            if authenticating and intent.status == "requires_action":
+                raise AuthenticationPending(reference=intent.id, client_secret=intent.client_secret)
+            failure = getattr(intent, "last_payment_error", None)
+            if authenticating and intent.status == "requires_payment_method" and failure:
+                _call(self.client.v1.payment_intents.cancel, reference)
+                raise decline_error(getattr(failure, "code", None), getattr(failure, "decline_code", None))
             if intent.status in ("requires_confirmation", "requires_payment_method", "requires_action"):
                 try:
                     intent = self.client.v1.payment_intents.cancel(reference)

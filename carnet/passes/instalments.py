@@ -71,6 +71,8 @@ def _charge(pk: int, today: dt.date) -> str | None:
         outcome = card_attempts.attempt_resolve(lost)
         if outcome == CardAttempt.Status.SUCCEEDED:
             return "charged"
+        if outcome == CardAttempt.Status.PENDING:  # its card holder is confirming it with their bank
+            return None
         if outcome == CardAttempt.Status.UNKNOWN:
             PassInvoice.objects.filter(pk=pk).update(last_error=lost.message[:200])
             return "unavailable"

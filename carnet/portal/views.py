@@ -19,7 +19,8 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
-from carnet.gateway.services import PaymentFailed, card_entry_begin, gateway_uses_stripe_js, stripe_csp
+from carnet.gateway.services import (AuthenticationPending, PaymentFailed, card_authenticate_page, card_entry_begin,
+                                     gateway_uses_stripe_js, stripe_csp)
 from carnet.people import invitations, signups
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
@@ -189,6 +190,8 @@ def gift_card_buy(request, patient):
                 patient=patient, amount_minor=data["amount"] or 0, recipient_name=data["recipient_name"],
                 recipient_email=data["recipient_email"], holder=data["holder"], idempotency_key=data["form_key"],
                 **card_entry)
+        except AuthenticationPending as exc:
+            return card_authenticate_page(request, exc, nav="portal/_nav.html")
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except CarnetError as exc:
@@ -235,6 +238,8 @@ def pay_balance(request, token: str):
         try:
             payment = balance_pay_online(patient=patient, holder=data["holder"], idempotency_key=data["form_key"],
                                          **card)
+        except AuthenticationPending as exc:
+            return card_authenticate_page(request, exc, nav="portal/_public_nav.html")
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except CarnetError as exc:
@@ -353,6 +358,8 @@ def pass_buy(request, patient, pk: int):
                 exp_month=data.get("exp_month") or 0, exp_year=data.get("exp_year") or 0, cvc=data.get("cvc", ""),
                 holder=data.get("holder", ""), idempotency_key=data["form_key"],
                 setup_intent=request.POST.get("setup_intent", "")[:255] if stripe_on else "")
+        except AuthenticationPending as exc:
+            return card_authenticate_page(request, exc, nav="portal/_nav.html")
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except NotFound:
@@ -464,6 +471,8 @@ def membership_sign_up(request, patient, pk: int):
             sold = passes_online.membership_sign_up_online(
                 user=request.user, patient=owner, template=template, holder=data["holder"],
                 idempotency_key=data["form_key"], **card)
+        except AuthenticationPending as exc:
+            return card_authenticate_page(request, exc, nav="portal/_nav.html")
         except PaymentFailed as exc:
             form.add_error(None, _declined_sentence(exc))
         except NotFound:

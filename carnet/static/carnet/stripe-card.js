@@ -36,3 +36,35 @@
     });
   });
 })();
+
+// 3-D Secure on a charge (the page Carnet shows when the bank wants the card holder to confirm): the
+// bank's window opens through Stripe.js, then the same form is posted again. Carnet does not take the
+// browser's word for the outcome: it reads the PaymentIntent from Stripe by the id it stored.
+(function () {
+  "use strict";
+  var form = document.querySelector("form[data-stripe-authenticate]");
+  if (!form || typeof Stripe === "undefined") { return; }
+  var stripe = Stripe(form.dataset.stripeKey);
+  var secret = form.dataset.clientSecret;
+  var error = form.querySelector("[data-stripe-error]");
+  var running = false;
+  function authenticate() {
+    var button = form.querySelector("button[type=submit]");
+    if (running) { return; }
+    running = true;
+    button.disabled = true;
+    error.textContent = "";
+    var step = stripe.handleNextAction ? stripe.handleNextAction({clientSecret: secret})
+                                       : stripe.confirmCardPayment(secret);
+    step.then(function () { form.submit(); }, function () {
+      error.textContent = "The bank's window could not be opened. Try again.";
+      running = false;
+      button.disabled = false;
+    });
+  }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    authenticate();
+  });
+  authenticate();
+})();

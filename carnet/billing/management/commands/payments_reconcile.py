@@ -19,4 +19,5 @@ class Command(BaseCommand):
     def handle(self, *args, older_than_minutes: int, **options):
         counts = attempts_reconcile(older_than=dt.timedelta(minutes=max(older_than_minutes, 0)))
         self.stdout.write(f"recorded {counts['succeeded']} · failed (no money moved) {counts['failed']} · "
-                          f"still unknown {counts['unknown']} · errors {counts['errors']}")
+                          f"still unknown {counts['unknown']} · waiting for the card holder's bank {counts['pending']} · "
+                          f"errors {counts['errors']}")
