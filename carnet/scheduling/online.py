@@ -20,7 +20,7 @@ from carnet.people.selectors import patients_managed_by
 
 from .locks import lock_appointment, lock_practitioners
 from .models import Appointment, AppointmentPatient, Status
-from .selectors import free_intervals
+from .selectors import free_intervals, treatments_offered
 from .services import _check_free, _validate
 
 Kind = Treatment.Kind
@@ -52,6 +52,8 @@ def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location:
                    now: dt.datetime | None = None) -> list[dt.datetime]:
     """Start times (aware, in the location's time zone) on `day` where the treatment fits in the
     practitioner's free time at this location, one treatment length apart, none in the past."""
+    if not treatments_offered(practitioner).filter(pk=treatment.pk).exists():
+        return []  # not theirs to give (their profile's treatments): no time is offered for it
     now = now or clock.now()
     length = dt.timedelta(minutes=treatment.duration_minutes)
     shifts = Shift.objects.filter(staff=practitioner, location=location).select_related("location")

@@ -22,6 +22,7 @@ from carnet.people.models import Patient, StaffMember
 from .access import schedule_require
 from .locks import lock_appointment, lock_practitioners
 from .models import Appointment, AppointmentPatient, Break, Status
+from .selectors import treatments_offered
 
 Kind = Treatment.Kind
 Role = AppointmentPatient.Role
@@ -89,6 +90,11 @@ def _validate(treatment: Treatment, practitioner: StaffMember, location: Locatio
         problems["practitioner_id"] = [f"{practitioner} is not an active practitioner."]
     if not location.is_active:
         problems["location_id"] = [f"{location} is closed."]
+    if not problems and not treatments_offered(practitioner).filter(pk=treatment.pk).exists():
+        # The practitioner's profile says what they offer (every treatment when none is ticked):
+        # the desk's form, the API and online booking all refuse the others.
+        problems["treatment_id"] = [f"{practitioner} does not offer {treatment}; choose one of their treatments "
+                                    "or another practitioner."]
     if problems:
         raise ValidationFailed(next(iter(problems.values()))[0], fields=problems)
 

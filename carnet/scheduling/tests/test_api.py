@@ -140,3 +140,15 @@ def test_no_access_staff_and_patients_are_refused_with_a_sentence(catalog):
     refused = Api(make_staff(L.NO_ACCESS).user).get("/appointments")
     assert refused.status_code == 403 and refused.json()["code"] == "not_allowed"
     assert "access level" in refused.json()["detail"]
+
+
+def test_the_api_refuses_a_treatment_the_practitioner_does_not_offer(front_desk, catalog):
+    """Issue 20: what a practitioner offers holds for the API too, not only for the desk's form."""
+    api, prac = Api(front_desk.user), practitioner(catalog["location"])
+    other = treatment_of(catalog, "individual", name="Acupuncture 45")
+    prac.treatments.add(catalog["treatment"])
+    refused = api.post("/appointments", _body(catalog, prac, [make_patient()], treatment=other))
+    assert refused.status_code == 422, refused.content
+    assert "does not offer Acupuncture 45" in refused.json()["detail"]
+    assert refused.json()["code"] == "invalid" and not Appointment.objects.exists()
+    assert api.post("/appointments", _body(catalog, prac, [make_patient()])).status_code == 201

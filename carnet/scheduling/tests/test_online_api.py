@@ -44,3 +44,20 @@ def test_staff_and_other_patients_cannot_use_a_patients_booking(setup):  # noqa:
     assert for_stranger.status_code == 422
     assert Api(other.user).post("/me/appointments/999999/cancel").status_code == 404
     assert make_patient()  # a patient without a login has no API access at all
+
+
+def test_online_booking_refuses_and_hides_a_treatment_the_practitioner_does_not_offer(setup):  # noqa: F811
+    """Issue 20: a practitioner who does not offer the treatment has no times for it online, and
+    booking it anyway is a 422 naming what to do."""
+    from .factories import treatment_of
+
+    other = treatment_of(setup, "individual", name="Acupuncture 45")
+    setup["prac"].treatments.add(other)
+    api, loc = Api(signed_up().user), setup["location"].pk
+    offered = api.get(f"/locations/{loc}/online-slots?treatment_id={setup['treatment'].pk}&date={DAY}").json()
+    assert offered == [] or all(not o["starts"] for o in offered)
+    refused = api.post("/me/appointments", {"location_id": loc, "treatment_id": setup["treatment"].pk,
+                                            "practitioner_id": setup["prac"].pk,
+                                            "start": "2026-03-10T09:00:00-04:00"})
+    assert refused.status_code == 422 and "does not offer Massage 60" in refused.json()["detail"]
+    assert "choose one of their treatments" in refused.json()["detail"] and not Appointment.objects.exists()

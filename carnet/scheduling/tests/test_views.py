@@ -246,7 +246,7 @@ def test_booking_in_the_panel_offers_the_practitioners_treatments_a_type_ahead_a
                                                      "start": f"{MONDAY}T11:00"}, headers=HX).content.decode()
     assert 'data-testid="book-panel"' in fragment and "<html" not in fragment
     assert "Massage 60" in fragment and "Acupuncture 45" not in fragment
-    found = desk.get(reverse("scheduling:book_patients"), {"q": "555-0142"}).content.decode()
+    found = desk.get(reverse("scheduling:book_patients"), {"q": "416-555-0142"}).content.decode()
     assert "Tomasz Wren" in found and "Wrenfield" not in found and "416-555-0142" in found
     kept = desk.get(reverse("scheduling:book_patients"), {"q": "wanda", "patient": chosen.pk}).content.decode()
     assert re.search(rf'value="{chosen.pk}" checked', kept) and "Wanda Wrenfield" in kept
