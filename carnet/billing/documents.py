@@ -117,7 +117,9 @@ def _pass_coverage(invoice: Invoice, money) -> list[dict]:
     """SPEC 9.2: the package(s) covering the visit this invoice bills, with the sessions left."""
     from carnet.passes.documents import coverage_for_invoice  # lazily: billing sits below passes
 
-    return [{**c, "prepaid": money(c["prepaid_minor"]), "additional_charge": money(c["additional_charge_minor"])}
+    return [{**c, "prepaid": money(c["prepaid_minor"]), "additional_charge": money(c["additional_charge_minor"]),
+             "drawn": money(c["drawn_minor"]),
+             "value_left_after": None if c["value_left_after_minor"] is None else money(c["value_left_after_minor"])}
             for c in coverage_for_invoice(invoice)]
 
 

@@ -40,7 +40,9 @@ def prepaid_share_minor(redemption: Redemption) -> int:
 
 def coverage_for_invoice(invoice) -> list[dict]:
     """The posted redemptions of the visit(s) this invoice bills, one dict each:
-    pass_name, treatment, remaining_after (None for unlimited passes), value_minor (the session's
+    pass_name, treatment, remaining_after (None for unlimited passes and value packages),
+    value_left_after_minor and drawn_minor (a value package's balance after the visit and the amount
+    it drew; None and 0 otherwise), value_minor (the session's
     pre-tax value), prepaid_minor (its share of the price paid, tax included),
     additional_charge_minor and by_no_show."""
     if invoice is None or getattr(invoice, "deleted_at", None):
@@ -51,6 +53,8 @@ def coverage_for_invoice(invoice) -> list[dict]:
         "pass_name": r.sold_pass.name,
         "treatment": r.item.treatment.name,
         "remaining_after": r.remaining_after,
+        "value_left_after_minor": r.value_left_after,  # a value package: its balance after this visit (issue 23)
+        "drawn_minor": r.drawn_minor,
         "value_minor": r.value_minor,
         "prepaid_minor": prepaid_share_minor(r),
         "additional_charge_minor": r.additional_charge_minor,

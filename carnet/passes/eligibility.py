@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from carnet.clinic.selectors import clinic_get
 
 from .models import Pass, PassItem
-from .selectors import pass_unlocked
+from .selectors import pass_fully_paid, pass_unlocked
 from .windows import window_refusal
 
 # code -> what staff (and patients) read; {…} fields filled from the pass.
@@ -26,6 +26,7 @@ REASONS = {
                      "Collect the next instalment to unlock more.",
     "expired": "Expired on {expires_on}; the visit is on {visit_date}.",
     "used_up": "All {quantity} uses are taken.",
+    "used_up_value": "Its balance of {face_value} is used up: all of it is drawn by visits or held by bookings.",
     "item_limit": "Its limit of {limit} for {treatment} is reached.",
     "not_online": "This package is not used on online bookings; the clinic attaches it at the front desk.",
     "group_secondary": "In a group appointment only the primary client's package is used.",
@@ -40,6 +41,8 @@ REASONS = {
     "daily_cap": "Used at most {cap} a day: {taken} already booked {span}.",
 }
 UNPAID_WARNING = "Covers it, but this cycle's invoice is not paid yet (balance {balance})."
+PARTIAL_WARNING = ("Covers {covered} of this visit's {full}: only that much of its balance is left, so the patient "
+                   "pays the rest.")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: b
         return _membership_check(sold, item, no, visit_date=visit_date, online=online)
     if sold.expires_on is not None and visit_date > sold.expires_on:
         return no("expired")
+    if sold.face_value_minor is not None:
+        return _value_check(sold, item, no, treatment=treatment, online=online)
     unlocked = pass_unlocked(sold)
     if unlocked == 0:
         return no("not_paid", balance=_balance(sold))
@@ -105,6 +110,32 @@ def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: b
     if online and not sold.redeem_online:
         return no("not_online")
     return Verdict("ok", REASONS["ok"], item)
+
+
+def visit_value(item, treatment) -> int:
+    """What a visit is worth to a value package: its eligible item's value, or the treatment's price."""
+    return item.value_minor if item.value_minor is not None else treatment.price_minor
+
+
+def _value_check(sold: Pass, item: PassItem, no, *, treatment, online: bool) -> Verdict:
+    """A value package (issue 23): paid in full, some balance left; less than the visit's value
+    left still covers it in part (a warning says how much)."""
+    money = clinic_get().money
+    if not pass_fully_paid(sold):
+        return no("not_paid", balance=_balance(sold))
+    if sold.value_left <= 0:
+        return no("used_up_value", face_value=money(sold.face_value_minor))
+    if sold.status == Pass.Status.EXPIRED:
+        return no("expired")
+    if item.limit is not None and item.used_count >= item.limit:
+        return no("item_limit", limit=item.limit)
+    if online and not sold.redeem_online:
+        return no("not_online")
+    full = visit_value(item, treatment)
+    warning = ""
+    if sold.value_left < full:
+        warning = PARTIAL_WARNING.format(covered=money(sold.value_left), full=money(full))
+    return Verdict("ok", REASONS["ok"], item, warning)
 
 
 def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, online: bool) -> Verdict:

@@ -12,8 +12,9 @@ from carnet.billing.tax import line_amounts
 from carnet.clinic.selectors import clinic_get
 from carnet.core.money import Money
 
-from .eligibility import auto_candidates
-from .models import Pass
+from .eligibility import auto_candidates, visit_value
+from .models import Pass, Redemption
+from .redemption import uncovered_minor
 from .selectors import passes_usable_by
 
 
@@ -45,6 +46,8 @@ def _left_after(sold: Pass, visit_date: dt.date, taken: int) -> str:
             return "unlimited uses this cycle"
         left -= taken
         return f"{left} use{'s' if left != 1 else ''} left this cycle after this visit"
+    if sold.face_value_minor is not None:  # a value package: `taken` is the amount this visit will draw
+        return f"{clinic_get().money(sold.value_left - taken)} left after this visit"
     if sold.remaining is None:
         return "unlimited uses"
     return f"{sold.remaining - taken} left after this visit"
@@ -70,7 +73,17 @@ def visit_quote(*, patient, treatment, visit_date: dt.date, booked: bool = False
         item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None) if sold else None
     if sold is None or item is None:
         return Quote(price=price, pays=price, sentence=f"You pay {price}{tax_note} at the clinic.")
-    pays = clinic.money(price_with_tax_minor(treatment, item.additional_charge_minor))
-    charge = "" if not pays.minor else " (the additional charge" + (", tax included)" if tax_note else ")")
+    charge_minor = item.additional_charge_minor
+    if sold.face_value_minor is not None:  # a value package draws the visit's value, or what is left of it
+        if booked:
+            held = reserved
+        else:
+            full = visit_value(item, treatment)
+            held = Redemption(full_value_minor=full, drawn_minor=min(full, sold.value_left))
+            taken = held.drawn_minor
+        charge_minor += uncovered_minor(held, treatment.price_minor)
+    pays = clinic.money(price_with_tax_minor(treatment, charge_minor))
+    what = "the part its balance does not cover" if charge_minor != item.additional_charge_minor else "the additional charge"
+    charge = "" if not pays.minor else f" ({what}" + (", tax included)" if tax_note else ")")
     return Quote(price=price, pays=pays, pass_pk=sold.pk, cover=f"{sold.name} — {_left_after(sold, visit_date, taken)}",
                  sentence=f"Covered by {sold.name} — {_left_after(sold, visit_date, taken)}; you pay {pays}{charge}.")

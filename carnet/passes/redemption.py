@@ -5,6 +5,13 @@ cancellation releases it. Each transition happens once, under the pass's lock.
 The value recognised by a posted use is what is left of the pass's value divided by the uses
 still to post, rounded down; the last use takes the rest. So 100.00 over 3 gives 33.33, 33.33,
 33.34 and a changed quantity (update sold packages) never loses a cent either.
+
+A value package (issue 23) holds an amount instead of a count: attaching it reserves the visit's
+value (its eligible item's value, or the treatment's price), or what is left of the balance when
+that is less (partial cover: the patient owes the rest); arrival posts that amount and recognises
+the same share of what is still deferred (value_share: 900.00 paid for 1,000.00 recognises 900/1000
+of each draw, rounded down, and the draw that empties the balance takes the rest, so recognition
+sums exactly to the price); removal gives the amount back to the balance.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.db.models import F, Q
 
+from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound
 from carnet.core.permissions import Action, can, require
@@ -23,7 +31,7 @@ from carnet.ledger.models import JournalTransaction
 from carnet.ledger.services import Line, transaction_post, transaction_reverse
 
 from .breakage import breakage_lines, breakage_share, expected_breakage_settle
-from .eligibility import REASONS, Verdict, auto_candidates, pass_check
+from .eligibility import REASONS, Verdict, auto_candidates, pass_check, visit_value
 from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, Redemption
 from .selectors import pass_unlocked, passes_usable_by, visit_redemption
@@ -84,6 +92,8 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
         raise Conflict(f"{sold.name}: {verdict.message}", code=verdict.code)
     if sold.kind == Pass.Kind.MEMBERSHIP:
         return _reserve_in_cycle(sold, visit, verdict)
+    if sold.face_value_minor is not None:
+        return _reserve_value(sold, visit, verdict)
     unlocked = pass_unlocked(sold)
     # Conditional updates: even without a row lock (SQLite) a use is taken only if one is left.
     taken = (Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
@@ -98,6 +108,42 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
         raise Conflict(f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up")
     return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
                                      visit_date=visit_date(visit), reserved_at=clock.now())
+
+
+def _reserve_value(sold: Pass, visit, verdict: Verdict) -> Redemption:
+    """Hold the visit's value on the balance, or what is left of it (partial cover). The pass is
+    locked (PostgreSQL) or the writer serialised (SQLite); the conditional UPDATE still never lets
+    the holds exceed the balance, and the check constraint backs it."""
+    full = visit_value(verdict.item, visit.appointment.treatment)
+    drawn = min(full, sold.value_left)
+    left = F("face_value_minor") - F("value_reserved_minor") - F("value_posted_minor") - F("value_forfeited_minor")
+    taken = (Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE).alias(left=left)
+             .filter(left__gte=drawn, left__gt=0)
+             .update(reserved_count=F("reserved_count") + 1, value_reserved_minor=F("value_reserved_minor") + drawn))
+    item_taken = (PassItem.objects.filter(pk=verdict.item.pk)
+                  .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
+                  .update(used_count=F("used_count") + 1))
+    if not taken:
+        message = REASONS["used_up_value"].format(face_value=clinic_get().money(sold.face_value_minor))
+        raise Conflict(f"{sold.name}: {message}", code="used_up_value")
+    if not item_taken:
+        message = REASONS["item_limit"].format(limit=verdict.item.limit, treatment=visit.appointment.treatment.name)
+        raise Conflict(f"{sold.name}: {message}", code="item_limit")
+    return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
+                                     visit_date=visit_date(visit), reserved_at=clock.now(), drawn_minor=drawn,
+                                     full_value_minor=full)
+
+
+def value_to_post(sold: Pass) -> int:
+    """A value package's amount whose revenue is still deferred: held by bookings or not drawn yet."""
+    return sold.face_value_minor - sold.value_posted_minor - sold.value_forfeited_minor
+
+
+def value_share(left: int, drawn: int, to_post: int) -> int:
+    """The deferred value a draw of `drawn` (out of the `to_post` still to post) recognises: `left` in
+    proportion, rounded down; the draw that takes all that is left takes all of `left`, so no cent is
+    lost or created (900.00 for 1,000.00: 33.33 drawn recognises 29.99, the last draw the rest)."""
+    return left if drawn >= to_post else left * drawn // to_post
 
 
 def uses_to_post(sold: Pass) -> int:
@@ -158,18 +204,36 @@ def _release(redemption: Redemption) -> None:
     if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(
             status=Status.RELEASED, released_at=clock.now()):
         return  # already released
-    Pass.objects.filter(pk=redemption.sold_pass_id).update(reserved_count=F("reserved_count") - 1)
+    drawn = {"value_reserved_minor": F("value_reserved_minor") - redemption.drawn_minor} if redemption.drawn_minor else {}
+    Pass.objects.filter(pk=redemption.sold_pass_id).update(reserved_count=F("reserved_count") - 1, **drawn)
     PassItem.objects.filter(pk=redemption.item_id).update(used_count=F("used_count") - 1)
     if redemption.cycle_id:
         PassInvoice.objects.filter(pk=redemption.cycle_id).update(used_count=F("used_count") - 1)
     _forfeit_if_ended(redemption.sold_pass_id)
 
 
+def _forfeit_value(sold: Pass) -> None:
+    """The value package's balance freed after it ended: forfeited, its deferred share to breakage."""
+    freed = sold.value_left
+    if freed <= 0:
+        return
+    value = value_share(still_deferred(sold), freed, value_to_post(sold))
+    Pass.objects.filter(pk=sold.pk).update(value_forfeited_minor=F("value_forfeited_minor") + freed,
+                                           recognised_minor=F("recognised_minor") + value)
+    if value:
+        transaction_post(kind="pass_expired", source=sold, memo=f"{sold.name}: a booking's hold freed after it ended",
+                         lines=[Line(accounts.DEFERRED_PACKAGES, debit=value), Line(accounts.BREAKAGE, credit=value)])
+
+
 def _forfeit_if_ended(pk: int) -> None:
     """A use freed on a package that has ended (expired, refunded, transferred) cannot be used
     again: it is forfeited and its share of the value moves to breakage, so none stays deferred."""
     sold = Pass.objects.get(pk=pk)
-    if sold.kind != Pass.Kind.PACKAGE or sold.status == Pass.Status.ACTIVE or not sold.remaining:
+    if sold.kind != Pass.Kind.PACKAGE or sold.status == Pass.Status.ACTIVE:
+        return
+    if sold.face_value_minor is not None:
+        return _forfeit_value(sold)
+    if not sold.remaining:
         return
     value = next_use_share(still_deferred(sold), uses_to_post(sold))
     Pass.objects.filter(pk=pk).update(forfeited_count=F("forfeited_count") + 1,
@@ -206,7 +270,12 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     reserved → posted move is a conditional UPDATE, so it happens once however often it is asked."""
     sold = lock_pass(redemption.sold_pass_id)
     # A membership's fee is recognised day by day over its cycle (cycles.py), not per visit.
-    value = 0 if sold.kind == Pass.Kind.MEMBERSHIP else next_use_share(still_deferred(sold), uses_to_post(sold))
+    if sold.kind == Pass.Kind.MEMBERSHIP:
+        value = 0
+    elif sold.face_value_minor is None:
+        value = next_use_share(still_deferred(sold), uses_to_post(sold))
+    else:  # a value package: the amount the booking held, and the same share of what is deferred
+        value = value_share(still_deferred(sold), redemption.drawn_minor, value_to_post(sold))
     # Proportional breakage (breakage.py): nothing to compute, no statement more, at a rate of 0; none
     # once the package has ended (a use kept at expiry, posted after it): its breakage is settled.
     share = (breakage_share(sold, value=value, left_after=still_deferred(sold) - value)
@@ -220,7 +289,8 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
                   additional_charge_minor=item.additional_charge_minor,
                   practitioner_id=redemption.visit.appointment.practitioner_id, compensation_minor=compensation,
                   compensated_upfront=upfront, by_no_show=by_no_show,
-                  remaining_after=sold.remaining)  # reserved → posted leaves remaining unchanged
+                  remaining_after=sold.remaining,  # reserved → posted leaves remaining unchanged
+                  **({"value_left_after": sold.value_left} if sold.face_value_minor is not None else {}))
     if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(**posted):
         raise Conflict("This use is not reserved any more; reload the appointment.", code="not_reserved")
     for name, field_value in posted.items():
@@ -228,7 +298,7 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") - 1, posted_count=F("posted_count") + 1,
                                            recognised_minor=F("recognised_minor") + value,
                                            **({"breakage_expected_minor": F("breakage_expected_minor") + share}
-                                              if share else {}))
+                                              if share else {}), **_drawn_moves(redemption, +1))
     if value:
         transaction_post(kind="pass_redeemed", source=redemption, at=now, memo=f"{sold.name}: one use", lines=[
             Line(accounts.DEFERRED_PACKAGES, debit=value),
@@ -236,6 +306,15 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
             *breakage_lines(share),
         ])
     return redemption
+
+
+def _drawn_moves(redemption: Redemption, sign: int) -> dict:
+    """A value package's held amount moving to drawn (+1, arrival) or back (-1, un-arrive)."""
+    drawn = redemption.drawn_minor
+    if not drawn:
+        return {}
+    return {"value_reserved_minor": F("value_reserved_minor") - sign * drawn,
+            "value_posted_minor": F("value_posted_minor") + sign * drawn}
 
 
 def redemption_unpost(redemption: Redemption) -> None:
@@ -250,11 +329,12 @@ def redemption_unpost(redemption: Redemption) -> None:
     Pass.objects.filter(pk=redemption.sold_pass_id).update(
         reserved_count=F("reserved_count") + 1, posted_count=F("posted_count") - 1,
         recognised_minor=F("recognised_minor") - redemption.value_minor,
-        breakage_expected_minor=F("breakage_expected_minor") - redemption.breakage_minor)  # reversed with it
+        breakage_expected_minor=F("breakage_expected_minor") - redemption.breakage_minor,  # reversed with it
+        **_drawn_moves(redemption, -1))
     Redemption.objects.filter(pk=redemption.pk).update(
         status=Status.RESERVED, posted_at=None, value_minor=0, breakage_minor=0, compensation_minor=0,
         compensated_upfront=False, practitioner=None, additional_charge_minor=0,
-        remaining_after=None, by_no_show=False)
+        remaining_after=None, value_left_after=None, by_no_show=False)
     if redemption.breakage_minor:  # on a package already ended, its share was settled: settle the reversal too
         ended = Pass.objects.filter(pk=redemption.sold_pass_id).exclude(status=Pass.Status.ACTIVE).first()
         if ended is not None:
@@ -315,10 +395,33 @@ def _cover_past_visit(actor, visit, redemption: Redemption) -> None:
 
 
 def covered_line(redemption: Redemption, line):
-    """The visit's invoice line when a pass covers it: the patient owes the additional charge."""
+    """The visit's invoice line when a pass covers it: the patient owes the additional charge (and,
+    when a value package's balance covers only part of the visit, the part not covered)."""
     item = redemption.item
+    if redemption.full_value_minor:
+        return _value_covered_line(redemption, line)
     line.unit_price_minor = item.additional_charge_minor
     line.description = f"{line.description} — covered by {redemption.sold_pass.name}"[:200]
+    return line
+
+
+def uncovered_minor(redemption: Redemption, price_minor: int) -> int:
+    """The part of a visit's price a value package's draw leaves to the patient (0: fully covered)."""
+    full, drawn = redemption.full_value_minor, redemption.drawn_minor
+    return price_minor * (full - drawn) // full if full and drawn < full else 0
+
+
+def _value_covered_line(redemption: Redemption, line):
+    """A value package's line: the amount drawn is named, and a partial cover charges the rest."""
+    money = clinic_get().money
+    item = redemption.item
+    due = uncovered_minor(redemption, item.treatment.price_minor)
+    line.unit_price_minor = item.additional_charge_minor + due
+    covered = f"{money(redemption.drawn_minor)} covered by {redemption.sold_pass.name}"
+    if due:
+        covered = (f"{money(redemption.drawn_minor)} of {money(redemption.full_value_minor)} covered by "
+                   f"{redemption.sold_pass.name} (its balance ran short); {money(due)} due")
+    line.description = f"{line.description} — {covered}"[:200]
     return line
 
 
