@@ -81,12 +81,21 @@ def card_store(*, actor, patient: Patient, number: str, exp_month: int, exp_year
                                fields={"holder": ["At most 120 characters."]})
     # The gateway call stays outside our transaction: no database transaction waits on the network.
     stored = _gateway("store_card").store_card(number=number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, holder=holder)
-    with transaction.atomic():
-        card = CardOnFile.objects.create(
-            patient=patient, token=stored.token, brand=stored.brand, last4=stored.last4,
-            exp_month=stored.exp_month, exp_year=stored.exp_year, holder=holder, created_at=clock.now(),
-        )
-        activity.record(actor=actor, verb="card_stored", obj=card, after=activity.snapshot(card, exclude=_LOG_EXCLUDE))
+    return card_file_stored(actor=actor, patient=patient, stored=stored, holder=holder)
+
+
+@transaction.atomic
+def card_file_stored(*, actor, patient: Patient, stored: StoredCard, holder: str) -> CardOnFile:
+    """Keep on file a card the gateway already holds (`card_tokenize`'s, say, when the checkout's
+    new card also pays a membership's later cycles; at a gateway with customers, attach it first
+    with `card_keep_at_gateway`, outside any transaction)."""
+    require(actor, Action.PAYMENT_TAKE)
+    card = CardOnFile.objects.create(
+        patient=patient, token=stored.token, brand=stored.brand, last4=stored.last4,
+        exp_month=stored.exp_month, exp_year=stored.exp_year, holder=(holder or "").strip()[:120],
+        created_at=clock.now(),
+    )
+    activity.record(actor=actor, verb="card_stored", obj=card, after=activity.snapshot(card, exclude=_LOG_EXCLUDE))
     return card
 
 

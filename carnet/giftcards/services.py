@@ -165,13 +165,9 @@ def giftcard_create_and_load(*, actor, code: str, amount_minor: int = 0, purchas
     By card on file: the card is created, then charged outside any transaction (see the module)."""
     require(actor, Action.SELL)
     clinic = _enabled()
-    code = code_normalize(code)
-    recipient_name, recipient_email = (recipient_name or "").strip(), (recipient_email or "").strip()
-    column_check(GiftCard, recipient_name=recipient_name, recipient_email=recipient_email)
-    if amount_minor:
-        _check_load(clinic, amount_minor)
-    elif amount_minor < 0:
-        raise ValidationFailed("Load an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+    code, recipient_name, recipient_email = _new_card_terms(clinic, code=code, amount_minor=amount_minor,
+                                                            recipient_name=recipient_name,
+                                                            recipient_email=recipient_email)
     by_card = bool(amount_minor) and method == Payment.Method.CARD_GATEWAY
     if by_card:
         _check_payer(purchaser, method)
@@ -189,6 +185,59 @@ def giftcard_create_and_load(*, actor, code: str, amount_minor: int = 0, purchas
                              created=True)
     card.refresh_from_db()
     return card
+
+
+def _new_card_terms(clinic, *, code: str, amount_minor: int, recipient_name: str, recipient_email: str):
+    """A new card's code and recipient as stored, its first load checked against the clinic's rules."""
+    code = code_normalize(code)
+    recipient_name, recipient_email = (recipient_name or "").strip(), (recipient_email or "").strip()
+    column_check(GiftCard, recipient_name=recipient_name, recipient_email=recipient_email)
+    if amount_minor:
+        _check_load(clinic, amount_minor)
+    elif amount_minor < 0:
+        raise ValidationFailed("Load an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+    return code, recipient_name, recipient_email
+
+
+def giftcard_sell_begin(*, actor, purchaser, amount_minor: int, code: str = "", recipient_name: str = "",
+                        recipient_email: str = "") -> GiftCard:
+    """A gift card sold with other things in one checkout (staff.checkout), in the caller's
+    transaction: made empty (a blank code gets a fresh one), its amount checked like any load. The
+    checkout's payment then loads it: at the desk with `giftcard_sell_load` in the same transaction,
+    or by a card charge with purpose "gift_card_sale", whose step loads it once the charge is
+    recorded and whose failure discards it (nothing half-sold stays)."""
+    require(actor, Action.SELL)
+    clinic = _enabled()
+    if amount_minor <= 0:
+        raise ValidationFailed("Enter the gift card's amount (greater than zero).",
+                               fields={"giftcard_amount": ["Must be positive."]})
+    code, recipient_name, recipient_email = _new_card_terms(
+        clinic, code=(code or "").strip() or code_generate(), amount_minor=amount_minor,
+        recipient_name=recipient_name, recipient_email=recipient_email)
+    card = _create(code=code, purchaser=purchaser, recipient_name=recipient_name, recipient_email=recipient_email,
+                   notes="")
+    activity.record(actor=actor, verb="created", obj=card, after=activity.snapshot(card))
+    return card
+
+
+def giftcard_sell_load(*, actor, card: GiftCard, payment: Payment, amount_minor: int) -> Payment:
+    """Load a card sold in a checkout from the part of the checkout's payment left after its
+    invoices (the payer's credit → gift-card liability), in the caller's transaction."""
+    return _spend(card, actor=actor, kind=Txn.Kind.LOAD, payment=payment, amount=amount_minor)
+
+
+def _sold_in_checkout(attempt: CardAttempt, payment: Payment) -> None:
+    for pk, amount in attempt.context.get("gift_cards", []):
+        card = GiftCard.objects.filter(pk=pk).first()
+        if card is None:
+            raise Conflict("The gift card no longer exists.", code="gift_card_gone")
+        _spend(card, actor=attempt.created_by, kind=Txn.Kind.LOAD, payment=payment, amount=amount)
+    payment.refresh_from_db(fields=["gift_card_minor"])  # the outcome's step reads what is left unapplied
+
+
+def _checkout_declined(attempt: CardAttempt) -> None:
+    for pk, _amount in attempt.context.get("gift_cards", []):
+        _discard_if_unused(pk)
 
 
 def _create(*, code, **fields) -> GiftCard:
@@ -451,6 +500,8 @@ def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
 
 
 purpose_register(Purpose(name="gift_card_load", reference="Gift card load", on_charged=_loaded_by_card))
+purpose_register(Purpose(name="gift_card_sale", reference="Card payment", on_charged=_sold_in_checkout,
+                         on_failed=_checkout_declined))
 purpose_register(Purpose(name="gift_card_online", reference="Gift card bought online", on_charged=_sold_online))
 purpose_register(Purpose(name="gift_card_refund", reference="Gift card refund", on_refund_prepare=_refund_prepare,
                          on_refunded=_refunded, on_failed=_refund_failed))

@@ -7,12 +7,13 @@ from carnet.billing.forms import CardForm, CreditQuestion, location_choice
 from carnet.billing.invoicing import LineInput
 from carnet.billing.models import Payment
 from carnet.clinic.models import IncomeCategory, Product
-from carnet.core.forms import MoneyField
+from carnet.core.forms import DayField, MoneyField
 from carnet.gateway.selectors import cards_for_patient
-from carnet.passes.models import PassTemplate
+from carnet.passes.membership_forms import DATE, template_label
+from carnet.passes.models import Pass, PassTemplate
 from carnet.people.models import StaffMember
 
-from .checkout import CREDIT, Cart, Tender
+from .checkout import CREDIT, Cart, GiftCardLine, MembershipLine, Tender
 
 PACKAGE_SLOTS, PRODUCT_SLOTS = 2, 3
 LATER = "later"
@@ -32,6 +33,17 @@ class CheckoutForm(CreditQuestion, forms.Form):
     appointment = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
     sold_by = forms.ModelChoiceField(queryset=None, required=False, label="Sold by", empty_label="No one",
                                      help_text="Credited with a package's upfront compensation.")
+    membership = forms.ModelChoiceField(queryset=None, required=False, label="Membership", empty_label="—")
+    membership_start = DayField(required=False, label="Starts", widget=DATE,
+                                help_text="Blank: today. Its first cycle is paid with this purchase.")
+    membership_payment = forms.ChoiceField(
+        label="Later cycles", required=False, initial=Pass.PaymentMode.MANUAL,
+        choices=[(Pass.PaymentMode.MANUAL, "Paid at the desk"),
+                 (Pass.PaymentMode.AUTOMATIC, "Charged automatically to the card (on file, or the new card)")])
+    giftcard_code = forms.CharField(required=False, max_length=40, label="Code",
+                                    help_text="Blank: a new code is made.")
+    giftcard_recipient = forms.CharField(required=False, max_length=120, label="Recipient")
+    giftcard_email = forms.EmailField(required=False, label="Recipient's email")
     other_description = forms.CharField(required=False, max_length=200, label="Other item")
     other_category = forms.ModelChoiceField(IncomeCategory.objects.all(), required=False, label="Income category")
     method = forms.ChoiceField(choices=METHODS, initial=M.CASH.value, label="Payment")
@@ -76,6 +88,10 @@ class CheckoutForm(CreditQuestion, forms.Form):
             self.fields[f"product_{i}"].label_from_instance = lambda p: f"{p.name} — {clinic.money(p.price_minor)}"
             self.fields[f"quantity_{i}"] = forms.IntegerField(min_value=1, max_value=1000, initial=1, required=False,
                                                               label="Qty")
+        self.fields["membership"].queryset = PassTemplate.objects.filter(
+            kind=PassTemplate.Kind.MEMBERSHIP, archived=False).order_by("name")
+        self.fields["membership"].label_from_instance = template_label(clinic)
+        self.fields["giftcard_amount"] = MoneyField(currency=clinic.currency, required=False, label="Gift card amount")
         self.fields["other_price"] = MoneyField(currency=clinic.currency, required=False, label="Price")
         self.fields["amount"] = MoneyField(currency=clinic.currency, required=False, label="Amount received",
                                            help_text="Blank: the whole total (less the second amount).")
@@ -84,6 +100,12 @@ class CheckoutForm(CreditQuestion, forms.Form):
 
     def package_fields(self):
         return [self[f"package_{i}"] for i in range(PACKAGE_SLOTS)]
+
+    def membership_fields(self):
+        return [self[n] for n in ("membership", "membership_start", "membership_payment")]
+
+    def giftcard_fields(self):
+        return [self[n] for n in ("giftcard_amount", "giftcard_code", "giftcard_recipient", "giftcard_email")]
 
     def payment_fields(self):
         return [self[n] for n in ("method", "amount", "card", "reference", "gift_card_code")]
@@ -103,8 +125,22 @@ class CheckoutForm(CreditQuestion, forms.Form):
         if other and not (data.get("other_description") and data.get("other_price") is not None
                           and data.get("other_category")):
             raise forms.ValidationError("For another item give its description, price and income category.")
+        if data.get("giftcard_amount") is not None and data["giftcard_amount"] <= 0:
+            self.add_error("giftcard_amount", "Enter an amount greater than zero.")
+        gift = data.get("giftcard_amount") or any(data.get(n) for n in ("giftcard_code", "giftcard_recipient",
+                                                                          "giftcard_email"))
+        if gift and data.get("giftcard_amount") is None:
+            self.add_error("giftcard_amount", "Enter the gift card's amount.")
+        elif gift and data.get("method") in (LATER, CREDIT, M.GIFT_CARD):
+            self.add_error("method", "A gift card is paid with money when it is sold: choose cash, a card or "
+                                     "another way to pay.")
+        if (data.get("membership") and data.get("membership_payment") == Pass.PaymentMode.AUTOMATIC
+                and not data.get("card") and data.get("method") != NEW_CARD):
+            self.add_error("membership_payment", "Automatic payment charges a card: choose a card on file, or pay "
+                                                 "by a new card (it is kept on file for the cycles).")
         if not self.errors and self.cart().is_empty():
-            raise forms.ValidationError("Choose at least one package or product, or describe another item.")
+            raise forms.ValidationError("Choose at least one package, membership, gift card or product, or "
+                                        "describe another item.")
         methods = (data.get("method"), data.get("method_2"))
         if M.GIFT_CARD in methods and not (data.get("gift_card_code") or "").strip():
             self.add_error("gift_card_code", "Enter the gift card's code.")
@@ -124,7 +160,8 @@ class CheckoutForm(CreditQuestion, forms.Form):
             self.add_error("method_2", "Choose a different way from the first, or put it all in one amount.")
         return data
 
-    def cart(self) -> Cart:
+    def cart(self, *, new_card=None) -> Cart:
+        """`new_card`: the new card kept on file, for a membership paid automatically."""
         d = self.cleaned_data
         other = None
         if d.get("other_description"):
@@ -133,7 +170,26 @@ class CheckoutForm(CreditQuestion, forms.Form):
         return Cart(packages=[d[f"package_{i}"] for i in range(PACKAGE_SLOTS) if d.get(f"package_{i}")],
                     products=[(d[f"product_{i}"], d.get(f"quantity_{i}") or 1) for i in range(PRODUCT_SLOTS)
                               if d.get(f"product_{i}")],
-                    other=other, sold_by=d.get("sold_by"))
+                    other=other, sold_by=d.get("sold_by"), memberships=self._memberships(new_card),
+                    gift_cards=[GiftCardLine(amount_minor=d["giftcard_amount"], code=d.get("giftcard_code") or "",
+                                             recipient_name=d.get("giftcard_recipient") or "",
+                                             recipient_email=d.get("giftcard_email") or "")]
+                    if d.get("giftcard_amount") else [])
+
+    def _memberships(self, new_card) -> list[MembershipLine]:
+        d = self.cleaned_data
+        if not d.get("membership"):
+            return []
+        automatic = d.get("membership_payment") == Pass.PaymentMode.AUTOMATIC
+        card = (new_card if d.get("method") == NEW_CARD else d.get("card")) if automatic else None
+        return [MembershipLine(template=d["membership"], start_date=d.get("membership_start"),
+                               payment_mode=d.get("membership_payment") or Pass.PaymentMode.MANUAL, card=card)]
+
+    def keeps_new_card(self) -> bool:
+        """The new card also pays a membership's later cycles: it is kept on file."""
+        d = self.cleaned_data
+        return bool(d.get("membership")) and d.get("membership_payment") == Pass.PaymentMode.AUTOMATIC \
+            and d.get("method") == NEW_CARD
 
     def pays_now(self) -> bool:
         return self.cleaned_data["method"] != LATER

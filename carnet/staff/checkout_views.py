@@ -6,6 +6,7 @@ the sale happens at the appointment's location, and once sold (and paid, if the 
 payment) the new package covers the visit in the same action; the desk lands back on the
 schedule with the panel open."""
 
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
@@ -17,7 +18,7 @@ from django.utils.http import urlencode
 
 from carnet.clinic.selectors import clinic_get, location_default
 from carnet.core.errors import CarnetError, NotAllowed, NotFound, ValidationFailed
-from carnet.gateway.services import card_tokenize
+from carnet.gateway.services import card_file_stored, card_keep_at_gateway, card_tokenize
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, staff_of
 from carnet.passes.selectors import templates_covering
@@ -31,7 +32,7 @@ from .decorators import apply_errors, not_allowed, save_once, staff_required
 
 
 def _summary(clinic, sale) -> str:
-    numbers = ", ".join(str(i) for i in sale.invoices)
+    numbers = ", ".join([str(i) for i in sale.invoices] + [f"gift card {c.code}" for c, _ in sale.gift_cards])
     owing = sale.owing_minor()
     paid = " — paid." if not owing else f"; {clinic.money(owing)} still owing."
     return f"Sold: {numbers}, {clinic.money(sale.total_minor)} in all{paid}"
@@ -76,9 +77,12 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
                              key=key, card=tender.card, token=entered.token if entered else "",
                              label=card_label(entered) if entered else "")
     except CarnetError as exc:
+        gifts = (f" The gift card {', '.join(c.code for c, _ in sale.gift_cards)} was not sold."
+                 if sale.gift_cards else "")
         messages.warning(request, f"The sale is recorded, but the card payment of {clinic.money(tender.amount_minor)} "
                                   f"did not go through: {exc.message} {clinic.money(sale.owing_minor())} is still "
-                                  "owing; take another payment from the Billing tab.")
+                                  f"owing; take another payment from the Billing tab.{gifts}")
+        sale.gift_cards = []
     if visit is not None and sale.passes:
         with transaction.atomic():
             done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
@@ -104,14 +108,18 @@ def purchase_new(request, pk: int):
         key = f"{request.user.pk}-{d['form_key']}"
         try:  # a new card goes into the gateway's card form first, outside any transaction: a bad number sells nothing
             entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
+            if entered and form.keeps_new_card():  # it pays a membership's cycles too (Stripe: on the customer)
+                card_keep_at_gateway(patient=patient, stored=entered)
         except CarnetError as exc:
             apply_errors(form, exc)
             entered = False
 
         def write():
-            sale = checkout_sell(actor=request.user, patient=patient, cart=form.cart(),
+            kept = (card_file_stored(actor=request.user, patient=patient, stored=entered, holder=d["holder"])
+                    if entered and form.keeps_new_card() else None)
+            sale = checkout_sell(actor=request.user, patient=patient, cart=form.cart(new_card=kept),
                                  location=d.get("location") or location_default(staff=staff))
-            owing = sale.owing_minor()
+            owing = sale.due_now_minor()
             if form.pays_now() and owing:
                 tenders = form.tenders(owing=owing)
                 received = sum(t.amount_minor for t in tenders)
@@ -119,8 +127,10 @@ def purchase_new(request, pk: int):
                 if question:  # rolls the sale back with it: nothing is recorded until the desk answers
                     raise ValidationFailed(question)
                 checkout_pay_at_desk(actor=request.user, patient=patient, sale=sale, key=key,
-                                     tenders=[t for t in tenders if t.method not in CARD_METHODS])
-                done["card"] = next((t for t in tenders if t.method in CARD_METHODS), None)
+                                     tenders=[t for t in tenders if t.method not in CARD_METHODS],
+                                     card_follows=any(t.method in CARD_METHODS for t in tenders))
+                done["card"] = next((replace(t, card=kept or t.card) for t in tenders if t.method in CARD_METHODS),
+                                    None)
             if visit is not None and sale.passes and done.get("card") is None:
                 done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
             return sale

@@ -2,6 +2,8 @@
 taken in the same step; a refused payment refuses the sale; the over-tender question; credit and
 gift cards as tenders; a double submit sells once."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -244,3 +246,117 @@ def test_a_new_card_sale_from_an_appointment_covers_it_once_charged(s):
     assert response.status_code == 302 and f"open={appointment.pk}" in response["Location"]
     assert _live(appointment).sold_pass_id == Pass.objects.get().pk
     assert "5 massages now covers the appointment." in s["client"].get(response["Location"]).content.decode()
+
+
+# ---- memberships and gift cards on the same purchase (issue 20 point 1) -----------------------------
+
+def _membership(s, **fields):
+    from carnet.passes.tests.factories import membership_template
+
+    return membership_template(s["cat"], name="Wellness monthly", price=6000, **fields)
+
+
+def test_a_package_a_membership_and_a_gift_card_sold_and_paid_in_cash_in_one_step(s):
+    from carnet.giftcards.models import GiftCard
+
+    monthly = _membership(s)
+    response = _post(s, package_0=s["template"].pk, membership=monthly.pk, membership_payment="manual",
+                     giftcard_amount="50.00", giftcard_recipient="Ada Lovelace", giftcard_email="ada@example.test")
+    assert response.status_code == 302
+    package, membership = Pass.objects.order_by("pk")
+    assert (package.kind, membership.kind, membership.payment_mode) == ("package", "membership", "manual")
+    assert membership.location == s["cat"]["location"]
+    invoices = Invoice.objects.order_by("pk")
+    assert [i.total_minor for i in invoices] == [40000, 6000] and all(i.balance_minor == 0 for i in invoices)
+    card = GiftCard.objects.get()
+    assert (card.balance_minor, card.recipient_name, card.purchaser_id) == (5000, "Ada Lovelace", s["patient"].pk)
+    payment = Payment.objects.get()  # one payment: the invoices and the gift card
+    assert (payment.amount_minor, payment.gift_card_minor, payment.unapplied_minor) == (51000, 5000, 0)
+    page = s["client"].get(response["Location"]).content.decode()
+    assert f"gift card {card.code}" in page and "$510.00 in all — paid." in page
+    assert_ledger_ok()
+
+
+def test_a_membership_started_later_is_sold_with_nothing_due_now(s):
+    monthly = _membership(s)
+    _post(s, membership=monthly.pk, membership_start="2099-01-01", method="later")
+    sold = Pass.objects.get()
+    assert sold.start_date.isoformat() == "2099-01-01" and not Invoice.objects.exists()
+
+
+def test_a_membership_paid_automatically_by_a_new_card_keeps_the_card_on_file_and_pays_its_first_cycle(s):
+    from carnet.gateway.models import CardOnFile
+
+    monthly = _membership(s)
+    response = _post(s, package_0=s["template"].pk, membership=monthly.pk, membership_payment="automatic",
+                     method="new_card", number="4242 4242 4242 4242", **NEW_CARD)
+    assert response.status_code == 302
+    kept = CardOnFile.objects.get(patient=s["patient"])
+    membership = Pass.objects.get(kind="membership")
+    assert (membership.payment_mode, membership.card_id) == ("automatic", kept.pk)
+    payment = Payment.objects.get()
+    assert (payment.method, payment.amount_minor, payment.card_id) == ("card_gateway", 46000, kept.pk)
+    assert all(i.balance_minor == 0 for i in Invoice.objects.all())
+    from carnet.passes.instalments import pass_charge_due
+
+    assert not pass_charge_due(sold_pass=membership).charged  # the cycle is paid: the job charges nothing more
+    assert Payment.objects.count() == 1
+    assert_ledger_ok()
+
+
+def test_automatic_membership_needs_a_card(s):
+    page = _post(s, membership=_membership(s).pk, membership_payment="automatic").content.decode()
+    assert "Automatic payment charges a card" in page and not Pass.objects.exists()
+
+
+def test_a_gift_card_and_a_package_paid_by_a_new_card_in_one_charge(s):
+    from carnet.billing.models import CardAttempt
+    from carnet.giftcards.models import GiftCard
+
+    response = _post(s, package_0=s["template"].pk, giftcard_amount="25.00", giftcard_code="GIFT-CHECKOUT-1",
+                     method="new_card", number="4242 4242 4242 4242", **NEW_CARD)
+    assert response.status_code == 302, re.findall(r"error[^<]*<[^<]*|alert.{0,400}", response.content.decode(), re.S)
+    card = GiftCard.objects.get()
+    assert (card.code, card.balance_minor) == ("GIFT-CHECKOUT-1", 2500)
+    payment = Payment.objects.get()
+    assert (payment.amount_minor, payment.gift_card_minor, payment.unapplied_minor) == (42500, 2500, 0)
+    assert CardAttempt.objects.get().message == "" and Invoice.objects.get().balance_minor == 0
+    again = _post(s, package_0=s["template"].pk, giftcard_amount="25.00", giftcard_code="GIFT-CHECKOUT-1",
+                  method="new_card", number="4242 4242 4242 4242", **NEW_CARD)
+    assert again.status_code == 302 and Payment.objects.count() == 1 and GiftCard.objects.count() == 1
+    assert_ledger_ok()
+
+
+def test_a_declined_card_keeps_the_package_owing_and_sells_no_gift_card(s):
+    from carnet.giftcards.models import GiftCard
+
+    response = _post(s, package_0=s["template"].pk, giftcard_amount="25.00", method="new_card",
+                     number="4000 0000 0000 0002", **NEW_CARD)
+    assert response.status_code == 302 and Pass.objects.count() == 1 and not Payment.objects.exists()
+    assert not GiftCard.objects.exists() and Invoice.objects.get().balance_minor == 40000
+    page = s["client"].get(response["Location"]).content.decode()
+    assert "did not go through" in page and "was not sold" in page and "$400.00 is still owing" in page
+    assert_ledger_ok()
+
+
+def test_a_gift_card_must_be_paid_with_money_in_full_by_the_first_way_to_pay(s):
+    from carnet.giftcards.models import GiftCard
+
+    page = _post(s, giftcard_amount="25.00", method="later").content.decode()
+    assert "A gift card is paid with money" in page
+    page = _post(s, giftcard_amount="25.00", product_0=s["oil"].pk, amount="10.00", form_key="k2").content.decode()
+    assert "carries the gift card&#x27;s $25.00 in full" in page
+    page = _post(s, giftcard_code="X", form_key="k3").content.decode()
+    assert "Enter the gift card&#x27;s amount." in page
+    page = _post(s, giftcard_amount="-5.00", form_key="k4").content.decode()
+    assert 'class="error"' in page
+    assert not GiftCard.objects.exists() and not Invoice.objects.exists() and not Payment.objects.exists()
+
+
+def test_a_gift_card_code_already_used_sells_nothing(s):
+    from carnet.giftcards.services import giftcard_create_and_load
+
+    giftcard_create_and_load(actor=s["fd"].user, code="TAKEN-1")
+    page = _post(s, package_0=s["template"].pk, giftcard_amount="25.00", giftcard_code="taken-1").content.decode()
+    assert "already used by another gift card" in page
+    assert not Pass.objects.exists() and not Payment.objects.exists()
