@@ -16,6 +16,7 @@ urlpatterns = [
     path(P + "payments/<int:payment_pk>/refund/", views.refund_view, name="refund"),
     path(P + "cards/new/", views.card_new, name="card_new"),
     path(P + "cards/<int:card_pk>/remove/", views.card_remove_view, name="card_remove"),
+    path("billing/card-payments/<int:attempt_pk>/authenticated/", views.card_authenticated, name="card_authenticated"),
     path("billing/card-payments/review/", views.card_attempts_review, name="card_review"),
     path("webhooks/stripe/", webhook_views.stripe_webhook, name="stripe_webhook"),
     path("", include("carnet.billing.document_urls")),

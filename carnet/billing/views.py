@@ -11,7 +11,7 @@ from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.idempotency import claim_form_key, new_form_key
 from carnet.core.permissions import Action
 from carnet.gateway.selectors import cards_for_patient
-from carnet.gateway.services import (card_remove, card_setup_begin, card_setup_complete, card_store,
+from carnet.gateway.services import (AuthenticationPending, PaymentFailed, card_authenticate_page, card_remove, card_setup_begin, card_setup_complete, card_store,
                                      gateway_uses_stripe_js, stripe_csp, stripe_js_url)
 from carnet.people.selectors import patient_get
 from carnet.staff.decorators import apply_errors, not_allowed, run_action, save_once, staff_required
@@ -192,6 +192,38 @@ def card_remove_view(request, pk: int, card_pk: int):
     return denied or _tab(pk)
 
 
+
+
+@require_POST
+@staff_required(Action.PAYMENT_TAKE)
+def card_authenticated(request, attempt_pk: int):
+    """Back from the bank's 3-D Secure check of a card charge staff started (the checkout's new card):
+    what the charge became, read from Stripe by the PaymentIntent id Carnet stored on the attempt
+    (the id the page posts must be that one), recorded once whoever (webhook, reconciliation) came first."""
+    from . import card_attempts
+    from .models import CardAttempt
+
+    attempt = get_object_or_404(CardAttempt.objects.select_related("patient"), pk=attempt_pk,
+                                kind=CardAttempt.Kind.CHARGE, created_by__isnull=False)
+    clinic = clinic_get()
+    if not (attempt.gateway_id and attempt.context.get("authenticating")) or \
+            request.POST.get("payment_intent", "") != attempt.gateway_id:
+        messages.error(request, "This confirmation is for another payment; nothing was recorded. Check the "
+                                "patient's Billing tab.")
+        return _tab(attempt.patient_id)
+    try:
+        attempt = card_attempts.charge_run(attempt)
+    except AuthenticationPending as exc:
+        return card_authenticate_page(request, exc, staff=True, action=request.path)
+    except PaymentFailed as exc:
+        messages.warning(request, f"The card payment of {clinic.money(attempt.amount_minor)} did not go through: "
+                                  f"{exc.message} It is still owing; take another payment.")
+    except CarnetError as exc:
+        messages.warning(request, f"The card payment of {clinic.money(attempt.amount_minor)} is not confirmed yet: "
+                                  f"{exc.message}")
+    else:
+        messages.success(request, f"Received {clinic.money(attempt.amount_minor)} by card.")
+    return _tab(attempt.patient_id)
 
 
 @staff_required(Action.CARD_REVIEW)

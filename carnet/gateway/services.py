@@ -184,7 +184,8 @@ def stripe_csp() -> str:
             .replace("default-src 'self';", f"default-src 'self'; frame-src {frames}; connect-src 'self' {api};"))
 
 
-def card_authenticate_page(request, exc: AuthenticationPending, *, nav: str = "", staff: bool = False):
+def card_authenticate_page(request, exc: AuthenticationPending, *, nav: str = "", staff: bool = False,
+                           action: str = ""):
     """The page that completes a charge's 3-D Secure check with Stripe.js (the attempt waits,
     pending, with its PaymentIntent id): Stripe's window opens, then the same form is posted again
     (same form key: the same attempt) and Carnet reads the outcome from Stripe by the id it stored.
@@ -195,9 +196,10 @@ def card_authenticate_page(request, exc: AuthenticationPending, *, nav: str = ""
 
     clinic = clinic_get()
     skip = {"csrfmiddlewaretoken", "setup_intent", "payment_intent", "number", "cvc", "exp_month", "exp_year"}
-    fields = [(name, value) for name, value in request.POST.items() if name not in skip]
+    # Posted again to the same page (the same form key finds the same attempt), or to `action`.
+    fields = [] if action else [(name, value) for name, value in request.POST.items() if name not in skip]
     response = render(request, "card_authenticate.html", {
-        "clinic": clinic, "nav": nav, "fields": fields, "client_secret": exc.client_secret,
+        "clinic": clinic, "nav": nav, "action": action, "fields": fields, "client_secret": exc.client_secret,
         "payment_intent": exc.reference, "publishable_key": get_gateway().publishable_key, "js_url": stripe_js_url(),
         "amount": clinic.money(exc.attempt.amount_minor) if exc.attempt else "",
         "who": "The patient's" if staff else "Your", "whom": "them" if staff else "you"}, status=200)

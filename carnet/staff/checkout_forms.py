@@ -18,6 +18,7 @@ from .checkout import CREDIT, Cart, GiftCardLine, MembershipLine, Tender
 PACKAGE_SLOTS, PRODUCT_SLOTS = 2, 3
 LATER = "later"
 NEW_CARD = "new_card"  # typed into the gateway's card form for this payment
+CARD_DATA = ("number", "exp_month", "exp_year", "cvc")  # the test gateway's server-side form only
 M = Payment.Method
 CARD_METHODS = (M.CARD_GATEWAY.value, NEW_CARD)  # charged once the sale has committed, never inside it
 DESK_METHODS = [(m.value, m.label) for m in (M.CASH, M.DEBIT, M.CARD_MANUAL, M.ETRANSFER, M.CHEQUE, M.OTHER)]
@@ -60,10 +61,16 @@ class CheckoutForm(CreditQuestion, forms.Form):
     exp_year = CardForm.base_fields["exp_year"]
     cvc = CardForm.base_fields["cvc"]
 
-    def __init__(self, *args, clinic, patient, staff=None, covering=(), **kwargs):
-        """`covering`: the templates that could cover the appointment sold from (listed first, marked)."""
+    def __init__(self, *args, clinic, patient, staff=None, covering=(), stripe_entry_for: str = "", **kwargs):
+        """`covering`: the templates that could cover the appointment sold from (listed first, marked).
+        `stripe_entry_for`: the new card is typed into Stripe.js's own field (the SetupIntent's tag),
+        so this form has no card number, expiry or CVC field at all."""
         super().__init__(*args, **kwargs)
-        for name in ("holder", "number", "exp_month", "exp_year", "cvc"):
+        self.stripe_entry_for = stripe_entry_for
+        if stripe_entry_for:
+            for name in CARD_DATA:
+                del self.fields[name]
+        for name in self.card_names():
             self.fields[name].required = False  # only for a new card (clean)
         self.fields["card"].queryset = cards_for_patient(patient)
         self.fields["card"].label_from_instance = (
@@ -110,8 +117,11 @@ class CheckoutForm(CreditQuestion, forms.Form):
     def payment_fields(self):
         return [self[n] for n in ("method", "amount", "card", "reference", "gift_card_code")]
 
+    def card_names(self) -> tuple[str, ...]:
+        return ("holder",) if self.stripe_entry_for else ("holder", *CARD_DATA)
+
     def new_card_fields(self):
-        return [self[n] for n in ("holder", "number", "exp_month", "exp_year", "cvc")]
+        return [self[n] for n in self.card_names()]
 
     def split_fields(self):
         return [self["method_2"], self["amount_2"]]
@@ -147,9 +157,11 @@ class CheckoutForm(CreditQuestion, forms.Form):
         if data.get("method") == M.CARD_GATEWAY and not data.get("card"):
             self.add_error("card", "Choose the card on file to charge.")
         if data.get("method") == NEW_CARD:
-            for name in ("holder", "number", "exp_month", "exp_year", "cvc"):
+            for name in self.card_names():
                 if data.get(name) in (None, ""):
                     self.add_error(name, "Needed for a new card.")
+            if self.stripe_entry_for and not (self.data.get("setup_intent") or "").strip():
+                self.add_error(None, "Type the new card into the card field.")
         if data.get("method_2") and data.get("method") == LATER:
             self.add_error("method_2", "Choose how the first part is paid, or leave this empty.")
         elif data.get("method_2") and not data.get("amount_2"):
@@ -199,6 +211,9 @@ class CheckoutForm(CreditQuestion, forms.Form):
         d = self.cleaned_data
         if d.get("method") != NEW_CARD:
             return None
+        if self.stripe_entry_for:  # Stripe.js put the card in a SetupIntent made for this form: its id only
+            return {"holder": d["holder"], "setup_intent": (self.data.get("setup_intent") or "")[:255],
+                    "entry_for": self.stripe_entry_for}
         return {"number": d["number"], "exp_month": d["exp_month"], "exp_year": d["exp_year"], "cvc": d["cvc"],
                 "holder": d["holder"]}
 

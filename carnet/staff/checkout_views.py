@@ -18,7 +18,8 @@ from django.utils.http import urlencode
 
 from carnet.clinic.selectors import clinic_get, location_default
 from carnet.core.errors import CarnetError, NotAllowed, NotFound, ValidationFailed
-from carnet.gateway.services import card_file_stored, card_keep_at_gateway, card_tokenize
+from carnet.gateway.services import (AuthenticationPending, card_authenticate_page, card_entry_begin, card_file_stored,
+                                     card_keep_at_gateway, card_tokenize, gateway_uses_stripe_js, stripe_csp)
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, staff_of
 from carnet.passes.selectors import templates_covering
@@ -68,7 +69,8 @@ def _back_to(visit) -> str:
 
 def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: str, visit) -> None:
     """After the sale has committed: charge the card (outside any transaction), then cover the visit
-    the sale was made from. A decline keeps the sale, owing, and says so."""
+    the sale was made from. A decline keeps the sale, owing, and says so. A new card whose bank asks
+    its holder to confirm (3-D Secure) leaves the charge waiting: done["authenticate"]."""
     from carnet.gateway.services import card_label
 
     clinic = clinic_get()
@@ -76,6 +78,9 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
         checkout_charge_card(actor=request.user, patient=patient, sale=sale, amount_minor=tender.amount_minor,
                              key=key, card=tender.card, token=entered.token if entered else "",
                              label=card_label(entered) if entered else "")
+    except AuthenticationPending as exc:
+        done["authenticate"] = exc
+        return
     except CarnetError as exc:
         gifts = (f" The gift card {', '.join(c.code for c, _ in sale.gift_cards)} was not sold."
                  if sale.gift_cards else "")
@@ -100,8 +105,9 @@ def purchase_new(request, pk: int):
     if visit:
         initial.update(appointment=visit.appointment.pk, location=visit.appointment.location_id,
                        package_0=covering[0].pk if covering else None)
+    entry_for = f"staff-checkout:{request.user.pk}" if gateway_uses_stripe_js() else ""
     form = CheckoutForm(request.POST or None, clinic=clinic, patient=patient, staff=staff, covering=covering,
-                        initial=initial)
+                        initial=initial, stripe_entry_for=entry_for)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         done: dict = {}
@@ -140,6 +146,11 @@ def purchase_new(request, pk: int):
             return result
         if outcome == "ok" and done.get("card") is not None:
             _charge_card(request, patient, result, done, tender=done["card"], entered=entered, key=key, visit=visit)
+        if outcome == "ok" and done.get("authenticate"):
+            messages.success(request, _summary(clinic, result))
+            pending = done["authenticate"]
+            return card_authenticate_page(request, pending, staff=True, action=reverse(
+                "billing:card_authenticated", args=[pending.attempt.pk]))
         if outcome == "ok":
             messages.success(request, _summary(clinic, result))
             if done.get("pass"):
@@ -154,4 +165,13 @@ def purchase_new(request, pk: int):
         zone = ZoneInfo(visit.appointment.location.time_zone)
         context.update(visit_start=visit.appointment.start.astimezone(zone).replace(tzinfo=None),
                        back=_back_to(visit))
-    return render(request, "staff/checkout.html", context)
+    stripe = {}
+    if entry_for:  # a fresh SetupIntent for Stripe.js's card field each time the form is shown
+        try:
+            stripe = card_entry_begin(entry_for=entry_for, keep=True)  # a membership sold here keeps it
+        except CarnetError as exc:
+            form.add_error(None, exc.message)
+    response = render(request, "staff/checkout.html", {**context, "stripe": stripe, "stripe_on": bool(entry_for)})
+    if entry_for:
+        response["Content-Security-Policy"] = stripe_csp()
+    return response

@@ -52,3 +52,67 @@ def test_a_patient_pays_a_balance_through_stripe_js_and_no_card_number_reaches_c
     assert payment.amount_minor == 12000 and payment.gateway_charge_id.startswith("pi_")
     assert any("setup_intent=seti_" in line for line in to_carnet)  # what Carnet got: Stripe's id
     assert not any(NUMBER in line or "cvc" in line.lower() for line in to_carnet)
+
+
+AUTHENTICATE = "4000002760003184"  # the bank asks on every payment (3-D Secure)
+
+
+def _carnet_requests(page, live_server) -> list[str]:
+    seen = []
+    page.on("request", lambda request: seen.append(f"{request.method} {request.url} {request.post_data or ''}")
+            if request.url.startswith(live_server.url) else None)
+    return seen
+
+
+def _type_card(page, number):
+    mount = page.locator("[data-stripe-mount]")
+    mount.locator("input[placeholder=number]").fill(number)
+    mount.locator("input[placeholder=exp_month]").fill("12")
+    mount.locator("input[placeholder=exp_year]").fill("40")
+    mount.locator("input[placeholder=cvc]").fill("123")
+
+
+def test_a_patient_confirms_a_payment_with_the_bank_through_stripe_js(stripe_on, page, live_server, catalog):
+    staff = make_staff(AccessLevel.ADMIN_BILLING)
+    patient = make_patient(email="pat@example.test")
+    manual_invoice(staff, patient, 12000, category=catalog["income_category"])
+    to_carnet = _carnet_requests(page, live_server)
+    page.goto(f"/portal/pay/{pay_link_token(patient)}/", timeout=30000)
+    page.fill("input[name=holder]", "Pat Test")
+    _type_card(page, AUTHENTICATE)
+    page.get_by_role("button", name="Pay $120.00").click()
+    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the card's set-up
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Confirm the payment with your bank", timeout=20000)
+    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the payment
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Thank you", timeout=20000)
+    payment = Payment.objects.get()
+    assert payment.amount_minor == 12000 and payment.gateway_charge_id.startswith("pi_")
+    assert any(f"payment_intent={payment.gateway_charge_id}" in line for line in to_carnet)
+    assert not any(AUTHENTICATE in line or "cvc" in line.lower() for line in to_carnet)
+
+
+def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_carnet(stripe_on, page, live_server,
+                                                                                       catalog):
+    from carnet.conftest import log_in
+    from carnet.passes.tests.factories import package_template
+
+    desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
+    patient = make_patient()
+    package_template(catalog, name="5 massages", price=40000, quantity=5)
+    log_in(page, desk.user)
+    to_carnet = _carnet_requests(page, live_server)
+    response = page.goto(f"/patients/{patient.pk}/billing/purchase/", timeout=30000)
+    assert f"frame-src {stripe_on};" in response.headers["content-security-policy"]
+    page.get_by_label("Package 1").select_option(label="5 massages — $400.00")
+    page.get_by_label("Payment").select_option("new_card")
+    page.fill("input[name=holder]", "Pat Test")
+    _type_card(page, AUTHENTICATE)
+    page.get_by_role("button", name="Sell").click()
+    page.get_by_role("button", name="Complete authentication").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Confirm the payment with your bank", timeout=20000)
+    page.get_by_role("button", name="Complete authentication").click()
+    expect(page.locator(".messages")).to_contain_text("Received $400.00 by card", timeout=20000)
+    payment = Payment.objects.get()
+    assert payment.amount_minor == 40000 and payment.gateway_charge_id.startswith("pi_")
+    assert any("setup_intent=seti_" in line for line in to_carnet)
+    assert not any(AUTHENTICATE in line or "cvc" in line.lower() or "exp_month" in line for line in to_carnet)

@@ -311,6 +311,11 @@ class World:
         self.ids.update(invoice=paid.pk, payment=payment.pk, allocation=payment.allocations.get().pk)
         self.ids["card"] = card_store(actor=owner.user, patient=self.patient, number="4242424242424242",
                                       exp_month=12, exp_year=2099, cvc="123", holder="P").pk
+        from carnet.billing.card_attempts import charge_begin  # a card charge begun by staff (3-D Secure's return)
+
+        self.ids["card_attempt"] = charge_begin(request_key=f"matrix-{self.n}-{self.ids['card']}", purpose="payment",
+                                                patient=self.patient, amount_minor=100, card_label="Visa",
+                                                actor=owner.user).pk
 
     def _gift_cards(self):
         """A loaded card (code GCARD<n>) and an empty one (GEMPTY<n>) that a delete may consume."""
@@ -518,6 +523,7 @@ PAGE_ACTIONS = {
     "billing:receipt": A.INVOICE_VIEW, "billing:receipt_pdf": A.INVOICE_VIEW, "billing:receipt_email": A.INVOICE_VIEW,
     "billing:statement": A.INVOICE_VIEW, "billing:statement_pdf": A.INVOICE_VIEW,
     "billing:pay_balance_request": A.PAYMENT_TAKE, "billing:card_review": A.CARD_REVIEW,
+    "billing:card_authenticated": A.PAYMENT_TAKE,
     "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
     "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
@@ -565,7 +571,7 @@ def test_every_staff_page_declares_the_expected_action():
 
 
 POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "staff_two_factor_reset", "shift_add", "shift_remove", "rate_set", "token_revoke",
-                   "credit_apply", "invoice_delete", "unapply", "refund", "card_remove",
+                   "credit_apply", "invoice_delete", "unapply", "refund", "card_remove", "card_authenticated",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",
                    "appointment_cancel",
@@ -573,7 +579,7 @@ POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock
                    "appointment_pass_use", "appointment_pass_remove",
                    "pause", "resume", "commit", "undo"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
-             "payment_pk": "payment", "card_pk": "card"}
+             "payment_pk": "payment", "card_pk": "card", "attempt_pk": "card_attempt"}
 
 
 def _page_arg(world, name: str, arg: str):

@@ -16,6 +16,9 @@
     var button = form.querySelector("button[type=submit]");
     var intent = form.querySelector("input[name=setup_intent]");
     if (intent.value) { return; }  // confirmed: the real submit
+    // A form that takes a new card only for one choice (the checkout's "New card"): else a plain submit.
+    var when = (form.dataset.stripeWhen || "").split("=");
+    if (when.length === 2 && form.elements[when[0]] && form.elements[when[0]].value !== when[1]) { return; }
     event.preventDefault();
     if (sending) { return; }
     sending = true;
