@@ -233,6 +233,34 @@ def invoices_create(*, actor, orders: list[InvoiceOrder], action: Action | None 
     return invoices
 
 
+@dataclass(frozen=True)
+class Totals:
+    """What invoices add up to: before tax, each tax (with its name and rate), and in all."""
+
+    subtotal_minor: int = 0
+    taxes: list[tuple[Tax, int]] = field(default_factory=list)
+    total_minor: int = 0
+
+
+def invoices_preview(*, invoices: list[list[LineInput]]) -> Totals:
+    """The totals invoices with these lines would have, worked out exactly as invoices_create does
+    (the same lines resolved, the same per-line tax rounding), nothing saved: a checkout's live
+    totals. Raises ValidationFailed for a line invoices_create would refuse."""
+    clinic, cache = clinic_get(), {}
+    subtotal = total = 0
+    by_tax: dict[Tax, int] = {}
+    for lines in invoices:
+        resolved = [_resolve(i, line, cache) for i, line in enumerate(lines)]
+        draft = _draft(InvoiceOrder(patient_id=0, lines=lines), resolved, currency=clinic.currency, today=None,
+                       now=None)
+        subtotal, total = subtotal + draft.invoice.subtotal_minor, total + draft.invoice.total_minor
+        for _line, taxed in draft.lines:
+            for tax, amount in taxed:
+                by_tax[tax] = by_tax.get(tax, 0) + amount
+    return Totals(subtotal_minor=subtotal, taxes=sorted(by_tax.items(), key=lambda p: (p[0].name, p[0].pk)),
+                  total_minor=total)
+
+
 def invoice_create(*, actor, patient, lines: list[LineInput], location=None, staff=None,
                    invoice_date=None, notes: str = "", action: Action | None = Action.SELL) -> Invoice:
     """Issue one invoice (see invoices_create)."""

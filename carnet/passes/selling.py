@@ -38,6 +38,28 @@ def _instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, i
     return plan
 
 
+def sale_invoice_lines(template: PassTemplate, *, start_date: dt.date | None = None) -> list[list[LineInput]]:
+    """The invoice lines selling `template` now would issue (for a checkout's live totals): a
+    package's first instalment; a membership's cycles begun by today from `start_date` (blank:
+    today), each at the template's cycle price, within its term."""
+    def line(unit: int) -> list[LineInput]:
+        return [LineInput(kind=template.kind, description=template.name, unit_price_minor=unit,
+                          income_category_id=template.income_category_id,
+                          tax_ids=[t.pk for t in template.taxes.all()], tax_inclusive=template.tax_inclusive)]
+
+    clinic = clinic_get()
+    if template.kind == PassTemplate.Kind.PACKAGE:
+        return [line(_instalment_plan(template, clinic.currency)[0][0])]
+    from .cycles import cycle_start
+
+    today = clock.today(clinic.time_zone)
+    shape = Pass(cycle=template.cycle, start_date=start_date or today)
+    count = 0
+    while cycle_start(shape, count) <= today and count < min(template.term_cycles or 10_000, 400):
+        count += 1
+    return [line(template.price_minor) for _ in range(count)]
+
+
 def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
     if sold.kind == Pass.Kind.MEMBERSHIP:
         last = row.period_end - dt.timedelta(days=1)

@@ -15,12 +15,12 @@ the form and submits again. A card goes to the gateway only after the sale has c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import transaction
 
 from carnet.billing import payments
-from carnet.billing.invoicing import LineInput, invoice_create
+from carnet.billing.invoicing import LineInput, Totals, invoice_create, invoices_preview
 from carnet.billing.models import Invoice, Payment
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, ValidationFailed
@@ -127,15 +127,32 @@ def checkout_sell(*, actor, patient, cart: Cart, location=None) -> Sale:
                                    payment_mode=m.payment_mode, card=m.card, location=location, sold_by=cart.sold_by)
                    for m in cart.memberships]
         invoices = [invoice for sold in passes for invoice in pass_invoices(sold)]
-        lines = [LineInput(product_id=p.pk, quantity=q) for p, q in cart.products]
-        if cart.other is not None:
-            lines.append(cart.other)
+        lines = _item_lines(cart)
         if lines:
             invoices.append(invoice_create(actor=actor, patient=patient, lines=lines, location=location))
         gift_cards = [(giftcard_sell_begin(actor=actor, purchaser=patient, amount_minor=g.amount_minor, code=g.code,
                                            recipient_name=g.recipient_name, recipient_email=g.recipient_email),
                        g.amount_minor) for g in cart.gift_cards]
     return Sale(invoices=invoices, passes=passes, gift_cards=gift_cards)
+
+
+def _item_lines(cart: Cart) -> list[LineInput]:
+    """Products and the other item: one invoice."""
+    lines = [LineInput(product_id=p.pk, quantity=q) for p, q in cart.products]
+    return lines + [cart.other] if cart.other is not None else lines
+
+
+def checkout_totals(cart: Cart) -> Totals:
+    """The cart's live totals, by billing's own invoice arithmetic (billing.invoicing.invoices_preview)
+    on the invoices `checkout_sell` would issue; the gift cards are added to the total untaxed."""
+    from carnet.passes.selling import sale_invoice_lines
+
+    invoices = [lines for t in cart.packages for lines in sale_invoice_lines(t)]
+    invoices += [lines for m in cart.memberships for lines in sale_invoice_lines(m.template, start_date=m.start_date)]
+    if _item_lines(cart):
+        invoices.append(_item_lines(cart))
+    totals = invoices_preview(invoices=invoices)
+    return replace(totals, total_minor=totals.total_minor + cart.gift_minor)
 
 
 def checkout_pay_at_desk(*, actor, patient, sale: Sale, tenders: list[Tender], key: str,

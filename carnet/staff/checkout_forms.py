@@ -176,7 +176,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
         """`new_card`: the new card kept on file, for a membership paid automatically."""
         d = self.cleaned_data
         other = None
-        if d.get("other_description"):
+        if d.get("other_description") and d.get("other_price") is not None and d.get("other_category"):
             other = LineInput(description=d["other_description"], unit_price_minor=d["other_price"],
                               income_category_id=d["other_category"].pk, tax_ids=[])
         return Cart(packages=[d[f"package_{i}"] for i in range(PACKAGE_SLOTS) if d.get(f"package_{i}")],
@@ -186,7 +186,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
                     gift_cards=[GiftCardLine(amount_minor=d["giftcard_amount"], code=d.get("giftcard_code") or "",
                                              recipient_name=d.get("giftcard_recipient") or "",
                                              recipient_email=d.get("giftcard_email") or "")]
-                    if d.get("giftcard_amount") else [])
+                    if (d.get("giftcard_amount") or 0) > 0 else [])
 
     def _memberships(self, new_card) -> list[MembershipLine]:
         d = self.cleaned_data
@@ -196,6 +196,18 @@ class CheckoutForm(CreditQuestion, forms.Form):
         card = (new_card if d.get("method") == NEW_CARD else d.get("card")) if automatic else None
         return [MembershipLine(template=d["membership"], start_date=d.get("membership_start"),
                                payment_mode=d.get("membership_payment") or Pass.PaymentMode.MANUAL, card=card)]
+
+    def totals_params(self) -> str:
+        """The fields the live totals are sent (what is sold; never the card's)."""
+        names = [f"package_{i}" for i in range(PACKAGE_SLOTS)] + ["membership", "membership_start", "giftcard_amount"]
+        names += [f"{n}_{i}" for i in range(PRODUCT_SLOTS) for n in ("product", "quantity")]
+        return ",".join(names + ["other_description", "other_price", "other_category"])
+
+    def cart_for_totals(self) -> Cart:
+        """What the live totals add up: each item whose fields are valid so far (the rest of the
+        form is checked when it is submitted)."""
+        self.is_valid()
+        return self.cart()
 
     def keeps_new_card(self) -> bool:
         """The new card also pays a membership's later cycles: it is kept on file."""

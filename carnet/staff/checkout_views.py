@@ -27,7 +27,8 @@ from carnet.people.selectors import patient_get
 from carnet.scheduling.models import Status
 from carnet.scheduling.selectors import appointment_get
 
-from .checkout import checkout_charge_card, checkout_cover_visit, checkout_pay_at_desk, checkout_sell
+from .checkout import (checkout_charge_card, checkout_cover_visit, checkout_pay_at_desk, checkout_sell,
+                       checkout_totals)
 from .checkout_forms import CARD_METHODS, CheckoutForm
 from .decorators import apply_errors, not_allowed, save_once, staff_required
 
@@ -91,6 +92,26 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
     if visit is not None and sale.passes:
         with transaction.atomic():
             done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
+
+
+@staff_required(Action.SELL)
+def purchase_totals(request, pk: int):
+    """The checkout's live totals (htmx, as items change): subtotal, each tax by name and rate, the
+    gift cards and the total, worked out by billing's own invoice arithmetic (checkout_totals)."""
+    patient, clinic = patient_get(pk), clinic_get()
+    form = CheckoutForm(request.GET, clinic=clinic, patient=patient, staff=staff_of(request.user))
+    try:
+        cart = form.cart_for_totals()
+        totals, problem = checkout_totals(cart), ""
+    except CarnetError as exc:
+        cart, totals, problem = None, None, exc.message
+    taxes = [(tax.name, format(tax.rate.normalize(), "f"), clinic.money(amount))
+             for tax, amount in (totals.taxes if totals else [])]
+    return render(request, "staff/_checkout_totals.html", {
+        "clinic": clinic, "totals": totals, "taxes": taxes, "problem": problem,
+        "gift": clinic.money(cart.gift_minor) if cart and cart.gift_minor else "",
+        "subtotal": clinic.money(totals.subtotal_minor) if totals else "",
+        "total": clinic.money(totals.total_minor) if totals else ""})
 
 
 @staff_required(Action.SELL)

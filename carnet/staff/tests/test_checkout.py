@@ -360,3 +360,49 @@ def test_a_gift_card_code_already_used_sells_nothing(s):
     page = _post(s, package_0=s["template"].pk, giftcard_amount="25.00", giftcard_code="taken-1").content.decode()
     assert "already used by another gift card" in page
     assert not Pass.objects.exists() and not Payment.objects.exists()
+
+
+# ---- live totals (issue 20 point 1) ---------------------------------------------------------------
+
+def test_live_totals_show_each_tax_and_are_the_invoices_own_numbers(s):
+    from carnet.clinic.models import Tax
+
+    gst, pst = Tax.objects.create(name="GST", rate="5"), Tax.objects.create(name="PST", rate="7.5")
+    taxed = product(s["cat"]["income_category"], price=1999, stock=10)
+    taxed.taxes.set([gst, pst])
+    inclusive = package_template(s["cat"], name="3 massages incl. tax", price=33333, quantity=3, taxes=[gst],
+                                 tax_inclusive=True)
+    monthly = _membership(s, taxes=[pst])
+    url = reverse("billing:purchase_totals", kwargs={"pk": s["patient"].pk})
+    cart = {"package_0": inclusive.pk, "membership": monthly.pk, "product_0": taxed.pk, "quantity_0": 3,
+            "giftcard_amount": "20.00"}
+    html = s["client"].get(url, cart).content.decode()
+    sold = _post(s, **cart)
+    assert sold.status_code == 302
+    invoices = list(Invoice.objects.all())
+    subtotal, total = sum(i.subtotal_minor for i in invoices), sum(i.total_minor for i in invoices)
+    from carnet.billing.models import InvoiceLineTax
+
+    by_tax = {t: sum(r.amount_minor for r in InvoiceLineTax.objects.filter(tax=t)) for t in (gst, pst)}
+    from carnet.clinic.selectors import clinic_get
+
+    money = clinic_get().money
+    assert f'data-testid="checkout-subtotal">{money(subtotal)}<' in html
+    assert f"<dt>GST (5%)</dt><dd data-testid=\"checkout-tax\">{money(by_tax[gst])}<" in html
+    assert f"<dt>PST (7.5%)</dt><dd data-testid=\"checkout-tax\">{money(by_tax[pst])}<" in html
+    assert f"<strong>{money(total + 2000)}</strong>" in html and by_tax[gst] and by_tax[pst]
+    assert Payment.objects.get().amount_minor == total + 2000
+
+
+def test_live_totals_follow_the_items_and_never_need_the_card(s):
+    url = reverse("billing:purchase_totals", kwargs={"pk": s["patient"].pk})
+    one = s["client"].get(url, {"product_0": s["oil"].pk, "quantity_0": 1}).content.decode()
+    three = s["client"].get(url, {"product_0": s["oil"].pk, "quantity_0": 3}).content.decode()
+    assert "<strong>$25.00</strong>" in one and "<strong>$75.00</strong>" in three
+    assert "<strong>$0.00</strong>" in s["client"].get(url).content.decode()
+    junk = s["client"].get(url, {"product_0": "x", "quantity_0": "-4", "giftcard_amount": "abc",
+                                 "membership_start": "0001-01-01"})
+    assert junk.status_code == 200 and "<strong>$0.00</strong>" in junk.content.decode()
+    page = s["client"].get(s["url"]).content.decode()
+    assert 'hx-params="package_0,' in page and "number" not in page.split('hx-params="')[1].split('"')[0]
+    assert not Invoice.objects.exists()
