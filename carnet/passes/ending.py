@@ -21,7 +21,7 @@ from carnet.ledger.services import Line, transaction_post
 from .breakage import expected_breakage_settle
 from .locks import lock_pass
 from .models import Pass, PassInvoice, PassItem, PassShare, Redemption
-from .redemption import _release, still_deferred, uses_to_post
+from .redemption import _release, still_deferred, uses_to_post, value_to_post
 from .selectors import pass_collected_minor, pass_invoices
 
 Status = Pass.Status
@@ -48,7 +48,8 @@ def pass_expiry_set(*, actor, sold_pass: Pass, expires_on: dt.date | None) -> Pa
 
     require(actor, Action.PASS_EXPIRY_EDIT)
     sold = lock_pass(sold_pass.pk)
-    if sold.status not in (Status.ACTIVE, Status.EXPIRED) or sold.status == Status.EXPIRED and sold.forfeited_count:
+    if sold.status not in (Status.ACTIVE, Status.EXPIRED) or sold.status == Status.EXPIRED and (
+            sold.forfeited_count or sold.value_forfeited_minor):
         raise Conflict(f"{sold.name} is {sold.get_status_display().lower()}; its expiry can no longer change.",
                        code=f"pass_{sold.status}")
     if expires_on is not None:
@@ -70,15 +71,20 @@ def pass_expiry_set(*, actor, sold_pass: Pass, expires_on: dt.date | None) -> Pa
 
 def _forfeit(sold: Pass, *, kind: str, lines_for, memo: str) -> int:
     """End the pass's unused uses: all of them but those reserved for visits on or before expiry.
-    Moves their value out of deferred revenue with `lines_for(value)`; returns the value."""
-    reserved = sold.reserved_count
-    to_post = uses_to_post(sold)
-    unused = to_post - reserved
+    Moves their value out of deferred revenue with `lines_for(value)`; returns the value. A value
+    package (issue 23) ends its free balance the same way: the amounts held by bookings keep their
+    share of the deferred value (rounded down), the rest moves out."""
     left = _unrecognised(sold)
-    # The reserved uses keep the first (smallest) shares; the remainder goes with the unused ones.
-    keep = reserved * (left // to_post) if to_post else 0
+    if sold.face_value_minor is not None:
+        unused, to_post, counter = sold.value_left, value_to_post(sold), "value_forfeited_minor"
+        keep = left * sold.value_reserved_minor // to_post if to_post else 0
+    else:
+        to_post, counter = uses_to_post(sold), "forfeited_count"
+        unused = to_post - sold.reserved_count
+        # The reserved uses keep the first (smallest) shares; the remainder goes with the unused ones.
+        keep = sold.reserved_count * (left // to_post) if to_post else 0
     value = left - keep if unused > 0 else 0
-    Pass.objects.filter(pk=sold.pk).update(forfeited_count=F("forfeited_count") + max(unused, 0),
+    Pass.objects.filter(pk=sold.pk).update(**{counter: F(counter) + max(unused, 0)},
                                            recognised_minor=F("recognised_minor") + value)
     if value:
         transaction_post(kind=kind, source=sold, memo=memo, lines=lines_for(value))
@@ -131,12 +137,17 @@ def refund_suggestions(sold: Pass) -> dict:
         rates = [t.rate for t in treatment.taxes.all()]
         return line_amounts(gross=treatment.price_minor, rates=rates, inclusive=treatment.tax_inclusive).total
 
+    if sold.face_value_minor is not None:  # a value package: the price in proportion to the value left
+        value_left = max(sold.value_left, 0) + sold.value_reserved_minor
+        simple = sold.price_minor * value_left // sold.face_value_minor if sold.face_value_minor else 0
     used = sold.redemptions.filter(status=Redemption.Status.POSTED).select_related("item__treatment")
     used_full_price = sum(single_visit_price(r.item.treatment) for r in used.prefetch_related("item__treatment__taxes"))
     by_rule = max(0, collected - used_full_price)
     return {"collected": collected, "suggested": min(simple, collected), "by_rule": min(by_rule, collected),
             "remaining": remaining, "unused": unused, "reserved": sold.reserved_count,
-            "used_at_full_price": used_full_price}
+            "used_at_full_price": used_full_price,
+            "value_left": None if sold.face_value_minor is None else value_left,
+            "value_reserved": sold.value_reserved_minor}
 
 
 def _credit_paid_before(sold: Pass, amount: int, counter) -> None:
@@ -202,9 +213,11 @@ def pass_refund(*, actor, sold_pass: Pass, amount_minor: int, detach_future: boo
     expected_breakage_settle(sold, memo=f"{sold.name} refunded: breakage recognised ahead, settled")
     sold.refresh_from_db()
     sold.forfeited_count += max(sold.remaining or 0, 0)
+    if sold.face_value_minor is not None:
+        sold.value_forfeited_minor += max(sold.value_left, 0)
     sold.recognised_minor = sold.deferred_minor
     sold.status, sold.ended_at = Status.REFUNDED, clock.now()
-    sold.save(update_fields=["forfeited_count", "recognised_minor", "status", "ended_at"])
+    sold.save(update_fields=["forfeited_count", "value_forfeited_minor", "recognised_minor", "status", "ended_at"])
     _cancel_instalments(sold)
     activity.record(actor=actor, verb="refunded", obj=sold, before=before,
                     after={**activity.snapshot(sold), "amount_minor": amount_minor, "reason": reason[:200]})
@@ -265,15 +278,18 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
     if sold.reserved_count:
         raise Conflict(f"{sold.name} is attached to booked visits; remove it from them first.",
                        code="has_reservations")
-    remaining = sold.remaining or 0
+    holds_value = sold.face_value_minor is not None
+    remaining = sold.value_left if holds_value else sold.remaining or 0
     if remaining <= 0:
-        raise Conflict(f"{sold.name} has no uses left to transfer.", code="used_up")
+        raise Conflict(f"{sold.name} has no {'balance' if holds_value else 'uses'} left to transfer.",
+                       code="used_up_value" if holds_value else "used_up")
     value = still_deferred(sold)
     now = clock.now()
     before = activity.snapshot(sold)
     new = Pass.objects.create(
         kind=sold.kind, template_id=sold.template_id, patient=to_patient, name=sold.name,
-        income_category_id=sold.income_category_id, quantity=remaining, price_minor=0, net_minor=value,
+        income_category_id=sold.income_category_id, quantity=None if holds_value else remaining,
+        face_value_minor=remaining if holds_value else None, price_minor=0, net_minor=value,
         auto_select=sold.auto_select, redeem_online=sold.redeem_online, family_sharing=sold.family_sharing,
         transferable=sold.transferable, instalments=1, purchase_date=clock.today(clinic_get().time_zone),
         purchased_at=now, expires_on=sold.expires_on, transferred_from=sold, deferred_minor=value,
@@ -284,15 +300,18 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
     new.taxes.set(sold.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(sold_pass=new, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
-                 compensation_minor=i.compensation_minor, limit=None if i.limit is None else i.limit - i.used_count)
+                 compensation_minor=i.compensation_minor, limit=None if i.limit is None else i.limit - i.used_count,
+                 value_minor=i.value_minor)
         for i in sold.items.all() if i.limit is None or i.limit > i.used_count)
-    Pass.objects.filter(pk=sold.pk).update(forfeited_count=F("forfeited_count") + remaining,
-                                           recognised_minor=F("deferred_minor"), status=Status.TRANSFERRED,
+    gone = ({"value_forfeited_minor": F("value_forfeited_minor") + remaining} if holds_value
+            else {"forfeited_count": F("forfeited_count") + remaining})
+    Pass.objects.filter(pk=sold.pk).update(**gone, recognised_minor=F("deferred_minor"), status=Status.TRANSFERRED,
                                            ended_at=now)
+    what = f"{_money(remaining)} of value" if holds_value else f"{remaining} uses"
     expected_breakage_settle(sold, memo=f"{sold.name} transferred: breakage recognised ahead, settled")
     if value:
         transaction_post(kind="pass_transferred", source=sold, at=now,
-                         memo=f"{sold.name}: {remaining} uses to {to_patient} (pass #{new.pk})",
+                         memo=f"{sold.name}: {what} to {to_patient} (pass #{new.pk})",
                          lines=[Line(accounts.DEFERRED_PACKAGES, debit=value),
                                 Line(accounts.DEFERRED_PACKAGES, credit=value)])
     sold.refresh_from_db()

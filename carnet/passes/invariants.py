@@ -74,3 +74,20 @@ def _expected_breakage():
     for sold in over.order_by("pk"):
         yield (f"pass #{sold.pk}: breakage recognised ahead {sold.breakage_expected_minor} > still deferred "
                f"{sold.deferred_minor - sold.recognised_minor}")
+
+
+@invariant("value packages' held and drawn amounts match their redemptions")
+def _value_counters():
+    """Issue 23: a value package's reserved and posted amounts equal the sums its live redemptions
+    hold and drew, and its balance never goes below zero."""
+    def amount(status):
+        return Sum("redemptions__drawn_minor", filter=Q(redemptions__status=status))
+
+    rows = Pass.objects.filter(face_value_minor__isnull=False).annotate(
+        held=amount(Redemption.Status.RESERVED), drawn=amount(Redemption.Status.POSTED))
+    for sold in rows.order_by("pk"):
+        if (sold.held or 0, sold.drawn or 0) != (sold.value_reserved_minor, sold.value_posted_minor):
+            yield (f"pass #{sold.pk}: value reserved {sold.value_reserved_minor}/drawn {sold.value_posted_minor} != "
+                   f"redemptions {sold.held or 0}/{sold.drawn or 0}")
+        if sold.value_left < 0:
+            yield f"pass #{sold.pk}: over-drawn ({sold.value_left} left)"

@@ -39,7 +39,7 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
     due = Pass.objects.filter(status=Pass.Status.ACTIVE, expires_on__gte=today, expires_on__lte=horizon,
                               kind=Pass.Kind.PACKAGE)
     for sold in due.select_related("patient").order_by("pk"):
-        if sold.expiry_reminded_on == sold.expires_on or not sold.patient.email or not sold.remaining:
+        if sold.expiry_reminded_on == sold.expires_on or not sold.patient.email or not (sold.value_left if sold.face_value_minor is not None else sold.remaining):
             continue
         with transaction.atomic():
             # The conditional update claims the reminder, so a concurrent run does not send it too.

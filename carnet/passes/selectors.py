@@ -110,7 +110,9 @@ def _with_remaining(qs):
     from django.db.models import F
 
     return qs.annotate(uses_left=F("quantity") - F("reserved_count") - F("posted_count") - F("forfeited_count")
-                       - F("used_before_import"))
+                       - F("used_before_import"),
+                       value_left_now=F("face_value_minor") - F("value_reserved_minor") - F("value_posted_minor")
+                       - F("value_forfeited_minor"))
 
 
 def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pass]:
@@ -120,7 +122,8 @@ def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pa
 
     qs = _with_remaining(Pass.objects.filter(status=Pass.Status.ACTIVE, expires_on__gte=today,
                                              expires_on__lte=today + dt.timedelta(days=within_days)))
-    qs = qs.filter(Q(quantity__isnull=True) | Q(uses_left__gt=0)).select_related("patient")
+    qs = qs.filter(Q(quantity__isnull=True, face_value_minor__isnull=True) | Q(uses_left__gt=0)
+                   | Q(value_left_now__gt=0)).select_related("patient")
     return list(qs.order_by("expires_on", "pk")[:limit])
 
 

@@ -9,6 +9,7 @@ from carnet.people.models import Patient, StaffMember
 
 from .forms import intro_override_add
 from .models import PassTemplate
+from .templatetags.pass_value import holds_text
 
 # Taken in person at the desk; a card on file or online is charged elsewhere (no network call
 # inside the sale's transaction), and gift cards are redeemed with their code.
@@ -19,7 +20,7 @@ DATE = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 def _template_label(clinic):
     def label(t: PassTemplate) -> str:
-        uses = f"{t.quantity} uses" if t.quantity else "unlimited uses"
+        uses = holds_text(t)
         expiry = f"expires after {t.expiry_value} {t.get_expiry_unit_display()}" if t.expiry_value else "never expires"
         return f"{t.name} — {clinic.money(t.price_minor)}, {uses}, {expiry}"
     return label

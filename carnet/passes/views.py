@@ -46,7 +46,7 @@ def _status(sold: Pass) -> dict:
     """How the lists show one pass: its status word, and whether its uses are unlocked yet."""
     unlocked = pass_unlocked(sold)
     return {"pass": sold, "unlocked": unlocked, "not_paid": sold.status == Pass.Status.ACTIVE and unlocked == 0
-            and sold.quantity is not None, "fully_paid": pass_fully_paid(sold)}
+            and (sold.quantity is not None or sold.face_value_minor is not None), "fully_paid": pass_fully_paid(sold)}
 
 
 def _to_detail(pk: int):
@@ -276,8 +276,9 @@ def pass_transfer(request, pk: int):
         if outcome == "denied":
             return result
         if outcome == "ok":
-            messages.success(request, f"{result.quantity} remaining uses of {sold.name} transferred to "
-                                      f"{target.full_name}.")
+            what = (f"{clinic_get().money(result.face_value_minor)} of value" if result.face_value_minor is not None
+                    else f"{result.quantity} remaining uses")
+            messages.success(request, f"{what} of {sold.name} transferred to {target.full_name}.")
             return _to_detail(result.pk)
         if outcome == "repeat":
             return _to_detail(pk)

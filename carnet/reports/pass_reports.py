@@ -90,6 +90,10 @@ SALES_COLUMNS = [
     Column("price", "Sale price", MONEY, total=True), Column("quantity", "Quantity", INT, total=True),
     Column("redeemed", "Redeemed", INT, total=True), Column("reserved", "Reserved", INT, total=True),
     Column("forfeited", "Forfeited", INT, total=True), Column("remaining", "Remaining", INT, total=True),
+    # A value package (issue 23): the amount it holds, drawn by arrived visits, held by bookings, and left.
+    Column("value_held", "Value held", MONEY, total=True), Column("value_drawn", "Value drawn", MONEY, total=True),
+    Column("value_reserved", "Value reserved", MONEY, total=True),
+    Column("value_forfeited", "Value forfeited", MONEY, total=True), Column("value_left", "Value left", MONEY, total=True),
     Column("status", "Status"), Column("expiry", "Expiry", DATE), Column("last_used", "Last used", DATE),
     Column("outstanding", "Outstanding balance", MONEY, total=True),
 ]
@@ -98,6 +102,8 @@ SALES_COLUMNS = [
 def _sales_status(row: dict) -> str:
     status = row["status"]
     if status == Pass.Status.ACTIVE and row["quantity"] is not None and row["remaining"] <= 0:
+        return "used_up"
+    if status == Pass.Status.ACTIVE and row["face_value_minor"] is not None and row["value_left"] <= 0:
         return "used_up"
     return status
 
@@ -126,18 +132,24 @@ def pass_sales_report(*, actor, start=None, end=None, location_id=None, template
                                           output_field=BigIntegerField()),
                         left=F("quantity") - F("reserved_count") - F("posted_count") - F("forfeited_count")
                         - F("used_before_import"),
+                        value_left=F("face_value_minor") - F("value_reserved_minor") - F("value_posted_minor")
+                        - F("value_forfeited_minor"),
                         outstanding=Coalesce(Subquery(open_balance), Value(0), output_field=BigIntegerField()),
                         last_used=Subquery(last_used)))
     passes = _narrow(passes, sold_by_id=staff_id, where_id=location_id, template_id=template_id, kind=kind)
-    has_uses = Q(status=Pass.Status.ACTIVE) & (Q(quantity__isnull=True) | Q(left__gt=0))
+    # Uses (or, for a value package, value) left: unlimited memberships always have some.
+    # (Spelled out both ways: SQL's NOT over the NULL counts of the other kinds would drop rows.)
+    left = Q(quantity__isnull=True, face_value_minor__isnull=True) | Q(left__gt=0) | Q(value_left__gt=0)
+    none_left = Q(quantity__isnull=False, left__lte=0) | Q(face_value_minor__isnull=False, value_left__lte=0)
+    has_uses = Q(status=Pass.Status.ACTIVE) & left
     if usage == "remaining":
         passes = passes.filter(has_uses)
     elif usage == "completed":
-        passes = passes.exclude(has_uses)
+        passes = passes.filter(~Q(status=Pass.Status.ACTIVE) | none_left)
     if status == "used_up":
-        passes = passes.filter(status=Pass.Status.ACTIVE, quantity__isnull=False, left__lte=0)
+        passes = passes.filter(Q(status=Pass.Status.ACTIVE) & none_left)
     elif status == "active":
-        passes = passes.filter(status=Pass.Status.ACTIVE).filter(Q(quantity__isnull=True) | Q(left__gt=0))
+        passes = passes.filter(has_uses)
     elif status:
         passes = passes.filter(status=status)
     locations = dict(_location_names())
@@ -145,7 +157,9 @@ def pass_sales_report(*, actor, start=None, end=None, location_id=None, template
     for p in passes.order_by("purchase_date", "pk").values(
             "pk", "kind", "name", "status", "quantity", "left", "posted_count", "reserved_count", "forfeited_count",
             "price_minor", "sold_online", "purchase_date", "expires_on", "ends_after", "last_used", "outstanding",
-            "where_id", "patient__first_name", "patient__last_name"):
+            "where_id", "patient__first_name", "patient__last_name", "face_value_minor", "value_left",
+            "value_posted_minor", "value_reserved_minor", "value_forfeited_minor"):
+        value = p["face_value_minor"] is not None
         p["remaining"] = p["left"]
         rows.append({
             "id": p["pk"],
@@ -155,12 +169,18 @@ def pass_sales_report(*, actor, start=None, end=None, location_id=None, template
             "quantity": p["quantity"], "redeemed": p["posted_count"], "reserved": p["reserved_count"],
             "forfeited": p["forfeited_count"], "remaining": p["left"], "status": SALES_STATUSES.get(_sales_status(p), p["status"]),
             "expiry": p["expires_on"] or p["ends_after"], "last_used": p["last_used"],
-            "outstanding": int(p["outstanding"] or 0)})
+            "outstanding": int(p["outstanding"] or 0), "value_held": p["face_value_minor"],
+            "value_drawn": p["value_posted_minor"] if value else None,
+            "value_reserved": p["value_reserved_minor"] if value else None,
+            "value_forfeited": p["value_forfeited_minor"] if value else None,
+            "value_left": p["value_left"] if value else None})
     notes = ["Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet arrived; "
              "forfeited: uses lost when the pass expired or was refunded.",
              "Sale price: the pass's price, taxes included (all instalments of a payment plan). For a membership "
              "it is the price of one cycle.",
              "Quantity and remaining are blank for memberships with unlimited uses.",
+             "A package that holds a value counts money, not uses: value drawn + value reserved + value "
+             "forfeited (when it ended) + value left = value held; Redeemed and Reserved count its visits.",
              "Outstanding balance: what is still owed on the pass's issued invoices (instalments, cycles)."]
     if staff_id is not None:
         notes.insert(0, "Only the passes you sold are shown.")

@@ -153,7 +153,8 @@ def test_sales_report_for_may(s):
         ("Dan Test", "Monthly", "Membership", dt.date(2026, 5, 1), 0, None, "Active", None, None, 6000),
         ("Bob Test", "5 massages", "Package", dt.date(2026, 5, 2), 0, 0, "Refunded", None, None, 0)]
     assert table.totals == {"price": 46000, "quantity": 5, "redeemed": 0, "reserved": 0, "forfeited": 5,
-                            "remaining": 0, "outstanding": 6000}
+                            "remaining": 0, "outstanding": 6000, "value_held": 0, "value_drawn": 0, "value_reserved": 0,
+                            "value_forfeited": 0, "value_left": 0}  # no package that holds a value (issue 23)
 
 
 def test_sales_report_april_and_may_with_filters(s):
