@@ -236,7 +236,8 @@ def book_quote(request):
 
 def _sell_url(row: AppointmentPatient) -> str:
     """Where "Sell a package" goes: the checkout for this visit (it pre-selects the packages that
-    cover it and applies the one sold), back to this panel afterwards."""
+    cover it and applies the one sold), back to this panel afterwards. "Add items" goes there too
+    with `&items=1`: nothing chosen yet, the covering packages still listed first."""
     return f"{reverse('billing:purchase_new', args=[row.patient_id])}?appointment={row.appointment_id}"
 
 
@@ -262,7 +263,7 @@ def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
         if r.status == Status.CANCELLED:
             continue
         entry = {"row": r, "secondary": r.role == AppointmentPatient.Role.SECONDARY, "live": None,
-                 "options": [], "explain": None, "sell_url": _sell_url(r)}
+                 "options": [], "explain": None, "sell_url": _sell_url(r), "items_url": _sell_url(r) + "&items=1"}
         entries = explain(r) if may_use and (explain_for == r.pk or (
             not entry["secondary"] and r.status in (Status.BOOKED, Status.ARRIVED))) else []
         if explain_for == r.pk and may_use:

@@ -123,9 +123,9 @@ def purchase_new(request, pk: int):
         return not_allowed(request, exc.message)
     covering = templates_covering(visit.appointment.treatment) if visit else []
     initial = {"form_key": new_form_key()}
-    if visit:
-        initial.update(appointment=visit.appointment.pk, location=visit.appointment.location_id,
-                       package_0=covering[0].pk if covering else None)
+    if visit:  # "Sell a package" chooses the first package that covers the visit; "Add items" (items=1) none
+        chosen = covering[0].pk if covering and not request.GET.get("items") else None
+        initial.update(appointment=visit.appointment.pk, location=visit.appointment.location_id, package_0=chosen)
     entry_for = f"staff-checkout:{request.user.pk}" if gateway_uses_stripe_js() else ""
     form = CheckoutForm(request.POST or None, clinic=clinic, patient=patient, staff=staff, covering=covering,
                         initial=initial, stripe_entry_for=entry_for)

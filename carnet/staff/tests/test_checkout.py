@@ -406,3 +406,20 @@ def test_live_totals_follow_the_items_and_never_need_the_card(s):
     page = s["client"].get(s["url"]).content.decode()
     assert 'hx-params="package_0,' in page and "number" not in page.split('hx-params="')[1].split('"')[0]
     assert not Invoice.objects.exists()
+
+
+# ---- "Add items" from an appointment's panel (issue 20 point 1) -----------------------------------
+
+def test_add_items_from_the_panel_opens_the_checkout_for_that_patient_and_returns_to_the_panel(s):
+    appointment = _appointment(s)
+    panel = s["client"].get(reverse("scheduling:appointment", args=[appointment.pk])).content.decode()
+    link = f'{s["url"]}?appointment={appointment.pk}&amp;items=1'
+    assert f'href="{link}">Add items</a>' in panel
+    page = s["client"].get(s["url"], {"appointment": appointment.pk, "items": 1}).content.decode()
+    assert f'name="appointment" value="{appointment.pk}"' in page and s["patient"].full_name in page
+    assert "5 massages — $400.00 (covers this visit)" in page
+    assert "selected>5 massages" not in page  # listed first, not chosen
+    response = _post(s, product_0=s["oil"].pk, appointment=appointment.pk, giftcard_amount="10.00")
+    assert response.status_code == 302 and f"open={appointment.pk}" in response["Location"]
+    assert Invoice.objects.get().total_minor == 2500 and Payment.objects.get().amount_minor == 3500
+    assert "Not applied" not in s["client"].get(response["Location"]).content.decode()
