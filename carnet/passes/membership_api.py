@@ -26,6 +26,7 @@ from carnet.people.selectors import patient_for, patient_get, patients_managed_b
 from carnet.scheduling.api import _one  # an id in a body: unknown is a 422 naming the field
 
 from . import membership_api_schemas as s
+from . import card_requests
 from . import memberships as ms
 from .cycles import billed_cycles, cycle_start
 from .instalments import pass_charge_due
@@ -249,3 +250,17 @@ def my_pause(request, pk: int, payload: s.MembershipPauseIn):
 def my_resume(request, pk: int):
     ms.membership_resume(actor=request.auth, sold_pass=_mine(request, pk), by_patient=True)
     return membership_out(pk)
+
+
+@router.post("/memberships/{pk}/card-update-request", response={202: s.CardUpdateRequestOut},
+             operation_id="membership_card_update_request",
+             summary="Email the patient a signed link to add a new card; it pays the membership and what is owed "
+                     "is charged at once")
+def card_update_request(request, pk: int):
+    require(request.auth, Action.SELL)
+    sold = _membership(request, pk, action=Action.SELL)
+    req = card_requests.card_update_request(sold_pass=sold, actor=request.auth,
+                                            base_url=request.build_absolute_uri("/"))
+    return Status(202, {"id": req.pk, "membership_id": sold.pk, "emailed_to": req.emailed_to,
+                        "created_at": req.created_at, "expires_at": req.expires_at,
+                        "label": card_requests.card_request_label(req)})

@@ -115,3 +115,12 @@ class CycleRefundSuggestionOut(Schema):
 class CycleRefundIn(Schema):
     amount_minor: int = Field(..., ge=0, description="0 to what was collected; it becomes the patient's credit")
     reason: str = Field("", max_length=500)
+
+
+class CardUpdateRequestOut(Schema):
+    id: int
+    membership_id: int
+    emailed_to: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    label: str

@@ -13,6 +13,7 @@ urlpatterns = [
     path(M + "resume/", views.membership_resume, name="resume"),
     path(M + "cancel/", views.membership_cancel, name="cancel"),
     path(M + "payment/", views.membership_payment, name="payment"),
+    path(M + "card-request/", views.membership_card_request, name="card_request"),
     path(M + "delete/", views.membership_delete, name="delete"),
     path("memberships/cycles/<int:cycle_pk>/refund/", views.cycle_refund, name="cycle_refund"),
 ]

@@ -22,6 +22,7 @@ from carnet.people.selectors import patient_get
 from carnet.staff.decorators import run_action, save_form, save_once, staff_required
 
 from . import memberships as ms
+from .card_requests import card_update_request
 from .cycles import billed_cycles, cycle_preview, cycle_start
 from .instalments import pass_charge_due
 from .membership_forms import CancelForm, CycleRefundForm, MembershipSellForm, PauseForm, PaymentForm
@@ -186,7 +187,7 @@ def _detail(request, sold: Pass, *, pause_form=None):
         "value_minor": sum(i.total_minor for i in issued), "collected_minor": collected,
         "owing_minor": sum(max(i.balance_minor, 0) for i in issued),
         "uses": _uses_now(sold, today), "events": _events(request, sold, rows, today), "history": history,
-        "pause_form": pause_form or PauseForm(most=sold.pause_max_cycles),
+        "pause_form": pause_form or PauseForm(most=sold.pause_max_cycles), "form_key": new_form_key(),
         "show": {
             "pause": can(user, Action.SELL) and active and sold.pause_allowed and pause is None,
             "resume": can(user, Action.SELL) and active and pause is not None,
@@ -319,3 +320,14 @@ def membership_delete(request, pk: int):
     if sold.status == Status.DELETED:
         return redirect(reverse("passes:patient_passes", kwargs={"pk": sold.patient_id}))
     return _to_detail(pk)
+
+
+@require_POST
+@staff_required(Action.SELL)
+def membership_card_request(request, pk: int):
+    """Request a new card (issue 22 point 3): the patient is emailed a link to add one."""
+    sold = _membership(pk)
+    _, denied = run_action(request, lambda: card_update_request(
+        sold_pass=sold, actor=request.user, base_url=request.build_absolute_uri("/")), once=True,
+        success=f"A link to add a new card for {sold.name} was emailed to {sold.patient.email}.")
+    return denied or _to_detail(pk)

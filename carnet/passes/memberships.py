@@ -19,6 +19,7 @@ from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 
+from .card_requests import card_requests_close
 from .cycles import billed_cycles, cycle_for, row_make
 from .expiry_rules import terms_freeze
 from .intro_offers import intro_check, intro_override_record
@@ -179,6 +180,8 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
     before = activity.snapshot(sold)
     sold.payment_mode, sold.card = payment_mode, card if payment_mode == Mode.AUTOMATIC else None
     sold.save(update_fields=["payment_mode", "card"])
+    if payment_mode == Mode.AUTOMATIC:  # a card update request still open is done: staff chose the card
+        card_requests_close(sold=sold, card=card, actor=actor)
     if payment_mode == Mode.AUTOMATIC:  # an unpaid current cycle is charged to the new card
         today = _today()
         sold.instalment_rows.filter(invoice__isnull=False, period_start__lte=today, period_end__gt=today,

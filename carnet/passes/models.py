@@ -376,3 +376,34 @@ class Redemption(models.Model):
             models.UniqueConstraint(fields=["visit"], condition=Q(status__in=["reserved", "posted"]),
                                     name="one_live_redemption_per_visit"),
         ]
+
+
+class CardUpdateRequest(models.Model):
+    """A request to the patient for a new autopay card (issue 22 point 3): made by staff or by a hard
+    decline, emailed as a signed link (passes/card_requests.py). Open until a card is added through
+    the link (`completed_at`) or a newer request replaces it (`superseded_at`); at most one is open
+    per membership. `nonce` is in the link, so a replaced request's link stops working."""
+
+    class Reason(models.TextChoices):
+        STAFF = "staff", "Requested by staff"
+        HARD_DECLINE = "hard_decline", "The card was declined for good"
+
+    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="card_requests")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.STAFF)
+    note = models.CharField(max_length=200, blank=True)  # e.g. the decline's sentence
+    nonce = models.CharField(max_length=32)
+    emailed_to = models.CharField(max_length=254, blank=True)  # empty: the patient has no email address
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_key = models.CharField(max_length=80, blank=True)  # the form key of the POST that added the card
+    card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(
+            fields=["sold_pass"], condition=Q(completed_at__isnull=True, superseded_at__isnull=True),
+            name="one_open_card_request_per_pass")]

@@ -206,7 +206,7 @@ def _signup_get(scope: str, key: str) -> dict | None:
     return None if record is None else json.loads(bytes(record.body))
 
 
-def _card_keep(*, user, patient: Patient, stored, holder: str):
+def card_keep_online(*, user, patient: Patient, stored, holder: str):
     """Keep the card the patient just entered on file for them. gateway.services.card_store does the
     same but requires a staff actor with PAYMENT_TAKE; here the patient is the actor and the card is
     theirs (or their dependant's), so the row is made the same way without that check. Like
@@ -218,6 +218,24 @@ def _card_keep(*, user, patient: Patient, stored, holder: str):
                                      created_at=clock.now())
     activity.record(actor=user, verb="card_stored_online", obj=card, after=activity.snapshot(card, exclude=("token",)))
     return card
+
+
+def card_take_to_keep(*, patient: Patient, holder: str, entry_for: str, card_number: str = "", exp_month: int = 0,
+                      exp_year: int = 0, cvc: str = "", setup_intent: str = ""):
+    """A card typed online that is to stay on file for `patient` (an autopay card): kept at the
+    gateway (a bad card stops here) and, at one with customers (Stripe), attached to the patient's.
+    Call it outside any transaction: no database transaction waits on the network. Returns
+    (the gateway's StoredCard, the name on the card) for `card_keep_online`."""
+    from carnet.gateway.services import card_keep_at_gateway, card_tokenize
+
+    holder = (holder or "").strip()
+    if not holder or len(holder) > 120:
+        raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
+                               fields={"holder": ["Enter the name on the card."]})
+    stored = card_tokenize(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, holder=holder,
+                           setup_intent=setup_intent, entry_for=entry_for)
+    card_keep_at_gateway(patient=patient, stored=stored)
+    return stored, holder
 
 
 def _check_membership_sellable(template: PassTemplate, owner: Patient, *, lock: bool) -> None:
@@ -255,8 +273,6 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
     Returns the membership with `first_charge` = {"outcome": charged | declined | pending | none,
     "message"}.
     """
-    from carnet.gateway.services import card_keep_at_gateway, card_tokenize
-
     from .instalments import pass_charge_due
     from .memberships import membership_sell
 
@@ -267,21 +283,16 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
         if template.kind != PassTemplate.Kind.MEMBERSHIP:
             raise NotFound("No such membership.")
         _check_membership_sellable(template, patient, lock=False)
-        holder = (holder or "").strip()
-        if not holder or len(holder) > 120:
-            raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
-                                   fields={"holder": ["Enter the name on the card."]})
-        # Outside our transaction (no database transaction waits on the network); a bad card stops here.
-        stored = card_tokenize(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, holder=holder,
-                               setup_intent=setup_intent, entry_for=portal_entry_for(user))
-        card_keep_at_gateway(patient=patient, stored=stored)  # Stripe: on the patient's customer, for autopay
+        stored, holder = card_take_to_keep(patient=patient, holder=holder, entry_for=portal_entry_for(user),
+                                           card_number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
+                                           setup_intent=setup_intent)
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=201,
                                                           content_type="application/json", created_at=clock.now(),
                                                           body=b"{}")
                 _check_membership_sellable(template, patient, lock=True)  # again, now that a twin's sale is visible
-                card = _card_keep(user=user, patient=patient, stored=stored, holder=holder)
+                card = card_keep_online(user=user, patient=patient, stored=stored, holder=holder)
                 sold = membership_sell(actor=user, patient=patient, template=template, payment_mode=Pass.PaymentMode.AUTOMATIC,
                                        card=card, action=None, online=True)
                 record.body = json.dumps({"pass": sold.pk}).encode()

@@ -29,4 +29,7 @@ urlpatterns = [
     # Public: the signed token in the link is the patient's only credential.
     path("pay/<str:token>/", views.pay_balance, name="pay_balance"),
     path("pay/<str:token>/paid/<int:payment_pk>/", views.pay_balance_paid, name="pay_balance_paid"),
+    # Public: a card update request's signed link (issue 22) is the patient's credential for that membership only.
+    path("card/<str:token>/", views.card_update, name="card_update"),
+    path("card/<str:token>/done/", views.card_update_done, name="card_update_done"),
 ]

@@ -223,29 +223,52 @@ def _declined_sentence(exc: PaymentFailed) -> str:
     return f"{reason}. Nothing was charged. Please try another card, or contact the clinic."
 
 
+def _card_form(request):
+    """(the card form of a page reached by a signed link, whether Stripe.js takes the card)."""
+    stripe_on = gateway_uses_stripe_js()
+    return (StripeCardForm if stripe_on else PayBalanceForm)(request.POST or None,
+                                                             initial={"form_key": new_form_key()}), stripe_on
+
+
+def _typed_card(request, data: dict, stripe_on: bool) -> dict:
+    """The card as the services take it: Stripe.js's SetupIntent, or the test gateway's fields."""
+    if stripe_on:
+        return {"setup_intent": request.POST.get("setup_intent", "")[:255]}
+    return {"card_number": data["number"], "exp_month": data["exp_month"], "exp_year": data["exp_year"],
+            "cvc": data["cvc"]}
+
+
+def _card_submit(request, form, stripe_on: bool, pay, passes=()):
+    """`pay(holder=…, idempotency_key=…, <the card>)` for a valid POSTed card form: its result, or
+    None with the decline or refusal on the form (AuthenticationPending and errors of the `passes`
+    types are raised instead)."""
+    if request.method != "POST" or not form.is_valid():
+        return None
+    data = form.cleaned_data
+    try:
+        return pay(holder=data["holder"], idempotency_key=data["form_key"], **_typed_card(request, data, stripe_on))
+    except AuthenticationPending:  # 3-D Secure: the caller shows the bank's check
+        raise
+    except PaymentFailed as exc:
+        form.add_error(None, _declined_sentence(exc))
+    except CarnetError as exc:
+        if passes and isinstance(exc, passes):
+            raise
+        apply_errors(form, exc)
+    return None
+
+
 def pay_balance(request, token: str):
     patient, invalid = _link_patient(request, token)
     if invalid:
         return invalid
-    stripe_on = gateway_uses_stripe_js()
-    form = (StripeCardForm if stripe_on else PayBalanceForm)(request.POST or None,
-                                                              initial={"form_key": new_form_key()})
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        card = ({"setup_intent": request.POST.get("setup_intent", "")[:255]} if stripe_on else
-                {"card_number": data["number"], "exp_month": data["exp_month"], "exp_year": data["exp_year"],
-                 "cvc": data["cvc"]})
-        try:
-            payment = balance_pay_online(patient=patient, holder=data["holder"], idempotency_key=data["form_key"],
-                                         **card)
-        except AuthenticationPending as exc:
-            return card_authenticate_page(request, exc, nav="portal/_public_nav.html")
-        except PaymentFailed as exc:
-            form.add_error(None, _declined_sentence(exc))
-        except CarnetError as exc:
-            apply_errors(form, exc)
-        else:
-            return redirect("portal:pay_balance_paid", token=token, payment_pk=payment.pk)
+    form, stripe_on = _card_form(request)
+    try:
+        payment = _card_submit(request, form, stripe_on, lambda **card: balance_pay_online(patient=patient, **card))
+    except AuthenticationPending as exc:
+        return card_authenticate_page(request, exc, nav="portal/_public_nav.html")
+    if payment is not None:
+        return redirect("portal:pay_balance_paid", token=token, payment_pk=payment.pk)
     clinic = clinic_get()
     invoices = list(open_invoices(patient))
     return _with_stripe_js(request, form, pay_balance_entry_for(patient) if stripe_on and invoices else "",
@@ -464,9 +487,7 @@ def membership_sign_up(request, patient, pk: int):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
-        card = ({"setup_intent": request.POST.get("setup_intent", "")[:255]} if stripe_on else
-                {"card_number": data["number"], "exp_month": data["exp_month"], "exp_year": data["exp_year"],
-                 "cvc": data["cvc"]})
+        card = _typed_card(request, data, stripe_on)
         try:
             sold = passes_online.membership_sign_up_online(
                 user=request.user, patient=owner, template=template, holder=data["holder"],
@@ -547,3 +568,70 @@ def membership_resume(request, patient, pk: int):
     return _membership_action(
         request, pk, lambda sold: resume(actor=request.user, sold_pass=sold, by_patient=True),
         lambda sold, done: f"{sold.name} is resumed: its next cycles are billed again.")
+
+
+# ---------------------------------------------------------------- card update link (public, signed; issue 22)
+
+
+def _card_request(request, token: str, *, for_done: bool = False):
+    """(the card update request, None), or (None, the page saying why the link does not work)."""
+    from carnet.passes import card_requests
+
+    try:
+        return card_requests.card_request_from_token(token, for_done=for_done), None
+    except CarnetError as exc:
+        return None, _card_link_page(request, exc)
+
+
+def _card_link_page(request, exc: CarnetError):
+    return render(request, "portal/card_link_invalid.html",
+                  {"clinic": clinic_get(), "message": exc.message, "code": exc.code}, status=exc.status)
+
+
+def card_update(request, token: str):
+    """The page a card update request's link opens: add a card for the membership, which then
+    pays for it automatically; what is owed on it is charged at once."""
+    from carnet.passes import card_requests
+
+    # A used link may still be POSTed again by the very submit that used it (a reload): the service
+    # answers that one from its form key and refuses any other.
+    req, invalid = _card_request(request, token, for_done=request.method == "POST")
+    if invalid:
+        return invalid
+    form, stripe_on = _card_form(request)
+    try:
+        done = _card_submit(request, form, stripe_on, lambda **card: card_requests.card_update_complete(
+            token=token, **card), passes=card_requests.CardLinkError)
+    except card_requests.CardLinkError as exc:  # used, replaced or expired meanwhile: the page says which
+        return _card_link_page(request, exc)
+    if done is not None:
+        return redirect("portal:card_update_done", token=token)
+    clinic, sold = clinic_get(), req.sold_pass
+    owing = card_requests.owing_minor(sold)
+    return _with_stripe_js(request, form, card_requests.card_entry_for(req) if stripe_on else "",
+                           "portal/card_update.html", {
+        "clinic": clinic, "patient": req.patient, "sold": sold, "form": form, "req": req,
+        "owing": clinic.money(owing) if owing else "", "next_amount": clinic.money(_next_amount(sold))}, keep=True)
+
+
+def _next_amount(sold) -> int:
+    from carnet.passes.quotes import price_with_tax_minor
+
+    return price_with_tax_minor(sold)
+
+
+def card_update_done(request, token: str):
+    """After the card was added: which card pays the membership now, and how charging what was owed went."""
+    from carnet.passes import card_requests
+
+    req, invalid = _card_request(request, token, for_done=True)
+    if invalid:
+        return invalid
+    if req.completed_at is None or req.card_id is None:  # not used yet: the form
+        return redirect("portal:card_update", token=token)
+    clinic, sold = clinic_get(), req.sold_pass
+    owed = list(card_requests.owed_rows(sold).select_related("invoice").order_by("seq"))
+    return render(request, "portal/card_update_done.html", {
+        "clinic": clinic, "patient": req.patient, "sold": sold, "req": req, "card": req.card,
+        "owing": clinic.money(sum(max(r.invoice.balance_minor, 0) for r in owed)),
+        "owed": [(r, clinic.money(r.invoice.balance_minor)) for r in owed]})

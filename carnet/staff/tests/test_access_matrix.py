@@ -160,6 +160,7 @@ def api_routes(w):
         ("delete", "/memberships/{membership}", A.INVOICE_DELETE, None),
         ("get", "/memberships/cycles/{membership_cycle}/refund-suggestion", A.REFUND, None),
         ("post", "/memberships/cycles/{membership_cycle}/refund", A.REFUND, {"amount_minor": 0}),
+        ("post", "/memberships/{membership}/card-update-request", A.SELL, None),
         ("post", "/me/memberships/{membership}/cancel", PATIENT_ONLY, None),
         ("post", "/me/memberships/{membership}/pause", PATIENT_ONLY, {"cycles": 1}),
         ("post", "/me/memberships/{membership}/resume", PATIENT_ONLY, None),
@@ -478,6 +479,8 @@ def _page_routes():
               "portal:appointment_cancel", "booking:start", "booking:book", "booking:confirm", "calendar:feed",
               "portal:passes", "portal:pass_buy", "portal:pass_bought", "portal:membership_sign_up",
               "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume",
+              # the card update link: its signed token is the credential (passes/tests/test_card_requests.py)
+              "portal:card_update", "portal:card_update_done",
               *ACCOUNT_PAGES_PUBLIC, "portal:password_change", "portal:invitation",
               # the code after the password (any login that has passed it; test_two_factor.py) and the
               # patient's own account pages
@@ -537,6 +540,7 @@ PAGE_ACTIONS = {
     "memberships:sell": A.SELL, "memberships:detail": A.INVOICE_VIEW, "memberships:pause": A.SELL,
     "memberships:resume": A.SELL, "memberships:cancel": A.SELL, "memberships:payment": A.SELL,
     "memberships:delete": A.INVOICE_DELETE, "memberships:cycle_refund": A.REFUND,
+    "memberships:card_request": A.SELL,
 }
 PAGE_ACTIONS.update({f"reports:billing_{name}": A.REPORTS_OWN
                      for name in ("compensation", "transactions", "ar_aging", "summary")})
@@ -578,7 +582,7 @@ POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock
                    "appointment_cancel",
                    "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class",
                    "appointment_pass_use", "appointment_pass_remove",
-                   "pause", "resume", "commit", "undo"}
+                   "pause", "resume", "commit", "undo", "card_request"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
              "payment_pk": "payment", "card_pk": "card", "attempt_pk": "card_attempt"}
 

@@ -1,0 +1,26 @@
+"""{% card_request_open sold as req %} and {% card_requests_open patient as reqs %}: card update
+requests still waiting for a card (issue 22 point 3), with `label` ("Card update requested (sent …)")."""
+
+from django import template
+
+register = template.Library()
+
+
+@register.simple_tag
+def card_request_open(sold):
+    from carnet.passes.card_requests import card_request_label, card_request_open as open_one
+
+    req = open_one(sold)
+    if req is not None:
+        req.label = card_request_label(req)
+    return req
+
+
+@register.simple_tag
+def card_requests_open(patient):
+    from carnet.passes.card_requests import card_request_label, card_requests_open_for
+
+    reqs = card_requests_open_for(patient)
+    for req in reqs:
+        req.label = card_request_label(req)
+    return reqs
