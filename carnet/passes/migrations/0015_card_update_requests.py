@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('gateway', '0002_gateway_customers'),
-        ('passes', '0012_pass_window_terms'),
+        ('passes', '0014_value_db_defaults'),
         ('people', '0006_login_session'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
