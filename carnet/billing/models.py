@@ -290,3 +290,14 @@ class CardDispute(models.Model):
     @property
     def status_label(self) -> str:
         return self.status.replace("_", " ") or "—"
+
+    @property
+    def status_sentence(self) -> str:
+        """What the dispute's state means for the clinic, as staff see it on the payment."""
+        if self.status == "won":
+            return "Won: the clinic keeps the money."
+        if self.status == "lost":
+            return "Lost: the money went back to the card holder (recorded as a refund of this payment)."
+        if self.status in ("warning_closed", "prevented", "charge_refunded"):
+            return f"Closed ({self.status_label}) without taking money back."
+        return f"Open ({self.status_label}): answer it in Stripe."

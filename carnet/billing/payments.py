@@ -186,12 +186,18 @@ def credit_apply(*, actor, patient, invoice: Invoice, amount_minor: int | None =
 def allocation_unapply(*, actor, allocation: Allocation) -> Allocation:
     """Move an applied amount back to the patient's credit."""
     require(actor, Action.PAYMENT_UNAPPLY)
+    return _unapply(actor=actor, allocation=allocation)
+
+
+def _unapply(*, actor, allocation: Allocation) -> Allocation:
+    """actor None: the card processor took the money back (a refund made in Stripe's Dashboard, a
+    lost chargeback), so what it paid is owing again; no one's permission is asked."""
     invoice = lock_invoices([allocation.invoice_id])[allocation.invoice_id]
     payment = lock_payment(allocation.payment_id)
     allocation = Allocation.objects.get(pk=allocation.pk)
     if allocation.unapplied_at:
         raise NotFound("This payment was already unapplied from that invoice.")
-    if clock.now() - payment.received_at > UNAPPLY_OLD_AFTER:
+    if actor is not None and clock.now() - payment.received_at > UNAPPLY_OLD_AFTER:
         require(actor, Action.PAYMENT_UNAPPLY_OLD)
     before = activity.snapshot(allocation)
     now = clock.now()
@@ -249,6 +255,33 @@ def refund_post(*, payment: Payment, amount_minor: int, method: str, refund_id: 
         Line(accounts.PATIENT_CREDIT, debit=amount_minor, patient_id=payment.patient_id),
         Line(accounts.cash(method), credit=amount_minor),
     ])
+    return refund
+
+
+def refund_outside(*, payment_pk: int, amount_minor: int, refund_id: str, reason: str, verb: str) -> Refund | None:
+    """Money the card processor returned to the card holder without Carnet asking (a refund made in
+    Stripe's Dashboard, a chargeback lost), recorded once by its id (`refund_id`, unique among
+    refunds): the payment's unapplied money first, then what it paid on invoices (newest first,
+    owing again). Never more than the payment still holds. None when already recorded."""
+    with transaction.atomic():
+        payment = lock_payment(payment_pk)
+        if Refund.objects.filter(gateway_refund_id=refund_id).exists():
+            return None
+        free, last = payment.unapplied_minor, None
+        for allocation in payment.allocations.filter(unapplied_at__isnull=True).order_by("-pk"):
+            if payment.unapplied_minor >= amount_minor:
+                break
+            last = _unapply(actor=None, allocation=allocation)
+            payment.refresh_from_db()
+        amount = min(amount_minor, payment.unapplied_minor)
+        if amount <= 0:
+            return None
+        refund = refund_post(payment=payment, amount_minor=amount, method=Payment.Method.CARD_GATEWAY,
+                             refund_id=refund_id, reason=reason)
+        if last is not None and payment.unapplied_minor > free:  # what was unapplied beyond the refund pays again
+            payment_apply_system(payment=payment, invoice=last.invoice, amount_minor=payment.unapplied_minor - free)
+        activity.record(actor=None, verb=verb, obj=payment, after={
+            "refund": refund.pk, "gateway_refund_id": refund_id, "amount_minor": amount, "reason": reason[:200]})
     return refund
 
 

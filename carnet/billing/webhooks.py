@@ -6,7 +6,9 @@ the PaymentIntent id and records the outcome under the attempt's row lock, once.
 arriving before the page's own answer, after it, twice, or out of order changes nothing more.
 
 Handled: payment_intent.succeeded, payment_intent.payment_failed, charge.refunded,
-charge.dispute.created, setup_intent.succeeded. Others are acknowledged and ignored.
+charge.refund.updated, charge.dispute.created, charge.dispute.updated, charge.dispute.closed,
+setup_intent.succeeded (EVENTS). Others are acknowledged and ignored. Refunds made in Stripe's
+Dashboard and lost disputes are recorded in Carnet's books once, by their Stripe id.
 """
 
 from __future__ import annotations
@@ -85,24 +87,72 @@ def _charge_refunded(charge: dict) -> str:
     attempts = CardAttempt.objects.filter(kind=CardAttempt.Kind.REFUND, status__in=card_attempts.OPEN,
                                           payment__gateway_charge_id=intent)
     # A refund still being sent is not at Stripe yet: left open, not failed.
-    return _resolve(attempts, settle_missing=False)
+    outcome = _resolve(attempts, settle_missing=False)
+    return "; ".join(part for part in (outcome, _refunds_outside(intent)) if part)
 
 
-def _dispute_created(dispute: dict) -> str:
+def _refund_updated(refund: dict) -> str:
+    """A refund's status changed (a Dashboard refund pending at first goes through later)."""
+    return _refunds_outside(str(refund.get("payment_intent") or "-")) or "nothing to record"
+
+
+def _refunds_outside(intent: str) -> str:
+    """Refunds made in Stripe's Dashboard (not sent by Carnet): each recorded once by its id, as a
+    refund of the payment (ledger, the payment's refunds, the activity log)."""
+    from carnet.gateway.services import gateway_refunds_outside
+
+    from .payments import refund_outside
+
+    payment = Payment.objects.filter(gateway_charge_id=intent).first() if intent != "-" else None
+    if payment is None:
+        return ""
+    done = []
+    for found in gateway_refunds_outside(charge_id=intent):  # asked outside any transaction
+        refund = refund_outside(payment_pk=payment.pk, amount_minor=found.amount_minor, refund_id=found.refund_id,
+                                reason="Refunded in Stripe's Dashboard", verb="card_refunded_outside_carnet")
+        if refund is not None:
+            done.append(f"refund {found.refund_id} recorded on payment #{payment.pk}")
+    return "; ".join(done)
+
+
+# Stripe's dispute statuses, in the order they move; a late event never takes one back.
+DISPUTE_RANK = {"warning_needs_response": 1, "needs_response": 1, "warning_under_review": 2, "under_review": 2,
+                "won": 3, "lost": 3, "warning_closed": 3, "charge_refunded": 3, "prevented": 3}
+
+
+def _dispute(dispute: dict) -> str:
+    """charge.dispute.created / updated / closed, in any order: the dispute is kept once and its
+    status only moves forward. A lost one returns the money to the card holder in Carnet's books
+    once (a refund of the payment keyed by the dispute's id; what it paid on invoices is owing again)."""
+    from .payments import refund_outside
+
     intent = str(dispute.get("payment_intent") or "")
     payment = Payment.objects.filter(gateway_charge_id=intent).first() if intent else None
     if payment is None:
         return "dispute on a payment Carnet did not record"
+    status = str(dispute.get("status") or "")[:40]
     with transaction.atomic():
         found, made = CardDispute.objects.get_or_create(
             dispute_id=str(dispute.get("id"))[:255],
             defaults={"payment": payment, "amount_minor": int(dispute.get("amount") or 0),
-                      "reason": str(dispute.get("reason") or "")[:60],
-                      "status": str(dispute.get("status") or "")[:40], "created_at": clock.now()})
+                      "reason": str(dispute.get("reason") or "")[:60], "status": status, "created_at": clock.now()})
         if made:
             activity.record(actor=None, verb="card_disputed", obj=payment, after={
-                "dispute": found.dispute_id, "amount_minor": found.amount_minor, "reason": found.reason})
-    return f"dispute {found.dispute_id} on payment #{payment.pk}"
+                "dispute": found.dispute_id, "amount_minor": found.amount_minor, "reason": found.reason,
+                "status": found.status})
+        else:
+            found = CardDispute.objects.select_for_update().get(pk=found.pk)
+            if DISPUTE_RANK.get(status, 0) > DISPUTE_RANK.get(found.status, 0):
+                before = found.status
+                found.status = status
+                found.save(update_fields=["status"])
+                activity.record(actor=None, verb="card_dispute_updated", obj=payment,
+                                before={"dispute": found.dispute_id, "status": before},
+                                after={"dispute": found.dispute_id, "status": status})
+    if found.status == "lost":
+        refund_outside(payment_pk=payment.pk, amount_minor=found.amount_minor, refund_id=found.dispute_id,
+                       reason=f"Chargeback lost (dispute {found.dispute_id})", verb="card_dispute_lost")
+    return f"dispute {found.dispute_id} on payment #{payment.pk}: {found.status}"
 
 
 def _setup_intent_succeeded(intent: dict) -> str:
@@ -125,9 +175,13 @@ HANDLERS = {
     "payment_intent.succeeded": _payment_intent,
     "payment_intent.payment_failed": _payment_intent,
     "charge.refunded": _charge_refunded,
-    "charge.dispute.created": _dispute_created,
+    "charge.refund.updated": _refund_updated,
+    "charge.dispute.created": _dispute,
+    "charge.dispute.updated": _dispute,
+    "charge.dispute.closed": _dispute,
     "setup_intent.succeeded": _setup_intent_succeeded,
 }
+EVENTS = tuple(HANDLERS)  # what to enable on the webhook endpoint in Stripe's Dashboard (README)
 
 
 def disputes_to_review(*, days: int = 90):

@@ -27,7 +27,7 @@ from .models import CardOnFile, GatewayCustomer
 
 # Other apps talk to this one through its services: the results and errors they handle are here too.
 __all__ = ["card_store", "card_remove", "card_tokenize", "card_charge", "card_charge_prepare", "charge_refund",
-           "gateway_retrieve", "card_setup_begin", "card_setup_complete", "gateway_uses_stripe_js",
+           "gateway_retrieve", "gateway_refunds_outside", "card_setup_begin", "card_setup_complete", "gateway_uses_stripe_js",
            "ChargeResult", "RefundResult", "StoredCard", "PaymentFailed", "CardDeclined", "InsufficientFunds",
            "AuthenticationRequired", "AuthenticationPending", "GatewayUnavailable", "GatewayCallInTransaction"]
 
@@ -262,6 +262,13 @@ def gateway_retrieve(*, kind: str, idempotency_key: str, reference: str = "", ch
     extra = {name: value for name, value in (("reference", reference), ("charge_id", charge_id),
                                              ("authenticating", authenticating)) if value}
     return _gateway("retrieve").retrieve(kind=kind, idempotency_key=idempotency_key, **extra)
+
+
+def gateway_refunds_outside(*, charge_id: str) -> list[RefundResult]:
+    """Refunds of a charge made at the gateway without Carnet (Stripe's Dashboard); [] for a gateway
+    that has no such thing."""
+    gateway = _gateway("refunds_outside")
+    return gateway.refunds_outside(charge_id=charge_id) if hasattr(gateway, "refunds_outside") else []
 
 
 # ---------------------------------------------------------------- cards saved by Stripe.js (SetupIntents)

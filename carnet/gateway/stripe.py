@@ -227,6 +227,15 @@ class StripeGateway:
             raise ProcessingError("Stripe could not refund this card; nothing was refunded. Refund another way.")
         return RefundResult(refund_id=refund.id, charge_id=charge_id, amount_minor=refund.amount)
 
+    def refunds_outside(self, *, charge_id: str) -> list[RefundResult]:
+        """The refunds of a charge that Carnet did not send (made in Stripe's Dashboard: no Carnet
+        key in their metadata) and that went through."""
+        refunds = _call(self.client.v1.refunds.list, params={"payment_intent": charge_id, "limit": 100})
+        return [RefundResult(refund_id=refund.id, charge_id=charge_id, amount_minor=refund.amount)
+                for refund in refunds.data
+                if refund.status == "succeeded"
+                and not (refund.metadata.to_dict() if refund.metadata else {}).get(METADATA_KEY)]
+
     # ------------------------------------------------------------ reconciliation
 
     def retrieve(self, *, kind: str, idempotency_key: str, reference: str = "", charge_id: str = "",

@@ -216,3 +216,99 @@ def test_a_webhook_after_reconciliation_recorded_the_crashed_charge_changes_noth
     assert crashed_charge.status == "succeeded" and crashed_charge.reconciled_at is not None
     assert Payment.objects.count() == 1
     assert_ledger_ok()
+
+
+# ---------------------------------------------------------------- changes made in Stripe's Dashboard
+
+
+def _ledger_lines(payment):
+    from carnet.ledger.models import Entry
+
+    return Entry.objects.filter(transaction__kind="payment_refunded").count()
+
+
+def test_a_refund_made_in_stripes_dashboard_is_recorded_once_and_what_it_paid_is_owing_again(desk):
+    from carnet.billing.models import Invoice
+
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient), amount=5000)  # all of it paid an invoice
+    made = _stripe().v1.refunds.create(params={"payment_intent": payment.gateway_charge_id, "amount": 2000})
+    charge = {"id": "ch_x", "object": "charge", "payment_intent": payment.gateway_charge_id, "amount_refunded": 2000}
+    evt = event("charge.refunded", charge)
+    first = deliver(evt)
+    assert first.status_code == 200 and made.id in first.json()["outcome"]
+    deliver(evt)
+    deliver(event("charge.refunded", charge))  # another delivery of the same change
+    deliver(event("charge.refund.updated", {"id": made.id, "payment_intent": payment.gateway_charge_id}))
+    refund = Refund.objects.get()
+    assert (refund.amount_minor, refund.gateway_refund_id, refund.method) == (2000, made.id, "card_gateway")
+    payment.refresh_from_db()
+    assert payment.refunded_minor == 2000
+    assert Invoice.objects.get().balance_minor == 2000  # the clinic gave the money back: owing again
+    assert ActivityLog.objects.filter(verb="card_refunded_outside_carnet").count() == 1
+    client = Client()
+    client.force_login(desk["user"])
+    assert "Refunded in Stripe" in client.get(f"/patients/{patient.pk}/billing/").content.decode()
+    assert_ledger_ok()
+
+
+def test_a_refund_carnet_sent_is_not_taken_for_a_dashboard_one(desk):
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient))
+    _unapplied(desk, payment)
+    payment_refund(actor=desk["user"], payment=payment, amount_minor=1000, method="card_gateway", reason="Moved",
+                   idempotency_key="r-own")
+    deliver(event("charge.refunded", {"id": "ch_x", "payment_intent": payment.gateway_charge_id}))
+    assert Refund.objects.count() == 1 and not ActivityLog.objects.filter(verb="card_refunded_outside_carnet").exists()
+
+
+def _dispute(payment, status, dispute_id="dp_1", amount=7000):
+    return {"id": dispute_id, "object": "dispute", "amount": amount, "payment_intent": payment.gateway_charge_id,
+            "charge": "ch_1", "reason": "fraudulent", "status": status}
+
+
+@pytest.mark.parametrize("order", [("created", "updated", "closed"), ("closed", "updated", "created"),
+                                   ("closed", "closed", "created")])
+def test_a_lost_dispute_returns_the_money_once_in_any_order(desk, order):
+    from carnet.billing.models import Invoice
+
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
+    status = {"created": "needs_response", "updated": "under_review", "closed": "lost"}
+    for kind in order:
+        assert deliver(event(f"charge.dispute.{kind}", _dispute(payment, status[kind]))).status_code == 200
+    dispute = CardDispute.objects.get()
+    assert dispute.status == "lost"  # a late "created" or "updated" never takes it back
+    refund = Refund.objects.get()
+    assert (refund.amount_minor, refund.gateway_refund_id) == (7000, "dp_1") and "Chargeback lost" in refund.reason
+    assert Invoice.objects.get().balance_minor == 7000
+    assert ActivityLog.objects.filter(verb="card_dispute_lost").count() == 1
+    client = Client()
+    client.force_login(desk["user"])
+    assert "lost" in client.get("/billing/card-payments/review/").content.decode()
+    assert_ledger_ok()
+
+
+def test_a_won_dispute_moves_no_money_and_shows_it_won(desk):
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
+    for kind, status in (("created", "needs_response"), ("updated", "under_review"), ("closed", "won")):
+        deliver(event(f"charge.dispute.{kind}", _dispute(payment, status)))
+    deliver(event("charge.dispute.updated", _dispute(payment, "needs_response")))  # late and out of order
+    assert CardDispute.objects.get().status == "won" and not Refund.objects.exists()
+    assert ActivityLog.objects.filter(verb="card_dispute_updated").count() == 2
+    client = Client()
+    client.force_login(desk["user"])
+    assert "Won: the clinic keeps the money." in client.get(f"/patients/{patient.pk}/billing/").content.decode()
+
+
+def test_a_lost_dispute_after_a_refund_returns_only_what_the_payment_still_holds(desk):
+    patient = make_patient()
+    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
+    _unapplied(desk, payment)
+    payment_refund(actor=desk["user"], payment=payment, amount_minor=3000, method="card_gateway", reason="Part",
+                   idempotency_key="r-part")
+    deliver(event("charge.dispute.closed", _dispute(payment, "lost")))
+    payment.refresh_from_db()
+    assert payment.refunded_minor == 7000 and Refund.objects.count() == 2
+    assert_ledger_ok()
