@@ -24,6 +24,7 @@ from carnet.people.signups import sign_up_request
 from carnet.staff.decorators import apply_errors
 
 from . import online
+from .selectors import treatments_offered
 
 
 class SignUpForm(forms.Form):
@@ -130,6 +131,8 @@ def book(request, location_id: int):
         "clinic": clinic, "location": location, "treatment": treatment, "practitioner": practitioner,
         "treatments": [(t, clinic.money(price_with_tax_minor(t)), bool(t.taxes.exists())) for t in treatments],
         "practitioners": practitioners, "day": day, "week": week, "first": first, "strip": strip,
+        "not_offered": bool(treatment and practitioner
+                            and not treatments_offered(practitioner).filter(pk=treatment.pk).exists()),
         "earlier": _times_url(location, treatment, practitioner, max(day - dt.timedelta(days=WEEK), today))
         if treatment and day > today else "",
         "later": _times_url(location, treatment, practitioner, day + dt.timedelta(days=WEEK)) if treatment else "",

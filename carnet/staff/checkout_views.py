@@ -18,7 +18,7 @@ from django.utils.http import urlencode
 
 from carnet.clinic.selectors import clinic_get, location_default
 from carnet.core.errors import CarnetError, NotAllowed, NotFound, ValidationFailed
-from carnet.gateway.services import (AuthenticationPending, card_authenticate_page, card_entry_begin, card_file_stored,
+from carnet.gateway.services import (AuthenticationPending, GatewayUnavailable, card_authenticate_page, card_entry_begin, card_file_stored,
                                      card_keep_at_gateway, card_tokenize, gateway_uses_stripe_js, stripe_csp)
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, staff_of
@@ -82,6 +82,11 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
     except AuthenticationPending as exc:
         done["authenticate"] = exc
         return
+    except GatewayUnavailable as exc:  # maybe charged: reconciliation records it (and loads a gift card) once
+        messages.warning(request, f"The sale is recorded, but the card payment of {clinic.money(tender.amount_minor)} "
+                                  f"has no answer yet: {exc.message} It is checked with the gateway automatically "
+                                  "(Reports → Card payments to review); do not charge it again meanwhile.")
+        sale.gift_cards = []
     except CarnetError as exc:
         gifts = (f" The gift card {', '.join(c.code for c, _ in sale.gift_cards)} was not sold."
                  if sale.gift_cards else "")

@@ -235,3 +235,22 @@ def test_portal_cancel_inside_the_window_shows_the_refusal(setup, client):
     clinic_set(cancellation_window_hours=2)
     page = client.post(f"/portal/appointments/{row.pk}/cancel/", follow=True).content.decode()
     assert "Cancelled: Massage 60" in page
+
+
+def test_online_booking_pages_say_the_practitioner_does_not_offer_it_and_refuse_it(setup, client):
+    """Issue 20: treatments offered hold online too: no times, a sentence saying why, and a confirm
+    sent anyway (an old link, a crafted URL) refused with the reason on the page."""
+    from .factories import treatment_of
+
+    loc, t, p = setup["location"], setup["treatment"], setup["prac"]
+    p.treatments.add(treatment_of(setup, "individual", name="Acupuncture 45"))
+    page = client.get(f"/book/{loc.pk}/", {"treatment": t.pk, "practitioner": p.pk, "day": DAY}).content.decode()
+    assert f"{p.display_name} does not offer Massage 60. Choose another practitioner" in page
+    assert "/confirm/?" not in page
+    patient = signed_up()
+    client.force_login(patient.user)
+    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={at(DAY, '09:00').isoformat()}"
+    key = _key(client.get(confirm).content.decode())
+    response = client.post(confirm, {"action": "confirm", "form_key": key}, follow=True)
+    assert response.status_code == 200 and "does not offer Massage 60" in response.content.decode()
+    assert not Appointment.objects.exists()

@@ -423,3 +423,25 @@ def test_add_items_from_the_panel_opens_the_checkout_for_that_patient_and_return
     assert response.status_code == 302 and f"open={appointment.pk}" in response["Location"]
     assert Invoice.objects.get().total_minor == 2500 and Payment.objects.get().amount_minor == 3500
     assert "Not applied" not in s["client"].get(response["Location"]).content.decode()
+
+
+def test_a_lost_card_answer_leaves_the_gift_card_to_reconciliation_which_loads_it_once(s):
+    import datetime as dt
+
+    from carnet.billing import card_attempts
+    from carnet.giftcards.models import GiftCard
+
+    response = _post(s, product_0=s["oil"].pk, giftcard_amount="30.00", method="new_card",
+                     number="4000 0000 0000 0770", **NEW_CARD)
+    assert response.status_code == 302 and not Payment.objects.exists()
+    card = GiftCard.objects.get()
+    assert card.balance_minor == 0
+    assert "has no answer yet" in s["client"].get(response["Location"]).content.decode()
+    for _ in range(2):
+        card_attempts.attempts_reconcile(older_than=dt.timedelta(0))
+    card.refresh_from_db()
+    payment = Payment.objects.get()
+    assert (card.balance_minor, payment.amount_minor, payment.gift_card_minor, payment.unapplied_minor) == (
+        3000, 5500, 3000, 0)
+    assert Invoice.objects.get().balance_minor == 0
+    assert_ledger_ok()
