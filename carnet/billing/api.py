@@ -13,11 +13,12 @@ from ninja import Router, Status
 
 from carnet.clinic.models import Location
 from carnet.clinic.selectors import clinic_get
-from carnet.core.errors import NotFound, ValidationFailed
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.idempotency import calls_gateway, request_key
-from carnet.core.permissions import Action, require
+from carnet.core.permissions import Action, require, staff_of
 from carnet.gateway.selectors import card_get, cards_for_patient
-from carnet.gateway.services import card_remove, card_store
+from carnet.gateway.services import (card_remove, card_setup_begin, card_setup_complete, card_store,
+                                     gateway_uses_stripe_js, stripe_js_url)
 from carnet.people.selectors import patient_for, patient_get
 
 from . import documents, emails, payments
@@ -209,6 +210,39 @@ def cards(request, pk: int):
 def store_card(request, pk: int, payload: s.CardIn):
     require(request.auth, Action.PAYMENT_TAKE)
     return Status(201, card_store(actor=request.auth, patient=patient_get(pk), **payload.dict()))
+
+
+def _card_setup_patient(request, pk: int):
+    """(patient, whether the patient saves their own card): staff who take payments for anyone; a
+    patient for themself or a dependant (anyone else: not found)."""
+    patient = patient_for(request.auth, pk, action=Action.PAYMENT_TAKE)
+    if not gateway_uses_stripe_js():
+        raise Conflict("This clinic's card processor takes no SetupIntents; save a card with POST "
+                       "/patients/{id}/cards.", code="card_setup_unavailable")
+    return patient, staff_of(request.auth) is None
+
+
+@router.post("/patients/{pk}/cards/setup", response={201: s.CardSetupOut}, operation_id="card_setup_begin")
+@calls_gateway()  # a Stripe customer and SetupIntent are made, outside any transaction
+def card_setup(request, pk: int):
+    """Start saving a card with Stripe.js: a SetupIntent on the patient's Stripe customer. Confirm it
+    in the browser with stripe.confirmCardSetup(client_secret, …) (the card goes to Stripe only),
+    then POST its id to /patients/{pk}/cards/setup/complete (Stripe's setup_intent.succeeded
+    webhook keeps the card too, once). The same Idempotency-Key from the same caller returns the
+    same SetupIntent."""
+    patient, own = _card_setup_patient(request, pk)
+    started = card_setup_begin(actor=request.auth, patient=patient, patient_actor=own)
+    return Status(201, {**started, "js_url": stripe_js_url()})
+
+
+@router.post("/patients/{pk}/cards/setup/complete", response={201: s.CardOut}, operation_id="card_setup_complete")
+@calls_gateway()
+def card_setup_done(request, pk: int, payload: s.CardSetupIn):
+    """The card a confirmed SetupIntent of this patient's saved, kept on file once (Carnet reads it
+    from Stripe by id: brand, last four and expiry only)."""
+    patient, own = _card_setup_patient(request, pk)
+    return Status(201, card_setup_complete(actor=request.auth, patient=patient, setup_intent=payload.setup_intent,
+                                           holder=payload.holder, patient_actor=own))
 
 
 @router.delete("/cards/{pk}", response=s.CardOut, operation_id="card_remove")

@@ -149,6 +149,18 @@ class CardIn(Schema):
     holder: str = Field(..., min_length=1, max_length=120)
 
 
+class CardSetupOut(Schema):
+    setup_intent: str = Field(..., description="The SetupIntent's id (seti_…)")
+    client_secret: str = Field(..., description="For Stripe.js's confirmCardSetup in the browser")
+    publishable_key: str
+    js_url: str = Field(..., description="Where the page loads Stripe.js from")
+
+
+class CardSetupIn(Schema):
+    setup_intent: str = Field(..., min_length=1, max_length=255)
+    holder: str = Field("", max_length=120, description="Name on the card (default: the patient's name)")
+
+
 class CardOut(Schema):
     id: int
     brand: str

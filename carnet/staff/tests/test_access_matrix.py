@@ -73,6 +73,9 @@ def api_routes(w):
         ("post", "/payments/{payment}/refunds", A.REFUND, {"amount_minor": 100}),
         ("get", "/patients/{patient}/cards", A.INVOICE_VIEW, None),
         ("post", "/patients/{patient}/cards", A.PAYMENT_TAKE, card),
+        # With the test gateway: 409 card_setup_unavailable once allowed (Stripe's in test_card_setup_api).
+        ("post", "/patients/{patient}/cards/setup", A.PAYMENT_TAKE, None),
+        ("post", "/patients/{patient}/cards/setup/complete", A.PAYMENT_TAKE, {"setup_intent": "seti_x"}),
         ("delete", "/cards/{card}", A.PAYMENT_TAKE, None),
         ("get", "/invoices/{invoice}/receipt.pdf", A.INVOICE_VIEW, None),
         ("post", "/invoices/{invoice}/receipt/email", A.INVOICE_VIEW, None),
