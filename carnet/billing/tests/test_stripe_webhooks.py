@@ -312,3 +312,13 @@ def test_a_lost_dispute_after_a_refund_returns_only_what_the_payment_still_holds
     payment.refresh_from_db()
     assert payment.refunded_minor == 7000 and Refund.objects.count() == 2
     assert_ledger_ok()
+
+
+def test_the_readme_lists_every_event_to_enable_in_the_dashboard():
+    from pathlib import Path
+
+    from carnet.billing.webhooks import EVENTS
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("### Taking real card payments (Stripe)")[1].split("\n### ")[0]
+    assert all(f"`{name}`" in section for name in EVENTS) and "3-D Secure" in section
