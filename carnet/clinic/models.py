@@ -83,6 +83,13 @@ class Clinic(models.Model):
         help_text="In proportion to redemptions: each use of a package also recognises its share of the breakage "
                   "its template expects (the template's expected breakage rate); what is left is trued up when the "
                   "package expires or ends. Applies to packages sold from now on; those already sold keep theirs.")
+    class MembershipProration(models.TextChoices):  # issue 22 point 6: changing a member's plan at once
+        PRORATE = "prorate", "Credit the unused days and charge the rest of the new plan's cycle"
+        NONE = "none", "No proration: the new price applies from the next cycle"
+
+    membership_proration = models.CharField(
+        max_length=10, choices=MembershipProration.choices, default=MembershipProration.PRORATE,
+        help_text="When staff change a member's plan at once. Changes at the next cycle are never prorated.")
     pass_expiry_reminder_days = models.PositiveIntegerField(
         default=14, help_text="Email the patient this many days before a pass expires (0: no reminder).")
     insurer_ready_receipts = models.BooleanField(

@@ -36,6 +36,9 @@ class ClinicIn(Schema):
     breakage_method: Literal["expiry", "proportional"] = Field(
         "expiry", description="Package breakage: at expiry, or in proportion to redemptions at each template's "
         "expected breakage rate (ASC 606-10-55-48); packages already sold keep the method of their sale")
+    membership_proration: Literal["prorate", "none"] = Field(
+        "prorate", description="Changing a member's plan at once: credit the unused days of the current cycle and "
+        "charge the rest of the new plan's cycle, or none (the new price applies from the next cycle)")
 
 
 class ClinicOut(ClinicIn):

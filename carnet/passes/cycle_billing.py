@@ -30,7 +30,7 @@ Status = Pass.Status
 # What issuing a cycle reads of a membership (loading all of its columns was a tenth of the job's time).
 FIELDS = ("kind", "status", "template", "patient", "name", "instalments", "income_category", "sold_by", "location",
           "cycle", "start_date", "uses_per_cycle", "cycle_price_minor", "ends_after", "term_cycles", "rollover",
-          "rollover_cap", "payment_mode", "card", "deferred_minor", "tax_inclusive")
+          "rollover_cap", "payment_mode", "card", "deferred_minor", "tax_inclusive", "anchor_date", "anchor_index")
 
 
 def cycles_issue(*, today: dt.date | None = None) -> list[int]:

@@ -28,9 +28,16 @@ MAX_CYCLES_AHEAD = 60  # a booking may reserve a use at most this many cycles ah
 
 
 def cycle_start(sold: Pass, index: int) -> dt.date:
-    if sold.cycle == Cycle.WEEKLY:
-        return sold.start_date + dt.timedelta(weeks=index)
-    return add_months(sold.start_date, index * (12 if sold.cycle == Cycle.YEARLY else 1))
+    """Cycle `index` (0-based) counted from the start date, or from the anchor a plan change set."""
+    anchor = getattr(sold, "anchor_date", None)
+    base, n = (anchor, index - sold.anchor_index) if anchor else (sold.start_date, index)
+    return cycle_add(sold.cycle, base, n)
+
+
+def cycle_add(cycle: str, day: dt.date, n: int) -> dt.date:
+    if cycle == Cycle.WEEKLY:
+        return day + dt.timedelta(weeks=n)
+    return add_months(day, n * (12 if cycle == Cycle.YEARLY else 1))
 
 
 def _paused(sold: Pass, seq: int) -> bool:

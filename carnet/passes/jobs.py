@@ -25,6 +25,7 @@ from .instalments import instalments_bill
 from .cycle_billing import cycles_issue
 from .memberships import memberships_end
 from .models import Pass
+from .plan_change import plan_changes_apply
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
 
     reconciled = part("payments_reconcile", attempts_reconcile) or {}
     result["card_attempts_reconciled"] = reconciled.get("succeeded", 0) + reconciled.get("failed", 0)
+    # Plan changes scheduled for a cycle that starts today, before that cycle is invoiced (plan_change.py).
+    result["plan_changes_applied"] = part("plan_changes_apply", lambda: plan_changes_apply(today=today)) or 0
     result["cycles_issued"] = len(part("cycles_issue", lambda: cycles_issue(today=today)) or [])
     run = part("instalments_bill", lambda: instalments_bill(today=today))
     result.update({"instalments_issued": len(run.issued) if run else 0, "charged": len(run.charged) if run else 0,

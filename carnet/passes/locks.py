@@ -18,7 +18,14 @@ def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
     """`with_rules` also loads what the eligibility check reads, one query each: the items and, for a
     package, its instalments with their invoices (a membership's are its cycles, read by date)."""
     if with_rules:  # the template too: its place, hours and cap are rules (issue 23)
-        sold = Pass.objects.select_for_update(of=("self",)).select_related("template").get(pk=pk)
+        locked = Pass.objects.select_for_update(of=("self",)).select_related("template")
+        try:
+            sold = locked.get(pk=pk)
+        except Pass.DoesNotExist:
+            # PostgreSQL re-checks a row it waited for against the joined template row as it was: a
+            # plan change that committed meanwhile (plan_change.py) moved the pass to another template,
+            # so the row seems gone. Asked again, the statement sees both as they are now.
+            sold = locked.get(pk=pk)
     else:
         sold = lock_passes([pk])[pk]
     if with_rules:

@@ -17,6 +17,7 @@ from django.db import transaction
 from ninja import Router, Status
 
 from carnet.clinic.models import Location
+from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import calls_gateway, once_per_key, request_key
 from carnet.core.permissions import Action, require
@@ -28,10 +29,11 @@ from carnet.scheduling.api import _one  # an id in a body: unknown is a 422 nami
 from . import membership_api_schemas as s
 from . import card_requests
 from . import memberships as ms
+from . import plan_change as pc
 from .cycles import billed_cycles, cycle_start
 from .instalments import pass_charge_due
 from .membership_views import membership_summary
-from .models import Pass, PassInvoice, PassTemplate
+from .models import Pass, PassInvoice, PassPlanChange, PassTemplate
 from .online import first_charge_outcome
 
 router = Router(tags=["memberships"])
@@ -189,6 +191,42 @@ def payment(request, pk: int, payload: s.MembershipPaymentIn):
         actor=request.auth, sold_pass=sold, payment_mode=payload.payment_mode,
         card=_one(CardOnFile, payload.card_id, "card_id", "card on file")).pk)
     return membership_out(pk, charge=_charge(Pass.objects.get(pk=pk)))
+
+
+def _plan_now(request, body, kwargs) -> bool:
+    return body.get("when", "now") == "now"
+
+
+@router.get("/memberships/{pk}/plan-change-preview", response=s.PlanChangePreviewOut,
+            operation_id="membership_plan_change_preview",
+            summary="What changing the plan would do today: credit, charge, uses carried or reset (writes nothing)")
+def plan_change_preview(request, pk: int, template_id: int, when: str = "now"):
+    require(request.auth, Action.SELL)
+    sold = _membership(request, pk, action=Action.SELL)
+    p = pc.plan_change_preview(actor=request.auth, sold_pass=sold, when=when,
+                               template=_one(PassTemplate, template_id, "template_id", "membership template"))
+    return {**p.as_dict(), "lines": pc.preview_lines(p, clinic_get().money)}
+
+
+@router.post("/memberships/{pk}/plan-change", response=s.MembershipPlanChangedOut,
+             operation_id="membership_plan_change",
+             summary="Change the plan at once (as previewed; what is due is charged to an automatic membership's "
+                     "card) or at the next cycle")
+@calls_gateway(_plan_now)
+def plan_change(request, pk: int, payload: s.PlanChangeIn):
+    require(request.auth, Action.SELL)
+    sold = _membership(request, pk, action=Action.SELL)
+    key = request_key(request, required=payload.when == "now" and sold.payment_mode == Pass.PaymentMode.AUTOMATIC,
+                      why="what the change leaves due is charged to the membership's card at once.")
+    template = _one(PassTemplate, payload.template_id, "template_id", "membership template")
+    expected = {k: v for k, v in (("credit_minor", payload.expected_credit_minor),
+                                  ("charge_minor", payload.expected_charge_minor)) if v is not None}
+    change_pk = _keyed(request, key, "membership-plan-change", lambda: pc.membership_plan_change(
+        actor=request.auth, sold_pass=sold, template=template, when=payload.when, expected=expected).pk)
+    change = PassPlanChange.objects.get(pk=change_pk)
+    out = {f: getattr(change, f) for f in ("id", "status", "effective_on", "from_name", "to_name", "credit_minor",
+                                           "charge_minor", "credit_applied_minor", "uses")}
+    return membership_out(pk, plan_change=out, charge=_charge(Pass.objects.get(pk=pk)))
 
 
 @router.delete("/memberships/{pk}", response=s.MembershipOut, operation_id="membership_delete",

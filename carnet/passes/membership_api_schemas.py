@@ -124,3 +124,52 @@ class CardUpdateRequestOut(Schema):
     created_at: dt.datetime
     expires_at: dt.datetime
     label: str
+
+
+class PlanChangeIn(Schema):
+    template_id: int = Field(..., description="The membership template to move to")
+    when: Literal["now", "next_cycle"] = Field("now", description="now (prorated as the clinic's setting says) or "
+                                                "next_cycle (scheduled; applied when the next cycle starts)")
+    expected_credit_minor: int | None = Field(None, description="The preview's credit_minor: refused (409) if it moved")
+    expected_charge_minor: int | None = Field(None, description="The preview's charge_minor: refused (409) if it moved")
+
+
+class PlanChangePreviewOut(Schema):
+    when: str
+    effective_on: dt.date
+    from_name: str
+    to_name: str
+    proration: str = Field(..., description="prorate or none")
+    credit_minor: int = Field(..., description="Taken off the current cycle's invoice, tax included")
+    credit_days: int
+    cycle_days: int
+    credit_to_account_minor: int = Field(..., description="Of the credit, what was paid: it becomes account credit")
+    charge_minor: int = Field(..., description="The new plan's invoice now, tax included")
+    charge_unit_minor: int
+    charge_start: dt.date | None
+    charge_last_day: dt.date | None
+    credit_applied_minor: int = Field(..., description="Of that account credit, applied to the new invoice")
+    due_now_minor: int
+    uses: str = Field(..., description="carried (this cycle's uses count against the new allowance) or reset")
+    uses_left: int | None = Field(..., description="In the new plan's first cycle; null = unlimited")
+    next_billing: dt.date | None
+    next_price_minor: int
+    automatic: bool
+    lines: list[str] = Field(..., description="The preview in words, as the staff page shows it")
+
+
+class PlanChangeOut(Schema):
+    id: int
+    status: str = Field(..., description="applied or scheduled")
+    effective_on: dt.date
+    from_name: str
+    to_name: str
+    credit_minor: int
+    charge_minor: int
+    credit_applied_minor: int
+    uses: str
+
+
+class MembershipPlanChangedOut(MembershipOut):
+    plan_change: PlanChangeOut
+    charge: ChargeOut = Field(..., description="What is due now on an automatic membership, charged right away")

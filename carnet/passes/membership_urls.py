@@ -3,6 +3,7 @@
 from django.urls import path
 
 from . import membership_views as views
+from . import plan_change_views
 
 app_name = "memberships"
 M = "memberships/<int:pk>/"
@@ -15,5 +16,7 @@ urlpatterns = [
     path(M + "payment/", views.membership_payment, name="payment"),
     path(M + "card-request/", views.membership_card_request, name="card_request"),
     path(M + "delete/", views.membership_delete, name="delete"),
+    path(M + "plan/", plan_change_views.membership_plan_change, name="plan_change"),
+    path(M + "plan/cancel/", plan_change_views.plan_change_cancel, name="plan_change_cancel"),
     path("memberships/cycles/<int:cycle_pk>/refund/", views.cycle_refund, name="cycle_refund"),
 ]

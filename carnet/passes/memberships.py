@@ -375,8 +375,6 @@ def _retime(sold: Pass, from_seq: int, change) -> None:
     """Re-make the not-yet-invoiced cycles from `from_seq` after `change()` moves the timeline
     (a pause or a resume): uses booked in them move to the cycle now covering their day, or are
     released when that cycle is paused or full. Refused while a visit already used one of them."""
-    from .redemption import _take_cycle_use
-
     rows = list(sold.instalment_rows.filter(seq__gte=from_seq, invoice__isnull=True))
     used = (Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.POSTED).order_by("visit_date").first())
     if used is not None:
@@ -386,6 +384,14 @@ def _retime(sold: Pass, from_seq: int, change) -> None:
     for row in sorted(rows, key=lambda r: -r.seq):
         row.delete()  # the uses' cycle becomes empty until they are placed again below
     change()
+    uses_place(sold, moving)
+
+
+def uses_place(sold: Pass, moving: list[Redemption]) -> None:
+    """Put reserved uses (taken out of their cycle) in the cycle now covering their day, or release
+    them when that cycle is paused or full."""
+    from .redemption import _take_cycle_use
+
     for redemption in moving:
         redemption.refresh_from_db()
         row = cycle_for(sold, redemption.visit_date, create=True)

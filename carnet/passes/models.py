@@ -186,6 +186,10 @@ class Pass(models.Model):
     payment_mode = models.CharField(max_length=10, choices=PaymentMode.choices, default=PaymentMode.MANUAL)
     location = models.ForeignKey("clinic.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     ends_after = models.DateField(null=True, blank=True)  # cancelled at the end of a cycle: the last day covered
+    # A plan change (passes/plan_change.py) may move the cycle grid: cycle `index` (0-based) starts at
+    # anchor_date + (index - anchor_index) cycles; no anchor_date = the start date.
+    anchor_date = models.DateField(null=True, blank=True)
+    anchor_index = models.PositiveIntegerField(default=0)
     # Uses: reserved (attached to a booking), posted (arrived), forfeited (ended unused: expiry, refund, transfer).
     reserved_count = models.PositiveIntegerField(default=0)
     posted_count = models.PositiveIntegerField(default=0)
@@ -329,6 +333,44 @@ class PassPause(models.Model):
     cycles = models.PositiveIntegerField()
     created_at = models.DateTimeField()
     resumed_at = models.DateTimeField(null=True, blank=True)
+
+
+class PassPlanChange(models.Model):
+    """A membership moved to another template (issue 22 point 6, passes/plan_change.py): at once or
+    from the next cycle, with what the preview showed and what was posted."""
+
+    class When(models.TextChoices):
+        NOW = "now", "At once"
+        NEXT_CYCLE = "next_cycle", "At the next cycle"
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        APPLIED = "applied", "Applied"
+        CANCELLED = "cancelled", "Cancelled"
+
+    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="plan_changes")
+    from_template = models.ForeignKey(PassTemplate, on_delete=models.PROTECT, related_name="+")
+    to_template = models.ForeignKey(PassTemplate, on_delete=models.PROTECT, related_name="+")
+    from_name = models.CharField(max_length=160)
+    to_name = models.CharField(max_length=160)
+    when = models.CharField(max_length=10, choices=When.choices)
+    effective_on = models.DateField()
+    proration = models.CharField(max_length=10)  # the clinic's setting when it was made
+    credit_minor = models.BigIntegerField(default=0)  # taken off the current cycle's invoice, tax included
+    charge_minor = models.BigIntegerField(default=0)  # the new plan's invoice for the rest of its cycle
+    credit_applied_minor = models.BigIntegerField(default=0)  # of the freed payment, applied to that invoice
+    uses = models.CharField(max_length=10)  # "carried" or "reset"
+    charge_row = models.ForeignKey(PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["sold_pass"], condition=Q(status="scheduled"),
+                                               name="one_scheduled_plan_change")]
 
 
 class Redemption(models.Model):

@@ -161,6 +161,9 @@ def api_routes(w):
         ("post", "/memberships/{membership}/resume", A.SELL, None),
         ("post", "/memberships/{membership}/payment", A.SELL, {"payment_mode": "manual"}),
         ("delete", "/memberships/{membership}", A.INVOICE_DELETE, None),
+        ("get", "/memberships/{membership}/plan-change-preview?template_id={membership_template}", A.SELL, None),
+        ("post", "/memberships/{membership}/plan-change", A.SELL,
+         {"template_id": "{membership_template}", "when": "next_cycle"}),
         ("get", "/memberships/cycles/{membership_cycle}/refund-suggestion", A.REFUND, None),
         ("post", "/memberships/cycles/{membership_cycle}/refund", A.REFUND, {"amount_minor": 0}),
         ("post", "/memberships/{membership}/card-update-request", A.SELL, None),
@@ -544,6 +547,7 @@ PAGE_ACTIONS = {
     "memberships:resume": A.SELL, "memberships:cancel": A.SELL, "memberships:payment": A.SELL,
     "memberships:delete": A.INVOICE_DELETE, "memberships:cycle_refund": A.REFUND,
     "memberships:card_request": A.SELL,
+    "memberships:plan_change": A.SELL, "memberships:plan_change_cancel": A.SELL,
 }
 PAGE_ACTIONS.update({f"reports:billing_{name}": A.REPORTS_OWN
                      for name in ("compensation", "transactions", "ar_aging", "summary")})
@@ -578,7 +582,7 @@ def test_every_staff_page_declares_the_expected_action():
         assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
 
 
-POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "staff_two_factor_reset", "shift_add", "shift_remove", "rate_set", "token_revoke",
+POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "staff_two_factor_reset", "shift_add", "shift_remove", "rate_set", "token_revoke", "plan_change_cancel",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove", "card_authenticated",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",
