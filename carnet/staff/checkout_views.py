@@ -28,7 +28,7 @@ from carnet.scheduling.models import Status
 from carnet.scheduling.selectors import appointment_get
 
 from .checkout import (checkout_charge_card, checkout_cover_visit, checkout_pay_at_desk, checkout_sell,
-                       checkout_totals)
+                       checkout_totals, gift_cards_from)
 from .checkout_forms import CARD_METHODS, CheckoutForm
 from .decorators import apply_errors, not_allowed, save_once, staff_required
 
@@ -163,6 +163,8 @@ def purchase_new(request, pk: int):
                                      card_follows=any(t.method in CARD_METHODS for t in tenders))
                 done["card"] = next((replace(t, card=kept or t.card) for t in tenders if t.method in CARD_METHODS),
                                     None)
+                if done["card"] is not None:  # the card carries the gift cards: checked before anything commits
+                    gift_cards_from(sale, done["card"])
             if visit is not None and sale.passes and done.get("card") is None:
                 done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
             return sale

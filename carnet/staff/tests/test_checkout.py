@@ -445,3 +445,13 @@ def test_a_lost_card_answer_leaves_the_gift_card_to_reconciliation_which_loads_i
         3000, 5500, 3000, 0)
     assert Invoice.objects.get().balance_minor == 0
     assert_ledger_ok()
+
+
+def test_a_card_amount_too_small_for_the_gift_card_sells_nothing_before_any_charge(s):
+    from carnet.billing.models import CardAttempt
+    from carnet.giftcards.models import GiftCard
+
+    page = _post(s, package_0=s["template"].pk, giftcard_amount="25.00", amount="10.00", method="new_card",
+                 number="4242 4242 4242 4242", **NEW_CARD).content.decode()
+    assert "carries the gift card&#x27;s $25.00 in full" in page
+    assert not GiftCard.objects.exists() and not Pass.objects.exists() and not CardAttempt.objects.exists()
