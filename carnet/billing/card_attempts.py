@@ -157,7 +157,8 @@ def charge_run(attempt: CardAttempt) -> CardAttempt:
     try:
         reference = attempt.gateway_id or _prepare(attempt, card_or_token)
         result = card_charge(card_or_token=card_or_token, amount_minor=attempt.amount_minor,
-                             currency=attempt.currency, idempotency_key=attempt.gateway_key, reference=reference)
+                             currency=attempt.currency, idempotency_key=attempt.gateway_key, reference=reference,
+                             on_session=bool(attempt.context.get("on_session")))
     except AuthenticationPending as exc:  # 3-D Secure: the attempt stays pending, its PaymentIntent waits
         _authenticating(attempt)
         exc.attempt = attempt

@@ -237,13 +237,15 @@ def card_charge_prepare(*, card_or_token: CardOnFile | str, amount_minor: int, c
 
 
 def card_charge(*, card_or_token: CardOnFile | str, amount_minor: int, currency: str,
-                idempotency_key: str, reference: str = "") -> ChargeResult:
-    """Charge a card on file (or a raw gateway token). Retrying with the same key never charges twice."""
+                idempotency_key: str, reference: str = "", on_session: bool = False) -> ChargeResult:
+    """Charge a card on file (or a raw gateway token). Retrying with the same key never charges twice.
+    `on_session`: the card holder is at the page (a card on file charged as they sign up), so the
+    bank may ask them to confirm it (3-D Secure) rather than refuse."""
     token, customer = _token_and_customer(card_or_token)
     # Only what this gateway needs: a gateway with one-call charges may not take these at all.
     extra = {name: value for name, value in (("customer", customer), ("reference", reference)) if value}
     gateway = _gateway("charge")
-    if not isinstance(card_or_token, CardOnFile) and hasattr(gateway, "prepare_charge"):
+    if (on_session or not isinstance(card_or_token, CardOnFile)) and hasattr(gateway, "prepare_charge"):
         extra["off_session"] = False  # a card just typed in: the patient is there to confirm with their bank
     return gateway.charge(token=token, amount_minor=amount_minor, currency=currency,
                           idempotency_key=idempotency_key, **extra)

@@ -40,6 +40,7 @@ class Run:
     issued: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
     declined: list[int] = field(default_factory=list)
+    authenticate: object = None  # an on-session charge waiting for its card holder's bank (AuthenticationPending)
 
 
 def _issue(pk: int, today: dt.date) -> bool:
@@ -57,11 +58,26 @@ def _issue(pk: int, today: dt.date) -> bool:
         return True
 
 
-def _charge(pk: int, today: dt.date) -> str | None:
-    """Charge one issued, unpaid instalment. Returns "charged", "declined", "unavailable" or None."""
-    from carnet.gateway.services import GatewayUnavailable, PaymentFailed
+def _charge(pk: int, today: dt.date, *, on_session: bool = False, run: Run | None = None) -> str | None:
+    """Charge one issued, unpaid instalment. Returns "charged", "declined", "unavailable",
+    "authenticating" or None. `on_session`: the card holder is at the page (an online sign-up's
+    first cycle): a bank that asks them to confirm (3-D Secure) leaves the charge waiting
+    (run.authenticate, for the page to complete), and the page's return reads its outcome."""
+    from carnet.gateway.services import AuthenticationPending, GatewayUnavailable, PaymentFailed
 
     lost = card_attempts.open_attempt_for(purpose="instalment", pass_invoice=pk)
+    if on_session and lost is not None and lost.context.get("authenticating"):
+        try:
+            card_attempts.charge_run(lost)  # the outcome, read from the gateway by the stored id
+        except AuthenticationPending as exc:
+            if run is not None:
+                run.authenticate = exc
+            return "authenticating"
+        except GatewayUnavailable:
+            return "unavailable"
+        except PaymentFailed as failure:  # the bank's check failed: declined, as below
+            return _declined(pk, today, failure)
+        return "charged"
     if lost is not None and lost.status == CardAttempt.Status.PENDING \
             and lost.created_at > clock.now() - card_attempts.RECONCILE_AFTER:
         # Another run's call may still be in flight: asking the gateway now could find nothing yet,
@@ -90,25 +106,35 @@ def _charge(pk: int, today: dt.date) -> str | None:
         card_attempts.charge(
             request_key=f"instalment:{pk}:{uuid.uuid4().hex}", purpose="instalment", patient=sold.patient,
             amount_minor=invoice.balance_minor, card=sold.card, allocations=[(invoice, invoice.balance_minor)],
-            context={"pass_invoice": pk, "reference": f"{sold.name}: {what}"})
+            context={"pass_invoice": pk, "reference": f"{sold.name}: {what}", "on_session": on_session})
+    except AuthenticationPending as exc:  # only on_session: the page completes the bank's check
+        if run is not None:
+            run.authenticate = exc
+        return "authenticating"
     except GatewayUnavailable as failure:  # maybe charged, maybe not: the next run asks the gateway first
         PassInvoice.objects.filter(pk=pk).update(last_error=failure.message[:200])
         return "unavailable"
     except PaymentFailed as failure:
-        with transaction.atomic():
-            row = PassInvoice.objects.select_for_update(of=("self",)).get(pk=pk)
-            row.charge_attempts += 1
-            row.last_error = failure.message[:200]
-            tries = row.charge_attempts
-            row.next_attempt_on = today + dt.timedelta(days=RETRY_AFTER_DAYS[tries - 1]) \
-                if tries <= len(RETRY_AFTER_DAYS) else None
-            needs_patient = failure.code == "authentication_required"
-            if needs_patient:  # the bank wants the card holder: trying again without them cannot work
-                row.next_attempt_on = None
-            row.save(update_fields=["charge_attempts", "last_error", "next_attempt_on"])
-            instalment_declined_email(row=row, reason=failure.message, authenticate=needs_patient)
-        return "declined"
+        return _declined(pk, today, failure)
     return "charged"
+
+
+def _declined(pk: int, today: dt.date, failure) -> str:
+    """A declined charge: counted, retried after 1, 3 and 7 days (never when only the card holder can
+    confirm it), the patient and the clinic emailed."""
+    with transaction.atomic():
+        row = PassInvoice.objects.select_for_update(of=("self",)).get(pk=pk)
+        row.charge_attempts += 1
+        row.last_error = failure.message[:200]
+        tries = row.charge_attempts
+        row.next_attempt_on = today + dt.timedelta(days=RETRY_AFTER_DAYS[tries - 1]) \
+            if tries <= len(RETRY_AFTER_DAYS) else None
+        needs_patient = failure.code == "authentication_required"
+        if needs_patient:  # the bank wants the card holder: trying again without them cannot work
+            row.next_attempt_on = None
+        row.save(update_fields=["charge_attempts", "last_error", "next_attempt_on"])
+        instalment_declined_email(row=row, reason=failure.message, authenticate=needs_patient)
+    return "declined"
 
 
 def _charged(attempt: CardAttempt, payment) -> None:
@@ -154,16 +180,17 @@ def instalments_bill(*, today: dt.date | None = None) -> Run:
     return run
 
 
-def pass_charge_due(*, sold_pass: Pass, today: dt.date | None = None) -> Run:
+def pass_charge_due(*, sold_pass: Pass, today: dt.date | None = None, on_session: bool = False) -> Run:
     """Charge what of one pass is due a card charge now (e.g. right after selling an automatic
     membership, so the front desk sees the first cycle paid). Call it outside any transaction,
-    like the job: the same instalment keys make it safe to race the job."""
+    like the job: the same instalment keys make it safe to race the job. `on_session`: the patient
+    is at the page (online sign-up): run.authenticate is a charge waiting for their bank's check."""
     today = today or clock.today(clinic_get().time_zone)
     run = Run()
     due = (PassInvoice.objects.filter(sold_pass=sold_pass, invoice__isnull=False, next_attempt_on__lte=today)
            .order_by("pk").values_list("pk", flat=True))
     for pk in list(due):
-        outcome = _isolated(pk, _charge, today)
+        outcome = _isolated(pk, lambda row, day: _charge(row, day, on_session=on_session, run=run), today)
         if outcome == "charged":
             run.charged.append(pk)
         elif outcome == "declined":

@@ -304,7 +304,12 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
                                code="payment_in_progress") from None
     if done is not None:
         sold = Pass.objects.get(pk=done["pass"])
-    run = pass_charge_due(sold_pass=sold)  # a repeat finds nothing due: charged once, or retried by the job
+    # A repeat finds nothing due: charged once, or retried by the job. The patient is at the page:
+    # a bank that asks them to confirm the first cycle (3-D Secure) is answered there, and the same
+    # form posted again (same key, same membership) reads the outcome.
+    run = pass_charge_due(sold_pass=sold, on_session=True)
+    if run.authenticate is not None:
+        raise run.authenticate
     sold.first_charge = first_charge_outcome(sold, run)
     return sold
 

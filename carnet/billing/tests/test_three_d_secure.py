@@ -213,3 +213,42 @@ def test_a_gift_card_bought_in_the_portal_after_the_bank_check_is_loaded_once(st
     assert done.status_code == 200 and GiftCard.objects.get().balance_minor == 5000
     assert Payment.objects.count() == 1
     assert_ledger_ok()
+
+
+def test_a_membership_signed_up_online_confirms_its_first_cycle_with_the_bank_once(stripe_gateway, portal_client,
+                                                                                   catalog):
+    from carnet.gateway.models import CardOnFile
+    from carnet.passes.models import Pass
+    from carnet.passes.tests.factories import membership_template
+    from carnet.scheduling.tests.factories import clinic_set
+
+    clinic_set(online_sales_enabled=True)
+    template = membership_template(catalog, name="Online monthly", sold_online=True)
+    done = _through_the_bank(portal_client, stripe_gateway, f"/portal/memberships/sign-up/{template.pk}/", {})
+    assert done.status_code == 302
+    sold = Pass.objects.get(template=template)
+    assert sold.card == CardOnFile.objects.get() and Pass.objects.filter(template=template).count() == 1
+    payment = Payment.objects.get(gateway_charge_id__startswith="pi_")
+    assert payment.gateway_charge_id == CardAttempt.objects.get().gateway_id
+    assert sold.instalment_rows.get().invoice.balance_minor == 0
+    assert_ledger_ok()
+
+
+def test_a_membership_whose_first_cycle_fails_the_bank_check_stays_unpaid(stripe_gateway, portal_client, catalog):
+    from carnet.passes.models import Pass
+    from carnet.passes.tests.factories import membership_template
+    from carnet.scheduling.tests.factories import clinic_set
+
+    clinic_set(online_sales_enabled=True)
+    template = membership_template(catalog, name="Online monthly", sold_online=True)
+    url = f"/portal/memberships/sign-up/{template.pk}/"
+    html = portal_client.get(url).content.decode()
+    form = {"form_key": re.search(r'name="form_key" value="([^"]+)"', html).group(1), "holder": "Pat Test",
+            "setup_intent": card_typed_in_stripe_js(html, ALWAYS_AUTHENTICATE)}
+    asked = portal_client.post(url, form).content.decode()
+    assert "Confirm the payment with your bank" in asked
+    bank_check(stripe_gateway, asked, success=False)
+    done = portal_client.post(url, hidden_fields(asked))
+    assert done.status_code == 302 and not Payment.objects.filter(gateway_charge_id__startswith="pi_").exists()
+    sold = Pass.objects.get(template=template)
+    assert sold.instalment_rows.get().invoice.balance_minor > 0 and CardAttempt.objects.get().status == "failed"
