@@ -18,6 +18,8 @@ class PassItemOut(Schema):
     compensation_minor: int | None
     limit: int | None = Field(..., description="At most this many uses of the quantity for this item")
     used_count: int
+    value_minor: int | None = Field(..., description="A value package: what one visit draws; null = the "
+                                    "treatment's price")
 
 
 class InstalmentOut(Schema):
@@ -49,6 +51,11 @@ class RedemptionOut(Schema):
     value_minor: int = Field(..., description="Session value recognised when posted")
     additional_charge_minor: int
     remaining_after: int | None
+    drawn_minor: int = Field(..., description="A value package: the amount this visit holds (reserved) or drew "
+                             "(posted); less than full_value_minor when the balance covered it in part")
+    full_value_minor: int = Field(..., description="A value package: the visit's value when it was attached")
+    value_left_after_minor: int | None = Field(..., alias="value_left_after",
+                                               description="A value package: its balance left after this visit")
     by_no_show: bool
 
 
@@ -67,7 +74,15 @@ class PassSummaryOut(Schema):
     forfeited_count: int
     total: int | None = Field(..., alias="quantity")
     remaining: int | None
-    unlocked: int = Field(..., description="Uses paid for (all once fully paid; by instalment on a plan)")
+    face_value_minor: int | None = Field(..., description="A package that holds a value (issue 23): the amount "
+                                         "of treatments it covers; null = it counts uses")
+    value_left_minor: int | None = Field(..., alias="value_left", description="A value package's balance still "
+                                         "free to book (held by booked visits and drawn by arrived ones excluded)")
+    value_reserved_minor: int
+    value_posted_minor: int
+    value_forfeited_minor: int
+    unlocked: int = Field(..., description="Uses paid for (all once fully paid; by instalment on a plan); 0 for a "
+                          "package that holds a value (see paid)")
     paid: bool = Field(..., description="Every instalment is invoiced and fully paid")
     paid_minor: int
     price_minor: int
@@ -139,6 +154,10 @@ class MyPassOut(Schema):
     quantity: int | None
     used: int = Field(..., alias="used_count")
     remaining: int | None
+    face_value_minor: int | None = Field(..., description="A package that holds a value (issue 23): the amount "
+                                         "of treatments it covers; null = it counts uses")
+    value_left_minor: int | None = Field(..., alias="value_left", description="A value package's balance still "
+                                         "free to book (held by booked visits and drawn by arrived ones excluded)")
     expires_on: dt.date | None
     expiry_disclosure: str = Field(..., description="The expiry terms it was sold with")
     # Memberships (kind "membership"): the details are at GET /memberships/{id}.
@@ -157,6 +176,8 @@ class MyPassItemOut(Schema):
     additional_charge_minor: int = Field(..., description="What you still pay per covered visit")
     limit: int | None
     used_count: int
+    value_minor: int | None = Field(None, description="A value package: what one visit draws from its balance; "
+                                    "null = the treatment's price")
 
 
 class MyPassDetailOut(MyPassOut):
@@ -191,6 +212,9 @@ class RefundSuggestionOut(Schema):
     unused: int = Field(..., description="Uses neither booked nor redeemed")
     reserved: int = Field(..., description="Uses held by booked visits not yet arrived; refunding releases them")
     used_at_full_price: int
+    value_left: int | None = Field(None, description="A value package: the value the suggestion counts (free + "
+                                   "held by booked visits); the suggestion is price × value_left ÷ face value")
+    value_reserved: int = 0
     small_balance: int | None = Field(None, description="Sold under the Quebec preset with a balance under 5.00: "
                                       "that balance, refundable on request")
 

@@ -229,3 +229,22 @@ def test_the_portal_sells_and_shows_a_value_package_in_money(client, front_desk,
     assert f'data-testid="pass-{sold.pk}"' in tab and "$0.00 of $1,000.00 used" in tab
     main = tab.split("<main", 1)[1]
     assert "session" not in main.lower()
+
+
+def test_the_api_shows_the_value_held_drawn_and_left(s):
+    from carnet.conftest import Api
+
+    sold = _sell(s)
+    appointment_arrive(actor=s["fd"].user, appointment=_book(s))
+    api = Api(s["admin"].user)
+    got = api.get(f"/passes/{sold.pk}").json()
+    assert (got["face_value_minor"], got["value_left_minor"], got["value_posted_minor"], got["quantity"]) == (
+        100000, 91000, 9000, None)
+    [use] = got["redemptions"]
+    assert (use["drawn_minor"], use["full_value_minor"], use["value_left_after_minor"], use["value_minor"]) == (
+        9000, 9000, 91000, 8100)
+    assert got["items"][0]["value_minor"] is None
+    suggestion = api.get(f"/passes/{sold.pk}/refund-suggestion").json()
+    assert (suggestion["value_left"], suggestion["suggested"]) == (91000, 81900)
+    listed = api.get(f"/patients/{s['patient'].pk}/passes").json()
+    assert listed[0]["value_left_minor"] == 91000

@@ -42,9 +42,10 @@ def test_own_package_carries_no_compensation_or_payment_internals(world):
     body = Api(world["me"].user).get(f"/passes/{sold.pk}").json()
     assert set(body) == {"id", "patient_id", "patient_name", "name", "status", "purchase_date", "quantity", "used",
                          "remaining", "expires_on", "kind", "start_date", "ends_after", "self_cancel",
-                         "pause_allowed", "items", "expiry_disclosure"}  # the clinic's expiry terms, for the patient
+                         "pause_allowed", "items", "expiry_disclosure",  # the clinic's expiry terms, for the patient
+                         "face_value_minor", "value_left_minor"}  # a package that holds a value: its balance
     assert [set(item) for item in body["items"]] == [
-        {"treatment_id", "treatment_name", "additional_charge_minor", "limit", "used_count"}]
+        {"treatment_id", "treatment_name", "additional_charge_minor", "limit", "used_count", "value_minor"}]
     assert "4321" not in str(body)
     staff_body = Api(world["desk"].user).get(f"/passes/{sold.pk}").json()
     assert staff_body["items"][0]["compensation_minor"] == 4321
