@@ -116,3 +116,23 @@ def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_
     assert payment.amount_minor == 40000 and payment.gateway_charge_id.startswith("pi_")
     assert any("setup_intent=seti_" in line for line in to_carnet)
     assert not any(AUTHENTICATE in line or "cvc" in line.lower() or "exp_month" in line for line in to_carnet)
+
+
+def test_the_desk_adds_a_card_on_file_through_stripe_js_and_no_card_number_reaches_carnet(stripe_on, page,
+                                                                                          live_server):
+    from carnet.conftest import log_in
+    from carnet.gateway.models import CardOnFile
+
+    desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
+    patient = make_patient()
+    log_in(page, desk.user)
+    to_carnet = _carnet_requests(page, live_server)
+    response = page.goto(f"/patients/{patient.pk}/billing/cards/new/", timeout=30000)
+    assert f"script-src 'self' {stripe_on};" in response.headers["content-security-policy"]
+    page.fill("input[name=holder]", "Pat Test")
+    _type_card(page, NUMBER)
+    page.get_by_role("button", name="Save card").click()
+    expect(page.locator(".messages")).to_contain_text("•••• 4242 saved", timeout=20000)
+    assert CardOnFile.objects.get(patient=patient).token.startswith("pm_")
+    assert any("setup_intent=seti_" in line for line in to_carnet)
+    assert not any(NUMBER in line or "cvc" in line.lower() for line in to_carnet)
