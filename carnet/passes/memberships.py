@@ -139,7 +139,7 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
                                fields={"template_id": ["No eligible items."]})
     _check_card(patient, payment_mode, card)
     now, today = clock.now(), _today()
-    _check_start(start_date, today=today)
+    membership_start_check(start_date, today=today)
     overridden = intro_check(actor=actor, template=template, patient=patient, override=intro_override)
     sold = membership_copy(template, patient_id=patient.pk, actor=actor, start_date=start_date or today,
                            purchase_date=today, purchased_at=now, payment_mode=payment_mode,
@@ -160,7 +160,7 @@ def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.da
 MAX_PAST_START_DAYS = 366
 
 
-def _check_start(start_date: dt.date | None, *, today: dt.date) -> None:
+def membership_start_check(start_date: dt.date | None, *, today: dt.date) -> None:
     date_check(start_date, field="start_date")
     if start_date is not None and start_date < today - dt.timedelta(days=MAX_PAST_START_DAYS):
         raise ValidationFailed(

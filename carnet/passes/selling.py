@@ -51,8 +51,10 @@ def sale_invoice_lines(template: PassTemplate, *, start_date: dt.date | None = N
     if template.kind == PassTemplate.Kind.PACKAGE:
         return [line(_instalment_plan(template, clinic.currency)[0][0])]
     from .cycles import cycle_start
+    from .memberships import membership_start_check  # memberships builds on selling
 
     today = clock.today(clinic.time_zone)
+    membership_start_check(start_date, today=today)  # the sale's own limit: never a total for what it refuses
     shape = Pass(cycle=template.cycle, start_date=start_date or today)
     count = 0
     while cycle_start(shape, count) <= today and count < min(template.term_cycles or 10_000, 400):

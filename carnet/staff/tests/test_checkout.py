@@ -455,3 +455,21 @@ def test_a_card_amount_too_small_for_the_gift_card_sells_nothing_before_any_char
                  number="4242 4242 4242 4242", **NEW_CARD).content.decode()
     assert "carries the gift card&#x27;s $25.00 in full" in page
     assert not GiftCard.objects.exists() and not Pass.objects.exists() and not CardAttempt.objects.exists()
+
+
+def test_live_totals_of_a_membership_count_its_past_cycles_and_refuse_what_the_sale_would(s):
+    import datetime as dt
+
+    from carnet.clinic.selectors import clinic_get
+    from carnet.core import clock
+
+    monthly = _membership(s)
+    url = reverse("billing:purchase_totals", kwargs={"pk": s["patient"].pk})
+    today = clock.today(clinic_get().time_zone)
+    start = today.replace(day=1) - dt.timedelta(days=40)  # three cycles begun by today (two or three months back)
+    html = s["client"].get(url, {"membership": monthly.pk, "membership_start": start.isoformat()}).content.decode()
+    _post(s, membership=monthly.pk, membership_start=start.isoformat())
+    total = sum(i.total_minor for i in Invoice.objects.all())
+    assert total >= 12000 and f"<strong>{clinic_get().money(total)}</strong>" in html
+    old = s["client"].get(url, {"membership": monthly.pk, "membership_start": "2000-01-01"}).content.decode()
+    assert "at most a year ago" in old and "<strong>" not in old
