@@ -103,3 +103,17 @@ def test_the_api_creates_a_value_package_and_refuses_bad_ones(admin_staff, catal
     bad = api.post("/pass-templates", {**body, "face_value_minor": -5})
     assert bad.status_code == 422 or bad.status_code == 400
     assert "face_value_minor" in bad.content.decode()
+
+
+def test_the_edit_page_shows_a_value_package_as_such_and_the_list_names_its_value(client, admin_staff, catalog):
+    t = template_save(actor=admin_staff.user, template=None, data=value_data(catalog),
+                      items=one_item(catalog, value_minor=7500))
+    client.force_login(admin_staff.user)
+    page = client.get(reverse("pass_templates:edit", kwargs={"pk": t.pk})).content.decode()
+    import re
+
+    [box] = re.findall(r'<input type="checkbox" name="holds_value"[^>]*>', page)
+    assert " checked" in box
+    assert 'name="face_value_minor" value="1000.00"' in page and 'name="items-0-value_minor" value="75.00"' in page
+    listing = client.get(reverse("pass_templates:list")).content.decode()
+    assert "$1,000.00 of treatments" in listing
