@@ -22,6 +22,12 @@ def validate_currency(value: str) -> None:
         raise ValidationError(f"“{value}” is not an ISO 4217 currency code; use one like CAD or EUR, in capitals.")
 
 
+def validate_retry_days(value: str) -> None:
+    parts = [part.strip() for part in (value or "").split(",")]
+    if not all(part.isdigit() and 1 <= int(part) <= 60 for part in parts) or len(parts) > 10:
+        raise ValidationError("Enter up to 10 numbers of days from 1 to 60, separated by commas, like 1,3,7.")
+
+
 class Clinic(models.Model):
     """The single clinic this installation runs (row pk=1), with its policies."""
 
@@ -95,8 +101,43 @@ class Clinic(models.Model):
     insurer_ready_receipts = models.BooleanField(
         default=False, help_text="Receipts of pass-covered visits show the visit's prepaid value as paid (SPEC 9.11).")
 
+    # Dunning (issue 22, passes/dunning.py and passes/overdue.py): memberships whose card payments fail.
+    dunning_retry_days = models.CharField(
+        "Retry declined card payments after (days)", max_length=40, default="1,3,7",
+        validators=[validate_retry_days],
+        help_text="After a soft decline (insufficient funds, a processing error) the card is tried again this many "
+                  "days after each failed try, e.g. 1,3,7. A hard decline (lost or stolen card, closed account, "
+                  "do not honour, expired card) is never retried: the patient is asked for a new card.")
+    dunning_write_off = models.BooleanField(
+        "Write off a cycle when its last retry fails", default=False,
+        help_text="The cycle is not charged again and gives no uses; the membership goes on with the next cycle "
+                  "instead of owing cycles that stack up.")
+    past_due_suspend_days = models.PositiveIntegerField(
+        "Stop covering new bookings after (days past due)", default=14,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="A membership this many days past due no longer covers new bookings (existing bookings stay "
+                  "covered; staff may override).")
+    past_due_end_days = models.PositiveIntegerField(
+        "Then act after (days past due)", default=45, validators=[MinValueValidator(1), MaxValueValidator(730)])
+
+    class PastDueEndAction(models.TextChoices):
+        SUSPEND = "suspend", "Keep it suspended"
+        CANCEL = "cancel", "Cancel the membership"
+
+    past_due_end_action = models.CharField(
+        "What then", max_length=8, choices=PastDueEndAction.choices, default=PastDueEndAction.SUSPEND)
+
+    def clean(self):
+        if self.past_due_end_days is not None and self.past_due_suspend_days is not None \
+                and self.past_due_end_days < self.past_due_suspend_days:
+            raise ValidationError({"past_due_end_days": "Act on a past-due membership on or after the day it stops "
+                                                        f"covering bookings ({self.past_due_suspend_days} days)."})
+
     def __str__(self):
         return self.name
+
+    def retry_days(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.dunning_retry_days.split(",") if part.strip())
 
     def money(self, minor: int) -> Money:
         return Money(int(minor), self.currency)

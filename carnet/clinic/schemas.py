@@ -40,6 +40,16 @@ class ClinicIn(Schema):
         "prorate", description="Changing a member's plan at once: credit the unused days of the current cycle and "
         "charge the rest of the new plan's cycle, or none (the new price applies from the next cycle)")
 
+    dunning_retry_days: str = Field("1,3,7", max_length=40, description="Days between tries of a soft-declined "
+                                    "membership or instalment payment, e.g. 1,3,7; hard declines are not retried")
+    dunning_write_off: bool = Field(False, description="Write off a cycle whose last retry failed (no uses, no "
+                                    "back-charge) instead of letting owed cycles stack up")
+    past_due_suspend_days: int = Field(14, ge=1, le=365, description="Days past due after which a membership no "
+                                       "longer covers new bookings")
+    past_due_end_days: int = Field(45, ge=1, le=730, description="Days past due after which past_due_end_action "
+                                   "is taken")
+    past_due_end_action: Literal["suspend", "cancel"] = "suspend"
+
 
 class ClinicOut(ClinicIn):
     id: int

@@ -50,15 +50,45 @@ class RefundResult:
     amount_minor: int
 
 
+# Dunning (issue 22): a HARD decline means the bank will not accept this card again (lost or stolen,
+# the account closed, "do not honour", expired, a wrong number): retrying it cannot work, so automatic
+# retries stop and the patient is asked for a new card. Every other decline is SOFT (insufficient
+# funds, a processing error, a generic decline): worth trying again on the clinic's schedule. Both
+# gateways map their own codes to these (stripe.DECLINES, testing.TEST_CARDS), so the kind is the same.
+HARD, SOFT = "hard", "soft"
+HARD_DECLINES = frozenset({
+    "lost_card", "stolen_card", "pickup_card", "restricted_card", "do_not_honor", "do_not_honour",
+    "account_closed", "invalid_account", "expired_card", "card_expired", "incorrect_number", "invalid_number",
+    "card_not_supported", "currency_not_supported", "fraudulent", "security_violation", "stop_payment_order",
+    "revocation_of_authorization", "revocation_of_all_authorizations", "transaction_not_allowed",
+    "new_account_information_available", "no_action_taken",
+})
+
+
+def decline_kind(decline_code: str) -> str:
+    """HARD or SOFT for a gateway decline code (an unknown code is soft: one more try does no harm)."""
+    return HARD if decline_code in HARD_DECLINES else SOFT
+
+
 class PaymentFailed(CarnetError):
-    """The gateway refused to move the money; the sentence says what the patient can do."""
+    """The gateway refused to move the money; the sentence says what the patient can do.
+    `decline_code`: the gateway's own reason (e.g. "lost_card"); `kind`: HARD or SOFT from it."""
 
     status = 402
     code = "payment_failed"
     default_message = "The payment did not go through. Try another card or another payment method."
 
-    def __init__(self, message: str | None = None, **kwargs):
+    def __init__(self, message: str | None = None, *, decline_code: str = "", **kwargs):
         super().__init__(message or self.default_message, **kwargs)
+        self.decline_code = decline_code or self.code
+
+    @property
+    def kind(self) -> str:
+        return decline_kind(self.decline_code)
+
+    @property
+    def hard(self) -> bool:
+        return self.kind == HARD
 
 
 class CardDeclined(PaymentFailed):
@@ -70,6 +100,10 @@ class InsufficientFunds(PaymentFailed):
     code = "insufficient_funds"
     default_message = ("The card has insufficient funds for this amount. "
                        "Try a smaller amount, another card or another payment method.")
+
+
+HARD_DECLINE_MESSAGE = ("The bank declined this card and will not accept further charges on it. Ask the patient "
+                        "for another card.")
 
 
 class CardExpired(CardDeclined):

@@ -24,8 +24,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
 
-from .base import (AuthenticationPending, AuthenticationRequired, CardDeclined, CardExpired, ChargeResult, GatewayUnavailable,
-                   InsufficientFunds, PaymentFailed, ProcessingError, RefundResult, StoredCard)
+from .base import (HARD_DECLINE_MESSAGE, AuthenticationPending, AuthenticationRequired, CardDeclined, CardExpired,
+                   ChargeResult, GatewayUnavailable, InsufficientFunds, PaymentFailed, ProcessingError, RefundResult,
+                   StoredCard)
 
 KEY_SETTINGS = ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
 METADATA_KEY = "carnet_key"  # every PaymentIntent and Refund carries the attempt's gateway key
@@ -40,9 +41,12 @@ DECLINES: dict[str, tuple[type[PaymentFailed], str | None]] = {
     "incorrect_cvc": (CardDeclined, "The card's security code (CVC) is wrong. Check it and try again."),
     "invalid_cvc": (CardDeclined, "The card's security code (CVC) is wrong. Check it and try again."),
     "incorrect_number": (CardDeclined, "The card number is wrong. Check it and try again."),
-    "lost_card": (CardDeclined, None),
-    "stolen_card": (CardDeclined, None),
-    "do_not_honor": (CardDeclined, None),
+    # Hard declines (base.HARD_DECLINES): the same card will not be accepted again; no retry.
+    **{code: (CardDeclined, HARD_DECLINE_MESSAGE) for code in (
+        "lost_card", "stolen_card", "pickup_card", "restricted_card", "do_not_honor", "invalid_account",
+        "card_not_supported", "fraudulent", "security_violation", "stop_payment_order", "transaction_not_allowed",
+        "revocation_of_authorization", "revocation_of_all_authorizations", "new_account_information_available",
+        "no_action_taken")},
     "generic_decline": (CardDeclined, None),
     "card_declined": (CardDeclined, None),
     "payment_intent_authentication_failure": (
@@ -51,12 +55,13 @@ DECLINES: dict[str, tuple[type[PaymentFailed], str | None]] = {
 
 
 def decline_error(code: str | None, decline_code: str | None = None) -> PaymentFailed:
-    """The Carnet error for a Stripe card error's codes (unknown codes are a plain decline)."""
+    """The Carnet error for a Stripe card error's codes (unknown codes are a plain, soft decline),
+    carrying the code that decided it: its `kind` (hard or soft) drives dunning."""
     for candidate in (decline_code, code):
         if candidate in DECLINES:
             error, message = DECLINES[candidate]
-            return error(message)
-    return CardDeclined()
+            return error(message, decline_code=decline_code or candidate)  # the bank's own reason kept
+    return CardDeclined(decline_code=decline_code or code or "")
 
 
 def settings_check() -> None:

@@ -7,14 +7,23 @@ Test card numbers (any future expiry, any 3-digit CVC, 4 digits for American Exp
 | 4242 4242 4242 4242 | Visa             | succeeds                                                |
 | 5555 5555 5555 4444 | Mastercard       | succeeds                                                |
 | 3782 822463 10005   | American Express | succeeds (CVC has 4 digits)                             |
-| 4000 0000 0000 0002 | Visa             | CardDeclined, code "card_declined" (402)                |
-| 4000 0000 0000 9995 | Visa             | InsufficientFunds, code "insufficient_funds" (402)      |
+| 4000 0000 0000 0002 | Visa             | soft decline: CardDeclined, code "card_declined" (402)  |
+| 4000 0000 0000 9995 | Visa             | soft decline: InsufficientFunds, "insufficient_funds"   |
+| 4000 0000 0000 9987 | Visa             | hard decline "lost_card" (CardDeclined, 402)             |
+| 4000 0000 0000 9979 | Visa             | hard decline "stolen_card"                              |
+| 4000 0000 0000 9599 | Visa             | hard decline "do_not_honor"                             |
+| 4000 0000 0000 9581 | Visa             | hard decline "account_closed"                           |
+| 4000 0000 0000 0069 | Visa             | hard decline "expired_card" (CardExpired)               |
+| 4000 0000 0000 0267 | Visa             | soft decline "processing_error" (ProcessingError)       |
 | 4000 0000 0000 0119 | Visa             | network error: GatewayUnavailable (503) and nothing is  |
 |                     |                  | charged; every attempt, retries included, fails         |
 | 4000 0000 0000 0770 | Visa             | lost response: the first attempt with a key charges,    |
 |                     |                  | then raises GatewayUnavailable; a retry with the SAME   |
 |                     |                  | key returns that same charge (what keys protect)        |
 | any other number passing the Luhn check | succeeds; brand from the prefix             |
+
+Declines carry their `decline_code` and so their kind, hard or soft (base.HARD_DECLINES), as
+Stripe's do: a hard one stops a membership's automatic retries (passes.dunning).
 
 Every card above is accepted by store_card; failures happen when it is charged. Declines and
 network errors record nothing, so a retry with the same key fails the same way.
@@ -44,11 +53,21 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.money import ISO_4217, MAX_MINOR, Money
 
-from .base import CardDeclined, ChargeResult, GatewayUnavailable, InsufficientFunds, RefundResult, StoredCard
+from .base import (HARD_DECLINE_MESSAGE, CardDeclined, CardExpired, ChargeResult, GatewayUnavailable, InsufficientFunds,
+                   ProcessingError, RefundResult, StoredCard)
 from .models import TestGatewayCard, TestGatewayCharge, TestGatewayRefund
 
 SUCCEEDS, DECLINED, INSUFFICIENT_FUNDS = "succeeds", "declined", "insufficient_funds"
 NETWORK_ERROR, LOST_RESPONSE = "network_error", "lost_response"
+# behaviour -> the decline it raises when charged (the behaviour is the gateway's decline code)
+DECLINES = {
+    DECLINED: lambda: CardDeclined(),
+    INSUFFICIENT_FUNDS: lambda: InsufficientFunds(),
+    "processing_error": lambda: ProcessingError(decline_code="processing_error"),
+    "expired_card": lambda: CardExpired(decline_code="expired_card"),
+    **{code: (lambda code=code: CardDeclined(HARD_DECLINE_MESSAGE, decline_code=code))
+       for code in ("lost_card", "stolen_card", "do_not_honor", "account_closed")},
+}
 
 TEST_CARDS = {
     "4242424242424242": SUCCEEDS,
@@ -56,6 +75,12 @@ TEST_CARDS = {
     "378282246310005": SUCCEEDS,
     "4000000000000002": DECLINED,
     "4000000000009995": INSUFFICIENT_FUNDS,
+    "4000000000009987": "lost_card",
+    "4000000000009979": "stolen_card",
+    "4000000000009599": "do_not_honor",
+    "4000000000009581": "account_closed",
+    "4000000000000069": "expired_card",
+    "4000000000000267": "processing_error",
     "4000000000000119": NETWORK_ERROR,
     "4000000000000770": LOST_RESPONSE,
 }
@@ -166,10 +191,8 @@ class TestGateway:
         card = TestGatewayCard.objects.filter(token=token).first()
         if card is None:
             raise NotFound("The payment gateway does not know this card; add the card again.", code="unknown_card")
-        if card.behaviour == DECLINED:
-            raise CardDeclined()
-        if card.behaviour == INSUFFICIENT_FUNDS:
-            raise InsufficientFunds()
+        if card.behaviour in DECLINES:
+            raise DECLINES[card.behaviour]()
         if _expired(card.exp_month, card.exp_year):
             raise CardDeclined("The card has expired. Ask the patient for a current card.", code="card_expired")
         if card.behaviour == NETWORK_ERROR:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from carnet.clinic.selectors import clinic_get
 
 from .models import Pass, PassItem
+from .overdue import PAST_DUE_REASON, past_due_refusal
 from .selectors import pass_fully_paid, pass_unlocked
 from .windows import window_refusal
 
@@ -39,6 +40,8 @@ REASONS = {
     "outside_hours": "Used only {window} ({zone} time); this visit is on {when}.",
     "weekly_cap": "Used at most {cap} a week: {taken} already booked {span}.",
     "daily_cap": "Used at most {cap} a day: {taken} already booked {span}.",
+    "past_due": PAST_DUE_REASON,
+    "written_off": "The cycle that includes {visit_date} was written off unpaid, so it covers no visits.",
 }
 UNPAID_WARNING = "Covers it, but this cycle's invoice is not paid yet (balance {balance})."
 PARTIAL_WARNING = ("Covers {covered} of this visit's {full}: only that much of its balance is left, so the patient "
@@ -145,6 +148,11 @@ def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, on
     state, row, left = cycle_preview(sold, visit_date)
     if state != "ok":
         return no(state, start_date=sold.start_date)
+    if row is not None and row.written_off_at is not None:
+        return no("written_off")
+    late = past_due_refusal(sold)  # reads the kept date: no query unless it is past due
+    if late is not None:
+        return no("past_due", **late)
     if left is not None and left <= 0:
         return no("cycle_used_up", uses=row.uses_allowed if row is not None else sold.uses_per_cycle)
     if item.limit is not None and item.used_count >= item.limit:

@@ -8,7 +8,8 @@ a card attempt (billing.card_attempts: recorded, called outside any transaction,
 Before trying again, the job asks the gateway what became of the last attempt that got no answer
 (a crash, a lost response), so a charge that went through is recorded once — as credit if the
 invoice was paid at the desk meanwhile — even after the card was changed. A declined card leaves
-the invoice unpaid, emails the patient and the clinic, and is retried after 1, 3 and 7 days. One
+the invoice unpaid, emails the patient and the clinic, and is retried on the clinic's schedule (a soft
+decline) or waits for a new card (a hard one): passes.dunning. One
 row's error is recorded on the row and never stops the others.
 """
 
@@ -28,11 +29,11 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError
 from carnet.core import activity, clock
 
-from .emails import instalment_declined_email, instalment_receipt_email
+from .dunning import decline_record
+from .overdue import past_due_refresh
+from .emails import instalment_receipt_email
 from .models import Pass, PassInvoice
 from .selling import instalment_issue
-
-RETRY_AFTER_DAYS = (1, 3, 7)  # after the 1st, 2nd and 3rd decline; then staff follow up
 
 
 @dataclass
@@ -114,33 +115,24 @@ def _charge(pk: int, today: dt.date, *, on_session: bool = False, run: Run | Non
     except GatewayUnavailable as failure:  # maybe charged, maybe not: the next run asks the gateway first
         PassInvoice.objects.filter(pk=pk).update(last_error=failure.message[:200])
         return "unavailable"
-    except PaymentFailed as failure:
+    except PaymentFailed as failure:  # soft: retried on the clinic's schedule; hard: a new card is needed
         return _declined(pk, today, failure)
     return "charged"
 
 
 def _declined(pk: int, today: dt.date, failure) -> str:
-    """A declined charge: counted, retried after 1, 3 and 7 days (never when only the card holder can
-    confirm it), the patient and the clinic emailed."""
-    with transaction.atomic():
-        row = PassInvoice.objects.select_for_update(of=("self",)).get(pk=pk)
-        row.charge_attempts += 1
-        row.last_error = failure.message[:200]
-        tries = row.charge_attempts
-        row.next_attempt_on = today + dt.timedelta(days=RETRY_AFTER_DAYS[tries - 1]) \
-            if tries <= len(RETRY_AFTER_DAYS) else None
-        needs_patient = failure.code == "authentication_required"
-        if needs_patient:  # the bank wants the card holder: trying again without them cannot work
-            row.next_attempt_on = None
-        row.save(update_fields=["charge_attempts", "last_error", "next_attempt_on"])
-        instalment_declined_email(row=row, reason=failure.message, authenticate=needs_patient)
+    """A declined charge: counted and, by its kind, retried on the clinic's schedule or waiting for a
+    new card (never retried when only the card holder can confirm it); passes.dunning."""
+    decline_record(pk=pk, failure=failure, today=today)
     return "declined"
 
 
 def _charged(attempt: CardAttempt, payment) -> None:
     """The instalment's charge is recorded (inline or by reconciliation): stop retrying, send the receipt."""
     row = PassInvoice.objects.select_related("sold_pass").get(pk=attempt.context["pass_invoice"])
-    PassInvoice.objects.filter(pk=row.pk).update(next_attempt_on=None, last_error="")
+    PassInvoice.objects.filter(pk=row.pk).update(next_attempt_on=None, last_error="", needs_new_card=False)
+    if row.sold_pass.past_due_since is not None:
+        past_due_refresh(row.sold_pass_id)
     instalment_receipt_email(row=row, payment=payment)
 
 

@@ -24,6 +24,7 @@ from .cycles import memberships_recognise
 from .instalments import instalments_bill
 from .cycle_billing import cycles_issue
 from .memberships import memberships_end
+from .overdue import memberships_overdue
 from .models import Pass
 from .plan_change import plan_changes_apply
 
@@ -53,7 +54,8 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
 
 def passes_daily(*, today: dt.date | None = None) -> dict:
     """In order: reconcile card attempts left without an answer, invoice due membership cycles,
-    invoice due instalments and charge cards on file, earn membership fees to date, end finished
+    invoice due instalments and charge cards on file, keep past-due memberships' state (and cancel
+    those past due too long, if the clinic says so), earn membership fees to date, end finished
     memberships, expire packages, send reminders, forget idempotency keys older than
     IDEMPOTENCY_KEY_HOURS, advance the ledger's balance checkpoints."""
     today = today or clock.today(clinic_get().time_zone)
@@ -75,6 +77,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     run = part("instalments_bill", lambda: instalments_bill(today=today))
     result.update({"instalments_issued": len(run.issued) if run else 0, "charged": len(run.charged) if run else 0,
                    "declined": len(run.declined) if run else 0})
+    overdue = part("memberships_overdue", lambda: memberships_overdue(today=today)) or {}
+    result["memberships_cancelled_past_due"] = overdue.get("cancelled", 0)
     result["membership_revenue_recognised_minor"] = part("memberships_recognise",
                                                          lambda: memberships_recognise(today=today)) or 0
     result["memberships_ended"] = part("memberships_end", lambda: memberships_end(today=today)) or 0

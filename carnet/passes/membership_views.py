@@ -24,9 +24,11 @@ from carnet.staff.decorators import run_action, save_form, save_once, staff_requ
 from . import memberships as ms
 from .card_requests import card_update_request
 from .cycles import billed_cycles, cycle_preview, cycle_start
+from .dunning import cycle_state, cycle_states
 from .instalments import pass_charge_due
 from .membership_forms import CancelForm, CycleRefundForm, MembershipSellForm, PauseForm, PaymentForm
 from .models import Pass, PassInvoice
+from .overdue import overdue_state
 from .selectors import pass_history
 
 Mode = Pass.PaymentMode
@@ -153,7 +155,7 @@ def membership_summary(sold: Pass, today: dt.date | None = None) -> dict:
     rows = list(sold.instalment_rows.all())
     owing = sum(max(r.invoice.balance_minor, 0) for r in rows if r.invoice_id and not r.invoice.deleted_at)
     return {"uses": _uses_now(sold, today), "next_billing": _next_billing(sold, sorted(rows, key=lambda r: r.seq)),
-            "owing_minor": owing}
+            "owing_minor": owing, "billing": cycle_states(rows, today=today)}
 
 
 def _events(request, sold: Pass, rows: list[PassInvoice], today: dt.date) -> list[dict]:
@@ -165,6 +167,7 @@ def _events(request, sold: Pass, rows: list[PassInvoice], today: dt.date) -> lis
             "row": row, "invoice": invoice, "last_day": row.period_end - dt.timedelta(days=1) if row.period_end else None,
             "current": row.period_start <= today < row.period_end if row.period_start else False,
             "refund": may_refund and invoice is not None and invoice.applied_minor > 0,
+            "state": cycle_state(row, today=today),
         })
     return out
 
@@ -188,6 +191,7 @@ def _detail(request, sold: Pass, *, pause_form=None):
         "owing_minor": sum(max(i.balance_minor, 0) for i in issued),
         "uses": _uses_now(sold, today), "events": _events(request, sold, rows, today), "history": history,
         "plan_changes": list(sold.plan_changes.all()),
+        "overdue": overdue_state(sold, today=today), "retry_days": clinic.retry_days(),
         "pause_form": pause_form or PauseForm(most=sold.pause_max_cycles), "form_key": new_form_key(),
         "show": {
             "pause": can(user, Action.SELL) and active and sold.pause_allowed and pause is None,

@@ -28,6 +28,7 @@ from .models import Pass, PassInvoice, PassItem, PassPause, PassTemplate, Redemp
 from .redemption import _release
 from .selling import instalment_issue
 from .windows import window_terms
+from .writeoff import CycleFeeBack
 
 Mode = Pass.PaymentMode
 Status = Pass.Status
@@ -186,7 +187,7 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
         today = _today()
         sold.instalment_rows.filter(invoice__isnull=False, period_start__lte=today, period_end__gt=today,
                                     invoice__applied_minor__lt=F("invoice__total_minor")).update(
-            next_attempt_on=today, charge_attempts=0)
+            next_attempt_on=today, charge_attempts=0, needs_new_card=False)
     activity.record(actor=actor, verb="payment changed", obj=sold, before=before, after=activity.snapshot(sold))
     return sold
 
@@ -345,23 +346,13 @@ def cycle_refund(*, actor, row: PassInvoice, amount_minor: int, reason: str = ""
                                "cycle.", fields={"amount_minor": ["Out of range."]})
     PassInvoice.objects.filter(pk=row.pk).update(uses_allowed=row.used_count)  # no more uses this cycle
     before = activity.snapshot(row)
-    state = {"deferred": row.net_minor - row.recognised_minor}
-
-    def counter(net: int) -> list[Line]:
-        from_deferred = min(net, state["deferred"])
-        state["deferred"] -= from_deferred
-        return [Line(accounts.DEFERRED_MEMBERSHIPS, debit=from_deferred),
-                Line(accounts.revenue(sold.income_category_id), debit=net - from_deferred)]
-
+    fee = CycleFeeBack(sold, row)
     if amount_minor or row.invoice.balance_minor:  # an unpaid balance of a refunded cycle is cancelled too
         invoice_take_back(invoice=row.invoice, amount_minor=row.invoice.balance_minor + amount_minor,
                           to_credit_minor=amount_minor,
                           source=row, description=f"Refund of {sold.name}, {row.period_start:%Y-%m-%d} cycle",
-                          memo=f"{sold.name}: cycle {row.seq} refunded", counter_lines=counter)
-    if state["deferred"]:  # what is left of the cycle's fee is earned now
-        transaction_post(kind="membership_recognised", source=row, memo=f"{sold.name}: cycle {row.seq} refunded",
-                         lines=[Line(accounts.DEFERRED_MEMBERSHIPS, debit=state["deferred"]),
-                                Line(accounts.revenue(sold.income_category_id), credit=state["deferred"])])
+                          memo=f"{sold.name}: cycle {row.seq} refunded", counter_lines=fee.counter)
+    fee.earn_rest(source=row, memo=f"{sold.name}: cycle {row.seq} refunded")  # the rest is earned now
     unearned = row.net_minor - row.recognised_minor  # all of it has now left deferred revenue
     PassInvoice.objects.filter(pk=row.pk).update(recognised_minor=row.net_minor)
     Pass.objects.filter(pk=sold.pk).update(recognised_minor=F("recognised_minor") + unearned)

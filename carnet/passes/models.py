@@ -207,6 +207,10 @@ class Pass(models.Model):
     recognised_minor = models.BigIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
+    # Memberships (issue 22, passes/overdue.py): the due date of the oldest cycle still owed, kept by the
+    # daily job and by payments, so eligibility reads it with the pass (no query for the common case).
+    past_due_since = models.DateField(null=True, blank=True)
+    past_due_override_until = models.DateField(null=True, blank=True)  # staff let it cover bookings until then
 
     class Meta:
         ordering = ["-purchased_at", "-pk"]
@@ -310,6 +314,11 @@ class PassInvoice(models.Model):
     used_count = models.PositiveIntegerField(default=0)
     recognised_minor = models.BigIntegerField(default=0)
     skipped = models.BooleanField(default=False)
+    # Dunning (issue 22, passes/dunning.py): the last decline's kind ("hard" / "soft"), a hard decline's
+    # request for a new card, and a cycle written off after its last retry (no uses, no back-charge).
+    decline_kind = models.CharField(max_length=4, blank=True, default="")
+    needs_new_card = models.BooleanField(default=False)
+    written_off_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]

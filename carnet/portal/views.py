@@ -456,6 +456,7 @@ def _memberships(user, clinic) -> list[dict]:
         paused = sold.pauses.filter(resumed_at__isnull=True).exists()
         active = sold.status == sold.Status.ACTIVE
         out.append({"sold": sold, "uses": summary["uses"], "next_billing": summary["next_billing"],
+                    "billing": summary["billing"],
                     "next_amount": clinic.money(price_with_tax_minor(sold)),
                     "status": _membership_status(sold, summary),
                     "can_cancel": active and sold.self_cancel and not sold.ends_after,

@@ -130,7 +130,7 @@ def test_a_declined_card_shows_the_reason_and_leaves_the_invoice_unpaid_for_the_
     page = _text(response)
     assert "The card was declined:" in page and row.last_error in page and "stays unpaid" in page
     assert "tried again on 2026-05-02" in page
-    assert 'data-testid="invoice-status">Unpaid<' in page and "next try 2026-05-02" in page
+    assert 'data-testid="invoice-status">Unpaid<' in page and "Retrying (next on 2026-05-02)" in page
 
 
 def test_automatic_without_a_card_shows_the_services_message(s, client):
