@@ -31,10 +31,14 @@ from . import card_requests
 from . import memberships as ms
 from . import plan_change as pc
 from .cycles import billed_cycles, cycle_start
+from .dunning import cycle_state
 from .instalments import pass_charge_due
 from .membership_views import membership_summary
 from .models import Pass, PassInvoice, PassPlanChange, PassTemplate
 from .online import first_charge_outcome
+from .overdue import membership_past_due_override, overdue_state
+from .retry import membership_retry_now
+from .writeoff import cycle_write_off
 
 router = Router(tags=["memberships"])
 
@@ -52,8 +56,9 @@ def _invoice_status(row: PassInvoice) -> str:
     return "partly_paid" if invoice.applied_minor else "unpaid"
 
 
-def _cycle(row: PassInvoice) -> dict:
+def _cycle(row: PassInvoice, today: dt.date) -> dict:
     invoice = row.invoice if row.invoice_id and not row.invoice.deleted_at else None
+    state = cycle_state(row, today=today)
     return {"id": row.pk, "seq": row.seq, "period_start": row.period_start,
             "last_day": row.period_end - dt.timedelta(days=1), "due_on": row.due_on,
             "amount_minor": invoice.total_minor if invoice else row.amount_minor, "skipped": row.skipped,
@@ -61,7 +66,10 @@ def _cycle(row: PassInvoice) -> dict:
             "paid_minor": invoice.applied_minor if invoice else 0,
             "balance_minor": max(invoice.balance_minor, 0) if invoice else 0, "uses_allowed": row.uses_allowed,
             "used_count": row.used_count, "charge_attempts": row.charge_attempts,
-            "next_attempt_on": row.next_attempt_on, "last_error": row.last_error}
+            "next_attempt_on": row.next_attempt_on, "last_error": row.last_error,
+            "billing_state": state.code if state else "not_invoiced", "billing_label": state.label if state else "",
+            "decline_kind": row.decline_kind, "needs_new_card": row.needs_new_card,
+            "written_off_at": row.written_off_at}
 
 
 def membership_out(pk: int, **extra) -> dict:
@@ -78,7 +86,9 @@ def membership_out(pk: int, **extra) -> dict:
             "paused_until": cycle_start(sold, pause.from_seq - 1 + pause.cycles) if pause else None,
             "next_billing_date": summary["next_billing"], "owing_minor": summary["owing_minor"],
             "uses_this_cycle": {k: uses[k] for k in ("state", "used", "allowed", "left", "rolled")},
-            "cycles": [_cycle(r) for r in sold.instalment_rows.select_related("invoice").order_by("seq")], **extra}
+            "past_due": overdue_state(sold),
+            "cycles": [_cycle(r, summary["today"]) for r in sold.instalment_rows.select_related("invoice").order_by("seq")],
+            **extra}
 
 
 def _membership(request, pk: int, *, action: Action = Action.INVOICE_VIEW) -> Pass:
@@ -252,6 +262,36 @@ def refund(request, pk: int, payload: s.CycleRefundIn):
     row = _row(request, pk, Action.REFUND)
     ms.cycle_refund(actor=request.auth, row=row, amount_minor=payload.amount_minor, reason=payload.reason)
     return membership_out(row.sold_pass_id)
+
+
+@router.post("/memberships/cycles/{pk}/write-off", response=s.MembershipOut, operation_id="membership_cycle_write_off",
+             summary="Write off what a cycle still owes: no uses left, never charged again (issue 22)")
+def write_off(request, pk: int, payload: s.CycleWriteOffIn):
+    require(request.auth, Action.REFUND)
+    row = _row(request, pk, Action.REFUND)
+    cycle_write_off(actor=request.auth, row=row, reason=payload.reason)
+    return membership_out(row.sold_pass_id)
+
+
+@router.post("/memberships/{pk}/past-due-override", response=s.MembershipOut,
+             operation_id="membership_past_due_override",
+             summary="Let a past-due membership cover new bookings again until a date (at most 31 days; logged)")
+def past_due_override(request, pk: int, payload: s.PastDueOverrideIn):
+    require(request.auth, Action.SELL)
+    sold = _membership(request, pk, action=Action.SELL)
+    membership_past_due_override(actor=request.auth, sold_pass=sold, until=payload.until)
+    return membership_out(pk)
+
+
+@router.post("/memberships/{pk}/retry-now", response=s.RetryNowOut, operation_id="membership_retry_now",
+             summary="Charge the card on file now for what a past-due membership owes (issue 22)")
+@calls_gateway()
+def retry_now(request, pk: int):
+    require(request.auth, Action.PAYMENT_TAKE)
+    sold = _membership(request, pk, action=Action.PAYMENT_TAKE)
+    run = membership_retry_now(actor=request.auth, sold_pass=sold)
+    outcome = "charged" if run.charged and not run.declined else "declined" if run.declined else "unavailable"
+    return {"outcome": outcome, "membership": membership_out(pk)}
 
 
 # ---------------------------------------------------------------- the patient's own (SPEC 11)

@@ -25,6 +25,27 @@ class CycleOut(Schema):
     charge_attempts: int
     next_attempt_on: dt.date | None = Field(..., description="When the card is charged (automatic payment)")
     last_error: str
+    billing_state: str = Field(..., description="not_invoiced, due, paid, retrying, past_due, needs_new_card "
+                               "(a hard decline) or written_off")
+    billing_label: str = Field(..., description="The state as staff and patients read it")
+    decline_kind: str = Field(..., description="The last decline: hard (no retry), soft (retried) or empty")
+    needs_new_card: bool
+    written_off_at: dt.datetime | None
+
+
+class PastDueOut(Schema):
+    days: int = Field(..., description="Days since the oldest cycle still owed was due")
+    suspended: bool = Field(..., description="True: it does not cover new bookings (code past_due)")
+    overridden: bool
+    label: str
+
+
+class CycleWriteOffIn(Schema):
+    reason: str = Field("", max_length=200)
+
+
+class PastDueOverrideIn(Schema):
+    until: dt.date = Field(..., description="The last day it may cover new bookings despite being past due")
 
 
 class UsesOut(Schema):
@@ -66,6 +87,7 @@ class MembershipOut(Schema):
     paused_until: dt.date | None = Field(..., description="First day billed again after the current pause")
     next_billing_date: dt.date | None = Field(..., description="When the next cycle is invoiced; null = none")
     owing_minor: int
+    past_due: PastDueOut | None = Field(..., description="Null while nothing is owed past its due date (issue 22)")
     uses_this_cycle: UsesOut
     cycles: list[CycleOut]
 
@@ -173,3 +195,10 @@ class PlanChangeOut(Schema):
 class MembershipPlanChangedOut(MembershipOut):
     plan_change: PlanChangeOut
     charge: ChargeOut = Field(..., description="What is due now on an automatic membership, charged right away")
+
+
+class RetryNowOut(Schema):
+    outcome: Literal["charged", "declined", "unavailable"] = Field(
+        ..., description="charged: nothing past due is left; declined: see the cycles' last_error; unavailable: "
+        "no answer from the card processor (checked again shortly, never charged twice)")
+    membership: MembershipOut

@@ -19,4 +19,8 @@ urlpatterns = [
     path(M + "plan/", plan_change_views.membership_plan_change, name="plan_change"),
     path(M + "plan/cancel/", plan_change_views.plan_change_cancel, name="plan_change_cancel"),
     path("memberships/cycles/<int:cycle_pk>/refund/", views.cycle_refund, name="cycle_refund"),
+    # issue 22: dunning
+    path(M + "past-due-override/", views.membership_past_due_override, name="past_due_override"),
+    path(M + "retry-now/", views.membership_retry_now, name="retry_now"),
+    path("memberships/cycles/<int:cycle_pk>/write-off/", views.cycle_write_off, name="cycle_write_off"),
 ]

@@ -11,6 +11,7 @@ import datetime as dt
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get
@@ -28,7 +29,7 @@ from .dunning import cycle_state, cycle_states
 from .instalments import pass_charge_due
 from .membership_forms import CancelForm, CycleRefundForm, MembershipSellForm, PauseForm, PaymentForm
 from .models import Pass, PassInvoice
-from .overdue import overdue_state
+from . import overdue, retry, writeoff
 from .selectors import pass_history
 
 Mode = Pass.PaymentMode
@@ -155,7 +156,7 @@ def membership_summary(sold: Pass, today: dt.date | None = None) -> dict:
     rows = list(sold.instalment_rows.all())
     owing = sum(max(r.invoice.balance_minor, 0) for r in rows if r.invoice_id and not r.invoice.deleted_at)
     return {"uses": _uses_now(sold, today), "next_billing": _next_billing(sold, sorted(rows, key=lambda r: r.seq)),
-            "owing_minor": owing, "billing": cycle_states(rows, today=today)}
+            "owing_minor": owing, "billing": cycle_states(rows, today=today), "today": today}
 
 
 def _events(request, sold: Pass, rows: list[PassInvoice], today: dt.date) -> list[dict]:
@@ -167,6 +168,8 @@ def _events(request, sold: Pass, rows: list[PassInvoice], today: dt.date) -> lis
             "row": row, "invoice": invoice, "last_day": row.period_end - dt.timedelta(days=1) if row.period_end else None,
             "current": row.period_start <= today < row.period_end if row.period_start else False,
             "refund": may_refund and invoice is not None and invoice.applied_minor > 0,
+            "write_off": may_refund and invoice is not None and invoice.balance_minor > 0 and not row.written_off_at,
+            "form_key": new_form_key(),
             "state": cycle_state(row, today=today),
         })
     return out
@@ -191,7 +194,8 @@ def _detail(request, sold: Pass, *, pause_form=None):
         "owing_minor": sum(max(i.balance_minor, 0) for i in issued),
         "uses": _uses_now(sold, today), "events": _events(request, sold, rows, today), "history": history,
         "plan_changes": list(sold.plan_changes.all()),
-        "overdue": overdue_state(sold, today=today), "retry_days": clinic.retry_days(),
+        "overdue": overdue.overdue_state(sold, today=today), "retry_days": clinic.retry_days(),
+        "override_default": today + dt.timedelta(days=7),
         "pause_form": pause_form or PauseForm(most=sold.pause_max_cycles), "form_key": new_form_key(),
         "show": {
             "pause": can(user, Action.SELL) and active and sold.pause_allowed and pause is None,
@@ -232,6 +236,59 @@ def membership_resume(request, pk: int):
     _, denied = run_action(request, lambda: ms.membership_resume(actor=request.user, sold_pass=sold),
                            success=f"{sold.name} resumed: the next cycles are billed again.")
     return denied or _to_detail(pk)
+
+
+@require_POST
+@staff_required(Action.SELL)
+def membership_past_due_override(request, pk: int):
+    """Let a past-due membership cover new bookings again until a date (issue 22 point 2; logged)."""
+    sold = _membership(pk)
+    try:
+        until = dt.date.fromisoformat(request.POST.get("until", ""))
+    except ValueError:
+        messages.error(request, "Choose the last day it may cover new bookings (a date).")
+        return _to_detail(pk)
+    _, denied = run_action(request, lambda: overdue.membership_past_due_override(actor=request.user, sold_pass=sold,
+                                                                         until=until),
+                           success=f"{sold.name} covers new bookings again until {until:%Y-%m-%d}.")
+    return denied or _to_detail(pk)
+
+
+@require_POST
+@staff_required(Action.PAYMENT_TAKE)
+def membership_retry_now(request, pk: int):
+    """Charge a past-due membership's card now (issue 22 point 4): the card attempt's own path, the
+    gateway called outside any transaction (this view holds none). Back to where it was asked from."""
+    sold = _membership(pk)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) or not back.startswith("/"):
+        back = reverse("memberships:detail", args=[pk])
+    run, denied = run_action(request, lambda: retry.membership_retry_now(actor=request.user, sold_pass=sold))
+    if denied:
+        return denied
+    if run is not None:
+        if run.charged and not run.declined:
+            messages.success(request, f"{sold.name}: the card was charged; nothing is past due now.")
+        elif run.declined:
+            reason = PassInvoice.objects.filter(pk=run.declined[-1]).values_list("last_error", flat=True).first()
+            messages.error(request, f"{sold.name}: the card was declined again — {reason} Take another payment, "
+                                    "or ask the patient for a new card.")
+        else:
+            messages.info(request, f"{sold.name}: the card could not be charged just now (no answer from the card "
+                                   "processor); it is checked again shortly. Nothing was charged twice.")
+    return redirect(back)
+
+
+@require_POST
+@staff_required(Action.REFUND)
+def cycle_write_off(request, cycle_pk: int):
+    """Write off what a cycle still owes (issue 22 point 5). Done once: a repeat finds it written off."""
+    row = _cycle(cycle_pk)
+    _, denied = run_action(request, lambda: writeoff.cycle_write_off(actor=request.user, row=row,
+                                                                     reason=request.POST.get("reason", "")),
+                           success=f"Cycle from {row.period_start:%Y-%m-%d} written off: it is not charged again "
+                                   "and gives no more uses.", once=True)
+    return denied or _to_detail(row.sold_pass_id)
 
 
 @staff_required(Action.SELL)

@@ -30,6 +30,8 @@ REPORTS: list[tuple[str, str, str]] = [
     ("reports:pass_usage", "Pass usage", "visits covered by a pass: value, discount, staff member"),
     ("reports:pass_rollforward", "Deferred revenue roll-forward",
      "opening, sold, redeemed, refunded, expired and closing, tied to the ledger (whole clinic)"),
+    ("reports:past_due", "Past due memberships",
+     "memberships owing a cycle: cycles and amount owed, last decline reason, next retry"),
 ]
 PAGE_ROWS = 1000
 

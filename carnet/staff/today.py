@@ -19,6 +19,7 @@ from carnet.billing.selectors import patients_owing
 from carnet.clinic.selectors import clinic_get, locations_active
 from carnet.core import clock
 from carnet.core.permissions import Action, can, staff_of
+from carnet.passes.overdue import past_due_memberships
 from carnet.passes.selectors import autopay_declined, passes_expiring, passes_running_low
 from carnet.scheduling.models import Status
 from carnet.scheduling.selectors import appointments_today
@@ -57,7 +58,7 @@ def today_board(*, actor) -> dict:
     """Everything the dashboard's Today shows to `actor`; parts they may not see are None."""
     clinic = clinic_get()
     board = {"clinic": clinic, "locations": None, "owing_today": None, "owing": None, "expiring": None,
-             "running_low": None, "declined": None, "to_review": None, "expiring_days": EXPIRING_WITHIN_DAYS}
+             "running_low": None, "declined": None, "past_due": None, "to_review": None, "expiring_days": EXPIRING_WITHIN_DAYS}
     appointments: list = []
     if can(actor, Action.SCHEDULE_OWN):
         locations = list(locations_active())
@@ -80,6 +81,7 @@ def today_board(*, actor) -> dict:
         board["expiring"] = passes_expiring(today=clock.today(clinic.time_zone), within_days=EXPIRING_WITHIN_DAYS)
         board["running_low"] = passes_running_low(patient_ids=today_ids) if today_ids else []
         board["declined"] = autopay_declined()
+        board["past_due"] = past_due_memberships(limit=20)
     if can(actor, Action.CARD_REVIEW):  # card payments whose outcome came late or became credit: one count
         from carnet.billing.card_attempts import attempts_to_review
 

@@ -142,3 +142,25 @@ def test_the_check_costs_no_query_while_in_good_standing(s, monkeypatch):
     with_check = statements()
     monkeypatch.setattr(eligibility, "past_due_refusal", lambda sold: None)  # as before issue 22
     assert statements() == with_check
+
+
+def test_the_page_shows_past_due_and_overrides_through_the_api_and_the_page(s, client):
+    from django.urls import reverse
+
+    from carnet.conftest import Api
+
+    with _on("2026-05-20"):
+        passes_daily()
+        client.force_login(s["fd"].user)
+        url = reverse("memberships:detail", args=[s["sold"].pk])
+        page = client.get(url).content.decode()
+        assert "Past due 19 days — not covering new bookings" in page
+        client.post(reverse("memberships:past_due_override", args=[s["sold"].pk]), {"until": "bad"})
+        assert _fresh(s).past_due_override_until is None
+        client.post(reverse("memberships:past_due_override", args=[s["sold"].pk]), {"until": "2026-05-21"})
+        assert _fresh(s).past_due_override_until == dt.date(2026, 5, 21)
+        api = Api(s["fd"].user)
+        answer = api.post(f"/memberships/{s['sold'].pk}/past-due-override", {"until": "2026-05-25"})
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["past_due"]["overridden"] is True
+        assert api.post(f"/memberships/{s['sold'].pk}/past-due-override", {"until": "2026-09-01"}).status_code == 422

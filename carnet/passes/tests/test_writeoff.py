@@ -124,3 +124,31 @@ def test_staff_write_off_needs_the_refund_right_is_done_once_and_refuses_a_paid_
     with pytest.raises(Conflict):
         cycle_write_off(actor=s["admin"].user, row=_row(good))
     assert_ledger_ok()
+
+
+def test_write_off_through_the_api_and_the_page_once(s, client):
+    from django.urls import reverse
+
+    from carnet.conftest import Api
+
+    clinic_set(dunning_write_off=False)
+    first, second = _automatic(s), _automatic(s)
+    passes_daily(today=MAY_1)
+    passes_daily(today=MAY_2)
+    api = Api(s["admin"].user)
+    path = f"/memberships/cycles/{_row(first).pk}/write-off"
+    headers = {"Idempotency-Key": "wo-1"}
+    answer = api.post(path, {"reason": "Agreed"}, **headers)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["cycles"][0]["billing_state"] == "written_off"
+    assert api.post(path, {"reason": "Agreed"}, **headers).json() == answer.json()  # a replay
+    assert Api(s["fd"].user).post(f"/memberships/cycles/{_row(second).pk}/write-off", {}).status_code == 403
+    client.force_login(s["admin"].user)
+    page = client.get(reverse("memberships:detail", args=[second.pk])).content.decode()
+    assert ">Write off</button>" in page
+    url = reverse("memberships:cycle_write_off", args=[_row(second).pk])
+    client.post(url, {"form_key": "k1"})
+    client.post(url, {"form_key": "k1"})  # a double click
+    assert _row(second).written_off_at is not None
+    assert JournalTransaction.objects.filter(kind="pass_taken_back").count() == 2
+    assert_ledger_ok()

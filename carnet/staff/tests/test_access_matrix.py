@@ -167,6 +167,9 @@ def api_routes(w):
         ("get", "/memberships/cycles/{membership_cycle}/refund-suggestion", A.REFUND, None),
         ("post", "/memberships/cycles/{membership_cycle}/refund", A.REFUND, {"amount_minor": 0}),
         ("post", "/memberships/{membership}/card-update-request", A.SELL, None),
+        ("post", "/memberships/cycles/{membership_cycle}/write-off", A.REFUND, {"reason": "x"}),
+        ("post", "/memberships/{membership}/past-due-override", A.SELL, {"until": "2000-01-01"}),
+        ("post", "/memberships/{membership}/retry-now", A.PAYMENT_TAKE, None),
         ("post", "/me/memberships/{membership}/cancel", PATIENT_ONLY, None),
         ("post", "/me/memberships/{membership}/pause", PATIENT_ONLY, {"cycles": 1}),
         ("post", "/me/memberships/{membership}/resume", PATIENT_ONLY, None),
@@ -548,6 +551,8 @@ PAGE_ACTIONS = {
     "memberships:delete": A.INVOICE_DELETE, "memberships:cycle_refund": A.REFUND,
     "memberships:card_request": A.SELL,
     "memberships:plan_change": A.SELL, "memberships:plan_change_cancel": A.SELL,
+    "memberships:past_due_override": A.SELL, "memberships:cycle_write_off": A.REFUND,
+    "memberships:retry_now": A.PAYMENT_TAKE, "reports:past_due": A.REPORTS_OWN,
 }
 PAGE_ACTIONS.update({f"reports:billing_{name}": A.REPORTS_OWN
                      for name in ("compensation", "transactions", "ar_aging", "summary")})
@@ -589,7 +594,8 @@ POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock
                    "appointment_cancel",
                    "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class",
                    "appointment_pass_use", "appointment_pass_remove",
-                   "pause", "resume", "commit", "undo", "card_request"}
+                   "pause", "resume", "commit", "undo", "card_request", "past_due_override", "cycle_write_off",
+                   "retry_now"}
 PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
              "payment_pk": "payment", "card_pk": "card", "attempt_pk": "card_attempt"}
 
@@ -612,7 +618,7 @@ def _page_arg(world, name: str, arg: str):
         return world.ids["page_pass"]
     if name == "memberships:sell":
         return world.ids["patient"]
-    if name == "memberships:cycle_refund":
+    if name in ("memberships:cycle_refund", "memberships:cycle_write_off"):
         return world.ids["membership_cycle"]
     if name.startswith("memberships:"):
         return world.ids["page_membership"]
