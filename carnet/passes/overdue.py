@@ -1,6 +1,7 @@
 """Overdue states of memberships (issue 22 point 2, Kill Bill style), per the clinic's settings:
 
-- **past due**: a cycle's invoice is still owed after its due date (retries included). The due
+- **past due**: a cycle's invoice is still owed after its due date (retries included; from the
+  day after it). The due
   date of the oldest such cycle is kept on the membership (`Pass.past_due_since`) by the daily job,
   by a declined or successful automatic charge and by a write-off, so the eligibility check reads
   it with the pass — no extra query while a membership is in good standing;
@@ -39,7 +40,8 @@ def _today(clinic=None) -> dt.date:
 
 
 def _owed(today: dt.date):
-    return PassInvoice.objects.filter(OWED, written_off_at__isnull=True, due_on__lte=today,
+    """Cycles still owed after their due date (the day after it at the earliest)."""
+    return PassInvoice.objects.filter(OWED, written_off_at__isnull=True, due_on__lt=today,
                                       sold_pass__kind=Pass.Kind.MEMBERSHIP)
 
 
@@ -84,7 +86,7 @@ def overdue_state(sold: Pass, *, today: dt.date | None = None) -> dict | None:
     clinic = clinic_get()
     today = today or _today(clinic)
     days = past_due_days(sold, today=today)
-    if not days and not _owed(today).filter(sold_pass_id=sold.pk).exists():
+    if not days:
         return None
     suspended = days >= clinic.past_due_suspend_days
     overridden = suspended and sold.past_due_override_until is not None and today <= sold.past_due_override_until

@@ -164,3 +164,14 @@ def test_the_page_shows_past_due_and_overrides_through_the_api_and_the_page(s, c
         assert answer.status_code == 200, answer.content
         assert answer.json()["past_due"]["overridden"] is True
         assert api.post(f"/memberships/{s['sold'].pk}/past-due-override", {"until": "2026-09-01"}).status_code == 422
+
+
+def test_a_cycle_is_past_due_only_from_the_day_after_its_due_date(s):
+    from carnet.passes.overdue import past_due_memberships
+
+    passes_daily(today=dt.date(2026, 5, 1))  # invoiced today, unpaid: due, not past due
+    assert _fresh(s).past_due_since is None and overdue_state(_fresh(s)) is None and past_due_memberships() == []
+    with _on("2026-05-02"):
+        passes_daily()
+        assert overdue_state(_fresh(s))["label"].startswith("Past due 1 day —")
+        assert [r["days"] for r in past_due_memberships()] == [1]

@@ -143,3 +143,26 @@ def test_retry_now_declined_again_says_so_and_the_api_replays_with_its_key(s):
 
         practitioner_api = Api(make_staff(AccessLevel.PRACTITIONER_LIMITED, practitioner=True).user)
         assert practitioner_api.post(f"/memberships/{declined.pk}/retry-now", None).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_desks_retrying_at_once_and_the_job_charge_each_owed_cycle_once(s):
+    from carnet.conftest import race
+    from carnet.passes.retry import membership_retry_now
+
+    declined = _automatic(s)
+    passes_daily(today=dt.date(2026, 5, 1))
+    Pass.objects.filter(pk=declined.pk).update(card=_card(s, declined.patient, GOOD))
+    PassInvoice.objects.filter(sold_pass=declined).update(next_attempt_on=dt.date(2026, 5, 2))
+
+    def work(i):
+        with clock.frozen(at("2026-05-02", "10:00")):
+            if i == 2:
+                return passes_daily(today=dt.date(2026, 5, 2))
+            return membership_retry_now(actor=s["fd"].user, sold_pass=declined)
+
+    results = race(3, work)
+    assert not [r for r in results if isinstance(r, Exception) and getattr(r, "code", "") != "nothing_owed"], results
+    assert TestGatewayCharge.objects.count() == 1
+    assert balance(accounts.AR, patient_id=declined.patient_id) == 0
+    assert_ledger_ok()
