@@ -81,7 +81,7 @@ def today_board(*, actor) -> dict:
         board["expiring"] = passes_expiring(today=clock.today(clinic.time_zone), within_days=EXPIRING_WITHIN_DAYS)
         board["running_low"] = passes_running_low(patient_ids=today_ids) if today_ids else []
         board["declined"] = autopay_declined()
-        board["past_due"] = past_due_memberships(limit=20)
+        board["past_due"] = past_due_memberships(limit=20, clinic=clinic)
     if can(actor, Action.CARD_REVIEW):  # card payments whose outcome came late or became credit: one count
         from carnet.billing.card_attempts import attempts_to_review
 
