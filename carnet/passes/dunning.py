@@ -9,9 +9,9 @@ and Stripe):
   counted in the clinic's days); after the last one the cycle is past due — or written off, when
   the clinic says so (Clinic.dunning_write_off, `cycle_write_off`);
 - a **hard** decline (lost or stolen card, closed account, do not honour, expired card…) stops the
-  retries at once: trying that card again cannot work. The cycle is marked `needs_new_card` and
-  every function in NEW_CARD_HOOKS is called after the commit, with the cycle row — the card-update
-  request (issue 22 point 3) registers itself there to email the patient a link.
+  retries at once: trying that card again cannot work. The cycle is marked `needs_new_card` and,
+  for a membership, a card update request (passes.card_requests, issue 22 point 3) emails the
+  patient a link to add a new card, whose cycles still owed are then charged at once.
 
 A bank asking the card holder to confirm (authentication_required) is neither: no retry either,
 the patient gets their pay link (as before).
@@ -20,7 +20,7 @@ the patient gets their pay link (as before).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -28,18 +28,26 @@ from django.db.models import F, Q
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity
+from carnet.core.errors import CarnetError
 
 from .emails import instalment_declined_email
-from .models import Pass, PassInvoice
+from .models import CardUpdateRequest, Pass, PassInvoice
 
-# Called after the commit of a hard decline, with the cycle (or instalment) row: ask for a new card.
-NEW_CARD_HOOKS: list[Callable[[PassInvoice], None]] = []
+log = logging.getLogger(__name__)
 
 
-def new_card_hook_register(hook: Callable[[PassInvoice], None]) -> None:
-    """The card-update request (issue 22 point 3) registers here when its app loads."""
-    if hook not in NEW_CARD_HOOKS:
-        NEW_CARD_HOOKS.append(hook)
+def _ask_for_a_new_card(row: PassInvoice) -> None:
+    """A hard decline of a membership cycle: a card update request, in its own transaction after the
+    decline's (it locks the pass; the decline held the cycle's row). Its failure is logged, never
+    undoing the decline."""
+    from .card_requests import card_update_request  # card_requests charges through instalments, which calls here
+
+    try:
+        with transaction.atomic():
+            card_update_request(sold_pass=row.sold_pass, actor=None, reason=CardUpdateRequest.Reason.HARD_DECLINE,
+                                note=row.last_error)
+    except CarnetError as exc:
+        log.warning("card update request for %s not made: %s", row.sold_pass_id, exc.message)
 
 
 def retry_schedule() -> tuple[int, ...]:
@@ -76,8 +84,8 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
         membership = row.sold_pass.kind == Pass.Kind.MEMBERSHIP
         if membership:
             past_due_refresh(row.sold_pass_id, today=today)
-        if failure.hard:
-            transaction.on_commit(lambda: [hook(row) for hook in NEW_CARD_HOOKS])
+    if failure.hard and membership:
+        _ask_for_a_new_card(row)
     if last_try_failed and membership and clinic_get().dunning_write_off:
         # Its own transaction, after the row's lock is let go: the write-off locks invoice, then pass.
         from .writeoff import cycle_write_off  # writeoff refreshes the past-due date through overdue

@@ -82,17 +82,15 @@ def test_stripe_decline_codes_are_classified_the_same_way(code, decline, kind):
 
 @pytest.mark.parametrize("number", list(HARD_CARDS))
 def test_a_hard_decline_stops_retries_at_once_and_asks_for_a_new_card(s, number, django_capture_on_commit_callbacks):
-    asked = []
-    dunning.new_card_hook_register(asked.append)
-    try:
-        sold = _automatic(s, number)
-        with django_capture_on_commit_callbacks(execute=True):
-            assert passes_daily(today=MAY_1)["declined"] == 1
-    finally:
-        dunning.NEW_CARD_HOOKS.remove(asked.append)
+    from carnet.passes.models import CardUpdateRequest
+
+    sold = _automatic(s, number)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert passes_daily(today=MAY_1)["declined"] == 1
     row = _row(sold)
     assert (row.next_attempt_on, row.needs_new_card, row.decline_kind, row.charge_attempts) == (None, True, HARD, 1)
-    assert [r.pk for r in asked] == [row.pk]  # the card-update request is asked for once, after the commit
+    [asked] = CardUpdateRequest.objects.filter(sold_pass=sold)  # the card update request (point 3), once
+    assert asked.reason == "hard_decline" and asked.note == row.last_error
     assert cycle_state(row, today=MAY_1).code == dunning.NEW_CARD
     for day in range(2, 12):  # never tried again on that card
         assert passes_daily(today=dt.date(2026, 5, day))["declined"] == 0
@@ -129,6 +127,7 @@ def test_soft_declines_follow_the_clinics_schedule_then_the_cycle_is_past_due(s)
     assert Invoice.objects.get(pk=row.invoice_id).balance_minor == 6000  # nothing written off by default
     sold.refresh_from_db()
     assert sold.past_due_since == MAY_1
+    assert not sold.card_requests.exists()  # soft declines never ask for a new card
 
 
 def test_the_default_schedule_is_1_3_7_days(s):
