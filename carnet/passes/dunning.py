@@ -69,9 +69,8 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
         row.decline_kind = failure.kind
         needs_patient = failure.code == "authentication_required"
         tries = row.charge_attempts
-        if failure.hard:
-            row.next_attempt_on, row.needs_new_card = None, True
-        elif needs_patient:  # the bank wants the card holder: trying again without them cannot work
+        row.needs_new_card = failure.hard  # the last decline decides (a new card may decline softly)
+        if failure.hard or needs_patient:  # the same card, or the bank without the card holder, cannot work
             row.next_attempt_on = None
         else:
             row.next_attempt_on = today + dt.timedelta(days=schedule[tries - 1]) if tries <= len(schedule) else None
