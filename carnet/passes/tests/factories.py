@@ -49,3 +49,19 @@ def membership_template(catalog, *, name="Wellness monthly", price=6000, cycle="
         EligibleItem.objects.create(template=template, treatment=treatment, additional_charge_minor=charge,
                                     compensation_minor=compensation, limit=limit)
     return template
+
+
+def visit_tomorrow_arrived(desk, catalog, patient, zone="America/Toronto"):
+    """Front Desk books the patient the catalog's treatment at 09:00 tomorrow (clinic time) and marks the
+    arrival, so a package covering it is drawn."""
+    import datetime as dt
+
+    from carnet.scheduling.arrival import appointment_arrive
+    from carnet.scheduling.services import appointment_book
+
+    day = (clock.today(zone) + dt.timedelta(days=1)).isoformat()
+    appointment = appointment_book(actor=desk.user, treatment=catalog["treatment"],
+                                   practitioner=practitioner(catalog["location"]), location=catalog["location"],
+                                   start=at(day, "09:00"), patients=[patient])
+    appointment_arrive(actor=desk.user, appointment=appointment)
+    return appointment

@@ -1,22 +1,17 @@
 """In a real browser: a patient buys a package online with a test card, sees it in Packages &
 Memberships unused, then after a covered visit sees its usage go up."""
 
-import datetime as dt
-
 import pytest
 from playwright.sync_api import expect
 
 from carnet.conftest import PASSWORD, log_in, make_catalog, make_patient, make_staff
-from carnet.core import clock
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import TestGatewayCharge
 from carnet.passes.models import Pass
 from carnet.people.services import patient_portal_enable
-from carnet.scheduling.arrival import appointment_arrive
-from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
-from .factories import at, package_template, practitioner
+from .factories import package_template, visit_tomorrow_arrived
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -65,11 +60,7 @@ def test_a_patient_buys_a_package_online_and_sees_its_usage(page):
 
     # The front desk books her a massage (the package is picked automatically) and she arrives.
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
-    day = (clock.today("America/Toronto") + dt.timedelta(days=1)).isoformat()
-    appointment = appointment_book(actor=desk.user, treatment=catalog["treatment"],
-                                   practitioner=practitioner(catalog["location"]), location=catalog["location"],
-                                   start=at(day, "09:00"), patients=[me])
-    appointment_arrive(actor=desk.user, appointment=appointment)
+    visit_tomorrow_arrived(desk, catalog, me)
     sold.refresh_from_db()
     assert (sold.posted_count, sold.remaining) == (1, 4)
 
