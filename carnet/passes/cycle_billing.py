@@ -20,7 +20,7 @@ from carnet.core.bulk import add_to, insert
 
 from .cycles import _paused, cycle_start, next_cycle, row_new
 from .locks import lock_pass
-from .memberships import _issue_due, _today, rollover
+from .memberships import BILLED, _issue_due, _today, rollover
 from .models import Pass, PassInvoice
 from .selling import instalments_invoice
 
@@ -53,7 +53,7 @@ def _due(today: dt.date) -> list[int]:
     """Active memberships with something to invoice: an uninvoiced cycle due by today, or no cycle
     running past today (so the next one may start by today). The rest are not even locked."""
     rows = PassInvoice.objects.filter(sold_pass=OuterRef("pk"))
-    waiting = Exists(rows.filter(invoice__isnull=True, skipped=False, due_on__lte=today))
+    waiting = Exists(rows.filter(BILLED, invoice__isnull=True, due_on__lte=today))
     running = Exists(rows.filter(period_end__gt=today))
     return list(Pass.objects.filter(kind=Pass.Kind.MEMBERSHIP, status=Status.ACTIVE, start_date__lte=today)
                 .filter(Q(waiting) | ~Q(running)).order_by("pk").values_list("pk", flat=True))
@@ -78,8 +78,8 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
     counts = {c["sold_pass_id"]: c for c in PassInvoice.objects.filter(sold_pass_id__in=[p.pk for p in passes])
               .order_by()
               .values("sold_pass_id").annotate(made=Count("id"), billed=Count("id", filter=Q(skipped=False)),
-                                               waiting=Count("id", filter=Q(invoice__isnull=True, skipped=False,
-                                                                            due_on__lte=today)))}
+                                               waiting=Count("id", filter=BILLED & Q(invoice__isnull=True,
+                                                                                     due_on__lte=today)))}
     last = PassInvoice.objects.filter(sold_pass=OuterRef("sold_pass"), skipped=False).order_by("-seq").values("seq")
     previous = {r.sold_pass_id: r for r in PassInvoice.objects.filter(  # what rollover moves uses from
         sold_pass_id__in=[p.pk for p in passes if p.rollover], skipped=False, seq=Subquery(last[:1]))}

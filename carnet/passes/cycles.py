@@ -41,7 +41,11 @@ def cycle_add(cycle: str, day: dt.date, n: int) -> dt.date:
 
 
 def _paused(sold: Pass, seq: int) -> bool:
-    return any(p.from_seq <= seq < p.from_seq + p.cycles for p in sold.pauses.all())
+    return _pause_of(sold, seq) is not None
+
+
+def _pause_of(sold: Pass, seq: int):
+    return next((p for p in sold.pauses.all() if p.from_seq <= seq < p.from_seq + p.cycles), None)
 
 
 def billed_cycles(sold: Pass) -> int:
@@ -66,11 +70,13 @@ def next_cycle(sold: Pass, *, made: int, billed: int) -> tuple[int, dt.date] | N
 
 def row_new(sold: Pass, seq: int, start: dt.date, *, rolled: int = 0) -> PassInvoice:
     """Cycle `seq` of `sold`, not saved and not invoiced; `rolled` uses come from the previous cycle."""
-    skipped = _paused(sold, seq)
+    pause = _pause_of(sold, seq)
+    skipped = pause is not None
     allowed = sold.uses_per_cycle  # rollover is added when the previous cycle is over (memberships.rollover)
+    # A frozen cycle is billed only its freeze fee, if any (issue 22 point 7).
     return PassInvoice(
         sold_pass=sold, seq=seq, due_on=start, period_start=start, period_end=cycle_start(sold, seq),
-        unit_price_minor=0 if skipped else sold.cycle_price_minor, amount_minor=0, net_minor=0,
+        unit_price_minor=pause.fee_for(seq) if skipped else sold.cycle_price_minor, amount_minor=0, net_minor=0,
         uses_allowed=0 if skipped else None if allowed is None else allowed + rolled, skipped=skipped)
 
 

@@ -109,13 +109,15 @@ class MembershipTemplateForm(SetupFormBase):
     class Meta:
         model = PassTemplate
         fields = ["name", "price_minor", "cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle",
-                  "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "self_cancel", "tax_inclusive",
+                  "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "freeze_fee_kind", "freeze_fee_minor",
+                  "self_cancel", "tax_inclusive",
                   "taxes", "income_category", "auto_select", "redeem_online", "sold_online",
                   "new_patients_only", "once_per_patient", *WINDOW_FIELDS]
         labels = {"cycle": "Billing cycle", "term_cycles": "Term (cycles)",
                   "cancellable_after_cycles": "Cancellable after (cycles)", "uses_per_cycle": "Uses per cycle",
                   "rollover": "Unused uses roll over to the next cycle", "rollover_cap": "Rollover cap (uses)",
                   "pause_allowed": "May be paused", "pause_max_cycles": "Longest pause (cycles)",
+                  "freeze_fee_kind": "Freeze fee",
                   "self_cancel": "Patients may cancel it themselves",
                   "auto_select": "Auto-select on eligible bookings", "redeem_online": "Redeem on online bookings",
                   "sold_online": "Online sign-up in the patient portal", **INTRO_LABELS,
@@ -124,7 +126,9 @@ class MembershipTemplateForm(SetupFormBase):
                       "cancellable_after_cycles": "A warning when cancelling earlier, not a block; 0 = any time.",
                       "uses_per_cycle": "Leave empty for unlimited.",
                       "rollover_cap": "At most this many unused uses carried over; empty = no cap.",
-                      "pause_max_cycles": "Per pause, when pausing is allowed."}
+                      "pause_max_cycles": "Per pause, when pausing is allowed.",
+                      "freeze_fee_kind": "Billed like a cycle, on a line of its own, when a paused cycle would have "
+                                         "started (once: the first only); shown to the patient before they pause."}
 
     def __init__(self, *args, currency: str, **kwargs):
         self.currency = currency
@@ -132,13 +136,15 @@ class MembershipTemplateForm(SetupFormBase):
         self.fields["price_minor"].label = "Amount per cycle"
         window_fields(self)
         self.fields["cycle"].required = True
+        self.fields["freeze_fee_minor"] = MoneyField(currency=currency, required=False, label="Freeze fee amount",
+                                                     help_text="Per pause or per frozen cycle, as chosen above.")
         for name in ("term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover_cap", "pause_max_cycles"):
             self.fields[name].required = False
             self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
 
     def clean(self):
         data = super().clean()
-        for name in ("cancellable_after_cycles", "pause_max_cycles"):  # empty = 0 (not null in the database)
+        for name in ("cancellable_after_cycles", "pause_max_cycles", "freeze_fee_minor"):  # empty = 0 (not null)
             if data.get(name) is None and name not in self.errors:
                 data[name] = 0
         return data

@@ -79,7 +79,8 @@ def membership_out(pk: int, **extra) -> dict:
     pause = sold.pauses.filter(resumed_at__isnull=True).first()
     fields = ("id", "kind", "name", "template_id", "patient_id", "status", "sold_online", "purchase_date",
               "start_date", "cycle", "cycle_price_minor", "term_cycles", "cancellable_after_cycles", "uses_per_cycle",
-              "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "self_cancel", "payment_mode",
+              "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "freeze_fee_kind", "freeze_fee_minor",
+              "self_cancel", "payment_mode",
               "card_id", "location_id", "sold_by_id", "ends_after")
     return {**{f: getattr(sold, f) for f in fields}, "patient_name": sold.patient.full_name,
             "billed_cycles": billed_cycles(sold), "paused": pause is not None,
@@ -319,7 +320,8 @@ def my_cancel(request, pk: int, payload: s.MembershipCancelIn | None = None):
 @router.post("/me/memberships/{pk}/pause", response=s.MembershipOut, operation_id="my_membership_pause",
              summary="Pause one's own (or a dependant's) membership, if it allows pauses")
 def my_pause(request, pk: int, payload: s.MembershipPauseIn):
-    ms.membership_pause(actor=request.auth, sold_pass=_mine(request, pk), cycles=payload.cycles, by_patient=True)
+    ms.membership_pause(actor=request.auth, sold_pass=_mine(request, pk), cycles=payload.cycles, by_patient=True,
+                        fee_shown=payload.freeze_fee_minor)
     return membership_out(pk)
 
 

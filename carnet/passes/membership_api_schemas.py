@@ -76,6 +76,8 @@ class MembershipOut(Schema):
     rollover_cap: int | None
     pause_allowed: bool
     pause_max_cycles: int
+    freeze_fee_kind: str = Field(..., description="none, once (per pause) or per_cycle (per frozen cycle)")
+    freeze_fee_minor: int
     self_cancel: bool
     payment_mode: str = Field(..., description="manual or automatic")
     card_id: int | None
@@ -122,6 +124,8 @@ class MembershipCancelIn(Schema):
 
 class MembershipPauseIn(Schema):
     cycles: int = Field(..., ge=1, description="1 to the template's pause_max_cycles")
+    freeze_fee_minor: int | None = Field(None, description="The total freeze fee shown before confirming (line "
+                                         "prices); refused (409) if it is no longer right")
 
 
 class MembershipPaymentIn(Schema):

@@ -193,7 +193,7 @@ def _detail(request, sold: Pass, *, pause_form=None):
         "value_minor": sum(i.total_minor for i in issued), "collected_minor": collected,
         "owing_minor": sum(max(i.balance_minor, 0) for i in issued),
         "uses": _uses_now(sold, today), "events": _events(request, sold, rows, today), "history": history,
-        "plan_changes": list(sold.plan_changes.all()),
+        "plan_changes": list(sold.plan_changes.all()), "freeze_fee": ms.freeze_fee_words(sold),
         "overdue": overdue.overdue_state(sold, today=today), "retry_days": clinic.retry_days(),
         "override_default": today + dt.timedelta(days=7),
         "pause_form": pause_form or PauseForm(most=sold.pause_max_cycles), "form_key": new_form_key(),
@@ -220,7 +220,7 @@ def membership_pause(request, pk: int):
     sold = _membership(pk)
     form = PauseForm(request.POST, most=sold.pause_max_cycles)
     if not form.is_valid():
-        messages.error(request, f"Pause for 1 to {max(sold.pause_max_cycles, 1)} cycles.")
+        messages.error(request, ms.pause_limit_words(sold))
         return _to_detail(pk)
     n = form.cleaned_data["cycles"]
     _, denied = run_action(request, lambda: ms.membership_pause(actor=request.user, sold_pass=sold, cycles=n),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from carnet.billing.invoicing import invoice_delete, invoice_take_back
 from carnet.billing.locks import lock_invoices
@@ -24,7 +24,7 @@ from .cycles import billed_cycles, cycle_for, row_make
 from .expiry_rules import terms_freeze
 from .intro_offers import intro_check, intro_override_record
 from .locks import lock_pass
-from .models import Pass, PassInvoice, PassItem, PassPause, PassTemplate, Redemption
+from .models import FreezeFee, Pass, PassInvoice, PassItem, PassPause, PassTemplate, Redemption
 from .redemption import _release
 from .selling import instalment_issue
 from .windows import window_terms
@@ -32,6 +32,8 @@ from .writeoff import CycleFeeBack
 
 Mode = Pass.PaymentMode
 Status = Pass.Status
+# The cycle rows that are invoiced: every one not paused, and a paused one with a freeze fee.
+BILLED = Q(skipped=False) | Q(unit_price_minor__gt=0)
 
 
 def _money(minor: int) -> str:
@@ -76,14 +78,15 @@ def _issue_due(sold: Pass, *, today: dt.date, actor=None, action=None, location=
     Automatic mode schedules a charge of the current cycle only: past cycles are paid by hand (SPEC 6.2)."""
     issued = []
     while True:
-        row = sold.instalment_rows.filter(invoice__isnull=True, skipped=False, due_on__lte=today).order_by("seq").first()
+        row = sold.instalment_rows.filter(BILLED, invoice__isnull=True, due_on__lte=today).order_by("seq").first()
         if row is None:
             row = row_make(sold, starting_by=today)
             if row is None:
                 break
-            if row.skipped:
+            if row.skipped and not row.unit_price_minor:
                 continue
-        _roll_into(sold, row)
+        if not row.skipped:  # a frozen cycle billed its freeze fee takes no uses
+            _roll_into(sold, row)
         instalment_issue(actor=actor, row=row, action=action, location=location or sold.location)
         current = row.period_start <= today < row.period_end
         if sold.payment_mode == Mode.AUTOMATIC and sold.card_id and current:
@@ -106,7 +109,8 @@ def membership_copy(template: PassTemplate, *, patient_id: int, actor, start_dat
         cycle=template.cycle, term_cycles=template.term_cycles,
         cancellable_after_cycles=template.cancellable_after_cycles, uses_per_cycle=template.uses_per_cycle,
         rollover=template.rollover, rollover_cap=template.rollover_cap, pause_allowed=template.pause_allowed,
-        pause_max_cycles=template.pause_max_cycles, self_cancel=template.self_cancel,
+        pause_max_cycles=template.pause_max_cycles, freeze_fee_kind=template.freeze_fee_kind,
+        freeze_fee_minor=template.freeze_fee_minor, self_cancel=template.self_cancel,
         cycle_price_minor=template.price_minor, start_date=start_date, payment_mode=payment_mode, location=location,
         tax_inclusive=template.tax_inclusive, window_terms=window_terms(template),
         created_by=actor if getattr(actor, "is_authenticated", False) else None)
@@ -393,19 +397,24 @@ def uses_place(sold: Pass, moving: list[Redemption]) -> None:
 
 
 @transaction.atomic
-def membership_pause(*, actor, sold_pass: Pass, cycles: int, by_patient: bool = False) -> PassPause:
+def membership_pause(*, actor, sold_pass: Pass, cycles: int, by_patient: bool = False,
+                     fee_shown: int | None = None) -> PassPause:
     """Pause from the next cycle not yet invoiced for `cycles` cycles: they are not billed and the
     end moves out (SPEC 9.7). Bookings in the paused cycles are released; later ones move with
-    their cycles."""
+    their cycles. A freeze fee (issue 22 point 7) is billed like a cycle on the frozen cycles (per
+    cycle, or the first only); `fee_shown`, the total fee the patient saw, must still be right."""
     if not by_patient:
         require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
     _active(sold, "paused")
     if not sold.pause_allowed:
         raise Conflict(f"{sold.name} cannot be paused (its template does not allow it).", code="pause_not_allowed")
-    if not 1 <= cycles <= max(sold.pause_max_cycles, 1):
-        raise ValidationFailed(f"Pause for 1 to {max(sold.pause_max_cycles, 1)} cycles.",
-                               fields={"cycles": ["Out of range."]})
+    most = max(sold.pause_max_cycles, 1)
+    if not 1 <= cycles <= most:
+        raise ValidationFailed(pause_limit_words(sold), fields={"cycles": [f"1 to {most}."]})
+    if fee_shown is not None and fee_shown != freeze_fee_total(sold, cycles):
+        raise Conflict(f"The freeze fee of {sold.name} is now {_money(freeze_fee_total(sold, cycles))}; review it and "
+                       "pause again.", code="freeze_fee_changed")
     if sold.pauses.filter(resumed_at__isnull=True).exists():
         raise Conflict(f"{sold.name} is already paused; resume it first.", code="already_paused")
     last_invoiced = (sold.instalment_rows.filter(invoice__isnull=False).order_by("-seq")
@@ -414,11 +423,37 @@ def membership_pause(*, actor, sold_pass: Pass, cycles: int, by_patient: bool = 
     made = {}
 
     def pause_now():
-        made["pause"] = PassPause.objects.create(sold_pass=sold, from_seq=from_seq, cycles=cycles, created_at=clock.now())
+        made["pause"] = PassPause.objects.create(sold_pass=sold, from_seq=from_seq, cycles=cycles, created_at=clock.now(),
+                                                 fee_kind=sold.freeze_fee_kind, fee_minor=sold.freeze_fee_minor)
 
     _retime(sold, from_seq, pause_now)
-    activity.record(actor=actor, verb="paused", obj=sold, after={"from_cycle": from_seq, "cycles": cycles})
+    activity.record(actor=actor, verb="paused", obj=sold, after={"from_cycle": from_seq, "cycles": cycles,
+                                                                 "freeze_fee_minor": freeze_fee_total(sold, cycles)})
     return made["pause"]
+
+
+def pause_limit_words(sold: Pass) -> str:
+    """The longest freeze of the membership's plan, enforced for staff and patients alike."""
+    most = max(sold.pause_max_cycles, 1)
+    return f"{sold.name} can be paused for at most {most} cycle{'s' if most != 1 else ''} at a time: choose 1 to {most}."
+
+
+def freeze_fee_total(sold: Pass, cycles: int) -> int:
+    """What a pause of `cycles` cycles bills in freeze fees (line prices, before any tax on top)."""
+    if sold.freeze_fee_kind == FreezeFee.PER_CYCLE:
+        return sold.freeze_fee_minor * cycles
+    return sold.freeze_fee_minor if sold.freeze_fee_kind == FreezeFee.ONCE else 0
+
+
+def freeze_fee_words(sold: Pass) -> str:
+    """The freeze fee as the pause forms show it, before the patient or staff confirm; "" without one."""
+    fee = _money(sold.freeze_fee_minor)
+    tax = " plus tax" if sold.taxes.exists() and not sold.tax_inclusive else ""
+    if sold.freeze_fee_kind == FreezeFee.PER_CYCLE and sold.freeze_fee_minor:
+        return f"A freeze fee of {fee}{tax} is billed for each paused cycle, when that cycle would have started."
+    if sold.freeze_fee_kind == FreezeFee.ONCE and sold.freeze_fee_minor:
+        return f"A freeze fee of {fee}{tax} is billed once, when the pause starts."
+    return ""
 
 
 @transaction.atomic

@@ -33,6 +33,12 @@ class Cycle(models.TextChoices):
     YEARLY = "yearly", "Yearly"
 
 
+class FreezeFee(models.TextChoices):
+    NONE = "none", "No fee"
+    ONCE = "once", "Once per pause"
+    PER_CYCLE = "per_cycle", "Per frozen cycle"
+
+
 class PassTemplate(models.Model):
     """Settings → Packages & Memberships: what the clinic sells (SPEC 5.1, 9.3–9.6)."""
 
@@ -80,7 +86,10 @@ class PassTemplate(models.Model):
     rollover = models.BooleanField(default=False)
     rollover_cap = models.PositiveIntegerField(null=True, blank=True)  # None = no cap
     pause_allowed = models.BooleanField(default=False)
-    pause_max_cycles = models.PositiveIntegerField(default=0)  # per pause
+    pause_max_cycles = models.PositiveIntegerField(default=0)  # per pause: the longest freeze
+    # A fee for a freeze (issue 22 point 7): none, once per pause, or per frozen cycle; billed like a cycle.
+    freeze_fee_kind = models.CharField(max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE)
+    freeze_fee_minor = models.BigIntegerField(default=0)
     self_cancel = models.BooleanField(default=False)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
@@ -180,6 +189,8 @@ class Pass(models.Model):
     rollover_cap = models.PositiveIntegerField(null=True, blank=True)
     pause_allowed = models.BooleanField(default=False)
     pause_max_cycles = models.PositiveIntegerField(default=0)
+    freeze_fee_kind = models.CharField(max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE)
+    freeze_fee_minor = models.BigIntegerField(default=0)
     self_cancel = models.BooleanField(default=False)
     cycle_price_minor = models.BigIntegerField(default=0)  # the line price of the next cycles issued
     start_date = models.DateField(null=True, blank=True)
@@ -342,6 +353,15 @@ class PassPause(models.Model):
     cycles = models.PositiveIntegerField()
     created_at = models.DateTimeField()
     resumed_at = models.DateTimeField(null=True, blank=True)
+    # The freeze fee as the patient or staff saw it when pausing: each frozen cycle's row is billed it
+    # (once: the first only) as a line of its own.
+    fee_kind = models.CharField(max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE)
+    fee_minor = models.BigIntegerField(default=0)
+
+    def fee_for(self, seq: int) -> int:
+        if self.fee_kind == FreezeFee.PER_CYCLE or self.fee_kind == FreezeFee.ONCE and seq == self.from_seq:
+            return self.fee_minor
+        return 0
 
 
 class PassPlanChange(models.Model):

@@ -253,7 +253,8 @@ def _items_sync(sold: Pass, template: PassTemplate) -> None:
 
 
 TERMS = ("template", "name", "income_category_id", "cycle", "cycle_price_minor", "term_cycles", "cancellable_after_cycles",
-         "uses_per_cycle", "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "self_cancel", "auto_select",
+         "uses_per_cycle", "rollover", "rollover_cap", "pause_allowed", "pause_max_cycles", "freeze_fee_kind",
+         "freeze_fee_minor", "self_cancel", "auto_select",
          "redeem_online", "family_sharing", "tax_inclusive", "window_terms")
 
 
@@ -265,7 +266,8 @@ def _switch_terms(sold: Pass, template: PassTemplate, *, first_seq: int) -> None
     sold.cycle, sold.cycle_price_minor = template.cycle, template.price_minor
     sold.term_cycles = None if template.term_cycles is None else before + template.term_cycles
     for name in ("cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap", "pause_allowed",
-                 "pause_max_cycles", "self_cancel", "auto_select", "redeem_online", "family_sharing", "tax_inclusive"):
+                 "pause_max_cycles", "freeze_fee_kind", "freeze_fee_minor", "self_cancel", "auto_select",
+                 "redeem_online", "family_sharing", "tax_inclusive"):
         setattr(sold, name, getattr(template, name))
     sold.window_terms = window_terms(template)
     sold.save(update_fields=[n.removesuffix("_id") for n in TERMS] + ["anchor_date", "anchor_index"])

@@ -72,6 +72,9 @@ class PassTemplateIn(Schema):
     rollover_cap: int | None = Field(None, description="At most this many uses roll over; null = no cap")
     pause_allowed: bool = False
     pause_max_cycles: int = Field(0, description="Longest pause in cycles (at least 1 when pausing is allowed)")
+    freeze_fee_kind: Literal["none", "once", "per_cycle"] = Field(
+        "none", description="Membership freeze fee: none, once per pause, or per frozen cycle (billed like a cycle)")
+    freeze_fee_minor: int = Field(0, ge=0, description="The freeze fee (line price); more than 0 when there is one")
     self_cancel: bool = Field(False, description="Patients may cancel the membership themselves")
     items: list[EligibleItemIn] = Field(..., description="Eligible items (the full list; at least one)")
 

@@ -66,6 +66,8 @@ def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
     if sold.kind == Pass.Kind.MEMBERSHIP:
         last = row.period_end - dt.timedelta(days=1)
         label = f"{sold.name} — {row.period_start:%Y-%m-%d} to {last:%Y-%m-%d}"
+        if row.skipped:  # a frozen cycle billed its freeze fee
+            label = f"{sold.name} — freeze fee, {row.period_start:%Y-%m-%d} to {last:%Y-%m-%d}"
     elif sold.instalments == 1:
         label = sold.name
     else:

@@ -26,7 +26,7 @@ from carnet.core.permissions import Action, require
 
 from .cycles import next_row_needed
 from .expiry_rules import template_expiry_allowed
-from .models import Cycle, EligibleItem, ExpiryUnit, Kind, Pass, PassInvoice, PassItem, PassTemplate
+from .models import Cycle, EligibleItem, ExpiryUnit, FreezeFee, Kind, Pass, PassInvoice, PassItem, PassTemplate
 
 MAX_INSTALMENTS = 24
 MAX_BREAKAGE_BP = 9000  # an expected breakage rate of at most 90 % (ASC 606 wants a reasoned estimate)
@@ -35,7 +35,7 @@ MAX_CYCLE_COUNT = 1000  # uses per cycle, rollover cap, cancellable after, longe
 _FLAGS = ("tax_inclusive", "auto_select", "redeem_online", "family_sharing", "transferable", "sold_online",
           "new_patients_only", "once_per_patient")
 _MEMBERSHIP = ("cycle", "term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover", "rollover_cap",
-               "pause_allowed", "pause_max_cycles", "self_cancel")
+               "pause_allowed", "pause_max_cycles", "freeze_fee_kind", "freeze_fee_minor", "self_cancel")
 _WINDOW = ("allowed_days", "window_start", "window_end", "cap_uses", "cap_period")
 _PLAIN = ("name", "price_minor", "quantity", "face_value_minor", "expiry_value", "expiry_unit", "instalments", "expected_breakage_bp") + _FLAGS + _MEMBERSHIP + _WINDOW
 # Sold packages in these states still carry the template's terms; refunded, transferred or deleted ones are history.
@@ -224,6 +224,24 @@ def _clean_membership(t: PassTemplate, errors: _Errors) -> None:
         t.pause_max_cycles = 0
     elif t.pause_max_cycles is None or not 1 <= t.pause_max_cycles <= MAX_TERM_CYCLES:
         errors.add("pause_max_cycles", f"When pausing is allowed, give the longest pause: 1 to {MAX_TERM_CYCLES} cycles.")
+    _clean_freeze_fee(t, errors)
+
+
+MAX_FREEZE_FEE_MINOR = 10_000_000  # a freeze fee of at most 100,000.00
+
+
+def _clean_freeze_fee(t: PassTemplate, errors: _Errors) -> None:
+    """Issue 22 point 7: a freeze fee is none, once per pause or per frozen cycle, and needs an amount."""
+    if t.freeze_fee_kind not in FreezeFee.values:
+        errors.add("freeze_fee_kind", "Choose the freeze fee: none, once per pause or per frozen cycle.")
+    elif t.freeze_fee_kind == FreezeFee.NONE or not t.pause_allowed:
+        if t.freeze_fee_kind != FreezeFee.NONE:
+            errors.add("freeze_fee_kind", "A freeze fee needs pausing allowed; allow pausing or choose no fee.")
+        elif t.freeze_fee_minor:
+            errors.add("freeze_fee_minor", "Choose when the freeze fee is billed (once or per frozen cycle), or leave "
+                                           "the amount at 0.")
+    elif t.freeze_fee_minor is None or not 0 < t.freeze_fee_minor <= MAX_FREEZE_FEE_MINOR:
+        errors.add("freeze_fee_minor", "Give the freeze fee: more than 0 and at most 100,000.00.")
     if t.quantity is not None:
         errors.add("quantity", "A membership has uses per cycle, not a quantity; leave the quantity empty.")
     if t.face_value_minor is not None:

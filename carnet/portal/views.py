@@ -446,6 +446,7 @@ def _memberships(user, clinic) -> list[dict]:
     """Each membership of the portal user and their dependants, with what the tab shows and may offer."""
     from carnet.passes import online as passes_online
     from carnet.passes.membership_views import membership_summary
+    from carnet.passes.memberships import freeze_fee_words
     from carnet.passes.quotes import price_with_tax_minor
 
     today = clock.today(clinic.time_zone)
@@ -462,7 +463,8 @@ def _memberships(user, clinic) -> list[dict]:
                     "can_cancel": active and sold.self_cancel and not sold.ends_after,
                     "can_pause": active and sold.pause_allowed and not paused and not sold.ends_after,
                     "can_resume": active and paused,
-                    "pause_choices": range(1, max(sold.pause_max_cycles, 1) + 1)})
+                    "pause_choices": range(1, max(sold.pause_max_cycles, 1) + 1),
+                    "freeze_fee": freeze_fee_words(sold)})
     return out
 
 
@@ -553,10 +555,14 @@ def membership_pause(request, patient, pk: int):
 
     try:
         cycles = int(request.POST.get("cycles", ""))
+        shown = int(request.POST.get("fee_minor", "0"))  # the freeze fee the page showed (issue 22 point 7)
     except ValueError:
-        cycles = 0
+        cycles, shown = 0, 0
+    kind = request.POST.get("fee_kind", "none")
+    fee_shown = shown * cycles if kind == "per_cycle" else shown if kind == "once" else 0
     return _membership_action(
-        request, pk, lambda sold: pause(actor=request.user, sold_pass=sold, cycles=cycles, by_patient=True),
+        request, pk, lambda sold: pause(actor=request.user, sold_pass=sold, cycles=cycles, by_patient=True,
+                                        fee_shown=fee_shown),
         lambda sold, done: (f"{sold.name} is paused for {done.cycles} cycle{'s' if done.cycles != 1 else ''}: "
                             "they are not billed, and it runs that much longer."))
 
