@@ -138,6 +138,7 @@ class MembershipTemplateForm(SetupFormBase):
         self.fields["cycle"].required = True
         self.fields["freeze_fee_minor"] = MoneyField(currency=currency, required=False, label="Freeze fee amount",
                                                      help_text="Per pause or per frozen cycle, as chosen above.")
+        self.fields["freeze_fee_kind"].required = False  # not sent (an older form, a script): no fee
         for name in ("term_cycles", "cancellable_after_cycles", "uses_per_cycle", "rollover_cap", "pause_max_cycles"):
             self.fields[name].required = False
             self.fields[name].widget.attrs.update({"min": 0, "class": "short"})
@@ -147,6 +148,8 @@ class MembershipTemplateForm(SetupFormBase):
         for name in ("cancellable_after_cycles", "pause_max_cycles", "freeze_fee_minor"):  # empty = 0 (not null)
             if data.get(name) is None and name not in self.errors:
                 data[name] = 0
+        if not data.get("freeze_fee_kind") and "freeze_fee_kind" not in self.errors:
+            data["freeze_fee_kind"] = "none"
         return data
 
 
