@@ -22,7 +22,7 @@ _FIELDS = {
              "pass_expiry_preset", "pass_expiry_rule", "pass_expiry_minimum_days", "pass_expiry_reminder_days", "insurer_ready_receipts",
              "breakage_method", "membership_proration",
              "dunning_retry_days", "dunning_write_off", "past_due_suspend_days", "past_due_end_days",
-             "past_due_end_action"],
+             "past_due_end_action", "charges_preview_email"],
 }
 _MONEY_LABELS = {"price_minor": "Price", "no_show_fee_minor": "No-show fee",
                  "gift_card_load_limit_minor": "Gift card load limit",

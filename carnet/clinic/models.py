@@ -100,6 +100,11 @@ class Clinic(models.Model):
         default=14, help_text="Email the patient this many days before a pass expires (0: no reminder).")
     insurer_ready_receipts = models.BooleanField(
         default=False, help_text="Receipts of pass-covered visits show the visit's prepaid value as paid (SPEC 9.11).")
+    charges_preview_email = models.BooleanField(
+        "Email tomorrow's automatic charges", default=False,
+        help_text="Each night the daily job emails the account owner the card charges it will make the next day "
+                  "(patient, amount, card, what for), so a card can be fixed before it fails.")
+    charges_preview_sent_for = models.DateField(null=True, blank=True, editable=False)  # the day last emailed
 
     # Dunning (issue 22, passes/dunning.py and passes/overdue.py): memberships whose card payments fail.
     dunning_retry_days = models.CharField(

@@ -49,6 +49,8 @@ class ClinicIn(Schema):
     past_due_end_days: int = Field(45, ge=1, le=730, description="Days past due after which past_due_end_action "
                                    "is taken")
     past_due_end_action: Literal["suspend", "cancel"] = "suspend"
+    charges_preview_email: bool = Field(False, description="Each night, email the account owner the automatic card "
+                                        "charges of the next day")
 
 
 class ClinicOut(ClinicIn):

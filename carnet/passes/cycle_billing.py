@@ -36,7 +36,7 @@ FIELDS = ("kind", "status", "template", "patient", "name", "instalments", "incom
 def cycles_issue(*, today: dt.date | None = None) -> list[int]:
     """Invoice every due cycle; returns the new cycle rows' ids."""
     today = today or _today()
-    due = _due(today)
+    due = memberships_due(today)
     issued = []
     for n in range(0, len(due), CHUNK):
         chunk = due[n:n + CHUNK]
@@ -49,7 +49,7 @@ def cycles_issue(*, today: dt.date | None = None) -> list[int]:
     return issued
 
 
-def _due(today: dt.date) -> list[int]:
+def memberships_due(today: dt.date) -> list[int]:
     """Active memberships with something to invoice: an uninvoiced cycle due by today, or no cycle
     running past today (so the next one may start by today). The rest are not even locked."""
     rows = PassInvoice.objects.filter(sold_pass=OuterRef("pk"))

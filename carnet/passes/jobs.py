@@ -18,6 +18,7 @@ from carnet.core import clock
 from carnet.core.idempotency import idempotency_records_purge
 from carnet.ledger.services import balance_checkpoints_advance
 
+from .charge_preview import charges_preview_email_send
 from .emails import expiry_reminder_email
 from .ending import passes_expire
 from .cycles import memberships_recognise
@@ -56,8 +57,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     """In order: reconcile card attempts left without an answer, invoice due membership cycles,
     invoice due instalments and charge cards on file, keep past-due memberships' state (and cancel
     those past due too long, if the clinic says so), earn membership fees to date, end finished
-    memberships, expire packages, send reminders, forget idempotency keys older than
-    IDEMPOTENCY_KEY_HOURS, advance the ledger's balance checkpoints."""
+    memberships, expire packages, send reminders, email tomorrow's charges to the owner (opt-in),
+    forget idempotency keys older than IDEMPOTENCY_KEY_HOURS, advance the ledger's balance checkpoints."""
     today = today or clock.today(clinic_get().time_zone)
     result: dict = {"errors": []}
 
@@ -84,6 +85,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     result["memberships_ended"] = part("memberships_end", lambda: memberships_end(today=today)) or 0
     result["passes_expired"] = part("passes_expire", lambda: passes_expire(today=today)) or 0
     result["expiry_reminders"] = part("expiry_reminders", lambda: expiry_reminders_send(today=today)) or 0
+    # After today's charges: tomorrow's, for the owner to fix a card before it fails (when opted in).
+    result["charges_previewed"] = part("charges_preview", lambda: charges_preview_email_send(today=today)) or 0
     result["idempotency_keys_purged"] = part("idempotency_purge",
                                              lambda: idempotency_records_purge(now=clock.now())) or 0
     # Last, after the day's postings: the ledger's liability guard then reads only what follows.

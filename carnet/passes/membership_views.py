@@ -24,6 +24,7 @@ from carnet.staff.decorators import run_action, save_form, save_once, staff_requ
 
 from . import memberships as ms
 from .card_requests import card_update_request
+from .charge_preview import charges_preview as charges_preview_for
 from .cycles import billed_cycles, cycle_preview, cycle_start
 from .dunning import cycle_state, cycle_states
 from .instalments import pass_charge_due
@@ -394,3 +395,14 @@ def membership_card_request(request, pk: int):
         sold_pass=sold, actor=request.user, base_url=request.build_absolute_uri("/")), once=True,
         success=f"A link to add a new card for {sold.name} was emailed to {sold.patient.email}.")
     return denied or _to_detail(pk)
+
+
+@staff_required(Action.INVOICE_VIEW)
+def charges_preview(request):
+    """Tomorrow's automatic charges (issue 22 point 8), in the clinic's time zone."""
+    clinic = clinic_get()
+    day = _today() + dt.timedelta(days=1)
+    planned = charges_preview_for(day=day)
+    return render(request, "passes/charges_preview.html", {
+        "clinic": clinic, "day": day, "planned": planned, "total_minor": sum(p.amount_minor for p in planned),
+        "problems": sum(1 for p in planned if p.problem)})

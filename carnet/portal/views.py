@@ -622,9 +622,10 @@ def card_update(request, token: str):
 
 
 def _next_amount(sold) -> int:
+    """A cycle from now on: the membership's cycle price (a price update applies from the next cycle), taxed."""
     from carnet.passes.quotes import price_with_tax_minor
 
-    return price_with_tax_minor(sold)
+    return price_with_tax_minor(sold, sold.cycle_price_minor)
 
 
 def card_update_done(request, token: str):

@@ -549,7 +549,7 @@ PAGE_ACTIONS = {
     "memberships:sell": A.SELL, "memberships:detail": A.INVOICE_VIEW, "memberships:pause": A.SELL,
     "memberships:resume": A.SELL, "memberships:cancel": A.SELL, "memberships:payment": A.SELL,
     "memberships:delete": A.INVOICE_DELETE, "memberships:cycle_refund": A.REFUND,
-    "memberships:card_request": A.SELL,
+    "memberships:card_request": A.SELL, "memberships:charges_preview": A.INVOICE_VIEW,
     "memberships:plan_change": A.SELL, "memberships:plan_change_cancel": A.SELL,
     "memberships:past_due_override": A.SELL, "memberships:cycle_write_off": A.REFUND,
     "memberships:retry_now": A.PAYMENT_TAKE, "reports:past_due": A.REPORTS_OWN,

@@ -1,0 +1,257 @@
+"""Memberships that keep members (issue 22) as a state machine: automatic memberships on good,
+soft-declining, lost-answer and (by the hard-decline hook) dead cards; the daily job on the days
+the clock moves to; card update requests sent and answered through the patient's link with a
+good or a declining card; cash taken at the desk; the mode switched; cancelling; and
+reconciliation of charges whose answer was lost.
+
+Checked after every step, on SQLite and PostgreSQL (each example rolled back, the fake gateway's
+state too):
+- every ledger invariant;
+- money charged at the gateway = money recorded: each gateway charge belongs to a card attempt that
+  either recorded exactly that amount as a card payment or is still open (its answer lost), never
+  to one marked failed; each recorded card payment has its gateway charge; after reconciliation
+  nothing is open and the two sums are equal;
+- at most one card update request open per membership; one answered has its card as the
+  membership's autopay card unless staff changed it since;
+- tomorrow's charges: before the clock moves a day, `charges_preview` lists exactly the cycles and
+  instalments the job then tries to charge that day (when no answer is outstanding: a charge
+  whose answer was lost is settled by asking the gateway, not charged again).
+
+The budget is small (CARNET_MACHINE_EXAMPLES, default 8 examples of 15 steps) to keep CI short.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import itertools
+import os
+
+from django.db.models import Sum
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
+    run_state_machine_as_test
+
+from carnet.billing.card_attempts import OPEN, attempts_reconcile
+from carnet.billing.models import CardAttempt, Invoice, Payment
+from carnet.billing.payments import payment_receive
+from carnet.billing.tests.test_invoicing import assert_ledger_ok
+from carnet.conftest import ExampleRollback, make_catalog, make_patient, make_staff
+from carnet.core import clock
+from carnet.core.activity import ActivityLog
+from carnet.core.permissions import AccessLevel
+from carnet.gateway.models import TestGatewayCharge, TestGatewayRefund
+from carnet.gateway.services import card_store
+from carnet.ledger.invariants import discover
+from carnet.passes import card_requests as cr
+from carnet.passes import memberships as ms
+from carnet.passes.charge_preview import charges_preview
+from carnet.passes.jobs import passes_daily
+from carnet.passes.models import CardUpdateRequest, Pass, PassInvoice
+from carnet.scheduling.tests.factories import clinic_set
+
+from .factories import at, membership_template
+from .test_state_machine import OUTCOMES, PassesMachine
+
+START = dt.date(2026, 5, 1)
+CARDS = {"good": "4242424242424242", "soft": "4000000000009995", "declines": "4000000000000002",
+         "lost_answer": "4000000000000770"}
+_names = itertools.count(1)
+
+
+class DunningMachine(RuleBasedStateMachine):
+    @initialize()
+    def start(self):
+        self.atomic = ExampleRollback().__enter__()
+        self.today = START
+        self.frozen = clock.frozen(at(START.isoformat(), "10:00"))
+        self.frozen.__enter__()
+        discover()
+        clinic_set(time_zone="America/Toronto")
+        self.cat = make_catalog()
+        self.staff = make_staff(AccessLevel.FULL_ACCESS).user
+        self.patients = [make_patient(email=f"member{next(_names)}@example.test") for _ in range(2)]
+        self.members: list[int] = []
+        self.tokens: dict[int, str] = {}  # card update request -> the link's token
+        self.preview_misses = 0
+
+    teardown = PassesMachine.teardown
+    _try = PassesMachine._try
+
+    def _snapshot(self) -> tuple:
+        return (tuple(Pass.objects.order_by("pk").values_list("pk", "status", "payment_mode", "card_id")),
+                tuple(PassInvoice.objects.order_by("pk").values_list("pk", "invoice_id", "next_attempt_on",
+                                                                     "charge_attempts")),
+                tuple(CardUpdateRequest.objects.order_by("pk").values_list("pk", "completed_at", "superseded_at")),
+                Payment.objects.count(), Invoice.objects.filter(deleted_at__isnull=True).count())
+
+    def _card(self, who: int, kind: str):
+        return card_store(actor=self.staff, patient=self.patients[who], number=CARDS[kind], exp_month=12,
+                          exp_year=2030, cvc="123", holder="P")
+
+    def _membership(self, data) -> Pass:
+        return Pass.objects.get(pk=data.draw(st.sampled_from(self.members), label="membership"))
+
+    # ------------------------------------------------------------ selling and paying
+
+    @rule(who=st.sampled_from([0, 1]), kind=st.sampled_from(["good", "good", "soft", "declines", "lost_answer",
+                                                              "manual"]),
+          cycle=st.sampled_from(["weekly", "monthly"]), taxed=st.booleans(),
+          start=st.sampled_from([0, 0, -3, 2, 9]))
+    def sell(self, who, kind, cycle, taxed, start):
+        template = membership_template(self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=6000,
+                                       taxes=[self.cat["tax"]] if taxed else [])
+        card = None if kind == "manual" else self._card(who, kind)
+        sold = self._try("sell", lambda: ms.membership_sell(
+            actor=self.staff, patient=self.patients[who], template=template,
+            start_date=self.today + dt.timedelta(days=start), payment_mode="manual" if card is None else "automatic",
+            card=card))
+        if sold is not None:
+            self.members.append(sold.pk)
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data())
+    def pay_cash(self, data):
+        owing = [i for i in Invoice.objects.filter(pass_instalment__sold_pass__in=self.members,
+                                                   deleted_at__isnull=True).order_by("pk") if i.balance_minor > 0]
+        if owing:
+            invoice = data.draw(st.sampled_from(owing), label="invoice")
+            self._try("pay_cash", lambda: payment_receive(actor=self.staff, patient=invoice.patient, method="cash",
+                                                          amount_minor=invoice.balance_minor,
+                                                          allocations=[(invoice, invoice.balance_minor)]))
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data(), mode=st.sampled_from(["manual", "good", "soft"]))
+    def payment_set(self, data, mode):
+        sold = self._membership(data)
+        who = next(i for i, p in enumerate(self.patients) if p.pk == sold.patient_id)
+        card = None if mode == "manual" else self._card(who, mode)
+        self._try("payment_set", lambda: ms.membership_payment_set(
+            actor=self.staff, sold_pass=sold, payment_mode="manual" if card is None else "automatic", card=card))
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data(), at_cycle_end=st.booleans())
+    def cancel(self, data, at_cycle_end):
+        sold = self._membership(data)
+        self._try("cancel", lambda: ms.membership_cancel(actor=self.staff, sold_pass=sold, at_cycle_end=at_cycle_end))
+
+    # ------------------------------------------------------------ card update requests
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data(), by=st.sampled_from(["staff", "hard_decline"]))
+    def request_card(self, data, by):
+        """Staff ask for a new card, or a hard decline does (the hook's call)."""
+        sold = self._membership(data)
+        req = self._try("card_request", lambda: cr.card_update_request(
+            sold_pass=sold, actor=self.staff if by == "staff" else None, reason="staff" if by == "staff"
+            else "hard_decline", note="The card was reported lost.", base_url="https://clinic.example"))
+        if req is not None:
+            self.tokens[req.pk] = cr.card_update_token(req)
+
+    @precondition(lambda self: self.tokens)
+    @rule(data=st.data(), kind=st.sampled_from(["good", "good", "soft", "declines"]), again=st.booleans())
+    def answer_link(self, data, kind, again):
+        """The patient adds a card through a link (maybe an old one: refused), maybe submitting twice."""
+        pk = data.draw(st.sampled_from(sorted(self.tokens)), label="request")
+        key = f"form-{pk}-{kind}"
+
+        def answer():
+            return cr.card_update_complete(token=self.tokens[pk], holder="P", idempotency_key=key,
+                                           card_number=CARDS[kind], exp_month=12, exp_year=2031, cvc="123")
+        done = self._try("card_update", answer)
+        if done is not None and again:
+            charges = TestGatewayCharge.objects.count()
+            assert answer().repeat and TestGatewayCharge.objects.count() == charges, "a repeated submit charged"
+
+    # ------------------------------------------------------------ the clock, the job, reconciliation
+
+    @rule(days=st.sampled_from([1, 1, 1, 2, 3, 7]))
+    def next_days(self, days):
+        """Day by day: tomorrow's preview, then the clock past midnight and the job's run."""
+        for _ in range(days):
+            day = self.today + dt.timedelta(days=1)
+            outstanding = CardAttempt.objects.filter(status__in=OPEN).exists()
+            planned = {(p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in charges_preview(day=day)}
+            before = set(CardAttempt.objects.values_list("pk", flat=True))
+            self._set_clock(day)
+            passes_daily(today=day)
+            tried = set()
+            for attempt in CardAttempt.objects.exclude(pk__in=before).filter(kind="charge"):
+                row = PassInvoice.objects.get(pk=attempt.context["pass_invoice"])
+                tried.add((row.sold_pass_id, row.seq, attempt.amount_minor, attempt.card_id))
+            if outstanding:
+                self.preview_misses += planned != tried
+            else:
+                assert tried == planned, f"{day}: the job tried {sorted(tried)}, the preview said {sorted(planned)}"
+            OUTCOMES["job:ok"] += 1
+
+    @rule()
+    def reconcile(self):
+        """Ask the gateway about every charge still without an answer: afterwards the books match it."""
+        attempts_reconcile(older_than=dt.timedelta(0))
+        assert not CardAttempt.objects.filter(status__in=OPEN).exists()
+        charged = TestGatewayCharge.objects.aggregate(t=Sum("amount_minor"))["t"] or 0
+        refunded = TestGatewayRefund.objects.aggregate(t=Sum("amount_minor"))["t"] or 0
+        recorded = Payment.objects.filter(method=Payment.Method.CARD_GATEWAY).aggregate(t=Sum("amount_minor"))["t"] or 0
+        assert charged - refunded == recorded, (charged, refunded, recorded)
+
+    def _set_clock(self, day: dt.date) -> None:
+        self.frozen.__exit__(None, None, None)
+        self.today = day
+        self.frozen = clock.frozen(at(day.isoformat(), "10:00"))
+        self.frozen.__enter__()
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def ledger_ok(self):
+        if hasattr(self, "atomic"):
+            assert_ledger_ok()
+
+    @invariant()
+    def money_charged_is_money_recorded(self):
+        if not hasattr(self, "atomic"):
+            return
+        attempts = {a.gateway_key: a for a in CardAttempt.objects.filter(kind="charge").select_related("payment")}
+        for charge in TestGatewayCharge.objects.all():
+            attempt = attempts.get(charge.key)
+            assert attempt is not None, f"gateway charge {charge.charge_id} belongs to no attempt"
+            if attempt.status == CardAttempt.Status.SUCCEEDED:
+                assert attempt.payment.amount_minor == charge.amount_minor == attempt.amount_minor
+                assert attempt.payment.gateway_charge_id == charge.charge_id
+            else:
+                assert attempt.status in OPEN, f"attempt #{attempt.pk} is {attempt.status} but the gateway charged"
+        keys = set(TestGatewayCharge.objects.values_list("key", flat=True))
+        for attempt in attempts.values():
+            if attempt.status == CardAttempt.Status.SUCCEEDED:
+                assert attempt.gateway_key in keys, f"attempt #{attempt.pk} recorded money the gateway never took"
+        paid = Payment.objects.filter(method=Payment.Method.CARD_GATEWAY)
+        assert paid.count() == CardAttempt.objects.filter(kind="charge", status="succeeded").count()
+
+    @invariant()
+    def card_requests_hold(self):
+        if not hasattr(self, "atomic"):
+            return
+        open_by_pass = collections.Counter(CardUpdateRequest.objects.filter(
+            completed_at__isnull=True, superseded_at__isnull=True).values_list("sold_pass_id", flat=True))
+        assert all(n == 1 for n in open_by_pass.values()), open_by_pass
+        # The last card change of each membership decides its card: a card added through a link
+        # stays its autopay card until staff change it (or it ends).
+        for pk in self.members:
+            last = (ActivityLog.objects.filter(object_id=str(pk), verb__in=["card updated by patient",
+                                                                            "payment changed"]).order_by("-pk").first())
+            sold = Pass.objects.get(pk=pk)
+            if last is not None and last.verb == "card updated by patient" and sold.status == Pass.Status.ACTIVE:
+                assert sold.payment_mode == Pass.PaymentMode.AUTOMATIC and sold.card_id == last.after["card_id"], \
+                    f"membership #{pk}: the card added through the link is not its autopay card"
+
+
+def test_dunning_state_machine(db):
+    run_state_machine_as_test(DunningMachine, settings=hsettings(
+        max_examples=int(os.environ.get("CARNET_MACHINE_EXAMPLES", "8")), stateful_step_count=15, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+                               HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much]))
+    if os.environ.get("CARNET_MACHINE_STATS"):  # which rules got somewhere, and which refusals were seen
+        print(sorted(OUTCOMES.items()))
