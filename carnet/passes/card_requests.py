@@ -25,7 +25,6 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.urls import reverse
 
 from carnet.clinic.selectors import clinic_get
@@ -36,7 +35,8 @@ from carnet.core.permissions import Action, require
 from carnet.core.signed_links import ClockSigner
 
 from .locks import lock_pass
-from .models import CardUpdateRequest, Pass, PassInvoice
+from .dunning import OWED, new_card_given
+from .models import CardUpdateRequest, Pass
 from .online import card_keep_online, card_take_to_keep
 
 SALT = "carnet.passes.card_update"
@@ -137,8 +137,8 @@ def _email(req: CardUpdateRequest, *, link: str) -> None:
 
 
 def owed_rows(sold: Pass):
-    return sold.instalment_rows.filter(invoice__isnull=False, invoice__deleted_at__isnull=True,
-                                       invoice__applied_minor__lt=F("invoice__total_minor"))
+    """The cycles still owed (not written off): what a card added through the link is charged."""
+    return sold.instalment_rows.filter(OWED, written_off_at__isnull=True)
 
 
 def owing_minor(sold: Pass) -> int:
@@ -270,9 +270,7 @@ def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_
         sold.payment_mode, sold.card = Pass.PaymentMode.AUTOMATIC, card
         sold.save(update_fields=["payment_mode", "card"])
         today = clock.today(clinic_get().time_zone)
-        # Every cycle still owed is charged now, the retry count starting afresh for the new card.
-        PassInvoice.objects.filter(pk__in=owed_rows(sold).values("pk")).update(next_attempt_on=today,
-                                                                               charge_attempts=0, last_error="")
+        new_card_given(sold, today=today)  # every cycle still owed is charged now, its retries afresh
         activity.record(actor=user, verb="card updated by patient", obj=sold, before=before,
                         after={**activity.snapshot(sold), "request": req.pk})
     run = pass_charge_due(sold_pass=sold)

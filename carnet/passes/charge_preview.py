@@ -11,12 +11,16 @@ It reads what the job's two halves will do on `day` without writing anything:
   membership's taxes (a cycle row made ahead for a booking keeps the price it was made with);
 - payment-plan instalments falling due by `day` on a package with a card.
 
+A plan change scheduled for `day` (applied by the job before it invoices) prices and dates the
+cycle on the new plan's terms.
+
 The test runs the job with the clock moved past midnight in the clinic's time zone and checks
 that it charged exactly this list.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass
 
@@ -28,8 +32,8 @@ from carnet.core import clock
 from carnet.core.mail import mail_queue
 
 from .cycle_billing import memberships_due
-from .cycles import cycle_preview, cycle_start
-from .models import Pass, PassInvoice
+from .cycles import MAX_CYCLES_AHEAD, cycle_preview, cycle_start
+from .models import Pass, PassInvoice, PassPlanChange
 from .quotes import price_with_tax_minor
 
 Status, Mode = Pass.Status, Pass.PaymentMode
@@ -86,12 +90,45 @@ def _issued(day: dt.date) -> list[PlannedCharge]:
             for row in rows if row.invoice.balance_minor > 0]
 
 
+def _after_change(sold: Pass, template, day: dt.date) -> PlannedCharge | None:
+    """The cycle covering `day` once a plan change scheduled by then is applied (the job applies it
+    before invoicing: plan_change.plan_changes_apply): the cycles not invoiced yet are made again on
+    the new plan's terms from the first of them, a new cycle length counted from its start."""
+    rows = sorted(sold.instalment_rows.all(), key=lambda r: r.seq)
+    invoiced = [r for r in rows if r.invoice_id]
+    first = (invoiced[-1].seq if invoiced else 0) + 1
+    view = copy.copy(sold)
+    if template.cycle != sold.cycle:
+        view.anchor_date, view.anchor_index = cycle_start(sold, first - 1), first - 1
+    view.cycle = template.cycle
+    billed = sum(1 for r in invoiced if not r.skipped)
+    term = None if template.term_cycles is None else billed + template.term_cycles
+    paused = [(p.from_seq, p.from_seq + p.cycles) for p in sold.pauses.all()]
+    for seq in range(first, first + MAX_CYCLES_AHEAD):
+        start, end = cycle_start(view, seq - 1), cycle_start(view, seq)
+        skipped = any(a <= seq < b for a, b in paused)
+        if start > day or term is not None and billed >= term:
+            return None
+        if day < end:
+            return None if skipped else _planned(sold, seq, start, end,
+                                                 price_with_tax_minor(template, template.price_minor), day)
+        billed += 0 if skipped else 1
+    return None
+
+
 def _cycles(day: dt.date) -> list[PlannedCharge]:
     """Cycles the job invoices on `day` and charges at once: the one covering `day` (cycle_billing)."""
     out = []
     memberships = (_passes().filter(pk__in=memberships_due(day), payment_mode=Mode.AUTOMATIC, card__isnull=False)
                    .prefetch_related("instalment_rows", "pauses").order_by("pk"))
+    changes = {c.sold_pass_id: c.to_template for c in PassPlanChange.objects.filter(
+        status=PassPlanChange.Status.SCHEDULED, effective_on__lte=day, sold_pass__in=memberships,
+        sold_pass__ends_after__isnull=True).select_related("to_template").prefetch_related("to_template__taxes")}
     for sold in memberships:
+        if sold.pk in changes:
+            planned = _after_change(sold, changes[sold.pk], day)
+            out += [planned] if planned else []
+            continue
         state, row, _left = cycle_preview(sold, day)
         if state != "ok":
             continue

@@ -19,6 +19,7 @@ from carnet.passes import memberships as ms
 from carnet.passes.charge_preview import charges_preview, charges_preview_email_send
 from carnet.passes.jobs import passes_daily
 from carnet.passes.models import PassInvoice
+from carnet.passes.plan_change import membership_plan_change
 from carnet.passes.selling import package_sell
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -61,7 +62,11 @@ def world(owner, front_desk, catalog, settings):
         first = s["plan"].instalment_rows.get(seq=1).invoice
         payment_receive(actor=front_desk.user, patient=plan_patient, method="cash", amount_minor=first.balance_minor,
                         allocations=[(first, first.balance_minor)])
+        s["changing"] = _auto(s, "Kim")  # moves to a weekly plan at its next cycle
         passes_daily(today=MAY_1)
+        membership_plan_change(actor=front_desk.user, sold_pass=s["changing"], when="next_cycle",
+                               template=membership_template(catalog, name="Kim weekly", cycle="weekly", price=2500,
+                                                            taxes=[catalog["tax"]]))
         ms.membership_pause(actor=front_desk.user, sold_pass=s["paused"], cycles=1)
         ms.membership_cancel(actor=front_desk.user, sold_pass=s["ending"], at_cycle_end=True)
     with clock.frozen(at("2026-05-31", "10:00")):
@@ -81,13 +86,15 @@ def test_the_preview_lists_exactly_what_the_job_charges_after_midnight(world, dj
         planned = charges_preview()
     listed = {_key(p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in planned}
     names = {p.patient.first_name for p in planned}
-    assert names == {"Ana", "Ed", "Fay", "Gus", "Ivy", "Jo"}, names  # not manual, paused, ending or yearly
-    assert len(planned) == len(listed) == 6
+    assert names == {"Ana", "Ed", "Fay", "Gus", "Ivy", "Jo", "Kim"}, names  # not manual, paused, ending or yearly
+    assert len(planned) == len(listed) == 7
     ana = next(p for p in planned if p.patient.first_name == "Ana")
     assert ana.amount_minor == 6780 and ana.what == "Membership cycle 2026-06-01 to 2026-06-30"  # 60.00 + 13 %
     assert next(p for p in planned if p.patient.first_name == "Jo").retry
     assert "removed" in next(p for p in planned if p.patient.first_name == "Gus").problem
     assert next(p for p in planned if p.patient.first_name == "Ivy").what == "Instalment 2 of 2"
+    kim = next(p for p in planned if p.patient.first_name == "Kim")  # on the new plan's terms
+    assert kim.amount_minor == 2825 and kim.what == "Membership cycle 2026-06-01 to 2026-06-07"
 
     before = set(CardAttempt.objects.values_list("pk", flat=True))
     with clock.frozen(at("2026-06-01", "00:30")):  # the job's run just past midnight, in Toronto
@@ -98,7 +105,7 @@ def test_the_preview_lists_exactly_what_the_job_charges_after_midnight(world, dj
         row = PassInvoice.objects.get(pk=attempt.context["pass_invoice"])
         charged.add(_key(row.sold_pass_id, row.seq, attempt.amount_minor, attempt.card_id))
     assert charged == listed
-    assert made.filter(status="succeeded").count() == 4  # Jo's card declines again, Gus's was removed
+    assert made.filter(status="succeeded").count() == 5  # Jo's card declines again, Gus's was removed
     assert_ledger_ok()
 
 
@@ -108,7 +115,7 @@ def test_the_owner_gets_the_list_once_a_night_when_the_clinic_opts_in(world, dja
     clinic_set(charges_preview_email=True)
     with clock.frozen(at("2026-05-31", "21:00")):
         with django_capture_on_commit_callbacks(execute=True):
-            assert charges_preview_email_send() == 6
+            assert charges_preview_email_send() == 7
             assert charges_preview_email_send() == 0  # a second run the same night sends nothing
     [message] = [m for m in mail.outbox if "automatic charges" in m.subject]
     assert message.to == [world["owner"].user.email] and "2026-06-01" in message.subject
@@ -124,7 +131,7 @@ def test_the_daily_job_sends_it_after_the_day_s_charges(world, django_capture_on
     with clock.frozen(at("2026-05-31", "23:00")):
         with django_capture_on_commit_callbacks(execute=True):
             result = passes_daily()
-    assert result["charges_previewed"] == 6 and not result["errors"]
+    assert result["charges_previewed"] == 7 and not result["errors"]
     assert any("automatic charges" in m.subject for m in mail.outbox)
 
 
@@ -132,7 +139,7 @@ def test_the_page_shows_tomorrow_in_the_clinic_s_time_zone(world, client):
     client.force_login(world["fd"].user)
     with clock.frozen(at("2026-05-31", "21:00")):
         page = client.get(reverse("memberships:charges_preview")).content.decode()
-    assert "Monday 1 June 2026" in page and page.count('data-testid="charge"') == 6
+    assert "Monday 1 June 2026" in page and page.count('data-testid="charge"') == 7
     assert "Ana Member" in page and "$67.80" in page and "Visa •••• 4242" in page
     assert "1 of them will fail" in page and "Bo " not in page
     assert reverse("memberships:charges_preview") in client.get(reverse("staff:dashboard")).content.decode()
