@@ -9,6 +9,8 @@ P = "patients/<int:pk>/billing/"
 urlpatterns = [
     path(P, views.billing_tab, name="tab"),
     path(P + "purchase/", checkout_views.purchase_new, name="purchase_new"),
+    path(P + "purchase/authenticated/<int:attempt_pk>/", checkout_views.purchase_authenticated,
+         name="purchase_authenticated"),
     path(P + "purchase/totals/", checkout_views.purchase_totals, name="purchase_totals"),
     path(P + "payment/", views.payment_new, name="payment_new"),
     path(P + "invoices/<int:invoice_pk>/apply-credit/", views.credit_apply_view, name="credit_apply"),

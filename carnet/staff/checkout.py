@@ -232,20 +232,22 @@ def checkout_charge_card(*, actor, patient, sale: Sale, amount_minor: int, key: 
     return card_attempts.charge_run(attempt).payment
 
 
-def checkout_cover_visit(*, actor, sale: Sale, visit) -> tuple[object | None, str]:
-    """Sold from an appointment: cover that visit with the first package of the sale that can (a
+def checkout_cover_visit(*, actor, passes: list, visit) -> tuple[object | None, str]:
+    """Sold from an appointment: cover that visit with the first of the sale's `passes` that can (a
     reserved use; an arrived visit is redeemed after the fact), in the caller's transaction.
 
     Returns (the pass, "") or (None, why none could): a package not yet paid, or a visit already
-    covered, leaves the sale as it is and says so; it is never a reason to refuse the sale."""
+    covered, leaves the sale as it is and says so; it is never a reason to refuse the sale. A visit
+    one of these passes covers already (the same return posted twice) counts as covered."""
     from carnet.passes.redemption import pass_attach
     from carnet.passes.selectors import visit_redemption
 
     live = visit_redemption(visit)
     if live is not None:
-        return None, f"the visit was already covered by {live.sold_pass.name}"
+        mine = next((p for p in passes if p.pk == live.sold_pass_id), None)
+        return (mine, "") if mine else (None, f"the visit was already covered by {live.sold_pass.name}")
     reasons = []
-    for sold in sale.passes:
+    for sold in passes:
         try:
             with transaction.atomic():  # a refused attach undoes only itself, not the sale
                 pass_attach(actor=actor, visit=visit, sold_pass=sold)

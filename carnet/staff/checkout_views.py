@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 from django.urls import reverse
 from django.utils.http import urlencode
 
@@ -22,7 +23,7 @@ from carnet.gateway.services import (AuthenticationPending, GatewayUnavailable, 
                                      card_keep_at_gateway, card_tokenize, gateway_uses_stripe_js, stripe_csp)
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, staff_of
-from carnet.passes.selectors import templates_covering
+from carnet.passes.selectors import passes_for_patient, templates_covering
 from carnet.people.selectors import patient_get
 from carnet.scheduling.models import Status
 from carnet.scheduling.selectors import appointment_get
@@ -96,7 +97,43 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
         sale.gift_cards = []
     if visit is not None and sale.passes:
         with transaction.atomic():
-            done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
+            done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, passes=sale.passes, visit=visit)
+
+
+@require_POST
+@staff_required(Action.PAYMENT_TAKE)
+def purchase_authenticated(request, pk: int, attempt_pk: int):
+    """Back from the bank's check of a card paying a sale made from an appointment: the outcome as
+    billing records it (`card_authenticated`), then the sale's package covers the visit and the desk
+    is back on the schedule with the panel open, as when no check was asked for."""
+    from carnet.billing.models import CardAttempt
+    from carnet.billing.views import card_authenticated
+
+    response = card_authenticated(request, attempt_pk)
+    attempt = CardAttempt.objects.filter(pk=attempt_pk, patient_id=pk).first()
+    if response.status_code != 302 or attempt is None or attempt.status != CardAttempt.Status.SUCCEEDED:
+        return response  # the check again, or a refusal that billing's message explains
+    patient = patient_get(pk)
+    try:
+        visit = _visit(request, patient)
+    except (Http404, NotAllowed):
+        return response
+    wanted = {int(n) for n in request.GET.get("passes", "").split(",") if n.isdigit()}
+    passes = list(passes_for_patient(patient).filter(pk__in=wanted).order_by("pk"))
+    if visit is None or not passes:
+        return response
+    with transaction.atomic():
+        sold, why_not = checkout_cover_visit(actor=request.user, passes=passes, visit=visit)
+    _covered_message(request, sold, why_not)
+    return redirect(_back_to(visit))
+
+
+def _covered_message(request, sold, why_not: str) -> None:
+    if sold is not None:
+        messages.success(request, f"{sold.name} now covers the appointment.")
+    elif why_not:
+        messages.warning(request, f"Not applied to the appointment: {why_not} "
+                                  "Use it from the appointment once it can cover the visit.")
 
 
 @staff_required(Action.SELL)
@@ -166,7 +203,7 @@ def purchase_new(request, pk: int):
                 if done["card"] is not None:  # the card carries the gift cards: checked before anything commits
                     gift_cards_from(sale, done["card"])
             if visit is not None and sale.passes and done.get("card") is None:
-                done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, sale=sale, visit=visit)
+                done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, passes=sale.passes, visit=visit)
             return sale
 
         outcome, result = save_once(request, form, write) if entered is not False else ("error", None)
@@ -177,15 +214,14 @@ def purchase_new(request, pk: int):
         if outcome == "ok" and done.get("authenticate"):
             messages.success(request, _summary(clinic, result))
             pending = done["authenticate"]
-            return card_authenticate_page(request, pending, staff=True, action=reverse(
-                "billing:card_authenticated", args=[pending.attempt.pk]))
+            action = reverse("billing:card_authenticated", args=[pending.attempt.pk])
+            if visit is not None and result.passes:  # once confirmed, the package covers the visit
+                action = reverse("billing:purchase_authenticated", args=[pk, pending.attempt.pk]) + "?" + urlencode(
+                    {"appointment": visit.appointment.pk, "passes": ",".join(str(p.pk) for p in result.passes)})
+            return card_authenticate_page(request, pending, staff=True, action=action)
         if outcome == "ok":
             messages.success(request, _summary(clinic, result))
-            if done.get("pass"):
-                messages.success(request, f"{done['pass'].name} now covers the appointment.")
-            elif done.get("why_not"):
-                messages.warning(request, f"Not applied to the appointment: {done['why_not']} "
-                                          "Use it from the appointment once it can cover the visit.")
+            _covered_message(request, done.get("pass"), done.get("why_not", ""))
         if outcome in ("ok", "repeat"):
             return redirect(_back_to(visit) if visit else reverse("billing:tab", args=[pk]))
     context = {"patient": patient, "form": form, "clinic": clinic, "visit": visit, "covering": covering}

@@ -536,7 +536,7 @@ PAGE_ACTIONS = {
     "billing:receipt": A.INVOICE_VIEW, "billing:receipt_pdf": A.INVOICE_VIEW, "billing:receipt_email": A.INVOICE_VIEW,
     "billing:statement": A.INVOICE_VIEW, "billing:statement_pdf": A.INVOICE_VIEW,
     "billing:pay_balance_request": A.PAYMENT_TAKE, "billing:card_review": A.CARD_REVIEW,
-    "billing:card_authenticated": A.PAYMENT_TAKE,
+    "billing:card_authenticated": A.PAYMENT_TAKE, "billing:purchase_authenticated": A.PAYMENT_TAKE,
     "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
     "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
@@ -589,6 +589,7 @@ def test_every_staff_page_declares_the_expected_action():
 
 POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "staff_two_factor_reset", "shift_add", "shift_remove", "rate_set", "token_revoke", "plan_change_cancel",
                    "credit_apply", "invoice_delete", "unapply", "refund", "card_remove", "card_authenticated",
+                   "purchase_authenticated",
                    "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
                    "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",
                    "appointment_cancel",

@@ -24,7 +24,7 @@ def s(stripe_gateway, db, front_desk, catalog):
     client = Client()
     client.force_login(front_desk.user)
     patient = make_patient()
-    return {"client": client, "fd": front_desk, "patient": patient, "base": stripe_gateway,
+    return {"client": client, "fd": front_desk, "patient": patient, "base": stripe_gateway, "catalog": catalog,
             "url": reverse("billing:purchase_new", kwargs={"pk": patient.pk}),
             "template": package_template(catalog, name="5 massages", price=40000, quantity=5)}
 
@@ -100,6 +100,36 @@ def test_a_card_whose_bank_asks_is_confirmed_on_the_page_and_recorded_once(s):
     deliver(event("payment_intent.succeeded", _stripe().v1.payment_intents.retrieve(attempt.gateway_id).to_dict()))
     s["client"].post(action, {"payment_intent": attempt.gateway_id})
     assert Payment.objects.count() == 1
+    assert_ledger_ok()
+
+
+def test_sold_from_an_appointment_the_package_covers_it_once_the_bank_has_confirmed(s):
+    from carnet.passes.selectors import visit_redemption
+    from carnet.staff.tests.test_checkout import _appointment
+
+    appointment = _appointment({**s, "cat": s["catalog"]})
+    page = s["client"].get(s["url"], {"appointment": appointment.pk}).content.decode()
+    asked = s["client"].post(s["url"], {"form_key": "k1", "package_0": s["template"].pk, "method": "new_card",
+                                        "holder": "Pat Test", "appointment": appointment.pk,
+                                        "setup_intent": card_typed_in_stripe_js(page, ALWAYS_AUTHENTICATE)})
+    html = asked.content.decode()
+    assert asked.status_code == 200 and "Confirm the payment with your bank" in html
+    attempt = CardAttempt.objects.get()
+    visit = appointment.participants.get()
+    assert visit_redemption(visit) is None  # not paid yet: nothing covers the visit meanwhile
+    action = re.search(r'action="([^"]+)" class="form" novalidate data-stripe-authenticate', html).group(1)
+    action = action.replace("&amp;", "&")
+    assert action.startswith(reverse("billing:purchase_authenticated", args=[s["patient"].pk, attempt.pk]))
+    bank_check(s["base"], html)
+    done = s["client"].post(action, {"payment_intent": attempt.gateway_id})
+    assert done.status_code == 302 and f"open={appointment.pk}" in done["Location"]
+    live = visit_redemption(visit)
+    assert live is not None and live.sold_pass.template_id == s["template"].pk
+    followed = s["client"].get(done["Location"]).content.decode()
+    assert "5 massages now covers the appointment." in followed
+    again = s["client"].post(action, {"payment_intent": attempt.gateway_id})  # the same return twice
+    assert again.status_code == 302 and Payment.objects.count() == 1
+    assert visit_redemption(visit).pk == live.pk
     assert_ledger_ok()
 
 
