@@ -2,7 +2,8 @@
 soft-declining, lost-answer and (by the hard-decline hook) dead cards; the daily job on the days
 the clock moves to; card update requests sent and answered through the patient's link with a
 good or a declining card; cash taken at the desk; the mode switched; cancelling; and
-reconciliation of charges whose answer was lost.
+reconciliation of charges whose answer was lost; plan changes (at once or from the next cycle)
+and write-offs of owed cycles.
 
 Checked after every step, on SQLite and PostgreSQL (each example rolled back, the fake gateway's
 state too):
@@ -50,6 +51,8 @@ from carnet.passes import memberships as ms
 from carnet.passes.charge_preview import charges_preview
 from carnet.passes.jobs import passes_daily
 from carnet.passes.models import CardUpdateRequest, Pass, PassInvoice
+from carnet.passes.plan_change import membership_plan_change
+from carnet.passes.writeoff import cycle_write_off
 from carnet.scheduling.tests.factories import clinic_set
 
 from .factories import at, membership_template
@@ -136,6 +139,24 @@ class DunningMachine(RuleBasedStateMachine):
     def cancel(self, data, at_cycle_end):
         sold = self._membership(data)
         self._try("cancel", lambda: ms.membership_cancel(actor=self.staff, sold_pass=sold, at_cycle_end=at_cycle_end))
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data(), when=st.sampled_from(["now", "next_cycle"]), cycle=st.sampled_from(["weekly", "monthly"]))
+    def change_plan(self, data, when, cycle):
+        """Another plan at once (prorated) or from the next cycle (issue 22 point 6)."""
+        sold = self._membership(data)
+        template = membership_template(self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=4500)
+        self._try("plan_change", lambda: membership_plan_change(actor=self.staff, sold_pass=sold, template=template,
+                                                                when=when))
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data())
+    def write_off(self, data):
+        """Write off a cycle still owed (issue 22 point 5)."""
+        rows = list(PassInvoice.objects.filter(sold_pass__in=self.members, invoice__isnull=False).order_by("pk"))
+        if rows:
+            row = data.draw(st.sampled_from(rows), label="cycle")
+            self._try("write_off", lambda: cycle_write_off(actor=self.staff, row=row, reason="state machine"))
 
     # ------------------------------------------------------------ card update requests
 
