@@ -115,8 +115,12 @@ class AuthenticationRequired(PaymentFailed):
     """The bank wants the card holder to confirm the payment (3-D Secure): only the patient can."""
 
     code = "authentication_required"
-    default_message = ("The patient's bank asks them to confirm this payment themselves. They have been sent a "
-                       "link to confirm and pay; or take another payment method.")
+    # At the desk nothing has been sent yet: the sentence says what staff can do. The automatic
+    # charges (passes.dunning) email the link themselves and record SENT_MESSAGE instead.
+    default_message = ("The patient's bank asks them to confirm this payment themselves, which a card on file "
+                       "charged at the desk cannot do. Send them a Pay Balance request from the Billing tab "
+                       "(they confirm and pay online), or take another payment method.")
+    SENT_MESSAGE = "The patient's bank asks them to confirm this payment themselves; they were emailed how to pay."
 
 
 class AuthenticationPending(CarnetError):

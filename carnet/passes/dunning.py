@@ -65,9 +65,10 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
     with transaction.atomic():
         row = PassInvoice.objects.select_for_update(of=("self",)).select_related("sold_pass").get(pk=pk)
         row.charge_attempts += 1
-        row.last_error = failure.message[:200]
-        row.decline_kind = failure.kind
         needs_patient = failure.code == "authentication_required"
+        emailed = needs_patient and bool(row.sold_pass.patient.email)  # instalment_declined_email tells them
+        row.last_error = (getattr(failure, "SENT_MESSAGE", failure.message) if emailed else failure.message)[:200]
+        row.decline_kind = failure.kind
         tries = row.charge_attempts
         row.needs_new_card = failure.hard  # the last decline decides (a new card may decline softly)
         if failure.hard or needs_patient:  # the same card, or the bank without the card holder, cannot work

@@ -196,9 +196,12 @@ def test_a_declined_card_records_a_failed_attempt_and_no_money(desk):
 def test_an_off_session_charge_the_bank_wants_authenticated_fails_as_authentication_required(desk):
     patient = make_patient()
     card = card_on_file_without_setup(desk, patient, THREE_D_SECURE)
-    with pytest.raises(AuthenticationRequired):
+    with pytest.raises(AuthenticationRequired) as asked:
         _pay(desk, patient, card)
     assert CardAttempt.objects.get().status == "failed" and not Payment.objects.exists()
+    # At the desk nothing has been sent: the sentence says what staff can do instead.
+    assert "Send them a Pay Balance request from the Billing tab" in asked.value.message
+    assert "emailed" not in asked.value.message
 
 
 def test_a_refund_goes_through_stripe_refunds(desk):
@@ -332,6 +335,7 @@ def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pa
     assert run.declined and not Payment.objects.exists()
     row = PassInvoice.objects.get(pk=run.declined[0])
     assert row.invoice.balance_minor > 0 and row.next_attempt_on is None  # no blind retries: the patient must act
+    assert row.last_error == AuthenticationRequired.SENT_MESSAGE  # staff see that the patient was told
     [to_patient] = [m for m in mailoutbox if m.to == ["pat@example.test"]]
     assert "your bank asks you to confirm this payment yourself" in to_patient.body
     assert "https://clinic.example/portal/pay/" in to_patient.body
