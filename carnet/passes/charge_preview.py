@@ -7,8 +7,9 @@ It reads what the job's two halves will do on `day` without writing anything:
 - cycles and instalments already invoiced whose next try falls on or before `day` (retries after
   a decline, a cycle left for the job): the balance still owed, to the pass's card;
 - membership cycles the job will invoice that day and charge at once in automatic mode: the cycle
-  covering `day` (not paused, within the term and any cancellation), at the cycle price with the
-  membership's taxes (a cycle row made ahead for a booking keeps the price it was made with);
+  covering `day` (within the term and any cancellation), at the cycle price with the membership's
+  taxes (a cycle row made ahead for a booking keeps the price it was made with); a paused cycle
+  whose pause bills a freeze fee on it, at that fee with the same taxes, labelled as a freeze fee;
 - payment-plan instalments falling due by `day` on a package with a card.
 
 A plan change scheduled for `day` (applied by the job before it invoices) prices and dates the
@@ -32,7 +33,7 @@ from carnet.core import clock
 from carnet.core.mail import mail_queue
 
 from .cycle_billing import memberships_due
-from .cycles import MAX_CYCLES_AHEAD, cycle_preview, cycle_start
+from .cycles import MAX_CYCLES_AHEAD, cycle_preview, cycle_start, freeze_fee_for
 from .models import Pass, PassInvoice, PassPlanChange
 from .quotes import price_with_tax_minor
 
@@ -57,9 +58,10 @@ class PlannedCharge:
         return self.sold_pass.card
 
 
-def _what(sold: Pass, seq: int, start: dt.date | None, end: dt.date | None) -> str:
+def _what(sold: Pass, seq: int, start: dt.date | None, end: dt.date | None, frozen: bool) -> str:
     if sold.kind == Pass.Kind.MEMBERSHIP:
-        return f"Membership cycle {start:%Y-%m-%d} to {end - dt.timedelta(days=1):%Y-%m-%d}"
+        period = f"{start:%Y-%m-%d} to {end - dt.timedelta(days=1):%Y-%m-%d}"
+        return f"Freeze fee for the paused cycle {period}" if frozen else f"Membership cycle {period}"
     return f"Instalment {seq} of {sold.instalments}"
 
 
@@ -71,8 +73,9 @@ def _problem(card, day: dt.date) -> str:
     return ""
 
 
-def _planned(sold: Pass, seq: int, start, end, amount: int, day: dt.date, *, retry: bool = False) -> PlannedCharge:
-    return PlannedCharge(sold_pass=sold, seq=seq, what=_what(sold, seq, start, end), amount_minor=amount,
+def _planned(sold: Pass, seq: int, start, end, amount: int, day: dt.date, *, retry: bool = False,
+             frozen: bool = False) -> PlannedCharge:
+    return PlannedCharge(sold_pass=sold, seq=seq, what=_what(sold, seq, start, end, frozen), amount_minor=amount,
                          retry=retry, problem=_problem(sold.card, day))
 
 
@@ -86,7 +89,7 @@ def _issued(day: dt.date) -> list[PlannedCharge]:
                                        sold_pass__card__isnull=False, sold_pass__status=Status.ACTIVE)
             .select_related("invoice").prefetch_related(Prefetch("sold_pass", _passes())).order_by("pk"))
     return [_planned(row.sold_pass, row.seq, row.period_start, row.period_end, row.invoice.balance_minor, day,
-                     retry=row.charge_attempts > 0)
+                     retry=row.charge_attempts > 0, frozen=row.skipped)
             for row in rows if row.invoice.balance_minor > 0]
 
 
@@ -109,9 +112,10 @@ def _after_change(sold: Pass, template, day: dt.date) -> PlannedCharge | None:
         skipped = any(a <= seq < b for a, b in paused)
         if start > day or term is not None and billed >= term:
             return None
-        if day < end:
-            return None if skipped else _planned(sold, seq, start, end,
-                                                 price_with_tax_minor(template, template.price_minor), day)
+        if day < end:  # a frozen cycle bills its pause's freeze fee, taxed on the new plan's terms
+            fee = freeze_fee_for(sold, seq) if skipped else template.price_minor
+            return _planned(sold, seq, start, end, price_with_tax_minor(template, fee), day,
+                            frozen=skipped) if fee or not skipped else None
         billed += 0 if skipped else 1
     return None
 
@@ -130,18 +134,23 @@ def _cycles(day: dt.date) -> list[PlannedCharge]:
             out += [planned] if planned else []
             continue
         state, row, _left = cycle_preview(sold, day)
-        if state != "ok":
+        if state not in ("ok", "paused"):
             continue
+        frozen = state == "paused"  # billed its pause's freeze fee, if any, like a cycle (issue 22 point 7)
         if row is not None:
-            if row.invoice_id is None and not row.skipped:  # made ahead for a booking, at the price of then
+            # Made ahead for a booking, at the price (or freeze fee) of then; a frozen one with no fee
+            # is never invoiced.
+            if row.invoice_id is None and (row.unit_price_minor or not frozen):
                 out.append(_planned(sold, row.seq, row.period_start, row.period_end,
-                                    price_with_tax_minor(sold, row.unit_price_minor), day))
+                                    price_with_tax_minor(sold, row.unit_price_minor), day, frozen=frozen))
             continue
         index = len(sold.instalment_rows.all())  # cycles are made in order: the first one not made yet
         while cycle_start(sold, index + 1) <= day:
             index += 1
-        out.append(_planned(sold, index + 1, cycle_start(sold, index), cycle_start(sold, index + 1),
-                            price_with_tax_minor(sold, sold.cycle_price_minor), day))
+        price = freeze_fee_for(sold, index + 1) if frozen else sold.cycle_price_minor
+        if price or not frozen:
+            out.append(_planned(sold, index + 1, cycle_start(sold, index), cycle_start(sold, index + 1),
+                                price_with_tax_minor(sold, price), day, frozen=frozen))
     return out
 
 

@@ -48,6 +48,12 @@ def _pause_of(sold: Pass, seq: int):
     return next((p for p in sold.pauses.all() if p.from_seq <= seq < p.from_seq + p.cycles), None)
 
 
+def freeze_fee_for(sold: Pass, seq: int) -> int:
+    """The freeze fee billed on cycle `seq`: 0 when it is not paused or its pause bills nothing there."""
+    pause = _pause_of(sold, seq)
+    return pause.fee_for(seq) if pause is not None else 0
+
+
 def billed_cycles(sold: Pass) -> int:
     return sold.instalment_rows.filter(skipped=False, invoice__isnull=False).count()
 

@@ -143,3 +143,68 @@ def test_the_page_shows_tomorrow_in_the_clinic_s_time_zone(world, client):
     assert "Ana Member" in page and "$67.80" in page and "Visa •••• 4242" in page
     assert "1 of them will fail" in page and "Bo " not in page
     assert reverse("memberships:charges_preview") in client.get(reverse("staff:dashboard")).content.decode()
+
+
+def _preview_then_job(day: dt.date) -> tuple[list, set, set]:
+    """Tomorrow's list made at 21:00 the evening before `day` (already `day` in UTC), then the job
+    run at 00:30 on `day` in the clinic's zone: (the list, its keys, what the job charged)."""
+    with clock.frozen(at((day - dt.timedelta(days=1)).isoformat(), "21:00")):
+        planned = charges_preview()
+    before = set(CardAttempt.objects.values_list("pk", flat=True))
+    with clock.frozen(at(day.isoformat(), "00:30")):
+        assert passes_daily()["errors"] == []
+    charged = set()
+    for attempt in CardAttempt.objects.exclude(pk__in=before).filter(kind="charge"):
+        row = PassInvoice.objects.get(pk=attempt.context["pass_invoice"])
+        charged.add(_key(row.sold_pass_id, row.seq, attempt.amount_minor, attempt.card_id))
+    assert_ledger_ok()
+    return planned, {_key(p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in planned}, charged
+
+
+def test_a_frozen_cycle_s_freeze_fee_is_listed_and_charged_as_listed(owner, front_desk, catalog):
+    """A paused cycle whose pause bills a freeze fee is charged by autopay: the list shows it, as a
+    freeze fee, at the fee with the membership's taxes — once per pause or per frozen cycle, again
+    after a decline, and on the new plan's taxes when a plan change takes effect that day."""
+    clinic_set(time_zone="America/Toronto")
+    s = {"fd": front_desk, "cat": catalog}
+    freeze = {"pause_allowed": True, "pause_max_cycles": 2, "taxes": [catalog["tax"]]}
+    with clock.frozen(at("2026-05-01", "10:00")):
+        per_cycle = _auto(s, "Lu", freeze_fee_kind="per_cycle", freeze_fee_minor=1500, **freeze)
+        once = _auto(s, "Mo", freeze_fee_kind="once", freeze_fee_minor=2000, **freeze)
+        declined = _auto(s, "Ned", freeze_fee_kind="per_cycle", freeze_fee_minor=1000, **freeze)
+        free = _auto(s, "Ola", freeze_fee_kind="none", **freeze)
+        changing = _auto(s, "Pia", freeze_fee_kind="per_cycle", freeze_fee_minor=1000, **freeze)
+        passes_daily(today=MAY_1)
+        membership_plan_change(actor=front_desk.user, sold_pass=changing, when="next_cycle",
+                               template=membership_template(catalog, name="Pia untaxed", price=5000, **{
+                                   **freeze, "taxes": []}))
+        for sold in (per_cycle, once, declined, free, changing):
+            ms.membership_pause(actor=front_desk.user, sold_pass=sold, cycles=2)
+        # Ned's card fails from June: the test gateway's insufficient-funds card replaces it.
+        ms.membership_payment_set(actor=front_desk.user, sold_pass=declined, payment_mode="automatic",
+                                  card=_card(front_desk, declined.patient, "4000000000009995"))
+
+    planned, listed, charged = _preview_then_job(JUNE_1)
+    assert charged == listed
+    by_name = {p.patient.first_name: p for p in planned}
+    assert set(by_name) == {"Lu", "Mo", "Ned", "Pia"}, by_name  # Ola's pause bills nothing
+    assert by_name["Lu"].amount_minor == 1695  # 15.00 + 13 % tax
+    assert by_name["Lu"].what == "Freeze fee for the paused cycle 2026-06-01 to 2026-06-30"
+    assert by_name["Mo"].amount_minor == 2260 and by_name["Ned"].amount_minor == 1130
+    assert by_name["Pia"].amount_minor == 1000  # the new plan has no tax
+    assert all(p.seq == 2 and p.what.startswith("Freeze fee") for p in planned)
+
+    planned, listed, charged = _preview_then_job(dt.date(2026, 6, 2))  # Ned's fee is tried again
+    assert charged == listed and [(p.patient.first_name, p.retry) for p in planned] == [("Ned", True)]
+    assert planned[0].what.startswith("Freeze fee for the paused cycle")
+
+    planned, listed, charged = _preview_then_job(dt.date(2026, 7, 1))  # the second frozen cycle
+    assert charged == listed
+    new = [p for p in planned if not p.retry]  # Ned's June fee is still being retried
+    assert sorted(p.patient.first_name for p in new) == ["Lu", "Ned", "Pia"]  # Mo's fee was once
+    assert all(p.seq == 3 and p.what.startswith("Freeze fee") for p in planned if not p.retry)
+
+    planned, listed, charged = _preview_then_job(dt.date(2026, 8, 1))  # back to the cycle price
+    assert charged == listed
+    assert {p.patient.first_name: p.what for p in planned if p.patient.first_name != "Ned"} == {
+        name: "Membership cycle 2026-08-01 to 2026-08-31" for name in ("Lu", "Mo", "Ola", "Pia")}
