@@ -267,7 +267,7 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
     A declined first charge KEEPS the membership, unpaid, and the decline is reported to the caller
     (`membership.first_charge`): it is then exactly an automatic membership whose charge failed at
     the desk (SPEC 6.2) — the cycle's invoice stays open, the patient and the clinic are emailed and
-    the job retries the card after 1, 3 and 7 days (the email already promises that retry, so
+    the job retries the card on the clinic's retry schedule (passes.dunning; the email promises that retry, so
     deleting the membership afterwards would contradict it). The clinic can delete it (nothing was
     paid) or take the payment; a second online sign-up for the same membership is refused meanwhile.
     Returns the membership with `first_charge` = {"outcome": charged | declined | pending | none,
