@@ -232,19 +232,18 @@ def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_
                          exp_month: int = 0, exp_year: int = 0, cvc: str = "", setup_intent: str = "") -> CardUpdated:
     """The patient adds a card through the link: it is kept on file for them, becomes the
     membership's autopay card (automatic mode), the request is done, and then — committed, outside
-    any transaction — every cycle still owed is charged through the card attempt path. The same
-    form key again returns the first outcome without doing anything twice. Call it outside any
+    any transaction — every cycle still owed is charged through the card attempt path, on-session
+    (a bank's 3-D Secure check raises AuthenticationPending for the page). The same form key again
+    charges nothing twice: it completes a charge waiting for the bank. Call it outside any
     transaction (the gateway keeps the card first)."""
-    from .instalments import pass_charge_due  # the charging job asks for cards here on a hard decline
-
     key = (idempotency_key or "").strip()[:80]
     if not key:
         raise ValidationFailed("This form is missing its key; reload the page and try again.",
                                fields={"form_key": ["Missing."]})
     req = card_request_from_token(token, for_done=True)
     if req.completed_at is not None:
-        if req.completed_key == key:
-            return CardUpdated(request=req, repeat=True)
+        if req.completed_key == key:  # the same submit again, e.g. back from the bank's check
+            return _charge_owed(req, repeat=True)
         card_request_from_token(token)  # raises CardLinkUsed
     req = card_request_from_token(token)
     patient = req.patient
@@ -261,7 +260,7 @@ def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_
         if not claimed:
             req.refresh_from_db()
             if req.completed_at is not None and req.completed_key == key:  # a twin of this very submit
-                return CardUpdated(request=req, repeat=True)
+                return _charge_owed(req, repeat=True)
             card_request_from_token(token)  # the sentence for what happened meanwhile
             raise CardLinkUsed("This link was just used from another window.")
         card = card_keep_online(user=user, patient=patient, stored=stored, holder=holder)
@@ -273,6 +272,20 @@ def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_
         new_card_given(sold, today=today)  # every cycle still owed is charged now, its retries afresh
         activity.record(actor=user, verb="card updated by patient", obj=sold, before=before,
                         after={**activity.snapshot(sold), "request": req.pk})
-    run = pass_charge_due(sold_pass=sold)
+    return _charge_owed(req)
+
+
+def _charge_owed(req: CardUpdateRequest, *, repeat: bool = False) -> CardUpdated:
+    """Charge the cycles still owed, on-session: the patient is at the page, so a bank that asks them
+    to confirm (3-D Secure) raises AuthenticationPending for the page to complete, and the same form
+    posted again (same key: a repeat) reads that charge's outcome by its stored id — recorded once,
+    whether the page, Stripe's webhook or reconciliation gets there first. A repeat finds nothing
+    else due: what was charged is paid, and a declined cycle (a failed check too) waits for its retry
+    or a new card."""
+    from .instalments import pass_charge_due
+
+    run = pass_charge_due(sold_pass=req.sold_pass, on_session=True)
+    if run.authenticate is not None:
+        raise run.authenticate
     req.refresh_from_db()
-    return CardUpdated(request=req, charged=run.charged, declined=run.declined)
+    return CardUpdated(request=req, charged=run.charged, declined=run.declined, repeat=repeat)

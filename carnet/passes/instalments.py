@@ -187,4 +187,6 @@ def pass_charge_due(*, sold_pass: Pass, today: dt.date | None = None, on_session
             run.charged.append(pk)
         elif outcome == "declined":
             run.declined.append(pk)
+        elif outcome == "authenticating":  # one bank check at a time: the page's return charges the next
+            break
     return run

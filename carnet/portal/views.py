@@ -611,6 +611,8 @@ def card_update(request, token: str):
             token=token, **card), passes=card_requests.CardLinkError)
     except card_requests.CardLinkError as exc:  # used, replaced or expired meanwhile: the page says which
         return _card_link_page(request, exc)
+    except AuthenticationPending as exc:  # the bank asks the patient to confirm an owed cycle's charge
+        return card_authenticate_page(request, exc, nav="portal/_public_nav.html")
     if done is not None:
         return redirect("portal:card_update_done", token=token)
     clinic, sold = clinic_get(), req.sold_pass
