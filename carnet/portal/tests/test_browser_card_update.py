@@ -77,3 +77,29 @@ def test_an_expired_link_page_fits_a_phone(page, member, front_desk):
     expect(page.get_by_role("heading", level=1)).to_have_text("This link has expired")
     expect(page.get_by_test_id("link-message")).to_contain_text("Ask the clinic to send a new one")
     fits_and_accessible(page)
+
+
+def test_a_bank_asking_for_3d_secure_is_answered_on_the_card_update_page_on_a_phone(stripe_gateway, page, front_desk,
+                                                                                     catalog, settings):
+    """With Stripe (localstripe's Stripe.js): the owed cycle is charged while the patient is at the
+    page, so the bank's check opens there and, once confirmed, the cycle is paid."""
+    from carnet.billing.models import CardAttempt
+    from carnet.portal.tests.test_browser_stripe import AUTHENTICATE, through_the_bank
+
+    settings.SITE_URL = "https://clinic.example"
+    clinic_set(time_zone="America/Toronto", phone="555-0100")
+    patient = make_patient(email="pat@example.test", first_name="Pat")
+    sold = ms.membership_sell(actor=front_desk.user, patient=patient, template=membership_template(catalog),
+                              start_date=clock.today("America/Toronto"))  # manual: its cycle owed
+    owing = cr.owing_minor(sold)
+    token = cr.card_update_token(cr.card_update_request(sold_pass=sold, actor=front_desk.user))
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"/portal/card/{token}/", timeout=30000)
+    page.fill("input[name=holder]", "Pat Test")
+    through_the_bank(page, AUTHENTICATE, "Save card and pay")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Thank you", timeout=20000)
+    expect(page.get_by_test_id("nothing-owing")).to_be_visible()
+    fits_and_accessible(page)
+    payment = Payment.objects.get()
+    assert payment.amount_minor == owing and payment.gateway_charge_id == CardAttempt.objects.get().gateway_id
+    assert cr.owing_minor(sold) == 0

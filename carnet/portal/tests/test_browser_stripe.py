@@ -72,6 +72,16 @@ def _type_card(page, number):
     mount.locator("input[placeholder=cvc]").fill("123")
 
 
+def through_the_bank(page, number, button):
+    """Type a card whose bank asks, press `button`, and complete both of the bank's checks (the
+    card's set-up, then the payment's) as localstripe's Stripe.js shows them."""
+    _type_card(page, number)
+    page.get_by_role("button", name=button).click()
+    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the card's set-up
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Confirm the payment with your bank", timeout=20000)
+    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the payment
+
+
 def test_a_patient_confirms_a_payment_with_the_bank_through_stripe_js(stripe_on, page, live_server, catalog):
     staff = make_staff(AccessLevel.ADMIN_BILLING)
     patient = make_patient(email="pat@example.test")
@@ -79,11 +89,7 @@ def test_a_patient_confirms_a_payment_with_the_bank_through_stripe_js(stripe_on,
     to_carnet = _carnet_requests(page, live_server)
     page.goto(f"/portal/pay/{pay_link_token(patient)}/", timeout=30000)
     page.fill("input[name=holder]", "Pat Test")
-    _type_card(page, AUTHENTICATE)
-    page.get_by_role("button", name="Pay $120.00").click()
-    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the card's set-up
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Confirm the payment with your bank", timeout=20000)
-    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the payment
+    through_the_bank(page, AUTHENTICATE, "Pay $120.00")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Thank you", timeout=20000)
     payment = Payment.objects.get()
     assert payment.amount_minor == 12000 and payment.gateway_charge_id.startswith("pi_")
@@ -106,11 +112,7 @@ def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_
     page.get_by_label("Package 1").select_option(label="5 massages — $400.00")
     page.get_by_label("Payment").select_option("new_card")
     page.fill("input[name=holder]", "Pat Test")
-    _type_card(page, AUTHENTICATE)
-    page.get_by_role("button", name="Sell").click()
-    page.get_by_role("button", name="Complete authentication").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Confirm the payment with your bank", timeout=20000)
-    page.get_by_role("button", name="Complete authentication").click()
+    through_the_bank(page, AUTHENTICATE, "Sell")
     expect(page.locator(".messages")).to_contain_text("Received $400.00 by card", timeout=20000)
     payment = Payment.objects.get()
     assert payment.amount_minor == 40000 and payment.gateway_charge_id.startswith("pi_")
