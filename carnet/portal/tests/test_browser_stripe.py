@@ -72,13 +72,16 @@ def _type_card(page, number):
     mount.locator("input[placeholder=cvc]").fill("123")
 
 
-def through_the_bank(page, number, button):
+def through_the_bank(page, number, button, asked=None):
     """Type a card whose bank asks, press `button`, and complete both of the bank's checks (the
-    card's set-up, then the payment's) as localstripe's Stripe.js shows them."""
+    card's set-up, then the payment's) as localstripe's Stripe.js shows them; `asked()` runs on
+    the page asking for the payment's check, before it is completed."""
     _type_card(page, number)
     page.get_by_role("button", name=button).click()
     page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the card's set-up
     expect(page.get_by_role("heading", level=1)).to_contain_text("Confirm the payment with your bank", timeout=20000)
+    if asked is not None:
+        asked()
     page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the payment
 
 
