@@ -1,9 +1,11 @@
 """Memberships that keep members (issue 22) as a state machine: automatic memberships on good,
-soft-declining, lost-answer and (by the hard-decline hook) dead cards; the daily job on the days
-the clock moves to; card update requests sent and answered through the patient's link with a
-good or a declining card; cash taken at the desk; the mode switched; cancelling; and
-reconciliation of charges whose answer was lost; plan changes (at once or from the next cycle)
-and write-offs of owed cycles.
+soft-declining, lost-answer and hard-declining (the test gateway's lost and stolen cards) cards;
+the daily job on the days the clock moves to; card update requests sent by staff or by a hard
+decline and answered through the patient's link with a good or a declining card; cash taken at
+the desk; the mode switched; cancelling; and reconciliation of charges whose answer was lost;
+plan changes (at once or from the next cycle), write-offs of owed cycles, and freezes: pauses
+(within the plan's longest freeze, or refused) whose freeze fee is none, once per pause or per
+frozen cycle, and resuming them.
 
 Checked after every step, on SQLite and PostgreSQL (each example rolled back, the fake gateway's
 state too):
@@ -14,6 +16,8 @@ state too):
   nothing is open and the two sums are equal;
 - at most one card update request open per membership; one answered has its card as the
   membership's autopay card unless staff changed it since;
+- a hard decline stops the retries and asks for a new card (a card update request from then);
+- a frozen cycle takes no uses and is invoiced only for a freeze fee, on a line saying so;
 - tomorrow's charges: before the clock moves a day, `charges_preview` lists exactly the cycles and
   instalments the job then tries to charge that day (when no answer is outstanding: a charge
   whose answer was lost is settled by asking the gateway, not charged again).
@@ -49,8 +53,9 @@ from carnet.ledger.invariants import discover
 from carnet.passes import card_requests as cr
 from carnet.passes import memberships as ms
 from carnet.passes.charge_preview import charges_preview
+from carnet.passes.cycles import cycle_start
 from carnet.passes.jobs import passes_daily
-from carnet.passes.models import CardUpdateRequest, Pass, PassInvoice
+from carnet.passes.models import CardUpdateRequest, FreezeFee, Pass, PassInvoice, PassPause
 from carnet.passes.plan_change import membership_plan_change
 from carnet.passes.writeoff import cycle_write_off
 from carnet.scheduling.tests.factories import clinic_set
@@ -60,7 +65,7 @@ from .test_state_machine import OUTCOMES, PassesMachine
 
 START = dt.date(2026, 5, 1)
 CARDS = {"good": "4242424242424242", "soft": "4000000000009995", "declines": "4000000000000002",
-         "lost_answer": "4000000000000770"}
+         "lost_answer": "4000000000000770", "lost": "4000000000009987", "stolen": "4000000000009979"}
 _names = itertools.count(1)
 
 
@@ -88,6 +93,7 @@ class DunningMachine(RuleBasedStateMachine):
                 tuple(PassInvoice.objects.order_by("pk").values_list("pk", "invoice_id", "next_attempt_on",
                                                                      "charge_attempts")),
                 tuple(CardUpdateRequest.objects.order_by("pk").values_list("pk", "completed_at", "superseded_at")),
+                tuple(PassPause.objects.order_by("pk").values_list("pk", "from_seq", "cycles", "resumed_at")),
                 Payment.objects.count(), Invoice.objects.filter(deleted_at__isnull=True).count())
 
     def _card(self, who: int, kind: str):
@@ -100,12 +106,12 @@ class DunningMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ selling and paying
 
     @rule(who=st.sampled_from([0, 1]), kind=st.sampled_from(["good", "good", "soft", "declines", "lost_answer",
-                                                              "manual"]),
+                                                              "lost", "stolen", "manual"]),
           cycle=st.sampled_from(["weekly", "monthly"]), taxed=st.booleans(),
-          start=st.sampled_from([0, 0, -3, 2, 9]))
-    def sell(self, who, kind, cycle, taxed, start):
+          start=st.sampled_from([0, 0, -3, 2, 9]), freeze=st.sampled_from(FreezeFee.values))
+    def sell(self, who, kind, cycle, taxed, start, freeze):
         template = membership_template(self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=6000,
-                                       taxes=[self.cat["tax"]] if taxed else [])
+                                       taxes=[self.cat["tax"]] if taxed else [], **_freeze_terms(freeze))
         card = None if kind == "manual" else self._card(who, kind)
         sold = self._try("sell", lambda: ms.membership_sell(
             actor=self.staff, patient=self.patients[who], template=template,
@@ -126,7 +132,7 @@ class DunningMachine(RuleBasedStateMachine):
                                                           allocations=[(invoice, invoice.balance_minor)]))
 
     @precondition(lambda self: self.members)
-    @rule(data=st.data(), mode=st.sampled_from(["manual", "good", "soft"]))
+    @rule(data=st.data(), mode=st.sampled_from(["manual", "good", "soft", "lost"]))
     def payment_set(self, data, mode):
         sold = self._membership(data)
         who = next(i for i, p in enumerate(self.patients) if p.pk == sold.patient_id)
@@ -141,11 +147,13 @@ class DunningMachine(RuleBasedStateMachine):
         self._try("cancel", lambda: ms.membership_cancel(actor=self.staff, sold_pass=sold, at_cycle_end=at_cycle_end))
 
     @precondition(lambda self: self.members)
-    @rule(data=st.data(), when=st.sampled_from(["now", "next_cycle"]), cycle=st.sampled_from(["weekly", "monthly"]))
-    def change_plan(self, data, when, cycle):
+    @rule(data=st.data(), when=st.sampled_from(["now", "next_cycle"]), cycle=st.sampled_from(["weekly", "monthly"]),
+          freeze=st.sampled_from(FreezeFee.values))
+    def change_plan(self, data, when, cycle, freeze):
         """Another plan at once (prorated) or from the next cycle (issue 22 point 6)."""
         sold = self._membership(data)
-        template = membership_template(self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=4500)
+        template = membership_template(self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=4500,
+                                       **_freeze_terms(freeze))
         self._try("plan_change", lambda: membership_plan_change(actor=self.staff, sold_pass=sold, template=template,
                                                                 when=when))
 
@@ -158,18 +166,37 @@ class DunningMachine(RuleBasedStateMachine):
             row = data.draw(st.sampled_from(rows), label="cycle")
             self._try("write_off", lambda: cycle_write_off(actor=self.staff, row=row, reason="state machine"))
 
+    # ------------------------------------------------------------ freezes (issue 22 point 7)
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data(), cycles=st.sampled_from([1, 1, 2, 3]))
+    def pause(self, data, cycles):
+        """Freeze from the next cycle not invoiced: 3 cycles is past every plan's longest freeze (2)."""
+        sold = self._membership(data)
+        self._try("pause", lambda: ms.membership_pause(actor=self.staff, sold_pass=sold, cycles=cycles))
+
+    @precondition(lambda self: self.members)
+    @rule(data=st.data())
+    def resume(self, data):
+        sold = self._membership(data)
+        self._try("resume", lambda: ms.membership_resume(actor=self.staff, sold_pass=sold))
+
     # ------------------------------------------------------------ card update requests
 
     @precondition(lambda self: self.members)
-    @rule(data=st.data(), by=st.sampled_from(["staff", "hard_decline"]))
-    def request_card(self, data, by):
-        """Staff ask for a new card, or a hard decline does (the hook's call)."""
+    @rule(data=st.data())
+    def request_card(self, data):
+        """Staff ask for a new card (a hard decline asks by itself: the lost and stolen cards)."""
         sold = self._membership(data)
-        req = self._try("card_request", lambda: cr.card_update_request(
-            sold_pass=sold, actor=self.staff if by == "staff" else None, reason="staff" if by == "staff"
-            else "hard_decline", note="The card was reported lost.", base_url="https://clinic.example"))
-        if req is not None:
-            self.tokens[req.pk] = cr.card_update_token(req)
+        self._try("card_request", lambda: cr.card_update_request(
+            sold_pass=sold, actor=self.staff, reason="staff", note="", base_url="https://clinic.example"))
+        self._links()
+
+    def _links(self) -> None:
+        """The link each new request's email carries, signed when it was sent."""
+        for req in CardUpdateRequest.objects.exclude(pk__in=self.tokens).order_by("pk"):
+            with clock.frozen(req.created_at):
+                self.tokens[req.pk] = cr.card_update_token(req)
 
     @precondition(lambda self: self.tokens)
     @rule(data=st.data(), kind=st.sampled_from(["good", "good", "soft", "declines"]), again=st.booleans())
@@ -188,9 +215,22 @@ class DunningMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the clock, the job, reconciliation
 
-    @rule(days=st.sampled_from([1, 1, 1, 2, 3, 7]))
+    @rule(days=st.sampled_from([1, 1, 1, 2, 3, 7, 7, 14]))
     def next_days(self, days):
         """Day by day: tomorrow's preview, then the clock past midnight and the job's run."""
+        self._days(days)
+
+    @precondition(lambda self: self.members)
+    @rule()
+    def to_a_frozen_cycle(self):
+        """Day by day to the start of the next frozen cycle, when its freeze fee is invoiced and charged."""
+        starts = [cycle_start(p.sold_pass, p.from_seq - 1) for p in PassPause.objects.filter(
+            sold_pass__in=self.members, resumed_at__isnull=True).select_related("sold_pass")]
+        ahead = [day for day in starts if day > self.today]
+        if ahead:
+            self._days(min((min(ahead) - self.today).days, 31))
+
+    def _days(self, days: int) -> None:
         for _ in range(days):
             day = self.today + dt.timedelta(days=1)
             outstanding = CardAttempt.objects.filter(status__in=OPEN).exists()
@@ -202,8 +242,17 @@ class DunningMachine(RuleBasedStateMachine):
             for attempt in CardAttempt.objects.exclude(pk__in=before).filter(kind="charge"):
                 row = PassInvoice.objects.get(pk=attempt.context["pass_invoice"])
                 tried.add((row.sold_pass_id, row.seq, attempt.amount_minor, attempt.card_id))
+                OUTCOMES["job:freeze_fee_tried"] += row.skipped
+                if attempt.status == CardAttempt.Status.FAILED and row.needs_new_card:  # lost or stolen
+                    assert row.next_attempt_on is None, f"cycle #{row.pk}: a hard decline is retried"
+                    assert CardUpdateRequest.objects.filter(
+                        sold_pass_id=row.sold_pass_id, reason=CardUpdateRequest.Reason.HARD_DECLINE,
+                        created_at__gte=attempt.created_at).exists(), f"cycle #{row.pk}: no new card asked for"
+                    OUTCOMES["job:hard_decline"] += 1
+            self._links()
             if outstanding:
                 self.preview_misses += planned != tried
+                OUTCOMES["job:preview_unchecked"] += 1
             else:
                 assert tried == planned, f"{day}: the job tried {sorted(tried)}, the preview said {sorted(planned)}"
             OUTCOMES["job:ok"] += 1
@@ -252,6 +301,19 @@ class DunningMachine(RuleBasedStateMachine):
         assert paid.count() == CardAttempt.objects.filter(kind="charge", status="succeeded").count()
 
     @invariant()
+    def frozen_cycles_bill_only_a_freeze_fee(self):
+        if not hasattr(self, "atomic"):
+            return
+        for row in PassInvoice.objects.filter(sold_pass__in=self.members, skipped=True).select_related("invoice"):
+            assert row.uses_allowed == 0 and row.used_count == 0, f"frozen cycle #{row.pk} has uses"
+            if row.invoice_id:
+                assert row.unit_price_minor > 0, f"frozen cycle #{row.pk} invoiced without a freeze fee"
+                assert all("freeze fee" in line.description for line in row.invoice.lines.all())
+        for pause in PassPause.objects.filter(sold_pass__in=self.members).select_related("sold_pass"):
+            assert pause.cycles <= max(pause.sold_pass.pause_max_cycles, 1) or pause.resumed_at, \
+                f"pause #{pause.pk} is longer than the plan's longest freeze"
+
+    @invariant()
     def card_requests_hold(self):
         if not hasattr(self, "atomic"):
             return
@@ -267,6 +329,12 @@ class DunningMachine(RuleBasedStateMachine):
             if last is not None and last.verb == "card updated by patient" and sold.status == Pass.Status.ACTIVE:
                 assert sold.payment_mode == Pass.PaymentMode.AUTOMATIC and sold.card_id == last.after["card_id"], \
                     f"membership #{pk}: the card added through the link is not its autopay card"
+
+
+def _freeze_terms(kind: str) -> dict:
+    """A plan that may be frozen for up to 2 cycles at a time, with this freeze fee."""
+    return {"pause_allowed": True, "pause_max_cycles": 2, "freeze_fee_kind": kind,
+            "freeze_fee_minor": 0 if kind == FreezeFee.NONE else 1500}
 
 
 def test_dunning_state_machine(db):
