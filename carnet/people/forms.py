@@ -23,8 +23,10 @@ class PatientForm(forms.ModelForm):
 
 class FamilyLinkForm(forms.Form):
     kind = forms.ChoiceField(choices=[("guardian", "is the guardian of"), ("spouse", "is the spouse of"),
-                                      ("dependant", "is a dependant of")], label="This patient")
-    relative = forms.ModelChoiceField(queryset=Patient.objects.all(), label="Relative")
+                                      ("dependant", "is a dependant of")], label="This patient",
+                             widget=forms.Select(attrs={"aria-label": "Family link"}))  # shown inline, no <label>
+    relative = forms.ModelChoiceField(queryset=Patient.objects.all(), label="Relative",
+                                      widget=forms.Select(attrs={"aria-label": "Relative"}))
 
     def __init__(self, *args, patient=None, **kwargs):
         super().__init__(*args, **kwargs)
