@@ -180,6 +180,8 @@ def fits_and_accessible(page) -> None:
     axe-core finds no violation anywhere on it, layout included, touch target sizes too."""
     from axe_playwright_python.sync_playwright import Axe
 
+    # A click that navigates may still be loading the next document: measure that one, whole.
+    page.wait_for_load_state("load")
     widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
         .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
