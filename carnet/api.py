@@ -14,7 +14,7 @@ from ninja.security import HttpBearer, django_auth
 
 from carnet.core import clock
 from carnet.core.errors import CarnetError, is_contention
-from carnet.core.middleware import body_too_large_response, problem_response
+from carnet.core.middleware import ID_TOO_LARGE, body_too_large_response, problem_response
 from carnet.people.models import ApiToken
 from carnet.people.selectors import api_token_for_request
 
@@ -34,7 +34,9 @@ class TokenAuth(HttpBearer):
         if found.last_used_at is None or now - found.last_used_at > TOKEN_TOUCH_EVERY:
             # After commit, and at most once a minute: inside a write's transaction this row lock would
             # stall every other request made with the same token until that write commits.
-            transaction.on_commit(lambda: ApiToken.objects.filter(pk=found.pk).update(last_used_at=now))
+            transaction.on_commit(
+                lambda: ApiToken.objects.filter(pk=found.pk).update(last_used_at=now)
+            )
         request.user = found.staff.user
         return found.staff.user
 
@@ -49,8 +51,11 @@ class VendoredSwagger(Swagger):
 
     def render_page(self, request, api, **kwargs):
         settings = {**self.settings, "url": self.get_openapi_url(api, kwargs)}
-        return render(request, "api/docs.html", {"api": api, "swagger_settings": settings,
-                                                 "add_csrf": request.user.is_authenticated})
+        return render(
+            request,
+            "api/docs.html",
+            {"api": api, "swagger_settings": settings, "add_csrf": request.user.is_authenticated},
+        )
 
 
 api = NinjaAPI(
@@ -74,7 +79,11 @@ api = NinjaAPI(
 
 @api.exception_handler(CarnetError)
 def _domain_error(request, exc: CarnetError):
-    extra = {"errors": [{"field": f, "message": m} for f, ms in exc.fields.items() for m in ms]} if exc.fields else {}
+    extra = (
+        {"errors": [{"field": f, "message": m} for f, ms in exc.fields.items() for m in ms]}
+        if exc.fields
+        else {}
+    )
     return problem_response(exc.status, exc.code, exc.__class__.__name__, exc.message, **extra)
 
 
@@ -85,22 +94,38 @@ def _field(loc) -> str:
 
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request, exc: NinjaValidationError):
-    errors = [{"field": _field(e.get("loc", [])), "message": e.get("msg", "Invalid value.").removeprefix("Value error, ")}
-              for e in exc.errors]
+    errors = [
+        {
+            "field": _field(e.get("loc", [])),
+            "message": e.get("msg", "Invalid value.").removeprefix("Value error, "),
+        }
+        for e in exc.errors
+    ]
     first = errors[0] if errors else {"field": "body", "message": "Invalid request."}
-    return problem_response(422, "invalid", "Invalid request",
-                            f"Please correct {first['field']}: {first['message']}", errors=errors)
+    return problem_response(
+        422,
+        "invalid",
+        "Invalid request",
+        f"Please correct {first['field']}: {first['message']}",
+        errors=errors,
+    )
 
 
 @api.exception_handler(AuthenticationError)
 def _auth_error(request, exc):
-    return problem_response(401, "not_authenticated", "Not authenticated",
-                            "Log in, or send a valid API token as `Authorization: Bearer <token>`.")
+    return problem_response(
+        401,
+        "not_authenticated",
+        "Not authenticated",
+        "Log in, or send a valid API token as `Authorization: Bearer <token>`.",
+    )
 
 
 @api.exception_handler(Http404)
 def _not_found(request, exc):
-    return problem_response(404, "not_found", "Not found", str(exc) or "Nothing is at this address.")
+    return problem_response(
+        404, "not_found", "Not found", str(exc) or "Nothing is at this address."
+    )
 
 
 @api.exception_handler(HttpError)
@@ -118,15 +143,26 @@ def _unexpected(request, exc):
     if is_contention(exc):
         log.warning("API request gave way to another on the database: %s", exc)
         response = problem_response(
-            503, "busy", "Try again",
+            503,
+            "busy",
+            "Try again",
             "Another request was changing the same records at the same moment; nothing was changed. "
-            "Send the request again (with the same Idempotency-Key, if it had one).")
+            "Send the request again (with the same Idempotency-Key, if it had one).",
+        )
         response["Retry-After"] = "1"
-        response.contention = True  # the idempotency middleware runs a keyed request again by itself
+        response.contention = (
+            True  # the idempotency middleware runs a keyed request again by itself
+        )
         return response
+    if isinstance(exc, OverflowError):
+        return problem_response(404, "not_found", "Not found", ID_TOO_LARGE)
     log.exception("Unexpected API error")
-    return problem_response(500, "internal_error", "Internal error",
-                            "Something went wrong on our side; nothing was changed. Please try again.")
+    return problem_response(
+        500,
+        "internal_error",
+        "Internal error",
+        "Something went wrong on our side; nothing was changed. Please try again.",
+    )
 
 
 from carnet.billing.api import router as billing_router  # noqa: E402

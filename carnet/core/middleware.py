@@ -34,7 +34,13 @@ class SecurityHeadersMiddleware:
 
 
 def problem_response(status: int, code: str, title: str, detail: str, **extra) -> HttpResponse:
-    body = {"type": f"urn:carnet:problem:{code}", "title": title, "status": status, "detail": detail, "code": code}
+    body = {
+        "type": f"urn:carnet:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
     body.update(extra)
     return HttpResponse(json.dumps(body), status=status, content_type="application/problem+json")
 
@@ -43,8 +49,12 @@ def body_too_large_response() -> HttpResponse:
     from django.conf import settings
 
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
-    return problem_response(413, "body_too_large", "Request body too large",
-                            f"The request body is over {limit} KB, the most Carnet accepts; send less at a time.")
+    return problem_response(
+        413,
+        "body_too_large",
+        "Request body too large",
+        f"The request body is over {limit} KB, the most Carnet accepts; send less at a time.",
+    )
 
 
 # Responses that say nothing about the operation itself are not stored, so a retry re-runs.
@@ -78,18 +88,34 @@ class IdempotencyMiddleware:
         if request.method != "POST" or key is None or not request.path.startswith("/api/"):
             return self.get_response(request)
         if not 1 <= len(key) <= 255:
-            return problem_response(400, "idempotency_key_invalid", "Invalid Idempotency-Key",
-                                    "The Idempotency-Key header must be 1 to 255 characters long.")
+            return problem_response(
+                400,
+                "idempotency_key_invalid",
+                "Invalid Idempotency-Key",
+                "The Idempotency-Key header must be 1 to 255 characters long.",
+            )
         scope = idempotency.caller_scope(request)
-        if scope is None:  # nobody to scope the key to: the API refuses the request itself (401, not stored)
+        if (
+            scope is None
+        ):  # nobody to scope the key to: the API refuses the request itself (401, not stored)
             return self.get_response(request)
-        request.idempotency_scope = scope  # the handler's request_key() scopes the gateway's key the same way
+        request.idempotency_scope = (
+            scope  # the handler's request_key() scopes the gateway's key the same way
+        )
         try:
             body = request.body
         except RequestDataTooBig:
             return body_too_large_response()
-        digest = hashlib.sha256(b"\n".join([request.method.encode(), request.path.encode(),
-                                            request.META.get("QUERY_STRING", "").encode(), body])).hexdigest()
+        digest = hashlib.sha256(
+            b"\n".join(
+                [
+                    request.method.encode(),
+                    request.path.encode(),
+                    request.META.get("QUERY_STRING", "").encode(),
+                    body,
+                ]
+            )
+        ).hexdigest()
 
         if idempotency.gateway_request(request, body):
             return self._outside_transaction(request, scope, key, digest)
@@ -112,15 +138,19 @@ class IdempotencyMiddleware:
                 return response
             secret = getattr(request, "idempotency_withhold", False)
             IdempotencyRecord.objects.filter(pk=claimed).update(
-                status_code=response.status_code, content_type="" if secret else response.get("Content-Type", ""),
-                body=b"" if secret else bytes(response.content), secret_withheld=secret)
+                status_code=response.status_code,
+                content_type="" if secret else response.get("Content-Type", ""),
+                body=b"" if secret else bytes(response.content),
+                secret_withheld=secret,
+            )
         return response
 
     def _outside_transaction(self, request, scope: str, key: str, digest: str):
         """A card charge or refund: no transaction around the endpoint (it calls the gateway between
         its own commits, keyed by this request), then its answer is kept for replay."""
-        done = IdempotencyRecord.objects.filter(scope=scope, key=key,
-                                                created_at__gte=idempotency.expired_before(clock.now())).first()
+        done = IdempotencyRecord.objects.filter(
+            scope=scope, key=key, created_at__gte=idempotency.expired_before(clock.now())
+        ).first()
         if done is not None and done.request_hash == digest and done.status_code == 0:
             done = None  # never finished (a crash): the endpoint finds its own attempt and answers again
         if done is not None:
@@ -132,8 +162,10 @@ class IdempotencyMiddleware:
             claimed = self._claim(scope, key, digest)
             if claimed is not None:
                 IdempotencyRecord.objects.filter(pk=claimed).update(
-                    status_code=response.status_code, content_type=response.get("Content-Type", ""),
-                    body=bytes(response.content))
+                    status_code=response.status_code,
+                    content_type=response.get("Content-Type", ""),
+                    body=bytes(response.content),
+                )
         return response
 
     @staticmethod
@@ -142,8 +174,12 @@ class IdempotencyMiddleware:
         An expired record is cleared only when the insert meets it: the busy path stays one statement."""
         now = clock.now()
         claimed = IdempotencyMiddleware._insert(scope, key, digest, now)
-        if claimed is None and IdempotencyRecord.objects.filter(
-                scope=scope, key=key, created_at__lt=idempotency.expired_before(now)).delete()[0]:
+        if (
+            claimed is None
+            and IdempotencyRecord.objects.filter(
+                scope=scope, key=key, created_at__lt=idempotency.expired_before(now)
+            ).delete()[0]
+        ):
             claimed = IdempotencyMiddleware._insert(scope, key, digest, now)
         return claimed
 
@@ -155,7 +191,8 @@ class IdempotencyMiddleware:
                 f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({q('scope')}, {q('key')}, {q('request_hash')}, "
                 f"{q('status_code')}, {q('content_type')}, {q('body')}, {q('secret_withheld')}, {q('created_at')}) "
                 f"VALUES (%s, %s, %s, 0, '', %s, %s, %s) ON CONFLICT ({q('scope')}, {q('key')}) DO NOTHING RETURNING id",
-                [scope, key, digest, b"", False, connection.ops.adapt_datetimefield_value(now)])
+                [scope, key, digest, b"", False, connection.ops.adapt_datetimefield_value(now)],
+            )
             row = cur.fetchone()
         return row[0] if row else None
 
@@ -164,18 +201,24 @@ class IdempotencyMiddleware:
         record = IdempotencyRecord.objects.get(scope=scope, key=key)
         if record.request_hash != digest:
             return problem_response(
-                409, "idempotency_key_reused", "Idempotency-Key already used",
+                409,
+                "idempotency_key_reused",
+                "Idempotency-Key already used",
                 "This Idempotency-Key was already used for a different request (another address, query string "
                 "or body). Send a new key for a new request.",
             )
         if record.secret_withheld:
             return problem_response(
-                409, "idempotency_secret_not_replayed", "Already done; the secret is not shown again",
+                409,
+                "idempotency_secret_not_replayed",
+                "Already done; the secret is not shown again",
                 "The first request with this Idempotency-Key succeeded and its answer held a secret, which is "
                 "shown only once and was not kept. If it was lost, revoke what was created and make a new one "
                 "with a new key.",
             )
-        response = HttpResponse(bytes(record.body), status=record.status_code, content_type=record.content_type)
+        response = HttpResponse(
+            bytes(record.body), status=record.status_code, content_type=record.content_type
+        )
         response["Idempotent-Replayed"] = "true"
         return response
 
@@ -190,14 +233,18 @@ class NullCharacterMiddleware:
 
     def __call__(self, request):
         data = [request.GET]
-        if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded",
-                                                                  "multipart/form-data"):
+        if request.method == "POST" and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
             data.append(request.POST)
         for query in data:
             for name, values in query.lists():
                 if "\x00" in name or any("\x00" in v for v in values):
                     shown = name.replace("\x00", "")
-                    return self._refuse(request, f"Please correct {shown}: null characters are not allowed.")
+                    return self._refuse(
+                        request, f"Please correct {shown}: null characters are not allowed."
+                    )
         return self.get_response(request)
 
     @staticmethod
@@ -207,6 +254,11 @@ class NullCharacterMiddleware:
         from django.shortcuts import render
 
         return render(request, "error.html", {"message": message, "status": 400}, status=400)
+
+
+# SQLite cannot even be asked about an integer beyond 64 bits (OverflowError); no record has such an
+# id, so it is a 404 on both databases (PostgreSQL simply finds nothing).
+ID_TOO_LARGE = "Nothing is at this address: a number in it is larger than any id Carnet gives."
 
 
 class DomainErrorMiddleware:
@@ -226,12 +278,29 @@ class DomainErrorMiddleware:
         if request.path.startswith("/api/"):
             return None
         if isinstance(exception, CarnetError):
-            return render(request, "error.html", {"message": exception.message, "status": exception.status},
-                          status=exception.status)
+            return render(
+                request,
+                "error.html",
+                {"message": exception.message, "status": exception.status},
+                status=exception.status,
+            )
         if is_contention(exception):
-            response = render(request, "error.html", {"status": 503, "message": (
-                "Someone else was changing the same records at the same moment, so nothing was saved. "
-                "Go back and send the form again.")}, status=503)
+            response = render(
+                request,
+                "error.html",
+                {
+                    "status": 503,
+                    "message": (
+                        "Someone else was changing the same records at the same moment, so nothing was saved. "
+                        "Go back and send the form again."
+                    ),
+                },
+                status=503,
+            )
             response["Retry-After"] = "1"
             return response
+        if isinstance(exception, OverflowError):
+            return render(
+                request, "error.html", {"status": 404, "message": ID_TOO_LARGE}, status=404
+            )
         return None
