@@ -13,7 +13,7 @@ Issue 17 adds the hostile values that once gave 500s (amounts of 2^63 and 10^30,
 for an amount, NUL and over-long text, years 9999 and 0001, formula-like text) to every field of every
 operation, as the owner and as the patient: each must be refused or handled with a 4xx, never a 5xx.
 
-The run is bounded and reproducible for CI: a fixed number of examples per operation, derandomized,
+The run is bounded and reproducible for CI: a fixed number of examples per operation, a fixed seed,
 no shrinking (the failing request is reported as a curl command). Each example runs inside a savepoint
 that is rolled back, so every request sees the same small seeded world (ids that exist, a sold
 package, an appointment) and DELETEs or refunds do not eat the data the next operation needs.
@@ -28,7 +28,7 @@ import pytest
 import schemathesis
 from django.db import transaction
 from django.test import Client
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from carnet.conftest import make_catalog, make_patient, make_staff
@@ -44,6 +44,9 @@ IDS = 4
 MIN_REACHED = {"owner": 60, "patient": 4}
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+# A fixed seed, not `derandomize` (which seeds from the test's source, so a reformat changed the
+# requests and the reach); another seed (FUZZ_SEED=n) explores other requests.
+SEED = int(os.environ.get("FUZZ_SEED", "2"))
 CSRF = "f" * 32  # an unmasked CSRF secret: cookie and header must match
 NOW = at("2026-05-01", "10:00")
 
@@ -64,10 +67,19 @@ def _world():
     prac = practitioner(catalog["location"])
     for staff in (owner, desk):
         staff.locations.add(catalog["location"])
-    Shift.objects.create(staff=prac, location=catalog["location"], weekday=1, start_time=dt.time(9),
-                         end_time=dt.time(17))
-    me = patient_sign_up(first_name="Nora", last_name="New", email="nora@example.test",
-                         password="a long pass phrase 42")
+    Shift.objects.create(
+        staff=prac,
+        location=catalog["location"],
+        weekday=1,
+        start_time=dt.time(9),
+        end_time=dt.time(17),
+    )
+    me = patient_sign_up(
+        first_name="Nora",
+        last_name="New",
+        email="nora@example.test",
+        password="a long pass phrase 42",
+    )
     others = [make_patient() for _ in range(2)]
     template = package_template(catalog)
     membership_template(catalog)
@@ -80,8 +92,10 @@ def _world():
     client.force_login(me.user)
     return {
         "owner": {"headers": {"Authorization": f"Bearer {raw}"}, "cookies": {}},
-        "patient": {"headers": {"X-CSRFToken": CSRF},
-                    "cookies": {"sessionid": client.cookies["sessionid"].value, "csrftoken": CSRF}},
+        "patient": {
+            "headers": {"X-CSRFToken": CSRF},
+            "cookies": {"sessionid": client.cookies["sessionid"].value, "csrftoken": CSRF},
+        },
     }
 
 
@@ -109,18 +123,29 @@ def _near(case, seeded, pk):
 
 
 def _fuzz(operation, auth, checks, seen, reached):
-    strategy = st.builds(_near, operation.as_strategy(schemathesis.GenerationMode.POSITIVE), st.booleans(),
-                         st.integers(1, IDS)) | operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
+    strategy = st.builds(
+        _near,
+        operation.as_strategy(schemathesis.GenerationMode.POSITIVE),
+        st.booleans(),
+        st.integers(1, IDS),
+    ) | operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
 
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @seed(SEED)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def run(case):
         with transaction.atomic():
             try:
                 if "Authorization" not in auth["headers"] and case.headers:
-                    case.headers.pop("Authorization", None)  # a generated bearer token would be a 401
+                    case.headers.pop(
+                        "Authorization", None
+                    )  # a generated bearer token would be a 401
                 response = case.call(**auth)
                 seen[response.status_code] += 1
                 if response.status_code < 300:
@@ -155,8 +180,12 @@ def _keep_connection():
     request_finished.connect(close_old_connections)
 
 
-@pytest.mark.parametrize(("role", "own"), [("owner", "/api/v1/patients"), ("patient", "/api/v1/me/passes")])
-def test_every_operation_answers_without_5xx_and_matches_its_schema(role, own, _keep_connection, _gateway_in_rollback):
+@pytest.mark.parametrize(
+    ("role", "own"), [("owner", "/api/v1/patients"), ("patient", "/api/v1/me/passes")]
+)
+def test_every_operation_answers_without_5xx_and_matches_its_schema(
+    role, own, _keep_connection, _gateway_in_rollback
+):
     with clock.frozen(NOW):
         auth = _world()[role]
         schema = _schema()
@@ -171,11 +200,15 @@ def test_every_operation_answers_without_5xx_and_matches_its_schema(role, own, _
                 _fuzz(operation, auth, checks, seen, reached)
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 — collect every finding, fail once
                 if operation.label in KNOWN:
-                    warnings.warn(f"{operation.label} (known: {KNOWN[operation.label]}):\n{exc}", stacklevel=1)
+                    warnings.warn(
+                        f"{operation.label} (known: {KNOWN[operation.label]}):\n{exc}", stacklevel=1
+                    )
                 else:
                     found.append(f"{operation.label}:\n{exc}")
-        print(f"\n{role}: {operations} operations, {len(reached)} answered 2xx at least once; "
-              f"responses by status {sorted(seen.items())}")
+        print(
+            f"\n{role}: {operations} operations, {len(reached)} answered 2xx at least once; "
+            f"responses by status {sorted(seen.items())}"
+        )
         assert not found, f"{len(found)} operations failed as {role}:\n\n" + "\n\n".join(found)
         assert len(reached) >= MIN_REACHED[role], sorted(reached)  # requests reach real code paths
 
@@ -183,16 +216,32 @@ def test_every_operation_answers_without_5xx_and_matches_its_schema(role, own, _
 # ---------------------------------------------------------------- issue 17: hostile values in every field
 
 HOSTILE_INT = [2**63, 10**30, -(2**63) - 1, True, "1e2", "1_000", 1.5]
-HOSTILE_TEXT = ["nul\x00here", "é" * 5000, "=HYPERLINK(\"http://evil.example\")", "ＧＩＦＴ\u200b２０２６"]
-HOSTILE_DATE = ["9999-12-31", "0001-01-01", "9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+14:00"]
+HOSTILE_TEXT = [
+    "nul\x00here",
+    "é" * 5000,
+    '=HYPERLINK("http://evil.example")',
+    "ＧＩＦＴ\u200b２０２６",
+]
+HOSTILE_DATE = [
+    "9999-12-31",
+    "0001-01-01",
+    "9999-12-31T23:00:00-05:00",
+    "0001-01-01T00:00:00+14:00",
+]
 
 
 def _first_case(operation):
-    """One valid request for the operation (derandomized), its path ids aimed at the seeded world."""
+    """One valid request for the operation (fixed seed), its path ids aimed at the seeded world."""
     cases = []
 
-    @settings(max_examples=1, derandomize=True, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @seed(SEED)
+    @settings(
+        max_examples=1,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(schemathesis.GenerationMode.POSITIVE))
     def grab(case):
         cases.append(case)
@@ -235,7 +284,9 @@ def _variants(case):
 
 
 @pytest.mark.parametrize("role", ["owner", "patient"])
-def test_hostile_values_in_every_field_never_give_a_5xx(role, _keep_connection, _gateway_in_rollback):
+def test_hostile_values_in_every_field_never_give_a_5xx(
+    role, _keep_connection, _gateway_in_rollback
+):
     with clock.frozen(NOW):
         auth = _world()[role]
         schema = _schema()
@@ -244,9 +295,13 @@ def test_hostile_values_in_every_field_never_give_a_5xx(role, _keep_connection, 
             operation = result.ok()
             base = _first_case(operation)
             for where, change in _variants(base):
-                case = operation.Case(path_parameters=base.path_parameters, query=change.get("query", base.query),
-                                      body=change.get("body", base.body), media_type=base.media_type,
-                                      headers={k: v for k, v in (base.headers or {}).items() if k != "Authorization"})
+                case = operation.Case(
+                    path_parameters=base.path_parameters,
+                    query=change.get("query", base.query),
+                    body=change.get("body", base.body),
+                    media_type=base.media_type,
+                    headers={k: v for k, v in (base.headers or {}).items() if k != "Authorization"},
+                )
                 with transaction.atomic():
                     try:
                         response = case.call(**auth)
@@ -255,7 +310,11 @@ def test_hostile_values_in_every_field_never_give_a_5xx(role, _keep_connection, 
                 sent += 1
                 refused[response.status_code] += 1
                 if response.status_code >= 500:
-                    found.append(f"{operation.label} {where}: {response.status_code} {response.text[:200]}")
+                    found.append(
+                        f"{operation.label} {where}: {response.status_code} {response.text[:200]}"
+                    )
         print(f"\n{role}: {sent} hostile requests, answers by status {sorted(refused.items())}")
         assert sent > 200  # the fields were found: a run that changes nothing proves nothing
-        assert not found, f"{len(found)} hostile requests gave a 5xx as {role}:\n" + "\n".join(found)
+        assert not found, f"{len(found)} hostile requests gave a 5xx as {role}:\n" + "\n".join(
+            found
+        )
