@@ -25,16 +25,23 @@ def _templates(b):
     from carnet.passes.models import EligibleItem, PassTemplate
 
     out = []
-    for name, fields in ((PACK, {"price_minor": 90000, "quantity": 10}),
-                         (MEMBERSHIP, {"kind": "membership", "price_minor": 6000, "cycle": "monthly",
-                                       "uses_per_cycle": 2})):
+    for name, fields in (
+        (PACK, {"price_minor": 90000, "quantity": 10}),
+        (
+            MEMBERSHIP,
+            {"kind": "membership", "price_minor": 6000, "cycle": "monthly", "uses_per_cycle": 2},
+        ),
+    ):
         template = PassTemplate.objects.filter(name=name).first()
         if template is None:
             now = clock.now()
-            template = PassTemplate.objects.create(name=name, income_category=b["category"], created_at=now,
-                                                   updated_at=now, **fields)
+            template = PassTemplate.objects.create(
+                name=name, income_category=b["category"], created_at=now, updated_at=now, **fields
+            )
             template.taxes.set([b["tax"]])
-            EligibleItem.objects.create(template=template, treatment=b["treatment"], additional_charge_minor=0)
+            EligibleItem.objects.create(
+                template=template, treatment=b["treatment"], additional_charge_minor=0
+            )
         out.append(template)
     return out
 
@@ -50,7 +57,9 @@ def _patient(b, label: str, passes: int, invoices: int):
     [patient] = patients(label, 1)
     pack, membership = _templates(b)
     # The first version of the billing-job benchmark marked every active membership deleted: undo that.
-    Pass.objects.filter(patient=patient, template=membership, status="deleted").update(status="active")
+    Pass.objects.filter(patient=patient, template=membership, status="deleted").update(
+        status="active"
+    )
     owner = b["owner"].user
     have = Pass.objects.filter(patient=patient).count()
     memberships = passes // 10
@@ -60,18 +69,38 @@ def _patient(b, label: str, passes: int, invoices: int):
         else:
             sold = package_sell(actor=owner, patient=patient, template=pack)
         if n % 2 == 0:
-            for invoice in Invoice.objects.filter(patient=patient, applied_minor=0, deleted_at=None,
-                                                  total_minor__gt=0).order_by("-pk")[:1]:
-                payment_receive(actor=owner, patient=patient, method="cash", amount_minor=invoice.total_minor,
-                                allocations=[(invoice, invoice.total_minor)])
+            for invoice in Invoice.objects.filter(
+                patient=patient, applied_minor=0, deleted_at=None, total_minor__gt=0
+            ).order_by("-pk")[:1]:
+                payment_receive(
+                    actor=owner,
+                    patient=patient,
+                    method="cash",
+                    amount_minor=invoice.total_minor,
+                    allocations=[(invoice, invoice.total_minor)],
+                )
         del sold
     for n in range(Invoice.objects.filter(patient=patient).count(), invoices):
-        invoice = invoice_create(actor=owner, patient=patient, lines=[LineInput(
-            treatment_id=b["treatment"].pk, staff_id=b["practitioners"][0].pk, description="Massage 60")],
-            location=b["location"])
+        invoice = invoice_create(
+            actor=owner,
+            patient=patient,
+            lines=[
+                LineInput(
+                    treatment_id=b["treatment"].pk,
+                    staff_id=b["practitioners"][0].pk,
+                    description="Massage 60",
+                )
+            ],
+            location=b["location"],
+        )
         if n % 2 == 0:
-            payment_receive(actor=owner, patient=patient, method="cash", amount_minor=invoice.total_minor,
-                            allocations=[(invoice, invoice.total_minor)])
+            payment_receive(
+                actor=owner,
+                patient=patient,
+                method="cash",
+                amount_minor=invoice.total_minor,
+                allocations=[(invoice, invoice.total_minor)],
+            )
     return patient
 
 
@@ -88,8 +117,13 @@ def _measure(client, url: str, repeat: int) -> dict:
         times.append(time.perf_counter() - t0)
     with CaptureQueriesContext(connection) as queries:
         client.get(url)
-    return {"url": url, "median_ms": round(statistics.median(times) * 1000, 1),
-            "max_ms": round(max(times) * 1000, 1), "queries": len(queries), "bytes": len(response.content)}
+    return {
+        "url": url,
+        "median_ms": round(statistics.median(times) * 1000, 1),
+        "max_ms": round(max(times) * 1000, 1),
+        "queries": len(queries),
+        "bytes": len(response.content),
+    }
 
 
 def run(args) -> dict:
@@ -98,13 +132,20 @@ def run(args) -> dict:
 
     b = base()
     big = _patient(b, "BenchTabBig", args.tab_passes, args.tab_invoices)
-    small = _patient(b, "BenchTabSmall", max(2, args.tab_passes // 10), max(5, args.tab_invoices // 10))
+    small = _patient(
+        b, "BenchTabSmall", max(2, args.tab_passes // 10), max(5, args.tab_invoices // 10)
+    )
     client = page_client(b["owner"].user)
     repeat = 3 if args.quick else 10
     pages = {}
-    for name, path in (("billing_tab", "/patients/{}/billing/"), ("passes_page", "/patients/{}/passes/")):
-        pages[name] = {"big": _measure(client, path.format(big.pk), repeat),
-                       "small": _measure(client, path.format(small.pk), repeat)}
+    for name, path in (
+        ("billing_tab", "/patients/{}/billing/"),
+        ("passes_page", "/patients/{}/passes/"),
+    ):
+        pages[name] = {
+            "big": _measure(client, path.format(big.pk), repeat),
+            "small": _measure(client, path.format(small.pk), repeat),
+        }
     misses = []
     for name, page in pages.items():
         if page["big"]["median_ms"] >= 150:
@@ -112,13 +153,25 @@ def run(args) -> dict:
         if page["big"]["queries"] > args.max_queries:
             misses.append(f"{name} {page['big']['queries']} queries > {args.max_queries}")
         if page["big"]["queries"] != page["small"]["queries"]:
-            misses.append(f"{name} queries grow with the data ({page['small']['queries']} → {page['big']['queries']})")
-    result = {"benchmark": "billing_tab", "passes": Pass.objects.filter(patient=big).count(),
-              "invoices": Invoice.objects.filter(patient=big).count(), "pages": pages,
-              "max_queries": args.max_queries, "target": "< 150 ms server time, bounded queries",
-              "misses": misses, "pass": not misses, "machine": machine()}
+            misses.append(
+                f"{name} queries grow with the data ({page['small']['queries']} → {page['big']['queries']})"
+            )
+    result = {
+        "benchmark": "billing_tab",
+        "passes": Pass.objects.filter(patient=big).count(),
+        "invoices": Invoice.objects.filter(patient=big).count(),
+        "pages": pages,
+        "max_queries": args.max_queries,
+        "target": "< 150 ms server time, bounded queries",
+        "misses": misses,
+        "pass": not misses,
+        "machine": machine(),
+    }
     bt, pp = pages["billing_tab"]["big"], pages["passes_page"]["big"]
-    emit(result, f"billing tab: {result['passes']} passes, {result['invoices']} invoices — Billing tab "
-                 f"{bt['median_ms']} ms / {bt['queries']} queries, Packages page {pp['median_ms']} ms / "
-                 f"{pp['queries']} queries — {'PASS' if not misses else 'MISS: ' + '; '.join(misses)}")
+    emit(
+        result,
+        f"billing tab: {result['passes']} passes, {result['invoices']} invoices — Billing tab "
+        f"{bt['median_ms']} ms / {bt['queries']} queries, Packages page {pp['median_ms']} ms / "
+        f"{pp['queries']} queries — {'PASS' if not misses else 'MISS: ' + '; '.join(misses)}",
+    )
     return result

@@ -19,7 +19,9 @@ def django_setup() -> None:
     """Production settings (DEBUG off) against DATABASE_URL (PostgreSQL only)."""
     os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
     os.environ["DEBUG"] = "0"
-    os.environ.setdefault("SECRET_KEY", "carnet-bench-only")  # a throwaway database, nothing to protect
+    os.environ.setdefault(
+        "SECRET_KEY", "carnet-bench-only"
+    )  # a throwaway database, nothing to protect
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carnet.settings")
     if not os.environ["DATABASE_URL"].startswith(("postgres://", "postgresql://")):
         sys.exit("The benchmarks run against PostgreSQL: set DATABASE_URL=postgres://…")
@@ -46,8 +48,13 @@ def machine() -> dict:
     with connection.cursor() as cur:
         cur.execute("SHOW server_version")
         pg = cur.fetchone()[0]
-    return {"cpus": os.cpu_count(), "cpu_model": model, "postgresql": pg, "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "postgresql": pg,
+        "python": platform.python_version(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def latency(samples: list[float]) -> dict:
@@ -84,36 +91,64 @@ def base() -> dict:
     # Pre-booking thousands of visits should not trip the overlap check; the benchmarks time the
     # redemption, not the booking.
     Clinic.objects.filter(pk=1).update(allow_double_booking=True, time_zone="America/Toronto")
-    location, _ = Location.objects.get_or_create(name=f"{BENCH} location", defaults={"time_zone": "America/Toronto"})
+    location, _ = Location.objects.get_or_create(
+        name=f"{BENCH} location", defaults={"time_zone": "America/Toronto"}
+    )
     discipline, _ = Discipline.objects.get_or_create(name=f"{BENCH} massage")
     category, _ = IncomeCategory.objects.get_or_create(name=f"{BENCH} income")
     tax, _ = Tax.objects.get_or_create(name=f"{BENCH} HST", defaults={"rate": "13.000"})
     treatment = Treatment.objects.filter(name=f"{BENCH} massage 60", discipline=discipline).first()
     if treatment is None:
-        treatment = Treatment.objects.create(name=f"{BENCH} massage 60", discipline=discipline,
-                                             income_category=category, duration_minutes=60, price_minor=9000)
+        treatment = Treatment.objects.create(
+            name=f"{BENCH} massage 60",
+            discipline=discipline,
+            income_category=category,
+            duration_minutes=60,
+            price_minor=9000,
+        )
         treatment.taxes.set([tax])
     User = get_user_model()
     owner = StaffMember.objects.filter(user__username="bench-owner").first()
     if owner is None:
-        user = User.objects.create_user(username="bench-owner", email="bench-owner@example.test",
-                                        password="bench bench bench bench")
-        owner = StaffMember.objects.create(user=user, display_name="Bench Owner",
-                                           access_level=AccessLevel.ACCOUNT_OWNER, can_access_billing=True,
-                                           is_practitioner=True)
+        user = User.objects.create_user(
+            username="bench-owner",
+            email="bench-owner@example.test",
+            password="bench bench bench bench",
+        )
+        owner = StaffMember.objects.create(
+            user=user,
+            display_name="Bench Owner",
+            access_level=AccessLevel.ACCOUNT_OWNER,
+            can_access_billing=True,
+            is_practitioner=True,
+        )
         owner.locations.add(location)
     pracs = list(StaffMember.objects.filter(user__username__startswith="bench-prac").order_by("pk"))
     for n in range(len(pracs), 4):
-        user = User.objects.create_user(username=f"bench-prac{n}", email=f"bench-prac{n}@example.test",
-                                        password="bench bench bench bench")
-        prac = StaffMember.objects.create(user=user, display_name=f"Bench Practitioner {n}",
-                                          access_level=AccessLevel.PRACTITIONER_FRONT_DESK, is_practitioner=True,
-                                          can_access_billing=True)
+        user = User.objects.create_user(
+            username=f"bench-prac{n}",
+            email=f"bench-prac{n}@example.test",
+            password="bench bench bench bench",
+        )
+        prac = StaffMember.objects.create(
+            user=user,
+            display_name=f"Bench Practitioner {n}",
+            access_level=AccessLevel.PRACTITIONER_FRONT_DESK,
+            is_practitioner=True,
+            can_access_billing=True,
+        )
         prac.locations.add(location)
         pracs.append(prac)
     del clock
-    return {"location": location, "discipline": discipline, "category": category, "tax": tax,
-            "treatment": treatment, "owner": owner, "practitioners": pracs}
+    return {
+        "location": location,
+        "discipline": discipline,
+        "category": category,
+        "tax": tax,
+        "treatment": treatment,
+        "owner": owner,
+        "practitioners": pracs,
+    }
 
 
 def patients(prefix: str, count: int) -> list:
@@ -122,8 +157,15 @@ def patients(prefix: str, count: int) -> list:
     from carnet.people.models import Patient
 
     have = list(Patient.objects.filter(last_name=prefix).order_by("pk")[:count])
-    new = [Patient(first_name=f"P{n}", last_name=prefix, email=f"{prefix.lower()}{n}@example.test",
-                   created_at=clock.now()) for n in range(len(have), count)]
+    new = [
+        Patient(
+            first_name=f"P{n}",
+            last_name=prefix,
+            email=f"{prefix.lower()}{n}@example.test",
+            created_at=clock.now(),
+        )
+        for n in range(len(have), count)
+    ]
     if new:
         Patient.objects.bulk_create(new)
         have = list(Patient.objects.filter(last_name=prefix).order_by("pk")[:count])
@@ -159,8 +201,8 @@ def _cpu_seconds(select) -> float:
                 data = f.read()
         except OSError:  # ended between the listing and the read
             continue
-        comm = data[data.index("(") + 1:data.rindex(")")]
-        fields = data[data.rindex(")") + 2:].split()
+        comm = data[data.index("(") + 1 : data.rindex(")")]
+        fields = data[data.rindex(")") + 2 :].split()
         if select(comm, int(fields[2])):
             total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
     return total / _TICK

@@ -20,7 +20,6 @@ application = get_wsgi_application()
 from django.db import connection, transaction  # noqa: E402
 from django.urls import path  # noqa: E402
 from ninja import NinjaAPI, Schema  # noqa: E402
-
 from redemption import Statements  # noqa: E402
 
 statements = Statements(json.loads(os.environ.get("FLOOR_CONFIG", "{}")))
@@ -39,7 +38,9 @@ class ArriveIn(AttachIn):
 @api.post("/appointments/{appointment}/patients/{patient}/pass")
 def attach(request, appointment: int, patient: int, body: AttachIn):
     with transaction.atomic(), connection.cursor() as cur:
-        _start, redemption, value = statements.attach(cur, appointment, patient, body.pass_id, body.visit)
+        _start, redemption, value = statements.attach(
+            cur, appointment, patient, body.pass_id, body.visit
+        )
     return {"redemption": redemption, "value_minor": value}
 
 

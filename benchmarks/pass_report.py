@@ -22,7 +22,10 @@ from common import base, dsn, emit, machine, patients
 PATIENTS = 200
 DAYS = 730
 FIRST_DAY = dt.date(2024, 1, 1)
-MONTH = (dt.date(2025, 3, 1), dt.date(2025, 3, 31))  # the filtered month, inside the generated range
+MONTH = (
+    dt.date(2025, 3, 1),
+    dt.date(2025, 3, 31),
+)  # the filtered month, inside the generated range
 
 
 def _template_name(size: int) -> str:
@@ -44,31 +47,40 @@ def _copy_pass(cur, source_id: int, patient_ids: list[int]) -> None:
     cur.execute("""SELECT column_name FROM information_schema.columns
                    WHERE table_name = 'passes_pass' AND column_name NOT IN ('id', 'patient_id')""")
     cols = ", ".join(f'"{r[0]}"' for r in cur.fetchall())
-    cur.execute(f"""INSERT INTO passes_pass ({cols}, patient_id)
+    cur.execute(
+        f"""INSERT INTO passes_pass ({cols}, patient_id)
                     SELECT {cols}, p FROM passes_pass, unnest(%s::bigint[]) AS p WHERE id = %s""",
-                [patient_ids, source_id])
-    cur.execute("""INSERT INTO passes_passitem (sold_pass_id, treatment_id, additional_charge_minor,
+        [patient_ids, source_id],
+    )
+    cur.execute(
+        """INSERT INTO passes_passitem (sold_pass_id, treatment_id, additional_charge_minor,
                        compensation_minor, "limit", used_count)
                    SELECT p.id, i.treatment_id, i.additional_charge_minor, i.compensation_minor, i."limit", 0
                    FROM passes_pass p JOIN passes_passitem i ON i.sold_pass_id = %s
                    WHERE p.template_id = (SELECT template_id FROM passes_pass WHERE id = %s) AND p.id <> %s
                      AND NOT EXISTS (SELECT 1 FROM passes_passitem x WHERE x.sold_pass_id = p.id)""",
-                [source_id, source_id, source_id])
+        [source_id, source_id, source_id],
+    )
 
 
 def _drop(cur, template) -> None:
     """Remove a data set's redemptions, visits, appointments and invoices (its packages stay)."""
-    cur.execute("""CREATE TEMP TABLE bench_old ON COMMIT DROP AS
+    cur.execute(
+        """CREATE TEMP TABLE bench_old ON COMMIT DROP AS
                    SELECT r.id AS r, r.visit_id AS v, ap.appointment_id AS a, ap.invoice_id AS i
                    FROM passes_redemption r JOIN passes_pass p ON p.id = r.sold_pass_id
                    JOIN scheduling_appointmentpatient ap ON ap.id = r.visit_id WHERE p.template_id = %s""",
-                [template.pk])
+        [template.pk],
+    )
     cur.execute("DELETE FROM passes_redemption WHERE id IN (SELECT r FROM bench_old)")
     cur.execute("DELETE FROM scheduling_appointmentpatient WHERE id IN (SELECT v FROM bench_old)")
     cur.execute("DELETE FROM scheduling_appointment WHERE id IN (SELECT a FROM bench_old)")
     cur.execute("DELETE FROM billing_invoice WHERE id IN (SELECT i FROM bench_old)")
     cur.execute("DROP TABLE bench_old")
-    cur.execute("UPDATE passes_pass SET posted_count = 0, recognised_minor = 0 WHERE template_id = %s", [template.pk])
+    cur.execute(
+        "UPDATE passes_pass SET posted_count = 0, recognised_minor = 0 WHERE template_id = %s",
+        [template.pk],
+    )
 
 
 def build(b, size: int, rebuild: bool) -> dict:
@@ -83,7 +95,9 @@ def build(b, size: int, rebuild: bool) -> dict:
     template = PassTemplate.objects.filter(name=name).first()
     if template is not None and not rebuild:
         have = Redemption.objects.filter(sold_pass__template=template, status="posted").count()
-        every = Redemption.objects.filter(sold_pass__template__name__startswith=_template_name(0)[:-1]).count()
+        every = Redemption.objects.filter(
+            sold_pass__template__name__startswith=_template_name(0)[:-1]
+        ).count()
         if have == size == every:
             return {"template": template, "generated_s": 0.0}
     t0 = time.perf_counter()
@@ -92,62 +106,96 @@ def build(b, size: int, rebuild: bool) -> dict:
             _drop(cur, other)  # one data set at a time: the report reads the whole clinic
         if template is None:
             now = clock.now()
-            template = PassTemplate.objects.create(name=name, price_minor=100 * size, quantity=size,
-                                                   income_category=b["category"], created_at=now, updated_at=now)
-            EligibleItem.objects.create(template=template, treatment=b["treatment"], additional_charge_minor=0)
+            template = PassTemplate.objects.create(
+                name=name,
+                price_minor=100 * size,
+                quantity=size,
+                income_category=b["category"],
+                created_at=now,
+                updated_at=now,
+            )
+            EligibleItem.objects.create(
+                template=template, treatment=b["treatment"], additional_charge_minor=0
+            )
             people = patients("BenchReport", PATIENTS)
-            first = package_sell(actor=b["owner"].user, patient=people[0], template=template, expires_on=None)
+            first = package_sell(
+                actor=b["owner"].user, patient=people[0], template=template, expires_on=None
+            )
             _copy_pass(cur, first.pk, [p.pk for p in people[1:]])
-        lanes = list(Pass.objects.filter(template=template).order_by("pk")
-                     .values_list("pk", "patient_id", "items__pk"))
+        lanes = list(
+            Pass.objects.filter(template=template)
+            .order_by("pk")
+            .values_list("pk", "patient_id", "items__pk")
+        )
         pracs = [p.pk for p in b["practitioners"]]
-        cur.execute("""CREATE TEMP TABLE bench_lane ON COMMIT DROP AS
+        cur.execute(
+            """CREATE TEMP TABLE bench_lane ON COMMIT DROP AS
                        SELECT (n - 1)::int AS n, pass_id, patient_id, item_id
                        FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) WITH ORDINALITY
                             AS t(pass_id, patient_id, item_id, n)""",
-                    [[lane[0] for lane in lanes], [lane[1] for lane in lanes], [lane[2] for lane in lanes]])
+            [[lane[0] for lane in lanes], [lane[1] for lane in lanes], [lane[2] for lane in lanes]],
+        )
         a0 = _reserve(cur, "scheduling_appointment", size)
         v0 = _reserve(cur, "scheduling_appointmentpatient", size)
         i0 = _reserve(cur, "billing_invoice", size)
         r0 = _reserve(cur, "passes_redemption", size)
         cur.execute("SELECT next_number FROM billing_invoicecounter WHERE id = 1 FOR UPDATE")
         number0 = cur.fetchone()[0]
-        cur.execute("UPDATE billing_invoicecounter SET next_number = next_number + %s WHERE id = 1", [size])
+        cur.execute(
+            "UPDATE billing_invoicecounter SET next_number = next_number + %s WHERE id = 1", [size]
+        )
         start = dt.datetime.combine(FIRST_DAY, dt.time(14, 0), tzinfo=dt.timezone.utc)
         series = "FROM generate_series(0, %s - 1) g"
         # Chronological, as a clinic writes them: visit g falls on day g × DAYS ÷ size, at one of 8 hours.
         day = f"(g::bigint * {DAYS} / {size})::int"
         slot = f"%s + {day} * interval '1 day' + (g %% 8) * interval '1 hour'"
-        cur.execute(f"""INSERT INTO scheduling_appointment (id, start, "end", status, booked_by, notes, created_at,
+        cur.execute(
+            f"""INSERT INTO scheduling_appointment (id, start, "end", status, booked_by, notes, created_at,
                             booked_by_staff_id, location_id, practitioner_id, treatment_id)
                         SELECT %s + g, {slot}, {slot} + interval '1 hour', 'arrived', 'staff', '', now(), %s, %s,
                                (%s::bigint[])[1 + g %% {len(pracs)}], %s {series}""",
-                    [a0, start, start, b["owner"].pk, b["location"].pk, pracs, b["treatment"].pk, size])
-        cur.execute(f"""INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id, invoice_date,
+            [a0, start, start, b["owner"].pk, b["location"].pk, pracs, b["treatment"].pk, size],
+        )
+        cur.execute(
+            f"""INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id, invoice_date,
                             created_at, subtotal_minor, tax_minor, total_minor, applied_minor, notes)
                         SELECT %s + g, %s + g, l.patient_id, %s, (%s::bigint[])[1 + g %% {len(pracs)}],
                                (%s::date + {day}), now(), 0, 0, 0, 0, ''
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
-                    [i0, number0, b["location"].pk, pracs, FIRST_DAY, size])
-        cur.execute(f"""INSERT INTO scheduling_appointmentpatient (id, role, status, booked_at, appointment_id,
+            [i0, number0, b["location"].pk, pracs, FIRST_DAY, size],
+        )
+        cur.execute(
+            f"""INSERT INTO scheduling_appointmentpatient (id, role, status, booked_at, appointment_id,
                             invoice_id, patient_id)
                         SELECT %s + g, 'primary', 'arrived', now(), %s + g, %s + g, l.patient_id
-                        {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""", [v0, a0, i0, size])
-        cur.execute(f"""INSERT INTO passes_redemption (id, sold_pass_id, item_id, visit_id, patient_id, status,
+                        {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
+            [v0, a0, i0, size],
+        )
+        cur.execute(
+            f"""INSERT INTO passes_redemption (id, sold_pass_id, item_id, visit_id, patient_id, status,
                             visit_date, reserved_at, posted_at, value_minor, additional_charge_minor,
                             practitioner_id, compensation_minor, compensated_upfront, by_no_show)
                         SELECT %s + g, l.pass_id, l.item_id, %s + g, l.patient_id, 'posted',
                                (%s::date + {day}), now(), now(), 100, 0,
                                (%s::bigint[])[1 + g %% {len(pracs)}], 0, false, false
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
-                    [r0, v0, FIRST_DAY, pracs, size])
-        cur.execute("""UPDATE passes_pass p SET posted_count = c.n, recognised_minor = 100 * c.n
+            [r0, v0, FIRST_DAY, pracs, size],
+        )
+        cur.execute(
+            """UPDATE passes_pass p SET posted_count = c.n, recognised_minor = 100 * c.n
                        FROM (SELECT sold_pass_id, count(*) AS n FROM passes_redemption r
                              JOIN passes_pass q ON q.id = r.sold_pass_id WHERE q.template_id = %s
-                             GROUP BY sold_pass_id) c WHERE p.id = c.sold_pass_id""", [template.pk])
+                             GROUP BY sold_pass_id) c WHERE p.id = c.sold_pass_id""",
+            [template.pk],
+        )
     with connection.cursor() as cur:
-        for table in ("scheduling_appointment", "scheduling_appointmentpatient", "billing_invoice",
-                      "passes_redemption", "passes_pass"):
+        for table in (
+            "scheduling_appointment",
+            "scheduling_appointmentpatient",
+            "billing_invoice",
+            "passes_redemption",
+            "passes_pass",
+        ):
             cur.execute(f"ANALYZE {table}")
     return {"template": template, "generated_s": round(time.perf_counter() - t0, 1)}
 
@@ -195,8 +243,10 @@ def run(args) -> dict:
     app_fn = lambda: selector(actor=owner, start=start, end=end).rows  # noqa: E731
     timed = "carnet.reports.pass_reports.pass_usage_report"
     with psycopg.connect(dsn()) as conn:
+
         def raw_fn():
             return conn.execute(RAW, [start, end]).fetchall()
+
         raw_fn()
         app_fn()  # warm both (plans, caches)
         repeat = 3 if args.quick else 5
@@ -205,11 +255,25 @@ def run(args) -> dict:
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + RAW, [start, end]).fetchall())
     ratio = round(app_s / raw_s, 2) if raw_s else None
     ok = len(app_rows) == len(raw_rows) and app_s < 1.0 and ratio is not None and ratio <= 2.0
-    result = {"benchmark": "pass_usage_report", "timed": timed, "redemptions": size,
-              "generated_s": built["generated_s"], "month": [str(start), str(end)], "rows": len(app_rows),
-              "raw_rows": len(raw_rows), "app_s": round(app_s, 3), "raw_sql_s": round(raw_s, 3),
-              "ratio_app_to_raw": ratio, "uses_status_visit_date_index": "redemption_status_visit_idx" in plan,
-              "target": "< 1 s and <= 2x raw SQL", "pass": ok, "machine": machine()}
-    emit(result, f"pass-usage report: {len(app_rows)} rows of {size:,} in {app_s * 1000:.0f} ms vs raw SQL "
-                 f"{raw_s * 1000:.0f} ms (×{ratio}) — {'PASS' if ok else 'MISS'} (target <1 s, ≤2×)")
+    result = {
+        "benchmark": "pass_usage_report",
+        "timed": timed,
+        "redemptions": size,
+        "generated_s": built["generated_s"],
+        "month": [str(start), str(end)],
+        "rows": len(app_rows),
+        "raw_rows": len(raw_rows),
+        "app_s": round(app_s, 3),
+        "raw_sql_s": round(raw_s, 3),
+        "ratio_app_to_raw": ratio,
+        "uses_status_visit_date_index": "redemption_status_visit_idx" in plan,
+        "target": "< 1 s and <= 2x raw SQL",
+        "pass": ok,
+        "machine": machine(),
+    }
+    emit(
+        result,
+        f"pass-usage report: {len(app_rows)} rows of {size:,} in {app_s * 1000:.0f} ms vs raw SQL "
+        f"{raw_s * 1000:.0f} ms (×{ratio}) — {'PASS' if ok else 'MISS'} (target <1 s, ≤2×)",
+    )
     return result

@@ -48,9 +48,17 @@ def _passes(b) -> list:
     template = PassTemplate.objects.filter(name=PACK).first()
     if template is None:
         now = clock.now()
-        template = PassTemplate.objects.create(name=PACK, price_minor=10_000_000, quantity=100_000,
-                                               income_category=b["category"], created_at=now, updated_at=now)
-        EligibleItem.objects.create(template=template, treatment=b["treatment"], additional_charge_minor=0)
+        template = PassTemplate.objects.create(
+            name=PACK,
+            price_minor=10_000_000,
+            quantity=100_000,
+            income_category=b["category"],
+            created_at=now,
+            updated_at=now,
+        )
+        EligibleItem.objects.create(
+            template=template, treatment=b["treatment"], additional_charge_minor=0
+        )
     out = []
     for patient in patients("BenchRedeem", LANES):
         sold = Pass.objects.filter(patient=patient, template=template, status="active").first()
@@ -58,8 +66,13 @@ def _passes(b) -> list:
             sold = package_sell(actor=owner, patient=patient, template=template, expires_on=None)
             for invoice in pass_invoices(sold):
                 invoice.refresh_from_db()
-                payment_receive(actor=owner, patient=patient, method="cash", amount_minor=invoice.balance_minor,
-                                allocations=[(invoice, invoice.balance_minor)])
+                payment_receive(
+                    actor=owner,
+                    patient=patient,
+                    method="cash",
+                    amount_minor=invoice.balance_minor,
+                    allocations=[(invoice, invoice.balance_minor)],
+                )
         out.append(sold)
     return out
 
@@ -69,8 +82,9 @@ def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, i
     pass, visit row)]. Visits go on one day (double-booking is on in the bench clinic)."""
     from django.db import connection
 
-    start = dt.datetime.now(dt.timezone.utc).replace(hour=14, minute=0, second=0, microsecond=0) \
-        + dt.timedelta(days=day_offset)
+    start = dt.datetime.now(dt.timezone.utc).replace(
+        hour=14, minute=0, second=0, microsecond=0
+    ) + dt.timedelta(days=day_offset)
     lanes = [(s.patient_id, s.pk) for s in sold]
     with connection.cursor() as cur:
         cur.execute(
@@ -79,7 +93,16 @@ def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, i
                SELECT %s + (g %% 480) * interval '1 minute', %s + (g %% 480) * interval '1 minute' + interval '60 minutes',
                       'booked', 'staff', '', now(), %s, %s, %s, %s
                FROM generate_series(1, %s) g RETURNING id""",
-            [start, start, b["owner"].pk, b["location"].pk, b["owner"].pk, b["treatment"].pk, count])
+            [
+                start,
+                start,
+                b["owner"].pk,
+                b["location"].pk,
+                b["owner"].pk,
+                b["treatment"].pk,
+                count,
+            ],
+        )
         ids = sorted(r[0] for r in cur.fetchall())
         rows = []
         for n, pk in enumerate(ids):
@@ -89,7 +112,8 @@ def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, i
             """INSERT INTO scheduling_appointmentpatient (role, status, booked_at, appointment_id, patient_id)
                SELECT 'primary', 'booked', now(), a, p FROM unnest(%s::bigint[], %s::bigint[]) AS t(a, p)
                RETURNING id, appointment_id""",
-            [[r[0] for r in rows], [r[1] for r in rows]])
+            [[r[0] for r in rows], [r[1] for r in rows]],
+        )
         visit = dict((a, v) for v, a in cur.fetchall())
     return [(a, p, s, visit[a]) for a, p, s in rows]
 
@@ -128,9 +152,15 @@ def _run(clients: int, work: list, one) -> dict:
         t.join()
     elapsed = time.perf_counter() - t0
     flat = [s for per_client in samples for s in per_client]
-    return {"clients": clients, "ops": len(flat), "seconds": round(elapsed, 3),
-            "ops_per_s": round(len(flat) / elapsed, 1) if elapsed else None, **latency(flat),
-            "errors": len(errors), "first_error": errors[0] if errors else None}
+    return {
+        "clients": clients,
+        "ops": len(flat),
+        "seconds": round(elapsed, 3),
+        "ops_per_s": round(len(flat) / elapsed, 1) if elapsed else None,
+        **latency(flat),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
 
 
 def _api_call(base_url: str, token: str, idempotency: bool):
@@ -140,12 +170,16 @@ def _api_call(base_url: str, token: str, idempotency: bool):
     def request(state, method, path, body):
         conn = state.get("conn")
         if conn is None:
-            conn = state["conn"] = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn = state["conn"] = http.client.HTTPConnection(
+                target.hostname, target.port, timeout=60
+            )
             state["close"] = conn.close
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         if idempotency:
             headers["Idempotency-Key"] = uuid.uuid4().hex
-        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        conn.request(
+            method, path, body=json.dumps(body) if body is not None else None, headers=headers
+        )
         response = conn.getresponse()
         data = response.read()
         if response.status >= 300:
@@ -156,15 +190,28 @@ def _api_call(base_url: str, token: str, idempotency: bool):
 
     def one(state, item):
         appointment, patient, pass_id, _visit = item
-        request(state, "POST", f"/api/v1/appointments/{appointment}/patients/{patient}/pass", {"pass_id": pass_id})
+        request(
+            state,
+            "POST",
+            f"/api/v1/appointments/{appointment}/patients/{patient}/pass",
+            {"pass_id": pass_id},
+        )
         request(state, "POST", f"/api/v1/appointments/{appointment}/arrive", None)
 
     def floor(state, item):
         appointment, patient, pass_id, visit = item
-        request(state, "POST", f"/floor/appointments/{appointment}/patients/{patient}/pass",
-                {"pass_id": pass_id, "visit": visit})
-        request(state, "POST", f"/floor/appointments/{appointment}/arrive",
-                {"pass_id": pass_id, "visit": visit, "patient": patient})
+        request(
+            state,
+            "POST",
+            f"/floor/appointments/{appointment}/patients/{patient}/pass",
+            {"pass_id": pass_id, "visit": visit},
+        )
+        request(
+            state,
+            "POST",
+            f"/floor/appointments/{appointment}/arrive",
+            {"pass_id": pass_id, "visit": visit, "patient": patient},
+        )
 
     return one, floor
 
@@ -179,16 +226,28 @@ def statements_config(b) -> dict:
     # A fresh database has no revenue account until a first arrival posts to it.
     _accounts({accounts.DEFERRED_PACKAGES, accounts.revenue(b["category"].pk)})
     with psycopg.connect(dsn()) as conn:
-        deferred = conn.execute("SELECT id FROM ledger_account WHERE code = 'deferred_revenue_packages'").fetchone()[0]
-        revenue = conn.execute("SELECT id FROM ledger_account WHERE code = %s",
-                               [f"revenue:{b['category'].pk}"]).fetchone()[0]
+        deferred = conn.execute(
+            "SELECT id FROM ledger_account WHERE code = 'deferred_revenue_packages'"
+        ).fetchone()[0]
+        revenue = conn.execute(
+            "SELECT id FROM ledger_account WHERE code = %s", [f"revenue:{b['category'].pk}"]
+        ).fetchone()[0]
         items = dict(conn.execute("SELECT sold_pass_id, id FROM passes_passitem").fetchall())
-        tax = conn.execute("SELECT tax_id FROM clinic_treatment_taxes WHERE treatment_id = %s",
-                           [b["treatment"].pk]).fetchone()[0]
-    return {"deferred": deferred, "revenue": revenue, "items": {str(k): v for k, v in items.items()}, "tax": tax,
-            "location": b["location"].pk, "owner": b["owner"].pk, "owner_user": b["owner"].user_id,
-            "category": b["category"].pk, "treatment": b["treatment"].pk,
-            "line_description": f"{b['treatment'].name} — covered by {PACK}"}
+        tax = conn.execute(
+            "SELECT tax_id FROM clinic_treatment_taxes WHERE treatment_id = %s", [b["treatment"].pk]
+        ).fetchone()[0]
+    return {
+        "deferred": deferred,
+        "revenue": revenue,
+        "items": {str(k): v for k, v in items.items()},
+        "tax": tax,
+        "location": b["location"].pk,
+        "owner": b["owner"].pk,
+        "owner_user": b["owner"].user_id,
+        "category": b["category"].pk,
+        "treatment": b["treatment"].pk,
+        "line_description": f"{b['treatment'].name} — covered by {PACK}",
+    }
 
 
 class Statements:
@@ -200,78 +259,125 @@ class Statements:
 
     def attach(self, cur, appointment: int, patient: int, pass_id: int, visit: int) -> tuple:
         c = self.c
-        cur.execute("""SELECT a.start, ap.status FROM scheduling_appointment a
+        cur.execute(
+            """SELECT a.start, ap.status FROM scheduling_appointment a
                        JOIN scheduling_appointmentpatient ap ON ap.appointment_id = a.id
-                       WHERE a.id = %s FOR UPDATE OF a""", [appointment])
+                       WHERE a.id = %s FOR UPDATE OF a""",
+            [appointment],
+        )
         start, _status = cur.fetchone()
-        cur.execute("""UPDATE passes_pass SET reserved_count = reserved_count + 1
+        cur.execute(
+            """UPDATE passes_pass SET reserved_count = reserved_count + 1
                        WHERE id = %s AND status = 'active'
                          AND reserved_count + posted_count + forfeited_count < quantity
                          AND reserved_count + posted_count < quantity
-                       RETURNING price_minor, quantity""", [pass_id])
+                       RETURNING price_minor, quantity""",
+            [pass_id],
+        )
         price, quantity = cur.fetchone()
         value = price // quantity
         item_id = c["items"][str(pass_id)]
-        cur.execute("""UPDATE passes_passitem SET used_count = used_count + 1
-                       WHERE id = %s AND ("limit" IS NULL OR used_count < "limit")""", [item_id])
-        cur.execute("""INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status,
+        cur.execute(
+            """UPDATE passes_passitem SET used_count = used_count + 1
+                       WHERE id = %s AND ("limit" IS NULL OR used_count < "limit")""",
+            [item_id],
+        )
+        cur.execute(
+            """INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status,
                            visit_date, reserved_at, value_minor, additional_charge_minor, practitioner_id,
                            compensation_minor, compensated_upfront, by_no_show, breakage_minor)
                        VALUES (%s, %s, %s, %s, 'reserved', %s, now(), %s, 0, %s, 0, false, false, 0) RETURNING id""",
-                    [pass_id, item_id, visit, patient, start.date(), value, c["owner"]])
+            [pass_id, item_id, visit, patient, start.date(), value, c["owner"]],
+        )
         redemption = cur.fetchone()[0]
         self._log(cur, "pass attached", "passes.redemption", redemption)
         return start, redemption, value
 
-    def arrive(self, cur, appointment: int, patient: int, pass_id: int, visit: int, attached: tuple | None = None):
+    def arrive(
+        self,
+        cur,
+        appointment: int,
+        patient: int,
+        pass_id: int,
+        visit: int,
+        attached: tuple | None = None,
+    ):
         """`attached` is what `attach` returned in the same transaction (the baseline); without it (a
         second request) the appointment is locked again and the reserved use read back."""
         c = self.c
         if attached is None:
-            cur.execute("SELECT start FROM scheduling_appointment WHERE id = %s FOR UPDATE", [appointment])
+            cur.execute(
+                "SELECT start FROM scheduling_appointment WHERE id = %s FOR UPDATE", [appointment]
+            )
             start = cur.fetchone()[0]
-            cur.execute("SELECT id, value_minor FROM passes_redemption WHERE visit_id = %s AND status = 'reserved'",
-                        [visit])
+            cur.execute(
+                "SELECT id, value_minor FROM passes_redemption WHERE visit_id = %s AND status = 'reserved'",
+                [visit],
+            )
             redemption, value = cur.fetchone()
         else:
             start, redemption, value = attached
-        cur.execute("UPDATE billing_invoicecounter SET next_number = next_number + 1 WHERE id = 1 "
-                    "RETURNING next_number - 1")
+        cur.execute(
+            "UPDATE billing_invoicecounter SET next_number = next_number + 1 WHERE id = 1 "
+            "RETURNING next_number - 1"
+        )
         number = cur.fetchone()[0]
-        cur.execute("""INSERT INTO billing_invoice (number, patient_id, location_id, staff_id, invoice_date,
+        cur.execute(
+            """INSERT INTO billing_invoice (number, patient_id, location_id, staff_id, invoice_date,
                            created_at, subtotal_minor, tax_minor, total_minor, applied_minor, notes)
                        VALUES (%s, %s, %s, %s, %s, now(), 0, 0, 0, 0, '') RETURNING id""",
-                    [number, patient, c["location"], c["owner"], start.date()])
+            [number, patient, c["location"], c["owner"], start.date()],
+        )
         invoice = cur.fetchone()[0]
-        cur.execute("""INSERT INTO billing_invoiceline (invoice_id, kind, description, quantity, unit_price_minor,
+        cur.execute(
+            """INSERT INTO billing_invoiceline (invoice_id, kind, description, quantity, unit_price_minor,
                            adjustment_minor, tax_inclusive, income_category_id, staff_id, treatment_id,
                            net_minor, tax_minor, total_minor)
                        VALUES (%s, 'treatment', %s, 1, 0, 0, false, %s, %s, %s, 0, 0, 0) RETURNING id""",
-                    [invoice, c["line_description"], c["category"], c["owner"], c["treatment"]])
+            [invoice, c["line_description"], c["category"], c["owner"], c["treatment"]],
+        )
         line = cur.fetchone()[0]
-        cur.execute("INSERT INTO billing_invoicelinetax (line_id, tax_id, rate, amount_minor) "
-                    "VALUES (%s, %s, 13.000, 0)", [line, c["tax"]])
+        cur.execute(
+            "INSERT INTO billing_invoicelinetax (line_id, tax_id, rate, amount_minor) "
+            "VALUES (%s, %s, 13.000, 0)",
+            [line, c["tax"]],
+        )
         self._log(cur, "created", "billing.invoice", invoice)
-        cur.execute("""UPDATE passes_pass SET reserved_count = reserved_count - 1, posted_count = posted_count + 1,
-                           recognised_minor = recognised_minor + %s WHERE id = %s""", [value, pass_id])
-        cur.execute("UPDATE passes_redemption SET status = 'posted', posted_at = now() WHERE id = %s",
-                    [redemption])
-        cur.execute("""INSERT INTO ledger_journaltransaction (at, kind, source_type, source_id, memo)
+        cur.execute(
+            """UPDATE passes_pass SET reserved_count = reserved_count - 1, posted_count = posted_count + 1,
+                           recognised_minor = recognised_minor + %s WHERE id = %s""",
+            [value, pass_id],
+        )
+        cur.execute(
+            "UPDATE passes_redemption SET status = 'posted', posted_at = now() WHERE id = %s",
+            [redemption],
+        )
+        cur.execute(
+            """INSERT INTO ledger_journaltransaction (at, kind, source_type, source_id, memo)
                        VALUES (now(), 'pass_redeemed', 'passes.redemption', %s, %s) RETURNING id""",
-                    [str(redemption), f"{PACK}: one use"])
+            [str(redemption), f"{PACK}: one use"],
+        )
         txn = cur.fetchone()[0]
-        cur.execute("INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount) "
-                    "VALUES (%s, %s, NULL, %s), (%s, %s, NULL, %s)",
-                    [txn, c["deferred"], value, txn, c["revenue"], -value])
-        cur.execute("UPDATE scheduling_appointmentpatient SET status = 'arrived', invoice_id = %s WHERE id = %s",
-                    [invoice, visit])
-        cur.execute("UPDATE scheduling_appointment SET status = 'arrived' WHERE id = %s", [appointment])
+        cur.execute(
+            "INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount) "
+            "VALUES (%s, %s, NULL, %s), (%s, %s, NULL, %s)",
+            [txn, c["deferred"], value, txn, c["revenue"], -value],
+        )
+        cur.execute(
+            "UPDATE scheduling_appointmentpatient SET status = 'arrived', invoice_id = %s WHERE id = %s",
+            [invoice, visit],
+        )
+        cur.execute(
+            "UPDATE scheduling_appointment SET status = 'arrived' WHERE id = %s", [appointment]
+        )
         self._log(cur, "arrived", "scheduling.appointment", appointment)
 
     def _log(self, cur, verb, kind, pk):
-        cur.execute("""INSERT INTO core_activitylog (at, actor_id, actor_name, verb, object_type, object_id,
+        cur.execute(
+            """INSERT INTO core_activitylog (at, actor_id, actor_name, verb, object_type, object_id,
                            object_repr, after) VALUES (now(), %s, 'bench-owner', %s, %s, %s, '', '{}'::jsonb)""",
-                    [self.c["owner_user"], verb, kind, str(pk)])
+            [self.c["owner_user"], verb, kind, str(pk)],
+        )
 
 
 class _Raw:
@@ -298,16 +404,36 @@ class _Raw:
 
 def _server(workers: int, threads: int, port: int, token: str, *, floor_config: dict | None = None):
     """Carnet's API under gunicorn; with `floor_config`, the django-ninja floor (`floor.py`) instead."""
-    env = dict(os.environ, DEBUG="0", SECRET_KEY=os.environ.get("SECRET_KEY", "bench-" + uuid.uuid4().hex),
-               ALLOWED_HOSTS="127.0.0.1,localhost", CONN_MAX_AGE=os.environ.get("CONN_MAX_AGE", "60"),
-               LOG_LEVEL="ERROR")
+    env = dict(
+        os.environ,
+        DEBUG="0",
+        SECRET_KEY=os.environ.get("SECRET_KEY", "bench-" + uuid.uuid4().hex),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        CONN_MAX_AGE=os.environ.get("CONN_MAX_AGE", "60"),
+        LOG_LEVEL="ERROR",
+    )
     app, probe = "carnet.wsgi:application", "/api/v1/patients?limit=1"
     if floor_config is not None:
         env.update(FLOOR_CONFIG=json.dumps(floor_config), DJANGO_SETTINGS_MODULE="floor_settings")
         app, probe = "floor:application", "/floor/ready"
-    cmd = [str(ROOT / ".venv/bin/gunicorn"), app, "--pythonpath", str(ROOT / "benchmarks"), "-b",
-           f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads), "-k", "gthread", "--keep-alive", "30",
-           "--log-level", "warning"]
+    cmd = [
+        str(ROOT / ".venv/bin/gunicorn"),
+        app,
+        "--pythonpath",
+        str(ROOT / "benchmarks"),
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "-k",
+        "gthread",
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -366,7 +492,9 @@ def run(args) -> dict:
     proc, cmdline = _server(args.workers, args.threads, port, raw_token)
     rows = []
     try:
-        floor_proc, _ = _server(args.workers, args.threads, port + 1, raw_token, floor_config=config)
+        floor_proc, _ = _server(
+            args.workers, args.threads, port + 1, raw_token, floor_config=config
+        )
         try:
             api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
             _, floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False)
@@ -377,32 +505,66 @@ def run(args) -> dict:
             for clients in levels:
                 n = max(ops, clients * 4)
                 api = _measured(clients, _prebook(b, sold, n, day_offset=1), api_one, proc.pid)
-                floor = _measured(clients, _prebook(b, sold, n, day_offset=1), floor_one, floor_proc.pid)
+                floor = _measured(
+                    clients, _prebook(b, sold, n, day_offset=1), floor_one, floor_proc.pid
+                )
                 base_sql = _measured(clients, _prebook(b, sold, n, day_offset=1), raw.one, None)
-                cpu = (round(api["app_cpu_ms"] / floor["app_cpu_ms"], 2) if floor.get("app_cpu_ms") else None)
-                rows.append({"clients": clients, "api": api, "ninja_floor": floor, "raw_sql": base_sql,
-                             "ratio": _ratio(api, base_sql), "ratio_floor": _ratio(api, floor),
-                             "floor_ratio": _ratio(floor, base_sql), "app_cpu_vs_floor": cpu})
+                cpu = (
+                    round(api["app_cpu_ms"] / floor["app_cpu_ms"], 2)
+                    if floor.get("app_cpu_ms")
+                    else None
+                )
+                rows.append(
+                    {
+                        "clients": clients,
+                        "api": api,
+                        "ninja_floor": floor,
+                        "raw_sql": base_sql,
+                        "ratio": _ratio(api, base_sql),
+                        "ratio_floor": _ratio(api, floor),
+                        "floor_ratio": _ratio(floor, base_sql),
+                        "app_cpu_vs_floor": cpu,
+                    }
+                )
         finally:
             _stop(floor_proc)
     finally:
         _stop(proc)
     top = next((r for r in rows if r["clients"] == max(levels)), rows[-1])
     one = next((r for r in rows if r["clients"] == 1), None)
-    checks = {"ratio_at_top": top["ratio"] is not None and top["ratio"] >= 0.4 and not top["api"]["errors"],
-              "app_cpu_at_top": top["app_cpu_vs_floor"] is not None and top["app_cpu_vs_floor"] <= 1.5,
-              "p50_one_client": one is None or (one["api"]["p50_ms"] or 1e9) <= 20}
-    result = {"benchmark": "redemption", "server": cmdline, "workers": args.workers, "threads": args.threads,
-              "idempotency_key": args.idempotency, "ops_per_level": ops, "levels": rows,
-              "target": f"at {top['clients']} clients api >= 40% of raw SQL and app CPU <= 1.5x the ninja floor's; "
-                        "p50 at 1 client <= 20 ms",
-              "checks": checks, "pass": all(checks.values()), "machine": machine()}
-    parts = [f"{r['clients']}c api {r['api']['ops_per_s']}/s p50 {r['api']['p50_ms']}ms p99 {r['api']['p99_ms']}ms"
-             f" (cpu app {r['api']['app_cpu_ms']} + pg {r['api']['pg_cpu_ms']} ms)"
-             f" vs floor {r['ninja_floor']['ops_per_s']}/s (cpu app {r['ninja_floor']['app_cpu_ms']}"
-             f" + pg {r['ninja_floor']['pg_cpu_ms']} ms) vs sql {r['raw_sql']['ops_per_s']}/s"
-             f" (pg {r['raw_sql']['pg_cpu_ms']} ms): api/sql {r['ratio']}, api/floor {r['ratio_floor']},"
-             f" app cpu {r['app_cpu_vs_floor']}x floor" for r in rows]
-    emit(result, "redemption: " + "; ".join(parts) + f" — {'PASS' if result['pass'] else 'MISS'} "
-         "(targets: api/sql ≥ 0.40, app cpu ≤ 1.5× floor, p50 at 1 client ≤ 20 ms)")
+    checks = {
+        "ratio_at_top": top["ratio"] is not None
+        and top["ratio"] >= 0.4
+        and not top["api"]["errors"],
+        "app_cpu_at_top": top["app_cpu_vs_floor"] is not None and top["app_cpu_vs_floor"] <= 1.5,
+        "p50_one_client": one is None or (one["api"]["p50_ms"] or 1e9) <= 20,
+    }
+    result = {
+        "benchmark": "redemption",
+        "server": cmdline,
+        "workers": args.workers,
+        "threads": args.threads,
+        "idempotency_key": args.idempotency,
+        "ops_per_level": ops,
+        "levels": rows,
+        "target": f"at {top['clients']} clients api >= 40% of raw SQL and app CPU <= 1.5x the ninja floor's; "
+        "p50 at 1 client <= 20 ms",
+        "checks": checks,
+        "pass": all(checks.values()),
+        "machine": machine(),
+    }
+    parts = [
+        f"{r['clients']}c api {r['api']['ops_per_s']}/s p50 {r['api']['p50_ms']}ms p99 {r['api']['p99_ms']}ms"
+        f" (cpu app {r['api']['app_cpu_ms']} + pg {r['api']['pg_cpu_ms']} ms)"
+        f" vs floor {r['ninja_floor']['ops_per_s']}/s (cpu app {r['ninja_floor']['app_cpu_ms']}"
+        f" + pg {r['ninja_floor']['pg_cpu_ms']} ms) vs sql {r['raw_sql']['ops_per_s']}/s"
+        f" (pg {r['raw_sql']['pg_cpu_ms']} ms): api/sql {r['ratio']}, api/floor {r['ratio_floor']},"
+        f" app cpu {r['app_cpu_vs_floor']}x floor"
+        for r in rows
+    ]
+    emit(
+        result,
+        "redemption: " + "; ".join(parts) + f" — {'PASS' if result['pass'] else 'MISS'} "
+        "(targets: api/sql ≥ 0.40, app cpu ≤ 1.5× floor, p50 at 1 client ≤ 20 ms)",
+    )
     return result

@@ -19,30 +19,56 @@ NAMES = ("redemption", "report", "billing-job", "billing-tab", "imports", "sched
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("benchmark", nargs="?", default="all", choices=("all", *NAMES))
-    parser.add_argument("--quick", action="store_true", help="small sizes for development (figures not comparable)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes for development (figures not comparable)"
+    )
     redemption = parser.add_argument_group("redemption")
-    redemption.add_argument("--clients", default="1,4,16", help="concurrency levels (default 1,4,16)")
-    redemption.add_argument("--ops", type=int, default=0, help="redemptions per level (default 400; quick 40)")
+    redemption.add_argument(
+        "--clients", default="1,4,16", help="concurrency levels (default 1,4,16)"
+    )
+    redemption.add_argument(
+        "--ops", type=int, default=0, help="redemptions per level (default 400; quick 40)"
+    )
     redemption.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    redemption.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (default 8)")
+    redemption.add_argument(
+        "--threads", type=int, default=8, help="gunicorn threads per worker (default 8)"
+    )
     redemption.add_argument("--port", type=int, default=8765)
-    redemption.add_argument("--no-idempotency", dest="idempotency", action="store_false",
-                            help="send API POSTs without an Idempotency-Key")
+    redemption.add_argument(
+        "--no-idempotency",
+        dest="idempotency",
+        action="store_false",
+        help="send API POSTs without an Idempotency-Key",
+    )
     report = parser.add_argument_group("report")
-    report.add_argument("--redemptions", type=int, default=0, help="generated redemptions (default 1,000,000; "
-                                                                    "quick 50,000)")
+    report.add_argument(
+        "--redemptions",
+        type=int,
+        default=0,
+        help="generated redemptions (default 1,000,000; quick 50,000)",
+    )
     report.add_argument("--rebuild", action="store_true", help="regenerate the report's data set")
     job = parser.add_argument_group("billing-job")
-    job.add_argument("--memberships", type=int, default=0, help="memberships due (default 100,000; quick 2,000)")
+    job.add_argument(
+        "--memberships", type=int, default=0, help="memberships due (default 100,000; quick 2,000)"
+    )
     tab = parser.add_argument_group("billing-tab")
     tab.add_argument("--tab-passes", type=int, default=200)
     tab.add_argument("--tab-invoices", type=int, default=500)
-    tab.add_argument("--max-queries", type=int, default=60, help="the asserted query bound per page")
+    tab.add_argument(
+        "--max-queries", type=int, default=60, help="the asserted query bound per page"
+    )
     imports = parser.add_argument_group("imports")
-    imports.add_argument("--import-patients", type=int, default=10000, help="patients imported (quick 1,000)")
-    imports.add_argument("--import-passes", type=int, default=20000, help="packages imported (quick 2,000)")
+    imports.add_argument(
+        "--import-patients", type=int, default=10000, help="patients imported (quick 1,000)"
+    )
+    imports.add_argument(
+        "--import-passes", type=int, default=20000, help="packages imported (quick 2,000)"
+    )
     args = parser.parse_args(argv)
 
     django_setup()
@@ -54,9 +80,14 @@ def main(argv=None) -> int:
     import schedule_pages
 
     chosen = NAMES if args.benchmark == "all" else (args.benchmark,)
-    runners = {"redemption": redeem.run, "report": pass_report.run, "billing-job": billing_job.run,
-               "billing-tab": billing_tab.run, "imports": imports.run,
-               "schedule": schedule_pages.run}
+    runners = {
+        "redemption": redeem.run,
+        "report": pass_report.run,
+        "billing-job": billing_job.run,
+        "billing-tab": billing_tab.run,
+        "imports": imports.run,
+        "schedule": schedule_pages.run,
+    }
     results = [runners[name](args) for name in chosen]
     return 0 if all(r.get("pass") for r in results) else 1
 

@@ -1,8 +1,8 @@
 """Shared test fixtures and factories. Tests hit the real database (SQLite or DATABASE_URL)."""
 
 import itertools
-import os
 import json
+import os
 
 import pytest
 from django.test import Client
@@ -29,7 +29,9 @@ def pytest_collection_modifyitems(items):
         kwargs = dict(marker.kwargs) if marker else {}
         if kwargs.get("databases") in (None, ["default"], ("default",)):
             kwargs["databases"] = ["default", "gateway"]
-            item.add_marker(pytest.mark.django_db(*(marker.args if marker else ()), **kwargs), append=False)
+            item.add_marker(
+                pytest.mark.django_db(*(marker.args if marker else ()), **kwargs), append=False
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -59,22 +61,38 @@ def _fast_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def make_staff(level: int = AccessLevel.FRONT_DESK, *, billing: bool = True, practitioner: bool = False,
-               name: str | None = None) -> StaffMember:
+def make_staff(
+    level: int = AccessLevel.FRONT_DESK,
+    *,
+    billing: bool = True,
+    practitioner: bool = False,
+    name: str | None = None,
+) -> StaffMember:
     from django.contrib.auth import get_user_model
 
     n = next(_seq)
-    user = get_user_model().objects.create_user(username=f"staff{n}", email=f"staff{n}@example.test",
-                                                password=PASSWORD)
-    return StaffMember.objects.create(user=user, display_name=name or f"Staff {n}", access_level=level,
-                                      can_access_billing=billing, is_practitioner=practitioner)
+    user = get_user_model().objects.create_user(
+        username=f"staff{n}", email=f"staff{n}@example.test", password=PASSWORD
+    )
+    return StaffMember.objects.create(
+        user=user,
+        display_name=name or f"Staff {n}",
+        access_level=level,
+        can_access_billing=billing,
+        is_practitioner=practitioner,
+    )
 
 
 def make_patient(**fields) -> Patient:
     from carnet.core import clock
 
     n = next(_seq)
-    data = {"first_name": f"Pat{n}", "last_name": "Test", "email": f"pat{n}@example.test", "phone": f"555-01{n:02d}"}
+    data = {
+        "first_name": f"Pat{n}",
+        "last_name": "Test",
+        "email": f"pat{n}@example.test",
+        "phone": f"555-01{n:02d}",
+    }
     data.update(fields)
     return Patient.objects.create(created_at=clock.now(), **data)
 
@@ -86,10 +104,21 @@ def make_catalog():
     disc = Discipline.objects.create(name=f"Massage {next(_seq)}")
     cat = IncomeCategory.objects.create(name=f"Massage income {next(_seq)}")
     tax = Tax.objects.create(name=f"HST {next(_seq)}", rate="13.000")
-    treatment = Treatment.objects.create(name="Massage 60", discipline=disc, income_category=cat,
-                                         duration_minutes=60, price_minor=9000)
+    treatment = Treatment.objects.create(
+        name="Massage 60",
+        discipline=disc,
+        income_category=cat,
+        duration_minutes=60,
+        price_minor=9000,
+    )
     treatment.taxes.set([tax])
-    return {"location": loc, "discipline": disc, "income_category": cat, "tax": tax, "treatment": treatment}
+    return {
+        "location": loc,
+        "discipline": disc,
+        "income_category": cat,
+        "tax": tax,
+        "treatment": treatment,
+    }
 
 
 class Api:
@@ -151,9 +180,17 @@ def browser():
 
     with sync_playwright() as pw:
         instance = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield instance
         instance.close()
@@ -259,8 +296,12 @@ def localstripe():
 
     port = free_port()
     script = Path(__file__).parent / "gateway" / "tests" / "localstripe_server.py"
-    proc = subprocess.Popen([sys.executable, str(script), str(port)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -269,7 +310,9 @@ def localstripe():
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"localstripe did not start: {proc.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(
+                        f"localstripe did not start: {proc.stderr.read().decode()[-2000:]}"
+                    )
                 time.sleep(0.1)
         else:
             raise RuntimeError("localstripe did not answer within 10 seconds")

@@ -35,7 +35,8 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set it to a long random string (e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or DEBUG=1 on a development machine.")
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or DEBUG=1 on a development machine."
+        )
     SECRET_KEY = "carnet-debug-only-not-secret"
 # Tests add Django's "testserver" themselves.
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
@@ -138,7 +139,11 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES["gateway"] = {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": os.environ.get("CARNET_TEST_GATEWAY_DB", str(VAR_DIR / "test_gateway.sqlite3")),
-    "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+    "OPTIONS": {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL;",
+    },
     # Tests: one file per test process; servers the tests start are pointed at it by CARNET_TEST_GATEWAY_DB.
     "TEST": {"NAME": str(VAR_DIR / f"test-gateway-{os.getpid()}.sqlite3")},
 }
@@ -151,14 +156,17 @@ CARNET_GATEWAY = os.environ.get("CARNET_GATEWAY", "carnet.gateway.testing.TestGa
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
-STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # only for tests against a local fake Stripe
+STRIPE_API_BASE = os.environ.get(
+    "STRIPE_API_BASE", ""
+)  # only for tests against a local fake Stripe
 if CARNET_GATEWAY.endswith(".StripeGateway"):
     # A missing key would only show at the first card payment; refuse to start instead.
     for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
         if not globals()[_name]:
             raise ImproperlyConfigured(
                 f"CARNET_GATEWAY is Stripe but {_name} is not set. Copy it from the Stripe Dashboard "
-                "(Developers → API keys, or the webhook endpoint's signing secret) into the environment.")
+                "(Developers → API keys, or the webhook endpoint's signing secret) into the environment."
+            )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -171,9 +179,14 @@ PASSWORD_HASHERS = [
 # login's username, name or email. A login whose password fails them is asked to change it when it
 # next logs in (carnet.staff.account_views).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
-     "OPTIONS": {"user_attributes": ("username", "first_name", "last_name", "email")}},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+        "OPTIONS": {"user_attributes": ("username", "first_name", "last_name", "email")},
+    },
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -193,7 +206,9 @@ TWO_FACTOR_REMEMBER_DAYS = int(os.environ.get("TWO_FACTOR_REMEMBER_DAYS", "30"))
 
 
 def _totp_issuer(device):
-    from carnet.clinic.selectors import clinic_get  # the app registry is not ready when settings load
+    from carnet.clinic.selectors import (
+        clinic_get,
+    )  # the app registry is not ready when settings load
 
     return clinic_get().name
 
@@ -258,8 +273,10 @@ EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", not _env_bool("EMAIL_USE_SSL", False)
 EMAIL_USE_SSL = _env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
-    else "django.core.mail.backends.filebased.EmailBackend")
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.filebased.EmailBackend"
+)
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Carnet <no-reply@carnet.invalid>")
 
@@ -287,5 +304,7 @@ IMPORT_WINDOWS_ENCODING = os.environ.get("IMPORT_WINDOWS_ENCODING", "cp1252")
 try:
     codecs.lookup(IMPORT_WINDOWS_ENCODING)
 except LookupError:
-    raise ImproperlyConfigured(f"IMPORT_WINDOWS_ENCODING={IMPORT_WINDOWS_ENCODING!r} is not an encoding Python "
-                               "knows; use a Windows code page such as cp1252 or cp1250.") from None
+    raise ImproperlyConfigured(
+        f"IMPORT_WINDOWS_ENCODING={IMPORT_WINDOWS_ENCODING!r} is not an encoding Python "
+        "knows; use a Windows code page such as cp1252 or cp1250."
+    ) from None

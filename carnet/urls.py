@@ -5,7 +5,9 @@ from .core.middleware import problem_response
 
 
 def api_not_found(request, rest=""):
-    return problem_response(404, "not_found", "Not found", f"There is no API endpoint at {request.path}.")
+    return problem_response(
+        404, "not_found", "Not found", f"There is no API endpoint at {request.path}."
+    )
 
 
 urlpatterns = [

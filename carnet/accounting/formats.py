@@ -22,12 +22,23 @@ from carnet.core.spreadsheet import row_safe
 
 from .selectors import Journal
 
-QBO_COLUMNS = ["Journal No", "Journal Date", "Account Name", "Debits", "Credits", "Description", "Name", "Location"]
+QBO_COLUMNS = [
+    "Journal No",
+    "Journal Date",
+    "Account Name",
+    "Debits",
+    "Credits",
+    "Description",
+    "Name",
+    "Location",
+]
 XERO_COLUMNS = ["Narration", "Date", "Description", "AccountCode", "TaxRate", "Amount"]
 XERO_MAX_LINES = 300  # Xero's limit per imported file
-IIF_HEADER = [["!TRNS", "TRNSID", "TRNSTYPE", "DATE", "ACCNT", "NAME", "AMOUNT", "MEMO"],
-              ["!SPL", "SPLID", "TRNSTYPE", "DATE", "ACCNT", "NAME", "AMOUNT", "MEMO"],
-              ["!ENDTRNS"]]
+IIF_HEADER = [
+    ["!TRNS", "TRNSID", "TRNSTYPE", "DATE", "ACCNT", "NAME", "AMOUNT", "MEMO"],
+    ["!SPL", "SPLID", "TRNSTYPE", "DATE", "ACCNT", "NAME", "AMOUNT", "MEMO"],
+    ["!ENDTRNS"],
+]
 DEFAULT_XERO_TAX_RATE = "Tax Exempt"
 
 
@@ -45,32 +56,64 @@ def _csv(rows: list[list]) -> str:
     return buffer.getvalue()
 
 
-def qbo(journals: list[Journal], *, names: dict[str, str], places: int, stem: str) -> list[tuple[str, str, int]]:
+def qbo(
+    journals: list[Journal], *, names: dict[str, str], places: int, stem: str
+) -> list[tuple[str, str, int]]:
     rows = [QBO_COLUMNS]
     for j in journals:
         for code, amount in j.lines:
-            rows.append([j.number, f"{j.date:%m/%d/%Y}", names[code], major(amount, places) if amount > 0 else "",
-                         major(-amount, places) if amount < 0 else "", j.narration, "", ""])
+            rows.append(
+                [
+                    j.number,
+                    f"{j.date:%m/%d/%Y}",
+                    names[code],
+                    major(amount, places) if amount > 0 else "",
+                    major(-amount, places) if amount < 0 else "",
+                    j.narration,
+                    "",
+                    "",
+                ]
+            )
     return [(f"{stem}.csv", _csv(rows), len(rows) - 1)]
 
 
-def xero(journals: list[Journal], *, codes: dict[str, str], tax_rates: dict[str, str], places: int,
-         stem: str) -> list[tuple[str, str, int]]:
+def xero(
+    journals: list[Journal],
+    *,
+    codes: dict[str, str],
+    tax_rates: dict[str, str],
+    places: int,
+    stem: str,
+) -> list[tuple[str, str, int]]:
     files, rows = [], []
     for j in journals:
         if len(j.lines) > XERO_MAX_LINES:
-            raise ValidationFailed(f"Journal {j.number} has {len(j.lines)} lines, more than Xero takes in one file "
-                                   f"({XERO_MAX_LINES}); export it summarised.", code="journal_too_long")
+            raise ValidationFailed(
+                f"Journal {j.number} has {len(j.lines)} lines, more than Xero takes in one file "
+                f"({XERO_MAX_LINES}); export it summarised.",
+                code="journal_too_long",
+            )
         if len(rows) + len(j.lines) > XERO_MAX_LINES:  # a journal never straddles two files
             files.append(rows)
             rows = []
-        rows += [[j.narration, f"{j.date:%d/%m/%Y}", j.narration, codes[code],
-                  tax_rates.get(code) or DEFAULT_XERO_TAX_RATE, major(amount, places)] for code, amount in j.lines]
+        rows += [
+            [
+                j.narration,
+                f"{j.date:%d/%m/%Y}",
+                j.narration,
+                codes[code],
+                tax_rates.get(code) or DEFAULT_XERO_TAX_RATE,
+                major(amount, places),
+            ]
+            for code, amount in j.lines
+        ]
     if rows:
         files.append(rows)
     many = len(files) > 1
-    return [(f"{stem}{f'-part{n}' if many else ''}.csv", _csv([XERO_COLUMNS, *part]), len(part))
-            for n, part in enumerate(files, start=1)]
+    return [
+        (f"{stem}{f'-part{n}' if many else ''}.csv", _csv([XERO_COLUMNS, *part]), len(part))
+        for n, part in enumerate(files, start=1)
+    ]
 
 
 def _iif_text(value: str) -> str:
@@ -78,13 +121,27 @@ def _iif_text(value: str) -> str:
     return " ".join(str(value).replace('"', "'").split())
 
 
-def iif(journals: list[Journal], *, names: dict[str, str], places: int, stem: str) -> list[tuple[str, str, int]]:
+def iif(
+    journals: list[Journal], *, names: dict[str, str], places: int, stem: str
+) -> list[tuple[str, str, int]]:
     out = [*IIF_HEADER]
     count = 0
     for j in journals:
         for n, (code, amount) in enumerate(j.lines):
-            out.append(row_safe(["TRNS" if n == 0 else "SPL", "", "GENERAL JOURNAL", f"{j.date:%m/%d/%Y}",
-                                 _iif_text(names[code]), "", major(amount, places), _iif_text(j.narration)]))
+            out.append(
+                row_safe(
+                    [
+                        "TRNS" if n == 0 else "SPL",
+                        "",
+                        "GENERAL JOURNAL",
+                        f"{j.date:%m/%d/%Y}",
+                        _iif_text(names[code]),
+                        "",
+                        major(amount, places),
+                        _iif_text(j.narration),
+                    ]
+                )
+            )
             count += 1
         out.append(["ENDTRNS"])
     return [(f"{stem}.iif", "".join("\t".join(str(v) for v in row) + "\r\n" for row in out), count)]

@@ -9,13 +9,20 @@ from django.db import models
 class AccountMapping(models.Model):
     """A Carnet ledger account and the clinic's own account it goes to."""
 
-    account = models.OneToOneField("ledger.Account", on_delete=models.PROTECT, related_name="mapping")
-    name = models.CharField(max_length=159, blank=True)  # QuickBooks (Online and Desktop): "Parent:Sub" allowed
-    code = models.CharField(max_length=10, blank=True)   # Xero's account code
-    tax_rate = models.CharField(max_length=60, blank=True)  # Xero's tax rate name; blank = the export's default
+    account = models.OneToOneField(
+        "ledger.Account", on_delete=models.PROTECT, related_name="mapping"
+    )
+    name = models.CharField(
+        max_length=159, blank=True
+    )  # QuickBooks (Online and Desktop): "Parent:Sub" allowed
+    code = models.CharField(max_length=10, blank=True)  # Xero's account code
+    tax_rate = models.CharField(
+        max_length=60, blank=True
+    )  # Xero's tax rate name; blank = the export's default
     updated_at = models.DateTimeField()
-    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["account__code"]
@@ -41,8 +48,9 @@ class JournalExport(models.Model):
     last_txn_id = models.BigIntegerField(default=0)  # the newest journal transaction it included
     files = models.JSONField(default=list)  # [{"name", "sha256", "lines"}]
     created_at = models.DateTimeField()
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -17,13 +17,19 @@ from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.idempotency import calls_gateway, request_key
 from carnet.core.permissions import Action, require, staff_of
 from carnet.gateway.selectors import card_get, cards_for_patient
-from carnet.gateway.services import (card_remove, card_setup_begin, card_setup_complete, card_store,
-                                     gateway_uses_stripe_js, stripe_js_url)
+from carnet.gateway.services import (
+    card_remove,
+    card_setup_begin,
+    card_setup_complete,
+    card_store,
+    gateway_uses_stripe_js,
+    stripe_js_url,
+)
 from carnet.people.selectors import patient_for, patient_get
 
 from . import documents, emails, payments
-from .document_views import pdf_response
 from . import schemas as s
+from .document_views import pdf_response
 from .invoicing import LineInput, invoice_create, invoice_delete
 from .models import Allocation, Invoice, InvoiceLine, Payment
 from .selectors import amount_owing, credit_balance
@@ -31,7 +37,8 @@ from .selectors import amount_owing, credit_balance
 router = Router(tags=["billing"])
 
 _INVOICES = Invoice.objects.prefetch_related(
-    Prefetch("lines", queryset=InvoiceLine.objects.prefetch_related("line_taxes")))
+    Prefetch("lines", queryset=InvoiceLine.objects.prefetch_related("line_taxes"))
+)
 _PAYMENTS = Payment.objects.prefetch_related("allocations", "refunds")
 
 
@@ -39,7 +46,9 @@ def _invoice(request, pk: int) -> Invoice:
     invoice, missing = _INVOICES.filter(pk=pk).first(), NotFound(f"No invoice with id {pk}.")
     if invoice is None:
         raise missing
-    patient_for(request.auth, invoice.patient_id, action=Action.INVOICE_VIEW, not_found=missing)  # other patients' too
+    patient_for(
+        request.auth, invoice.patient_id, action=Action.INVOICE_VIEW, not_found=missing
+    )  # other patients' too
     return invoice
 
 
@@ -54,8 +63,12 @@ def _payment(request, pk: int) -> Payment:
 @router.get("/patients/{pk}/account", response=s.AccountOut, operation_id="patient_account")
 def account(request, pk: int):
     patient = patient_for(request.auth, pk, action=Action.INVOICE_VIEW)
-    return {"patient_id": pk, "owing_minor": amount_owing(patient), "credit_minor": credit_balance(patient),
-            "currency": clinic_get().currency}
+    return {
+        "patient_id": pk,
+        "owing_minor": amount_owing(patient),
+        "credit_minor": credit_balance(patient),
+        "currency": clinic_get().currency,
+    }
 
 
 @router.get("/patients/{pk}/invoices", response=list[s.InvoiceOut], operation_id="invoices_list")
@@ -71,9 +84,16 @@ def create_invoice(request, payload: s.InvoiceIn):
     if payload.location_id is not None:
         location = Location.objects.filter(pk=payload.location_id).first()
         if location is None:
-            raise ValidationFailed(f"No location with id {payload.location_id}.", fields={"location_id": ["Unknown."]})
-    invoice = invoice_create(actor=request.auth, patient=patient_get(payload.patient_id), location=location,
-                             notes=payload.notes, lines=[LineInput(**line.dict()) for line in payload.lines])
+            raise ValidationFailed(
+                f"No location with id {payload.location_id}.", fields={"location_id": ["Unknown."]}
+            )
+    invoice = invoice_create(
+        actor=request.auth,
+        patient=patient_get(payload.patient_id),
+        location=location,
+        notes=payload.notes,
+        lines=[LineInput(**line.dict()) for line in payload.lines],
+    )
     return Status(201, _INVOICES.get(pk=invoice.pk))
 
 
@@ -89,14 +109,20 @@ def delete_invoice(request, pk: int):
     return _INVOICES.get(pk=pk)
 
 
-@router.get("/invoices/{pk}/receipt.pdf", response={200: None}, operation_id="receipt_pdf",
-            summary="The receipt as a PDF (form: quick, standard or detailed)")
+@router.get(
+    "/invoices/{pk}/receipt.pdf",
+    response={200: None},
+    operation_id="receipt_pdf",
+    summary="The receipt as a PDF (form: quick, standard or detailed)",
+)
 def receipt_pdf(request, pk: int, form: Literal["quick", "standard", "detailed"] = "standard"):
     invoice = _invoice(request, pk)
     return pdf_response(documents.receipt_pdf(invoice, form), documents.receipt_filename(invoice))
 
 
-@router.post("/invoices/{pk}/receipt/email", response={202: s.QueuedOut}, operation_id="receipt_email")
+@router.post(
+    "/invoices/{pk}/receipt/email", response={202: s.QueuedOut}, operation_id="receipt_email"
+)
 def email_receipt(request, pk: int, form: Literal["quick", "standard", "detailed"] = "standard"):
     invoice = _invoice(request, pk)
     emails.receipt_email(actor=request.auth, invoice=invoice, form=form)
@@ -109,12 +135,19 @@ def statement_pdf(request, pk: int):
     return pdf_response(documents.statement_pdf(patient), documents.statement_filename(patient))
 
 
-@router.post("/patients/{pk}/pay-balance-request", response={202: s.QueuedOut}, operation_id="pay_balance_request")
+@router.post(
+    "/patients/{pk}/pay-balance-request",
+    response={202: s.QueuedOut},
+    operation_id="pay_balance_request",
+)
 def pay_balance(request, pk: int):
     require(request.auth, Action.PAYMENT_TAKE)
     patient = patient_get(pk)
-    emails.pay_balance_request(actor=request.auth, patient=patient,
-                               base_url=settings.SITE_URL or request.build_absolute_uri("/"))
+    emails.pay_balance_request(
+        actor=request.auth,
+        patient=patient,
+        base_url=settings.SITE_URL or request.build_absolute_uri("/"),
+    )
     return Status(202, {"detail": f"A Pay Balance request is queued for {patient.email}."})
 
 
@@ -125,11 +158,16 @@ def payments_list(request, pk: int):
 
 
 def _allocations(patient, items: list[s.AllocationIn]) -> list[tuple[Invoice, int]]:
-    found = {inv.pk: inv for inv in Invoice.objects.filter(pk__in=[a.invoice_id for a in items], patient=patient)}
+    found = {
+        inv.pk: inv
+        for inv in Invoice.objects.filter(pk__in=[a.invoice_id for a in items], patient=patient)
+    }
     missing = [a.invoice_id for a in items if a.invoice_id not in found]
     if missing:
-        raise ValidationFailed(f"No invoice with id {missing[0]} for this patient.",
-                               fields={"allocations": [f"Unknown invoice {missing[0]}."]})
+        raise ValidationFailed(
+            f"No invoice with id {missing[0]} for this patient.",
+            fields={"allocations": [f"Unknown invoice {missing[0]}."]},
+        )
     return [(found[a.invoice_id], a.amount_minor) for a in items]
 
 
@@ -140,10 +178,19 @@ def receive_payment(request, payload: s.PaymentIn):
     patient = patient_get(payload.patient_id)
     card = card_get(payload.card_id) if payload.card_id is not None else None
     payment = payments.payment_receive(
-        actor=request.auth, patient=patient, method=payload.method, amount_minor=payload.amount_minor,
-        reference=payload.reference, allocations=_allocations(patient, payload.allocations), card=card,
-        idempotency_key=request_key(request, required=payload.method == Payment.Method.CARD_GATEWAY,
-                                    why="a card payment charges the card."))
+        actor=request.auth,
+        patient=patient,
+        method=payload.method,
+        amount_minor=payload.amount_minor,
+        reference=payload.reference,
+        allocations=_allocations(patient, payload.allocations),
+        card=card,
+        idempotency_key=request_key(
+            request,
+            required=payload.method == Payment.Method.CARD_GATEWAY,
+            why="a card payment charges the card.",
+        ),
+    )
     return Status(201, _PAYMENTS.get(pk=payment.pk))
 
 
@@ -156,23 +203,40 @@ def read_payment(request, pk: int):
 def apply_payment(request, pk: int, payload: s.ApplyIn):
     require(request.auth, Action.PAYMENT_TAKE)
     payment = _payment(request, pk)
-    allocation = payments.payment_apply(actor=request.auth, payment=payment,
-                                        invoice=_invoice(request, payload.invoice_id), amount_minor=payload.amount_minor)
+    allocation = payments.payment_apply(
+        actor=request.auth,
+        payment=payment,
+        invoice=_invoice(request, payload.invoice_id),
+        amount_minor=payload.amount_minor,
+    )
     return Status(201, allocation)
 
 
-@router.post("/patients/{pk}/credit/apply", response={201: list[s.AllocationOut]}, operation_id="credit_apply")
+@router.post(
+    "/patients/{pk}/credit/apply",
+    response={201: list[s.AllocationOut]},
+    operation_id="credit_apply",
+)
 def apply_credit(request, pk: int, payload: s.CreditApplyIn):
     require(request.auth, Action.PAYMENT_TAKE)
     patient = patient_get(pk)
     invoice = _invoice(request, payload.invoice_id)
     if invoice.patient_id != patient.pk:
-        raise ValidationFailed("That invoice belongs to another patient.", fields={"invoice_id": ["Not this patient's."]})
-    return Status(201, payments.credit_apply(actor=request.auth, patient=patient, invoice=invoice,
-                                             amount_minor=payload.amount_minor))
+        raise ValidationFailed(
+            "That invoice belongs to another patient.",
+            fields={"invoice_id": ["Not this patient's."]},
+        )
+    return Status(
+        201,
+        payments.credit_apply(
+            actor=request.auth, patient=patient, invoice=invoice, amount_minor=payload.amount_minor
+        ),
+    )
 
 
-@router.post("/allocations/{pk}/unapply", response=s.AllocationOut, operation_id="allocation_unapply")
+@router.post(
+    "/allocations/{pk}/unapply", response=s.AllocationOut, operation_id="allocation_unapply"
+)
 def unapply(request, pk: int):
     require(request.auth, Action.PAYMENT_UNAPPLY)
     allocation = Allocation.objects.filter(pk=pk).first()
@@ -183,8 +247,11 @@ def unapply(request, pk: int):
 
 def _refund_to_card(request, body, kwargs) -> bool:
     pk = str(kwargs.get("pk", ""))
-    method = body.get("method") or (Payment.objects.filter(pk=int(pk)).values_list("method", flat=True).first()
-                                    if pk.isdigit() and len(pk) < 19 else None)
+    method = body.get("method") or (
+        Payment.objects.filter(pk=int(pk)).values_list("method", flat=True).first()
+        if pk.isdigit() and len(pk) < 19
+        else None
+    )
     return method == Payment.Method.CARD_GATEWAY
 
 
@@ -193,11 +260,22 @@ def _refund_to_card(request, body, kwargs) -> bool:
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
     payment = _payment(request, pk)
-    key = request_key(request, required=(payload.method or payment.method) == Payment.Method.CARD_GATEWAY,
-                      why="a refund to the card sends money back to it.")
-    return Status(201, payments.payment_refund(actor=request.auth, payment=payment,
-                                               amount_minor=payload.amount_minor, method=payload.method,
-                                               reason=payload.reason, idempotency_key=key))
+    key = request_key(
+        request,
+        required=(payload.method or payment.method) == Payment.Method.CARD_GATEWAY,
+        why="a refund to the card sends money back to it.",
+    )
+    return Status(
+        201,
+        payments.payment_refund(
+            actor=request.auth,
+            payment=payment,
+            amount_minor=payload.amount_minor,
+            method=payload.method,
+            reason=payload.reason,
+            idempotency_key=key,
+        ),
+    )
 
 
 @router.get("/patients/{pk}/cards", response=list[s.CardOut], operation_id="cards_list")
@@ -217,12 +295,17 @@ def _card_setup_patient(request, pk: int):
     patient for themself or a dependant (anyone else: not found)."""
     patient = patient_for(request.auth, pk, action=Action.PAYMENT_TAKE)
     if not gateway_uses_stripe_js():
-        raise Conflict("This clinic's card processor takes no SetupIntents; save a card with POST "
-                       "/patients/{id}/cards.", code="card_setup_unavailable")
+        raise Conflict(
+            "This clinic's card processor takes no SetupIntents; save a card with POST "
+            "/patients/{id}/cards.",
+            code="card_setup_unavailable",
+        )
     return patient, staff_of(request.auth) is None
 
 
-@router.post("/patients/{pk}/cards/setup", response={201: s.CardSetupOut}, operation_id="card_setup_begin")
+@router.post(
+    "/patients/{pk}/cards/setup", response={201: s.CardSetupOut}, operation_id="card_setup_begin"
+)
 @calls_gateway()  # a Stripe customer and SetupIntent are made, outside any transaction
 def card_setup(request, pk: int):
     """Start saving a card with Stripe.js: a SetupIntent on the patient's Stripe customer. Confirm it
@@ -235,14 +318,26 @@ def card_setup(request, pk: int):
     return Status(201, {**started, "js_url": stripe_js_url()})
 
 
-@router.post("/patients/{pk}/cards/setup/complete", response={201: s.CardOut}, operation_id="card_setup_complete")
+@router.post(
+    "/patients/{pk}/cards/setup/complete",
+    response={201: s.CardOut},
+    operation_id="card_setup_complete",
+)
 @calls_gateway()
 def card_setup_done(request, pk: int, payload: s.CardSetupIn):
     """The card a confirmed SetupIntent of this patient's saved, kept on file once (Carnet reads it
     from Stripe by id: brand, last four and expiry only)."""
     patient, own = _card_setup_patient(request, pk)
-    return Status(201, card_setup_complete(actor=request.auth, patient=patient, setup_intent=payload.setup_intent,
-                                           holder=payload.holder, patient_actor=own))
+    return Status(
+        201,
+        card_setup_complete(
+            actor=request.auth,
+            patient=patient,
+            setup_intent=payload.setup_intent,
+            holder=payload.holder,
+            patient_actor=own,
+        ),
+    )
 
 
 @router.delete("/cards/{pk}", response=s.CardOut, operation_id="card_remove")

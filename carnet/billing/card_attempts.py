@@ -32,8 +32,15 @@ from django.db.models import Sum
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
-from carnet.gateway.services import (AuthenticationPending, GatewayUnavailable, PaymentFailed, card_charge,
-                                     card_charge_prepare, charge_refund, gateway_retrieve)
+from carnet.gateway.services import (
+    AuthenticationPending,
+    GatewayUnavailable,
+    PaymentFailed,
+    card_charge,
+    card_charge_prepare,
+    charge_refund,
+    gateway_retrieve,
+)
 
 from .locks import lock_invoices, lock_payment
 from .models import CardAttempt, CardAttemptInvoice, Payment, Refund
@@ -53,7 +60,9 @@ class Purpose:
     reference: str  # the payment's or refund's reference when the attempt gives none
     on_charged: Callable[[CardAttempt, Payment], None] | None = None
     on_failed: Callable[[CardAttempt], None] | None = None
-    on_refund_prepare: Callable[[CardAttempt, Payment], None] | None = None  # before the refund is posted
+    on_refund_prepare: Callable[[CardAttempt, Payment], None] | None = (
+        None  # before the refund is posted
+    )
     on_refunded: Callable[[CardAttempt, Refund], None] | None = None
 
 
@@ -87,10 +96,15 @@ def reserved_minor(invoice_pk: int, *, exclude: int | None = None) -> int:
     return rows.aggregate(total=Sum("amount_minor"))["total"] or 0
 
 
-def _same_request(attempt: CardAttempt, *, kind: str, patient_id: int, amount_minor: int) -> CardAttempt:
+def _same_request(
+    attempt: CardAttempt, *, kind: str, patient_id: int, amount_minor: int
+) -> CardAttempt:
     if (attempt.kind, attempt.patient_id, attempt.amount_minor) != (kind, patient_id, amount_minor):
-        raise Conflict("This key was already used for a different card payment or refund; use a new key for a "
-                       "new request.", code="idempotency_key_reused")
+        raise Conflict(
+            "This key was already used for a different card payment or refund; use a new key for a "
+            "new request.",
+            code="idempotency_key_reused",
+        )
     return attempt
 
 
@@ -98,7 +112,9 @@ def _create(request_key: str, **fields) -> CardAttempt | None:
     """The new attempt, or None when a twin request with the same key recorded its own first."""
     try:
         with transaction.atomic():
-            return CardAttempt.objects.create(request_key=request_key, created_at=clock.now(), **fields)
+            return CardAttempt.objects.create(
+                request_key=request_key, created_at=clock.now(), **fields
+            )
     except IntegrityError:
         return None
 
@@ -106,41 +122,78 @@ def _create(request_key: str, **fields) -> CardAttempt | None:
 # ---------------------------------------------------------------- charges
 
 
-def charge_begin(*, request_key: str, purpose: str, patient, amount_minor: int, card=None, token: str = "",
-                 card_label: str = "", allocations=(), context: dict | None = None, actor=None) -> CardAttempt:
+def charge_begin(
+    *,
+    request_key: str,
+    purpose: str,
+    patient,
+    amount_minor: int,
+    card=None,
+    token: str = "",
+    card_label: str = "",
+    allocations=(),
+    context: dict | None = None,
+    actor=None,
+) -> CardAttempt:
     """Record a card charge about to be made (committed before any call out); the same request
     key again returns the first attempt. `allocations` (invoice, amount) are reserved."""
     from .payments import _check_allocation
 
     if amount_minor <= 0:
-        raise ValidationFailed("Charge an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+        raise ValidationFailed(
+            "Charge an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
+        )
     with transaction.atomic():
         done = CardAttempt.objects.filter(request_key=request_key).first()
         if done is not None:
-            return _same_request(done, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor)
+            return _same_request(
+                done, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor
+            )
         invoices = lock_invoices([invoice.pk for invoice, _ in allocations])
-        done = CardAttempt.objects.filter(request_key=request_key).first()  # a twin that held the locks first
+        done = CardAttempt.objects.filter(
+            request_key=request_key
+        ).first()  # a twin that held the locks first
         if done is not None:
-            return _same_request(done, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor)
+            return _same_request(
+                done, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor
+            )
         for invoice, amount in allocations:
             locked = invoices.get(invoice.pk)
             if locked is None:
                 raise NotFound(f"No invoice with id {invoice.pk}.")
             _check_allocation(locked, patient_id=patient.pk, amount=amount)
             if amount > locked.balance_minor - reserved_minor(locked.pk):
-                raise Conflict(f"A card payment on {locked} is already being processed; wait for it to finish "
-                               "before charging again (it may pay the whole balance).", code="card_payment_in_progress")
-        attempt = _create(request_key, kind=CardAttempt.Kind.CHARGE, purpose=purpose, patient=patient,
-                          amount_minor=amount_minor, currency=clinic_get().currency, card=card, token=token,
-                          card_label=card_label or (str(card) if card else ""), gateway_key=_gateway_key("charge"),
-                          context=context or {},
-                          created_by=actor if getattr(actor, "is_authenticated", False) else None)
+                raise Conflict(
+                    f"A card payment on {locked} is already being processed; wait for it to finish "
+                    "before charging again (it may pay the whole balance).",
+                    code="card_payment_in_progress",
+                )
+        attempt = _create(
+            request_key,
+            kind=CardAttempt.Kind.CHARGE,
+            purpose=purpose,
+            patient=patient,
+            amount_minor=amount_minor,
+            currency=clinic_get().currency,
+            card=card,
+            token=token,
+            card_label=card_label or (str(card) if card else ""),
+            gateway_key=_gateway_key("charge"),
+            context=context or {},
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
         if attempt is None:  # a twin committed first: its attempt
             twin = CardAttempt.objects.get(request_key=request_key)
-            return _same_request(twin, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor)
+            return _same_request(
+                twin, kind=CardAttempt.Kind.CHARGE, patient_id=patient.pk, amount_minor=amount_minor
+            )
         CardAttemptInvoice.objects.bulk_create(
-            [CardAttemptInvoice(attempt=attempt, invoice_id=invoice.pk, amount_minor=amount)
-             for invoice, amount in allocations if amount > 0])
+            [
+                CardAttemptInvoice(attempt=attempt, invoice_id=invoice.pk, amount_minor=amount)
+                for invoice, amount in allocations
+                if amount > 0
+            ]
+        )
     return attempt
 
 
@@ -156,17 +209,26 @@ def charge_run(attempt: CardAttempt) -> CardAttempt:
     card_or_token = attempt.card if attempt.card_id else attempt.token
     try:
         reference = attempt.gateway_id or _prepare(attempt, card_or_token)
-        result = card_charge(card_or_token=card_or_token, amount_minor=attempt.amount_minor,
-                             currency=attempt.currency, idempotency_key=attempt.gateway_key, reference=reference,
-                             on_session=bool(attempt.context.get("on_session")))
-    except AuthenticationPending as exc:  # 3-D Secure: the attempt stays pending, its PaymentIntent waits
+        result = card_charge(
+            card_or_token=card_or_token,
+            amount_minor=attempt.amount_minor,
+            currency=attempt.currency,
+            idempotency_key=attempt.gateway_key,
+            reference=reference,
+            on_session=bool(attempt.context.get("on_session")),
+        )
+    except (
+        AuthenticationPending
+    ) as exc:  # 3-D Secure: the attempt stays pending, its PaymentIntent waits
         _authenticating(attempt)
         exc.attempt = attempt
         raise
     except GatewayUnavailable as exc:
         _unknown(attempt.pk, exc.message)
         raise
-    except CarnetError as exc:  # declined, the card removed or unknown to the gateway: no money moved
+    except (
+        CarnetError
+    ) as exc:  # declined, the card removed or unknown to the gateway: no money moved
         _failed(attempt.pk, exc.message)
         raise
     return charge_record(attempt.pk, result.charge_id)
@@ -184,8 +246,12 @@ def _authenticated(attempt: CardAttempt) -> CardAttempt:
     page, Stripe's webhook or reconciliation gets there first. Raises AuthenticationPending while it
     still waits, the decline if the check failed."""
     try:
-        found = gateway_retrieve(kind=CardAttempt.Kind.CHARGE, idempotency_key=attempt.gateway_key,
-                                 reference=attempt.gateway_id, authenticating=True)
+        found = gateway_retrieve(
+            kind=CardAttempt.Kind.CHARGE,
+            idempotency_key=attempt.gateway_key,
+            reference=attempt.gateway_id,
+            authenticating=True,
+        )
     except AuthenticationPending as exc:
         exc.attempt = attempt
         raise
@@ -205,8 +271,12 @@ def _authenticated(attempt: CardAttempt) -> CardAttempt:
 def _prepare(attempt: CardAttempt, card_or_token) -> str:
     """A two-call gateway (Stripe): create the charge unconfirmed and commit its id on the attempt
     BEFORE confirming it, so reconciliation finds it by id whatever happens next."""
-    reference = card_charge_prepare(card_or_token=card_or_token, amount_minor=attempt.amount_minor,
-                                    currency=attempt.currency, idempotency_key=attempt.gateway_key)
+    reference = card_charge_prepare(
+        card_or_token=card_or_token,
+        amount_minor=attempt.amount_minor,
+        currency=attempt.currency,
+        idempotency_key=attempt.gateway_key,
+    )
     if reference:
         CardAttempt.objects.filter(pk=attempt.pk, gateway_id="").update(gateway_id=reference)
         attempt.gateway_id = reference
@@ -223,7 +293,11 @@ def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardA
     from .payments import _record_payment
 
     with transaction.atomic():
-        attempt = CardAttempt.objects.select_for_update(of=("self",)).select_related("patient", "card").get(pk=pk)
+        attempt = (
+            CardAttempt.objects.select_for_update(of=("self",))
+            .select_related("patient", "card")
+            .get(pk=pk)
+        )
         if attempt.status == CardAttempt.Status.SUCCEEDED:
             return attempt
         purpose = _purpose(attempt.purpose)
@@ -236,11 +310,21 @@ def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardA
             if amount > 0 and not invoice.deleted_at:
                 allocations.append((invoice, amount))
         payment = _record_payment(
-            actor=attempt.created_by, verb="charged" if attempt.created_by is None else "received",
-            patient=attempt.patient, method=Payment.Method.CARD_GATEWAY, amount_minor=attempt.amount_minor,
-            reference=(attempt.context.get("reference") or purpose.reference)[:120], allocations=allocations,
-            charge_id=charge_id, card=attempt.card)
-        attempt.status, attempt.gateway_id, attempt.payment = CardAttempt.Status.SUCCEEDED, charge_id, payment
+            actor=attempt.created_by,
+            verb="charged" if attempt.created_by is None else "received",
+            patient=attempt.patient,
+            method=Payment.Method.CARD_GATEWAY,
+            amount_minor=attempt.amount_minor,
+            reference=(attempt.context.get("reference") or purpose.reference)[:120],
+            allocations=allocations,
+            charge_id=charge_id,
+            card=attempt.card,
+        )
+        attempt.status, attempt.gateway_id, attempt.payment = (
+            CardAttempt.Status.SUCCEEDED,
+            charge_id,
+            payment,
+        )
         attempt.token, attempt.resolved_at = "", clock.now()
         attempt.reconciled_at = attempt.resolved_at if reconciled else None
         if purpose.on_charged:
@@ -248,7 +332,9 @@ def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardA
                 with transaction.atomic():
                     purpose.on_charged(attempt, payment)
             except CarnetError as exc:  # the purpose is gone: the money stays the patient's credit
-                attempt.message = f"{exc.message} The money is kept as the patient's account credit."[:300]
+                attempt.message = (
+                    f"{exc.message} The money is kept as the patient's account credit."[:300]
+                )
         if payment.unapplied_minor and rows and not attempt.message:
             attempt.message = f"{_money(payment.unapplied_minor)} was no longer owed and is kept as account credit."
         attempt.save()
@@ -259,38 +345,77 @@ def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardA
 # ---------------------------------------------------------------- refunds
 
 
-def refund_begin(*, request_key: str, payment: Payment, amount_minor: int, reason: str = "", actor=None,
-                 purpose: str = "refund", from_credit: bool = True, context: dict | None = None) -> CardAttempt:
+def refund_begin(
+    *,
+    request_key: str,
+    payment: Payment,
+    amount_minor: int,
+    reason: str = "",
+    actor=None,
+    purpose: str = "refund",
+    from_credit: bool = True,
+    context: dict | None = None,
+) -> CardAttempt:
     """Record a card refund about to be made. `from_credit`: the money comes from the payment's
     unapplied amount, which is held until the outcome (gift-card refunds hold the card instead)."""
     with transaction.atomic():
         done = CardAttempt.objects.filter(request_key=request_key).first()
         if done is not None:
-            return _same_request(done, kind=CardAttempt.Kind.REFUND, patient_id=payment.patient_id,
-                                 amount_minor=amount_minor)
+            return _same_request(
+                done,
+                kind=CardAttempt.Kind.REFUND,
+                patient_id=payment.patient_id,
+                amount_minor=amount_minor,
+            )
         locked = lock_payment(payment.pk)
-        done = CardAttempt.objects.filter(request_key=request_key).first()  # a twin that held the lock first
+        done = CardAttempt.objects.filter(
+            request_key=request_key
+        ).first()  # a twin that held the lock first
         if done is not None:
-            return _same_request(done, kind=CardAttempt.Kind.REFUND, patient_id=payment.patient_id,
-                                 amount_minor=amount_minor)
+            return _same_request(
+                done,
+                kind=CardAttempt.Kind.REFUND,
+                patient_id=payment.patient_id,
+                amount_minor=amount_minor,
+            )
         if not locked.gateway_charge_id:
-            raise ValidationFailed("This payment was not charged through the gateway; record the refund as another "
-                                   "method.", fields={"method": ["Not a gateway payment."]})
+            raise ValidationFailed(
+                "This payment was not charged through the gateway; record the refund as another "
+                "method.",
+                fields={"method": ["Not a gateway payment."]},
+            )
         if from_credit:
             if amount_minor > locked.unapplied_minor:
-                raise Conflict(f"Only {_money(locked.unapplied_minor)} of this payment is unapplied. Unapply it from "
-                               "invoices first to refund more.", code="refund_exceeds_unapplied")
+                raise Conflict(
+                    f"Only {_money(locked.unapplied_minor)} of this payment is unapplied. Unapply it from "
+                    "invoices first to refund more.",
+                    code="refund_exceeds_unapplied",
+                )
             Payment.objects.filter(pk=locked.pk).update(held_minor=locked.held_minor + amount_minor)
-        attempt = _create(request_key, kind=CardAttempt.Kind.REFUND, purpose=purpose, patient_id=locked.patient_id,
-                          amount_minor=amount_minor, currency=clinic_get().currency, payment=locked,
-                          card_id=locked.card_id, gateway_key=_gateway_key("refund"),
-                          context={**(context or {}), "reason": reason[:200], "held": from_credit},
-                          created_by=actor if getattr(actor, "is_authenticated", False) else None)
-        if attempt is None:  # a twin request with this key committed its attempt first: the same refund
+        attempt = _create(
+            request_key,
+            kind=CardAttempt.Kind.REFUND,
+            purpose=purpose,
+            patient_id=locked.patient_id,
+            amount_minor=amount_minor,
+            currency=clinic_get().currency,
+            payment=locked,
+            card_id=locked.card_id,
+            gateway_key=_gateway_key("refund"),
+            context={**(context or {}), "reason": reason[:200], "held": from_credit},
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        if (
+            attempt is None
+        ):  # a twin request with this key committed its attempt first: the same refund
             twin = CardAttempt.objects.get(request_key=request_key)
             transaction.set_rollback(True)  # and this request's hold goes: the twin holds the money
-            return _same_request(twin, kind=CardAttempt.Kind.REFUND, patient_id=payment.patient_id,
-                                 amount_minor=amount_minor)
+            return _same_request(
+                twin,
+                kind=CardAttempt.Kind.REFUND,
+                patient_id=payment.patient_id,
+                amount_minor=amount_minor,
+            )
     return attempt
 
 
@@ -299,10 +424,15 @@ def refund_run(attempt: CardAttempt) -> CardAttempt:
         return attempt
     if attempt.status == CardAttempt.Status.FAILED:
         raise Conflict(attempt.message or "The gateway refused this refund.", code="refund_failed")
-    charge_id = Payment.objects.values_list("gateway_charge_id", flat=True).get(pk=attempt.payment_id)
+    charge_id = Payment.objects.values_list("gateway_charge_id", flat=True).get(
+        pk=attempt.payment_id
+    )
     try:
-        result = charge_refund(charge_id=charge_id, amount_minor=attempt.amount_minor,
-                               idempotency_key=attempt.gateway_key)
+        result = charge_refund(
+            charge_id=charge_id,
+            amount_minor=attempt.amount_minor,
+            idempotency_key=attempt.gateway_key,
+        )
     except GatewayUnavailable as exc:
         _unknown(attempt.pk, exc.message)
         raise
@@ -327,9 +457,18 @@ def refund_record(pk: int, refund_id: str, *, reconciled: bool = False) -> CardA
         if purpose.on_refund_prepare:
             purpose.on_refund_prepare(attempt, payment)
             payment.refresh_from_db()
-        refund = refund_post(payment=payment, amount_minor=attempt.amount_minor, method=Payment.Method.CARD_GATEWAY,
-                             refund_id=refund_id, reason=attempt.context.get("reason", ""))
-        attempt.status, attempt.gateway_id, attempt.refund = CardAttempt.Status.SUCCEEDED, refund_id, refund
+        refund = refund_post(
+            payment=payment,
+            amount_minor=attempt.amount_minor,
+            method=Payment.Method.CARD_GATEWAY,
+            refund_id=refund_id,
+            reason=attempt.context.get("reason", ""),
+        )
+        attempt.status, attempt.gateway_id, attempt.refund = (
+            CardAttempt.Status.SUCCEEDED,
+            refund_id,
+            refund,
+        )
         attempt.resolved_at = clock.now()
         attempt.reconciled_at = attempt.resolved_at if reconciled else None
         if purpose.on_refunded:
@@ -370,32 +509,48 @@ def _failed(pk: int, message: str, *, reconciled: bool = False) -> None:
 
 def _unknown(pk: int, message: str) -> None:
     CardAttempt.objects.filter(pk=pk, status=CardAttempt.Status.PENDING).update(
-        status=CardAttempt.Status.UNKNOWN, message=(message or "")[:300])
+        status=CardAttempt.Status.UNKNOWN, message=(message or "")[:300]
+    )
 
 
 def _log(attempt: CardAttempt, verb: str) -> None:
-    activity.record(actor=None if attempt.reconciled_at else attempt.created_by, verb=verb, obj=attempt,
-                    after=activity.snapshot(attempt, exclude=("token",)))
+    activity.record(
+        actor=None if attempt.reconciled_at else attempt.created_by,
+        verb=verb,
+        obj=attempt,
+        after=activity.snapshot(attempt, exclude=("token",)),
+    )
 
 
 # ---------------------------------------------------------------- reconciliation
 
 
-def attempt_resolve(attempt: CardAttempt, *, settle_missing: bool = True, now: dt.datetime | None = None) -> str:
+def attempt_resolve(
+    attempt: CardAttempt, *, settle_missing: bool = True, now: dt.datetime | None = None
+) -> str:
     """Ask the gateway what became of an open attempt and record it: "succeeded", "failed" or
     "unknown" (the gateway could not be reached; asked again next time). settle_missing=False (a
     webhook's hint, which may arrive while the call is still in flight): what the gateway does not
     have yet is left open ("pending") instead of failed. A charge whose card holder is confirming
     it with their bank (3-D Secure) is left "pending" for AUTHENTICATION_WINDOW; after that it is
     given up (cancelled at the gateway, no money moved)."""
-    authenticating = bool(attempt.context.get("authenticating")) and \
-        attempt.created_at > (now or clock.now()) - AUTHENTICATION_WINDOW
+    authenticating = (
+        bool(attempt.context.get("authenticating"))
+        and attempt.created_at > (now or clock.now()) - AUTHENTICATION_WINDOW
+    )
     try:
-        charge_id = (Payment.objects.values_list("gateway_charge_id", flat=True).get(pk=attempt.payment_id)
-                     if attempt.kind == CardAttempt.Kind.REFUND else "")
-        found = gateway_retrieve(kind=attempt.kind, idempotency_key=attempt.gateway_key,
-                                 reference=attempt.gateway_id if attempt.kind == CardAttempt.Kind.CHARGE else "",
-                                 charge_id=charge_id, authenticating=authenticating)
+        charge_id = (
+            Payment.objects.values_list("gateway_charge_id", flat=True).get(pk=attempt.payment_id)
+            if attempt.kind == CardAttempt.Kind.REFUND
+            else ""
+        )
+        found = gateway_retrieve(
+            kind=attempt.kind,
+            idempotency_key=attempt.gateway_key,
+            reference=attempt.gateway_id if attempt.kind == CardAttempt.Kind.CHARGE else "",
+            charge_id=charge_id,
+            authenticating=authenticating,
+        )
     except AuthenticationPending:
         return CardAttempt.Status.PENDING
     except GatewayUnavailable as exc:
@@ -407,7 +562,11 @@ def attempt_resolve(attempt: CardAttempt, *, settle_missing: bool = True, now: d
     if found is None and not settle_missing:
         return CardAttempt.Status.PENDING
     if found is None:
-        _failed(attempt.pk, f"The gateway has no {attempt.kind} for this attempt: no money moved.", reconciled=True)
+        _failed(
+            attempt.pk,
+            f"The gateway has no {attempt.kind} for this attempt: no money moved.",
+            reconciled=True,
+        )
         return CardAttempt.Status.FAILED
     if attempt.kind == CardAttempt.Kind.CHARGE:
         charge_record(attempt.pk, found.charge_id, reconciled=True)
@@ -416,18 +575,25 @@ def attempt_resolve(attempt: CardAttempt, *, settle_missing: bool = True, now: d
     return CardAttempt.Status.SUCCEEDED
 
 
-def attempts_reconcile(*, now: dt.datetime | None = None, older_than: dt.timedelta = RECONCILE_AFTER) -> dict:
+def attempts_reconcile(
+    *, now: dt.datetime | None = None, older_than: dt.timedelta = RECONCILE_AFTER
+) -> dict:
     """Resolve every pending or unknown attempt older than `older_than`. Safe to run concurrently
     (each outcome is recorded under the attempt's row lock, once). Returns counts by outcome."""
     now = now or clock.now()
     counts = {"succeeded": 0, "failed": 0, "unknown": 0, "pending": 0, "errors": 0}
-    due = (CardAttempt.objects.filter(status__in=OPEN, created_at__lt=now - older_than)
-           .order_by("created_at", "pk").values_list("pk", flat=True))
+    due = (
+        CardAttempt.objects.filter(status__in=OPEN, created_at__lt=now - older_than)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    )
     for pk in list(due):
         attempt = CardAttempt.objects.select_related("card").get(pk=pk)
         try:
             counts[attempt_resolve(attempt, now=now)] += 1
-        except Exception as exc:  # one bad row never stops the rest; it stays open and is shown for review
+        except (
+            Exception
+        ) as exc:  # one bad row never stops the rest; it stays open and is shown for review
             counts["errors"] += 1
             CardAttempt.objects.filter(pk=pk).update(message=f"Could not reconcile: {exc}"[:300])
     return counts
@@ -440,18 +606,26 @@ def attempts_to_review(*, now: dt.datetime | None = None, days: int = 30):
 
     now = now or clock.now()
     since = now - dt.timedelta(days=days)
-    return (CardAttempt.objects.filter(
-        Q(status__in=OPEN, created_at__lt=now - RECONCILE_AFTER)
-        | Q(reconciled_at__gte=since)
-        | Q(status=CardAttempt.Status.SUCCEEDED, resolved_at__gte=since) & ~Q(message=""))
-        .select_related("patient", "payment").order_by("-created_at", "-pk"))
+    return (
+        CardAttempt.objects.filter(
+            Q(status__in=OPEN, created_at__lt=now - RECONCILE_AFTER)
+            | Q(reconciled_at__gte=since)
+            | Q(status=CardAttempt.Status.SUCCEEDED, resolved_at__gte=since) & ~Q(message="")
+        )
+        .select_related("patient", "payment")
+        .order_by("-created_at", "-pk")
+    )
 
 
 def open_attempt_for(*, purpose: str, **context) -> CardAttempt | None:
     """The latest open attempt of a purpose whose context matches (the daily job's instalment)."""
     filters = {f"context__{name}": value for name, value in context.items()}
-    return (CardAttempt.objects.filter(purpose=purpose, status__in=OPEN, **filters).select_related("card")
-            .order_by("-created_at", "-pk").first())
+    return (
+        CardAttempt.objects.filter(purpose=purpose, status__in=OPEN, **filters)
+        .select_related("card")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
 
 
 def _receipt(attempt: CardAttempt, payment: Payment) -> None:

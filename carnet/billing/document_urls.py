@@ -10,5 +10,9 @@ urlpatterns = [
     path("invoices/<int:pk>/receipt/email/", views.receipt_email, name="receipt_email"),
     path("patients/<int:pk>/statement/", views.statement, name="statement"),
     path("patients/<int:pk>/statement.pdf", views.statement_pdf, name="statement_pdf"),
-    path("patients/<int:pk>/pay-balance-request/", views.pay_balance_request, name="pay_balance_request"),
+    path(
+        "patients/<int:pk>/pay-balance-request/",
+        views.pay_balance_request,
+        name="pay_balance_request",
+    ),
 ]

@@ -21,7 +21,9 @@ def pdf_response(content: bytes, filename: str) -> HttpResponse:
 
 @staff_required(Action.INVOICE_VIEW)
 def receipt(request, pk: int):
-    context = documents.receipt_context(invoice_get(pk), request.GET.get("form", documents.DEFAULT_FORM))
+    context = documents.receipt_context(
+        invoice_get(pk), request.GET.get("form", documents.DEFAULT_FORM)
+    )
     return render(request, "billing/receipt.html", context)
 
 
@@ -39,9 +41,12 @@ def receipt_email(request, pk: int):
     form = request.POST.get("form", documents.DEFAULT_FORM)
     if form not in documents.RECEIPT_FORMS:
         form = documents.DEFAULT_FORM
-    _, denied = run_action(request, lambda: emails.receipt_email(actor=request.user, invoice=invoice, form=form),
-                           success=f"The receipt for invoice {documents.invoice_number(invoice)} is on its way to "
-                                   f"{invoice.patient.email}.")
+    _, denied = run_action(
+        request,
+        lambda: emails.receipt_email(actor=request.user, invoice=invoice, form=form),
+        success=f"The receipt for invoice {documents.invoice_number(invoice)} is on its way to "
+        f"{invoice.patient.email}.",
+    )
     return denied or redirect("billing:tab", pk=invoice.patient_id)
 
 
@@ -61,7 +66,9 @@ def statement_pdf(request, pk: int):
 def pay_balance_request(request, pk: int):
     patient = patient_get(pk)
     base_url = settings.SITE_URL or request.build_absolute_uri("/")
-    _, denied = run_action(request, lambda: emails.pay_balance_request(actor=request.user, patient=patient,
-                                                                       base_url=base_url),
-                           success=f"A Pay Balance request is on its way to {patient.email}.")
+    _, denied = run_action(
+        request,
+        lambda: emails.pay_balance_request(actor=request.user, patient=patient, base_url=base_url),
+        success=f"A Pay Balance request is on its way to {patient.email}.",
+    )
     return denied or redirect("billing:tab", pk=patient.pk)

@@ -38,8 +38,10 @@ def receipt_filename(invoice: Invoice, clinic=None) -> str:
 def _check_form(form: str) -> str:
     form = form or DEFAULT_FORM
     if form not in RECEIPT_FORMS:
-        raise ValidationFailed(f"“{form}” is not a receipt form; choose quick, standard or detailed.",
-                               fields={"form": ["quick, standard or detailed"]})
+        raise ValidationFailed(
+            f"“{form}” is not a receipt form; choose quick, standard or detailed.",
+            fields={"form": ["quick, standard or detailed"]},
+        )
     return form
 
 
@@ -78,19 +80,32 @@ def receipt_context(invoice: Invoice, form: str = DEFAULT_FORM) -> dict:
     lines, taxes = [], defaultdict(int)
     for line in invoice.lines.select_related("staff").prefetch_related("line_taxes__tax"):
         original = line.unit_price_minor * line.quantity
-        lines.append(ReceiptLine(
-            description=line.description, staff=line.staff.display_name if line.staff else "",
-            quantity=line.quantity, unit_price=money(line.unit_price_minor), original=money(original),
-            discount=money(line.adjustment_minor), amount=money(line.net_minor), tax=money(line.tax_minor),
-            total=money(line.total_minor), tax_inclusive=line.tax_inclusive,
-        ))
+        lines.append(
+            ReceiptLine(
+                description=line.description,
+                staff=line.staff.display_name if line.staff else "",
+                quantity=line.quantity,
+                unit_price=money(line.unit_price_minor),
+                original=money(original),
+                discount=money(line.adjustment_minor),
+                amount=money(line.net_minor),
+                tax=money(line.tax_minor),
+                total=money(line.total_minor),
+                tax_inclusive=line.tax_inclusive,
+            )
+        )
         for line_tax in line.line_taxes.all():
             taxes[(line_tax.tax.name, line_tax.rate.normalize())] += line_tax.amount_minor
     payments = [
-        {"method": a.payment.get_method_display(), "detail": _payment_detail(a.payment),
-         "date": a.payment.received_at.astimezone(zone).date(), "amount": money(a.amount_minor)}
+        {
+            "method": a.payment.get_method_display(),
+            "detail": _payment_detail(a.payment),
+            "date": a.payment.received_at.astimezone(zone).date(),
+            "amount": money(a.amount_minor),
+        }
         for a in Allocation.objects.filter(invoice=invoice, unapplied_at__isnull=True)
-        .select_related("payment__card").order_by("applied_at", "pk")
+        .select_related("payment__card")
+        .order_by("applied_at", "pk")
     ]
     coverage = _pass_coverage(invoice, money)
     prepaid = sum(c["prepaid"].minor for c in coverage)
@@ -99,15 +114,29 @@ def receipt_context(invoice: Invoice, form: str = DEFAULT_FORM) -> dict:
     insurer_ready = bool(clinic.insurer_ready_receipts and prepaid > 0)
     return {
         **_clinic_header(clinic),
-        "form": form, "form_label": RECEIPT_FORMS[form], "forms": RECEIPT_FORMS,
-        "invoice": invoice, "number": invoice_number(invoice, clinic), "patient": invoice.patient,
-        "location": invoice.location, "lines": lines,
-        "taxes": [(f"{name} {rate}%", money(amount)) for (name, rate), amount in sorted(taxes.items())],
-        "subtotal": money(invoice.subtotal_minor), "tax": money(invoice.tax_minor),
-        "total": money(invoice.total_minor), "paid": money(invoice.applied_minor),
-        "balance": money(invoice.balance_minor), "payments": payments,
-        "status": invoice.status, "issued_on": clock.today(zone),
-        "coverage": coverage, "sale_terms": _sale_terms(invoice), "insurer_ready": insurer_ready, "prepaid": money(prepaid),
+        "form": form,
+        "form_label": RECEIPT_FORMS[form],
+        "forms": RECEIPT_FORMS,
+        "invoice": invoice,
+        "number": invoice_number(invoice, clinic),
+        "patient": invoice.patient,
+        "location": invoice.location,
+        "lines": lines,
+        "taxes": [
+            (f"{name} {rate}%", money(amount)) for (name, rate), amount in sorted(taxes.items())
+        ],
+        "subtotal": money(invoice.subtotal_minor),
+        "tax": money(invoice.tax_minor),
+        "total": money(invoice.total_minor),
+        "paid": money(invoice.applied_minor),
+        "balance": money(invoice.balance_minor),
+        "payments": payments,
+        "status": invoice.status,
+        "issued_on": clock.today(zone),
+        "coverage": coverage,
+        "sale_terms": _sale_terms(invoice),
+        "insurer_ready": insurer_ready,
+        "prepaid": money(prepaid),
         "visit_value": money(invoice.total_minor + prepaid),
         "paid_in_all": money(invoice.applied_minor + prepaid),
     }
@@ -117,10 +146,18 @@ def _pass_coverage(invoice: Invoice, money) -> list[dict]:
     """SPEC 9.2: the package(s) covering the visit this invoice bills, with the sessions left."""
     from carnet.passes.documents import coverage_for_invoice  # lazily: billing sits below passes
 
-    return [{**c, "prepaid": money(c["prepaid_minor"]), "additional_charge": money(c["additional_charge_minor"]),
-             "drawn": money(c["drawn_minor"]),
-             "value_left_after": None if c["value_left_after_minor"] is None else money(c["value_left_after_minor"])}
-            for c in coverage_for_invoice(invoice)]
+    return [
+        {
+            **c,
+            "prepaid": money(c["prepaid_minor"]),
+            "additional_charge": money(c["additional_charge_minor"]),
+            "drawn": money(c["drawn_minor"]),
+            "value_left_after": None
+            if c["value_left_after_minor"] is None
+            else money(c["value_left_after_minor"]),
+        }
+        for c in coverage_for_invoice(invoice)
+    ]
 
 
 def _sale_terms(invoice: Invoice) -> list[dict]:
@@ -159,27 +196,66 @@ def statement_context(patient) -> dict:
     clinic = clinic_get()
     zone = ZoneInfo(clinic.time_zone)
     money = clinic.money
-    invoices = list(Invoice.objects.filter(patient=patient, deleted_at__isnull=True).order_by("invoice_date", "number"))
-    events = [(i.invoice_date, 0, i.number, f"Invoice {invoice_number(i, clinic)}", i.total_minor, 0) for i in invoices]
+    invoices = list(
+        Invoice.objects.filter(patient=patient, deleted_at__isnull=True).order_by(
+            "invoice_date", "number"
+        )
+    )
+    events = [
+        (i.invoice_date, 0, i.number, f"Invoice {invoice_number(i, clinic)}", i.total_minor, 0)
+        for i in invoices
+    ]
     for p in Payment.objects.filter(patient=patient).select_related("card"):
-        label = f"Payment, {p.get_method_display()}" + (f" ({_payment_detail(p)})" if _payment_detail(p) else "")
+        label = f"Payment, {p.get_method_display()}" + (
+            f" ({_payment_detail(p)})" if _payment_detail(p) else ""
+        )
         events.append((p.received_at.astimezone(zone).date(), 1, p.pk, label, 0, p.amount_minor))
-    for r in Refund.objects.filter(payment__patient=patient):  # money back to the patient: a negative payment
-        events.append((r.refunded_at.astimezone(zone).date(), 2, r.pk, f"Refund, {r.get_method_display()}",
-                       0, -r.amount_minor))
+    for r in Refund.objects.filter(
+        payment__patient=patient
+    ):  # money back to the patient: a negative payment
+        events.append(
+            (
+                r.refunded_at.astimezone(zone).date(),
+                2,
+                r.pk,
+                f"Refund, {r.get_method_display()}",
+                0,
+                -r.amount_minor,
+            )
+        )
     activity, running = [], 0
     for when, _, _, label, charge, credit in sorted(events):
         running += charge - credit
-        activity.append({"date": when, "label": label, "charge": money(charge) if charge else None,
-                         "payment": money(credit) if credit else None, "balance": money(running)})
+        activity.append(
+            {
+                "date": when,
+                "label": label,
+                "charge": money(charge) if charge else None,
+                "payment": money(credit) if credit else None,
+                "balance": money(running),
+            }
+        )
     owing, credit = amount_owing(patient), credit_balance(patient)
-    open_invoices = [{"number": invoice_number(i, clinic), "date": i.invoice_date, "total": money(i.total_minor),
-                      "paid": money(i.applied_minor), "balance": money(i.balance_minor)}
-                     for i in invoices if i.balance_minor > 0]
+    open_invoices = [
+        {
+            "number": invoice_number(i, clinic),
+            "date": i.invoice_date,
+            "total": money(i.total_minor),
+            "paid": money(i.applied_minor),
+            "balance": money(i.balance_minor),
+        }
+        for i in invoices
+        if i.balance_minor > 0
+    ]
     return {
         **_clinic_header(clinic),
-        "patient": patient, "issued_on": clock.today(zone), "open_invoices": open_invoices,
-        "activity": activity, "owing": money(owing), "credit": money(credit), "net": money(owing - credit),
+        "patient": patient,
+        "issued_on": clock.today(zone),
+        "open_invoices": open_invoices,
+        "activity": activity,
+        "owing": money(owing),
+        "credit": money(credit),
+        "net": money(owing - credit),
     }
 
 

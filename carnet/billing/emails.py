@@ -52,21 +52,30 @@ def pay_link_patient(token: str) -> Patient:
     try:
         value, age = _signer().unsign_age(token)
     except (signing.BadSignature, ValueError):
-        raise PayLinkInvalid("This payment link is not valid. Check that you used the whole link from the email, "
-                             "or ask the clinic to send a new one.") from None
+        raise PayLinkInvalid(
+            "This payment link is not valid. Check that you used the whole link from the email, "
+            "or ask the clinic to send a new one."
+        ) from None
     if age > timedelta(days=settings.PAY_BALANCE_LINK_DAYS).total_seconds():
-        raise PayLinkExpired(f"This payment link has expired (links work for {settings.PAY_BALANCE_LINK_DAYS} "
-                             "days). Ask the clinic to send a new one.")
+        raise PayLinkExpired(
+            f"This payment link has expired (links work for {settings.PAY_BALANCE_LINK_DAYS} "
+            "days). Ask the clinic to send a new one."
+        )
     patient = Patient.objects.filter(pk=int(value)).first()
     if patient is None:
-        raise PayLinkInvalid("This payment link is no longer valid. Ask the clinic to send a new one.")
+        raise PayLinkInvalid(
+            "This payment link is no longer valid. Ask the clinic to send a new one."
+        )
     return patient
 
 
 def _require_email(patient: Patient, what: str) -> None:
     if not patient.email:
-        raise Conflict(f"{patient.full_name} has no email address, so the {what} cannot be emailed. "
-                       "Add one on their profile first.", code="no_email")
+        raise Conflict(
+            f"{patient.full_name} has no email address, so the {what} cannot be emailed. "
+            "Add one on their profile first.",
+            code="no_email",
+        )
 
 
 def _reply_to() -> str:
@@ -81,15 +90,30 @@ def receipt_email(*, actor, invoice: Invoice, form: str = DEFAULT_FORM) -> None:
     _require_email(patient, "receipt")
     number = invoice_number(invoice, clinic)
     mail_queue(
-        to=patient.email, subject=f"Your receipt {number} from {clinic.name}", reply_to=_reply_to(),
+        to=patient.email,
+        subject=f"Your receipt {number} from {clinic.name}",
+        reply_to=_reply_to(),
         template="billing/email/receipt.txt",
-        context={"patient": patient, "clinic": clinic, "number": number, "invoice": invoice,
-                 "total": clinic.money(invoice.total_minor), "balance": clinic.money(invoice.balance_minor)},
-        attachments=[Attachment(receipt_filename(invoice, clinic), "application/pdf",
-                                "carnet.billing.documents.receipt_pdf_for",
-                                {"invoice_id": invoice.pk, "form": form})],
+        context={
+            "patient": patient,
+            "clinic": clinic,
+            "number": number,
+            "invoice": invoice,
+            "total": clinic.money(invoice.total_minor),
+            "balance": clinic.money(invoice.balance_minor),
+        },
+        attachments=[
+            Attachment(
+                receipt_filename(invoice, clinic),
+                "application/pdf",
+                "carnet.billing.documents.receipt_pdf_for",
+                {"invoice_id": invoice.pk, "form": form},
+            )
+        ],
     )
-    activity.record(actor=actor, verb="receipt_emailed", obj=invoice, after={"to": patient.email, "form": form})
+    activity.record(
+        actor=actor, verb="receipt_emailed", obj=invoice, after={"to": patient.email, "form": form}
+    )
 
 
 @transaction.atomic
@@ -100,18 +124,38 @@ def pay_balance_request(*, actor, patient: Patient, base_url: str) -> str:
     clinic = clinic_get()
     owing = amount_owing(patient)
     if owing <= 0:
-        raise Conflict(f"{patient.full_name} owes nothing, so there is no balance to request.", code="nothing_owing")
-    link = base_url.rstrip("/") + reverse("portal:pay_balance", kwargs={"token": pay_link_token(patient)})
+        raise Conflict(
+            f"{patient.full_name} owes nothing, so there is no balance to request.",
+            code="nothing_owing",
+        )
+    link = base_url.rstrip("/") + reverse(
+        "portal:pay_balance", kwargs={"token": pay_link_token(patient)}
+    )
     expires = clock.now() + timedelta(days=settings.PAY_BALANCE_LINK_DAYS)
     mail_queue(
-        to=patient.email, subject=f"Your balance at {clinic.name}", reply_to=_reply_to(),
+        to=patient.email,
+        subject=f"Your balance at {clinic.name}",
+        reply_to=_reply_to(),
         template="billing/email/pay_balance_request.txt",
-        context={"patient": patient, "clinic": clinic, "link": link, "owing": clinic.money(owing),
-                 "invoices": [(invoice_number(i, clinic), clinic.money(i.balance_minor)) for i in open_invoices(patient)],
-                 "expires": clock.today(clinic.time_zone) + timedelta(days=settings.PAY_BALANCE_LINK_DAYS)},
+        context={
+            "patient": patient,
+            "clinic": clinic,
+            "link": link,
+            "owing": clinic.money(owing),
+            "invoices": [
+                (invoice_number(i, clinic), clinic.money(i.balance_minor))
+                for i in open_invoices(patient)
+            ],
+            "expires": clock.today(clinic.time_zone)
+            + timedelta(days=settings.PAY_BALANCE_LINK_DAYS),
+        },
     )
-    activity.record(actor=actor, verb="pay_balance_requested", obj=patient,
-                    after={"to": patient.email, "owing_minor": owing, "expires_at": expires.isoformat()})
+    activity.record(
+        actor=actor,
+        verb="pay_balance_requested",
+        obj=patient,
+        after={"to": patient.email, "owing_minor": owing, "expires_at": expires.isoformat()},
+    )
     return link
 
 
@@ -121,14 +165,30 @@ def balance_paid_email(*, payment: Payment) -> None:
     patient, clinic = payment.patient, clinic_get()
     if not patient.email:
         return
-    invoices = list(Invoice.objects.filter(allocations__payment=payment, allocations__unapplied_at__isnull=True)
-                    .distinct().order_by("number"))
+    invoices = list(
+        Invoice.objects.filter(allocations__payment=payment, allocations__unapplied_at__isnull=True)
+        .distinct()
+        .order_by("number")
+    )
     mail_queue(
-        to=patient.email, subject=f"Payment received by {clinic.name}", reply_to=_reply_to(),
+        to=patient.email,
+        subject=f"Payment received by {clinic.name}",
+        reply_to=_reply_to(),
         template="billing/email/balance_paid.txt",
-        context={"patient": patient, "clinic": clinic, "amount": clinic.money(payment.amount_minor),
-                 "payment": payment, "numbers": [invoice_number(i, clinic) for i in invoices]},
-        attachments=[Attachment(receipt_filename(i, clinic), "application/pdf",
-                                "carnet.billing.documents.receipt_pdf_for", {"invoice_id": i.pk})
-                     for i in invoices],
+        context={
+            "patient": patient,
+            "clinic": clinic,
+            "amount": clinic.money(payment.amount_minor),
+            "payment": payment,
+            "numbers": [invoice_number(i, clinic) for i in invoices],
+        },
+        attachments=[
+            Attachment(
+                receipt_filename(i, clinic),
+                "application/pdf",
+                "carnet.billing.documents.receipt_pdf_for",
+                {"invoice_id": i.pk},
+            )
+            for i in invoices
+        ],
     )

@@ -13,8 +13,12 @@ def location_choice(form, *, staff=None) -> None:
     active = locations_active()
     default = location_default(staff=staff)
     form.fields["location"] = forms.ModelChoiceField(
-        active, label="Location", empty_label="Choose a location", initial=default,
-        required=default is None and active.exists())
+        active,
+        label="Location",
+        empty_label="Choose a location",
+        initial=default,
+        required=default is None and active.exists(),
+    )
     form.fields["location"].help_text = "Where the sale is made."
 
 
@@ -35,37 +39,55 @@ class CreditQuestion:
 
         money = clinic_get().money
         self.credit_question = extra
-        return (f"Record {money(extra)} as credit? {money(received)} received is {money(extra)} more than the "
-                f"{money(applied)} applied. Correct the amount, or tick “Record {money(extra)} as the patient's "
-                "credit” and save again.")
+        return (
+            f"Record {money(extra)} as credit? {money(received)} received is {money(extra)} more than the "
+            f"{money(applied)} applied. Correct the amount, or tick “Record {money(extra)} as the patient's "
+            "credit” and save again."
+        )
 
 
 class PaymentForm(CreditQuestion, forms.Form):
     form_key = forms.CharField(widget=forms.HiddenInput)
     method = forms.ChoiceField(choices=Payment.Method.choices, initial=Payment.Method.CASH)
-    card = forms.ModelChoiceField(queryset=None, required=False, label="Card on file",
-                                  help_text="For “Card on file / online”.")
-    reference = forms.CharField(required=False, max_length=120, help_text="Cheque number, last digits, …")
-    gift_card_code = forms.CharField(required=False, max_length=40, label="Gift card code",
-                                     help_text="For “Gift card”: redeem any gift card, from any purchaser.")
+    card = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        label="Card on file",
+        help_text="For “Card on file / online”.",
+    )
+    reference = forms.CharField(
+        required=False, max_length=120, help_text="Cheque number, last digits, …"
+    )
+    gift_card_code = forms.CharField(
+        required=False,
+        max_length=40,
+        label="Gift card code",
+        help_text="For “Gift card”: redeem any gift card, from any purchaser.",
+    )
 
     def __init__(self, *args, patient, currency: str, invoices, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["amount"] = MoneyField(currency=currency, label="Amount received")
         self.fields["card"].queryset = cards_for_patient(patient)
-        self.fields["card"].label_from_instance = lambda c: f"{c.brand_label} •••• {c.last4} ({c.exp_month:02d}/{c.exp_year})"
+        self.fields["card"].label_from_instance = lambda c: (
+            f"{c.brand_label} •••• {c.last4} ({c.exp_month:02d}/{c.exp_year})"
+        )
         self.invoices = list(invoices)
         for invoice in self.invoices:
-            self.fields[f"apply_{invoice.pk}"] = MoneyField(currency=currency, required=False,
-                                                            label=f"Apply to #{invoice.number}")
+            self.fields[f"apply_{invoice.pk}"] = MoneyField(
+                currency=currency, required=False, label=f"Apply to #{invoice.number}"
+            )
         self.order_fields(["form_key", "method", "amount", "gift_card_code", "card", "reference"])
 
     def apply_rows(self):
         return [(invoice, self[f"apply_{invoice.pk}"]) for invoice in self.invoices]
 
     def allocations(self):
-        return [(inv, self.cleaned_data[f"apply_{inv.pk}"]) for inv in self.invoices
-                if self.cleaned_data.get(f"apply_{inv.pk}")]
+        return [
+            (inv, self.cleaned_data[f"apply_{inv.pk}"])
+            for inv in self.invoices
+            if self.cleaned_data.get(f"apply_{inv.pk}")
+        ]
 
     def clean(self):
         data = super().clean()
@@ -74,7 +96,9 @@ class PaymentForm(CreditQuestion, forms.Form):
         # Asked only while something is owing: with nothing to apply to, the page already says
         # the whole payment becomes credit (a deliberate prepayment).
         if self.invoices and data.get("amount") and not self.errors:
-            question = self.credit_confirmed(received=data["amount"], applied=sum(a for _, a in self.allocations()))
+            question = self.credit_confirmed(
+                received=data["amount"], applied=sum(a for _, a in self.allocations())
+            )
             if question:
                 raise forms.ValidationError(question)
         return data
@@ -83,7 +107,9 @@ class PaymentForm(CreditQuestion, forms.Form):
 class RefundForm(forms.Form):
     # Optional so older forms still work; with it a double submit or a retry refunds once.
     form_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=100)
-    method = forms.ChoiceField(choices=[("", "Original method")] + list(Payment.Method.choices), required=False)
+    method = forms.ChoiceField(
+        choices=[("", "Original method")] + list(Payment.Method.choices), required=False
+    )
     reason = forms.CharField(required=False, max_length=200)
 
     def __init__(self, *args, currency: str, **kwargs):
@@ -99,8 +125,13 @@ class CardHolderForm(forms.Form):
 
 class CardForm(forms.Form):
     holder = forms.CharField(max_length=120, label="Name on card")
-    number = forms.CharField(max_length=23, label="Card number",
-                             widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number"}))
+    number = forms.CharField(
+        max_length=23,
+        label="Card number",
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "cc-number"}),
+    )
     exp_month = forms.IntegerField(min_value=1, max_value=12, label="Expiry month")
     exp_year = forms.IntegerField(min_value=2000, max_value=2100, label="Expiry year")
-    cvc = forms.CharField(max_length=4, label="CVC", widget=forms.PasswordInput(attrs={"autocomplete": "cc-csc"}))
+    cvc = forms.CharField(
+        max_length=4, label="CVC", widget=forms.PasswordInput(attrs={"autocomplete": "cc-csc"})
+    )

@@ -12,14 +12,20 @@ from django.db.models import F
 from carnet.clinic.models import IncomeCategory, Product, Tax, Treatment
 from carnet.clinic.selectors import clinic_currency, clinic_get
 from carnet.core import activity, bulk, clock
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.limits import max_minor
 from carnet.core.money import Money
-from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
-from carnet.people.models import StaffMember
 from carnet.ledger.selectors import postings_for_source
-from carnet.ledger.services import Entry, Line, transaction_post, transaction_reverse, transactions_post_many
+from carnet.ledger.services import (
+    Entry,
+    Line,
+    transaction_post,
+    transaction_reverse,
+    transactions_post_many,
+)
+from carnet.people.models import StaffMember
 
 from .locks import lock_invoice
 from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceLineTax
@@ -47,8 +53,10 @@ class LineInput:
 
 
 # Pass sales are paid up front for services not yet given: their net is deferred (SPEC 3.5).
-DEFERRED_KINDS = {InvoiceLine.Kind.PACKAGE: accounts.DEFERRED_PACKAGES,
-                  InvoiceLine.Kind.MEMBERSHIP: accounts.DEFERRED_MEMBERSHIPS}
+DEFERRED_KINDS = {
+    InvoiceLine.Kind.PACKAGE: accounts.DEFERRED_PACKAGES,
+    InvoiceLine.Kind.MEMBERSHIP: accounts.DEFERRED_MEMBERSHIPS,
+}
 
 
 def _revenue_account(kind: str, category_id: int) -> str:
@@ -71,7 +79,10 @@ def _take_numbers(count: int) -> int | None:
     """One UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35); None when the counter row is missing."""
     table = connection.ops.quote_name(InvoiceCounter._meta.db_table)
     with connection.cursor() as cur:
-        cur.execute(f"UPDATE {table} SET next_number = next_number + %s WHERE id = 1 RETURNING next_number", [count])
+        cur.execute(
+            f"UPDATE {table} SET next_number = next_number + %s WHERE id = 1 RETURNING next_number",
+            [count],
+        )
         row = cur.fetchone()
     return row[0] - count if row else None
 
@@ -87,70 +98,121 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
     where = f"lines.{i}"
     source = None
     if line.product_id is not None:
-        source = _cached(cache, ("product", line.product_id),
-                         lambda: Product.objects.filter(pk=line.product_id, is_active=True).first())
+        source = _cached(
+            cache,
+            ("product", line.product_id),
+            lambda: Product.objects.filter(pk=line.product_id, is_active=True).first(),
+        )
         if source is None:
-            raise ValidationFailed(f"Line {i + 1}: no active product with id {line.product_id}.",
-                                   fields={f"{where}.product_id": ["Unknown product."]})
+            raise ValidationFailed(
+                f"Line {i + 1}: no active product with id {line.product_id}.",
+                fields={f"{where}.product_id": ["Unknown product."]},
+            )
         kind = InvoiceLine.Kind.PRODUCT
     elif line.treatment_id is not None:
-        source = _cached(cache, ("treatment", line.treatment_id),
-                         lambda: Treatment.objects.filter(pk=line.treatment_id).first())
+        source = _cached(
+            cache,
+            ("treatment", line.treatment_id),
+            lambda: Treatment.objects.filter(pk=line.treatment_id).first(),
+        )
         if source is None:
-            raise ValidationFailed(f"Line {i + 1}: no treatment with id {line.treatment_id}.",
-                                   fields={f"{where}.treatment_id": ["Unknown treatment."]})
+            raise ValidationFailed(
+                f"Line {i + 1}: no treatment with id {line.treatment_id}.",
+                fields={f"{where}.treatment_id": ["Unknown treatment."]},
+            )
         kind = InvoiceLine.Kind.TREATMENT
     else:
         kind = line.kind if line.kind in InvoiceLine.Kind.values else InvoiceLine.Kind.MANUAL
-    price = line.unit_price_minor if line.unit_price_minor is not None else getattr(source, "price_minor", None)
+    price = (
+        line.unit_price_minor
+        if line.unit_price_minor is not None
+        else getattr(source, "price_minor", None)
+    )
     category_id = line.income_category_id or getattr(source, "income_category_id", None)
     description = (line.description or getattr(source, "name", "")).strip()
     problems = {}
     if price is None or price < 0:
         problems[f"{where}.unit_price_minor"] = ["Enter a price of zero or more."]
     # A category taken from the product or treatment exists (a foreign key); one asked for is checked.
-    if category_id is None or line.income_category_id and not _cached(
-            cache, ("category", category_id), lambda: IncomeCategory.objects.filter(pk=category_id).exists()):
+    if (
+        category_id is None
+        or line.income_category_id
+        and not _cached(
+            cache,
+            ("category", category_id),
+            lambda: IncomeCategory.objects.filter(pk=category_id).exists(),
+        )
+    ):
         problems[f"{where}.income_category_id"] = ["Choose an income category."]
     if not description:
         problems[f"{where}.description"] = ["Describe the line."]
-    if line.staff_id is not None and not _cached(cache, ("staff", line.staff_id),
-                                                 lambda: StaffMember.objects.filter(pk=line.staff_id).exists()):
+    if line.staff_id is not None and not _cached(
+        cache,
+        ("staff", line.staff_id),
+        lambda: StaffMember.objects.filter(pk=line.staff_id).exists(),
+    ):
         problems[f"{where}.staff_id"] = ["Unknown staff member."]
     if line.quantity < 1:
         problems[f"{where}.quantity"] = ["Quantity must be at least 1."]
     if price is not None and not 0 <= line.adjustment_minor <= price * line.quantity:
-        problems[f"{where}.adjustment_minor"] = ["A discount must be between zero and the line's price."]
+        problems[f"{where}.adjustment_minor"] = [
+            "A discount must be between zero and the line's price."
+        ]
     currency = clinic_currency()
     if price is not None and price * line.quantity > max_minor("line", currency):
         problems[f"{where}.unit_price_minor"] = [
-            f"{Money(max_minor('line', currency), currency)} is the most a line can be (quantity × unit price)."]
+            f"{Money(max_minor('line', currency), currency)} is the most a line can be (quantity × unit price)."
+        ]
     if "\x00" in description or len(description) > LINE_DESCRIPTION_MAX:
-        problems[f"{where}.description"] = [f"At most {LINE_DESCRIPTION_MAX} characters, and no null characters."]
+        problems[f"{where}.description"] = [
+            f"At most {LINE_DESCRIPTION_MAX} characters, and no null characters."
+        ]
     if problems:
         first = next(iter(problems.values()))[0]
         raise ValidationFailed(f"Line {i + 1}: {first}", fields=problems)
     if line.tax_ids is not None:
-        taxes = _cached(cache, ("taxes", *sorted(set(line.tax_ids))),
-                        lambda: list(Tax.objects.filter(pk__in=line.tax_ids)))
+        taxes = _cached(
+            cache,
+            ("taxes", *sorted(set(line.tax_ids))),
+            lambda: list(Tax.objects.filter(pk__in=line.tax_ids)),
+        )
         if len(taxes) != len(set(line.tax_ids)):
-            raise ValidationFailed(f"Line {i + 1}: unknown tax.", fields={f"{where}.tax_ids": ["Unknown tax id."]})
+            raise ValidationFailed(
+                f"Line {i + 1}: unknown tax.", fields={f"{where}.tax_ids": ["Unknown tax id."]}
+            )
     else:
         taxes = list(source.taxes.all()) if source is not None else []
-    inclusive = line.tax_inclusive if line.tax_inclusive is not None else getattr(source, "tax_inclusive", False)
-    data = dict(kind=kind, description=description, quantity=line.quantity, unit_price_minor=price,
-                adjustment_minor=line.adjustment_minor, tax_inclusive=inclusive, income_category_id=category_id,
-                staff_id=line.staff_id, product=source if kind == InvoiceLine.Kind.PRODUCT else None,
-                treatment=source if kind == InvoiceLine.Kind.TREATMENT else None)
+    inclusive = (
+        line.tax_inclusive
+        if line.tax_inclusive is not None
+        else getattr(source, "tax_inclusive", False)
+    )
+    data = dict(
+        kind=kind,
+        description=description,
+        quantity=line.quantity,
+        unit_price_minor=price,
+        adjustment_minor=line.adjustment_minor,
+        tax_inclusive=inclusive,
+        income_category_id=category_id,
+        staff_id=line.staff_id,
+        product=source if kind == InvoiceLine.Kind.PRODUCT else None,
+        treatment=source if kind == InvoiceLine.Kind.TREATMENT else None,
+    )
     return data, taxes
 
 
 def _take_stock(product: Product, quantity: int) -> None:
-    taken = Product.objects.filter(pk=product.pk, stock__gte=quantity).update(stock=F("stock") - quantity)
+    taken = Product.objects.filter(pk=product.pk, stock__gte=quantity).update(
+        stock=F("stock") - quantity
+    )
     if not taken:
         left = Product.objects.get(pk=product.pk).stock
-        raise Conflict(f"Only {left} of “{product.name}” left in stock. Sell fewer, or correct the stock count "
-                       "in Settings → Products.", code="out_of_stock")
+        raise Conflict(
+            f"Only {left} of “{product.name}” left in stock. Sell fewer, or correct the stock count "
+            "in Settings → Products.",
+            code="out_of_stock",
+        )
 
 
 @dataclass
@@ -174,31 +236,60 @@ class _Draft:
     ledger: list[Line]
 
 
-def _draft(order: InvoiceOrder, resolved: list[tuple[dict, list[Tax]]], *, currency: str, today, now) -> _Draft:
+def _draft(
+    order: InvoiceOrder, resolved: list[tuple[dict, list[Tax]]], *, currency: str, today, now
+) -> _Draft:
     revenue, taxes_due, lines = defaultdict(int), defaultdict(int), []
     for data, taxes in resolved:
         gross = data["unit_price_minor"] * data["quantity"] - data["adjustment_minor"]
-        amounts = line_amounts(gross=gross, rates=[t.rate for t in taxes], inclusive=data["tax_inclusive"],
-                               currency=currency)
-        lines.append((InvoiceLine(net_minor=amounts.net, tax_minor=sum(amounts.taxes), total_minor=amounts.total,
-                                  **data), list(zip(taxes, amounts.taxes))))
+        amounts = line_amounts(
+            gross=gross,
+            rates=[t.rate for t in taxes],
+            inclusive=data["tax_inclusive"],
+            currency=currency,
+        )
+        lines.append(
+            (
+                InvoiceLine(
+                    net_minor=amounts.net,
+                    tax_minor=sum(amounts.taxes),
+                    total_minor=amounts.total,
+                    **data,
+                ),
+                list(zip(taxes, amounts.taxes)),
+            )
+        )
         revenue[_revenue_account(data["kind"], data["income_category_id"])] += amounts.net
         for t, a in zip(taxes, amounts.taxes):
             taxes_due[t.pk] += a
     subtotal, tax = sum(revenue.values()), sum(taxes_due.values())
-    invoice = Invoice(patient_id=order.patient_id, location_id=order.location_id, staff_id=order.staff_id,
-                      notes=order.notes, invoice_date=order.invoice_date or today, created_at=now,
-                      subtotal_minor=subtotal, tax_minor=tax, total_minor=subtotal + tax)
-    ledger = [  # a no-charge invoice moves no money
-        Line(accounts.AR, debit=invoice.total_minor, patient_id=order.patient_id),
-        *[Line(account, credit=amount) for account, amount in revenue.items() if amount],
-        *[Line(accounts.tax_payable(t), credit=amount) for t, amount in taxes_due.items()],
-    ] if invoice.total_minor else []
+    invoice = Invoice(
+        patient_id=order.patient_id,
+        location_id=order.location_id,
+        staff_id=order.staff_id,
+        notes=order.notes,
+        invoice_date=order.invoice_date or today,
+        created_at=now,
+        subtotal_minor=subtotal,
+        tax_minor=tax,
+        total_minor=subtotal + tax,
+    )
+    ledger = (
+        [  # a no-charge invoice moves no money
+            Line(accounts.AR, debit=invoice.total_minor, patient_id=order.patient_id),
+            *[Line(account, credit=amount) for account, amount in revenue.items() if amount],
+            *[Line(accounts.tax_payable(t), credit=amount) for t, amount in taxes_due.items()],
+        ]
+        if invoice.total_minor
+        else []
+    )
     return _Draft(invoice, lines, ledger)
 
 
 @transaction.atomic
-def invoices_create(*, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL) -> list[Invoice]:
+def invoices_create(
+    *, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL
+) -> list[Invoice]:
     """Issue invoices: for each, A/R up by the total, revenue per income category, tax payable per
     tax. Many at once is how the billing job issues a batch of cycles in a few statements; a single
     invoice goes the same way. `action=None` is for the clinic's own jobs: no staff actor."""
@@ -209,7 +300,9 @@ def invoices_create(*, actor, orders: list[InvoiceOrder], action: Action | None 
     drafts = []
     for order in orders:
         if not order.lines:
-            raise ValidationFailed("Add at least one line to the invoice.", fields={"lines": ["At least one line."]})
+            raise ValidationFailed(
+                "Add at least one line to the invoice.", fields={"lines": ["At least one line."]}
+            )
         resolved = [_resolve(i, line, cache) for i, line in enumerate(order.lines)]
         for data, _ in resolved:
             if data["product"] is not None:
@@ -223,10 +316,20 @@ def invoices_create(*, actor, orders: list[InvoiceOrder], action: Action | None 
         for line, _ in d.lines:
             line.invoice_id = d.invoice.pk
     bulk.insert(InvoiceLine, [line for d in drafts for line, _ in d.lines])
-    bulk.insert_rows(InvoiceLineTax, ({"line_id": line.pk, "tax_id": t.pk, "rate": t.rate, "amount_minor": a}
-                                      for d in drafts for line, taxed in d.lines for t, a in taxed))
-    entries = [Entry(kind="invoice_issued", source=d.invoice, memo=str(d.invoice), at=now, lines=d.ledger)
-               for d in drafts if d.ledger]
+    bulk.insert_rows(
+        InvoiceLineTax,
+        (
+            {"line_id": line.pk, "tax_id": t.pk, "rate": t.rate, "amount_minor": a}
+            for d in drafts
+            for line, taxed in d.lines
+            for t, a in taxed
+        ),
+    )
+    entries = [
+        Entry(kind="invoice_issued", source=d.invoice, memo=str(d.invoice), at=now, lines=d.ledger)
+        for d in drafts
+        if d.ledger
+    ]
     if entries:  # a visit a pass covers in full is a no-charge invoice: nothing to post
         transactions_post_many(entries)
     activity.record_many(actor=actor, verb="created", objs=invoices)
@@ -251,29 +354,61 @@ def invoices_preview(*, invoices: list[list[LineInput]]) -> Totals:
     by_tax: dict[Tax, int] = {}
     for lines in invoices:
         resolved = [_resolve(i, line, cache) for i, line in enumerate(lines)]
-        draft = _draft(InvoiceOrder(patient_id=0, lines=lines), resolved, currency=clinic.currency, today=None,
-                       now=None)
+        draft = _draft(
+            InvoiceOrder(patient_id=0, lines=lines),
+            resolved,
+            currency=clinic.currency,
+            today=None,
+            now=None,
+        )
         subtotal, total = subtotal + draft.invoice.subtotal_minor, total + draft.invoice.total_minor
         for _line, taxed in draft.lines:
             for tax, amount in taxed:
                 by_tax[tax] = by_tax.get(tax, 0) + amount
-    return Totals(subtotal_minor=subtotal, taxes=sorted(by_tax.items(), key=lambda p: (p[0].name, p[0].pk)),
-                  total_minor=total)
+    return Totals(
+        subtotal_minor=subtotal,
+        taxes=sorted(by_tax.items(), key=lambda p: (p[0].name, p[0].pk)),
+        total_minor=total,
+    )
 
 
-def invoice_create(*, actor, patient, lines: list[LineInput], location=None, staff=None,
-                   invoice_date=None, notes: str = "", action: Action | None = Action.SELL) -> Invoice:
+def invoice_create(
+    *,
+    actor,
+    patient,
+    lines: list[LineInput],
+    location=None,
+    staff=None,
+    invoice_date=None,
+    notes: str = "",
+    action: Action | None = Action.SELL,
+) -> Invoice:
     """Issue one invoice (see invoices_create)."""
-    order = InvoiceOrder(patient_id=patient.pk, lines=lines, location_id=location and location.pk,
-                         staff_id=staff and staff.pk, invoice_date=invoice_date, notes=notes)
+    order = InvoiceOrder(
+        patient_id=patient.pk,
+        lines=lines,
+        location_id=location and location.pk,
+        staff_id=staff and staff.pk,
+        invoice_date=invoice_date,
+        notes=notes,
+    )
     [invoice] = invoices_create(actor=actor, orders=[order], action=action)
-    invoice.patient, invoice.location, invoice.staff = patient, location, staff  # callers use them: no re-reads
+    invoice.patient, invoice.location, invoice.staff = (
+        patient,
+        location,
+        staff,
+    )  # callers use them: no re-reads
     return invoice
 
 
 @transaction.atomic
-def invoice_delete(*, actor, invoice: Invoice, action: Action | None = Action.INVOICE_DELETE,
-                   pass_sale: bool = False) -> Invoice:
+def invoice_delete(
+    *,
+    actor,
+    invoice: Invoice,
+    action: Action | None = Action.INVOICE_DELETE,
+    pass_sale: bool = False,
+) -> Invoice:
     """Only while no payment is applied. The number stays used; the ledger is reversed.
     `action` lets scheduling un-arrive (a scheduling permission) reverse its own arrival invoice,
     and passes (None: the caller checked) replace a visit's invoice once a package covers it."""
@@ -283,12 +418,18 @@ def invoice_delete(*, actor, invoice: Invoice, action: Action | None = Action.IN
     if invoice.deleted_at:
         raise NotFound(f"{invoice} is already deleted.")
     if not pass_sale and invoice.lines.filter(kind__in=list(DEFERRED_KINDS)).exists():
-        raise Conflict(f"{invoice} sells a package or membership. Delete or refund it from its page "
-                       "(Billing → Packages & Memberships), so the pass ends with it.", code="pass_invoice")
+        raise Conflict(
+            f"{invoice} sells a package or membership. Delete or refund it from its page "
+            "(Billing → Packages & Memberships), so the pass ends with it.",
+            code="pass_invoice",
+        )
     if invoice.applied_minor:
         applied = clinic_get().money(invoice.applied_minor)
-        raise Conflict(f"{invoice} has {applied} of payments applied. Unapply those payments first "
-                       "(they become the patient's credit), then delete the invoice.", code="invoice_has_payments")
+        raise Conflict(
+            f"{invoice} has {applied} of payments applied. Unapply those payments first "
+            "(they become the patient's credit), then delete the invoice.",
+            code="invoice_has_payments",
+        )
     before = activity.snapshot(invoice)
     for line in invoice.lines.filter(product__isnull=False):
         Product.objects.filter(pk=line.product_id).update(stock=F("stock") + line.quantity)
@@ -298,11 +439,14 @@ def invoice_delete(*, actor, invoice: Invoice, action: Action | None = Action.IN
             transaction_reverse(txn=txn, memo=f"{invoice} deleted", kind="invoice_deleted")
     invoice.deleted_at = clock.now()
     invoice.save(update_fields=["deleted_at"])
-    activity.record(actor=actor, verb="deleted", obj=invoice, before=before, after=activity.snapshot(invoice))
+    activity.record(
+        actor=actor, verb="deleted", obj=invoice, before=before, after=activity.snapshot(invoice)
+    )
     return invoice
 
 
 # ---------------------------------------------------------------- for passes (refunds, redeeming a past visit)
+
 
 def _release(invoice: Invoice, amount: int, now) -> list[Line]:
     """Unapply `amount` of the (locked) invoice's payments, newest first, splitting an allocation
@@ -310,7 +454,9 @@ def _release(invoice: Invoice, amount: int, now) -> list[Line]:
     from .locks import lock_payments
     from .models import Allocation
 
-    live = list(invoice.allocations.filter(unapplied_at__isnull=True).order_by("-applied_at", "-pk"))
+    live = list(
+        invoice.allocations.filter(unapplied_at__isnull=True).order_by("-applied_at", "-pk")
+    )
     payments = lock_payments([a.payment_id for a in live])
     lines, left = [], amount
     for allocation in live:
@@ -321,13 +467,19 @@ def _release(invoice: Invoice, amount: int, now) -> list[Line]:
         allocation.unapplied_at = now
         allocation.save(update_fields=["unapplied_at"])
         if take < allocation.amount_minor:  # the rest stays applied, as a new allocation
-            Allocation.objects.create(payment=payment, invoice=invoice, applied_at=now,
-                                      amount_minor=allocation.amount_minor - take)
+            Allocation.objects.create(
+                payment=payment,
+                invoice=invoice,
+                applied_at=now,
+                amount_minor=allocation.amount_minor - take,
+            )
         payment.applied_minor -= take
         payment.save(update_fields=["applied_minor"])
         invoice.applied_minor -= take
-        lines += [Line(accounts.AR, debit=take, patient_id=invoice.patient_id),
-                  Line(accounts.PATIENT_CREDIT, credit=take, patient_id=payment.patient_id)]
+        lines += [
+            Line(accounts.AR, debit=take, patient_id=invoice.patient_id),
+            Line(accounts.PATIENT_CREDIT, credit=take, patient_id=payment.patient_id),
+        ]
         left -= take
     invoice.save(update_fields=["applied_minor"])
     return lines
@@ -340,40 +492,71 @@ def invoice_payments_release(*, invoice: Invoice, source, memo: str) -> int:
     invoice = lock_invoice(invoice.pk)
     amount = invoice.applied_minor
     if amount:
-        transaction_post(kind="payment_unapplied", source=source, memo=memo,
-                         lines=_release(invoice, amount, clock.now()))
+        transaction_post(
+            kind="payment_unapplied",
+            source=source,
+            memo=memo,
+            lines=_release(invoice, amount, clock.now()),
+        )
     return amount
 
 
 @transaction.atomic
-def invoice_take_back(*, invoice: Invoice, amount_minor: int, to_credit_minor: int, description: str,
-                      counter_lines, source, memo: str) -> InvoiceLine:
+def invoice_take_back(
+    *,
+    invoice: Invoice,
+    amount_minor: int,
+    to_credit_minor: int,
+    description: str,
+    counter_lines,
+    source,
+    memo: str,
+) -> InvoiceLine:
     """Reduce a pass-sale invoice by `amount_minor` (tax included) with a negative line, and give
     `to_credit_minor` of what was paid back to the patient as credit. The tax part is taken back in
     proportion to the invoice's tax; `counter_lines(net)` returns the debits for the net part
     (deferred revenue, revenue) and any credits (breakage), so the caller decides where value goes."""
     invoice = lock_invoice(invoice.pk)
     if invoice.deleted_at or not 0 <= amount_minor <= invoice.total_minor:
-        raise Conflict(f"{invoice} cannot be reduced by {clinic_get().money(amount_minor)}.", code="over_credit")
+        raise Conflict(
+            f"{invoice} cannot be reduced by {clinic_get().money(amount_minor)}.",
+            code="over_credit",
+        )
     new_total = invoice.total_minor - amount_minor
     must_release = max(0, invoice.applied_minor - new_total)
     if to_credit_minor != must_release:
-        raise Conflict(f"{invoice}: returning {clinic_get().money(to_credit_minor)} as credit does not match what "
-                       "the reduction frees.", code="credit_mismatch")
-    taxes = list(InvoiceLineTax.objects.filter(line__invoice=invoice).values_list("tax_id", "amount_minor"))
+        raise Conflict(
+            f"{invoice}: returning {clinic_get().money(to_credit_minor)} as credit does not match what "
+            "the reduction frees.",
+            code="credit_mismatch",
+        )
+    taxes = list(
+        InvoiceLineTax.objects.filter(line__invoice=invoice).values_list("tax_id", "amount_minor")
+    )
     by_tax = defaultdict(int)
     for tax_id, amount in taxes:
         by_tax[tax_id] += amount
-    back = {t: amount_minor * a // invoice.total_minor for t, a in by_tax.items() if invoice.total_minor}
+    back = {
+        t: amount_minor * a // invoice.total_minor for t, a in by_tax.items() if invoice.total_minor
+    }
     tax_back = sum(back.values())
     net = amount_minor - tax_back
     first = invoice.lines.exclude(kind=InvoiceLine.Kind.PASS_CREDIT).first()
     line = InvoiceLine.objects.create(
-        invoice=invoice, kind=InvoiceLine.Kind.PASS_CREDIT, description=description[:200], quantity=1,
-        unit_price_minor=-amount_minor, tax_inclusive=True, income_category_id=first.income_category_id,
-        net_minor=-net, tax_minor=-tax_back, total_minor=-amount_minor)
-    InvoiceLineTax.objects.bulk_create(InvoiceLineTax(line=line, tax_id=t, rate=0, amount_minor=-a)
-                                       for t, a in back.items() if a)
+        invoice=invoice,
+        kind=InvoiceLine.Kind.PASS_CREDIT,
+        description=description[:200],
+        quantity=1,
+        unit_price_minor=-amount_minor,
+        tax_inclusive=True,
+        income_category_id=first.income_category_id,
+        net_minor=-net,
+        tax_minor=-tax_back,
+        total_minor=-amount_minor,
+    )
+    InvoiceLineTax.objects.bulk_create(
+        InvoiceLineTax(line=line, tax_id=t, rate=0, amount_minor=-a) for t, a in back.items() if a
+    )
     now = clock.now()
     # Payments come off first: the total never drops below what is applied (invoice_applied_within_total).
     released = _release(invoice, must_release, now) if must_release else []
@@ -381,8 +564,11 @@ def invoice_take_back(*, invoice: Invoice, amount_minor: int, to_credit_minor: i
     invoice.tax_minor -= tax_back
     invoice.total_minor = new_total
     invoice.save(update_fields=["subtotal_minor", "tax_minor", "total_minor"])
-    lines = [Line(accounts.AR, credit=amount_minor, patient_id=invoice.patient_id),
-             *[Line(accounts.tax_payable(t), debit=a) for t, a in back.items()],
-             *counter_lines(net), *released]
+    lines = [
+        Line(accounts.AR, credit=amount_minor, patient_id=invoice.patient_id),
+        *[Line(accounts.tax_payable(t), debit=a) for t, a in back.items()],
+        *counter_lines(net),
+        *released,
+    ]
     transaction_post(kind="pass_taken_back", source=source, memo=memo, at=now, lines=lines)
     return line

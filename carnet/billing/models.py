@@ -37,9 +37,14 @@ class Invoice(models.Model):
         ordering = ["-number"]
         indexes = [models.Index(fields=["patient", "deleted_at"])]
         # Issue 17: what payments cover never exceeds the invoice, nor goes below nothing.
-        constraints = [models.CheckConstraint(
-            condition=models.Q(applied_minor__gte=0, applied_minor__lte=models.F("total_minor")),
-            name="invoice_applied_within_total")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    applied_minor__gte=0, applied_minor__lte=models.F("total_minor")
+                ),
+                name="invoice_applied_within_total",
+            )
+        ]
 
     def __str__(self):
         return f"Invoice #{self.number}"
@@ -74,7 +79,9 @@ class InvoiceLine(models.Model):
     description = models.CharField(max_length=200)
     quantity = models.PositiveIntegerField(default=1)
     unit_price_minor = models.BigIntegerField()
-    adjustment_minor = models.BigIntegerField(default=0)  # a discount, taken off quantity × unit price
+    adjustment_minor = models.BigIntegerField(
+        default=0
+    )  # a discount, taken off quantity × unit price
     tax_inclusive = models.BooleanField(default=False)
     income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
     staff = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT)
@@ -120,27 +127,41 @@ class Payment(models.Model):
     # Held for card refunds sent to the gateway whose outcome is not recorded yet (billing.card_attempts):
     # still the patient's credit in the ledger, but no longer free to apply or refund again.
     held_minor = models.BigIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="payment_positive"),
             models.CheckConstraint(
-                condition=models.Q(applied_minor__gte=0, refunded_minor__gte=0, gift_card_minor__gte=0)
-                & models.Q(amount_minor__gte=models.F("applied_minor") + models.F("refunded_minor")
-                           + models.F("gift_card_minor")),
+                condition=models.Q(
+                    applied_minor__gte=0, refunded_minor__gte=0, gift_card_minor__gte=0
+                )
+                & models.Q(
+                    amount_minor__gte=models.F("applied_minor")
+                    + models.F("refunded_minor")
+                    + models.F("gift_card_minor")
+                ),
                 name="payment_never_overspent",
             ),
             models.CheckConstraint(
                 condition=models.Q(held_minor__gte=0)
-                & models.Q(amount_minor__gte=models.F("applied_minor") + models.F("refunded_minor")
-                           + models.F("gift_card_minor") + models.F("held_minor")),
+                & models.Q(
+                    amount_minor__gte=models.F("applied_minor")
+                    + models.F("refunded_minor")
+                    + models.F("gift_card_minor")
+                    + models.F("held_minor")
+                ),
                 name="payment_holds_within_amount",
             ),
             # One gateway charge is one payment, however often its outcome is recorded.
-            models.UniqueConstraint(fields=["gateway_charge_id"], condition=~models.Q(gateway_charge_id=""),
-                                    name="payment_gateway_charge_once"),
+            models.UniqueConstraint(
+                fields=["gateway_charge_id"],
+                condition=~models.Q(gateway_charge_id=""),
+                name="payment_gateway_charge_once",
+            ),
         ]
 
     def __str__(self):
@@ -148,7 +169,13 @@ class Payment(models.Model):
 
     @property
     def unapplied_minor(self) -> int:
-        return self.amount_minor - self.applied_minor - self.refunded_minor - self.gift_card_minor - self.held_minor
+        return (
+            self.amount_minor
+            - self.applied_minor
+            - self.refunded_minor
+            - self.gift_card_minor
+            - self.held_minor
+        )
 
 
 class Allocation(models.Model):
@@ -162,7 +189,11 @@ class Allocation(models.Model):
 
     class Meta:
         ordering = ["applied_at", "id"]
-        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="allocation_positive")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_minor__gt=0), name="allocation_positive"
+            )
+        ]
 
 
 class Refund(models.Model):
@@ -176,8 +207,11 @@ class Refund(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_positive"),
-            models.UniqueConstraint(fields=["gateway_refund_id"], condition=~models.Q(gateway_refund_id=""),
-                                    name="refund_gateway_refund_once"),
+            models.UniqueConstraint(
+                fields=["gateway_refund_id"],
+                condition=~models.Q(gateway_refund_id=""),
+                name="refund_gateway_refund_once",
+            ),
         ]
 
 
@@ -211,26 +245,45 @@ class CardAttempt(models.Model):
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT)
-    token = models.CharField(max_length=255, blank=True)  # a one-off card's token; cleared once resolved
+    token = models.CharField(
+        max_length=255, blank=True
+    )  # a one-off card's token; cleared once resolved
     card_label = models.CharField(max_length=60, blank=True)
     # A charge: the payment it became. A refund: the payment refunded, and the refund it became.
-    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="card_attempts")
-    refund = models.OneToOneField(Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="attempt")
+    payment = models.ForeignKey(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="card_attempts"
+    )
+    refund = models.OneToOneField(
+        Refund, null=True, blank=True, on_delete=models.PROTECT, related_name="attempt"
+    )
     gateway_id = models.CharField(max_length=80, blank=True)
-    context = models.JSONField(default=dict, blank=True)  # the purpose's own details (a template, a gift card…)
-    message = models.CharField(max_length=300, blank=True)  # the decline, or what happened to the money
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    context = models.JSONField(
+        default=dict, blank=True
+    )  # the purpose's own details (a template, a gift card…)
+    message = models.CharField(
+        max_length=300, blank=True
+    )  # the decline, or what happened to the money
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
-    reconciled_at = models.DateTimeField(null=True, blank=True)  # resolved by payments_reconcile, not inline
+    reconciled_at = models.DateTimeField(
+        null=True, blank=True
+    )  # resolved by payments_reconcile, not inline
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "created_at"])]
         constraints = [
-            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="card_attempt_positive"),
-            models.UniqueConstraint(fields=["kind", "gateway_id"], condition=~models.Q(gateway_id=""),
-                                    name="card_attempt_gateway_id_once"),
+            models.CheckConstraint(
+                condition=models.Q(amount_minor__gt=0), name="card_attempt_positive"
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "gateway_id"],
+                condition=~models.Q(gateway_id=""),
+                name="card_attempt_gateway_id_once",
+            ),
         ]
 
     def __str__(self):
@@ -246,8 +299,11 @@ class CardAttemptInvoice(models.Model):
     amount_minor = models.BigIntegerField()
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0),
-                                              name="card_attempt_invoice_positive")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(amount_minor__gt=0), name="card_attempt_invoice_positive"
+            )
+        ]
 
 
 class GatewayEvent(models.Model):
@@ -256,7 +312,9 @@ class GatewayEvent(models.Model):
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=80)
     received_at = models.DateTimeField()
-    outcome = models.CharField(max_length=300, blank=True)  # what Carnet did with it, for whoever looks
+    outcome = models.CharField(
+        max_length=300, blank=True
+    )  # what Carnet did with it, for whoever looks
 
     class Meta:
         ordering = ["-received_at", "-id"]

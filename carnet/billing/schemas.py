@@ -13,10 +13,14 @@ class LineIn(Schema):
     treatment_id: int | None = None
     description: str = ""
     quantity: int = Field(1, ge=1, le=10000)
-    unit_price_minor: int | None = Field(None, ge=0, description="Defaults to the product's or treatment's price")
+    unit_price_minor: int | None = Field(
+        None, ge=0, description="Defaults to the product's or treatment's price"
+    )
     adjustment_minor: int = Field(0, ge=0, description="Discount taken off quantity × unit price")
     income_category_id: int | None = None
-    tax_ids: list[int] | None = Field(None, description="Defaults to the product's or treatment's taxes")
+    tax_ids: list[int] | None = Field(
+        None, description="Defaults to the product's or treatment's taxes"
+    )
     tax_inclusive: bool | None = None
     staff_id: int | None = Field(None, description="The staff member the line is credited to")
 
@@ -53,7 +57,10 @@ class LineOut(Schema):
 
     @staticmethod
     def resolve_taxes(obj):
-        return [{"tax_id": t.tax_id, "rate": str(t.rate), "amount_minor": t.amount_minor} for t in obj.line_taxes.all()]
+        return [
+            {"tax_id": t.tax_id, "rate": str(t.rate), "amount_minor": t.amount_minor}
+            for t in obj.line_taxes.all()
+        ]
 
 
 class AllocationOut(Schema):
@@ -91,7 +98,9 @@ class PaymentIn(Schema):
     method: Method
     amount_minor: int = Field(..., gt=0)
     reference: str = ""
-    card_id: int | None = Field(None, description="Required for card_gateway: the card on file to charge")
+    card_id: int | None = Field(
+        None, description="Required for card_gateway: the card on file to charge"
+    )
     allocations: list[AllocationIn] = []
 
 
@@ -125,7 +134,9 @@ class ApplyIn(Schema):
 
 class CreditApplyIn(Schema):
     invoice_id: int
-    amount_minor: int | None = Field(None, gt=0, description="Defaults to as much credit as the invoice owes")
+    amount_minor: int | None = Field(
+        None, gt=0, description="Defaults to as much credit as the invoice owes"
+    )
 
 
 class RefundIn(Schema):
@@ -158,7 +169,9 @@ class CardSetupOut(Schema):
 
 class CardSetupIn(Schema):
     setup_intent: str = Field(..., min_length=1, max_length=255)
-    holder: str = Field("", max_length=120, description="Name on the card (default: the patient's name)")
+    holder: str = Field(
+        "", max_length=120, description="Name on the card (default: the patient's name)"
+    )
 
 
 class CardOut(Schema):

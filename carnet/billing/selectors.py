@@ -10,21 +10,31 @@ def invoices_for_patient(patient) -> QuerySet[Invoice]:
 
 
 def payments_for_patient(patient) -> QuerySet[Payment]:
-    return Payment.objects.filter(patient=patient).prefetch_related("allocations__invoice", "refunds")
+    return Payment.objects.filter(patient=patient).prefetch_related(
+        "allocations__invoice", "refunds"
+    )
 
 
 def credit_balance(patient) -> int:
     """Account credit: what the patient paid and is neither applied nor refunded."""
     totals = Payment.objects.filter(patient=patient).aggregate(
-        amount=Sum("amount_minor"), applied=Sum("applied_minor"), refunded=Sum("refunded_minor"),
-        gift_card=Sum("gift_card_minor"))
-    return ((totals["amount"] or 0) - (totals["applied"] or 0) - (totals["refunded"] or 0)
-            - (totals["gift_card"] or 0))
+        amount=Sum("amount_minor"),
+        applied=Sum("applied_minor"),
+        refunded=Sum("refunded_minor"),
+        gift_card=Sum("gift_card_minor"),
+    )
+    return (
+        (totals["amount"] or 0)
+        - (totals["applied"] or 0)
+        - (totals["refunded"] or 0)
+        - (totals["gift_card"] or 0)
+    )
 
 
 def amount_owing(patient) -> int:
     totals = Invoice.objects.filter(patient=patient, deleted_at__isnull=True).aggregate(
-        total=Sum("total_minor"), applied=Sum("applied_minor"))
+        total=Sum("total_minor"), applied=Sum("applied_minor")
+    )
     return (totals["total"] or 0) - (totals["applied"] or 0)
 
 
@@ -37,8 +47,9 @@ def invoice_get(pk: int) -> Invoice:
 
 def open_invoices(patient) -> QuerySet[Invoice]:
     """The patient's invoices with something left to pay, oldest first."""
-    return (Invoice.objects.filter(patient=patient, deleted_at__isnull=True, applied_minor__lt=F("total_minor"))
-            .order_by("number"))
+    return Invoice.objects.filter(
+        patient=patient, deleted_at__isnull=True, applied_minor__lt=F("total_minor")
+    ).order_by("number")
 
 
 def patients_owing(*, patient_ids: list[int] | None = None, limit: int = 10) -> list[dict]:
@@ -47,7 +58,17 @@ def patients_owing(*, patient_ids: list[int] | None = None, limit: int = 10) -> 
     qs = Invoice.objects.filter(deleted_at__isnull=True, applied_minor__lt=F("total_minor"))
     if patient_ids is not None:
         qs = qs.filter(patient_id__in=patient_ids)
-    rows = (qs.values("patient_id", "patient__first_name", "patient__last_name")
-            .annotate(owing_minor=Sum(F("total_minor") - F("applied_minor"))).order_by("-owing_minor", "patient_id"))
-    return [{"patient_id": r["patient_id"], "first_name": r["patient__first_name"],
-             "last_name": r["patient__last_name"], "owing_minor": r["owing_minor"]} for r in rows[:limit]]
+    rows = (
+        qs.values("patient_id", "patient__first_name", "patient__last_name")
+        .annotate(owing_minor=Sum(F("total_minor") - F("applied_minor")))
+        .order_by("-owing_minor", "patient_id")
+    )
+    return [
+        {
+            "patient_id": r["patient_id"],
+            "first_name": r["patient__first_name"],
+            "last_name": r["patient__last_name"],
+            "owing_minor": r["owing_minor"],
+        }
+        for r in rows[:limit]
+    ]

@@ -19,7 +19,9 @@ def _round(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def line_amounts(*, gross: int, rates: list[Decimal], inclusive: bool, currency: str = "CAD") -> LineAmounts:
+def line_amounts(
+    *, gross: int, rates: list[Decimal], inclusive: bool, currency: str = "CAD"
+) -> LineAmounts:
     """Split a line's price (after discount) into net, each tax, and total.
 
     Exclusive: each tax is rate × price, rounded half-up; total = price + taxes.

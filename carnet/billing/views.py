@@ -11,8 +11,18 @@ from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.idempotency import claim_form_key, new_form_key
 from carnet.core.permissions import Action
 from carnet.gateway.selectors import cards_for_patient
-from carnet.gateway.services import (AuthenticationPending, PaymentFailed, card_authenticate_page, card_remove, card_setup_begin, card_setup_complete, card_store,
-                                     gateway_uses_stripe_js, stripe_csp, stripe_js_url)
+from carnet.gateway.services import (
+    AuthenticationPending,
+    PaymentFailed,
+    card_authenticate_page,
+    card_remove,
+    card_setup_begin,
+    card_setup_complete,
+    card_store,
+    gateway_uses_stripe_js,
+    stripe_csp,
+    stripe_js_url,
+)
 from carnet.people.selectors import patient_get
 from carnet.staff.decorators import apply_errors, not_allowed, run_action, save_once, staff_required
 
@@ -21,7 +31,6 @@ from .forms import CardForm, CardHolderForm, PaymentForm, RefundForm
 from .invoicing import invoice_delete
 from .models import Allocation, Invoice, Payment
 from .selectors import amount_owing, credit_balance, open_invoices
-
 
 TAB_PAGE = 50  # invoices or payments per page of the Billing tab
 
@@ -33,19 +42,36 @@ def _tab(pk: int):
 @staff_required(Action.INVOICE_VIEW)
 def billing_tab(request, pk: int):
     patient = patient_get(pk)
-    invoices = (Invoice.objects.filter(patient=patient).prefetch_related("lines", "allocations__payment")
-                .order_by("-number"))
-    payments_qs = (Payment.objects.filter(patient=patient)
-                   .prefetch_related("allocations__invoice", "refunds", "disputes").order_by("-received_at", "-id"))
+    invoices = (
+        Invoice.objects.filter(patient=patient)
+        .prefetch_related("lines", "allocations__payment")
+        .order_by("-number")
+    )
+    payments_qs = (
+        Payment.objects.filter(patient=patient)
+        .prefetch_related("allocations__invoice", "refunds", "disputes")
+        .order_by("-received_at", "-id")
+    )
     # The newest first, a page at a time: a long-time patient's tab stays quick to open.
     invoice_page = Paginator(invoices, TAB_PAGE).get_page(request.GET.get("invoices"))
     payment_page = Paginator(payments_qs, TAB_PAGE).get_page(request.GET.get("payments"))
-    return render(request, "billing/tab.html", {
-        "patient": patient, "clinic": clinic_get(), "invoices": invoice_page, "payments": payment_page,
-        "invoice_page": invoice_page, "payment_page": payment_page,
-        "cards": cards_for_patient(patient), "owing": amount_owing(patient), "credit": credit_balance(patient),
-        "refund_form": RefundForm(currency=clinic_get().currency), "refund_key": new_form_key(),
-    })
+    return render(
+        request,
+        "billing/tab.html",
+        {
+            "patient": patient,
+            "clinic": clinic_get(),
+            "invoices": invoice_page,
+            "payments": payment_page,
+            "invoice_page": invoice_page,
+            "payment_page": payment_page,
+            "cards": cards_for_patient(patient),
+            "owing": amount_owing(patient),
+            "credit": credit_balance(patient),
+            "refund_form": RefundForm(currency=clinic_get().currency),
+            "refund_key": new_form_key(),
+        },
+    )
 
 
 @staff_required(Action.PAYMENT_TAKE)
@@ -59,37 +85,66 @@ def payment_new(request, pk: int):
             initial[f"apply_{invoice.pk}"] = invoice.balance_minor
     if chosen:
         initial["amount"] = sum(inv.balance_minor for inv in invoices if str(inv.pk) == chosen)
-    form = PaymentForm(request.POST or None, patient=patient, currency=clinic.currency, invoices=invoices,
-                       initial=initial)
+    form = PaymentForm(
+        request.POST or None,
+        patient=patient,
+        currency=clinic.currency,
+        invoices=invoices,
+        initial=initial,
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
 
         def write():
-            if data["method"] == Payment.Method.GIFT_CARD:  # "Redeem gift card": the card's balance moves too
+            if (
+                data["method"] == Payment.Method.GIFT_CARD
+            ):  # "Redeem gift card": the card's balance moves too
                 from carnet.giftcards.services import giftcard_redeem
 
-                return giftcard_redeem(actor=request.user, code=data["gift_card_code"], patient=patient,
-                                       amount_minor=data["amount"], allocations=form.allocations(),
-                                       reference=data["reference"])
+                return giftcard_redeem(
+                    actor=request.user,
+                    code=data["gift_card_code"],
+                    patient=patient,
+                    amount_minor=data["amount"],
+                    allocations=form.allocations(),
+                    reference=data["reference"],
+                )
             return payments.payment_receive(
-                actor=request.user, patient=patient, method=data["method"], amount_minor=data["amount"],
-                reference=data["reference"], allocations=form.allocations(), card=data["card"],
-                idempotency_key=f"form-{data['form_key']}")
+                actor=request.user,
+                patient=patient,
+                method=data["method"],
+                amount_minor=data["amount"],
+                reference=data["reference"],
+                allocations=form.allocations(),
+                card=data["card"],
+                idempotency_key=f"form-{data['form_key']}",
+            )
 
-        outcome, result = save_once(request, form, write,
-                                    calls_gateway=data["method"] == Payment.Method.CARD_GATEWAY)
+        outcome, result = save_once(
+            request, form, write, calls_gateway=data["method"] == Payment.Method.CARD_GATEWAY
+        )
         if outcome == "denied":
             return result
         if outcome in ("ok", "repeat"):
             if outcome == "ok":
                 left = result.unapplied_minor
-                messages.success(request, f"Received {clinic.money(result.amount_minor)} by "
-                                          f"{result.get_method_display()}."
-                                 + (f" {clinic.money(left)} added to the patient's credit." if left else ""))
+                messages.success(
+                    request,
+                    f"Received {clinic.money(result.amount_minor)} by "
+                    f"{result.get_method_display()}."
+                    + (f" {clinic.money(left)} added to the patient's credit." if left else ""),
+                )
             return _tab(pk)
-    return render(request, "billing/payment_form.html", {
-        "patient": patient, "form": form, "credit": credit_balance(patient), "clinic": clinic,
-    })
+    return render(
+        request,
+        "billing/payment_form.html",
+        {
+            "patient": patient,
+            "form": form,
+            "credit": credit_balance(patient),
+            "clinic": clinic,
+        },
+    )
 
 
 @require_POST
@@ -97,8 +152,12 @@ def payment_new(request, pk: int):
 def credit_apply_view(request, pk: int, invoice_pk: int):
     patient = patient_get(pk)
     invoice = get_object_or_404(Invoice, pk=invoice_pk, patient=patient)
-    _, denied = run_action(request, lambda: payments.credit_apply(actor=request.user, patient=patient, invoice=invoice),
-                           success=f"Credit applied to {invoice}.", once=True)
+    _, denied = run_action(
+        request,
+        lambda: payments.credit_apply(actor=request.user, patient=patient, invoice=invoice),
+        success=f"Credit applied to {invoice}.",
+        once=True,
+    )
     return denied or _tab(pk)
 
 
@@ -106,8 +165,12 @@ def credit_apply_view(request, pk: int, invoice_pk: int):
 @staff_required(Action.PAYMENT_UNAPPLY)
 def unapply_view(request, pk: int, allocation_pk: int):
     allocation = get_object_or_404(Allocation, pk=allocation_pk, payment__patient_id=pk)
-    _, denied = run_action(request, lambda: payments.allocation_unapply(actor=request.user, allocation=allocation),
-                           success="Payment unapplied; the amount is now the patient's credit.", once=True)
+    _, denied = run_action(
+        request,
+        lambda: payments.allocation_unapply(actor=request.user, allocation=allocation),
+        success="Payment unapplied; the amount is now the patient's credit.",
+        once=True,
+    )
     return denied or _tab(pk)
 
 
@@ -125,11 +188,20 @@ def refund_view(request, pk: int, payment_pk: int):
 
     def refund():
         do = lambda: payments.payment_refund(  # noqa: E731
-            actor=request.user, payment=payment, amount_minor=data["amount"], method=data["method"] or None,
-            reason=data["reason"], idempotency_key=f"refund-form-{request.user.pk}-{key}" if key else None)
+            actor=request.user,
+            payment=payment,
+            amount_minor=data["amount"],
+            method=data["method"] or None,
+            reason=data["reason"],
+            idempotency_key=f"refund-form-{request.user.pk}-{key}" if key else None,
+        )
         if (data["method"] or payment.method) == Payment.Method.CARD_GATEWAY:
-            return do()  # a card refund attempt keyed by the form: a repeat finds it, outside any transaction
-        with transaction.atomic():  # the key is claimed with the refund: a rolled-back attempt frees it
+            return (
+                do()
+            )  # a card refund attempt keyed by the form: a repeat finds it, outside any transaction
+        with (
+            transaction.atomic()
+        ):  # the key is claimed with the refund: a rolled-back attempt frees it
             if not claim_form_key(user=request.user, key=key):
                 return "repeat"
             return do()
@@ -146,8 +218,11 @@ def refund_view(request, pk: int, payment_pk: int):
 @staff_required(Action.INVOICE_DELETE)
 def invoice_delete_view(request, pk: int, invoice_pk: int):
     invoice = get_object_or_404(Invoice, pk=invoice_pk, patient_id=pk)
-    _, denied = run_action(request, lambda: invoice_delete(actor=request.user, invoice=invoice),
-                           success=f"{invoice} deleted.")
+    _, denied = run_action(
+        request,
+        lambda: invoice_delete(actor=request.user, invoice=invoice),
+        success=f"{invoice} deleted.",
+    )
     return denied or _tab(pk)
 
 
@@ -159,8 +234,12 @@ def card_new(request, pk: int):
     if request.method == "POST" and form.is_valid():
         try:
             if stripe_on:  # Stripe.js saved the card in the SetupIntent; Carnet gets its id only
-                card = card_setup_complete(actor=request.user, patient=patient, holder=form.cleaned_data["holder"],
-                                           setup_intent=request.POST.get("setup_intent", "")[:255])
+                card = card_setup_complete(
+                    actor=request.user,
+                    patient=patient,
+                    holder=form.cleaned_data["holder"],
+                    setup_intent=request.POST.get("setup_intent", "")[:255],
+                )
             else:
                 card = card_store(actor=request.user, patient=patient, **form.cleaned_data)
         except NotAllowed as exc:
@@ -173,12 +252,17 @@ def card_new(request, pk: int):
     stripe = {}
     if stripe_on:
         try:  # a fresh SetupIntent for the patient's Stripe customer each time the form is shown
-            stripe = {**card_setup_begin(actor=request.user, patient=patient), "js_url": stripe_js_url()}
+            stripe = {
+                **card_setup_begin(actor=request.user, patient=patient),
+                "js_url": stripe_js_url(),
+            }
         except NotAllowed as exc:
             return not_allowed(request, exc.message)
         except CarnetError as exc:
             form.add_error(None, exc.message)
-    response = render(request, "billing/card_form.html", {"patient": patient, "form": form, "stripe": stripe})
+    response = render(
+        request, "billing/card_form.html", {"patient": patient, "form": form, "stripe": stripe}
+    )
     if stripe_on:
         response["Content-Security-Policy"] = stripe_csp()
     return response
@@ -188,10 +272,10 @@ def card_new(request, pk: int):
 @staff_required(Action.PAYMENT_TAKE)
 def card_remove_view(request, pk: int, card_pk: int):
     card = get_object_or_404(cards_for_patient(patient_get(pk)), pk=card_pk)
-    _, denied = run_action(request, lambda: card_remove(actor=request.user, card=card), success="Card removed.")
+    _, denied = run_action(
+        request, lambda: card_remove(actor=request.user, card=card), success="Card removed."
+    )
     return denied or _tab(pk)
-
-
 
 
 @require_POST
@@ -203,24 +287,39 @@ def card_authenticated(request, attempt_pk: int):
     from . import card_attempts
     from .models import CardAttempt
 
-    attempt = get_object_or_404(CardAttempt.objects.select_related("patient"), pk=attempt_pk,
-                                kind=CardAttempt.Kind.CHARGE, created_by__isnull=False)
+    attempt = get_object_or_404(
+        CardAttempt.objects.select_related("patient"),
+        pk=attempt_pk,
+        kind=CardAttempt.Kind.CHARGE,
+        created_by__isnull=False,
+    )
     clinic = clinic_get()
-    if not (attempt.gateway_id and attempt.context.get("authenticating")) or \
-            request.POST.get("payment_intent", "") != attempt.gateway_id:
-        messages.error(request, "This confirmation is for another payment; nothing was recorded. Check the "
-                                "patient's Billing tab.")
+    if (
+        not (attempt.gateway_id and attempt.context.get("authenticating"))
+        or request.POST.get("payment_intent", "") != attempt.gateway_id
+    ):
+        messages.error(
+            request,
+            "This confirmation is for another payment; nothing was recorded. Check the "
+            "patient's Billing tab.",
+        )
         return _tab(attempt.patient_id)
     try:
         attempt = card_attempts.charge_run(attempt)
     except AuthenticationPending as exc:
         return card_authenticate_page(request, exc, staff=True, action=request.path)
     except PaymentFailed as exc:
-        messages.warning(request, f"The card payment of {clinic.money(attempt.amount_minor)} did not go through: "
-                                  f"{exc.message} It is still owing; take another payment.")
+        messages.warning(
+            request,
+            f"The card payment of {clinic.money(attempt.amount_minor)} did not go through: "
+            f"{exc.message} It is still owing; take another payment.",
+        )
     except CarnetError as exc:
-        messages.warning(request, f"The card payment of {clinic.money(attempt.amount_minor)} is not confirmed yet: "
-                                  f"{exc.message}")
+        messages.warning(
+            request,
+            f"The card payment of {clinic.money(attempt.amount_minor)} is not confirmed yet: "
+            f"{exc.message}",
+        )
     else:
         messages.success(request, f"Received {clinic.money(attempt.amount_minor)} by card.")
     return _tab(attempt.patient_id)
@@ -232,6 +331,13 @@ def card_attempts_review(request):
     from .card_attempts import RECONCILE_AFTER, attempts_to_review
     from .webhooks import disputes_to_review
 
-    return render(request, "billing/card_review.html", {
-        "attempts": attempts_to_review()[:300], "disputes": disputes_to_review()[:300], "clinic": clinic_get(),
-        "minutes": int(RECONCILE_AFTER.total_seconds() // 60)})
+    return render(
+        request,
+        "billing/card_review.html",
+        {
+            "attempts": attempts_to_review()[:300],
+            "disputes": disputes_to_review()[:300],
+            "clinic": clinic_get(),
+            "minutes": int(RECONCILE_AFTER.total_seconds() // 60),
+        },
+    )

@@ -19,11 +19,17 @@ MAX_BODY = 512 * 1024  # Stripe's events are a few kilobytes
 @require_POST
 def stripe_webhook(request):
     if len(request.body) > MAX_BODY:
-        return JsonResponse({"error": "too_large", "detail": "This event is too large."}, status=400)
+        return JsonResponse(
+            {"error": "too_large", "detail": "This event is too large."}, status=400
+        )
     try:
-        outcome = event_handle(payload=request.body, signature=request.headers.get("Stripe-Signature", ""))
+        outcome = event_handle(
+            payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+        )
     except CarnetError as exc:
-        if exc.status >= 500:  # Stripe unreachable while resolving: Stripe sends the event again later
+        if (
+            exc.status >= 500
+        ):  # Stripe unreachable while resolving: Stripe sends the event again later
             return JsonResponse({"error": exc.code, "detail": exc.message}, status=503)
         return JsonResponse({"error": exc.code, "detail": exc.message}, status=400)
     return JsonResponse({"received": True, "outcome": outcome})

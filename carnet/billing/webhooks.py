@@ -34,16 +34,25 @@ def event_verify(payload: bytes, signature: str) -> dict:
     """The event, if Stripe signed exactly this body recently with our endpoint's secret."""
     secret = getattr(settings, "STRIPE_WEBHOOK_SECRET", "")
     if not secret:
-        raise ValidationFailed("Stripe webhooks are not set up on this Carnet (no STRIPE_WEBHOOK_SECRET).",
-                               code="webhooks_off")
+        raise ValidationFailed(
+            "Stripe webhooks are not set up on this Carnet (no STRIPE_WEBHOOK_SECRET).",
+            code="webhooks_off",
+        )
     try:
-        stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature or "", secret, TOLERANCE_SECONDS)
+        stripe.WebhookSignature.verify_header(
+            payload.decode("utf-8"), signature or "", secret, TOLERANCE_SECONDS
+        )
         event = json.loads(payload)
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError):
-        raise ValidationFailed("The Stripe-Signature header does not match this body, or is too old.",
-                               code="bad_signature") from None
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(
-            (event.get("data") or {}).get("object"), dict):
+        raise ValidationFailed(
+            "The Stripe-Signature header does not match this body, or is too old.",
+            code="bad_signature",
+        ) from None
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance((event.get("data") or {}).get("object"), dict)
+    ):
         raise ValidationFailed("This is not a Stripe event.", code="bad_event")
     return event
 
@@ -59,8 +68,12 @@ def event_handle(*, payload: bytes, signature: str) -> str:
     outcome = handler(event["data"]["object"]) if handler else "ignored"
     try:
         with transaction.atomic():
-            GatewayEvent.objects.create(event_id=event["id"], type=str(event.get("type", ""))[:80],
-                                        received_at=clock.now(), outcome=outcome[:300])
+            GatewayEvent.objects.create(
+                event_id=event["id"],
+                type=str(event.get("type", ""))[:80],
+                received_at=clock.now(),
+                outcome=outcome[:300],
+            )
     except IntegrityError:
         return "already handled"
     return outcome
@@ -69,7 +82,9 @@ def event_handle(*, payload: bytes, signature: str) -> str:
 def _resolve(attempts, *, settle_missing: bool) -> str:
     outcomes = []
     for attempt in attempts:
-        outcomes.append(f"attempt #{attempt.pk} {card_attempts.attempt_resolve(attempt, settle_missing=settle_missing)}")
+        outcomes.append(
+            f"attempt #{attempt.pk} {card_attempts.attempt_resolve(attempt, settle_missing=settle_missing)}"
+        )
     return "; ".join(outcomes) or "no open attempt"
 
 
@@ -77,15 +92,21 @@ def _payment_intent(intent: dict) -> str:
     # The attempt whose PaymentIntent this is (its id was committed before it was confirmed),
     # resolved by asking Stripe for it, as reconciliation does: succeeded or failed.
     key = str((intent.get("metadata") or {}).get("carnet_key") or "-")
-    attempts = CardAttempt.objects.filter(Q(gateway_id=str(intent.get("id") or "-")) | Q(gateway_key=key),
-                                          kind=CardAttempt.Kind.CHARGE, status__in=card_attempts.OPEN)
+    attempts = CardAttempt.objects.filter(
+        Q(gateway_id=str(intent.get("id") or "-")) | Q(gateway_key=key),
+        kind=CardAttempt.Kind.CHARGE,
+        status__in=card_attempts.OPEN,
+    )
     return _resolve(attempts.select_related("card"), settle_missing=True)
 
 
 def _charge_refunded(charge: dict) -> str:
     intent = str(charge.get("payment_intent") or "-")
-    attempts = CardAttempt.objects.filter(kind=CardAttempt.Kind.REFUND, status__in=card_attempts.OPEN,
-                                          payment__gateway_charge_id=intent)
+    attempts = CardAttempt.objects.filter(
+        kind=CardAttempt.Kind.REFUND,
+        status__in=card_attempts.OPEN,
+        payment__gateway_charge_id=intent,
+    )
     # A refund still being sent is not at Stripe yet: left open, not failed.
     outcome = _resolve(attempts, settle_missing=False)
     return "; ".join(part for part in (outcome, _refunds_outside(intent)) if part)
@@ -108,16 +129,30 @@ def _refunds_outside(intent: str) -> str:
         return ""
     done = []
     for found in gateway_refunds_outside(charge_id=intent):  # asked outside any transaction
-        refund = refund_outside(payment_pk=payment.pk, amount_minor=found.amount_minor, refund_id=found.refund_id,
-                                reason="Refunded in Stripe's Dashboard", verb="card_refunded_outside_carnet")
+        refund = refund_outside(
+            payment_pk=payment.pk,
+            amount_minor=found.amount_minor,
+            refund_id=found.refund_id,
+            reason="Refunded in Stripe's Dashboard",
+            verb="card_refunded_outside_carnet",
+        )
         if refund is not None:
             done.append(f"refund {found.refund_id} recorded on payment #{payment.pk}")
     return "; ".join(done)
 
 
 # Stripe's dispute statuses, in the order they move; a late event never takes one back.
-DISPUTE_RANK = {"warning_needs_response": 1, "needs_response": 1, "warning_under_review": 2, "under_review": 2,
-                "won": 3, "lost": 3, "warning_closed": 3, "charge_refunded": 3, "prevented": 3}
+DISPUTE_RANK = {
+    "warning_needs_response": 1,
+    "needs_response": 1,
+    "warning_under_review": 2,
+    "under_review": 2,
+    "won": 3,
+    "lost": 3,
+    "warning_closed": 3,
+    "charge_refunded": 3,
+    "prevented": 3,
+}
 
 
 def _dispute(dispute: dict) -> str:
@@ -134,24 +169,47 @@ def _dispute(dispute: dict) -> str:
     with transaction.atomic():
         found, made = CardDispute.objects.get_or_create(
             dispute_id=str(dispute.get("id"))[:255],
-            defaults={"payment": payment, "amount_minor": int(dispute.get("amount") or 0),
-                      "reason": str(dispute.get("reason") or "")[:60], "status": status, "created_at": clock.now()})
+            defaults={
+                "payment": payment,
+                "amount_minor": int(dispute.get("amount") or 0),
+                "reason": str(dispute.get("reason") or "")[:60],
+                "status": status,
+                "created_at": clock.now(),
+            },
+        )
         if made:
-            activity.record(actor=None, verb="card_disputed", obj=payment, after={
-                "dispute": found.dispute_id, "amount_minor": found.amount_minor, "reason": found.reason,
-                "status": found.status})
+            activity.record(
+                actor=None,
+                verb="card_disputed",
+                obj=payment,
+                after={
+                    "dispute": found.dispute_id,
+                    "amount_minor": found.amount_minor,
+                    "reason": found.reason,
+                    "status": found.status,
+                },
+            )
         else:
             found = CardDispute.objects.select_for_update().get(pk=found.pk)
             if DISPUTE_RANK.get(status, 0) > DISPUTE_RANK.get(found.status, 0):
                 before = found.status
                 found.status = status
                 found.save(update_fields=["status"])
-                activity.record(actor=None, verb="card_dispute_updated", obj=payment,
-                                before={"dispute": found.dispute_id, "status": before},
-                                after={"dispute": found.dispute_id, "status": status})
+                activity.record(
+                    actor=None,
+                    verb="card_dispute_updated",
+                    obj=payment,
+                    before={"dispute": found.dispute_id, "status": before},
+                    after={"dispute": found.dispute_id, "status": status},
+                )
     if found.status == "lost":
-        refund_outside(payment_pk=payment.pk, amount_minor=found.amount_minor, refund_id=found.dispute_id,
-                       reason=f"Chargeback lost (dispute {found.dispute_id})", verb="card_dispute_lost")
+        refund_outside(
+            payment_pk=payment.pk,
+            amount_minor=found.amount_minor,
+            refund_id=found.dispute_id,
+            reason=f"Chargeback lost (dispute {found.dispute_id})",
+            verb="card_dispute_lost",
+        )
     return f"dispute {found.dispute_id} on payment #{payment.pk}: {found.status}"
 
 
@@ -159,13 +217,20 @@ def _setup_intent_succeeded(intent: dict) -> str:
     from carnet.gateway.models import GatewayCustomer
     from carnet.gateway.services import card_setup_complete
 
-    customer = GatewayCustomer.objects.filter(customer_id=str(intent.get("customer") or "-")).select_related(
-        "patient").first()
+    customer = (
+        GatewayCustomer.objects.filter(customer_id=str(intent.get("customer") or "-"))
+        .select_related("patient")
+        .first()
+    )
     if customer is None:
         return "set-up for a customer Carnet does not know"
     try:
-        card = card_setup_complete(actor=None, patient=customer.patient, setup_intent=str(intent.get("id")),
-                                   patient_actor=True)
+        card = card_setup_complete(
+            actor=None,
+            patient=customer.patient,
+            setup_intent=str(intent.get("id")),
+            patient_actor=True,
+        )
     except CarnetError as exc:
         return f"card not kept: {exc.message}"
     return f"card #{card.pk} on file"
@@ -186,4 +251,6 @@ EVENTS = tuple(HANDLERS)  # what to enable on the webhook endpoint in Stripe's D
 
 def disputes_to_review(*, days: int = 90):
     since = clock.now() - dt.timedelta(days=days)
-    return CardDispute.objects.filter(created_at__gte=since).select_related("payment", "payment__patient")
+    return CardDispute.objects.filter(created_at__gte=since).select_related(
+        "payment", "payment__patient"
+    )

@@ -26,21 +26,38 @@ def _register(kind: str, schema_in, schema_out) -> None:
     model = SETUP_MODELS[kind]
     op = kind.replace("-", "_")
 
-    @router.get(f"/{kind}", response=list[schema_out], operation_id=f"{op}_list", summary=f"List {kind}")
+    @router.get(
+        f"/{kind}", response=list[schema_out], operation_id=f"{op}_list", summary=f"List {kind}"
+    )
     def list_(request):
         require(request.auth, Action.SETUP_VIEW)
         return list(setup_list(kind))
 
-    @router.post(f"/{kind}", response={201: schema_out}, operation_id=f"{op}_create", summary=f"Create one of {kind}")
+    @router.post(
+        f"/{kind}",
+        response={201: schema_out},
+        operation_id=f"{op}_create",
+        summary=f"Create one of {kind}",
+    )
     def create(request, payload: schema_in):
         return Status(201, setup_save(actor=request.auth, obj=model(), data=payload.dict()))
 
-    @router.get(f"/{kind}/{{pk}}", response=schema_out, operation_id=f"{op}_read", summary=f"Read one of {kind}")
+    @router.get(
+        f"/{kind}/{{pk}}",
+        response=schema_out,
+        operation_id=f"{op}_read",
+        summary=f"Read one of {kind}",
+    )
     def read(request, pk: int):
         require(request.auth, Action.SETUP_VIEW)
         return setup_get(kind, pk)
 
-    @router.patch(f"/{kind}/{{pk}}", response=schema_out, operation_id=f"{op}_update", summary=f"Update one of {kind}")
+    @router.patch(
+        f"/{kind}/{{pk}}",
+        response=schema_out,
+        operation_id=f"{op}_update",
+        summary=f"Update one of {kind}",
+    )
     def update(request, pk: int, payload: PatchDict[schema_in]):
         require(request.auth, Action.SETUP_VIEW)
         return setup_save(actor=request.auth, obj=setup_get(kind, pk), data=dict(payload))

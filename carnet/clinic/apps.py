@@ -12,5 +12,9 @@ class ClinicConfig(AppConfig):
         from .selectors import forget_clinic_currency
 
         # The cached currency must follow a settings change (and test databases being reset).
-        post_save.connect(forget_clinic_currency, sender=Clinic, dispatch_uid="forget_clinic_currency")
-        post_delete.connect(forget_clinic_currency, sender=Clinic, dispatch_uid="forget_clinic_currency_del")
+        post_save.connect(
+            forget_clinic_currency, sender=Clinic, dispatch_uid="forget_clinic_currency"
+        )
+        post_delete.connect(
+            forget_clinic_currency, sender=Clinic, dispatch_uid="forget_clinic_currency_del"
+        )

@@ -19,38 +19,67 @@ class ClinicIn(Schema):
     allow_double_booking: bool = False
     cancellation_window_hours: int = Field(24, ge=0, le=24 * 60)
     online_bookings_per_patient: int = Field(3, ge=1, le=100)
-    two_factor_all_staff: bool = Field(False, description="Every staff login needs a second factor (Full Access and up always do)")
+    two_factor_all_staff: bool = Field(
+        False, description="Every staff login needs a second factor (Full Access and up always do)"
+    )
     online_sales_enabled: bool = False
     gift_cards_enabled: bool = True
     gift_card_load_limit_minor: int = Field(100000, ge=0)
     gift_card_online_sales_enabled: bool = False
     gift_card_online_minimum_minor: int = Field(2500, ge=0)
     pass_expiry_preset: Literal["none", "quebec", "ontario", "us_federal"] = Field(
-        "none", description="The law the clinic's pass expiry follows (quebec, ontario: no expiry; us_federal: "
-        "5 years at least); none = pass_expiry_rule. Passes already sold keep the terms they were sold with")
+        "none",
+        description="The law the clinic's pass expiry follows (quebec, ontario: no expiry; us_federal: "
+        "5 years at least); none = pass_expiry_rule. Passes already sold keep the terms they were sold with",
+    )
     pass_expiry_rule: Literal["allowed", "forbidden", "minimum"] = Field(
-        "allowed", description="Where the law forbids or limits pass expiry (SPEC 9.10); used when the preset is none")
-    pass_expiry_minimum_days: int = Field(0, ge=0, description="With the minimum rule: days a pass lasts at least")
-    pass_expiry_reminder_days: int = Field(14, ge=0, description="Remind the patient this many days before expiry; 0 = no reminder")
+        "allowed",
+        description="Where the law forbids or limits pass expiry (SPEC 9.10); used when the preset is none",
+    )
+    pass_expiry_minimum_days: int = Field(
+        0, ge=0, description="With the minimum rule: days a pass lasts at least"
+    )
+    pass_expiry_reminder_days: int = Field(
+        14, ge=0, description="Remind the patient this many days before expiry; 0 = no reminder"
+    )
     insurer_ready_receipts: bool = False
     breakage_method: Literal["expiry", "proportional"] = Field(
-        "expiry", description="Package breakage: at expiry, or in proportion to redemptions at each template's "
-        "expected breakage rate (ASC 606-10-55-48); packages already sold keep the method of their sale")
+        "expiry",
+        description="Package breakage: at expiry, or in proportion to redemptions at each template's "
+        "expected breakage rate (ASC 606-10-55-48); packages already sold keep the method of their sale",
+    )
     membership_proration: Literal["prorate", "none"] = Field(
-        "prorate", description="Changing a member's plan at once: credit the unused days of the current cycle and "
-        "charge the rest of the new plan's cycle, or none (the new price applies from the next cycle)")
+        "prorate",
+        description="Changing a member's plan at once: credit the unused days of the current cycle and "
+        "charge the rest of the new plan's cycle, or none (the new price applies from the next cycle)",
+    )
 
-    dunning_retry_days: str = Field("1,3,7", max_length=40, description="Days between tries of a soft-declined "
-                                    "membership or instalment payment, e.g. 1,3,7; hard declines are not retried")
-    dunning_write_off: bool = Field(False, description="Write off a cycle whose last retry failed (no uses, no "
-                                    "back-charge) instead of letting owed cycles stack up")
-    past_due_suspend_days: int = Field(14, ge=1, le=365, description="Days past due after which a membership no "
-                                       "longer covers new bookings")
-    past_due_end_days: int = Field(45, ge=1, le=730, description="Days past due after which past_due_end_action "
-                                   "is taken")
+    dunning_retry_days: str = Field(
+        "1,3,7",
+        max_length=40,
+        description="Days between tries of a soft-declined "
+        "membership or instalment payment, e.g. 1,3,7; hard declines are not retried",
+    )
+    dunning_write_off: bool = Field(
+        False,
+        description="Write off a cycle whose last retry failed (no uses, no "
+        "back-charge) instead of letting owed cycles stack up",
+    )
+    past_due_suspend_days: int = Field(
+        14,
+        ge=1,
+        le=365,
+        description="Days past due after which a membership no longer covers new bookings",
+    )
+    past_due_end_days: int = Field(
+        45, ge=1, le=730, description="Days past due after which past_due_end_action is taken"
+    )
     past_due_end_action: Literal["suspend", "cancel"] = "suspend"
-    charges_preview_email: bool = Field(False, description="Each night, email the account owner the automatic card "
-                                        "charges of the next day")
+    charges_preview_email: bool = Field(
+        False,
+        description="Each night, email the account owner the automatic card "
+        "charges of the next day",
+    )
 
 
 class ClinicOut(ClinicIn):

@@ -30,8 +30,10 @@ def money_recorded() -> bool:
     since every stored amount is in minor units of it (100.00 would silently become ¥10,000)."""
     from django.apps import apps  # by name: billing and gift cards build on clinic, not the reverse
 
-    return any(apps.get_model(app, name).objects.exists()
-               for app, name in (("billing", "Invoice"), ("billing", "Payment"), ("giftcards", "GiftCard")))
+    return any(
+        apps.get_model(app, name).objects.exists()
+        for app, name in (("billing", "Invoice"), ("billing", "Payment"), ("giftcards", "GiftCard"))
+    )
 
 
 def clinic_currency() -> str:

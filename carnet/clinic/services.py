@@ -33,7 +33,9 @@ def clinic_update(*, actor, data: dict) -> Clinic:
     clinic = clinic_get()
     wanted = data.get("currency")
     if wanted is not None and wanted != clinic.currency and money_recorded():
-        raise Conflict(f"The currency stays {clinic.currency}: invoices, payments or gift cards are already "
-                       f"recorded in it, and their amounts would change meaning in {wanted}.",
-                       code="currency_locked")
+        raise Conflict(
+            f"The currency stays {clinic.currency}: invoices, payments or gift cards are already "
+            f"recorded in it, and their amounts would change meaning in {wanted}.",
+            code="currency_locked",
+        )
     return model_save(actor=actor, obj=clinic, data=data)

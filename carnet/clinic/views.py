@@ -20,9 +20,15 @@ COLUMNS = {
     "disciplines": [("Name", "name")],
     "income-categories": [("Name", "name")],
     "taxes": [("Name", "name"), ("Rate %", "rate"), ("Registration", "registration_number")],
-    "treatments": [("Name", "name"), ("Discipline", "discipline"), ("Kind", "get_kind_display"),
-                   ("Minutes", "duration_minutes"), ("Price", "price"), ("Online", "online_bookable"),
-                   ("Active", "is_active")],
+    "treatments": [
+        ("Name", "name"),
+        ("Discipline", "discipline"),
+        ("Kind", "get_kind_display"),
+        ("Minutes", "duration_minutes"),
+        ("Price", "price"),
+        ("Online", "online_bookable"),
+        ("Active", "is_active"),
+    ],
     "products": [("Name", "name"), ("Price", "price"), ("Stock", "stock"), ("Active", "is_active")],
 }
 
@@ -52,17 +58,25 @@ def _rows(kind, objects, clinic):
 
 @staff_required(Action.SETUP_VIEW)
 def settings_index(request):
-    return render(request, "clinic/settings_index.html", {"kinds": SETUP_MODELS, "clinic": clinic_get()})
+    return render(
+        request, "clinic/settings_index.html", {"kinds": SETUP_MODELS, "clinic": clinic_get()}
+    )
 
 
 @staff_required(Action.SETUP_VIEW)
 def setup_list_view(request, kind: str):
     model = _kind_or_404(kind)
-    return render(request, "clinic/setup_list.html", {
-        "kind": kind, "names": model._meta, "headings": [h for h, _ in COLUMNS[kind]],
-        "rows": list(_rows(kind, setup_list(kind), clinic_get())),
-        "can_manage": can(request.user, _manage_action(model)),
-    })
+    return render(
+        request,
+        "clinic/setup_list.html",
+        {
+            "kind": kind,
+            "names": model._meta,
+            "headings": [h for h, _ in COLUMNS[kind]],
+            "rows": list(_rows(kind, setup_list(kind), clinic_get())),
+            "can_manage": can(request.user, _manage_action(model)),
+        },
+    )
 
 
 @staff_required(Action.SETUP_MANAGE)
@@ -75,27 +89,51 @@ def setup_edit_view(request, kind: str, pk: int | None = None):
     obj = setup_get(kind, pk) if pk else model()
     Form = form_for(model)
     form = Form(request.POST or None, instance=obj)
-    saved, denied = save_form(request, form, lambda data: setup_save(actor=request.user, obj=obj, data=data),
-                              success=lambda s: f"Saved {model._meta.verbose_name} “{s}”.")
+    saved, denied = save_form(
+        request,
+        form,
+        lambda data: setup_save(actor=request.user, obj=obj, data=data),
+        success=lambda s: f"Saved {model._meta.verbose_name} “{s}”.",
+    )
     if denied:
         return denied
     if saved:
         return redirect("clinic:setup_list", kind=kind)
-    return render(request, "clinic/setup_form.html", {
-        "kind": kind, "names": model._meta, "form": form, "obj": obj, "time_zones": sorted(available_timezones()),
-    })
+    return render(
+        request,
+        "clinic/setup_form.html",
+        {
+            "kind": kind,
+            "names": model._meta,
+            "form": form,
+            "obj": obj,
+            "time_zones": sorted(available_timezones()),
+        },
+    )
 
 
 @staff_required(Action.CLINIC_SETTINGS)
 def clinic_settings_view(request):
     clinic = clinic_get()
     form = form_for(Clinic)(request.POST or None, instance=clinic)
-    saved, denied = save_form(request, form, lambda data: clinic_update(actor=request.user, data=data),
-                              success=lambda _: "Clinic settings saved.")
+    saved, denied = save_form(
+        request,
+        form,
+        lambda data: clinic_update(actor=request.user, data=data),
+        success=lambda _: "Clinic settings saved.",
+    )
     if denied:
         return denied
     if saved:
         return redirect("clinic:settings")
-    return render(request, "clinic/setup_form.html", {
-        "kind": "clinic", "names": Clinic._meta, "form": form, "obj": clinic, "time_zones": sorted(available_timezones()),
-    })
+    return render(
+        request,
+        "clinic/setup_form.html",
+        {
+            "kind": "clinic",
+            "names": Clinic._meta,
+            "form": form,
+            "obj": clinic,
+            "time_zones": sorted(available_timezones()),
+        },
+    )

@@ -22,7 +22,9 @@ def _plain(value):
     return value
 
 
-def snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ("password",), m2m: dict | None = None) -> dict:
+def snapshot(
+    obj: models.Model, *, exclude: tuple[str, ...] = ("password",), m2m: dict | None = None
+) -> dict:
     """The object's field values as JSON-ready data (many-to-many as sorted primary keys; `m2m`
     gives them when the caller read them for many objects at once)."""
     data = {}
@@ -32,8 +34,11 @@ def snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ("password",), m2m
         data[field.attname] = _plain(getattr(obj, field.attname))
     if obj.pk:
         for field in obj._meta.many_to_many:
-            data[field.name] = m2m[field.name] if m2m is not None else sorted(
-                getattr(obj, field.name).values_list("pk", flat=True))
+            data[field.name] = (
+                m2m[field.name]
+                if m2m is not None
+                else sorted(getattr(obj, field.name).values_list("pk", flat=True))
+            )
     return data
 
 
@@ -46,14 +51,18 @@ def _m2m_of(objs: list[models.Model]) -> dict[int, dict[str, list]]:
         source, target = f"{field.m2m_field_name()}_id", f"{field.m2m_reverse_field_name()}_id"
         related: dict[int, list] = {}
         for part in bulk.chunks(list(found)):
-            for a, b in through.objects.filter(**{f"{source}__in": part}).values_list(source, target):
+            for a, b in through.objects.filter(**{f"{source}__in": part}).values_list(
+                source, target
+            ):
                 related.setdefault(a, []).append(b)
         for pk, fields in found.items():
             fields[field.name] = sorted(related.get(pk, []))
     return found
 
 
-def _values(*, actor, verb: str, obj: models.Model, before: dict | None, after: dict | None, at) -> dict:
+def _values(
+    *, actor, verb: str, obj: models.Model, before: dict | None, after: dict | None, at
+) -> dict:
     user = actor if getattr(actor, "is_authenticated", False) else None
     return dict(
         at=at,
@@ -68,8 +77,12 @@ def _values(*, actor, verb: str, obj: models.Model, before: dict | None, after: 
     )
 
 
-def record(*, actor, verb: str, obj: models.Model, before: dict | None = None, after: dict | None = None) -> ActivityLog:
-    entry = ActivityLog(**_values(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now()))
+def record(
+    *, actor, verb: str, obj: models.Model, before: dict | None = None, after: dict | None = None
+) -> ActivityLog:
+    entry = ActivityLog(
+        **_values(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now())
+    )
     entry.save(force_insert=True)
     return entry
 
@@ -81,5 +94,17 @@ def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:
     for model in {type(o) for o in objs}:
         if model._meta.many_to_many:
             m2m[model] = _m2m_of([o for o in objs if type(o) is model and o.pk])
-    bulk.insert_rows(ActivityLog, (_values(actor=actor, verb=verb, obj=o, before=None, at=at, after=snapshot(
-        o, m2m=m2m[type(o)].get(o.pk) if type(o) in m2m else None)) for o in objs))
+    bulk.insert_rows(
+        ActivityLog,
+        (
+            _values(
+                actor=actor,
+                verb=verb,
+                obj=o,
+                before=None,
+                at=at,
+                after=snapshot(o, m2m=m2m[type(o)].get(o.pk) if type(o) in m2m else None),
+            )
+            for o in objs
+        ),
+    )

@@ -36,8 +36,10 @@ def backup_write(path: str | Path) -> Path:
     """Write a backup of the database to `path` (a new file)."""
     path = Path(path)
     if path.exists():
-        raise ValidationFailed(f"{path} already exists; choose a new file name so no backup is overwritten.",
-                               fields={"path": ["Exists."]})
+        raise ValidationFailed(
+            f"{path} already exists; choose a new file name so no backup is overwritten.",
+            fields={"path": ["Exists."]},
+        )
     if connection.vendor == "sqlite":
         connection.ensure_connection()
         with sqlite3.connect(path) as target:
@@ -45,8 +47,11 @@ def backup_write(path: str | Path) -> Path:
         target.close()
     elif connection.vendor == "postgresql":
         args, env = _pg_args(connection.settings_dict)
-        subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--file", str(path), *args],
-                       check=True, env=env)
+        subprocess.run(
+            ["pg_dump", "--format=custom", "--no-owner", "--file", str(path), *args],
+            check=True,
+            env=env,
+        )
     else:
         raise ValidationFailed(f"Backups support SQLite and PostgreSQL, not {connection.vendor}.")
     return path
@@ -56,7 +61,9 @@ def backup_restore(path: str | Path) -> None:
     """Replace the database's contents with the backup at `path` (made by backup_write)."""
     path = Path(path)
     if not path.is_file():
-        raise ValidationFailed(f"There is no backup file at {path}.", fields={"path": ["Not found."]})
+        raise ValidationFailed(
+            f"There is no backup file at {path}.", fields={"path": ["Not found."]}
+        )
     if connection.vendor == "sqlite":
         connection.close()
         connection.ensure_connection()
@@ -66,7 +73,19 @@ def backup_restore(path: str | Path) -> None:
     elif connection.vendor == "postgresql":
         connection.close()  # pg_restore drops the tables; our own session must not hold them
         args, env = _pg_args(connection.settings_dict)
-        subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
-                        "--exit-on-error", *args, str(path)], check=True, env=env)
+        subprocess.run(
+            [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",
+                "--exit-on-error",
+                *args,
+                str(path),
+            ],
+            check=True,
+            env=env,
+        )
     else:
         raise ValidationFailed(f"Backups support SQLite and PostgreSQL, not {connection.vendor}.")

@@ -10,14 +10,32 @@ from django.db.models import F
 # Below this many rows a plain INSERT is cheaper than fetching ids and opening a COPY.
 COPY_FROM = 100
 # Fields whose Python value PostgreSQL's COPY parses as is (no Django conversion needed).
-_AS_IS = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
-          "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField", "CharField",
-          "TextField", "BooleanField", "DateField", "DecimalField", "ForeignKey", "OneToOneField"}
+_AS_IS = {
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+    "PositiveSmallIntegerField",
+    "CharField",
+    "TextField",
+    "BooleanField",
+    "DateField",
+    "DecimalField",
+    "ForeignKey",
+    "OneToOneField",
+}
 
 
 def _as_is(field) -> bool:
-    return (field.get_internal_type() in _AS_IS and not getattr(field, "auto_now", False)
-            and not getattr(field, "auto_now_add", False))
+    return (
+        field.get_internal_type() in _AS_IS
+        and not getattr(field, "auto_now", False)
+        and not getattr(field, "auto_now_add", False)
+    )
 
 
 def _copy(cur, model, fields, rows) -> None:
@@ -38,17 +56,32 @@ def insert(model, objs) -> list:
         return model.objects.bulk_create(objs)
     meta = model._meta
     for obj in objs:
-        obj._prepare_related_fields_for_save(operation_name="bulk_create")  # unsaved parents refused, ids copied
+        obj._prepare_related_fields_for_save(
+            operation_name="bulk_create"
+        )  # unsaved parents refused, ids copied
     fields = meta.concrete_fields
     plain = [_as_is(f) for f in fields]
     with connection.cursor() as cur:
-        cur.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                    [meta.db_table, meta.pk.column, len(objs)])
+        cur.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(objs)],
+        )
         for obj, (pk,) in zip(objs, cur.fetchall()):
             obj.pk = pk
-        _copy(cur, model, fields, ([getattr(obj, f.attname) if as_is
-                                    else f.get_db_prep_save(f.pre_save(obj, True), connection)
-                                    for f, as_is in zip(fields, plain)] for obj in objs))
+        _copy(
+            cur,
+            model,
+            fields,
+            (
+                [
+                    getattr(obj, f.attname)
+                    if as_is
+                    else f.get_db_prep_save(f.pre_save(obj, True), connection)
+                    for f, as_is in zip(fields, plain)
+                ]
+                for obj in objs
+            ),
+        )
     for obj in objs:
         obj._state.adding, obj._state.db = False, connection.alias
     return objs
@@ -66,8 +99,18 @@ def insert_rows(model, rows) -> None:
     fields = [by_attname[name] for name in rows[0]]
     plain = [_as_is(f) for f in fields]
     with connection.cursor() as cur:
-        _copy(cur, model, fields, ([value if as_is else f.get_db_prep_save(value, connection)
-                                    for f, as_is, value in zip(fields, plain, row.values())] for row in rows))
+        _copy(
+            cur,
+            model,
+            fields,
+            (
+                [
+                    value if as_is else f.get_db_prep_save(value, connection)
+                    for f, as_is, value in zip(fields, plain, row.values())
+                ]
+                for row in rows
+            ),
+        )
 
 
 def add_to(model, field: str, amounts) -> None:
@@ -80,9 +123,9 @@ def add_to(model, field: str, amounts) -> None:
     for amount, pks in by_amount.items():
         if amount:
             for n in range(0, len(pks), 1000):  # stay under SQLite's parameter limit
-                model.objects.filter(pk__in=pks[n:n + 1000]).update(**{field: F(field) + amount})
+                model.objects.filter(pk__in=pks[n : n + 1000]).update(**{field: F(field) + amount})
 
 
 def chunks(items: list, size: int = 900):
     """Slices small enough for SQLite's limit on query parameters."""
-    return (items[n:n + size] for n in range(0, len(items), size))
+    return (items[n : n + size] for n in range(0, len(items), size))

@@ -11,4 +11,8 @@ def allowed(request):
     from .permissions import Action, can
 
     user = getattr(request, "user", None)
-    return {"allowed": {a.value: can(user, a) for a in Action} if user is not None and user.is_authenticated else {}}
+    return {
+        "allowed": {a.value: can(user, a) for a in Action}
+        if user is not None and user.is_authenticated
+        else {}
+    }

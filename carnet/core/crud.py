@@ -34,22 +34,34 @@ def _quantize_decimals(obj: models.Model) -> None:
             setattr(obj, field.attname, value.quantize(Decimal(1).scaleb(-field.decimal_places)))
 
 
-def model_save(*, actor, obj: models.Model, data: dict, verb: str | None = None,
-               aliases: dict[str, str] | None = None) -> models.Model:
+def model_save(
+    *,
+    actor,
+    obj: models.Model,
+    data: dict,
+    verb: str | None = None,
+    aliases: dict[str, str] | None = None,
+) -> models.Model:
     """`aliases` maps a model field name to the input name the caller's user knows it by."""
     names = _input_names(obj, data, aliases)
     for name, value in data.items():
-        if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold NUL: a 500 otherwise
+        if (
+            isinstance(value, str) and "\x00" in value
+        ):  # PostgreSQL text cannot hold NUL: a 500 otherwise
             shown = names.get(name, name)
-            raise ValidationFailed(f"Please correct {shown.replace('_', ' ')}: null characters are not allowed.",
-                                   fields={shown: ["Null characters are not allowed."]})
+            raise ValidationFailed(
+                f"Please correct {shown.replace('_', ' ')}: null characters are not allowed.",
+                fields={shown: ["Null characters are not allowed."]},
+            )
     many = {f.name for f in obj._meta.many_to_many}
     m2m = {k: v for k, v in data.items() if k in many}
     for name, ids in m2m.items():
         shown = names.get(name, name)
         if ids is None:
-            raise ValidationFailed(f"Please correct {shown.replace('_', ' ')}: give a list, possibly empty.",
-                                   fields={shown: ["This field cannot be null."]})
+            raise ValidationFailed(
+                f"Please correct {shown.replace('_', ' ')}: give a list, possibly empty.",
+                fields={shown: ["This field cannot be null."]},
+            )
         ids = [getattr(i, "pk", i) for i in ids]
         related = obj._meta.get_field(name).related_model
         # An id beyond the key column's range exists nowhere (SQLite cannot even be asked: OverflowError).
@@ -59,8 +71,10 @@ def model_save(*, actor, obj: models.Model, data: dict, verb: str | None = None,
             asked = [i for i in ids if not isinstance(i, int) or low <= i <= high]
         missing = set(ids) - set(related.objects.filter(pk__in=asked).values_list("pk", flat=True))
         if missing:
-            raise ValidationFailed(f"No {related._meta.verbose_name} with id {', '.join(map(str, sorted(missing)))}.",
-                                   fields={shown: ["Unknown id."]})
+            raise ValidationFailed(
+                f"No {related._meta.verbose_name} with id {', '.join(map(str, sorted(missing)))}.",
+                fields={shown: ["Unknown id."]},
+            )
         m2m[name] = ids
     before = activity.snapshot(obj) if obj.pk else None
     for name, value in data.items():
@@ -75,10 +89,17 @@ def model_save(*, actor, obj: models.Model, data: dict, verb: str | None = None,
         with transaction.atomic():
             obj.save()
     except IntegrityError:
-        raise Conflict(f"Another {obj._meta.verbose_name} with these details already exists.",
-                       code="already_exists") from None
+        raise Conflict(
+            f"Another {obj._meta.verbose_name} with these details already exists.",
+            code="already_exists",
+        ) from None
     for name, value in m2m.items():
         getattr(obj, name).set(value)
-    activity.record(actor=actor, verb=verb or ("updated" if before else "created"), obj=obj,
-                    before=before, after=activity.snapshot(obj))
+    activity.record(
+        actor=actor,
+        verb=verb or ("updated" if before else "created"),
+        obj=obj,
+        before=before,
+        after=activity.snapshot(obj),
+    )
     return obj

@@ -10,7 +10,9 @@ class CarnetError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None
+    ):
         super().__init__(message)
         self.message = message
         if code:
@@ -43,7 +45,9 @@ def validation_from_django(exc, *, names: dict[str, str] | None = None) -> Valid
     (renamed through `names`, model field -> the name the caller sent)."""
     names = names or {}
     if hasattr(exc, "message_dict"):
-        fields = {names.get(name, name): [str(m) for m in msgs] for name, msgs in exc.message_dict.items()}
+        fields = {
+            names.get(name, name): [str(m) for m in msgs] for name, msgs in exc.message_dict.items()
+        }
     else:
         fields = {"__all__": [str(m) for m in exc.messages]}
     first_field, first_msgs = next(iter(fields.items()))
@@ -65,5 +69,6 @@ def is_contention(exc: BaseException) -> bool:
     if not isinstance(exc, OperationalError):
         return False
     cause = exc.__cause__
-    return (getattr(cause, "sqlstate", None) in _CONTENTION_SQLSTATES
-            or "database is locked" in str(exc))
+    return getattr(cause, "sqlstate", None) in _CONTENTION_SQLSTATES or "database is locked" in str(
+        exc
+    )

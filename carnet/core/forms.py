@@ -10,7 +10,9 @@ from .money import Money, exponent
 class MoneyField(forms.CharField):
     def __init__(self, *, currency: str, **kwargs):
         self.currency = currency
-        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "class": "money"}))
+        kwargs.setdefault(
+            "widget", forms.TextInput(attrs={"inputmode": "decimal", "class": "money"})
+        )
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
@@ -23,7 +25,9 @@ class MoneyField(forms.CharField):
         if value in ("", None):
             return None
         try:
-            money = Money.parse(value.replace("$", "").replace("€", "").replace("£", ""), self.currency)
+            money = Money.parse(
+                value.replace("$", "").replace("€", "").replace("£", ""), self.currency
+            )
         except ValueError as exc:
             raise forms.ValidationError(f"Enter an amount like 85.00 ({exc}).") from None
         if money.minor < 0:

@@ -36,7 +36,8 @@ def request_key(request, *, required: bool = False, why: str = "") -> str | None
         if required:
             raise IdempotencyKeyRequired(
                 f"Send an Idempotency-Key header with this request: {why} Without a key, a retry after a lost "
-                "answer could move the money twice; with one, the retry returns the first answer.")
+                "answer could move the money twice; with one, the retry returns the first answer."
+            )
         return None
     scope = getattr(request, "idempotency_scope", None) or caller_scope(request)
     return scoped_key(scope=scope or "", key=key)
@@ -48,9 +49,11 @@ def calls_gateway(when=lambda request, body, kwargs: True):
     middleware's transaction (no gateway call inside a transaction): the endpoint's service is
     itself keyed by the request (a card attempt's request key), and the middleware stores the
     answer after it, for replay."""
+
     def mark(view):
         view.calls_gateway = when
         return view
+
     return mark
 
 
@@ -106,9 +109,15 @@ def once_per_key(*, scope: str, key: str, make) -> int:
     key; the same key again returns the first one's key, whatever happened to the answer."""
     try:
         with transaction.atomic():
-            record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=201,
-                                                      content_type="application/json", body=b"{}",
-                                                      created_at=clock.now())
+            record = IdempotencyRecord.objects.create(
+                scope=scope,
+                key=key,
+                request_hash="",
+                status_code=201,
+                content_type="application/json",
+                body=b"{}",
+                created_at=clock.now(),
+            )
     except IntegrityError:
         return json.loads(bytes(IdempotencyRecord.objects.get(scope=scope, key=key).body))["pk"]
     pk = make()
@@ -140,7 +149,9 @@ def caller_scope(request) -> str | None:
     if user is not None and user.is_authenticated:
         return f"user:{user.pk}"
     session_key = request.session.session_key if hasattr(request, "session") else None
-    return "session:" + hashlib.sha256(session_key.encode()).hexdigest()[:32] if session_key else None
+    return (
+        "session:" + hashlib.sha256(session_key.encode()).hexdigest()[:32] if session_key else None
+    )
 
 
 def expired_before(now: dt.datetime) -> dt.datetime:
@@ -163,8 +174,15 @@ def claim_form_key(*, user, key: str) -> bool:
         return True  # an old form without a key: nothing to deduplicate against
     try:
         with transaction.atomic():
-            IdempotencyRecord.objects.create(scope=f"form:{user.pk}", key=key, request_hash="", status_code=0,
-                                             content_type="", body=b"", created_at=clock.now())
+            IdempotencyRecord.objects.create(
+                scope=f"form:{user.pk}",
+                key=key,
+                request_hash="",
+                status_code=0,
+                content_type="",
+                body=b"",
+                created_at=clock.now(),
+            )
     except IntegrityError:
         return False
     return True

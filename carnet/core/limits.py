@@ -23,7 +23,10 @@ def _label(field: str) -> str:
 
 
 def _refuse(field: str, problem: str) -> ValidationFailed:
-    return ValidationFailed(f"Please correct {_label(field)}: {problem}", fields={field: [problem[:1].upper() + problem[1:]]})
+    return ValidationFailed(
+        f"Please correct {_label(field)}: {problem}",
+        fields={field: [problem[:1].upper() + problem[1:]]},
+    )
 
 
 def max_minor(kind: str, currency: str) -> int:
@@ -38,8 +41,11 @@ def amount_check(minor: int, *, field: str, kind: str, currency: str) -> int:
     limit = max_minor(kind, currency)
     if abs(minor) > limit:
         what = "a line" if kind == "line" else "a payment"
-        raise _refuse(field, f"{Money(limit, currency)} is the most {what} can be; "
-                             f"split it, or ask an administrator to raise the limit.")
+        raise _refuse(
+            field,
+            f"{Money(limit, currency)} is the most {what} can be; "
+            f"split it, or ask an administrator to raise the limit.",
+        )
     return minor
 
 

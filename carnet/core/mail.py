@@ -27,13 +27,25 @@ class Attachment:
     kwargs: dict = field(default_factory=dict)
 
 
-def mail_queue(*, to: str | list[str], subject: str, template: str, context: dict,
-               attachments: tuple[Attachment, ...] | list[Attachment] = (), reply_to: str = "") -> None:
+def mail_queue(
+    *,
+    to: str | list[str],
+    subject: str,
+    template: str,
+    context: dict,
+    attachments: tuple[Attachment, ...] | list[Attachment] = (),
+    reply_to: str = "",
+) -> None:
     """Render `template` (a .txt template) with `context`; it is sent only if the caller's transaction commits."""
     recipients = [to] if isinstance(to, str) else list(to)
     body = render_to_string(template, context)
-    message = {"to": recipients, "subject": " ".join(subject.split()), "body": body,
-               "reply_to": reply_to, "attachments": [asdict(a) for a in attachments]}
+    message = {
+        "to": recipients,
+        "subject": " ".join(subject.split()),
+        "body": body,
+        "reply_to": reply_to,
+        "attachments": [asdict(a) for a in attachments],
+    }
     if _queue_is_the_database():
         # The task row joins the caller's transaction: it commits with the data or not at all, so a
         # crash between the commit and the enqueue cannot lose a message (the worker sees it only
@@ -48,12 +60,21 @@ def _queue_is_the_database() -> bool:
 
 
 @task()
-def send_email(*, to: list[str], subject: str, body: str, reply_to: str = "", attachments: list[dict] = ()) -> int:
+def send_email(
+    *, to: list[str], subject: str, body: str, reply_to: str = "", attachments: list[dict] = ()
+) -> int:
     """The worker's side: render the attachments and send. Returns how many messages went out."""
-    message = EmailMessage(subject=subject, body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=to,
-                           reply_to=[reply_to] if reply_to else None)
+    message = EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=to,
+        reply_to=[reply_to] if reply_to else None,
+    )
     for item in attachments:
-        if not item["render"].startswith("carnet."):  # only our own renderers, whatever the queue holds
+        if not item["render"].startswith(
+            "carnet."
+        ):  # only our own renderers, whatever the queue holds
             raise ValueError(f"Refusing attachment renderer {item['render']!r}")
         content = import_string(item["render"])(**item["kwargs"])
         message.attach(item["filename"], content, item["mimetype"])

@@ -6,7 +6,9 @@ class ActivityLog(models.Model):
     """Who did what, when, with the values before and after. Written only by activity.record()."""
 
     at = models.DateTimeField(db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     actor_name = models.CharField(max_length=200)
     verb = models.CharField(max_length=60)
     object_type = models.CharField(max_length=60, db_index=True)
@@ -31,7 +33,9 @@ class ActivityLog(models.Model):
 class IdempotencyRecord(models.Model):
     """The first response to a POST carrying an Idempotency-Key, replayed on retries."""
 
-    scope = models.CharField(max_length=80)  # whose key: "user:<id>", "session:<digest>" or "form:<user id>"
+    scope = models.CharField(
+        max_length=80
+    )  # whose key: "user:<id>", "session:<digest>" or "form:<user id>"
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField()
@@ -42,4 +46,6 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField(db_index=True)  # the daily job purges expired keys by age
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")
+        ]

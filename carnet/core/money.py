@@ -9,13 +9,34 @@ from typing import Sequence
 
 # ISO 4217 minor-unit exponents that differ from the usual 2.
 _EXPONENTS = {
-    **dict.fromkeys(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-                     "VND", "VUV", "XAF", "XOF", "XPF"], 0),
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
     **dict.fromkeys(["CLF", "UYW"], 4),
 }
 # Active ISO 4217 currency codes (funds, metals and test codes left out).
-ISO_4217 = frozenset("""
+ISO_4217 = frozenset(
+    """
 AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
 CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL
 GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD
@@ -23,7 +44,8 @@ KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN 
 NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD
 SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYI UYU UYW UZS VED VES VND VUV WST
 XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
-""".split())
+""".split()
+)
 # Commas are accepted only as thousands separators ("1,234.50"), never as a decimal comma.
 _GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?", re.ASCII)
 # What a person types: ASCII digits, an optional sign and one decimal point.
@@ -65,7 +87,9 @@ class Money:
         text = str(text).strip()
         if typed and not _TYPED.fullmatch(text.replace(",", "")):
             # Decimal() would also take "1e2", "1_000", "١٠٠" and "Infinity": nobody types money so.
-            raise ValueError(f"{text[:40]!r} is not an amount; type digits with a point for decimals, like 12.50")
+            raise ValueError(
+                f"{text[:40]!r} is not an amount; type digits with a point for decimals, like 12.50"
+            )
         if "," in text:
             if not _GROUPED.fullmatch(text):
                 raise ValueError(f"{text!r} is not an amount; use a point for decimals, like 12.50")
@@ -155,7 +179,7 @@ class Money:
         # Only parts whose exact share has a fraction receive a leftover unit, so each part
         # stays within one unit of its exact share; among those, the last ones get it.
         receivers = [i for i, w in enumerate(weights) if amount * w % total]
-        for i in receivers[len(receivers) - leftover:] if leftover else []:
+        for i in receivers[len(receivers) - leftover :] if leftover else []:
             parts[i] += 1
         return [Money(sign * p, self.currency) for p in parts]
 

@@ -70,25 +70,39 @@ class Rule:
 L = AccessLevel
 RULES: dict[Action, Rule] = {
     Action.DASHBOARD_VIEW: Rule(L.PRACTITIONER_LIMITED, False, "use Carnet"),
-    Action.SCHEDULE_OWN: Rule(L.PRACTITIONER_LIMITED, False, "book and arrive on your own schedule"),
-    Action.SCHEDULE_LOCATION: Rule(L.PRACTITIONER_FRONT_DESK, False, "book and arrive at your locations"),
-    Action.SCHEDULE_ALL_LOCATIONS: Rule(L.PRACTITIONER_FRONT_DESK_ALL, False, "book and arrive at every location"),
+    Action.SCHEDULE_OWN: Rule(
+        L.PRACTITIONER_LIMITED, False, "book and arrive on your own schedule"
+    ),
+    Action.SCHEDULE_LOCATION: Rule(
+        L.PRACTITIONER_FRONT_DESK, False, "book and arrive at your locations"
+    ),
+    Action.SCHEDULE_ALL_LOCATIONS: Rule(
+        L.PRACTITIONER_FRONT_DESK_ALL, False, "book and arrive at every location"
+    ),
     Action.PATIENT_VIEW: Rule(L.PRACTITIONER_FRONT_DESK, False, "look up patients"),
     Action.PATIENT_EDIT: Rule(L.PRACTITIONER_FRONT_DESK, False, "add or edit patients"),
     Action.SETUP_VIEW: Rule(L.PRACTITIONER_FRONT_DESK, False, "see the clinic set-up"),
-    Action.SETUP_MANAGE: Rule(L.ADMIN_BILLING, False, "set up treatments, products, packages, memberships and taxes"),
+    Action.SETUP_MANAGE: Rule(
+        L.ADMIN_BILLING, False, "set up treatments, products, packages, memberships and taxes"
+    ),
     Action.INVOICE_VIEW: Rule(L.PRACTITIONER_FRONT_DESK, True, "see invoices and prices"),
     Action.SELL: Rule(L.FRONT_DESK, True, "sell packages, memberships, products and gift cards"),
     Action.PAYMENT_TAKE: Rule(L.FRONT_DESK, True, "take payments"),
     Action.PAYMENT_UNAPPLY: Rule(L.ADMIN_BILLING, True, "unapply payments"),
-    Action.PAYMENT_UNAPPLY_OLD: Rule(L.FULL_ACCESS, True, "unapply a payment received more than 24 hours ago"),
+    Action.PAYMENT_UNAPPLY_OLD: Rule(
+        L.FULL_ACCESS, True, "unapply a payment received more than 24 hours ago"
+    ),
     Action.REFUND: Rule(L.ADMIN_BILLING, True, "refund"),
     Action.INVOICE_DELETE: Rule(L.ADMIN_BILLING, True, "delete invoices"),
     Action.PASS_EXPIRY_EDIT: Rule(L.ADMIN_BILLING, True, "change a sold pass's expiry date"),
     # Attaching a pass is part of booking (scoped like booking); it needs the billing switch (SPEC 8).
-    Action.PASS_USE: Rule(L.PRACTITIONER_LIMITED, True, "use packages and memberships on appointments"),
+    Action.PASS_USE: Rule(
+        L.PRACTITIONER_LIMITED, True, "use packages and memberships on appointments"
+    ),
     Action.PASS_TRANSFER: Rule(L.ADMIN_BILLING, True, "transfer a pass to another patient"),
-    Action.INTRO_OFFER_OVERRIDE: Rule(L.ADMIN_BILLING, True, "sell an intro offer to a patient it is not for"),
+    Action.INTRO_OFFER_OVERRIDE: Rule(
+        L.ADMIN_BILLING, True, "sell an intro offer to a patient it is not for"
+    ),
     Action.REPORTS_OWN: Rule(L.PRACTITIONER_LIMITED, False, "see your own reports"),
     Action.REPORTS_CLINIC: Rule(L.ADMIN_BILLING, True, "see billing reports for the whole clinic"),
     Action.CLINIC_SETTINGS: Rule(L.FULL_ACCESS, False, "change clinic settings and locations"),
@@ -97,10 +111,16 @@ RULES: dict[Action, Rule] = {
     Action.STAFF_MANAGE: Rule(L.FULL_ACCESS, False, "add staff or change access levels"),
     Action.ACTIVITY_LOG_VIEW: Rule(L.FULL_ACCESS, False, "browse the activity log"),
     Action.DATA_IMPORT: Rule(L.FULL_ACCESS, False, "import data from another system"),
-    Action.ACCOUNTING_EXPORT: Rule(L.ADMIN_BILLING, True, "export the ledger to your accounting software"),
-    Action.CARD_REVIEW: Rule(L.ADMIN_BILLING, True, "review card payments whose outcome was found by reconciliation"),
+    Action.ACCOUNTING_EXPORT: Rule(
+        L.ADMIN_BILLING, True, "export the ledger to your accounting software"
+    ),
+    Action.CARD_REVIEW: Rule(
+        L.ADMIN_BILLING, True, "review card payments whose outcome was found by reconciliation"
+    ),
     Action.API_TOKEN_OWN: Rule(L.PRACTITIONER_LIMITED, False, "create API tokens for yourself"),
-    Action.ACCOUNT_OWN: Rule(L.PRACTITIONER_LIMITED, False, "change your own password and sign-in settings"),
+    Action.ACCOUNT_OWN: Rule(
+        L.PRACTITIONER_LIMITED, False, "change your own password and sign-in settings"
+    ),
     Action.OWNERSHIP: Rule(L.ACCOUNT_OWNER, False, "manage the subscription and account ownership"),
 }
 

@@ -56,13 +56,32 @@ class RefundResult:
 # funds, a processing error, a generic decline): worth trying again on the clinic's schedule. Both
 # gateways map their own codes to these (stripe.DECLINES, testing.TEST_CARDS), so the kind is the same.
 HARD, SOFT = "hard", "soft"
-HARD_DECLINES = frozenset({
-    "lost_card", "stolen_card", "pickup_card", "restricted_card", "do_not_honor", "do_not_honour",
-    "account_closed", "invalid_account", "expired_card", "card_expired", "incorrect_number", "invalid_number",
-    "card_not_supported", "currency_not_supported", "fraudulent", "security_violation", "stop_payment_order",
-    "revocation_of_authorization", "revocation_of_all_authorizations", "transaction_not_allowed",
-    "new_account_information_available", "no_action_taken",
-})
+HARD_DECLINES = frozenset(
+    {
+        "lost_card",
+        "stolen_card",
+        "pickup_card",
+        "restricted_card",
+        "do_not_honor",
+        "do_not_honour",
+        "account_closed",
+        "invalid_account",
+        "expired_card",
+        "card_expired",
+        "incorrect_number",
+        "invalid_number",
+        "card_not_supported",
+        "currency_not_supported",
+        "fraudulent",
+        "security_violation",
+        "stop_payment_order",
+        "revocation_of_authorization",
+        "revocation_of_all_authorizations",
+        "transaction_not_allowed",
+        "new_account_information_available",
+        "no_action_taken",
+    }
+)
 
 
 def decline_kind(decline_code: str) -> str:
@@ -93,17 +112,23 @@ class PaymentFailed(CarnetError):
 
 class CardDeclined(PaymentFailed):
     code = "card_declined"
-    default_message = "The card was declined by the bank. Ask the patient for another card or payment method."
+    default_message = (
+        "The card was declined by the bank. Ask the patient for another card or payment method."
+    )
 
 
 class InsufficientFunds(PaymentFailed):
     code = "insufficient_funds"
-    default_message = ("The card has insufficient funds for this amount. "
-                       "Try a smaller amount, another card or another payment method.")
+    default_message = (
+        "The card has insufficient funds for this amount. "
+        "Try a smaller amount, another card or another payment method."
+    )
 
 
-HARD_DECLINE_MESSAGE = ("The bank declined this card and will not accept further charges on it. Ask the patient "
-                        "for another card.")
+HARD_DECLINE_MESSAGE = (
+    "The bank declined this card and will not accept further charges on it. Ask the patient "
+    "for another card."
+)
 
 
 class CardExpired(CardDeclined):
@@ -117,9 +142,11 @@ class AuthenticationRequired(PaymentFailed):
     code = "authentication_required"
     # At the desk nothing has been sent yet: the sentence says what staff can do. The automatic
     # charges (passes.dunning) email the link themselves and record SENT_MESSAGE instead.
-    default_message = ("The patient's bank asks them to confirm this payment themselves, which a card on file "
-                       "charged at the desk cannot do. Send them a Pay Balance request from the Billing tab "
-                       "(they confirm and pay online), or take another payment method.")
+    default_message = (
+        "The patient's bank asks them to confirm this payment themselves, which a card on file "
+        "charged at the desk cannot do. Send them a Pay Balance request from the Billing tab "
+        "(they confirm and pay online), or take another payment method."
+    )
     SENT_MESSAGE = "The patient's bank asks them to confirm this payment themselves; they were emailed how to pay."
 
 
@@ -131,10 +158,14 @@ class AuthenticationPending(CarnetError):
 
     status = 402
     code = "authentication_pending"
-    default_message = ("Your bank asks you to confirm this payment. Follow the steps shown by your bank; "
-                       "nothing is charged until you do.")
+    default_message = (
+        "Your bank asks you to confirm this payment. Follow the steps shown by your bank; "
+        "nothing is charged until you do."
+    )
 
-    def __init__(self, message: str | None = None, *, reference: str = "", client_secret: str = "", **kwargs):
+    def __init__(
+        self, message: str | None = None, *, reference: str = "", client_secret: str = "", **kwargs
+    ):
         super().__init__(message or self.default_message, **kwargs)
         self.reference, self.client_secret = reference, client_secret
         self.attempt = None  # set by billing.card_attempts: the attempt that waits
@@ -142,8 +173,10 @@ class AuthenticationPending(CarnetError):
 
 class ProcessingError(PaymentFailed):
     code = "processing_error"
-    default_message = ("The card processor could not process this card just now; nothing was charged. "
-                       "Try again in a moment, or use another payment method.")
+    default_message = (
+        "The card processor could not process this card just now; nothing was charged. "
+        "Try again in a moment, or use another payment method."
+    )
 
 
 class GatewayUnavailable(CarnetError):
@@ -151,8 +184,10 @@ class GatewayUnavailable(CarnetError):
 
     status = 503
     code = "gateway_unavailable"
-    default_message = ("The payment gateway could not be reached, so we do not know whether the card was "
-                       "charged. Try again in a moment: retrying is safe and will not charge twice.")
+    default_message = (
+        "The payment gateway could not be reached, so we do not know whether the card was "
+        "charged. Try again in a moment: retrying is safe and will not charge twice."
+    )
 
     def __init__(self, message: str | None = None, **kwargs):
         super().__init__(message or self.default_message, **kwargs)
@@ -160,13 +195,24 @@ class GatewayUnavailable(CarnetError):
 
 @runtime_checkable
 class Gateway(Protocol):
-    def store_card(self, *, number: str, exp_month: int, exp_year: int, cvc: str, holder: str) -> StoredCard:
+    def store_card(
+        self, *, number: str, exp_month: int, exp_year: int, cvc: str, holder: str
+    ) -> StoredCard:
         """Validate the card and keep it at the gateway. Raises ValidationFailed naming the field
         ("number", "exp_month", "exp_year", "cvc"; code "card_expired" for a past expiry)."""
         ...
 
-    def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str, customer: str = "",
-               reference: str = "", off_session: bool = True) -> ChargeResult:
+    def charge(
+        self,
+        *,
+        token: str,
+        amount_minor: int,
+        currency: str,
+        idempotency_key: str,
+        customer: str = "",
+        reference: str = "",
+        off_session: bool = True,
+    ) -> ChargeResult:
         """Raises CardDeclined, InsufficientFunds (402) or GatewayUnavailable (503). `reference`: what
         `prepare_charge` returned, for gateways that have it (below); `customer`: the patient's
         customer at the gateway, for a card on file."""
@@ -176,8 +222,9 @@ class Gateway(Protocol):
         """Refund part or all of a charge; the refunds of a charge never add up to more than it."""
         ...
 
-    def retrieve(self, *, kind: str, idempotency_key: str, reference: str = "",
-                 charge_id: str = "") -> ChargeResult | RefundResult | None:
+    def retrieve(
+        self, *, kind: str, idempotency_key: str, reference: str = "", charge_id: str = ""
+    ) -> ChargeResult | RefundResult | None:
         """What the charge (kind "charge") or refund ("refund") made with this key became: its result,
         or None when the gateway never moved money for it. Raises GatewayUnavailable. `reference`:
         the charge's prepared reference, if any; `charge_id`: the charge a refund was for."""

@@ -10,28 +10,41 @@ from django.db.models.lookups import Exact
 
 from carnet.people.models import Patient
 
-BRAND_LABELS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express",
-                "discover": "Discover", "unknown": "Card"}
+BRAND_LABELS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "unknown": "Card",
+}
 
 
 class CardOnFile(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="cards")
-    token = models.CharField(max_length=255)  # the gateway's reference; useless without our gateway account
+    token = models.CharField(
+        max_length=255
+    )  # the gateway's reference; useless without our gateway account
     brand = models.CharField(max_length=20)
     last4 = models.CharField(max_length=4)
     exp_month = models.PositiveSmallIntegerField()
     exp_year = models.PositiveSmallIntegerField()
     holder = models.CharField("name on card", max_length=120)
     created_at = models.DateTimeField()
-    removed_at = models.DateTimeField(null=True, blank=True)  # kept, not deleted: payments refer to it
+    removed_at = models.DateTimeField(
+        null=True, blank=True
+    )  # kept, not deleted: payments refer to it
 
     class Meta:
         verbose_name = "card on file"
         verbose_name_plural = "cards on file"
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(exp_month__gte=1, exp_month__lte=12), name="card_exp_month_1_12"),
-            models.CheckConstraint(condition=Exact(Length("last4"), 4), name="card_last4_four_characters"),
+            models.CheckConstraint(
+                condition=models.Q(exp_month__gte=1, exp_month__lte=12), name="card_exp_month_1_12"
+            ),
+            models.CheckConstraint(
+                condition=Exact(Length("last4"), 4), name="card_last4_four_characters"
+            ),
         ]
 
     def __str__(self):
@@ -49,8 +62,12 @@ class CardOnFile(models.Model):
 class GatewayCustomer(models.Model):
     """The card processor's customer for a patient (Stripe: cus_…), made once, when a first card is saved."""
 
-    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="gateway_customer")
-    gateway = models.CharField(max_length=20)  # the gateway's name ("stripe"): ids mean nothing to another
+    patient = models.OneToOneField(
+        Patient, on_delete=models.CASCADE, related_name="gateway_customer"
+    )
+    gateway = models.CharField(
+        max_length=20
+    )  # the gateway's name ("stripe"): ids mean nothing to another
     customer_id = models.CharField(max_length=255)
     created_at = models.DateTimeField()
 
@@ -95,11 +112,16 @@ class TestGatewayCharge(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="test_charge_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(amount_minor__gt=0), name="test_charge_amount_positive"
+            ),
             # The database itself refuses refunds beyond the charge, whatever the code does.
             models.CheckConstraint(
-                condition=models.Q(refunded_minor__gte=0, refunded_minor__lte=models.F("amount_minor")),
-                name="test_charge_refunds_within_amount"),
+                condition=models.Q(
+                    refunded_minor__gte=0, refunded_minor__lte=models.F("amount_minor")
+                ),
+                name="test_charge_refunds_within_amount",
+            ),
         ]
 
     def __str__(self):

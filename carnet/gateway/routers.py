@@ -10,7 +10,9 @@ ALIAS = "gateway"
 
 def _is_remote(model) -> bool:
     meta = getattr(model, "_meta", None)
-    return meta is not None and meta.app_label == "gateway" and meta.model_name in TEST_GATEWAY_MODELS
+    return (
+        meta is not None and meta.app_label == "gateway" and meta.model_name in TEST_GATEWAY_MODELS
+    )
 
 
 class TestGatewayRouter:

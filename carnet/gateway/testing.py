@@ -53,8 +53,17 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.money import ISO_4217, MAX_MINOR, Money
 
-from .base import (HARD_DECLINE_MESSAGE, CardDeclined, CardExpired, ChargeResult, GatewayUnavailable, InsufficientFunds,
-                   ProcessingError, RefundResult, StoredCard)
+from .base import (
+    HARD_DECLINE_MESSAGE,
+    CardDeclined,
+    CardExpired,
+    ChargeResult,
+    GatewayUnavailable,
+    InsufficientFunds,
+    ProcessingError,
+    RefundResult,
+    StoredCard,
+)
 from .models import TestGatewayCard, TestGatewayCharge, TestGatewayRefund
 
 SUCCEEDS, DECLINED, INSUFFICIENT_FUNDS = "succeeds", "declined", "insufficient_funds"
@@ -65,8 +74,10 @@ DECLINES = {
     INSUFFICIENT_FUNDS: lambda: InsufficientFunds(),
     "processing_error": lambda: ProcessingError(decline_code="processing_error"),
     "expired_card": lambda: CardExpired(decline_code="expired_card"),
-    **{code: (lambda code=code: CardDeclined(HARD_DECLINE_MESSAGE, decline_code=code))
-       for code in ("lost_card", "stolen_card", "do_not_honor", "account_closed")},
+    **{
+        code: (lambda code=code: CardDeclined(HARD_DECLINE_MESSAGE, decline_code=code))
+        for code in ("lost_card", "stolen_card", "do_not_honor", "account_closed")
+    },
 }
 
 TEST_CARDS = {
@@ -134,20 +145,33 @@ def _check_card(number: str, exp_month, exp_year, cvc: str) -> tuple[str, int]:
         fields["cvc"] = [f"Enter the {cvc_length}-digit security code (CVC) from the card."]
     if fields:
         first_field, [first] = next(iter(fields.items()))
-        raise ValidationFailed(f"Please correct the card's {first_field.replace('_', ' ')}: {first}",
-                               code=code, fields=fields)
+        raise ValidationFailed(
+            f"Please correct the card's {first_field.replace('_', ' ')}: {first}",
+            code=code,
+            fields=fields,
+        )
     return digits, exp_year
 
 
 def _check_request(amount_minor: int, idempotency_key: str, currency: str = "CAD") -> None:
-    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or not 0 < amount_minor <= MAX_MINOR:
-        raise ValidationFailed("The amount must be a positive whole number of minor units (cents).",
-                               fields={"amount_minor": ["Must be greater than zero."]})
+    if (
+        not isinstance(amount_minor, int)
+        or isinstance(amount_minor, bool)
+        or not 0 < amount_minor <= MAX_MINOR
+    ):
+        raise ValidationFailed(
+            "The amount must be a positive whole number of minor units (cents).",
+            fields={"amount_minor": ["Must be greater than zero."]},
+        )
     if currency not in ISO_4217:
-        raise ValidationFailed(f"“{currency}” is not a currency code.", fields={"currency": ["Unknown currency."]})
+        raise ValidationFailed(
+            f"“{currency}” is not a currency code.", fields={"currency": ["Unknown currency."]}
+        )
     if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255:
-        raise ValidationFailed("Every charge and refund needs an idempotency key of 1 to 255 characters.",
-                               fields={"idempotency_key": ["Required, at most 255 characters."]})
+        raise ValidationFailed(
+            "Every charge and refund needs an idempotency key of 1 to 255 characters.",
+            fields={"idempotency_key": ["Required, at most 255 characters."]},
+        )
 
 
 OUTAGE = False
@@ -160,8 +184,11 @@ def _reachable() -> None:
 
 
 def _key_reused(what: str) -> Conflict:
-    return Conflict(f"This idempotency key was already used for a different {what}; "
-                    f"use a new key for a new {what}.", code="idempotency_key_reused")
+    return Conflict(
+        f"This idempotency key was already used for a different {what}; "
+        f"use a new key for a new {what}.",
+        code="idempotency_key_reused",
+    )
 
 
 class TestGateway:
@@ -169,57 +196,96 @@ class TestGateway:
 
     name = "test"
 
-    def store_card(self, *, number: str, exp_month: int, exp_year: int, cvc: str, holder: str) -> StoredCard:
+    def store_card(
+        self, *, number: str, exp_month: int, exp_year: int, cvc: str, holder: str
+    ) -> StoredCard:
         _reachable()
         digits, exp_year = _check_card(number, exp_month, exp_year, cvc)
         card = TestGatewayCard.objects.create(
-            token="tok_test_" + secrets.token_hex(12), behaviour=TEST_CARDS.get(digits, SUCCEEDS),
-            brand=brand_of(digits), last4=digits[-4:], exp_month=exp_month, exp_year=exp_year,
+            token="tok_test_" + secrets.token_hex(12),
+            behaviour=TEST_CARDS.get(digits, SUCCEEDS),
+            brand=brand_of(digits),
+            last4=digits[-4:],
+            exp_month=exp_month,
+            exp_year=exp_year,
             created_at=clock.now(),
         )
-        return StoredCard(token=card.token, brand=card.brand, last4=card.last4,
-                          exp_month=card.exp_month, exp_year=card.exp_year)
+        return StoredCard(
+            token=card.token,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+        )
 
-    def charge(self, *, token: str, amount_minor: int, currency: str, idempotency_key: str, customer: str = "",
-               reference: str = "", off_session: bool = True) -> ChargeResult:
+    def charge(
+        self,
+        *,
+        token: str,
+        amount_minor: int,
+        currency: str,
+        idempotency_key: str,
+        customer: str = "",
+        reference: str = "",
+        off_session: bool = True,
+    ) -> ChargeResult:
         # customer, reference, off_session: for gateways that need them (Stripe); one call does it all here.
         _reachable()
         _check_request(amount_minor, idempotency_key, currency)
         done = TestGatewayCharge.objects.filter(key=idempotency_key).first()
         if done is not None:  # a retry: answer as the first time, charge nothing
-            return self._charge_result(done, token=token, amount_minor=amount_minor, currency=currency)
+            return self._charge_result(
+                done, token=token, amount_minor=amount_minor, currency=currency
+            )
         card = TestGatewayCard.objects.filter(token=token).first()
         if card is None:
-            raise NotFound("The payment gateway does not know this card; add the card again.", code="unknown_card")
+            raise NotFound(
+                "The payment gateway does not know this card; add the card again.",
+                code="unknown_card",
+            )
         if card.behaviour in DECLINES:
             raise DECLINES[card.behaviour]()
         if _expired(card.exp_month, card.exp_year):
-            raise CardDeclined("The card has expired. Ask the patient for a current card.", code="card_expired")
+            raise CardDeclined(
+                "The card has expired. Ask the patient for a current card.", code="card_expired"
+            )
         if card.behaviour == NETWORK_ERROR:
             raise GatewayUnavailable()  # before charging: nothing happened, a retry fails the same way
         try:
             with transaction.atomic(using=DB):
                 done = TestGatewayCharge.objects.create(
-                    key=idempotency_key, charge_id="ch_test_" + secrets.token_hex(12), token=token,
-                    amount_minor=amount_minor, currency=currency, created_at=clock.now(),
+                    key=idempotency_key,
+                    charge_id="ch_test_" + secrets.token_hex(12),
+                    token=token,
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    created_at=clock.now(),
                 )
         except IntegrityError:  # a concurrent retry with the same key charged first
             done = TestGatewayCharge.objects.get(key=idempotency_key)
-            return self._charge_result(done, token=token, amount_minor=amount_minor, currency=currency)
+            return self._charge_result(
+                done, token=token, amount_minor=amount_minor, currency=currency
+            )
         if card.behaviour == LOST_RESPONSE:
             raise GatewayUnavailable()  # the charge happened; only the answer was lost
         return self._charge_result(done, token=token, amount_minor=amount_minor, currency=currency)
 
     @staticmethod
-    def _charge_result(done: TestGatewayCharge, *, token: str, amount_minor: int, currency: str) -> ChargeResult:
+    def _charge_result(
+        done: TestGatewayCharge, *, token: str, amount_minor: int, currency: str
+    ) -> ChargeResult:
         if (done.token, done.amount_minor, done.currency) != (token, amount_minor, currency):
             raise _key_reused("charge")
-        return ChargeResult(charge_id=done.charge_id, amount_minor=done.amount_minor, currency=done.currency)
+        return ChargeResult(
+            charge_id=done.charge_id, amount_minor=done.amount_minor, currency=done.currency
+        )
 
     def refund(self, *, charge_id: str, amount_minor: int, idempotency_key: str) -> RefundResult:
         _reachable()
         _check_request(amount_minor, idempotency_key)
-        done = TestGatewayRefund.objects.filter(key=idempotency_key).select_related("charge").first()
+        done = (
+            TestGatewayRefund.objects.filter(key=idempotency_key).select_related("charge").first()
+        )
         if done is not None:
             return self._refund_result(done, charge_id=charge_id, amount_minor=amount_minor)
         charge = TestGatewayCharge.objects.filter(charge_id=charge_id).first()
@@ -228,35 +294,60 @@ class TestGateway:
         try:
             with transaction.atomic(using=DB):
                 done = TestGatewayRefund.objects.create(
-                    key=idempotency_key, refund_id="re_test_" + secrets.token_hex(12), charge=charge,
-                    amount_minor=amount_minor, created_at=clock.now(),
+                    key=idempotency_key,
+                    refund_id="re_test_" + secrets.token_hex(12),
+                    charge=charge,
+                    amount_minor=amount_minor,
+                    created_at=clock.now(),
                 )
                 # Conditional update: correct without row locks (SQLite) and under concurrent refunds.
                 room = TestGatewayCharge.objects.filter(
-                    pk=charge.pk, refunded_minor__lte=F("amount_minor") - amount_minor)
+                    pk=charge.pk, refunded_minor__lte=F("amount_minor") - amount_minor
+                )
                 if not room.update(refunded_minor=F("refunded_minor") + amount_minor):
                     charge.refresh_from_db()
                     left = Money(charge.amount_minor - charge.refunded_minor, charge.currency)
                     raise ValidationFailed(
                         f"Only {left} of this charge can still be refunded; refund that much or less.",
-                        code="refund_exceeds_charge", fields={"amount_minor": [f"At most {left}."]})
+                        code="refund_exceeds_charge",
+                        fields={"amount_minor": [f"At most {left}."]},
+                    )
         except IntegrityError:  # a concurrent retry with the same key refunded first
             done = TestGatewayRefund.objects.select_related("charge").get(key=idempotency_key)
         return self._refund_result(done, charge_id=charge_id, amount_minor=amount_minor)
 
     @staticmethod
-    def _refund_result(done: TestGatewayRefund, *, charge_id: str, amount_minor: int) -> RefundResult:
+    def _refund_result(
+        done: TestGatewayRefund, *, charge_id: str, amount_minor: int
+    ) -> RefundResult:
         if (done.charge.charge_id, done.amount_minor) != (charge_id, amount_minor):
             raise _key_reused("refund")
-        return RefundResult(refund_id=done.refund_id, charge_id=charge_id, amount_minor=done.amount_minor)
+        return RefundResult(
+            refund_id=done.refund_id, charge_id=charge_id, amount_minor=done.amount_minor
+        )
 
-    def retrieve(self, *, kind: str, idempotency_key: str, reference: str = "",
-                 charge_id: str = "") -> ChargeResult | RefundResult | None:
+    def retrieve(
+        self, *, kind: str, idempotency_key: str, reference: str = "", charge_id: str = ""
+    ) -> ChargeResult | RefundResult | None:
         _reachable()  # found by the key alone: this gateway keeps every key for ever
         if kind == "charge":
             done = TestGatewayCharge.objects.filter(key=idempotency_key).first()
-            return None if done is None else ChargeResult(charge_id=done.charge_id, amount_minor=done.amount_minor,
-                                                          currency=done.currency)
-        done = TestGatewayRefund.objects.filter(key=idempotency_key).select_related("charge").first()
-        return None if done is None else RefundResult(refund_id=done.refund_id, charge_id=done.charge.charge_id,
-                                                      amount_minor=done.amount_minor)
+            return (
+                None
+                if done is None
+                else ChargeResult(
+                    charge_id=done.charge_id, amount_minor=done.amount_minor, currency=done.currency
+                )
+            )
+        done = (
+            TestGatewayRefund.objects.filter(key=idempotency_key).select_related("charge").first()
+        )
+        return (
+            None
+            if done is None
+            else RefundResult(
+                refund_id=done.refund_id,
+                charge_id=done.charge.charge_id,
+                amount_minor=done.amount_minor,
+            )
+        )

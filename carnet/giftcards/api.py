@@ -43,11 +43,20 @@ def create(request, payload: s.GiftCardIn):
     require(request.auth, Action.SELL)
     purchaser = patient_get(payload.purchaser_id) if payload.purchaser_id is not None else None
     card = services.giftcard_create_and_load(
-        actor=request.auth, code=payload.code, amount_minor=payload.amount_minor, purchaser=purchaser,
-        method=payload.method, reference=payload.reference,
+        actor=request.auth,
+        code=payload.code,
+        amount_minor=payload.amount_minor,
+        purchaser=purchaser,
+        method=payload.method,
+        reference=payload.reference,
         card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
-        recipient_name=payload.recipient_name, recipient_email=payload.recipient_email, notes=payload.notes,
-        idempotency_key=_by_card(request, payload.method, "loading a gift card by card charges the card."))
+        recipient_name=payload.recipient_name,
+        recipient_email=payload.recipient_email,
+        notes=payload.notes,
+        idempotency_key=_by_card(
+            request, payload.method, "loading a gift card by card charges the card."
+        ),
+    )
     return Status(201, card)
 
 
@@ -56,9 +65,13 @@ def create(request, payload: s.GiftCardIn):
 def redeem(request, payload: s.RedeemIn):
     require(request.auth, Action.PAYMENT_TAKE)
     patient = patient_get(payload.patient_id)
-    payment = services.giftcard_redeem(actor=request.auth, code=payload.code, patient=patient,
-                                       amount_minor=payload.amount_minor,
-                                       allocations=_allocations(patient, payload.allocations))
+    payment = services.giftcard_redeem(
+        actor=request.auth,
+        code=payload.code,
+        patient=patient,
+        amount_minor=payload.amount_minor,
+        allocations=_allocations(patient, payload.allocations),
+    )
     return Status(201, _PAYMENTS.get(pk=payment.pk))
 
 
@@ -74,36 +87,61 @@ def update(request, pk: int, payload: s.GiftCardPatch):
     return services.giftcard_update(actor=request.auth, card=_card(pk), **payload.dict())
 
 
-@router.post("/gift-cards/{pk}/reload", response={201: s.GiftCardOut}, operation_id="giftcard_reload")
+@router.post(
+    "/gift-cards/{pk}/reload", response={201: s.GiftCardOut}, operation_id="giftcard_reload"
+)
 @calls_gateway(_by_card_body)
 def reload(request, pk: int, payload: s.ReloadIn):
     require(request.auth, Action.SELL)
     card = services.giftcard_reload(
-        actor=request.auth, card=_card(pk), amount_minor=payload.amount_minor, payer=patient_get(payload.payer_id),
-        method=payload.method, reference=payload.reference,
+        actor=request.auth,
+        card=_card(pk),
+        amount_minor=payload.amount_minor,
+        payer=patient_get(payload.payer_id),
+        method=payload.method,
+        reference=payload.reference,
         card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
-        idempotency_key=_by_card(request, payload.method, "reloading a gift card by card charges the card."))
+        idempotency_key=_by_card(
+            request, payload.method, "reloading a gift card by card charges the card."
+        ),
+    )
     return Status(201, card)
 
 
-@router.post("/gift-cards/{pk}/transfer", response={201: s.GiftCardOut}, operation_id="giftcard_transfer")
+@router.post(
+    "/gift-cards/{pk}/transfer", response={201: s.GiftCardOut}, operation_id="giftcard_transfer"
+)
 def transfer(request, pk: int, payload: s.TransferIn):
     require(request.auth, Action.SELL)
     source = _card(pk)
-    services.giftcard_transfer(actor=request.auth, source=source, target=services.giftcard_get(code=payload.target_code),
-                               amount_minor=payload.amount_minor)
+    services.giftcard_transfer(
+        actor=request.auth,
+        source=source,
+        target=services.giftcard_get(code=payload.target_code),
+        amount_minor=payload.amount_minor,
+    )
     return Status(201, _card(pk))
 
 
-@router.post("/gift-cards/{pk}/refund", response={201: s.GiftCardOut}, operation_id="giftcard_refund")
+@router.post(
+    "/gift-cards/{pk}/refund", response={201: s.GiftCardOut}, operation_id="giftcard_refund"
+)
 @calls_gateway()  # loads paid by card are refunded through the gateway; the service is keyed itself
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
     card = _card(pk)
-    key = request_key(request, required=giftcard_loaded_by_card(card),
-                      why="this gift card was loaded by card, and its refund goes back to that card.")
-    services.giftcard_refund(actor=request.auth, card=card, amount_minor=payload.amount_minor,
-                             reason=payload.reason, idempotency_key=key)
+    key = request_key(
+        request,
+        required=giftcard_loaded_by_card(card),
+        why="this gift card was loaded by card, and its refund goes back to that card.",
+    )
+    services.giftcard_refund(
+        actor=request.auth,
+        card=card,
+        amount_minor=payload.amount_minor,
+        reason=payload.reason,
+        idempotency_key=key,
+    )
     return Status(201, _card(pk))
 
 

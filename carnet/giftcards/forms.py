@@ -5,7 +5,9 @@ from carnet.core.forms import MoneyField
 from carnet.people.models import Patient
 
 # A load is paid in person; the gift card itself and a card on file (API only) are left out.
-LOAD_METHODS = [(v, label) for v, label in Payment.Method.choices if v not in ("gift_card", "card_gateway")]
+LOAD_METHODS = [
+    (v, label) for v, label in Payment.Method.choices if v not in ("gift_card", "card_gateway")
+]
 
 
 def _patients():
@@ -14,8 +16,12 @@ def _patients():
 
 class GiftCardForm(forms.Form):
     form_key = forms.CharField(widget=forms.HiddenInput)
-    code = forms.CharField(max_length=40, help_text="At least 6 characters, no spaces, not starting with 0.")
-    purchaser = forms.ModelChoiceField(queryset=None, required=False, help_text="The patient paying for the card.")
+    code = forms.CharField(
+        max_length=40, help_text="At least 6 characters, no spaces, not starting with 0."
+    )
+    purchaser = forms.ModelChoiceField(
+        queryset=None, required=False, help_text="The patient paying for the card."
+    )
     method = forms.ChoiceField(choices=LOAD_METHODS, initial="cash")
     reference = forms.CharField(required=False, max_length=120)
     recipient_name = forms.CharField(required=False, max_length=120)
@@ -25,7 +31,9 @@ class GiftCardForm(forms.Form):
     def __init__(self, *args, currency: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["purchaser"].queryset = _patients()
-        self.fields["amount"] = MoneyField(currency=currency, label="Amount to load", required=False)
+        self.fields["amount"] = MoneyField(
+            currency=currency, label="Amount to load", required=False
+        )
         self.order_fields(["form_key", "code", "amount", "purchaser", "method"])
 
 

@@ -12,8 +12,12 @@ from .models import GiftCard
 @invariant("gift-card liability equals the sum of card balances")
 def _liability_matches_cards():
     # A liability's balance is credits - debits, i.e. -sum(amount).
-    ledger = -(Posting.objects.filter(account__code=accounts.GIFT_CARD_LIABILITY)
-               .aggregate(total=Sum("amount"))["total"] or 0)
+    ledger = -(
+        Posting.objects.filter(account__code=accounts.GIFT_CARD_LIABILITY).aggregate(
+            total=Sum("amount")
+        )["total"]
+        or 0
+    )
     cards = GiftCard.objects.aggregate(total=Sum("balance_minor"))["total"] or 0
     if ledger != cards:
         yield f"{accounts.GIFT_CARD_LIABILITY}: ledger {ledger} != {cards} on the cards"

@@ -17,8 +17,9 @@ class GiftCard(models.Model):
     balance_minor = models.BigIntegerField(default=0)
     # Part of the balance being refunded by card, whose outcome is not recorded yet: not spendable.
     held_minor = models.BigIntegerField(default=0)
-    purchaser = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT,
-                                  related_name="gift_cards_bought")
+    purchaser = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="gift_cards_bought"
+    )
     recipient_name = models.CharField(max_length=120, blank=True)
     recipient_email = models.EmailField(blank=True)
     notes = models.TextField(blank=True)
@@ -30,9 +31,13 @@ class GiftCard(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(Upper("code"), name="gift_card_code_unique_ci"),
-            models.CheckConstraint(condition=models.Q(balance_minor__gte=0), name="gift_card_balance_not_negative"),
-            models.CheckConstraint(condition=models.Q(held_minor__gte=0, held_minor__lte=models.F("balance_minor")),
-                                   name="gift_card_held_within_balance"),
+            models.CheckConstraint(
+                condition=models.Q(balance_minor__gte=0), name="gift_card_balance_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(held_minor__gte=0, held_minor__lte=models.F("balance_minor")),
+                name="gift_card_held_within_balance",
+            ),
         ]
 
     def __str__(self):
@@ -54,13 +59,27 @@ class GiftCardTransaction(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount_minor = models.BigIntegerField()
     balance_after_minor = models.BigIntegerField()
-    payment = models.ForeignKey("billing.Payment", null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="gift_card_transactions")
-    invoice = models.ForeignKey("billing.Invoice", null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="gift_card_transactions")
-    other_card = models.ForeignKey(GiftCard, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    payment = models.ForeignKey(
+        "billing.Payment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="gift_card_transactions",
+    )
+    invoice = models.ForeignKey(
+        "billing.Invoice",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="gift_card_transactions",
+    )
+    other_card = models.ForeignKey(
+        GiftCard, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     at = models.DateTimeField()
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
 
     class Meta:
         ordering = ["-at", "-id"]

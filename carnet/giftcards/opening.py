@@ -24,20 +24,54 @@ class Opening:
     recipient_name: str
 
 
-def gift_cards_open(*, actor, openings: list[Opening], at: dt.datetime, memo: str) -> list[tuple[GiftCard, int | None]]:
+def gift_cards_open(
+    *, actor, openings: list[Opening], at: dt.datetime, memo: str
+) -> list[tuple[GiftCard, int | None]]:
     user = actor if getattr(actor, "is_authenticated", False) else None
-    cards = bulk.insert(GiftCard, [GiftCard(code=o.code, balance_minor=o.balance_minor, purchaser_id=o.purchaser_id,
-                                            recipient_name=o.recipient_name, notes=memo, created_at=at)
-                                   for o in openings])
+    cards = bulk.insert(
+        GiftCard,
+        [
+            GiftCard(
+                code=o.code,
+                balance_minor=o.balance_minor,
+                purchaser_id=o.purchaser_id,
+                recipient_name=o.recipient_name,
+                notes=memo,
+                created_at=at,
+            )
+            for o in openings
+        ],
+    )
     loaded = [c for c in cards if c.balance_minor]
-    bulk.insert(GiftCardTransaction, [
-        GiftCardTransaction(card=c, kind=GiftCardTransaction.Kind.LOAD, amount_minor=c.balance_minor,
-                            balance_after_minor=c.balance_minor, at=at, created_by=user) for c in loaded])
-    txns = transactions_post_many([
-        Entry(kind="opening_balance", source=c, at=at, memo=f"{memo}: gift card {c.code}", lines=[
-            Line(accounts.OPENING_BALANCE_EQUITY, debit=c.balance_minor),
-            Line(accounts.GIFT_CARD_LIABILITY, credit=c.balance_minor)])
-        for c in loaded])
+    bulk.insert(
+        GiftCardTransaction,
+        [
+            GiftCardTransaction(
+                card=c,
+                kind=GiftCardTransaction.Kind.LOAD,
+                amount_minor=c.balance_minor,
+                balance_after_minor=c.balance_minor,
+                at=at,
+                created_by=user,
+            )
+            for c in loaded
+        ],
+    )
+    txns = transactions_post_many(
+        [
+            Entry(
+                kind="opening_balance",
+                source=c,
+                at=at,
+                memo=f"{memo}: gift card {c.code}",
+                lines=[
+                    Line(accounts.OPENING_BALANCE_EQUITY, debit=c.balance_minor),
+                    Line(accounts.GIFT_CARD_LIABILITY, credit=c.balance_minor),
+                ],
+            )
+            for c in loaded
+        ]
+    )
     by_card = {c.pk: t.pk for c, t in zip(loaded, txns)}
     activity.record_many(actor=actor, verb="imported", objs=cards)
     return [(c, by_card.get(c.pk)) for c in cards]
@@ -46,10 +80,16 @@ def gift_cards_open(*, actor, openings: list[Opening], at: dt.datetime, memo: st
 def gift_cards_in_use(pks: list[int]) -> list[str]:
     problems = []
     for part in bulk.chunks(pks):
-        cards = GiftCard.objects.filter(pk__in=part).annotate(moves=Count("transactions")).order_by("pk")
+        cards = (
+            GiftCard.objects.filter(pk__in=part)
+            .annotate(moves=Count("transactions"))
+            .order_by("pk")
+        )
         for card in cards:
-            if card.moves > (1 if card.balance_minor else 0) or card.transactions.exclude(
-                    kind=GiftCardTransaction.Kind.LOAD).exists():
+            if (
+                card.moves > (1 if card.balance_minor else 0)
+                or card.transactions.exclude(kind=GiftCardTransaction.Kind.LOAD).exists()
+            ):
                 problems.append(f"gift card {card.code} has been used")
     return problems
 
@@ -57,5 +97,10 @@ def gift_cards_in_use(pks: list[int]) -> list[str]:
 def gift_cards_close(*, actor, pks: list[int]) -> None:
     """Undo imported cards (caller's transaction; the caller reverses the opening balances), refused
     if any has been used. A card with only its opening load goes, as an unused card may (SPEC 7)."""
-    imported_rows_remove(actor=actor, model=GiftCard, pks=pks, in_use=gift_cards_in_use,
-                         children=((GiftCardTransaction, "card_id"),))
+    imported_rows_remove(
+        actor=actor,
+        model=GiftCard,
+        pks=pks,
+        in_use=gift_cards_in_use,
+        children=((GiftCardTransaction, "card_id"),),
+    )

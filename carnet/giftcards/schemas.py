@@ -2,9 +2,8 @@ import datetime as dt
 
 from ninja import Field
 
-from carnet.core.schemas import Schema
-
 from carnet.billing.schemas import AllocationIn
+from carnet.core.schemas import Schema
 
 LoadMethod = str  # checked by billing.payment_receive (any payment method except gift_card)
 
@@ -12,7 +11,9 @@ LoadMethod = str  # checked by billing.payment_receive (any payment method excep
 class GiftCardIn(Schema):
     code: str
     amount_minor: int = Field(0, ge=0, description="0 creates an empty card")
-    purchaser_id: int | None = Field(None, description="The patient paying the load; required when amount > 0")
+    purchaser_id: int | None = Field(
+        None, description="The patient paying the load; required when amount > 0"
+    )
     method: LoadMethod = "cash"
     card_id: int | None = Field(None, description="For card_gateway: the purchaser's card on file")
     reference: str = ""

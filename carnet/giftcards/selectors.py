@@ -23,4 +23,6 @@ def giftcard_by_pk(pk: int) -> GiftCard:
 
 def giftcard_loaded_by_card(card: GiftCard) -> bool:
     """Whether a payment that loaded this card went through the card gateway (its refund goes back there)."""
-    return card.transactions.filter(payment__gift_card_minor__gt=0, payment__method=Payment.Method.CARD_GATEWAY).exists()
+    return card.transactions.filter(
+        payment__gift_card_minor__gt=0, payment__method=Payment.Method.CARD_GATEWAY
+    ).exists()

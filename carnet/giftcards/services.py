@@ -37,6 +37,7 @@ from .codes import code_canonical, code_rule_broken
 from .models import GiftCard
 from .models import GiftCardTransaction as Txn
 
+
 def _money(minor: int) -> str:
     return str(clinic_get().money(minor))
 
@@ -46,38 +47,58 @@ def code_normalize(code: str) -> str:
     code = code_canonical(code)
     rule = code_rule_broken(code)
     if rule:
-        raise ValidationFailed(f"“{code[:40]}” is not a valid gift card code. {rule}", fields={"code": [rule]})
+        raise ValidationFailed(
+            f"“{code[:40]}” is not a valid gift card code. {rule}", fields={"code": [rule]}
+        )
     return code
 
 
 def giftcard_get(*, code: str) -> GiftCard:
     card = GiftCard.objects.filter(code=code_canonical(code)).first()
     if card is None:
-        raise NotFound(f"No gift card with code “{code_canonical(code)[:40]}”.", code="gift_card_not_found")
+        raise NotFound(
+            f"No gift card with code “{code_canonical(code)[:40]}”.", code="gift_card_not_found"
+        )
     return card
 
 
 def _enabled():
     clinic = clinic_get()
     if not clinic.gift_cards_enabled:
-        raise Conflict("Gift cards are turned off in the clinic settings.", code="gift_cards_disabled")
+        raise Conflict(
+            "Gift cards are turned off in the clinic settings.", code="gift_cards_disabled"
+        )
     return clinic
 
 
 def _check_load(clinic, amount: int) -> None:
     if amount <= 0:
-        raise ValidationFailed("Load an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+        raise ValidationFailed(
+            "Load an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
+        )
     limit = clinic.gift_card_load_limit_minor
     if limit and amount > limit:  # 0 means no limit
-        raise Conflict(f"A gift card load is limited to {_money(limit)} (clinic settings).", code="load_limit")
+        raise Conflict(
+            f"A gift card load is limited to {_money(limit)} (clinic settings).", code="load_limit"
+        )
 
 
-def _history(card: GiftCard, kind: str, amount: int, *, actor, payment=None, invoice=None, other=None) -> Txn:
+def _history(
+    card: GiftCard, kind: str, amount: int, *, actor, payment=None, invoice=None, other=None
+) -> Txn:
     """The card's history row, also written to the activity log (who, when, what)."""
     card.refresh_from_db(fields=["balance_minor"])
-    row = Txn.objects.create(card=card, kind=kind, amount_minor=amount, balance_after_minor=card.balance_minor,
-                             payment=payment, invoice=invoice, other_card=other, at=clock.now(),
-                             created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    row = Txn.objects.create(
+        card=card,
+        kind=kind,
+        amount_minor=amount,
+        balance_after_minor=card.balance_minor,
+        payment=payment,
+        invoice=invoice,
+        other_card=other,
+        at=clock.now(),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
     activity.record(actor=actor, verb=f"gift_card_{kind}", obj=row, after=activity.snapshot(row))
     return row
 
@@ -90,43 +111,91 @@ def _take(card: GiftCard, amount: int) -> None:
     """The race-proof decrement: one UPDATE … WHERE balance >= amount (a row lock on PostgreSQL,
     serialised writers under BEGIN IMMEDIATE on SQLite)."""
     if not GiftCard.objects.filter(pk=card.pk, balance_minor__gte=F("held_minor") + amount).update(
-            balance_minor=F("balance_minor") - amount):
-        left = GiftCard.objects.filter(pk=card.pk).values_list("balance_minor", flat=True).first() or 0
-        raise Conflict(f"{card} has only {_money(left)} left.", code="gift_card_insufficient_balance")
+        balance_minor=F("balance_minor") - amount
+    ):
+        left = (
+            GiftCard.objects.filter(pk=card.pk).values_list("balance_minor", flat=True).first() or 0
+        )
+        raise Conflict(
+            f"{card} has only {_money(left)} left.", code="gift_card_insufficient_balance"
+        )
 
 
 def _check_payer(payer, method: str) -> None:
     if payer is None:
-        raise ValidationFailed("Choose the patient who pays for the gift card.",
-                               fields={"purchaser_id": ["Choose the purchaser."]})
+        raise ValidationFailed(
+            "Choose the patient who pays for the gift card.",
+            fields={"purchaser_id": ["Choose the purchaser."]},
+        )
     if method == Payment.Method.GIFT_CARD:
-        raise ValidationFailed("A gift card cannot be loaded from another gift card; transfer the balance instead.",
-                               fields={"method": ["Choose another method."]})
+        raise ValidationFailed(
+            "A gift card cannot be loaded from another gift card; transfer the balance instead.",
+            fields={"method": ["Choose another method."]},
+        )
 
 
-def _pay_into(card: GiftCard, *, actor, kind: str, payer, amount: int, method: str, reference: str,
-              card_on_file, idempotency_key) -> Payment:
+def _pay_into(
+    card: GiftCard,
+    *,
+    actor,
+    kind: str,
+    payer,
+    amount: int,
+    method: str,
+    reference: str,
+    card_on_file,
+    idempotency_key,
+) -> Payment:
     """Inside the caller's transaction: a load paid by cash, cheque, debit…"""
     _check_payer(payer, method)
-    payment = billing.payment_receive(actor=actor, patient=payer, method=method, amount_minor=amount,
-                                      reference=reference or f"{card}", card=card_on_file,
-                                      idempotency_key=idempotency_key)
+    payment = billing.payment_receive(
+        actor=actor,
+        patient=payer,
+        method=method,
+        amount_minor=amount,
+        reference=reference or f"{card}",
+        card=card_on_file,
+        idempotency_key=idempotency_key,
+    )
     return _spend(card, actor=actor, kind=kind, payment=payment, amount=amount)
 
 
-def _load_by_card(card: GiftCard, *, actor, kind: str, payer, amount: int, reference: str, card_on_file,
-                  idempotency_key, created: bool) -> GiftCard:
+def _load_by_card(
+    card: GiftCard,
+    *,
+    actor,
+    kind: str,
+    payer,
+    amount: int,
+    reference: str,
+    card_on_file,
+    idempotency_key,
+    created: bool,
+) -> GiftCard:
     """Outside any transaction: charge the card on file, and load the gift card once it is recorded."""
     require(actor, Action.PAYMENT_TAKE)
     billing.card_on_file_check(payer, card_on_file)
     try:
-        attempt = card_attempts.charge_run(card_attempts.charge_begin(
-            request_key=f"gift-card-{kind}:{actor.pk}:{idempotency_key or secrets.token_hex(16)}",
-            purpose="gift_card_load", patient=payer, amount_minor=amount, card=card_on_file, actor=actor,
-            context={"reference": (reference or f"{card}")[:120], "gift_card": card.pk, "kind": kind,
-                     "created": created}))
+        attempt = card_attempts.charge_run(
+            card_attempts.charge_begin(
+                request_key=f"gift-card-{kind}:{actor.pk}:{idempotency_key or secrets.token_hex(16)}",
+                purpose="gift_card_load",
+                patient=payer,
+                amount_minor=amount,
+                card=card_on_file,
+                actor=actor,
+                context={
+                    "reference": (reference or f"{card}")[:120],
+                    "gift_card": card.pk,
+                    "kind": kind,
+                    "created": created,
+                },
+            )
+        )
     except Exception:
-        if created:  # nothing charged (or not yet known): an empty new card would only block its code
+        if (
+            created
+        ):  # nothing charged (or not yet known): an empty new card would only block its code
             _discard_if_unused(card.pk)
         raise
     card.refresh_from_db()
@@ -137,8 +206,12 @@ def _load_by_card(card: GiftCard, *, actor, kind: str, payer, amount: int, refer
 
 def _discard_if_unused(pk: int) -> None:
     with transaction.atomic():
-        if not Txn.objects.filter(card_id=pk).exists() and not CardAttempt.objects.filter(
-                purpose="gift_card_load", context__gift_card=pk, status__in=card_attempts.OPEN).exists():
+        if (
+            not Txn.objects.filter(card_id=pk).exists()
+            and not CardAttempt.objects.filter(
+                purpose="gift_card_load", context__gift_card=pk, status__in=card_attempts.OPEN
+            ).exists()
+        ):
             GiftCard.objects.filter(pk=pk).delete()
 
 
@@ -146,61 +219,118 @@ def _loaded_by_card(attempt: CardAttempt, payment: Payment) -> None:
     card = GiftCard.objects.filter(pk=attempt.context["gift_card"]).first()
     if card is None:
         raise Conflict("The gift card no longer exists.", code="gift_card_gone")
-    _spend(card, actor=attempt.created_by, kind=attempt.context["kind"], payment=payment,
-           amount=attempt.amount_minor)
+    _spend(
+        card,
+        actor=attempt.created_by,
+        kind=attempt.context["kind"],
+        payment=payment,
+        amount=attempt.amount_minor,
+    )
 
 
 def _spend(card, *, actor, kind, payment, amount) -> Payment:
-    payment = billing.payment_gift_card_spend(payment=payment, amount_minor=amount, source=card,
-                                              memo=f"{Txn.Kind(kind).label} {card}")
+    payment = billing.payment_gift_card_spend(
+        payment=payment, amount_minor=amount, source=card, memo=f"{Txn.Kind(kind).label} {card}"
+    )
     _add(card, amount)
     _history(card, kind, amount, actor=actor, payment=payment)
     return payment
 
 
-def giftcard_create_and_load(*, actor, code: str, amount_minor: int = 0, purchaser=None, method: str = "cash",
-                             reference: str = "", card_on_file=None, recipient_name: str = "",
-                             recipient_email: str = "", notes: str = "", idempotency_key: str | None = None) -> GiftCard:
+def giftcard_create_and_load(
+    *,
+    actor,
+    code: str,
+    amount_minor: int = 0,
+    purchaser=None,
+    method: str = "cash",
+    reference: str = "",
+    card_on_file=None,
+    recipient_name: str = "",
+    recipient_email: str = "",
+    notes: str = "",
+    idempotency_key: str | None = None,
+) -> GiftCard:
     """Create a card; when `amount_minor` > 0, load it with a payment from the purchaser.
     By card on file: the card is created, then charged outside any transaction (see the module)."""
     require(actor, Action.SELL)
     clinic = _enabled()
-    code, recipient_name, recipient_email = _new_card_terms(clinic, code=code, amount_minor=amount_minor,
-                                                            recipient_name=recipient_name,
-                                                            recipient_email=recipient_email)
+    code, recipient_name, recipient_email = _new_card_terms(
+        clinic,
+        code=code,
+        amount_minor=amount_minor,
+        recipient_name=recipient_name,
+        recipient_email=recipient_email,
+    )
     by_card = bool(amount_minor) and method == Payment.Method.CARD_GATEWAY
     if by_card:
         _check_payer(purchaser, method)
         billing.card_on_file_check(purchaser, card_on_file)
     with transaction.atomic():
-        card = _create(code=code, purchaser=purchaser, recipient_name=recipient_name,
-                       recipient_email=recipient_email, notes=notes)
+        card = _create(
+            code=code,
+            purchaser=purchaser,
+            recipient_name=recipient_name,
+            recipient_email=recipient_email,
+            notes=notes,
+        )
         activity.record(actor=actor, verb="created", obj=card, after=activity.snapshot(card))
         if amount_minor and not by_card:
-            _pay_into(card, actor=actor, kind=Txn.Kind.LOAD, payer=purchaser, amount=amount_minor, method=method,
-                      reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key)
+            _pay_into(
+                card,
+                actor=actor,
+                kind=Txn.Kind.LOAD,
+                payer=purchaser,
+                amount=amount_minor,
+                method=method,
+                reference=reference,
+                card_on_file=card_on_file,
+                idempotency_key=idempotency_key,
+            )
     if by_card:
-        return _load_by_card(card, actor=actor, kind=Txn.Kind.LOAD, payer=purchaser, amount=amount_minor,
-                             reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key,
-                             created=True)
+        return _load_by_card(
+            card,
+            actor=actor,
+            kind=Txn.Kind.LOAD,
+            payer=purchaser,
+            amount=amount_minor,
+            reference=reference,
+            card_on_file=card_on_file,
+            idempotency_key=idempotency_key,
+            created=True,
+        )
     card.refresh_from_db()
     return card
 
 
-def _new_card_terms(clinic, *, code: str, amount_minor: int, recipient_name: str, recipient_email: str):
+def _new_card_terms(
+    clinic, *, code: str, amount_minor: int, recipient_name: str, recipient_email: str
+):
     """A new card's code and recipient as stored, its first load checked against the clinic's rules."""
     code = code_normalize(code)
-    recipient_name, recipient_email = (recipient_name or "").strip(), (recipient_email or "").strip()
+    recipient_name, recipient_email = (
+        (recipient_name or "").strip(),
+        (recipient_email or "").strip(),
+    )
     column_check(GiftCard, recipient_name=recipient_name, recipient_email=recipient_email)
     if amount_minor:
         _check_load(clinic, amount_minor)
     elif amount_minor < 0:
-        raise ValidationFailed("Load an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+        raise ValidationFailed(
+            "Load an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
+        )
     return code, recipient_name, recipient_email
 
 
-def giftcard_sell_begin(*, actor, purchaser, amount_minor: int, code: str = "", recipient_name: str = "",
-                        recipient_email: str = "") -> GiftCard:
+def giftcard_sell_begin(
+    *,
+    actor,
+    purchaser,
+    amount_minor: int,
+    code: str = "",
+    recipient_name: str = "",
+    recipient_email: str = "",
+) -> GiftCard:
     """A gift card sold with other things in one checkout (staff.checkout), in the caller's
     transaction: made empty (a blank code gets a fresh one), its amount checked like any load. The
     checkout's payment then loads it: at the desk with `giftcard_sell_load` in the same transaction,
@@ -209,13 +339,24 @@ def giftcard_sell_begin(*, actor, purchaser, amount_minor: int, code: str = "", 
     require(actor, Action.SELL)
     clinic = _enabled()
     if amount_minor <= 0:
-        raise ValidationFailed("Enter the gift card's amount (greater than zero).",
-                               fields={"giftcard_amount": ["Must be positive."]})
+        raise ValidationFailed(
+            "Enter the gift card's amount (greater than zero).",
+            fields={"giftcard_amount": ["Must be positive."]},
+        )
     code, recipient_name, recipient_email = _new_card_terms(
-        clinic, code=(code or "").strip() or code_generate(), amount_minor=amount_minor,
-        recipient_name=recipient_name, recipient_email=recipient_email)
-    card = _create(code=code, purchaser=purchaser, recipient_name=recipient_name, recipient_email=recipient_email,
-                   notes="")
+        clinic,
+        code=(code or "").strip() or code_generate(),
+        amount_minor=amount_minor,
+        recipient_name=recipient_name,
+        recipient_email=recipient_email,
+    )
+    card = _create(
+        code=code,
+        purchaser=purchaser,
+        recipient_name=recipient_name,
+        recipient_email=recipient_email,
+        notes="",
+    )
     activity.record(actor=actor, verb="created", obj=card, after=activity.snapshot(card))
     return card
 
@@ -232,7 +373,9 @@ def _sold_in_checkout(attempt: CardAttempt, payment: Payment) -> None:
         if card is None:
             raise Conflict("The gift card no longer exists.", code="gift_card_gone")
         _spend(card, actor=attempt.created_by, kind=Txn.Kind.LOAD, payment=payment, amount=amount)
-    payment.refresh_from_db(fields=["gift_card_minor"])  # the outcome's step reads what is left unapplied
+    payment.refresh_from_db(
+        fields=["gift_card_minor"]
+    )  # the outcome's step reads what is left unapplied
 
 
 def _checkout_declined(attempt: CardAttempt) -> None:
@@ -242,35 +385,71 @@ def _checkout_declined(attempt: CardAttempt) -> None:
 
 def _create(*, code, **fields) -> GiftCard:
     if GiftCard.objects.filter(code=code).exists():
-        raise Conflict(f"The code {code} is already used by another gift card.", code="gift_card_code_taken")
+        raise Conflict(
+            f"The code {code} is already used by another gift card.", code="gift_card_code_taken"
+        )
     try:
         with transaction.atomic():
-            return GiftCard.objects.create(code=code, created_at=clock.now(),
-                                           recipient_name=fields["recipient_name"],
-                                           recipient_email=fields["recipient_email"], notes=fields["notes"],
-                                           purchaser=fields["purchaser"])
+            return GiftCard.objects.create(
+                code=code,
+                created_at=clock.now(),
+                recipient_name=fields["recipient_name"],
+                recipient_email=fields["recipient_email"],
+                notes=fields["notes"],
+                purchaser=fields["purchaser"],
+            )
     except IntegrityError:  # a twin created the same code meanwhile
-        raise Conflict(f"The code {code} is already used by another gift card.", code="gift_card_code_taken")
+        raise Conflict(
+            f"The code {code} is already used by another gift card.", code="gift_card_code_taken"
+        )
 
 
-def giftcard_reload(*, actor, card: GiftCard, amount_minor: int, payer, method: str = "cash", reference: str = "",
-                    card_on_file=None, idempotency_key: str | None = None) -> GiftCard:
+def giftcard_reload(
+    *,
+    actor,
+    card: GiftCard,
+    amount_minor: int,
+    payer,
+    method: str = "cash",
+    reference: str = "",
+    card_on_file=None,
+    idempotency_key: str | None = None,
+) -> GiftCard:
     require(actor, Action.SELL)
     _check_load(_enabled(), amount_minor)
     if method == Payment.Method.CARD_GATEWAY:
         _check_payer(payer, method)
-        return _load_by_card(card, actor=actor, kind=Txn.Kind.RELOAD, payer=payer, amount=amount_minor,
-                             reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key,
-                             created=False)
+        return _load_by_card(
+            card,
+            actor=actor,
+            kind=Txn.Kind.RELOAD,
+            payer=payer,
+            amount=amount_minor,
+            reference=reference,
+            card_on_file=card_on_file,
+            idempotency_key=idempotency_key,
+            created=False,
+        )
     with transaction.atomic():
-        _pay_into(card, actor=actor, kind=Txn.Kind.RELOAD, payer=payer, amount=amount_minor, method=method,
-                  reference=reference, card_on_file=card_on_file, idempotency_key=idempotency_key)
+        _pay_into(
+            card,
+            actor=actor,
+            kind=Txn.Kind.RELOAD,
+            payer=payer,
+            amount=amount_minor,
+            method=method,
+            reference=reference,
+            card_on_file=card_on_file,
+            idempotency_key=idempotency_key,
+        )
     card.refresh_from_db()
     return card
 
 
 @transaction.atomic
-def giftcard_redeem(*, actor, code: str, patient, amount_minor: int, allocations=(), reference: str = "") -> Payment:
+def giftcard_redeem(
+    *, actor, code: str, patient, amount_minor: int, allocations=(), reference: str = ""
+) -> Payment:
     """Pay `patient`'s invoices (any patient's) from the card: a billing payment by method GIFT_CARD.
 
     Billing locks the invoices first, then the card's balance is taken down by a conditional
@@ -279,22 +458,39 @@ def giftcard_redeem(*, actor, code: str, patient, amount_minor: int, allocations
     require(actor, Action.PAYMENT_TAKE)
     _enabled()
     if not (code or "").strip():
-        raise ValidationFailed("Enter the gift card's code.", fields={"gift_card_code": ["Enter the code."]})
+        raise ValidationFailed(
+            "Enter the gift card's code.", fields={"gift_card_code": ["Enter the code."]}
+        )
     card = giftcard_get(code=code)
     if amount_minor <= 0:
-        raise ValidationFailed("Redeem an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+        raise ValidationFailed(
+            "Redeem an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
+        )
     wanted = sum(amount for _, amount in allocations)
     if wanted > amount_minor:
-        raise ValidationFailed(f"You applied {_money(wanted)} but redeemed only {_money(amount_minor)}.",
-                               fields={"allocations": ["More than the payment."]})
-    if card.balance_minor < amount_minor:  # the common case said plainly; a race is decided by _take below
-        raise Conflict(f"{card} has only {_money(card.balance_minor)} left.", code="gift_card_insufficient_balance")
-    payment = billing.payment_gift_card_record(actor=actor, patient=patient, amount_minor=amount_minor,
-                                               reference=(reference or f"Gift card {card.code}"),
-                                               allocations=list(allocations))
+        raise ValidationFailed(
+            f"You applied {_money(wanted)} but redeemed only {_money(amount_minor)}.",
+            fields={"allocations": ["More than the payment."]},
+        )
+    if (
+        card.balance_minor < amount_minor
+    ):  # the common case said plainly; a race is decided by _take below
+        raise Conflict(
+            f"{card} has only {_money(card.balance_minor)} left.",
+            code="gift_card_insufficient_balance",
+        )
+    payment = billing.payment_gift_card_record(
+        actor=actor,
+        patient=patient,
+        amount_minor=amount_minor,
+        reference=(reference or f"Gift card {card.code}"),
+        allocations=list(allocations),
+    )
     _take(card, amount_minor)
     first_invoice = allocations[0][0] if allocations else None
-    _history(card, Txn.Kind.REDEEM, -amount_minor, actor=actor, payment=payment, invoice=first_invoice)
+    _history(
+        card, Txn.Kind.REDEEM, -amount_minor, actor=actor, payment=payment, invoice=first_invoice
+    )
     return payment
 
 
@@ -304,9 +500,13 @@ def giftcard_transfer(*, actor, source: GiftCard, target: GiftCard, amount_minor
     require(actor, Action.SELL)
     _enabled()
     if source.pk == target.pk:
-        raise ValidationFailed("Choose another card to transfer to.", fields={"target_code": ["Same card."]})
+        raise ValidationFailed(
+            "Choose another card to transfer to.", fields={"target_code": ["Same card."]}
+        )
     if amount_minor <= 0:
-        raise ValidationFailed("Transfer an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+        raise ValidationFailed(
+            "Transfer an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
+        )
     # Rows are written in pk order so opposite transfers cannot deadlock on PostgreSQL.
     if source.pk < target.pk:
         _take(source, amount_minor)
@@ -319,8 +519,14 @@ def giftcard_transfer(*, actor, source: GiftCard, target: GiftCard, amount_minor
     return out
 
 
-def giftcard_refund(*, actor, card: GiftCard, amount_minor: int, reason: str = "",
-                    idempotency_key: str | None = None) -> list[Txn]:
+def giftcard_refund(
+    *,
+    actor,
+    card: GiftCard,
+    amount_minor: int,
+    reason: str = "",
+    idempotency_key: str | None = None,
+) -> list[Txn]:
     """Refund part of the balance back to the payments that loaded this card, newest first.
 
     Loads paid by cash, cheque… are refunded at once, in one transaction with the hold. Each load
@@ -329,27 +535,43 @@ def giftcard_refund(*, actor, card: GiftCard, amount_minor: int, reason: str = "
     refunded, and the rest stays on the card to be refunded again."""
     require(actor, Action.REFUND)
     if amount_minor <= 0:
-        raise ValidationFailed("Refund an amount greater than zero.", fields={"amount_minor": ["Must be positive."]})
+        raise ValidationFailed(
+            "Refund an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
+        )
     prefix = f"gift-card-refund:{actor.pk}:{idempotency_key or secrets.token_hex(16)}:"
     attempts = list(CardAttempt.objects.filter(request_key__startswith=prefix).order_by("pk"))
     rows = []
-    if not attempts:  # a retry of the same request re-runs its own attempts, and holds nothing again
+    if (
+        not attempts
+    ):  # a retry of the same request re-runs its own attempts, and holds nothing again
         with transaction.atomic():
-            rows, attempts = _refund_plan(card, actor=actor, amount=amount_minor, reason=reason, prefix=prefix)
+            rows, attempts = _refund_plan(
+                card, actor=actor, amount=amount_minor, reason=reason, prefix=prefix
+            )
     failures = []
     for attempt in attempts:
         try:
             attempt = card_attempts.refund_run(attempt)
-        except Exception as exc:  # the others still go; this part stays on the card (or is reconciled)
+        except (
+            Exception
+        ) as exc:  # the others still go; this part stays on the card (or is reconciled)
             failures.append(getattr(exc, "message", str(exc)))
             continue
-        rows.extend(Txn.objects.filter(card=card, kind=Txn.Kind.REFUND, payment_id=attempt.payment_id,
-                                       amount_minor=-attempt.amount_minor).order_by("-pk")[:1])
+        rows.extend(
+            Txn.objects.filter(
+                card=card,
+                kind=Txn.Kind.REFUND,
+                payment_id=attempt.payment_id,
+                amount_minor=-attempt.amount_minor,
+            ).order_by("-pk")[:1]
+        )
     if failures:
         done = sum(-row.amount_minor for row in rows)
-        raise Conflict(f"{_money(done)} of {_money(amount_minor)} was refunded. The rest could not be refunded to "
-                       f"the card: {failures[0]} It stays on {card}; try the refund again.",
-                       code="refund_partly_failed")
+        raise Conflict(
+            f"{_money(done)} of {_money(amount_minor)} was refunded. The rest could not be refunded to "
+            f"the card: {failures[0]} It stays on {card}; try the refund again.",
+            code="refund_partly_failed",
+        )
     return rows
 
 
@@ -358,83 +580,136 @@ def _refund_plan(card: GiftCard, *, actor, amount: int, reason: str, prefix: str
     card attempt for each card load."""
     from carnet.core.idempotency import claim_form_key
 
-    if not claim_form_key(user=actor, key=prefix):  # the same request again (cash loads have no attempt)
+    if not claim_form_key(
+        user=actor, key=prefix
+    ):  # the same request again (cash loads have no attempt)
         return [], []
     if not GiftCard.objects.filter(pk=card.pk, balance_minor__gte=F("held_minor") + amount).update(
-            held_minor=F("held_minor") + amount):
-        left = GiftCard.objects.filter(pk=card.pk).values_list("balance_minor", "held_minor").first() or (0, 0)
-        raise Conflict(f"{card} has only {_money(left[0] - left[1])} left to refund.",
-                       code="gift_card_insufficient_balance")
-    loads = (Payment.objects.filter(gift_card_transactions__card=card, gift_card_minor__gt=0)
-             .distinct().order_by("-received_at", "-pk"))
+        held_minor=F("held_minor") + amount
+    ):
+        left = GiftCard.objects.filter(pk=card.pk).values_list(
+            "balance_minor", "held_minor"
+        ).first() or (0, 0)
+        raise Conflict(
+            f"{card} has only {_money(left[0] - left[1])} left to refund.",
+            code="gift_card_insufficient_balance",
+        )
+    loads = (
+        Payment.objects.filter(gift_card_transactions__card=card, gift_card_minor__gt=0)
+        .distinct()
+        .order_by("-received_at", "-pk")
+    )
     rows, attempts, left = [], [], amount
     for payment in loads:
         if left == 0:
             break
-        busy = CardAttempt.objects.filter(purpose="gift_card_refund", payment=payment,
-                                          status__in=card_attempts.OPEN).values_list("amount_minor", flat=True)
+        busy = CardAttempt.objects.filter(
+            purpose="gift_card_refund", payment=payment, status__in=card_attempts.OPEN
+        ).values_list("amount_minor", flat=True)
         part = min(left, payment.gift_card_minor - sum(busy))
         if part <= 0:
             continue
         left -= part
         if payment.method == Payment.Method.CARD_GATEWAY:
-            attempts.append(card_attempts.refund_begin(
-                request_key=f"{prefix}{payment.pk}", payment=payment, amount_minor=part, purpose="gift_card_refund",
-                reason=reason or f"Refund {card}", actor=actor, from_credit=False, context={"gift_card": card.pk}))
+            attempts.append(
+                card_attempts.refund_begin(
+                    request_key=f"{prefix}{payment.pk}",
+                    payment=payment,
+                    amount_minor=part,
+                    purpose="gift_card_refund",
+                    reason=reason or f"Refund {card}",
+                    actor=actor,
+                    from_credit=False,
+                    context={"gift_card": card.pk},
+                )
+            )
             continue
-        billing.payment_gift_card_release(payment=payment, amount_minor=part, source=card, memo=f"Refund {card}")
-        billing.payment_refund(actor=actor, payment=payment, amount_minor=part, reason=reason or f"Refund {card}")
+        billing.payment_gift_card_release(
+            payment=payment, amount_minor=part, source=card, memo=f"Refund {card}"
+        )
+        billing.payment_refund(
+            actor=actor, payment=payment, amount_minor=part, reason=reason or f"Refund {card}"
+        )
         _unhold_and_take(card, part)
         rows.append(_history(card, Txn.Kind.REFUND, -part, actor=actor, payment=payment))
     if left:
-        raise Conflict(f"Only {_money(amount - left)} of {card}'s balance came from its own loads and can be "
-                       "refunded to them.", code="refund_exceeds_load")
+        raise Conflict(
+            f"Only {_money(amount - left)} of {card}'s balance came from its own loads and can be "
+            "refunded to them.",
+            code="refund_exceeds_load",
+        )
     return rows, attempts
 
 
 def _unhold_and_take(card: GiftCard, amount: int) -> None:
-    GiftCard.objects.filter(pk=card.pk).update(held_minor=F("held_minor") - amount,
-                                               balance_minor=F("balance_minor") - amount)
+    GiftCard.objects.filter(pk=card.pk).update(
+        held_minor=F("held_minor") - amount, balance_minor=F("balance_minor") - amount
+    )
 
 
 def _refund_prepare(attempt: CardAttempt, payment: Payment) -> None:
     card = GiftCard.objects.get(pk=attempt.context["gift_card"])
-    billing.payment_gift_card_release(payment=payment, amount_minor=attempt.amount_minor, source=card,
-                                      memo=f"Refund {card}")
+    billing.payment_gift_card_release(
+        payment=payment, amount_minor=attempt.amount_minor, source=card, memo=f"Refund {card}"
+    )
 
 
 def _refunded(attempt: CardAttempt, refund) -> None:
     card = GiftCard.objects.get(pk=attempt.context["gift_card"])
     _unhold_and_take(card, attempt.amount_minor)
-    _history(card, Txn.Kind.REFUND, -attempt.amount_minor, actor=attempt.created_by, payment=refund.payment)
+    _history(
+        card,
+        Txn.Kind.REFUND,
+        -attempt.amount_minor,
+        actor=attempt.created_by,
+        payment=refund.payment,
+    )
 
 
 def _refund_failed(attempt: CardAttempt) -> None:
-    GiftCard.objects.filter(pk=attempt.context["gift_card"]).update(held_minor=F("held_minor") - attempt.amount_minor)
+    GiftCard.objects.filter(pk=attempt.context["gift_card"]).update(
+        held_minor=F("held_minor") - attempt.amount_minor
+    )
 
 
 @transaction.atomic
 def giftcard_delete(*, actor, card: GiftCard) -> None:
     require(actor, Action.SELL)
     if Txn.objects.filter(card=card).exists():
-        raise Conflict(f"{card} has transactions; only a card without any can be deleted.",
-                       code="gift_card_has_transactions")
+        raise Conflict(
+            f"{card} has transactions; only a card without any can be deleted.",
+            code="gift_card_has_transactions",
+        )
     activity.record(actor=actor, verb="deleted", obj=card, before=activity.snapshot(card))
     GiftCard.objects.filter(pk=card.pk).delete()
 
 
 @transaction.atomic
-def giftcard_update(*, actor, card: GiftCard, notes: str | None = None, recipient_name: str | None = None,
-                    recipient_email: str | None = None) -> GiftCard:
+def giftcard_update(
+    *,
+    actor,
+    card: GiftCard,
+    notes: str | None = None,
+    recipient_name: str | None = None,
+    recipient_email: str | None = None,
+) -> GiftCard:
     require(actor, Action.SELL)
     card = GiftCard.objects.get(pk=card.pk)
     before = activity.snapshot(card)
-    for name, value in (("notes", notes), ("recipient_name", recipient_name), ("recipient_email", recipient_email)):
+    for name, value in (
+        ("notes", notes),
+        ("recipient_name", recipient_name),
+        ("recipient_email", recipient_email),
+    ):
         if value is not None:
-            column_check(GiftCard, **{name: value.strip()})  # too long is refused naming the limit, never cut
+            column_check(
+                GiftCard, **{name: value.strip()}
+            )  # too long is refused naming the limit, never cut
             setattr(card, name, value.strip())
     card.save(update_fields=["notes", "recipient_name", "recipient_email"])
-    activity.record(actor=actor, verb="updated", obj=card, before=before, after=activity.snapshot(card))
+    activity.record(
+        actor=actor, verb="updated", obj=card, before=before, after=activity.snapshot(card)
+    )
     return card
 
 
@@ -447,9 +722,21 @@ def code_generate() -> str:
             return code
 
 
-def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, recipient_email: str, holder: str,
-                         idempotency_key: str, card_number: str = "", exp_month: int = 0, exp_year: int = 0,
-                         cvc: str = "", setup_intent: str = "", entry_for: str = "") -> GiftCard:
+def giftcard_sell_online(
+    *,
+    patient,
+    amount_minor: int,
+    recipient_name: str,
+    recipient_email: str,
+    holder: str,
+    idempotency_key: str,
+    card_number: str = "",
+    exp_month: int = 0,
+    exp_year: int = 0,
+    cvc: str = "",
+    setup_intent: str = "",
+    entry_for: str = "",
+) -> GiftCard:
     """The patient buys a card in the portal by card; the code is emailed to the recipient.
 
     A card attempt keyed by the form (purpose "gift_card_online"): the gift card is made and loaded
@@ -457,28 +744,51 @@ def giftcard_sell_online(*, patient, amount_minor: int, recipient_name: str, rec
     and finds the same card (`sale_key`)."""
     clinic = _enabled()
     if not clinic.gift_card_online_sales_enabled:
-        raise Conflict("Gift cards are not sold online at the moment.", code="gift_card_online_sales_off")
+        raise Conflict(
+            "Gift cards are not sold online at the moment.", code="gift_card_online_sales_off"
+        )
     key = billing.form_key_check(idempotency_key)
     sale_key = f"{patient.pk}:{key}"
     done = GiftCard.objects.filter(sale_key=sale_key).first()
     if done is not None:
         return done
     if amount_minor < clinic.gift_card_online_minimum_minor:
-        raise ValidationFailed(f"The smallest gift card sold online is {_money(clinic.gift_card_online_minimum_minor)}.",
-                               fields={"amount": ["Below the minimum."]})
+        raise ValidationFailed(
+            f"The smallest gift card sold online is {_money(clinic.gift_card_online_minimum_minor)}.",
+            fields={"amount": ["Below the minimum."]},
+        )
     _check_load(clinic, amount_minor)
-    recipient_name, recipient_email = (recipient_name or "").strip(), (recipient_email or "").strip()
+    recipient_name, recipient_email = (
+        (recipient_name or "").strip(),
+        (recipient_email or "").strip(),
+    )
     column_check(GiftCard, recipient_name=recipient_name, recipient_email=recipient_email)
     if not recipient_email or "@" not in recipient_email:
-        raise ValidationFailed("Enter the recipient's email address; the code is sent there.",
-                               fields={"recipient_email": ["Enter an email address."]})
+        raise ValidationFailed(
+            "Enter the recipient's email address; the code is sent there.",
+            fields={"recipient_email": ["Enter an email address."]},
+        )
     attempt = billing.card_pay_online(
-        patient=patient, purpose="gift_card_online", request_key=f"gift-card-online:{sale_key}",
+        patient=patient,
+        purpose="gift_card_online",
+        request_key=f"gift-card-online:{sale_key}",
         amount_minor=amount_minor,
-        card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
-                    "holder": holder, "setup_intent": setup_intent, "entry_for": entry_for},
-        context={"reference": "Gift card bought online", "sale_key": sale_key,
-                 "recipient_name": recipient_name, "recipient_email": recipient_email})
+        card_entry={
+            "number": card_number,
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "cvc": cvc,
+            "holder": holder,
+            "setup_intent": setup_intent,
+            "entry_for": entry_for,
+        },
+        context={
+            "reference": "Gift card bought online",
+            "sale_key": sale_key,
+            "recipient_name": recipient_name,
+            "recipient_email": recipient_email,
+        },
+    )
     card = GiftCard.objects.filter(sale_key=sale_key).first()
     if card is None:
         raise Conflict(f"{attempt.message} Please contact the clinic.", code="kept_as_credit")
@@ -489,9 +799,14 @@ def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
     from .emails import giftcard_code_email
 
     context = attempt.context
-    card = GiftCard.objects.create(code=code_generate(), created_at=clock.now(), purchaser=attempt.patient,
-                                   recipient_name=context["recipient_name"], recipient_email=context["recipient_email"],
-                                   sale_key=context["sale_key"])
+    card = GiftCard.objects.create(
+        code=code_generate(),
+        created_at=clock.now(),
+        purchaser=attempt.patient,
+        recipient_name=context["recipient_name"],
+        recipient_email=context["recipient_email"],
+        sale_key=context["sale_key"],
+    )
     payment.reference = f"Gift card {card.code} bought online"[:120]
     Payment.objects.filter(pk=payment.pk).update(reference=payment.reference)
     _spend(card, actor=None, kind=Txn.Kind.LOAD, payment=payment, amount=attempt.amount_minor)
@@ -499,9 +814,26 @@ def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
     giftcard_code_email(card=card)
 
 
-purpose_register(Purpose(name="gift_card_load", reference="Gift card load", on_charged=_loaded_by_card))
-purpose_register(Purpose(name="gift_card_sale", reference="Card payment", on_charged=_sold_in_checkout,
-                         on_failed=_checkout_declined))
-purpose_register(Purpose(name="gift_card_online", reference="Gift card bought online", on_charged=_sold_online))
-purpose_register(Purpose(name="gift_card_refund", reference="Gift card refund", on_refund_prepare=_refund_prepare,
-                         on_refunded=_refunded, on_failed=_refund_failed))
+purpose_register(
+    Purpose(name="gift_card_load", reference="Gift card load", on_charged=_loaded_by_card)
+)
+purpose_register(
+    Purpose(
+        name="gift_card_sale",
+        reference="Card payment",
+        on_charged=_sold_in_checkout,
+        on_failed=_checkout_declined,
+    )
+)
+purpose_register(
+    Purpose(name="gift_card_online", reference="Gift card bought online", on_charged=_sold_online)
+)
+purpose_register(
+    Purpose(
+        name="gift_card_refund",
+        reference="Gift card refund",
+        on_refund_prepare=_refund_prepare,
+        on_refunded=_refunded,
+        on_failed=_refund_failed,
+    )
+)

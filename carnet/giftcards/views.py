@@ -18,24 +18,44 @@ from .selectors import giftcard_by_pk, giftcards_search
 @staff_required(Action.SELL)
 def giftcard_list(request):
     q = request.GET.get("q", "")
-    return render(request, "giftcards/list.html", {"cards": giftcards_search(q)[:200], "q": q, "clinic": clinic_get()})
+    return render(
+        request,
+        "giftcards/list.html",
+        {"cards": giftcards_search(q)[:200], "q": q, "clinic": clinic_get()},
+    )
 
 
 @staff_required(Action.SELL)
 def giftcard_new(request):
     clinic = clinic_get()
-    form = GiftCardForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()})
+    form = GiftCardForm(
+        request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()}
+    )
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
-        outcome, result = save_once(request, form, lambda: services.giftcard_create_and_load(
-            actor=request.user, code=d["code"], amount_minor=d["amount"] or 0, purchaser=d["purchaser"],
-            method=d["method"], reference=d["reference"], recipient_name=d["recipient_name"],
-            recipient_email=d["recipient_email"], notes=d["notes"], idempotency_key=f"form-{d['form_key']}"),
-            calls_gateway=d["method"] == "card_gateway")
+        outcome, result = save_once(
+            request,
+            form,
+            lambda: services.giftcard_create_and_load(
+                actor=request.user,
+                code=d["code"],
+                amount_minor=d["amount"] or 0,
+                purchaser=d["purchaser"],
+                method=d["method"],
+                reference=d["reference"],
+                recipient_name=d["recipient_name"],
+                recipient_email=d["recipient_email"],
+                notes=d["notes"],
+                idempotency_key=f"form-{d['form_key']}",
+            ),
+            calls_gateway=d["method"] == "card_gateway",
+        )
         if outcome == "denied":
             return result
         if outcome == "ok":
-            messages.success(request, f"{result} created with {clinic.money(result.balance_minor)}.")
+            messages.success(
+                request, f"{result} created with {clinic.money(result.balance_minor)}."
+            )
             return redirect("giftcards:detail", pk=result.pk)
         if outcome == "repeat":
             return redirect("giftcards:list")
@@ -44,9 +64,11 @@ def giftcard_new(request):
 
 def _forms(clinic, data=None, which=None):
     key = {"form_key": new_form_key()}
-    forms = {"reload": ReloadForm(currency=clinic.currency, initial=key),
-             "transfer": TransferForm(currency=clinic.currency, initial=key),
-             "refund": RefundForm(currency=clinic.currency, initial=key)}
+    forms = {
+        "reload": ReloadForm(currency=clinic.currency, initial=key),
+        "transfer": TransferForm(currency=clinic.currency, initial=key),
+        "refund": RefundForm(currency=clinic.currency, initial=key),
+    }
     if which:
         forms[which] = type(forms[which])(data, currency=clinic.currency)
     return forms
@@ -54,10 +76,18 @@ def _forms(clinic, data=None, which=None):
 
 def _detail(request, card, forms=None, status=200):
     clinic = clinic_get()
-    return render(request, "giftcards/detail.html", {
-        "card": card, "clinic": clinic, "history": card.transactions.select_related("payment", "invoice", "other_card"),
-        "notes_form": NotesForm(initial={"notes": card.notes}), **(forms or _forms(clinic)),
-    }, status=status)
+    return render(
+        request,
+        "giftcards/detail.html",
+        {
+            "card": card,
+            "clinic": clinic,
+            "history": card.transactions.select_related("payment", "invoice", "other_card"),
+            "notes_form": NotesForm(initial={"notes": card.notes}),
+            **(forms or _forms(clinic)),
+        },
+        status=status,
+    )
 
 
 @staff_required(Action.SELL)
@@ -72,8 +102,12 @@ def _act(request, pk: int, which: str, write, success, *, calls_gateway=lambda d
     forms = _forms(clinic, request.POST, which)
     form = forms[which]
     if form.is_valid():
-        outcome, result = save_once(request, form, lambda: write(card, form.cleaned_data),
-                                    calls_gateway=calls_gateway(form.cleaned_data))
+        outcome, result = save_once(
+            request,
+            form,
+            lambda: write(card, form.cleaned_data),
+            calls_gateway=calls_gateway(form.cleaned_data),
+        )
         if outcome == "denied":
             return result
         if outcome in ("ok", "repeat"):
@@ -86,27 +120,57 @@ def _act(request, pk: int, which: str, write, success, *, calls_gateway=lambda d
 @require_POST
 @staff_required(Action.SELL)
 def giftcard_reload(request, pk: int):
-    return _act(request, pk, "reload", lambda card, d: services.giftcard_reload(
-        actor=request.user, card=card, amount_minor=d["amount"], payer=d["payer"], method=d["method"],
-        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Reloaded {c.money(d['amount'])}.",
-        calls_gateway=lambda d: d["method"] == "card_gateway")
+    return _act(
+        request,
+        pk,
+        "reload",
+        lambda card, d: services.giftcard_reload(
+            actor=request.user,
+            card=card,
+            amount_minor=d["amount"],
+            payer=d["payer"],
+            method=d["method"],
+            idempotency_key=f"form-{d['form_key']}",
+        ),
+        lambda d, c: f"Reloaded {c.money(d['amount'])}.",
+        calls_gateway=lambda d: d["method"] == "card_gateway",
+    )
 
 
 @require_POST
 @staff_required(Action.SELL)
 def giftcard_transfer(request, pk: int):
-    return _act(request, pk, "transfer", lambda card, d: services.giftcard_transfer(
-        actor=request.user, source=card, target=services.giftcard_get(code=d["target_code"]),
-        amount_minor=d["amount"]), lambda d, c: f"Transferred {c.money(d['amount'])} to {d['target_code'].upper()}.")
+    return _act(
+        request,
+        pk,
+        "transfer",
+        lambda card, d: services.giftcard_transfer(
+            actor=request.user,
+            source=card,
+            target=services.giftcard_get(code=d["target_code"]),
+            amount_minor=d["amount"],
+        ),
+        lambda d, c: f"Transferred {c.money(d['amount'])} to {d['target_code'].upper()}.",
+    )
 
 
 @require_POST
 @staff_required(Action.REFUND)
 def giftcard_refund(request, pk: int):
-    return _act(request, pk, "refund", lambda card, d: services.giftcard_refund(
-        actor=request.user, card=card, amount_minor=d["amount"], reason=d["reason"],
-        idempotency_key=f"form-{d['form_key']}"), lambda d, c: f"Refunded {c.money(d['amount'])}.",
-        calls_gateway=lambda d: True)  # loads paid by card are refunded through the gateway
+    return _act(
+        request,
+        pk,
+        "refund",
+        lambda card, d: services.giftcard_refund(
+            actor=request.user,
+            card=card,
+            amount_minor=d["amount"],
+            reason=d["reason"],
+            idempotency_key=f"form-{d['form_key']}",
+        ),
+        lambda d, c: f"Refunded {c.money(d['amount'])}.",
+        calls_gateway=lambda d: True,
+    )  # loads paid by card are refunded through the gateway
 
 
 @require_POST

@@ -17,18 +17,43 @@ def _csv(header: list[str], rows) -> bytes:
     return buffer.getvalue().encode()
 
 
-def clinic_files(*, patients: int, passes: int, template_name: str, prefix: str = "G",
-                 start: dt.date = dt.date(2025, 1, 1), membership_name: str = "",
-                 cut_over: dt.date = dt.date(2026, 5, 1)) -> dict[str, bytes]:
+def clinic_files(
+    *,
+    patients: int,
+    passes: int,
+    template_name: str,
+    prefix: str = "G",
+    start: dt.date = dt.date(2025, 1, 1),
+    membership_name: str = "",
+    cut_over: dt.date = dt.date(2026, 5, 1),
+) -> dict[str, bytes]:
     """{"patients": …, "packages": …, "credit": …, "gift_cards": …} for `patients` people and `passes` packages
     (prices 50.00–149.00 over 3–12 uses, some used; a fifth without a known price, a thirteenth of the rest
     half paid), a credit balance for every seventh patient and a gift card for every eleventh; with
     `membership_name` (a monthly template), "memberships": one for every ninth patient, mid-cycle at `cut_over`."""
-    people = _csv(["External ID", "First name", "Last name", "Email", "Date of birth", "Guardian external ID"], (
-        [f"{prefix}P{n}", f"{prefix}F{n}", f"Last{n % 97}", f"{prefix.lower()}{n}@example.test",
-         (dt.date(1950, 1, 1) + dt.timedelta(days=n * 7 % 25000)).isoformat() if n % 3 else "",
-         f"{prefix}P{n - 1}" if n % 10 == 9 else ""]
-        for n in range(patients)))
+    people = _csv(
+        [
+            "External ID",
+            "First name",
+            "Last name",
+            "Email",
+            "Date of birth",
+            "Guardian external ID",
+        ],
+        (
+            [
+                f"{prefix}P{n}",
+                f"{prefix}F{n}",
+                f"Last{n % 97}",
+                f"{prefix.lower()}{n}@example.test",
+                (dt.date(1950, 1, 1) + dt.timedelta(days=n * 7 % 25000)).isoformat()
+                if n % 3
+                else "",
+                f"{prefix}P{n - 1}" if n % 10 == 9 else "",
+            ]
+            for n in range(patients)
+        ),
+    )
     rows = []
     for n in range(passes):
         quantity = 3 + n % 10
@@ -36,28 +61,75 @@ def clinic_files(*, patients: int, passes: int, template_name: str, prefix: str 
         price = 5000 + (n * 37 % 100) * 100
         known = n % 5 != 4
         paid = price // 2 if known and n % 13 == 0 else price
-        rows.append([f"{prefix}S{n}", f"{prefix}P{n * 7 % patients}", template_name,
-                     (start + dt.timedelta(days=n % 300)).isoformat(),
-                     f"{price / 100:.2f}" if known else "", f"{paid / 100:.2f}" if known else "",
-                     str(quantity), str(remaining),
-                     "" if known else f"{price * remaining // quantity / 100:.2f}",
-                     (start + dt.timedelta(days=400 + n % 300)).isoformat() if n % 4 else ""])
-    packages = _csv(["External ID", "Patient external ID", "Package", "Purchase date", "Price", "Amount paid",
-                     "Quantity", "Remaining uses", "Remaining value", "Expiry date"], rows)
-    credit = _csv(["Patient external ID", "Credit"],
-                  ([f"{prefix}P{n}", f"{(n % 50) + 1}.25"] for n in range(0, patients, 7)))
-    cards = _csv(["Code", "Balance", "Purchaser external ID"],
-                 ([f"{prefix}GC{n:06d}", f"{(n % 9 + 1) * 10}.00", f"{prefix}P{n}"] for n in range(0, patients, 11)))
+        rows.append(
+            [
+                f"{prefix}S{n}",
+                f"{prefix}P{n * 7 % patients}",
+                template_name,
+                (start + dt.timedelta(days=n % 300)).isoformat(),
+                f"{price / 100:.2f}" if known else "",
+                f"{paid / 100:.2f}" if known else "",
+                str(quantity),
+                str(remaining),
+                "" if known else f"{price * remaining // quantity / 100:.2f}",
+                (start + dt.timedelta(days=400 + n % 300)).isoformat() if n % 4 else "",
+            ]
+        )
+    packages = _csv(
+        [
+            "External ID",
+            "Patient external ID",
+            "Package",
+            "Purchase date",
+            "Price",
+            "Amount paid",
+            "Quantity",
+            "Remaining uses",
+            "Remaining value",
+            "Expiry date",
+        ],
+        rows,
+    )
+    credit = _csv(
+        ["Patient external ID", "Credit"],
+        ([f"{prefix}P{n}", f"{(n % 50) + 1}.25"] for n in range(0, patients, 7)),
+    )
+    cards = _csv(
+        ["Code", "Balance", "Purchaser external ID"],
+        (
+            [f"{prefix}GC{n:06d}", f"{(n % 9 + 1) * 10}.00", f"{prefix}P{n}"]
+            for n in range(0, patients, 11)
+        ),
+    )
     files = {"patients": people, "packages": packages, "credit": credit, "gift_cards": cards}
-    if membership_name:  # joined n months before the cut-over, next cycle due on the nth day of its month
+    if (
+        membership_name
+    ):  # joined n months before the cut-over, next cycle due on the nth day of its month
         files["memberships"] = _csv(
-            ["External ID", "Patient external ID", "Membership", "Start date", "Next cycle date", "Uses this cycle",
-             "Payment"],
-            ([f"{prefix}M{n}", f"{prefix}P{n}", membership_name,
-              _months_before(cut_over.replace(day=1 + n % 28), 1 + n % 6).isoformat(),
-              cut_over.replace(day=1 + n % 28).isoformat() if 1 + n % 28 > cut_over.day else
-              _months_before(cut_over.replace(day=1 + n % 28), -1).isoformat(),
-              str(n % 2), "automatic" if n % 4 == 0 else "manual"] for n in range(0, patients, 9)))
+            [
+                "External ID",
+                "Patient external ID",
+                "Membership",
+                "Start date",
+                "Next cycle date",
+                "Uses this cycle",
+                "Payment",
+            ],
+            (
+                [
+                    f"{prefix}M{n}",
+                    f"{prefix}P{n}",
+                    membership_name,
+                    _months_before(cut_over.replace(day=1 + n % 28), 1 + n % 6).isoformat(),
+                    cut_over.replace(day=1 + n % 28).isoformat()
+                    if 1 + n % 28 > cut_over.day
+                    else _months_before(cut_over.replace(day=1 + n % 28), -1).isoformat(),
+                    str(n % 2),
+                    "automatic" if n % 4 == 0 else "manual",
+                ]
+                for n in range(0, patients, 9)
+            ),
+        )
     return files
 
 

@@ -20,18 +20,22 @@ class ImportBatch(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     file_name = models.CharField(max_length=200)
     file_sha256 = models.CharField(max_length=64)
-    encoding = models.CharField(max_length=40)  # as detected: "UTF-8", "UTF-8 with BOM", "Windows-1252", "XLSX"
+    encoding = models.CharField(
+        max_length=40
+    )  # as detected: "UTF-8", "UTF-8 with BOM", "Windows-1252", "XLSX"
     cut_over = models.DateField()  # opening balances are dated the start of this day, clinic time
     rows = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)  # already imported by an earlier batch
     money_minor = models.BigIntegerField(default=0)  # opening balances brought in
     created_at = models.DateTimeField()
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     undone_at = models.DateTimeField(null=True, blank=True)
-    undone_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                  related_name="+")
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -54,8 +58,13 @@ class ImportedRecord(models.Model):
 
     class Meta:
         ordering = ["pk"]
-        constraints = [models.UniqueConstraint(fields=["kind", "external_id"], condition=Q(live=True),
-                                               name="imported_once_per_external_id")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "external_id"],
+                condition=Q(live=True),
+                name="imported_once_per_external_id",
+            )
+        ]
 
 
 class ImportFile(models.Model):
@@ -65,4 +74,6 @@ class ImportFile(models.Model):
     file_name = models.CharField(max_length=200)
     data = models.BinaryField()
     uploaded_at = models.DateTimeField()
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )

@@ -34,12 +34,17 @@ def _decode(data: bytes) -> tuple[str, str]:
     # Not UTF-8: what Excel on Windows writes in the clinic's code page (IMPORT_WINDOWS_ENCODING,
     # default Windows-1252). A few bytes are undefined in each; a file that has them is refused below.
     codec = codecs.lookup(settings.IMPORT_WINDOWS_ENCODING)
-    name = "Windows-" + codec.name.removeprefix("cp") if codec.name.startswith("cp125") else codec.name
+    name = (
+        "Windows-" + codec.name.removeprefix("cp") if codec.name.startswith("cp125") else codec.name
+    )
     try:
         return data.decode(codec.name), name
     except UnicodeDecodeError:
-        raise ValidationFailed(f"This file is neither UTF-8 nor {name} text. Save it as “CSV UTF-8” "
-                               "from your spreadsheet and try again.", code="unreadable_file") from None
+        raise ValidationFailed(
+            f"This file is neither UTF-8 nor {name} text. Save it as “CSV UTF-8” "
+            "from your spreadsheet and try again.",
+            code="unreadable_file",
+        ) from None
 
 
 def _text(value) -> str:
@@ -57,7 +62,9 @@ def _text(value) -> str:
 def _csv(data: bytes) -> Sheet:
     text, encoding = _decode(data)
     if "\x00" in text:
-        raise ValidationFailed("This file has binary content; upload a CSV or an XLSX file.", code="unreadable_file")
+        raise ValidationFailed(
+            "This file has binary content; upload a CSV or an XLSX file.", code="unreadable_file"
+        )
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -73,8 +80,10 @@ def _csv(data: bytes) -> Sheet:
                 sheet.rows.append((line, [c.strip() for c in cells]))
             line = reader.line_num + 1
     except csv.Error as exc:
-        raise ValidationFailed(f"Line {reader.line_num}: the CSV cannot be read ({exc}). Check its quotes.",
-                               code="unreadable_file") from None
+        raise ValidationFailed(
+            f"Line {reader.line_num}: the CSV cannot be read ({exc}). Check its quotes.",
+            code="unreadable_file",
+        ) from None
     return sheet
 
 
@@ -83,9 +92,13 @@ def _xlsx(data: bytes) -> Sheet:
 
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception:  # openpyxl raises many kinds for a damaged file; all mean the same to the clinic
-        raise ValidationFailed("This XLSX file cannot be opened. Save it again from your spreadsheet, or as CSV.",
-                               code="unreadable_file") from None
+    except (
+        Exception
+    ):  # openpyxl raises many kinds for a damaged file; all mean the same to the clinic
+        raise ValidationFailed(
+            "This XLSX file cannot be opened. Save it again from your spreadsheet, or as CSV.",
+            code="unreadable_file",
+        ) from None
     sheet = Sheet(encoding="XLSX", headers=[])
     for line, values in enumerate(book.worksheets[0].iter_rows(values_only=True), start=1):
         cells = [_text(v) for v in values]
@@ -102,11 +115,17 @@ def sheet_read(*, data: bytes, file_name: str) -> Sheet:
     if not data:
         raise ValidationFailed("The file is empty.", code="empty_file")
     if len(data) > MAX_BYTES:
-        raise ValidationFailed("The file is larger than 50 MB; split it into smaller files.", code="file_too_large")
-    sheet = _xlsx(data) if data[:2] == b"PK" else _csv(data)  # XLSX is a zip, whatever its name says
+        raise ValidationFailed(
+            "The file is larger than 50 MB; split it into smaller files.", code="file_too_large"
+        )
+    sheet = (
+        _xlsx(data) if data[:2] == b"PK" else _csv(data)
+    )  # XLSX is a zip, whatever its name says
     while sheet.headers and not sheet.headers[-1]:
         sheet.headers.pop()
     if not any(sheet.headers):
-        raise ValidationFailed(f"{file_name} has no header row; the first line must name the columns.",
-                               code="no_header")
+        raise ValidationFailed(
+            f"{file_name} has no header row; the first line must name the columns.",
+            code="no_header",
+        )
     return sheet

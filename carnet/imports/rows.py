@@ -41,9 +41,11 @@ class Row:
 class Plan:
     kind: str
     encoding: str
-    rows: list[Row] = field(default_factory=list)       # to create
-    elsewhere: list[int] = field(default_factory=list)  # lines of the other kind (a combined sales export)
-    skipped: list[Row] = field(default_factory=list)    # imported by an earlier batch: left alone
+    rows: list[Row] = field(default_factory=list)  # to create
+    elsewhere: list[int] = field(
+        default_factory=list
+    )  # lines of the other kind (a combined sales export)
+    skipped: list[Row] = field(default_factory=list)  # imported by an earlier batch: left alone
     problems: list[Problem] = field(default_factory=list)
     total_rows: int = 0
     currency: str = ""
@@ -101,7 +103,9 @@ def _date(text: str) -> dt.date:
 
 
 def _money(text: str, currency: str) -> int:
-    cleaned = re.sub(r"^[^\d\-(]+", "", text.strip())  # a leading currency sign: "$12.50", "CA$12.50"
+    cleaned = re.sub(
+        r"^[^\d\-(]+", "", text.strip()
+    )  # a leading currency sign: "$12.50", "CA$12.50"
     negative = cleaned.startswith("(") and cleaned.endswith(")")  # accounting style
     try:
         minor = Money.parse(cleaned.strip("()"), currency).minor
@@ -153,8 +157,11 @@ class _Reader:
 def _already(kind: str, external_ids: list[str]) -> set[str]:
     found = set()
     for part in chunks(external_ids):
-        found |= set(ImportedRecord.objects.filter(kind=kind, live=True, external_id__in=part)
-                     .values_list("external_id", flat=True))
+        found |= set(
+            ImportedRecord.objects.filter(kind=kind, live=True, external_id__in=part).values_list(
+                "external_id", flat=True
+            )
+        )
     return found
 
 
@@ -163,8 +170,11 @@ def imported_ids(kind: str, external_ids) -> dict[str, int]:
     external_ids = sorted(set(external_ids))
     found = {}
     for part in chunks(external_ids):
-        found.update(ImportedRecord.objects.filter(kind=kind, live=True, external_id__in=part)
-                     .values_list("external_id", "object_id"))
+        found.update(
+            ImportedRecord.objects.filter(kind=kind, live=True, external_id__in=part).values_list(
+                "external_id", "object_id"
+            )
+        )
     return found
 
 
@@ -172,12 +182,18 @@ _DECLARED = {
     Kind.PATIENTS: lambda r: r.text("external_id"),
     Kind.PACKAGES: lambda r: r.text("external_id"),
     Kind.MEMBERSHIPS: lambda r: r.text("external_id"),
-    Kind.CREDIT: lambda r: r.text("patient_external_id") and f"credit:{r.text('patient_external_id')}",
+    Kind.CREDIT: lambda r: (
+        r.text("patient_external_id") and f"credit:{r.text('patient_external_id')}"
+    ),
     Kind.GIFT_CARDS: lambda r: r.text("code").upper(),
 }
-_ID_COLUMN = {Kind.PATIENTS: "External ID", Kind.PACKAGES: "External ID", Kind.MEMBERSHIPS: "External ID",
-              Kind.CREDIT: "Patient external ID",
-              Kind.GIFT_CARDS: "Code"}
+_ID_COLUMN = {
+    Kind.PATIENTS: "External ID",
+    Kind.PACKAGES: "External ID",
+    Kind.MEMBERSHIPS: "External ID",
+    Kind.CREDIT: "Patient external ID",
+    Kind.GIFT_CARDS: "Code",
+}
 
 
 def _repeats(plan: Plan, rows: list[Row]) -> None:
@@ -186,8 +202,14 @@ def _repeats(plan: Plan, rows: list[Row]) -> None:
     for row in sorted(rows, key=lambda r: r.line):
         if row.external_id in first_line:
             shown = row.external_id.removeprefix("credit:")
-            plan.problems.append(Problem(row.line, _ID_COLUMN[plan.kind], f"“{shown}” is also on line "
-                                         f"{first_line[row.external_id]}; each row needs its own."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    _ID_COLUMN[plan.kind],
+                    f"“{shown}” is also on line "
+                    f"{first_line[row.external_id]}; each row needs its own.",
+                )
+            )
         first_line.setdefault(row.external_id, row.line)
 
 
@@ -203,12 +225,28 @@ def _row_hash(*parts) -> str:
     return "row-" + hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
 
 
-def plan_rows(*, kind: str, sheet: Sheet, mapping: dict[str, int], currency: str,
-              cut_over: dt.date | None = None) -> Plan:
-    plan = Plan(kind=kind, encoding=sheet.encoding, total_rows=len(sheet.rows), currency=currency,
-                cut_over=cut_over or dt.date.today())
-    checker = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.MEMBERSHIPS: _memberships,
-               Kind.CREDIT: _credit, Kind.GIFT_CARDS: _gift_cards}.get(kind)
+def plan_rows(
+    *,
+    kind: str,
+    sheet: Sheet,
+    mapping: dict[str, int],
+    currency: str,
+    cut_over: dt.date | None = None,
+) -> Plan:
+    plan = Plan(
+        kind=kind,
+        encoding=sheet.encoding,
+        total_rows=len(sheet.rows),
+        currency=currency,
+        cut_over=cut_over or dt.date.today(),
+    )
+    checker = {
+        Kind.PATIENTS: _patients,
+        Kind.PACKAGES: _packages,
+        Kind.MEMBERSHIPS: _memberships,
+        Kind.CREDIT: _credit,
+        Kind.GIFT_CARDS: _gift_cards,
+    }.get(kind)
     if checker is None:
         raise ValidationFailed(f"Importing {kind} is not available yet.", code="unknown_kind")
     rows, declared = [], []
@@ -221,7 +259,9 @@ def plan_rows(*, kind: str, sheet: Sheet, mapping: dict[str, int], currency: str
         row = checker(reader, currency)
         if row is not None and not reader.bad:
             rows.append(row)
-        elif _DECLARED[kind](reader):  # a bad row still holds its id: a repeat of it is a problem too
+        elif _DECLARED[kind](
+            reader
+        ):  # a bad row still holds its id: a repeat of it is a problem too
             declared.append(Row(line, _DECLARED[kind](reader), {}))
     _repeats(plan, rows + declared)
     _split_known(plan, rows)
@@ -247,28 +287,38 @@ def _other_kind(kind: str, mapping: dict[str, int]):
         if said:
             return theirs in said and mine not in said
         return names.get(r.text("template").strip().lower()) == {theirs}
+
     return test
 
 
 # ---------------------------------------------------------------- per kind
+
 
 def _patients(r: _Reader, currency: str) -> Row | None:
     from django.core.exceptions import ValidationError
     from django.core.validators import validate_email
 
     ext = r.get("external_id", required=True, max_length=120)
-    values = {"first_name": r.get("first_name", required=True, max_length=80),
-              "last_name": r.get("last_name", required=True, max_length=80),
-              "preferred_name": r.get("preferred_name", max_length=80) or "",
-              "email": r.get("email", max_length=254) or "",
-              "phone": r.get("phone", max_length=40) or r.get("other_phone", max_length=40) or "",
-              "date_of_birth": r.get("date_of_birth", _date),
-              # An export's address parts are kept together, as the address is one text in Carnet.
-              "address": ", ".join(p for p in (r.get(k, max_length=500) for k in (
-                  "address", "address_2", "city", "province", "postal_code", "country")) if p),
-              "notes": r.get("notes", max_length=5000) or "",
-              "guardian": r.get("guardian_external_id", max_length=120),
-              "spouse": r.get("spouse_external_id", max_length=120)}
+    values = {
+        "first_name": r.get("first_name", required=True, max_length=80),
+        "last_name": r.get("last_name", required=True, max_length=80),
+        "preferred_name": r.get("preferred_name", max_length=80) or "",
+        "email": r.get("email", max_length=254) or "",
+        "phone": r.get("phone", max_length=40) or r.get("other_phone", max_length=40) or "",
+        "date_of_birth": r.get("date_of_birth", _date),
+        # An export's address parts are kept together, as the address is one text in Carnet.
+        "address": ", ".join(
+            p
+            for p in (
+                r.get(k, max_length=500)
+                for k in ("address", "address_2", "city", "province", "postal_code", "country")
+            )
+            if p
+        ),
+        "notes": r.get("notes", max_length=5000) or "",
+        "guardian": r.get("guardian_external_id", max_length=120),
+        "spouse": r.get("spouse_external_id", max_length=120),
+    }
     if values["email"]:
         try:
             validate_email(values["email"])
@@ -278,36 +328,48 @@ def _patients(r: _Reader, currency: str) -> Row | None:
     if born and not dt.date(1880, 1, 1) <= born <= dt.date.today():
         r.problem("date_of_birth", f"{born} is not a plausible date of birth.")
     if ext and ext in (values["guardian"], values["spouse"]):
-        r.problem("guardian_external_id" if ext == values["guardian"] else "spouse_external_id",
-                  "A patient cannot be linked to themselves.")
+        r.problem(
+            "guardian_external_id" if ext == values["guardian"] else "spouse_external_id",
+            "A patient cannot be linked to themselves.",
+        )
     return Row(r.line, ext, values) if ext else None
 
 
 def _patient_of(r: _Reader) -> dict:
     """The patient a row names: by external ID, or by name when the file has no ID (Jane's sales exports)."""
-    values = {"patient": r.get("patient_external_id", max_length=120),
-              "patient_name": r.get("patient_name", max_length=200)}
+    values = {
+        "patient": r.get("patient_external_id", max_length=120),
+        "patient_name": r.get("patient_name", max_length=200),
+    }
     if not values["patient"] and not values["patient_name"] and not r.bad:
-        r.problem("patient_external_id" if "patient_external_id" in r.mapping else "patient_name",
-                  "This is required: the patient's external ID or name.")
+        r.problem(
+            "patient_external_id" if "patient_external_id" in r.mapping else "patient_name",
+            "This is required: the patient's external ID or name.",
+        )
     return values
 
 
 def _packages(r: _Reader, currency: str) -> Row | None:
-    money = lambda t: _money(t, currency)
-    values = {**_patient_of(r),
-              "template": r.get("template", required=True, max_length=160),
-              "treatments": r.get("treatments", max_length=2000),
-              "purchase_date": r.get("purchase_date", _date, required=True),
-              "price": r.get("price", money),
-              "amount_paid": r.get("amount_paid", money),
-              "balance_owing": r.get("balance_owing", money),
-              "quantity": r.get("quantity", _count),
-              "redeemed": r.get("redeemed", _count),
-              "remaining": r.get("remaining", _count, required=True),
-              "remaining_value": r.get("remaining_value", money),
-              "expiry": r.get("expiry", _date)}
-    price, paid, owing, remaining = (values[k] for k in ("price", "amount_paid", "balance_owing", "remaining"))
+    def money(text):
+        return _money(text, currency)
+
+    values = {
+        **_patient_of(r),
+        "template": r.get("template", required=True, max_length=160),
+        "treatments": r.get("treatments", max_length=2000),
+        "purchase_date": r.get("purchase_date", _date, required=True),
+        "price": r.get("price", money),
+        "amount_paid": r.get("amount_paid", money),
+        "balance_owing": r.get("balance_owing", money),
+        "quantity": r.get("quantity", _count),
+        "redeemed": r.get("redeemed", _count),
+        "remaining": r.get("remaining", _count, required=True),
+        "remaining_value": r.get("remaining_value", money),
+        "expiry": r.get("expiry", _date),
+    }
+    price, paid, owing, remaining = (
+        values[k] for k in ("price", "amount_paid", "balance_owing", "remaining")
+    )
     for key in ("price", "amount_paid", "balance_owing", "remaining_value"):
         if values[key] is not None and values[key] < 0:
             r.problem(key, "A negative amount cannot be imported.")
@@ -322,23 +384,42 @@ def _packages(r: _Reader, currency: str) -> Row | None:
     if price is None and (paid is not None or owing):
         r.problem("price", "Give the price too: what was paid counts against it.")
     elif paid is not None and price is not None and paid > price and not r.bad:
-        r.problem("amount_paid" if values["amount_paid"] is not None else "balance_owing",
-                  f"{Money(paid, currency)} paid is more than the price ({Money(price, currency)}); "
-                  "import the difference as account credit.")
+        r.problem(
+            "amount_paid" if values["amount_paid"] is not None else "balance_owing",
+            f"{Money(paid, currency)} paid is more than the price ({Money(price, currency)}); "
+            "import the difference as account credit.",
+        )
     values["paid"] = paid if paid is not None and price is not None and paid < price else None
     if values["expiry"] and values["purchase_date"] and values["expiry"] < values["purchase_date"]:
         r.problem("expiry", "The expiry date is before the purchase date.")
     if r.bad:
         return None
-    ext = r.text("external_id")[:120] or _row_hash(values["patient"] or values["patient_name"].lower(),
-                                                   values["template"].lower(), values["purchase_date"], price,
-                                                   values["quantity"], remaining)
+    ext = r.text("external_id")[:120] or _row_hash(
+        values["patient"] or values["patient_name"].lower(),
+        values["template"].lower(),
+        values["purchase_date"],
+        price,
+        values["quantity"],
+        remaining,
+    )
     return Row(r.line, ext, values)
 
 
-_MODES = {"manual": "manual", "no": "manual", "false": "manual", "off": "manual", "invoice": "manual",
-          "automatic": "automatic", "auto": "automatic", "yes": "automatic", "true": "automatic", "on": "automatic",
-          "card": "automatic", "card on file": "automatic", "autopay": "automatic"}
+_MODES = {
+    "manual": "manual",
+    "no": "manual",
+    "false": "manual",
+    "off": "manual",
+    "invoice": "manual",
+    "automatic": "automatic",
+    "auto": "automatic",
+    "yes": "automatic",
+    "true": "automatic",
+    "on": "automatic",
+    "card": "automatic",
+    "card on file": "automatic",
+    "autopay": "automatic",
+}
 
 
 def _mode(text: str) -> str:
@@ -349,41 +430,53 @@ def _mode(text: str) -> str:
 
 
 def _memberships(r: _Reader, currency: str) -> Row | None:
-    values = {**_patient_of(r),
-              "template": r.get("template", required=True, max_length=160),
-              "start_date": r.get("start_date", _date, required=True),
-              "next_cycle_date": r.get("next_cycle_date", _date, required=True),
-              "uses_this_cycle": r.get("uses_this_cycle", _count) or 0,
-              "cycle_price": r.get("cycle_price", lambda t: _money(t, currency)),
-              "payment": r.get("payment", _mode) or "manual"}
+    values = {
+        **_patient_of(r),
+        "template": r.get("template", required=True, max_length=160),
+        "start_date": r.get("start_date", _date, required=True),
+        "next_cycle_date": r.get("next_cycle_date", _date, required=True),
+        "uses_this_cycle": r.get("uses_this_cycle", _count) or 0,
+        "cycle_price": r.get("cycle_price", lambda t: _money(t, currency)),
+        "payment": r.get("payment", _mode) or "manual",
+    }
     if values["cycle_price"] is not None and values["cycle_price"] < 0:
         r.problem("cycle_price", "A negative amount cannot be imported.")
     if r.bad:
         return None
-    ext = r.text("external_id")[:120] or _row_hash(values["patient"] or values["patient_name"].lower(),
-                                                   values["template"].lower(), values["start_date"])
+    ext = r.text("external_id")[:120] or _row_hash(
+        values["patient"] or values["patient_name"].lower(),
+        values["template"].lower(),
+        values["start_date"],
+    )
     return Row(r.line, ext, values)
 
 
-def remaining_value(*, price: int | None, quantity: int, remaining: int, given: int | None, currency: str) -> int:
+def remaining_value(
+    *, price: int | None, quantity: int, remaining: int, given: int | None, currency: str
+) -> int:
     """The rule for an imported package's opening value: the price split over its uses as a sale
     would split it (remainder to the last uses), and the shares of the uses still left; when the
     price is unknown, the remaining value the file gives (each use then takes its share of that)."""
     if price is None:
         return given or 0
     parts = Money(price, currency).allocate(quantity)
-    return sum(p.minor for p in parts[quantity - remaining:])
+    return sum(p.minor for p in parts[quantity - remaining :])
 
 
 def _credit(r: _Reader, currency: str) -> Row | None:
     patient = r.get("patient_external_id", required=True, max_length=120)
     amount = r.get("amount", lambda t: _money(t, currency), required=True)
     if amount is not None and amount <= 0:
-        r.problem("amount", "Account credit must be more than zero (a negative balance is owed money: "
-                  "bill it as an invoice instead).")
+        r.problem(
+            "amount",
+            "Account credit must be more than zero (a negative balance is owed money: "
+            "bill it as an invoice instead).",
+        )
     if r.bad:
         return None
-    return Row(r.line, f"credit:{patient}", {"patient": patient, "amount": amount}, money_minor=amount)
+    return Row(
+        r.line, f"credit:{patient}", {"patient": patient, "amount": amount}, money_minor=amount
+    )
 
 
 _CODE = re.compile(r"[^\s0]\S{5,39}")
@@ -392,14 +485,20 @@ _CODE = re.compile(r"[^\s0]\S{5,39}")
 def _gift_cards(r: _Reader, currency: str) -> Row | None:
     code = r.get("code", required=True)
     if code and not _CODE.fullmatch(code):
-        r.problem("code", f"“{code}” breaks the gift card code rules: at least 6 characters, no spaces, not "
-                  "starting with 0 (at most 40).")
+        r.problem(
+            "code",
+            f"“{code}” breaks the gift card code rules: at least 6 characters, no spaces, not "
+            "starting with 0 (at most 40).",
+        )
     balance = r.get("balance", lambda t: _money(t, currency), required=True)
     if balance is not None and balance < 0:
         r.problem("balance", "A negative balance cannot be imported.")
-    values = {"code": (code or "").upper(), "balance": balance,
-              "purchaser": r.get("purchaser_external_id", max_length=120),
-              "recipient_name": r.get("recipient_name", max_length=120) or ""}
+    values = {
+        "code": (code or "").upper(),
+        "balance": balance,
+        "purchaser": r.get("purchaser_external_id", max_length=120),
+        "recipient_name": r.get("recipient_name", max_length=120) or "",
+    }
     if r.bad:
         return None
     return Row(r.line, values["code"], values, money_minor=balance)
@@ -407,9 +506,15 @@ def _gift_cards(r: _Reader, currency: str) -> Row | None:
 
 # ---------------------------------------------------------------- checks across rows and the database
 
+
 def _cross_checks(plan: Plan) -> None:
-    {Kind.PATIENTS: _patients_cross, Kind.PACKAGES: _packages_cross, Kind.MEMBERSHIPS: _memberships_cross,
-     Kind.CREDIT: _patient_refs, Kind.GIFT_CARDS: _gift_cards_cross}[plan.kind](plan)
+    {
+        Kind.PATIENTS: _patients_cross,
+        Kind.PACKAGES: _packages_cross,
+        Kind.MEMBERSHIPS: _memberships_cross,
+        Kind.CREDIT: _patient_refs,
+        Kind.GIFT_CARDS: _gift_cards_cross,
+    }[plan.kind](plan)
 
 
 def _patients_cross(plan: Plan) -> None:
@@ -422,8 +527,13 @@ def _patients_cross(plan: Plan) -> None:
         for key, label in (("guardian", "Guardian external ID"), ("spouse", "Spouse external ID")):
             ref = row.values[key]
             if ref and ref not in in_file and ref not in known:
-                plan.problems.append(Problem(row.line, label, f"No patient with external ID “{ref}” in this file "
-                                             "or an earlier import."))
+                plan.problems.append(
+                    Problem(
+                        row.line,
+                        label,
+                        f"No patient with external ID “{ref}” in this file or an earlier import.",
+                    )
+                )
     # The same person twice: same names and date of birth, in the file or already in Carnet.
     keyed = {}
     for row in plan.rows:
@@ -432,20 +542,33 @@ def _patients_cross(plan: Plan) -> None:
             continue
         key = (v["first_name"].lower(), v["last_name"].lower(), v["date_of_birth"])
         if key in keyed:
-            plan.problems.append(Problem(row.line, "", f"Duplicate patient: {v['first_name']} {v['last_name']}, "
-                                         f"born {v['date_of_birth']}, is also on line {keyed[key]}."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "",
+                    f"Duplicate patient: {v['first_name']} {v['last_name']}, "
+                    f"born {v['date_of_birth']}, is also on line {keyed[key]}.",
+                )
+            )
         keyed.setdefault(key, row.line)
     births = sorted({k[2] for k in keyed})
     existing = {}
     for part in chunks(births):
         for pk, first, last, born in Patient.objects.filter(date_of_birth__in=part).values_list(
-                "pk", "first_name", "last_name", "date_of_birth"):
+            "pk", "first_name", "last_name", "date_of_birth"
+        ):
             existing[(first.lower(), last.lower(), born)] = pk
     for key, line in keyed.items():
         if key in existing:
-            plan.problems.append(Problem(line, "", f"Duplicate patient: {key[0].title()} {key[1].title()}, born "
-                                         f"{key[2]}, is already in Carnet (patient #{existing[key]}). Remove the "
-                                         "row, or give it that patient's details if it is someone else."))
+            plan.problems.append(
+                Problem(
+                    line,
+                    "",
+                    f"Duplicate patient: {key[0].title()} {key[1].title()}, born "
+                    f"{key[2]}, is already in Carnet (patient #{existing[key]}). Remove the "
+                    "row, or give it that patient's details if it is someone else.",
+                )
+            )
 
 
 def _patient_refs(plan: Plan, key: str = "patient", label: str = "Patient external ID"):
@@ -453,13 +576,18 @@ def _patient_refs(plan: Plan, key: str = "patient", label: str = "Patient extern
     for row in plan.rows:
         ref = row.values[key]
         if ref and ref not in known:
-            plan.problems.append(Problem(row.line, label, f"No imported patient has external ID “{ref}”; import "
-                                         "the patients first."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    label,
+                    f"No imported patient has external ID “{ref}”; import the patients first.",
+                )
+            )
         row.values[f"{key}_id"] = known.get(ref)
 
 
 def _name_key(text: str) -> str:
-    """"Silva, Ana" and "Ana Silva" alike: lower-cased words, "Last, First" turned around."""
+    """ "Silva, Ana" and "Ana Silva" alike: lower-cased words, "Last, First" turned around."""
     if "," in text:
         last, _, first = text.partition(",")
         text = f"{first} {last}"
@@ -474,7 +602,9 @@ def _patients_by_name(plan: Plan, key: str = "patient", label: str = "Patient na
     if not rows:
         return
     found: dict[str, set[int]] = {}
-    for pk, first, preferred, last in Patient.objects.values_list("pk", "first_name", "preferred_name", "last_name"):
+    for pk, first, preferred, last in Patient.objects.values_list(
+        "pk", "first_name", "preferred_name", "last_name"
+    ):
         for given in {first, preferred} - {""}:
             found.setdefault(_name_key(f"{given} {last}"), set()).add(pk)
     for row in rows:
@@ -483,9 +613,17 @@ def _patients_by_name(plan: Plan, key: str = "patient", label: str = "Patient na
         if len(pks) == 1:
             row.values[f"{key}_id"] = next(iter(pks))
         else:
-            plan.problems.append(Problem(row.line, label, (
-                f"No patient named “{name}” in Carnet; import the patients first, or correct the name.") if not pks
-                else f"{len(pks)} patients are named “{name}”; give this row a Patient external ID instead."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    label,
+                    (
+                        f"No patient named “{name}” in Carnet; import the patients first, or correct the name."
+                    )
+                    if not pks
+                    else f"{len(pks)} patients are named “{name}”; give this row a Patient external ID instead.",
+                )
+            )
 
 
 def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) -> None:
@@ -503,15 +641,33 @@ def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) 
             continue
         if len(found) != 1:
             where = "Settings → Packages & Memberships"
-            plan.problems.append(Problem(row.line, label, (
-                f"Unknown {kind} template “{name}”; create it in {where} (with its eligible items), "
-                + ("describe it in this row (its Eligible treatments, quantity and price), " if describable else "")
-                + "or correct the name.") if not found else (
-                f"{len(found)} {kind} templates are named “{name}”; rename all but one.")))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    label,
+                    (
+                        f"Unknown {kind} template “{name}”; create it in {where} (with its eligible items), "
+                        + (
+                            "describe it in this row (its Eligible treatments, quantity and price), "
+                            if describable
+                            else ""
+                        )
+                        + "or correct the name."
+                    )
+                    if not found
+                    else (f"{len(found)} {kind} templates are named “{name}”; rename all but one."),
+                )
+            )
             continue
         if not found[0].items.all():
-            plan.problems.append(Problem(row.line, label, f"“{found[0].name}” has no eligible items; add them "
-                                         f"in Settings before importing its {kind}s."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    label,
+                    f"“{found[0].name}” has no eligible items; add them "
+                    f"in Settings before importing its {kind}s.",
+                )
+            )
         row.values["template_id"] = found[0].pk
         row.values["template_obj"] = found[0]
 
@@ -535,22 +691,41 @@ def _described(plan: Plan) -> None:
                 continue
             pks = by_name.get(name.lower(), [])
             if len(pks) != 1:
-                plan.problems.append(Problem(row.line, "Eligible treatments", (
-                    f"No treatment named “{name}” in Carnet (Settings → Treatments).") if not pks else
-                    f"{len(pks)} treatments are named “{name}”; rename all but one."))
+                plan.problems.append(
+                    Problem(
+                        row.line,
+                        "Eligible treatments",
+                        (f"No treatment named “{name}” in Carnet (Settings → Treatments).")
+                        if not pks
+                        else f"{len(pks)} treatments are named “{name}”; rename all but one.",
+                    )
+                )
                 bad = True
             else:
                 ids.append(pks[0])
         if not ids and not bad:
-            plan.problems.append(Problem(row.line, "Eligible treatments", "Name at least one treatment it covers."))
+            plan.problems.append(
+                Problem(row.line, "Eligible treatments", "Name at least one treatment it covers.")
+            )
         if v["quantity"] is None:
-            plan.problems.append(Problem(row.line, "Quantity", "A described package needs its quantity (or its "
-                                         "remaining and redeemed uses)."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Quantity",
+                    "A described package needs its quantity (or its remaining and redeemed uses).",
+                )
+            )
         v["treatment_ids"] = tuple(dict.fromkeys(ids))
         key = v["template"].strip().lower()
         if key in first_of and first_of[key][1] != v["treatment_ids"] and not bad:
-            plan.problems.append(Problem(row.line, "Eligible treatments", f"“{v['template']}” covers other "
-                                         f"treatments on line {first_of[key][0]}; describe it the same way."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Eligible treatments",
+                    f"“{v['template']}” covers other "
+                    f"treatments on line {first_of[key][0]}; describe it the same way.",
+                )
+            )
         first_of.setdefault(key, (row.line, v["treatment_ids"]))
 
 
@@ -570,11 +745,21 @@ def _packages_cross(plan: Plan) -> None:
         if not v["quantity"]:
             continue  # a problem already says so
         if v["remaining"] > v["quantity"]:
-            plan.problems.append(Problem(row.line, "Remaining uses", f"{v['remaining']} remaining is more than the "
-                                         f"quantity ({v['quantity']})."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Remaining uses",
+                    f"{v['remaining']} remaining is more than the quantity ({v['quantity']}).",
+                )
+            )
             continue
-        row.money_minor = remaining_value(price=v["price"], quantity=v["quantity"], remaining=v["remaining"],
-                                          given=v["remaining_value"], currency=currency)
+        row.money_minor = remaining_value(
+            price=v["price"],
+            quantity=v["quantity"],
+            remaining=v["remaining"],
+            given=v["remaining_value"],
+            currency=currency,
+        )
         if v["expiry"] and v["expiry"] < plan.cut_over:
             # Expired before the switch (a sales export lists those too): history, with nothing left to
             # defer; otherwise the first expiry run would book the previous system's breakage in Carnet.
@@ -595,21 +780,40 @@ def _memberships_cross(plan: Plan) -> None:
         if template is None:
             continue  # a problem already says so
         if v["start_date"] > cut_over:
-            plan.problems.append(Problem(row.line, "Start date", f"It starts after the cut-over ({cut_over}): sell "
-                                         "it in Carnet instead."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Start date",
+                    f"It starts after the cut-over ({cut_over}): sell it in Carnet instead.",
+                )
+            )
             continue
-        current = current_cycle(template, start_date=v["start_date"], next_cycle=v["next_cycle_date"])
+        current = current_cycle(
+            template, start_date=v["start_date"], next_cycle=v["next_cycle_date"]
+        )
         if current.problem:
             plan.problems.append(Problem(row.line, "Next cycle date", current.problem))
             continue
         if current.start > cut_over:
-            plan.problems.append(Problem(row.line, "Next cycle date", f"The cycle before {current.end} starts after "
-                                         f"the cut-over ({cut_over}): Carnet brings in the cycle running on the "
-                                         f"cut-over day. Give the date the cycle after it starts."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Next cycle date",
+                    f"The cycle before {current.end} starts after "
+                    f"the cut-over ({cut_over}): Carnet brings in the cycle running on the "
+                    f"cut-over day. Give the date the cycle after it starts.",
+                )
+            )
             continue
         if template.uses_per_cycle is not None and v["uses_this_cycle"] > template.uses_per_cycle:
-            plan.problems.append(Problem(row.line, "Uses this cycle", f"{v['uses_this_cycle']} is more than the "
-                                         f"{template.uses_per_cycle} uses a cycle of “{template.name}” allows."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Uses this cycle",
+                    f"{v['uses_this_cycle']} is more than the "
+                    f"{template.uses_per_cycle} uses a cycle of “{template.name}” allows.",
+                )
+            )
             continue
         v["current"] = current
         if v["cycle_price"] is None:
@@ -623,8 +827,12 @@ def _unearned(template, current, price: int, cut_over: dt.date, currency: str) -
     from carnet.passes.cycles import _target
     from carnet.passes.models import PassInvoice
 
-    net = line_amounts(gross=price, rates=[t.rate for t in template.taxes.all()], inclusive=template.tax_inclusive,
-                       currency=currency).net
+    net = line_amounts(
+        gross=price,
+        rates=[t.rate for t in template.taxes.all()],
+        inclusive=template.tax_inclusive,
+        currency=currency,
+    ).net
     row = PassInvoice(period_start=current.start, period_end=current.end, net_minor=net)
     return net - _target(row, cut_over)
 
@@ -636,8 +844,15 @@ def _gift_cards_cross(plan: Plan) -> None:
     codes = [r.values["code"] for r in plan.rows]
     taken = set()
     for part in chunks(codes):
-        taken |= {c.upper() for c in GiftCard.objects.filter(code__in=part).values_list("code", flat=True)}
+        taken |= {
+            c.upper() for c in GiftCard.objects.filter(code__in=part).values_list("code", flat=True)
+        }
     for row in plan.rows:
         if row.values["code"] in taken:
-            plan.problems.append(Problem(row.line, "Code", f"The code {row.values['code']} is already used by a gift "
-                                         "card in Carnet."))
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Code",
+                    f"The code {row.values['code']} is already used by a gift card in Carnet.",
+                )
+            )

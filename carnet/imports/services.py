@@ -22,8 +22,16 @@ from .models import ImportBatch, ImportedRecord, ImportFile, Kind
 from .reading import MAX_BYTES, sheet_read
 from .rows import Plan, plan_rows
 
-
-MONEY_VALUES = {"price", "amount_paid", "balance_owing", "remaining_value", "paid", "amount", "balance", "cycle_price"}
+MONEY_VALUES = {
+    "price",
+    "amount_paid",
+    "balance_owing",
+    "remaining_value",
+    "paid",
+    "amount",
+    "balance",
+    "cycle_price",
+}
 
 
 @dataclass
@@ -42,8 +50,10 @@ class Preview:
 
     def mapped(self) -> list[tuple[str, str]]:
         """(Carnet column label, the file's header it reads), for the page and the command."""
-        return [(c.label, self.headers[self.mapping[c.key]] if c.key in self.mapping else "—")
-                for c in COLUMNS[self.kind]]
+        return [
+            (c.label, self.headers[self.mapping[c.key]] if c.key in self.mapping else "—")
+            for c in COLUMNS[self.kind]
+        ]
 
     def first_rows(self, n: int = 5) -> list[dict]:
         """The first rows to create, amounts shown as money (they are minor units inside)."""
@@ -51,17 +61,35 @@ class Preview:
 
         def shown(key, value):
             return money(value) if key in MONEY_VALUES and isinstance(value, int) else value
-        return [{"line": r.line, "external_id": r.external_id, **{k: shown(k, v) for k, v in r.values.items()
-                                                                   if not k.endswith(("_id", "_ids", "current"))}}
-                for r in self.plan.rows[:n]]
+
+        return [
+            {
+                "line": r.line,
+                "external_id": r.external_id,
+                **{
+                    k: shown(k, v)
+                    for k, v in r.values.items()
+                    if not k.endswith(("_id", "_ids", "current"))
+                },
+            }
+            for r in self.plan.rows[:n]
+        ]
 
 
 def _opening_at(cut_over: dt.date, zone: str) -> dt.datetime:
     return dt.datetime.combine(cut_over, dt.time.min, ZoneInfo(zone))
 
 
-def import_preview(*, actor, kind: str, data: bytes, file_name: str, cut_over: dt.date | None = None,
-                   mapping: dict | None = None, action: Action | None = Action.DATA_IMPORT) -> Preview:
+def import_preview(
+    *,
+    actor,
+    kind: str,
+    data: bytes,
+    file_name: str,
+    cut_over: dt.date | None = None,
+    mapping: dict | None = None,
+    action: Action | None = Action.DATA_IMPORT,
+) -> Preview:
     """The dry run: reads and checks every row, writes nothing. `action=None`: the command line,
     whose user already has the server."""
     if action is not None:
@@ -71,40 +99,92 @@ def import_preview(*, actor, kind: str, data: bytes, file_name: str, cut_over: d
     sheet = sheet_read(data=data, file_name=file_name)
     used = mapping_checked(kind, sheet.headers, mapping)
     cut_over = cut_over or clock.today(clinic.time_zone)
-    plan = plan_rows(kind=kind, sheet=sheet, mapping=used, currency=clinic.currency, cut_over=cut_over)
-    return Preview(kind=kind, file_name=file_name[:200], sha256=hashlib.sha256(data).hexdigest(),
-                   cut_over=cut_over, plan=plan, headers=sheet.headers, mapping=used)
+    plan = plan_rows(
+        kind=kind, sheet=sheet, mapping=used, currency=clinic.currency, cut_over=cut_over
+    )
+    return Preview(
+        kind=kind,
+        file_name=file_name[:200],
+        sha256=hashlib.sha256(data).hexdigest(),
+        cut_over=cut_over,
+        plan=plan,
+        headers=sheet.headers,
+        mapping=used,
+    )
 
 
 @transaction.atomic
-def import_commit(*, actor, kind: str, data: bytes, file_name: str, cut_over: dt.date | None = None,
-                  mapping: dict | None = None, action: Action | None = Action.DATA_IMPORT) -> ImportBatch:
+def import_commit(
+    *,
+    actor,
+    kind: str,
+    data: bytes,
+    file_name: str,
+    cut_over: dt.date | None = None,
+    mapping: dict | None = None,
+    action: Action | None = Action.DATA_IMPORT,
+) -> ImportBatch:
     """Check every row again and, only if all are valid, create them and their opening balances in
     one transaction. Rows imported before (same kind, same external id) are skipped."""
-    preview = import_preview(actor=actor, kind=kind, data=data, file_name=file_name, cut_over=cut_over,
-                             mapping=mapping, action=action)
+    preview = import_preview(
+        actor=actor,
+        kind=kind,
+        data=data,
+        file_name=file_name,
+        cut_over=cut_over,
+        mapping=mapping,
+        action=action,
+    )
     plan = preview.plan
     if not plan.ok:
         first = str(plan.problems[0]).rstrip(".")
-        raise ValidationFailed(f"Nothing was imported: {len(plan.problems)} problem(s), the first on {first}. "
-                               "Correct the file and try again.", code="import_invalid",
-                               fields={"rows": [str(p) for p in plan.problems[:100]]})
+        raise ValidationFailed(
+            f"Nothing was imported: {len(plan.problems)} problem(s), the first on {first}. "
+            "Correct the file and try again.",
+            code="import_invalid",
+            fields={"rows": [str(p) for p in plan.problems[:100]]},
+        )
     clinic = clinic_get()
     user = actor if getattr(actor, "is_authenticated", False) else None
     batch = ImportBatch.objects.create(
-        kind=preview.kind, file_name=preview.file_name, file_sha256=preview.sha256, encoding=plan.encoding,
-        cut_over=preview.cut_over, rows=plan.total_rows, created=len(plan.rows), skipped=len(plan.skipped),
-        money_minor=plan.money_minor, created_at=clock.now(), created_by=user)
+        kind=preview.kind,
+        file_name=preview.file_name,
+        file_sha256=preview.sha256,
+        encoding=plan.encoding,
+        cut_over=preview.cut_over,
+        rows=plan.total_rows,
+        created=len(plan.rows),
+        skipped=len(plan.skipped),
+        money_minor=plan.money_minor,
+        created_at=clock.now(),
+        created_by=user,
+    )
     at = _opening_at(preview.cut_over, clinic.time_zone)
     memo = f"Opening balance, import #{batch.pk}"
     try:
-        made = _CREATE[preview.kind](actor=actor, plan=plan, at=at, memo=memo, zone=clinic.time_zone)
-        bulk.insert(ImportedRecord, [
-            ImportedRecord(batch=batch, kind=batch.kind, external_id=row.external_id, line=row.line, object_id=pk,
-                           txn_id=txn_id) for row, (pk, txn_id) in zip(plan.rows, made)])
+        made = _CREATE[preview.kind](
+            actor=actor, plan=plan, at=at, memo=memo, zone=clinic.time_zone
+        )
+        bulk.insert(
+            ImportedRecord,
+            [
+                ImportedRecord(
+                    batch=batch,
+                    kind=batch.kind,
+                    external_id=row.external_id,
+                    line=row.line,
+                    object_id=pk,
+                    txn_id=txn_id,
+                )
+                for row, (pk, txn_id) in zip(plan.rows, made)
+            ],
+        )
     except IntegrityError:  # the same rows (or gift card codes) committed by someone else meanwhile
-        raise Conflict("Nothing was imported: some of these rows were imported at the same moment by another "
-                       "import. Run the dry run again to see what is left.", code="import_raced") from None
+        raise Conflict(
+            "Nothing was imported: some of these rows were imported at the same moment by another "
+            "import. Run the dry run again to see what is left.",
+            code="import_raced",
+        ) from None
     activity.record(actor=actor, verb="imported", obj=batch, after=activity.snapshot(batch))
     return batch
 
@@ -125,7 +205,10 @@ def _patients(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
 
     links, seen = [], set()
     for n, row in enumerate(plan.rows):
-        for key, kind, guardian_first in (("guardian", "guardian", True), ("spouse", "spouse", False)):
+        for key, kind, guardian_first in (
+            ("guardian", "guardian", True),
+            ("spouse", "spouse", False),
+        ):
             other = row.values[key]
             if not other:
                 continue
@@ -133,8 +216,19 @@ def _patients(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
             if frozenset(pair) not in seen:  # a spouse named on both rows is linked once
                 seen.add(frozenset(pair))
                 links.append((*pair, kind))
-    fields = ("first_name", "last_name", "preferred_name", "email", "phone", "date_of_birth", "address", "notes")
-    patients = patients_import(actor=actor, rows=[{f: r.values[f] for f in fields} for r in plan.rows], links=links)
+    fields = (
+        "first_name",
+        "last_name",
+        "preferred_name",
+        "email",
+        "phone",
+        "date_of_birth",
+        "address",
+        "notes",
+    )
+    patients = patients_import(
+        actor=actor, rows=[{f: r.values[f] for f in fields} for r in plan.rows], links=links
+    )
     return [(p.pk, None) for p in patients]
 
 
@@ -145,23 +239,45 @@ def _packages(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
     described = {}
     for r in plan.rows:
         if r.values["template_id"] is None:
-            described.setdefault(r.values["template"].strip().lower(), Described(
-                name=r.values["template"].strip(), quantity=r.values["quantity"], price_minor=r.values["price"] or 0,
-                treatment_ids=r.values["treatment_ids"]))
+            described.setdefault(
+                r.values["template"].strip().lower(),
+                Described(
+                    name=r.values["template"].strip(),
+                    quantity=r.values["quantity"],
+                    price_minor=r.values["price"] or 0,
+                    treatment_ids=r.values["treatment_ids"],
+                ),
+            )
     new_templates = described_templates_open(descriptions=list(described.values()))
     templates = PassTemplate.objects.prefetch_related("items").in_bulk(
-        {r.values["template_id"] for r in plan.rows} - {None})
+        {r.values["template_id"] for r in plan.rows} - {None}
+    )
 
     def template(r):
         if r.values["template_id"]:
             return templates[r.values["template_id"]]
         return new_templates[r.values["template"].strip().lower()]
 
-    made = packages_open(actor=actor, at=at, memo=memo, zone=zone, openings=[
-        Opening(patient_id=r.values["patient_id"], template=template(r), purchase_date=r.values["purchase_date"],
-                price_minor=r.values["price"], quantity=r.values["quantity"], remaining=r.values["remaining"],
-                value_minor=r.money_minor, expires_on=r.values["expiry"], paid_minor=r.values["paid"])
-        for r in plan.rows])
+    made = packages_open(
+        actor=actor,
+        at=at,
+        memo=memo,
+        zone=zone,
+        openings=[
+            Opening(
+                patient_id=r.values["patient_id"],
+                template=template(r),
+                purchase_date=r.values["purchase_date"],
+                price_minor=r.values["price"],
+                quantity=r.values["quantity"],
+                remaining=r.values["remaining"],
+                value_minor=r.money_minor,
+                expires_on=r.values["expiry"],
+                paid_minor=r.values["paid"],
+            )
+            for r in plan.rows
+        ],
+    )
     return [(p.pk, txn) for p, txn in made]
 
 
@@ -170,34 +286,69 @@ def _memberships(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | 
     from carnet.passes.models import PassTemplate
 
     templates = PassTemplate.objects.prefetch_related("items", "taxes").in_bulk(
-        {r.values["template_id"] for r in plan.rows})
-    made = memberships_open(actor=actor, at=at, cut_over=plan.cut_over, memo=memo, zone=zone, openings=[
-        Opening(patient_id=r.values["patient_id"], template=templates[r.values["template_id"]],
-                start_date=r.values["start_date"], current=r.values["current"], uses_taken=r.values["uses_this_cycle"],
-                cycle_price_minor=r.values["cycle_price"], payment_mode=r.values["payment"])
-        for r in plan.rows])
+        {r.values["template_id"] for r in plan.rows}
+    )
+    made = memberships_open(
+        actor=actor,
+        at=at,
+        cut_over=plan.cut_over,
+        memo=memo,
+        zone=zone,
+        openings=[
+            Opening(
+                patient_id=r.values["patient_id"],
+                template=templates[r.values["template_id"]],
+                start_date=r.values["start_date"],
+                current=r.values["current"],
+                uses_taken=r.values["uses_this_cycle"],
+                cycle_price_minor=r.values["cycle_price"],
+                payment_mode=r.values["payment"],
+            )
+            for r in plan.rows
+        ],
+    )
     return [(p.pk, txn) for p, txn in made]
 
 
 def _credit(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
     from carnet.billing.opening import credits_open
 
-    made = credits_open(actor=actor, at=at, memo=memo,
-                        amounts=[(r.values["patient_id"], r.values["amount"]) for r in plan.rows])
+    made = credits_open(
+        actor=actor,
+        at=at,
+        memo=memo,
+        amounts=[(r.values["patient_id"], r.values["amount"]) for r in plan.rows],
+    )
     return [(p.pk, txn) for p, txn in made]
 
 
 def _gift_cards(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
     from carnet.giftcards.opening import Opening, gift_cards_open
 
-    made = gift_cards_open(actor=actor, at=at, memo=memo, openings=[
-        Opening(code=r.values["code"], balance_minor=r.values["balance"], purchaser_id=r.values.get("purchaser_id"),
-                recipient_name=r.values["recipient_name"]) for r in plan.rows])
+    made = gift_cards_open(
+        actor=actor,
+        at=at,
+        memo=memo,
+        openings=[
+            Opening(
+                code=r.values["code"],
+                balance_minor=r.values["balance"],
+                purchaser_id=r.values.get("purchaser_id"),
+                recipient_name=r.values["recipient_name"],
+            )
+            for r in plan.rows
+        ],
+    )
     return [(c.pk, txn) for c, txn in made]
 
 
-_CREATE = {Kind.PATIENTS: _patients, Kind.PACKAGES: _packages, Kind.MEMBERSHIPS: _memberships, Kind.CREDIT: _credit,
-           Kind.GIFT_CARDS: _gift_cards}
+_CREATE = {
+    Kind.PATIENTS: _patients,
+    Kind.PACKAGES: _packages,
+    Kind.MEMBERSHIPS: _memberships,
+    Kind.CREDIT: _credit,
+    Kind.GIFT_CARDS: _gift_cards,
+}
 
 
 def _close(kind: str, *, actor, pks: list[int]) -> None:
@@ -215,7 +366,9 @@ def _close(kind: str, *, actor, pks: list[int]) -> None:
 
 
 @transaction.atomic
-def import_undo(*, actor, batch: ImportBatch, action: Action | None = Action.DATA_IMPORT) -> ImportBatch:
+def import_undo(
+    *, actor, batch: ImportBatch, action: Action | None = Action.DATA_IMPORT
+) -> ImportBatch:
     """Take an import back out while nothing it brought in has been used: its opening balances are
     reversed in the ledger (never deleted), what it created is removed, and its external ids may
     be imported again."""
@@ -223,20 +376,30 @@ def import_undo(*, actor, batch: ImportBatch, action: Action | None = Action.DAT
         require(actor, action)
     batch = ImportBatch.objects.select_for_update(of=("self",)).get(pk=batch.pk)
     if batch.undone_at:
-        raise Conflict(f"{batch} was already undone on {batch.undone_at:%Y-%m-%d %H:%M}.", code="import_undone")
+        raise Conflict(
+            f"{batch} was already undone on {batch.undone_at:%Y-%m-%d %H:%M}.", code="import_undone"
+        )
     records = list(batch.records.filter(live=True).values_list("pk", "object_id", "txn_id"))
     txns = [t for _, _, t in records if t]
     # Closing first: it puts back what was earned since the import (e.g. membership fees), so the
     # reversal below never takes a liability below zero on the way (the ledger refuses that).
     _close(batch.kind, actor=actor, pks=[o for _, o, _ in records])
     if txns:
-        transactions_reverse_many(pks=txns, memo=f"Undo of import #{batch.pk} ({batch.file_name})",
-                                  kind="opening_balance_undone")
+        transactions_reverse_many(
+            pks=txns,
+            memo=f"Undo of import #{batch.pk} ({batch.file_name})",
+            kind="opening_balance_undone",
+        )
     ImportedRecord.objects.filter(batch=batch).update(live=False)
     before = activity.snapshot(batch)
-    batch.undone_at, batch.undone_by = clock.now(), actor if getattr(actor, "is_authenticated", False) else None
+    batch.undone_at, batch.undone_by = (
+        clock.now(),
+        actor if getattr(actor, "is_authenticated", False) else None,
+    )
     batch.save(update_fields=["undone_at", "undone_by"])
-    activity.record(actor=actor, verb="import undone", obj=batch, before=before, after=activity.snapshot(batch))
+    activity.record(
+        actor=actor, verb="import undone", obj=batch, before=before, after=activity.snapshot(batch)
+    )
     return batch
 
 
@@ -246,11 +409,14 @@ def import_file_store(*, actor, data: bytes, file_name: str) -> ImportFile:
     if not data:
         raise ValidationFailed("Choose a file to upload.", fields={"file": ["The file is empty."]})
     if len(data) > MAX_BYTES:
-        raise ValidationFailed("The file is larger than 50 MB; split it into smaller files.",
-                               fields={"file": ["Too large."]})
+        raise ValidationFailed(
+            "The file is larger than 50 MB; split it into smaller files.",
+            fields={"file": ["Too large."]},
+        )
     ImportFile.objects.filter(uploaded_by=actor).delete()
-    return ImportFile.objects.create(file_name=file_name[:200] or "upload", data=data, uploaded_at=clock.now(),
-                                     uploaded_by=actor)
+    return ImportFile.objects.create(
+        file_name=file_name[:200] or "upload", data=data, uploaded_at=clock.now(), uploaded_by=actor
+    )
 
 
 def import_file_get(*, actor, pk: int) -> ImportFile | None:
@@ -258,11 +424,18 @@ def import_file_get(*, actor, pk: int) -> ImportFile | None:
     return ImportFile.objects.filter(pk=pk, uploaded_by=actor).first()
 
 
-def import_file_commit(*, actor, upload: ImportFile, kind: str, cut_over: dt.date | None,
-                       mapping: dict) -> ImportBatch:
+def import_file_commit(
+    *, actor, upload: ImportFile, kind: str, cut_over: dt.date | None, mapping: dict
+) -> ImportBatch:
     """Commit an uploaded file; the upload is removed in the same transaction."""
     with transaction.atomic():
-        batch = import_commit(actor=actor, kind=kind, data=bytes(upload.data), file_name=upload.file_name,
-                              cut_over=cut_over, mapping=mapping)
+        batch = import_commit(
+            actor=actor,
+            kind=kind,
+            data=bytes(upload.data),
+            file_name=upload.file_name,
+            cut_over=cut_over,
+            mapping=mapping,
+        )
         ImportFile.objects.filter(pk=upload.pk).delete()
     return batch

@@ -33,15 +33,28 @@ def import_index(request):
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         try:
-            upload = services.import_file_store(actor=request.user, data=d["file"].read(), file_name=d["file"].name)
+            upload = services.import_file_store(
+                actor=request.user, data=d["file"].read(), file_name=d["file"].name
+            )
         except CarnetError as exc:
             form.add_error("file", exc.message)
         else:
-            query = {"kind": d["kind"], "cut_over": d["cut_over"].isoformat() if d["cut_over"] else ""}
+            query = {
+                "kind": d["kind"],
+                "cut_over": d["cut_over"].isoformat() if d["cut_over"] else "",
+            }
             return redirect(f"{reverse('imports:file', args=[upload.pk])}?{urlencode(query)}")
-    return render(request, "imports/index.html", {
-        "form": form, "batches": _recent(), "kinds": [(k, Kind(k).label, COLUMNS[k]) for k in COLUMNS],
-        "clinic": clinic_get()}, status=400 if form.errors else 200)
+    return render(
+        request,
+        "imports/index.html",
+        {
+            "form": form,
+            "batches": _recent(),
+            "kinds": [(k, Kind(k).label, COLUMNS[k]) for k in COLUMNS],
+            "clinic": clinic_get(),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 @staff_required(Action.DATA_IMPORT)
@@ -65,7 +78,9 @@ def _choices(request):
     except ValueError:
         cut_over = None
     source = request.POST if request.method == "POST" else request.GET
-    mapping = {key.removeprefix("map_"): value for key, value in source.items() if key.startswith("map_")}
+    mapping = {
+        key.removeprefix("map_"): value for key, value in source.items() if key.startswith("map_")
+    }
     return kind, cut_over, mapping
 
 
@@ -74,27 +89,49 @@ def import_file(request, pk: int):
     """The mapping step and the dry run."""
     upload = services.import_file_get(actor=request.user, pk=pk)
     if upload is None:
-        messages.error(request, "That upload is no longer here (it was imported, or replaced by a newer one). "
-                                "Upload the file again.")
+        messages.error(
+            request,
+            "That upload is no longer here (it was imported, or replaced by a newer one). "
+            "Upload the file again.",
+        )
         return redirect("imports:index")
     kind, cut_over, mapping = _choices(request)
-    context = {"upload": upload, "kind": kind, "cut_over": cut_over, "preview": None, "error": None,
-               "clinic": clinic_get(), "kind_label": Kind(kind).label if kind in Kind.values else kind}
+    context = {
+        "upload": upload,
+        "kind": kind,
+        "cut_over": cut_over,
+        "preview": None,
+        "error": None,
+        "clinic": clinic_get(),
+        "kind_label": Kind(kind).label if kind in Kind.values else kind,
+    }
     try:
-        context["preview"] = services.import_preview(actor=request.user, kind=kind, data=bytes(upload.data),
-                                                     file_name=upload.file_name, cut_over=cut_over, mapping=mapping)
+        context["preview"] = services.import_preview(
+            actor=request.user,
+            kind=kind,
+            data=bytes(upload.data),
+            file_name=upload.file_name,
+            cut_over=cut_over,
+            mapping=mapping,
+        )
     except CarnetError as exc:
         context["error"] = exc.message
         context["headers"] = _headers(upload)
         # Show what could be matched: the obvious columns, then the choices made so far.
-        guessed = {k: str(v) for k, v in mapping_guess(kind, context["headers"]).items()} if kind in COLUMNS else {}
+        guessed = (
+            {k: str(v) for k, v in mapping_guess(kind, context["headers"]).items()}
+            if kind in COLUMNS
+            else {}
+        )
         chosen = {k: _index(context["headers"], v) for k, v in mapping.items()}
         context["mapping"] = {k: v for k, v in {**guessed, **chosen}.items() if v not in ("", None)}
     if context["preview"]:
         context["headers"] = context["preview"].headers
         context["mapping"] = {k: str(v) for k, v in context["preview"].mapping.items()}
     context["column_rows"] = [(c, context["mapping"].get(c.key, "")) for c in COLUMNS.get(kind, [])]
-    return render(request, "imports/preview.html", context, status=200 if context["preview"] else 400)
+    return render(
+        request, "imports/preview.html", context, status=200 if context["preview"] else 400
+    )
 
 
 def _index(headers: list[str], chosen: str) -> str:
@@ -116,19 +153,28 @@ def _headers(upload) -> list[str]:
 def import_commit(request, pk: int):
     upload = services.import_file_get(actor=request.user, pk=pk)
     if upload is None:
-        messages.info(request, "That upload has already been imported, or was replaced; see the list below.")
+        messages.info(
+            request, "That upload has already been imported, or was replaced; see the list below."
+        )
         return redirect("imports:index")
     kind, cut_over, mapping = _choices(request)
     try:
-        batch = services.import_file_commit(actor=request.user, upload=upload, kind=kind, cut_over=cut_over,
-                                            mapping=mapping)
+        batch = services.import_file_commit(
+            actor=request.user, upload=upload, kind=kind, cut_over=cut_over, mapping=mapping
+        )
     except CarnetError as exc:
         messages.error(request, exc.message)
-        query = {"kind": kind, "cut_over": cut_over.isoformat() if cut_over else "",
-                 **{f"map_{k}": v for k, v in mapping.items()}}
+        query = {
+            "kind": kind,
+            "cut_over": cut_over.isoformat() if cut_over else "",
+            **{f"map_{k}": v for k, v in mapping.items()},
+        }
         return redirect(f"{reverse('imports:file', args=[pk])}?{urlencode(query)}")
-    messages.success(request, f"Imported: {batch.created} created, {batch.skipped} already there "
-                              f"({clinic_get().money(batch.money_minor)} of opening balances).")
+    messages.success(
+        request,
+        f"Imported: {batch.created} created, {batch.skipped} already there "
+        f"({clinic_get().money(batch.money_minor)} of opening balances).",
+    )
     return redirect("imports:index")
 
 
@@ -144,5 +190,7 @@ def import_undo(request, pk: int):
     except CarnetError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{batch} was undone: its opening balances are reversed in the ledger.")
+        messages.success(
+            request, f"{batch} was undone: its opening balances are reversed in the ledger."
+        )
     return redirect("imports:index")

@@ -10,13 +10,13 @@ TYPES = (ASSET, LIABILITY, REVENUE, EXPENSE, EQUITY)
 # Assets and expenses grow with debits; the others grow with credits.
 DEBIT_NORMAL = frozenset({ASSET, EXPENSE})
 
-CARD_CLEARING = "card_clearing"          # asset
-AR = "accounts_receivable"               # asset, per patient
-PATIENT_CREDIT = "patient_credit"        # liability, per patient
+CARD_CLEARING = "card_clearing"  # asset
+AR = "accounts_receivable"  # asset, per patient
+PATIENT_CREDIT = "patient_credit"  # liability, per patient
 GIFT_CARD_LIABILITY = "gift_card_liability"
 DEFERRED_PACKAGES = "deferred_revenue_packages"
 DEFERRED_MEMBERSHIPS = "deferred_revenue_memberships"
-BREAKAGE = "breakage_revenue"            # revenue
+BREAKAGE = "breakage_revenue"  # revenue
 # Breakage recognised ahead of expiry, in proportion to redemptions (ASC 606-10-55-48): a contra
 # account to deferred revenue – packages (a debit balance), so that account keeps the unredeemed value.
 EXPECTED_BREAKAGE = "deferred_revenue_packages_expected_breakage"
@@ -28,7 +28,7 @@ PER_PATIENT = frozenset({AR, PATIENT_CREDIT})
 
 PAYMENT_METHODS = ("cash", "cheque", "debit", "card_manual", "etransfer", "other")
 GATEWAY_METHOD = "card_gateway"  # paid through the gateway: settles via card clearing
-GIFT_CARD_METHOD = "gift_card"   # paid from a gift card: the "cash" side is the gift-card liability
+GIFT_CARD_METHOD = "gift_card"  # paid from a gift card: the "cash" side is the gift-card liability
 
 _FIXED = {
     CARD_CLEARING: (ASSET, "Card clearing"),
@@ -38,7 +38,10 @@ _FIXED = {
     DEFERRED_PACKAGES: (LIABILITY, "Deferred revenue – packages"),
     DEFERRED_MEMBERSHIPS: (LIABILITY, "Deferred revenue – memberships"),
     BREAKAGE: (REVENUE, "Breakage revenue"),
-    EXPECTED_BREAKAGE: (ASSET, "Deferred revenue – packages: expected breakage recognised (contra)"),
+    EXPECTED_BREAKAGE: (
+        ASSET,
+        "Deferred revenue – packages: expected breakage recognised (contra)",
+    ),
     OPENING_BALANCE_EQUITY: (EQUITY, "Opening balance equity"),
 }
 
@@ -56,7 +59,9 @@ def cash(method: str) -> str:
     if method == GIFT_CARD_METHOD:
         return GIFT_CARD_LIABILITY
     if method not in PAYMENT_METHODS:
-        raise ValueError(f"Unknown payment method {method!r}; expected one of {', '.join(PAYMENT_METHODS)}")
+        raise ValueError(
+            f"Unknown payment method {method!r}; expected one of {', '.join(PAYMENT_METHODS)}"
+        )
     return f"cash:{method}"
 
 

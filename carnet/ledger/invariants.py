@@ -24,7 +24,10 @@ def invariant(name: str):
     def register(fn: Check) -> Check:
         known = registry.get(name)
         # The same function registering again (a re-import) is fine; two checks sharing a name is not.
-        if known is not None and (known.__module__, known.__qualname__) != (fn.__module__, fn.__qualname__):
+        if known is not None and (known.__module__, known.__qualname__) != (
+            fn.__module__,
+            fn.__qualname__,
+        ):
             raise ValueError(f"Invariant {name!r} is already registered by {known.__module__}")
         registry[name] = fn
         return fn
@@ -53,21 +56,33 @@ def run_all() -> dict[str, list[str]]:
 
 @invariant("transactions balance")
 def _transactions_balance():
-    broken = (JournalTransaction.objects.annotate(total=Sum("postings__amount"), n=Count("postings"))
-              .filter(Q(n=0) | ~Q(total=0)).order_by("pk"))
+    broken = (
+        JournalTransaction.objects.annotate(total=Sum("postings__amount"), n=Count("postings"))
+        .filter(Q(n=0) | ~Q(total=0))
+        .order_by("pk")
+    )
     for txn in broken:
-        yield (f"journal transaction #{txn.pk} ({txn.kind}) has no postings" if not txn.n
-               else f"journal transaction #{txn.pk} ({txn.kind}) postings sum to {txn.total}")
+        yield (
+            f"journal transaction #{txn.pk} ({txn.kind}) has no postings"
+            if not txn.n
+            else f"journal transaction #{txn.pk} ({txn.kind}) postings sum to {txn.total}"
+        )
 
 
 @invariant("liabilities not negative")
 def _liabilities_not_negative():
     liability = Posting.objects.filter(account__type=accounts.LIABILITY).order_by()
-    for row in liability.values("account__code").annotate(total=Sum("amount")).order_by("account__code"):
+    for row in (
+        liability.values("account__code").annotate(total=Sum("amount")).order_by("account__code")
+    ):
         if row["total"] > 0:  # a liability's balance is credits - debits, i.e. -sum(amount)
             yield f"{row['account__code']}: {-row['total']}"
-    per_patient = (liability.filter(account__code=accounts.PATIENT_CREDIT, patient_id__isnull=False)
-                   .values("patient_id").annotate(total=Sum("amount")).order_by("patient_id"))
+    per_patient = (
+        liability.filter(account__code=accounts.PATIENT_CREDIT, patient_id__isnull=False)
+        .values("patient_id")
+        .annotate(total=Sum("amount"))
+        .order_by("patient_id")
+    )
     for row in per_patient:
         if row["total"] > 0:
             yield f"{accounts.PATIENT_CREDIT} patient {row['patient_id']}: {-row['total']}"
@@ -88,8 +103,14 @@ def _accounts_have_known_type():
 @invariant("balance checkpoints match the postings")
 def _balance_checkpoints_match():
     for checkpoint in BalanceCheckpoint.objects.select_related("account").order_by("account__code"):
-        total = (Posting.objects.filter(account_id=checkpoint.account_id, id__lte=checkpoint.through_posting_id)
-                 .aggregate(total=Sum("amount"))["total"] or 0)
+        total = (
+            Posting.objects.filter(
+                account_id=checkpoint.account_id, id__lte=checkpoint.through_posting_id
+            ).aggregate(total=Sum("amount"))["total"]
+            or 0
+        )
         if int(total) != checkpoint.amount:
-            yield (f"{checkpoint.account.code}: checkpoint through posting {checkpoint.through_posting_id} says "
-                   f"{checkpoint.amount}, the postings sum to {total}")
+            yield (
+                f"{checkpoint.account.code}: checkpoint through posting {checkpoint.through_posting_id} says "
+                f"{checkpoint.amount}, the postings sum to {total}"
+            )

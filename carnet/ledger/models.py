@@ -29,8 +29,9 @@ class JournalTransaction(models.Model):
     source_id = models.CharField(max_length=64, blank=True)
     memo = models.TextField(blank=True)
     # One-to-one: a transaction is reversed at most once, even under a race.
-    reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT,
-                                    related_name="reversed_by")
+    reverses = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["source_type", "source_id"], name="ledger_txn_source_idx")]
@@ -40,17 +41,23 @@ class JournalTransaction(models.Model):
 
 
 class Posting(models.Model):
-    transaction = models.ForeignKey(JournalTransaction, on_delete=models.PROTECT, related_name="postings")
+    transaction = models.ForeignKey(
+        JournalTransaction, on_delete=models.PROTECT, related_name="postings"
+    )
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="postings")
     # The A/R and patient-credit sub-ledger. No foreign key: the ledger must not import people.
     patient_id = models.BigIntegerField(null=True, blank=True)
     amount = models.BigIntegerField()  # minor units: + debit, - credit
 
     class Meta:
-        indexes = [models.Index(fields=["account", "patient_id"], name="ledger_posting_acct_pat_idx"),
-                   # The liability guard reads an account's postings since its checkpoint.
-                   models.Index(fields=["account", "id"], name="ledger_posting_acct_id_idx")]
-        constraints = [models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_posting_not_zero")]
+        indexes = [
+            models.Index(fields=["account", "patient_id"], name="ledger_posting_acct_pat_idx"),
+            # The liability guard reads an account's postings since its checkpoint.
+            models.Index(fields=["account", "id"], name="ledger_posting_acct_id_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(amount=0), name="ledger_posting_not_zero")
+        ]
 
     def __str__(self):
         return f"{self.account_id} {self.amount:+d}"

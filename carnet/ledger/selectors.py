@@ -21,7 +21,9 @@ def _sign(code: str) -> int:
     return accounts.normal_sign(account_type)
 
 
-def balance(account: str, *, patient_id: int | None = None, as_of: dt.datetime | None = None) -> int:
+def balance(
+    account: str, *, patient_id: int | None = None, as_of: dt.datetime | None = None
+) -> int:
     """Assets and expenses: debits - credits; liabilities, revenue, equity: credits - debits.
 
     patient_id=None sums all patients; as_of includes transactions at or before that instant.
@@ -39,8 +41,12 @@ def balance(account: str, *, patient_id: int | None = None, as_of: dt.datetime |
 def balances_by_patient(account: str) -> dict[int, int]:
     """patient_id -> balance (normal direction). Patients whose balance is 0 are left out."""
     sign = _sign(account)
-    rows = (Posting.objects.filter(account__code=account, patient_id__isnull=False)
-            .values("patient_id").annotate(total=Sum("amount")).order_by("patient_id"))
+    rows = (
+        Posting.objects.filter(account__code=account, patient_id__isnull=False)
+        .values("patient_id")
+        .annotate(total=Sum("amount"))
+        .order_by("patient_id")
+    )
     return {row["patient_id"]: sign * int(row["total"]) for row in rows if row["total"]}
 
 
@@ -48,6 +54,10 @@ def postings_for_source(source) -> QuerySet:
     """Postings of every journal transaction (reversals included) whose source is `source`."""
     if getattr(source, "pk", None) is None:
         raise ValueError("postings_for_source needs a saved model instance")
-    return (Posting.objects.filter(transaction__source_type=source._meta.label_lower,
-                                   transaction__source_id=str(source.pk))
-            .select_related("account", "transaction").order_by("transaction_id", "pk"))
+    return (
+        Posting.objects.filter(
+            transaction__source_type=source._meta.label_lower, transaction__source_id=str(source.pk)
+        )
+        .select_related("account", "transaction")
+        .order_by("transaction_id", "pk")
+    )

@@ -82,7 +82,9 @@ def _checked(lines: Iterable[Line]) -> list[Line]:
             accounts.describe(line.account)
         except ValueError as exc:
             _refuse(line, str(exc))
-        if line.patient_id is not None and (type(line.patient_id) is not int or line.patient_id <= 0):
+        if line.patient_id is not None and (
+            type(line.patient_id) is not int or line.patient_id <= 0
+        ):
             _refuse(line, "patient_id must be a positive integer")
         if line.account in accounts.PER_PATIENT and line.patient_id is None:
             _refuse(line, f"{line.account} is kept per patient; give patient_id")
@@ -91,7 +93,9 @@ def _checked(lines: Iterable[Line]) -> list[Line]:
         raise LedgerUnbalanced("Cannot post an empty journal transaction.")
     debits, credits = sum(x.debit for x in kept), sum(x.credit for x in kept)
     if debits != credits:
-        raise LedgerUnbalanced(f"Journal transaction does not balance: debits {debits} != credits {credits}.")
+        raise LedgerUnbalanced(
+            f"Journal transaction does not balance: debits {debits} != credits {credits}."
+        )
     return kept
 
 
@@ -109,32 +113,52 @@ def _accounts(codes: set[str]) -> dict[str, Account]:
     found = {a.code: a for a in Account.objects.filter(code__in=codes)}
     for code in sorted(codes - found.keys()):
         account_type, name = accounts.describe(code)
-        found[code], _ = Account.objects.get_or_create(code=code, defaults={"type": account_type, "name": name})
+        found[code], _ = Account.objects.get_or_create(
+            code=code, defaults={"type": account_type, "name": name}
+        )
     return found
 
 
-def _unsaved(*, lines, kind, source_type, source_id, memo, at, reverses=None) -> tuple[JournalTransaction, list[Line]]:
+def _unsaved(
+    *, lines, kind, source_type, source_id, memo, at, reverses=None
+) -> tuple[JournalTransaction, list[Line]]:
     kept = _checked(lines)
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         raise ValueError(f"kind must be a short lower_case word, got {kind!r}")
     at = at or clock.now()
     if at.tzinfo is None:
         raise ValueError("A ledger transaction needs an aware datetime")
-    return JournalTransaction(at=at, kind=kind, source_type=source_type, source_id=source_id, memo=memo,
-                              reverses=reverses), kept
+    return JournalTransaction(
+        at=at, kind=kind, source_type=source_type, source_id=source_id, memo=memo, reverses=reverses
+    ), kept
 
 
 def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[JournalTransaction]:
     """Insert checked transactions and their postings: two statements however many there are."""
     by_code = _accounts({x.account for _, kept in entries for x in kept})
     txns = bulk.insert(JournalTransaction, [txn for txn, _ in entries])
-    bulk.insert_rows(Posting, (
-        {"transaction_id": txn.pk, "account_id": by_code[x.account].pk, "patient_id": x.patient_id,
-         "amount": x.debit - x.credit}
-        for txn, (_, kept) in zip(txns, entries) for x in kept
-    ))
-    _liabilities_guard(by_code, {(x.account, x.patient_id) for _, kept in entries for x in kept
-                                 if x.debit and accounts.describe(x.account)[0] == accounts.LIABILITY})
+    bulk.insert_rows(
+        Posting,
+        (
+            {
+                "transaction_id": txn.pk,
+                "account_id": by_code[x.account].pk,
+                "patient_id": x.patient_id,
+                "amount": x.debit - x.credit,
+            }
+            for txn, (_, kept) in zip(txns, entries)
+            for x in kept
+        ),
+    )
+    _liabilities_guard(
+        by_code,
+        {
+            (x.account, x.patient_id)
+            for _, kept in entries
+            for x in kept
+            if x.debit and accounts.describe(x.account)[0] == accounts.LIABILITY
+        },
+    )
     return txns
 
 
@@ -143,7 +167,8 @@ _PER_PATIENT_SQL = "(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE a
 _CLINIC_WIDE_SQL = (
     "(SELECT COALESCE(MAX(amount), 0) FROM ledger_balancecheckpoint WHERE account_id = %s)"
     " + (SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND id > COALESCE("
-    "(SELECT MAX(through_posting_id) FROM ledger_balancecheckpoint WHERE account_id = %s), 0))")
+    "(SELECT MAX(through_posting_id) FROM ledger_balancecheckpoint WHERE account_id = %s), 0))"
+)
 
 
 def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int | None]]) -> None:
@@ -154,8 +179,13 @@ def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int 
     postings only once committed: the services' row locks (habit 5) keep them apart, this backs them up."""
     if not debited:
         return
-    checks = sorted({(code, patient_id if code in accounts.PER_PATIENT else None) for code, patient_id in debited},
-                    key=lambda c: (c[0], c[1] or 0))
+    checks = sorted(
+        {
+            (code, patient_id if code in accounts.PER_PATIENT else None)
+            for code, patient_id in debited
+        },
+        key=lambda c: (c[0], c[1] or 0),
+    )
     sql, params = [], []
     for code, patient_id in checks:
         account_id = by_code[code].pk
@@ -173,7 +203,8 @@ def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int 
             whose = f" for patient {patient_id}" if patient_id is not None else ""
             raise LiabilityOverdrawn(
                 f"Refused: this would take {accounts.describe(code)[1]}{whose} below zero ({-int(total)} in minor "
-                "units). Nothing was recorded; the ledger is unchanged.")
+                "units). Nothing was recorded; the ledger is unchanged."
+            )
 
 
 def balance_checkpoints_advance() -> int:
@@ -190,18 +221,31 @@ def balance_checkpoints_advance() -> int:
         through = Posting.objects.aggregate(last=Max("id"))["last"] or 0
     moved = 0
     with transaction.atomic():
-        liabilities = (Account.objects.select_for_update(of=("self",)).filter(type=accounts.LIABILITY)
-                       .exclude(code__in=accounts.PER_PATIENT).order_by("pk"))
+        liabilities = (
+            Account.objects.select_for_update(of=("self",))
+            .filter(type=accounts.LIABILITY)
+            .exclude(code__in=accounts.PER_PATIENT)
+            .order_by("pk")
+        )
         for account in liabilities:
             checkpoint = BalanceCheckpoint.objects.filter(account=account).first()
             start = checkpoint.through_posting_id if checkpoint else 0
             if through <= start:
                 continue
-            since = (Posting.objects.filter(account=account, id__gt=start, id__lte=through)
-                     .aggregate(total=Sum("amount"))["total"] or 0)
-            BalanceCheckpoint.objects.update_or_create(account=account, defaults={
-                "through_posting_id": through, "amount": (checkpoint.amount if checkpoint else 0) + int(since),
-                "at": clock.now()})
+            since = (
+                Posting.objects.filter(account=account, id__gt=start, id__lte=through).aggregate(
+                    total=Sum("amount")
+                )["total"]
+                or 0
+            )
+            BalanceCheckpoint.objects.update_or_create(
+                account=account,
+                defaults={
+                    "through_posting_id": through,
+                    "amount": (checkpoint.amount if checkpoint else 0) + int(since),
+                    "at": clock.now(),
+                },
+            )
             moved += 1
     return moved
 
@@ -230,12 +274,20 @@ def transactions_post_many(entries: list[Entry]) -> list[JournalTransaction]:
 
 def _from_entry(e: Entry) -> tuple[JournalTransaction, list[Line]]:
     source_type, source_id = _source_key(e.source)
-    return _unsaved(lines=e.lines, kind=e.kind, source_type=source_type, source_id=source_id, memo=e.memo, at=e.at)
+    return _unsaved(
+        lines=e.lines,
+        kind=e.kind,
+        source_type=source_type,
+        source_id=source_id,
+        memo=e.memo,
+        at=e.at,
+    )
 
 
 @transaction.atomic  # joins the caller's transaction; standalone it is its own
-def transaction_post(*, lines: list[Line], kind: str, source=None, memo: str = "",
-                     at: dt.datetime | None = None) -> JournalTransaction:
+def transaction_post(
+    *, lines: list[Line], kind: str, source=None, memo: str = "", at: dt.datetime | None = None
+) -> JournalTransaction:
     """Post one balanced journal transaction.
 
     Lines whose debit and credit are both 0 are dropped first. Raises LedgerUnbalanced
@@ -248,7 +300,9 @@ def transaction_post(*, lines: list[Line], kind: str, source=None, memo: str = "
 
 
 @transaction.atomic
-def transaction_reverse(*, txn: JournalTransaction, memo: str, kind: str | None = None) -> JournalTransaction:
+def transaction_reverse(
+    *, txn: JournalTransaction, memo: str, kind: str | None = None
+) -> JournalTransaction:
     """Post the mirror image of `txn` (debits <-> credits) with the same source, linked by `reverses`.
 
     The ledger is append-only, so this is how a posting is corrected; `memo` says why.
@@ -260,14 +314,27 @@ def transaction_reverse(*, txn: JournalTransaction, memo: str, kind: str | None 
     original = JournalTransaction.objects.select_for_update(of=("self",)).get(pk=txn.pk)
     if JournalTransaction.objects.filter(reverses=original).exists():
         raise AlreadyReversed(f"Journal transaction #{original.pk} has already been reversed.")
-    lines = [Line(account=p.account.code, debit=p.credit, credit=p.debit, patient_id=p.patient_id)
-             for p in original.postings.select_related("account").order_by("pk")]
+    lines = [
+        Line(account=p.account.code, debit=p.credit, credit=p.debit, patient_id=p.patient_id)
+        for p in original.postings.select_related("account").order_by("pk")
+    ]
     try:
-        with transaction.atomic():  # a savepoint, so a lost race leaves the caller's transaction usable
-            return _post(lines=lines, kind=kind or "reversal", source_type=original.source_type,
-                         source_id=original.source_id, memo=memo, at=None, reverses=original)
+        with (
+            transaction.atomic()
+        ):  # a savepoint, so a lost race leaves the caller's transaction usable
+            return _post(
+                lines=lines,
+                kind=kind or "reversal",
+                source_type=original.source_type,
+                source_id=original.source_id,
+                memo=memo,
+                at=None,
+                reverses=original,
+            )
     except IntegrityError:
-        raise AlreadyReversed(f"Journal transaction #{original.pk} has already been reversed.") from None
+        raise AlreadyReversed(
+            f"Journal transaction #{original.pk} has already been reversed."
+        ) from None
 
 
 @transaction.atomic
@@ -279,16 +346,41 @@ def transactions_reverse_many(*, pks: list[int], memo: str, kind: str) -> list[J
     pks = sorted(set(pks))
     originals, lines = [], {}
     for part in bulk.chunks(pks):
-        originals += JournalTransaction.objects.select_for_update(of=("self",)).filter(pk__in=part).order_by("pk")
-        done = JournalTransaction.objects.filter(reverses__in=part).values_list("reverses_id", flat=True).first()
+        originals += (
+            JournalTransaction.objects.select_for_update(of=("self",))
+            .filter(pk__in=part)
+            .order_by("pk")
+        )
+        done = (
+            JournalTransaction.objects.filter(reverses__in=part)
+            .values_list("reverses_id", flat=True)
+            .first()
+        )
         if done is not None:
             raise AlreadyReversed(f"Journal transaction #{done} has already been reversed.")
-        for p in Posting.objects.filter(transaction_id__in=part).select_related("account").order_by("pk"):
+        for p in (
+            Posting.objects.filter(transaction_id__in=part).select_related("account").order_by("pk")
+        ):
             lines.setdefault(p.transaction_id, []).append(
-                Line(account=p.account.code, debit=p.credit, credit=p.debit, patient_id=p.patient_id))
+                Line(
+                    account=p.account.code, debit=p.credit, credit=p.debit, patient_id=p.patient_id
+                )
+            )
     try:
         with transaction.atomic():
-            return _write([_unsaved(lines=lines[t.pk], kind=kind, source_type=t.source_type, source_id=t.source_id,
-                                    memo=memo, at=None, reverses=t) for t in originals])
+            return _write(
+                [
+                    _unsaved(
+                        lines=lines[t.pk],
+                        kind=kind,
+                        source_type=t.source_type,
+                        source_id=t.source_id,
+                        memo=memo,
+                        at=None,
+                        reverses=t,
+                    )
+                    for t in originals
+                ]
+            )
     except IntegrityError:
         raise AlreadyReversed("One of these journal transactions has just been reversed.") from None

@@ -14,12 +14,17 @@ class PassItemOut(Schema):
     id: int
     treatment_id: int
     treatment_name: str = Field(..., alias="treatment.name")
-    additional_charge_minor: int = Field(..., description="What the patient still pays per covered visit")
+    additional_charge_minor: int = Field(
+        ..., description="What the patient still pays per covered visit"
+    )
     compensation_minor: int | None
-    limit: int | None = Field(..., description="At most this many uses of the quantity for this item")
+    limit: int | None = Field(
+        ..., description="At most this many uses of the quantity for this item"
+    )
     used_count: int
-    value_minor: int | None = Field(..., description="A value package: what one visit draws; null = the "
-                                    "treatment's price")
+    value_minor: int | None = Field(
+        ..., description="A value package: what one visit draws; null = the treatment's price"
+    )
 
 
 class InstalmentOut(Schema):
@@ -32,7 +37,9 @@ class InstalmentOut(Schema):
     @staticmethod
     def resolve_paid(obj) -> bool:
         invoice = obj.invoice
-        return bool(invoice and not invoice.deleted_at and invoice.applied_minor >= invoice.total_minor)
+        return bool(
+            invoice and not invoice.deleted_at and invoice.applied_minor >= invoice.total_minor
+        )
 
 
 class RedemptionOut(Schema):
@@ -51,11 +58,19 @@ class RedemptionOut(Schema):
     value_minor: int = Field(..., description="Session value recognised when posted")
     additional_charge_minor: int
     remaining_after: int | None
-    drawn_minor: int = Field(..., description="A value package: the amount this visit holds (reserved) or drew "
-                             "(posted); less than full_value_minor when the balance covered it in part")
-    full_value_minor: int = Field(..., description="A value package: the visit's value when it was attached")
-    value_left_after_minor: int | None = Field(..., alias="value_left_after",
-                                               description="A value package: its balance left after this visit")
+    drawn_minor: int = Field(
+        ...,
+        description="A value package: the amount this visit holds (reserved) or drew "
+        "(posted); less than full_value_minor when the balance covered it in part",
+    )
+    full_value_minor: int = Field(
+        ..., description="A value package: the visit's value when it was attached"
+    )
+    value_left_after_minor: int | None = Field(
+        ...,
+        alias="value_left_after",
+        description="A value package: its balance left after this visit",
+    )
     by_no_show: bool
 
 
@@ -74,23 +89,36 @@ class PassSummaryOut(Schema):
     forfeited_count: int
     total: int | None = Field(..., alias="quantity")
     remaining: int | None
-    face_value_minor: int | None = Field(..., description="A package that holds a value (issue 23): the amount "
-                                         "of treatments it covers; null = it counts uses")
-    value_left_minor: int | None = Field(..., alias="value_left", description="A value package's balance still "
-                                         "free to book (held by booked visits and drawn by arrived ones excluded)")
+    face_value_minor: int | None = Field(
+        ...,
+        description="A package that holds a value (issue 23): the amount "
+        "of treatments it covers; null = it counts uses",
+    )
+    value_left_minor: int | None = Field(
+        ...,
+        alias="value_left",
+        description="A value package's balance still "
+        "free to book (held by booked visits and drawn by arrived ones excluded)",
+    )
     value_reserved_minor: int
     value_posted_minor: int
     value_forfeited_minor: int
-    unlocked: int = Field(..., description="Uses paid for (all once fully paid; by instalment on a plan); 0 for a "
-                          "package that holds a value (see paid)")
+    unlocked: int = Field(
+        ...,
+        description="Uses paid for (all once fully paid; by instalment on a plan); 0 for a "
+        "package that holds a value (see paid)",
+    )
     paid: bool = Field(..., description="Every instalment is invoiced and fully paid")
     paid_minor: int
     price_minor: int
     purchase_date: dt.date
     purchased_at: dt.datetime
     expires_on: dt.date | None
-    expiry_preset: str = Field(..., description="The clinic's expiry preset when it was sold (none, quebec, ontario, "
-                               "us_federal); it keeps those terms whatever the clinic's preset is now")
+    expiry_preset: str = Field(
+        ...,
+        description="The clinic's expiry preset when it was sold (none, quebec, ontario, "
+        "us_federal); it keeps those terms whatever the clinic's preset is now",
+    )
     expiry_disclosure: str = Field(..., description="The expiry terms printed on its sale receipt")
     auto_select: bool
     family_sharing: bool
@@ -145,6 +173,7 @@ class PassOut(PassSummaryOut):
 
 class MyPassOut(Schema):
     """What a patient sees of their own (or a dependant's) package."""
+
     id: int
     patient_id: int
     patient_name: str = Field(..., alias="patient.full_name")
@@ -154,18 +183,31 @@ class MyPassOut(Schema):
     quantity: int | None
     used: int = Field(..., alias="used_count")
     remaining: int | None
-    face_value_minor: int | None = Field(..., description="A package that holds a value (issue 23): the amount "
-                                         "of treatments it covers; null = it counts uses")
-    value_left_minor: int | None = Field(..., alias="value_left", description="A value package's balance still "
-                                         "free to book (held by booked visits and drawn by arrived ones excluded)")
+    face_value_minor: int | None = Field(
+        ...,
+        description="A package that holds a value (issue 23): the amount "
+        "of treatments it covers; null = it counts uses",
+    )
+    value_left_minor: int | None = Field(
+        ...,
+        alias="value_left",
+        description="A value package's balance still "
+        "free to book (held by booked visits and drawn by arrived ones excluded)",
+    )
     expires_on: dt.date | None
     expiry_disclosure: str = Field(..., description="The expiry terms it was sold with")
     # Memberships (kind "membership"): the details are at GET /memberships/{id}.
     kind: str = Field(..., description="package or membership")
     start_date: dt.date | None = Field(None, description="A membership's first day")
-    ends_after: dt.date | None = Field(None, description="A cancelled membership's last covered day")
-    self_cancel: bool = Field(False, description="The patient may cancel it (POST /me/memberships/{id}/cancel)")
-    pause_allowed: bool = Field(False, description="The patient may pause it (POST /me/memberships/{id}/pause)")
+    ends_after: dt.date | None = Field(
+        None, description="A cancelled membership's last covered day"
+    )
+    self_cancel: bool = Field(
+        False, description="The patient may cancel it (POST /me/memberships/{id}/cancel)"
+    )
+    pause_allowed: bool = Field(
+        False, description="The patient may pause it (POST /me/memberships/{id}/pause)"
+    )
 
 
 class MyPassItemOut(Schema):
@@ -176,8 +218,11 @@ class MyPassItemOut(Schema):
     additional_charge_minor: int = Field(..., description="What you still pay per covered visit")
     limit: int | None
     used_count: int
-    value_minor: int | None = Field(None, description="A value package: what one visit draws from its balance; "
-                                    "null = the treatment's price")
+    value_minor: int | None = Field(
+        None,
+        description="A value package: what one visit draws from its balance; "
+        "null = the treatment's price",
+    )
 
 
 class MyPassDetailOut(MyPassOut):
@@ -192,12 +237,23 @@ class MyPassDetailOut(MyPassOut):
 
 class SellIn(Schema):
     template_id: int
-    expires_on: dt.date | None = Field(None, description="Omit for the template's default; null = never expires")
-    sold_by_id: int | None = Field(None, description="Staff member credited for upfront compensation")
-    card_id: int | None = Field(None, description="A card on file for the instalments of a payment plan")
-    location_id: int | None = Field(None, description="Where it is sold (its invoices and the pass sales report)")
-    intro_override: bool = Field(False, description="Sell an intro offer the patient may not have "
-                                 "(Administrative/All Billing; logged)")
+    expires_on: dt.date | None = Field(
+        None, description="Omit for the template's default; null = never expires"
+    )
+    sold_by_id: int | None = Field(
+        None, description="Staff member credited for upfront compensation"
+    )
+    card_id: int | None = Field(
+        None, description="A card on file for the instalments of a payment plan"
+    )
+    location_id: int | None = Field(
+        None, description="Where it is sold (its invoices and the pass sales report)"
+    )
+    intro_override: bool = Field(
+        False,
+        description="Sell an intro offer the patient may not have "
+        "(Administrative/All Billing; logged)",
+    )
 
 
 class ExpiryIn(Schema):
@@ -205,23 +261,41 @@ class ExpiryIn(Schema):
 
 
 class RefundSuggestionOut(Schema):
-    collected: int = Field(..., description="What the patient paid for the pass: the most a refund can be")
-    suggested: int = Field(..., description="Price ÷ quantity × remaining uses, within what was collected")
-    by_rule: int = Field(..., description="Used sessions re-priced at the single-visit price, the rest refunded")
+    collected: int = Field(
+        ..., description="What the patient paid for the pass: the most a refund can be"
+    )
+    suggested: int = Field(
+        ..., description="Price ÷ quantity × remaining uses, within what was collected"
+    )
+    by_rule: int = Field(
+        ..., description="Used sessions re-priced at the single-visit price, the rest refunded"
+    )
     remaining: int = Field(..., description="Uses the suggestion counts: unused + reserved")
     unused: int = Field(..., description="Uses neither booked nor redeemed")
-    reserved: int = Field(..., description="Uses held by booked visits not yet arrived; refunding releases them")
+    reserved: int = Field(
+        ..., description="Uses held by booked visits not yet arrived; refunding releases them"
+    )
     used_at_full_price: int
-    value_left: int | None = Field(None, description="A value package: the value the suggestion counts (free + "
-                                   "held by booked visits); the suggestion is price × value_left ÷ face value")
+    value_left: int | None = Field(
+        None,
+        description="A value package: the value the suggestion counts (free + "
+        "held by booked visits); the suggestion is price × value_left ÷ face value",
+    )
     value_reserved: int = 0
-    small_balance: int | None = Field(None, description="Sold under the Quebec preset with a balance under 5.00: "
-                                      "that balance, refundable on request")
+    small_balance: int | None = Field(
+        None,
+        description="Sold under the Quebec preset with a balance under 5.00: "
+        "that balance, refundable on request",
+    )
 
 
 class PassRefundIn(Schema):
-    amount_minor: int = Field(..., description="0 to what was collected; it becomes the patient's credit")
-    detach_future: bool = Field(False, description="Release the uses reserved by booked visits first")
+    amount_minor: int = Field(
+        ..., description="0 to what was collected; it becomes the patient's credit"
+    )
+    detach_future: bool = Field(
+        False, description="Release the uses reserved by booked visits first"
+    )
     reason: str = Field("", max_length=500)
 
 
@@ -232,7 +306,8 @@ class PassTransferIn(Schema):
 class SharesIn(Schema):
     # Ids are database keys: anything outside a 64-bit key is refused here (422), not by the database.
     patient_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
-        ..., description="The full list of family members who may use the pass")
+        ..., description="The full list of family members who may use the pass"
+    )
 
 
 class AttachIn(Schema):

@@ -48,9 +48,15 @@ def breakage_share(sold: Pass, *, value: int, left_after: int) -> int:
 def breakage_lines(share: int) -> list[Line]:
     """The lines a redemption's breakage share adds to its journal transaction."""
     if share > 0:
-        return [Line(accounts.EXPECTED_BREAKAGE, debit=share), Line(accounts.BREAKAGE, credit=share)]
+        return [
+            Line(accounts.EXPECTED_BREAKAGE, debit=share),
+            Line(accounts.BREAKAGE, credit=share),
+        ]
     if share < 0:
-        return [Line(accounts.BREAKAGE, debit=-share), Line(accounts.EXPECTED_BREAKAGE, credit=-share)]
+        return [
+            Line(accounts.BREAKAGE, debit=-share),
+            Line(accounts.EXPECTED_BREAKAGE, credit=-share),
+        ]
     return []
 
 
@@ -59,6 +65,10 @@ def expected_breakage_settle(sold: Pass, *, memo: str) -> int:
     what it never redeemed has just gone to breakage (or back to the patient) in full."""
     ahead = Pass.objects.filter(pk=sold.pk).values_list("breakage_expected_minor", flat=True).get()
     if ahead:
-        Pass.objects.filter(pk=sold.pk).update(breakage_expected_minor=F("breakage_expected_minor") - ahead)
-        transaction_post(kind="pass_breakage_settled", source=sold, memo=memo, lines=breakage_lines(-ahead))
+        Pass.objects.filter(pk=sold.pk).update(
+            breakage_expected_minor=F("breakage_expected_minor") - ahead
+        )
+        transaction_post(
+            kind="pass_breakage_settled", source=sold, memo=memo, lines=breakage_lines(-ahead)
+        )
     return ahead

@@ -34,8 +34,8 @@ from carnet.core.mail import mail_queue
 from carnet.core.permissions import Action, require
 from carnet.core.signed_links import ClockSigner
 
-from .locks import lock_pass
 from .dunning import OWED, new_card_given
+from .locks import lock_pass
 from .models import CardUpdateRequest, Pass
 from .online import card_keep_online, card_take_to_keep
 
@@ -81,12 +81,15 @@ def card_update_token(req: CardUpdateRequest) -> str:
 
 
 def card_update_link(req: CardUpdateRequest, *, base_url: str) -> str:
-    return base_url.rstrip("/") + reverse("portal:card_update", kwargs={"token": card_update_token(req)})
+    return base_url.rstrip("/") + reverse(
+        "portal:card_update", kwargs={"token": card_update_token(req)}
+    )
 
 
 @transaction.atomic
-def card_update_request(*, sold_pass: Pass, actor=None, reason: str = Reason.STAFF, note: str = "",
-                        base_url: str = "") -> CardUpdateRequest:
+def card_update_request(
+    *, sold_pass: Pass, actor=None, reason: str = Reason.STAFF, note: str = "", base_url: str = ""
+) -> CardUpdateRequest:
     """Email the membership's patient a link to add a new autopay card; a request still open is
     replaced (its link stops working). `actor` None: Carnet itself (a hard decline), which records
     the request even without an email address or a site address, so the front desk sees it.
@@ -94,24 +97,40 @@ def card_update_request(*, sold_pass: Pass, actor=None, reason: str = Reason.STA
     if actor is not None:
         require(actor, Action.SELL)
     if reason not in Reason.values:
-        raise ValidationFailed("Unknown reason for a card update request.", fields={"reason": ["Unknown."]})
+        raise ValidationFailed(
+            "Unknown reason for a card update request.", fields={"reason": ["Unknown."]}
+        )
     sold = lock_pass(sold_pass.pk)
     if sold.kind != Pass.Kind.MEMBERSHIP:
-        raise ValidationFailed(f"{sold.name} is not a membership.", fields={"pass_id": ["Not a membership."]})
+        raise ValidationFailed(
+            f"{sold.name} is not a membership.", fields={"pass_id": ["Not a membership."]}
+        )
     if sold.status != Pass.Status.ACTIVE:
-        raise Conflict(f"{sold.name} is {sold.get_status_display().lower()}; there is no card to update.",
-                       code=f"pass_{sold.status}")
+        raise Conflict(
+            f"{sold.name} is {sold.get_status_display().lower()}; there is no card to update.",
+            code=f"pass_{sold.status}",
+        )
     patient = sold.patient
     base = (base_url or settings.SITE_URL or "").rstrip("/")
     if actor is not None and not patient.email:
-        raise Conflict(f"{patient.full_name} has no email address, so the card update request cannot be emailed. "
-                       "Add one on their profile first.", code="no_email")
+        raise Conflict(
+            f"{patient.full_name} has no email address, so the card update request cannot be emailed. "
+            "Add one on their profile first.",
+            code="no_email",
+        )
     now = clock.now()
     _open(CardUpdateRequest.objects.filter(sold_pass=sold)).update(superseded_at=now)
-    req = CardUpdateRequest(sold_pass=sold, patient=patient, reason=reason, note=(note or "")[:200],
-                            nonce=secrets.token_hex(16), emailed_to=patient.email if base else "",
-                            requested_by=actor if getattr(actor, "is_authenticated", False) else None,
-                            created_at=now, expires_at=now + dt.timedelta(days=link_days()))
+    req = CardUpdateRequest(
+        sold_pass=sold,
+        patient=patient,
+        reason=reason,
+        note=(note or "")[:200],
+        nonce=secrets.token_hex(16),
+        emailed_to=patient.email if base else "",
+        requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_at=now,
+        expires_at=now + dt.timedelta(days=link_days()),
+    )
     try:
         with transaction.atomic():
             req.save(force_insert=True)
@@ -119,21 +138,40 @@ def card_update_request(*, sold_pass: Pass, actor=None, reason: str = Reason.STA
         return _open(CardUpdateRequest.objects.filter(sold_pass=sold)).get()
     if req.emailed_to:
         _email(req, link=card_update_link(req, base_url=base))
-    activity.record(actor=actor, verb="card update requested", obj=sold,
-                    after={"request": req.pk, "reason": reason, "to": req.emailed_to, "note": req.note,
-                           "expires_at": req.expires_at.isoformat()})
+    activity.record(
+        actor=actor,
+        verb="card update requested",
+        obj=sold,
+        after={
+            "request": req.pk,
+            "reason": reason,
+            "to": req.emailed_to,
+            "note": req.note,
+            "expires_at": req.expires_at.isoformat(),
+        },
+    )
     return req
 
 
 def _email(req: CardUpdateRequest, *, link: str) -> None:
     clinic, sold = clinic_get(), req.sold_pass
     owing = owing_minor(sold)
-    mail_queue(to=req.emailed_to, subject=f"Please update your card for {sold.name} — {clinic.name}",
-               template="passes/email/card_update_request.txt", reply_to=clinic.email,
-               context={"name": req.patient.preferred_name or req.patient.first_name, "pass": sold,
-                        "clinic": clinic, "link": link, "declined": req.reason == Reason.HARD_DECLINE,
-                        "note": req.note, "owing": clinic.money(owing) if owing else "",
-                        "expires": _day(req.expires_at)})
+    mail_queue(
+        to=req.emailed_to,
+        subject=f"Please update your card for {sold.name} — {clinic.name}",
+        template="passes/email/card_update_request.txt",
+        reply_to=clinic.email,
+        context={
+            "name": req.patient.preferred_name or req.patient.first_name,
+            "pass": sold,
+            "clinic": clinic,
+            "link": link,
+            "declined": req.reason == Reason.HARD_DECLINE,
+            "note": req.note,
+            "owing": clinic.money(owing) if owing else "",
+            "expires": _day(req.expires_at),
+        },
+    )
 
 
 def owed_rows(sold: Pass):
@@ -153,17 +191,27 @@ def card_request_open(sold: Pass) -> CardUpdateRequest | None:
 
 
 def card_requests_open_for(patient) -> list[CardUpdateRequest]:
-    return list(_open(CardUpdateRequest.objects.filter(sold_pass__patient=patient, sold_pass__status=Pass.Status.ACTIVE))
-                .select_related("sold_pass").order_by("created_at"))
+    return list(
+        _open(
+            CardUpdateRequest.objects.filter(
+                sold_pass__patient=patient, sold_pass__status=Pass.Status.ACTIVE
+            )
+        )
+        .select_related("sold_pass")
+        .order_by("created_at")
+    )
 
 
 def card_request_label(req: CardUpdateRequest) -> str:
-    """"Card update requested (sent 2025-03-04)", or why it was not emailed."""
+    """ "Card update requested (sent 2025-03-04)", or why it was not emailed."""
     day = _day(req.created_at)
     if req.emailed_to:
         return f"Card update requested (sent {day:%Y-%m-%d})"
-    why = ("the patient has no email address" if not req.patient.email
-           else "Carnet's site address (SITE_URL) is not set, so no link could be made")
+    why = (
+        "the patient has no email address"
+        if not req.patient.email
+        else "Carnet's site address (SITE_URL) is not set, so no link could be made"
+    )
     return f"New card needed since {day:%Y-%m-%d}: not emailed ({why}); use Request a new card after fixing that"
 
 
@@ -176,9 +224,14 @@ def card_requests_close(*, sold: Pass, card, actor) -> None:
     """Staff chose a card on the membership: an open request is done (inside the caller's transaction)."""
     for req in _open(CardUpdateRequest.objects.filter(sold_pass=sold)):
         CardUpdateRequest.objects.filter(pk=req.pk, completed_at__isnull=True).update(
-            completed_at=clock.now(), card=card, completed_key="staff")
-        activity.record(actor=actor, verb="card update request closed", obj=sold,
-                        after={"request": req.pk, "card": card.pk if card else None})
+            completed_at=clock.now(), card=card, completed_key="staff"
+        )
+        activity.record(
+            actor=actor,
+            verb="card update request closed",
+            obj=sold,
+            after={"request": req.pk, "card": card.pk if card else None},
+        )
 
 
 # ---------------------------------------------------------------- the link
@@ -187,12 +240,18 @@ def card_requests_close(*, sold: Pass, card, actor) -> None:
 def card_request_from_token(token: str, *, for_done: bool = False) -> CardUpdateRequest:
     """The request a link names, still usable; else a CardLink* error with the page's sentence.
     `for_done`: the page after adding the card, which a used link may still show."""
-    invalid = CardLinkInvalid("This link is not valid. Check that you used the whole link from the email, or ask "
-                              "the clinic to send a new one.")
+    invalid = CardLinkInvalid(
+        "This link is not valid. Check that you used the whole link from the email, or ask "
+        "the clinic to send a new one."
+    )
     try:
         value, _age = ClockSigner(salt=SALT).unsign_age(token)
         pk, nonce = value.split(".", 1)
-        req = CardUpdateRequest.objects.select_related("sold_pass", "patient", "card").filter(pk=int(pk)).first()
+        req = (
+            CardUpdateRequest.objects.select_related("sold_pass", "patient", "card")
+            .filter(pk=int(pk))
+            .first()
+        )
     except (signing.BadSignature, ValueError):
         raise invalid from None
     if req is None or not secrets.compare_digest(req.nonce, nonce):
@@ -200,18 +259,26 @@ def card_request_from_token(token: str, *, for_done: bool = False) -> CardUpdate
     if req.completed_at is not None:
         if for_done:
             return req
-        raise CardLinkUsed(f"This link was already used: a card was added on "
-                           f"{_day(req.completed_at):%Y-%m-%d}. Nothing more is needed; contact the "
-                           "clinic if you want to change your card again.")
+        raise CardLinkUsed(
+            f"This link was already used: a card was added on "
+            f"{_day(req.completed_at):%Y-%m-%d}. Nothing more is needed; contact the "
+            "clinic if you want to change your card again."
+        )
     if req.superseded_at is not None:
-        raise CardLinkReplaced("The clinic sent you a newer link since this one. Please use the link in the most "
-                               "recent email.")
+        raise CardLinkReplaced(
+            "The clinic sent you a newer link since this one. Please use the link in the most "
+            "recent email."
+        )
     if clock.now() > req.expires_at:
-        raise CardLinkExpired(f"This link has expired (links work for {link_days()} days). Ask the clinic to "
-                              "send a new one.")
+        raise CardLinkExpired(
+            f"This link has expired (links work for {link_days()} days). Ask the clinic to "
+            "send a new one."
+        )
     if req.sold_pass.status != Pass.Status.ACTIVE:
-        raise CardLinkInvalid(f"{req.sold_pass.name} is no longer active, so no card is needed for it. Contact the "
-                              "clinic with any question.")
+        raise CardLinkInvalid(
+            f"{req.sold_pass.name} is no longer active, so no card is needed for it. Contact the "
+            "clinic with any question."
+        )
     return req
 
 
@@ -228,8 +295,17 @@ class CardUpdated:
     repeat: bool = False
 
 
-def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_number: str = "",
-                         exp_month: int = 0, exp_year: int = 0, cvc: str = "", setup_intent: str = "") -> CardUpdated:
+def card_update_complete(
+    *,
+    token: str,
+    holder: str,
+    idempotency_key: str,
+    card_number: str = "",
+    exp_month: int = 0,
+    exp_year: int = 0,
+    cvc: str = "",
+    setup_intent: str = "",
+) -> CardUpdated:
     """The patient adds a card through the link: it is kept on file for them, becomes the
     membership's autopay card (automatic mode), the request is done, and then — committed, outside
     any transaction — every cycle still owed is charged through the card attempt path, on-session
@@ -238,8 +314,10 @@ def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_
     transaction (the gateway keeps the card first)."""
     key = (idempotency_key or "").strip()[:80]
     if not key:
-        raise ValidationFailed("This form is missing its key; reload the page and try again.",
-                               fields={"form_key": ["Missing."]})
+        raise ValidationFailed(
+            "This form is missing its key; reload the page and try again.",
+            fields={"form_key": ["Missing."]},
+        )
     req = card_request_from_token(token, for_done=True)
     if req.completed_at is not None:
         if req.completed_key == key:  # the same submit again, e.g. back from the bank's check
@@ -247,19 +325,28 @@ def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_
         card_request_from_token(token)  # raises CardLinkUsed
     req = card_request_from_token(token)
     patient = req.patient
-    stored, holder = card_take_to_keep(patient=patient, holder=holder, entry_for=card_entry_for(req),
-                                       card_number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
-                                       setup_intent=setup_intent)
+    stored, holder = card_take_to_keep(
+        patient=patient,
+        holder=holder,
+        entry_for=card_entry_for(req),
+        card_number=card_number,
+        exp_month=exp_month,
+        exp_year=exp_year,
+        cvc=cvc,
+        setup_intent=setup_intent,
+    )
     user = patient.user if patient.user_id else None
     with transaction.atomic():
         sold = lock_pass(req.sold_pass_id)
         # The conditional update is the claim: of two submits (two windows), exactly one adds its card.
         claimed = sold.status == Pass.Status.ACTIVE and CardUpdateRequest.objects.filter(
-            pk=req.pk, completed_at__isnull=True, superseded_at__isnull=True).update(
-            completed_at=clock.now(), completed_key=key)
+            pk=req.pk, completed_at__isnull=True, superseded_at__isnull=True
+        ).update(completed_at=clock.now(), completed_key=key)
         if not claimed:
             req.refresh_from_db()
-            if req.completed_at is not None and req.completed_key == key:  # a twin of this very submit
+            if (
+                req.completed_at is not None and req.completed_key == key
+            ):  # a twin of this very submit
                 return _charge_owed(req, repeat=True)
             card_request_from_token(token)  # the sentence for what happened meanwhile
             raise CardLinkUsed("This link was just used from another window.")
@@ -269,9 +356,16 @@ def card_update_complete(*, token: str, holder: str, idempotency_key: str, card_
         sold.payment_mode, sold.card = Pass.PaymentMode.AUTOMATIC, card
         sold.save(update_fields=["payment_mode", "card"])
         today = clock.today(clinic_get().time_zone)
-        new_card_given(sold, today=today)  # every cycle still owed is charged now, its retries afresh
-        activity.record(actor=user, verb="card updated by patient", obj=sold, before=before,
-                        after={**activity.snapshot(sold), "request": req.pk})
+        new_card_given(
+            sold, today=today
+        )  # every cycle still owed is charged now, its retries afresh
+        activity.record(
+            actor=user,
+            verb="card updated by patient",
+            obj=sold,
+            before=before,
+            after={**activity.snapshot(sold), "request": req.pk},
+        )
     return _charge_owed(req)
 
 

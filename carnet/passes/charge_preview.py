@@ -61,7 +61,9 @@ class PlannedCharge:
 def _what(sold: Pass, seq: int, start: dt.date | None, end: dt.date | None, frozen: bool) -> str:
     if sold.kind == Pass.Kind.MEMBERSHIP:
         period = f"{start:%Y-%m-%d} to {end - dt.timedelta(days=1):%Y-%m-%d}"
-        return f"Freeze fee for the paused cycle {period}" if frozen else f"Membership cycle {period}"
+        return (
+            f"Freeze fee for the paused cycle {period}" if frozen else f"Membership cycle {period}"
+        )
     return f"Instalment {seq} of {sold.instalments}"
 
 
@@ -73,10 +75,25 @@ def _problem(card, day: dt.date) -> str:
     return ""
 
 
-def _planned(sold: Pass, seq: int, start, end, amount: int, day: dt.date, *, retry: bool = False,
-             frozen: bool = False) -> PlannedCharge:
-    return PlannedCharge(sold_pass=sold, seq=seq, what=_what(sold, seq, start, end, frozen), amount_minor=amount,
-                         retry=retry, problem=_problem(sold.card, day))
+def _planned(
+    sold: Pass,
+    seq: int,
+    start,
+    end,
+    amount: int,
+    day: dt.date,
+    *,
+    retry: bool = False,
+    frozen: bool = False,
+) -> PlannedCharge:
+    return PlannedCharge(
+        sold_pass=sold,
+        seq=seq,
+        what=_what(sold, seq, start, end, frozen),
+        amount_minor=amount,
+        retry=retry,
+        problem=_problem(sold.card, day),
+    )
 
 
 def _passes():
@@ -85,12 +102,32 @@ def _passes():
 
 def _issued(day: dt.date) -> list[PlannedCharge]:
     """Invoiced rows the job's charge step takes on `day` (instalments.instalments_bill)."""
-    rows = (PassInvoice.objects.filter(invoice__isnull=False, invoice__deleted_at__isnull=True, next_attempt_on__lte=day,
-                                       sold_pass__card__isnull=False, sold_pass__status=Status.ACTIVE)
-            .select_related("invoice").prefetch_related(Prefetch("sold_pass", _passes())).order_by("pk"))
-    return [_planned(row.sold_pass, row.seq, row.period_start, row.period_end, row.invoice.balance_minor, day,
-                     retry=row.charge_attempts > 0, frozen=row.skipped)
-            for row in rows if row.invoice.balance_minor > 0]
+    rows = (
+        PassInvoice.objects.filter(
+            invoice__isnull=False,
+            invoice__deleted_at__isnull=True,
+            next_attempt_on__lte=day,
+            sold_pass__card__isnull=False,
+            sold_pass__status=Status.ACTIVE,
+        )
+        .select_related("invoice")
+        .prefetch_related(Prefetch("sold_pass", _passes()))
+        .order_by("pk")
+    )
+    return [
+        _planned(
+            row.sold_pass,
+            row.seq,
+            row.period_start,
+            row.period_end,
+            row.invoice.balance_minor,
+            day,
+            retry=row.charge_attempts > 0,
+            frozen=row.skipped,
+        )
+        for row in rows
+        if row.invoice.balance_minor > 0
+    ]
 
 
 def _after_change(sold: Pass, template, day: dt.date) -> PlannedCharge | None:
@@ -114,8 +151,13 @@ def _after_change(sold: Pass, template, day: dt.date) -> PlannedCharge | None:
             return None
         if day < end:  # a frozen cycle bills its pause's freeze fee, taxed on the new plan's terms
             fee = freeze_fee_for(sold, seq) if skipped else template.price_minor
-            return _planned(sold, seq, start, end, price_with_tax_minor(template, fee), day,
-                            frozen=skipped) if fee or not skipped else None
+            return (
+                _planned(
+                    sold, seq, start, end, price_with_tax_minor(template, fee), day, frozen=skipped
+                )
+                if fee or not skipped
+                else None
+            )
         billed += 0 if skipped else 1
     return None
 
@@ -123,11 +165,23 @@ def _after_change(sold: Pass, template, day: dt.date) -> PlannedCharge | None:
 def _cycles(day: dt.date) -> list[PlannedCharge]:
     """Cycles the job invoices on `day` and charges at once: the one covering `day` (cycle_billing)."""
     out = []
-    memberships = (_passes().filter(pk__in=memberships_due(day), payment_mode=Mode.AUTOMATIC, card__isnull=False)
-                   .prefetch_related("instalment_rows", "pauses").order_by("pk"))
-    changes = {c.sold_pass_id: c.to_template for c in PassPlanChange.objects.filter(
-        status=PassPlanChange.Status.SCHEDULED, effective_on__lte=day, sold_pass__in=memberships,
-        sold_pass__ends_after__isnull=True).select_related("to_template").prefetch_related("to_template__taxes")}
+    memberships = (
+        _passes()
+        .filter(pk__in=memberships_due(day), payment_mode=Mode.AUTOMATIC, card__isnull=False)
+        .prefetch_related("instalment_rows", "pauses")
+        .order_by("pk")
+    )
+    changes = {
+        c.sold_pass_id: c.to_template
+        for c in PassPlanChange.objects.filter(
+            status=PassPlanChange.Status.SCHEDULED,
+            effective_on__lte=day,
+            sold_pass__in=memberships,
+            sold_pass__ends_after__isnull=True,
+        )
+        .select_related("to_template")
+        .prefetch_related("to_template__taxes")
+    }
     for sold in memberships:
         if sold.pk in changes:
             planned = _after_change(sold, changes[sold.pk], day)
@@ -136,31 +190,70 @@ def _cycles(day: dt.date) -> list[PlannedCharge]:
         state, row, _left = cycle_preview(sold, day)
         if state not in ("ok", "paused"):
             continue
-        frozen = state == "paused"  # billed its pause's freeze fee, if any, like a cycle (issue 22 point 7)
+        frozen = (
+            state == "paused"
+        )  # billed its pause's freeze fee, if any, like a cycle (issue 22 point 7)
         if row is not None:
             # Made ahead for a booking, at the price (or freeze fee) of then; a frozen one with no fee
             # is never invoiced.
             if row.invoice_id is None and (row.unit_price_minor or not frozen):
-                out.append(_planned(sold, row.seq, row.period_start, row.period_end,
-                                    price_with_tax_minor(sold, row.unit_price_minor), day, frozen=frozen))
+                out.append(
+                    _planned(
+                        sold,
+                        row.seq,
+                        row.period_start,
+                        row.period_end,
+                        price_with_tax_minor(sold, row.unit_price_minor),
+                        day,
+                        frozen=frozen,
+                    )
+                )
             continue
-        index = len(sold.instalment_rows.all())  # cycles are made in order: the first one not made yet
+        index = len(
+            sold.instalment_rows.all()
+        )  # cycles are made in order: the first one not made yet
         while cycle_start(sold, index + 1) <= day:
             index += 1
         price = freeze_fee_for(sold, index + 1) if frozen else sold.cycle_price_minor
         if price or not frozen:
-            out.append(_planned(sold, index + 1, cycle_start(sold, index), cycle_start(sold, index + 1),
-                                price_with_tax_minor(sold, price), day, frozen=frozen))
+            out.append(
+                _planned(
+                    sold,
+                    index + 1,
+                    cycle_start(sold, index),
+                    cycle_start(sold, index + 1),
+                    price_with_tax_minor(sold, price),
+                    day,
+                    frozen=frozen,
+                )
+            )
     return out
 
 
 def _instalments(day: dt.date) -> list[PlannedCharge]:
     """Payment-plan instalments the job invoices by `day` and charges to the package's card."""
-    rows = (PassInvoice.objects.filter(invoice__isnull=True, due_on__lte=day, sold_pass__status=Status.ACTIVE,
-                                       sold_pass__kind=Pass.Kind.PACKAGE, sold_pass__card__isnull=False)
-            .prefetch_related(Prefetch("sold_pass", _passes())).order_by("pk"))
-    return [_planned(row.sold_pass, row.seq, None, None, price_with_tax_minor(row.sold_pass, row.unit_price_minor),
-                     day) for row in rows]
+    rows = (
+        PassInvoice.objects.filter(
+            invoice__isnull=True,
+            due_on__lte=day,
+            sold_pass__status=Status.ACTIVE,
+            sold_pass__kind=Pass.Kind.PACKAGE,
+            sold_pass__card__isnull=False,
+        )
+        .prefetch_related(Prefetch("sold_pass", _passes()))
+        .order_by("pk")
+    )
+    return [
+        _planned(
+            row.sold_pass,
+            row.seq,
+            None,
+            None,
+            price_with_tax_minor(row.sold_pass, row.unit_price_minor),
+            day,
+        )
+        for row in rows
+    ]
 
 
 def charges_preview(*, day: dt.date | None = None) -> list[PlannedCharge]:
@@ -168,15 +261,22 @@ def charges_preview(*, day: dt.date | None = None) -> list[PlannedCharge]:
     zone), as things stand now; patients by name."""
     day = day or clock.today(clinic_get().time_zone) + dt.timedelta(days=1)
     planned = _issued(day) + _cycles(day) + _instalments(day)
-    return sorted(planned, key=lambda p: (p.patient.last_name.lower(), p.patient.first_name.lower(), p.sold_pass.pk,
-                                          p.seq))
+    return sorted(
+        planned,
+        key=lambda p: (
+            p.patient.last_name.lower(),
+            p.patient.first_name.lower(),
+            p.sold_pass.pk,
+            p.seq,
+        ),
+    )
 
 
 def charges_preview_email_send(*, today: dt.date | None = None) -> int:
     """The daily job: when the clinic opts in, email the account owner tomorrow's charges, once per
     day however often the job runs (a conditional update claims the day). Returns the charges listed."""
-    from carnet.core.permissions import AccessLevel
     from carnet.clinic.models import Clinic
+    from carnet.core.permissions import AccessLevel
     from carnet.people.models import StaffMember
 
     clinic = clinic_get()
@@ -185,20 +285,37 @@ def charges_preview_email_send(*, today: dt.date | None = None) -> int:
     today = today or clock.today(clinic.time_zone)
     day = today + dt.timedelta(days=1)
     planned = charges_preview(day=day)
-    owners = sorted({s.user.email for s in StaffMember.objects.filter(
-        access_level=AccessLevel.ACCOUNT_OWNER, is_active=True).select_related("user") if s.user.email})
+    owners = sorted(
+        {
+            s.user.email
+            for s in StaffMember.objects.filter(
+                access_level=AccessLevel.ACCOUNT_OWNER, is_active=True
+            ).select_related("user")
+            if s.user.email
+        }
+    )
     to = owners or ([clinic.email] if clinic.email else [])
     if not planned or not to:
         return 0
     with transaction.atomic():
-        if not Clinic.objects.filter(pk=clinic.pk).exclude(charges_preview_sent_for=day).update(
-                charges_preview_sent_for=day):
+        if (
+            not Clinic.objects.filter(pk=clinic.pk)
+            .exclude(charges_preview_sent_for=day)
+            .update(charges_preview_sent_for=day)
+        ):
             return 0  # another run sent it
         total = sum(p.amount_minor for p in planned)
-        mail_queue(to=to, subject=f"Tomorrow's automatic charges ({day:%Y-%m-%d}): {len(planned)}, "
-                                  f"{clinic.money(total)} — {clinic.name}",
-                   template="passes/email/charges_preview.txt",
-                   context={"clinic": clinic, "day": day, "total": clinic.money(total),
-                            "rows": [(p, clinic.money(p.amount_minor)) for p in planned],
-                            "problems": sum(1 for p in planned if p.problem)})
+        mail_queue(
+            to=to,
+            subject=f"Tomorrow's automatic charges ({day:%Y-%m-%d}): {len(planned)}, "
+            f"{clinic.money(total)} — {clinic.name}",
+            template="passes/email/charges_preview.txt",
+            context={
+                "clinic": clinic,
+                "day": day,
+                "total": clinic.money(total),
+                "rows": [(p, clinic.money(p.amount_minor)) for p in planned],
+                "problems": sum(1 for p in planned if p.problem),
+            },
+        )
     return len(planned)

@@ -24,13 +24,37 @@ from .memberships import BILLED, _issue_due, _today, rollover
 from .models import Pass, PassInvoice
 from .selling import instalments_invoice
 
-CHUNK = 1000  # memberships per transaction: locks held well under a second, a crash redoes one chunk
+CHUNK = (
+    1000  # memberships per transaction: locks held well under a second, a crash redoes one chunk
+)
 
 Status = Pass.Status
 # What issuing a cycle reads of a membership (loading all of its columns was a tenth of the job's time).
-FIELDS = ("kind", "status", "template", "patient", "name", "instalments", "income_category", "sold_by", "location",
-          "cycle", "start_date", "uses_per_cycle", "cycle_price_minor", "ends_after", "term_cycles", "rollover",
-          "rollover_cap", "payment_mode", "card", "deferred_minor", "tax_inclusive", "anchor_date", "anchor_index")
+FIELDS = (
+    "kind",
+    "status",
+    "template",
+    "patient",
+    "name",
+    "instalments",
+    "income_category",
+    "sold_by",
+    "location",
+    "cycle",
+    "start_date",
+    "uses_per_cycle",
+    "cycle_price_minor",
+    "ends_after",
+    "term_cycles",
+    "rollover",
+    "rollover_cap",
+    "payment_mode",
+    "card",
+    "deferred_minor",
+    "tax_inclusive",
+    "anchor_date",
+    "anchor_index",
+)
 
 
 def cycles_issue(*, today: dt.date | None = None) -> list[int]:
@@ -39,7 +63,7 @@ def cycles_issue(*, today: dt.date | None = None) -> list[int]:
     due = memberships_due(today)
     issued = []
     for n in range(0, len(due), CHUNK):
-        chunk = due[n:n + CHUNK]
+        chunk = due[n : n + CHUNK]
         try:
             with transaction.atomic():
                 issued += _issue_chunk(chunk, today)
@@ -55,8 +79,12 @@ def memberships_due(today: dt.date) -> list[int]:
     rows = PassInvoice.objects.filter(sold_pass=OuterRef("pk"))
     waiting = Exists(rows.filter(BILLED, invoice__isnull=True, due_on__lte=today))
     running = Exists(rows.filter(period_end__gt=today))
-    return list(Pass.objects.filter(kind=Pass.Kind.MEMBERSHIP, status=Status.ACTIVE, start_date__lte=today)
-                .filter(Q(waiting) | ~Q(running)).order_by("pk").values_list("pk", flat=True))
+    return list(
+        Pass.objects.filter(kind=Pass.Kind.MEMBERSHIP, status=Status.ACTIVE, start_date__lte=today)
+        .filter(Q(waiting) | ~Q(running))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _issue_one(pk: int, today: dt.date) -> list[int]:
@@ -72,17 +100,38 @@ def _issue_one(pk: int, today: dt.date) -> list[int]:
 
 def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
     # Each cycle is taxed with the membership's own taxes, copied at sale (SPEC 5.2), in one query.
-    passes = list(Pass.objects.select_for_update().filter(pk__in=pks, status=Status.ACTIVE).only(*FIELDS)
-                  .prefetch_related("pauses", "taxes").order_by("pk"))
+    passes = list(
+        Pass.objects.select_for_update()
+        .filter(pk__in=pks, status=Status.ACTIVE)
+        .only(*FIELDS)
+        .prefetch_related("pauses", "taxes")
+        .order_by("pk")
+    )
     # Counts, not the cycle rows themselves: a membership two years old has 24 of them.
-    counts = {c["sold_pass_id"]: c for c in PassInvoice.objects.filter(sold_pass_id__in=[p.pk for p in passes])
-              .order_by()
-              .values("sold_pass_id").annotate(made=Count("id"), billed=Count("id", filter=Q(skipped=False)),
-                                               waiting=Count("id", filter=BILLED & Q(invoice__isnull=True,
-                                                                                     due_on__lte=today)))}
-    last = PassInvoice.objects.filter(sold_pass=OuterRef("sold_pass"), skipped=False).order_by("-seq").values("seq")
-    previous = {r.sold_pass_id: r for r in PassInvoice.objects.filter(  # what rollover moves uses from
-        sold_pass_id__in=[p.pk for p in passes if p.rollover], skipped=False, seq=Subquery(last[:1]))}
+    counts = {
+        c["sold_pass_id"]: c
+        for c in PassInvoice.objects.filter(sold_pass_id__in=[p.pk for p in passes])
+        .order_by()
+        .values("sold_pass_id")
+        .annotate(
+            made=Count("id"),
+            billed=Count("id", filter=Q(skipped=False)),
+            waiting=Count("id", filter=BILLED & Q(invoice__isnull=True, due_on__lte=today)),
+        )
+    }
+    last = (
+        PassInvoice.objects.filter(sold_pass=OuterRef("sold_pass"), skipped=False)
+        .order_by("-seq")
+        .values("seq")
+    )
+    previous = {
+        r.sold_pass_id: r
+        for r in PassInvoice.objects.filter(  # what rollover moves uses from
+            sold_pass_id__in=[p.pk for p in passes if p.rollover],
+            skipped=False,
+            seq=Subquery(last[:1]),
+        )
+    }
     new, moved, slow = [], [], []
     for sold in passes:
         count = counts.get(sold.pk, {"made": 0, "billed": 0, "waiting": 0})
@@ -93,7 +142,9 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
         if needed is None or needed[1] > today:
             continue
         seq, start = needed
-        if _paused(sold, seq) or cycle_start(sold, seq) <= today:  # a pause, or more than one cycle due
+        if (
+            _paused(sold, seq) or cycle_start(sold, seq) <= today
+        ):  # a pause, or more than one cycle due
             slow.append(sold)
             continue
         rolled = rollover(sold, previous.get(sold.pk), sold.uses_per_cycle)
@@ -109,4 +160,6 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
         add_to(PassInvoice, "uses_allowed", [(row.pk, -rolled) for row, rolled in moved])
         insert(PassInvoice, new)
         add_to(Pass, "deferred_minor", [(row.sold_pass_id, row.net_minor) for row in new])
-    return [row.pk for row in new] + [row.pk for sold in slow for row in _issue_due(sold, today=today)]
+    return [row.pk for row in new] + [
+        row.pk for sold in slow for row in _issue_due(sold, today=today)
+    ]

@@ -78,12 +78,22 @@ def row_new(sold: Pass, seq: int, start: dt.date, *, rolled: int = 0) -> PassInv
     """Cycle `seq` of `sold`, not saved and not invoiced; `rolled` uses come from the previous cycle."""
     pause = _pause_of(sold, seq)
     skipped = pause is not None
-    allowed = sold.uses_per_cycle  # rollover is added when the previous cycle is over (memberships.rollover)
+    allowed = (
+        sold.uses_per_cycle
+    )  # rollover is added when the previous cycle is over (memberships.rollover)
     # A frozen cycle is billed only its freeze fee, if any (issue 22 point 7).
     return PassInvoice(
-        sold_pass=sold, seq=seq, due_on=start, period_start=start, period_end=cycle_start(sold, seq),
-        unit_price_minor=pause.fee_for(seq) if skipped else sold.cycle_price_minor, amount_minor=0, net_minor=0,
-        uses_allowed=0 if skipped else None if allowed is None else allowed + rolled, skipped=skipped)
+        sold_pass=sold,
+        seq=seq,
+        due_on=start,
+        period_start=start,
+        period_end=cycle_start(sold, seq),
+        unit_price_minor=pause.fee_for(seq) if skipped else sold.cycle_price_minor,
+        amount_minor=0,
+        net_minor=0,
+        uses_allowed=0 if skipped else None if allowed is None else allowed + rolled,
+        skipped=skipped,
+    )
 
 
 def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice | None:
@@ -128,10 +138,18 @@ def memberships_recognise(*, today: dt.date | None = None) -> int:
     from carnet.clinic.selectors import clinic_get
 
     today = today or clock.today(clinic_get().time_zone)
-    rows = (PassInvoice.objects.select_for_update(of=("self",))
-            .filter(sold_pass__kind="membership", invoice__isnull=False, invoice__deleted_at__isnull=True,
-                    period_start__lt=today, recognised_minor__lt=F("net_minor"))
-            .select_related("sold_pass").order_by("pk"))
+    rows = (
+        PassInvoice.objects.select_for_update(of=("self",))
+        .filter(
+            sold_pass__kind="membership",
+            invoice__isnull=False,
+            invoice__deleted_at__isnull=True,
+            period_start__lt=today,
+            recognised_minor__lt=F("net_minor"),
+        )
+        .select_related("sold_pass")
+        .order_by("pk")
+    )
     by_template: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     by_row, by_pass, total = [], defaultdict(int), 0
     for row in rows:
@@ -142,14 +160,24 @@ def memberships_recognise(*, today: dt.date | None = None) -> int:
         by_template[row.sold_pass.template_id][row.sold_pass.income_category_id] += due
         by_pass[row.sold_pass_id] += due
         total += due
-    add_to(PassInvoice, "recognised_minor", by_row)  # alike cycles earn alike amounts: few statements
+    add_to(
+        PassInvoice, "recognised_minor", by_row
+    )  # alike cycles earn alike amounts: few statements
     add_to(Pass, "recognised_minor", by_pass.items())
     for template in PassTemplate.objects.filter(pk__in=by_template).order_by("pk"):
         by_category = by_template[template.pk]
-        transaction_post(kind="membership_recognised", source=template,
-                         memo=f"{template.name}: membership fees earned to {today}", lines=[
-                             Line(accounts.DEFERRED_MEMBERSHIPS, debit=sum(by_category.values())),
-                             *[Line(accounts.revenue(cat), credit=amount) for cat, amount in sorted(by_category.items())]])
+        transaction_post(
+            kind="membership_recognised",
+            source=template,
+            memo=f"{template.name}: membership fees earned to {today}",
+            lines=[
+                Line(accounts.DEFERRED_MEMBERSHIPS, debit=sum(by_category.values())),
+                *[
+                    Line(accounts.revenue(cat), credit=amount)
+                    for cat, amount in sorted(by_category.items())
+                ],
+            ],
+        )
     return total
 
 

@@ -29,8 +29,11 @@ def prepaid_share_minor(redemption: Redemption) -> int:
     if sold.net_minor == sold.price_minor:
         return redemption.value_minor
     before = 0
-    for pk, value in (Redemption.objects.filter(sold_pass_id=sold.pk, status=Redemption.Status.POSTED)
-                      .order_by("posted_at", "pk").values_list("pk", "value_minor")):
+    for pk, value in (
+        Redemption.objects.filter(sold_pass_id=sold.pk, status=Redemption.Status.POSTED)
+        .order_by("posted_at", "pk")
+        .values_list("pk", "value_minor")
+    ):
         if pk == redemption.pk:
             break
         before += value
@@ -47,19 +50,25 @@ def coverage_for_invoice(invoice) -> list[dict]:
     additional_charge_minor and by_no_show."""
     if invoice is None or getattr(invoice, "deleted_at", None):
         return []
-    redemptions = (Redemption.objects.filter(visit__invoice_id=invoice.pk, status=Redemption.Status.POSTED)
-                   .select_related("sold_pass", "item__treatment").order_by("visit_id", "pk"))
-    return [{
-        "pass_name": r.sold_pass.name,
-        "treatment": r.item.treatment.name,
-        "remaining_after": r.remaining_after,
-        "value_left_after_minor": r.value_left_after,  # a value package: its balance after this visit (issue 23)
-        "drawn_minor": r.drawn_minor,
-        "value_minor": r.value_minor,
-        "prepaid_minor": prepaid_share_minor(r),
-        "additional_charge_minor": r.additional_charge_minor,
-        "by_no_show": r.by_no_show,
-    } for r in redemptions]
+    redemptions = (
+        Redemption.objects.filter(visit__invoice_id=invoice.pk, status=Redemption.Status.POSTED)
+        .select_related("sold_pass", "item__treatment")
+        .order_by("visit_id", "pk")
+    )
+    return [
+        {
+            "pass_name": r.sold_pass.name,
+            "treatment": r.item.treatment.name,
+            "remaining_after": r.remaining_after,
+            "value_left_after_minor": r.value_left_after,  # a value package: its balance after this visit (issue 23)
+            "drawn_minor": r.drawn_minor,
+            "value_minor": r.value_minor,
+            "prepaid_minor": prepaid_share_minor(r),
+            "additional_charge_minor": r.additional_charge_minor,
+            "by_no_show": r.by_no_show,
+        }
+        for r in redemptions
+    ]
 
 
 def sale_terms_for_invoice(invoice) -> list[dict]:
@@ -68,5 +77,12 @@ def sale_terms_for_invoice(invoice) -> list[dict]:
     if invoice is None:
         return []
     rows = PassInvoice.objects.filter(invoice_id=invoice.pk).select_related("sold_pass")
-    return [{"pass_name": r.sold_pass.name, "kind": r.sold_pass.kind, "expires_on": r.sold_pass.expires_on,
-             "disclosure": r.sold_pass.expiry_disclosure} for r in rows]
+    return [
+        {
+            "pass_name": r.sold_pass.name,
+            "kind": r.sold_pass.kind,
+            "expires_on": r.sold_pass.expires_on,
+            "disclosure": r.sold_pass.expiry_disclosure,
+        }
+        for r in rows
+    ]

@@ -40,12 +40,18 @@ def _ask_for_a_new_card(row: PassInvoice) -> None:
     """A hard decline of a membership cycle: a card update request, in its own transaction after the
     decline's (it locks the pass; the decline held the cycle's row). Its failure is logged, never
     undoing the decline."""
-    from .card_requests import card_update_request  # card_requests charges through instalments, which calls here
+    from .card_requests import (
+        card_update_request,
+    )  # card_requests charges through instalments, which calls here
 
     try:
         with transaction.atomic():
-            card_update_request(sold_pass=row.sold_pass, actor=None, reason=CardUpdateRequest.Reason.HARD_DECLINE,
-                                note=row.last_error)
+            card_update_request(
+                sold_pass=row.sold_pass,
+                actor=None,
+                reason=CardUpdateRequest.Reason.HARD_DECLINE,
+                note=row.last_error,
+            )
     except CarnetError as exc:
         log.warning("card update request for %s not made: %s", row.sold_pass_id, exc.message)
 
@@ -63,22 +69,52 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
 
     schedule = retry_schedule()
     with transaction.atomic():
-        row = PassInvoice.objects.select_for_update(of=("self",)).select_related("sold_pass").get(pk=pk)
+        row = (
+            PassInvoice.objects.select_for_update(of=("self",))
+            .select_related("sold_pass")
+            .get(pk=pk)
+        )
         row.charge_attempts += 1
         needs_patient = failure.code == "authentication_required"
-        emailed = needs_patient and bool(row.sold_pass.patient.email)  # instalment_declined_email tells them
-        row.last_error = (getattr(failure, "SENT_MESSAGE", failure.message) if emailed else failure.message)[:200]
+        emailed = needs_patient and bool(
+            row.sold_pass.patient.email
+        )  # instalment_declined_email tells them
+        row.last_error = (
+            getattr(failure, "SENT_MESSAGE", failure.message) if emailed else failure.message
+        )[:200]
         row.decline_kind = failure.kind
         tries = row.charge_attempts
-        row.needs_new_card = failure.hard  # the last decline decides (a new card may decline softly)
-        if failure.hard or needs_patient:  # the same card, or the bank without the card holder, cannot work
+        row.needs_new_card = (
+            failure.hard
+        )  # the last decline decides (a new card may decline softly)
+        if (
+            failure.hard or needs_patient
+        ):  # the same card, or the bank without the card holder, cannot work
             row.next_attempt_on = None
         else:
-            row.next_attempt_on = today + dt.timedelta(days=schedule[tries - 1]) if tries <= len(schedule) else None
-        row.save(update_fields=["charge_attempts", "last_error", "decline_kind", "next_attempt_on", "needs_new_card"])
-        activity.record(actor=None, verb="card declined", obj=row.sold_pass,
-                        after={"cycle": row.seq, "kind": failure.kind, "reason": row.last_error,
-                               "next_try": row.next_attempt_on.isoformat() if row.next_attempt_on else None})
+            row.next_attempt_on = (
+                today + dt.timedelta(days=schedule[tries - 1]) if tries <= len(schedule) else None
+            )
+        row.save(
+            update_fields=[
+                "charge_attempts",
+                "last_error",
+                "decline_kind",
+                "next_attempt_on",
+                "needs_new_card",
+            ]
+        )
+        activity.record(
+            actor=None,
+            verb="card declined",
+            obj=row.sold_pass,
+            after={
+                "cycle": row.seq,
+                "kind": failure.kind,
+                "reason": row.last_error,
+                "next_try": row.next_attempt_on.isoformat() if row.next_attempt_on else None,
+            },
+        )
         instalment_declined_email(row=row, reason=failure.message, authenticate=needs_patient)
         last_try_failed = not failure.hard and not needs_patient and row.next_attempt_on is None
         membership = row.sold_pass.kind == Pass.Kind.MEMBERSHIP
@@ -88,27 +124,41 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
         _ask_for_a_new_card(row)
     if last_try_failed and membership and clinic_get().dunning_write_off:
         # Its own transaction, after the row's lock is let go: the write-off locks invoice, then pass.
-        from .writeoff import cycle_write_off  # writeoff refreshes the past-due date through overdue
+        from .writeoff import (
+            cycle_write_off,
+        )  # writeoff refreshes the past-due date through overdue
 
         row = cycle_write_off(actor=None, row=row, reason="The last automatic retry was declined.")
     return row
 
 
 # A row whose invoice still has a balance (issued, not deleted).
-OWED = Q(invoice__isnull=False, invoice__deleted_at__isnull=True, invoice__applied_minor__lt=F("invoice__total_minor"))
+OWED = Q(
+    invoice__isnull=False,
+    invoice__deleted_at__isnull=True,
+    invoice__applied_minor__lt=F("invoice__total_minor"),
+)
 
 
 def new_card_given(sold: Pass, *, today: dt.date) -> int:
     """A new card was put on the membership (staff, or the patient's card update): every cycle
     still owed that is not written off is tried on it at the job's next run. Returns how many."""
     owed = PassInvoice.objects.filter(sold_pass=sold, written_off_at__isnull=True).filter(OWED)
-    return owed.update(next_attempt_on=today, charge_attempts=0, needs_new_card=False, decline_kind="")
+    return owed.update(
+        next_attempt_on=today, charge_attempts=0, needs_new_card=False, decline_kind=""
+    )
 
 
 # ---------------------------------------------------------------- what staff and patients read
 
-PAID, DUE, RETRYING, PAST_DUE, WRITTEN_OFF, NEW_CARD = ("paid", "due", "retrying", "past_due", "written_off",
-                                                        "needs_new_card")
+PAID, DUE, RETRYING, PAST_DUE, WRITTEN_OFF, NEW_CARD = (
+    "paid",
+    "due",
+    "retrying",
+    "past_due",
+    "written_off",
+    "needs_new_card",
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +180,12 @@ def cycle_state(row: PassInvoice, *, today: dt.date) -> BillingState | None:
         return BillingState(PAID, "Paid")
     if row.next_attempt_on:
         if not row.charge_attempts:
-            return BillingState(DUE, f"Due — card charged on {row.next_attempt_on:%Y-%m-%d}", row.next_attempt_on)
-        return BillingState(RETRYING, f"Retrying (next on {row.next_attempt_on:%Y-%m-%d})", row.next_attempt_on)
+            return BillingState(
+                DUE, f"Due — card charged on {row.next_attempt_on:%Y-%m-%d}", row.next_attempt_on
+            )
+        return BillingState(
+            RETRYING, f"Retrying (next on {row.next_attempt_on:%Y-%m-%d})", row.next_attempt_on
+        )
     if row.needs_new_card:
         return BillingState(NEW_CARD, "Past due — the card was refused; a new card is needed")
     if row.charge_attempts or row.due_on < today:

@@ -24,7 +24,7 @@ REASONS = {
     "not_eligible": "{treatment} is not one of its eligible items.",
     "not_paid": "Not paid yet: it covers visits once its invoice is fully paid (balance {balance}).",
     "plan_not_paid": "Payment plan: {unlocked} of {quantity} uses are paid for and all are taken. "
-                     "Collect the next instalment to unlock more.",
+    "Collect the next instalment to unlock more.",
     "expired": "Expired on {expires_on}; the visit is on {visit_date}.",
     "used_up": "All {quantity} uses are taken.",
     "used_up_value": "Its balance of {face_value} is used up: all of it is drawn by visits or held by bookings.",
@@ -44,8 +44,10 @@ REASONS = {
     "written_off": "The cycle that includes {visit_date} was written off unpaid, so it covers no visits.",
 }
 UNPAID_WARNING = "Covers it, but this cycle's invoice is not paid yet (balance {balance})."
-PARTIAL_WARNING = ("Covers {covered} of this visit's {full}: only that much of its balance is left, so the patient "
-                   "pays the rest.")
+PARTIAL_WARNING = (
+    "Covers {covered} of this visit's {full}: only that much of its balance is left, so the patient "
+    "pays the rest."
+)
 
 
 @dataclass(frozen=True)
@@ -61,19 +63,38 @@ class Verdict:
 
 
 def _balance(sold: Pass) -> str:
-    owed = sum(r.invoice.balance_minor for r in sold.instalment_rows.all()
-               if r.invoice_id and not r.invoice.deleted_at)
+    owed = sum(
+        r.invoice.balance_minor
+        for r in sold.instalment_rows.all()
+        if r.invoice_id and not r.invoice.deleted_at
+    )
     return str(clinic_get().money(owed))
 
 
-def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: bool = False, location=None,
-               start: dt.datetime | None = None, visit_pk: int | None = None) -> Verdict:
+def pass_check(
+    sold: Pass,
+    *,
+    patient,
+    treatment,
+    visit_date: dt.date,
+    online: bool = False,
+    location=None,
+    start: dt.datetime | None = None,
+    visit_pk: int | None = None,
+) -> Verdict:
     """The first rule the pass breaks for this booking, or ok. Uses the counters on `sold` as given
     (callers that then write hold its lock and passed a fresh row). `location` and `start` (the
     visit's) bring in the template's place and hours; `visit_pk` is left out of its use cap."""
+
     def no(code: str, item: PassItem | None = None, **extra) -> Verdict:
-        fields = dict(owner=sold.patient.full_name if sold.patient_id else "", treatment=treatment.name,
-                      quantity=sold.quantity, expires_on=sold.expires_on, visit_date=visit_date, **extra)
+        fields = dict(
+            owner=sold.patient.full_name if sold.patient_id else "",
+            treatment=treatment.name,
+            quantity=sold.quantity,
+            expires_on=sold.expires_on,
+            visit_date=visit_date,
+            **extra,
+        )
         return Verdict(code, REASONS[code].format(**fields), item)
 
     if sold.status == Pass.Status.DELETED:
@@ -85,12 +106,15 @@ def pass_check(sold: Pass, *, patient, treatment, visit_date: dt.date, online: b
     if sold.status == Pass.Status.CANCELLED:
         return no("cancelled")
     if sold.patient_id != patient.pk and not (
-            sold.family_sharing and any(s.patient_id == patient.pk for s in sold.shares.all())):
+        sold.family_sharing and any(s.patient_id == patient.pk for s in sold.shares.all())
+    ):
         return no("other_patient")
     item = next((i for i in sold.items.all() if i.treatment_id == treatment.pk), None)
     if item is None:
         return no("not_eligible")
-    rule = window_refusal(sold, location=location, start=start, visit_date=visit_date, visit_pk=visit_pk)
+    rule = window_refusal(
+        sold, location=location, start=start, visit_date=visit_date, visit_pk=visit_pk
+    )
     if rule is not None:
         return no(rule[0], **rule[1])
     if sold.kind == Pass.Kind.MEMBERSHIP:
@@ -141,7 +165,9 @@ def _value_check(sold: Pass, item: PassItem, no, *, treatment, online: bool) -> 
     return Verdict("ok", REASONS["ok"], item, warning)
 
 
-def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, online: bool) -> Verdict:
+def _membership_check(
+    sold: Pass, item: PassItem, no, *, visit_date: dt.date, online: bool
+) -> Verdict:
     """Memberships count uses per cycle and may cover a visit while its cycle is unpaid (SPEC 6.3)."""
     from .cycles import cycle_preview
 
@@ -154,7 +180,9 @@ def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, on
     if late is not None:
         return no("past_due", **late)
     if left is not None and left <= 0:
-        return no("cycle_used_up", uses=row.uses_allowed if row is not None else sold.uses_per_cycle)
+        return no(
+            "cycle_used_up", uses=row.uses_allowed if row is not None else sold.uses_per_cycle
+        )
     if item.limit is not None and item.used_count >= item.limit:
         return no("item_limit", limit=item.limit)
     if online and not sold.redeem_online:
@@ -165,13 +193,33 @@ def _membership_check(sold: Pass, item: PassItem, no, *, visit_date: dt.date, on
     return Verdict("ok", REASONS["ok"], item, warning)
 
 
-def auto_candidates(candidates, *, patient, treatment, visit_date: dt.date, online: bool = False, location=None,
-                    start: dt.datetime | None = None, visit_pk: int | None = None) -> list[Pass]:
+def auto_candidates(
+    candidates,
+    *,
+    patient,
+    treatment,
+    visit_date: dt.date,
+    online: bool = False,
+    location=None,
+    start: dt.datetime | None = None,
+    visit_pk: int | None = None,
+) -> list[Pass]:
     """SPEC 5.3 auto-select, best first: of the passes that can cover it and have auto-select on,
     the one expiring first (no expiry last), then the oldest purchase."""
-    usable = [p for p in candidates if p.auto_select
-              and pass_check(p, patient=patient, treatment=treatment, visit_date=visit_date, online=online,
-                             location=location, start=start, visit_pk=visit_pk).ok]
+    usable = [
+        p
+        for p in candidates
+        if p.auto_select
+        and pass_check(
+            p,
+            patient=patient,
+            treatment=treatment,
+            visit_date=visit_date,
+            online=online,
+            location=location,
+            start=start,
+            visit_pk=visit_pk,
+        ).ok
+    ]
     usable.sort(key=lambda p: (p.expires_on or dt.date.max, p.purchased_at, p.pk))
     return usable
-

@@ -16,22 +16,45 @@ def instalment_receipt_email(*, row, payment) -> None:
     sold, invoice, clinic = row.sold_pass, row.invoice, clinic_get()
     if not sold.patient.email:
         return
-    mail_queue(to=sold.patient.email, subject=f"Payment received for {sold.name} — {clinic.name}",
-               template="passes/email/instalment_charged.txt",
-               context={"name": _hello(sold.patient), "pass": sold, "row": row, "clinic": clinic,
-                        "amount": clinic.money(payment.amount_minor), "number": invoice_number(invoice, clinic)},
-               attachments=[Attachment(receipt_filename(invoice, clinic), "application/pdf",
-                                       "carnet.billing.documents.receipt_pdf_for",
-                                       {"invoice_id": invoice.pk, "form": DEFAULT_FORM})])
+    mail_queue(
+        to=sold.patient.email,
+        subject=f"Payment received for {sold.name} — {clinic.name}",
+        template="passes/email/instalment_charged.txt",
+        context={
+            "name": _hello(sold.patient),
+            "pass": sold,
+            "row": row,
+            "clinic": clinic,
+            "amount": clinic.money(payment.amount_minor),
+            "number": invoice_number(invoice, clinic),
+        },
+        attachments=[
+            Attachment(
+                receipt_filename(invoice, clinic),
+                "application/pdf",
+                "carnet.billing.documents.receipt_pdf_for",
+                {"invoice_id": invoice.pk, "form": DEFAULT_FORM},
+            )
+        ],
+    )
 
 
 def instalment_declined_email(*, row, reason: str, authenticate: bool = False) -> None:
     """authenticate: the patient's bank wants them to confirm the charge (3-D Secure), so the
     patient gets their Pay Balance link, where they confirm with their bank and pay."""
     sold, clinic = row.sold_pass, clinic_get()
-    context = {"name": _hello(sold.patient), "pass": sold, "row": row, "clinic": clinic, "reason": reason,
-               "amount": clinic.money(row.invoice.total_minor), "patient": sold.patient,
-               "retry_on": row.next_attempt_on, "authenticate": authenticate, "pay_link": ""}
+    context = {
+        "name": _hello(sold.patient),
+        "pass": sold,
+        "row": row,
+        "clinic": clinic,
+        "reason": reason,
+        "amount": clinic.money(row.invoice.total_minor),
+        "patient": sold.patient,
+        "retry_on": row.next_attempt_on,
+        "authenticate": authenticate,
+        "pay_link": "",
+    }
     if authenticate:
         from django.conf import settings
         from django.urls import reverse
@@ -40,17 +63,29 @@ def instalment_declined_email(*, row, reason: str, authenticate: bool = False) -
 
         if settings.SITE_URL:  # the daily job has no request to take the address from
             context["pay_link"] = settings.SITE_URL + reverse(
-                "portal:pay_balance", kwargs={"token": pay_link_token(sold.patient)})
+                "portal:pay_balance", kwargs={"token": pay_link_token(sold.patient)}
+            )
     if sold.patient.email:
-        mail_queue(to=sold.patient.email, subject=f"Your payment for {sold.name} did not go through",
-                   template="passes/email/instalment_declined.txt", context=context)
+        mail_queue(
+            to=sold.patient.email,
+            subject=f"Your payment for {sold.name} did not go through",
+            template="passes/email/instalment_declined.txt",
+            context=context,
+        )
     if clinic.email:
-        mail_queue(to=clinic.email, subject=f"Declined: {sold.patient} — {sold.name} payment {row.seq}",
-                   template="passes/email/instalment_declined_clinic.txt", context=context)
+        mail_queue(
+            to=clinic.email,
+            subject=f"Declined: {sold.patient} — {sold.name} payment {row.seq}",
+            template="passes/email/instalment_declined_clinic.txt",
+            context=context,
+        )
 
 
 def expiry_reminder_email(*, sold) -> None:
     clinic = clinic_get()
-    mail_queue(to=sold.patient.email, subject=f"Your {sold.name} expires on {sold.expires_on:%Y-%m-%d}",
-               template="passes/email/expiry_reminder.txt",
-               context={"name": _hello(sold.patient), "pass": sold, "clinic": clinic})
+    mail_queue(
+        to=sold.patient.email,
+        subject=f"Your {sold.name} expires on {sold.expires_on:%Y-%m-%d}",
+        template="passes/email/expiry_reminder.txt",
+        context={"name": _hello(sold.patient), "pass": sold, "clinic": clinic},
+    )

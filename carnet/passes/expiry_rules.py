@@ -43,13 +43,20 @@ class ExpiryTerms:
         return self.preset == Preset.QUEBEC
 
 
-def _disclosure(clinic: Clinic, preset: str, rule: str, minimum_days: int, *, unlimited_term: bool) -> str:
+def _disclosure(
+    clinic: Clinic, preset: str, rule: str, minimum_days: int, *, unlimited_term: bool
+) -> str:
     small = clinic.money(SMALL_BALANCE_MINOR)
     if preset == Preset.QUEBEC:
-        what = ("Unlimited use over a fixed period: it ends with its term." if unlimited_term
-                else "This pass does not expire.")
-        return (f"Quebec Consumer Protection Act (s. 187.3): {what} A remaining balance under {small} is "
-                "refunded on request.")
+        what = (
+            "Unlimited use over a fixed period: it ends with its term."
+            if unlimited_term
+            else "This pass does not expire."
+        )
+        return (
+            f"Quebec Consumer Protection Act (s. 187.3): {what} A remaining balance under {small} is "
+            "refunded on request."
+        )
     if preset == Preset.ONTARIO:
         return "Ontario: prepaid passes and gift cards sold by this clinic do not expire."
     if preset == Preset.US_FEDERAL:
@@ -57,7 +64,9 @@ def _disclosure(clinic: Clinic, preset: str, rule: str, minimum_days: int, *, un
     if rule == Rule.FORBIDDEN:
         return "Passes sold by this clinic do not expire."
     if rule == Rule.MINIMUM and minimum_days:
-        return f"Passes sold by this clinic expire no sooner than {minimum_days} days after purchase."
+        return (
+            f"Passes sold by this clinic expire no sooner than {minimum_days} days after purchase."
+        )
     return ""
 
 
@@ -72,13 +81,19 @@ def expiry_terms(clinic: Clinic | None = None, *, unlimited_term: bool = False) 
         Preset.US_FEDERAL: (Rule.MINIMUM, FIVE_YEARS_DAYS),
     }.get(preset, (clinic.pass_expiry_rule, clinic.pass_expiry_minimum_days))
     minimum = minimum if rule == Rule.MINIMUM else 0
-    return ExpiryTerms(preset=preset, rule=rule, minimum_days=minimum,
-                       disclosure=_disclosure(clinic, preset, rule, minimum, unlimited_term=unlimited_term))
+    return ExpiryTerms(
+        preset=preset,
+        rule=rule,
+        minimum_days=minimum,
+        disclosure=_disclosure(clinic, preset, rule, minimum, unlimited_term=unlimited_term),
+    )
 
 
 def terms_freeze(sold, clinic: Clinic | None = None) -> ExpiryTerms:
     """Copy the clinic's expiry terms now onto a pass being sold (not saved)."""
-    unlimited_term = sold.kind == "membership" and sold.uses_per_cycle is None and sold.term_cycles is not None
+    unlimited_term = (
+        sold.kind == "membership" and sold.uses_per_cycle is None and sold.term_cycles is not None
+    )
     terms = expiry_terms(clinic, unlimited_term=unlimited_term)
     sold.expiry_preset, sold.expiry_rule = terms.preset, terms.rule
     sold.expiry_minimum_days, sold.expiry_disclosure = terms.minimum_days, terms.disclosure
@@ -89,17 +104,21 @@ def pass_terms(sold, clinic: Clinic | None = None) -> ExpiryTerms:
     """The terms a sold pass keeps; one sold before terms were kept follows the clinic's rule."""
     if not sold.expiry_rule:
         return expiry_terms(clinic)
-    return ExpiryTerms(preset=sold.expiry_preset or Preset.NONE, rule=sold.expiry_rule,
-                       minimum_days=sold.expiry_minimum_days, disclosure=sold.expiry_disclosure)
+    return ExpiryTerms(
+        preset=sold.expiry_preset or Preset.NONE,
+        rule=sold.expiry_rule,
+        minimum_days=sold.expiry_minimum_days,
+        disclosure=sold.expiry_disclosure,
+    )
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
     """Same day of the month `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
     index = day.month - 1 + months
     year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
-
-
+    return day.replace(
+        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
+    )
 
 
 def expiry_date(*, purchase_date: dt.date, value: int | None, unit: str) -> dt.date | None:
@@ -117,8 +136,10 @@ def expiry_date(*, purchase_date: dt.date, value: int | None, unit: str) -> dt.d
         return add_months(purchase_date, value)
     if unit == "years":
         return add_months(purchase_date, 12 * value)
-    raise ValidationFailed(f"“{unit}” is not an expiry unit; use days, weeks, months or years.",
-                           fields={"expiry_unit": ["Use days, weeks, months or years."]})
+    raise ValidationFailed(
+        f"“{unit}” is not an expiry unit; use days, weeks, months or years.",
+        fields={"expiry_unit": ["Use days, weeks, months or years."]},
+    )
 
 
 def shortest_duration_days(*, value: int, unit: str) -> int:
@@ -130,17 +151,24 @@ def shortest_duration_days(*, value: int, unit: str) -> int:
     if unit in ("days", "weeks"):
         return value * (7 if unit == "weeks" else 1)
     start = dt.date(2027, 1, 1)
-    return min((expiry_date(purchase_date=d, value=value, unit=unit) - d).days
-               for d in (start + dt.timedelta(days=i) for i in range(4 * 366)))
+    return min(
+        (expiry_date(purchase_date=d, value=value, unit=unit) - d).days
+        for d in (start + dt.timedelta(days=i) for i in range(4 * 366))
+    )
 
 
-_PRESET_WHY = {Preset.QUEBEC: " (Quebec preset)", Preset.ONTARIO: " (Ontario preset)",
-               Preset.US_FEDERAL: " (US federal preset)"}
+_PRESET_WHY = {
+    Preset.QUEBEC: " (Quebec preset)",
+    Preset.ONTARIO: " (Ontario preset)",
+    Preset.US_FEDERAL: " (US federal preset)",
+}
 
 
 def _minimum_message(terms: ExpiryTerms) -> str:
-    return (f"The clinic's expiry rule{_PRESET_WHY.get(terms.preset, '')} requires a pass to last at least "
-            f"{terms.minimum_days} days from its purchase date.")
+    return (
+        f"The clinic's expiry rule{_PRESET_WHY.get(terms.preset, '')} requires a pass to last at least "
+        f"{terms.minimum_days} days from its purchase date."
+    )
 
 
 def forbidden_message(terms: ExpiryTerms | None = None) -> str:
@@ -148,22 +176,34 @@ def forbidden_message(terms: ExpiryTerms | None = None) -> str:
     return f"The clinic's expiry rule{why} forbids expiry: passes never expire. Clear the expiry."
 
 
-def expiry_allowed(*, purchase_date: dt.date, expires_on: dt.date | None, clinic: Clinic | None = None,
-                   field: str = "expires_on", terms: ExpiryTerms | None = None) -> None:
+def expiry_allowed(
+    *,
+    purchase_date: dt.date,
+    expires_on: dt.date | None,
+    clinic: Clinic | None = None,
+    field: str = "expires_on",
+    terms: ExpiryTerms | None = None,
+) -> None:
     """Raise ValidationFailed (naming `field`) if the expiry terms (a sold pass's own, else the
     clinic's now) do not allow this expiry date."""
     if expires_on is None:
         return
     terms = terms or expiry_terms(clinic)
     if expires_on < purchase_date:
-        raise ValidationFailed("A pass cannot expire before its purchase date.",
-                               fields={field: ["Must be on or after the purchase date."]})
+        raise ValidationFailed(
+            "A pass cannot expire before its purchase date.",
+            fields={field: ["Must be on or after the purchase date."]},
+        )
     if terms.rule == Rule.FORBIDDEN:
-        raise ValidationFailed(forbidden_message(terms), fields={field: ["The clinic's rule forbids expiry."]})
+        raise ValidationFailed(
+            forbidden_message(terms), fields={field: ["The clinic's rule forbids expiry."]}
+        )
     if terms.rule == Rule.MINIMUM and (expires_on - purchase_date).days < terms.minimum_days:
         earliest = purchase_date + dt.timedelta(days=terms.minimum_days)
-        raise ValidationFailed(f"{_minimum_message(terms)} Choose {earliest.isoformat()} or later, or no expiry.",
-                               fields={field: [_minimum_message(terms)]})
+        raise ValidationFailed(
+            f"{_minimum_message(terms)} Choose {earliest.isoformat()} or later, or no expiry.",
+            fields={field: [_minimum_message(terms)]},
+        )
 
 
 def template_expiry_allowed(*, value: int | None, unit: str, clinic: Clinic | None = None) -> None:
@@ -172,13 +212,17 @@ def template_expiry_allowed(*, value: int | None, unit: str, clinic: Clinic | No
         return
     terms = expiry_terms(clinic)
     if terms.rule == Rule.FORBIDDEN:
-        raise ValidationFailed(forbidden_message(terms), fields={"expiry_value": ["The clinic's rule forbids expiry."]})
+        raise ValidationFailed(
+            forbidden_message(terms), fields={"expiry_value": ["The clinic's rule forbids expiry."]}
+        )
     if terms.rule == Rule.MINIMUM:
         shortest = shortest_duration_days(value=value, unit=unit)
         if shortest < terms.minimum_days:
             raise ValidationFailed(
                 f"{_minimum_message(terms)} {value} {unit} can be as short as {shortest} days; choose a longer "
-                "expiry, or none.", fields={"expiry_value": [_minimum_message(terms)]})
+                "expiry, or none.",
+                fields={"expiry_value": [_minimum_message(terms)]},
+            )
 
 
 def small_balance_offer(sold, balance_minor: int) -> int | None:

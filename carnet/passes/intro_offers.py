@@ -35,18 +35,30 @@ def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
 
     passes = Pass.objects.filter(patient_id=patient.pk).exclude(status=Pass.Status.DELETED)
     if template.once_per_patient and passes.filter(template=template).exists():
-        return ("intro_once_per_patient",
-                f"{template.name} is an intro offer sold once per patient, and {patient.full_name} already had it.")
+        return (
+            "intro_once_per_patient",
+            f"{template.name} is an intro offer sold once per patient, and {patient.full_name} already had it.",
+        )
     if template.new_patients_only:
-        came = AppointmentPatient.objects.filter(patient_id=patient.pk, status=Status.ARRIVED).exists()
+        came = AppointmentPatient.objects.filter(
+            patient_id=patient.pk, status=Status.ARRIVED
+        ).exists()
         if came or passes.exists():
-            why = "has already visited the clinic" if came else "has bought a package or membership before"
-            return ("intro_new_patients_only",
-                    f"{template.name} is an intro offer for new patients only, and {patient.full_name} {why}.")
+            why = (
+                "has already visited the clinic"
+                if came
+                else "has bought a package or membership before"
+            )
+            return (
+                "intro_new_patients_only",
+                f"{template.name} is an intro offer for new patients only, and {patient.full_name} {why}.",
+            )
     return None
 
 
-def intro_check(*, actor, template: PassTemplate, patient, override: bool = False, lock: bool = True) -> str | None:
+def intro_check(
+    *, actor, template: PassTemplate, patient, override: bool = False, lock: bool = True
+) -> str | None:
     """Refuse an intro offer the patient may not have, unless `override` is asked for by staff
     allowed to (then the refusal's sentence is returned, for `intro_override_record`).
 
@@ -60,8 +72,11 @@ def intro_check(*, actor, template: PassTemplate, patient, override: bool = Fals
         return None
     code, sentence = refusal
     if not override:
-        raise Conflict(f"{sentence} Staff with Administrative/All Billing access can sell it anyway "
-                       "with an override.", code=code)
+        raise Conflict(
+            f"{sentence} Staff with Administrative/All Billing access can sell it anyway "
+            "with an override.",
+            code=code,
+        )
     require(actor, Action.INTRO_OFFER_OVERRIDE)
     return sentence
 
@@ -69,4 +84,6 @@ def intro_check(*, actor, template: PassTemplate, patient, override: bool = Fals
 def intro_override_record(*, actor, sold: Pass, sentence: str | None) -> None:
     """Write an intro-offer override to the activity log, on the pass it sold."""
     if sentence:
-        activity.record(actor=actor, verb="intro_offer_overridden", obj=sold, after={"reason": sentence})
+        activity.record(
+            actor=actor, verb="intro_offer_overridden", obj=sold, after={"reason": sentence}
+        )

@@ -19,17 +19,18 @@ from carnet.core.idempotency import idempotency_records_purge
 from carnet.ledger.services import balance_checkpoints_advance
 
 from .charge_preview import charges_preview_email_send
+from .cycle_billing import cycles_issue
+from .cycles import memberships_recognise
 from .emails import expiry_reminder_email
 from .ending import passes_expire
-from .cycles import memberships_recognise
 from .instalments import instalments_bill
-from .cycle_billing import cycles_issue
 from .memberships import memberships_end
-from .overdue import memberships_overdue
 from .models import Pass
+from .overdue import memberships_overdue
 from .plan_change import plan_changes_apply
 
 log = logging.getLogger(__name__)
+
 
 def expiry_reminders_send(*, today: dt.date | None = None) -> int:
     """Email each patient whose pass expires within the clinic's reminder window, once per expiry date."""
@@ -39,15 +40,26 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
     today = today or clock.today(clinic.time_zone)
     horizon = today + dt.timedelta(days=clinic.pass_expiry_reminder_days)
     sent = 0
-    due = Pass.objects.filter(status=Pass.Status.ACTIVE, expires_on__gte=today, expires_on__lte=horizon,
-                              kind=Pass.Kind.PACKAGE)
+    due = Pass.objects.filter(
+        status=Pass.Status.ACTIVE,
+        expires_on__gte=today,
+        expires_on__lte=horizon,
+        kind=Pass.Kind.PACKAGE,
+    )
     for sold in due.select_related("patient").order_by("pk"):
-        if sold.expiry_reminded_on == sold.expires_on or not sold.patient.email or not (sold.value_left if sold.face_value_minor is not None else sold.remaining):
+        if (
+            sold.expiry_reminded_on == sold.expires_on
+            or not sold.patient.email
+            or not (sold.value_left if sold.face_value_minor is not None else sold.remaining)
+        ):
             continue
         with transaction.atomic():
             # The conditional update claims the reminder, so a concurrent run does not send it too.
-            if Pass.objects.filter(pk=sold.pk).exclude(expiry_reminded_on=sold.expires_on).update(
-                    expiry_reminded_on=sold.expires_on):
+            if (
+                Pass.objects.filter(pk=sold.pk)
+                .exclude(expiry_reminded_on=sold.expires_on)
+                .update(expiry_reminded_on=sold.expires_on)
+            ):
                 expiry_reminder_email(sold=sold)
                 sent += 1
     return sent
@@ -71,26 +83,43 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
             return None
 
     reconciled = part("payments_reconcile", attempts_reconcile) or {}
-    result["card_attempts_reconciled"] = reconciled.get("succeeded", 0) + reconciled.get("failed", 0)
+    result["card_attempts_reconciled"] = reconciled.get("succeeded", 0) + reconciled.get(
+        "failed", 0
+    )
     # Plan changes scheduled for a cycle that starts today, before that cycle is invoiced (plan_change.py).
-    result["plan_changes_applied"] = part("plan_changes_apply", lambda: plan_changes_apply(today=today)) or 0
+    result["plan_changes_applied"] = (
+        part("plan_changes_apply", lambda: plan_changes_apply(today=today)) or 0
+    )
     result["cycles_issued"] = len(part("cycles_issue", lambda: cycles_issue(today=today)) or [])
     run = part("instalments_bill", lambda: instalments_bill(today=today))
-    result.update({"instalments_issued": len(run.issued) if run else 0, "charged": len(run.charged) if run else 0,
-                   "declined": len(run.declined) if run else 0})
+    result.update(
+        {
+            "instalments_issued": len(run.issued) if run else 0,
+            "charged": len(run.charged) if run else 0,
+            "declined": len(run.declined) if run else 0,
+        }
+    )
     overdue = part("memberships_overdue", lambda: memberships_overdue(today=today)) or {}
     result["memberships_cancelled_past_due"] = overdue.get("cancelled", 0)
-    result["membership_revenue_recognised_minor"] = part("memberships_recognise",
-                                                         lambda: memberships_recognise(today=today)) or 0
+    result["membership_revenue_recognised_minor"] = (
+        part("memberships_recognise", lambda: memberships_recognise(today=today)) or 0
+    )
     result["memberships_ended"] = part("memberships_end", lambda: memberships_end(today=today)) or 0
     result["passes_expired"] = part("passes_expire", lambda: passes_expire(today=today)) or 0
-    result["expiry_reminders"] = part("expiry_reminders", lambda: expiry_reminders_send(today=today)) or 0
+    result["expiry_reminders"] = (
+        part("expiry_reminders", lambda: expiry_reminders_send(today=today)) or 0
+    )
     # After today's charges: tomorrow's, for the owner to fix a card before it fails (when opted in).
-    result["charges_previewed"] = part("charges_preview", lambda: charges_preview_email_send(today=today)) or 0
-    result["idempotency_keys_purged"] = part("idempotency_purge",
-                                             lambda: idempotency_records_purge(now=clock.now())) or 0
+    result["charges_previewed"] = (
+        part("charges_preview", lambda: charges_preview_email_send(today=today)) or 0
+    )
+    result["idempotency_keys_purged"] = (
+        part("idempotency_purge", lambda: idempotency_records_purge(now=clock.now())) or 0
+    )
     # Last, after the day's postings: the ledger's liability guard then reads only what follows.
-    result["ledger_checkpoints_advanced"] = part("ledger_checkpoints", balance_checkpoints_advance) or 0
+    result["ledger_checkpoints_advanced"] = (
+        part("ledger_checkpoints", balance_checkpoints_advance) or 0
+    )
     return result
 
 

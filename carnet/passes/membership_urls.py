@@ -22,6 +22,10 @@ urlpatterns = [
     # issue 22: dunning
     path(M + "past-due-override/", views.membership_past_due_override, name="past_due_override"),
     path(M + "retry-now/", views.membership_retry_now, name="retry_now"),
-    path("memberships/cycles/<int:cycle_pk>/write-off/", views.cycle_write_off, name="cycle_write_off"),
+    path(
+        "memberships/cycles/<int:cycle_pk>/write-off/",
+        views.cycle_write_off,
+        name="cycle_write_off",
+    ),
     path("memberships/charges/tomorrow/", views.charges_preview, name="charges_preview"),
 ]

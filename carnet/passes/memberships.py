@@ -46,13 +46,20 @@ def _today() -> dt.date:
 
 def _check_card(patient, mode: str, card) -> None:
     if mode not in Mode.values:
-        raise ValidationFailed("Choose manual or automatic payment.", fields={"payment_mode": ["Unknown mode."]})
+        raise ValidationFailed(
+            "Choose manual or automatic payment.", fields={"payment_mode": ["Unknown mode."]}
+        )
     if mode == Mode.AUTOMATIC:
         if card is None:
-            raise ValidationFailed("Automatic payment charges a card on file: choose one of the patient's cards "
-                                   "(account credit cannot pay automatic cycles).", fields={"card_id": ["Choose a card."]})
+            raise ValidationFailed(
+                "Automatic payment charges a card on file: choose one of the patient's cards "
+                "(account credit cannot pay automatic cycles).",
+                fields={"card_id": ["Choose a card."]},
+            )
         if card.patient_id != patient.pk or card.removed_at:
-            raise ValidationFailed("Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]})
+            raise ValidationFailed(
+                "Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]}
+            )
 
 
 def rollover(sold: Pass, previous: PassInvoice | None, allowed: int | None) -> int:
@@ -73,12 +80,18 @@ def _roll_into(sold: Pass, row: PassInvoice) -> None:
         row.refresh_from_db()
 
 
-def _issue_due(sold: Pass, *, today: dt.date, actor=None, action=None, location=None) -> list[PassInvoice]:
+def _issue_due(
+    sold: Pass, *, today: dt.date, actor=None, action=None, location=None
+) -> list[PassInvoice]:
     """Make and invoice every cycle of `sold` that has started by `today` (pass locked by the caller).
     Automatic mode schedules a charge of the current cycle only: past cycles are paid by hand (SPEC 6.2)."""
     issued = []
     while True:
-        row = sold.instalment_rows.filter(BILLED, invoice__isnull=True, due_on__lte=today).order_by("seq").first()
+        row = (
+            sold.instalment_rows.filter(BILLED, invoice__isnull=True, due_on__lte=today)
+            .order_by("seq")
+            .first()
+        )
         if row is None:
             row = row_make(sold, starting_by=today)
             if row is None:
@@ -95,67 +108,144 @@ def _issue_due(sold: Pass, *, today: dt.date, actor=None, action=None, location=
     return issued
 
 
-def membership_copy(template: PassTemplate, *, patient_id: int, actor, start_date: dt.date, purchase_date: dt.date,
-                    purchased_at: dt.datetime, payment_mode: str, card=None, location=None, sold_by=None,
-                    online: bool = False, clinic=None, **terms) -> Pass:
+def membership_copy(
+    template: PassTemplate,
+    *,
+    patient_id: int,
+    actor,
+    start_date: dt.date,
+    purchase_date: dt.date,
+    purchased_at: dt.datetime,
+    payment_mode: str,
+    card=None,
+    location=None,
+    sold_by=None,
+    online: bool = False,
+    clinic=None,
+    **terms,
+) -> Pass:
     """A membership with its own copy of the template's terms (SPEC 6.4), not saved; `terms`
     override them (an import's remaining term and cycle price)."""
     sold = Pass(
-        kind=template.kind, template=template, patient_id=patient_id, name=template.name,
-        income_category_id=template.income_category_id, quantity=None, price_minor=template.price_minor,
-        net_minor=0, auto_select=template.auto_select, redeem_online=template.redeem_online,
-        family_sharing=template.family_sharing, transferable=False, instalments=1, purchase_date=purchase_date,
-        purchased_at=purchased_at, sold_by=sold_by, sold_online=online, card=card,
-        cycle=template.cycle, term_cycles=template.term_cycles,
-        cancellable_after_cycles=template.cancellable_after_cycles, uses_per_cycle=template.uses_per_cycle,
-        rollover=template.rollover, rollover_cap=template.rollover_cap, pause_allowed=template.pause_allowed,
-        pause_max_cycles=template.pause_max_cycles, freeze_fee_kind=template.freeze_fee_kind,
-        freeze_fee_minor=template.freeze_fee_minor, self_cancel=template.self_cancel,
-        cycle_price_minor=template.price_minor, start_date=start_date, payment_mode=payment_mode, location=location,
-        tax_inclusive=template.tax_inclusive, window_terms=window_terms(template),
-        created_by=actor if getattr(actor, "is_authenticated", False) else None)
+        kind=template.kind,
+        template=template,
+        patient_id=patient_id,
+        name=template.name,
+        income_category_id=template.income_category_id,
+        quantity=None,
+        price_minor=template.price_minor,
+        net_minor=0,
+        auto_select=template.auto_select,
+        redeem_online=template.redeem_online,
+        family_sharing=template.family_sharing,
+        transferable=False,
+        instalments=1,
+        purchase_date=purchase_date,
+        purchased_at=purchased_at,
+        sold_by=sold_by,
+        sold_online=online,
+        card=card,
+        cycle=template.cycle,
+        term_cycles=template.term_cycles,
+        cancellable_after_cycles=template.cancellable_after_cycles,
+        uses_per_cycle=template.uses_per_cycle,
+        rollover=template.rollover,
+        rollover_cap=template.rollover_cap,
+        pause_allowed=template.pause_allowed,
+        pause_max_cycles=template.pause_max_cycles,
+        freeze_fee_kind=template.freeze_fee_kind,
+        freeze_fee_minor=template.freeze_fee_minor,
+        self_cancel=template.self_cancel,
+        cycle_price_minor=template.price_minor,
+        start_date=start_date,
+        payment_mode=payment_mode,
+        location=location,
+        tax_inclusive=template.tax_inclusive,
+        window_terms=window_terms(template),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
     for name, value in terms.items():
         setattr(sold, name, value)
-    terms_freeze(sold, clinic)  # the clinic's expiry terms at sale, kept whatever the clinic's preset says later
+    terms_freeze(
+        sold, clinic
+    )  # the clinic's expiry terms at sale, kept whatever the clinic's preset says later
     return sold
 
 
 def membership_items(sold: Pass, template: PassTemplate) -> list[PassItem]:
-    return [PassItem(sold_pass=sold, treatment_id=i.treatment_id, additional_charge_minor=i.additional_charge_minor,
-                     compensation_minor=i.compensation_minor, limit=i.limit) for i in template.items.all()]
+    return [
+        PassItem(
+            sold_pass=sold,
+            treatment_id=i.treatment_id,
+            additional_charge_minor=i.additional_charge_minor,
+            compensation_minor=i.compensation_minor,
+            limit=i.limit,
+        )
+        for i in template.items.all()
+    ]
 
 
 @transaction.atomic
-def membership_sell(*, actor, patient, template: PassTemplate, start_date: dt.date | None = None,
-                    payment_mode: str = Mode.MANUAL, card=None, location=None, sold_by=None,
-                    action: Action | None = Action.SELL, online: bool = False, intro_override: bool = False) -> Pass:
+def membership_sell(
+    *,
+    actor,
+    patient,
+    template: PassTemplate,
+    start_date: dt.date | None = None,
+    payment_mode: str = Mode.MANUAL,
+    card=None,
+    location=None,
+    sold_by=None,
+    action: Action | None = Action.SELL,
+    online: bool = False,
+    intro_override: bool = False,
+) -> Pass:
     """Sell a membership starting today, later or in the past (past cycles are invoiced at once).
     An intro offer the patient may not have is refused unless `intro_override` (logged)."""
     if action is not None:
         require(actor, action)
     if template.kind != PassTemplate.Kind.MEMBERSHIP:
-        raise ValidationFailed(f"{template} is not a membership.", fields={"template_id": ["Not a membership."]})
+        raise ValidationFailed(
+            f"{template} is not a membership.", fields={"template_id": ["Not a membership."]}
+        )
     if template.archived:
         raise Conflict(f"{template} is archived; it is no longer sold.", code="template_archived")
     if online and not template.sold_online:
         raise Conflict(f"{template} is not offered online.", code="not_sold_online")
     if not template.items.exists():
-        raise ValidationFailed(f"{template} has no eligible items; add some in Settings before selling it.",
-                               fields={"template_id": ["No eligible items."]})
+        raise ValidationFailed(
+            f"{template} has no eligible items; add some in Settings before selling it.",
+            fields={"template_id": ["No eligible items."]},
+        )
     _check_card(patient, payment_mode, card)
     now, today = clock.now(), _today()
     membership_start_check(start_date, today=today)
-    overridden = intro_check(actor=actor, template=template, patient=patient, override=intro_override)
-    sold = membership_copy(template, patient_id=patient.pk, actor=actor, start_date=start_date or today,
-                           purchase_date=today, purchased_at=now, payment_mode=payment_mode,
-                           card=card if payment_mode == Mode.AUTOMATIC else None, location=location,
-                           sold_by=sold_by, online=online)
+    overridden = intro_check(
+        actor=actor, template=template, patient=patient, override=intro_override
+    )
+    sold = membership_copy(
+        template,
+        patient_id=patient.pk,
+        actor=actor,
+        start_date=start_date or today,
+        purchase_date=today,
+        purchased_at=now,
+        payment_mode=payment_mode,
+        card=card if payment_mode == Mode.AUTOMATIC else None,
+        location=location,
+        sold_by=sold_by,
+        online=online,
+    )
     sold.save(force_insert=True)
     sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(membership_items(sold, template))
     _issue_due(sold, today=today, actor=actor, action=action, location=location)
-    activity.record(actor=actor, verb="sold" if not online else "bought_online", obj=sold,
-                    after=activity.snapshot(sold))
+    activity.record(
+        actor=actor,
+        verb="sold" if not online else "bought_online",
+        obj=sold,
+        after=activity.snapshot(sold),
+    )
     intro_override_record(actor=actor, sold=sold, sentence=overridden)
     return sold
 
@@ -171,8 +261,13 @@ def membership_start_check(start_date: dt.date | None, *, today: dt.date) -> Non
         raise ValidationFailed(
             f"Please correct start date: a membership sold here can start at most a year ago (from "
             f"{today - dt.timedelta(days=MAX_PAST_START_DAYS)}), since every past cycle is invoiced at once; "
-            f"bring an older one in with Imports.", fields={"start_date": [
-                "At most a year ago: every past cycle is invoiced at once (bring an older membership in with Imports)."]})
+            f"bring an older one in with Imports.",
+            fields={
+                "start_date": [
+                    "At most a year ago: every past cycle is invoiced at once (bring an older membership in with Imports)."
+                ]
+            },
+        )
 
 
 @transaction.atomic
@@ -185,23 +280,34 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
     before = activity.snapshot(sold)
     sold.payment_mode, sold.card = payment_mode, card if payment_mode == Mode.AUTOMATIC else None
     sold.save(update_fields=["payment_mode", "card"])
-    if payment_mode == Mode.AUTOMATIC:  # a card update request still open is done: staff chose the card
+    if (
+        payment_mode == Mode.AUTOMATIC
+    ):  # a card update request still open is done: staff chose the card
         card_requests_close(sold=sold, card=card, actor=actor)
     if payment_mode == Mode.AUTOMATIC:  # an unpaid current cycle is charged to the new card
         today = _today()
-        sold.instalment_rows.filter(invoice__isnull=False, period_start__lte=today, period_end__gt=today,
-                                    invoice__applied_minor__lt=F("invoice__total_minor")).update(
-            next_attempt_on=today, charge_attempts=0, needs_new_card=False)
-    activity.record(actor=actor, verb="payment changed", obj=sold, before=before, after=activity.snapshot(sold))
+        sold.instalment_rows.filter(
+            invoice__isnull=False,
+            period_start__lte=today,
+            period_end__gt=today,
+            invoice__applied_minor__lt=F("invoice__total_minor"),
+        ).update(next_attempt_on=today, charge_attempts=0, needs_new_card=False)
+    activity.record(
+        actor=actor, verb="payment changed", obj=sold, before=before, after=activity.snapshot(sold)
+    )
     return sold
 
 
 def _active(sold: Pass, doing: str) -> None:
     if sold.kind != Pass.Kind.MEMBERSHIP:
-        raise ValidationFailed(f"{sold.name} is not a membership.", fields={"pass_id": ["Not a membership."]})
+        raise ValidationFailed(
+            f"{sold.name} is not a membership.", fields={"pass_id": ["Not a membership."]}
+        )
     if sold.status != Status.ACTIVE:
-        raise Conflict(f"{sold.name} is {sold.get_status_display().lower()}; it cannot be {doing}.",
-                       code=f"pass_{sold.status}")
+        raise Conflict(
+            f"{sold.name} is {sold.get_status_display().lower()}; it cannot be {doing}.",
+            code=f"pass_{sold.status}",
+        )
 
 
 def cycles_paid(sold: Pass) -> int:
@@ -212,18 +318,24 @@ def cancel_warning(sold: Pass) -> str:
     """SPEC 6.1: "cancellable after N cycles" is a warning, not a block."""
     billed = billed_cycles(sold)
     if billed < sold.cancellable_after_cycles:
-        return (f"The membership's policy is cancellable after {sold.cancellable_after_cycles} cycles; "
-                f"{billed} have been billed so far.")
+        return (
+            f"The membership's policy is cancellable after {sold.cancellable_after_cycles} cycles; "
+            f"{billed} have been billed so far."
+        )
     return ""
 
 
 def _release_after(sold: Pass, last_day: dt.date) -> None:
-    for redemption in sold.redemptions.filter(status=Redemption.Status.RESERVED, visit_date__gt=last_day):
+    for redemption in sold.redemptions.filter(
+        status=Redemption.Status.RESERVED, visit_date__gt=last_day
+    ):
         _release(redemption)
 
 
 @transaction.atomic
-def membership_cancel(*, actor, sold_pass: Pass, at_cycle_end: bool = True, by_patient: bool = False) -> Pass:
+def membership_cancel(
+    *, actor, sold_pass: Pass, at_cycle_end: bool = True, by_patient: bool = False
+) -> Pass:
     """Cancel once a cycle has a payment applied (SPEC 6.4): no more cycles or charges. At once, the
     benefits end today (the current cycle's fee is earned now); at the cycle's end, they last until
     then. Bookings after the last covered day are released. It stays in history as cancelled."""
@@ -232,22 +344,36 @@ def membership_cancel(*, actor, sold_pass: Pass, at_cycle_end: bool = True, by_p
     sold = lock_pass(sold_pass.pk)
     _active(sold, "cancelled")
     if not cycles_paid(sold):
-        raise Conflict(f"{sold.name} has no paid cycle yet. Delete it instead if nothing was paid.",
-                       code="no_paid_cycle")
+        raise Conflict(
+            f"{sold.name} has no paid cycle yet. Delete it instead if nothing was paid.",
+            code="no_paid_cycle",
+        )
     if by_patient:
         if not sold.self_cancel:
-            raise Conflict("This membership cannot be cancelled online; please contact the clinic.",
-                           code="self_cancel_off")
+            raise Conflict(
+                "This membership cannot be cancelled online; please contact the clinic.",
+                code="self_cancel_off",
+            )
         if billed_cycles(sold) < sold.cancellable_after_cycles:
-            raise Conflict(f"This membership can be cancelled after {sold.cancellable_after_cycles} cycles; "
-                           "please contact the clinic.", code="inside_policy")
+            raise Conflict(
+                f"This membership can be cancelled after {sold.cancellable_after_cycles} cycles; "
+                "please contact the clinic.",
+                code="inside_policy",
+            )
     today = _today()
     current = sold.instalment_rows.filter(period_start__lte=today, period_end__gt=today).first()
     last_day = (current.period_end - dt.timedelta(days=1)) if (at_cycle_end and current) else today
-    used = sold.redemptions.filter(status=Redemption.Status.POSTED, visit_date__gt=last_day).order_by("visit_date").first()
+    used = (
+        sold.redemptions.filter(status=Redemption.Status.POSTED, visit_date__gt=last_day)
+        .order_by("visit_date")
+        .first()
+    )
     if used is not None:
-        raise Conflict(f"A visit on {used.visit_date:%Y-%m-%d}, after the last covered day {last_day:%Y-%m-%d}, already "
-                       f"used {sold.name}. Un-arrive that visit (or undo its no-show) first.", code="visit_used")
+        raise Conflict(
+            f"A visit on {used.visit_date:%Y-%m-%d}, after the last covered day {last_day:%Y-%m-%d}, already "
+            f"used {sold.name}. Un-arrive that visit (or undo its no-show) first.",
+            code="visit_used",
+        )
     before = activity.snapshot(sold)
     _release_after(sold, last_day)
     # Cycles not yet invoiced after the last day will never be: drop their rows.
@@ -256,11 +382,18 @@ def membership_cancel(*, actor, sold_pass: Pass, at_cycle_end: bool = True, by_p
     sold.ends_after = last_day
     if not at_cycle_end or current is None:
         sold.status, sold.ended_at = Status.CANCELLED, clock.now()
-        if current is not None and current.invoice_id:  # benefits end now: the cycle's fee is earned
+        if (
+            current is not None and current.invoice_id
+        ):  # benefits end now: the cycle's fee is earned
             _recognise_rest(sold, current, memo=f"{sold.name} cancelled")
     sold.save(update_fields=["ends_after", "status", "ended_at"])
-    activity.record(actor=actor, verb="cancelled" if not by_patient else "cancelled by patient", obj=sold,
-                    before=before, after={**activity.snapshot(sold), "warning": cancel_warning(sold)})
+    activity.record(
+        actor=actor,
+        verb="cancelled" if not by_patient else "cancelled by patient",
+        obj=sold,
+        before=before,
+        after={**activity.snapshot(sold), "warning": cancel_warning(sold)},
+    )
     return sold
 
 
@@ -270,16 +403,27 @@ def _recognise_rest(sold: Pass, row: PassInvoice, *, memo: str) -> None:
     if rest > 0:
         PassInvoice.objects.filter(pk=row.pk).update(recognised_minor=row.net_minor)
         Pass.objects.filter(pk=sold.pk).update(recognised_minor=F("recognised_minor") + rest)
-        transaction_post(kind="membership_recognised", source=sold, memo=memo, lines=[
-            Line(accounts.DEFERRED_MEMBERSHIPS, debit=rest), Line(accounts.revenue(sold.income_category_id), credit=rest)])
+        transaction_post(
+            kind="membership_recognised",
+            source=sold,
+            memo=memo,
+            lines=[
+                Line(accounts.DEFERRED_MEMBERSHIPS, debit=rest),
+                Line(accounts.revenue(sold.income_category_id), credit=rest),
+            ],
+        )
 
 
 def memberships_end(*, today: dt.date | None = None) -> int:
     """The job: memberships cancelled at a cycle's end, or past their term, end after their last day."""
     today = today or _today()
     ended = 0
-    for sold in Pass.objects.filter(kind=Pass.Kind.MEMBERSHIP, status=Status.ACTIVE, ends_after__lt=today):
-        Pass.objects.filter(pk=sold.pk, status=Status.ACTIVE).update(status=Status.CANCELLED, ended_at=clock.now())
+    for sold in Pass.objects.filter(
+        kind=Pass.Kind.MEMBERSHIP, status=Status.ACTIVE, ends_after__lt=today
+    ):
+        Pass.objects.filter(pk=sold.pk, status=Status.ACTIVE).update(
+            status=Status.CANCELLED, ended_at=clock.now()
+        )
         ended += 1
     return ended
 
@@ -294,27 +438,47 @@ def membership_delete(*, actor, sold_pass: Pass) -> Pass:
         raise Conflict(f"{sold.name} cannot be deleted here.", code="not_deletable")
     rows = list(sold.instalment_rows.select_related("invoice").filter(invoice__isnull=False))
     if any(r.invoice.applied_minor for r in rows if not r.invoice.deleted_at):
-        raise Conflict(f"{sold.name} has a paid cycle: cancel it (and refund a cycle) instead of deleting it.",
-                       code="invoice_has_payments")
+        raise Conflict(
+            f"{sold.name} has a paid cycle: cancel it (and refund a cycle) instead of deleting it.",
+            code="invoice_has_payments",
+        )
     if sold.posted_count:
-        raise Conflict(f"{sold.name} has covered visits; un-arrive them first, or cancel it instead.",
-                       code="pass_used")
+        raise Conflict(
+            f"{sold.name} has covered visits; un-arrive them first, or cancel it instead.",
+            code="pass_used",
+        )
     if any(r.invoice.lines.filter(kind="pass_credit").exists() for r in rows):
-        raise Conflict(f"A cycle of {sold.name} was refunded; cancel it instead of deleting it.",
-                       code="cycle_refunded")
+        raise Conflict(
+            f"A cycle of {sold.name} was refunded; cancel it instead of deleting it.",
+            code="cycle_refunded",
+        )
     before = activity.snapshot(sold)
     _release_after(sold, dt.date.min)
-    if sold.recognised_minor:  # fees earned so far go back to deferred before the invoices are reversed
-        transaction_post(kind="membership_recognition_reversed", source=sold, memo=f"{sold.name} deleted", lines=[
-            Line(accounts.revenue(sold.income_category_id), debit=sold.recognised_minor),
-            Line(accounts.DEFERRED_MEMBERSHIPS, credit=sold.recognised_minor)])
+    if (
+        sold.recognised_minor
+    ):  # fees earned so far go back to deferred before the invoices are reversed
+        transaction_post(
+            kind="membership_recognition_reversed",
+            source=sold,
+            memo=f"{sold.name} deleted",
+            lines=[
+                Line(accounts.revenue(sold.income_category_id), debit=sold.recognised_minor),
+                Line(accounts.DEFERRED_MEMBERSHIPS, credit=sold.recognised_minor),
+            ],
+        )
     for row in rows:
         if not row.invoice.deleted_at:
             invoice_delete(actor=actor, invoice=row.invoice, pass_sale=True)
     PassInvoice.objects.filter(sold_pass=sold).update(recognised_minor=0, next_attempt_on=None)
-    sold.status, sold.ended_at, sold.recognised_minor = Status.DELETED, clock.now(), sold.deferred_minor
+    sold.status, sold.ended_at, sold.recognised_minor = (
+        Status.DELETED,
+        clock.now(),
+        sold.deferred_minor,
+    )
     sold.save(update_fields=["status", "ended_at", "recognised_minor"])
-    activity.record(actor=actor, verb="deleted", obj=sold, before=before, after=activity.snapshot(sold))
+    activity.record(
+        actor=actor, verb="deleted", obj=sold, before=before, after=activity.snapshot(sold)
+    )
     return sold
 
 
@@ -340,29 +504,52 @@ def cycle_refund(*, actor, row: PassInvoice, amount_minor: int, reason: str = ""
     require(actor, Action.REFUND)
     row = PassInvoice.objects.select_related("invoice", "sold_pass").get(pk=row.pk)
     if row.invoice_id:
-        row.invoice = lock_invoices([row.invoice_id])[row.invoice_id]  # the fixed order: invoice, then pass
+        row.invoice = lock_invoices([row.invoice_id])[
+            row.invoice_id
+        ]  # the fixed order: invoice, then pass
     sold = lock_pass(row.sold_pass_id)
     if row.invoice is None or row.invoice.deleted_at:
-        raise Conflict("This cycle was never invoiced; there is nothing to refund.", code="not_invoiced")
+        raise Conflict(
+            "This cycle was never invoiced; there is nothing to refund.", code="not_invoiced"
+        )
     collected = row.invoice.applied_minor
     if not 0 <= amount_minor <= collected:
-        raise ValidationFailed(f"Refund between {_money(0)} and {_money(collected)}, what was collected for this "
-                               "cycle.", fields={"amount_minor": ["Out of range."]})
-    PassInvoice.objects.filter(pk=row.pk).update(uses_allowed=row.used_count)  # no more uses this cycle
+        raise ValidationFailed(
+            f"Refund between {_money(0)} and {_money(collected)}, what was collected for this "
+            "cycle.",
+            fields={"amount_minor": ["Out of range."]},
+        )
+    PassInvoice.objects.filter(pk=row.pk).update(
+        uses_allowed=row.used_count
+    )  # no more uses this cycle
     before = activity.snapshot(row)
     fee = CycleFeeBack(sold, row)
-    if amount_minor or row.invoice.balance_minor:  # an unpaid balance of a refunded cycle is cancelled too
-        invoice_take_back(invoice=row.invoice, amount_minor=row.invoice.balance_minor + amount_minor,
-                          to_credit_minor=amount_minor,
-                          source=row, description=f"Refund of {sold.name}, {row.period_start:%Y-%m-%d} cycle",
-                          memo=f"{sold.name}: cycle {row.seq} refunded", counter_lines=fee.counter)
-    fee.earn_rest(source=row, memo=f"{sold.name}: cycle {row.seq} refunded")  # the rest is earned now
+    if (
+        amount_minor or row.invoice.balance_minor
+    ):  # an unpaid balance of a refunded cycle is cancelled too
+        invoice_take_back(
+            invoice=row.invoice,
+            amount_minor=row.invoice.balance_minor + amount_minor,
+            to_credit_minor=amount_minor,
+            source=row,
+            description=f"Refund of {sold.name}, {row.period_start:%Y-%m-%d} cycle",
+            memo=f"{sold.name}: cycle {row.seq} refunded",
+            counter_lines=fee.counter,
+        )
+    fee.earn_rest(
+        source=row, memo=f"{sold.name}: cycle {row.seq} refunded"
+    )  # the rest is earned now
     unearned = row.net_minor - row.recognised_minor  # all of it has now left deferred revenue
     PassInvoice.objects.filter(pk=row.pk).update(recognised_minor=row.net_minor)
     Pass.objects.filter(pk=sold.pk).update(recognised_minor=F("recognised_minor") + unearned)
     row.refresh_from_db()
-    activity.record(actor=actor, verb="cycle refunded", obj=sold, before=before,
-                    after={**activity.snapshot(row), "amount_minor": amount_minor, "reason": reason[:200]})
+    activity.record(
+        actor=actor,
+        verb="cycle refunded",
+        obj=sold,
+        before=before,
+        after={**activity.snapshot(row), "amount_minor": amount_minor, "reason": reason[:200]},
+    )
     return row
 
 
@@ -371,11 +558,22 @@ def _retime(sold: Pass, from_seq: int, change) -> None:
     (a pause or a resume): uses booked in them move to the cycle now covering their day, or are
     released when that cycle is paused or full. Refused while a visit already used one of them."""
     rows = list(sold.instalment_rows.filter(seq__gte=from_seq, invoice__isnull=True))
-    used = (Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.POSTED).order_by("visit_date").first())
+    used = (
+        Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.POSTED)
+        .order_by("visit_date")
+        .first()
+    )
     if used is not None:
-        raise Conflict(f"A visit on {used.visit_date:%Y-%m-%d} already used {sold.name} in a cycle this would move. "
-                       "Un-arrive that visit (or undo its no-show) first.", code="visit_used")
-    moving = list(Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.RESERVED).order_by("visit_date", "pk"))
+        raise Conflict(
+            f"A visit on {used.visit_date:%Y-%m-%d} already used {sold.name} in a cycle this would move. "
+            "Un-arrive that visit (or undo its no-show) first.",
+            code="visit_used",
+        )
+    moving = list(
+        Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.RESERVED).order_by(
+            "visit_date", "pk"
+        )
+    )
     for row in sorted(rows, key=lambda r: -r.seq):
         row.delete()  # the uses' cycle becomes empty until they are placed again below
     change()
@@ -397,8 +595,9 @@ def uses_place(sold: Pass, moving: list[Redemption]) -> None:
 
 
 @transaction.atomic
-def membership_pause(*, actor, sold_pass: Pass, cycles: int, by_patient: bool = False,
-                     fee_shown: int | None = None) -> PassPause:
+def membership_pause(
+    *, actor, sold_pass: Pass, cycles: int, by_patient: bool = False, fee_shown: int | None = None
+) -> PassPause:
     """Pause from the next cycle not yet invoiced for `cycles` cycles: they are not billed and the
     end moves out (SPEC 9.7). Bookings in the paused cycles are released; later ones move with
     their cycles. A freeze fee (issue 22 point 7) is billed like a cycle on the frozen cycles (per
@@ -408,27 +607,51 @@ def membership_pause(*, actor, sold_pass: Pass, cycles: int, by_patient: bool = 
     sold = lock_pass(sold_pass.pk)
     _active(sold, "paused")
     if not sold.pause_allowed:
-        raise Conflict(f"{sold.name} cannot be paused (its template does not allow it).", code="pause_not_allowed")
+        raise Conflict(
+            f"{sold.name} cannot be paused (its template does not allow it).",
+            code="pause_not_allowed",
+        )
     most = max(sold.pause_max_cycles, 1)
     if not 1 <= cycles <= most:
         raise ValidationFailed(pause_limit_words(sold), fields={"cycles": [f"1 to {most}."]})
     if fee_shown is not None and fee_shown != freeze_fee_total(sold, cycles):
-        raise Conflict(f"The freeze fee of {sold.name} is now {_money(freeze_fee_total(sold, cycles))}; review it and "
-                       "pause again.", code="freeze_fee_changed")
+        raise Conflict(
+            f"The freeze fee of {sold.name} is now {_money(freeze_fee_total(sold, cycles))}; review it and "
+            "pause again.",
+            code="freeze_fee_changed",
+        )
     if sold.pauses.filter(resumed_at__isnull=True).exists():
         raise Conflict(f"{sold.name} is already paused; resume it first.", code="already_paused")
-    last_invoiced = (sold.instalment_rows.filter(invoice__isnull=False).order_by("-seq")
-                     .values_list("seq", flat=True).first())
+    last_invoiced = (
+        sold.instalment_rows.filter(invoice__isnull=False)
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
     from_seq = (last_invoiced or 0) + 1
     made = {}
 
     def pause_now():
-        made["pause"] = PassPause.objects.create(sold_pass=sold, from_seq=from_seq, cycles=cycles, created_at=clock.now(),
-                                                 fee_kind=sold.freeze_fee_kind, fee_minor=sold.freeze_fee_minor)
+        made["pause"] = PassPause.objects.create(
+            sold_pass=sold,
+            from_seq=from_seq,
+            cycles=cycles,
+            created_at=clock.now(),
+            fee_kind=sold.freeze_fee_kind,
+            fee_minor=sold.freeze_fee_minor,
+        )
 
     _retime(sold, from_seq, pause_now)
-    activity.record(actor=actor, verb="paused", obj=sold, after={"from_cycle": from_seq, "cycles": cycles,
-                                                                 "freeze_fee_minor": freeze_fee_total(sold, cycles)})
+    activity.record(
+        actor=actor,
+        verb="paused",
+        obj=sold,
+        after={
+            "from_cycle": from_seq,
+            "cycles": cycles,
+            "freeze_fee_minor": freeze_fee_total(sold, cycles),
+        },
+    )
     return made["pause"]
 
 
@@ -466,7 +689,9 @@ def membership_resume(*, actor, sold_pass: Pass, by_patient: bool = False) -> Pa
     pause = sold.pauses.filter(resumed_at__isnull=True).first()
     if pause is None:
         raise Conflict(f"{sold.name} is not paused.", code="not_paused")
-    started = sold.instalment_rows.filter(seq__gte=pause.from_seq, skipped=True, period_start__lte=_today()).count()
+    started = sold.instalment_rows.filter(
+        seq__gte=pause.from_seq, skipped=True, period_start__lte=_today()
+    ).count()
 
     def resume_now():
         pause.cycles, pause.resumed_at = started, clock.now()
@@ -475,4 +700,3 @@ def membership_resume(*, actor, sold_pass: Pass, by_patient: bool = False) -> Pa
     _retime(sold, pause.from_seq + started, resume_now)
     activity.record(actor=actor, verb="resumed", obj=sold, after={"skipped_cycles": started})
     return sold
-

@@ -49,13 +49,17 @@ class PassTemplate(models.Model):
     tax_inclusive = models.BooleanField(default=False)
     taxes = models.ManyToManyField(Tax, blank=True)
     income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
-    quantity = models.PositiveIntegerField(null=True, blank=True)  # uses; None = unlimited (memberships)
+    quantity = models.PositiveIntegerField(
+        null=True, blank=True
+    )  # uses; None = unlimited (memberships)
     # A value package (issue 23, "holds a value"): the amount of eligible treatments it covers, drawn
     # down by each covered visit's value; None = it counts uses (quantity).
     face_value_minor = models.BigIntegerField(null=True, blank=True)
     # Default expiry from the purchase date; no value = never expires.
     expiry_value = models.PositiveIntegerField(null=True, blank=True)
-    expiry_unit = models.CharField(max_length=8, choices=ExpiryUnit.choices, default=ExpiryUnit.MONTHS)
+    expiry_unit = models.CharField(
+        max_length=8, choices=ExpiryUnit.choices, default=ExpiryUnit.MONTHS
+    )
     auto_select = models.BooleanField(default=True)
     redeem_online = models.BooleanField(default=False)
     family_sharing = models.BooleanField(default=False)
@@ -73,7 +77,9 @@ class PassTemplate(models.Model):
     window_start = models.TimeField(null=True, blank=True)
     window_end = models.TimeField(null=True, blank=True)
     cap_uses = models.PositiveIntegerField(null=True, blank=True)
-    cap_period = models.CharField(max_length=4, choices=[("day", "per day"), ("week", "per week")], default="week")
+    cap_period = models.CharField(
+        max_length=4, choices=[("day", "per day"), ("week", "per week")], default="week"
+    )
     # Breakage expected on a package, in basis points (1000 = 10 %): recognised in proportion to
     # redemptions when the clinic's breakage method says so (issue 23, passes/breakage.py).
     expected_breakage_bp = models.PositiveIntegerField(default=0)
@@ -88,7 +94,9 @@ class PassTemplate(models.Model):
     pause_allowed = models.BooleanField(default=False)
     pause_max_cycles = models.PositiveIntegerField(default=0)  # per pause: the longest freeze
     # A fee for a freeze (issue 22 point 7): none, once per pause, or per frozen cycle; billed like a cycle.
-    freeze_fee_kind = models.CharField(max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE)
+    freeze_fee_kind = models.CharField(
+        max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE
+    )
     freeze_fee_minor = models.BigIntegerField(default=0)
     self_cancel = models.BooleanField(default=False)
     created_at = models.DateTimeField()
@@ -97,8 +105,12 @@ class PassTemplate(models.Model):
     class Meta:
         ordering = ["archived", "name", "pk"]
         constraints = [
-            models.CheckConstraint(condition=Q(price_minor__gte=0), name="pass_template_price_not_negative"),
-            models.CheckConstraint(condition=Q(instalments__gte=1), name="pass_template_instalments_positive"),
+            models.CheckConstraint(
+                condition=Q(price_minor__gte=0), name="pass_template_price_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(instalments__gte=1), name="pass_template_instalments_positive"
+            ),
         ]
 
     def __str__(self):
@@ -113,15 +125,22 @@ class EligibleItem(models.Model):
     additional_charge_minor = models.BigIntegerField(default=0)
     # The visit value for commission; None = the treatment's price.
     compensation_minor = models.BigIntegerField(null=True, blank=True)
-    limit = models.PositiveIntegerField(null=True, blank=True)  # SPEC 9.3: at most this many of the quantity
+    limit = models.PositiveIntegerField(
+        null=True, blank=True
+    )  # SPEC 9.3: at most this many of the quantity
     # A value package: what one visit draws from the balance; None = the treatment's price.
     value_minor = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
         constraints = [
-            models.UniqueConstraint(fields=["template", "treatment"], name="eligible_item_once_per_template"),
-            models.CheckConstraint(condition=Q(additional_charge_minor__gte=0), name="eligible_item_charge_not_negative"),
+            models.UniqueConstraint(
+                fields=["template", "treatment"], name="eligible_item_once_per_template"
+            ),
+            models.CheckConstraint(
+                condition=Q(additional_charge_minor__gte=0),
+                name="eligible_item_charge_not_negative",
+            ),
         ]
 
 
@@ -147,8 +166,10 @@ class Pass(models.Model):
     name = models.CharField(max_length=160)
     income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
     quantity = models.PositiveIntegerField(null=True, blank=True)
-    price_minor = models.BigIntegerField()   # what the patient pays in all, tax included
-    net_minor = models.BigIntegerField()     # its value before tax: deferred, then recognised session by session
+    price_minor = models.BigIntegerField()  # what the patient pays in all, tax included
+    net_minor = (
+        models.BigIntegerField()
+    )  # its value before tax: deferred, then recognised session by session
     auto_select = models.BooleanField(default=True)
     redeem_online = models.BooleanField(default=False)
     family_sharing = models.BooleanField(default=False)
@@ -162,7 +183,9 @@ class Pass(models.Model):
     expires_on = models.DateField(null=True, blank=True)  # covers visits on or before this date
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     ended_at = models.DateTimeField(null=True, blank=True)
-    expiry_reminded_on = models.DateField(null=True, blank=True)  # the expiry date a reminder was sent for
+    expiry_reminded_on = models.DateField(
+        null=True, blank=True
+    )  # the expiry date a reminder was sent for
     # The clinic's expiry terms at sale (issue 23, expiry_rules.expiry_terms): a later change of the
     # clinic's preset or rule never alters them. Blank rule: sold before terms were kept (the clinic's rule).
     expiry_preset = models.CharField(max_length=12, blank=True, default="")
@@ -175,11 +198,21 @@ class Pass(models.Model):
     breakage_expected_minor = models.BigIntegerField(default=0)
     # Where, when and how often it may be used, copied from the template at sale (passes/windows.py).
     window_terms = models.JSONField(default=dict, blank=True)
-    sold_by = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                                help_text="Assigned for upfront compensation (SPEC 5.6).")
+    sold_by = models.ForeignKey(
+        StaffMember,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Assigned for upfront compensation (SPEC 5.6).",
+    )
     sold_online = models.BooleanField(default=False)
-    card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    transferred_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    card = models.ForeignKey(
+        "gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    transferred_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     # Memberships: their own copy of the terms, the schedule, and how cycles are paid.
     cycle = models.CharField(max_length=8, choices=Cycle.choices, blank=True)
     term_cycles = models.PositiveIntegerField(null=True, blank=True)
@@ -189,14 +222,24 @@ class Pass(models.Model):
     rollover_cap = models.PositiveIntegerField(null=True, blank=True)
     pause_allowed = models.BooleanField(default=False)
     pause_max_cycles = models.PositiveIntegerField(default=0)
-    freeze_fee_kind = models.CharField(max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE)
+    freeze_fee_kind = models.CharField(
+        max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE
+    )
     freeze_fee_minor = models.BigIntegerField(default=0)
     self_cancel = models.BooleanField(default=False)
-    cycle_price_minor = models.BigIntegerField(default=0)  # the line price of the next cycles issued
+    cycle_price_minor = models.BigIntegerField(
+        default=0
+    )  # the line price of the next cycles issued
     start_date = models.DateField(null=True, blank=True)
-    payment_mode = models.CharField(max_length=10, choices=PaymentMode.choices, default=PaymentMode.MANUAL)
-    location = models.ForeignKey("clinic.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    ends_after = models.DateField(null=True, blank=True)  # cancelled at the end of a cycle: the last day covered
+    payment_mode = models.CharField(
+        max_length=10, choices=PaymentMode.choices, default=PaymentMode.MANUAL
+    )
+    location = models.ForeignKey(
+        "clinic.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ends_after = models.DateField(
+        null=True, blank=True
+    )  # cancelled at the end of a cycle: the last day covered
     # A plan change (passes/plan_change.py) may move the cycle grid: cycle `index` (0-based) starts at
     # anchor_date + (index - anchor_index) cycles; no anchor_date = the start date.
     anchor_date = models.DateField(null=True, blank=True)
@@ -208,40 +251,71 @@ class Pass(models.Model):
     # A value package (issue 23): the amount it covers (None: it counts uses), and that amount held
     # by bookings (reserved), drawn by arrived visits (posted) and ended unused (forfeited).
     face_value_minor = models.BigIntegerField(null=True, blank=True)
-    value_reserved_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
-    value_posted_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
-    value_forfeited_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
+    value_reserved_minor = models.BigIntegerField(
+        default=0, db_default=0
+    )  # raw inserts (benchmarks) leave it out
+    value_posted_minor = models.BigIntegerField(
+        default=0, db_default=0
+    )  # raw inserts (benchmarks) leave it out
+    value_forfeited_minor = models.BigIntegerField(
+        default=0, db_default=0
+    )  # raw inserts (benchmarks) leave it out
     # Uses taken in the clinic's previous system before the switch (an imported pass, SPEC 15).
     used_before_import = models.PositiveIntegerField(default=0)
     # Ledger tie-out: value put into deferred revenue for this pass, and value taken out of it.
     deferred_minor = models.BigIntegerField(default=0)
     recognised_minor = models.BigIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Memberships (issue 22, passes/overdue.py): the due date of the oldest cycle still owed, kept by the
     # daily job and by payments, so eligibility reads it with the pass (no query for the common case).
     past_due_since = models.DateField(null=True, blank=True)
-    past_due_override_until = models.DateField(null=True, blank=True)  # staff let it cover bookings until then
+    past_due_override_until = models.DateField(
+        null=True, blank=True
+    )  # staff let it cover bookings until then
 
     class Meta:
         ordering = ["-purchased_at", "-pk"]
-        indexes = [models.Index(fields=["patient", "status"]),
-                   # The billing job's walk: active memberships only, however many packages there are.
-                   models.Index(fields=["start_date"], name="pass_active_membership_idx",
-                                condition=models.Q(kind="membership", status="active"))]
+        indexes = [
+            models.Index(fields=["patient", "status"]),
+            # The billing job's walk: active memberships only, however many packages there are.
+            models.Index(
+                fields=["start_date"],
+                name="pass_active_membership_idx",
+                condition=models.Q(kind="membership", status="active"),
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(quantity__isnull=True)
-                | Q(quantity__gte=F("reserved_count") + F("posted_count") + F("forfeited_count")
-                                            + F("used_before_import")),
-                name="pass_never_over_redeemed"),
-            models.CheckConstraint(condition=Q(price_minor__gte=0, net_minor__gte=0), name="pass_price_not_negative"),
+                | Q(
+                    quantity__gte=F("reserved_count")
+                    + F("posted_count")
+                    + F("forfeited_count")
+                    + F("used_before_import")
+                ),
+                name="pass_never_over_redeemed",
+            ),
             models.CheckConstraint(
-                condition=Q(value_reserved_minor__gte=0, value_posted_minor__gte=0, value_forfeited_minor__gte=0)
-                & (Q(face_value_minor__isnull=True)
-                   | Q(face_value_minor__gte=F("value_reserved_minor") + F("value_posted_minor")
-                       + F("value_forfeited_minor"))),
-                name="pass_value_never_over_drawn"),
+                condition=Q(price_minor__gte=0, net_minor__gte=0), name="pass_price_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    value_reserved_minor__gte=0,
+                    value_posted_minor__gte=0,
+                    value_forfeited_minor__gte=0,
+                )
+                & (
+                    Q(face_value_minor__isnull=True)
+                    | Q(
+                        face_value_minor__gte=F("value_reserved_minor")
+                        + F("value_posted_minor")
+                        + F("value_forfeited_minor")
+                    )
+                ),
+                name="pass_value_never_over_drawn",
+            ),
         ]
 
     def __str__(self):
@@ -255,8 +329,13 @@ class Pass(models.Model):
     def remaining(self) -> int | None:
         if self.quantity is None:
             return None
-        return (self.quantity - self.reserved_count - self.posted_count - self.forfeited_count
-                - self.used_before_import)
+        return (
+            self.quantity
+            - self.reserved_count
+            - self.posted_count
+            - self.forfeited_count
+            - self.used_before_import
+        )
 
     @property
     def holds_value(self) -> bool:
@@ -267,7 +346,12 @@ class Pass(models.Model):
         """A value package's balance still free to book (None for a count package)."""
         if self.face_value_minor is None:
             return None
-        return self.face_value_minor - self.value_reserved_minor - self.value_posted_minor - self.value_forfeited_minor
+        return (
+            self.face_value_minor
+            - self.value_reserved_minor
+            - self.value_posted_minor
+            - self.value_forfeited_minor
+        )
 
 
 class PassItem(models.Model):
@@ -279,14 +363,20 @@ class PassItem(models.Model):
     compensation_minor = models.BigIntegerField(null=True, blank=True)
     limit = models.PositiveIntegerField(null=True, blank=True)
     used_count = models.PositiveIntegerField(default=0)  # reserved + posted through this item
-    value_minor = models.BigIntegerField(null=True, blank=True)  # a value package: what a visit draws (None: its price)
+    value_minor = models.BigIntegerField(
+        null=True, blank=True
+    )  # a value package: what a visit draws (None: its price)
 
     class Meta:
         ordering = ["pk"]
         constraints = [
-            models.UniqueConstraint(fields=["sold_pass", "treatment"], name="pass_item_once_per_pass"),
-            models.CheckConstraint(condition=Q(limit__isnull=True) | Q(used_count__lte=F("limit")),
-                                   name="pass_item_within_limit"),
+            models.UniqueConstraint(
+                fields=["sold_pass", "treatment"], name="pass_item_once_per_pass"
+            ),
+            models.CheckConstraint(
+                condition=Q(limit__isnull=True) | Q(used_count__lte=F("limit")),
+                name="pass_item_within_limit",
+            ),
         ]
 
 
@@ -297,7 +387,9 @@ class PassShare(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["sold_pass", "patient"], name="pass_shared_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["sold_pass", "patient"], name="pass_shared_once")
+        ]
 
 
 class PassInvoice(models.Model):
@@ -309,10 +401,14 @@ class PassInvoice(models.Model):
     sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="instalment_rows")
     seq = models.PositiveIntegerField()
     due_on = models.DateField()
-    unit_price_minor = models.BigIntegerField(default=0)  # the invoice line's price (before exclusive tax)
+    unit_price_minor = models.BigIntegerField(
+        default=0
+    )  # the invoice line's price (before exclusive tax)
     amount_minor = models.BigIntegerField()  # gross, tax included
     net_minor = models.BigIntegerField()
-    invoice = models.OneToOneField(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="pass_instalment")
+    invoice = models.OneToOneField(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="pass_instalment"
+    )
     charge_attempts = models.PositiveIntegerField(default=0)
     next_attempt_on = models.DateField(null=True, blank=True)
     last_error = models.CharField(max_length=200, blank=True)
@@ -333,11 +429,17 @@ class PassInvoice(models.Model):
 
     class Meta:
         ordering = ["seq"]
-        indexes = [models.Index(fields=["due_on"], condition=Q(invoice__isnull=True), name="pass_invoice_due_idx")]
+        indexes = [
+            models.Index(
+                fields=["due_on"], condition=Q(invoice__isnull=True), name="pass_invoice_due_idx"
+            )
+        ]
         constraints = [
             models.UniqueConstraint(fields=["sold_pass", "seq"], name="pass_instalment_once"),
-            models.CheckConstraint(condition=Q(uses_allowed__isnull=True) | Q(used_count__lte=F("uses_allowed")),
-                                   name="cycle_within_its_uses"),
+            models.CheckConstraint(
+                condition=Q(uses_allowed__isnull=True) | Q(used_count__lte=F("uses_allowed")),
+                name="cycle_within_its_uses",
+            ),
         ]
 
     @property
@@ -359,7 +461,11 @@ class PassPause(models.Model):
     fee_minor = models.BigIntegerField(default=0)
 
     def fee_for(self, seq: int) -> int:
-        if self.fee_kind == FreezeFee.PER_CYCLE or self.fee_kind == FreezeFee.ONCE and seq == self.from_seq:
+        if (
+            self.fee_kind == FreezeFee.PER_CYCLE
+            or self.fee_kind == FreezeFee.ONCE
+            and seq == self.from_seq
+        ):
             return self.fee_minor
         return 0
 
@@ -385,21 +491,35 @@ class PassPlanChange(models.Model):
     when = models.CharField(max_length=10, choices=When.choices)
     effective_on = models.DateField()
     proration = models.CharField(max_length=10)  # the clinic's setting when it was made
-    credit_minor = models.BigIntegerField(default=0)  # taken off the current cycle's invoice, tax included
-    charge_minor = models.BigIntegerField(default=0)  # the new plan's invoice for the rest of its cycle
-    credit_applied_minor = models.BigIntegerField(default=0)  # of the freed payment, applied to that invoice
+    credit_minor = models.BigIntegerField(
+        default=0
+    )  # taken off the current cycle's invoice, tax included
+    charge_minor = models.BigIntegerField(
+        default=0
+    )  # the new plan's invoice for the rest of its cycle
+    credit_applied_minor = models.BigIntegerField(
+        default=0
+    )  # of the freed payment, applied to that invoice
     uses = models.CharField(max_length=10)  # "carried" or "reset"
-    charge_row = models.ForeignKey(PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    charge_row = models.ForeignKey(
+        PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField()
     applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        constraints = [models.UniqueConstraint(fields=["sold_pass"], condition=Q(status="scheduled"),
-                                               name="one_scheduled_plan_change")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sold_pass"],
+                condition=Q(status="scheduled"),
+                name="one_scheduled_plan_change",
+            )
+        ]
 
 
 class Redemption(models.Model):
@@ -414,38 +534,62 @@ class Redemption(models.Model):
     sold_pass = models.ForeignKey(Pass, on_delete=models.PROTECT, related_name="redemptions")
     item = models.ForeignKey(PassItem, on_delete=models.PROTECT, related_name="redemptions")
     # The membership cycle the use counts in (a released use may outlive its cycle's row).
-    cycle = models.ForeignKey(PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="redemptions")
-    visit = models.ForeignKey("scheduling.AppointmentPatient", on_delete=models.PROTECT, related_name="redemptions")
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")  # who came (owner or family)
+    cycle = models.ForeignKey(
+        PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="redemptions"
+    )
+    visit = models.ForeignKey(
+        "scheduling.AppointmentPatient", on_delete=models.PROTECT, related_name="redemptions"
+    )
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="+"
+    )  # who came (owner or family)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RESERVED)
-    visit_date = models.DateField()  # the appointment's date in its location's zone (expiry is checked on it)
+    visit_date = (
+        models.DateField()
+    )  # the appointment's date in its location's zone (expiry is checked on it)
     reserved_at = models.DateTimeField()
     posted_at = models.DateTimeField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
     # Set when posted: the session value recognised, and what the compensation report needs (SPEC 5.6).
     value_minor = models.BigIntegerField(default=0)
-    breakage_minor = models.BigIntegerField(default=0)  # expected breakage posted with it (may be negative)
+    breakage_minor = models.BigIntegerField(
+        default=0
+    )  # expected breakage posted with it (may be negative)
     additional_charge_minor = models.BigIntegerField(default=0)
-    practitioner = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    practitioner = models.ForeignKey(
+        StaffMember, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     compensation_minor = models.BigIntegerField(default=0)
     compensated_upfront = models.BooleanField(default=False)
-    remaining_after = models.PositiveIntegerField(null=True, blank=True)  # for the receipt (SPEC 9.2)
+    remaining_after = models.PositiveIntegerField(
+        null=True, blank=True
+    )  # for the receipt (SPEC 9.2)
     # A value package: the amount of its balance this visit holds (reserved) or drew (posted), the
     # visit's full value (drawn < full: partly covered, the patient owes the rest), and the balance
     # left after it (for the receipt).
-    drawn_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
-    full_value_minor = models.BigIntegerField(default=0, db_default=0)  # raw inserts (benchmarks) leave it out
+    drawn_minor = models.BigIntegerField(
+        default=0, db_default=0
+    )  # raw inserts (benchmarks) leave it out
+    full_value_minor = models.BigIntegerField(
+        default=0, db_default=0
+    )  # raw inserts (benchmarks) leave it out
     value_left_after = models.BigIntegerField(null=True, blank=True)
     by_no_show = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["reserved_at", "pk"]
-        indexes = [models.Index(fields=["status", "posted_at"]), models.Index(fields=["sold_pass", "status"]),
-                   # the pass usage report: posted uses by service date (SPEC 10, 13)
-                   models.Index(fields=["status", "visit_date"], name="redemption_status_visit_idx")]
+        indexes = [
+            models.Index(fields=["status", "posted_at"]),
+            models.Index(fields=["sold_pass", "status"]),
+            # the pass usage report: posted uses by service date (SPEC 10, 13)
+            models.Index(fields=["status", "visit_date"], name="redemption_status_visit_idx"),
+        ]
         constraints = [
-            models.UniqueConstraint(fields=["visit"], condition=Q(status__in=["reserved", "posted"]),
-                                    name="one_live_redemption_per_visit"),
+            models.UniqueConstraint(
+                fields=["visit"],
+                condition=Q(status__in=["reserved", "posted"]),
+                name="one_live_redemption_per_visit",
+            ),
         ]
 
 
@@ -464,17 +608,28 @@ class CardUpdateRequest(models.Model):
     reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.STAFF)
     note = models.CharField(max_length=200, blank=True)  # e.g. the decline's sentence
     nonce = models.CharField(max_length=32)
-    emailed_to = models.CharField(max_length=254, blank=True)  # empty: the patient has no email address
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="+")
+    emailed_to = models.CharField(
+        max_length=254, blank=True
+    )  # empty: the patient has no email address
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True, blank=True)
-    completed_key = models.CharField(max_length=80, blank=True)  # the form key of the POST that added the card
-    card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    completed_key = models.CharField(
+        max_length=80, blank=True
+    )  # the form key of the POST that added the card
+    card = models.ForeignKey(
+        "gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     superseded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(
-            fields=["sold_pass"], condition=Q(completed_at__isnull=True, superseded_at__isnull=True),
-            name="one_open_card_request_per_pass")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sold_pass"],
+                condition=Q(completed_at__isnull=True, superseded_at__isnull=True),
+                name="one_open_card_request_per_pass",
+            )
+        ]

@@ -46,8 +46,13 @@ def _managed_ids(user) -> set[int]:
 def _offered_online(kind: str):
     if not clinic_get().online_sales_enabled:
         return PassTemplate.objects.none()
-    return (PassTemplate.objects.filter(kind=kind, sold_online=True, archived=False, items__isnull=False)
-            .distinct().order_by("name", "pk"))
+    return (
+        PassTemplate.objects.filter(
+            kind=kind, sold_online=True, archived=False, items__isnull=False
+        )
+        .distinct()
+        .order_by("name", "pk")
+    )
 
 
 def _offered_get(kind: str, pk: int) -> PassTemplate:
@@ -78,8 +83,12 @@ def online_total_minor(template: PassTemplate) -> int:
 
 def portal_passes(user):
     """The passes of the portal user and their dependants (deleted ones hidden), newest first."""
-    return (Pass.objects.filter(patient_id__in=_managed_ids(user)).exclude(status=Pass.Status.DELETED)
-            .select_related("patient").order_by("-purchased_at", "-pk"))
+    return (
+        Pass.objects.filter(patient_id__in=_managed_ids(user))
+        .exclude(status=Pass.Status.DELETED)
+        .select_related("patient")
+        .order_by("-purchased_at", "-pk")
+    )
 
 
 def portal_pass_get(user, pk: int) -> Pass:
@@ -91,13 +100,19 @@ def portal_pass_get(user, pk: int) -> Pass:
 
 def _check_sellable(template: PassTemplate) -> None:
     if not clinic_get().online_sales_enabled:
-        raise Conflict("Packages are not sold online at the moment. Please ask at the front desk.",
-                       code="online_sales_off")
+        raise Conflict(
+            "Packages are not sold online at the moment. Please ask at the front desk.",
+            code="online_sales_off",
+        )
     if template.kind != PassTemplate.Kind.PACKAGE or not template.sold_online or template.archived:
-        raise Conflict(f"{template} is not sold online; please ask at the front desk.", code="not_sold_online")
+        raise Conflict(
+            f"{template} is not sold online; please ask at the front desk.", code="not_sold_online"
+        )
     if not template.items.exists():
-        raise Conflict(f"{template} cannot be sold at the moment; please ask at the front desk.",
-                       code="not_sold_online")
+        raise Conflict(
+            f"{template} cannot be sold at the moment; please ask at the front desk.",
+            code="not_sold_online",
+        )
 
 
 def _sale_invoice(sold: Pass):
@@ -112,8 +127,10 @@ def _buyer_and_key(user, patient, idempotency_key: str) -> tuple[Patient, str]:
         raise NotFound("No such patient.")
     key = (idempotency_key or "").strip()
     if not 1 <= len(key) <= 100:
-        raise ValidationFailed("This form is missing its key; reload the page and try again.",
-                               fields={"form_key": ["Missing."]})
+        raise ValidationFailed(
+            "This form is missing its key; reload the page and try again.",
+            fields={"form_key": ["Missing."]},
+        )
     return buyer, key
 
 
@@ -122,9 +139,19 @@ def portal_entry_for(user) -> str:
     return f"portal-user:{user.pk}"
 
 
-def package_buy_online(*, user, patient: Patient, template: PassTemplate, holder: str, idempotency_key: str,
-                       card_number: str = "", exp_month: int = 0, exp_year: int = 0, cvc: str = "",
-                       setup_intent: str = "") -> Pass:
+def package_buy_online(
+    *,
+    user,
+    patient: Patient,
+    template: PassTemplate,
+    holder: str,
+    idempotency_key: str,
+    card_number: str = "",
+    exp_month: int = 0,
+    exp_year: int = 0,
+    cvc: str = "",
+    setup_intent: str = "",
+) -> Pass:
     """The portal user buys `template` for themselves or a dependant, paying by card now.
 
     A double submit or retry with the same key charges once and returns the same pass. A free
@@ -137,20 +164,43 @@ def package_buy_online(*, user, patient: Patient, template: PassTemplate, holder
     amount = 0
     if attempt is None:
         _check_sellable(template)
-        intro_check(actor=user, template=template, patient=patient, lock=False)  # before any card is charged
+        intro_check(
+            actor=user, template=template, patient=patient, lock=False
+        )  # before any card is charged
         amount = online_price_minor(template)
         if amount <= 0:
-            return _free_package(user=user, patient=patient, template=template, request_key=request_key)
+            return _free_package(
+                user=user, patient=patient, template=template, request_key=request_key
+            )
     attempt = card_pay_online(
-        patient=patient, purpose="pass_online", request_key=request_key, amount_minor=amount,
-        card_entry={"number": card_number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
-                    "holder": holder, "setup_intent": setup_intent, "entry_for": portal_entry_for(user)},
-        context={"reference": f"{template.name} bought online", "template": template.pk, "user": user.pk})
+        patient=patient,
+        purpose="pass_online",
+        request_key=request_key,
+        amount_minor=amount,
+        card_entry={
+            "number": card_number,
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "cvc": cvc,
+            "holder": holder,
+            "setup_intent": setup_intent,
+            "entry_for": portal_entry_for(user),
+        },
+        context={
+            "reference": f"{template.name} bought online",
+            "template": template.pk,
+            "user": user.pk,
+        },
+    )
     if attempt.context.get("pass"):
         return Pass.objects.get(pk=attempt.context["pass"])
-    raise Conflict(f"{attempt.message} Please contact the clinic." if attempt.message else
-                   "Your payment was received but the package could not be sold; the amount is kept as credit "
-                   "on your account. Please contact the clinic.", code="kept_as_credit")
+    raise Conflict(
+        f"{attempt.message} Please contact the clinic."
+        if attempt.message
+        else "Your payment was received but the package could not be sold; the amount is kept as credit "
+        "on your account. Please contact the clinic.",
+        code="kept_as_credit",
+    )
 
 
 def _free_package(*, user, patient: Patient, template: PassTemplate, request_key: str) -> Pass:
@@ -158,8 +208,12 @@ def _free_package(*, user, patient: Patient, template: PassTemplate, request_key
 
     with transaction.atomic():
         if not claim_form_key(user=user, key=request_key):  # a double submit: the first one's sale
-            return Pass.objects.filter(patient=patient, template=template).latest("purchased_at", "pk")
-        return package_sell(actor=user, patient=patient, template=template, action=None, online=True)
+            return Pass.objects.filter(patient=patient, template=template).latest(
+                "purchased_at", "pk"
+            )
+        return package_sell(
+            actor=user, patient=patient, template=template, action=None, online=True
+        )
 
 
 def _sell_bought_package(attempt: CardAttempt, payment) -> None:
@@ -171,14 +225,18 @@ def _sell_bought_package(attempt: CardAttempt, payment) -> None:
     template = PassTemplate.objects.get(pk=attempt.context["template"])
     _check_sellable(template)
     user = get_user_model().objects.get(pk=attempt.context["user"])
-    sold = package_sell(actor=user, patient=attempt.patient, template=template, action=None, online=True)
+    sold = package_sell(
+        actor=user, patient=attempt.patient, template=template, action=None, online=True
+    )
     invoice = _sale_invoice(sold)
     payment_apply_system(payment=payment, invoice=invoice, amount_minor=attempt.amount_minor)
     attempt.context = {**attempt.context, "pass": sold.pk}
     balance_paid_email(payment=payment)  # the receipt, sent once the transaction commits
 
 
-purpose_register(Purpose(name="pass_online", reference="Package bought online", on_charged=_sell_bought_package))
+purpose_register(
+    Purpose(name="pass_online", reference="Package bought online", on_charged=_sell_bought_package)
+)
 
 
 # ---------------------------------------------------------------- memberships: sign up online (SPEC 6, 11)
@@ -213,15 +271,36 @@ def card_keep_online(*, user, patient: Patient, stored, holder: str):
     card_store, only the gateway's token, brand, last four and expiry are kept."""
     from carnet.gateway.models import CardOnFile
 
-    card = CardOnFile.objects.create(patient=patient, token=stored.token, brand=stored.brand, last4=stored.last4,
-                                     exp_month=stored.exp_month, exp_year=stored.exp_year, holder=holder,
-                                     created_at=clock.now())
-    activity.record(actor=user, verb="card_stored_online", obj=card, after=activity.snapshot(card, exclude=("token",)))
+    card = CardOnFile.objects.create(
+        patient=patient,
+        token=stored.token,
+        brand=stored.brand,
+        last4=stored.last4,
+        exp_month=stored.exp_month,
+        exp_year=stored.exp_year,
+        holder=holder,
+        created_at=clock.now(),
+    )
+    activity.record(
+        actor=user,
+        verb="card_stored_online",
+        obj=card,
+        after=activity.snapshot(card, exclude=("token",)),
+    )
     return card
 
 
-def card_take_to_keep(*, patient: Patient, holder: str, entry_for: str, card_number: str = "", exp_month: int = 0,
-                      exp_year: int = 0, cvc: str = "", setup_intent: str = ""):
+def card_take_to_keep(
+    *,
+    patient: Patient,
+    holder: str,
+    entry_for: str,
+    card_number: str = "",
+    exp_month: int = 0,
+    exp_year: int = 0,
+    cvc: str = "",
+    setup_intent: str = "",
+):
     """A card typed online that is to stay on file for `patient` (an autopay card): kept at the
     gateway (a bad card stops here) and, at one with customers (Stripe), attached to the patient's.
     Call it outside any transaction: no database transaction waits on the network. Returns
@@ -230,10 +309,19 @@ def card_take_to_keep(*, patient: Patient, holder: str, entry_for: str, card_num
 
     holder = (holder or "").strip()
     if not holder or len(holder) > 120:
-        raise ValidationFailed("Please enter the name on the card (at most 120 characters).",
-                               fields={"holder": ["Enter the name on the card."]})
-    stored = card_tokenize(number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, holder=holder,
-                           setup_intent=setup_intent, entry_for=entry_for)
+        raise ValidationFailed(
+            "Please enter the name on the card (at most 120 characters).",
+            fields={"holder": ["Enter the name on the card."]},
+        )
+    stored = card_tokenize(
+        number=card_number,
+        exp_month=exp_month,
+        exp_year=exp_year,
+        cvc=cvc,
+        holder=holder,
+        setup_intent=setup_intent,
+        entry_for=entry_for,
+    )
     card_keep_at_gateway(patient=patient, stored=stored)
     return stored, holder
 
@@ -241,20 +329,41 @@ def card_take_to_keep(*, patient: Patient, holder: str, entry_for: str, card_num
 def _check_membership_sellable(template: PassTemplate, owner: Patient, *, lock: bool) -> None:
     """`lock`: inside the sale's transaction, the intro-offer check locks the patient's row."""
     if not clinic_get().online_sales_enabled:
-        raise Conflict("Memberships are not sold online at the moment. Please ask at the front desk.",
-                       code="online_sales_off")
-    if template.kind != PassTemplate.Kind.MEMBERSHIP or not template.sold_online or template.archived:
-        raise Conflict(f"{template} is not offered online; please ask at the front desk.", code="not_sold_online")
+        raise Conflict(
+            "Memberships are not sold online at the moment. Please ask at the front desk.",
+            code="online_sales_off",
+        )
+    if (
+        template.kind != PassTemplate.Kind.MEMBERSHIP
+        or not template.sold_online
+        or template.archived
+    ):
+        raise Conflict(
+            f"{template} is not offered online; please ask at the front desk.",
+            code="not_sold_online",
+        )
     if Pass.objects.filter(patient=owner, template=template, status=Pass.Status.ACTIVE).exists():
         # A second one by mistake (or after a declined card) would bill twice; the clinic can sell another.
-        raise Conflict(f"{owner.full_name} already has {template.name}. See it under Packages & Memberships.",
-                       code="already_member")
+        raise Conflict(
+            f"{owner.full_name} already has {template.name}. See it under Packages & Memberships.",
+            code="already_member",
+        )
     intro_check(actor=None, template=template, patient=owner, lock=lock)
 
 
-def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate, holder: str, idempotency_key: str,
-                              card_number: str = "", exp_month: int = 0, exp_year: int = 0, cvc: str = "",
-                              setup_intent: str = "") -> Pass:
+def membership_sign_up_online(
+    *,
+    user,
+    patient: Patient,
+    template: PassTemplate,
+    holder: str,
+    idempotency_key: str,
+    card_number: str = "",
+    exp_month: int = 0,
+    exp_year: int = 0,
+    cvc: str = "",
+    setup_intent: str = "",
+) -> Pass:
     """The portal user signs up for a membership (for themselves or a dependant), paid automatically
     by the card they enter: it is kept on file, the membership is sold (automatic payment, the
     patient as actor, no staff check) and committed, then the first cycle is charged with
@@ -283,25 +392,49 @@ def membership_sign_up_online(*, user, patient: Patient, template: PassTemplate,
         if template.kind != PassTemplate.Kind.MEMBERSHIP:
             raise NotFound("No such membership.")
         _check_membership_sellable(template, patient, lock=False)
-        stored, holder = card_take_to_keep(patient=patient, holder=holder, entry_for=portal_entry_for(user),
-                                           card_number=card_number, exp_month=exp_month, exp_year=exp_year, cvc=cvc,
-                                           setup_intent=setup_intent)
+        stored, holder = card_take_to_keep(
+            patient=patient,
+            holder=holder,
+            entry_for=portal_entry_for(user),
+            card_number=card_number,
+            exp_month=exp_month,
+            exp_year=exp_year,
+            cvc=cvc,
+            setup_intent=setup_intent,
+        )
         try:
             with transaction.atomic():
-                record = IdempotencyRecord.objects.create(scope=scope, key=key, request_hash="", status_code=201,
-                                                          content_type="application/json", created_at=clock.now(),
-                                                          body=b"{}")
-                _check_membership_sellable(template, patient, lock=True)  # again, now that a twin's sale is visible
+                record = IdempotencyRecord.objects.create(
+                    scope=scope,
+                    key=key,
+                    request_hash="",
+                    status_code=201,
+                    content_type="application/json",
+                    created_at=clock.now(),
+                    body=b"{}",
+                )
+                _check_membership_sellable(
+                    template, patient, lock=True
+                )  # again, now that a twin's sale is visible
                 card = card_keep_online(user=user, patient=patient, stored=stored, holder=holder)
-                sold = membership_sell(actor=user, patient=patient, template=template, payment_mode=Pass.PaymentMode.AUTOMATIC,
-                                       card=card, action=None, online=True)
+                sold = membership_sell(
+                    actor=user,
+                    patient=patient,
+                    template=template,
+                    payment_mode=Pass.PaymentMode.AUTOMATIC,
+                    card=card,
+                    action=None,
+                    online=True,
+                )
                 record.body = json.dumps({"pass": sold.pk}).encode()
                 record.save(update_fields=["body"])
         except IntegrityError:  # a twin submission with this key committed first: its membership
             done = _signup_get(scope, key)
             if not done or not done.get("pass"):
-                raise Conflict("This sign-up is already being processed. Wait a moment, then reload the page.",
-                               code="payment_in_progress") from None
+                raise Conflict(
+                    "This sign-up is already being processed. Wait a moment, then reload the page.",
+                    code="payment_in_progress",
+                ) from None
     if done is not None:
         sold = Pass.objects.get(pk=done["pass"])
     # A repeat finds nothing due: charged once, or retried by the job. The patient is at the page:
@@ -323,14 +456,31 @@ def first_charge_outcome(sold: Pass, run) -> dict:
         return {"outcome": "charged", "message": f"{paid} was charged to {sold.card}."}
     if run.declined:
         row = PassInvoice.objects.get(pk=run.declined[-1])
-        retry = f" The card is tried again on {row.next_attempt_on:%Y-%m-%d}." if row.next_attempt_on else ""
-        return {"outcome": "declined", "message": f"The card was declined: {row.last_error} The cycle's invoice "
-                                                  f"stays unpaid.{retry}"}
-    waiting = (sold.instalment_rows.filter(invoice__isnull=False, invoice__applied_minor__lt=F("invoice__total_minor"),
-                                           invoice__deleted_at__isnull=True, next_attempt_on__isnull=False)
-               .order_by("-seq").first())
+        retry = (
+            f" The card is tried again on {row.next_attempt_on:%Y-%m-%d}."
+            if row.next_attempt_on
+            else ""
+        )
+        return {
+            "outcome": "declined",
+            "message": f"The card was declined: {row.last_error} The cycle's invoice "
+            f"stays unpaid.{retry}",
+        }
+    waiting = (
+        sold.instalment_rows.filter(
+            invoice__isnull=False,
+            invoice__applied_minor__lt=F("invoice__total_minor"),
+            invoice__deleted_at__isnull=True,
+            next_attempt_on__isnull=False,
+        )
+        .order_by("-seq")
+        .first()
+    )
     if waiting is not None:
         why = f" ({waiting.last_error})" if waiting.last_error else ""
-        return {"outcome": "pending", "message": f"The card has not been charged yet{why}; it is tried again on "
-                                                 f"{waiting.next_attempt_on:%Y-%m-%d}."}
+        return {
+            "outcome": "pending",
+            "message": f"The card has not been charged yet{why}; it is tried again on "
+            f"{waiting.next_attempt_on:%Y-%m-%d}.",
+        }
     return {"outcome": "none", "message": "Nothing is due now."}

@@ -31,8 +31,10 @@ from .dunning import OWED
 from .locks import lock_pass
 from .models import Pass, PassInvoice, Redemption
 
-PAST_DUE_REASON = ("Past due: a membership payment has been owed for {days} days (since {since}), so it no longer "
-                   "covers new bookings. Take the payment (or a new card) first; a manager can override.")
+PAST_DUE_REASON = (
+    "Past due: a membership payment has been owed for {days} days (since {since}), so it no longer "
+    "covers new bookings. Take the payment (or a new card) first; a manager can override."
+)
 
 
 def _today(clinic=None) -> dt.date:
@@ -41,8 +43,9 @@ def _today(clinic=None) -> dt.date:
 
 def _owed(today: dt.date):
     """Cycles still owed after their due date (the day after it at the earliest)."""
-    return PassInvoice.objects.filter(OWED, written_off_at__isnull=True, due_on__lt=today,
-                                      sold_pass__kind=Pass.Kind.MEMBERSHIP)
+    return PassInvoice.objects.filter(
+        OWED, written_off_at__isnull=True, due_on__lt=today, sold_pass__kind=Pass.Kind.MEMBERSHIP
+    )
 
 
 def past_due_refresh(pk: int, *, today: dt.date | None = None) -> dt.date | None:
@@ -89,15 +92,26 @@ def overdue_state(sold: Pass, *, today: dt.date | None = None) -> dict | None:
     if not days:
         return None
     suspended = days >= clinic.past_due_suspend_days
-    overridden = suspended and sold.past_due_override_until is not None and today <= sold.past_due_override_until
+    overridden = (
+        suspended
+        and sold.past_due_override_until is not None
+        and today <= sold.past_due_override_until
+    )
     if overridden:
         label = f"Past due {days} days — covering bookings until {sold.past_due_override_until:%Y-%m-%d} (override)"
     elif suspended:
         label = f"Past due {days} days — not covering new bookings"
     else:
-        label = (f"Past due {days} day{'s' if days != 1 else ''} — stops covering new bookings after "
-                 f"{clinic.past_due_suspend_days} days")
-    return {"days": days, "suspended": suspended and not overridden, "overridden": overridden, "label": label}
+        label = (
+            f"Past due {days} day{'s' if days != 1 else ''} — stops covering new bookings after "
+            f"{clinic.past_due_suspend_days} days"
+        )
+    return {
+        "days": days,
+        "suspended": suspended and not overridden,
+        "overridden": overridden,
+        "label": label,
+    }
 
 
 @transaction.atomic
@@ -107,15 +121,24 @@ def membership_past_due_override(*, actor, sold_pass: Pass, until: dt.date) -> P
     require(actor, Action.SELL)
     today = _today()
     if not today <= until <= today + dt.timedelta(days=31):
-        raise ValidationFailed("Choose a date from today to 31 days ahead.", fields={"until": ["Out of range."]})
+        raise ValidationFailed(
+            "Choose a date from today to 31 days ahead.", fields={"until": ["Out of range."]}
+        )
     sold = lock_pass(sold_pass.pk)
     if sold.kind != Pass.Kind.MEMBERSHIP or sold.status != Pass.Status.ACTIVE:
-        raise ValidationFailed(f"{sold.name} is not an active membership.", fields={"pass_id": ["Not active."]})
+        raise ValidationFailed(
+            f"{sold.name} is not an active membership.", fields={"pass_id": ["Not active."]}
+        )
     before = activity.snapshot(sold)
     sold.past_due_override_until = until
     sold.save(update_fields=["past_due_override_until"])
-    activity.record(actor=actor, verb="past due override", obj=sold, before=before,
-                    after={**activity.snapshot(sold), "days_past_due": past_due_days(sold, today=today)})
+    activity.record(
+        actor=actor,
+        verb="past due override",
+        obj=sold,
+        before=before,
+        after={**activity.snapshot(sold), "days_past_due": past_due_days(sold, today=today)},
+    )
     return sold
 
 
@@ -124,11 +147,23 @@ def memberships_overdue(*, today: dt.date | None = None) -> dict:
     clinic's last threshold when the clinic chose to cancel. Idempotent."""
     clinic = clinic_get()
     today = today or _today(clinic)
-    oldest = dict(_owed(today).filter(sold_pass__status=Pass.Status.ACTIVE).order_by()
-                  .values("sold_pass_id").annotate(since=Min("due_on")).values_list("sold_pass_id", "since"))
-    changed = Pass.objects.filter(past_due_since__isnull=False).exclude(pk__in=oldest).update(past_due_since=None)
+    oldest = dict(
+        _owed(today)
+        .filter(sold_pass__status=Pass.Status.ACTIVE)
+        .order_by()
+        .values("sold_pass_id")
+        .annotate(since=Min("due_on"))
+        .values_list("sold_pass_id", "since")
+    )
+    changed = (
+        Pass.objects.filter(past_due_since__isnull=False)
+        .exclude(pk__in=oldest)
+        .update(past_due_since=None)
+    )
     for pk, since in oldest.items():
-        changed += Pass.objects.filter(pk=pk).exclude(past_due_since=since).update(past_due_since=since)
+        changed += (
+            Pass.objects.filter(pk=pk).exclude(past_due_since=since).update(past_due_since=since)
+        )
     cancelled = 0
     if clinic.past_due_end_action == clinic.PastDueEndAction.CANCEL:
         limit = today - dt.timedelta(days=clinic.past_due_end_days)
@@ -149,19 +184,32 @@ def _cancel_past_due(pk: int, *, today: dt.date, days: int) -> int:
     if sold.past_due_override_until is not None and today <= sold.past_due_override_until:
         return 0
     before = activity.snapshot(sold)
-    for redemption in sold.redemptions.filter(status=Redemption.Status.RESERVED, visit_date__gt=today):
+    for redemption in sold.redemptions.filter(
+        status=Redemption.Status.RESERVED, visit_date__gt=today
+    ):
         _release(redemption)
     sold.instalment_rows.filter(invoice__isnull=True, period_start__gt=today).delete()
     PassInvoice.objects.filter(sold_pass=sold).update(next_attempt_on=None)
     sold.status, sold.ended_at, sold.ends_after = Pass.Status.CANCELLED, clock.now(), today
     sold.save(update_fields=["status", "ended_at", "ends_after"])
-    activity.record(actor=None, verb="cancelled (past due)", obj=sold, before=before,
-                    after={**activity.snapshot(sold), "reason": f"Past due for {days} days or more."})
+    activity.record(
+        actor=None,
+        verb="cancelled (past due)",
+        obj=sold,
+        before=before,
+        after={**activity.snapshot(sold), "reason": f"Past due for {days} days or more."},
+    )
     return 1
 
 
-def past_due_memberships(*, today: dt.date | None = None, patient_ids=None, sold_by_id: int | None = None,
-                         limit: int | None = None, clinic=None) -> list[dict]:
+def past_due_memberships(
+    *,
+    today: dt.date | None = None,
+    patient_ids=None,
+    sold_by_id: int | None = None,
+    limit: int | None = None,
+    clinic=None,
+) -> list[dict]:
     """Memberships (not deleted) owing a cycle past its due date, most days past due first: what the
     front desk's alerts and the Past due report show. One query when none is past due, three else."""
     from django.db.models import Count, F, Sum
@@ -173,16 +221,28 @@ def past_due_memberships(*, today: dt.date | None = None, patient_ids=None, sold
         owed = owed.filter(sold_pass__patient_id__in=list(patient_ids))
     if sold_by_id is not None:
         owed = owed.filter(sold_pass__sold_by_id=sold_by_id)
-    groups = list(owed.order_by().values("sold_pass_id").annotate(
-        cycles=Count("id"), amount=Sum(F("invoice__total_minor") - F("invoice__applied_minor")), since=Min("due_on"),
-        next_try=Min("next_attempt_on")).order_by("since", "sold_pass_id"))
+    groups = list(
+        owed.order_by()
+        .values("sold_pass_id")
+        .annotate(
+            cycles=Count("id"),
+            amount=Sum(F("invoice__total_minor") - F("invoice__applied_minor")),
+            since=Min("due_on"),
+            next_try=Min("next_attempt_on"),
+        )
+        .order_by("since", "sold_pass_id")
+    )
     if limit is not None:
         groups = groups[:limit]
     pks = [g["sold_pass_id"] for g in groups]
     passes = Pass.objects.select_related("patient", "card").in_bulk(pks)
     last, new_card = {}, set()
-    for pk, reason, needs in (owed.filter(sold_pass_id__in=pks).exclude(last_error="").order_by("seq")
-                              .values_list("sold_pass_id", "last_error", "needs_new_card")):
+    for pk, reason, needs in (
+        owed.filter(sold_pass_id__in=pks)
+        .exclude(last_error="")
+        .order_by("seq")
+        .values_list("sold_pass_id", "last_error", "needs_new_card")
+    ):
         last[pk] = reason  # the latest cycle's reason wins
         if needs:
             new_card.add(pk)
@@ -191,9 +251,21 @@ def past_due_memberships(*, today: dt.date | None = None, patient_ids=None, sold
         sold = passes[g["sold_pass_id"]]
         days = (today - g["since"]).days
         suspended = days >= clinic.past_due_suspend_days and not (
-            sold.past_due_override_until is not None and today <= sold.past_due_override_until)
-        out.append({"sold": sold, "patient": sold.patient, "cycles": g["cycles"], "amount_minor": int(g["amount"]),
-                    "since": g["since"], "days": days, "next_try": g["next_try"], "last_reason": last.get(sold.pk, ""),
-                    "needs_new_card": sold.pk in new_card, "suspended": suspended and sold.status == Pass.Status.ACTIVE,
-                    "can_retry": sold.status == Pass.Status.ACTIVE and sold.card_id is not None})
+            sold.past_due_override_until is not None and today <= sold.past_due_override_until
+        )
+        out.append(
+            {
+                "sold": sold,
+                "patient": sold.patient,
+                "cycles": g["cycles"],
+                "amount_minor": int(g["amount"]),
+                "since": g["since"],
+                "days": days,
+                "next_try": g["next_try"],
+                "last_reason": last.get(sold.pk, ""),
+                "needs_new_card": sold.pk in new_card,
+                "suspended": suspended and sold.status == Pass.Status.ACTIVE,
+                "can_retry": sold.status == Pass.Status.ACTIVE and sold.card_id is not None,
+            }
+        )
     return out

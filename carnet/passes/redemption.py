@@ -48,13 +48,22 @@ def _is_group_secondary(visit) -> bool:
     return visit.role == visit.Role.SECONDARY
 
 
-def check_pass(sold: Pass, visit, *, online: bool = False, on_date: dt.date | None = None) -> Verdict:
+def check_pass(
+    sold: Pass, visit, *, online: bool = False, on_date: dt.date | None = None
+) -> Verdict:
     if _is_group_secondary(visit):
         return Verdict("group_secondary", REASONS["group_secondary"])
     appointment = visit.appointment
-    return pass_check(sold, patient=visit.patient, treatment=appointment.treatment,
-                      visit_date=on_date or visit_date(visit), online=online, location=appointment.location,
-                      start=None if on_date else appointment.start, visit_pk=visit.pk)
+    return pass_check(
+        sold,
+        patient=visit.patient,
+        treatment=appointment.treatment,
+        visit_date=on_date or visit_date(visit),
+        online=online,
+        location=appointment.location,
+        start=None if on_date else appointment.start,
+        visit_pk=visit.pk,
+    )
 
 
 def explain(visit, *, online: bool = False) -> list[dict]:
@@ -66,12 +75,27 @@ def explain(visit, *, online: bool = False) -> list[dict]:
     result = []
     family = family_ids(visit.patient)
     owned = Pass.objects.filter(Q(patient=visit.patient) | Q(patient__in=family))
-    for sold in (owned.exclude(status=Pass.Status.DELETED).distinct().select_related("patient")
-                 .prefetch_related("items", "shares", "instalment_rows__invoice").order_by("purchased_at", "pk")):
-        verdict = (Verdict("attached", REASONS["attached"]) if live and live.sold_pass_id == sold.pk
-                   else check_pass(sold, visit, online=online))
-        result.append({"pass": sold, "code": verdict.code, "message": verdict.message, "can_cover": verdict.ok,
-                       "warning": verdict.warning})
+    for sold in (
+        owned.exclude(status=Pass.Status.DELETED)
+        .distinct()
+        .select_related("patient")
+        .prefetch_related("items", "shares", "instalment_rows__invoice")
+        .order_by("purchased_at", "pk")
+    ):
+        verdict = (
+            Verdict("attached", REASONS["attached"])
+            if live and live.sold_pass_id == sold.pk
+            else check_pass(sold, visit, online=online)
+        )
+        result.append(
+            {
+                "pass": sold,
+                "code": verdict.code,
+                "message": verdict.message,
+                "can_cover": verdict.ok,
+                "warning": verdict.warning,
+            }
+        )
     return result
 
 
@@ -81,7 +105,9 @@ def _authorise(actor, visit, *, online: bool) -> None:
     from carnet.scheduling.access import schedule_require
 
     appointment = visit.appointment
-    schedule_require(actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id)
+    schedule_require(
+        actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id
+    )
     require(actor, Action.PASS_USE)
 
 
@@ -96,18 +122,35 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
         return _reserve_value(sold, visit, verdict)
     unlocked = pass_unlocked(sold)
     # Conditional updates: even without a row lock (SQLite) a use is taken only if one is left.
-    taken = (Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
-             .alias(used=F("reserved_count") + F("posted_count"), gone=F("reserved_count") + F("posted_count")
-                    + F("forfeited_count") + F("used_before_import"))
-             .filter(used__lt=unlocked, gone__lt=sold.quantity)
-             .update(reserved_count=F("reserved_count") + 1))
-    item_taken = (PassItem.objects.filter(pk=verdict.item.pk)
-                  .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
-                  .update(used_count=F("used_count") + 1))
+    taken = (
+        Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
+        .alias(
+            used=F("reserved_count") + F("posted_count"),
+            gone=F("reserved_count")
+            + F("posted_count")
+            + F("forfeited_count")
+            + F("used_before_import"),
+        )
+        .filter(used__lt=unlocked, gone__lt=sold.quantity)
+        .update(reserved_count=F("reserved_count") + 1)
+    )
+    item_taken = (
+        PassItem.objects.filter(pk=verdict.item.pk)
+        .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
+        .update(used_count=F("used_count") + 1)
+    )
     if not (taken and item_taken):
-        raise Conflict(f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up")
-    return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
-                                     visit_date=visit_date(visit), reserved_at=clock.now())
+        raise Conflict(
+            f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up"
+        )
+    return Redemption.objects.create(
+        sold_pass=sold,
+        item=verdict.item,
+        visit=visit,
+        patient=visit.patient,
+        visit_date=visit_date(visit),
+        reserved_at=clock.now(),
+    )
 
 
 def _reserve_value(sold: Pass, visit, verdict: Verdict) -> Redemption:
@@ -116,22 +159,46 @@ def _reserve_value(sold: Pass, visit, verdict: Verdict) -> Redemption:
     the holds exceed the balance, and the check constraint backs it."""
     full = visit_value(verdict.item, visit.appointment.treatment)
     drawn = min(full, sold.value_left)
-    left = F("face_value_minor") - F("value_reserved_minor") - F("value_posted_minor") - F("value_forfeited_minor")
-    taken = (Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE).alias(left=left)
-             .filter(left__gte=drawn, left__gt=0)
-             .update(reserved_count=F("reserved_count") + 1, value_reserved_minor=F("value_reserved_minor") + drawn))
-    item_taken = (PassItem.objects.filter(pk=verdict.item.pk)
-                  .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
-                  .update(used_count=F("used_count") + 1))
+    left = (
+        F("face_value_minor")
+        - F("value_reserved_minor")
+        - F("value_posted_minor")
+        - F("value_forfeited_minor")
+    )
+    taken = (
+        Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
+        .alias(left=left)
+        .filter(left__gte=drawn, left__gt=0)
+        .update(
+            reserved_count=F("reserved_count") + 1,
+            value_reserved_minor=F("value_reserved_minor") + drawn,
+        )
+    )
+    item_taken = (
+        PassItem.objects.filter(pk=verdict.item.pk)
+        .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
+        .update(used_count=F("used_count") + 1)
+    )
     if not taken:
-        message = REASONS["used_up_value"].format(face_value=clinic_get().money(sold.face_value_minor))
+        message = REASONS["used_up_value"].format(
+            face_value=clinic_get().money(sold.face_value_minor)
+        )
         raise Conflict(f"{sold.name}: {message}", code="used_up_value")
     if not item_taken:
-        message = REASONS["item_limit"].format(limit=verdict.item.limit, treatment=visit.appointment.treatment.name)
+        message = REASONS["item_limit"].format(
+            limit=verdict.item.limit, treatment=visit.appointment.treatment.name
+        )
         raise Conflict(f"{sold.name}: {message}", code="item_limit")
-    return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
-                                     visit_date=visit_date(visit), reserved_at=clock.now(), drawn_minor=drawn,
-                                     full_value_minor=full)
+    return Redemption.objects.create(
+        sold_pass=sold,
+        item=verdict.item,
+        visit=visit,
+        patient=visit.patient,
+        visit_date=visit_date(visit),
+        reserved_at=clock.now(),
+        drawn_minor=drawn,
+        full_value_minor=full,
+    )
 
 
 def value_to_post(sold: Pass) -> int:
@@ -165,9 +232,11 @@ def next_use_share(left: int, to_post: int) -> int:
 
 
 def _take_cycle_use(row) -> bool:
-    return bool(PassInvoice.objects.filter(pk=row.pk).filter(Q(uses_allowed__isnull=True)
-                                                              | Q(used_count__lt=F("uses_allowed")))
-                .update(used_count=F("used_count") + 1))
+    return bool(
+        PassInvoice.objects.filter(pk=row.pk)
+        .filter(Q(uses_allowed__isnull=True) | Q(used_count__lt=F("uses_allowed")))
+        .update(used_count=F("used_count") + 1)
+    )
 
 
 def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
@@ -176,15 +245,26 @@ def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
 
     day = visit_date(visit)
     row = cycle_for(sold, day, create=True)
-    item_taken = (PassItem.objects.filter(pk=verdict.item.pk)
-                  .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
-                  .update(used_count=F("used_count") + 1))
+    item_taken = (
+        PassItem.objects.filter(pk=verdict.item.pk)
+        .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
+        .update(used_count=F("used_count") + 1)
+    )
     if row is None or row.skipped or not _take_cycle_use(row) or not item_taken:
-        raise Conflict(f"{sold.name}: {REASONS['cycle_used_up'].format(uses=sold.uses_per_cycle, visit_date=day)}",
-                       code="cycle_used_up")
+        raise Conflict(
+            f"{sold.name}: {REASONS['cycle_used_up'].format(uses=sold.uses_per_cycle, visit_date=day)}",
+            code="cycle_used_up",
+        )
     Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") + 1)
-    return Redemption.objects.create(sold_pass=sold, item=verdict.item, visit=visit, patient=visit.patient,
-                                     cycle=row, visit_date=day, reserved_at=clock.now())
+    return Redemption.objects.create(
+        sold_pass=sold,
+        item=verdict.item,
+        visit=visit,
+        patient=visit.patient,
+        cycle=row,
+        visit_date=day,
+        reserved_at=clock.now(),
+    )
 
 
 def _reserve_first(candidates: list[Pass], *, visit, online: bool) -> Redemption | None:
@@ -202,10 +282,17 @@ def _reserve_first(candidates: list[Pass], *, visit, online: bool) -> Redemption
 def _release(redemption: Redemption) -> None:
     lock_pass(redemption.sold_pass_id)
     if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(
-            status=Status.RELEASED, released_at=clock.now()):
+        status=Status.RELEASED, released_at=clock.now()
+    ):
         return  # already released
-    drawn = {"value_reserved_minor": F("value_reserved_minor") - redemption.drawn_minor} if redemption.drawn_minor else {}
-    Pass.objects.filter(pk=redemption.sold_pass_id).update(reserved_count=F("reserved_count") - 1, **drawn)
+    drawn = (
+        {"value_reserved_minor": F("value_reserved_minor") - redemption.drawn_minor}
+        if redemption.drawn_minor
+        else {}
+    )
+    Pass.objects.filter(pk=redemption.sold_pass_id).update(
+        reserved_count=F("reserved_count") - 1, **drawn
+    )
     PassItem.objects.filter(pk=redemption.item_id).update(used_count=F("used_count") - 1)
     if redemption.cycle_id:
         PassInvoice.objects.filter(pk=redemption.cycle_id).update(used_count=F("used_count") - 1)
@@ -218,11 +305,20 @@ def _forfeit_value(sold: Pass) -> None:
     if freed <= 0:
         return
     value = value_share(still_deferred(sold), freed, value_to_post(sold))
-    Pass.objects.filter(pk=sold.pk).update(value_forfeited_minor=F("value_forfeited_minor") + freed,
-                                           recognised_minor=F("recognised_minor") + value)
+    Pass.objects.filter(pk=sold.pk).update(
+        value_forfeited_minor=F("value_forfeited_minor") + freed,
+        recognised_minor=F("recognised_minor") + value,
+    )
     if value:
-        transaction_post(kind="pass_expired", source=sold, memo=f"{sold.name}: a booking's hold freed after it ended",
-                         lines=[Line(accounts.DEFERRED_PACKAGES, debit=value), Line(accounts.BREAKAGE, credit=value)])
+        transaction_post(
+            kind="pass_expired",
+            source=sold,
+            memo=f"{sold.name}: a booking's hold freed after it ended",
+            lines=[
+                Line(accounts.DEFERRED_PACKAGES, debit=value),
+                Line(accounts.BREAKAGE, credit=value),
+            ],
+        )
 
 
 def _forfeit_if_ended(pk: int) -> None:
@@ -236,11 +332,19 @@ def _forfeit_if_ended(pk: int) -> None:
     if not sold.remaining:
         return
     value = next_use_share(still_deferred(sold), uses_to_post(sold))
-    Pass.objects.filter(pk=pk).update(forfeited_count=F("forfeited_count") + 1,
-                                      recognised_minor=F("recognised_minor") + value)
+    Pass.objects.filter(pk=pk).update(
+        forfeited_count=F("forfeited_count") + 1, recognised_minor=F("recognised_minor") + value
+    )
     if value:
-        transaction_post(kind="pass_expired", source=sold, memo=f"{sold.name}: a use freed after it ended", lines=[
-            Line(accounts.DEFERRED_PACKAGES, debit=value), Line(accounts.BREAKAGE, credit=value)])
+        transaction_post(
+            kind="pass_expired",
+            source=sold,
+            memo=f"{sold.name}: a use freed after it ended",
+            lines=[
+                Line(accounts.DEFERRED_PACKAGES, debit=value),
+                Line(accounts.BREAKAGE, credit=value),
+            ],
+        )
 
 
 def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
@@ -252,14 +356,18 @@ def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
     if sold.status != Pass.Status.ACTIVE or state != "ok":
         code = "cancelled" if sold.status != Pass.Status.ACTIVE else state
         message = REASONS[code].format(visit_date=new_date, start_date=sold.start_date)
-        raise Conflict(f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
-                       code=code)
+        raise Conflict(
+            f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
+            code=code,
+        )
     row = cycle_for(sold, new_date, create=True)
     if row.pk != redemption.cycle_id:
         if not _take_cycle_use(row):
             message = REASONS["cycle_used_up"].format(uses=row.uses_allowed, visit_date=new_date)
-            raise Conflict(f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
-                           code="cycle_used_up")
+            raise Conflict(
+                f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
+                code="cycle_used_up",
+            )
         PassInvoice.objects.filter(pk=redemption.cycle_id).update(used_count=F("used_count") - 1)
     Redemption.objects.filter(pk=redemption.pk).update(cycle=row, visit_date=new_date)
 
@@ -278,33 +386,61 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
         value = value_share(still_deferred(sold), redemption.drawn_minor, value_to_post(sold))
     # Proportional breakage (breakage.py): nothing to compute, no statement more, at a rate of 0; none
     # once the package has ended (a use kept at expiry, posted after it): its breakage is settled.
-    share = (breakage_share(sold, value=value, left_after=still_deferred(sold) - value)
-             if sold.breakage_rate_bp and sold.status == Pass.Status.ACTIVE else 0)
+    share = (
+        breakage_share(sold, value=value, left_after=still_deferred(sold) - value)
+        if sold.breakage_rate_bp and sold.status == Pass.Status.ACTIVE
+        else 0
+    )
     item = redemption.item
     upfront = sold.sold_by_id is not None
-    compensation = 0 if upfront else (item.compensation_minor if item.compensation_minor is not None
-                                      else item.treatment.price_minor)
+    compensation = (
+        0
+        if upfront
+        else (
+            item.compensation_minor
+            if item.compensation_minor is not None
+            else item.treatment.price_minor
+        )
+    )
     now = clock.now()
-    posted = dict(status=Status.POSTED, posted_at=now, value_minor=value, breakage_minor=share,
-                  additional_charge_minor=item.additional_charge_minor,
-                  practitioner_id=redemption.visit.appointment.practitioner_id, compensation_minor=compensation,
-                  compensated_upfront=upfront, by_no_show=by_no_show,
-                  remaining_after=sold.remaining,  # reserved → posted leaves remaining unchanged
-                  **({"value_left_after": sold.value_left} if sold.face_value_minor is not None else {}))
+    posted = dict(
+        status=Status.POSTED,
+        posted_at=now,
+        value_minor=value,
+        breakage_minor=share,
+        additional_charge_minor=item.additional_charge_minor,
+        practitioner_id=redemption.visit.appointment.practitioner_id,
+        compensation_minor=compensation,
+        compensated_upfront=upfront,
+        by_no_show=by_no_show,
+        remaining_after=sold.remaining,  # reserved → posted leaves remaining unchanged
+        **({"value_left_after": sold.value_left} if sold.face_value_minor is not None else {}),
+    )
     if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(**posted):
-        raise Conflict("This use is not reserved any more; reload the appointment.", code="not_reserved")
+        raise Conflict(
+            "This use is not reserved any more; reload the appointment.", code="not_reserved"
+        )
     for name, field_value in posted.items():
         setattr(redemption, name, field_value)
-    Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") - 1, posted_count=F("posted_count") + 1,
-                                           recognised_minor=F("recognised_minor") + value,
-                                           **({"breakage_expected_minor": F("breakage_expected_minor") + share}
-                                              if share else {}), **_drawn_moves(redemption, +1))
+    Pass.objects.filter(pk=sold.pk).update(
+        reserved_count=F("reserved_count") - 1,
+        posted_count=F("posted_count") + 1,
+        recognised_minor=F("recognised_minor") + value,
+        **({"breakage_expected_minor": F("breakage_expected_minor") + share} if share else {}),
+        **_drawn_moves(redemption, +1),
+    )
     if value:
-        transaction_post(kind="pass_redeemed", source=redemption, at=now, memo=f"{sold.name}: one use", lines=[
-            Line(accounts.DEFERRED_PACKAGES, debit=value),
-            Line(accounts.revenue(sold.income_category_id), credit=value),
-            *breakage_lines(share),
-        ])
+        transaction_post(
+            kind="pass_redeemed",
+            source=redemption,
+            at=now,
+            memo=f"{sold.name}: one use",
+            lines=[
+                Line(accounts.DEFERRED_PACKAGES, debit=value),
+                Line(accounts.revenue(sold.income_category_id), credit=value),
+                *breakage_lines(share),
+            ],
+        )
     return redemption
 
 
@@ -313,8 +449,10 @@ def _drawn_moves(redemption: Redemption, sign: int) -> dict:
     drawn = redemption.drawn_minor
     if not drawn:
         return {}
-    return {"value_reserved_minor": F("value_reserved_minor") - sign * drawn,
-            "value_posted_minor": F("value_posted_minor") + sign * drawn}
+    return {
+        "value_reserved_minor": F("value_reserved_minor") - sign * drawn,
+        "value_posted_minor": F("value_posted_minor") + sign * drawn,
+    }
 
 
 def redemption_unpost(redemption: Redemption) -> None:
@@ -323,73 +461,137 @@ def redemption_unpost(redemption: Redemption) -> None:
     redemption = Redemption.objects.get(pk=redemption.pk)
     if redemption.status != Status.POSTED:
         return
-    for txn in JournalTransaction.objects.filter(kind="pass_redeemed", source_type="passes.redemption",
-                                                 source_id=redemption.pk, reversed_by__isnull=True):
-        transaction_reverse(txn=txn, memo="Visit un-arrived: the use is reserved again", kind="pass_redemption_undone")
+    for txn in JournalTransaction.objects.filter(
+        kind="pass_redeemed",
+        source_type="passes.redemption",
+        source_id=redemption.pk,
+        reversed_by__isnull=True,
+    ):
+        transaction_reverse(
+            txn=txn,
+            memo="Visit un-arrived: the use is reserved again",
+            kind="pass_redemption_undone",
+        )
     Pass.objects.filter(pk=redemption.sold_pass_id).update(
-        reserved_count=F("reserved_count") + 1, posted_count=F("posted_count") - 1,
+        reserved_count=F("reserved_count") + 1,
+        posted_count=F("posted_count") - 1,
         recognised_minor=F("recognised_minor") - redemption.value_minor,
-        breakage_expected_minor=F("breakage_expected_minor") - redemption.breakage_minor,  # reversed with it
-        **_drawn_moves(redemption, -1))
+        breakage_expected_minor=F("breakage_expected_minor")
+        - redemption.breakage_minor,  # reversed with it
+        **_drawn_moves(redemption, -1),
+    )
     Redemption.objects.filter(pk=redemption.pk).update(
-        status=Status.RESERVED, posted_at=None, value_minor=0, breakage_minor=0, compensation_minor=0,
-        compensated_upfront=False, practitioner=None, additional_charge_minor=0,
-        remaining_after=None, value_left_after=None, by_no_show=False)
-    if redemption.breakage_minor:  # on a package already ended, its share was settled: settle the reversal too
-        ended = Pass.objects.filter(pk=redemption.sold_pass_id).exclude(status=Pass.Status.ACTIVE).first()
+        status=Status.RESERVED,
+        posted_at=None,
+        value_minor=0,
+        breakage_minor=0,
+        compensation_minor=0,
+        compensated_upfront=False,
+        practitioner=None,
+        additional_charge_minor=0,
+        remaining_after=None,
+        value_left_after=None,
+        by_no_show=False,
+    )
+    if (
+        redemption.breakage_minor
+    ):  # on a package already ended, its share was settled: settle the reversal too
+        ended = (
+            Pass.objects.filter(pk=redemption.sold_pass_id)
+            .exclude(status=Pass.Status.ACTIVE)
+            .first()
+        )
         if ended is not None:
             expected_breakage_settle(ended, memo=f"{ended.name}: a visit un-arrived after it ended")
 
 
 @transaction.atomic
-def pass_attach(*, actor, visit, sold_pass: Pass | None = None, online: bool = False) -> Redemption | None:
+def pass_attach(
+    *, actor, visit, sold_pass: Pass | None = None, online: bool = False
+) -> Redemption | None:
     """Cover a visit with a pass: `sold_pass`, or the auto-selected one (None when nothing fits).
     A booked visit reserves a use; an arrived visit is redeemed after the fact (SPEC 5.3)."""
-    from carnet.scheduling.models import AppointmentPatient, Status as VisitStatus
+    from carnet.scheduling.models import AppointmentPatient
+    from carnet.scheduling.models import Status as VisitStatus
 
     _authorise(actor, visit, online=online)
     # The visit's row lock makes two attaches to one visit queue, so the second sees the first (PostgreSQL);
     # on SQLite BEGIN IMMEDIATE already serialises them.
-    visit = (AppointmentPatient.objects.select_for_update(of=("self",))
-             .select_related("appointment__treatment", "appointment__location", "patient").get(pk=visit.pk))
+    visit = (
+        AppointmentPatient.objects.select_for_update(of=("self",))
+        .select_related("appointment__treatment", "appointment__location", "patient")
+        .get(pk=visit.pk)
+    )
     live = visit_redemption(visit)
     if live is not None:
-        raise Conflict(f"This visit is already covered by {live.sold_pass.name}. Remove it first to use another.",
-                       code="already_covered")
+        raise Conflict(
+            f"This visit is already covered by {live.sold_pass.name}. Remove it first to use another.",
+            code="already_covered",
+        )
     if visit.status not in (VisitStatus.BOOKED, VisitStatus.ARRIVED):
-        raise Conflict(f"This visit is {visit.get_status_display().lower()}; only a booked or arrived visit can "
-                       "use a package.", code="not_booked")
+        raise Conflict(
+            f"This visit is {visit.get_status_display().lower()}; only a booked or arrived visit can "
+            "use a package.",
+            code="not_booked",
+        )
     if sold_pass is None:
         if _is_group_secondary(visit):
             return None
-        redemption = _reserve_first(auto_candidates(
-            passes_usable_by(visit.patient), patient=visit.patient, treatment=visit.appointment.treatment,
-            visit_date=visit_date(visit), online=online, location=visit.appointment.location,
-            start=visit.appointment.start, visit_pk=visit.pk), visit=visit, online=online)
+        redemption = _reserve_first(
+            auto_candidates(
+                passes_usable_by(visit.patient),
+                patient=visit.patient,
+                treatment=visit.appointment.treatment,
+                visit_date=visit_date(visit),
+                online=online,
+                location=visit.appointment.location,
+                start=visit.appointment.start,
+                visit_pk=visit.pk,
+            ),
+            visit=visit,
+            online=online,
+        )
         if redemption is None:
             return None
     else:
         redemption = _reserve(sold_pk=sold_pass.pk, visit=visit, online=online)
     if visit.status == VisitStatus.ARRIVED:
         _cover_past_visit(actor, visit, redemption)
-    activity.record(actor=actor, verb="pass attached", obj=redemption, after=activity.snapshot(redemption))
+    activity.record(
+        actor=actor, verb="pass attached", obj=redemption, after=activity.snapshot(redemption)
+    )
     return redemption
 
 
 def _cover_past_visit(actor, visit, redemption: Redemption) -> None:
     """The visit was billed at full price: its payments become credit, its invoice is replaced by
     one for the additional charge, and the use is posted."""
-    from carnet.billing.invoicing import LineInput, invoice_create, invoice_delete, invoice_payments_release
+    from carnet.billing.invoicing import (
+        LineInput,
+        invoice_create,
+        invoice_delete,
+        invoice_payments_release,
+    )
 
     old = visit.invoice
     if old is not None and old.deleted_at is None:
-        invoice_payments_release(invoice=old, source=redemption, memo=f"{old} now covered by {redemption.sold_pass}")
+        invoice_payments_release(
+            invoice=old, source=redemption, memo=f"{old} now covered by {redemption.sold_pass}"
+        )
         invoice_delete(actor=actor, invoice=old, action=None)
         first = old.lines.order_by("pk").first()
-        line = LineInput(treatment_id=first.treatment_id, staff_id=first.staff_id, description=first.description)
-        visit.invoice = invoice_create(actor=actor, patient=old.patient, lines=[covered_line(redemption, line)],
-                                       location=old.location, staff=old.staff, invoice_date=old.invoice_date,
-                                       action=None)
+        line = LineInput(
+            treatment_id=first.treatment_id, staff_id=first.staff_id, description=first.description
+        )
+        visit.invoice = invoice_create(
+            actor=actor,
+            patient=old.patient,
+            lines=[covered_line(redemption, line)],
+            location=old.location,
+            staff=old.staff,
+            invoice_date=old.invoice_date,
+            action=None,
+        )
         visit.save(update_fields=["invoice"])
     redemption_post(redemption)
 
@@ -419,8 +621,10 @@ def _value_covered_line(redemption: Redemption, line):
     line.unit_price_minor = item.additional_charge_minor + due
     covered = f"{money(redemption.drawn_minor)} covered by {redemption.sold_pass.name}"
     if due:
-        covered = (f"{money(redemption.drawn_minor)} of {money(redemption.full_value_minor)} covered by "
-                   f"{redemption.sold_pass.name} (its balance ran short); {money(due)} due")
+        covered = (
+            f"{money(redemption.drawn_minor)} of {money(redemption.full_value_minor)} covered by "
+            f"{redemption.sold_pass.name} (its balance ran short); {money(due)} due"
+        )
     line.description = f"{line.description} — {covered}"[:200]
     return line
 
@@ -433,16 +637,18 @@ def pass_remove(*, actor, visit) -> Redemption:
     if live is None:
         raise NotFound("No package covers this visit.")
     if live.status == Status.POSTED:
-        raise Conflict("This visit has arrived, so its use is taken. Un-arrive it first, then remove the package.",
-                       code="arrived")
+        raise Conflict(
+            "This visit has arrived, so its use is taken. Un-arrive it first, then remove the package.",
+            code="arrived",
+        )
     before = activity.snapshot(live)
     _release(live)
     live.refresh_from_db()
-    activity.record(actor=actor, verb="pass removed", obj=live, before=before, after=activity.snapshot(live))
+    activity.record(
+        actor=actor, verb="pass removed", obj=live, before=before, after=activity.snapshot(live)
+    )
     return live
 
 
 def may_use_passes(actor, *, online: bool) -> bool:
     return online or can(actor, Action.PASS_USE)
-
-

@@ -20,14 +20,23 @@ def membership_retry_now(*, actor, sold_pass: Pass) -> Run:
     require(actor, Action.PAYMENT_TAKE)
     sold = Pass.objects.select_related("card").get(pk=sold_pass.pk)
     if sold.kind != Pass.Kind.MEMBERSHIP or sold.status != Pass.Status.ACTIVE:
-        raise Conflict(f"{sold.name} is not an active membership; take the payment on the Billing tab.",
-                       code="not_active")
+        raise Conflict(
+            f"{sold.name} is not an active membership; take the payment on the Billing tab.",
+            code="not_active",
+        )
     if sold.card_id is None or sold.card.removed_at:
-        raise Conflict(f"{sold.name} has no card on file to charge. Take another payment, or choose a card "
-                       "(Change card or payment mode).", code="no_card")
+        raise Conflict(
+            f"{sold.name} has no card on file to charge. Take another payment, or choose a card "
+            "(Change card or payment mode).",
+            code="no_card",
+        )
     today = clock.today(clinic_get().time_zone)
-    owed = PassInvoice.objects.filter(OWED, sold_pass=sold, written_off_at__isnull=True, due_on__lte=today)
+    owed = PassInvoice.objects.filter(
+        OWED, sold_pass=sold, written_off_at__isnull=True, due_on__lte=today
+    )
     if not owed.update(next_attempt_on=today):
-        raise Conflict(f"{sold.name} owes nothing past due; there is nothing to retry.", code="nothing_owed")
+        raise Conflict(
+            f"{sold.name} owes nothing past due; there is nothing to retry.", code="nothing_owed"
+        )
     activity.record(actor=actor, verb="card retried now", obj=sold, after={"on": today.isoformat()})
     return pass_charge_due(sold_pass=sold, today=today)  # a decline counts as one more try

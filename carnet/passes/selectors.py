@@ -22,7 +22,9 @@ def pass_fully_paid(sold: Pass) -> bool:
         return True
     rows = list(sold.instalment_rows.all())
     issued = [r for r in rows if r.invoice_id and not r.invoice.deleted_at]
-    return len(issued) == len(rows) and all(r.invoice.applied_minor >= r.invoice.total_minor for r in issued)
+    return len(issued) == len(rows) and all(
+        r.invoice.applied_minor >= r.invoice.total_minor for r in issued
+    )
 
 
 def pass_unlocked(sold: Pass) -> int:
@@ -53,16 +55,28 @@ def pass_collected_minor(sold: Pass) -> int:
     package imported paid in full has no invoice in Carnet: its price was collected before the
     switch (its remaining value, when the file did not know the price)."""
     invoices = pass_invoices(sold)
-    if not invoices and sold.kind == Pass.Kind.PACKAGE and not sold.transferred_from_id and pass_imported(sold):
+    if (
+        not invoices
+        and sold.kind == Pass.Kind.PACKAGE
+        and not sold.transferred_from_id
+        and pass_imported(sold)
+    ):
         return sold.net_minor
     return sum(i.applied_minor for i in invoices if not i.deleted_at)
 
 
 def passes_for_patient(patient, *, include_ended: bool = True):
-    qs = (Pass.objects.filter(patient=patient).exclude(status=Pass.Status.DELETED)
-          .select_related("income_category", "patient")
-          .prefetch_related("items__treatment", "shares__patient", "pauses",
-                            Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))))
+    qs = (
+        Pass.objects.filter(patient=patient)
+        .exclude(status=Pass.Status.DELETED)
+        .select_related("income_category", "patient")
+        .prefetch_related(
+            "items__treatment",
+            "shares__patient",
+            "pauses",
+            Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice")),
+        )
+    )
     if not include_ended:
         qs = qs.filter(status=Pass.Status.ACTIVE)
     return qs
@@ -70,38 +84,61 @@ def passes_for_patient(patient, *, include_ended: bool = True):
 
 def passes_usable_by(patient):
     """Active passes the patient owns or that a family member shares with them."""
-    return (Pass.objects.filter(status=Pass.Status.ACTIVE)
-            .filter(Q(patient=patient) | Q(family_sharing=True, shares__patient=patient)).distinct()
-            .prefetch_related("items", "shares",
-                              Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))))
+    return (
+        Pass.objects.filter(status=Pass.Status.ACTIVE)
+        .filter(Q(patient=patient) | Q(family_sharing=True, shares__patient=patient))
+        .distinct()
+        .prefetch_related(
+            "items",
+            "shares",
+            Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice")),
+        )
+    )
 
 
 def visit_redemption(visit) -> Redemption | None:
     """The live (reserved or posted) redemption of one appointment row, if a pass covers it."""
-    return (Redemption.objects.filter(visit=visit, status__in=LIVE)
-            .select_related("sold_pass", "item__treatment").first())
+    return (
+        Redemption.objects.filter(visit=visit, status__in=LIVE)
+        .select_related("sold_pass", "item__treatment")
+        .first()
+    )
 
 
 def pass_uses(sold: Pass):
     """A pass's uses (redemptions), newest first, with what their pages and API show (one query)."""
-    return (sold.redemptions.select_related("visit__appointment__treatment", "visit__appointment__practitioner",
-                                            "patient", "item__treatment", "practitioner", "cycle", "sold_pass")
-            .order_by("-reserved_at", "-pk"))
+    return sold.redemptions.select_related(
+        "visit__appointment__treatment",
+        "visit__appointment__practitioner",
+        "patient",
+        "item__treatment",
+        "practitioner",
+        "cycle",
+        "sold_pass",
+    ).order_by("-reserved_at", "-pk")
 
 
 def pass_history(sold: Pass) -> list[dict]:
     """Each use with its appointment, treatment and practitioner, for the pass pages."""
     uses = pass_uses(sold)
-    return [{"r": r, "appointment": r.visit.appointment,
-             "treatment": r.item.treatment if r.item_id else r.visit.appointment.treatment,
-             "practitioner": r.practitioner or r.visit.appointment.practitioner} for r in uses]
+    return [
+        {
+            "r": r,
+            "appointment": r.visit.appointment,
+            "treatment": r.item.treatment if r.item_id else r.visit.appointment.treatment,
+            "practitioner": r.practitioner or r.visit.appointment.practitioner,
+        }
+        for r in uses
+    ]
 
 
 def pass_next_instalment(sold: Pass) -> PassInvoice | None:
     """A payment plan's first instalment not paid in full yet (issued or still to come), or None."""
     for row in sorted(sold.instalment_rows.all(), key=lambda r: r.seq):
         invoice = row.invoice if row.invoice_id else None
-        if invoice is None or (not invoice.deleted_at and invoice.applied_minor < invoice.total_minor):
+        if invoice is None or (
+            not invoice.deleted_at and invoice.applied_minor < invoice.total_minor
+        ):
             return row
     return None
 
@@ -109,10 +146,17 @@ def pass_next_instalment(sold: Pass) -> PassInvoice | None:
 def _with_remaining(qs):
     from django.db.models import F
 
-    return qs.annotate(uses_left=F("quantity") - F("reserved_count") - F("posted_count") - F("forfeited_count")
-                       - F("used_before_import"),
-                       value_left_now=F("face_value_minor") - F("value_reserved_minor") - F("value_posted_minor")
-                       - F("value_forfeited_minor"))
+    return qs.annotate(
+        uses_left=F("quantity")
+        - F("reserved_count")
+        - F("posted_count")
+        - F("forfeited_count")
+        - F("used_before_import"),
+        value_left_now=F("face_value_minor")
+        - F("value_reserved_minor")
+        - F("value_posted_minor")
+        - F("value_forfeited_minor"),
+    )
 
 
 def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pass]:
@@ -120,19 +164,37 @@ def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pa
     uses left (unlimited ones count), soonest first, with their patient. One query."""
     import datetime as dt
 
-    qs = _with_remaining(Pass.objects.filter(status=Pass.Status.ACTIVE, expires_on__gte=today,
-                                             expires_on__lte=today + dt.timedelta(days=within_days)))
-    qs = qs.filter(Q(quantity__isnull=True, face_value_minor__isnull=True) | Q(uses_left__gt=0)
-                   | Q(value_left_now__gt=0)).select_related("patient")
+    qs = _with_remaining(
+        Pass.objects.filter(
+            status=Pass.Status.ACTIVE,
+            expires_on__gte=today,
+            expires_on__lte=today + dt.timedelta(days=within_days),
+        )
+    )
+    qs = qs.filter(
+        Q(quantity__isnull=True, face_value_minor__isnull=True)
+        | Q(uses_left__gt=0)
+        | Q(value_left_now__gt=0)
+    ).select_related("patient")
     return list(qs.order_by("expires_on", "pk")[:limit])
 
 
 def passes_running_low(*, patient_ids: list[int], at_most: int = 1) -> list[Pass]:
     """Active packages of these patients with `at_most` uses left or fewer (a renewal to offer at the
     desk), fewest left first. One query."""
-    qs = _with_remaining(Pass.objects.filter(status=Pass.Status.ACTIVE, kind=Pass.Kind.PACKAGE,
-                                             quantity__isnull=False, patient_id__in=patient_ids))
-    return list(qs.filter(uses_left__lte=at_most).select_related("patient").order_by("uses_left", "patient_id", "pk"))
+    qs = _with_remaining(
+        Pass.objects.filter(
+            status=Pass.Status.ACTIVE,
+            kind=Pass.Kind.PACKAGE,
+            quantity__isnull=False,
+            patient_id__in=patient_ids,
+        )
+    )
+    return list(
+        qs.filter(uses_left__lte=at_most)
+        .select_related("patient")
+        .order_by("uses_left", "patient_id", "pk")
+    )
 
 
 def autopay_declined(*, limit: int = 20) -> list[PassInvoice]:
@@ -140,9 +202,16 @@ def autopay_declined(*, limit: int = 20) -> list[PassInvoice]:
     unpaid, most recent due date first. One query."""
     from django.db.models import F
 
-    qs = (PassInvoice.objects.filter(charge_attempts__gt=0, invoice__isnull=False, invoice__deleted_at__isnull=True,
-                                     invoice__applied_minor__lt=F("invoice__total_minor"))
-          .exclude(last_error="").select_related("invoice", "sold_pass__patient"))
+    qs = (
+        PassInvoice.objects.filter(
+            charge_attempts__gt=0,
+            invoice__isnull=False,
+            invoice__deleted_at__isnull=True,
+            invoice__applied_minor__lt=F("invoice__total_minor"),
+        )
+        .exclude(last_error="")
+        .select_related("invoice", "sold_pass__patient")
+    )
     return list(qs.order_by("-due_on", "-pk")[:limit])
 
 
@@ -151,5 +220,10 @@ def templates_covering(treatment) -> list:
     sell to cover a visit for it. One query."""
     from .models import PassTemplate
 
-    return list(PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False, items__treatment=treatment)
-                .distinct().order_by("name", "pk"))
+    return list(
+        PassTemplate.objects.filter(
+            kind=PassTemplate.Kind.PACKAGE, archived=False, items__treatment=treatment
+        )
+        .distinct()
+        .order_by("name", "pk")
+    )

@@ -14,8 +14,11 @@ router = Router(tags=["pass templates"])
 
 
 def _out(pk: int) -> PassTemplate:
-    return (PassTemplate.objects.select_related("income_category")
-            .prefetch_related("taxes", "items__treatment").get(pk=pk))
+    return (
+        PassTemplate.objects.select_related("income_category")
+        .prefetch_related("taxes", "items__treatment")
+        .get(pk=pk)
+    )
 
 
 def _items(items) -> list[dict]:
@@ -48,8 +51,12 @@ def read(request, pk: int):
 
 @router.patch("/{pk}", response=s.PassTemplateOut, operation_id="pass_template_update")
 def update(request, pk: int, payload: PatchDict[s.PassTemplateIn]):
-    require(request.auth, Action.SETUP_VIEW)  # the service needs set-up access; a lower level learns nothing here
-    data = dict(payload)  # only the fields sent; `kind` cannot change; `items`, when sent, replaces the list
+    require(
+        request.auth, Action.SETUP_VIEW
+    )  # the service needs set-up access; a lower level learns nothing here
+    data = dict(
+        payload
+    )  # only the fields sent; `kind` cannot change; `items`, when sent, replaces the list
     items = data.pop("items", None)
     items = None if items is None else _items(items)  # null or left out: the items stay
     t = template_save(actor=request.auth, template=template_get(pk), data=data, items=items)
@@ -64,7 +71,11 @@ def archive(request, pk: int, payload: s.ArchiveIn | None = None):
     return _out(t.pk)
 
 
-@router.get("/{pk}/sold-update-preview", response=list[s.SoldUpdatePreviewOut], operation_id="pass_template_sold_update_preview")
+@router.get(
+    "/{pk}/sold-update-preview",
+    response=list[s.SoldUpdatePreviewOut],
+    operation_id="pass_template_sold_update_preview",
+)
 def preview(request, pk: int):
     """The sold packages (or active memberships) the update would change, before → after, with any
     problem that refuses it; for memberships, notes and the cycles not yet invoiced that take the new
@@ -73,7 +84,9 @@ def preview(request, pk: int):
     return sold_update_preview(template=template_get(pk))
 
 
-@router.post("/{pk}/sold-update", response=s.SoldUpdateOut, operation_id="pass_template_sold_update")
+@router.post(
+    "/{pk}/sold-update", response=s.SoldUpdateOut, operation_id="pass_template_sold_update"
+)
 def apply(request, pk: int):
     """Carry the template's terms to the sold packages (name, quantity, income category, auto-select,
     eligible items) or to the active memberships (name, uses per cycle, amount from the next cycle,

@@ -16,23 +16,39 @@ from .forms import ConfirmForm, item_formset, template_form
 from .models import PassTemplate
 from .setup import sold_update, sold_update_preview, template_archive, template_get, template_save
 
-CHANGED_LABELS = {"name": "name", "quantity": "quantity", "income_category_id": "income category",
-                  "auto_select": "auto-select", "items": "eligible items", "uses_per_cycle": "uses per cycle",
-                  "cycle_price_minor": "amount", "cancellable_after_cycles": "cancellable after"}
+CHANGED_LABELS = {
+    "name": "name",
+    "quantity": "quantity",
+    "income_category_id": "income category",
+    "auto_select": "auto-select",
+    "items": "eligible items",
+    "uses_per_cycle": "uses per cycle",
+    "cycle_price_minor": "amount",
+    "cancellable_after_cycles": "cancellable after",
+}
 Kind = PassTemplate.Kind
 
 
 def _sold_noun(template: PassTemplate, count: int | None = None) -> str:
-    """"sold packages" / "memberships" (singular when count is 1)."""
+    """ "sold packages" / "memberships" (singular when count is 1)."""
     noun = "membership" if template.kind == Kind.MEMBERSHIP else "sold package"
     return noun if count == 1 else noun + "s"
 
 
 @staff_required(Action.SETUP_VIEW)
 def template_list(request):
-    templates = PassTemplate.objects.select_related("income_category").prefetch_related("items__treatment")
-    return render(request, "passes/setup_list.html", {
-        "templates": templates, "can_manage": can(request.user, Action.SETUP_MANAGE), "clinic": clinic_get()})
+    templates = PassTemplate.objects.select_related("income_category").prefetch_related(
+        "items__treatment"
+    )
+    return render(
+        request,
+        "passes/setup_list.html",
+        {
+            "templates": templates,
+            "can_manage": can(request.user, Action.SETUP_MANAGE),
+            "clinic": clinic_get(),
+        },
+    )
 
 
 def _place_errors(form, items, rows: list[int], exc: CarnetError) -> None:
@@ -41,7 +57,12 @@ def _place_errors(form, items, rows: list[int], exc: CarnetError) -> None:
     for key, msgs in exc.fields.items():
         parts = key.split(".")
         for msg in msgs:
-            if len(parts) == 3 and parts[0] == "items" and parts[1].isdigit() and int(parts[1]) < len(rows):
+            if (
+                len(parts) == 3
+                and parts[0] == "items"
+                and parts[1].isdigit()
+                and int(parts[1]) < len(rows)
+            ):
                 row = items.forms[rows[int(parts[1])]]
                 row.add_error(parts[2] if parts[2] in row.fields else None, msg)
             elif key in form.fields:
@@ -57,15 +78,23 @@ def _place_errors(form, items, rows: list[int], exc: CarnetError) -> None:
 def template_edit(request, pk: int | None = None):
     clinic = clinic_get()
     template = template_get(pk) if pk else None
-    kind = template.kind if template else (Kind.MEMBERSHIP if request.GET.get("kind") == Kind.MEMBERSHIP else Kind.PACKAGE)
+    kind = (
+        template.kind
+        if template
+        else (Kind.MEMBERSHIP if request.GET.get("kind") == Kind.MEMBERSHIP else Kind.PACKAGE)
+    )
     data = request.POST if request.method == "POST" else None
     form = template_form(data, template or PassTemplate(kind=kind), currency=clinic.currency)
     items = item_formset(data, template, currency=clinic.currency)
     if data is not None and form.is_valid() and items.is_valid():
         rows = [n for n, row in enumerate(items.forms) if not row.is_blank()]
         try:
-            saved = template_save(actor=request.user, template=template, data=form.cleaned_data | {"kind": kind},
-                                  items=[items.forms[n].cleaned_data for n in rows])
+            saved = template_save(
+                actor=request.user,
+                template=template,
+                data=form.cleaned_data | {"kind": kind},
+                items=[items.forms[n].cleaned_data for n in rows],
+            )
         except NotAllowed as exc:
             return not_allowed(request, exc.message)
         except CarnetError as exc:
@@ -73,14 +102,26 @@ def template_edit(request, pk: int | None = None):
         else:
             messages.success(request, f"Saved “{saved}”.")
             if template is not None and sold_update_preview(template=saved):
-                messages.info(request, f"{_sold_noun(saved).capitalize()} still have the earlier terms: review them "
-                                       "below, then choose whether to update them.")
+                messages.info(
+                    request,
+                    f"{_sold_noun(saved).capitalize()} still have the earlier terms: review them "
+                    "below, then choose whether to update them.",
+                )
                 return redirect("pass_templates:sold_update", pk=saved.pk)
             return redirect("pass_templates:list")
-    return render(request, "passes/setup_form.html", {
-        "form": form, "items": items, "template": template, "clinic": clinic, "membership": kind == Kind.MEMBERSHIP,
-        "kind_name": "membership" if kind == Kind.MEMBERSHIP else "package",
-        "sold_count": template.sold.count() if template else 0})
+    return render(
+        request,
+        "passes/setup_form.html",
+        {
+            "form": form,
+            "items": items,
+            "template": template,
+            "clinic": clinic,
+            "membership": kind == Kind.MEMBERSHIP,
+            "kind_name": "membership" if kind == Kind.MEMBERSHIP else "package",
+            "sold_count": template.sold.count() if template else 0,
+        },
+    )
 
 
 @require_POST
@@ -88,8 +129,11 @@ def template_edit(request, pk: int | None = None):
 def template_archive_view(request, pk: int):
     template = template_get(pk)
     archived = request.POST.get("archived", "1") != "0"
-    _, denied = run_action(request, lambda: template_archive(actor=request.user, template=template, archived=archived),
-                           success=f"“{template}” {'archived' if archived else 'is sold again'}.")
+    _, denied = run_action(
+        request,
+        lambda: template_archive(actor=request.user, template=template, archived=archived),
+        success=f"“{template}” {'archived' if archived else 'is sold again'}.",
+    )
     return denied or redirect("pass_templates:list")
 
 
@@ -100,17 +144,30 @@ def sold_update_view(request, pk: int):
     template = template_get(pk)
     form = ConfirmForm(request.POST or None, initial={"form_key": new_form_key()})
     if request.method == "POST" and form.is_valid():
-        outcome, result = save_once(request, form, lambda: sold_update(actor=request.user, template=template))
+        outcome, result = save_once(
+            request, form, lambda: sold_update(actor=request.user, template=template)
+        )
         if outcome == "denied":
             return result
         if outcome == "ok":
-            messages.success(request, f"Updated {result} {_sold_noun(template, result)} of “{template}”.")
+            messages.success(
+                request, f"Updated {result} {_sold_noun(template, result)} of “{template}”."
+            )
         if outcome in ("ok", "repeat"):
             return redirect("pass_templates:list")
     preview = sold_update_preview(template=template)
     for entry in preview:
         entry["changed_labels"] = ", ".join(CHANGED_LABELS[f] for f in entry["changed"])
-    return render(request, "passes/setup_sold_update.html", {
-        "template": template, "preview": preview, "form": form, "clinic": clinic_get(),
-        "membership": template.kind == Kind.MEMBERSHIP, "noun": _sold_noun(template),
-        "blocked": any(p["problems"] for p in preview)})
+    return render(
+        request,
+        "passes/setup_sold_update.html",
+        {
+            "template": template,
+            "preview": preview,
+            "form": form,
+            "clinic": clinic_get(),
+            "membership": template.kind == Kind.MEMBERSHIP,
+            "noun": _sold_noun(template),
+            "blocked": any(p["problems"] for p in preview),
+        },
+    )

@@ -10,8 +10,16 @@ from carnet.core.errors import Conflict
 
 from .eligibility import REASONS
 from .models import Pass, Redemption
-from .redemption import (_release, check_pass, covered_line, may_use_passes, move_cycle, pass_attach,
-                         redemption_post, redemption_unpost)
+from .redemption import (
+    _release,
+    check_pass,
+    covered_line,
+    may_use_passes,
+    move_cycle,
+    pass_attach,
+    redemption_post,
+    redemption_unpost,
+)
 from .selectors import visit_redemption
 from .windows import window_refusal
 
@@ -84,14 +92,25 @@ def check_move(appointment, *, new_date: dt.date, new_start: dt.datetime | None 
             move_cycle(live, new_date)
             continue
         if sold.expires_on is not None and new_date > sold.expires_on:
-            raise Conflict(f"{sold.name} expires on {sold.expires_on:%Y-%m-%d}, before the new date "
-                           f"{new_date:%Y-%m-%d}. Remove the package from this appointment first, or choose a date "
-                           "on or before its expiry.", code="expired")
-        rule = window_refusal(sold, location=appointment.location, start=new_start, visit_date=new_date,
-                              visit_pk=row.pk)
+            raise Conflict(
+                f"{sold.name} expires on {sold.expires_on:%Y-%m-%d}, before the new date "
+                f"{new_date:%Y-%m-%d}. Remove the package from this appointment first, or choose a date "
+                "on or before its expiry.",
+                code="expired",
+            )
+        rule = window_refusal(
+            sold,
+            location=appointment.location,
+            start=new_start,
+            visit_date=new_date,
+            visit_pk=row.pk,
+        )
         if rule is not None:
-            raise Conflict(f"{sold.name}: {REASONS[rule[0]].format(**rule[1])} Remove the package from this "
-                           "appointment first, or choose another time.", code=rule[0])
+            raise Conflict(
+                f"{sold.name}: {REASONS[rule[0]].format(**rule[1])} Remove the package from this "
+                "appointment first, or choose another time.",
+                code=rule[0],
+            )
         Redemption.objects.filter(pk=live.pk).update(visit_date=new_date)
 
 
@@ -101,7 +120,9 @@ def carry_over(*, actor, source, copy) -> None:
         return
     copies = {r.patient_id: r for r in copy.participants.all()}
     for row in source.participants.all():
-        last = Redemption.objects.filter(visit=row).order_by("-pk").first()  # a cancelled source released it
+        last = (
+            Redemption.objects.filter(visit=row).order_by("-pk").first()
+        )  # a cancelled source released it
         target = copies.get(row.patient_id)
         if last is None or target is None:
             continue

@@ -21,6 +21,7 @@ DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 @dataclass(frozen=True)
 class Window:
     """A pass's place, days, hours and cap, as the template said at the sale."""
+
     location_ids: tuple[int, ...] = ()
     allowed_days: str = ""
     window_start: dt.time | None = None
@@ -30,16 +31,26 @@ class Window:
 
     def as_json(self) -> dict:
         hhmm = lambda t: None if t is None else f"{t:%H:%M}"  # noqa: E731
-        return {"location_ids": list(self.location_ids), "days": self.allowed_days,
-                "start": hhmm(self.window_start), "end": hhmm(self.window_end),
-                "cap_uses": self.cap_uses, "cap_period": self.cap_period}
+        return {
+            "location_ids": list(self.location_ids),
+            "days": self.allowed_days,
+            "start": hhmm(self.window_start),
+            "end": hhmm(self.window_end),
+            "cap_uses": self.cap_uses,
+            "cap_period": self.cap_period,
+        }
 
 
 def window_of_template(template) -> Window:
     """The template's rules now (one read of its locations): what a sale copies onto the pass."""
-    return Window(location_ids=tuple(sorted(loc.pk for loc in template.allowed_locations.all())),
-                  allowed_days=template.allowed_days or "", window_start=template.window_start,
-                  window_end=template.window_end, cap_uses=template.cap_uses, cap_period=template.cap_period)
+    return Window(
+        location_ids=tuple(sorted(loc.pk for loc in template.allowed_locations.all())),
+        allowed_days=template.allowed_days or "",
+        window_start=template.window_start,
+        window_end=template.window_end,
+        cap_uses=template.cap_uses,
+        cap_period=template.cap_period,
+    )
 
 
 def window_terms(template) -> dict:
@@ -50,9 +61,14 @@ def window_terms(template) -> dict:
 def window_of_pass(sold) -> Window:
     terms = sold.window_terms or {}
     at = lambda v: None if not v else dt.time.fromisoformat(v)  # noqa: E731
-    return Window(location_ids=tuple(terms.get("location_ids") or ()), allowed_days=terms.get("days") or "",
-                  window_start=at(terms.get("start")), window_end=at(terms.get("end")),
-                  cap_uses=terms.get("cap_uses"), cap_period=terms.get("cap_period") or "week")
+    return Window(
+        location_ids=tuple(terms.get("location_ids") or ()),
+        allowed_days=terms.get("days") or "",
+        window_start=at(terms.get("start")),
+        window_end=at(terms.get("end")),
+        cap_uses=terms.get("cap_uses"),
+        cap_period=terms.get("cap_period") or "week",
+    )
 
 
 def _days(rules) -> list[int]:
@@ -86,8 +102,9 @@ def _in_window(template, local: dt.datetime) -> bool:
     return not days or day in days
 
 
-def window_refusal(sold, *, location, start: dt.datetime | None, visit_date: dt.date,
-                   visit_pk: int | None = None) -> tuple[str, dict] | None:
+def window_refusal(
+    sold, *, location, start: dt.datetime | None, visit_date: dt.date, visit_pk: int | None = None
+) -> tuple[str, dict] | None:
     """(reason code, its sentence's fields) when the template's place, hours or cap rule out this
     visit; None when they allow it (or nothing is known of the visit's place and time)."""
     from carnet.clinic.models import Location
@@ -96,23 +113,48 @@ def window_refusal(sold, *, location, start: dt.datetime | None, visit_date: dt.
 
     template = window_of_pass(sold)
     if location is not None and template.location_ids and location.pk not in template.location_ids:
-        names = Location.objects.filter(pk__in=template.location_ids).order_by("name").values_list("name", flat=True)
+        names = (
+            Location.objects.filter(pk__in=template.location_ids)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
         return "wrong_location", {"locations": ", ".join(names), "location": location.name}
     if start is not None and location is not None:
         local = start.astimezone(ZoneInfo(location.time_zone))
         if not _in_window(template, local):
-            return "outside_hours", {"window": window_text(template), "when": f"{local:%a %H:%M}",
-                                     "zone": location.time_zone}
+            return "outside_hours", {
+                "window": window_text(template),
+                "when": f"{local:%a %H:%M}",
+                "zone": location.time_zone,
+            }
     if template.cap_uses:
-        first = visit_date if template.cap_period == "day" else visit_date - dt.timedelta(days=visit_date.weekday())
+        first = (
+            visit_date
+            if template.cap_period == "day"
+            else visit_date - dt.timedelta(days=visit_date.weekday())
+        )
         last = visit_date if template.cap_period == "day" else first + dt.timedelta(days=6)
-        taken = (Redemption.objects.filter(sold_pass_id=sold.pk, visit_date__range=(first, last),
-                                           status__in=(Redemption.Status.RESERVED, Redemption.Status.POSTED))
-                 .exclude(visit_id=visit_pk).count())
+        taken = (
+            Redemption.objects.filter(
+                sold_pass_id=sold.pk,
+                visit_date__range=(first, last),
+                status__in=(Redemption.Status.RESERVED, Redemption.Status.POSTED),
+            )
+            .exclude(visit_id=visit_pk)
+            .count()
+        )
         if taken >= template.cap_uses:
-            span = f"on {first:%a %Y-%m-%d}" if template.cap_period == "day" else \
-                f"in the week of {first:%a %Y-%m-%d} to {last:%a %Y-%m-%d}"
-            return ("weekly_cap" if template.cap_period == "week" else "daily_cap",
-                    {"cap": "once" if template.cap_uses == 1 else f"{template.cap_uses} times", "taken": taken,
-                     "span": span})
+            span = (
+                f"on {first:%a %Y-%m-%d}"
+                if template.cap_period == "day"
+                else f"in the week of {first:%a %Y-%m-%d} to {last:%a %Y-%m-%d}"
+            )
+            return (
+                "weekly_cap" if template.cap_period == "week" else "daily_cap",
+                {
+                    "cap": "once" if template.cap_uses == 1 else f"{template.cap_uses} times",
+                    "taken": taken,
+                    "span": span,
+                },
+            )
     return None

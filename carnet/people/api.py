@@ -24,10 +24,19 @@ def me(request):
     patient = getattr(request.auth, "patient", None)
     if patient is None:
         raise NotAllowed("This login belongs to neither a staff member nor a patient.")
-    return {"kind": "patient", "name": patient.full_name, "patient": s.PatientSelfOut.from_orm(patient)}
+    return {
+        "kind": "patient",
+        "name": patient.full_name,
+        "patient": s.PatientSelfOut.from_orm(patient),
+    }
 
 
-@router.get("/access-levels", response=list[s.AccessLevelOut], tags=["staff"], operation_id="access_levels_list")
+@router.get(
+    "/access-levels",
+    response=list[s.AccessLevelOut],
+    tags=["staff"],
+    operation_id="access_levels_list",
+)
 def access_levels(request):
     return [{"level": v, "label": label} for v, label in AccessLevel.choices]
 
@@ -52,34 +61,53 @@ def staff_read(request, pk: int):
 @router.patch("/staff/{pk}", response=s.StaffOut, tags=["staff"], operation_id="staff_update")
 def staff_update(request, pk: int, payload: PatchDict[s.StaffPatch]):
     require(request.auth, Action.STAFF_MANAGE)
-    return services.staff_update(actor=request.auth, staff=selectors.staff_get(pk), data=dict(payload))
+    return services.staff_update(
+        actor=request.auth, staff=selectors.staff_get(pk), data=dict(payload)
+    )
 
 
-@router.get("/staff/{pk}/commission-rates", response=list[s.CommissionRateOut], tags=["staff"],
-            operation_id="commission_rates_list")
+@router.get(
+    "/staff/{pk}/commission-rates",
+    response=list[s.CommissionRateOut],
+    tags=["staff"],
+    operation_id="commission_rates_list",
+)
 def commission_rates(request, pk: int):
     require(request.auth, Action.STAFF_VIEW)
     return list(selectors.staff_get(pk).commission_rates.all())
 
 
-@router.post("/staff/{pk}/commission-rates", response={201: s.CommissionRateOut}, tags=["staff"],
-             operation_id="commission_rate_set")
+@router.post(
+    "/staff/{pk}/commission-rates",
+    response={201: s.CommissionRateOut},
+    tags=["staff"],
+    operation_id="commission_rate_set",
+)
 def commission_rate_set(request, pk: int, payload: s.CommissionRateIn):
     require(request.auth, Action.STAFF_MANAGE)
     staff = selectors.staff_get(pk)
-    return Status(201, services.commission_rate_set(actor=request.auth, staff=staff, **payload.dict()))
+    return Status(
+        201, services.commission_rate_set(actor=request.auth, staff=staff, **payload.dict())
+    )
 
 
-@router.get("/staff/{pk}/shifts", response=list[s.ShiftOut], tags=["staff"], operation_id="shifts_list")
+@router.get(
+    "/staff/{pk}/shifts", response=list[s.ShiftOut], tags=["staff"], operation_id="shifts_list"
+)
 def shifts(request, pk: int):
     require(request.auth, Action.SETUP_VIEW)
     return list(selectors.staff_get(pk).shifts.all())
 
 
-@router.post("/staff/{pk}/shifts", response={201: s.ShiftOut}, tags=["staff"], operation_id="shift_create")
+@router.post(
+    "/staff/{pk}/shifts", response={201: s.ShiftOut}, tags=["staff"], operation_id="shift_create"
+)
 def shift_create(request, pk: int, payload: s.ShiftIn):
     require(request.auth, Action.STAFF_MANAGE)
-    return Status(201, services.shift_create(actor=request.auth, staff=selectors.staff_get(pk), **payload.dict()))
+    return Status(
+        201,
+        services.shift_create(actor=request.auth, staff=selectors.staff_get(pk), **payload.dict()),
+    )
 
 
 @router.delete("/shifts/{pk}", response={204: None}, tags=["staff"], operation_id="shift_delete")
@@ -98,7 +126,9 @@ def tokens(request):
     return list(ApiToken.objects.filter(staff=staff_of(request.auth)).order_by("-created_at"))
 
 
-@router.post("/tokens", response={201: s.TokenCreatedOut}, tags=["staff"], operation_id="token_create")
+@router.post(
+    "/tokens", response={201: s.TokenCreatedOut}, tags=["staff"], operation_id="token_create"
+)
 def token_create(request, response: HttpResponse, payload: s.TokenIn):
     token, raw = services.api_token_create(actor=request.auth, name=payload.name)
     token.token = raw
@@ -108,7 +138,9 @@ def token_create(request, response: HttpResponse, payload: s.TokenIn):
     return Status(201, token)
 
 
-@router.post("/tokens/{pk}/revoke", response=s.TokenOut, tags=["staff"], operation_id="token_revoke")
+@router.post(
+    "/tokens/{pk}/revoke", response=s.TokenOut, tags=["staff"], operation_id="token_revoke"
+)
 def token_revoke(request, pk: int):
     require(request.auth, Action.API_TOKEN_OWN)
     token = ApiToken.objects.filter(pk=pk).first()
@@ -117,50 +149,93 @@ def token_revoke(request, pk: int):
     return services.api_token_revoke(actor=request.auth, token=token)
 
 
-@router.get("/patients", response=list[s.PatientOut], tags=["patients"], operation_id="patients_list")
+@router.get(
+    "/patients", response=list[s.PatientOut], tags=["patients"], operation_id="patients_list"
+)
 def patients(request, q: str = "", limit: int = 50):
     require(request.auth, Action.PATIENT_VIEW)
     return list(selectors.patient_search(query=q, limit=max(1, min(limit, 200))))
 
 
-@router.post("/patients", response={201: s.PatientOut}, tags=["patients"], operation_id="patient_create")
+@router.post(
+    "/patients", response={201: s.PatientOut}, tags=["patients"], operation_id="patient_create"
+)
 def patient_create(request, payload: s.PatientIn):
     return Status(201, services.patient_create(actor=request.auth, data=payload.dict()))
 
 
-@router.get("/patients/{pk}", response=s.PatientOut | s.PatientSelfOut, tags=["patients"], operation_id="patient_read",
-            description="Staff get the whole record (PatientOut); a patient, their own or a dependant's without "
-                        "staff notes (PatientSelfOut).")
+@router.get(
+    "/patients/{pk}",
+    response=s.PatientOut | s.PatientSelfOut,
+    tags=["patients"],
+    operation_id="patient_read",
+    description="Staff get the whole record (PatientOut); a patient, their own or a dependant's without "
+    "staff notes (PatientSelfOut).",
+)
 def patient_read(request, pk: int):
     patient = selectors.patient_for(request.auth, pk, action=Action.PATIENT_VIEW)
-    return patient if staff_of(request.auth) is not None else patient_view(s.PatientSelfOut, patient)
+    return (
+        patient if staff_of(request.auth) is not None else patient_view(s.PatientSelfOut, patient)
+    )
 
 
-@router.patch("/patients/{pk}", response=s.PatientOut, tags=["patients"], operation_id="patient_update")
+@router.patch(
+    "/patients/{pk}", response=s.PatientOut, tags=["patients"], operation_id="patient_update"
+)
 def patient_update(request, pk: int, payload: PatchDict[s.PatientIn]):
     require(request.auth, Action.PATIENT_EDIT)
-    return services.patient_update(actor=request.auth, patient=selectors.patient_get(pk), data=dict(payload))
+    return services.patient_update(
+        actor=request.auth, patient=selectors.patient_get(pk), data=dict(payload)
+    )
 
 
-@router.get("/patients/{pk}/family", response=list[s.FamilyLinkOut], tags=["patients"], operation_id="family_list")
+@router.get(
+    "/patients/{pk}/family",
+    response=list[s.FamilyLinkOut],
+    tags=["patients"],
+    operation_id="family_list",
+)
 def family(request, pk: int):
     patient = selectors.patient_for(request.auth, pk, action=Action.PATIENT_VIEW)
-    return [{"id": link.pk, "relation": label, "relative_id": other.pk, "relative_name": other.full_name}
-            for label, other, link in selectors.patient_family(patient)]
+    return [
+        {
+            "id": link.pk,
+            "relation": label,
+            "relative_id": other.pk,
+            "relative_name": other.full_name,
+        }
+        for label, other, link in selectors.patient_family(patient)
+    ]
 
 
-@router.post("/patients/{pk}/family", response={201: s.FamilyLinkOut}, tags=["patients"], operation_id="family_link_add")
+@router.post(
+    "/patients/{pk}/family",
+    response={201: s.FamilyLinkOut},
+    tags=["patients"],
+    operation_id="family_link_add",
+)
 def family_add(request, pk: int, payload: s.FamilyLinkIn):
     require(request.auth, Action.PATIENT_EDIT)
     patient = selectors.patient_get(pk)
     relative = selectors.patient_get(payload.relative_id)
-    link = services.family_link_add(actor=request.auth, patient=patient, relative=relative, kind=payload.kind)
+    link = services.family_link_add(
+        actor=request.auth, patient=patient, relative=relative, kind=payload.kind
+    )
     label = "Spouse" if link.kind == FamilyLink.Kind.SPOUSE else "Dependant"
-    return Status(201, {"id": link.pk, "relation": label, "relative_id": relative.pk,
-                        "relative_name": relative.full_name})
+    return Status(
+        201,
+        {
+            "id": link.pk,
+            "relation": label,
+            "relative_id": relative.pk,
+            "relative_name": relative.full_name,
+        },
+    )
 
 
-@router.delete("/family-links/{pk}", response={204: None}, tags=["patients"], operation_id="family_link_remove")
+@router.delete(
+    "/family-links/{pk}", response={204: None}, tags=["patients"], operation_id="family_link_remove"
+)
 def family_remove(request, pk: int):
     require(request.auth, Action.PATIENT_EDIT)
     link = FamilyLink.objects.filter(pk=pk).first()
@@ -170,12 +245,19 @@ def family_remove(request, pk: int):
     return Status(204, None)
 
 
-@router.post("/patients/{pk}/portal-invitation", response={202: s.PortalInvitationOut}, tags=["patients"],
-             operation_id="patient_portal_invite")
+@router.post(
+    "/patients/{pk}/portal-invitation",
+    response={202: s.PortalInvitationOut},
+    tags=["patients"],
+    operation_id="patient_portal_invite",
+)
 def portal_invite(request, pk: int):
     """Email the patient a signed link to choose their own portal password (the patient's email is the login)."""
     require(request.auth, Action.PATIENT_EDIT)
     patient = selectors.patient_get(pk)
-    invitations.patient_portal_invite(actor=request.auth, patient=patient,
-                                      base_url=settings.SITE_URL or request.build_absolute_uri("/"))
+    invitations.patient_portal_invite(
+        actor=request.auth,
+        patient=patient,
+        base_url=settings.SITE_URL or request.build_absolute_uri("/"),
+    )
     return Status(202, {"sent_to": patient.email, "valid_days": settings.PORTAL_INVITATION_DAYS})

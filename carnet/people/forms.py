@@ -22,11 +22,20 @@ class PatientForm(forms.ModelForm):
 
 
 class FamilyLinkForm(forms.Form):
-    kind = forms.ChoiceField(choices=[("guardian", "is the guardian of"), ("spouse", "is the spouse of"),
-                                      ("dependant", "is a dependant of")], label="This patient",
-                             widget=forms.Select(attrs={"aria-label": "Family link"}))  # shown inline, no <label>
-    relative = forms.ModelChoiceField(queryset=Patient.objects.all(), label="Relative",
-                                      widget=forms.Select(attrs={"aria-label": "Relative"}))
+    kind = forms.ChoiceField(
+        choices=[
+            ("guardian", "is the guardian of"),
+            ("spouse", "is the spouse of"),
+            ("dependant", "is a dependant of"),
+        ],
+        label="This patient",
+        widget=forms.Select(attrs={"aria-label": "Family link"}),
+    )  # shown inline, no <label>
+    relative = forms.ModelChoiceField(
+        queryset=Patient.objects.all(),
+        label="Relative",
+        widget=forms.Select(attrs={"aria-label": "Relative"}),
+    )
 
     def __init__(self, *args, patient=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -39,11 +48,17 @@ class StaffCreateForm(forms.Form):
     username = forms.CharField(max_length=150)
     email = forms.EmailField(required=False)
     password = forms.CharField(widget=forms.PasswordInput, min_length=8)
-    access_level = forms.TypedChoiceField(choices=AccessLevel.choices, coerce=int, initial=AccessLevel.FRONT_DESK)
+    access_level = forms.TypedChoiceField(
+        choices=AccessLevel.choices, coerce=int, initial=AccessLevel.FRONT_DESK
+    )
     can_access_billing = forms.BooleanField(required=False, initial=True)
     is_practitioner = forms.BooleanField(required=False)
-    location_ids = forms.ModelMultipleChoiceField(queryset=Location.objects.all(), required=False,
-                                                  widget=forms.CheckboxSelectMultiple, label="Locations")
+    location_ids = forms.ModelMultipleChoiceField(
+        queryset=Location.objects.all(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Locations",
+    )
 
     def clean_location_ids(self):
         return [loc.pk for loc in self.cleaned_data["location_ids"]]
@@ -53,20 +68,33 @@ class StaffEditForm(forms.ModelForm):
     email = forms.EmailField(required=False)
     location_ids = StaffCreateForm.base_fields["location_ids"]
     treatment_ids = forms.ModelMultipleChoiceField(
-        queryset=Treatment.objects.filter(is_active=True).order_by("name"), required=False,
-        widget=forms.CheckboxSelectMultiple, label="Treatments offered",
-        help_text="A practitioner's booking form lists only these; none ticked: every treatment.")
+        queryset=Treatment.objects.filter(is_active=True).order_by("name"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Treatments offered",
+        help_text="A practitioner's booking form lists only these; none ticked: every treatment.",
+    )
 
     class Meta:
         model = StaffMember
-        fields = ["display_name", "access_level", "can_access_billing", "is_practitioner", "is_active"]
+        fields = [
+            "display_name",
+            "access_level",
+            "can_access_billing",
+            "is_practitioner",
+            "is_active",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["email"].initial = self.instance.user.email
-            self.fields["location_ids"].initial = list(self.instance.locations.values_list("pk", flat=True))
-            self.fields["treatment_ids"].initial = list(self.instance.treatments.values_list("pk", flat=True))
+            self.fields["location_ids"].initial = list(
+                self.instance.locations.values_list("pk", flat=True)
+            )
+            self.fields["treatment_ids"].initial = list(
+                self.instance.treatments.values_list("pk", flat=True)
+            )
 
     clean_location_ids = StaffCreateForm.clean_location_ids
 
@@ -81,8 +109,10 @@ class ShiftForm(forms.ModelForm):
     class Meta:
         model = Shift
         fields = ["location", "weekday", "start_time", "end_time"]
-        widgets = {"start_time": forms.TimeInput(attrs={"type": "time"}),
-                   "end_time": forms.TimeInput(attrs={"type": "time"})}
+        widgets = {
+            "start_time": forms.TimeInput(attrs={"type": "time"}),
+            "end_time": forms.TimeInput(attrs={"type": "time"}),
+        }
 
     def _post_clean(self):
         pass

@@ -41,13 +41,20 @@ def _max_age() -> int:
 
 def _check_invitable(patient: Patient) -> None:
     if patient.user_id:
-        raise Conflict(f"{patient.full_name} already has a portal login.", code="portal_login_exists")
+        raise Conflict(
+            f"{patient.full_name} already has a portal login.", code="portal_login_exists"
+        )
     if not patient.email:
-        raise ValidationFailed("Add the patient's email first; it is their portal login.",
-                               fields={"email": ["Required for a portal login."]})
+        raise ValidationFailed(
+            "Add the patient's email first; it is their portal login.",
+            fields={"email": ["Required for a portal login."]},
+        )
     if User.objects.filter(username__iexact=patient.email).exists():
-        raise Conflict(f"Another login already uses {patient.email}; give this patient their own email address.",
-                       code="login_taken", fields={"email": ["Another login uses this email."]})
+        raise Conflict(
+            f"Another login already uses {patient.email}; give this patient their own email address.",
+            code="login_taken",
+            fields={"email": ["Another login uses this email."]},
+        )
 
 
 @transaction.atomic
@@ -60,11 +67,19 @@ def patient_portal_invite(*, actor, patient: Patient, base_url: str) -> str:
     token = ClockSigner(salt=INVITE).sign(f"{patient.pk}.{_state(patient)}")
     link = base_url.rstrip("/") + reverse("portal:invitation", kwargs={"token": token})
     days = settings.PORTAL_INVITATION_DAYS
-    mail_queue(to=patient.email, subject=f"Your online account at {clinic.name}", reply_to=clinic.email,
-               template="people/email/portal_invitation.txt",
-               context={"patient": patient, "clinic": clinic, "link": link, "days": days})
-    activity.record(actor=actor, verb="portal_invited", obj=patient,
-                    after={"to": patient.email, "expires_at": (clock.now() + timedelta(days=days)).isoformat()})
+    mail_queue(
+        to=patient.email,
+        subject=f"Your online account at {clinic.name}",
+        reply_to=clinic.email,
+        template="people/email/portal_invitation.txt",
+        context={"patient": patient, "clinic": clinic, "link": link, "days": days},
+    )
+    activity.record(
+        actor=actor,
+        verb="portal_invited",
+        obj=patient,
+        after={"to": patient.email, "expires_at": (clock.now() + timedelta(days=days)).isoformat()},
+    )
     return link
 
 
@@ -73,7 +88,11 @@ def invitation_patient(*, token: str, lock: bool = False) -> Patient:
     pk, state, age = link_read(token=token, purpose=INVITE)
     qs = Patient.objects.filter(pk=pk)
     patient = (qs.select_for_update() if lock else qs).first()
-    link_check(matches=patient is not None and state == _state(patient), age=age, max_age_seconds=_max_age())
+    link_check(
+        matches=patient is not None and state == _state(patient),
+        age=age,
+        max_age_seconds=_max_age(),
+    )
     return patient
 
 
@@ -83,6 +102,11 @@ def portal_invitation_accept(*, token: str, password: str, confirm: str) -> Pati
     patient = invitation_patient(token=token, lock=True)
     passwords_match(password, confirm)
     _check_invitable(patient)
-    user = login_create(username=patient.email.lower(), email=patient.email, password=password,
-                        first_name=patient.first_name, last_name=patient.last_name)
+    user = login_create(
+        username=patient.email.lower(),
+        email=patient.email,
+        password=password,
+        first_name=patient.first_name,
+        last_name=patient.last_name,
+    )
     return model_save(actor=user, obj=patient, data={"user": user}, verb="portal_login_enabled")

@@ -20,14 +20,26 @@ from carnet.core.errors import NotFound
 
 from .models import LoginSession
 
-_BROWSERS = (("Edge", r"Edg/"), ("Opera", r"OPR/"), ("Firefox", r"Firefox/"), ("Chrome", r"Chrome/|CriOS/"),
-             ("Safari", r"Safari/"))
-_SYSTEMS = (("iPhone", r"iPhone"), ("iPad", r"iPad"), ("Android", r"Android"), ("Windows", r"Windows"),
-            ("macOS", r"Mac OS X|Macintosh"), ("ChromeOS", r"CrOS"), ("Linux", r"Linux"))
+_BROWSERS = (
+    ("Edge", r"Edg/"),
+    ("Opera", r"OPR/"),
+    ("Firefox", r"Firefox/"),
+    ("Chrome", r"Chrome/|CriOS/"),
+    ("Safari", r"Safari/"),
+)
+_SYSTEMS = (
+    ("iPhone", r"iPhone"),
+    ("iPad", r"iPad"),
+    ("Android", r"Android"),
+    ("Windows", r"Windows"),
+    ("macOS", r"Mac OS X|Macintosh"),
+    ("ChromeOS", r"CrOS"),
+    ("Linux", r"Linux"),
+)
 
 
 def device_label(user_agent: str) -> str:
-    """"Firefox on Windows" from a User-Agent header; "Unknown browser" when it says nothing we know."""
+    """ "Firefox on Windows" from a User-Agent header; "Unknown browser" when it says nothing we know."""
     ua = user_agent or ""
     browser = next((name for name, pattern in _BROWSERS if re.search(pattern, ua)), "")
     system = next((name for name, pattern in _SYSTEMS if re.search(pattern, ua)), "")
@@ -40,10 +52,17 @@ def _store():
     return import_module(settings.SESSION_ENGINE).SessionStore
 
 
-def login_session_touch(*, user, session_key: str, row_id: int | None, ip: str | None, user_agent: str) -> int:
+def login_session_touch(
+    *, user, session_key: str, row_id: int | None, ip: str | None, user_agent: str
+) -> int:
     """Record (or refresh) this session's row; returns its id, kept in the session."""
     now = clock.now()
-    fields = {"session_key": session_key, "ip": ip, "user_agent": (user_agent or "")[:300], "last_active_at": now}
+    fields = {
+        "session_key": session_key,
+        "ip": ip,
+        "user_agent": (user_agent or "")[:300],
+        "last_active_at": now,
+    }
     if row_id is not None and LoginSession.objects.filter(pk=row_id, user=user).update(**fields):
         return row_id
     return LoginSession.objects.create(user=user, created_at=now, **fields).pk
@@ -53,8 +72,11 @@ def login_sessions_active(*, user) -> list[LoginSession]:
     """This login's sessions that may still be alive (idle timeout and lifetime not passed), newest first.
     Older rows are forgotten on the way."""
     now = clock.now()
-    stale = (LoginSession.objects.filter(user=user, last_active_at__lt=now - timedelta(minutes=settings.SESSION_IDLE_MINUTES + 1))
-             | LoginSession.objects.filter(user=user, created_at__lt=now - timedelta(hours=settings.SESSION_MAX_HOURS)))
+    stale = LoginSession.objects.filter(
+        user=user, last_active_at__lt=now - timedelta(minutes=settings.SESSION_IDLE_MINUTES + 1)
+    ) | LoginSession.objects.filter(
+        user=user, created_at__lt=now - timedelta(hours=settings.SESSION_MAX_HOURS)
+    )
     stale.delete()
     rows = list(LoginSession.objects.filter(user=user).order_by("-last_active_at", "-pk"))
     store = _store()
@@ -69,8 +91,12 @@ def login_session_end(*, user, pk: int) -> LoginSession:
         raise NotFound("That session has already ended.")
     _store()(session_key=row.session_key).delete()
     row.delete()
-    activity.record(actor=user, verb="session_ended", obj=user,
-                    after={"device": device_label(row.user_agent), "ip": row.ip})
+    activity.record(
+        actor=user,
+        verb="session_ended",
+        obj=user,
+        after={"device": device_label(row.user_agent), "ip": row.ip},
+    )
     return row
 
 

@@ -79,8 +79,13 @@ def login_wait(attempt: Attempt) -> timedelta:
     if attempt.ip:
         waits.append(_remaining(LoginFailure.objects.filter(ip=attempt.ip), IP_FREE_FAILURES, now))
     if not attempt.trusted_device:
-        waits.append(_remaining(LoginFailure.objects.filter(username=attempt.username, trusted_device=False),
-                                LOGIN_FREE_FAILURES, now))
+        waits.append(
+            _remaining(
+                LoginFailure.objects.filter(username=attempt.username, trusted_device=False),
+                LOGIN_FREE_FAILURES,
+                now,
+            )
+        )
     return max(waits)
 
 
@@ -89,18 +94,31 @@ def login_failure_record(attempt: Attempt) -> None:
     """A checked password was wrong: count it (and forget failures too old to count)."""
     now = clock.now()
     LoginFailure.objects.filter(at__lte=now - WINDOW).delete()
-    LoginFailure.objects.create(at=now, username=attempt.username, ip=attempt.ip,
-                                trusted_device=attempt.trusted_device)
+    LoginFailure.objects.create(
+        at=now, username=attempt.username, ip=attempt.ip, trusted_device=attempt.trusted_device
+    )
     user = User.objects.filter(username__iexact=attempt.username).first()
     wait = login_wait(attempt)
-    log.info("Failed log-in (%s login); next try waits %d s", "known" if user else "unknown", wait.total_seconds())
+    log.info(
+        "Failed log-in (%s login); next try waits %d s",
+        "known" if user else "unknown",
+        wait.total_seconds(),
+    )
     if user is None:
         return
-    activity.record(actor=None, verb="login_failed", obj=user,
-                    after={"ip": attempt.ip, "trusted_device": attempt.trusted_device})
+    activity.record(
+        actor=None,
+        verb="login_failed",
+        obj=user,
+        after={"ip": attempt.ip, "trusted_device": attempt.trusted_device},
+    )
     if wait:
-        activity.record(actor=None, verb="login_throttled", obj=user,
-                        after={"ip": attempt.ip, "wait_seconds": int(wait.total_seconds())})
+        activity.record(
+            actor=None,
+            verb="login_throttled",
+            obj=user,
+            after={"ip": attempt.ip, "wait_seconds": int(wait.total_seconds())},
+        )
 
 
 def login_failures_clear(*, username: str) -> int:
@@ -121,7 +139,9 @@ def login_unlock(*, actor, user) -> int:
     if target is not None and target.access_level == AccessLevel.ACCOUNT_OWNER:
         require(actor, Action.OWNERSHIP)
     cleared = login_failures_clear(username=user.username)
-    activity.record(actor=actor, verb="login_unlocked", obj=user, after={"failures_cleared": cleared})
+    activity.record(
+        actor=actor, verb="login_unlocked", obj=user, after={"failures_cleared": cleared}
+    )
     return cleared
 
 
@@ -158,8 +178,10 @@ def sign_up_check(*, ip: str | None) -> None:
     recent = SignUpEvent.objects.filter(ip=ip, at__gt=now - SIGN_UP_WINDOW).order_by("at")
     if ip and recent.count() >= SIGN_UPS_PER_IP:
         minutes = -(-int((recent.first().at + SIGN_UP_WINDOW - now).total_seconds()) // 60)
-        raise TooManySignUps(f"Too many sign-ups from your network in the last hour. Try again in {minutes} "
-                             "minutes, or call the clinic to book.")
+        raise TooManySignUps(
+            f"Too many sign-ups from your network in the last hour. Try again in {minutes} "
+            "minutes, or call the clinic to book."
+        )
 
 
 def sign_up_record(*, ip: str | None) -> None:

@@ -12,17 +12,25 @@ from carnet.core.permissions import AccessLevel
 
 
 class StaffMember(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="staff"
+    )
     display_name = models.CharField(max_length=120)
-    access_level = models.PositiveSmallIntegerField(choices=AccessLevel.choices, default=AccessLevel.FRONT_DESK)
+    access_level = models.PositiveSmallIntegerField(
+        choices=AccessLevel.choices, default=AccessLevel.FRONT_DESK
+    )
     can_access_billing = models.BooleanField(default=True)
     is_practitioner = models.BooleanField(default=False)
     locations = models.ManyToManyField(Location, blank=True, related_name="staff")
     # What a practitioner offers: the desk's booking form lists only these (none chosen: every treatment).
-    treatments = models.ManyToManyField("clinic.Treatment", blank=True, related_name="practitioners")
+    treatments = models.ManyToManyField(
+        "clinic.Treatment", blank=True, related_name="practitioners"
+    )
     is_active = models.BooleanField(default=True)
     # SHA-256 of the secret in the practitioner's private calendar feed URL (empty: no feed).
-    calendar_feed_digest = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    calendar_feed_digest = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False
+    )
 
     class Meta:
         ordering = ["display_name"]
@@ -38,12 +46,20 @@ class StaffMember(models.Model):
 class CommissionRate(models.Model):
     """A staff member's share of revenue in one income category, in percent."""
 
-    staff = models.ForeignKey(StaffMember, on_delete=models.CASCADE, related_name="commission_rates")
+    staff = models.ForeignKey(
+        StaffMember, on_delete=models.CASCADE, related_name="commission_rates"
+    )
     income_category = models.ForeignKey(IncomeCategory, on_delete=models.PROTECT)
-    rate = models.DecimalField(max_digits=6, decimal_places=3, validators=[MinValueValidator(0), MaxValueValidator(100)])
+    rate = models.DecimalField(
+        max_digits=6, decimal_places=3, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["staff", "income_category"], name="one_rate_per_category")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["staff", "income_category"], name="one_rate_per_category"
+            )
+        ]
 
     def __str__(self):
         return f"{self.staff} {self.income_category} {self.rate.normalize()}%"
@@ -55,8 +71,15 @@ class Shift(models.Model):
     staff = models.ForeignKey(StaffMember, on_delete=models.CASCADE, related_name="shifts")
     location = models.ForeignKey(Location, on_delete=models.PROTECT)
     weekday = models.PositiveSmallIntegerField(
-        choices=[(0, "Monday"), (1, "Tuesday"), (2, "Wednesday"), (3, "Thursday"), (4, "Friday"),
-                 (5, "Saturday"), (6, "Sunday")]
+        choices=[
+            (0, "Monday"),
+            (1, "Tuesday"),
+            (2, "Wednesday"),
+            (3, "Thursday"),
+            (4, "Friday"),
+            (5, "Saturday"),
+            (6, "Sunday"),
+        ]
     )
     start_time = models.TimeField()
     end_time = models.TimeField()
@@ -102,7 +125,11 @@ class Patient(models.Model):
     address = models.TextField(blank=True)
     notes = models.TextField(blank=True)
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="patient"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="patient",
     )
     created_at = models.DateTimeField()
 
@@ -115,7 +142,9 @@ class Patient(models.Model):
 
     @property
     def full_name(self) -> str:
-        first = f"{self.first_name} ({self.preferred_name})" if self.preferred_name else self.first_name
+        first = (
+            f"{self.first_name} ({self.preferred_name})" if self.preferred_name else self.first_name
+        )
         return f"{first} {self.last_name}"
 
     def save(self, *args, **kwargs):
@@ -137,7 +166,9 @@ class FamilyLink(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["patient", "relative"], name="one_link_per_pair"),
-            models.CheckConstraint(condition=~models.Q(patient=models.F("relative")), name="no_self_link"),
+            models.CheckConstraint(
+                condition=~models.Q(patient=models.F("relative")), name="no_self_link"
+            ),
         ]
 
     def __str__(self):
@@ -171,7 +202,9 @@ class SignUpEvent(models.Model):
 class LoginSession(models.Model):
     """A logged-in session as its login sees it on "Your sessions" (people.login_sessions)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="login_sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="login_sessions"
+    )
     session_key = models.CharField(max_length=64, db_index=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)

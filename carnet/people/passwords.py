@@ -74,32 +74,43 @@ def link_read(*, token: str, purpose: str) -> tuple[int, str, float]:
         pk, state = value.split(".", 1)
         return int(pk), state, age
     except (signing.BadSignature, ValueError):
-        raise AccountLinkInvalid("This link is not valid. Check that you used the whole link from the email, "
-                                 "or ask for a new one.") from None
+        raise AccountLinkInvalid(
+            "This link is not valid. Check that you used the whole link from the email, "
+            "or ask for a new one."
+        ) from None
 
 
 def link_check(*, matches: bool, age: float, max_age_seconds: int) -> None:
     """A link whose digest no longer matches was used (or its account changed); an old one expired."""
     if not matches:
-        raise AccountLinkInvalid("This link has already been used or is no longer valid. Ask for a new one.")
+        raise AccountLinkInvalid(
+            "This link has already been used or is no longer valid. Ask for a new one."
+        )
     if age > max_age_seconds:
         if max_age_seconds >= 2 * 86400:
             span = f"{max_age_seconds // 86400} days"
         else:
             hours = max_age_seconds // 3600
             span = f"{hours} hour{'s' if hours != 1 else ''}"
-        raise AccountLinkExpired(f"This link has expired (links work for {span}). Ask for a new one.")
+        raise AccountLinkExpired(
+            f"This link has expired (links work for {span}). Ask for a new one."
+        )
 
 
-def account_link_user(*, token: str, purpose: str, kind: str, max_age_seconds: int, lock: bool = False):
+def account_link_user(
+    *, token: str, purpose: str, kind: str, max_age_seconds: int, lock: bool = False
+):
     """The login an account link was made for; AccountLinkInvalid (tampered, used, other door) or
     AccountLinkExpired. With `lock`, the login's row is locked (inside the caller's transaction)
     so that two submits of one link cannot both use it."""
     pk, state, age = link_read(token=token, purpose=purpose)
     qs = User.objects.filter(pk=pk)
     user = (qs.select_for_update() if lock else qs).first()
-    link_check(matches=user is not None and is_kind(user, kind) and state == _state(user, purpose),
-               age=age, max_age_seconds=max_age_seconds)
+    link_check(
+        matches=user is not None and is_kind(user, kind) and state == _state(user, purpose),
+        age=age,
+        max_age_seconds=max_age_seconds,
+    )
     return user
 
 
@@ -115,25 +126,38 @@ def password_reset_request(*, email: str, kind: str, base_url: str) -> None:
     which addresses have an account. The email is queued with this transaction."""
     email = (email or "").strip()
     if not email:
-        raise ValidationFailed("Please enter your email address.", fields={"email": ["This field is required."]})
+        raise ValidationFailed(
+            "Please enter your email address.", fields={"email": ["This field is required."]}
+        )
     clinic = clinic_get()
     hours = settings.PASSWORD_RESET_TIMEOUT // 3600
     for user in User.objects.filter(email__iexact=email, is_active=True).order_by("pk"):
         if not is_kind(user, kind):
             continue
         token = account_link_token(user=user, purpose=RESET)
-        link = base_url.rstrip("/") + _confirm_url(kind, "password_reset_confirm").replace("TOKEN", token)
-        mail_queue(to=user.email, subject=f"Reset your password at {clinic.name}", reply_to=clinic.email,
-                   template="people/email/password_reset.txt",
-                   context={"user": user, "clinic": clinic, "link": link, "hours": hours})
+        link = base_url.rstrip("/") + _confirm_url(kind, "password_reset_confirm").replace(
+            "TOKEN", token
+        )
+        mail_queue(
+            to=user.email,
+            subject=f"Reset your password at {clinic.name}",
+            reply_to=clinic.email,
+            template="people/email/password_reset.txt",
+            context={"user": user, "clinic": clinic, "link": link, "hours": hours},
+        )
         activity.record(actor=None, verb="password_reset_requested", obj=user)
 
 
 @transaction.atomic
 def password_reset_complete(*, token: str, kind: str, password: str, confirm: str):
     """Set the password from a reset link: the link then stops working and every session ends."""
-    user = account_link_user(token=token, purpose=RESET, kind=kind,
-                             max_age_seconds=settings.PASSWORD_RESET_TIMEOUT, lock=True)
+    user = account_link_user(
+        token=token,
+        purpose=RESET,
+        kind=kind,
+        max_age_seconds=settings.PASSWORD_RESET_TIMEOUT,
+        lock=True,
+    )
     _set_password(user, password, confirm)
     login_failures_clear(username=user.username)
     activity.record(actor=user, verb="password_reset", obj=user)
@@ -144,11 +168,15 @@ def password_reset_complete(*, token: str, kind: str, password: str, confirm: st
 def password_change(*, user, current: str, password: str, confirm: str):
     """A logged-in user changes their password; the current one is required. Other sessions end."""
     if not user.check_password(current or ""):
-        raise ValidationFailed("Your current password is not right; type it again.",
-                               fields={"current_password": ["This is not your current password."]})
+        raise ValidationFailed(
+            "Your current password is not right; type it again.",
+            fields={"current_password": ["This is not your current password."]},
+        )
     if current == password:
-        raise ValidationFailed("Please choose a password different from your current one.",
-                               fields={"password": ["This is your current password."]})
+        raise ValidationFailed(
+            "Please choose a password different from your current one.",
+            fields={"password": ["This is your current password."]},
+        )
     _set_password(user, password, confirm)
     activity.record(actor=user, verb="password_changed", obj=user)
     return user
@@ -156,8 +184,10 @@ def password_change(*, user, current: str, password: str, confirm: str):
 
 def passwords_match(password: str, confirm: str) -> None:
     if password != confirm:
-        raise ValidationFailed("The two passwords are not the same; type the new one twice.",
-                               fields={"confirm": ["Not the same as the password above."]})
+        raise ValidationFailed(
+            "The two passwords are not the same; type the new one twice.",
+            fields={"confirm": ["Not the same as the password above."]},
+        )
 
 
 def _set_password(user, password: str, confirm: str) -> None:

@@ -10,15 +10,26 @@ from carnet.core.schemas import Schema
 
 def _wall_clock(value: dt.time) -> dt.time:
     if value.tzinfo is not None:
-        raise ValueError("give a wall-clock time in the location's time zone, such as 09:00, without a UTC offset")
+        raise ValueError(
+            "give a wall-clock time in the location's time zone, such as 09:00, without a UTC offset"
+        )
     return value
 
 
 # A shift's times are wall-clock times at the location: no UTC offset (JSON Schema's "time" format
 # would require one, and an offset used to reach the database as a 500).
-WallTime = Annotated[dt.time, AfterValidator(_wall_clock), WithJsonSchema({
-    "type": "string", "format": "partial-time", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$",
-    "examples": ["09:00"]})]
+WallTime = Annotated[
+    dt.time,
+    AfterValidator(_wall_clock),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "partial-time",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$",
+            "examples": ["09:00"],
+        }
+    ),
+]
 
 
 class StaffIn(Schema):
@@ -26,7 +37,9 @@ class StaffIn(Schema):
     email: str = ""
     password: str = Field(..., min_length=8)
     display_name: str
-    access_level: int = Field(..., description="0 No Access … 70 Account Owner (see /access-levels)")
+    access_level: int = Field(
+        ..., description="0 No Access … 70 Account Owner (see /access-levels)"
+    )
     can_access_billing: bool = True
     is_practitioner: bool = False
     location_ids: list[int] = []
@@ -138,7 +151,9 @@ class PatientSelfOut(Schema):
 
 class FamilyLinkIn(Schema):
     relative_id: int
-    kind: Literal["guardian", "spouse"] = Field(..., description="guardian: this patient is the guardian of the relative")
+    kind: Literal["guardian", "spouse"] = Field(
+        ..., description="guardian: this patient is the guardian of the relative"
+    )
 
 
 class FamilyLinkOut(Schema):

@@ -11,8 +11,12 @@ def patient_search(*, query: str = "", limit: int = 50) -> QuerySet[Patient]:
     """Patients whose name, preferred name, email or phone matches every word of the query."""
     qs = Patient.objects.all()
     for word in query.split():
-        cond = (Q(first_name__icontains=word) | Q(last_name__icontains=word)
-                | Q(preferred_name__icontains=word) | Q(email__icontains=word))
+        cond = (
+            Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+            | Q(preferred_name__icontains=word)
+            | Q(email__icontains=word)
+        )
         if len(digits(word)) >= 3:
             cond |= Q(phone_digits__contains=digits(word))
         qs = qs.filter(cond)
@@ -43,7 +47,9 @@ def patient_for(actor, pk: int, *, action: Action, not_found: NotFound | None = 
 def patient_family(patient: Patient) -> list[tuple[str, Patient, FamilyLink]]:
     """Each relative with how they relate to this patient, e.g. ("Dependant", child, link)."""
     out = []
-    for link in FamilyLink.objects.filter(Q(patient=patient) | Q(relative=patient)).select_related("patient", "relative"):
+    for link in FamilyLink.objects.filter(Q(patient=patient) | Q(relative=patient)).select_related(
+        "patient", "relative"
+    ):
         mine = link.patient_id == patient.pk
         other = link.relative if mine else link.patient
         if link.kind == FamilyLink.Kind.SPOUSE:
@@ -57,12 +63,16 @@ def patient_family(patient: Patient) -> list[tuple[str, Patient, FamilyLink]]:
 def family_ids(patient: Patient) -> set[int]:
     """The ids of every patient linked to this one as family (either side of the link)."""
     links = FamilyLink.objects.filter(Q(patient=patient) | Q(relative=patient))
-    return {pk for pair in links.values_list("patient_id", "relative_id") for pk in pair} - {patient.pk}
+    return {pk for pair in links.values_list("patient_id", "relative_id") for pk in pair} - {
+        patient.pk
+    }
 
 
 def patients_managed_by(patient: Patient) -> list[Patient]:
     """The patient and their dependants: whose records a portal user may see."""
-    dependants = Patient.objects.filter(links_in__patient=patient, links_in__kind=FamilyLink.Kind.GUARDIAN)
+    dependants = Patient.objects.filter(
+        links_in__patient=patient, links_in__kind=FamilyLink.Kind.GUARDIAN
+    )
     return [patient, *dependants]
 
 
@@ -79,8 +89,11 @@ def staff_get(pk: int) -> StaffMember:
 
 def api_token_active(raw: str) -> ApiToken | None:
     """The unrevoked token of an active staff member whose secret is `raw`, with its user."""
-    return (ApiToken.objects.select_related("staff__user")
-            .filter(token_hash=token_digest(raw), revoked_at__isnull=True, staff__is_active=True).first())
+    return (
+        ApiToken.objects.select_related("staff__user")
+        .filter(token_hash=token_digest(raw), revoked_at__isnull=True, staff__is_active=True)
+        .first()
+    )
 
 
 def api_token_for_request(request, raw: str) -> ApiToken | None:

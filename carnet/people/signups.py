@@ -28,7 +28,14 @@ from carnet.core.mail import mail_queue
 from carnet.core.signed_links import ClockSigner
 
 from .models import Patient
-from .passwords import RESET, AccountLinkExpired, AccountLinkInvalid, account_link_token, is_kind, passwords_match
+from .passwords import (
+    RESET,
+    AccountLinkExpired,
+    AccountLinkInvalid,
+    account_link_token,
+    is_kind,
+    passwords_match,
+)
 from .services import patient_sign_up
 
 User = get_user_model()
@@ -45,8 +52,15 @@ def _safe_next(next_url: str) -> str:
 
 
 @transaction.atomic
-def sign_up_request(*, first_name: str, last_name: str, email: str, phone: str = "", next_url: str = "",
-                    base_url: str) -> None:
+def sign_up_request(
+    *,
+    first_name: str,
+    last_name: str,
+    email: str,
+    phone: str = "",
+    next_url: str = "",
+    base_url: str,
+) -> None:
     """Email the address a link to finish signing up, or, if it already has a login, tell its holder.
 
     The caller answers the same either way. The email is queued with this transaction."""
@@ -58,12 +72,17 @@ def sign_up_request(*, first_name: str, last_name: str, email: str, phone: str =
         text_check(value, field=field, limit=Patient._meta.get_field(field).max_length)
     email = (email or "").strip()
     if not email:
-        raise ValidationFailed("Please enter your email; it is your login.", fields={"email": ["This field is required."]})
+        raise ValidationFailed(
+            "Please enter your email; it is your login.",
+            fields={"email": ["This field is required."]},
+        )
     try:
         validate_email(email)
     except ValidationError:
-        raise ValidationFailed(f"“{email}” is not an email address.",
-                               fields={"email": ["Enter a valid email address."]}) from None
+        raise ValidationFailed(
+            f"“{email}” is not an email address.",
+            fields={"email": ["Enter a valid email address."]},
+        ) from None
     clinic = clinic_get()
     base = base_url.rstrip("/")
     existing = User.objects.filter(username__iexact=email).order_by("pk").first()
@@ -72,21 +91,40 @@ def sign_up_request(*, first_name: str, last_name: str, email: str, phone: str =
         if is_kind(existing, "patient"):
             token = account_link_token(user=existing, purpose=RESET)
             reset = base + reverse("portal:password_reset_confirm", kwargs={"token": token})
-        mail_queue(to=existing.email or email, subject=f"Someone tried to sign up at {clinic.name} with your email",
-                   reply_to=clinic.email, template="people/email/sign_up_existing.txt",
-                   context={"user": existing, "clinic": clinic, "reset_link": reset,
-                            "login_link": base + reverse("portal:login"),
-                            "hours": settings.PASSWORD_RESET_TIMEOUT // 3600})
+        mail_queue(
+            to=existing.email or email,
+            subject=f"Someone tried to sign up at {clinic.name} with your email",
+            reply_to=clinic.email,
+            template="people/email/sign_up_existing.txt",
+            context={
+                "user": existing,
+                "clinic": clinic,
+                "reset_link": reset,
+                "login_link": base + reverse("portal:login"),
+                "hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
+            },
+        )
         activity.record(actor=None, verb="sign_up_attempted", obj=existing)
         return
-    payload = json.dumps({**names, "email": email, "phone": phone.strip()[:40], "next": _safe_next(next_url)},
-                         separators=(",", ":"))
+    payload = json.dumps(
+        {**names, "email": email, "phone": phone.strip()[:40], "next": _safe_next(next_url)},
+        separators=(",", ":"),
+    )
     token = ClockSigner(salt=SIGN_UP).sign_object(payload, compress=True)
-    mail_queue(to=email, subject=f"Finish signing up at {clinic.name}", reply_to=clinic.email,
-               template="people/email/sign_up_confirm.txt",
-               context={"first_name": names["first_name"], "clinic": clinic, "email": email,
-                        "link": base + reverse("portal:sign_up_confirm", kwargs={"token": token}),
-                        "hours": settings.SIGN_UP_LINK_HOURS, "booking": bool(_safe_next(next_url))})
+    mail_queue(
+        to=email,
+        subject=f"Finish signing up at {clinic.name}",
+        reply_to=clinic.email,
+        template="people/email/sign_up_confirm.txt",
+        context={
+            "first_name": names["first_name"],
+            "clinic": clinic,
+            "email": email,
+            "link": base + reverse("portal:sign_up_confirm", kwargs={"token": token}),
+            "hours": settings.SIGN_UP_LINK_HOURS,
+            "booking": bool(_safe_next(next_url)),
+        },
+    )
 
 
 def sign_up_details(*, token: str) -> dict:
@@ -97,11 +135,15 @@ def sign_up_details(*, token: str) -> dict:
         details = json.loads(signer.unsign_object(token))
         _, age = signer.unsign_age(token)
     except (signing.BadSignature, ValueError, TypeError):
-        raise AccountLinkInvalid("This link is not valid. Check that you used the whole link from the email, "
-                                 "or sign up again.") from None
+        raise AccountLinkInvalid(
+            "This link is not valid. Check that you used the whole link from the email, "
+            "or sign up again."
+        ) from None
     if age > _max_age():
-        raise AccountLinkExpired(f"This link has expired (links work for {settings.SIGN_UP_LINK_HOURS} hours). "
-                                 "Sign up again to get a new one.")
+        raise AccountLinkExpired(
+            f"This link has expired (links work for {settings.SIGN_UP_LINK_HOURS} hours). "
+            "Sign up again to get a new one."
+        )
     return details
 
 
@@ -112,7 +154,14 @@ def sign_up_complete(*, token: str, password: str, confirm: str) -> Patient:
     details = sign_up_details(token=token)
     passwords_match(password, confirm)
     if User.objects.filter(username__iexact=details["email"]).exists():
-        raise Conflict("Your account is already set up; log in with your email and password.",
-                       code="login_taken")
-    return patient_sign_up(first_name=details["first_name"], last_name=details["last_name"],
-                           email=details["email"], phone=details.get("phone", ""), password=password)
+        raise Conflict(
+            "Your account is already set up; log in with your email and password.",
+            code="login_taken",
+        )
+    return patient_sign_up(
+        first_name=details["first_name"],
+        last_name=details["last_name"],
+        email=details["email"],
+        phone=details.get("phone", ""),
+        password=password,
+    )

@@ -57,14 +57,15 @@ def enrolment_device(user) -> TOTPDevice:
 
 def qr_svg(device: TOTPDevice) -> str:
     """The otpauth:// address as an inline SVG (no script, no inline style: fits the CSP)."""
-    return segno.make(device.config_url, error="m").svg_inline(scale=5, dark="#000", light="#fff",
-                                                              title="QR code for your authenticator app")
+    return segno.make(device.config_url, error="m").svg_inline(
+        scale=5, dark="#000", light="#fff", title="QR code for your authenticator app"
+    )
 
 
 def secret_text(device: TOTPDevice) -> str:
     """The secret in base 32, in groups of four, for typing into an app by hand."""
     raw = base64.b32encode(device.bin_key).decode().rstrip("=")
-    return " ".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+    return " ".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
 def _new_codes(user) -> list[str]:
@@ -84,8 +85,11 @@ def two_factor_enrol(*, user, device: TOTPDevice, code: str) -> list[str]:
     """Confirm the authenticator with a code from it; returns the ten new recovery codes (shown once)."""
     device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user, confirmed=False)
     if not device.verify_token(_clean(code)):
-        raise ValidationFailed("That code is not right. Type the 6 digits your app shows now (they change "
-                               "every 30 seconds).", fields={"code": ["Not the code the app shows now."]})
+        raise ValidationFailed(
+            "That code is not right. Type the 6 digits your app shows now (they change "
+            "every 30 seconds).",
+            fields={"code": ["Not the code the app shows now."]},
+        )
     TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
     device.confirmed = True
     device.save(update_fields=["confirmed"])
@@ -100,18 +104,29 @@ def two_factor_check(*, user, code: str):
     code = _clean(code)
     model = TOTPDevice if code.isdigit() and len(code) <= 8 else StaticDevice
     with transaction.atomic():
-        device = model.objects.select_for_update().filter(user=user, confirmed=True).order_by("pk").first()
+        device = (
+            model.objects.select_for_update()
+            .filter(user=user, confirmed=True)
+            .order_by("pk")
+            .first()
+        )
         if device is None:
             return None
         allowed, _ = device.verify_is_allowed()
         if not allowed:
-            raise ValidationFailed("Too many wrong codes. Wait a few seconds and try again.",
-                                   fields={"code": ["Wait a few seconds before the next try."]})
+            raise ValidationFailed(
+                "Too many wrong codes. Wait a few seconds and try again.",
+                fields={"code": ["Wait a few seconds before the next try."]},
+            )
         if not device.verify_token(code):
             return None
     if model is StaticDevice:
-        activity.record(actor=user, verb="two_factor_recovery_code_used", obj=user,
-                        after={"codes_left": recovery_codes_left(user)})
+        activity.record(
+            actor=user,
+            verb="two_factor_recovery_code_used",
+            obj=user,
+            after={"codes_left": recovery_codes_left(user)},
+        )
     return device
 
 
@@ -129,11 +144,15 @@ def recovery_codes_renew(*, user) -> list[str]:
 def two_factor_disable(*, user, password: str) -> None:
     """Turn off one's own second factor (current password required); refused where it is required."""
     if two_factor_required(user):
-        raise ValidationFailed("Two-factor log-in is required for your account; it cannot be turned off. "
-                               "You can set up a new authenticator app instead.")
+        raise ValidationFailed(
+            "Two-factor log-in is required for your account; it cannot be turned off. "
+            "You can set up a new authenticator app instead."
+        )
     if not user.check_password(password or ""):
-        raise ValidationFailed("Your password is not right; type it again.",
-                               fields={"password": ["This is not your current password."]})
+        raise ValidationFailed(
+            "Your password is not right; type it again.",
+            fields={"password": ["This is not your current password."]},
+        )
     _remove_devices(user)
     activity.record(actor=user, verb="two_factor_disabled", obj=user)
 
@@ -144,10 +163,14 @@ def two_factor_reset(*, actor, staff) -> None:
     one at their next log-in (or log in without one where it is not required). Logged."""
     require(actor, Action.OWNERSHIP)
     if staff.user_id == getattr(actor, "pk", None):
-        raise ValidationFailed("You cannot reset your own second factor here; use your recovery codes, or ask "
-                               "another Account Owner.")
+        raise ValidationFailed(
+            "You cannot reset your own second factor here; use your recovery codes, or ask "
+            "another Account Owner."
+        )
     _remove_devices(staff.user)
-    activity.record(actor=actor, verb="two_factor_reset", obj=staff.user, after={"staff": staff.display_name})
+    activity.record(
+        actor=actor, verb="two_factor_reset", obj=staff.user, after={"staff": staff.display_name}
+    )
 
 
 def _remove_devices(user) -> None:
@@ -156,6 +179,7 @@ def _remove_devices(user) -> None:
 
 
 # ---------------------------------------------------------------- "Remember this browser"
+
 
 def _device_digest(device: TOTPDevice) -> str:
     return hashlib.sha256(f"{device.pk}:{device.key}".encode()).hexdigest()[:24]
@@ -171,7 +195,9 @@ def remembered_device(user, cookie: str | None) -> TOTPDevice | None:
     if not cookie:
         return None
     try:
-        pk, digest = signing.loads(cookie, salt=REMEMBER_SALT, max_age=settings.TWO_FACTOR_REMEMBER_DAYS * 86400)
+        pk, digest = signing.loads(
+            cookie, salt=REMEMBER_SALT, max_age=settings.TWO_FACTOR_REMEMBER_DAYS * 86400
+        )
     except (signing.BadSignature, TypeError, ValueError):
         return None
     device = authenticator(user)

@@ -7,7 +7,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.portal_login, name="login"),
     path("password-reset/", views.password_reset, name="password_reset"),
-    path("password-reset/<str:token>/", views.password_reset_confirm, name="password_reset_confirm"),
+    path(
+        "password-reset/<str:token>/", views.password_reset_confirm, name="password_reset_confirm"
+    ),
     path("account/password/", views.password_change, name="password_change"),
     path("login/code/", views.two_factor_verify, name="two_factor_verify"),
     path("account/two-factor/", views.two_factor, name="two_factor"),

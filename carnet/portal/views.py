@@ -19,8 +19,14 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
-from carnet.gateway.services import (AuthenticationPending, PaymentFailed, card_authenticate_page, card_entry_begin,
-                                     gateway_uses_stripe_js, stripe_csp)
+from carnet.gateway.services import (
+    AuthenticationPending,
+    PaymentFailed,
+    card_authenticate_page,
+    card_entry_begin,
+    gateway_uses_stripe_js,
+    stripe_csp,
+)
 from carnet.people import invitations, signups
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
@@ -61,19 +67,37 @@ def invitation(request, token: str):
     try:
         patient = invitations.invitation_patient(token=token)
     except CarnetError as exc:
-        return render(request, "staff/link_invalid.html", {"kind": "patient", "invitation": True,
-                      "login_url": "portal:login", "message": exc.message}, status=exc.status)
+        return render(
+            request,
+            "staff/link_invalid.html",
+            {
+                "kind": "patient",
+                "invitation": True,
+                "login_url": "portal:login",
+                "message": exc.message,
+            },
+            status=exc.status,
+        )
     form = SetPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            invitations.portal_invitation_accept(token=token, password=form.cleaned_data["password"],
-                                                 confirm=form.cleaned_data["confirm"])
+            invitations.portal_invitation_accept(
+                token=token,
+                password=form.cleaned_data["password"],
+                confirm=form.cleaned_data["confirm"],
+            )
         except CarnetError as exc:
             apply_errors(form, exc)
         else:
-            messages.success(request, f"Your password is set. Log in with {patient.email} and your new password.")
+            messages.success(
+                request, f"Your password is set. Log in with {patient.email} and your new password."
+            )
             return redirect("portal:login")
-    return render(request, "portal/invitation.html", {"form": form, "patient": patient, "clinic": clinic_get()})
+    return render(
+        request,
+        "portal/invitation.html",
+        {"form": form, "patient": patient, "clinic": clinic_get()},
+    )
 
 
 def sign_up_confirm(request, token: str):
@@ -82,15 +106,29 @@ def sign_up_confirm(request, token: str):
     try:
         details = signups.sign_up_details(token=token)
     except CarnetError as exc:
-        return render(request, "staff/link_invalid.html", {"kind": "patient", "sign_up": True,
-                      "login_url": "portal:login", "message": exc.message}, status=exc.status)
+        return render(
+            request,
+            "staff/link_invalid.html",
+            {
+                "kind": "patient",
+                "sign_up": True,
+                "login_url": "portal:login",
+                "message": exc.message,
+            },
+            status=exc.status,
+        )
     form = SetPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            patient = signups.sign_up_complete(token=token, password=form.cleaned_data["password"],
-                                               confirm=form.cleaned_data["confirm"])
+            patient = signups.sign_up_complete(
+                token=token,
+                password=form.cleaned_data["password"],
+                confirm=form.cleaned_data["confirm"],
+            )
         except CarnetError as exc:
-            if exc.code == "login_taken":  # the link was used already: the address is theirs, so say so
+            if (
+                exc.code == "login_taken"
+            ):  # the link was used already: the address is theirs, so say so
                 messages.info(request, exc.message)
                 return redirect("portal:login")
             apply_errors(form, exc)
@@ -102,7 +140,11 @@ def sign_up_confirm(request, token: str):
                 return redirect(details["next"])
             messages.success(request, "Your account is ready.")
             return redirect("portal:home")
-    return render(request, "portal/sign_up_confirm.html", {"form": form, "details": details, "clinic": clinic_get()})
+    return render(
+        request,
+        "portal/sign_up_confirm.html",
+        {"form": form, "details": details, "clinic": clinic_get()},
+    )
 
 
 def two_factor_verify(request):
@@ -112,35 +154,58 @@ def two_factor_verify(request):
 @patient_required
 def two_factor(request, patient):
     """Optional for patients: an authenticator app and recovery codes, like staff."""
-    return two_factor_views.settings_page(request, door="portal",
-                                          context={"patient": patient, "clinic": clinic_get(), "tab": "account"})
+    return two_factor_views.settings_page(
+        request,
+        door="portal",
+        context={"patient": patient, "clinic": clinic_get(), "tab": "account"},
+    )
 
 
 @patient_required
 def sessions(request, patient):
-    return session_views.sessions_page(request, door="portal",
-                                       context={"patient": patient, "clinic": clinic_get(), "tab": "account"})
+    return session_views.sessions_page(
+        request,
+        door="portal",
+        context={"patient": patient, "clinic": clinic_get(), "tab": "account"},
+    )
 
 
 @patient_required
 def password_change(request, patient):
-    return account_views.password_change_page(request, kind="patient", user=request.user,
-                                              context={"patient": patient, "clinic": clinic_get(), "tab": "account"})
+    return account_views.password_change_page(
+        request,
+        kind="patient",
+        user=request.user,
+        context={"patient": patient, "clinic": clinic_get(), "tab": "account"},
+    )
 
 
 @patient_required
 def home(request, patient):
     upcoming, past = online.patient_appointments(patient=patient)
     now = clock.now()
-    return render(request, "portal/home.html", {
-        "upcoming": [(row, row.status == "booked" and now <= online.cancel_deadline(row.appointment)) for row in upcoming],
-        "past": past,
-        "patient": patient, "clinic": clinic_get(),
-        "family": patient_family(patient), "dependants": patients_managed_by(patient)[1:],
-        "invoices": Invoice.objects.filter(patient__in=patients_managed_by(patient), deleted_at__isnull=True)
-        .select_related("patient").order_by("-invoice_date", "-number")[:50],
-        "owing": clinic_get().money(amount_owing(patient)), "pay_token": emails.pay_link_token(patient),
-    })
+    return render(
+        request,
+        "portal/home.html",
+        {
+            "upcoming": [
+                (row, row.status == "booked" and now <= online.cancel_deadline(row.appointment))
+                for row in upcoming
+            ],
+            "past": past,
+            "patient": patient,
+            "clinic": clinic_get(),
+            "family": patient_family(patient),
+            "dependants": patients_managed_by(patient)[1:],
+            "invoices": Invoice.objects.filter(
+                patient__in=patients_managed_by(patient), deleted_at__isnull=True
+            )
+            .select_related("patient")
+            .order_by("-invoice_date", "-number")[:50],
+            "owing": clinic_get().money(amount_owing(patient)),
+            "pay_token": emails.pay_link_token(patient),
+        },
+    )
 
 
 @require_POST
@@ -155,14 +220,18 @@ def appointment_cancel(request, patient, pk: int):
         messages.error(request, exc.message)
     else:
         when = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone))
-        messages.success(request, f"Cancelled: {appointment.treatment} on {when:%A %-d %B at %H:%M}.")
+        messages.success(
+            request, f"Cancelled: {appointment.treatment} on {when:%A %-d %B at %H:%M}."
+        )
     return redirect("portal:home")
 
 
 @patient_required
 def receipt_pdf(request, patient, pk: int):
     """A receipt of the patient's own, or a dependant's; any other invoice is "not found"."""
-    invoice = Invoice.objects.filter(pk=pk, patient__in=patients_managed_by(patient), deleted_at__isnull=True).first()
+    invoice = Invoice.objects.filter(
+        pk=pk, patient__in=patients_managed_by(patient), deleted_at__isnull=True
+    ).first()
     if invoice is None:
         raise NotFound(f"No receipt with id {pk}.")
     return pdf_response(documents.receipt_pdf(invoice), documents.receipt_filename(invoice))
@@ -178,18 +247,34 @@ def gift_card_buy(request, patient):
     on = clinic.gift_cards_enabled and clinic.gift_card_online_sales_enabled
     stripe_on = on and gateway_uses_stripe_js()
     entry_for = passes_online.portal_entry_for(request.user) if stripe_on else ""
-    form = GiftCardBuyForm(request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()},
-                           stripe=stripe_on)
+    form = GiftCardBuyForm(
+        request.POST or None,
+        currency=clinic.currency,
+        initial={"form_key": new_form_key()},
+        stripe=stripe_on,
+    )
     if on and request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        card_entry = ({"setup_intent": request.POST.get("setup_intent", "")[:255], "entry_for": entry_for}
-                      if stripe_on else {"card_number": data["number"], "exp_month": data["exp_month"],
-                                         "exp_year": data["exp_year"], "cvc": data["cvc"]})
+        card_entry = (
+            {"setup_intent": request.POST.get("setup_intent", "")[:255], "entry_for": entry_for}
+            if stripe_on
+            else {
+                "card_number": data["number"],
+                "exp_month": data["exp_month"],
+                "exp_year": data["exp_year"],
+                "cvc": data["cvc"],
+            }
+        )
         try:
             card = giftcard_sell_online(
-                patient=patient, amount_minor=data["amount"] or 0, recipient_name=data["recipient_name"],
-                recipient_email=data["recipient_email"], holder=data["holder"], idempotency_key=data["form_key"],
-                **card_entry)
+                patient=patient,
+                amount_minor=data["amount"] or 0,
+                recipient_name=data["recipient_name"],
+                recipient_email=data["recipient_email"],
+                holder=data["holder"],
+                idempotency_key=data["form_key"],
+                **card_entry,
+            )
         except AuthenticationPending as exc:
             return card_authenticate_page(request, exc, nav="portal/_nav.html")
         except PaymentFailed as exc:
@@ -197,11 +282,29 @@ def gift_card_buy(request, patient):
         except CarnetError as exc:
             apply_errors(form, exc)
         else:
-            return render(request, "portal/gift_card_bought.html", {
-                "clinic": clinic, "patient": patient, "card": card, "amount": clinic.money(card.balance_minor)})
-    return _with_stripe_js(request, form, entry_for, "portal/gift_card_buy.html", {
-        "clinic": clinic, "patient": patient, "form": form, "on": on,
-        "minimum": clinic.money(clinic.gift_card_online_minimum_minor)})
+            return render(
+                request,
+                "portal/gift_card_bought.html",
+                {
+                    "clinic": clinic,
+                    "patient": patient,
+                    "card": card,
+                    "amount": clinic.money(card.balance_minor),
+                },
+            )
+    return _with_stripe_js(
+        request,
+        form,
+        entry_for,
+        "portal/gift_card_buy.html",
+        {
+            "clinic": clinic,
+            "patient": patient,
+            "form": form,
+            "on": on,
+            "minimum": clinic.money(clinic.gift_card_online_minimum_minor),
+        },
+    )
 
 
 # ---------------------------------------------------------------- Pay Balance link (public, signed)
@@ -212,9 +315,12 @@ def _link_patient(request, token: str):
     try:
         return emails.pay_link_patient(token), None
     except (emails.PayLinkInvalid, emails.PayLinkExpired) as exc:
-        return None, render(request, "portal/pay_link_invalid.html",
-                            {"clinic": clinic_get(), "message": exc.message, "expired": exc.status == 410},
-                            status=exc.status)
+        return None, render(
+            request,
+            "portal/pay_link_invalid.html",
+            {"clinic": clinic_get(), "message": exc.message, "expired": exc.status == 410},
+            status=exc.status,
+        )
 
 
 def _declined_sentence(exc: PaymentFailed) -> str:
@@ -226,16 +332,21 @@ def _declined_sentence(exc: PaymentFailed) -> str:
 def _card_form(request):
     """(the card form of a page reached by a signed link, whether Stripe.js takes the card)."""
     stripe_on = gateway_uses_stripe_js()
-    return (StripeCardForm if stripe_on else PayBalanceForm)(request.POST or None,
-                                                             initial={"form_key": new_form_key()}), stripe_on
+    return (StripeCardForm if stripe_on else PayBalanceForm)(
+        request.POST or None, initial={"form_key": new_form_key()}
+    ), stripe_on
 
 
 def _typed_card(request, data: dict, stripe_on: bool) -> dict:
     """The card as the services take it: Stripe.js's SetupIntent, or the test gateway's fields."""
     if stripe_on:
         return {"setup_intent": request.POST.get("setup_intent", "")[:255]}
-    return {"card_number": data["number"], "exp_month": data["exp_month"], "exp_year": data["exp_year"],
-            "cvc": data["cvc"]}
+    return {
+        "card_number": data["number"],
+        "exp_month": data["exp_month"],
+        "exp_year": data["exp_year"],
+        "cvc": data["cvc"],
+    }
 
 
 def _card_submit(request, form, stripe_on: bool, pay, passes=()):
@@ -246,7 +357,11 @@ def _card_submit(request, form, stripe_on: bool, pay, passes=()):
         return None
     data = form.cleaned_data
     try:
-        return pay(holder=data["holder"], idempotency_key=data["form_key"], **_typed_card(request, data, stripe_on))
+        return pay(
+            holder=data["holder"],
+            idempotency_key=data["form_key"],
+            **_typed_card(request, data, stripe_on),
+        )
     except AuthenticationPending:  # 3-D Secure: the caller shows the bank's check
         raise
     except PaymentFailed as exc:
@@ -264,19 +379,31 @@ def pay_balance(request, token: str):
         return invalid
     form, stripe_on = _card_form(request)
     try:
-        payment = _card_submit(request, form, stripe_on, lambda **card: balance_pay_online(patient=patient, **card))
+        payment = _card_submit(
+            request, form, stripe_on, lambda **card: balance_pay_online(patient=patient, **card)
+        )
     except AuthenticationPending as exc:
         return card_authenticate_page(request, exc, nav="portal/_public_nav.html")
     if payment is not None:
         return redirect("portal:pay_balance_paid", token=token, payment_pk=payment.pk)
     clinic = clinic_get()
     invoices = list(open_invoices(patient))
-    return _with_stripe_js(request, form, pay_balance_entry_for(patient) if stripe_on and invoices else "",
-                           "portal/pay_balance.html", {
-        "clinic": clinic, "patient": patient, "form": form,
-        "invoices": [(documents.invoice_number(i, clinic), i, clinic.money(i.balance_minor)) for i in invoices],
-        "owing": clinic.money(sum(i.balance_minor for i in invoices)),
-    })
+    return _with_stripe_js(
+        request,
+        form,
+        pay_balance_entry_for(patient) if stripe_on and invoices else "",
+        "portal/pay_balance.html",
+        {
+            "clinic": clinic,
+            "patient": patient,
+            "form": form,
+            "invoices": [
+                (documents.invoice_number(i, clinic), i, clinic.money(i.balance_minor))
+                for i in invoices
+            ],
+            "owing": clinic.money(sum(i.balance_minor for i in invoices)),
+        },
+    )
 
 
 def pay_balance_paid(request, token: str, payment_pk: int):
@@ -287,11 +414,20 @@ def pay_balance_paid(request, token: str, payment_pk: int):
     if payment is None:
         raise NotFound("No such payment.")
     clinic = clinic_get()
-    paid = Invoice.objects.filter(allocations__payment=payment, allocations__unapplied_at__isnull=True).distinct()
-    return render(request, "portal/pay_balance_paid.html", {
-        "clinic": clinic, "patient": patient, "payment": payment, "amount": clinic.money(payment.amount_minor),
-        "numbers": [documents.invoice_number(i, clinic) for i in paid.order_by("number")],
-    })
+    paid = Invoice.objects.filter(
+        allocations__payment=payment, allocations__unapplied_at__isnull=True
+    ).distinct()
+    return render(
+        request,
+        "portal/pay_balance_paid.html",
+        {
+            "clinic": clinic,
+            "patient": patient,
+            "payment": payment,
+            "amount": clinic.money(payment.amount_minor),
+            "numbers": [documents.invoice_number(i, clinic) for i in paid.order_by("number")],
+        },
+    )
 
 
 # ---------------------------------------------------------------- Packages & Memberships (SPEC 9.1, 11)
@@ -306,7 +442,8 @@ class PassBuyForm(PayBalanceForm):
         super().__init__(*args, **kwargs)
         if len(patients) > 1:
             self.fields["patient"] = forms.TypedChoiceField(
-                label="For", coerce=int, choices=[(p.pk, p.full_name) for p in patients])
+                label="For", coerce=int, choices=[(p.pk, p.full_name) for p in patients]
+            )
             self.order_fields(["form_key", "patient"])
         if free:  # nothing to charge: no card asked for
             for name in ("holder", "number", "exp_month", "exp_year", "cvc"):
@@ -328,7 +465,11 @@ def _pass_status(sold, clinic) -> str:
     if not pass_fully_paid(sold):
         unlocked = pass_unlocked(sold)
         row = pass_next_instalment(sold)
-        due = f"next instalment {clinic.money(row.amount_minor)} on {row.due_on:%-d %b %Y}" if row else ""
+        due = (
+            f"next instalment {clinic.money(row.amount_minor)} on {row.due_on:%-d %b %Y}"
+            if row
+            else ""
+        )
         if unlocked == 0:
             return f"Awaiting payment{f' ({due})' if due else ''}"
         if sold.remaining == 0:
@@ -346,18 +487,40 @@ def passes(request, patient):
     from carnet.passes.expiry_rules import expiry_terms
 
     clinic = clinic_get()
-    return render(request, "portal/passes.html", {
-        "clinic": clinic, "patient": patient, "tab": "passes", "dependants": patients_managed_by(patient)[1:],
-        "passes": [(p, _pass_status(p, clinic)) for p in passes_online.portal_passes(request.user)
-                   .prefetch_related("items__treatment", "instalment_rows__invoice") if p.kind != p.Kind.MEMBERSHIP],
-        "memberships": _memberships(request.user, clinic),
-        "offers": [(t, passes_online.online_price_minor(t), passes_online.online_total_minor(t))
-                   for t in passes_online.online_templates().prefetch_related("items__treatment", "taxes")],
-        "membership_offers": [(t, passes_online.online_total_minor(t)) for t in
-                              passes_online.online_membership_templates().prefetch_related("items__treatment", "taxes")],
-        "online": clinic.online_sales_enabled,
-        "offer_terms": expiry_terms(clinic).disclosure,  # what a package bought now is sold with
-    })
+    return render(
+        request,
+        "portal/passes.html",
+        {
+            "clinic": clinic,
+            "patient": patient,
+            "tab": "passes",
+            "dependants": patients_managed_by(patient)[1:],
+            "passes": [
+                (p, _pass_status(p, clinic))
+                for p in passes_online.portal_passes(request.user).prefetch_related(
+                    "items__treatment", "instalment_rows__invoice"
+                )
+                if p.kind != p.Kind.MEMBERSHIP
+            ],
+            "memberships": _memberships(request.user, clinic),
+            "offers": [
+                (t, passes_online.online_price_minor(t), passes_online.online_total_minor(t))
+                for t in passes_online.online_templates().prefetch_related(
+                    "items__treatment", "taxes"
+                )
+            ],
+            "membership_offers": [
+                (t, passes_online.online_total_minor(t))
+                for t in passes_online.online_membership_templates().prefetch_related(
+                    "items__treatment", "taxes"
+                )
+            ],
+            "online": clinic.online_sales_enabled,
+            "offer_terms": expiry_terms(
+                clinic
+            ).disclosure,  # what a package bought now is sold with
+        },
+    )
 
 
 @patient_required
@@ -370,17 +533,29 @@ def pass_buy(request, patient, pk: int):
     price = passes_online.online_price_minor(template)
     family = patients_managed_by(patient)
     stripe_on = gateway_uses_stripe_js() and price > 0
-    form = PassBuyForm(request.POST or None, patients=family, free=price == 0, stripe=stripe_on,
-                       initial={"form_key": new_form_key(), "patient": patient.pk})
+    form = PassBuyForm(
+        request.POST or None,
+        patients=family,
+        free=price == 0,
+        stripe=stripe_on,
+        initial={"form_key": new_form_key(), "patient": patient.pk},
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
         try:
             sold = passes_online.package_buy_online(
-                user=request.user, patient=owner, template=template, card_number=data.get("number", ""),
-                exp_month=data.get("exp_month") or 0, exp_year=data.get("exp_year") or 0, cvc=data.get("cvc", ""),
-                holder=data.get("holder", ""), idempotency_key=data["form_key"],
-                setup_intent=request.POST.get("setup_intent", "")[:255] if stripe_on else "")
+                user=request.user,
+                patient=owner,
+                template=template,
+                card_number=data.get("number", ""),
+                exp_month=data.get("exp_month") or 0,
+                exp_year=data.get("exp_year") or 0,
+                cvc=data.get("cvc", ""),
+                holder=data.get("holder", ""),
+                idempotency_key=data["form_key"],
+                setup_intent=request.POST.get("setup_intent", "")[:255] if stripe_on else "",
+            )
         except AuthenticationPending as exc:
             return card_authenticate_page(request, exc, nav="portal/_nav.html")
         except PaymentFailed as exc:
@@ -391,15 +566,27 @@ def pass_buy(request, patient, pk: int):
             apply_errors(form, exc)
         else:
             return redirect("portal:pass_bought", pk=sold.pk)
-    return _with_stripe_js(request, form, passes_online.portal_entry_for(request.user) if stripe_on else "",
-                           "portal/pass_buy.html", {
-        "clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form,
-        "price": clinic.money(price), "full_price": clinic.money(template.price_minor),
-        "total": clinic.money(passes_online.online_total_minor(template)),
-    })
+    return _with_stripe_js(
+        request,
+        form,
+        passes_online.portal_entry_for(request.user) if stripe_on else "",
+        "portal/pass_buy.html",
+        {
+            "clinic": clinic,
+            "patient": patient,
+            "tab": "passes",
+            "template": template,
+            "form": form,
+            "price": clinic.money(price),
+            "full_price": clinic.money(template.price_minor),
+            "total": clinic.money(passes_online.online_total_minor(template)),
+        },
+    )
 
 
-def _with_stripe_js(request, form, entry_for: str, template_name: str, context: dict, keep: bool = False):
+def _with_stripe_js(
+    request, form, entry_for: str, template_name: str, context: dict, keep: bool = False
+):
     """Render a page that takes a card: with Stripe on (`entry_for` given), a fresh SetupIntent for
     Stripe.js to put the card in (`keep`: the card stays on file), and the CSP that admits Stripe's
     origins on this page only."""
@@ -409,7 +596,9 @@ def _with_stripe_js(request, form, entry_for: str, template_name: str, context: 
             stripe = card_entry_begin(entry_for=entry_for, keep=keep)
         except CarnetError as exc:
             form.add_error(None, exc.message)
-    response = render(request, template_name, {**context, "stripe": stripe, "stripe_on": bool(entry_for)})
+    response = render(
+        request, template_name, {**context, "stripe": stripe, "stripe_on": bool(entry_for)}
+    )
     if entry_for:
         response["Content-Security-Policy"] = stripe_csp()
     return response
@@ -421,8 +610,17 @@ def pass_bought(request, patient, pk: int):
 
     clinic = clinic_get()
     sold = passes_online.portal_pass_get(request.user, pk)
-    return render(request, "portal/pass_bought.html", {
-        "clinic": clinic, "patient": patient, "tab": "passes", "sold": sold, "price": clinic.money(sold.price_minor)})
+    return render(
+        request,
+        "portal/pass_bought.html",
+        {
+            "clinic": clinic,
+            "patient": patient,
+            "tab": "passes",
+            "sold": sold,
+            "price": clinic.money(sold.price_minor),
+        },
+    )
 
 
 # ---------------------------------------------------------------- memberships (SPEC 6, 9.7, 11)
@@ -451,20 +649,29 @@ def _memberships(user, clinic) -> list[dict]:
 
     today = clock.today(clinic.time_zone)
     out = []
-    for sold in (passes_online.portal_passes(user).filter(kind="membership")
-                 .prefetch_related("instalment_rows__invoice", "items__treatment", "taxes")):
+    for sold in (
+        passes_online.portal_passes(user)
+        .filter(kind="membership")
+        .prefetch_related("instalment_rows__invoice", "items__treatment", "taxes")
+    ):
         summary = membership_summary(sold, today)
         paused = sold.pauses.filter(resumed_at__isnull=True).exists()
         active = sold.status == sold.Status.ACTIVE
-        out.append({"sold": sold, "uses": summary["uses"], "next_billing": summary["next_billing"],
-                    "billing": summary["billing"],
-                    "next_amount": clinic.money(price_with_tax_minor(sold)),
-                    "status": _membership_status(sold, summary),
-                    "can_cancel": active and sold.self_cancel and not sold.ends_after,
-                    "can_pause": active and sold.pause_allowed and not paused and not sold.ends_after,
-                    "can_resume": active and paused,
-                    "pause_choices": range(1, max(sold.pause_max_cycles, 1) + 1),
-                    "freeze_fee": freeze_fee_words(sold)})
+        out.append(
+            {
+                "sold": sold,
+                "uses": summary["uses"],
+                "next_billing": summary["next_billing"],
+                "billing": summary["billing"],
+                "next_amount": clinic.money(price_with_tax_minor(sold)),
+                "status": _membership_status(sold, summary),
+                "can_cancel": active and sold.self_cancel and not sold.ends_after,
+                "can_pause": active and sold.pause_allowed and not paused and not sold.ends_after,
+                "can_resume": active and paused,
+                "pause_choices": range(1, max(sold.pause_max_cycles, 1) + 1),
+                "freeze_fee": freeze_fee_words(sold),
+            }
+        )
     return out
 
 
@@ -485,16 +692,25 @@ def membership_sign_up(request, patient, pk: int):
     template = passes_online.online_membership_template_get(pk)
     family = patients_managed_by(patient)
     stripe_on = gateway_uses_stripe_js()
-    form = MembershipSignUpForm(request.POST or None, patients=family, stripe=stripe_on,
-                                initial={"form_key": new_form_key(), "patient": patient.pk})
+    form = MembershipSignUpForm(
+        request.POST or None,
+        patients=family,
+        stripe=stripe_on,
+        initial={"form_key": new_form_key(), "patient": patient.pk},
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
         card = _typed_card(request, data, stripe_on)
         try:
             sold = passes_online.membership_sign_up_online(
-                user=request.user, patient=owner, template=template, holder=data["holder"],
-                idempotency_key=data["form_key"], **card)
+                user=request.user,
+                patient=owner,
+                template=template,
+                holder=data["holder"],
+                idempotency_key=data["form_key"],
+                **card,
+            )
         except AuthenticationPending as exc:
             return card_authenticate_page(request, exc, nav="portal/_nav.html")
         except PaymentFailed as exc:
@@ -506,20 +722,30 @@ def membership_sign_up(request, patient, pk: int):
         else:
             charge = sold.first_charge
             if charge["outcome"] == "declined":  # kept, unpaid: see membership_sign_up_online
-                messages.error(request, f"You are signed up for {sold.name}, but {charge['message'][0].lower()}"
-                                        f"{charge['message'][1:]} Please contact the clinic to pay or to use "
-                                        "another card.")
+                messages.error(
+                    request,
+                    f"You are signed up for {sold.name}, but {charge['message'][0].lower()}"
+                    f"{charge['message'][1:]} Please contact the clinic to pay or to use "
+                    "another card.",
+                )
             elif charge["outcome"] == "pending":
                 messages.warning(request, f"You are signed up for {sold.name}. {charge['message']}")
             else:
                 paid = f" {charge['message']}" if charge["outcome"] == "charged" else ""
-                messages.success(request, f"You are signed up for {sold.name}, starting "
-                                          f"{sold.start_date:%Y-%m-%d}.{paid}")
+                messages.success(
+                    request,
+                    f"You are signed up for {sold.name}, starting "
+                    f"{sold.start_date:%Y-%m-%d}.{paid}",
+                )
             return redirect("portal:passes")
-    return _with_stripe_js(request, form, passes_online.portal_entry_for(request.user) if stripe_on else "",
-                           "portal/membership_sign_up.html",
-                           {"clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form},
-                           keep=True)
+    return _with_stripe_js(
+        request,
+        form,
+        passes_online.portal_entry_for(request.user) if stripe_on else "",
+        "portal/membership_sign_up.html",
+        {"clinic": clinic, "patient": patient, "tab": "passes", "template": template, "form": form},
+        keep=True,
+    )
 
 
 def _membership_action(request, pk: int, work, success) -> object:
@@ -543,9 +769,14 @@ def membership_cancel(request, patient, pk: int):
     from carnet.passes.memberships import membership_cancel as cancel
 
     return _membership_action(
-        request, pk, lambda sold: cancel(actor=request.user, sold_pass=sold, at_cycle_end=True, by_patient=True),
-        lambda sold, done: (f"{sold.name} is cancelled: it covers visits until {done.ends_after:%Y-%m-%d} and "
-                            "is not billed again."))
+        request,
+        pk,
+        lambda sold: cancel(actor=request.user, sold_pass=sold, at_cycle_end=True, by_patient=True),
+        lambda sold, done: (
+            f"{sold.name} is cancelled: it covers visits until {done.ends_after:%Y-%m-%d} and "
+            "is not billed again."
+        ),
+    )
 
 
 @require_POST
@@ -555,16 +786,24 @@ def membership_pause(request, patient, pk: int):
 
     try:
         cycles = int(request.POST.get("cycles", ""))
-        shown = int(request.POST.get("fee_minor", "0"))  # the freeze fee the page showed (issue 22 point 7)
+        shown = int(
+            request.POST.get("fee_minor", "0")
+        )  # the freeze fee the page showed (issue 22 point 7)
     except ValueError:
         cycles, shown = 0, 0
     kind = request.POST.get("fee_kind", "none")
     fee_shown = shown * cycles if kind == "per_cycle" else shown if kind == "once" else 0
     return _membership_action(
-        request, pk, lambda sold: pause(actor=request.user, sold_pass=sold, cycles=cycles, by_patient=True,
-                                        fee_shown=fee_shown),
-        lambda sold, done: (f"{sold.name} is paused for {done.cycles} cycle{'s' if done.cycles != 1 else ''}: "
-                            "they are not billed, and it runs that much longer."))
+        request,
+        pk,
+        lambda sold: pause(
+            actor=request.user, sold_pass=sold, cycles=cycles, by_patient=True, fee_shown=fee_shown
+        ),
+        lambda sold, done: (
+            f"{sold.name} is paused for {done.cycles} cycle{'s' if done.cycles != 1 else ''}: "
+            "they are not billed, and it runs that much longer."
+        ),
+    )
 
 
 @require_POST
@@ -573,8 +812,11 @@ def membership_resume(request, patient, pk: int):
     from carnet.passes.memberships import membership_resume as resume
 
     return _membership_action(
-        request, pk, lambda sold: resume(actor=request.user, sold_pass=sold, by_patient=True),
-        lambda sold, done: f"{sold.name} is resumed: its next cycles are billed again.")
+        request,
+        pk,
+        lambda sold: resume(actor=request.user, sold_pass=sold, by_patient=True),
+        lambda sold, done: f"{sold.name} is resumed: its next cycles are billed again.",
+    )
 
 
 # ---------------------------------------------------------------- card update link (public, signed; issue 22)
@@ -591,8 +833,12 @@ def _card_request(request, token: str, *, for_done: bool = False):
 
 
 def _card_link_page(request, exc: CarnetError):
-    return render(request, "portal/card_link_invalid.html",
-                  {"clinic": clinic_get(), "message": exc.message, "code": exc.code}, status=exc.status)
+    return render(
+        request,
+        "portal/card_link_invalid.html",
+        {"clinic": clinic_get(), "message": exc.message, "code": exc.code},
+        status=exc.status,
+    )
 
 
 def card_update(request, token: str):
@@ -607,20 +853,41 @@ def card_update(request, token: str):
         return invalid
     form, stripe_on = _card_form(request)
     try:
-        done = _card_submit(request, form, stripe_on, lambda **card: card_requests.card_update_complete(
-            token=token, **card), passes=card_requests.CardLinkError)
-    except card_requests.CardLinkError as exc:  # used, replaced or expired meanwhile: the page says which
+        done = _card_submit(
+            request,
+            form,
+            stripe_on,
+            lambda **card: card_requests.card_update_complete(token=token, **card),
+            passes=card_requests.CardLinkError,
+        )
+    except (
+        card_requests.CardLinkError
+    ) as exc:  # used, replaced or expired meanwhile: the page says which
         return _card_link_page(request, exc)
-    except AuthenticationPending as exc:  # the bank asks the patient to confirm an owed cycle's charge
+    except (
+        AuthenticationPending
+    ) as exc:  # the bank asks the patient to confirm an owed cycle's charge
         return card_authenticate_page(request, exc, nav="portal/_public_nav.html")
     if done is not None:
         return redirect("portal:card_update_done", token=token)
     clinic, sold = clinic_get(), req.sold_pass
     owing = card_requests.owing_minor(sold)
-    return _with_stripe_js(request, form, card_requests.card_entry_for(req) if stripe_on else "",
-                           "portal/card_update.html", {
-        "clinic": clinic, "patient": req.patient, "sold": sold, "form": form, "req": req,
-        "owing": clinic.money(owing) if owing else "", "next_amount": clinic.money(_next_amount(sold))}, keep=True)
+    return _with_stripe_js(
+        request,
+        form,
+        card_requests.card_entry_for(req) if stripe_on else "",
+        "portal/card_update.html",
+        {
+            "clinic": clinic,
+            "patient": req.patient,
+            "sold": sold,
+            "form": form,
+            "req": req,
+            "owing": clinic.money(owing) if owing else "",
+            "next_amount": clinic.money(_next_amount(sold)),
+        },
+        keep=True,
+    )
 
 
 def _next_amount(sold) -> int:
@@ -641,7 +908,16 @@ def card_update_done(request, token: str):
         return redirect("portal:card_update", token=token)
     clinic, sold = clinic_get(), req.sold_pass
     owed = list(card_requests.owed_rows(sold).select_related("invoice").order_by("seq"))
-    return render(request, "portal/card_update_done.html", {
-        "clinic": clinic, "patient": req.patient, "sold": sold, "req": req, "card": req.card,
-        "owing": clinic.money(sum(max(r.invoice.balance_minor, 0) for r in owed)),
-        "owed": [(r, clinic.money(r.invoice.balance_minor)) for r in owed]})
+    return render(
+        request,
+        "portal/card_update_done.html",
+        {
+            "clinic": clinic,
+            "patient": req.patient,
+            "sold": sold,
+            "req": req,
+            "card": req.card,
+            "owing": clinic.money(sum(max(r.invoice.balance_minor, 0) for r in owed)),
+            "owed": [(r, clinic.money(r.invoice.balance_minor)) for r in owed],
+        },
+    )

@@ -12,10 +12,16 @@ router = Router(tags=["reports"])
 
 
 @router.get("/reports/billing/compensation", response=dict)
-def compensation(request, start: str | None = None, end: str | None = None, basis: str = reports.ACCRUAL,
-                 staff_id: int | None = None):
-    return reports.compensation(actor=request.auth, period=period_from(start, end), basis=basis,
-                                staff_id=staff_id).as_json()
+def compensation(
+    request,
+    start: str | None = None,
+    end: str | None = None,
+    basis: str = reports.ACCRUAL,
+    staff_id: int | None = None,
+):
+    return reports.compensation(
+        actor=request.auth, period=period_from(start, end), basis=basis, staff_id=staff_id
+    ).as_json()
 
 
 @router.get("/reports/billing/transactions", response=dict)

@@ -79,7 +79,9 @@ def _scope_staff(actor, staff_id) -> int | None:
     try:
         return int(staff_id)
     except (TypeError, ValueError):
-        raise ValidationFailed("Choose a staff member from the list.", fields={"staff": ["Unknown staff member."]}) from None
+        raise ValidationFailed(
+            "Choose a staff member from the list.", fields={"staff": ["Unknown staff member."]}
+        ) from None
 
 
 # ---------------------------------------------------------------- compensation
@@ -96,7 +98,9 @@ def _rate_text(rate: Decimal) -> str:
 def _payment_events(invoice_ids) -> dict[int, list[tuple[dt.datetime, int]]]:
     """invoice id -> [(instant, amount applied up to then)], in time order (unapplying lowers it)."""
     moves = defaultdict(list)
-    for a in Allocation.objects.filter(invoice_id__in=list(invoice_ids)).order_by("applied_at", "pk"):
+    for a in Allocation.objects.filter(invoice_id__in=list(invoice_ids)).order_by(
+        "applied_at", "pk"
+    ):
         moves[a.invoice_id].append((a.applied_at, a.amount_minor))
         if a.unapplied_at is not None:
             moves[a.invoice_id].append((a.unapplied_at, -a.amount_minor))
@@ -112,8 +116,10 @@ def _payment_events(invoice_ids) -> dict[int, list[tuple[dt.datetime, int]]]:
 
 def _paid_between(start, end):
     """Ids of invoices with a payment applied or unapplied in [start, end) (a subquery)."""
-    return Allocation.objects.filter(Q(applied_at__gte=start, applied_at__lt=end)
-                                     | Q(unapplied_at__gte=start, unapplied_at__lt=end)).values("invoice_id")
+    return Allocation.objects.filter(
+        Q(applied_at__gte=start, applied_at__lt=end)
+        | Q(unapplied_at__gte=start, unapplied_at__lt=end)
+    ).values("invoice_id")
 
 
 def _cash_shares(net: int, total: int, events, start, end, zone) -> dict[dt.date, int]:
@@ -144,7 +150,9 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
     """Commission per staff member for a period (SPEC 5.6): sales lines, pass-covered visits and
     upfront-compensated pass sales, on the accrual or the cash basis."""
     if basis not in BASES:
-        raise ValidationFailed("Choose the accrual or the cash basis.", fields={"basis": ["Accrual or cash."]})
+        raise ValidationFailed(
+            "Choose the accrual or the cash basis.", fields={"basis": ["Accrual or cash."]}
+        )
     staff = _scope_staff(actor, staff_id)
     zone = _zone()
     start, end = _bounds(period)
@@ -152,40 +160,80 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
 
     covered = Redemption.objects.filter(status=Redemption.Status.POSTED)
     covered_invoices = covered.exclude(visit__invoice__isnull=True).values("visit__invoice_id")
-    lines = (InvoiceLine.objects.filter(invoice__deleted_at__isnull=True, staff__isnull=False,
-                                        kind__in=ORDINARY_KINDS + SALE_KINDS)
-             .exclude(kind=Kind.TREATMENT, invoice_id__in=covered_invoices)
-             .select_related("invoice"))
+    lines = (
+        InvoiceLine.objects.filter(
+            invoice__deleted_at__isnull=True,
+            staff__isnull=False,
+            kind__in=ORDINARY_KINDS + SALE_KINDS,
+        )
+        .exclude(kind=Kind.TREATMENT, invoice_id__in=covered_invoices)
+        .select_related("invoice")
+    )
     if staff is not None:
         lines = lines.filter(staff_id=staff)
     if basis == ACCRUAL:
         lines = lines.filter(invoice__invoice_date__range=(period.start, period.end))
         for line in lines:
             source = "upfront" if line.kind in SALE_KINDS else "line"
-            items.append((line.staff_id, source, line.income_category_id, line.description,
-                          line.invoice.invoice_date, line.invoice.number, line.net_minor))
+            items.append(
+                (
+                    line.staff_id,
+                    source,
+                    line.income_category_id,
+                    line.description,
+                    line.invoice.invoice_date,
+                    line.invoice.number,
+                    line.net_minor,
+                )
+            )
     else:
-        lines = [line for line in lines.filter(invoice_id__in=_paid_between(start, end)) if line.invoice.total_minor > 0]
+        lines = [
+            line
+            for line in lines.filter(invoice_id__in=_paid_between(start, end))
+            if line.invoice.total_minor > 0
+        ]
         events = _payment_events({line.invoice_id for line in lines})
         for line in lines:
             source = "upfront" if line.kind in SALE_KINDS else "line"
-            shares = _cash_shares(line.net_minor, line.invoice.total_minor, events.get(line.invoice_id, []),
-                                  start, end, zone)
+            shares = _cash_shares(
+                line.net_minor,
+                line.invoice.total_minor,
+                events.get(line.invoice_id, []),
+                start,
+                end,
+                zone,
+            )
             for day, value in sorted(shares.items()):
-                items.append((line.staff_id, source, line.income_category_id, line.description, day,
-                              line.invoice.number, value))
+                items.append(
+                    (
+                        line.staff_id,
+                        source,
+                        line.income_category_id,
+                        line.description,
+                        day,
+                        line.invoice.number,
+                        value,
+                    )
+                )
 
     visits = covered.filter(practitioner__isnull=False).select_related(
-        "sold_pass", "item__treatment", "visit__invoice")
+        "sold_pass", "item__treatment", "visit__invoice"
+    )
     if staff is not None:
         visits = visits.filter(practitioner_id=staff)
     if basis == ACCRUAL:
         visits = visits.filter(posted_at__gte=start, posted_at__lt=end)
     else:
-        visits = visits.filter(Q(posted_at__gte=start) | Q(visit__invoice_id__in=_paid_between(start, end)),
-                               posted_at__lt=end)
+        visits = visits.filter(
+            Q(posted_at__gte=start) | Q(visit__invoice_id__in=_paid_between(start, end)),
+            posted_at__lt=end,
+        )
     visits = list(visits)
-    events = _payment_events({r.visit.invoice_id for r in visits if r.visit.invoice_id}) if basis == CASH else {}
+    events = (
+        _payment_events({r.visit.invoice_id for r in visits if r.visit.invoice_id})
+        if basis == CASH
+        else {}
+    )
     for r in visits:
         when = r.posted_at
         invoice = r.visit.invoice
@@ -195,29 +243,62 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
                 continue
         elif not start <= when < end:
             continue
-        label = f"{r.sold_pass.name}: {r.item.treatment.name}" + (" (paid upfront)" if r.compensated_upfront else "")
-        items.append((r.practitioner_id, "visit", r.sold_pass.income_category_id, label, _local(when, zone),
-                      invoice.number if invoice else None, r.compensation_minor))
+        label = f"{r.sold_pass.name}: {r.item.treatment.name}" + (
+            " (paid upfront)" if r.compensated_upfront else ""
+        )
+        items.append(
+            (
+                r.practitioner_id,
+                "visit",
+                r.sold_pass.income_category_id,
+                label,
+                _local(when, zone),
+                invoice.number if invoice else None,
+                r.compensation_minor,
+            )
+        )
 
     staff_ids = {i[0] for i in items}
     names = dict(StaffMember.objects.filter(pk__in=staff_ids).values_list("pk", "display_name"))
     categories = dict(IncomeCategory.objects.values_list("pk", "name"))
-    rates = {(r.staff_id, r.income_category_id): r.rate
-             for r in CommissionRate.objects.filter(staff_id__in=staff_ids)}
+    rates = {
+        (r.staff_id, r.income_category_id): r.rate
+        for r in CommissionRate.objects.filter(staff_id__in=staff_ids)
+    }
     rows = []
     for staff_pk, source, category, item, day, number, value in items:
         rate = rates.get((staff_pk, category), Decimal(0))
-        rows.append({"staff": names.get(staff_pk, ""), "staff_id": staff_pk, "basis": BASES[basis],
-                     "source": SOURCES[source], "income_category": categories.get(category, ""), "item": item,
-                     "date": day, "invoice": number, "value": value, "rate": _rate_text(rate),
-                     "commission": _commission(value, rate)})
+        rows.append(
+            {
+                "staff": names.get(staff_pk, ""),
+                "staff_id": staff_pk,
+                "basis": BASES[basis],
+                "source": SOURCES[source],
+                "income_category": categories.get(category, ""),
+                "item": item,
+                "date": day,
+                "invoice": number,
+                "value": value,
+                "rate": _rate_text(rate),
+                "commission": _commission(value, rate),
+            }
+        )
     rows.sort(key=lambda r: (r["staff"], r["date"], r["source"], r["item"]))
     return Table(
-        title="Compensation", rows=rows,
-        columns=[Column("staff", "Staff member"), Column("basis", "Basis"), Column("source", "From"),
-                 Column("income_category", "Income category"), Column("item", "Item"), Column("date", "Date", DATE),
-                 Column("invoice", "Invoice", INT), Column("value", "Value", MONEY, total=True),
-                 Column("rate", "Rate", TEXT), Column("commission", "Commission", MONEY, total=True)],
+        title="Compensation",
+        rows=rows,
+        columns=[
+            Column("staff", "Staff member"),
+            Column("basis", "Basis"),
+            Column("source", "From"),
+            Column("income_category", "Income category"),
+            Column("item", "Item"),
+            Column("date", "Date", DATE),
+            Column("invoice", "Invoice", INT),
+            Column("value", "Value", MONEY, total=True),
+            Column("rate", "Rate", TEXT),
+            Column("commission", "Commission", MONEY, total=True),
+        ],
         filters={"start": period.start, "end": period.end, "basis": basis, "staff": staff},
         notes=[
             "Sale: a treatment, product, fee or other line assigned to the staff member; value = the line's net "
@@ -232,7 +313,8 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
             "accrual by invoice date, cash when paid, as for a sale.",
             "Commission = value × the staff member's rate for the income category, rounded to the cent; "
             "no rate set counts as 0 %.",
-        ])
+        ],
+    )
 
 
 # ---------------------------------------------------------------- transactions (cash-out)
@@ -250,26 +332,49 @@ def transactions(*, actor, period: Period) -> Table:
         payments = payments.filter(created_by_id=user_id)
         refunds = refunds.filter(payment__created_by_id=user_id)
     cells = defaultdict(lambda: {"received": 0, "refunded": 0, "count": 0})
-    for received_at, method, amount in payments.values_list("received_at", "method", "amount_minor"):
+    for received_at, method, amount in payments.values_list(
+        "received_at", "method", "amount_minor"
+    ):
         cell = cells[(_local(received_at, zone), method)]
         cell["received"] += amount
         cell["count"] += 1
     for refunded_at, method, amount in refunds.values_list("refunded_at", "method", "amount_minor"):
         cells[(_local(refunded_at, zone), method)]["refunded"] += amount
     labels = dict(Payment.Method.choices)
-    rows = [{"date": day, "method": labels.get(method, method), "payments": c["count"], "received": c["received"],
-             "refunded": c["refunded"], "net": c["received"] - c["refunded"]}
-            for (day, method), c in sorted(cells.items())]
+    rows = [
+        {
+            "date": day,
+            "method": labels.get(method, method),
+            "payments": c["count"],
+            "received": c["received"],
+            "refunded": c["refunded"],
+            "net": c["received"] - c["refunded"],
+        }
+        for (day, method), c in sorted(cells.items())
+    ]
     return Table(
-        title="Transactions", rows=rows,
-        columns=[Column("date", "Date", DATE), Column("method", "Payment method"),
-                 Column("payments", "Payments", INT, total=True), Column("received", "Received", MONEY, total=True),
-                 Column("refunded", "Refunded", MONEY, total=True), Column("net", "Net", MONEY, total=True)],
-        filters={"start": period.start, "end": period.end, "scope": "own" if own is not None else "clinic"},
-        notes=["Received: payments by the day they were received (clinic time), whether applied to invoices or kept "
-               "as credit; gift-card redemptions appear under “Gift card”. Refunded: refunds by the day made, under "
-               "the method they were paid out by. Net = received − refunded."
-               + (" You see the payments you recorded and their refunds." if own is not None else "")])
+        title="Transactions",
+        rows=rows,
+        columns=[
+            Column("date", "Date", DATE),
+            Column("method", "Payment method"),
+            Column("payments", "Payments", INT, total=True),
+            Column("received", "Received", MONEY, total=True),
+            Column("refunded", "Refunded", MONEY, total=True),
+            Column("net", "Net", MONEY, total=True),
+        ],
+        filters={
+            "start": period.start,
+            "end": period.end,
+            "scope": "own" if own is not None else "clinic",
+        },
+        notes=[
+            "Received: payments by the day they were received (clinic time), whether applied to invoices or kept "
+            "as credit; gift-card redemptions appear under “Gift card”. Refunded: refunds by the day made, under "
+            "the method they were paid out by. Net = received − refunded."
+            + (" You see the payments you recorded and their refunds." if own is not None else "")
+        ],
+    )
 
 
 def transactions_chart_points(table: Table) -> list[tuple[str, int]]:
@@ -281,8 +386,12 @@ def transactions_chart_points(table: Table) -> list[tuple[str, int]]:
 
 # ---------------------------------------------------------------- accounts receivable aging
 
-BUCKETS = (("b0_30", "0–30 days", 0, 30), ("b31_60", "31–60 days", 31, 60), ("b61_90", "61–90 days", 61, 90),
-           ("b90", "Over 90 days", 91, None))
+BUCKETS = (
+    ("b0_30", "0–30 days", 0, 30),
+    ("b31_60", "31–60 days", 31, 60),
+    ("b61_90", "61–90 days", 61, 90),
+    ("b90", "Over 90 days", 91, None),
+)
 
 
 def as_of_from(value) -> dt.date:
@@ -300,34 +409,55 @@ def ar_aging(*, actor, as_of: dt.date) -> Table:
     """Open invoice balances at the end of `as_of`, per patient, by invoice age in days."""
     own = report_staff_scope(actor)
     end = _start_of(as_of + dt.timedelta(days=1), _zone())
-    invoices = (Invoice.objects.filter(created_at__lt=end, invoice_date__lte=as_of)
-                .filter(Q(deleted_at__isnull=True) | Q(deleted_at__gte=end)).select_related("patient"))
+    invoices = (
+        Invoice.objects.filter(created_at__lt=end, invoice_date__lte=as_of)
+        .filter(Q(deleted_at__isnull=True) | Q(deleted_at__gte=end))
+        .select_related("patient")
+    )
     if own is not None:
         invoices = invoices.filter(staff_id=own)
     invoices = list(invoices)
-    applied = dict(Allocation.objects.filter(invoice_id__in=[i.pk for i in invoices], applied_at__lt=end)
-                   .filter(Q(unapplied_at__isnull=True) | Q(unapplied_at__gte=end))
-                   .values("invoice_id").annotate(total=Sum("amount_minor")).values_list("invoice_id", "total"))
+    applied = dict(
+        Allocation.objects.filter(invoice_id__in=[i.pk for i in invoices], applied_at__lt=end)
+        .filter(Q(unapplied_at__isnull=True) | Q(unapplied_at__gte=end))
+        .values("invoice_id")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("invoice_id", "total")
+    )
     per_patient = {}
     for invoice in invoices:
         owed = invoice.total_minor - int(applied.get(invoice.pk) or 0)
         if owed <= 0:
             continue
-        row = per_patient.setdefault(invoice.patient_id, {
-            "patient": invoice.patient.full_name, "patient_id": invoice.patient_id, "invoices": 0,
-            **{key: 0 for key, *_ in BUCKETS}, "total": 0})
+        row = per_patient.setdefault(
+            invoice.patient_id,
+            {
+                "patient": invoice.patient.full_name,
+                "patient_id": invoice.patient_id,
+                "invoices": 0,
+                **{key: 0 for key, *_ in BUCKETS},
+                "total": 0,
+            },
+        )
         row[_bucket((as_of - invoice.invoice_date).days)] += owed
         row["invoices"] += 1
         row["total"] += owed
     rows = sorted(per_patient.values(), key=lambda r: (r["patient"], r["patient_id"]))
     table = Table(
-        title="Accounts receivable aging", rows=rows,
-        columns=[Column("patient", "Patient"), Column("invoices", "Open invoices", INT, total=True),
-                 *[Column(key, label, MONEY, total=True) for key, label, *_ in BUCKETS],
-                 Column("total", "Balance", MONEY, total=True)],
+        title="Accounts receivable aging",
+        rows=rows,
+        columns=[
+            Column("patient", "Patient"),
+            Column("invoices", "Open invoices", INT, total=True),
+            *[Column(key, label, MONEY, total=True) for key, label, *_ in BUCKETS],
+            Column("total", "Balance", MONEY, total=True),
+        ],
         filters={"as_of": as_of, "scope": "own" if own is not None else "clinic"},
-        notes=["Each invoice's balance at the end of the “as of” day (its total less the payments applied by then), "
-               "in the column of its age: days from the invoice date to the “as of” day."])
+        notes=[
+            "Each invoice's balance at the end of the “as of” day (its total less the payments applied by then), "
+            "in the column of its age: days from the invoice date to the “as of” day."
+        ],
+    )
     if own is not None:
         table.notes.append("You see invoices assigned to you.")
     return table
@@ -340,8 +470,12 @@ def ar_ledger_check(table: Table, as_of: dt.date) -> dict | None:
     end = _start_of(as_of + dt.timedelta(days=1), _zone())
     ledger = balance(accounts.AR, as_of=end - dt.timedelta(microseconds=1))
     report = table.totals.get("total", 0)
-    return {"ledger_minor": ledger, "report_minor": report, "difference_minor": ledger - report,
-            "ties_out": ledger == report}
+    return {
+        "ledger_minor": ledger,
+        "report_minor": report,
+        "difference_minor": ledger - report,
+        "ties_out": ledger == report,
+    }
 
 
 # ---------------------------------------------------------------- billing summary by income category
@@ -351,17 +485,33 @@ def _recognised(start, end, staff) -> dict[int, int]:
     """Income category id -> pass revenue recognised in [start, end)."""
     out = defaultdict(int)
     if staff is not None:  # a staff member's own: the sessions they gave
-        rows = (Redemption.objects.filter(status=Redemption.Status.POSTED, practitioner_id=staff,
-                                          posted_at__gte=start, posted_at__lt=end)
-                .values("sold_pass__income_category_id").annotate(total=Sum("value_minor")))
+        rows = (
+            Redemption.objects.filter(
+                status=Redemption.Status.POSTED,
+                practitioner_id=staff,
+                posted_at__gte=start,
+                posted_at__lt=end,
+            )
+            .values("sold_pass__income_category_id")
+            .annotate(total=Sum("value_minor"))
+        )
         for row in rows:
             out[row["sold_pass__income_category_id"]] += int(row["total"] or 0)
         return out
-    rows = (Posting.objects.filter(account__code__startswith="revenue:", transaction__kind__in=RECOGNISED_KINDS,
-                                   transaction__at__gte=start, transaction__at__lt=end)
-            .values("account__code").annotate(total=Sum("amount")))
+    rows = (
+        Posting.objects.filter(
+            account__code__startswith="revenue:",
+            transaction__kind__in=RECOGNISED_KINDS,
+            transaction__at__gte=start,
+            transaction__at__lt=end,
+        )
+        .values("account__code")
+        .annotate(total=Sum("amount"))
+    )
     for row in rows:
-        out[int(row["account__code"].split(":", 1)[1])] -= int(row["total"] or 0)  # credits are negative
+        out[int(row["account__code"].split(":", 1)[1])] -= int(
+            row["total"] or 0
+        )  # credits are negative
     return out
 
 
@@ -369,13 +519,15 @@ def billing_summary(*, actor, period: Period) -> Table:
     """Invoiced and earned revenue per income category for a period."""
     own = report_staff_scope(actor)
     start, end = _bounds(period)
-    lines = InvoiceLine.objects.filter(invoice__deleted_at__isnull=True,
-                                       invoice__invoice_date__range=(period.start, period.end))
+    lines = InvoiceLine.objects.filter(
+        invoice__deleted_at__isnull=True, invoice__invoice_date__range=(period.start, period.end)
+    )
     if own is not None:
         lines = lines.filter(staff_id=own)
     cells = defaultdict(lambda: {"sales": 0, "deferred": 0, "tax": 0, "total": 0, "recognised": 0})
-    for category, kind, net, tax, total in lines.values_list("income_category_id", "kind", "net_minor",
-                                                             "tax_minor", "total_minor"):
+    for category, kind, net, tax, total in lines.values_list(
+        "income_category_id", "kind", "net_minor", "tax_minor", "total_minor"
+    ):
         cell = cells[category]
         cell["deferred" if kind in DEFERRED_KINDS else "sales"] += net
         cell["tax"] += tax
@@ -383,19 +535,34 @@ def billing_summary(*, actor, period: Period) -> Table:
     for category, amount in _recognised(start, end, own).items():
         cells[category]["recognised"] += amount
     names = dict(IncomeCategory.objects.filter(pk__in=list(cells)).values_list("pk", "name"))
-    rows = [{"income_category": names.get(category, str(category)), "income_category_id": category, **c,
-             "earned": c["sales"] + c["recognised"]}
-            for category, c in cells.items() if any(c.values())]
+    rows = [
+        {
+            "income_category": names.get(category, str(category)),
+            "income_category_id": category,
+            **c,
+            "earned": c["sales"] + c["recognised"],
+        }
+        for category, c in cells.items()
+        if any(c.values())
+    ]
     rows.sort(key=lambda r: r["income_category"])
     table = Table(
-        title="Billing summary", rows=rows,
-        columns=[Column("income_category", "Income category"),
-                 Column("sales", "Invoiced net (sales)", MONEY, total=True),
-                 Column("deferred", "Deferred (passes)", MONEY, total=True),
-                 Column("tax", "Tax", MONEY, total=True), Column("total", "Invoiced total", MONEY, total=True),
-                 Column("recognised", "Pass revenue recognised", MONEY, total=True),
-                 Column("earned", "Earned revenue", MONEY, total=True)],
-        filters={"start": period.start, "end": period.end, "scope": "own" if own is not None else "clinic"},
+        title="Billing summary",
+        rows=rows,
+        columns=[
+            Column("income_category", "Income category"),
+            Column("sales", "Invoiced net (sales)", MONEY, total=True),
+            Column("deferred", "Deferred (passes)", MONEY, total=True),
+            Column("tax", "Tax", MONEY, total=True),
+            Column("total", "Invoiced total", MONEY, total=True),
+            Column("recognised", "Pass revenue recognised", MONEY, total=True),
+            Column("earned", "Earned revenue", MONEY, total=True),
+        ],
+        filters={
+            "start": period.start,
+            "end": period.end,
+            "scope": "own" if own is not None else "clinic",
+        },
         notes=[
             "Invoiced net (sales): treatments, products, fees and other lines on invoices dated in the period, "
             "after discounts, before tax.",
@@ -405,8 +572,11 @@ def billing_summary(*, actor, period: Period) -> Table:
             "Pass revenue recognised: package sessions used and membership fees earned in the period, read from the "
             "ledger (revenue postings of pass redemptions, undone redemptions and membership recognition).",
             "Earned revenue = invoiced net (sales) + pass revenue recognised. Deleted invoices are left out.",
-        ])
+        ],
+    )
     if own is not None:
-        table.notes.append("You see lines assigned to you, and the pass sessions you gave (at their recognised "
-                           "value); membership fees are not attributed to a staff member.")
+        table.notes.append(
+            "You see lines assigned to you, and the pass sessions you gave (at their recognised "
+            "value); membership fees are not attributed to a staff member."
+        )
     return table

@@ -22,11 +22,26 @@ from .scope import period_from
 
 # (url name, label, one line about it) for the Reports page
 REPORTS: list[tuple[str, str, str]] = [
-    ("reports:billing_compensation", "Compensation",
-     "commission per staff member, accrual or cash basis, including pass-covered visits"),
-    ("reports:billing_transactions", "Transactions", "money received and refunded per day and payment method"),
-    ("reports:billing_ar_aging", "Accounts receivable aging", "open invoice balances by age, tied out to the ledger"),
-    ("reports:billing_summary", "Billing summary", "invoiced, deferred and earned revenue by income category"),
+    (
+        "reports:billing_compensation",
+        "Compensation",
+        "commission per staff member, accrual or cash basis, including pass-covered visits",
+    ),
+    (
+        "reports:billing_transactions",
+        "Transactions",
+        "money received and refunded per day and payment method",
+    ),
+    (
+        "reports:billing_ar_aging",
+        "Accounts receivable aging",
+        "open invoice balances by age, tied out to the ledger",
+    ),
+    (
+        "reports:billing_summary",
+        "Billing summary",
+        "invoiced, deferred and earned revenue by income category",
+    ),
 ]
 
 
@@ -35,8 +50,13 @@ def _major(minor: int) -> float:
 
 
 def report_field(name, label, value, kind="date", options=None):
-    return {"name": name, "label": label, "value": "" if value is None else str(value), "kind": kind,
-            "options": options or []}
+    return {
+        "name": name,
+        "label": label,
+        "value": "" if value is None else str(value),
+        "kind": kind,
+        "options": options or [],
+    }
 
 
 def _exports(request) -> dict:
@@ -47,8 +67,14 @@ def _exports(request) -> dict:
 def report_page(request, title, build, fields, *, chart=None, extra=None, links=None):
     """Build the table (a domain error becomes a message above the filters), export or render it.
     `links`: column key -> function(row) -> URL, for cells that link somewhere (render.page_context)."""
-    context = {"title": title, "fields": fields, "exports": _exports(request), "error": None, "table": None,
-               "whole_clinic": can(request.user, Action.REPORTS_CLINIC)}
+    context = {
+        "title": title,
+        "fields": fields,
+        "exports": _exports(request),
+        "error": None,
+        "table": None,
+        "whole_clinic": can(request.user, Action.REPORTS_CLINIC),
+    }
     try:
         table = build()
     except CarnetError as exc:
@@ -66,34 +92,67 @@ def report_page(request, title, build, fields, *, chart=None, extra=None, links=
 @staff_required(Action.REPORTS_OWN)
 def compensation(request):
     g = request.GET
-    fields = [report_field("start", "From", g.get("start")), report_field("end", "To", g.get("end")),
-              report_field("basis", "Basis", g.get("basis", reports.ACCRUAL), "select", list(reports.BASES.items()))]
+    fields = [
+        report_field("start", "From", g.get("start")),
+        report_field("end", "To", g.get("end")),
+        report_field(
+            "basis", "Basis", g.get("basis", reports.ACCRUAL), "select", list(reports.BASES.items())
+        ),
+    ]
     if can(request.user, Action.REPORTS_CLINIC):
-        staff = [("", "Everyone")] + [(str(s.pk), s.display_name) for s in StaffMember.objects.all()]
+        staff = [("", "Everyone")] + [
+            (str(s.pk), s.display_name) for s in StaffMember.objects.all()
+        ]
         fields.append(report_field("staff", "Staff member", g.get("staff", ""), "select", staff))
 
     def chart(table):
         per_staff = {}
         for row in table.rows:
             per_staff[row["staff"]] = per_staff.get(row["staff"], 0) + row["commission"]
-        return bar_chart([(name, _major(v)) for name, v in sorted(per_staff.items())], y_title=clinic_get().currency, title="Commission per staff member")
+        return bar_chart(
+            [(name, _major(v)) for name, v in sorted(per_staff.items())],
+            y_title=clinic_get().currency,
+            title="Commission per staff member",
+        )
 
-    return report_page(request, "Compensation", lambda: reports.compensation(
-        actor=request.user, period=period_from(g.get("start"), g.get("end")), basis=g.get("basis") or reports.ACCRUAL,
-        staff_id=g.get("staff")), fields, chart=chart)
+    return report_page(
+        request,
+        "Compensation",
+        lambda: reports.compensation(
+            actor=request.user,
+            period=period_from(g.get("start"), g.get("end")),
+            basis=g.get("basis") or reports.ACCRUAL,
+            staff_id=g.get("staff"),
+        ),
+        fields,
+        chart=chart,
+    )
 
 
 @staff_required(Action.REPORTS_OWN)
 def transactions(request):
     g = request.GET
-    fields = [report_field("start", "From", g.get("start")), report_field("end", "To", g.get("end"))]
+    fields = [
+        report_field("start", "From", g.get("start")),
+        report_field("end", "To", g.get("end")),
+    ]
 
     def chart(table):
-        return bar_chart([(day, _major(v)) for day, v in reports.transactions_chart_points(table)],
-                         y_title=clinic_get().currency, title="Net received per day")
+        return bar_chart(
+            [(day, _major(v)) for day, v in reports.transactions_chart_points(table)],
+            y_title=clinic_get().currency,
+            title="Net received per day",
+        )
 
-    return report_page(request, "Transactions", lambda: reports.transactions(
-        actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)
+    return report_page(
+        request,
+        "Transactions",
+        lambda: reports.transactions(
+            actor=request.user, period=period_from(g.get("start"), g.get("end"))
+        ),
+        fields,
+        chart=chart,
+    )
 
 
 @staff_required(Action.REPORTS_OWN)
@@ -108,29 +167,52 @@ def ar_aging(request):
 
     def chart(table):
         totals = table.totals
-        return bar_chart([(label, _major(totals.get(key, 0))) for key, label, *_ in reports.BUCKETS],
-                         y_title=clinic_get().currency, title="Balance owing by age")
+        return bar_chart(
+            [(label, _major(totals.get(key, 0))) for key, label, *_ in reports.BUCKETS],
+            y_title=clinic_get().currency,
+            title="Balance owing by age",
+        )
 
     def extra(table):
         check = reports.ar_ledger_check(table, holder["as_of"])
         clinic = clinic_get()
         if check is None:
             return {"check": None}
-        return {"check": {**check, "ledger": clinic.money(check["ledger_minor"]),
-                          "report": clinic.money(check["report_minor"]),
-                          "difference": clinic.money(check["difference_minor"])}}
+        return {
+            "check": {
+                **check,
+                "ledger": clinic.money(check["ledger_minor"]),
+                "report": clinic.money(check["report_minor"]),
+                "difference": clinic.money(check["difference_minor"]),
+            }
+        }
 
-    return report_page(request, "Accounts receivable aging", build, fields, chart=chart, extra=extra)
+    return report_page(
+        request, "Accounts receivable aging", build, fields, chart=chart, extra=extra
+    )
 
 
 @staff_required(Action.REPORTS_OWN)
 def billing_summary(request):
     g = request.GET
-    fields = [report_field("start", "From", g.get("start")), report_field("end", "To", g.get("end"))]
+    fields = [
+        report_field("start", "From", g.get("start")),
+        report_field("end", "To", g.get("end")),
+    ]
 
     def chart(table):
-        return bar_chart([(r["income_category"], _major(r["earned"])) for r in table.rows],
-                         y_title=clinic_get().currency, title="Earned revenue by income category")
+        return bar_chart(
+            [(r["income_category"], _major(r["earned"])) for r in table.rows],
+            y_title=clinic_get().currency,
+            title="Earned revenue by income category",
+        )
 
-    return report_page(request, "Billing summary", lambda: reports.billing_summary(
-        actor=request.user, period=period_from(g.get("start"), g.get("end"))), fields, chart=chart)
+    return report_page(
+        request,
+        "Billing summary",
+        lambda: reports.billing_summary(
+            actor=request.user, period=period_from(g.get("start"), g.get("end"))
+        ),
+        fields,
+        chart=chart,
+    )

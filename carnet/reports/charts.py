@@ -30,19 +30,25 @@ class _Frame:
 
     def axes(self, y_title: str) -> list[str]:
         zero = self.y(0)
-        parts = [f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}"/>',
-                 f'<line class="axis zero" x1="{LEFT}" y1="{zero:.1f}" x2="{WIDTH - RIGHT}" y2="{zero:.1f}"/>']
+        parts = [
+            f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}"/>',
+            f'<line class="axis zero" x1="{LEFT}" y1="{zero:.1f}" x2="{WIDTH - RIGHT}" y2="{zero:.1f}"/>',
+        ]
         for value in sorted({self.low, 0.0, self.high}):
             y = self.y(value)
-            parts.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_number(value)}</text>')
+            parts.append(
+                f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_number(value)}</text>'
+            )
         if y_title:
             parts.append(f'<text class="axis-title" x="4" y="{TOP - 6}">{escape(y_title)}</text>')
         return parts
 
 
 def _open(title: str) -> list[str]:
-    return [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
-            f"<title>{escape(title)}</title>"]
+    return [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
 
 
 def bar_chart(points: list[tuple[str, float]], *, title: str, y_title: str = "") -> str:
@@ -58,15 +64,23 @@ def bar_chart(points: list[tuple[str, float]], *, title: str, y_title: str = "")
         x = LEFT + i * step + step * 0.1
         top, bottom = sorted((frame.y(value), zero))
         css = "bar negative" if value < 0 else "bar"
-        parts.append(f'<rect class="{css}" x="{x:.1f}" y="{top:.1f}" width="{step * 0.8:.1f}" '
-                     f'height="{bottom - top:.1f}"><title>{escape(label)}: {_number(value)}</title></rect>')
+        parts.append(
+            f'<rect class="{css}" x="{x:.1f}" y="{top:.1f}" width="{step * 0.8:.1f}" '
+            f'height="{bottom - top:.1f}"><title>{escape(label)}: {_number(value)}</title></rect>'
+        )
         centre = x + step * 0.4
-        if labelled:  # the value just outside the bar's end: above a positive bar, below a negative one
+        if (
+            labelled
+        ):  # the value just outside the bar's end: above a positive bar, below a negative one
             y = top - 4 if value >= 0 else bottom + 12
-            parts.append(f'<text class="value" x="{centre:.1f}" y="{y:.1f}" text-anchor="middle">{_number(value)}</text>')
+            parts.append(
+                f'<text class="value" x="{centre:.1f}" y="{y:.1f}" text-anchor="middle">{_number(value)}</text>'
+            )
         if labelled or i % max(1, len(points) // 12) == 0:
-            parts.append(f'<text class="label" x="{centre:.1f}" y="{HEIGHT - 12}" text-anchor="middle">'
-                         f"{escape(label)}</text>")
+            parts.append(
+                f'<text class="label" x="{centre:.1f}" y="{HEIGHT - 12}" text-anchor="middle">'
+                f"{escape(label)}</text>"
+            )
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
@@ -82,9 +96,18 @@ def line_chart(points: list[tuple[str, float]], *, title: str, y_title: str = ""
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     parts = _open(title) + frame.axes(y_title) + [f'<polyline fill="none" points="{path}"/>']
     for (x, y), (label, value) in zip(coords, points):
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(label)}: {_number(value)}</title></circle>')
-    for (x, y), (label, value), anchor in ((coords[0], points[0], "start"), (coords[-1], points[-1], "end")):
-        parts.append(f'<text class="value" x="{x:.1f}" y="{y - 6:.1f}" text-anchor="{anchor}">{_number(value)}</text>')
-        parts.append(f'<text class="label" x="{x:.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">{escape(label)}</text>')
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(label)}: {_number(value)}</title></circle>'
+        )
+    for (x, y), (label, value), anchor in (
+        (coords[0], points[0], "start"),
+        (coords[-1], points[-1], "end"),
+    ):
+        parts.append(
+            f'<text class="value" x="{x:.1f}" y="{y - 6:.1f}" text-anchor="{anchor}">{_number(value)}</text>'
+        )
+        parts.append(
+            f'<text class="label" x="{x:.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">{escape(label)}</text>'
+        )
     parts.append("</svg>")
     return mark_safe("".join(parts))

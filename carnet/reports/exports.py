@@ -38,16 +38,25 @@ def _filename(table: Table, ext: str) -> str:
 def csv_response(table: Table) -> HttpResponse:
     places = exponent(clinic_get().currency)
     buffer = io.StringIO()
-    buffer.write("\ufeff")  # the BOM: Excel then reads UTF-8 ("Bélanger", "—") instead of its local code page
+    buffer.write(
+        "\ufeff"
+    )  # the BOM: Excel then reads UTF-8 ("Bélanger", "—") instead of its local code page
     writer = csv.writer(buffer)
     writer.writerow([formula_safe(c.label) for c in table.columns])
     for row in table.rows:
         writer.writerow(["" if v is None else formula_safe(v) for v in _cells(table, row, places)])
     totals = table.totals
     if totals:
-        writer.writerow(["Total" if i == 0 and c.key not in totals else
-                         (_major(totals[c.key], places) if c.kind == MONEY else totals[c.key]) if c.key in totals
-                         else "" for i, c in enumerate(table.columns)])
+        writer.writerow(
+            [
+                "Total"
+                if i == 0 and c.key not in totals
+                else (_major(totals[c.key], places) if c.kind == MONEY else totals[c.key])
+                if c.key in totals
+                else ""
+                for i, c in enumerate(table.columns)
+            ]
+        )
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_filename(table, "csv")}"'
     return response
@@ -73,9 +82,16 @@ def xlsx_bytes(table: Table) -> bytes:
                 cell.data_type = "s"
     totals = table.totals
     if totals:
-        sheet.append(["Total" if i == 0 and c.key not in totals else
-                      (_major(totals[c.key], places) if c.kind == MONEY else totals[c.key]) if c.key in totals
-                      else None for i, c in enumerate(table.columns)])
+        sheet.append(
+            [
+                "Total"
+                if i == 0 and c.key not in totals
+                else (_major(totals[c.key], places) if c.kind == MONEY else totals[c.key])
+                if c.key in totals
+                else None
+                for i, c in enumerate(table.columns)
+            ]
+        )
         for cell in sheet[sheet.max_row]:
             cell.font = Font(bold=True)
     for index, column in enumerate(table.columns, start=1):
@@ -93,8 +109,10 @@ def xlsx_bytes(table: Table) -> bytes:
 
 
 def xlsx_response(table: Table) -> HttpResponse:
-    response = HttpResponse(xlsx_bytes(table),
-                            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response = HttpResponse(
+        xlsx_bytes(table),
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
     response["Content-Disposition"] = f'attachment; filename="{_filename(table, "xlsx")}"'
     return response
 

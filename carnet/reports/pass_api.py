@@ -12,26 +12,59 @@ router = Router(tags=["reports"])
 
 
 @router.get("/pass-sales", summary="Pass sales report")
-def pass_sales(request, start: str = "", end: str = "", location_id: str = "", template_id: str = "",
-               type: str = "", status: str = "", usage: str = ""):
+def pass_sales(
+    request,
+    start: str = "",
+    end: str = "",
+    location_id: str = "",
+    template_id: str = "",
+    type: str = "",
+    status: str = "",
+    usage: str = "",
+):
     """Passes bought in the range (purchase date): uses redeemed and remaining, status, expiry,
     last used and outstanding balance. `usage`: remaining | completed; `status`: active | expired |
     used_up | refunded | cancelled | transferred; `type`: package | membership."""
-    return reports.pass_sales_report(actor=request.auth, start=start, end=end, location_id=location_id,
-                                     template_id=template_id, type=type, status=status, usage=usage).as_json()
+    return reports.pass_sales_report(
+        actor=request.auth,
+        start=start,
+        end=end,
+        location_id=location_id,
+        template_id=template_id,
+        type=type,
+        status=status,
+        usage=usage,
+    ).as_json()
 
 
 @router.get("/pass-usage", summary="Pass usage report")
-def pass_usage(request, start: str = "", end: str = "", location_id: str = "", staff_id: str = "",
-               template_id: str = "", type: str = ""):
+def pass_usage(
+    request,
+    start: str = "",
+    end: str = "",
+    location_id: str = "",
+    staff_id: str = "",
+    template_id: str = "",
+    type: str = "",
+):
     """Visits covered by a pass with a service date in the range: original value, discount, covered value."""
-    return reports.pass_usage_report(actor=request.auth, start=start, end=end, location_id=location_id,
-                                     staff_id=staff_id, template_id=template_id, type=type).as_json()
+    return reports.pass_usage_report(
+        actor=request.auth,
+        start=start,
+        end=end,
+        location_id=location_id,
+        staff_id=staff_id,
+        template_id=template_id,
+        type=type,
+    ).as_json()
 
 
 @router.get("/deferred-revenue", summary="Deferred revenue roll-forward")
-def deferred_revenue(request, start: str = "", end: str = "", type: str = "", template_id: str = ""):
+def deferred_revenue(
+    request, start: str = "", end: str = "", type: str = "", template_id: str = ""
+):
     """Opening, sold, redeemed, refunded, expired and closing per pass type and template, with each
     type's closing balance checked against the ledger (`ties_out`, `mismatches`)."""
-    return reports.deferred_revenue_rollforward(actor=request.auth, start=start, end=end, type=type,
-                                                template_id=template_id).as_json()
+    return reports.deferred_revenue_rollforward(
+        actor=request.auth, start=start, end=end, type=type, template_id=template_id
+    ).as_json()

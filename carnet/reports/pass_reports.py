@@ -41,12 +41,19 @@ from .scope import Period, period_from, report_staff_scope
 from .table import DATE, INT, MONEY, TEXT, Column, Table
 
 KIND_LABELS = dict(Kind.choices)
-SALES_STATUSES = {"active": "Active", "expired": "Expired", "used_up": "Used up", "refunded": "Refunded",
-                  "cancelled": "Cancelled", "transferred": "Transferred"}
+SALES_STATUSES = {
+    "active": "Active",
+    "expired": "Expired",
+    "used_up": "Used up",
+    "refunded": "Refunded",
+    "cancelled": "Cancelled",
+    "transferred": "Transferred",
+}
 USAGE_FILTERS = {"remaining": "With uses remaining", "completed": "Completed"}
 
 
 # ---------------------------------------------------------------- filters
+
 
 def _id(value, name: str) -> int | None:
     if value in (None, ""):
@@ -56,8 +63,10 @@ def _id(value, name: str) -> int | None:
     except (TypeError, ValueError):
         number = 0
     if number <= 0:
-        raise ValidationFailed(f"“{value}” is not a valid {name.replace('_id', '').replace('_', ' ')}.",
-                               fields={name: ["Choose one from the list."]})
+        raise ValidationFailed(
+            f"“{value}” is not a valid {name.replace('_id', '').replace('_', ' ')}.",
+            fields={name: ["Choose one from the list."]},
+        )
     return number
 
 
@@ -65,8 +74,10 @@ def _choice(value, name: str, choices) -> str | None:
     if value in (None, ""):
         return None
     if value not in choices:
-        raise ValidationFailed(f"“{value}” is not a {name.replace('_', ' ')}; use one of {', '.join(choices)}.",
-                               fields={name: ["Choose one from the list."]})
+        raise ValidationFailed(
+            f"“{value}” is not a {name.replace('_', ' ')}; use one of {', '.join(choices)}.",
+            fields={name: ["Choose one from the list."]},
+        )
     return value
 
 
@@ -85,16 +96,26 @@ def _plain(filters: dict) -> dict:
 # ---------------------------------------------------------------- pass sales
 
 SALES_COLUMNS = [
-    Column("location", "Location"), Column("patient", "Patient"), Column("pass_name", "Pass"),
-    Column("type", "Type"), Column("purchase_date", "Purchase date", DATE),
-    Column("price", "Sale price", MONEY, total=True), Column("quantity", "Quantity", INT, total=True),
-    Column("redeemed", "Redeemed", INT, total=True), Column("reserved", "Reserved", INT, total=True),
-    Column("forfeited", "Forfeited", INT, total=True), Column("remaining", "Remaining", INT, total=True),
+    Column("location", "Location"),
+    Column("patient", "Patient"),
+    Column("pass_name", "Pass"),
+    Column("type", "Type"),
+    Column("purchase_date", "Purchase date", DATE),
+    Column("price", "Sale price", MONEY, total=True),
+    Column("quantity", "Quantity", INT, total=True),
+    Column("redeemed", "Redeemed", INT, total=True),
+    Column("reserved", "Reserved", INT, total=True),
+    Column("forfeited", "Forfeited", INT, total=True),
+    Column("remaining", "Remaining", INT, total=True),
     # A value package (issue 23): the amount it holds, drawn by arrived visits, held by bookings, and left.
-    Column("value_held", "Value held", MONEY, total=True), Column("value_drawn", "Value drawn", MONEY, total=True),
+    Column("value_held", "Value held", MONEY, total=True),
+    Column("value_drawn", "Value drawn", MONEY, total=True),
     Column("value_reserved", "Value reserved", MONEY, total=True),
-    Column("value_forfeited", "Value forfeited", MONEY, total=True), Column("value_left", "Value left", MONEY, total=True),
-    Column("status", "Status"), Column("expiry", "Expiry", DATE), Column("last_used", "Last used", DATE),
+    Column("value_forfeited", "Value forfeited", MONEY, total=True),
+    Column("value_left", "Value left", MONEY, total=True),
+    Column("status", "Status"),
+    Column("expiry", "Expiry", DATE),
+    Column("last_used", "Last used", DATE),
     Column("outstanding", "Outstanding balance", MONEY, total=True),
 ]
 
@@ -103,13 +124,26 @@ def _sales_status(row: dict) -> str:
     status = row["status"]
     if status == Pass.Status.ACTIVE and row["quantity"] is not None and row["remaining"] <= 0:
         return "used_up"
-    if status == Pass.Status.ACTIVE and row["face_value_minor"] is not None and row["value_left"] <= 0:
+    if (
+        status == Pass.Status.ACTIVE
+        and row["face_value_minor"] is not None
+        and row["value_left"] <= 0
+    ):
         return "used_up"
     return status
 
 
-def pass_sales_report(*, actor, start=None, end=None, location_id=None, template_id=None, type=None,
-                      status=None, usage=None) -> Table:
+def pass_sales_report(
+    *,
+    actor,
+    start=None,
+    end=None,
+    location_id=None,
+    template_id=None,
+    type=None,
+    status=None,
+    usage=None,
+) -> Table:
     """SPEC 10 pass sales: one row per pass bought in the date range (purchase date), deleted
     passes left out. `usage`: remaining (active with uses left) / completed (the rest); `status`
     includes "used_up" (active, no uses left). Lower levels see the passes they sold (sold_by)."""
@@ -120,27 +154,58 @@ def pass_sales_report(*, actor, start=None, end=None, location_id=None, template
     status = _choice(status, "status", list(SALES_STATUSES))
     usage = _choice(usage, "usage", list(USAGE_FILTERS))
 
-    first_invoice = PassInvoice.objects.filter(sold_pass=OuterRef("pk"), invoice__isnull=False).order_by("seq")
-    open_balance = (Invoice.objects.filter(pass_instalment__sold_pass=OuterRef("pk"), deleted_at__isnull=True)
-                    .order_by().values("pass_instalment__sold_pass")
-                    .annotate(total=Sum(F("total_minor") - F("applied_minor"))).values("total"))
-    last_used = (Redemption.objects.filter(sold_pass=OuterRef("pk"), status=Redemption.Status.POSTED)
-                 .order_by().values("sold_pass").annotate(last=Max("visit_date")).values("last"))
-    passes = (Pass.objects.exclude(status=Pass.Status.DELETED)
-              .filter(purchase_date__gte=period.start, purchase_date__lte=period.end)
-              .annotate(where_id=Coalesce("location_id", Subquery(first_invoice.values("invoice__location_id")[:1]),
-                                          output_field=BigIntegerField()),
-                        left=F("quantity") - F("reserved_count") - F("posted_count") - F("forfeited_count")
-                        - F("used_before_import"),
-                        value_left=F("face_value_minor") - F("value_reserved_minor") - F("value_posted_minor")
-                        - F("value_forfeited_minor"),
-                        outstanding=Coalesce(Subquery(open_balance), Value(0), output_field=BigIntegerField()),
-                        last_used=Subquery(last_used)))
-    passes = _narrow(passes, sold_by_id=staff_id, where_id=location_id, template_id=template_id, kind=kind)
+    first_invoice = PassInvoice.objects.filter(
+        sold_pass=OuterRef("pk"), invoice__isnull=False
+    ).order_by("seq")
+    open_balance = (
+        Invoice.objects.filter(pass_instalment__sold_pass=OuterRef("pk"), deleted_at__isnull=True)
+        .order_by()
+        .values("pass_instalment__sold_pass")
+        .annotate(total=Sum(F("total_minor") - F("applied_minor")))
+        .values("total")
+    )
+    last_used = (
+        Redemption.objects.filter(sold_pass=OuterRef("pk"), status=Redemption.Status.POSTED)
+        .order_by()
+        .values("sold_pass")
+        .annotate(last=Max("visit_date"))
+        .values("last")
+    )
+    passes = (
+        Pass.objects.exclude(status=Pass.Status.DELETED)
+        .filter(purchase_date__gte=period.start, purchase_date__lte=period.end)
+        .annotate(
+            where_id=Coalesce(
+                "location_id",
+                Subquery(first_invoice.values("invoice__location_id")[:1]),
+                output_field=BigIntegerField(),
+            ),
+            left=F("quantity")
+            - F("reserved_count")
+            - F("posted_count")
+            - F("forfeited_count")
+            - F("used_before_import"),
+            value_left=F("face_value_minor")
+            - F("value_reserved_minor")
+            - F("value_posted_minor")
+            - F("value_forfeited_minor"),
+            outstanding=Coalesce(Subquery(open_balance), Value(0), output_field=BigIntegerField()),
+            last_used=Subquery(last_used),
+        )
+    )
+    passes = _narrow(
+        passes, sold_by_id=staff_id, where_id=location_id, template_id=template_id, kind=kind
+    )
     # Uses (or, for a value package, value) left: unlimited memberships always have some.
     # (Spelled out both ways: SQL's NOT over the NULL counts of the other kinds would drop rows.)
-    left = Q(quantity__isnull=True, face_value_minor__isnull=True) | Q(left__gt=0) | Q(value_left__gt=0)
-    none_left = Q(quantity__isnull=False, left__lte=0) | Q(face_value_minor__isnull=False, value_left__lte=0)
+    left = (
+        Q(quantity__isnull=True, face_value_minor__isnull=True)
+        | Q(left__gt=0)
+        | Q(value_left__gt=0)
+    )
+    none_left = Q(quantity__isnull=False, left__lte=0) | Q(
+        face_value_minor__isnull=False, value_left__lte=0
+    )
     has_uses = Q(status=Pass.Status.ACTIVE) & left
     if usage == "remaining":
         passes = passes.filter(has_uses)
@@ -155,52 +220,109 @@ def pass_sales_report(*, actor, start=None, end=None, location_id=None, template
     locations = dict(_location_names())
     rows = []
     for p in passes.order_by("purchase_date", "pk").values(
-            "pk", "kind", "name", "status", "quantity", "left", "posted_count", "reserved_count", "forfeited_count",
-            "price_minor", "sold_online", "purchase_date", "expires_on", "ends_after", "last_used", "outstanding",
-            "where_id", "patient__first_name", "patient__last_name", "face_value_minor", "value_left",
-            "value_posted_minor", "value_reserved_minor", "value_forfeited_minor"):
+        "pk",
+        "kind",
+        "name",
+        "status",
+        "quantity",
+        "left",
+        "posted_count",
+        "reserved_count",
+        "forfeited_count",
+        "price_minor",
+        "sold_online",
+        "purchase_date",
+        "expires_on",
+        "ends_after",
+        "last_used",
+        "outstanding",
+        "where_id",
+        "patient__first_name",
+        "patient__last_name",
+        "face_value_minor",
+        "value_left",
+        "value_posted_minor",
+        "value_reserved_minor",
+        "value_forfeited_minor",
+    ):
         value = p["face_value_minor"] is not None
         p["remaining"] = p["left"]
-        rows.append({
-            "id": p["pk"],
-            "location": locations.get(p["where_id"]) or ("Online" if p["sold_online"] else "Not recorded"),
-            "patient": f"{p['patient__first_name']} {p['patient__last_name']}", "pass_name": p["name"],
-            "type": KIND_LABELS[p["kind"]], "purchase_date": p["purchase_date"], "price": p["price_minor"],
-            "quantity": p["quantity"], "redeemed": p["posted_count"], "reserved": p["reserved_count"],
-            "forfeited": p["forfeited_count"], "remaining": p["left"], "status": SALES_STATUSES.get(_sales_status(p), p["status"]),
-            "expiry": p["expires_on"] or p["ends_after"], "last_used": p["last_used"],
-            "outstanding": int(p["outstanding"] or 0), "value_held": p["face_value_minor"],
-            "value_drawn": p["value_posted_minor"] if value else None,
-            "value_reserved": p["value_reserved_minor"] if value else None,
-            "value_forfeited": p["value_forfeited_minor"] if value else None,
-            "value_left": p["value_left"] if value else None})
-    notes = ["Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet arrived; "
-             "forfeited: uses lost when the pass expired or was refunded.",
-             "Sale price: the pass's price, taxes included (all instalments of a payment plan). For a membership "
-             "it is the price of one cycle.",
-             "Quantity and remaining are blank for memberships with unlimited uses.",
-             "A package that holds a value counts money, not uses: value drawn + value reserved + value "
-             "forfeited (when it ended) + value left = value held; Redeemed and Reserved count its visits.",
-             "Outstanding balance: what is still owed on the pass's issued invoices (instalments, cycles)."]
+        rows.append(
+            {
+                "id": p["pk"],
+                "location": locations.get(p["where_id"])
+                or ("Online" if p["sold_online"] else "Not recorded"),
+                "patient": f"{p['patient__first_name']} {p['patient__last_name']}",
+                "pass_name": p["name"],
+                "type": KIND_LABELS[p["kind"]],
+                "purchase_date": p["purchase_date"],
+                "price": p["price_minor"],
+                "quantity": p["quantity"],
+                "redeemed": p["posted_count"],
+                "reserved": p["reserved_count"],
+                "forfeited": p["forfeited_count"],
+                "remaining": p["left"],
+                "status": SALES_STATUSES.get(_sales_status(p), p["status"]),
+                "expiry": p["expires_on"] or p["ends_after"],
+                "last_used": p["last_used"],
+                "outstanding": int(p["outstanding"] or 0),
+                "value_held": p["face_value_minor"],
+                "value_drawn": p["value_posted_minor"] if value else None,
+                "value_reserved": p["value_reserved_minor"] if value else None,
+                "value_forfeited": p["value_forfeited_minor"] if value else None,
+                "value_left": p["value_left"] if value else None,
+            }
+        )
+    notes = [
+        "Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet arrived; "
+        "forfeited: uses lost when the pass expired or was refunded.",
+        "Sale price: the pass's price, taxes included (all instalments of a payment plan). For a membership "
+        "it is the price of one cycle.",
+        "Quantity and remaining are blank for memberships with unlimited uses.",
+        "A package that holds a value counts money, not uses: value drawn + value reserved + value "
+        "forfeited (when it ended) + value left = value held; Redeemed and Reserved count its visits.",
+        "Outstanding balance: what is still owed on the pass's issued invoices (instalments, cycles).",
+    ]
     if staff_id is not None:
         notes.insert(0, "Only the passes you sold are shown.")
-    return Table(title="Pass sales", columns=SALES_COLUMNS, rows=rows, notes=notes, filters=_plain({
-        "start": period.start, "end": period.end, "location_id": location_id, "template_id": template_id,
-        "type": kind, "status": status, "usage": usage}))
+    return Table(
+        title="Pass sales",
+        columns=SALES_COLUMNS,
+        rows=rows,
+        notes=notes,
+        filters=_plain(
+            {
+                "start": period.start,
+                "end": period.end,
+                "location_id": location_id,
+                "template_id": template_id,
+                "type": kind,
+                "status": status,
+                "usage": usage,
+            }
+        ),
+    )
 
 
 # ---------------------------------------------------------------- pass usage
 
 USAGE_COLUMNS = [
-    Column("service_date", "Service date", DATE), Column("type", "Pass type"), Column("pass_name", "Pass name"),
-    Column("patient", "Patient"), Column("redeemed_for", "Redeemed for"), Column("staff", "Staff member"),
-    Column("invoice", "Invoice number", TEXT), Column("original", "Original value", MONEY, total=True),
-    Column("discount", "Discount", MONEY, total=True), Column("covered", "Covered value", MONEY, total=True),
+    Column("service_date", "Service date", DATE),
+    Column("type", "Pass type"),
+    Column("pass_name", "Pass name"),
+    Column("patient", "Patient"),
+    Column("redeemed_for", "Redeemed for"),
+    Column("staff", "Staff member"),
+    Column("invoice", "Invoice number", TEXT),
+    Column("original", "Original value", MONEY, total=True),
+    Column("discount", "Discount", MONEY, total=True),
+    Column("covered", "Covered value", MONEY, total=True),
 ]
 
 
-def pass_usage_report(*, actor, start=None, end=None, location_id=None, staff_id=None, template_id=None,
-                      type=None) -> Table:
+def pass_usage_report(
+    *, actor, start=None, end=None, location_id=None, staff_id=None, template_id=None, type=None
+) -> Table:
     """SPEC 10 pass usage: posted redemptions whose service date is in the range. Original value =
     the treatment's price; covered value = the pass value recognised for the visit; discount =
     original − covered. One query (the Redemption(status, visit_date) index, joins for the names).
@@ -210,29 +332,70 @@ def pass_usage_report(*, actor, start=None, end=None, location_id=None, staff_id
     location_id, template_id = _id(location_id, "location_id"), _id(template_id, "template_id")
     staff_id = _id(staff_id, "staff_id")
     kind = _choice(type, "type", list(KIND_LABELS))
-    uses = Redemption.objects.filter(status=Redemption.Status.POSTED, visit_date__gte=period.start,
-                                     visit_date__lte=period.end)
+    uses = Redemption.objects.filter(
+        status=Redemption.Status.POSTED, visit_date__gte=period.start, visit_date__lte=period.end
+    )
     if own is not None:
         uses = uses.filter(practitioner_id=own)
-    uses = _narrow(uses, practitioner_id=staff_id, visit__appointment__location_id=location_id,
-                   sold_pass__template_id=template_id, sold_pass__kind=kind)
+    uses = _narrow(
+        uses,
+        practitioner_id=staff_id,
+        visit__appointment__location_id=location_id,
+        sold_pass__template_id=template_id,
+        sold_pass__kind=kind,
+    )
     rows = []
     for r in uses.order_by("visit_date", "pk").values_list(
-            "visit_date", "sold_pass__kind", "sold_pass__name", "patient__first_name", "patient__last_name",
-            "item__treatment__name", "item__treatment__price_minor", "practitioner__display_name",
-            "visit__invoice__number", "value_minor"):
+        "visit_date",
+        "sold_pass__kind",
+        "sold_pass__name",
+        "patient__first_name",
+        "patient__last_name",
+        "item__treatment__name",
+        "item__treatment__price_minor",
+        "practitioner__display_name",
+        "visit__invoice__number",
+        "value_minor",
+    ):
         original, covered = r[6], r[9]
-        rows.append({"service_date": r[0], "type": KIND_LABELS[r[1]], "pass_name": r[2],
-                     "patient": f"{r[3]} {r[4]}", "redeemed_for": r[5], "staff": r[7] or "",
-                     "invoice": "" if r[8] is None else str(r[8]), "original": original,
-                     "discount": original - covered, "covered": covered})
-    notes = [("Covered value is the pass value recognised for the visit (a package's price ÷ uses); a "
-             "membership's fee is recognised day by day over its cycle, so its visits show 0 here.")]
+        rows.append(
+            {
+                "service_date": r[0],
+                "type": KIND_LABELS[r[1]],
+                "pass_name": r[2],
+                "patient": f"{r[3]} {r[4]}",
+                "redeemed_for": r[5],
+                "staff": r[7] or "",
+                "invoice": "" if r[8] is None else str(r[8]),
+                "original": original,
+                "discount": original - covered,
+                "covered": covered,
+            }
+        )
+    notes = [
+        (
+            "Covered value is the pass value recognised for the visit (a package's price ÷ uses); a "
+            "membership's fee is recognised day by day over its cycle, so its visits show 0 here."
+        )
+    ]
     if own is not None:
         notes.insert(0, "Only visits where you were the staff member are shown.")
-    return Table(title="Pass usage", columns=USAGE_COLUMNS, rows=rows, notes=notes, filters=_plain({
-        "start": period.start, "end": period.end, "location_id": location_id, "staff_id": staff_id,
-        "template_id": template_id, "type": kind}))
+    return Table(
+        title="Pass usage",
+        columns=USAGE_COLUMNS,
+        rows=rows,
+        notes=notes,
+        filters=_plain(
+            {
+                "start": period.start,
+                "end": period.end,
+                "location_id": location_id,
+                "staff_id": staff_id,
+                "template_id": template_id,
+                "type": kind,
+            }
+        ),
+    )
 
 
 def redemptions_per_week(table: Table) -> list[tuple[str, int]]:
@@ -252,27 +415,45 @@ def redemptions_per_week(table: Table) -> list[tuple[str, int]]:
 
 # ---------------------------------------------------------------- deferred revenue roll-forward
 
-ACCOUNT_KIND = {accounts.DEFERRED_PACKAGES: Kind.PACKAGE, accounts.DEFERRED_MEMBERSHIPS: Kind.MEMBERSHIP,
-                # Breakage recognised ahead (issue 23, passes/breakage.py): a contra account, read with packages.
-                accounts.EXPECTED_BREAKAGE: Kind.PACKAGE}
+ACCOUNT_KIND = {
+    accounts.DEFERRED_PACKAGES: Kind.PACKAGE,
+    accounts.DEFERRED_MEMBERSHIPS: Kind.MEMBERSHIP,
+    # Breakage recognised ahead (issue 23, passes/breakage.py): a contra account, read with packages.
+    accounts.EXPECTED_BREAKAGE: Kind.PACKAGE,
+}
 # On the contra account: a redemption's share is "breakage expected"; its settling when a package
 # ends is a correction of the breakage at expiry.
-CONTRA_MOVEMENTS = {"pass_redeemed": ("breakage_expected", 1), "pass_redemption_undone": ("breakage_expected", 1),
-                    "pass_breakage_settled": ("expired", 1)}
+CONTRA_MOVEMENTS = {
+    "pass_redeemed": ("breakage_expected", 1),
+    "pass_redemption_undone": ("breakage_expected", 1),
+    "pass_breakage_settled": ("expired", 1),
+}
 # Journal transaction kind -> (movement, sign applied to the posting amount so the movement reads positive).
 MOVEMENTS = {
-    "invoice_issued": ("sold", -1), "invoice_deleted": ("sold", -1),
-    "pass_redeemed": ("redeemed", 1), "pass_redemption_undone": ("redeemed", 1),
-    "membership_recognised": ("redeemed", 1), "membership_recognition_reversed": ("redeemed", 1),
+    "invoice_issued": ("sold", -1),
+    "invoice_deleted": ("sold", -1),
+    "pass_redeemed": ("redeemed", 1),
+    "pass_redemption_undone": ("redeemed", 1),
+    "membership_recognised": ("redeemed", 1),
+    "membership_recognition_reversed": ("redeemed", 1),
     "pass_taken_back": ("refunded", 1),
-    "pass_expired": ("expired", 1), "pass_refund_kept": ("expired", 1),
+    "pass_expired": ("expired", 1),
+    "pass_refund_kept": ("expired", 1),
     "pass_transferred": ("transferred", -1),
     # Brought in from the clinic's previous system (carnet.imports), and such an import undone.
-    "opening_balance": ("imported", -1), "opening_balance_undone": ("imported", -1),
+    "opening_balance": ("imported", -1),
+    "opening_balance_undone": ("imported", -1),
 }
 # closing = opening + imported + sold - redeemed - breakage expected - refunded - expired + transferred
-EFFECT = {"imported": 1, "sold": 1, "redeemed": -1, "breakage_expected": -1, "refunded": -1, "expired": -1,
-          "transferred": 1}
+EFFECT = {
+    "imported": 1,
+    "sold": 1,
+    "redeemed": -1,
+    "breakage_expected": -1,
+    "refunded": -1,
+    "expired": -1,
+    "transferred": 1,
+}
 SHOWN_WHEN_USED = ("imported", "transferred")
 UNTRACED = "(not traced to a pass)"
 
@@ -280,28 +461,37 @@ UNTRACED = "(not traced to a pass)"
 @dataclass
 class RollForward:
     period: Period
-    table: Table           # per pass type and template
-    types: Table           # per pass type, with the ledger balance at the period end
+    table: Table  # per pass type and template
+    types: Table  # per pass type, with the ledger balance at the period end
     mismatches: list[str] = field(default_factory=list)
     unclassified: dict = field(default_factory=dict)  # kind -> net amount (liability direction)
-    liability: list[tuple[str, int]] = field(default_factory=list)  # (date, closing of both accounts)
+    liability: list[tuple[str, int]] = field(
+        default_factory=list
+    )  # (date, closing of both accounts)
 
     @property
     def ties_out(self) -> bool:
         return not self.mismatches
 
     def as_json(self) -> dict:
-        return {"period": {"start": self.period.start.isoformat(), "end": self.period.end.isoformat()},
-                "by_template": self.table.as_json(), "by_type": self.types.as_json(), "ties_out": self.ties_out,
-                "mismatches": self.mismatches, "unclassified": self.unclassified,
-                "liability": [{"date": d, "balance_minor": v} for d, v in self.liability]}
+        return {
+            "period": {"start": self.period.start.isoformat(), "end": self.period.end.isoformat()},
+            "by_template": self.table.as_json(),
+            "by_type": self.types.as_json(),
+            "ties_out": self.ties_out,
+            "mismatches": self.mismatches,
+            "unclassified": self.unclassified,
+            "liability": [{"date": d, "balance_minor": v} for d, v in self.liability],
+        }
 
 
 def _bounds(period: Period, zone: str) -> tuple[dt.datetime, dt.datetime]:
     """[start of the first day, start of the day after the last) in the clinic's time zone."""
     tz = ZoneInfo(zone)
-    return (dt.datetime.combine(period.start, dt.time.min, tz),
-            dt.datetime.combine(period.end + dt.timedelta(days=1), dt.time.min, tz))
+    return (
+        dt.datetime.combine(period.start, dt.time.min, tz),
+        dt.datetime.combine(period.end + dt.timedelta(days=1), dt.time.min, tz),
+    )
 
 
 def _template_of_source():
@@ -311,18 +501,30 @@ def _template_of_source():
         "passes.redemption": Redemption.objects.filter(pk=source).values("sold_pass__template_id"),
         "passes.pass": Pass.objects.filter(pk=source).values("template_id"),
         "passes.passtemplate": PassTemplate.objects.filter(pk=source).values("pk"),
-        "passes.passinvoice": PassInvoice.objects.filter(pk=source).values("sold_pass__template_id"),
-        "billing.invoice": PassInvoice.objects.filter(invoice_id=source).values("sold_pass__template_id"),
+        "passes.passinvoice": PassInvoice.objects.filter(pk=source).values(
+            "sold_pass__template_id"
+        ),
+        "billing.invoice": PassInvoice.objects.filter(invoice_id=source).values(
+            "sold_pass__template_id"
+        ),
     }
-    return Case(*[When(transaction__source_type=label, then=Subquery(query[:1])) for label, query in by.items()],
-                default=None, output_field=BigIntegerField())
+    return Case(
+        *[
+            When(transaction__source_type=label, then=Subquery(query[:1]))
+            for label, query in by.items()
+        ],
+        default=None,
+        output_field=BigIntegerField(),
+    )
 
 
 def _money_columns(names: list[str]) -> list[Column]:
     return [Column(n, n.replace("_", " ").capitalize(), MONEY, total=True) for n in names]
 
 
-def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, template_id=None) -> RollForward:
+def deferred_revenue_rollforward(
+    *, actor, start=None, end=None, type=None, template_id=None
+) -> RollForward:
     """SPEC 9.8: per pass type and template, opening balance, sold, redeemed (recognised), refunded,
     expired (breakage) and closing, read from the ledger's postings on the two deferred revenue
     accounts and classified by journal transaction kind. The closing balance of each type must
@@ -336,14 +538,32 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
     start_dt, end_dt = _bounds(period, clinic.time_zone)
     codes = [code for code, k in ACCOUNT_KIND.items() if kind is None or k == kind]
 
-    grouped = (Posting.objects.filter(account__code__in=codes, transaction__at__lt=end_dt)
-               .annotate(tpl=_template_of_source(),
-                         before=Case(When(transaction__at__lt=start_dt, then=Value(1)), default=Value(0),
-                                     output_field=IntegerField()))
-               .values("account__code", "transaction__kind", "tpl", "before").annotate(total=Sum("amount"))
-               .order_by())
-    MOVES = ["imported", "sold", "redeemed", "breakage_expected", "refunded", "expired", "transferred"]
-    cells: dict[tuple[str, int | None], dict] = defaultdict(lambda: dict.fromkeys(["opening", *MOVES], 0))
+    grouped = (
+        Posting.objects.filter(account__code__in=codes, transaction__at__lt=end_dt)
+        .annotate(
+            tpl=_template_of_source(),
+            before=Case(
+                When(transaction__at__lt=start_dt, then=Value(1)),
+                default=Value(0),
+                output_field=IntegerField(),
+            ),
+        )
+        .values("account__code", "transaction__kind", "tpl", "before")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    MOVES = [
+        "imported",
+        "sold",
+        "redeemed",
+        "breakage_expected",
+        "refunded",
+        "expired",
+        "transferred",
+    ]
+    cells: dict[tuple[str, int | None], dict] = defaultdict(
+        lambda: dict.fromkeys(["opening", *MOVES], 0)
+    )
     unclassified: dict[str, int] = defaultdict(int)
     for g in grouped:
         if template_id and g["tpl"] != template_id:
@@ -352,37 +572,65 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
         if g["before"]:
             cells[key]["opening"] -= amount  # a liability: credits - debits
             continue
-        move = (CONTRA_MOVEMENTS if g["account__code"] == accounts.EXPECTED_BREAKAGE else MOVEMENTS).get(
-            g["transaction__kind"])
+        move = (
+            CONTRA_MOVEMENTS if g["account__code"] == accounts.EXPECTED_BREAKAGE else MOVEMENTS
+        ).get(g["transaction__kind"])
         if move is None:
             unclassified[g["transaction__kind"]] -= amount
             cells[key]  # the row still shows
             continue
         cells[key][move[0]] += move[1] * amount
-    names = dict(PassTemplate.objects.filter(pk__in=[t for _, t in cells if t]).values_list("pk", "name"))
+    names = dict(
+        PassTemplate.objects.filter(pk__in=[t for _, t in cells if t]).values_list("pk", "name")
+    )
     shown = [m for m in MOVES if m not in SHOWN_WHEN_USED or any(c[m] for c in cells.values())]
 
     def closing(c: dict) -> int:
         return c["opening"] + sum(EFFECT[m] * c[m] for m in MOVES)
 
     rows = []
-    for (k, tpl), c in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1] is None, names.get(kv[0][1], ""))):
-        rows.append({"type": KIND_LABELS[k], "template": names.get(tpl, UNTRACED) if tpl else UNTRACED,
-                     "template_id": tpl, **c, "closing": closing(c)})
-    filters = _plain({"start": period.start, "end": period.end, "type": kind, "template_id": template_id})
-    table = Table(title="Deferred revenue roll-forward", filters=filters, rows=rows,
-                  columns=[Column("type", "Pass type"), Column("template", "Template"),
-                           *_money_columns(["opening", *shown]), *_money_columns(["closing"])])
-    table.notes = [("Read from the ledger's deferred revenue accounts, by journal transaction: imported = opening "
-                   "balances brought in from the clinic's previous system (net of imports undone); sold = sale invoices "
-                   "net of deleted ones; redeemed = package uses (net of un-arrivals) and membership fees earned; "
-                   "breakage expected = breakage recognised in proportion to redemptions (ASC 606-10-55-48, for "
-                   "packages sold under that method; net of catch-ups and un-arrivals); refunded = value taken back "
-                   "from refunded passes and cycles; expired = breakage at expiry (and value kept on a refund), less "
-                   "the breakage expected of packages that ended. Packages' deferred revenue is read net of the "
-                   "expected-breakage contra account."),
-                   ("Membership fees earned by the daily job are posted once per membership template, so they show "
-                   "under their template.")]
+    for (k, tpl), c in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], kv[0][1] is None, names.get(kv[0][1], ""))
+    ):
+        rows.append(
+            {
+                "type": KIND_LABELS[k],
+                "template": names.get(tpl, UNTRACED) if tpl else UNTRACED,
+                "template_id": tpl,
+                **c,
+                "closing": closing(c),
+            }
+        )
+    filters = _plain(
+        {"start": period.start, "end": period.end, "type": kind, "template_id": template_id}
+    )
+    table = Table(
+        title="Deferred revenue roll-forward",
+        filters=filters,
+        rows=rows,
+        columns=[
+            Column("type", "Pass type"),
+            Column("template", "Template"),
+            *_money_columns(["opening", *shown]),
+            *_money_columns(["closing"]),
+        ],
+    )
+    table.notes = [
+        (
+            "Read from the ledger's deferred revenue accounts, by journal transaction: imported = opening "
+            "balances brought in from the clinic's previous system (net of imports undone); sold = sale invoices "
+            "net of deleted ones; redeemed = package uses (net of un-arrivals) and membership fees earned; "
+            "breakage expected = breakage recognised in proportion to redemptions (ASC 606-10-55-48, for "
+            "packages sold under that method; net of catch-ups and un-arrivals); refunded = value taken back "
+            "from refunded passes and cycles; expired = breakage at expiry (and value kept on a refund), less "
+            "the breakage expected of packages that ended. Packages' deferred revenue is read net of the "
+            "expected-breakage contra account."
+        ),
+        (
+            "Membership fees earned by the daily job are posted once per membership template, so they show "
+            "under their template."
+        ),
+    ]
 
     # Per type, tied to the ledger.
     mismatches: list[str] = []
@@ -396,37 +644,78 @@ def deferred_revenue_rollforward(*, actor, start=None, end=None, type=None, temp
                     total[m] += c[m]
         own = [code for code in codes if ACCOUNT_KIND[code] == k]
         # Liabilities read credits - debits; the contra account (an asset) the other way round.
-        in_ledger = sum(balance(code, as_of=end_instant) * (-1 if code == accounts.EXPECTED_BREAKAGE else 1)
-                        for code in own)
+        in_ledger = sum(
+            balance(code, as_of=end_instant) * (-1 if code == accounts.EXPECTED_BREAKAGE else 1)
+            for code in own
+        )
         code = own[0]
         computed = closing(total)
-        row = {"type": KIND_LABELS[k], **total, "closing": computed, "ledger": in_ledger, "difference": computed - in_ledger}
+        row = {
+            "type": KIND_LABELS[k],
+            **total,
+            "closing": computed,
+            "ledger": in_ledger,
+            "difference": computed - in_ledger,
+        }
         type_rows.append(row)
         if template_id is None and computed != in_ledger:
-            mismatches.append(f"{KIND_LABELS[k]}s: the roll-forward closes at {clinic.money(computed)} but the "
-                              f"ledger's {accounts.describe(code)[1]} balance on {period.end:%Y-%m-%d} is "
-                              f"{clinic.money(in_ledger)} (difference {clinic.money(computed - in_ledger)}).")
+            mismatches.append(
+                f"{KIND_LABELS[k]}s: the roll-forward closes at {clinic.money(computed)} but the "
+                f"ledger's {accounts.describe(code)[1]} balance on {period.end:%Y-%m-%d} is "
+                f"{clinic.money(in_ledger)} (difference {clinic.money(computed - in_ledger)})."
+            )
     for name, amount in sorted(unclassified.items()):
-        mismatches.append(f"Postings of kind “{name}” ({clinic.money(amount)} in the period) are not classified by "
-                          "this report.")
-    types = Table(title="Deferred revenue by pass type", filters=filters, rows=type_rows,
-                  columns=[Column("type", "Pass type"), *_money_columns(["opening", *shown]),
-                           *_money_columns(["closing"]), Column("ledger", "Ledger balance at period end", MONEY, True),
-                           Column("difference", "Difference", MONEY, True)])
+        mismatches.append(
+            f"Postings of kind “{name}” ({clinic.money(amount)} in the period) are not classified by "
+            "this report."
+        )
+    types = Table(
+        title="Deferred revenue by pass type",
+        filters=filters,
+        rows=type_rows,
+        columns=[
+            Column("type", "Pass type"),
+            *_money_columns(["opening", *shown]),
+            *_money_columns(["closing"]),
+            Column("ledger", "Ledger balance at period end", MONEY, True),
+            Column("difference", "Difference", MONEY, True),
+        ],
+    )
     if template_id:
-        types.notes = ["Filtered to one template: the tie-out to the ledger is checked on the unfiltered report."]
-    liability = [] if template_id else _liability_over_time(codes, period, start_dt, end_dt, clinic.time_zone,
-                                                             sum(r["opening"] for r in type_rows))
-    return RollForward(period=period, table=table, types=types, mismatches=mismatches,
-                       unclassified=dict(unclassified), liability=liability)
+        types.notes = [
+            "Filtered to one template: the tie-out to the ledger is checked on the unfiltered report."
+        ]
+    liability = (
+        []
+        if template_id
+        else _liability_over_time(
+            codes, period, start_dt, end_dt, clinic.time_zone, sum(r["opening"] for r in type_rows)
+        )
+    )
+    return RollForward(
+        period=period,
+        table=table,
+        types=types,
+        mismatches=mismatches,
+        unclassified=dict(unclassified),
+        liability=liability,
+    )
 
 
-def _liability_over_time(codes, period: Period, start_dt, end_dt, zone: str, opening: int) -> list[tuple[str, int]]:
+def _liability_over_time(
+    codes, period: Period, start_dt, end_dt, zone: str, opening: int
+) -> list[tuple[str, int]]:
     """The deferred revenue balance at the end of each day (at most ~60 points: later days sampled)."""
-    daily = dict(Posting.objects.filter(account__code__in=codes, transaction__at__gte=start_dt,
-                                         transaction__at__lt=end_dt)
-                  .annotate(day=TruncDate("transaction__at", tzinfo=ZoneInfo(zone))).values("day")
-                  .annotate(total=Sum("amount")).order_by().values_list("day", "total"))
+    daily = dict(
+        Posting.objects.filter(
+            account__code__in=codes, transaction__at__gte=start_dt, transaction__at__lt=end_dt
+        )
+        .annotate(day=TruncDate("transaction__at", tzinfo=ZoneInfo(zone)))
+        .values("day")
+        .annotate(total=Sum("amount"))
+        .order_by()
+        .values_list("day", "total")
+    )
     step = max(1, period.days // 60)
     running, out, day = opening, [], period.start
     while day <= period.end:
@@ -439,6 +728,7 @@ def _liability_over_time(codes, period: Period, start_dt, end_dt, zone: str, ope
 
 # ---------------------------------------------------------------- for the filter forms
 
+
 def _location_names():
     from carnet.clinic.models import Location
 
@@ -449,9 +739,17 @@ def filter_choices() -> dict:
     """Lists for the filter forms: locations, templates, staff who can be on a visit."""
     from carnet.people.models import StaffMember
 
-    return {"locations": list(_location_names()),
-            "templates": list(PassTemplate.objects.order_by("kind", "name").values_list("pk", "name", "kind")),
-            "staff": list(StaffMember.objects.filter(is_practitioner=True).order_by("display_name")
-                          .values_list("pk", "display_name")),
-            "types": list(KIND_LABELS.items()), "statuses": list(SALES_STATUSES.items()),
-            "usages": list(USAGE_FILTERS.items())}
+    return {
+        "locations": list(_location_names()),
+        "templates": list(
+            PassTemplate.objects.order_by("kind", "name").values_list("pk", "name", "kind")
+        ),
+        "staff": list(
+            StaffMember.objects.filter(is_practitioner=True)
+            .order_by("display_name")
+            .values_list("pk", "display_name")
+        ),
+        "types": list(KIND_LABELS.items()),
+        "statuses": list(SALES_STATUSES.items()),
+        "usages": list(USAGE_FILTERS.items()),
+    }

@@ -26,12 +26,22 @@ from .table import Table
 
 # (url name, label, one line about it) for the Reports page
 REPORTS: list[tuple[str, str, str]] = [
-    ("reports:pass_sales", "Pass sales", "packages and memberships sold: uses, status, expiry, balance owed"),
+    (
+        "reports:pass_sales",
+        "Pass sales",
+        "packages and memberships sold: uses, status, expiry, balance owed",
+    ),
     ("reports:pass_usage", "Pass usage", "visits covered by a pass: value, discount, staff member"),
-    ("reports:pass_rollforward", "Deferred revenue roll-forward",
-     "opening, sold, redeemed, refunded, expired and closing, tied to the ledger (whole clinic)"),
-    ("reports:past_due", "Past due memberships",
-     "memberships owing a cycle: cycles and amount owed, last decline reason, next retry"),
+    (
+        "reports:pass_rollforward",
+        "Deferred revenue roll-forward",
+        "opening, sold, redeemed, refunded, expired and closing, tied to the ledger (whole clinic)",
+    ),
+    (
+        "reports:past_due",
+        "Past due memberships",
+        "memberships owing a cycle: cycles and amount owed, last decline reason, next retry",
+    ),
 ]
 PAGE_ROWS = 1000
 
@@ -50,8 +60,14 @@ class _Shown(Table):
 def _page(table: Table) -> dict:
     if len(table.rows) <= PAGE_ROWS:
         return {**page_context(table), "hidden": 0}
-    shown = _Shown(title=table.title, columns=table.columns, rows=table.rows[:PAGE_ROWS], filters=table.filters,
-                   notes=table.notes, all_totals=table.totals)
+    shown = _Shown(
+        title=table.title,
+        columns=table.columns,
+        rows=table.rows[:PAGE_ROWS],
+        filters=table.filters,
+        notes=table.notes,
+        all_totals=table.totals,
+    )
     return {**page_context(shown), "hidden": len(table.rows) - PAGE_ROWS}
 
 
@@ -66,8 +82,12 @@ def _export_links(request) -> dict:
 
 def _report_page(request, template: str, build, names: list[str], extra=None):
     values = _filters(request, names)
-    context = {"values": values, "choices": reports.filter_choices(), "exports": _export_links(request),
-               "whole_clinic": can(request.user, Action.REPORTS_CLINIC)}
+    context = {
+        "values": values,
+        "choices": reports.filter_choices(),
+        "exports": _export_links(request),
+        "whole_clinic": can(request.user, Action.REPORTS_CLINIC),
+    }
     try:
         table = build(**values)
     except NotAllowed as exc:
@@ -90,18 +110,32 @@ ROLLFORWARD_FILTERS = ["start", "end", "type", "template_id"]
 
 @staff_required(Action.REPORTS_OWN)
 def pass_sales(request):
-    return _report_page(request, "reports/pass_sales.html",
-                        lambda **f: reports.pass_sales_report(actor=request.user, **f), SALES_FILTERS)
+    return _report_page(
+        request,
+        "reports/pass_sales.html",
+        lambda **f: reports.pass_sales_report(actor=request.user, **f),
+        SALES_FILTERS,
+    )
 
 
 @staff_required(Action.REPORTS_OWN)
 def pass_usage(request):
     def chart(table):
-        return {"chart": bar_chart(reports.redemptions_per_week(table), title="Redemptions per week",
-                                   y_title="Redemptions")}
+        return {
+            "chart": bar_chart(
+                reports.redemptions_per_week(table),
+                title="Redemptions per week",
+                y_title="Redemptions",
+            )
+        }
 
-    return _report_page(request, "reports/pass_usage.html",
-                        lambda **f: reports.pass_usage_report(actor=request.user, **f), USAGE_FILTERS, chart)
+    return _report_page(
+        request,
+        "reports/pass_usage.html",
+        lambda **f: reports.pass_usage_report(actor=request.user, **f),
+        USAGE_FILTERS,
+        chart,
+    )
 
 
 @staff_required(Action.REPORTS_CLINIC)
@@ -117,9 +151,16 @@ def pass_rollforward(request):
         rf = found["rf"]
         places = exponent(clinic_get().currency)
         in_major = [(d, float(Decimal(v).scaleb(-places))) for d, v in rf.liability]
-        return {**_page(rf.table), "rf": rf, "types": page_context(rf.types),
-                "chart": line_chart(in_major, title="Deferred revenue at the end of each day",
-                                    y_title=clinic_get().currency),
-                "type_exports": {k: v + "&table=types" for k, v in _export_links(request).items()}}
+        return {
+            **_page(rf.table),
+            "rf": rf,
+            "types": page_context(rf.types),
+            "chart": line_chart(
+                in_major,
+                title="Deferred revenue at the end of each day",
+                y_title=clinic_get().currency,
+            ),
+            "type_exports": {k: v + "&table=types" for k, v in _export_links(request).items()},
+        }
 
     return _report_page(request, "reports/pass_rollforward.html", build, ROLLFORWARD_FILTERS, extra)

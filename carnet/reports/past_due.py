@@ -19,10 +19,15 @@ from .scope import report_staff_scope
 from .table import DATE, INT, MONEY, TEXT, Column, Table
 
 COLUMNS = [
-    Column("patient", "Patient"), Column("membership", "Membership"), Column("status", "Status"),
-    Column("cycles", "Cycles owed", INT, total=True), Column("amount", "Amount owed", MONEY, total=True),
-    Column("since", "Past due since", DATE), Column("days", "Days past due", INT),
-    Column("last_reason", "Last decline reason", TEXT), Column("next_retry", "Next retry"),
+    Column("patient", "Patient"),
+    Column("membership", "Membership"),
+    Column("status", "Status"),
+    Column("cycles", "Cycles owed", INT, total=True),
+    Column("amount", "Amount owed", MONEY, total=True),
+    Column("since", "Past due since", DATE),
+    Column("days", "Days past due", INT),
+    Column("last_reason", "Last decline reason", TEXT),
+    Column("next_retry", "Next retry"),
 ]
 
 
@@ -31,16 +36,37 @@ def past_due_report(*, actor) -> Table:
     rows = []
     for r in past_due_memberships(sold_by_id=staff_id):
         sold = r["sold"]
-        status = "Cancelled" if sold.status == sold.Status.CANCELLED else (
-            "Not covering new bookings" if r["suspended"] else "Active")
-        next_retry = ("New card needed" if r["needs_new_card"] else
-                      r["next_try"].isoformat() if r["next_try"] else "None (retries over)")
-        rows.append({"id": sold.pk, "patient": r["patient"].full_name, "patient_id": r["patient"].pk,
-                     "membership": sold.name, "status": status, "cycles": r["cycles"], "amount": r["amount_minor"],
-                     "since": r["since"], "days": r["days"], "last_reason": r["last_reason"] or "Not paid at the desk",
-                     "next_retry": next_retry})
-    notes = ["A membership is past due when a cycle's invoice is still owed after its due date (cycles written "
-             "off are not owed). Amount owed: what those invoices still owe."]
+        status = (
+            "Cancelled"
+            if sold.status == sold.Status.CANCELLED
+            else ("Not covering new bookings" if r["suspended"] else "Active")
+        )
+        next_retry = (
+            "New card needed"
+            if r["needs_new_card"]
+            else r["next_try"].isoformat()
+            if r["next_try"]
+            else "None (retries over)"
+        )
+        rows.append(
+            {
+                "id": sold.pk,
+                "patient": r["patient"].full_name,
+                "patient_id": r["patient"].pk,
+                "membership": sold.name,
+                "status": status,
+                "cycles": r["cycles"],
+                "amount": r["amount_minor"],
+                "since": r["since"],
+                "days": r["days"],
+                "last_reason": r["last_reason"] or "Not paid at the desk",
+                "next_retry": next_retry,
+            }
+        )
+    notes = [
+        "A membership is past due when a cycle's invoice is still owed after its due date (cycles written "
+        "off are not owed). Amount owed: what those invoices still owe."
+    ]
     if staff_id is not None:
         notes.insert(0, "Only the memberships you sold are shown.")
     return Table(title="Past due memberships", columns=COLUMNS, rows=rows, notes=notes)
@@ -53,5 +79,12 @@ def past_due(request):
     if exported is not None:
         return exported
     links = {"membership": lambda r: reverse("memberships:detail", args=[r["id"]])}
-    return render(request, "reports/past_due.html", {**page_context(table, links=links), "hidden": 0,
-                                                      "exports": {"csv": "?format=csv", "xlsx": "?format=xlsx"}})
+    return render(
+        request,
+        "reports/past_due.html",
+        {
+            **page_context(table, links=links),
+            "hidden": 0,
+            "exports": {"csv": "?format=csv", "xlsx": "?format=xlsx"},
+        },
+    )

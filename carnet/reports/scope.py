@@ -24,7 +24,7 @@ def report_staff_scope(actor) -> int | None:
 @dataclass(frozen=True)
 class Period:
     start: dt.date  # inclusive
-    end: dt.date    # inclusive
+    end: dt.date  # inclusive
 
     @property
     def days(self) -> int:
@@ -39,7 +39,9 @@ def _date(value, field: str) -> dt.date | None:
     try:
         day = dt.date.fromisoformat(str(value))
     except ValueError:
-        raise ValidationFailed(f"“{value}” is not a date; use YYYY-MM-DD.", fields={field: ["Use YYYY-MM-DD."]}) from None
+        raise ValidationFailed(
+            f"“{value}” is not a date; use YYYY-MM-DD.", fields={field: ["Use YYYY-MM-DD."]}
+        ) from None
     return date_check(day, field=field)
 
 
@@ -49,7 +51,11 @@ def period_from(start=None, end=None) -> Period:
     start_date = _date(start, "start") or today.replace(day=1)
     end_date = _date(end, "end") or today
     if end_date < start_date:
-        raise ValidationFailed("The end date is before the start date.", fields={"end": ["Before the start."]})
+        raise ValidationFailed(
+            "The end date is before the start date.", fields={"end": ["Before the start."]}
+        )
     if (end_date - start_date).days > 3700:
-        raise ValidationFailed("Choose a range of at most ten years.", fields={"start": ["Too long."]})
+        raise ValidationFailed(
+            "Choose a range of at most ten years.", fields={"start": ["Too long."]}
+        )
     return Period(start_date, end_date)

@@ -22,7 +22,9 @@ class Table:
     title: str
     columns: list[Column]
     rows: list[dict] = field(default_factory=list)
-    filters: dict = field(default_factory=dict)  # what the rows were selected by, for the export header
+    filters: dict = field(
+        default_factory=dict
+    )  # what the rows were selected by, for the export header
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -33,7 +35,11 @@ class Table:
         def plain(value):
             return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
 
-        return {"title": self.title, "filters": {k: plain(v) for k, v in self.filters.items()},
-                "columns": [{"key": c.key, "label": c.label, "kind": c.kind} for c in self.columns],
-                "rows": [{c.key: plain(r.get(c.key)) for c in self.columns} for r in self.rows],
-                "totals": self.totals, "notes": self.notes}
+        return {
+            "title": self.title,
+            "filters": {k: plain(v) for k, v in self.filters.items()},
+            "columns": [{"key": c.key, "label": c.label, "kind": c.kind} for c in self.columns],
+            "rows": [{c.key: plain(r.get(c.key)) for c in self.columns} for r in self.rows],
+            "totals": self.totals,
+            "notes": self.notes,
+        }

@@ -10,6 +10,11 @@ from . import billing_views, pass_views
 
 @staff_required(Action.REPORTS_OWN)
 def report_index(request):
-    return render(request, "reports/index.html", {
-        "reports": [*pass_views.REPORTS, *billing_views.REPORTS],
-        "whole_clinic": can(request.user, Action.REPORTS_CLINIC)})
+    return render(
+        request,
+        "reports/index.html",
+        {
+            "reports": [*pass_views.REPORTS, *billing_views.REPORTS],
+            "whole_clinic": can(request.user, Action.REPORTS_CLINIC),
+        },
+    )

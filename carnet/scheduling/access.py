@@ -18,10 +18,14 @@ def schedule_require(actor, *, practitioner_id: int, location_id: int) -> None:
     if can(actor, Action.SCHEDULE_LOCATION):
         if staff.locations.filter(pk=location_id).exists():
             return
-        raise NotAllowed("You can book and arrive only at your own locations, and this appointment is at "
-                         "another one. Ask someone with Full Access to add the location to your profile.")
-    raise NotAllowed("You can book and arrive only on your own schedule (Practitioner (Limited) access). "
-                     "Ask the front desk, or ask someone with Full Access to change your access level.")
+        raise NotAllowed(
+            "You can book and arrive only at your own locations, and this appointment is at "
+            "another one. Ask someone with Full Access to add the location to your profile."
+        )
+    raise NotAllowed(
+        "You can book and arrive only on your own schedule (Practitioner (Limited) access). "
+        "Ask the front desk, or ask someone with Full Access to change your access level."
+    )
 
 
 def schedule_scope(actor) -> Q:

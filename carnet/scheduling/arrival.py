@@ -35,23 +35,45 @@ def _participants(appointment: Appointment) -> list[AppointmentPatient]:
     return list(appointment.participants.select_related("patient").order_by("booked_at", "pk"))
 
 
-def _rows(rows: list[AppointmentPatient], patient_ids: list[int] | None, *, status: str) -> list[AppointmentPatient]:
+def _rows(
+    rows: list[AppointmentPatient], patient_ids: list[int] | None, *, status: str
+) -> list[AppointmentPatient]:
     if patient_ids is not None:
         unknown = set(patient_ids) - {r.patient_id for r in rows}
         if unknown:
-            raise ValidationFailed(f"Patient {min(unknown)} is not in this appointment.",
-                                   fields={"patient_ids": ["Not in this appointment."]})
-    return [r for r in rows if r.status == status and (patient_ids is None or r.patient_id in patient_ids)]
+            raise ValidationFailed(
+                f"Patient {min(unknown)} is not in this appointment.",
+                fields={"patient_ids": ["Not in this appointment."]},
+            )
+    return [
+        r
+        for r in rows
+        if r.status == status and (patient_ids is None or r.patient_id in patient_ids)
+    ]
 
 
 def _invoice(actor, appointment: Appointment, row: AppointmentPatient, line: LineInput):
     date = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone)).date()
-    return invoice_create(actor=actor, patient=row.patient, lines=[line], location=appointment.location,
-                          staff=appointment.practitioner, invoice_date=date, action=_BILLING_AS)
+    return invoice_create(
+        actor=actor,
+        patient=row.patient,
+        lines=[line],
+        location=appointment.location,
+        staff=appointment.practitioner,
+        invoice_date=date,
+        action=_BILLING_AS,
+    )
 
 
-def _bill(actor, appointment: Appointment, row: AppointmentPatient, line: LineInput, reserved, *,
-          by_no_show: bool = False) -> None:
+def _bill(
+    actor,
+    appointment: Appointment,
+    row: AppointmentPatient,
+    line: LineInput,
+    reserved,
+    *,
+    by_no_show: bool = False,
+) -> None:
     """Post the use a pass reserved for the visit (`reserved`, or None), then invoice it: covered, the
     line is its additional charge. The invoice comes last because its number holds the clinic-wide
     invoice counter locked until commit; every other arrival waits on that lock, so it is held briefly."""
@@ -64,8 +86,11 @@ def _visit_line(appointment: Appointment, secondaries: list[AppointmentPatient] 
     description = appointment.treatment.name
     if secondaries:
         description += " — group with " + ", ".join(r.patient.full_name for r in secondaries)
-    return LineInput(treatment_id=appointment.treatment_id, staff_id=appointment.practitioner_id,
-                     description=description)
+    return LineInput(
+        treatment_id=appointment.treatment_id,
+        staff_id=appointment.practitioner_id,
+        description=description,
+    )
 
 
 def _reverse(actor, row: AppointmentPatient, what: str) -> None:
@@ -73,19 +98,27 @@ def _reverse(actor, row: AppointmentPatient, what: str) -> None:
     if invoice is not None and invoice.deleted_at is None:
         invoice.refresh_from_db()
         if invoice.applied_minor:
-            raise Conflict(f"{invoice} for {row.patient} has {clinic_get().money(invoice.applied_minor)} of "
-                           f"payments applied. Unapply those payments on the patient's Billing tab first (they "
-                           f"become credit), then {what} again.", code="invoice_has_payments")
+            raise Conflict(
+                f"{invoice} for {row.patient} has {clinic_get().money(invoice.applied_minor)} of "
+                f"payments applied. Unapply those payments on the patient's Billing tab first (they "
+                f"become credit), then {what} again.",
+                code="invoice_has_payments",
+            )
         invoice_delete(actor=actor, invoice=invoice, action=_BILLING_AS)
     row.invoice = None
     passes.unbilled(row)  # a used session is reserved again
 
 
 def _start(actor, appointment: Appointment) -> Appointment:
-    schedule_require(actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id)
+    schedule_require(
+        actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id
+    )
     appointment = lock_appointment(appointment.pk)  # one status change at a time per appointment
     if appointment.status == Status.CANCELLED:
-        raise Conflict("This appointment is cancelled. Copy it to a new time to book it again.", code="cancelled")
+        raise Conflict(
+            "This appointment is cancelled. Copy it to a new time to book it again.",
+            code="cancelled",
+        )
     return appointment
 
 
@@ -103,7 +136,9 @@ def _refresh_status(appointment: Appointment, everyone: list[AppointmentPatient]
 
 
 @transaction.atomic
-def appointment_arrive(*, actor, appointment: Appointment, patient_ids: list[int] | None = None) -> Appointment:
+def appointment_arrive(
+    *, actor, appointment: Appointment, patient_ids: list[int] | None = None
+) -> Appointment:
     """Mark patients arrived and bill them. Group: `patient_ids` are the secondary clients who came
     (default all); class: the participants who came (default all booked)."""
     appointment = _start(actor, appointment)
@@ -118,48 +153,82 @@ def appointment_arrive(*, actor, appointment: Appointment, patient_ids: list[int
         _set(rows, Status.ARRIVED)
     else:
         if appointment.status != Status.BOOKED:
-            raise Conflict(f"This appointment is {appointment.get_status_display().lower()}, not booked. "
-                           "Un-arrive it, or undo the no-show, first.", code="not_booked")
-        _rows(everyone, patient_ids, status=Status.BOOKED)  # refuses patients not in the appointment
+            raise Conflict(
+                f"This appointment is {appointment.get_status_display().lower()}, not booked. "
+                "Un-arrive it, or undo the no-show, first.",
+                code="not_booked",
+            )
+        _rows(
+            everyone, patient_ids, status=Status.BOOKED
+        )  # refuses patients not in the appointment
         booked = _rows(everyone, None, status=Status.BOOKED)
         primary = booked[0]
         came = [r for r in booked[1:] if patient_ids is None or r.patient_id in patient_ids]
         # A group uses only the primary's pass.
-        _bill(actor, appointment, primary, _visit_line(appointment, came), passes.reservation(primary))
+        _bill(
+            actor, appointment, primary, _visit_line(appointment, came), passes.reservation(primary)
+        )
         _set([primary, *came], Status.ARRIVED)
     _refresh_status(appointment, everyone)
-    activity.record(actor=actor, verb="arrived", obj=appointment, before=before, after=activity.snapshot(appointment))
+    activity.record(
+        actor=actor,
+        verb="arrived",
+        obj=appointment,
+        before=before,
+        after=activity.snapshot(appointment),
+    )
     return appointment
 
 
 @transaction.atomic
-def appointment_unarrive(*, actor, appointment: Appointment, patient_ids: list[int] | None = None) -> Appointment:
+def appointment_unarrive(
+    *, actor, appointment: Appointment, patient_ids: list[int] | None = None
+) -> Appointment:
     """Back to booked, deleting the arrival invoice(s); refused while a payment is applied to one."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
     everyone = _participants(appointment)
-    rows = _rows(everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.ARRIVED)
+    rows = _rows(
+        everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.ARRIVED
+    )
     if not rows:
-        raise Conflict("Nobody chosen has arrived, so there is nothing to un-arrive.", code="not_arrived")
+        raise Conflict(
+            "Nobody chosen has arrived, so there is nothing to un-arrive.", code="not_arrived"
+        )
     for row in rows:
         _reverse(actor, row, "un-arrive")
     _set(rows, Status.BOOKED)
     _refresh_status(appointment, everyone)
-    activity.record(actor=actor, verb="un-arrived", obj=appointment, before=before,
-                    after=activity.snapshot(appointment))
+    activity.record(
+        actor=actor,
+        verb="un-arrived",
+        obj=appointment,
+        before=before,
+        after=activity.snapshot(appointment),
+    )
     return appointment
 
 
 def _fee_line(appointment: Appointment, fee: int) -> LineInput:
     local = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone))
-    return LineInput(description=f"No-show fee: {appointment.treatment.name} on {local:%Y-%m-%d %H:%M}",
-                     unit_price_minor=fee, income_category_id=appointment.treatment.income_category_id,
-                     staff_id=appointment.practitioner_id, tax_ids=[])
+    return LineInput(
+        description=f"No-show fee: {appointment.treatment.name} on {local:%Y-%m-%d %H:%M}",
+        unit_price_minor=fee,
+        income_category_id=appointment.treatment.income_category_id,
+        staff_id=appointment.practitioner_id,
+        tax_ids=[],
+    )
 
 
 @transaction.atomic
-def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = True, use_pass: bool = True,
-                        patient_ids: list[int] | None = None) -> Appointment:
+def appointment_no_show(
+    *,
+    actor,
+    appointment: Appointment,
+    charge_fee: bool = True,
+    use_pass: bool = True,
+    patient_ids: list[int] | None = None,
+) -> Appointment:
     """Mark a no-show, charging the clinic's no-show fee (if set and `charge_fee`) to the patient
     (group: the primary). A visit a pass covers uses its session instead (billing the additional
     charge) unless `use_pass` is False, which frees the session and charges the fee (SPEC 5.3).
@@ -172,7 +241,9 @@ def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = T
     else:
         ids = None
         if appointment.status == Status.ARRIVED:
-            raise Conflict("This appointment is arrived. Un-arrive it first to mark a no-show.", code="arrived")
+            raise Conflict(
+                "This appointment is arrived. Un-arrive it first to mark a no-show.", code="arrived"
+            )
         if appointment.status == Status.NO_SHOW:
             return appointment  # already marked: a repeat does nothing
     everyone = _participants(appointment)
@@ -180,7 +251,9 @@ def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = T
     if not rows:
         if _rows(everyone, ids, status=Status.NO_SHOW):
             return appointment  # already marked: a repeat does nothing
-        raise Conflict("Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked")
+        raise Conflict(
+            "Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked"
+        )
     fee = clinic_get().no_show_fee_minor if charge_fee else 0
     billed = rows if appointment.kind == Kind.CLASS else rows[:1]  # group: the primary pays
     for row in billed:
@@ -193,24 +266,39 @@ def appointment_no_show(*, actor, appointment: Appointment, charge_fee: bool = T
             row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
     _set(rows, Status.NO_SHOW)
     _refresh_status(appointment, everyone)
-    activity.record(actor=actor, verb="no-show", obj=appointment, before=before, after=activity.snapshot(appointment))
+    activity.record(
+        actor=actor,
+        verb="no-show",
+        obj=appointment,
+        before=before,
+        after=activity.snapshot(appointment),
+    )
     return appointment
 
 
 @transaction.atomic
-def appointment_no_show_undo(*, actor, appointment: Appointment, patient_ids: list[int] | None = None) -> Appointment:
+def appointment_no_show_undo(
+    *, actor, appointment: Appointment, patient_ids: list[int] | None = None
+) -> Appointment:
     """Back to booked, deleting the no-show's fee invoice (or reversing the session it used).
     Undoing what is not a no-show (any more) changes nothing, so a repeat is harmless."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
     everyone = _participants(appointment)
-    missed = _rows(everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.NO_SHOW)
+    missed = _rows(
+        everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.NO_SHOW
+    )
     if not missed:
         return appointment
     for row in missed:
         _reverse(actor, row, "undo the no-show")
     _set(missed, Status.BOOKED)
     _refresh_status(appointment, everyone)
-    activity.record(actor=actor, verb="no-show undone", obj=appointment, before=before,
-                    after=activity.snapshot(appointment))
+    activity.record(
+        actor=actor,
+        verb="no-show undone",
+        obj=appointment,
+        before=before,
+        after=activity.snapshot(appointment),
+    )
     return appointment

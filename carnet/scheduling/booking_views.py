@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django import forms
-from django.contrib import messages
 from django.conf import settings
+from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
@@ -28,10 +28,19 @@ from .selectors import treatments_offered
 
 
 class SignUpForm(forms.Form):
-    first_name = forms.CharField(max_length=80, widget=forms.TextInput(attrs={"autocomplete": "given-name"}))
-    last_name = forms.CharField(max_length=80, widget=forms.TextInput(attrs={"autocomplete": "family-name"}))
-    email = forms.EmailField(help_text="Your login for My Account.", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
-    phone = forms.CharField(max_length=40, required=False, widget=forms.TextInput(attrs={"autocomplete": "tel"}))
+    first_name = forms.CharField(
+        max_length=80, widget=forms.TextInput(attrs={"autocomplete": "given-name"})
+    )
+    last_name = forms.CharField(
+        max_length=80, widget=forms.TextInput(attrs={"autocomplete": "family-name"})
+    )
+    email = forms.EmailField(
+        help_text="Your login for My Account.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    phone = forms.CharField(
+        max_length=40, required=False, widget=forms.TextInput(attrs={"autocomplete": "tel"})
+    )
 
 
 class ConfirmForm(forms.Form):
@@ -80,12 +89,21 @@ def _locations_page(request, locations, *, landing: bool):
     from carnet.passes.quotes import price_with_tax_minor  # passes builds on scheduling
 
     clinic = clinic_get()
-    return render(request, "scheduling/booking_start.html", {
-        "clinic": clinic, "landing": landing,
-        "locations": [(loc, online.location_hours(location=loc)) for loc in locations],
-        "treatments": [(t, clinic.money(price_with_tax_minor(t)))
-                       for t in online.bookable_treatments(location=locations[0]).prefetch_related("taxes")]
-        if locations else []})
+    return render(
+        request,
+        "scheduling/booking_start.html",
+        {
+            "clinic": clinic,
+            "landing": landing,
+            "locations": [(loc, online.location_hours(location=loc)) for loc in locations],
+            "treatments": [
+                (t, clinic.money(price_with_tax_minor(t)))
+                for t in online.bookable_treatments(location=locations[0]).prefetch_related("taxes")
+            ]
+            if locations
+            else [],
+        },
+    )
 
 
 WEEK = 7
@@ -110,38 +128,88 @@ def book(request, location_id: int):
     today = clock.today(ZoneInfo(location.time_zone))
     week, first, strip = [], None, []
     if treatment:
-        start = day or online.first_available_day(treatment=treatment, location=location, start=today,
-                                                  practitioner=practitioner) or today
+        start = (
+            day
+            or online.first_available_day(
+                treatment=treatment, location=location, start=today, practitioner=practitioner
+            )
+            or today
+        )
         confirm_url = reverse("booking:confirm", args=[location.pk])
         for offset in range(WEEK):
             date = start + dt.timedelta(days=offset)
-            times = [(at, person, confirm_url + "?" + urlencode({
-                "treatment": treatment.pk, "practitioner": person.pk, "start": at.isoformat(),
-                **({} if practitioner else {"any": 1})}))
-                for at, person in online.bookable_times(treatment=treatment, location=location, day=date,
-                                                        practitioner=practitioner)]
+            times = [
+                (
+                    at,
+                    person,
+                    confirm_url
+                    + "?"
+                    + urlencode(
+                        {
+                            "treatment": treatment.pk,
+                            "practitioner": person.pk,
+                            "start": at.isoformat(),
+                            **({} if practitioner else {"any": 1}),
+                        }
+                    ),
+                )
+                for at, person in online.bookable_times(
+                    treatment=treatment, location=location, day=date, practitioner=practitioner
+                )
+            ]
             week.append((date, times))
             first = first or (times[0] if times else None)
-        strip = [(monday, _times_url(location, treatment, practitioner, max(monday, today)),
-                  monday <= start < monday + dt.timedelta(days=WEEK))
-                 for monday in (today - dt.timedelta(days=today.weekday()) + dt.timedelta(weeks=n)
-                                for n in range(STRIP_WEEKS))]
+        strip = [
+            (
+                monday,
+                _times_url(location, treatment, practitioner, max(monday, today)),
+                monday <= start < monday + dt.timedelta(days=WEEK),
+            )
+            for monday in (
+                today - dt.timedelta(days=today.weekday()) + dt.timedelta(weeks=n)
+                for n in range(STRIP_WEEKS)
+            )
+        ]
         day = start
-    return render(request, "scheduling/booking_choose.html", {
-        "clinic": clinic, "location": location, "treatment": treatment, "practitioner": practitioner,
-        "treatments": [(t, clinic.money(price_with_tax_minor(t)), bool(t.taxes.exists())) for t in treatments],
-        "practitioners": practitioners, "day": day, "week": week, "first": first, "strip": strip,
-        "not_offered": bool(treatment and practitioner
-                            and not treatments_offered(practitioner).filter(pk=treatment.pk).exists()),
-        "earlier": _times_url(location, treatment, practitioner, max(day - dt.timedelta(days=WEEK), today))
-        if treatment and day > today else "",
-        "later": _times_url(location, treatment, practitioner, day + dt.timedelta(days=WEEK)) if treatment else "",
-    })
+    return render(
+        request,
+        "scheduling/booking_choose.html",
+        {
+            "clinic": clinic,
+            "location": location,
+            "treatment": treatment,
+            "practitioner": practitioner,
+            "treatments": [
+                (t, clinic.money(price_with_tax_minor(t)), bool(t.taxes.exists()))
+                for t in treatments
+            ],
+            "practitioners": practitioners,
+            "day": day,
+            "week": week,
+            "first": first,
+            "strip": strip,
+            "not_offered": bool(
+                treatment
+                and practitioner
+                and not treatments_offered(practitioner).filter(pk=treatment.pk).exists()
+            ),
+            "earlier": _times_url(
+                location, treatment, practitioner, max(day - dt.timedelta(days=WEEK), today)
+            )
+            if treatment and day > today
+            else "",
+            "later": _times_url(location, treatment, practitioner, day + dt.timedelta(days=WEEK))
+            if treatment
+            else "",
+        },
+    )
 
 
 def confirm(request, location_id: int):
     location = _location(location_id)
-    _treatments, _practitioners, treatment, practitioner, _day = _choice(request, location)  # practitioner: the slot's
+    _treatments, _practitioners, treatment, practitioner, _day = _choice(
+        request, location
+    )  # practitioner: the slot's
     try:
         start = dt.datetime.fromisoformat(request.GET.get("start", ""))
     except ValueError:
@@ -150,18 +218,25 @@ def confirm(request, location_id: int):
         raise NotFound("Choose a treatment, a practitioner and a time first.")
     start = start.astimezone(ZoneInfo(location.time_zone))
     patient = getattr(request.user, "patient", None) if request.user.is_authenticated else None
-    back = _times_url(location, treatment, None if request.GET.get("any") else practitioner, start.date())
+    back = _times_url(
+        location, treatment, None if request.GET.get("any") else practitioner, start.date()
+    )
     signup = SignUpForm(request.POST if request.POST.get("action") == "signup" else None)
-    form = ConfirmForm(request.POST if request.POST.get("action") == "confirm" else None,
-                       initial={"form_key": new_form_key()})
+    form = ConfirmForm(
+        request.POST if request.POST.get("action") == "confirm" else None,
+        initial={"form_key": new_form_key()},
+    )
     if request.method == "POST" and patient is None and signup.is_valid():
         ip = request.META.get("REMOTE_ADDR")
         try:
             login_throttle.sign_up_check(ip=ip)
             # The same answer whatever the email (people.signups): the link in the email finishes the
             # sign-up and comes back to this page, logged in, to confirm the booking.
-            sign_up_request(**signup.cleaned_data, next_url=request.get_full_path(),
-                            base_url=settings.SITE_URL or request.build_absolute_uri("/"))
+            sign_up_request(
+                **signup.cleaned_data,
+                next_url=request.get_full_path(),
+                base_url=settings.SITE_URL or request.build_absolute_uri("/"),
+            )
             login_throttle.sign_up_record(ip=ip)
         except CarnetError as exc:
             apply_errors(signup, exc)
@@ -170,8 +245,14 @@ def confirm(request, location_id: int):
     elif request.method == "POST" and patient is not None and form.is_valid():
         try:
             appointment = online.appointment_book_online(
-                user=request.user, patient=patient, treatment=treatment, practitioner=practitioner,
-                location=location, start=start, idempotency_key=form.cleaned_data["form_key"])
+                user=request.user,
+                patient=patient,
+                treatment=treatment,
+                practitioner=practitioner,
+                location=location,
+                start=start,
+                idempotency_key=form.cleaned_data["form_key"],
+            )
         except CarnetError as exc:
             if exc.code == "double_booked":
                 messages.error(request, exc.message)
@@ -181,20 +262,45 @@ def confirm(request, location_id: int):
             if appointment is None:
                 messages.info(request, "Your booking was already received; it is listed below.")
             else:
-                messages.success(request, f"Booked: {treatment} with {practitioner} on "
-                                          f"{start:%A %-d %B %Y at %H:%M}. A confirmation is on its way by email.")
+                messages.success(
+                    request,
+                    f"Booked: {treatment} with {practitioner} on "
+                    f"{start:%A %-d %B %Y at %H:%M}. A confirmation is on its way by email.",
+                )
             return redirect("portal:home")
     from carnet.passes.quotes import visit_quote  # passes builds on scheduling
 
-    return render(request, "scheduling/booking_confirm.html", {
-        "quote": visit_quote(patient=patient, treatment=treatment, visit_date=start.date(), location=location,
-                             start=start),
-        "clinic": clinic_get(), "location": location, "treatment": treatment, "practitioner": practitioner,
-        "start": start, "patient": patient, "signup": signup, "form": form, "back": back,
-        "login_url": reverse("portal:login") + "?" + urlencode({"next": request.get_full_path()})})
+    return render(
+        request,
+        "scheduling/booking_confirm.html",
+        {
+            "quote": visit_quote(
+                patient=patient,
+                treatment=treatment,
+                visit_date=start.date(),
+                location=location,
+                start=start,
+            ),
+            "clinic": clinic_get(),
+            "location": location,
+            "treatment": treatment,
+            "practitioner": practitioner,
+            "start": start,
+            "patient": patient,
+            "signup": signup,
+            "form": form,
+            "back": back,
+            "login_url": reverse("portal:login")
+            + "?"
+            + urlencode({"next": request.get_full_path()}),
+        },
+    )
 
 
 def sign_up_sent(request):
     """After the sign-up form: the same page whatever the email (it may already have an account)."""
-    return render(request, "scheduling/booking_sign_up_sent.html",
-                  {"clinic": clinic_get(), "hours": settings.SIGN_UP_LINK_HOURS})
+    return render(
+        request,
+        "scheduling/booking_sign_up_sent.html",
+        {"clinic": clinic_get(), "hours": settings.SIGN_UP_LINK_HOURS},
+    )

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-STEP = 5                      # minutes per grid row
+STEP = 5  # minutes per grid row
 SLOT = dt.timedelta(minutes=15)  # a bookable free slot
 DAY_ROWS = 24 * 60 // STEP
 
@@ -45,7 +45,9 @@ def place_appointment(appointment, zone: ZoneInfo) -> None:
     appointment.grid_row, appointment.grid_span = spot["row"], spot["span"]
 
 
-def free_slots(free: list[tuple[dt.datetime, dt.datetime]], day: dt.date, zone: ZoneInfo) -> list[dict]:
+def free_slots(
+    free: list[tuple[dt.datetime, dt.datetime]], day: dt.date, zone: ZoneInfo
+) -> list[dict]:
     """The whole 15-minute slots (on the quarter hour, local time) inside the free intervals.
     Worked in local minutes of the day, with the text made here rather than by template filters:
     a week view has some 1,500 slots."""
@@ -57,9 +59,16 @@ def free_slots(free: list[tuple[dt.datetime, dt.datetime]], day: dt.date, zone: 
         minute = -(-first // step) * step  # the next quarter hour
         while minute + step <= last and minute < 24 * 60:
             hhmm = f"{minute // 60:02d}:{minute % 60:02d}"
-            out.append({"start": dt.datetime.combine(day, dt.time(minute // 60, minute % 60)),
-                        "iso": f"{day.isoformat()}T{hhmm}", "time": hhmm, "label": f"{on} {hhmm}",
-                        "row": minute // STEP + 1, "span": step // STEP})
+            out.append(
+                {
+                    "start": dt.datetime.combine(day, dt.time(minute // 60, minute % 60)),
+                    "iso": f"{day.isoformat()}T{hhmm}",
+                    "time": hhmm,
+                    "label": f"{on} {hhmm}",
+                    "row": minute // STEP + 1,
+                    "span": step // STEP,
+                }
+            )
             minute += step
     return out
 
@@ -72,10 +81,12 @@ def window(columns: list[dict]) -> dict:
         for item in col["blocks"]:
             first = min(first, item["row"])
             last = max(last, item["row"] + item["span"])
-    first = (first - 1) // 6 * 6 + 1   # back to the half hour
+    first = (first - 1) // 6 * 6 + 1  # back to the half hour
     last = min(DAY_ROWS + 1, -(-(last - 1) // 6) * 6 + 1)
-    labels = [{"time": dt.time((r - 1) * STEP // 60, (r - 1) * STEP % 60), "row": r}
-              for r in range(first, last, 6)]
+    labels = [
+        {"time": dt.time((r - 1) * STEP // 60, (r - 1) * STEP % 60), "row": r}
+        for r in range(first, last, 6)
+    ]
     return {"first": first, "last": last, "labels": labels}
 
 
@@ -83,24 +94,33 @@ def free_links(slots: list[dict], *, book_url: str, who: str) -> SafeString:
     """The free slots of one column as links that open the booking form in the panel (htmx), made
     here in one pass rather than by the template: a week view has some 1,500 of them."""
     url, name = escape(book_url), escape(who)
-    return mark_safe("".join(
-        f'<a class="cal-free" data-row="{s["row"]}" data-span="{s["span"]}" href="{url}&amp;start={s["iso"]}" '
-        f'hx-get="{url}&amp;start={s["iso"]}" hx-target="#panel" aria-label="Book {name} at {s["label"]}">'
-        f'{s["time"]}</a>' for s in slots))
+    return mark_safe(
+        "".join(
+            f'<a class="cal-free" data-row="{s["row"]}" data-span="{s["span"]}" href="{url}&amp;start={s["iso"]}" '
+            f'hx-get="{url}&amp;start={s["iso"]}" hx-target="#panel" aria-label="Book {name} at {s["label"]}">'
+            f"{s['time']}</a>"
+            for s in slots
+        )
+    )
 
 
 def appointment_block(a, *, names: str, url: str, oob: bool = False) -> SafeString:
     """An appointment's block on the calendar (`a` placed by place_appointment, with `covered`):
     the schedule draws some 400 a week, and the panel redraws one after a change (`oob`)."""
     covered = " covered" if getattr(a, "covered", False) else ""
-    icon = (f'<span class="tag pass-icon" role="img" title="Covered by a package" aria-label="Covered by a package" '
-            f'data-testid="covered-{a.pk}">Pass</span> ' if covered else "")
+    icon = (
+        f'<span class="tag pass-icon" role="img" title="Covered by a package" aria-label="Covered by a package" '
+        f'data-testid="covered-{a.pk}">Pass</span> '
+        if covered
+        else ""
+    )
     swap = ' hx-swap-oob="true"' if oob else ""
     return mark_safe(
         f'<a id="appt-{a.pk}" class="appt status-{a.status}{covered}" data-row="{a.grid_row}" data-span="{a.grid_span}" '
         f'href="{url}" hx-get="{url}" hx-target="#panel" data-testid="appointment-{a.pk}"{swap}>'
-        f'<strong>{escape(names)}</strong> {icon}<span>{escape(a.treatment.name)}</span> '
-        f'<span class="tag status-{a.status}">{escape(a.get_status_display())}</span></a>')
+        f"<strong>{escape(names)}</strong> {icon}<span>{escape(a.treatment.name)}</span> "
+        f'<span class="tag status-{a.status}">{escape(a.get_status_display())}</span></a>'
+    )
 
 
 def column_body(col: dict, *, oob: bool = False) -> SafeString:
@@ -109,7 +129,11 @@ def column_body(col: dict, *, oob: bool = False) -> SafeString:
     panel redraws one after booking (`oob`)."""
     pauses = "".join(
         f'<div class="cal-break" data-row="{b["row"]}" data-span="{b["span"]}">Break {b["local_start"]:%H:%M}–'
-        f'{b["local_end"]:%H:%M}{": " + escape(b["item"].reason) if b["item"].reason else ""}</div>' for b in col["breaks"])
+        f"{b['local_end']:%H:%M}{': ' + escape(b['item'].reason) if b['item'].reason else ''}</div>"
+        for b in col["breaks"]
+    )
     swap = ' hx-swap-oob="true"' if oob else ""
-    return mark_safe(f'<div class="cal-body" id="col-{col["practitioner"].pk}-{col["day"].isoformat()}"{swap}>'
-                     f'{col["free_links"]}{pauses}{"".join(a.block for a in col["appointments"])}</div>')
+    return mark_safe(
+        f'<div class="cal-body" id="col-{col["practitioner"].pk}-{col["day"].isoformat()}"{swap}>'
+        f"{col['free_links']}{pauses}{''.join(a.block for a in col['appointments'])}</div>"
+    )

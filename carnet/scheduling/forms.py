@@ -32,35 +32,61 @@ class StartField(forms.DateTimeField):
 
 
 class BookForm(forms.Form):
-    treatment = forms.ModelChoiceField(queryset=Treatment.objects.filter(is_active=True).order_by("name"))
-    patient = forms.ModelChoiceField(queryset=Patient.objects.none(),
-                                     error_messages={"required": "Find the patient and choose them."})
+    treatment = forms.ModelChoiceField(
+        queryset=Treatment.objects.filter(is_active=True).order_by("name")
+    )
+    patient = forms.ModelChoiceField(
+        queryset=Patient.objects.none(),
+        error_messages={"required": "Find the patient and choose them."},
+    )
     practitioner = forms.ModelChoiceField(
-        queryset=StaffMember.objects.filter(is_practitioner=True, is_active=True).order_by("display_name"))
+        queryset=StaffMember.objects.filter(is_practitioner=True, is_active=True).order_by(
+            "display_name"
+        )
+    )
     start = StartField(label="Start (location time)")
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     package = forms.ChoiceField(
-        choices=[("auto", "Auto: use a paid package that covers it"), ("none", "None: bill the visit")],
-        initial="auto", required=False,
-        help_text="Auto picks the package expiring first; you can change it later in the appointment panel.")
+        choices=[
+            ("auto", "Auto: use a paid package that covers it"),
+            ("none", "None: bill the visit"),
+        ],
+        initial="auto",
+        required=False,
+        help_text="Auto picks the package expiring first; you can change it later in the appointment panel.",
+    )
     form_key = forms.CharField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args, patients, passes: bool = True, practitioner: StaffMember | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        patients,
+        passes: bool = True,
+        practitioner: StaffMember | None = None,
+        **kwargs,
+    ):
         """`practitioner`: the one booked (a slot's), whose treatments alone are offered."""
         super().__init__(*args, **kwargs)
         self.fields["patient"].queryset = patients
         if practitioner is not None:
             self.fields["treatment"].queryset = treatments_offered(practitioner)
             self.fields["treatment"].error_messages["invalid_choice"] = (
-                f"{practitioner} does not offer that treatment; choose one of their treatments.")
+                f"{practitioner} does not offer that treatment; choose one of their treatments."
+            )
         if not passes:  # staff without PASS_USE book without packages (passes.visits.after_booking)
             del self.fields["package"]
 
     def clean(self):
         data = super().clean()
         who, what = data.get("practitioner"), data.get("treatment")
-        if who is not None and what is not None and not treatments_offered(who).filter(pk=what.pk).exists():
-            self.add_error("treatment", f"{who} does not offer {what.name}; choose one of their treatments.")
+        if (
+            who is not None
+            and what is not None
+            and not treatments_offered(who).filter(pk=what.pk).exists()
+        ):
+            self.add_error(
+                "treatment", f"{who} does not offer {what.name}; choose one of their treatments."
+            )
         return data
 
 
@@ -74,4 +100,8 @@ class JoinForm(forms.Form):
 
 class ClassForm(forms.Form):
     treatment = forms.ModelChoiceField(
-        label="Class", queryset=Treatment.objects.filter(is_active=True, kind=Treatment.Kind.CLASS).order_by("name"))
+        label="Class",
+        queryset=Treatment.objects.filter(is_active=True, kind=Treatment.Kind.CLASS).order_by(
+            "name"
+        ),
+    )

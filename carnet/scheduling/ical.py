@@ -32,10 +32,19 @@ def schedule_calendar(*, practitioner: StaffMember, now: dt.datetime | None = No
     cal.add("prodid", "-//Carnet//Schedule//EN")
     cal.add("version", "2.0")
     cal.add("x-wr-calname", f"{practitioner} · {clinic.name}")
-    appointments = (Appointment.objects.filter(practitioner=practitioner, end__gte=now - dt.timedelta(days=PAST_DAYS))
-                    .select_related("treatment", "location").prefetch_related("participants__patient"))
+    appointments = (
+        Appointment.objects.filter(
+            practitioner=practitioner, end__gte=now - dt.timedelta(days=PAST_DAYS)
+        )
+        .select_related("treatment", "location")
+        .prefetch_related("participants__patient")
+    )
     for appointment in appointments:
-        people = [r.patient.full_name for r in appointment.participants.all() if r.status != Status.CANCELLED]
+        people = [
+            r.patient.full_name
+            for r in appointment.participants.all()
+            if r.status != Status.CANCELLED
+        ]
         event = Event()
         event.add("uid", f"appointment-{appointment.pk}@carnet")
         event.add("dtstamp", now)
@@ -52,7 +61,9 @@ def feed(request, token: str):
     practitioner = staff_by_calendar_token(token)
     if practitioner is None:
         raise Http404("No calendar at this address; it may have been regenerated.")
-    response = HttpResponse(schedule_calendar(practitioner=practitioner), content_type="text/calendar; charset=utf-8")
+    response = HttpResponse(
+        schedule_calendar(practitioner=practitioner), content_type="text/calendar; charset=utf-8"
+    )
     response["Cache-Control"] = "private, no-store"
     return response
 
@@ -68,8 +79,11 @@ def feed_settings(request):
             return denied
         if raw:
             url = request.build_absolute_uri(reverse("calendar:feed", args=[raw]))
-    return render(request, "scheduling/booking_calendar_feed.html", {
-        "url": url, "has_feed": bool(request.user.staff.calendar_feed_digest) or url is not None})
+    return render(
+        request,
+        "scheduling/booking_calendar_feed.html",
+        {"url": url, "has_feed": bool(request.user.staff.calendar_feed_digest) or url is not None},
+    )
 
 
 app_name = "calendar"

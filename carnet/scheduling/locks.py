@@ -15,5 +15,8 @@ def lock_practitioners(pks) -> None:
 
 
 def lock_appointment(pk: int) -> Appointment:
-    return Appointment.objects.select_for_update(of=("self",)).select_related(
-        "treatment", "practitioner", "location").get(pk=pk)
+    return (
+        Appointment.objects.select_for_update(of=("self",))
+        .select_related("treatment", "practitioner", "location")
+        .get(pk=pk)
+    )

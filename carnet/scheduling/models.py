@@ -24,22 +24,31 @@ class Appointment(models.Model):
     Status = Status
 
     treatment = models.ForeignKey(Treatment, on_delete=models.PROTECT)
-    practitioner = models.ForeignKey(StaffMember, on_delete=models.PROTECT, related_name="appointments")
+    practitioner = models.ForeignKey(
+        StaffMember, on_delete=models.PROTECT, related_name="appointments"
+    )
     location = models.ForeignKey(Location, on_delete=models.PROTECT)
     start = models.DateTimeField()
     end = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
     booked_by = models.CharField(max_length=10, choices=BookedBy.choices, default=BookedBy.STAFF)
-    booked_by_staff = models.ForeignKey(StaffMember, null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="+")
+    booked_by_staff = models.ForeignKey(
+        StaffMember, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["start", "pk"]
-        indexes = [models.Index(fields=["practitioner", "start"]), models.Index(fields=["location", "start"])]
-        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")),
-                                              name="appointment_ends_after_start")]
+        indexes = [
+            models.Index(fields=["practitioner", "start"]),
+            models.Index(fields=["location", "start"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(end__gt=models.F("start")), name="appointment_ends_after_start"
+            )
+        ]
 
     def __str__(self):
         return f"{self.treatment} with {self.practitioner} at {self.start:%Y-%m-%d %H:%M}"
@@ -58,17 +67,25 @@ class AppointmentPatient(models.Model):
         SECONDARY = "secondary", "Secondary"
         PARTICIPANT = "participant", "Participant"
 
-    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="participants")
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, related_name="participants"
+    )
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointment_rows")
     role = models.CharField(max_length=12, choices=Role.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
     # The arrival or no-show-fee invoice this row caused (group: on the primary's row only).
-    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     booked_at = models.DateTimeField()
 
     class Meta:
         ordering = ["booked_at", "pk"]
-        constraints = [models.UniqueConstraint(fields=["appointment", "patient"], name="patient_once_per_appointment")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appointment", "patient"], name="patient_once_per_appointment"
+            )
+        ]
 
     def __str__(self):
         return f"{self.patient} in {self.appointment}"
@@ -86,8 +103,11 @@ class Break(models.Model):
     class Meta:
         ordering = ["start", "pk"]
         indexes = [models.Index(fields=["practitioner", "start"])]
-        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")),
-                                              name="break_ends_after_start")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(end__gt=models.F("start")), name="break_ends_after_start"
+            )
+        ]
 
     def __str__(self):
         return f"{self.practitioner} break at {self.start:%Y-%m-%d %H:%M}"

@@ -28,28 +28,40 @@ Kind = Treatment.Kind
 
 def bookable_treatments(*, location: Location):
     """Individual treatments offered online (groups and classes are booked by the front desk)."""
-    return Treatment.objects.filter(online_bookable=True, is_active=True, kind=Kind.INDIVIDUAL).order_by("name")
+    return Treatment.objects.filter(
+        online_bookable=True, is_active=True, kind=Kind.INDIVIDUAL
+    ).order_by("name")
 
 
 def bookable_practitioners(*, location: Location):
     """Active practitioners with a shift at this location."""
     ids = Shift.objects.filter(location=location).values_list("staff_id", flat=True)
-    return StaffMember.objects.filter(pk__in=ids, is_active=True, is_practitioner=True).order_by("display_name")
+    return StaffMember.objects.filter(pk__in=ids, is_active=True, is_practitioner=True).order_by(
+        "display_name"
+    )
 
 
 def location_hours(*, location: Location) -> list[tuple[str, dt.time, dt.time]]:
     """Opening hours as a patient reads them: for each weekday someone bookable works at the
     location, from the first shift's start to the last one's end (Monday first)."""
     days: dict[int, tuple[dt.time, dt.time]] = {}
-    for shift in Shift.objects.filter(location=location, staff__in=bookable_practitioners(location=location)):
+    for shift in Shift.objects.filter(
+        location=location, staff__in=bookable_practitioners(location=location)
+    ):
         opens, closes = days.get(shift.weekday, (shift.start_time, shift.end_time))
         days[shift.weekday] = (min(opens, shift.start_time), max(closes, shift.end_time))
     names = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
     return [(names[day], *days[day]) for day in sorted(days)]
 
 
-def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location: Location, day: dt.date,
-                   now: dt.datetime | None = None) -> list[dt.datetime]:
+def bookable_slots(
+    *,
+    treatment: Treatment,
+    practitioner: StaffMember,
+    location: Location,
+    day: dt.date,
+    now: dt.datetime | None = None,
+) -> list[dt.datetime]:
     """Start times (aware, in the location's time zone) on `day` where the treatment fits in the
     practitioner's free time at this location, one treatment length apart, none in the past."""
     if not treatments_offered(practitioner).filter(pk=treatment.pk).exists():
@@ -58,7 +70,9 @@ def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location:
     length = dt.timedelta(minutes=treatment.duration_minutes)
     shifts = Shift.objects.filter(staff=practitioner, location=location).select_related("location")
     slots = []
-    for _location, (start, end) in free_intervals(practitioner=practitioner, day=day, shifts=shifts):
+    for _location, (start, end) in free_intervals(
+        practitioner=practitioner, day=day, shifts=shifts
+    ):
         at = start
         while at + length <= end:
             if at > now:
@@ -68,14 +82,24 @@ def bookable_slots(*, treatment: Treatment, practitioner: StaffMember, location:
     return sorted(slots)
 
 
-def bookable_times(*, treatment: Treatment, location: Location, day: dt.date, practitioner: StaffMember | None = None,
-                   now: dt.datetime | None = None) -> list[tuple[dt.datetime, StaffMember]]:
+def bookable_times(
+    *,
+    treatment: Treatment,
+    location: Location,
+    day: dt.date,
+    practitioner: StaffMember | None = None,
+    now: dt.datetime | None = None,
+) -> list[tuple[dt.datetime, StaffMember]]:
     """Free start times on `day` with who is free then: of one practitioner, or of any practitioner
     at the location ("any": each time once, with the first of them by name who is free)."""
-    practitioners = [practitioner] if practitioner else list(bookable_practitioners(location=location))
+    practitioners = (
+        [practitioner] if practitioner else list(bookable_practitioners(location=location))
+    )
     times: dict[dt.datetime, StaffMember] = {}
     for person in practitioners:
-        for start in bookable_slots(treatment=treatment, practitioner=person, location=location, day=day, now=now):
+        for start in bookable_slots(
+            treatment=treatment, practitioner=person, location=location, day=day, now=now
+        ):
             times.setdefault(start, person)
     return sorted(times.items(), key=lambda pair: pair[0])
 
@@ -83,20 +107,31 @@ def bookable_times(*, treatment: Treatment, location: Location, day: dt.date, pr
 FIRST_AVAILABLE_WEEKS = 8
 
 
-def first_available_day(*, treatment: Treatment, location: Location, start: dt.date,
-                        practitioner: StaffMember | None = None) -> dt.date | None:
+def first_available_day(
+    *,
+    treatment: Treatment,
+    location: Location,
+    start: dt.date,
+    practitioner: StaffMember | None = None,
+) -> dt.date | None:
     """The first day from `start` with a free time, looking FIRST_AVAILABLE_WEEKS ahead (within the
     booking horizon); days nobody works at this location are skipped without a query."""
     from django.conf import settings
 
     staff = [practitioner] if practitioner else list(bookable_practitioners(location=location))
-    weekdays = set(Shift.objects.filter(location=location, staff__in=staff).values_list("weekday", flat=True))
-    last = min(start + dt.timedelta(weeks=FIRST_AVAILABLE_WEEKS),
-               clock.today(ZoneInfo(location.time_zone)) + dt.timedelta(days=settings.ONLINE_BOOKING_HORIZON_DAYS))
+    weekdays = set(
+        Shift.objects.filter(location=location, staff__in=staff).values_list("weekday", flat=True)
+    )
+    last = min(
+        start + dt.timedelta(weeks=FIRST_AVAILABLE_WEEKS),
+        clock.today(ZoneInfo(location.time_zone))
+        + dt.timedelta(days=settings.ONLINE_BOOKING_HORIZON_DAYS),
+    )
     day = start
     while day <= last:
-        if day.weekday() in weekdays and bookable_times(treatment=treatment, location=location, day=day,
-                                                        practitioner=practitioner):
+        if day.weekday() in weekdays and bookable_times(
+            treatment=treatment, location=location, day=day, practitioner=practitioner
+        ):
             return day
         day += dt.timedelta(days=1)
     return None
@@ -110,8 +145,11 @@ def horizon_check(*, day: dt.date, location: Location) -> dt.date:
     days = settings.ONLINE_BOOKING_HORIZON_DAYS
     last = clock.today(ZoneInfo(location.time_zone)) + dt.timedelta(days=days)
     if day > last:
-        raise ValidationFailed(f"Online booking is open up to {last:%-d %B %Y} ({days} days ahead). Choose an "
-                               "earlier day, or call the clinic.", fields={"day": [f"At most {days} days ahead."]})
+        raise ValidationFailed(
+            f"Online booking is open up to {last:%-d %B %Y} ({days} days ahead). Choose an "
+            "earlier day, or call the clinic.",
+            fields={"day": [f"At most {days} days ahead."]},
+        )
     return day
 
 
@@ -121,49 +159,93 @@ def _when(appointment: Appointment) -> str:
 
 
 @transaction.atomic
-def appointment_book_online(*, user, patient: Patient, treatment: Treatment, practitioner: StaffMember,
-                            location: Location, start: dt.datetime, idempotency_key: str = "") -> Appointment | None:
+def appointment_book_online(
+    *,
+    user,
+    patient: Patient,
+    treatment: Treatment,
+    practitioner: StaffMember,
+    location: Location,
+    start: dt.datetime,
+    idempotency_key: str = "",
+) -> Appointment | None:
     """Book an individual visit for `patient` (the logged-in patient or a dependant) at a bookable
     slot. Returns None when this form was already submitted (a double click books once)."""
     if patient not in patients_managed_by(user.patient):
         raise NotFound("No such patient.")
     if not (treatment.online_bookable and treatment.kind == Kind.INDIVIDUAL):
-        raise ValidationFailed(f"{treatment} cannot be booked online.", fields={"treatment": ["Not bookable online."]})
+        raise ValidationFailed(
+            f"{treatment} cannot be booked online.", fields={"treatment": ["Not bookable online."]}
+        )
     _validate(treatment, practitioner, location)
     if not claim_form_key(user=user, key=idempotency_key):
         return None
     lock_practitioners([practitioner.pk])
     _online_limit_check(patient)
     end = start + dt.timedelta(minutes=treatment.duration_minutes)
-    taken = Conflict(f"Sorry, {_local(start, location)} with {practitioner} was just taken. "
-                     "Please choose another time.", code="double_booked")
+    taken = Conflict(
+        f"Sorry, {_local(start, location)} with {practitioner} was just taken. "
+        "Please choose another time.",
+        code="double_booked",
+    )
     try:
         _check_free(practitioner=practitioner, location=location, start=start, end=end)
     except Conflict:
         raise taken from None
-    day = horizon_check(day=start.astimezone(ZoneInfo(location.time_zone)).date(), location=location)
-    if start not in bookable_slots(treatment=treatment, practitioner=practitioner, location=location, day=day):
+    day = horizon_check(
+        day=start.astimezone(ZoneInfo(location.time_zone)).date(), location=location
+    )
+    if start not in bookable_slots(
+        treatment=treatment, practitioner=practitioner, location=location, day=day
+    ):
         raise taken  # overlapping a break or another booking, outside the shift, or in the past
     appointment = Appointment.objects.create(
-        treatment=treatment, practitioner=practitioner, location=location, start=start, end=end,
-        booked_by=Appointment.BookedBy.ONLINE, created_at=clock.now())
-    AppointmentPatient.objects.create(appointment=appointment, patient=patient, booked_at=clock.now(),
-                                      role=AppointmentPatient.Role.PRIMARY)
-    activity.record(actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment))
+        treatment=treatment,
+        practitioner=practitioner,
+        location=location,
+        start=start,
+        end=end,
+        booked_by=Appointment.BookedBy.ONLINE,
+        created_at=clock.now(),
+    )
+    AppointmentPatient.objects.create(
+        appointment=appointment,
+        patient=patient,
+        booked_at=clock.now(),
+        role=AppointmentPatient.Role.PRIMARY,
+    )
+    activity.record(
+        actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment)
+    )
     from carnet.passes.quotes import visit_quote
     from carnet.passes.visits import after_booking, reservation
 
-    after_booking(actor=user, appointment=appointment, online=True)  # only passes allowed online (SPEC 5.3)
+    after_booking(
+        actor=user, appointment=appointment, online=True
+    )  # only passes allowed online (SPEC 5.3)
     # What the visit costs, from the use actually reserved (if any), for the email.
-    quote = visit_quote(patient=patient, treatment=treatment, booked=True,
-                        reserved=reservation(appointment.participants.get()),
-                        visit_date=start.astimezone(ZoneInfo(location.time_zone)).date())
+    quote = visit_quote(
+        patient=patient,
+        treatment=treatment,
+        booked=True,
+        reserved=reservation(appointment.participants.get()),
+        visit_date=start.astimezone(ZoneInfo(location.time_zone)).date(),
+    )
     clinic = clinic_get()
     if patient.email or user.patient.email:
-        mail_queue(to=patient.email or user.patient.email, subject=f"Your appointment at {clinic.name}",
-                   template="scheduling/booking_confirmation.txt",
-                   context={"clinic": clinic, "patient": patient, "appointment": appointment, "cost": quote.sentence,
-                            "when": _when(appointment), "window": clinic.cancellation_window_hours})
+        mail_queue(
+            to=patient.email or user.patient.email,
+            subject=f"Your appointment at {clinic.name}",
+            template="scheduling/booking_confirmation.txt",
+            context={
+                "clinic": clinic,
+                "patient": patient,
+                "appointment": appointment,
+                "cost": quote.sentence,
+                "when": _when(appointment),
+                "window": clinic.cancellation_window_hours,
+            },
+        )
     return appointment
 
 
@@ -174,12 +256,19 @@ def _online_limit_check(patient: Patient) -> None:
     Patient.objects.select_for_update().filter(pk=patient.pk).first()
     limit = clinic_get().online_bookings_per_patient
     held = AppointmentPatient.objects.filter(
-        patient=patient, status=Status.BOOKED, appointment__status=Status.BOOKED,
-        appointment__booked_by=Appointment.BookedBy.ONLINE, appointment__start__gt=clock.now()).count()
+        patient=patient,
+        status=Status.BOOKED,
+        appointment__status=Status.BOOKED,
+        appointment__booked_by=Appointment.BookedBy.ONLINE,
+        appointment__start__gt=clock.now(),
+    ).count()
     if held >= limit:
-        raise Conflict(f"{patient.full_name} already has {held} upcoming appointment{'s' if held != 1 else ''} "
-                       f"booked online, the most this clinic takes online ({limit}). Cancel one from My Account "
-                       "or call the clinic to book more.", code="online_booking_limit")
+        raise Conflict(
+            f"{patient.full_name} already has {held} upcoming appointment{'s' if held != 1 else ''} "
+            f"booked online, the most this clinic takes online ({limit}). Cancel one from My Account "
+            "or call the clinic to book more.",
+            code="online_booking_limit",
+        )
 
 
 def _local(when: dt.datetime, location: Location) -> str:
@@ -188,8 +277,11 @@ def _local(when: dt.datetime, location: Location) -> str:
 
 def patient_appointments(*, patient: Patient):
     """(upcoming, past) appointment rows of the patient and their dependants, upcoming soonest first."""
-    rows = (AppointmentPatient.objects.filter(patient__in=patients_managed_by(patient))
-            .select_related("appointment__treatment", "appointment__practitioner", "appointment__location", "patient"))
+    rows = AppointmentPatient.objects.filter(
+        patient__in=patients_managed_by(patient)
+    ).select_related(
+        "appointment__treatment", "appointment__practitioner", "appointment__location", "patient"
+    )
     now = clock.now()
     upcoming = rows.filter(appointment__start__gte=now).order_by("appointment__start", "pk")
     past = rows.filter(appointment__start__lt=now).order_by("-appointment__start", "-pk")[:50]
@@ -201,22 +293,31 @@ def cancel_deadline(appointment: Appointment) -> dt.datetime:
 
 
 @transaction.atomic
-def appointment_cancel_by_patient(*, user, row_pk: int, now: dt.datetime | None = None) -> Appointment:
+def appointment_cancel_by_patient(
+    *, user, row_pk: int, now: dt.datetime | None = None
+) -> Appointment:
     """The patient cancels their own (or a dependant's) booked visit, no later than the clinic's
     cancellation window before it starts."""
     now = now or clock.now()
-    row = AppointmentPatient.objects.filter(pk=row_pk, patient__in=patients_managed_by(user.patient)).first()
+    row = AppointmentPatient.objects.filter(
+        pk=row_pk, patient__in=patients_managed_by(user.patient)
+    ).first()
     if row is None:
         raise NotFound("No such appointment.")
     appointment = lock_appointment(row.appointment_id)
     row.refresh_from_db()
     if row.status != Status.BOOKED:
-        raise Conflict(f"This appointment is {row.get_status_display().lower()}; only a booked one can be cancelled.",
-                       code="not_booked")
+        raise Conflict(
+            f"This appointment is {row.get_status_display().lower()}; only a booked one can be cancelled.",
+            code="not_booked",
+        )
     hours = clinic_get().cancellation_window_hours
     if now > cancel_deadline(appointment):
-        raise Conflict(f"Appointments can be cancelled online up to {hours} hours before they start. "
-                       "Please call the clinic to cancel this one.", code="cancellation_window")
+        raise Conflict(
+            f"Appointments can be cancelled online up to {hours} hours before they start. "
+            "Please call the clinic to cancel this one.",
+            code="cancellation_window",
+        )
     before = activity.snapshot(appointment)
     row.status = Status.CANCELLED
     row.save(update_fields=["status"])
@@ -225,6 +326,11 @@ def appointment_cancel_by_patient(*, user, row_pk: int, now: dt.datetime | None 
         appointment.participants.filter(status=Status.BOOKED).update(status=Status.CANCELLED)
         appointment.status = Status.CANCELLED
         appointment.save(update_fields=["status"])
-    activity.record(actor=user, verb="cancelled online", obj=appointment, before=before,
-                    after={**activity.snapshot(appointment), "patient_id": row.patient_id})
+    activity.record(
+        actor=user,
+        verb="cancelled online",
+        obj=appointment,
+        before=before,
+        after={**activity.snapshot(appointment), "patient_id": row.patient_id},
+    )
     return appointment

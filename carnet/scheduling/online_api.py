@@ -4,10 +4,9 @@ import datetime as dt
 
 from ninja import Field, Router, Status
 
-from carnet.core.schemas import Schema
-
 from carnet.clinic.models import Location, Treatment
 from carnet.core.errors import NotAllowed, NotFound, ValidationFailed
+from carnet.core.schemas import Schema
 from carnet.people.models import StaffMember
 from carnet.people.selectors import patients_managed_by
 
@@ -33,7 +32,9 @@ class OnlineBookIn(Schema):
     treatment_id: int
     practitioner_id: int
     start: dt.datetime = Field(..., description="One of the slot starts, with its UTC offset")
-    patient_id: int | None = Field(None, description="A dependant; defaults to the logged-in patient")
+    patient_id: int | None = Field(
+        None, description="A dependant; defaults to the logged-in patient"
+    )
 
 
 class MyAppointmentOut(Schema):
@@ -51,7 +52,9 @@ class MyAppointmentOut(Schema):
 def _patient(request):
     patient = getattr(request.auth, "patient", None)
     if patient is None:
-        raise NotAllowed("Only patients book online; staff book from the schedule (/api/v1/appointments).")
+        raise NotAllowed(
+            "Only patients book online; staff book from the schedule (/api/v1/appointments)."
+        )
     return patient
 
 
@@ -62,7 +65,11 @@ def _get(model, pk: int, label: str):
     return found
 
 
-@router.get("/locations/{pk}/online-treatments", response=list[TreatmentOut], operation_id="online_treatments")
+@router.get(
+    "/locations/{pk}/online-treatments",
+    response=list[TreatmentOut],
+    operation_id="online_treatments",
+)
 def treatments(request, pk: int):
     return list(online.bookable_treatments(location=_get(Location, pk, "location")))
 
@@ -70,9 +77,15 @@ def treatments(request, pk: int):
 @router.get("/locations/{pk}/online-slots", response=list[SlotsOut], operation_id="online_slots")
 def slots(request, pk: int, treatment_id: int, date: dt.date):
     location, treatment = _get(Location, pk, "location"), _get(Treatment, treatment_id, "treatment")
-    return [{"practitioner_id": p.pk, "starts": online.bookable_slots(treatment=treatment, practitioner=p,
-                                                                      location=location, day=date)}
-            for p in online.bookable_practitioners(location=location)]
+    return [
+        {
+            "practitioner_id": p.pk,
+            "starts": online.bookable_slots(
+                treatment=treatment, practitioner=p, location=location, day=date
+            ),
+        }
+        for p in online.bookable_practitioners(location=location)
+    ]
 
 
 @router.get("/me/appointments", response=list[MyAppointmentOut], operation_id="my_appointments")
@@ -88,17 +101,32 @@ def book(request, payload: OnlineBookIn):
     if payload.patient_id is not None:
         patient = next((p for p in patients_managed_by(me) if p.pk == payload.patient_id), None)
         if patient is None:
-            raise ValidationFailed("You can book only for yourself or your dependants.", fields={"patient_id": ["Unknown."]})
+            raise ValidationFailed(
+                "You can book only for yourself or your dependants.",
+                fields={"patient_id": ["Unknown."]},
+            )
     appointment = online.appointment_book_online(
-        user=request.auth, patient=patient, treatment=_get(Treatment, payload.treatment_id, "treatment"),
+        user=request.auth,
+        patient=patient,
+        treatment=_get(Treatment, payload.treatment_id, "treatment"),
         practitioner=_get(StaffMember, payload.practitioner_id, "practitioner"),
-        location=_get(Location, payload.location_id, "location"), start=payload.start)
-    return Status(201, appointment.participants.select_related(
-        "appointment__treatment", "appointment__practitioner").get(patient=patient))
+        location=_get(Location, payload.location_id, "location"),
+        start=payload.start,
+    )
+    return Status(
+        201,
+        appointment.participants.select_related(
+            "appointment__treatment", "appointment__practitioner"
+        ).get(patient=patient),
+    )
 
 
-@router.post("/me/appointments/{pk}/cancel", response=MyAppointmentOut, operation_id="online_cancel")
+@router.post(
+    "/me/appointments/{pk}/cancel", response=MyAppointmentOut, operation_id="online_cancel"
+)
 def cancel(request, pk: int):
     _patient(request)
     appointment = online.appointment_cancel_by_patient(user=request.auth, row_pk=pk)
-    return appointment.participants.select_related("appointment__treatment", "appointment__practitioner").get(pk=pk)
+    return appointment.participants.select_related(
+        "appointment__treatment", "appointment__practitioner"
+    ).get(pk=pk)

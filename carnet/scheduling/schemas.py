@@ -10,11 +10,17 @@ class BookIn(Schema):
     treatment_id: int
     practitioner_id: int
     location_id: int
-    start: dt.datetime = Field(..., description="With its UTC offset, e.g. 2026-03-09T09:00:00-04:00")
-    patient_ids: list[int] = Field([], description="Individual: one; group: primary first; class: any number")
+    start: dt.datetime = Field(
+        ..., description="With its UTC offset, e.g. 2026-03-09T09:00:00-04:00"
+    )
+    patient_ids: list[int] = Field(
+        [], description="Individual: one; group: primary first; class: any number"
+    )
     notes: str = ""
     pass_choice: Literal["auto", "none"] | int = Field(
-        "auto", description='"auto" attaches an auto-selected package, "none" none, or a pass id that one')
+        "auto",
+        description='"auto" attaches an auto-selected package, "none" none, or a pass id that one',
+    )
 
 
 class JoinIn(Schema):
@@ -22,16 +28,22 @@ class JoinIn(Schema):
 
 
 class PatientsIn(Schema):
-    patient_ids: list[int] | None = Field(None, description="Group: secondary clients who came; class: participants")
+    patient_ids: list[int] | None = Field(
+        None, description="Group: secondary clients who came; class: participants"
+    )
 
 
 class NoShowIn(PatientsIn):
     charge_fee: bool = Field(True, description="Charge the clinic's no-show fee (if one is set)")
-    use_pass: bool = Field(True, description="A visit a package covers uses its session; false frees it")
+    use_pass: bool = Field(
+        True, description="A visit a package covers uses its session; false frees it"
+    )
 
 
 class CancelIn(Schema):
-    patient_id: int | None = Field(None, description="Only this class participant or group secondary client")
+    patient_id: int | None = Field(
+        None, description="Only this class participant or group secondary client"
+    )
 
 
 class StartIn(Schema):

@@ -21,8 +21,9 @@ from carnet.people.models import Shift, StaffMember
 from .access import schedule_require, schedule_scope
 from .models import Appointment, AppointmentPatient, Break, Status
 
-_APPOINTMENTS = Appointment.objects.select_related("treatment", "practitioner", "location").prefetch_related(
-    "participants__patient")
+_APPOINTMENTS = Appointment.objects.select_related(
+    "treatment", "practitioner", "location"
+).prefetch_related("participants__patient")
 
 
 def treatments_offered(practitioner: StaffMember) -> QuerySet[Treatment]:
@@ -38,15 +39,19 @@ def appointment_get(*, actor, pk: int, bare: bool = False) -> Appointment:
     appointment = (Appointment.objects if bare else _APPOINTMENTS).filter(pk=pk).first()
     if appointment is None:
         raise NotFound(f"No appointment with id {pk}.")
-    schedule_require(actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id)
+    schedule_require(
+        actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id
+    )
     return appointment
 
 
 def with_participants(appointment: Appointment) -> Appointment:
     """An appointment a service has just changed (and loaded with its treatment, practitioner and
     location), with its participants for the response: one query instead of reading it all again."""
-    prefetch_related_objects([appointment], Prefetch(
-        "participants", queryset=AppointmentPatient.objects.select_related("patient")))
+    prefetch_related_objects(
+        [appointment],
+        Prefetch("participants", queryset=AppointmentPatient.objects.select_related("patient")),
+    )
     return appointment
 
 
@@ -55,18 +60,27 @@ def _day_bounds(day: dt.date, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]
     return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
 
 
-def calendar_appointments(*, actor, start: dt.datetime, end: dt.datetime, location: Location) -> list[Appointment]:
+def calendar_appointments(
+    *, actor, start: dt.datetime, end: dt.datetime, location: Location
+) -> list[Appointment]:
     """The schedule page's blocks: the appointments `actor` may see starting in [start, end) at
     `location`, not cancelled, with `covered` and `names` (the patients still in it, as one text).
     Three queries however many appointments; no participant objects are built (a week holds 400)."""
-    qs = (Appointment.objects.filter(schedule_scope(actor), location=location, start__gte=start, start__lt=end)
-          .exclude(status=Status.CANCELLED))
+    qs = Appointment.objects.filter(
+        schedule_scope(actor), location=location, start__gte=start, start__lt=end
+    ).exclude(status=Status.CANCELLED)
     names: dict[int, list[str]] = {}
-    for pk, first, preferred, last in (AppointmentPatient.objects.filter(appointment__in=qs.values("pk"))
-                                       .exclude(status=Status.CANCELLED).order_by("booked_at", "pk")
-                                       .values_list("appointment_id", "patient__first_name",
-                                                    "patient__preferred_name", "patient__last_name")):
-        names.setdefault(pk, []).append(f"{first} ({preferred}) {last}" if preferred else f"{first} {last}")
+    for pk, first, preferred, last in (
+        AppointmentPatient.objects.filter(appointment__in=qs.values("pk"))
+        .exclude(status=Status.CANCELLED)
+        .order_by("booked_at", "pk")
+        .values_list(
+            "appointment_id", "patient__first_name", "patient__preferred_name", "patient__last_name"
+        )
+    ):
+        names.setdefault(pk, []).append(
+            f"{first} ({preferred}) {last}" if preferred else f"{first} {last}"
+        )
     out = list(with_pass_cover(qs.order_by("start", "pk")))
     # The few treatments and practitioners read once each, not joined into 400 rows.
     treatments = Treatment.objects.in_bulk({a.treatment_id for a in out})
@@ -77,8 +91,13 @@ def calendar_appointments(*, actor, start: dt.datetime, end: dt.datetime, locati
     return out
 
 
-def appointments_list(*, actor, day: dt.date | None = None, location: Location | None = None,
-                      practitioner: StaffMember | None = None) -> QuerySet[Appointment]:
+def appointments_list(
+    *,
+    actor,
+    day: dt.date | None = None,
+    location: Location | None = None,
+    practitioner: StaffMember | None = None,
+) -> QuerySet[Appointment]:
     """The appointments `actor` may see starting on `day` (the location's day, else the clinic's)."""
     scope = schedule_scope(actor)
     zone = ZoneInfo(location.time_zone if location else clinic_get().time_zone)
@@ -108,23 +127,39 @@ def _subtract(free: list[Interval], busy: Interval) -> list[Interval]:
     return out
 
 
-def availability(*, actor, practitioner: StaffMember, day: dt.date | None = None,
-                 location: Location | None = None) -> list[tuple[Location, Interval]]:
+def availability(
+    *,
+    actor,
+    practitioner: StaffMember,
+    day: dt.date | None = None,
+    location: Location | None = None,
+) -> list[tuple[Location, Interval]]:
     """Free intervals (aware, in the location's time zone) per location for the practitioner on `day`:
     their shifts there minus their breaks and every appointment they have (at any location) that is
     not cancelled."""
-    shifts = Shift.objects.filter(staff=practitioner).select_related("location").order_by("start_time")
+    shifts = (
+        Shift.objects.filter(staff=practitioner).select_related("location").order_by("start_time")
+    )
     if location is not None:
         shifts = shifts.filter(location=location)
     # The actor must be allowed at every location asked about (none known: only own or all-locations staff).
-    places = {location.pk} if location is not None else (
-        {s.location_id for s in shifts} | set(practitioner.locations.values_list("pk", flat=True)) or {None})
+    places = (
+        {location.pk}
+        if location is not None
+        else (
+            {s.location_id for s in shifts}
+            | set(practitioner.locations.values_list("pk", flat=True))
+            or {None}
+        )
+    )
     for loc_id in places:
         schedule_require(actor, practitioner_id=practitioner.pk, location_id=loc_id)
     return free_intervals(practitioner=practitioner, day=day, shifts=shifts)
 
 
-def free_intervals(*, practitioner: StaffMember, day: dt.date | None, shifts) -> list[tuple[Location, Interval]]:
+def free_intervals(
+    *, practitioner: StaffMember, day: dt.date | None, shifts
+) -> list[tuple[Location, Interval]]:
     """The unchecked core of availability(): `shifts` minus the practitioner's breaks and appointments on `day`.
     Callers check access (availability) or show only what the public may see (online booking)."""
     out = []
@@ -137,12 +172,19 @@ def free_intervals(*, practitioner: StaffMember, day: dt.date | None, shifts) ->
         start = dt.datetime.combine(local_day, shift.start_time, tzinfo=zone).astimezone(dt.UTC)
         end = dt.datetime.combine(local_day, shift.end_time, tzinfo=zone).astimezone(dt.UTC)
         free = [(start, end)]
-        busy = (Appointment.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start)
-                .exclude(status=Status.CANCELLED).values_list("start", "end"))
-        breaks = Break.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start).values_list("start", "end")
+        busy = (
+            Appointment.objects.filter(practitioner=practitioner, start__lt=end, end__gt=start)
+            .exclude(status=Status.CANCELLED)
+            .values_list("start", "end")
+        )
+        breaks = Break.objects.filter(
+            practitioner=practitioner, start__lt=end, end__gt=start
+        ).values_list("start", "end")
         for interval in [*busy, *breaks]:
             free = _subtract(free, interval)
-        out += [(shift.location, (a.astimezone(zone), b.astimezone(zone))) for a, b in free if b > a]
+        out += [
+            (shift.location, (a.astimezone(zone), b.astimezone(zone))) for a, b in free if b > a
+        ]
     return out
 
 
@@ -153,16 +195,33 @@ def free_grid(*, location: Location, days: list[dt.date]) -> tuple[dict[int, Sta
     every appointment they have anywhere, not cancelled). Unchecked: the page checks access."""
     zone = ZoneInfo(location.time_zone)
     weekdays = {d.weekday() for d in days}
-    shifts = [s for s in Shift.objects.filter(location=location, weekday__in=weekdays, staff__is_practitioner=True,
-                                              staff__is_active=True).select_related("staff").order_by("start_time")]
+    shifts = [
+        s
+        for s in Shift.objects.filter(
+            location=location,
+            weekday__in=weekdays,
+            staff__is_practitioner=True,
+            staff__is_active=True,
+        )
+        .select_related("staff")
+        .order_by("start_time")
+    ]
     people = {s.staff_id: s.staff for s in shifts}
     span_start = dt.datetime.combine(days[0], dt.time(), tzinfo=zone)
-    span_end = dt.datetime.combine(days[-1] + dt.timedelta(days=2), dt.time(), tzinfo=zone)  # a shift past midnight
+    span_end = dt.datetime.combine(
+        days[-1] + dt.timedelta(days=2), dt.time(), tzinfo=zone
+    )  # a shift past midnight
     busy: dict[int, list[Interval]] = {}
-    appointments = (Appointment.objects.filter(practitioner_id__in=people, start__lt=span_end, end__gt=span_start)
-                    .exclude(status=Status.CANCELLED).values_list("practitioner_id", "start", "end"))
-    pauses = Break.objects.filter(practitioner_id__in=people, start__lt=span_end, end__gt=span_start).values_list(
-        "practitioner_id", "start", "end")
+    appointments = (
+        Appointment.objects.filter(
+            practitioner_id__in=people, start__lt=span_end, end__gt=span_start
+        )
+        .exclude(status=Status.CANCELLED)
+        .values_list("practitioner_id", "start", "end")
+    )
+    pauses = Break.objects.filter(
+        practitioner_id__in=people, start__lt=span_end, end__gt=span_start
+    ).values_list("practitioner_id", "start", "end")
     for pk, start, end in [*appointments, *pauses]:
         busy.setdefault(pk, []).append((start, end))
     grid: dict[tuple[int, dt.date], list[Interval]] = {}
@@ -177,7 +236,8 @@ def free_grid(*, location: Location, days: list[dt.date]) -> tuple[dict[int, Sta
                 if interval[0] < end and interval[1] > start:
                     free = _subtract(free, interval)
             grid.setdefault((shift.staff_id, day), []).extend(
-                (a.astimezone(zone), b.astimezone(zone)) for a, b in free if b > a)
+                (a.astimezone(zone), b.astimezone(zone)) for a, b in free if b > a
+            )
     return people, grid
 
 
@@ -197,8 +257,11 @@ def with_pass_cover(appointments: QuerySet[Appointment]) -> QuerySet[Appointment
     from carnet.passes.models import Redemption
     from carnet.passes.selectors import LIVE
 
-    return appointments.annotate(covered=Exists(Redemption.objects.filter(visit__appointment=OuterRef("pk"),
-                                                                          status__in=LIVE)))
+    return appointments.annotate(
+        covered=Exists(
+            Redemption.objects.filter(visit__appointment=OuterRef("pk"), status__in=LIVE)
+        )
+    )
 
 
 def appointments_today(*, actor, locations: list[Location]) -> list[Appointment]:
@@ -209,7 +272,11 @@ def appointments_today(*, actor, locations: list[Location]) -> list[Appointment]
 
     window = Q(pk__in=[])
     for location in locations:
-        start, end = _day_bounds(clock.today(ZoneInfo(location.time_zone)), ZoneInfo(location.time_zone))
+        start, end = _day_bounds(
+            clock.today(ZoneInfo(location.time_zone)), ZoneInfo(location.time_zone)
+        )
         window |= Q(location=location, start__gte=start, start__lt=end)
     qs = _APPOINTMENTS.filter(schedule_scope(actor)).filter(window).exclude(status=Status.CANCELLED)
-    return list(with_pass_cover(qs.order_by("location__name", "practitioner__display_name", "start", "pk")))
+    return list(
+        with_pass_cover(qs.order_by("location__name", "practitioner__display_name", "start", "pk"))
+    )

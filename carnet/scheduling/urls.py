@@ -18,9 +18,15 @@ urlpatterns = [
     path(A + "copy/", views.appointment_copy, name="appointment_copy"),
     path(A + "reschedule/", views.appointment_reschedule, name="appointment_reschedule"),
     path(A + "participants/", views.appointment_join, name="appointment_join"),
-    path(A + "duplicate-as-class/", views.appointment_duplicate_as_class, name="appointment_duplicate_as_class"),
+    path(
+        A + "duplicate-as-class/",
+        views.appointment_duplicate_as_class,
+        name="appointment_duplicate_as_class",
+    ),
     path(A + "package/", views.appointment_pass_use, name="appointment_pass_use"),
     path(A + "package/remove/", views.appointment_pass_remove, name="appointment_pass_remove"),
     path(A + "package/explain/", views.appointment_pass_explain, name="appointment_pass_explain"),
-    path("patients/<int:pk>/appointments/", views.patient_appointments, name="patient_appointments"),
+    path(
+        "patients/<int:pk>/appointments/", views.patient_appointments, name="patient_appointments"
+    ),
 ]

@@ -76,7 +76,9 @@ def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
     for a in calendar_appointments(actor=actor, start=span_start, end=span_end, location=location):
         calendar.place_appointment(a, zone)
         a.block = calendar.appointment_block(a, names=a.names, url=url.replace("/0/", f"/{a.pk}/"))
-        by_day.setdefault(a.start.astimezone(zone).date(), {}).setdefault(a.practitioner_id, []).append(a)
+        by_day.setdefault(a.start.astimezone(zone).date(), {}).setdefault(
+            a.practitioner_id, []
+        ).append(a)
     working, grid = free_grid(location=location, days=days)
     may = _schedulable(actor, location)
     book = f"{reverse('scheduling:book')}?location={location.pk}"
@@ -85,23 +87,43 @@ def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
         appointments = by_day.get(day, {})
         people = {pk: p for pk, p in working.items() if (pk, day) in grid and may(pk)}
         people.update({pk: mine[0].practitioner for pk, mine in appointments.items()})
-        day_start, day_end = dt.datetime.combine(day, dt.time(), tzinfo=zone), dt.datetime.combine(
-            day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+        day_start, day_end = (
+            dt.datetime.combine(day, dt.time(), tzinfo=zone),
+            dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone),
+        )
         head, on = f"{day:%a} {day.day} {day:%b}", f"{day:%A} {day.day} {day:%B}"
         for practitioner in sorted(people.values(), key=lambda p: p.display_name):
             free = grid.get((practitioner.pk, day), []) if may(practitioner.pk) else []
             mine = appointments.get(practitioner.pk, [])
-            pauses = [{"item": b, "local_start": b.start.astimezone(zone).replace(tzinfo=None),
-                       "local_end": b.end.astimezone(zone).replace(tzinfo=None),
-                       **calendar.place(b.start, b.end, day, zone)}
-                      for b in breaks if b.practitioner_id == practitioner.pk and b.start < day_end
-                      and b.end > day_start]
+            pauses = [
+                {
+                    "item": b,
+                    "local_start": b.start.astimezone(zone).replace(tzinfo=None),
+                    "local_end": b.end.astimezone(zone).replace(tzinfo=None),
+                    **calendar.place(b.start, b.end, day, zone),
+                }
+                for b in breaks
+                if b.practitioner_id == practitioner.pk and b.start < day_end and b.end > day_start
+            ]
             slots = calendar.free_slots(free, day, zone)
             blocks = [{"row": a.grid_row, "span": a.grid_span} for a in mine] + pauses + slots
-            columns.append({"day": day, "head": head, "on": on, "practitioner": practitioner, "free": slots,
-                            "appointments": mine, "breaks": pauses, "blocks": blocks,
-                            "free_links": calendar.free_links(slots, book_url=f"{book}&practitioner={practitioner.pk}",
-                                                              who=practitioner.display_name)})
+            columns.append(
+                {
+                    "day": day,
+                    "head": head,
+                    "on": on,
+                    "practitioner": practitioner,
+                    "free": slots,
+                    "appointments": mine,
+                    "breaks": pauses,
+                    "blocks": blocks,
+                    "free_links": calendar.free_links(
+                        slots,
+                        book_url=f"{book}&practitioner={practitioner.pk}",
+                        who=practitioner.display_name,
+                    ),
+                }
+            )
             columns[-1]["body"] = calendar.column_body(columns[-1])
     return columns
 
@@ -110,8 +132,11 @@ def _columns(actor, location: Location, days: list[dt.date]) -> list[dict]:
 def schedule(request):
     location = _location(request)
     view = "week" if request.GET.get("view") == "week" else "day"
-    context = {"locations": Location.objects.filter(is_active=True).order_by("name"), "location": location,
-               "view": view}
+    context = {
+        "locations": Location.objects.filter(is_active=True).order_by("name"),
+        "location": location,
+        "view": view,
+    }
     if location is None:
         return render(request, "scheduling/schedule.html", context)
     zone = ZoneInfo(location.time_zone)
@@ -122,9 +147,17 @@ def schedule(request):
     else:
         days, step = [day], dt.timedelta(days=1)
     columns = _columns(request.user, location, days)
-    context.update(day=day, days=days, columns=columns, window=calendar.window(columns), zone=location.time_zone,
-                   prev=day - step, next=day + step, today=clock.today(zone),
-                   open=int(request.GET["open"]) if request.GET.get("open", "").isdigit() else None)
+    context.update(
+        day=day,
+        days=days,
+        columns=columns,
+        window=calendar.window(columns),
+        zone=location.time_zone,
+        prev=day - step,
+        next=day + step,
+        today=clock.today(zone),
+        open=int(request.GET["open"]) if request.GET.get("open", "").isdigit() else None,
+    )
     return render(request, "scheduling/schedule.html", context)
 
 
@@ -141,12 +174,23 @@ def _patient_choices(request) -> dict:
     found = list(patient_search(query=query, limit=8)) if query else []
     shown = ([chosen] if chosen else []) + [p for p in found if not chosen or p.pk != chosen.pk]
     # Phone and email beside each name only for staff who may look patients up (not Practitioner (Limited)).
-    return {"query": query, "chosen": chosen, "shown": shown, "contact": can(request.user, Action.PATIENT_VIEW)}
+    return {
+        "query": query,
+        "chosen": chosen,
+        "shown": shown,
+        "contact": can(request.user, Action.PATIENT_VIEW),
+    }
 
 
 def _book_context(request, form, location: Location, practitioner) -> dict:
-    return {"form": form, "location": location, "practitioner": practitioner, **_patient_choices(request),
-            "quote": _quote(request, location, practitioner), "passes": can(request.user, Action.PASS_USE)}
+    return {
+        "form": form,
+        "location": location,
+        "practitioner": practitioner,
+        **_patient_choices(request),
+        "quote": _quote(request, location, practitioner),
+        "passes": can(request.user, Action.PASS_USE),
+    }
 
 
 def _quote(request, location: Location, practitioner) -> dict | None:
@@ -159,14 +203,31 @@ def _quote(request, location: Location, practitioner) -> dict | None:
     if treatment is None or not local.is_valid():
         return None
     start = aware(local.cleaned_data["start"], location)
-    end = (start + dt.timedelta(minutes=treatment.duration_minutes)).astimezone(ZoneInfo(location.time_zone))
+    end = (start + dt.timedelta(minutes=treatment.duration_minutes)).astimezone(
+        ZoneInfo(location.time_zone)
+    )
     patient = _chosen(request, "patient", Patient)
-    quote = visit_quote(patient=patient, treatment=treatment, visit_date=local.cleaned_data["start"].date(),
-                        location=location, start=start, online=False)
-    offered = practitioner is None or treatments_offered(practitioner).filter(pk=treatment.pk).exists()
-    return {"treatment": treatment, "end": end.replace(tzinfo=None), "price": quote.price, "pays": quote.pays,
-            "cover": quote.cover, "patient": patient, "offered": offered,
-            "billed": (request.POST.get("package") or request.GET.get("package")) == "none"}
+    quote = visit_quote(
+        patient=patient,
+        treatment=treatment,
+        visit_date=local.cleaned_data["start"].date(),
+        location=location,
+        start=start,
+        online=False,
+    )
+    offered = (
+        practitioner is None or treatments_offered(practitioner).filter(pk=treatment.pk).exists()
+    )
+    return {
+        "treatment": treatment,
+        "end": end.replace(tzinfo=None),
+        "price": quote.price,
+        "pays": quote.pays,
+        "cover": quote.cover,
+        "patient": patient,
+        "offered": offered,
+        "billed": (request.POST.get("package") or request.GET.get("package")) == "none",
+    }
 
 
 def _booked_panel(request, appointment: Appointment):
@@ -174,8 +235,14 @@ def _booked_panel(request, appointment: Appointment):
     that day redrawn on the calendar (hx-swap-oob), so the desk stays on the schedule."""
     zone = ZoneInfo(appointment.location.time_zone)
     day = appointment.start.astimezone(zone).date()
-    column = next((c for c in _columns(request.user, appointment.location, [day])
-                   if c["practitioner"].pk == appointment.practitioner_id), None)
+    column = next(
+        (
+            c
+            for c in _columns(request.user, appointment.location, [day])
+            if c["practitioner"].pk == appointment.practitioner_id
+        ),
+        None,
+    )
     return _panel(request, appointment, column=column)
 
 
@@ -188,18 +255,37 @@ def book(request):
     if location is None:
         raise Http404("No location is open.")
     practitioner = _chosen(request, "practitioner", StaffMember)
-    initial = {"form_key": new_form_key(), "practitioner": practitioner, "treatment": request.GET.get("treatment")}
+    initial = {
+        "form_key": new_form_key(),
+        "practitioner": practitioner,
+        "treatment": request.GET.get("treatment"),
+    }
     if request.GET.get("start"):
         initial["start"] = request.GET["start"]
-    form = BookForm(request.POST or None, patients=Patient.objects.all(), initial=initial,
-                    passes=can(request.user, Action.PASS_USE), practitioner=practitioner)
+    form = BookForm(
+        request.POST or None,
+        patients=Patient.objects.all(),
+        initial=initial,
+        passes=can(request.user, Action.PASS_USE),
+        practitioner=practitioner,
+    )
     htmx = bool(request.headers.get("HX-Request"))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        outcome, result = save_once(request, form, lambda: services.appointment_book(
-            actor=request.user, treatment=data["treatment"], practitioner=data["practitioner"], location=location,
-            start=aware(data["start"], location), patients=[data["patient"]], notes=data["notes"],
-            pass_choice=None if data.get("package") == "none" else "auto"))
+        outcome, result = save_once(
+            request,
+            form,
+            lambda: services.appointment_book(
+                actor=request.user,
+                treatment=data["treatment"],
+                practitioner=data["practitioner"],
+                location=location,
+                start=aware(data["start"], location),
+                patients=[data["patient"]],
+                notes=data["notes"],
+                pass_choice=None if data.get("package") == "none" else "auto",
+            ),
+        )
         if outcome == "denied":
             return result
         if outcome == "ok":
@@ -230,15 +316,23 @@ def book_quote(request):
     if location is None:
         raise Http404("No location is open.")
     practitioner = _chosen(request, "practitioner", StaffMember)
-    return render(request, "scheduling/_book_quote.html", {
-        "quote": _quote(request, location, practitioner), "passes": can(request.user, Action.PASS_USE)})
+    return render(
+        request,
+        "scheduling/_book_quote.html",
+        {
+            "quote": _quote(request, location, practitioner),
+            "passes": can(request.user, Action.PASS_USE),
+        },
+    )
 
 
 def _sell_url(row: AppointmentPatient) -> str:
     """Where "Sell a package" goes: the checkout for this visit (it pre-selects the packages that
     cover it and applies the one sold), back to this panel afterwards. "Add items" goes there too
     with `&items=1`: nothing chosen yet, the covering packages still listed first."""
-    return f"{reverse('billing:purchase_new', args=[row.patient_id])}?appointment={row.appointment_id}"
+    return (
+        f"{reverse('billing:purchase_new', args=[row.patient_id])}?appointment={row.appointment_id}"
+    )
 
 
 def _unpaid_cycle_warning(live) -> str:
@@ -262,24 +356,48 @@ def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
     for r in rows:
         if r.status == Status.CANCELLED:
             continue
-        entry = {"row": r, "secondary": r.role == AppointmentPatient.Role.SECONDARY, "live": None,
-                 "options": [], "explain": None, "sell_url": _sell_url(r), "items_url": _sell_url(r) + "&items=1"}
-        entries = explain(r) if may_use and (explain_for == r.pk or (
-            not entry["secondary"] and r.status in (Status.BOOKED, Status.ARRIVED))) else []
+        entry = {
+            "row": r,
+            "secondary": r.role == AppointmentPatient.Role.SECONDARY,
+            "live": None,
+            "options": [],
+            "explain": None,
+            "sell_url": _sell_url(r),
+            "items_url": _sell_url(r) + "&items=1",
+        }
+        entries = (
+            explain(r)
+            if may_use
+            and (
+                explain_for == r.pk
+                or (not entry["secondary"] and r.status in (Status.BOOKED, Status.ARRIVED))
+            )
+            else []
+        )
         if explain_for == r.pk and may_use:
             entry["explain"] = entries
         if not entry["secondary"]:
             entry["live"] = visit_redemption(r)
             if r.status in (Status.BOOKED, Status.ARRIVED):
                 entry["options"] = [e["pass"] for e in entries if e["can_cover"]]
-        entry["removable"] = bool(entry["live"] and entry["live"].status == "reserved" and r.status == Status.BOOKED)
+        entry["removable"] = bool(
+            entry["live"] and entry["live"].status == "reserved" and r.status == Status.BOOKED
+        )
         entry["warning"] = _unpaid_cycle_warning(entry["live"])
         out.append(entry)
     return out
 
 
-def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict | None = None,
-           refresh_grid: bool = False, explain_for: int | None = None, column: dict | None = None):
+def _panel(
+    request,
+    appointment: Appointment,
+    *,
+    status: int = 200,
+    forms: dict | None = None,
+    refresh_grid: bool = False,
+    explain_for: int | None = None,
+    column: dict | None = None,
+):
     """The appointment panel: a fragment for htmx, else a page around it."""
     try:
         appointment = appointment_get(actor=request.user, pk=appointment.pk)
@@ -288,28 +406,47 @@ def _panel(request, appointment: Appointment, *, status: int = 200, forms: dict 
     zone = ZoneInfo(appointment.location.time_zone)
     rows = list(appointment.participants.select_related("patient", "invoice").all())
     coverage = _coverage(request, rows, explain_for)
-    appointment.covered = any(c["live"] for c in coverage)  # the schedule block's icon (hx-swap-oob)
+    appointment.covered = any(
+        c["live"] for c in coverage
+    )  # the schedule block's icon (hx-swap-oob)
     calendar.place_appointment(appointment, zone)  # and its place on the calendar
-    block = calendar.appointment_block(appointment, url=reverse("scheduling:appointment", args=[appointment.pk]),
-                                       names=", ".join(r.patient.full_name for r in rows if r.status != Status.CANCELLED),
-                                       oob=True) if refresh_grid else ""
+    block = (
+        calendar.appointment_block(
+            appointment,
+            url=reverse("scheduling:appointment", args=[appointment.pk]),
+            names=", ".join(r.patient.full_name for r in rows if r.status != Status.CANCELLED),
+            oob=True,
+        )
+        if refresh_grid
+        else ""
+    )
     local_start = appointment.start.astimezone(zone).replace(tzinfo=None)
     forms = forms or {}
     context = {
-        "appointment": appointment, "rows": rows, "local_start": local_start,
-        "local_end": appointment.end.astimezone(zone).replace(tzinfo=None), "clinic": clinic_get(),
+        "appointment": appointment,
+        "rows": rows,
+        "local_start": local_start,
+        "local_end": appointment.end.astimezone(zone).replace(tzinfo=None),
+        "clinic": clinic_get(),
         "invoices": [r for r in rows if r.invoice_id],
-        "is_group": appointment.kind == "group", "takes_more": appointment.kind != "individual",
+        "is_group": appointment.kind == "group",
+        "takes_more": appointment.kind != "individual",
         "start_form": forms.get("start") or StartForm(initial={"start": local_start}),
-        "join_form": forms.get("join") or JoinForm(), "class_form": forms.get("class") or ClassForm(),
-        "fee": clinic_get().no_show_fee_minor, "coverage": coverage,
+        "join_form": forms.get("join") or JoinForm(),
+        "class_form": forms.get("class") or ClassForm(),
+        "fee": clinic_get().no_show_fee_minor,
+        "coverage": coverage,
         "reserved": any(c["live"] and c["live"].status == "reserved" for c in coverage),
         "block": block,  # after a change, the schedule's block is swapped too (hx-swap-oob)
         # After booking, the practitioner's column of that day is redrawn (hx-swap-oob).
         "column_oob": calendar.column_body(column, oob=True) if column else "",
         "form_key": new_form_key(),  # one per panel; each button's submit is claimed once (run_action once=)
     }
-    template = "scheduling/_panel.html" if request.headers.get("HX-Request") else "scheduling/appointment.html"
+    template = (
+        "scheduling/_panel.html"
+        if request.headers.get("HX-Request")
+        else "scheduling/appointment.html"
+    )
     return render(request, template, context, status=status)
 
 
@@ -349,35 +486,60 @@ def _patient_ids(request) -> list[int] | None:
 
 def _for_patients(service: str, success: str):
     """A status button whose service takes the chosen patients (`patient`; default everyone)."""
+
     @require_POST
     @staff_required(Action.SCHEDULE_OWN)
     def view(request, pk: int):
-        return _act(request, pk, lambda a: getattr(arrival, service)(
-            actor=request.user, appointment=a, patient_ids=_patient_ids(request)), success)
+        return _act(
+            request,
+            pk,
+            lambda a: getattr(arrival, service)(
+                actor=request.user, appointment=a, patient_ids=_patient_ids(request)
+            ),
+            success,
+        )
+
     view.__name__ = service
     return view
 
 
 appointment_arrive = _for_patients("appointment_arrive", "Arrived; the invoice is created.")
-appointment_unarrive = _for_patients("appointment_unarrive", "Un-arrived; the arrival invoice is reversed.")
-appointment_no_show_undo = _for_patients("appointment_no_show_undo", "No-show undone; back to booked.")
+appointment_unarrive = _for_patients(
+    "appointment_unarrive", "Un-arrived; the arrival invoice is reversed."
+)
+appointment_no_show_undo = _for_patients(
+    "appointment_no_show_undo", "No-show undone; back to booked."
+)
 
 
 @require_POST
 @staff_required(Action.SCHEDULE_OWN)
 def appointment_no_show(request, pk: int):
     charge = request.POST.get("charge_fee") == "1"
-    use_pass = request.POST.get("use_pass") != "0"  # a covered visit uses its session unless told not to
-    return _act(request, pk, lambda a: arrival.appointment_no_show(
-        actor=request.user, appointment=a, charge_fee=charge, use_pass=use_pass, patient_ids=_patient_ids(request)),
-        "Marked as a no-show.")
+    use_pass = (
+        request.POST.get("use_pass") != "0"
+    )  # a covered visit uses its session unless told not to
+    return _act(
+        request,
+        pk,
+        lambda a: arrival.appointment_no_show(
+            actor=request.user,
+            appointment=a,
+            charge_fee=charge,
+            use_pass=use_pass,
+            patient_ids=_patient_ids(request),
+        ),
+        "Marked as a no-show.",
+    )
 
 
 def _visit(appointment: Appointment, request) -> AppointmentPatient:
     """The row named by the `patient` field (POST or GET), else the first row (the primary)."""
     chosen = request.POST.get("patient") or request.GET.get("patient")
     rows = appointment.participants.select_related("patient", "appointment")
-    row = rows.filter(patient_id=int(chosen)).first() if chosen and chosen.isdigit() else rows.first()
+    row = (
+        rows.filter(patient_id=int(chosen)).first() if chosen and chosen.isdigit() else rows.first()
+    )
     if row is None:
         raise NotFound("That patient is not in this appointment.")
     return row
@@ -417,8 +579,12 @@ def appointment_pass_use(request, pk: int):
 def appointment_pass_remove(request, pk: int):
     from carnet.passes.redemption import pass_remove
 
-    return _act(request, pk, lambda a: pass_remove(actor=request.user, visit=_visit(a, request)) and a,
-                "Package removed; its session is free again.")
+    return _act(
+        request,
+        pk,
+        lambda a: pass_remove(actor=request.user, visit=_visit(a, request)) and a,
+        "Package removed; its session is free again.",
+    )
 
 
 @staff_required(Action.PASS_USE)
@@ -457,9 +623,14 @@ def _form_action(request, pk: int, form_class, key: str, do, success: str):
         return denied
     form = form_class(request.POST)
     if not form.is_valid():
-        messages.error(request, "Check the form below: " + "; ".join(
-            f"{form.fields[f].label or f}: {' '.join(e)}" if f in form.fields else " ".join(e)
-            for f, e in form.errors.items()))
+        messages.error(
+            request,
+            "Check the form below: "
+            + "; ".join(
+                f"{form.fields[f].label or f}: {' '.join(e)}" if f in form.fields else " ".join(e)
+                for f, e in form.errors.items()
+            ),
+        )
         if request.headers.get("HX-Request"):
             return _panel(request, found, forms={key: form})
         return redirect("scheduling:appointment", pk=pk)
@@ -469,39 +640,72 @@ def _form_action(request, pk: int, form_class, key: str, do, success: str):
 @require_POST
 @staff_required(Action.SCHEDULE_OWN)
 def appointment_copy(request, pk: int):
-    return _form_action(request, pk, StartForm, "start", lambda a, d: services.appointment_copy(
-        actor=request.user, appointment=a, start=aware(d["start"], a.location)),
-        "Copied to the new time; this is the new appointment.")
+    return _form_action(
+        request,
+        pk,
+        StartForm,
+        "start",
+        lambda a, d: services.appointment_copy(
+            actor=request.user, appointment=a, start=aware(d["start"], a.location)
+        ),
+        "Copied to the new time; this is the new appointment.",
+    )
 
 
 @require_POST
 @staff_required(Action.SCHEDULE_OWN)
 def appointment_reschedule(request, pk: int):
-    return _form_action(request, pk, StartForm, "start", lambda a, d: services.appointment_reschedule(
-        actor=request.user, appointment=a, start=aware(d["start"], a.location)), "Rescheduled.")
+    return _form_action(
+        request,
+        pk,
+        StartForm,
+        "start",
+        lambda a, d: services.appointment_reschedule(
+            actor=request.user, appointment=a, start=aware(d["start"], a.location)
+        ),
+        "Rescheduled.",
+    )
 
 
 @require_POST
 @staff_required(Action.SCHEDULE_OWN)
 def appointment_join(request, pk: int):
-    return _form_action(request, pk, JoinForm, "join", lambda a, d: services.appointment_join(
-        actor=request.user, appointment=a, patient=d["patient"]) and a, "Patient added.")
+    return _form_action(
+        request,
+        pk,
+        JoinForm,
+        "join",
+        lambda a, d: (
+            services.appointment_join(actor=request.user, appointment=a, patient=d["patient"]) and a
+        ),
+        "Patient added.",
+    )
 
 
 @require_POST
 @staff_required(Action.SCHEDULE_OWN)
 def appointment_duplicate_as_class(request, pk: int):
-    return _form_action(request, pk, ClassForm, "class", lambda a, d: services.appointment_duplicate_as_class(
-        actor=request.user, appointment=a, treatment=d["treatment"]),
-        "Duplicated as a class; the group appointment is cancelled.")
+    return _form_action(
+        request,
+        pk,
+        ClassForm,
+        "class",
+        lambda a, d: services.appointment_duplicate_as_class(
+            actor=request.user, appointment=a, treatment=d["treatment"]
+        ),
+        "Duplicated as a class; the group appointment is cancelled.",
+    )
 
 
 @staff_required(Action.SCHEDULE_OWN)
 def patient_appointments(request, pk: int):
     patient = patient_get(pk)
     now = clock.now()
-    visible = (Appointment.objects.filter(schedule_scope(request.user), participants__patient=patient)
-               .select_related("treatment", "practitioner", "location").distinct())
+    visible = (
+        Appointment.objects.filter(schedule_scope(request.user), participants__patient=patient)
+        .select_related("treatment", "practitioner", "location")
+        .distinct()
+    )
     rows = {r.appointment_id: r for r in patient.appointment_rows.all()}
 
     def annotate(qs):
@@ -511,8 +715,12 @@ def patient_appointments(request, pk: int):
             a.local_start = a.start.astimezone(ZoneInfo(a.location.time_zone)).replace(tzinfo=None)
         return out
 
-    return render(request, "scheduling/patient_tab.html", {
-        "patient": patient,
-        "upcoming": annotate(visible.filter(start__gte=now).order_by("start", "pk")),
-        "past": annotate(visible.filter(start__lt=now).order_by("-start", "-pk")[:100]),
-    })
+    return render(
+        request,
+        "scheduling/patient_tab.html",
+        {
+            "patient": patient,
+            "upcoming": annotate(visible.filter(start__gte=now).order_by("start", "pk")),
+            "past": annotate(visible.filter(start__lt=now).order_by("-start", "-pk")[:100]),
+        },
+    )

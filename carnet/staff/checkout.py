@@ -34,30 +34,34 @@ CREDIT = "credit"  # a tender that applies the patient's existing account credit
 @dataclass(frozen=True)
 class MembershipLine:
     template: object
-    start_date: object = None        # None: today, in the clinic's zone
-    payment_mode: str = "manual"     # later cycles: "automatic" charges `card`, "manual" is paid at the desk
+    start_date: object = None  # None: today, in the clinic's zone
+    payment_mode: str = (
+        "manual"  # later cycles: "automatic" charges `card`, "manual" is paid at the desk
+    )
     card: object | None = None
 
 
 @dataclass(frozen=True)
 class GiftCardLine:
     amount_minor: int
-    code: str = ""                   # blank: a fresh code
+    code: str = ""  # blank: a fresh code
     recipient_name: str = ""
     recipient_email: str = ""
 
 
 @dataclass(frozen=True)
 class Cart:
-    packages: list = field(default_factory=list)   # package templates, one sale each
-    products: list = field(default_factory=list)   # (product, quantity)
-    other: LineInput | None = None                 # a described item with its own price
-    sold_by: object | None = None                   # staff credited with a package's upfront compensation
+    packages: list = field(default_factory=list)  # package templates, one sale each
+    products: list = field(default_factory=list)  # (product, quantity)
+    other: LineInput | None = None  # a described item with its own price
+    sold_by: object | None = None  # staff credited with a package's upfront compensation
     memberships: list = field(default_factory=list)  # MembershipLine
-    gift_cards: list = field(default_factory=list)   # GiftCardLine
+    gift_cards: list = field(default_factory=list)  # GiftCardLine
 
     def is_empty(self) -> bool:
-        return not (self.packages or self.products or self.other or self.memberships or self.gift_cards)
+        return not (
+            self.packages or self.products or self.other or self.memberships or self.gift_cards
+        )
 
     @property
     def gift_minor(self) -> int:
@@ -67,7 +71,7 @@ class Cart:
 @dataclass
 class Sale:
     invoices: list[Invoice]  # in the order payments fill them
-    passes: list             # packages, then memberships
+    passes: list  # packages, then memberships
     gift_cards: list = field(default_factory=list)  # (GiftCard, amount to load)
 
     @property
@@ -114,25 +118,56 @@ class Tender:
 
 def checkout_sell(*, actor, patient, cart: Cart, location=None) -> Sale:
     """Sell the cart (inside the caller's transaction if there is one)."""
-    from carnet.giftcards.services import giftcard_sell_begin  # gift cards build on billing, not the reverse
+    from carnet.giftcards.services import (
+        giftcard_sell_begin,
+    )  # gift cards build on billing, not the reverse
     from carnet.passes.memberships import membership_sell
 
     if cart.is_empty():
-        raise ValidationFailed("Choose at least one package, membership, gift card or product, or describe "
-                               "another item.")
+        raise ValidationFailed(
+            "Choose at least one package, membership, gift card or product, or describe "
+            "another item."
+        )
     with transaction.atomic():
-        passes = [package_sell(actor=actor, patient=patient, template=t, sold_by=cart.sold_by, location=location)
-                  for t in cart.packages]
-        passes += [membership_sell(actor=actor, patient=patient, template=m.template, start_date=m.start_date,
-                                   payment_mode=m.payment_mode, card=m.card, location=location, sold_by=cart.sold_by)
-                   for m in cart.memberships]
+        passes = [
+            package_sell(
+                actor=actor, patient=patient, template=t, sold_by=cart.sold_by, location=location
+            )
+            for t in cart.packages
+        ]
+        passes += [
+            membership_sell(
+                actor=actor,
+                patient=patient,
+                template=m.template,
+                start_date=m.start_date,
+                payment_mode=m.payment_mode,
+                card=m.card,
+                location=location,
+                sold_by=cart.sold_by,
+            )
+            for m in cart.memberships
+        ]
         invoices = [invoice for sold in passes for invoice in pass_invoices(sold)]
         lines = _item_lines(cart)
         if lines:
-            invoices.append(invoice_create(actor=actor, patient=patient, lines=lines, location=location))
-        gift_cards = [(giftcard_sell_begin(actor=actor, purchaser=patient, amount_minor=g.amount_minor, code=g.code,
-                                           recipient_name=g.recipient_name, recipient_email=g.recipient_email),
-                       g.amount_minor) for g in cart.gift_cards]
+            invoices.append(
+                invoice_create(actor=actor, patient=patient, lines=lines, location=location)
+            )
+        gift_cards = [
+            (
+                giftcard_sell_begin(
+                    actor=actor,
+                    purchaser=patient,
+                    amount_minor=g.amount_minor,
+                    code=g.code,
+                    recipient_name=g.recipient_name,
+                    recipient_email=g.recipient_email,
+                ),
+                g.amount_minor,
+            )
+            for g in cart.gift_cards
+        ]
     return Sale(invoices=invoices, passes=passes, gift_cards=gift_cards)
 
 
@@ -148,15 +183,20 @@ def checkout_totals(cart: Cart) -> Totals:
     from carnet.passes.selling import sale_invoice_lines
 
     invoices = [lines for t in cart.packages for lines in sale_invoice_lines(t)]
-    invoices += [lines for m in cart.memberships for lines in sale_invoice_lines(m.template, start_date=m.start_date)]
+    invoices += [
+        lines
+        for m in cart.memberships
+        for lines in sale_invoice_lines(m.template, start_date=m.start_date)
+    ]
     if _item_lines(cart):
         invoices.append(_item_lines(cart))
     totals = invoices_preview(invoices=invoices)
     return replace(totals, total_minor=totals.total_minor + cart.gift_minor)
 
 
-def checkout_pay_at_desk(*, actor, patient, sale: Sale, tenders: list[Tender], key: str,
-                         card_follows: bool = False) -> list[Payment]:
+def checkout_pay_at_desk(
+    *, actor, patient, sale: Sale, tenders: list[Tender], key: str, card_follows: bool = False
+) -> list[Payment]:
     """Money taken in person, in the caller's transaction: each tender fills what is still owing,
     in order; the last one's excess (already confirmed by the desk) becomes credit. The gift cards
     sold are loaded from the last tender, the first way to pay (`gift_cards_from`, or raise if it
@@ -170,22 +210,43 @@ def checkout_pay_at_desk(*, actor, patient, sale: Sale, tenders: list[Tender], k
         allocations = sale.fill(tender.amount_minor - gifts)
         if tender.method == CREDIT:
             for invoice, amount in allocations:
-                payments.credit_apply(actor=actor, patient=patient, invoice=invoice, amount_minor=amount)
+                payments.credit_apply(
+                    actor=actor, patient=patient, invoice=invoice, amount_minor=amount
+                )
         elif tender.method == Payment.Method.GIFT_CARD:
-            from carnet.giftcards.services import giftcard_redeem  # gift cards build on billing, not the reverse
+            from carnet.giftcards.services import (
+                giftcard_redeem,
+            )  # gift cards build on billing, not the reverse
 
-            done.append(giftcard_redeem(actor=actor, code=tender.gift_card_code, patient=patient,
-                                        amount_minor=tender.amount_minor, allocations=allocations,
-                                        reference=tender.reference))
+            done.append(
+                giftcard_redeem(
+                    actor=actor,
+                    code=tender.gift_card_code,
+                    patient=patient,
+                    amount_minor=tender.amount_minor,
+                    allocations=allocations,
+                    reference=tender.reference,
+                )
+            )
         else:
-            done.append(payments.payment_receive(
-                actor=actor, patient=patient, method=tender.method, amount_minor=tender.amount_minor,
-                reference=tender.reference, allocations=allocations, idempotency_key=f"checkout-{key}-{n}"))
+            done.append(
+                payments.payment_receive(
+                    actor=actor,
+                    patient=patient,
+                    method=tender.method,
+                    amount_minor=tender.amount_minor,
+                    reference=tender.reference,
+                    allocations=allocations,
+                    idempotency_key=f"checkout-{key}-{n}",
+                )
+            )
             if gifts:
                 from carnet.giftcards.services import giftcard_sell_load
 
                 for card, amount in sale.gift_cards:
-                    giftcard_sell_load(actor=actor, card=card, payment=done[-1], amount_minor=amount)
+                    giftcard_sell_load(
+                        actor=actor, card=card, payment=done[-1], amount_minor=amount
+                    )
     return done
 
 
@@ -194,11 +255,15 @@ def gift_cards_from(sale: Sale, tender: Tender) -> int:
     if not sale.gift_minor:
         return 0
     if tender.method in (CREDIT, Payment.Method.GIFT_CARD):
-        raise ValidationFailed("A gift card is paid with money: choose cash, a card or another way to pay first "
-                               "(account credit or a gift card can pay the rest as the second way).")
+        raise ValidationFailed(
+            "A gift card is paid with money: choose cash, a card or another way to pay first "
+            "(account credit or a gift card can pay the rest as the second way)."
+        )
     if tender.amount_minor < sale.gift_minor:
-        raise ValidationFailed(f"The first way to pay carries the gift card's {_money(sale.gift_minor)} in full; "
-                               f"it has only {_money(tender.amount_minor)}.")
+        raise ValidationFailed(
+            f"The first way to pay carries the gift card's {_money(sale.gift_minor)} in full; "
+            f"it has only {_money(tender.amount_minor)}."
+        )
     return sale.gift_minor
 
 
@@ -206,8 +271,17 @@ def _money(minor: int) -> str:
     return str(clinic_get().money(minor))
 
 
-def checkout_charge_card(*, actor, patient, sale: Sale, amount_minor: int, key: str, card=None,
-                         token: str = "", label: str = "") -> Payment:
+def checkout_charge_card(
+    *,
+    actor,
+    patient,
+    sale: Sale,
+    amount_minor: int,
+    key: str,
+    card=None,
+    token: str = "",
+    label: str = "",
+) -> Payment:
     """The card part of a checkout, once the sale (and any money taken at the desk) has committed:
     a card on file, or a card typed into the gateway's card form (`token`), charged as a card attempt
     (billing.card_attempts: recorded and committed, the gateway called outside any transaction, the
@@ -221,14 +295,24 @@ def checkout_charge_card(*, actor, patient, sale: Sale, amount_minor: int, key: 
     if card is not None:
         payments.card_on_file_check(patient, card)
         label = str(card)
-    gifts = gift_cards_from(sale, Tender(method=Payment.Method.CARD_GATEWAY, amount_minor=amount_minor))
+    gifts = gift_cards_from(
+        sale, Tender(method=Payment.Method.CARD_GATEWAY, amount_minor=amount_minor)
+    )
     context = {"reference": f"Card payment, {label}"}
     if gifts:
         context["gift_cards"] = [[c.pk, amount] for c, amount in sale.gift_cards]
     attempt = card_attempts.charge_begin(
-        request_key=f"checkout:{key}", purpose="gift_card_sale" if gifts else "payment", patient=patient,
-        amount_minor=amount_minor, card=card, token="" if card is not None else token, card_label=label,
-        allocations=sale.fill(amount_minor - gifts), context=context, actor=actor)
+        request_key=f"checkout:{key}",
+        purpose="gift_card_sale" if gifts else "payment",
+        patient=patient,
+        amount_minor=amount_minor,
+        card=card,
+        token="" if card is not None else token,
+        card_label=label,
+        allocations=sale.fill(amount_minor - gifts),
+        context=context,
+        actor=actor,
+    )
     return card_attempts.charge_run(attempt).payment
 
 
@@ -245,7 +329,11 @@ def checkout_cover_visit(*, actor, passes: list, visit) -> tuple[object | None, 
     live = visit_redemption(visit)
     if live is not None:
         mine = next((p for p in passes if p.pk == live.sold_pass_id), None)
-        return (mine, "") if mine else (None, f"the visit was already covered by {live.sold_pass.name}")
+        return (
+            (mine, "")
+            if mine
+            else (None, f"the visit was already covered by {live.sold_pass.name}")
+        )
     reasons = []
     for sold in passes:
         try:

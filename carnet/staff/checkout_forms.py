@@ -20,39 +20,75 @@ LATER = "later"
 NEW_CARD = "new_card"  # typed into the gateway's card form for this payment
 CARD_DATA = ("number", "exp_month", "exp_year", "cvc")  # the test gateway's server-side form only
 M = Payment.Method
-CARD_METHODS = (M.CARD_GATEWAY.value, NEW_CARD)  # charged once the sale has committed, never inside it
-DESK_METHODS = [(m.value, m.label) for m in (M.CASH, M.DEBIT, M.CARD_MANUAL, M.ETRANSFER, M.CHEQUE, M.OTHER)]
+CARD_METHODS = (
+    M.CARD_GATEWAY.value,
+    NEW_CARD,
+)  # charged once the sale has committed, never inside it
+DESK_METHODS = [
+    (m.value, m.label) for m in (M.CASH, M.DEBIT, M.CARD_MANUAL, M.ETRANSFER, M.CHEQUE, M.OTHER)
+]
 OTHER_TENDERS = DESK_METHODS + [(M.GIFT_CARD.value, "Gift card"), (CREDIT, "Account credit")]
-METHODS = ([(LATER, "Later (it stays owing on the Billing tab)")] + DESK_METHODS
-           + [(M.CARD_GATEWAY.value, "Card on file"), (NEW_CARD, "New card")]
-           + [(M.GIFT_CARD.value, "Gift card"), (CREDIT, "Account credit")])
+METHODS = (
+    [(LATER, "Later (it stays owing on the Billing tab)")]
+    + DESK_METHODS
+    + [(M.CARD_GATEWAY.value, "Card on file"), (NEW_CARD, "New card")]
+    + [(M.GIFT_CARD.value, "Gift card"), (CREDIT, "Account credit")]
+)
 
 
 class CheckoutForm(CreditQuestion, forms.Form):
     form_key = forms.CharField(widget=forms.HiddenInput)
     # Sold from an appointment (its panel's "Sell a package"): the visit the new package covers.
     appointment = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
-    sold_by = forms.ModelChoiceField(queryset=None, required=False, label="Sold by", empty_label="No one",
-                                     help_text="Credited with a package's upfront compensation.")
-    membership = forms.ModelChoiceField(queryset=None, required=False, label="Membership", empty_label="—")
-    membership_start = DayField(required=False, label="Starts", widget=DATE,
-                                help_text="Blank: today. Its first cycle is paid with this purchase.")
+    sold_by = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        label="Sold by",
+        empty_label="No one",
+        help_text="Credited with a package's upfront compensation.",
+    )
+    membership = forms.ModelChoiceField(
+        queryset=None, required=False, label="Membership", empty_label="—"
+    )
+    membership_start = DayField(
+        required=False,
+        label="Starts",
+        widget=DATE,
+        help_text="Blank: today. Its first cycle is paid with this purchase.",
+    )
     membership_payment = forms.ChoiceField(
-        label="Later cycles", required=False, initial=Pass.PaymentMode.MANUAL,
-        choices=[(Pass.PaymentMode.MANUAL, "Paid at the desk"),
-                 (Pass.PaymentMode.AUTOMATIC, "Charged automatically to the card (on file, or the new card)")])
-    giftcard_code = forms.CharField(required=False, max_length=40, label="Code",
-                                    help_text="Blank: a new code is made.")
+        label="Later cycles",
+        required=False,
+        initial=Pass.PaymentMode.MANUAL,
+        choices=[
+            (Pass.PaymentMode.MANUAL, "Paid at the desk"),
+            (
+                Pass.PaymentMode.AUTOMATIC,
+                "Charged automatically to the card (on file, or the new card)",
+            ),
+        ],
+    )
+    giftcard_code = forms.CharField(
+        required=False, max_length=40, label="Code", help_text="Blank: a new code is made."
+    )
     giftcard_recipient = forms.CharField(required=False, max_length=120, label="Recipient")
     giftcard_email = forms.EmailField(required=False, label="Recipient's email")
     other_description = forms.CharField(required=False, max_length=200, label="Other item")
-    other_category = forms.ModelChoiceField(IncomeCategory.objects.all(), required=False, label="Income category")
+    other_category = forms.ModelChoiceField(
+        IncomeCategory.objects.all(), required=False, label="Income category"
+    )
     method = forms.ChoiceField(choices=METHODS, initial=M.CASH.value, label="Payment")
-    reference = forms.CharField(required=False, max_length=120, help_text="Cheque number, last digits, …")
+    reference = forms.CharField(
+        required=False, max_length=120, help_text="Cheque number, last digits, …"
+    )
     gift_card_code = forms.CharField(required=False, max_length=40, label="Gift card code")
-    card = forms.ModelChoiceField(queryset=None, required=False, label="Card on file", empty_label="Choose a card")
+    card = forms.ModelChoiceField(
+        queryset=None, required=False, label="Card on file", empty_label="Choose a card"
+    )
     # Split: a second way to pay part of it, taken at the desk (the first may be a card).
-    method_2 = forms.ChoiceField(choices=[("", "—")] + OTHER_TENDERS, required=False, label="Also paid by")
+    method_2 = forms.ChoiceField(
+        choices=[("", "—")] + OTHER_TENDERS, required=False, label="Also paid by"
+    )
     # The new card: the configured gateway's own card form (the test gateway's is server-side; the
     # number goes to the gateway, Carnet keeps only its token for this charge).
     holder = CardForm.base_fields["holder"]
@@ -61,7 +97,9 @@ class CheckoutForm(CreditQuestion, forms.Form):
     exp_year = CardForm.base_fields["exp_year"]
     cvc = CardForm.base_fields["cvc"]
 
-    def __init__(self, *args, clinic, patient, staff=None, covering=(), stripe_entry_for: str = "", **kwargs):
+    def __init__(
+        self, *args, clinic, patient, staff=None, covering=(), stripe_entry_for: str = "", **kwargs
+    ):
         """`covering`: the templates that could cover the appointment sold from (listed first, marked).
         `stripe_entry_for`: the new card is typed into Stripe.js's own field (the SetupIntent's tag),
         so this form has no card number, expiry or CVC field at all."""
@@ -73,37 +111,59 @@ class CheckoutForm(CreditQuestion, forms.Form):
         for name in self.card_names():
             self.fields[name].required = False  # only for a new card (clean)
         self.fields["card"].queryset = cards_for_patient(patient)
-        self.fields["card"].label_from_instance = (
-            lambda c: f"{c.brand_label} •••• {c.last4} ({c.exp_month:02d}/{c.exp_year})")
+        self.fields["card"].label_from_instance = lambda c: (
+            f"{c.brand_label} •••• {c.last4} ({c.exp_month:02d}/{c.exp_year})"
+        )
         location_choice(self, staff=staff)
         covers = {t.pk for t in covering}
-        templates = (PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False)
-                     .annotate(covers=Case(When(pk__in=covers, then=0), default=1)).order_by("covers", "name"))
+        templates = (
+            PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False)
+            .annotate(covers=Case(When(pk__in=covers, then=0), default=1))
+            .order_by("covers", "name")
+        )
 
         def label(t):
             mark = " (covers this visit)" if t.pk in covers else ""
             return f"{t.name} — {clinic.money(t.price_minor)}{mark}"
 
         for i in range(PACKAGE_SLOTS):
-            self.fields[f"package_{i}"] = forms.ModelChoiceField(templates, required=False, label="Package",
-                                                                 empty_label="—")
+            self.fields[f"package_{i}"] = forms.ModelChoiceField(
+                templates, required=False, label="Package", empty_label="—"
+            )
             self.fields[f"package_{i}"].label_from_instance = label
         products = Product.objects.filter(is_active=True).order_by("name")
         for i in range(PRODUCT_SLOTS):
-            self.fields[f"product_{i}"] = forms.ModelChoiceField(products, required=False, label="Product",
-                                                                 empty_label="—")
-            self.fields[f"product_{i}"].label_from_instance = lambda p: f"{p.name} — {clinic.money(p.price_minor)}"
-            self.fields[f"quantity_{i}"] = forms.IntegerField(min_value=1, max_value=1000, initial=1, required=False,
-                                                              label="Qty")
+            self.fields[f"product_{i}"] = forms.ModelChoiceField(
+                products, required=False, label="Product", empty_label="—"
+            )
+            self.fields[f"product_{i}"].label_from_instance = lambda p: (
+                f"{p.name} — {clinic.money(p.price_minor)}"
+            )
+            self.fields[f"quantity_{i}"] = forms.IntegerField(
+                min_value=1, max_value=1000, initial=1, required=False, label="Qty"
+            )
         self.fields["membership"].queryset = PassTemplate.objects.filter(
-            kind=PassTemplate.Kind.MEMBERSHIP, archived=False).order_by("name")
+            kind=PassTemplate.Kind.MEMBERSHIP, archived=False
+        ).order_by("name")
         self.fields["membership"].label_from_instance = template_label(clinic)
-        self.fields["giftcard_amount"] = MoneyField(currency=clinic.currency, required=False, label="Gift card amount")
-        self.fields["other_price"] = MoneyField(currency=clinic.currency, required=False, label="Price")
-        self.fields["amount"] = MoneyField(currency=clinic.currency, required=False, label="Amount received",
-                                           help_text="Blank: the whole total (less the second amount).")
-        self.fields["amount_2"] = MoneyField(currency=clinic.currency, required=False, label="Second amount")
-        self.fields["sold_by"].queryset = StaffMember.objects.filter(is_active=True).order_by("display_name")
+        self.fields["giftcard_amount"] = MoneyField(
+            currency=clinic.currency, required=False, label="Gift card amount"
+        )
+        self.fields["other_price"] = MoneyField(
+            currency=clinic.currency, required=False, label="Price"
+        )
+        self.fields["amount"] = MoneyField(
+            currency=clinic.currency,
+            required=False,
+            label="Amount received",
+            help_text="Blank: the whole total (less the second amount).",
+        )
+        self.fields["amount_2"] = MoneyField(
+            currency=clinic.currency, required=False, label="Second amount"
+        )
+        self.fields["sold_by"].queryset = StaffMember.objects.filter(is_active=True).order_by(
+            "display_name"
+        )
 
     def package_fields(self):
         return [self[f"package_{i}"] for i in range(PACKAGE_SLOTS)]
@@ -112,7 +172,10 @@ class CheckoutForm(CreditQuestion, forms.Form):
         return [self[n] for n in ("membership", "membership_start", "membership_payment")]
 
     def giftcard_fields(self):
-        return [self[n] for n in ("giftcard_amount", "giftcard_code", "giftcard_recipient", "giftcard_email")]
+        return [
+            self[n]
+            for n in ("giftcard_amount", "giftcard_code", "giftcard_recipient", "giftcard_email")
+        ]
 
     def payment_fields(self):
         return [self[n] for n in ("method", "amount", "card", "reference", "gift_card_code")]
@@ -132,25 +195,43 @@ class CheckoutForm(CreditQuestion, forms.Form):
     def clean(self):
         data = super().clean()
         other = data.get("other_description") or data.get("other_price") is not None
-        if other and not (data.get("other_description") and data.get("other_price") is not None
-                          and data.get("other_category")):
-            raise forms.ValidationError("For another item give its description, price and income category.")
+        if other and not (
+            data.get("other_description")
+            and data.get("other_price") is not None
+            and data.get("other_category")
+        ):
+            raise forms.ValidationError(
+                "For another item give its description, price and income category."
+            )
         if data.get("giftcard_amount") is not None and data["giftcard_amount"] <= 0:
             self.add_error("giftcard_amount", "Enter an amount greater than zero.")
-        gift = data.get("giftcard_amount") or any(data.get(n) for n in ("giftcard_code", "giftcard_recipient",
-                                                                          "giftcard_email"))
+        gift = data.get("giftcard_amount") or any(
+            data.get(n) for n in ("giftcard_code", "giftcard_recipient", "giftcard_email")
+        )
         if gift and data.get("giftcard_amount") is None:
             self.add_error("giftcard_amount", "Enter the gift card's amount.")
         elif gift and data.get("method") in (LATER, CREDIT, M.GIFT_CARD):
-            self.add_error("method", "A gift card is paid with money when it is sold: choose cash, a card or "
-                                     "another way to pay.")
-        if (data.get("membership") and data.get("membership_payment") == Pass.PaymentMode.AUTOMATIC
-                and not data.get("card") and data.get("method") != NEW_CARD):
-            self.add_error("membership_payment", "Automatic payment charges a card: choose a card on file, or pay "
-                                                 "by a new card (it is kept on file for the cycles).")
+            self.add_error(
+                "method",
+                "A gift card is paid with money when it is sold: choose cash, a card or "
+                "another way to pay.",
+            )
+        if (
+            data.get("membership")
+            and data.get("membership_payment") == Pass.PaymentMode.AUTOMATIC
+            and not data.get("card")
+            and data.get("method") != NEW_CARD
+        ):
+            self.add_error(
+                "membership_payment",
+                "Automatic payment charges a card: choose a card on file, or pay "
+                "by a new card (it is kept on file for the cycles).",
+            )
         if not self.errors and self.cart().is_empty():
-            raise forms.ValidationError("Choose at least one package, membership, gift card or product, or "
-                                        "describe another item.")
+            raise forms.ValidationError(
+                "Choose at least one package, membership, gift card or product, or "
+                "describe another item."
+            )
         methods = (data.get("method"), data.get("method_2"))
         if M.GIFT_CARD in methods and not (data.get("gift_card_code") or "").strip():
             self.add_error("gift_card_code", "Enter the gift card's code.")
@@ -169,24 +250,47 @@ class CheckoutForm(CreditQuestion, forms.Form):
         elif data.get("amount_2") and not data.get("method_2"):
             self.add_error("method_2", "Choose how the second amount is paid.")
         elif data.get("method_2") and data.get("method_2") == data.get("method"):
-            self.add_error("method_2", "Choose a different way from the first, or put it all in one amount.")
+            self.add_error(
+                "method_2", "Choose a different way from the first, or put it all in one amount."
+            )
         return data
 
     def cart(self, *, new_card=None) -> Cart:
         """`new_card`: the new card kept on file, for a membership paid automatically."""
         d = self.cleaned_data
         other = None
-        if d.get("other_description") and d.get("other_price") is not None and d.get("other_category"):
-            other = LineInput(description=d["other_description"], unit_price_minor=d["other_price"],
-                              income_category_id=d["other_category"].pk, tax_ids=[])
-        return Cart(packages=[d[f"package_{i}"] for i in range(PACKAGE_SLOTS) if d.get(f"package_{i}")],
-                    products=[(d[f"product_{i}"], d.get(f"quantity_{i}") or 1) for i in range(PRODUCT_SLOTS)
-                              if d.get(f"product_{i}")],
-                    other=other, sold_by=d.get("sold_by"), memberships=self._memberships(new_card),
-                    gift_cards=[GiftCardLine(amount_minor=d["giftcard_amount"], code=d.get("giftcard_code") or "",
-                                             recipient_name=d.get("giftcard_recipient") or "",
-                                             recipient_email=d.get("giftcard_email") or "")]
-                    if (d.get("giftcard_amount") or 0) > 0 else [])
+        if (
+            d.get("other_description")
+            and d.get("other_price") is not None
+            and d.get("other_category")
+        ):
+            other = LineInput(
+                description=d["other_description"],
+                unit_price_minor=d["other_price"],
+                income_category_id=d["other_category"].pk,
+                tax_ids=[],
+            )
+        return Cart(
+            packages=[d[f"package_{i}"] for i in range(PACKAGE_SLOTS) if d.get(f"package_{i}")],
+            products=[
+                (d[f"product_{i}"], d.get(f"quantity_{i}") or 1)
+                for i in range(PRODUCT_SLOTS)
+                if d.get(f"product_{i}")
+            ],
+            other=other,
+            sold_by=d.get("sold_by"),
+            memberships=self._memberships(new_card),
+            gift_cards=[
+                GiftCardLine(
+                    amount_minor=d["giftcard_amount"],
+                    code=d.get("giftcard_code") or "",
+                    recipient_name=d.get("giftcard_recipient") or "",
+                    recipient_email=d.get("giftcard_email") or "",
+                )
+            ]
+            if (d.get("giftcard_amount") or 0) > 0
+            else [],
+        )
 
     def _memberships(self, new_card) -> list[MembershipLine]:
         d = self.cleaned_data
@@ -194,12 +298,22 @@ class CheckoutForm(CreditQuestion, forms.Form):
             return []
         automatic = d.get("membership_payment") == Pass.PaymentMode.AUTOMATIC
         card = (new_card if d.get("method") == NEW_CARD else d.get("card")) if automatic else None
-        return [MembershipLine(template=d["membership"], start_date=d.get("membership_start"),
-                               payment_mode=d.get("membership_payment") or Pass.PaymentMode.MANUAL, card=card)]
+        return [
+            MembershipLine(
+                template=d["membership"],
+                start_date=d.get("membership_start"),
+                payment_mode=d.get("membership_payment") or Pass.PaymentMode.MANUAL,
+                card=card,
+            )
+        ]
 
     def totals_params(self) -> str:
         """The fields the live totals are sent (what is sold; never the card's)."""
-        names = [f"package_{i}" for i in range(PACKAGE_SLOTS)] + ["membership", "membership_start", "giftcard_amount"]
+        names = [f"package_{i}" for i in range(PACKAGE_SLOTS)] + [
+            "membership",
+            "membership_start",
+            "giftcard_amount",
+        ]
         names += [f"{n}_{i}" for i in range(PRODUCT_SLOTS) for n in ("product", "quantity")]
         return ",".join(names + ["other_description", "other_price", "other_category"])
 
@@ -212,8 +326,11 @@ class CheckoutForm(CreditQuestion, forms.Form):
     def keeps_new_card(self) -> bool:
         """The new card also pays a membership's later cycles: it is kept on file."""
         d = self.cleaned_data
-        return bool(d.get("membership")) and d.get("membership_payment") == Pass.PaymentMode.AUTOMATIC \
+        return (
+            bool(d.get("membership"))
+            and d.get("membership_payment") == Pass.PaymentMode.AUTOMATIC
             and d.get("method") == NEW_CARD
+        )
 
     def pays_now(self) -> bool:
         return self.cleaned_data["method"] != LATER
@@ -223,11 +340,21 @@ class CheckoutForm(CreditQuestion, forms.Form):
         d = self.cleaned_data
         if d.get("method") != NEW_CARD:
             return None
-        if self.stripe_entry_for:  # Stripe.js put the card in a SetupIntent made for this form: its id only
-            return {"holder": d["holder"], "setup_intent": (self.data.get("setup_intent") or "")[:255],
-                    "entry_for": self.stripe_entry_for}
-        return {"number": d["number"], "exp_month": d["exp_month"], "exp_year": d["exp_year"], "cvc": d["cvc"],
-                "holder": d["holder"]}
+        if (
+            self.stripe_entry_for
+        ):  # Stripe.js put the card in a SetupIntent made for this form: its id only
+            return {
+                "holder": d["holder"],
+                "setup_intent": (self.data.get("setup_intent") or "")[:255],
+                "entry_for": self.stripe_entry_for,
+            }
+        return {
+            "number": d["number"],
+            "exp_month": d["exp_month"],
+            "exp_year": d["exp_year"],
+            "cvc": d["cvc"],
+            "holder": d["holder"],
+        }
 
     def tenders(self, *, owing: int) -> list[Tender]:
         """What the patient pays: the second tender (at the desk) first, then the first, whose blank
@@ -235,11 +362,24 @@ class CheckoutForm(CreditQuestion, forms.Form):
         d = self.cleaned_data
         out = []
         if d.get("method_2"):
-            out.append(Tender(method=d["method_2"], amount_minor=d["amount_2"], reference=d.get("reference", ""),
-                              gift_card_code=d.get("gift_card_code", "")))
+            out.append(
+                Tender(
+                    method=d["method_2"],
+                    amount_minor=d["amount_2"],
+                    reference=d.get("reference", ""),
+                    gift_card_code=d.get("gift_card_code", ""),
+                )
+            )
         second = d.get("amount_2") or 0 if d.get("method_2") else 0
         amount = max(owing - second, 0) if d.get("amount") is None else d["amount"]
         if amount:
-            out.append(Tender(method=d["method"], amount_minor=amount, reference=d.get("reference", ""),
-                              gift_card_code=d.get("gift_card_code", ""), card=d.get("card")))
+            out.append(
+                Tender(
+                    method=d["method"],
+                    amount_minor=amount,
+                    reference=d.get("reference", ""),
+                    gift_card_code=d.get("gift_card_code", ""),
+                    card=d.get("card"),
+                )
+            )
         return out

@@ -13,29 +13,46 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get, location_default
 from carnet.core.errors import CarnetError, NotAllowed, NotFound, ValidationFailed
-from carnet.gateway.services import (AuthenticationPending, GatewayUnavailable, card_authenticate_page, card_entry_begin, card_file_stored,
-                                     card_keep_at_gateway, card_tokenize, gateway_uses_stripe_js, stripe_csp)
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, staff_of
+from carnet.gateway.services import (
+    AuthenticationPending,
+    GatewayUnavailable,
+    card_authenticate_page,
+    card_entry_begin,
+    card_file_stored,
+    card_keep_at_gateway,
+    card_tokenize,
+    gateway_uses_stripe_js,
+    stripe_csp,
+)
 from carnet.passes.selectors import passes_for_patient, templates_covering
 from carnet.people.selectors import patient_get
 from carnet.scheduling.models import Status
 from carnet.scheduling.selectors import appointment_get
 
-from .checkout import (checkout_charge_card, checkout_cover_visit, checkout_pay_at_desk, checkout_sell,
-                       checkout_totals, gift_cards_from)
+from .checkout import (
+    checkout_charge_card,
+    checkout_cover_visit,
+    checkout_pay_at_desk,
+    checkout_sell,
+    checkout_totals,
+    gift_cards_from,
+)
 from .checkout_forms import CARD_METHODS, CheckoutForm
 from .decorators import apply_errors, not_allowed, save_once, staff_required
 
 
 def _summary(clinic, sale) -> str:
-    numbers = ", ".join([str(i) for i in sale.invoices] + [f"gift card {c.code}" for c, _ in sale.gift_cards])
+    numbers = ", ".join(
+        [str(i) for i in sale.invoices] + [f"gift card {c.code}" for c, _ in sale.gift_cards]
+    )
     owing = sale.owing_minor()
     paid = " — paid." if not owing else f"; {clinic.money(owing)} still owing."
     return f"Sold: {numbers}, {clinic.money(sale.total_minor)} in all{paid}"
@@ -53,8 +70,14 @@ def _visit(request, patient):
         appointment = appointment_get(actor=request.user, pk=int(raw))
     except NotFound:
         raise Http404("No such appointment.")
-    row = next((r for r in appointment.participants.all()
-                if r.patient_id == patient.pk and r.status != Status.CANCELLED), None)
+    row = next(
+        (
+            r
+            for r in appointment.participants.all()
+            if r.patient_id == patient.pk and r.status != Status.CANCELLED
+        ),
+        None,
+    )
     if row is None:
         raise Http404(f"{patient.full_name} is not in that appointment.")
     row.appointment = appointment
@@ -65,7 +88,9 @@ def _back_to(visit) -> str:
     """The schedule on the appointment's day with its panel open."""
     appointment = visit.appointment
     day = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone)).date()
-    query = urlencode({"location": appointment.location_id, "date": day.isoformat(), "open": appointment.pk})
+    query = urlencode(
+        {"location": appointment.location_id, "date": day.isoformat(), "open": appointment.pk}
+    )
     return f"{reverse('scheduling:schedule')}?{query}"
 
 
@@ -77,27 +102,47 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
 
     clinic = clinic_get()
     try:
-        checkout_charge_card(actor=request.user, patient=patient, sale=sale, amount_minor=tender.amount_minor,
-                             key=key, card=tender.card, token=entered.token if entered else "",
-                             label=card_label(entered) if entered else "")
+        checkout_charge_card(
+            actor=request.user,
+            patient=patient,
+            sale=sale,
+            amount_minor=tender.amount_minor,
+            key=key,
+            card=tender.card,
+            token=entered.token if entered else "",
+            label=card_label(entered) if entered else "",
+        )
     except AuthenticationPending as exc:
         done["authenticate"] = exc
         return
-    except GatewayUnavailable as exc:  # maybe charged: reconciliation records it (and loads a gift card) once
-        messages.warning(request, f"The sale is recorded, but the card payment of {clinic.money(tender.amount_minor)} "
-                                  f"has no answer yet: {exc.message} It is checked with the gateway automatically "
-                                  "(Reports → Card payments to review); do not charge it again meanwhile.")
+    except (
+        GatewayUnavailable
+    ) as exc:  # maybe charged: reconciliation records it (and loads a gift card) once
+        messages.warning(
+            request,
+            f"The sale is recorded, but the card payment of {clinic.money(tender.amount_minor)} "
+            f"has no answer yet: {exc.message} It is checked with the gateway automatically "
+            "(Reports → Card payments to review); do not charge it again meanwhile.",
+        )
         sale.gift_cards = []
     except CarnetError as exc:
-        gifts = (f" The gift card {', '.join(c.code for c, _ in sale.gift_cards)} was not sold."
-                 if sale.gift_cards else "")
-        messages.warning(request, f"The sale is recorded, but the card payment of {clinic.money(tender.amount_minor)} "
-                                  f"did not go through: {exc.message} {clinic.money(sale.owing_minor())} is still "
-                                  f"owing; take another payment from the Billing tab.{gifts}")
+        gifts = (
+            f" The gift card {', '.join(c.code for c, _ in sale.gift_cards)} was not sold."
+            if sale.gift_cards
+            else ""
+        )
+        messages.warning(
+            request,
+            f"The sale is recorded, but the card payment of {clinic.money(tender.amount_minor)} "
+            f"did not go through: {exc.message} {clinic.money(sale.owing_minor())} is still "
+            f"owing; take another payment from the Billing tab.{gifts}",
+        )
         sale.gift_cards = []
     if visit is not None and sale.passes:
         with transaction.atomic():
-            done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, passes=sale.passes, visit=visit)
+            done["pass"], done["why_not"] = checkout_cover_visit(
+                actor=request.user, passes=sale.passes, visit=visit
+            )
 
 
 @require_POST
@@ -111,7 +156,11 @@ def purchase_authenticated(request, pk: int, attempt_pk: int):
 
     response = card_authenticated(request, attempt_pk)
     attempt = CardAttempt.objects.filter(pk=attempt_pk, patient_id=pk).first()
-    if response.status_code != 302 or attempt is None or attempt.status != CardAttempt.Status.SUCCEEDED:
+    if (
+        response.status_code != 302
+        or attempt is None
+        or attempt.status != CardAttempt.Status.SUCCEEDED
+    ):
         return response  # the check again, or a refusal that billing's message explains
     patient = patient_get(pk)
     try:
@@ -132,8 +181,11 @@ def _covered_message(request, sold, why_not: str) -> None:
     if sold is not None:
         messages.success(request, f"{sold.name} now covers the appointment.")
     elif why_not:
-        messages.warning(request, f"Not applied to the appointment: {why_not} "
-                                  "Use it from the appointment once it can cover the visit.")
+        messages.warning(
+            request,
+            f"Not applied to the appointment: {why_not} "
+            "Use it from the appointment once it can cover the visit.",
+        )
 
 
 @staff_required(Action.SELL)
@@ -147,13 +199,23 @@ def purchase_totals(request, pk: int):
         totals, problem = checkout_totals(cart), ""
     except CarnetError as exc:
         cart, totals, problem = None, None, exc.message
-    taxes = [(tax.name, format(tax.rate.normalize(), "f"), clinic.money(amount))
-             for tax, amount in (totals.taxes if totals else [])]
-    return render(request, "staff/_checkout_totals.html", {
-        "clinic": clinic, "totals": totals, "taxes": taxes, "problem": problem,
-        "gift": clinic.money(cart.gift_minor) if cart and cart.gift_minor else "",
-        "subtotal": clinic.money(totals.subtotal_minor) if totals else "",
-        "total": clinic.money(totals.total_minor) if totals else ""})
+    taxes = [
+        (tax.name, format(tax.rate.normalize(), "f"), clinic.money(amount))
+        for tax, amount in (totals.taxes if totals else [])
+    ]
+    return render(
+        request,
+        "staff/_checkout_totals.html",
+        {
+            "clinic": clinic,
+            "totals": totals,
+            "taxes": taxes,
+            "problem": problem,
+            "gift": clinic.money(cart.gift_minor) if cart and cart.gift_minor else "",
+            "subtotal": clinic.money(totals.subtotal_minor) if totals else "",
+            "total": clinic.money(totals.total_minor) if totals else "",
+        },
+    )
 
 
 @staff_required(Action.SELL)
@@ -167,75 +229,141 @@ def purchase_new(request, pk: int):
     initial = {"form_key": new_form_key()}
     if visit:  # "Sell a package" chooses the first package that covers the visit; "Add items" (items=1) none
         chosen = covering[0].pk if covering and not request.GET.get("items") else None
-        initial.update(appointment=visit.appointment.pk, location=visit.appointment.location_id, package_0=chosen)
+        initial.update(
+            appointment=visit.appointment.pk,
+            location=visit.appointment.location_id,
+            package_0=chosen,
+        )
     entry_for = f"staff-checkout:{request.user.pk}" if gateway_uses_stripe_js() else ""
-    form = CheckoutForm(request.POST or None, clinic=clinic, patient=patient, staff=staff, covering=covering,
-                        initial=initial, stripe_entry_for=entry_for)
+    form = CheckoutForm(
+        request.POST or None,
+        clinic=clinic,
+        patient=patient,
+        staff=staff,
+        covering=covering,
+        initial=initial,
+        stripe_entry_for=entry_for,
+    )
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         done: dict = {}
         key = f"{request.user.pk}-{d['form_key']}"
         try:  # a new card goes into the gateway's card form first, outside any transaction: a bad number sells nothing
             entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
-            if entered and form.keeps_new_card():  # it pays a membership's cycles too (Stripe: on the customer)
+            if (
+                entered and form.keeps_new_card()
+            ):  # it pays a membership's cycles too (Stripe: on the customer)
                 card_keep_at_gateway(patient=patient, stored=entered)
         except CarnetError as exc:
             apply_errors(form, exc)
             entered = False
 
         def write():
-            kept = (card_file_stored(actor=request.user, patient=patient, stored=entered, holder=d["holder"])
-                    if entered and form.keeps_new_card() else None)
-            sale = checkout_sell(actor=request.user, patient=patient, cart=form.cart(new_card=kept),
-                                 location=d.get("location") or location_default(staff=staff))
+            kept = (
+                card_file_stored(
+                    actor=request.user, patient=patient, stored=entered, holder=d["holder"]
+                )
+                if entered and form.keeps_new_card()
+                else None
+            )
+            sale = checkout_sell(
+                actor=request.user,
+                patient=patient,
+                cart=form.cart(new_card=kept),
+                location=d.get("location") or location_default(staff=staff),
+            )
             owing = sale.due_now_minor()
             if form.pays_now() and owing:
                 tenders = form.tenders(owing=owing)
                 received = sum(t.amount_minor for t in tenders)
                 question = form.credit_confirmed(received=received, applied=min(received, owing))
-                if question:  # rolls the sale back with it: nothing is recorded until the desk answers
+                if (
+                    question
+                ):  # rolls the sale back with it: nothing is recorded until the desk answers
                     raise ValidationFailed(question)
-                checkout_pay_at_desk(actor=request.user, patient=patient, sale=sale, key=key,
-                                     tenders=[t for t in tenders if t.method not in CARD_METHODS],
-                                     card_follows=any(t.method in CARD_METHODS for t in tenders))
-                done["card"] = next((replace(t, card=kept or t.card) for t in tenders if t.method in CARD_METHODS),
-                                    None)
-                if done["card"] is not None:  # the card carries the gift cards: checked before anything commits
+                checkout_pay_at_desk(
+                    actor=request.user,
+                    patient=patient,
+                    sale=sale,
+                    key=key,
+                    tenders=[t for t in tenders if t.method not in CARD_METHODS],
+                    card_follows=any(t.method in CARD_METHODS for t in tenders),
+                )
+                done["card"] = next(
+                    (replace(t, card=kept or t.card) for t in tenders if t.method in CARD_METHODS),
+                    None,
+                )
+                if (
+                    done["card"] is not None
+                ):  # the card carries the gift cards: checked before anything commits
                     gift_cards_from(sale, done["card"])
             if visit is not None and sale.passes and done.get("card") is None:
-                done["pass"], done["why_not"] = checkout_cover_visit(actor=request.user, passes=sale.passes, visit=visit)
+                done["pass"], done["why_not"] = checkout_cover_visit(
+                    actor=request.user, passes=sale.passes, visit=visit
+                )
             return sale
 
-        outcome, result = save_once(request, form, write) if entered is not False else ("error", None)
+        outcome, result = (
+            save_once(request, form, write) if entered is not False else ("error", None)
+        )
         if outcome == "denied":
             return result
         if outcome == "ok" and done.get("card") is not None:
-            _charge_card(request, patient, result, done, tender=done["card"], entered=entered, key=key, visit=visit)
+            _charge_card(
+                request,
+                patient,
+                result,
+                done,
+                tender=done["card"],
+                entered=entered,
+                key=key,
+                visit=visit,
+            )
         if outcome == "ok" and done.get("authenticate"):
             messages.success(request, _summary(clinic, result))
             pending = done["authenticate"]
             action = reverse("billing:card_authenticated", args=[pending.attempt.pk])
             if visit is not None and result.passes:  # once confirmed, the package covers the visit
-                action = reverse("billing:purchase_authenticated", args=[pk, pending.attempt.pk]) + "?" + urlencode(
-                    {"appointment": visit.appointment.pk, "passes": ",".join(str(p.pk) for p in result.passes)})
+                action = (
+                    reverse("billing:purchase_authenticated", args=[pk, pending.attempt.pk])
+                    + "?"
+                    + urlencode(
+                        {
+                            "appointment": visit.appointment.pk,
+                            "passes": ",".join(str(p.pk) for p in result.passes),
+                        }
+                    )
+                )
             return card_authenticate_page(request, pending, staff=True, action=action)
         if outcome == "ok":
             messages.success(request, _summary(clinic, result))
             _covered_message(request, done.get("pass"), done.get("why_not", ""))
         if outcome in ("ok", "repeat"):
             return redirect(_back_to(visit) if visit else reverse("billing:tab", args=[pk]))
-    context = {"patient": patient, "form": form, "clinic": clinic, "visit": visit, "covering": covering}
+    context = {
+        "patient": patient,
+        "form": form,
+        "clinic": clinic,
+        "visit": visit,
+        "covering": covering,
+    }
     if visit:
         zone = ZoneInfo(visit.appointment.location.time_zone)
-        context.update(visit_start=visit.appointment.start.astimezone(zone).replace(tzinfo=None),
-                       back=_back_to(visit))
+        context.update(
+            visit_start=visit.appointment.start.astimezone(zone).replace(tzinfo=None),
+            back=_back_to(visit),
+        )
     stripe = {}
     if entry_for:  # a fresh SetupIntent for Stripe.js's card field each time the form is shown
         try:
-            stripe = card_entry_begin(entry_for=entry_for, keep=True)  # a membership sold here keeps it
+            stripe = card_entry_begin(
+                entry_for=entry_for, keep=True
+            )  # a membership sold here keeps it
         except CarnetError as exc:
             form.add_error(None, exc.message)
-    response = render(request, "staff/checkout.html", {**context, "stripe": stripe, "stripe_on": bool(entry_for)})
+    response = render(
+        request, "staff/checkout.html", {**context, "stripe": stripe, "stripe_on": bool(entry_for)}
+    )
     if entry_for:
         response["Content-Security-Policy"] = stripe_csp()
     return response

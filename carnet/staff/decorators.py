@@ -23,7 +23,10 @@ def staff_required(action: Action):
         def wrapper(request, *args, **kwargs):
             if not request.user.is_authenticated:
                 return redirect(f"{reverse('staff:login')}?next={request.get_full_path()}")
-            if staff_of(request.user) is None and getattr(request.user, "patient", None) is not None:
+            if (
+                staff_of(request.user) is None
+                and getattr(request.user, "patient", None) is not None
+            ):
                 return redirect("portal:home")
             try:
                 require(request.user, action)
@@ -41,7 +44,11 @@ def apply_errors(form, exc: CarnetError) -> None:
     """Show a service's error on the form: on the named fields, or at the top."""
     placed = False
     for field, msgs in exc.fields.items():
-        target = field if field in form.fields else (field.removesuffix("_id") if field.removesuffix("_id") in form.fields else None)
+        target = (
+            field
+            if field in form.fields
+            else (field.removesuffix("_id") if field.removesuffix("_id") in form.fields else None)
+        )
         for msg in msgs:
             if target:
                 form.add_error(target, msg)
@@ -77,7 +84,9 @@ def run_action(request, fn, *, success: str | None = None, once: bool = False):
 def _once(request, fn):
     # One form key may serve several buttons of a page (a panel): the submit's own fields tell them apart.
     key = request.POST.get("form_key", "")
-    fields = sorted((k, v) for k, vs in request.POST.lists() for v in vs if k != "csrfmiddlewaretoken")
+    fields = sorted(
+        (k, v) for k, vs in request.POST.lists() for v in vs if k != "csrfmiddlewaretoken"
+    )
     submit = hashlib.sha256(repr((request.path, fields)).encode()).hexdigest()[:32]
     with transaction.atomic():
         if not claim_form_key(user=request.user, key=f"{key}:{submit}" if key else ""):

@@ -35,9 +35,13 @@ class PasswordChangeRequiredMiddleware:
             change = reverse("portal:password_change" if is_patient else "staff:password_change")
             if request.path not in (change, reverse("staff:logout")):
                 if request.path.startswith("/api/"):
-                    return problem_response(403, "password_change_required", "Password change required",
-                                            "Your password no longer meets the clinic's rules. Change it on "
-                                            f"{change} before using the API with this session.")
+                    return problem_response(
+                        403,
+                        "password_change_required",
+                        "Password change required",
+                        "Your password no longer meets the clinic's rules. Change it on "
+                        f"{change} before using the API with this session.",
+                    )
                 return redirect(change)
         return self.get_response(request)
 
@@ -59,12 +63,16 @@ class SessionLifetimeMiddleware:
             if now - started > settings.SESSION_MAX_HOURS * 3600:
                 is_patient = getattr(request.user, "patient", None) is not None
                 logout(request)
-                detail = (f"Your session ended {settings.SESSION_MAX_HOURS} hours after you logged in. "
-                          "Log in again to continue.")
+                detail = (
+                    f"Your session ended {settings.SESSION_MAX_HOURS} hours after you logged in. "
+                    "Log in again to continue."
+                )
                 if request.path.startswith("/api/"):
                     return problem_response(401, "session_expired", "Session expired", detail)
                 messages.info(request, detail)
-                return redirect(f"{reverse('portal:login' if is_patient else 'staff:login')}?next={request.path}")
+                return redirect(
+                    f"{reverse('portal:login' if is_patient else 'staff:login')}?next={request.path}"
+                )
         return self.get_response(request)
 
 
@@ -79,7 +87,11 @@ class TwoFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if settings.TWO_FACTOR_ENFORCED and request.user.is_authenticated and not request.user.is_verified():
+        if (
+            settings.TWO_FACTOR_ENFORCED
+            and request.user.is_authenticated
+            and not request.user.is_verified()
+        ):
             step = self._step(request)
             held = self._hold(request, *step) if step is not None else None
             if held is not None:
@@ -88,12 +100,19 @@ class TwoFactorMiddleware:
 
     @staticmethod
     def _step(request):
-        from carnet.people.two_factor import authenticator, two_factor_required  # after the app registry
+        from carnet.people.two_factor import (
+            authenticator,
+            two_factor_required,
+        )  # after the app registry
 
         user = request.user
         if request.session.get(NO_SECOND_FACTOR) == user.pk:
             return None
-        door = "portal" if staff_of(user) is None and getattr(user, "patient", None) is not None else "staff"
+        door = (
+            "portal"
+            if staff_of(user) is None and getattr(user, "patient", None) is not None
+            else "staff"
+        )
         if authenticator(user) is not None:
             return door, "two_factor_verify"
         if door == "staff" and two_factor_required(user):
@@ -105,14 +124,23 @@ class TwoFactorMiddleware:
     @staticmethod
     def _hold(request, door: str, name: str):
         target = reverse(f"{door}:{name}")
-        if request.path in (target, reverse("staff:logout"), reverse("staff:login"), reverse("portal:login")):
+        if request.path in (
+            target,
+            reverse("staff:logout"),
+            reverse("staff:login"),
+            reverse("portal:login"),
+        ):
             return None
         if request.path.startswith("/api/"):
             if request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("bearer "):
                 return None
-            return problem_response(403, "second_factor_required", "Second factor required",
-                                    "This session has not given its two-factor code yet. Log in on the web "
-                                    f"page ({target}) first, or use an API token.")
+            return problem_response(
+                403,
+                "second_factor_required",
+                "Second factor required",
+                "This session has not given its two-factor code yet. Log in on the web "
+                f"page ({target}) first, or use an API token.",
+            )
         return redirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
 
 
@@ -128,10 +156,19 @@ class LoginSessionMiddleware:
             from carnet.people.login_sessions import login_session_touch  # after the app registry
 
             session, now = request.session, time.time()
-            if (session.get(LOGIN_SESSION_KEY) != session.session_key
-                    or now - session.get(LOGIN_SESSION_TOUCHED, 0) > LOGIN_SESSION_TOUCH_SECONDS):
+            if (
+                session.get(LOGIN_SESSION_KEY) != session.session_key
+                or now - session.get(LOGIN_SESSION_TOUCHED, 0) > LOGIN_SESSION_TOUCH_SECONDS
+            ):
                 session[LOGIN_SESSION_ID] = login_session_touch(
-                    user=request.user, session_key=session.session_key, row_id=session.get(LOGIN_SESSION_ID),
-                    ip=request.META.get("REMOTE_ADDR"), user_agent=request.META.get("HTTP_USER_AGENT", ""))
-                session[LOGIN_SESSION_KEY], session[LOGIN_SESSION_TOUCHED] = session.session_key, now
+                    user=request.user,
+                    session_key=session.session_key,
+                    row_id=session.get(LOGIN_SESSION_ID),
+                    ip=request.META.get("REMOTE_ADDR"),
+                    user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                )
+                session[LOGIN_SESSION_KEY], session[LOGIN_SESSION_TOUCHED] = (
+                    session.session_key,
+                    now,
+                )
         return self.get_response(request)

@@ -17,21 +17,30 @@ def sessions_page(request, *, door: str, context: dict | None = None):
     if request.method == "POST":
         which = request.POST.get("end", "")
         if which == "others":
-            ended = [login_sessions.login_session_end(user=user, pk=row.pk)
-                     for row in login_sessions.login_sessions_active(user=user) if row.pk != current]
-            messages.success(request, f"Ended {len(ended)} other session{'s' if len(ended) != 1 else ''}.")
+            ended = [
+                login_sessions.login_session_end(user=user, pk=row.pk)
+                for row in login_sessions.login_sessions_active(user=user)
+                if row.pk != current
+            ]
+            messages.success(
+                request, f"Ended {len(ended)} other session{'s' if len(ended) != 1 else ''}."
+            )
         elif which.isdigit() and int(which) != current:
             try:
                 row = login_sessions.login_session_end(user=user, pk=int(which))
             except CarnetError as exc:
                 messages.error(request, exc.message)
             else:
-                messages.success(request, f"Ended the session on {login_sessions.device_label(row.user_agent)}.")
+                messages.success(
+                    request, f"Ended the session on {login_sessions.device_label(row.user_agent)}."
+                )
         else:
             messages.error(request, "To end this session, use Log out.")
         return redirect(f"{door}:sessions")
-    rows = [(row, login_sessions.device_label(row.user_agent), row.pk == current)
-            for row in login_sessions.login_sessions_active(user=user)]
+    rows = [
+        (row, login_sessions.device_label(row.user_agent), row.pk == current)
+        for row in login_sessions.login_sessions_active(user=user)
+    ]
     return render(request, "staff/sessions.html", {"door": door, "rows": rows, **(context or {})})
 
 

@@ -32,7 +32,7 @@ class LocationDay:
     location: object
     day: dt.date
     practitioners: list = field(default_factory=list)  # (practitioner, [appointments])
-    counts: dict = field(default_factory=dict)          # status -> number of appointments
+    counts: dict = field(default_factory=dict)  # status -> number of appointments
 
     @property
     def total(self) -> int:
@@ -44,12 +44,19 @@ def _by_location(appointments, locations) -> list[LocationDay]:
     for location in locations:
         zone = ZoneInfo(location.time_zone)
         mine = [a for a in appointments if a.location_id == location.pk]
-        for a in mine:  # naive wall-clock times: the template's time filter would convert aware ones
+        for (
+            a
+        ) in mine:  # naive wall-clock times: the template's time filter would convert aware ones
             a.local_start = a.start.astimezone(zone).replace(tzinfo=None)
             a.local_end = a.end.astimezone(zone).replace(tzinfo=None)
         day = LocationDay(location=location, day=clock.today(zone))
-        day.counts = {s: sum(1 for a in mine if a.status == s) for s in (Status.BOOKED, Status.ARRIVED, Status.NO_SHOW)}
-        day.practitioners = [(p, list(rows)) for p, rows in groupby(mine, key=lambda a: a.practitioner)]
+        day.counts = {
+            s: sum(1 for a in mine if a.status == s)
+            for s in (Status.BOOKED, Status.ARRIVED, Status.NO_SHOW)
+        }
+        day.practitioners = [
+            (p, list(rows)) for p, rows in groupby(mine, key=lambda a: a.practitioner)
+        ]
         days.append(day)
     return days
 
@@ -57,8 +64,18 @@ def _by_location(appointments, locations) -> list[LocationDay]:
 def today_board(*, actor) -> dict:
     """Everything the dashboard's Today shows to `actor`; parts they may not see are None."""
     clinic = clinic_get()
-    board = {"clinic": clinic, "locations": None, "owing_today": None, "owing": None, "expiring": None,
-             "running_low": None, "declined": None, "past_due": None, "to_review": None, "expiring_days": EXPIRING_WITHIN_DAYS}
+    board = {
+        "clinic": clinic,
+        "locations": None,
+        "owing_today": None,
+        "owing": None,
+        "expiring": None,
+        "running_low": None,
+        "declined": None,
+        "past_due": None,
+        "to_review": None,
+        "expiring_days": EXPIRING_WITHIN_DAYS,
+    }
     appointments: list = []
     if can(actor, Action.SCHEDULE_OWN):
         locations = list(locations_active())
@@ -69,20 +86,32 @@ def today_board(*, actor) -> dict:
         # A location shows when it has appointments today, or it is one of the actor's own.
         shown = [loc for loc in locations if loc.pk in busy or loc.pk in own] or locations[:1]
         board["locations"] = _by_location(appointments, shown)
-    today_ids = sorted({r.patient_id for a in appointments for r in a.participants.all()
-                        if r.status != Status.CANCELLED})
+    today_ids = sorted(
+        {
+            r.patient_id
+            for a in appointments
+            for r in a.participants.all()
+            if r.status != Status.CANCELLED
+        }
+    )
     if can(actor, Action.INVOICE_VIEW):
-        owing_today = patients_owing(patient_ids=today_ids, limit=len(today_ids)) if today_ids else []
+        owing_today = (
+            patients_owing(patient_ids=today_ids, limit=len(today_ids)) if today_ids else []
+        )
         board["owing_today"] = owing_today
         owes = {row["patient_id"]: row["owing_minor"] for row in owing_today}
         for a in appointments:  # the appointment list marks who owes
             a.owing_minor = sum(owes.get(r.patient_id, 0) for r in a.participants.all())
         board["owing"] = patients_owing(limit=10)
-        board["expiring"] = passes_expiring(today=clock.today(clinic.time_zone), within_days=EXPIRING_WITHIN_DAYS)
+        board["expiring"] = passes_expiring(
+            today=clock.today(clinic.time_zone), within_days=EXPIRING_WITHIN_DAYS
+        )
         board["running_low"] = passes_running_low(patient_ids=today_ids) if today_ids else []
         board["declined"] = autopay_declined()
         board["past_due"] = past_due_memberships(limit=20, clinic=clinic)
-    if can(actor, Action.CARD_REVIEW):  # card payments whose outcome came late or became credit: one count
+    if can(
+        actor, Action.CARD_REVIEW
+    ):  # card payments whose outcome came late or became credit: one count
         from carnet.billing.card_attempts import attempts_to_review
 
         board["to_review"] = attempts_to_review().count()

@@ -24,33 +24,58 @@ from .today import today_board
 
 def safe_next(request, default: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    ok = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
     return target if ok and target else default
 
 
-def login_view(request, *, kind: str = "staff", template: str = "staff/login.html", home: str = "staff:dashboard"):
+def login_view(
+    request,
+    *,
+    kind: str = "staff",
+    template: str = "staff/login.html",
+    home: str = "staff:dashboard",
+):
     form = LoginForm(request, request.POST or None, kind=kind)
     if request.method == "POST" and form.is_valid():
         login(request, form.user)
-        request.session[LOGGED_IN_AT] = time.time()  # the absolute lifetime counts from here (staff.middleware)
+        request.session[LOGGED_IN_AT] = (
+            time.time()
+        )  # the absolute lifetime counts from here (staff.middleware)
         # A browser remembered at the code step skips it (people.two_factor); otherwise the middleware asks.
-        remembered = two_factor.remembered_device(form.user, request.COOKIES.get(two_factor.REMEMBER_COOKIE))
+        remembered = two_factor.remembered_device(
+            form.user, request.COOKIES.get(two_factor.REMEMBER_COOKIE)
+        )
         if remembered is not None:
             otp_login(request, remembered)
-        if not passwords.password_meets_rules(user=form.user, password=form.cleaned_data["password"]):
+        if not passwords.password_meets_rules(
+            user=form.user, password=form.cleaned_data["password"]
+        ):
             request.session[CHANGE_REQUIRED] = True
-            response = redirect("staff:password_change" if kind == "staff" else "portal:password_change")
+            response = redirect(
+                "staff:password_change" if kind == "staff" else "portal:password_change"
+            )
         else:
             response = redirect(safe_next(request, default=home))
         # This browser is now known for this login: the login's throttle no longer holds it (people.login_throttle).
-        response.set_cookie(login_throttle.DEVICE_COOKIE,
-                            login_throttle.device_cookie_value(request.COOKIES.get(login_throttle.DEVICE_COOKIE),
-                                                               form.user),
-                            max_age=login_throttle.DEVICE_DAYS * 86400, httponly=True, samesite="Lax",
-                            secure=settings.SESSION_COOKIE_SECURE)
+        response.set_cookie(
+            login_throttle.DEVICE_COOKIE,
+            login_throttle.device_cookie_value(
+                request.COOKIES.get(login_throttle.DEVICE_COOKIE), form.user
+            ),
+            max_age=login_throttle.DEVICE_DAYS * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=settings.SESSION_COOKIE_SECURE,
+        )
         return response
-    return render(request, template, {"form": form, "next": request.GET.get("next", "")},
-                  status=429 if form.wait else 200)
+    return render(
+        request,
+        template,
+        {"form": form, "next": request.GET.get("next", "")},
+        status=429 if form.wait else 200,
+    )
 
 
 @require_POST
@@ -86,7 +111,9 @@ def activity_log(request):
     if what:
         qs = qs.filter(object_type=what)
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    types = ActivityLog.objects.order_by("object_type").values_list("object_type", flat=True).distinct()
+    types = (
+        ActivityLog.objects.order_by("object_type").values_list("object_type", flat=True).distinct()
+    )
     return render(request, "staff/activity_log.html", {"page": page, "types": types, "type": what})
 
 
@@ -96,9 +123,13 @@ def tokens(request):
     if request.method == "POST":
         name = request.POST.get("name", "").strip()
         if not name:
-            messages.error(request, "Give the token a name, such as the integration that will use it.")
+            messages.error(
+                request, "Give the token a name, such as the integration that will use it."
+            )
         else:
-            result, denied = run_action(request, lambda: api_token_create(actor=request.user, name=name))
+            result, denied = run_action(
+                request, lambda: api_token_create(actor=request.user, name=name)
+            )
             if denied:
                 return denied
             if result:
@@ -111,6 +142,9 @@ def tokens(request):
 @staff_required(Action.API_TOKEN_OWN)
 def token_revoke(request, pk: int):
     token = get_object_or_404(ApiToken, pk=pk, staff=staff_of(request.user))
-    _, denied = run_action(request, lambda: api_token_revoke(actor=request.user, token=token),
-                           success=f"Token “{token.name}” revoked.")
+    _, denied = run_action(
+        request,
+        lambda: api_token_revoke(actor=request.user, token=token),
+        success=f"Token “{token.name}” revoked.",
+    )
     return denied or redirect("staff:tokens")

@@ -47,7 +47,9 @@ def test_export_downloads_the_file_then_warns_on_an_overlapping_period(admin_cli
     assert refused.status_code == 400 and b"Map every account" in refused.content
     _map(admin_client)
     response = admin_client.post("/accounting/", form)
-    assert response["Content-Disposition"].endswith('.csv"') and response.content.startswith(b"Journal No,")
+    assert response["Content-Disposition"].endswith('.csv"') and response.content.startswith(
+        b"Journal No,"
+    )
     again = admin_client.post("/accounting/", form)
     assert again.status_code == 400 and b"overlaps what was already exported" in again.content
     assert b"Export even though" in again.content
@@ -61,12 +63,18 @@ def test_xero_parts_come_as_one_zip(admin_client, monkeypatch):
     from carnet.accounting import formats
 
     with clock.frozen(at("2026-05-05", "10:00")):
-        payment_receive(actor=make_staff(AccessLevel.ADMIN_BILLING).user, patient=make_patient(), method="debit",
-                        amount_minor=1000)
+        payment_receive(
+            actor=make_staff(AccessLevel.ADMIN_BILLING).user,
+            patient=make_patient(),
+            method="debit",
+            amount_minor=1000,
+        )
     _map(admin_client)
     monkeypatch.setattr(formats, "XERO_MAX_LINES", 2)
-    response = admin_client.post("/accounting/", {"format": "xero", "start": "2026-05-01", "end": "2026-05-31",
-                                                  "detailed": "on"})
+    response = admin_client.post(
+        "/accounting/",
+        {"format": "xero", "start": "2026-05-01", "end": "2026-05-31", "detailed": "on"},
+    )
     assert response["Content-Type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
     assert len(names) == 2 and all(n.endswith(".csv") for n in names)
@@ -75,10 +83,17 @@ def test_xero_parts_come_as_one_zip(admin_client, monkeypatch):
 def test_trial_balance_and_general_ledger_pages_with_downloads(admin_client):
     page = admin_client.get("/accounting/trial-balance/?start=2026-05-01&end=2026-05-31")
     assert page.status_code == 200 and b"Patient credit" in page.content
-    assert b"/accounting/general-ledger/?start=2026-05-01&amp;end=2026-05-31&amp;account=patient_credit" in page.content
-    xlsx = admin_client.get("/accounting/trial-balance/?start=2026-05-01&end=2026-05-31&format=xlsx")
+    assert (
+        b"/accounting/general-ledger/?start=2026-05-01&amp;end=2026-05-31&amp;account=patient_credit"
+        in page.content
+    )
+    xlsx = admin_client.get(
+        "/accounting/trial-balance/?start=2026-05-01&end=2026-05-31&format=xlsx"
+    )
     assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
-    gl = admin_client.get("/accounting/general-ledger/?start=2026-05-01&end=2026-05-31&account=patient_credit&format=csv")
+    gl = admin_client.get(
+        "/accounting/general-ledger/?start=2026-05-01&end=2026-05-31&account=patient_credit&format=csv"
+    )
     assert b"payment_received" in gl.content
     bad = admin_client.get("/accounting/trial-balance/?start=2026-05-31&end=2026-05-01")
     assert bad.status_code == 400 and dt.date

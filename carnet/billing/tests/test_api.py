@@ -18,8 +18,19 @@ def desk(front_desk):
 
 
 def _sell(api, patient, category, price=5000):
-    response = api.post("/invoices", {"patient_id": patient.pk, "lines": [
-        {"description": "Consultation", "unit_price_minor": price, "income_category_id": category.pk}]})
+    response = api.post(
+        "/invoices",
+        {
+            "patient_id": patient.pk,
+            "lines": [
+                {
+                    "description": "Consultation",
+                    "unit_price_minor": price,
+                    "income_category_id": category.pk,
+                }
+            ],
+        },
+    )
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -28,14 +39,22 @@ def test_sell_then_pay_with_an_idempotency_key_records_one_payment(desk, catalog
     patient = make_patient()
     invoice = _sell(desk, patient, catalog["income_category"])
     assert invoice["status"] == "unpaid" and invoice["balance_minor"] == 5000
-    body = {"patient_id": patient.pk, "method": "cash", "amount_minor": 6000,
-            "allocations": [{"invoice_id": invoice["id"], "amount_minor": 5000}]}
+    body = {
+        "patient_id": patient.pk,
+        "method": "cash",
+        "amount_minor": 6000,
+        "allocations": [{"invoice_id": invoice["id"], "amount_minor": 5000}],
+    }
     first = desk.post("/payments", body, **{"Idempotency-Key": "pay-1"})
     again = desk.post("/payments", body, **{"Idempotency-Key": "pay-1"})
     assert first.status_code == again.status_code == 201 and first.content == again.content
     assert Payment.objects.count() == 1
     assert desk.get(f"/patients/{patient.pk}/account").json() == {
-        "patient_id": patient.pk, "owing_minor": 0, "credit_minor": 1000, "currency": "CAD"}
+        "patient_id": patient.pk,
+        "owing_minor": 0,
+        "credit_minor": 1000,
+        "currency": "CAD",
+    }
     assert desk.get(f"/invoices/{invoice['id']}").json()["status"] == "paid"
     assert_ledger_ok()
 
@@ -44,41 +63,75 @@ def test_product_sale_with_taxes_from_the_product(desk, catalog):
     from carnet.billing.tests.factories import product
 
     oil = product(catalog["income_category"], price=2000, taxes=[catalog["tax"]])
-    response = desk.post("/invoices", {"patient_id": make_patient().pk, "lines": [{"product_id": oil.pk, "quantity": 2}]})
+    response = desk.post(
+        "/invoices",
+        {"patient_id": make_patient().pk, "lines": [{"product_id": oil.pk, "quantity": 2}]},
+    )
     data = response.json()
     assert data["total_minor"] == 4520 and data["lines"][0]["taxes"][0]["amount_minor"] == 520
 
 
 def test_errors_are_problems_naming_the_field(desk, catalog):
     patient = make_patient()
-    response = desk.post("/invoices", {"patient_id": patient.pk, "lines": [{"description": "x", "unit_price_minor": 100}]})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "lines.0.income_category_id"
+    response = desk.post(
+        "/invoices",
+        {"patient_id": patient.pk, "lines": [{"description": "x", "unit_price_minor": 100}]},
+    )
+    assert (
+        response.status_code == 422
+        and response.json()["errors"][0]["field"] == "lines.0.income_category_id"
+    )
     response = desk.post("/invoices", {"patient_id": patient.pk, "lines": []})
     assert response.status_code == 422
     invoice = _sell(desk, patient, catalog["income_category"], price=1000)
-    over = desk.post("/payments", {"patient_id": patient.pk, "method": "cash", "amount_minor": 5000,
-                                   "allocations": [{"invoice_id": invoice["id"], "amount_minor": 2000}]})
+    over = desk.post(
+        "/payments",
+        {
+            "patient_id": patient.pk,
+            "method": "cash",
+            "amount_minor": 5000,
+            "allocations": [{"invoice_id": invoice["id"], "amount_minor": 2000}],
+        },
+    )
     assert over.status_code == 409 and over.json()["code"] == "over_apply"
-    other = desk.post("/payments", {"patient_id": patient.pk, "method": "cash", "amount_minor": 500,
-                                    "allocations": [{"invoice_id": 999999, "amount_minor": 100}]})
+    other = desk.post(
+        "/payments",
+        {
+            "patient_id": patient.pk,
+            "method": "cash",
+            "amount_minor": 500,
+            "allocations": [{"invoice_id": 999999, "amount_minor": 100}],
+        },
+    )
     assert other.status_code == 422
-    assert desk.post("/payments", {"patient_id": patient.pk, "method": "gold", "amount_minor": 5}).status_code == 422
+    assert (
+        desk.post(
+            "/payments", {"patient_id": patient.pk, "method": "gold", "amount_minor": 5}
+        ).status_code
+        == 422
+    )
     assert not Payment.objects.exists()
 
 
 def test_apply_credit_unapply_refund_and_delete(front_desk, admin_staff, catalog):
     desk, admin = Api(front_desk.user), Api(admin_staff.user)
     patient = make_patient()
-    payment = desk.post("/payments", {"patient_id": patient.pk, "method": "debit", "amount_minor": 3000}).json()
+    payment = desk.post(
+        "/payments", {"patient_id": patient.pk, "method": "debit", "amount_minor": 3000}
+    ).json()
     invoice = _sell(desk, patient, catalog["income_category"], price=2000)
-    allocations = desk.post(f"/patients/{patient.pk}/credit/apply", {"invoice_id": invoice["id"]}).json()
+    allocations = desk.post(
+        f"/patients/{patient.pk}/credit/apply", {"invoice_id": invoice["id"]}
+    ).json()
     assert [a["amount_minor"] for a in allocations] == [2000]
     refused = admin.delete(f"/invoices/{invoice['id']}")
     assert refused.status_code == 409 and refused.json()["code"] == "invoice_has_payments"
     assert desk.post(f"/allocations/{allocations[0]['id']}/unapply").status_code == 403
     assert admin.post(f"/allocations/{allocations[0]['id']}/unapply").json()["unapplied_at"]
     assert admin.delete(f"/invoices/{invoice['id']}").json()["status"] == "deleted"
-    refund = admin.post(f"/payments/{payment['id']}/refunds", {"amount_minor": 3000, "method": "cash"})
+    refund = admin.post(
+        f"/payments/{payment['id']}/refunds", {"amount_minor": 3000, "method": "cash"}
+    )
     assert refund.status_code == 201
     assert admin.get(f"/patients/{patient.pk}/account").json()["credit_minor"] == 0
     assert_ledger_ok()
@@ -86,12 +139,27 @@ def test_apply_credit_unapply_refund_and_delete(front_desk, admin_staff, catalog
 
 def test_card_on_file_payment_retried_with_its_key_charges_once(desk, catalog):
     patient = make_patient()
-    card = desk.post(f"/patients/{patient.pk}/cards", {"number": "4242 4242 4242 4242", "exp_month": 12,
-                                                       "exp_year": 2099, "cvc": "123", "holder": "Pat Test"})
-    assert card.status_code == 201 and card.json()["last4"] == "4242" and "number" not in card.json()
+    card = desk.post(
+        f"/patients/{patient.pk}/cards",
+        {
+            "number": "4242 4242 4242 4242",
+            "exp_month": 12,
+            "exp_year": 2099,
+            "cvc": "123",
+            "holder": "Pat Test",
+        },
+    )
+    assert (
+        card.status_code == 201 and card.json()["last4"] == "4242" and "number" not in card.json()
+    )
     invoice = _sell(desk, patient, catalog["income_category"])
-    body = {"patient_id": patient.pk, "method": "card_gateway", "amount_minor": 5000, "card_id": card.json()["id"],
-            "allocations": [{"invoice_id": invoice["id"], "amount_minor": 5000}]}
+    body = {
+        "patient_id": patient.pk,
+        "method": "card_gateway",
+        "amount_minor": 5000,
+        "card_id": card.json()["id"],
+        "allocations": [{"invoice_id": invoice["id"], "amount_minor": 5000}],
+    }
     assert desk.post("/payments", body, **{"Idempotency-Key": "card-1"}).status_code == 201
     assert desk.post("/payments", body, **{"Idempotency-Key": "card-1"}).status_code == 201
     assert TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
@@ -99,10 +167,26 @@ def test_card_on_file_payment_retried_with_its_key_charges_once(desk, catalog):
 
 def test_declined_card_is_a_402_and_records_nothing(desk, catalog):
     patient = make_patient()
-    card = desk.post(f"/patients/{patient.pk}/cards", {"number": "4000000000000002", "exp_month": 12,
-                                                       "exp_year": 2099, "cvc": "123", "holder": "Pat"}).json()
-    response = desk.post("/payments", {"patient_id": patient.pk, "method": "card_gateway", "amount_minor": 100,
-                                       "card_id": card["id"]}, **{"Idempotency-Key": "declined-1"})
+    card = desk.post(
+        f"/patients/{patient.pk}/cards",
+        {
+            "number": "4000000000000002",
+            "exp_month": 12,
+            "exp_year": 2099,
+            "cvc": "123",
+            "holder": "Pat",
+        },
+    ).json()
+    response = desk.post(
+        "/payments",
+        {
+            "patient_id": patient.pk,
+            "method": "card_gateway",
+            "amount_minor": 100,
+            "card_id": card["id"],
+        },
+        **{"Idempotency-Key": "declined-1"},
+    )
     assert response.status_code == 402 and response.json()["code"] == "card_declined"
     assert not Payment.objects.exists()
 
@@ -120,7 +204,12 @@ def test_patients_read_their_own_and_dependants_billing_only(desk, catalog, owne
     assert portal.get(f"/patients/{stranger.pk}/invoices").status_code == 404
     stranger_invoice = Invoice.objects.get(patient=stranger)
     assert portal.get(f"/invoices/{stranger_invoice.pk}").status_code == 404
-    assert portal.post("/payments", {"patient_id": me.pk, "method": "cash", "amount_minor": 100}).status_code == 403
+    assert (
+        portal.post(
+            "/payments", {"patient_id": me.pk, "method": "cash", "amount_minor": 100}
+        ).status_code
+        == 403
+    )
 
 
 def test_staff_without_billing_access_see_no_invoices(catalog):
@@ -131,15 +220,21 @@ def test_staff_without_billing_access_see_no_invoices(catalog):
 
 def test_a_line_can_credit_a_staff_member(desk, catalog):
     practitioner = make_staff(AccessLevel.PRACTITIONER_FRONT_DESK, practitioner=True)
-    body = {"patient_id": make_patient().pk, "lines": [{"treatment_id": catalog["treatment"].pk, "staff_id": practitioner.pk}]}
+    body = {
+        "patient_id": make_patient().pk,
+        "lines": [{"treatment_id": catalog["treatment"].pk, "staff_id": practitioner.pk}],
+    }
     assert desk.post("/invoices", body).json()["lines"][0]["staff_id"] == practitioner.pk
     body["lines"][0]["staff_id"] = 999999
     response = desk.post("/invoices", body)
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "lines.0.staff_id"
+    assert (
+        response.status_code == 422 and response.json()["errors"][0]["field"] == "lines.0.staff_id"
+    )
 
 
-def test_receipt_and_statement_pdfs_and_emails_through_the_api(desk, catalog, mailoutbox,
-                                                                 django_capture_on_commit_callbacks):
+def test_receipt_and_statement_pdfs_and_emails_through_the_api(
+    desk, catalog, mailoutbox, django_capture_on_commit_callbacks
+):
     import io
 
     from pypdf import PdfReader

@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_sell_a_product_pay_cash_and_card_and_download_the_receipt(page):
     catalog = make_catalog()
-    pillow = product(catalog["income_category"], price=8000, stock=5, taxes=[catalog["tax"]])  # 80.00 + 13 %
+    pillow = product(
+        catalog["income_category"], price=8000, stock=5, taxes=[catalog["tax"]]
+    )  # 80.00 + 13 %
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     patient = make_patient(first_name="Marguerite", last_name="Okafor")
     log_in(page, desk.user)
@@ -54,5 +56,8 @@ def test_sell_a_product_pay_cash_and_card_and_download_the_receipt(page):
         page.get_by_role("link", name="PDF").first.click()
     from pypdf import PdfReader
 
-    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(open(download.value.path(), "rb").read())).pages)
+    text = "".join(
+        p.extract_text()
+        for p in PdfReader(io.BytesIO(open(download.value.path(), "rb").read())).pages
+    )
     assert str(invoice.number) in text and "90.40" in text

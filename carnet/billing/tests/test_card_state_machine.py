@@ -42,12 +42,27 @@ class CardMoneyMachine(RuleBasedStateMachine):
         self.staff = make_staff(AccessLevel.ADMIN_BILLING)
         self.category = make_catalog()["income_category"]
         self.patient = make_patient()
-        self.cards = {kind: card_store(actor=self.staff.user, patient=self.patient, number=number, exp_month=12,
-                                       exp_year=2040, cvc="123", holder="Pat Test")
-                      for kind, number in (("good", "4242424242424242"), ("lost", "4000000000000770"),
-                                           ("declined", "4000000000000002"))}
+        self.cards = {
+            kind: card_store(
+                actor=self.staff.user,
+                patient=self.patient,
+                number=number,
+                exp_month=12,
+                exp_year=2040,
+                cvc="123",
+                holder="Pat Test",
+            )
+            for kind, number in (
+                ("good", "4242424242424242"),
+                ("lost", "4000000000000770"),
+                ("declined", "4000000000000002"),
+            )
+        }
         self.crash_next = False
-        self.real_charge_record, self.real_refund_record = card_attempts.charge_record, card_attempts.refund_record
+        self.real_charge_record, self.real_refund_record = (
+            card_attempts.charge_record,
+            card_attempts.refund_record,
+        )
 
         def maybe_crash(real):
             def record(*args, **kwargs):
@@ -55,6 +70,7 @@ class CardMoneyMachine(RuleBasedStateMachine):
                     self.crash_next = False
                     raise Crash()
                 return real(*args, **kwargs)
+
             return record
 
         card_attempts.charge_record = maybe_crash(self.real_charge_record)
@@ -62,7 +78,10 @@ class CardMoneyMachine(RuleBasedStateMachine):
 
     def teardown(self):
         if hasattr(self, "atomic"):
-            card_attempts.charge_record, card_attempts.refund_record = self.real_charge_record, self.real_refund_record
+            card_attempts.charge_record, card_attempts.refund_record = (
+                self.real_charge_record,
+                self.real_refund_record,
+            )
             self.atomic.__exit__(None, None, None)
 
     def _run(self, call, crash: bool):
@@ -74,26 +93,50 @@ class CardMoneyMachine(RuleBasedStateMachine):
         finally:
             self.crash_next = False
 
-    @rule(amount=st.integers(1, 20000), kind=st.sampled_from(["good", "lost", "declined"]), crash=st.booleans(),
-          to_invoice=st.booleans())
+    @rule(
+        amount=st.integers(1, 20000),
+        kind=st.sampled_from(["good", "lost", "declined"]),
+        crash=st.booleans(),
+        to_invoice=st.booleans(),
+    )
     def charge(self, amount, kind, crash, to_invoice):
         allocations = []
         if to_invoice:
             invoice = manual_invoice(self.staff, self.patient, amount, category=self.category)
             allocations = [(invoice, amount)]
-        self._run(lambda: payment_receive(actor=self.staff.user, patient=self.patient, method="card_gateway",
-                                          amount_minor=amount, card=self.cards[kind], allocations=allocations,
-                                          idempotency_key=f"sm-{next(_keys)}"), crash)
+        self._run(
+            lambda: payment_receive(
+                actor=self.staff.user,
+                patient=self.patient,
+                method="card_gateway",
+                amount_minor=amount,
+                card=self.cards[kind],
+                allocations=allocations,
+                idempotency_key=f"sm-{next(_keys)}",
+            ),
+            crash,
+        )
 
     @rule(data=st.data(), crash=st.booleans())
     def refund(self, data, crash):
-        payments = [p for p in Payment.objects.filter(method="card_gateway").order_by("pk") if p.unapplied_minor]
+        payments = [
+            p
+            for p in Payment.objects.filter(method="card_gateway").order_by("pk")
+            if p.unapplied_minor
+        ]
         if not payments:
             return
         payment = data.draw(st.sampled_from(payments))
         amount = data.draw(st.integers(1, payment.unapplied_minor))
-        self._run(lambda: payment_refund(actor=self.staff.user, payment=payment, amount_minor=amount,
-                                         idempotency_key=f"sm-r-{next(_keys)}"), crash)
+        self._run(
+            lambda: payment_refund(
+                actor=self.staff.user,
+                payment=payment,
+                amount_minor=amount,
+                idempotency_key=f"sm-r-{next(_keys)}",
+            ),
+            crash,
+        )
 
     @rule()
     def reconcile(self):
@@ -105,20 +148,39 @@ class CardMoneyMachine(RuleBasedStateMachine):
         assert_ledger_ok()
 
     def _gateway(self):
-        return (TestGatewayCharge.objects.aggregate(s=Sum("amount_minor"))["s"] or 0,
-                TestGatewayRefund.objects.aggregate(s=Sum("amount_minor"))["s"] or 0)
+        return (
+            TestGatewayCharge.objects.aggregate(s=Sum("amount_minor"))["s"] or 0,
+            TestGatewayRefund.objects.aggregate(s=Sum("amount_minor"))["s"] or 0,
+        )
 
     def _recorded(self):
-        return (Payment.objects.filter(method="card_gateway").aggregate(s=Sum("amount_minor"))["s"] or 0,
-                Refund.objects.filter(method="card_gateway").aggregate(s=Sum("amount_minor"))["s"] or 0)
+        return (
+            Payment.objects.filter(method="card_gateway").aggregate(s=Sum("amount_minor"))["s"]
+            or 0,
+            Refund.objects.filter(method="card_gateway").aggregate(s=Sum("amount_minor"))["s"] or 0,
+        )
 
     @invariant()
     def gateway_money_is_recorded_or_awaiting_reconciliation(self):
         if not hasattr(self, "atomic"):
             return
-        open_keys = set(CardAttempt.objects.filter(status__in=card_attempts.OPEN).values_list("gateway_key", flat=True))
-        charged = TestGatewayCharge.objects.exclude(key__in=open_keys).aggregate(s=Sum("amount_minor"))["s"] or 0
-        refunded = TestGatewayRefund.objects.exclude(key__in=open_keys).aggregate(s=Sum("amount_minor"))["s"] or 0
+        open_keys = set(
+            CardAttempt.objects.filter(status__in=card_attempts.OPEN).values_list(
+                "gateway_key", flat=True
+            )
+        )
+        charged = (
+            TestGatewayCharge.objects.exclude(key__in=open_keys).aggregate(s=Sum("amount_minor"))[
+                "s"
+            ]
+            or 0
+        )
+        refunded = (
+            TestGatewayRefund.objects.exclude(key__in=open_keys).aggregate(s=Sum("amount_minor"))[
+                "s"
+            ]
+            or 0
+        )
         assert (charged, refunded) == self._recorded()
         for payment in Payment.objects.all():
             assert payment.unapplied_minor >= 0
@@ -126,5 +188,7 @@ class CardMoneyMachine(RuleBasedStateMachine):
 
 @pytest.mark.django_db
 def test_card_money_state_machine():
-    run_state_machine_as_test(CardMoneyMachine, settings=hsettings(
-        max_examples=12, stateful_step_count=14, deadline=None, database=None))
+    run_state_machine_as_test(
+        CardMoneyMachine,
+        settings=hsettings(max_examples=12, stateful_step_count=14, deadline=None, database=None),
+    )

@@ -27,7 +27,11 @@ def pdf_text(content: bytes) -> str:
 @pytest.fixture
 def clinic(db):
     clinic = clinic_get()
-    clinic.name, clinic.invoice_prefix, clinic.address = "Harbour Wellness", "HW-", "10 Queens Quay W\nToronto"
+    clinic.name, clinic.invoice_prefix, clinic.address = (
+        "Harbour Wellness",
+        "HW-",
+        "10 Queens Quay W\nToronto",
+    )
     clinic.save()
     return clinic
 
@@ -39,13 +43,29 @@ def sale(clinic, front_desk, catalog):
     tax.registration_number = "81234 5678 RT0001"
     tax.save()
     patient = make_patient(first_name="Marguerite", last_name="Okafor")
-    invoice = invoice_create(actor=front_desk.user, patient=patient, location=catalog["location"], lines=[
-        LineInput(treatment_id=catalog["treatment"].pk),
-        LineInput(description="Hot towel", unit_price_minor=1000, quantity=2, adjustment_minor=500,
-                  income_category_id=catalog["income_category"].pk, tax_ids=[]),
-    ])  # 10500 + 1170 tax = 11670
-    payment_receive(actor=front_desk.user, patient=patient, method="cash", amount_minor=5000,
-                    allocations=[(invoice, 5000)])
+    invoice = invoice_create(
+        actor=front_desk.user,
+        patient=patient,
+        location=catalog["location"],
+        lines=[
+            LineInput(treatment_id=catalog["treatment"].pk),
+            LineInput(
+                description="Hot towel",
+                unit_price_minor=1000,
+                quantity=2,
+                adjustment_minor=500,
+                income_category_id=catalog["income_category"].pk,
+                tax_ids=[],
+            ),
+        ],
+    )  # 10500 + 1170 tax = 11670
+    payment_receive(
+        actor=front_desk.user,
+        patient=patient,
+        method="cash",
+        amount_minor=5000,
+        allocations=[(invoice, 5000)],
+    )
     return invoice
 
 
@@ -56,8 +76,15 @@ def test_receipt_page_shows_number_total_and_balance(client, front_desk, sale, f
     html = response.content.decode()
     assert response.status_code == 200
     number = f"HW-{sale.number}"
-    for text in (number, "$116.70", "$66.70", "Harbour Wellness", "81234 5678 RT0001", "Marguerite Okafor",
-                 "HST"):
+    for text in (
+        number,
+        "$116.70",
+        "$66.70",
+        "Harbour Wellness",
+        "81234 5678 RT0001",
+        "Marguerite Okafor",
+        "HST",
+    ):
         assert text in html, text
     assert ("Hot towel" in html) == (form != "quick")  # quick is totals only
     assert ("Payments applied" in html) == (form != "quick")
@@ -92,8 +119,13 @@ def test_paid_and_no_charge_stamps(clinic, front_desk, catalog):
     free = manual_invoice(front_desk, patient, 0, category=catalog["income_category"])
     assert "No charge" in pdf_text(receipt_pdf(free, "quick"))
     paid = manual_invoice(front_desk, patient, 2500, category=catalog["income_category"])
-    payment_receive(actor=front_desk.user, patient=patient, method="debit", amount_minor=2500,
-                    allocations=[(paid, 2500)])
+    payment_receive(
+        actor=front_desk.user,
+        patient=patient,
+        method="debit",
+        amount_minor=2500,
+        allocations=[(paid, 2500)],
+    )
     text = pdf_text(receipt_pdf(paid, "standard"))
     assert "PAID" in text and "Debit" in text and "$25.00" in text  # the stamp is upper-cased
 
@@ -101,7 +133,9 @@ def test_paid_and_no_charge_stamps(clinic, front_desk, catalog):
 def test_unknown_receipt_form_is_a_clear_4xx(client, front_desk, sale):
     client.force_login(front_desk.user)
     response = client.get(reverse("billing:receipt", args=[sale.pk]) + "?form=fancy")
-    assert response.status_code == 422 and "quick, standard or detailed" in response.content.decode()
+    assert (
+        response.status_code == 422 and "quick, standard or detailed" in response.content.decode()
+    )
     assert client.get(reverse("billing:receipt", args=[999999])).status_code == 404
 
 
@@ -115,15 +149,31 @@ def test_statement_totals(clinic, front_desk, admin_staff, catalog):
     cat = catalog["income_category"]
     first = manual_invoice(front_desk, patient, 10000, category=cat)
     manual_invoice(front_desk, patient, 4000, category=cat)
-    payment = payment_receive(actor=front_desk.user, patient=patient, method="cash", amount_minor=13000,
-                              allocations=[(first, 10000)])  # 30.00 left as credit
+    payment = payment_receive(
+        actor=front_desk.user,
+        patient=patient,
+        method="cash",
+        amount_minor=13000,
+        allocations=[(first, 10000)],
+    )  # 30.00 left as credit
     payment_refund(actor=admin_staff.user, payment=payment, amount_minor=1000)  # 20.00 credit left
     context = statement_context(patient)
-    assert (str(context["owing"]), str(context["credit"]), str(context["net"])) == ("$40.00", "$20.00", "$20.00")
+    assert (str(context["owing"]), str(context["credit"]), str(context["net"])) == (
+        "$40.00",
+        "$20.00",
+        "$20.00",
+    )
     assert [i["balance"].minor for i in context["open_invoices"]] == [4000]
-    assert context["activity"][-1]["balance"] == context["net"]  # the running balance ends at the net
+    assert (
+        context["activity"][-1]["balance"] == context["net"]
+    )  # the running balance ends at the net
     text = pdf_text(statement_pdf(patient))
-    assert "Statement of account" in text and "Leon Brandt" in text and "$40.00" in text and "$20.00" in text
+    assert (
+        "Statement of account" in text
+        and "Leon Brandt" in text
+        and "$40.00" in text
+        and "$20.00" in text
+    )
 
 
 def test_statement_page_and_pdf(client, front_desk, sale):
@@ -142,21 +192,31 @@ def portal_patient(owner):
         patient_portal_enable(actor=owner.user, patient=patient, password="a long enough password")
         patient.refresh_from_db()
         return patient
+
     return make
 
 
-def test_patient_downloads_own_and_dependants_receipts_but_not_others(client, front_desk, catalog, portal_patient):
+def test_patient_downloads_own_and_dependants_receipts_but_not_others(
+    client, front_desk, catalog, portal_patient
+):
     cat = catalog["income_category"]
     me, child, stranger = portal_patient(), make_patient(), make_patient()
     FamilyLink.objects.create(patient=me, relative=child, kind=FamilyLink.Kind.GUARDIAN)
-    mine, childs, theirs = (manual_invoice(front_desk, p, 1500, category=cat) for p in (me, child, stranger))
+    mine, childs, theirs = (
+        manual_invoice(front_desk, p, 1500, category=cat) for p in (me, child, stranger)
+    )
     client.force_login(me.user)
     home = client.get(reverse("portal:home")).content.decode()
-    assert reverse("portal:receipt_pdf", args=[mine.pk]) in home and reverse("portal:receipt_pdf", args=[childs.pk]) in home
+    assert (
+        reverse("portal:receipt_pdf", args=[mine.pk]) in home
+        and reverse("portal:receipt_pdf", args=[childs.pk]) in home
+    )
     for invoice in (mine, childs):
         response = client.get(reverse("portal:receipt_pdf", args=[invoice.pk]))
         assert response.status_code == 200 and str(invoice.number) in pdf_text(response.content)
     assert client.get(reverse("portal:receipt_pdf", args=[theirs.pk])).status_code == 404
     assert client.get(reverse("portal:receipt_pdf", args=[999999])).status_code == 404
     client.logout()
-    assert client.get(reverse("portal:receipt_pdf", args=[mine.pk])).status_code == 302  # to the portal log-in
+    assert (
+        client.get(reverse("portal:receipt_pdf", args=[mine.pk])).status_code == 302
+    )  # to the portal log-in

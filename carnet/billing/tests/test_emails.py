@@ -25,10 +25,17 @@ def invoice(front_desk, catalog):
     clinic = clinic_get()
     clinic.invoice_prefix, clinic.email = "HW-", "hello@clinic.example"
     clinic.save()
-    return manual_invoice(front_desk, make_patient(email="ana@example.test"), 4250, category=catalog["income_category"])
+    return manual_invoice(
+        front_desk,
+        make_patient(email="ana@example.test"),
+        4250,
+        category=catalog["income_category"],
+    )
 
 
-def test_receipt_email_goes_out_after_commit_with_the_pdf(front_desk, invoice, django_capture_on_commit_callbacks):
+def test_receipt_email_goes_out_after_commit_with_the_pdf(
+    front_desk, invoice, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         receipt_email(actor=front_desk.user, invoice=invoice, form="detailed")
         assert mail.outbox == []  # nothing before the commit
@@ -42,16 +49,23 @@ def test_receipt_email_goes_out_after_commit_with_the_pdf(front_desk, invoice, d
     assert ActivityLog.objects.filter(verb="receipt_emailed", object_id=str(invoice.pk)).exists()
 
 
-def test_nothing_is_sent_when_the_transaction_rolls_back(front_desk, invoice, django_capture_on_commit_callbacks):
-    with (django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError),
-          transaction.atomic()):
+def test_nothing_is_sent_when_the_transaction_rolls_back(
+    front_desk, invoice, django_capture_on_commit_callbacks
+):
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
         receipt_email(actor=front_desk.user, invoice=invoice)
         raise RuntimeError("something later in the same transaction failed")
     assert callbacks == [] and mail.outbox == []
 
 
 def test_receipt_email_refuses_a_patient_without_email(front_desk, catalog):
-    invoice = manual_invoice(front_desk, make_patient(email=""), 1000, category=catalog["income_category"])
+    invoice = manual_invoice(
+        front_desk, make_patient(email=""), 1000, category=catalog["income_category"]
+    )
     with pytest.raises(Conflict) as exc:
         receipt_email(actor=front_desk.user, invoice=invoice)
     assert exc.value.code == "no_email" and "has no email address" in exc.value.message
@@ -62,24 +76,35 @@ def test_receipt_email_needs_billing_access(invoice):
         receipt_email(actor=make_staff(AccessLevel.FRONT_DESK, billing=False).user, invoice=invoice)
 
 
-def test_receipt_email_page_redirects_to_the_billing_tab(client, front_desk, invoice, catalog,
-                                                         django_capture_on_commit_callbacks):
+def test_receipt_email_page_redirects_to_the_billing_tab(
+    client, front_desk, invoice, catalog, django_capture_on_commit_callbacks
+):
     client.force_login(front_desk.user)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("billing:receipt_email", args=[invoice.pk]), {"form": "quick"})
-    assert response.status_code == 302 and response["Location"] == reverse("billing:tab", args=[invoice.patient_id])
+        response = client.post(
+            reverse("billing:receipt_email", args=[invoice.pk]), {"form": "quick"}
+        )
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "billing:tab", args=[invoice.patient_id]
+    )
     assert len(mail.outbox) == 1
     page = client.get(response["Location"]).content.decode()
     assert "on its way to ana@example.test" in page
 
-    no_email = manual_invoice(front_desk, make_patient(email=""), 1000, category=catalog["income_category"])
+    no_email = manual_invoice(
+        front_desk, make_patient(email=""), 1000, category=catalog["income_category"]
+    )
     response = client.post(reverse("billing:receipt_email", args=[no_email.pk]), follow=True)
     assert "has no email address" in response.content.decode() and len(mail.outbox) == 1
 
 
-def test_pay_balance_request_emails_a_signed_link(front_desk, invoice, django_capture_on_commit_callbacks):
+def test_pay_balance_request_emails_a_signed_link(
+    front_desk, invoice, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        link = pay_balance_request(actor=front_desk.user, patient=invoice.patient, base_url="https://clinic.example/")
+        link = pay_balance_request(
+            actor=front_desk.user, patient=invoice.patient, base_url="https://clinic.example/"
+        )
     [message] = mail.outbox
     assert link.startswith("https://clinic.example/portal/pay/") and link in message.body
     assert "$42.50" in message.body and f"HW-{invoice.number}" in message.body
@@ -101,20 +126,44 @@ def test_pay_balance_request_needs_payment_access(client, invoice):
     with pytest.raises(NotAllowed):
         pay_balance_request(actor=practitioner.user, patient=invoice.patient, base_url="http://x")
     client.force_login(practitioner.user)
-    assert client.post(reverse("billing:pay_balance_request", args=[invoice.patient_id])).status_code == 403
+    assert (
+        client.post(reverse("billing:pay_balance_request", args=[invoice.patient_id])).status_code
+        == 403
+    )
 
 
 def render_hello(*, name: str) -> bytes:
     return f"Hello {name}".encode()
 
 
-def test_the_worker_renders_attachments_and_refuses_foreign_renderers(django_capture_on_commit_callbacks):
+def test_the_worker_renders_attachments_and_refuses_foreign_renderers(
+    django_capture_on_commit_callbacks,
+):
     with django_capture_on_commit_callbacks(execute=True):
-        mail_queue(to="a@example.test", subject="Hi\nthere", template="billing/email/balance_paid.txt",
-                   context={"patient": make_patient(), "clinic": clinic_get(), "amount": "$1.00", "numbers": []},
-                   attachments=[Attachment("x.txt", "text/plain", f"{__name__}.render_hello", {"name": "Ana"})])
+        mail_queue(
+            to="a@example.test",
+            subject="Hi\nthere",
+            template="billing/email/balance_paid.txt",
+            context={
+                "patient": make_patient(),
+                "clinic": clinic_get(),
+                "amount": "$1.00",
+                "numbers": [],
+            },
+            attachments=[
+                Attachment("x.txt", "text/plain", f"{__name__}.render_hello", {"name": "Ana"})
+            ],
+        )
     [message] = mail.outbox
-    assert message.subject == "Hi there" and message.attachments == [("x.txt", "Hello Ana", "text/plain")]
+    assert message.subject == "Hi there" and message.attachments == [
+        ("x.txt", "Hello Ana", "text/plain")
+    ]
     with pytest.raises(ValueError):
-        send_email.call(to=["a@example.test"], subject="s", body="b",
-                        attachments=[{"filename": "x", "mimetype": "text/plain", "render": "os.getcwd", "kwargs": {}}])
+        send_email.call(
+            to=["a@example.test"],
+            subject="s",
+            body="b",
+            attachments=[
+                {"filename": "x", "mimetype": "text/plain", "render": "os.getcwd", "kwargs": {}}
+            ],
+        )

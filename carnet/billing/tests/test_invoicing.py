@@ -22,17 +22,30 @@ def assert_ledger_ok():
 
 def test_invoice_numbers_are_sequential(front_desk, catalog):
     patient = make_patient()
-    numbers = [manual_invoice(front_desk, patient, 1000, category=catalog["income_category"]).number for _ in range(3)]
+    numbers = [
+        manual_invoice(front_desk, patient, 1000, category=catalog["income_category"]).number
+        for _ in range(3)
+    ]
     assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2]
 
 
 def test_invoice_posts_ar_revenue_and_tax(front_desk, catalog):
     patient = make_patient()
-    invoice = invoice_create(actor=front_desk.user, patient=patient, lines=[
-        LineInput(treatment_id=catalog["treatment"].pk),  # 90.00 + 13 % HST
-        LineInput(description="Hot towel", unit_price_minor=1000, quantity=2, adjustment_minor=500,
-                  income_category_id=catalog["income_category"].pk, tax_ids=[]),
-    ])
+    invoice = invoice_create(
+        actor=front_desk.user,
+        patient=patient,
+        lines=[
+            LineInput(treatment_id=catalog["treatment"].pk),  # 90.00 + 13 % HST
+            LineInput(
+                description="Hot towel",
+                unit_price_minor=1000,
+                quantity=2,
+                adjustment_minor=500,
+                income_category_id=catalog["income_category"].pk,
+                tax_ids=[],
+            ),
+        ],
+    )
     assert (invoice.subtotal_minor, invoice.tax_minor, invoice.total_minor) == (10500, 1170, 11670)
     assert invoice.status == "unpaid"
     assert balance(accounts.AR, patient_id=patient.pk) == 11670
@@ -49,23 +62,43 @@ def test_no_charge_invoice_counts_as_paid_and_moves_no_money(front_desk, catalog
 
 def test_product_sale_takes_stock_and_refuses_more_than_is_left(front_desk, catalog):
     oil = product(catalog["income_category"], stock=2, taxes=[catalog["tax"]])
-    invoice = invoice_create(actor=front_desk.user, patient=make_patient(), lines=[LineInput(product_id=oil.pk, quantity=2)])
+    invoice = invoice_create(
+        actor=front_desk.user,
+        patient=make_patient(),
+        lines=[LineInput(product_id=oil.pk, quantity=2)],
+    )
     oil.refresh_from_db()
     assert oil.stock == 0 and invoice.total_minor == 2 * 2500 + 650
     with pytest.raises(Conflict) as exc:
-        invoice_create(actor=front_desk.user, patient=make_patient(), lines=[LineInput(product_id=oil.pk)])
+        invoice_create(
+            actor=front_desk.user, patient=make_patient(), lines=[LineInput(product_id=oil.pk)]
+        )
     assert exc.value.code == "out_of_stock"
 
 
 def test_bad_lines_name_the_field(front_desk, catalog):
     with pytest.raises(ValidationFailed) as exc:
-        invoice_create(actor=front_desk.user, patient=make_patient(), lines=[LineInput(description="x", unit_price_minor=-1)])
+        invoice_create(
+            actor=front_desk.user,
+            patient=make_patient(),
+            lines=[LineInput(description="x", unit_price_minor=-1)],
+        )
     assert "lines.0.unit_price_minor" in exc.value.fields
     with pytest.raises(ValidationFailed):
         invoice_create(actor=front_desk.user, patient=make_patient(), lines=[])
     with pytest.raises(ValidationFailed) as exc:
-        invoice_create(actor=front_desk.user, patient=make_patient(), lines=[LineInput(
-            description="x", unit_price_minor=100, adjustment_minor=200, income_category_id=catalog["income_category"].pk)])
+        invoice_create(
+            actor=front_desk.user,
+            patient=make_patient(),
+            lines=[
+                LineInput(
+                    description="x",
+                    unit_price_minor=100,
+                    adjustment_minor=200,
+                    income_category_id=catalog["income_category"].pk,
+                )
+            ],
+        )
     assert "lines.0.adjustment_minor" in exc.value.fields
 
 
@@ -78,12 +111,25 @@ def test_selling_needs_billing_access(catalog):
 def test_delete_only_while_no_payment_is_applied(front_desk, admin_staff, catalog):
     patient = make_patient()
     oil = product(catalog["income_category"], stock=5)
-    invoice = invoice_create(actor=front_desk.user, patient=patient, lines=[LineInput(product_id=oil.pk)])
-    payment_receive(actor=front_desk.user, patient=patient, method="cash", amount_minor=100, allocations=[(invoice, 100)])
+    invoice = invoice_create(
+        actor=front_desk.user, patient=patient, lines=[LineInput(product_id=oil.pk)]
+    )
+    payment_receive(
+        actor=front_desk.user,
+        patient=patient,
+        method="cash",
+        amount_minor=100,
+        allocations=[(invoice, 100)],
+    )
     with pytest.raises(Conflict) as exc:
         invoice_delete(actor=admin_staff.user, invoice=Invoice.objects.get(pk=invoice.pk))
-    assert exc.value.code == "invoice_has_payments" and "Unapply those payments first" in exc.value.message
-    other = invoice_create(actor=front_desk.user, patient=patient, lines=[LineInput(product_id=oil.pk)])
+    assert (
+        exc.value.code == "invoice_has_payments"
+        and "Unapply those payments first" in exc.value.message
+    )
+    other = invoice_create(
+        actor=front_desk.user, patient=patient, lines=[LineInput(product_id=oil.pk)]
+    )
     with pytest.raises(NotAllowed):
         invoice_delete(actor=front_desk.user, invoice=other)
     invoice_delete(actor=admin_staff.user, invoice=other)
@@ -96,7 +142,13 @@ def test_delete_only_while_no_payment_is_applied(front_desk, admin_staff, catalo
 def test_ledger_check_command_passes_after_billing(front_desk, catalog, capsys):
     patient = make_patient()
     invoice = manual_invoice(front_desk, patient, 5000, category=catalog["income_category"])
-    payment_receive(actor=front_desk.user, patient=patient, method="debit", amount_minor=8000, allocations=[(invoice, 5000)])
+    payment_receive(
+        actor=front_desk.user,
+        patient=patient,
+        method="debit",
+        amount_minor=8000,
+        allocations=[(invoice, 5000)],
+    )
     call_command("ledger_check")
     out = capsys.readouterr().out
     assert "A/R per patient" in out and "credit per patient" in out

@@ -53,8 +53,12 @@ from carnet.ledger.invariants import discover, run_all
 from carnet.ledger.models import JournalTransaction, Posting
 from carnet.ledger.selectors import balance
 
-CARDS = {"good": "4242424242424242", "declined": "4000000000000002", "network_error": "4000000000000119",
-         "lost_response": "4000000000000770"}
+CARDS = {
+    "good": "4242424242424242",
+    "declined": "4000000000000002",
+    "network_error": "4000000000000119",
+    "lost_response": "4000000000000770",
+}
 RATES = ["13.000", "5.000", "9.975", "14.975", "7.125", "0.000", "100.000"]
 TAX_SETS = [(), (0,), (1,), (0, 1)]
 PATIENT = st.sampled_from([0, 1])
@@ -62,8 +66,14 @@ PRICE = st.one_of(st.just(0), st.integers(1, 200), st.integers(1, 50_000))
 AMOUNT = st.one_of(st.integers(1, 100), st.integers(1, 60_000))
 DISCOUNT_PCT = st.one_of(st.just(0), st.just(100), st.integers(0, 100))
 # price, quantity, discount %, taxes, tax-inclusive, income category
-LINE = st.tuples(PRICE, st.integers(1, 3), DISCOUNT_PCT, st.sampled_from(TAX_SETS), st.booleans(),
-                 st.sampled_from([0, 1]))
+LINE = st.tuples(
+    PRICE,
+    st.integers(1, 3),
+    DISCOUNT_PCT,
+    st.sampled_from(TAX_SETS),
+    st.booleans(),
+    st.sampled_from([0, 1]),
+)
 # price, stock, taxes, tax-inclusive
 PRODUCT = st.tuples(PRICE, st.integers(0, 5), st.sampled_from(TAX_SETS), st.booleans())
 _keys = itertools.count(1)
@@ -127,8 +137,10 @@ class Alloc:
 class BillingMachine(RuleBasedStateMachine):
     """Drives the billing services; the model says what every patient owes and holds as credit."""
 
-    @initialize(rates=st.lists(st.sampled_from(RATES), min_size=2, max_size=2),
-                products=st.lists(PRODUCT, min_size=2, max_size=2))
+    @initialize(
+        rates=st.lists(st.sampled_from(RATES), min_size=2, max_size=2),
+        products=st.lists(PRODUCT, min_size=2, max_size=2),
+    )
     def start(self, rates, products):
         self.atomic = ExampleRollback().__enter__()
         discover()
@@ -138,20 +150,37 @@ class BillingMachine(RuleBasedStateMachine):
         self.full = make_staff(AccessLevel.FULL_ACCESS).user
         self.categories = [IncomeCategory.objects.create(name=f"Income {i}") for i in range(2)]
         self.rates = rates
-        self.taxes = [Tax.objects.create(name=f"Tax {i}", rate=rate) for i, rate in enumerate(rates)]
+        self.taxes = [
+            Tax.objects.create(name=f"Tax {i}", rate=rate) for i, rate in enumerate(rates)
+        ]
         self.products, self.product_specs, self.stock = [], [], []
         for i, (price, stock, tax_set, inclusive) in enumerate(products):
-            product = Product.objects.create(name=f"Oil {i}", price_minor=price, stock=stock, tax_inclusive=inclusive,
-                                             income_category=self.categories[i])
+            product = Product.objects.create(
+                name=f"Oil {i}",
+                price_minor=price,
+                stock=stock,
+                tax_inclusive=inclusive,
+                income_category=self.categories[i],
+            )
             product.taxes.set([self.taxes[t] for t in tax_set])
             self.products.append(product)
             self.product_specs.append((price, tax_set, inclusive))
             self.stock.append(stock)
         self.patients = [make_patient(), make_patient()]
         year = clock.now().year + 2
-        self.cards = {(i, kind): card_store(actor=self.desk, patient=patient, number=number, exp_month=12,
-                                            exp_year=year, cvc="123", holder="Pat Test")
-                      for i, patient in enumerate(self.patients) for kind, number in CARDS.items()}
+        self.cards = {
+            (i, kind): card_store(
+                actor=self.desk,
+                patient=patient,
+                number=number,
+                exp_month=12,
+                exp_year=year,
+                cvc="123",
+                holder="Pat Test",
+            )
+            for i, patient in enumerate(self.patients)
+            for kind, number in CARDS.items()
+        }
         self.invoices: dict[int, Inv] = {}
         self.payments: dict[int, Pay] = {}
         self.allocations: dict[int, Alloc] = {}
@@ -172,10 +201,18 @@ class BillingMachine(RuleBasedStateMachine):
         return sum(p.unapplied for p in self.payments.values() if p.patient == who)
 
     def _open(self, who: int) -> list[Inv]:
-        return [i for i in self.invoices.values() if i.patient == who and not i.deleted and i.balance > 0]
+        return [
+            i
+            for i in self.invoices.values()
+            if i.patient == who and not i.deleted and i.balance > 0
+        ]
 
     def _with_credit(self, who: int | None = None) -> list[Pay]:
-        return [p for p in self.payments.values() if p.unapplied > 0 and (who is None or p.patient == who)]
+        return [
+            p
+            for p in self.payments.values()
+            if p.unapplied > 0 and (who is None or p.patient == who)
+        ]
 
     def _can_apply(self) -> bool:
         return any(self._open(p.patient) for p in self._with_credit())
@@ -199,8 +236,16 @@ class BillingMachine(RuleBasedStateMachine):
     def _snapshot(self) -> tuple:
         """Everything a refused operation must leave untouched."""
         return (
-            tuple(Payment.objects.order_by("pk").values_list("pk", "amount_minor", "applied_minor", "refunded_minor")),
-            tuple(Invoice.objects.order_by("pk").values_list("pk", "total_minor", "applied_minor", "deleted_at")),
+            tuple(
+                Payment.objects.order_by("pk").values_list(
+                    "pk", "amount_minor", "applied_minor", "refunded_minor"
+                )
+            ),
+            tuple(
+                Invoice.objects.order_by("pk").values_list(
+                    "pk", "total_minor", "applied_minor", "deleted_at"
+                )
+            ),
             tuple(Allocation.objects.order_by("pk").values_list("pk", "unapplied_at")),
             Refund.objects.count(),
             JournalTransaction.objects.count(),
@@ -228,16 +273,34 @@ class BillingMachine(RuleBasedStateMachine):
         code = accounts.cash(method)
         self.cash[code] = self.cash.get(code, 0) + amount
 
-    def _record_payment(self, payment: Payment, who: int, method: str, amount: int,
-                        allocations: list[tuple[Inv, int]]) -> None:
-        assert (payment.patient_id, payment.method, payment.amount_minor) == (self.patients[who].pk, method, amount)
+    def _record_payment(
+        self,
+        payment: Payment,
+        who: int,
+        method: str,
+        amount: int,
+        allocations: list[tuple[Inv, int]],
+    ) -> None:
+        assert (payment.patient_id, payment.method, payment.amount_minor) == (
+            self.patients[who].pk,
+            method,
+            amount,
+        )
         gateway = method == Payment.Method.CARD_GATEWAY
         assert bool(payment.gateway_charge_id) == gateway
-        pay = Pay(pk=payment.pk, patient=who, method=method, amount=amount, received_at=payment.received_at,
-                  gateway=gateway)
+        pay = Pay(
+            pk=payment.pk,
+            patient=who,
+            method=method,
+            amount=amount,
+            received_at=payment.received_at,
+            gateway=gateway,
+        )
         self.payments[pay.pk] = pay
         rows = list(Allocation.objects.filter(payment=payment).order_by("pk"))
-        assert [(a.invoice_id, a.amount_minor) for a in rows] == [(inv.pk, take) for inv, take in allocations]
+        assert [(a.invoice_id, a.amount_minor) for a in rows] == [
+            (inv.pk, take) for inv, take in allocations
+        ]
         for row, (inv, take) in zip(rows, allocations, strict=True):
             self.allocations[row.pk] = Alloc(pk=row.pk, payment=pay.pk, invoice=inv.pk, amount=take)
             inv.applied += take
@@ -246,13 +309,22 @@ class BillingMachine(RuleBasedStateMachine):
         if gateway:
             self.gateway_net += amount
 
-    def _record_invoice(self, invoice: Invoice, who: int, expected: list[tuple[int, int]],
-                        sold: list[tuple[int, int]]) -> None:
+    def _record_invoice(
+        self,
+        invoice: Invoice,
+        who: int,
+        expected: list[tuple[int, int]],
+        sold: list[tuple[int, int]],
+    ) -> None:
         assert invoice.patient_id == self.patients[who].pk
         net, total = sum(n for n, _ in expected), sum(t for _, t in expected)
         assert (invoice.subtotal_minor, invoice.total_minor) == (net, total)
         assert invoice.subtotal_minor + invoice.tax_minor == invoice.total_minor
-        lines = list(InvoiceLine.objects.filter(invoice=invoice).order_by("pk").values_list("net_minor", "total_minor"))
+        lines = list(
+            InvoiceLine.objects.filter(invoice=invoice)
+            .order_by("pk")
+            .values_list("net_minor", "total_minor")
+        )
         assert lines == expected
         assert invoice.status == ("no_charge" if total == 0 else "unpaid")
         self.invoices[invoice.pk] = Inv(pk=invoice.pk, patient=who, total=total, sold=sold)
@@ -265,22 +337,45 @@ class BillingMachine(RuleBasedStateMachine):
         inputs, expected = [], []
         for i, (price, quantity, pct, tax_set, inclusive, category) in enumerate(lines):
             discount = price * quantity * pct // 100
-            inputs.append(LineInput(description=f"Line {i}", unit_price_minor=price, quantity=quantity,
-                                    adjustment_minor=discount, income_category_id=self.categories[category].pk,
-                                    tax_ids=[self.taxes[t].pk for t in tax_set], tax_inclusive=inclusive))
-            expected.append(expected_line(price * quantity - discount, [self.rates[t] for t in tax_set], inclusive))
+            inputs.append(
+                LineInput(
+                    description=f"Line {i}",
+                    unit_price_minor=price,
+                    quantity=quantity,
+                    adjustment_minor=discount,
+                    income_category_id=self.categories[category].pk,
+                    tax_ids=[self.taxes[t].pk for t in tax_set],
+                    tax_inclusive=inclusive,
+                )
+            )
+            expected.append(
+                expected_line(
+                    price * quantity - discount, [self.rates[t] for t in tax_set], inclusive
+                )
+            )
         invoice = invoice_create(actor=self.desk, patient=self.patients[who], lines=inputs)
         self._record_invoice(invoice, who, expected, sold=[])
 
-    @rule(who=PATIENT, which=st.sampled_from([0, 1]), quantity=st.integers(1, 4), with_fee=st.booleans())
+    @rule(
+        who=PATIENT,
+        which=st.sampled_from([0, 1]),
+        quantity=st.integers(1, 4),
+        with_fee=st.booleans(),
+    )
     def sell_product(self, who, which, quantity, with_fee):
         """A product line (stock goes down), maybe with a manual fee line; refused when out of stock."""
         price, tax_set, inclusive = self.product_specs[which]
         inputs = [LineInput(product_id=self.products[which].pk, quantity=quantity)]
         expected = [expected_line(price * quantity, [self.rates[t] for t in tax_set], inclusive)]
         if with_fee:
-            inputs.append(LineInput(description="Fee", unit_price_minor=500, income_category_id=self.categories[0].pk,
-                                    tax_ids=[]))
+            inputs.append(
+                LineInput(
+                    description="Fee",
+                    unit_price_minor=500,
+                    income_category_id=self.categories[0].pk,
+                    tax_ids=[],
+                )
+            )
             expected.append((500, 500))
         call = lambda: invoice_create(actor=self.desk, patient=self.patients[who], lines=inputs)
         if quantity > self.stock[which]:
@@ -300,7 +395,9 @@ class BillingMachine(RuleBasedStateMachine):
         inv = self._pick(data, live, "invoice")
         invoice = Invoice.objects.get(pk=inv.pk)
         if inv.applied:
-            exc = self._refused("invoice_has_payments", lambda: invoice_delete(actor=self.admin, invoice=invoice))
+            exc = self._refused(
+                "invoice_has_payments", lambda: invoice_delete(actor=self.admin, invoice=invoice)
+            )
             assert "Unapply" in exc.message
             return
         invoice_delete(actor=self.admin, invoice=invoice)
@@ -314,12 +411,20 @@ class BillingMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ payments
 
-    @rule(data=st.data(), who=PATIENT, method=st.sampled_from(["cash", "debit", "card_gateway"]), amount=AMOUNT,
-          old=st.booleans())
+    @rule(
+        data=st.data(),
+        who=PATIENT,
+        method=st.sampled_from(["cash", "debit", "card_gateway"]),
+        amount=AMOUNT,
+        old=st.booleans(),
+    )
     def receive_payment(self, data, who, method, amount, old):
         allocations = self._draw_allocations(data, who, amount)
         payment = payment_receive(
-            actor=self.desk, patient=self.patients[who], method=method, amount_minor=amount,
+            actor=self.desk,
+            patient=self.patients[who],
+            method=method,
+            amount_minor=amount,
             allocations=[(Invoice.objects.get(pk=inv.pk), take) for inv, take in allocations],
             card=self.cards[who, "good"] if method == "card_gateway" else None,
             idempotency_key=f"sm-pay-{next(_keys)}",
@@ -333,22 +438,41 @@ class BillingMachine(RuleBasedStateMachine):
         pay = self._pick(data, [p for p in self._with_credit() if self._open(p.patient)], "payment")
         inv = self._pick(data, self._open(pay.patient), "invoice")
         take = data.draw(st.integers(1, min(pay.unapplied, inv.balance)), label="amount")
-        allocation = payment_apply(actor=self.desk, payment=Payment.objects.get(pk=pay.pk),
-                                   invoice=Invoice.objects.get(pk=inv.pk), amount_minor=take)
-        assert (allocation.payment_id, allocation.invoice_id, allocation.amount_minor) == (pay.pk, inv.pk, take)
-        self.allocations[allocation.pk] = Alloc(pk=allocation.pk, payment=pay.pk, invoice=inv.pk, amount=take)
+        allocation = payment_apply(
+            actor=self.desk,
+            payment=Payment.objects.get(pk=pay.pk),
+            invoice=Invoice.objects.get(pk=inv.pk),
+            amount_minor=take,
+        )
+        assert (allocation.payment_id, allocation.invoice_id, allocation.amount_minor) == (
+            pay.pk,
+            inv.pk,
+            take,
+        )
+        self.allocations[allocation.pk] = Alloc(
+            pk=allocation.pk, payment=pay.pk, invoice=inv.pk, amount=take
+        )
         pay.applied += take
         inv.applied += take
 
     @precondition(lambda self: self._can_apply())
     @rule(data=st.data())
     def apply_credit(self, data):
-        who = data.draw(st.sampled_from([w for w in (0, 1) if self._with_credit(w) and self._open(w)]), label="patient")
+        who = data.draw(
+            st.sampled_from([w for w in (0, 1) if self._with_credit(w) and self._open(w)]),
+            label="patient",
+        )
         inv = self._pick(data, self._open(who), "invoice")
         credit = self._credit(who)
-        amount = data.draw(st.one_of(st.none(), st.integers(1, min(credit, inv.balance))), label="amount")
-        allocations = credit_apply(actor=self.desk, patient=self.patients[who], invoice=Invoice.objects.get(pk=inv.pk),
-                                   amount_minor=amount)
+        amount = data.draw(
+            st.one_of(st.none(), st.integers(1, min(credit, inv.balance))), label="amount"
+        )
+        allocations = credit_apply(
+            actor=self.desk,
+            patient=self.patients[who],
+            invoice=Invoice.objects.get(pk=inv.pk),
+            amount_minor=amount,
+        )
         # Oldest payments first: by received_at, then by id.
         left, expected = min(credit, inv.balance) if amount is None else amount, []
         for pay in sorted(self._with_credit(who), key=lambda p: (p.received_at, p.pk)):
@@ -359,8 +483,12 @@ class BillingMachine(RuleBasedStateMachine):
             left -= take
         assert [(a.payment_id, a.amount_minor) for a in allocations] == expected
         for allocation in allocations:
-            self.allocations[allocation.pk] = Alloc(pk=allocation.pk, payment=allocation.payment_id, invoice=inv.pk,
-                                                    amount=allocation.amount_minor)
+            self.allocations[allocation.pk] = Alloc(
+                pk=allocation.pk,
+                payment=allocation.payment_id,
+                invoice=inv.pk,
+                amount=allocation.amount_minor,
+            )
             self.payments[allocation.payment_id].applied += allocation.amount_minor
             inv.applied += allocation.amount_minor
 
@@ -372,7 +500,9 @@ class BillingMachine(RuleBasedStateMachine):
         row = Allocation.objects.get(pk=alloc.pk)
         if clock.now() - pay.received_at > dt.timedelta(hours=24):
             # Older than 24 hours: Administrative/All Billing may not, Full Access may.
-            self._refused("not_allowed", lambda: allocation_unapply(actor=self.admin, allocation=row))
+            self._refused(
+                "not_allowed", lambda: allocation_unapply(actor=self.admin, allocation=row)
+            )
         allocation_unapply(actor=self.full, allocation=row)
         alloc.live = False
         pay.applied -= alloc.amount
@@ -380,19 +510,31 @@ class BillingMachine(RuleBasedStateMachine):
         self._refused("not_found", lambda: allocation_unapply(actor=self.full, allocation=row))
 
     @precondition(lambda self: bool(self._with_credit()))
-    @rule(data=st.data(), method=st.sampled_from([None, "cash", "debit", "etransfer", "other", "card_gateway"]))
+    @rule(
+        data=st.data(),
+        method=st.sampled_from([None, "cash", "debit", "etransfer", "other", "card_gateway"]),
+    )
     def refund(self, data, method):
         pay = self._pick(data, self._with_credit(), "payment")
         take = data.draw(st.integers(1, pay.unapplied), label="amount")
         payment = Payment.objects.get(pk=pay.pk)
-        call = lambda: payment_refund(actor=self.admin, payment=payment, amount_minor=take, method=method,
-                                      idempotency_key=f"sm-refund-{next(_keys)}")
+        call = lambda: payment_refund(
+            actor=self.admin,
+            payment=payment,
+            amount_minor=take,
+            method=method,
+            idempotency_key=f"sm-refund-{next(_keys)}",
+        )
         to = method or pay.method
         if to == "card_gateway" and not pay.gateway:
             self._refused("invalid", call)
             return
         refund = call()
-        assert (refund.amount_minor, refund.method, bool(refund.gateway_refund_id)) == (take, to, to == "card_gateway")
+        assert (refund.amount_minor, refund.method, bool(refund.gateway_refund_id)) == (
+            take,
+            to,
+            to == "card_gateway",
+        )
         pay.refunded += take
         self._add_cash(to, -take)
         if to == "card_gateway":
@@ -400,20 +542,32 @@ class BillingMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the gateway
 
-    @rule(data=st.data(), who=PATIENT, kind=st.sampled_from(["declined", "network_error", "lost_response"]),
-          amount=AMOUNT)
+    @rule(
+        data=st.data(),
+        who=PATIENT,
+        kind=st.sampled_from(["declined", "network_error", "lost_response"]),
+        amount=AMOUNT,
+    )
     def gateway_failure(self, data, who, kind, amount):
         """A declined card or a network error: refused, nothing recorded here or at the gateway, and the
         same on a retry. A lost response: see below."""
         if kind == "lost_response":
             self._lost_response_then_retry(data, who, amount)
             return
-        allocations = [(Invoice.objects.get(pk=inv.pk), take)
-                       for inv, take in self._draw_allocations(data, who, amount)]
+        allocations = [
+            (Invoice.objects.get(pk=inv.pk), take)
+            for inv, take in self._draw_allocations(data, who, amount)
+        ]
         key = f"sm-fail-{next(_keys)}"
-        call = lambda: payment_receive(actor=self.desk, patient=self.patients[who], method="card_gateway",
-                                       amount_minor=amount, allocations=allocations, card=self.cards[who, kind],
-                                       idempotency_key=key)
+        call = lambda: payment_receive(
+            actor=self.desk,
+            patient=self.patients[who],
+            method="card_gateway",
+            amount_minor=amount,
+            allocations=allocations,
+            card=self.cards[who, kind],
+            idempotency_key=key,
+        )
         code = "card_declined" if kind == "declined" else "gateway_unavailable"
         self._refused(code, call)
         self._refused(code, call)  # a retry with the same key fails the same way
@@ -428,9 +582,14 @@ class BillingMachine(RuleBasedStateMachine):
         key = f"sm-lost-{next(_keys)}"
         charges, payments = TestGatewayCharge.objects.count(), Payment.objects.count()
         call = lambda: payment_receive(
-            actor=self.desk, patient=self.patients[who], method="card_gateway", amount_minor=amount,
+            actor=self.desk,
+            patient=self.patients[who],
+            method="card_gateway",
+            amount_minor=amount,
             allocations=[(Invoice.objects.get(pk=inv.pk), take) for inv, take in allocations],
-            card=self.cards[who, "lost_response"], idempotency_key=key)
+            card=self.cards[who, "lost_response"],
+            idempotency_key=key,
+        )
         try:
             call()
         except CarnetError as exc:
@@ -451,7 +610,9 @@ class BillingMachine(RuleBasedStateMachine):
         kinds = ["receive_more_applied_than_paid", "zero_amounts"]
         if any(i.balance for i in live):
             kinds.append("one_invoice_twice")
-        if self._with_credit() and any(i.patient == p.patient for p in self._with_credit() for i in live):
+        if self._with_credit() and any(
+            i.patient == p.patient for p in self._with_credit() for i in live
+        ):
             kinds.append("over_apply")
         if self.payments:
             kinds.append("over_refund")
@@ -468,98 +629,206 @@ class BillingMachine(RuleBasedStateMachine):
         """Invalid operations: each refused with its CarnetError code, leaving everything unchanged."""
         kind = data.draw(st.sampled_from(self._refusals()), label="refusal")
         desk, admin = self.desk, self.admin
-        if kind == "over_apply":  # more than the invoice's balance, or than the payment's unapplied amount
-            pay = self._pick(data, [p for p in self._with_credit() if any(
-                i.patient == p.patient and not i.deleted for i in self.invoices.values())], "payment")
-            inv = self._pick(data, [i for i in self.invoices.values()
-                                    if i.patient == pay.patient and not i.deleted], "invoice")
+        if (
+            kind == "over_apply"
+        ):  # more than the invoice's balance, or than the payment's unapplied amount
+            pay = self._pick(
+                data,
+                [
+                    p
+                    for p in self._with_credit()
+                    if any(i.patient == p.patient and not i.deleted for i in self.invoices.values())
+                ],
+                "payment",
+            )
+            inv = self._pick(
+                data,
+                [i for i in self.invoices.values() if i.patient == pay.patient and not i.deleted],
+                "invoice",
+            )
             over = data.draw(st.sampled_from(["min", "max"]), label="over which")
             take = (min if over == "min" else max)(inv.balance, pay.unapplied) + extra
             payment, invoice = Payment.objects.get(pk=pay.pk), Invoice.objects.get(pk=inv.pk)
-            self._refused("over_apply", lambda: payment_apply(actor=desk, payment=payment, invoice=invoice,
-                                                              amount_minor=take))
+            self._refused(
+                "over_apply",
+                lambda: payment_apply(
+                    actor=desk, payment=payment, invoice=invoice, amount_minor=take
+                ),
+            )
         elif kind == "over_refund":
             pay = self._pick(data, list(self.payments.values()), "payment")
             method = data.draw(st.sampled_from([None, "cash", "other"]), label="method")
             payment = Payment.objects.get(pk=pay.pk)
-            self._refused("refund_exceeds_unapplied", lambda: payment_refund(
-                actor=admin, payment=payment, amount_minor=pay.unapplied + extra, method=method))
+            self._refused(
+                "refund_exceeds_unapplied",
+                lambda: payment_refund(
+                    actor=admin, payment=payment, amount_minor=pay.unapplied + extra, method=method
+                ),
+            )
         elif kind == "over_credit":
             inv = self._pick(data, [i for i in self.invoices.values() if not i.deleted], "invoice")
             credit = self._credit(inv.patient)
             invoice, patient = Invoice.objects.get(pk=inv.pk), self.patients[inv.patient]
             code = "nothing_owing" if not inv.balance else "not_enough_credit"
-            self._refused(code, lambda: credit_apply(actor=desk, patient=patient, invoice=invoice,
-                                                     amount_minor=credit + extra))
+            self._refused(
+                code,
+                lambda: credit_apply(
+                    actor=desk, patient=patient, invoice=invoice, amount_minor=credit + extra
+                ),
+            )
             if inv.balance < credit:  # enough credit, but more than the invoice owes
                 wanted = data.draw(st.integers(inv.balance + 1, credit), label="amount")
                 code = "nothing_owing" if not inv.balance else "over_apply"
-                self._refused(code, lambda: credit_apply(actor=desk, patient=patient, invoice=invoice,
-                                                         amount_minor=wanted))
-            if not inv.balance:  # nothing owing: "apply all the credit it takes" has nothing to apply
-                self._refused("nothing_owing", lambda: credit_apply(actor=desk, patient=patient, invoice=invoice))
+                self._refused(
+                    code,
+                    lambda: credit_apply(
+                        actor=desk, patient=patient, invoice=invoice, amount_minor=wanted
+                    ),
+                )
+            if (
+                not inv.balance
+            ):  # nothing owing: "apply all the credit it takes" has nothing to apply
+                self._refused(
+                    "nothing_owing",
+                    lambda: credit_apply(actor=desk, patient=patient, invoice=invoice),
+                )
         elif kind == "one_invoice_twice":
             # Each allocation fits the balance, together they do not. Cash: refused, nothing recorded.
             # A card is charged before applying; then the whole payment stays as credit.
-            inv = self._pick(data, [i for i in self.invoices.values() if not i.deleted and i.balance], "invoice")
+            inv = self._pick(
+                data, [i for i in self.invoices.values() if not i.deleted and i.balance], "invoice"
+            )
             invoice, who = Invoice.objects.get(pk=inv.pk), inv.patient
             first = data.draw(st.integers(1, inv.balance), label="first")
             second = data.draw(st.integers(inv.balance - first + 1, inv.balance), label="second")
             allocations = [(invoice, first), (invoice, second)]
-            self._refused("over_apply", lambda: payment_receive(
-                actor=desk, patient=self.patients[who], method="cash", amount_minor=first + second,
-                allocations=allocations))
-            payment = payment_receive(actor=desk, patient=self.patients[who], method="card_gateway",
-                                      amount_minor=first + second + extra, allocations=allocations,
-                                      card=self.cards[who, "good"], idempotency_key=f"sm-twice-{next(_keys)}")
+            self._refused(
+                "over_apply",
+                lambda: payment_receive(
+                    actor=desk,
+                    patient=self.patients[who],
+                    method="cash",
+                    amount_minor=first + second,
+                    allocations=allocations,
+                ),
+            )
+            payment = payment_receive(
+                actor=desk,
+                patient=self.patients[who],
+                method="card_gateway",
+                amount_minor=first + second + extra,
+                allocations=allocations,
+                card=self.cards[who, "good"],
+                idempotency_key=f"sm-twice-{next(_keys)}",
+            )
             self._record_payment(payment, who, "card_gateway", first + second + extra, [])
         elif kind == "apply_to_deleted_invoice":
             inv = self._pick(data, [i for i in self.invoices.values() if i.deleted], "invoice")
             invoice, patient = Invoice.objects.get(pk=inv.pk), self.patients[inv.patient]
-            self._refused("invoice_deleted", lambda: payment_receive(
-                actor=desk, patient=patient, method="cash", amount_minor=extra, allocations=[(invoice, 1)]))
+            self._refused(
+                "invoice_deleted",
+                lambda: payment_receive(
+                    actor=desk,
+                    patient=patient,
+                    method="cash",
+                    amount_minor=extra,
+                    allocations=[(invoice, 1)],
+                ),
+            )
             with_credit = self._with_credit(inv.patient)
             if with_credit:
                 payment = Payment.objects.get(pk=with_credit[0].pk)
-                self._refused("invoice_deleted", lambda: payment_apply(actor=desk, payment=payment, invoice=invoice,
-                                                                       amount_minor=1))
+                self._refused(
+                    "invoice_deleted",
+                    lambda: payment_apply(
+                        actor=desk, payment=payment, invoice=invoice, amount_minor=1
+                    ),
+                )
         elif kind == "apply_to_other_patients_invoice":
             pay = self._pick(data, list(self.payments.values()), "payment")
-            others = [i for i in self.invoices.values() if i.patient != pay.patient and not i.deleted and i.balance]
+            others = [
+                i
+                for i in self.invoices.values()
+                if i.patient != pay.patient and not i.deleted and i.balance
+            ]
             if others:
                 invoice = Invoice.objects.get(pk=others[0].pk)
                 payment = Payment.objects.get(pk=pay.pk)
-                self._refused("invalid", lambda: payment_apply(
-                    actor=desk, payment=payment, invoice=invoice, amount_minor=1))
-                self._refused("invalid", lambda: payment_receive(
-                    actor=desk, patient=self.patients[pay.patient], method="card_gateway", amount_minor=extra,
-                    allocations=[(invoice, 1)], card=self.cards[pay.patient, "good"],
-                    idempotency_key=f"sm-other-{next(_keys)}"))
+                self._refused(
+                    "invalid",
+                    lambda: payment_apply(
+                        actor=desk, payment=payment, invoice=invoice, amount_minor=1
+                    ),
+                )
+                self._refused(
+                    "invalid",
+                    lambda: payment_receive(
+                        actor=desk,
+                        patient=self.patients[pay.patient],
+                        method="card_gateway",
+                        amount_minor=extra,
+                        allocations=[(invoice, 1)],
+                        card=self.cards[pay.patient, "good"],
+                        idempotency_key=f"sm-other-{next(_keys)}",
+                    ),
+                )
         elif kind == "zero_amounts":
             who = data.draw(PATIENT, label="patient")
-            self._refused("invalid", lambda: payment_receive(actor=desk, patient=self.patients[who], method="cash",
-                                                             amount_minor=0))
+            self._refused(
+                "invalid",
+                lambda: payment_receive(
+                    actor=desk, patient=self.patients[who], method="cash", amount_minor=0
+                ),
+            )
             if self.payments:
                 pay = self._pick(data, list(self.payments.values()), "payment")
                 payment = Payment.objects.get(pk=pay.pk)
-                self._refused("invalid", lambda: payment_refund(actor=admin, payment=payment, amount_minor=0))
+                self._refused(
+                    "invalid", lambda: payment_refund(actor=admin, payment=payment, amount_minor=0)
+                )
                 open_ = self._open(pay.patient)
                 if open_:
                     invoice = Invoice.objects.get(pk=open_[0].pk)
-                    self._refused("invalid", lambda: payment_apply(actor=desk, payment=payment, invoice=invoice,
-                                                                   amount_minor=0))
-            self._refused("invalid", lambda: invoice_create(actor=desk, patient=self.patients[who], lines=[
-                LineInput(description="Too much off", unit_price_minor=100, adjustment_minor=101,
-                          income_category_id=self.categories[0].pk, tax_ids=[])]))
+                    self._refused(
+                        "invalid",
+                        lambda: payment_apply(
+                            actor=desk, payment=payment, invoice=invoice, amount_minor=0
+                        ),
+                    )
+            self._refused(
+                "invalid",
+                lambda: invoice_create(
+                    actor=desk,
+                    patient=self.patients[who],
+                    lines=[
+                        LineInput(
+                            description="Too much off",
+                            unit_price_minor=100,
+                            adjustment_minor=101,
+                            income_category_id=self.categories[0].pk,
+                            tax_ids=[],
+                        )
+                    ],
+                ),
+            )
         else:  # receive_more_applied_than_paid: refused before any card is charged
             who = data.draw(PATIENT, label="patient")
             method = data.draw(st.sampled_from(["cash", "card_gateway"]), label="method")
             open_ = self._open(who)
             target = Invoice.objects.get(pk=open_[0].pk) if open_ else None
             allocations = [(target, extra + 1)] if target else []
-            self._refused("invalid", lambda: payment_receive(
-                actor=desk, patient=self.patients[who], method=method, amount_minor=extra if target else 0,
-                allocations=allocations, card=self.cards[who, "good"], idempotency_key=f"sm-bad-{next(_keys)}"))
+            self._refused(
+                "invalid",
+                lambda: payment_receive(
+                    actor=desk,
+                    patient=self.patients[who],
+                    method=method,
+                    amount_minor=extra if target else 0,
+                    allocations=allocations,
+                    card=self.cards[who, "good"],
+                    idempotency_key=f"sm-bad-{next(_keys)}",
+                ),
+            )
 
     # ------------------------------------------------------------ invariants
 
@@ -573,15 +842,19 @@ class BillingMachine(RuleBasedStateMachine):
     def trial_balance_is_zero(self):
         if not hasattr(self, "atomic"):
             return
-        totals = Posting.objects.aggregate(debits=Sum("amount", filter=Q(amount__gt=0)),
-                                           credits=Sum("amount", filter=Q(amount__lt=0)))
+        totals = Posting.objects.aggregate(
+            debits=Sum("amount", filter=Q(amount__gt=0)),
+            credits=Sum("amount", filter=Q(amount__lt=0)),
+        )
         assert int(totals["debits"] or 0) == -int(totals["credits"] or 0)
 
     @invariant()
     def invoice_numbers_are_gap_free(self):
         if not hasattr(self, "atomic"):
             return
-        numbers = sorted(Invoice.objects.values_list("number", flat=True))  # deleted ones keep theirs
+        numbers = sorted(
+            Invoice.objects.values_list("number", flat=True)
+        )  # deleted ones keep theirs
         if numbers:
             assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
@@ -601,37 +874,70 @@ class BillingMachine(RuleBasedStateMachine):
     def documents_match_the_model(self):
         if not hasattr(self, "atomic"):
             return
-        invoices = {pk: (total, applied, deleted is not None) for pk, total, applied, deleted in
-                    Invoice.objects.values_list("pk", "total_minor", "applied_minor", "deleted_at")}
+        invoices = {
+            pk: (total, applied, deleted is not None)
+            for pk, total, applied, deleted in Invoice.objects.values_list(
+                "pk", "total_minor", "applied_minor", "deleted_at"
+            )
+        }
         assert invoices == {i.pk: (i.total, i.applied, i.deleted) for i in self.invoices.values()}
-        assert all(0 <= applied <= total for total, applied, _ in invoices.values()), "an invoice is over-applied"
-        payments = {pk: (amount, applied, refunded) for pk, amount, applied, refunded in
-                    Payment.objects.values_list("pk", "amount_minor", "applied_minor", "refunded_minor")}
+        assert all(0 <= applied <= total for total, applied, _ in invoices.values()), (
+            "an invoice is over-applied"
+        )
+        payments = {
+            pk: (amount, applied, refunded)
+            for pk, amount, applied, refunded in Payment.objects.values_list(
+                "pk", "amount_minor", "applied_minor", "refunded_minor"
+            )
+        }
         assert payments == {p.pk: (p.amount, p.applied, p.refunded) for p in self.payments.values()}
-        assert all(applied >= 0 and refunded >= 0 and applied + refunded <= amount
-                   for amount, applied, refunded in payments.values()), "a payment is overspent"
-        live = set(Allocation.objects.filter(unapplied_at__isnull=True).values_list("pk", flat=True))
+        assert all(
+            applied >= 0 and refunded >= 0 and applied + refunded <= amount
+            for amount, applied, refunded in payments.values()
+        ), "a payment is overspent"
+        live = set(
+            Allocation.objects.filter(unapplied_at__isnull=True).values_list("pk", flat=True)
+        )
         assert live == {a.pk for a in self.allocations.values() if a.live}
 
     @invariant()
     def money_accounts_match_the_model(self):
         if not hasattr(self, "atomic"):
             return
-        for code in {accounts.cash(m) for m in ("cash", "debit", "etransfer", "other", "card_gateway")}:
+        for code in {
+            accounts.cash(m) for m in ("cash", "debit", "etransfer", "other", "card_gateway")
+        }:
             assert balance(code) == self.cash.get(code, 0), code
         income = sum(balance(accounts.revenue(c.pk)) for c in self.categories)
         income += sum(balance(accounts.tax_payable(t.pk)) for t in self.taxes)
         assert income == self.income
-        charged = TestGatewayCharge.objects.aggregate(amount=Sum("amount_minor"), refunded=Sum("refunded_minor"))
+        charged = TestGatewayCharge.objects.aggregate(
+            amount=Sum("amount_minor"), refunded=Sum("refunded_minor")
+        )
         assert int(charged["amount"] or 0) - int(charged["refunded"] or 0) == self.gateway_net
-        assert list(Product.objects.filter(pk__in=[p.pk for p in self.products]).order_by("pk")
-                    .values_list("stock", flat=True)) == self.stock
+        assert (
+            list(
+                Product.objects.filter(pk__in=[p.pk for p in self.products])
+                .order_by("pk")
+                .values_list("stock", flat=True)
+            )
+            == self.stock
+        )
 
 
 def test_billing_state_machine(db):
-    run_state_machine_as_test(BillingMachine, settings=hsettings(
-        max_examples=30, stateful_step_count=25, deadline=None,
-        # Every step hits the database; long sequences draw a lot of data.
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
-                               HealthCheck.function_scoped_fixture],
-    ))
+    run_state_machine_as_test(
+        BillingMachine,
+        settings=hsettings(
+            max_examples=30,
+            stateful_step_count=25,
+            deadline=None,
+            # Every step hits the database; long sequences draw a lot of data.
+            suppress_health_check=[
+                HealthCheck.too_slow,
+                HealthCheck.data_too_large,
+                HealthCheck.large_base_example,
+                HealthCheck.function_scoped_fixture,
+            ],
+        ),
+    )

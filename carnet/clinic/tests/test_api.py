@@ -29,7 +29,11 @@ def same(got, sent) -> bool:
 
 
 def last_log(model, pk) -> ActivityLog:
-    return ActivityLog.objects.filter(object_type=model._meta.label_lower, object_id=str(pk)).order_by("-id").first()
+    return (
+        ActivityLog.objects.filter(object_type=model._meta.label_lower, object_id=str(pk))
+        .order_by("-id")
+        .first()
+    )
 
 
 @pytest.fixture
@@ -46,7 +50,10 @@ def test_clinic_read(front_desk):
 
 
 def test_clinic_read_needs_staff(db):
-    assert_refused(Api(make_staff(AccessLevel.PRACTITIONER_LIMITED).user).get("/clinic"), "Practitioner/Front Desk")
+    assert_refused(
+        Api(make_staff(AccessLevel.PRACTITIONER_LIMITED).user).get("/clinic"),
+        "Practitioner/Front Desk",
+    )
 
 
 def test_clinic_patch_changes_only_the_fields_sent_and_logs(full_access):
@@ -54,7 +61,11 @@ def test_clinic_patch_changes_only_the_fields_sent_and_logs(full_access):
     response = Api(full_access.user).patch("/clinic", {"name": "Harbour Physio", "currency": "EUR"})
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["name"], body["currency"], body["time_zone"]) == ("Harbour Physio", "EUR", "America/Toronto")
+    assert (body["name"], body["currency"], body["time_zone"]) == (
+        "Harbour Physio",
+        "EUR",
+        "America/Toronto",
+    )
     entry = last_log(type(clinic_get()), 1)
     assert entry.actor == full_access.user
     assert entry.before["currency"] == "CAD" and entry.after["currency"] == "EUR"
@@ -68,11 +79,20 @@ def test_clinic_patch_needs_full_access(db, level):
     assert clinic_get().name == "My clinic"
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("currency", "cad"), ("currency", "XYZ"), ("currency", "DOLLARS"),
-    ("time_zone", "Mars/Olympus"), ("time_zone", "America/Atlantis"),
-    ("name", None), ("currency", None), ("no_show_fee_minor", -5), ("gift_card_load_limit_minor", "lots"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("currency", "cad"),
+        ("currency", "XYZ"),
+        ("currency", "DOLLARS"),
+        ("time_zone", "Mars/Olympus"),
+        ("time_zone", "America/Atlantis"),
+        ("name", None),
+        ("currency", None),
+        ("no_show_fee_minor", -5),
+        ("gift_card_load_limit_minor", "lots"),
+    ],
+)
 def test_clinic_patch_bad_values_are_422_naming_the_field(full_access, field, value):
     response = Api(full_access.user).patch("/clinic", {field: value})
     assert response.status_code == 422, response.content
@@ -88,21 +108,48 @@ def test_clinic_patch_bad_values_are_422_naming_the_field(full_access, field, va
 def payloads(catalog):
     cat, disc, tax = catalog["income_category"].pk, catalog["discipline"].pk, catalog["tax"].pk
     return {
-        "locations": ({"name": "West End", "time_zone": "America/Vancouver", "address": "1 Main St"},
-                      {"phone": "604-555-0100"}),
+        "locations": (
+            {"name": "West End", "time_zone": "America/Vancouver", "address": "1 Main St"},
+            {"phone": "604-555-0100"},
+        ),
         "disciplines": ({"name": "Physiotherapy"}, {"name": "Physical therapy"}),
         "income-categories": ({"name": "Physio income"}, {"name": "Physio revenue"}),
         "taxes": ({"name": "GST", "rate": "5", "registration_number": "123"}, {"rate": "5.5"}),
-        "treatments": ({"name": "Yoga", "price_minor": 2000, "income_category_id": cat, "discipline_id": disc,
-                        "duration_minutes": 60, "kind": "class", "capacity": 12, "tax_ids": [tax]},
-                       {"capacity": 15, "online_bookable": True}),
-        "products": ({"name": "Oil", "price_minor": 1500, "income_category_id": cat, "tax_ids": [tax],
-                      "stock": 10, "sku": "OIL"}, {"stock": 9, "price_minor": 1600}),
+        "treatments": (
+            {
+                "name": "Yoga",
+                "price_minor": 2000,
+                "income_category_id": cat,
+                "discipline_id": disc,
+                "duration_minutes": 60,
+                "kind": "class",
+                "capacity": 12,
+                "tax_ids": [tax],
+            },
+            {"capacity": 15, "online_bookable": True},
+        ),
+        "products": (
+            {
+                "name": "Oil",
+                "price_minor": 1500,
+                "income_category_id": cat,
+                "tax_ids": [tax],
+                "stock": 10,
+                "sku": "OIL",
+            },
+            {"stock": 9, "price_minor": 1600},
+        ),
     }
 
 
-MODELS = {"locations": Location, "disciplines": Discipline, "income-categories": IncomeCategory, "taxes": Tax,
-          "treatments": Treatment, "products": Product}
+MODELS = {
+    "locations": Location,
+    "disciplines": Discipline,
+    "income-categories": IncomeCategory,
+    "taxes": Tax,
+    "treatments": Treatment,
+    "products": Product,
+}
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
@@ -117,7 +164,11 @@ def test_create_list_read_update(owner, payloads, kind):
     for field, value in create.items():
         assert same(body[field], value), field
     created_log = last_log(MODELS[kind], pk)
-    assert created_log.verb == "created" and created_log.before is None and created_log.after["id"] == pk
+    assert (
+        created_log.verb == "created"
+        and created_log.before is None
+        and created_log.after["id"] == pk
+    )
 
     listed = api.get(f"/{kind}")
     assert listed.status_code == 200
@@ -154,29 +205,40 @@ def test_front_desk_can_read_the_catalog_but_not_change_it(front_desk, catalog):
     assert api.get("/treatments").status_code == 200
     assert api.get(f"/treatments/{catalog['treatment'].pk}").status_code == 200
     assert_refused(api.post("/disciplines", {"name": "Chiro"}), "Administrative/All Billing")
-    assert_refused(api.patch(f"/treatments/{catalog['treatment'].pk}", {"price_minor": 1}),
-                   "Administrative/All Billing")
+    assert_refused(
+        api.patch(f"/treatments/{catalog['treatment'].pk}", {"price_minor": 1}),
+        "Administrative/All Billing",
+    )
     assert Treatment.objects.get(pk=catalog["treatment"].pk).price_minor == 9000
     assert not Discipline.objects.filter(name="Chiro").exists()
 
 
 def test_practitioner_limited_cannot_read_the_catalog(db):
-    assert_refused(Api(make_staff(AccessLevel.PRACTITIONER_LIMITED).user).get("/treatments"),
-                   "Practitioner/Front Desk")
+    assert_refused(
+        Api(make_staff(AccessLevel.PRACTITIONER_LIMITED).user).get("/treatments"),
+        "Practitioner/Front Desk",
+    )
 
 
 def test_locations_need_full_access(admin_staff, catalog):
     api = Api(admin_staff.user)
-    assert_refused(api.post("/locations", {"name": "North", "time_zone": "America/Toronto"}), "Full Access")
-    assert_refused(api.patch(f"/locations/{catalog['location'].pk}", {"name": "Renamed"}), "Full Access")
+    assert_refused(
+        api.post("/locations", {"name": "North", "time_zone": "America/Toronto"}), "Full Access"
+    )
+    assert_refused(
+        api.patch(f"/locations/{catalog['location'].pk}", {"name": "Renamed"}), "Full Access"
+    )
 
 
-@pytest.mark.parametrize(("kind", "payload"), [
-    ("disciplines", {"name": "Massage"}),
-    ("income-categories", {"name": "Massage"}),
-    ("taxes", {"name": "PST", "rate": "7"}),
-    ("locations", {"name": "Main", "time_zone": "America/Toronto"}),
-])
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("disciplines", {"name": "Massage"}),
+        ("income-categories", {"name": "Massage"}),
+        ("taxes", {"name": "PST", "rate": "7"}),
+        ("locations", {"name": "Main", "time_zone": "America/Toronto"}),
+    ],
+)
 def test_duplicate_names_are_409_or_422(owner, kind, payload):
     api = Api(owner.user)
     assert api.post(f"/{kind}", payload).status_code == 201
@@ -189,8 +251,16 @@ def test_duplicate_names_are_409_or_422(owner, kind, payload):
 def test_duplicate_treatment_and_product_names(admin_staff, catalog):
     api = Api(admin_staff.user)
     t = catalog["treatment"]
-    again = api.post("/treatments", {"name": t.name, "price_minor": 1, "income_category_id": t.income_category_id,
-                                     "discipline_id": t.discipline_id, "duration_minutes": 30})
+    again = api.post(
+        "/treatments",
+        {
+            "name": t.name,
+            "price_minor": 1,
+            "income_category_id": t.income_category_id,
+            "discipline_id": t.discipline_id,
+            "duration_minutes": 30,
+        },
+    )
     assert again.status_code in (409, 422)
     product = {"name": "Oil", "price_minor": 100, "income_category_id": t.income_category_id}
     assert api.post("/products", product).status_code == 201
@@ -198,10 +268,17 @@ def test_duplicate_treatment_and_product_names(admin_staff, catalog):
 
 
 def test_a_class_needs_a_capacity(admin_staff, catalog):
-    response = Api(admin_staff.user).post("/treatments", {
-        "name": "Pilates", "price_minor": 2000, "income_category_id": catalog["income_category"].pk,
-        "discipline_id": catalog["discipline"].pk, "duration_minutes": 60, "kind": "class",
-    })
+    response = Api(admin_staff.user).post(
+        "/treatments",
+        {
+            "name": "Pilates",
+            "price_minor": 2000,
+            "income_category_id": catalog["income_category"].pk,
+            "discipline_id": catalog["discipline"].pk,
+            "duration_minutes": 60,
+            "kind": "class",
+        },
+    )
     assert response.status_code == 422
     assert error_fields(response) == {"capacity"}
 
@@ -216,32 +293,59 @@ def test_changing_a_treatment_to_a_class_needs_a_capacity(admin_staff, catalog):
 
 @pytest.mark.parametrize("kind", ["individual", "group", "class"])
 def test_each_kind_can_be_created(admin_staff, catalog, kind):
-    response = Api(admin_staff.user).post("/treatments", {
-        "name": f"T {kind}", "price_minor": 2000, "income_category_id": catalog["income_category"].pk,
-        "discipline_id": catalog["discipline"].pk, "duration_minutes": 45, "kind": kind,
-        "capacity": None if kind == "individual" else 6,
-    })
+    response = Api(admin_staff.user).post(
+        "/treatments",
+        {
+            "name": f"T {kind}",
+            "price_minor": 2000,
+            "income_category_id": catalog["income_category"].pk,
+            "discipline_id": catalog["discipline"].pk,
+            "duration_minutes": 45,
+            "kind": kind,
+            "capacity": None if kind == "individual" else 6,
+        },
+    )
     assert response.status_code == 201, response.content
     assert response.json()["kind"] == kind
 
 
 def test_unknown_kind_is_422(admin_staff, catalog):
-    response = Api(admin_staff.user).post("/treatments", {
-        "name": "T", "price_minor": 2000, "income_category_id": catalog["income_category"].pk,
-        "discipline_id": catalog["discipline"].pk, "duration_minutes": 45, "kind": "workshop",
-    })
+    response = Api(admin_staff.user).post(
+        "/treatments",
+        {
+            "name": "T",
+            "price_minor": 2000,
+            "income_category_id": catalog["income_category"].pk,
+            "discipline_id": catalog["discipline"].pk,
+            "duration_minutes": 45,
+            "kind": "workshop",
+        },
+    )
     assert response.status_code == 422 and error_fields(response) == {"kind"}
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("tax_ids", [424242]), ("income_category_id", 424242), ("discipline_id", 424242), ("tax_ids", None),
-    # Found by the API fuzzer: an id beyond 64 bits in tax_ids was a 500 (SQLite OverflowError).
-    ("tax_ids", [1, 2**70]), ("income_category_id", 2**70),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tax_ids", [424242]),
+        ("income_category_id", 424242),
+        ("discipline_id", 424242),
+        ("tax_ids", None),
+        # Found by the API fuzzer: an id beyond 64 bits in tax_ids was a 500 (SQLite OverflowError).
+        ("tax_ids", [1, 2**70]),
+        ("income_category_id", 2**70),
+    ],
+)
 def test_unknown_ids_on_a_treatment_are_422_naming_the_field(admin_staff, catalog, field, value):
     api = Api(admin_staff.user)
-    payload = {"name": "New", "price_minor": 2000, "income_category_id": catalog["income_category"].pk,
-               "discipline_id": catalog["discipline"].pk, "duration_minutes": 45, field: value}
+    payload = {
+        "name": "New",
+        "price_minor": 2000,
+        "income_category_id": catalog["income_category"].pk,
+        "discipline_id": catalog["discipline"].pk,
+        "duration_minutes": 45,
+        field: value,
+    }
     created = api.post("/treatments", payload)
     assert created.status_code == 422, created.content
     assert error_fields(created) == {field}
@@ -259,8 +363,9 @@ def test_null_characters_are_422_naming_the_field(admin_staff):
 
 
 def test_unknown_income_category_on_a_product_is_422(admin_staff, catalog):
-    response = Api(admin_staff.user).post("/products", {"name": "Oil", "price_minor": 100,
-                                                        "income_category_id": 424242})
+    response = Api(admin_staff.user).post(
+        "/products", {"name": "Oil", "price_minor": 100, "income_category_id": 424242}
+    )
     assert response.status_code == 422 and error_fields(response) == {"income_category_id"}
 
 
@@ -273,14 +378,17 @@ def test_tax_ids_round_trip(admin_staff, catalog):
     assert api.patch(f"/treatments/{pk}", {"tax_ids": []}).json()["tax_ids"] == []
 
 
-@pytest.mark.parametrize(("kind", "payload", "field"), [
-    ("taxes", {"name": "Big", "rate": "101"}, "rate"),
-    ("taxes", {"name": "Neg", "rate": "-1"}, "rate"),
-    ("locations", {"name": "Moon", "time_zone": "Moon/Base"}, "time_zone"),
-    ("locations", {"name": "Nowhere"}, "time_zone"),
-    ("disciplines", {"name": ""}, "name"),
-    ("disciplines", {"name": "x" * 121}, "name"),
-])
+@pytest.mark.parametrize(
+    ("kind", "payload", "field"),
+    [
+        ("taxes", {"name": "Big", "rate": "101"}, "rate"),
+        ("taxes", {"name": "Neg", "rate": "-1"}, "rate"),
+        ("locations", {"name": "Moon", "time_zone": "Moon/Base"}, "time_zone"),
+        ("locations", {"name": "Nowhere"}, "time_zone"),
+        ("disciplines", {"name": ""}, "name"),
+        ("disciplines", {"name": "x" * 121}, "name"),
+    ],
+)
 def test_bad_set_up_values_are_422_naming_the_field(owner, kind, payload, field):
     response = Api(owner.user).post(f"/{kind}", payload)
     assert response.status_code == 422, response.content

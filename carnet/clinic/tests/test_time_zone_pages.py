@@ -25,11 +25,18 @@ def test_a_payment_at_half_past_eleven_in_vancouver_reads_so_on_the_pages(catalo
     patient = make_patient(email="van@example.test")
     with clock.frozen(LATE):
         invoice = manual_invoice(owner, patient, 5000, category=catalog["income_category"])
-        payment = payment_receive(actor=owner.user, patient=patient, method="cash", amount_minor=5000,
-                                  allocations=[(invoice, 5000)])
+        payment = payment_receive(
+            actor=owner.user,
+            patient=patient,
+            method="cash",
+            amount_minor=5000,
+            allocations=[(invoice, 5000)],
+        )
     assert payment.received_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") == "2026-01-16 07:30"
     token = emails.pay_link_token(patient)
-    page = Client().get(reverse("portal:pay_balance_paid", args=[token, payment.pk])).content.decode()
+    page = (
+        Client().get(reverse("portal:pay_balance_paid", args=[token, payment.pk])).content.decode()
+    )
     assert 'data-testid="paid-at">2026-01-15 23:30 PST<' in page
     staff = Client()
     staff.force_login(owner.user)

@@ -7,8 +7,13 @@ from carnet.core.money import Money
 
 register = template.Library()
 
-STATUS_LABELS = {"paid": "Paid", "unpaid": "Unpaid", "partially_paid": "Part paid", "no_charge": "No charge",
-                 "deleted": "Deleted"}
+STATUS_LABELS = {
+    "paid": "Paid",
+    "unpaid": "Unpaid",
+    "partially_paid": "Part paid",
+    "no_charge": "No charge",
+    "deleted": "Deleted",
+}
 
 
 @register.filter

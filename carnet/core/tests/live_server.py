@@ -45,8 +45,14 @@ class LiveServer:
     """gunicorn carnet.wsgi:application in its own process group, so kill() takes down the
     master and every worker at once (SIGKILL: no cleanup, connections simply vanish)."""
 
-    def __init__(self, log_dir: Path, *, workers: int = 2, threads: int = 4,
-                 app: str = "carnet.wsgi:application"):
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        app: str = "carnet.wsgi:application",
+    ):
         self.log_dir, self.app = Path(log_dir), app
         self.workers, self.threads = workers, threads
         self.proc: subprocess.Popen | None = None
@@ -55,18 +61,20 @@ class LiveServer:
 
     def _env(self) -> dict:
         env = dict(os.environ)
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "carnet.settings",
-            "DATABASE_URL": current_database_url(),
-            # The test gateway's own database (a file): the server's charges are the test's to see.
-            "CARNET_TEST_GATEWAY_DB": str(connections["gateway"].settings_dict["NAME"]),
-            "DEBUG": "0",
-            "CONN_MAX_AGE": "0",
-            "CARNET_VAR_DIR": str(self.log_dir / "var"),
-            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "carnet.settings",
+                "DATABASE_URL": current_database_url(),
+                # The test gateway's own database (a file): the server's charges are the test's to see.
+                "CARNET_TEST_GATEWAY_DB": str(connections["gateway"].settings_dict["NAME"]),
+                "DEBUG": "0",
+                "CONN_MAX_AGE": "0",
+                "CARNET_VAR_DIR": str(self.log_dir / "var"),
+                "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+                "LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def start(self, timeout: float = 30) -> None:
@@ -75,10 +83,28 @@ class LiveServer:
         self.port = free_port()
         log = open(self.log_dir / f"gunicorn-{self.starts}.log", "wb")
         self.proc = subprocess.Popen(
-            [str(GUNICORN), self.app, "-b", f"127.0.0.1:{self.port}",
-             "-w", str(self.workers), "--threads", str(self.threads), "--timeout", "60",
-             "--graceful-timeout", "5", "--chdir", str(BASE_DIR)],
-            cwd=BASE_DIR, env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(GUNICORN),
+                self.app,
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(self.workers),
+                "--threads",
+                str(self.threads),
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+                "--chdir",
+                str(BASE_DIR),
+            ],
+            cwd=BASE_DIR,
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self._wait_ready(timeout)
 
@@ -87,7 +113,9 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"gunicorn exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", "/api/v1/openapi.json")
@@ -101,7 +129,11 @@ class LiveServer:
 
     def log_tail(self, lines: int = 40) -> str:
         path = self.log_dir / f"gunicorn-{self.starts}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
     def kill(self) -> None:
         """SIGKILL to the master and all its workers (the whole process group)."""
@@ -157,7 +189,11 @@ class Client:
         self.server, self.token, self.timeout = server, token, timeout
 
     def request(self, method: str, path: str, body=None, key: str | None = None) -> Reply:
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json", "Connection": "close"}
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Accept": "application/json",
+            "Connection": "close",
+        }
         data = None
         if body is not None:
             data = json.dumps(body, sort_keys=True).encode()
@@ -168,7 +204,9 @@ class Client:
         try:
             conn.request(method, f"/api/v1{path}", body=data, headers=headers)
             response = conn.getresponse()
-            return Reply(response.status, response.read(), {k.lower(): v for k, v in response.getheaders()})
+            return Reply(
+                response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+            )
         except (OSError, http.client.HTTPException) as exc:
             raise NoReply(f"{method} {path}: {exc!r}") from exc
         finally:
@@ -179,9 +217,17 @@ class Client:
         while the server still runs (or has already run) the request."""
         conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=self.timeout)
         try:
-            conn.request("POST", f"/api/v1{path}", body=json.dumps(body, sort_keys=True).encode(), headers={
-                "Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
-                "Idempotency-Key": key, "Connection": "close"})
+            conn.request(
+                "POST",
+                f"/api/v1{path}",
+                body=json.dumps(body, sort_keys=True).encode(),
+                headers={
+                    "Authorization": f"Bearer {self.token}",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": key,
+                    "Connection": "close",
+                },
+            )
         except (OSError, http.client.HTTPException) as exc:
             raise NoReply(f"POST {path}: {exc!r}") from exc
         finally:

@@ -15,8 +15,13 @@ def test_record_many_reads_many_to_many_once_per_field_and_logs_what_snapshot_gi
     other = Tax.objects.create(name="QST test", rate="9.975")
     treatments = [catalog["treatment"]]
     for n in range(5):
-        t = Treatment.objects.create(name=f"T{n}", discipline=catalog["discipline"], duration_minutes=30,
-                                     income_category=catalog["income_category"], price_minor=1000 * n)
+        t = Treatment.objects.create(
+            name=f"T{n}",
+            discipline=catalog["discipline"],
+            duration_minutes=30,
+            income_category=catalog["income_category"],
+            price_minor=1000 * n,
+        )
         t.taxes.set([other, catalog["tax"]][: n % 3])
         treatments.append(t)
     with CaptureQueriesContext(connection) as queries:

@@ -15,14 +15,20 @@ from carnet.scheduling.services import appointment_book
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_restored_backup_brings_back_exactly_the_backed_up_state_and_passes_ledger_check(tmp_path, front_desk,
-                                                                                           catalog):
+def test_a_restored_backup_brings_back_exactly_the_backed_up_state_and_passes_ledger_check(
+    tmp_path, front_desk, catalog
+):
     with clock.frozen(at("2026-05-01", "10:00")):
         patient = make_patient()
         kept = sold_package(front_desk, patient, package_template(catalog))
-        appointment = appointment_book(actor=front_desk.user, treatment=catalog["treatment"],
-                                       practitioner=practitioner(catalog["location"]), location=catalog["location"],
-                                       start=at("2026-05-01", "12:00"), patients=[patient])
+        appointment = appointment_book(
+            actor=front_desk.user,
+            treatment=catalog["treatment"],
+            practitioner=practitioner(catalog["location"]),
+            location=catalog["location"],
+            start=at("2026-05-01", "12:00"),
+            patients=[patient],
+        )
         appointment_arrive(actor=front_desk.user, appointment=appointment)
         backup = tmp_path / "carnet.backup"
         call_command("backup", str(backup))

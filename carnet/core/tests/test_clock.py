@@ -60,7 +60,9 @@ def test_today_is_decided_by_the_time_zone():
 
 def test_today_crosses_midnight_at_local_midnight():
     vancouver = ZoneInfo("America/Vancouver")
-    with clock.frozen(dt.datetime(2026, 3, 1, 0, 0, tzinfo=vancouver) - dt.timedelta(microseconds=1)):
+    with clock.frozen(
+        dt.datetime(2026, 3, 1, 0, 0, tzinfo=vancouver) - dt.timedelta(microseconds=1)
+    ):
         assert clock.today("America/Vancouver") == dt.date(2026, 2, 28)
     with clock.frozen(dt.datetime(2026, 3, 1, 0, 0, tzinfo=vancouver)):
         assert clock.today("America/Vancouver") == dt.date(2026, 3, 1)

@@ -53,6 +53,7 @@ def deadlocks(monkeypatch):
                 return done
 
         monkeypatch.setattr(arrival, "appointment_arrive", arrive)
+
     return arm
 
 
@@ -69,23 +70,31 @@ def test_a_keyed_api_request_that_lost_a_deadlock_runs_again_and_acts_once(visit
     desk, appointment = visit
     deadlocks(times=1)
     with clock.frozen(at(MONDAY, "09:05")):
-        reply = Api(desk.user).post(f"/appointments/{appointment.pk}/arrive", {}, **{"Idempotency-Key": "k-1"})
+        reply = Api(desk.user).post(
+            f"/appointments/{appointment.pk}/arrive", {}, **{"Idempotency-Key": "k-1"}
+        )
     assert reply.status_code == 200, reply.content
     appointment.refresh_from_db()
     assert appointment.status == Status.ARRIVED
-    assert Invoice.objects.filter(patient__in=appointment.participants.values("patient")).count() == 1
+    assert (
+        Invoice.objects.filter(patient__in=appointment.participants.values("patient")).count() == 1
+    )
 
 
 def test_a_keyed_api_request_that_keeps_losing_answers_503_and_changes_nothing(visit, deadlocks):
     desk, appointment = visit
     deadlocks(times=3)
     with clock.frozen(at(MONDAY, "09:05")):
-        reply = Api(desk.user).post(f"/appointments/{appointment.pk}/arrive", {}, **{"Idempotency-Key": "k-2"})
+        reply = Api(desk.user).post(
+            f"/appointments/{appointment.pk}/arrive", {}, **{"Idempotency-Key": "k-2"}
+        )
         assert reply.status_code == 503 and reply["Retry-After"] == "1"
         assert reply.json()["code"] == "busy" and "nothing was changed" in reply.json()["detail"]
         appointment.refresh_from_db()
         assert appointment.status == Status.BOOKED and not Invoice.objects.exists()
-        again = Api(desk.user).post(f"/appointments/{appointment.pk}/arrive", {}, **{"Idempotency-Key": "k-2"})
+        again = Api(desk.user).post(
+            f"/appointments/{appointment.pk}/arrive", {}, **{"Idempotency-Key": "k-2"}
+        )
     assert again.status_code == 200  # the 503 was not stored as the key's answer
 
 

@@ -173,9 +173,14 @@ def test_concurrent_retries_with_one_key_create_exactly_one_patient():
         client = Client()
         client.force_login(staff.user)
         clients.append(client)
+
     def post(i):
-        response = clients[i].post("/api/v1/patients", data=json.dumps(BODY), content_type="application/json",
-                                   headers=key("race-key"))
+        response = clients[i].post(
+            "/api/v1/patients",
+            data=json.dumps(BODY),
+            content_type="application/json",
+            headers=key("race-key"),
+        )
         return response.status_code, response.content, response.headers.get("Idempotent-Replayed")
 
     results = race(threads_n, post)

@@ -34,8 +34,12 @@ class TokenApi:
         self.client, self.auth = Client(), f"{scheme} {raw}"
 
     def post(self, path, body=None, **headers):
-        return self.client.post(f"/api/v1{path}", data=json.dumps(body or {}), content_type="application/json",
-                                headers={"Authorization": self.auth, **headers})
+        return self.client.post(
+            f"/api/v1{path}",
+            data=json.dumps(body or {}),
+            content_type="application/json",
+            headers={"Authorization": self.auth, **headers},
+        )
 
 
 def _token(staff) -> str:
@@ -44,9 +48,21 @@ def _token(staff) -> str:
 
 def _card_payment(staff):
     patient = make_patient()
-    card = card_store(actor=staff.user, patient=patient, number="4242424242424242", exp_month=12, exp_year=2099,
-                      cvc="123", holder="Pat Test")
-    return {"patient_id": patient.pk, "method": "card_gateway", "amount_minor": 4321, "card_id": card.pk}
+    card = card_store(
+        actor=staff.user,
+        patient=patient,
+        number="4242424242424242",
+        exp_month=12,
+        exp_year=2099,
+        cvc="123",
+        holder="Pat Test",
+    )
+    return {
+        "patient_id": patient.pk,
+        "method": "card_gateway",
+        "amount_minor": 4321,
+        "card_id": card.pk,
+    }
 
 
 def test_case_changed_authorization_header_is_one_caller_one_payment_one_charge(front_desk):
@@ -67,7 +83,10 @@ def test_token_and_session_of_the_same_user_are_one_caller(front_desk):
     by_session = Api(front_desk.user).post("/payments", body, **KEY)
 
     assert by_token.status_code == by_session.status_code == 201
-    assert by_session.headers["Idempotent-Replayed"] == "true" and by_session.content == by_token.content
+    assert (
+        by_session.headers["Idempotent-Replayed"] == "true"
+        and by_session.content == by_token.content
+    )
     assert Payment.objects.count() == 1 and TestGatewayCharge.objects.count() == 1
 
 
@@ -105,8 +124,19 @@ def _invoice(staff) -> int:
     from carnet.clinic.models import IncomeCategory
 
     category = IncomeCategory.objects.create(name="Massage")
-    response = Api(staff.user).post("/invoices", {"patient_id": make_patient().pk, "lines": [
-        {"description": "Consultation", "unit_price_minor": 5000, "income_category_id": category.pk}]})
+    response = Api(staff.user).post(
+        "/invoices",
+        {
+            "patient_id": make_patient().pk,
+            "lines": [
+                {
+                    "description": "Consultation",
+                    "unit_price_minor": 5000,
+                    "income_category_id": category.pk,
+                }
+            ],
+        },
+    )
     assert response.status_code == 201, response.content
     return response.json()["id"]
 
@@ -130,17 +160,36 @@ def test_a_card_refund_without_a_key_is_a_400_and_other_methods_need_none(front_
     refused = admin.post(f"/payments/{paid.json()['id']}/refunds", {"amount_minor": 1000})
     assert refused.status_code == 400 and refused.json()["code"] == "idempotency_key_required"
     assert not Refund.objects.exists()
-    assert admin.post(f"/payments/{paid.json()['id']}/refunds", {"amount_minor": 1000, "method": "cash"}).status_code == 201
-    keyed = admin.post(f"/payments/{paid.json()['id']}/refunds", {"amount_minor": 1000}, **{"Idempotency-Key": "r-1"})
+    assert (
+        admin.post(
+            f"/payments/{paid.json()['id']}/refunds", {"amount_minor": 1000, "method": "cash"}
+        ).status_code
+        == 201
+    )
+    keyed = admin.post(
+        f"/payments/{paid.json()['id']}/refunds",
+        {"amount_minor": 1000},
+        **{"Idempotency-Key": "r-1"},
+    )
     assert keyed.status_code == 201
-    assert list(Refund.objects.order_by("pk").values_list("method", flat=True)) == ["cash", "card_gateway"]
+    assert list(Refund.objects.order_by("pk").values_list("method", flat=True)) == [
+        "cash",
+        "card_gateway",
+    ]
 
 
 def test_a_gift_card_load_by_card_without_a_key_is_a_400(front_desk):
     body = _card_payment(front_desk)
-    response = Api(front_desk.user).post("/gift-cards", {
-        "code": "GIFT-ABC123", "amount_minor": 5000, "purchaser_id": body["patient_id"], "method": "card_gateway",
-        "card_id": body["card_id"]})
+    response = Api(front_desk.user).post(
+        "/gift-cards",
+        {
+            "code": "GIFT-ABC123",
+            "amount_minor": 5000,
+            "purchaser_id": body["patient_id"],
+            "method": "card_gateway",
+            "card_id": body["card_id"],
+        },
+    )
     assert response.status_code == 400 and response.json()["code"] == "idempotency_key_required"
     assert not TestGatewayCharge.objects.exists()
 
@@ -184,9 +233,15 @@ def test_an_answer_holding_a_new_api_token_is_never_stored(front_desk):
     secret = created.json()["token"]
 
     record = IdempotencyRecord.objects.get()
-    assert record.secret_withheld and bytes(record.body) == b"" and secret.encode() not in bytes(record.body)
+    assert (
+        record.secret_withheld
+        and bytes(record.body) == b""
+        and secret.encode() not in bytes(record.body)
+    )
     retried = api.post("/tokens", {"name": "till"}, **KEY)
-    assert retried.status_code == 409 and retried.json()["code"] == "idempotency_secret_not_replayed"
+    assert (
+        retried.status_code == 409 and retried.json()["code"] == "idempotency_secret_not_replayed"
+    )
     assert secret not in retried.content.decode()
     assert ApiToken.objects.count() == 1  # the key still makes the retry create nothing
 
@@ -200,12 +255,18 @@ def test_racing_token_and_session_requests_of_one_user_with_one_key_create_once(
 
     def post(i):
         if i % 2:
-            response = TokenApi(raw, "bearer" if i % 4 == 1 else "Bearer").post("/patients", PATIENT, **KEY)
+            response = TokenApi(raw, "bearer" if i % 4 == 1 else "Bearer").post(
+                "/patients", PATIENT, **KEY
+            )
         else:
             client = Client()
             client.force_login(staff.user)
-            response = client.post("/api/v1/patients", data=json.dumps(PATIENT), content_type="application/json",
-                                   headers=KEY)
+            response = client.post(
+                "/api/v1/patients",
+                data=json.dumps(PATIENT),
+                content_type="application/json",
+                headers=KEY,
+            )
         return response.status_code, response.content
 
     results = race(n, post)

@@ -33,17 +33,36 @@ def test_missing_field_is_a_422_naming_it(front_desk):
 
 
 def test_wrong_type_is_a_422_naming_the_field(admin_staff, catalog):
-    body = problem(Api(admin_staff.user).post("/treatments", {
-        "name": "Hot stone", "price_minor": "a lot", "income_category_id": catalog["income_category"].pk,
-        "discipline_id": catalog["discipline"].pk, "duration_minutes": 60,
-    }), 422, "invalid")
+    body = problem(
+        Api(admin_staff.user).post(
+            "/treatments",
+            {
+                "name": "Hot stone",
+                "price_minor": "a lot",
+                "income_category_id": catalog["income_category"].pk,
+                "discipline_id": catalog["discipline"].pk,
+                "duration_minutes": 60,
+            },
+        ),
+        422,
+        "invalid",
+    )
     assert fields(body) == {"price_minor"}
 
 
 def test_negative_price_is_a_422_naming_the_field(admin_staff, catalog):
-    body = problem(Api(admin_staff.user).post("/products", {
-        "name": "Oil", "price_minor": -100, "income_category_id": catalog["income_category"].pk,
-    }), 422, "invalid")
+    body = problem(
+        Api(admin_staff.user).post(
+            "/products",
+            {
+                "name": "Oil",
+                "price_minor": -100,
+                "income_category_id": catalog["income_category"].pk,
+            },
+        ),
+        422,
+        "invalid",
+    )
     assert fields(body) == {"price_minor"}
 
 
@@ -53,8 +72,11 @@ def test_several_invalid_fields_are_all_listed(admin_staff):
 
 
 def test_a_domain_validation_error_lists_its_fields(owner):
-    body = problem(Api(owner.user).post("/locations", {"name": "Main", "time_zone": "Mars/Olympus"}),
-                   422, "invalid")
+    body = problem(
+        Api(owner.user).post("/locations", {"name": "Main", "time_zone": "Mars/Olympus"}),
+        422,
+        "invalid",
+    )
     assert fields(body) == {"time_zone"}
 
 
@@ -64,11 +86,21 @@ def test_unauthenticated_is_401_not_authenticated(db, path):
 
 
 def test_unauthenticated_post_is_401(db):
-    problem(Api().post("/patients", {"first_name": "A", "last_name": "B"}), 401, "not_authenticated")
+    problem(
+        Api().post("/patients", {"first_name": "A", "last_name": "B"}), 401, "not_authenticated"
+    )
 
 
-@pytest.mark.parametrize("path", ["/patients/999999", "/staff/999999", "/treatments/999999", "/locations/999999",
-                                  "/taxes/999999"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/patients/999999",
+        "/staff/999999",
+        "/treatments/999999",
+        "/locations/999999",
+        "/taxes/999999",
+    ],
+)
 def test_unknown_ids_are_404(owner, path):
     body = problem(Api(owner.user).get(path), 404, "not_found")
     assert "999999" in body["detail"]
@@ -103,7 +135,9 @@ def test_a_bad_json_body_on_patch_is_a_4xx(owner):
     client = Client()
     client.force_login(owner.user)
     patient = make_patient()
-    response = client.patch(f"/api/v1/patients/{patient.pk}", data=b"{oops", content_type="application/json")
+    response = client.patch(
+        f"/api/v1/patients/{patient.pk}", data=b"{oops", content_type="application/json"
+    )
     assert 400 <= response.status_code < 500
     assert response["Content-Type"] == "application/problem+json"
 
@@ -117,10 +151,28 @@ def test_permission_refusal_is_a_403_problem_naming_the_needed_level(db):
 
 def test_a_domain_conflict_is_a_409_problem(owner):
     api = Api(owner.user)
-    api.post("/staff", {"username": "sam", "password": "a long passphrase", "display_name": "Sam",
-                        "access_level": AccessLevel.FRONT_DESK})
-    problem(api.post("/staff", {"username": "SAM", "password": "a long passphrase", "display_name": "Sam 2",
-                                "access_level": AccessLevel.FRONT_DESK}), 409, "login_taken")
+    api.post(
+        "/staff",
+        {
+            "username": "sam",
+            "password": "a long passphrase",
+            "display_name": "Sam",
+            "access_level": AccessLevel.FRONT_DESK,
+        },
+    )
+    problem(
+        api.post(
+            "/staff",
+            {
+                "username": "SAM",
+                "password": "a long passphrase",
+                "display_name": "Sam 2",
+                "access_level": AccessLevel.FRONT_DESK,
+            },
+        ),
+        409,
+        "login_taken",
+    )
 
 
 def test_unknown_api_address_is_a_problem_not_an_html_page(client):

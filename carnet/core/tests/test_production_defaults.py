@@ -21,22 +21,44 @@ from carnet.core.permissions import AccessLevel
 from carnet.people.services import patient_portal_enable
 
 BASE_DIR = Path(__file__).resolve().parents[3]
-PRODUCTION = {"SECRET_KEY": "k" * 20 + "production-only-" + "z9" * 20, "HTTPS": "1",
-              "ALLOWED_HOSTS": "clinic.example", "CSRF_TRUSTED_ORIGINS": "https://clinic.example",
-              "PROXY_SSL_HEADER": "1"}
+PRODUCTION = {
+    "SECRET_KEY": "k" * 20 + "production-only-" + "z9" * 20,
+    "HTTPS": "1",
+    "ALLOWED_HOSTS": "clinic.example",
+    "CSRF_TRUSTED_ORIGINS": "https://clinic.example",
+    "PROXY_SSL_HEADER": "1",
+}
 
 
 def _run(code: str, **env) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items()
-            if k not in {"SECRET_KEY", "DEBUG", "HTTPS", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE",
-                          "DJANGO_ALLOW_ASYNC_UNSAFE"}}
-    return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
-                          cwd=BASE_DIR, timeout=120)
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "SECRET_KEY",
+            "DEBUG",
+            "HTTPS",
+            "ALLOWED_HOSTS",
+            "DJANGO_SETTINGS_MODULE",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+        }
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+        timeout=120,
+    )
 
 
 def _settings(*names: str, **env) -> dict:
-    code = ("import json, django; from django.conf import settings as s; "
-            f"print(json.dumps({{n: getattr(s, n, None) for n in {list(names)!r}}}))")
+    code = (
+        "import json, django; from django.conf import settings as s; "
+        f"print(json.dumps({{n: getattr(s, n, None) for n in {list(names)!r}}}))"
+    )
     out = _run(code, DJANGO_SETTINGS_MODULE="carnet.settings", **env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -62,32 +84,57 @@ def test_allowed_hosts_default_has_no_test_host():
 
 
 def test_https_turns_on_hsts_redirect_secure_cookies_trusted_origins_and_the_proxy_header():
-    names = ("SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SESSION_COOKIE_SECURE",
-             "CSRF_COOKIE_SECURE", "CSRF_TRUSTED_ORIGINS", "SECURE_PROXY_SSL_HEADER")
+    names = (
+        "SECURE_SSL_REDIRECT",
+        "SECURE_HSTS_SECONDS",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+        "SESSION_COOKIE_SECURE",
+        "CSRF_COOKIE_SECURE",
+        "CSRF_TRUSTED_ORIGINS",
+        "SECURE_PROXY_SSL_HEADER",
+    )
     on = _settings(*names, **PRODUCTION)
-    assert on == {"SECURE_SSL_REDIRECT": True, "SECURE_HSTS_SECONDS": 31536000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
-                  "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True,
-                  "CSRF_TRUSTED_ORIGINS": ["https://clinic.example"],
-                  "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"]}
-    off = _settings(*names, SECRET_KEY="x" * 50)  # plain HTTP (the demo): nothing that would lock it out
-    assert not off["SECURE_SSL_REDIRECT"] and off["SECURE_HSTS_SECONDS"] == 0 and off["SECURE_PROXY_SSL_HEADER"] is None
+    assert on == {
+        "SECURE_SSL_REDIRECT": True,
+        "SECURE_HSTS_SECONDS": 31536000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "CSRF_TRUSTED_ORIGINS": ["https://clinic.example"],
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+    }
+    off = _settings(
+        *names, SECRET_KEY="x" * 50
+    )  # plain HTTP (the demo): nothing that would lock it out
+    assert (
+        not off["SECURE_SSL_REDIRECT"]
+        and off["SECURE_HSTS_SECONDS"] == 0
+        and off["SECURE_PROXY_SSL_HEADER"] is None
+    )
 
 
 def test_check_deploy_is_clean_for_the_documented_production_settings():
-    out = _run("import sys; from django.core.management import execute_from_command_line; "
-               "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
-               DJANGO_SETTINGS_MODULE="carnet.settings", **PRODUCTION)
+    out = _run(
+        "import sys; from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        DJANGO_SETTINGS_MODULE="carnet.settings",
+        **PRODUCTION,
+    )
     assert out.returncode == 0, out.stderr
     assert "no issues" in out.stdout
     # The check really checks: the same settings over plain HTTP are not clean.
     plain = {**PRODUCTION, "HTTPS": "0"}
-    out = _run("from django.core.management import execute_from_command_line; "
-               "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
-               DJANGO_SETTINGS_MODULE="carnet.settings", **plain)
+    out = _run(
+        "from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        DJANGO_SETTINGS_MODULE="carnet.settings",
+        **plain,
+    )
     assert out.returncode != 0 and "SECURE_SSL_REDIRECT" in out.stderr
 
 
 # ---------------------------------------------------------------- Cache-Control: no-store
+
 
 @pytest.mark.django_db
 def test_no_store_on_every_response_with_patient_or_money_data(client, catalog):
@@ -95,18 +142,30 @@ def test_no_store_on_every_response_with_patient_or_money_data(client, catalog):
     patient = make_patient(first_name="Léa", last_name="Bélanger", email="lea@example.test")
     invoice = manual_invoice(owner, patient, 5000, category=catalog["income_category"])
     client.force_login(owner.user)
-    urls = [reverse("staff:dashboard"), f"/patients/{patient.pk}/", reverse("billing:tab", args=[patient.pk]),
-            reverse("billing:receipt", args=[invoice.pk]), reverse("billing:receipt_pdf", args=[invoice.pk]),
-            reverse("reports:billing_transactions") + "?format=csv",
-            reverse("reports:billing_transactions") + "?format=xlsx",
-            "/api/v1/patients", f"/api/v1/patients/{patient.pk}", "/api/v1/does-not-exist"]
+    urls = [
+        reverse("staff:dashboard"),
+        f"/patients/{patient.pk}/",
+        reverse("billing:tab", args=[patient.pk]),
+        reverse("billing:receipt", args=[invoice.pk]),
+        reverse("billing:receipt_pdf", args=[invoice.pk]),
+        reverse("reports:billing_transactions") + "?format=csv",
+        reverse("reports:billing_transactions") + "?format=xlsx",
+        "/api/v1/patients",
+        f"/api/v1/patients/{patient.pk}",
+        "/api/v1/does-not-exist",
+    ]
     for url in urls:
         response = client.get(url)
         assert response.status_code in (200, 404), (url, response.status_code)
         assert "no-store" in response.get("Cache-Control", ""), url
     # An error and a patient's own portal page too.
-    assert "no-store" in client.post("/api/v1/patients", {}, content_type="application/json")["Cache-Control"]
-    patient = patient_portal_enable(actor=owner.user, patient=patient, password="a long pass phrase 42")
+    assert (
+        "no-store"
+        in client.post("/api/v1/patients", {}, content_type="application/json")["Cache-Control"]
+    )
+    patient = patient_portal_enable(
+        actor=owner.user, patient=patient, password="a long pass phrase 42"
+    )
     client.logout()
     client.force_login(patient.user)
     portal = client.get("/portal/")
@@ -124,6 +183,7 @@ def test_static_files_stay_cacheable(client):
 
 # ---------------------------------------------------------------- API docs
 
+
 @pytest.mark.django_db
 def test_api_docs_use_the_vendored_swagger_ui_without_a_cdn_or_inline_script(client):
     response = client.get("/api/v1/docs")
@@ -131,8 +191,13 @@ def test_api_docs_use_the_vendored_swagger_ui_without_a_cdn_or_inline_script(cli
     assert response.status_code == 200
     assert "cdn" not in html.lower() and "https://" not in html
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S)
-    for attrs, body in scripts:  # every script is a file of ours, or a JSON data block (not executed)
-        assert 'src="/static/' in attrs or ('type="application/json"' in attrs and json.loads(body)), attrs
+    for (
+        attrs,
+        body,
+    ) in scripts:  # every script is a file of ours, or a JSON data block (not executed)
+        assert 'src="/static/' in attrs or (
+            'type="application/json"' in attrs and json.loads(body)
+        ), attrs
     for path in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
         assert client.get(path).status_code == 200, path
     assert json.loads(scripts[0][1])["url"] == "/api/v1/openapi.json"
@@ -144,20 +209,38 @@ def test_api_docs_use_the_vendored_swagger_ui_without_a_cdn_or_inline_script(cli
 @pytest.mark.django_db(transaction=True)
 def test_api_docs_page_renders_under_carnet_csp_from_carnet_itself(page, live_server):
     outside, violations = [], []
-    page.on("request", lambda r: None if r.url.startswith(live_server.url) else outside.append(r.url))
-    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on(
+        "request", lambda r: None if r.url.startswith(live_server.url) else outside.append(r.url)
+    )
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     response = page.goto("/api/v1/docs")
     assert "script-src 'self'" in response.headers["content-security-policy"]
-    page.locator(".swagger-ui .info .title").wait_for(timeout=60000)  # a 1.5 MB bundle on a busy CI machine
+    page.locator(".swagger-ui .info .title").wait_for(
+        timeout=60000
+    )  # a 1.5 MB bundle on a busy CI machine
     assert "Carnet API" in page.locator(".swagger-ui .info .title").inner_text()
-    assert page.locator(".opblock").count() > 20  # the operations were read from the OpenAPI document
+    assert (
+        page.locator(".opblock").count() > 20
+    )  # the operations were read from the OpenAPI document
     assert not outside, outside
     assert not violations, violations
 
 
 # ---------------------------------------------------------------- dependencies
 
-TEST_ONLY = {"pytest", "pytest-django", "playwright", "schemathesis", "hypothesis", "werkzeug", "pip-audit", "pypdf"}
+TEST_ONLY = {
+    "pytest",
+    "pytest-django",
+    "playwright",
+    "schemathesis",
+    "hypothesis",
+    "werkzeug",
+    "pip-audit",
+    "pypdf",
+}
 
 
 def _locked(path: Path) -> dict[str, list[str]]:
@@ -182,6 +265,11 @@ def test_production_install_has_no_test_tools_and_every_lock_carries_hashes():
     for name, hashes in {**runtime, **everything}.items():
         assert hashes and all(len(h) == 64 for h in hashes), name
     # The test lock installs the very same runtime versions.
-    pins = lambda p: dict(re.findall(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==(\S+)", p.read_text(), flags=re.M))  # noqa: E731
-    runtime_pins, test_pins = pins(BASE_DIR / "requirements.lock"), pins(BASE_DIR / "requirements-test.lock")
+    pins = lambda p: dict(
+        re.findall(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==(\S+)", p.read_text(), flags=re.M)
+    )
+    runtime_pins, test_pins = (
+        pins(BASE_DIR / "requirements.lock"),
+        pins(BASE_DIR / "requirements-test.lock"),
+    )
     assert {n: v for n, v in test_pins.items() if n in runtime_pins} == runtime_pins

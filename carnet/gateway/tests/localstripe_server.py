@@ -22,11 +22,21 @@ def _api_confirm(cls, id, off_session=None, **kwargs):
     off_session = resources.try_convert_to_bool(off_session)
     if off_session:
         intent = cls._api_retrieve(id)
-        method = resources.PaymentMethod._api_retrieve(intent.payment_method) if intent.payment_method else None
+        method = (
+            resources.PaymentMethod._api_retrieve(intent.payment_method)
+            if intent.payment_method
+            else None
+        )
         if method is not None and method._requires_authentication():
-            raise UserError(402, "Your card was declined. This transaction requires authentication.",
-                            {"code": "authentication_required", "decline_code": "authentication_required",
-                             "payment_intent": {"id": intent.id, "status": "requires_payment_method"}})
+            raise UserError(
+                402,
+                "Your card was declined. This transaction requires authentication.",
+                {
+                    "code": "authentication_required",
+                    "decline_code": "authentication_required",
+                    "payment_intent": {"id": intent.id, "status": "requires_payment_method"},
+                },
+            )
     return _confirm(cls, id, **kwargs)
 
 

@@ -21,11 +21,22 @@ from carnet.core import clock
 from carnet.core.errors import NotFound, ValidationFailed
 from carnet.core.permissions import AccessLevel
 from carnet.gateway import stripe as stripe_gateway
-from carnet.gateway.base import (AuthenticationRequired, CardDeclined, CardExpired, InsufficientFunds,
-                                 ProcessingError, get_gateway)
+from carnet.gateway.base import (
+    AuthenticationRequired,
+    CardDeclined,
+    CardExpired,
+    InsufficientFunds,
+    ProcessingError,
+    get_gateway,
+)
 from carnet.gateway.models import CardOnFile, GatewayCustomer
-from carnet.gateway.services import (card_remove, card_setup_begin, card_setup_complete, card_store,
-                                     gateway_uses_stripe_js)
+from carnet.gateway.services import (
+    card_remove,
+    card_setup_begin,
+    card_setup_complete,
+    card_store,
+    gateway_uses_stripe_js,
+)
 
 THREE_D_SECURE = "4000002500003155"
 DECLINED_ON_CHARGE = "4000000000000341"
@@ -37,6 +48,7 @@ class Crash(BaseException):
 
 def crash_in(monkeypatch, owner, name):
     """`owner.name` kills the process when called (monkeypatch.undo() brings it back)."""
+
     def dies(*args, **kwargs):
         raise Crash()
 
@@ -55,32 +67,66 @@ def _stripe():
 
 def browser_payment_method(number="4242424242424242"):
     """What Stripe.js does in the browser: the card number goes to Stripe, a pm_ id comes back."""
-    return _stripe().v1.payment_methods.create(params={
-        "type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123"}}).id
+    return (
+        _stripe()
+        .v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {"number": number, "exp_month": 12, "exp_year": 2040, "cvc": "123"},
+            }
+        )
+        .id
+    )
 
 
 def save_card(desk, patient, number="4242424242424242"):
     """Staff's "add a card": a SetupIntent, confirmed by Stripe.js, then completed by Carnet."""
     setup = card_setup_begin(actor=desk["user"], patient=patient)
-    assert setup["publishable_key"] == "pk_test_carnet" and setup["client_secret"].startswith("seti_")
-    _stripe().v1.setup_intents.confirm(setup["setup_intent"], params={
-        "client_secret": setup["client_secret"], "payment_method": browser_payment_method(number)})
-    return card_setup_complete(actor=desk["user"], patient=patient, setup_intent=setup["setup_intent"])
+    assert setup["publishable_key"] == "pk_test_carnet" and setup["client_secret"].startswith(
+        "seti_"
+    )
+    _stripe().v1.setup_intents.confirm(
+        setup["setup_intent"],
+        params={
+            "client_secret": setup["client_secret"],
+            "payment_method": browser_payment_method(number),
+        },
+    )
+    return card_setup_complete(
+        actor=desk["user"], patient=patient, setup_intent=setup["setup_intent"]
+    )
 
 
 def card_on_file_without_setup(desk, patient, number):
     """A card saved earlier whose bank now asks for authentication (localstripe cannot authenticate a SetupIntent)."""
     from carnet.gateway.services import customer_for
 
-    pm = _stripe().v1.payment_methods.attach(browser_payment_method(number), params={"customer": customer_for(patient)})
-    return CardOnFile.objects.create(patient=patient, token=pm.id, brand="visa", last4=number[-4:], exp_month=12,
-                                     exp_year=2040, holder="Pat", created_at=clock.now())
+    pm = _stripe().v1.payment_methods.attach(
+        browser_payment_method(number), params={"customer": customer_for(patient)}
+    )
+    return CardOnFile.objects.create(
+        patient=patient,
+        token=pm.id,
+        brand="visa",
+        last4=number[-4:],
+        exp_month=12,
+        exp_year=2040,
+        holder="Pat",
+        created_at=clock.now(),
+    )
 
 
 def _pay(desk, patient, card, amount=5000, key="k1"):
     invoice = manual_invoice(desk["staff"], patient, amount, category=desk["cat"])
-    return payment_receive(actor=desk["user"], patient=patient, method="card_gateway", amount_minor=amount,
-                           allocations=[(invoice, amount)], card=card, idempotency_key=key)
+    return payment_receive(
+        actor=desk["user"],
+        patient=patient,
+        method="card_gateway",
+        amount_minor=amount,
+        allocations=[(invoice, amount)],
+        card=card,
+        idempotency_key=key,
+    )
 
 
 # ---------------------------------------------------------------- configuration
@@ -88,10 +134,19 @@ def _pay(desk, patient, card, amount=5000, key="k1"):
 
 def test_a_missing_stripe_key_stops_carnet_at_start_naming_the_variable():
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
-    env.update(CARNET_GATEWAY="carnet.gateway.stripe.StripeGateway", STRIPE_SECRET_KEY="sk_test_x",
-               STRIPE_PUBLISHABLE_KEY="pk_test_x", DJANGO_SETTINGS_MODULE="carnet.test_settings")
-    run = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True,
-                         text=True, timeout=60)
+    env.update(
+        CARNET_GATEWAY="carnet.gateway.stripe.StripeGateway",
+        STRIPE_SECRET_KEY="sk_test_x",
+        STRIPE_PUBLISHABLE_KEY="pk_test_x",
+        DJANGO_SETTINGS_MODULE="carnet.test_settings",
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode != 0
     assert "STRIPE_WEBHOOK_SECRET is not set" in run.stderr
 
@@ -108,16 +163,29 @@ def test_the_gateway_refuses_to_work_without_its_keys(settings):
 def test_stripe_never_takes_a_card_number(desk):
     assert gateway_uses_stripe_js()
     with pytest.raises(ValidationFailed) as refused:
-        card_store(actor=desk["user"], patient=make_patient(), number="4242424242424242", exp_month=12,
-                   exp_year=2040, cvc="123", holder="Pat")
+        card_store(
+            actor=desk["user"],
+            patient=make_patient(),
+            number="4242424242424242",
+            exp_month=12,
+            exp_year=2040,
+            cvc="123",
+            holder="Pat",
+        )
     assert refused.value.code == "card_entry_by_stripe_js"
 
 
-@pytest.mark.parametrize("code, decline, error", [
-    ("card_declined", "insufficient_funds", InsufficientFunds), ("expired_card", None, CardExpired),
-    ("card_declined", "generic_decline", CardDeclined), ("authentication_required", "authentication_required",
-                                                           AuthenticationRequired),
-    ("processing_error", None, ProcessingError), ("card_declined", "something_new", CardDeclined)])
+@pytest.mark.parametrize(
+    "code, decline, error",
+    [
+        ("card_declined", "insufficient_funds", InsufficientFunds),
+        ("expired_card", None, CardExpired),
+        ("card_declined", "generic_decline", CardDeclined),
+        ("authentication_required", "authentication_required", AuthenticationRequired),
+        ("processing_error", None, ProcessingError),
+        ("card_declined", "something_new", CardDeclined),
+    ],
+)
 def test_stripe_decline_codes_become_carnet_errors_with_plain_sentences(code, decline, error):
     found = stripe_gateway.decline_error(code, decline)
     assert type(found) is error and found.status == 402
@@ -130,22 +198,38 @@ def test_stripe_decline_codes_become_carnet_errors_with_plain_sentences(code, de
 def test_a_card_saved_with_a_setup_intent_keeps_only_stripe_ids_and_what_the_patient_sees(desk):
     patient = make_patient()
     card = save_card(desk, patient)
-    assert card.token.startswith("pm_") and (card.brand, card.last4, card.exp_month, card.exp_year) == (
-        "visa", "4242", 12, 2040)
+    assert card.token.startswith("pm_") and (
+        card.brand,
+        card.last4,
+        card.exp_month,
+        card.exp_year,
+    ) == ("visa", "4242", 12, 2040)
     customer = GatewayCustomer.objects.get(patient=patient)
     assert customer.customer_id.startswith("cus_")
     assert _stripe().v1.payment_methods.retrieve(card.token).customer == customer.customer_id
     second = save_card(desk, patient, "5555555555554444")
-    assert second.last4 == "4444" and GatewayCustomer.objects.count() == 1  # one customer per patient
+    assert (
+        second.last4 == "4444" and GatewayCustomer.objects.count() == 1
+    )  # one customer per patient
 
 
 def test_completing_a_setup_twice_keeps_one_card_and_another_patients_setup_is_refused(desk):
     patient, other = make_patient(), make_patient()
     setup = card_setup_begin(actor=desk["user"], patient=patient)
-    _stripe().v1.setup_intents.confirm(setup["setup_intent"], params={
-        "client_secret": setup["client_secret"], "payment_method": browser_payment_method()})
-    first = card_setup_complete(actor=desk["user"], patient=patient, setup_intent=setup["setup_intent"])
-    assert card_setup_complete(actor=desk["user"], patient=patient, setup_intent=setup["setup_intent"]) == first
+    _stripe().v1.setup_intents.confirm(
+        setup["setup_intent"],
+        params={
+            "client_secret": setup["client_secret"],
+            "payment_method": browser_payment_method(),
+        },
+    )
+    first = card_setup_complete(
+        actor=desk["user"], patient=patient, setup_intent=setup["setup_intent"]
+    )
+    assert (
+        card_setup_complete(actor=desk["user"], patient=patient, setup_intent=setup["setup_intent"])
+        == first
+    )
     card_setup_begin(actor=desk["user"], patient=other)
     with pytest.raises(NotFound):
         card_setup_complete(actor=desk["user"], patient=other, setup_intent=setup["setup_intent"])
@@ -156,20 +240,27 @@ def test_removing_a_card_detaches_it_at_stripe(desk):
     card = save_card(desk, make_patient())
     card_remove(actor=desk["user"], card=card)
     card.refresh_from_db()
-    assert card.removed_at is not None and _stripe().v1.payment_methods.retrieve(card.token).customer is None
+    assert (
+        card.removed_at is not None
+        and _stripe().v1.payment_methods.retrieve(card.token).customer is None
+    )
 
 
 # ---------------------------------------------------------------- charges and refunds
 
 
-def test_a_charge_is_a_payment_intent_whose_id_is_committed_before_it_is_confirmed(desk, monkeypatch):
+def test_a_charge_is_a_payment_intent_whose_id_is_committed_before_it_is_confirmed(
+    desk, monkeypatch
+):
     patient = make_patient()
     card = save_card(desk, patient)
     seen = []
     real_charge = stripe_gateway.StripeGateway.charge
 
     def charge(self, **kwargs):
-        seen.append(CardAttempt.objects.values_list("gateway_id", flat=True).get())  # what a crash would leave
+        seen.append(
+            CardAttempt.objects.values_list("gateway_id", flat=True).get()
+        )  # what a crash would leave
         return real_charge(self, **kwargs)
 
     monkeypatch.setattr(stripe_gateway.StripeGateway, "charge", charge)
@@ -177,7 +268,10 @@ def test_a_charge_is_a_payment_intent_whose_id_is_committed_before_it_is_confirm
     assert seen[0].startswith("pi_") and payment.gateway_charge_id == seen[0]
     intent = _stripe().v1.payment_intents.retrieve(seen[0])
     assert (intent.status, intent.amount, intent.metadata["carnet_key"]) == (
-        "succeeded", 5000, CardAttempt.objects.get().gateway_key)
+        "succeeded",
+        5000,
+        CardAttempt.objects.get().gateway_key,
+    )
     assert _pay(desk, patient, card) == payment  # the same request again: no second PaymentIntent
     assert_ledger_ok()
 
@@ -209,8 +303,14 @@ def test_a_refund_goes_through_stripe_refunds(desk):
     card = save_card(desk, patient)
     payment = _pay(desk, patient, card, amount=5000)
     _unapplied(desk, payment)
-    refund = payment_refund(actor=desk["user"], payment=payment, amount_minor=2000, method="card_gateway",
-                            reason="Moved away", idempotency_key="r1")
+    refund = payment_refund(
+        actor=desk["user"],
+        payment=payment,
+        amount_minor=2000,
+        method="card_gateway",
+        reason="Moved away",
+        idempotency_key="r1",
+    )
     found = _stripe().v1.refunds.retrieve(refund.gateway_refund_id)
     assert (found.amount, found.payment_intent) == (2000, payment.gateway_charge_id)
     assert_ledger_ok()
@@ -273,8 +373,14 @@ def test_a_crash_after_a_stripe_refund_is_recorded_once_by_reconciliation(desk, 
     _unapplied(desk, payment)
     crash_in(monkeypatch, card_attempts, "refund_record")
     with pytest.raises(Crash):
-        payment_refund(actor=desk["user"], payment=payment, amount_minor=1500, method="card_gateway",
-                       reason="Overpaid", idempotency_key="r-crash")
+        payment_refund(
+            actor=desk["user"],
+            payment=payment,
+            amount_minor=1500,
+            method="card_gateway",
+            reason="Overpaid",
+            idempotency_key="r-crash",
+        )
     monkeypatch.undo()
     _reconcile()
     _reconcile()
@@ -321,21 +427,27 @@ def test_autopay_charges_a_stripe_card_off_session(desk, catalog):
     assert_ledger_ok()
 
 
-def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pay_link(desk, catalog, settings,
-                                                                                     mailoutbox,
-                                                                                     django_capture_on_commit_callbacks):
+def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pay_link(
+    desk, catalog, settings, mailoutbox, django_capture_on_commit_callbacks
+):
     from carnet.passes import instalments
     from carnet.passes.models import PassInvoice
 
     settings.SITE_URL = "https://clinic.example"
     patient = make_patient(email="pat@example.test")
-    _instalment_plan(desk, catalog, patient, card_on_file_without_setup(desk, patient, THREE_D_SECURE))
+    _instalment_plan(
+        desk, catalog, patient, card_on_file_without_setup(desk, patient, THREE_D_SECURE)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         run = instalments.instalments_bill(today=clock.today("America/Toronto"))
     assert run.declined and not Payment.objects.exists()
     row = PassInvoice.objects.get(pk=run.declined[0])
-    assert row.invoice.balance_minor > 0 and row.next_attempt_on is None  # no blind retries: the patient must act
-    assert row.last_error == AuthenticationRequired.SENT_MESSAGE  # staff see that the patient was told
+    assert (
+        row.invoice.balance_minor > 0 and row.next_attempt_on is None
+    )  # no blind retries: the patient must act
+    assert (
+        row.last_error == AuthenticationRequired.SENT_MESSAGE
+    )  # staff see that the patient was told
     [to_patient] = [m for m in mailoutbox if m.to == ["pat@example.test"]]
     assert "your bank asks you to confirm this payment yourself" in to_patient.body
     assert "https://clinic.example/portal/pay/" in to_patient.body

@@ -5,11 +5,17 @@ import datetime as dt
 import pytest
 
 from carnet.conftest import race
-
 from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
-from carnet.gateway.base import (CardDeclined, ChargeResult, Gateway, GatewayUnavailable, InsufficientFunds,
-                                 PaymentFailed, get_gateway)
+from carnet.gateway.base import (
+    CardDeclined,
+    ChargeResult,
+    Gateway,
+    GatewayUnavailable,
+    InsufficientFunds,
+    PaymentFailed,
+    get_gateway,
+)
 from carnet.gateway.models import TestGatewayCard, TestGatewayCharge, TestGatewayRefund
 from carnet.gateway.testing import TestGateway, brand_of, luhn_valid
 
@@ -18,38 +24,58 @@ NEXT_YEAR = clock.now().year + 1
 
 
 def store(number="4242424242424242", *, exp_month=12, exp_year=None, cvc="123"):
-    return TestGateway().store_card(number=number, exp_month=exp_month, exp_year=exp_year or NEXT_YEAR,
-                                    cvc=cvc, holder="Ana Silva")
+    return TestGateway().store_card(
+        number=number,
+        exp_month=exp_month,
+        exp_year=exp_year or NEXT_YEAR,
+        cvc=cvc,
+        holder="Ana Silva",
+    )
 
 
 def charge(token, key="k-1", amount=5000, currency="CAD"):
-    return TestGateway().charge(token=token, amount_minor=amount, currency=currency, idempotency_key=key)
+    return TestGateway().charge(
+        token=token, amount_minor=amount, currency=currency, idempotency_key=key
+    )
 
 
 # ---------------------------------------------------------------- the test cards
 
 
-@pytest.mark.parametrize("number, brand, cvc", [
-    ("4242424242424242", "visa", "123"),
-    ("5555555555554444", "mastercard", "123"),
-    ("378282246310005", "amex", "1234"),
-    ("4111111111111111", "visa", "123"),  # not in the table but passes Luhn: succeeds
-    ("6011111111111117", "discover", "123"),
-])
+@pytest.mark.parametrize(
+    "number, brand, cvc",
+    [
+        ("4242424242424242", "visa", "123"),
+        ("5555555555554444", "mastercard", "123"),
+        ("378282246310005", "amex", "1234"),
+        ("4111111111111111", "visa", "123"),  # not in the table but passes Luhn: succeeds
+        ("6011111111111117", "discover", "123"),
+    ],
+)
 def test_succeeding_cards_store_and_charge(number, brand, cvc):
     card = store(number, cvc=cvc)
-    assert (card.brand, card.last4, card.exp_month, card.exp_year) == (brand, number[-4:], 12, NEXT_YEAR)
+    assert (card.brand, card.last4, card.exp_month, card.exp_year) == (
+        brand,
+        number[-4:],
+        12,
+        NEXT_YEAR,
+    )
     assert number not in card.token and card.token.startswith("tok_test_")
     result = charge(card.token)
-    assert result == ChargeResult(charge_id=result.charge_id, amount_minor=5000, currency="CAD", status="succeeded")
+    assert result == ChargeResult(
+        charge_id=result.charge_id, amount_minor=5000, currency="CAD", status="succeeded"
+    )
     assert TestGatewayCharge.objects.get().charge_id == result.charge_id
 
 
-@pytest.mark.parametrize("number, error, code, status", [
-    ("4000000000000002", CardDeclined, "card_declined", 402),
-    ("4000000000009995", InsufficientFunds, "insufficient_funds", 402),
-    ("4000000000000119", GatewayUnavailable, "gateway_unavailable", 503),
-])
+@pytest.mark.parametrize(
+    "number, error, code, status",
+    [
+        ("4000000000000002", CardDeclined, "card_declined", 402),
+        ("4000000000009995", InsufficientFunds, "insufficient_funds", 402),
+        ("4000000000000119", GatewayUnavailable, "gateway_unavailable", 503),
+    ],
+)
 def test_failing_cards_raise_and_charge_nothing_even_on_retry(number, error, code, status):
     card = store(number)
     for _ in range(2):  # a retry with the same key fails the same way
@@ -88,15 +114,29 @@ def test_lost_response_card_fails_the_first_attempt_of_every_new_key():
 
 def test_luhn_and_brands():
     assert luhn_valid("4242424242424242") and not luhn_valid("4242424242424241")
-    assert [brand_of(n) for n in ("4", "51", "2221", "2720", "34", "37", "6011", "65", "644", "9")] == [
-        "visa", "mastercard", "mastercard", "mastercard", "amex", "amex", "discover", "discover", "discover", "unknown"]
+    assert [
+        brand_of(n) for n in ("4", "51", "2221", "2720", "34", "37", "6011", "65", "644", "9")
+    ] == [
+        "visa",
+        "mastercard",
+        "mastercard",
+        "mastercard",
+        "amex",
+        "amex",
+        "discover",
+        "discover",
+        "discover",
+        "unknown",
+    ]
 
 
 def test_spaces_and_dashes_in_the_number_are_fine():
     assert store("4242 4242-4242 4242").last4 == "4242"
 
 
-@pytest.mark.parametrize("number", ["4242424242424241", "4242", "4242x24242424242", "", "42424242424242424242"])
+@pytest.mark.parametrize(
+    "number", ["4242424242424241", "4242", "4242x24242424242", "", "42424242424242424242"]
+)
 def test_invalid_numbers_are_refused_naming_the_number_field(number):
     with pytest.raises(ValidationFailed) as exc:
         store(number)
@@ -121,14 +161,17 @@ def test_two_digit_year_means_this_century():
     assert store(exp_year=NEXT_YEAR % 100).exp_year == NEXT_YEAR
 
 
-@pytest.mark.parametrize("fields, bad", [
-    ({"exp_month": 13}, "exp_month"),
-    ({"exp_month": 0}, "exp_month"),
-    ({"exp_year": 3100}, "exp_year"),
-    ({"cvc": "12"}, "cvc"),
-    ({"cvc": "abc"}, "cvc"),
-    ({"number": "378282246310005", "cvc": "123"}, "cvc"),  # American Express has 4 digits
-])
+@pytest.mark.parametrize(
+    "fields, bad",
+    [
+        ({"exp_month": 13}, "exp_month"),
+        ({"exp_month": 0}, "exp_month"),
+        ({"exp_year": 3100}, "exp_year"),
+        ({"cvc": "12"}, "cvc"),
+        ({"cvc": "abc"}, "cvc"),
+        ({"number": "378282246310005", "cvc": "123"}, "cvc"),  # American Express has 4 digits
+    ],
+)
 def test_bad_expiry_or_cvc_names_the_field(fields, bad):
     with pytest.raises(ValidationFailed) as exc:
         store(**fields)
@@ -173,10 +216,17 @@ def test_same_key_for_a_different_charge_is_a_conflict(change):
     assert TestGatewayCharge.objects.count() == 1
 
 
-@pytest.mark.parametrize("args, field", [
-    ({"amount": 0}, "amount_minor"), ({"amount": -5}, "amount_minor"), ({"amount": 2**63}, "amount_minor"),
-    ({"currency": "XYZ"}, "currency"), ({"key": ""}, "idempotency_key"), ({"key": "k" * 256}, "idempotency_key"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        ({"amount": 0}, "amount_minor"),
+        ({"amount": -5}, "amount_minor"),
+        ({"amount": 2**63}, "amount_minor"),
+        ({"currency": "XYZ"}, "currency"),
+        ({"key": ""}, "idempotency_key"),
+        ({"key": "k" * 256}, "idempotency_key"),
+    ],
+)
 def test_bad_charge_requests_are_refused(args, field):
     card = store()
     with pytest.raises(ValidationFailed) as exc:
@@ -270,5 +320,7 @@ def test_concurrent_refunds_never_exceed_the_charge():
     done = charge(store().token, amount=10000)
     results = race(6, lambda i: refund(done.charge_id, 3000, f"race-r-{i}"))
     assert sum(not isinstance(r, Exception) for r in results) == 3
-    assert all(isinstance(r, ValidationFailed) for r in results if isinstance(r, Exception)), results
+    assert all(isinstance(r, ValidationFailed) for r in results if isinstance(r, Exception)), (
+        results
+    )
     assert TestGatewayCharge.objects.get().refunded_minor == 9000

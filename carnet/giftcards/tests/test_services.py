@@ -36,7 +36,9 @@ def cat(catalog):
 
 def _load(actor, code="GIFT100", amount=10000, method="cash", **kw):
     kw.setdefault("purchaser", make_patient())
-    return giftcard_create_and_load(actor=actor.user, code=code, amount_minor=amount, method=method, **kw)
+    return giftcard_create_and_load(
+        actor=actor.user, code=code, amount_minor=amount, method=method, **kw
+    )
 
 
 @pytest.mark.parametrize("bad", ["", "ABC12", "0ABCDEF", "ABC DEF", " 0123456", "X" * 41])
@@ -57,12 +59,20 @@ def test_code_is_stored_upper_case_unique_and_looked_up_case_insensitively(front
 
 def test_load_posts_cash_to_gift_card_liability_not_revenue_nor_credit(front_desk, catalog):
     buyer = make_patient()
-    card = _load(front_desk, purchaser=buyer, method="debit", amount=10000, recipient_email="a@example.test")
+    card = _load(
+        front_desk, purchaser=buyer, method="debit", amount=10000, recipient_email="a@example.test"
+    )
     assert card.balance_minor == 10000
-    assert balance(accounts.cash("debit")) == 10000 and balance(accounts.GIFT_CARD_LIABILITY) == 10000
+    assert (
+        balance(accounts.cash("debit")) == 10000 and balance(accounts.GIFT_CARD_LIABILITY) == 10000
+    )
     assert credit_balance(buyer) == 0 and balance(accounts.PATIENT_CREDIT, patient_id=buyer.pk) == 0
     load = card.transactions.get()
-    assert load.kind == "load" and load.payment.method == "debit" and load.payment.gift_card_minor == 10000
+    assert (
+        load.kind == "load"
+        and load.payment.method == "debit"
+        and load.payment.gift_card_minor == 10000
+    )
     assert_ledger_ok()
 
 
@@ -74,8 +84,13 @@ def test_reload_and_load_limit(front_desk, catalog):
     with pytest.raises(Conflict) as err:
         giftcard_reload(actor=front_desk.user, card=card, amount_minor=20001, payer=make_patient())
     assert err.value.code == "load_limit"
-    card = giftcard_reload(actor=front_desk.user, card=card, amount_minor=5000, payer=make_patient(), method="cheque")
-    assert card.balance_minor == 25000 and [t.kind for t in card.transactions.all()] == ["reload", "load"]
+    card = giftcard_reload(
+        actor=front_desk.user, card=card, amount_minor=5000, payer=make_patient(), method="cheque"
+    )
+    assert card.balance_minor == 25000 and [t.kind for t in card.transactions.all()] == [
+        "reload",
+        "load",
+    ]
     assert_ledger_ok()
 
 
@@ -89,25 +104,47 @@ def test_cards_off_refuses_loads_and_redemptions(front_desk, catalog, cat):
     patient = make_patient()
     invoice = manual_invoice(front_desk, patient, 1000, category=cat)
     with pytest.raises(Conflict):
-        giftcard_redeem(actor=front_desk.user, code=card.code, patient=patient, amount_minor=1000,
-                        allocations=[(invoice, 1000)])
+        giftcard_redeem(
+            actor=front_desk.user,
+            code=card.code,
+            patient=patient,
+            amount_minor=1000,
+            allocations=[(invoice, 1000)],
+        )
 
 
 def test_any_patient_redeems_part_combined_with_cash(front_desk, catalog, cat):
     card = _load(front_desk, amount=3000)
     other = make_patient()  # not the purchaser
     invoice = manual_invoice(front_desk, other, 5000, category=cat)
-    payment = giftcard_redeem(actor=front_desk.user, code=card.code.lower(), patient=other, amount_minor=2000,
-                              allocations=[(invoice, 2000)])
-    payment_receive(actor=front_desk.user, patient=other, method="cash", amount_minor=3000,
-                    allocations=[(invoice, 3000)])
+    payment = giftcard_redeem(
+        actor=front_desk.user,
+        code=card.code.lower(),
+        patient=other,
+        amount_minor=2000,
+        allocations=[(invoice, 2000)],
+    )
+    payment_receive(
+        actor=front_desk.user,
+        patient=other,
+        method="cash",
+        amount_minor=3000,
+        allocations=[(invoice, 3000)],
+    )
     invoice.refresh_from_db(), card.refresh_from_db()
     assert invoice.status == "paid" and card.balance_minor == 1000
     assert payment.method == Payment.Method.GIFT_CARD and payment.unapplied_minor == 0
-    assert balance(accounts.GIFT_CARD_LIABILITY) == 1000 and balance(accounts.AR, patient_id=other.pk) == 0
+    assert (
+        balance(accounts.GIFT_CARD_LIABILITY) == 1000
+        and balance(accounts.AR, patient_id=other.pk) == 0
+    )
     redeem = card.transactions.first()
-    assert (redeem.kind, redeem.amount_minor, redeem.invoice_id, redeem.balance_after_minor) == \
-        ("redeem", -2000, invoice.pk, 1000)
+    assert (redeem.kind, redeem.amount_minor, redeem.invoice_id, redeem.balance_after_minor) == (
+        "redeem",
+        -2000,
+        invoice.pk,
+        1000,
+    )
     assert_ledger_ok()
 
 
@@ -116,8 +153,13 @@ def test_cannot_redeem_more_than_the_balance(front_desk, catalog, cat):
     patient = make_patient()
     invoice = manual_invoice(front_desk, patient, 5000, category=cat)
     with pytest.raises(Conflict) as err:
-        giftcard_redeem(actor=front_desk.user, code=card.code, patient=patient, amount_minor=1500,
-                        allocations=[(invoice, 1500)])
+        giftcard_redeem(
+            actor=front_desk.user,
+            code=card.code,
+            patient=patient,
+            amount_minor=1500,
+            allocations=[(invoice, 1500)],
+        )
     assert err.value.code == "gift_card_insufficient_balance"
     invoice.refresh_from_db()
     assert invoice.applied_minor == 0 and not Payment.objects.filter(method="gift_card").exists()
@@ -127,16 +169,25 @@ def test_cannot_redeem_more_than_the_balance(front_desk, catalog, cat):
 def test_gift_card_method_only_through_a_code(front_desk, admin_staff, catalog):
     patient = make_patient()
     with pytest.raises(ValidationFailed):
-        payment_receive(actor=front_desk.user, patient=patient, method="gift_card", amount_minor=100)
-    payment = payment_receive(actor=front_desk.user, patient=patient, method="cash", amount_minor=100)
+        payment_receive(
+            actor=front_desk.user, patient=patient, method="gift_card", amount_minor=100
+        )
+    payment = payment_receive(
+        actor=front_desk.user, patient=patient, method="cash", amount_minor=100
+    )
     with pytest.raises(ValidationFailed):
-        payment_refund(actor=admin_staff.user, payment=payment, amount_minor=100, method="gift_card")
+        payment_refund(
+            actor=admin_staff.user, payment=payment, amount_minor=100, method="gift_card"
+        )
     with pytest.raises(ValidationFailed):
         _load(front_desk, method="gift_card")
 
 
 def test_transfer_between_cards(front_desk, catalog):
-    a, b = _load(front_desk, code="CARD-A1", amount=5000), _load(front_desk, code="CARD-B1", amount=1000)
+    a, b = (
+        _load(front_desk, code="CARD-A1", amount=5000),
+        _load(front_desk, code="CARD-B1", amount=1000),
+    )
     giftcard_transfer(actor=front_desk.user, source=b, target=a, amount_minor=1000)
     giftcard_transfer(actor=front_desk.user, source=a, target=b, amount_minor=2500)
     a.refresh_from_db(), b.refresh_from_db()
@@ -154,19 +205,26 @@ def test_refund_goes_back_to_the_original_payment(front_desk, admin_staff, catal
     card = _load(front_desk, purchaser=buyer, method="cheque", amount=6000)
     with pytest.raises(NotAllowed):
         giftcard_refund(actor=front_desk.user, card=card, amount_minor=1000)
-    rows = giftcard_refund(actor=admin_staff.user, card=card, amount_minor=2500, reason="changed mind")
+    rows = giftcard_refund(
+        actor=admin_staff.user, card=card, amount_minor=2500, reason="changed mind"
+    )
     card.refresh_from_db()
     assert card.balance_minor == 3500 and rows[0].kind == "refund"
     refund = rows[0].payment.refunds.get()
     assert refund.method == "cheque" and refund.amount_minor == 2500
-    assert balance(accounts.cash("cheque")) == 3500 and balance(accounts.GIFT_CARD_LIABILITY) == 3500
+    assert (
+        balance(accounts.cash("cheque")) == 3500 and balance(accounts.GIFT_CARD_LIABILITY) == 3500
+    )
     with pytest.raises(Conflict):
         giftcard_refund(actor=admin_staff.user, card=card, amount_minor=3501)
     assert_ledger_ok()
 
 
 def test_refund_of_transferred_in_value_is_refused(front_desk, admin_staff, catalog):
-    a, b = _load(front_desk, code="CARD-A2", amount=1000), _load(front_desk, code="CARD-B2", amount=1000)
+    a, b = (
+        _load(front_desk, code="CARD-A2", amount=1000),
+        _load(front_desk, code="CARD-B2", amount=1000),
+    )
     giftcard_transfer(actor=front_desk.user, source=a, target=b, amount_minor=1000)
     with pytest.raises(Conflict) as err:
         giftcard_refund(actor=admin_staff.user, card=b, amount_minor=2000)
@@ -196,14 +254,25 @@ def test_liability_invariant_catches_a_drift(front_desk, catalog):
 
 
 def _online(patient, **kw):
-    data = dict(patient=patient, amount_minor=5000, recipient_name="Ann", recipient_email="ann@example.test",
-                card_number="4242424242424242", exp_month=12, exp_year=2040, cvc="123", holder="Bo",
-                idempotency_key="k1")
+    data = dict(
+        patient=patient,
+        amount_minor=5000,
+        recipient_name="Ann",
+        recipient_email="ann@example.test",
+        card_number="4242424242424242",
+        exp_month=12,
+        exp_year=2040,
+        cvc="123",
+        holder="Bo",
+        idempotency_key="k1",
+    )
     data.update(kw)
     return giftcard_sell_online(**data)
 
 
-def test_online_sale_needs_the_setting_and_the_minimum_and_emails_the_code(catalog, django_capture_on_commit_callbacks):
+def test_online_sale_needs_the_setting_and_the_minimum_and_emails_the_code(
+    catalog, django_capture_on_commit_callbacks
+):
     patient = make_patient()
     with pytest.raises(Conflict):
         _online(patient)

@@ -44,7 +44,9 @@ def test_import_another_systems_patients_through_the_mapping_step(page, tmp_path
     page.get_by_label("What the file holds").select_option("patients")
     page.get_by_label("CSV or XLSX file").set_input_files(str(path))
     page.get_by_role("button", name="Check the file").click()
-    expect(page.get_by_role("alert")).to_contain_text("Choose the file's column for: External ID, First name")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Choose the file's column for: External ID, First name"
+    )
     page.locator("#map_external_id").select_option(label="Ref")
     page.get_by_label("First name").select_option(label="Given")
     page.get_by_label("Last name *", exact=True).select_option(label="Family")
@@ -83,7 +85,9 @@ def test_export_the_month_to_quickbooks_online(page):
     with page.expect_download() as download:
         page.get_by_role("button", name="Export").click()
     text = open(download.value.path(), encoding="utf-8").read()
-    assert text.startswith("Journal No,Journal Date,Account Name,Debits,Credits,Description,Name,Location")
+    assert text.startswith(
+        "Journal No,Journal Date,Account Name,Debits,Credits,Description,Name,Location"
+    )
     assert "Undeposited Funds" in text and "Customer deposits" in text
     page.goto("/accounting/")
     _accessible(page)

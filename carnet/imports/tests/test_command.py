@@ -19,7 +19,9 @@ def _run(*args):
 
 def test_the_command_dry_runs_then_commits_then_skips_what_it_has(tmp_path, catalog):
     path = tmp_path / "patients.csv"
-    path.write_text("Patient ID,First Name,Last Name,Email\nJ1,Ana,Silva,ana@example.com\n", encoding="utf-8")
+    path.write_text(
+        "Patient ID,First Name,Last Name,Email\nJ1,Ana,Silva,ana@example.com\n", encoding="utf-8"
+    )
     out = _run("patients", str(path))
     assert "Would create 1 patients" in out and "Dry run: nothing was written" in out
     assert "External ID ← Patient ID" in out and Patient.objects.count() == 0
@@ -41,8 +43,19 @@ def test_an_invalid_row_fails_the_command_with_its_line(tmp_path, catalog):
 def test_a_column_can_be_mapped_by_hand(tmp_path, catalog):
     path = tmp_path / "other.csv"
     path.write_text("Ref,Given,Family\n7,Ana,Silva\n", encoding="utf-8")
-    with pytest.raises(CommandError, match="Choose the file's column for: External ID, First name, Last name"):
+    with pytest.raises(
+        CommandError, match="Choose the file's column for: External ID, First name, Last name"
+    ):
         _run("patients", str(path))
-    out = _run("patients", str(path), "--map", "external_id=Ref", "--map", "first_name=Given",
-               "--map", "last_name=Family", "--commit")
+    out = _run(
+        "patients",
+        str(path),
+        "--map",
+        "external_id=Ref",
+        "--map",
+        "first_name=Given",
+        "--map",
+        "last_name=Family",
+        "--commit",
+    )
     assert "1 created" in out and Patient.objects.get().first_name == "Ana"

@@ -22,19 +22,31 @@ from carnet.reports.pass_reports import deferred_revenue_rollforward
 pytestmark = pytest.mark.django_db
 
 PATIENTS = "External ID,First name,Last name\nP1,Ana,Silva\nP2,Ben,Okafor\n"
-MEMBERSHIPS = ("Patient external ID,Membership,Start date,Next cycle date,Uses this cycle,Payment\n"
-               "P1,Wellness monthly,2026-01-15,2026-05-15,1,manual\n"
-               "P2,Wellness monthly,2026-03-01,2026-05-01,,automatic\n")
+MEMBERSHIPS = (
+    "Patient external ID,Membership,Start date,Next cycle date,Uses this cycle,Payment\n"
+    "P1,Wellness monthly,2026-01-15,2026-05-15,1,manual\n"
+    "P2,Wellness monthly,2026-03-01,2026-05-01,,automatic\n"
+)
 
 
 def _commit(user, kind, text):
-    return import_commit(actor=user, kind=kind, data=text.encode(), file_name=f"{kind}.csv",
-                         cut_over=dt.date(2026, 5, 1))
+    return import_commit(
+        actor=user,
+        kind=kind,
+        data=text.encode(),
+        file_name=f"{kind}.csv",
+        cut_over=dt.date(2026, 5, 1),
+    )
 
 
 def _problems(user, text):
-    plan = import_preview(actor=user, kind="memberships", data=text.encode(), file_name="m.csv",
-                          cut_over=dt.date(2026, 5, 1)).plan
+    plan = import_preview(
+        actor=user,
+        kind="memberships",
+        data=text.encode(),
+        file_name="m.csv",
+        cut_over=dt.date(2026, 5, 1),
+    ).plan
     return {(p.line, p.column): p.message for p in plan.problems}
 
 
@@ -45,11 +57,21 @@ def imported(owner_user, catalog):
     return _commit(owner_user, "memberships", MEMBERSHIPS)
 
 
-def test_the_current_cycle_comes_in_paid_with_its_unearned_part_deferred(owner_user, catalog, imported):
+def test_the_current_cycle_comes_in_paid_with_its_unearned_part_deferred(
+    owner_user, catalog, imported
+):
     ana = Pass.objects.get(patient__first_name="Ana")
-    assert (ana.purchase_date, ana.start_date, ana.term_cycles) == (dt.date(2026, 1, 15), dt.date(2026, 4, 15), 9)
+    assert (ana.purchase_date, ana.start_date, ana.term_cycles) == (
+        dt.date(2026, 1, 15),
+        dt.date(2026, 4, 15),
+        9,
+    )
     [row] = ana.instalment_rows.all()
-    assert (row.period_start, row.period_end, row.uses_allowed) == (dt.date(2026, 4, 15), dt.date(2026, 5, 15), 1)
+    assert (row.period_start, row.period_end, row.uses_allowed) == (
+        dt.date(2026, 4, 15),
+        dt.date(2026, 5, 15),
+        1,
+    )
     assert row.invoice.status == "paid" and row.invoice.total_minor == 6000
     # 16 of the cycle's 30 days were before the cut-over: 6000 × 16 // 30 = 3200 earned there, 2800 left;
     # Ben's cycle ended on the cut-over day: nothing of it is left to earn.
@@ -62,12 +84,19 @@ def test_the_current_cycle_comes_in_paid_with_its_unearned_part_deferred(owner_u
     assert_ledger_ok()
     report = deferred_revenue_rollforward(actor=owner_user, start="2026-05-01", end="2026-05-31")
     assert report.ties_out, report.mismatches
-    assert next(r for r in report.table.rows if r["template"] == "Wellness monthly")["imported"] == 2800
+    assert (
+        next(r for r in report.table.rows if r["template"] == "Wellness monthly")["imported"]
+        == 2800
+    )
 
 
-def test_uses_taken_before_the_switch_count_and_the_next_cycle_is_carnets(owner_user, catalog, imported):
+def test_uses_taken_before_the_switch_count_and_the_next_cycle_is_carnets(
+    owner_user, catalog, imported
+):
     ana = Pass.objects.get(patient__first_name="Ana")
-    assert pass_check(ana, patient=ana.patient, treatment=catalog["treatment"], visit_date=dt.date(2026, 5, 10)).ok
+    assert pass_check(
+        ana, patient=ana.patient, treatment=catalog["treatment"], visit_date=dt.date(2026, 5, 10)
+    ).ok
     with clock.frozen(at("2026-05-15", "06:00")):
         memberships_recognise(today=dt.date(2026, 5, 15))
         issued = cycles_issue(today=dt.date(2026, 5, 15))
@@ -75,7 +104,9 @@ def test_uses_taken_before_the_switch_count_and_the_next_cycle_is_carnets(owner_
     ana.refresh_from_db()
     rows = list(ana.instalment_rows.order_by("seq"))
     assert [(r.seq, r.period_start, r.uses_allowed) for r in rows] == [
-        (1, dt.date(2026, 4, 15), 1), (2, dt.date(2026, 5, 15), 2)]
+        (1, dt.date(2026, 4, 15), 1),
+        (2, dt.date(2026, 5, 15), 2),
+    ]
     assert rows[0].recognised_minor == rows[0].net_minor
     assert Invoice.objects.get(pk=rows[1].invoice_id).balance_minor == 6000
     assert_ledger_ok()
@@ -84,14 +115,17 @@ def test_uses_taken_before_the_switch_count_and_the_next_cycle_is_carnets(owner_
 def test_membership_rows_that_do_not_fit_say_what_to_write(owner_user, catalog):
     membership_template(catalog, name="Wellness monthly", price=6000, uses=2, term=3)
     _commit(owner_user, "patients", PATIENTS)
-    said = _problems(owner_user, "Patient external ID,Membership,Start date,Next cycle date,Uses this cycle,Payment\n"
-                                 "P1,Wellness monthly,2026-04-15,2026-05-20,,\n"
-                                 "P1,Wellness monthly,2026-01-15,2026-05-15,,\n"
-                                 "P1,Wellness monthly,2026-04-15,2026-05-15,3,\n"
-                                 "P1,Wellness monthly,2026-04-15,2026-05-15,,sometimes\n"
-                                 "P1,Yoga,2026-04-15,2026-05-15,,\n"
-                                 "P1,Wellness monthly,2026-04-15,2026-07-15,,\n"
-                                 "P1,Wellness monthly,2026-05-15,2026-06-15,,\n")
+    said = _problems(
+        owner_user,
+        "Patient external ID,Membership,Start date,Next cycle date,Uses this cycle,Payment\n"
+        "P1,Wellness monthly,2026-04-15,2026-05-20,,\n"
+        "P1,Wellness monthly,2026-01-15,2026-05-15,,\n"
+        "P1,Wellness monthly,2026-04-15,2026-05-15,3,\n"
+        "P1,Wellness monthly,2026-04-15,2026-05-15,,sometimes\n"
+        "P1,Yoga,2026-04-15,2026-05-15,,\n"
+        "P1,Wellness monthly,2026-04-15,2026-07-15,,\n"
+        "P1,Wellness monthly,2026-05-15,2026-06-15,,\n",
+    )
     assert "runs 2026-05-15 to 2026-06-15" in said[(2, "Next cycle date")]
     assert "runs 3 cycles" in said[(3, "Next cycle date")]
     assert "more than the 2 uses" in said[(4, "Uses this cycle")]
@@ -102,13 +136,18 @@ def test_membership_rows_that_do_not_fit_say_what_to_write(owner_user, catalog):
     assert Pass.objects.count() == 0
 
 
-def test_undo_takes_back_what_was_earned_since_and_is_refused_once_billed_again(owner_user, catalog, imported):
+def test_undo_takes_back_what_was_earned_since_and_is_refused_once_billed_again(
+    owner_user, catalog, imported
+):
     with clock.frozen(at("2026-05-05", "06:00")):
         memberships_recognise(today=dt.date(2026, 5, 5))
     assert_ledger_ok()
     import_undo(actor=owner_user, batch=imported)
     assert not Pass.objects.exists() and not Invoice.objects.exists()
-    assert balance(accounts.DEFERRED_MEMBERSHIPS) == 0 and balance(accounts.OPENING_BALANCE_EQUITY) == 0
+    assert (
+        balance(accounts.DEFERRED_MEMBERSHIPS) == 0
+        and balance(accounts.OPENING_BALANCE_EQUITY) == 0
+    )
     assert balance(accounts.revenue(catalog["income_category"].pk)) == 0
     assert_ledger_ok()
 
@@ -132,25 +171,42 @@ def test_a_combined_sales_export_imports_as_packages_and_as_memberships(owner_us
     membership_template(catalog, name="Wellness monthly", price=6000, uses=2)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
     _commit(owner_user, "patients", PATIENTS)
-    text = ("Patient ID,Type,Item,Purchase Date,Price,Remaining Sessions,Start Date,Next Billing Date\n"
-            "P1,Package,10 massages,2026-01-10,900.00,6,,\n"
-            "P2,Membership,Wellness monthly,,60.00,,2026-04-15,2026-05-15\n"
-            "P2,,Wellness monthly,,60.00,,2026-03-20,2026-05-20\n")
-    packages = import_preview(actor=owner_user, kind="packages", data=text.encode(), file_name="sales.csv",
-                              cut_over=dt.date(2026, 5, 1))
+    text = (
+        "Patient ID,Type,Item,Purchase Date,Price,Remaining Sessions,Start Date,Next Billing Date\n"
+        "P1,Package,10 massages,2026-01-10,900.00,6,,\n"
+        "P2,Membership,Wellness monthly,,60.00,,2026-04-15,2026-05-15\n"
+        "P2,,Wellness monthly,,60.00,,2026-03-20,2026-05-20\n"
+    )
+    packages = import_preview(
+        actor=owner_user,
+        kind="packages",
+        data=text.encode(),
+        file_name="sales.csv",
+        cut_over=dt.date(2026, 5, 1),
+    )
     assert packages.ok and len(packages.plan.rows) == 1 and packages.plan.elsewhere == [3, 4]
     assert str(packages.first_rows()[0]["price"]) == "$900.00"  # money, not minor units
-    memberships = import_preview(actor=owner_user, kind="memberships", data=text.encode(), file_name="sales.csv",
-                                 cut_over=dt.date(2026, 5, 1))
+    memberships = import_preview(
+        actor=owner_user,
+        kind="memberships",
+        data=text.encode(),
+        file_name="sales.csv",
+        cut_over=dt.date(2026, 5, 1),
+    )
     assert memberships.ok, memberships.plan.problems
     assert len(memberships.plan.rows) == 2 and memberships.plan.elsewhere == [2]
     _commit(owner_user, "packages", text)
     _commit(owner_user, "memberships", text)
-    assert Pass.objects.filter(kind="package").count() == 1 and Pass.objects.filter(kind="membership").count() == 2
+    assert (
+        Pass.objects.filter(kind="package").count() == 1
+        and Pass.objects.filter(kind="membership").count() == 2
+    )
     assert_ledger_ok()
 
 
-def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(owner_user, catalog, imported):
+def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(
+    owner_user, catalog, imported
+):
     from carnet.passes.memberships import cycle_refund, membership_cancel
 
     ana = Pass.objects.get(patient__first_name="Ana")
@@ -163,11 +219,16 @@ def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(own
     assert_ledger_ok()
 
 
-def test_the_membership_page_says_an_automatic_one_waits_for_a_card(owner_user, catalog, imported, client):
+def test_the_membership_page_says_an_automatic_one_waits_for_a_card(
+    owner_user, catalog, imported, client
+):
     from django.urls import reverse
 
     ben = Pass.objects.get(patient__first_name="Ben")
     client.force_login(owner_user)
     page = client.get(reverse("memberships:detail", args=[ben.pk]))
     assert page.status_code == 200
-    assert b"waiting for a card on file" in page.content and b"None" not in page.content.split(b'data-testid="payment"')[1][:200]
+    assert (
+        b"waiting for a card on file" in page.content
+        and b"None" not in page.content.split(b'data-testid="payment"')[1][:200]
+    )

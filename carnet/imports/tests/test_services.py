@@ -43,7 +43,9 @@ def _patients(user):
 
 
 def test_the_dry_run_shows_what_would_be_created_and_writes_nothing(owner_user):
-    preview = import_preview(actor=owner_user, kind="patients", data=PATIENTS.encode(), file_name="p.csv")
+    preview = import_preview(
+        actor=owner_user, kind="patients", data=PATIENTS.encode(), file_name="p.csv"
+    )
     assert preview.ok and preview.plan.encoding == "UTF-8" and len(preview.plan.rows) == 3
     assert preview.first_rows(1)[0]["first_name"] == "Ana"
     assert ("Date of birth", "Date of birth") in preview.mapped()
@@ -62,9 +64,16 @@ def test_patients_come_in_with_family_links_and_a_second_run_creates_nothing(own
 
 def test_windows_encoding_and_a_bom_are_detected_and_said(owner_user):
     text = "External ID,First name,Last name\nP9,Zoë,Müller\n"
-    windows = import_preview(actor=owner_user, kind="patients", data=text.encode("cp1252"), file_name="w.csv")
-    assert windows.plan.encoding == "Windows-1252" and windows.plan.rows[0].values["first_name"] == "Zoë"
-    bom = import_preview(actor=owner_user, kind="patients", data=b"\xef\xbb\xbf" + text.encode(), file_name="b.csv")
+    windows = import_preview(
+        actor=owner_user, kind="patients", data=text.encode("cp1252"), file_name="w.csv"
+    )
+    assert (
+        windows.plan.encoding == "Windows-1252"
+        and windows.plan.rows[0].values["first_name"] == "Zoë"
+    )
+    bom = import_preview(
+        actor=owner_user, kind="patients", data=b"\xef\xbb\xbf" + text.encode(), file_name="b.csv"
+    )
     assert bom.plan.encoding == "UTF-8 with BOM" and bom.mapping["external_id"] == 0
 
 
@@ -77,26 +86,38 @@ def test_an_xlsx_file_is_read_like_a_csv(owner_user):
     sheet.append(["J-7", "Dana", "Li", dt.datetime(1979, 1, 2)])
     buffer = io.BytesIO()
     book.save(buffer)
-    preview = import_preview(actor=owner_user, kind="patients", data=buffer.getvalue(), file_name="jane.xlsx")
+    preview = import_preview(
+        actor=owner_user, kind="patients", data=buffer.getvalue(), file_name="jane.xlsx"
+    )
     assert preview.ok and preview.plan.encoding == "XLSX"
     assert preview.plan.rows[0].values["date_of_birth"] == dt.date(1979, 1, 2)
     assert preview.plan.rows[0].external_id == "J-7"
 
 
 BAD = {
-    "patients": ("External ID,First name,Last name,Date of birth,Email\n"
-                 "P1,Ana,Silva,1984-13-01,\n"
-                 "P2,,Silva,,\n"
-                 "P3,Cy,Ng,03/04/1990,\n"
-                 "P4,Di,Ng,,not-an-email\n"
-                 "P4,Ed,Ng,,\n",
-                 [(2, "Date of birth"), (3, "First name"), (4, "Date of birth"), (5, "Email"), (6, "External ID")]),
+    "patients": (
+        "External ID,First name,Last name,Date of birth,Email\n"
+        "P1,Ana,Silva,1984-13-01,\n"
+        "P2,,Silva,,\n"
+        "P3,Cy,Ng,03/04/1990,\n"
+        "P4,Di,Ng,,not-an-email\n"
+        "P4,Ed,Ng,,\n",
+        [
+            (2, "Date of birth"),
+            (3, "First name"),
+            (4, "Date of birth"),
+            (5, "Email"),
+            (6, "External ID"),
+        ],
+    ),
 }
 
 
 def test_every_bad_row_is_named_with_its_line_and_column_and_nothing_is_written(owner_user):
     text, expected = BAD["patients"]
-    preview = import_preview(actor=owner_user, kind="patients", data=text.encode(), file_name="bad.csv")
+    preview = import_preview(
+        actor=owner_user, kind="patients", data=text.encode(), file_name="bad.csv"
+    )
     assert [(p.line, p.column) for p in preview.plan.problems] == expected
     assert all(p.message for p in preview.plan.problems)
     with pytest.raises(ValidationFailed, match="Nothing was imported: 5 problem"):
@@ -104,16 +125,22 @@ def test_every_bad_row_is_named_with_its_line_and_column_and_nothing_is_written(
     assert Patient.objects.count() == 0 and ImportBatch.objects.count() == 0
 
 
-def test_package_rows_are_checked_against_templates_patients_and_their_own_numbers(owner_user, catalog):
+def test_package_rows_are_checked_against_templates_patients_and_their_own_numbers(
+    owner_user, catalog
+):
     _patients(owner_user)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
-    text = ("Patient external ID,Package,Purchase date,Price,Quantity,Remaining uses\n"
-            "P1,Unknown pack,2026-01-01,10,5,1\n"
-            "P1,10 massages,2026-01-01,10,5,6\n"
-            "P404,10 massages,2026-01-01,10,5,1\n"
-            "P1,10 massages,2026-01-01,-10,5,1\n"
-            "P1,10 massages,yesterday,10,5,1\n")
-    problems = import_preview(actor=owner_user, kind="packages", data=text.encode(), file_name="x.csv").plan.problems
+    text = (
+        "Patient external ID,Package,Purchase date,Price,Quantity,Remaining uses\n"
+        "P1,Unknown pack,2026-01-01,10,5,1\n"
+        "P1,10 massages,2026-01-01,10,5,6\n"
+        "P404,10 massages,2026-01-01,10,5,1\n"
+        "P1,10 massages,2026-01-01,-10,5,1\n"
+        "P1,10 massages,yesterday,10,5,1\n"
+    )
+    problems = import_preview(
+        actor=owner_user, kind="packages", data=text.encode(), file_name="x.csv"
+    ).plan.problems
     said = {(p.line, p.column): p.message for p in problems}
     assert "Unknown package template" in said[(2, "Package")]
     assert "more than the quantity" in said[(3, "Remaining uses")]
@@ -124,14 +151,18 @@ def test_package_rows_are_checked_against_templates_patients_and_their_own_numbe
 
 def test_a_duplicate_patient_already_in_carnet_is_refused(owner_user):
     make_patient(first_name="Ana", last_name="Silva", date_of_birth=dt.date(1984, 3, 21))
-    problems = import_preview(actor=owner_user, kind="patients", data=PATIENTS.encode(), file_name="p.csv").plan.problems
+    problems = import_preview(
+        actor=owner_user, kind="patients", data=PATIENTS.encode(), file_name="p.csv"
+    ).plan.problems
     assert [p.line for p in problems] == [2] and "Duplicate patient" in problems[0].message
 
 
 def test_imported_packages_open_deferred_revenue_and_redeem_like_sold_ones(owner_user, catalog):
     _patients(owner_user)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
-    text = PACKAGES.replace("S2,P3,10 massages,2026-02-01,,5,4,", "S2,P3,10 massages,2026-02-01,,5,4,")
+    text = PACKAGES.replace(
+        "S2,P3,10 massages,2026-02-01,,5,4,", "S2,P3,10 massages,2026-02-01,,5,4,"
+    )
     header, s1, s2 = text.strip().splitlines()
     text = "\n".join([header + ",Remaining value", s1 + ",", s2 + ",80.00"]) + "\n"
     batch = _commit(owner_user, "packages", text, cut_over=dt.date(2026, 5, 1))
@@ -142,15 +173,24 @@ def test_imported_packages_open_deferred_revenue_and_redeem_like_sold_ones(owner
     opening = JournalTransaction.objects.filter(kind="opening_balance").order_by("pk").first()
     assert opening.at == dt.datetime(2026, 5, 1, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
     ana_pass = Pass.objects.get(patient__first_name="Ana")
-    assert (ana_pass.quantity, ana_pass.remaining, ana_pass.expires_on) == (3, 2, dt.date(2026, 12, 31))
+    assert (ana_pass.quantity, ana_pass.remaining, ana_pass.expires_on) == (
+        3,
+        2,
+        dt.date(2026, 12, 31),
+    )
     assert_ledger_ok()
 
     prac = practitioner(catalog["location"])
     values = []
     for hhmm in ("09:00", "10:00"):
-        appointment = appointment_book(actor=owner_user, treatment=catalog["treatment"], practitioner=prac,
-                                       location=catalog["location"], start=at("2026-05-12", hhmm),
-                                       patients=[ana_pass.patient])
+        appointment = appointment_book(
+            actor=owner_user,
+            treatment=catalog["treatment"],
+            practitioner=prac,
+            location=catalog["location"],
+            start=at("2026-05-12", hhmm),
+            patients=[ana_pass.patient],
+        )
         appointment_arrive(actor=owner_user, appointment=appointment)
         values.append(appointment.participants.get().redemptions.get().value_minor)
     assert values == [3333, 3334]
@@ -163,15 +203,23 @@ def test_imported_packages_open_deferred_revenue_and_redeem_like_sold_ones(owner
 def test_credit_and_gift_cards_open_their_liabilities_against_equity(owner_user):
     _patients(owner_user)
     _commit(owner_user, "credit", "Patient external ID,Credit\nP1,25.00\nP3,$10.50\n")
-    _commit(owner_user, "gift_cards", "Code,Balance,Purchaser external ID\ngift2026a,50.00,P1\nZERO123,0,\n")
+    _commit(
+        owner_user,
+        "gift_cards",
+        "Code,Balance,Purchaser external ID\ngift2026a,50.00,P1\nZERO123,0,\n",
+    )
     ana = Patient.objects.get(first_name="Ana")
     assert balance(accounts.PATIENT_CREDIT, patient_id=ana.pk) == 2500
     assert balance(accounts.GIFT_CARD_LIABILITY) == 5000
     assert GiftCard.objects.get(code="GIFT2026A").balance_minor == 5000
     assert balance(accounts.OPENING_BALANCE_EQUITY) == -(2500 + 1050 + 5000)
     assert_ledger_ok()
-    bad = import_preview(actor=owner_user, kind="gift_cards", data=b"Code,Balance\n012345,5\nab c,5\nGIFT2026A,5\n",
-                         file_name="g.csv").plan
+    bad = import_preview(
+        actor=owner_user,
+        kind="gift_cards",
+        data=b"Code,Balance\n012345,5\nab c,5\nGIFT2026A,5\n",
+        file_name="g.csv",
+    ).plan
     assert [p.line for p in bad.problems] == [2, 3] and len(bad.skipped) == 1
 
 
@@ -197,7 +245,9 @@ def test_undo_is_refused_once_something_imported_has_been_used(owner_user, catal
     patients = _patients(owner_user)
     _commit(owner_user, "credit", "Patient external ID,Credit\nP1,25.00\n")
     ana = Patient.objects.get(first_name="Ana")
-    invoice = manual_invoice(make_staff(AccessLevel.FULL_ACCESS), ana, 1000, category=catalog["income_category"])
+    invoice = manual_invoice(
+        make_staff(AccessLevel.FULL_ACCESS), ana, 1000, category=catalog["income_category"]
+    )
     credit_apply(actor=owner_user, patient=ana, invoice=invoice)
     credit_batch = ImportBatch.objects.get(kind="credit")
     with pytest.raises(Conflict, match="has been used"):
@@ -219,7 +269,12 @@ def test_the_roll_forward_shows_imported_value_in_its_own_column_and_ties_out(ow
 
     _patients(owner_user)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
-    _commit(owner_user, "packages", PACKAGES.replace(",,5,4,", ",40.00,5,4,"), cut_over=dt.date(2026, 5, 1))
+    _commit(
+        owner_user,
+        "packages",
+        PACKAGES.replace(",,5,4,", ",40.00,5,4,"),
+        cut_over=dt.date(2026, 5, 1),
+    )
     report = deferred_revenue_rollforward(actor=owner_user, start="2026-05-01", end="2026-05-31")
     assert report.ties_out, report.mismatches
     row = next(r for r in report.table.rows if r["template"] == "10 massages")

@@ -8,8 +8,10 @@ from carnet.ledger.services import Line, transaction_post
 
 
 def post():
-    return transaction_post(kind="invoice_issued", lines=[Line(acc.AR, debit=500, patient_id=1),
-                                                          Line(acc.revenue(1), credit=500)])
+    return transaction_post(
+        kind="invoice_issued",
+        lines=[Line(acc.AR, debit=500, patient_id=1), Line(acc.revenue(1), credit=500)],
+    )
 
 
 def raw(sql, params=()):
@@ -17,11 +19,14 @@ def raw(sql, params=()):
         cursor.execute(sql, params)
 
 
-@pytest.mark.parametrize("sql", [
-    "UPDATE ledger_posting SET amount = amount + 1 WHERE transaction_id = %s",
-    "UPDATE ledger_posting SET patient_id = 2 WHERE transaction_id = %s",
-    "DELETE FROM ledger_posting WHERE transaction_id = %s",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE ledger_posting SET amount = amount + 1 WHERE transaction_id = %s",
+        "UPDATE ledger_posting SET patient_id = 2 WHERE transaction_id = %s",
+        "DELETE FROM ledger_posting WHERE transaction_id = %s",
+    ],
+)
 def test_the_database_refuses_to_change_or_delete_a_posting(db, sql):
     txn = post()
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
@@ -38,18 +43,25 @@ def test_the_orm_is_refused_too(db):
     assert Posting.objects.count() == 2
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the balance trigger is PostgreSQL-only")
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the balance trigger is PostgreSQL-only"
+)
 @pytest.mark.django_db(transaction=True)
 def test_postgresql_refuses_an_unbalanced_transaction_at_commit():
     post()  # creates the accounts
     ar, revenue = (Account.objects.get(code=c).pk for c in (acc.AR, acc.revenue(1)))
     with pytest.raises(IntegrityError, match="does not balance"):
         with transaction.atomic():
-            raw("INSERT INTO ledger_journaltransaction (at, kind, source_type, source_id, memo) "
-                "VALUES (now(), 'forged', '', '', '')")
+            raw(
+                "INSERT INTO ledger_journaltransaction (at, kind, source_type, source_id, memo) "
+                "VALUES (now(), 'forged', '', '', '')"
+            )
             txn_id = JournalTransaction.objects.get(kind="forged").pk
-            raw("INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount) VALUES "
-                "(%s, %s, 1, 500), (%s, %s, NULL, -400)", [txn_id, ar, txn_id, revenue])
+            raw(
+                "INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount) VALUES "
+                "(%s, %s, 1, 500), (%s, %s, NULL, -400)",
+                [txn_id, ar, txn_id, revenue],
+            )
             # Still inside the transaction: the check waits for commit.
     assert not JournalTransaction.objects.filter(kind="forged").exists()
     assert Posting.objects.count() == 2
@@ -66,12 +78,15 @@ def test_flush_empties_the_ledger_and_keeps_the_guards():
         raw("DELETE FROM ledger_posting WHERE transaction_id = %s", [txn.pk])
 
 
-@pytest.mark.parametrize("sql", [
-    "UPDATE ledger_journaltransaction SET memo = 'rewritten' WHERE id = %s",
-    "UPDATE ledger_journaltransaction SET kind = 'other', source_id = '9' WHERE id = %s",
-    "UPDATE ledger_journaltransaction SET at = at WHERE id = %s",
-    "DELETE FROM ledger_journaltransaction WHERE id = %s",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE ledger_journaltransaction SET memo = 'rewritten' WHERE id = %s",
+        "UPDATE ledger_journaltransaction SET kind = 'other', source_id = '9' WHERE id = %s",
+        "UPDATE ledger_journaltransaction SET at = at WHERE id = %s",
+        "DELETE FROM ledger_journaltransaction WHERE id = %s",
+    ],
+)
 def test_journal_transactions_are_append_only(db, sql):
     """Issue 17: a transaction's date, kind, memo and source are as fixed as its postings."""
     txn = post()

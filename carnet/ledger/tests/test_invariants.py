@@ -20,15 +20,22 @@ def temporary():
 
 
 def test_a_clean_ledger_passes_the_ledgers_own_invariants(db):
-    transaction_post(kind="payment_received", lines=[Line(acc.cash("cash"), debit=500),
-                                                     Line(acc.PATIENT_CREDIT, credit=500, patient_id=1)])
+    transaction_post(
+        kind="payment_received",
+        lines=[
+            Line(acc.cash("cash"), debit=500),
+            Line(acc.PATIENT_CREDIT, credit=500, patient_id=1),
+        ],
+    )
     results = invariants.run_all()
     assert {name: results[name] for name in LEDGER_OWN} == dict.fromkeys(LEDGER_OWN, [])
 
 
 def test_an_unbalanced_transaction_is_named(db):
-    transaction_post(kind="invoice_issued", lines=[Line(acc.AR, debit=500, patient_id=1),
-                                                   Line(acc.revenue(1), credit=500)])
+    transaction_post(
+        kind="invoice_issued",
+        lines=[Line(acc.AR, debit=500, patient_id=1), Line(acc.revenue(1), credit=500)],
+    )
     account_id = Account.objects.get(code=acc.AR).pk
     # Simulate damage done outside the service. The savepoint is rolled back so that
     # PostgreSQL's deferred balance trigger never sees it.
@@ -36,12 +43,16 @@ def test_an_unbalanced_transaction_is_named(db):
         empty = JournalTransaction.objects.create(at=clock.now(), kind="damaged")
         lopsided = JournalTransaction.objects.create(at=clock.now(), kind="damaged")
         with connection.cursor() as cursor:
-            cursor.execute("INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES (%s, %s, 70)",
-                           [lopsided.pk, account_id])
+            cursor.execute(
+                "INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES (%s, %s, 70)",
+                [lopsided.pk, account_id],
+            )
         problems = invariants.run_all()["transactions balance"]
         transaction.set_rollback(True)
-    assert problems == [f"journal transaction #{empty.pk} (damaged) has no postings",
-                        f"journal transaction #{lopsided.pk} (damaged) postings sum to 70"]
+    assert problems == [
+        f"journal transaction #{empty.pk} (damaged) has no postings",
+        f"journal transaction #{lopsided.pk} (damaged) postings sum to 70",
+    ]
 
 
 def test_a_negative_liability_is_named_per_account_and_per_patient(db, monkeypatch):
@@ -49,12 +60,24 @@ def test_a_negative_liability_is_named_per_account_and_per_patient(db, monkeypat
     from carnet.ledger import services
 
     monkeypatch.setattr(services, "_liabilities_guard", lambda *args: None)
-    transaction_post(kind="refund", lines=[Line(acc.PATIENT_CREDIT, debit=300, patient_id=4),
-                                           Line(acc.cash("cash"), credit=300)])
-    transaction_post(kind="payment_received", lines=[Line(acc.cash("cash"), debit=100),
-                                                     Line(acc.PATIENT_CREDIT, credit=100, patient_id=5)])
-    assert invariants.run_all()["liabilities not negative"] == ["patient_credit: -200",
-                                                                "patient_credit patient 4: -300"]
+    transaction_post(
+        kind="refund",
+        lines=[
+            Line(acc.PATIENT_CREDIT, debit=300, patient_id=4),
+            Line(acc.cash("cash"), credit=300),
+        ],
+    )
+    transaction_post(
+        kind="payment_received",
+        lines=[
+            Line(acc.cash("cash"), debit=100),
+            Line(acc.PATIENT_CREDIT, credit=100, patient_id=5),
+        ],
+    )
+    assert invariants.run_all()["liabilities not negative"] == [
+        "patient_credit: -200",
+        "patient_credit patient 4: -300",
+    ]
 
 
 def test_accounts_of_an_unknown_or_wrong_type_are_named(db):

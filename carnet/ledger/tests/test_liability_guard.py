@@ -23,17 +23,26 @@ CASH = acc.cash("cash")
 
 
 def credit(account, amount, patient_id=None):
-    return transaction_post(kind="loaded", lines=[Line(CASH, debit=amount),
-                                                  Line(account, credit=amount, patient_id=patient_id)])
+    return transaction_post(
+        kind="loaded",
+        lines=[Line(CASH, debit=amount), Line(account, credit=amount, patient_id=patient_id)],
+    )
 
 
 def spend(account, amount, patient_id=None):
-    return transaction_post(kind="spent", lines=[Line(account, debit=amount, patient_id=patient_id),
-                                                 Line(acc.revenue(1), credit=amount)])
+    return transaction_post(
+        kind="spent",
+        lines=[
+            Line(account, debit=amount, patient_id=patient_id),
+            Line(acc.revenue(1), credit=amount),
+        ],
+    )
 
 
-@pytest.mark.parametrize("account", [acc.GIFT_CARD_LIABILITY, acc.DEFERRED_PACKAGES, acc.DEFERRED_MEMBERSHIPS,
-                                     acc.tax_payable(3)])
+@pytest.mark.parametrize(
+    "account",
+    [acc.GIFT_CARD_LIABILITY, acc.DEFERRED_PACKAGES, acc.DEFERRED_MEMBERSHIPS, acc.tax_payable(3)],
+)
 def test_a_posting_that_takes_a_liability_below_zero_is_refused(account):
     credit(account, 1000)
     spend(account, 600)
@@ -48,7 +57,9 @@ def test_a_posting_that_takes_a_liability_below_zero_is_refused(account):
 def test_a_patients_credit_is_guarded_per_patient():
     credit(acc.PATIENT_CREDIT, 5000, patient_id=1)
     with pytest.raises(LiabilityOverdrawn, match="Patient credit for patient 2"):
-        spend(acc.PATIENT_CREDIT, 100, patient_id=2)  # the account as a whole holds 50.00: not theirs
+        spend(
+            acc.PATIENT_CREDIT, 100, patient_id=2
+        )  # the account as a whole holds 50.00: not theirs
     spend(acc.PATIENT_CREDIT, 5000, patient_id=1)
     assert balance(acc.PATIENT_CREDIT) == 0 and Posting.objects.count() == 4
 
@@ -66,7 +77,10 @@ def test_the_guard_reads_from_the_checkpoint_and_the_postings_since():
     spend(acc.DEFERRED_PACKAGES, 300)
     assert balance_checkpoints_advance() == 1
     checkpoint = BalanceCheckpoint.objects.get(account__code=acc.DEFERRED_PACKAGES)
-    assert (checkpoint.amount, checkpoint.through_posting_id) == (-700, Posting.objects.order_by("pk").last().pk)
+    assert (checkpoint.amount, checkpoint.through_posting_id) == (
+        -700,
+        Posting.objects.order_by("pk").last().pk,
+    )
     assert balance_checkpoints_advance() == 0  # nothing new
     spend(acc.DEFERRED_PACKAGES, 200)
     with pytest.raises(LiabilityOverdrawn):
@@ -87,7 +101,9 @@ def test_a_wrong_checkpoint_is_named_by_ledger_check():
 
 def test_the_guard_costs_one_read_and_only_when_a_liability_is_debited():
     credit(acc.DEFERRED_PACKAGES, 1000)
-    spend(acc.DEFERRED_PACKAGES, 100)  # both create their accounts: the queries below are the steady state
+    spend(
+        acc.DEFERRED_PACKAGES, 100
+    )  # both create their accounts: the queries below are the steady state
     with CaptureQueriesContext(connection) as credited:
         credit(acc.DEFERRED_PACKAGES, 1000)
     with CaptureQueriesContext(connection) as debited:

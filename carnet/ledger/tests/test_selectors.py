@@ -19,25 +19,36 @@ def ledger(db):
     cash = acc.cash("cash")
     with clock.frozen(DAY1):
         # invoice a visit 100 to P1; sell a package 900 to P2
-        transaction_post(kind="invoice_issued", lines=[Line(acc.AR, debit=10000, patient_id=P1),
-                                                       Line(acc.revenue(3), credit=10000)])
-        transaction_post(kind="invoice_issued", lines=[Line(acc.AR, debit=90000, patient_id=P2),
-                                                       Line(acc.DEFERRED_PACKAGES, credit=90000)])
+        transaction_post(
+            kind="invoice_issued",
+            lines=[Line(acc.AR, debit=10000, patient_id=P1), Line(acc.revenue(3), credit=10000)],
+        )
+        transaction_post(
+            kind="invoice_issued",
+            lines=[
+                Line(acc.AR, debit=90000, patient_id=P2),
+                Line(acc.DEFERRED_PACKAGES, credit=90000),
+            ],
+        )
     with clock.frozen(DAY2):
         # P2 pays 900 and it is applied; P1 pays 50 left unapplied
-        transaction_post(kind="payment_received", lines=[Line(cash, debit=90000),
-                                                         Line(acc.AR, credit=90000, patient_id=P2)])
-        transaction_post(kind="payment_received", lines=[Line(cash, debit=5000),
-                                                         Line(acc.PATIENT_CREDIT, credit=5000, patient_id=P1)])
+        transaction_post(
+            kind="payment_received",
+            lines=[Line(cash, debit=90000), Line(acc.AR, credit=90000, patient_id=P2)],
+        )
+        transaction_post(
+            kind="payment_received",
+            lines=[Line(cash, debit=5000), Line(acc.PATIENT_CREDIT, credit=5000, patient_id=P1)],
+        )
 
 
 def test_balances_are_in_each_accounts_normal_direction(ledger):
-    assert balance(acc.cash("cash")) == 95000          # asset: debits - credits
+    assert balance(acc.cash("cash")) == 95000  # asset: debits - credits
     assert balance(acc.AR) == 10000
-    assert balance(acc.PATIENT_CREDIT) == 5000         # liability: credits - debits
+    assert balance(acc.PATIENT_CREDIT) == 5000  # liability: credits - debits
     assert balance(acc.DEFERRED_PACKAGES) == 90000
-    assert balance(acc.revenue(3)) == 10000            # revenue: credits - debits
-    assert balance(acc.GIFT_CARD_LIABILITY) == 0       # never posted to
+    assert balance(acc.revenue(3)) == 10000  # revenue: credits - debits
+    assert balance(acc.GIFT_CARD_LIABILITY) == 0  # never posted to
 
 
 def test_balances_per_patient(ledger):

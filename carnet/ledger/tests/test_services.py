@@ -33,8 +33,11 @@ AT = dt.datetime(2025, 3, 1, 15, 0, tzinfo=dt.UTC)
 
 
 def invoice_lines(patient_id=7, price=10000, tax=1300):
-    return [Line(acc.AR, debit=price + tax, patient_id=patient_id),
-            Line(acc.revenue(1), credit=price), Line(acc.tax_payable(1), credit=tax)]
+    return [
+        Line(acc.AR, debit=price + tax, patient_id=patient_id),
+        Line(acc.revenue(1), credit=price),
+        Line(acc.tax_payable(1), credit=tax),
+    ]
 
 
 @pytest.fixture
@@ -44,9 +47,16 @@ def user(db):
 
 def test_balanced_transaction_is_posted_with_signed_amounts(user):
     with clock.frozen(AT):
-        txn = transaction_post(lines=invoice_lines(), kind="invoice_issued", source=user, memo="INV-1")
+        txn = transaction_post(
+            lines=invoice_lines(), kind="invoice_issued", source=user, memo="INV-1"
+        )
     assert (txn.kind, txn.memo, txn.at, txn.source_type, txn.source_id) == (
-        "invoice_issued", "INV-1", AT, "auth.user", str(user.pk))
+        "invoice_issued",
+        "INV-1",
+        AT,
+        "auth.user",
+        str(user.pk),
+    )
     rows = sorted(txn.postings.values_list("account__code", "amount", "patient_id"))
     assert rows == [(acc.AR, 11300, 7), ("revenue:1", -10000, None), ("tax_payable:1", -1300, None)]
     assert Account.objects.get(code=acc.AR).type == acc.ASSET
@@ -66,19 +76,42 @@ def test_zero_amount_lines_are_dropped(db):
     assert not Posting.objects.filter(account__code="tax_payable:1").exists()
 
 
-@pytest.mark.parametrize("lines", [
-    pytest.param([], id="empty"),
-    pytest.param([Line(acc.AR, patient_id=1), Line(acc.revenue(1))], id="all-zero"),
-    pytest.param([Line(acc.AR, debit=100, patient_id=1), Line(acc.revenue(1), credit=99)], id="unbalanced"),
-    pytest.param([Line(acc.AR, debit=-100, patient_id=1), Line(acc.revenue(1), credit=-100)], id="negative"),
-    pytest.param([Line(acc.AR, debit=True, patient_id=1), Line(acc.revenue(1), credit=1)], id="bool"),
-    pytest.param([Line(acc.AR, debit=1.0, patient_id=1), Line(acc.revenue(1), credit=1)], id="float"),
-    pytest.param([Line(acc.AR, debit=5, credit=5, patient_id=1), Line(acc.revenue(1), credit=0)], id="both-sides"),
-    pytest.param([Line("bogus", debit=5), Line(acc.revenue(1), credit=5)], id="unknown-account"),
-    pytest.param([Line(acc.AR, debit=5), Line(acc.revenue(1), credit=5)], id="ar-without-patient"),
-    pytest.param([Line(acc.AR, debit=5, patient_id=True), Line(acc.revenue(1), credit=5)], id="bool-patient"),
-    pytest.param([(acc.AR, 5, 0), (acc.revenue(1), 0, 5)], id="not-a-line"),
-])
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param([], id="empty"),
+        pytest.param([Line(acc.AR, patient_id=1), Line(acc.revenue(1))], id="all-zero"),
+        pytest.param(
+            [Line(acc.AR, debit=100, patient_id=1), Line(acc.revenue(1), credit=99)],
+            id="unbalanced",
+        ),
+        pytest.param(
+            [Line(acc.AR, debit=-100, patient_id=1), Line(acc.revenue(1), credit=-100)],
+            id="negative",
+        ),
+        pytest.param(
+            [Line(acc.AR, debit=True, patient_id=1), Line(acc.revenue(1), credit=1)], id="bool"
+        ),
+        pytest.param(
+            [Line(acc.AR, debit=1.0, patient_id=1), Line(acc.revenue(1), credit=1)], id="float"
+        ),
+        pytest.param(
+            [Line(acc.AR, debit=5, credit=5, patient_id=1), Line(acc.revenue(1), credit=0)],
+            id="both-sides",
+        ),
+        pytest.param(
+            [Line("bogus", debit=5), Line(acc.revenue(1), credit=5)], id="unknown-account"
+        ),
+        pytest.param(
+            [Line(acc.AR, debit=5), Line(acc.revenue(1), credit=5)], id="ar-without-patient"
+        ),
+        pytest.param(
+            [Line(acc.AR, debit=5, patient_id=True), Line(acc.revenue(1), credit=5)],
+            id="bool-patient",
+        ),
+        pytest.param([(acc.AR, 5, 0), (acc.revenue(1), 0, 5)], id="not-a-line"),
+    ],
+)
 def test_bad_lines_are_refused_and_nothing_is_written(db, lines):
     with pytest.raises(LedgerUnbalanced) as refused:
         transaction_post(lines=lines, kind="invoice_issued")
@@ -92,7 +125,9 @@ def test_other_bad_arguments_are_refused(db, user):
     with pytest.raises(ValueError):
         transaction_post(lines=invoice_lines(), kind="x", at=dt.datetime(2025, 1, 1))
     with pytest.raises(ValueError):
-        transaction_post(lines=invoice_lines(), kind="x", source=get_user_model()(username="unsaved"))
+        transaction_post(
+            lines=invoice_lines(), kind="x", source=get_user_model()(username="unsaved")
+        )
 
 
 def test_posting_joins_the_callers_transaction(db):
@@ -105,11 +140,17 @@ def test_posting_joins_the_callers_transaction(db):
 def test_reversal_mirrors_the_original_and_keeps_its_source(user):
     original = transaction_post(lines=invoice_lines(), kind="invoice_issued", source=user)
     mirror = transaction_reverse(txn=original, memo="issued to the wrong patient")
-    assert (mirror.kind, mirror.reverses_id, mirror.memo) == ("reversal", original.pk, "issued to the wrong patient")
+    assert (mirror.kind, mirror.reverses_id, mirror.memo) == (
+        "reversal",
+        original.pk,
+        "issued to the wrong patient",
+    )
     assert (mirror.source_type, mirror.source_id) == (original.source_type, original.source_id)
     mirrored = sorted(mirror.postings.values_list("account__code", "amount", "patient_id"))
-    assert mirrored == sorted((c, -a, p) for c, a, p in original.postings.values_list("account__code", "amount",
-                                                                                        "patient_id"))
+    assert mirrored == sorted(
+        (c, -a, p)
+        for c, a, p in original.postings.values_list("account__code", "amount", "patient_id")
+    )
     assert balance(acc.AR, patient_id=7) == 0 and balance(acc.revenue(1)) == 0
 
 
@@ -136,11 +177,29 @@ def test_a_reversal_needs_a_memo(db):
 # ---------------------------------------------------------------- property: the trial balance stays at zero
 
 PATIENTS = [1, 2, 3]
-CODES = [acc.cash("cash"), acc.CARD_CLEARING, acc.AR, acc.PATIENT_CREDIT, acc.GIFT_CARD_LIABILITY,
-         acc.DEFERRED_PACKAGES, acc.revenue(1), acc.revenue(2), acc.tax_payable(1), acc.BREAKAGE]
+CODES = [
+    acc.cash("cash"),
+    acc.CARD_CLEARING,
+    acc.AR,
+    acc.PATIENT_CREDIT,
+    acc.GIFT_CARD_LIABILITY,
+    acc.DEFERRED_PACKAGES,
+    acc.revenue(1),
+    acc.revenue(2),
+    acc.tax_payable(1),
+    acc.BREAKAGE,
+]
 # (debit account, credit account, amount): each transfer adds one debit and one credit line.
-transfers = st.lists(st.tuples(st.sampled_from(CODES), st.sampled_from(CODES), st.integers(0, 10**9),
-                               st.sampled_from(PATIENTS)), min_size=1, max_size=5)
+transfers = st.lists(
+    st.tuples(
+        st.sampled_from(CODES),
+        st.sampled_from(CODES),
+        st.integers(0, 10**9),
+        st.sampled_from(PATIENTS),
+    ),
+    min_size=1,
+    max_size=5,
+)
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -165,12 +224,17 @@ class LedgerMachine(RuleBasedStateMachine):
     def post(self, moves):
         lines = []
         for debit, credit, amount, patient in moves:
-            lines += [Line(debit, debit=amount, patient_id=patient if debit in acc.PER_PATIENT else None),
-                      Line(credit, credit=amount, patient_id=patient if credit in acc.PER_PATIENT else None)]
+            lines += [
+                Line(debit, debit=amount, patient_id=patient if debit in acc.PER_PATIENT else None),
+                Line(
+                    credit, credit=amount, patient_id=patient if credit in acc.PER_PATIENT else None
+                ),
+            ]
         if not any(amount for *_, amount, _ in moves):
             return  # all zero: refused as empty, covered elsewhere
-        changes = [(debit, patient, amount) for debit, _, amount, patient in moves] + \
-                  [(credit, patient, -amount) for _, credit, amount, patient in moves]
+        changes = [(debit, patient, amount) for debit, _, amount, patient in moves] + [
+            (credit, patient, -amount) for _, credit, amount, patient in moves
+        ]
         if self._overdraws(changes):
             with pytest.raises(LiabilityOverdrawn):
                 transaction_post(lines=lines, kind="random")
@@ -185,15 +249,22 @@ class LedgerMachine(RuleBasedStateMachine):
         for code, patient_id, amount in changes:
             key = (code, patient_id if code in acc.PER_PATIENT else None)
             after[key] = after.get(key, 0) + amount
-        return any(raw > 0 and acc.describe(code)[0] == acc.LIABILITY for (code, _), raw in after.items())
+        return any(
+            raw > 0 and acc.describe(code)[0] == acc.LIABILITY for (code, _), raw in after.items()
+        )
 
     @rule(data=st.data())
     def reverse(self, data):
-        open_ = [t for t in self.posted if not JournalTransaction.objects.filter(reverses=t).exists()]
+        open_ = [
+            t for t in self.posted if not JournalTransaction.objects.filter(reverses=t).exists()
+        ]
         if not open_:
             return
         txn = data.draw(st.sampled_from(open_))
-        changes = [(p.account.code, p.patient_id, -p.amount) for p in txn.postings.select_related("account")]
+        changes = [
+            (p.account.code, p.patient_id, -p.amount)
+            for p in txn.postings.select_related("account")
+        ]
         if self._overdraws(changes):  # e.g. giving back credit that was spent since
             with pytest.raises(LiabilityOverdrawn):
                 transaction_reverse(txn=txn, memo="property test")
@@ -226,5 +297,6 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def test_random_balanced_postings_keep_the_trial_balance_at_zero(db):
-    run_state_machine_as_test(LedgerMachine, settings=hsettings(max_examples=25, stateful_step_count=12,
-                                                                deadline=None))
+    run_state_machine_as_test(
+        LedgerMachine, settings=hsettings(max_examples=25, stateful_step_count=12, deadline=None)
+    )

@@ -8,7 +8,8 @@ register = template.Library()
 
 @register.simple_tag
 def card_request_open(sold):
-    from carnet.passes.card_requests import card_request_label, card_request_open as open_one
+    from carnet.passes.card_requests import card_request_label
+    from carnet.passes.card_requests import card_request_open as open_one
 
     req = open_one(sold)
     if req is not None:

@@ -17,5 +17,10 @@ def past_due_alerts(context, who, compact=False):
     allowed = context.get("allowed") or {}
     request = context.get("request")
     rows = past_due_memberships(patient_ids=patient_ids) if allowed.get("invoice_view") else []
-    return {"rows": rows, "allowed": allowed, "compact": compact, "csrf_token": context.get("csrf_token"),
-            "next": request.get_full_path() if request is not None else ""}
+    return {
+        "rows": rows,
+        "allowed": allowed,
+        "compact": compact,
+        "csrf_token": context.get("csrf_token"),
+        "next": request.get_full_path() if request is not None else "",
+    }

@@ -32,32 +32,48 @@ SHARE = 10000 * 1000 // 9000  # a use of 100.00 at 10 % expected: 1/9 of it, 11.
 def s(front_desk, admin_staff, catalog):
     clinic_set(time_zone="America/Toronto", breakage_method="proportional")
     with clock.frozen(at("2026-05-01", "10:00")):
-        template = package_template(catalog, name="10 massages", price=100000, quantity=10,
-                                    expected_breakage_bp=1000)
+        template = package_template(
+            catalog, name="10 massages", price=100000, quantity=10, expected_breakage_bp=1000
+        )
         patient = make_patient()
-        yield {"fd": front_desk, "admin": admin_staff, "cat": catalog, "patient": patient,
-               "prac": practitioner(catalog["location"]), "template": template,
-               "sold": sold_package(front_desk, patient, template, expires_on=dt.date(2026, 5, 31))}
+        yield {
+            "fd": front_desk,
+            "admin": admin_staff,
+            "cat": catalog,
+            "patient": patient,
+            "prac": practitioner(catalog["location"]),
+            "template": template,
+            "sold": sold_package(front_desk, patient, template, expires_on=dt.date(2026, 5, 31)),
+        }
 
 
 def _arrive(s, n, day=12):
     done = []
     for i in range(n):
-        appointment = appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                                       location=s["cat"]["location"], start=at(f"2026-05-{day + i // 8:02d}",
-                                                                                f"{9 + i % 8:02d}:00"),
-                                       patients=[s["patient"]])
+        appointment = appointment_book(
+            actor=s["fd"].user,
+            treatment=s["cat"]["treatment"],
+            practitioner=s["prac"],
+            location=s["cat"]["location"],
+            start=at(f"2026-05-{day + i // 8:02d}", f"{9 + i % 8:02d}:00"),
+            patients=[s["patient"]],
+        )
         done.append(appointment_arrive(actor=s["fd"].user, appointment=appointment))
     return done
 
 
 def _books():
-    return {"deferred": balance(accounts.DEFERRED_PACKAGES), "ahead": balance(accounts.EXPECTED_BREAKAGE),
-            "breakage": balance(accounts.BREAKAGE)}
+    return {
+        "deferred": balance(accounts.DEFERRED_PACKAGES),
+        "ahead": balance(accounts.EXPECTED_BREAKAGE),
+        "breakage": balance(accounts.BREAKAGE),
+    }
 
 
 def _package_row(rf):
-    return {k: v for k, v in {r["type"]: r for r in rf.types.rows}["Package"].items() if k != "type"}
+    return {
+        k: v for k, v in {r["type"]: r for r in rf.types.rows}["Package"].items() if k != "type"
+    }
 
 
 def test_each_use_recognises_its_share_and_the_rollforward_ties(s):
@@ -68,7 +84,12 @@ def test_each_use_recognises_its_share_and_the_rollforward_ties(s):
     assert_ledger_ok()
     rf = reports.deferred_revenue_rollforward(actor=s["admin"].user, **MAY)
     row = _package_row(rf)
-    assert (row["sold"], row["redeemed"], row["breakage_expected"], row["expired"]) == (100000, 10000, SHARE, 0)
+    assert (row["sold"], row["redeemed"], row["breakage_expected"], row["expired"]) == (
+        100000,
+        10000,
+        SHARE,
+        0,
+    )
     assert row["closing"] == row["ledger"] == 90000 - SHARE and rf.ties_out
     assert "breakage_expected" in [c.key for c in rf.table.columns]
 
@@ -78,7 +99,11 @@ def test_a_package_used_in_full_takes_its_expected_breakage_back(s):
     assert _books()["ahead"] == 9 * SHARE  # 99.99, under the 100.00 still deferred
     assert_ledger_ok()
     _arrive(s, 1, day=14)
-    assert _books() == {"deferred": 0, "ahead": 0, "breakage": 0}  # nothing was left unused: no breakage
+    assert _books() == {
+        "deferred": 0,
+        "ahead": 0,
+        "breakage": 0,
+    }  # nothing was left unused: no breakage
     assert_ledger_ok()
     assert reports.deferred_revenue_rollforward(actor=s["admin"].user, **MAY).ties_out
 
@@ -89,10 +114,17 @@ def test_expiry_trues_up_so_breakage_in_all_is_the_value_never_used(s):
     assert _books() == {"deferred": 0, "ahead": 0, "breakage": 70000}
     assert Pass.objects.get(pk=s["sold"].pk).breakage_expected_minor == 0
     assert_ledger_ok()
-    row = _package_row(reports.deferred_revenue_rollforward(actor=s["admin"].user, start="2026-05-01",
-                                                            end="2026-06-01"))
+    row = _package_row(
+        reports.deferred_revenue_rollforward(
+            actor=s["admin"].user, start="2026-05-01", end="2026-06-01"
+        )
+    )
     assert (row["breakage_expected"], row["expired"], row["closing"], row["ledger"]) == (
-        3 * SHARE, 70000 - 3 * SHARE, 0, 0)
+        3 * SHARE,
+        70000 - 3 * SHARE,
+        0,
+        0,
+    )
 
 
 def test_unarriving_a_visit_reverses_its_share(s):
@@ -108,7 +140,9 @@ def test_a_refund_settles_what_was_recognised_ahead(s):
     pass_refund(actor=s["admin"].user, sold_pass=s["sold"], amount_minor=50000)
     books = _books()
     assert books["ahead"] == 0 and books["deferred"] == 0
-    assert books["breakage"] == 80000 - 50000  # the value kept on the refund, nothing recognised twice
+    assert (
+        books["breakage"] == 80000 - 50000
+    )  # the value kept on the refund, nothing recognised twice
     assert_ledger_ok()
     assert reports.deferred_revenue_rollforward(actor=s["admin"].user, **MAY).ties_out
 
@@ -124,8 +158,13 @@ def test_at_expiry_the_default_posts_nothing_ahead_and_a_sold_package_keeps_its_
 
 def test_the_rate_is_checked_and_offered_in_settings(s, owner, client):
     url = "/pass-templates"
-    body = {"name": "Too hopeful", "price_minor": 1000, "income_category_id": s["cat"]["income_category"].pk,
-            "quantity": 5, "items": [{"treatment_id": s["cat"]["treatment"].pk}]}
+    body = {
+        "name": "Too hopeful",
+        "price_minor": 1000,
+        "income_category_id": s["cat"]["income_category"].pk,
+        "quantity": 5,
+        "items": [{"treatment_id": s["cat"]["treatment"].pk}],
+    }
     refused = Api(s["admin"].user).post(url, {**body, "expected_breakage_bp": 9500})
     assert refused.status_code == 422 and "expected breakage" in refused.content.decode()
     made = Api(s["admin"].user).post(url, {**body, "expected_breakage_bp": 1500})

@@ -26,13 +26,21 @@ def test_membership_care_pages_fit_and_pass_axe(page):
     from carnet.clinic.selectors import clinic_get
 
     today = clock.today(clinic_get().time_zone)
-    sold = memberships.membership_sell(actor=owner.user, patient=patient,
-                                       template=membership_template(catalog, name="Wellness monthly"),
-                                       start_date=today - dt.timedelta(days=40))
+    sold = memberships.membership_sell(
+        actor=owner.user,
+        patient=patient,
+        template=membership_template(catalog, name="Wellness monthly"),
+        start_date=today - dt.timedelta(days=40),
+    )
     passes_daily(today=today)  # the unpaid cycles are past due now
     log_in(page, owner.user)
-    urls = [f"/memberships/{sold.pk}/", f"/memberships/{sold.pk}/plan/", "/memberships/charges/tomorrow/",
-            "/reports/past-due/", f"/patients/{patient.pk}/"]
+    urls = [
+        f"/memberships/{sold.pk}/",
+        f"/memberships/{sold.pk}/plan/",
+        "/memberships/charges/tomorrow/",
+        "/reports/past-due/",
+        f"/patients/{patient.pk}/",
+    ]
     for url in urls:
         for w, h in SIZES:
             page.set_viewport_size({"width": w, "height": h})

@@ -24,7 +24,9 @@ def test_book_an_eligible_visit_see_the_package_selected_and_arrive_for_nothing(
     prac = practitioner(location)
     prac.display_name = "Dr Ines Ortega"
     prac.save()
-    Shift.objects.create(staff=prac, location=location, weekday=0, start_time=dt.time(9), end_time=dt.time(12))
+    Shift.objects.create(
+        staff=prac, location=location, weekday=0, start_time=dt.time(9), end_time=dt.time(12)
+    )
     log_in(page, desk.user)
 
     page.goto(f"/schedule/?location={location.pk}&date=2030-01-07")

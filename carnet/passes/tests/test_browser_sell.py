@@ -30,7 +30,9 @@ def test_front_desk_sells_a_package_for_cash(page):
     page.get_by_label("Take payment now").check()
     page.get_by_label("Method").select_option("cash")
     page.get_by_role("button", name="Sell package").click()
-    expect(page.get_by_text("Sold 10 massages to Marguerite Okafor for $900.00 — paid.")).to_be_visible()
+    expect(
+        page.get_by_text("Sold 10 massages to Marguerite Okafor for $900.00 — paid.")
+    ).to_be_visible()
 
     sold = Pass.objects.get(patient=patient)
     assert pass_unlocked(sold) == 10

@@ -5,7 +5,14 @@ value left, and both fit the screen with nothing axe objects to."""
 import pytest
 from playwright.sync_api import expect
 
-from carnet.conftest import PASSWORD, fits_and_accessible, log_in, make_catalog, make_patient, make_staff
+from carnet.conftest import (
+    PASSWORD,
+    fits_and_accessible,
+    log_in,
+    make_catalog,
+    make_patient,
+    make_staff,
+)
 from carnet.core.permissions import AccessLevel
 from carnet.people.services import patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
@@ -26,7 +33,9 @@ def drawn_once():
     me = make_patient(first_name="Nora", last_name="Buyer", email="nora@example.test")
     patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
     me.refresh_from_db()
-    template = package_template(catalog, name="Wellness bank", price=90000, quantity=None, face_value_minor=100000)
+    template = package_template(
+        catalog, name="Wellness bank", price=90000, quantity=None, face_value_minor=100000
+    )
     sold = sold_package(desk, me, template)
     visit_tomorrow_arrived(desk, catalog, me)
     sold.refresh_from_db()

@@ -38,8 +38,12 @@ def _owing_member(front_desk, catalog, *, cycles=1):
     clinic_set(time_zone="America/Toronto")
     patient = make_patient(email="pat@example.test", first_name="Pat")
     start = clock.today("America/Toronto") - dt.timedelta(days=31 * (cycles - 1))
-    sold = ms.membership_sell(actor=front_desk.user, patient=patient, template=membership_template(catalog),
-                              start_date=start)
+    sold = ms.membership_sell(
+        actor=front_desk.user,
+        patient=patient,
+        template=membership_template(catalog),
+        start_date=start,
+    )
     assert len(list(cr.owed_rows(sold))) == cycles
     token = cr.card_update_token(cr.card_update_request(sold_pass=sold, actor=front_desk.user))
     return sold, f"/portal/card/{token}/"
@@ -48,8 +52,14 @@ def _owing_member(front_desk, catalog, *, cycles=1):
 def _add_card_until_the_bank_asks(url, number=ALWAYS_AUTHENTICATE):
     html = Client().get(url).content.decode()
     key = re.search(r'name="form_key" value="([^"]+)"', html).group(1)
-    asked = Client().post(url, {"form_key": key, "holder": "Pat Test",
-                                "setup_intent": card_typed_in_stripe_js(html, number)})
+    asked = Client().post(
+        url,
+        {
+            "form_key": key,
+            "holder": "Pat Test",
+            "setup_intent": card_typed_in_stripe_js(html, number),
+        },
+    )
     return asked
 
 
@@ -59,7 +69,9 @@ def member(stripe_gateway, front_desk, catalog, settings):
     return _owing_member(front_desk, catalog)
 
 
-def test_the_bank_asks_the_patient_confirms_on_the_page_and_the_cycle_is_paid_once(stripe_gateway, member):
+def test_the_bank_asks_the_patient_confirms_on_the_page_and_the_cycle_is_paid_once(
+    stripe_gateway, member
+):
     sold, url = member
     owing = cr.owing_minor(sold)
     asked = _add_card_until_the_bank_asks(url)
@@ -67,11 +79,19 @@ def test_the_bank_asks_the_patient_confirms_on_the_page_and_the_cycle_is_paid_on
     assert asked.status_code == 200 and ASKED in html
     assert f"script-src 'self' {stripe_gateway};" in asked["Content-Security-Policy"]
     attempt = CardAttempt.objects.get()
-    assert attempt.status == "pending" and attempt.amount_minor == owing and not Payment.objects.exists()
+    assert (
+        attempt.status == "pending"
+        and attempt.amount_minor == owing
+        and not Payment.objects.exists()
+    )
     assert _stripe().v1.payment_intents.retrieve(attempt.gateway_id).status == "requires_action"
-    assert CardUpdateRequest.objects.get().card_id is not None  # the card is on the membership already
+    assert (
+        CardUpdateRequest.objects.get().card_id is not None
+    )  # the card is on the membership already
     fields = hidden_fields(html)
-    assert ASKED in Client().post(url, fields).content.decode()  # a double click before the check: still waiting
+    assert (
+        ASKED in Client().post(url, fields).content.decode()
+    )  # a double click before the check: still waiting
     assert not Payment.objects.exists() and CardAttempt.objects.count() == 1
     bank_check(stripe_gateway, html)
     done = Client().post(url, fields)
@@ -89,13 +109,16 @@ def test_the_bank_asks_the_patient_confirms_on_the_page_and_the_cycle_is_paid_on
 
 
 @pytest.mark.parametrize("first", ["webhook", "reconciliation"])
-def test_the_webhook_or_reconciliation_comes_first_and_the_page_then_finds_the_cycle_paid(stripe_gateway, member,
-                                                                                          first):
+def test_the_webhook_or_reconciliation_comes_first_and_the_page_then_finds_the_cycle_paid(
+    stripe_gateway, member, first
+):
     sold, url = member
     html = _add_card_until_the_bank_asks(url).content.decode()
     pi = bank_check(stripe_gateway, html)
     if first == "webhook":
-        deliver(event("payment_intent.succeeded", _stripe().v1.payment_intents.retrieve(pi).to_dict()))
+        deliver(
+            event("payment_intent.succeeded", _stripe().v1.payment_intents.retrieve(pi).to_dict())
+        )
     else:
         call_command("payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w"))
     assert Payment.objects.get().gateway_charge_id == pi and cr.owing_minor(sold) == 0
@@ -113,13 +136,17 @@ def test_a_failed_bank_check_leaves_the_cycle_owed_as_a_decline_does(stripe_gate
     assert done.status_code == 302 and not Payment.objects.exists()
     assert CardAttempt.objects.get().status == "failed" and cr.owing_minor(sold) == owing
     row = cr.owed_rows(sold).get()
-    assert row.charge_attempts == 1 and "did not confirm the payment with their bank" in row.last_error
+    assert (
+        row.charge_attempts == 1 and "did not confirm the payment with their bank" in row.last_error
+    )
     page = Client().get(done["Location"]).content.decode()
     assert "is still owed" in page and "did not confirm the payment with their bank" in page
     assert _stripe().v1.payment_intents.retrieve(pi).status == "canceled"
 
 
-def test_two_owed_cycles_are_confirmed_one_after_the_other(stripe_gateway, front_desk, catalog, settings):
+def test_two_owed_cycles_are_confirmed_one_after_the_other(
+    stripe_gateway, front_desk, catalog, settings
+):
     settings.SITE_URL = "https://clinic.example"
     sold, url = _owing_member(front_desk, catalog, cycles=2)
     html = _add_card_until_the_bank_asks(url).content.decode()

@@ -29,7 +29,13 @@ from .factories import at, membership_template
 
 pytestmark = pytest.mark.django_db
 
-GOOD = {"holder": "Pat Member", "number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2040, "cvc": "123"}
+GOOD = {
+    "holder": "Pat Member",
+    "number": "4242 4242 4242 4242",
+    "exp_month": 12,
+    "exp_year": 2040,
+    "cvc": "123",
+}
 DECLINED = "4000000000000002"
 
 
@@ -44,10 +50,23 @@ def s(front_desk, catalog, settings):
 def _member(s, *, number=DECLINED, email="pat@example.test", start=None):
     """An automatic membership whose card is declined, with its cycles issued and unpaid."""
     patient = make_patient(email=email, first_name="Pat")
-    card = card_store(actor=s["fd"].user, patient=patient, number=number, exp_month=12, exp_year=2030, cvc="123",
-                      holder="Pat")
-    return ms.membership_sell(actor=s["fd"].user, patient=patient, template=membership_template(s["cat"]),
-                              payment_mode="automatic", card=card, start_date=start)
+    card = card_store(
+        actor=s["fd"].user,
+        patient=patient,
+        number=number,
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder="Pat",
+    )
+    return ms.membership_sell(
+        actor=s["fd"].user,
+        patient=patient,
+        template=membership_template(s["cat"]),
+        payment_mode="automatic",
+        card=card,
+        start_date=start,
+    )
 
 
 def _link(outbox_message) -> str:
@@ -69,14 +88,17 @@ def _post(client, url, key="k1", **card):
 
 
 def test_staff_request_emails_a_signed_link_and_the_desk_sees_it_until_a_card_is_added(
-        s, client, django_capture_on_commit_callbacks):
+    s, client, django_capture_on_commit_callbacks
+):
     sold = _member(s, start=dt.date(2026, 4, 1))  # April and May cycles owed
     passes_daily(today=dt.date(2026, 5, 1))  # the current cycle's charge is declined
     assert Invoice.objects.filter(pass_instalment__sold_pass=sold, applied_minor=0).count() == 2
     req, url = _request(s, sold, django_capture_on_commit_callbacks)
     message = mail.outbox[-1]
     assert message.to == ["pat@example.test"] and sold.name in message.subject
-    assert "$120.00" in message.body and "2026-05-15" in message.body  # what is owed, until when the link works
+    assert (
+        "$120.00" in message.body and "2026-05-15" in message.body
+    )  # what is owed, until when the link works
     assert req.emailed_to == "pat@example.test" and req.reason == "staff"
     assert ActivityLog.objects.filter(verb="card update requested").count() == 1
 
@@ -105,11 +127,16 @@ def test_staff_request_emails_a_signed_link_and_the_desk_sees_it_until_a_card_is
     req.refresh_from_db()
     assert req.completed_at is not None and req.card == card
     client.force_login(s["fd"].user)
-    assert "Card update requested" not in client.get(reverse("memberships:detail", args=[sold.pk])).content.decode()
+    assert (
+        "Card update requested"
+        not in client.get(reverse("memberships:detail", args=[sold.pk])).content.decode()
+    )
     assert_ledger_ok()
 
 
-def test_the_same_submit_twice_adds_one_card_and_charges_once(s, client, django_capture_on_commit_callbacks):
+def test_the_same_submit_twice_adds_one_card_and_charges_once(
+    s, client, django_capture_on_commit_callbacks
+):
     sold = _member(s)
     _, url = _request(s, sold, django_capture_on_commit_callbacks)
     first, again = _post(client, url, key="same"), _post(client, url, key="same")
@@ -121,31 +148,49 @@ def test_the_same_submit_twice_adds_one_card_and_charges_once(s, client, django_
     assert CardOnFile.objects.filter(patient=sold.patient, last4="4242").count() == 1
 
 
-def test_a_declined_new_card_is_said_on_the_form_and_the_request_stays_open(s, client,
-                                                                            django_capture_on_commit_callbacks):
+def test_a_declined_new_card_is_said_on_the_form_and_the_request_stays_open(
+    s, client, django_capture_on_commit_callbacks
+):
     sold = _member(s)
     req, url = _request(s, sold, django_capture_on_commit_callbacks)
     response = _post(client, url, number="4000000000009995")  # insufficient funds
-    assert response.status_code == 302  # the card is kept and the membership paid by it; the charge failed
+    assert (
+        response.status_code == 302
+    )  # the card is kept and the membership paid by it; the charge failed
     done = client.get(response["Location"]).content.decode()
     assert "still owed" in done and "$60.00" in done
     sold.refresh_from_db()
     assert sold.card.last4 == "9995"
     row = PassInvoice.objects.get(sold_pass=sold)
-    assert row.charge_attempts == 1 and row.next_attempt_on == dt.date(2026, 5, 2)  # retried on the schedule
-    bad = _post(client, reverse("portal:card_update", args=[cr.card_update_token(
-        cr.card_update_request(sold_pass=sold, actor=s["fd"].user))]), number="4242 4242 4242 4241")
+    assert row.charge_attempts == 1 and row.next_attempt_on == dt.date(
+        2026, 5, 2
+    )  # retried on the schedule
+    bad = _post(
+        client,
+        reverse(
+            "portal:card_update",
+            args=[cr.card_update_token(cr.card_update_request(sold_pass=sold, actor=s["fd"].user))],
+        ),
+        number="4242 4242 4242 4241",
+    )
     assert bad.status_code == 200 and "valid card number" in bad.content.decode()
     assert cr.card_request_open(sold) is not None  # a card refused by the form: nothing changed
     assert_ledger_ok()
 
 
-@pytest.mark.parametrize("how, status, words", [
-    ("tampered", 400, "not valid"), ("expired", 410, "expired"), ("replaced", 410, "newer link"),
-    ("cancelled", 400, "no longer active"), ("used", 410, "already used"),
-])
-def test_a_link_that_no_longer_works_gets_a_clear_page(s, client, django_capture_on_commit_callbacks, how, status,
-                                                       words):
+@pytest.mark.parametrize(
+    "how, status, words",
+    [
+        ("tampered", 400, "not valid"),
+        ("expired", 410, "expired"),
+        ("replaced", 410, "newer link"),
+        ("cancelled", 400, "no longer active"),
+        ("used", 410, "already used"),
+    ],
+)
+def test_a_link_that_no_longer_works_gets_a_clear_page(
+    s, client, django_capture_on_commit_callbacks, how, status, words
+):
     sold = _member(s, number="4242424242424242")
     passes_daily(today=dt.date(2026, 5, 1))
     req, url = _request(s, sold, django_capture_on_commit_callbacks)
@@ -172,27 +217,43 @@ def test_a_link_is_only_for_its_own_membership(s, client, django_capture_on_comm
     assert client.get(reverse("portal:card_update", args=[forged])).status_code == 400
     assert _post(client, url).status_code == 302
     theirs.refresh_from_db()
-    assert theirs.card.last4 == "0002" and not CardOnFile.objects.filter(patient=theirs.patient, last4="4242")
+    assert theirs.card.last4 == "0002" and not CardOnFile.objects.filter(
+        patient=theirs.patient, last4="4242"
+    )
 
 
 def test_a_hard_decline_records_a_request_even_without_an_email_and_staff_are_told_why(s, client):
     sold = _member(s, email="")
-    req = cr.card_update_request(sold_pass=sold, reason="hard_decline", note="The card was reported lost.")
+    req = cr.card_update_request(
+        sold_pass=sold, reason="hard_decline", note="The card was reported lost."
+    )
     assert req.emailed_to == "" and not mail.outbox
     assert "not emailed (the patient has no email address)" in cr.card_request_label(req)
     with pytest.raises(Conflict) as refused:  # staff asking gets the refusal to act on
         cr.card_update_request(sold_pass=sold, actor=s["fd"].user)
     assert refused.value.code == "no_email"
     client.force_login(s["fd"].user)
-    assert "The card was reported lost." in client.get(reverse("memberships:detail", args=[sold.pk])).content.decode()
+    assert (
+        "The card was reported lost."
+        in client.get(reverse("memberships:detail", args=[sold.pk])).content.decode()
+    )
 
 
 def test_staff_choosing_a_card_closes_the_request(s, django_capture_on_commit_callbacks):
     sold = _member(s)
     req, _ = _request(s, sold, django_capture_on_commit_callbacks)
-    card = card_store(actor=s["fd"].user, patient=sold.patient, number="4242424242424242", exp_month=1,
-                      exp_year=2031, cvc="123", holder="Pat")
-    ms.membership_payment_set(actor=s["fd"].user, sold_pass=sold, payment_mode="automatic", card=card)
+    card = card_store(
+        actor=s["fd"].user,
+        patient=sold.patient,
+        number="4242424242424242",
+        exp_month=1,
+        exp_year=2031,
+        cvc="123",
+        holder="Pat",
+    )
+    ms.membership_payment_set(
+        actor=s["fd"].user, sold_pass=sold, payment_mode="automatic", card=card
+    )
     req.refresh_from_db()
     assert req.completed_at is not None and req.card == card and cr.card_request_open(sold) is None
 
@@ -214,8 +275,12 @@ def test_the_api_requests_a_card_once_per_idempotency_key(s, django_capture_on_c
     sold = _member(s)
     api = Api(s["fd"].user)
     with django_capture_on_commit_callbacks(execute=True):
-        first = api.post(f"/memberships/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"})
-        again = api.post(f"/memberships/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"})
+        first = api.post(
+            f"/memberships/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"}
+        )
+        again = api.post(
+            f"/memberships/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"}
+        )
     assert first.status_code == again.status_code == 202 and first.json() == again.json()
     assert first.json()["emailed_to"] == "pat@example.test" and len(mail.outbox) == 1
     nobody = make_patient(email="")
@@ -238,11 +303,22 @@ def racing(front_desk, catalog, settings):
 def test_two_windows_racing_with_one_link_add_one_card_and_charge_once(racing, front_desk):
     sold = racing
     token = cr.card_update_token(cr.card_update_request(sold_pass=sold, actor=front_desk.user))
-    results = race(4, lambda i: cr.card_update_complete(
-        token=token, holder="Pat", idempotency_key=f"window-{i}", card_number="4242424242424242", exp_month=12,
-        exp_year=2040, cvc="123"))
+    results = race(
+        4,
+        lambda i: cr.card_update_complete(
+            token=token,
+            holder="Pat",
+            idempotency_key=f"window-{i}",
+            card_number="4242424242424242",
+            exp_month=12,
+            exp_year=2040,
+            cvc="123",
+        ),
+    )
     won = [r for r in results if isinstance(r, cr.CardUpdated)]
-    assert len(won) == 1 and all(isinstance(r, cr.CardLinkUsed) for r in results if r not in won), results
+    assert len(won) == 1 and all(isinstance(r, cr.CardLinkUsed) for r in results if r not in won), (
+        results
+    )
     sold.refresh_from_db()
     assert sold.card == won[0].request.card
     assert TestGatewayCharge.objects.count() == Payment.objects.count() == 1
@@ -255,5 +331,9 @@ def test_two_requests_at_once_leave_one_open(racing, front_desk):
     sold = racing
     results = race(4, lambda i: cr.card_update_request(sold_pass=sold, actor=front_desk.user))
     assert all(isinstance(r, CardUpdateRequest) for r in results), results
-    assert CardUpdateRequest.objects.filter(sold_pass=sold, completed_at__isnull=True,
-                                            superseded_at__isnull=True).count() == 1
+    assert (
+        CardUpdateRequest.objects.filter(
+            sold_pass=sold, completed_at__isnull=True, superseded_at__isnull=True
+        ).count()
+        == 1
+    )

@@ -30,15 +30,29 @@ MAY_1, MAY_31, JUNE_1 = dt.date(2026, 5, 1), dt.date(2026, 5, 31), dt.date(2026,
 
 
 def _card(fd, patient, number="4242424242424242"):
-    return card_store(actor=fd.user, patient=patient, number=number, exp_month=12, exp_year=2030, cvc="123",
-                      holder=patient.first_name)
+    return card_store(
+        actor=fd.user,
+        patient=patient,
+        number=number,
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder=patient.first_name,
+    )
 
 
 def _auto(s, name, *, number="4242424242424242", start=None, **template):
-    patient = make_patient(first_name=name, last_name="Member", email=f"{name.lower()}@example.test")
-    return ms.membership_sell(actor=s["fd"].user, patient=patient, payment_mode="automatic",
-                              card=_card(s["fd"], patient, number), start_date=start,
-                              template=membership_template(s["cat"], name=f"{name} plan", **template))
+    patient = make_patient(
+        first_name=name, last_name="Member", email=f"{name.lower()}@example.test"
+    )
+    return ms.membership_sell(
+        actor=s["fd"].user,
+        patient=patient,
+        payment_mode="automatic",
+        card=_card(s["fd"], patient, number),
+        start_date=start,
+        template=membership_template(s["cat"], name=f"{name} plan", **template),
+    )
 
 
 @pytest.fixture
@@ -48,8 +62,11 @@ def world(owner, front_desk, catalog, settings):
     s = {"fd": front_desk, "cat": catalog, "owner": owner}
     with clock.frozen(at("2026-05-01", "10:00")):
         s["taxed"] = _auto(s, "Ana", taxes=[catalog["tax"]])  # June's cycle, with its tax
-        s["manual"] = ms.membership_sell(actor=front_desk.user, patient=make_patient(first_name="Bo"),
-                                         template=membership_template(catalog, name="Bo plan"))
+        s["manual"] = ms.membership_sell(
+            actor=front_desk.user,
+            patient=make_patient(first_name="Bo"),
+            template=membership_template(catalog, name="Bo plan"),
+        )
         s["paused"] = _auto(s, "Cy", pause_allowed=True, pause_max_cycles=2)
         s["ending"] = _auto(s, "Di")
         s["future"] = _auto(s, "Ed", start=JUNE_1)  # its first cycle starts tomorrow
@@ -57,20 +74,36 @@ def world(owner, front_desk, catalog, settings):
         s["removed"] = _auto(s, "Gus")
         s["yearly"] = _auto(s, "Hal", cycle="yearly")
         plan_patient = make_patient(first_name="Ivy", last_name="Planner")
-        s["plan"] = package_sell(actor=front_desk.user, patient=plan_patient, card=_card(front_desk, plan_patient),
-                                 template=package_template(catalog, name="Plan", price=40000, instalments=2))
+        s["plan"] = package_sell(
+            actor=front_desk.user,
+            patient=plan_patient,
+            card=_card(front_desk, plan_patient),
+            template=package_template(catalog, name="Plan", price=40000, instalments=2),
+        )
         first = s["plan"].instalment_rows.get(seq=1).invoice
-        payment_receive(actor=front_desk.user, patient=plan_patient, method="cash", amount_minor=first.balance_minor,
-                        allocations=[(first, first.balance_minor)])
+        payment_receive(
+            actor=front_desk.user,
+            patient=plan_patient,
+            method="cash",
+            amount_minor=first.balance_minor,
+            allocations=[(first, first.balance_minor)],
+        )
         s["changing"] = _auto(s, "Kim")  # moves to a weekly plan at its next cycle
         passes_daily(today=MAY_1)
-        membership_plan_change(actor=front_desk.user, sold_pass=s["changing"], when="next_cycle",
-                               template=membership_template(catalog, name="Kim weekly", cycle="weekly", price=2500,
-                                                            taxes=[catalog["tax"]]))
+        membership_plan_change(
+            actor=front_desk.user,
+            sold_pass=s["changing"],
+            when="next_cycle",
+            template=membership_template(
+                catalog, name="Kim weekly", cycle="weekly", price=2500, taxes=[catalog["tax"]]
+            ),
+        )
         ms.membership_pause(actor=front_desk.user, sold_pass=s["paused"], cycles=1)
         ms.membership_cancel(actor=front_desk.user, sold_pass=s["ending"], at_cycle_end=True)
     with clock.frozen(at("2026-05-31", "10:00")):
-        s["declined"] = _auto(s, "Jo", number="4000000000009995")  # declined today: tried again tomorrow
+        s["declined"] = _auto(
+            s, "Jo", number="4000000000009995"
+        )  # declined today: tried again tomorrow
         passes_daily(today=MAY_31)
         card_remove(actor=front_desk.user, card=s["removed"].card)
     assert PassInvoice.objects.get(sold_pass=s["declined"]).next_attempt_on == JUNE_1
@@ -81,15 +114,21 @@ def _key(sold_pass_id, seq, amount, card_id):
     return (sold_pass_id, seq, amount, card_id)
 
 
-def test_the_preview_lists_exactly_what_the_job_charges_after_midnight(world, django_capture_on_commit_callbacks):
+def test_the_preview_lists_exactly_what_the_job_charges_after_midnight(
+    world, django_capture_on_commit_callbacks
+):
     with clock.frozen(at("2026-05-31", "21:00")):  # 01:00 on 1 June in UTC
         planned = charges_preview()
     listed = {_key(p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in planned}
     names = {p.patient.first_name for p in planned}
-    assert names == {"Ana", "Ed", "Fay", "Gus", "Ivy", "Jo", "Kim"}, names  # not manual, paused, ending or yearly
+    assert names == {"Ana", "Ed", "Fay", "Gus", "Ivy", "Jo", "Kim"}, (
+        names
+    )  # not manual, paused, ending or yearly
     assert len(planned) == len(listed) == 7
     ana = next(p for p in planned if p.patient.first_name == "Ana")
-    assert ana.amount_minor == 6780 and ana.what == "Membership cycle 2026-06-01 to 2026-06-30"  # 60.00 + 13 %
+    assert (
+        ana.amount_minor == 6780 and ana.what == "Membership cycle 2026-06-01 to 2026-06-30"
+    )  # 60.00 + 13 %
     assert next(p for p in planned if p.patient.first_name == "Jo").retry
     assert "removed" in next(p for p in planned if p.patient.first_name == "Gus").problem
     assert next(p for p in planned if p.patient.first_name == "Ivy").what == "Instalment 2 of 2"
@@ -105,11 +144,15 @@ def test_the_preview_lists_exactly_what_the_job_charges_after_midnight(world, dj
         row = PassInvoice.objects.get(pk=attempt.context["pass_invoice"])
         charged.add(_key(row.sold_pass_id, row.seq, attempt.amount_minor, attempt.card_id))
     assert charged == listed
-    assert made.filter(status="succeeded").count() == 5  # Jo's card declines again, Gus's was removed
+    assert (
+        made.filter(status="succeeded").count() == 5
+    )  # Jo's card declines again, Gus's was removed
     assert_ledger_ok()
 
 
-def test_the_owner_gets_the_list_once_a_night_when_the_clinic_opts_in(world, django_capture_on_commit_callbacks):
+def test_the_owner_gets_the_list_once_a_night_when_the_clinic_opts_in(
+    world, django_capture_on_commit_callbacks
+):
     with clock.frozen(at("2026-05-31", "21:00")):
         assert charges_preview_email_send() == 0  # not opted in
     clinic_set(charges_preview_email=True)
@@ -142,7 +185,10 @@ def test_the_page_shows_tomorrow_in_the_clinic_s_time_zone(world, client):
     assert "Monday 1 June 2026" in page and page.count('data-testid="charge"') == 7
     assert "Ana Member" in page and "$67.80" in page and "Visa •••• 4242" in page
     assert "1 of them will fail" in page and "Bo " not in page
-    assert reverse("memberships:charges_preview") in client.get(reverse("staff:dashboard")).content.decode()
+    assert (
+        reverse("memberships:charges_preview")
+        in client.get(reverse("staff:dashboard")).content.decode()
+    )
 
 
 def _preview_then_job(day: dt.date) -> tuple[list, set, set]:
@@ -158,7 +204,11 @@ def _preview_then_job(day: dt.date) -> tuple[list, set, set]:
         row = PassInvoice.objects.get(pk=attempt.context["pass_invoice"])
         charged.add(_key(row.sold_pass_id, row.seq, attempt.amount_minor, attempt.card_id))
     assert_ledger_ok()
-    return planned, {_key(p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in planned}, charged
+    return (
+        planned,
+        {_key(p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in planned},
+        charged,
+    )
 
 
 def test_a_frozen_cycle_s_freeze_fee_is_listed_and_charged_as_listed(owner, front_desk, catalog):
@@ -175,14 +225,23 @@ def test_a_frozen_cycle_s_freeze_fee_is_listed_and_charged_as_listed(owner, fron
         free = _auto(s, "Ola", freeze_fee_kind="none", **freeze)
         changing = _auto(s, "Pia", freeze_fee_kind="per_cycle", freeze_fee_minor=1000, **freeze)
         passes_daily(today=MAY_1)
-        membership_plan_change(actor=front_desk.user, sold_pass=changing, when="next_cycle",
-                               template=membership_template(catalog, name="Pia untaxed", price=5000, **{
-                                   **freeze, "taxes": []}))
+        membership_plan_change(
+            actor=front_desk.user,
+            sold_pass=changing,
+            when="next_cycle",
+            template=membership_template(
+                catalog, name="Pia untaxed", price=5000, **{**freeze, "taxes": []}
+            ),
+        )
         for sold in (per_cycle, once, declined, free, changing):
             ms.membership_pause(actor=front_desk.user, sold_pass=sold, cycles=2)
         # Ned's card fails from June: the test gateway's insufficient-funds card replaces it.
-        ms.membership_payment_set(actor=front_desk.user, sold_pass=declined, payment_mode="automatic",
-                                  card=_card(front_desk, declined.patient, "4000000000009995"))
+        ms.membership_payment_set(
+            actor=front_desk.user,
+            sold_pass=declined,
+            payment_mode="automatic",
+            card=_card(front_desk, declined.patient, "4000000000009995"),
+        )
 
     planned, listed, charged = _preview_then_job(JUNE_1)
     assert charged == listed
@@ -195,7 +254,9 @@ def test_a_frozen_cycle_s_freeze_fee_is_listed_and_charged_as_listed(owner, fron
     assert all(p.seq == 2 and p.what.startswith("Freeze fee") for p in planned)
 
     planned, listed, charged = _preview_then_job(dt.date(2026, 6, 2))  # Ned's fee is tried again
-    assert charged == listed and [(p.patient.first_name, p.retry) for p in planned] == [("Ned", True)]
+    assert charged == listed and [(p.patient.first_name, p.retry) for p in planned] == [
+        ("Ned", True)
+    ]
     assert planned[0].what.startswith("Freeze fee for the paused cycle")
 
     planned, listed, charged = _preview_then_job(dt.date(2026, 7, 1))  # the second frozen cycle
@@ -207,4 +268,5 @@ def test_a_frozen_cycle_s_freeze_fee_is_listed_and_charged_as_listed(owner, fron
     planned, listed, charged = _preview_then_job(dt.date(2026, 8, 1))  # back to the cycle price
     assert charged == listed
     assert {p.patient.first_name: p.what for p in planned if p.patient.first_name != "Ned"} == {
-        name: "Membership cycle 2026-08-01 to 2026-08-31" for name in ("Lu", "Mo", "Ola", "Pia")}
+        name: "Membership cycle 2026-08-01 to 2026-08-31" for name in ("Lu", "Mo", "Ola", "Pia")
+    }

@@ -34,12 +34,24 @@ def s(front_desk, admin_staff, catalog):
 
 def _plan(s, **fields):
     """300.00 in 3 monthly instalments for 6 sessions; the first invoiced and paid."""
-    template = package_template(s["cat"], price=30000, quantity=6, instalments=3, expiry_value=1, expiry_unit="months",
-                                **fields)
+    template = package_template(
+        s["cat"],
+        price=30000,
+        quantity=6,
+        instalments=3,
+        expiry_value=1,
+        expiry_unit="months",
+        **fields,
+    )
     sold = sold_package(s["fd"], s["patient"], template, paid=False)
     [first] = pass_invoices(sold)
-    payment_receive(actor=s["fd"].user, patient=s["patient"], method="cash", amount_minor=first.total_minor,
-                    allocations=[(first, first.total_minor)])
+    payment_receive(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        method="cash",
+        amount_minor=first.total_minor,
+        allocations=[(first, first.total_minor)],
+    )
     sold.refresh_from_db()
     return sold
 
@@ -56,10 +68,15 @@ def test_value_still_deferred_is_deferred_less_recognised_never_the_whole_plan(s
 
 def test_a_plan_package_expiring_before_its_last_instalment_books_only_what_was_deferred(s):
     sold = _plan(s)
-    with clock.frozen(at("2026-06-02", "10:00")):  # expired on 2026-06-01; the 2nd instalment was due then too
+    with clock.frozen(
+        at("2026-06-02", "10:00")
+    ):  # expired on 2026-06-01; the 2nd instalment was due then too
         assert passes_expire() == 1
     breakage = JournalTransaction.objects.get(kind="pass_expired")
-    assert -sum(p.amount for p in breakage.postings.all() if p.account.code == accounts.BREAKAGE) == 10000
+    assert (
+        -sum(p.amount for p in breakage.postings.all() if p.account.code == accounts.BREAKAGE)
+        == 10000
+    )
     assert _deferred() == 0  # not −200.00
     sold.refresh_from_db()
     assert sold.recognised_minor == sold.deferred_minor == 10000
@@ -99,7 +116,9 @@ def test_a_plan_package_is_transferred_only_once_every_instalment_is_invoiced_an
     from carnet.passes.ending import pass_transfer
 
     sold = _plan(s, transferable=True)
-    Pass.objects.filter(pk=sold.pk).update(expires_on=None)  # set-up: a plan that outlives its last instalment
+    Pass.objects.filter(pk=sold.pk).update(
+        expires_on=None
+    )  # set-up: a plan that outlives its last instalment
     sold.refresh_from_db()
     other = make_patient()
     with pytest.raises(Conflict) as refused:
@@ -109,8 +128,13 @@ def test_a_plan_package_is_transferred_only_once_every_instalment_is_invoiced_an
         with clock.frozen(at(day, "09:00")):
             passes_daily()
     for invoice in pass_invoices(sold)[1:]:
-        payment_receive(actor=s["fd"].user, patient=s["patient"], method="cash", amount_minor=invoice.total_minor,
-                        allocations=[(invoice, invoice.total_minor)])
+        payment_receive(
+            actor=s["fd"].user,
+            patient=s["patient"],
+            method="cash",
+            amount_minor=invoice.total_minor,
+            allocations=[(invoice, invoice.total_minor)],
+        )
     sold.refresh_from_db()
     new = pass_transfer(actor=s["admin"].user, sold_pass=sold, to_patient=other)
     assert new.deferred_minor == 30000 == _deferred()
@@ -118,6 +142,7 @@ def test_a_plan_package_is_transferred_only_once_every_instalment_is_invoiced_an
 
 
 # ---------------------------------------------------------------- frozen terms (SPEC 5.2)
+
 
 def test_later_instalments_use_the_taxes_copied_at_sale(s):
     """An admin adding a 13 % tax to the template later does not change packages already sold
@@ -140,8 +165,9 @@ def test_membership_cycles_use_the_taxes_copied_at_sale(s):
     from .factories import membership_template
 
     template = membership_template(s["cat"], price=6000)
-    sold = membership_sell(actor=s["fd"].user, patient=s["patient"], template=template,
-                           start_date=dt.date(2026, 5, 1))
+    sold = membership_sell(
+        actor=s["fd"].user, patient=s["patient"], template=template, start_date=dt.date(2026, 5, 1)
+    )
     template.taxes.add(s["cat"]["tax"])
     with clock.frozen(at("2026-07-02", "10:00")):
         passes_daily()

@@ -12,7 +12,6 @@ from carnet.billing.models import Invoice
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import PASSWORD, make_patient
-from carnet.people.services import patient_portal_enable
 from carnet.core import clock
 from carnet.gateway import stripe as stripe_gateway
 from carnet.gateway.base import HARD, SOFT
@@ -22,6 +21,7 @@ from carnet.passes import dunning, memberships
 from carnet.passes.dunning import cycle_state
 from carnet.passes.jobs import passes_daily
 from carnet.passes.models import PassInvoice
+from carnet.people.services import patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
 
 from .factories import at, membership_template
@@ -29,11 +29,18 @@ from .factories import at, membership_template
 pytestmark = pytest.mark.django_db
 
 MAY_1 = dt.date(2026, 5, 1)
-HARD_CARDS = {"4000000000009987": "lost_card", "4000000000009979": "stolen_card",
-              "4000000000009599": "do_not_honor", "4000000000009581": "account_closed",
-              "4000000000000069": "expired_card"}
-SOFT_CARDS = {"4000000000009995": "insufficient_funds", "4000000000000267": "processing_error",
-              "4000000000000002": "card_declined"}
+HARD_CARDS = {
+    "4000000000009987": "lost_card",
+    "4000000000009979": "stolen_card",
+    "4000000000009599": "do_not_honor",
+    "4000000000009581": "account_closed",
+    "4000000000000069": "expired_card",
+}
+SOFT_CARDS = {
+    "4000000000009995": "insufficient_funds",
+    "4000000000000267": "processing_error",
+    "4000000000000002": "card_declined",
+}
 
 
 @pytest.fixture
@@ -44,14 +51,26 @@ def s(front_desk, catalog):
 
 
 def _card(s, patient, number):
-    return card_store(actor=s["fd"].user, patient=patient, number=number, exp_month=12, exp_year=2030, cvc="123",
-                      holder="P")
+    return card_store(
+        actor=s["fd"].user,
+        patient=patient,
+        number=number,
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder="P",
+    )
 
 
 def _automatic(s, number):
     patient = make_patient()
-    return memberships.membership_sell(actor=s["fd"].user, patient=patient, template=membership_template(s["cat"]),
-                                       payment_mode="automatic", card=_card(s, patient, number))
+    return memberships.membership_sell(
+        actor=s["fd"].user,
+        patient=patient,
+        template=membership_template(s["cat"]),
+        payment_mode="automatic",
+        card=_card(s, patient, number),
+    )
 
 
 def _row(sold, seq=1) -> PassInvoice:
@@ -62,17 +81,29 @@ def _row(sold, seq=1) -> PassInvoice:
 def test_the_test_gateway_gives_each_decline_its_code_and_kind(s, number, code):
     card = _card(s, make_patient(), number)
     with pytest.raises(PaymentFailed) as declined:
-        card_charge(card_or_token=card, amount_minor=1000, currency="CAD", idempotency_key=f"k-{number}")
+        card_charge(
+            card_or_token=card, amount_minor=1000, currency="CAD", idempotency_key=f"k-{number}"
+        )
     assert declined.value.decline_code == code
     assert declined.value.kind == (HARD if number in HARD_CARDS else SOFT)
     assert declined.value.message.endswith(".") and "_" not in declined.value.message
 
 
-@pytest.mark.parametrize("code, decline, kind", [
-    ("card_declined", "lost_card", HARD), ("card_declined", "stolen_card", HARD), ("card_declined", "do_not_honor", HARD),
-    ("card_declined", "invalid_account", HARD), ("expired_card", None, HARD), ("card_declined", "pickup_card", HARD),
-    ("card_declined", "insufficient_funds", SOFT), ("processing_error", None, SOFT),
-    ("card_declined", "generic_decline", SOFT), ("card_declined", "something_new", SOFT)])
+@pytest.mark.parametrize(
+    "code, decline, kind",
+    [
+        ("card_declined", "lost_card", HARD),
+        ("card_declined", "stolen_card", HARD),
+        ("card_declined", "do_not_honor", HARD),
+        ("card_declined", "invalid_account", HARD),
+        ("expired_card", None, HARD),
+        ("card_declined", "pickup_card", HARD),
+        ("card_declined", "insufficient_funds", SOFT),
+        ("processing_error", None, SOFT),
+        ("card_declined", "generic_decline", SOFT),
+        ("card_declined", "something_new", SOFT),
+    ],
+)
 def test_stripe_decline_codes_are_classified_the_same_way(code, decline, kind):
     error = stripe_gateway.decline_error(code, decline)
     assert error.kind == kind and error.decline_code == (decline or code)
@@ -81,15 +112,24 @@ def test_stripe_decline_codes_are_classified_the_same_way(code, decline, kind):
 
 
 @pytest.mark.parametrize("number", list(HARD_CARDS))
-def test_a_hard_decline_stops_retries_at_once_and_asks_for_a_new_card(s, number, django_capture_on_commit_callbacks):
+def test_a_hard_decline_stops_retries_at_once_and_asks_for_a_new_card(
+    s, number, django_capture_on_commit_callbacks
+):
     from carnet.passes.models import CardUpdateRequest
 
     sold = _automatic(s, number)
     with django_capture_on_commit_callbacks(execute=True):
         assert passes_daily(today=MAY_1)["declined"] == 1
     row = _row(sold)
-    assert (row.next_attempt_on, row.needs_new_card, row.decline_kind, row.charge_attempts) == (None, True, HARD, 1)
-    [asked] = CardUpdateRequest.objects.filter(sold_pass=sold)  # the card update request (point 3), once
+    assert (row.next_attempt_on, row.needs_new_card, row.decline_kind, row.charge_attempts) == (
+        None,
+        True,
+        HARD,
+        1,
+    )
+    [asked] = CardUpdateRequest.objects.filter(
+        sold_pass=sold
+    )  # the card update request (point 3), once
     assert asked.reason == "hard_decline" and asked.note == row.last_error
     assert cycle_state(row, today=MAY_1).code == dunning.NEW_CARD
     for day in range(2, 12):  # never tried again on that card
@@ -100,8 +140,12 @@ def test_a_hard_decline_stops_retries_at_once_and_asks_for_a_new_card(s, number,
 def test_a_new_card_resumes_the_charges_and_clears_the_request(s):
     sold = _automatic(s, "4000000000009987")
     passes_daily(today=MAY_1)
-    memberships.membership_payment_set(actor=s["fd"].user, sold_pass=sold, payment_mode="automatic",
-                                       card=_card(s, sold.patient, "4242424242424242"))
+    memberships.membership_payment_set(
+        actor=s["fd"].user,
+        sold_pass=sold,
+        payment_mode="automatic",
+        card=_card(s, sold.patient, "4242424242424242"),
+    )
     assert passes_daily(today=MAY_1)["charged"] == 1
     row = _row(sold)
     assert not row.needs_new_card and row.invoice.balance_minor == 0
@@ -124,7 +168,9 @@ def test_soft_declines_follow_the_clinics_schedule_then_the_cycle_is_past_due(s)
     assert row.next_attempt_on is None and row.charge_attempts == 3
     assert cycle_state(row, today=dt.date(2026, 5, 8)).label == "Past due"
     assert TestGatewayCharge.objects.count() == 0
-    assert Invoice.objects.get(pk=row.invoice_id).balance_minor == 6000  # nothing written off by default
+    assert (
+        Invoice.objects.get(pk=row.invoice_id).balance_minor == 6000
+    )  # nothing written off by default
     sold.refresh_from_db()
     assert sold.past_due_since == MAY_1
     assert not sold.card_requests.exists()  # soft declines never ask for a new card
@@ -144,10 +190,16 @@ def test_the_default_schedule_is_1_3_7_days(s):
     assert waits == [1, 3, 7] and _row(sold).charge_attempts == 4
 
 
-@pytest.mark.parametrize("utc_time, expected", [
-    ("03:30", dt.date(2026, 5, 2)),   # 23:30 on 1 May in Toronto: the next try is the next Toronto day
-    ("04:30", dt.date(2026, 5, 3)),   # 00:30 on 2 May in Toronto: already the 2nd there
-])
+@pytest.mark.parametrize(
+    "utc_time, expected",
+    [
+        (
+            "03:30",
+            dt.date(2026, 5, 2),
+        ),  # 23:30 on 1 May in Toronto: the next try is the next Toronto day
+        ("04:30", dt.date(2026, 5, 3)),  # 00:30 on 2 May in Toronto: already the 2nd there
+    ],
+)
 def test_retry_dates_count_the_clinics_days_across_midnight(s, utc_time, expected):
     sold = _automatic(s, "4000000000009995")
     hour, minute = map(int, utc_time.split(":"))
@@ -160,8 +212,13 @@ def test_a_payment_at_the_desk_makes_the_cycle_paid(s):
     sold = _automatic(s, "4000000000009995")
     passes_daily(today=MAY_1)
     invoice = _row(sold).invoice
-    payment_receive(actor=s["fd"].user, patient=sold.patient, method="cash", amount_minor=invoice.balance_minor,
-                    allocations=[(invoice, invoice.balance_minor)])
+    payment_receive(
+        actor=s["fd"].user,
+        patient=sold.patient,
+        method="cash",
+        amount_minor=invoice.balance_minor,
+        allocations=[(invoice, invoice.balance_minor)],
+    )
     assert cycle_state(_row(sold), today=MAY_1).label == "Paid"
     assert passes_daily(today=dt.date(2026, 5, 2))["declined"] == 0  # paid: not charged again
     assert TestGatewayCharge.objects.count() == 0

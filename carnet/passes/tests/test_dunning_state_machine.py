@@ -36,8 +36,14 @@ from django.db.models import Sum
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
-    run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from carnet.billing.card_attempts import OPEN, attempts_reconcile
 from carnet.billing.models import CardAttempt, Invoice, Payment
@@ -64,8 +70,14 @@ from .factories import at, membership_template
 from .test_state_machine import OUTCOMES, PassesMachine
 
 START = dt.date(2026, 5, 1)
-CARDS = {"good": "4242424242424242", "soft": "4000000000009995", "declines": "4000000000000002",
-         "lost_answer": "4000000000000770", "lost": "4000000000009987", "stolen": "4000000000009979"}
+CARDS = {
+    "good": "4242424242424242",
+    "soft": "4000000000009995",
+    "declines": "4000000000000002",
+    "lost_answer": "4000000000000770",
+    "lost": "4000000000009987",
+    "stolen": "4000000000009979",
+}
 _names = itertools.count(1)
 
 
@@ -89,47 +101,101 @@ class DunningMachine(RuleBasedStateMachine):
     _try = PassesMachine._try
 
     def _snapshot(self) -> tuple:
-        return (tuple(Pass.objects.order_by("pk").values_list("pk", "status", "payment_mode", "card_id")),
-                tuple(PassInvoice.objects.order_by("pk").values_list("pk", "invoice_id", "next_attempt_on",
-                                                                     "charge_attempts")),
-                tuple(CardUpdateRequest.objects.order_by("pk").values_list("pk", "completed_at", "superseded_at")),
-                tuple(PassPause.objects.order_by("pk").values_list("pk", "from_seq", "cycles", "resumed_at")),
-                Payment.objects.count(), Invoice.objects.filter(deleted_at__isnull=True).count())
+        return (
+            tuple(
+                Pass.objects.order_by("pk").values_list("pk", "status", "payment_mode", "card_id")
+            ),
+            tuple(
+                PassInvoice.objects.order_by("pk").values_list(
+                    "pk", "invoice_id", "next_attempt_on", "charge_attempts"
+                )
+            ),
+            tuple(
+                CardUpdateRequest.objects.order_by("pk").values_list(
+                    "pk", "completed_at", "superseded_at"
+                )
+            ),
+            tuple(
+                PassPause.objects.order_by("pk").values_list(
+                    "pk", "from_seq", "cycles", "resumed_at"
+                )
+            ),
+            Payment.objects.count(),
+            Invoice.objects.filter(deleted_at__isnull=True).count(),
+        )
 
     def _card(self, who: int, kind: str):
-        return card_store(actor=self.staff, patient=self.patients[who], number=CARDS[kind], exp_month=12,
-                          exp_year=2030, cvc="123", holder="P")
+        return card_store(
+            actor=self.staff,
+            patient=self.patients[who],
+            number=CARDS[kind],
+            exp_month=12,
+            exp_year=2030,
+            cvc="123",
+            holder="P",
+        )
 
     def _membership(self, data) -> Pass:
         return Pass.objects.get(pk=data.draw(st.sampled_from(self.members), label="membership"))
 
     # ------------------------------------------------------------ selling and paying
 
-    @rule(who=st.sampled_from([0, 1]), kind=st.sampled_from(["good", "good", "soft", "declines", "lost_answer",
-                                                              "lost", "stolen", "manual"]),
-          cycle=st.sampled_from(["weekly", "monthly"]), taxed=st.booleans(),
-          start=st.sampled_from([0, 0, -3, 2, 9]), freeze=st.sampled_from(FreezeFee.values))
+    @rule(
+        who=st.sampled_from([0, 1]),
+        kind=st.sampled_from(
+            ["good", "good", "soft", "declines", "lost_answer", "lost", "stolen", "manual"]
+        ),
+        cycle=st.sampled_from(["weekly", "monthly"]),
+        taxed=st.booleans(),
+        start=st.sampled_from([0, 0, -3, 2, 9]),
+        freeze=st.sampled_from(FreezeFee.values),
+    )
     def sell(self, who, kind, cycle, taxed, start, freeze):
-        template = membership_template(self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=6000,
-                                       taxes=[self.cat["tax"]] if taxed else [], **_freeze_terms(freeze))
+        template = membership_template(
+            self.cat,
+            name=f"Plan {next(_names)}",
+            cycle=cycle,
+            price=6000,
+            taxes=[self.cat["tax"]] if taxed else [],
+            **_freeze_terms(freeze),
+        )
         card = None if kind == "manual" else self._card(who, kind)
-        sold = self._try("sell", lambda: ms.membership_sell(
-            actor=self.staff, patient=self.patients[who], template=template,
-            start_date=self.today + dt.timedelta(days=start), payment_mode="manual" if card is None else "automatic",
-            card=card))
+        sold = self._try(
+            "sell",
+            lambda: ms.membership_sell(
+                actor=self.staff,
+                patient=self.patients[who],
+                template=template,
+                start_date=self.today + dt.timedelta(days=start),
+                payment_mode="manual" if card is None else "automatic",
+                card=card,
+            ),
+        )
         if sold is not None:
             self.members.append(sold.pk)
 
     @precondition(lambda self: self.members)
     @rule(data=st.data())
     def pay_cash(self, data):
-        owing = [i for i in Invoice.objects.filter(pass_instalment__sold_pass__in=self.members,
-                                                   deleted_at__isnull=True).order_by("pk") if i.balance_minor > 0]
+        owing = [
+            i
+            for i in Invoice.objects.filter(
+                pass_instalment__sold_pass__in=self.members, deleted_at__isnull=True
+            ).order_by("pk")
+            if i.balance_minor > 0
+        ]
         if owing:
             invoice = data.draw(st.sampled_from(owing), label="invoice")
-            self._try("pay_cash", lambda: payment_receive(actor=self.staff, patient=invoice.patient, method="cash",
-                                                          amount_minor=invoice.balance_minor,
-                                                          allocations=[(invoice, invoice.balance_minor)]))
+            self._try(
+                "pay_cash",
+                lambda: payment_receive(
+                    actor=self.staff,
+                    patient=invoice.patient,
+                    method="cash",
+                    amount_minor=invoice.balance_minor,
+                    allocations=[(invoice, invoice.balance_minor)],
+                ),
+            )
 
     @precondition(lambda self: self.members)
     @rule(data=st.data(), mode=st.sampled_from(["manual", "good", "soft", "lost"]))
@@ -137,34 +203,62 @@ class DunningMachine(RuleBasedStateMachine):
         sold = self._membership(data)
         who = next(i for i, p in enumerate(self.patients) if p.pk == sold.patient_id)
         card = None if mode == "manual" else self._card(who, mode)
-        self._try("payment_set", lambda: ms.membership_payment_set(
-            actor=self.staff, sold_pass=sold, payment_mode="manual" if card is None else "automatic", card=card))
+        self._try(
+            "payment_set",
+            lambda: ms.membership_payment_set(
+                actor=self.staff,
+                sold_pass=sold,
+                payment_mode="manual" if card is None else "automatic",
+                card=card,
+            ),
+        )
 
     @precondition(lambda self: self.members)
     @rule(data=st.data(), at_cycle_end=st.booleans())
     def cancel(self, data, at_cycle_end):
         sold = self._membership(data)
-        self._try("cancel", lambda: ms.membership_cancel(actor=self.staff, sold_pass=sold, at_cycle_end=at_cycle_end))
+        self._try(
+            "cancel",
+            lambda: ms.membership_cancel(
+                actor=self.staff, sold_pass=sold, at_cycle_end=at_cycle_end
+            ),
+        )
 
     @precondition(lambda self: self.members)
-    @rule(data=st.data(), when=st.sampled_from(["now", "next_cycle"]), cycle=st.sampled_from(["weekly", "monthly"]),
-          freeze=st.sampled_from(FreezeFee.values))
+    @rule(
+        data=st.data(),
+        when=st.sampled_from(["now", "next_cycle"]),
+        cycle=st.sampled_from(["weekly", "monthly"]),
+        freeze=st.sampled_from(FreezeFee.values),
+    )
     def change_plan(self, data, when, cycle, freeze):
         """Another plan at once (prorated) or from the next cycle (issue 22 point 6)."""
         sold = self._membership(data)
-        template = membership_template(self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=4500,
-                                       **_freeze_terms(freeze))
-        self._try("plan_change", lambda: membership_plan_change(actor=self.staff, sold_pass=sold, template=template,
-                                                                when=when))
+        template = membership_template(
+            self.cat, name=f"Plan {next(_names)}", cycle=cycle, price=4500, **_freeze_terms(freeze)
+        )
+        self._try(
+            "plan_change",
+            lambda: membership_plan_change(
+                actor=self.staff, sold_pass=sold, template=template, when=when
+            ),
+        )
 
     @precondition(lambda self: self.members)
     @rule(data=st.data())
     def write_off(self, data):
         """Write off a cycle still owed (issue 22 point 5)."""
-        rows = list(PassInvoice.objects.filter(sold_pass__in=self.members, invoice__isnull=False).order_by("pk"))
+        rows = list(
+            PassInvoice.objects.filter(sold_pass__in=self.members, invoice__isnull=False).order_by(
+                "pk"
+            )
+        )
         if rows:
             row = data.draw(st.sampled_from(rows), label="cycle")
-            self._try("write_off", lambda: cycle_write_off(actor=self.staff, row=row, reason="state machine"))
+            self._try(
+                "write_off",
+                lambda: cycle_write_off(actor=self.staff, row=row, reason="state machine"),
+            )
 
     # ------------------------------------------------------------ freezes (issue 22 point 7)
 
@@ -173,7 +267,9 @@ class DunningMachine(RuleBasedStateMachine):
     def pause(self, data, cycles):
         """Freeze from the next cycle not invoiced: 3 cycles is past every plan's longest freeze (2)."""
         sold = self._membership(data)
-        self._try("pause", lambda: ms.membership_pause(actor=self.staff, sold_pass=sold, cycles=cycles))
+        self._try(
+            "pause", lambda: ms.membership_pause(actor=self.staff, sold_pass=sold, cycles=cycles)
+        )
 
     @precondition(lambda self: self.members)
     @rule(data=st.data())
@@ -188,8 +284,16 @@ class DunningMachine(RuleBasedStateMachine):
     def request_card(self, data):
         """Staff ask for a new card (a hard decline asks by itself: the lost and stolen cards)."""
         sold = self._membership(data)
-        self._try("card_request", lambda: cr.card_update_request(
-            sold_pass=sold, actor=self.staff, reason="staff", note="", base_url="https://clinic.example"))
+        self._try(
+            "card_request",
+            lambda: cr.card_update_request(
+                sold_pass=sold,
+                actor=self.staff,
+                reason="staff",
+                note="",
+                base_url="https://clinic.example",
+            ),
+        )
         self._links()
 
     def _links(self) -> None:
@@ -199,19 +303,33 @@ class DunningMachine(RuleBasedStateMachine):
                 self.tokens[req.pk] = cr.card_update_token(req)
 
     @precondition(lambda self: self.tokens)
-    @rule(data=st.data(), kind=st.sampled_from(["good", "good", "soft", "declines"]), again=st.booleans())
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(["good", "good", "soft", "declines"]),
+        again=st.booleans(),
+    )
     def answer_link(self, data, kind, again):
         """The patient adds a card through a link (maybe an old one: refused), maybe submitting twice."""
         pk = data.draw(st.sampled_from(sorted(self.tokens)), label="request")
         key = f"form-{pk}-{kind}"
 
         def answer():
-            return cr.card_update_complete(token=self.tokens[pk], holder="P", idempotency_key=key,
-                                           card_number=CARDS[kind], exp_month=12, exp_year=2031, cvc="123")
+            return cr.card_update_complete(
+                token=self.tokens[pk],
+                holder="P",
+                idempotency_key=key,
+                card_number=CARDS[kind],
+                exp_month=12,
+                exp_year=2031,
+                cvc="123",
+            )
+
         done = self._try("card_update", answer)
         if done is not None and again:
             charges = TestGatewayCharge.objects.count()
-            assert answer().repeat and TestGatewayCharge.objects.count() == charges, "a repeated submit charged"
+            assert answer().repeat and TestGatewayCharge.objects.count() == charges, (
+                "a repeated submit charged"
+            )
 
     # ------------------------------------------------------------ the clock, the job, reconciliation
 
@@ -224,8 +342,12 @@ class DunningMachine(RuleBasedStateMachine):
     @rule()
     def to_a_frozen_cycle(self):
         """Day by day to the start of the next frozen cycle, when its freeze fee is invoiced and charged."""
-        starts = [cycle_start(p.sold_pass, p.from_seq - 1) for p in PassPause.objects.filter(
-            sold_pass__in=self.members, resumed_at__isnull=True).select_related("sold_pass")]
+        starts = [
+            cycle_start(p.sold_pass, p.from_seq - 1)
+            for p in PassPause.objects.filter(
+                sold_pass__in=self.members, resumed_at__isnull=True
+            ).select_related("sold_pass")
+        ]
         ahead = [day for day in starts if day > self.today]
         if ahead:
             self._days(min((min(ahead) - self.today).days, 31))
@@ -234,7 +356,9 @@ class DunningMachine(RuleBasedStateMachine):
         for _ in range(days):
             day = self.today + dt.timedelta(days=1)
             outstanding = CardAttempt.objects.filter(status__in=OPEN).exists()
-            planned = {(p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in charges_preview(day=day)}
+            planned = {
+                (p.sold_pass.pk, p.seq, p.amount_minor, p.card.pk) for p in charges_preview(day=day)
+            }
             before = set(CardAttempt.objects.values_list("pk", flat=True))
             self._set_clock(day)
             passes_daily(today=day)
@@ -243,18 +367,26 @@ class DunningMachine(RuleBasedStateMachine):
                 row = PassInvoice.objects.get(pk=attempt.context["pass_invoice"])
                 tried.add((row.sold_pass_id, row.seq, attempt.amount_minor, attempt.card_id))
                 OUTCOMES["job:freeze_fee_tried"] += row.skipped
-                if attempt.status == CardAttempt.Status.FAILED and row.needs_new_card:  # lost or stolen
-                    assert row.next_attempt_on is None, f"cycle #{row.pk}: a hard decline is retried"
+                if (
+                    attempt.status == CardAttempt.Status.FAILED and row.needs_new_card
+                ):  # lost or stolen
+                    assert row.next_attempt_on is None, (
+                        f"cycle #{row.pk}: a hard decline is retried"
+                    )
                     assert CardUpdateRequest.objects.filter(
-                        sold_pass_id=row.sold_pass_id, reason=CardUpdateRequest.Reason.HARD_DECLINE,
-                        created_at__gte=attempt.created_at).exists(), f"cycle #{row.pk}: no new card asked for"
+                        sold_pass_id=row.sold_pass_id,
+                        reason=CardUpdateRequest.Reason.HARD_DECLINE,
+                        created_at__gte=attempt.created_at,
+                    ).exists(), f"cycle #{row.pk}: no new card asked for"
                     OUTCOMES["job:hard_decline"] += 1
             self._links()
             if outstanding:
                 self.preview_misses += planned != tried
                 OUTCOMES["job:preview_unchecked"] += 1
             else:
-                assert tried == planned, f"{day}: the job tried {sorted(tried)}, the preview said {sorted(planned)}"
+                assert tried == planned, (
+                    f"{day}: the job tried {sorted(tried)}, the preview said {sorted(planned)}"
+                )
             OUTCOMES["job:ok"] += 1
 
     @rule()
@@ -265,7 +397,12 @@ class DunningMachine(RuleBasedStateMachine):
         assert not CardAttempt.objects.filter(status__in=OPEN).exists()
         charged = TestGatewayCharge.objects.aggregate(t=Sum("amount_minor"))["t"] or 0
         refunded = TestGatewayRefund.objects.aggregate(t=Sum("amount_minor"))["t"] or 0
-        recorded = Payment.objects.filter(method=Payment.Method.CARD_GATEWAY).aggregate(t=Sum("amount_minor"))["t"] or 0
+        recorded = (
+            Payment.objects.filter(method=Payment.Method.CARD_GATEWAY).aggregate(
+                t=Sum("amount_minor")
+            )["t"]
+            or 0
+        )
         assert charged - refunded == recorded, (charged, refunded, recorded)
 
     def _set_clock(self, day: dt.date) -> None:
@@ -285,7 +422,10 @@ class DunningMachine(RuleBasedStateMachine):
     def money_charged_is_money_recorded(self):
         if not hasattr(self, "atomic"):
             return
-        attempts = {a.gateway_key: a for a in CardAttempt.objects.filter(kind="charge").select_related("payment")}
+        attempts = {
+            a.gateway_key: a
+            for a in CardAttempt.objects.filter(kind="charge").select_related("payment")
+        }
         for charge in TestGatewayCharge.objects.all():
             attempt = attempts.get(charge.key)
             assert attempt is not None, f"gateway charge {charge.charge_id} belongs to no attempt"
@@ -293,11 +433,15 @@ class DunningMachine(RuleBasedStateMachine):
                 assert attempt.payment.amount_minor == charge.amount_minor == attempt.amount_minor
                 assert attempt.payment.gateway_charge_id == charge.charge_id
             else:
-                assert attempt.status in OPEN, f"attempt #{attempt.pk} is {attempt.status} but the gateway charged"
+                assert attempt.status in OPEN, (
+                    f"attempt #{attempt.pk} is {attempt.status} but the gateway charged"
+                )
         keys = set(TestGatewayCharge.objects.values_list("key", flat=True))
         for attempt in attempts.values():
             if attempt.status == CardAttempt.Status.SUCCEEDED:
-                assert attempt.gateway_key in keys, f"attempt #{attempt.pk} recorded money the gateway never took"
+                assert attempt.gateway_key in keys, (
+                    f"attempt #{attempt.pk} recorded money the gateway never took"
+                )
         paid = Payment.objects.filter(method=Payment.Method.CARD_GATEWAY)
         assert paid.count() == CardAttempt.objects.filter(kind="charge", status="succeeded").count()
 
@@ -305,43 +449,81 @@ class DunningMachine(RuleBasedStateMachine):
     def frozen_cycles_bill_only_a_freeze_fee(self):
         if not hasattr(self, "atomic"):
             return
-        for row in PassInvoice.objects.filter(sold_pass__in=self.members, skipped=True).select_related("invoice"):
+        for row in PassInvoice.objects.filter(
+            sold_pass__in=self.members, skipped=True
+        ).select_related("invoice"):
             assert row.uses_allowed == 0 and row.used_count == 0, f"frozen cycle #{row.pk} has uses"
             if row.invoice_id:
-                assert row.unit_price_minor > 0, f"frozen cycle #{row.pk} invoiced without a freeze fee"
+                assert row.unit_price_minor > 0, (
+                    f"frozen cycle #{row.pk} invoiced without a freeze fee"
+                )
                 assert all("freeze fee" in line.description for line in row.invoice.lines.all())
-        for pause in PassPause.objects.filter(sold_pass__in=self.members).select_related("sold_pass"):
-            assert pause.cycles <= max(pause.sold_pass.pause_max_cycles, 1) or pause.resumed_at, \
+        for pause in PassPause.objects.filter(sold_pass__in=self.members).select_related(
+            "sold_pass"
+        ):
+            assert pause.cycles <= max(pause.sold_pass.pause_max_cycles, 1) or pause.resumed_at, (
                 f"pause #{pause.pk} is longer than the plan's longest freeze"
+            )
 
     @invariant()
     def card_requests_hold(self):
         if not hasattr(self, "atomic"):
             return
-        open_by_pass = collections.Counter(CardUpdateRequest.objects.filter(
-            completed_at__isnull=True, superseded_at__isnull=True).values_list("sold_pass_id", flat=True))
+        open_by_pass = collections.Counter(
+            CardUpdateRequest.objects.filter(
+                completed_at__isnull=True, superseded_at__isnull=True
+            ).values_list("sold_pass_id", flat=True)
+        )
         assert all(n == 1 for n in open_by_pass.values()), open_by_pass
         # The last card change of each membership decides its card: a card added through a link
         # stays its autopay card until staff change it (or it ends).
         for pk in self.members:
-            last = (ActivityLog.objects.filter(object_id=str(pk), verb__in=["card updated by patient",
-                                                                            "payment changed"]).order_by("-pk").first())
+            last = (
+                ActivityLog.objects.filter(
+                    object_id=str(pk), verb__in=["card updated by patient", "payment changed"]
+                )
+                .order_by("-pk")
+                .first()
+            )
             sold = Pass.objects.get(pk=pk)
-            if last is not None and last.verb == "card updated by patient" and sold.status == Pass.Status.ACTIVE:
-                assert sold.payment_mode == Pass.PaymentMode.AUTOMATIC and sold.card_id == last.after["card_id"], \
-                    f"membership #{pk}: the card added through the link is not its autopay card"
+            if (
+                last is not None
+                and last.verb == "card updated by patient"
+                and sold.status == Pass.Status.ACTIVE
+            ):
+                assert (
+                    sold.payment_mode == Pass.PaymentMode.AUTOMATIC
+                    and sold.card_id == last.after["card_id"]
+                ), f"membership #{pk}: the card added through the link is not its autopay card"
 
 
 def _freeze_terms(kind: str) -> dict:
     """A plan that may be frozen for up to 2 cycles at a time, with this freeze fee."""
-    return {"pause_allowed": True, "pause_max_cycles": 2, "freeze_fee_kind": kind,
-            "freeze_fee_minor": 0 if kind == FreezeFee.NONE else 1500}
+    return {
+        "pause_allowed": True,
+        "pause_max_cycles": 2,
+        "freeze_fee_kind": kind,
+        "freeze_fee_minor": 0 if kind == FreezeFee.NONE else 1500,
+    }
 
 
 def test_dunning_state_machine(db):
-    run_state_machine_as_test(DunningMachine, settings=hsettings(
-        max_examples=int(os.environ.get("CARNET_MACHINE_EXAMPLES", "8")), stateful_step_count=15, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
-                               HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much]))
-    if os.environ.get("CARNET_MACHINE_STATS"):  # which rules got somewhere, and which refusals were seen
+    run_state_machine_as_test(
+        DunningMachine,
+        settings=hsettings(
+            max_examples=int(os.environ.get("CARNET_MACHINE_EXAMPLES", "8")),
+            stateful_step_count=15,
+            deadline=None,
+            suppress_health_check=[
+                HealthCheck.too_slow,
+                HealthCheck.data_too_large,
+                HealthCheck.large_base_example,
+                HealthCheck.function_scoped_fixture,
+                HealthCheck.filter_too_much,
+            ],
+        ),
+    )
+    if os.environ.get(
+        "CARNET_MACHINE_STATS"
+    ):  # which rules got somewhere, and which refusals were seen
         print(sorted(OUTCOMES.items()))

@@ -14,8 +14,14 @@ from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.ending import (pass_delete, pass_expiry_set, pass_refund, pass_transfer, passes_expire,
-                                  refund_suggestions)
+from carnet.passes.ending import (
+    pass_delete,
+    pass_expiry_set,
+    pass_refund,
+    pass_transfer,
+    passes_expire,
+    refund_suggestions,
+)
 from carnet.passes.models import Pass
 from carnet.passes.selectors import pass_invoices
 from carnet.scheduling.arrival import appointment_arrive
@@ -31,14 +37,24 @@ pytestmark = pytest.mark.django_db
 def s(front_desk, admin_staff, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        yield {"fd": front_desk, "admin": admin_staff, "cat": catalog, "prac": practitioner(catalog["location"]),
-               "patient": make_patient()}
+        yield {
+            "fd": front_desk,
+            "admin": admin_staff,
+            "cat": catalog,
+            "prac": practitioner(catalog["location"]),
+            "patient": make_patient(),
+        }
 
 
 def _visit(s, day="2026-05-12", hhmm="09:00", arrive=True, patient=None):
-    appointment = appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                                   location=s["cat"]["location"], start=at(day, hhmm),
-                                   patients=[patient or s["patient"]])
+    appointment = appointment_book(
+        actor=s["fd"].user,
+        treatment=s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(day, hhmm),
+        patients=[patient or s["patient"]],
+    )
     if arrive:
         appointment_arrive(actor=s["fd"].user, appointment=appointment)
     return appointment
@@ -52,7 +68,9 @@ def _credit(patient) -> int:
 
 
 def test_per_package_expiry_can_be_changed_or_cleared_and_is_logged(s):
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"]), expires_on=dt.date(2026, 6, 1))
+    sold = sold_package(
+        s["fd"], s["patient"], package_template(s["cat"]), expires_on=dt.date(2026, 6, 1)
+    )
     pass_expiry_set(actor=s["admin"].user, sold_pass=sold, expires_on=dt.date(2026, 9, 1))
     assert Pass.objects.get(pk=sold.pk).expires_on == dt.date(2026, 9, 1)
     pass_expiry_set(actor=s["admin"].user, sold_pass=sold, expires_on=None)
@@ -83,8 +101,12 @@ def test_the_clinic_minimum_duration_refuses_an_earlier_expiry(s):
 
 
 def test_expiry_moves_the_unused_value_to_breakage_once(s):
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"], price=10000, quantity=4),
-                        expires_on=dt.date(2026, 5, 31))
+    sold = sold_package(
+        s["fd"],
+        s["patient"],
+        package_template(s["cat"], price=10000, quantity=4),
+        expires_on=dt.date(2026, 5, 31),
+    )
     _visit(s)  # one use posted: 2500 recognised
     assert passes_expire(today=dt.date(2026, 5, 31)) == 0  # still valid on its last day
     assert passes_expire(today=dt.date(2026, 6, 1)) == 1
@@ -96,8 +118,12 @@ def test_expiry_moves_the_unused_value_to_breakage_once(s):
 
 
 def test_expiry_keeps_uses_reserved_for_visits_on_or_before_the_expiry_date(s):
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"], price=10000, quantity=4),
-                        expires_on=dt.date(2026, 5, 31))
+    sold = sold_package(
+        s["fd"],
+        s["patient"],
+        package_template(s["cat"], price=10000, quantity=4),
+        expires_on=dt.date(2026, 5, 31),
+    )
     reserved = _visit(s, day="2026-05-31", arrive=False)
     passes_expire(today=dt.date(2026, 6, 1))
     assert balance(accounts.BREAKAGE) == 7500 and balance(accounts.DEFERRED_PACKAGES) == 2500
@@ -110,7 +136,9 @@ def test_expiry_keeps_uses_reserved_for_visits_on_or_before_the_expiry_date(s):
 
 def test_expiry_runs_in_the_clinic_time_zone(s):
     clinic_set(time_zone="Pacific/Auckland")
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"]), expires_on=dt.date(2026, 5, 2))
+    sold = sold_package(
+        s["fd"], s["patient"], package_template(s["cat"]), expires_on=dt.date(2026, 5, 2)
+    )
     with clock.frozen(dt.datetime(2026, 5, 2, 11, 30, tzinfo=dt.UTC)):  # 23:30 on 2 May in Auckland
         assert passes_expire() == 0
     # 12:30 UTC on 2 May is already 3 May in Auckland (still 2 May in UTC): the pass has expired there.
@@ -129,7 +157,9 @@ def test_refund_suggests_price_over_quantity_times_remaining_and_the_rule_based_
     suggestion = refund_suggestions(Pass.objects.get(pk=sold.pk))
     assert suggestion["collected"] == 80000
     assert suggestion["suggested"] == 64000  # 800 ÷ 10 × 8
-    assert suggestion["by_rule"] == 80000 - 2 * 10170  # used visits re-priced at the single-visit price, with tax
+    assert (
+        suggestion["by_rule"] == 80000 - 2 * 10170
+    )  # used visits re-priced at the single-visit price, with tax
 
 
 def test_refund_step_one_turns_the_amount_into_credit_and_ends_the_package(s):
@@ -161,7 +191,9 @@ def test_refunding_more_than_the_unused_value_gives_back_recognised_revenue(s):
     sold = sold_package(s["fd"], s["patient"], package_template(cat, price=80000, quantity=10))
     _visit(s)
     revenue_before = balance(accounts.revenue(cat["income_category"].pk))
-    pass_refund(actor=s["admin"].user, sold_pass=sold, amount_minor=80000)  # all of it, the used one too
+    pass_refund(
+        actor=s["admin"].user, sold_pass=sold, amount_minor=80000
+    )  # all of it, the used one too
     assert balance(accounts.revenue(cat["income_category"].pk)) == revenue_before - 8000
     assert _credit(s["patient"]) == 80000
     assert_ledger_ok()
@@ -176,7 +208,9 @@ def test_a_refund_smaller_than_the_unused_value_keeps_the_rest_as_breakage(s):
 
 def test_a_refund_takes_back_the_tax_in_proportion(s):
     cat = s["cat"]
-    sold = sold_package(s["fd"], s["patient"], package_template(cat, price=80000, quantity=10, taxes=[cat["tax"]]))
+    sold = sold_package(
+        s["fd"], s["patient"], package_template(cat, price=80000, quantity=10, taxes=[cat["tax"]])
+    )
     assert balance(accounts.tax_payable(cat["tax"].pk)) == 10400
     pass_refund(actor=s["admin"].user, sold_pass=sold, amount_minor=90400)  # everything collected
     assert balance(accounts.tax_payable(cat["tax"].pk)) == 0 and _credit(s["patient"]) == 90400
@@ -242,12 +276,18 @@ def test_deleting_is_refused_while_a_payment_is_applied(s):
 
 def test_transfer_moves_the_remaining_uses_and_their_value_to_another_patient(s):
     other = make_patient(first_name="Other")
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"], price=10000, quantity=4, transferable=True))
+    sold = sold_package(
+        s["fd"],
+        s["patient"],
+        package_template(s["cat"], price=10000, quantity=4, transferable=True),
+    )
     _visit(s)
     new = pass_transfer(actor=s["admin"].user, sold_pass=sold, to_patient=other)
     sold.refresh_from_db()
     assert sold.status == "transferred" and sold.remaining == 0
-    assert new.patient == other and new.quantity == 3 and new.remaining == 3 and new.net_minor == 7500
+    assert (
+        new.patient == other and new.quantity == 3 and new.remaining == 3 and new.net_minor == 7500
+    )
     assert ActivityLog.objects.filter(verb="transferred").exists()
     assert balance(accounts.DEFERRED_PACKAGES) == 7500
     _visit(s, hhmm="11:00", patient=other)  # the new owner's booking uses it at once
@@ -266,4 +306,6 @@ def test_a_package_that_is_not_transferable_cannot_be_transferred(s):
 def test_transferring_needs_administrative_access(s):
     sold = sold_package(s["fd"], s["patient"], package_template(s["cat"], transferable=True))
     with pytest.raises(NotAllowed):
-        pass_transfer(actor=make_staff(AccessLevel.FRONT_DESK).user, sold_pass=sold, to_patient=make_patient())
+        pass_transfer(
+            actor=make_staff(AccessLevel.FRONT_DESK).user, sold_pass=sold, to_patient=make_patient()
+        )

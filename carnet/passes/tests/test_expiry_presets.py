@@ -30,17 +30,31 @@ FIVE_YEARS = dt.date(2031, 5, 1)  # from the sale on 2026-05-01
 def s(front_desk, admin_staff, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        yield {"fd": front_desk, "admin": admin_staff, "cat": catalog, "patient": make_patient(),
-               "never": package_template(catalog, name="10 massages"),
-               "year": package_template(catalog, name="Year of massage", expiry_value=12, expiry_unit="months")}
+        yield {
+            "fd": front_desk,
+            "admin": admin_staff,
+            "cat": catalog,
+            "patient": make_patient(),
+            "never": package_template(catalog, name="10 massages"),
+            "year": package_template(
+                catalog, name="Year of massage", expiry_value=12, expiry_unit="months"
+            ),
+        }
 
 
 def _sell(s, template, **kwargs):
     return sold_package(s["fd"], s["patient"], template, **kwargs)
 
 
-@pytest.mark.parametrize("preset, rule, minimum", [
-    ("quebec", "forbidden", 0), ("ontario", "forbidden", 0), ("us_federal", "minimum", 1826), ("none", "minimum", 30)])
+@pytest.mark.parametrize(
+    "preset, rule, minimum",
+    [
+        ("quebec", "forbidden", 0),
+        ("ontario", "forbidden", 0),
+        ("us_federal", "minimum", 1826),
+        ("none", "minimum", 30),
+    ],
+)
 def test_each_preset_decides_the_rule_none_keeps_the_clinics_own(s, preset, rule, minimum):
     clinic_set(pass_expiry_preset=preset, pass_expiry_rule="minimum", pass_expiry_minimum_days=30)
     terms = expiry_terms()
@@ -48,7 +62,9 @@ def test_each_preset_decides_the_rule_none_keeps_the_clinics_own(s, preset, rule
     assert terms.small_balance_refund == (preset == "quebec")
 
 
-@pytest.mark.parametrize("preset, refused", [("quebec", True), ("ontario", True), ("us_federal", True), ("none", False)])
+@pytest.mark.parametrize(
+    "preset, refused", [("quebec", True), ("ontario", True), ("us_federal", True), ("none", False)]
+)
 def test_a_sale_with_a_one_year_expiry_follows_the_preset(s, preset, refused):
     clinic_set(pass_expiry_preset=preset)
     if refused:
@@ -72,11 +88,19 @@ def test_us_federal_takes_five_years_and_a_template_shorter_is_refused(s):
 
 def test_quebec_lets_an_unlimited_membership_over_a_fixed_term_end_and_says_so(s):
     clinic_set(pass_expiry_preset="quebec")
-    unlimited = ms.membership_sell(actor=s["fd"].user, patient=s["patient"],
-                                   template=membership_template(s["cat"], name="Unlimited year", uses=None, term=12))
-    counted = ms.membership_sell(actor=s["fd"].user, patient=s["patient"],
-                                 template=membership_template(s["cat"], name="Two a month", uses=2))
-    assert unlimited.expiry_rule == "allowed" and "ends with its term" in unlimited.expiry_disclosure
+    unlimited = ms.membership_sell(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        template=membership_template(s["cat"], name="Unlimited year", uses=None, term=12),
+    )
+    counted = ms.membership_sell(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        template=membership_template(s["cat"], name="Two a month", uses=2),
+    )
+    assert (
+        unlimited.expiry_rule == "allowed" and "ends with its term" in unlimited.expiry_disclosure
+    )
     assert counted.expiry_rule == "forbidden" and "does not expire" in counted.expiry_disclosure
     assert "under $5.00 is refunded on request" in counted.expiry_disclosure
 
@@ -102,7 +126,9 @@ def test_a_sold_pass_keeps_its_terms_when_the_preset_changes(s):
     # A transfer keeps the first sale's terms.
     ontario.transferable = True
     ontario.save(update_fields=["transferable"])
-    moved = pass_transfer(actor=s["admin"].user, sold_pass=ontario, to_patient=make_patient(first_name="Other"))
+    moved = pass_transfer(
+        actor=s["admin"].user, sold_pass=ontario, to_patient=make_patient(first_name="Other")
+    )
     assert (moved.expiry_preset, moved.expiry_rule) == ("ontario", "forbidden")
 
 
@@ -122,13 +148,20 @@ def test_the_sale_receipt_and_the_portal_show_the_terms_of_the_sale(s, owner, cl
     sold = sold_package(s["fd"], me, s["never"])
     [invoice] = pass_invoices(sold)
     [line] = receipt_context(invoice)["sale_terms"]
-    assert line["disclosure"] == "Ontario: prepaid passes and gift cards sold by this clinic do not expire."
+    assert (
+        line["disclosure"]
+        == "Ontario: prepaid passes and gift cards sold by this clinic do not expire."
+    )
     client.force_login(s["fd"].user)
     page = client.get(reverse("billing:receipt", args=[invoice.pk])).content.decode()
     assert "10 massages: does not expire. Ontario: prepaid passes" in page
-    clinic_set(pass_expiry_preset="us_federal")  # the receipt and the portal still say what was sold
-    assert "10 massages: does not expire. Ontario: prepaid passes" in client.get(
-        reverse("billing:receipt", args=[invoice.pk])).content.decode()
+    clinic_set(
+        pass_expiry_preset="us_federal"
+    )  # the receipt and the portal still say what was sold
+    assert (
+        "10 massages: does not expire. Ontario: prepaid passes"
+        in client.get(reverse("billing:receipt", args=[invoice.pk])).content.decode()
+    )
     s["never"].sold_online = True
     s["never"].save(update_fields=["sold_online"])
     client.force_login(me.user)
@@ -142,9 +175,14 @@ def test_the_sale_receipt_and_the_portal_show_the_terms_of_the_sale(s, owner, cl
 def _use(s, sold, times):
     prac = practitioner(s["cat"]["location"])
     for n in range(times):
-        appointment = appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=prac,
-                                       location=s["cat"]["location"], start=at("2026-05-12", f"{9 + n:02d}:00"),
-                                       patients=[sold.patient])
+        appointment = appointment_book(
+            actor=s["fd"].user,
+            treatment=s["cat"]["treatment"],
+            practitioner=prac,
+            location=s["cat"]["location"],
+            start=at("2026-05-12", f"{9 + n:02d}:00"),
+            patients=[sold.patient],
+        )
         appointment_arrive(actor=s["fd"].user, appointment=appointment)
 
 
@@ -153,10 +191,14 @@ def test_quebec_offers_a_balance_under_five_dollars_on_the_refund_form(s, client
     clinic_set(pass_expiry_preset=preset)
     sold = _sell(s, package_template(s["cat"], name="3 for 12", price=1200, quantity=3))
     _use(s, sold, 2)  # 4.00 left
-    clinic_set(pass_expiry_preset="none" if preset == "quebec" else "quebec")  # the terms of the sale decide
+    clinic_set(
+        pass_expiry_preset="none" if preset == "quebec" else "quebec"
+    )  # the terms of the sale decide
     client.force_login(s["admin"].user)
     page = client.get(reverse("passes:refund", args=[sold.pk])).content.decode()
-    offered = Api(s["admin"].user).get(f"/passes/{sold.pk}/refund-suggestion").json()["small_balance"]
+    offered = (
+        Api(s["admin"].user).get(f"/passes/{sold.pk}/refund-suggestion").json()["small_balance"]
+    )
     if preset == "quebec":
         assert 'data-testid="small-balance"' in page and "refunded on request" in page
         assert offered == 400
@@ -164,7 +206,9 @@ def test_quebec_offers_a_balance_under_five_dollars_on_the_refund_form(s, client
         assert 'data-testid="small-balance"' not in page and offered is None
 
 
-def test_the_settings_page_offers_the_presets_and_says_sold_passes_keep_their_terms(s, owner, client):
+def test_the_settings_page_offers_the_presets_and_says_sold_passes_keep_their_terms(
+    s, owner, client
+):
     client.force_login(owner.user)
     page = client.get(reverse("clinic:clinic_settings")).content.decode()
     assert "Pass expiry preset" in page and "Ontario / no expiry" in page

@@ -33,8 +33,15 @@ def s(front_desk, catalog):
 
 
 def _card(s, number="4242424242424242"):
-    return card_store(actor=s["fd"].user, patient=s["patient"], number=number, exp_month=12, exp_year=2030,
-                      cvc="123", holder="Pat Test")
+    return card_store(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        number=number,
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder="Pat Test",
+    )
 
 
 def _plan(s, card=None, price=30000, quantity=6, n=3):
@@ -56,13 +63,23 @@ def test_sessions_unlock_in_proportion_to_what_has_been_paid(s):
     sold = _plan(s)
     assert pass_unlocked(sold) == 0
     [first] = pass_invoices(sold)
-    payment_receive(actor=s["fd"].user, patient=s["patient"], method="cash", amount_minor=10000,
-                    allocations=[(first, 10000)])
+    payment_receive(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        method="cash",
+        amount_minor=10000,
+        allocations=[(first, 10000)],
+    )
     assert pass_unlocked(sold) == 2  # a third paid: 2 of 6
     instalments.instalments_bill(today=dt.date(2026, 6, 1))
     second = pass_invoices(sold)[1]
-    payment_receive(actor=s["fd"].user, patient=s["patient"], method="cash", amount_minor=5000,
-                    allocations=[(second, 5000)])
+    payment_receive(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        method="cash",
+        amount_minor=5000,
+        allocations=[(second, 5000)],
+    )
     assert pass_unlocked(sold) == 3
 
 
@@ -78,7 +95,9 @@ def test_the_job_issues_each_due_instalment_once_even_when_run_twice(s):
 
 
 @pytest.mark.django_db
-def test_a_card_on_file_is_charged_once_and_the_receipt_emailed(s, django_capture_on_commit_callbacks):
+def test_a_card_on_file_is_charged_once_and_the_receipt_emailed(
+    s, django_capture_on_commit_callbacks
+):
     card = _card(s)
     sold = _plan(s, card=card)
     with django_capture_on_commit_callbacks(execute=True):
@@ -92,14 +111,19 @@ def test_a_card_on_file_is_charged_once_and_the_receipt_emailed(s, django_captur
 
 @pytest.mark.django_db
 def test_a_declined_card_leaves_the_invoice_unpaid_emails_both_and_retries_after_1_3_7_days(
-        s, django_capture_on_commit_callbacks):
+    s, django_capture_on_commit_callbacks
+):
     sold = _plan(s, card=_card(s, "4000000000000002"))
     with django_capture_on_commit_callbacks(execute=True):
         assert len(instalments.instalments_bill(today=TODAY).declined) == 1
     row = sold.instalment_rows.get(seq=1)
     assert row.charge_attempts == 1 and row.next_attempt_on == TODAY + dt.timedelta(days=1)
     assert pass_invoices(sold)[0].balance_minor == 10000
-    recipients = {tuple(m.to) for m in mail.outbox if "did not go through" in m.subject or "Declined" in m.subject}
+    recipients = {
+        tuple(m.to)
+        for m in mail.outbox
+        if "did not go through" in m.subject or "Declined" in m.subject
+    }
     assert recipients == {(s["patient"].email,), ("desk@clinic.test",)}
     assert instalments.instalments_bill(today=TODAY).declined == []  # not before the retry date
     day = TODAY

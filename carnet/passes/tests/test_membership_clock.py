@@ -30,17 +30,23 @@ def _expected(start: dt.date, step, until: dt.date) -> list[dt.date]:
     return dates
 
 
-def test_two_years_of_weekly_monthly_and_yearly_cycles_are_invoiced_once_each_on_their_date(front_desk, catalog):
+def test_two_years_of_weekly_monthly_and_yearly_cycles_are_invoiced_once_each_on_their_date(
+    front_desk, catalog
+):
     clinic_set(time_zone="America/Toronto")
     end = START + dt.timedelta(days=DAYS - 1)
-    plans = {"weekly": (START, relativedelta(weeks=1)), "monthly": (START, relativedelta(months=1)),
-             "yearly": (dt.date(2028, 2, 29), relativedelta(years=1))}
+    plans = {
+        "weekly": (START, relativedelta(weeks=1)),
+        "monthly": (START, relativedelta(months=1)),
+        "yearly": (dt.date(2028, 2, 29), relativedelta(years=1)),
+    }
     sold = {}
     with clock.frozen(at(str(START), "08:00")):
         for cycle, (start, _) in plans.items():
             template = membership_template(catalog, name=f"{cycle} plan", cycle=cycle, price=1000)
-            sold[cycle] = membership_sell(actor=front_desk.user, patient=make_patient(), template=template,
-                                          start_date=start)
+            sold[cycle] = membership_sell(
+                actor=front_desk.user, patient=make_patient(), template=template, start_date=start
+            )
     day = START
     while day <= end:
         with clock.frozen(at(str(day), "03:00")):

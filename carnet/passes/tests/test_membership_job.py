@@ -35,16 +35,31 @@ def _automatic(s, number="4242424242424242", n=1):
     sold = []
     for _ in range(n):
         patient = make_patient()
-        card = card_store(actor=s["fd"].user, patient=patient, number=number, exp_month=12, exp_year=2030, cvc="123",
-                          holder="P")
-        sold.append(memberships.membership_sell(actor=s["fd"].user, patient=patient,
-                                                template=membership_template(s["cat"]), payment_mode="automatic",
-                                                card=card))
+        card = card_store(
+            actor=s["fd"].user,
+            patient=patient,
+            number=number,
+            exp_month=12,
+            exp_year=2030,
+            cvc="123",
+            holder="P",
+        )
+        sold.append(
+            memberships.membership_sell(
+                actor=s["fd"].user,
+                patient=patient,
+                template=membership_template(s["cat"]),
+                payment_mode="automatic",
+                card=card,
+            )
+        )
     return sold
 
 
 @pytest.mark.django_db
-def test_an_automatic_membership_is_charged_and_the_receipt_emailed(s, django_capture_on_commit_callbacks):
+def test_an_automatic_membership_is_charged_and_the_receipt_emailed(
+    s, django_capture_on_commit_callbacks
+):
     [sold] = _automatic(s)
     with django_capture_on_commit_callbacks(execute=True):
         report = passes_daily(today=dt.date(2026, 5, 1))
@@ -64,7 +79,9 @@ def test_running_the_job_twice_issues_and_charges_each_cycle_once(s):
 
 
 @pytest.mark.django_db
-def test_a_declined_cycle_stays_unpaid_notifies_both_and_is_retried(s, django_capture_on_commit_callbacks):
+def test_a_declined_cycle_stays_unpaid_notifies_both_and_is_retried(
+    s, django_capture_on_commit_callbacks
+):
     [sold] = _automatic(s, number="4000000000000002")
     with django_capture_on_commit_callbacks(execute=True):
         assert passes_daily(today=dt.date(2026, 5, 1))["declined"] == 1
@@ -77,7 +94,9 @@ def test_a_declined_cycle_stays_unpaid_notifies_both_and_is_retried(s, django_ca
 @pytest.mark.django_db
 def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
     sold = _automatic(s, n=3)
-    monkeypatch.setattr(cycle_billing, "CHUNK", 1)  # one membership per transaction: the first one commits
+    monkeypatch.setattr(
+        cycle_billing, "CHUNK", 1
+    )  # one membership per transaction: the first one commits
     real, calls = selling.invoices_create, []
 
     def dies_on_the_second(**kwargs):
@@ -89,8 +108,12 @@ def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
     monkeypatch.setattr(selling, "invoices_create", dies_on_the_second)
     with pytest.raises(RuntimeError):
         cycle_billing.cycles_issue(today=JUNE)
-    assert Invoice.objects.filter(pass_instalment__sold_pass=sold[0]).count() == 2  # its chunk committed
-    assert Invoice.objects.filter(pass_instalment__sold_pass=sold[1]).count() == 1  # its chunk rolled back
+    assert (
+        Invoice.objects.filter(pass_instalment__sold_pass=sold[0]).count() == 2
+    )  # its chunk committed
+    assert (
+        Invoice.objects.filter(pass_instalment__sold_pass=sold[1]).count() == 1
+    )  # its chunk rolled back
     monkeypatch.undo()
     cycle_billing.cycles_issue(today=JUNE)
     cycle_billing.cycles_issue(today=JUNE)
@@ -103,7 +126,9 @@ def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
 def test_a_crash_after_the_charge_is_recovered_with_one_charge(s, monkeypatch):
     [sold] = _automatic(s)
     # The process dies after the gateway charged and before the payment is recorded.
-    monkeypatch.setattr(card_attempts, "charge_record", lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(
+        card_attempts, "charge_record", lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt())
+    )
     with pytest.raises(KeyboardInterrupt):
         passes_daily(today=dt.date(2026, 5, 1))
     assert TestGatewayCharge.objects.count() == 1 and not Payment.objects.exists()
@@ -129,10 +154,16 @@ def test_two_concurrent_runs_issue_and_charge_each_cycle_once(s):
 @pytest.mark.django_db
 def test_each_cycle_is_taxed(s):
     cat = s["cat"]
-    sold = memberships.membership_sell(actor=s["fd"].user, patient=make_patient(),
-                                       template=membership_template(cat, taxes=[cat["tax"]]))
+    sold = memberships.membership_sell(
+        actor=s["fd"].user,
+        patient=make_patient(),
+        template=membership_template(cat, taxes=[cat["tax"]]),
+    )
     cycle_billing.cycles_issue(today=JUNE)
-    assert [i.tax_minor for i in Invoice.objects.filter(pass_instalment__sold_pass=sold)] == [780, 780]
+    assert [i.tax_minor for i in Invoice.objects.filter(pass_instalment__sold_pass=sold)] == [
+        780,
+        780,
+    ]
 
 
 @pytest.mark.django_db

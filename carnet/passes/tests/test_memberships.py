@@ -30,37 +30,65 @@ pytestmark = pytest.mark.django_db
 def s(front_desk, admin_staff, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        yield {"fd": front_desk, "admin": admin_staff, "cat": catalog, "prac": practitioner(catalog["location"]),
-               "patient": make_patient()}
+        yield {
+            "fd": front_desk,
+            "admin": admin_staff,
+            "cat": catalog,
+            "prac": practitioner(catalog["location"]),
+            "patient": make_patient(),
+        }
 
 
 def _sell(s, template=None, **kw):
-    return ms.membership_sell(actor=s["fd"].user, patient=s["patient"], template=template or membership_template(s["cat"]),
-                              **kw)
+    return ms.membership_sell(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        template=template or membership_template(s["cat"]),
+        **kw,
+    )
 
 
 def _book(s, day, hhmm="09:00", **kw):
-    return appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                            location=s["cat"]["location"], start=at(day, hhmm), patients=[s["patient"]], **kw)
+    return appointment_book(
+        actor=s["fd"].user,
+        treatment=s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(day, hhmm),
+        patients=[s["patient"]],
+        **kw,
+    )
 
 
 def _live(appointment):
-    return Redemption.objects.filter(visit__appointment=appointment, status__in=["reserved", "posted"]).first()
+    return Redemption.objects.filter(
+        visit__appointment=appointment, status__in=["reserved", "posted"]
+    ).first()
 
 
 def _pay(s, invoice):
-    payment_receive(actor=s["fd"].user, patient=s["patient"], method="cash", amount_minor=invoice.balance_minor,
-                    allocations=[(invoice, invoice.balance_minor)])
+    payment_receive(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        method="cash",
+        amount_minor=invoice.balance_minor,
+        allocations=[(invoice, invoice.balance_minor)],
+    )
 
 
 def _invoices(sold):
-    return list(Invoice.objects.filter(pass_instalment__sold_pass=sold).order_by("invoice_date", "pk"))
+    return list(
+        Invoice.objects.filter(pass_instalment__sold_pass=sold).order_by("invoice_date", "pk")
+    )
 
 
 def test_selling_today_invoices_the_first_cycle(s):
     sold = _sell(s)
     [invoice] = _invoices(sold)
-    assert invoice.total_minor == 6000 and "2026-05-01 to 2026-05-31" in invoice.lines.get().description
+    assert (
+        invoice.total_minor == 6000
+        and "2026-05-01 to 2026-05-31" in invoice.lines.get().description
+    )
     assert balance(accounts.DEFERRED_MEMBERSHIPS) == 6000
     assert_ledger_ok()
 
@@ -69,7 +97,10 @@ def test_a_start_in_the_past_invoices_the_past_cycles_at_once(s):
     sold = _sell(s, start_date=dt.date(2026, 2, 15))
     assert [i.invoice_date for i in _invoices(sold)] == [dt.date(2026, 5, 1)] * 3
     assert [r.period_start for r in sold.instalment_rows.order_by("seq")] == [
-        dt.date(2026, 2, 15), dt.date(2026, 3, 15), dt.date(2026, 4, 15)]
+        dt.date(2026, 2, 15),
+        dt.date(2026, 3, 15),
+        dt.date(2026, 4, 15),
+    ]
     assert_ledger_ok()
 
 
@@ -228,13 +259,19 @@ def test_an_unlimited_cycle_refund_is_prorated_by_unused_days(s):
 
 
 def test_pause_skips_cycles_and_pushes_the_end_out(s):
-    sold = _sell(s, template=membership_template(s["cat"], term=3, pause_allowed=True, pause_max_cycles=2))
+    sold = _sell(
+        s, template=membership_template(s["cat"], term=3, pause_allowed=True, pause_max_cycles=2)
+    )
     ms.membership_pause(actor=s["fd"].user, sold_pass=sold, cycles=2)
     cycles_issue(today=dt.date(2026, 10, 15))
     rows = list(sold.instalment_rows.order_by("seq"))
     assert [(r.period_start, r.skipped) for r in rows] == [
-        (dt.date(2026, 5, 1), False), (dt.date(2026, 6, 1), True), (dt.date(2026, 7, 1), True),
-        (dt.date(2026, 8, 1), False), (dt.date(2026, 9, 1), False)]
+        (dt.date(2026, 5, 1), False),
+        (dt.date(2026, 6, 1), True),
+        (dt.date(2026, 7, 1), True),
+        (dt.date(2026, 8, 1), False),
+        (dt.date(2026, 9, 1), False),
+    ]
     assert len(_invoices(sold)) == 3
     june = _book(s, "2026-06-10")
     assert explain(june.participants.get())[0]["code"] == "paused"
@@ -242,7 +279,9 @@ def test_pause_skips_cycles_and_pushes_the_end_out(s):
 
 
 def test_self_cancel_from_the_portal_respects_the_policy(s):
-    sold = _sell(s, template=membership_template(s["cat"], self_cancel=True, cancellable_after_cycles=2))
+    sold = _sell(
+        s, template=membership_template(s["cat"], self_cancel=True, cancellable_after_cycles=2)
+    )
     _pay(s, _invoices(sold)[0])
     with pytest.raises(Conflict) as error:
         ms.membership_cancel(actor=None, sold_pass=sold, by_patient=True)
@@ -258,7 +297,16 @@ def test_changing_the_card_schedules_the_unpaid_current_cycle_on_it(s):
     from carnet.gateway.services import card_store
 
     sold = _sell(s)
-    card = card_store(actor=s["fd"].user, patient=s["patient"], number="4242424242424242", exp_month=12,
-                      exp_year=2030, cvc="123", holder="P")
-    ms.membership_payment_set(actor=s["fd"].user, sold_pass=sold, payment_mode="automatic", card=card)
+    card = card_store(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        number="4242424242424242",
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder="P",
+    )
+    ms.membership_payment_set(
+        actor=s["fd"].user, sold_pass=sold, payment_mode="automatic", card=card
+    )
     assert PassInvoice.objects.get(sold_pass=sold, seq=1).next_attempt_on == dt.date(2026, 5, 1)

@@ -21,7 +21,13 @@ from .factories import package_template, sold_package
 
 pytestmark = pytest.mark.django_db
 
-CARD = {"card_number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2040, "cvc": "123", "holder": "Me Myself"}
+CARD = {
+    "card_number": "4242 4242 4242 4242",
+    "exp_month": 12,
+    "exp_year": 2040,
+    "cvc": "123",
+    "holder": "Me Myself",
+}
 
 
 @pytest.fixture
@@ -30,17 +36,25 @@ def shop(owner, catalog):
     me = make_patient(email="me@example.test")
     patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
     me.refresh_from_db()
-    template = package_template(catalog, name="5 massages", price=40000, quantity=5, sold_online=True)
+    template = package_template(
+        catalog, name="5 massages", price=40000, quantity=5, sold_online=True
+    )
     return {"me": me, "user": me.user, "template": template, "catalog": catalog, "owner": owner}
 
 
 def _buy(s, key="k1", patient=None, template=None, **card):
-    return package_buy_online(user=s["user"], patient=patient or s["me"], template=template or s["template"],
-                              idempotency_key=key, **{**CARD, **card})
+    return package_buy_online(
+        user=s["user"],
+        patient=patient or s["me"],
+        template=template or s["template"],
+        idempotency_key=key,
+        **{**CARD, **card},
+    )
 
 
-def test_buying_online_creates_a_paid_redeemable_pass_and_one_gateway_charge(shop, mailoutbox,
-                                                                            django_capture_on_commit_callbacks):
+def test_buying_online_creates_a_paid_redeemable_pass_and_one_gateway_charge(
+    shop, mailoutbox, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         sold = _buy(shop)
     assert sold.patient == shop["me"] and sold.sold_online and sold.status == "active"
@@ -48,7 +62,11 @@ def test_buying_online_creates_a_paid_redeemable_pass_and_one_gateway_charge(sho
     [charge] = TestGatewayCharge.objects.all()
     [payment] = Payment.objects.all()
     assert charge.amount_minor == 40000 and payment.gateway_charge_id == charge.charge_id
-    assert payment.method == "card_gateway" and payment.created_by is None and payment.unapplied_minor == 0
+    assert (
+        payment.method == "card_gateway"
+        and payment.created_by is None
+        and payment.unapplied_minor == 0
+    )
     invoice = Invoice.objects.get(patient=shop["me"])
     assert invoice.balance_minor == 0 and invoice.applied_minor == invoice.total_minor == 40000
     assert [m.to for m in mailoutbox] == [["me@example.test"]]
@@ -78,7 +96,9 @@ def test_a_declined_card_sells_nothing_and_the_same_form_can_then_pay(shop):
     with pytest.raises(CardDeclined) as declined:
         _buy(shop, card_number="4000000000000002")
     assert "declined" in declined.value.message
-    assert not Pass.objects.exists() and not Invoice.objects.exists() and not Payment.objects.exists()
+    assert (
+        not Pass.objects.exists() and not Invoice.objects.exists() and not Payment.objects.exists()
+    )
     sold = _buy(shop)  # the same form key, another card
     assert pass_fully_paid(sold) and TestGatewayCharge.objects.count() == 1
 
@@ -95,7 +115,11 @@ def test_the_same_key_twice_sells_one_pass_and_charges_once(shop):
     first = _buy(shop)
     again = _buy(shop, card_number="5555 5555 5555 4444")
     assert first == again
-    assert Pass.objects.count() == 1 and TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
+    assert (
+        Pass.objects.count() == 1
+        and TestGatewayCharge.objects.count() == 1
+        and Payment.objects.count() == 1
+    )
     other = _buy(shop, key="k2")  # a new form: a second purchase
     assert other != first and TestGatewayCharge.objects.count() == 2
 
@@ -117,11 +141,16 @@ def test_a_guardian_buys_for_a_dependant_but_never_for_a_stranger(shop):
     assert sold.patient == child and pass_fully_paid(sold)
     with pytest.raises(NotFound):
         _buy(shop, key="k2", patient=stranger)
-    assert not Pass.objects.filter(patient=stranger).exists() and TestGatewayCharge.objects.count() == 1
+    assert (
+        not Pass.objects.filter(patient=stranger).exists()
+        and TestGatewayCharge.objects.count() == 1
+    )
 
 
 def test_a_free_package_is_sold_without_a_charge(shop):
-    free = package_template(shop["catalog"], name="Free trial", price=0, quantity=1, sold_online=True)
+    free = package_template(
+        shop["catalog"], name="Free trial", price=0, quantity=1, sold_online=True
+    )
     sold = _buy(shop, template=free, card_number="", cvc="", holder="")
     assert sold.price_minor == 0 and pass_unlocked(sold) == 1
     assert not TestGatewayCharge.objects.exists() and not Payment.objects.exists()
@@ -136,7 +165,11 @@ def test_racing_twin_submissions_charge_once(shop):
     results = race(2, lambda i: _buy(shop))
     passes = [r for r in results if isinstance(r, Pass)]
     assert passes and all(p == passes[0] for p in passes), results
-    assert Pass.objects.count() == 1 and TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
+    assert (
+        Pass.objects.count() == 1
+        and TestGatewayCharge.objects.count() == 1
+        and Payment.objects.count() == 1
+    )
 
 
 # ---------------------------------------------------------------- the portal pages
@@ -155,7 +188,11 @@ def test_the_tab_shows_own_and_dependants_passes_only(client, shop, front_desk):
     sold_package(front_desk, stranger, package_template(shop["catalog"], name="Stranger pack"))
     page = _portal(client, shop).get(reverse("portal:passes")).content.decode()
     assert "Mine pack" in page and "Kid pack" in page and "Stranger pack" not in page
-    assert "0 / 10 used" in page and f'data-testid="pass-{mine.pk}"' in page and f'data-testid="pass-{kids.pk}"' in page
+    assert (
+        "0 / 10 used" in page
+        and f'data-testid="pass-{mine.pk}"' in page
+        and f'data-testid="pass-{kids.pk}"' in page
+    )
     assert "5 massages" in page  # offered online, with its Buy button
     assert reverse("portal:pass_buy", kwargs={"pk": shop["template"].pk}) in page
 
@@ -167,8 +204,12 @@ def test_another_patients_pass_is_never_reachable(client, shop, front_desk):
     assert response.status_code == 404
     desk_only = package_template(shop["catalog"], name="Desk only")
     assert client.get(reverse("portal:pass_buy", kwargs={"pk": desk_only.pk})).status_code == 404
-    form = {"form_key": "w1", "patient": stranger.pk, **{k: v for k, v in CARD.items() if k != "card_number"},
-            "number": CARD["card_number"]}
+    form = {
+        "form_key": "w1",
+        "patient": stranger.pk,
+        **{k: v for k, v in CARD.items() if k != "card_number"},
+        "number": CARD["card_number"],
+    }
     client.post(reverse("portal:pass_buy", kwargs={"pk": shop["template"].pk}), form)
     assert not Pass.objects.filter(patient=stranger, sold_online=True).exists()
 
@@ -177,16 +218,30 @@ def test_buy_page_sells_and_confirms_and_shows_a_decline(client, shop):
     url = reverse("portal:pass_buy", kwargs={"pk": shop["template"].pk})
     portal = _portal(client, shop)
     assert b"$400.00" in portal.get(url).content
-    form = {"form_key": "w1", "holder": "Me", "number": "4000 0000 0000 0002", "exp_month": 12, "exp_year": 2040,
-            "cvc": "123"}
+    form = {
+        "form_key": "w1",
+        "holder": "Me",
+        "number": "4000 0000 0000 0002",
+        "exp_month": 12,
+        "exp_year": 2040,
+        "cvc": "123",
+    }
     declined = portal.post(url, form)
-    assert declined.status_code == 200 and b"declined" in declined.content and b"Nothing was charged" in declined.content
+    assert (
+        declined.status_code == 200
+        and b"declined" in declined.content
+        and b"Nothing was charged" in declined.content
+    )
     assert not Pass.objects.exists()
     response = portal.post(url, {**form, "number": "4242 4242 4242 4242"})
     sold = Pass.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("portal:pass_bought", kwargs={"pk": sold.pk})
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "portal:pass_bought", kwargs={"pk": sold.pk}
+    )
     assert b"5 massages" in portal.get(response["Location"]).content
-    assert portal.post(url, {**form, "number": "4242 4242 4242 4242"}).status_code == 302  # a double submit
+    assert (
+        portal.post(url, {**form, "number": "4242 4242 4242 4242"}).status_code == 302
+    )  # a double submit
     assert Pass.objects.count() == 1 and TestGatewayCharge.objects.count() == 1
 
 
@@ -203,8 +258,15 @@ def test_a_guardian_chooses_the_dependant_on_the_buy_page(client, shop):
     url = reverse("portal:pass_buy", kwargs={"pk": shop["template"].pk})
     portal = _portal(client, shop)
     assert child.full_name.encode() in portal.get(url).content  # the "For" choice
-    form = {"form_key": "w9", "patient": child.pk, "holder": "Me", "number": "4242 4242 4242 4242",
-            "exp_month": 12, "exp_year": 2040, "cvc": "123"}
+    form = {
+        "form_key": "w9",
+        "patient": child.pk,
+        "holder": "Me",
+        "number": "4242 4242 4242 4242",
+        "exp_month": 12,
+        "exp_year": 2040,
+        "cvc": "123",
+    }
     assert portal.post(url, form).status_code == 302
     assert Pass.objects.get().patient == child
     page = portal.get(reverse("portal:passes")).content.decode()

@@ -28,21 +28,39 @@ def s(front_desk, catalog, client):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
         prac = practitioner(catalog["location"])
-        Shift.objects.create(staff=prac, location=catalog["location"], weekday=1, start_time=dt.time(8),
-                             end_time=dt.time(17))
+        Shift.objects.create(
+            staff=prac,
+            location=catalog["location"],
+            weekday=1,
+            start_time=dt.time(8),
+            end_time=dt.time(17),
+        )
         client.force_login(front_desk.user)
-        yield {"fd": front_desk, "cat": catalog, "prac": prac, "client": client,
-               "patient": make_patient(first_name="Ada", last_name="Quince")}
+        yield {
+            "fd": front_desk,
+            "cat": catalog,
+            "prac": prac,
+            "client": client,
+            "patient": make_patient(first_name="Ada", last_name="Quince"),
+        }
 
 
 def _book(s, hhmm="09:00", patients=None, **kw):
-    return appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                            location=s["cat"]["location"], start=at(DAY, hhmm), patients=patients or [s["patient"]],
-                            **kw)
+    return appointment_book(
+        actor=s["fd"].user,
+        treatment=s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(DAY, hhmm),
+        patients=patients or [s["patient"]],
+        **kw,
+    )
 
 
 def _live(appointment):
-    return Redemption.objects.filter(visit__appointment=appointment, status__in=["reserved", "posted"]).first()
+    return Redemption.objects.filter(
+        visit__appointment=appointment, status__in=["reserved", "posted"]
+    ).first()
 
 
 def _panel(s, appointment):
@@ -52,13 +70,18 @@ def _panel(s, appointment):
 
 
 def _post(s, appointment, action, data=None, client=None):
-    return (client or s["client"]).post(reverse(f"scheduling:appointment_{action}", args=[appointment.pk]),
-                                        data or {}, headers=HX)
+    return (client or s["client"]).post(
+        reverse(f"scheduling:appointment_{action}", args=[appointment.pk]), data or {}, headers=HX
+    )
 
 
 def test_the_panel_shows_the_auto_selected_package_with_its_uses_left_and_expiry(s):
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"], name="Ten massages"),
-                        expires_on=dt.date(2026, 12, 31))
+    sold = sold_package(
+        s["fd"],
+        s["patient"],
+        package_template(s["cat"], name="Ten massages"),
+        expires_on=dt.date(2026, 12, 31),
+    )
     appointment = _book(s)
     assert _live(appointment).sold_pass == sold
     html = _panel(s, appointment)
@@ -69,9 +92,14 @@ def test_the_panel_shows_the_auto_selected_package_with_its_uses_left_and_expiry
 
 def test_a_visit_without_a_package_says_so_and_offers_the_ones_that_fit(s):
     appointment = _book(s, pass_choice=None)
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"], name="Five massages", quantity=5))
+    sold = sold_package(
+        s["fd"], s["patient"], package_template(s["cat"], name="Five massages", quantity=5)
+    )
     html = _panel(s, appointment)
-    assert "No package" in html and f'<option value="{sold.pk}">Five massages (5 left)</option>' in html
+    assert (
+        "No package" in html
+        and f'<option value="{sold.pk}">Five massages (5 left)</option>' in html
+    )
     assert ">Use</button>" in html
     _post(s, appointment, "pass_use", {"patient": s["patient"].pk, "pass": sold.pk})
     assert _live(appointment).sold_pass == sold
@@ -125,7 +153,9 @@ def test_explain_lists_every_pass_with_its_reason(s):
     assert 'data-code="not_paid"' in fragment and "Not paid yet" in fragment
     assert 'data-code="expired"' in fragment and "Expired on 2026-05-10" in fragment
     assert "<html" not in fragment
-    page = s["client"].get(url, {"patient": s["patient"].pk})  # without htmx: the appointment page, list open
+    page = s["client"].get(
+        url, {"patient": s["patient"].pk}
+    )  # without htmx: the appointment page, list open
     assert page.status_code == 200 and 'data-code="not_paid"' in page.content.decode()
     assert "<html" in page.content.decode()
 
@@ -149,7 +179,10 @@ def test_a_covered_no_show_offers_using_the_session_or_charging_the_fee(s):
     sold = sold_package(s["fd"], s["patient"], template)
     appointment = _book(s)
     html = _panel(s, appointment)
-    assert "No-show (use a session)" in html and "No-show (charge the $40.00 fee, keep the session)" in html
+    assert (
+        "No-show (use a session)" in html
+        and "No-show (charge the $40.00 fee, keep the session)" in html
+    )
     _post(s, appointment, "no_show", {"charge_fee": "1", "use_pass": "1"})
     live = _live(appointment)
     assert live.status == "posted" and live.by_no_show
@@ -174,7 +207,11 @@ def test_the_booking_form_package_choice(s):
     url = f"{reverse('scheduling:book')}?location={s['cat']['location'].pk}"
     page = s["client"].get(url).content.decode()
     assert 'name="package"' in page and "Auto: use a paid package" in page
-    base = {"treatment": s["cat"]["treatment"].pk, "patient": s["patient"].pk, "practitioner": s["prac"].pk}
+    base = {
+        "treatment": s["cat"]["treatment"].pk,
+        "patient": s["patient"].pk,
+        "practitioner": s["prac"].pk,
+    }
     s["client"].post(url, {**base, "start": f"{DAY}T09:00", "package": "none", "form_key": "k1"})
     s["client"].post(url, {**base, "start": f"{DAY}T11:00", "package": "auto", "form_key": "k2"})
     plain, covered = Appointment.objects.order_by("start")
@@ -188,7 +225,10 @@ def test_the_schedule_marks_covered_appointments_only(s, django_assert_max_num_q
     url = reverse("scheduling:schedule")
     params = {"location": s["cat"]["location"].pk, "date": DAY}
     html = s["client"].get(url, params).content.decode()
-    assert f'data-testid="covered-{covered.pk}"' in html and 'aria-label="Covered by a package"' in html
+    assert (
+        f'data-testid="covered-{covered.pk}"' in html
+        and 'aria-label="Covered by a package"' in html
+    )
     assert f'data-testid="covered-{plain.pk}"' not in html
     for hhmm in ("13:00", "14:00", "15:00"):  # more covered appointments cost no more queries
         _book(s, hhmm, patients=[make_patient()])
@@ -207,12 +247,20 @@ def test_the_schedule_marks_covered_appointments_only(s, django_assert_max_num_q
 
 def test_group_secondaries_use_the_primary_s_package(s):
     group = treatment_of(s["cat"], "group", capacity=3)
-    sold = sold_package(s["fd"], s["patient"], package_template(s["cat"], name="Group pack",
-                                                                items=[(group, 0, None, None)]))
+    sold = sold_package(
+        s["fd"],
+        s["patient"],
+        package_template(s["cat"], name="Group pack", items=[(group, 0, None, None)]),
+    )
     friend = make_patient(first_name="Bo", last_name="Friend")
-    appointment = appointment_book(actor=s["fd"].user, treatment=group, practitioner=s["prac"],
-                                   location=s["cat"]["location"], start=at(DAY, "09:00"),
-                                   patients=[s["patient"], friend])
+    appointment = appointment_book(
+        actor=s["fd"].user,
+        treatment=group,
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(DAY, "09:00"),
+        patients=[s["patient"], friend],
+    )
     html = _panel(s, appointment)
     assert "The group uses the primary's package." in html and "Group pack" in html
     assert _live(appointment).sold_pass == sold
@@ -223,7 +271,9 @@ def test_staff_without_billing_see_no_package_controls_and_a_post_is_refused(s, 
     appointment = _book(s)
     nobill = make_staff(AccessLevel.FRONT_DESK, billing=False)
     client.force_login(nobill.user)
-    html = client.get(reverse("scheduling:appointment", args=[appointment.pk]), headers=HX).content.decode()
+    html = client.get(
+        reverse("scheduling:appointment", args=[appointment.pk]), headers=HX
+    ).content.decode()
     assert 'data-testid="pass-coverage"' not in html and "Why not?" not in html
     response = _post(s, appointment, "pass_remove", {"patient": s["patient"].pk}, client=client)
     assert response.status_code == 403 and "billing access" in response.content.decode()
@@ -234,22 +284,33 @@ def test_staff_without_billing_see_no_package_controls_and_a_post_is_refused(s, 
 
 def test_sell_a_package_links_to_the_checkout_for_this_visit(s):
     appointment = _book(s)
-    target = f"{reverse('billing:purchase_new', args=[s['patient'].pk])}?appointment={appointment.pk}"
+    target = (
+        f"{reverse('billing:purchase_new', args=[s['patient'].pk])}?appointment={appointment.pk}"
+    )
     html = _panel(s, appointment)
     assert f'href="{target}">Sell a package</a>' in html
 
 
-def test_a_membership_covering_a_visit_with_an_unpaid_cycle_shows_a_warning(front_desk, catalog, client):
+def test_a_membership_covering_a_visit_with_an_unpaid_cycle_shows_a_warning(
+    front_desk, catalog, client
+):
     from carnet.passes.memberships import membership_sell
 
     from .factories import membership_template
 
     with clock.frozen(at("2026-05-01", "10:00")):
         patient = make_patient()
-        membership_sell(actor=front_desk.user, patient=patient, template=membership_template(catalog))
-        appointment = appointment_book(actor=front_desk.user, treatment=catalog["treatment"],
-                                       practitioner=practitioner(catalog["location"]), location=catalog["location"],
-                                       start=at("2026-05-04", "09:00"), patients=[patient])
+        membership_sell(
+            actor=front_desk.user, patient=patient, template=membership_template(catalog)
+        )
+        appointment = appointment_book(
+            actor=front_desk.user,
+            treatment=catalog["treatment"],
+            practitioner=practitioner(catalog["location"]),
+            location=catalog["location"],
+            start=at("2026-05-04", "09:00"),
+            patients=[patient],
+        )
         client.force_login(front_desk.user)
         page = client.get(reverse("scheduling:appointment", args=[appointment.pk])).content.decode()
     assert "Membership:" in page and "this cycle 1 of 2 used" in page

@@ -29,17 +29,35 @@ def s(front_desk, catalog):
         other = Location.objects.create(name="Uptown", time_zone="America/Toronto")
         prac = practitioner(catalog["location"])
         prac.locations.add(other)
-        yield {"fd": front_desk, "cat": catalog, "prac": prac, "patient": make_patient(), "other": other}
+        yield {
+            "fd": front_desk,
+            "cat": catalog,
+            "prac": prac,
+            "patient": make_patient(),
+            "other": other,
+        }
 
 
 def _book(s, day, hhmm, location=None, zone=None):
-    start = at(day, hhmm) if zone is None else dt.datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=ZoneInfo(zone))
-    return appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                            location=location or s["cat"]["location"], start=start, patients=[s["patient"]])
+    start = (
+        at(day, hhmm)
+        if zone is None
+        else dt.datetime.fromisoformat(f"{day}T{hhmm}").replace(tzinfo=ZoneInfo(zone))
+    )
+    return appointment_book(
+        actor=s["fd"].user,
+        treatment=s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=location or s["cat"]["location"],
+        start=start,
+        patients=[s["patient"]],
+    )
 
 
 def _live(appointment):
-    return Redemption.objects.filter(visit__appointment=appointment, status__in=["reserved", "posted"]).first()
+    return Redemption.objects.filter(
+        visit__appointment=appointment, status__in=["reserved", "posted"]
+    ).first()
 
 
 def _why(appointment, sold):
@@ -58,7 +76,10 @@ def test_a_pass_for_one_location_is_not_used_at_another_and_explain_names_where(
     sold = _sold(s, locations=[s["other"]])
     main = _book(s, "2026-05-12", "09:00")
     assert _live(main) is None
-    assert _why(main, sold) == ("wrong_location", f"Used only at Uptown; this visit is at {s['cat']['location'].name}.")
+    assert _why(main, sold) == (
+        "wrong_location",
+        f"Used only at Uptown; this visit is at {s['cat']['location'].name}.",
+    )
     with pytest.raises(Conflict) as refused:
         pass_attach(actor=s["fd"].user, visit=main.participants.get(), sold_pass=sold)
     assert refused.value.code == "wrong_location"
@@ -80,12 +101,19 @@ def test_a_sold_pass_keeps_the_templates_place_and_hours_from_its_sale(s):
 
 
 def test_days_and_hours_are_honoured_and_the_sentence_names_the_window(s):
-    sold = _sold(s, allowed_days="01234", window_start=dt.time(6), window_end=dt.time(9))  # early weekdays
+    sold = _sold(
+        s, allowed_days="01234", window_start=dt.time(6), window_end=dt.time(9)
+    )  # early weekdays
     late = _book(s, "2026-05-12", "09:30")  # a Tuesday, after the window
     saturday = _book(s, "2026-05-16", "07:00")
     assert _live(late) is None and _live(saturday) is None
-    assert _why(late, sold) == ("outside_hours", ("Used only Mon, Tue, Wed, Thu, Fri 06:00–09:00 "
-                                                  "(America/Toronto time); this visit is on Tue 09:30."))
+    assert _why(late, sold) == (
+        "outside_hours",
+        (
+            "Used only Mon, Tue, Wed, Thu, Fri 06:00–09:00 "
+            "(America/Toronto time); this visit is on Tue 09:30."
+        ),
+    )
     assert _why(saturday, sold)[1].endswith("this visit is on Sat 07:00.")
     assert _live(_book(s, "2026-05-13", "08:00")).sold_pass == sold
 
@@ -97,7 +125,9 @@ def test_rescheduling_outside_the_hours_is_refused_with_the_window(s):
     early = _book(s, "2026-05-12", "07:00")
     assert _live(early).sold_pass == sold
     with pytest.raises(Conflict) as refused:
-        appointment_reschedule(actor=s["fd"].user, appointment=early, start=at("2026-05-12", "10:00"))
+        appointment_reschedule(
+            actor=s["fd"].user, appointment=early, start=at("2026-05-12", "10:00")
+        )
     assert refused.value.code == "outside_hours" and "06:00–09:00" in refused.value.message
     appointment_reschedule(actor=s["fd"].user, appointment=early, start=at("2026-05-13", "08:00"))
     assert _live(early).sold_pass == sold
@@ -109,12 +139,22 @@ def test_a_weekly_cap_counts_live_uses_monday_to_sunday(s):
     assert _live(tuesday).sold_pass == sold
     thursday = _book(s, "2026-05-14", "09:00")
     assert _live(thursday) is None
-    assert _why(thursday, sold) == ("weekly_cap", ("Used at most once a week: 1 already booked in the week of "
-                                                   "Mon 2026-05-11 to Sun 2026-05-17."))
+    assert _why(thursday, sold) == (
+        "weekly_cap",
+        (
+            "Used at most once a week: 1 already booked in the week of "
+            "Mon 2026-05-11 to Sun 2026-05-17."
+        ),
+    )
     assert _why(tuesday, sold)[0] == "attached"
     assert _live(_book(s, "2026-05-18", "09:00")).sold_pass == sold  # next Monday: a new week
-    appointment_cancel(actor=s["fd"].user, appointment=tuesday)  # releases its use: the week has room again
-    assert pass_attach(actor=s["fd"].user, visit=thursday.participants.get(), sold_pass=sold).sold_pass == sold
+    appointment_cancel(
+        actor=s["fd"].user, appointment=tuesday
+    )  # releases its use: the week has room again
+    assert (
+        pass_attach(actor=s["fd"].user, visit=thursday.participants.get(), sold_pass=sold).sold_pass
+        == sold
+    )
 
 
 def test_a_daily_cap(s):
@@ -142,16 +182,29 @@ def test_the_window_is_read_in_the_locations_zone_and_may_cross_midnight(s):
     for appointment in (early, saturday_night, sat_late):
         assert _live(appointment) is None
         assert _why(appointment, sold)[0] == "outside_hours"
-    assert _why(early, sold)[1] == "Used only Fri 22:00–02:00 (America/Toronto time); this visit is on Fri 21:30."
+    assert (
+        _why(early, sold)[1]
+        == "Used only Fri 22:00–02:00 (America/Toronto time); this visit is on Fri 21:30."
+    )
 
 
 def test_the_online_quote_follows_the_window(s):
     _sold(s, window_start=dt.time(6), window_end=dt.time(9), redeem_online=True)
     location = s["cat"]["location"]
-    inside = visit_quote(patient=s["patient"], treatment=s["cat"]["treatment"], visit_date=dt.date(2026, 5, 12),
-                         location=location, start=at("2026-05-12", "07:00"))
-    outside = visit_quote(patient=s["patient"], treatment=s["cat"]["treatment"], visit_date=dt.date(2026, 5, 12),
-                          location=location, start=at("2026-05-12", "10:00"))
+    inside = visit_quote(
+        patient=s["patient"],
+        treatment=s["cat"]["treatment"],
+        visit_date=dt.date(2026, 5, 12),
+        location=location,
+        start=at("2026-05-12", "07:00"),
+    )
+    outside = visit_quote(
+        patient=s["patient"],
+        treatment=s["cat"]["treatment"],
+        visit_date=dt.date(2026, 5, 12),
+        location=location,
+        start=at("2026-05-12", "10:00"),
+    )
     assert inside.sentence.startswith("Covered by") and outside.sentence.startswith("You pay")
 
 
@@ -159,14 +212,30 @@ def test_settings_save_the_rules_and_refuse_half_a_window(s, admin_staff):
     from carnet.conftest import Api
 
     api = Api(admin_staff.user)
-    body = {"name": "Off-peak 5", "price_minor": 20000, "income_category_id": s["cat"]["income_category"].pk,
-            "quantity": 5, "items": [{"treatment_id": s["cat"]["treatment"].pk}], "location_ids": [s["other"].pk],
-            "allowed_days": "40", "window_start": "22:00", "window_end": "02:00", "cap_uses": 2, "cap_period": "day"}
+    body = {
+        "name": "Off-peak 5",
+        "price_minor": 20000,
+        "income_category_id": s["cat"]["income_category"].pk,
+        "quantity": 5,
+        "items": [{"treatment_id": s["cat"]["treatment"].pk}],
+        "location_ids": [s["other"].pk],
+        "allowed_days": "40",
+        "window_start": "22:00",
+        "window_end": "02:00",
+        "cap_uses": 2,
+        "cap_period": "day",
+    }
     made = api.post("/pass-templates", body)
     assert made.status_code == 201, made.content
     out = made.json()
-    assert (out["location_ids"], out["allowed_days"], out["window_start"], out["window_end"], out["cap_uses"],
-            out["cap_period"]) == ([s["other"].pk], "04", "22:00:00", "02:00:00", 2, "day")
+    assert (
+        out["location_ids"],
+        out["allowed_days"],
+        out["window_start"],
+        out["window_end"],
+        out["cap_uses"],
+        out["cap_period"],
+    ) == ([s["other"].pk], "04", "22:00:00", "02:00:00", 2, "day")
     half = api.post("/pass-templates", {**body, "name": "Half", "window_end": None})
     assert half.status_code == 422 and "both the start and the end" in half.content.decode()
     bad_day = api.post("/pass-templates", {**body, "name": "Bad", "allowed_days": "7"})

@@ -34,26 +34,49 @@ DECLINES, GOOD = "4000000000009995", "4242424242424242"
 def s(front_desk, admin_staff, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        yield {"fd": front_desk, "admin": admin_staff, "cat": catalog, "prac": practitioner(catalog["location"])}
+        yield {
+            "fd": front_desk,
+            "admin": admin_staff,
+            "cat": catalog,
+            "prac": practitioner(catalog["location"]),
+        }
 
 
 def _card(s, patient, number):
-    return card_store(actor=s["fd"].user, patient=patient, number=number, exp_month=12, exp_year=2030, cvc="123",
-                      holder="P")
+    return card_store(
+        actor=s["fd"].user,
+        patient=patient,
+        number=number,
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder="P",
+    )
 
 
 def _automatic(s, number=DECLINES, start=None):
     patient = make_patient()
-    return memberships.membership_sell(actor=s["fd"].user, patient=patient, template=membership_template(s["cat"]),
-                                       payment_mode="automatic", card=_card(s, patient, number), start_date=start)
+    return memberships.membership_sell(
+        actor=s["fd"].user,
+        patient=patient,
+        template=membership_template(s["cat"]),
+        payment_mode="automatic",
+        card=_card(s, patient, number),
+        start_date=start,
+    )
 
 
 def _world(s):
     """Two automatic memberships declined since 1 May (one owing two cycles), one manual unpaid since
     1 May, and one in good standing; the job has run every day to 20 May."""
-    declined = _automatic(s, start=dt.date(2026, 4, 1))  # April's cycle invoiced at once, May's declined
-    manual = memberships.membership_sell(actor=s["fd"].user, patient=make_patient(),
-                                         template=membership_template(s["cat"], name="Yoga monthly"))
+    declined = _automatic(
+        s, start=dt.date(2026, 4, 1)
+    )  # April's cycle invoiced at once, May's declined
+    manual = memberships.membership_sell(
+        actor=s["fd"].user,
+        patient=make_patient(),
+        template=membership_template(s["cat"], name="Yoga monthly"),
+    )
     good = _automatic(s, GOOD)
     for day in range(1, 21):
         passes_daily(today=dt.date(2026, 5, day))
@@ -67,12 +90,17 @@ def test_the_report_lists_what_is_owed_and_ties_to_ar(s, client):
     rows = {r["id"]: r for r in table.rows}
     assert set(rows) == {declined.pk, manual.pk}
     assert (rows[declined.pk]["cycles"], rows[declined.pk]["amount"]) == (2, 12000)
-    assert rows[declined.pk]["days"] == 49 and rows[declined.pk]["status"] == "Not covering new bookings"
+    assert (
+        rows[declined.pk]["days"] == 49
+        and rows[declined.pk]["status"] == "Not covering new bookings"
+    )
     assert "insufficient funds" in rows[declined.pk]["last_reason"]
     assert rows[declined.pk]["next_retry"] == "None (retries over)"
     assert rows[manual.pk]["last_reason"] == "Not paid at the desk"
     patients = [declined.patient_id, manual.patient_id]
-    assert table.totals["amount"] == sum(balance(accounts.AR, patient_id=p) for p in patients) == 18000
+    assert (
+        table.totals["amount"] == sum(balance(accounts.AR, patient_id=p) for p in patients) == 18000
+    )
     client.force_login(s["admin"].user)
     with clock.frozen(at("2026-05-20", "10:00")):
         page = client.get(reverse("reports:past_due")).content.decode()
@@ -92,12 +120,21 @@ def test_profile_panel_and_today_show_the_alert(s, client):
         profile = client.get(reverse("people:patient", args=[declined.patient_id])).content.decode()
         assert 'data-testid="past-due-alert"' in profile and "owes $120.00 for 2 cycles" in profile
         assert ">Retry now</button>" in profile and "Take another payment" in profile
-        assert 'data-testid="past-due-alert"' not in client.get(
-            reverse("people:patient", args=[good.patient_id])).content.decode()
-        appointment = appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                                       location=s["cat"]["location"], start=at("2026-05-21", "09:00"),
-                                       patients=[declined.patient])
-        panel = client.get(reverse("scheduling:appointment", args=[appointment.pk])).content.decode()
+        assert (
+            'data-testid="past-due-alert"'
+            not in client.get(reverse("people:patient", args=[good.patient_id])).content.decode()
+        )
+        appointment = appointment_book(
+            actor=s["fd"].user,
+            treatment=s["cat"]["treatment"],
+            practitioner=s["prac"],
+            location=s["cat"]["location"],
+            start=at("2026-05-21", "09:00"),
+            patients=[declined.patient],
+        )
+        panel = client.get(
+            reverse("scheduling:appointment", args=[appointment.pk])
+        ).content.decode()
         assert 'data-testid="past-due-alert"' in panel and "no longer covers new bookings" in panel
         assert reverse("billing:payment_new", args=[declined.patient_id]) in panel
         today = client.get(reverse("staff:dashboard")).content.decode()
@@ -107,20 +144,29 @@ def test_profile_panel_and_today_show_the_alert(s, client):
 def test_retry_now_charges_through_the_attempt_path_and_clears_the_alert(s, client):
     declined, _, _ = _world(s)
     good_card = _card(s, declined.patient, GOOD)
-    Pass.objects.filter(pk=declined.pk).update(card=good_card)  # the patient fixed their card with the bank
+    Pass.objects.filter(pk=declined.pk).update(
+        card=good_card
+    )  # the patient fixed their card with the bank
     client.force_login(s["fd"].user)
     with clock.frozen(at("2026-05-20", "10:00")):
         back = reverse("people:patient", args=[declined.patient_id])
-        answer = client.post(reverse("memberships:retry_now", args=[declined.pk]), {"next": back}, follow=True)
+        answer = client.post(
+            reverse("memberships:retry_now", args=[declined.pk]), {"next": back}, follow=True
+        )
         assert answer.redirect_chain[-1][0] == back
         assert "the card was charged" in answer.content.decode()
-        assert TestGatewayCharge.objects.count() == 1 + 2  # the good membership's May cycle, then the two owed
+        assert (
+            TestGatewayCharge.objects.count() == 1 + 2
+        )  # the good membership's May cycle, then the two owed
         assert balance(accounts.AR, patient_id=declined.patient_id) == 0
         declined.refresh_from_db()
         assert declined.past_due_since is None
         assert 'data-testid="past-due-alert"' not in client.get(back).content.decode()
-        again = client.post(reverse("memberships:retry_now", args=[declined.pk]), {"next": "https://evil.test/"},
-                            follow=True)
+        again = client.post(
+            reverse("memberships:retry_now", args=[declined.pk]),
+            {"next": "https://evil.test/"},
+            follow=True,
+        )
         assert "owes nothing past due" in again.content.decode()
         assert again.redirect_chain[-1][0] == reverse("memberships:detail", args=[declined.pk])
     assert_ledger_ok()
@@ -134,15 +180,22 @@ def test_retry_now_declined_again_says_so_and_the_api_replays_with_its_key(s):
         first = api.post(f"/memberships/{declined.pk}/retry-now", None, **headers)
         assert first.status_code == 200, first.content
         assert first.json()["outcome"] == "declined"
-        tries = PassInvoice.objects.filter(sold_pass=declined).values_list("charge_attempts", flat=True)
+        tries = PassInvoice.objects.filter(sold_pass=declined).values_list(
+            "charge_attempts", flat=True
+        )
         before = sorted(tries)
-        assert api.post(f"/memberships/{declined.pk}/retry-now", None, **headers).json() == first.json()
+        assert (
+            api.post(f"/memberships/{declined.pk}/retry-now", None, **headers).json()
+            == first.json()
+        )
         assert sorted(tries) == before  # the replay tried nothing
         from carnet.conftest import make_staff
         from carnet.core.permissions import AccessLevel
 
         practitioner_api = Api(make_staff(AccessLevel.PRACTITIONER_LIMITED, practitioner=True).user)
-        assert practitioner_api.post(f"/memberships/{declined.pk}/retry-now", None).status_code == 403
+        assert (
+            practitioner_api.post(f"/memberships/{declined.pk}/retry-now", None).status_code == 403
+        )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -162,7 +215,9 @@ def test_two_desks_retrying_at_once_and_the_job_charge_each_owed_cycle_once(s):
             return membership_retry_now(actor=s["fd"].user, sold_pass=declined)
 
     results = race(3, work)
-    assert not [r for r in results if isinstance(r, Exception) and getattr(r, "code", "") != "nothing_owed"], results
+    assert not [
+        r for r in results if isinstance(r, Exception) and getattr(r, "code", "") != "nothing_owed"
+    ], results
     assert TestGatewayCharge.objects.count() == 1
     assert balance(accounts.AR, patient_id=declined.patient_id) == 0
     assert_ledger_ok()

@@ -25,20 +25,38 @@ pytestmark = pytest.mark.django_db
 def s(front_desk, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        yield {"fd": front_desk, "cat": catalog, "patient": make_patient(), "desk": Api(front_desk.user),
-               "basic": membership_template(catalog, name="Basic", price=6000, uses=2),
-               "gold": membership_template(catalog, name="Gold", price=12000, uses=8)}
+        yield {
+            "fd": front_desk,
+            "cat": catalog,
+            "patient": make_patient(),
+            "desk": Api(front_desk.user),
+            "basic": membership_template(catalog, name="Basic", price=6000, uses=2),
+            "gold": membership_template(catalog, name="Gold", price=12000, uses=8),
+        }
 
 
 def _sell(s, automatic=False):
     card = None
     if automatic:
-        card = card_store(actor=s["fd"].user, patient=s["patient"], number="4242424242424242", exp_month=12,
-                          exp_year=2030, cvc="123", holder="Pat Test")
-    sold = ms.membership_sell(actor=s["fd"].user, patient=s["patient"], template=s["basic"],
-                              payment_mode="automatic" if automatic else "manual", card=card)
+        card = card_store(
+            actor=s["fd"].user,
+            patient=s["patient"],
+            number="4242424242424242",
+            exp_month=12,
+            exp_year=2030,
+            cvc="123",
+            holder="Pat Test",
+        )
+    sold = ms.membership_sell(
+        actor=s["fd"].user,
+        patient=s["patient"],
+        template=s["basic"],
+        payment_mode="automatic" if automatic else "manual",
+        card=card,
+    )
     if automatic:
         from carnet.passes.instalments import pass_charge_due
+
         pass_charge_due(sold_pass=sold)
     return sold
 
@@ -54,13 +72,36 @@ def test_the_page_previews_then_changes_with_the_numbers_shown(s, client):
         assert page.status_code == 200 and 'data-testid="plan-preview"' in text
         credit, charge = page.context["preview"].credit_minor, page.context["preview"].charge_minor
         assert "Credit for the 21 unused days" in text and "Uses are carried" in text
-        done = client.post(url, {"form_key": "k2", "template": s["gold"].pk, "when": "now", "confirm": "1",
-                                 "expected_credit": credit, "expected_charge": charge,
-                                 "expected_effective": "2026-05-11"}, follow=True)
-        assert "is now Gold" in done.content.decode() and 'data-testid="plan-changes"' in done.content.decode()
-        again = client.post(url, {"form_key": "k2", "template": s["gold"].pk, "when": "now", "confirm": "1",
-                                  "expected_credit": credit, "expected_charge": charge,
-                                  "expected_effective": "2026-05-11"}, follow=True)
+        done = client.post(
+            url,
+            {
+                "form_key": "k2",
+                "template": s["gold"].pk,
+                "when": "now",
+                "confirm": "1",
+                "expected_credit": credit,
+                "expected_charge": charge,
+                "expected_effective": "2026-05-11",
+            },
+            follow=True,
+        )
+        assert (
+            "is now Gold" in done.content.decode()
+            and 'data-testid="plan-changes"' in done.content.decode()
+        )
+        again = client.post(
+            url,
+            {
+                "form_key": "k2",
+                "template": s["gold"].pk,
+                "when": "now",
+                "confirm": "1",
+                "expected_credit": credit,
+                "expected_charge": charge,
+                "expected_effective": "2026-05-11",
+            },
+            follow=True,
+        )
         assert "nothing was done twice" in again.content.decode()
         assert_ledger_ok()
     change = PassPlanChange.objects.get()
@@ -72,8 +113,18 @@ def test_the_page_says_when_the_numbers_moved(s, client):
     client.force_login(s["fd"].user)
     url = reverse("memberships:plan_change", kwargs={"pk": sold.pk})
     with clock.frozen(at("2026-05-11", "09:00")):
-        page = client.post(url, {"form_key": "k3", "template": s["gold"].pk, "when": "now", "confirm": "1",
-                                 "expected_credit": 1, "expected_charge": 2, "expected_effective": "2026-05-11"})
+        page = client.post(
+            url,
+            {
+                "form_key": "k3",
+                "template": s["gold"].pk,
+                "when": "now",
+                "confirm": "1",
+                "expected_credit": 1,
+                "expected_charge": 2,
+                "expected_effective": "2026-05-11",
+            },
+        )
     text = page.content.decode()
     assert page.status_code == 200 and "numbers moved since the preview" in text
     assert 'data-testid="plan-preview"' in text and not PassPlanChange.objects.exists()
@@ -84,19 +135,32 @@ def test_the_page_refuses_the_same_plan_with_a_message(s, client):
     client.force_login(s["fd"].user)
     url = reverse("memberships:plan_change", kwargs={"pk": sold.pk})
     page = client.post(url, {"form_key": "k4", "template": s["basic"].pk, "when": "now"})
-    assert page.status_code == 200 and "is already on Basic; choose another plan" in page.content.decode()
+    assert (
+        page.status_code == 200
+        and "is already on Basic; choose another plan" in page.content.decode()
+    )
 
 
 def test_the_api_previews_and_changes_charging_an_automatic_card_once(s):
     sold = _sell(s, automatic=True)
     assert TestGatewayCharge.objects.count() == 1
     with clock.frozen(at("2026-05-11", "09:00")):
-        preview = s["desk"].get(f"/memberships/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=now")
+        preview = s["desk"].get(
+            f"/memberships/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=now"
+        )
         assert preview.status_code == 200, preview.content
         p = preview.json()
-        assert p["uses"] == "carried" and p["automatic"] and p["due_now_minor"] == p["charge_minor"] - p["credit_minor"]
-        body = {"template_id": s["gold"].pk, "when": "now", "expected_credit_minor": p["credit_minor"],
-                "expected_charge_minor": p["charge_minor"]}
+        assert (
+            p["uses"] == "carried"
+            and p["automatic"]
+            and p["due_now_minor"] == p["charge_minor"] - p["credit_minor"]
+        )
+        body = {
+            "template_id": s["gold"].pk,
+            "when": "now",
+            "expected_credit_minor": p["credit_minor"],
+            "expected_charge_minor": p["charge_minor"],
+        }
         refused = s["desk"].post(f"/memberships/{sold.pk}/plan-change", body)
         assert refused.status_code == 400 and "Idempotency-Key" in refused.json()["detail"]
         key = {"Idempotency-Key": uuid.uuid4().hex}
@@ -104,11 +168,18 @@ def test_the_api_previews_and_changes_charging_an_automatic_card_once(s):
         assert done.status_code == 200, done.content
         out = done.json()
         assert out["name"] == "Gold" and out["charge"]["outcome"] == "charged"
-        assert (out["plan_change"]["credit_minor"], out["plan_change"]["charge_minor"]) == (p["credit_minor"],
-                                                                                          p["charge_minor"])
+        assert (out["plan_change"]["credit_minor"], out["plan_change"]["charge_minor"]) == (
+            p["credit_minor"],
+            p["charge_minor"],
+        )
         again = s["desk"].post(f"/memberships/{sold.pk}/plan-change", body, **key)
-        assert again.status_code == 200 and again.json()["plan_change"]["id"] == out["plan_change"]["id"]
-        charges = list(TestGatewayCharge.objects.order_by("pk").values_list("amount_minor", flat=True))
+        assert (
+            again.status_code == 200
+            and again.json()["plan_change"]["id"] == out["plan_change"]["id"]
+        )
+        charges = list(
+            TestGatewayCharge.objects.order_by("pk").values_list("amount_minor", flat=True)
+        )
         assert charges == [6000, p["due_now_minor"]]
         assert PassPlanChange.objects.count() == 1
         assert_ledger_ok()
@@ -120,9 +191,12 @@ def test_the_api_bad_input_is_a_clear_4xx(s):
     assert same.status_code == 409 and same.json()["code"] == "same_plan"
     unknown = s["desk"].post(f"/memberships/{sold.pk}/plan-change", {"template_id": 999999})
     assert unknown.status_code == 422
-    bad_when = s["desk"].get(f"/memberships/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=soon")
+    bad_when = s["desk"].get(
+        f"/memberships/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=soon"
+    )
     assert bad_when.status_code == 422
-    scheduled = s["desk"].post(f"/memberships/{sold.pk}/plan-change", {"template_id": s["gold"].pk,
-                                                                       "when": "next_cycle"})
+    scheduled = s["desk"].post(
+        f"/memberships/{sold.pk}/plan-change", {"template_id": s["gold"].pk, "when": "next_cycle"}
+    )
     assert scheduled.status_code == 200 and scheduled.json()["plan_change"]["status"] == "scheduled"
     assert Pass.objects.get(pk=sold.pk).name == "Basic"

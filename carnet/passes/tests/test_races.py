@@ -16,7 +16,11 @@ from .factories import at, package_template, practitioner, sold_package
 
 pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 LIVE = ("reserved", "posted")
-SLOTS = [(f"2026-05-{day}", hhmm) for day in (11, 12, 13, 14, 15, 18) for hhmm in ("09:00", "11:00", "13:00", "15:00")]
+SLOTS = [
+    (f"2026-05-{day}", hhmm)
+    for day in (11, 12, 13, 14, 15, 18)
+    for hhmm in ("09:00", "11:00", "13:00", "15:00")
+]
 
 
 def _outcomes(results):
@@ -31,7 +35,12 @@ def world():
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
         catalog, desk = make_catalog(), make_staff()
-        yield {"cat": catalog, "desk": desk, "prac": practitioner(catalog["location"]), "patient": make_patient()}
+        yield {
+            "cat": catalog,
+            "desk": desk,
+            "prac": practitioner(catalog["location"]),
+            "patient": make_patient(),
+        }
 
 
 def _visits(w, n):
@@ -39,9 +48,15 @@ def _visits(w, n):
     rows = []
     assert n <= len(SLOTS)
     for day, hhmm in SLOTS[:n]:
-        appointment = appointment_book(actor=w["desk"].user, treatment=w["cat"]["treatment"], practitioner=w["prac"],
-                                       location=w["cat"]["location"], start=at(day, hhmm), patients=[w["patient"]],
-                                       pass_choice=None)
+        appointment = appointment_book(
+            actor=w["desk"].user,
+            treatment=w["cat"]["treatment"],
+            practitioner=w["prac"],
+            location=w["cat"]["location"],
+            start=at(day, hhmm),
+            patients=[w["patient"]],
+            pass_choice=None,
+        )
         rows.append(appointment.participants.get())
     return rows
 
@@ -49,26 +64,45 @@ def _visits(w, n):
 def _counts(sold):
     sold.refresh_from_db()
     rows = Redemption.objects.filter(sold_pass=sold)
-    return {"remaining": sold.remaining, "reserved": sold.reserved_count, "posted": sold.posted_count,
-            "live_rows": rows.filter(status__in=LIVE).count(), "reserved_rows": rows.filter(status="reserved").count(),
-            "item_used": sum(PassItem.objects.filter(sold_pass=sold).values_list("used_count", flat=True))}
+    return {
+        "remaining": sold.remaining,
+        "reserved": sold.reserved_count,
+        "posted": sold.posted_count,
+        "live_rows": rows.filter(status__in=LIVE).count(),
+        "reserved_rows": rows.filter(status="reserved").count(),
+        "item_used": sum(
+            PassItem.objects.filter(sold_pass=sold).values_list("used_count", flat=True)
+        ),
+    }
 
 
-@pytest.mark.parametrize("quantity, used", [(1, 0), (3, 2)], ids=["quantity-1", "quantity-3-two-used"])
+@pytest.mark.parametrize(
+    "quantity, used", [(1, 0), (3, 2)], ids=["quantity-1", "quantity-3-two-used"]
+)
 def test_twenty_visits_racing_for_the_last_use_exactly_one_wins(world, quantity, used):
-    template = package_template(world["cat"], name=f"{quantity} massages", price=30000, quantity=quantity)
+    template = package_template(
+        world["cat"], name=f"{quantity} massages", price=30000, quantity=quantity
+    )
     sold = sold_package(world["desk"], world["patient"], template)
     visits = _visits(world, 20 + used)
     for visit in visits[20:]:  # the uses already taken
         pass_attach(actor=world["desk"].user, visit=visit, sold_pass=sold)
     visits = visits[:20]
-    results = race(20, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i], sold_pass=sold))
+    results = race(
+        20, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i], sold_pass=sold)
+    )
     assert _outcomes(results) == ["ok"] + ["refused:used_up"] * 19
     [winner] = [r for r in results if isinstance(r, Redemption)]
     assert all(isinstance(r, Conflict) for r in results if r is not winner)
     assert Redemption.objects.filter(visit__in=visits, status__in=LIVE).get().pk == winner.pk
-    assert _counts(sold) == {"remaining": 0, "reserved": quantity, "posted": 0, "live_rows": quantity,
-                             "reserved_rows": quantity, "item_used": quantity}
+    assert _counts(sold) == {
+        "remaining": 0,
+        "reserved": quantity,
+        "posted": 0,
+        "live_rows": quantity,
+        "reserved_rows": quantity,
+        "item_used": quantity,
+    }
     assert_ledger_ok()
 
 
@@ -91,8 +125,14 @@ def test_one_visit_attached_twice_at_once_is_covered_once_and_the_loser_gets_a_c
     [visit] = _visits(world, 1)
     results = race(6, lambda i: pass_attach(actor=world["desk"].user, visit=visit, sold_pass=sold))
     assert _outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
-    assert _counts(sold) == {"remaining": 9, "reserved": 1, "posted": 0, "live_rows": 1, "reserved_rows": 1,
-                             "item_used": 1}
+    assert _counts(sold) == {
+        "remaining": 9,
+        "reserved": 1,
+        "posted": 0,
+        "live_rows": 1,
+        "reserved_rows": 1,
+        "item_used": 1,
+    }
     assert_ledger_ok()
 
 
@@ -102,10 +142,17 @@ def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
     first = sold_package(world["desk"], world["patient"], template)
     second = sold_package(world["desk"], world["patient"], template)
     [visit] = _visits(world, 1)
-    results = race(6, lambda i: pass_attach(actor=world["desk"].user, visit=visit, sold_pass=(first, second)[i % 2]))
+    results = race(
+        6,
+        lambda i: pass_attach(
+            actor=world["desk"].user, visit=visit, sold_pass=(first, second)[i % 2]
+        ),
+    )
     assert _outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
     assert Redemption.objects.filter(visit=visit, status__in=LIVE).count() == 1
-    assert sorted(Pass.objects.filter(pk__in=[first.pk, second.pk]).values_list("reserved_count", flat=True)) == [0, 1]
+    assert sorted(
+        Pass.objects.filter(pk__in=[first.pk, second.pk]).values_list("reserved_count", flat=True)
+    ) == [0, 1]
     assert_ledger_ok()
 
 
@@ -115,8 +162,11 @@ def _api_race(world, visits, body) -> list[tuple[int, str | None]]:
     clients = [Api(world["desk"].user) for _ in visits]
 
     def attach(i):
-        response = clients[i].post(f"/appointments/{visits[i].appointment_id}/patients/{world['patient'].pk}/pass",
-                                   body, **{"Idempotency-Key": f"race-attach-{i}"})
+        response = clients[i].post(
+            f"/appointments/{visits[i].appointment_id}/patients/{world['patient'].pk}/pass",
+            body,
+            **{"Idempotency-Key": f"race-attach-{i}"},
+        )
         return response.status_code, response.json().get("code")
 
     results = race(len(visits), attach)
@@ -128,15 +178,25 @@ def test_twenty_api_requests_racing_for_the_last_use_one_201_and_nineteen_409_us
     template = package_template(world["cat"], name="1 massage", price=9000, quantity=1)
     sold = sold_package(world["desk"], world["patient"], template)
     visits = _visits(world, 20)
-    assert _api_race(world, visits, {"pass_id": sold.pk}) == sorted([(201, None)] + [(409, "used_up")] * 19, key=str)
+    assert _api_race(world, visits, {"pass_id": sold.pk}) == sorted(
+        [(201, None)] + [(409, "used_up")] * 19, key=str
+    )
     assert Redemption.objects.filter(visit__in=visits, status__in=LIVE).count() == 1
-    assert _counts(sold) == {"remaining": 0, "reserved": 1, "posted": 0, "live_rows": 1, "reserved_rows": 1,
-                             "item_used": 1}
+    assert _counts(sold) == {
+        "remaining": 0,
+        "reserved": 1,
+        "posted": 0,
+        "live_rows": 1,
+        "reserved_rows": 1,
+        "item_used": 1,
+    }
     assert_ledger_ok()
 
 
 def test_one_visit_attached_through_the_api_from_six_requests_at_once_is_one_201(world):
-    sold = sold_package(world["desk"], world["patient"], package_template(world["cat"], quantity=10))
+    sold = sold_package(
+        world["desk"], world["patient"], package_template(world["cat"], quantity=10)
+    )
     [visit] = _visits(world, 1)
     results = _api_race(world, [visit] * 6, None)  # auto-select
     assert results == sorted([(201, None)] + [(409, "already_covered")] * 5, key=str)
@@ -154,8 +214,10 @@ def test_intro_offer_sales_racing_for_one_patient_sell_once(world, rule):
 
     from .factories import membership_template
 
-    templates = [package_template(world["cat"], name=f"Intro {n}", price=5000, quantity=1, **{rule: True})
-                 for n in range(2 if rule == "new_patients_only" else 1)]
+    templates = [
+        package_template(world["cat"], name=f"Intro {n}", price=5000, quantity=1, **{rule: True})
+        for n in range(2 if rule == "new_patients_only" else 1)
+    ]
     if rule == "new_patients_only":
         templates.append(membership_template(world["cat"], name="Intro month", **{rule: True}))
 

@@ -12,10 +12,18 @@ from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.models import Pass, Redemption
 from carnet.passes.redemption import explain, pass_attach, pass_remove
-from carnet.scheduling.arrival import (appointment_arrive, appointment_no_show, appointment_no_show_undo,
-                                      appointment_unarrive)
-from carnet.scheduling.services import (appointment_book, appointment_cancel, appointment_copy,
-                                        appointment_reschedule)
+from carnet.scheduling.arrival import (
+    appointment_arrive,
+    appointment_no_show,
+    appointment_no_show_undo,
+    appointment_unarrive,
+)
+from carnet.scheduling.services import (
+    appointment_book,
+    appointment_cancel,
+    appointment_copy,
+    appointment_reschedule,
+)
 from carnet.scheduling.tests.factories import clinic_set, treatment_of
 
 from .factories import at, package_template, practitioner, sold_package
@@ -30,14 +38,24 @@ def setup(front_desk, catalog):
 
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        yield {"fd": front_desk, "cat": catalog, "prac": practitioner(catalog["location"]),
-               "patient": make_patient()}
+        yield {
+            "fd": front_desk,
+            "cat": catalog,
+            "prac": practitioner(catalog["location"]),
+            "patient": make_patient(),
+        }
 
 
 def _book(s, hhmm="09:00", day=DAY, patients=None, treatment=None, **kw):
-    return appointment_book(actor=s["fd"].user, treatment=treatment or s["cat"]["treatment"], practitioner=s["prac"],
-                            location=s["cat"]["location"], start=at(day, hhmm),
-                            patients=patients or [s["patient"]], **kw)
+    return appointment_book(
+        actor=s["fd"].user,
+        treatment=treatment or s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(day, hhmm),
+        patients=patients or [s["patient"]],
+        **kw,
+    )
 
 
 def _row(appointment, patient=None):
@@ -46,7 +64,9 @@ def _row(appointment, patient=None):
 
 
 def _live(appointment, patient=None):
-    return Redemption.objects.filter(visit=_row(appointment, patient), status__in=["reserved", "posted"]).first()
+    return Redemption.objects.filter(
+        visit=_row(appointment, patient), status__in=["reserved", "posted"]
+    ).first()
 
 
 def test_booking_auto_selects_a_paid_eligible_package_and_reserves_a_use(setup):
@@ -74,7 +94,9 @@ def test_auto_select_picks_the_earliest_expiry_then_the_oldest(setup):
     never = sold_package(setup["fd"], setup["patient"], template, expires_on=None)
     late = sold_package(setup["fd"], setup["patient"], template, expires_on=dt.date(2026, 12, 31))
     soon = sold_package(setup["fd"], setup["patient"], template, expires_on=dt.date(2026, 6, 30))
-    soon_too = sold_package(setup["fd"], setup["patient"], template, expires_on=dt.date(2026, 6, 30))
+    soon_too = sold_package(
+        setup["fd"], setup["patient"], template, expires_on=dt.date(2026, 6, 30)
+    )
     assert _live(_book(setup, "09:00")).sold_pass == soon
     assert _live(_book(setup, "10:00")).sold_pass == soon  # 9 left, still first
     assert {never.pk, late.pk, soon_too.pk}  # the others stay untouched
@@ -82,7 +104,9 @@ def test_auto_select_picks_the_earliest_expiry_then_the_oldest(setup):
 
 
 def test_auto_select_off_means_the_package_is_only_attached_by_hand(setup):
-    sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"], auto_select=False))
+    sold = sold_package(
+        setup["fd"], setup["patient"], package_template(setup["cat"], auto_select=False)
+    )
     appointment = _book(setup)
     assert _live(appointment) is None
     pass_attach(actor=setup["fd"].user, visit=_row(appointment), sold_pass=sold)
@@ -100,7 +124,11 @@ def test_arrival_covers_the_line_so_the_patient_owes_only_the_additional_charge(
     assert row.invoice.total_minor == 1695  # 15.00 + 13 % HST on the additional charge
     assert "covered by 10 massages" in row.invoice.lines.get().description
     redemption = _live(appointment)
-    assert redemption.status == "posted" and redemption.value_minor == 9000 and redemption.remaining_after == 9
+    assert (
+        redemption.status == "posted"
+        and redemption.value_minor == 9000
+        and redemption.remaining_after == 9
+    )
     assert balance(accounts.DEFERRED_PACKAGES) == 90000 - 9000
     assert balance(accounts.revenue(cat["income_category"].pk)) >= 9000
     assert_ledger_ok()
@@ -116,7 +144,9 @@ def test_a_zero_additional_charge_leaves_nothing_owing(setup):
 
 
 def test_session_values_split_the_price_without_losing_a_cent(setup):
-    sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"], price=10000, quantity=3))
+    sold = sold_package(
+        setup["fd"], setup["patient"], package_template(setup["cat"], price=10000, quantity=3)
+    )
     values = []
     for hhmm in ("09:00", "10:00", "11:00"):
         appointment = _book(setup, hhmm)
@@ -141,7 +171,12 @@ def test_a_used_up_package_cannot_be_attached(setup):
 def test_expiry_is_checked_against_the_appointment_date(setup):
     import datetime as dt
 
-    sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]), expires_on=dt.date(2026, 5, 12))
+    sold = sold_package(
+        setup["fd"],
+        setup["patient"],
+        package_template(setup["cat"]),
+        expires_on=dt.date(2026, 5, 12),
+    )
     on_the_day = _book(setup, "09:00", day="2026-05-12")
     after = _book(setup, "09:00", day="2026-05-13")
     assert _live(on_the_day).sold_pass == sold
@@ -159,7 +194,9 @@ def test_a_treatment_that_is_not_an_eligible_item_is_not_covered(setup):
 def test_per_item_limits_hold_within_one_package(setup):
     cat = setup["cat"]
     acu = treatment_of(cat, "individual", name="Acupuncture")
-    template = package_template(cat, quantity=4, items=[(cat["treatment"], 0, None, 1), (acu, 0, None, 3)])
+    template = package_template(
+        cat, quantity=4, items=[(cat["treatment"], 0, None, 1), (acu, 0, None, 3)]
+    )
     sold_package(setup["fd"], setup["patient"], template)
     assert _live(_book(setup, "09:00")) is not None
     second = _book(setup, "10:00")
@@ -218,8 +255,13 @@ def test_redeeming_a_past_visit_turns_its_payments_into_credit(setup):
     row = _row(appointment)
     row.refresh_from_db()
     old = row.invoice
-    payment_receive(actor=fd.user, patient=patient, method="cash", amount_minor=old.total_minor,
-                    allocations=[(old, old.total_minor)])
+    payment_receive(
+        actor=fd.user,
+        patient=patient,
+        method="cash",
+        amount_minor=old.total_minor,
+        allocations=[(old, old.total_minor)],
+    )
     sold = sold_package(fd, patient, package_template(setup["cat"], auto_select=False))
     pass_attach(actor=fd.user, visit=row, sold_pass=sold)
     row.refresh_from_db()
@@ -262,29 +304,51 @@ def test_a_class_lets_each_participant_use_their_own_package(setup):
 def test_copying_carries_the_package_only_if_still_valid_on_the_new_date(setup):
     import datetime as dt
 
-    sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]), expires_on=dt.date(2026, 5, 20))
+    sold = sold_package(
+        setup["fd"],
+        setup["patient"],
+        package_template(setup["cat"]),
+        expires_on=dt.date(2026, 5, 20),
+    )
     appointment = _book(setup)
-    inside = appointment_copy(actor=setup["fd"].user, appointment=appointment, start=at("2026-05-19", "09:00"))
-    outside = appointment_copy(actor=setup["fd"].user, appointment=appointment, start=at("2026-05-21", "09:00"))
+    inside = appointment_copy(
+        actor=setup["fd"].user, appointment=appointment, start=at("2026-05-19", "09:00")
+    )
+    outside = appointment_copy(
+        actor=setup["fd"].user, appointment=appointment, start=at("2026-05-21", "09:00")
+    )
     assert _live(inside).sold_pass == sold and _live(outside) is None
 
 
 def test_rescheduling_past_expiry_is_refused_with_the_reason(setup):
     import datetime as dt
 
-    sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]), expires_on=dt.date(2026, 5, 20))
+    sold_package(
+        setup["fd"],
+        setup["patient"],
+        package_template(setup["cat"]),
+        expires_on=dt.date(2026, 5, 20),
+    )
     appointment = _book(setup)
     with pytest.raises(Conflict, match="expires on 2026-05-20") as error:
-        appointment_reschedule(actor=setup["fd"].user, appointment=appointment, start=at("2026-05-21", "09:00"))
+        appointment_reschedule(
+            actor=setup["fd"].user, appointment=appointment, start=at("2026-05-21", "09:00")
+        )
     assert error.value.code == "expired"
-    appointment_reschedule(actor=setup["fd"].user, appointment=appointment, start=at("2026-05-20", "09:00"))
+    appointment_reschedule(
+        actor=setup["fd"].user, appointment=appointment, start=at("2026-05-20", "09:00")
+    )
     assert str(_live(appointment).visit_date) == "2026-05-20"
 
 
 def test_a_no_show_can_use_the_session_billing_the_additional_charge(setup):
     cat = setup["cat"]
     clinic_set(no_show_fee_minor=4000)
-    sold = sold_package(setup["fd"], setup["patient"], package_template(cat, items=[(cat["treatment"], 1000, None, None)]))
+    sold = sold_package(
+        setup["fd"],
+        setup["patient"],
+        package_template(cat, items=[(cat["treatment"], 1000, None, None)]),
+    )
     appointment = _book(setup)
     appointment_no_show(actor=setup["fd"].user, appointment=appointment)
     row = _row(appointment)
@@ -314,14 +378,24 @@ def test_staff_without_billing_access_book_without_using_packages(setup, catalog
 
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     nobill = make_staff(AccessLevel.FRONT_DESK, billing=False)
-    appointment = appointment_book(actor=nobill.user, treatment=catalog["treatment"], practitioner=setup["prac"],
-                                   location=catalog["location"], start=at(DAY, "09:00"), patients=[setup["patient"]])
+    appointment = appointment_book(
+        actor=nobill.user,
+        treatment=catalog["treatment"],
+        practitioner=setup["prac"],
+        location=catalog["location"],
+        start=at(DAY, "09:00"),
+        patients=[setup["patient"]],
+    )
     assert _live(appointment) is None
 
 
 def test_invoices_for_a_sale_post_to_deferred_revenue(setup):
-    sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"], taxes=[setup["cat"]["tax"]]),
-                        paid=False)
+    sold = sold_package(
+        setup["fd"],
+        setup["patient"],
+        package_template(setup["cat"], taxes=[setup["cat"]["tax"]]),
+        paid=False,
+    )
     invoice = Invoice.objects.get(pass_instalment__sold_pass=sold)
     assert invoice.total_minor == 101700
     assert balance(accounts.DEFERRED_PACKAGES) == 90000
@@ -332,12 +406,16 @@ def test_invoices_for_a_sale_post_to_deferred_revenue(setup):
 def test_online_bookings_attach_only_packages_allowed_online(setup):
     from carnet.passes.visits import after_booking
 
-    desk_only = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"], name="Desk only"))
+    desk_only = sold_package(
+        setup["fd"], setup["patient"], package_template(setup["cat"], name="Desk only")
+    )
     first = _book(setup, "09:00", pass_choice=None)
     after_booking(actor=None, appointment=first, online=True)
     assert _live(first) is None
     assert explain(_row(first), online=True)[0]["code"] == "not_online"
-    online_ok = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"], redeem_online=True))
+    online_ok = sold_package(
+        setup["fd"], setup["patient"], package_template(setup["cat"], redeem_online=True)
+    )
     second = _book(setup, "10:00", pass_choice=None)
     after_booking(actor=None, appointment=second, online=True)
     assert _live(second).sold_pass == online_ok

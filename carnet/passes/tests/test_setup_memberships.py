@@ -25,9 +25,17 @@ pytestmark = pytest.mark.django_db
 
 
 def membership_data(catalog, **over):
-    data = {"kind": "membership", "name": "Wellness monthly", "price_minor": 6000,
-            "income_category": catalog["income_category"], "cycle": "monthly", "term_cycles": 12,
-            "cancellable_after_cycles": 3, "uses_per_cycle": 2, "taxes": []}
+    data = {
+        "kind": "membership",
+        "name": "Wellness monthly",
+        "price_minor": 6000,
+        "income_category": catalog["income_category"],
+        "cycle": "monthly",
+        "term_cycles": 12,
+        "cancellable_after_cycles": 3,
+        "uses_per_cycle": 2,
+        "taxes": [],
+    }
     data.update(over)
     return data
 
@@ -36,18 +44,34 @@ def membership_data(catalog, **over):
 def s(front_desk, admin_staff, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        template = template_save(actor=admin_staff.user, template=None, data=membership_data(catalog),
-                                 items=one_item(catalog))
-        yield {"fd": front_desk, "admin": admin_staff, "cat": catalog, "t": template, "prac": practitioner(catalog["location"])}
+        template = template_save(
+            actor=admin_staff.user,
+            template=None,
+            data=membership_data(catalog),
+            items=one_item(catalog),
+        )
+        yield {
+            "fd": front_desk,
+            "admin": admin_staff,
+            "cat": catalog,
+            "t": template,
+            "prac": practitioner(catalog["location"]),
+        }
 
 
 def _new(s, **over):
-    return lambda: template_save(actor=s["admin"].user, template=None, data=membership_data(s["cat"], **over),
-                                 items=one_item(s["cat"]))
+    return lambda: template_save(
+        actor=s["admin"].user,
+        template=None,
+        data=membership_data(s["cat"], **over),
+        items=one_item(s["cat"]),
+    )
 
 
 def _sell(s, patient=None, **kw):
-    return ms.membership_sell(actor=s["fd"].user, patient=patient or make_patient(), template=s["t"], **kw)
+    return ms.membership_sell(
+        actor=s["fd"].user, patient=patient or make_patient(), template=s["t"], **kw
+    )
 
 
 def _edit(s, items=None, **data):
@@ -55,21 +79,54 @@ def _edit(s, items=None, **data):
 
 
 def _book(s, patient, day):
-    return appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                            location=s["cat"]["location"], start=at(day, "09:00"), patients=[patient])
+    return appointment_book(
+        actor=s["fd"].user,
+        treatment=s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(day, "09:00"),
+        patients=[patient],
+    )
 
 
 # ---------------------------------------------------------------- template validation
 
+
 def test_admin_creates_a_membership_template_with_every_field(s):
-    t = template_save(actor=s["admin"].user, template=None, items=one_item(s["cat"]), data=membership_data(
-        s["cat"], name="Yoga weekly", cycle="weekly", term_cycles=None, uses_per_cycle=None, rollover=False,
-        pause_allowed=True, pause_max_cycles=2, self_cancel=True, sold_online=True, auto_select=False,
-        redeem_online=True, taxes=[s["cat"]["tax"]]))
+    t = template_save(
+        actor=s["admin"].user,
+        template=None,
+        items=one_item(s["cat"]),
+        data=membership_data(
+            s["cat"],
+            name="Yoga weekly",
+            cycle="weekly",
+            term_cycles=None,
+            uses_per_cycle=None,
+            rollover=False,
+            pause_allowed=True,
+            pause_max_cycles=2,
+            self_cancel=True,
+            sold_online=True,
+            auto_select=False,
+            redeem_online=True,
+            taxes=[s["cat"]["tax"]],
+        ),
+    )
     t.refresh_from_db()
-    assert (t.kind, t.cycle, t.term_cycles, t.uses_per_cycle, t.pause_allowed, t.pause_max_cycles, t.self_cancel,
-            t.sold_online, t.auto_select, t.redeem_online, t.quantity) == (
-        "membership", "weekly", None, None, True, 2, True, True, False, True, None)
+    assert (
+        t.kind,
+        t.cycle,
+        t.term_cycles,
+        t.uses_per_cycle,
+        t.pause_allowed,
+        t.pause_max_cycles,
+        t.self_cancel,
+        t.sold_online,
+        t.auto_select,
+        t.redeem_online,
+        t.quantity,
+    ) == ("membership", "weekly", None, None, True, 2, True, True, False, True, None)
     assert list(t.taxes.all()) == [s["cat"]["tax"]]
     assert ActivityLog.objects.filter(verb="created", object_id=str(t.pk)).exists()
 
@@ -83,25 +140,38 @@ def test_rollover_with_a_cap(s):
 def test_membership_set_up_needs_administrative_access(s):
     fd = make_staff(level=AccessLevel.FRONT_DESK)
     with pytest.raises(NotAllowed):
-        template_save(actor=fd.user, template=None, data=membership_data(s["cat"]), items=one_item(s["cat"]))
+        template_save(
+            actor=fd.user, template=None, data=membership_data(s["cat"]), items=one_item(s["cat"])
+        )
 
 
-@pytest.mark.parametrize("over,field", [
-    ({"cycle": "daily"}, "cycle"), ({"cycle": ""}, "cycle"),
-    ({"term_cycles": 0}, "term_cycles"), ({"term_cycles": 53}, "term_cycles"),
-    ({"uses_per_cycle": 0}, "uses_per_cycle"), ({"uses_per_cycle": 1001}, "uses_per_cycle"),
-    ({"rollover": True, "rollover_cap": 2**40}, "rollover_cap"), ({"pause_allowed": True, "pause_max_cycles": 53},
-                                                                  "pause_max_cycles"),
-    ({"term_cycles": None, "cancellable_after_cycles": 2**40}, "cancellable_after_cycles"),
-    ({"rollover": True, "rollover_cap": 0}, "rollover_cap"), ({"rollover": False, "rollover_cap": 2}, "rollover_cap"),
-    ({"rollover": True, "uses_per_cycle": None}, "rollover"),
-    ({"pause_allowed": True, "pause_max_cycles": 0}, "pause_max_cycles"),
-    ({"cancellable_after_cycles": -1}, "cancellable_after_cycles"),
-    ({"cancellable_after_cycles": 13}, "cancellable_after_cycles"),
-    ({"quantity": 10}, "quantity"), ({"expiry_value": 12}, "expiry_value"), ({"instalments": 3}, "instalments"),
-    ({"transferable": True}, "transferable"), ({"family_sharing": True}, "family_sharing"),
-    ({"price_minor": -1}, "price_minor"), ({"name": " "}, "name"),
-])
+@pytest.mark.parametrize(
+    "over,field",
+    [
+        ({"cycle": "daily"}, "cycle"),
+        ({"cycle": ""}, "cycle"),
+        ({"term_cycles": 0}, "term_cycles"),
+        ({"term_cycles": 53}, "term_cycles"),
+        ({"uses_per_cycle": 0}, "uses_per_cycle"),
+        ({"uses_per_cycle": 1001}, "uses_per_cycle"),
+        ({"rollover": True, "rollover_cap": 2**40}, "rollover_cap"),
+        ({"pause_allowed": True, "pause_max_cycles": 53}, "pause_max_cycles"),
+        ({"term_cycles": None, "cancellable_after_cycles": 2**40}, "cancellable_after_cycles"),
+        ({"rollover": True, "rollover_cap": 0}, "rollover_cap"),
+        ({"rollover": False, "rollover_cap": 2}, "rollover_cap"),
+        ({"rollover": True, "uses_per_cycle": None}, "rollover"),
+        ({"pause_allowed": True, "pause_max_cycles": 0}, "pause_max_cycles"),
+        ({"cancellable_after_cycles": -1}, "cancellable_after_cycles"),
+        ({"cancellable_after_cycles": 13}, "cancellable_after_cycles"),
+        ({"quantity": 10}, "quantity"),
+        ({"expiry_value": 12}, "expiry_value"),
+        ({"instalments": 3}, "instalments"),
+        ({"transferable": True}, "transferable"),
+        ({"family_sharing": True}, "family_sharing"),
+        ({"price_minor": -1}, "price_minor"),
+        ({"name": " "}, "name"),
+    ],
+)
 def test_membership_fields_are_checked(s, over, field):
     refused(_new(s, **over), field)
     assert PassTemplate.objects.count() == 1
@@ -118,12 +188,27 @@ def test_pause_not_allowed_clears_its_limit(s):
 
 
 def test_membership_items_are_checked_like_package_items_with_optional_limits(s):
-    refused(lambda: template_save(actor=s["admin"].user, template=None, data=membership_data(s["cat"]), items=[]),
-            "items")
-    refused(lambda: template_save(actor=s["admin"].user, template=None, data=membership_data(s["cat"]),
-                                  items=one_item(s["cat"], limit=0)), "items.0.limit")
-    t = template_save(actor=s["admin"].user, template=None, data=membership_data(s["cat"]),
-                      items=one_item(s["cat"], limit=30, additional_charge_minor=500))
+    refused(
+        lambda: template_save(
+            actor=s["admin"].user, template=None, data=membership_data(s["cat"]), items=[]
+        ),
+        "items",
+    )
+    refused(
+        lambda: template_save(
+            actor=s["admin"].user,
+            template=None,
+            data=membership_data(s["cat"]),
+            items=one_item(s["cat"], limit=0),
+        ),
+        "items.0.limit",
+    )
+    t = template_save(
+        actor=s["admin"].user,
+        template=None,
+        data=membership_data(s["cat"]),
+        items=one_item(s["cat"], limit=30, additional_charge_minor=500),
+    )
     assert (t.items.get().limit, t.items.get().additional_charge_minor) == (30, 500)
 
 
@@ -135,26 +220,68 @@ def test_a_membership_stays_a_membership(s):
 
 # ---------------------------------------------------------------- update all memberships
 
+
 def test_update_all_memberships_carries_the_spec_terms_only(s):
     sold = _sell(s)
     other = IncomeCategory.objects.create(name="Memberships")
     acupuncture = second_treatment(s["cat"])
-    _edit(s, name="Wellness plus", uses_per_cycle=3, price_minor=7000, income_category=other, auto_select=False,
-          cancellable_after_cycles=6, rollover=True, pause_allowed=True, pause_max_cycles=2, self_cancel=True,
-          term_cycles=24, items=one_item(s["cat"]) + [{"treatment": acupuncture, "additional_charge_minor": 1000,
-                                                       "compensation_minor": None, "limit": None}])
+    _edit(
+        s,
+        name="Wellness plus",
+        uses_per_cycle=3,
+        price_minor=7000,
+        income_category=other,
+        auto_select=False,
+        cancellable_after_cycles=6,
+        rollover=True,
+        pause_allowed=True,
+        pause_max_cycles=2,
+        self_cancel=True,
+        term_cycles=24,
+        items=one_item(s["cat"])
+        + [
+            {
+                "treatment": acupuncture,
+                "additional_charge_minor": 1000,
+                "compensation_minor": None,
+                "limit": None,
+            }
+        ],
+    )
     [plan] = sold_update_preview(template=s["t"])
-    assert plan["changed"] == ["name", "uses_per_cycle", "cycle_price_minor", "income_category_id", "auto_select",
-                               "cancellable_after_cycles", "items"]
-    assert plan["before"]["cycle_price_minor"] == 6000 and plan["after"]["cycle_price_minor"] == 7000
+    assert plan["changed"] == [
+        "name",
+        "uses_per_cycle",
+        "cycle_price_minor",
+        "income_category_id",
+        "auto_select",
+        "cancellable_after_cycles",
+        "items",
+    ]
+    assert (
+        plan["before"]["cycle_price_minor"] == 6000 and plan["after"]["cycle_price_minor"] == 7000
+    )
     assert sold_update(actor=s["admin"].user, template=s["t"]) == 1
     sold.refresh_from_db()
-    assert (sold.name, sold.uses_per_cycle, sold.cycle_price_minor, sold.income_category_id, sold.auto_select,
-            sold.cancellable_after_cycles) == ("Wellness plus", 3, 7000, other.pk, False, 6)
+    assert (
+        sold.name,
+        sold.uses_per_cycle,
+        sold.cycle_price_minor,
+        sold.income_category_id,
+        sold.auto_select,
+        sold.cancellable_after_cycles,
+    ) == ("Wellness plus", 3, 7000, other.pk, False, 6)
     # not carried over (SPEC 6.4): term, rollover, pause, self-cancel, and the price it was sold at
-    assert (sold.term_cycles, sold.rollover, sold.pause_allowed, sold.self_cancel, sold.price_minor) == (
-        12, False, False, False, 6000)
-    assert sorted(sold.items.values_list("treatment_id", flat=True)) == sorted([s["cat"]["treatment"].pk, acupuncture.pk])
+    assert (
+        sold.term_cycles,
+        sold.rollover,
+        sold.pause_allowed,
+        sold.self_cancel,
+        sold.price_minor,
+    ) == (12, False, False, False, 6000)
+    assert sorted(sold.items.values_list("treatment_id", flat=True)) == sorted(
+        [s["cat"]["treatment"].pk, acupuncture.pk]
+    )
 
 
 def test_new_amount_applies_from_the_next_cycle_and_issued_invoices_stay(s):
@@ -162,13 +289,22 @@ def test_new_amount_applies_from_the_next_cycle_and_issued_invoices_stay(s):
     [may] = Invoice.objects.filter(pass_instalment__sold_pass=sold)
     _edit(s, price_minor=7500)
     [plan] = sold_update_preview(template=s["t"])
-    assert "applies from cycle 2 (from 2026-06-01)" in plan["notes"][0] and "already issued" in plan["notes"][0]
+    assert (
+        "applies from cycle 2 (from 2026-06-01)" in plan["notes"][0]
+        and "already issued" in plan["notes"][0]
+    )
     sold_update(actor=s["admin"].user, template=s["t"])
     cycles_issue(today=dt.date(2026, 6, 1))
     may_again, june = Invoice.objects.filter(pass_instalment__sold_pass=sold).order_by("pk")
-    assert may_again.pk == may.pk and (may_again.total_minor, may_again.subtotal_minor) == (6000, 6000)
+    assert may_again.pk == may.pk and (may_again.total_minor, may_again.subtotal_minor) == (
+        6000,
+        6000,
+    )
     assert june.total_minor == 7500
-    assert list(sold.instalment_rows.order_by("seq").values_list("amount_minor", flat=True)) == [6000, 7500]
+    assert list(sold.instalment_rows.order_by("seq").values_list("amount_minor", flat=True)) == [
+        6000,
+        7500,
+    ]
 
 
 def test_a_cycle_made_ahead_by_a_booking_takes_the_new_amount_and_uses(s):
@@ -176,16 +312,30 @@ def test_a_cycle_made_ahead_by_a_booking_takes_the_new_amount_and_uses(s):
     sold = _sell(s, patient=patient)
     _book(s, patient, "2026-06-03")  # makes June's row, not invoiced yet
     june = sold.instalment_rows.get(seq=2)
-    assert june.invoice_id is None and (june.uses_allowed, june.used_count, june.unit_price_minor) == (2, 1, 6000)
+    assert june.invoice_id is None and (
+        june.uses_allowed,
+        june.used_count,
+        june.unit_price_minor,
+    ) == (2, 1, 6000)
     _edit(s, price_minor=8000, uses_per_cycle=4)
     [plan] = sold_update_preview(template=s["t"])
-    assert plan["cycles"] == [{"seq": 2, "period_start": "2026-06-01", "uses_allowed_before": 2,
-                               "uses_allowed_after": 4, "price_before": 6000, "price_after": 8000}]
+    assert plan["cycles"] == [
+        {
+            "seq": 2,
+            "period_start": "2026-06-01",
+            "uses_allowed_before": 2,
+            "uses_allowed_after": 4,
+            "price_before": 6000,
+            "price_after": 8000,
+        }
+    ]
     assert any("current cycle 1 keeps 2 uses" in n for n in plan["notes"])
     sold_update(actor=s["admin"].user, template=s["t"])
     june.refresh_from_db()
     assert (june.uses_allowed, june.unit_price_minor) == (4, 8000)
-    assert sold.instalment_rows.get(seq=1).uses_allowed == 2  # the current cycle keeps its allowance
+    assert (
+        sold.instalment_rows.get(seq=1).uses_allowed == 2
+    )  # the current cycle keeps its allowance
     cycles_issue(today=dt.date(2026, 6, 1))
     june.refresh_from_db()
     assert june.invoice.total_minor == 8000
@@ -218,7 +368,10 @@ def test_unlimited_uses_carry_to_future_cycles(s):
     _book(s, patient, "2026-06-03")
     _edit(s, uses_per_cycle=None)
     sold_update(actor=s["admin"].user, template=s["t"])
-    assert list(sold.instalment_rows.order_by("seq").values_list("uses_allowed", flat=True)) == [2, None]
+    assert list(sold.instalment_rows.order_by("seq").values_list("uses_allowed", flat=True)) == [
+        2,
+        None,
+    ]
 
 
 def test_each_membership_and_the_template_are_logged(s):
@@ -227,9 +380,14 @@ def test_each_membership_and_the_template_are_logged(s):
     assert sold_update(actor=s["admin"].user, template=s["t"]) == 2
     rows = ActivityLog.objects.filter(verb="updated_from_template", object_type="passes.pass")
     assert sorted(int(r.object_id) for r in rows) == [first.pk, second.pk]
-    assert all(r.before["name"] == "Wellness monthly" and r.after["name"] == "Wellness plus" for r in rows)
+    assert all(
+        r.before["name"] == "Wellness monthly" and r.after["name"] == "Wellness plus" for r in rows
+    )
     log = ActivityLog.objects.get(verb="sold_memberships_updated", object_id=str(s["t"].pk))
-    assert log.after["passes"] == [first.pk, second.pk] and log.after["terms"]["name"] == "Wellness plus"
+    assert (
+        log.after["passes"] == [first.pk, second.pk]
+        and log.after["terms"]["name"] == "Wellness plus"
+    )
 
 
 def test_cancelled_and_deleted_memberships_are_left_alone(s):
@@ -258,7 +416,17 @@ def test_removing_an_item_a_membership_used_is_refused(s):
     _sell(s, patient=patient)
     _book(s, patient, "2026-05-04")
     acupuncture = second_treatment(s["cat"])
-    _edit(s, items=[{"treatment": acupuncture, "additional_charge_minor": 0, "compensation_minor": None, "limit": None}])
+    _edit(
+        s,
+        items=[
+            {
+                "treatment": acupuncture,
+                "additional_charge_minor": 0,
+                "compensation_minor": None,
+                "limit": None,
+            }
+        ],
+    )
     [plan] = sold_update_preview(template=s["t"])
     assert plan["problems"][0]["code"] == "eligible_item_in_use"
     with pytest.raises(Conflict, match="No sold membership was updated") as caught:

@@ -70,7 +70,9 @@ ALLOWED = CarnetError
 START = dt.date(2026, 5, 1)
 WHO = st.sampled_from([0, 1])
 LIMIT = st.one_of(st.none(), st.integers(0, 3))
-ITEM = st.tuples(st.booleans(), st.sampled_from([0, 0, 1500]), LIMIT)  # eligible?, additional charge, limit
+ITEM = st.tuples(
+    st.booleans(), st.sampled_from([0, 0, 1500]), LIMIT
+)  # eligible?, additional charge, limit
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
 _names = itertools.count(1)
 OUTCOMES: collections.Counter = collections.Counter()  # "rule:ok" / "rule:code" over the whole run
@@ -82,17 +84,25 @@ def _left(sold: Pass) -> int:
 
 
 class PassesMachine(RuleBasedStateMachine):
-    @initialize(no_show_fee=st.sampled_from([0, 2500]), first=st.tuples(st.integers(1, 5), st.integers(1, 5)),
-                prices=st.tuples(st.integers(0, 50000), st.integers(0, 50000)),
-                breakage=st.sampled_from(["expiry", "proportional"]))  # issue 23 point 5
+    @initialize(
+        no_show_fee=st.sampled_from([0, 2500]),
+        first=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+        prices=st.tuples(st.integers(0, 50000), st.integers(0, 50000)),
+        breakage=st.sampled_from(["expiry", "proportional"]),
+    )  # issue 23 point 5
     def start(self, no_show_fee, first, prices, breakage):
         self.atomic = ExampleRollback().__enter__()
         self.frozen = clock.frozen(at(START.isoformat(), "10:00"))
         self.frozen.__enter__()
         discover()
-        clinic_set(time_zone="America/Toronto", no_show_fee_minor=no_show_fee, breakage_method=breakage)
+        clinic_set(
+            time_zone="America/Toronto", no_show_fee_minor=no_show_fee, breakage_method=breakage
+        )
         self.cat = make_catalog()
-        self.treatments = [self.cat["treatment"], treatment_of(self.cat, "individual", name="Second massage")]
+        self.treatments = [
+            self.cat["treatment"],
+            treatment_of(self.cat, "individual", name="Second massage"),
+        ]
         self.staff = make_staff(AccessLevel.FULL_ACCESS).user
         self.prac = practitioner(self.cat["location"])
         self.patients = [make_patient(), make_patient()]
@@ -103,14 +113,27 @@ class PassesMachine(RuleBasedStateMachine):
         self.job_day = START
         # Each patient starts with a paid package covering both treatments, so visits get covered early.
         for who, (quantity, price) in enumerate(zip(first, prices, strict=True)):
-            template = package_template(self.cat, name=f"Pack {next(_names)}", price=price, quantity=quantity,
-                                        items=[(t, 0, None, None) for t in self.treatments], transferable=True)
+            template = package_template(
+                self.cat,
+                name=f"Pack {next(_names)}",
+                price=price,
+                quantity=quantity,
+                items=[(t, 0, None, None) for t in self.treatments],
+                transferable=True,
+            )
             self.templates.append(template.pk)
-            sold = package_sell(actor=self.staff, patient=self.patients[who], template=template, expires_on=None)
+            sold = package_sell(
+                actor=self.staff, patient=self.patients[who], template=template, expires_on=None
+            )
             for invoice in pass_invoices(sold):
                 if invoice.balance_minor:
-                    payment_receive(actor=self.staff, patient=self.patients[who], method="cash",
-                                    amount_minor=invoice.balance_minor, allocations=[(invoice, invoice.balance_minor)])
+                    payment_receive(
+                        actor=self.staff,
+                        patient=self.patients[who],
+                        method="cash",
+                        amount_minor=invoice.balance_minor,
+                        allocations=[(invoice, invoice.balance_minor)],
+                    )
             self.passes.append(sold.pk)
 
     def teardown(self):
@@ -123,13 +146,26 @@ class PassesMachine(RuleBasedStateMachine):
     def _snapshot(self) -> tuple:
         """What a refused operation must leave untouched."""
         return (
-            tuple(Pass.objects.order_by("pk").values_list("pk", "status", "quantity", "reserved_count", "posted_count",
-                                                          "forfeited_count", "recognised_minor", "expires_on",
-                                                          "value_reserved_minor", "value_posted_minor",
-                                                          "value_forfeited_minor")),
+            tuple(
+                Pass.objects.order_by("pk").values_list(
+                    "pk",
+                    "status",
+                    "quantity",
+                    "reserved_count",
+                    "posted_count",
+                    "forfeited_count",
+                    "recognised_minor",
+                    "expires_on",
+                    "value_reserved_minor",
+                    "value_posted_minor",
+                    "value_forfeited_minor",
+                )
+            ),
             tuple(PassItem.objects.order_by("pk").values_list("pk", "used_count", "limit")),
             tuple(Redemption.objects.order_by("pk").values_list("pk", "status")),
-            tuple(AppointmentPatient.objects.order_by("pk").values_list("pk", "status", "invoice_id")),
+            tuple(
+                AppointmentPatient.objects.order_by("pk").values_list("pk", "status", "invoice_id")
+            ),
             JournalTransaction.objects.count(),
             Invoice.objects.filter(deleted_at__isnull=True).count(),
         )
@@ -154,16 +190,30 @@ class PassesMachine(RuleBasedStateMachine):
         """Any visit, or (mostly) one matching `likely` so the rule usually gets somewhere."""
         pks = self.visits
         if likely and data.draw(st.integers(0, 3), label="targeted") < 3:
-            pks = list(AppointmentPatient.objects.filter(pk__in=self.visits, **likely).order_by("pk")
-                       .values_list("pk", flat=True)) or pks
-        return AppointmentPatient.objects.select_related("appointment").get(pk=self._pick(data, pks, "visit"))
+            pks = (
+                list(
+                    AppointmentPatient.objects.filter(pk__in=self.visits, **likely)
+                    .order_by("pk")
+                    .values_list("pk", flat=True)
+                )
+                or pks
+            )
+        return AppointmentPatient.objects.select_related("appointment").get(
+            pk=self._pick(data, pks, "visit")
+        )
 
     def _pass(self, data, **likely) -> Pass | None:
         """Any pass, or (mostly) one matching `likely`."""
         pks = self.passes
         if likely and data.draw(st.integers(0, 3), label="targeted") < 3:
-            pks = list(Pass.objects.filter(pk__in=self.passes, **likely).order_by("pk")
-                       .values_list("pk", flat=True)) or pks
+            pks = (
+                list(
+                    Pass.objects.filter(pk__in=self.passes, **likely)
+                    .order_by("pk")
+                    .values_list("pk", flat=True)
+                )
+                or pks
+            )
         return Pass.objects.get(pk=self._pick(data, pks, "pass")) if pks else None
 
     def _next_start(self) -> dt.datetime:
@@ -174,27 +224,54 @@ class PassesMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ selling and paying
 
-    @rule(data=st.data(), who=WHO, quantity=st.integers(1, 5), price=st.sampled_from([0, 1, 10000, 33333]),
-          items=st.tuples(ITEM, ITEM), taxed=st.booleans(), transferable=st.booleans(),
-          expiry=st.sampled_from(["none", "default", "date"]))
+    @rule(
+        data=st.data(),
+        who=WHO,
+        quantity=st.integers(1, 5),
+        price=st.sampled_from([0, 1, 10000, 33333]),
+        items=st.tuples(ITEM, ITEM),
+        taxed=st.booleans(),
+        transferable=st.booleans(),
+        expiry=st.sampled_from(["none", "default", "date"]),
+    )
     def sell(self, data, who, quantity, price, items, taxed, transferable, expiry):
-        eligible = [(self.treatments[i], charge, None, limit) for i, (on, charge, limit) in enumerate(items) if on]
+        eligible = [
+            (self.treatments[i], charge, None, limit)
+            for i, (on, charge, limit) in enumerate(items)
+            if on
+        ]
         # Issue 23: now and then a package that holds a value (a visit's price is 90.00: 50.00 covers one in part).
         face = data.draw(st.sampled_from([None, None, 5000, 9000, 20000]), label="value held")
-        template = package_template(self.cat, name=f"Pack {next(_names)}", price=price,
-                                    quantity=quantity if face is None else None, face_value_minor=face,
-                                    items=eligible or [(self.treatments[0], 0, None, None)],
-                                    taxes=[self.cat["tax"]] if taxed else [], transferable=transferable,
-                                    expiry_value=data.draw(st.sampled_from([None, 10, 30]), label="expiry days"),
-                                    expiry_unit="days",
-                                    expected_breakage_bp=data.draw(st.sampled_from([0, 1000, 5000]), label="breakage"))
+        template = package_template(
+            self.cat,
+            name=f"Pack {next(_names)}",
+            price=price,
+            quantity=quantity if face is None else None,
+            face_value_minor=face,
+            items=eligible or [(self.treatments[0], 0, None, None)],
+            taxes=[self.cat["tax"]] if taxed else [],
+            transferable=transferable,
+            expiry_value=data.draw(st.sampled_from([None, 10, 30]), label="expiry days"),
+            expiry_unit="days",
+            expected_breakage_bp=data.draw(st.sampled_from([0, 1000, 5000]), label="breakage"),
+        )
         if face is not None and data.draw(st.booleans(), label="item value"):
             EligibleItem.objects.filter(template=template).update(value_minor=7000)
         self.templates.append(template.pk)
-        expires_on = {"none": None, "default": "default",
-                      "date": START + dt.timedelta(days=data.draw(st.integers(0, 40), label="expires in"))}[expiry]
-        sold = self._try("sell", lambda: package_sell(actor=self.staff, patient=self.patients[who], template=template,
-                                                      expires_on=expires_on))
+        expires_on = {
+            "none": None,
+            "default": "default",
+            "date": START + dt.timedelta(days=data.draw(st.integers(0, 40), label="expires in")),
+        }[expiry]
+        sold = self._try(
+            "sell",
+            lambda: package_sell(
+                actor=self.staff,
+                patient=self.patients[who],
+                template=template,
+                expires_on=expires_on,
+            ),
+        )
         if sold is not None:
             self.passes.append(sold.pk)
             OUTCOMES["sell:value package" if face is not None else "sell:count package"] += 1
@@ -202,9 +279,16 @@ class PassesMachine(RuleBasedStateMachine):
             if data.draw(st.integers(0, 3), label="paid at once") < 3:
                 for invoice in pass_invoices(sold):
                     if invoice.balance_minor:
-                        self._try("pay", lambda i=invoice: payment_receive(
-                            actor=self.staff, patient=i.patient, method="cash", amount_minor=i.balance_minor,
-                            allocations=[(i, i.balance_minor)]))
+                        self._try(
+                            "pay",
+                            lambda i=invoice: payment_receive(
+                                actor=self.staff,
+                                patient=i.patient,
+                                method="cash",
+                                amount_minor=i.balance_minor,
+                                allocations=[(i, i.balance_minor)],
+                            ),
+                        )
 
     @precondition(lambda self: self.passes)
     @rule(data=st.data(), in_full=st.booleans())
@@ -214,20 +298,50 @@ class PassesMachine(RuleBasedStateMachine):
         if not owing:
             return
         invoice = owing[0]
-        amount = invoice.balance_minor if in_full else data.draw(st.integers(1, invoice.balance_minor), label="amount")
-        self._try("pay", lambda: payment_receive(actor=self.staff, patient=invoice.patient, method="cash",
-                                                 amount_minor=amount, allocations=[(invoice, amount)]))
+        amount = (
+            invoice.balance_minor
+            if in_full
+            else data.draw(st.integers(1, invoice.balance_minor), label="amount")
+        )
+        self._try(
+            "pay",
+            lambda: payment_receive(
+                actor=self.staff,
+                patient=invoice.patient,
+                method="cash",
+                amount_minor=amount,
+                allocations=[(invoice, amount)],
+            ),
+        )
 
     # ------------------------------------------------------------ visits
 
-    @rule(data=st.data(), who=WHO, which=st.sampled_from([0, 1]), how=st.sampled_from(["auto", "pass", "none", "later"]))
+    @rule(
+        data=st.data(),
+        who=WHO,
+        which=st.sampled_from([0, 1]),
+        how=st.sampled_from(["auto", "pass", "none", "later"]),
+    )
     def book(self, data, who, which, how):
         """Book (auto-select, a chosen pass or none), and sometimes attach a chosen pass afterwards."""
-        chosen = self._pass(data, status=Pass.Status.ACTIVE) if how in ("pass", "later") and self.passes else None
+        chosen = (
+            self._pass(data, status=Pass.Status.ACTIVE)
+            if how in ("pass", "later") and self.passes
+            else None
+        )
         choice = {"auto": "auto", "pass": chosen, "none": None, "later": None}[how]
-        appointment = self._try("book", lambda: appointment_book(
-            actor=self.staff, treatment=self.treatments[which], practitioner=self.prac, location=self.cat["location"],
-            start=self._next_start(), patients=[self.patients[who]], pass_choice=choice))
+        appointment = self._try(
+            "book",
+            lambda: appointment_book(
+                actor=self.staff,
+                treatment=self.treatments[which],
+                practitioner=self.prac,
+                location=self.cat["location"],
+                start=self._next_start(),
+                patients=[self.patients[who]],
+                pass_choice=choice,
+            ),
+        )
         if appointment is None:
             return
         row = appointment.participants.get()
@@ -235,16 +349,41 @@ class PassesMachine(RuleBasedStateMachine):
         if how == "later":
             self._try("attach", lambda: pass_attach(actor=self.staff, visit=row, sold_pass=chosen))
 
-    @rule(data=st.data(), which=st.sampled_from([0, 1]),
-          steps=st.lists(st.sampled_from(["arrive", "unarrive", "no_show", "no_show_fee", "no_show_undo", "cancel",
-                                          "remove", "attach"]), min_size=1, max_size=4))
+    @rule(
+        data=st.data(),
+        which=st.sampled_from([0, 1]),
+        steps=st.lists(
+            st.sampled_from(
+                [
+                    "arrive",
+                    "unarrive",
+                    "no_show",
+                    "no_show_fee",
+                    "no_show_undo",
+                    "cancel",
+                    "remove",
+                    "attach",
+                ]
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    )
     def walk_a_visit(self, data, which, steps):
         """Book the owner of an active pass (auto-select) and walk that visit through a few changes."""
         owner = self._pass(data, status=Pass.Status.ACTIVE)
         patient = owner.patient if owner is not None else self.patients[0]
-        appointment = self._try("book", lambda: appointment_book(
-            actor=self.staff, treatment=self.treatments[which], practitioner=self.prac, location=self.cat["location"],
-            start=self._next_start(), patients=[patient]))
+        appointment = self._try(
+            "book",
+            lambda: appointment_book(
+                actor=self.staff,
+                treatment=self.treatments[which],
+                practitioner=self.prac,
+                location=self.cat["location"],
+                start=self._next_start(),
+                patients=[patient],
+            ),
+        )
         if appointment is None:
             return
         row = appointment.participants.get()
@@ -252,9 +391,15 @@ class PassesMachine(RuleBasedStateMachine):
         actions = {
             "arrive": lambda: appointment_arrive(actor=self.staff, appointment=appointment),
             "unarrive": lambda: appointment_unarrive(actor=self.staff, appointment=appointment),
-            "no_show": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=True),
-            "no_show_fee": lambda: appointment_no_show(actor=self.staff, appointment=appointment, use_pass=False),
-            "no_show_undo": lambda: appointment_no_show_undo(actor=self.staff, appointment=appointment),
+            "no_show": lambda: appointment_no_show(
+                actor=self.staff, appointment=appointment, use_pass=True
+            ),
+            "no_show_fee": lambda: appointment_no_show(
+                actor=self.staff, appointment=appointment, use_pass=False
+            ),
+            "no_show_undo": lambda: appointment_no_show_undo(
+                actor=self.staff, appointment=appointment
+            ),
             "cancel": lambda: appointment_cancel(actor=self.staff, appointment=appointment),
             "remove": lambda: pass_remove(actor=self.staff, visit=row),
             "attach": lambda: pass_attach(actor=self.staff, visit=row),
@@ -281,33 +426,51 @@ class PassesMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def arrive(self, data):
         row = self._visit(data, status="booked")
-        self._try("arrive", lambda: appointment_arrive(actor=self.staff, appointment=row.appointment))
+        self._try(
+            "arrive", lambda: appointment_arrive(actor=self.staff, appointment=row.appointment)
+        )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def unarrive(self, data):
         row = self._visit(data, status="arrived")
-        self._try("unarrive", lambda: appointment_unarrive(actor=self.staff, appointment=row.appointment))
+        self._try(
+            "unarrive", lambda: appointment_unarrive(actor=self.staff, appointment=row.appointment)
+        )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data(), use_pass=st.booleans(), charge_fee=st.booleans())
     def no_show(self, data, use_pass, charge_fee):
         """Marks the no-show (using the session or freeing it for the fee); marking again changes nothing."""
-        row = self._visit(data, status=data.draw(st.sampled_from(["booked", "booked", "no_show"]), label="from"))
-        self._try("no_show", lambda: appointment_no_show(actor=self.staff, appointment=row.appointment,
-                                                         charge_fee=charge_fee, use_pass=use_pass))
+        row = self._visit(
+            data, status=data.draw(st.sampled_from(["booked", "booked", "no_show"]), label="from")
+        )
+        self._try(
+            "no_show",
+            lambda: appointment_no_show(
+                actor=self.staff,
+                appointment=row.appointment,
+                charge_fee=charge_fee,
+                use_pass=use_pass,
+            ),
+        )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def no_show_undo(self, data):
         row = self._visit(data, status="no_show")
-        self._try("no_show_undo", lambda: appointment_no_show_undo(actor=self.staff, appointment=row.appointment))
+        self._try(
+            "no_show_undo",
+            lambda: appointment_no_show_undo(actor=self.staff, appointment=row.appointment),
+        )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def cancel(self, data):
         row = self._visit(data, status="booked")
-        self._try("cancel", lambda: appointment_cancel(actor=self.staff, appointment=row.appointment))
+        self._try(
+            "cancel", lambda: appointment_cancel(actor=self.staff, appointment=row.appointment)
+        )
 
     # ------------------------------------------------------------ ending and changing
 
@@ -318,11 +481,25 @@ class PassesMachine(RuleBasedStateMachine):
         suggestions = refund_suggestions(sold)
         collected = pass_collected_minor(sold)
         assert suggestions["collected"] == collected
-        assert 0 <= suggestions["suggested"] <= collected and 0 <= suggestions["by_rule"] <= collected
-        amount = {"suggested": suggestions["suggested"], "by_rule": suggestions["by_rule"], "all": collected,
-                  "random": data.draw(st.integers(0, collected), label="amount")}[how]
-        refunded = self._try("refund", lambda: pass_refund(actor=self.staff, sold_pass=sold, amount_minor=amount,
-                                                           detach_future=True, reason="state machine"))
+        assert (
+            0 <= suggestions["suggested"] <= collected and 0 <= suggestions["by_rule"] <= collected
+        )
+        amount = {
+            "suggested": suggestions["suggested"],
+            "by_rule": suggestions["by_rule"],
+            "all": collected,
+            "random": data.draw(st.integers(0, collected), label="amount"),
+        }[how]
+        refunded = self._try(
+            "refund",
+            lambda: pass_refund(
+                actor=self.staff,
+                sold_pass=sold,
+                amount_minor=amount,
+                detach_future=True,
+                reason="state machine",
+            ),
+        )
         if refunded is not None:
             assert refunded.status == Pass.Status.REFUNDED and refunded.reserved_count == 0
             assert _left(refunded) == 0
@@ -334,16 +511,25 @@ class PassesMachine(RuleBasedStateMachine):
         if set_first:
             sold = self._pass(data, status=Pass.Status.ACTIVE)
             new = START + dt.timedelta(days=data.draw(st.integers(0, 30), label="expires in"))
-            self._try("expiry_set", lambda: pass_expiry_set(actor=self.staff, sold_pass=sold, expires_on=new))
+            self._try(
+                "expiry_set",
+                lambda: pass_expiry_set(actor=self.staff, sold_pass=sold, expires_on=new),
+            )
         self.job_day += dt.timedelta(days=days)
-        due = set(Pass.objects.filter(pk__in=self.passes, status=Pass.Status.ACTIVE,
-                                      expires_on__lt=self.job_day).values_list("pk", flat=True))
+        due = set(
+            Pass.objects.filter(
+                pk__in=self.passes, status=Pass.Status.ACTIVE, expires_on__lt=self.job_day
+            ).values_list("pk", flat=True)
+        )
         assert passes_expire(today=self.job_day) == len(due)
         for sold in Pass.objects.filter(pk__in=due):
             assert sold.status == Pass.Status.EXPIRED
-            assert _left(sold) == 0, "an expired pass keeps only the uses reserved on or before its expiry"
-            assert not sold.redemptions.filter(status=Redemption.Status.RESERVED,
-                                               visit_date__gt=sold.expires_on).exists()
+            assert _left(sold) == 0, (
+                "an expired pass keeps only the uses reserved on or before its expiry"
+            )
+            assert not sold.redemptions.filter(
+                status=Redemption.Status.RESERVED, visit_date__gt=sold.expires_on
+            ).exists()
         assert passes_expire(today=self.job_day) == 0  # idempotent
 
     @precondition(lambda self: self.passes)
@@ -353,22 +539,34 @@ class PassesMachine(RuleBasedStateMachine):
         sold = self._pass(data, status=Pass.Status.ACTIVE, transferable=True)
         owner = self.patients.index(sold.patient)
         to = owner if to_owner == 4 else 1 - owner
-        new = self._try("transfer", lambda: pass_transfer(actor=self.staff, sold_pass=sold,
-                                                          to_patient=self.patients[to]))
+        new = self._try(
+            "transfer",
+            lambda: pass_transfer(actor=self.staff, sold_pass=sold, to_patient=self.patients[to]),
+        )
         if new is not None:
             self.passes.append(new.pk)
             sold.refresh_from_db()
             assert sold.status == Pass.Status.TRANSFERRED and _left(sold) == 0
-            assert _left(new) == (new.face_value_minor or new.quantity) > 0 and new.patient_id == self.patients[to].pk
+            assert (
+                _left(new) == (new.face_value_minor or new.quantity) > 0
+                and new.patient_id == self.patients[to].pk
+            )
 
     @precondition(lambda self: self.templates)
-    @rule(data=st.data(), quantity=st.integers(1, 6), limits=st.tuples(LIMIT, LIMIT), charge=st.sampled_from([0, 900]))
+    @rule(
+        data=st.data(),
+        quantity=st.integers(1, 6),
+        limits=st.tuples(LIMIT, LIMIT),
+        charge=st.sampled_from([0, 900]),
+    )
     def update_sold(self, data, quantity, limits, charge):
         """Change a template (quantity, item limits and charges) and apply it to its sold packages."""
         from carnet.passes.models import PassTemplate
 
         template = PassTemplate.objects.get(pk=self._pick(data, self.templates, "template"))
-        if template.face_value_minor is None:  # a value package has no quantity (its value does not carry over)
+        if (
+            template.face_value_minor is None
+        ):  # a value package has no quantity (its value does not carry over)
             template.quantity = quantity
             template.save(update_fields=["quantity"])
         for item in EligibleItem.objects.filter(template=template):
@@ -393,17 +591,35 @@ class PassesMachine(RuleBasedStateMachine):
             reserved=Count("redemptions", filter=Q(redemptions__status=R.RESERVED)),
             posted=Count("redemptions", filter=Q(redemptions__status=R.POSTED)),
             held=Sum("redemptions__drawn_minor", filter=Q(redemptions__status=R.RESERVED)),
-            drawn=Sum("redemptions__drawn_minor", filter=Q(redemptions__status=R.POSTED)))
+            drawn=Sum("redemptions__drawn_minor", filter=Q(redemptions__status=R.POSTED)),
+        )
         for sold in passes:
-            assert (sold.reserved_count, sold.posted_count) == (sold.reserved, sold.posted), f"pass #{sold.pk} counters"
+            assert (sold.reserved_count, sold.posted_count) == (sold.reserved, sold.posted), (
+                f"pass #{sold.pk} counters"
+            )
             assert min(sold.reserved_count, sold.posted_count, sold.forfeited_count) >= 0
-            if sold.face_value_minor is not None:  # never over-drawn; held and drawn equal the redemptions'
-                assert (sold.value_reserved_minor, sold.value_posted_minor) == (sold.held or 0, sold.drawn or 0)
-                assert min(sold.value_reserved_minor, sold.value_posted_minor, sold.value_forfeited_minor) >= 0
+            if (
+                sold.face_value_minor is not None
+            ):  # never over-drawn; held and drawn equal the redemptions'
+                assert (sold.value_reserved_minor, sold.value_posted_minor) == (
+                    sold.held or 0,
+                    sold.drawn or 0,
+                )
+                assert (
+                    min(
+                        sold.value_reserved_minor,
+                        sold.value_posted_minor,
+                        sold.value_forfeited_minor,
+                    )
+                    >= 0
+                )
                 assert sold.value_left >= 0, f"pass #{sold.pk} over-drawn"
                 assert sold.quantity is None and sold.forfeited_count == 0
             else:
-                assert sold.remaining == sold.quantity - sold.reserved - sold.posted - sold.forfeited_count
+                assert (
+                    sold.remaining
+                    == sold.quantity - sold.reserved - sold.posted - sold.forfeited_count
+                )
                 assert sold.remaining >= 0, f"pass #{sold.pk} over-redeemed"
             assert 0 <= sold.recognised_minor <= sold.deferred_minor
             if sold.status in (Pass.Status.REFUNDED, Pass.Status.TRANSFERRED, Pass.Status.EXPIRED):
@@ -411,25 +627,42 @@ class PassesMachine(RuleBasedStateMachine):
                 # un-arrived after the pass ended): never unused, or their value would sit in
                 # deferred revenue for good. A use freed on an ended pass is forfeited to breakage.
                 assert _left(sold) == 0, f"pass #{sold.pk} {sold.status} with {_left(sold)} unused"
-                assert sold.breakage_expected_minor == 0, f"pass #{sold.pk} ended with breakage recognised ahead"
+                assert sold.breakage_expected_minor == 0, (
+                    f"pass #{sold.pk} ended with breakage recognised ahead"
+                )
                 if not sold.reserved:
-                    assert sold.recognised_minor == sold.deferred_minor, f"pass #{sold.pk} ended with value deferred"
+                    assert sold.recognised_minor == sold.deferred_minor, (
+                        f"pass #{sold.pk} ended with value deferred"
+                    )
         items = PassItem.objects.filter(sold_pass__in=self.passes).annotate(
-            live=Count("redemptions", filter=Q(redemptions__status__in=LIVE)))
+            live=Count("redemptions", filter=Q(redemptions__status__in=LIVE))
+        )
         for item in items:
             assert item.used_count == item.live, f"pass item #{item.pk} count"
-            assert item.limit is None or item.used_count <= item.limit, f"pass item #{item.pk} over its limit"
+            assert item.limit is None or item.used_count <= item.limit, (
+                f"pass item #{item.pk} over its limit"
+            )
 
     @invariant()
     def each_visit_uses_at_most_one_session_matching_its_status(self):
         if not hasattr(self, "atomic"):
             return
-        live = list(Redemption.objects.filter(visit__in=self.visits, status__in=LIVE).values_list(
-            "visit_id", "status", "by_no_show", "patient_id", "visit__patient_id", "visit__status"))
+        live = list(
+            Redemption.objects.filter(visit__in=self.visits, status__in=LIVE).values_list(
+                "visit_id",
+                "status",
+                "by_no_show",
+                "patient_id",
+                "visit__patient_id",
+                "visit__status",
+            )
+        )
         assert len({row[0] for row in live}) == len(live), "a visit holds two live uses"
         for visit, status, by_no_show, patient, visit_patient, visit_status in live:
             assert patient == visit_patient
-            expected = {"booked": "reserved", "arrived": "posted", "no_show": "posted"}.get(visit_status)
+            expected = {"booked": "reserved", "arrived": "posted", "no_show": "posted"}.get(
+                visit_status
+            )
             assert status == expected, f"visit #{visit} {visit_status} holds a {status} use"
             assert by_no_show == (visit_status == "no_show")
 
@@ -441,38 +674,70 @@ class PassesMachine(RuleBasedStateMachine):
 
 
 def _run():
-    run_state_machine_as_test(PassesMachine, settings=hsettings(
-        max_examples=20, stateful_step_count=20, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
-                               HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
-    ))
+    run_state_machine_as_test(
+        PassesMachine,
+        settings=hsettings(
+            max_examples=20,
+            stateful_step_count=20,
+            deadline=None,
+            suppress_health_check=[
+                HealthCheck.too_slow,
+                HealthCheck.data_too_large,
+                HealthCheck.large_base_example,
+                HealthCheck.function_scoped_fixture,
+                HealthCheck.filter_too_much,
+            ],
+        ),
+    )
 
 
 def test_passes_state_machine(db):
     _run()
-    assert OUTCOMES["sell:value package"] and OUTCOMES["sell:count package"]  # both kinds were exercised
+    assert (
+        OUTCOMES["sell:value package"] and OUTCOMES["sell:count package"]
+    )  # both kinds were exercised
 
 
 # ---------------------------------------------------------------- what the machine found
+
 
 def _ended_pass_world(front_desk, catalog, quantity=3):
     clinic_set(time_zone="America/Toronto")
     boss = make_staff(AccessLevel.FULL_ACCESS)
     patient = make_patient()
-    sold = package_sell(actor=boss.user, patient=patient, expires_on=dt.date(2026, 5, 10),
-                        template=package_template(catalog, price=30000, quantity=quantity))
+    sold = package_sell(
+        actor=boss.user,
+        patient=patient,
+        expires_on=dt.date(2026, 5, 10),
+        template=package_template(catalog, price=30000, quantity=quantity),
+    )
     [invoice] = pass_invoices(sold)
-    payment_receive(actor=boss.user, patient=patient, method="cash", amount_minor=invoice.balance_minor,
-                    allocations=[(invoice, invoice.balance_minor)])
-    appointment = appointment_book(actor=boss.user, treatment=catalog["treatment"], practitioner=practitioner(
-        catalog["location"]), location=catalog["location"], start=at("2026-05-04", "09:00"), patients=[patient])
+    payment_receive(
+        actor=boss.user,
+        patient=patient,
+        method="cash",
+        amount_minor=invoice.balance_minor,
+        allocations=[(invoice, invoice.balance_minor)],
+    )
+    appointment = appointment_book(
+        actor=boss.user,
+        treatment=catalog["treatment"],
+        practitioner=practitioner(catalog["location"]),
+        location=catalog["location"],
+        start=at("2026-05-04", "09:00"),
+        patients=[patient],
+    )
     assert visit_redemption(appointment.participants.get()).sold_pass == sold
     return boss, sold, appointment
 
 
 def _stranded(sold) -> tuple:
     sold.refresh_from_db()
-    return sold.remaining, sold.deferred_minor - sold.recognised_minor, balance(accounts.DEFERRED_PACKAGES)
+    return (
+        sold.remaining,
+        sold.deferred_minor - sold.recognised_minor,
+        balance(accounts.DEFERRED_PACKAGES),
+    )
 
 
 @pytest.mark.django_db
@@ -484,7 +749,9 @@ def test_a_visit_un_arrived_after_its_pass_was_refunded_strands_no_value(front_d
         pass_refund(actor=boss.user, sold_pass=sold, amount_minor=20000, detach_future=True)
         assert _stranded(sold) == (0, 0, 0)
         try:
-            appointment_unarrive(actor=boss.user, appointment=appointment)  # a refusal would be fine too
+            appointment_unarrive(
+                actor=boss.user, appointment=appointment
+            )  # a refusal would be fine too
             appointment_cancel(actor=boss.user, appointment=appointment)
         except CarnetError:
             pass

@@ -15,7 +15,13 @@ from carnet.core import clock
 from carnet.core.errors import Conflict
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.ending import pass_refund, pass_shares_set, pass_transfer, passes_expire, refund_suggestions
+from carnet.passes.ending import (
+    pass_refund,
+    pass_shares_set,
+    pass_transfer,
+    passes_expire,
+    refund_suggestions,
+)
 from carnet.passes.models import Pass, Redemption
 from carnet.people.models import FamilyLink
 from carnet.reports import pass_reports as reports
@@ -35,9 +41,14 @@ def s(front_desk, admin_staff, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
         patient = make_patient()
-        yield {"fd": front_desk, "admin": admin_staff, "cat": catalog, "patient": patient,
-               "prac": practitioner(catalog["location"]), "template": value_template(catalog, transferable=True,
-                                                                                     family_sharing=True)}
+        yield {
+            "fd": front_desk,
+            "admin": admin_staff,
+            "cat": catalog,
+            "patient": patient,
+            "prac": practitioner(catalog["location"]),
+            "template": value_template(catalog, transferable=True, family_sharing=True),
+        }
 
 
 def _sell(s, **kw):
@@ -45,8 +56,14 @@ def _sell(s, **kw):
 
 
 def _book(s, day="2026-05-12", hhmm="09:00", patient=None):
-    return appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"], practitioner=s["prac"],
-                            location=s["cat"]["location"], start=at(day, hhmm), patients=[patient or s["patient"]])
+    return appointment_book(
+        actor=s["fd"].user,
+        treatment=s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(day, hhmm),
+        patients=[patient or s["patient"]],
+    )
 
 
 def _fresh(sold):
@@ -55,12 +72,18 @@ def _fresh(sold):
 
 def test_expiry_moves_the_free_balance_to_breakage_and_a_kept_booking_takes_the_rest(s):
     sold = _sell(s, expires_on=dt.date(2026, 5, 31))
-    appointment_arrive(actor=s["fd"].user, appointment=_book(s, hhmm="09:00"))  # 90.00 drawn: 81.00 recognised
+    appointment_arrive(
+        actor=s["fd"].user, appointment=_book(s, hhmm="09:00")
+    )  # 90.00 drawn: 81.00 recognised
     kept = _book(s, day="2026-05-30")  # held on or before expiry
     assert passes_expire(today=dt.date(2026, 6, 1)) == 1
     sold = _fresh(sold)
-    assert (sold.status, sold.value_forfeited_minor, sold.value_reserved_minor, sold.value_left) == (
-        "expired", 82000, 9000, 0)
+    assert (
+        sold.status,
+        sold.value_forfeited_minor,
+        sold.value_reserved_minor,
+        sold.value_left,
+    ) == ("expired", 82000, 9000, 0)
     left = 90000 - 8100
     keep = left * 9000 // 91000
     assert balance(accounts.BREAKAGE) == left - keep and balance(accounts.DEFERRED_PACKAGES) == keep
@@ -68,7 +91,10 @@ def test_expiry_moves_the_free_balance_to_breakage_and_a_kept_booking_takes_the_
     with clock.frozen(at("2026-05-30", "10:00")):
         appointment_arrive(actor=s["fd"].user, appointment=kept)
     sold = _fresh(sold)
-    assert sold.recognised_minor == sold.deferred_minor == 90000 and balance(accounts.DEFERRED_PACKAGES) == 0
+    assert (
+        sold.recognised_minor == sold.deferred_minor == 90000
+        and balance(accounts.DEFERRED_PACKAGES) == 0
+    )
     assert_ledger_ok()
 
 
@@ -78,7 +104,11 @@ def test_a_booking_kept_at_expiry_then_cancelled_strands_no_value(s):
     passes_expire(today=dt.date(2026, 6, 1))
     appointment_cancel(actor=s["fd"].user, appointment=kept)
     sold = _fresh(sold)
-    assert (sold.value_forfeited_minor, sold.value_reserved_minor, sold.recognised_minor) == (100000, 0, 90000)
+    assert (sold.value_forfeited_minor, sold.value_reserved_minor, sold.recognised_minor) == (
+        100000,
+        0,
+        90000,
+    )
     assert balance(accounts.DEFERRED_PACKAGES) == 0 and balance(accounts.BREAKAGE) == 90000
     assert_ledger_ok()
 
@@ -89,11 +119,19 @@ def test_the_refund_suggestion_is_the_price_in_proportion_to_the_value_left(s):
     _book(s, hhmm="11:00")  # held: counts as left, released by the refund
     suggestion = refund_suggestions(_fresh(sold))
     assert (suggestion["value_left"], suggestion["suggested"]) == (91000, 90000 * 91000 // 100000)
-    pass_refund(actor=s["admin"].user, sold_pass=_fresh(sold), amount_minor=suggestion["suggested"],
-                detach_future=True)
+    pass_refund(
+        actor=s["admin"].user,
+        sold_pass=_fresh(sold),
+        amount_minor=suggestion["suggested"],
+        detach_future=True,
+    )
     sold = _fresh(sold)
-    assert (sold.status, sold.value_reserved_minor, sold.value_forfeited_minor, sold.value_left) == (
-        "refunded", 0, 91000, 0)
+    assert (
+        sold.status,
+        sold.value_reserved_minor,
+        sold.value_forfeited_minor,
+        sold.value_left,
+    ) == ("refunded", 0, 91000, 0)
     assert balance(accounts.DEFERRED_PACKAGES) == 0
     assert_ledger_ok()
 
@@ -110,9 +148,18 @@ def test_a_transfer_moves_the_value_left_with_its_deferred_revenue(s):
     appointment_arrive(actor=s["fd"].user, appointment=_book(s))
     other = make_patient()
     new = pass_transfer(actor=s["admin"].user, sold_pass=_fresh(sold), to_patient=other)
-    assert (new.face_value_minor, new.quantity, new.net_minor, new.deferred_minor) == (91000, None, 81900, 81900)
+    assert (new.face_value_minor, new.quantity, new.net_minor, new.deferred_minor) == (
+        91000,
+        None,
+        81900,
+        81900,
+    )
     old = _fresh(sold)
-    assert (old.status, old.value_forfeited_minor, old.recognised_minor) == ("transferred", 91000, 90000)
+    assert (old.status, old.value_forfeited_minor, old.recognised_minor) == (
+        "transferred",
+        91000,
+        90000,
+    )
     appointment = _book(s, hhmm="13:00", patient=other)
     assert Redemption.objects.get(visit__appointment=appointment).sold_pass_id == new.pk
     appointment_arrive(actor=s["fd"].user, appointment=appointment)
@@ -169,14 +216,23 @@ def test_the_pass_sales_report_shows_value_columns_and_used_up(s):
     _book(s, hhmm="11:00")  # holds the last 60.00
     table = reports.pass_sales_report(actor=s["admin"].user, **MAY)
     [row] = table.rows
-    assert (row["value_held"], row["value_drawn"], row["value_reserved"], row["value_forfeited"], row["value_left"]) == (
-        15000, 9000, 6000, 0, 0)
+    assert (
+        row["value_held"],
+        row["value_drawn"],
+        row["value_reserved"],
+        row["value_forfeited"],
+        row["value_left"],
+    ) == (15000, 9000, 6000, 0, 0)
     assert row["status"] == "Used up" and row["quantity"] is None and row["remaining"] is None
-    assert [r["id"] for r in reports.pass_sales_report(actor=s["admin"].user, usage="completed", **MAY).rows] == [
-        sold.pk]
+    assert [
+        r["id"]
+        for r in reports.pass_sales_report(actor=s["admin"].user, usage="completed", **MAY).rows
+    ] == [sold.pk]
     assert not reports.pass_sales_report(actor=s["admin"].user, usage="remaining", **MAY).rows
-    assert [r["id"] for r in reports.pass_sales_report(actor=s["admin"].user, status="used_up", **MAY).rows] == [
-        sold.pk]
+    assert [
+        r["id"]
+        for r in reports.pass_sales_report(actor=s["admin"].user, status="used_up", **MAY).rows
+    ] == [sold.pk]
 
 
 def test_the_rollforward_ties_to_the_ledger_through_sale_draws_and_expiry(s):
@@ -187,7 +243,12 @@ def test_the_rollforward_ties_to_the_ledger_through_sale_draws_and_expiry(s):
     rf = reports.deferred_revenue_rollforward(actor=s["admin"].user, **MAY)
     row = {r["type"]: r for r in rf.types.rows}["Package"]
     assert (row["sold"], row["redeemed"], row["expired"], row["closing"], row["ledger"]) == (
-        90000, 16200, 90000 - 16200, 0, 0)
+        90000,
+        16200,
+        90000 - 16200,
+        0,
+        0,
+    )
     assert rf.ties_out and rf.mismatches == []
 
 
@@ -197,7 +258,9 @@ def test_pages_show_the_money_left_never_sessions(client, s):
     client.force_login(s["fd"].user)
     detail = client.get(reverse("passes:detail", kwargs={"pk": sold.pk})).content.decode()
     assert "$910.00" in detail and "$90.00 drawn of $1,000.00" in detail
-    listing = client.get(reverse("passes:patient_passes", kwargs={"pk": s["patient"].pk})).content.decode()
+    listing = client.get(
+        reverse("passes:patient_passes", kwargs={"pk": s["patient"].pk})
+    ).content.decode()
     assert "$90.00 of $1,000.00" in listing and "$910.00" in listing
     sell = client.get(reverse("passes:sell", kwargs={"pk": s["patient"].pk})).content.decode()
     assert "Wellness bank — $900.00, $1,000.00 of treatments" in sell
@@ -238,11 +301,19 @@ def test_the_api_shows_the_value_held_drawn_and_left(s):
     appointment_arrive(actor=s["fd"].user, appointment=_book(s))
     api = Api(s["admin"].user)
     got = api.get(f"/passes/{sold.pk}").json()
-    assert (got["face_value_minor"], got["value_left_minor"], got["value_posted_minor"], got["quantity"]) == (
-        100000, 91000, 9000, None)
+    assert (
+        got["face_value_minor"],
+        got["value_left_minor"],
+        got["value_posted_minor"],
+        got["quantity"],
+    ) == (100000, 91000, 9000, None)
     [use] = got["redemptions"]
-    assert (use["drawn_minor"], use["full_value_minor"], use["value_left_after_minor"], use["value_minor"]) == (
-        9000, 9000, 91000, 8100)
+    assert (
+        use["drawn_minor"],
+        use["full_value_minor"],
+        use["value_left_after_minor"],
+        use["value_minor"],
+    ) == (9000, 9000, 91000, 8100)
     assert got["items"][0]["value_minor"] is None
     suggestion = api.get(f"/passes/{sold.pk}/refund-suggestion").json()
     assert (suggestion["value_left"], suggestion["suggested"]) == (91000, 81900)

@@ -15,7 +15,7 @@ from carnet.core import clock
 from carnet.core.errors import Conflict
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.models import EligibleItem, Pass, Redemption
+from carnet.passes.models import EligibleItem, Redemption
 from carnet.passes.quotes import visit_quote
 from carnet.passes.redemption import explain, pass_attach, pass_remove, value_share
 from carnet.scheduling.arrival import appointment_arrive, appointment_unarrive
@@ -29,8 +29,15 @@ DAY = "2026-05-12"
 
 
 def value_template(catalog, *, price=90000, face=100000, items=None, **fields):
-    template = package_template(catalog, name="Wellness bank", price=price, quantity=None, face_value_minor=face,
-                                items=items, **fields)
+    template = package_template(
+        catalog,
+        name="Wellness bank",
+        price=price,
+        quantity=None,
+        face_value_minor=face,
+        items=items,
+        **fields,
+    )
     return template
 
 
@@ -38,17 +45,30 @@ def value_template(catalog, *, price=90000, face=100000, items=None, **fields):
 def setup(front_desk, catalog):
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
-        yield {"fd": front_desk, "cat": catalog, "prac": practitioner(catalog["location"]), "patient": make_patient()}
+        yield {
+            "fd": front_desk,
+            "cat": catalog,
+            "prac": practitioner(catalog["location"]),
+            "patient": make_patient(),
+        }
 
 
 def _book(s, hhmm="09:00", day=DAY, treatment=None, patient=None, **kw):
-    return appointment_book(actor=s["fd"].user, treatment=treatment or s["cat"]["treatment"], practitioner=s["prac"],
-                            location=s["cat"]["location"], start=at(day, hhmm), patients=[patient or s["patient"]],
-                            **kw)
+    return appointment_book(
+        actor=s["fd"].user,
+        treatment=treatment or s["cat"]["treatment"],
+        practitioner=s["prac"],
+        location=s["cat"]["location"],
+        start=at(day, hhmm),
+        patients=[patient or s["patient"]],
+        **kw,
+    )
 
 
 def _live(appointment):
-    return Redemption.objects.filter(visit=appointment.participants.get(), status__in=["reserved", "posted"]).first()
+    return Redemption.objects.filter(
+        visit=appointment.participants.get(), status__in=["reserved", "posted"]
+    ).first()
 
 
 def _arrive(s, appointment):
@@ -71,7 +91,11 @@ def test_booking_holds_the_visits_price_and_arrival_draws_it_and_recognises_900_
     sold.refresh_from_db()
     assert (sold.value_reserved_minor, sold.value_posted_minor, sold.value_left) == (0, 9000, 91000)
     held.refresh_from_db()
-    assert (held.status, held.value_minor, held.value_left_after) == ("posted", 8100, 91000)  # 90.00 × 900/1000
+    assert (held.status, held.value_minor, held.value_left_after) == (
+        "posted",
+        8100,
+        91000,
+    )  # 90.00 × 900/1000
     assert sold.recognised_minor == 8100 and balance(accounts.DEFERRED_PACKAGES) == 90000 - 8100
     line = invoice.lines.get()
     assert line.unit_price_minor == 0 and invoice.total_minor == 0
@@ -80,7 +104,9 @@ def test_booking_holds_the_visits_price_and_arrival_draws_it_and_recognises_900_
 
 
 def test_an_item_value_is_what_the_visit_draws(setup):
-    sold = _sold(setup, value_template(setup["cat"], items=[(setup["cat"]["treatment"], 0, None, None)]))
+    sold = _sold(
+        setup, value_template(setup["cat"], items=[(setup["cat"]["treatment"], 0, None, None)])
+    )
     EligibleItem.objects.filter(template=sold.template).update(value_minor=7500)
     sold.items.update(value_minor=7500)
     appointment = _book(setup)
@@ -100,10 +126,17 @@ def test_a_short_balance_covers_part_of_the_visit_and_the_invoice_shows_the_rest
     invoice = _arrive(setup, appointment)
     line = invoice.lines.get()
     assert line.unit_price_minor == 4000  # 90.00 - 50.00 covered; its 13 % tax on top
-    assert "$50.00 of $90.00 covered by Wellness bank" in line.description and "$40.00 due" in line.description
+    assert (
+        "$50.00 of $90.00 covered by Wellness bank" in line.description
+        and "$40.00 due" in line.description
+    )
     assert invoice.total_minor == 4520
     sold.refresh_from_db()
-    assert (sold.value_left, sold.recognised_minor, sold.deferred_minor) == (0, 4500, 4500)  # all recognised
+    assert (sold.value_left, sold.recognised_minor, sold.deferred_minor) == (
+        0,
+        4500,
+        4500,
+    )  # all recognised
     assert balance(accounts.DEFERRED_PACKAGES) == 0
     assert_ledger_ok()
 
@@ -115,7 +148,10 @@ def test_an_exhausted_balance_is_explained_and_not_auto_selected(setup):
     assert _live(second) is None
     [entry] = explain(second.participants.get())
     assert entry["code"] == "used_up_value"
-    assert entry["message"] == "Its balance of $50.00 is used up: all of it is drawn by visits or held by bookings."
+    assert (
+        entry["message"]
+        == "Its balance of $50.00 is used up: all of it is drawn by visits or held by bookings."
+    )
 
 
 def test_explain_warns_that_a_short_balance_covers_only_part(setup):
@@ -144,7 +180,11 @@ def test_un_arriving_puts_the_draw_back_on_hold_and_reverses_its_revenue(setup):
     _arrive(setup, appointment)
     appointment_unarrive(actor=setup["fd"].user, appointment=appointment)
     sold.refresh_from_db()
-    assert (sold.value_reserved_minor, sold.value_posted_minor, sold.recognised_minor) == (9000, 0, 0)
+    assert (sold.value_reserved_minor, sold.value_posted_minor, sold.recognised_minor) == (
+        9000,
+        0,
+        0,
+    )
     assert _live(appointment).drawn_minor == 9000
     assert balance(accounts.DEFERRED_PACKAGES) == 90000
     assert_ledger_ok()
@@ -174,10 +214,16 @@ def test_the_receipt_shows_the_money_left_never_sessions(setup):
 
 def test_the_quote_names_the_money_left_and_what_the_patient_pays(setup):
     _sold(setup, value_template(setup["cat"], price=4500, face=5000, redeem_online=True))
-    quote = visit_quote(patient=setup["patient"], treatment=setup["cat"]["treatment"],
-                        visit_date=at(DAY, "09:00").date(), online=True)
-    assert quote.sentence == ("Covered by Wellness bank — $0.00 left after this visit; you pay $45.20 (the part "
-                              "its balance does not cover, tax included).")
+    quote = visit_quote(
+        patient=setup["patient"],
+        treatment=setup["cat"]["treatment"],
+        visit_date=at(DAY, "09:00").date(),
+        online=True,
+    )
+    assert quote.sentence == (
+        "Covered by Wellness bank — $0.00 left after this visit; you pay $45.20 (the part "
+        "its balance does not cover, tax included)."
+    )
 
 
 def test_an_attach_that_finds_the_balance_gone_is_refused_with_the_reason(setup):
@@ -194,33 +240,65 @@ def test_value_share_takes_the_rest_on_the_last_draw():
     assert value_share(87001, 96667, 96667) == 87001
 
 
-@hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                    HealthCheck.too_slow])
-@given(face=st.integers(1, 20000), price=st.integers(0, 30000),
-       prices=st.lists(st.one_of(st.just(0), st.integers(1000, 12000)), min_size=1, max_size=4))
-def test_draws_never_exceed_the_face_value_and_recognition_sums_to_the_price(front_desk, catalog, face, price, prices):
+@hsettings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    face=st.integers(1, 20000),
+    price=st.integers(0, 30000),
+    prices=st.lists(st.one_of(st.just(0), st.integers(1000, 12000)), min_size=1, max_size=4),
+)
+def test_draws_never_exceed_the_face_value_and_recognition_sums_to_the_price(
+    front_desk, catalog, face, price, prices
+):
     """For random visit prices, booked and arrived one after another until the balance is gone: the
     draws never exceed the face value, deferred revenue always equals what is still unrecognised,
     and once the balance is exhausted the revenue recognised is exactly the price paid."""
     clinic_set(time_zone="America/Toronto")
     with ExampleRollback(), clock.frozen(at("2026-05-01", "10:00")):
-        s = {"fd": front_desk, "cat": catalog, "prac": practitioner(catalog["location"]), "patient": make_patient()}
-        treatments = [treatment_of(catalog, "individual", name=f"T{n}", price=p) for n, p in enumerate(prices)]
-        sold = _sold(s, value_template(catalog, price=price, face=face, items=[(t, 0, None, None) for t in treatments]))
+        s = {
+            "fd": front_desk,
+            "cat": catalog,
+            "prac": practitioner(catalog["location"]),
+            "patient": make_patient(),
+        }
+        treatments = [
+            treatment_of(catalog, "individual", name=f"T{n}", price=p) for n, p in enumerate(prices)
+        ]
+        sold = _sold(
+            s,
+            value_template(
+                catalog, price=price, face=face, items=[(t, 0, None, None) for t in treatments]
+            ),
+        )
         for n in range(40):
             if not sold.value_left:
                 break
-            appointment = _book(s, f"{8 + n % 8:02d}:00", day=f"2026-05-{12 + n // 8:02d}",
-                                treatment=treatments[n % len(treatments)])
+            appointment = _book(
+                s,
+                f"{8 + n % 8:02d}:00",
+                day=f"2026-05-{12 + n // 8:02d}",
+                treatment=treatments[n % len(treatments)],
+            )
             assert _live(appointment) is not None
             _arrive(s, appointment)
             sold.refresh_from_db()
             assert 0 <= sold.value_posted_minor <= face and sold.value_reserved_minor == 0
-            assert balance(accounts.DEFERRED_PACKAGES) == sold.deferred_minor - sold.recognised_minor >= 0
+            assert (
+                balance(accounts.DEFERRED_PACKAGES)
+                == sold.deferred_minor - sold.recognised_minor
+                >= 0
+            )
         if any(prices):
             assert sold.value_left == 0
             assert sold.recognised_minor == sold.net_minor == price
             assert balance(accounts.DEFERRED_PACKAGES) == 0
-        drawn = sum(Redemption.objects.filter(sold_pass=sold, status="posted").values_list("drawn_minor", flat=True))
+        drawn = sum(
+            Redemption.objects.filter(sold_pass=sold, status="posted").values_list(
+                "drawn_minor", flat=True
+            )
+        )
         assert drawn == sold.value_posted_minor <= face
         assert_ledger_ok()

@@ -40,10 +40,22 @@ def s(front_desk, admin_staff, catalog):
 
 def _automatic(s, number="4000000000009995"):
     patient = make_patient()
-    card = card_store(actor=s["fd"].user, patient=patient, number=number, exp_month=12, exp_year=2030, cvc="123",
-                      holder="P")
-    return memberships.membership_sell(actor=s["fd"].user, patient=patient, template=membership_template(s["cat"]),
-                                       payment_mode="automatic", card=card)
+    card = card_store(
+        actor=s["fd"].user,
+        patient=patient,
+        number=number,
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder="P",
+    )
+    return memberships.membership_sell(
+        actor=s["fd"].user,
+        patient=patient,
+        template=membership_template(s["cat"]),
+        payment_mode="automatic",
+        card=card,
+    )
 
 
 def _row(sold, seq=1):
@@ -73,7 +85,7 @@ def test_the_last_failed_retry_writes_the_cycle_off_and_reverses_its_invoice_cle
     assert balance(accounts.AR, patient_id=sold.patient_id) == 0
     assert balance(accounts.DEFERRED_MEMBERSHIPS) == 0
     assert balance(revenue) == 0  # the days recognised are taken back
-    assert _snapshot()[:len(before)] == before  # append-only: nothing earlier changed
+    assert _snapshot()[: len(before)] == before  # append-only: nothing earlier changed
     reversal = JournalTransaction.objects.filter(kind="pass_taken_back").get()
     assert "written off" in reversal.memo
     sold.refresh_from_db()
@@ -87,9 +99,15 @@ def test_a_written_off_cycle_covers_no_visits_and_the_next_cycle_bills_one_cycle
     sold = _automatic(s)
     passes_daily(today=MAY_1)
     passes_daily(today=MAY_2)
-    appointment = appointment_book(actor=s["fd"].user, treatment=s["cat"]["treatment"],
-                                   practitioner=practitioner(s["cat"]["location"]), location=s["cat"]["location"],
-                                   start=at("2026-05-20", "09:00"), patients=[sold.patient], pass_choice=None)
+    appointment = appointment_book(
+        actor=s["fd"].user,
+        treatment=s["cat"]["treatment"],
+        practitioner=practitioner(s["cat"]["location"]),
+        location=s["cat"]["location"],
+        start=at("2026-05-20", "09:00"),
+        patients=[sold.patient],
+        pass_choice=None,
+    )
     [entry] = explain(appointment.participants.get())
     assert entry["code"] == "written_off" and "written off" in entry["message"]
     passes_daily(today=dt.date(2026, 6, 1))
@@ -142,7 +160,10 @@ def test_write_off_through_the_api_and_the_page_once(s, client):
     assert answer.status_code == 200, answer.content
     assert answer.json()["cycles"][0]["billing_state"] == "written_off"
     assert api.post(path, {"reason": "Agreed"}, **headers).json() == answer.json()  # a replay
-    assert Api(s["fd"].user).post(f"/memberships/cycles/{_row(second).pk}/write-off", {}).status_code == 403
+    assert (
+        Api(s["fd"].user).post(f"/memberships/cycles/{_row(second).pk}/write-off", {}).status_code
+        == 403
+    )
     client.force_login(s["admin"].user)
     page = client.get(reverse("memberships:detail", args=[second.pk])).content.decode()
     assert ">Write off</button>" in page

@@ -40,14 +40,21 @@ def bearer(raw: str) -> dict:
 
 
 def staff_payload(**overrides) -> dict:
-    data = {"username": "jo", "email": "jo@example.test", "password": PASSWORD, "display_name": "Jo",
-            "access_level": AccessLevel.FRONT_DESK}
+    data = {
+        "username": "jo",
+        "email": "jo@example.test",
+        "password": PASSWORD,
+        "display_name": "Jo",
+        "access_level": AccessLevel.FRONT_DESK,
+    }
     data.update(overrides)
     return data
 
 
 def portal_user(patient: Patient):
-    user = User.objects.create_user(username=patient.email.lower(), email=patient.email, password=PASSWORD)
+    user = User.objects.create_user(
+        username=patient.email.lower(), email=patient.email, password=PASSWORD
+    )
     patient.user = user
     patient.save()
     return user
@@ -68,7 +75,9 @@ def test_me_for_a_patient(db):
     patient = make_patient(first_name="Ada", last_name="Lovelace", preferred_name="Addie")
     body = Api(portal_user(patient)).get("/me").json()
     assert body["kind"] == "patient" and body["name"] == "Ada (Addie) Lovelace"
-    assert body["patient"]["id"] == patient.pk and "notes" not in body["patient"]  # PatientSelfOut (test_no_leaks)
+    assert (
+        body["patient"]["id"] == patient.pk and "notes" not in body["patient"]
+    )  # PatientSelfOut (test_no_leaks)
     assert body["staff"] is None
 
 
@@ -95,7 +104,9 @@ def test_access_levels(front_desk):
 
 def test_staff_create_and_read(full_access, catalog):
     api = Api(full_access.user)
-    created = api.post("/staff", staff_payload(location_ids=[catalog["location"].pk], is_practitioner=True))
+    created = api.post(
+        "/staff", staff_payload(location_ids=[catalog["location"].pk], is_practitioner=True)
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["username"] == "jo" and body["email"] == "jo@example.test"
@@ -127,7 +138,9 @@ def test_staff_create_login_taken_is_409(full_access):
 def test_staff_create_bad_email_and_location_are_422(full_access):
     api = Api(full_access.user)
     assert error_fields(api.post("/staff", staff_payload(email="jo-at-example"))) == {"email"}
-    assert error_fields(api.post("/staff", staff_payload(location_ids=[424242]))) == {"location_ids"}
+    assert error_fields(api.post("/staff", staff_payload(location_ids=[424242]))) == {
+        "location_ids"
+    }
     assert not User.objects.filter(username="jo").exists()
 
 
@@ -136,7 +149,9 @@ def test_staff_create_needs_full_access(admin_staff):
 
 
 def test_only_an_owner_grants_owner_through_the_api(full_access, owner):
-    response = Api(full_access.user).post("/staff", staff_payload(access_level=AccessLevel.ACCOUNT_OWNER))
+    response = Api(full_access.user).post(
+        "/staff", staff_payload(access_level=AccessLevel.ACCOUNT_OWNER)
+    )
     assert_refused(response, "Account Owner")
     ok = Api(owner.user).post("/staff", staff_payload(access_level=AccessLevel.ACCOUNT_OWNER))
     assert ok.status_code == 201 and ok.json()["access_label"] == "Account Owner"
@@ -148,24 +163,35 @@ def test_staff_list_needs_admin(front_desk, admin_staff):
 
 
 def test_staff_patch(full_access, front_desk, catalog):
-    response = Api(full_access.user).patch(f"/staff/{front_desk.pk}", {
-        "display_name": "Sam", "access_level": AccessLevel.ADMIN_BILLING, "location_ids": [catalog["location"].pk],
-        "email": "sam@example.test",
-    })
+    response = Api(full_access.user).patch(
+        f"/staff/{front_desk.pk}",
+        {
+            "display_name": "Sam",
+            "access_level": AccessLevel.ADMIN_BILLING,
+            "location_ids": [catalog["location"].pk],
+            "email": "sam@example.test",
+        },
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["display_name"], body["access_label"], body["email"]) == (
-        "Sam", "Administrative/All Billing", "sam@example.test")
+        "Sam",
+        "Administrative/All Billing",
+        "sam@example.test",
+    )
     assert body["location_ids"] == [catalog["location"].pk]
     assert body["can_access_billing"] is True  # not sent, unchanged
-    entry = ActivityLog.objects.filter(object_type="people.staffmember", object_id=str(front_desk.pk),
-                                       verb="updated").get()
+    entry = ActivityLog.objects.filter(
+        object_type="people.staffmember", object_id=str(front_desk.pk), verb="updated"
+    ).get()
     assert entry.before["access_level"] == AccessLevel.FRONT_DESK
     assert entry.after["access_level"] == AccessLevel.ADMIN_BILLING
 
 
 def test_staff_patch_cannot_lower_your_own_level(full_access):
-    response = Api(full_access.user).patch(f"/staff/{full_access.pk}", {"access_level": AccessLevel.FRONT_DESK})
+    response = Api(full_access.user).patch(
+        f"/staff/{full_access.pk}", {"access_level": AccessLevel.FRONT_DESK}
+    )
     assert response.status_code == 403
     assert problem_code(response) == "own_access_level"
     full_access.refresh_from_db()
@@ -173,13 +199,21 @@ def test_staff_patch_cannot_lower_your_own_level(full_access):
 
 
 def test_staff_patch_cannot_touch_an_owner_without_being_one(full_access, owner):
-    assert_refused(Api(full_access.user).patch(f"/staff/{owner.pk}", {"display_name": "x"}), "Account Owner")
+    assert_refused(
+        Api(full_access.user).patch(f"/staff/{owner.pk}", {"display_name": "x"}), "Account Owner"
+    )
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"location_ids": None}, "location_ids"), ({"access_level": None}, "access_level"),
-    ({"access_level": 99}, "access_level"), ({"display_name": ""}, "display_name"), ({"email": "x"}, "email"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"location_ids": None}, "location_ids"),
+        ({"access_level": None}, "access_level"),
+        ({"access_level": 99}, "access_level"),
+        ({"display_name": ""}, "display_name"),
+        ({"email": "x"}, "email"),
+    ],
+)
 def test_staff_patch_bad_values_are_422(full_access, payload, field):
     # Editing yourself exercises the own-level check with odd values too.
     for target in (full_access, make_staff()):
@@ -210,15 +244,28 @@ def test_commission_rate_upsert_through_the_api(full_access, front_desk, catalog
 def test_commission_rate_bad_values(full_access, front_desk, catalog):
     api = Api(full_access.user)
     url = f"/staff/{front_desk.pk}/commission-rates"
-    assert error_fields(api.post(url, {"income_category_id": catalog["income_category"].pk, "rate": "101"})) == {"rate"}
-    assert error_fields(api.post(url, {"income_category_id": 424242, "rate": "10"})) == {"income_category_id"}
-    assert api.post("/staff/424242/commission-rates", {"income_category_id": 1, "rate": "1"}).status_code == 404
+    assert error_fields(
+        api.post(url, {"income_category_id": catalog["income_category"].pk, "rate": "101"})
+    ) == {"rate"}
+    assert error_fields(api.post(url, {"income_category_id": 424242, "rate": "10"})) == {
+        "income_category_id"
+    }
+    assert (
+        api.post(
+            "/staff/424242/commission-rates", {"income_category_id": 1, "rate": "1"}
+        ).status_code
+        == 404
+    )
 
 
 def test_commission_rate_needs_full_access(admin_staff, front_desk, catalog):
-    assert_refused(Api(admin_staff.user).post(f"/staff/{front_desk.pk}/commission-rates",
-                                              {"income_category_id": catalog["income_category"].pk, "rate": "4"}),
-                   "Full Access")
+    assert_refused(
+        Api(admin_staff.user).post(
+            f"/staff/{front_desk.pk}/commission-rates",
+            {"income_category_id": catalog["income_category"].pk, "rate": "4"},
+        ),
+        "Full Access",
+    )
 
 
 # ---------------------------------------------------------------- shifts
@@ -228,7 +275,12 @@ def test_shifts_through_the_api(full_access, front_desk, catalog):
     front_desk.locations.set([catalog["location"]])
     api = Api(full_access.user)
     url = f"/staff/{front_desk.pk}/shifts"
-    monday = {"location_id": catalog["location"].pk, "weekday": 0, "start_time": "09:00", "end_time": "17:00"}
+    monday = {
+        "location_id": catalog["location"].pk,
+        "weekday": 0,
+        "start_time": "09:00",
+        "end_time": "17:00",
+    }
     created = api.post(url, monday)
     assert created.status_code == 201, created.content
     assert created.json()["start_time"] == "09:00:00"
@@ -236,7 +288,9 @@ def test_shifts_through_the_api(full_access, front_desk, catalog):
     overlap = api.post(url, {**monday, "start_time": "16:00", "end_time": "18:00"})
     assert overlap.status_code == 409 and problem_code(overlap) == "shift_overlap"
 
-    elsewhere = type(catalog["location"]).objects.create(name="Elsewhere", time_zone="America/Toronto")
+    elsewhere = type(catalog["location"]).objects.create(
+        name="Elsewhere", time_zone="America/Toronto"
+    )
     wrong = api.post(url, {**monday, "weekday": 1, "location_id": elsewhere.pk})
     assert wrong.status_code == 422 and error_fields(wrong) == {"location_id"}
 
@@ -323,16 +377,23 @@ def test_patients_cannot_create_tokens(db):
 def test_bearer_token_post_needs_no_csrf_token(front_desk):
     raw = Api(front_desk.user).post("/tokens", {"name": "Zapier"}).json()["token"]
     client = Client(enforce_csrf_checks=True)  # a real integrator: no session, no CSRF cookie
-    response = client.post("/api/v1/patients", data=json.dumps({"first_name": "A", "last_name": "B"}),
-                           content_type="application/json", headers=bearer(raw))
+    response = client.post(
+        "/api/v1/patients",
+        data=json.dumps({"first_name": "A", "last_name": "B"}),
+        content_type="application/json",
+        headers=bearer(raw),
+    )
     assert response.status_code == 201, response.content
 
 
 def test_session_post_still_needs_the_csrf_token(front_desk):
     client = Client(enforce_csrf_checks=True)
     client.force_login(front_desk.user)
-    response = client.post("/api/v1/patients", data=json.dumps({"first_name": "A", "last_name": "B"}),
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/patients",
+        data=json.dumps({"first_name": "A", "last_name": "B"}),
+        content_type="application/json",
+    )
     assert response.status_code == 403
     assert not Patient.objects.exists()
 
@@ -342,8 +403,15 @@ def test_session_post_still_needs_the_csrf_token(front_desk):
 
 def test_patient_create_read_update(front_desk):
     api = Api(front_desk.user)
-    created = api.post("/patients", {"first_name": "Ada", "last_name": "Lovelace", "phone": "555-0101",
-                                     "date_of_birth": "1990-12-10"})
+    created = api.post(
+        "/patients",
+        {
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "phone": "555-0101",
+            "date_of_birth": "1990-12-10",
+        },
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["full_name"] == "Ada Lovelace" and body["has_portal_login"] is False
@@ -352,17 +420,23 @@ def test_patient_create_read_update(front_desk):
     assert updated.status_code == 200
     assert updated.json()["full_name"] == "Ada (Addie) Lovelace"
     assert updated.json()["phone"] == "555-0101"
-    verbs = list(ActivityLog.objects.filter(object_type="people.patient", object_id=str(body["id"]))
-                 .order_by("id").values_list("verb", flat=True))
+    verbs = list(
+        ActivityLog.objects.filter(object_type="people.patient", object_id=str(body["id"]))
+        .order_by("id")
+        .values_list("verb", flat=True)
+    )
     assert verbs == ["created", "updated"]
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"first_name": "Ada"}, "last_name"),
-    ({"first_name": "", "last_name": "L"}, "first_name"),
-    ({"first_name": "Ada", "last_name": "L", "email": "nope"}, "email"),
-    ({"first_name": "Ada", "last_name": "L", "date_of_birth": "1990-13-45"}, "date_of_birth"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"first_name": "Ada"}, "last_name"),
+        ({"first_name": "", "last_name": "L"}, "first_name"),
+        ({"first_name": "Ada", "last_name": "L", "email": "nope"}, "email"),
+        ({"first_name": "Ada", "last_name": "L", "date_of_birth": "1990-13-45"}, "date_of_birth"),
+    ],
+)
 def test_patient_create_bad_values_are_422(front_desk, payload, field):
     response = Api(front_desk.user).post("/patients", payload)
     assert response.status_code == 422
@@ -372,17 +446,27 @@ def test_patient_create_bad_values_are_422(front_desk, payload, field):
 def test_patient_patch_bad_values_are_422(front_desk):
     patient = make_patient()
     api = Api(front_desk.user)
-    for payload, field in [({"first_name": None}, "first_name"), ({"email": "nope"}, "email"),
-                           ({"last_name": "  "}, "last_name")]:
+    for payload, field in [
+        ({"first_name": None}, "first_name"),
+        ({"email": "nope"}, "email"),
+        ({"last_name": "  "}, "last_name"),
+    ]:
         response = api.patch(f"/patients/{patient.pk}", payload)
         assert response.status_code == 422, response.content
         assert error_fields(response) == {field}
 
 
 def test_patient_search_through_the_api(front_desk):
-    ada = make_patient(first_name="Ada", last_name="Lovelace", preferred_name="Addie", email="ada@math.test",
-                       phone="555-0101")
-    grace = make_patient(first_name="Grace", last_name="Hopper", email="grace@navy.test", phone="555-0202")
+    ada = make_patient(
+        first_name="Ada",
+        last_name="Lovelace",
+        preferred_name="Addie",
+        email="ada@math.test",
+        phone="555-0101",
+    )
+    grace = make_patient(
+        first_name="Grace", last_name="Hopper", email="grace@navy.test", phone="555-0202"
+    )
     api = Api(front_desk.user)
 
     def ids(q):
@@ -405,8 +489,12 @@ def test_patient_endpoints_need_practitioner_front_desk(db):
     patient = make_patient()
     assert_refused(api.get("/patients"), "Practitioner/Front Desk")
     assert_refused(api.get(f"/patients/{patient.pk}"), "Practitioner/Front Desk")
-    assert_refused(api.post("/patients", {"first_name": "A", "last_name": "B"}), "Practitioner/Front Desk")
-    assert_refused(api.patch(f"/patients/{patient.pk}", {"first_name": "X"}), "Practitioner/Front Desk")
+    assert_refused(
+        api.post("/patients", {"first_name": "A", "last_name": "B"}), "Practitioner/Front Desk"
+    )
+    assert_refused(
+        api.patch(f"/patients/{patient.pk}", {"first_name": "X"}), "Practitioner/Front Desk"
+    )
 
 
 def test_unknown_patient_is_404_for_staff(front_desk):
@@ -417,27 +505,47 @@ def test_unknown_patient_is_404_for_staff(front_desk):
 
 
 def test_family_links_through_the_api(front_desk):
-    parent, child, spouse = make_patient(first_name="Parent"), make_patient(first_name="Child"), make_patient()
+    parent, child, spouse = (
+        make_patient(first_name="Parent"),
+        make_patient(first_name="Child"),
+        make_patient(),
+    )
     api = Api(front_desk.user)
     link = api.post(f"/patients/{parent.pk}/family", {"relative_id": child.pk, "kind": "guardian"})
     assert link.status_code == 201, link.content
     assert link.json()["relation"] == "Dependant" and link.json()["relative_id"] == child.pk
-    assert api.post(f"/patients/{parent.pk}/family", {"relative_id": spouse.pk, "kind": "spouse"}).status_code == 201
+    assert (
+        api.post(
+            f"/patients/{parent.pk}/family", {"relative_id": spouse.pk, "kind": "spouse"}
+        ).status_code
+        == 201
+    )
 
-    relations = {r["relative_id"]: r["relation"] for r in api.get(f"/patients/{parent.pk}/family").json()}
+    relations = {
+        r["relative_id"]: r["relation"] for r in api.get(f"/patients/{parent.pk}/family").json()
+    }
     assert relations == {child.pk: "Dependant", spouse.pk: "Spouse"}
     assert [r["relation"] for r in api.get(f"/patients/{child.pk}/family").json()] == ["Guardian"]
 
     again = api.post(f"/patients/{child.pk}/family", {"relative_id": parent.pk, "kind": "spouse"})
     assert again.status_code == 409 and problem_code(again) == "already_linked"
 
-    self_link = api.post(f"/patients/{parent.pk}/family", {"relative_id": parent.pk, "kind": "spouse"})
+    self_link = api.post(
+        f"/patients/{parent.pk}/family", {"relative_id": parent.pk, "kind": "spouse"}
+    )
     assert self_link.status_code == 422 and error_fields(self_link) == {"relative_id"}
 
-    bad_kind = api.post(f"/patients/{parent.pk}/family", {"relative_id": spouse.pk, "kind": "cousin"})
+    bad_kind = api.post(
+        f"/patients/{parent.pk}/family", {"relative_id": spouse.pk, "kind": "cousin"}
+    )
     assert bad_kind.status_code == 422 and error_fields(bad_kind) == {"kind"}
 
-    assert api.post(f"/patients/{parent.pk}/family", {"relative_id": 424242, "kind": "spouse"}).status_code == 404
+    assert (
+        api.post(
+            f"/patients/{parent.pk}/family", {"relative_id": 424242, "kind": "spouse"}
+        ).status_code
+        == 404
+    )
 
     assert api.delete(f"/family-links/{link.json()['id']}").status_code == 204
     assert FamilyLink.objects.count() == 1
@@ -459,8 +567,13 @@ def family(front_desk):
     stranger = make_patient(first_name="Stranger")
     FamilyLink.objects.create(patient=guardian, relative=child, kind="guardian")
     FamilyLink.objects.create(patient=guardian, relative=spouse, kind="spouse")
-    return {"guardian": guardian, "child": child, "spouse": spouse, "stranger": stranger,
-            "api": Api(portal_user(guardian))}
+    return {
+        "guardian": guardian,
+        "child": child,
+        "spouse": spouse,
+        "stranger": stranger,
+        "api": Api(portal_user(guardian)),
+    }
 
 
 def test_a_patient_reads_their_own_record_and_their_dependants(family):
@@ -469,7 +582,10 @@ def test_a_patient_reads_their_own_record_and_their_dependants(family):
         response = api.get(f"/patients/{family[who].pk}")
         assert response.status_code == 200, who
         assert response.json()["id"] == family[who].pk
-    relations = {r["relative_id"]: r["relation"] for r in api.get(f"/patients/{family['guardian'].pk}/family").json()}
+    relations = {
+        r["relative_id"]: r["relation"]
+        for r in api.get(f"/patients/{family['guardian'].pk}/family").json()
+    }
     assert relations == {family["child"].pk: "Dependant", family["spouse"].pk: "Spouse"}
 
 
@@ -491,10 +607,18 @@ def test_a_dependant_cannot_read_their_guardian(family):
     assert api.get(f"/patients/{family['guardian'].pk}").status_code == 404
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/patients"), ("get", "/staff"), ("get", "/tokens"), ("get", "/clinic"), ("get", "/treatments"),
-    ("get", "/locations"), ("get", f"/staff/{1}/shifts"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/patients"),
+        ("get", "/staff"),
+        ("get", "/tokens"),
+        ("get", "/clinic"),
+        ("get", "/treatments"),
+        ("get", "/locations"),
+        ("get", f"/staff/{1}/shifts"),
+    ],
+)
 def test_list_endpoints_are_403_for_patients(family, method, path):
     response = getattr(family["api"], method)(path)
     assert response.status_code == 403, response.content
@@ -503,10 +627,18 @@ def test_list_endpoints_are_403_for_patients(family, method, path):
 
 def test_a_patient_cannot_write_patient_records(family):
     api = family["api"]
-    assert api.patch(f"/patients/{family['guardian'].pk}", {"first_name": "Changed"}).status_code == 403
+    assert (
+        api.patch(f"/patients/{family['guardian'].pk}", {"first_name": "Changed"}).status_code
+        == 403
+    )
     assert api.post("/patients", {"first_name": "A", "last_name": "B"}).status_code == 403
-    assert api.post(f"/patients/{family['guardian'].pk}/family",
-                    {"relative_id": family["stranger"].pk, "kind": "guardian"}).status_code == 403
+    assert (
+        api.post(
+            f"/patients/{family['guardian'].pk}/family",
+            {"relative_id": family["stranger"].pk, "kind": "guardian"},
+        ).status_code
+        == 403
+    )
     family["guardian"].refresh_from_db()
     assert family["guardian"].first_name == "Guardian"
     assert FamilyLink.objects.count() == 2

@@ -21,7 +21,9 @@ CHOSEN = "my own secret passphrase"
 @pytest.fixture(autouse=True)
 def _send_on_commit(monkeypatch):
     """Email leaves after the commit; the test client's requests run inside the test's transaction."""
-    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+    monkeypatch.setattr(
+        "django.db.transaction.on_commit", lambda func, using=None, robust=False: func()
+    )
 
 
 @pytest.fixture
@@ -50,7 +52,9 @@ def test_staff_send_an_invitation_from_the_profile_and_never_type_a_password(cli
 
 def test_the_patient_chooses_the_password_once(client, desk):
     patient = make_patient(email="Ana@Example.test")
-    invitations.patient_portal_invite(actor=desk.user, patient=patient, base_url="http://testserver")
+    invitations.patient_portal_invite(
+        actor=desk.user, patient=patient, base_url="http://testserver"
+    )
     link = _link()
     page = client.get(link).content.decode()
     assert "Ana@Example.test" in page and "Choose a password" in page
@@ -62,7 +66,12 @@ def test_the_patient_chooses_the_password_once(client, desk):
     assert response["Location"] == reverse("portal:login")
     patient.refresh_from_db()
     assert patient.user.username == "ana@example.test" and patient.user.check_password(CHOSEN)
-    assert client.post(reverse("portal:login"), {"login": "ana@example.test", "password": CHOSEN}).status_code == 302
+    assert (
+        client.post(
+            reverse("portal:login"), {"login": "ana@example.test", "password": CHOSEN}
+        ).status_code
+        == 302
+    )
     # Used up: the link cannot set another password.
     client.logout()
     again = client.post(link, {"password": "someone else's pass", "confirm": "someone else's pass"})
@@ -73,7 +82,9 @@ def test_the_patient_chooses_the_password_once(client, desk):
 
 def test_an_invitation_expires(client, desk):
     patient = make_patient()
-    invitations.patient_portal_invite(actor=desk.user, patient=patient, base_url="http://testserver")
+    invitations.patient_portal_invite(
+        actor=desk.user, patient=patient, base_url="http://testserver"
+    )
     link = _link()
     with clock.frozen(clock.now() + timedelta(days=7, minutes=1)):
         response = client.post(link, {"password": CHOSEN, "confirm": CHOSEN})
@@ -84,7 +95,9 @@ def test_an_invitation_expires(client, desk):
 
 def test_changing_the_email_retires_the_invitation(client, desk):
     patient = make_patient(email="old@example.test")
-    invitations.patient_portal_invite(actor=desk.user, patient=patient, base_url="http://testserver")
+    invitations.patient_portal_invite(
+        actor=desk.user, patient=patient, base_url="http://testserver"
+    )
     link = _link()
     patient.email = "new@example.test"
     patient.save()
@@ -92,33 +105,53 @@ def test_changing_the_email_retires_the_invitation(client, desk):
 
 
 def test_a_tampered_invitation_is_refused(client):
-    assert client.get(reverse("portal:invitation", kwargs={"token": "1.abc:xyz:123"})).status_code == 400
+    assert (
+        client.get(reverse("portal:invitation", kwargs={"token": "1.abc:xyz:123"})).status_code
+        == 400
+    )
 
 
 def test_invitation_rules(desk):
     with pytest.raises(ValidationFailed):
-        invitations.patient_portal_invite(actor=desk.user, patient=make_patient(email=""), base_url="http://testserver")
+        invitations.patient_portal_invite(
+            actor=desk.user, patient=make_patient(email=""), base_url="http://testserver"
+        )
     taken = make_patient(email="same@example.test")
     invitations.patient_portal_invite(actor=desk.user, patient=taken, base_url="http://testserver")
-    invitations.portal_invitation_accept(token=_link().rstrip("/").rsplit("/", 1)[1], password=CHOSEN, confirm=CHOSEN)
+    invitations.portal_invitation_accept(
+        token=_link().rstrip("/").rsplit("/", 1)[1], password=CHOSEN, confirm=CHOSEN
+    )
     taken.refresh_from_db()
     with pytest.raises(Conflict) as exc:
-        invitations.patient_portal_invite(actor=desk.user, patient=taken, base_url="http://testserver")
+        invitations.patient_portal_invite(
+            actor=desk.user, patient=taken, base_url="http://testserver"
+        )
     assert exc.value.code == "portal_login_exists"
-    with pytest.raises(Conflict) as exc:  # another patient record with the same email cannot take that login
-        invitations.patient_portal_invite(actor=desk.user, patient=make_patient(email="SAME@example.test"),
-                                          base_url="http://testserver")
+    with pytest.raises(
+        Conflict
+    ) as exc:  # another patient record with the same email cannot take that login
+        invitations.patient_portal_invite(
+            actor=desk.user,
+            patient=make_patient(email="SAME@example.test"),
+            base_url="http://testserver",
+        )
     assert exc.value.code == "login_taken"
     with pytest.raises(NotAllowed):
-        invitations.patient_portal_invite(actor=make_staff(AccessLevel.PRACTITIONER_LIMITED).user,
-                                          patient=make_patient(), base_url="http://testserver")
+        invitations.patient_portal_invite(
+            actor=make_staff(AccessLevel.PRACTITIONER_LIMITED).user,
+            patient=make_patient(),
+            base_url="http://testserver",
+        )
 
 
 def test_invitation_through_the_api(desk):
     patient = make_patient(email="api@example.test")
     api = Api(desk.user)
     response = api.post(f"/patients/{patient.pk}/portal-invitation", {})
-    assert response.status_code == 202 and response.json() == {"sent_to": "api@example.test", "valid_days": 7}
+    assert response.status_code == 202 and response.json() == {
+        "sent_to": "api@example.test",
+        "valid_days": 7,
+    }
     assert mail.outbox[-1].to == ["api@example.test"]
     no_email = make_patient(email="")
     response = api.post(f"/patients/{no_email.pk}/portal-invitation", {})

@@ -27,14 +27,23 @@ def _try(client, username, password, *, ip="203.0.113.9", at=None):
 
 def test_waits_grow_after_five_failures_and_are_capped():
     assert [wait_after(n, 5) for n in range(4, 11)] == [
-        timedelta(0), timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4), timedelta(minutes=8),
-        MAX_WAIT, MAX_WAIT]
+        timedelta(0),
+        timedelta(minutes=1),
+        timedelta(minutes=2),
+        timedelta(minutes=4),
+        timedelta(minutes=8),
+        MAX_WAIT,
+        MAX_WAIT,
+    ]
 
 
 def test_after_five_failures_the_next_try_waits_and_the_page_says_how_long(client):
     staff = make_staff()
     for i in range(5):
-        assert _try(client, staff.user.username, "wrong", at=T0 + timedelta(seconds=i)).status_code == 200
+        assert (
+            _try(client, staff.user.username, "wrong", at=T0 + timedelta(seconds=i)).status_code
+            == 200
+        )
     response = _try(client, staff.user.username, PASSWORD, at=T0 + timedelta(seconds=10))
     assert response.status_code == 429
     assert "Wait 1 minute and try again" in response.content.decode()
@@ -49,7 +58,12 @@ def test_tries_during_a_wait_do_not_count():
     for i in range(5):
         _try(attacker, staff.user.username, "wrong", at=T0 + timedelta(seconds=i))
     for i in range(100):  # hammering during the wait: all refused unchecked, none counted
-        assert _try(attacker, staff.user.username, "guess", at=T0 + timedelta(seconds=10 + i / 10)).status_code == 429
+        assert (
+            _try(
+                attacker, staff.user.username, "guess", at=T0 + timedelta(seconds=10 + i / 10)
+            ).status_code
+            == 429
+        )
     assert login_throttle.LoginFailure.objects.count() == 5
 
 
@@ -65,17 +79,31 @@ def test_an_attacker_cannot_keep_the_owner_out():
     at, last_checked = T0, None
     for minute in range(60):
         at = T0 + timedelta(minutes=minute, seconds=1)
-        response = _try(attacker, owner.user.username, "guess", ip=f"192.0.2.{minute % 250 + 1}", at=at)
+        response = _try(
+            attacker, owner.user.username, "guess", ip=f"192.0.2.{minute % 250 + 1}", at=at
+        )
         if response.status_code == 200:
             last_checked = at
         with clock.frozen(at):
             assert login_throttle.login_wait_for_user(owner.user) <= MAX_WAIT
         if minute % 7 == 0:  # the owner comes back now and then: never held
-            assert _try(owners_browser, owner.user.username, PASSWORD, ip="198.51.100.7", at=at).status_code == 302
+            assert (
+                _try(
+                    owners_browser, owner.user.username, PASSWORD, ip="198.51.100.7", at=at
+                ).status_code
+                == 302
+            )
             owners_browser.post(reverse("staff:logout"))
     new_browser = Client()
-    assert _try(new_browser, owner.user.username, PASSWORD, at=last_checked + MAX_WAIT + timedelta(seconds=1)
-                ).status_code == 302
+    assert (
+        _try(
+            new_browser,
+            owner.user.username,
+            PASSWORD,
+            at=last_checked + MAX_WAIT + timedelta(seconds=1),
+        ).status_code
+        == 302
+    )
 
 
 def test_per_ip_limit_across_logins():
@@ -83,7 +111,13 @@ def test_per_ip_limit_across_logins():
     people = [make_staff() for _ in range(10)]
     sprayer = Client()
     for i in range(20):
-        _try(sprayer, people[i % 10].user.username, f"Spring2026-{i}", ip="192.0.2.50", at=T0 + timedelta(seconds=i))
+        _try(
+            sprayer,
+            people[i % 10].user.username,
+            f"Spring2026-{i}",
+            ip="192.0.2.50",
+            at=T0 + timedelta(seconds=i),
+        )
     fresh = make_staff()
     at = T0 + timedelta(seconds=30)
     assert _try(sprayer, fresh.user.username, PASSWORD, ip="192.0.2.50", at=at).status_code == 429
@@ -94,14 +128,19 @@ def test_unknown_logins_are_throttled_too():
     client = Client()
     for i in range(5):
         _try(client, "nobody@example.test", "wrong", at=T0 + timedelta(seconds=i))
-    assert _try(client, "nobody@example.test", "wrong", at=T0 + timedelta(seconds=6)).status_code == 429
+    assert (
+        _try(client, "nobody@example.test", "wrong", at=T0 + timedelta(seconds=6)).status_code
+        == 429
+    )
 
 
 def test_a_successful_log_in_clears_the_failures(client):
     staff = make_staff()
     for i in range(4):
         _try(client, staff.user.username, "wrong", at=T0 + timedelta(seconds=i))
-    assert _try(client, staff.user.username, PASSWORD, at=T0 + timedelta(seconds=5)).status_code == 302
+    assert (
+        _try(client, staff.user.username, PASSWORD, at=T0 + timedelta(seconds=5)).status_code == 302
+    )
     assert not login_throttle.LoginFailure.objects.exists()
 
 
@@ -116,10 +155,20 @@ def test_full_access_unlocks_and_everything_is_in_the_activity_log(client):
         assert "must wait 1 more minute " in page
         response = client.post(reverse("people:staff_unlock", kwargs={"pk": staff.pk}), follow=True)
         assert "can log in again now" in response.content.decode()
-    assert _try(Client(), staff.user.username, PASSWORD, at=T0 + timedelta(seconds=11)).status_code == 302
-    verbs = list(ActivityLog.objects.filter(object_id=str(staff.user.pk), object_type="auth.user")
-                 .values_list("verb", flat=True).order_by("pk"))
-    assert verbs.count("login_failed") == 5 and "login_throttled" in verbs and verbs[-1] == "login_unlocked"
+    assert (
+        _try(Client(), staff.user.username, PASSWORD, at=T0 + timedelta(seconds=11)).status_code
+        == 302
+    )
+    verbs = list(
+        ActivityLog.objects.filter(object_id=str(staff.user.pk), object_type="auth.user")
+        .values_list("verb", flat=True)
+        .order_by("pk")
+    )
+    assert (
+        verbs.count("login_failed") == 5
+        and "login_throttled" in verbs
+        and verbs[-1] == "login_unlocked"
+    )
     unlock = ActivityLog.objects.get(verb="login_unlocked")
     assert unlock.actor_id == boss.user.pk and unlock.after == {"failures_cleared": 5}
 
@@ -129,8 +178,15 @@ def test_only_an_owner_unlocks_an_owner():
     with pytest.raises(NotAllowed):
         login_throttle.login_unlock(actor=make_staff(AccessLevel.FULL_ACCESS).user, user=owner.user)
     with pytest.raises(NotAllowed):
-        login_throttle.login_unlock(actor=make_staff(AccessLevel.ADMIN_BILLING).user, user=make_staff().user)
-    assert login_throttle.login_unlock(actor=make_staff(AccessLevel.ACCOUNT_OWNER).user, user=owner.user) == 0
+        login_throttle.login_unlock(
+            actor=make_staff(AccessLevel.ADMIN_BILLING).user, user=make_staff().user
+        )
+    assert (
+        login_throttle.login_unlock(
+            actor=make_staff(AccessLevel.ACCOUNT_OWNER).user, user=owner.user
+        )
+        == 0
+    )
 
 
 def test_a_forged_device_cookie_is_ignored():
@@ -139,4 +195,6 @@ def test_a_forged_device_cookie_is_ignored():
     client.cookies[login_throttle.DEVICE_COOKIE] = "[1,2,3]:forged"
     for i in range(5):
         _try(client, staff.user.username, "wrong", at=T0 + timedelta(seconds=i))
-    assert _try(client, staff.user.username, PASSWORD, at=T0 + timedelta(seconds=6)).status_code == 429
+    assert (
+        _try(client, staff.user.username, PASSWORD, at=T0 + timedelta(seconds=6)).status_code == 429
+    )

@@ -23,12 +23,21 @@ def full_access(db):
 
 
 def log_for(obj) -> list[ActivityLog]:
-    return list(ActivityLog.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk)).order_by("id"))
+    return list(
+        ActivityLog.objects.filter(
+            object_type=obj._meta.label_lower, object_id=str(obj.pk)
+        ).order_by("id")
+    )
 
 
 def new_staff(actor, **overrides) -> StaffMember:
-    data = {"username": "jo", "email": "jo@example.test", "password": PASSWORD, "display_name": "Jo",
-            "access_level": AccessLevel.FRONT_DESK}
+    data = {
+        "username": "jo",
+        "email": "jo@example.test",
+        "password": PASSWORD,
+        "display_name": "Jo",
+        "access_level": AccessLevel.FRONT_DESK,
+    }
     data.update(overrides)
     return services.staff_create(actor=actor.user, **data)
 
@@ -108,20 +117,32 @@ def test_only_an_account_owner_can_grant_account_owner(full_access, owner):
     with pytest.raises(NotAllowed) as exc:
         new_staff(full_access, access_level=AccessLevel.ACCOUNT_OWNER)
     assert "Account Owner" in exc.value.message
-    assert new_staff(owner, access_level=AccessLevel.ACCOUNT_OWNER).access_level == AccessLevel.ACCOUNT_OWNER
+    assert (
+        new_staff(owner, access_level=AccessLevel.ACCOUNT_OWNER).access_level
+        == AccessLevel.ACCOUNT_OWNER
+    )
 
 
 def test_full_access_can_grant_full_access(full_access):
-    assert new_staff(full_access, access_level=AccessLevel.FULL_ACCESS).access_level == AccessLevel.FULL_ACCESS
+    assert (
+        new_staff(full_access, access_level=AccessLevel.FULL_ACCESS).access_level
+        == AccessLevel.FULL_ACCESS
+    )
 
 
 # ---------------------------------------------------------------- staff update
 
 
 def test_staff_update_changes_fields_and_logs_before_and_after(full_access, front_desk, catalog):
-    services.staff_update(actor=full_access.user, staff=front_desk, data={
-        "display_name": "Front Desk Sam", "can_access_billing": False, "location_ids": [catalog["location"].pk],
-    })
+    services.staff_update(
+        actor=full_access.user,
+        staff=front_desk,
+        data={
+            "display_name": "Front Desk Sam",
+            "can_access_billing": False,
+            "location_ids": [catalog["location"].pk],
+        },
+    )
     front_desk.refresh_from_db()
     assert front_desk.display_name == "Front Desk Sam" and not front_desk.can_access_billing
     assert list(front_desk.locations.all()) == [catalog["location"]]
@@ -131,7 +152,9 @@ def test_staff_update_changes_fields_and_logs_before_and_after(full_access, fron
 
 
 def test_staff_update_changes_the_email_and_logs_it(full_access, front_desk):
-    services.staff_update(actor=full_access.user, staff=front_desk, data={"email": "new@example.test"})
+    services.staff_update(
+        actor=full_access.user, staff=front_desk, data={"email": "new@example.test"}
+    )
     front_desk.user.refresh_from_db()
     assert front_desk.user.email == "new@example.test"
     entries = log_for(front_desk)
@@ -150,16 +173,22 @@ def test_full_access_cannot_edit_an_owner(full_access, owner):
     with pytest.raises(NotAllowed):
         services.staff_update(actor=full_access.user, staff=owner, data={"display_name": "Demoted"})
     with pytest.raises(NotAllowed):
-        services.staff_update(actor=full_access.user, staff=owner, data={"access_level": AccessLevel.FRONT_DESK})
+        services.staff_update(
+            actor=full_access.user, staff=owner, data={"access_level": AccessLevel.FRONT_DESK}
+        )
     owner.refresh_from_db()
     assert owner.display_name == "Owner" and owner.access_level == AccessLevel.ACCOUNT_OWNER
 
 
 def test_owner_can_edit_another_owner_and_promote(owner):
     other = make_staff(AccessLevel.ACCOUNT_OWNER)
-    services.staff_update(actor=owner.user, staff=other, data={"access_level": AccessLevel.FULL_ACCESS})
+    services.staff_update(
+        actor=owner.user, staff=other, data={"access_level": AccessLevel.FULL_ACCESS}
+    )
     promoted = make_staff(AccessLevel.FRONT_DESK)
-    services.staff_update(actor=owner.user, staff=promoted, data={"access_level": AccessLevel.ACCOUNT_OWNER})
+    services.staff_update(
+        actor=owner.user, staff=promoted, data={"access_level": AccessLevel.ACCOUNT_OWNER}
+    )
     other.refresh_from_db()
     promoted.refresh_from_db()
     assert other.access_level == AccessLevel.FULL_ACCESS
@@ -168,32 +197,46 @@ def test_owner_can_edit_another_owner_and_promote(owner):
 
 def test_full_access_cannot_promote_anyone_to_owner(full_access, front_desk):
     with pytest.raises(NotAllowed):
-        services.staff_update(actor=full_access.user, staff=front_desk, data={"access_level": AccessLevel.ACCOUNT_OWNER})
+        services.staff_update(
+            actor=full_access.user,
+            staff=front_desk,
+            data={"access_level": AccessLevel.ACCOUNT_OWNER},
+        )
     with pytest.raises(NotAllowed):
-        services.staff_update(actor=full_access.user, staff=full_access,
-                              data={"access_level": AccessLevel.ACCOUNT_OWNER})
+        services.staff_update(
+            actor=full_access.user,
+            staff=full_access,
+            data={"access_level": AccessLevel.ACCOUNT_OWNER},
+        )
 
 
 @pytest.mark.parametrize("level", [AccessLevel.FULL_ACCESS, AccessLevel.ACCOUNT_OWNER])
 def test_you_cannot_lower_your_own_level(db, level):
     me = make_staff(level)
     with pytest.raises(NotAllowed) as exc:
-        services.staff_update(actor=me.user, staff=me, data={"access_level": AccessLevel.FRONT_DESK})
+        services.staff_update(
+            actor=me.user, staff=me, data={"access_level": AccessLevel.FRONT_DESK}
+        )
     assert exc.value.code == "own_access_level"
     me.refresh_from_db()
     assert me.access_level == level
 
 
 def test_you_can_edit_your_own_name(full_access):
-    services.staff_update(actor=full_access.user, staff=full_access,
-                          data={"display_name": "Renamed", "access_level": AccessLevel.FULL_ACCESS})
+    services.staff_update(
+        actor=full_access.user,
+        staff=full_access,
+        data={"display_name": "Renamed", "access_level": AccessLevel.FULL_ACCESS},
+    )
     full_access.refresh_from_db()
     assert full_access.display_name == "Renamed"
 
 
 def test_a_null_access_level_is_a_validation_error(full_access):
     with pytest.raises(ValidationFailed) as exc:
-        services.staff_update(actor=full_access.user, staff=full_access, data={"access_level": None})
+        services.staff_update(
+            actor=full_access.user, staff=full_access, data={"access_level": None}
+        )
     assert "access_level" in exc.value.fields
 
 
@@ -216,9 +259,12 @@ def test_deactivated_staff_lose_their_access(full_access, front_desk):
 
 def test_commission_rate_set_is_an_upsert(full_access, front_desk, catalog):
     cat = catalog["income_category"].pk
-    first = services.commission_rate_set(actor=full_access.user, staff=front_desk, income_category_id=cat, rate="40")
-    second = services.commission_rate_set(actor=full_access.user, staff=front_desk, income_category_id=cat,
-                                          rate=Decimal("45.5"))
+    first = services.commission_rate_set(
+        actor=full_access.user, staff=front_desk, income_category_id=cat, rate="40"
+    )
+    second = services.commission_rate_set(
+        actor=full_access.user, staff=front_desk, income_category_id=cat, rate=Decimal("45.5")
+    )
     assert first.pk == second.pk
     assert CommissionRate.objects.get(staff=front_desk).rate == Decimal("45.500")
     assert [e.verb for e in log_for(first)] == ["created", "updated"]
@@ -228,29 +274,43 @@ def test_commission_rate_set_is_an_upsert(full_access, front_desk, catalog):
 def test_commission_rates_are_per_staff_member(full_access, front_desk, catalog):
     other = make_staff()
     cat = catalog["income_category"].pk
-    services.commission_rate_set(actor=full_access.user, staff=front_desk, income_category_id=cat, rate=40)
-    services.commission_rate_set(actor=full_access.user, staff=other, income_category_id=cat, rate=50)
+    services.commission_rate_set(
+        actor=full_access.user, staff=front_desk, income_category_id=cat, rate=40
+    )
+    services.commission_rate_set(
+        actor=full_access.user, staff=other, income_category_id=cat, rate=50
+    )
     assert CommissionRate.objects.count() == 2
 
 
 @pytest.mark.parametrize("rate", ["-1", "100.5"])
 def test_commission_rate_must_be_a_percentage(full_access, front_desk, catalog, rate):
     with pytest.raises(ValidationFailed) as exc:
-        services.commission_rate_set(actor=full_access.user, staff=front_desk,
-                                     income_category_id=catalog["income_category"].pk, rate=rate)
+        services.commission_rate_set(
+            actor=full_access.user,
+            staff=front_desk,
+            income_category_id=catalog["income_category"].pk,
+            rate=rate,
+        )
     assert "rate" in exc.value.fields
 
 
 def test_commission_rate_unknown_category(full_access, front_desk):
     with pytest.raises(ValidationFailed) as exc:
-        services.commission_rate_set(actor=full_access.user, staff=front_desk, income_category_id=424242, rate=10)
+        services.commission_rate_set(
+            actor=full_access.user, staff=front_desk, income_category_id=424242, rate=10
+        )
     assert set(exc.value.fields) == {"income_category_id"}
 
 
 def test_commission_rate_needs_full_access(admin_staff, front_desk, catalog):
     with pytest.raises(NotAllowed):
-        services.commission_rate_set(actor=admin_staff.user, staff=front_desk,
-                                     income_category_id=catalog["income_category"].pk, rate=10)
+        services.commission_rate_set(
+            actor=admin_staff.user,
+            staff=front_desk,
+            income_category_id=catalog["income_category"].pk,
+            rate=10,
+        )
 
 
 # ---------------------------------------------------------------- shifts
@@ -264,8 +324,14 @@ def practitioner(catalog):
 
 
 def add_shift(actor, staff, location, weekday=0, start=T(9), end=T(17)):
-    return services.shift_create(actor=actor.user, staff=staff, location_id=location.pk, weekday=weekday,
-                                 start_time=start, end_time=end)
+    return services.shift_create(
+        actor=actor.user,
+        staff=staff,
+        location_id=location.pk,
+        weekday=weekday,
+        start_time=start,
+        end_time=end,
+    )
 
 
 def test_shift_create_and_delete_are_logged(full_access, practitioner, catalog):
@@ -274,13 +340,16 @@ def test_shift_create_and_delete_are_logged(full_access, practitioner, catalog):
     pk = shift.pk
     services.shift_delete(actor=full_access.user, shift=shift)
     assert not Shift.objects.filter(pk=pk).exists()
-    entries = ActivityLog.objects.filter(object_type="people.shift", object_id=str(pk)).order_by("id")
+    entries = ActivityLog.objects.filter(object_type="people.shift", object_id=str(pk)).order_by(
+        "id"
+    )
     assert [e.verb for e in entries] == ["created", "deleted"]
     assert entries[1].before["start_time"] == "09:00:00" and entries[1].after is None
 
 
-@pytest.mark.parametrize(("start", "end"), [(T(8), T(10)), (T(16), T(18)), (T(10), T(11)), (T(8), T(18)),
-                                            (T(9), T(17))])
+@pytest.mark.parametrize(
+    ("start", "end"), [(T(8), T(10)), (T(16), T(18)), (T(10), T(11)), (T(8), T(18)), (T(9), T(17))]
+)
 def test_overlapping_shifts_are_refused(full_access, practitioner, catalog, start, end):
     add_shift(full_access, practitioner, catalog["location"])
     with pytest.raises(Conflict) as exc:
@@ -297,8 +366,12 @@ def test_overlap_counts_shifts_at_other_locations(full_access, practitioner, cat
         add_shift(full_access, practitioner, other, start=T(12), end=T(13))
 
 
-@pytest.mark.parametrize(("weekday", "start", "end"), [(0, T(17), T(20)), (0, T(6), T(9)), (1, T(9), T(17))])
-def test_adjacent_or_other_day_shifts_are_fine(full_access, practitioner, catalog, weekday, start, end):
+@pytest.mark.parametrize(
+    ("weekday", "start", "end"), [(0, T(17), T(20)), (0, T(6), T(9)), (1, T(9), T(17))]
+)
+def test_adjacent_or_other_day_shifts_are_fine(
+    full_access, practitioner, catalog, weekday, start, end
+):
     add_shift(full_access, practitioner, catalog["location"])
     add_shift(full_access, practitioner, catalog["location"], weekday=weekday, start=start, end=end)
     assert practitioner.shifts.count() == 2
@@ -313,7 +386,9 @@ def test_other_staff_shifts_do_not_overlap(full_access, practitioner, catalog):
 
 
 def test_shift_location_must_be_one_of_the_staff_members(full_access, practitioner):
-    elsewhere = practitioner.locations.model.objects.create(name="Elsewhere", time_zone="America/Toronto")
+    elsewhere = practitioner.locations.model.objects.create(
+        name="Elsewhere", time_zone="America/Toronto"
+    )
     with pytest.raises(ValidationFailed) as exc:
         add_shift(full_access, practitioner, elsewhere)
     assert set(exc.value.fields) == {"location_id"}
@@ -378,10 +453,16 @@ def test_no_access_staff_cannot_create_tokens(db):
 
 
 def test_patient_create_strips_and_logs(front_desk):
-    patient = services.patient_create(actor=front_desk.user, data={
-        "first_name": "  Ada ", "last_name": "Lovelace", "email": "ada@example.test", "phone": "(555) 010-1234",
-        "date_of_birth": dt.date(1990, 12, 10),
-    })
+    patient = services.patient_create(
+        actor=front_desk.user,
+        data={
+            "first_name": "  Ada ",
+            "last_name": "Lovelace",
+            "email": "ada@example.test",
+            "phone": "(555) 010-1234",
+            "date_of_birth": dt.date(1990, 12, 10),
+        },
+    )
     patient.refresh_from_db()
     assert patient.first_name == "Ada"
     assert patient.phone_digits == "5550101234"
@@ -392,21 +473,27 @@ def test_patient_create_strips_and_logs(front_desk):
 
 def test_patient_update_logs_before_and_after(front_desk):
     patient = make_patient(first_name="Ada")
-    services.patient_update(actor=front_desk.user, patient=patient, data={"preferred_name": "Addie",
-                                                                          "phone": "555 999 0000"})
+    services.patient_update(
+        actor=front_desk.user,
+        patient=patient,
+        data={"preferred_name": "Addie", "phone": "555 999 0000"},
+    )
     patient.refresh_from_db()
     assert patient.preferred_name == "Addie" and patient.phone_digits == "5559990000"
     [entry] = log_for(patient)
     assert ("preferred_name", "", "Addie") in entry.changes()
 
 
-@pytest.mark.parametrize(("data", "field"), [
-    ({"first_name": "", "last_name": "X"}, "first_name"),
-    ({"first_name": "A", "last_name": "   "}, "last_name"),
-    ({"first_name": "A", "last_name": "B", "email": "nope"}, "email"),
-    ({"first_name": "A", "last_name": "B", "user_id": 1}, "user_id"),
-    ({"first_name": "A", "last_name": "B", "phone_digits": "1"}, "phone_digits"),
-])
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"first_name": "", "last_name": "X"}, "first_name"),
+        ({"first_name": "A", "last_name": "   "}, "last_name"),
+        ({"first_name": "A", "last_name": "B", "email": "nope"}, "email"),
+        ({"first_name": "A", "last_name": "B", "user_id": 1}, "user_id"),
+        ({"first_name": "A", "last_name": "B", "phone_digits": "1"}, "phone_digits"),
+    ],
+)
 def test_patient_create_refuses_bad_data(front_desk, data, field):
     with pytest.raises(ValidationFailed) as exc:
         services.patient_create(actor=front_desk.user, data=data)
@@ -416,15 +503,24 @@ def test_patient_create_refuses_bad_data(front_desk, data, field):
 
 def test_patient_edit_needs_practitioner_front_desk(db):
     with pytest.raises(NotAllowed) as exc:
-        services.patient_create(actor=make_staff(AccessLevel.PRACTITIONER_LIMITED).user,
-                                data={"first_name": "A", "last_name": "B"})
+        services.patient_create(
+            actor=make_staff(AccessLevel.PRACTITIONER_LIMITED).user,
+            data={"first_name": "A", "last_name": "B"},
+        )
     assert "Practitioner/Front Desk" in exc.value.message
 
 
 def test_patient_search(db):
-    ada = make_patient(first_name="Ada", last_name="Lovelace", preferred_name="Addie", email="ada@math.test",
-                       phone="555-0101")
-    grace = make_patient(first_name="Grace", last_name="Hopper", email="grace@navy.test", phone="555-0202")
+    ada = make_patient(
+        first_name="Ada",
+        last_name="Lovelace",
+        preferred_name="Addie",
+        email="ada@math.test",
+        phone="555-0101",
+    )
+    grace = make_patient(
+        first_name="Grace", last_name="Hopper", email="grace@navy.test", phone="555-0202"
+    )
     assert list(selectors.patient_search(query="ada")) == [ada]
     assert list(selectors.patient_search(query="LOVE")) == [ada]
     assert list(selectors.patient_search(query="addie")) == [ada]
@@ -455,9 +551,15 @@ def test_patient_search_limit(db):
 
 def test_guardian_link_and_labels(front_desk):
     parent, child = make_patient(first_name="Parent"), make_patient(first_name="Child")
-    link = services.family_link_add(actor=front_desk.user, patient=parent, relative=child, kind="guardian")
-    assert [(label, other) for label, other, _ in selectors.patient_family(parent)] == [("Dependant", child)]
-    assert [(label, other) for label, other, _ in selectors.patient_family(child)] == [("Guardian", parent)]
+    link = services.family_link_add(
+        actor=front_desk.user, patient=parent, relative=child, kind="guardian"
+    )
+    assert [(label, other) for label, other, _ in selectors.patient_family(parent)] == [
+        ("Dependant", child)
+    ]
+    assert [(label, other) for label, other, _ in selectors.patient_family(child)] == [
+        ("Guardian", parent)
+    ]
     assert selectors.patients_managed_by(parent) == [parent, child]
     assert selectors.patients_managed_by(child) == [child]
     assert log_for(link)[0].after["kind"] == "guardian"
@@ -480,23 +582,35 @@ def test_no_self_link(front_desk):
     assert not FamilyLink.objects.exists()
 
 
-@pytest.mark.parametrize(("first", "second", "reverse"), [
-    ("guardian", "guardian", False), ("guardian", "guardian", True), ("spouse", "guardian", True),
-    ("guardian", "spouse", False), ("spouse", "spouse", True),
-])
+@pytest.mark.parametrize(
+    ("first", "second", "reverse"),
+    [
+        ("guardian", "guardian", False),
+        ("guardian", "guardian", True),
+        ("spouse", "guardian", True),
+        ("guardian", "spouse", False),
+        ("spouse", "spouse", True),
+    ],
+)
 def test_no_duplicate_link_in_either_direction(front_desk, first, second, reverse):
     a, b = make_patient(), make_patient()
     services.family_link_add(actor=front_desk.user, patient=a, relative=b, kind=first)
     with pytest.raises(Conflict) as exc:
-        services.family_link_add(actor=front_desk.user, patient=b if reverse else a, relative=a if reverse else b,
-                                 kind=second)
+        services.family_link_add(
+            actor=front_desk.user,
+            patient=b if reverse else a,
+            relative=a if reverse else b,
+            kind=second,
+        )
     assert exc.value.code == "already_linked"
     assert FamilyLink.objects.count() == 1
 
 
 def test_unknown_link_kind(front_desk):
     with pytest.raises(ValidationFailed) as exc:
-        services.family_link_add(actor=front_desk.user, patient=make_patient(), relative=make_patient(), kind="cousin")
+        services.family_link_add(
+            actor=front_desk.user, patient=make_patient(), relative=make_patient(), kind="cousin"
+        )
     assert "kind" in exc.value.fields
 
 
@@ -506,7 +620,9 @@ def test_family_link_remove_is_logged(front_desk):
     pk = link.pk
     services.family_link_remove(actor=front_desk.user, link=link)
     assert not FamilyLink.objects.exists()
-    assert ActivityLog.objects.filter(object_type="people.familylink", object_id=str(pk), verb="deleted").exists()
+    assert ActivityLog.objects.filter(
+        object_type="people.familylink", object_id=str(pk), verb="deleted"
+    ).exists()
     # And they can be linked again afterwards.
     services.family_link_add(actor=front_desk.user, patient=b, relative=a, kind="guardian")
 
@@ -533,7 +649,9 @@ def test_portal_enable_twice_is_a_conflict(front_desk):
 
 def test_portal_enable_needs_an_email(front_desk):
     with pytest.raises(ValidationFailed) as exc:
-        services.patient_portal_enable(actor=front_desk.user, patient=make_patient(email=""), password=PASSWORD)
+        services.patient_portal_enable(
+            actor=front_desk.user, patient=make_patient(email=""), password=PASSWORD
+        )
     assert "email" in exc.value.fields
 
 

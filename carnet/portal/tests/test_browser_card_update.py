@@ -27,17 +27,34 @@ def member(front_desk, catalog, settings):
     would not share it)."""
     settings.SITE_URL = "https://clinic.example"
     clinic_set(time_zone="America/Toronto", phone="555-0100", email="desk@clinic.test")
-    patient = make_patient(email="pat@example.test", first_name="Pat", last_name="Longname-Householder")
-    card = card_store(actor=front_desk.user, patient=patient, number=DECLINED, exp_month=12, exp_year=2030,
-                      cvc="123", holder="Pat")
+    patient = make_patient(
+        email="pat@example.test", first_name="Pat", last_name="Longname-Householder"
+    )
+    card = card_store(
+        actor=front_desk.user,
+        patient=patient,
+        number=DECLINED,
+        exp_month=12,
+        exp_year=2030,
+        cvc="123",
+        holder="Pat",
+    )
     today = clock.today("America/Toronto")
-    sold = ms.membership_sell(actor=front_desk.user, patient=patient, template=membership_template(catalog),
-                              payment_mode="automatic", card=card, start_date=today - dt.timedelta(days=35))
+    sold = ms.membership_sell(
+        actor=front_desk.user,
+        patient=patient,
+        template=membership_template(catalog),
+        payment_mode="automatic",
+        card=card,
+        start_date=today - dt.timedelta(days=35),
+    )
     passes_daily(today=today)
     return sold
 
 
-def test_a_patient_adds_a_card_through_the_link_on_a_phone_and_the_owed_cycles_are_paid(page, member, front_desk):
+def test_a_patient_adds_a_card_through_the_link_on_a_phone_and_the_owed_cycles_are_paid(
+    page, member, front_desk
+):
     owing = cr.owing_minor(member)
     assert owing > 0
     token = cr.card_update_token(cr.card_update_request(sold_pass=member, actor=front_desk.user))
@@ -79,8 +96,9 @@ def test_an_expired_link_page_fits_a_phone(page, member, front_desk):
     fits_and_accessible(page)
 
 
-def test_a_bank_asking_for_3d_secure_is_answered_on_the_card_update_page_on_a_phone(stripe_gateway, page, front_desk,
-                                                                                     catalog, settings):
+def test_a_bank_asking_for_3d_secure_is_answered_on_the_card_update_page_on_a_phone(
+    stripe_gateway, page, front_desk, catalog, settings
+):
     """With Stripe (localstripe's Stripe.js): the owed cycle is charged while the patient is at the
     page, so the bank's check opens there and, once confirmed, the cycle is paid."""
     from carnet.billing.models import CardAttempt
@@ -89,8 +107,12 @@ def test_a_bank_asking_for_3d_secure_is_answered_on_the_card_update_page_on_a_ph
     settings.SITE_URL = "https://clinic.example"
     clinic_set(time_zone="America/Toronto", phone="555-0100")
     patient = make_patient(email="pat@example.test", first_name="Pat")
-    sold = ms.membership_sell(actor=front_desk.user, patient=patient, template=membership_template(catalog),
-                              start_date=clock.today("America/Toronto"))  # manual: its cycle owed
+    sold = ms.membership_sell(
+        actor=front_desk.user,
+        patient=patient,
+        template=membership_template(catalog),
+        start_date=clock.today("America/Toronto"),
+    )  # manual: its cycle owed
     owing = cr.owing_minor(sold)
     token = cr.card_update_token(cr.card_update_request(sold_pass=sold, actor=front_desk.user))
     page.set_viewport_size({"width": 390, "height": 844})
@@ -109,5 +131,8 @@ def test_a_bank_asking_for_3d_secure_is_answered_on_the_card_update_page_on_a_ph
     expect(page.get_by_test_id("nothing-owing")).to_be_visible()
     fits_and_accessible(page)
     payment = Payment.objects.get()
-    assert payment.amount_minor == owing and payment.gateway_charge_id == CardAttempt.objects.get().gateway_id
+    assert (
+        payment.amount_minor == owing
+        and payment.gateway_charge_id == CardAttempt.objects.get().gateway_id
+    )
     assert cr.owing_minor(sold) == 0

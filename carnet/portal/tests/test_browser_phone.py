@@ -35,14 +35,21 @@ from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-SIZES = [(360, 740), (390, 844), (820, 1180), (1366, 900)]  # the narrowest phone the issue names, too
+SIZES = [
+    (360, 740),
+    (390, 844),
+    (820, 1180),
+    (1366, 900),
+]  # the narrowest phone the issue names, too
 
 
 def _patient_with_history():
     catalog = make_catalog()
     clinic_set(online_sales_enabled=True, phone="555-0100", cancellation_window_hours=24)
     owner = make_staff(AccessLevel.ACCOUNT_OWNER, name="Olga Owner")
-    me = make_patient(first_name="Nora", last_name="Longname-Householder", email="nora@example.test")
+    me = make_patient(
+        first_name="Nora", last_name="Longname-Householder", email="nora@example.test"
+    )
     patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
     me.refresh_from_db()
     kid = make_patient(first_name="Kit", last_name="Longname-Householder")
@@ -53,20 +60,44 @@ def _patient_with_history():
     prac.display_name = "Paula Practitioner-Smythe"
     prac.save()
     for weekday in range(7):
-        Shift.objects.create(staff=prac, location=catalog["location"], weekday=weekday, start_time=dt.time(9),
-                             end_time=dt.time(17))
+        Shift.objects.create(
+            staff=prac,
+            location=catalog["location"],
+            weekday=weekday,
+            start_time=dt.time(9),
+            end_time=dt.time(17),
+        )
     tomorrow = clock.today("America/Toronto") + dt.timedelta(days=1)
     for days, hhmm, who in [(2, "10:00", kid), (3, "11:00", me)]:
-        appointment_book(actor=owner.user, treatment=catalog["treatment"], practitioner=prac,
-                         location=catalog["location"], start=at((tomorrow + dt.timedelta(days=days)).isoformat(), hhmm),
-                         patients=[who])
+        appointment_book(
+            actor=owner.user,
+            treatment=catalog["treatment"],
+            practitioner=prac,
+            location=catalog["location"],
+            start=at((tomorrow + dt.timedelta(days=days)).isoformat(), hhmm),
+            patients=[who],
+        )
     soon = clock.now().astimezone(ZoneInfo("America/Toronto")) + dt.timedelta(hours=3)
-    appointment_book(actor=owner.user, treatment=catalog["treatment"], practitioner=prac, location=catalog["location"],
-                     start=soon.replace(minute=0, second=0, microsecond=0), patients=[me])  # inside the window
-    ten = package_template(catalog, name="10 Massages", price=99000, quantity=10, sold_online=True,
-                           taxes=[catalog["tax"]])
+    appointment_book(
+        actor=owner.user,
+        treatment=catalog["treatment"],
+        practitioner=prac,
+        location=catalog["location"],
+        start=soon.replace(minute=0, second=0, microsecond=0),
+        patients=[me],
+    )  # inside the window
+    ten = package_template(
+        catalog,
+        name="10 Massages",
+        price=99000,
+        quantity=10,
+        sold_online=True,
+        taxes=[catalog["tax"]],
+    )
     sold_package(owner, me, ten)
-    package_template(catalog, name="Plan package", price=80000, quantity=8, sold_online=True, instalments=4)
+    package_template(
+        catalog, name="Plan package", price=80000, quantity=8, sold_online=True, instalments=4
+    )
     membership_template(catalog, name="Wellness monthly", sold_online=True)
     return catalog, me, prac
 
@@ -78,8 +109,11 @@ def test_every_portal_page_fits_the_screen_and_passes_axe(page, width, height):
     book = f"/book/{catalog['location'].pk}/"
     page.goto(book)
     fits_and_accessible(page)
-    Location.objects.create(name="Uptown Clinic With A Long Name", time_zone="America/Toronto",
-                            address="1234 Very Long Street Name, Suite 500, Vancouver BC")
+    Location.objects.create(
+        name="Uptown Clinic With A Long Name",
+        time_zone="America/Toronto",
+        address="1234 Very Long Street Name, Suite 500, Vancouver BC",
+    )
     page.goto("/book/")  # several locations: the choice, with hours and what can be booked
     fits_and_accessible(page)
     page.goto("/")  # the clinic's landing page for visitors: the same, with the doors to log in
@@ -91,11 +125,18 @@ def test_every_portal_page_fits_the_screen_and_passes_axe(page, width, height):
     plan = PassTemplate.objects.get(name="Plan package")
     wellness = PassTemplate.objects.get(name="Wellness monthly")
     day = (clock.today("America/Toronto") + dt.timedelta(days=1)).isoformat()
-    for path in ["/portal/", "/portal/passes/", "/portal/gift-cards/buy/", "/portal/account/password/",
-                 f"/portal/passes/buy/{plan.pk}/",
-                 f"/portal/memberships/sign-up/{wellness.pk}/", f"/portal/pay/{emails.pay_link_token(me)}/",
-                 "/portal/pay/not-a-token/", book,
-                 f"{book}?treatment={catalog['treatment'].pk}&practitioner={prac.pk}&day={day}"]:
+    for path in [
+        "/portal/",
+        "/portal/passes/",
+        "/portal/gift-cards/buy/",
+        "/portal/account/password/",
+        f"/portal/passes/buy/{plan.pk}/",
+        f"/portal/memberships/sign-up/{wellness.pk}/",
+        f"/portal/pay/{emails.pay_link_token(me)}/",
+        "/portal/pay/not-a-token/",
+        book,
+        f"{book}?treatment={catalog['treatment'].pk}&practitioner={prac.pk}&day={day}",
+    ]:
         page.goto(path)
         fits_and_accessible(page)
     with page.expect_navigation():
@@ -107,7 +148,11 @@ def test_every_portal_page_fits_the_screen_and_passes_axe(page, width, height):
     page.get_by_role("button", name="Pay and buy").click()
     number = page.get_by_label("Card number")
     assert number.get_attribute("aria-invalid") == "true"
-    assert page.locator(f"#{number.get_attribute('aria-describedby').split()[-1]}").inner_text().strip()
+    assert (
+        page.locator(f"#{number.get_attribute('aria-describedby').split()[-1]}")
+        .inner_text()
+        .strip()
+    )
     fits_and_accessible(page)
 
     # The layout's message list after an action.

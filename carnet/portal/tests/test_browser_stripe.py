@@ -20,8 +20,9 @@ def stripe_on(stripe_gateway, transactional_db):
     return stripe_gateway
 
 
-def test_a_patient_pays_a_balance_through_stripe_js_and_no_card_number_reaches_carnet(stripe_on, page, live_server,
-                                                                                      catalog):
+def test_a_patient_pays_a_balance_through_stripe_js_and_no_card_number_reaches_carnet(
+    stripe_on, page, live_server, catalog
+):
     staff = make_staff(AccessLevel.ADMIN_BILLING)
     patient = make_patient(email="pat@example.test")
     manual_invoice(staff, patient, 12000, category=catalog["income_category"])
@@ -34,7 +35,9 @@ def test_a_patient_pays_a_balance_through_stripe_js_and_no_card_number_reaches_c
     page.on("request", log)
     console = []
     page.on("console", lambda message: console.append(message.text))
-    response = page.goto(f"/portal/pay/{pay_link_token(patient)}/", timeout=30000)  # a loaded CI machine
+    response = page.goto(
+        f"/portal/pay/{pay_link_token(patient)}/", timeout=30000
+    )  # a loaded CI machine
     csp = response.headers["content-security-policy"]
     assert f"script-src 'self' {stripe_on};" in csp and f"frame-src {stripe_on};" in csp
     page.fill("input[name=holder]", "Pat Test")
@@ -59,8 +62,14 @@ AUTHENTICATE = "4000002760003184"  # the bank asks on every payment (3-D Secure)
 
 def _carnet_requests(page, live_server) -> list[str]:
     seen = []
-    page.on("request", lambda request: seen.append(f"{request.method} {request.url} {request.post_data or ''}")
-            if request.url.startswith(live_server.url) else None)
+    page.on(
+        "request",
+        lambda request: (
+            seen.append(f"{request.method} {request.url} {request.post_data or ''}")
+            if request.url.startswith(live_server.url)
+            else None
+        ),
+    )
     return seen
 
 
@@ -78,14 +87,22 @@ def through_the_bank(page, number, button, asked=None):
     the page asking for the payment's check, before it is completed."""
     _type_card(page, number)
     page.get_by_role("button", name=button).click()
-    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the card's set-up
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Confirm the payment with your bank", timeout=20000)
+    page.get_by_role(
+        "button", name="Complete authentication"
+    ).click()  # the bank's check of the card's set-up
+    expect(page.get_by_role("heading", level=1)).to_contain_text(
+        "Confirm the payment with your bank", timeout=20000
+    )
     if asked is not None:
         asked()
-    page.get_by_role("button", name="Complete authentication").click()  # the bank's check of the payment
+    page.get_by_role(
+        "button", name="Complete authentication"
+    ).click()  # the bank's check of the payment
 
 
-def test_a_patient_confirms_a_payment_with_the_bank_through_stripe_js(stripe_on, page, live_server, catalog):
+def test_a_patient_confirms_a_payment_with_the_bank_through_stripe_js(
+    stripe_on, page, live_server, catalog
+):
     staff = make_staff(AccessLevel.ADMIN_BILLING)
     patient = make_patient(email="pat@example.test")
     manual_invoice(staff, patient, 12000, category=catalog["income_category"])
@@ -100,8 +117,9 @@ def test_a_patient_confirms_a_payment_with_the_bank_through_stripe_js(stripe_on,
     assert not any(AUTHENTICATE in line or "cvc" in line.lower() for line in to_carnet)
 
 
-def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_carnet(stripe_on, page, live_server,
-                                                                                       catalog):
+def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_carnet(
+    stripe_on, page, live_server, catalog
+):
     from carnet.conftest import log_in
     from carnet.passes.tests.factories import package_template
 
@@ -120,11 +138,14 @@ def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_
     payment = Payment.objects.get()
     assert payment.amount_minor == 40000 and payment.gateway_charge_id.startswith("pi_")
     assert any("setup_intent=seti_" in line for line in to_carnet)
-    assert not any(AUTHENTICATE in line or "cvc" in line.lower() or "exp_month" in line for line in to_carnet)
+    assert not any(
+        AUTHENTICATE in line or "cvc" in line.lower() or "exp_month" in line for line in to_carnet
+    )
 
 
-def test_the_desk_adds_a_card_on_file_through_stripe_js_and_no_card_number_reaches_carnet(stripe_on, page,
-                                                                                          live_server):
+def test_the_desk_adds_a_card_on_file_through_stripe_js_and_no_card_number_reaches_carnet(
+    stripe_on, page, live_server
+):
     from carnet.conftest import log_in
     from carnet.gateway.models import CardOnFile
 

@@ -39,20 +39,42 @@ def _tab(s) -> str:
 def test_a_partly_paid_plan_says_how_many_sessions_are_unlocked_and_the_next_instalment(s):
     template = package_template(s, name="Plan of 8", price=80000, quantity=8, instalments=4)
     sold = sold_package(s["owner"], s["me"], template, paid=False)
-    assert 'data-testid="pass-status">Awaiting payment (next instalment $200.00 on 1 May 2026)<' in _tab(s)
+    assert (
+        'data-testid="pass-status">Awaiting payment (next instalment $200.00 on 1 May 2026)<'
+        in _tab(s)
+    )
     [first] = pass_invoices(sold)
-    payment_receive(actor=s["owner"].user, patient=s["me"], method="cash", amount_minor=first.total_minor,
-                    allocations=[(first, first.total_minor)])
-    assert 'data-testid="pass-status">2 of 8 sessions unlocked, next instalment $200.00 on 1 Jun 2026<' in _tab(s)
+    payment_receive(
+        actor=s["owner"].user,
+        patient=s["me"],
+        method="cash",
+        amount_minor=first.total_minor,
+        allocations=[(first, first.total_minor)],
+    )
+    assert (
+        'data-testid="pass-status">2 of 8 sessions unlocked, next instalment $200.00 on 1 Jun 2026<'
+        in _tab(s)
+    )
 
 
 def test_passes_and_offers_list_what_they_cover_and_prices_include_tax(s):
-    template = package_template(s, name="10 Massages", price=99000, quantity=10, sold_online=True,
-                                taxes=[s["tax"]], items=[(s["treatment"], 500, None, None)])
+    template = package_template(
+        s,
+        name="10 Massages",
+        price=99000,
+        quantity=10,
+        sold_online=True,
+        taxes=[s["tax"]],
+        items=[(s["treatment"], 500, None, None)],
+    )
     sold_package(s["owner"], s["me"], template)
     html = _tab(s)
-    assert html.count('Massage 60 <small class="muted">(+$5.00)</small>') == 2  # the pass and the offer
-    assert 'data-testid="offer-price">$1,118.70 <small class="muted">incl. tax</small>' in html  # 990.00 + 13%
+    assert (
+        html.count('Massage 60 <small class="muted">(+$5.00)</small>') == 2
+    )  # the pass and the offer
+    assert (
+        'data-testid="offer-price">$1,118.70 <small class="muted">incl. tax</small>' in html
+    )  # 990.00 + 13%
     page = s["client"].get(f"/portal/passes/buy/{template.pk}/").content.decode()
     assert 'data-testid="pass-price">$1,118.70<' in page
     assert f'data-testid="pass-total">$1,118.70 including tax ($990.00 + {s["tax"].name})<' in page
@@ -61,7 +83,9 @@ def test_passes_and_offers_list_what_they_cover_and_prices_include_tax(s):
 
 def test_a_membership_shows_its_next_billing_date_and_amount(s):
     template = membership_template(s, name="Wellness monthly", price=6000, taxes=[s["tax"]])
-    membership_sell(actor=s["owner"].user, patient=s["me"], template=template, start_date=dt.date(2026, 5, 1))
+    membership_sell(
+        actor=s["owner"].user, patient=s["me"], template=template, start_date=dt.date(2026, 5, 1)
+    )
     html = _tab(s)
     assert 'data-testid="membership-next-billing">2026-06-01<' in html
     assert 'data-testid="membership-next-amount">$67.80<' in html

@@ -32,8 +32,10 @@ def _page(patient):
 
 def _confirm_in_browser(client_secret, setup_intent, number="4242424242424242"):
     """What Stripe.js does with the card typed into Stripe's field."""
-    _stripe().v1.setup_intents.confirm(setup_intent, params={
-        "client_secret": client_secret, "payment_method": browser_payment_method(number)})
+    _stripe().v1.setup_intents.confirm(
+        setup_intent,
+        params={"client_secret": client_secret, "payment_method": browser_payment_method(number)},
+    )
 
 
 def test_the_page_loads_stripe_js_and_pays_with_the_setup_intent_it_made(stripe_gateway, owing):
@@ -43,8 +45,10 @@ def test_the_page_loads_stripe_js_and_pays_with_the_setup_intent_it_made(stripe_
     assert f"script-src 'self' {stripe_gateway};" in response["Content-Security-Policy"]
     setup = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', html)
     _confirm_in_browser(setup.group(1), setup.group(2))
-    paid = Client().post(f"/portal/pay/{pay_link_token(owing)}/",
-                         {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)})
+    paid = Client().post(
+        f"/portal/pay/{pay_link_token(owing)}/",
+        {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)},
+    )
     assert paid.status_code == 302 and "/paid/" in paid["Location"]
     payment = Payment.objects.get()
     assert payment.amount_minor == 8000 and payment.gateway_charge_id.startswith("pi_")
@@ -55,8 +59,10 @@ def test_a_setup_intent_made_for_another_payment_is_refused(stripe_gateway, owin
     setup = card_entry_begin(entry_for=f"pay-balance:{other.pk}")
     _confirm_in_browser(setup["client_secret"], setup["setup_intent"])
     _, _, key = _page(owing)
-    response = Client().post(f"/portal/pay/{pay_link_token(owing)}/",
-                             {"form_key": key, "holder": "Pat Test", "setup_intent": setup["setup_intent"]})
+    response = Client().post(
+        f"/portal/pay/{pay_link_token(owing)}/",
+        {"form_key": key, "holder": "Pat Test", "setup_intent": setup["setup_intent"]},
+    )
     assert response.status_code == 200 and not Payment.objects.exists()
     assert "No such card set-up" in response.content.decode()
 
@@ -65,8 +71,10 @@ def test_a_declined_card_says_so_and_the_page_offers_a_fresh_card_form(stripe_ga
     _, html, key = _page(owing)
     setup = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', html)
     _confirm_in_browser(setup.group(1), setup.group(2), number="4000000000000341")
-    response = Client().post(f"/portal/pay/{pay_link_token(owing)}/",
-                             {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)})
+    response = Client().post(
+        f"/portal/pay/{pay_link_token(owing)}/",
+        {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)},
+    )
     html = response.content.decode()
     assert response.status_code == 200 and "declined" in html and not Payment.objects.exists()
     assert 'name="setup_intent" value=""' in html and setup.group(2) not in html
@@ -81,10 +89,16 @@ def test_stripe_origins_are_admitted_on_card_pages_only(stripe_gateway, owing, a
 
 def test_the_test_gateway_page_keeps_its_own_form_and_says_it_is_for_demos(owing):
     _, html, _ = _page(owing)
-    assert 'name="number"' in html and "for demonstrations and tests" in html and "js.stripe.com" not in html
+    assert (
+        'name="number"' in html
+        and "for demonstrations and tests" in html
+        and "js.stripe.com" not in html
+    )
 
 
-def test_staff_add_a_card_with_stripe_js_and_carnet_keeps_only_its_ids(stripe_gateway, owing, admin_staff):
+def test_staff_add_a_card_with_stripe_js_and_carnet_keeps_only_its_ids(
+    stripe_gateway, owing, admin_staff
+):
     from carnet.gateway.models import CardOnFile
 
     client = Client()
@@ -92,25 +106,29 @@ def test_staff_add_a_card_with_stripe_js_and_carnet_keeps_only_its_ids(stripe_ga
     url = f"/patients/{owing.pk}/billing/cards/new/"
     page = client.get(url)
     html = page.content.decode()
-    assert 'name="number"' not in html and f"frame-src {stripe_gateway};" in page["Content-Security-Policy"]
+    assert (
+        'name="number"' not in html
+        and f"frame-src {stripe_gateway};" in page["Content-Security-Policy"]
+    )
     setup = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', html)
     _confirm_in_browser(setup.group(1), setup.group(2))
     saved = client.post(url, {"holder": "Pat Test", "setup_intent": setup.group(2)})
     assert saved.status_code == 302
     card = CardOnFile.objects.get(patient=owing)
     assert card.token.startswith("pm_") and card.last4 == "4242" and card.holder == "Pat Test"
-    unconfirmed = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', client.get(url).content.decode())
+    unconfirmed = re.search(
+        r'data-client-secret="((seti_\w+)_secret_\w+)"', client.get(url).content.decode()
+    )
     refused = client.post(url, {"holder": "Pat Test", "setup_intent": unconfirmed.group(2)})
     assert refused.status_code == 200 and "was not saved" in refused.content.decode()
 
 
 def test_a_patient_buys_a_package_with_stripe_js(stripe_gateway, owing, catalog, front_desk):
+    from carnet.conftest import PASSWORD
     from carnet.passes.models import Pass
     from carnet.passes.tests.factories import package_template
     from carnet.people.services import patient_portal_enable
     from carnet.scheduling.tests.factories import clinic_set
-
-    from carnet.conftest import PASSWORD
 
     clinic_set(online_sales_enabled=True)
     patient_portal_enable(actor=front_desk.user, patient=owing, password=PASSWORD)
@@ -126,10 +144,15 @@ def test_a_patient_buys_a_package_with_stripe_js(stripe_gateway, owing, catalog,
     key = re.search(r'name="form_key" value="([^"]+)"', html).group(1)
     setup = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', html)
     _confirm_in_browser(setup.group(1), setup.group(2))
-    bought = client.post(url, {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)})
+    bought = client.post(
+        url, {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)}
+    )
     assert bought.status_code == 302
     sold = Pass.objects.get(patient=owing, template=template)
-    assert Payment.objects.get(gateway_charge_id__startswith="pi_").amount_minor > 0 and sold.remaining == 5
+    assert (
+        Payment.objects.get(gateway_charge_id__startswith="pi_").amount_minor > 0
+        and sold.remaining == 5
+    )
 
 
 def test_a_patient_buys_a_gift_card_with_stripe_js(stripe_gateway, owing, front_desk):
@@ -148,14 +171,23 @@ def test_a_patient_buys_a_gift_card_with_stripe_js(stripe_gateway, owing, front_
     key = re.search(r'name="form_key" value="([^"]+)"', html).group(1)
     setup = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', html)
     _confirm_in_browser(setup.group(1), setup.group(2))
-    bought = client.post("/portal/gift-cards/buy/", {
-        "form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2), "amount": "50.00",
-        "recipient_name": "Friend", "recipient_email": "friend@example.test"})
+    bought = client.post(
+        "/portal/gift-cards/buy/",
+        {
+            "form_key": key,
+            "holder": "Pat Test",
+            "setup_intent": setup.group(2),
+            "amount": "50.00",
+            "recipient_name": "Friend",
+            "recipient_email": "friend@example.test",
+        },
+    )
     assert bought.status_code == 200 and GiftCard.objects.get().balance_minor == 5000
 
 
-def test_a_patient_signs_up_for_a_membership_with_stripe_js_and_the_card_stays_for_autopay(stripe_gateway, owing,
-                                                                                         catalog, front_desk):
+def test_a_patient_signs_up_for_a_membership_with_stripe_js_and_the_card_stays_for_autopay(
+    stripe_gateway, owing, catalog, front_desk
+):
     from carnet.conftest import PASSWORD
     from carnet.gateway.models import CardOnFile, GatewayCustomer
     from carnet.passes.models import Pass
@@ -175,10 +207,19 @@ def test_a_patient_signs_up_for_a_membership_with_stripe_js_and_the_card_stays_f
     key = re.search(r'name="form_key" value="([^"]+)"', html).group(1)
     setup = re.search(r'data-client-secret="((seti_\w+)_secret_\w+)"', html)
     _confirm_in_browser(setup.group(1), setup.group(2))
-    assert client.post(url, {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)}).status_code == 302
+    assert (
+        client.post(
+            url, {"form_key": key, "holder": "Pat Test", "setup_intent": setup.group(2)}
+        ).status_code
+        == 302
+    )
     sold = Pass.objects.get(patient=owing, template=template)
     card = CardOnFile.objects.get(patient=owing)
     assert sold.card == card and card.token.startswith("pm_")
     customer = GatewayCustomer.objects.get(patient=owing).customer_id
-    assert _stripe().v1.payment_methods.retrieve(card.token).customer == customer  # chargeable off-session
-    assert Payment.objects.filter(patient=owing, gateway_charge_id__startswith="pi_").exists()  # the first cycle
+    assert (
+        _stripe().v1.payment_methods.retrieve(card.token).customer == customer
+    )  # chargeable off-session
+    assert Payment.objects.filter(
+        patient=owing, gateway_charge_id__startswith="pi_"
+    ).exists()  # the first cycle

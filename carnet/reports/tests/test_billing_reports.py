@@ -47,14 +47,30 @@ MAY = Period(dt.date(2026, 5, 1), dt.date(2026, 5, 31))
 
 
 def _invoice(owner, patient, amount, category, *, staff=None):
-    return invoice_create(actor=owner.user, patient=patient, staff=staff, lines=[
-        LineInput(description="Item", unit_price_minor=amount, income_category_id=category.pk, tax_ids=[],
-                  staff_id=staff.pk if staff else None)])
+    return invoice_create(
+        actor=owner.user,
+        patient=patient,
+        staff=staff,
+        lines=[
+            LineInput(
+                description="Item",
+                unit_price_minor=amount,
+                income_category_id=category.pk,
+                tax_ids=[],
+                staff_id=staff.pk if staff else None,
+            )
+        ],
+    )
 
 
 def _pay(actor, patient, amount, method="cash", invoice=None):
-    return payment_receive(actor=actor.user, patient=patient, method=method, amount_minor=amount,
-                           allocations=[(invoice, amount)] if invoice else [])
+    return payment_receive(
+        actor=actor.user,
+        patient=patient,
+        method=method,
+        amount_minor=amount,
+        allocations=[(invoice, amount)] if invoice else [],
+    )
 
 
 @pytest.fixture
@@ -69,24 +85,46 @@ def data(owner, catalog):
     CommissionRate.objects.create(staff=a, income_category=c, rate=Decimal("40"))
     CommissionRate.objects.create(staff=a, income_category=p, rate=Decimal("20"))
     CommissionRate.objects.create(staff=s, income_category=c, rate=Decimal("10"))
-    p1, p2 = make_patient(first_name="Ann", last_name="One"), make_patient(first_name="Bob", last_name="Two")
+    p1, p2 = (
+        make_patient(first_name="Ann", last_name="One"),
+        make_patient(first_name="Bob", last_name="Two"),
+    )
     with clock.frozen(at("2026-03-01", "10:00")):
         _invoice(owner, p2, 5000, c)
     with clock.frozen(at("2026-05-04", "10:00")):
         i1 = _invoice(owner, p1, 10000, p, staff=a)
         _pay(owner, p1, 4000, invoice=i1)
     with clock.frozen(at("2026-05-05", "10:00")):
-        five = package_sell(actor=owner.user, patient=p2, template=package_template(
-            catalog, name="Five", price=50000, quantity=5, items=[(catalog["treatment"], 1000, 8000, None)]))
+        five = package_sell(
+            actor=owner.user,
+            patient=p2,
+            template=package_template(
+                catalog,
+                name="Five",
+                price=50000,
+                quantity=5,
+                items=[(catalog["treatment"], 1000, 8000, None)],
+            ),
+        )
         [sale] = pass_invoices(five)
         _pay(owner, p2, 50000, "card_manual", sale)
     with clock.frozen(at("2026-05-06", "10:00")):
-        two = package_sell(actor=owner.user, patient=p1, sold_by=s,
-                           template=package_template(catalog, name="Two", price=20000, quantity=2))
+        two = package_sell(
+            actor=owner.user,
+            patient=p1,
+            sold_by=s,
+            template=package_template(catalog, name="Two", price=20000, quantity=2),
+        )
         _pay(owner, p1, 10000, invoice=pass_invoices(two)[0])
     with clock.frozen(at("2026-05-01", "10:00")):
-        visit = appointment_book(actor=owner.user, treatment=catalog["treatment"], practitioner=a,
-                                 location=catalog["location"], start=at("2026-05-12", "09:00"), patients=[p2])
+        visit = appointment_book(
+            actor=owner.user,
+            treatment=catalog["treatment"],
+            practitioner=a,
+            location=catalog["location"],
+            start=at("2026-05-12", "09:00"),
+            patients=[p2],
+        )
     with clock.frozen(at("2026-05-12", "10:00")):
         appointment_arrive(actor=owner.user, appointment=visit)
     covered = visit.participants.get().invoice
@@ -99,8 +137,19 @@ def data(owner, catalog):
         payment_refund(actor=owner.user, payment=credit, amount_minor=1000)
     with clock.frozen(at("2026-06-25", "10:00")):
         _invoice(owner, p2, 2500, c, staff=a)
-    return {"owner": owner, "a": a, "s": s, "f": f, "c": c, "p": p, "p1": p1, "p2": p2, "i1": i1,
-            "covered": covered, "catalog": catalog}
+    return {
+        "owner": owner,
+        "a": a,
+        "s": s,
+        "f": f,
+        "c": c,
+        "p": p,
+        "p1": p1,
+        "p2": p2,
+        "i1": i1,
+        "covered": covered,
+        "catalog": catalog,
+    }
 
 
 def _rows(table, *keys):
@@ -130,14 +179,30 @@ def test_compensation_cash_basis_prorates_partial_payments(data):
     table = reports.compensation(actor=data["owner"].user, period=MAY, basis="cash")
     assert _rows(table, "staff_id", "source", "date", "value", "commission") == [
         (data["a"].pk, "Sale", MAY.start.replace(day=4), 4000, 800),
-        (data["a"].pk, "Pass-covered visit", MAY.start.replace(day=14), 8000, 3200),  # the day 11.30 was paid
+        (
+            data["a"].pk,
+            "Pass-covered visit",
+            MAY.start.replace(day=14),
+            8000,
+            3200,
+        ),  # the day 11.30 was paid
         (data["a"].pk, "Sale", MAY.start.replace(day=20), 6000, 1200),
-        (data["s"].pk, "Upfront pass sale", MAY.start.replace(day=6), 10000, 1000),  # half of 200.00 paid
+        (
+            data["s"].pk,
+            "Upfront pass sale",
+            MAY.start.replace(day=6),
+            10000,
+            1000,
+        ),  # half of 200.00 paid
     ]
     assert table.totals == {"value": 28000, "commission": 6200}
-    first_half = reports.compensation(actor=data["owner"].user, basis="cash",
-                                      period=Period(MAY.start, MAY.start.replace(day=13)))
-    assert first_half.totals == {"value": 14000, "commission": 1800}  # the visit is not paid yet on the 13th
+    first_half = reports.compensation(
+        actor=data["owner"].user, basis="cash", period=Period(MAY.start, MAY.start.replace(day=13))
+    )
+    assert first_half.totals == {
+        "value": 14000,
+        "commission": 1800,
+    }  # the visit is not paid yet on the 13th
 
 
 def test_unapplying_takes_the_cash_share_back_and_aging_still_ties_out(data):
@@ -146,7 +211,9 @@ def test_unapplying_takes_the_cash_share_back_and_aging_still_ties_out(data):
     debit = data["i1"].allocations.get(amount_minor=6000)
     with clock.frozen(at("2026-05-21", "09:00")):
         allocation_unapply(actor=data["owner"].user, allocation=debit)
-    table = reports.compensation(actor=data["owner"].user, period=MAY, basis="cash", staff_id=data["a"].pk)
+    table = reports.compensation(
+        actor=data["owner"].user, period=MAY, basis="cash", staff_id=data["a"].pk
+    )
     assert _rows(table, "source", "date", "value", "commission") == [
         ("Sale", MAY.start.replace(day=4), 4000, 800),
         ("Pass-covered visit", MAY.start.replace(day=14), 8000, 3200),
@@ -193,13 +260,26 @@ def test_ar_aging_buckets_and_ties_out_to_the_ledger(data):
         (data["p2"].pk, 2, 2500, 0, 0, 5000, 7500),  # I6 5 days; I-old 121 days
     ]
     assert table.totals["total"] == 17500
-    assert reports.ar_ledger_check(table, as_of) == {"ledger_minor": 17500, "report_minor": 17500,
-                                                     "difference_minor": 0, "ties_out": True}
+    assert reports.ar_ledger_check(table, as_of) == {
+        "ledger_minor": 17500,
+        "report_minor": 17500,
+        "difference_minor": 0,
+        "ties_out": True,
+    }
     # As of 2026-05-10: I1 had 60.00 owing (6 days), "Two" 100.00 (4 days), I-old 50.00 (70 days).
     earlier = reports.ar_aging(actor=data["owner"].user, as_of=dt.date(2026, 5, 10))
-    assert earlier.totals == {"invoices": 3, "b0_30": 16000, "b31_60": 0, "b61_90": 5000, "b90": 0, "total": 21000}
+    assert earlier.totals == {
+        "invoices": 3,
+        "b0_30": 16000,
+        "b31_60": 0,
+        "b61_90": 5000,
+        "b90": 0,
+        "total": 21000,
+    }
     assert reports.ar_ledger_check(earlier, dt.date(2026, 5, 10))["ties_out"]
-    own = reports.ar_aging(actor=data["a"].user, as_of=as_of)  # invoices assigned to A: the paid visit, I6
+    own = reports.ar_aging(
+        actor=data["a"].user, as_of=as_of
+    )  # invoices assigned to A: the paid visit, I6
     assert _rows(own, "patient_id", "b0_30", "total") == [(data["p2"].pk, 2500, 2500)]
     assert reports.ar_ledger_check(own, as_of) is None
 
@@ -210,17 +290,36 @@ def test_billing_summary_by_income_category(data):
     keys = ("sales", "deferred", "tax", "total", "recognised", "earned")
     assert tuple(by[data["c"].pk][k] for k in keys) == (1000, 70000, 130, 71130, 10000, 11000)
     assert tuple(by[data["p"].pk][k] for k in keys) == (10000, 0, 0, 10000, 0, 10000)
-    assert table.totals == {"sales": 11000, "deferred": 70000, "tax": 130, "total": 81130, "recognised": 10000,
-                            "earned": 21000}
+    assert table.totals == {
+        "sales": 11000,
+        "deferred": 70000,
+        "tax": 130,
+        "total": 81130,
+        "recognised": 10000,
+        "earned": 21000,
+    }
     own = reports.billing_summary(actor=data["a"].user, period=MAY)
-    assert own.totals == {"sales": 11000, "deferred": 0, "tax": 130, "total": 11130, "recognised": 10000,
-                          "earned": 21000}
+    assert own.totals == {
+        "sales": 11000,
+        "deferred": 0,
+        "tax": 130,
+        "total": 11130,
+        "recognised": 10000,
+        "earned": 21000,
+    }
 
 
-PAGES = [("reports:billing_compensation", "?start=2026-05-01&end=2026-05-31&basis=cash", "commission", 6200),
-         ("reports:billing_transactions", "?start=2026-05-01&end=2026-05-31", "net", 73130),
-         ("reports:billing_ar_aging", "?as_of=2026-06-30", "total", 17500),
-         ("reports:billing_summary", "?start=2026-05-01&end=2026-05-31", "earned", 21000)]
+PAGES = [
+    (
+        "reports:billing_compensation",
+        "?start=2026-05-01&end=2026-05-31&basis=cash",
+        "commission",
+        6200,
+    ),
+    ("reports:billing_transactions", "?start=2026-05-01&end=2026-05-31", "net", 73130),
+    ("reports:billing_ar_aging", "?as_of=2026-06-30", "total", 17500),
+    ("reports:billing_summary", "?start=2026-05-01&end=2026-05-31", "earned", 21000),
+]
 
 
 @pytest.mark.parametrize("name,query,key,expected", PAGES, ids=[p[0].split(":")[1] for p in PAGES])
@@ -239,20 +338,30 @@ def test_page_csv_xlsx_and_api_agree(data, client, name, query, key, expected):
         if cell["num"]:
             assert cell["text"] in html
     columns = [c for c in table.columns if c.total]
-    exported = list(csv.reader(io.StringIO(client.get(url + "&format=csv").content.decode("utf-8-sig"))))
+    exported = list(
+        csv.reader(io.StringIO(client.get(url + "&format=csv").content.decode("utf-8-sig")))
+    )
     header, total_row = exported[0], exported[-1]
     assert len(exported) == len(table.rows) + 2
     for c in columns:
         csv_value = Decimal(total_row[header.index(c.label)])
-        assert csv_value == (Decimal(table.totals[c.key]) / 100 if c.kind == "money" else table.totals[c.key])
+        assert csv_value == (
+            Decimal(table.totals[c.key]) / 100 if c.kind == "money" else table.totals[c.key]
+        )
         assert sum(Decimal(r[header.index(c.label)] or 0) for r in exported[1:-1]) == csv_value
     book = load_workbook(io.BytesIO(client.get(url + "&format=xlsx").content))
     sheet = list(book.active.iter_rows(values_only=True))
     for c in columns:
         value = sheet[-1][list(sheet[0]).index(c.label)]
-        assert Decimal(str(value)) == (Decimal(table.totals[c.key]) / 100 if c.kind == "money" else table.totals[c.key])
-    api_path = {"reports:billing_compensation": "compensation", "reports:billing_transactions": "transactions",
-                "reports:billing_ar_aging": "ar-aging", "reports:billing_summary": "summary"}[name]
+        assert Decimal(str(value)) == (
+            Decimal(table.totals[c.key]) / 100 if c.kind == "money" else table.totals[c.key]
+        )
+    api_path = {
+        "reports:billing_compensation": "compensation",
+        "reports:billing_transactions": "transactions",
+        "reports:billing_ar_aging": "ar-aging",
+        "reports:billing_summary": "summary",
+    }[name]
     body = Api(data["owner"].user).get(f"/reports/billing/{api_path}{query}").json()
     assert body["totals"] == table.totals
     assert body["rows"] == table.as_json()["rows"]
@@ -278,13 +387,20 @@ def test_access_whole_clinic_own_rows_or_refused(data, client):
     page = client.get(url)
     assert page.status_code == 200 and page.context["table"].totals["commission"] == 5200
     assert b"Your own billing" in page.content and b'name="staff"' not in page.content
-    assert Api(data["a"].user).get("/reports/billing/compensation" + query).json()["totals"]["commission"] == 5200
+    assert (
+        Api(data["a"].user)
+        .get("/reports/billing/compensation" + query)
+        .json()["totals"]["commission"]
+        == 5200
+    )
     client.force_login(nobody.user)
     assert client.get(url).status_code == 403
     assert Api(nobody.user).get("/reports/billing/compensation" + query).status_code == 403
     from carnet.people.services import patient_portal_enable
 
-    patient_portal_enable(actor=data["owner"].user, patient=data["p1"], password="a long enough password")
+    patient_portal_enable(
+        actor=data["owner"].user, patient=data["p1"], password="a long enough password"
+    )
     data["p1"].refresh_from_db()
     client.force_login(data["p1"].user)
     assert client.get(url)["Location"] == reverse("portal:home")
@@ -310,5 +426,8 @@ def test_reports_write_nothing(data):
         reports.transactions(actor=data["owner"].user, period=MAY)
         reports.billing_summary(actor=data["owner"].user, period=MAY)
         reports.ar_aging(actor=data["owner"].user, as_of=dt.date(2026, 6, 30))
-    assert not [q for q in ctx.captured_queries
-                if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert not [
+        q
+        for q in ctx.captured_queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+    ]

@@ -9,8 +9,14 @@ from carnet.reports.charts import bar_chart, line_chart
 
 
 def _bars(svg: str) -> list[tuple[float, float]]:
-    return [(float(y), float(h)) for y, h in re.findall(r'<rect class="bar[^"]*" x="[^"]+" y="([^"]+)" '
-                                                          r'width="[^"]+" height="([^"]+)"', svg)]
+    return [
+        (float(y), float(h))
+        for y, h in re.findall(
+            r'<rect class="bar[^"]*" x="[^"]+" y="([^"]+)" '
+            r'width="[^"]+" height="([^"]+)"',
+            svg,
+        )
+    ]
 
 
 def _zero(svg: str) -> float:
@@ -18,11 +24,13 @@ def _zero(svg: str) -> float:
 
 
 def test_bars_have_axes_values_and_negatives_below_zero():
-    svg = bar_chart([("Mon", 120.5), ("Tue", -40), ("Wed", 0)], title="Net received per day", y_title="CAD")
+    svg = bar_chart(
+        [("Mon", 120.5), ("Tue", -40), ("Wed", 0)], title="Net received per day", y_title="CAD"
+    )
     zero = _zero(svg)
     (mon_y, mon_h), (tue_y, tue_h), (_, wed_h) = _bars(svg)
     assert abs(mon_y + mon_h - zero) < 0.2 and mon_y < zero  # up from zero
-    assert abs(tue_y - zero) < 0.2 and tue_h > 0             # down from zero
+    assert abs(tue_y - zero) < 0.2 and tue_h > 0  # down from zero
     assert wed_h == 0 and mon_h / tue_h == pytest.approx(120.5 / 40, rel=1e-2)
     for text in (">120.50<", ">-40<", ">0<", ">Mon<", ">Tue<", ">CAD<"):
         assert text in svg
@@ -30,7 +38,8 @@ def test_bars_have_axes_values_and_negatives_below_zero():
 
 
 def test_a_line_labels_its_ends_and_its_range():
-    svg = line_chart([("2026-05-01", 800.0), ("2026-05-31", 460.0)], title="Deferred revenue", y_title="CAD")
+    svg = line_chart(
+        [("2026-05-01", 800.0), ("2026-05-31", 460.0)], title="Deferred revenue", y_title="CAD"
+    )
     assert ">800<" in svg and ">460<" in svg and ">2026-05-01<" in svg and ">2026-05-31<" in svg
     assert "axis zero" in svg
-

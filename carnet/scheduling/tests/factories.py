@@ -31,21 +31,33 @@ def working_practitioner(location, name=None, weekday=0, level=AccessLevel.PRACT
     if name:
         staff.display_name = name
         staff.save()
-    Shift.objects.create(staff=staff, location=location, weekday=weekday, start_time=dt.time(9),
-                         end_time=dt.time(17))
+    Shift.objects.create(
+        staff=staff, location=location, weekday=weekday, start_time=dt.time(9), end_time=dt.time(17)
+    )
     return staff
 
 
 def treatment_of(catalog, kind: str, capacity=None, name=None, price=9000):
-    return Treatment.objects.create(name=name or f"{kind} session", discipline=catalog["discipline"],
-                                    income_category=catalog["income_category"], duration_minutes=60,
-                                    price_minor=price, kind=kind, capacity=capacity)
+    return Treatment.objects.create(
+        name=name or f"{kind} session",
+        discipline=catalog["discipline"],
+        income_category=catalog["income_category"],
+        duration_minutes=60,
+        price_minor=price,
+        kind=kind,
+        capacity=capacity,
+    )
 
 
 def book(actor, catalog, prac, start, patients=None, treatment=None):
-    return appointment_book(actor=actor.user, treatment=treatment or catalog["treatment"], practitioner=prac,
-                            location=catalog["location"], start=start,
-                            patients=patients if patients is not None else [make_patient()])
+    return appointment_book(
+        actor=actor.user,
+        treatment=treatment or catalog["treatment"],
+        practitioner=prac,
+        location=catalog["location"],
+        start=start,
+        patients=patients if patients is not None else [make_patient()],
+    )
 
 
 def clinic_set(**fields):

@@ -16,8 +16,13 @@ L = AccessLevel
 
 
 def _body(catalog, prac, patients, start="2026-05-12T09:00:00-04:00", treatment=None):
-    return {"treatment_id": (treatment or catalog["treatment"]).pk, "practitioner_id": prac.pk,
-            "location_id": catalog["location"].pk, "start": start, "patient_ids": [p.pk for p in patients]}
+    return {
+        "treatment_id": (treatment or catalog["treatment"]).pk,
+        "practitioner_id": prac.pk,
+        "location_id": catalog["location"].pk,
+        "start": start,
+        "patient_ids": [p.pk for p in patients],
+    }
 
 
 def test_book_read_list_arrive_unarrive_cancel_through_the_api(front_desk, catalog):
@@ -28,7 +33,9 @@ def test_book_read_list_arrive_unarrive_cancel_through_the_api(front_desk, catal
     assert data["status"] == "booked" and data["participants"][0]["role"] == "primary"
     pk = data["id"]
     assert api.get(f"/appointments/{pk}").json()["end"].startswith("2026-05-12T14:00:00")
-    listed = api.get(f"/appointments?date=2026-05-12&location_id={catalog['location'].pk}&practitioner_id={prac.pk}")
+    listed = api.get(
+        f"/appointments?date=2026-05-12&location_id={catalog['location'].pk}&practitioner_id={prac.pk}"
+    )
     assert [a["id"] for a in listed.json()] == [pk]
     arrived = api.post(f"/appointments/{pk}/arrive").json()
     assert arrived["status"] == "arrived" and arrived["participants"][0]["invoice_id"]
@@ -41,29 +48,40 @@ def test_a_retried_booking_with_the_same_idempotency_key_books_once(front_desk, 
     body = _body(catalog, prac, [make_patient()])
     first = api.post("/appointments", body, **{"Idempotency-Key": "book-1"})
     again = api.post("/appointments", body, **{"Idempotency-Key": "book-1"})
-    assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+    assert (
+        first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+    )
     assert Appointment.objects.count() == 1
 
 
 def test_a_retried_arrival_with_the_same_idempotency_key_bills_once(front_desk, catalog):
     api, patient = Api(front_desk.user), make_patient()
-    appt = book(front_desk, catalog, practitioner(catalog["location"]), at("2026-05-12", "09:00"), [patient])
+    appt = book(
+        front_desk, catalog, practitioner(catalog["location"]), at("2026-05-12", "09:00"), [patient]
+    )
     for _ in range(2):
-        assert api.post(f"/appointments/{appt.pk}/arrive", **{"Idempotency-Key": "arr-1"}).status_code == 200
+        assert (
+            api.post(f"/appointments/{appt.pk}/arrive", **{"Idempotency-Key": "arr-1"}).status_code
+            == 200
+        )
     assert Invoice.objects.filter(patient=patient).count() == 1
 
 
 def test_double_booking_through_the_api_is_a_409_with_a_sentence(front_desk, catalog):
     api, prac = Api(front_desk.user), practitioner(catalog["location"])
     api.post("/appointments", _body(catalog, prac, [make_patient()]))
-    clash = api.post("/appointments", _body(catalog, prac, [make_patient()], start="2026-05-12T09:30:00-04:00"))
+    clash = api.post(
+        "/appointments", _body(catalog, prac, [make_patient()], start="2026-05-12T09:30:00-04:00")
+    )
     assert clash.status_code == 409 and clash.json()["code"] == "double_booked"
     assert "already booked" in clash.json()["detail"]
 
 
 def test_user_mistakes_are_problems_not_500s(front_desk, catalog):
     api, prac = Api(front_desk.user), practitioner(catalog["location"])
-    naive = api.post("/appointments", _body(catalog, prac, [make_patient()], start="2026-05-12T09:00:00"))
+    naive = api.post(
+        "/appointments", _body(catalog, prac, [make_patient()], start="2026-05-12T09:00:00")
+    )
     assert naive.status_code == 422 and "UTC offset" in naive.json()["detail"]
     unknown = api.post("/appointments", {**_body(catalog, prac, []), "patient_ids": [999999]})
     assert unknown.status_code == 422
@@ -80,16 +98,29 @@ def test_copy_reschedule_no_show_join_and_duplicate_as_class_endpoints(front_des
     assert copied.status_code == 201 and copied.json()["id"] != appt.pk
     moved = api.post(f"/appointments/{appt.pk}/reschedule", {"start": "2026-05-12T15:00:00-04:00"})
     assert moved.json()["start"].startswith("2026-05-12T19:00:00")
-    assert api.post(f"/appointments/{appt.pk}/no-show", {"charge_fee": False}).json()["status"] == "no_show"
-    assert api.post(f"/appointments/{appt.pk}/no-show").json()["status"] == "no_show"  # marking again: no change
+    assert (
+        api.post(f"/appointments/{appt.pk}/no-show", {"charge_fee": False}).json()["status"]
+        == "no_show"
+    )
+    assert (
+        api.post(f"/appointments/{appt.pk}/no-show").json()["status"] == "no_show"
+    )  # marking again: no change
     assert api.post(f"/appointments/{appt.pk}/no-show/undo").json()["status"] == "booked"
     assert api.post(f"/appointments/{appt.pk}/no-show/undo").json()["status"] == "booked"
-    group = book(front_desk, catalog, prac, at("2026-05-13", "09:00"), [make_patient()],
-                 treatment=treatment_of(catalog, "group", capacity=3))
+    group = book(
+        front_desk,
+        catalog,
+        prac,
+        at("2026-05-13", "09:00"),
+        [make_patient()],
+        treatment=treatment_of(catalog, "group", capacity=3),
+    )
     joined = api.post(f"/appointments/{group.pk}/participants", {"patient_id": make_patient().pk})
     assert [p["role"] for p in joined.json()["participants"]] == ["primary", "secondary"]
-    session = api.post(f"/appointments/{group.pk}/duplicate-as-class",
-                       {"treatment_id": treatment_of(catalog, "class", capacity=5, name="C").pk})
+    session = api.post(
+        f"/appointments/{group.pk}/duplicate-as-class",
+        {"treatment_id": treatment_of(catalog, "class", capacity=5, name="C").pk},
+    )
     assert session.status_code == 201 and session.json()["kind"] == "class"
     assert len(session.json()["participants"]) == 2
 
@@ -98,11 +129,21 @@ def test_availability_endpoint_returns_free_time_with_offsets(front_desk, catalo
     import datetime as dt
 
     prac = practitioner(catalog["location"])
-    Shift.objects.create(staff=prac, location=catalog["location"], weekday=6, start_time=dt.time(9),
-                         end_time=dt.time(12))
+    Shift.objects.create(
+        staff=prac,
+        location=catalog["location"],
+        weekday=6,
+        start_time=dt.time(9),
+        end_time=dt.time(12),
+    )
     free = Api(front_desk.user).get(f"/practitioners/{prac.pk}/availability?date=2026-03-08").json()
-    assert free == [{"location_id": catalog["location"].pk, "start": "2026-03-08T09:00:00-04:00",
-                     "end": "2026-03-08T12:00:00-04:00"}]
+    assert free == [
+        {
+            "location_id": catalog["location"].pk,
+            "start": "2026-03-08T09:00:00-04:00",
+            "end": "2026-03-08T12:00:00-04:00",
+        }
+    ]
 
 
 def test_a_limited_practitioner_works_only_on_their_own_schedule(front_desk, catalog):
@@ -115,7 +156,9 @@ def test_a_limited_practitioner_works_only_on_their_own_schedule(front_desk, cat
     theirs = book(front_desk, catalog, colleague, at("2026-05-12", "09:00"))
     assert api.post(f"/appointments/{theirs.pk}/arrive").status_code == 403
     assert api.get(f"/appointments/{theirs.pk}").status_code == 403
-    assert [a["practitioner_id"] for a in api.get("/appointments?date=2026-05-12").json()] == [me.pk]
+    assert [a["practitioner_id"] for a in api.get("/appointments?date=2026-05-12").json()] == [
+        me.pk
+    ]
 
 
 def test_location_staff_book_only_at_their_locations(catalog):
@@ -128,11 +171,18 @@ def test_location_staff_book_only_at_their_locations(catalog):
     prac.locations.add(elsewhere)
     api = Api(desk.user)
     assert api.post("/appointments", _body(catalog, prac, [make_patient()])).status_code == 201
-    refused = api.post("/appointments", {**_body(catalog, prac, [make_patient()]), "location_id": elsewhere.pk})
+    refused = api.post(
+        "/appointments", {**_body(catalog, prac, [make_patient()]), "location_id": elsewhere.pk}
+    )
     assert refused.status_code == 403 and "only at your own locations" in refused.json()["detail"]
     everywhere = Api(make_staff(L.PRACTITIONER_FRONT_DESK_ALL).user)
-    allowed = everywhere.post("/appointments", {**_body(catalog, prac, [make_patient()],
-                                                        start="2026-05-12T15:00:00-04:00"), "location_id": elsewhere.pk})
+    allowed = everywhere.post(
+        "/appointments",
+        {
+            **_body(catalog, prac, [make_patient()], start="2026-05-12T15:00:00-04:00"),
+            "location_id": elsewhere.pk,
+        },
+    )
     assert allowed.status_code == 201
 
 

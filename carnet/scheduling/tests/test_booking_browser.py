@@ -29,8 +29,13 @@ def test_a_new_patient_books_online_and_sees_it_in_the_portal(page, width, heigh
     prac = practitioner(catalog["location"])
     prac.display_name = "Paula Pract"
     prac.save()
-    Shift.objects.create(staff=prac, location=catalog["location"], weekday=1, start_time=dt.time(9),
-                         end_time=dt.time(12))
+    Shift.objects.create(
+        staff=prac,
+        location=catalog["location"],
+        weekday=1,
+        start_time=dt.time(9),
+        end_time=dt.time(12),
+    )
     with clock.frozen(at("2026-03-09", "12:00")):  # a Monday: nobody works before Tuesday
         page.goto("/portal/login/")
         page.get_by_role("link", name="Book online").click()
@@ -38,11 +43,15 @@ def test_a_new_patient_books_online_and_sees_it_in_the_portal(page, width, heigh
         page.get_by_label("Treatment").select_option(label="Massage 60 (60 min) · $101.70")
         expect(page.get_by_label("Practitioner")).to_have_value("")  # any practitioner
         page.get_by_role("button", name="Show available times").click()
-        expect(page.get_by_test_id("first-available")).to_contain_text("Tuesday 10 March at 09:00 with Paula Pract")
+        expect(page.get_by_test_id("first-available")).to_contain_text(
+            "Tuesday 10 March at 09:00 with Paula Pract"
+        )
         fits_and_accessible(page)
         page.get_by_test_id("first-available").get_by_role("link").click()
         expect(page.get_by_text("Tuesday 10 March 2026 at 09:00")).to_be_visible()
-        expect(page.get_by_test_id("visit-quote")).to_have_text("You pay $101.70 (tax included) at the clinic.")
+        expect(page.get_by_test_id("visit-quote")).to_have_text(
+            "You pay $101.70 (tax included) at the clinic."
+        )
         fits_and_accessible(page)
 
         page.get_by_label("First name").fill("Nora")

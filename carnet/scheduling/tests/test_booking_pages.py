@@ -18,15 +18,24 @@ pytestmark = pytest.mark.django_db
 
 def test_book_online_goes_straight_to_the_only_location(catalog):
     response = Client().get("/book/")
-    assert response.status_code == 302 and response["Location"] == f"/book/{catalog['location'].pk}/"
+    assert (
+        response.status_code == 302 and response["Location"] == f"/book/{catalog['location'].pk}/"
+    )
 
 
 def test_book_online_offers_each_active_location_with_its_hours_and_what_can_be_booked(catalog):
-    uptown = Location.objects.create(name="Uptown", time_zone="America/Toronto", address="1 High St")
+    uptown = Location.objects.create(
+        name="Uptown", time_zone="America/Toronto", address="1 High St"
+    )
     Location.objects.create(name="Closed", time_zone="America/Toronto", is_active=False)
     for weekday, start, end in [(0, 9, 12), (0, 13, 18), (2, 10, 14)]:
-        Shift.objects.create(staff=practitioner(uptown), location=uptown, weekday=weekday, start_time=dt.time(start),
-                             end_time=dt.time(end))
+        Shift.objects.create(
+            staff=practitioner(uptown),
+            location=uptown,
+            weekday=weekday,
+            start_time=dt.time(start),
+            end_time=dt.time(end),
+        )
     catalog["treatment"].online_bookable = True
     catalog["treatment"].save()
     html = Client().get("/book/").content.decode()
@@ -34,14 +43,19 @@ def test_book_online_offers_each_active_location_with_its_hours_and_what_can_be_
     assert "Closed" not in html
     assert "<dt>Monday</dt><dd>09:00–18:00</dd><dt>Wednesday</dt><dd>10:00–14:00</dd>" in html
     assert f'href="/book/{uptown.pk}/">Book at Uptown</a>' in html
-    assert "Massage 60 <span class=\"muted\">· 60 min · $101.70</span>" in html
+    assert 'Massage 60 <span class="muted">· 60 min · $101.70</span>' in html
 
 
 def test_visitors_land_on_the_clinic_page_at_the_root_and_staff_and_patients_do_not(catalog, owner):
     """`/` for a visitor: the clinic's locations with hours, what can be booked with price, a Book button
     each (even with one location), and the doors to the portal and the staff log-in."""
-    Shift.objects.create(staff=practitioner(catalog["location"]), location=catalog["location"], weekday=1,
-                         start_time=dt.time(9), end_time=dt.time(17))
+    Shift.objects.create(
+        staff=practitioner(catalog["location"]),
+        location=catalog["location"],
+        weekday=1,
+        start_time=dt.time(9),
+        end_time=dt.time(17),
+    )
     catalog["treatment"].online_bookable = True
     catalog["treatment"].save()
     response = Client().get("/")
@@ -52,7 +66,9 @@ def test_visitors_land_on_the_clinic_page_at_the_root_and_staff_and_patients_do_
     assert 'href="/portal/login/"' in html and 'href="/login/"' in html
     staff = Client()
     staff.force_login(owner.user)
-    assert staff.get("/").status_code == 200 and b"Book at" not in staff.get("/").content  # Today, not the landing
+    assert (
+        staff.get("/").status_code == 200 and b"Book at" not in staff.get("/").content
+    )  # Today, not the landing
     me = make_patient(email="lands@example.test")
     patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
     me.refresh_from_db()
@@ -69,10 +85,15 @@ def test_every_portal_page_has_the_same_menu_with_book_online(catalog, owner):
     me.refresh_from_db()
     client.force_login(me.user)
     menus = set()
-    for path in ["/portal/", "/portal/passes/", "/portal/gift-cards/buy/", "/portal/account/password/",
-                 f"/book/{catalog['location'].pk}/"]:
+    for path in [
+        "/portal/",
+        "/portal/passes/",
+        "/portal/gift-cards/buy/",
+        "/portal/account/password/",
+        f"/book/{catalog['location'].pk}/",
+    ]:
         html = client.get(path).content.decode()
-        nav = html[html.index('<nav class="mainnav"'):html.index("</nav>")]
+        nav = html[html.index('<nav class="mainnav"') : html.index("</nav>")]
         menus.add(nav.replace(' aria-current="page"', ""))
         assert 'href="/book/"' in nav and 'aria-current="page"' in nav
     assert len(menus) == 1

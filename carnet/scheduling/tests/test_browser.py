@@ -28,7 +28,9 @@ def test_book_from_a_free_slot_in_the_panel_then_arrive(page, width, height):
     prac.locations.add(location)
     prac.treatments.add(catalog["treatment"])  # Massage 60 only: another treatment is not offered
     treatment_of(catalog, "individual", name="Acupuncture 45")
-    Shift.objects.create(staff=prac, location=location, weekday=0, start_time=dt.time(9), end_time=dt.time(12))
+    Shift.objects.create(
+        staff=prac, location=location, weekday=0, start_time=dt.time(9), end_time=dt.time(12)
+    )
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     chosen = make_patient(first_name="Marguerite", last_name="Okafor", phone="416-555-0199")
     make_patient(first_name="Oksana", last_name="Okafor-Lee")
@@ -49,7 +51,9 @@ def test_book_from_a_free_slot_in_the_panel_then_arrive(page, width, height):
     expect(panel.get_by_test_id("book-price")).to_have_text("$101.70")
     search.fill("555-0199")  # by phone
     panel.get_by_role("radio", name="Marguerite Okafor").check()
-    expect(panel.get_by_test_id("book-package")).to_contain_text("5 massages — 4 left after this visit")
+    expect(panel.get_by_test_id("book-package")).to_contain_text(
+        "5 massages — 4 left after this visit"
+    )
     search.fill("oksana")  # searching again keeps the patient chosen, and the treatment
     expect(panel.get_by_role("radio", name="Oksana Okafor-Lee")).to_be_visible()
     expect(panel.get_by_role("radio", name="Marguerite Okafor")).to_be_checked()

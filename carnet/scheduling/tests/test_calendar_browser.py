@@ -22,7 +22,9 @@ def test_block_heights_match_durations(page, width, height):
     short.duration_minutes = 30
     short.save()
     hour = book(desk, catalog, prac, at(MONDAY, "10:00"), patients=[make_patient()])
-    half = book(desk, catalog, prac, at(MONDAY, "13:00"), patients=[make_patient()], treatment=short)
+    half = book(
+        desk, catalog, prac, at(MONDAY, "13:00"), patients=[make_patient()], treatment=short
+    )
     page.set_viewport_size({"width": width, "height": height})
     log_in(page, desk.user)
     page.goto(f"/schedule/?location={catalog['location'].pk}&date={MONDAY}")
@@ -34,7 +36,9 @@ def test_block_heights_match_durations(page, width, height):
     assert abs((long_box["height"] + 2) - 4 * slot["height"]) <= 2
     # Placed by time: 13:00 is three hours below 10:00, i.e. 12 slots.
     assert abs((short_box["y"] - long_box["y"]) - 12 * slot["height"]) <= 2
-    expect(page.get_by_role("link", name="Book Dr Ines Ortega at Mon 7 Jan 11:00")).to_be_visible()  # free time
+    expect(
+        page.get_by_role("link", name="Book Dr Ines Ortega at Mon 7 Jan 11:00")
+    ).to_be_visible()  # free time
     expect(page.get_by_role("list", name="Legend")).to_contain_text("Free: click a time to book")
     results = Axe().run(page, context={"include": [["main"]], "exclude": [[".messages"]]})
     assert results.violations_count == 0, results.generate_report()

@@ -25,18 +25,31 @@ def _feed_url(client, prac):
     return re.search(r'data-testid="feed-url">https?://[^/]+(/calendar/[^<]+\.ics)<', page).group(1)
 
 
-def test_the_feed_lists_the_practitioners_appointments_in_utc_instants(client, catalog, prac, owner):
+def test_the_feed_lists_the_practitioners_appointments_in_utc_instants(
+    client, catalog, prac, owner
+):
     with clock.frozen(at("2026-03-01", "12:00")):
-        mine = book(owner, catalog, prac, at("2026-03-10", "09:00"), patients=[make_patient(first_name="Ana")])
+        mine = book(
+            owner,
+            catalog,
+            prac,
+            at("2026-03-10", "09:00"),
+            patients=[make_patient(first_name="Ana")],
+        )
         gone = book(owner, catalog, prac, at("2026-03-11", "09:00"))
         appointment_cancel(actor=owner.user, appointment=gone)
-        book(owner, catalog, practitioner(catalog["location"]), at("2026-03-10", "09:00"))  # someone else's
+        book(
+            owner, catalog, practitioner(catalog["location"]), at("2026-03-10", "09:00")
+        )  # someone else's
         url = _feed_url(client, prac)
         client.logout()  # the secret in the URL is the only credential
         response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/calendar")
     events = Calendar.from_ical(response.content).walk("VEVENT")
-    assert [str(e["uid"]) for e in events] == [f"appointment-{mine.pk}@carnet", f"appointment-{gone.pk}@carnet"]
+    assert [str(e["uid"]) for e in events] == [
+        f"appointment-{mine.pk}@carnet",
+        f"appointment-{gone.pk}@carnet",
+    ]
     first = events[0]
     assert first.decoded("dtstart") == mine.start and first.decoded("dtend") == mine.end
     assert "Ana" in str(first["summary"]) and str(first["location"]) == catalog["location"].name
@@ -59,6 +72,8 @@ def test_the_secret_is_stored_only_as_a_digest(catalog, prac):
 
 def test_the_settings_page_needs_a_staff_login(client, catalog):
     assert client.get("/calendar/").status_code == 302
-    patient = patient_sign_up(first_name="P", last_name="Q", email="pq@example.test", password="a long pass phrase 42")
+    patient = patient_sign_up(
+        first_name="P", last_name="Q", email="pq@example.test", password="a long pass phrase 42"
+    )
     client.force_login(patient.user)
     assert client.post("/calendar/").status_code == 302

@@ -23,20 +23,42 @@ def test_racing_bookings_for_one_slot_exactly_one_wins():
     prac = practitioner(catalog["location"])
     patients = [make_patient() for _ in range(4)]
     starts = ["09:00", "09:15", "09:30", "09:45"]  # all overlap each other
-    results = race(4, lambda i: appointment_book(
-        actor=desk.user, treatment=catalog["treatment"], practitioner=prac, location=catalog["location"],
-        start=at("2026-05-12", starts[i]), patients=[patients[i]]).pk)
-    assert _outcomes(results) == ["ok", "refused:double_booked", "refused:double_booked", "refused:double_booked"]
+    results = race(
+        4,
+        lambda i: (
+            appointment_book(
+                actor=desk.user,
+                treatment=catalog["treatment"],
+                practitioner=prac,
+                location=catalog["location"],
+                start=at("2026-05-12", starts[i]),
+                patients=[patients[i]],
+            ).pk
+        ),
+    )
+    assert _outcomes(results) == [
+        "ok",
+        "refused:double_booked",
+        "refused:double_booked",
+        "refused:double_booked",
+    ]
     assert Appointment.objects.filter(practitioner=prac).count() == 1
 
 
 def test_racing_joins_never_overfill_a_class():
     catalog, desk = make_catalog(), make_staff()
     prac = practitioner(catalog["location"])
-    session = appointment_book(actor=desk.user, treatment=treatment_of(catalog, "class", capacity=2),
-                               practitioner=prac, location=catalog["location"], start=at("2026-05-12", "09:00"),
-                               patients=[])
+    session = appointment_book(
+        actor=desk.user,
+        treatment=treatment_of(catalog, "class", capacity=2),
+        practitioner=prac,
+        location=catalog["location"],
+        start=at("2026-05-12", "09:00"),
+        patients=[],
+    )
     patients = [make_patient() for _ in range(4)]
-    results = race(4, lambda i: appointment_join(actor=desk.user, appointment=session, patient=patients[i]).pk)
+    results = race(
+        4, lambda i: appointment_join(actor=desk.user, appointment=session, patient=patients[i]).pk
+    )
     assert _outcomes(results) == ["ok", "ok", "refused:full", "refused:full"]
     assert session.participants.count() == 2

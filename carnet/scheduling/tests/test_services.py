@@ -53,7 +53,9 @@ def test_a_non_practitioner_cannot_be_booked(front_desk, catalog):
 def test_double_booking_a_practitioner_is_refused(front_desk, catalog):
     prac = practitioner(catalog["location"])
     book(front_desk, catalog, prac, at(DAY, "09:00"))
-    with pytest.raises(Conflict, match="already booked from 2026-05-12 09:00 to 2026-05-12 10:00") as err:
+    with pytest.raises(
+        Conflict, match="already booked from 2026-05-12 09:00 to 2026-05-12 10:00"
+    ) as err:
         book(front_desk, catalog, prac, at(DAY, "09:30"))
     assert err.value.code == "double_booked"
     book(front_desk, catalog, prac, at(DAY, "10:00"))  # back-to-back is fine
@@ -82,7 +84,9 @@ def test_group_first_booked_is_primary_and_secondary_clients_join(front_desk, ca
     prac = practitioner(catalog["location"])
     group = treatment_of(catalog, "group", capacity=3)
     first, second, third = make_patient(), make_patient(), make_patient()
-    appt = book(front_desk, catalog, prac, at(DAY, "09:00"), patients=[first, second], treatment=group)
+    appt = book(
+        front_desk, catalog, prac, at(DAY, "09:00"), patients=[first, second], treatment=group
+    )
     appointment_join(actor=front_desk.user, appointment=appt, patient=third)
     roles = {r.patient_id: r.role for r in appt.participants.all()}
     assert roles == {first.pk: "primary", second.pk: "secondary", third.pk: "secondary"}
@@ -114,20 +118,35 @@ def test_an_individual_appointment_takes_no_second_patient(front_desk, catalog):
 def test_cancelling_one_class_participant_keeps_the_session(front_desk, catalog):
     prac = practitioner(catalog["location"])
     a, b = make_patient(), make_patient()
-    appt = book(front_desk, catalog, prac, at(DAY, "09:00"), patients=[a, b],
-                treatment=treatment_of(catalog, "class", capacity=5))
+    appt = book(
+        front_desk,
+        catalog,
+        prac,
+        at(DAY, "09:00"),
+        patients=[a, b],
+        treatment=treatment_of(catalog, "class", capacity=5),
+    )
     appointment_cancel(actor=front_desk.user, appointment=appt, patient=a)
     appt.refresh_from_db()
     assert appt.status == Status.BOOKED
-    assert dict(appt.participants.values_list("patient_id", "status")) == {a.pk: "cancelled", b.pk: "booked"}
+    assert dict(appt.participants.values_list("patient_id", "status")) == {
+        a.pk: "cancelled",
+        b.pk: "booked",
+    }
 
 
 def test_copy_makes_a_new_booked_appointment_with_the_same_patients(front_desk, catalog):
     prac = practitioner(catalog["location"])
     patient = make_patient()
     appt = book(front_desk, catalog, prac, at(DAY, "09:00"), patients=[patient])
-    copy = appointment_copy(actor=front_desk.user, appointment=appt, start=at("2026-05-19", "09:00"))
-    assert copy.pk != appt.pk and copy.status == Status.BOOKED and copy.end == at("2026-05-19", "10:00")
+    copy = appointment_copy(
+        actor=front_desk.user, appointment=appt, start=at("2026-05-19", "09:00")
+    )
+    assert (
+        copy.pk != appt.pk
+        and copy.status == Status.BOOKED
+        and copy.end == at("2026-05-19", "10:00")
+    )
     assert list(copy.participants.values_list("patient_id", flat=True)) == [patient.pk]
     with pytest.raises(Conflict, match="already booked"):
         appointment_copy(actor=front_desk.user, appointment=appt, start=at(DAY, "09:30"))
@@ -137,7 +156,9 @@ def test_reschedule_moves_a_booked_appointment_and_checks_the_new_slot(front_des
     prac = practitioner(catalog["location"])
     appt = book(front_desk, catalog, prac, at(DAY, "09:00"))
     book(front_desk, catalog, prac, at(DAY, "13:00"))
-    appointment_reschedule(actor=front_desk.user, appointment=appt, start=at(DAY, "09:30"))  # overlaps only itself
+    appointment_reschedule(
+        actor=front_desk.user, appointment=appt, start=at(DAY, "09:30")
+    )  # overlaps only itself
     assert Appointment.objects.get(pk=appt.pk).start == at(DAY, "09:30")
     with pytest.raises(Conflict, match="already booked"):
         appointment_reschedule(actor=front_desk.user, appointment=appt, start=at(DAY, "12:30"))
@@ -146,20 +167,34 @@ def test_reschedule_moves_a_booked_appointment_and_checks_the_new_slot(front_des
 def test_duplicating_a_group_as_a_class_moves_everyone_and_cancels_the_group(front_desk, catalog):
     prac = practitioner(catalog["location"])
     a, b = make_patient(), make_patient()
-    group = book(front_desk, catalog, prac, at(DAY, "09:00"), patients=[a, b],
-                 treatment=treatment_of(catalog, "group", capacity=4))
-    session = appointment_duplicate_as_class(actor=front_desk.user, appointment=group,
-                                             treatment=treatment_of(catalog, "class", capacity=4, name="Class"))
+    group = book(
+        front_desk,
+        catalog,
+        prac,
+        at(DAY, "09:00"),
+        patients=[a, b],
+        treatment=treatment_of(catalog, "group", capacity=4),
+    )
+    session = appointment_duplicate_as_class(
+        actor=front_desk.user,
+        appointment=group,
+        treatment=treatment_of(catalog, "class", capacity=4, name="Class"),
+    )
     group.refresh_from_db()
     assert group.status == Status.CANCELLED
     assert session.start == group.start and session.kind == "class"
-    assert sorted(session.participants.values_list("patient_id", "role")) == [(a.pk, "participant"),
-                                                                              (b.pk, "participant")]
+    assert sorted(session.participants.values_list("patient_id", "role")) == [
+        (a.pk, "participant"),
+        (b.pk, "participant"),
+    ]
 
 
 def test_only_a_group_can_be_duplicated_as_a_class(front_desk, catalog):
     prac = practitioner(catalog["location"])
     appt = book(front_desk, catalog, prac, at(DAY, "09:00"))
     with pytest.raises(ValidationFailed, match="Only a group"):
-        appointment_duplicate_as_class(actor=front_desk.user, appointment=appt,
-                                       treatment=treatment_of(catalog, "class", capacity=4))
+        appointment_duplicate_as_class(
+            actor=front_desk.user,
+            appointment=appt,
+            treatment=treatment_of(catalog, "class", capacity=4),
+        )

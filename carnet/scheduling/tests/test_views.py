@@ -1,7 +1,6 @@
 """The staff schedule pages: grid, booking form, the htmx appointment panel and the patient tab."""
 
 import datetime as dt
-
 import re
 
 import pytest
@@ -24,8 +23,13 @@ def prac(catalog):
     staff = practitioner(catalog["location"])
     staff.display_name = "Dr Ines Ortega"
     staff.save()
-    Shift.objects.create(staff=staff, location=catalog["location"], weekday=0, start_time=dt.time(9),
-                         end_time=dt.time(17))
+    Shift.objects.create(
+        staff=staff,
+        location=catalog["location"],
+        weekday=0,
+        start_time=dt.time(9),
+        end_time=dt.time(17),
+    )
     return staff
 
 
@@ -40,58 +44,97 @@ def _booked(front_desk, catalog, prac, hhmm="10:00", **kw):
 
 
 def _panel(client, appointment, action, data=None):
-    return client.post(reverse(f"scheduling:appointment_{action}", args=[appointment.pk]), data or {}, headers=HX)
+    return client.post(
+        reverse(f"scheduling:appointment_{action}", args=[appointment.pk]), data or {}, headers=HX
+    )
 
 
 def test_day_view_draws_practitioners_appointments_and_free_slots(desk, front_desk, catalog, prac):
     patient = make_patient(first_name="Rosalind", last_name="Achebe")
     appt = _booked(front_desk, catalog, prac, patients=[patient])
-    page = desk.get(reverse("scheduling:schedule"), {"location": catalog["location"].pk, "date": MONDAY})
+    page = desk.get(
+        reverse("scheduling:schedule"), {"location": catalog["location"].pk, "date": MONDAY}
+    )
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Dr Ines Ortega" in html and "Rosalind Achebe" in html and "Massage 60" in html and "Booked" in html
+    assert (
+        "Dr Ines Ortega" in html
+        and "Rosalind Achebe" in html
+        and "Massage 60" in html
+        and "Booked" in html
+    )
     assert reverse("scheduling:appointment", args=[appt.pk]) in html
-    assert f"practitioner={prac.pk}&amp;start=2030-01-07T09:00" in html  # a free slot links to booking
+    assert (
+        f"practitioner={prac.pk}&amp;start=2030-01-07T09:00" in html
+    )  # a free slot links to booking
     assert "start=2030-01-07T10:15" not in html  # inside the appointment: not bookable
     assert ">Schedule</a>" in html  # main navigation
 
 
 def test_week_view_and_navigation(desk, front_desk, catalog, prac):
     _booked(front_desk, catalog, prac)
-    page = desk.get(reverse("scheduling:schedule"), {"location": catalog["location"].pk, "date": "2030-01-09",
-                                                     "view": "week"})
+    page = desk.get(
+        reverse("scheduling:schedule"),
+        {"location": catalog["location"].pk, "date": "2030-01-09", "view": "week"},
+    )
     html = page.content.decode()
-    assert "Week of Mon 7 Jan 2030" in html and "date=2030-01-16" in html and "date=2030-01-02" in html
+    assert (
+        "Week of Mon 7 Jan 2030" in html and "date=2030-01-16" in html and "date=2030-01-02" in html
+    )
     assert html.count("Dr Ines Ortega") >= 1 and "Massage 60" in html
 
 
 def test_schedule_without_shifts_says_so(desk, catalog):
-    page = desk.get(reverse("scheduling:schedule"), {"location": catalog["location"].pk, "date": MONDAY})
+    page = desk.get(
+        reverse("scheduling:schedule"), {"location": catalog["location"].pk, "date": MONDAY}
+    )
     assert page.status_code == 200 and b"Nobody is working here" in page.content
 
 
 def test_book_from_a_slot(desk, catalog, prac):
     patient = make_patient(first_name="Tomasz", last_name="Wren")
-    url = (reverse("scheduling:book") + f"?location={catalog['location'].pk}&practitioner={prac.pk}"
-           f"&start={MONDAY}T11:00")
+    url = (
+        reverse("scheduling:book") + f"?location={catalog['location'].pk}&practitioner={prac.pk}"
+        f"&start={MONDAY}T11:00"
+    )
     form = desk.get(url + "&q=wren")
     html = form.content.decode()
     assert "autofocus" in html and "Tomasz Wren" in html and 'value="2030-01-07T11:00"' in html
-    data = {"treatment": catalog["treatment"].pk, "patient": patient.pk, "practitioner": prac.pk,
-            "start": f"{MONDAY}T11:00", "form_key": "k1"}
+    data = {
+        "treatment": catalog["treatment"].pk,
+        "patient": patient.pk,
+        "practitioner": prac.pk,
+        "start": f"{MONDAY}T11:00",
+        "form_key": "k1",
+    }
     response = desk.post(url, data)
     appt = Appointment.objects.get()
     assert response.status_code == 302 and f"open={appt.pk}" in response["Location"]
-    assert appt.start == at(MONDAY, "11:00") and list(appt.participants.values_list("patient", flat=True)) == [patient.pk]
-    assert desk.post(url, data).status_code == 302 and Appointment.objects.count() == 1  # a resubmit books once
+    assert appt.start == at(MONDAY, "11:00") and list(
+        appt.participants.values_list("patient", flat=True)
+    ) == [patient.pk]
+    assert (
+        desk.post(url, data).status_code == 302 and Appointment.objects.count() == 1
+    )  # a resubmit books once
 
 
 def test_double_booking_shows_on_the_form(desk, front_desk, catalog, prac):
     _booked(front_desk, catalog, prac, "11:00")
     url = reverse("scheduling:book") + f"?location={catalog['location'].pk}"
-    response = desk.post(url, {"treatment": catalog["treatment"].pk, "patient": make_patient().pk,
-                               "practitioner": prac.pk, "start": f"{MONDAY}T11:30", "form_key": "k2"})
-    assert response.status_code == 200 and b"is already booked from 2030-01-07 11:00" in response.content
+    response = desk.post(
+        url,
+        {
+            "treatment": catalog["treatment"].pk,
+            "patient": make_patient().pk,
+            "practitioner": prac.pk,
+            "start": f"{MONDAY}T11:30",
+            "form_key": "k2",
+        },
+    )
+    assert (
+        response.status_code == 200
+        and b"is already booked from 2030-01-07 11:00" in response.content
+    )
     assert Appointment.objects.count() == 1
 
 
@@ -109,11 +152,17 @@ def test_arrive_shows_the_invoice_and_unarrive_reverses_it(desk, front_desk, cat
     arrived = _panel(desk, appt, "arrive")
     row = appt.participants.get()
     assert arrived.status_code == 200 and b"<html" not in arrived.content
-    assert f'id="appt-{appt.pk}"'.encode() in arrived.content and b'hx-swap-oob="true"' in arrived.content
+    assert (
+        f'id="appt-{appt.pk}"'.encode() in arrived.content
+        and b'hx-swap-oob="true"' in arrived.content
+    )
     html = arrived.content.decode()
     assert "Arrived; the invoice is created." in html and f"#{row.invoice.number}" in html
     assert "$101.70" in html  # 90.00 + 13 % tax, total and balance
-    assert reverse("billing:receipt", args=[row.invoice_id]) in html and reverse("billing:tab", args=[row.patient_id]) in html
+    assert (
+        reverse("billing:receipt", args=[row.invoice_id]) in html
+        and reverse("billing:tab", args=[row.patient_id]) in html
+    )
     back = _panel(desk, appt, "unarrive")
     appt.refresh_from_db()
     assert appt.status == Status.BOOKED and b"Un-arrived" in back.content
@@ -123,8 +172,13 @@ def test_unarrive_with_a_payment_is_a_message_not_an_error(desk, front_desk, own
     appt = _booked(front_desk, catalog, prac)
     _panel(desk, appt, "arrive")
     row = appt.participants.get()
-    payment_receive(actor=owner.user, patient=row.patient, method="cash", amount_minor=1000,
-                    allocations=[(row.invoice, 1000)])
+    payment_receive(
+        actor=owner.user,
+        patient=row.patient,
+        method="cash",
+        amount_minor=1000,
+        allocations=[(row.invoice, 1000)],
+    )
     response = _panel(desk, appt, "unarrive")
     appt.refresh_from_db()
     assert response.status_code == 200 and b"msg-error" in response.content
@@ -137,7 +191,9 @@ def test_no_show_with_and_without_fee_and_undo(desk, front_desk, catalog, prac):
     _panel(desk, appt, "no_show", {"charge_fee": "1"})
     row = appt.participants.get()
     assert row.status == Status.NO_SHOW and row.invoice.total_minor == 2500
-    assert b"Undo no-show" in _panel(desk, appt, "no_show", {"charge_fee": "1"}).content  # again: no change
+    assert (
+        b"Undo no-show" in _panel(desk, appt, "no_show", {"charge_fee": "1"}).content
+    )  # again: no change
     undo = _panel(desk, appt, "no_show_undo")
     assert appt.participants.get().status == Status.BOOKED and b"Arrive" in undo.content
     _panel(desk, appt, "no_show", {"charge_fee": "0"})
@@ -150,13 +206,24 @@ def test_a_panel_button_sent_twice_with_its_form_key_acts_once(desk, front_desk,
 
     clinic_set(no_show_fee_minor=2500)
     appt = _booked(front_desk, catalog, prac)
-    key = re.search(rb'name="form_key" value="(\w+)"', desk.get(reverse("scheduling:appointment", args=[appt.pk]),
-                                                                 headers=HX).content).group(1).decode()
+    key = (
+        re.search(
+            rb'name="form_key" value="(\w+)"',
+            desk.get(reverse("scheduling:appointment", args=[appt.pk]), headers=HX).content,
+        )
+        .group(1)
+        .decode()
+    )
     mark = {"charge_fee": "1", "form_key": key}
     first, second = _panel(desk, appt, "no_show", mark), _panel(desk, appt, "no_show", mark)
     assert first.status_code == second.status_code == 200
     assert b"already done" in second.content
-    assert Invoice.objects.filter(patient=appt.participants.get().patient, deleted_at__isnull=True).count() == 1
+    assert (
+        Invoice.objects.filter(
+            patient=appt.participants.get().patient, deleted_at__isnull=True
+        ).count()
+        == 1
+    )
     # The same panel's Undo button (same key, another submit) still works, once.
     _panel(desk, appt, "no_show_undo", {"form_key": key})
     again = _panel(desk, appt, "no_show_undo", {"form_key": key})
@@ -201,10 +268,15 @@ def test_group_add_client_capacity_and_duplicate_as_class(desk, front_desk, cata
     # A class participant arrives on their own.
     one = session.participants.first()
     _panel(desk, session, "arrive", {"patient": one.patient_id})
-    assert list(session.participants.values_list("status", flat=True)) == [Status.ARRIVED, Status.BOOKED]
+    assert list(session.participants.values_list("status", flat=True)) == [
+        Status.ARRIVED,
+        Status.BOOKED,
+    ]
 
 
-def test_a_practitioner_cannot_open_another_practitioners_appointment(client, front_desk, catalog, prac):
+def test_a_practitioner_cannot_open_another_practitioners_appointment(
+    client, front_desk, catalog, prac
+):
     from carnet.conftest import make_staff
     from carnet.core.permissions import AccessLevel
 
@@ -214,7 +286,9 @@ def test_a_practitioner_cannot_open_another_practitioners_appointment(client, fr
     response = client.get(reverse("scheduling:appointment", args=[appt.pk]))
     assert response.status_code == 403 and b"own schedule" in response.content
     assert client.post(reverse("scheduling:appointment_arrive", args=[appt.pk])).status_code == 403
-    page = client.get(reverse("scheduling:schedule"), {"location": catalog["location"].pk, "date": MONDAY})
+    page = client.get(
+        reverse("scheduling:schedule"), {"location": catalog["location"].pk, "date": MONDAY}
+    )
     assert page.status_code == 200 and b"Massage 60" not in page.content
 
 
@@ -231,7 +305,9 @@ def test_patient_appointments_tab(desk, front_desk, catalog, prac):
     assert reverse("scheduling:patient_appointments", args=[patient.pk]).encode() in profile.content
 
 
-def test_booking_in_the_panel_offers_the_practitioners_treatments_a_type_ahead_and_a_quote(desk, front_desk, catalog, prac):
+def test_booking_in_the_panel_offers_the_practitioners_treatments_a_type_ahead_and_a_quote(
+    desk, front_desk, catalog, prac
+):
     """Issue 20 point 3: the slot's form is a panel fragment; only what the practitioner offers; the
     type-ahead keeps the patient chosen; end time, price and the package auto-select will use."""
     from carnet.passes.tests.factories import package_template, sold_package
@@ -242,39 +318,77 @@ def test_booking_in_the_panel_offers_the_practitioners_treatments_a_type_ahead_a
     make_patient(first_name="Wanda", last_name="Wrenfield")
     sold_package(front_desk, chosen, package_template(catalog, name="5 massages", quantity=5))
     loc = catalog["location"].pk
-    fragment = desk.get(reverse("scheduling:book"), {"location": loc, "practitioner": prac.pk,
-                                                     "start": f"{MONDAY}T11:00"}, headers=HX).content.decode()
+    fragment = desk.get(
+        reverse("scheduling:book"),
+        {"location": loc, "practitioner": prac.pk, "start": f"{MONDAY}T11:00"},
+        headers=HX,
+    ).content.decode()
     assert 'data-testid="book-panel"' in fragment and "<html" not in fragment
     assert "Massage 60" in fragment and "Acupuncture 45" not in fragment
     found = desk.get(reverse("scheduling:book_patients"), {"q": "416-555-0142"}).content.decode()
     assert "Tomasz Wren" in found and "Wrenfield" not in found and "416-555-0142" in found
-    kept = desk.get(reverse("scheduling:book_patients"), {"q": "wanda", "patient": chosen.pk}).content.decode()
+    kept = desk.get(
+        reverse("scheduling:book_patients"), {"q": "wanda", "patient": chosen.pk}
+    ).content.decode()
     assert re.search(rf'value="{chosen.pk}" checked', kept) and "Wanda Wrenfield" in kept
-    quote = desk.get(reverse("scheduling:book_quote"), {
-        "location": loc, "practitioner": prac.pk, "treatment": catalog["treatment"].pk, "start": f"{MONDAY}T11:00",
-        "patient": chosen.pk}).content.decode()
-    assert "12:00 (60 min)" in quote and "$101.70" in quote and "5 massages — 4 left after this visit" in quote
-    refused = desk.get(reverse("scheduling:book_quote"), {"location": loc, "practitioner": prac.pk,
-                                                          "treatment": other.pk, "start": "nonsense"})
+    quote = desk.get(
+        reverse("scheduling:book_quote"),
+        {
+            "location": loc,
+            "practitioner": prac.pk,
+            "treatment": catalog["treatment"].pk,
+            "start": f"{MONDAY}T11:00",
+            "patient": chosen.pk,
+        },
+    ).content.decode()
+    assert (
+        "12:00 (60 min)" in quote
+        and "$101.70" in quote
+        and "5 massages — 4 left after this visit" in quote
+    )
+    refused = desk.get(
+        reverse("scheduling:book_quote"),
+        {"location": loc, "practitioner": prac.pk, "treatment": other.pk, "start": "nonsense"},
+    )
     assert refused.status_code == 200 and b"Choose a treatment and a start" in refused.content
-    data = {"treatment": other.pk, "patient": chosen.pk, "practitioner": prac.pk, "start": f"{MONDAY}T11:00",
-            "form_key": "k-offer"}
+    data = {
+        "treatment": other.pk,
+        "patient": chosen.pk,
+        "practitioner": prac.pk,
+        "start": f"{MONDAY}T11:00",
+        "form_key": "k-offer",
+    }
     response = desk.post(reverse("scheduling:book") + f"?location={loc}", data, headers=HX)
     assert response.status_code == 200 and not Appointment.objects.exists()
     assert "choose one of their treatments" in response.content.decode()
 
 
-def test_booking_from_the_panel_answers_with_the_appointment_and_its_redrawn_column(desk, catalog, prac):
+def test_booking_from_the_panel_answers_with_the_appointment_and_its_redrawn_column(
+    desk, catalog, prac
+):
     patient = make_patient(first_name="Tomasz", last_name="Wren")
-    data = {"treatment": catalog["treatment"].pk, "patient": patient.pk, "practitioner": prac.pk,
-            "start": f"{MONDAY}T11:00", "form_key": "k-panel"}
-    response = desk.post(reverse("scheduling:book") + f"?location={catalog['location'].pk}", data, headers=HX)
+    data = {
+        "treatment": catalog["treatment"].pk,
+        "patient": patient.pk,
+        "practitioner": prac.pk,
+        "start": f"{MONDAY}T11:00",
+        "form_key": "k-panel",
+    }
+    response = desk.post(
+        reverse("scheduling:book") + f"?location={catalog['location'].pk}", data, headers=HX
+    )
     html = response.content.decode()
     appt = Appointment.objects.get()
     assert response.status_code == 200 and 'data-testid="appointment-panel"' in html
-    assert f'id="col-{prac.pk}-{MONDAY}" hx-swap-oob="true"' in html and f'id="appt-{appt.pk}"' in html
-    assert "start=2030-01-07T11:15" not in html and "start=2030-01-07T12:00" in html  # busy now; free after
-    again = desk.post(reverse("scheduling:book") + f"?location={catalog['location'].pk}", data, headers=HX)
+    assert (
+        f'id="col-{prac.pk}-{MONDAY}" hx-swap-oob="true"' in html and f'id="appt-{appt.pk}"' in html
+    )
+    assert (
+        "start=2030-01-07T11:15" not in html and "start=2030-01-07T12:00" in html
+    )  # busy now; free after
+    again = desk.post(
+        reverse("scheduling:book") + f"?location={catalog['location'].pk}", data, headers=HX
+    )
     assert again.status_code == 302 and Appointment.objects.count() == 1  # a resubmit books once
 
 
@@ -282,7 +396,14 @@ def test_staff_profile_sets_the_treatments_offered(client, owner, catalog, prac)
     client.force_login(owner.user)
     page = client.get(reverse("people:staff_edit", args=[prac.pk])).content.decode()
     assert "Treatments offered" in page
-    client.post(reverse("people:staff_edit", args=[prac.pk]), {
-        "display_name": prac.display_name, "access_level": prac.access_level, "is_practitioner": "on",
-        "is_active": "on", "treatment_ids": [catalog["treatment"].pk]})
+    client.post(
+        reverse("people:staff_edit", args=[prac.pk]),
+        {
+            "display_name": prac.display_name,
+            "access_level": prac.access_level,
+            "is_practitioner": "on",
+            "is_active": "on",
+            "treatment_ids": [catalog["treatment"].pk],
+        },
+    )
     assert list(prac.treatments.all()) == [catalog["treatment"]]

@@ -21,61 +21,145 @@ SETUP_KINDS = {
     "disciplines": ({"name": "Disc {n}"}, A.SETUP_MANAGE),
     "income-categories": ({"name": "Cat {n}"}, A.SETUP_MANAGE),
     "taxes": ({"name": "Tax {n}", "rate": "5"}, A.SETUP_MANAGE),
-    "treatments": ({"name": "T {n}", "discipline_id": "{discipline}", "income_category_id": "{category}",
-                    "duration_minutes": 30, "price_minor": 5000}, A.SETUP_MANAGE),
-    "products": ({"name": "P {n}", "income_category_id": "{category}", "price_minor": 1000}, A.SETUP_MANAGE),
+    "treatments": (
+        {
+            "name": "T {n}",
+            "discipline_id": "{discipline}",
+            "income_category_id": "{category}",
+            "duration_minutes": 30,
+            "price_minor": 5000,
+        },
+        A.SETUP_MANAGE,
+    ),
+    "products": (
+        {"name": "P {n}", "income_category_id": "{category}", "price_minor": 1000},
+        A.SETUP_MANAGE,
+    ),
 }
 
 
-PATIENT_ONLY = "patient only"  # refused to every staff level, open to patients (on their own records)
+PATIENT_ONLY = (
+    "patient only"  # refused to every staff level, open to patients (on their own records)
+)
 
 
 def api_routes(w):
     """(method, path, action or None for 'any signed-in user', body) for every API operation."""
     routes = [
-        ("get", "/me", None, None), ("get", "/access-levels", None, None),
-        ("get", "/clinic", A.SETUP_VIEW, None), ("patch", "/clinic", A.CLINIC_SETTINGS, {"phone": "555"}),
+        ("get", "/me", None, None),
+        ("get", "/access-levels", None, None),
+        ("get", "/clinic", A.SETUP_VIEW, None),
+        ("patch", "/clinic", A.CLINIC_SETTINGS, {"phone": "555"}),
         ("get", "/staff", A.STAFF_VIEW, None),
-        ("post", "/staff", A.STAFF_MANAGE, {"username": "new{n}", "password": "a long enough password",
-                                            "display_name": "New", "access_level": 40}),
-        ("get", "/staff/{staff}", A.STAFF_VIEW, None), ("patch", "/staff/{staff}", A.STAFF_MANAGE, {}),
+        (
+            "post",
+            "/staff",
+            A.STAFF_MANAGE,
+            {
+                "username": "new{n}",
+                "password": "a long enough password",
+                "display_name": "New",
+                "access_level": 40,
+            },
+        ),
+        ("get", "/staff/{staff}", A.STAFF_VIEW, None),
+        ("patch", "/staff/{staff}", A.STAFF_MANAGE, {}),
         ("get", "/staff/{staff}/commission-rates", A.STAFF_VIEW, None),
-        ("post", "/staff/{staff}/commission-rates", A.STAFF_MANAGE, {"income_category_id": "{category}", "rate": "10"}),
+        (
+            "post",
+            "/staff/{staff}/commission-rates",
+            A.STAFF_MANAGE,
+            {"income_category_id": "{category}", "rate": "10"},
+        ),
         ("get", "/staff/{staff}/shifts", A.SETUP_VIEW, None),
-        ("post", "/staff/{staff}/shifts", A.STAFF_MANAGE, {"location_id": "{location}", "weekday": "{n7}",
-                                                           "start_time": "09:00", "end_time": "10:00"}),
+        (
+            "post",
+            "/staff/{staff}/shifts",
+            A.STAFF_MANAGE,
+            {
+                "location_id": "{location}",
+                "weekday": "{n7}",
+                "start_time": "09:00",
+                "end_time": "10:00",
+            },
+        ),
         ("delete", "/shifts/{shift}", A.STAFF_MANAGE, None),
-        ("get", "/tokens", A.API_TOKEN_OWN, None), ("post", "/tokens", A.API_TOKEN_OWN, {"name": "t"}),
+        ("get", "/tokens", A.API_TOKEN_OWN, None),
+        ("post", "/tokens", A.API_TOKEN_OWN, {"name": "t"}),
         ("post", "/tokens/{own_token}/revoke", A.API_TOKEN_OWN, None),
         ("get", "/patients", A.PATIENT_VIEW, None),
         ("post", "/patients", A.PATIENT_EDIT, {"first_name": "A", "last_name": "B"}),
         ("get", "/patients/{patient}", A.PATIENT_VIEW, None),
         ("patch", "/patients/{patient}", A.PATIENT_EDIT, {"notes": "x"}),
         ("get", "/patients/{patient}/family", A.PATIENT_VIEW, None),
-        ("post", "/patients/{patient}/family", A.PATIENT_EDIT, {"relative_id": "{relative}", "kind": "spouse"}),
+        (
+            "post",
+            "/patients/{patient}/family",
+            A.PATIENT_EDIT,
+            {"relative_id": "{relative}", "kind": "spouse"},
+        ),
         ("delete", "/family-links/{link}", A.PATIENT_EDIT, None),
         ("post", "/patients/{patient}/portal-invitation", A.PATIENT_EDIT, None),
     ]
-    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123", "holder": "P"}
+    card = {
+        "number": "4242424242424242",
+        "exp_month": 12,
+        "exp_year": 2099,
+        "cvc": "123",
+        "holder": "P",
+    }
     routes += [
         ("get", "/patients/{patient}/account", A.INVOICE_VIEW, None),
         ("get", "/patients/{patient}/invoices", A.INVOICE_VIEW, None),
-        ("post", "/invoices", A.SELL, {"patient_id": "{patient}", "lines": [
-            {"description": "Towel", "unit_price_minor": 100, "income_category_id": "{category}"}]}),
+        (
+            "post",
+            "/invoices",
+            A.SELL,
+            {
+                "patient_id": "{patient}",
+                "lines": [
+                    {
+                        "description": "Towel",
+                        "unit_price_minor": 100,
+                        "income_category_id": "{category}",
+                    }
+                ],
+            },
+        ),
         ("get", "/invoices/{invoice}", A.INVOICE_VIEW, None),
         ("delete", "/invoices/{open_invoice}", A.INVOICE_DELETE, None),
         ("get", "/patients/{patient}/payments", A.INVOICE_VIEW, None),
-        ("post", "/payments", A.PAYMENT_TAKE, {"patient_id": "{patient}", "method": "cash", "amount_minor": 500}),
+        (
+            "post",
+            "/payments",
+            A.PAYMENT_TAKE,
+            {"patient_id": "{patient}", "method": "cash", "amount_minor": 500},
+        ),
         ("get", "/payments/{payment}", A.INVOICE_VIEW, None),
-        ("post", "/payments/{payment}/apply", A.PAYMENT_TAKE, {"invoice_id": "{open_invoice}", "amount_minor": 100}),
-        ("post", "/patients/{patient}/credit/apply", A.PAYMENT_TAKE, {"invoice_id": "{open_invoice}"}),
+        (
+            "post",
+            "/payments/{payment}/apply",
+            A.PAYMENT_TAKE,
+            {"invoice_id": "{open_invoice}", "amount_minor": 100},
+        ),
+        (
+            "post",
+            "/patients/{patient}/credit/apply",
+            A.PAYMENT_TAKE,
+            {"invoice_id": "{open_invoice}"},
+        ),
         ("post", "/allocations/{allocation}/unapply", A.PAYMENT_UNAPPLY, None),
         ("post", "/payments/{payment}/refunds", A.REFUND, {"amount_minor": 100}),
         ("get", "/patients/{patient}/cards", A.INVOICE_VIEW, None),
         ("post", "/patients/{patient}/cards", A.PAYMENT_TAKE, card),
         # With the test gateway: 409 card_setup_unavailable once allowed (Stripe's in test_card_setup_api).
         ("post", "/patients/{patient}/cards/setup", A.PAYMENT_TAKE, None),
-        ("post", "/patients/{patient}/cards/setup/complete", A.PAYMENT_TAKE, {"setup_intent": "seti_x"}),
+        (
+            "post",
+            "/patients/{patient}/cards/setup/complete",
+            A.PAYMENT_TAKE,
+            {"setup_intent": "seti_x"},
+        ),
         ("delete", "/cards/{card}", A.PAYMENT_TAKE, None),
         ("get", "/invoices/{invoice}/receipt.pdf", A.INVOICE_VIEW, None),
         ("post", "/invoices/{invoice}/receipt/email", A.INVOICE_VIEW, None),
@@ -84,14 +168,37 @@ def api_routes(w):
     ]
     routes += [
         ("get", "/gift-cards", A.SELL, None),
-        ("post", "/gift-cards", A.SELL, {"code": "NEWGC{n}", "amount_minor": 500, "purchaser_id": "{patient}"}),
+        (
+            "post",
+            "/gift-cards",
+            A.SELL,
+            {"code": "NEWGC{n}", "amount_minor": 500, "purchaser_id": "{patient}"},
+        ),
         ("get", "/gift-cards/{giftcard}", A.SELL, None),
         ("patch", "/gift-cards/{giftcard}", A.SELL, {"notes": "x"}),
-        ("post", "/gift-cards/{giftcard}/reload", A.SELL, {"amount_minor": 100, "payer_id": "{patient}"}),
-        ("post", "/gift-cards/redeem", A.PAYMENT_TAKE, {"code": "GCARD{n}", "patient_id": "{patient}",
-                                                       "amount_minor": 100, "allocations": [
-                                                           {"invoice_id": "{open_invoice}", "amount_minor": 100}]}),
-        ("post", "/gift-cards/{giftcard}/transfer", A.SELL, {"target_code": "GEMPTY{n}", "amount_minor": 100}),
+        (
+            "post",
+            "/gift-cards/{giftcard}/reload",
+            A.SELL,
+            {"amount_minor": 100, "payer_id": "{patient}"},
+        ),
+        (
+            "post",
+            "/gift-cards/redeem",
+            A.PAYMENT_TAKE,
+            {
+                "code": "GCARD{n}",
+                "patient_id": "{patient}",
+                "amount_minor": 100,
+                "allocations": [{"invoice_id": "{open_invoice}", "amount_minor": 100}],
+            },
+        ),
+        (
+            "post",
+            "/gift-cards/{giftcard}/transfer",
+            A.SELL,
+            {"target_code": "GEMPTY{n}", "amount_minor": 100},
+        ),
         ("post", "/gift-cards/{giftcard}/refund", A.REFUND, {"amount_minor": 100}),
         ("delete", "/gift-cards/{empty_giftcard}", A.SELL, None),
     ]
@@ -99,12 +206,26 @@ def api_routes(w):
     # touching an appointment needs SCHEDULE_ALL_LOCATIONS; the day list is filtered to what one may see.
     everywhere = A.SCHEDULE_ALL_LOCATIONS
     routes += [
-        ("post", "/appointments", everywhere, {"treatment_id": "{treatments}", "practitioner_id": "{practitioner}",
-                                               "location_id": "{location}", "start": "{start}",
-                                               "patient_ids": ["{patient}"]}),
+        (
+            "post",
+            "/appointments",
+            everywhere,
+            {
+                "treatment_id": "{treatments}",
+                "practitioner_id": "{practitioner}",
+                "location_id": "{location}",
+                "start": "{start}",
+                "patient_ids": ["{patient}"],
+            },
+        ),
         ("get", "/appointments", A.SCHEDULE_OWN, None),
         ("get", "/appointments/{appointment}", everywhere, None),
-        ("post", "/appointments/{group_appointment}/participants", everywhere, {"patient_id": "{relative}"}),
+        (
+            "post",
+            "/appointments/{group_appointment}/participants",
+            everywhere,
+            {"patient_id": "{relative}"},
+        ),
         ("post", "/appointments/{appointment}/arrive", everywhere, None),
         ("post", "/appointments/{arrived_appointment}/unarrive", everywhere, None),
         ("post", "/appointments/{appointment}/no-show", everywhere, None),
@@ -112,27 +233,54 @@ def api_routes(w):
         ("post", "/appointments/{appointment}/cancel", everywhere, None),
         ("post", "/appointments/{appointment}/copy", everywhere, {"start": "{start}"}),
         ("post", "/appointments/{appointment}/reschedule", everywhere, {"start": "{start}"}),
-        ("post", "/appointments/{group_appointment}/duplicate-as-class", everywhere,
-         {"treatment_id": "{class_treatment}"}),
+        (
+            "post",
+            "/appointments/{group_appointment}/duplicate-as-class",
+            everywhere,
+            {"treatment_id": "{class_treatment}"},
+        ),
         ("get", "/practitioners/{practitioner}/availability", everywhere, None),
         ("get", "/practitioners/{practitioner}/breaks", A.SCHEDULE_OWN, None),
-        ("post", "/practitioners/{practitioner}/breaks", everywhere, {"location_id": "{location}",
-                                                                      "start": "{break_start}", "end": "{break_end}"}),
+        (
+            "post",
+            "/practitioners/{practitioner}/breaks",
+            everywhere,
+            {"location_id": "{location}", "start": "{break_start}", "end": "{break_end}"},
+        ),
         ("delete", "/breaks/{break}", everywhere, None),
         # Online booking: any signed-in user may look; only patients book, list and cancel their own.
         ("get", "/locations/{location}/online-treatments", None, None),
-        ("get", "/locations/{location}/online-slots?treatment_id={treatments}&date=2030-01-07", None, None),
+        (
+            "get",
+            "/locations/{location}/online-slots?treatment_id={treatments}&date=2030-01-07",
+            None,
+            None,
+        ),
         ("get", "/me/appointments", PATIENT_ONLY, None),
-        ("post", "/me/appointments", PATIENT_ONLY, {"location_id": "{location}", "treatment_id": "{treatments}",
-                                                    "practitioner_id": "{practitioner}",
-                                                    "start": "2030-01-07T10:00:00+00:00"}),
+        (
+            "post",
+            "/me/appointments",
+            PATIENT_ONLY,
+            {
+                "location_id": "{location}",
+                "treatment_id": "{treatments}",
+                "practitioner_id": "{practitioner}",
+                "start": "2030-01-07T10:00:00+00:00",
+            },
+        ),
         ("post", "/me/appointments/{booking}/cancel", PATIENT_ONLY, None),
     ]
     # Settings → Packages & Memberships (passes.setup_api)
-    package = {"name": "Pkg {n}", "price_minor": 1000, "income_category_id": "{category}", "quantity": 5,
-               "items": [{"treatment_id": "{treatments}"}]}
+    package = {
+        "name": "Pkg {n}",
+        "price_minor": 1000,
+        "income_category_id": "{category}",
+        "quantity": 5,
+        "items": [{"treatment_id": "{treatments}"}],
+    }
     routes += [
-        ("get", "/pass-templates", A.SETUP_VIEW, None), ("post", "/pass-templates", A.SETUP_MANAGE, package),
+        ("get", "/pass-templates", A.SETUP_VIEW, None),
+        ("post", "/pass-templates", A.SETUP_MANAGE, package),
         ("get", "/pass-templates/{pass_template}", A.SETUP_VIEW, None),
         ("patch", "/pass-templates/{pass_template}", A.SETUP_MANAGE, {}),
         ("post", "/pass-templates/{pass_template}/archive", A.SETUP_MANAGE, {"archived": False}),
@@ -154,16 +302,30 @@ def api_routes(w):
         ("post", "/passes/{sold_pass}/transfer", A.PASS_TRANSFER, {"to_patient_id": "{relative}"}),
         ("post", "/passes/{sold_pass}/shares", A.SELL, {"patient_ids": []}),
         # Memberships (passes.membership_api): a fresh unpaid membership per call (a delete may consume it).
-        ("post", "/patients/{patient}/memberships", A.SELL, {"template_id": "{membership_template}"}),
+        (
+            "post",
+            "/patients/{patient}/memberships",
+            A.SELL,
+            {"template_id": "{membership_template}"},
+        ),
         ("get", "/memberships/{membership}", A.INVOICE_VIEW, None),
         ("post", "/memberships/{membership}/cancel", A.SELL, {"at_cycle_end": True}),
         ("post", "/memberships/{membership}/pause", A.SELL, {"cycles": 1}),
         ("post", "/memberships/{membership}/resume", A.SELL, None),
         ("post", "/memberships/{membership}/payment", A.SELL, {"payment_mode": "manual"}),
         ("delete", "/memberships/{membership}", A.INVOICE_DELETE, None),
-        ("get", "/memberships/{membership}/plan-change-preview?template_id={membership_template}", A.SELL, None),
-        ("post", "/memberships/{membership}/plan-change", A.SELL,
-         {"template_id": "{membership_template}", "when": "next_cycle"}),
+        (
+            "get",
+            "/memberships/{membership}/plan-change-preview?template_id={membership_template}",
+            A.SELL,
+            None,
+        ),
+        (
+            "post",
+            "/memberships/{membership}/plan-change",
+            A.SELL,
+            {"template_id": "{membership_template}", "when": "next_cycle"},
+        ),
         ("get", "/memberships/cycles/{membership_cycle}/refund-suggestion", A.REFUND, None),
         ("post", "/memberships/cycles/{membership_cycle}/refund", A.REFUND, {"amount_minor": 0}),
         ("post", "/memberships/{membership}/card-update-request", A.SELL, None),
@@ -179,15 +341,24 @@ def api_routes(w):
     ]
     # Pass reports (reports.pass_api): sales and usage show lower levels their own rows; the
     # deferred revenue roll-forward is whole-clinic only. The scope is tested in carnet/reports/tests.
-    routes += [("get", "/reports/pass-sales", A.REPORTS_OWN, None), ("get", "/reports/pass-usage", A.REPORTS_OWN, None),
-               ("get", "/reports/deferred-revenue", A.REPORTS_CLINIC, None)]
+    routes += [
+        ("get", "/reports/pass-sales", A.REPORTS_OWN, None),
+        ("get", "/reports/pass-usage", A.REPORTS_OWN, None),
+        ("get", "/reports/deferred-revenue", A.REPORTS_CLINIC, None),
+    ]
     # Billing reports (reports.billing_api): own rows from Practitioner (Limited), whole clinic from
     # Administrative/All Billing with billing; the scope is tested in carnet/reports/tests.
-    routes += [("get", f"/reports/billing/{name}", A.REPORTS_OWN, None)
-               for name in ("compensation", "transactions", "ar-aging", "summary")]
+    routes += [
+        ("get", f"/reports/billing/{name}", A.REPORTS_OWN, None)
+        for name in ("compensation", "transactions", "ar-aging", "summary")
+    ]
     for kind, (body, manage) in SETUP_KINDS.items():
-        routes += [("get", f"/{kind}", A.SETUP_VIEW, None), ("post", f"/{kind}", manage, body),
-                   ("get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None), ("patch", f"/{kind}/{{{kind}}}", manage, {})]
+        routes += [
+            ("get", f"/{kind}", A.SETUP_VIEW, None),
+            ("post", f"/{kind}", manage, body),
+            ("get", f"/{kind}/{{{kind}}}", A.SETUP_VIEW, None),
+            ("patch", f"/{kind}/{{{kind}}}", manage, {}),
+        ]
     return routes
 
 
@@ -200,11 +371,17 @@ class World:
         self.other = make_staff(AccessLevel.FRONT_DESK)
         self.other.locations.add(catalog["location"])
         self.ids = {
-            "patient": self.patient.pk, "relative": self.relative.pk, "staff": self.other.pk,
-            "location": catalog["location"].pk, "discipline": catalog["discipline"].pk,
-            "category": catalog["income_category"].pk, "locations": catalog["location"].pk,
-            "disciplines": catalog["discipline"].pk, "income-categories": catalog["income_category"].pk,
-            "taxes": catalog["tax"].pk, "treatments": catalog["treatment"].pk,
+            "patient": self.patient.pk,
+            "relative": self.relative.pk,
+            "staff": self.other.pk,
+            "location": catalog["location"].pk,
+            "discipline": catalog["discipline"].pk,
+            "category": catalog["income_category"].pk,
+            "locations": catalog["location"].pk,
+            "disciplines": catalog["discipline"].pk,
+            "income-categories": catalog["income_category"].pk,
+            "taxes": catalog["tax"].pk,
+            "treatments": catalog["treatment"].pk,
         }
         self._scheduling(catalog)
 
@@ -237,18 +414,30 @@ class World:
             self.ids["membership"] = self.ids["page_membership"]
         from datetime import time
 
-        from carnet.people.services import token_digest
         from carnet.core import clock
+        from carnet.people.services import token_digest
 
-        self.ids["shift"] = Shift.objects.create(staff=self.other, location_id=self.ids["location"],
-                                                 weekday=self.n % 7, start_time=time(6), end_time=time(7)).pk
-        self.ids["link"] = FamilyLink.objects.get_or_create(patient=self.patient, relative=self.relative,
-                                                            defaults={"kind": "guardian"})[0].pk
+        self.ids["shift"] = Shift.objects.create(
+            staff=self.other,
+            location_id=self.ids["location"],
+            weekday=self.n % 7,
+            start_time=time(6),
+            end_time=time(7),
+        ).pk
+        self.ids["link"] = FamilyLink.objects.get_or_create(
+            patient=self.patient, relative=self.relative, defaults={"kind": "guardian"}
+        )[0].pk
         if actor_staff is not None:
             self.ids["own_token"] = actor_staff.api_tokens.create(
-                name="t", token_hash=token_digest(f"x{self.n}-{actor_staff.pk}"), prefix="x", created_at=clock.now()).pk
+                name="t",
+                token_hash=token_digest(f"x{self.n}-{actor_staff.pk}"),
+                prefix="x",
+                created_at=clock.now(),
+            ).pk
         self.ids.setdefault("products", None)
-        self.ids.setdefault("giftcard", 0)  # named for the route templates; real ones come from _gift_cards
+        self.ids.setdefault(
+            "giftcard", 0
+        )  # named for the route templates; real ones come from _gift_cards
         self.ids.setdefault("empty_giftcard", 0)
         self.ids.setdefault("own_token", 0)
         self.ids.setdefault("booking", 0)
@@ -270,14 +459,36 @@ class World:
 
         self.practitioner = make_staff(AccessLevel.PRACTITIONER_FRONT_DESK, practitioner=True)
         self.practitioner.locations.add(catalog["location"])
-        Shift.objects.create(staff=self.practitioner, location=catalog["location"], weekday=0,
-                             start_time=time(9), end_time=time(17))
-        self.treatments = {kind: Treatment.objects.create(
-            name=f"{kind} visit", discipline=catalog["discipline"], income_category=catalog["income_category"],
-            duration_minutes=30, price_minor=4000, kind=kind, capacity=10) for kind in ("group", "class")}
-        self.ids.update(practitioner=self.practitioner.pk, class_treatment=self.treatments["class"].pk,
-                        appointment=0, group_appointment=0, arrived_appointment=0, start="", **{"break": 0},
-                        break_start="", break_end="")
+        Shift.objects.create(
+            staff=self.practitioner,
+            location=catalog["location"],
+            weekday=0,
+            start_time=time(9),
+            end_time=time(17),
+        )
+        self.treatments = {
+            kind: Treatment.objects.create(
+                name=f"{kind} visit",
+                discipline=catalog["discipline"],
+                income_category=catalog["income_category"],
+                duration_minutes=30,
+                price_minor=4000,
+                kind=kind,
+                capacity=10,
+            )
+            for kind in ("group", "class")
+        }
+        self.ids.update(
+            practitioner=self.practitioner.pk,
+            class_treatment=self.treatments["class"].pk,
+            appointment=0,
+            group_appointment=0,
+            arrived_appointment=0,
+            start="",
+            **{"break": 0},
+            break_start="",
+            break_end="",
+        )
 
     def _appointments(self):
         """Fresh appointments on day n (a booked, a group and an arrived one) and a free start time."""
@@ -291,20 +502,33 @@ class World:
         day = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=self.n)
 
         def book(hour, treatment):
-            return appointment_book(actor=owner.user, treatment=treatment, practitioner=self.practitioner,
-                                    location=self.practitioner.locations.get(), start=day + timedelta(hours=hour),
-                                    patients=[self.patient])
+            return appointment_book(
+                actor=owner.user,
+                treatment=treatment,
+                practitioner=self.practitioner,
+                location=self.practitioner.locations.get(),
+                start=day + timedelta(hours=hour),
+                patients=[self.patient],
+            )
 
         arrived = book(13, Treatment.objects.get(pk=self.ids["treatments"]))
         appointment_arrive(actor=owner.user, appointment=arrived)
-        self.ids.update(appointment=book(9, arrived.treatment).pk, group_appointment=book(11, self.treatments["group"]).pk,
-                        arrived_appointment=arrived.pk, start=(day + timedelta(hours=15)).isoformat(),
-                        break_start=(day + timedelta(hours=16)).isoformat(),
-                        break_end=(day + timedelta(hours=16, minutes=30)).isoformat())
+        self.ids.update(
+            appointment=book(9, arrived.treatment).pk,
+            group_appointment=book(11, self.treatments["group"]).pk,
+            arrived_appointment=arrived.pk,
+            start=(day + timedelta(hours=15)).isoformat(),
+            break_start=(day + timedelta(hours=16)).isoformat(),
+            break_end=(day + timedelta(hours=16, minutes=30)).isoformat(),
+        )
         from carnet.scheduling.models import Break
 
-        self.ids["break"] = Break.objects.create(practitioner=self.practitioner, location=self.practitioner.locations.get(),
-                                                 start=day + timedelta(hours=18), end=day + timedelta(hours=19)).pk
+        self.ids["break"] = Break.objects.create(
+            practitioner=self.practitioner,
+            location=self.practitioner.locations.get(),
+            start=day + timedelta(hours=18),
+            end=day + timedelta(hours=19),
+        ).pk
 
     def _billing(self):
         """A paid invoice (with its payment and allocation), an open invoice, and a card."""
@@ -316,25 +540,49 @@ class World:
         category = type("C", (), {"pk": self.ids["category"]})
         paid = manual_invoice(owner, self.patient, 1000, category=category)
         self.ids["open_invoice"] = manual_invoice(owner, self.patient, 1000, category=category).pk
-        payment = payment_receive(actor=owner.user, patient=self.patient, method="cash", amount_minor=2000,
-                                  allocations=[(paid, 1000)])
-        self.ids.update(invoice=paid.pk, payment=payment.pk, allocation=payment.allocations.get().pk)
-        self.ids["card"] = card_store(actor=owner.user, patient=self.patient, number="4242424242424242",
-                                      exp_month=12, exp_year=2099, cvc="123", holder="P").pk
-        from carnet.billing.card_attempts import charge_begin  # a card charge begun by staff (3-D Secure's return)
+        payment = payment_receive(
+            actor=owner.user,
+            patient=self.patient,
+            method="cash",
+            amount_minor=2000,
+            allocations=[(paid, 1000)],
+        )
+        self.ids.update(
+            invoice=paid.pk, payment=payment.pk, allocation=payment.allocations.get().pk
+        )
+        self.ids["card"] = card_store(
+            actor=owner.user,
+            patient=self.patient,
+            number="4242424242424242",
+            exp_month=12,
+            exp_year=2099,
+            cvc="123",
+            holder="P",
+        ).pk
+        from carnet.billing.card_attempts import (
+            charge_begin,
+        )  # a card charge begun by staff (3-D Secure's return)
 
-        self.ids["card_attempt"] = charge_begin(request_key=f"matrix-{self.n}-{self.ids['card']}", purpose="payment",
-                                                patient=self.patient, amount_minor=100, card_label="Visa",
-                                                actor=owner.user).pk
+        self.ids["card_attempt"] = charge_begin(
+            request_key=f"matrix-{self.n}-{self.ids['card']}",
+            purpose="payment",
+            patient=self.patient,
+            amount_minor=100,
+            card_label="Visa",
+            actor=owner.user,
+        ).pk
 
     def _gift_cards(self):
         """A loaded card (code GCARD<n>) and an empty one (GEMPTY<n>) that a delete may consume."""
         from carnet.giftcards.services import giftcard_create_and_load
 
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
-        self.ids["giftcard"] = giftcard_create_and_load(actor=owner.user, code=f"GCARD{self.n}", amount_minor=5000,
-                                                        purchaser=self.patient).pk
-        self.ids["empty_giftcard"] = giftcard_create_and_load(actor=owner.user, code=f"GEMPTY{self.n}").pk
+        self.ids["giftcard"] = giftcard_create_and_load(
+            actor=owner.user, code=f"GCARD{self.n}", amount_minor=5000, purchaser=self.patient
+        ).pk
+        self.ids["empty_giftcard"] = giftcard_create_and_load(
+            actor=owner.user, code=f"GEMPTY{self.n}"
+        ).pk
 
     def _pass_template(self):
         """A package template (Settings → Packages & Memberships) covering the sample treatment."""
@@ -342,9 +590,16 @@ class World:
 
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         self.ids["pass_template"] = template_save(
-            actor=owner.user, template=None, items=[{"treatment_id": self.ids["treatments"]}],
-            data={"name": f"Pkg {self.n}", "price_minor": 1000, "income_category_id": self.ids["category"],
-                  "quantity": 5}).pk
+            actor=owner.user,
+            template=None,
+            items=[{"treatment_id": self.ids["treatments"]}],
+            data={
+                "name": f"Pkg {self.n}",
+                "price_minor": 1000,
+                "income_category_id": self.ids["category"],
+                "quantity": 5,
+            },
+        ).pk
 
     def _sold_pass(self):
         """An unpaid package of the sample template, sold to the patient (a delete may consume it)."""
@@ -353,7 +608,9 @@ class World:
 
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         template = PassTemplate.objects.get(pk=self.ids["pass_template"])
-        self.ids["sold_pass"] = package_sell(actor=owner.user, patient=self.patient, template=template).pk
+        self.ids["sold_pass"] = package_sell(
+            actor=owner.user, patient=self.patient, template=template
+        ).pk
 
     def _page_pass(self):
         """For the sold-package pages: an unpaid package sold to the patient (a delete may consume it)."""
@@ -361,8 +618,11 @@ class World:
         from carnet.passes.selling import package_sell
 
         self._pass_template()
-        self.ids["page_pass"] = package_sell(actor=self.owner.user, patient=self.patient,
-                                             template=PassTemplate.objects.get(pk=self.ids["pass_template"])).pk
+        self.ids["page_pass"] = package_sell(
+            actor=self.owner.user,
+            patient=self.patient,
+            template=PassTemplate.objects.get(pk=self.ids["pass_template"]),
+        ).pk
 
     def _page_membership(self):
         """For the membership pages: an unpaid monthly membership sold to the patient (a delete may consume it)."""
@@ -373,11 +633,18 @@ class World:
 
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         if "membership_template" not in self.ids:
-            catalog = {"income_category": IncomeCategory.objects.get(pk=self.ids["category"]),
-                       "treatment": Treatment.objects.get(pk=self.ids["treatments"])}
-            self.ids["membership_template"] = membership_template(catalog, name="Matrix membership").pk
-        sold = membership_sell(actor=owner.user, patient=self.patient,
-                               template=PassTemplate.objects.get(pk=self.ids["membership_template"]))
+            catalog = {
+                "income_category": IncomeCategory.objects.get(pk=self.ids["category"]),
+                "treatment": Treatment.objects.get(pk=self.ids["treatments"]),
+            }
+            self.ids["membership_template"] = membership_template(
+                catalog, name="Matrix membership"
+            ).pk
+        sold = membership_sell(
+            actor=owner.user,
+            patient=self.patient,
+            template=PassTemplate.objects.get(pk=self.ids["membership_template"]),
+        )
         self.ids["page_membership"] = sold.pk
         self.ids["membership_cycle"] = sold.instalment_rows.get(seq=1).pk
 
@@ -399,14 +666,20 @@ def world(catalog):
     from carnet.clinic.models import Product
 
     w = World(catalog)
-    w.ids["products"] = Product.objects.create(name="Oil", price_minor=1000, income_category=catalog["income_category"]).pk
+    w.ids["products"] = Product.objects.create(
+        name="Oil", price_minor=1000, income_category=catalog["income_category"]
+    ).pk
     return w
 
 
 LEVELS = [(level, billing) for level in AccessLevel for billing in (True, False)]
 
 
-@pytest.mark.parametrize("level,billing", LEVELS, ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS])
+@pytest.mark.parametrize(
+    "level,billing",
+    LEVELS,
+    ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS],
+)
 def test_api_matrix(world, level, billing):
     staff = make_staff(level, billing=billing)
     api = Api(staff.user)
@@ -414,7 +687,9 @@ def test_api_matrix(world, level, billing):
         world.fresh(staff, needs=path + str(body), method=method)
         url = world.fill(path)
         response = getattr(api, method)(url, world.fill(body)) if method != "get" else api.get(url)
-        expected = action is None or (action != PATIENT_ONLY and _page_allows(level, billing, action))  # tuple: all
+        expected = action is None or (
+            action != PATIENT_ONLY and _page_allows(level, billing, action)
+        )  # tuple: all
         where = f"{method.upper()} {url} as {level.label} billing={billing}"
         assert response.status_code < 500, where
         if expected:
@@ -451,23 +726,38 @@ def test_api_anonymous_and_patient(world):
     for method, path, action, body in api_routes(world):
         world.fresh(None, needs=path + str(body), method=method)
         url = world.fill(path)
-        anon = getattr(anonymous, method)(url, world.fill(body)) if method != "get" else anonymous.get(url)
+        anon = (
+            getattr(anonymous, method)(url, world.fill(body))
+            if method != "get"
+            else anonymous.get(url)
+        )
         assert anon.status_code == 401, f"anonymous {method} {url}: {anon.status_code}"
-        pat = getattr(as_patient, method)(url, world.fill(body)) if method != "get" else as_patient.get(url)
+        pat = (
+            getattr(as_patient, method)(url, world.fill(body))
+            if method != "get"
+            else as_patient.get(url)
+        )
         if action is None:
             assert pat.status_code == 200
         elif action == PATIENT_ONLY:
-            assert pat.status_code not in (401, 403) and pat.status_code < 500, f"patient {method} {url}: {pat.status_code}"
+            assert pat.status_code not in (401, 403) and pat.status_code < 500, (
+                f"patient {method} {url}: {pat.status_code}"
+            )
         else:
             # A patient gets 403, or 404 for another patient's record (no probing ids).
             assert pat.status_code in (403, 404), f"patient {method} {url}: {pat.status_code}"
 
 
 # Reachable without a login: asking for a reset link and using one (tested in test_passwords.py).
-ACCOUNT_PAGES_PUBLIC = {"staff:password_reset", "staff:password_reset_confirm",
-                        "portal:password_reset", "portal:password_reset_confirm",
-                        # online sign-up: "check your email", then the link from it (test_online.py)
-                        "booking:sign_up_sent", "portal:sign_up_confirm"}
+ACCOUNT_PAGES_PUBLIC = {
+    "staff:password_reset",
+    "staff:password_reset_confirm",
+    "portal:password_reset",
+    "portal:password_reset_confirm",
+    # online sign-up: "check your email", then the link from it (test_online.py)
+    "booking:sign_up_sent",
+    "portal:sign_up_confirm",
+}
 
 
 def test_account_pages_are_public_and_the_change_pages_need_a_login(client):
@@ -477,25 +767,50 @@ def test_account_pages_are_public_and_the_change_pages_need_a_login(client):
         url = reverse(name, kwargs={"token": "x"} if name.endswith("confirm") else {})
         assert client.get(url).status_code in (200, 400), url
     for door in ("staff", "portal"):
-        assert client.get(reverse(f"{door}:password_change"))["Location"].startswith(reverse(f"{door}:login"))
+        assert client.get(reverse(f"{door}:password_change"))["Location"].startswith(
+            reverse(f"{door}:login")
+        )
 
 
 def _page_routes():
     """Every named staff page (app:name, view) except the public ones."""
     # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
-    public = {"staff:login", "staff:logout", "portal:login", "portal:home", "portal:gift_card_buy",
-              "portal:receipt_pdf", "portal:pay_balance", "portal:pay_balance_paid",
-              "portal:appointment_cancel", "booking:start", "booking:book", "booking:confirm", "calendar:feed",
-              "portal:passes", "portal:pass_buy", "portal:pass_bought", "portal:membership_sign_up",
-              "portal:membership_cancel", "portal:membership_pause", "portal:membership_resume",
-              # the card update link: its signed token is the credential (passes/tests/test_card_requests.py)
-              "portal:card_update", "portal:card_update_done",
-              *ACCOUNT_PAGES_PUBLIC, "portal:password_change", "portal:invitation",
-              # the code after the password (any login that has passed it; test_two_factor.py) and the
-              # patient's own account pages
-              "staff:two_factor_verify", "portal:two_factor_verify", "portal:two_factor", "portal:sessions",
-              # Stripe's deliveries: no session, the signature is the authentication (test_stripe_webhooks).
-              "billing:stripe_webhook"}
+    public = {
+        "staff:login",
+        "staff:logout",
+        "portal:login",
+        "portal:home",
+        "portal:gift_card_buy",
+        "portal:receipt_pdf",
+        "portal:pay_balance",
+        "portal:pay_balance_paid",
+        "portal:appointment_cancel",
+        "booking:start",
+        "booking:book",
+        "booking:confirm",
+        "calendar:feed",
+        "portal:passes",
+        "portal:pass_buy",
+        "portal:pass_bought",
+        "portal:membership_sign_up",
+        "portal:membership_cancel",
+        "portal:membership_pause",
+        "portal:membership_resume",
+        # the card update link: its signed token is the credential (passes/tests/test_card_requests.py)
+        "portal:card_update",
+        "portal:card_update_done",
+        *ACCOUNT_PAGES_PUBLIC,
+        "portal:password_change",
+        "portal:invitation",
+        # the code after the password (any login that has passed it; test_two_factor.py) and the
+        # patient's own account pages
+        "staff:two_factor_verify",
+        "portal:two_factor_verify",
+        "portal:two_factor",
+        "portal:sessions",
+        # Stripe's deliveries: no session, the signature is the authentication (test_stripe_webhooks).
+        "billing:stripe_webhook",
+    }
     out = []
 
     def walk(patterns, ns=None):
@@ -515,69 +830,151 @@ def _page_routes():
 
 # What each staff page must require, written out so a wrong decorator is caught too.
 PAGE_ACTIONS = {
-    "staff:dashboard": A.DASHBOARD_VIEW, "staff:activity": A.ACTIVITY_LOG_VIEW,
-    "staff:tokens": A.API_TOKEN_OWN, "staff:token_revoke": A.API_TOKEN_OWN,
-    "staff:password_change": A.ACCOUNT_OWN, "staff:two_factor": A.ACCOUNT_OWN,
+    "staff:dashboard": A.DASHBOARD_VIEW,
+    "staff:activity": A.ACTIVITY_LOG_VIEW,
+    "staff:tokens": A.API_TOKEN_OWN,
+    "staff:token_revoke": A.API_TOKEN_OWN,
+    "staff:password_change": A.ACCOUNT_OWN,
+    "staff:two_factor": A.ACCOUNT_OWN,
     "staff:sessions": A.ACCOUNT_OWN,
     "calendar:feed_settings": A.SCHEDULE_OWN,
-    "clinic:settings": A.SETUP_VIEW, "clinic:clinic_settings": A.CLINIC_SETTINGS,
-    "clinic:setup_list": A.SETUP_VIEW, "clinic:setup_new": A.SETUP_MANAGE, "clinic:setup_edit": A.SETUP_MANAGE,
-    "people:patients": A.PATIENT_VIEW, "people:patient": A.PATIENT_VIEW,
-    "people:patient_new": A.PATIENT_EDIT, "people:patient_edit": A.PATIENT_EDIT,
-    "people:family_add": A.PATIENT_EDIT, "people:family_remove": A.PATIENT_EDIT, "people:portal_invite": A.PATIENT_EDIT,
-    "people:staff": A.STAFF_VIEW, "people:staff_new": A.STAFF_MANAGE, "people:staff_edit": A.STAFF_MANAGE,
-    "people:shift_add": A.STAFF_MANAGE, "people:staff_unlock": A.STAFF_MANAGE,
-    "people:staff_two_factor_reset": A.OWNERSHIP, "people:shift_remove": A.STAFF_MANAGE, "people:rate_set": A.STAFF_MANAGE,
-    "billing:tab": A.INVOICE_VIEW, "billing:purchase_new": A.SELL, "billing:purchase_totals": A.SELL,
+    "clinic:settings": A.SETUP_VIEW,
+    "clinic:clinic_settings": A.CLINIC_SETTINGS,
+    "clinic:setup_list": A.SETUP_VIEW,
+    "clinic:setup_new": A.SETUP_MANAGE,
+    "clinic:setup_edit": A.SETUP_MANAGE,
+    "people:patients": A.PATIENT_VIEW,
+    "people:patient": A.PATIENT_VIEW,
+    "people:patient_new": A.PATIENT_EDIT,
+    "people:patient_edit": A.PATIENT_EDIT,
+    "people:family_add": A.PATIENT_EDIT,
+    "people:family_remove": A.PATIENT_EDIT,
+    "people:portal_invite": A.PATIENT_EDIT,
+    "people:staff": A.STAFF_VIEW,
+    "people:staff_new": A.STAFF_MANAGE,
+    "people:staff_edit": A.STAFF_MANAGE,
+    "people:shift_add": A.STAFF_MANAGE,
+    "people:staff_unlock": A.STAFF_MANAGE,
+    "people:staff_two_factor_reset": A.OWNERSHIP,
+    "people:shift_remove": A.STAFF_MANAGE,
+    "people:rate_set": A.STAFF_MANAGE,
+    "billing:tab": A.INVOICE_VIEW,
+    "billing:purchase_new": A.SELL,
+    "billing:purchase_totals": A.SELL,
     "billing:payment_new": A.PAYMENT_TAKE,
-    "billing:credit_apply": A.PAYMENT_TAKE, "billing:invoice_delete": A.INVOICE_DELETE,
-    "billing:unapply": A.PAYMENT_UNAPPLY, "billing:refund": A.REFUND,
-    "billing:card_new": A.PAYMENT_TAKE, "billing:card_remove": A.PAYMENT_TAKE,
-    "billing:receipt": A.INVOICE_VIEW, "billing:receipt_pdf": A.INVOICE_VIEW, "billing:receipt_email": A.INVOICE_VIEW,
-    "billing:statement": A.INVOICE_VIEW, "billing:statement_pdf": A.INVOICE_VIEW,
-    "billing:pay_balance_request": A.PAYMENT_TAKE, "billing:card_review": A.CARD_REVIEW,
-    "billing:card_authenticated": A.PAYMENT_TAKE, "billing:purchase_authenticated": A.PAYMENT_TAKE,
-    "giftcards:list": A.SELL, "giftcards:new": A.SELL, "giftcards:detail": A.SELL, "giftcards:reload": A.SELL,
-    "giftcards:transfer": A.SELL, "giftcards:refund": A.REFUND, "giftcards:delete": A.SELL,
+    "billing:credit_apply": A.PAYMENT_TAKE,
+    "billing:invoice_delete": A.INVOICE_DELETE,
+    "billing:unapply": A.PAYMENT_UNAPPLY,
+    "billing:refund": A.REFUND,
+    "billing:card_new": A.PAYMENT_TAKE,
+    "billing:card_remove": A.PAYMENT_TAKE,
+    "billing:receipt": A.INVOICE_VIEW,
+    "billing:receipt_pdf": A.INVOICE_VIEW,
+    "billing:receipt_email": A.INVOICE_VIEW,
+    "billing:statement": A.INVOICE_VIEW,
+    "billing:statement_pdf": A.INVOICE_VIEW,
+    "billing:pay_balance_request": A.PAYMENT_TAKE,
+    "billing:card_review": A.CARD_REVIEW,
+    "billing:card_authenticated": A.PAYMENT_TAKE,
+    "billing:purchase_authenticated": A.PAYMENT_TAKE,
+    "giftcards:list": A.SELL,
+    "giftcards:new": A.SELL,
+    "giftcards:detail": A.SELL,
+    "giftcards:reload": A.SELL,
+    "giftcards:transfer": A.SELL,
+    "giftcards:refund": A.REFUND,
+    "giftcards:delete": A.SELL,
     "giftcards:notes": A.SELL,
     "reports:index": A.REPORTS_OWN,
-    "pass_templates:list": A.SETUP_VIEW, "pass_templates:new": A.SETUP_MANAGE, "pass_templates:edit": A.SETUP_MANAGE,
-    "pass_templates:archive": A.SETUP_MANAGE, "pass_templates:sold_update": A.SETUP_MANAGE,
-    "passes:patient_passes": A.INVOICE_VIEW, "passes:sell": A.SELL, "passes:detail": A.INVOICE_VIEW,
-    "passes:expiry": A.PASS_EXPIRY_EDIT, "passes:refund": A.REFUND, "passes:transfer": A.PASS_TRANSFER,
-    "passes:shares": A.SELL, "passes:delete": A.INVOICE_DELETE,
-    "memberships:sell": A.SELL, "memberships:detail": A.INVOICE_VIEW, "memberships:pause": A.SELL,
-    "memberships:resume": A.SELL, "memberships:cancel": A.SELL, "memberships:payment": A.SELL,
-    "memberships:delete": A.INVOICE_DELETE, "memberships:cycle_refund": A.REFUND,
-    "memberships:card_request": A.SELL, "memberships:charges_preview": A.INVOICE_VIEW,
-    "memberships:plan_change": A.SELL, "memberships:plan_change_cancel": A.SELL,
-    "memberships:past_due_override": A.SELL, "memberships:cycle_write_off": A.REFUND,
-    "memberships:retry_now": A.PAYMENT_TAKE, "reports:past_due": A.REPORTS_OWN,
+    "pass_templates:list": A.SETUP_VIEW,
+    "pass_templates:new": A.SETUP_MANAGE,
+    "pass_templates:edit": A.SETUP_MANAGE,
+    "pass_templates:archive": A.SETUP_MANAGE,
+    "pass_templates:sold_update": A.SETUP_MANAGE,
+    "passes:patient_passes": A.INVOICE_VIEW,
+    "passes:sell": A.SELL,
+    "passes:detail": A.INVOICE_VIEW,
+    "passes:expiry": A.PASS_EXPIRY_EDIT,
+    "passes:refund": A.REFUND,
+    "passes:transfer": A.PASS_TRANSFER,
+    "passes:shares": A.SELL,
+    "passes:delete": A.INVOICE_DELETE,
+    "memberships:sell": A.SELL,
+    "memberships:detail": A.INVOICE_VIEW,
+    "memberships:pause": A.SELL,
+    "memberships:resume": A.SELL,
+    "memberships:cancel": A.SELL,
+    "memberships:payment": A.SELL,
+    "memberships:delete": A.INVOICE_DELETE,
+    "memberships:cycle_refund": A.REFUND,
+    "memberships:card_request": A.SELL,
+    "memberships:charges_preview": A.INVOICE_VIEW,
+    "memberships:plan_change": A.SELL,
+    "memberships:plan_change_cancel": A.SELL,
+    "memberships:past_due_override": A.SELL,
+    "memberships:cycle_write_off": A.REFUND,
+    "memberships:retry_now": A.PAYMENT_TAKE,
+    "reports:past_due": A.REPORTS_OWN,
 }
-PAGE_ACTIONS.update({f"reports:billing_{name}": A.REPORTS_OWN
-                     for name in ("compensation", "transactions", "ar_aging", "summary")})
-PAGE_ACTIONS.update({f"imports:{name}": A.DATA_IMPORT for name in ("index", "template", "file", "commit", "undo")})
-PAGE_ACTIONS.update({f"accounting:{name}": A.ACCOUNTING_EXPORT
-                     for name in ("index", "mapping", "export", "trial_balance", "general_ledger")})
-PAGE_ACTIONS.update({"reports:pass_sales": A.REPORTS_OWN, "reports:pass_usage": A.REPORTS_OWN,
-                     "reports:pass_rollforward": A.REPORTS_CLINIC})
-SCHEDULING_PAGES = {"schedule", "book", "book_patients", "book_quote", "patient_appointments", "appointment", "appointment_arrive",
-                    "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo", "appointment_cancel",
-                    "appointment_copy",
-                    "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class"}
+PAGE_ACTIONS.update(
+    {
+        f"reports:billing_{name}": A.REPORTS_OWN
+        for name in ("compensation", "transactions", "ar_aging", "summary")
+    }
+)
+PAGE_ACTIONS.update(
+    {f"imports:{name}": A.DATA_IMPORT for name in ("index", "template", "file", "commit", "undo")}
+)
+PAGE_ACTIONS.update(
+    {
+        f"accounting:{name}": A.ACCOUNTING_EXPORT
+        for name in ("index", "mapping", "export", "trial_balance", "general_ledger")
+    }
+)
+PAGE_ACTIONS.update(
+    {
+        "reports:pass_sales": A.REPORTS_OWN,
+        "reports:pass_usage": A.REPORTS_OWN,
+        "reports:pass_rollforward": A.REPORTS_CLINIC,
+    }
+)
+SCHEDULING_PAGES = {
+    "schedule",
+    "book",
+    "book_patients",
+    "book_quote",
+    "patient_appointments",
+    "appointment",
+    "appointment_arrive",
+    "appointment_unarrive",
+    "appointment_no_show",
+    "appointment_no_show_undo",
+    "appointment_cancel",
+    "appointment_copy",
+    "appointment_reschedule",
+    "appointment_join",
+    "appointment_duplicate_as_class",
+}
 PAGE_ACTIONS.update({f"scheduling:{name}": A.SCHEDULE_OWN for name in SCHEDULING_PAGES})
 # The sample appointment belongs to another practitioner at a location the actor is not linked to,
 # so opening or changing it needs SCHEDULE_ALL_LOCATIONS (as in the API matrix above).
-PAGE_EXPECTS = {f"scheduling:{name}": A.SCHEDULE_ALL_LOCATIONS for name in SCHEDULING_PAGES
-                if name.startswith("appointment")}
+PAGE_EXPECTS = {
+    f"scheduling:{name}": A.SCHEDULE_ALL_LOCATIONS
+    for name in SCHEDULING_PAGES
+    if name.startswith("appointment")
+}
 # The appointment panel's package controls: PASS_USE on the page, plus the sample appointment's scope.
 PASS_PANEL_PAGES = {"appointment_pass_use", "appointment_pass_remove", "appointment_pass_explain"}
 PAGE_ACTIONS.update({f"scheduling:{name}": A.PASS_USE for name in PASS_PANEL_PAGES})
-PAGE_EXPECTS.update({f"scheduling:{name}": (A.PASS_USE, A.SCHEDULE_ALL_LOCATIONS) for name in PASS_PANEL_PAGES})
+PAGE_EXPECTS.update(
+    {f"scheduling:{name}": (A.PASS_USE, A.SCHEDULE_ALL_LOCATIONS) for name in PASS_PANEL_PAGES}
+)
 
 
 def _page_allows(level, billing, expects) -> bool:
-    return all(allows(level, billing, a) for a in (expects if isinstance(expects, tuple) else (expects,)))
+    return all(
+        allows(level, billing, a) for a in (expects if isinstance(expects, tuple) else (expects,))
+    )
 
 
 def test_every_staff_page_declares_the_expected_action():
@@ -587,18 +984,62 @@ def test_every_staff_page_declares_the_expected_action():
         assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
 
 
-POST_ONLY_PAGES = {"family_add", "family_remove", "portal_invite", "staff_unlock", "staff_two_factor_reset", "shift_add", "shift_remove", "rate_set", "token_revoke", "plan_change_cancel",
-                   "credit_apply", "invoice_delete", "unapply", "refund", "card_remove", "card_authenticated",
-                   "purchase_authenticated",
-                   "receipt_email", "pay_balance_request", "reload", "transfer", "delete", "notes", "archive", "expiry", "shares",
-                   "appointment_arrive", "appointment_unarrive", "appointment_no_show", "appointment_no_show_undo",
-                   "appointment_cancel",
-                   "appointment_copy", "appointment_reschedule", "appointment_join", "appointment_duplicate_as_class",
-                   "appointment_pass_use", "appointment_pass_remove",
-                   "pause", "resume", "commit", "undo", "card_request", "past_due_override", "cycle_write_off",
-                   "retry_now"}
-PAGE_ARGS = {"link_pk": "link", "shift_pk": "shift", "invoice_pk": "open_invoice", "allocation_pk": "allocation",
-             "payment_pk": "payment", "card_pk": "card", "attempt_pk": "card_attempt"}
+POST_ONLY_PAGES = {
+    "family_add",
+    "family_remove",
+    "portal_invite",
+    "staff_unlock",
+    "staff_two_factor_reset",
+    "shift_add",
+    "shift_remove",
+    "rate_set",
+    "token_revoke",
+    "plan_change_cancel",
+    "credit_apply",
+    "invoice_delete",
+    "unapply",
+    "refund",
+    "card_remove",
+    "card_authenticated",
+    "purchase_authenticated",
+    "receipt_email",
+    "pay_balance_request",
+    "reload",
+    "transfer",
+    "delete",
+    "notes",
+    "archive",
+    "expiry",
+    "shares",
+    "appointment_arrive",
+    "appointment_unarrive",
+    "appointment_no_show",
+    "appointment_no_show_undo",
+    "appointment_cancel",
+    "appointment_copy",
+    "appointment_reschedule",
+    "appointment_join",
+    "appointment_duplicate_as_class",
+    "appointment_pass_use",
+    "appointment_pass_remove",
+    "pause",
+    "resume",
+    "commit",
+    "undo",
+    "card_request",
+    "past_due_override",
+    "cycle_write_off",
+    "retry_now",
+}
+PAGE_ARGS = {
+    "link_pk": "link",
+    "shift_pk": "shift",
+    "invoice_pk": "open_invoice",
+    "allocation_pk": "allocation",
+    "payment_pk": "payment",
+    "card_pk": "card",
+    "attempt_pk": "card_attempt",
+}
 
 
 def _page_arg(world, name: str, arg: str):
@@ -636,7 +1077,11 @@ def _page_arg(world, name: str, arg: str):
     return world.ids["treatments"]
 
 
-@pytest.mark.parametrize("level,billing", LEVELS, ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS])
+@pytest.mark.parametrize(
+    "level,billing",
+    LEVELS,
+    ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS],
+)
 def test_page_matrix(world, client, level, billing):
     from django.urls import reverse
 
@@ -645,7 +1090,9 @@ def test_page_matrix(world, client, level, billing):
     for name, pattern in _page_routes():
         post_only = name.split(":")[1] in POST_ONLY_PAGES
         world.fresh(staff, needs=name, method="post" if post_only else "get")
-        url = reverse(name, kwargs={k: _page_arg(world, name, k) for k in pattern.pattern.converters})
+        url = reverse(
+            name, kwargs={k: _page_arg(world, name, k) for k in pattern.pattern.converters}
+        )
         response = client.post(url) if post_only else client.get(url)
         expected = _page_allows(level, billing, PAGE_EXPECTS.get(name, PAGE_ACTIONS[name]))
         where = f"{url} as {level.label} billing={billing}"
@@ -689,8 +1136,11 @@ def test_portal_pass_pages_are_patients_only_and_their_own(catalog, client):
     clinic.save()
     template = package_template(catalog, name="Matrix pack", sold_online=True)
     mine, theirs = sold_package(owner, me, template), sold_package(owner, stranger, template)
-    pages = [reverse("portal:passes"), reverse("portal:pass_buy", kwargs={"pk": template.pk}),
-             reverse("portal:pass_bought", kwargs={"pk": mine.pk})]
+    pages = [
+        reverse("portal:passes"),
+        reverse("portal:pass_buy", kwargs={"pk": template.pk}),
+        reverse("portal:pass_bought", kwargs={"pk": mine.pk}),
+    ]
     for url in pages:
         assert client.get(url)["Location"].startswith(reverse("portal:login")), url
     client.force_login(owner.user)  # staff have no portal record

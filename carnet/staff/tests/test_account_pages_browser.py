@@ -12,11 +12,15 @@ SIZES = [(390, 844), (820, 1180), (1366, 900)]
 
 
 def test_two_factor_sessions_and_checkout_pages_fit_and_pass_axe(page):
-    catalog = make_catalog()
+    make_catalog()
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     patient = make_patient(first_name="Rosa", last_name="Page")
     log_in(page, desk.user)
-    for url in ["/account/two-factor/", "/account/sessions/", f"/patients/{patient.pk}/billing/purchase/"]:
+    for url in [
+        "/account/two-factor/",
+        "/account/sessions/",
+        f"/patients/{patient.pk}/billing/purchase/",
+    ]:
         for w, h in SIZES:
             page.set_viewport_size({"width": w, "height": h})
             page.goto(url)

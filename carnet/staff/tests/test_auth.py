@@ -27,16 +27,22 @@ def test_argon2_is_the_configured_default():
 
 def test_staff_log_in_by_username_or_email(client):
     staff = make_staff(AccessLevel.FRONT_DESK)
-    response = client.post(reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD})
+    response = client.post(
+        reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD}
+    )
     assert response.status_code == 302 and response["Location"] == reverse("staff:dashboard")
     client.post(reverse("staff:logout"))
-    response = client.post(reverse("staff:login"), {"login": staff.user.email.upper(), "password": PASSWORD})
+    response = client.post(
+        reverse("staff:login"), {"login": staff.user.email.upper(), "password": PASSWORD}
+    )
     assert response.status_code == 302
 
 
 def test_wrong_password_shows_a_clear_message(client):
     staff = make_staff()
-    response = client.post(reverse("staff:login"), {"login": staff.user.username, "password": "nope"})
+    response = client.post(
+        reverse("staff:login"), {"login": staff.user.username, "password": "nope"}
+    )
     assert response.status_code == 200
     assert "do not match" in response.content.decode()
 
@@ -51,15 +57,21 @@ def _portal_patient():
 
 def test_patients_cannot_use_the_staff_door_and_staff_cannot_use_the_portal_door(client):
     patient = _portal_patient()
-    response = client.post(reverse("staff:login"), {"login": "door@example.test", "password": PASSWORD})
+    response = client.post(
+        reverse("staff:login"), {"login": "door@example.test", "password": PASSWORD}
+    )
     assert response.status_code == 200 and "do not match" in response.content.decode()
-    response = client.post(reverse("portal:login"), {"login": "door@example.test", "password": PASSWORD})
+    response = client.post(
+        reverse("portal:login"), {"login": "door@example.test", "password": PASSWORD}
+    )
     assert response.status_code == 302 and response["Location"] == reverse("portal:home")
     home = client.get(reverse("portal:home")).content.decode()
     assert patient.first_name in home
     staff = make_staff()
     client.post(reverse("staff:logout"))
-    response = client.post(reverse("portal:login"), {"login": staff.user.username, "password": PASSWORD})
+    response = client.post(
+        reverse("portal:login"), {"login": staff.user.username, "password": PASSWORD}
+    )
     assert response.status_code == 200
 
 
@@ -100,8 +112,10 @@ def test_idle_session_is_refused(client):
 
 def test_login_redirect_refuses_other_hosts(client):
     staff = make_staff()
-    response = client.post(reverse("staff:login") + "?next=https://evil.example/",
-                           {"login": staff.user.username, "password": PASSWORD, "next": "https://evil.example/"})
+    response = client.post(
+        reverse("staff:login") + "?next=https://evil.example/",
+        {"login": staff.user.username, "password": PASSWORD, "next": "https://evil.example/"},
+    )
     assert response["Location"] == reverse("staff:dashboard")
 
 

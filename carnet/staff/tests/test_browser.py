@@ -13,7 +13,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_front_desk_finds_a_patient_and_opens_the_profile(page):
     make_catalog()
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
-    make_patient(first_name="Marguerite", last_name="Okafor", email="m.okafor@example.test", phone="416-555-0199")
+    make_patient(
+        first_name="Marguerite",
+        last_name="Okafor",
+        email="m.okafor@example.test",
+        phone="416-555-0199",
+    )
     make_patient(first_name="Leon", last_name="Brandt")
     log_in(page, desk.user)
     expect(page.get_by_text("Hello Dana Desk")).to_be_visible()
@@ -42,7 +47,9 @@ def test_admin_creates_a_treatment_and_front_desk_is_not_allowed(page, browser, 
     page.get_by_label("Price").fill("abc")
     page.get_by_label("Income category").select_option(str(catalog["income_category"].pk))
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_text("Enter an amount like 85.00")).to_be_visible()  # inline error, nothing lost
+    expect(
+        page.get_by_text("Enter an amount like 85.00")
+    ).to_be_visible()  # inline error, nothing lost
     expect(page.get_by_label("Name")).to_have_value("Hot stone massage")
     page.get_by_label("Price").fill("120.50")
     page.get_by_role("button", name="Save").click()

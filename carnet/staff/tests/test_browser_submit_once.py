@@ -33,18 +33,30 @@ def _slow(monkeypatch, module, name: str, seconds: float = 1.5):
 
 def _posts(page, fragment: str) -> list:
     sent = []
-    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" and fragment in r.url else None)
+    page.on(
+        "request",
+        lambda r: sent.append(r.url) if r.method == "POST" and fragment in r.url else None,
+    )
     return sent
 
 
-@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}, {"width": 1366, "height": 900}])
+@pytest.mark.parametrize(
+    "viewport", [{"width": 390, "height": 844}, {"width": 1366, "height": 900}]
+)
 def test_a_second_click_on_record_payment_by_card_sends_nothing(page, monkeypatch, viewport):
     page.set_viewport_size(viewport)
     make_catalog()
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     patient = make_patient(first_name="Marguerite", last_name="Okafor")
-    card_store(actor=desk.user, patient=patient, number="4242424242424242", exp_month=12, exp_year=2099, cvc="123",
-               holder="Marguerite Okafor")
+    card_store(
+        actor=desk.user,
+        patient=patient,
+        number="4242424242424242",
+        exp_month=12,
+        exp_year=2099,
+        cvc="123",
+        holder="Marguerite Okafor",
+    )
     _slow(monkeypatch, payments, "payment_receive")
     log_in(page, desk.user)
     page.goto(f"/patients/{patient.pk}/billing/payment/")
@@ -69,8 +81,13 @@ def test_a_double_click_on_a_no_show_fee_button_marks_once_and_never_undoes(page
     catalog = make_catalog()
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     patient = make_patient(first_name="Marguerite", last_name="Okafor")
-    appointment = book(desk, catalog, practitioner(catalog["location"]), at("2030-01-07", "09:00"),
-                       patients=[patient])
+    appointment = book(
+        desk,
+        catalog,
+        practitioner(catalog["location"]),
+        at("2030-01-07", "09:00"),
+        patients=[patient],
+    )
     _slow(monkeypatch, arrival, "appointment_no_show")
     log_in(page, desk.user)
     page.goto(f"/appointments/{appointment.pk}/")
@@ -87,9 +104,11 @@ def test_a_double_click_on_a_no_show_fee_button_marks_once_and_never_undoes(page
     assert Invoice.objects.filter(patient=patient, deleted_at__isnull=True).count() == 1
 
     # The same submit arriving again anyway (a resend from a stale tab): the form key makes it a no-op.
-    again = page.evaluate("""([action, body]) => fetch(action, {method: "POST", body: body,
+    again = page.evaluate(
+        """([action, body]) => fetch(action, {method: "POST", body: body,
         headers: {"Content-Type": "application/x-www-form-urlencoded", "HX-Request": "true"}}).then(r => r.text())""",
-                          first_submit)
+        first_submit,
+    )
     assert "already done" in again
     assert appointment.participants.get().status == Status.NO_SHOW
     assert Invoice.objects.filter(patient=patient, deleted_at__isnull=True).count() == 1

@@ -40,13 +40,17 @@ def test_an_owner_enrols_an_authenticator_and_logs_in_with_it(page, settings):
     expect(page.get_by_role("heading", name="Two-factor log-in")).to_be_visible()
     secret = page.get_by_test_id("two-factor-secret").inner_text()
     device = TOTPDevice.objects.get(user=owner.user, confirmed=False)
-    assert base64.b32encode(device.bin_key).decode().rstrip("=") == secret.replace(" ", "")  # what the app gets
+    assert base64.b32encode(device.bin_key).decode().rstrip("=") == secret.replace(
+        " ", ""
+    )  # what the app gets
     page.get_by_label("Code from the app").fill(code_for(device))
     page.get_by_role("button", name="Turn on two-factor log-in").click()
     expect(page.get_by_test_id("recovery-codes").locator("li")).to_have_count(10)
     _accessible(page)
     page.get_by_role("link", name="I have saved them, continue").click()
-    expect(page).to_have_url(f"{page.url.split('/patients/')[0].rstrip('/')}/patients/")  # back where she was going
+    expect(page).to_have_url(
+        f"{page.url.split('/patients/')[0].rstrip('/')}/patients/"
+    )  # back where she was going
 
     page.get_by_role("button", name="Log out").click()
     _password_step(page, owner.user)

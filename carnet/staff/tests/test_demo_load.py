@@ -6,15 +6,37 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from carnet.clinic.models import Clinic, Discipline, IncomeCategory, Location, Product, Tax, Treatment
+from carnet.clinic.models import (
+    Clinic,
+    Discipline,
+    IncomeCategory,
+    Location,
+    Product,
+    Tax,
+    Treatment,
+)
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
 from carnet.people.models import CommissionRate, FamilyLink, Patient, Shift, StaffMember
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [Clinic, Location, Discipline, IncomeCategory, Tax, Treatment, Product, StaffMember,
-          CommissionRate, Shift, Patient, FamilyLink, ActivityLog, get_user_model()]
+MODELS = [
+    Clinic,
+    Location,
+    Discipline,
+    IncomeCategory,
+    Tax,
+    Treatment,
+    Product,
+    StaffMember,
+    CommissionRate,
+    Shift,
+    Patient,
+    FamilyLink,
+    ActivityLog,
+    get_user_model(),
+]
 STAFF_LOGINS = {
     "owner": AccessLevel.ACCOUNT_OWNER,
     "fulladmin": AccessLevel.FULL_ACCESS,
@@ -42,7 +64,11 @@ def test_loads_a_complete_clinic_once_and_prints_the_logins_every_time():
     loaded = counts()
 
     clinic = Clinic.objects.get(pk=1)
-    assert (clinic.currency, clinic.time_zone, clinic.no_show_fee_minor) == ("CAD", "America/Toronto", 4000)
+    assert (clinic.currency, clinic.time_zone, clinic.no_show_fee_minor) == (
+        "CAD",
+        "America/Toronto",
+        4000,
+    )
     assert clinic.name and clinic.address
 
     assert Location.objects.count() == 2
@@ -89,8 +115,10 @@ def test_loads_a_complete_clinic_once_and_prints_the_logins_every_time():
         assert "http://127.0.0.1:8000/portal/login/" in output
         assert "carnet-demo-clinic" in output
         for username, level in STAFF_LOGINS.items():
-            assert any(line.split()[:1] == [username] and level.label in line
-                       for line in output.splitlines())
+            assert any(
+                line.split()[:1] == [username] and level.label in line
+                for line in output.splitlines()
+            )
         for patient in portal:
             assert patient.email.lower() in output
 
@@ -111,7 +139,10 @@ def test_demo_has_a_billing_history_that_passes_ledger_check(capsys):
 
     call_command("demo_load")
     assert Invoice.objects.count() >= 4 and Payment.objects.filter(method="card_gateway").exists()
-    arjun, rebecca = Patient.objects.get(first_name="Arjun"), Patient.objects.get(first_name="Rebecca")
+    arjun, rebecca = (
+        Patient.objects.get(first_name="Arjun"),
+        Patient.objects.get(first_name="Rebecca"),
+    )
     assert amount_owing(arjun) > 0 and credit_balance(rebecca) > 0
     from carnet.scheduling.models import Appointment
 

@@ -12,13 +12,20 @@ from carnet.people.services import patient_portal_enable
 
 pytestmark = pytest.mark.django_db
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-          "Version/17.5 Mobile/15E148 Safari/604.1")
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1"
+)
 
 
 def browser(user, door, ua, ip):
     client = Client(HTTP_USER_AGENT=ua, REMOTE_ADDR=ip)
-    assert client.post(reverse(f"{door}:login"), {"login": user.username, "password": PASSWORD}).status_code == 302
+    assert (
+        client.post(
+            reverse(f"{door}:login"), {"login": user.username, "password": PASSWORD}
+        ).status_code
+        == 302
+    )
     return client
 
 
@@ -31,9 +38,14 @@ def test_device_labels():
 @pytest.mark.parametrize("door", ["staff", "portal"])
 def test_a_login_sees_its_sessions_and_ends_another(door):
     if door == "staff":
-        user, home = make_staff().user, reverse("staff:tokens")  # (/ is a public page when logged out)
+        user, home = (
+            make_staff().user,
+            reverse("staff:tokens"),
+        )  # (/ is a public page when logged out)
     else:
-        user = patient_portal_enable(actor=make_staff(70).user, patient=make_patient(), password=PASSWORD).user
+        user = patient_portal_enable(
+            actor=make_staff(70).user, patient=make_patient(), password=PASSWORD
+        ).user
         home = reverse("portal:home")
     desk = browser(user, door, FIREFOX, "192.0.2.10")
     phone = browser(user, door, IPHONE, "198.51.100.7")

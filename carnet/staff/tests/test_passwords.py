@@ -13,7 +13,7 @@ from carnet.core import clock
 from carnet.core.errors import ValidationFailed
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
-from carnet.people.services import patient_portal_enable, password_validate
+from carnet.people.services import password_validate, patient_portal_enable
 
 pytestmark = pytest.mark.django_db
 NEW = "a brand new passphrase 42"
@@ -26,7 +26,9 @@ def _link(message) -> str:
 @pytest.fixture(autouse=True)
 def _send_on_commit(monkeypatch):
     """Email leaves after the commit; the test client's requests run inside the test's transaction."""
-    monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
+    monkeypatch.setattr(
+        "django.db.transaction.on_commit", lambda func, using=None, robust=False: func()
+    )
 
 
 def _patient_login(email="reset@example.test"):
@@ -66,8 +68,15 @@ def test_reset_link_sets_the_password_once_and_ends_every_session(client):
     # The link works once.
     again = client.get(link)
     assert again.status_code == 400 and "already been used" in again.content.decode()
-    assert client.post(link, {"password": "another passphrase 77", "confirm": "another passphrase 77"}).status_code == 400
-    assert ActivityLog.objects.filter(verb="password_reset", object_id=str(staff.user.pk)).count() == 1
+    assert (
+        client.post(
+            link, {"password": "another passphrase 77", "confirm": "another passphrase 77"}
+        ).status_code
+        == 400
+    )
+    assert (
+        ActivityLog.objects.filter(verb="password_reset", object_id=str(staff.user.pk)).count() == 1
+    )
 
 
 def test_reset_link_expires_after_an_hour(client):
@@ -86,7 +95,10 @@ def test_tampered_link_is_refused(client):
     client.post(reverse("staff:password_reset"), {"email": staff.user.email})
     link = _link(mail.outbox[0])
     assert client.get(link[:-3] + "xx/").status_code == 400
-    assert client.get(reverse("staff:password_reset_confirm", kwargs={"token": "junk"})).status_code == 400
+    assert (
+        client.get(reverse("staff:password_reset_confirm", kwargs={"token": "junk"})).status_code
+        == 400
+    )
 
 
 def test_reset_keeps_the_doors_apart(client):
@@ -99,10 +111,16 @@ def test_reset_keeps_the_doors_apart(client):
     assert link.startswith("/portal/password-reset/")
     # The patient's link is not valid at the staff door.
     token = link.rstrip("/").rsplit("/", 1)[1]
-    assert client.get(reverse("staff:password_reset_confirm", kwargs={"token": token})).status_code == 400
+    assert (
+        client.get(reverse("staff:password_reset_confirm", kwargs={"token": token})).status_code
+        == 400
+    )
     response = client.post(link, {"password": NEW, "confirm": NEW})
     assert response["Location"] == reverse("portal:login")
-    assert client.post(reverse("portal:login"), {"login": patient.email, "password": NEW}).status_code == 302
+    assert (
+        client.post(reverse("portal:login"), {"login": patient.email, "password": NEW}).status_code
+        == 302
+    )
 
 
 def test_reset_refuses_a_weak_or_mistyped_password_with_a_message(client):
@@ -138,7 +156,9 @@ def test_change_password_needs_the_current_one_and_ends_other_sessions(client):
     elsewhere.force_login(staff.user)
     client.force_login(staff.user)
     url = reverse("staff:password_change")
-    page = client.post(url, {"current_password": "wrong one", "password": NEW, "confirm": NEW}).content.decode()
+    page = client.post(
+        url, {"current_password": "wrong one", "password": NEW, "confirm": NEW}
+    ).content.decode()
     assert "not your current password" in page
     response = client.post(url, {"current_password": PASSWORD, "password": NEW, "confirm": NEW})
     assert response.status_code == 302
@@ -163,26 +183,39 @@ def test_password_pages_keep_their_door(client):
     client.force_login(patient.user)
     assert client.get(reverse("staff:password_change"))["Location"] == reverse("portal:home")
     client.logout()
-    assert client.get(reverse("staff:password_change"))["Location"].startswith(reverse("staff:login"))
-    assert client.get(reverse("portal:password_change"))["Location"].startswith(reverse("portal:login"))
+    assert client.get(reverse("staff:password_change"))["Location"].startswith(
+        reverse("staff:login")
+    )
+    assert client.get(reverse("portal:password_change"))["Location"].startswith(
+        reverse("portal:login")
+    )
     client.force_login(make_staff().user)
-    assert client.get(reverse("portal:password_change"))["Location"].startswith(reverse("portal:login"))
+    assert client.get(reverse("portal:password_change"))["Location"].startswith(
+        reverse("portal:login")
+    )
 
 
 def test_a_login_whose_password_fails_the_rules_must_change_it(client):
     staff = make_staff()
     staff.user.set_password("tiny")  # set before the rules, as an older account would be
     staff.user.save()
-    response = client.post(reverse("staff:login"), {"login": staff.user.username, "password": "tiny"})
+    response = client.post(
+        reverse("staff:login"), {"login": staff.user.username, "password": "tiny"}
+    )
     assert response["Location"] == reverse("staff:password_change")
     assert client.get(reverse("staff:dashboard"))["Location"] == reverse("staff:password_change")
     assert client.get("/api/v1/me").status_code == 403
     assert "no longer meets" in client.get(reverse("staff:password_change")).content.decode()
-    client.post(reverse("staff:password_change"), {"current_password": "tiny", "password": NEW, "confirm": NEW})
+    client.post(
+        reverse("staff:password_change"),
+        {"current_password": "tiny", "password": NEW, "confirm": NEW},
+    )
     assert client.get(reverse("staff:dashboard")).status_code == 200
 
 
 def test_a_login_that_meets_the_rules_goes_straight_in(client):
     staff = make_staff()
-    response = client.post(reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD})
+    response = client.post(
+        reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD}
+    )
     assert response["Location"] == reverse("staff:dashboard")

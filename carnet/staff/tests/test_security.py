@@ -38,8 +38,11 @@ def _views():
 
 
 def test_no_page_turns_off_csrf_protection():
-    exempt = [path for path, view in _views() if getattr(view, "csrf_exempt", False)
-              and not path.startswith("api/")]
+    exempt = [
+        path
+        for path, view in _views()
+        if getattr(view, "csrf_exempt", False) and not path.startswith("api/")
+    ]
     assert [p for p in exempt if p not in CSRF_EXEMPT_ALLOWED] == []
 
 
@@ -50,8 +53,12 @@ def test_a_form_post_without_the_csrf_token_is_refused_and_nothing_is_saved(cata
     client.force_login(make_staff(AccessLevel.ACCOUNT_OWNER).user)
     patient = make_patient()
     before = Patient.objects.count()
-    for url in (reverse("billing:payment_new", args=[patient.pk]), reverse("people:patient_new"),
-                reverse("giftcards:new"), reverse("pass_templates:new")):
+    for url in (
+        reverse("billing:payment_new", args=[patient.pk]),
+        reverse("people:patient_new"),
+        reverse("giftcards:new"),
+        reverse("pass_templates:new"),
+    ):
         response = client.post(url, {"first_name": "X", "last_name": "Y", "amount": "10"})
         assert response.status_code == 403, url
     assert Patient.objects.count() == before
@@ -60,23 +67,31 @@ def test_a_form_post_without_the_csrf_token_is_refused_and_nothing_is_saved(cata
 def test_the_api_with_a_session_cookie_needs_the_csrf_token():
     client = Client(enforce_csrf_checks=True)
     client.force_login(make_staff(AccessLevel.ACCOUNT_OWNER).user)
-    response = client.post("/api/v1/patients", {"first_name": "A", "last_name": "B"}, content_type="application/json")
+    response = client.post(
+        "/api/v1/patients", {"first_name": "A", "last_name": "B"}, content_type="application/json"
+    )
     assert response.status_code == 403
 
 
 def test_session_cookie_is_httponly_and_samesite(client):
     staff = make_staff()
-    response = client.post(reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD})
+    response = client.post(
+        reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD}
+    )
     cookie = response.cookies["sessionid"]
     assert cookie["httponly"] and cookie["samesite"] == "Lax"
     assert not cookie["secure"]  # served over plain HTTP here (HTTPS unset)
 
 
 def test_cookies_are_secure_when_served_over_https():
-    code = ("import django; django.setup(); from django.conf import settings as s; "
-            "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER is not None)")
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER is not None)"
+    )
     env = {**os.environ, "HTTPS": "1", "DJANGO_SETTINGS_MODULE": "carnet.settings"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.split()[:2] == ["True", "True"]
 
 
@@ -84,7 +99,10 @@ def test_security_headers_on_pages_and_api(client):
     client.force_login(make_staff().user)
     for response in (client.get(reverse("staff:dashboard")), client.get("/api/v1/me")):
         csp = response["Content-Security-Policy"]
-        assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+        assert (
+            "script-src 'self'" in csp
+            and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+        )
         assert response["X-Content-Type-Options"] == "nosniff"
         assert response["Referrer-Policy"] == "same-origin"
         assert response["X-Frame-Options"] == "DENY" or "frame-ancestors 'none'" in csp
@@ -111,16 +129,39 @@ def test_logs_carry_no_card_numbers_or_personal_data(client, catalog):
         root.setLevel(old_level)
     text = "\n".join(capture.lines)
     assert capture.lines  # the capture works: Django logs at DEBUG (e.g. the failed log-ins)
-    for secret in ("4242424242424242", "4242 4242", "very.private@example.test", "555-7777", "Very Private"):
+    for secret in (
+        "4242424242424242",
+        "4242 4242",
+        "very.private@example.test",
+        "555-7777",
+        "Very Private",
+    ):
         assert secret not in text, secret
 
 
 def _card_payment_and_failed_logins(client):
     staff = make_staff(AccessLevel.ACCOUNT_OWNER)
     patient = make_patient(email="very.private@example.test", phone="555-7777")
-    card = card_store(actor=staff.user, patient=patient, number="4242424242424242", exp_month=12, exp_year=2031,
-                      cvc="987", holder="Very Private")
-    payment_receive(actor=staff.user, patient=patient, method="card_gateway", amount_minor=1000, card=card,
-                    idempotency_key="log-test")
-    client.post(reverse("staff:login"), {"login": "very.private@example.test", "password": "wrong password"})
-    client.post(reverse("portal:login"), {"login": "very.private@example.test", "password": "wrong"})
+    card = card_store(
+        actor=staff.user,
+        patient=patient,
+        number="4242424242424242",
+        exp_month=12,
+        exp_year=2031,
+        cvc="987",
+        holder="Very Private",
+    )
+    payment_receive(
+        actor=staff.user,
+        patient=patient,
+        method="card_gateway",
+        amount_minor=1000,
+        card=card,
+        idempotency_key="log-test",
+    )
+    client.post(
+        reverse("staff:login"), {"login": "very.private@example.test", "password": "wrong password"}
+    )
+    client.post(
+        reverse("portal:login"), {"login": "very.private@example.test", "password": "wrong"}
+    )

@@ -47,7 +47,9 @@ def test_sell_a_package_from_the_appointment_and_see_it_applied(page, width, hei
 
 
 @pytest.mark.parametrize("width,height", [(1366, 900), (820, 1180)])
-def test_sell_a_package_and_a_membership_from_the_appointment_with_a_new_card_and_live_totals(page, width, height):
+def test_sell_a_package_and_a_membership_from_the_appointment_with_a_new_card_and_live_totals(
+    page, width, height
+):
     """Issue 20 point 1: Add items, the live totals following the cart (each tax named), a package and
     a membership paid automatically by a new card in one checkout, the package covering the visit."""
     from carnet.clinic.models import Tax
@@ -71,7 +73,9 @@ def test_sell_a_package_and_a_membership_from_the_appointment_with_a_new_card_an
         expect(page.get_by_test_id("checkout-visit")).to_contain_text("Massage 60")
         totals = page.get_by_test_id("checkout-totals")
         expect(totals.get_by_test_id("checkout-total")).to_have_text("$0.00")
-        page.get_by_label("Package 1").select_option(label="5 massages — $400.00 (covers this visit)")
+        page.get_by_label("Package 1").select_option(
+            label="5 massages — $400.00 (covers this visit)"
+        )
         expect(totals).to_contain_text("GST (5%)")
         expect(totals.get_by_test_id("checkout-total")).to_have_text("$420.00")
         page.get_by_label("Membership", exact=True).select_option(value=str(monthly.pk))
@@ -86,7 +90,11 @@ def test_sell_a_package_and_a_membership_from_the_appointment_with_a_new_card_an
         kept = CardOnFile.objects.get(patient=patient)
         assert (membership.payment_mode, membership.card_id) == ("automatic", kept.pk)
         payment = Payment.objects.get()
-        assert (payment.method, payment.amount_minor, payment.card_id) == (Payment.Method.CARD_GATEWAY, 48000, kept.pk)
+        assert (payment.method, payment.amount_minor, payment.card_id) == (
+            Payment.Method.CARD_GATEWAY,
+            48000,
+            kept.pk,
+        )
 
 
 def _accessible_then_sell_with_a_new_card(page):

@@ -26,17 +26,26 @@ def test_the_default_lifetime_is_twelve_hours_besides_the_idle_timeout():
 
 def test_a_busy_staff_session_ends_twelve_hours_after_log_in(client):
     staff = make_staff()
-    assert client.post(reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD}).status_code == 302
+    assert (
+        client.post(
+            reverse("staff:login"), {"login": staff.user.username, "password": PASSWORD}
+        ).status_code
+        == 302
+    )
     started = client.session[LOGGED_IN_AT]
     assert client.get(reverse("staff:dashboard")).status_code == 200
-    assert client.session[LOGGED_IN_AT] == started  # activity renews the idle window, not the lifetime
+    assert (
+        client.session[LOGGED_IN_AT] == started
+    )  # activity renews the idle window, not the lifetime
     _age(client, 11.9)
     assert client.get(reverse("staff:dashboard")).status_code == 200
     _age(client, 12.1)
     response = client.get(reverse("people:patients"), follow=True)
     assert response.redirect_chain[0][0].startswith(reverse("staff:login"))
     assert "Your session ended 12 hours after you logged in" in response.content.decode()
-    assert client.get(reverse("people:patients"))["Location"].startswith(reverse("staff:login"))  # logged out
+    assert client.get(reverse("people:patients"))["Location"].startswith(
+        reverse("staff:login")
+    )  # logged out
 
 
 def test_the_api_answers_401_once_the_session_is_over(client):
@@ -49,7 +58,9 @@ def test_the_api_answers_401_once_the_session_is_over(client):
 
 def test_a_patient_session_ends_too_and_goes_to_the_portal_log_in(client):
     patient = make_patient(email="life@example.test")
-    patient_portal_enable(actor=make_staff(AccessLevel.ACCOUNT_OWNER).user, patient=patient, password=PASSWORD)
+    patient_portal_enable(
+        actor=make_staff(AccessLevel.ACCOUNT_OWNER).user, patient=patient, password=PASSWORD
+    )
     patient.refresh_from_db()
     client.force_login(patient.user)
     assert client.get(reverse("portal:home")).status_code == 200

@@ -59,14 +59,18 @@ def test_today_lists_the_days_appointments_by_practitioner_with_status(desk, fro
     [day] = board
     assert day.day == dt.date(2030, 1, 7)
     assert [(p.display_name, [a.pk for a in rows]) for p, rows in day.practitioners] == [
-        ("Dr Ines Ortega", [first.pk]), ("Dr Kai Brandt", [second.pk])]  # not cancelled, not tomorrow's
+        ("Dr Ines Ortega", [first.pk]),
+        ("Dr Kai Brandt", [second.pk]),
+    ]  # not cancelled, not tomorrow's
     assert day.counts == {"booked": 1, "arrived": 1, "no_show": 0}
     assert "1 to arrive" in html and "1 arrived" in html
     assert "Rosalind Achebe" in html and "10:00–11:00" in html
     assert f'data-testid="today-appointment-{tomorrow.pk}"' not in html
     # One click from arriving: the schedule opens on that day with the appointment's panel.
-    assert (f"{reverse('scheduling:schedule')}?location={catalog['location'].pk}&date={MONDAY}"
-            f"&open={first.pk}") in html
+    assert (
+        f"{reverse('scheduling:schedule')}?location={catalog['location'].pk}&date={MONDAY}"
+        f"&open={first.pk}"
+    ) in html
 
 
 def test_today_marks_who_owes_and_lists_balances(desk, front_desk, catalog):
@@ -75,8 +79,9 @@ def test_today_marks_who_owes_and_lists_balances(desk, front_desk, catalog):
     visit = book(front_desk, catalog, ortega, at(MONDAY, "09:00"), patients=[owes])
     arrival.appointment_arrive(actor=front_desk.user, appointment=visit)  # 90.00 + 13% tax, unpaid
     response, html = _today(desk)
-    assert response.context["owing_today"] == [{"patient_id": owes.pk, "first_name": "Owen", "last_name": "Debt",
-                                                "owing_minor": 10170}]
+    assert response.context["owing_today"] == [
+        {"patient_id": owes.pk, "first_name": "Owen", "last_name": "Debt", "owing_minor": 10170}
+    ]
     assert response.context["owing"][0]["patient_id"] == owes.pk
     assert f'data-testid="owes-{visit.pk}"' in html and "Owes $101.70" in html
     assert reverse("billing:tab", args=[owes.pk]) in html
@@ -104,7 +109,9 @@ def test_today_shows_passes_expiring_and_running_low(desk, front_desk, catalog):
 def test_today_lists_declined_autopay_charges(desk, front_desk, catalog):
     patient = make_patient(first_name="Dee", last_name="Clined")
     sold = sold_package(front_desk, patient, package_template(catalog), paid=False)
-    PassInvoice.objects.filter(sold_pass=sold).update(charge_attempts=1, last_error="The card was declined.")
+    PassInvoice.objects.filter(sold_pass=sold).update(
+        charge_attempts=1, last_error="The card was declined."
+    )
     response, html = _today(desk)
     assert [row.sold_pass_id for row in response.context["declined"]] == [sold.pk]
     assert "The card was declined." in html and reverse("billing:tab", args=[patient.pk]) in html
@@ -147,7 +154,9 @@ def test_today_costs_the_same_few_queries_however_busy_the_day(desk, front_desk,
         for i, hour in enumerate(hours):
             patient = make_patient()
             sold_package(front_desk, patient, template, expires_on=dt.date(2030, 1, 20))
-            visit = book(front_desk, catalog, pracs[i % 2], at(MONDAY, f"{hour:02d}:00"), patients=[patient])
+            visit = book(
+                front_desk, catalog, pracs[i % 2], at(MONDAY, f"{hour:02d}:00"), patients=[patient]
+            )
             if i % 3 == 0:
                 arrival.appointment_arrive(actor=front_desk.user, appointment=visit)
 
@@ -169,9 +178,17 @@ def test_card_payments_to_review_are_counted_for_billing_administrators_only(cli
     from carnet.conftest import make_staff
 
     patient = make_patient()
-    CardAttempt.objects.create(kind="charge", purpose="payment", request_key="r1", gateway_key="g1",
-                               status="unknown", patient=patient, amount_minor=5000, currency="CAD",
-                               created_at=at(MONDAY, "06:00"))
+    CardAttempt.objects.create(
+        kind="charge",
+        purpose="payment",
+        request_key="r1",
+        gateway_key="g1",
+        status="unknown",
+        patient=patient,
+        amount_minor=5000,
+        currency="CAD",
+        created_at=at(MONDAY, "06:00"),
+    )
     _, html = _today(desk)
     assert 'data-testid="today-review"' not in html  # Front Desk cannot open the review page
     client.force_login(make_staff(AccessLevel.ADMIN_BILLING, name="Admin").user)

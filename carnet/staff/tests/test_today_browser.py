@@ -29,7 +29,9 @@ def test_today_lists_the_day_and_arrives_in_one_click(page, width, height):
         arrival.appointment_arrive(actor=desk.user, appointment=earlier)  # unpaid: Owen owes
         page.set_viewport_size({"width": width, "height": height})
         log_in(page, desk.user)
-        expect(page.get_by_role("heading", name=f"{catalog['location'].name} · Monday 7 January")).to_be_visible()
+        expect(
+            page.get_by_role("heading", name=f"{catalog['location'].name} · Monday 7 January")
+        ).to_be_visible()
         row = page.get_by_test_id(f"today-appointment-{visit.pk}")
         expect(row).to_contain_text("Rosalind Achebe")
         expect(row).to_contain_text("Booked")
@@ -42,11 +44,17 @@ def test_today_lists_the_day_and_arrives_in_one_click(page, width, height):
             .map(e => e.tagName + '.' + e.className)""")
         assert fits == []
 
-        row.get_by_role("link", name="Arrive").click()  # the schedule, with this appointment's panel open
+        row.get_by_role(
+            "link", name="Arrive"
+        ).click()  # the schedule, with this appointment's panel open
         page.locator("#panel").get_by_role("button", name="Arrive").click()
         expect(page.locator("#panel")).to_contain_text("Arrived")
         visit.refresh_from_db()
         assert visit.status == Status.ARRIVED
         page.get_by_role("link", name="Dashboard").click()
-        expect(page.get_by_test_id(f"today-counts-{catalog['location'].pk}")).to_contain_text("0 to arrive")
-        expect(page.get_by_test_id(f"today-counts-{catalog['location'].pk}")).to_contain_text("2 arrived")
+        expect(page.get_by_test_id(f"today-counts-{catalog['location'].pk}")).to_contain_text(
+            "0 to arrive"
+        )
+        expect(page.get_by_test_id(f"today-counts-{catalog['location'].pk}")).to_contain_text(
+            "2 arrived"
+        )

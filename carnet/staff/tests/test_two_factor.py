@@ -40,7 +40,9 @@ def enrol(client, user, door="staff"):
     page = client.get(reverse(f"{door}:two_factor")).content.decode()
     assert "<svg" in page and "<script" not in page.split("<main")[1].split("</main>")[0]
     device = TOTPDevice.objects.get(user=user, confirmed=False)
-    response = client.post(reverse(f"{door}:two_factor"), {"action": "enrol", "code": code_for(device)})
+    response = client.post(
+        reverse(f"{door}:two_factor"), {"action": "enrol", "code": code_for(device)}
+    )
     codes = re.findall(r"<li><code>([a-z0-9]+)</code></li>", response.content.decode())
     assert len(codes) == 10
     return TOTPDevice.objects.get(user=user, confirmed=True), codes
@@ -74,14 +76,18 @@ def test_the_code_after_the_password_and_recovery_codes_work_once(client):
     log_in(client, owner)
     response = client.get(reverse("staff:dashboard"))
     assert response["Location"].startswith(reverse("staff:two_factor_verify"))
-    assert client.get(reverse("staff:two_factor"))["Location"].startswith(reverse("staff:two_factor_verify"))
+    assert client.get(reverse("staff:two_factor"))["Location"].startswith(
+        reverse("staff:two_factor_verify")
+    )
     bad = client.post(reverse("staff:two_factor_verify"), {"code": "zzzzzzzz"})
     assert "That code is not right" in bad.content.decode()
     held = client.post(reverse("staff:two_factor_verify"), {"code": codes[0]})
     assert "Wait a few seconds" in held.content.decode()  # a wrong code makes the next check wait
     assert two_factor.recovery_codes_left(owner.user) == 10  # and the refused try used nothing
     # Skip the wait (a second after one wrong code: django-otp's throttle).
-    StaticDevice.objects.filter(user=owner.user).update(throttling_failure_count=0, throttling_failure_timestamp=None)
+    StaticDevice.objects.filter(user=owner.user).update(
+        throttling_failure_count=0, throttling_failure_timestamp=None
+    )
     ok = client.post(reverse("staff:two_factor_verify"), {"code": codes[0].upper()})
     assert ok.status_code == 302 and client.get(reverse("staff:dashboard")).status_code == 200
     assert two_factor.recovery_codes_left(owner.user) == 9
@@ -100,7 +106,9 @@ def test_the_authenticator_code_logs_in_and_remember_this_browser_is_off_unless_
     log_in(client, staff)
     page = client.get(reverse("staff:two_factor_verify")).content.decode()
     assert 'name="remember"' in page and 'name="remember" checked' not in page
-    ok = client.post(reverse("staff:two_factor_verify"), {"code": code_for(device, 1), "remember": "on"})
+    ok = client.post(
+        reverse("staff:two_factor_verify"), {"code": code_for(device, 1), "remember": "on"}
+    )
     assert ok.status_code == 302
     assert client.cookies[two_factor.REMEMBER_COOKIE]["httponly"]
     client.post(reverse("staff:logout"))
@@ -111,17 +119,23 @@ def test_the_authenticator_code_logs_in_and_remember_this_browser_is_off_unless_
     two_factor.two_factor_reset(actor=owner.user, staff=staff)
     client.post(reverse("staff:logout"))
     log_in(client, staff)
-    assert client.get(reverse("staff:dashboard"))["Location"].startswith(reverse("staff:two_factor"))
+    assert client.get(reverse("staff:dashboard"))["Location"].startswith(
+        reverse("staff:two_factor")
+    )
 
 
 def test_optional_below_full_access_unless_the_clinic_requires_it_for_everyone(client):
     desk = make_staff(AccessLevel.FRONT_DESK)
     log_in(client, desk)
     assert client.get(reverse("staff:dashboard")).status_code == 200
-    clinic_update(actor=make_staff(AccessLevel.FULL_ACCESS).user, data={"two_factor_all_staff": True})
+    clinic_update(
+        actor=make_staff(AccessLevel.FULL_ACCESS).user, data={"two_factor_all_staff": True}
+    )
     client.post(reverse("staff:logout"))
     log_in(client, desk)
-    assert client.get(reverse("staff:dashboard"))["Location"].startswith(reverse("staff:two_factor"))
+    assert client.get(reverse("staff:dashboard"))["Location"].startswith(
+        reverse("staff:two_factor")
+    )
 
 
 def test_token_auth_is_separate_from_the_session_step(client):
@@ -144,30 +158,42 @@ def test_an_owner_resets_another_staff_members_second_factor_and_it_is_logged(cl
     owner_client = type(client)()
     owner_client.force_login(owner.user)
     session = owner_client.session
-    session["carnet_no_second_factor"] = owner.user.pk  # (this test is about the reset, not the owner's own step)
+    session["carnet_no_second_factor"] = (
+        owner.user.pk
+    )  # (this test is about the reset, not the owner's own step)
     session.save()
     page = owner_client.get(reverse("people:staff_edit", args=[member.pk])).content.decode()
     assert "Two-factor log-in is on" in page
-    response = owner_client.post(reverse("people:staff_two_factor_reset", args=[member.pk]), follow=True)
+    response = owner_client.post(
+        reverse("people:staff_two_factor_reset", args=[member.pk]), follow=True
+    )
     assert "must set up two-factor log-in again" in response.content.decode()
     assert two_factor.authenticator(member.user) is None
     entry = ActivityLog.objects.get(verb="two_factor_reset")
     assert entry.actor_id == owner.user.pk
     # The member's session, verified by the removed device, is held again.
-    assert client.get(reverse("staff:dashboard"))["Location"].startswith(reverse("staff:two_factor"))
+    assert client.get(reverse("staff:dashboard"))["Location"].startswith(
+        reverse("staff:two_factor")
+    )
 
 
 def test_a_patient_may_turn_it_on_and_off(client):
-    patient = patient_portal_enable(actor=make_staff(AccessLevel.FULL_ACCESS).user, patient=make_patient(),
-                                    password=PASSWORD)
+    patient = patient_portal_enable(
+        actor=make_staff(AccessLevel.FULL_ACCESS).user, patient=make_patient(), password=PASSWORD
+    )
     user = patient.user
     log_in(client, user, door="portal")
     assert client.get(reverse("portal:home")).status_code == 200  # optional: not asked
     device, _ = enrol(client, user, door="portal")
     client.post(reverse("staff:logout"))
     log_in(client, user, door="portal")
-    assert client.get(reverse("portal:home"))["Location"].startswith(reverse("portal:two_factor_verify"))
-    assert client.post(reverse("portal:two_factor_verify"), {"code": code_for(device, 1)}).status_code == 302
+    assert client.get(reverse("portal:home"))["Location"].startswith(
+        reverse("portal:two_factor_verify")
+    )
+    assert (
+        client.post(reverse("portal:two_factor_verify"), {"code": code_for(device, 1)}).status_code
+        == 302
+    )
     assert client.get(reverse("portal:home")).status_code == 200
     off = client.post(reverse("portal:two_factor"), {"action": "disable", "password": "wrong"})
     assert "not your current password" in off.content.decode()
@@ -180,5 +206,8 @@ def test_required_two_factor_cannot_be_turned_off(client):
     log_in(client, staff)
     enrol(client, staff.user)
     response = client.post(reverse("staff:two_factor"), {"action": "disable", "password": PASSWORD})
-    assert "so it stays on" in response.content.decode() and "Turn off" not in response.content.decode()
+    assert (
+        "so it stays on" in response.content.decode()
+        and "Turn off" not in response.content.decode()
+    )
     assert two_factor.authenticator(staff.user) is not None

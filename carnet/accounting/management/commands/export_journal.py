@@ -17,27 +17,49 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--format", required=True, choices=["qbo", "xero", "iif"])
-        parser.add_argument("--from", dest="start", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
-        parser.add_argument("--to", dest="end", required=True, type=dt.date.fromisoformat,
-                            help="YYYY-MM-DD, included (days in the clinic's time zone)")
+        parser.add_argument(
+            "--from", dest="start", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD"
+        )
+        parser.add_argument(
+            "--to",
+            dest="end",
+            required=True,
+            type=dt.date.fromisoformat,
+            help="YYYY-MM-DD, included (days in the clinic's time zone)",
+        )
         parser.add_argument("--output", required=True, help="directory to write the file(s) into")
-        parser.add_argument("--detailed", action="store_true", help="one journal per transaction (default: per day)")
-        parser.add_argument("--allow-overlap", action="store_true",
-                            help="export even though the period overlaps an earlier export")
+        parser.add_argument(
+            "--detailed", action="store_true", help="one journal per transaction (default: per day)"
+        )
+        parser.add_argument(
+            "--allow-overlap",
+            action="store_true",
+            help="export even though the period overlaps an earlier export",
+        )
 
     def handle(self, *args, **o):
         out = Path(o["output"])
         if not out.is_dir():
             raise CommandError(f"No such directory: {out}")
         try:
-            export = journal_export(actor=None, action=None, fmt=o["format"], start=o["start"], end=o["end"],
-                                    detailed=o["detailed"], allow_overlap=o["allow_overlap"])
+            export = journal_export(
+                actor=None,
+                action=None,
+                fmt=o["format"],
+                start=o["start"],
+                end=o["end"],
+                detailed=o["detailed"],
+                allow_overlap=o["allow_overlap"],
+            )
         except CarnetError as exc:
             raise CommandError(exc.message) from None
         for name, text in export.files:
             (out / name).write_text(text, encoding="utf-8", newline="")
             self.stdout.write(str(out / name))
         batch = export.batch
-        self.stdout.write(self.style.SUCCESS(
-            f"{batch}: {batch.journals} journals, {batch.lines} lines, debits = credits = "
-            f"{clinic_get().money(batch.debits_minor)}, tied to the trial balance."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{batch}: {batch.journals} journals, {batch.lines} lines, debits = credits = "
+                f"{clinic_get().money(batch.debits_minor)}, tied to the trial balance."
+            )
+        )

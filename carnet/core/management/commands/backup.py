@@ -7,7 +7,9 @@ from carnet.core.errors import CarnetError
 
 
 class Command(BaseCommand):
-    help = "Write a consistent backup of the database to FILE (SQLite online backup, or pg_dump -Fc)."
+    help = (
+        "Write a consistent backup of the database to FILE (SQLite online backup, or pg_dump -Fc)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file")

@@ -12,11 +12,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file")
-        parser.add_argument("--yes", action="store_true", help="Confirm: everything now in the database is replaced.")
+        parser.add_argument(
+            "--yes",
+            action="store_true",
+            help="Confirm: everything now in the database is replaced.",
+        )
 
     def handle(self, *args, file, yes=False, **options):
         if not yes:
-            raise CommandError("Restoring replaces everything in the database. Run again with --yes to confirm.")
+            raise CommandError(
+                "Restoring replaces everything in the database. Run again with --yes to confirm."
+            )
         try:
             backup_restore(file)
         except CarnetError as exc:

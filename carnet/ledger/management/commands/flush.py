@@ -19,8 +19,10 @@ class Command(flush.Command):
             return super().handle(**options)
         with transaction.atomic(using=connection.alias):
             with connection.cursor() as cursor:
-                cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN (%s, %s)",
-                               [Posting._meta.db_table, JournalTransaction._meta.db_table])
+                cursor.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN (%s, %s)",
+                    [Posting._meta.db_table, JournalTransaction._meta.db_table],
+                )
                 triggers = cursor.fetchall()
                 for name, _ in triggers:
                     cursor.execute(f"DROP TRIGGER {connection.ops.quote_name(name)}")

@@ -12,8 +12,11 @@ class Command(BaseCommand):
     help = "Invoice and charge due payment-plan instalments, expire passes, send expiry reminders."
 
     def add_arguments(self, parser):
-        parser.add_argument("--date", type=dt.date.fromisoformat, help="Run as of this date (default: today "
-                            "in the clinic's time zone).")
+        parser.add_argument(
+            "--date",
+            type=dt.date.fromisoformat,
+            help="Run as of this date (default: today in the clinic's time zone).",
+        )
 
     def handle(self, *args, date=None, **options):
         self.stdout.write(json.dumps(passes_daily(today=date)))

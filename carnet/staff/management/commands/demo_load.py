@@ -57,10 +57,18 @@ CLINIC = {
 
 # key: (name, time zone, address, phone)
 LOCATIONS = {
-    "TOR": ("Toronto Harbourfront", "America/Toronto",
-            "10 Queens Quay West, Suite 400\nToronto, ON  M5J 2R9", "416-555-0100"),
-    "VAN": ("Vancouver Kitsilano", "America/Vancouver",
-            "2150 West 4th Avenue\nVancouver, BC  V6K 1N6", "604-555-0140"),
+    "TOR": (
+        "Toronto Harbourfront",
+        "America/Toronto",
+        "10 Queens Quay West, Suite 400\nToronto, ON  M5J 2R9",
+        "416-555-0100",
+    ),
+    "VAN": (
+        "Vancouver Kitsilano",
+        "America/Vancouver",
+        "2150 West 4th Avenue\nVancouver, BC  V6K 1N6",
+        "604-555-0140",
+    ),
 }
 
 DISCIPLINES = ["Massage Therapy", "Physiotherapy", "Chiropractic"]
@@ -205,10 +213,19 @@ def create_owner() -> StaffMember:
     username, name, level, billing, practitioner, _ = STAFF[0]
     first, last = name.split(" ", 1)
     user = get_user_model().objects.create_user(
-        username=username, email=staff_email(username), password=PASSWORD,
-        first_name=first, last_name=last)
-    owner = StaffMember.objects.create(user=user, display_name=name, access_level=level,
-                                       can_access_billing=billing, is_practitioner=practitioner)
+        username=username,
+        email=staff_email(username),
+        password=PASSWORD,
+        first_name=first,
+        last_name=last,
+    )
+    owner = StaffMember.objects.create(
+        user=user,
+        display_name=name,
+        access_level=level,
+        can_access_billing=billing,
+        is_practitioner=practitioner,
+    )
     activity.record(actor=None, verb="created", obj=owner, after=activity.snapshot(owner))
     return owner
 
@@ -218,33 +235,58 @@ def load_clinic(actor) -> tuple[dict, dict]:
     clinic_update(actor=actor, data=CLINIC)
     locations = {}
     for key, (name, tz, address, phone) in LOCATIONS.items():
-        locations[key] = setup_save(actor=actor, obj=Location(), data={
-            "name": name, "time_zone": tz, "address": address, "phone": phone})
-    disciplines = {name: setup_save(actor=actor, obj=Discipline(), data={"name": name})
-                   for name in DISCIPLINES}
-    categories = {name: setup_save(actor=actor, obj=IncomeCategory(), data={"name": name})
-                  for name in INCOME_CATEGORIES}
+        locations[key] = setup_save(
+            actor=actor,
+            obj=Location(),
+            data={"name": name, "time_zone": tz, "address": address, "phone": phone},
+        )
+    disciplines = {
+        name: setup_save(actor=actor, obj=Discipline(), data={"name": name}) for name in DISCIPLINES
+    }
+    categories = {
+        name: setup_save(actor=actor, obj=IncomeCategory(), data={"name": name})
+        for name in INCOME_CATEGORIES
+    }
     taxes = {}
     for key, (name, rate, number) in TAXES.items():
-        taxes[key] = setup_save(actor=actor, obj=Tax(), data={
-            "name": name, "rate": rate, "registration_number": number})
+        taxes[key] = setup_save(
+            actor=actor, obj=Tax(), data={"name": name, "rate": rate, "registration_number": number}
+        )
     for discipline, name, kind, minutes, price, online, capacity, tax_keys in TREATMENTS:
-        setup_save(actor=actor, obj=Treatment(), data={
-            "discipline": disciplines[discipline], "name": name, "kind": kind,
-            "duration_minutes": minutes, "price_minor": price, "online_bookable": online,
-            "capacity": capacity, "income_category": categories[discipline],
-            "taxes": [taxes[k] for k in tax_keys],
-        })
+        setup_save(
+            actor=actor,
+            obj=Treatment(),
+            data={
+                "discipline": disciplines[discipline],
+                "name": name,
+                "kind": kind,
+                "duration_minutes": minutes,
+                "price_minor": price,
+                "online_bookable": online,
+                "capacity": capacity,
+                "income_category": categories[discipline],
+                "taxes": [taxes[k] for k in tax_keys],
+            },
+        )
     for name, sku, price, stock, tax_keys in PRODUCTS:
-        setup_save(actor=actor, obj=Product(), data={
-            "name": name, "sku": sku, "price_minor": price, "stock": stock,
-            "income_category": categories["Products"], "taxes": [taxes[k] for k in tax_keys],
-        })
+        setup_save(
+            actor=actor,
+            obj=Product(),
+            data={
+                "name": name,
+                "sku": sku,
+                "price_minor": price,
+                "stock": stock,
+                "income_category": categories["Products"],
+                "taxes": [taxes[k] for k in tax_keys],
+            },
+        )
     return locations, categories
 
 
 def load_staff(actor, owner: StaffMember, locations: dict, categories: dict) -> None:
     """The other staff members, their commission rates and weekly shifts."""
+
     def location_ids(keys):
         return [locations[k].pk for k in keys]
 
@@ -252,18 +294,34 @@ def load_staff(actor, owner: StaffMember, locations: dict, categories: dict) -> 
     staff_update(actor=actor, staff=owner, data={"location_ids": location_ids(STAFF[0][5])})
     for username, name, level, billing, practitioner, location_keys in STAFF[1:]:
         staff[username] = staff_create(
-            actor=actor, username=username, email=staff_email(username), password=PASSWORD,
-            display_name=name, access_level=level, can_access_billing=billing,
-            is_practitioner=practitioner, location_ids=location_ids(location_keys))
+            actor=actor,
+            username=username,
+            email=staff_email(username),
+            password=PASSWORD,
+            display_name=name,
+            access_level=level,
+            can_access_billing=billing,
+            is_practitioner=practitioner,
+            location_ids=location_ids(location_keys),
+        )
     for username, rates in COMMISSION_RATES.items():
         for category, rate in rates.items():
-            commission_rate_set(actor=actor, staff=staff[username],
-                                income_category_id=categories[category].pk, rate=rate)
+            commission_rate_set(
+                actor=actor,
+                staff=staff[username],
+                income_category_id=categories[category].pk,
+                rate=rate,
+            )
     for username, location_key, weekdays, start, end in SHIFTS:
         for weekday in weekdays:
-            shift_create(actor=actor, staff=staff[username], location_id=locations[location_key].pk,
-                         weekday=weekday, start_time=dt.time.fromisoformat(start),
-                         end_time=dt.time.fromisoformat(end))
+            shift_create(
+                actor=actor,
+                staff=staff[username],
+                location_id=locations[location_key].pk,
+                weekday=weekday,
+                start_time=dt.time.fromisoformat(start),
+                end_time=dt.time.fromisoformat(end),
+            )
 
 
 # A little billing history: (patient, [(product name, quantity)], payments as (method, amount)).
@@ -281,37 +339,89 @@ def load_billing(actor, patients: dict) -> None:
     """Product sales and payments through the billing services, so the ledger has a history."""
     products = {p.name: p for p in Product.objects.all()}
     year = dt.date.today().year + 3
-    card = card_store(actor=actor, patient=patients["rebecca"], number=DEMO_CARD, exp_month=12, exp_year=year,
-                      cvc="123", holder="Rebecca Thompson")
+    card = card_store(
+        actor=actor,
+        patient=patients["rebecca"],
+        number=DEMO_CARD,
+        exp_month=12,
+        exp_year=year,
+        cvc="123",
+        holder="Rebecca Thompson",
+    )
     for n, (key, items, paid) in enumerate(PURCHASES):
         patient = patients[key]
-        invoice = invoice_create(actor=actor, patient=patient,
-                                 lines=[LineInput(product_id=products[name].pk, quantity=q) for name, q in items])
+        invoice = invoice_create(
+            actor=actor,
+            patient=patient,
+            lines=[LineInput(product_id=products[name].pk, quantity=q) for name, q in items],
+        )
         for method, amount in paid:
             applied = min(amount, invoice.balance_minor)
-            payment_receive(actor=actor, patient=patient, method=method, amount_minor=amount,
-                            allocations=[(invoice, applied)], card=card if method == "card_gateway" else None,
-                            idempotency_key=f"demo-{n}-{method}")
+            payment_receive(
+                actor=actor,
+                patient=patient,
+                method=method,
+                amount_minor=amount,
+                allocations=[(invoice, applied)],
+                card=card if method == "card_gateway" else None,
+                idempotency_key=f"demo-{n}-{method}",
+            )
             invoice.refresh_from_db()
 
 
 # (name, price in cents, quantity, expiry months or None, tax keys, instalments, flags,
 #  [(treatment, additional charge in cents, per-item limit)])
 PACKAGES = [
-    ("10 Massages (60 min)", 99000, 10, 12, ["HST"], 1, {"sold_online": True, "transferable": True},
-     [("Massage 60 min", 0, None)]),
-    ("Physio Recovery Pack", 80000, 10, 6, [], 4, {"family_sharing": True},
-     [("Physiotherapy Follow-up", 0, 8), ("Post-Surgical Rehab Group", 0, None)]),
-    ("Pilates 8-Class Card", 20000, 8, 3, [], 1, {"sold_online": True, "redeem_online": True},
-     [("Rehab Pilates Class", 0, None)]),
+    (
+        "10 Massages (60 min)",
+        99000,
+        10,
+        12,
+        ["HST"],
+        1,
+        {"sold_online": True, "transferable": True},
+        [("Massage 60 min", 0, None)],
+    ),
+    (
+        "Physio Recovery Pack",
+        80000,
+        10,
+        6,
+        [],
+        4,
+        {"family_sharing": True},
+        [("Physiotherapy Follow-up", 0, 8), ("Post-Surgical Rehab Group", 0, None)],
+    ),
+    (
+        "Pilates 8-Class Card",
+        20000,
+        8,
+        3,
+        [],
+        1,
+        {"sold_online": True, "redeem_online": True},
+        [("Rehab Pilates Class", 0, None)],
+    ),
     # SPEC 5.5, the insurance-friendly set-up: price 0, each visit billed 50.00 and paid from credit.
-    ("Chiro Prepaid Plan (insurance-friendly)", 0, 10, None, [], 1, {},
-     [("Chiropractic Adjustment", 5000, None)]),
+    (
+        "Chiro Prepaid Plan (insurance-friendly)",
+        0,
+        10,
+        None,
+        [],
+        1,
+        {},
+        [("Chiropractic Adjustment", 5000, None)],
+    ),
 ]
 # (patient, package, paid)
-PACKAGE_SALES = [("rebecca", "10 Massages (60 min)", True), ("arjun", "10 Massages (60 min)", True),
-                 ("rebecca", "Physio Recovery Pack", False), ("isabelle", "Pilates 8-Class Card", True),
-                 ("robert", "Chiro Prepaid Plan (insurance-friendly)", True)]
+PACKAGE_SALES = [
+    ("rebecca", "10 Massages (60 min)", True),
+    ("arjun", "10 Massages (60 min)", True),
+    ("rebecca", "Physio Recovery Pack", False),
+    ("isabelle", "Pilates 8-Class Card", True),
+    ("robert", "Chiro Prepaid Plan (insurance-friendly)", True),
+]
 
 
 def load_passes(actor, patients: dict) -> None:
@@ -325,55 +435,151 @@ def load_passes(actor, patients: dict) -> None:
     templates = {}
     for name, price, quantity, months, tax_keys, instalments, flags, items in PACKAGES:
         category = treatments[items[0][0]].income_category_id
-        templates[name] = template_save(actor=actor, template=None, data={
-            "name": name, "price_minor": price, "quantity": quantity, "income_category_id": category,
-            "tax_ids": [taxes[TAXES[k][0]].pk for k in tax_keys], "expiry_value": months, "expiry_unit": "months",
-            "auto_select": True, "instalments": instalments, **flags,
-        }, items=[{"treatment_id": treatments[t].pk, "additional_charge_minor": charge, "compensation_minor": None,
-                   "limit": limit} for t, charge, limit in items])
+        templates[name] = template_save(
+            actor=actor,
+            template=None,
+            data={
+                "name": name,
+                "price_minor": price,
+                "quantity": quantity,
+                "income_category_id": category,
+                "tax_ids": [taxes[TAXES[k][0]].pk for k in tax_keys],
+                "expiry_value": months,
+                "expiry_unit": "months",
+                "auto_select": True,
+                "instalments": instalments,
+                **flags,
+            },
+            items=[
+                {
+                    "treatment_id": treatments[t].pk,
+                    "additional_charge_minor": charge,
+                    "compensation_minor": None,
+                    "limit": limit,
+                }
+                for t, charge, limit in items
+            ],
+        )
     for n, (key, name, paid) in enumerate(PACKAGE_SALES):
         # Sold at the first location (alphabetically), so the pass sales report shows where.
-        sold = package_sell(actor=actor, patient=patients[key], template=templates[name],
-                            location=Location.objects.order_by("name").first())
+        sold = package_sell(
+            actor=actor,
+            patient=patients[key],
+            template=templates[name],
+            location=Location.objects.order_by("name").first(),
+        )
         for invoice in pass_invoices(sold) if paid else ():
             if invoice.balance_minor:
-                payment_receive(actor=actor, patient=patients[key], method="debit", amount_minor=invoice.balance_minor,
-                                allocations=[(invoice, invoice.balance_minor)], idempotency_key=f"demo-pass-{n}")
+                payment_receive(
+                    actor=actor,
+                    patient=patients[key],
+                    method="debit",
+                    amount_minor=invoice.balance_minor,
+                    allocations=[(invoice, invoice.balance_minor)],
+                    idempotency_key=f"demo-pass-{n}",
+                )
     # Memberships: a monthly one (2 massages a month, rollover of 1, pause and self-cancel allowed,
     # sold online) and an unlimited weekly pilates pass.
-    monthly = template_save(actor=actor, template=None, data={
-        "kind": "membership", "name": "Wellness Monthly", "price_minor": 9900, "cycle": "monthly",
-        "income_category_id": treatments["Massage 30 min"].income_category_id,
-        "tax_ids": [taxes[TAXES["HST"][0]].pk], "uses_per_cycle": 2, "rollover": True, "rollover_cap": 1,
-        "cancellable_after_cycles": 3, "pause_allowed": True, "pause_max_cycles": 2, "self_cancel": True,
-        "sold_online": True, "auto_select": True,
-    }, items=[{"treatment_id": treatments["Massage 30 min"].pk, "additional_charge_minor": 0,
-               "compensation_minor": None, "limit": None}])
-    weekly = template_save(actor=actor, template=None, data={
-        "kind": "membership", "name": "Unlimited Pilates (weekly)", "price_minor": 3500, "cycle": "weekly",
-        "income_category_id": treatments["Rehab Pilates Class"].income_category_id, "uses_per_cycle": None,
-        "term_cycles": 12, "auto_select": True,
-    }, items=[{"treatment_id": treatments["Rehab Pilates Class"].pk, "additional_charge_minor": 0,
-               "compensation_minor": None, "limit": None}])
+    monthly = template_save(
+        actor=actor,
+        template=None,
+        data={
+            "kind": "membership",
+            "name": "Wellness Monthly",
+            "price_minor": 9900,
+            "cycle": "monthly",
+            "income_category_id": treatments["Massage 30 min"].income_category_id,
+            "tax_ids": [taxes[TAXES["HST"][0]].pk],
+            "uses_per_cycle": 2,
+            "rollover": True,
+            "rollover_cap": 1,
+            "cancellable_after_cycles": 3,
+            "pause_allowed": True,
+            "pause_max_cycles": 2,
+            "self_cancel": True,
+            "sold_online": True,
+            "auto_select": True,
+        },
+        items=[
+            {
+                "treatment_id": treatments["Massage 30 min"].pk,
+                "additional_charge_minor": 0,
+                "compensation_minor": None,
+                "limit": None,
+            }
+        ],
+    )
+    weekly = template_save(
+        actor=actor,
+        template=None,
+        data={
+            "kind": "membership",
+            "name": "Unlimited Pilates (weekly)",
+            "price_minor": 3500,
+            "cycle": "weekly",
+            "income_category_id": treatments["Rehab Pilates Class"].income_category_id,
+            "uses_per_cycle": None,
+            "term_cycles": 12,
+            "auto_select": True,
+        },
+        items=[
+            {
+                "treatment_id": treatments["Rehab Pilates Class"].pk,
+                "additional_charge_minor": 0,
+                "compensation_minor": None,
+                "limit": None,
+            }
+        ],
+    )
     from carnet.core import clock
     from carnet.passes.memberships import membership_sell
 
     today = clock.today(clinic_get().time_zone)
-    card = card_store(actor=actor, patient=patients["isabelle"], number=DEMO_CARD, exp_month=12,
-                      exp_year=today.year + 3, cvc="123", holder="Isabelle Gagnon")
+    card = card_store(
+        actor=actor,
+        patient=patients["isabelle"],
+        number=DEMO_CARD,
+        exp_month=12,
+        exp_year=today.year + 3,
+        cvc="123",
+        holder="Isabelle Gagnon",
+    )
     from carnet.passes.instalments import pass_charge_due
 
-    sold = membership_sell(actor=actor, patient=patients["isabelle"], template=monthly, payment_mode="automatic",
-                           card=card)
-    pass_charge_due(sold_pass=sold)  # inside the load's transaction: see gateway.services.demo_load_calls
-    james = membership_sell(actor=actor, patient=patients["james"], template=weekly,
-                            start_date=today - dt.timedelta(weeks=2))  # two past cycles, paid by hand
+    sold = membership_sell(
+        actor=actor,
+        patient=patients["isabelle"],
+        template=monthly,
+        payment_mode="automatic",
+        card=card,
+    )
+    pass_charge_due(
+        sold_pass=sold
+    )  # inside the load's transaction: see gateway.services.demo_load_calls
+    james = membership_sell(
+        actor=actor,
+        patient=patients["james"],
+        template=weekly,
+        start_date=today - dt.timedelta(weeks=2),
+    )  # two past cycles, paid by hand
     for n, invoice in enumerate(pass_invoices(james)[:2]):
-        payment_receive(actor=actor, patient=patients["james"], method="cash", amount_minor=invoice.balance_minor,
-                        allocations=[(invoice, invoice.balance_minor)], idempotency_key=f"demo-membership-{n}")
+        payment_receive(
+            actor=actor,
+            patient=patients["james"],
+            method="cash",
+            amount_minor=invoice.balance_minor,
+            allocations=[(invoice, invoice.balance_minor)],
+            idempotency_key=f"demo-membership-{n}",
+        )
     # The insurance-friendly plan: Robert prepays ten visits' charges, kept as his credit.
-    payment_receive(actor=actor, patient=patients["robert"], method="card_manual", amount_minor=50000,
-                    reference="Prepaid chiropractic visits", idempotency_key="demo-chiro-prepay")
+    payment_receive(
+        actor=actor,
+        patient=patients["robert"],
+        method="card_manual",
+        amount_minor=50000,
+        reference="Prepaid chiropractic visits",
+        idempotency_key="demo-chiro-prepay",
+    )
 
 
 def load_appointments(actor, patients: dict) -> None:
@@ -397,10 +603,17 @@ def load_appointments(actor, patients: dict) -> None:
             if day.weekday() != shift.weekday:
                 continue
             for hours in (1, 3):
-                start = dt.datetime.combine(day, shift.start_time, tzinfo=zone) + dt.timedelta(hours=hours)
-                appointment = appointment_book(actor=actor, treatment=visits[n % len(visits)],
-                                               practitioner=shift.staff, location=shift.location, start=start,
-                                               patients=[people[n % len(people)]])
+                start = dt.datetime.combine(day, shift.start_time, tzinfo=zone) + dt.timedelta(
+                    hours=hours
+                )
+                appointment = appointment_book(
+                    actor=actor,
+                    treatment=visits[n % len(visits)],
+                    practitioner=shift.staff,
+                    location=shift.location,
+                    start=start,
+                    patients=[people[n % len(people)]],
+                )
                 if offset == 0 and hours == 1:
                     appointment_arrive(actor=actor, appointment=appointment)
                 n += 1
@@ -411,10 +624,19 @@ def load_appointments(actor, patients: dict) -> None:
     toronto = Location.objects.get(name=LOCATIONS["TOR"][0])
     zone = ZoneInfo(toronto.time_zone)
     today = clock.today(zone)
-    for key, day, arrive in (("arjun", today - dt.timedelta(days=1), True), ("rebecca", today + dt.timedelta(days=1), False)):
+    for key, day, arrive in (
+        ("arjun", today - dt.timedelta(days=1), True),
+        ("rebecca", today + dt.timedelta(days=1), False),
+    ):
         start = dt.datetime.combine(day, dt.time(7, 0), tzinfo=zone)  # before the shifts' bookings
-        appointment = appointment_book(actor=actor, treatment=massage, practitioner=marcus, location=toronto,
-                                       start=start, patients=[patients[key]])
+        appointment = appointment_book(
+            actor=actor,
+            treatment=massage,
+            practitioner=marcus,
+            location=toronto,
+            start=start,
+            patients=[patients[key]],
+        )
         if arrive:
             appointment_arrive(actor=actor, appointment=appointment)
 
@@ -423,14 +645,22 @@ def load_patients(actor) -> dict:
     """Patients, the Thompson family's links and a few portal logins."""
     patients = {}
     for key, (first, last, preferred, _, phone, born) in PATIENTS.items():
-        patients[key] = patient_create(actor=actor, data={
-            "first_name": first, "last_name": last, "preferred_name": preferred,
-            "email": patient_email(key), "phone": phone,
-            "date_of_birth": dt.date.fromisoformat(born), "notes": PATIENT_NOTES.get(key, ""),
-        })
+        patients[key] = patient_create(
+            actor=actor,
+            data={
+                "first_name": first,
+                "last_name": last,
+                "preferred_name": preferred,
+                "email": patient_email(key),
+                "phone": phone,
+                "date_of_birth": dt.date.fromisoformat(born),
+                "notes": PATIENT_NOTES.get(key, ""),
+            },
+        )
     for patient, relative, kind in FAMILY_LINKS:
-        family_link_add(actor=actor, patient=patients[patient], relative=patients[relative],
-                        kind=kind)
+        family_link_add(
+            actor=actor, patient=patients[patient], relative=patients[relative], kind=kind
+        )
     for key in PORTAL_PATIENTS:
         patient_portal_enable(actor=actor, patient=patients[key], password=PASSWORD)
     return patients
@@ -456,7 +686,8 @@ class Command(BaseCommand):
                     load_appointments(owner.user, patients)
             except CarnetError as exc:
                 raise CommandError(
-                    f"The demo was not loaded (nothing was saved): {exc.message}") from exc
+                    f"The demo was not loaded (nothing was saved): {exc.message}"
+                ) from exc
             self.stdout.write(self.style.SUCCESS(f"Loaded the demo clinic “{CLINIC['name']}”."))
         self.print_logins()
 
@@ -465,13 +696,16 @@ class Command(BaseCommand):
         if StaffMember.objects.exists() or Patient.objects.exists() or Location.objects.exists():
             raise CommandError(
                 "This database already holds a clinic that is not the demo. "
-                "demo_load only fills an empty database; point DATABASE_URL at a new one.")
+                "demo_load only fills an empty database; point DATABASE_URL at a new one."
+            )
         logins = [row[0] for row in STAFF] + [patient_email(key) for key in PORTAL_PATIENTS]
         users = get_user_model().objects.filter(username__in=logins)
         taken = users.values_list("username", flat=True)
         if taken:
-            raise CommandError(f"These demo logins already exist: {', '.join(sorted(taken))}. "
-                               "Remove them or use a new database.")
+            raise CommandError(
+                f"These demo logins already exist: {', '.join(sorted(taken))}. "
+                "Remove them or use a new database."
+            )
 
     def print_logins(self) -> None:
         out = self.stdout.write
@@ -480,22 +714,33 @@ class Command(BaseCommand):
         for username, *_ in STAFF:
             if username in staff:
                 member = staff[username]
-                rows.append((username, member.access_label,
-                             "yes" if member.can_access_billing else "no",
-                             member.display_name, PASSWORD))
+                rows.append(
+                    (
+                        username,
+                        member.access_label,
+                        "yes" if member.can_access_billing else "no",
+                        member.display_name,
+                        PASSWORD,
+                    )
+                )
         out("")
         out(self.style.MIGRATE_HEADING(f"Staff logins: {STAFF_LOGIN_URL}"))
         self.table(rows)
-        out("  Account Owner and Full Access logins set up two-factor log-in at their first log-in: scan the")
-        out("  QR code with an authenticator app (any TOTP app) and keep the recovery codes. The other levels")
+        out(
+            "  Account Owner and Full Access logins set up two-factor log-in at their first log-in: scan the"
+        )
+        out(
+            "  QR code with an authenticator app (any TOTP app) and keep the recovery codes. The other levels"
+        )
         out("  log in with the password alone unless the clinic asks two-factor of all staff.")
 
         emails = [patient_email(key) for key in PORTAL_PATIENTS]
         with_login = Patient.objects.filter(user__username__in=emails).select_related("user")
         patients = {p.user.username: p for p in with_login}
         rows = [("Email (login)", "Patient", "Password")]
-        rows += [(email, patients[email].full_name, PASSWORD)
-                 for email in emails if email in patients]
+        rows += [
+            (email, patients[email].full_name, PASSWORD) for email in emails if email in patients
+        ]
         out("")
         out(self.style.MIGRATE_HEADING(f"Patient portal logins: {PORTAL_LOGIN_URL}"))
         self.table(rows)
