@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, money_text
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
 from carnet.gateway.services import (
@@ -77,10 +77,6 @@ def purpose_register(purpose: Purpose) -> Purpose:
 
 def _purpose(name: str) -> Purpose:
     return PURPOSES.get(name) or Purpose(name=name, reference="Card")
-
-
-def _money(minor: int) -> str:
-    return str(clinic_get().money(minor))
 
 
 def _gateway_key(kind: str) -> str:
@@ -336,7 +332,10 @@ def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardA
                     f"{exc.message} The money is kept as the patient's account credit."[:300]
                 )
         if payment.unapplied_minor and rows and not attempt.message:
-            attempt.message = f"{_money(payment.unapplied_minor)} was no longer owed and is kept as account credit."
+            attempt.message = (
+                f"{money_text(payment.unapplied_minor)} was no longer owed "
+                "and is kept as account credit."
+            )
         attempt.save()
         _log(attempt, "card_charged" if not reconciled else "card_charge_reconciled")
     return attempt
@@ -387,8 +386,8 @@ def refund_begin(
         if from_credit:
             if amount_minor > locked.unapplied_minor:
                 raise Conflict(
-                    f"Only {_money(locked.unapplied_minor)} of this payment is unapplied. Unapply it from "
-                    "invoices first to refund more.",
+                    f"Only {money_text(locked.unapplied_minor)} of this payment is unapplied. "
+                    "Unapply it from invoices first to refund more.",
                     code="refund_exceeds_unapplied",
                 )
             Payment.objects.filter(pk=locked.pk).update(held_minor=locked.held_minor + amount_minor)

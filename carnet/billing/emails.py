@@ -14,7 +14,7 @@ from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict
 from carnet.core.mail import Attachment, mail_queue
@@ -146,8 +146,7 @@ def pay_balance_request(*, actor, patient: Patient, base_url: str) -> str:
                 (invoice_number(i, clinic), clinic.money(i.balance_minor))
                 for i in open_invoices(patient)
             ],
-            "expires": clock.today(clinic.time_zone)
-            + timedelta(days=settings.PAY_BALANCE_LINK_DAYS),
+            "expires": clinic_today(clinic) + timedelta(days=settings.PAY_BALANCE_LINK_DAYS),
         },
     )
     activity.record(

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from carnet.clinic.models import IncomeCategory, Product, Tax, Treatment
-from carnet.clinic.selectors import clinic_currency, clinic_get
+from carnet.clinic.selectors import clinic_currency, clinic_get, clinic_today
 from carnet.core import activity, bulk, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.limits import max_minor
@@ -296,7 +296,7 @@ def invoices_create(
     if action is not None:
         require(actor, action)
     clinic, now, cache = clinic_get(), clock.now(), {}
-    today = clock.today(clinic.time_zone)
+    today = clinic_today(clinic)
     drafts = []
     for order in orders:
         if not order.lines:

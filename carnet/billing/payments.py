@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.db import transaction
 
-from carnet.clinic.selectors import clinic_currency, clinic_get
+from carnet.clinic.selectors import clinic_currency, money_text
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
 from carnet.core.limits import amount_check, text_check
@@ -29,10 +29,6 @@ REFERENCE_MAX = Payment._meta.get_field("reference").max_length
 REASON_MAX = Refund._meta.get_field("reason").max_length
 
 
-def _money(minor: int) -> str:
-    return str(clinic_get().money(minor))
-
-
 def _check_allocation(invoice: Invoice, *, patient_id: int, amount: int) -> None:
     if amount <= 0:
         raise ValidationFailed(
@@ -47,7 +43,7 @@ def _check_allocation(invoice: Invoice, *, patient_id: int, amount: int) -> None
         )
     if amount > invoice.balance_minor:
         raise Conflict(
-            f"{invoice} owes only {_money(invoice.balance_minor)}; apply at most that "
+            f"{invoice} owes only {money_text(invoice.balance_minor)}; apply at most that "
             "(the rest stays as credit).",
             code="over_apply",
         )
@@ -58,7 +54,7 @@ def _apply(*, payment: Payment, invoice: Invoice, amount: int) -> Allocation:
     _check_allocation(invoice, patient_id=payment.patient_id, amount=amount)
     if amount > payment.unapplied_minor:
         raise Conflict(
-            f"Only {_money(payment.unapplied_minor)} of this payment is unapplied.",
+            f"Only {money_text(payment.unapplied_minor)} of this payment is unapplied.",
             code="over_apply",
         )
     now = clock.now()
@@ -132,7 +128,7 @@ def payment_receive(
     wanted = sum(amount for _, amount in allocations)
     if wanted > amount_minor:
         raise ValidationFailed(
-            f"You applied {_money(wanted)} but received only {_money(amount_minor)}.",
+            f"You applied {money_text(wanted)} but received only {money_text(amount_minor)}.",
             fields={"allocations": ["More than the payment."]},
         )
     if method == Payment.Method.CARD_GATEWAY:
@@ -255,7 +251,7 @@ def credit_apply(
     wanted = min(credit, invoice.balance_minor) if amount_minor is None else amount_minor
     if wanted <= 0 or wanted > credit:
         raise Conflict(
-            f"{patient} has {_money(credit)} of credit; apply between 0.01 and that.",
+            f"{patient} has {money_text(credit)} of credit; apply between 0.01 and that.",
             code="not_enough_credit",
         )
     allocations, left = [], wanted
@@ -364,8 +360,8 @@ def payment_refund(
         payment = lock_payment(payment.pk)
         if amount_minor > payment.unapplied_minor:
             raise Conflict(
-                f"Only {_money(payment.unapplied_minor)} of this payment is unapplied. Unapply it from "
-                "invoices first to refund more.",
+                f"Only {money_text(payment.unapplied_minor)} of this payment is unapplied. "
+                "Unapply it from invoices first to refund more.",
                 code="refund_exceeds_unapplied",
             )
         refund = refund_post(
@@ -478,7 +474,7 @@ def payment_gift_card_spend(*, payment: Payment, amount_minor: int, source, memo
     payment = lock_payment(payment.pk)
     if not 0 < amount_minor <= payment.unapplied_minor:
         raise Conflict(
-            f"Only {_money(payment.unapplied_minor)} of this payment is unapplied.",
+            f"Only {money_text(payment.unapplied_minor)} of this payment is unapplied.",
             code="over_apply",
         )
     payment.gift_card_minor += amount_minor
@@ -501,7 +497,7 @@ def payment_gift_card_release(*, payment: Payment, amount_minor: int, source, me
     payment = lock_payment(payment.pk)
     if not 0 < amount_minor <= payment.gift_card_minor:
         raise Conflict(
-            f"Only {_money(payment.gift_card_minor)} of this payment went to gift cards.",
+            f"Only {money_text(payment.gift_card_minor)} of this payment went to gift cards.",
             code="refund_exceeds_load",
         )
     payment.gift_card_minor -= amount_minor

@@ -1,5 +1,8 @@
+import datetime as dt
+
 from django.db.models import QuerySet
 
+from carnet.core import clock
 from carnet.core.errors import NotFound
 
 from .models import Clinic, Discipline, IncomeCategory, Location, Product, Tax, Treatment
@@ -20,6 +23,16 @@ def clinic_get() -> Clinic:
     if clinic is None:
         clinic = Clinic.objects.create(pk=1, name="My clinic")
     return clinic
+
+
+def clinic_today(clinic: Clinic | None = None) -> dt.date:
+    """Today in the clinic's time zone (SPEC: the clinic's time zone decides what "today" is)."""
+    return clock.today((clinic or clinic_get()).time_zone)
+
+
+def money_text(minor: int) -> str:
+    """An amount in the clinic's currency as sentences show it: 1250 -> "$12.50" (Money.format)."""
+    return clinic_get().money(minor).format()
 
 
 _currency: str | None = None

@@ -27,7 +27,7 @@ from carnet.billing import card_attempts
 from carnet.billing import payments as billing
 from carnet.billing.card_attempts import Purpose, purpose_register
 from carnet.billing.models import CardAttempt, Payment
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, money_text
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.limits import column_check
@@ -36,10 +36,6 @@ from carnet.core.permissions import Action, require
 from .codes import code_canonical, code_rule_broken
 from .models import GiftCard
 from .models import GiftCardTransaction as Txn
-
-
-def _money(minor: int) -> str:
-    return str(clinic_get().money(minor))
 
 
 def code_normalize(code: str) -> str:
@@ -79,7 +75,8 @@ def _check_load(clinic, amount: int) -> None:
     limit = clinic.gift_card_load_limit_minor
     if limit and amount > limit:  # 0 means no limit
         raise Conflict(
-            f"A gift card load is limited to {_money(limit)} (clinic settings).", code="load_limit"
+            f"A gift card load is limited to {money_text(limit)} (clinic settings).",
+            code="load_limit",
         )
 
 
@@ -117,7 +114,7 @@ def _take(card: GiftCard, amount: int) -> None:
             GiftCard.objects.filter(pk=card.pk).values_list("balance_minor", flat=True).first() or 0
         )
         raise Conflict(
-            f"{card} has only {_money(left)} left.", code="gift_card_insufficient_balance"
+            f"{card} has only {money_text(left)} left.", code="gift_card_insufficient_balance"
         )
 
 
@@ -469,14 +466,14 @@ def giftcard_redeem(
     wanted = sum(amount for _, amount in allocations)
     if wanted > amount_minor:
         raise ValidationFailed(
-            f"You applied {_money(wanted)} but redeemed only {_money(amount_minor)}.",
+            f"You applied {money_text(wanted)} but redeemed only {money_text(amount_minor)}.",
             fields={"allocations": ["More than the payment."]},
         )
     if (
         card.balance_minor < amount_minor
     ):  # the common case said plainly; a race is decided by _take below
         raise Conflict(
-            f"{card} has only {_money(card.balance_minor)} left.",
+            f"{card} has only {money_text(card.balance_minor)} left.",
             code="gift_card_insufficient_balance",
         )
     payment = billing.payment_gift_card_record(
@@ -568,8 +565,8 @@ def giftcard_refund(
     if failures:
         done = sum(-row.amount_minor for row in rows)
         raise Conflict(
-            f"{_money(done)} of {_money(amount_minor)} was refunded. The rest could not be refunded to "
-            f"the card: {failures[0]} It stays on {card}; try the refund again.",
+            f"{money_text(done)} of {money_text(amount_minor)} was refunded. The rest could not be "
+            f"refunded to the card: {failures[0]} It stays on {card}; try the refund again.",
             code="refund_partly_failed",
         )
     return rows
@@ -591,7 +588,7 @@ def _refund_plan(card: GiftCard, *, actor, amount: int, reason: str, prefix: str
             "balance_minor", "held_minor"
         ).first() or (0, 0)
         raise Conflict(
-            f"{card} has only {_money(left[0] - left[1])} left to refund.",
+            f"{card} has only {money_text(left[0] - left[1])} left to refund.",
             code="gift_card_insufficient_balance",
         )
     loads = (
@@ -634,8 +631,8 @@ def _refund_plan(card: GiftCard, *, actor, amount: int, reason: str, prefix: str
         rows.append(_history(card, Txn.Kind.REFUND, -part, actor=actor, payment=payment))
     if left:
         raise Conflict(
-            f"Only {_money(amount - left)} of {card}'s balance came from its own loads and can be "
-            "refunded to them.",
+            f"Only {money_text(amount - left)} of {card}'s balance came from its own loads and can "
+            "be refunded to them.",
             code="refund_exceeds_load",
         )
     return rows, attempts
@@ -754,7 +751,8 @@ def giftcard_sell_online(
         return done
     if amount_minor < clinic.gift_card_online_minimum_minor:
         raise ValidationFailed(
-            f"The smallest gift card sold online is {_money(clinic.gift_card_online_minimum_minor)}.",
+            "The smallest gift card sold online is "
+            f"{money_text(clinic.gift_card_online_minimum_minor)}.",
             fields={"amount": ["Below the minimum."]},
         )
     _check_load(clinic, amount_minor)

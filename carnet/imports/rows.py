@@ -102,7 +102,9 @@ def _date(text: str) -> dt.date:
         raise _Bad(f"“{text}” is not a real date; write it as YYYY-MM-DD.") from None
 
 
-def _money(text: str, currency: str) -> int:
+def _money_parse(text: str, currency: str) -> int:
+    """A cell's amount in minor units (Money.parse), also as written in a spreadsheet: after a
+    currency sign ("$12.50", "CA$12.50") or negative in brackets ("(12.50)")."""
     cleaned = re.sub(
         r"^[^\d\-(]+", "", text.strip()
     )  # a leading currency sign: "$12.50", "CA$12.50"
@@ -351,7 +353,7 @@ def _patient_of(r: _Reader) -> dict:
 
 def _packages(r: _Reader, currency: str) -> Row | None:
     def money(text):
-        return _money(text, currency)
+        return _money_parse(text, currency)
 
     values = {
         **_patient_of(r),
@@ -436,7 +438,7 @@ def _memberships(r: _Reader, currency: str) -> Row | None:
         "start_date": r.get("start_date", _date, required=True),
         "next_cycle_date": r.get("next_cycle_date", _date, required=True),
         "uses_this_cycle": r.get("uses_this_cycle", _count) or 0,
-        "cycle_price": r.get("cycle_price", lambda t: _money(t, currency)),
+        "cycle_price": r.get("cycle_price", lambda t: _money_parse(t, currency)),
         "payment": r.get("payment", _mode) or "manual",
     }
     if values["cycle_price"] is not None and values["cycle_price"] < 0:
@@ -465,7 +467,7 @@ def remaining_value(
 
 def _credit(r: _Reader, currency: str) -> Row | None:
     patient = r.get("patient_external_id", required=True, max_length=120)
-    amount = r.get("amount", lambda t: _money(t, currency), required=True)
+    amount = r.get("amount", lambda t: _money_parse(t, currency), required=True)
     if amount is not None and amount <= 0:
         r.problem(
             "amount",
@@ -490,7 +492,7 @@ def _gift_cards(r: _Reader, currency: str) -> Row | None:
             f"“{code}” breaks the gift card code rules: at least 6 characters, no spaces, not "
             "starting with 0 (at most 40).",
         )
-    balance = r.get("balance", lambda t: _money(t, currency), required=True)
+    balance = r.get("balance", lambda t: _money_parse(t, currency), required=True)
     if balance is not None and balance < 0:
         r.problem("balance", "A negative balance cannot be imported.")
     values = {

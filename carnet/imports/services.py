@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, bulk, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import Action, require
@@ -98,7 +98,7 @@ def import_preview(
     clinic = clinic_get()
     sheet = sheet_read(data=data, file_name=file_name)
     used = mapping_checked(kind, sheet.headers, mapping)
-    cut_over = cut_over or clock.today(clinic.time_zone)
+    cut_over = cut_over or clinic_today(clinic)
     plan = plan_rows(
         kind=kind, sheet=sheet, mapping=used, currency=clinic.currency, cut_over=cut_over
     )

@@ -15,7 +15,7 @@ from carnet.billing.document_views import pdf_response
 from carnet.billing.models import Invoice, Payment
 from carnet.billing.payments import balance_pay_online, pay_balance_entry_for
 from carnet.billing.selectors import amount_owing, open_invoices
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
@@ -460,7 +460,7 @@ def _pass_status(sold, clinic) -> str:
 
     if sold.status != sold.Status.ACTIVE:
         return sold.get_status_display()
-    if sold.expires_on and sold.expires_on < clock.today(clinic.time_zone):
+    if sold.expires_on and sold.expires_on < clinic_today(clinic):
         return "Expired"
     if not pass_fully_paid(sold):
         unlocked = pass_unlocked(sold)
@@ -647,7 +647,7 @@ def _memberships(user, clinic) -> list[dict]:
     from carnet.passes.memberships import freeze_fee_words
     from carnet.passes.quotes import price_with_tax_minor
 
-    today = clock.today(clinic.time_zone)
+    today = clinic_today(clinic)
     out = []
     for sold in (
         passes_online.portal_passes(user)

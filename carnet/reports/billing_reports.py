@@ -29,8 +29,7 @@ from django.db.models import Q, Sum
 
 from carnet.billing.models import Allocation, Invoice, InvoiceLine, Payment, Refund
 from carnet.clinic.models import IncomeCategory
-from carnet.clinic.selectors import clinic_get
-from carnet.core import clock
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.errors import ValidationFailed
 from carnet.ledger import accounts
 from carnet.ledger.models import Posting
@@ -395,7 +394,7 @@ BUCKETS = (
 
 
 def as_of_from(value) -> dt.date:
-    return _date(value, "as_of") or clock.today(clinic_get().time_zone)
+    return _date(value, "as_of") or clinic_today()
 
 
 def _bucket(age: int) -> str:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from carnet.clinic.selectors import clinic_get
-from carnet.core import clock
+from carnet.clinic.selectors import clinic_today
 from carnet.core.errors import ValidationFailed
 from carnet.core.limits import date_check
 from carnet.core.permissions import Action, can, require, staff_of
@@ -47,7 +46,7 @@ def _date(value, field: str) -> dt.date | None:
 
 def period_from(start=None, end=None) -> Period:
     """A date range from filters; default: this month so far, in the clinic's time zone."""
-    today = clock.today(clinic_get().time_zone)
+    today = clinic_today()
     start_date = _date(start, "start") or today.replace(day=1)
     end_date = _date(end, "end") or today
     if end_date < start_date:

@@ -22,7 +22,7 @@ from django.db import transaction
 from carnet.billing import payments
 from carnet.billing.invoicing import LineInput, Totals, invoice_create, invoices_preview
 from carnet.billing.models import Invoice, Payment
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import money_text
 from carnet.core.errors import CarnetError, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.passes.selectors import pass_invoices
@@ -261,14 +261,10 @@ def gift_cards_from(sale: Sale, tender: Tender) -> int:
         )
     if tender.amount_minor < sale.gift_minor:
         raise ValidationFailed(
-            f"The first way to pay carries the gift card's {_money(sale.gift_minor)} in full; "
-            f"it has only {_money(tender.amount_minor)}."
+            f"The first way to pay carries the gift card's {money_text(sale.gift_minor)} in full; "
+            f"it has only {money_text(tender.amount_minor)}."
         )
     return sale.gift_minor
-
-
-def _money(minor: int) -> str:
-    return str(clinic_get().money(minor))
 
 
 def checkout_charge_card(

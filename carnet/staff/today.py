@@ -16,7 +16,7 @@ from itertools import groupby
 from zoneinfo import ZoneInfo
 
 from carnet.billing.selectors import patients_owing
-from carnet.clinic.selectors import clinic_get, locations_active
+from carnet.clinic.selectors import clinic_get, clinic_today, locations_active
 from carnet.core import clock
 from carnet.core.permissions import Action, can, staff_of
 from carnet.passes.overdue import past_due_memberships
@@ -104,7 +104,7 @@ def today_board(*, actor) -> dict:
             a.owing_minor = sum(owes.get(r.patient_id, 0) for r in a.participants.all())
         board["owing"] = patients_owing(limit=10)
         board["expiring"] = passes_expiring(
-            today=clock.today(clinic.time_zone), within_days=EXPIRING_WITHIN_DAYS
+            today=clinic_today(clinic), within_days=EXPIRING_WITHIN_DAYS
         )
         board["running_low"] = passes_running_low(patient_ids=today_ids) if today_ids else []
         board["declined"] = autopay_declined()

@@ -20,7 +20,7 @@ from django.db import transaction
 from carnet.billing.invoicing import LineInput, invoice_create
 from carnet.billing.payments import payment_receive
 from carnet.clinic.models import Discipline, IncomeCategory, Location, Product, Tax, Treatment
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.clinic.services import clinic_update, setup_save
 from carnet.core import activity
 from carnet.core.errors import CarnetError
@@ -531,10 +531,9 @@ def load_passes(actor, patients: dict) -> None:
             }
         ],
     )
-    from carnet.core import clock
     from carnet.passes.memberships import membership_sell
 
-    today = clock.today(clinic_get().time_zone)
+    today = clinic_today()
     card = card_store(
         actor=actor,
         patient=patients["isabelle"],
