@@ -95,7 +95,8 @@ def _rate_text(rate: Decimal) -> str:
 
 
 def _payment_events(invoice_ids) -> dict[int, list[tuple[dt.datetime, int]]]:
-    """invoice id -> [(instant, amount applied up to then)], in time order (unapplying lowers it)."""
+    """invoice id -> [(instant, amount applied up to then)], in time order
+    (unapplying lowers it)."""
     moves = defaultdict(list)
     for a in Allocation.objects.filter(invoice_id__in=list(invoice_ids)).order_by(
         "applied_at", "pk"
@@ -300,18 +301,20 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
         ],
         filters={"start": period.start, "end": period.end, "basis": basis, "staff": staff},
         notes=[
-            "Sale: a treatment, product, fee or other line assigned to the staff member; value = the line's net "
-            "(after discount, before tax). Accrual: the invoice date (the visit arrived). Cash: each payment applied "
-            "to the invoice pays the same share of every line (net × applied ÷ invoice total), on the day it is "
-            "applied; unapplying takes that share back on the day it is unapplied.",
-            "Pass-covered visit: value = the pass item's staff compensation value (0 when the sale was "
-            "compensated upfront); the visit's own additional-charge line is not counted again. Accrual: the day the "
-            "use was posted (arrived). Cash: the day the visit's additional charge was fully paid, or the posting "
-            "day when there is no charge.",
-            "Upfront pass sale: the package or membership sale line assigned to the seller, at the seller's rate; "
-            "accrual by invoice date, cash when paid, as for a sale.",
-            "Commission = value × the staff member's rate for the income category, rounded to the cent; "
-            "no rate set counts as 0 %.",
+            "Sale: a treatment, product, fee or other line assigned to the staff member; "
+            "value = the line's net (after discount, before tax). Accrual: the invoice date (the "
+            "visit arrived). Cash: each payment applied to the invoice pays the same share of "
+            "every line (net × applied ÷ invoice total), on the day it is applied; "
+            "unapplying takes that share back on the day it is unapplied.",
+            "Pass-covered visit: value = the pass item's staff compensation value (0 when the "
+            "sale was compensated upfront); the visit's own additional-charge line is not counted "
+            "again. Accrual: the day the use was posted (arrived). Cash: "
+            "the day the visit's additional charge was fully paid, or the posting day when there "
+            "is no charge.",
+            "Upfront pass sale: the package or membership sale line assigned to the seller, "
+            "at the seller's rate; accrual by invoice date, cash when paid, as for a sale.",
+            "Commission = value × the staff member's rate for the income category, "
+            "rounded to the cent; no rate set counts as 0 %.",
         ],
     )
 
@@ -368,9 +371,10 @@ def transactions(*, actor, period: Period) -> Table:
             "scope": "own" if own is not None else "clinic",
         },
         notes=[
-            "Received: payments by the day they were received (clinic time), whether applied to invoices or kept "
-            "as credit; gift-card redemptions appear under “Gift card”. Refunded: refunds by the day made, under "
-            "the method they were paid out by. Net = received − refunded."
+            "Received: payments by the day they were received (clinic time), "
+            "whether applied to invoices or kept as credit; gift-card redemptions appear under "
+            "“Gift card”. Refunded: refunds by the day made, under the method they were paid out "
+            "by. Net = received − refunded."
             + (" You see the payments you recorded and their refunds." if own is not None else "")
         ],
     )
@@ -453,8 +457,9 @@ def ar_aging(*, actor, as_of: dt.date) -> Table:
         ],
         filters={"as_of": as_of, "scope": "own" if own is not None else "clinic"},
         notes=[
-            "Each invoice's balance at the end of the “as of” day (its total less the payments applied by then), "
-            "in the column of its age: days from the invoice date to the “as of” day."
+            "Each invoice's balance at the end of the “as of” day (its total less the payments "
+            "applied by then), in the column of its age: days from the invoice date to the “as "
+            "of” day."
         ],
     )
     if own is not None:
@@ -463,7 +468,8 @@ def ar_aging(*, actor, as_of: dt.date) -> Table:
 
 
 def ar_ledger_check(table: Table, as_of: dt.date) -> dict | None:
-    """The A/R ledger balance at the end of `as_of` against the report's total (whole clinic only)."""
+    """The A/R ledger balance at the end of `as_of` against the report's total
+    (whole clinic only)."""
     if table.filters.get("scope") != "clinic":
         return None
     end = _start_of(as_of + dt.timedelta(days=1), _zone())
@@ -477,7 +483,7 @@ def ar_ledger_check(table: Table, as_of: dt.date) -> dict | None:
     }
 
 
-# ---------------------------------------------------------------- billing summary by income category
+# --------------------------------------------------------------- billing summary by income category
 
 
 def _recognised(start, end, staff) -> dict[int, int]:
@@ -563,14 +569,17 @@ def billing_summary(*, actor, period: Period) -> Table:
             "scope": "own" if own is not None else "clinic",
         },
         notes=[
-            "Invoiced net (sales): treatments, products, fees and other lines on invoices dated in the period, "
-            "after discounts, before tax.",
-            "Deferred (passes): package and membership sales (less pass refunds taken back on their invoices); "
-            "paid up front for services not yet given, so not earned yet.",
-            "Tax and Invoiced total: all lines of those invoices (Invoiced total = sales + deferred + tax).",
-            "Pass revenue recognised: package sessions used and membership fees earned in the period, read from the "
-            "ledger (revenue postings of pass redemptions, undone redemptions and membership recognition).",
-            "Earned revenue = invoiced net (sales) + pass revenue recognised. Deleted invoices are left out.",
+            "Invoiced net (sales): treatments, products, fees and other lines on invoices dated "
+            "in the period, after discounts, before tax.",
+            "Deferred (passes): package and membership sales (less pass refunds taken back on "
+            "their invoices); paid up front for services not yet given, so not earned yet.",
+            "Tax and Invoiced total: all lines of those invoices (Invoiced total = sales + "
+            "deferred + tax).",
+            "Pass revenue recognised: package sessions used and membership fees earned in the "
+            "period, read from the ledger (revenue postings of pass redemptions, "
+            "undone redemptions and membership recognition).",
+            "Earned revenue = invoiced net (sales) + pass revenue recognised. "
+            "Deleted invoices are left out.",
         ],
     )
     if own is not None:

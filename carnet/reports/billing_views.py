@@ -66,7 +66,8 @@ def _exports(request) -> dict:
 
 def report_page(request, title, build, fields, *, chart=None, extra=None, links=None):
     """Build the table (a domain error becomes a message above the filters), export or render it.
-    `links`: column key -> function(row) -> URL, for cells that link somewhere (render.page_context)."""
+    `links`: column key -> function(row) -> URL, for cells that link somewhere
+    (render.page_context)."""
     context = {
         "title": title,
         "fields": fields,

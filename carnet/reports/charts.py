@@ -32,12 +32,14 @@ class _Frame:
         zero = self.y(0)
         parts = [
             f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}"/>',
-            f'<line class="axis zero" x1="{LEFT}" y1="{zero:.1f}" x2="{WIDTH - RIGHT}" y2="{zero:.1f}"/>',
+            f'<line class="axis zero" x1="{LEFT}" y1="{zero:.1f}" x2="{WIDTH - RIGHT}" '
+            f'y2="{zero:.1f}"/>',
         ]
         for value in sorted({self.low, 0.0, self.high}):
             y = self.y(value)
             parts.append(
-                f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_number(value)}</text>'
+                f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" '
+                f'text-anchor="end">{_number(value)}</text>'
             )
         if y_title:
             parts.append(f'<text class="axis-title" x="4" y="{TOP - 6}">{escape(y_title)}</text>')
@@ -46,7 +48,8 @@ class _Frame:
 
 def _open(title: str) -> list[str]:
     return [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
 
@@ -74,7 +77,8 @@ def bar_chart(points: list[tuple[str, float]], *, title: str, y_title: str = "")
         ):  # the value just outside the bar's end: above a positive bar, below a negative one
             y = top - 4 if value >= 0 else bottom + 12
             parts.append(
-                f'<text class="value" x="{centre:.1f}" y="{y:.1f}" text-anchor="middle">{_number(value)}</text>'
+                f'<text class="value" x="{centre:.1f}" y="{y:.1f}" '
+                f'text-anchor="middle">{_number(value)}</text>'
             )
         if labelled or i % max(1, len(points) // 12) == 0:
             parts.append(
@@ -97,17 +101,20 @@ def line_chart(points: list[tuple[str, float]], *, title: str, y_title: str = ""
     parts = _open(title) + frame.axes(y_title) + [f'<polyline fill="none" points="{path}"/>']
     for (x, y), (label, value) in zip(coords, points):
         parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(label)}: {_number(value)}</title></circle>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(label)}: '
+            f"{_number(value)}</title></circle>"
         )
     for (x, y), (label, value), anchor in (
         (coords[0], points[0], "start"),
         (coords[-1], points[-1], "end"),
     ):
         parts.append(
-            f'<text class="value" x="{x:.1f}" y="{y - 6:.1f}" text-anchor="{anchor}">{_number(value)}</text>'
+            f'<text class="value" x="{x:.1f}" y="{y - 6:.1f}" '
+            f'text-anchor="{anchor}">{_number(value)}</text>'
         )
         parts.append(
-            f'<text class="label" x="{x:.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">{escape(label)}</text>'
+            f'<text class="label" x="{x:.1f}" y="{HEIGHT - 12}" '
+            f'text-anchor="{anchor}">{escape(label)}</text>'
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))

@@ -47,7 +47,8 @@ def pass_usage(
     template_id: str = "",
     type: str = "",
 ):
-    """Visits covered by a pass with a service date in the range: original value, discount, covered value."""
+    """Visits covered by a pass with a service date in the range: original value,
+    discount, covered value."""
     return reports.pass_usage_report(
         actor=request.auth,
         start=start,

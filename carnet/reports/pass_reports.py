@@ -107,7 +107,8 @@ SALES_COLUMNS = [
     Column("reserved", "Reserved", INT, total=True),
     Column("forfeited", "Forfeited", INT, total=True),
     Column("remaining", "Remaining", INT, total=True),
-    # A value package (issue 23): the amount it holds, drawn by arrived visits, held by bookings, and left.
+    # A value package (issue 23): the amount it holds, drawn by arrived visits,
+    # held by bookings, and left.
     Column("value_held", "Value held", MONEY, total=True),
     Column("value_drawn", "Value drawn", MONEY, total=True),
     Column("value_reserved", "Value reserved", MONEY, total=True),
@@ -274,14 +275,16 @@ def pass_sales_report(
             }
         )
     notes = [
-        "Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet arrived; "
-        "forfeited: uses lost when the pass expired or was refunded.",
-        "Sale price: the pass's price, taxes included (all instalments of a payment plan). For a membership "
-        "it is the price of one cycle.",
+        "Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet "
+        "arrived; forfeited: uses lost when the pass expired or was refunded.",
+        "Sale price: the pass's price, taxes included (all instalments of a payment plan). "
+        "For a membership it is the price of one cycle.",
         "Quantity and remaining are blank for memberships with unlimited uses.",
-        "A package that holds a value counts money, not uses: value drawn + value reserved + value "
-        "forfeited (when it ended) + value left = value held; Redeemed and Reserved count its visits.",
-        "Outstanding balance: what is still owed on the pass's issued invoices (instalments, cycles).",
+        "A package that holds a value counts money, not uses: value drawn + value reserved + "
+        "value forfeited (when it ended) + value left = value held; Redeemed and Reserved count "
+        "its visits.",
+        "Outstanding balance: what is still owed on the pass's issued invoices (instalments, "
+        "cycles).",
     ]
     if staff_id is not None:
         notes.insert(0, "Only the passes you sold are shown.")
@@ -374,8 +377,9 @@ def pass_usage_report(
         )
     notes = [
         (
-            "Covered value is the pass value recognised for the visit (a package's price ÷ uses); a "
-            "membership's fee is recognised day by day over its cycle, so its visits show 0 here."
+            "Covered value is the pass value recognised for the visit (a package's price ÷ uses); "
+            "a membership's fee is recognised day by day over its cycle, so its visits show 0 "
+            "here."
         )
     ]
     if own is not None:
@@ -418,7 +422,8 @@ def redemptions_per_week(table: Table) -> list[tuple[str, int]]:
 ACCOUNT_KIND = {
     accounts.DEFERRED_PACKAGES: Kind.PACKAGE,
     accounts.DEFERRED_MEMBERSHIPS: Kind.MEMBERSHIP,
-    # Breakage recognised ahead (issue 23, passes/breakage.py): a contra account, read with packages.
+    # Breakage recognised ahead (issue 23, passes/breakage.py):
+    # a contra account, read with packages.
     accounts.EXPECTED_BREAKAGE: Kind.PACKAGE,
 }
 # On the contra account: a redemption's share is "breakage expected"; its settling when a package
@@ -428,7 +433,8 @@ CONTRA_MOVEMENTS = {
     "pass_redemption_undone": ("breakage_expected", 1),
     "pass_breakage_settled": ("expired", 1),
 }
-# Journal transaction kind -> (movement, sign applied to the posting amount so the movement reads positive).
+# Journal transaction kind -> (movement, sign applied to the posting amount so the
+# movement reads positive).
 MOVEMENTS = {
     "invoice_issued": ("sold", -1),
     "invoice_deleted": ("sold", -1),
@@ -444,7 +450,8 @@ MOVEMENTS = {
     "opening_balance": ("imported", -1),
     "opening_balance_undone": ("imported", -1),
 }
-# closing = opening + imported + sold - redeemed - breakage expected - refunded - expired + transferred
+# closing = opening + imported + sold - redeemed - breakage expected - refunded -
+# expired + transferred
 EFFECT = {
     "imported": 1,
     "sold": 1,
@@ -495,7 +502,8 @@ def _bounds(period: Period, zone: str) -> tuple[dt.datetime, dt.datetime]:
 
 
 def _template_of_source():
-    """The pass template a deferred-revenue posting came from, traced through its source document."""
+    """The pass template a deferred-revenue posting came from,
+    traced through its source document."""
     source = Cast(OuterRef("transaction__source_id"), BigIntegerField())
     by = {
         "passes.redemption": Redemption.objects.filter(pk=source).values("sold_pass__template_id"),
@@ -617,18 +625,19 @@ def deferred_revenue_rollforward(
     )
     table.notes = [
         (
-            "Read from the ledger's deferred revenue accounts, by journal transaction: imported = opening "
-            "balances brought in from the clinic's previous system (net of imports undone); sold = sale invoices "
-            "net of deleted ones; redeemed = package uses (net of un-arrivals) and membership fees earned; "
-            "breakage expected = breakage recognised in proportion to redemptions (ASC 606-10-55-48, for "
-            "packages sold under that method; net of catch-ups and un-arrivals); refunded = value taken back "
-            "from refunded passes and cycles; expired = breakage at expiry (and value kept on a refund), less "
-            "the breakage expected of packages that ended. Packages' deferred revenue is read net of the "
-            "expected-breakage contra account."
+            "Read from the ledger's deferred revenue accounts, by journal transaction: "
+            "imported = opening balances brought in from the clinic's previous system (net of "
+            "imports undone); sold = sale invoices net of deleted ones; redeemed = package uses "
+            "(net of un-arrivals) and membership fees earned; breakage expected = breakage "
+            "recognised in proportion to redemptions (ASC 606-10-55-48, for packages sold under "
+            "that method; net of catch-ups and un-arrivals); refunded = value taken back from "
+            "refunded passes and cycles; expired = breakage at expiry (and value kept on a "
+            "refund), less the breakage expected of packages that ended. "
+            "Packages' deferred revenue is read net of the expected-breakage contra account."
         ),
         (
-            "Membership fees earned by the daily job are posted once per membership template, so they show "
-            "under their template."
+            "Membership fees earned by the daily job are posted once per membership template, "
+            "so they show under their template."
         ),
     ]
 
@@ -666,8 +675,8 @@ def deferred_revenue_rollforward(
             )
     for name, amount in sorted(unclassified.items()):
         mismatches.append(
-            f"Postings of kind “{name}” ({clinic.money(amount)} in the period) are not classified by "
-            "this report."
+            f"Postings of kind “{name}” ({clinic.money(amount)} in the period) are not classified "
+            "by this report."
         )
     types = Table(
         title="Deferred revenue by pass type",
@@ -683,7 +692,8 @@ def deferred_revenue_rollforward(
     )
     if template_id:
         types.notes = [
-            "Filtered to one template: the tie-out to the ledger is checked on the unfiltered report."
+            "Filtered to one template: the tie-out to the ledger is checked on the unfiltered "
+            "report."
         ]
     liability = (
         []
@@ -705,7 +715,8 @@ def deferred_revenue_rollforward(
 def _liability_over_time(
     codes, period: Period, start_dt, end_dt, zone: str, opening: int
 ) -> list[tuple[str, int]]:
-    """The deferred revenue balance at the end of each day (at most ~60 points: later days sampled)."""
+    """The deferred revenue balance at the end of each day (at most ~60 points:
+    later days sampled)."""
     daily = dict(
         Posting.objects.filter(
             account__code__in=codes, transaction__at__gte=start_dt, transaction__at__lt=end_dt

@@ -140,7 +140,8 @@ def pass_usage(request):
 
 @staff_required(Action.REPORTS_CLINIC)
 def pass_rollforward(request):
-    """Both tables on one page; `?table=types` exports the per-type tie-out instead of the per-template rows."""
+    """Both tables on one page; `?table=types` exports the per-type tie-out instead of the
+    per-template rows."""
     found = {}
 
     def build(**f):

@@ -64,8 +64,8 @@ def past_due_report(*, actor) -> Table:
             }
         )
     notes = [
-        "A membership is past due when a cycle's invoice is still owed after its due date (cycles written "
-        "off are not owed). Amount owed: what those invoices still owe."
+        "A membership is past due when a cycle's invoice is still owed after its due date (cycles "
+        "written off are not owed). Amount owed: what those invoices still owe."
     ]
     if staff_id is not None:
         notes.insert(0, "Only the memberships you sold are shown.")

@@ -4,12 +4,13 @@ built with the services. Times are in the clinic's zone (America/Toronto).
 The data set (income categories C = the catalog's, P = "Products"; no tax unless said):
 - Practitioner A: rates C 40 %, P 20 %. Seller S (Front Desk): rate C 10 %. Front desk F (level 40).
 - 2026-03-01  I-old: P2, 50.00 manual line (C), no staff; never paid.
-- 2026-05-04  I1: P1, 100.00 manual line (P), staff A. 40.00 cash paid the same day (F's colleague, owner).
-- 2026-05-05  package "Five" (C, 500.00, 5 sessions, item: additional charge 10.00, compensation 80.00)
-              sold to P2, no seller; paid 500.00 card (manual).
+- 2026-05-04  I1: P1, 100.00 manual line (P), staff A. 40.00 cash paid the same day
+  (F's colleague, owner).
+- 2026-05-05  package "Five" (C, 500.00, 5 sessions, item: additional charge 10.00, compensation
+              80.00) sold to P2, no seller; paid 500.00 card (manual).
 - 2026-05-06  package "Two" (C, 200.00, 2 sessions) sold to P1 by S (upfront); 100.00 cash paid.
-- 2026-05-12  P2's 09:00 massage with A, covered by "Five"; arrived 10:00: invoice 10.00 + 13 % = 11.30
-              (the treatment's tax); 100.00 of "Five" recognised.
+- 2026-05-12  P2's 09:00 massage with A, covered by "Five"; arrived 10:00: invoice 10.00 + 13 % =
+              11.30 (the treatment's tax); 100.00 of "Five" recognised.
 - 2026-05-14  F takes 11.30 cash for that invoice.
 - 2026-05-20  60.00 debit pays the rest of I1; 30.00 cash from P1 left as credit.
 - 2026-05-21  10.00 of that credit refunded in cash.
@@ -371,8 +372,8 @@ def test_page_csv_xlsx_and_api_agree(data, client, name, query, key, expected):
 
 
 def test_access_whole_clinic_own_rows_or_refused(data, client):
-    """Administrative/All Billing with billing: the whole clinic; without billing or lower: own rows;
-    No Access and patients: refused."""
+    """Administrative/All Billing with billing: the whole clinic; without billing or lower: own
+    rows; No Access and patients: refused."""
     admin = make_staff(AccessLevel.ADMIN_BILLING)
     admin_no_billing = make_staff(AccessLevel.ADMIN_BILLING, billing=False)
     nobody = make_staff(AccessLevel.NO_ACCESS)

@@ -62,10 +62,14 @@ def s(catalog, owner, admin_staff):
     """The fixed data set (America/Toronto, no taxes on the passes):
     April 20: P1 buys 5 massages (40,000, sold by `seller`, at the location) and P3 one expiring
               May 10; both paid. Opening for May: 80,000.
-    May 1:   P4 buys a monthly membership (6,000, unpaid).  May 2: P2 buys 5 massages, paid.
-    May 11:  the expiry job: P3's 40,000 to breakage.      May 12: P1's visit with `prac` (8,000).
-    May 15:  P2 refunded in full (40,000).                  May 16: membership fees earned to date.
-    May 19:  P1's visit with `prac2` (8,000).               June 2: P1's visit with `prac` (after May)."""
+    May 1:    P4 buys a monthly membership (6,000, unpaid).
+    May 2:    P2 buys 5 massages, paid.
+    May 11:   the expiry job: P3's 40,000 to breakage.
+    May 12:   P1's visit with `prac` (8,000).
+    May 15:   P2 refunded in full (40,000).
+    May 16:   membership fees earned to date.
+    May 19:   P1's visit with `prac2` (8,000).
+    June 2:   P1's visit with `prac` (after May)."""
     clinic_set(time_zone="America/Toronto")
     seller = make_staff(AccessLevel.FRONT_DESK, name="Seller")
     prac, prac2 = practitioner(catalog["location"]), practitioner(catalog["location"])
@@ -581,7 +585,7 @@ def test_reports_index_lists_the_pass_reports(s, client):
         assert reverse(name) in html
 
 
-# ---------------------------------------------------------------- the roll-forward after a random history
+# ---------------------------------------------------------- the roll-forward after a random history
 
 STEPS = st.lists(
     st.one_of(
@@ -678,7 +682,8 @@ def test_a_pass_received_by_transfer_cannot_be_deleted_so_the_roll_forward_keeps
     catalog, owner, admin_staff
 ):
     """Found by the history test above: deleting a transferred-in pass marked its carried value
-    recognised with no ledger posting. Such a pass has no invoice to reverse: deleting is refused."""
+    recognised with no ledger posting. Such a pass has no invoice to reverse:
+    deleting is refused."""
     from carnet.core.errors import Conflict
 
     template = package_template(catalog, name="Odd", price=10001, quantity=7, transferable=True)
@@ -766,7 +771,7 @@ def _step(step, day, owner, prac, catalog, templates, mtpl, passes, visits) -> d
     return day
 
 
-# ---------------------------------------------------------------- speed (SPEC 13): opt-in, PostgreSQL
+# -------------------------------------------------------------- speed (SPEC 13): opt-in, PostgreSQL
 
 
 @pytest.mark.skipif(
@@ -834,42 +839,52 @@ def test_usage_report_for_one_month_over_a_million_redemptions_is_under_a_second
         }
         cursor.execute(
             """
-            CREATE TEMP TABLE bench AS SELECT g, timestamptz '2024-01-01 14:00+00' + g * interval '90 seconds' AS at,
-                   (%(patients)s::bigint[])[g %% %(w)s + 1] AS patient, (%(passes)s::bigint[])[g %% %(w)s + 1] AS pass,
-                   (%(items)s::bigint[])[g %% %(w)s + 1] AS item, (%(staff)s::bigint[])[g %% 5 + 1] AS staff
+            CREATE TEMP TABLE bench AS
+            SELECT g, timestamptz '2024-01-01 14:00+00' + g * interval '90 seconds' AS at,
+                   (%(patients)s::bigint[])[g %% %(w)s + 1] AS patient,
+                   (%(passes)s::bigint[])[g %% %(w)s + 1] AS pass,
+                   (%(items)s::bigint[])[g %% %(w)s + 1] AS item,
+                   (%(staff)s::bigint[])[g %% 5 + 1] AS staff
             FROM generate_series(0, %(n)s - 1) AS g""",
             params,
         )
         cursor.execute(
-            """INSERT INTO scheduling_appointment (id, treatment_id, practitioner_id, location_id, start, "end",
-                            status, booked_by, notes, created_at)
-                          SELECT %(a0)s + g, %(t)s, staff, %(loc)s, at, at + interval '1 hour', 'arrived', 'staff', '', at
+            """INSERT INTO scheduling_appointment (id, treatment_id, practitioner_id, location_id,
+                            start, "end", status, booked_by, notes, created_at)
+                          SELECT %(a0)s + g, %(t)s, staff, %(loc)s, at, at + interval '1 hour',
+                                 'arrived', 'staff', '', at
                           FROM bench""",
             params,
         )
         cursor.execute(
-            """INSERT INTO billing_invoice (id, number, patient_id, location_id, invoice_date, created_at,
-                            subtotal_minor, tax_minor, total_minor, applied_minor, notes)
-                          SELECT %(i0)s + g, %(no0)s + g, patient, %(loc)s, at::date, at, 0, 0, 0, 0, '' FROM bench""",
+            """INSERT INTO billing_invoice (id, number, patient_id, location_id, invoice_date,
+                            created_at, subtotal_minor, tax_minor, total_minor, applied_minor,
+                            notes)
+                          SELECT %(i0)s + g, %(no0)s + g, patient, %(loc)s, at::date, at,
+                                 0, 0, 0, 0, '' FROM bench""",
             params,
         )
         cursor.execute(
-            """INSERT INTO scheduling_appointmentpatient (id, appointment_id, patient_id, role, status,
-                            invoice_id, booked_at)
-                          SELECT %(p0)s + g, %(a0)s + g, patient, 'primary', 'arrived', %(i0)s + g, at FROM bench""",
+            """INSERT INTO scheduling_appointmentpatient (id, appointment_id, patient_id, role,
+                            status, invoice_id, booked_at)
+                          SELECT %(p0)s + g, %(a0)s + g, patient, 'primary', 'arrived', %(i0)s + g,
+                                 at FROM bench""",
             params,
         )
         cursor.execute(
-            """INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status, visit_date,
-                            reserved_at, posted_at, value_minor, additional_charge_minor, practitioner_id,
-                            compensation_minor, compensated_upfront, by_no_show)
-                          SELECT pass, item, %(p0)s + g, patient, 'posted', (at AT TIME ZONE 'America/Toronto')::date,
+            """INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status,
+                            visit_date, reserved_at, posted_at, value_minor,
+                            additional_charge_minor, practitioner_id, compensation_minor,
+                            compensated_upfront, by_no_show)
+                          SELECT pass, item, %(p0)s + g, patient, 'posted',
+                                 (at AT TIME ZONE 'America/Toronto')::date,
                                  at, at, 5000, 0, staff, 9000, false, false FROM bench""",
             params,
         )
         for table in ("scheduling_appointment", "scheduling_appointmentpatient", "billing_invoice"):
             cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM "
+                f"{table}))"
             )
         cursor.execute("ANALYZE")
     month = (
