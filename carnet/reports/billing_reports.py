@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.db.models import Q, Sum
@@ -146,6 +147,18 @@ def _paid_at(invoice, events, end) -> dt.datetime | None:
     return became
 
 
+class _Earned(NamedTuple):
+    """One thing a staff member earns commission on, before the rate is applied."""
+
+    staff_id: int
+    source: str  # a key of SOURCES
+    category_id: int | None
+    item: str
+    day: dt.date
+    invoice: int | None
+    value: int
+
+
 def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) -> Table:
     """Commission per staff member for a period (SPEC 5.6): sales lines, pass-covered visits and
     upfront-compensated pass sales, on the accrual or the cash basis."""
@@ -156,9 +169,23 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
     staff = _scope_staff(actor, staff_id)
     zone = _zone()
     start, end = _bounds(period)
-    items = []  # (staff id, source, income category id, item, date, invoice number, value)
-
     covered = Redemption.objects.filter(status=Redemption.Status.POSTED)
+    lines = _compensated_lines(covered, staff)
+    if basis == ACCRUAL:
+        earned = _lines_accrued(lines, period)
+    else:
+        earned = _lines_paid(lines, start, end, zone)
+    earned += _visits_earned(covered, staff, basis, start, end, zone)
+    return _compensation_table(_commission_rows(earned, basis), period, basis, staff)
+
+
+def _line_source(line: InvoiceLine) -> str:
+    return "upfront" if line.kind in SALE_KINDS else "line"
+
+
+def _compensated_lines(covered, staff: int | None):
+    """Invoice lines assigned to a staff member: ordinary lines and pass sales, less the treatment
+    line of a visit a pass covers (that visit earns the pass item's value instead)."""
     covered_invoices = covered.exclude(visit__invoice__isnull=True).values("visit__invoice_id")
     lines = (
         InvoiceLine.objects.filter(
@@ -169,53 +196,61 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
         .exclude(kind=Kind.TREATMENT, invoice_id__in=covered_invoices)
         .select_related("invoice")
     )
-    if staff is not None:
-        lines = lines.filter(staff_id=staff)
-    if basis == ACCRUAL:
-        lines = lines.filter(invoice__invoice_date__range=(period.start, period.end))
-        for line in lines:
-            source = "upfront" if line.kind in SALE_KINDS else "line"
-            items.append(
-                (
+    return lines if staff is None else lines.filter(staff_id=staff)
+
+
+def _lines_accrued(lines, period: Period) -> list[_Earned]:
+    """Accrual: each line's net on its invoice date."""
+    return [
+        _Earned(
+            line.staff_id,
+            _line_source(line),
+            line.income_category_id,
+            line.description,
+            line.invoice.invoice_date,
+            line.invoice.number,
+            line.net_minor,
+        )
+        for line in lines.filter(invoice__invoice_date__range=(period.start, period.end))
+    ]
+
+
+def _lines_paid(lines, start, end, zone) -> list[_Earned]:
+    """Cash: each line's share of every payment applied (or unapplied) to its invoice, by day."""
+    lines = [
+        line
+        for line in lines.filter(invoice_id__in=_paid_between(start, end))
+        if line.invoice.total_minor > 0
+    ]
+    events = _payment_events({line.invoice_id for line in lines})
+    earned = []
+    for line in lines:
+        shares = _cash_shares(
+            line.net_minor,
+            line.invoice.total_minor,
+            events.get(line.invoice_id, []),
+            start,
+            end,
+            zone,
+        )
+        for day, value in sorted(shares.items()):
+            earned.append(
+                _Earned(
                     line.staff_id,
-                    source,
+                    _line_source(line),
                     line.income_category_id,
                     line.description,
-                    line.invoice.invoice_date,
+                    day,
                     line.invoice.number,
-                    line.net_minor,
+                    value,
                 )
             )
-    else:
-        lines = [
-            line
-            for line in lines.filter(invoice_id__in=_paid_between(start, end))
-            if line.invoice.total_minor > 0
-        ]
-        events = _payment_events({line.invoice_id for line in lines})
-        for line in lines:
-            source = "upfront" if line.kind in SALE_KINDS else "line"
-            shares = _cash_shares(
-                line.net_minor,
-                line.invoice.total_minor,
-                events.get(line.invoice_id, []),
-                start,
-                end,
-                zone,
-            )
-            for day, value in sorted(shares.items()):
-                items.append(
-                    (
-                        line.staff_id,
-                        source,
-                        line.income_category_id,
-                        line.description,
-                        day,
-                        line.invoice.number,
-                        value,
-                    )
-                )
+    return earned
 
+
+def _visits_earned(covered, staff: int | None, basis: str, start, end, zone) -> list[_Earned]:
+    """Pass-covered visits: the pass item's compensation value, on the day the use was posted
+    (accrual) or the day its additional charge was fully paid (cash; posting day if none)."""
     visits = covered.filter(practitioner__isnull=False).select_related(
         "sold_pass", "item__treatment", "visit__invoice"
     )
@@ -234,20 +269,17 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
         if basis == CASH
         else {}
     )
+    earned = []
     for r in visits:
-        when = r.posted_at
-        invoice = r.visit.invoice
-        if basis == CASH and invoice is not None and invoice.total_minor > 0:
-            when = _paid_at(invoice, events.get(invoice.pk, []), end)
-            if when is None or when < start:
-                continue
-        elif not start <= when < end:
+        when = _visit_counted_at(r, basis, events, start, end)
+        if when is None:
             continue
+        invoice = r.visit.invoice
         label = f"{r.sold_pass.name}: {r.item.treatment.name}" + (
             " (paid upfront)" if r.compensated_upfront else ""
         )
-        items.append(
-            (
+        earned.append(
+            _Earned(
                 r.practitioner_id,
                 "visit",
                 r.sold_pass.income_category_id,
@@ -257,8 +289,22 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
                 r.compensation_minor,
             )
         )
+    return earned
 
-    staff_ids = {i[0] for i in items}
+
+def _visit_counted_at(r: Redemption, basis: str, events, start, end) -> dt.datetime | None:
+    """When a pass-covered visit counts within [start, end), or None: its posting, or on the cash
+    basis the moment its additional charge became fully paid (and stayed so)."""
+    invoice = r.visit.invoice
+    if basis == CASH and invoice is not None and invoice.total_minor > 0:
+        when = _paid_at(invoice, events.get(invoice.pk, []), end)
+        return None if when is None or when < start else when
+    return r.posted_at if start <= r.posted_at < end else None
+
+
+def _commission_rows(earned: list[_Earned], basis: str) -> list[dict]:
+    """One row per thing earned, with the staff member's rate for its income category applied."""
+    staff_ids = {e.staff_id for e in earned}
     names = dict(StaffMember.objects.filter(pk__in=staff_ids).values_list("pk", "display_name"))
     categories = dict(IncomeCategory.objects.values_list("pk", "name"))
     rates = {
@@ -266,24 +312,47 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
         for r in CommissionRate.objects.filter(staff_id__in=staff_ids)
     }
     rows = []
-    for staff_pk, source, category, item, day, number, value in items:
-        rate = rates.get((staff_pk, category), Decimal(0))
+    for e in earned:
+        rate = rates.get((e.staff_id, e.category_id), Decimal(0))
         rows.append(
             {
-                "staff": names.get(staff_pk, ""),
-                "staff_id": staff_pk,
+                "staff": names.get(e.staff_id, ""),
+                "staff_id": e.staff_id,
                 "basis": BASES[basis],
-                "source": SOURCES[source],
-                "income_category": categories.get(category, ""),
-                "item": item,
-                "date": day,
-                "invoice": number,
-                "value": value,
+                "source": SOURCES[e.source],
+                "income_category": categories.get(e.category_id, ""),
+                "item": e.item,
+                "date": e.day,
+                "invoice": e.invoice,
+                "value": e.value,
                 "rate": _rate_text(rate),
-                "commission": _commission(value, rate),
+                "commission": _commission(e.value, rate),
             }
         )
     rows.sort(key=lambda r: (r["staff"], r["date"], r["source"], r["item"]))
+    return rows
+
+
+# What each source means, shown under the table.
+COMPENSATION_NOTES = [
+    "Sale: a treatment, product, fee or other line assigned to the staff member; "
+    "value = the line's net (after discount, before tax). Accrual: the invoice date (the "
+    "visit arrived). Cash: each payment applied to the invoice pays the same share of "
+    "every line (net × applied ÷ invoice total), on the day it is applied; "
+    "unapplying takes that share back on the day it is unapplied.",
+    "Pass-covered visit: value = the pass item's staff compensation value (0 when the "
+    "sale was compensated upfront); the visit's own additional-charge line is not counted "
+    "again. Accrual: the day the use was posted (arrived). Cash: "
+    "the day the visit's additional charge was fully paid, or the posting day when there "
+    "is no charge.",
+    "Upfront pass sale: the package or membership sale line assigned to the seller, "
+    "at the seller's rate; accrual by invoice date, cash when paid, as for a sale.",
+    "Commission = value × the staff member's rate for the income category, "
+    "rounded to the cent; no rate set counts as 0 %.",
+]
+
+
+def _compensation_table(rows: list[dict], period: Period, basis: str, staff) -> Table:
     return Table(
         title="Compensation",
         rows=rows,
@@ -300,22 +369,7 @@ def compensation(*, actor, period: Period, basis: str = ACCRUAL, staff_id=None) 
             Column("commission", "Commission", MONEY, total=True),
         ],
         filters={"start": period.start, "end": period.end, "basis": basis, "staff": staff},
-        notes=[
-            "Sale: a treatment, product, fee or other line assigned to the staff member; "
-            "value = the line's net (after discount, before tax). Accrual: the invoice date (the "
-            "visit arrived). Cash: each payment applied to the invoice pays the same share of "
-            "every line (net × applied ÷ invoice total), on the day it is applied; "
-            "unapplying takes that share back on the day it is unapplied.",
-            "Pass-covered visit: value = the pass item's staff compensation value (0 when the "
-            "sale was compensated upfront); the visit's own additional-charge line is not counted "
-            "again. Accrual: the day the use was posted (arrived). Cash: "
-            "the day the visit's additional charge was fully paid, or the posting day when there "
-            "is no charge.",
-            "Upfront pass sale: the package or membership sale line assigned to the seller, "
-            "at the seller's rate; accrual by invoice date, cash when paid, as for a sale.",
-            "Commission = value × the staff member's rate for the income category, "
-            "rounded to the cent; no rate set counts as 0 %.",
-        ],
+        notes=list(COMPENSATION_NOTES),
     )
 
 

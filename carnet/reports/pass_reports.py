@@ -461,6 +461,8 @@ EFFECT = {
     "expired": -1,
     "transferred": 1,
 }
+# The movements, in the order the report shows them.
+MOVES = ["imported", "sold", "redeemed", "breakage_expected", "refunded", "expired", "transferred"]
 SHOWN_WHEN_USED = ("imported", "transferred")
 UNTRACED = "(not traced to a pass)"
 
@@ -545,7 +547,39 @@ def deferred_revenue_rollforward(
     clinic = clinic_get()
     start_dt, end_dt = _bounds(period, clinic.time_zone)
     codes = [code for code, k in ACCOUNT_KIND.items() if kind is None or k == kind]
+    cells, unclassified = _rollforward_cells(codes, start_dt, end_dt, template_id)
+    shown = [m for m in MOVES if m not in SHOWN_WHEN_USED or any(c[m] for c in cells.values())]
+    filters = _plain(
+        {"start": period.start, "end": period.end, "type": kind, "template_id": template_id}
+    )
+    by_type = _rollforward_types(cells, codes, end_dt)
+    type_rows = [row for _, row in by_type]
+    mismatches = [] if template_id else _ledger_mismatches(by_type, period, clinic)
+    mismatches += [
+        f"Postings of kind “{name}” ({clinic.money(amount)} in the period) are not classified "
+        "by this report."
+        for name, amount in sorted(unclassified.items())
+    ]
+    liability = (
+        []
+        if template_id
+        else _liability_over_time(
+            codes, period, start_dt, end_dt, clinic.time_zone, sum(r["opening"] for r in type_rows)
+        )
+    )
+    return RollForward(
+        period=period,
+        table=_rollforward_table(cells, shown, filters),
+        types=_rollforward_types_table(type_rows, shown, filters, template_id),
+        mismatches=mismatches,
+        unclassified=dict(unclassified),
+        liability=liability,
+    )
 
+
+def _rollforward_cells(codes, start_dt, end_dt, template_id) -> tuple[dict, dict[str, int]]:
+    """(pass kind, template id) -> opening and each movement; and the net of postings whose
+    journal transaction kind the report does not classify, by kind."""
     grouped = (
         Posting.objects.filter(account__code__in=codes, transaction__at__lt=end_dt)
         .annotate(
@@ -560,15 +594,6 @@ def deferred_revenue_rollforward(
         .annotate(total=Sum("amount"))
         .order_by()
     )
-    MOVES = [
-        "imported",
-        "sold",
-        "redeemed",
-        "breakage_expected",
-        "refunded",
-        "expired",
-        "transferred",
-    ]
     cells: dict[tuple[str, int | None], dict] = defaultdict(
         lambda: dict.fromkeys(["opening", *MOVES], 0)
     )
@@ -588,30 +613,30 @@ def deferred_revenue_rollforward(
             cells[key]  # the row still shows
             continue
         cells[key][move[0]] += move[1] * amount
+    return cells, unclassified
+
+
+def _closing(c: dict) -> int:
+    return c["opening"] + sum(EFFECT[m] * c[m] for m in MOVES)
+
+
+def _rollforward_table(cells: dict, shown: list[str], filters: dict) -> Table:
+    """One row per pass type and template."""
     names = dict(
         PassTemplate.objects.filter(pk__in=[t for _, t in cells if t]).values_list("pk", "name")
     )
-    shown = [m for m in MOVES if m not in SHOWN_WHEN_USED or any(c[m] for c in cells.values())]
-
-    def closing(c: dict) -> int:
-        return c["opening"] + sum(EFFECT[m] * c[m] for m in MOVES)
-
-    rows = []
-    for (k, tpl), c in sorted(
-        cells.items(), key=lambda kv: (kv[0][0], kv[0][1] is None, names.get(kv[0][1], ""))
-    ):
-        rows.append(
-            {
-                "type": KIND_LABELS[k],
-                "template": names.get(tpl, UNTRACED) if tpl else UNTRACED,
-                "template_id": tpl,
-                **c,
-                "closing": closing(c),
-            }
+    rows = [
+        {
+            "type": KIND_LABELS[k],
+            "template": names.get(tpl, UNTRACED) if tpl else UNTRACED,
+            "template_id": tpl,
+            **c,
+            "closing": _closing(c),
+        }
+        for (k, tpl), c in sorted(
+            cells.items(), key=lambda kv: (kv[0][0], kv[0][1] is None, names.get(kv[0][1], ""))
         )
-    filters = _plain(
-        {"start": period.start, "end": period.end, "type": kind, "template_id": template_id}
-    )
+    ]
     table = Table(
         title="Deferred revenue roll-forward",
         filters=filters,
@@ -623,27 +648,33 @@ def deferred_revenue_rollforward(
             *_money_columns(["closing"]),
         ],
     )
-    table.notes = [
-        (
-            "Read from the ledger's deferred revenue accounts, by journal transaction: "
-            "imported = opening balances brought in from the clinic's previous system (net of "
-            "imports undone); sold = sale invoices net of deleted ones; redeemed = package uses "
-            "(net of un-arrivals) and membership fees earned; breakage expected = breakage "
-            "recognised in proportion to redemptions (ASC 606-10-55-48, for packages sold under "
-            "that method; net of catch-ups and un-arrivals); refunded = value taken back from "
-            "refunded passes and cycles; expired = breakage at expiry (and value kept on a "
-            "refund), less the breakage expected of packages that ended. "
-            "Packages' deferred revenue is read net of the expected-breakage contra account."
-        ),
-        (
-            "Membership fees earned by the daily job are posted once per membership template, "
-            "so they show under their template."
-        ),
-    ]
+    table.notes = list(ROLLFORWARD_NOTES)
+    return table
 
-    # Per type, tied to the ledger.
-    mismatches: list[str] = []
-    type_rows = []
+
+ROLLFORWARD_NOTES = [
+    (
+        "Read from the ledger's deferred revenue accounts, by journal transaction: "
+        "imported = opening balances brought in from the clinic's previous system (net of "
+        "imports undone); sold = sale invoices net of deleted ones; redeemed = package uses "
+        "(net of un-arrivals) and membership fees earned; breakage expected = breakage "
+        "recognised in proportion to redemptions (ASC 606-10-55-48, for packages sold under "
+        "that method; net of catch-ups and un-arrivals); refunded = value taken back from "
+        "refunded passes and cycles; expired = breakage at expiry (and value kept on a "
+        "refund), less the breakage expected of packages that ended. "
+        "Packages' deferred revenue is read net of the expected-breakage contra account."
+    ),
+    (
+        "Membership fees earned by the daily job are posted once per membership template, "
+        "so they show under their template."
+    ),
+]
+
+
+def _rollforward_types(cells: dict, codes: list[str], end_dt) -> list[tuple[str, dict]]:
+    """Per pass type, its (first) ledger account and its row: the templates' sums, and the ledger's
+    balance at the period's end."""
+    out = []
     end_instant = end_dt - dt.timedelta(microseconds=1)
     for k in dict.fromkeys(ACCOUNT_KIND[code] for code in codes):
         total = dict.fromkeys(["opening", *MOVES], 0)
@@ -657,8 +688,7 @@ def deferred_revenue_rollforward(
             balance(code, as_of=end_instant) * (-1 if code == accounts.EXPECTED_BREAKAGE else 1)
             for code in own
         )
-        code = own[0]
-        computed = closing(total)
+        computed = _closing(total)
         row = {
             "type": KIND_LABELS[k],
             **total,
@@ -666,18 +696,22 @@ def deferred_revenue_rollforward(
             "ledger": in_ledger,
             "difference": computed - in_ledger,
         }
-        type_rows.append(row)
-        if template_id is None and computed != in_ledger:
-            mismatches.append(
-                f"{KIND_LABELS[k]}s: the roll-forward closes at {clinic.money(computed)} but the "
-                f"ledger's {accounts.describe(code)[1]} balance on {period.end:%Y-%m-%d} is "
-                f"{clinic.money(in_ledger)} (difference {clinic.money(computed - in_ledger)})."
-            )
-    for name, amount in sorted(unclassified.items()):
-        mismatches.append(
-            f"Postings of kind “{name}” ({clinic.money(amount)} in the period) are not classified "
-            "by this report."
-        )
+        out.append((own[0], row))
+    return out
+
+
+def _ledger_mismatches(by_type: list[tuple[str, dict]], period: Period, clinic) -> list[str]:
+    """Each pass type whose roll-forward does not close at the ledger's balance."""
+    return [
+        f"{row['type']}s: the roll-forward closes at {clinic.money(row['closing'])} but the "
+        f"ledger's {accounts.describe(code)[1]} balance on {period.end:%Y-%m-%d} is "
+        f"{clinic.money(row['ledger'])} (difference {clinic.money(row['difference'])})."
+        for code, row in by_type
+        if row["difference"]
+    ]
+
+
+def _rollforward_types_table(type_rows, shown, filters, template_id) -> Table:
     types = Table(
         title="Deferred revenue by pass type",
         filters=filters,
@@ -695,21 +729,7 @@ def deferred_revenue_rollforward(
             "Filtered to one template: the tie-out to the ledger is checked on the unfiltered "
             "report."
         ]
-    liability = (
-        []
-        if template_id
-        else _liability_over_time(
-            codes, period, start_dt, end_dt, clinic.time_zone, sum(r["opening"] for r in type_rows)
-        )
-    )
-    return RollForward(
-        period=period,
-        table=table,
-        types=types,
-        mismatches=mismatches,
-        unclassified=dict(unclassified),
-        liability=liability,
-    )
+    return types
 
 
 def _liability_over_time(
