@@ -42,14 +42,14 @@ def _by_card_body(request, body, kwargs) -> bool:
 def create(request, payload: s.GiftCardIn):
     require(request.auth, Action.SELL)
     purchaser = patient_get(payload.purchaser_id) if payload.purchaser_id is not None else None
-    card = services.giftcard_create_and_load(
+    gift_card = services.giftcard_create_and_load(
         actor=request.auth,
         code=payload.code,
         amount_minor=payload.amount_minor,
         purchaser=purchaser,
         method=payload.method,
         reference=payload.reference,
-        card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
+        card=card_get(payload.card_id) if payload.card_id is not None else None,
         recipient_name=payload.recipient_name,
         recipient_email=payload.recipient_email,
         notes=payload.notes,
@@ -57,7 +57,7 @@ def create(request, payload: s.GiftCardIn):
             request, payload.method, "loading a gift card by card charges the card."
         ),
     )
-    return Status(201, card)
+    return Status(201, gift_card)
 
 
 # Before /gift-cards/{pk}, which would otherwise take "redeem" for an id.
@@ -84,7 +84,7 @@ def read(request, pk: int):
 @router.patch("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_update")
 def update(request, pk: int, payload: s.GiftCardPatch):
     require(request.auth, Action.SELL)
-    return services.giftcard_update(actor=request.auth, card=_card(pk), **payload.dict())
+    return services.giftcard_update(actor=request.auth, gift_card=_card(pk), **payload.dict())
 
 
 @router.post(
@@ -93,19 +93,19 @@ def update(request, pk: int, payload: s.GiftCardPatch):
 @calls_gateway(_by_card_body)
 def reload(request, pk: int, payload: s.ReloadIn):
     require(request.auth, Action.SELL)
-    card = services.giftcard_reload(
+    gift_card = services.giftcard_reload(
         actor=request.auth,
-        card=_card(pk),
+        gift_card=_card(pk),
         amount_minor=payload.amount_minor,
         payer=patient_get(payload.payer_id),
         method=payload.method,
         reference=payload.reference,
-        card_on_file=card_get(payload.card_id) if payload.card_id is not None else None,
+        card=card_get(payload.card_id) if payload.card_id is not None else None,
         idempotency_key=_by_card(
             request, payload.method, "reloading a gift card by card charges the card."
         ),
     )
-    return Status(201, card)
+    return Status(201, gift_card)
 
 
 @router.post(
@@ -129,15 +129,15 @@ def transfer(request, pk: int, payload: s.TransferIn):
 @calls_gateway()  # loads paid by card are refunded through the gateway; the service is keyed itself
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
-    card = _card(pk)
+    gift_card = _card(pk)
     key = request_key(
         request,
-        required=giftcard_loaded_by_card(card),
+        required=giftcard_loaded_by_card(gift_card),
         why="this gift card was loaded by card, and its refund goes back to that card.",
     )
     services.giftcard_refund(
         actor=request.auth,
-        card=card,
+        gift_card=gift_card,
         amount_minor=payload.amount_minor,
         reason=payload.reason,
         idempotency_key=key,
@@ -148,5 +148,5 @@ def refund(request, pk: int, payload: s.RefundIn):
 @router.delete("/gift-cards/{pk}", response={204: None}, operation_id="giftcard_delete")
 def delete(request, pk: int):
     require(request.auth, Action.SELL)
-    services.giftcard_delete(actor=request.auth, card=_card(pk))
+    services.giftcard_delete(actor=request.auth, gift_card=_card(pk))
     return Status(204, None)

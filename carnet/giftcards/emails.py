@@ -4,11 +4,15 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core.mail import mail_queue
 
 
-def giftcard_code_email(*, card) -> None:
+def giftcard_code_email(*, gift_card) -> None:
     clinic = clinic_get()
     mail_queue(
-        to=card.recipient_email,
+        to=gift_card.recipient_email,
         subject=f"Your gift card from {clinic.name}",
         template="giftcards/email/code.txt",
-        context={"card": card, "clinic": clinic, "amount": clinic.money(card.balance_minor)},
+        context={
+            "gift_card": gift_card,
+            "clinic": clinic,
+            "amount": clinic.money(gift_card.balance_minor),
+        },
     )

@@ -55,7 +55,7 @@ class GiftCardTransaction(models.Model):
         TRANSFER_OUT = "transfer_out", "Transfer out"
         REFUND = "refund", "Refund"
 
-    card = models.ForeignKey(GiftCard, on_delete=models.PROTECT, related_name="transactions")
+    gift_card = models.ForeignKey(GiftCard, on_delete=models.PROTECT, related_name="transactions")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     amount_minor = models.BigIntegerField()
     balance_after_minor = models.BigIntegerField()
@@ -73,7 +73,7 @@ class GiftCardTransaction(models.Model):
         on_delete=models.PROTECT,
         related_name="gift_card_transactions",
     )
-    other_card = models.ForeignKey(
+    other_gift_card = models.ForeignKey(
         GiftCard, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     at = models.DateTimeField()

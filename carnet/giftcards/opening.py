@@ -47,7 +47,7 @@ def gift_cards_open(
         GiftCardTransaction,
         [
             GiftCardTransaction(
-                card=c,
+                gift_card=c,
                 kind=GiftCardTransaction.Kind.LOAD,
                 amount_minor=c.balance_minor,
                 balance_after_minor=c.balance_minor,
@@ -85,12 +85,12 @@ def gift_cards_in_use(pks: list[int]) -> list[str]:
             .annotate(moves=Count("transactions"))
             .order_by("pk")
         )
-        for card in cards:
+        for gift_card in cards:
             if (
-                card.moves > (1 if card.balance_minor else 0)
-                or card.transactions.exclude(kind=GiftCardTransaction.Kind.LOAD).exists()
+                gift_card.moves > (1 if gift_card.balance_minor else 0)
+                or gift_card.transactions.exclude(kind=GiftCardTransaction.Kind.LOAD).exists()
             ):
-                problems.append(f"gift card {card.code} has been used")
+                problems.append(f"gift card {gift_card.code} has been used")
     return problems
 
 
@@ -102,5 +102,5 @@ def gift_cards_close(*, actor, pks: list[int]) -> None:
         model=GiftCard,
         pks=pks,
         in_use=gift_cards_in_use,
-        children=((GiftCardTransaction, "card_id"),),
+        children=((GiftCardTransaction, "gift_card_id"),),
     )

@@ -60,7 +60,7 @@ class TransactionOut(Schema):
     balance_after_minor: int
     payment_id: int | None
     invoice_id: int | None
-    other_card_id: int | None
+    other_card_id: int | None = Field(..., alias="other_gift_card_id")  # the other gift card
     at: dt.datetime
 
 

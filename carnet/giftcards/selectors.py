@@ -15,14 +15,14 @@ def giftcards_search(q: str = "") -> QuerySet[GiftCard]:
 
 
 def giftcard_by_pk(pk: int) -> GiftCard:
-    card = GiftCard.objects.select_related("purchaser").filter(pk=pk).first()
-    if card is None:
+    gift_card = GiftCard.objects.select_related("purchaser").filter(pk=pk).first()
+    if gift_card is None:
         raise NotFound(f"No gift card with id {pk}.", code="gift_card_not_found")
-    return card
+    return gift_card
 
 
-def giftcard_loaded_by_card(card: GiftCard) -> bool:
+def giftcard_loaded_by_card(gift_card: GiftCard) -> bool:
     """Whether a payment that loaded this card went through the card gateway (its refund goes back there)."""
-    return card.transactions.filter(
+    return gift_card.transactions.filter(
         payment__gift_card_minor__gt=0, payment__method=Payment.Method.CARD_GATEWAY
     ).exists()

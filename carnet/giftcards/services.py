@@ -50,12 +50,12 @@ def code_normalize(code: str) -> str:
 
 
 def giftcard_get(*, code: str) -> GiftCard:
-    card = GiftCard.objects.filter(code=code_canonical(code)).first()
-    if card is None:
+    gift_card = GiftCard.objects.filter(code=code_canonical(code)).first()
+    if gift_card is None:
         raise NotFound(
             f"No gift card with code “{code_canonical(code)[:40]}”.", code="gift_card_not_found"
         )
-    return card
+    return gift_card
 
 
 def _enabled():
@@ -81,18 +81,18 @@ def _check_load(clinic, amount: int) -> None:
 
 
 def _history(
-    card: GiftCard, kind: str, amount: int, *, actor, payment=None, invoice=None, other=None
+    gift_card: GiftCard, kind: str, amount: int, *, actor, payment=None, invoice=None, other=None
 ) -> Txn:
     """The card's history row, also written to the activity log (who, when, what)."""
-    card.refresh_from_db(fields=["balance_minor"])
+    gift_card.refresh_from_db(fields=["balance_minor"])
     row = Txn.objects.create(
-        card=card,
+        gift_card=gift_card,
         kind=kind,
         amount_minor=amount,
-        balance_after_minor=card.balance_minor,
+        balance_after_minor=gift_card.balance_minor,
         payment=payment,
         invoice=invoice,
-        other_card=other,
+        other_gift_card=other,
         at=clock.now(),
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
@@ -100,21 +100,22 @@ def _history(
     return row
 
 
-def _add(card: GiftCard, amount: int) -> None:
-    GiftCard.objects.filter(pk=card.pk).update(balance_minor=F("balance_minor") + amount)
+def _add(gift_card: GiftCard, amount: int) -> None:
+    GiftCard.objects.filter(pk=gift_card.pk).update(balance_minor=F("balance_minor") + amount)
 
 
-def _take(card: GiftCard, amount: int) -> None:
+def _take(gift_card: GiftCard, amount: int) -> None:
     """The race-proof decrement: one UPDATE … WHERE balance >= amount (a row lock on PostgreSQL,
     serialised writers under BEGIN IMMEDIATE on SQLite)."""
-    if not GiftCard.objects.filter(pk=card.pk, balance_minor__gte=F("held_minor") + amount).update(
-        balance_minor=F("balance_minor") - amount
-    ):
+    if not GiftCard.objects.filter(
+        pk=gift_card.pk, balance_minor__gte=F("held_minor") + amount
+    ).update(balance_minor=F("balance_minor") - amount):
         left = (
-            GiftCard.objects.filter(pk=card.pk).values_list("balance_minor", flat=True).first() or 0
+            GiftCard.objects.filter(pk=gift_card.pk).values_list("balance_minor", flat=True).first()
+            or 0
         )
         raise Conflict(
-            f"{card} has only {money_text(left)} left.", code="gift_card_insufficient_balance"
+            f"{gift_card} has only {money_text(left)} left.", code="gift_card_insufficient_balance"
         )
 
 
@@ -132,7 +133,7 @@ def _check_payer(payer, method: str) -> None:
 
 
 def _pay_into(
-    card: GiftCard,
+    gift_card: GiftCard,
     *,
     actor,
     kind: str,
@@ -140,7 +141,7 @@ def _pay_into(
     amount: int,
     method: str,
     reference: str,
-    card_on_file,
+    card,
     idempotency_key,
 ) -> Payment:
     """Inside the caller's transaction: a load paid by cash, cheque, debit…"""
@@ -150,28 +151,28 @@ def _pay_into(
         patient=payer,
         method=method,
         amount_minor=amount,
-        reference=reference or f"{card}",
-        card=card_on_file,
+        reference=reference or f"{gift_card}",
+        card=card,
         idempotency_key=idempotency_key,
     )
-    return _spend(card, actor=actor, kind=kind, payment=payment, amount=amount)
+    return _spend(gift_card, actor=actor, kind=kind, payment=payment, amount=amount)
 
 
 def _load_by_card(
-    card: GiftCard,
+    gift_card: GiftCard,
     *,
     actor,
     kind: str,
     payer,
     amount: int,
     reference: str,
-    card_on_file,
+    card,
     idempotency_key,
     created: bool,
 ) -> GiftCard:
     """Outside any transaction: charge the card on file, and load the gift card once it is recorded."""
     require(actor, Action.PAYMENT_TAKE)
-    billing.card_on_file_check(payer, card_on_file)
+    billing.card_on_file_check(payer, card)
     try:
         attempt = card_attempts.charge_run(
             card_attempts.charge_begin(
@@ -179,11 +180,11 @@ def _load_by_card(
                 purpose="gift_card_load",
                 patient=payer,
                 amount_minor=amount,
-                card=card_on_file,
+                card=card,
                 actor=actor,
                 context={
-                    "reference": (reference or f"{card}")[:120],
-                    "gift_card": card.pk,
+                    "reference": (reference or f"{gift_card}")[:120],
+                    "gift_card": gift_card.pk,
                     "kind": kind,
                     "created": created,
                 },
@@ -193,18 +194,18 @@ def _load_by_card(
         if (
             created
         ):  # nothing charged (or not yet known): an empty new card would only block its code
-            _discard_if_unused(card.pk)
+            _discard_if_unused(gift_card.pk)
         raise
-    card.refresh_from_db()
+    gift_card.refresh_from_db()
     if attempt.message:
         raise Conflict(attempt.message, code="kept_as_credit")
-    return card
+    return gift_card
 
 
 def _discard_if_unused(pk: int) -> None:
     with transaction.atomic():
         if (
-            not Txn.objects.filter(card_id=pk).exists()
+            not Txn.objects.filter(gift_card_id=pk).exists()
             and not CardAttempt.objects.filter(
                 purpose="gift_card_load", context__gift_card=pk, status__in=card_attempts.OPEN
             ).exists()
@@ -213,11 +214,11 @@ def _discard_if_unused(pk: int) -> None:
 
 
 def _loaded_by_card(attempt: CardAttempt, payment: Payment) -> None:
-    card = GiftCard.objects.filter(pk=attempt.context["gift_card"]).first()
-    if card is None:
+    gift_card = GiftCard.objects.filter(pk=attempt.context["gift_card"]).first()
+    if gift_card is None:
         raise Conflict("The gift card no longer exists.", code="gift_card_gone")
     _spend(
-        card,
+        gift_card,
         actor=attempt.created_by,
         kind=attempt.context["kind"],
         payment=payment,
@@ -225,12 +226,15 @@ def _loaded_by_card(attempt: CardAttempt, payment: Payment) -> None:
     )
 
 
-def _spend(card, *, actor, kind, payment, amount) -> Payment:
+def _spend(gift_card, *, actor, kind, payment, amount) -> Payment:
     payment = billing.payment_gift_card_spend(
-        payment=payment, amount_minor=amount, source=card, memo=f"{Txn.Kind(kind).label} {card}"
+        payment=payment,
+        amount_minor=amount,
+        source=gift_card,
+        memo=f"{Txn.Kind(kind).label} {gift_card}",
     )
-    _add(card, amount)
-    _history(card, kind, amount, actor=actor, payment=payment)
+    _add(gift_card, amount)
+    _history(gift_card, kind, amount, actor=actor, payment=payment)
     return payment
 
 
@@ -242,7 +246,7 @@ def giftcard_create_and_load(
     purchaser=None,
     method: str = "cash",
     reference: str = "",
-    card_on_file=None,
+    card=None,
     recipient_name: str = "",
     recipient_email: str = "",
     notes: str = "",
@@ -262,42 +266,44 @@ def giftcard_create_and_load(
     by_card = bool(amount_minor) and method == Payment.Method.CARD_GATEWAY
     if by_card:
         _check_payer(purchaser, method)
-        billing.card_on_file_check(purchaser, card_on_file)
+        billing.card_on_file_check(purchaser, card)
     with transaction.atomic():
-        card = _create(
+        gift_card = _create(
             code=code,
             purchaser=purchaser,
             recipient_name=recipient_name,
             recipient_email=recipient_email,
             notes=notes,
         )
-        activity.record(actor=actor, verb="created", obj=card, after=activity.snapshot(card))
+        activity.record(
+            actor=actor, verb="created", obj=gift_card, after=activity.snapshot(gift_card)
+        )
         if amount_minor and not by_card:
             _pay_into(
-                card,
+                gift_card,
                 actor=actor,
                 kind=Txn.Kind.LOAD,
                 payer=purchaser,
                 amount=amount_minor,
                 method=method,
                 reference=reference,
-                card_on_file=card_on_file,
+                card=card,
                 idempotency_key=idempotency_key,
             )
     if by_card:
         return _load_by_card(
-            card,
+            gift_card,
             actor=actor,
             kind=Txn.Kind.LOAD,
             payer=purchaser,
             amount=amount_minor,
             reference=reference,
-            card_on_file=card_on_file,
+            card=card,
             idempotency_key=idempotency_key,
             created=True,
         )
-    card.refresh_from_db()
-    return card
+    gift_card.refresh_from_db()
+    return gift_card
 
 
 def _new_card_terms(
@@ -347,29 +353,33 @@ def giftcard_sell_begin(
         recipient_name=recipient_name,
         recipient_email=recipient_email,
     )
-    card = _create(
+    gift_card = _create(
         code=code,
         purchaser=purchaser,
         recipient_name=recipient_name,
         recipient_email=recipient_email,
         notes="",
     )
-    activity.record(actor=actor, verb="created", obj=card, after=activity.snapshot(card))
-    return card
+    activity.record(actor=actor, verb="created", obj=gift_card, after=activity.snapshot(gift_card))
+    return gift_card
 
 
-def giftcard_sell_load(*, actor, card: GiftCard, payment: Payment, amount_minor: int) -> Payment:
+def giftcard_sell_load(
+    *, actor, gift_card: GiftCard, payment: Payment, amount_minor: int
+) -> Payment:
     """Load a card sold in a checkout from the part of the checkout's payment left after its
     invoices (the payer's credit → gift-card liability), in the caller's transaction."""
-    return _spend(card, actor=actor, kind=Txn.Kind.LOAD, payment=payment, amount=amount_minor)
+    return _spend(gift_card, actor=actor, kind=Txn.Kind.LOAD, payment=payment, amount=amount_minor)
 
 
 def _sold_in_checkout(attempt: CardAttempt, payment: Payment) -> None:
     for pk, amount in attempt.context.get("gift_cards", []):
-        card = GiftCard.objects.filter(pk=pk).first()
-        if card is None:
+        gift_card = GiftCard.objects.filter(pk=pk).first()
+        if gift_card is None:
             raise Conflict("The gift card no longer exists.", code="gift_card_gone")
-        _spend(card, actor=attempt.created_by, kind=Txn.Kind.LOAD, payment=payment, amount=amount)
+        _spend(
+            gift_card, actor=attempt.created_by, kind=Txn.Kind.LOAD, payment=payment, amount=amount
+        )
     payment.refresh_from_db(
         fields=["gift_card_minor"]
     )  # the outcome's step reads what is left unapplied
@@ -404,12 +414,12 @@ def _create(*, code, **fields) -> GiftCard:
 def giftcard_reload(
     *,
     actor,
-    card: GiftCard,
+    gift_card: GiftCard,
     amount_minor: int,
     payer,
     method: str = "cash",
     reference: str = "",
-    card_on_file=None,
+    card=None,
     idempotency_key: str | None = None,
 ) -> GiftCard:
     require(actor, Action.SELL)
@@ -417,30 +427,30 @@ def giftcard_reload(
     if method == Payment.Method.CARD_GATEWAY:
         _check_payer(payer, method)
         return _load_by_card(
-            card,
+            gift_card,
             actor=actor,
             kind=Txn.Kind.RELOAD,
             payer=payer,
             amount=amount_minor,
             reference=reference,
-            card_on_file=card_on_file,
+            card=card,
             idempotency_key=idempotency_key,
             created=False,
         )
     with transaction.atomic():
         _pay_into(
-            card,
+            gift_card,
             actor=actor,
             kind=Txn.Kind.RELOAD,
             payer=payer,
             amount=amount_minor,
             method=method,
             reference=reference,
-            card_on_file=card_on_file,
+            card=card,
             idempotency_key=idempotency_key,
         )
-    card.refresh_from_db()
-    return card
+    gift_card.refresh_from_db()
+    return gift_card
 
 
 @transaction.atomic
@@ -458,7 +468,7 @@ def giftcard_redeem(
         raise ValidationFailed(
             "Enter the gift card's code.", fields={"gift_card_code": ["Enter the code."]}
         )
-    card = giftcard_get(code=code)
+    gift_card = giftcard_get(code=code)
     if amount_minor <= 0:
         raise ValidationFailed(
             "Redeem an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
@@ -470,23 +480,28 @@ def giftcard_redeem(
             fields={"allocations": ["More than the payment."]},
         )
     if (
-        card.balance_minor < amount_minor
+        gift_card.balance_minor < amount_minor
     ):  # the common case said plainly; a race is decided by _take below
         raise Conflict(
-            f"{card} has only {money_text(card.balance_minor)} left.",
+            f"{gift_card} has only {money_text(gift_card.balance_minor)} left.",
             code="gift_card_insufficient_balance",
         )
     payment = billing.payment_gift_card_record(
         actor=actor,
         patient=patient,
         amount_minor=amount_minor,
-        reference=(reference or f"Gift card {card.code}"),
+        reference=(reference or f"Gift card {gift_card.code}"),
         allocations=list(allocations),
     )
-    _take(card, amount_minor)
+    _take(gift_card, amount_minor)
     first_invoice = allocations[0][0] if allocations else None
     _history(
-        card, Txn.Kind.REDEEM, -amount_minor, actor=actor, payment=payment, invoice=first_invoice
+        gift_card,
+        Txn.Kind.REDEEM,
+        -amount_minor,
+        actor=actor,
+        payment=payment,
+        invoice=first_invoice,
     )
     return payment
 
@@ -519,7 +534,7 @@ def giftcard_transfer(*, actor, source: GiftCard, target: GiftCard, amount_minor
 def giftcard_refund(
     *,
     actor,
-    card: GiftCard,
+    gift_card: GiftCard,
     amount_minor: int,
     reason: str = "",
     idempotency_key: str | None = None,
@@ -543,7 +558,7 @@ def giftcard_refund(
     ):  # a retry of the same request re-runs its own attempts, and holds nothing again
         with transaction.atomic():
             rows, attempts = _refund_plan(
-                card, actor=actor, amount=amount_minor, reason=reason, prefix=prefix
+                gift_card, actor=actor, amount=amount_minor, reason=reason, prefix=prefix
             )
     failures = []
     for attempt in attempts:
@@ -556,7 +571,7 @@ def giftcard_refund(
             continue
         rows.extend(
             Txn.objects.filter(
-                card=card,
+                gift_card=gift_card,
                 kind=Txn.Kind.REFUND,
                 payment_id=attempt.payment_id,
                 amount_minor=-attempt.amount_minor,
@@ -566,13 +581,13 @@ def giftcard_refund(
         done = sum(-row.amount_minor for row in rows)
         raise Conflict(
             f"{money_text(done)} of {money_text(amount_minor)} was refunded. The rest could not be "
-            f"refunded to the card: {failures[0]} It stays on {card}; try the refund again.",
+            f"refunded to the card: {failures[0]} It stays on {gift_card}; try the refund again.",
             code="refund_partly_failed",
         )
     return rows
 
 
-def _refund_plan(card: GiftCard, *, actor, amount: int, reason: str, prefix: str):
+def _refund_plan(gift_card: GiftCard, *, actor, amount: int, reason: str, prefix: str):
     """Inside one transaction: hold `amount` on the card, refund the cash loads now and begin one
     card attempt for each card load."""
     from carnet.core.idempotency import claim_form_key
@@ -581,18 +596,18 @@ def _refund_plan(card: GiftCard, *, actor, amount: int, reason: str, prefix: str
         user=actor, key=prefix
     ):  # the same request again (cash loads have no attempt)
         return [], []
-    if not GiftCard.objects.filter(pk=card.pk, balance_minor__gte=F("held_minor") + amount).update(
-        held_minor=F("held_minor") + amount
-    ):
-        left = GiftCard.objects.filter(pk=card.pk).values_list(
+    if not GiftCard.objects.filter(
+        pk=gift_card.pk, balance_minor__gte=F("held_minor") + amount
+    ).update(held_minor=F("held_minor") + amount):
+        left = GiftCard.objects.filter(pk=gift_card.pk).values_list(
             "balance_minor", "held_minor"
         ).first() or (0, 0)
         raise Conflict(
-            f"{card} has only {money_text(left[0] - left[1])} left to refund.",
+            f"{gift_card} has only {money_text(left[0] - left[1])} left to refund.",
             code="gift_card_insufficient_balance",
         )
     loads = (
-        Payment.objects.filter(gift_card_transactions__card=card, gift_card_minor__gt=0)
+        Payment.objects.filter(gift_card_transactions__gift_card=gift_card, gift_card_minor__gt=0)
         .distinct()
         .order_by("-received_at", "-pk")
     )
@@ -614,48 +629,51 @@ def _refund_plan(card: GiftCard, *, actor, amount: int, reason: str, prefix: str
                     payment=payment,
                     amount_minor=part,
                     purpose="gift_card_refund",
-                    reason=reason or f"Refund {card}",
+                    reason=reason or f"Refund {gift_card}",
                     actor=actor,
                     from_credit=False,
-                    context={"gift_card": card.pk},
+                    context={"gift_card": gift_card.pk},
                 )
             )
             continue
         billing.payment_gift_card_release(
-            payment=payment, amount_minor=part, source=card, memo=f"Refund {card}"
+            payment=payment, amount_minor=part, source=gift_card, memo=f"Refund {gift_card}"
         )
         billing.payment_refund(
-            actor=actor, payment=payment, amount_minor=part, reason=reason or f"Refund {card}"
+            actor=actor, payment=payment, amount_minor=part, reason=reason or f"Refund {gift_card}"
         )
-        _unhold_and_take(card, part)
-        rows.append(_history(card, Txn.Kind.REFUND, -part, actor=actor, payment=payment))
+        _unhold_and_take(gift_card, part)
+        rows.append(_history(gift_card, Txn.Kind.REFUND, -part, actor=actor, payment=payment))
     if left:
         raise Conflict(
-            f"Only {money_text(amount - left)} of {card}'s balance came from its own loads and can "
-            "be refunded to them.",
+            f"Only {money_text(amount - left)} of {gift_card}'s balance came from its own loads "
+            "and can be refunded to them.",
             code="refund_exceeds_load",
         )
     return rows, attempts
 
 
-def _unhold_and_take(card: GiftCard, amount: int) -> None:
-    GiftCard.objects.filter(pk=card.pk).update(
+def _unhold_and_take(gift_card: GiftCard, amount: int) -> None:
+    GiftCard.objects.filter(pk=gift_card.pk).update(
         held_minor=F("held_minor") - amount, balance_minor=F("balance_minor") - amount
     )
 
 
 def _refund_prepare(attempt: CardAttempt, payment: Payment) -> None:
-    card = GiftCard.objects.get(pk=attempt.context["gift_card"])
+    gift_card = GiftCard.objects.get(pk=attempt.context["gift_card"])
     billing.payment_gift_card_release(
-        payment=payment, amount_minor=attempt.amount_minor, source=card, memo=f"Refund {card}"
+        payment=payment,
+        amount_minor=attempt.amount_minor,
+        source=gift_card,
+        memo=f"Refund {gift_card}",
     )
 
 
 def _refunded(attempt: CardAttempt, refund) -> None:
-    card = GiftCard.objects.get(pk=attempt.context["gift_card"])
-    _unhold_and_take(card, attempt.amount_minor)
+    gift_card = GiftCard.objects.get(pk=attempt.context["gift_card"])
+    _unhold_and_take(gift_card, attempt.amount_minor)
     _history(
-        card,
+        gift_card,
         Txn.Kind.REFUND,
         -attempt.amount_minor,
         actor=attempt.created_by,
@@ -670,29 +688,29 @@ def _refund_failed(attempt: CardAttempt) -> None:
 
 
 @transaction.atomic
-def giftcard_delete(*, actor, card: GiftCard) -> None:
+def giftcard_delete(*, actor, gift_card: GiftCard) -> None:
     require(actor, Action.SELL)
-    if Txn.objects.filter(card=card).exists():
+    if Txn.objects.filter(gift_card=gift_card).exists():
         raise Conflict(
-            f"{card} has transactions; only a card without any can be deleted.",
+            f"{gift_card} has transactions; only a card without any can be deleted.",
             code="gift_card_has_transactions",
         )
-    activity.record(actor=actor, verb="deleted", obj=card, before=activity.snapshot(card))
-    GiftCard.objects.filter(pk=card.pk).delete()
+    activity.record(actor=actor, verb="deleted", obj=gift_card, before=activity.snapshot(gift_card))
+    GiftCard.objects.filter(pk=gift_card.pk).delete()
 
 
 @transaction.atomic
 def giftcard_update(
     *,
     actor,
-    card: GiftCard,
+    gift_card: GiftCard,
     notes: str | None = None,
     recipient_name: str | None = None,
     recipient_email: str | None = None,
 ) -> GiftCard:
     require(actor, Action.SELL)
-    card = GiftCard.objects.get(pk=card.pk)
-    before = activity.snapshot(card)
+    gift_card = GiftCard.objects.get(pk=gift_card.pk)
+    before = activity.snapshot(gift_card)
     for name, value in (
         ("notes", notes),
         ("recipient_name", recipient_name),
@@ -702,12 +720,16 @@ def giftcard_update(
             column_check(
                 GiftCard, **{name: value.strip()}
             )  # too long is refused naming the limit, never cut
-            setattr(card, name, value.strip())
-    card.save(update_fields=["notes", "recipient_name", "recipient_email"])
+            setattr(gift_card, name, value.strip())
+    gift_card.save(update_fields=["notes", "recipient_name", "recipient_email"])
     activity.record(
-        actor=actor, verb="updated", obj=card, before=before, after=activity.snapshot(card)
+        actor=actor,
+        verb="updated",
+        obj=gift_card,
+        before=before,
+        after=activity.snapshot(gift_card),
     )
-    return card
+    return gift_card
 
 
 def code_generate() -> str:
@@ -787,17 +809,17 @@ def giftcard_sell_online(
             "recipient_email": recipient_email,
         },
     )
-    card = GiftCard.objects.filter(sale_key=sale_key).first()
-    if card is None:
+    gift_card = GiftCard.objects.filter(sale_key=sale_key).first()
+    if gift_card is None:
         raise Conflict(f"{attempt.message} Please contact the clinic.", code="kept_as_credit")
-    return card
+    return gift_card
 
 
 def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
     from .emails import giftcard_code_email
 
     context = attempt.context
-    card = GiftCard.objects.create(
+    gift_card = GiftCard.objects.create(
         code=code_generate(),
         created_at=clock.now(),
         purchaser=attempt.patient,
@@ -805,11 +827,13 @@ def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
         recipient_email=context["recipient_email"],
         sale_key=context["sale_key"],
     )
-    payment.reference = f"Gift card {card.code} bought online"[:120]
+    payment.reference = f"Gift card {gift_card.code} bought online"[:120]
     Payment.objects.filter(pk=payment.pk).update(reference=payment.reference)
-    _spend(card, actor=None, kind=Txn.Kind.LOAD, payment=payment, amount=attempt.amount_minor)
-    activity.record(actor=None, verb="sold_online", obj=card, after=activity.snapshot(card))
-    giftcard_code_email(card=card)
+    _spend(gift_card, actor=None, kind=Txn.Kind.LOAD, payment=payment, amount=attempt.amount_minor)
+    activity.record(
+        actor=None, verb="sold_online", obj=gift_card, after=activity.snapshot(gift_card)
+    )
+    giftcard_code_email(gift_card=gift_card)
 
 
 purpose_register(

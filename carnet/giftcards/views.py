@@ -21,7 +21,7 @@ def giftcard_list(request):
     return render(
         request,
         "giftcards/list.html",
-        {"cards": giftcards_search(q)[:200], "q": q, "clinic": clinic_get()},
+        {"gift_cards": giftcards_search(q)[:200], "q": q, "clinic": clinic_get()},
     )
 
 
@@ -74,16 +74,18 @@ def _forms(clinic, data=None, which=None):
     return forms
 
 
-def _detail(request, card, forms=None, status=200):
+def _detail(request, gift_card, forms=None, status=200):
     clinic = clinic_get()
     return render(
         request,
         "giftcards/detail.html",
         {
-            "card": card,
+            "gift_card": gift_card,
             "clinic": clinic,
-            "history": card.transactions.select_related("payment", "invoice", "other_card"),
-            "notes_form": NotesForm(initial={"notes": card.notes}),
+            "history": gift_card.transactions.select_related(
+                "payment", "invoice", "other_gift_card"
+            ),
+            "notes_form": NotesForm(initial={"notes": gift_card.notes}),
             **(forms or _forms(clinic)),
         },
         status=status,
@@ -97,7 +99,7 @@ def giftcard_detail(request, pk: int):
 
 def _act(request, pk: int, which: str, write, success, *, calls_gateway=lambda data: False):
     """A money-moving form on the card page: run it once, or show the page again with its errors."""
-    card = giftcard_by_pk(pk)
+    gift_card = giftcard_by_pk(pk)
     clinic = clinic_get()
     forms = _forms(clinic, request.POST, which)
     form = forms[which]
@@ -105,7 +107,7 @@ def _act(request, pk: int, which: str, write, success, *, calls_gateway=lambda d
         outcome, result = save_once(
             request,
             form,
-            lambda: write(card, form.cleaned_data),
+            lambda: write(gift_card, form.cleaned_data),
             calls_gateway=calls_gateway(form.cleaned_data),
         )
         if outcome == "denied":
@@ -124,9 +126,9 @@ def giftcard_reload(request, pk: int):
         request,
         pk,
         "reload",
-        lambda card, d: services.giftcard_reload(
+        lambda gift_card, d: services.giftcard_reload(
             actor=request.user,
-            card=card,
+            gift_card=gift_card,
             amount_minor=d["amount"],
             payer=d["payer"],
             method=d["method"],
@@ -144,9 +146,9 @@ def giftcard_transfer(request, pk: int):
         request,
         pk,
         "transfer",
-        lambda card, d: services.giftcard_transfer(
+        lambda gift_card, d: services.giftcard_transfer(
             actor=request.user,
-            source=card,
+            source=gift_card,
             target=services.giftcard_get(code=d["target_code"]),
             amount_minor=d["amount"],
         ),
@@ -161,9 +163,9 @@ def giftcard_refund(request, pk: int):
         request,
         pk,
         "refund",
-        lambda card, d: services.giftcard_refund(
+        lambda gift_card, d: services.giftcard_refund(
             actor=request.user,
-            card=card,
+            gift_card=gift_card,
             amount_minor=d["amount"],
             reason=d["reason"],
             idempotency_key=f"form-{d['form_key']}",
@@ -176,24 +178,26 @@ def giftcard_refund(request, pk: int):
 @require_POST
 @staff_required(Action.SELL)
 def giftcard_delete(request, pk: int):
-    card = giftcard_by_pk(pk)
+    gift_card = giftcard_by_pk(pk)
     try:
-        services.giftcard_delete(actor=request.user, card=card)
+        services.giftcard_delete(actor=request.user, gift_card=gift_card)
     except NotAllowed as exc:
         return not_allowed(request, exc.message)
     except CarnetError as exc:
         messages.error(request, exc.message)
         return redirect("giftcards:detail", pk=pk)
-    messages.success(request, f"{card} deleted.")
+    messages.success(request, f"{gift_card} deleted.")
     return redirect("giftcards:list")
 
 
 @require_POST
 @staff_required(Action.SELL)
 def giftcard_notes(request, pk: int):
-    card = giftcard_by_pk(pk)
+    gift_card = giftcard_by_pk(pk)
     form = NotesForm(request.POST)
     if form.is_valid():
-        services.giftcard_update(actor=request.user, card=card, notes=form.cleaned_data["notes"])
+        services.giftcard_update(
+            actor=request.user, gift_card=gift_card, notes=form.cleaned_data["notes"]
+        )
         messages.success(request, "Notes saved.")
     return redirect("giftcards:detail", pk=pk)

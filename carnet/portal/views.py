@@ -266,7 +266,7 @@ def gift_card_buy(request, patient):
             }
         )
         try:
-            card = giftcard_sell_online(
+            gift_card = giftcard_sell_online(
                 patient=patient,
                 amount_minor=data["amount"] or 0,
                 recipient_name=data["recipient_name"],
@@ -288,8 +288,8 @@ def gift_card_buy(request, patient):
                 {
                     "clinic": clinic,
                     "patient": patient,
-                    "card": card,
-                    "amount": clinic.money(card.balance_minor),
+                    "gift_card": gift_card,
+                    "amount": clinic.money(gift_card.balance_minor),
                 },
             )
     return _with_stripe_js(

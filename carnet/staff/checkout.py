@@ -243,9 +243,9 @@ def checkout_pay_at_desk(
             if gifts:
                 from carnet.giftcards.services import giftcard_sell_load
 
-                for card, amount in sale.gift_cards:
+                for gift_card, amount in sale.gift_cards:
                     giftcard_sell_load(
-                        actor=actor, card=card, payment=done[-1], amount_minor=amount
+                        actor=actor, gift_card=gift_card, payment=done[-1], amount_minor=amount
                     )
     return done
 

@@ -181,7 +181,7 @@ def _gift_card_load(desk, patient):
         amount_minor=5000,
         purchaser=patient,
         method="card_gateway",
-        card_on_file=_card(desk, patient),
+        card=_card(desk, patient),
         idempotency_key="crash-gc",
     )
 
@@ -442,25 +442,25 @@ def test_one_failing_row_never_stops_the_daily_job(desk, monkeypatch):
 
 def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(desk, monkeypatch):
     patient = make_patient()
-    card_on_file = _card(desk, patient)
-    gift = giftcard_create_and_load(
+    card = _card(desk, patient)
+    gift_card = giftcard_create_and_load(
         actor=desk["user"],
         code="HALF01",
         amount_minor=3000,
         purchaser=patient,
         method="card_gateway",
-        card_on_file=card_on_file,
+        card=card,
         idempotency_key="l1",
     )
     from carnet.giftcards.services import giftcard_reload
 
     giftcard_reload(
         actor=desk["user"],
-        card=gift,
+        gift_card=gift_card,
         amount_minor=2000,
         payer=patient,
         method="card_gateway",
-        card_on_file=card_on_file,
+        card=card,
         idempotency_key="l2",
     )
     real, calls = test_gateway.TestGateway.refund, []
@@ -473,22 +473,24 @@ def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(d
 
     monkeypatch.setattr(test_gateway.TestGateway, "refund", second_fails)
     with pytest.raises(Conflict) as refused:
-        giftcard_refund(actor=desk["user"], card=gift, amount_minor=5000, idempotency_key="r1")
+        giftcard_refund(
+            actor=desk["user"], gift_card=gift_card, amount_minor=5000, idempotency_key="r1"
+        )
     assert refused.value.code == "refund_partly_failed"
-    gift.refresh_from_db()
-    assert (gift.balance_minor, gift.held_minor) == (
+    gift_card.refresh_from_db()
+    assert (gift_card.balance_minor, gift_card.held_minor) == (
         3000,
         3000,
     )  # 20.00 refunded; 30.00 waits for its answer
     _reconcile()  # the gateway never made the second refund: released, back to spendable
-    gift.refresh_from_db()
-    assert (gift.balance_minor, gift.held_minor) == (3000, 0)
+    gift_card.refresh_from_db()
+    assert (gift_card.balance_minor, gift_card.held_minor) == (3000, 0)
     assert_gateway_money_is_recorded_money()
     giftcard_refund(
-        actor=desk["user"], card=gift, amount_minor=3000, idempotency_key="r2"
+        actor=desk["user"], gift_card=gift_card, amount_minor=3000, idempotency_key="r2"
     )  # the rest, retried
-    gift.refresh_from_db()
-    assert gift.balance_minor == 0 and TestGatewayRefund.objects.count() == 2
+    gift_card.refresh_from_db()
+    assert gift_card.balance_minor == 0 and TestGatewayRefund.objects.count() == 2
     assert_gateway_money_is_recorded_money()
 
 

@@ -17,19 +17,19 @@ def test_load_read_redeem_transfer_refund_delete(front_desk, admin_staff, catalo
         **{"Idempotency-Key": "load-1"},
     )
     assert made.status_code == 201, made.content
-    card = made.json()
-    assert card["code"] == "API-CARD-1" and card["balance_minor"] == 8000
+    gift_card = made.json()
+    assert gift_card["code"] == "API-CARD-1" and gift_card["balance_minor"] == 8000
     again = api.post(
         "/gift-cards",
         {"code": "api-card-1", "amount_minor": 8000, "purchaser_id": buyer.pk, "method": "debit"},
         **{"Idempotency-Key": "load-1"},
     )
     assert (
-        again.status_code == 201 and again.json()["id"] == card["id"]
+        again.status_code == 201 and again.json()["id"] == gift_card["id"]
     )  # replayed, not loaded twice
     assert GiftCard.objects.get().balance_minor == 8000
     found = api.get("/gift-cards?code=api-card").json()
-    assert [c["id"] for c in found] == [card["id"]]
+    assert [c["id"] for c in found] == [gift_card["id"]]
 
     invoice = manual_invoice(front_desk, other, 3000, category=catalog["income_category"])
     paid = api.post(
@@ -52,20 +52,25 @@ def test_load_read_redeem_transfer_refund_delete(front_desk, admin_staff, catalo
 
     target = api.post("/gift-cards", {"code": "API-CARD-2"}).json()
     moved = api.post(
-        f"/gift-cards/{card['id']}/transfer", {"target_code": "api-card-2", "amount_minor": 1000}
+        f"/gift-cards/{gift_card['id']}/transfer",
+        {"target_code": "api-card-2", "amount_minor": 1000},
     )
     assert moved.status_code == 201 and moved.json()["balance_minor"] == 4000
-    assert api.post(f"/gift-cards/{card['id']}/refund", {"amount_minor": 100}).status_code == 403
+    assert (
+        api.post(f"/gift-cards/{gift_card['id']}/refund", {"amount_minor": 100}).status_code == 403
+    )
     refunded = admin.post(
-        f"/gift-cards/{card['id']}/refund", {"amount_minor": 1500}, **{"Idempotency-Key": "r1"}
+        f"/gift-cards/{gift_card['id']}/refund", {"amount_minor": 1500}, **{"Idempotency-Key": "r1"}
     )
     assert refunded.status_code == 201 and refunded.json()["balance_minor"] == 2500
     reloaded = api.post(
-        f"/gift-cards/{card['id']}/reload", {"amount_minor": 500, "payer_id": buyer.pk}
+        f"/gift-cards/{gift_card['id']}/reload", {"amount_minor": 500, "payer_id": buyer.pk}
     )
     assert reloaded.status_code == 201 and reloaded.json()["balance_minor"] == 3000
-    assert api.patch(f"/gift-cards/{card['id']}", {"notes": "wallet"}).json()["notes"] == "wallet"
-    assert api.delete(f"/gift-cards/{card['id']}").status_code == 409
+    assert (
+        api.patch(f"/gift-cards/{gift_card['id']}", {"notes": "wallet"}).json()["notes"] == "wallet"
+    )
+    assert api.delete(f"/gift-cards/{gift_card['id']}").status_code == 409
     empty = api.post("/gift-cards", {"code": "API-CARD-3"}).json()
     assert api.delete(f"/gift-cards/{empty['id']}").status_code == 204
     assert api.get(f"/gift-cards/{empty['id']}").status_code == 404

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 
 def test_invoices_racing_for_one_balance_never_overspend_it():
     catalog, desk = make_catalog(), make_staff()
-    card = giftcard_create_and_load(
+    gift_card = giftcard_create_and_load(
         actor=desk.user, code="RACE-01", amount_minor=5000, purchaser=make_patient()
     )
     patients = [make_patient() for _ in range(4)]
@@ -40,8 +40,8 @@ def test_invoices_racing_for_one_balance_never_overspend_it():
     assert {r.code for r in results if isinstance(r, CarnetError)} == {
         "gift_card_insufficient_balance"
     }
-    card.refresh_from_db()
-    assert card.balance_minor == 2000 == balance(accounts.GIFT_CARD_LIABILITY)
+    gift_card.refresh_from_db()
+    assert gift_card.balance_minor == 2000 == balance(accounts.GIFT_CARD_LIABILITY)
     assert_ledger_ok()
 
 

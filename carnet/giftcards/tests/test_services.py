@@ -48,8 +48,8 @@ def test_code_rules(bad):
 
 
 def test_code_is_stored_upper_case_unique_and_looked_up_case_insensitively(front_desk, catalog):
-    card = _load(front_desk, code="  spring-2026 ")
-    assert card.code == "SPRING-2026" and giftcard_get(code="Spring-2026").pk == card.pk
+    gift_card = _load(front_desk, code="  spring-2026 ")
+    assert gift_card.code == "SPRING-2026" and giftcard_get(code="Spring-2026").pk == gift_card.pk
     with pytest.raises(Conflict) as err:
         _load(front_desk, code="SPRING-2026")
     assert err.value.code == "gift_card_code_taken"
@@ -59,15 +59,15 @@ def test_code_is_stored_upper_case_unique_and_looked_up_case_insensitively(front
 
 def test_load_posts_cash_to_gift_card_liability_not_revenue_nor_credit(front_desk, catalog):
     buyer = make_patient()
-    card = _load(
+    gift_card = _load(
         front_desk, purchaser=buyer, method="debit", amount=10000, recipient_email="a@example.test"
     )
-    assert card.balance_minor == 10000
+    assert gift_card.balance_minor == 10000
     assert (
         balance(accounts.cash("debit")) == 10000 and balance(accounts.GIFT_CARD_LIABILITY) == 10000
     )
     assert credit_balance(buyer) == 0 and balance(accounts.PATIENT_CREDIT, patient_id=buyer.pk) == 0
-    load = card.transactions.get()
+    load = gift_card.transactions.get()
     assert (
         load.kind == "load"
         and load.payment.method == "debit"
@@ -80,14 +80,20 @@ def test_reload_and_load_limit(front_desk, catalog):
     clinic = clinic_get()
     clinic.gift_card_load_limit_minor = 20000
     clinic.save()
-    card = _load(front_desk, amount=20000)
+    gift_card = _load(front_desk, amount=20000)
     with pytest.raises(Conflict) as err:
-        giftcard_reload(actor=front_desk.user, card=card, amount_minor=20001, payer=make_patient())
+        giftcard_reload(
+            actor=front_desk.user, gift_card=gift_card, amount_minor=20001, payer=make_patient()
+        )
     assert err.value.code == "load_limit"
-    card = giftcard_reload(
-        actor=front_desk.user, card=card, amount_minor=5000, payer=make_patient(), method="cheque"
+    gift_card = giftcard_reload(
+        actor=front_desk.user,
+        gift_card=gift_card,
+        amount_minor=5000,
+        payer=make_patient(),
+        method="cheque",
     )
-    assert card.balance_minor == 25000 and [t.kind for t in card.transactions.all()] == [
+    assert gift_card.balance_minor == 25000 and [t.kind for t in gift_card.transactions.all()] == [
         "reload",
         "load",
     ]
@@ -95,7 +101,7 @@ def test_reload_and_load_limit(front_desk, catalog):
 
 
 def test_cards_off_refuses_loads_and_redemptions(front_desk, catalog, cat):
-    card = _load(front_desk)
+    gift_card = _load(front_desk)
     clinic = clinic_get()
     clinic.gift_cards_enabled = False
     clinic.save()
@@ -106,7 +112,7 @@ def test_cards_off_refuses_loads_and_redemptions(front_desk, catalog, cat):
     with pytest.raises(Conflict):
         giftcard_redeem(
             actor=front_desk.user,
-            code=card.code,
+            code=gift_card.code,
             patient=patient,
             amount_minor=1000,
             allocations=[(invoice, 1000)],
@@ -114,12 +120,12 @@ def test_cards_off_refuses_loads_and_redemptions(front_desk, catalog, cat):
 
 
 def test_any_patient_redeems_part_combined_with_cash(front_desk, catalog, cat):
-    card = _load(front_desk, amount=3000)
+    gift_card = _load(front_desk, amount=3000)
     other = make_patient()  # not the purchaser
     invoice = manual_invoice(front_desk, other, 5000, category=cat)
     payment = giftcard_redeem(
         actor=front_desk.user,
-        code=card.code.lower(),
+        code=gift_card.code.lower(),
         patient=other,
         amount_minor=2000,
         allocations=[(invoice, 2000)],
@@ -131,14 +137,14 @@ def test_any_patient_redeems_part_combined_with_cash(front_desk, catalog, cat):
         amount_minor=3000,
         allocations=[(invoice, 3000)],
     )
-    invoice.refresh_from_db(), card.refresh_from_db()
-    assert invoice.status == "paid" and card.balance_minor == 1000
+    invoice.refresh_from_db(), gift_card.refresh_from_db()
+    assert invoice.status == "paid" and gift_card.balance_minor == 1000
     assert payment.method == Payment.Method.GIFT_CARD and payment.unapplied_minor == 0
     assert (
         balance(accounts.GIFT_CARD_LIABILITY) == 1000
         and balance(accounts.AR, patient_id=other.pk) == 0
     )
-    redeem = card.transactions.first()
+    redeem = gift_card.transactions.first()
     assert (redeem.kind, redeem.amount_minor, redeem.invoice_id, redeem.balance_after_minor) == (
         "redeem",
         -2000,
@@ -149,13 +155,13 @@ def test_any_patient_redeems_part_combined_with_cash(front_desk, catalog, cat):
 
 
 def test_cannot_redeem_more_than_the_balance(front_desk, catalog, cat):
-    card = _load(front_desk, amount=1000)
+    gift_card = _load(front_desk, amount=1000)
     patient = make_patient()
     invoice = manual_invoice(front_desk, patient, 5000, category=cat)
     with pytest.raises(Conflict) as err:
         giftcard_redeem(
             actor=front_desk.user,
-            code=card.code,
+            code=gift_card.code,
             patient=patient,
             amount_minor=1500,
             allocations=[(invoice, 1500)],
@@ -202,21 +208,21 @@ def test_transfer_between_cards(front_desk, catalog):
 
 def test_refund_goes_back_to_the_original_payment(front_desk, admin_staff, catalog):
     buyer = make_patient()
-    card = _load(front_desk, purchaser=buyer, method="cheque", amount=6000)
+    gift_card = _load(front_desk, purchaser=buyer, method="cheque", amount=6000)
     with pytest.raises(NotAllowed):
-        giftcard_refund(actor=front_desk.user, card=card, amount_minor=1000)
+        giftcard_refund(actor=front_desk.user, gift_card=gift_card, amount_minor=1000)
     rows = giftcard_refund(
-        actor=admin_staff.user, card=card, amount_minor=2500, reason="changed mind"
+        actor=admin_staff.user, gift_card=gift_card, amount_minor=2500, reason="changed mind"
     )
-    card.refresh_from_db()
-    assert card.balance_minor == 3500 and rows[0].kind == "refund"
+    gift_card.refresh_from_db()
+    assert gift_card.balance_minor == 3500 and rows[0].kind == "refund"
     refund = rows[0].payment.refunds.get()
     assert refund.method == "cheque" and refund.amount_minor == 2500
     assert (
         balance(accounts.cash("cheque")) == 3500 and balance(accounts.GIFT_CARD_LIABILITY) == 3500
     )
     with pytest.raises(Conflict):
-        giftcard_refund(actor=admin_staff.user, card=card, amount_minor=3501)
+        giftcard_refund(actor=admin_staff.user, gift_card=gift_card, amount_minor=3501)
     assert_ledger_ok()
 
 
@@ -227,7 +233,7 @@ def test_refund_of_transferred_in_value_is_refused(front_desk, admin_staff, cata
     )
     giftcard_transfer(actor=front_desk.user, source=a, target=b, amount_minor=1000)
     with pytest.raises(Conflict) as err:
-        giftcard_refund(actor=admin_staff.user, card=b, amount_minor=2000)
+        giftcard_refund(actor=admin_staff.user, gift_card=b, amount_minor=2000)
     assert err.value.code == "refund_exceeds_load"
     b.refresh_from_db()
     assert b.balance_minor == 2000
@@ -236,20 +242,20 @@ def test_refund_of_transferred_in_value_is_refused(front_desk, admin_staff, cata
 
 def test_delete_only_without_transactions_and_notes(front_desk, catalog):
     empty = giftcard_create_and_load(actor=front_desk.user, code="EMPTY-1")
-    giftcard_update(actor=front_desk.user, card=empty, notes="Wallet for Ann's massages")
+    giftcard_update(actor=front_desk.user, gift_card=empty, notes="Wallet for Ann's massages")
     assert GiftCard.objects.get(pk=empty.pk).notes == "Wallet for Ann's massages"
-    giftcard_delete(actor=front_desk.user, card=empty)
+    giftcard_delete(actor=front_desk.user, gift_card=empty)
     assert not GiftCard.objects.filter(pk=empty.pk).exists()
     used = _load(front_desk)
     with pytest.raises(Conflict) as err:
-        giftcard_delete(actor=front_desk.user, card=used)
+        giftcard_delete(actor=front_desk.user, gift_card=used)
     assert err.value.code == "gift_card_has_transactions"
 
 
 def test_liability_invariant_catches_a_drift(front_desk, catalog):
-    card = _load(front_desk)
+    gift_card = _load(front_desk)
     assert list(_liability_matches_cards()) == []
-    GiftCard.objects.filter(pk=card.pk).update(balance_minor=1)
+    GiftCard.objects.filter(pk=gift_card.pk).update(balance_minor=1)
     assert list(_liability_matches_cards())
 
 
@@ -282,9 +288,9 @@ def test_online_sale_needs_the_setting_and_the_minimum_and_emails_the_code(
     with pytest.raises(ValidationFailed):
         _online(patient, amount_minor=4999)
     with django_capture_on_commit_callbacks(execute=True):
-        card = _online(patient)
-    assert card.balance_minor == 5000 and card.purchaser == patient
-    assert _online(patient).pk == card.pk  # a double submit: same card, charged once
+        gift_card = _online(patient)
+    assert gift_card.balance_minor == 5000 and gift_card.purchaser == patient
+    assert _online(patient).pk == gift_card.pk  # a double submit: same card, charged once
     assert GiftCard.objects.count() == 1 and Payment.objects.get().method == "card_gateway"
-    assert mail.outbox[-1].to == ["ann@example.test"] and card.code in mail.outbox[-1].body
+    assert mail.outbox[-1].to == ["ann@example.test"] and gift_card.code in mail.outbox[-1].body
     assert_ledger_ok()

@@ -22,8 +22,12 @@ def test_create_search_and_card_page(client, front_desk, catalog):
             "method": "cash",
         },
     )
-    card = GiftCard.objects.get()
-    assert response.status_code == 302 and card.code == "PAGE-CARD" and card.balance_minor == 5000
+    gift_card = GiftCard.objects.get()
+    assert (
+        response.status_code == 302
+        and gift_card.code == "PAGE-CARD"
+        and gift_card.balance_minor == 5000
+    )
     again = client.post(
         reverse("giftcards:new"),
         {
@@ -39,7 +43,7 @@ def test_create_search_and_card_page(client, front_desk, catalog):
     )  # a double submit does nothing twice
     assert b"PAGE-CARD" in client.get(reverse("giftcards:list") + "?q=page").content
     assert b"PAGE-CARD" not in client.get(reverse("giftcards:list") + "?q=zzz").content
-    page = client.get(reverse("giftcards:detail", args=[card.pk]))
+    page = client.get(reverse("giftcards:detail", args=[gift_card.pk]))
     assert page.status_code == 200 and b"Load" in page.content
 
 
@@ -49,11 +53,11 @@ def test_bad_input_shows_on_the_page(client, front_desk, catalog):
         reverse("giftcards:new"), {"form_key": "k2", "code": "0bad", "method": "cash"}
     )
     assert response.status_code == 200 and b"not starting with 0" in response.content
-    card = giftcard_create_and_load(
+    gift_card = giftcard_create_and_load(
         actor=front_desk.user, code="SMALL-1", amount_minor=100, purchaser=make_patient()
     )
     response = client.post(
-        reverse("giftcards:transfer", args=[card.pk]),
+        reverse("giftcards:transfer", args=[gift_card.pk]),
         {"form_key": "k3", "target_code": "NOPE-NOPE", "amount": "1.00"},
     )
     assert response.status_code == 200 and "No gift card with code" in response.content.decode()
@@ -124,9 +128,9 @@ def test_portal_sells_a_card_when_online_sales_are_on(client, catalog):
         "cvc": "123",
     }
     response = client.post(url, form)
-    card = GiftCard.objects.get()
+    gift_card = GiftCard.objects.get()
     assert (
         response.status_code == 200
-        and card.code.encode() in response.content
-        and card.balance_minor == 4000
+        and gift_card.code.encode() in response.content
+        and gift_card.balance_minor == 4000
     )
