@@ -134,27 +134,50 @@ def _sales_status(row: dict) -> str:
     return status
 
 
-def pass_sales_report(
-    *,
-    actor,
-    start=None,
-    end=None,
-    location_id=None,
-    template_id=None,
-    type=None,
-    status=None,
-    usage=None,
-) -> Table:
-    """SPEC 10 pass sales: one row per pass bought in the date range (purchase date), deleted
-    passes left out. `usage`: remaining (active with uses left) / completed (the rest); `status`
-    includes "used_up" (active, no uses left). Lower levels see the passes they sold (sold_by)."""
-    staff_id = report_staff_scope(actor)
-    period = period_from(start, end)
-    location_id, template_id = _id(location_id, "location_id"), _id(template_id, "template_id")
-    kind = _choice(type, "type", list(KIND_LABELS))
-    status = _choice(status, "status", list(SALES_STATUSES))
-    usage = _choice(usage, "usage", list(USAGE_FILTERS))
+# What a pass sale's row is made from.
+SALES_FIELDS = (
+    "pk",
+    "kind",
+    "name",
+    "status",
+    "quantity",
+    "left",
+    "posted_count",
+    "reserved_count",
+    "forfeited_count",
+    "price_minor",
+    "sold_online",
+    "purchase_date",
+    "expires_on",
+    "ends_after",
+    "last_used",
+    "outstanding",
+    "where_id",
+    "patient__first_name",
+    "patient__last_name",
+    "face_value_minor",
+    "value_left",
+    "value_posted_minor",
+    "value_reserved_minor",
+    "value_forfeited_minor",
+)
 
+SALES_NOTES = [
+    "Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet "
+    "arrived; forfeited: uses lost when the pass expired or was refunded.",
+    "Sale price: the pass's price, taxes included (all instalments of a payment plan). "
+    "For a membership it is the price of one cycle.",
+    "Quantity and remaining are blank for memberships with unlimited uses.",
+    "A package that holds a value counts money, not uses: value drawn + value reserved + "
+    "value forfeited (when it ended) + value left = value held; Redeemed and Reserved count "
+    "its visits.",
+    "Outstanding balance: what is still owed on the pass's issued invoices (instalments, cycles).",
+]
+
+
+def _passes_sold(period: Period):
+    """Passes bought in the period (deleted ones left out), with where they were sold, what is
+    left of them, what is still owed on them and when they were last used."""
     first_invoice = PassInvoice.objects.filter(
         sold_pass=OuterRef("pk"), invoice__isnull=False
     ).order_by("seq")
@@ -172,7 +195,7 @@ def pass_sales_report(
         .annotate(last=Max("visit_date"))
         .values("last")
     )
-    passes = (
+    return (
         Pass.objects.exclude(status=Pass.Status.DELETED)
         .filter(purchase_date__gte=period.start, purchase_date__lte=period.end)
         .annotate(
@@ -194,9 +217,11 @@ def pass_sales_report(
             last_used=Subquery(last_used),
         )
     )
-    passes = _narrow(
-        passes, sold_by_id=staff_id, where_id=location_id, template_id=template_id, kind=kind
-    )
+
+
+def _passes_by_use(passes, usage: str | None, status: str | None):
+    """Narrowed to passes with uses (or value) remaining or completed, and to a status, where
+    "used_up" is an active pass with none left and "active" one with some."""
     # Uses (or, for a value package, value) left: unlimited memberships always have some.
     # (Spelled out both ways: SQL's NOT over the NULL counts of the other kinds would drop rows.)
     left = (
@@ -218,74 +243,74 @@ def pass_sales_report(
         passes = passes.filter(has_uses)
     elif status:
         passes = passes.filter(status=status)
+    return passes
+
+
+def _sales_row(p: dict, locations: dict) -> dict:
+    """A pass sale's row; a value package shows its value columns (None for the others)."""
+    value = p["face_value_minor"] is not None
+    p["remaining"] = p["left"]
+    return {
+        "id": p["pk"],
+        "location": locations.get(p["where_id"])
+        or ("Online" if p["sold_online"] else "Not recorded"),
+        "patient": f"{p['patient__first_name']} {p['patient__last_name']}",
+        "pass_name": p["name"],
+        "type": KIND_LABELS[p["kind"]],
+        "purchase_date": p["purchase_date"],
+        "price": p["price_minor"],
+        "quantity": p["quantity"],
+        "redeemed": p["posted_count"],
+        "reserved": p["reserved_count"],
+        "forfeited": p["forfeited_count"],
+        "remaining": p["left"],
+        "status": SALES_STATUSES.get(_sales_status(p), p["status"]),
+        "expiry": p["expires_on"] or p["ends_after"],
+        "last_used": p["last_used"],
+        "outstanding": int(p["outstanding"] or 0),
+        "value_held": p["face_value_minor"],
+        "value_drawn": p["value_posted_minor"] if value else None,
+        "value_reserved": p["value_reserved_minor"] if value else None,
+        "value_forfeited": p["value_forfeited_minor"] if value else None,
+        "value_left": p["value_left"] if value else None,
+    }
+
+
+def pass_sales_report(
+    *,
+    actor,
+    start=None,
+    end=None,
+    location_id=None,
+    template_id=None,
+    type=None,
+    status=None,
+    usage=None,
+) -> Table:
+    """SPEC 10 pass sales: one row per pass bought in the date range (purchase date), deleted
+    passes left out. `usage`: remaining (active with uses left) / completed (the rest); `status`
+    includes "used_up" (active, no uses left). Lower levels see the passes they sold (sold_by)."""
+    staff_id = report_staff_scope(actor)
+    period = period_from(start, end)
+    location_id, template_id = _id(location_id, "location_id"), _id(template_id, "template_id")
+    kind = _choice(type, "type", list(KIND_LABELS))
+    status = _choice(status, "status", list(SALES_STATUSES))
+    usage = _choice(usage, "usage", list(USAGE_FILTERS))
+
+    passes = _narrow(
+        _passes_sold(period),
+        sold_by_id=staff_id,
+        where_id=location_id,
+        template_id=template_id,
+        kind=kind,
+    )
+    passes = _passes_by_use(passes, usage, status)
     locations = dict(_location_names())
-    rows = []
-    for p in passes.order_by("purchase_date", "pk").values(
-        "pk",
-        "kind",
-        "name",
-        "status",
-        "quantity",
-        "left",
-        "posted_count",
-        "reserved_count",
-        "forfeited_count",
-        "price_minor",
-        "sold_online",
-        "purchase_date",
-        "expires_on",
-        "ends_after",
-        "last_used",
-        "outstanding",
-        "where_id",
-        "patient__first_name",
-        "patient__last_name",
-        "face_value_minor",
-        "value_left",
-        "value_posted_minor",
-        "value_reserved_minor",
-        "value_forfeited_minor",
-    ):
-        value = p["face_value_minor"] is not None
-        p["remaining"] = p["left"]
-        rows.append(
-            {
-                "id": p["pk"],
-                "location": locations.get(p["where_id"])
-                or ("Online" if p["sold_online"] else "Not recorded"),
-                "patient": f"{p['patient__first_name']} {p['patient__last_name']}",
-                "pass_name": p["name"],
-                "type": KIND_LABELS[p["kind"]],
-                "purchase_date": p["purchase_date"],
-                "price": p["price_minor"],
-                "quantity": p["quantity"],
-                "redeemed": p["posted_count"],
-                "reserved": p["reserved_count"],
-                "forfeited": p["forfeited_count"],
-                "remaining": p["left"],
-                "status": SALES_STATUSES.get(_sales_status(p), p["status"]),
-                "expiry": p["expires_on"] or p["ends_after"],
-                "last_used": p["last_used"],
-                "outstanding": int(p["outstanding"] or 0),
-                "value_held": p["face_value_minor"],
-                "value_drawn": p["value_posted_minor"] if value else None,
-                "value_reserved": p["value_reserved_minor"] if value else None,
-                "value_forfeited": p["value_forfeited_minor"] if value else None,
-                "value_left": p["value_left"] if value else None,
-            }
-        )
-    notes = [
-        "Redeemed + reserved + forfeited + remaining = quantity. Reserved: booked visits not yet "
-        "arrived; forfeited: uses lost when the pass expired or was refunded.",
-        "Sale price: the pass's price, taxes included (all instalments of a payment plan). "
-        "For a membership it is the price of one cycle.",
-        "Quantity and remaining are blank for memberships with unlimited uses.",
-        "A package that holds a value counts money, not uses: value drawn + value reserved + "
-        "value forfeited (when it ended) + value left = value held; Redeemed and Reserved count "
-        "its visits.",
-        "Outstanding balance: what is still owed on the pass's issued invoices (instalments, "
-        "cycles).",
+    rows = [
+        _sales_row(p, locations)
+        for p in passes.order_by("purchase_date", "pk").values(*SALES_FIELDS)
     ]
+    notes = list(SALES_NOTES)
     if staff_id is not None:
         notes.insert(0, "Only the passes you sold are shown.")
     return Table(
@@ -323,6 +348,38 @@ USAGE_COLUMNS = [
 ]
 
 
+# What a use's row is made from (by position in _usage_row).
+USAGE_FIELDS = (
+    "visit_date",
+    "sold_pass__kind",
+    "sold_pass__name",
+    "patient__first_name",
+    "patient__last_name",
+    "item__treatment__name",
+    "item__treatment__price_minor",
+    "practitioner__display_name",
+    "visit__invoice__number",
+    "value_minor",
+)
+
+
+def _usage_row(r: tuple) -> dict:
+    """A posted use's row: discount = original (the treatment's price) - covered (its value)."""
+    original, covered = r[6], r[9]
+    return {
+        "service_date": r[0],
+        "type": KIND_LABELS[r[1]],
+        "pass_name": r[2],
+        "patient": f"{r[3]} {r[4]}",
+        "redeemed_for": r[5],
+        "staff": r[7] or "",
+        "invoice": "" if r[8] is None else str(r[8]),
+        "original": original,
+        "discount": original - covered,
+        "covered": covered,
+    }
+
+
 def pass_usage_report(
     *, actor, start=None, end=None, location_id=None, staff_id=None, template_id=None, type=None
 ) -> Table:
@@ -347,34 +404,7 @@ def pass_usage_report(
         sold_pass__template_id=template_id,
         sold_pass__kind=kind,
     )
-    rows = []
-    for r in uses.order_by("visit_date", "pk").values_list(
-        "visit_date",
-        "sold_pass__kind",
-        "sold_pass__name",
-        "patient__first_name",
-        "patient__last_name",
-        "item__treatment__name",
-        "item__treatment__price_minor",
-        "practitioner__display_name",
-        "visit__invoice__number",
-        "value_minor",
-    ):
-        original, covered = r[6], r[9]
-        rows.append(
-            {
-                "service_date": r[0],
-                "type": KIND_LABELS[r[1]],
-                "pass_name": r[2],
-                "patient": f"{r[3]} {r[4]}",
-                "redeemed_for": r[5],
-                "staff": r[7] or "",
-                "invoice": "" if r[8] is None else str(r[8]),
-                "original": original,
-                "discount": original - covered,
-                "covered": covered,
-            }
-        )
+    rows = [_usage_row(r) for r in uses.order_by("visit_date", "pk").values_list(*USAGE_FIELDS)]
     notes = [
         (
             "Covered value is the pass value recognised for the visit (a package's price ÷ uses); "
