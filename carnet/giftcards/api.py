@@ -22,7 +22,7 @@ def _by_card(request, method: str, why: str) -> str | None:
     return request_key(request, required=method == "card_gateway", why=why)
 
 
-def _card(pk: int):
+def _gift_card(pk: int):
     return giftcard_by_pk(pk)
 
 
@@ -78,13 +78,13 @@ def redeem(request, payload: s.RedeemIn):
 @router.get("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_read")
 def read(request, pk: int):
     require(request.auth, Action.SELL)
-    return _card(pk)
+    return _gift_card(pk)
 
 
 @router.patch("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_update")
 def update(request, pk: int, payload: s.GiftCardPatch):
     require(request.auth, Action.SELL)
-    return services.giftcard_update(actor=request.auth, gift_card=_card(pk), **payload.dict())
+    return services.giftcard_update(actor=request.auth, gift_card=_gift_card(pk), **payload.dict())
 
 
 @router.post(
@@ -95,7 +95,7 @@ def reload(request, pk: int, payload: s.ReloadIn):
     require(request.auth, Action.SELL)
     gift_card = services.giftcard_reload(
         actor=request.auth,
-        gift_card=_card(pk),
+        gift_card=_gift_card(pk),
         amount_minor=payload.amount_minor,
         payer=patient_get(payload.payer_id),
         method=payload.method,
@@ -113,14 +113,14 @@ def reload(request, pk: int, payload: s.ReloadIn):
 )
 def transfer(request, pk: int, payload: s.TransferIn):
     require(request.auth, Action.SELL)
-    source = _card(pk)
+    source = _gift_card(pk)
     services.giftcard_transfer(
         actor=request.auth,
         source=source,
         target=services.giftcard_get(code=payload.target_code),
         amount_minor=payload.amount_minor,
     )
-    return Status(201, _card(pk))
+    return Status(201, _gift_card(pk))
 
 
 @router.post(
@@ -129,7 +129,7 @@ def transfer(request, pk: int, payload: s.TransferIn):
 @calls_gateway()  # loads paid by card are refunded through the gateway; the service is keyed itself
 def refund(request, pk: int, payload: s.RefundIn):
     require(request.auth, Action.REFUND)
-    gift_card = _card(pk)
+    gift_card = _gift_card(pk)
     key = request_key(
         request,
         required=giftcard_loaded_by_card(gift_card),
@@ -142,11 +142,11 @@ def refund(request, pk: int, payload: s.RefundIn):
         reason=payload.reason,
         idempotency_key=key,
     )
-    return Status(201, _card(pk))
+    return Status(201, _gift_card(pk))
 
 
 @router.delete("/gift-cards/{pk}", response={204: None}, operation_id="giftcard_delete")
 def delete(request, pk: int):
     require(request.auth, Action.SELL)
-    services.giftcard_delete(actor=request.auth, gift_card=_card(pk))
+    services.giftcard_delete(actor=request.auth, gift_card=_gift_card(pk))
     return Status(204, None)

@@ -337,7 +337,7 @@ def _card_form(request):
     ), stripe_on
 
 
-def _typed_card(request, data: dict, stripe_on: bool) -> dict:
+def _card_entry(request, data: dict, stripe_on: bool) -> dict:
     """The card as the services take it: Stripe.js's SetupIntent, or the test gateway's fields."""
     if stripe_on:
         return {"setup_intent": request.POST.get("setup_intent", "")[:255]}
@@ -360,7 +360,7 @@ def _card_submit(request, form, stripe_on: bool, pay, passes=()):
         return pay(
             holder=data["holder"],
             idempotency_key=data["form_key"],
-            **_typed_card(request, data, stripe_on),
+            **_card_entry(request, data, stripe_on),
         )
     except AuthenticationPending:  # 3-D Secure: the caller shows the bank's check
         raise
@@ -380,7 +380,10 @@ def pay_balance(request, token: str):
     form, stripe_on = _card_form(request)
     try:
         payment = _card_submit(
-            request, form, stripe_on, lambda **card: balance_pay_online(patient=patient, **card)
+            request,
+            form,
+            stripe_on,
+            lambda **card_entry: balance_pay_online(patient=patient, **card_entry),
         )
     except AuthenticationPending as exc:
         return card_authenticate_page(request, exc, nav="portal/_public_nav.html")
@@ -701,7 +704,7 @@ def membership_sign_up(request, patient, pk: int):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
-        card = _typed_card(request, data, stripe_on)
+        card_entry = _card_entry(request, data, stripe_on)
         try:
             sold = passes_online.membership_sign_up_online(
                 user=request.user,
@@ -709,7 +712,7 @@ def membership_sign_up(request, patient, pk: int):
                 template=template,
                 holder=data["holder"],
                 idempotency_key=data["form_key"],
-                **card,
+                **card_entry,
             )
         except AuthenticationPending as exc:
             return card_authenticate_page(request, exc, nav="portal/_nav.html")
@@ -857,7 +860,7 @@ def card_update(request, token: str):
             request,
             form,
             stripe_on,
-            lambda **card: card_requests.card_update_complete(token=token, **card),
+            lambda **card_entry: card_requests.card_update_complete(token=token, **card_entry),
             passes=card_requests.CardLinkError,
         )
     except (
