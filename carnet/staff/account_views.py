@@ -16,8 +16,8 @@ from carnet.people import passwords
 from .decorators import apply_errors, staff_required
 from .forms import PasswordChangeForm, PasswordResetRequestForm, SetPasswordForm
 
-# Set at log-in when the password that was typed fails today's rules; PasswordChangeRequiredMiddleware
-# keeps the login on the change page until it has a new one.
+# Set at log-in when the password that was typed fails today's rules;
+# PasswordChangeRequiredMiddleware keeps the login on the change page until it has a new one.
 CHANGE_REQUIRED = "carnet_password_change_required"
 
 

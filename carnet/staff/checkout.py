@@ -7,10 +7,10 @@ at once, so its first cycle is paid in this payment); products and the other ite
 Payments fill the invoices in order, packages first, so a package is usable as soon as its price
 is paid. A gift card has no invoice: it is made empty with the sale
 (giftcards.services.giftcard_sell_begin) and loaded in full from the first way to pay, before that
-payment fills any invoice; a card charge that fails discards it. Money taken at the desk (cash, debit, …, gift card, credit)
-is written in the sale's transaction: a refused payment refuses the sale too, and the desk fixes
-the form and submits again. A card goes to the gateway only after the sale has committed
-(`checkout_charge_card`), never inside a transaction.
+payment fills any invoice; a card charge that fails discards it. Money taken at the desk (cash,
+debit, …, gift card, credit) is written in the sale's transaction: a refused payment refuses the
+sale too, and the desk fixes the form and submits again. A card goes to the gateway only after the
+sale has committed (`checkout_charge_card`), never inside a transaction.
 """
 
 from __future__ import annotations
@@ -178,8 +178,9 @@ def _item_lines(cart: Cart) -> list[LineInput]:
 
 
 def checkout_totals(cart: Cart) -> Totals:
-    """The cart's live totals, by billing's own invoice arithmetic (billing.invoicing.invoices_preview)
-    on the invoices `checkout_sell` would issue; the gift cards are added to the total untaxed."""
+    """The cart's live totals, by billing's own invoice arithmetic
+    (billing.invoicing.invoices_preview) on the invoices `checkout_sell` would issue;
+    the gift cards are added to the total untaxed."""
     from carnet.passes.selling import sale_invoice_lines
 
     invoices = [lines for t in cart.packages for lines in sale_invoice_lines(t)]
@@ -279,12 +280,13 @@ def checkout_charge_card(
     label: str = "",
 ) -> Payment:
     """The card part of a checkout, once the sale (and any money taken at the desk) has committed:
-    a card on file, or a card typed into the gateway's card form (`token`), charged as a card attempt
-    (billing.card_attempts: recorded and committed, the gateway called outside any transaction, the
-    payment recorded with its allocations). With gift cards in the sale the card is the first way
-    to pay, so it carries them: the attempt's purpose "gift_card_sale" loads them once the charge is
-    recorded and discards them if it fails. The same `key` again finds the first attempt and charges
-    nothing more. A decline raises after the sale is kept: what is not paid stays owing."""
+    a card on file, or a card typed into the gateway's card form (`token`), charged as a card
+    attempt (billing.card_attempts: recorded and committed, the gateway called outside any
+    transaction, the payment recorded with its allocations). With gift cards in the sale the card is
+    the first way to pay, so it carries them: the attempt's purpose "gift_card_sale" loads them once
+    the charge is recorded and discards them if it fails. The same `key` again finds the first
+    attempt and charges nothing more. A decline raises after the sale is kept:
+    what is not paid stays owing."""
     from carnet.billing import card_attempts
 
     require(actor, Action.PAYMENT_TAKE)

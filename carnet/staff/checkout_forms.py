@@ -100,9 +100,9 @@ class CheckoutForm(CreditQuestion, forms.Form):
     def __init__(
         self, *args, clinic, patient, staff=None, covering=(), stripe_entry_for: str = "", **kwargs
     ):
-        """`covering`: the templates that could cover the appointment sold from (listed first, marked).
-        `stripe_entry_for`: the new card is typed into Stripe.js's own field (the SetupIntent's tag),
-        so this form has no card number, expiry or CVC field at all."""
+        """`covering`: the templates that could cover the appointment sold from (listed first,
+        marked). `stripe_entry_for`: the new card is typed into Stripe.js's own field (the
+        SetupIntent's tag), so this form has no card number, expiry or CVC field at all."""
         super().__init__(*args, **kwargs)
         self.stripe_entry_for = stripe_entry_for
         if stripe_entry_for:
@@ -358,7 +358,8 @@ class CheckoutForm(CreditQuestion, forms.Form):
 
     def tenders(self, *, owing: int) -> list[Tender]:
         """What the patient pays: the second tender (at the desk) first, then the first, whose blank
-        amount is the rest of what is owing. A card is last: it is charged after the sale commits."""
+        amount is the rest of what is owing. A card is last:
+        it is charged after the sale commits."""
         d = self.cleaned_data
         out = []
         if d.get("method_2"):

@@ -227,7 +227,8 @@ def purchase_new(request, pk: int):
         return not_allowed(request, exc.message)
     covering = templates_covering(visit.appointment.treatment) if visit else []
     initial = {"form_key": new_form_key()}
-    if visit:  # "Sell a package" chooses the first package that covers the visit; "Add items" (items=1) none
+    # "Sell a package" chooses the first package that covers the visit; "Add items" (items=1) none.
+    if visit:
         chosen = covering[0].pk if covering and not request.GET.get("items") else None
         initial.update(
             appointment=visit.appointment.pk,
@@ -248,7 +249,9 @@ def purchase_new(request, pk: int):
         d = form.cleaned_data
         done: dict = {}
         key = f"{request.user.pk}-{d['form_key']}"
-        try:  # a new card goes into the gateway's card form first, outside any transaction: a bad number sells nothing
+        # A new card goes into the gateway's card form first, outside any transaction: a bad number
+        # sells nothing.
+        try:
             entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
             if (
                 entered and form.keeps_new_card()

@@ -82,7 +82,8 @@ def run_action(request, fn, *, success: str | None = None, once: bool = False):
 
 
 def _once(request, fn):
-    # One form key may serve several buttons of a page (a panel): the submit's own fields tell them apart.
+    # One form key may serve several buttons of a page (a panel):
+    # the submit's own fields tell them apart.
     key = request.POST.get("form_key", "")
     fields = sorted(
         (k, v) for k, vs in request.POST.lists() for v in vs if k != "csrfmiddlewaretoken"

@@ -42,8 +42,8 @@ class LoginForm(forms.Form):
             self.wait = wait
             minutes = -(-int(wait.total_seconds()) // 60)
             raise forms.ValidationError(
-                f"Too many failed log-ins. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again, "
-                "or use “Forgotten your password?” below."
+                f"Too many failed log-ins. Wait {minutes} minute{'s' if minutes != 1 else ''} and "
+                "try again, or use “Forgotten your password?” below."
             )
         user = authenticate(self.request, username=username, password=password)
         # Staff and patients have separate doors; the wrong door answers like a wrong password.

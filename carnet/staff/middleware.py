@@ -1,5 +1,5 @@
-"""Session rules: a login whose password fails today's rules stays on the change page until it picks a
-new one; a session ends a fixed time after its log-in."""
+"""Session rules: a login whose password fails today's rules stays on the change page until it picks
+a new one; a session ends a fixed time after its log-in."""
 
 import time
 from urllib.parse import urlencode
@@ -16,12 +16,14 @@ from carnet.core.permissions import staff_of
 from .account_views import CHANGE_REQUIRED
 
 LOGGED_IN_AT = "carnet_logged_in_at"  # seconds since the epoch, set at the session's first request
-# Your sessions (people.login_sessions): this session's row, the session key it was written with, and when.
+# Your sessions (people.login_sessions): this session's row,
+# the session key it was written with, and when.
 LOGIN_SESSION_ID = "carnet_login_session"
 LOGIN_SESSION_KEY = "carnet_login_session_key"
 LOGIN_SESSION_TOUCHED = "carnet_login_session_touched"
 LOGIN_SESSION_TOUCH_SECONDS = 60
-# This session's login needed no second factor when first checked (people.two_factor): not asked again.
+# This session's login needed no second factor when first checked
+# (people.two_factor): not asked again.
 NO_SECOND_FACTOR = "carnet_no_second_factor"
 
 
@@ -71,17 +73,18 @@ class SessionLifetimeMiddleware:
                     return problem_response(401, "session_expired", "Session expired", detail)
                 messages.info(request, detail)
                 return redirect(
-                    f"{reverse('portal:login' if is_patient else 'staff:login')}?next={request.path}"
+                    f"{reverse('portal:login' if is_patient else 'staff:login')}"
+                    f"?next={request.path}"
                 )
         return self.get_response(request)
 
 
 class TwoFactorMiddleware:
-    """After the password, a login with an authenticator (or one that must have one) is held on the code
-    page (or the set-up page) until a code is given; its session reaches nothing else, pages or API
-    (403 `second_factor_required`). Runs after django-otp's OTPMiddleware, which marks a verified
-    session. An API call with `Authorization: Bearer` is the token's, never the session's (carnet.api),
-    so it is let through to the token check."""
+    """After the password, a login with an authenticator (or one that must have one) is held on the
+    code page (or the set-up page) until a code is given; its session reaches nothing else, pages or
+    API (403 `second_factor_required`). Runs after django-otp's OTPMiddleware, which marks a
+    verified session. An API call with `Authorization: Bearer` is the token's, never the session's
+    (carnet.api), so it is let through to the token check."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -145,8 +148,9 @@ class TwoFactorMiddleware:
 
 
 class LoginSessionMiddleware:
-    """Keeps this session's row on "Your sessions" up to date (IP, browser, last active), writing at most
-    once a minute or when the session's key changes (a log-in step), so most requests cost no query."""
+    """Keeps this session's row on "Your sessions" up to date (IP, browser, last active), writing at
+    most once a minute or when the session's key changes (a log-in step),
+    so most requests cost no query."""
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -1,5 +1,5 @@
-"""Your sessions, for both doors (people.login_sessions): where this login is logged in, and ending the
-others. The portal's is the same view with door="portal" (portal/views.py)."""
+"""Your sessions, for both doors (people.login_sessions): where this login is logged in, and ending
+the others. The portal's is the same view with door="portal" (portal/views.py)."""
 
 from django.contrib import messages
 from django.shortcuts import redirect, render

@@ -66,8 +66,8 @@ def _next(request, door: str) -> str:
 
 
 def verify_page(request, *, door: str):
-    """After the password: the authenticator's code or a recovery code. Nothing else is reachable until
-    it is given (middleware.TwoFactorMiddleware)."""
+    """After the password: the authenticator's code or a recovery code. Nothing else is reachable
+    until it is given (middleware.TwoFactorMiddleware)."""
     if not request.user.is_authenticated:
         return redirect(f"{door}:login")
     if request.user.is_verified() or two_factor.authenticator(request.user) is None:
@@ -115,7 +115,8 @@ def verify_page(request, *, door: str):
 
 
 def settings_page(request, *, door: str, context: dict | None = None):
-    """Set up an authenticator app (QR code, then a code from it), see or renew recovery codes, turn off."""
+    """Set up an authenticator app (QR code, then a code from it),
+    see or renew recovery codes, turn off."""
     user = request.user
     device = two_factor.authenticator(user)
     ctx = {"door": door, "required": two_factor.two_factor_required(user), **(context or {})}

@@ -43,7 +43,8 @@ def login_view(
         request.session[LOGGED_IN_AT] = (
             time.time()
         )  # the absolute lifetime counts from here (staff.middleware)
-        # A browser remembered at the code step skips it (people.two_factor); otherwise the middleware asks.
+        # A browser remembered at the code step skips it (people.two_factor);
+        # otherwise the middleware asks.
         remembered = two_factor.remembered_device(
             form.user, request.COOKIES.get(two_factor.REMEMBER_COOKIE)
         )
@@ -58,7 +59,8 @@ def login_view(
             )
         else:
             response = redirect(safe_next(request, default=home))
-        # This browser is now known for this login: the login's throttle no longer holds it (people.login_throttle).
+        # This browser is now known for this login: the login's throttle no longer holds it
+        # (people.login_throttle).
         response.set_cookie(
             login_throttle.DEVICE_COOKIE,
             login_throttle.device_cookie_value(
@@ -93,7 +95,8 @@ def dashboard(request):
 
 
 def home(request):
-    """`/`: the clinic's landing page for visitors (locations, hours, Book online); Today for staff."""
+    """`/`: the clinic's landing page for visitors (locations, hours,
+    Book online); Today for staff."""
     if not request.user.is_authenticated:
         from carnet.scheduling.booking_views import landing  # staff sits above scheduling
 

@@ -152,7 +152,8 @@ def api_routes(w):
         ("post", "/payments/{payment}/refunds", A.REFUND, {"amount_minor": 100}),
         ("get", "/patients/{patient}/cards", A.INVOICE_VIEW, None),
         ("post", "/patients/{patient}/cards", A.PAYMENT_TAKE, card),
-        # With the test gateway: 409 card_setup_unavailable once allowed (Stripe's in test_card_setup_api).
+        # With the test gateway: 409 card_setup_unavailable once allowed
+        # (Stripe's in test_card_setup_api).
         ("post", "/patients/{patient}/cards/setup", A.PAYMENT_TAKE, None),
         (
             "post",
@@ -203,7 +204,8 @@ def api_routes(w):
         ("delete", "/gift-cards/{empty_giftcard}", A.SELL, None),
     ]
     # Scheduling: the acting staff member is neither the practitioner nor at the location, so
-    # touching an appointment needs SCHEDULE_ALL_LOCATIONS; the day list is filtered to what one may see.
+    # touching an appointment needs SCHEDULE_ALL_LOCATIONS; the day list is
+    # filtered to what one may see.
     everywhere = A.SCHEDULE_ALL_LOCATIONS
     routes += [
         (
@@ -248,7 +250,8 @@ def api_routes(w):
             {"location_id": "{location}", "start": "{break_start}", "end": "{break_end}"},
         ),
         ("delete", "/breaks/{break}", everywhere, None),
-        # Online booking: any signed-in user may look; only patients book, list and cancel their own.
+        # Online booking: any signed-in user may look; only patients book,
+        # list and cancel their own.
         ("get", "/locations/{location}/online-treatments", None, None),
         (
             "get",
@@ -301,7 +304,8 @@ def api_routes(w):
         ("delete", "/passes/{sold_pass}", A.INVOICE_DELETE, None),
         ("post", "/passes/{sold_pass}/transfer", A.PASS_TRANSFER, {"to_patient_id": "{relative}"}),
         ("post", "/passes/{sold_pass}/shares", A.SELL, {"patient_ids": []}),
-        # Memberships (passes.membership_api): a fresh unpaid membership per call (a delete may consume it).
+        # Memberships (passes.membership_api): a fresh unpaid membership per call
+        # (a delete may consume it).
         (
             "post",
             "/patients/{patient}/memberships",
@@ -340,7 +344,8 @@ def api_routes(w):
         ("delete", visit + "/pass", pass_use, None),
     ]
     # Pass reports (reports.pass_api): sales and usage show lower levels their own rows; the
-    # deferred revenue roll-forward is whole-clinic only. The scope is tested in carnet/reports/tests.
+    # deferred revenue roll-forward is whole-clinic only. The scope is tested in
+    # carnet/reports/tests.
     routes += [
         ("get", "/reports/pass-sales", A.REPORTS_OWN, None),
         ("get", "/reports/pass-usage", A.REPORTS_OWN, None),
@@ -491,7 +496,8 @@ class World:
         )
 
     def _appointments(self):
-        """Fresh appointments on day n (a booked, a group and an arrived one) and a free start time."""
+        """Fresh appointments on day n (a booked, a group and an arrived one) and
+        a free start time."""
         from datetime import UTC, datetime, timedelta
 
         from carnet.clinic.models import Treatment
@@ -602,7 +608,8 @@ class World:
         ).pk
 
     def _sold_pass(self):
-        """An unpaid package of the sample template, sold to the patient (a delete may consume it)."""
+        """An unpaid package of the sample template, sold to the patient
+        (a delete may consume it)."""
         from carnet.passes.models import PassTemplate
         from carnet.passes.selling import package_sell
 
@@ -613,7 +620,8 @@ class World:
         ).pk
 
     def _page_pass(self):
-        """For the sold-package pages: an unpaid package sold to the patient (a delete may consume it)."""
+        """For the sold-package pages: an unpaid package sold to the patient
+        (a delete may consume it)."""
         from carnet.passes.models import PassTemplate
         from carnet.passes.selling import package_sell
 
@@ -625,7 +633,8 @@ class World:
         ).pk
 
     def _page_membership(self):
-        """For the membership pages: an unpaid monthly membership sold to the patient (a delete may consume it)."""
+        """For the membership pages: an unpaid monthly membership sold to the patient
+        (a delete may consume it)."""
         from carnet.clinic.models import IncomeCategory, Treatment
         from carnet.passes.memberships import membership_sell
         from carnet.passes.models import PassTemplate
@@ -796,7 +805,8 @@ def _page_routes():
         "portal:membership_cancel",
         "portal:membership_pause",
         "portal:membership_resume",
-        # the card update link: its signed token is the credential (passes/tests/test_card_requests.py)
+        # the card update link: its signed token is the credential
+        # (passes/tests/test_card_requests.py)
         "portal:card_update",
         "portal:card_update_done",
         *ACCOUNT_PAGES_PUBLIC,
@@ -808,7 +818,8 @@ def _page_routes():
         "portal:two_factor_verify",
         "portal:two_factor",
         "portal:sessions",
-        # Stripe's deliveries: no session, the signature is the authentication (test_stripe_webhooks).
+        # Stripe's deliveries: no session, the signature is the authentication
+        # (test_stripe_webhooks).
         "billing:stripe_webhook",
     }
     out = []
@@ -963,7 +974,8 @@ PAGE_EXPECTS = {
     for name in SCHEDULING_PAGES
     if name.startswith("appointment")
 }
-# The appointment panel's package controls: PASS_USE on the page, plus the sample appointment's scope.
+# The appointment panel's package controls: PASS_USE on the page,
+# plus the sample appointment's scope.
 PASS_PANEL_PAGES = {"appointment_pass_use", "appointment_pass_remove", "appointment_pass_explain"}
 PAGE_ACTIONS.update({f"scheduling:{name}": A.PASS_USE for name in PASS_PANEL_PAGES})
 PAGE_EXPECTS.update(
@@ -1120,7 +1132,8 @@ def test_pages_send_anonymous_to_login_and_patients_to_portal(world, client):
 
 
 def test_portal_pass_pages_are_patients_only_and_their_own(catalog, client):
-    """Packages & Memberships in the portal: a patient login only; another patient's pass is not found."""
+    """Packages & Memberships in the portal: a patient login only;
+    another patient's pass is not found."""
     from django.urls import reverse
 
     from carnet.clinic.selectors import clinic_get

@@ -1,4 +1,5 @@
-"""In a real browser: a forgotten password reset by email, and a patient accepting a portal invitation."""
+"""In a real browser: a forgotten password reset by email, and a patient accepting a
+portal invitation."""
 
 import re
 

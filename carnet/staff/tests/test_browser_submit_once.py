@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _slow(monkeypatch, module, name: str, seconds: float = 1.5):
-    """The live server runs in this process: its service takes `seconds`, so a second click lands mid-request."""
+    """The live server runs in this process: its service takes `seconds`,
+    so a second click lands mid-request."""
     real = getattr(module, name)
 
     def slow(**kwargs):
@@ -65,11 +66,13 @@ def test_a_second_click_on_record_payment_by_card_sends_nothing(page, monkeypatc
     page.get_by_label("Card on file").select_option(index=1)
     sent = _posts(page, "/payment/")
 
-    # In the page, not through Playwright (which would wait for the navigation the click starts): click,
-    # then click again 0.3 s later while the request runs, noting whether the button was disabled then.
+    # In the page, not through Playwright (which would wait for the navigation the click starts):
+    # click, then click again 0.3 s later while the request runs, noting whether the
+    # button was disabled then.
     page.get_by_role("button", name="Record payment").evaluate("""b => {
         b.click();
-        setTimeout(() => { sessionStorage.setItem("disabled", String(b.disabled)); b.click(); }, 300); }""")
+        setTimeout(() => {
+            sessionStorage.setItem("disabled", String(b.disabled)); b.click(); }, 300); }""")
     expect(page.get_by_text("Received $43.21")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('disabled')") == "true"
     assert len(sent) == 1, sent
@@ -103,10 +106,12 @@ def test_a_double_click_on_a_no_show_fee_button_marks_once_and_never_undoes(page
     assert appointment.participants.get().status == Status.NO_SHOW
     assert Invoice.objects.filter(patient=patient, deleted_at__isnull=True).count() == 1
 
-    # The same submit arriving again anyway (a resend from a stale tab): the form key makes it a no-op.
+    # The same submit arriving again anyway (a resend from a stale tab):
+    # the form key makes it a no-op.
     again = page.evaluate(
         """([action, body]) => fetch(action, {method: "POST", body: body,
-        headers: {"Content-Type": "application/x-www-form-urlencoded", "HX-Request": "true"}}).then(r => r.text())""",
+        headers: {"Content-Type": "application/x-www-form-urlencoded", "HX-Request": "true"}})
+        .then(r => r.text())""",
         first_submit,
     )
     assert "already done" in again

@@ -1,6 +1,6 @@
-"""In a real browser: an Account Owner logs in, is held on the two-factor set-up page, scans (reads) the
-QR code's key into an "app", confirms with its code, sees ten recovery codes, reaches the dashboard;
-then logs in again and gives the app's code after the password."""
+"""In a real browser: an Account Owner logs in, is held on the two-factor set-up page, scans (reads)
+the QR code's key into an "app", confirms with its code, sees ten recovery codes, reaches the
+dashboard; then logs in again and gives the app's code after the password."""
 
 import base64
 

@@ -122,7 +122,8 @@ def test_double_submit_sells_once(s):
     assert Pass.objects.count() == 1 and Payment.objects.count() == 1
 
 
-# ---- sold from an appointment (its panel's "Sell a package") --------------------------------------
+# ---- sold from an appointment (its panel's "Sell a package")
+# --------------------------------------
 
 
 def _appointment(s, patient=None):
@@ -152,9 +153,9 @@ def test_from_an_appointment_the_covering_packages_come_first_and_the_first_is_c
     page = s["client"].get(s["url"], {"appointment": appointment.pk}).content.decode()
     assert "For " in page and "Massage 60" in page and "10:00" in page
     assert (
-        f'<option value="{s["template"].pk}" selected>5 massages — $400.00 (covers this visit)</option>'
-        in page
-    )
+        f'<option value="{s["template"].pk}" selected>5 massages — $400.00 (covers this '
+        "visit)</option>"
+    ) in page
     assert page.index("5 massages — $400.00 (covers this visit)") < page.index(
         f"{other.name} — $10.00"
     )
@@ -168,7 +169,7 @@ def _other_treatment(s):
     return treatment_of(s["cat"], "individual", name="Yoga 60")
 
 
-def test_sold_and_paid_from_an_appointment_the_package_covers_it_and_the_desk_is_back_on_the_schedule(
+def test_sold_and_paid_from_an_appointment_the_package_covers_it_and_the_desk_is_back_on_schedule(
     s,
 ):
     appointment = _appointment(s)
@@ -221,7 +222,8 @@ def test_an_appointment_of_someone_else_or_none_is_refused(s):
     assert response.status_code == 404 and not Pass.objects.exists()
 
 
-# ---- cards and split payment in the same step (issue 20 point 1) -----------------------------------
+# ---- cards and split payment in the same step (issue 20 point 1)
+# -----------------------------------
 
 NEW_CARD = {"holder": "Rosalind Achebe", "exp_month": 12, "exp_year": 2040, "cvc": "123"}
 
@@ -336,7 +338,8 @@ def test_a_new_card_sale_from_an_appointment_covers_it_once_charged(s):
     )
 
 
-# ---- memberships and gift cards on the same purchase (issue 20 point 1) -----------------------------
+# ---- memberships and gift cards on the same purchase (issue 20 point 1)
+# -----------------------------
 
 
 def _membership(s, **fields):
@@ -394,7 +397,7 @@ def test_a_membership_started_later_is_sold_with_nothing_due_now(s):
     assert sold.start_date.isoformat() == "2099-01-01" and not Invoice.objects.exists()
 
 
-def test_a_membership_paid_automatically_by_a_new_card_keeps_the_card_on_file_and_pays_its_first_cycle(
+def test_a_membership_paid_automatically_by_a_new_card_keeps_the_card_on_file_pays_its_first_cycle(
     s,
 ):
     from carnet.gateway.models import CardOnFile
@@ -527,7 +530,8 @@ def test_a_gift_card_code_already_used_sells_nothing(s):
     assert not Pass.objects.exists() and not Payment.objects.exists()
 
 
-# ---- live totals (issue 20 point 1) ---------------------------------------------------------------
+# ---- live totals (issue 20 point 1)
+# ---------------------------------------------------------------
 
 
 def test_live_totals_show_each_tax_and_are_the_invoices_own_numbers(s):
@@ -597,7 +601,8 @@ def test_live_totals_follow_the_items_and_never_need_the_card(s):
     assert not Invoice.objects.exists()
 
 
-# ---- "Add items" from an appointment's panel (issue 20 point 1) -----------------------------------
+# ---- "Add items" from an appointment's panel (issue 20 point 1)
+# -----------------------------------
 
 
 def test_add_items_from_the_panel_opens_the_checkout_for_that_patient_and_returns_to_the_panel(s):

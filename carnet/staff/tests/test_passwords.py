@@ -1,4 +1,5 @@
-"""Password reset by email, change when logged in, the password rules (SPEC 14, issue 18 points 1 and 5)."""
+"""Password reset by email, change when logged in, the password rules (SPEC 14,
+issue 18 points 1 and 5)."""
 
 import re
 from datetime import timedelta
@@ -25,7 +26,8 @@ def _link(message) -> str:
 
 @pytest.fixture(autouse=True)
 def _send_on_commit(monkeypatch):
-    """Email leaves after the commit; the test client's requests run inside the test's transaction."""
+    """Email leaves after the commit; the test client's requests run inside the
+    test's transaction."""
     monkeypatch.setattr(
         "django.db.transaction.on_commit", lambda func, using=None, robust=False: func()
     )

@@ -17,9 +17,9 @@ from carnet.gateway.services import card_store
 
 pytestmark = pytest.mark.django_db
 
-# The only views that may skip CSRF: Stripe's webhook, which no browser calls and whose every request
-# must carry Stripe's signature (billing/webhooks.py; unsigned → 400). The API checks CSRF itself
-# for session auth, below.
+# The only views that may skip CSRF: Stripe's webhook, which no browser calls and whose every
+# request must carry Stripe's signature (billing/webhooks.py; unsigned → 400). The API checks CSRF
+# itself for session auth, below.
 CSRF_EXEMPT_ALLOWED: set[str] = {"webhooks/stripe/"}
 
 
@@ -86,7 +86,8 @@ def test_session_cookie_is_httponly_and_samesite(client):
 def test_cookies_are_secure_when_served_over_https():
     code = (
         "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER is not None)"
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER is not "
+        "None)"
     )
     env = {**os.environ, "HTTPS": "1", "DJANGO_SETTINGS_MODULE": "carnet.settings"}
     out = subprocess.run(

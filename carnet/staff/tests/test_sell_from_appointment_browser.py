@@ -1,5 +1,5 @@
-"""In a real browser, at a laptop's and a tablet's size: from an appointment's panel the desk sells a
-package in the checkout (the package that covers the visit already chosen), charges a new card
+"""In a real browser, at a laptop's and a tablet's size: from an appointment's panel the desk sells
+a package in the checkout (the package that covers the visit already chosen), charges a new card
 through the gateway's card form in the same step, and is back on the schedule with the panel open
 and the package covering the visit."""
 
@@ -50,8 +50,9 @@ def test_sell_a_package_from_the_appointment_and_see_it_applied(page, width, hei
 def test_sell_a_package_and_a_membership_from_the_appointment_with_a_new_card_and_live_totals(
     page, width, height
 ):
-    """Issue 20 point 1: Add items, the live totals following the cart (each tax named), a package and
-    a membership paid automatically by a new card in one checkout, the package covering the visit."""
+    """Issue 20 point 1: Add items, the live totals following the cart (each tax named), a package
+    and a membership paid automatically by a new card in one checkout,
+    the package covering the visit."""
     from carnet.clinic.models import Tax
     from carnet.gateway.models import CardOnFile
     from carnet.passes.tests.factories import membership_template

@@ -1,4 +1,5 @@
-"""Sessions end a fixed time after their log-in, however active (issue 18 point 8, absolute lifetime)."""
+"""Sessions end a fixed time after their log-in, however active (issue 18 point 8,
+absolute lifetime)."""
 
 import time
 

@@ -166,9 +166,9 @@ def test_today_costs_the_same_few_queries_however_busy_the_day(desk, front_desk,
     fill([11, 12, 13, 14, 15, 16])
     many = _count_queries(desk)
     assert few == many
-    # Session, user and staff (and the session's save), then eleven for the board: clinic, locations, the
-    # actor's locations, appointments with their rows and patients, two owing lists, two pass lists, declined,
-    # past-due memberships (issue 22).
+    # Session, user and staff (and the session's save), then eleven for the board: clinic,
+    # locations, the actor's locations, appointments with their rows and patients, two owing lists,
+    # two pass lists, declined, past-due memberships (issue 22).
     assert many <= 20
 
 

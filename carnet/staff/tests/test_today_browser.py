@@ -40,7 +40,8 @@ def test_today_lists_the_day_and_arrives_in_one_click(page, width, height):
         results = Axe().run(page, context={"include": [["main"]], "exclude": [[".messages"]]})
         assert results.violations_count == 0, results.generate_report()
         fits = page.evaluate("""() => [...document.querySelectorAll('main *')]
-            .filter(e => !e.closest('.table-scroll') && e.getBoundingClientRect().right > window.innerWidth + 1)
+            .filter(e => !e.closest('.table-scroll')
+                && e.getBoundingClientRect().right > window.innerWidth + 1)
             .map(e => e.tagName + '.' + e.className)""")
         assert fits == []
 

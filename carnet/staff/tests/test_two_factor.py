@@ -1,5 +1,6 @@
 """Two-factor log-in (issue 18 point 3): TOTP enrolment with a QR code, the code after the password,
-ten single-use recovery codes, "remember this browser", who must use it, the owner's reset, and the API."""
+ten single-use recovery codes, "remember this browser", who must use it,
+the owner's reset, and the API."""
 
 import re
 

@@ -402,7 +402,8 @@ PACKAGES = [
         {"sold_online": True, "redeem_online": True},
         [("Rehab Pilates Class", 0, None)],
     ),
-    # SPEC 5.5, the insurance-friendly set-up: price 0, each visit billed 50.00 and paid from credit.
+    # SPEC 5.5, the insurance-friendly set-up: price 0, each visit billed 50.00
+    # and paid from credit.
     (
         "Chiro Prepaid Plan (insurance-friendly)",
         0,
@@ -726,10 +727,12 @@ class Command(BaseCommand):
         out(self.style.MIGRATE_HEADING(f"Staff logins: {STAFF_LOGIN_URL}"))
         self.table(rows)
         out(
-            "  Account Owner and Full Access logins set up two-factor log-in at their first log-in: scan the"
+            "  Account Owner and Full Access logins set up two-factor log-in at their first "
+            "log-in: scan the"
         )
         out(
-            "  QR code with an authenticator app (any TOTP app) and keep the recovery codes. The other levels"
+            "  QR code with an authenticator app (any TOTP app) and keep the recovery codes. "
+            "The other levels"
         )
         out("  log in with the password alone unless the clinic asks two-factor of all staff.")
 
