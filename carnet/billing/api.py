@@ -308,8 +308,8 @@ def _card_setup_patient(request, pk: int):
 )
 @calls_gateway()  # a Stripe customer and SetupIntent are made, outside any transaction
 def card_setup(request, pk: int):
-    """Start saving a card with Stripe.js: a SetupIntent on the patient's Stripe customer. Confirm it
-    in the browser with stripe.confirmCardSetup(client_secret, …) (the card goes to Stripe only),
+    """Start saving a card with Stripe.js: a SetupIntent on the patient's Stripe customer. Confirm
+    it in the browser with stripe.confirmCardSetup(client_secret, …) (the card goes to Stripe only),
     then POST its id to /patients/{pk}/cards/setup/complete (Stripe's setup_intent.succeeded
     webhook keeps the card too, once). The same Idempotency-Key from the same caller returns the
     same SetupIntent."""

@@ -285,7 +285,8 @@ def charge(**begin) -> Payment:
 
 
 def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardAttempt:
-    """The charge succeeded at the gateway: its payment, allocations and the purpose's step, once."""
+    """The charge succeeded at the gateway: its payment, allocations and the
+    purpose's step, once."""
     from .payments import _record_payment
 
     with transaction.atomic():

@@ -9,7 +9,8 @@ from .models import Payment
 
 def location_choice(form, *, staff=None) -> None:
     """Add the sale's location: chosen for the desk when the clinic has one (or the staff member
-    works at one), required when it is a real choice. The pass sales report and the invoice show it."""
+    works at one), required when it is a real choice. The pass sales report and
+    the invoice show it."""
     active = locations_active()
     default = location_default(staff=staff)
     form.fields["location"] = forms.ModelChoiceField(
@@ -40,9 +41,9 @@ class CreditQuestion:
         money = clinic_get().money
         self.credit_question = extra
         return (
-            f"Record {money(extra)} as credit? {money(received)} received is {money(extra)} more than the "
-            f"{money(applied)} applied. Correct the amount, or tick “Record {money(extra)} as the patient's "
-            "credit” and save again."
+            f"Record {money(extra)} as credit? {money(received)} received is {money(extra)} more "
+            f"than the {money(applied)} applied. Correct the amount, or tick “Record "
+            f"{money(extra)} as the patient's credit” and save again."
         )
 
 

@@ -52,9 +52,15 @@ def _invoice_totals():
         live=Sum("allocations__amount_minor", filter=Q(allocations__unapplied_at=None))
     )
     for invoice in applied.exclude(applied_minor=F("live")).exclude(applied_minor=0, live=None):
-        yield f"invoice #{invoice.number}: applied {invoice.applied_minor} != allocations {invoice.live or 0}"
+        yield (
+            f"invoice #{invoice.number}: applied {invoice.applied_minor} != allocations "
+            f"{invoice.live or 0}"
+        )
     for invoice in Invoice.objects.filter(applied_minor__gt=F("total_minor")):
-        yield f"invoice #{invoice.number}: over-applied ({invoice.applied_minor} > {invoice.total_minor})"
+        yield (
+            f"invoice #{invoice.number}: over-applied ({invoice.applied_minor} > "
+            f"{invoice.total_minor})"
+        )
 
 
 @invariant("payments match their allocations and refunds")
@@ -63,10 +69,16 @@ def _payment_totals():
         live=Sum("allocations__amount_minor", filter=Q(allocations__unapplied_at=None))
     )
     for payment in live.exclude(applied_minor=F("live")).exclude(applied_minor=0, live=None):
-        yield f"payment #{payment.pk}: applied {payment.applied_minor} != allocations {payment.live or 0}"
+        yield (
+            f"payment #{payment.pk}: applied {payment.applied_minor} != allocations "
+            f"{payment.live or 0}"
+        )
     refunded = Payment.objects.annotate(rows=Sum("refunds__amount_minor"))
     for payment in refunded.exclude(refunded_minor=F("rows")).exclude(refunded_minor=0, rows=None):
-        yield f"payment #{payment.pk}: refunded {payment.refunded_minor} != refunds {payment.rows or 0}"
+        yield (
+            f"payment #{payment.pk}: refunded {payment.refunded_minor} != refunds "
+            f"{payment.rows or 0}"
+        )
 
 
 @invariant(
@@ -79,7 +91,9 @@ def _card_attempts():
         kind=CardAttempt.Kind.CHARGE, status=CardAttempt.Status.SUCCEEDED
     )
     for attempt in charges.exclude(payment__gateway_charge_id=F("gateway_id")).order_by("pk"):
-        yield f"card charge attempt #{attempt.pk} ({attempt.gateway_id}) has no payment recording it"
+        yield (
+            f"card charge attempt #{attempt.pk} ({attempt.gateway_id}) has no payment recording it"
+        )
     refunds = CardAttempt.objects.filter(
         kind=CardAttempt.Kind.REFUND, status=CardAttempt.Status.SUCCEEDED
     )
@@ -92,7 +106,10 @@ def _card_attempts():
         .filter(pk__in=CardAttempt.objects.values("payment_id"))
         .order_by("pk")
     ):
-        yield f"payment #{payment.pk} ({payment.gateway_charge_id}) is recorded by no succeeded card attempt"
+        yield (
+            f"payment #{payment.pk} ({payment.gateway_charge_id}) is recorded by no succeeded "
+            "card attempt"
+        )
     held = defaultdict(int)
     for attempt in CardAttempt.objects.filter(
         kind=CardAttempt.Kind.REFUND, status__in=("pending", "unknown")
@@ -101,4 +118,7 @@ def _card_attempts():
             held[attempt.payment_id] += attempt.amount_minor
     for payment in Payment.objects.filter(Q(held_minor__gt=0) | Q(pk__in=list(held))):
         if payment.held_minor != held.get(payment.pk, 0):
-            yield f"payment #{payment.pk}: held {payment.held_minor} != open card refunds {held.get(payment.pk, 0)}"
+            yield (
+                f"payment #{payment.pk}: held {payment.held_minor} != open card refunds "
+                f"{held.get(payment.pk, 0)}"
+            )

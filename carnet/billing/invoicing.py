@@ -88,7 +88,8 @@ def _take_numbers(count: int) -> int | None:
 
 
 def _cached(cache: dict, key: tuple, fetch):
-    """One lookup per distinct key within one call (the billing job resolves thousands of alike lines)."""
+    """One lookup per distinct key within one call (the billing job resolves
+    thousands of alike lines)."""
     if key not in cache:
         cache[key] = fetch()
     return cache[key]
@@ -133,7 +134,8 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
     problems = {}
     if price is None or price < 0:
         problems[f"{where}.unit_price_minor"] = ["Enter a price of zero or more."]
-    # A category taken from the product or treatment exists (a foreign key); one asked for is checked.
+    # A category taken from the product or treatment exists (a foreign key);
+    # one asked for is checked.
     if (
         category_id is None
         or line.income_category_id
@@ -161,7 +163,8 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
     currency = clinic_currency()
     if price is not None and price * line.quantity > max_minor("line", currency):
         problems[f"{where}.unit_price_minor"] = [
-            f"{Money(max_minor('line', currency), currency)} is the most a line can be (quantity × unit price)."
+            f"{Money(max_minor('line', currency), currency)} is the most a line can be (quantity "
+            "× unit price)."
         ]
     if "\x00" in description or len(description) > LINE_DESCRIPTION_MAX:
         problems[f"{where}.description"] = [
@@ -209,8 +212,8 @@ def _take_stock(product: Product, quantity: int) -> None:
     if not taken:
         left = Product.objects.get(pk=product.pk).stock
         raise Conflict(
-            f"Only {left} of “{product.name}” left in stock. Sell fewer, or correct the stock count "
-            "in Settings → Products.",
+            f"Only {left} of “{product.name}” left in stock. Sell fewer, or correct the stock "
+            "count in Settings → Products.",
             code="out_of_stock",
         )
 
@@ -229,7 +232,8 @@ class InvoiceOrder:
 
 @dataclass
 class _Draft:
-    """An invoice worked out in memory: the invoice, its lines with their taxes, its ledger lines."""
+    """An invoice worked out in memory: the invoice, its lines with their
+    taxes, its ledger lines."""
 
     invoice: Invoice
     lines: list[tuple[InvoiceLine, list[tuple[Tax, int]]]]
@@ -445,7 +449,7 @@ def invoice_delete(
     return invoice
 
 
-# ---------------------------------------------------------------- for passes (refunds, redeeming a past visit)
+# ----------------------------------------------------- for passes (refunds, redeeming a past visit)
 
 
 def _release(invoice: Invoice, amount: int, now) -> list[Line]:
@@ -515,7 +519,8 @@ def invoice_take_back(
     """Reduce a pass-sale invoice by `amount_minor` (tax included) with a negative line, and give
     `to_credit_minor` of what was paid back to the patient as credit. The tax part is taken back in
     proportion to the invoice's tax; `counter_lines(net)` returns the debits for the net part
-    (deferred revenue, revenue) and any credits (breakage), so the caller decides where value goes."""
+    (deferred revenue, revenue) and any credits (breakage), so the caller
+    decides where value goes."""
     invoice = lock_invoice(invoice.pk)
     if invoice.deleted_at or not 0 <= amount_minor <= invoice.total_minor:
         raise Conflict(
@@ -526,8 +531,8 @@ def invoice_take_back(
     must_release = max(0, invoice.applied_minor - new_total)
     if to_credit_minor != must_release:
         raise Conflict(
-            f"{invoice}: returning {clinic_get().money(to_credit_minor)} as credit does not match what "
-            "the reduction frees.",
+            f"{invoice}: returning {clinic_get().money(to_credit_minor)} as credit does not "
+            "match what the reduction frees.",
             code="credit_mismatch",
         )
     taxes = list(
@@ -558,7 +563,8 @@ def invoice_take_back(
         InvoiceLineTax(line=line, tax_id=t, rate=0, amount_minor=-a) for t, a in back.items() if a
     )
     now = clock.now()
-    # Payments come off first: the total never drops below what is applied (invoice_applied_within_total).
+    # Payments come off first: the total never drops below what is applied
+    # (invoice_applied_within_total).
     released = _release(invoice, must_release, now) if must_release else []
     invoice.subtotal_minor -= net
     invoice.tax_minor -= tax_back

@@ -13,7 +13,8 @@ from carnet.people.models import Patient, StaffMember
 
 
 class InvoiceCounter(models.Model):
-    """The next invoice number. Incremented inside the invoice's transaction, so numbers stay gap-free."""
+    """The next invoice number. Incremented inside the invoice's transaction,
+    so numbers stay gap-free."""
 
     next_number = models.PositiveBigIntegerField(default=1)
 
@@ -29,7 +30,8 @@ class Invoice(models.Model):
     tax_minor = models.BigIntegerField(default=0)
     total_minor = models.BigIntegerField(default=0)
     applied_minor = models.BigIntegerField(default=0)
-    # Deleted invoices keep their number (the sequence stays gap-free) and are reversed in the ledger.
+    # Deleted invoices keep their number (the sequence stays gap-free) and are
+    # reversed in the ledger.
     deleted_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
 
@@ -122,10 +124,12 @@ class Payment(models.Model):
     card = models.ForeignKey("gateway.CardOnFile", null=True, blank=True, on_delete=models.PROTECT)
     applied_minor = models.BigIntegerField(default=0)
     refunded_minor = models.BigIntegerField(default=0)
-    # Spent loading gift cards: the purchaser's money moved from their credit to the gift-card liability.
+    # Spent loading gift cards: the purchaser's money moved from their credit to
+    # the gift-card liability.
     gift_card_minor = models.BigIntegerField(default=0)
-    # Held for card refunds sent to the gateway whose outcome is not recorded yet (billing.card_attempts):
-    # still the patient's credit in the ledger, but no longer free to apply or refund again.
+    # Held for card refunds sent to the gateway whose outcome is not recorded yet
+    # (billing.card_attempts): still the patient's credit in the ledger,
+    # but no longer free to apply or refund again.
     held_minor = models.BigIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -355,7 +359,10 @@ class CardDispute(models.Model):
         if self.status == "won":
             return "Won: the clinic keeps the money."
         if self.status == "lost":
-            return "Lost: the money went back to the card holder (recorded as a refund of this payment)."
+            return (
+                "Lost: the money went back to the card holder (recorded as a refund of this "
+                "payment)."
+            )
         if self.status in ("warning_closed", "prevented", "charge_refunded"):
             return f"Closed ({self.status_label}) without taking money back."
         return f"Open ({self.status_label}): answer it in Stripe."

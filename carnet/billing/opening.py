@@ -22,7 +22,8 @@ PAID_BEFORE_REFERENCE = "Paid before the switch"
 def credits_open(
     *, actor, amounts: list[tuple[int, int]], at: dt.datetime, memo: str
 ) -> list[tuple[Payment, int]]:
-    """(patient id, amount) -> (payment, journal transaction id), inside the caller's transaction."""
+    """(patient id, amount) -> (payment, journal transaction id),
+    inside the caller's transaction."""
     user = actor if getattr(actor, "is_authenticated", False) else None
     payments = bulk.insert(
         Payment,
@@ -69,8 +70,8 @@ def credits_in_use(pks: list[int]) -> list[str]:
 
 
 def credits_close(*, actor, pks: list[int]) -> None:
-    """Undo imported credit (caller's transaction; the caller reverses the opening balances), refused
-    with the reasons if any of it has been used."""
+    """Undo imported credit (caller's transaction; the caller reverses the opening balances),
+    refused with the reasons if any of it has been used."""
     imported_rows_remove(actor=actor, model=Payment, pks=pks, in_use=credits_in_use)
 
 

@@ -38,7 +38,8 @@ def _check_allocation(invoice: Invoice, *, patient_id: int, amount: int) -> None
         raise Conflict(f"{invoice} is deleted; it cannot take payments.", code="invoice_deleted")
     if invoice.patient_id != patient_id:
         raise ValidationFailed(
-            f"{invoice} belongs to another patient; a payment applies only to its payer's invoices.",
+            f"{invoice} belongs to another patient; a payment applies only to its payer's "
+            "invoices.",
             fields={"invoice_id": ["Another patient's invoice."]},
         )
     if amount > invoice.balance_minor:
@@ -50,7 +51,8 @@ def _check_allocation(invoice: Invoice, *, patient_id: int, amount: int) -> None
 
 
 def _apply(*, payment: Payment, invoice: Invoice, amount: int) -> Allocation:
-    """Both rows are locked by the caller. Moves `amount` from the patient's credit to the invoice."""
+    """Both rows are locked by the caller. Moves `amount` from the patient's
+    credit to the invoice."""
     _check_allocation(invoice, patient_id=payment.patient_id, amount=amount)
     if amount > payment.unapplied_minor:
         raise Conflict(
@@ -374,7 +376,8 @@ def payment_refund(
 def refund_post(
     *, payment: Payment, amount_minor: int, method: str, refund_id: str, reason: str
 ) -> Refund:
-    """Inside the caller's transaction, the payment locked: the refund row and its ledger posting."""
+    """Inside the caller's transaction, the payment locked: the refund row and
+    its ledger posting."""
     now = clock.now()
     refund = Refund.objects.create(
         payment=payment,
@@ -446,7 +449,7 @@ def refund_outside(
     return refund
 
 
-# ---------------------------------------------------------------- gift cards (carnet.giftcards calls these)
+# -------------------------------------------------------- gift cards (carnet.giftcards calls these)
 # A gift-card load is paid by an ordinary payment from the purchaser (cash → their credit), fully
 # spent on the load at once (their credit → gift-card liability), so "credit equals unapplied
 # payments" still holds: `gift_card_minor` counts the spent part. A redemption is a payment by
@@ -470,7 +473,8 @@ def payment_gift_card_record(
 
 
 def payment_gift_card_spend(*, payment: Payment, amount_minor: int, source, memo: str) -> Payment:
-    """Move `amount_minor` of the payment's unapplied money from its payer's credit to the liability."""
+    """Move `amount_minor` of the payment's unapplied money from its payer's
+    credit to the liability."""
     payment = lock_payment(payment.pk)
     if not 0 < amount_minor <= payment.unapplied_minor:
         raise Conflict(

@@ -53,8 +53,8 @@ def open_invoices(patient) -> QuerySet[Invoice]:
 
 
 def patients_owing(*, patient_ids: list[int] | None = None, limit: int = 10) -> list[dict]:
-    """Patients with unpaid invoices, most owed first: {patient_id, first_name, last_name, owing_minor}.
-    `patient_ids` narrows it (e.g. today's patients). One grouped query."""
+    """Patients with unpaid invoices, most owed first: {patient_id, first_name, last_name,
+    owing_minor}. `patient_ids` narrows it (e.g. today's patients). One grouped query."""
     qs = Invoice.objects.filter(deleted_at__isnull=True, applied_minor__lt=F("total_minor"))
     if patient_ids is not None:
         qs = qs.filter(patient_id__in=patient_ids)

@@ -281,9 +281,10 @@ def card_remove_view(request, pk: int, card_pk: int):
 @require_POST
 @staff_required(Action.PAYMENT_TAKE)
 def card_authenticated(request, attempt_pk: int):
-    """Back from the bank's 3-D Secure check of a card charge staff started (the checkout's new card):
-    what the charge became, read from Stripe by the PaymentIntent id Carnet stored on the attempt
-    (the id the page posts must be that one), recorded once whoever (webhook, reconciliation) came first."""
+    """Back from the bank's 3-D Secure check of a card charge staff started (the checkout's new
+    card): what the charge became, read from Stripe by the PaymentIntent id Carnet stored on the
+    attempt (the id the page posts must be that one), recorded once whoever (webhook,
+    reconciliation) came first."""
     from . import card_attempts
     from .models import CardAttempt
 
@@ -327,7 +328,8 @@ def card_authenticated(request, attempt_pk: int):
 
 @staff_required(Action.CARD_REVIEW)
 def card_attempts_review(request):
-    """Card payments to review: attempts still without an answer, and what reconciliation recorded."""
+    """Card payments to review: attempts still without an answer,
+    and what reconciliation recorded."""
     from .card_attempts import RECONCILE_AFTER, attempts_to_review
     from .webhooks import disputes_to_review
 

@@ -83,7 +83,8 @@ def _resolve(attempts, *, settle_missing: bool) -> str:
     outcomes = []
     for attempt in attempts:
         outcomes.append(
-            f"attempt #{attempt.pk} {card_attempts.attempt_resolve(attempt, settle_missing=settle_missing)}"
+            f"attempt #{attempt.pk} "
+            f"{card_attempts.attempt_resolve(attempt, settle_missing=settle_missing)}"
         )
     return "; ".join(outcomes) or "no open attempt"
 
@@ -158,7 +159,8 @@ DISPUTE_RANK = {
 def _dispute(dispute: dict) -> str:
     """charge.dispute.created / updated / closed, in any order: the dispute is kept once and its
     status only moves forward. A lost one returns the money to the card holder in Carnet's books
-    once (a refund of the payment keyed by the dispute's id; what it paid on invoices is owing again)."""
+    once (a refund of the payment keyed by the dispute's id;
+    what it paid on invoices is owing again)."""
     from .payments import refund_outside
 
     intent = str(dispute.get("payment_intent") or "")

@@ -6,5 +6,6 @@ class GiftCardsConfig(AppConfig):
     label = "giftcards"
 
     def ready(self):
-        # Registers the card-attempt purposes (loads, online sales, refunds) before any reconciliation runs.
+        # Registers the card-attempt purposes (loads, online sales,
+        # refunds) before any reconciliation runs.
         from . import services  # noqa: F401

@@ -1,6 +1,6 @@
-"""Gift-card codes as typed and as stored (SPEC 7): one spelling per code, and the rules it must meet.
-Shared by the services (create, redeem) and the selectors (search), so that what a patient reads
-off a card, full-width or with an invisible character pasted in, finds the same card."""
+"""Gift-card codes as typed and as stored (SPEC 7): one spelling per code, and the rules it must
+meet. Shared by the services (create, redeem) and the selectors (search), so that what a patient
+reads off a card, full-width or with an invisible character pasted in, finds the same card."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import unicodedata
 
 
 def code_canonical(code: str | None) -> str:
-    """One spelling per code: Unicode NFKC (full-width "ＡＢＣ１２３" is "ABC123"), without invisible
-    format characters (zero-width space and joiners, BOM, soft hyphen), upper-case."""
+    """One spelling per code: Unicode NFKC (full-width "ＡＢＣ１２３" is "ABC123"), without
+    invisible format characters (zero-width space and joiners, BOM, soft hyphen), upper-case."""
     code = unicodedata.normalize("NFKC", code or "")
     return "".join(c for c in code if unicodedata.category(c) != "Cf").strip().upper()
 

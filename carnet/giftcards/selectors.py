@@ -8,7 +8,8 @@ from .models import GiftCard
 
 
 def giftcards_search(q: str = "") -> QuerySet[GiftCard]:
-    """Cards whose code contains `q` (case-insensitive, spelled as codes are stored), newest first."""
+    """Cards whose code contains `q` (case-insensitive, spelled as codes are
+    stored), newest first."""
     cards = GiftCard.objects.select_related("purchaser")
     q = code_canonical(q)
     return cards.filter(code__icontains=q) if q else cards
@@ -22,7 +23,8 @@ def giftcard_by_pk(pk: int) -> GiftCard:
 
 
 def giftcard_loaded_by_card(gift_card: GiftCard) -> bool:
-    """Whether a payment that loaded this card went through the card gateway (its refund goes back there)."""
+    """Whether a payment that loaded this card went through the card gateway
+    (its refund goes back there)."""
     return gift_card.transactions.filter(
         payment__gift_card_minor__gt=0, payment__method=Payment.Method.CARD_GATEWAY
     ).exists()

@@ -170,13 +170,16 @@ def _load_by_card(
     idempotency_key,
     created: bool,
 ) -> GiftCard:
-    """Outside any transaction: charge the card on file, and load the gift card once it is recorded."""
+    """Outside any transaction: charge the card on file, and load the gift card
+    once it is recorded."""
     require(actor, Action.PAYMENT_TAKE)
     billing.card_on_file_check(payer, card)
     try:
         attempt = card_attempts.charge_run(
             card_attempts.charge_begin(
-                request_key=f"gift-card-{kind}:{actor.pk}:{idempotency_key or secrets.token_hex(16)}",
+                request_key=(
+                    f"gift-card-{kind}:{actor.pk}:{idempotency_key or secrets.token_hex(16)}"
+                ),
                 purpose="gift_card_load",
                 patient=payer,
                 amount_minor=amount,
@@ -309,7 +312,8 @@ def giftcard_create_and_load(
 def _new_card_terms(
     clinic, *, code: str, amount_minor: int, recipient_name: str, recipient_email: str
 ):
-    """A new card's code and recipient as stored, its first load checked against the clinic's rules."""
+    """A new card's code and recipient as stored, its first load checked against
+    the clinic's rules."""
     code = code_normalize(code)
     recipient_name, recipient_email = (
         (recipient_name or "").strip(),
@@ -457,7 +461,8 @@ def giftcard_reload(
 def giftcard_redeem(
     *, actor, code: str, patient, amount_minor: int, allocations=(), reference: str = ""
 ) -> Payment:
-    """Pay `patient`'s invoices (any patient's) from the card: a billing payment by method GIFT_CARD.
+    """Pay `patient`'s invoices (any patient's) from the card:
+    a billing payment by method GIFT_CARD.
 
     Billing locks the invoices first, then the card's balance is taken down by a conditional
     update (the fixed order invoice → gift card); if it is short, everything rolls back.
@@ -733,7 +738,8 @@ def giftcard_update(
 
 
 def code_generate() -> str:
-    """A fresh random code for cards sold online: 10 characters without look-alikes, never leading 0."""
+    """A fresh random code for cards sold online: 10 characters without
+    look-alikes, never leading 0."""
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     while True:
         code = "".join(secrets.choice(alphabet) for _ in range(10))

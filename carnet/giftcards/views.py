@@ -1,4 +1,5 @@
-"""Staff pages: the gift-card list and search, a card's page with its history and actions, a new card."""
+"""Staff pages: the gift-card list and search, a card's page with its history and
+actions, a new card."""
 
 from django.contrib import messages
 from django.shortcuts import redirect, render

@@ -55,7 +55,8 @@ class Crash(BaseException):
 
 @pytest.fixture
 def crash_before_recording(monkeypatch):
-    """The next outcome to be recorded is never recorded: the process dies after the gateway answered."""
+    """The next outcome to be recorded is never recorded: the process dies after
+    the gateway answered."""
 
     def arm(name="charge_record"):
         real, calls = getattr(card_attempts, name), []
@@ -142,7 +143,7 @@ def test_the_test_gateway_keeps_its_charge_when_carnet_rolls_back(desk):
     )  # the remote side is not Carnet's to undo
 
 
-# ---------------------------------------------------------------- a crash after the answer, in every path
+# ---------------------------------------------------------- a crash after the answer, in every path
 
 
 def _staff_payment(desk, patient):

@@ -1,5 +1,6 @@
-"""In a real browser: the "Card payments to review" page, with a charge the crash left unrecorded and
-reconciliation recorded, reads well and passes axe at a phone's, a tablet's and a laptop's size."""
+"""In a real browser: the "Card payments to review" page, with a charge the crash left unrecorded
+and reconciliation recorded, reads well and passes axe at a phone's,
+a tablet's and a laptop's size."""
 
 import pytest
 from playwright.sync_api import expect

@@ -218,7 +218,8 @@ class BillingMachine(RuleBasedStateMachine):
         return any(self._open(p.patient) for p in self._with_credit())
 
     def _draw_allocations(self, data, who: int, amount: int) -> list[tuple[Inv, int]]:
-        """Random allocations to the patient's open invoices, each within its balance, all within amount."""
+        """Random allocations to the patient's open invoices, each within its balance,
+        all within amount."""
         chosen, left = [], amount
         for inv in self._open(who):
             if left and data.draw(st.booleans(), label=f"apply to invoice {inv.pk}"):
@@ -252,7 +253,8 @@ class BillingMachine(RuleBasedStateMachine):
             Posting.objects.count(),
             TestGatewayCharge.objects.count(),
             TestGatewayRefund.objects.count(),
-            # A refused card attempt is itself recorded (failed or unknown), with its log row: that is the record.
+            # A refused card attempt is itself recorded (failed or unknown),
+            # with its log row: that is the record.
             ActivityLog.objects.exclude(verb__startswith="card_").count(),
             tuple(Product.objects.order_by("pk").values_list("stock", flat=True)),
         )
@@ -363,7 +365,8 @@ class BillingMachine(RuleBasedStateMachine):
         with_fee=st.booleans(),
     )
     def sell_product(self, who, which, quantity, with_fee):
-        """A product line (stock goes down), maybe with a manual fee line; refused when out of stock."""
+        """A product line (stock goes down), maybe with a manual fee line;
+        refused when out of stock."""
         price, tax_set, inclusive = self.product_specs[which]
         inputs = [LineInput(product_id=self.products[which].pk, quantity=quantity)]
         expected = [expected_line(price * quantity, [self.rates[t] for t in tax_set], inclusive)]
@@ -549,8 +552,8 @@ class BillingMachine(RuleBasedStateMachine):
         amount=AMOUNT,
     )
     def gateway_failure(self, data, who, kind, amount):
-        """A declined card or a network error: refused, nothing recorded here or at the gateway, and the
-        same on a retry. A lost response: see below."""
+        """A declined card or a network error: refused, nothing recorded here or at the gateway, and
+        the same on a retry. A lost response: see below."""
         if kind == "lost_response":
             self._lost_response_then_retry(data, who, amount)
             return
@@ -577,7 +580,8 @@ class BillingMachine(RuleBasedStateMachine):
             assert card_attempts.attempt_resolve(attempt) == "failed"
 
     def _lost_response_then_retry(self, data, who, amount):
-        """The charge happens but its answer is lost: nothing recorded; the retry with the same key records it once."""
+        """The charge happens but its answer is lost: nothing recorded;
+        the retry with the same key records it once."""
         allocations = self._draw_allocations(data, who, amount)
         key = f"sm-lost-{next(_keys)}"
         charges, payments = TestGatewayCharge.objects.count(), Payment.objects.count()
@@ -626,7 +630,8 @@ class BillingMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), extra=st.integers(1, 10_000))
     def refused_operation(self, data, extra):
-        """Invalid operations: each refused with its CarnetError code, leaving everything unchanged."""
+        """Invalid operations: each refused with its CarnetError code,
+        leaving everything unchanged."""
         kind = data.draw(st.sampled_from(self._refusals()), label="refusal")
         desk, admin = self.desk, self.admin
         if (
@@ -693,8 +698,8 @@ class BillingMachine(RuleBasedStateMachine):
                     lambda: credit_apply(actor=desk, patient=patient, invoice=invoice),
                 )
         elif kind == "one_invoice_twice":
-            # Each allocation fits the balance, together they do not. Cash: refused, nothing recorded.
-            # A card is charged before applying; then the whole payment stays as credit.
+            # Each allocation fits the balance, together they do not. Cash: refused, nothing
+            # recorded. A card is charged before applying; then the whole payment stays as credit.
             inv = self._pick(
                 data, [i for i in self.invoices.values() if not i.deleted and i.balance], "invoice"
             )

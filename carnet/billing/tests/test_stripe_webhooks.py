@@ -301,7 +301,7 @@ def test_a_webhook_after_reconciliation_recorded_the_crashed_charge_changes_noth
     assert_ledger_ok()
 
 
-# ---------------------------------------------------------------- changes made in Stripe's Dashboard
+# --------------------------------------------------------------- changes made in Stripe's Dashboard
 
 
 def _ledger_lines(payment):

@@ -52,7 +52,8 @@ def card_typed_in_stripe_js(html, number):
 
 
 def bank_check(base, html, *, success=True):
-    """What Stripe.js's handleNextAction does with the PaymentIntent's client secret in the bank's window."""
+    """What Stripe.js's handleNextAction does with the PaymentIntent's client secret in
+    the bank's window."""
     client_secret = re.search(r'data-client-secret="((pi_\w+)_secret_\w+)"', html).group(1)
     pi = client_secret.split("_secret_")[0]
     request = urllib.request.Request(

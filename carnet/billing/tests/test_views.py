@@ -1,4 +1,5 @@
-"""The Billing tab and its forms: purchase, receive payment (once), credit, unapply, refund, cards."""
+"""The Billing tab and its forms: purchase, receive payment (once), credit,
+unapply, refund, cards."""
 
 import pytest
 from django.urls import reverse
