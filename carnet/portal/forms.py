@@ -71,7 +71,8 @@ class GiftCardBuyForm(PayBalanceForm):
 class StripeCardForm(forms.Form):
     """The card form when Stripe takes the card (SAQ A): the number, expiry and CVC are typed into
     Stripe's own field (Stripe.js) and go to Stripe; Carnet gets back only the SetupIntent's id (a
-    plain `setup_intent` input the page's script fills, always empty when the page is shown again)."""
+    plain `setup_intent` input the page's script fills, always empty when the
+    page is shown again)."""
 
     form_key = forms.CharField(widget=forms.HiddenInput)
     holder = forms.CharField(

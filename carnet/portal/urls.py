@@ -14,9 +14,11 @@ urlpatterns = [
     path("login/code/", views.two_factor_verify, name="two_factor_verify"),
     path("account/two-factor/", views.two_factor, name="two_factor"),
     path("account/sessions/", views.sessions, name="sessions"),
-    # Public: the signed invitation link is the patient's only credential until they choose a password.
+    # Public: the signed invitation link is the patient's only credential until
+    # they choose a password.
     path("invitation/<str:token>/", views.invitation, name="invitation"),
-    # Public: the signed link from an online sign-up's email proves the address; it creates the login.
+    # Public: the signed link from an online sign-up's email proves the address;
+    # it creates the login.
     path("sign-up/<str:token>/", views.sign_up_confirm, name="sign_up_confirm"),
     path("gift-cards/buy/", views.gift_card_buy, name="gift_card_buy"),
     path("passes/", views.passes, name="passes"),
@@ -31,7 +33,8 @@ urlpatterns = [
     # Public: the signed token in the link is the patient's only credential.
     path("pay/<str:token>/", views.pay_balance, name="pay_balance"),
     path("pay/<str:token>/paid/<int:payment_pk>/", views.pay_balance_paid, name="pay_balance_paid"),
-    # Public: a card update request's signed link (issue 22) is the patient's credential for that membership only.
+    # Public: a card update request's signed link (issue 22) is the patient's credential for
+    # that membership only.
     path("card/<str:token>/", views.card_update, name="card_update"),
     path("card/<str:token>/done/", views.card_update_done, name="card_update_done"),
 ]

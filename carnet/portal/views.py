@@ -63,7 +63,8 @@ def password_reset_confirm(request, token: str):
 
 
 def invitation(request, token: str):
-    """The link in a portal invitation: the patient chooses their password (their email is the login)."""
+    """The link in a portal invitation: the patient chooses their password
+    (their email is the login)."""
     try:
         patient = invitations.invitation_patient(token=token)
     except CarnetError as exc:
@@ -211,7 +212,8 @@ def home(request, patient):
 @require_POST
 @patient_required
 def appointment_cancel(request, patient, pk: int):
-    """Cancel an own (or a dependant's) appointment, refused inside the clinic's cancellation window."""
+    """Cancel an own (or a dependant's) appointment, refused inside the clinic's
+    cancellation window."""
     try:
         appointment = online.appointment_cancel_by_patient(user=request.user, row_pk=pk)
     except NotFound:
@@ -239,7 +241,8 @@ def receipt_pdf(request, patient, pk: int):
 
 @patient_required
 def gift_card_buy(request, patient):
-    """Buy a gift card by card (SPEC 7) when the clinic sells them online; the code goes to the recipient."""
+    """Buy a gift card by card (SPEC 7) when the clinic sells them online;
+    the code goes to the recipient."""
     from carnet.giftcards.services import giftcard_sell_online
     from carnet.passes import online as passes_online
 
@@ -433,7 +436,7 @@ def pay_balance_paid(request, token: str, payment_pk: int):
     )
 
 
-# ---------------------------------------------------------------- Packages & Memberships (SPEC 9.1, 11)
+# ------------------------------------------------------------ Packages & Memberships (SPEC 9.1, 11)
 
 
 class PassBuyForm(PayBalanceForm):
@@ -485,7 +488,8 @@ def _pass_status(sold, clinic) -> str:
 
 @patient_required
 def passes(request, patient):
-    """The Packages & Memberships tab: own and dependants' passes with their usage, and what is sold online."""
+    """The Packages & Memberships tab: own and dependants' passes with their usage,
+    and what is sold online."""
     from carnet.passes import online as passes_online
     from carnet.passes.expiry_rules import expiry_terms
 
@@ -644,7 +648,8 @@ def _membership_status(sold, summary) -> str:
 
 
 def _memberships(user, clinic) -> list[dict]:
-    """Each membership of the portal user and their dependants, with what the tab shows and may offer."""
+    """Each membership of the portal user and their dependants,
+    with what the tab shows and may offer."""
     from carnet.passes import online as passes_online
     from carnet.passes.membership_views import membership_summary
     from carnet.passes.memberships import freeze_fee_words
@@ -679,7 +684,8 @@ def _memberships(user, clinic) -> list[dict]:
 
 
 class MembershipSignUpForm(PassBuyForm):
-    """Sign up for a membership online: for whom, then the card kept on file and charged each cycle."""
+    """Sign up for a membership online: for whom, then the card kept on file and
+    charged each cycle."""
 
     def __init__(self, *args, patients, stripe: bool = False, **kwargs):
         super().__init__(*args, patients=patients, free=False, stripe=stripe, **kwargs)
@@ -752,7 +758,8 @@ def membership_sign_up(request, patient, pk: int):
 
 
 def _membership_action(request, pk: int, work, success) -> object:
-    """Run a patient's action on their own (or a dependant's) membership; a refusal becomes the message."""
+    """Run a patient's action on their own (or a dependant's) membership;
+    a refusal becomes the message."""
     from carnet.passes import online as passes_online
 
     sold = passes_online.portal_membership_get(request.user, pk)  # anyone else's: 404
@@ -822,7 +829,7 @@ def membership_resume(request, patient, pk: int):
     )
 
 
-# ---------------------------------------------------------------- card update link (public, signed; issue 22)
+# ------------------------------------------------------ card update link (public, signed; issue 22)
 
 
 def _card_request(request, token: str, *, for_done: bool = False):
@@ -894,14 +901,16 @@ def card_update(request, token: str):
 
 
 def _next_amount(sold) -> int:
-    """A cycle from now on: the membership's cycle price (a price update applies from the next cycle), taxed."""
+    """A cycle from now on: the membership's cycle price (a price update applies from the
+    next cycle), taxed."""
     from carnet.passes.quotes import price_with_tax_minor
 
     return price_with_tax_minor(sold, sold.cycle_price_minor)
 
 
 def card_update_done(request, token: str):
-    """After the card was added: which card pays the membership now, and how charging what was owed went."""
+    """After the card was added: which card pays the membership now,
+    and how charging what was owed went."""
     from carnet.passes import card_requests
 
     req, invalid = _card_request(request, token, for_done=True)

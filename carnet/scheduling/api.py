@@ -160,7 +160,9 @@ def no_show(request, pk: int, payload: s.NoShowIn = None):
     "/appointments/{pk}/no-show/undo",
     response=s.AppointmentOut,
     operation_id="appointment_no_show_undo",
-    summary="Undo a no-show: back to booked, its fee invoice deleted; undoing again changes nothing",
+    summary=(
+        "Undo a no-show: back to booked, its fee invoice deleted; undoing again changes nothing"
+    ),
 )
 def no_show_undo(request, pk: int, payload: s.PatientsIn = None):
     ids = payload.patient_ids if payload else None

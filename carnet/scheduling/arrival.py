@@ -74,9 +74,10 @@ def _bill(
     *,
     by_no_show: bool = False,
 ) -> None:
-    """Post the use a pass reserved for the visit (`reserved`, or None), then invoice it: covered, the
-    line is its additional charge. The invoice comes last because its number holds the clinic-wide
-    invoice counter locked until commit; every other arrival waits on that lock, so it is held briefly."""
+    """Post the use a pass reserved for the visit (`reserved`, or None), then invoice it: covered,
+    the line is its additional charge. The invoice comes last because its number holds the
+    clinic-wide invoice counter locked until commit; every other arrival waits on that lock,
+    so it is held briefly."""
     line = passes.line_for(reserved, line)
     passes.billed(reserved, by_no_show=by_no_show)
     row.invoice = _invoice(actor, appointment, row, line)
@@ -99,9 +100,9 @@ def _reverse(actor, row: AppointmentPatient, what: str) -> None:
         invoice.refresh_from_db()
         if invoice.applied_minor:
             raise Conflict(
-                f"{invoice} for {row.patient} has {clinic_get().money(invoice.applied_minor)} of "
-                f"payments applied. Unapply those payments on the patient's Billing tab first (they "
-                f"become credit), then {what} again.",
+                f"{invoice} for {row.patient} has {clinic_get().money(invoice.applied_minor)} "
+                "of payments applied. Unapply those payments on the patient's Billing tab "
+                f"first (they become credit), then {what} again.",
                 code="invoice_has_payments",
             )
         invoice_delete(actor=actor, invoice=invoice, action=_BILLING_AS)
@@ -129,7 +130,8 @@ def _set(rows, status: str) -> None:
 
 
 def _refresh_status(appointment: Appointment, everyone: list[AppointmentPatient]) -> None:
-    """Individual and group appointments follow their (primary) patient; a class session stays booked."""
+    """Individual and group appointments follow their (primary) patient;
+    a class session stays booked."""
     if appointment.kind != Kind.CLASS:
         appointment.status = everyone[0].status
         appointment.save(update_fields=["status"])
@@ -184,7 +186,8 @@ def appointment_arrive(
 def appointment_unarrive(
     *, actor, appointment: Appointment, patient_ids: list[int] | None = None
 ) -> Appointment:
-    """Back to booked, deleting the arrival invoice(s); refused while a payment is applied to one."""
+    """Back to booked, deleting the arrival invoice(s); refused while a payment
+    is applied to one."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
     everyone = _participants(appointment)

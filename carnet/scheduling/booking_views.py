@@ -1,5 +1,6 @@
 """The public online booking pages (SPEC 4, 11): /book/<location>/ → choose treatment, practitioner
-and a free slot → log in or sign up → confirm. The booking itself is online.appointment_book_online."""
+and a free slot → log in or sign up → confirm. The booking itself is
+online.appointment_book_online."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ class ConfirmForm(forms.Form):
 
 
 def _choice(request, location):
-    """The treatment, practitioner (None: any) and day chosen in the query string (each may be None)."""
+    """The treatment, practitioner (None: any) and day chosen in the query string
+    (each may be None)."""
     treatments = online.bookable_treatments(location=location)
     practitioners = online.bookable_practitioners(location=location)
     treatment = treatments.filter(pk=_int(request.GET.get("treatment"))).first()
@@ -71,7 +73,8 @@ def _location(location_id: int) -> Location:
 
 
 def start(request):
-    """The "Book online" link: straight to the one location, or the choice of location when there are several."""
+    """The "Book online" link: straight to the one location, or the choice of location when
+    there are several."""
     locations = list(locations_active())
     if len(locations) == 1:
         return redirect("booking:book", location_id=locations[0].pk)
@@ -230,8 +233,8 @@ def confirm(request, location_id: int):
         ip = request.META.get("REMOTE_ADDR")
         try:
             login_throttle.sign_up_check(ip=ip)
-            # The same answer whatever the email (people.signups): the link in the email finishes the
-            # sign-up and comes back to this page, logged in, to confirm the booking.
+            # The same answer whatever the email (people.signups): the link in the email finishes
+            # the sign-up and comes back to this page, logged in, to confirm the booking.
             sign_up_request(
                 **signup.cleaned_data,
                 next_url=request.get_full_path(),

@@ -1,4 +1,5 @@
-"""Breaks: time a practitioner is not bookable. Availability leaves them out and booking refuses them."""
+"""Breaks: time a practitioner is not bookable. Availability leaves them out and
+booking refuses them."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def break_create(
     )
     if booked is not None:
         raise Conflict(
-            f"{practitioner} has an appointment then ({booked}). Move it first, or choose another time.",
+            f"{practitioner} has an appointment then ({booked}). Move it first, "
+            "or choose another time.",
             code="break_overlaps_appointment",
         )
     item = Break.objects.create(

@@ -74,8 +74,8 @@ def free_slots(
 
 
 def window(columns: list[dict]) -> dict:
-    """The rows shown: every shift, break and appointment, on whole half hours (default 08:00–18:00),
-    and the half-hour labels of the time gutter."""
+    """The rows shown: every shift, break and appointment, on whole half hours (default
+    08:00–18:00), and the half-hour labels of the time gutter."""
     first, last = 8 * 60 // STEP + 1, 18 * 60 // STEP + 1
     for col in columns:
         for item in col["blocks"]:
@@ -96,8 +96,9 @@ def free_links(slots: list[dict], *, book_url: str, who: str) -> SafeString:
     url, name = escape(book_url), escape(who)
     return mark_safe(
         "".join(
-            f'<a class="cal-free" data-row="{s["row"]}" data-span="{s["span"]}" href="{url}&amp;start={s["iso"]}" '
-            f'hx-get="{url}&amp;start={s["iso"]}" hx-target="#panel" aria-label="Book {name} at {s["label"]}">'
+            f'<a class="cal-free" data-row="{s["row"]}" data-span="{s["span"]}" '
+            f'href="{url}&amp;start={s["iso"]}" hx-get="{url}&amp;start={s["iso"]}" '
+            f'hx-target="#panel" aria-label="Book {name} at {s["label"]}">'
             f"{s['time']}</a>"
             for s in slots
         )
@@ -109,15 +110,18 @@ def appointment_block(a, *, names: str, url: str, oob: bool = False) -> SafeStri
     the schedule draws some 400 a week, and the panel redraws one after a change (`oob`)."""
     covered = " covered" if getattr(a, "covered", False) else ""
     icon = (
-        f'<span class="tag pass-icon" role="img" title="Covered by a package" aria-label="Covered by a package" '
-        f'data-testid="covered-{a.pk}">Pass</span> '
+        (
+            '<span class="tag pass-icon" role="img" title="Covered by a package" '
+            f'aria-label="Covered by a package" data-testid="covered-{a.pk}">Pass</span> '
+        )
         if covered
         else ""
     )
     swap = ' hx-swap-oob="true"' if oob else ""
     return mark_safe(
-        f'<a id="appt-{a.pk}" class="appt status-{a.status}{covered}" data-row="{a.grid_row}" data-span="{a.grid_span}" '
-        f'href="{url}" hx-get="{url}" hx-target="#panel" data-testid="appointment-{a.pk}"{swap}>'
+        f'<a id="appt-{a.pk}" class="appt status-{a.status}{covered}" data-row="{a.grid_row}" '
+        f'data-span="{a.grid_span}" href="{url}" hx-get="{url}" hx-target="#panel" '
+        f'data-testid="appointment-{a.pk}"{swap}>'
         f"<strong>{escape(names)}</strong> {icon}<span>{escape(a.treatment.name)}</span> "
         f'<span class="tag status-{a.status}">{escape(a.get_status_display())}</span></a>'
     )
@@ -128,8 +132,9 @@ def column_body(col: dict, *, oob: bool = False) -> SafeString:
     view). Made here rather than by a template include: a week view has a hundred columns; the
     panel redraws one after booking (`oob`)."""
     pauses = "".join(
-        f'<div class="cal-break" data-row="{b["row"]}" data-span="{b["span"]}">Break {b["local_start"]:%H:%M}–'
-        f"{b['local_end']:%H:%M}{': ' + escape(b['item'].reason) if b['item'].reason else ''}</div>"
+        f'<div class="cal-break" data-row="{b["row"]}" data-span="{b["span"]}">'
+        f"Break {b['local_start']:%H:%M}–{b['local_end']:%H:%M}"
+        f"{': ' + escape(b['item'].reason) if b['item'].reason else ''}</div>"
         for b in col["breaks"]
     )
     swap = ' hx-swap-oob="true"' if oob else ""

@@ -1,4 +1,5 @@
-"""Forms for the schedule pages. Times are entered as wall-clock times in the location's time zone."""
+"""Forms for the schedule pages. Times are entered as wall-clock times in the
+location's time zone."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
@@ -20,7 +21,8 @@ def aware(local: dt.datetime, location: Location) -> dt.datetime:
 
 
 class StartField(forms.DateTimeField):
-    """A wall-clock start within the years Carnet accepts (0001 or 9999 would overflow in a time zone)."""
+    """A wall-clock start within the years Carnet accepts (0001 or 9999 would
+    overflow in a time zone)."""
 
     def __init__(self, **kwargs):
         super().__init__(widget=LOCAL, input_formats=["%Y-%m-%dT%H:%M"], **kwargs)
@@ -53,7 +55,10 @@ class BookForm(forms.Form):
         ],
         initial="auto",
         required=False,
-        help_text="Auto picks the package expiring first; you can change it later in the appointment panel.",
+        help_text=(
+            "Auto picks the package expiring first; you can change it later in the appointment "
+            "panel."
+        ),
     )
     form_key = forms.CharField(widget=forms.HiddenInput, required=False)
 

@@ -264,9 +264,9 @@ def _online_limit_check(patient: Patient) -> None:
     ).count()
     if held >= limit:
         raise Conflict(
-            f"{patient.full_name} already has {held} upcoming appointment{'s' if held != 1 else ''} "
-            f"booked online, the most this clinic takes online ({limit}). Cancel one from My Account "
-            "or call the clinic to book more.",
+            f"{patient.full_name} already has {held} upcoming "
+            f"appointment{'s' if held != 1 else ''} booked online, the most this clinic takes "
+            f"online ({limit}). Cancel one from My Account or call the clinic to book more.",
             code="online_booking_limit",
         )
 
@@ -276,7 +276,8 @@ def _local(when: dt.datetime, location: Location) -> str:
 
 
 def patient_appointments(*, patient: Patient):
-    """(upcoming, past) appointment rows of the patient and their dependants, upcoming soonest first."""
+    """(upcoming, past) appointment rows of the patient and their dependants,
+    upcoming soonest first."""
     rows = AppointmentPatient.objects.filter(
         patient__in=patients_managed_by(patient)
     ).select_related(
@@ -308,7 +309,8 @@ def appointment_cancel_by_patient(
     row.refresh_from_db()
     if row.status != Status.BOOKED:
         raise Conflict(
-            f"This appointment is {row.get_status_display().lower()}; only a booked one can be cancelled.",
+            f"This appointment is {row.get_status_display().lower()}; only a booked one can "
+            "be cancelled.",
             code="not_booked",
         )
     hours = clinic_get().cancellation_window_hours

@@ -27,7 +27,8 @@ _APPOINTMENTS = Appointment.objects.select_related(
 
 
 def treatments_offered(practitioner: StaffMember) -> QuerySet[Treatment]:
-    """The active treatments `practitioner` offers: those ticked on their profile, or every one if none is."""
+    """The active treatments `practitioner` offers: those ticked on their profile,
+    or every one if none is."""
     everything = Treatment.objects.filter(is_active=True).order_by("name")
     chosen = everything.filter(practitioners=practitioner)
     return chosen if chosen.exists() else everything
@@ -98,7 +99,8 @@ def appointments_list(
     location: Location | None = None,
     practitioner: StaffMember | None = None,
 ) -> QuerySet[Appointment]:
-    """The appointments `actor` may see starting on `day` (the location's day, else the clinic's)."""
+    """The appointments `actor` may see starting on `day` (the location's day,
+    else the clinic's)."""
     scope = schedule_scope(actor)
     zone = ZoneInfo(location.time_zone if location else clinic_get().time_zone)
     day = day or clock.today(zone)
@@ -134,15 +136,16 @@ def availability(
     day: dt.date | None = None,
     location: Location | None = None,
 ) -> list[tuple[Location, Interval]]:
-    """Free intervals (aware, in the location's time zone) per location for the practitioner on `day`:
-    their shifts there minus their breaks and every appointment they have (at any location) that is
-    not cancelled."""
+    """Free intervals (aware, in the location's time zone) per location for the practitioner on
+    `day`: their shifts there minus their breaks and every appointment they have (at any location)
+    that is not cancelled."""
     shifts = (
         Shift.objects.filter(staff=practitioner).select_related("location").order_by("start_time")
     )
     if location is not None:
         shifts = shifts.filter(location=location)
-    # The actor must be allowed at every location asked about (none known: only own or all-locations staff).
+    # The actor must be allowed at every location asked about (none known:
+    # only own or all-locations staff).
     places = (
         {location.pk}
         if location is not None
@@ -160,8 +163,9 @@ def availability(
 def free_intervals(
     *, practitioner: StaffMember, day: dt.date | None, shifts
 ) -> list[tuple[Location, Interval]]:
-    """The unchecked core of availability(): `shifts` minus the practitioner's breaks and appointments on `day`.
-    Callers check access (availability) or show only what the public may see (online booking)."""
+    """The unchecked core of availability(): `shifts` minus the practitioner's breaks and
+    appointments on `day`. Callers check access (availability) or show only what the public may
+    see (online booking)."""
     out = []
     for shift in shifts:
         zone = ZoneInfo(shift.location.time_zone)

@@ -61,8 +61,8 @@ def _check_free(
     if clash is not None:
         raise Conflict(
             f"{practitioner} is already booked from {_local(clash.start, location)} to "
-            f"{_local(clash.end, location)} ({clash.treatment}). Choose another time or practitioner, "
-            "or turn on double-booking in clinic settings.",
+            f"{_local(clash.end, location)} ({clash.treatment}). Choose another time or "
+            "practitioner, or turn on double-booking in clinic settings.",
             code="double_booked",
         )
 
@@ -144,8 +144,9 @@ def appointment_book(
     booked_by: str = Appointment.BookedBy.STAFF,
     pass_choice="auto",
 ) -> Appointment:
-    """Book an individual visit (one patient), a group (first patient is the primary) or a class session.
-    `pass_choice`: "auto" attaches auto-selected passes, a Pass attaches that one, None none (SPEC 5.3)."""
+    """Book an individual visit (one patient), a group (first patient is the primary) or a class
+    session. `pass_choice`: "auto" attaches auto-selected passes, a Pass attaches that one,
+    None none (SPEC 5.3)."""
     schedule_require(actor, practitioner_id=practitioner.pk, location_id=location.pk)
     _validate(treatment, practitioner, location)
     if len({p.pk for p in patients}) != len(patients):
@@ -264,7 +265,8 @@ def appointment_cancel(
 
 @transaction.atomic
 def appointment_copy(*, actor, appointment: Appointment, start: dt.datetime) -> Appointment:
-    """A new booked appointment like this one (same treatment, practitioner, place, patients) at `start`."""
+    """A new booked appointment like this one (same treatment, practitioner, place,
+    patients) at `start`."""
     rows = appointment.participants.select_related("patient").order_by("booked_at", "pk")
     # A cancelled appointment copies with everyone who was in it.
     patients = [r.patient for r in rows if r.status != Status.CANCELLED] or [
@@ -335,8 +337,9 @@ def appointment_reschedule(*, actor, appointment: Appointment, start: dt.datetim
 def appointment_duplicate_as_class(
     *, actor, appointment: Appointment, treatment: Treatment
 ) -> Appointment:
-    """Replace a booked group appointment by a class at the same time with the same patients, so each
-    can arrive, be billed and use a pass on their own. The group is cancelled in the same step."""
+    """Replace a booked group appointment by a class at the same time with the same patients, so
+    each can arrive, be billed and use a pass on their own. The group is
+    cancelled in the same step."""
     if appointment.kind != Kind.GROUP:
         raise ValidationFailed(
             "Only a group appointment can be duplicated as a class.",

@@ -167,13 +167,14 @@ def _chosen(request, name: str, model):
 
 
 def _patient_choices(request) -> dict:
-    """The type-ahead's list: the patient already chosen (kept whatever is typed next) and the matches
-    for `q` (name, phone or email)."""
+    """The type-ahead's list: the patient already chosen (kept whatever is typed next) and the
+    matches for `q` (name, phone or email)."""
     query = (request.GET.get("q") or request.POST.get("q") or "").strip()[:100]
     chosen = _chosen(request, "patient", Patient)
     found = list(patient_search(query=query, limit=8)) if query else []
     shown = ([chosen] if chosen else []) + [p for p in found if not chosen or p.pk != chosen.pk]
-    # Phone and email beside each name only for staff who may look patients up (not Practitioner (Limited)).
+    # Phone and email beside each name only for staff who may look patients up
+    # (not Practitioner (Limited)).
     return {
         "query": query,
         "chosen": chosen,
@@ -194,8 +195,8 @@ def _book_context(request, form, location: Location, practitioner) -> dict:
 
 
 def _quote(request, location: Location, practitioner) -> dict | None:
-    """What the form's booking would be: its end time and price, and the package auto-select would use
-    (passes.quotes, the desk's rule). None until a treatment and a start are chosen."""
+    """What the form's booking would be: its end time and price, and the package auto-select would
+    use (passes.quotes, the desk's rule). None until a treatment and a start are chosen."""
     from carnet.passes.quotes import visit_quote
 
     treatment = _chosen(request, "treatment", Treatment)
@@ -248,9 +249,10 @@ def _booked_panel(request, appointment: Appointment):
 
 @staff_required(Action.SCHEDULE_OWN)
 def book(request):
-    """Book from a free slot: in the schedule's panel (htmx) with a patient type-ahead, the treatments
-    the practitioner offers, the end time, price and the package auto-select will use; saved without
-    leaving the schedule. Without htmx (the patient tab's Book) the same form is a page."""
+    """Book from a free slot: in the schedule's panel (htmx) with a patient type-ahead, the
+    treatments the practitioner offers, the end time, price and the package auto-select will use;
+    saved without leaving the schedule. Without htmx (the patient tab's Book) the
+    same form is a page."""
     location = _location(request)
     if location is None:
         raise Http404("No location is open.")
@@ -336,7 +338,8 @@ def _sell_url(row: AppointmentPatient) -> str:
 
 
 def _unpaid_cycle_warning(live) -> str:
-    """SPEC 6.3: a membership may cover a visit while its cycle is unpaid, with a visible warning."""
+    """SPEC 6.3: a membership may cover a visit while its cycle is unpaid,
+    with a visible warning."""
     from carnet.passes.eligibility import UNPAID_WARNING
 
     cycle = getattr(live, "cycle", None)
@@ -440,7 +443,8 @@ def _panel(
         "block": block,  # after a change, the schedule's block is swapped too (hx-swap-oob)
         # After booking, the practitioner's column of that day is redrawn (hx-swap-oob).
         "column_oob": calendar.column_body(column, oob=True) if column else "",
-        "form_key": new_form_key(),  # one per panel; each button's submit is claimed once (run_action once=)
+        # One per panel; each button's submit is claimed once (run_action once=).
+        "form_key": new_form_key(),
     }
     template = (
         "scheduling/_panel.html"

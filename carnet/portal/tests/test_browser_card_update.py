@@ -1,6 +1,6 @@
-"""A card update link (issue 22 point 3) on a phone, in a real browser: the patient opens the emailed
-link, adds a card with the test gateway's form and sees what was owed paid; the link, once used or
-expired, gets its page. Every page fits 390x844 and passes axe."""
+"""A card update link (issue 22 point 3) on a phone, in a real browser: the patient opens the
+emailed link, adds a card with the test gateway's form and sees what was owed paid; the link, once
+used or expired, gets its page. Every page fits 390x844 and passes axe."""
 
 import datetime as dt
 
@@ -119,7 +119,8 @@ def test_a_bank_asking_for_3d_secure_is_answered_on_the_card_update_page_on_a_ph
     page.goto(f"/portal/card/{token}/", timeout=30000)
     page.fill("input[name=holder]", "Pat Test")
 
-    def asked():  # Carnet's page at a phone's size (localstripe's stand-in for the bank's window set aside)
+    # Carnet's page at a phone's size (localstripe's stand-in for the bank's window set aside).
+    def asked():
         bank = page.get_by_role("button", name="Complete authentication").element_handle()
         bank.evaluate("b => b.closest('body > *').style.display = 'none'")
         fits_and_accessible(page)

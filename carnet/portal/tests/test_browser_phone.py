@@ -1,7 +1,7 @@
-"""In a real browser at a phone's, a tablet's and a desktop's size: every portal page and every online
-booking page fits the screen's width (no sideways scrolling: tables become stacked rows) and passes
-axe-core's checks with no violation, for a patient with a dependant, appointments, receipts, a
-package, a membership and passes on sale."""
+"""In a real browser at a phone's, a tablet's and a desktop's size: every portal page and every
+online booking page fits the screen's width (no sideways scrolling: tables become stacked rows) and
+passes axe-core's checks with no violation, for a patient with a dependant, appointments, receipts,
+a package, a membership and passes on sale."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo

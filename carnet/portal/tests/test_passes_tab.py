@@ -1,7 +1,7 @@
-"""The portal's Packages & Memberships tab tells the truth: a payment plan says what its payments have
-unlocked and what is due next (as staff see it), each pass and offer lists what it covers, prices on
-sale include their tax before the card form, a membership shows its next billing amount, and Settings
-explains the clinic's online-sales switch next to each template's "Sold online"."""
+"""The portal's Packages & Memberships tab tells the truth: a payment plan says what its payments
+have unlocked and what is due next (as staff see it), each pass and offer lists what it covers,
+prices on sale include their tax before the card form, a membership shows its next billing amount,
+and Settings explains the clinic's online-sales switch next to each template's "Sold online"."""
 
 import datetime as dt
 

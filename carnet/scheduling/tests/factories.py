@@ -22,7 +22,8 @@ def practitioner(location, level=AccessLevel.PRACTITIONER_FRONT_DESK):
 
 
 def working_practitioner(location, name=None, weekday=0, level=AccessLevel.PRACTITIONER_FRONT_DESK):
-    """A practitioner at `location` with a 09:00-17:00 shift there on `weekday` (Monday by default)."""
+    """A practitioner at `location` with a 09:00-17:00 shift there on `weekday`
+    (Monday by default)."""
     import datetime as dt
 
     from carnet.people.models import Shift

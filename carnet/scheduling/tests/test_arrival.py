@@ -1,4 +1,5 @@
-"""Arrival billing for each kind, un-arrive reversal, and the no-show fee: mark and undo, each idempotent."""
+"""Arrival billing for each kind, un-arrive reversal, and the no-show fee:
+mark and undo, each idempotent."""
 
 import pytest
 

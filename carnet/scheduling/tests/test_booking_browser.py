@@ -1,7 +1,7 @@
 """In a real browser, at a phone's and a desktop's size: a new patient finds online booking from the
-portal's login page, picks a treatment (its length and price shown) and "any practitioner", takes the
-first available time, signs up (a link by email to choose the password), confirms, and sees the appointment in My Account. Every page fits
-the screen and passes axe-core."""
+portal's login page, picks a treatment (its length and price shown) and "any practitioner", takes
+the first available time, signs up (a link by email to choose the password), confirms, and sees the
+appointment in My Account. Every page fits the screen and passes axe-core."""
 
 import datetime as dt
 import re

@@ -47,8 +47,8 @@ def test_book_online_offers_each_active_location_with_its_hours_and_what_can_be_
 
 
 def test_visitors_land_on_the_clinic_page_at_the_root_and_staff_and_patients_do_not(catalog, owner):
-    """`/` for a visitor: the clinic's locations with hours, what can be booked with price, a Book button
-    each (even with one location), and the doors to the portal and the staff log-in."""
+    """`/` for a visitor: the clinic's locations with hours, what can be booked with price, a Book
+    button each (even with one location), and the doors to the portal and the staff log-in."""
     Shift.objects.create(
         staff=practitioner(catalog["location"]),
         location=catalog["location"],

@@ -104,9 +104,9 @@ def test_the_confirm_page_names_the_package_that_will_cover_the_visit_and_what_i
     )
     sold.items.update(additional_charge_minor=1000)
     assert (
-        "Covered by 10 Massages — 9 left after this visit; you pay $11.30 (the additional charge, tax "
-        "included)." in _confirm_page(setup, client)
-    )
+        "Covered by 10 Massages — 9 left after this visit; you pay $11.30 (the additional "
+        "charge, tax included)."
+    ) in _confirm_page(setup, client)
 
 
 def test_a_membership_cover_counts_this_cycles_uses(setup):

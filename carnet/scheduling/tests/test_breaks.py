@@ -1,4 +1,5 @@
-"""Breaks: availability leaves them out, booking into one is refused, and a break cannot cover a booking."""
+"""Breaks: availability leaves them out, booking into one is refused,
+and a break cannot cover a booking."""
 
 import datetime as dt
 

@@ -31,7 +31,8 @@ def test_block_heights_match_durations(page, width, height):
     long_box = page.get_by_test_id(f"appointment-{hour.pk}").bounding_box()
     short_box = page.get_by_test_id(f"appointment-{half.pk}").bounding_box()
     slot = page.get_by_role("link", name="Book Dr Ines Ortega at Mon 7 Jan 09:00").bounding_box()
-    # 60 minutes is twice 30 and four 15-minute slots (each block leaves a 1px margin above and below).
+    # 60 minutes is twice 30 and four 15-minute slots (each block leaves a 1px
+    # margin above and below).
     assert abs((long_box["height"] + 2) - 2 * (short_box["height"] + 2)) <= 1.5
     assert abs((long_box["height"] + 2) - 4 * slot["height"]) <= 2
     # Placed by time: 13:00 is three hours below 10:00, i.e. 12 slots.

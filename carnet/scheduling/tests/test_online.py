@@ -256,7 +256,10 @@ def test_sign_up_answers_the_same_for_an_existing_email_and_tells_its_holder(
 ):
     existing = signed_up("taken@example.test")
     loc, t, p = setup["location"], setup["treatment"], setup["prac"]
-    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={at(DAY, '09:00').isoformat()}"
+    confirm = (
+        f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
+        f"&start={at(DAY, '09:00').isoformat()}"
+    )
     pages = []
     for email in ("taken@example.test", "fresh@example.test"):
         with django_capture_on_commit_callbacks(execute=True):
@@ -303,7 +306,10 @@ def test_confirming_a_slot_just_taken_sends_back_to_the_times_with_a_message(set
     loc, t, p = setup["location"], setup["treatment"], setup["prac"]
     patient = signed_up()
     client.force_login(patient.user)
-    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={at(DAY, '09:00').isoformat()}"
+    confirm = (
+        f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
+        f"&start={at(DAY, '09:00').isoformat()}"
+    )
     key = _key(client.get(confirm).content.decode())
     book(setup["owner"], setup, p, at(DAY, "09:00"))
     response = client.post(confirm, {"action": "confirm", "form_key": key}, follow=True)
@@ -336,7 +342,10 @@ def test_online_booking_pages_say_the_practitioner_does_not_offer_it_and_refuse_
     assert "/confirm/?" not in page
     patient = signed_up()
     client.force_login(patient.user)
-    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={at(DAY, '09:00').isoformat()}"
+    confirm = (
+        f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
+        f"&start={at(DAY, '09:00').isoformat()}"
+    )
     key = _key(client.get(confirm).content.decode())
     response = client.post(confirm, {"action": "confirm", "form_key": key}, follow=True)
     assert response.status_code == 200 and "does not offer Massage 60" in response.content.decode()

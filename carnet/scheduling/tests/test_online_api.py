@@ -1,4 +1,5 @@
-"""Online booking through the API: a patient lists treatments and slots, books, lists and cancels."""
+"""Online booking through the API: a patient lists treatments and slots, books,
+lists and cancels."""
 
 import pytest
 

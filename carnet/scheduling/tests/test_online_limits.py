@@ -1,4 +1,5 @@
-"""Online booking limits (issue 18 point 7): at most the clinic's number of upcoming online bookings per patient."""
+"""Online booking limits (issue 18 point 7): at most the clinic's number of upcoming online
+bookings per patient."""
 
 import datetime as dt
 from urllib.parse import quote
@@ -112,7 +113,10 @@ def test_the_booking_page_shows_the_limit_and_what_to_do(setup, client):  # noqa
     _book(setup, patient, DAY, "09:00")
     client.force_login(patient.user)
     loc, t, p = setup["location"], setup["treatment"], setup["prac"]
-    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={quote(at(DAY, '10:00').isoformat())}"
+    confirm = (
+        f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
+        f"&start={quote(at(DAY, '10:00').isoformat())}"
+    )
     key = _key(client.get(confirm).content.decode())
     page = client.post(confirm, {"action": "confirm", "form_key": key})
     assert page.status_code == 200
@@ -124,7 +128,10 @@ def test_the_booking_page_shows_the_limit_and_what_to_do(setup, client):  # noqa
 
 def test_online_sign_ups_are_limited_per_ip_address(setup):  # noqa: F811
     loc, t, p = setup["location"], setup["treatment"], setup["prac"]
-    confirm = f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}&start={quote(at(DAY, '09:00').isoformat())}"
+    confirm = (
+        f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
+        f"&start={quote(at(DAY, '09:00').isoformat())}"
+    )
 
     def sign_up(n, ip, client):
         return client.post(

@@ -1,4 +1,5 @@
-"""Patients racing online for one practitioner's slot: exactly one wins, on SQLite and PostgreSQL."""
+"""Patients racing online for one practitioner's slot: exactly one wins,
+on SQLite and PostgreSQL."""
 
 import datetime as dt
 
