@@ -32,8 +32,8 @@ class TokenAuth(HttpBearer):
             raise AuthenticationError()
         now = clock.now()
         if found.last_used_at is None or now - found.last_used_at > TOKEN_TOUCH_EVERY:
-            # After commit, and at most once a minute: inside a write's transaction this row lock would
-            # stall every other request made with the same token until that write commits.
+            # After commit, and at most once a minute: inside a write's transaction this row lock
+            # would stall every other request made with the same token until that write commits.
             transaction.on_commit(
                 lambda: ApiToken.objects.filter(pk=found.pk).update(last_used_at=now)
             )
@@ -42,12 +42,12 @@ class TokenAuth(HttpBearer):
 
 
 class VendoredSwagger(Swagger):
-    """The docs page from Carnet's vendored Swagger UI (carnet/static/vendor/), never a CDN, and with no
-    inline script, so it works under Carnet's Content-Security-Policy.
+    """The docs page from Carnet's vendored Swagger UI (carnet/static/vendor/), never a CDN, and
+    with no inline script, so it works under Carnet's Content-Security-Policy.
 
     The page and the OpenAPI document are public on purpose: they describe what the open-source code
-    already shows and hold no clinic's data, and an integrator reads them before having a token. Every
-    operation they list still checks its caller."""
+    already shows and hold no clinic's data, and an integrator reads them before having a token.
+    Every operation they list still checks its caller."""
 
     def render_page(self, request, api, **kwargs):
         settings = {**self.settings, "url": self.get_openapi_url(api, kwargs)}
@@ -68,11 +68,11 @@ api = NinjaAPI(
         "Carnet's JSON API. Authenticate with the session cookie (plus the CSRF token) or "
         "`Authorization: Bearer <token>`. Money is integer minor units of the clinic currency "
         "(`price_minor: 1250` is 12.50). POSTs that create something or move money accept an "
-        "`Idempotency-Key` header, scoped to the user who sends it (token or session alike): a retry "
-        "with the same key, address, query string and body returns the first response; the same key "
-        "with another request is a 409. Card charges and refunds require a key (400 "
-        "`idempotency_key_required`). Keys are kept `IDEMPOTENCY_KEY_HOURS` (default 72). Errors are "
-        "RFC 9457 problem details with a stable `code`."
+        "`Idempotency-Key` header, scoped to the user who sends it (token or session alike): "
+        "a retry with the same key, address, query string and body returns the first response; "
+        "the same key with another request is a 409. Card charges and refunds require a key (400 "
+        "`idempotency_key_required`). Keys are kept `IDEMPOTENCY_KEY_HOURS` (default 72). "
+        "Errors are RFC 9457 problem details with a stable `code`."
     ),
 )
 
@@ -146,8 +146,9 @@ def _unexpected(request, exc):
             503,
             "busy",
             "Try again",
-            "Another request was changing the same records at the same moment; nothing was changed. "
-            "Send the request again (with the same Idempotency-Key, if it had one).",
+            "Another request was changing the same records at the same moment; "
+            "nothing was changed. Send the request again (with the same Idempotency-Key, "
+            "if it had one).",
         )
         response["Retry-After"] = "1"
         response.contention = (

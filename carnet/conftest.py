@@ -285,7 +285,8 @@ class ExampleRollback:
 
 @pytest.fixture(scope="session")
 def localstripe():
-    """localstripe (a stateful fake Stripe) on a free loopback port for the whole run: its base URL."""
+    """localstripe (a stateful fake Stripe) on a free loopback port for the whole
+    run: its base URL."""
     import subprocess
     import sys
     import time

@@ -1,11 +1,14 @@
 """One settings module, driven by environment variables.
 
 DATABASE_URL   sqlite:///var/carnet.sqlite3 (default) or postgres://user@host:5432/name
-SECRET_KEY     required when DEBUG is off: Carnet refuses to start without it (`make demo` makes one in var/)
-HTTPS=1        production behind TLS: secure cookies, HTTPS redirect, HSTS (see the README's production checklist)
+SECRET_KEY     required when DEBUG is off: Carnet refuses to start without it (`make demo` makes
+               one in var/)
+HTTPS=1        production behind TLS: secure cookies, HTTPS redirect, HSTS (see the README's
+               production checklist)
 SESSION_IDLE_MINUTES  staff and patient sessions end after this much inactivity (default 30)
 IDEMPOTENCY_KEY_HOURS  how long an Idempotency-Key's first response is kept for replay (default 72)
-EMAIL_HOST     an SMTP server turns on real email (see "Email" below); without it mail lands in var/mail/
+EMAIL_HOST     an SMTP server turns on real email (see "Email" below); without it mail lands in
+               var/mail/
 """
 
 import codecs
@@ -34,8 +37,9 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set it to a long random string (e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or DEBUG=1 on a development machine."
+            "SECRET_KEY is not set. Set it to a long random string (e.g. the output of `python -c "
+            "'import secrets; print(secrets.token_urlsafe(50))'`), or DEBUG=1 on a development "
+            "machine."
         )
     SECRET_KEY = "carnet-debug-only-not-secret"
 # Tests add Django's "testserver" themselves.
@@ -144,12 +148,13 @@ DATABASES["gateway"] = {
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL;",
     },
-    # Tests: one file per test process; servers the tests start are pointed at it by CARNET_TEST_GATEWAY_DB.
+    # Tests: one file per test process; servers the tests start are pointed at it by
+    # CARNET_TEST_GATEWAY_DB.
     "TEST": {"NAME": str(VAR_DIR / f"test-gateway-{os.getpid()}.sqlite3")},
 }
 DATABASE_ROUTERS = ["carnet.gateway.routers.TestGatewayRouter"]
 
-# ---------------------------------------------------------------- Card processor (README "Taking real card payments")
+# ---------------------------------------------- Card processor (README "Taking real card payments")
 # Unset: the built-in test gateway (demo, tests). carnet.gateway.stripe.StripeGateway: Stripe, with
 # its keys below; card numbers then never reach Carnet (Stripe.js takes them in the browser).
 CARNET_GATEWAY = os.environ.get("CARNET_GATEWAY", "carnet.gateway.testing.TestGateway")
@@ -164,8 +169,9 @@ if CARNET_GATEWAY.endswith(".StripeGateway"):
     for _name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET"):
         if not globals()[_name]:
             raise ImproperlyConfigured(
-                f"CARNET_GATEWAY is Stripe but {_name} is not set. Copy it from the Stripe Dashboard "
-                "(Developers → API keys, or the webhook endpoint's signing secret) into the environment."
+                f"CARNET_GATEWAY is Stripe but {_name} is not set. Copy it from the Stripe "
+                "Dashboard (Developers → API keys, or the webhook endpoint's signing secret) "
+                "into the environment."
             )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -197,9 +203,9 @@ PORTAL_INVITATION_DAYS = int(os.environ.get("PORTAL_INVITATION_DAYS", "7"))
 # How long the link of an online sign-up's confirmation email works (hours).
 SIGN_UP_LINK_HOURS = int(os.environ.get("SIGN_UP_LINK_HOURS", "24"))
 LOGIN_URL = "staff:login"
-# Two-factor log-in (carnet/people/two_factor.py): required for Full Access and Account Owner (and all
-# staff when the clinic says so). Always on; only the test suite turns the rule off for tests that
-# are not about it (carnet/conftest.py), since most log in as an owner with force_login.
+# Two-factor log-in (carnet/people/two_factor.py): required for Full Access and Account Owner (and
+# all staff when the clinic says so). Always on; only the test suite turns the rule off for tests
+# that are not about it (carnet/conftest.py), since most log in as an owner with force_login.
 TWO_FACTOR_ENFORCED = True
 # "Remember this browser" on the code page (off unless ticked) skips the code for this many days.
 TWO_FACTOR_REMEMBER_DAYS = int(os.environ.get("TWO_FACTOR_REMEMBER_DAYS", "30"))
@@ -218,7 +224,8 @@ OTP_TOTP_ISSUER = _totp_issuer  # the name authenticator apps show next to the l
 # Idle expiry: the cookie's age is renewed on every request.
 SESSION_IDLE_MINUTES = int(os.environ.get("SESSION_IDLE_MINUTES", "30"))
 SESSION_COOKIE_AGE = SESSION_IDLE_MINUTES * 60
-# Absolute lifetime: a session ends this long after its log-in, however active (carnet.staff.middleware).
+# Absolute lifetime: a session ends this long after its log-in, however active
+# (carnet.staff.middleware).
 SESSION_MAX_HOURS = int(os.environ.get("SESSION_MAX_HOURS", "12"))
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_HTTPONLY = True
@@ -231,16 +238,17 @@ SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", HTTPS)
 SECURE_HSTS_SECONDS = int(os.environ.get("HSTS_SECONDS", "31536000" if HTTPS else "0"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = _env_bool("HSTS_PRELOAD", False)
-# A reverse proxy that ends TLS says so in X-Forwarded-Proto; trust it only when it is there (PROXY_SSL_HEADER=1).
+# A reverse proxy that ends TLS says so in X-Forwarded-Proto; trust it only when it is there
+# (PROXY_SSL_HEADER=1).
 if _env_bool("PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-# Failed log-ins are throttled per login and per IP with growing waits (carnet/people/login_throttle.py).
-# HSTS preloading (security.W021) is a promise made by submitting the domain to browsers' lists: the
-# operator's choice (HSTS_PRELOAD=1), not a default.
+# Failed log-ins are throttled per login and per IP with growing waits
+# (carnet/people/login_throttle.py). HSTS preloading (security.W021) is a promise made by submitting
+# the domain to browsers' lists: the operator's choice (HSTS_PRELOAD=1), not a default.
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LANGUAGE_CODE = "en-us"
@@ -288,16 +296,17 @@ SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
 # How long a Pay Balance link works.
 PAY_BALANCE_LINK_DAYS = int(os.environ.get("PAY_BALANCE_LINK_DAYS", "7"))
 
-# ---------------------------------------------------------------- Input limits (carnet/core/limits.py)
+# ------------------------------------------------------------- Input limits (carnet/core/limits.py)
 # The largest line total and the largest payment, in major units of the clinic currency.
 MAX_LINE_AMOUNT = int(os.environ.get("MAX_LINE_AMOUNT", "1000000"))
 MAX_PAYMENT_AMOUNT = int(os.environ.get("MAX_PAYMENT_AMOUNT", "1000000"))
 # How far ahead patients may book online.
 ONLINE_BOOKING_HORIZON_DAYS = int(os.environ.get("ONLINE_BOOKING_HORIZON_DAYS", "365"))
-# How long an Idempotency-Key (API) or a form key (pages) is remembered; the daily job purges older ones.
+# How long an Idempotency-Key (API) or a form key (pages) is remembered;
+# the daily job purges older ones.
 IDEMPOTENCY_KEY_HOURS = int(os.environ.get("IDEMPOTENCY_KEY_HOURS", "72"))
 
-# ---------------------------------------------------------------- Imports (carnet/imports/reading.py)
+# -------------------------------------------------------------- Imports (carnet/imports/reading.py)
 # The Windows code page the clinic's spreadsheets save CSV in when not UTF-8 (cp1252: Western Europe
 # and the Americas; cp1250 Central Europe, cp1251 Cyrillic, cp1253 Greek, cp1254 Turkish…).
 IMPORT_WINDOWS_ENCODING = os.environ.get("IMPORT_WINDOWS_ENCODING", "cp1252")

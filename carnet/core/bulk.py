@@ -50,7 +50,8 @@ def _copy(cur, model, fields, rows) -> None:
 def insert(model, objs) -> list:
     """`bulk_create` for big batches (the billing job): on PostgreSQL the ids come from the table's
     sequence in one query and the rows go in by COPY, because Django's bulk_create spends most of
-    its time preparing each value of each row in Python. Small batches, and SQLite, use bulk_create."""
+    its time preparing each value of each row in Python. Small batches,
+    and SQLite, use bulk_create."""
     objs = list(objs)
     if connection.vendor != "postgresql" or len(objs) < COPY_FROM:
         return model.objects.bulk_create(objs)
@@ -88,9 +89,9 @@ def insert(model, objs) -> list:
 
 
 def insert_rows(model, rows) -> None:
-    """`insert` for rows nobody reads back (postings, line taxes, activity): dicts of column values by
-    attname, all with the same keys, so no model instance is built per row (a tenth of the billing
-    job); on PostgreSQL the table's identity column numbers them."""
+    """`insert` for rows nobody reads back (postings, line taxes, activity): dicts of column values
+    by attname, all with the same keys, so no model instance is built per row (a tenth of the
+    billing job); on PostgreSQL the table's identity column numbers them."""
     rows = list(rows)
     if connection.vendor != "postgresql" or len(rows) < COPY_FROM:
         model.objects.bulk_create([model(**row) for row in rows])

@@ -64,7 +64,8 @@ def model_save(
             )
         ids = [getattr(i, "pk", i) for i in ids]
         related = obj._meta.get_field(name).related_model
-        # An id beyond the key column's range exists nowhere (SQLite cannot even be asked: OverflowError).
+        # An id beyond the key column's range exists nowhere
+        # (SQLite cannot even be asked: OverflowError).
         asked = ids
         if isinstance(related._meta.pk, models.IntegerField):
             low, high = connection.ops.integer_field_range(related._meta.pk.get_internal_type())

@@ -35,8 +35,9 @@ def request_key(request, *, required: bool = False, why: str = "") -> str | None
     if not key:
         if required:
             raise IdempotencyKeyRequired(
-                f"Send an Idempotency-Key header with this request: {why} Without a key, a retry after a lost "
-                "answer could move the money twice; with one, the retry returns the first answer."
+                f"Send an Idempotency-Key header with this request: {why} Without a key, "
+                "a retry after a lost answer could move the money twice; with one, "
+                "the retry returns the first answer."
             )
         return None
     scope = getattr(request, "idempotency_scope", None) or caller_scope(request)
@@ -69,7 +70,8 @@ def _operations(view) -> list:
 @functools.cache
 def _gateway_routes() -> tuple:
     """(compiled full-path regex, when) for every POST marked calls_gateway, found once in the URL
-    configuration, so each keyed API POST tests a few regexes instead of resolving its path again."""
+    configuration, so each keyed API POST tests a few regexes instead of
+    resolving its path again."""
     from django.urls import URLResolver, get_resolver
 
     routes = []
@@ -126,12 +128,14 @@ def once_per_key(*, scope: str, key: str, make) -> int:
 
 
 def withhold_response(request) -> None:
-    """This request's answer holds a secret: its Idempotency-Key stays taken, its body is never stored."""
+    """This request's answer holds a secret: its Idempotency-Key stays taken,
+    its body is never stored."""
     request.idempotency_withhold = True
 
 
 def scoped_key(*, scope: str, key: str) -> str:
-    """One caller's key as the gateway sees it: two callers choosing the same key are two charges."""
+    """One caller's key as the gateway sees it: two callers choosing the same
+    key are two charges."""
     return "api-" + hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
 
 
@@ -159,7 +163,8 @@ def expired_before(now: dt.datetime) -> dt.datetime:
 
 
 def idempotency_records_purge(*, now: dt.datetime) -> int:
-    """Delete API and form keys older than IDEMPOTENCY_KEY_HOURS (the daily job). Returns how many."""
+    """Delete API and form keys older than IDEMPOTENCY_KEY_HOURS
+    (the daily job). Returns how many."""
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=expired_before(now)).delete()
     return deleted
 

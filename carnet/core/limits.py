@@ -56,7 +56,8 @@ def date_check(value: dt.date | dt.datetime | None, *, field: str) -> dt.date | 
 
 
 def day_from_text(text: str | None, *, field: str = "date") -> dt.date | None:
-    """A day from a query string (`?date=2026-05-01`): None when absent, refused when not a day in range."""
+    """A day from a query string (`?date=2026-05-01`): None when absent,
+    refused when not a day in range."""
     if not text:
         return None
     try:
@@ -67,7 +68,8 @@ def day_from_text(text: str | None, *, field: str = "date") -> dt.date | None:
 
 
 def text_check(value: str, *, field: str, limit: int) -> str:
-    """Refuse NUL (PostgreSQL cannot store it) and text longer than its column, instead of cutting it."""
+    """Refuse NUL (PostgreSQL cannot store it) and text longer than its column,
+    instead of cutting it."""
     if "\x00" in value:
         raise _refuse(field, "null characters are not allowed.")
     if len(value) > limit:

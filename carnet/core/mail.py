@@ -36,7 +36,8 @@ def mail_queue(
     attachments: tuple[Attachment, ...] | list[Attachment] = (),
     reply_to: str = "",
 ) -> None:
-    """Render `template` (a .txt template) with `context`; it is sent only if the caller's transaction commits."""
+    """Render `template` (a .txt template) with `context`; it is sent only if the caller's
+    transaction commits."""
     recipients = [to] if isinstance(to, str) else list(to)
     body = render_to_string(template, context)
     message = {

@@ -77,7 +77,8 @@ class IdempotencyMiddleware:
     unique constraint (PostgreSQL) or the write lock (SQLite), then replays the stored response.
     The insert is `ON CONFLICT DO NOTHING`, so a taken key needs no savepoint to recover from.
     A response its handler marked with idempotency.withhold_response() (it carries a secret, e.g. a
-    new API token) keeps its key taken but its body is not stored: a retry is told so instead of seeing the secret again.
+    new API token) keeps its key taken but its body is not stored: a retry is told so instead of
+    seeing the secret again.
     """
 
     def __init__(self, get_response):
@@ -152,7 +153,8 @@ class IdempotencyMiddleware:
             scope=scope, key=key, created_at__gte=idempotency.expired_before(clock.now())
         ).first()
         if done is not None and done.request_hash == digest and done.status_code == 0:
-            done = None  # never finished (a crash): the endpoint finds its own attempt and answers again
+            # Never finished (a crash): the endpoint finds its own attempt and answers again.
+            done = None
         if done is not None:
             return self._replay(scope, key, digest)
         response = self.get_response(request)
@@ -171,7 +173,8 @@ class IdempotencyMiddleware:
     @staticmethod
     def _claim(scope: str, key: str, digest: str) -> int | None:
         """Insert the key's record and return its id, or None when the key is already taken.
-        An expired record is cleared only when the insert meets it: the busy path stays one statement."""
+        An expired record is cleared only when the insert meets it:
+        the busy path stays one statement."""
         now = clock.now()
         claimed = IdempotencyMiddleware._insert(scope, key, digest, now)
         if (
@@ -188,9 +191,11 @@ class IdempotencyMiddleware:
         q = connection.ops.quote_name
         with connection.cursor() as cur:
             cur.execute(
-                f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({q('scope')}, {q('key')}, {q('request_hash')}, "
-                f"{q('status_code')}, {q('content_type')}, {q('body')}, {q('secret_withheld')}, {q('created_at')}) "
-                f"VALUES (%s, %s, %s, 0, '', %s, %s, %s) ON CONFLICT ({q('scope')}, {q('key')}) DO NOTHING RETURNING id",
+                f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({q('scope')}, "
+                f"{q('key')}, {q('request_hash')}, {q('status_code')}, {q('content_type')}, "
+                f"{q('body')}, {q('secret_withheld')}, {q('created_at')}) VALUES (%s, %s, %s, "
+                f"0, '', %s, %s, %s) ON CONFLICT ({q('scope')}, {q('key')}) DO NOTHING "
+                "RETURNING id",
                 [scope, key, digest, b"", False, connection.ops.adapt_datetimefield_value(now)],
             )
             row = cur.fetchone()
@@ -204,17 +209,17 @@ class IdempotencyMiddleware:
                 409,
                 "idempotency_key_reused",
                 "Idempotency-Key already used",
-                "This Idempotency-Key was already used for a different request (another address, query string "
-                "or body). Send a new key for a new request.",
+                "This Idempotency-Key was already used for a different request (another "
+                "address, query string or body). Send a new key for a new request.",
             )
         if record.secret_withheld:
             return problem_response(
                 409,
                 "idempotency_secret_not_replayed",
                 "Already done; the secret is not shown again",
-                "The first request with this Idempotency-Key succeeded and its answer held a secret, which is "
-                "shown only once and was not kept. If it was lost, revoke what was created and make a new one "
-                "with a new key.",
+                "The first request with this Idempotency-Key succeeded and its answer held a "
+                "secret, which is shown only once and was not kept. If it was lost, "
+                "revoke what was created and make a new one with a new key.",
             )
         response = HttpResponse(
             bytes(record.body), status=record.status_code, content_type=record.content_type
@@ -291,8 +296,8 @@ class DomainErrorMiddleware:
                 {
                     "status": 503,
                     "message": (
-                        "Someone else was changing the same records at the same moment, so nothing was saved. "
-                        "Go back and send the form again."
+                        "Someone else was changing the same records at the same moment, "
+                        "so nothing was saved. Go back and send the form again."
                     ),
                 },
                 status=503,

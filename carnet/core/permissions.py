@@ -95,7 +95,8 @@ RULES: dict[Action, Rule] = {
     Action.REFUND: Rule(L.ADMIN_BILLING, True, "refund"),
     Action.INVOICE_DELETE: Rule(L.ADMIN_BILLING, True, "delete invoices"),
     Action.PASS_EXPIRY_EDIT: Rule(L.ADMIN_BILLING, True, "change a sold pass's expiry date"),
-    # Attaching a pass is part of booking (scoped like booking); it needs the billing switch (SPEC 8).
+    # Attaching a pass is part of booking (scoped like booking);
+    # it needs the billing switch (SPEC 8).
     Action.PASS_USE: Rule(
         L.PRACTITIONER_LIMITED, True, "use packages and memberships on appointments"
     ),

@@ -37,11 +37,12 @@ class Schema(NinjaSchema):
 
 
 def patient_view(schema: type[NinjaSchema], obj):
-    """`obj` serialised with a patient-facing schema, for an endpoint that answers staff with a fuller one.
+    """`obj` serialised with a patient-facing schema, for an endpoint that answers
+    staff with a fuller one.
 
-    The endpoint declares both (`response=StaffOut | PatientOut`) so the OpenAPI document shows each,
-    but a union would hand a patient the first schema that fits, staff-only fields included: the
-    patient's answer is therefore built here, with only the patient schema's fields."""
+    The endpoint declares both (`response=StaffOut | PatientOut`) so the OpenAPI document shows
+    each, but a union would hand a patient the first schema that fits, staff-only fields included:
+    the patient's answer is therefore built here, with only the patient schema's fields."""
     from django.http import HttpResponse
 
     return HttpResponse(schema.from_orm(obj).model_dump_json(), content_type="application/json")

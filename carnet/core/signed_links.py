@@ -18,6 +18,7 @@ class ClockSigner(signing.TimestampSigner):
         return signing.b62_encode(int(clock.now().timestamp()))
 
     def unsign_age(self, value: str) -> tuple[str, float]:
-        """(the signed value, its age in seconds); signing.BadSignature or ValueError if tampered."""
+        """(the signed value, its age in seconds); signing.BadSignature or
+        ValueError if tampered."""
         value, stamp = signing.Signer.unsign(self, value).rsplit(self.sep, 1)
         return value, clock.now().timestamp() - signing.b62_decode(stamp)

@@ -65,7 +65,8 @@ class LiveServer:
             {
                 "DJANGO_SETTINGS_MODULE": "carnet.settings",
                 "DATABASE_URL": current_database_url(),
-                # The test gateway's own database (a file): the server's charges are the test's to see.
+                # The test gateway's own database (a file): the server's charges
+                # are the test's to see.
                 "CARNET_TEST_GATEWAY_DB": str(connections["gateway"].settings_dict["NAME"]),
                 "DEBUG": "0",
                 "CONN_MAX_AGE": "0",

@@ -1,8 +1,9 @@
-"""Issue 9: fuzz /api/v1 from its own OpenAPI schema with schemathesis, in-process through the WSGI app.
+"""Issue 9: fuzz /api/v1 from its own OpenAPI schema with schemathesis,
+in-process through the WSGI app.
 
-Every operation gets generated requests (positive and negative data), authenticated as an Account Owner
-(API token) and as a patient (session cookie + CSRF token). A request must never give a 5xx, and a
-response whose status the schema documents must match its schema (`not_a_server_error`,
+Every operation gets generated requests (positive and negative data), authenticated as an Account
+Owner (API token) and as a patient (session cookie + CSRF token). A request must never give a 5xx,
+and a response whose status the schema documents must match its schema (`not_a_server_error`,
 `response_schema_conformance`).
 
 `status_code_conformance` is left out on purpose: the schema documents only the success status of
@@ -10,13 +11,14 @@ each operation, while every operation also answers 401/403/404/409/422 problem d
 (carnet/api.py's exception handlers), so that check would flag every refusal rather than bugs.
 
 Issue 17 adds the hostile values that once gave 500s (amounts of 2^63 and 10^30, `true` or "1e2"
-for an amount, NUL and over-long text, years 9999 and 0001, formula-like text) to every field of every
-operation, as the owner and as the patient: each must be refused or handled with a 4xx, never a 5xx.
+for an amount, NUL and over-long text, years 9999 and 0001, formula-like text) to every field of
+every operation, as the owner and as the patient: each must be refused or handled
+with a 4xx, never a 5xx.
 
 The run is bounded and reproducible for CI: a fixed number of examples per operation, a fixed seed,
-no shrinking (the failing request is reported as a curl command). Each example runs inside a savepoint
-that is rolled back, so every request sees the same small seeded world (ids that exist, a sold
-package, an appointment) and DELETEs or refunds do not eat the data the next operation needs.
+no shrinking (the failing request is reported as a curl command). Each example runs inside a
+savepoint that is rolled back, so every request sees the same small seeded world (ids that exist, a
+sold package, an appointment) and DELETEs or refunds do not eat the data the next operation needs.
 """
 
 import datetime as dt
@@ -168,8 +170,9 @@ def _gateway_in_rollback(monkeypatch):
 
 @pytest.fixture
 def _keep_connection():
-    # Django's WSGI handler closes the database connection when a request starts and finishes; inside
-    # the test's transaction that would end it. Django's own test client disconnects these the same way.
+    # Django's WSGI handler closes the database connection when a request starts and finishes;
+    # inside the test's transaction that would end it. Django's own test client
+    # disconnects these the same way.
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections
 
@@ -213,7 +216,7 @@ def test_every_operation_answers_without_5xx_and_matches_its_schema(
         assert len(reached) >= MIN_REACHED[role], sorted(reached)  # requests reach real code paths
 
 
-# ---------------------------------------------------------------- issue 17: hostile values in every field
+# ---------------------------------------------------------- issue 17: hostile values in every field
 
 HOSTILE_INT = [2**63, 10**30, -(2**63) - 1, True, "1e2", "1_000", 1.5]
 HOSTILE_TEXT = [
@@ -251,7 +254,8 @@ def _first_case(operation):
 
 
 def _hostile_for(value) -> list:
-    """Hostile replacements for one value; a list of ids (tax_ids, patient_ids) gets one hostile id."""
+    """Hostile replacements for one value; a list of ids (tax_ids,
+    patient_ids) gets one hostile id."""
     if isinstance(value, bool):
         return []
     if isinstance(value, int):
@@ -265,7 +269,8 @@ def _hostile_for(value) -> list:
 
 def _variants(case):
     """(where, the request with one field replaced by one hostile value), for every field: query
-    parameters, body fields, and the fields of the first item of a list in the body (invoice lines)."""
+    parameters, body fields, and the fields of the first item of a list in the
+    body (invoice lines)."""
     import copy
 
     for key, value in (case.query or {}).items():

@@ -12,7 +12,8 @@ from carnet.core.models import ActivityLog
 pytestmark = pytest.mark.django_db
 
 
-# One instant for every call: two calls a second apart (a loaded machine) must still write the same rows.
+# One instant for every call: two calls a second apart (a loaded machine) must
+# still write the same rows.
 AT = clock.now().replace(microsecond=123456)
 
 

@@ -38,7 +38,8 @@ def visit(catalog):
 
 @pytest.fixture
 def deadlocks(monkeypatch):
-    """The next `times` arrivals do all their writes, then lose a deadlock inside their transaction."""
+    """The next `times` arrivals do all their writes, then lose a deadlock inside
+    their transaction."""
     real, left = arrival.appointment_arrive, []
 
     def arm(times=1):

@@ -1,5 +1,6 @@
 """Issue 17, hostile input: each of these gave a 500 (or stored something wrong) and is now a 4xx
-with a sentence, through the API and the pages, on SQLite and PostgreSQL alike. Nothing is stored."""
+with a sentence, through the API and the pages, on SQLite and PostgreSQL alike.
+Nothing is stored."""
 
 import csv
 import io
@@ -487,7 +488,8 @@ def test_too_long_text_is_a_4xx_naming_the_limit_never_cut(world):
 
 
 def test_too_long_gift_card_recipient_or_break_reason_is_a_4xx_naming_the_limit_never_cut(world):
-    """These were cut to their column's length without a word (SQLite) or a 500 (PostgreSQL, the email)."""
+    """These were cut to their column's length without a word (SQLite) or a 500
+    (PostgreSQL, the email)."""
     from carnet.giftcards.models import GiftCard
     from carnet.scheduling.models import Break
 

@@ -232,7 +232,8 @@ class Worker:
     def send(self, op: Op) -> None:
         try:
             if not op.retried_after_kill and self.rng.random() < LOST_CHANCE:
-                # The answer is lost on the way back: the client hangs up, then retries with the key.
+                # The answer is lost on the way back: the client hangs up,
+                # then retries with the key.
                 op.lost = True
                 self.client.post_and_hang_up(op.path, op.body, key=op.key)
                 time.sleep(self.rng.choice([0, 0.05, 0.3]))
@@ -530,9 +531,9 @@ def check_exactly_once(world: World, workers: list[Worker]) -> Counter:
     assert sorted(payments.values_list("reference", flat=True)) == sorted(
         op.body["reference"] for op in money_in
     )
-    # Each card payment charged the card once: one succeeded card attempt per acknowledged request (keyed
-    # by the request's key, scoped to its caller), and the gateway's charges are exactly those attempts'.
-    # Refunds likewise. No attempt is left without its answer.
+    # Each card payment charged the card once: one succeeded card attempt per acknowledged request
+    # (keyed by the request's key, scoped to its caller), and the gateway's charges are exactly
+    # those attempts'. Refunds likewise. No attempt is left without its answer.
     card_paid = {
         scoped_key(scope=world.scope, key=op.key): op.body["amount_minor"]
         for op in money_in
@@ -616,11 +617,10 @@ def summary(outcome: Counter, workers: list[Worker], started: float) -> str:
     resent = sum(len(op.resends) for op in ops)
     lost = [op for op in ops if op.lost]
     return (
-        f"seed {SEED}: {sum(outcome.values())} POSTs ({resent} resent with their key; {len(lost)} answers "
-        f"lost, {sum(op.reply.replayed for op in lost)} of those replayed on the retry) "
-        f"in {time.monotonic() - started:.1f} s: "
-        + ", ".join(f"{k}×{n}" for k, n in sorted(outcome.items()))
-    )
+        f"seed {SEED}: {sum(outcome.values())} POSTs ({resent} resent with their key; "
+        f"{len(lost)} answers lost, {sum(op.reply.replayed for op in lost)} of those replayed "
+        f"on the retry) in {time.monotonic() - started:.1f} s: "
+    ) + ", ".join(f"{k}×{n}" for k, n in sorted(outcome.items()))
 
 
 # ---------------------------------------------------------------- the tests
@@ -686,8 +686,8 @@ def test_sigkill_mid_load_then_retrying_unanswered_requests_stays_exactly_once(s
     replays = sum(op.reply.replayed for op in retried)
     print(
         summary(outcome, workers, started)
-        + f"; after the kills {len(retried)} unanswered POSTs retried, "
-        f"{replays} of them had committed (and the 2 sales committed just before the kills replayed)"
+        + f"; after the kills {len(retried)} unanswered POSTs retried, {replays} of them had "
+        "committed (and the 2 sales committed just before the kills replayed)"
     )
 
 

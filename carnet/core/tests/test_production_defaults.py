@@ -1,6 +1,6 @@
 """Issue 17, production defaults: no start without a secret key, no test host, the HTTPS settings,
-`check --deploy` clean, `Cache-Control: no-store` on everything that carries patients' data or money,
-the API docs from a vendored Swagger UI, and a production install without the test tools.
+`check --deploy` clean, `Cache-Control: no-store` on everything that carries patients' data or
+money, the API docs from a vendored Swagger UI, and a production install without the test tools.
 
 The settings are read in a fresh interpreter each time, as a production server would read them
 (the test process has already loaded its own)."""
