@@ -29,7 +29,8 @@ PATIENT_REF = (
     "patient_id",
     "patient guid",
 )
-# Exports that name the patient only by name (Jane's Package & Membership sales): "Ana Silva" or "Silva, Ana".
+# Exports that name the patient only by name (Jane's Package & Membership sales):
+# "Ana Silva" or "Silva, Ana".
 PATIENT_NAME = ("patient name", "patient", "client", "client name", "customer", "customer name")
 # Sales exports name the patient one way or the other.
 PATIENT_COLUMNS = (
@@ -47,7 +48,8 @@ PATIENT_COLUMNS = (
         False,
         PATIENT_NAME,
         "",
-        "When the file has no patient ID: “First Last” or “Last, First” of exactly one patient in Carnet.",
+        "When the file has no patient ID: “First Last” or “Last, First” of exactly one "
+        "patient in Carnet.",
     ),
 )
 # A combined sales export (Jane's Package & Membership sales) says which each row is.
@@ -74,7 +76,8 @@ COLUMNS: dict[str, list[Column]] = {
             True,
             ("id", "patient id", "patient number", "client id", "chart number"),
             "P-1001",
-            "The patient's id in your previous system; keeps a second run from creating them twice.",
+            "The patient's id in your previous system; keeps a second run from creating them "
+            "twice.",
         ),
         Column(
             "first_name", "First name", True, ("first", "given name", "legal first name"), "Ana"
@@ -145,7 +148,8 @@ COLUMNS: dict[str, list[Column]] = {
             False,
             (),
             "",
-            "Address, line 2, city, province, postal code and country are kept together as the address.",
+            "Address, line 2, city, province, postal code and country are kept together as "
+            "the address.",
         ),
         Column("notes", "Notes", False, ("patient notes", "note", "alert"), ""),
         Column(
@@ -154,7 +158,8 @@ COLUMNS: dict[str, list[Column]] = {
             False,
             ("guardian id", "guardian"),
             "",
-            "The external ID of this patient's guardian (another row of this file or an earlier import).",
+            "The external ID of this patient's guardian (another row of this file or an "
+            "earlier import).",
         ),
         Column("spouse_external_id", "Spouse external ID", False, ("spouse id", "spouse"), ""),
     ],
@@ -174,7 +179,8 @@ COLUMNS: dict[str, list[Column]] = {
                 "invoice no",
             ),
             "S-501",
-            "Optional: without it a row is recognised by its patient, package, purchase date and uses.",
+            "Optional: without it a row is recognised by its patient, package, "
+            "purchase date and uses.",
         ),
         *PATIENT_COLUMNS,
         Column(
@@ -193,7 +199,8 @@ COLUMNS: dict[str, list[Column]] = {
             False,
             ("treatments", "eligible items", "covers", "services"),
             "",
-            "Only for a package not in Carnet: the treatments it covers, by name, separated by “;”.",
+            "Only for a package not in Carnet: the treatments it covers, by name, "
+            "separated by “;”.",
         ),
         Column(
             "purchase_date",
@@ -216,8 +223,8 @@ COLUMNS: dict[str, list[Column]] = {
             False,
             ("paid", "amount paid", "collected", "total paid", "payments"),
             "900.00",
-            "Blank: paid in full. Less than the price: the rest is owed on an invoice, and the package covers "
-            "visits once that invoice is paid.",
+            "Blank: paid in full. Less than the price: the rest is owed on an invoice, "
+            "and the package covers visits once that invoice is paid.",
         ),
         Column(
             "quantity",
@@ -338,7 +345,8 @@ COLUMNS: dict[str, list[Column]] = {
                 "next invoice date",
             ),
             "2026-06-15",
-            "When Carnet invoices the next cycle; the cycle before it was paid in your previous system.",
+            "When Carnet invoices the next cycle; the cycle before it was paid in your "
+            "previous system.",
         ),
         Column(
             "uses_this_cycle",
@@ -376,7 +384,8 @@ COLUMNS: dict[str, list[Column]] = {
                 "automatic payment",
             ),
             "manual",
-            "manual or automatic (charged to a card on file; it waits until the patient's card is added).",
+            "manual or automatic (charged to a card on file; it waits until the patient's "
+            "card is added).",
         ),
     ],
     Kind.CREDIT: [
@@ -432,7 +441,8 @@ def kind_checked(kind: str) -> str:
 
 
 def mapping_guess(kind: str, headers: list[str]) -> dict[str, int]:
-    """Column key -> index of the header that obviously names it (its label, key or a known alias)."""
+    """Column key -> index of the header that obviously names it (its label,
+    key or a known alias)."""
     found: dict[str, int] = {}
     taken: set[int] = set()
     normalised = [_norm(h) for h in headers]

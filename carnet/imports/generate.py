@@ -27,10 +27,12 @@ def clinic_files(
     membership_name: str = "",
     cut_over: dt.date = dt.date(2026, 5, 1),
 ) -> dict[str, bytes]:
-    """{"patients": …, "packages": …, "credit": …, "gift_cards": …} for `patients` people and `passes` packages
-    (prices 50.00–149.00 over 3–12 uses, some used; a fifth without a known price, a thirteenth of the rest
-    half paid), a credit balance for every seventh patient and a gift card for every eleventh; with
-    `membership_name` (a monthly template), "memberships": one for every ninth patient, mid-cycle at `cut_over`."""
+    """{"patients": …, "packages": …, "credit": …, "gift_cards": …} for `patients` people and
+    `passes` packages (prices 50.00–149.00 over 3–12 uses, some used; a fifth without a known price,
+    a thirteenth of the rest half paid), a credit balance for every seventh patient and a gift card
+    for every eleventh; with `membership_name` (a monthly template), "memberships":
+    one for every ninth patient,
+    mid-cycle at `cut_over`."""
     people = _csv(
         [
             "External ID",

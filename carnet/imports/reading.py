@@ -1,6 +1,6 @@
 """Reading an uploaded file into rows: CSV (UTF-8 with or without BOM, or the clinic's Windows code
-page, detected and named) or XLSX (its first sheet). Line numbers are those a spreadsheet shows: the header is
-line 1."""
+page, detected and named) or XLSX (its first sheet). Line numbers are those a spreadsheet shows: the
+header is line 1."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def _decode(data: bytes) -> tuple[str, str]:
     except UnicodeDecodeError:
         pass
     # Not UTF-8: what Excel on Windows writes in the clinic's code page (IMPORT_WINDOWS_ENCODING,
-    # default Windows-1252). A few bytes are undefined in each; a file that has them is refused below.
+    # default Windows-1252). A few bytes are undefined in each;
+    # a file that has them is refused below.
     codec = codecs.lookup(settings.IMPORT_WINDOWS_ENCODING)
     name = (
         "Windows-" + codec.name.removeprefix("cp") if codec.name.startswith("cp125") else codec.name

@@ -84,7 +84,8 @@ def parse_date(text: str) -> dt.date:
         a, b, c = (int(x) for x in match.groups())
         if a > 31:  # year first: 2026/09/14
             return dt.date(a, b, c)
-        # d/m/y or m/d/y: only when the numbers say which; otherwise the clinic must write it plainly.
+        # d/m/y or m/d/y: only when the numbers say which; otherwise the clinic
+        # must write it plainly.
         if a > 12 >= b:
             return dt.date(c, b, a)
         if b > 12 >= a:
@@ -216,7 +217,8 @@ def _repeats(plan: Plan, rows: list[Row]) -> None:
 
 
 def _split_known(plan: Plan, rows: list[Row]) -> None:
-    """Rows already imported (same kind, same external id) are skipped: a re-run creates nothing twice."""
+    """Rows already imported (same kind, same external id) are skipped:
+    a re-run creates nothing twice."""
     known = _already(plan.kind, sorted({r.external_id for r in rows}))
     for row in rows:
         (plan.skipped if row.external_id in known else plan.rows).append(row)
@@ -338,7 +340,8 @@ def _patients(r: _Reader, currency: str) -> Row | None:
 
 
 def _patient_of(r: _Reader) -> dict:
-    """The patient a row names: by external ID, or by name when the file has no ID (Jane's sales exports)."""
+    """The patient a row names: by external ID, or by name when the file has no ID
+    (Jane's sales exports)."""
     values = {
         "patient": r.get("patient_external_id", max_length=120),
         "patient_name": r.get("patient_name", max_length=200),
@@ -506,7 +509,7 @@ def _gift_cards(r: _Reader, currency: str) -> Row | None:
     return Row(r.line, values["code"], values, money_minor=balance)
 
 
-# ---------------------------------------------------------------- checks across rows and the database
+# -------------------------------------------------------------- checks across rows and the database
 
 
 def _cross_checks(plan: Plan) -> None:
@@ -597,7 +600,8 @@ def _name_key(text: str) -> str:
 
 
 def _patients_by_name(plan: Plan, key: str = "patient", label: str = "Patient name") -> None:
-    """Rows naming their patient by name instead of external ID: exactly one patient of that name."""
+    """Rows naming their patient by name instead of external ID:
+    exactly one patient of that name."""
     from carnet.people.models import Patient
 
     rows = [r for r in plan.rows if not r.values[key] and r.values.get(f"{key}_name")]
@@ -620,16 +624,21 @@ def _patients_by_name(plan: Plan, key: str = "patient", label: str = "Patient na
                     row.line,
                     label,
                     (
-                        f"No patient named “{name}” in Carnet; import the patients first, or correct the name."
+                        f"No patient named “{name}” in Carnet; import the patients first, "
+                        "or correct the name."
                     )
                     if not pks
-                    else f"{len(pks)} patients are named “{name}”; give this row a Patient external ID instead.",
+                    else (
+                        f"{len(pks)} patients are named “{name}”; give this row a Patient "
+                        "external ID instead."
+                    ),
                 )
             )
 
 
 def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) -> None:
-    """Each row's template, by name; for packages a name not in Carnet may be described by the row."""
+    """Each row's template, by name; for packages a name not in Carnet may be
+    described by the row."""
     from carnet.passes.models import PassTemplate
 
     by_name: dict[str, list] = {}
@@ -648,9 +657,15 @@ def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) 
                     row.line,
                     label,
                     (
-                        f"Unknown {kind} template “{name}”; create it in {where} (with its eligible items), "
+                        (
+                            f"Unknown {kind} template “{name}”; create it in {where} (with its "
+                            "eligible items), "
+                        )
                         + (
-                            "describe it in this row (its Eligible treatments, quantity and price), "
+                            (
+                                "describe it in this row (its Eligible treatments, "
+                                "quantity and price), "
+                            )
                             if describable
                             else ""
                         )
@@ -763,8 +778,9 @@ def _packages_cross(plan: Plan) -> None:
             currency=currency,
         )
         if v["expiry"] and v["expiry"] < plan.cut_over:
-            # Expired before the switch (a sales export lists those too): history, with nothing left to
-            # defer; otherwise the first expiry run would book the previous system's breakage in Carnet.
+            # Expired before the switch (a sales export lists those too): history, with nothing left
+            # to defer; otherwise the first expiry run would book the previous
+            # system's breakage in Carnet.
             row.money_minor = 0
 
 

@@ -404,7 +404,8 @@ def import_undo(
 
 
 def import_file_store(*, actor, data: bytes, file_name: str) -> ImportFile:
-    """Keep an uploaded file for its dry run and commit (the page's steps). A user's older uploads go."""
+    """Keep an uploaded file for its dry run and commit (the page's steps).
+    A user's older uploads go."""
     require(actor, Action.DATA_IMPORT)
     if not data:
         raise ValidationFailed("Choose a file to upload.", fields={"file": ["The file is empty."]})

@@ -63,8 +63,8 @@ def import_template(request):
     if kind not in COLUMNS:
         messages.error(request, "Choose one of the templates below.")
         return redirect("imports:index")
-    # With a BOM, like every CSV download: Excel then opens it as UTF-8, so accented names typed into
-    # it survive (the import reads UTF-8 with or without a BOM).
+    # With a BOM, like every CSV download: Excel then opens it as UTF-8, so accented names typed
+    # into it survive (the import reads UTF-8 with or without a BOM).
     response = HttpResponse("\ufeff" + template_csv(kind), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="carnet-import-{kind}.csv"'
     return response

@@ -169,8 +169,10 @@ def patient_create(request, payload: s.PatientIn):
     response=s.PatientOut | s.PatientSelfOut,
     tags=["patients"],
     operation_id="patient_read",
-    description="Staff get the whole record (PatientOut); a patient, their own or a dependant's without "
-    "staff notes (PatientSelfOut).",
+    description=(
+        "Staff get the whole record (PatientOut); a patient, their own or a dependant's without "
+        "staff notes (PatientSelfOut)."
+    ),
 )
 def patient_read(request, pk: int):
     patient = selectors.patient_for(request.auth, pk, action=Action.PATIENT_VIEW)
@@ -252,7 +254,8 @@ def family_remove(request, pk: int):
     operation_id="patient_portal_invite",
 )
 def portal_invite(request, pk: int):
-    """Email the patient a signed link to choose their own portal password (the patient's email is the login)."""
+    """Email the patient a signed link to choose their own portal password
+    (the patient's email is the login)."""
     require(request.auth, Action.PATIENT_EDIT)
     patient = selectors.patient_get(pk)
     invitations.patient_portal_invite(

@@ -1,4 +1,5 @@
-"""Portal invitations (SPEC 14, issue 18 point 2): staff send a link, the patient chooses the password.
+"""Portal invitations (SPEC 14, issue 18 point 2): staff send a link,
+the patient chooses the password.
 
 Staff never see or type a patient's password. The invitation is a signed link that expires after
 PORTAL_INVITATION_DAYS; it carries a digest of the patient's email and login, so it works once
@@ -51,7 +52,8 @@ def _check_invitable(patient: Patient) -> None:
         )
     if User.objects.filter(username__iexact=patient.email).exists():
         raise Conflict(
-            f"Another login already uses {patient.email}; give this patient their own email address.",
+            f"Another login already uses {patient.email}; give this patient their own email "
+            "address.",
             code="login_taken",
             fields={"email": ["Another login uses this email."]},
         )
@@ -84,7 +86,8 @@ def patient_portal_invite(*, actor, patient: Patient, base_url: str) -> str:
 
 
 def invitation_patient(*, token: str, lock: bool = False) -> Patient:
-    """The patient an invitation is for; AccountLinkInvalid (tampered, used) or AccountLinkExpired."""
+    """The patient an invitation is for; AccountLinkInvalid (tampered,
+    used) or AccountLinkExpired."""
     pk, state, age = link_read(token=token, purpose=INVITE)
     qs = Patient.objects.filter(pk=pk)
     patient = (qs.select_for_update() if lock else qs).first()
@@ -98,7 +101,8 @@ def invitation_patient(*, token: str, lock: bool = False) -> Patient:
 
 @transaction.atomic
 def portal_invitation_accept(*, token: str, password: str, confirm: str) -> Patient:
-    """The patient chooses their password: their login (the email) is created and the link is used up."""
+    """The patient chooses their password: their login (the email) is created and
+    the link is used up."""
     patient = invitation_patient(token=token, lock=True)
     passwords_match(password, confirm)
     _check_invitable(patient)

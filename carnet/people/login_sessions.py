@@ -1,9 +1,9 @@
 """Your sessions (SPEC 14, issue 18 point 8): each login sees where it is logged in (browser and
 system, IP address, last active) and can end any other session, staff and patients alike.
 
-A LoginSession row follows each logged-in session (staff.middleware.LoginSessionMiddleware writes it at
-most once a minute, so a busy page costs no query). Ending one deletes that session from the session
-store, so its next request is logged out; no per-request check is needed.
+A LoginSession row follows each logged-in session (staff.middleware.LoginSessionMiddleware writes it
+at most once a minute, so a busy page costs no query). Ending one deletes that session from the
+session store, so its next request is logged out; no per-request check is needed.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ _SYSTEMS = (
 
 
 def device_label(user_agent: str) -> str:
-    """ "Firefox on Windows" from a User-Agent header; "Unknown browser" when it says nothing we know."""
+    """ "Firefox on Windows" from a User-Agent header; "Unknown browser" when it
+    says nothing we know."""
     ua = user_agent or ""
     browser = next((name for name, pattern in _BROWSERS if re.search(pattern, ua)), "")
     system = next((name for name, pattern in _SYSTEMS if re.search(pattern, ua)), "")
@@ -69,8 +70,8 @@ def login_session_touch(
 
 
 def login_sessions_active(*, user) -> list[LoginSession]:
-    """This login's sessions that may still be alive (idle timeout and lifetime not passed), newest first.
-    Older rows are forgotten on the way."""
+    """This login's sessions that may still be alive (idle timeout and lifetime not passed), newest
+    first. Older rows are forgotten on the way."""
     now = clock.now()
     stale = LoginSession.objects.filter(
         user=user, last_active_at__lt=now - timedelta(minutes=settings.SESSION_IDLE_MINUTES + 1)
@@ -85,7 +86,8 @@ def login_sessions_active(*, user) -> list[LoginSession]:
 
 @transaction.atomic
 def login_session_end(*, user, pk: int) -> LoginSession:
-    """End one of the user's own sessions (another browser): its next request finds itself logged out."""
+    """End one of the user's own sessions (another browser):
+    its next request finds itself logged out."""
     row = LoginSession.objects.filter(pk=pk, user=user).first()
     if row is None:
         raise NotFound("That session has already ended.")

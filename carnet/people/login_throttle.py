@@ -38,8 +38,8 @@ from carnet.core.permissions import AccessLevel, Action, require, staff_of
 from .models import LoginFailure, SignUpEvent
 
 User = get_user_model()
-# Operators see failures and waits in the server log; the login and the address are left out (personal data),
-# they are in the activity log for Full Access.
+# Operators see failures and waits in the server log; the login and the address are left out
+# (personal data), they are in the activity log for Full Access.
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(minutes=15)

@@ -22,7 +22,8 @@ class StaffMember(models.Model):
     can_access_billing = models.BooleanField(default=True)
     is_practitioner = models.BooleanField(default=False)
     locations = models.ManyToManyField(Location, blank=True, related_name="staff")
-    # What a practitioner offers: the desk's booking form lists only these (none chosen: every treatment).
+    # What a practitioner offers: the desk's booking form lists only these
+    # (none chosen: every treatment).
     treatments = models.ManyToManyField(
         "clinic.Treatment", blank=True, related_name="practitioners"
     )
@@ -88,7 +89,10 @@ class Shift(models.Model):
         ordering = ["weekday", "start_time"]
 
     def __str__(self):
-        return f"{self.get_weekday_display()} {self.start_time:%H:%M}–{self.end_time:%H:%M} @ {self.location}"
+        return (
+            f"{self.get_weekday_display()} {self.start_time:%H:%M}–{self.end_time:%H:%M} @ "
+            f"{self.location}"
+        )
 
     def clean(self):
         if self.start_time and self.end_time and self.end_time <= self.start_time:
@@ -190,7 +194,8 @@ class LoginFailure(models.Model):
 
 
 class SignUpEvent(models.Model):
-    """One online sign-up, kept for an hour to limit sign-ups per IP address (people.login_throttle)."""
+    """One online sign-up, kept for an hour to limit sign-ups per IP address
+    (people.login_throttle)."""
 
     at = models.DateTimeField(db_index=True)
     ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)

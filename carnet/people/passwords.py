@@ -46,7 +46,8 @@ class AccountLinkExpired(CarnetError):
 
 
 def is_kind(user, kind: str) -> bool:
-    """Staff and patients have separate doors: a link or a form of one door ignores the other's logins."""
+    """Staff and patients have separate doors: a link or a form of one door ignores
+    the other's logins."""
     if not user.is_active:
         return False
     if kind == "staff":
@@ -68,7 +69,8 @@ def account_link_token(*, user, purpose: str) -> str:
 
 
 def link_read(*, token: str, purpose: str) -> tuple[int, str, float]:
-    """(the id, the state digest, the age in seconds) a signed account link carries; AccountLinkInvalid if tampered."""
+    """(the id, the state digest, the age in seconds) a signed account link carries;
+    AccountLinkInvalid if tampered."""
     try:
         value, age = ClockSigner(salt=purpose).unsign_age(token)
         pk, state = value.split(".", 1)
@@ -81,7 +83,8 @@ def link_read(*, token: str, purpose: str) -> tuple[int, str, float]:
 
 
 def link_check(*, matches: bool, age: float, max_age_seconds: int) -> None:
-    """A link whose digest no longer matches was used (or its account changed); an old one expired."""
+    """A link whose digest no longer matches was used (or its account changed);
+    an old one expired."""
     if not matches:
         raise AccountLinkInvalid(
             "This link has already been used or is no longer valid. Ask for a new one."
@@ -198,7 +201,8 @@ def _set_password(user, password: str, confirm: str) -> None:
 
 
 def password_meets_rules(*, user, password: str) -> bool:
-    """Does a password that just logged in still meet today's rules? (Older ones may not: SPEC 14.)"""
+    """Does a password that just logged in still meet today's rules?
+    (Older ones may not: SPEC 14.)"""
     try:
         password_validate(password, user)
     except ValidationFailed:

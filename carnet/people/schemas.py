@@ -11,7 +11,8 @@ from carnet.core.schemas import Schema
 def _wall_clock(value: dt.time) -> dt.time:
     if value.tzinfo is not None:
         raise ValueError(
-            "give a wall-clock time in the location's time zone, such as 09:00, without a UTC offset"
+            "give a wall-clock time in the location's time zone, such as 09:00, "
+            "without a UTC offset"
         )
     return value
 
@@ -136,7 +137,8 @@ class PatientOut(PatientIn):
 
 
 class PatientSelfOut(Schema):
-    """What a patient sees of their own record (or a dependant's): no staff notes, no internal fields."""
+    """What a patient sees of their own record (or a dependant's): no staff notes,
+    no internal fields."""
 
     id: int
     first_name: str

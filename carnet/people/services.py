@@ -24,7 +24,8 @@ User = get_user_model()
 
 
 def password_validate(password: str, user=None) -> None:
-    """The password rules (settings.AUTH_PASSWORD_VALIDATORS) as a ValidationFailed on `password`."""
+    """The password rules (settings.AUTH_PASSWORD_VALIDATORS) as a
+    ValidationFailed on `password`."""
     try:
         password_validation.validate_password(password, user)
     except ValidationError as exc:
@@ -429,7 +430,8 @@ def patients_in_use(pks: list[int]) -> list[str]:
     for part in bulk.chunks(pks):
         for patient in Patient.objects.filter(pk__in=part).filter(used).distinct().order_by("pk"):
             problems.append(
-                f"{patient} (patient #{patient.pk}) has packages, billing, appointments or a portal login now (undo later imports first)"
+                f"{patient} (patient #{patient.pk}) has packages, billing, appointments or a "
+                "portal login now (undo later imports first)"
             )
     return problems
 

@@ -61,7 +61,8 @@ def sign_up_request(
     next_url: str = "",
     base_url: str,
 ) -> None:
-    """Email the address a link to finish signing up, or, if it already has a login, tell its holder.
+    """Email the address a link to finish signing up, or, if it already has a
+    login, tell its holder.
 
     The caller answers the same either way. The email is queued with this transaction."""
     names = {"first_name": first_name.strip(), "last_name": last_name.strip()}
@@ -128,8 +129,8 @@ def sign_up_request(
 
 
 def sign_up_details(*, token: str) -> dict:
-    """What a sign-up link carries (first_name, last_name, email, phone, next); AccountLinkInvalid if
-    tampered, AccountLinkExpired when older than SIGN_UP_LINK_HOURS."""
+    """What a sign-up link carries (first_name, last_name, email, phone, next); AccountLinkInvalid
+    if tampered, AccountLinkExpired when older than SIGN_UP_LINK_HOURS."""
     signer = ClockSigner(salt=SIGN_UP)
     try:
         details = json.loads(signer.unsign_object(token))

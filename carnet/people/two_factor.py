@@ -1,9 +1,10 @@
-"""Two-factor log-in (SPEC 14, issue 18 point 3): an authenticator app (TOTP) and ten recovery codes.
+"""Two-factor log-in (SPEC 14, issue 18 point 3): an authenticator app
+(TOTP) and ten recovery codes.
 
 Built on django-otp: a TOTPDevice per login (one at a time) and a StaticDevice holding the recovery
-codes, each used once. Required for Full Access and Account Owner, and for every staff level when the
-clinic turns on "two-factor for all staff"; optional for patients and other staff. Both devices carry
-django-otp's throttle (each wrong code doubles the wait before the next one is checked).
+codes, each used once. Required for Full Access and Account Owner, and for every staff level when
+the clinic turns on "two-factor for all staff"; optional for patients and other staff. Both devices
+carry django-otp's throttle (each wrong code doubles the wait before the next one is checked).
 
 After the password, a session is not verified until a code is given (staff.middleware keeps it on
 the verify or enrol page; the API answers 403). "Remember this browser" (off by default) is a signed
@@ -33,7 +34,8 @@ REMEMBER_SALT = "carnet.people.two_factor.remember"
 
 
 def two_factor_required(user) -> bool:
-    """Must this login use a second factor? Full Access and up, or all staff if the clinic says so."""
+    """Must this login use a second factor? Full Access and up,
+    or all staff if the clinic says so."""
     staff = staff_of(user)
     if staff is None:
         return False
@@ -82,7 +84,8 @@ def _clean(code: str) -> str:
 
 @transaction.atomic
 def two_factor_enrol(*, user, device: TOTPDevice, code: str) -> list[str]:
-    """Confirm the authenticator with a code from it; returns the ten new recovery codes (shown once)."""
+    """Confirm the authenticator with a code from it; returns the ten new recovery
+    codes (shown once)."""
     device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user, confirmed=False)
     if not device.verify_token(_clean(code)):
         raise ValidationFailed(
@@ -100,7 +103,8 @@ def two_factor_enrol(*, user, device: TOTPDevice, code: str) -> list[str]:
 
 def two_factor_check(*, user, code: str):
     """The device that accepts this code (the authenticator's 6 digits, or an unused recovery code,
-    which is then used up), or None. A wrong code makes the next check wait (django-otp's throttle)."""
+    which is then used up), or None. A wrong code makes the next check wait
+    (django-otp's throttle)."""
     code = _clean(code)
     model = TOTPDevice if code.isdigit() and len(code) <= 8 else StaticDevice
     with transaction.atomic():
@@ -142,7 +146,8 @@ def recovery_codes_renew(*, user) -> list[str]:
 
 @transaction.atomic
 def two_factor_disable(*, user, password: str) -> None:
-    """Turn off one's own second factor (current password required); refused where it is required."""
+    """Turn off one's own second factor (current password required);
+    refused where it is required."""
     if two_factor_required(user):
         raise ValidationFailed(
             "Two-factor log-in is required for your account; it cannot be turned off. "
@@ -159,8 +164,8 @@ def two_factor_disable(*, user, password: str) -> None:
 
 @transaction.atomic
 def two_factor_reset(*, actor, staff) -> None:
-    """An Account Owner removes another staff member's second factor (a lost phone): they set up a new
-    one at their next log-in (or log in without one where it is not required). Logged."""
+    """An Account Owner removes another staff member's second factor (a lost phone): they set up a
+    new one at their next log-in (or log in without one where it is not required). Logged."""
     require(actor, Action.OWNERSHIP)
     if staff.user_id == getattr(actor, "pk", None):
         raise ValidationFailed(
@@ -190,8 +195,8 @@ def remember_cookie_value(user, device: TOTPDevice) -> str:
 
 
 def remembered_device(user, cookie: str | None) -> TOTPDevice | None:
-    """The authenticator this browser was remembered for, if the cookie is this login's, young enough,
-    and the authenticator is still the same (a reset or a new app ends it)."""
+    """The authenticator this browser was remembered for, if the cookie is this login's, young
+    enough, and the authenticator is still the same (a reset or a new app ends it)."""
     if not cookie:
         return None
     try:

@@ -113,8 +113,10 @@ def portal_invite(request, pk: int):
             patient=patient,
             base_url=settings.SITE_URL or request.build_absolute_uri("/"),
         ),
-        success=f"Invitation sent to {patient.email}: the link lets {patient.full_name} choose a password "
-        f"for {settings.PORTAL_INVITATION_DAYS} days.",
+        success=(
+            f"Invitation sent to {patient.email}: the link lets {patient.full_name} choose a "
+            f"password for {settings.PORTAL_INVITATION_DAYS} days."
+        ),
     )
     return denied or redirect("people:patient", pk=pk)
 
@@ -185,7 +187,8 @@ def staff_edit(request, pk: int):
 @require_POST
 @staff_required(Action.STAFF_MANAGE)
 def staff_unlock(request, pk: int):
-    """Clear the failed log-ins of a staff member's login at once (an owner's: Account Owner only)."""
+    """Clear the failed log-ins of a staff member's login at once (an owner's:
+    Account Owner only)."""
     member = selectors.staff_get(pk)
     _, denied = run_action(
         request,

@@ -25,7 +25,8 @@ def _accessible(page):
 def _no_sideways_scroll(page):
     """The page's content fits its width (wide tables scroll inside their own box)."""
     wide = page.evaluate("""() => [...document.querySelectorAll('main *')]
-        .filter(e => !e.closest('.table-scroll') && e.getBoundingClientRect().right > window.innerWidth + 1)
+        .filter(e => !e.closest('.table-scroll')
+            && e.getBoundingClientRect().right > window.innerWidth + 1)
         .map(e => e.tagName + '.' + e.className)""")
     assert wide == []
 

@@ -73,8 +73,8 @@ def test_the_current_cycle_comes_in_paid_with_its_unearned_part_deferred(
         1,
     )
     assert row.invoice.status == "paid" and row.invoice.total_minor == 6000
-    # 16 of the cycle's 30 days were before the cut-over: 6000 × 16 // 30 = 3200 earned there, 2800 left;
-    # Ben's cycle ended on the cut-over day: nothing of it is left to earn.
+    # 16 of the cycle's 30 days were before the cut-over: 6000 × 16 // 30 = 3200 earned there, 2800
+    # left; Ben's cycle ended on the cut-over day: nothing of it is left to earn.
     assert (row.recognised_minor, imported.money_minor) == (3200, 2800)
     ben = Pass.objects.get(patient__first_name="Ben")
     assert (ben.payment_mode, ben.card_id) == ("automatic", None)  # waits for a card on file

@@ -23,14 +23,15 @@ pytestmark = pytest.mark.django_db
 
 # Jane's patient list export names its columns like this (its address in parts, three phones).
 JANE_PATIENTS = (
-    "Patient ID,First Name,Preferred Name,Last Name,Email,Mobile Phone,Home Phone,Address,City,"
-    "Province,Postal Code,Country,Birth Date\n"
-    "101,Ana,,Silva,ana@example.com,,416-555-0101,12 Queen St W,Toronto,ON,M5H 2N2,Canada,1984-03-21\n"
-    "102,Ben,Benny,Okafor,,647-555-0102,,,,,,,1990-01-02\n"
+    "Patient ID,First Name,Preferred Name,Last Name,Email,Mobile Phone,Home "
+    "Phone,Address,City,Province,Postal Code,Country,Birth "
+    "Date\n101,Ana,,Silva,ana@example.com,,416-555-0101,12 Queen St W,Toronto,ON,M5H "
+    "2N2,Canada,1984-03-21\n102,Ben,Benny,Okafor,,647-555-0102,,,,,,,1990-01-02\n"
 )
 # Jane's Package & Membership sales export: the patient by name, sessions remaining and redeemed.
 JANE_PACKAGES = (
-    "Patient,Package,Purchase Date,Price,Paid,Remaining Sessions,Redeemed Sessions,Expiration Date\n"
+    "Patient,Package,Purchase Date,Price,Paid,Remaining Sessions,Redeemed Sessions,"
+    "Expiration Date\n"
     "Ana Silva,10 massages,2026-01-10,900.00,900.00,6,4,2026-12-31\n"
     '"Okafor, Ben",10 massages,2026-02-01,900.00,300.00,10,0,\n'
 )
@@ -174,11 +175,10 @@ def test_amounts_paid_or_owed_that_cannot_be_are_refused(owner_user, catalog):
     _commit(owner_user, "patients", JANE_PATIENTS)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
     text = (
-        "Patient ID,Package,Purchase Date,Price,Amount paid,Balance owing,Quantity,Remaining uses,Remaining value\n"
-        "101,10 massages,2026-01-10,900.00,1000.00,,10,5,\n"
-        "101,10 massages,2026-01-10,,100.00,,10,5,50.00\n"
-        "101,10 massages,2026-01-10,900.00,,-5,10,5,\n"
-        "102,10 massages,2026-01-10,900.00,,100.00,10,5,\n"
+        "Patient ID,Package,Purchase Date,Price,Amount paid,Balance owing,Quantity,Remaining "
+        "uses,Remaining value\n101,10 massages,2026-01-10,900.00,1000.00,,10,5,\n101,10 "
+        "massages,2026-01-10,,100.00,,10,5,50.00\n101,10 "
+        "massages,2026-01-10,900.00,,-5,10,5,\n102,10 massages,2026-01-10,900.00,,100.00,10,5,\n"
     )
     plan = import_preview(
         actor=owner_user, kind="packages", data=text.encode(), file_name="x.csv"

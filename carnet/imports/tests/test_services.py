@@ -23,15 +23,19 @@ from carnet.scheduling.services import appointment_book
 
 pytestmark = pytest.mark.django_db
 
-PATIENTS = """External ID,First name,Last name,Preferred name,Email,Phone,Date of birth,Guardian external ID
-P1,Ana,Silva,Annie,ana@example.com,416-555-0101,1984-03-21,
-P2,Ben,Silva,,,,2015-06-01,P1
-P3,Chloé,Martin,,chloe@example.com,,21/07/1990,
-"""
-PACKAGES = """External ID,Patient external ID,Package,Purchase date,Price,Quantity,Remaining uses,Expiry date
-S1,P1,10 massages,2026-01-10,100.00,3,2,2026-12-31
-S2,P3,10 massages,2026-02-01,,5,4,
-"""
+PATIENTS = (
+    "External ID,First name,Last name,Preferred name,Email,Phone,Date of birth,"
+    "Guardian external ID\n"
+    "P1,Ana,Silva,Annie,ana@example.com,416-555-0101,1984-03-21,\n"
+    "P2,Ben,Silva,,,,2015-06-01,P1\n"
+    "P3,Chloé,Martin,,chloe@example.com,,21/07/1990,\n"
+)
+PACKAGES = (
+    "External ID,Patient external ID,Package,Purchase date,Price,Quantity,Remaining uses,"
+    "Expiry date\n"
+    "S1,P1,10 massages,2026-01-10,100.00,3,2,2026-12-31\n"
+    "S2,P3,10 massages,2026-02-01,,5,4,\n"
+)
 
 
 def _commit(user, kind, text, **kw):

@@ -552,7 +552,7 @@ def test_family_links_through_the_api(front_desk):
     assert api.delete(f"/family-links/{link.json()['id']}").status_code == 404
 
 
-# ---------------------------------------------------------------- portal login and what a patient sees
+# ------------------------------------------------------------- portal login and what a patient sees
 
 
 # Portal invitations (the patient chooses the password): carnet/people/tests/test_invitations.py

@@ -20,7 +20,8 @@ CHOSEN = "my own secret passphrase"
 
 @pytest.fixture(autouse=True)
 def _send_on_commit(monkeypatch):
-    """Email leaves after the commit; the test client's requests run inside the test's transaction."""
+    """Email leaves after the commit; the test client's requests run inside the
+    test's transaction."""
     monkeypatch.setattr(
         "django.db.transaction.on_commit", lambda func, using=None, robust=False: func()
     )

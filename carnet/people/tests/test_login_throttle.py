@@ -1,5 +1,5 @@
-"""Fair throttling of failed log-ins (issue 18 point 4): per login and per IP, growing waits, no lockout
-anyone can impose on a real user, an unlock for Full Access, all in the activity log."""
+"""Fair throttling of failed log-ins (issue 18 point 4): per login and per IP, growing waits, no
+lockout anyone can impose on a real user, an unlock for Full Access, all in the activity log."""
 
 from datetime import timedelta
 
@@ -47,7 +47,8 @@ def test_after_five_failures_the_next_try_waits_and_the_page_says_how_long(clien
     response = _try(client, staff.user.username, PASSWORD, at=T0 + timedelta(seconds=10))
     assert response.status_code == 429
     assert "Wait 1 minute and try again" in response.content.decode()
-    # The right password during the wait is not checked and does not extend it: at the end, it works.
+    # The right password during the wait is not checked and does not extend it:
+    # at the end, it works.
     response = _try(client, staff.user.username, PASSWORD, at=T0 + timedelta(seconds=4, minutes=1))
     assert response.status_code == 302
 
@@ -68,9 +69,9 @@ def test_tries_during_a_wait_do_not_count():
 
 
 def test_an_attacker_cannot_keep_the_owner_out():
-    """An attacker guessing the owner's login from many addresses for an hour, trying again the moment
-    each wait ends: the owner's own browser logs in at any time, and a new browser never waits more
-    than 15 minutes after the attacker's last checked guess."""
+    """An attacker guessing the owner's login from many addresses for an hour, trying again the
+    moment each wait ends: the owner's own browser logs in at any time, and a new browser never
+    waits more than 15 minutes after the attacker's last checked guess."""
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
     owners_browser = Client()
     assert _try(owners_browser, owner.user.username, PASSWORD, ip="198.51.100.7").status_code == 302
@@ -107,7 +108,8 @@ def test_an_attacker_cannot_keep_the_owner_out():
 
 
 def test_per_ip_limit_across_logins():
-    """Password spraying from one address: after 20 failures (any logins) that address waits; others do not."""
+    """Password spraying from one address: after 20 failures (any logins) that address
+    waits; others do not."""
     people = [make_staff() for _ in range(10)]
     sprayer = Client()
     for i in range(20):

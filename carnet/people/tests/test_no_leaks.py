@@ -1,5 +1,6 @@
-"""No leaks to patients (issue 18 point 6): patient-facing API schemas without staff notes, compensation
-or internal fields (field by field), and 404s about someone else's record that name no one."""
+"""No leaks to patients (issue 18 point 6): patient-facing API schemas without staff notes,
+compensation or internal fields (field by field), and 404s about someone else's
+record that name no one."""
 
 import pytest
 

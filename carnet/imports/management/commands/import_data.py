@@ -16,8 +16,9 @@ from carnet.imports.services import import_commit, import_preview, import_undo
 
 class Command(BaseCommand):
     help = (
-        "Import patients, packages, memberships, account credit or gift cards from a CSV or XLSX file. Without --commit "
-        "it is a dry run: it shows what would be created and every problem, and exits 1 if any row is invalid."
+        "Import patients, packages, memberships, account credit or gift cards from a CSV or XLSX "
+        "file. Without --commit it is a dry run: it shows what would be created and every "
+        "problem, and exits 1 if any row is invalid."
     )
 
     def add_arguments(self, parser):
@@ -93,18 +94,21 @@ class Command(BaseCommand):
         plan, money = preview.plan, clinic_get().money
         out = self.stdout.write
         out(
-            f"{preview.file_name}: {plan.encoding}, {plan.total_rows} rows, cut-over {preview.cut_over}"
+            f"{preview.file_name}: {plan.encoding}, {plan.total_rows} rows, "
+            f"cut-over {preview.cut_over}"
         )
         out("Columns: " + "; ".join(f"{label} ← {header}" for label, header in preview.mapped()))
         out(
-            f"Would create {len(plan.rows)} {preview.kind.replace('_', ' ')}; {len(plan.skipped)} already imported "
-            f"(left alone); opening balances {money(plan.money_minor)}"
+            f"Would create {len(plan.rows)} {preview.kind.replace('_', ' ')}; {len(plan.skipped)} "
+            f"already imported (left alone); opening balances {money(plan.money_minor)}"
         )
         if plan.elsewhere:
             other = "memberships" if preview.kind == "packages" else "packages"
             out(
-                f"{len(plan.elsewhere)} rows are {other}, left for an import of the file as {other} "
-                f"(lines {', '.join(map(str, plan.elsewhere[:10]))}{'…' if len(plan.elsewhere) > 10 else ''})"
+                f"{len(plan.elsewhere)} rows are {other}, left for an import of the file as "
+                f"{other} (lines "
+                f"{', '.join(map(str, plan.elsewhere[:10]))}"
+                f"{'…' if len(plan.elsewhere) > 10 else ''})"
             )
         for row in preview.first_rows():
             out(
