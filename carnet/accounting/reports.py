@@ -47,8 +47,9 @@ def trial_balance_table(*, start: dt.date, end: dt.date) -> Table:
             Column("closing_credit", "Closing credit", MONEY, True),
         ],
         notes=[
-            "Days in the clinic's time zone. Debits and credits are every posting of the period, each patient's "
-            "A/R and credit summed into their account; debit and credit columns each add up to the same total."
+            "Days in the clinic's time zone. Debits and credits are every posting of the period, "
+            "each patient's A/R and credit summed into their account; debit and credit columns "
+            "each add up to the same total."
         ],
     )
 

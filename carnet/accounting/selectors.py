@@ -133,7 +133,8 @@ class PeriodJournals:
     accounts: set[str]  # every account posted to in the period, even where it nets to 0
 
     def net_by_account(self) -> dict[str, int]:
-        """Account -> the period's net movement (debits - credits); accounts netting to 0 left out."""
+        """Account -> the period's net movement (debits - credits);
+        accounts netting to 0 left out."""
         net: dict[str, int] = defaultdict(int)
         for j in self.journals:
             for code, amount in j.lines:

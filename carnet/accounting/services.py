@@ -27,7 +27,8 @@ MAX_DAYS = 366
 
 
 class ExportDoesNotTie(CarnetError):
-    """The journals do not balance or do not match the trial balance: a bug, never the user's doing."""
+    """The journals do not balance or do not match the trial balance: a bug,
+    never the user's doing."""
 
     status = 500
     code = "export_does_not_tie"
@@ -106,7 +107,10 @@ def _mapped(fmt: str, used: set[str]) -> dict[str, AccountMapping]:
         names = dict(Account.objects.filter(code__in=missing).values_list("code", "name"))
         what = "Xero account code" if field == "code" else "QuickBooks account name"
         raise Conflict(
-            f"Map every account with postings in the period first: {len(missing)} without a {what} ("
+            (
+                f"Map every account with postings in the period first: {len(missing)} without a "
+                f"{what} ("
+            )
             + ", ".join(names.get(c, c) for c in missing[:10])
             + ("…" if len(missing) > 10 else "")
             + "). Use Accounting → Account mapping.",
@@ -156,7 +160,10 @@ def journal_export(
                 f"#{e.pk} {e.start} to {e.end} ({e.get_format_display()}, {e.created_at:%Y-%m-%d})"
                 for e in overlapping[:5]
             )
-            + ". Exporting again may book those days twice in your accounting software; confirm to go ahead.",
+            + (
+                ". Exporting again may book those days twice in your accounting software; "
+                "confirm to go ahead."
+            ),
             code="overlapping_export",
         )
     period = period_journals(start=start, end=end, detailed=detailed)

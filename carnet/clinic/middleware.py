@@ -7,8 +7,8 @@ from .selectors import clinic_get
 
 
 class ClinicTimeZoneMiddleware:
-    """Activate the clinic's time zone for each page, so every `{{ some_datetime }}` a person reads is
-    in it. Pages for one location still convert with `|timezone:location.time_zone`. The JSON API
+    """Activate the clinic's time zone for each page, so every `{{ some_datetime }}` a person reads
+    is in it. Pages for one location still convert with `|timezone:location.time_zone`. The JSON API
     is left alone: it returns instants with their offset, and its statement budget has no room for
     the clinic read."""
 

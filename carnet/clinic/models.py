@@ -62,7 +62,10 @@ class Clinic(models.Model):
     two_factor_all_staff = models.BooleanField(
         default=False,
         verbose_name="Two-factor log-in for all staff",
-        help_text="Every staff login must use an authenticator app (Full Access and Account Owner always must).",
+        help_text=(
+            "Every staff login must use an authenticator app (Full Access and Account Owner "
+            "always must)."
+        ),
     )
     online_sales_enabled = models.BooleanField(default=False)
     gift_cards_enabled = models.BooleanField(default=True)
@@ -92,11 +95,14 @@ class Clinic(models.Model):
         max_length=12,
         choices=PassExpiryPreset.choices,
         default=PassExpiryPreset.NONE,
-        help_text="Quebec: packages never expire (only unlimited-use memberships over a fixed period end), a "
-        "balance under 5.00 is refunded on request. Ontario: passes never expire. US federal: no "
-        "expiry sooner than 5 years after purchase. None: the expiry rule below. The preset's rule and "
-        "its disclosure line are printed on sale receipts and shown in the portal. Changing it never "
-        "alters passes already sold: each keeps the terms it was sold with.",
+        help_text=(
+            "Quebec: packages never expire (only unlimited-use memberships over a fixed period "
+            "end), a balance under 5.00 is refunded on request. Ontario: passes never expire. "
+            "US federal: no expiry sooner than 5 years after purchase. None: the expiry rule "
+            "below. The preset's rule and its disclosure line are printed on sale receipts and "
+            "shown in the portal. Changing it never alters passes already sold: "
+            "each keeps the terms it was sold with."
+        ),
     )
     pass_expiry_rule = models.CharField(
         max_length=10,
@@ -106,7 +112,9 @@ class Clinic(models.Model):
     )
     pass_expiry_minimum_days = models.PositiveIntegerField(
         default=0,
-        help_text="With the minimum rule: a pass expires no sooner than this many days after purchase.",
+        help_text=(
+            "With the minimum rule: a pass expires no sooner than this many days after purchase."
+        ),
     )
 
     class BreakageMethod(models.TextChoices):  # issue 23 point 5: the accountant's choice
@@ -117,9 +125,12 @@ class Clinic(models.Model):
         max_length=12,
         choices=BreakageMethod.choices,
         default=BreakageMethod.EXPIRY,
-        help_text="In proportion to redemptions: each use of a package also recognises its share of the breakage "
-        "its template expects (the template's expected breakage rate); what is left is trued up when the "
-        "package expires or ends. Applies to packages sold from now on; those already sold keep theirs.",
+        help_text=(
+            "In proportion to redemptions: each use of a package also recognises its share of the "
+            "breakage its template expects (the template's expected breakage rate); "
+            "what is left is trued up when the package expires or ends. Applies to packages sold "
+            "from now on; those already sold keep theirs."
+        ),
     )
 
     class MembershipProration(
@@ -132,7 +143,10 @@ class Clinic(models.Model):
         max_length=10,
         choices=MembershipProration.choices,
         default=MembershipProration.PRORATE,
-        help_text="When staff change a member's plan at once. Changes at the next cycle are never prorated.",
+        help_text=(
+            "When staff change a member's plan at once. Changes at the next cycle are never "
+            "prorated."
+        ),
     )
     pass_expiry_reminder_days = models.PositiveIntegerField(
         default=14,
@@ -140,40 +154,52 @@ class Clinic(models.Model):
     )
     insurer_ready_receipts = models.BooleanField(
         default=False,
-        help_text="Receipts of pass-covered visits show the visit's prepaid value as paid (SPEC 9.11).",
+        help_text=(
+            "Receipts of pass-covered visits show the visit's prepaid value as paid (SPEC 9.11)."
+        ),
     )
     charges_preview_email = models.BooleanField(
         "Email tomorrow's automatic charges",
         default=False,
-        help_text="Each night the daily job emails the account owner the card charges it will make the next day "
-        "(patient, amount, card, what for), so a card can be fixed before it fails.",
+        help_text=(
+            "Each night the daily job emails the account owner the card charges it will make the "
+            "next day (patient, amount, card, what for), so a card can be fixed before it fails."
+        ),
     )
     charges_preview_sent_for = models.DateField(
         null=True, blank=True, editable=False
     )  # the day last emailed
 
-    # Dunning (issue 22, passes/dunning.py and passes/overdue.py): memberships whose card payments fail.
+    # Dunning (issue 22, passes/dunning.py and passes/overdue.py):
+    # memberships whose card payments fail.
     dunning_retry_days = models.CharField(
         "Retry declined card payments after (days)",
         max_length=40,
         default="1,3,7",
         validators=[validate_retry_days],
-        help_text="After a soft decline (insufficient funds, a processing error) the card is tried again this many "
-        "days after each failed try, e.g. 1,3,7. A hard decline (lost or stolen card, closed account, "
-        "do not honour, expired card) is never retried: the patient is asked for a new card.",
+        help_text=(
+            "After a soft decline (insufficient funds, a processing error) the card is tried "
+            "again this many days after each failed try, e.g. 1,3,7. A hard decline (lost or "
+            "stolen card, closed account, do not honour, expired card) is never retried: "
+            "the patient is asked for a new card."
+        ),
     )
     dunning_write_off = models.BooleanField(
         "Write off a cycle when its last retry fails",
         default=False,
-        help_text="The cycle is not charged again and gives no uses; the membership goes on with the next cycle "
-        "instead of owing cycles that stack up.",
+        help_text=(
+            "The cycle is not charged again and gives no uses; the membership goes on with the "
+            "next cycle instead of owing cycles that stack up."
+        ),
     )
     past_due_suspend_days = models.PositiveIntegerField(
         "Stop covering new bookings after (days past due)",
         default=14,
         validators=[MinValueValidator(1), MaxValueValidator(365)],
-        help_text="A membership this many days past due no longer covers new bookings (existing bookings stay "
-        "covered; staff may override).",
+        help_text=(
+            "A membership this many days past due no longer covers new bookings (existing "
+            "bookings stay covered; staff may override)."
+        ),
     )
     past_due_end_days = models.PositiveIntegerField(
         "Then act after (days past due)",
@@ -200,8 +226,10 @@ class Clinic(models.Model):
         ):
             raise ValidationError(
                 {
-                    "past_due_end_days": "Act on a past-due membership on or after the day it stops "
-                    f"covering bookings ({self.past_due_suspend_days} days)."
+                    "past_due_end_days": (
+                        "Act on a past-due membership on or after the day it stops covering "
+                        f"bookings ({self.past_due_suspend_days} days)."
+                    )
                 }
             )
 

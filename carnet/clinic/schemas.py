@@ -29,12 +29,17 @@ class ClinicIn(Schema):
     gift_card_online_minimum_minor: int = Field(2500, ge=0)
     pass_expiry_preset: Literal["none", "quebec", "ontario", "us_federal"] = Field(
         "none",
-        description="The law the clinic's pass expiry follows (quebec, ontario: no expiry; us_federal: "
-        "5 years at least); none = pass_expiry_rule. Passes already sold keep the terms they were sold with",
+        description=(
+            "The law the clinic's pass expiry follows (quebec, ontario: no expiry; us_federal: "
+            "5 years at least); none = pass_expiry_rule. Passes already sold keep the terms they "
+            "were sold with"
+        ),
     )
     pass_expiry_rule: Literal["allowed", "forbidden", "minimum"] = Field(
         "allowed",
-        description="Where the law forbids or limits pass expiry (SPEC 9.10); used when the preset is none",
+        description=(
+            "Where the law forbids or limits pass expiry (SPEC 9.10); used when the preset is none"
+        ),
     )
     pass_expiry_minimum_days: int = Field(
         0, ge=0, description="With the minimum rule: days a pass lasts at least"
@@ -45,13 +50,19 @@ class ClinicIn(Schema):
     insurer_ready_receipts: bool = False
     breakage_method: Literal["expiry", "proportional"] = Field(
         "expiry",
-        description="Package breakage: at expiry, or in proportion to redemptions at each template's "
-        "expected breakage rate (ASC 606-10-55-48); packages already sold keep the method of their sale",
+        description=(
+            "Package breakage: at expiry, or in proportion to redemptions at each template's "
+            "expected breakage rate (ASC 606-10-55-48); packages already sold keep the method of "
+            "their sale"
+        ),
     )
     membership_proration: Literal["prorate", "none"] = Field(
         "prorate",
-        description="Changing a member's plan at once: credit the unused days of the current cycle and "
-        "charge the rest of the new plan's cycle, or none (the new price applies from the next cycle)",
+        description=(
+            "Changing a member's plan at once: credit the unused days of the current cycle and "
+            "charge the rest of the new plan's cycle, or none (the new price applies from the "
+            "next cycle)"
+        ),
     )
 
     dunning_retry_days: str = Field(

@@ -39,8 +39,9 @@ _currency: str | None = None
 
 
 def money_recorded() -> bool:
-    """Whether any invoice, payment or gift card exists: from then on the clinic's currency is fixed,
-    since every stored amount is in minor units of it (100.00 would silently become ¥10,000)."""
+    """Whether any invoice, payment or gift card exists: from then on the clinic's currency is
+    fixed, since every stored amount is in minor units of it
+    (100.00 would silently become ¥10,000)."""
     from django.apps import apps  # by name: billing and gift cards build on clinic, not the reverse
 
     return any(

@@ -15,7 +15,8 @@ def _action_for(model) -> Action:
 
 @transaction.atomic
 def setup_save(*, actor, obj, data: dict):
-    """Create (obj unsaved) or update a location, discipline, income category, tax, treatment or product.
+    """Create (obj unsaved) or update a location, discipline, income category, tax,
+    treatment or product.
 
     Taxes may be given as `taxes` (instances or ids) or `tax_ids`; errors name the key given."""
     require(actor, _action_for(type(obj)))

@@ -51,10 +51,11 @@ class RefundResult:
 
 
 # Dunning (issue 22): a HARD decline means the bank will not accept this card again (lost or stolen,
-# the account closed, "do not honour", expired, a wrong number): retrying it cannot work, so automatic
-# retries stop and the patient is asked for a new card. Every other decline is SOFT (insufficient
-# funds, a processing error, a generic decline): worth trying again on the clinic's schedule. Both
-# gateways map their own codes to these (stripe.DECLINES, testing.TEST_CARDS), so the kind is the same.
+# the account closed, "do not honour", expired, a wrong number): retrying it cannot work, so
+# automatic retries stop and the patient is asked for a new card. Every other decline is SOFT
+# (insufficient funds, a processing error, a generic decline): worth trying again on the clinic's
+# schedule. Both gateways map their own codes to these (stripe.DECLINES, testing.TEST_CARDS),
+# so the kind is the same.
 HARD, SOFT = "hard", "soft"
 HARD_DECLINES = frozenset(
     {
@@ -85,7 +86,8 @@ HARD_DECLINES = frozenset(
 
 
 def decline_kind(decline_code: str) -> str:
-    """HARD or SOFT for a gateway decline code (an unknown code is soft: one more try does no harm)."""
+    """HARD or SOFT for a gateway decline code (an unknown code is soft:
+    one more try does no harm)."""
     return HARD if decline_code in HARD_DECLINES else SOFT
 
 
@@ -147,7 +149,10 @@ class AuthenticationRequired(PaymentFailed):
         "charged at the desk cannot do. Send them a Pay Balance request from the Billing tab "
         "(they confirm and pay online), or take another payment method."
     )
-    SENT_MESSAGE = "The patient's bank asks them to confirm this payment themselves; they were emailed how to pay."
+    SENT_MESSAGE = (
+        "The patient's bank asks them to confirm this payment themselves; they were emailed how "
+        "to pay."
+    )
 
 
 class AuthenticationPending(CarnetError):
@@ -213,8 +218,8 @@ class Gateway(Protocol):
         reference: str = "",
         off_session: bool = True,
     ) -> ChargeResult:
-        """Raises CardDeclined, InsufficientFunds (402) or GatewayUnavailable (503). `reference`: what
-        `prepare_charge` returned, for gateways that have it (below); `customer`: the patient's
+        """Raises CardDeclined, InsufficientFunds (402) or GatewayUnavailable (503). `reference`:
+        what `prepare_charge` returned, for gateways that have it (below); `customer`: the patient's
         customer at the gateway, for a card on file."""
         ...
 
@@ -225,14 +230,15 @@ class Gateway(Protocol):
     def retrieve(
         self, *, kind: str, idempotency_key: str, reference: str = "", charge_id: str = ""
     ) -> ChargeResult | RefundResult | None:
-        """What the charge (kind "charge") or refund ("refund") made with this key became: its result,
-        or None when the gateway never moved money for it. Raises GatewayUnavailable. `reference`:
-        the charge's prepared reference, if any; `charge_id`: the charge a refund was for."""
+        """What the charge (kind "charge") or refund ("refund") made with this key became: its
+        result, or None when the gateway never moved money for it. Raises GatewayUnavailable.
+        `reference`: the charge's prepared reference, if any; `charge_id`:
+        the charge a refund was for."""
         ...
 
-    # A gateway whose charge is two calls (Stripe: create the PaymentIntent, then confirm it) also has
-    # `prepare_charge(token=, amount_minor=, currency=, idempotency_key=, customer=) -> str`: the
-    # reference is committed on the attempt before `charge` confirms it, so reconciliation can
+    # A gateway whose charge is two calls (Stripe: create the PaymentIntent, then confirm it) also
+    # has `prepare_charge(token=, amount_minor=, currency=, idempotency_key=, customer=) -> str`:
+    # the reference is committed on the attempt before `charge` confirms it, so reconciliation can
     # always find the charge by it. Cards are then saved through `customer_create`,
     # `setup_intent_create` and `setup_intent_card`, and `card_detach` takes one off file.
 

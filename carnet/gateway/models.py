@@ -60,7 +60,8 @@ class CardOnFile(models.Model):
 
 
 class GatewayCustomer(models.Model):
-    """The card processor's customer for a patient (Stripe: cus_…), made once, when a first card is saved."""
+    """The card processor's customer for a patient (Stripe: cus_…), made once,
+    when a first card is saved."""
 
     patient = models.OneToOneField(
         Patient, on_delete=models.CASCADE, related_name="gateway_customer"

@@ -72,7 +72,8 @@ _DEMO_LOAD = contextvars.ContextVar("gateway_calls_in_demo_load", default=False)
 @contextlib.contextmanager
 def demo_load_calls():
     """Only for loading the demo clinic, with the test gateway: its cards and charges are made in
-    the load's one transaction (a failed load leaves a few orphan test-gateway records, harmless)."""
+    the load's one transaction (a failed load leaves a few orphan test-gateway
+    records, harmless)."""
     if get_gateway().__class__.__name__ != "TestGateway":
         raise GatewayCallInTransaction(
             "The demo clinic is loaded with the built-in test gateway only."
@@ -85,7 +86,8 @@ def demo_load_calls():
 
 
 def in_transaction() -> bool:
-    """True inside a transaction of Carnet's own (the test case's wrapping transaction does not count)."""
+    """True inside a transaction of Carnet's own (the test case's wrapping
+    transaction does not count)."""
     conn = connections[DEFAULT_DB_ALIAS]
     return conn.in_atomic_block and any(
         not getattr(b, "_from_testcase", False) for b in conn.atomic_blocks
@@ -95,8 +97,9 @@ def in_transaction() -> bool:
 def _gateway(what: str) -> Gateway:
     if in_transaction() and not _DEMO_LOAD.get():
         raise GatewayCallInTransaction(
-            f"The card gateway's {what} was called inside a database transaction. Record the attempt, commit, "
-            "call the gateway, then record the outcome in a new transaction (billing.card_attempts)."
+            f"The card gateway's {what} was called inside a database transaction. "
+            "Record the attempt, commit, call the gateway, then record the outcome in a new "
+            "transaction (billing.card_attempts)."
         )
     return get_gateway()
 
@@ -108,7 +111,8 @@ _LOG_EXCLUDE = ("token",)
 def card_store(
     *, actor, patient: Patient, number: str, exp_month: int, exp_year: int, cvc: str, holder: str
 ) -> CardOnFile:
-    """Keep a patient's card at the gateway; Carnet stores only the token, brand, last four and expiry."""
+    """Keep a patient's card at the gateway; Carnet stores only the token, brand,
+    last four and expiry."""
     require(actor, Action.PAYMENT_TAKE)
     holder = (holder or "").strip()
     if not holder:
@@ -346,7 +350,8 @@ def card_charge_prepare(
     *, card_or_token: CardOnFile | str, amount_minor: int, currency: str, idempotency_key: str
 ) -> str:
     """For a gateway whose charge is two calls: make the charge (not yet confirmed) and return its
-    reference, to be committed before `card_charge` confirms it. "" when the gateway has no such step."""
+    reference, to be committed before `card_charge` confirms it.
+    "" when the gateway has no such step."""
     gateway = _gateway("prepare_charge")
     if not hasattr(gateway, "prepare_charge"):
         return ""
@@ -369,9 +374,9 @@ def card_charge(
     reference: str = "",
     on_session: bool = False,
 ) -> ChargeResult:
-    """Charge a card on file (or a raw gateway token). Retrying with the same key never charges twice.
-    `on_session`: the card holder is at the page (a card on file charged as they sign up), so the
-    bank may ask them to confirm it (3-D Secure) rather than refuse."""
+    """Charge a card on file (or a raw gateway token). Retrying with the same key never charges
+    twice. `on_session`: the card holder is at the page (a card on file charged as they sign up), so
+    the bank may ask them to confirm it (3-D Secure) rather than refuse."""
     token, customer = _token_and_customer(card_or_token)
     # Only what this gateway needs: a gateway with one-call charges may not take these at all.
     extra = {
@@ -432,7 +437,7 @@ def gateway_refunds_outside(*, charge_id: str) -> list[RefundResult]:
     )
 
 
-# ---------------------------------------------------------------- cards saved by Stripe.js (SetupIntents)
+# ---------------------------------------------------------- cards saved by Stripe.js (SetupIntents)
 
 
 def gateway_uses_stripe_js() -> bool:

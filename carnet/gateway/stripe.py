@@ -8,8 +8,8 @@ then `setup_intent_card` once Stripe.js has confirmed it).
 Charges are PaymentIntents made in two calls: `prepare_charge` creates it unconfirmed and returns
 its id, which billing.card_attempts commits on the attempt; only then does `charge` confirm it.
 Reconciliation therefore always finds a charge by its PaymentIntent id (`retrieve`), without
-relying on Stripe's idempotency keys (kept for 24 hours only, and not honoured by every test double).
-A Carnet charge id is the PaymentIntent id; refunds are made against it.
+relying on Stripe's idempotency keys (kept for 24 hours only, and not honoured by every test
+double). A Carnet charge id is the PaymentIntent id; refunds are made against it.
 
 Stripe's errors become Carnet's: a declined card CardDeclined / InsufficientFunds / CardExpired /
 AuthenticationRequired / ProcessingError (402, with a sentence for staff and patients), a network
@@ -104,8 +104,9 @@ def settings_check() -> None:
     missing = [name for name in KEY_SETTINGS if not getattr(settings, name, "")]
     if missing:
         raise ImproperlyConfigured(
-            f"CARNET_GATEWAY is Stripe but {missing[0]} is not set. Copy it from the Stripe Dashboard "
-            "(Developers → API keys, or the webhook endpoint's signing secret) into the environment."
+            f"CARNET_GATEWAY is Stripe but {missing[0]} is not set. Copy it from the Stripe "
+            "Dashboard (Developers → API keys, or the webhook endpoint's signing secret) into "
+            "the environment."
         )
 
 

@@ -9,7 +9,7 @@ Test card numbers (any future expiry, any 3-digit CVC, 4 digits for American Exp
 | 3782 822463 10005   | American Express | succeeds (CVC has 4 digits)                             |
 | 4000 0000 0000 0002 | Visa             | soft decline: CardDeclined, code "card_declined" (402)  |
 | 4000 0000 0000 9995 | Visa             | soft decline: InsufficientFunds, "insufficient_funds"   |
-| 4000 0000 0000 9987 | Visa             | hard decline "lost_card" (CardDeclined, 402)             |
+| 4000 0000 0000 9987 | Visa             | hard decline "lost_card" (CardDeclined, 402)            |
 | 4000 0000 0000 9979 | Visa             | hard decline "stolen_card"                              |
 | 4000 0000 0000 9599 | Visa             | hard decline "do_not_honor"                             |
 | 4000 0000 0000 9581 | Visa             | hard decline "account_closed"                           |
@@ -229,7 +229,8 @@ class TestGateway:
         reference: str = "",
         off_session: bool = True,
     ) -> ChargeResult:
-        # customer, reference, off_session: for gateways that need them (Stripe); one call does it all here.
+        # customer, reference, off_session: for gateways that need them (Stripe);
+        # one call does it all here.
         _reachable()
         _check_request(amount_minor, idempotency_key, currency)
         done = TestGatewayCharge.objects.filter(key=idempotency_key).first()
@@ -250,7 +251,8 @@ class TestGateway:
                 "The card has expired. Ask the patient for a current card.", code="card_expired"
             )
         if card.behaviour == NETWORK_ERROR:
-            raise GatewayUnavailable()  # before charging: nothing happened, a retry fails the same way
+            # Before charging: nothing happened, a retry fails the same way.
+            raise GatewayUnavailable()
         try:
             with transaction.atomic(using=DB):
                 done = TestGatewayCharge.objects.create(
@@ -300,7 +302,8 @@ class TestGateway:
                     amount_minor=amount_minor,
                     created_at=clock.now(),
                 )
-                # Conditional update: correct without row locks (SQLite) and under concurrent refunds.
+                # Conditional update: correct without row locks
+                # (SQLite) and under concurrent refunds.
                 room = TestGatewayCharge.objects.filter(
                     pk=charge.pk, refunded_minor__lte=F("amount_minor") - amount_minor
                 )
@@ -308,7 +311,8 @@ class TestGateway:
                     charge.refresh_from_db()
                     left = Money(charge.amount_minor - charge.refunded_minor, charge.currency)
                     raise ValidationFailed(
-                        f"Only {left} of this charge can still be refunded; refund that much or less.",
+                        f"Only {left} of this charge can still be refunded; refund that much "
+                        "or less.",
                         code="refund_exceeds_charge",
                         fields={"amount_minor": [f"At most {left}."]},
                     )

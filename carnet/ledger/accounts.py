@@ -18,7 +18,8 @@ DEFERRED_PACKAGES = "deferred_revenue_packages"
 DEFERRED_MEMBERSHIPS = "deferred_revenue_memberships"
 BREAKAGE = "breakage_revenue"  # revenue
 # Breakage recognised ahead of expiry, in proportion to redemptions (ASC 606-10-55-48): a contra
-# account to deferred revenue – packages (a debit balance), so that account keeps the unredeemed value.
+# account to deferred revenue – packages (a debit balance), so that account keeps
+# the unredeemed value.
 EXPECTED_BREAKAGE = "deferred_revenue_packages_expected_breakage"
 # Balances brought in from the clinic's previous system (SPEC 15) are posted against this.
 OPENING_BALANCE_EQUITY = "opening_balance_equity"

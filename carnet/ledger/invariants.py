@@ -23,7 +23,8 @@ def invariant(name: str):
 
     def register(fn: Check) -> Check:
         known = registry.get(name)
-        # The same function registering again (a re-import) is fine; two checks sharing a name is not.
+        # The same function registering again (a re-import) is fine;
+        # two checks sharing a name is not.
         if known is not None and (known.__module__, known.__qualname__) != (
             fn.__module__,
             fn.__qualname__,
@@ -111,6 +112,7 @@ def _balance_checkpoints_match():
         )
         if int(total) != checkpoint.amount:
             yield (
-                f"{checkpoint.account.code}: checkpoint through posting {checkpoint.through_posting_id} says "
-                f"{checkpoint.amount}, the postings sum to {total}"
+                f"{checkpoint.account.code}: checkpoint through posting "
+                f"{checkpoint.through_posting_id} says {checkpoint.amount}, the postings sum to "
+                f"{total}"
             )

@@ -14,7 +14,8 @@ def _sign(code: str) -> int:
     try:
         account_type = accounts.describe(code)[0]
     except ValueError:
-        # Not in the chart. Such a row should not exist (an invariant flags it), but if it does, read it.
+        # Not in the chart. Such a row should not exist (an invariant flags it),
+        # but if it does, read it.
         account_type = Account.objects.filter(code=code).values_list("type", flat=True).first()
         if account_type is None:
             raise

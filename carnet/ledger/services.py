@@ -33,9 +33,9 @@ class AlreadyReversed(Conflict):
 
 
 class LiabilityOverdrawn(Conflict):
-    """A posting would take a liability (patient credit, gift cards, deferred revenue, tax) below zero:
-    refused like TigerBeetle's debits_must_not_exceed_credits. The services' own checks and row locks
-    come first; this is the backstop, so nothing is recorded when one of them is wrong."""
+    """A posting would take a liability (patient credit, gift cards, deferred revenue, tax) below
+    zero: refused like TigerBeetle's debits_must_not_exceed_credits. The services' own checks and
+    row locks come first; this is the backstop, so nothing is recorded when one of them is wrong."""
 
     code = "ledger_liability_negative"
 
@@ -162,21 +162,27 @@ def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[Journal
     return txns
 
 
-# A patient's own postings on a per-patient account; a clinic-wide account's checkpoint and postings since.
-_PER_PATIENT_SQL = "(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND patient_id = %s)"
+# A patient's own postings on a per-patient account; a clinic-wide account's
+# checkpoint and postings since.
+_PER_PATIENT_SQL = (
+    "(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND patient_id = "
+    "%s)"
+)
 _CLINIC_WIDE_SQL = (
-    "(SELECT COALESCE(MAX(amount), 0) FROM ledger_balancecheckpoint WHERE account_id = %s)"
-    " + (SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND id > COALESCE("
-    "(SELECT MAX(through_posting_id) FROM ledger_balancecheckpoint WHERE account_id = %s), 0))"
+    "(SELECT COALESCE(MAX(amount), 0) FROM ledger_balancecheckpoint WHERE account_id = %s) + "
+    "(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND id > "
+    "COALESCE((SELECT MAX(through_posting_id) FROM ledger_balancecheckpoint WHERE account_id = "
+    "%s), 0))"
 )
 
 
 def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int | None]]) -> None:
-    """Refuse (LiabilityOverdrawn) postings that leave a debited liability below zero, read after the
-    insert in one statement: only debits can lower a liability, so a posting without one reads nothing.
-    Per-patient accounts (patient credit) are checked per patient, which also keeps the whole account
-    at zero or above; the others from their checkpoint. Two transactions racing see each other's
-    postings only once committed: the services' row locks (habit 5) keep them apart, this backs them up."""
+    """Refuse (LiabilityOverdrawn) postings that leave a debited liability below zero, read after
+    the insert in one statement: only debits can lower a liability, so a posting without one reads
+    nothing. Per-patient accounts (patient credit) are checked per patient, which also keeps the
+    whole account at zero or above; the others from their checkpoint. Two transactions racing see
+    each other's postings only once committed: the services' row locks (habit 5) keep them apart,
+    this backs them up."""
     if not debited:
         return
     checks = sorted(
@@ -202,8 +208,8 @@ def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int 
         if int(total) > 0:  # a liability's balance is credits - debits, i.e. -sum(amount)
             whose = f" for patient {patient_id}" if patient_id is not None else ""
             raise LiabilityOverdrawn(
-                f"Refused: this would take {accounts.describe(code)[1]}{whose} below zero ({-int(total)} in minor "
-                "units). Nothing was recorded; the ledger is unchanged."
+                f"Refused: this would take {accounts.describe(code)[1]}{whose} below zero "
+                f"({-int(total)} in minor units). Nothing was recorded; the ledger is unchanged."
             )
 
 
@@ -213,7 +219,8 @@ def balance_checkpoints_advance() -> int:
 
     On PostgreSQL the last posting id is read under a brief SHARE lock on the postings table, which
     waits for transactions still inserting postings: every posting at or below it is then committed,
-    and since postings never change, the sums below stay true for good. SQLite has one writer at a time."""
+    and since postings never change, the sums below stay true for good.
+    SQLite has one writer at a time."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -303,7 +310,8 @@ def transaction_post(
 def transaction_reverse(
     *, txn: JournalTransaction, memo: str, kind: str | None = None
 ) -> JournalTransaction:
-    """Post the mirror image of `txn` (debits <-> credits) with the same source, linked by `reverses`.
+    """Post the mirror image of `txn` (debits <-> credits) with the same source,
+    linked by `reverses`.
 
     The ledger is append-only, so this is how a posting is corrected; `memo` says why.
     Raises AlreadyReversed if `txn` already has a reversal. `kind` defaults to "reversal".
@@ -339,8 +347,8 @@ def transaction_reverse(
 
 @transaction.atomic
 def transactions_reverse_many(*, pks: list[int], memo: str, kind: str) -> list[JournalTransaction]:
-    """transaction_reverse for many at once (undoing an import): one mirror image each, all or nothing.
-    Raises AlreadyReversed if any of them already has a reversal."""
+    """transaction_reverse for many at once (undoing an import): one mirror image each, all or
+    nothing. Raises AlreadyReversed if any of them already has a reversal."""
     if not memo.strip():
         raise ValidationFailed("A reversal needs a memo saying why.")
     pks = sorted(set(pks))

@@ -101,7 +101,7 @@ def test_clinic_patch_bad_values_are_422_naming_the_field(full_access, field, va
     assert clinic_get().currency == "CAD"
 
 
-# ---------------------------------------------------------------- catalog: create / list / read / update
+# ----------------------------------------------------------- catalog: create / list / read / update
 
 
 @pytest.fixture
@@ -357,7 +357,8 @@ def test_unknown_ids_on_a_treatment_are_422_naming_the_field(admin_staff, catalo
 
 
 def test_null_characters_are_422_naming_the_field(admin_staff):
-    # Found by the API fuzzer on PostgreSQL: POST /taxes {"name": "\u0000"} was a 500 (text cannot hold NUL).
+    # Found by the API fuzzer on PostgreSQL: POST /taxes {"name": "\u0000"} was a 500
+    # (text cannot hold NUL).
     response = Api(admin_staff.user).post("/taxes", {"name": "G\u0000ST", "rate": "5"})
     assert response.status_code == 422 and error_fields(response) == {"name"}, response.content
 

@@ -1,4 +1,5 @@
-"""Runs localstripe (a stateful fake Stripe server) for the tests: `python localstripe_server.py PORT`.
+"""Runs localstripe (a stateful fake Stripe server) for the tests:
+`python localstripe_server.py PORT`.
 
 Two adjustments to the fake, both towards what real Stripe does:
 - it keeps its state in memory only (it otherwise pickles everything to a fixed /tmp file after

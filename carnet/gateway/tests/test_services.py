@@ -262,7 +262,7 @@ def test_charge_refund_is_idempotent_and_bounded(front_desk, patient):
         charge_refund(charge_id=done.charge_id, amount_minor=1, idempotency_key="r-2")
 
 
-# ---------------------------------------------------------------- another gateway behind the interface
+# ------------------------------------------------------------- another gateway behind the interface
 
 
 class FakeGateway:

@@ -98,7 +98,8 @@ def save_card(desk, patient, number="4242424242424242"):
 
 
 def card_on_file_without_setup(desk, patient, number):
-    """A card saved earlier whose bank now asks for authentication (localstripe cannot authenticate a SetupIntent)."""
+    """A card saved earlier whose bank now asks for authentication
+    (localstripe cannot authenticate a SetupIntent)."""
     from carnet.gateway.services import customer_for
 
     pm = _stripe().v1.payment_methods.attach(
@@ -323,7 +324,7 @@ def _unapplied(desk, payment):
         allocation_unapply(actor=desk["user"], allocation=allocation)
 
 
-# ---------------------------------------------------------------- reconciliation by PaymentIntent id
+# --------------------------------------------------------------- reconciliation by PaymentIntent id
 
 
 def _reconcile():
@@ -403,7 +404,7 @@ def test_stripe_unreachable_is_a_503_and_the_attempt_waits_for_reconciliation(de
     assert isinstance(stripe_lib.APIConnectionError("x"), stripe_lib.StripeError)
 
 
-# ---------------------------------------------------------------- autopay (off-session, merchant-initiated)
+# -------------------------------------------------------- autopay (off-session, merchant-initiated)
 
 
 def _instalment_plan(desk, catalog, patient, card):

@@ -58,8 +58,8 @@ def test_postgresql_refuses_an_unbalanced_transaction_at_commit():
             )
             txn_id = JournalTransaction.objects.get(kind="forged").pk
             raw(
-                "INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount) VALUES "
-                "(%s, %s, 1, 500), (%s, %s, NULL, -400)",
+                "INSERT INTO ledger_posting (transaction_id, account_id, patient_id, "
+                "amount) VALUES (%s, %s, 1, 500), (%s, %s, NULL, -400)",
                 [txn_id, ar, txn_id, revenue],
             )
             # Still inside the transaction: the check waits for commit.

@@ -44,7 +44,8 @@ def test_an_unbalanced_transaction_is_named(db):
         lopsided = JournalTransaction.objects.create(at=clock.now(), kind="damaged")
         with connection.cursor() as cursor:
             cursor.execute(
-                "INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES (%s, %s, 70)",
+                "INSERT INTO ledger_posting (transaction_id, account_id, amount) VALUES (%s, "
+                "%s, 70)",
                 [lopsided.pk, account_id],
             )
         problems = invariants.run_all()["transactions balance"]
@@ -56,7 +57,8 @@ def test_an_unbalanced_transaction_is_named(db):
 
 
 def test_a_negative_liability_is_named_per_account_and_per_patient(db, monkeypatch):
-    # Damage the posting service's guard would refuse (test_liability_guard), made as if from outside it.
+    # Damage the posting service's guard would refuse (test_liability_guard),
+    # made as if from outside it.
     from carnet.ledger import services
 
     monkeypatch.setattr(services, "_liabilities_guard", lambda *args: None)

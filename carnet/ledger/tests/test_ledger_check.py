@@ -21,7 +21,8 @@ def broken_invariant():
 
 
 def test_a_clean_ledger_passes(db):
-    # Empty, so that every app's invariants hold (other apps reconcile the ledger with their records).
+    # Empty, so that every app's invariants hold (other apps reconcile the
+    # ledger with their records).
     out = run_check()
     for name in ("transactions balance", "liabilities not negative", "accounts have a known type"):
         assert f"OK    {name}" in out

@@ -174,7 +174,7 @@ def test_a_reversal_needs_a_memo(db):
     assert refused.value.code == "invalid"
 
 
-# ---------------------------------------------------------------- property: the trial balance stays at zero
+# -------------------------------------------------------- property: the trial balance stays at zero
 
 PATIENTS = [1, 2, 3]
 CODES = [

@@ -13,7 +13,10 @@ from carnet.core.errors import CarnetError
 
 
 class Command(BaseCommand):
-    help = "Export the ledger's journals for a period in the format QuickBooks Online, Xero or QuickBooks Desktop imports."
+    help = (
+        "Export the ledger's journals for a period in the format QuickBooks Online, "
+        "Xero or QuickBooks Desktop imports."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--format", required=True, choices=["qbo", "xero", "iif"])

@@ -1,9 +1,9 @@
 """Django's flush, able to empty the ledger on SQLite.
 
 SQLite flushes with DELETE, which the append-only triggers (postings and journal transactions)
-refuse (PostgreSQL uses TRUNCATE, which fires no row triggers). Test teardown (TransactionTestCase) calls this command too. The
-triggers are dropped and re-created from their own stored SQL inside one transaction, so a
-failed flush leaves them in place.
+refuse (PostgreSQL uses TRUNCATE, which fires no row triggers). Test teardown (TransactionTestCase)
+calls this command too. The triggers are dropped and re-created from their own stored SQL inside one
+transaction, so a failed flush leaves them in place.
 """
 
 from django.core.management.commands import flush
@@ -20,7 +20,8 @@ class Command(flush.Command):
         with transaction.atomic(using=connection.alias):
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN (%s, %s)",
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name "
+                    "IN (%s, %s)",
                     [Posting._meta.db_table, JournalTransaction._meta.db_table],
                 )
                 triggers = cursor.fetchall()
