@@ -1,15 +1,15 @@
 """Benchmark 3: the recurring billing job issuing N membership cycles vs a bulk-insert baseline.
 
 Set-up (not timed): one monthly membership (6,000 + 13% tax, 2 uses a cycle) is sold with
-`membership_sell`, then copied in SQL to N memberships starting today with no cycle rows, so each has
-exactly one cycle due today. This benchmark's memberships left by earlier runs are marked deleted first
-(the job walks every active membership).
+`membership_sell`, then copied in SQL to N memberships starting today with no cycle rows, so each
+has exactly one cycle due today. This benchmark's memberships left by earlier runs are marked
+deleted first (the job walks every active membership).
 
 Timed: `carnet.passes.cycle_billing.cycles_issue(today=…)` in-process (the first half of
 `passes_daily`; the second half charges automatic memberships, and these are manual).
 Baseline: the same rows for another N copies with set-based SQL in one transaction — the cycle rows,
-the invoices (numbers from the counter), their lines and line taxes, the ledger transactions and their
-three postings each, the activity-log rows, and the passes' deferred amounts.
+the invoices (numbers from the counter), their lines and line taxes, the ledger transactions and
+their three postings each, the activity-log rows, and the passes' deferred amounts.
 """
 
 from __future__ import annotations
@@ -111,15 +111,17 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
         )
         n0 = cur.fetchone()[0]
         cur.execute(
-            "CREATE TEMP TABLE bench_due ON COMMIT DROP AS SELECT (n - 1)::int AS n, p.id AS pass_id, "
-            "p.patient_id FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(pid, n) "
-            "JOIN passes_pass p ON p.id = t.pid",
+            "CREATE TEMP TABLE bench_due ON COMMIT DROP AS SELECT (n - 1)::int AS n, "
+            "p.id AS pass_id, p.patient_id FROM unnest(%s::bigint[]) WITH ORDINALITY AS "
+            "t(pid, n) JOIN passes_pass p ON p.id = t.pid",
             [copies],
         )
         cur.execute(
-            """INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id, invoice_date,
-                           created_at, subtotal_minor, tax_minor, total_minor, applied_minor, notes)
-                       SELECT %s + n, %s + n, patient_id, NULL, NULL, %s, now(), %s, %s, %s, 0, '' FROM bench_due""",
+            """INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id,
+                           invoice_date, created_at, subtotal_minor, tax_minor, total_minor,
+                           applied_minor, notes)
+                       SELECT %s + n, %s + n, patient_id, NULL, NULL, %s, now(), %s, %s, %s,
+                              0, '' FROM bench_due""",
             [
                 i0,
                 n0,
@@ -130,9 +132,11 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
             ],
         )
         cur.execute(
-            """INSERT INTO billing_invoiceline (id, invoice_id, kind, description, quantity, unit_price_minor,
-                           adjustment_minor, tax_inclusive, income_category_id, net_minor, tax_minor, total_minor)
-                       SELECT %s + n, %s + n, %s, %s, 1, %s, 0, %s, %s, %s, %s, %s FROM bench_due""",
+            """INSERT INTO billing_invoiceline (id, invoice_id, kind, description, quantity,
+                           unit_price_minor, adjustment_minor, tax_inclusive, income_category_id,
+                               net_minor, tax_minor, total_minor)
+                       SELECT %s + n, %s + n, %s, %s, 1, %s, 0, %s, %s, %s, %s,
+                              %s FROM bench_due""",
             [
                 l0,
                 i0,
@@ -152,10 +156,12 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
             [l0, tax_line.tax_id, tax_line.rate, tax_line.amount_minor],
         )
         cur.execute(
-            """INSERT INTO passes_passinvoice (id, sold_pass_id, seq, due_on, unit_price_minor, amount_minor,
-                           net_minor, invoice_id, charge_attempts, last_error, period_start, period_end,
-                           uses_allowed, used_count, recognised_minor, skipped)
-                       SELECT %s + n, pass_id, 1, %s, %s, %s, %s, %s + n, 0, '', %s, %s, %s, 0, 0, false
+            """INSERT INTO passes_passinvoice (id, sold_pass_id, seq, due_on, unit_price_minor,
+                           amount_minor, net_minor, invoice_id, charge_attempts, last_error,
+                           period_start, period_end, uses_allowed, used_count, recognised_minor,
+                           skipped)
+                       SELECT %s + n, pass_id, 1, %s, %s, %s, %s, %s + n, 0, '', %s, %s, %s,
+                              0, 0, false
                        FROM bench_due""",
             [
                 c0,
@@ -251,8 +257,9 @@ def run(args) -> dict:
     }
     emit(
         result,
-        f"billing job: {len(issued):,} cycles in {job_s:.1f} s ({result['cycles_per_s']}/s) vs bulk insert "
-        f"{base_s:.2f} s (×{ratio}); 100k projected {result['projected_100k_s']:.0f} s — "
+        f"billing job: {len(issued):,} cycles in {job_s:.1f} s ({result['cycles_per_s']}/s) "
+        f"vs bulk insert {base_s:.2f} s (×{ratio}); "
+        f"100k projected {result['projected_100k_s']:.0f} s — "
         f"{'PASS' if result['pass'] else 'MISS'} (target <60 s at 100,000)",
     )
     return result

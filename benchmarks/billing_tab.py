@@ -1,13 +1,15 @@
-"""Benchmark 4: a patient's Billing tab and Packages & Memberships page with 200 passes and 500 invoices.
+"""Benchmark 4: a patient's Billing tab and Packages & Memberships page with 200
+passes and 500 invoices.
 
 Set-up (once, reused): a patient sold 180 packages and 20 monthly memberships through the services
-(`package_sell`, `membership_sell`: 200 pass invoices), every other one paid, plus 300 treatment invoices
-(`invoice_create`) — 500 invoices. A second patient with a tenth of that shows whether the query count
-grows with the data.
+(`package_sell`, `membership_sell`: 200 pass invoices), every other one paid, plus 300 treatment
+invoices (`invoice_create`) — 500 invoices. A second patient with a tenth of that shows whether the
+query count grows with the data.
 
-Timed: the Django test client's GET of each page in-process (server time: middleware, view, template),
-as the account owner, DEBUG off; median of repeats; queries counted with CaptureQueriesContext. Asserted:
-each page under 150 ms, its query count at most --max-queries and the same for both patients.
+Timed: the Django test client's GET of each page in-process (server time: middleware, view,
+template), as the account owner, DEBUG off; median of repeats; queries counted with
+CaptureQueriesContext. Asserted: each page under 150 ms, its query count at most --max-queries and
+the same for both patients.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def _patient(b, label: str, passes: int, invoices: int):
 
     [patient] = patients(label, 1)
     pack, membership = _templates(b)
-    # The first version of the billing-job benchmark marked every active membership deleted: undo that.
+    # The first version of the billing-job benchmark marked every active
+    # membership deleted: undo that.
     Pass.objects.filter(patient=patient, template=membership, status="deleted").update(
         status="active"
     )
@@ -154,7 +157,8 @@ def run(args) -> dict:
             misses.append(f"{name} {page['big']['queries']} queries > {args.max_queries}")
         if page["big"]["queries"] != page["small"]["queries"]:
             misses.append(
-                f"{name} queries grow with the data ({page['small']['queries']} → {page['big']['queries']})"
+                f"{name} queries grow with the data ({page['small']['queries']} → "
+                f"{page['big']['queries']})"
             )
     result = {
         "benchmark": "billing_tab",

@@ -78,7 +78,8 @@ BENCH = "Bench"
 
 
 def base() -> dict:
-    """The clinic, a location, a treatment, an owner with an API token and practitioners (idempotent)."""
+    """The clinic, a location, a treatment, an owner with an API token and
+    practitioners (idempotent)."""
     from django.contrib.auth import get_user_model
 
     from carnet.clinic.models import Clinic, Discipline, IncomeCategory, Location, Tax, Treatment
@@ -173,8 +174,9 @@ def patients(prefix: str, count: int) -> list:
 
 
 def page_client(user):
-    """A page client logged in as `user`. The benchmarks time pages, not the log-in: the second-factor
-    step Full Access and Account Owner logins go through (issue 18) is switched off in this process."""
+    """A page client logged in as `user`. The benchmarks time pages, not the log-in: the
+    second-factor step Full Access and Account Owner logins go through (issue 18) is switched
+    off in this process."""
     from django.conf import settings
     from django.test import Client
 
@@ -184,14 +186,15 @@ def page_client(user):
     return client
 
 
-# ---------------------------------------------------------------- CPU time of other processes (Linux /proc)
+# -------------------------------------------------------- CPU time of other processes (Linux /proc)
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _cpu_seconds(select) -> float:
-    """User + system CPU of every process `select(comm, pgrp)` accepts, with the time of its children
-    already reaped (PostgreSQL's postmaster reaps backends that end during a run), in seconds."""
+    """User + system CPU of every process `select(comm, pgrp)` accepts, with the time of its
+    children already reaped (PostgreSQL's postmaster reaps backends that end during
+    a run), in seconds."""
     total = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

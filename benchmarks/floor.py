@@ -1,8 +1,9 @@
-"""The floor of Carnet's stack for the redemption benchmark (issue 25): a minimal django-ninja API whose
-two endpoints run the raw-SQL baseline's statements (`redemption.Statements`) through Django's
+"""The floor of Carnet's stack for the redemption benchmark (issue 25): a minimal django-ninja API
+whose two endpoints run the raw-SQL baseline's statements (`redemption.Statements`) through Django's
 connection, one transaction per request, served by gunicorn like Carnet's API.
 
-    gunicorn --pythonpath benchmarks floor:application   (FLOOR_CONFIG = the statements' ids as JSON)
+    gunicorn --pythonpath benchmarks floor:application
+    (FLOOR_CONFIG = the statements' ids as JSON)
 
 No authentication, no middleware, no ORM: what Carnet's API costs above this is Carnet's own."""
 

@@ -1,10 +1,10 @@
 """Benchmark 2: the pass-usage report (one-month filter) over generated redemptions vs raw SQL.
 
-The data set (default 1,000,000 posted redemptions over two years, 200 patients each with one package,
-4 practitioners) is generated with INSERT … SELECT generate_series into the real tables — arrived
-appointments, their visit rows, the visits' invoices (numbers taken from the invoice counter) and the
-redemptions — so every constraint and foreign key holds. It is built once and reused (`--rebuild`
-regenerates it; a different size builds another set next to it).
+The data set (default 1,000,000 posted redemptions over two years, 200 patients each with one
+package, 4 practitioners) is generated with INSERT … SELECT generate_series into the real tables —
+arrived appointments, their visit rows, the visits' invoices (numbers taken from the invoice
+counter) and the redemptions — so every constraint and foreign key holds. It is built once and
+reused (`--rebuild` regenerates it; a different size builds another set next to it).
 
 The timed query is `carnet.reports.pass_reports.pass_usage_report` (the selector behind the report
 page, its CSV and its API: one query plus building each row's dict), as the account owner.
@@ -55,10 +55,14 @@ def _copy_pass(cur, source_id: int, patient_ids: list[int]) -> None:
     cur.execute(
         """INSERT INTO passes_passitem (sold_pass_id, treatment_id, additional_charge_minor,
                        compensation_minor, "limit", used_count)
-                   SELECT p.id, i.treatment_id, i.additional_charge_minor, i.compensation_minor, i."limit", 0
+                   SELECT p.id, i.treatment_id, i.additional_charge_minor, i.compensation_minor,
+                          i."limit", 0
                    FROM passes_pass p JOIN passes_passitem i ON i.sold_pass_id = %s
-                   WHERE p.template_id = (SELECT template_id FROM passes_pass WHERE id = %s) AND p.id <> %s
-                     AND NOT EXISTS (SELECT 1 FROM passes_passitem x WHERE x.sold_pass_id = p.id)""",
+                   WHERE p.template_id = (SELECT template_id FROM passes_pass WHERE id = %s)
+                     AND p.id <> %s
+                     AND NOT EXISTS (
+                         SELECT 1 FROM passes_passitem x WHERE x.sold_pass_id = p.id
+                     )""",
         [source_id, source_id, source_id],
     )
 
@@ -69,7 +73,8 @@ def _drop(cur, template) -> None:
         """CREATE TEMP TABLE bench_old ON COMMIT DROP AS
                    SELECT r.id AS r, r.visit_id AS v, ap.appointment_id AS a, ap.invoice_id AS i
                    FROM passes_redemption r JOIN passes_pass p ON p.id = r.sold_pass_id
-                   JOIN scheduling_appointmentpatient ap ON ap.id = r.visit_id WHERE p.template_id = %s""",
+                   JOIN scheduling_appointmentpatient ap ON ap.id = r.visit_id
+                   WHERE p.template_id = %s""",
         [template.pk],
     )
     cur.execute("DELETE FROM passes_redemption WHERE id IN (SELECT r FROM bench_old)")
@@ -146,35 +151,40 @@ def build(b, size: int, rebuild: bool) -> dict:
         )
         start = dt.datetime.combine(FIRST_DAY, dt.time(14, 0), tzinfo=dt.timezone.utc)
         series = "FROM generate_series(0, %s - 1) g"
-        # Chronological, as a clinic writes them: visit g falls on day g × DAYS ÷ size, at one of 8 hours.
+        # Chronological, as a clinic writes them: visit g falls on day g × DAYS ÷
+        # size, at one of 8 hours.
         day = f"(g::bigint * {DAYS} / {size})::int"
         slot = f"%s + {day} * interval '1 day' + (g %% 8) * interval '1 hour'"
         cur.execute(
-            f"""INSERT INTO scheduling_appointment (id, start, "end", status, booked_by, notes, created_at,
-                            booked_by_staff_id, location_id, practitioner_id, treatment_id)
-                        SELECT %s + g, {slot}, {slot} + interval '1 hour', 'arrived', 'staff', '', now(), %s, %s,
-                               (%s::bigint[])[1 + g %% {len(pracs)}], %s {series}""",
+            f"""INSERT INTO scheduling_appointment (id, start, "end", status, booked_by, notes,
+                            created_at, booked_by_staff_id, location_id, practitioner_id,
+                            treatment_id)
+                        SELECT %s + g, {slot}, {slot} + interval '1 hour', 'arrived', 'staff', '',
+                               now(), %s, %s, (%s::bigint[])[1 + g %% {len(pracs)}], %s {series}""",
             [a0, start, start, b["owner"].pk, b["location"].pk, pracs, b["treatment"].pk, size],
         )
         cur.execute(
-            f"""INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id, invoice_date,
-                            created_at, subtotal_minor, tax_minor, total_minor, applied_minor, notes)
-                        SELECT %s + g, %s + g, l.patient_id, %s, (%s::bigint[])[1 + g %% {len(pracs)}],
+            f"""INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id,
+                            invoice_date, created_at, subtotal_minor, tax_minor, total_minor,
+                            applied_minor, notes)
+                        SELECT %s + g, %s + g, l.patient_id, %s,
+                               (%s::bigint[])[1 + g %% {len(pracs)}],
                                (%s::date + {day}), now(), 0, 0, 0, 0, ''
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
             [i0, number0, b["location"].pk, pracs, FIRST_DAY, size],
         )
         cur.execute(
-            f"""INSERT INTO scheduling_appointmentpatient (id, role, status, booked_at, appointment_id,
-                            invoice_id, patient_id)
+            f"""INSERT INTO scheduling_appointmentpatient (id, role, status, booked_at,
+                            appointment_id, invoice_id, patient_id)
                         SELECT %s + g, 'primary', 'arrived', now(), %s + g, %s + g, l.patient_id
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
             [v0, a0, i0, size],
         )
         cur.execute(
-            f"""INSERT INTO passes_redemption (id, sold_pass_id, item_id, visit_id, patient_id, status,
-                            visit_date, reserved_at, posted_at, value_minor, additional_charge_minor,
-                            practitioner_id, compensation_minor, compensated_upfront, by_no_show)
+            f"""INSERT INTO passes_redemption (id, sold_pass_id, item_id, visit_id, patient_id,
+                            status, visit_date, reserved_at, posted_at, value_minor,
+                            additional_charge_minor, practitioner_id, compensation_minor,
+                            compensated_upfront, by_no_show)
                         SELECT %s + g, l.pass_id, l.item_id, %s + g, l.patient_id, 'posted',
                                (%s::date + {day}), now(), now(), 100, 0,
                                (%s::bigint[])[1 + g %% {len(pracs)}], 0, false, false
@@ -201,8 +211,8 @@ def build(b, size: int, rebuild: bool) -> dict:
 
 
 RAW = """
-SELECT r.visit_date, p.kind, p.name, pt.first_name, pt.last_name, t.name, t.price_minor, s.display_name,
-       i.number, r.value_minor
+SELECT r.visit_date, p.kind, p.name, pt.first_name, pt.last_name, t.name, t.price_minor,
+       s.display_name, i.number, r.value_minor
 FROM passes_redemption r
 JOIN passes_pass p ON p.id = r.sold_pass_id
 JOIN people_patient pt ON pt.id = r.patient_id

@@ -1,16 +1,17 @@
 """Benchmark 1: redemption throughput and latency through the HTTP API vs a raw-SQL baseline.
 
-One redemption = attach a package session to a booked visit (POST /appointments/{id}/patients/{pid}/pass
-with the pass id) and arrive it (POST /appointments/{id}/arrive), against gunicorn with DEBUG off.
-The raw-SQL baseline does the same writes with psycopg in one transaction: the conditional UPDATE of the
-pass counters (and the item's), the reserved redemption, the next invoice number, the invoice, its line
-and line tax, the posted use (pass counters, redemption), the ledger transaction and its two postings,
+One redemption = attach a package session to a booked visit (POST
+/appointments/{id}/patients/{pid}/pass with the pass id) and arrive it (POST
+/appointments/{id}/arrive), against gunicorn with DEBUG off. The raw-SQL baseline does the same
+writes with psycopg in one transaction: the conditional UPDATE of the pass counters (and the
+item's), the reserved redemption, the next invoice number, the invoice, its line and line tax, the
+posted use (pass counters, redemption), the ledger transaction and its two postings,
 the visit and appointment statuses and the three activity-log rows the services write.
 
 The floor of Carnet's own stack (issue 25) runs in the same run at each concurrency: a minimal
-django-ninja app (`floor.py`, no middleware, no ORM) whose two endpoints run the baseline's statements
-through Django's connection, under the same gunicorn. Each variant's CPU per redemption is read from
-/proc: the app server's process group and PostgreSQL's processes.
+django-ninja app (`floor.py`, no middleware, no ORM) whose two endpoints run the baseline's
+statements through Django's connection, under the same gunicorn. Each variant's CPU per redemption
+is read from /proc: the app server's process group and PostgreSQL's processes.
 
 Visits are pre-booked with SQL (not timed); each client works through its own lane of patients, each
 with a paid package, so API, floor and baseline see the same row contention.
@@ -78,8 +79,8 @@ def _passes(b) -> list:
 
 
 def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, int, int, int]]:
-    """`count` booked individual visits with no pass, round-robin over the lanes: [(appointment, patient,
-    pass, visit row)]. Visits go on one day (double-booking is on in the bench clinic)."""
+    """`count` booked individual visits with no pass, round-robin over the lanes: [(appointment,
+    patient, pass, visit row)]. Visits go on one day (double-booking is on in the bench clinic)."""
     from django.db import connection
 
     start = dt.datetime.now(dt.timezone.utc).replace(
@@ -88,9 +89,10 @@ def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, i
     lanes = [(s.patient_id, s.pk) for s in sold]
     with connection.cursor() as cur:
         cur.execute(
-            """INSERT INTO scheduling_appointment (start, "end", status, booked_by, notes, created_at,
-                   booked_by_staff_id, location_id, practitioner_id, treatment_id)
-               SELECT %s + (g %% 480) * interval '1 minute', %s + (g %% 480) * interval '1 minute' + interval '60 minutes',
+            """INSERT INTO scheduling_appointment (start, "end", status, booked_by, notes,
+                   created_at, booked_by_staff_id, location_id, practitioner_id, treatment_id)
+               SELECT %s + (g %% 480) * interval '1 minute',
+                      %s + (g %% 480) * interval '1 minute' + interval '60 minutes',
                       'booked', 'staff', '', now(), %s, %s, %s, %s
                FROM generate_series(1, %s) g RETURNING id""",
             [
@@ -109,8 +111,10 @@ def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, i
             patient, pass_id = lanes[n % len(lanes)]
             rows.append((pk, patient, pass_id))
         cur.execute(
-            """INSERT INTO scheduling_appointmentpatient (role, status, booked_at, appointment_id, patient_id)
-               SELECT 'primary', 'booked', now(), a, p FROM unnest(%s::bigint[], %s::bigint[]) AS t(a, p)
+            """INSERT INTO scheduling_appointmentpatient (role, status, booked_at, appointment_id,
+                   patient_id)
+               SELECT 'primary', 'booked', now(), a, p
+               FROM unnest(%s::bigint[], %s::bigint[]) AS t(a, p)
                RETURNING id, appointment_id""",
             [[r[0] for r in rows], [r[1] for r in rows]],
         )
@@ -122,7 +126,8 @@ def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, i
 
 
 def _run(clients: int, work: list, one) -> dict:
-    """Split `work` into `clients` threads (each its own lanes); time each call of `one(state, item)`."""
+    """Split `work` into `clients` threads (each its own lanes);
+    time each call of `one(state, item)`."""
     per = [work[n::clients] for n in range(clients)]
     samples: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -251,8 +256,8 @@ def statements_config(b) -> dict:
 
 
 class Statements:
-    """The writes of attach and of arrive as hand-written SQL on any DB-API cursor (psycopg's for the
-    raw-SQL baseline, Django's for the django-ninja floor in `floor.py`)."""
+    """The writes of attach and of arrive as hand-written SQL on any DB-API cursor (psycopg's for
+    the raw-SQL baseline, Django's for the django-ninja floor in `floor.py`)."""
 
     def __init__(self, config: dict):
         self.c = config
@@ -284,9 +289,11 @@ class Statements:
         )
         cur.execute(
             """INSERT INTO passes_redemption (sold_pass_id, item_id, visit_id, patient_id, status,
-                           visit_date, reserved_at, value_minor, additional_charge_minor, practitioner_id,
-                           compensation_minor, compensated_upfront, by_no_show, breakage_minor)
-                       VALUES (%s, %s, %s, %s, 'reserved', %s, now(), %s, 0, %s, 0, false, false, 0) RETURNING id""",
+                           visit_date, reserved_at, value_minor, additional_charge_minor,
+                           practitioner_id, compensation_minor, compensated_upfront, by_no_show,
+                           breakage_minor)
+                       VALUES (%s, %s, %s, %s, 'reserved', %s, now(), %s, 0, %s, 0, false, false, 0)
+                       RETURNING id""",
             [pass_id, item_id, visit, patient, start.date(), value, c["owner"]],
         )
         redemption = cur.fetchone()[0]
@@ -302,8 +309,8 @@ class Statements:
         visit: int,
         attached: tuple | None = None,
     ):
-        """`attached` is what `attach` returned in the same transaction (the baseline); without it (a
-        second request) the appointment is locked again and the reserved use read back."""
+        """`attached` is what `attach` returned in the same transaction (the baseline); without it
+        (a second request) the appointment is locked again and the reserved use read back."""
         c = self.c
         if attached is None:
             cur.execute(
@@ -311,7 +318,8 @@ class Statements:
             )
             start = cur.fetchone()[0]
             cur.execute(
-                "SELECT id, value_minor FROM passes_redemption WHERE visit_id = %s AND status = 'reserved'",
+                "SELECT id, value_minor FROM passes_redemption "
+                "WHERE visit_id = %s AND status = 'reserved'",
                 [visit],
             )
             redemption, value = cur.fetchone()
@@ -330,10 +338,11 @@ class Statements:
         )
         invoice = cur.fetchone()[0]
         cur.execute(
-            """INSERT INTO billing_invoiceline (invoice_id, kind, description, quantity, unit_price_minor,
-                           adjustment_minor, tax_inclusive, income_category_id, staff_id, treatment_id,
-                           net_minor, tax_minor, total_minor)
-                       VALUES (%s, 'treatment', %s, 1, 0, 0, false, %s, %s, %s, 0, 0, 0) RETURNING id""",
+            """INSERT INTO billing_invoiceline (invoice_id, kind, description, quantity,
+                           unit_price_minor, adjustment_minor, tax_inclusive, income_category_id,
+                           staff_id, treatment_id, net_minor, tax_minor, total_minor)
+                       VALUES (%s, 'treatment', %s, 1, 0, 0, false, %s, %s, %s, 0, 0, 0)
+                       RETURNING id""",
             [invoice, c["line_description"], c["category"], c["owner"], c["treatment"]],
         )
         line = cur.fetchone()[0]
@@ -344,8 +353,9 @@ class Statements:
         )
         self._log(cur, "created", "billing.invoice", invoice)
         cur.execute(
-            """UPDATE passes_pass SET reserved_count = reserved_count - 1, posted_count = posted_count + 1,
-                           recognised_minor = recognised_minor + %s WHERE id = %s""",
+            """UPDATE passes_pass SET reserved_count = reserved_count - 1,
+                           posted_count = posted_count + 1, recognised_minor = recognised_minor + %s
+                               WHERE id = %s""",
             [value, pass_id],
         )
         cur.execute(
@@ -364,7 +374,8 @@ class Statements:
             [txn, c["deferred"], value, txn, c["revenue"], -value],
         )
         cur.execute(
-            "UPDATE scheduling_appointmentpatient SET status = 'arrived', invoice_id = %s WHERE id = %s",
+            "UPDATE scheduling_appointmentpatient SET status = 'arrived', invoice_id = %s "
+            "WHERE id = %s",
             [invoice, visit],
         )
         cur.execute(
@@ -375,7 +386,8 @@ class Statements:
     def _log(self, cur, verb, kind, pk):
         cur.execute(
             """INSERT INTO core_activitylog (at, actor_id, actor_name, verb, object_type, object_id,
-                           object_repr, after) VALUES (now(), %s, 'bench-owner', %s, %s, %s, '', '{}'::jsonb)""",
+                           object_repr, after)
+                       VALUES (now(), %s, 'bench-owner', %s, %s, %s, '', '{}'::jsonb)""",
             [self.c["owner_user"], verb, kind, str(pk)],
         )
 
@@ -403,7 +415,8 @@ class _Raw:
 
 
 def _server(workers: int, threads: int, port: int, token: str, *, floor_config: dict | None = None):
-    """Carnet's API under gunicorn; with `floor_config`, the django-ninja floor (`floor.py`) instead."""
+    """Carnet's API under gunicorn; with `floor_config`, the django-ninja floor
+    (`floor.py`) instead."""
     env = dict(
         os.environ,
         DEBUG="0",
@@ -450,7 +463,8 @@ def _server(workers: int, threads: int, port: int, token: str, *, floor_config: 
 
 
 def _measured(clients: int, work: list, one, server: int | None) -> dict:
-    """`_run` plus the CPU milliseconds per redemption of the app server (if any) and of PostgreSQL."""
+    """`_run` plus the CPU milliseconds per redemption of the app server
+    (if any) and of PostgreSQL."""
     app0, pg0 = (server_cpu(server) if server else None), postgres_cpu()
     out = _run(clients, work, one)
     ops = out["ops"] or 1
@@ -547,19 +561,24 @@ def run(args) -> dict:
         "idempotency_key": args.idempotency,
         "ops_per_level": ops,
         "levels": rows,
-        "target": f"at {top['clients']} clients api >= 40% of raw SQL and app CPU <= 1.5x the ninja floor's; "
-        "p50 at 1 client <= 20 ms",
+        "target": (
+            f"at {top['clients']} clients api >= 40% of raw SQL and app CPU <= 1.5x the ninja "
+            "floor's; p50 at 1 client <= 20 ms"
+        ),
         "checks": checks,
         "pass": all(checks.values()),
         "machine": machine(),
     }
     parts = [
-        f"{r['clients']}c api {r['api']['ops_per_s']}/s p50 {r['api']['p50_ms']}ms p99 {r['api']['p99_ms']}ms"
-        f" (cpu app {r['api']['app_cpu_ms']} + pg {r['api']['pg_cpu_ms']} ms)"
-        f" vs floor {r['ninja_floor']['ops_per_s']}/s (cpu app {r['ninja_floor']['app_cpu_ms']}"
-        f" + pg {r['ninja_floor']['pg_cpu_ms']} ms) vs sql {r['raw_sql']['ops_per_s']}/s"
-        f" (pg {r['raw_sql']['pg_cpu_ms']} ms): api/sql {r['ratio']}, api/floor {r['ratio_floor']},"
-        f" app cpu {r['app_cpu_vs_floor']}x floor"
+        (
+            f"{r['clients']}c api {r['api']['ops_per_s']}/s p50 {r['api']['p50_ms']}ms p99 "
+            f"{r['api']['p99_ms']}ms (cpu app {r['api']['app_cpu_ms']} + pg "
+            f"{r['api']['pg_cpu_ms']} ms) vs floor {r['ninja_floor']['ops_per_s']}/s (cpu app "
+            f"{r['ninja_floor']['app_cpu_ms']} + pg {r['ninja_floor']['pg_cpu_ms']} ms) vs sql "
+            f"{r['raw_sql']['ops_per_s']}/s (pg {r['raw_sql']['pg_cpu_ms']} ms): "
+            f"api/sql {r['ratio']}, api/floor {r['ratio_floor']}, "
+            f"app cpu {r['app_cpu_vs_floor']}x floor"
+        )
         for r in rows
     ]
     emit(

@@ -1,6 +1,7 @@
 """Carnet's benchmark suite (issue 9). `make bench` runs all four; see benchmarks/README.md.
 
-    .venv/bin/python benchmarks/run.py [all|redemption|report|billing-job|billing-tab|imports|schedule] [--quick] [options]
+    .venv/bin/python benchmarks/run.py
+    [all|redemption|report|billing-job|billing-tab|imports|schedule] [--quick] [options]
 
 Each benchmark prints one JSON line and a one-line summary. Exit status 1 if a target was missed.
 """

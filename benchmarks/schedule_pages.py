@@ -154,10 +154,12 @@ def run(args) -> dict:
     location, count = _clinic()
     # Fresh planner statistics, as autovacuum keeps them on a live database: after the bulk set-up
     # (and the redemption benchmark's rows) stale ones made PostgreSQL hash-join every live
-    # redemption once per appointment for the "covered by a pass" mark (week view 307 ms, 59 ms after).
+    # redemption once per appointment for the "covered by a pass" mark
+    # (week view 307 ms, 59 ms after).
     with connection.cursor() as cursor:
         cursor.execute(
-            "ANALYZE scheduling_appointment, scheduling_appointmentpatient, passes_redemption, people_shift"
+            "ANALYZE scheduling_appointment, scheduling_appointmentpatient, passes_redemption, "
+            "people_shift"
         )
     client = page_client(owner.user)
     repeat = 3 if args.quick else 10
