@@ -96,6 +96,43 @@ def _cached(cache: dict, key: tuple, fetch):
 
 
 def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
+    """A line as asked for, checked, with what it leaves out taken from its product or treatment:
+    the invoice line's fields and its taxes. ValidationFailed names the line and the field."""
+    source, kind = _line_source(i, line, cache)
+    price = (
+        line.unit_price_minor
+        if line.unit_price_minor is not None
+        else getattr(source, "price_minor", None)
+    )
+    category_id = line.income_category_id or getattr(source, "income_category_id", None)
+    description = (line.description or getattr(source, "name", "")).strip()
+    problems = _line_problems(i, line, cache, price, category_id, description)
+    if problems:
+        first = next(iter(problems.values()))[0]
+        raise ValidationFailed(f"Line {i + 1}: {first}", fields=problems)
+    taxes = _line_taxes(i, line, cache, source)
+    inclusive = (
+        line.tax_inclusive
+        if line.tax_inclusive is not None
+        else getattr(source, "tax_inclusive", False)
+    )
+    data = dict(
+        kind=kind,
+        description=description,
+        quantity=line.quantity,
+        unit_price_minor=price,
+        adjustment_minor=line.adjustment_minor,
+        tax_inclusive=inclusive,
+        income_category_id=category_id,
+        staff_id=line.staff_id,
+        product=source if kind == InvoiceLine.Kind.PRODUCT else None,
+        treatment=source if kind == InvoiceLine.Kind.TREATMENT else None,
+    )
+    return data, taxes
+
+
+def _line_source(i: int, line: LineInput, cache: dict):
+    """(the product or treatment the line sells or None, the line's kind)."""
     where = f"lines.{i}"
     source = None
     if line.product_id is not None:
@@ -124,13 +161,12 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
         kind = InvoiceLine.Kind.TREATMENT
     else:
         kind = line.kind if line.kind in InvoiceLine.Kind.values else InvoiceLine.Kind.MANUAL
-    price = (
-        line.unit_price_minor
-        if line.unit_price_minor is not None
-        else getattr(source, "price_minor", None)
-    )
-    category_id = line.income_category_id or getattr(source, "income_category_id", None)
-    description = (line.description or getattr(source, "name", "")).strip()
+    return source, kind
+
+
+def _line_problems(i: int, line: LineInput, cache: dict, price, category_id, description) -> dict:
+    """Field -> what is wrong with it, for every field of the line that is wrong."""
+    where = f"lines.{i}"
     problems = {}
     if price is None or price < 0:
         problems[f"{where}.unit_price_minor"] = ["Enter a price of zero or more."]
@@ -170,9 +206,12 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
         problems[f"{where}.description"] = [
             f"At most {LINE_DESCRIPTION_MAX} characters, and no null characters."
         ]
-    if problems:
-        first = next(iter(problems.values()))[0]
-        raise ValidationFailed(f"Line {i + 1}: {first}", fields=problems)
+    return problems
+
+
+def _line_taxes(i: int, line: LineInput, cache: dict, source) -> list[Tax]:
+    """The taxes asked for (each must exist), else those of the product or treatment."""
+    where = f"lines.{i}"
     if line.tax_ids is not None:
         taxes = _cached(
             cache,
@@ -185,24 +224,7 @@ def _resolve(i: int, line: LineInput, cache: dict) -> tuple[dict, list[Tax]]:
             )
     else:
         taxes = list(source.taxes.all()) if source is not None else []
-    inclusive = (
-        line.tax_inclusive
-        if line.tax_inclusive is not None
-        else getattr(source, "tax_inclusive", False)
-    )
-    data = dict(
-        kind=kind,
-        description=description,
-        quantity=line.quantity,
-        unit_price_minor=price,
-        adjustment_minor=line.adjustment_minor,
-        tax_inclusive=inclusive,
-        income_category_id=category_id,
-        staff_id=line.staff_id,
-        product=source if kind == InvoiceLine.Kind.PRODUCT else None,
-        treatment=source if kind == InvoiceLine.Kind.TREATMENT else None,
-    )
-    return data, taxes
+    return taxes
 
 
 def _take_stock(product: Product, quantity: int) -> None:

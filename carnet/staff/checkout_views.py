@@ -226,6 +226,28 @@ def purchase_new(request, pk: int):
     except NotAllowed as exc:
         return not_allowed(request, exc.message)
     covering = templates_covering(visit.appointment.treatment) if visit else []
+    entry_for = f"staff-checkout:{request.user.pk}" if gateway_uses_stripe_js() else ""
+    form = CheckoutForm(
+        request.POST or None,
+        clinic=clinic,
+        patient=patient,
+        staff=staff,
+        covering=covering,
+        initial=_checkout_initial(request, visit, covering),
+        stripe_entry_for=entry_for,
+    )
+    if request.method == "POST" and form.is_valid():
+        response = _checkout_submit(
+            request, form, clinic, patient=patient, staff=staff, visit=visit
+        )
+        if response is not None:
+            return response
+    return _checkout_page(
+        request, form, clinic, patient, visit=visit, covering=covering, entry_for=entry_for
+    )
+
+
+def _checkout_initial(request, visit, covering) -> dict:
     initial = {"form_key": new_form_key()}
     # "Sell a package" chooses the first package that covers the visit; "Add items" (items=1) none.
     if visit:
@@ -235,114 +257,127 @@ def purchase_new(request, pk: int):
             location=visit.appointment.location_id,
             package_0=chosen,
         )
-    entry_for = f"staff-checkout:{request.user.pk}" if gateway_uses_stripe_js() else ""
-    form = CheckoutForm(
-        request.POST or None,
-        clinic=clinic,
-        patient=patient,
-        staff=staff,
-        covering=covering,
-        initial=initial,
-        stripe_entry_for=entry_for,
-    )
-    if request.method == "POST" and form.is_valid():
-        d = form.cleaned_data
-        done: dict = {}
-        key = f"{request.user.pk}-{d['form_key']}"
-        # A new card goes into the gateway's card form first, outside any transaction: a bad number
-        # sells nothing.
-        try:
-            entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
-            if (
-                entered and form.keeps_new_card()
-            ):  # it pays a membership's cycles too (Stripe: on the customer)
-                card_keep_at_gateway(patient=patient, stored=entered)
-        except CarnetError as exc:
-            apply_errors(form, exc)
-            entered = False
+    return initial
 
-        def write():
-            kept = (
-                card_file_stored(
-                    actor=request.user, patient=patient, stored=entered, holder=d["holder"]
-                )
-                if entered and form.keeps_new_card()
-                else None
-            )
-            sale = checkout_sell(
-                actor=request.user,
-                patient=patient,
-                cart=form.cart(new_card=kept),
-                location=d.get("location") or location_default(staff=staff),
-            )
-            owing = sale.due_now_minor()
-            if form.pays_now() and owing:
-                tenders = form.tenders(owing=owing)
-                received = sum(t.amount_minor for t in tenders)
-                question = form.credit_confirmed(received=received, applied=min(received, owing))
-                if (
-                    question
-                ):  # rolls the sale back with it: nothing is recorded until the desk answers
-                    raise ValidationFailed(question)
-                checkout_pay_at_desk(
-                    actor=request.user,
-                    patient=patient,
-                    sale=sale,
-                    key=key,
-                    tenders=[t for t in tenders if t.method not in CARD_METHODS],
-                    card_follows=any(t.method in CARD_METHODS for t in tenders),
-                )
-                done["card"] = next(
-                    (replace(t, card=kept or t.card) for t in tenders if t.method in CARD_METHODS),
-                    None,
-                )
-                if (
-                    done["card"] is not None
-                ):  # the card carries the gift cards: checked before anything commits
-                    gift_cards_from(sale, done["card"])
-            if visit is not None and sale.passes and done.get("card") is None:
-                done["pass"], done["why_not"] = checkout_cover_visit(
-                    actor=request.user, passes=sale.passes, visit=visit
-                )
-            return sale
 
-        outcome, result = (
-            save_once(request, form, write) if entered is not False else ("error", None)
+def _card_entered(form, patient):
+    """A new card goes into the gateway's card form first, outside any transaction: a bad number
+    sells nothing. The card entered, None without one, or False (errors on the form)."""
+    try:
+        entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
+        if entered and form.keeps_new_card():
+            # It pays a membership's cycles too (Stripe: on the customer).
+            card_keep_at_gateway(patient=patient, stored=entered)
+    except CarnetError as exc:
+        apply_errors(form, exc)
+        return False
+    return entered
+
+
+def _checkout_submit(request, form, clinic, *, patient, staff, visit):
+    """Sell once (save_once), then charge a card and cover the visit: the response to send, or None
+    to show the form again with its errors."""
+    done: dict = {}
+    key = f"{request.user.pk}-{form.cleaned_data['form_key']}"
+    entered = _card_entered(form, patient)
+
+    def write():
+        return _sale_write(request, form, patient, staff, visit, entered, key, done)
+
+    outcome, result = save_once(request, form, write) if entered is not False else ("error", None)
+    if outcome == "denied":
+        return result
+    if outcome == "ok" and done.get("card") is not None:
+        _charge_card(
+            request,
+            patient,
+            result,
+            done,
+            tender=done["card"],
+            entered=entered,
+            key=key,
+            visit=visit,
         )
-        if outcome == "denied":
-            return result
-        if outcome == "ok" and done.get("card") is not None:
-            _charge_card(
-                request,
-                patient,
-                result,
-                done,
-                tender=done["card"],
-                entered=entered,
-                key=key,
-                visit=visit,
+    if outcome == "ok" and done.get("authenticate"):
+        messages.success(request, _summary(clinic, result))
+        return _authenticate_page(request, patient, done["authenticate"], visit, result)
+    if outcome == "ok":
+        messages.success(request, _summary(clinic, result))
+        _covered_message(request, done.get("pass"), done.get("why_not", ""))
+    if outcome in ("ok", "repeat"):
+        return redirect(_back_to(visit) if visit else reverse("billing:tab", args=[patient.pk]))
+    return None
+
+
+def _sale_write(request, form, patient, staff, visit, entered, key: str, done: dict):
+    """In save_once's transaction: keep a new card, sell, take the desk's payment, and cover the
+    visit (unless a card is still to be charged, which happens after the commit)."""
+    d = form.cleaned_data
+    kept = (
+        card_file_stored(actor=request.user, patient=patient, stored=entered, holder=d["holder"])
+        if entered and form.keeps_new_card()
+        else None
+    )
+    sale = checkout_sell(
+        actor=request.user,
+        patient=patient,
+        cart=form.cart(new_card=kept),
+        location=d.get("location") or location_default(staff=staff),
+    )
+    owing = sale.due_now_minor()
+    if form.pays_now() and owing:
+        done["card"] = _pay_at_desk(request, form, patient, sale, owing, key, kept)
+    if visit is not None and sale.passes and done.get("card") is None:
+        done["pass"], done["why_not"] = checkout_cover_visit(
+            actor=request.user, passes=sale.passes, visit=visit
+        )
+    return sale
+
+
+def _pay_at_desk(request, form, patient, sale, owing: int, key: str, kept):
+    """The desk's ways to pay, recorded with the sale; the card one (to charge after the commit),
+    or None."""
+    tenders = form.tenders(owing=owing)
+    received = sum(t.amount_minor for t in tenders)
+    question = form.credit_confirmed(received=received, applied=min(received, owing))
+    if question:  # rolls the sale back with it: nothing is recorded until the desk answers
+        raise ValidationFailed(question)
+    checkout_pay_at_desk(
+        actor=request.user,
+        patient=patient,
+        sale=sale,
+        key=key,
+        tenders=[t for t in tenders if t.method not in CARD_METHODS],
+        card_follows=any(t.method in CARD_METHODS for t in tenders),
+    )
+    card = next(
+        (replace(t, card=kept or t.card) for t in tenders if t.method in CARD_METHODS),
+        None,
+    )
+    if card is not None:  # the card carries the gift cards: checked before anything commits
+        gift_cards_from(sale, card)
+    return card
+
+
+def _authenticate_page(request, patient, pending, visit, sale):
+    """The bank's check of a new card; once confirmed, a package sold from an appointment covers
+    its visit."""
+    action = reverse("billing:card_authenticated", args=[pending.attempt.pk])
+    if visit is not None and sale.passes:
+        action = (
+            reverse("billing:purchase_authenticated", args=[patient.pk, pending.attempt.pk])
+            + "?"
+            + urlencode(
+                {
+                    "appointment": visit.appointment.pk,
+                    "passes": ",".join(str(p.pk) for p in sale.passes),
+                }
             )
-        if outcome == "ok" and done.get("authenticate"):
-            messages.success(request, _summary(clinic, result))
-            pending = done["authenticate"]
-            action = reverse("billing:card_authenticated", args=[pending.attempt.pk])
-            if visit is not None and result.passes:  # once confirmed, the package covers the visit
-                action = (
-                    reverse("billing:purchase_authenticated", args=[pk, pending.attempt.pk])
-                    + "?"
-                    + urlencode(
-                        {
-                            "appointment": visit.appointment.pk,
-                            "passes": ",".join(str(p.pk) for p in result.passes),
-                        }
-                    )
-                )
-            return card_authenticate_page(request, pending, staff=True, action=action)
-        if outcome == "ok":
-            messages.success(request, _summary(clinic, result))
-            _covered_message(request, done.get("pass"), done.get("why_not", ""))
-        if outcome in ("ok", "repeat"):
-            return redirect(_back_to(visit) if visit else reverse("billing:tab", args=[pk]))
+        )
+    return card_authenticate_page(request, pending, staff=True, action=action)
+
+
+def _checkout_page(request, form, clinic, patient, *, visit, covering, entry_for: str):
     context = {
         "patient": patient,
         "form": form,
