@@ -33,7 +33,29 @@ def clinic_files(
     for every eleventh; with `membership_name` (a monthly template), "memberships":
     one for every ninth patient,
     mid-cycle at `cut_over`."""
-    people = _csv(
+    files = {
+        "patients": _patients(patients, prefix),
+        "packages": _packages(patients, passes, template_name, prefix, start),
+        "credit": _csv(
+            ["Patient external ID", "Credit"],
+            ([f"{prefix}P{n}", f"{(n % 50) + 1}.25"] for n in range(0, patients, 7)),
+        ),
+        "gift_cards": _csv(
+            ["Code", "Balance", "Purchaser external ID"],
+            (
+                [f"{prefix}GC{n:06d}", f"{(n % 9 + 1) * 10}.00", f"{prefix}P{n}"]
+                for n in range(0, patients, 11)
+            ),
+        ),
+    }
+    if membership_name:
+        files["memberships"] = _memberships(patients, membership_name, prefix, cut_over)
+    return files
+
+
+def _patients(patients: int, prefix: str) -> bytes:
+    """A tenth of them dependants of the one before; a third without a date of birth."""
+    return _csv(
         [
             "External ID",
             "First name",
@@ -56,6 +78,11 @@ def clinic_files(
             for n in range(patients)
         ),
     )
+
+
+def _packages(patients: int, passes: int, template_name: str, prefix: str, start) -> bytes:
+    """Prices 50.00–149.00 over 3–12 uses, some used; a fifth without a known price, a thirteenth
+    of the rest half paid."""
     rows = []
     for n in range(passes):
         quantity = 3 + n % 10
@@ -77,7 +104,7 @@ def clinic_files(
                 (start + dt.timedelta(days=400 + n % 300)).isoformat() if n % 4 else "",
             ]
         )
-    packages = _csv(
+    return _csv(
         [
             "External ID",
             "Patient external ID",
@@ -92,47 +119,36 @@ def clinic_files(
         ],
         rows,
     )
-    credit = _csv(
-        ["Patient external ID", "Credit"],
-        ([f"{prefix}P{n}", f"{(n % 50) + 1}.25"] for n in range(0, patients, 7)),
-    )
-    cards = _csv(
-        ["Code", "Balance", "Purchaser external ID"],
+
+
+def _memberships(patients: int, membership_name: str, prefix: str, cut_over) -> bytes:
+    """One for every ninth patient: joined n months before the cut-over, next cycle due on the nth
+    day of its month."""
+    return _csv(
+        [
+            "External ID",
+            "Patient external ID",
+            "Membership",
+            "Start date",
+            "Next cycle date",
+            "Uses this cycle",
+            "Payment",
+        ],
         (
-            [f"{prefix}GC{n:06d}", f"{(n % 9 + 1) * 10}.00", f"{prefix}P{n}"]
-            for n in range(0, patients, 11)
+            [
+                f"{prefix}M{n}",
+                f"{prefix}P{n}",
+                membership_name,
+                _months_before(cut_over.replace(day=1 + n % 28), 1 + n % 6).isoformat(),
+                cut_over.replace(day=1 + n % 28).isoformat()
+                if 1 + n % 28 > cut_over.day
+                else _months_before(cut_over.replace(day=1 + n % 28), -1).isoformat(),
+                str(n % 2),
+                "automatic" if n % 4 == 0 else "manual",
+            ]
+            for n in range(0, patients, 9)
         ),
     )
-    files = {"patients": people, "packages": packages, "credit": credit, "gift_cards": cards}
-    if (
-        membership_name
-    ):  # joined n months before the cut-over, next cycle due on the nth day of its month
-        files["memberships"] = _csv(
-            [
-                "External ID",
-                "Patient external ID",
-                "Membership",
-                "Start date",
-                "Next cycle date",
-                "Uses this cycle",
-                "Payment",
-            ],
-            (
-                [
-                    f"{prefix}M{n}",
-                    f"{prefix}P{n}",
-                    membership_name,
-                    _months_before(cut_over.replace(day=1 + n % 28), 1 + n % 6).isoformat(),
-                    cut_over.replace(day=1 + n % 28).isoformat()
-                    if 1 + n % 28 > cut_over.day
-                    else _months_before(cut_over.replace(day=1 + n % 28), -1).isoformat(),
-                    str(n % 2),
-                    "automatic" if n % 4 == 0 else "manual",
-                ]
-                for n in range(0, patients, 9)
-            ),
-        )
-    return files
 
 
 def _months_before(day: dt.date, months: int) -> dt.date:
