@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The suite runs in two processes (pytest-xdist; each has its own test databases and free ports).
 TEST_PROCESSES ?= 2
 
-.PHONY: demo test install browser system-deps serve bench audit clean
+.PHONY: demo test lint install browser system-deps serve bench audit clean
 
 $(STAMP): $(LOCKS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -48,7 +48,11 @@ demo: install system-deps
 	  trap 'kill $$worker 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	  $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
 
-test: install browser system-deps
+# Cheap checks first: the import contracts of pyproject.toml (layers, habit 16).
+lint: install
+	$(BIN)/lint-imports
+
+test: install lint browser system-deps
 	mkdir -p var
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) $(PYTEST_ARGS)
 

@@ -110,7 +110,10 @@ TEMPLATES = [
                 "carnet.core.context_processors.carnet",
                 "carnet.core.context_processors.allowed",
             ],
-            "builtins": ["carnet.core.templatetags.carnet"],
+            "builtins": [
+                "carnet.core.templatetags.carnet",
+                "carnet.clinic.templatetags.clinic_money",
+            ],
         },
     },
 ]

@@ -15,10 +15,11 @@ from django.urls import reverse
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError
+from carnet.core.pages import staff_required
 from carnet.core.permissions import Action
 from carnet.ledger.models import Account
 from carnet.reports.billing_views import report_field, report_page
-from carnet.staff.decorators import staff_required
+from carnet.reports.scope import period_from
 
 from . import services
 from .forms import ExportForm
@@ -133,7 +134,6 @@ def account_mapping(request):
 
 
 def _dates(request) -> tuple[dt.date, dt.date]:
-    from carnet.reports.scope import period_from
 
     period = period_from(request.GET.get("start"), request.GET.get("end"))
     return period.start, period.end

@@ -32,14 +32,14 @@ from . import schemas as s
 from .document_views import pdf_response
 from .invoicing import LineInput, invoice_create, invoice_delete
 from .models import Allocation, Invoice, InvoiceLine, Payment
-from .selectors import amount_owing, credit_balance
+from .selectors import allocations_for, amount_owing, credit_balance, payments_in_detail
 
 router = Router(tags=["billing"])
 
 _INVOICES = Invoice.objects.prefetch_related(
     Prefetch("lines", queryset=InvoiceLine.objects.prefetch_related("line_taxes"))
 )
-_PAYMENTS = Payment.objects.prefetch_related("allocations", "refunds")
+_PAYMENTS = payments_in_detail()
 
 
 def _invoice(request, pk: int) -> Invoice:
@@ -157,20 +157,6 @@ def payments_list(request, pk: int):
     return list(_PAYMENTS.filter(patient=patient))
 
 
-def _allocations(patient, items: list[s.AllocationIn]) -> list[tuple[Invoice, int]]:
-    found = {
-        inv.pk: inv
-        for inv in Invoice.objects.filter(pk__in=[a.invoice_id for a in items], patient=patient)
-    }
-    missing = [a.invoice_id for a in items if a.invoice_id not in found]
-    if missing:
-        raise ValidationFailed(
-            f"No invoice with id {missing[0]} for this patient.",
-            fields={"allocations": [f"Unknown invoice {missing[0]}."]},
-        )
-    return [(found[a.invoice_id], a.amount_minor) for a in items]
-
-
 @router.post("/payments", response={201: s.PaymentOut}, operation_id="payment_receive")
 @calls_gateway(lambda request, body, kwargs: body.get("method") == Payment.Method.CARD_GATEWAY)
 def receive_payment(request, payload: s.PaymentIn):
@@ -183,7 +169,7 @@ def receive_payment(request, payload: s.PaymentIn):
         method=payload.method,
         amount_minor=payload.amount_minor,
         reference=payload.reference,
-        allocations=_allocations(patient, payload.allocations),
+        allocations=allocations_for(patient=patient, items=payload.allocations),
         card=card,
         idempotency_key=request_key(
             request,

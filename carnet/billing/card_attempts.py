@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from carnet.clinic.selectors import clinic_get, money_text
 from carnet.core import activity, clock
@@ -42,8 +42,10 @@ from carnet.gateway.services import (
     gateway_retrieve,
 )
 
+from .emails import balance_paid_email
 from .locks import lock_invoices, lock_payment
 from .models import CardAttempt, CardAttemptInvoice, Payment, Refund
+from .payments import allocation_check, payment_record, refund_post
 
 RECONCILE_AFTER = dt.timedelta(minutes=5)  # younger attempts may still have their call in flight
 # A charge waiting for its card holder's 3-D Secure check is left this long before reconciliation
@@ -133,7 +135,6 @@ def charge_begin(
 ) -> CardAttempt:
     """Record a card charge about to be made (committed before any call out); the same request
     key again returns the first attempt. `allocations` (invoice, amount) are reserved."""
-    from .payments import _check_allocation
 
     if amount_minor <= 0:
         raise ValidationFailed(
@@ -157,7 +158,7 @@ def charge_begin(
             locked = invoices.get(invoice.pk)
             if locked is None:
                 raise NotFound(f"No invoice with id {invoice.pk}.")
-            _check_allocation(locked, patient_id=patient.pk, amount=amount)
+            allocation_check(locked, patient_id=patient.pk, amount=amount)
             if amount > locked.balance_minor - reserved_minor(locked.pk):
                 raise Conflict(
                     f"A card payment on {locked} is already being processed; wait for it to finish "
@@ -287,7 +288,6 @@ def charge(**begin) -> Payment:
 def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardAttempt:
     """The charge succeeded at the gateway: its payment, allocations and the
     purpose's step, once."""
-    from .payments import _record_payment
 
     with transaction.atomic():
         attempt = (
@@ -306,7 +306,7 @@ def charge_record(pk: int, charge_id: str, *, reconciled: bool = False) -> CardA
             amount = min(row.amount_minor, max(invoice.balance_minor, 0))
             if amount > 0 and not invoice.deleted_at:
                 allocations.append((invoice, amount))
-        payment = _record_payment(
+        payment = payment_record(
             actor=attempt.created_by,
             verb="charged" if attempt.created_by is None else "received",
             patient=attempt.patient,
@@ -443,7 +443,6 @@ def refund_run(attempt: CardAttempt) -> CardAttempt:
 
 
 def refund_record(pk: int, refund_id: str, *, reconciled: bool = False) -> CardAttempt:
-    from .payments import refund_post
 
     with transaction.atomic():
         attempt = CardAttempt.objects.select_for_update(of=("self",)).get(pk=pk)
@@ -602,7 +601,6 @@ def attempts_reconcile(
 def attempts_to_review(*, now: dt.datetime | None = None, days: int = 30):
     """Attempts staff should look at: still open after the reconcile delay, resolved by
     reconciliation, or whose money became credit, in the last `days` days."""
-    from django.db.models import Q
 
     now = now or clock.now()
     since = now - dt.timedelta(days=days)
@@ -629,7 +627,6 @@ def open_attempt_for(*, purpose: str, **context) -> CardAttempt | None:
 
 
 def _receipt(attempt: CardAttempt, payment: Payment) -> None:
-    from .emails import balance_paid_email
 
     balance_paid_email(payment=payment)  # sent once the transaction commits
 

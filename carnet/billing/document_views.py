@@ -5,9 +5,9 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from carnet.core.pages import run_action, staff_required
 from carnet.core.permissions import Action
 from carnet.people.selectors import patient_get
-from carnet.staff.decorators import run_action, staff_required
 
 from . import documents, emails
 from .selectors import invoice_get

@@ -1,6 +1,6 @@
 from django import forms
 
-from carnet.clinic.selectors import location_default, locations_active
+from carnet.clinic.selectors import clinic_get, location_default, locations_active
 from carnet.core.forms import MoneyField
 from carnet.gateway.selectors import cards_for_patient
 
@@ -36,7 +36,6 @@ class CreditQuestion:
         extra = received - applied
         if extra <= 0 or self.data.get("credit_ok") == str(extra):
             return None
-        from carnet.clinic.selectors import clinic_get
 
         money = clinic_get().money
         self.credit_question = extra

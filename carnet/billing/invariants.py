@@ -8,7 +8,7 @@ from carnet.ledger import accounts
 from carnet.ledger.invariants import invariant
 from carnet.ledger.selectors import balances_by_patient
 
-from .models import Invoice, Payment
+from .models import CardAttempt, Invoice, Payment
 
 
 def _compare(label: str, ledger: dict[int, int], rows: dict[int, int]):
@@ -85,7 +85,6 @@ def _payment_totals():
     "every succeeded card charge has exactly one payment, every succeeded card refund one refund"
 )
 def _card_attempts():
-    from .models import CardAttempt
 
     charges = CardAttempt.objects.filter(
         kind=CardAttempt.Kind.CHARGE, status=CardAttempt.Status.SUCCEEDED

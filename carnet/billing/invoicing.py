@@ -27,8 +27,8 @@ from carnet.ledger.services import (
 )
 from carnet.people.models import StaffMember
 
-from .locks import lock_invoice
-from .models import Invoice, InvoiceCounter, InvoiceLine, InvoiceLineTax
+from .locks import lock_invoice, lock_payments
+from .models import Allocation, Invoice, InvoiceCounter, InvoiceLine, InvoiceLineTax
 from .tax import line_amounts
 
 LINE_DESCRIPTION_MAX = InvoiceLine._meta.get_field("description").max_length
@@ -63,7 +63,7 @@ def _revenue_account(kind: str, category_id: int) -> str:
     return DEFERRED_KINDS.get(kind) or accounts.revenue(category_id)
 
 
-def _next_numbers(count: int) -> int:
+def invoice_numbers_next(count: int) -> int:
     """The first of `count` consecutive invoice numbers.
 
     The UPDATE row-locks the counter until commit (PostgreSQL) or runs under the write lock
@@ -334,7 +334,7 @@ def invoices_create(
             if data["product"] is not None:
                 _take_stock(data["product"], data["quantity"])
         drafts.append(_draft(order, resolved, currency=clinic.currency, today=today, now=now))
-    first = _next_numbers(len(drafts))
+    first = invoice_numbers_next(len(drafts))
     for n, d in enumerate(drafts):
         d.invoice.number = first + n
     invoices = bulk.insert(Invoice, [d.invoice for d in drafts])
@@ -477,8 +477,6 @@ def invoice_delete(
 def _release(invoice: Invoice, amount: int, now) -> list[Line]:
     """Unapply `amount` of the (locked) invoice's payments, newest first, splitting an allocation
     when only part of it goes back. Returns the ledger lines (A/R up, the payers' credit up)."""
-    from .locks import lock_payments
-    from .models import Allocation
 
     live = list(
         invoice.allocations.filter(unapplied_at__isnull=True).order_by("-applied_at", "-pk")

@@ -13,7 +13,8 @@ from carnet.core.undo import imported_rows_remove
 from carnet.ledger import accounts
 from carnet.ledger.services import Entry, Line, transactions_post_many
 
-from .models import Allocation, Invoice, InvoiceLine, Payment
+from .invoicing import invoice_numbers_next
+from .models import Allocation, Invoice, InvoiceLine, InvoiceLineTax, Payment
 
 OPENING_REFERENCE = "Opening balance"
 PAID_BEFORE_REFERENCE = "Paid before the switch"
@@ -97,12 +98,11 @@ def bills_open(
     moved in the previous system, so the caller's opening balance entry carries what is still owed
     (A/R against opening balance equity), which keeps A/R per patient equal to the invoice balances.
     The tax on them was the previous system's to remit: no tax lines."""
-    from .invoicing import _next_numbers
 
     if not bills:
         return []
     user = actor if getattr(actor, "is_authenticated", False) else None
-    first, now = _next_numbers(len(bills)), clock.now()
+    first, now = invoice_numbers_next(len(bills)), clock.now()
     invoices = bulk.insert(
         Invoice,
         [
@@ -187,7 +187,6 @@ def bills_close(*, actor, invoice_pks: list[int]) -> None:
     """Take imported invoices back out (caller's transaction; the caller reverses the opening
     balances): their "paid before" payments, allocations, lines and the invoices themselves go.
     Their numbers are not reused: an undone import leaves a gap, said in the activity log."""
-    from .models import InvoiceLineTax
 
     problems = bills_in_use(invoice_pks)
     if problems:

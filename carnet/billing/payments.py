@@ -8,6 +8,7 @@ refund takes it out of credit and cash.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import transaction
@@ -17,19 +18,36 @@ from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, NotFound, ValidationFailed
 from carnet.core.limits import amount_check, text_check
 from carnet.core.permissions import Action, require
+from carnet.gateway.services import card_label, card_tokenize
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 
+from . import card_attempts
 from .locks import lock_invoices, lock_payment, lock_payments
-from .models import Allocation, Invoice, Payment, Refund
+from .models import Allocation, CardAttempt, Invoice, Payment, Refund
 from .selectors import open_invoices
+
+# Ways to pay whose money another app holds (a gift card's balance): that app registers how such a
+# payment is received when it loads (giftcards.apps), so billing imports none of the apps above it.
+_RECEIVERS: dict[str, Callable[..., Payment]] = {}
+
+
+def payment_receiver_register(method: str, receive: Callable[..., Payment]) -> None:
+    _RECEIVERS[method] = receive
+
+
+def payment_receiver(method: str) -> Callable[..., Payment] | None:
+    """The registered `receive(actor=, code=, patient=, amount_minor=, allocations=, reference=)`
+    for a method whose money another app holds, else None (billing receives it itself)."""
+    return _RECEIVERS.get(method)
+
 
 UNAPPLY_OLD_AFTER = timedelta(hours=24)
 REFERENCE_MAX = Payment._meta.get_field("reference").max_length
 REASON_MAX = Refund._meta.get_field("reason").max_length
 
 
-def _check_allocation(invoice: Invoice, *, patient_id: int, amount: int) -> None:
+def allocation_check(invoice: Invoice, *, patient_id: int, amount: int) -> None:
     if amount <= 0:
         raise ValidationFailed(
             "Apply an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
@@ -53,7 +71,7 @@ def _check_allocation(invoice: Invoice, *, patient_id: int, amount: int) -> None
 def _apply(*, payment: Payment, invoice: Invoice, amount: int) -> Allocation:
     """Both rows are locked by the caller. Moves `amount` from the patient's
     credit to the invoice."""
-    _check_allocation(invoice, patient_id=payment.patient_id, amount=amount)
+    allocation_check(invoice, patient_id=payment.patient_id, amount=amount)
     if amount > payment.unapplied_minor:
         raise Conflict(
             f"Only {money_text(payment.unapplied_minor)} of this payment is unapplied.",
@@ -134,8 +152,6 @@ def payment_receive(
             fields={"allocations": ["More than the payment."]},
         )
     if method == Payment.Method.CARD_GATEWAY:
-        from . import card_attempts
-
         card = card_on_file_check(patient, card)
         return card_attempts.charge(
             request_key=f"payment:{actor.pk}:{idempotency_key or uuid.uuid4().hex}",
@@ -148,7 +164,7 @@ def payment_receive(
             actor=actor,
         )
     with transaction.atomic():
-        return _record_payment(
+        return payment_record(
             actor=actor,
             verb="received",
             patient=patient,
@@ -161,7 +177,7 @@ def payment_receive(
         )
 
 
-def _record_payment(
+def payment_record(
     *,
     actor,
     verb: str,
@@ -349,8 +365,6 @@ def payment_refund(
         )
     text_check(reason, field="reason", limit=REASON_MAX)
     if method == Payment.Method.CARD_GATEWAY:
-        from . import card_attempts
-
         return card_attempts.refund(
             request_key=f"refund:{actor.pk}:{idempotency_key or uuid.uuid4().hex}",
             payment=payment,
@@ -460,7 +474,7 @@ def payment_gift_card_record(
     *, actor, patient, amount_minor: int, reference: str, allocations: list[tuple[Invoice, int]]
 ) -> Payment:
     """Inside giftcard_redeem's transaction, after the card's balance was taken down."""
-    return _record_payment(
+    return payment_record(
         actor=actor,
         verb="received",
         patient=patient,
@@ -548,10 +562,6 @@ def card_pay_online(
     then charged as a card attempt. A double submit or retry with the same key charges once and
     returns the same attempt; a declined card frees the key, so the patient can correct it; a lost
     answer keeps it, so the retry asks the gateway about the same charge."""
-    from carnet.gateway.services import card_label, card_tokenize
-
-    from . import card_attempts
-    from .models import CardAttempt
 
     attempt = CardAttempt.objects.filter(request_key=request_key).first()
     if attempt is None:
@@ -594,7 +604,6 @@ def balance_pay_online(
     The one payment made by the patient rather than staff, so there is no staff access check: it
     can pay only this patient's own open invoices, oldest first, for exactly what is outstanding.
     """
-    from .models import CardAttempt
 
     request_key = f"pay-balance:{patient.pk}:{form_key_check(idempotency_key)}"
     invoices, amount = [], 0

@@ -1,6 +1,6 @@
 from django.db.models import F, QuerySet, Sum
 
-from carnet.core.errors import NotFound
+from carnet.core.errors import NotFound, ValidationFailed
 
 from .models import Invoice, Payment
 
@@ -13,6 +13,27 @@ def payments_for_patient(patient) -> QuerySet[Payment]:
     return Payment.objects.filter(patient=patient).prefetch_related(
         "allocations__invoice", "refunds"
     )
+
+
+def payments_in_detail() -> QuerySet[Payment]:
+    """Payments with their allocations and refunds, as the API answers them."""
+    return Payment.objects.prefetch_related("allocations", "refunds")
+
+
+def allocations_for(*, patient, items) -> list[tuple[Invoice, int]]:
+    """`items` (each with `invoice_id` and `amount_minor`) as (invoice, amount) pairs: every
+    invoice must be this patient's, else a 422 naming the allocations."""
+    found = {
+        inv.pk: inv
+        for inv in Invoice.objects.filter(pk__in=[a.invoice_id for a in items], patient=patient)
+    }
+    missing = [a.invoice_id for a in items if a.invoice_id not in found]
+    if missing:
+        raise ValidationFailed(
+            f"No invoice with id {missing[0]} for this patient.",
+            fields={"allocations": [f"Unknown invoice {missing[0]}."]},
+        )
+    return [(found[a.invoice_id], a.amount_minor) for a in items]
 
 
 def credit_balance(patient) -> int:

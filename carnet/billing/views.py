@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.idempotency import claim_form_key, new_form_key
+from carnet.core.pages import apply_errors, not_allowed, run_action, save_once, staff_required
 from carnet.core.permissions import Action
 from carnet.gateway.selectors import cards_for_patient
 from carnet.gateway.services import (
@@ -24,13 +25,14 @@ from carnet.gateway.services import (
     stripe_js_url,
 )
 from carnet.people.selectors import patient_get
-from carnet.staff.decorators import apply_errors, not_allowed, run_action, save_once, staff_required
 
-from . import payments
+from . import card_attempts, payments
+from .card_attempts import RECONCILE_AFTER, attempts_to_review
 from .forms import CardForm, CardHolderForm, PaymentForm, RefundForm
 from .invoicing import invoice_delete
-from .models import Allocation, Invoice, Payment
+from .models import Allocation, CardAttempt, Invoice, Payment
 from .selectors import amount_owing, credit_balance, open_invoices
+from .webhooks import disputes_to_review
 
 TAB_PAGE = 50  # invoices or payments per page of the Billing tab
 
@@ -96,12 +98,10 @@ def payment_new(request, pk: int):
         data = form.cleaned_data
 
         def write():
-            if (
-                data["method"] == Payment.Method.GIFT_CARD
-            ):  # "Redeem gift card": the card's balance moves too
-                from carnet.giftcards.services import giftcard_redeem
-
-                return giftcard_redeem(
+            # "Redeem gift card": the card's balance moves too (giftcards registers its receiver)
+            receive = payments.payment_receiver(data["method"])
+            if receive is not None:
+                return receive(
                     actor=request.user,
                     code=data["gift_card_code"],
                     patient=patient,
@@ -285,8 +285,6 @@ def card_authenticated(request, attempt_pk: int):
     card): what the charge became, read from Stripe by the PaymentIntent id Carnet stored on the
     attempt (the id the page posts must be that one), recorded once whoever (webhook,
     reconciliation) came first."""
-    from . import card_attempts
-    from .models import CardAttempt
 
     attempt = get_object_or_404(
         CardAttempt.objects.select_related("patient"),
@@ -330,8 +328,6 @@ def card_authenticated(request, attempt_pk: int):
 def card_attempts_review(request):
     """Card payments to review: attempts still without an answer,
     and what reconciliation recorded."""
-    from .card_attempts import RECONCILE_AFTER, attempts_to_review
-    from .webhooks import disputes_to_review
 
     return render(
         request,

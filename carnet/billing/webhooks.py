@@ -23,9 +23,12 @@ from django.db.models import Q
 
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, ValidationFailed
+from carnet.gateway.models import GatewayCustomer
+from carnet.gateway.services import card_setup_complete, gateway_refunds_outside
 
 from . import card_attempts
 from .models import CardAttempt, CardDispute, GatewayEvent, Payment
+from .payments import refund_outside
 
 TOLERANCE_SECONDS = 300  # Stripe's own default: an older signature is a replay
 
@@ -121,9 +124,6 @@ def _refund_updated(refund: dict) -> str:
 def _refunds_outside(intent: str) -> str:
     """Refunds made in Stripe's Dashboard (not sent by Carnet): each recorded once by its id, as a
     refund of the payment (ledger, the payment's refunds, the activity log)."""
-    from carnet.gateway.services import gateway_refunds_outside
-
-    from .payments import refund_outside
 
     payment = Payment.objects.filter(gateway_charge_id=intent).first() if intent != "-" else None
     if payment is None:
@@ -161,7 +161,6 @@ def _dispute(dispute: dict) -> str:
     status only moves forward. A lost one returns the money to the card holder in Carnet's books
     once (a refund of the payment keyed by the dispute's id;
     what it paid on invoices is owing again)."""
-    from .payments import refund_outside
 
     intent = str(dispute.get("payment_intent") or "")
     payment = Payment.objects.filter(gateway_charge_id=intent).first() if intent else None
@@ -216,8 +215,6 @@ def _dispute(dispute: dict) -> str:
 
 
 def _setup_intent_succeeded(intent: dict) -> str:
-    from carnet.gateway.models import GatewayCustomer
-    from carnet.gateway.services import card_setup_complete
 
     customer = (
         GatewayCustomer.objects.filter(customer_id=str(intent.get("customer") or "-"))

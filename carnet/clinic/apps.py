@@ -6,6 +6,7 @@ class ClinicConfig(AppConfig):
     label = "clinic"
 
     def ready(self):
+        # late: models load only once the app registry is ready
         from django.db.models.signals import post_delete, post_save
 
         from .models import Clinic

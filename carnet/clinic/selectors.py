@@ -62,6 +62,11 @@ def clinic_currency() -> str:
     return currency
 
 
+def clinic_currency_kept() -> str | None:
+    """The currency this process keeps for its life (once money is recorded), else None."""
+    return _currency
+
+
 def forget_clinic_currency(**kwargs) -> None:
     global _currency
     _currency = None

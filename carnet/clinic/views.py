@@ -6,8 +6,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 
 from carnet.core.errors import NotAllowed
+from carnet.core.pages import not_allowed, save_form, staff_required
 from carnet.core.permissions import Action, can, require
-from carnet.staff.decorators import not_allowed, save_form, staff_required
 
 from .forms import form_for
 from .models import Clinic, Location

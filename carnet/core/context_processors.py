@@ -1,3 +1,6 @@
+from .permissions import Action, can
+
+
 def carnet(request):
     """The signed-in staff member (or patient) for the navigation bar."""
     user = getattr(request, "user", None)
@@ -8,7 +11,6 @@ def carnet(request):
 
 def allowed(request):
     """`allowed.setup_manage` etc. in templates: which navigation and buttons to show."""
-    from .permissions import Action, can
 
     user = getattr(request, "user", None)
     return {

@@ -5,6 +5,8 @@ The API turns them into RFC 9457 problem details; pages show the sentence.
 
 from __future__ import annotations
 
+from django.db import OperationalError
+
 
 class CarnetError(Exception):
     status = 400
@@ -64,7 +66,6 @@ def is_contention(exc: BaseException) -> bool:
     """The database gave up on this transaction because another held what it needed (a deadlock, a
     serialization failure, SQLite's write lock not freed within its timeout): nothing was written,
     and the same request may simply run again."""
-    from django.db import OperationalError
 
     if not isinstance(exc, OperationalError):
         return False

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 
+from .limits import FIRST_YEAR, LAST_YEAR
 from .money import Money, exponent
 
 
@@ -40,7 +41,6 @@ class DayField(forms.DateField):
     or a time zone is added to it (an expiry's next day, a period's end), a 500 later."""
 
     def validate(self, value):
-        from .limits import FIRST_YEAR, LAST_YEAR
 
         super().validate(value)
         if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:

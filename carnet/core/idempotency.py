@@ -14,9 +14,12 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
+from django.urls import URLResolver, get_resolver
 
 from . import clock
 from .errors import CarnetError
@@ -72,7 +75,6 @@ def _gateway_routes() -> tuple:
     """(compiled full-path regex, when) for every POST marked calls_gateway, found once in the URL
     configuration, so each keyed API POST tests a few regexes instead of
     resolving its path again."""
-    from django.urls import URLResolver, get_resolver
 
     routes = []
 
@@ -139,16 +141,26 @@ def scoped_key(*, scope: str, key: str) -> str:
     return "api-" + hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
 
 
+# Whose bearer token this is: people sits above core and owns the token table, so it registers
+# its lookup here when it loads (people.apps) and core imports no app.
+_bearer_owner: Callable[[object, str], int | None] | None = None
+
+
+def bearer_owner_register(owner: Callable[[object, str], int | None]) -> None:
+    """`owner(request, raw_token)`: the user id behind an active token, else None."""
+    global _bearer_owner
+    _bearer_owner = owner
+
+
 def caller_scope(request) -> str | None:
     """Whose keys these are: the user behind a bearer token or the session (one scope for both),
     else an anonymous session; None when there is nobody to tell apart."""
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":  # read like the API's own HttpBearer: the scheme in any case
-        # people sits above core; its token table says whose token this is.
-        from carnet.people.selectors import api_token_for_request
-
-        token = api_token_for_request(request, raw)
-        return f"user:{token.staff.user_id}" if token else None  # a wrong token is refused (401)
+        if _bearer_owner is None:
+            raise ImproperlyConfigured("No bearer token lookup registered (carnet.people.apps).")
+        user_id = _bearer_owner(request, raw)
+        return f"user:{user_id}" if user_id else None  # a wrong token is refused (401)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return f"user:{user.pk}"

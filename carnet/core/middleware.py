@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection, transaction
 from django.http import HttpResponse
+from django.shortcuts import render
 from django.utils.cache import patch_cache_control
 
 from . import clock, idempotency
+from .errors import CarnetError, is_contention
 from .models import IdempotencyRecord
 
 CSP = (
@@ -46,7 +49,6 @@ def problem_response(status: int, code: str, title: str, detail: str, **extra) -
 
 
 def body_too_large_response() -> HttpResponse:
-    from django.conf import settings
 
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
     return problem_response(
@@ -256,7 +258,6 @@ class NullCharacterMiddleware:
     def _refuse(request, message: str) -> HttpResponse:
         if request.path.startswith("/api/"):
             return problem_response(400, "null_character", "Invalid characters", message)
-        from django.shortcuts import render
 
         return render(request, "error.html", {"message": message, "status": 400}, status=400)
 
@@ -276,9 +277,6 @@ class DomainErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        from django.shortcuts import render
-
-        from .errors import CarnetError, is_contention
 
         if request.path.startswith("/api/"):
             return None

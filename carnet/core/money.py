@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Sequence
 
 # ISO 4217 minor-unit exponents that differ from the usual 2.
-_EXPONENTS = {
+EXPONENTS = {
     **dict.fromkeys(
         [
             "BIF",
@@ -56,7 +56,7 @@ MAX_MINOR = 2**63 - 1
 
 
 def exponent(currency: str) -> int:
-    return _EXPONENTS.get(currency, 2)
+    return EXPONENTS.get(currency, 2)
 
 
 class CurrencyMismatch(ValueError):

@@ -1,6 +1,6 @@
 """Every protected action and the lowest access level allowed to do it (SPEC section 8).
 
-This table is the only place access rules are declared. Pages (`staff.decorators.staff_required`)
+This table is the only place access rules are declared. Pages (`core.pages.staff_required`)
 and API handlers (`require`) check it on the server; `tests/test_access_matrix.py` walks it.
 """
 

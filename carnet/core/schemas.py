@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.http import HttpResponse
 from ninja import Schema as NinjaSchema
 from pydantic import field_validator
 
+from .errors import ValidationFailed
 from .limits import FIRST_YEAR, LAST_YEAR
 from .money import MAX_MINOR
 
@@ -43,6 +45,16 @@ def patient_view(schema: type[NinjaSchema], obj):
     The endpoint declares both (`response=StaffOut | PatientOut`) so the OpenAPI document shows
     each, but a union would hand a patient the first schema that fits, staff-only fields included:
     the patient's answer is therefore built here, with only the patient schema's fields."""
-    from django.http import HttpResponse
 
     return HttpResponse(schema.from_orm(obj).model_dump_json(), content_type="application/json")
+
+
+def one_in_body(model, pk: int | None, field: str, label: str):
+    """The `model` row an id in a request body names; None for no id. An unknown id is a 422
+    naming the field (`field`), the body's mistake rather than a missing address (404)."""
+    if pk is None:
+        return None
+    found = model.objects.filter(pk=pk).first()
+    if found is None:
+        raise ValidationFailed(f"No {label} with id {pk}.", fields={field: ["Unknown."]})
+    return found

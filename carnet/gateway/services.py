@@ -14,10 +14,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.shortcuts import render
 
+from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
+from carnet.core.middleware import CSP
 from carnet.core.permissions import Action, require
 from carnet.people.models import Patient
 
@@ -34,7 +38,7 @@ from .base import (
     StoredCard,
     get_gateway,
 )
-from .models import CardOnFile, GatewayCustomer
+from .models import BRAND_LABELS, CardOnFile, GatewayCustomer
 
 # Other apps talk to this one through its services: the results and errors they handle are here too.
 __all__ = [
@@ -247,7 +251,6 @@ def card_entry_begin(*, entry_for: str, keep: bool = False) -> dict:
 
 
 def stripe_js_url() -> str:
-    from django.conf import settings
 
     base = getattr(settings, "STRIPE_API_BASE", "")  # a local fake Stripe serves its own Stripe.js
     return f"{base.rstrip('/')}/js.stripe.com/v3/" if base else "https://js.stripe.com/v3/"
@@ -256,9 +259,6 @@ def stripe_js_url() -> str:
 def stripe_csp() -> str:
     """The Content-Security-Policy of a page that loads Stripe.js: Carnet's own, plus exactly
     Stripe's script, frame and API origins."""
-    from django.conf import settings
-
-    from carnet.core.middleware import CSP
 
     base = getattr(settings, "STRIPE_API_BASE", "").rstrip("/")
     js, frames, api = (
@@ -282,9 +282,6 @@ def card_authenticate_page(
     pending, with its PaymentIntent id): Stripe's window opens, then the same form is posted again
     (same form key: the same attempt) and Carnet reads the outcome from Stripe by the id it stored.
     Only Stripe's origins are admitted, on this page as on the card pages."""
-    from django.shortcuts import render
-
-    from carnet.clinic.selectors import clinic_get
 
     clinic = clinic_get()
     skip = {
@@ -325,7 +322,6 @@ def card_authenticate_page(
 
 
 def card_label(stored) -> str:
-    from .models import BRAND_LABELS
 
     return f"{BRAND_LABELS.get(stored.brand, 'Card')} •••• {stored.last4}"
 
@@ -451,7 +447,6 @@ def customer_for(patient: Patient) -> str:
     found = GatewayCustomer.objects.filter(patient=patient, gateway=gateway.name).first()
     if found is not None:
         return found.customer_id
-    from carnet.clinic.selectors import clinic_get
 
     customer_id = gateway.customer_create(
         name=patient.full_name,

@@ -4,8 +4,8 @@ a load, reload or refund by card requires one (400 `idempotency_key_required`)."
 
 from ninja import Router, Status
 
-from carnet.billing.api import _PAYMENTS, _allocations
 from carnet.billing.schemas import PaymentOut
+from carnet.billing.selectors import allocations_for, payments_in_detail
 from carnet.core.idempotency import calls_gateway, request_key
 from carnet.core.permissions import Action, require
 from carnet.gateway.selectors import card_get
@@ -70,9 +70,9 @@ def redeem(request, payload: s.RedeemIn):
         code=payload.code,
         patient=patient,
         amount_minor=payload.amount_minor,
-        allocations=_allocations(patient, payload.allocations),
+        allocations=allocations_for(patient=patient, items=payload.allocations),
     )
-    return Status(201, _PAYMENTS.get(pk=payment.pk))
+    return Status(201, payments_in_detail().get(pk=payment.pk))
 
 
 @router.get("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_read")

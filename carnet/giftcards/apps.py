@@ -6,6 +6,13 @@ class GiftCardsConfig(AppConfig):
     label = "giftcards"
 
     def ready(self):
-        # Registers the card-attempt purposes (loads, online sales,
-        # refunds) before any reconciliation runs.
-        from . import services  # noqa: F401
+        # late: these modules load models, which only exist once the app registry is ready.
+        # Loading services registers the card-attempt purposes (loads, online sales, refunds)
+        # before any reconciliation runs.
+        from carnet.billing.models import Payment
+        from carnet.billing.payments import payment_receiver_register
+
+        from .services import giftcard_redeem
+
+        # The billing tab's "Redeem gift card" payment takes the card's balance (billing.views).
+        payment_receiver_register(Payment.Method.GIFT_CARD, giftcard_redeem)

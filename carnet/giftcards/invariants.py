@@ -10,7 +10,7 @@ from .models import GiftCard
 
 
 @invariant("gift-card liability equals the sum of card balances")
-def _liability_matches_cards():
+def liability_matches_cards():
     # A liability's balance is credits - debits, i.e. -sum(amount).
     ledger = -(
         Posting.objects.filter(account__code=accounts.GIFT_CARD_LIABILITY).aggregate(

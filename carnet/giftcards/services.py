@@ -30,10 +30,12 @@ from carnet.billing.models import CardAttempt, Payment
 from carnet.clinic.selectors import clinic_get, money_text
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
+from carnet.core.idempotency import claim_form_key
 from carnet.core.limits import column_check
 from carnet.core.permissions import Action, require
 
 from .codes import code_canonical, code_rule_broken
+from .emails import giftcard_code_email
 from .models import GiftCard
 from .models import GiftCardTransaction as Txn
 
@@ -595,7 +597,6 @@ def giftcard_refund(
 def _refund_plan(gift_card: GiftCard, *, actor, amount: int, reason: str, prefix: str):
     """Inside one transaction: hold `amount` on the card, refund the cash loads now and begin one
     card attempt for each card load."""
-    from carnet.core.idempotency import claim_form_key
 
     if not claim_form_key(
         user=actor, key=prefix
@@ -822,7 +823,6 @@ def giftcard_sell_online(
 
 
 def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
-    from .emails import giftcard_code_email
 
     context = attempt.context
     gift_card = GiftCard.objects.create(

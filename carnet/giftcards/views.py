@@ -8,8 +8,8 @@ from django.views.decorators.http import require_POST
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.idempotency import new_form_key
+from carnet.core.pages import not_allowed, save_once, staff_required
 from carnet.core.permissions import Action
-from carnet.staff.decorators import not_allowed, save_once, staff_required
 
 from . import services
 from .forms import GiftCardForm, NotesForm, RefundForm, ReloadForm, TransferForm

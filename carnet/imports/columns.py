@@ -3,6 +3,8 @@ and the names other systems' exports use, Jane's among them), and the downloadab
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from dataclasses import dataclass
 
@@ -504,8 +506,6 @@ def mapping_checked(
 
 def template_csv(kind: str) -> str:
     """The documented template for a kind: its header and one example row."""
-    import csv
-    import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

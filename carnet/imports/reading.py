@@ -89,6 +89,7 @@ def _csv(data: bytes) -> Sheet:
 
 
 def _xlsx(data: bytes) -> Sheet:
+    # late: openpyxl is large and only a spreadsheet upload needs it
     from openpyxl import load_workbook
 
     try:

@@ -9,9 +9,20 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from carnet.billing.tax import line_amounts
+from carnet.clinic.models import Treatment
 from carnet.core.bulk import chunks
 from carnet.core.errors import ValidationFailed
 from carnet.core.money import Money
+from carnet.giftcards.models import GiftCard
+from carnet.passes.cycles import _target
+from carnet.passes.membership_opening import current_cycle
+from carnet.passes.models import Kind as PassKind
+from carnet.passes.models import PassInvoice, PassTemplate
+from carnet.people.models import Patient
 
 from .columns import COLUMNS
 from .models import ImportedRecord, Kind
@@ -277,7 +288,6 @@ def plan_rows(
 def _other_kind(kind: str, mapping: dict[str, int]):
     """For packages and memberships: a test that a row is of the other kind (its Type says so, or
     its name is only a template of the other kind), so a combined export imports as each kind."""
-    from carnet.passes.models import PassTemplate
 
     if kind not in (Kind.PACKAGES, Kind.MEMBERSHIPS):
         return None
@@ -299,8 +309,6 @@ def _other_kind(kind: str, mapping: dict[str, int]):
 
 
 def _patients(r: _Reader, currency: str) -> Row | None:
-    from django.core.exceptions import ValidationError
-    from django.core.validators import validate_email
 
     ext = r.get("external_id", required=True, max_length=120)
     values = {
@@ -523,7 +531,6 @@ def _cross_checks(plan: Plan) -> None:
 
 
 def _patients_cross(plan: Plan) -> None:
-    from carnet.people.models import Patient
 
     in_file = {r.external_id for r in plan.rows} | {r.external_id for r in plan.skipped}
     refs = {v for r in plan.rows for v in (r.values["guardian"], r.values["spouse"]) if v}
@@ -602,7 +609,6 @@ def _name_key(text: str) -> str:
 def _patients_by_name(plan: Plan, key: str = "patient", label: str = "Patient name") -> None:
     """Rows naming their patient by name instead of external ID:
     exactly one patient of that name."""
-    from carnet.people.models import Patient
 
     rows = [r for r in plan.rows if not r.values[key] and r.values.get(f"{key}_name")]
     if not rows:
@@ -639,7 +645,6 @@ def _patients_by_name(plan: Plan, key: str = "patient", label: str = "Patient na
 def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) -> None:
     """Each row's template, by name; for packages a name not in Carnet may be
     described by the row."""
-    from carnet.passes.models import PassTemplate
 
     by_name: dict[str, list] = {}
     for template in PassTemplate.objects.filter(kind=kind).prefetch_related("items", "taxes"):
@@ -692,7 +697,6 @@ def _templates(plan: Plan, kind: str, label: str, *, describable: bool = False) 
 def _described(plan: Plan) -> None:
     """Described packages: their treatments must be the clinic's, the same on every row of a name,
     and the quantity and price given (there is no template to take them from)."""
-    from carnet.clinic.models import Treatment
 
     by_name = {}
     for pk, name in Treatment.objects.values_list("pk", "name"):
@@ -747,7 +751,6 @@ def _described(plan: Plan) -> None:
 
 
 def _packages_cross(plan: Plan) -> None:
-    from carnet.passes.models import Kind as PassKind
 
     _patient_refs(plan)
     _patients_by_name(plan)
@@ -785,8 +788,6 @@ def _packages_cross(plan: Plan) -> None:
 
 
 def _memberships_cross(plan: Plan) -> None:
-    from carnet.passes.membership_opening import current_cycle
-    from carnet.passes.models import Kind as PassKind
 
     _patient_refs(plan)
     _patients_by_name(plan)
@@ -841,9 +842,6 @@ def _memberships_cross(plan: Plan) -> None:
 
 def _unearned(template, current, price: int, cut_over: dt.date, currency: str) -> int:
     """The current cycle's part not yet earned at the cut-over (before tax): the opening balance."""
-    from carnet.billing.tax import line_amounts
-    from carnet.passes.cycles import _target
-    from carnet.passes.models import PassInvoice
 
     net = line_amounts(
         gross=price,
@@ -856,7 +854,6 @@ def _unearned(template, current, price: int, cut_over: dt.date, currency: str) -
 
 
 def _gift_cards_cross(plan: Plan) -> None:
-    from carnet.giftcards.models import GiftCard
 
     _patient_refs(plan, "purchaser", "Purchaser external ID")
     codes = [r.values["code"] for r in plan.rows]

@@ -11,16 +11,30 @@ from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
 
+from carnet.billing.opening import credits_close, credits_open
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, bulk, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import Action, require
+from carnet.giftcards.opening import Opening as GiftCardOpening
+from carnet.giftcards.opening import gift_cards_close, gift_cards_open
 from carnet.ledger.services import transactions_reverse_many
+from carnet.passes.membership_opening import Opening as MembershipOpening
+from carnet.passes.membership_opening import memberships_close, memberships_open
+from carnet.passes.models import PassTemplate
+from carnet.passes.opening import (
+    Described,
+    Opening,
+    described_templates_open,
+    packages_close,
+    packages_open,
+)
+from carnet.people.services import patients_import, patients_remove_imported
 
 from .columns import COLUMNS, kind_checked, mapping_checked
 from .models import ImportBatch, ImportedRecord, ImportFile, Kind
 from .reading import MAX_BYTES, sheet_read
-from .rows import Plan, plan_rows
+from .rows import Plan, imported_ids, plan_rows
 
 MONEY_VALUES = {
     "price",
@@ -190,9 +204,6 @@ def import_commit(
 
 
 def _patients(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
-    from carnet.people.services import patients_import
-
-    from .rows import imported_ids
 
     index = {r.external_id: n for n, r in enumerate(plan.rows)}
     refs = {v for r in plan.rows for v in (r.values["guardian"], r.values["spouse"]) if v}
@@ -233,8 +244,6 @@ def _patients(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
 
 
 def _packages(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
-    from carnet.passes.models import PassTemplate
-    from carnet.passes.opening import Described, Opening, described_templates_open, packages_open
 
     described = {}
     for r in plan.rows:
@@ -282,8 +291,6 @@ def _packages(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
 
 
 def _memberships(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
-    from carnet.passes.membership_opening import Opening, memberships_open
-    from carnet.passes.models import PassTemplate
 
     templates = PassTemplate.objects.prefetch_related("items", "taxes").in_bulk(
         {r.values["template_id"] for r in plan.rows}
@@ -295,7 +302,7 @@ def _memberships(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | 
         memo=memo,
         zone=zone,
         openings=[
-            Opening(
+            MembershipOpening(
                 patient_id=r.values["patient_id"],
                 template=templates[r.values["template_id"]],
                 start_date=r.values["start_date"],
@@ -311,7 +318,6 @@ def _memberships(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | 
 
 
 def _credit(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
-    from carnet.billing.opening import credits_open
 
     made = credits_open(
         actor=actor,
@@ -323,14 +329,12 @@ def _credit(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]
 
 
 def _gift_cards(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
-    from carnet.giftcards.opening import Opening, gift_cards_open
-
     made = gift_cards_open(
         actor=actor,
         at=at,
         memo=memo,
         openings=[
-            Opening(
+            GiftCardOpening(
                 code=r.values["code"],
                 balance_minor=r.values["balance"],
                 purchaser_id=r.values.get("purchaser_id"),
@@ -351,18 +355,16 @@ _CREATE = {
 }
 
 
+_CLOSE = {
+    Kind.PATIENTS: patients_remove_imported,
+    Kind.PACKAGES: packages_close,
+    Kind.MEMBERSHIPS: memberships_close,
+    Kind.CREDIT: credits_close,
+}
+
+
 def _close(kind: str, *, actor, pks: list[int]) -> None:
-    if kind == Kind.PATIENTS:
-        from carnet.people.services import patients_remove_imported as close
-    elif kind == Kind.PACKAGES:
-        from carnet.passes.opening import packages_close as close
-    elif kind == Kind.MEMBERSHIPS:
-        from carnet.passes.membership_opening import memberships_close as close
-    elif kind == Kind.CREDIT:
-        from carnet.billing.opening import credits_close as close
-    else:
-        from carnet.giftcards.opening import gift_cards_close as close
-    close(actor=actor, pks=pks)
+    _CLOSE.get(kind, gift_cards_close)(actor=actor, pks=pks)
 
 
 @transaction.atomic

@@ -14,13 +14,14 @@ from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError
+from carnet.core.pages import staff_required
 from carnet.core.permissions import Action
-from carnet.staff.decorators import staff_required
 
 from . import services
 from .columns import COLUMNS, mapping_guess, template_csv
 from .forms import UploadForm
 from .models import ImportBatch, Kind
+from .reading import sheet_read
 
 
 def _recent():
@@ -140,7 +141,6 @@ def _index(headers: list[str], chosen: str) -> str:
 
 
 def _headers(upload) -> list[str]:
-    from .reading import sheet_read
 
     try:
         return sheet_read(data=bytes(upload.data), file_name=upload.file_name).headers

@@ -11,12 +11,14 @@ from ninja import Router, Status
 from carnet.clinic.models import Location
 from carnet.core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require, staff_of
+from carnet.core.schemas import (
+    one_in_body as _one,  # an id in a body: unknown is a 422 naming the field
+)
 from carnet.core.schemas import patient_view
 from carnet.gateway.models import CardOnFile
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_for, patient_get, patients_managed_by
 from carnet.scheduling.access import schedule_require
-from carnet.scheduling.api import _one  # an id in a body: unknown is a 422 naming the field
 from carnet.scheduling.models import AppointmentPatient
 from carnet.scheduling.selectors import appointment_get
 

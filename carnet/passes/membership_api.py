@@ -21,10 +21,12 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import calls_gateway, once_per_key, request_key
 from carnet.core.permissions import Action, require
+from carnet.core.schemas import (
+    one_in_body as _one,  # an id in a body: unknown is a 422 naming the field
+)
 from carnet.gateway.models import CardOnFile
 from carnet.people.models import StaffMember
 from carnet.people.selectors import patient_for, patient_get, patients_managed_by
-from carnet.scheduling.api import _one  # an id in a body: unknown is a 422 naming the field
 
 from . import card_requests
 from . import membership_api_schemas as s

@@ -17,6 +17,7 @@ from carnet.core.crud import model_save
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
 from carnet.core.limits import date_check, text_check
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
+from carnet.core.undo import imported_rows_remove
 
 from .models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffMember, digits
 
@@ -438,7 +439,6 @@ def patients_in_use(pks: list[int]) -> list[str]:
 
 def patients_remove_imported(*, actor, pks: list[int]) -> None:
     """Undo imported patients (caller's transaction), refused if any has been used since."""
-    from carnet.core.undo import imported_rows_remove
 
     for part in bulk.chunks(pks):
         FamilyLink.objects.filter(Q(patient_id__in=part) | Q(relative_id__in=part)).delete()

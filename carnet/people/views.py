@@ -5,8 +5,8 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from carnet.core.pages import run_action, save_form, staff_required
 from carnet.core.permissions import Action, can
-from carnet.staff.decorators import run_action, save_form, staff_required
 
 from . import invitations, login_throttle, selectors, services, two_factor
 from .forms import (

@@ -1,5 +1,7 @@
 from django import forms
 
+from carnet.core.forms import MoneyField
+
 
 class PayBalanceForm(forms.Form):
     """The card form of the Pay Balance page. Field names match the gateway's error fields."""
@@ -58,7 +60,6 @@ class GiftCardBuyForm(PayBalanceForm):
     )
 
     def __init__(self, *args, currency: str, stripe: bool = False, **kwargs):
-        from carnet.core.forms import MoneyField
 
         super().__init__(*args, **kwargs)
         self.fields["amount"] = MoneyField(currency=currency, label="Amount")

@@ -4,6 +4,7 @@ import time
 from functools import wraps
 from zoneinfo import ZoneInfo
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
 from django.shortcuts import redirect, render
@@ -19,6 +20,7 @@ from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
+from carnet.core.pages import apply_errors
 from carnet.gateway.services import (
     AuthenticationPending,
     PaymentFailed,
@@ -27,11 +29,21 @@ from carnet.gateway.services import (
     gateway_uses_stripe_js,
     stripe_csp,
 )
+from carnet.giftcards.services import giftcard_sell_online
+from carnet.passes import card_requests
+from carnet.passes import online as passes_online
+from carnet.passes.expiry_rules import expiry_terms
+from carnet.passes.membership_views import membership_summary
+from carnet.passes.memberships import freeze_fee_words
+from carnet.passes.memberships import membership_cancel as cancel
+from carnet.passes.memberships import membership_pause as pause
+from carnet.passes.memberships import membership_resume as resume
+from carnet.passes.quotes import price_with_tax_minor
+from carnet.passes.selectors import pass_fully_paid, pass_next_instalment, pass_unlocked
 from carnet.people import invitations, signups
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online
 from carnet.staff import account_views, session_views, two_factor_views
-from carnet.staff.decorators import apply_errors
 from carnet.staff.forms import SetPasswordForm
 from carnet.staff.middleware import LOGGED_IN_AT
 from carnet.staff.views import login_view
@@ -243,8 +255,6 @@ def receipt_pdf(request, patient, pk: int):
 def gift_card_buy(request, patient):
     """Buy a gift card by card (SPEC 7) when the clinic sells them online;
     the code goes to the recipient."""
-    from carnet.giftcards.services import giftcard_sell_online
-    from carnet.passes import online as passes_online
 
     clinic = clinic_get()
     on = clinic.gift_cards_enabled and clinic.gift_card_online_sales_enabled
@@ -443,7 +453,6 @@ class PassBuyForm(PayBalanceForm):
     """Buy a package online: for whom (when the buyer has dependants), then the card details."""
 
     def __init__(self, *args, patients, free: bool, stripe: bool = False, **kwargs):
-        from django import forms
 
         super().__init__(*args, **kwargs)
         if len(patients) > 1:
@@ -462,7 +471,6 @@ class PassBuyForm(PayBalanceForm):
 def _pass_status(sold, clinic) -> str:
     """The package's state as the patient should read it; a payment plan says what its payments have
     unlocked and what is due next, as staff see it ("Partly paid (2 unlocked)")."""
-    from carnet.passes.selectors import pass_fully_paid, pass_next_instalment, pass_unlocked
 
     if sold.status != sold.Status.ACTIVE:
         return sold.get_status_display()
@@ -490,8 +498,6 @@ def _pass_status(sold, clinic) -> str:
 def passes(request, patient):
     """The Packages & Memberships tab: own and dependants' passes with their usage,
     and what is sold online."""
-    from carnet.passes import online as passes_online
-    from carnet.passes.expiry_rules import expiry_terms
 
     clinic = clinic_get()
     return render(
@@ -533,7 +539,6 @@ def passes(request, patient):
 @patient_required
 def pass_buy(request, patient, pk: int):
     """Buy one package sold online, paid by card now (a free one without a card)."""
-    from carnet.passes import online as passes_online
 
     clinic = clinic_get()
     template = passes_online.online_template_get(pk)
@@ -613,7 +618,6 @@ def _with_stripe_js(
 
 @patient_required
 def pass_bought(request, patient, pk: int):
-    from carnet.passes import online as passes_online
 
     clinic = clinic_get()
     sold = passes_online.portal_pass_get(request.user, pk)
@@ -650,10 +654,6 @@ def _membership_status(sold, summary) -> str:
 def _memberships(user, clinic) -> list[dict]:
     """Each membership of the portal user and their dependants,
     with what the tab shows and may offer."""
-    from carnet.passes import online as passes_online
-    from carnet.passes.membership_views import membership_summary
-    from carnet.passes.memberships import freeze_fee_words
-    from carnet.passes.quotes import price_with_tax_minor
 
     today = clinic_today(clinic)
     out = []
@@ -695,7 +695,6 @@ class MembershipSignUpForm(PassBuyForm):
 def membership_sign_up(request, patient, pk: int):
     """Sign up online for a membership the clinic offers online: the card is kept on file, the first
     cycle charged now and each next cycle when it starts."""
-    from carnet.passes import online as passes_online
 
     clinic = clinic_get()
     template = passes_online.online_membership_template_get(pk)
@@ -760,7 +759,6 @@ def membership_sign_up(request, patient, pk: int):
 def _membership_action(request, pk: int, work, success) -> object:
     """Run a patient's action on their own (or a dependant's) membership;
     a refusal becomes the message."""
-    from carnet.passes import online as passes_online
 
     sold = passes_online.portal_membership_get(request.user, pk)  # anyone else's: 404
     try:
@@ -776,7 +774,6 @@ def _membership_action(request, pk: int, work, success) -> object:
 @patient_required
 def membership_cancel(request, patient, pk: int):
     """Cancel at the end of the current cycle, if the membership allows it and its policy is met."""
-    from carnet.passes.memberships import membership_cancel as cancel
 
     return _membership_action(
         request,
@@ -792,7 +789,6 @@ def membership_cancel(request, patient, pk: int):
 @require_POST
 @patient_required
 def membership_pause(request, patient, pk: int):
-    from carnet.passes.memberships import membership_pause as pause
 
     try:
         cycles = int(request.POST.get("cycles", ""))
@@ -819,7 +815,6 @@ def membership_pause(request, patient, pk: int):
 @require_POST
 @patient_required
 def membership_resume(request, patient, pk: int):
-    from carnet.passes.memberships import membership_resume as resume
 
     return _membership_action(
         request,
@@ -834,7 +829,6 @@ def membership_resume(request, patient, pk: int):
 
 def _card_request(request, token: str, *, for_done: bool = False):
     """(the card update request, None), or (None, the page saying why the link does not work)."""
-    from carnet.passes import card_requests
 
     try:
         return card_requests.card_request_from_token(token, for_done=for_done), None
@@ -854,7 +848,6 @@ def _card_link_page(request, exc: CarnetError):
 def card_update(request, token: str):
     """The page a card update request's link opens: add a card for the membership, which then
     pays for it automatically; what is owed on it is charged at once."""
-    from carnet.passes import card_requests
 
     # A used link may still be POSTed again by the very submit that used it (a reload): the service
     # answers that one from its form key and refuses any other.
@@ -903,7 +896,6 @@ def card_update(request, token: str):
 def _next_amount(sold) -> int:
     """A cycle from now on: the membership's cycle price (a price update applies from the
     next cycle), taxed."""
-    from carnet.passes.quotes import price_with_tax_minor
 
     return price_with_tax_minor(sold, sold.cycle_price_minor)
 
@@ -911,7 +903,6 @@ def _next_amount(sold) -> int:
 def card_update_done(request, token: str):
     """After the card was added: which card pays the membership now,
     and how charging what was owed went."""
-    from carnet.passes import card_requests
 
     req, invalid = _card_request(request, token, for_done=True)
     if invalid:

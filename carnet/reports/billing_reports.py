@@ -38,7 +38,7 @@ from carnet.ledger.selectors import balance
 from carnet.passes.models import Redemption
 from carnet.people.models import CommissionRate, StaffMember
 
-from .scope import Period, _date, report_staff_scope
+from .scope import Period, date_param, report_staff_scope
 from .table import DATE, INT, MONEY, TEXT, Column, Table
 
 ACCRUAL, CASH = "accrual", "cash"
@@ -452,7 +452,7 @@ BUCKETS = (
 
 
 def as_of_from(value) -> dt.date:
-    return _date(value, "as_of") or clinic_today()
+    return date_param(value, "as_of") or clinic_today()
 
 
 def _bucket(age: int) -> str:

@@ -10,9 +10,9 @@ from django.shortcuts import render
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError
 from carnet.core.money import exponent
+from carnet.core.pages import staff_required
 from carnet.core.permissions import Action, can
 from carnet.people.models import StaffMember
-from carnet.staff.decorators import staff_required
 
 from . import billing_reports as reports
 from .charts import bar_chart

@@ -63,6 +63,7 @@ def csv_response(table: Table) -> HttpResponse:
 
 
 def xlsx_bytes(table: Table) -> bytes:
+    # late: openpyxl is large and only a spreadsheet export needs it
     from openpyxl import Workbook
     from openpyxl.styles import Font
 

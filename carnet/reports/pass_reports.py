@@ -29,6 +29,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, TruncDate
 
 from carnet.billing.models import Invoice
+from carnet.clinic.models import Location
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import ValidationFailed
 from carnet.core.permissions import Action, require
@@ -36,6 +37,7 @@ from carnet.ledger import accounts
 from carnet.ledger.models import Posting
 from carnet.ledger.selectors import balance
 from carnet.passes.models import Kind, Pass, PassInvoice, PassTemplate, Redemption
+from carnet.people.models import StaffMember
 
 from .scope import Period, period_from, report_staff_scope
 from .table import DATE, INT, MONEY, TEXT, Column, Table
@@ -791,14 +793,12 @@ def _liability_over_time(
 
 
 def _location_names():
-    from carnet.clinic.models import Location
 
     return Location.objects.order_by("name").values_list("pk", "name")
 
 
 def filter_choices() -> dict:
     """Lists for the filter forms: locations, templates, staff who can be on a visit."""
-    from carnet.people.models import StaffMember
 
     return {
         "locations": list(_location_names()),

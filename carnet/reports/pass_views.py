@@ -15,8 +15,8 @@ from django.shortcuts import render
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.money import exponent
+from carnet.core.pages import not_allowed, staff_required
 from carnet.core.permissions import Action, can
-from carnet.staff.decorators import not_allowed, staff_required
 
 from . import pass_reports as reports
 from .charts import bar_chart, line_chart

@@ -9,9 +9,9 @@ from __future__ import annotations
 from django.shortcuts import render
 from django.urls import reverse
 
+from carnet.core.pages import staff_required
 from carnet.core.permissions import Action
 from carnet.passes.overdue import past_due_memberships
-from carnet.staff.decorators import staff_required
 
 from .exports import export_or_none
 from .render import page_context

@@ -30,7 +30,7 @@ class Period:
         return (self.end - self.start).days + 1
 
 
-def _date(value, field: str) -> dt.date | None:
+def date_param(value, field: str) -> dt.date | None:
     if value in (None, ""):
         return None
     if isinstance(value, dt.date):
@@ -47,8 +47,8 @@ def _date(value, field: str) -> dt.date | None:
 def period_from(start=None, end=None) -> Period:
     """A date range from filters; default: this month so far, in the clinic's time zone."""
     today = clinic_today()
-    start_date = _date(start, "start") or today.replace(day=1)
-    end_date = _date(end, "end") or today
+    start_date = date_param(start, "start") or today.replace(day=1)
+    end_date = date_param(end, "end") or today
     if end_date < start_date:
         raise ValidationFailed(
             "The end date is before the start date.", fields={"end": ["Before the start."]}

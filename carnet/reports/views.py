@@ -2,8 +2,8 @@
 
 from django.shortcuts import render
 
+from carnet.core.pages import staff_required
 from carnet.core.permissions import Action, can
-from carnet.staff.decorators import staff_required
 
 from . import billing_views, pass_views
 

@@ -8,6 +8,7 @@ from ninja import Router, Status
 from carnet.clinic.models import Location, Treatment
 from carnet.core.errors import ValidationFailed
 from carnet.core.limits import date_check
+from carnet.core.schemas import one_in_body
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_get
 
@@ -18,15 +19,6 @@ from .breaks import break_create, break_delete
 from .models import Break
 
 router = Router(tags=["scheduling"])
-
-
-def _one(model, pk: int | None, field: str, label: str):
-    if pk is None:
-        return None
-    found = model.objects.filter(pk=pk).first()
-    if found is None:
-        raise ValidationFailed(f"No {label} with id {pk}.", fields={field: ["Unknown."]})
-    return found
 
 
 def _patients(ids: list[int]) -> list[Patient]:
@@ -52,19 +44,21 @@ def _pass_choice(choice):
         return None if choice == "none" else "auto"
     from carnet.passes.models import Pass
 
-    return _one(Pass, choice, "pass_choice", "pass")
+    return one_in_body(Pass, choice, "pass_choice", "pass")
 
 
 @router.post("/appointments", response={201: s.AppointmentOut}, operation_id="appointment_book")
 def book(request, payload: s.BookIn):
-    practitioner = _one(StaffMember, payload.practitioner_id, "practitioner_id", "practitioner")
-    location = _one(Location, payload.location_id, "location_id", "location")
+    practitioner = one_in_body(
+        StaffMember, payload.practitioner_id, "practitioner_id", "practitioner"
+    )
+    location = one_in_body(Location, payload.location_id, "location_id", "location")
     schedule_require(
         request.auth, practitioner_id=practitioner.pk, location_id=location.pk
     )  # before probing patients
     appointment = services.appointment_book(
         actor=request.auth,
-        treatment=_one(Treatment, payload.treatment_id, "treatment_id", "treatment"),
+        treatment=one_in_body(Treatment, payload.treatment_id, "treatment_id", "treatment"),
         practitioner=practitioner,
         location=location,
         start=payload.start,
@@ -91,8 +85,10 @@ def appointments(
         selectors.appointments_list(
             actor=request.auth,
             day=date_check(date, field="date"),
-            location=_one(Location, location_id, "location_id", "location"),
-            practitioner=_one(StaffMember, practitioner_id, "practitioner_id", "practitioner"),
+            location=one_in_body(Location, location_id, "location_id", "location"),
+            practitioner=one_in_body(
+                StaffMember, practitioner_id, "practitioner_id", "practitioner"
+            ),
         )
     )
 
@@ -215,7 +211,7 @@ def reschedule(request, pk: int, payload: s.StartIn):
 )
 def duplicate_as_class(request, pk: int, payload: s.ClassIn):
     appointment = _fresh(request, pk)
-    treatment = _one(Treatment, payload.treatment_id, "treatment_id", "treatment")
+    treatment = one_in_body(Treatment, payload.treatment_id, "treatment_id", "treatment")
     new = services.appointment_duplicate_as_class(
         actor=request.auth, appointment=appointment, treatment=treatment
     )
@@ -229,19 +225,19 @@ def duplicate_as_class(request, pk: int, payload: s.ClassIn):
     summary="Free time from shifts minus appointments, in each location's time zone",
 )
 def free_time(request, pk: int, date: dt.date | None = None, location_id: int | None = None):
-    practitioner = _one(StaffMember, pk, "pk", "practitioner")
+    practitioner = one_in_body(StaffMember, pk, "pk", "practitioner")
     free = selectors.availability(
         actor=request.auth,
         practitioner=practitioner,
         day=date_check(date, field="date"),
-        location=_one(Location, location_id, "location_id", "location"),
+        location=one_in_body(Location, location_id, "location_id", "location"),
     )
     return [{"location_id": loc.pk, "start": a, "end": b} for loc, (a, b) in free]
 
 
 @router.get("/practitioners/{pk}/breaks", response=list[s.BreakOut], operation_id="breaks_list")
 def breaks(request, pk: int, date: dt.date | None = None):
-    practitioner = _one(StaffMember, pk, "pk", "practitioner")
+    practitioner = one_in_body(StaffMember, pk, "pk", "practitioner")
     return selectors.breaks_for(
         actor=request.auth, practitioner=practitioner, day=date_check(date, field="date")
     )
@@ -249,8 +245,8 @@ def breaks(request, pk: int, date: dt.date | None = None):
 
 @router.post("/practitioners/{pk}/breaks", response={201: s.BreakOut}, operation_id="break_create")
 def break_add(request, pk: int, payload: s.BreakIn):
-    practitioner = _one(StaffMember, pk, "pk", "practitioner")
-    location = _one(Location, payload.location_id, "location_id", "location")
+    practitioner = one_in_body(StaffMember, pk, "pk", "practitioner")
+    location = one_in_body(Location, payload.location_id, "location_id", "location")
     return Status(
         201,
         break_create(
@@ -266,6 +262,6 @@ def break_add(request, pk: int, payload: s.BreakIn):
 
 @router.delete("/breaks/{pk}", response={204: None}, operation_id="break_delete")
 def break_remove(request, pk: int):
-    item = _one(Break, pk, "pk", "break")
+    item = one_in_body(Break, pk, "pk", "break")
     break_delete(actor=request.auth, item=item)
     return Status(204, None)

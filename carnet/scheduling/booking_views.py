@@ -20,9 +20,9 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError, NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.limits import day_from_text
+from carnet.core.pages import apply_errors
 from carnet.people import login_throttle
 from carnet.people.signups import sign_up_request
-from carnet.staff.decorators import apply_errors
 
 from . import online
 from .selectors import treatments_offered

@@ -14,10 +14,10 @@ from icalendar import Calendar, Event
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
+from carnet.core.pages import run_action, staff_required
 from carnet.core.permissions import Action
 from carnet.people.models import StaffMember
 from carnet.people.services import calendar_feed_token_reset, staff_by_calendar_token
-from carnet.staff.decorators import run_action, staff_required
 
 from .models import Appointment, Status
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
 
 from carnet.clinic.models import Location, Treatment
@@ -21,7 +22,7 @@ from carnet.people.selectors import patients_managed_by
 from .locks import lock_appointment, lock_practitioners
 from .models import Appointment, AppointmentPatient, Status
 from .selectors import free_intervals, treatments_offered
-from .services import _check_free, _validate
+from .services import booking_validate, slot_check_free
 
 Kind = Treatment.Kind
 
@@ -116,7 +117,6 @@ def first_available_day(
 ) -> dt.date | None:
     """The first day from `start` with a free time, looking FIRST_AVAILABLE_WEEKS ahead (within the
     booking horizon); days nobody works at this location are skipped without a query."""
-    from django.conf import settings
 
     staff = [practitioner] if practitioner else list(bookable_practitioners(location=location))
     weekdays = set(
@@ -140,7 +140,6 @@ def first_available_day(
 def horizon_check(*, day: dt.date, location: Location) -> dt.date:
     """Patients book online at most ONLINE_BOOKING_HORIZON_DAYS ahead (the clinic's schedule is not
     planned further, and a date in year 9999 would only overflow later)."""
-    from django.conf import settings
 
     days = settings.ONLINE_BOOKING_HORIZON_DAYS
     last = clock.today(ZoneInfo(location.time_zone)) + dt.timedelta(days=days)
@@ -177,7 +176,7 @@ def appointment_book_online(
         raise ValidationFailed(
             f"{treatment} cannot be booked online.", fields={"treatment": ["Not bookable online."]}
         )
-    _validate(treatment, practitioner, location)
+    booking_validate(treatment, practitioner, location)
     if not claim_form_key(user=user, key=idempotency_key):
         return None
     lock_practitioners([practitioner.pk])
@@ -189,7 +188,7 @@ def appointment_book_online(
         code="double_booked",
     )
     try:
-        _check_free(practitioner=practitioner, location=location, start=start, end=end)
+        slot_check_free(practitioner=practitioner, location=location, start=start, end=end)
     except Conflict:
         raise taken from None
     day = horizon_check(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from carnet.clinic.models import Location, Treatment
 from carnet.clinic.selectors import clinic_get
@@ -256,7 +256,6 @@ def breaks_for(*, actor, practitioner: StaffMember, day: dt.date | None = None) 
 def with_pass_cover(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
     """Annotate `covered`: some row has a live (reserved or used) pass redemption. One subquery,
     so the schedule grid's package icon costs no query per appointment."""
-    from django.db.models import Exists, OuterRef
 
     from carnet.passes.models import Redemption
     from carnet.passes.selectors import LIVE
@@ -272,7 +271,6 @@ def appointments_today(*, actor, locations: list[Location]) -> list[Appointment]
     """The appointments `actor` may see starting today at each of `locations`, "today" being each
     location's own day (its time zone), not cancelled, with `covered` (a pass covers it). One query
     for the rows and one for their patients, however many locations and appointments."""
-    from django.db.models import Q
 
     window = Q(pk__in=[])
     for location in locations:

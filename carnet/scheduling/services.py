@@ -32,7 +32,7 @@ def _local(when: dt.datetime, location: Location) -> str:
     return when.astimezone(ZoneInfo(location.time_zone)).strftime("%Y-%m-%d %H:%M")
 
 
-def _check_free(
+def slot_check_free(
     *,
     practitioner: StaffMember,
     location: Location,
@@ -112,7 +112,7 @@ def _add(appointment: Appointment, patients: list[Patient], *, first: bool) -> N
         )
 
 
-def _validate(treatment: Treatment, practitioner: StaffMember, location: Location) -> None:
+def booking_validate(treatment: Treatment, practitioner: StaffMember, location: Location) -> None:
     problems = {}
     if not treatment.is_active:
         problems["treatment_id"] = [f"{treatment} is no longer offered."]
@@ -148,7 +148,7 @@ def appointment_book(
     session. `pass_choice`: "auto" attaches auto-selected passes, a Pass attaches that one,
     None none (SPEC 5.3)."""
     schedule_require(actor, practitioner_id=practitioner.pk, location_id=location.pk)
-    _validate(treatment, practitioner, location)
+    booking_validate(treatment, practitioner, location)
     if len({p.pk for p in patients}) != len(patients):
         raise ValidationFailed(
             "A patient is listed twice.", fields={"patient_ids": ["Listed twice."]}
@@ -157,7 +157,7 @@ def appointment_book(
     start = _aware(start)
     end = start + dt.timedelta(minutes=treatment.duration_minutes)
     lock_practitioners([practitioner.pk])
-    _check_free(practitioner=practitioner, location=location, start=start, end=end)
+    slot_check_free(practitioner=practitioner, location=location, start=start, end=end)
     appointment = Appointment.objects.create(
         treatment=treatment,
         practitioner=practitioner,
@@ -308,7 +308,7 @@ def appointment_reschedule(*, actor, appointment: Appointment, start: dt.datetim
             code="not_booked",
         )
     end = start + (appointment.end - appointment.start)
-    _check_free(
+    slot_check_free(
         practitioner=appointment.practitioner,
         location=appointment.location,
         start=start,

@@ -23,10 +23,10 @@ from carnet.core import clock
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.limits import day_from_text
+from carnet.core.pages import not_allowed, run_action, save_once, staff_required
 from carnet.core.permissions import Action, can, staff_of
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_get, patient_search
-from carnet.staff.decorators import not_allowed, run_action, save_once, staff_required
 
 from . import arrival, calendar, services
 from .access import schedule_require, schedule_scope

@@ -10,10 +10,10 @@ from django.contrib.auth import update_session_auth_hash
 from django.shortcuts import redirect, render
 
 from carnet.core.errors import CarnetError
+from carnet.core.pages import apply_errors, staff_required
 from carnet.core.permissions import Action
 from carnet.people import passwords
 
-from .decorators import apply_errors, staff_required
 from .forms import PasswordChangeForm, PasswordResetRequestForm, SetPasswordForm
 
 # Set at log-in when the password that was typed fails today's rules;

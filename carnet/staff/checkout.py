@@ -19,14 +19,16 @@ from dataclasses import dataclass, field, replace
 
 from django.db import transaction
 
-from carnet.billing import payments
+from carnet.billing import card_attempts, payments
 from carnet.billing.invoicing import LineInput, Totals, invoice_create, invoices_preview
 from carnet.billing.models import Invoice, Payment
 from carnet.clinic.selectors import money_text
 from carnet.core.errors import CarnetError, ValidationFailed
 from carnet.core.permissions import Action, require
-from carnet.passes.selectors import pass_invoices
-from carnet.passes.selling import package_sell
+from carnet.giftcards.services import giftcard_sell_load
+from carnet.passes.redemption import pass_attach
+from carnet.passes.selectors import pass_invoices, visit_redemption
+from carnet.passes.selling import package_sell, sale_invoice_lines
 
 CREDIT = "credit"  # a tender that applies the patient's existing account credit (not a new payment)
 
@@ -181,7 +183,6 @@ def checkout_totals(cart: Cart) -> Totals:
     """The cart's live totals, by billing's own invoice arithmetic
     (billing.invoicing.invoices_preview) on the invoices `checkout_sell` would issue;
     the gift cards are added to the total untaxed."""
-    from carnet.passes.selling import sale_invoice_lines
 
     invoices = [lines for t in cart.packages for lines in sale_invoice_lines(t)]
     invoices += [
@@ -242,8 +243,6 @@ def checkout_pay_at_desk(
                 )
             )
             if gifts:
-                from carnet.giftcards.services import giftcard_sell_load
-
                 for gift_card, amount in sale.gift_cards:
                     giftcard_sell_load(
                         actor=actor, gift_card=gift_card, payment=done[-1], amount_minor=amount
@@ -287,7 +286,6 @@ def checkout_charge_card(
     the charge is recorded and discards them if it fails. The same `key` again finds the first
     attempt and charges nothing more. A decline raises after the sale is kept:
     what is not paid stays owing."""
-    from carnet.billing import card_attempts
 
     require(actor, Action.PAYMENT_TAKE)
     if card is not None:
@@ -321,8 +319,6 @@ def checkout_cover_visit(*, actor, passes: list, visit) -> tuple[object | None, 
     Returns (the pass, "") or (None, why none could): a package not yet paid, or a visit already
     covered, leaves the sale as it is and says so; it is never a reason to refuse the sale. A visit
     one of these passes covers already (the same return posted twice) counts as covered."""
-    from carnet.passes.redemption import pass_attach
-    from carnet.passes.selectors import visit_redemption
 
     live = visit_redemption(visit)
     if live is not None:

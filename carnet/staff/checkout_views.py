@@ -17,9 +17,12 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from carnet.billing.models import CardAttempt
+from carnet.billing.views import card_authenticated
 from carnet.clinic.selectors import clinic_get, location_default
 from carnet.core.errors import CarnetError, NotAllowed, NotFound, ValidationFailed
 from carnet.core.idempotency import new_form_key
+from carnet.core.pages import apply_errors, not_allowed, save_once, staff_required
 from carnet.core.permissions import Action, staff_of
 from carnet.gateway.services import (
     AuthenticationPending,
@@ -28,6 +31,7 @@ from carnet.gateway.services import (
     card_entry_begin,
     card_file_stored,
     card_keep_at_gateway,
+    card_label,
     card_tokenize,
     gateway_uses_stripe_js,
     stripe_csp,
@@ -46,7 +50,6 @@ from .checkout import (
     gift_cards_from,
 )
 from .checkout_forms import CARD_METHODS, CheckoutForm
-from .decorators import apply_errors, not_allowed, save_once, staff_required
 
 
 def _summary(clinic, sale) -> str:
@@ -98,7 +101,6 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
     """After the sale has committed: charge the card (outside any transaction), then cover the visit
     the sale was made from. A decline keeps the sale, owing, and says so. A new card whose bank asks
     its holder to confirm (3-D Secure) leaves the charge waiting: done["authenticate"]."""
-    from carnet.gateway.services import card_label
 
     clinic = clinic_get()
     try:
@@ -151,8 +153,6 @@ def purchase_authenticated(request, pk: int, attempt_pk: int):
     """Back from the bank's check of a card paying a sale made from an appointment: the outcome as
     billing records it (`card_authenticated`), then the sale's package covers the visit and the desk
     is back on the schedule with the panel open, as when no check was asked for."""
-    from carnet.billing.models import CardAttempt
-    from carnet.billing.views import card_authenticated
 
     response = card_authenticated(request, attempt_pk)
     attempt = CardAttempt.objects.filter(pk=attempt_pk, patient_id=pk).first()

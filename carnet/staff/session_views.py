@@ -5,10 +5,10 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 
 from carnet.core.errors import CarnetError
+from carnet.core.pages import staff_required
 from carnet.core.permissions import Action
 from carnet.people import login_sessions
 
-from .decorators import staff_required
 from .middleware import LOGIN_SESSION_ID
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
+from carnet.billing.card_attempts import attempts_to_review
 from carnet.billing.selectors import patients_owing
 from carnet.clinic.selectors import clinic_get, clinic_today, locations_active
 from carnet.core import clock
@@ -112,7 +113,5 @@ def today_board(*, actor) -> dict:
     if can(
         actor, Action.CARD_REVIEW
     ):  # card payments whose outcome came late or became credit: one count
-        from carnet.billing.card_attempts import attempts_to_review
-
         board["to_review"] = attempts_to_review().count()
     return board

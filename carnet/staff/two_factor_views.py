@@ -9,10 +9,10 @@ from django.shortcuts import redirect, render
 from django_otp import login as otp_login
 
 from carnet.core.errors import CarnetError
+from carnet.core.pages import apply_errors, staff_required
 from carnet.core.permissions import Action
 from carnet.people import two_factor
 
-from .decorators import apply_errors, staff_required
 from .middleware import NO_SECOND_FACTOR
 from .views import safe_next
 

@@ -10,13 +10,13 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 
 from carnet.core.models import ActivityLog
+from carnet.core.pages import run_action, staff_required
 from carnet.core.permissions import Action, staff_of
 from carnet.people import login_sessions, login_throttle, passwords, two_factor
 from carnet.people.models import ApiToken
 from carnet.people.services import api_token_create, api_token_revoke
 
 from .account_views import CHANGE_REQUIRED
-from .decorators import run_action, staff_required
 from .forms import LoginForm
 from .middleware import LOGGED_IN_AT, LOGIN_SESSION_ID
 from .today import today_board

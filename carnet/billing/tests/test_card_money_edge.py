@@ -30,6 +30,7 @@ from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import (
     giftcard_create_and_load,
     giftcard_refund,
+    giftcard_reload,
     giftcard_sell_online,
 )
 from carnet.passes import instalments
@@ -116,7 +117,7 @@ def assert_gateway_money_is_recorded_money():
     assert_ledger_ok()
 
 
-def _reconcile():
+def reconcile_now():
     call_command("payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w"))
 
 
@@ -146,7 +147,7 @@ def test_the_test_gateway_keeps_its_charge_when_carnet_rolls_back(desk):
 # ---------------------------------------------------------- a crash after the answer, in every path
 
 
-def _staff_payment(desk, patient):
+def staff_card_payment(desk, patient):
     invoice = manual_invoice(desk["staff"], patient, 5000, category=desk["cat"])
     payment_receive(
         actor=desk["user"],
@@ -232,7 +233,7 @@ def _daily_job(desk, patient):
 @pytest.mark.parametrize(
     "path",
     [
-        _staff_payment,
+        staff_card_payment,
         _api_payment,
         _gift_card_load,
         _pay_balance,
@@ -255,8 +256,8 @@ def test_a_crash_after_the_gateway_answered_is_recorded_once_by_reconciliation(
     )
     [attempt] = CardAttempt.objects.all()
     assert attempt.status == "pending"
-    _reconcile()
-    _reconcile()  # twice: still once
+    reconcile_now()
+    reconcile_now()  # twice: still once
     attempt.refresh_from_db()
     assert attempt.status == "succeeded" and attempt.reconciled_at is not None
     assert Payment.objects.filter(method="card_gateway").count() == 1
@@ -269,7 +270,7 @@ def test_a_purpose_completes_on_reconciliation(desk, crash_before_recording):
     crash_before_recording()
     with pytest.raises(Crash):
         _gift_card_online(desk, patient)
-    _reconcile()
+    reconcile_now()
     card = GiftCard.objects.get()
     assert card.balance_minor == 5000 and card.purchaser == patient
     assert (
@@ -309,7 +310,7 @@ def test_a_crash_after_a_refund_is_recorded_once_by_reconciliation(desk, crash_b
         payment_refund(
             actor=desk["user"], payment=payment, amount_minor=3000, idempotency_key="refund-2"
         )
-    _reconcile()
+    reconcile_now()
     payment.refresh_from_db()
     assert (payment.refunded_minor, payment.held_minor, TestGatewayRefund.objects.count()) == (
         1500,
@@ -453,7 +454,6 @@ def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(d
         card=card,
         idempotency_key="l1",
     )
-    from carnet.giftcards.services import giftcard_reload
 
     giftcard_reload(
         actor=desk["user"],
@@ -483,7 +483,7 @@ def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(d
         3000,
         3000,
     )  # 20.00 refunded; 30.00 waits for its answer
-    _reconcile()  # the gateway never made the second refund: released, back to spendable
+    reconcile_now()  # the gateway never made the second refund: released, back to spendable
     gift_card.refresh_from_db()
     assert (gift_card.balance_minor, gift_card.held_minor) == (3000, 0)
     assert_gateway_money_is_recorded_money()
@@ -539,8 +539,8 @@ def test_card_payments_to_review_is_for_administrative_billing_staff(
     patient = make_patient(first_name="Reconciled")
     crash_before_recording()
     with pytest.raises(Crash):
-        _staff_payment(desk, patient)
-    _reconcile()
+        staff_card_payment(desk, patient)
+    reconcile_now()
     url = "/billing/card-payments/review/"
     client.force_login(desk["user"])
     page = client.get(url)

@@ -7,10 +7,10 @@ from playwright.sync_api import expect
 
 from carnet.billing.tests.test_card_money_edge import (  # noqa: F401 (fixtures)
     Crash,
-    _reconcile,
-    _staff_payment,
     crash_before_recording,
     desk,
+    reconcile_now,
+    staff_card_payment,
 )
 from carnet.conftest import fits_and_accessible, log_in, make_patient
 
@@ -21,8 +21,8 @@ def test_card_payments_to_review_page_fits_and_passes_axe(page, desk, crash_befo
     patient = make_patient(first_name="Reconciled", last_name="Crash")
     crash_before_recording()
     with pytest.raises(Crash):
-        _staff_payment(desk, patient)
-    _reconcile()
+        staff_card_payment(desk, patient)
+    reconcile_now()
     log_in(page, desk["user"])
     for width, height in [(390, 844), (820, 1180), (1366, 900)]:
         page.set_viewport_size({"width": width, "height": height})

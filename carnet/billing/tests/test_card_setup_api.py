@@ -7,7 +7,7 @@ import pytest
 from carnet.conftest import Api, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import CardOnFile, GatewayCustomer
-from carnet.gateway.tests.test_stripe import _stripe, browser_payment_method
+from carnet.gateway.tests.test_stripe import browser_payment_method, stripe_client
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def _portal(patient):
 
 
 def _confirm_in_browser(started, number="4242424242424242"):
-    _stripe().v1.setup_intents.confirm(
+    stripe_client().v1.setup_intents.confirm(
         started["setup_intent"],
         params={
             "client_secret": started["client_secret"],
@@ -48,7 +48,7 @@ def test_staff_start_and_complete_saving_a_card_with_stripe_js(stripe_gateway, p
         body["publishable_key"] == "pk_test_carnet"
         and body["js_url"] == f"{stripe_gateway}/js.stripe.com/v3/"
     )
-    intent = _stripe().v1.setup_intents.retrieve(body["setup_intent"])
+    intent = stripe_client().v1.setup_intents.retrieve(body["setup_intent"])
     assert intent.customer == GatewayCustomer.objects.get(patient=patient).customer_id
     _confirm_in_browser(body)
     done = api.post(

@@ -22,13 +22,13 @@ from carnet.gateway import stripe as stripe_gateway
 from carnet.gateway.models import CardOnFile
 from carnet.gateway.tests.test_stripe import (
     Crash,
-    _pay,
-    _stripe,
-    _unapplied,
     browser_payment_method,
+    card_payment,
     charge_then_crash,
     crash_in,
     save_card,
+    stripe_client,
+    unapply_all,
 )
 
 URL = "/webhooks/stripe/"
@@ -66,7 +66,7 @@ def deliver(evt: dict, **sign):
 
 
 def _intent(pi_id):
-    return _stripe().v1.payment_intents.retrieve(pi_id).to_dict()
+    return stripe_client().v1.payment_intents.retrieve(pi_id).to_dict()
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_payment_intent_succeeded_records_the_crashed_charge_once_however_often_
 
 def test_a_webhook_after_the_page_recorded_the_charge_changes_nothing(desk):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient))
+    payment = card_payment(desk, patient, save_card(desk, patient))
     for kind in ("payment_intent.succeeded", "payment_intent.payment_failed"):  # out of order, too
         assert deliver(event(kind, _intent(payment.gateway_charge_id))).status_code == 200
     assert Payment.objects.count() == 1 and CardAttempt.objects.get().status == "succeeded"
@@ -156,7 +156,7 @@ def test_payment_failed_fails_the_open_attempt_and_frees_nothing_twice(desk, mon
     card = save_card(desk, patient, "4000000000000341")  # declined when charged
     crash_in(monkeypatch, card_attempts, "_failed")
     with pytest.raises(Crash):
-        _pay(desk, patient, card)
+        card_payment(desk, patient, card)
     monkeypatch.undo()
     attempt = CardAttempt.objects.get()
     assert attempt.status == "pending"
@@ -171,8 +171,8 @@ def test_payment_failed_fails_the_open_attempt_and_frees_nothing_twice(desk, mon
 
 def test_charge_refunded_records_a_crashed_refund_once(desk, monkeypatch):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient))
-    _unapplied(desk, payment)
+    payment = card_payment(desk, patient, save_card(desk, patient))
+    unapply_all(desk, payment)
     crash_in(monkeypatch, card_attempts, "refund_record")
     with pytest.raises(Crash):
         payment_refund(
@@ -199,8 +199,8 @@ def test_charge_refunded_records_a_crashed_refund_once(desk, monkeypatch):
 
 def test_a_refund_event_while_the_refund_is_still_being_sent_leaves_it_open(desk):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient))
-    _unapplied(desk, payment)
+    payment = card_payment(desk, patient, save_card(desk, patient))
+    unapply_all(desk, payment)
     attempt = card_attempts.refund_begin(
         request_key="r-open", payment=payment, amount_minor=500, actor=desk["user"]
     )
@@ -211,7 +211,7 @@ def test_a_refund_event_while_the_refund_is_still_being_sent_leaves_it_open(desk
 
 def test_a_dispute_shows_on_the_payment_in_the_review_page_and_in_the_activity_log(desk):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
+    payment = card_payment(desk, patient, save_card(desk, patient), amount=7000)
     dispute = {
         "id": "dp_123",
         "object": "dispute",
@@ -250,7 +250,7 @@ def test_setup_intent_succeeded_keeps_the_card_once_even_if_the_page_never_came_
     patient = make_patient()
     setup = card_setup_begin(actor=desk["user"], patient=patient)
     intent = (
-        _stripe()
+        stripe_client()
         .v1.setup_intents.confirm(
             setup["setup_intent"],
             params={
@@ -314,10 +314,10 @@ def test_a_refund_made_in_stripes_dashboard_is_recorded_once_and_what_it_paid_is
     from carnet.billing.models import Invoice
 
     patient = make_patient()
-    payment = _pay(
+    payment = card_payment(
         desk, patient, save_card(desk, patient), amount=5000
     )  # all of it paid an invoice
-    made = _stripe().v1.refunds.create(
+    made = stripe_client().v1.refunds.create(
         params={"payment_intent": payment.gateway_charge_id, "amount": 2000}
     )
     charge = {
@@ -354,8 +354,8 @@ def test_a_refund_made_in_stripes_dashboard_is_recorded_once_and_what_it_paid_is
 
 def test_a_refund_carnet_sent_is_not_taken_for_a_dashboard_one(desk):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient))
-    _unapplied(desk, payment)
+    payment = card_payment(desk, patient, save_card(desk, patient))
+    unapply_all(desk, payment)
     payment_refund(
         actor=desk["user"],
         payment=payment,
@@ -395,7 +395,7 @@ def test_a_lost_dispute_returns_the_money_once_in_any_order(desk, order):
     from carnet.billing.models import Invoice
 
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
+    payment = card_payment(desk, patient, save_card(desk, patient), amount=7000)
     status = {"created": "needs_response", "updated": "under_review", "closed": "lost"}
     for kind in order:
         assert (
@@ -419,7 +419,7 @@ def test_a_lost_dispute_returns_the_money_once_in_any_order(desk, order):
 
 def test_a_won_dispute_moves_no_money_and_shows_it_won(desk):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
+    payment = card_payment(desk, patient, save_card(desk, patient), amount=7000)
     for kind, status in (
         ("created", "needs_response"),
         ("updated", "under_review"),
@@ -441,8 +441,8 @@ def test_a_won_dispute_moves_no_money_and_shows_it_won(desk):
 
 def test_a_lost_dispute_after_a_refund_returns_only_what_the_payment_still_holds(desk):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient), amount=7000)
-    _unapplied(desk, payment)
+    payment = card_payment(desk, patient, save_card(desk, patient), amount=7000)
+    unapply_all(desk, payment)
     payment_refund(
         actor=desk["user"],
         payment=payment,

@@ -23,7 +23,7 @@ from carnet.billing.tests.test_stripe_webhooks import deliver, event
 from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
-from carnet.gateway.tests.test_stripe import _stripe, browser_payment_method
+from carnet.gateway.tests.test_stripe import browser_payment_method, stripe_client
 
 ALWAYS_AUTHENTICATE = "4000002760003184"  # Stripe's test card whose bank asks on every payment
 
@@ -42,12 +42,14 @@ def card_typed_in_stripe_js(html, number):
     client_secret, setup_intent = re.search(
         r'data-client-secret="((seti_\w+)_secret_\w+)"', html
     ).groups()
-    found = _stripe().v1.setup_intents.confirm(
+    found = stripe_client().v1.setup_intents.confirm(
         setup_intent,
         params={"client_secret": client_secret, "payment_method": browser_payment_method(number)},
     )
     if found.status == "requires_action":
-        _stripe().v1.setup_intents.confirm(setup_intent, params={"client_secret": client_secret})
+        stripe_client().v1.setup_intents.confirm(
+            setup_intent, params={"client_secret": client_secret}
+        )
     return setup_intent
 
 
@@ -98,7 +100,9 @@ def test_the_bank_asks_the_page_completes_its_check_and_the_payment_is_recorded_
         and attempt.gateway_id.startswith("pi_")
         and not Payment.objects.exists()
     )
-    assert _stripe().v1.payment_intents.retrieve(attempt.gateway_id).status == "requires_action"
+    assert (
+        stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).status == "requires_action"
+    )
     fields = hidden_fields(html)
     assert fields["payment_intent"] == attempt.gateway_id and "setup_intent" not in fields
     # Posted again before the check is done (a double click): still waiting, nothing charged twice.
@@ -113,7 +117,7 @@ def test_the_bank_asks_the_page_completes_its_check_and_the_payment_is_recorded_
     payment = Payment.objects.get()
     assert (payment.amount_minor, payment.gateway_charge_id) == (8000, attempt.gateway_id)
     # Stripe's webhook afterwards, twice, and the page posted once more: nothing more.
-    intent = _stripe().v1.payment_intents.retrieve(attempt.gateway_id).to_dict()
+    intent = stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).to_dict()
     deliver(event("payment_intent.succeeded", intent))
     deliver(event("payment_intent.succeeded", intent))
     assert Client().post(url, fields).status_code == 302
@@ -127,7 +131,10 @@ def test_the_webhook_comes_first_and_the_page_then_finds_the_payment(stripe_gate
     pi = bank_check(stripe_gateway, html)
     assert (
         deliver(
-            event("payment_intent.succeeded", _stripe().v1.payment_intents.retrieve(pi).to_dict())
+            event(
+                "payment_intent.succeeded",
+                stripe_client().v1.payment_intents.retrieve(pi).to_dict(),
+            )
         ).status_code
         == 200
     )
@@ -147,10 +154,13 @@ def test_a_failed_bank_check_charges_nothing_and_offers_the_card_form_again(stri
     assert "data-stripe-card" in text and not Payment.objects.exists()
     assert CardAttempt.objects.get().status == "failed"
     assert (
-        _stripe().v1.payment_intents.retrieve(pi).status == "canceled"
+        stripe_client().v1.payment_intents.retrieve(pi).status == "canceled"
     )  # it can never be paid now
     deliver(
-        event("payment_intent.payment_failed", _stripe().v1.payment_intents.retrieve(pi).to_dict())
+        event(
+            "payment_intent.payment_failed",
+            stripe_client().v1.payment_intents.retrieve(pi).to_dict(),
+        )
     )
     assert not Payment.objects.exists()
 
@@ -158,7 +168,9 @@ def test_a_failed_bank_check_charges_nothing_and_offers_the_card_form_again(stri
 def test_a_page_the_patient_never_comes_back_to_is_recorded_by_the_webhook(stripe_gateway, owing):
     _, asked = pay_until_the_bank_asks(owing)
     pi = bank_check(stripe_gateway, asked.content.decode())
-    evt = event("payment_intent.succeeded", _stripe().v1.payment_intents.retrieve(pi).to_dict())
+    evt = event(
+        "payment_intent.succeeded", stripe_client().v1.payment_intents.retrieve(pi).to_dict()
+    )
     deliver(evt)
     deliver(evt)
     call_command("payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w"))
@@ -179,12 +191,14 @@ def test_reconciliation_waits_for_the_bank_check_then_gives_up_and_cancels(strip
     assert counts["pending"] == 1
     attempt.refresh_from_db()
     assert attempt.status == "pending"
-    assert _stripe().v1.payment_intents.retrieve(attempt.gateway_id).status == "requires_action"
+    assert (
+        stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).status == "requires_action"
+    )
     later = clock.now() + card_attempts.AUTHENTICATION_WINDOW + card_attempts.RECONCILE_AFTER
     assert card_attempts.attempts_reconcile(now=later)["failed"] == 1
     attempt.refresh_from_db()
     assert attempt.status == "failed" and not Payment.objects.exists()
-    assert _stripe().v1.payment_intents.retrieve(attempt.gateway_id).status == "canceled"
+    assert stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).status == "canceled"
     # The patient comes back after all: the bank's window can no longer charge anything.
     html = asked.content.decode()
     with pytest.raises(urllib.error.HTTPError):

@@ -77,5 +77,5 @@ def test_no_process_keeps_a_currency_that_may_still_change(owner):
     assert clinic_currency() == "EUR"
     _payment(owner)
     assert clinic_currency() == "EUR"
-    assert selectors._currency == "EUR"  # now fixed: kept for the process's life
+    assert selectors.clinic_currency_kept() == "EUR"  # now fixed: kept for the process's life
     assert not GiftCard.objects.exists()

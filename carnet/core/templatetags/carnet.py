@@ -1,9 +1,6 @@
-"""Template filters: {{ amount_minor|money }} in the clinic's currency, status labels."""
+"""Template filters: status labels. (`money` is the clinic's: clinic/templatetags/clinic_money.py.)"""
 
 from django import template
-
-from carnet.clinic.selectors import clinic_currency
-from carnet.core.money import Money
 
 register = template.Library()
 
@@ -14,13 +11,6 @@ STATUS_LABELS = {
     "no_charge": "No charge",
     "deleted": "Deleted",
 }
-
-
-@register.filter
-def money(minor) -> str:
-    if minor in (None, ""):
-        return ""
-    return Money(int(minor), clinic_currency()).format()
 
 
 @register.filter

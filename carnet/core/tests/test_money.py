@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from carnet.core.money import _EXPONENTS, ISO_4217, CurrencyMismatch, Money, exponent
+from carnet.core.money import EXPONENTS, ISO_4217, CurrencyMismatch, Money, exponent
 
 
 def cad(minor: int) -> Money:
@@ -108,7 +108,7 @@ def test_iso_4217_list():
     assert {"CAD", "USD", "EUR", "JPY", "GBP", "AUD", "CHF", "KWD"} <= ISO_4217
     assert not {"XYZ", "cad", "XAU", "XTS", "HRK"} & ISO_4217
     assert all(len(code) == 3 and code.isupper() for code in ISO_4217)
-    assert set(_EXPONENTS) <= ISO_4217
+    assert set(EXPONENTS) <= ISO_4217
 
 
 # ---------------------------------------------------------------- formatting

@@ -61,14 +61,14 @@ def desk(stripe_gateway, db, catalog):
     return {"staff": staff, "user": staff.user, "cat": catalog["income_category"]}
 
 
-def _stripe():
+def stripe_client():
     return get_gateway().client
 
 
 def browser_payment_method(number="4242424242424242"):
     """What Stripe.js does in the browser: the card number goes to Stripe, a pm_ id comes back."""
     return (
-        _stripe()
+        stripe_client()
         .v1.payment_methods.create(
             params={
                 "type": "card",
@@ -85,7 +85,7 @@ def save_card(desk, patient, number="4242424242424242"):
     assert setup["publishable_key"] == "pk_test_carnet" and setup["client_secret"].startswith(
         "seti_"
     )
-    _stripe().v1.setup_intents.confirm(
+    stripe_client().v1.setup_intents.confirm(
         setup["setup_intent"],
         params={
             "client_secret": setup["client_secret"],
@@ -102,7 +102,7 @@ def card_on_file_without_setup(desk, patient, number):
     (localstripe cannot authenticate a SetupIntent)."""
     from carnet.gateway.services import customer_for
 
-    pm = _stripe().v1.payment_methods.attach(
+    pm = stripe_client().v1.payment_methods.attach(
         browser_payment_method(number), params={"customer": customer_for(patient)}
     )
     return CardOnFile.objects.create(
@@ -117,7 +117,7 @@ def card_on_file_without_setup(desk, patient, number):
     )
 
 
-def _pay(desk, patient, card, amount=5000, key="k1"):
+def card_payment(desk, patient, card, amount=5000, key="k1"):
     invoice = manual_invoice(desk["staff"], patient, amount, category=desk["cat"])
     return payment_receive(
         actor=desk["user"],
@@ -207,7 +207,7 @@ def test_a_card_saved_with_a_setup_intent_keeps_only_stripe_ids_and_what_the_pat
     ) == ("visa", "4242", 12, 2040)
     customer = GatewayCustomer.objects.get(patient=patient)
     assert customer.customer_id.startswith("cus_")
-    assert _stripe().v1.payment_methods.retrieve(card.token).customer == customer.customer_id
+    assert stripe_client().v1.payment_methods.retrieve(card.token).customer == customer.customer_id
     second = save_card(desk, patient, "5555555555554444")
     assert (
         second.last4 == "4444" and GatewayCustomer.objects.count() == 1
@@ -217,7 +217,7 @@ def test_a_card_saved_with_a_setup_intent_keeps_only_stripe_ids_and_what_the_pat
 def test_completing_a_setup_twice_keeps_one_card_and_another_patients_setup_is_refused(desk):
     patient, other = make_patient(), make_patient()
     setup = card_setup_begin(actor=desk["user"], patient=patient)
-    _stripe().v1.setup_intents.confirm(
+    stripe_client().v1.setup_intents.confirm(
         setup["setup_intent"],
         params={
             "client_secret": setup["client_secret"],
@@ -243,7 +243,7 @@ def test_removing_a_card_detaches_it_at_stripe(desk):
     card.refresh_from_db()
     assert (
         card.removed_at is not None
-        and _stripe().v1.payment_methods.retrieve(card.token).customer is None
+        and stripe_client().v1.payment_methods.retrieve(card.token).customer is None
     )
 
 
@@ -265,15 +265,17 @@ def test_a_charge_is_a_payment_intent_whose_id_is_committed_before_it_is_confirm
         return real_charge(self, **kwargs)
 
     monkeypatch.setattr(stripe_gateway.StripeGateway, "charge", charge)
-    payment = _pay(desk, patient, card)
+    payment = card_payment(desk, patient, card)
     assert seen[0].startswith("pi_") and payment.gateway_charge_id == seen[0]
-    intent = _stripe().v1.payment_intents.retrieve(seen[0])
+    intent = stripe_client().v1.payment_intents.retrieve(seen[0])
     assert (intent.status, intent.amount, intent.metadata["carnet_key"]) == (
         "succeeded",
         5000,
         CardAttempt.objects.get().gateway_key,
     )
-    assert _pay(desk, patient, card) == payment  # the same request again: no second PaymentIntent
+    assert (
+        card_payment(desk, patient, card) == payment
+    )  # the same request again: no second PaymentIntent
     assert_ledger_ok()
 
 
@@ -281,7 +283,7 @@ def test_a_declined_card_records_a_failed_attempt_and_no_money(desk):
     patient = make_patient()
     card = save_card(desk, patient, DECLINED_ON_CHARGE)
     with pytest.raises(CardDeclined) as declined:
-        _pay(desk, patient, card)
+        card_payment(desk, patient, card)
     assert declined.value.status == 402 and "declined" in declined.value.message
     attempt = CardAttempt.objects.get()
     assert attempt.status == "failed" and attempt.gateway_id.startswith("pi_")
@@ -292,7 +294,7 @@ def test_an_off_session_charge_the_bank_wants_authenticated_fails_as_authenticat
     patient = make_patient()
     card = card_on_file_without_setup(desk, patient, THREE_D_SECURE)
     with pytest.raises(AuthenticationRequired) as asked:
-        _pay(desk, patient, card)
+        card_payment(desk, patient, card)
     assert CardAttempt.objects.get().status == "failed" and not Payment.objects.exists()
     # At the desk nothing has been sent: the sentence says what staff can do instead.
     assert "Send them a Pay Balance request from the Billing tab" in asked.value.message
@@ -302,8 +304,8 @@ def test_an_off_session_charge_the_bank_wants_authenticated_fails_as_authenticat
 def test_a_refund_goes_through_stripe_refunds(desk):
     patient = make_patient()
     card = save_card(desk, patient)
-    payment = _pay(desk, patient, card, amount=5000)
-    _unapplied(desk, payment)
+    payment = card_payment(desk, patient, card, amount=5000)
+    unapply_all(desk, payment)
     refund = payment_refund(
         actor=desk["user"],
         payment=payment,
@@ -312,12 +314,12 @@ def test_a_refund_goes_through_stripe_refunds(desk):
         reason="Moved away",
         idempotency_key="r1",
     )
-    found = _stripe().v1.refunds.retrieve(refund.gateway_refund_id)
+    found = stripe_client().v1.refunds.retrieve(refund.gateway_refund_id)
     assert (found.amount, found.payment_intent) == (2000, payment.gateway_charge_id)
     assert_ledger_ok()
 
 
-def _unapplied(desk, payment):
+def unapply_all(desk, payment):
     from carnet.billing.payments import allocation_unapply
 
     for allocation in payment.allocations.all():  # a refund returns unapplied money only
@@ -337,7 +339,7 @@ def charge_then_crash(desk, monkeypatch) -> CardAttempt:
     card = save_card(desk, patient)
     crash_in(monkeypatch, card_attempts, "charge_record")
     with pytest.raises(Crash):
-        _pay(desk, patient, card)
+        card_payment(desk, patient, card)
     monkeypatch.undo()
     attempt = CardAttempt.objects.get()
     assert attempt.status == "pending" and not Payment.objects.exists()
@@ -346,7 +348,7 @@ def charge_then_crash(desk, monkeypatch) -> CardAttempt:
 
 def test_a_crash_after_stripe_confirmed_is_recorded_once_by_reconciliation(desk, monkeypatch):
     attempt = charge_then_crash(desk, monkeypatch)
-    assert _stripe().v1.payment_intents.retrieve(attempt.gateway_id).status == "succeeded"
+    assert stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).status == "succeeded"
     _reconcile()
     _reconcile()
     attempt.refresh_from_db()
@@ -360,18 +362,18 @@ def test_a_crash_before_confirming_cancels_the_payment_intent_and_moves_no_money
     card = save_card(desk, patient)
     crash_in(monkeypatch, stripe_gateway.StripeGateway, "charge")
     with pytest.raises(Crash):
-        _pay(desk, patient, card)
+        card_payment(desk, patient, card)
     monkeypatch.undo()
     _reconcile()
     attempt = CardAttempt.objects.get()
     assert attempt.status == "failed" and not Payment.objects.exists()
-    assert _stripe().v1.payment_intents.retrieve(attempt.gateway_id).status == "canceled"
+    assert stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).status == "canceled"
 
 
 def test_a_crash_after_a_stripe_refund_is_recorded_once_by_reconciliation(desk, monkeypatch):
     patient = make_patient()
-    payment = _pay(desk, patient, save_card(desk, patient))
-    _unapplied(desk, payment)
+    payment = card_payment(desk, patient, save_card(desk, patient))
+    unapply_all(desk, payment)
     crash_in(monkeypatch, card_attempts, "refund_record")
     with pytest.raises(Crash):
         payment_refund(
@@ -399,7 +401,7 @@ def test_stripe_unreachable_is_a_503_and_the_attempt_waits_for_reconciliation(de
     from carnet.gateway.base import GatewayUnavailable
 
     with pytest.raises(GatewayUnavailable):
-        _pay(desk, patient, card)
+        card_payment(desk, patient, card)
     assert CardAttempt.objects.get().status == "unknown" and not Payment.objects.exists()
     assert isinstance(stripe_lib.APIConnectionError("x"), stripe_lib.StripeError)
 

@@ -9,7 +9,7 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.clinic.selectors import clinic_get
 from carnet.conftest import make_patient
 from carnet.core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
-from carnet.giftcards.invariants import _liability_matches_cards
+from carnet.giftcards.invariants import liability_matches_cards
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import (
     code_normalize,
@@ -254,9 +254,9 @@ def test_delete_only_without_transactions_and_notes(front_desk, catalog):
 
 def test_liability_invariant_catches_a_drift(front_desk, catalog):
     gift_card = _load(front_desk)
-    assert list(_liability_matches_cards()) == []
+    assert list(liability_matches_cards()) == []
     GiftCard.objects.filter(pk=gift_card.pk).update(balance_minor=1)
-    assert list(_liability_matches_cards())
+    assert list(liability_matches_cards())
 
 
 def _online(patient, **kw):

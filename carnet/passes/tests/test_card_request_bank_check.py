@@ -21,7 +21,7 @@ from carnet.billing.tests.test_three_d_secure import (
 )
 from carnet.conftest import make_patient
 from carnet.core import clock
-from carnet.gateway.tests.test_stripe import _stripe
+from carnet.gateway.tests.test_stripe import stripe_client
 from carnet.passes import card_requests as cr
 from carnet.passes import memberships as ms
 from carnet.passes.models import CardUpdateRequest
@@ -84,7 +84,9 @@ def test_the_bank_asks_the_patient_confirms_on_the_page_and_the_cycle_is_paid_on
         and attempt.amount_minor == owing
         and not Payment.objects.exists()
     )
-    assert _stripe().v1.payment_intents.retrieve(attempt.gateway_id).status == "requires_action"
+    assert (
+        stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).status == "requires_action"
+    )
     assert (
         CardUpdateRequest.objects.get().card_id is not None
     )  # the card is on the membership already
@@ -99,7 +101,7 @@ def test_the_bank_asks_the_patient_confirms_on_the_page_and_the_cycle_is_paid_on
     payment = Payment.objects.get()
     assert (payment.amount_minor, payment.gateway_charge_id) == (owing, attempt.gateway_id)
     assert cr.owing_minor(sold) == 0
-    intent = _stripe().v1.payment_intents.retrieve(attempt.gateway_id).to_dict()
+    intent = stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).to_dict()
     deliver(event("payment_intent.succeeded", intent))
     deliver(event("payment_intent.succeeded", intent))
     assert Client().post(url, fields).status_code == 302  # the page posted once more: nothing more
@@ -117,7 +119,10 @@ def test_the_webhook_or_reconciliation_comes_first_and_the_page_then_finds_the_c
     pi = bank_check(stripe_gateway, html)
     if first == "webhook":
         deliver(
-            event("payment_intent.succeeded", _stripe().v1.payment_intents.retrieve(pi).to_dict())
+            event(
+                "payment_intent.succeeded",
+                stripe_client().v1.payment_intents.retrieve(pi).to_dict(),
+            )
         )
     else:
         call_command("payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w"))
@@ -141,7 +146,7 @@ def test_a_failed_bank_check_leaves_the_cycle_owed_as_a_decline_does(stripe_gate
     )
     page = Client().get(done["Location"]).content.decode()
     assert "is still owed" in page and "did not confirm the payment with their bank" in page
-    assert _stripe().v1.payment_intents.retrieve(pi).status == "canceled"
+    assert stripe_client().v1.payment_intents.retrieve(pi).status == "canceled"
 
 
 def test_two_owed_cycles_are_confirmed_one_after_the_other(

@@ -13,7 +13,7 @@ from carnet.billing.tests.factories import manual_invoice
 from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.services import card_entry_begin
-from carnet.gateway.tests.test_stripe import _stripe, browser_payment_method
+from carnet.gateway.tests.test_stripe import browser_payment_method, stripe_client
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def _page(patient):
 
 def _confirm_in_browser(client_secret, setup_intent, number="4242424242424242"):
     """What Stripe.js does with the card typed into Stripe's field."""
-    _stripe().v1.setup_intents.confirm(
+    stripe_client().v1.setup_intents.confirm(
         setup_intent,
         params={"client_secret": client_secret, "payment_method": browser_payment_method(number)},
     )
@@ -218,7 +218,7 @@ def test_a_patient_signs_up_for_a_membership_with_stripe_js_and_the_card_stays_f
     assert sold.card == card and card.token.startswith("pm_")
     customer = GatewayCustomer.objects.get(patient=owing).customer_id
     assert (
-        _stripe().v1.payment_methods.retrieve(card.token).customer == customer
+        stripe_client().v1.payment_methods.retrieve(card.token).customer == customer
     )  # chargeable off-session
     assert Payment.objects.filter(
         patient=owing, gateway_charge_id__startswith="pi_"

@@ -192,7 +192,7 @@ def test_a_patient_cannot_cancel_someone_elses_appointment(setup):
 # ------------------------------------------------------------------ pages
 
 
-def _key(html):
+def form_key_of(html):
     return re.search(r'name="form_key" value="([0-9a-f]+)"', html).group(1)
 
 
@@ -236,7 +236,7 @@ def test_booking_pages_sign_up_by_email_confirm_and_double_submit(
         )
     assert response["Location"] == confirm  # back to the chosen time, logged in
     assert Patient.objects.get(email="nora@example.test").user.username == "nora@example.test"
-    data = {"action": "confirm", "form_key": _key(client.get(confirm).content.decode())}
+    data = {"action": "confirm", "form_key": form_key_of(client.get(confirm).content.decode())}
     with django_capture_on_commit_callbacks(execute=True):
         first, second = client.post(confirm, data), client.post(confirm, data)
     assert first["Location"] == second["Location"] == "/portal/"
@@ -310,7 +310,7 @@ def test_confirming_a_slot_just_taken_sends_back_to_the_times_with_a_message(set
         f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
         f"&start={at(DAY, '09:00').isoformat()}"
     )
-    key = _key(client.get(confirm).content.decode())
+    key = form_key_of(client.get(confirm).content.decode())
     book(setup["owner"], setup, p, at(DAY, "09:00"))
     response = client.post(confirm, {"action": "confirm", "form_key": key}, follow=True)
     assert "was just taken" in response.content.decode() and "10:00" in response.content.decode()
@@ -346,7 +346,7 @@ def test_online_booking_pages_say_the_practitioner_does_not_offer_it_and_refuse_
         f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
         f"&start={at(DAY, '09:00').isoformat()}"
     )
-    key = _key(client.get(confirm).content.decode())
+    key = form_key_of(client.get(confirm).content.decode())
     response = client.post(confirm, {"action": "confirm", "form_key": key}, follow=True)
     assert response.status_code == 200 and "does not offer Massage 60" in response.content.decode()
     assert not Appointment.objects.exists()

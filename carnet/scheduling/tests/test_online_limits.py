@@ -106,7 +106,7 @@ def test_the_clinic_sets_the_limit(setup):  # noqa: F811
 
 
 def test_the_booking_page_shows_the_limit_and_what_to_do(setup, client):  # noqa: F811
-    from .test_online import _key
+    from .test_online import form_key_of
 
     clinic_set(online_bookings_per_patient=1)
     patient = signed_up()
@@ -117,7 +117,7 @@ def test_the_booking_page_shows_the_limit_and_what_to_do(setup, client):  # noqa
         f"/book/{loc.pk}/confirm/?treatment={t.pk}&practitioner={p.pk}"
         f"&start={quote(at(DAY, '10:00').isoformat())}"
     )
-    key = _key(client.get(confirm).content.decode())
+    key = form_key_of(client.get(confirm).content.decode())
     page = client.post(confirm, {"action": "confirm", "form_key": key})
     assert page.status_code == 200
     assert (

@@ -13,7 +13,7 @@ from carnet.scheduling.models import Appointment
 from carnet.scheduling.online import appointment_book_online
 
 from .factories import at, practitioner
-from .test_races import _outcomes
+from .test_races import race_outcomes
 
 pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 
@@ -54,5 +54,5 @@ def test_racing_online_bookings_for_one_slot_exactly_one_wins():
                 ).pk
             ),
         )
-    assert _outcomes(results) == ["ok", "refused:double_booked", "refused:double_booked"]
+    assert race_outcomes(results) == ["ok", "refused:double_booked", "refused:double_booked"]
     assert Appointment.objects.filter(practitioner=prac, booked_by="online").count() == 1

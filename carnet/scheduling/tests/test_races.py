@@ -12,7 +12,7 @@ from .factories import at, practitioner, treatment_of
 pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 
 
-def _outcomes(results):
+def race_outcomes(results):
     unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CarnetError)]
     assert not unexpected, unexpected
     return sorted("refused:" + r.code if isinstance(r, CarnetError) else "ok" for r in results)
@@ -36,7 +36,7 @@ def test_racing_bookings_for_one_slot_exactly_one_wins():
             ).pk
         ),
     )
-    assert _outcomes(results) == [
+    assert race_outcomes(results) == [
         "ok",
         "refused:double_booked",
         "refused:double_booked",
@@ -60,5 +60,5 @@ def test_racing_joins_never_overfill_a_class():
     results = race(
         4, lambda i: appointment_join(actor=desk.user, appointment=session, patient=patients[i]).pk
     )
-    assert _outcomes(results) == ["ok", "ok", "refused:full", "refused:full"]
+    assert race_outcomes(results) == ["ok", "ok", "refused:full", "refused:full"]
     assert session.participants.count() == 2

@@ -126,7 +126,7 @@ def test_double_submit_sells_once(s):
 # --------------------------------------
 
 
-def _appointment(s, patient=None):
+def checkout_appointment(s, patient=None):
     from carnet.scheduling.tests.factories import at, book, working_practitioner
 
     prac = working_practitioner(s["cat"]["location"])
@@ -149,7 +149,7 @@ def test_from_an_appointment_the_covering_packages_come_first_and_the_first_is_c
         quantity=3,
         items=[(_other_treatment(s), 0, None, None)],
     )
-    appointment = _appointment(s)
+    appointment = checkout_appointment(s)
     page = s["client"].get(s["url"], {"appointment": appointment.pk}).content.decode()
     assert "For " in page and "Massage 60" in page and "10:00" in page
     assert (
@@ -172,7 +172,7 @@ def _other_treatment(s):
 def test_sold_and_paid_from_an_appointment_the_package_covers_it_and_the_desk_is_back_on_schedule(
     s,
 ):
-    appointment = _appointment(s)
+    appointment = checkout_appointment(s)
     response = _post(s, package_0=s["template"].pk, appointment=appointment.pk)
     assert response.status_code == 302
     assert response["Location"] == (
@@ -190,7 +190,7 @@ def test_sold_and_paid_from_an_appointment_the_package_covers_it_and_the_desk_is
 
 
 def test_sold_from_an_appointment_but_not_paid_the_sale_stands_and_says_why_it_is_not_applied(s):
-    appointment = _appointment(s)
+    appointment = checkout_appointment(s)
     response = _post(s, package_0=s["template"].pk, appointment=appointment.pk, method="later")
     assert response.status_code == 302 and Pass.objects.count() == 1
     assert _live(appointment) is None
@@ -201,7 +201,7 @@ def test_sold_from_an_appointment_but_not_paid_the_sale_stands_and_says_why_it_i
 def test_a_visit_already_covered_keeps_its_package(s):
     from carnet.passes.tests.factories import sold_package
 
-    appointment = _appointment(s)
+    appointment = checkout_appointment(s)
     first = sold_package(s["fd"], s["patient"], s["template"])
     from carnet.passes.redemption import pass_attach
 
@@ -214,7 +214,7 @@ def test_a_visit_already_covered_keeps_its_package(s):
 
 def test_an_appointment_of_someone_else_or_none_is_refused(s):
     # (Selling needs Front Desk, which sees every location's schedule: no out-of-scope case here.)
-    theirs = _appointment(s, patient=make_patient())
+    theirs = checkout_appointment(s, patient=make_patient())
     assert s["client"].get(s["url"], {"appointment": theirs.pk}).status_code == 404
     assert s["client"].get(s["url"], {"appointment": "x"}).status_code == 404
     assert s["client"].get(s["url"], {"appointment": 999999}).status_code == 404
@@ -321,7 +321,7 @@ def test_overpaying_across_methods_asks_about_credit_first(s):
 
 
 def test_a_new_card_sale_from_an_appointment_covers_it_once_charged(s):
-    appointment = _appointment(s)
+    appointment = checkout_appointment(s)
     response = _post(
         s,
         package_0=s["template"].pk,
@@ -606,7 +606,7 @@ def test_live_totals_follow_the_items_and_never_need_the_card(s):
 
 
 def test_add_items_from_the_panel_opens_the_checkout_for_that_patient_and_returns_to_the_panel(s):
-    appointment = _appointment(s)
+    appointment = checkout_appointment(s)
     panel = (
         s["client"].get(reverse("scheduling:appointment", args=[appointment.pk])).content.decode()
     )

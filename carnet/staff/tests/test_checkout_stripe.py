@@ -19,7 +19,7 @@ from carnet.billing.tests.test_three_d_secure import (
 )
 from carnet.conftest import make_patient
 from carnet.gateway.services import card_entry_begin
-from carnet.gateway.tests.test_stripe import _stripe
+from carnet.gateway.tests.test_stripe import stripe_client
 from carnet.passes.tests.factories import package_template
 
 
@@ -154,7 +154,7 @@ def test_a_card_whose_bank_asks_is_confirmed_on_the_page_and_recorded_once(s):
     deliver(
         event(
             "payment_intent.succeeded",
-            _stripe().v1.payment_intents.retrieve(attempt.gateway_id).to_dict(),
+            stripe_client().v1.payment_intents.retrieve(attempt.gateway_id).to_dict(),
         )
     )
     s["client"].post(action, {"payment_intent": attempt.gateway_id})
@@ -164,9 +164,9 @@ def test_a_card_whose_bank_asks_is_confirmed_on_the_page_and_recorded_once(s):
 
 def test_sold_from_an_appointment_the_package_covers_it_once_the_bank_has_confirmed(s):
     from carnet.passes.selectors import visit_redemption
-    from carnet.staff.tests.test_checkout import _appointment
+    from carnet.staff.tests.test_checkout import checkout_appointment
 
-    appointment = _appointment({**s, "cat": s["catalog"]})
+    appointment = checkout_appointment({**s, "cat": s["catalog"]})
     page = s["client"].get(s["url"], {"appointment": appointment.pk}).content.decode()
     asked = s["client"].post(
         s["url"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -22,11 +23,16 @@ from carnet.billing.payments import payment_receive
 from carnet.clinic.models import Discipline, IncomeCategory, Location, Product, Tax, Treatment
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.clinic.services import clinic_update, setup_save
-from carnet.core import activity
+from carnet.core import activity, clock
 from carnet.core.errors import CarnetError
 from carnet.core.permissions import AccessLevel as L
 from carnet.gateway.services import card_store, demo_load_calls
-from carnet.people.models import FamilyLink, Patient, StaffMember
+from carnet.passes.instalments import pass_charge_due
+from carnet.passes.memberships import membership_sell
+from carnet.passes.selectors import pass_invoices
+from carnet.passes.selling import package_sell
+from carnet.passes.setup import template_save
+from carnet.people.models import FamilyLink, Patient, Shift, StaffMember
 from carnet.people.services import (
     commission_rate_set,
     family_link_add,
@@ -36,6 +42,8 @@ from carnet.people.services import (
     staff_create,
     staff_update,
 )
+from carnet.scheduling.arrival import appointment_arrive
+from carnet.scheduling.services import appointment_book
 
 PASSWORD = "carnet-demo-clinic"  # meets the password rules (12+ characters, SPEC 14)
 STAFF_LOGIN_URL = "http://127.0.0.1:8000/login/"
@@ -427,9 +435,6 @@ PACKAGE_SALES = [
 
 def load_passes(actor, patients: dict) -> None:
     """Package templates and a few sales, so the schedule's bookings have packages to use."""
-    from carnet.passes.selectors import pass_invoices
-    from carnet.passes.selling import package_sell
-    from carnet.passes.setup import template_save
 
     treatments = {t.name: t for t in Treatment.objects.all()}
     taxes = {t.name: t for t in Tax.objects.all()}
@@ -532,7 +537,6 @@ def load_passes(actor, patients: dict) -> None:
             }
         ],
     )
-    from carnet.passes.memberships import membership_sell
 
     today = clinic_today()
     card = card_store(
@@ -544,7 +548,6 @@ def load_passes(actor, patients: dict) -> None:
         cvc="123",
         holder="Isabelle Gagnon",
     )
-    from carnet.passes.instalments import pass_charge_due
 
     sold = membership_sell(
         actor=actor,
@@ -585,12 +588,6 @@ def load_passes(actor, patients: dict) -> None:
 def load_appointments(actor, patients: dict) -> None:
     """Two individual visits a day for each practitioner shift over the next week, so the schedule
     has something on it; the first visit of today (if any) is arrived, which bills it."""
-    from zoneinfo import ZoneInfo
-
-    from carnet.core import clock
-    from carnet.people.models import Shift
-    from carnet.scheduling.arrival import appointment_arrive
-    from carnet.scheduling.services import appointment_book
 
     visits = list(Treatment.objects.filter(kind=Treatment.Kind.INDIVIDUAL).order_by("pk"))
     people = [p for p in patients.values() if p.email]
