@@ -312,16 +312,29 @@ def _draft(
     return _Draft(invoice, lines, ledger)
 
 
+def _known(objs) -> dict:
+    """`_resolve`'s cache seeded with rows the caller has just read (a treatment, a staff
+    member), so the lines that name them are checked against those instead of read again."""
+    cache = {}
+    for obj in objs:
+        if isinstance(obj, Treatment):
+            cache[("treatment", obj.pk)] = obj
+        elif isinstance(obj, StaffMember):
+            cache[("staff", obj.pk)] = True
+    return cache
+
+
 @transaction.atomic
 def invoices_create(
-    *, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL
+    *, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL, known=()
 ) -> list[Invoice]:
     """Issue invoices: for each, A/R up by the total, revenue per income category, tax payable per
     tax. Many at once is how the billing job issues a batch of cycles in a few statements; a single
-    invoice goes the same way. `action=None` is for the clinic's own jobs: no staff actor."""
+    invoice goes the same way. `action=None` is for the clinic's own jobs: no staff actor. `known`:
+    treatments and staff members the caller holds (read in its transaction), not read again."""
     if action is not None:
         require(actor, action)
-    clinic, now, cache = clinic_get(), clock.now(), {}
+    clinic, now, cache = clinic_get(), clock.now(), _known(known)
     today = clinic_today(clinic)
     drafts = []
     for order in orders:
@@ -408,8 +421,9 @@ def invoice_create(
     invoice_date=None,
     notes: str = "",
     action: Action | None = Action.SELL,
+    known=(),
 ) -> Invoice:
-    """Issue one invoice (see invoices_create)."""
+    """Issue one invoice (see invoices_create); the invoice's `staff` counts as known."""
     order = InvoiceOrder(
         patient_id=patient.pk,
         lines=lines,
@@ -418,7 +432,9 @@ def invoice_create(
         invoice_date=invoice_date,
         notes=notes,
     )
-    [invoice] = invoices_create(actor=actor, orders=[order], action=action)
+    [invoice] = invoices_create(
+        actor=actor, orders=[order], action=action, known=[*known, *([staff] if staff else [])]
+    )
     invoice.patient, invoice.location, invoice.staff = (
         patient,
         location,

@@ -16,13 +16,14 @@ from carnet.billing.invoicing import LineInput, invoice_create, invoice_delete
 from carnet.clinic.models import Treatment
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity
-from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action
 from carnet.passes import visits as passes
 
 from .access import schedule_require
 from .locks import lock_appointment
 from .models import Appointment, AppointmentPatient, Status
+from .selectors import with_participants
 
 Kind = Treatment.Kind
 Role = AppointmentPatient.Role
@@ -62,6 +63,7 @@ def _invoice(actor, appointment: Appointment, row: AppointmentPatient, line: Lin
         staff=appointment.practitioner,
         invoice_date=date,
         action=_BILLING_AS,
+        known=[appointment.treatment],  # read with the appointment, under its lock
     )
 
 
@@ -111,10 +113,16 @@ def _reverse(actor, row: AppointmentPatient, what: str) -> None:
 
 
 def _start(actor, appointment: Appointment) -> Appointment:
+    """The appointment read afresh under its lock (one status change at a time per appointment),
+    once `actor` may work on it: only the caller's `appointment.pk` is used (the API reads the row
+    here only)."""
+    try:
+        appointment = lock_appointment(appointment.pk)
+    except Appointment.DoesNotExist:
+        raise NotFound(f"No appointment with id {appointment.pk}.") from None
     schedule_require(
         actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id
     )
-    appointment = lock_appointment(appointment.pk)  # one status change at a time per appointment
     if appointment.status == Status.CANCELLED:
         raise Conflict(
             "This appointment is cancelled. Copy it to a new time to book it again.",
@@ -130,11 +138,12 @@ def _set(rows, status: str) -> None:
 
 
 def _refresh_status(appointment: Appointment, everyone: list[AppointmentPatient]) -> None:
-    """Individual and group appointments follow their (primary) patient;
-    a class session stays booked."""
+    """Individual and group appointments follow their (primary) patient; a class session stays
+    booked. The participants as changed here are the answer's (no read back)."""
     if appointment.kind != Kind.CLASS:
         appointment.status = everyone[0].status
         appointment.save(update_fields=["status"])
+    with_participants(appointment, known=everyone)
 
 
 @transaction.atomic

@@ -46,9 +46,19 @@ def appointment_get(*, actor, pk: int, bare: bool = False) -> Appointment:
     return appointment
 
 
-def with_participants(appointment: Appointment) -> Appointment:
+def with_participants(
+    appointment: Appointment, known: list[AppointmentPatient] | None = None
+) -> Appointment:
     """An appointment a service has just changed (and loaded with its treatment, practitioner and
-    location), with its participants for the response: one query instead of reading it all again."""
+    location), with its participants for the response: one query instead of reading it all again,
+    or none when the service passes the rows it read and changed (`known`: all of them, with their
+    patients, in the model's order)."""
+    if known is not None:
+        # What Django's own prefetch leaves behind (QuerySet.prefetch_related's prefetch_one_level).
+        rows = appointment.participants.all()
+        rows._result_cache, rows._prefetch_done = list(known), True
+        appointment._prefetched_objects_cache = {"participants": rows}
+        return appointment
     prefetch_related_objects(
         [appointment],
         Prefetch("participants", queryset=AppointmentPatient.objects.select_related("patient")),
