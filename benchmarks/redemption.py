@@ -414,7 +414,15 @@ class _Raw:
 # ---------------------------------------------------------------- the server
 
 
-def _server(workers: int, threads: int, port: int, token: str, *, floor_config: dict | None = None):
+def _server(
+    workers: int,
+    threads: int,
+    port: int,
+    token: str,
+    *,
+    worker_class: str = "gthread",
+    floor_config: dict | None = None,
+):
     """Carnet's API under gunicorn; with `floor_config`, the django-ninja floor
     (`floor.py`) instead."""
     env = dict(
@@ -441,7 +449,7 @@ def _server(workers: int, threads: int, port: int, token: str, *, floor_config: 
         "--threads",
         str(threads),
         "-k",
-        "gthread",
+        worker_class,
         "--keep-alive",
         "30",
         "--log-level",
@@ -503,11 +511,18 @@ def run(args) -> dict:
     port = args.port
     config = statements_config(b)
     raw = _Raw(config)  # before the servers start: a failure here leaves no server behind
-    proc, cmdline = _server(args.workers, args.threads, port, raw_token)
+    proc, cmdline = _server(
+        args.workers, args.threads, port, raw_token, worker_class=args.worker_class
+    )
     rows = []
     try:
         floor_proc, _ = _server(
-            args.workers, args.threads, port + 1, raw_token, floor_config=config
+            args.workers,
+            args.threads,
+            port + 1,
+            raw_token,
+            worker_class=args.worker_class,
+            floor_config=config,
         )
         try:
             api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
@@ -558,6 +573,7 @@ def run(args) -> dict:
         "server": cmdline,
         "workers": args.workers,
         "threads": args.threads,
+        "worker_class": args.worker_class,
         "idempotency_key": args.idempotency,
         "ops_per_level": ops,
         "levels": rows,

@@ -38,6 +38,12 @@ def main(argv=None) -> int:
     redemption.add_argument(
         "--threads", type=int, default=8, help="gunicorn threads per worker (default 8)"
     )
+    redemption.add_argument(
+        "--worker-class",
+        default="gthread",
+        choices=("gthread", "sync"),
+        help="gunicorn -k (default gthread; sync ignores --threads)",
+    )
     redemption.add_argument("--port", type=int, default=8765)
     redemption.add_argument(
         "--no-idempotency",
