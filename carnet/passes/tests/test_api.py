@@ -483,9 +483,8 @@ def test_a_redemption_through_the_api_takes_a_bounded_number_of_statements(
         attached.json()["treatment_name"] == s["cat"]["treatment"].name
         and attached.json()["status"] == "reserved"
     )
-    with django_assert_max_num_queries(
-        40
-    ) as arrive:  # the ledger's liability guard (issue 17); no appointment, treatment, staff re-reads
+    # The ledger's liability guard (issue 17) is in it; no appointment, treatment or staff re-reads.
+    with django_assert_max_num_queries(40) as arrive:
         arrived = s["desk"].post(f"/appointments/{appointment}/arrive", **{"Idempotency-Key": "a2"})
     assert arrived.status_code == 200, arrived.content
     assert arrived.json()["participants"][0]["status"] == "arrived"
