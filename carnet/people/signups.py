@@ -65,46 +65,12 @@ def sign_up_request(
     login, tell its holder.
 
     The caller answers the same either way. The email is queued with this transaction."""
-    names = {"first_name": first_name.strip(), "last_name": last_name.strip()}
-    problems = {k: ["This field is required."] for k, v in names.items() if not v}
-    if problems:
-        raise ValidationFailed("Please enter your first and last name.", fields=problems)
-    for field, value in names.items():
-        text_check(value, field=field, limit=Patient._meta.get_field(field).max_length)
-    email = (email or "").strip()
-    if not email:
-        raise ValidationFailed(
-            "Please enter your email; it is your login.",
-            fields={"email": ["This field is required."]},
-        )
-    try:
-        validate_email(email)
-    except ValidationError:
-        raise ValidationFailed(
-            f"“{email}” is not an email address.",
-            fields={"email": ["Enter a valid email address."]},
-        ) from None
+    names, email = _sign_up_checked(first_name, last_name, email)
     clinic = clinic_get()
     base = base_url.rstrip("/")
     existing = User.objects.filter(username__iexact=email).order_by("pk").first()
     if existing is not None:
-        reset = ""
-        if is_kind(existing, "patient"):
-            token = account_link_token(user=existing, purpose=RESET)
-            reset = base + reverse("portal:password_reset_confirm", kwargs={"token": token})
-        mail_queue(
-            to=existing.email or email,
-            subject=f"Someone tried to sign up at {clinic.name} with your email",
-            reply_to=clinic.email,
-            template="people/email/sign_up_existing.txt",
-            context={
-                "user": existing,
-                "clinic": clinic,
-                "reset_link": reset,
-                "login_link": base + reverse("portal:login"),
-                "hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
-            },
-        )
+        _tell_existing(existing, email, clinic, base)
         activity.record(actor=None, verb="sign_up_attempted", obj=existing)
         return
     payload = json.dumps(
@@ -124,6 +90,51 @@ def sign_up_request(
             "link": base + reverse("portal:sign_up_confirm", kwargs={"token": token}),
             "hours": settings.SIGN_UP_LINK_HOURS,
             "booking": bool(_safe_next(next_url)),
+        },
+    )
+
+
+def _sign_up_checked(first_name: str, last_name: str, email: str) -> tuple[dict, str]:
+    """The names (both required) and the email (a valid address), trimmed; ValidationFailed else."""
+    names = {"first_name": first_name.strip(), "last_name": last_name.strip()}
+    problems = {k: ["This field is required."] for k, v in names.items() if not v}
+    if problems:
+        raise ValidationFailed("Please enter your first and last name.", fields=problems)
+    for field, value in names.items():
+        text_check(value, field=field, limit=Patient._meta.get_field(field).max_length)
+    email = (email or "").strip()
+    if not email:
+        raise ValidationFailed(
+            "Please enter your email; it is your login.",
+            fields={"email": ["This field is required."]},
+        )
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationFailed(
+            f"“{email}” is not an email address.",
+            fields={"email": ["Enter a valid email address."]},
+        ) from None
+    return names, email
+
+
+def _tell_existing(existing, email: str, clinic, base: str) -> None:
+    """The address already has a login: tell its holder (with a reset link if it is a patient's)."""
+    reset = ""
+    if is_kind(existing, "patient"):
+        token = account_link_token(user=existing, purpose=RESET)
+        reset = base + reverse("portal:password_reset_confirm", kwargs={"token": token})
+    mail_queue(
+        to=existing.email or email,
+        subject=f"Someone tried to sign up at {clinic.name} with your email",
+        reply_to=clinic.email,
+        template="people/email/sign_up_existing.txt",
+        context={
+            "user": existing,
+            "clinic": clinic,
+            "reset_link": reset,
+            "login_link": base + reverse("portal:login"),
+            "hours": settings.PASSWORD_RESET_TIMEOUT // 3600,
         },
     )
 
