@@ -36,7 +36,8 @@ def password_validate(password: str, user=None) -> None:
         ) from None
 
 
-def _check_email(email: str) -> str:
+def email_check(email: str) -> str:
+    """The email trimmed ("" when none); ValidationFailed if it is not an address."""
     email = (email or "").strip()
     if email:
         try:
@@ -50,7 +51,7 @@ def _check_email(email: str) -> str:
 
 
 def login_create(*, username: str, email: str, password: str, first_name="", last_name=""):
-    email = _check_email(email)
+    email = email_check(email)
     username = username.strip()
     if not username:
         raise ValidationFailed(
@@ -136,7 +137,7 @@ def staff_update(*, actor, staff: StaffMember, data: dict) -> StaffMember:
         )
     email = data.pop("email", None)
     if email is not None:
-        email = _check_email(email)
+        email = email_check(email)
     if email is not None and email != staff.user.email:
         activity.record(
             actor=actor,
@@ -345,7 +346,7 @@ def patient_sign_up(
     }
     if problems:
         raise ValidationFailed("Please enter your first and last name.", fields=problems)
-    email = _check_email(email)
+    email = email_check(email)
     if not email:
         raise ValidationFailed(
             "Please enter your email; it is your login.",

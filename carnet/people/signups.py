@@ -15,8 +15,6 @@ import json
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 
@@ -36,7 +34,7 @@ from .passwords import (
     is_kind,
     passwords_match,
 )
-from .services import patient_sign_up
+from .services import email_check, patient_sign_up
 
 User = get_user_model()
 SIGN_UP = "carnet.people.sign_up"
@@ -102,20 +100,12 @@ def _sign_up_checked(first_name: str, last_name: str, email: str) -> tuple[dict,
         raise ValidationFailed("Please enter your first and last name.", fields=problems)
     for field, value in names.items():
         text_check(value, field=field, limit=Patient._meta.get_field(field).max_length)
-    email = (email or "").strip()
-    if not email:
+    if not (email or "").strip():
         raise ValidationFailed(
             "Please enter your email; it is your login.",
             fields={"email": ["This field is required."]},
         )
-    try:
-        validate_email(email)
-    except ValidationError:
-        raise ValidationFailed(
-            f"“{email}” is not an email address.",
-            fields={"email": ["Enter a valid email address."]},
-        ) from None
-    return names, email
+    return names, email_check(email)
 
 
 def _tell_existing(existing, email: str, clinic, base: str) -> None:
