@@ -2,7 +2,7 @@
 
 The data set (default 1,000,000 posted redemptions over two years, 200 patients each with one
 package, 4 practitioners) is generated with INSERT … SELECT generate_series into the real tables —
-arrived appointments, their visit rows, the visits' invoices (numbers taken from the invoice
+arrived appointments, their visits, the visits' invoices (numbers taken from the invoice
 counter) and the redemptions — so every constraint and foreign key holds. It is built once and
 reused (`--rebuild` regenerates it; a different size builds another set next to it).
 
@@ -73,12 +73,12 @@ def _drop(cur, template) -> None:
         """CREATE TEMP TABLE bench_old ON COMMIT DROP AS
                    SELECT r.id AS r, r.visit_id AS v, ap.appointment_id AS a, ap.invoice_id AS i
                    FROM passes_redemption r JOIN passes_pass p ON p.id = r.sold_pass_id
-                   JOIN scheduling_appointmentpatient ap ON ap.id = r.visit_id
+                   JOIN scheduling_visit ap ON ap.id = r.visit_id
                    WHERE p.template_id = %s""",
         [template.pk],
     )
     cur.execute("DELETE FROM passes_redemption WHERE id IN (SELECT r FROM bench_old)")
-    cur.execute("DELETE FROM scheduling_appointmentpatient WHERE id IN (SELECT v FROM bench_old)")
+    cur.execute("DELETE FROM scheduling_visit WHERE id IN (SELECT v FROM bench_old)")
     cur.execute("DELETE FROM scheduling_appointment WHERE id IN (SELECT a FROM bench_old)")
     cur.execute("DELETE FROM billing_invoice WHERE id IN (SELECT i FROM bench_old)")
     cur.execute("DROP TABLE bench_old")
@@ -141,7 +141,7 @@ def build(b, size: int, rebuild: bool) -> dict:
             [[lane[0] for lane in lanes], [lane[1] for lane in lanes], [lane[2] for lane in lanes]],
         )
         a0 = _reserve(cur, "scheduling_appointment", size)
-        v0 = _reserve(cur, "scheduling_appointmentpatient", size)
+        v0 = _reserve(cur, "scheduling_visit", size)
         i0 = _reserve(cur, "billing_invoice", size)
         r0 = _reserve(cur, "passes_redemption", size)
         cur.execute("SELECT next_number FROM billing_invoicecounter WHERE id = 1 FOR UPDATE")
@@ -174,7 +174,7 @@ def build(b, size: int, rebuild: bool) -> dict:
             [i0, number0, b["location"].pk, pracs, FIRST_DAY, size],
         )
         cur.execute(
-            f"""INSERT INTO scheduling_appointmentpatient (id, role, status, booked_at,
+            f"""INSERT INTO scheduling_visit (id, role, status, booked_at,
                             appointment_id, invoice_id, patient_id)
                         SELECT %s + g, 'primary', 'arrived', now(), %s + g, %s + g, l.patient_id
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
@@ -201,7 +201,7 @@ def build(b, size: int, rebuild: bool) -> dict:
     with connection.cursor() as cur:
         for table in (
             "scheduling_appointment",
-            "scheduling_appointmentpatient",
+            "scheduling_visit",
             "billing_invoice",
             "passes_redemption",
             "passes_pass",
@@ -219,7 +219,7 @@ JOIN people_patient pt ON pt.id = r.patient_id
 JOIN passes_passitem it ON it.id = r.item_id
 JOIN clinic_treatment t ON t.id = it.treatment_id
 LEFT JOIN people_staffmember s ON s.id = r.practitioner_id
-JOIN scheduling_appointmentpatient v ON v.id = r.visit_id
+JOIN scheduling_visit v ON v.id = r.visit_id
 LEFT JOIN billing_invoice i ON i.id = v.invoice_id
 WHERE r.status = 'posted' AND r.visit_date BETWEEN %s AND %s
 ORDER BY r.visit_date, r.id

@@ -80,7 +80,7 @@ def _passes(b) -> list:
 
 def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, int, int, int]]:
     """`count` booked individual visits with no pass, round-robin over the lanes: [(appointment,
-    patient, pass, visit row)]. Visits go on one day (double-booking is on in the bench clinic)."""
+    patient, pass, visit)]. Visits go on one day (double-booking is on in the bench clinic)."""
     from django.db import connection
 
     start = dt.datetime.now(dt.timezone.utc).replace(
@@ -111,7 +111,7 @@ def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, i
             patient, pass_id = lanes[n % len(lanes)]
             rows.append((pk, patient, pass_id))
         cur.execute(
-            """INSERT INTO scheduling_appointmentpatient (role, status, booked_at, appointment_id,
+            """INSERT INTO scheduling_visit (role, status, booked_at, appointment_id,
                    patient_id)
                SELECT 'primary', 'booked', now(), a, p
                FROM unnest(%s::bigint[], %s::bigint[]) AS t(a, p)
@@ -266,7 +266,7 @@ class Statements:
         c = self.c
         cur.execute(
             """SELECT a.start, ap.status FROM scheduling_appointment a
-                       JOIN scheduling_appointmentpatient ap ON ap.appointment_id = a.id
+                       JOIN scheduling_visit ap ON ap.appointment_id = a.id
                        WHERE a.id = %s FOR UPDATE OF a""",
             [appointment],
         )
@@ -374,8 +374,7 @@ class Statements:
             [txn, c["deferred"], value, txn, c["revenue"], -value],
         )
         cur.execute(
-            "UPDATE scheduling_appointmentpatient SET status = 'arrived', invoice_id = %s "
-            "WHERE id = %s",
+            "UPDATE scheduling_visit SET status = 'arrived', invoice_id = %s WHERE id = %s",
             [invoice, visit],
         )
         cur.execute(

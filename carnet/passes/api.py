@@ -19,7 +19,7 @@ from carnet.gateway.models import CardOnFile
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_for, patient_get, patients_managed_by
 from carnet.scheduling.access import schedule_require
-from carnet.scheduling.models import AppointmentPatient
+from carnet.scheduling.models import Visit
 from carnet.scheduling.selectors import appointment_get
 
 from . import api_schemas as s
@@ -61,28 +61,27 @@ def _pass(request, pk: int, *, action: Action = Action.INVOICE_VIEW) -> Pass:
 
 
 def _visit(request, pk: int, patient_id: int):
-    """One patient's row in an appointment the actor may work on (schedule scope; patients refused)."""
-    row = (
-        AppointmentPatient.objects.select_related(
-            "appointment__treatment", "appointment__location", "patient"
-        )
+    """A patient's visit in an appointment the actor may work on (schedule scope; patient users
+    refused)."""
+    visit = (
+        Visit.objects.select_related("appointment__treatment", "appointment__location", "patient")
         .filter(appointment_id=pk, patient_id=patient_id)
         .first()
     )
-    if row is None:
+    if visit is None:
         appointment_get(
             actor=request.auth, pk=pk, bare=True
         )  # an unknown or out-of-scope appointment first
     else:
         schedule_require(
             request.auth,
-            practitioner_id=row.appointment.practitioner_id,
-            location_id=row.appointment.location_id,
+            practitioner_id=visit.appointment.practitioner_id,
+            location_id=visit.appointment.location_id,
         )
     require(request.auth, Action.PASS_USE)
-    if row is None:
+    if visit is None:
         raise NotFound(f"Patient {patient_id} is not in appointment {pk}.")
-    return row
+    return visit
 
 
 # ---------------------------------------------------------------- a patient's packages
@@ -281,11 +280,11 @@ def explain_visit(request, pk: int, patient_id: int):
     summary="Cover the visit with a package (`pass_id`, or null to auto-select); 409 says why not",
 )
 def attach(request, pk: int, patient_id: int, payload: s.AttachIn | None = None):
-    row = _visit(request, pk, patient_id)
+    visit = _visit(request, pk, patient_id)
     chosen = _one(Pass, payload.pass_id if payload else None, "pass_id", "pass")
-    redemption = pass_attach(actor=request.auth, visit=row, sold_pass=chosen)
+    redemption = pass_attach(actor=request.auth, visit=visit, sold_pass=chosen)
     if redemption is None:
-        reasons = "; ".join(f"{e['pass'].name}: {e['message']}" for e in explain(row))
+        reasons = "; ".join(f"{e['pass'].name}: {e['message']}" for e in explain(visit))
         raise Conflict(
             f"No package can cover this visit{' (' + reasons + ')' if reasons else ''}.",
             code="no_pass_fits",

@@ -46,7 +46,7 @@ class RedemptionOut(Schema):
     id: int
     pass_id: int = Field(..., alias="sold_pass_id")
     pass_name: str = Field(..., alias="sold_pass.name")
-    visit_id: int = Field(..., description="The appointment row (one patient in one appointment)")
+    visit_id: int = Field(..., description="The visit (one patient in one appointment)")
     appointment_id: int = Field(..., alias="visit.appointment_id")
     patient_id: int
     treatment_name: str = Field(..., alias="item.treatment.name")

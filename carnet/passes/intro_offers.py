@@ -31,7 +31,7 @@ def _lock_patient(patient) -> None:
 
 def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
     """(code, sentence) when `template` is an intro offer `patient` may not have; None when they may."""
-    from carnet.scheduling.models import AppointmentPatient, Status
+    from carnet.scheduling.models import Status, Visit
 
     passes = Pass.objects.filter(patient_id=patient.pk).exclude(status=Pass.Status.DELETED)
     if template.once_per_patient and passes.filter(template=template).exists():
@@ -40,9 +40,7 @@ def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
             f"{template.name} is an intro offer sold once per patient, and {patient.full_name} already had it.",
         )
     if template.new_patients_only:
-        came = AppointmentPatient.objects.filter(
-            patient_id=patient.pk, status=Status.ARRIVED
-        ).exists()
+        came = Visit.objects.filter(patient_id=patient.pk, status=Status.ARRIVED).exists()
         if came or passes.exists():
             why = (
                 "has already visited the clinic"

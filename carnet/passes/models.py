@@ -524,7 +524,7 @@ class PassPlanChange(models.Model):
 
 class Redemption(models.Model):
     """One use of a pass by a visit: reserved on booking, posted at arrival, released on removal
-    or cancellation. At most one live (reserved or posted) redemption per visit row."""
+    or cancellation. At most one live (reserved or posted) redemption per visit."""
 
     class Status(models.TextChoices):
         RESERVED = "reserved", "Reserved"
@@ -538,7 +538,7 @@ class Redemption(models.Model):
         PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="redemptions"
     )
     visit = models.ForeignKey(
-        "scheduling.AppointmentPatient", on_delete=models.PROTECT, related_name="redemptions"
+        "scheduling.Visit", on_delete=models.PROTECT, related_name="redemptions"
     )
     patient = models.ForeignKey(
         Patient, on_delete=models.PROTECT, related_name="+"

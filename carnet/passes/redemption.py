@@ -511,14 +511,14 @@ def pass_attach(
 ) -> Redemption | None:
     """Cover a visit with a pass: `sold_pass`, or the auto-selected one (None when nothing fits).
     A booked visit reserves a use; an arrived visit is redeemed after the fact (SPEC 5.3)."""
-    from carnet.scheduling.models import AppointmentPatient
     from carnet.scheduling.models import Status as VisitStatus
+    from carnet.scheduling.models import Visit
 
     _authorise(actor, visit, online=online)
     # The visit's row lock makes two attaches to one visit queue, so the second sees the first (PostgreSQL);
     # on SQLite BEGIN IMMEDIATE already serialises them.
     visit = (
-        AppointmentPatient.objects.select_for_update(of=("self",))
+        Visit.objects.select_for_update(of=("self",))
         .select_related("appointment__treatment", "appointment__location", "patient")
         .get(pk=visit.pk)
     )

@@ -97,7 +97,7 @@ def passes_usable_by(patient):
 
 
 def visit_redemption(visit) -> Redemption | None:
-    """The live (reserved or posted) redemption of one appointment row, if a pass covers it."""
+    """The live (reserved or posted) redemption of one visit, if a pass covers it."""
     return (
         Redemption.objects.filter(visit=visit, status__in=LIVE)
         .select_related("sold_pass", "item__treatment")

@@ -26,31 +26,31 @@ from .windows import window_refusal
 AUTO = "auto"
 
 
-def after_booking(*, actor, appointment, choice=AUTO, online: bool = False, rows=None) -> None:
+def after_booking(*, actor, appointment, choice=AUTO, online: bool = False, visits=None) -> None:
     """Attach passes to a new booking: `choice` is "auto" (auto-select, SPEC 5.3), a Pass (for the
     individual patient or the group's primary), or None. Staff without billing access book
     without passes; an explicitly chosen pass that cannot cover the visit is refused."""
     if choice is None:
         return
-    rows = list(rows if rows is not None else appointment.participants.order_by("booked_at", "pk"))
+    visits = list(visits if visits is not None else appointment.visits.order_by("booked_at", "pk"))
     if choice == AUTO:
         if not may_use_passes(actor, online=online):
             return
-        for row in rows:
-            if row.role != row.Role.SECONDARY:
-                pass_attach(actor=actor, visit=row, online=online)
+        for visit in visits:
+            if visit.role != visit.Role.SECONDARY:
+                pass_attach(actor=actor, visit=visit, online=online)
         return
-    first = next(r for r in rows if r.role != r.Role.SECONDARY)
+    first = next(r for r in visits if r.role != r.Role.SECONDARY)
     pass_attach(actor=actor, visit=first, sold_pass=choice, online=online)
 
 
-def reservation(row) -> Redemption | None:
-    """The use a pass reserved for this row, if any (read once: arrival prices the line with it,
+def reservation(visit) -> Redemption | None:
+    """The use a pass reserved for this visit, if any (read once: arrival prices the line with it,
     then posts it)."""
-    live = visit_redemption(row)
+    live = visit_redemption(visit)
     if live is None or live.status != Redemption.Status.RESERVED:
         return None
-    live.visit = row  # the caller's row, so posting reads no more
+    live.visit = visit  # the caller's visit, so posting reads no more
     return live
 
 
@@ -65,17 +65,17 @@ def billed(reserved: Redemption | None, *, by_no_show: bool = False) -> None:
         redemption_post(reserved, by_no_show=by_no_show)
 
 
-def unbilled(row) -> None:
+def unbilled(visit) -> None:
     """Un-arrive or undo a no-show: the use is reserved again."""
-    live = visit_redemption(row)
+    live = visit_redemption(visit)
     if live is not None:
         redemption_unpost(live)
 
 
-def released(rows) -> None:
+def released(visits) -> None:
     """Cancelled (or a no-show charged the fee instead): free the reserved uses."""
-    for row in rows:
-        live = visit_redemption(row)
+    for visit in visits:
+        live = visit_redemption(visit)
         if live is not None and live.status == Redemption.Status.RESERVED:
             _release(live)
 
@@ -83,8 +83,8 @@ def released(rows) -> None:
 def check_move(appointment, *, new_date: dt.date, new_start: dt.datetime | None = None) -> None:
     """Rescheduling keeps the pass only if it still covers the new date (and time: the template's
     hours and use cap, issue 23); otherwise refuse, saying why."""
-    for row in appointment.participants.all():
-        live = visit_redemption(row)
+    for visit in appointment.visits.all():
+        live = visit_redemption(visit)
         if live is None:
             continue
         sold = live.sold_pass
@@ -103,7 +103,7 @@ def check_move(appointment, *, new_date: dt.date, new_start: dt.datetime | None 
             location=appointment.location,
             start=new_start,
             visit_date=new_date,
-            visit_pk=row.pk,
+            visit_pk=visit.pk,
         )
         if rule is not None:
             raise Conflict(
@@ -118,12 +118,12 @@ def carry_over(*, actor, source, copy) -> None:
     """Copying an appointment carries each pass only if it can still cover the copy's date."""
     if not may_use_passes(actor, online=False):
         return
-    copies = {r.patient_id: r for r in copy.participants.all()}
-    for row in source.participants.all():
+    copies = {r.patient_id: r for r in copy.visits.all()}
+    for visit in source.visits.all():
         last = (
-            Redemption.objects.filter(visit=row).order_by("-pk").first()
+            Redemption.objects.filter(visit=visit).order_by("-pk").first()
         )  # a cancelled source released it
-        target = copies.get(row.patient_id)
+        target = copies.get(visit.patient_id)
         if last is None or target is None:
             continue
         sold = Pass.objects.get(pk=last.sold_pass_id)

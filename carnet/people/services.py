@@ -423,7 +423,7 @@ def patients_in_use(pks: list[int]) -> list[str]:
         Q(invoices__isnull=False)
         | Q(payments__isnull=False)
         | Q(passes__isnull=False)
-        | Q(appointment_rows__isnull=False)
+        | Q(visits__isnull=False)
         | Q(gift_cards_bought__isnull=False)
         | Q(cards__isnull=False)
         | Q(user__isnull=False)

@@ -202,8 +202,11 @@ def home(request, patient):
         "portal/home.html",
         {
             "upcoming": [
-                (row, row.status == "booked" and now <= online.cancel_deadline(row.appointment))
-                for row in upcoming
+                (
+                    visit,
+                    visit.status == "booked" and now <= online.cancel_deadline(visit.appointment),
+                )
+                for visit in upcoming
             ],
             "past": past,
             "patient": patient,
@@ -227,7 +230,7 @@ def appointment_cancel(request, patient, pk: int):
     """Cancel an own (or a dependant's) appointment, refused inside the clinic's
     cancellation window."""
     try:
-        appointment = online.appointment_cancel_by_patient(user=request.user, row_pk=pk)
+        appointment = online.appointment_cancel_by_patient(user=request.user, visit_pk=pk)
     except NotFound:
         raise  # someone else's appointment: a plain 404
     except CarnetError as exc:

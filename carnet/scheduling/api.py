@@ -119,7 +119,7 @@ def join(request, pk: int, payload: s.JoinIn):
 def arrive(request, pk: int, payload: s.PatientsIn = None):
     ids = payload.patient_ids if payload else None
     done = arrival.appointment_arrive(actor=request.auth, appointment=_bare(pk), patient_ids=ids)
-    return selectors.with_participants(done)
+    return selectors.with_visits(done)
 
 
 @router.post(
@@ -128,7 +128,7 @@ def arrive(request, pk: int, payload: s.PatientsIn = None):
 def unarrive(request, pk: int, payload: s.PatientsIn = None):
     ids = payload.patient_ids if payload else None
     done = arrival.appointment_unarrive(actor=request.auth, appointment=_bare(pk), patient_ids=ids)
-    return selectors.with_participants(done)
+    return selectors.with_visits(done)
 
 
 @router.post(
@@ -139,7 +139,7 @@ def unarrive(request, pk: int, payload: s.PatientsIn = None):
 )
 def no_show(request, pk: int, payload: s.NoShowIn = None):
     payload = payload or s.NoShowIn()
-    return selectors.with_participants(
+    return selectors.with_visits(
         arrival.appointment_no_show(
             actor=request.auth,
             appointment=_bare(pk),
@@ -160,7 +160,7 @@ def no_show(request, pk: int, payload: s.NoShowIn = None):
 )
 def no_show_undo(request, pk: int, payload: s.PatientsIn = None):
     ids = payload.patient_ids if payload else None
-    return selectors.with_participants(
+    return selectors.with_visits(
         arrival.appointment_no_show_undo(actor=request.auth, appointment=_bare(pk), patient_ids=ids)
     )
 

@@ -1,8 +1,8 @@
 """Arrive, un-arrive and no-show: the visits that bill, each through the billing services.
 
 Individual → one invoice; group → one invoice to the primary listing the secondary clients who
-arrived; class → one invoice per arrived participant. Each invoice hangs on the AppointmentPatient
-row that caused it, so undoing always reverses exactly what was billed (billing.invoice_delete
+arrived; class → one invoice per arrived participant. Each invoice hangs on the Visit
+that caused it, so undoing always reverses exactly what was billed (billing.invoice_delete
 reverses the ledger).
 """
 
@@ -22,25 +22,23 @@ from carnet.passes import visits as passes
 
 from .access import schedule_require
 from .locks import lock_appointment
-from .models import Appointment, AppointmentPatient, Status
-from .selectors import with_participants
+from .models import Appointment, Status, Visit
+from .selectors import with_visits
 
 Kind = Treatment.Kind
-Role = AppointmentPatient.Role
+Role = Visit.Role
 # The scope check (access.schedule_require) already ran; billing only needs to know who it is.
 _BILLING_AS = Action.SCHEDULE_OWN
 
 
-def _participants(appointment: Appointment) -> list[AppointmentPatient]:
+def _visits(appointment: Appointment) -> list[Visit]:
     """Everyone in the appointment, the primary first (read once per status change)."""
-    return list(appointment.participants.select_related("patient").order_by("booked_at", "pk"))
+    return list(appointment.visits.select_related("patient").order_by("booked_at", "pk"))
 
 
-def _rows(
-    rows: list[AppointmentPatient], patient_ids: list[int] | None, *, status: str
-) -> list[AppointmentPatient]:
+def _chosen(visits: list[Visit], patient_ids: list[int] | None, *, status: str) -> list[Visit]:
     if patient_ids is not None:
-        unknown = set(patient_ids) - {r.patient_id for r in rows}
+        unknown = set(patient_ids) - {r.patient_id for r in visits}
         if unknown:
             raise ValidationFailed(
                 f"Patient {min(unknown)} is not in this appointment.",
@@ -48,16 +46,16 @@ def _rows(
             )
     return [
         r
-        for r in rows
+        for r in visits
         if r.status == status and (patient_ids is None or r.patient_id in patient_ids)
     ]
 
 
-def _invoice(actor, appointment: Appointment, row: AppointmentPatient, line: LineInput):
+def _invoice(actor, appointment: Appointment, visit: Visit, line: LineInput):
     date = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone)).date()
     return invoice_create(
         actor=actor,
-        patient=row.patient,
+        patient=visit.patient,
         lines=[line],
         location=appointment.location,
         staff=appointment.practitioner,
@@ -70,7 +68,7 @@ def _invoice(actor, appointment: Appointment, row: AppointmentPatient, line: Lin
 def _bill(
     actor,
     appointment: Appointment,
-    row: AppointmentPatient,
+    visit: Visit,
     line: LineInput,
     reserved,
     *,
@@ -82,10 +80,10 @@ def _bill(
     so it is held briefly."""
     line = passes.line_for(reserved, line)
     passes.billed(reserved, by_no_show=by_no_show)
-    row.invoice = _invoice(actor, appointment, row, line)
+    visit.invoice = _invoice(actor, appointment, visit, line)
 
 
-def _visit_line(appointment: Appointment, secondaries: list[AppointmentPatient] = ()) -> LineInput:
+def _visit_line(appointment: Appointment, secondaries: list[Visit] = ()) -> LineInput:
     description = appointment.treatment.name
     if secondaries:
         description += " — group with " + ", ".join(r.patient.full_name for r in secondaries)
@@ -96,20 +94,20 @@ def _visit_line(appointment: Appointment, secondaries: list[AppointmentPatient] 
     )
 
 
-def _reverse(actor, row: AppointmentPatient, what: str) -> None:
-    invoice = row.invoice
+def _reverse(actor, visit: Visit, what: str) -> None:
+    invoice = visit.invoice
     if invoice is not None and invoice.deleted_at is None:
         invoice.refresh_from_db()
         if invoice.applied_minor:
             raise Conflict(
-                f"{invoice} for {row.patient} has {clinic_get().money(invoice.applied_minor)} "
+                f"{invoice} for {visit.patient} has {clinic_get().money(invoice.applied_minor)} "
                 "of payments applied. Unapply those payments on the patient's Billing tab "
                 f"first (they become credit), then {what} again.",
                 code="invoice_has_payments",
             )
         invoice_delete(actor=actor, invoice=invoice, action=_BILLING_AS)
-    row.invoice = None
-    passes.unbilled(row)  # a used session is reserved again
+    visit.invoice = None
+    passes.unbilled(visit)  # a used session is reserved again
 
 
 def _start(actor, appointment: Appointment) -> Appointment:
@@ -131,19 +129,19 @@ def _start(actor, appointment: Appointment) -> Appointment:
     return appointment
 
 
-def _set(rows, status: str) -> None:
-    for row in rows:
-        row.status = status
-        row.save(update_fields=["status", "invoice"])
+def _set(visits, status: str) -> None:
+    for visit in visits:
+        visit.status = status
+        visit.save(update_fields=["status", "invoice"])
 
 
-def _refresh_status(appointment: Appointment, everyone: list[AppointmentPatient]) -> None:
+def _refresh_status(appointment: Appointment, everyone: list[Visit]) -> None:
     """Individual and group appointments follow their (primary) patient; a class session stays
-    booked. The participants as changed here are the answer's (no read back)."""
+    booked. The visits as changed here are the answer's (no read back)."""
     if appointment.kind != Kind.CLASS:
         appointment.status = everyone[0].status
         appointment.save(update_fields=["status"])
-    with_participants(appointment, known=everyone)
+    with_visits(appointment, known=everyone)
 
 
 @transaction.atomic
@@ -154,14 +152,14 @@ def appointment_arrive(
     (default all); class: the participants who came (default all booked)."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
-    everyone = _participants(appointment)
+    everyone = _visits(appointment)
     if appointment.kind == Kind.CLASS:
-        rows = _rows(everyone, patient_ids, status=Status.BOOKED)
-        if not rows:
+        visits = _chosen(everyone, patient_ids, status=Status.BOOKED)
+        if not visits:
             raise Conflict("Nobody chosen is still booked in this class.", code="not_booked")
-        for row in rows:
-            _bill(actor, appointment, row, _visit_line(appointment), passes.reservation(row))
-        _set(rows, Status.ARRIVED)
+        for visit in visits:
+            _bill(actor, appointment, visit, _visit_line(appointment), passes.reservation(visit))
+        _set(visits, Status.ARRIVED)
     else:
         if appointment.status != Status.BOOKED:
             raise Conflict(
@@ -169,10 +167,10 @@ def appointment_arrive(
                 "Un-arrive it, or undo the no-show, first.",
                 code="not_booked",
             )
-        _rows(
+        _chosen(
             everyone, patient_ids, status=Status.BOOKED
         )  # refuses patients not in the appointment
-        booked = _rows(everyone, None, status=Status.BOOKED)
+        booked = _chosen(everyone, None, status=Status.BOOKED)
         primary = booked[0]
         came = [r for r in booked[1:] if patient_ids is None or r.patient_id in patient_ids]
         # A group uses only the primary's pass.
@@ -199,17 +197,17 @@ def appointment_unarrive(
     is applied to one."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
-    everyone = _participants(appointment)
-    rows = _rows(
+    everyone = _visits(appointment)
+    visits = _chosen(
         everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.ARRIVED
     )
-    if not rows:
+    if not visits:
         raise Conflict(
             "Nobody chosen has arrived, so there is nothing to un-arrive.", code="not_arrived"
         )
-    for row in rows:
-        _reverse(actor, row, "un-arrive")
-    _set(rows, Status.BOOKED)
+    for visit in visits:
+        _reverse(actor, visit, "un-arrive")
+    _set(visits, Status.BOOKED)
     _refresh_status(appointment, everyone)
     activity.record(
         actor=actor,
@@ -258,25 +256,25 @@ def appointment_no_show(
             )
         if appointment.status == Status.NO_SHOW:
             return appointment  # already marked: a repeat does nothing
-    everyone = _participants(appointment)
-    rows = _rows(everyone, ids, status=Status.BOOKED)
-    if not rows:
-        if _rows(everyone, ids, status=Status.NO_SHOW):
+    everyone = _visits(appointment)
+    visits = _chosen(everyone, ids, status=Status.BOOKED)
+    if not visits:
+        if _chosen(everyone, ids, status=Status.NO_SHOW):
             return appointment  # already marked: a repeat does nothing
         raise Conflict(
             "Nobody chosen is booked, so nobody can be marked as a no-show.", code="not_booked"
         )
     fee = clinic_get().no_show_fee_minor if charge_fee else 0
-    billed = rows if appointment.kind == Kind.CLASS else rows[:1]  # group: the primary pays
-    for row in billed:
-        reserved = passes.reservation(row) if use_pass else None
+    billed = visits if appointment.kind == Kind.CLASS else visits[:1]  # group: the primary pays
+    for visit in billed:
+        reserved = passes.reservation(visit) if use_pass else None
         if reserved is not None:
-            _bill(actor, appointment, row, _visit_line(appointment), reserved, by_no_show=True)
+            _bill(actor, appointment, visit, _visit_line(appointment), reserved, by_no_show=True)
             continue
-        passes.released([row])
+        passes.released([visit])
         if fee:
-            row.invoice = _invoice(actor, appointment, row, _fee_line(appointment, fee))
-    _set(rows, Status.NO_SHOW)
+            visit.invoice = _invoice(actor, appointment, visit, _fee_line(appointment, fee))
+    _set(visits, Status.NO_SHOW)
     _refresh_status(appointment, everyone)
     activity.record(
         actor=actor,
@@ -296,14 +294,14 @@ def appointment_no_show_undo(
     Undoing what is not a no-show (any more) changes nothing, so a repeat is harmless."""
     appointment = _start(actor, appointment)
     before = activity.snapshot(appointment)
-    everyone = _participants(appointment)
-    missed = _rows(
+    everyone = _visits(appointment)
+    missed = _chosen(
         everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.NO_SHOW
     )
     if not missed:
         return appointment
-    for row in missed:
-        _reverse(actor, row, "undo the no-show")
+    for visit in missed:
+        _reverse(actor, visit, "undo the no-show")
     _set(missed, Status.BOOKED)
     _refresh_status(appointment, everyone)
     activity.record(

@@ -37,13 +37,11 @@ def schedule_calendar(*, practitioner: StaffMember, now: dt.datetime | None = No
             practitioner=practitioner, end__gte=now - dt.timedelta(days=PAST_DAYS)
         )
         .select_related("treatment", "location")
-        .prefetch_related("participants__patient")
+        .prefetch_related("visits__patient")
     )
     for appointment in appointments:
         people = [
-            r.patient.full_name
-            for r in appointment.participants.all()
-            if r.status != Status.CANCELLED
+            r.patient.full_name for r in appointment.visits.all() if r.status != Status.CANCELLED
         ]
         event = Event()
         event.add("uid", f"appointment-{appointment.pk}@carnet")

@@ -1,6 +1,6 @@
 """Appointments (SPEC section 4). Individual, group and class share one shape: an Appointment
-(the time slot) and AppointmentPatient rows (who is in it), each row with its own status and
-invoice, so arrival and no-show code works per row for every kind."""
+(the time slot) and its Visits (who is in it), each visit with its own status and invoice, so
+arrival and no-show code works per visit for every kind."""
 
 from django.db import models
 
@@ -58,22 +58,20 @@ class Appointment(models.Model):
         return self.treatment.kind
 
 
-class AppointmentPatient(models.Model):
-    """A patient in an appointment. Group: one primary (first booked) and secondaries;
-    class: participants, each arriving and billed on their own."""
+class Visit(models.Model):
+    """A patient's visit: one patient in one appointment. Group: one primary (first booked) and
+    secondaries; class: participants, each arriving and billed on their own."""
 
     class Role(models.TextChoices):
         PRIMARY = "primary", "Primary"
         SECONDARY = "secondary", "Secondary"
         PARTICIPANT = "participant", "Participant"
 
-    appointment = models.ForeignKey(
-        Appointment, on_delete=models.CASCADE, related_name="participants"
-    )
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointment_rows")
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="visits")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="visits")
     role = models.CharField(max_length=12, choices=Role.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
-    # The arrival or no-show-fee invoice this row caused (group: on the primary's row only).
+    # The arrival or no-show-fee invoice this visit caused (group: on the primary's visit only).
     invoice = models.ForeignKey(
         Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

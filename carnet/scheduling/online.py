@@ -20,7 +20,7 @@ from carnet.people.models import Patient, Shift, StaffMember
 from carnet.people.selectors import patients_managed_by
 
 from .locks import lock_appointment, lock_practitioners
-from .models import Appointment, AppointmentPatient, Status
+from .models import Appointment, Status, Visit
 from .selectors import free_intervals, treatments_offered
 from .services import booking_validate, slot_check_free
 
@@ -207,11 +207,11 @@ def appointment_book_online(
         booked_by=Appointment.BookedBy.ONLINE,
         created_at=clock.now(),
     )
-    AppointmentPatient.objects.create(
+    Visit.objects.create(
         appointment=appointment,
         patient=patient,
         booked_at=clock.now(),
-        role=AppointmentPatient.Role.PRIMARY,
+        role=Visit.Role.PRIMARY,
     )
     activity.record(
         actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment)
@@ -227,7 +227,7 @@ def appointment_book_online(
         patient=patient,
         treatment=treatment,
         booked=True,
-        reserved=reservation(appointment.participants.get()),
+        reserved=reservation(appointment.visits.get()),
         visit_date=start.astimezone(ZoneInfo(location.time_zone)).date(),
     )
     clinic = clinic_get()
@@ -254,7 +254,7 @@ def _online_limit_check(patient: Patient) -> None:
     last place cannot both take it (on SQLite the write lock serialises them)."""
     Patient.objects.select_for_update().filter(pk=patient.pk).first()
     limit = clinic_get().online_bookings_per_patient
-    held = AppointmentPatient.objects.filter(
+    held = Visit.objects.filter(
         patient=patient,
         status=Status.BOOKED,
         appointment__status=Status.BOOKED,
@@ -275,16 +275,14 @@ def _local(when: dt.datetime, location: Location) -> str:
 
 
 def patient_appointments(*, patient: Patient):
-    """(upcoming, past) appointment rows of the patient and their dependants,
+    """(upcoming, past) visits of the patient and their dependants,
     upcoming soonest first."""
-    rows = AppointmentPatient.objects.filter(
-        patient__in=patients_managed_by(patient)
-    ).select_related(
+    visits = Visit.objects.filter(patient__in=patients_managed_by(patient)).select_related(
         "appointment__treatment", "appointment__practitioner", "appointment__location", "patient"
     )
     now = clock.now()
-    upcoming = rows.filter(appointment__start__gte=now).order_by("appointment__start", "pk")
-    past = rows.filter(appointment__start__lt=now).order_by("-appointment__start", "-pk")[:50]
+    upcoming = visits.filter(appointment__start__gte=now).order_by("appointment__start", "pk")
+    past = visits.filter(appointment__start__lt=now).order_by("-appointment__start", "-pk")[:50]
     return list(upcoming), list(past)
 
 
@@ -294,21 +292,19 @@ def cancel_deadline(appointment: Appointment) -> dt.datetime:
 
 @transaction.atomic
 def appointment_cancel_by_patient(
-    *, user, row_pk: int, now: dt.datetime | None = None
+    *, user, visit_pk: int, now: dt.datetime | None = None
 ) -> Appointment:
     """The patient cancels their own (or a dependant's) booked visit, no later than the clinic's
     cancellation window before it starts."""
     now = now or clock.now()
-    row = AppointmentPatient.objects.filter(
-        pk=row_pk, patient__in=patients_managed_by(user.patient)
-    ).first()
-    if row is None:
+    visit = Visit.objects.filter(pk=visit_pk, patient__in=patients_managed_by(user.patient)).first()
+    if visit is None:
         raise NotFound("No such appointment.")
-    appointment = lock_appointment(row.appointment_id)
-    row.refresh_from_db()
-    if row.status != Status.BOOKED:
+    appointment = lock_appointment(visit.appointment_id)
+    visit.refresh_from_db()
+    if visit.status != Status.BOOKED:
         raise Conflict(
-            f"This appointment is {row.get_status_display().lower()}; only a booked one can "
+            f"This appointment is {visit.get_status_display().lower()}; only a booked one can "
             "be cancelled.",
             code="not_booked",
         )
@@ -320,11 +316,11 @@ def appointment_cancel_by_patient(
             code="cancellation_window",
         )
     before = activity.snapshot(appointment)
-    row.status = Status.CANCELLED
-    row.save(update_fields=["status"])
+    visit.status = Status.CANCELLED
+    visit.save(update_fields=["status"])
     # The only (or primary) patient cancelling frees the whole slot.
-    if row.role == AppointmentPatient.Role.PRIMARY or appointment.kind == Kind.INDIVIDUAL:
-        appointment.participants.filter(status=Status.BOOKED).update(status=Status.CANCELLED)
+    if visit.role == Visit.Role.PRIMARY or appointment.kind == Kind.INDIVIDUAL:
+        appointment.visits.filter(status=Status.BOOKED).update(status=Status.CANCELLED)
         appointment.status = Status.CANCELLED
         appointment.save(update_fields=["status"])
     activity.record(
@@ -332,6 +328,6 @@ def appointment_cancel_by_patient(
         verb="cancelled online",
         obj=appointment,
         before=before,
-        after={**activity.snapshot(appointment), "patient_id": row.patient_id},
+        after={**activity.snapshot(appointment), "patient_id": visit.patient_id},
     )
     return appointment

@@ -115,7 +115,7 @@ def book(request, payload: OnlineBookIn):
     )
     return Status(
         201,
-        appointment.participants.select_related(
+        appointment.visits.select_related(
             "appointment__treatment", "appointment__practitioner"
         ).get(patient=patient),
     )
@@ -126,7 +126,7 @@ def book(request, payload: OnlineBookIn):
 )
 def cancel(request, pk: int):
     _patient(request)
-    appointment = online.appointment_cancel_by_patient(user=request.auth, row_pk=pk)
-    return appointment.participants.select_related(
+    appointment = online.appointment_cancel_by_patient(user=request.auth, visit_pk=pk)
+    return appointment.visits.select_related(
         "appointment__treatment", "appointment__practitioner"
     ).get(pk=pk)

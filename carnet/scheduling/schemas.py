@@ -54,7 +54,7 @@ class ClassIn(Schema):
     treatment_id: int = Field(..., description="The class treatment to book instead of the group")
 
 
-class ParticipantOut(Schema):
+class VisitOut(Schema):
     patient_id: int
     patient_name: str = Field(..., alias="patient.full_name")
     role: str
@@ -74,11 +74,12 @@ class AppointmentOut(Schema):
     status: str
     booked_by: str
     notes: str
-    participants: list[ParticipantOut]
+    # The visits, under the field name API clients already read (a rename would break them).
+    participants: list[VisitOut]
 
     @staticmethod
     def resolve_participants(obj):
-        return list(obj.participants.all())
+        return list(obj.visits.all())
 
 
 class FreeOut(Schema):

@@ -19,11 +19,11 @@ from carnet.core.errors import NotFound
 from carnet.people.models import Shift, StaffMember
 
 from .access import schedule_require, schedule_scope
-from .models import Appointment, AppointmentPatient, Break, Status
+from .models import Appointment, Break, Status, Visit
 
 _APPOINTMENTS = Appointment.objects.select_related(
     "treatment", "practitioner", "location"
-).prefetch_related("participants__patient")
+).prefetch_related("visits__patient")
 
 
 def treatments_offered(practitioner: StaffMember) -> QuerySet[Treatment]:
@@ -46,22 +46,20 @@ def appointment_get(*, actor, pk: int, bare: bool = False) -> Appointment:
     return appointment
 
 
-def with_participants(
-    appointment: Appointment, known: list[AppointmentPatient] | None = None
-) -> Appointment:
+def with_visits(appointment: Appointment, known: list[Visit] | None = None) -> Appointment:
     """An appointment a service has just changed (and loaded with its treatment, practitioner and
-    location), with its participants for the response: one query instead of reading it all again,
-    or none when the service passes the rows it read and changed (`known`: all of them, with their
-    patients, in the model's order)."""
+    location), with its visits for the response: one query instead of reading it all again,
+    or none when the service passes the visits it read and changed (`known`: all of them, with
+    their patients, in the model's order)."""
     if known is not None:
         # What Django's own prefetch leaves behind (QuerySet.prefetch_related's prefetch_one_level).
-        rows = appointment.participants.all()
-        rows._result_cache, rows._prefetch_done = list(known), True
-        appointment._prefetched_objects_cache = {"participants": rows}
+        visits = appointment.visits.all()
+        visits._result_cache, visits._prefetch_done = list(known), True
+        appointment._prefetched_objects_cache = {"visits": visits}
         return appointment
     prefetch_related_objects(
         [appointment],
-        Prefetch("participants", queryset=AppointmentPatient.objects.select_related("patient")),
+        Prefetch("visits", queryset=Visit.objects.select_related("patient")),
     )
     return appointment
 
@@ -76,13 +74,13 @@ def calendar_appointments(
 ) -> list[Appointment]:
     """The schedule page's blocks: the appointments `actor` may see starting in [start, end) at
     `location`, not cancelled, with `covered` and `names` (the patients still in it, as one text).
-    Three queries however many appointments; no participant objects are built (a week holds 400)."""
+    Three queries however many appointments; no visit objects are built (a week holds 400)."""
     qs = Appointment.objects.filter(
         schedule_scope(actor), location=location, start__gte=start, start__lt=end
     ).exclude(status=Status.CANCELLED)
     names: dict[int, list[str]] = {}
     for pk, first, preferred, last in (
-        AppointmentPatient.objects.filter(appointment__in=qs.values("pk"))
+        Visit.objects.filter(appointment__in=qs.values("pk"))
         .exclude(status=Status.CANCELLED)
         .order_by("booked_at", "pk")
         .values_list(
@@ -264,7 +262,7 @@ def breaks_for(*, actor, practitioner: StaffMember, day: dt.date | None = None) 
 
 
 def with_pass_cover(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
-    """Annotate `covered`: some row has a live (reserved or used) pass redemption. One subquery,
+    """Annotate `covered`: some visit has a live (reserved or used) pass redemption. One subquery,
     so the schedule grid's package icon costs no query per appointment."""
 
     from carnet.passes.models import Redemption

@@ -21,11 +21,11 @@ from carnet.people.models import Patient, StaffMember
 
 from .access import schedule_require
 from .locks import lock_appointment, lock_practitioners
-from .models import Appointment, AppointmentPatient, Break, Status
+from .models import Appointment, Break, Status, Visit
 from .selectors import treatments_offered
 
 Kind = Treatment.Kind
-Role = AppointmentPatient.Role
+Role = Visit.Role
 
 
 def _local(when: dt.datetime, location: Location) -> str:
@@ -104,7 +104,7 @@ def _check_headcount(treatment: Treatment, count: int) -> None:
 def _add(appointment: Appointment, patients: list[Patient], *, first: bool) -> None:
     now = clock.now()
     for i, patient in enumerate(patients):
-        AppointmentPatient.objects.create(
+        Visit.objects.create(
             appointment=appointment,
             patient=patient,
             booked_at=now,
@@ -178,7 +178,7 @@ def appointment_book(
 
 
 @transaction.atomic
-def appointment_join(*, actor, appointment: Appointment, patient: Patient) -> AppointmentPatient:
+def appointment_join(*, actor, appointment: Appointment, patient: Patient) -> Visit:
     """Add a secondary client to a group or a participant to a class, within its capacity."""
     schedule_require(
         actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id
@@ -195,23 +195,23 @@ def appointment_join(*, actor, appointment: Appointment, patient: Patient) -> Ap
             "takes more patients.",
             code="not_booked",
         )
-    rows = appointment.participants.exclude(status=Status.CANCELLED)
+    visits = appointment.visits.exclude(status=Status.CANCELLED)
     if (
-        rows.filter(patient=patient).exists()
-        or appointment.participants.filter(patient=patient).exists()
+        visits.filter(patient=patient).exists()
+        or appointment.visits.filter(patient=patient).exists()
     ):
         raise Conflict(f"{patient} is already in this appointment.", code="already_booked")
-    _check_headcount(appointment.treatment, rows.count() + 1)
-    first = appointment.kind == Kind.GROUP and not rows.filter(role=Role.PRIMARY).exists()
-    row = AppointmentPatient.objects.create(
+    _check_headcount(appointment.treatment, visits.count() + 1)
+    first = appointment.kind == Kind.GROUP and not visits.filter(role=Role.PRIMARY).exists()
+    visit = Visit.objects.create(
         appointment=appointment,
         patient=patient,
         booked_at=clock.now(),
         role=_role(appointment.treatment, first),
     )
-    activity.record(actor=actor, verb="joined", obj=row, after=activity.snapshot(row))
-    passes.after_booking(actor=actor, appointment=appointment, rows=[row])
-    return row
+    activity.record(actor=actor, verb="joined", obj=visit, after=activity.snapshot(visit))
+    passes.after_booking(actor=actor, appointment=appointment, visits=[visit])
+    return visit
 
 
 @transaction.atomic
@@ -226,10 +226,10 @@ def appointment_cancel(
     appointment = lock_appointment(appointment.pk)
     if appointment.status == Status.CANCELLED:
         raise Conflict("This appointment is already cancelled.", code="already_cancelled")
-    rows = appointment.participants.exclude(status=Status.CANCELLED)
+    visits = appointment.visits.exclude(status=Status.CANCELLED)
     if patient is not None:
-        rows = rows.filter(patient=patient)
-        if not rows.exists():
+        visits = visits.filter(patient=patient)
+        if not visits.exists():
             raise ValidationFailed(
                 f"{patient} is not booked in this appointment.",
                 fields={"patient_id": ["Not booked."]},
@@ -237,19 +237,19 @@ def appointment_cancel(
     # Cancelling the primary (or the only patient) cancels the whole appointment.
     whole = (
         patient is None
-        or rows.filter(role=Role.PRIMARY).exists()
+        or visits.filter(role=Role.PRIMARY).exists()
         or appointment.kind == Kind.INDIVIDUAL
     )
     if whole:
-        rows = appointment.participants.exclude(status=Status.CANCELLED)
-    if rows.exclude(status=Status.BOOKED).exists():
+        visits = appointment.visits.exclude(status=Status.CANCELLED)
+    if visits.exclude(status=Status.BOOKED).exists():
         raise Conflict(
             "Only booked visits can be cancelled. Un-arrive them, or undo the no-show, first.",
             code="not_booked",
         )
     before = activity.snapshot(appointment)
-    passes.released(list(rows))
-    rows.update(status=Status.CANCELLED)
+    passes.released(list(visits))
+    visits.update(status=Status.CANCELLED)
     if whole:
         appointment.status = Status.CANCELLED
         appointment.save(update_fields=["status"])
@@ -267,10 +267,10 @@ def appointment_cancel(
 def appointment_copy(*, actor, appointment: Appointment, start: dt.datetime) -> Appointment:
     """A new booked appointment like this one (same treatment, practitioner, place,
     patients) at `start`."""
-    rows = appointment.participants.select_related("patient").order_by("booked_at", "pk")
+    visits = appointment.visits.select_related("patient").order_by("booked_at", "pk")
     # A cancelled appointment copies with everyone who was in it.
-    patients = [r.patient for r in rows if r.status != Status.CANCELLED] or [
-        r.patient for r in rows
+    patients = [r.patient for r in visits if r.status != Status.CANCELLED] or [
+        r.patient for r in visits
     ]
     copy = appointment_book(
         actor=actor,
@@ -300,7 +300,7 @@ def appointment_reschedule(*, actor, appointment: Appointment, start: dt.datetim
     appointment = lock_appointment(appointment.pk)
     if (
         appointment.status != Status.BOOKED
-        or appointment.participants.exclude(status__in=[Status.BOOKED, Status.CANCELLED]).exists()
+        or appointment.visits.exclude(status__in=[Status.BOOKED, Status.CANCELLED]).exists()
     ):
         raise Conflict(
             "Only a booked appointment nobody has arrived for (or missed) can be rescheduled. "
@@ -355,7 +355,7 @@ def appointment_duplicate_as_class(
     )  # the fixed lock order: practitioner, then appointment
     patients = [
         r.patient
-        for r in appointment.participants.exclude(status=Status.CANCELLED).select_related("patient")
+        for r in appointment.visits.exclude(status=Status.CANCELLED).select_related("patient")
     ]
     appointment_cancel(actor=actor, appointment=appointment)  # frees the slot for the class below
     session = appointment_book(

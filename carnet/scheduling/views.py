@@ -31,7 +31,7 @@ from carnet.people.selectors import patient_get, patient_search
 from . import arrival, calendar, services
 from .access import schedule_require, schedule_scope
 from .forms import BookForm, ClassForm, JoinForm, StartForm, aware
-from .models import Appointment, AppointmentPatient, Break, Status
+from .models import Appointment, Break, Status, Visit
 from .selectors import appointment_get, calendar_appointments, free_grid, treatments_offered
 
 
@@ -328,13 +328,12 @@ def book_quote(request):
     )
 
 
-def _sell_url(row: AppointmentPatient) -> str:
+def _sell_url(visit: Visit) -> str:
     """Where "Sell a package" goes: the checkout for this visit (it pre-selects the packages that
     cover it and applies the one sold), back to this panel afterwards. "Add items" goes there too
     with `&items=1`: nothing chosen yet, the covering packages still listed first."""
-    return (
-        f"{reverse('billing:purchase_new', args=[row.patient_id])}?appointment={row.appointment_id}"
-    )
+    checkout = reverse("billing:purchase_new", args=[visit.patient_id])
+    return f"{checkout}?appointment={visit.appointment_id}"
 
 
 def _unpaid_cycle_warning(live) -> str:
@@ -348,20 +347,20 @@ def _unpaid_cycle_warning(live) -> str:
     return UNPAID_WARNING.format(balance=clinic_get().money(cycle.invoice.balance_minor))
 
 
-def _coverage(request, rows: list, explain_for: int | None) -> list[dict]:
-    """Per row: the pass covering it (if any) and, for staff who may use passes, the passes that
+def _coverage(request, visits: list, explain_for: int | None) -> list[dict]:
+    """Per visit: the pass covering it (if any) and, for staff who may use passes, the passes that
     could cover it instead (passes.redemption.explain) and whether it may be removed."""
     from carnet.passes.redemption import explain
     from carnet.passes.selectors import visit_redemption
 
     may_use = can(request.user, Action.PASS_USE)
     out = []
-    for r in rows:
+    for r in visits:
         if r.status == Status.CANCELLED:
             continue
         entry = {
-            "row": r,
-            "secondary": r.role == AppointmentPatient.Role.SECONDARY,
+            "visit": r,
+            "secondary": r.role == Visit.Role.SECONDARY,
             "live": None,
             "options": [],
             "explain": None,
@@ -407,8 +406,8 @@ def _panel(
     except NotFound:
         raise Http404
     zone = ZoneInfo(appointment.location.time_zone)
-    rows = list(appointment.participants.select_related("patient", "invoice").all())
-    coverage = _coverage(request, rows, explain_for)
+    visits = list(appointment.visits.select_related("patient", "invoice").all())
+    coverage = _coverage(request, visits, explain_for)
     appointment.covered = any(
         c["live"] for c in coverage
     )  # the schedule block's icon (hx-swap-oob)
@@ -417,7 +416,7 @@ def _panel(
         calendar.appointment_block(
             appointment,
             url=reverse("scheduling:appointment", args=[appointment.pk]),
-            names=", ".join(r.patient.full_name for r in rows if r.status != Status.CANCELLED),
+            names=", ".join(r.patient.full_name for r in visits if r.status != Status.CANCELLED),
             oob=True,
         )
         if refresh_grid
@@ -427,11 +426,11 @@ def _panel(
     forms = forms or {}
     context = {
         "appointment": appointment,
-        "rows": rows,
+        "visits": visits,
         "local_start": local_start,
         "local_end": appointment.end.astimezone(zone).replace(tzinfo=None),
         "clinic": clinic_get(),
-        "invoices": [r for r in rows if r.invoice_id],
+        "invoices": [r for r in visits if r.invoice_id],
         "is_group": appointment.kind == "group",
         "takes_more": appointment.kind != "individual",
         "start_form": forms.get("start") or StartForm(initial={"start": local_start}),
@@ -537,16 +536,18 @@ def appointment_no_show(request, pk: int):
     )
 
 
-def _visit(appointment: Appointment, request) -> AppointmentPatient:
-    """The row named by the `patient` field (POST or GET), else the first row (the primary)."""
+def _visit(appointment: Appointment, request) -> Visit:
+    """The visit named by the `patient` field (POST or GET), else the first visit (the primary)."""
     chosen = request.POST.get("patient") or request.GET.get("patient")
-    rows = appointment.participants.select_related("patient", "appointment")
-    row = (
-        rows.filter(patient_id=int(chosen)).first() if chosen and chosen.isdigit() else rows.first()
+    visits = appointment.visits.select_related("patient", "appointment")
+    visit = (
+        visits.filter(patient_id=int(chosen)).first()
+        if chosen and chosen.isdigit()
+        else visits.first()
     )
-    if row is None:
+    if visit is None:
         raise NotFound("That patient is not in this appointment.")
-    return row
+    return visit
 
 
 @require_POST
@@ -706,16 +707,16 @@ def patient_appointments(request, pk: int):
     patient = patient_get(pk)
     now = clock.now()
     visible = (
-        Appointment.objects.filter(schedule_scope(request.user), participants__patient=patient)
+        Appointment.objects.filter(schedule_scope(request.user), visits__patient=patient)
         .select_related("treatment", "practitioner", "location")
         .distinct()
     )
-    rows = {r.appointment_id: r for r in patient.appointment_rows.all()}
+    visits = {r.appointment_id: r for r in patient.visits.all()}
 
     def annotate(qs):
         out = list(qs)
         for a in out:
-            a.row = rows.get(a.pk)
+            a.visit = visits.get(a.pk)
             a.local_start = a.start.astimezone(ZoneInfo(a.location.time_zone)).replace(tzinfo=None)
         return out
 

@@ -62,7 +62,7 @@ def _summary(clinic, sale) -> str:
 
 
 def _visit(request, patient):
-    """The patient's row in the appointment this sale is made from (`appointment`), or None.
+    """The patient's visit in the appointment this sale is made from (`appointment`), or None.
     The actor must be allowed on that appointment's schedule (NotAllowed otherwise)."""
     raw = request.POST.get("appointment") or request.GET.get("appointment") or ""
     if not raw:
@@ -73,18 +73,18 @@ def _visit(request, patient):
         appointment = appointment_get(actor=request.user, pk=int(raw))
     except NotFound:
         raise Http404("No such appointment.")
-    row = next(
+    visit = next(
         (
             r
-            for r in appointment.participants.all()
+            for r in appointment.visits.all()
             if r.patient_id == patient.pk and r.status != Status.CANCELLED
         ),
         None,
     )
-    if row is None:
+    if visit is None:
         raise Http404(f"{patient.full_name} is not in that appointment.")
-    row.appointment = appointment
-    return row
+    visit.appointment = appointment
+    return visit
 
 
 def _back_to(visit) -> str:

@@ -88,12 +88,7 @@ def today_board(*, actor) -> dict:
         shown = [loc for loc in locations if loc.pk in busy or loc.pk in own] or locations[:1]
         board["locations"] = _by_location(appointments, shown)
     today_ids = sorted(
-        {
-            r.patient_id
-            for a in appointments
-            for r in a.participants.all()
-            if r.status != Status.CANCELLED
-        }
+        {r.patient_id for a in appointments for r in a.visits.all() if r.status != Status.CANCELLED}
     )
     if can(actor, Action.INVOICE_VIEW):
         owing_today = (
@@ -102,7 +97,7 @@ def today_board(*, actor) -> dict:
         board["owing_today"] = owing_today
         owes = {row["patient_id"]: row["owing_minor"] for row in owing_today}
         for a in appointments:  # the appointment list marks who owes
-            a.owing_minor = sum(owes.get(r.patient_id, 0) for r in a.participants.all())
+            a.owing_minor = sum(owes.get(r.patient_id, 0) for r in a.visits.all())
         board["owing"] = patients_owing(limit=10)
         board["expiring"] = passes_expiring(
             today=clinic_today(clinic), within_days=EXPIRING_WITHIN_DAYS

@@ -77,9 +77,7 @@ def test_a_keyed_api_request_that_lost_a_deadlock_runs_again_and_acts_once(visit
     assert reply.status_code == 200, reply.content
     appointment.refresh_from_db()
     assert appointment.status == Status.ARRIVED
-    assert (
-        Invoice.objects.filter(patient__in=appointment.participants.values("patient")).count() == 1
-    )
+    assert Invoice.objects.filter(patient__in=appointment.visits.values("patient")).count() == 1
 
 
 def test_a_keyed_api_request_that_keeps_losing_answers_503_and_changes_nothing(visit, deadlocks):

@@ -584,8 +584,8 @@ def check_exactly_once(world: World, workers: list[Worker]) -> Counter:
     )
     arrived = sorted(int(op.path.split("/")[2]) for op in acked("arrive", 200))
     assert sorted(appointments.filter(status="arrived").values_list("pk", flat=True)) == arrived
-    for appointment in appointments.filter(status="arrived").prefetch_related("participants"):
-        assert [row.invoice_id is not None for row in appointment.participants.all()] == [True]
+    for appointment in appointments.filter(status="arrived").prefetch_related("visits"):
+        assert [visit.invoice_id is not None for visit in appointment.visits.all()] == [True]
     assert sorted(
         Pass.objects.filter(patient__in=own, status=Pass.Status.REFUNDED).values_list(
             "pk", flat=True

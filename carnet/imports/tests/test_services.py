@@ -196,7 +196,7 @@ def test_imported_packages_open_deferred_revenue_and_redeem_like_sold_ones(owner
             patients=[ana_pass.patient],
         )
         appointment_arrive(actor=owner_user, appointment=appointment)
-        values.append(appointment.participants.get().redemptions.get().value_minor)
+        values.append(appointment.visits.get().redemptions.get().value_minor)
     assert values == [3333, 3334]
     ana_pass.refresh_from_db()
     assert ana_pass.remaining == 0

@@ -53,7 +53,7 @@ def test_book_an_eligible_visit_see_the_package_selected_and_arrive_for_nothing(
     invoices = page.get_by_test_id("appointment-invoices")
     expect(invoices).to_contain_text("$0.00")
     expect(panel).to_contain_text("Used")
-    row = appointment.participants.get()
-    assert row.invoice.total_minor == 0 and row.invoice.balance_minor == 0
+    visit = appointment.visits.get()
+    assert visit.invoice.total_minor == 0 and visit.invoice.balance_minor == 0
     sold.refresh_from_db()
     assert (sold.reserved_count, sold.posted_count) == (0, 1)

@@ -202,7 +202,7 @@ def test_redeeming_a_past_visit_records_compensation(setup):
         setup["patient"],
         package_template(cat, items=[(cat["treatment"], 0, 5500, None)]),
     )
-    pass_attach(actor=setup["fd"].user, visit=appointment.participants.get(), sold_pass=sold)
+    pass_attach(actor=setup["fd"].user, visit=appointment.visits.get(), sold_pass=sold)
     posted = _redemption(appointment)
     assert (posted.status, posted.practitioner_id, posted.compensation_minor) == (
         "posted",

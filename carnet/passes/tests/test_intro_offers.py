@@ -16,7 +16,7 @@ from carnet.passes.models import Pass
 from carnet.passes.online import package_buy_online
 from carnet.passes.selling import package_sell
 from carnet.people.services import patient_portal_enable
-from carnet.scheduling.models import AppointmentPatient, Status
+from carnet.scheduling.models import Status, Visit
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -66,7 +66,7 @@ def _arrive(s, patient):
         start=at("2026-04-20", "09:00"),
         patients=[patient],
     )
-    AppointmentPatient.objects.filter(appointment=appointment).update(status=Status.ARRIVED)
+    Visit.objects.filter(appointment=appointment).update(status=Status.ARRIVED)
 
 
 def test_a_new_patient_may_have_the_intro_offer_once_and_a_plain_template_has_no_rule(s):

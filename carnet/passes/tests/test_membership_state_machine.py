@@ -61,7 +61,7 @@ from carnet.scheduling.arrival import (
     appointment_no_show_undo,
     appointment_unarrive,
 )
-from carnet.scheduling.models import AppointmentPatient
+from carnet.scheduling.models import Visit
 from carnet.scheduling.services import appointment_book, appointment_cancel, appointment_reschedule
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -199,9 +199,7 @@ class MembershipsMachine(RuleBasedStateMachine):
             ),
             tuple(PassPause.objects.order_by("pk").values_list("pk", "cycles", "resumed_at")),
             tuple(Redemption.objects.order_by("pk").values_list("pk", "status", "cycle_id")),
-            tuple(
-                AppointmentPatient.objects.order_by("pk").values_list("pk", "status", "invoice_id")
-            ),
+            tuple(Visit.objects.order_by("pk").values_list("pk", "status", "invoice_id")),
             JournalTransaction.objects.count(),
             Invoice.objects.filter(deleted_at__isnull=True).count(),
         )
@@ -464,21 +462,21 @@ class MembershipsMachine(RuleBasedStateMachine):
         """Book a visit (or take one, mostly a booked one) and walk it through a few changes,
         checking after each."""
         if fresh or not self.visits:
-            row = self.book(
+            visit = self.book(
                 data,
                 data.draw(WHO, label="who"),
                 data.draw(st.sampled_from(["auto", "auto", "membership", "none"]), label="how"),
             )
         else:
-            row = self._visit(data, status="booked")
-        if row is None:
+            visit = self._visit(data, status="booked")
+        if visit is None:
             return
         for step in steps:
-            self._walk_step(data, row.appointment, step)
+            self._walk_step(data, visit.appointment, step)
             self.ledger_ok()
             self.cycles_are_consistent()
 
-    def book(self, data, who, how) -> AppointmentPatient | None:
+    def book(self, data, who, how) -> Visit | None:
         chosen = self._membership(data, status=Pass.Status.ACTIVE) if how == "membership" else None
         if (
             how == "membership"
@@ -501,9 +499,9 @@ class MembershipsMachine(RuleBasedStateMachine):
         )
         if appointment is None:
             return None
-        row = appointment.participants.select_related("appointment").get()
-        self.visits.append(row.pk)
-        return row
+        visit = appointment.visits.select_related("appointment").get()
+        self.visits.append(visit.pk)
+        return visit
 
     def _walk_step(self, data, appointment, step):
         appointment.refresh_from_db()

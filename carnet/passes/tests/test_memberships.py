@@ -121,7 +121,7 @@ def test_uses_are_counted_per_cycle(s):
     third = _book(s, "2026-05-06")
     next_month = _book(s, "2026-06-02")
     assert _live(first) and _live(second) and _live(third) is None and _live(next_month)
-    assert explain(third.participants.get())[0]["code"] == "cycle_used_up"
+    assert explain(third.visits.get())[0]["code"] == "cycle_used_up"
     assert_ledger_ok()
 
 
@@ -133,10 +133,10 @@ def test_unlimited_uses(s):
 def test_a_membership_covers_a_visit_while_its_cycle_is_unpaid_with_a_warning(s):
     _sell(s)
     appointment = _book(s, "2026-05-04")
-    [entry] = explain(appointment.participants.get())
+    [entry] = explain(appointment.visits.get())
     assert entry["code"] == "attached"
     other = _book(s, "2026-05-05", pass_choice=None)
-    [entry] = explain(other.participants.get())
+    [entry] = explain(other.visits.get())
     assert entry["can_cover"] and "not paid yet" in entry["warning"]
 
 
@@ -144,9 +144,9 @@ def test_arrival_of_a_covered_visit_bills_the_additional_charge_and_recognises_n
     sold = _sell(s)
     appointment = _book(s, "2026-05-04")
     appointment_arrive(actor=s["fd"].user, appointment=appointment)
-    row = appointment.participants.get()
-    row.refresh_from_db()
-    assert row.invoice.total_minor == 0 and _live(appointment).value_minor == 0
+    visit = appointment.visits.get()
+    visit.refresh_from_db()
+    assert visit.invoice.total_minor == 0 and _live(appointment).value_minor == 0
     sold.refresh_from_db()
     assert sold.posted_count == 1
     assert_ledger_ok()
@@ -184,7 +184,7 @@ def test_a_term_ends_after_its_cycles(s):
     cycles_issue(today=dt.date(2026, 9, 1))
     assert sold.instalment_rows.count() == 2
     late = _book(s, "2026-07-02")
-    assert _live(late) is None and explain(late.participants.get())[0]["code"] == "ended"
+    assert _live(late) is None and explain(late.visits.get())[0]["code"] == "ended"
 
 
 def test_cancel_needs_a_paid_cycle_then_ends_at_the_cycle_end(s):
@@ -274,7 +274,7 @@ def test_pause_skips_cycles_and_pushes_the_end_out(s):
     ]
     assert len(_invoices(sold)) == 3
     june = _book(s, "2026-06-10")
-    assert explain(june.participants.get())[0]["code"] == "paused"
+    assert explain(june.visits.get())[0]["code"] == "paused"
     assert_ledger_ok()
 
 

@@ -83,16 +83,14 @@ def test_fourteen_days_past_due_it_stops_covering_new_bookings_but_keeps_existin
         passes_daily()
         appointment = _book(s, "2026-05-27")
         assert _live(appointment) is None  # auto-select skipped it
-        [entry] = explain(appointment.participants.get())
+        [entry] = explain(appointment.visits.get())
         assert entry["code"] == "past_due"
         assert entry["message"].startswith(
             "Past due: a membership payment has been owed for 14 days (since 2026-05-01)"
         )
         assert "_" not in entry["message"]
         with pytest.raises(Conflict) as refused:
-            pass_attach(
-                actor=s["fd"].user, visit=appointment.participants.get(), sold_pass=s["sold"]
-            )
+            pass_attach(actor=s["fd"].user, visit=appointment.visits.get(), sold_pass=s["sold"])
         assert refused.value.code == "past_due"
         assert "not covering new bookings" in overdue_state(_fresh(s))["label"]
     assert _live(kept)  # the booking it already covered stays covered

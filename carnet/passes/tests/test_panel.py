@@ -186,14 +186,14 @@ def test_a_covered_no_show_offers_using_the_session_or_charging_the_fee(s):
     _post(s, appointment, "no_show", {"charge_fee": "1", "use_pass": "1"})
     live = _live(appointment)
     assert live.status == "posted" and live.by_no_show
-    row = appointment.participants.get()
-    assert row.invoice.total_minor == 1130  # the additional charge (with the catalog's tax)
+    visit = appointment.visits.get()
+    assert visit.invoice.total_minor == 1130  # the additional charge (with the catalog's tax)
 
     other = _book(s, "11:00")
     _post(s, other, "no_show", {"charge_fee": "1", "use_pass": "0"})
-    row = other.participants.get()
+    visit = other.visits.get()
     sold.refresh_from_db()
-    assert _live(other) is None and row.invoice.total_minor == 4000
+    assert _live(other) is None and visit.invoice.total_minor == 4000
     assert (sold.reserved_count, sold.posted_count) == (0, 1)
 
 

@@ -61,7 +61,7 @@ def _live(appointment):
 
 
 def _why(appointment, sold):
-    [row] = [r for r in explain(appointment.participants.get()) if r["pass"].pk == sold.pk]
+    [row] = [r for r in explain(appointment.visits.get()) if r["pass"].pk == sold.pk]
     return row["code"], row["message"]
 
 
@@ -81,7 +81,7 @@ def test_a_pass_for_one_location_is_not_used_at_another_and_explain_names_where(
         f"Used only at Uptown; this visit is at {s['cat']['location'].name}.",
     )
     with pytest.raises(Conflict) as refused:
-        pass_attach(actor=s["fd"].user, visit=main.participants.get(), sold_pass=sold)
+        pass_attach(actor=s["fd"].user, visit=main.visits.get(), sold_pass=sold)
     assert refused.value.code == "wrong_location"
     assert _live(_book(s, "2026-05-13", "09:00", location=s["other"])).sold_pass == sold
 
@@ -152,7 +152,7 @@ def test_a_weekly_cap_counts_live_uses_monday_to_sunday(s):
         actor=s["fd"].user, appointment=tuesday
     )  # releases its use: the week has room again
     assert (
-        pass_attach(actor=s["fd"].user, visit=thursday.participants.get(), sold_pass=sold).sold_pass
+        pass_attach(actor=s["fd"].user, visit=thursday.visits.get(), sold_pass=sold).sold_pass
         == sold
     )
 

@@ -49,7 +49,7 @@ def _visit(w, day, pass_choice=None):
         patients=[w["patient"]],
         pass_choice=pass_choice,
     )
-    return appointment.participants.get()
+    return appointment.visits.get()
 
 
 def test_a_downgrade_racing_two_bookings_leaves_uses_within_the_new_allowance(w):

@@ -45,7 +45,7 @@ def world():
 
 def _visits(w, n):
     """n booked visits of the patient at different times, none covered by a package."""
-    rows = []
+    visits = []
     assert n <= len(SLOTS)
     for day, hhmm in SLOTS[:n]:
         appointment = appointment_book(
@@ -57,8 +57,8 @@ def _visits(w, n):
             patients=[w["patient"]],
             pass_choice=None,
         )
-        rows.append(appointment.participants.get())
-    return rows
+        visits.append(appointment.visits.get())
+    return visits
 
 
 def _counts(sold):

@@ -46,9 +46,9 @@ def _arrived_invoice(s, hhmm="09:00", day=DAY):
         patients=[s["patient"]],
     )
     appointment_arrive(actor=s["fd"].user, appointment=appointment)
-    row = appointment.participants.get()
-    row.refresh_from_db()
-    return appointment, row.invoice
+    visit = appointment.visits.get()
+    visit.refresh_from_db()
+    return appointment, visit.invoice
 
 
 def _page(client, s, invoice, form):

@@ -58,14 +58,14 @@ def _book(s, hhmm="09:00", day=DAY, patients=None, treatment=None, **kw):
     )
 
 
-def _row(appointment, patient=None):
-    rows = appointment.participants.all()
-    return rows.get(patient=patient) if patient else rows.first()
+def _visit(appointment, patient=None):
+    visits = appointment.visits.all()
+    return visits.get(patient=patient) if patient else visits.first()
 
 
 def _live(appointment, patient=None):
     return Redemption.objects.filter(
-        visit=_row(appointment, patient), status__in=["reserved", "posted"]
+        visit=_visit(appointment, patient), status__in=["reserved", "posted"]
     ).first()
 
 
@@ -83,7 +83,7 @@ def test_an_unpaid_package_is_not_attached_and_explain_says_not_paid(setup):
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]), paid=False)
     appointment = _book(setup)
     assert _live(appointment) is None
-    [entry] = explain(_row(appointment))
+    [entry] = explain(_visit(appointment))
     assert entry["code"] == "not_paid" and "balance" in entry["message"]
 
 
@@ -109,7 +109,7 @@ def test_auto_select_off_means_the_package_is_only_attached_by_hand(setup):
     )
     appointment = _book(setup)
     assert _live(appointment) is None
-    pass_attach(actor=setup["fd"].user, visit=_row(appointment), sold_pass=sold)
+    pass_attach(actor=setup["fd"].user, visit=_visit(appointment), sold_pass=sold)
     assert _live(appointment).sold_pass == sold
 
 
@@ -119,10 +119,10 @@ def test_arrival_covers_the_line_so_the_patient_owes_only_the_additional_charge(
     sold_package(setup["fd"], setup["patient"], template)
     appointment = _book(setup)
     appointment_arrive(actor=setup["fd"].user, appointment=appointment)
-    row = _row(appointment)
-    row.refresh_from_db()
-    assert row.invoice.total_minor == 1695  # 15.00 + 13 % HST on the additional charge
-    assert "covered by 10 massages" in row.invoice.lines.get().description
+    visit = _visit(appointment)
+    visit.refresh_from_db()
+    assert visit.invoice.total_minor == 1695  # 15.00 + 13 % HST on the additional charge
+    assert "covered by 10 massages" in visit.invoice.lines.get().description
     redemption = _live(appointment)
     assert (
         redemption.status == "posted"
@@ -138,9 +138,9 @@ def test_a_zero_additional_charge_leaves_nothing_owing(setup):
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     appointment = _book(setup)
     appointment_arrive(actor=setup["fd"].user, appointment=appointment)
-    row = _row(appointment)
-    row.refresh_from_db()
-    assert row.invoice.total_minor == 0 and row.invoice.status == "no_charge"
+    visit = _visit(appointment)
+    visit.refresh_from_db()
+    assert visit.invoice.total_minor == 0 and visit.invoice.status == "no_charge"
 
 
 def test_session_values_split_the_price_without_losing_a_cent(setup):
@@ -164,7 +164,7 @@ def test_a_used_up_package_cannot_be_attached(setup):
     second = _book(setup, "10:00")
     assert _live(second) is None
     with pytest.raises(Conflict, match="uses are taken") as error:
-        pass_attach(actor=setup["fd"].user, visit=_row(second), sold_pass=sold)
+        pass_attach(actor=setup["fd"].user, visit=_visit(second), sold_pass=sold)
     assert error.value.code == "used_up"
 
 
@@ -181,14 +181,14 @@ def test_expiry_is_checked_against_the_appointment_date(setup):
     after = _book(setup, "09:00", day="2026-05-13")
     assert _live(on_the_day).sold_pass == sold
     assert _live(after) is None
-    assert explain(_row(after))[0]["code"] == "expired"
+    assert explain(_visit(after))[0]["code"] == "expired"
 
 
 def test_a_treatment_that_is_not_an_eligible_item_is_not_covered(setup):
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     other = treatment_of(setup["cat"], "individual", name="Acupuncture")
     appointment = _book(setup, treatment=other)
-    assert _live(appointment) is None and explain(_row(appointment))[0]["code"] == "not_eligible"
+    assert _live(appointment) is None and explain(_visit(appointment))[0]["code"] == "not_eligible"
 
 
 def test_per_item_limits_hold_within_one_package(setup):
@@ -200,7 +200,7 @@ def test_per_item_limits_hold_within_one_package(setup):
     sold_package(setup["fd"], setup["patient"], template)
     assert _live(_book(setup, "09:00")) is not None
     second = _book(setup, "10:00")
-    assert _live(second) is None and explain(_row(second))[0]["code"] == "item_limit"
+    assert _live(second) is None and explain(_visit(second))[0]["code"] == "item_limit"
     assert _live(_book(setup, "11:00", treatment=acu)) is not None
 
 
@@ -212,7 +212,9 @@ def test_another_patients_package_is_not_used_unless_shared_with_family(setup):
     sold = sold_package(setup["fd"], owner, package_template(setup["cat"], family_sharing=True))
     FamilyLink.objects.create(patient=owner, relative=child, kind="guardian")
     first = _book(setup, "09:00", patients=[child])
-    assert _live(first, child) is None and explain(_row(first, child))[0]["code"] == "other_patient"
+    assert (
+        _live(first, child) is None and explain(_visit(first, child))[0]["code"] == "other_patient"
+    )
     pass_shares_set(actor=setup["fd"].user, sold_pass=sold, patients=[child])
     second = _book(setup, "10:00", patients=[child])
     assert _live(second, child).sold_pass == sold
@@ -221,7 +223,7 @@ def test_another_patients_package_is_not_used_unless_shared_with_family(setup):
 def test_removing_before_arrival_frees_the_use(setup):
     sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     appointment = _book(setup)
-    pass_remove(actor=setup["fd"].user, visit=_row(appointment))
+    pass_remove(actor=setup["fd"].user, visit=_visit(appointment))
     sold.refresh_from_db()
     assert sold.remaining == 10 and _live(appointment) is None
 
@@ -231,12 +233,12 @@ def test_an_arrived_visit_must_be_unarrived_before_removing(setup):
     appointment = _book(setup)
     appointment_arrive(actor=setup["fd"].user, appointment=appointment)
     with pytest.raises(Conflict, match="Un-arrive it first"):
-        pass_remove(actor=setup["fd"].user, visit=_row(appointment))
+        pass_remove(actor=setup["fd"].user, visit=_visit(appointment))
     appointment_unarrive(actor=setup["fd"].user, appointment=appointment)
     sold.refresh_from_db()
     assert (sold.reserved_count, sold.posted_count) == (1, 0)
     assert balance(accounts.DEFERRED_PACKAGES) == 90000
-    pass_remove(actor=setup["fd"].user, visit=_row(appointment))
+    pass_remove(actor=setup["fd"].user, visit=_visit(appointment))
     assert_ledger_ok()
 
 
@@ -252,9 +254,9 @@ def test_redeeming_a_past_visit_turns_its_payments_into_credit(setup):
     fd, patient = setup["fd"], setup["patient"]
     appointment = _book(setup)
     appointment_arrive(actor=fd.user, appointment=appointment)
-    row = _row(appointment)
-    row.refresh_from_db()
-    old = row.invoice
+    visit = _visit(appointment)
+    visit.refresh_from_db()
+    old = visit.invoice
     payment_receive(
         actor=fd.user,
         patient=patient,
@@ -263,10 +265,10 @@ def test_redeeming_a_past_visit_turns_its_payments_into_credit(setup):
         allocations=[(old, old.total_minor)],
     )
     sold = sold_package(fd, patient, package_template(setup["cat"], auto_select=False))
-    pass_attach(actor=fd.user, visit=row, sold_pass=sold)
-    row.refresh_from_db()
+    pass_attach(actor=fd.user, visit=visit, sold_pass=sold)
+    visit.refresh_from_db()
     old.refresh_from_db()
-    assert old.deleted_at is not None and row.invoice.total_minor == 0
+    assert old.deleted_at is not None and visit.invoice.total_minor == 0
     assert balance(accounts.PATIENT_CREDIT, patient_id=patient.pk) == 10170
     assert _live(appointment).status == "posted"
     assert_ledger_ok()
@@ -282,7 +284,7 @@ def test_a_group_uses_only_the_primary_clients_package(setup):
     appointment = _book(setup, treatment=group, patients=[primary, secondary])
     assert _live(appointment, primary).sold_pass == mine
     assert _live(appointment, secondary) is None
-    assert explain(_row(appointment, secondary))[0]["code"] == "group_secondary"
+    assert explain(_visit(appointment, secondary))[0]["code"] == "group_secondary"
     appointment_arrive(actor=setup["fd"].user, appointment=appointment)
     theirs.refresh_from_db()
     assert theirs.remaining == 10
@@ -351,9 +353,9 @@ def test_a_no_show_can_use_the_session_billing_the_additional_charge(setup):
     )
     appointment = _book(setup)
     appointment_no_show(actor=setup["fd"].user, appointment=appointment)
-    row = _row(appointment)
-    row.refresh_from_db()
-    assert row.invoice.total_minor == 1130 and _live(appointment).by_no_show
+    visit = _visit(appointment)
+    visit.refresh_from_db()
+    assert visit.invoice.total_minor == 1130 and _live(appointment).by_no_show
     appointment_no_show_undo(actor=setup["fd"].user, appointment=appointment)
     sold.refresh_from_db()
     assert (sold.reserved_count, sold.posted_count) == (1, 0)
@@ -365,10 +367,10 @@ def test_a_no_show_can_charge_the_fee_instead_and_free_the_session(setup):
     sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     appointment = _book(setup)
     appointment_no_show(actor=setup["fd"].user, appointment=appointment, use_pass=False)
-    row = _row(appointment)
-    row.refresh_from_db()
+    visit = _visit(appointment)
+    visit.refresh_from_db()
     sold.refresh_from_db()
-    assert row.invoice.total_minor == 4000 and sold.remaining == 10
+    assert visit.invoice.total_minor == 4000 and sold.remaining == 10
     assert_ledger_ok()
 
 
@@ -412,7 +414,7 @@ def test_online_bookings_attach_only_packages_allowed_online(setup):
     first = _book(setup, "09:00", pass_choice=None)
     after_booking(actor=None, appointment=first, online=True)
     assert _live(first) is None
-    assert explain(_row(first), online=True)[0]["code"] == "not_online"
+    assert explain(_visit(first), online=True)[0]["code"] == "not_online"
     online_ok = sold_package(
         setup["fd"], setup["patient"], package_template(setup["cat"], redeem_online=True)
     )

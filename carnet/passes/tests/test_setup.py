@@ -736,10 +736,10 @@ def test_a_released_item_is_kept_with_no_uses_left_and_new_items_cover_bookings(
     items = {i.treatment_id: i for i in PassItem.objects.filter(sold_pass=sold)}
     assert items[catalog["treatment"].pk].limit == 0  # its history stays; it covers nothing more
     assert items[acupuncture.pk].limit is None
-    visit = booked["book"](acupuncture, "11:00").participants.get()
+    visit = booked["book"](acupuncture, "11:00").visits.get()
     live = Redemption.objects.filter(visit=visit, status="reserved").get()
     assert live.sold_pass == sold and live.item == items[acupuncture.pk]
-    no_cover = booked["book"](catalog["treatment"], "13:00").participants.get()
+    no_cover = booked["book"](catalog["treatment"], "13:00").visits.get()
     assert not Redemption.objects.filter(visit=no_cover, status__in=["reserved", "posted"]).exists()
 
 
@@ -776,7 +776,7 @@ def test_update_sold_packages_racing_a_booking_never_leaves_a_package_over_used(
                 start=at("2026-05-12", hhmm),
                 patients=[patient],
                 pass_choice=None,
-            ).participants.get()
+            ).visits.get()
             for hhmm in ("09:00", "11:00")
         ]
         pass_attach(actor=admin.user, visit=visits[0], sold_pass=sold)

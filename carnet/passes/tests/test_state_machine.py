@@ -59,7 +59,7 @@ from carnet.scheduling.arrival import (
     appointment_no_show_undo,
     appointment_unarrive,
 )
-from carnet.scheduling.models import AppointmentPatient
+from carnet.scheduling.models import Visit
 from carnet.scheduling.services import appointment_book, appointment_cancel
 from carnet.scheduling.tests.factories import clinic_set, treatment_of
 
@@ -163,9 +163,7 @@ class PassesMachine(RuleBasedStateMachine):
             ),
             tuple(PassItem.objects.order_by("pk").values_list("pk", "used_count", "limit")),
             tuple(Redemption.objects.order_by("pk").values_list("pk", "status")),
-            tuple(
-                AppointmentPatient.objects.order_by("pk").values_list("pk", "status", "invoice_id")
-            ),
+            tuple(Visit.objects.order_by("pk").values_list("pk", "status", "invoice_id")),
             JournalTransaction.objects.count(),
             Invoice.objects.filter(deleted_at__isnull=True).count(),
         )
@@ -186,21 +184,19 @@ class PassesMachine(RuleBasedStateMachine):
     def _pick(data, pks: list[int], label: str) -> int:
         return data.draw(st.sampled_from(pks), label=f"{label} id")
 
-    def _visit(self, data, **likely) -> AppointmentPatient:
+    def _visit(self, data, **likely) -> Visit:
         """Any visit, or (mostly) one matching `likely` so the rule usually gets somewhere."""
         pks = self.visits
         if likely and data.draw(st.integers(0, 3), label="targeted") < 3:
             pks = (
                 list(
-                    AppointmentPatient.objects.filter(pk__in=self.visits, **likely)
+                    Visit.objects.filter(pk__in=self.visits, **likely)
                     .order_by("pk")
                     .values_list("pk", flat=True)
                 )
                 or pks
             )
-        return AppointmentPatient.objects.select_related("appointment").get(
-            pk=self._pick(data, pks, "visit")
-        )
+        return Visit.objects.select_related("appointment").get(pk=self._pick(data, pks, "visit"))
 
     def _pass(self, data, **likely) -> Pass | None:
         """Any pass, or (mostly) one matching `likely`."""
@@ -344,10 +340,12 @@ class PassesMachine(RuleBasedStateMachine):
         )
         if appointment is None:
             return
-        row = appointment.participants.get()
-        self.visits.append(row.pk)
+        visit = appointment.visits.get()
+        self.visits.append(visit.pk)
         if how == "later":
-            self._try("attach", lambda: pass_attach(actor=self.staff, visit=row, sold_pass=chosen))
+            self._try(
+                "attach", lambda: pass_attach(actor=self.staff, visit=visit, sold_pass=chosen)
+            )
 
     @rule(
         data=st.data(),
@@ -386,8 +384,8 @@ class PassesMachine(RuleBasedStateMachine):
         )
         if appointment is None:
             return
-        row = appointment.participants.get()
-        self.visits.append(row.pk)
+        visit = appointment.visits.get()
+        self.visits.append(visit.pk)
         actions = {
             "arrive": lambda: appointment_arrive(actor=self.staff, appointment=appointment),
             "unarrive": lambda: appointment_unarrive(actor=self.staff, appointment=appointment),
@@ -401,8 +399,8 @@ class PassesMachine(RuleBasedStateMachine):
                 actor=self.staff, appointment=appointment
             ),
             "cancel": lambda: appointment_cancel(actor=self.staff, appointment=appointment),
-            "remove": lambda: pass_remove(actor=self.staff, visit=row),
-            "attach": lambda: pass_attach(actor=self.staff, visit=row),
+            "remove": lambda: pass_remove(actor=self.staff, visit=visit),
+            "attach": lambda: pass_attach(actor=self.staff, visit=visit),
         }
         for step in steps:
             self._try(step, actions[step])
@@ -412,44 +410,45 @@ class PassesMachine(RuleBasedStateMachine):
     @rule(data=st.data(), chosen=st.booleans())
     def attach(self, data, chosen):
         """Attach to any visit (booked, arrived, cancelled…): auto-select or a chosen pass."""
-        row = self._visit(data, status="booked")
+        visit = self._visit(data, status="booked")
         sold = self._pass(data, status=Pass.Status.ACTIVE) if chosen and self.passes else None
-        self._try("attach", lambda: pass_attach(actor=self.staff, visit=row, sold_pass=sold))
+        self._try("attach", lambda: pass_attach(actor=self.staff, visit=visit, sold_pass=sold))
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def remove(self, data):
-        row = self._visit(data, status="booked", redemptions__status=Redemption.Status.RESERVED)
-        self._try("remove", lambda: pass_remove(actor=self.staff, visit=row))
+        visit = self._visit(data, status="booked", redemptions__status=Redemption.Status.RESERVED)
+        self._try("remove", lambda: pass_remove(actor=self.staff, visit=visit))
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def arrive(self, data):
-        row = self._visit(data, status="booked")
+        visit = self._visit(data, status="booked")
         self._try(
-            "arrive", lambda: appointment_arrive(actor=self.staff, appointment=row.appointment)
+            "arrive", lambda: appointment_arrive(actor=self.staff, appointment=visit.appointment)
         )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def unarrive(self, data):
-        row = self._visit(data, status="arrived")
+        visit = self._visit(data, status="arrived")
         self._try(
-            "unarrive", lambda: appointment_unarrive(actor=self.staff, appointment=row.appointment)
+            "unarrive",
+            lambda: appointment_unarrive(actor=self.staff, appointment=visit.appointment),
         )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data(), use_pass=st.booleans(), charge_fee=st.booleans())
     def no_show(self, data, use_pass, charge_fee):
         """Marks the no-show (using the session or freeing it for the fee); marking again changes nothing."""
-        row = self._visit(
+        visit = self._visit(
             data, status=data.draw(st.sampled_from(["booked", "booked", "no_show"]), label="from")
         )
         self._try(
             "no_show",
             lambda: appointment_no_show(
                 actor=self.staff,
-                appointment=row.appointment,
+                appointment=visit.appointment,
                 charge_fee=charge_fee,
                 use_pass=use_pass,
             ),
@@ -458,18 +457,18 @@ class PassesMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def no_show_undo(self, data):
-        row = self._visit(data, status="no_show")
+        visit = self._visit(data, status="no_show")
         self._try(
             "no_show_undo",
-            lambda: appointment_no_show_undo(actor=self.staff, appointment=row.appointment),
+            lambda: appointment_no_show_undo(actor=self.staff, appointment=visit.appointment),
         )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data())
     def cancel(self, data):
-        row = self._visit(data, status="booked")
+        visit = self._visit(data, status="booked")
         self._try(
-            "cancel", lambda: appointment_cancel(actor=self.staff, appointment=row.appointment)
+            "cancel", lambda: appointment_cancel(actor=self.staff, appointment=visit.appointment)
         )
 
     # ------------------------------------------------------------ ending and changing
@@ -727,7 +726,7 @@ def _ended_pass_world(front_desk, catalog, quantity=3):
         start=at("2026-05-04", "09:00"),
         patients=[patient],
     )
-    assert visit_redemption(appointment.participants.get()).sold_pass == sold
+    assert visit_redemption(appointment.visits.get()).sold_pass == sold
     return boss, sold, appointment
 
 

@@ -67,13 +67,13 @@ def _book(s, hhmm="09:00", day=DAY, treatment=None, patient=None, **kw):
 
 def _live(appointment):
     return Redemption.objects.filter(
-        visit=appointment.participants.get(), status__in=["reserved", "posted"]
+        visit=appointment.visits.get(), status__in=["reserved", "posted"]
     ).first()
 
 
 def _arrive(s, appointment):
     appointment_arrive(actor=s["fd"].user, appointment=appointment)
-    return appointment.participants.get().invoice
+    return appointment.visits.get().invoice
 
 
 def _sold(s, template=None, **kw):
@@ -121,7 +121,7 @@ def test_a_short_balance_covers_part_of_the_visit_and_the_invoice_shows_the_rest
     appointment = _book(setup)
     held = _live(appointment)
     assert (held.drawn_minor, held.full_value_minor) == (5000, 9000)
-    [entry] = explain(appointment.participants.get())
+    [entry] = explain(appointment.visits.get())
     assert entry["code"] == "attached"
     invoice = _arrive(setup, appointment)
     line = invoice.lines.get()
@@ -146,7 +146,7 @@ def test_an_exhausted_balance_is_explained_and_not_auto_selected(setup):
     _arrive(setup, _book(setup, "09:00"))
     second = _book(setup, "11:00")
     assert _live(second) is None
-    [entry] = explain(second.participants.get())
+    [entry] = explain(second.visits.get())
     assert entry["code"] == "used_up_value"
     assert (
         entry["message"]
@@ -157,14 +157,14 @@ def test_an_exhausted_balance_is_explained_and_not_auto_selected(setup):
 def test_explain_warns_that_a_short_balance_covers_only_part(setup):
     _sold(setup, value_template(setup["cat"], price=4500, face=5000))
     appointment = _book(setup, pass_choice=None)
-    [entry] = explain(appointment.participants.get())
+    [entry] = explain(appointment.visits.get())
     assert entry["can_cover"] and "Covers $50.00 of this visit's $90.00" in entry["warning"]
 
 
 def test_removing_gives_the_held_value_back_and_cancelling_too(setup):
     sold = _sold(setup)
     appointment = _book(setup)
-    pass_remove(actor=setup["fd"].user, visit=appointment.participants.get())
+    pass_remove(actor=setup["fd"].user, visit=appointment.visits.get())
     sold.refresh_from_db()
     assert (sold.value_reserved_minor, sold.value_left, sold.reserved_count) == (0, 100000, 0)
     other = _book(setup, "11:00")
@@ -195,10 +195,10 @@ def test_a_past_visit_is_redeemed_by_value(setup):
     invoice = _arrive(setup, appointment)
     assert invoice.total_minor == 10170
     sold = _sold(setup)
-    pass_attach(actor=setup["fd"].user, visit=appointment.participants.get(), sold_pass=sold)
+    pass_attach(actor=setup["fd"].user, visit=appointment.visits.get(), sold_pass=sold)
     sold.refresh_from_db()
     assert (sold.value_posted_minor, sold.recognised_minor) == (9000, 8100)
-    assert appointment.participants.get().invoice.total_minor == 0
+    assert appointment.visits.get().invoice.total_minor == 0
     assert_ledger_ok()
 
 
@@ -231,7 +231,7 @@ def test_an_attach_that_finds_the_balance_gone_is_refused_with_the_reason(setup)
     _book(setup, "09:00")
     later = _book(setup, "11:00", pass_choice=None)
     with pytest.raises(Conflict) as caught:
-        pass_attach(actor=setup["fd"].user, visit=later.participants.get(), sold_pass=sold)
+        pass_attach(actor=setup["fd"].user, visit=later.visits.get(), sold_pass=sold)
     assert caught.value.code == "used_up_value"
 
 

@@ -108,7 +108,7 @@ def test_a_written_off_cycle_covers_no_visits_and_the_next_cycle_bills_one_cycle
         patients=[sold.patient],
         pass_choice=None,
     )
-    [entry] = explain(appointment.participants.get())
+    [entry] = explain(appointment.visits.get())
     assert entry["code"] == "written_off" and "written off" in entry["message"]
     passes_daily(today=dt.date(2026, 6, 1))
     june = _row(sold, 2)

@@ -128,7 +128,7 @@ def data(owner, catalog):
         )
     with clock.frozen(at("2026-05-12", "10:00")):
         appointment_arrive(actor=owner.user, appointment=visit)
-    covered = visit.participants.get().invoice
+    covered = visit.visits.get().invoice
     with clock.frozen(at("2026-05-14", "10:00")):
         _pay(f, p2, 1130, invoice=covered)
     with clock.frozen(at("2026-05-20", "10:00")):

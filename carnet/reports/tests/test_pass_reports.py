@@ -117,8 +117,8 @@ def s(catalog, owner, admin_staff):
 
 
 def _invoice_number(appointment):
-    row = appointment.participants.get()
-    return str(row.invoice.number)
+    visit = appointment.visits.get()
+    return str(visit.invoice.number)
 
 
 # ---------------------------------------------------------------- pass usage
@@ -819,7 +819,7 @@ def test_usage_report_for_one_month_over_a_million_redemptions_is_under_a_second
     with connection.cursor() as cursor:
         cursor.execute("SELECT COALESCE(MAX(id), 0) FROM scheduling_appointment")
         a0 = cursor.fetchone()[0] + 1
-        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM scheduling_appointmentpatient")
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM scheduling_visit")
         p0 = cursor.fetchone()[0] + 1
         cursor.execute("SELECT COALESCE(MAX(id), 0), COALESCE(MAX(number), 0) FROM billing_invoice")
         i0, number0 = (x + 1 for x in cursor.fetchone())
@@ -865,7 +865,7 @@ def test_usage_report_for_one_month_over_a_million_redemptions_is_under_a_second
             params,
         )
         cursor.execute(
-            """INSERT INTO scheduling_appointmentpatient (id, appointment_id, patient_id, role,
+            """INSERT INTO scheduling_visit (id, appointment_id, patient_id, role,
                             status, invoice_id, booked_at)
                           SELECT %(p0)s + g, %(a0)s + g, patient, 'primary', 'arrived', %(i0)s + g,
                                  at FROM bench""",
@@ -881,7 +881,7 @@ def test_usage_report_for_one_month_over_a_million_redemptions_is_under_a_second
                                  at, at, 5000, 0, staff, 9000, false, false FROM bench""",
             params,
         )
-        for table in ("scheduling_appointment", "scheduling_appointmentpatient", "billing_invoice"):
+        for table in ("scheduling_appointment", "scheduling_visit", "billing_invoice"):
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM "
                 f"{table}))"

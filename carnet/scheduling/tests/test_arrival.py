@@ -34,10 +34,10 @@ def test_arriving_an_individual_visit_creates_one_invoice_for_the_treatment(fron
     appt = book(front_desk, catalog, prac, at(DAY, "09:00"), patients=[patient])
     appointment_arrive(actor=front_desk.user, appointment=appt)
     appt.refresh_from_db()
-    row = appt.participants.get()
-    assert appt.status == row.status == Status.ARRIVED
+    visit = appt.visits.get()
+    assert appt.status == visit.status == Status.ARRIVED
     [invoice] = _live_invoices(patient)
-    assert row.invoice == invoice and invoice.total_minor == 10170  # 90.00 + 13 % HST
+    assert visit.invoice == invoice and invoice.total_minor == 10170  # 90.00 + 13 % HST
     line = invoice.lines.get()
     assert line.treatment_id == catalog["treatment"].pk and line.staff_id == prac.pk
     assert invoice.location == catalog["location"] and str(invoice.invoice_date) == DAY
@@ -72,7 +72,7 @@ def test_a_group_arrival_bills_the_primary_once_listing_arrived_secondary_client
     description = invoice.lines.get().description
     assert "Bob Test" in description and "Cyd" not in description
     assert _live_invoices(came) == [] and _live_invoices(stayed_home) == []
-    statuses = dict(appt.participants.values_list("patient_id", "status"))
+    statuses = dict(appt.visits.values_list("patient_id", "status"))
     assert statuses == {primary.pk: "arrived", came.pk: "arrived", stayed_home.pk: "booked"}
     assert_ledger_ok()
 
@@ -103,12 +103,12 @@ def test_un_arrive_deletes_the_invoice_and_reverses_the_ledger(front_desk, catal
         front_desk, catalog, practitioner(catalog["location"]), at(DAY, "09:00"), patients=[patient]
     )
     appointment_arrive(actor=front_desk.user, appointment=appt)
-    invoice = appt.participants.get().invoice
+    invoice = appt.visits.get().invoice
     appointment_unarrive(actor=front_desk.user, appointment=appt)
     appt.refresh_from_db()
     invoice.refresh_from_db()
     assert appt.status == Status.BOOKED and invoice.deleted_at is not None
-    assert appt.participants.get().invoice is None
+    assert appt.visits.get().invoice is None
     assert_ledger_ok()
     appointment_arrive(actor=front_desk.user, appointment=appt)  # and it can be arrived again
     assert len(_live_invoices(patient)) == 1
@@ -122,7 +122,7 @@ def test_un_arrive_is_refused_while_a_payment_is_applied_and_says_to_unapply(
         front_desk, catalog, practitioner(catalog["location"]), at(DAY, "09:00"), patients=[patient]
     )
     appointment_arrive(actor=front_desk.user, appointment=appt)
-    invoice = appt.participants.get().invoice
+    invoice = appt.visits.get().invoice
     payment = payment_receive(
         actor=front_desk.user,
         patient=patient,
@@ -212,7 +212,7 @@ def test_a_class_no_show_marks_only_who_is_still_booked(front_desk, catalog):
     assert [i.total_minor for i in _live_invoices(a)] == [2500] and [
         i.total_minor for i in _live_invoices(b)
     ] == [2500]
-    assert set(appt.participants.values_list("status", flat=True)) == {Status.NO_SHOW}
+    assert set(appt.visits.values_list("status", flat=True)) == {Status.NO_SHOW}
     appointment_no_show_undo(actor=front_desk.user, appointment=appt, patient_ids=[b.pk])
     assert _live_invoices(b) == [] and len(_live_invoices(a)) == 1
     assert_ledger_ok()

@@ -113,7 +113,7 @@ def test_booking_online_books_once_per_form_key_and_emails_the_patient(
         appointment = online.appointment_book_online(**kw)
         assert online.appointment_book_online(**kw) is None
     assert appointment.booked_by == Appointment.BookedBy.ONLINE and Appointment.objects.count() == 1
-    assert [r.patient for r in appointment.participants.all()] == [patient]
+    assert [r.patient for r in appointment.visits.all()] == [patient]
     [message] = mail.outbox
     assert message.to == ["new@example.test"] and "Tuesday 10 March 2026 at 09:00" in message.body
 
@@ -161,32 +161,32 @@ def _booked(setup):
         location=setup["location"],
         start=at(DAY, "10:00"),
     )
-    return patient, appointment.participants.get()
+    return patient, appointment.visits.get()
 
 
 def test_cancel_within_the_window_is_refused_and_outside_it_frees_the_slot(setup):
     clinic_set(cancellation_window_hours=24)
-    patient, row = _booked(setup)
+    patient, visit = _booked(setup)
     with pytest.raises(Conflict, match="up to 24 hours before") as exc:
         online.appointment_cancel_by_patient(
-            user=patient.user, row_pk=row.pk, now=at("2026-03-09", "10:01")
+            user=patient.user, visit_pk=visit.pk, now=at("2026-03-09", "10:01")
         )
     assert exc.value.code == "cancellation_window"
     appointment = online.appointment_cancel_by_patient(
-        user=patient.user, row_pk=row.pk, now=at("2026-03-09", "10:00")
+        user=patient.user, visit_pk=visit.pk, now=at("2026-03-09", "10:00")
     )
-    row.refresh_from_db()
-    assert appointment.status == row.status == "cancelled"
+    visit.refresh_from_db()
+    assert appointment.status == visit.status == "cancelled"
     assert at(DAY, "10:00") in slots(setup)
     with pytest.raises(Conflict, match="only a booked one"):
-        online.appointment_cancel_by_patient(user=patient.user, row_pk=row.pk)
+        online.appointment_cancel_by_patient(user=patient.user, visit_pk=visit.pk)
 
 
 def test_a_patient_cannot_cancel_someone_elses_appointment(setup):
-    _patient, row = _booked(setup)
+    _patient, visit = _booked(setup)
     other = signed_up("other@example.test")
     with pytest.raises(Exception, match="No such appointment"):
-        online.appointment_cancel_by_patient(user=other.user, row_pk=row.pk)
+        online.appointment_cancel_by_patient(user=other.user, visit_pk=visit.pk)
 
 
 # ------------------------------------------------------------------ pages
@@ -319,12 +319,12 @@ def test_confirming_a_slot_just_taken_sends_back_to_the_times_with_a_message(set
 
 def test_portal_cancel_inside_the_window_shows_the_refusal(setup, client):
     clinic_set(cancellation_window_hours=48)
-    patient, row = _booked(setup)
+    patient, visit = _booked(setup)
     client.force_login(patient.user)
-    page = client.post(f"/portal/appointments/{row.pk}/cancel/", follow=True).content.decode()
+    page = client.post(f"/portal/appointments/{visit.pk}/cancel/", follow=True).content.decode()
     assert "up to 48 hours before" in page
     clinic_set(cancellation_window_hours=2)
-    page = client.post(f"/portal/appointments/{row.pk}/cancel/", follow=True).content.decode()
+    page = client.post(f"/portal/appointments/{visit.pk}/cancel/", follow=True).content.decode()
     assert "Cancelled: Massage 60" in page
 
 

@@ -64,7 +64,7 @@ def test_cancelled_past_and_staff_bookings_do_not_count(setup):  # noqa: F811
     with pytest.raises(Conflict):
         _book(setup, patient, DAY, "10:00")
     online.appointment_cancel_by_patient(
-        user=patient.user, row_pk=first.participants.get().pk, now=at("2026-03-08", "09:00")
+        user=patient.user, visit_pk=first.visits.get().pk, now=at("2026-03-08", "09:00")
     )
     assert _book(setup, patient, DAY, "10:00") is not None  # the cancelled one freed its place
     book(

@@ -61,4 +61,4 @@ def test_racing_joins_never_overfill_a_class():
         4, lambda i: appointment_join(actor=desk.user, appointment=session, patient=patients[i]).pk
     )
     assert race_outcomes(results) == ["ok", "ok", "refused:full", "refused:full"]
-    assert session.participants.count() == 2
+    assert session.visits.count() == 2

@@ -26,7 +26,7 @@ def test_booking_an_individual_appointment_sets_end_from_duration_and_logs(front
     appt = book(front_desk, catalog, prac, at(DAY, "09:00"))
     assert appt.end == at(DAY, "10:00") and appt.status == Status.BOOKED
     assert appt.booked_by == "staff" and appt.booked_by_staff == front_desk
-    assert [r.role for r in appt.participants.all()] == ["primary"]
+    assert [r.role for r in appt.visits.all()] == ["primary"]
     assert ActivityLog.objects.filter(verb="booked", object_id=str(appt.pk)).exists()
 
 
@@ -74,7 +74,7 @@ def test_a_cancelled_appointment_frees_its_slot(front_desk, catalog):
     appt = book(front_desk, catalog, prac, at(DAY, "09:00"))
     appointment_cancel(actor=front_desk.user, appointment=appt)
     assert Appointment.objects.get(pk=appt.pk).status == Status.CANCELLED
-    assert set(appt.participants.values_list("status", flat=True)) == {Status.CANCELLED}
+    assert set(appt.visits.values_list("status", flat=True)) == {Status.CANCELLED}
     book(front_desk, catalog, prac, at(DAY, "09:00"))
     with pytest.raises(Conflict, match="already cancelled"):
         appointment_cancel(actor=front_desk.user, appointment=appt)
@@ -88,7 +88,7 @@ def test_group_first_booked_is_primary_and_secondary_clients_join(front_desk, ca
         front_desk, catalog, prac, at(DAY, "09:00"), patients=[first, second], treatment=group
     )
     appointment_join(actor=front_desk.user, appointment=appt, patient=third)
-    roles = {r.patient_id: r.role for r in appt.participants.all()}
+    roles = {r.patient_id: r.role for r in appt.visits.all()}
     assert roles == {first.pk: "primary", second.pk: "secondary", third.pk: "secondary"}
     with pytest.raises(Conflict, match="3 places") as err:
         appointment_join(actor=front_desk.user, appointment=appt, patient=make_patient())
@@ -106,7 +106,7 @@ def test_class_capacity_is_enforced_and_a_patient_joins_once(front_desk, catalog
     appointment_join(actor=front_desk.user, appointment=appt, patient=make_patient())
     with pytest.raises(Conflict, match="2 places"):
         appointment_join(actor=front_desk.user, appointment=appt, patient=make_patient())
-    assert set(appt.participants.values_list("role", flat=True)) == {"participant"}
+    assert set(appt.visits.values_list("role", flat=True)) == {"participant"}
 
 
 def test_an_individual_appointment_takes_no_second_patient(front_desk, catalog):
@@ -129,7 +129,7 @@ def test_cancelling_one_class_participant_keeps_the_session(front_desk, catalog)
     appointment_cancel(actor=front_desk.user, appointment=appt, patient=a)
     appt.refresh_from_db()
     assert appt.status == Status.BOOKED
-    assert dict(appt.participants.values_list("patient_id", "status")) == {
+    assert dict(appt.visits.values_list("patient_id", "status")) == {
         a.pk: "cancelled",
         b.pk: "booked",
     }
@@ -147,7 +147,7 @@ def test_copy_makes_a_new_booked_appointment_with_the_same_patients(front_desk, 
         and copy.status == Status.BOOKED
         and copy.end == at("2026-05-19", "10:00")
     )
-    assert list(copy.participants.values_list("patient_id", flat=True)) == [patient.pk]
+    assert list(copy.visits.values_list("patient_id", flat=True)) == [patient.pk]
     with pytest.raises(Conflict, match="already booked"):
         appointment_copy(actor=front_desk.user, appointment=appt, start=at(DAY, "09:30"))
 
@@ -183,7 +183,7 @@ def test_duplicating_a_group_as_a_class_moves_everyone_and_cancels_the_group(fro
     group.refresh_from_db()
     assert group.status == Status.CANCELLED
     assert session.start == group.start and session.kind == "class"
-    assert sorted(session.participants.values_list("patient_id", "role")) == [
+    assert sorted(session.visits.values_list("patient_id", "role")) == [
         (a.pk, "participant"),
         (b.pk, "participant"),
     ]

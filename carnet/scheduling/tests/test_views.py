@@ -111,7 +111,7 @@ def test_book_from_a_slot(desk, catalog, prac):
     appt = Appointment.objects.get()
     assert response.status_code == 302 and f"open={appt.pk}" in response["Location"]
     assert appt.start == at(MONDAY, "11:00") and list(
-        appt.participants.values_list("patient", flat=True)
+        appt.visits.values_list("patient", flat=True)
     ) == [patient.pk]
     assert (
         desk.post(url, data).status_code == 302 and Appointment.objects.count() == 1
@@ -150,18 +150,18 @@ def test_panel_is_a_fragment_for_htmx_and_a_page_otherwise(desk, front_desk, cat
 def test_arrive_shows_the_invoice_and_unarrive_reverses_it(desk, front_desk, catalog, prac):
     appt = _booked(front_desk, catalog, prac)
     arrived = _panel(desk, appt, "arrive")
-    row = appt.participants.get()
+    visit = appt.visits.get()
     assert arrived.status_code == 200 and b"<html" not in arrived.content
     assert (
         f'id="appt-{appt.pk}"'.encode() in arrived.content
         and b'hx-swap-oob="true"' in arrived.content
     )
     html = arrived.content.decode()
-    assert "Arrived; the invoice is created." in html and f"#{row.invoice.number}" in html
+    assert "Arrived; the invoice is created." in html and f"#{visit.invoice.number}" in html
     assert "$101.70" in html  # 90.00 + 13 % tax, total and balance
     assert (
-        reverse("billing:receipt", args=[row.invoice_id]) in html
-        and reverse("billing:tab", args=[row.patient_id]) in html
+        reverse("billing:receipt", args=[visit.invoice_id]) in html
+        and reverse("billing:tab", args=[visit.patient_id]) in html
     )
     back = _panel(desk, appt, "unarrive")
     appt.refresh_from_db()
@@ -171,13 +171,13 @@ def test_arrive_shows_the_invoice_and_unarrive_reverses_it(desk, front_desk, cat
 def test_unarrive_with_a_payment_is_a_message_not_an_error(desk, front_desk, owner, catalog, prac):
     appt = _booked(front_desk, catalog, prac)
     _panel(desk, appt, "arrive")
-    row = appt.participants.get()
+    visit = appt.visits.get()
     payment_receive(
         actor=owner.user,
-        patient=row.patient,
+        patient=visit.patient,
         method="cash",
         amount_minor=1000,
-        allocations=[(row.invoice, 1000)],
+        allocations=[(visit.invoice, 1000)],
     )
     response = _panel(desk, appt, "unarrive")
     appt.refresh_from_db()
@@ -189,16 +189,16 @@ def test_no_show_with_and_without_fee_and_undo(desk, front_desk, catalog, prac):
     clinic_set(no_show_fee_minor=2500)
     appt = _booked(front_desk, catalog, prac)
     _panel(desk, appt, "no_show", {"charge_fee": "1"})
-    row = appt.participants.get()
-    assert row.status == Status.NO_SHOW and row.invoice.total_minor == 2500
+    visit = appt.visits.get()
+    assert visit.status == Status.NO_SHOW and visit.invoice.total_minor == 2500
     assert (
         b"Undo no-show" in _panel(desk, appt, "no_show", {"charge_fee": "1"}).content
     )  # again: no change
     undo = _panel(desk, appt, "no_show_undo")
-    assert appt.participants.get().status == Status.BOOKED and b"Arrive" in undo.content
+    assert appt.visits.get().status == Status.BOOKED and b"Arrive" in undo.content
     _panel(desk, appt, "no_show", {"charge_fee": "0"})
-    row = appt.participants.get()
-    assert row.status == Status.NO_SHOW and row.invoice is None
+    visit = appt.visits.get()
+    assert visit.status == Status.NO_SHOW and visit.invoice is None
 
 
 def test_a_panel_button_sent_twice_with_its_form_key_acts_once(desk, front_desk, catalog, prac):
@@ -219,15 +219,13 @@ def test_a_panel_button_sent_twice_with_its_form_key_acts_once(desk, front_desk,
     assert first.status_code == second.status_code == 200
     assert b"already done" in second.content
     assert (
-        Invoice.objects.filter(
-            patient=appt.participants.get().patient, deleted_at__isnull=True
-        ).count()
+        Invoice.objects.filter(patient=appt.visits.get().patient, deleted_at__isnull=True).count()
         == 1
     )
     # The same panel's Undo button (same key, another submit) still works, once.
     _panel(desk, appt, "no_show_undo", {"form_key": key})
     again = _panel(desk, appt, "no_show_undo", {"form_key": key})
-    assert appt.participants.get().status == Status.BOOKED and b"already done" in again.content
+    assert appt.visits.get().status == Status.BOOKED and b"already done" in again.content
 
 
 def test_cancel_and_a_second_cancel_is_a_message(desk, front_desk, catalog, prac):
@@ -263,12 +261,12 @@ def test_group_add_client_capacity_and_duplicate_as_class(desk, front_desk, cata
     assert full.status_code == 200 and b"has 2 places" in full.content
     dup = _panel(desk, appt, "duplicate_as_class", {"treatment": klass.pk})
     session = Appointment.objects.exclude(pk=appt.pk).get()
-    assert session.treatment == klass and session.participants.count() == 2
+    assert session.treatment == klass and session.visits.count() == 2
     assert b"Pilates class" in dup.content and b"Duplicated as a class" in dup.content
     # A class participant arrives on their own.
-    one = session.participants.first()
+    one = session.visits.first()
     _panel(desk, session, "arrive", {"patient": one.patient_id})
-    assert list(session.participants.values_list("status", flat=True)) == [
+    assert list(session.visits.values_list("status", flat=True)) == [
         Status.ARRIVED,
         Status.BOOKED,
     ]

@@ -103,7 +103,7 @@ def test_a_double_click_on_a_no_show_fee_button_marks_once_and_never_undoes(page
     expect(button).to_be_disabled()
     expect(page.get_by_test_id("appointment-status")).to_have_text("No-show")
     assert len(sent) == 1, sent
-    assert appointment.participants.get().status == Status.NO_SHOW
+    assert appointment.visits.get().status == Status.NO_SHOW
     assert Invoice.objects.filter(patient=patient, deleted_at__isnull=True).count() == 1
 
     # The same submit arriving again anyway (a resend from a stale tab):
@@ -115,5 +115,5 @@ def test_a_double_click_on_a_no_show_fee_button_marks_once_and_never_undoes(page
         first_submit,
     )
     assert "already done" in again
-    assert appointment.participants.get().status == Status.NO_SHOW
+    assert appointment.visits.get().status == Status.NO_SHOW
     assert Invoice.objects.filter(patient=patient, deleted_at__isnull=True).count() == 1

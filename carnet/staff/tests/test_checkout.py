@@ -138,7 +138,7 @@ def checkout_appointment(s, patient=None):
 def _live(appointment):
     from carnet.passes.selectors import visit_redemption
 
-    return visit_redemption(appointment.participants.get())
+    return visit_redemption(appointment.visits.get())
 
 
 def test_from_an_appointment_the_covering_packages_come_first_and_the_first_is_chosen(s):
@@ -205,7 +205,7 @@ def test_a_visit_already_covered_keeps_its_package(s):
     first = sold_package(s["fd"], s["patient"], s["template"])
     from carnet.passes.redemption import pass_attach
 
-    pass_attach(actor=s["fd"].user, visit=appointment.participants.get(), sold_pass=first)
+    pass_attach(actor=s["fd"].user, visit=appointment.visits.get(), sold_pass=first)
     response = _post(s, package_0=s["template"].pk, appointment=appointment.pk)
     assert response.status_code == 302 and _live(appointment).sold_pass_id == first.pk
     page = s["client"].get(response["Location"]).content.decode()

@@ -182,7 +182,7 @@ def test_sold_from_an_appointment_the_package_covers_it_once_the_bank_has_confir
     html = asked.content.decode()
     assert asked.status_code == 200 and "Confirm the payment with your bank" in html
     attempt = CardAttempt.objects.get()
-    visit = appointment.participants.get()
+    visit = appointment.visits.get()
     assert visit_redemption(visit) is None  # not paid yet: nothing covers the visit meanwhile
     action = re.search(
         r'action="([^"]+)" class="form" novalidate data-stripe-authenticate', html
