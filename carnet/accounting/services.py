@@ -132,6 +132,47 @@ def _tie_out(period, start: dt.date, end: dt.date) -> None:
             )
 
 
+def _refuse_overlap(start: dt.date, end: dt.date) -> None:
+    """Conflict when the period overlaps an export already made (the desk confirms to go ahead)."""
+    overlapping = exports_overlapping(start=start, end=end)
+    if overlapping:
+        raise Conflict(
+            "This period overlaps what was already exported: "
+            + "; ".join(
+                f"#{e.pk} {e.start} to {e.end} ({e.get_format_display()}, {e.created_at:%Y-%m-%d})"
+                for e in overlapping[:5]
+            )
+            + (
+                ". Exporting again may book those days twice in your accounting software; "
+                "confirm to go ahead."
+            ),
+            code="overlapping_export",
+        )
+
+
+def _files(fmt: str, period, mappings, start: dt.date, end: dt.date) -> list[tuple[str, str, int]]:
+    """(name, text, lines) of each file `fmt` imports."""
+    places = exponent(clinic_get().currency)
+    stem = f"carnet-journal-{fmt}-{start:%Y-%m-%d}-to-{end:%Y-%m-%d}"
+    if fmt == JournalExport.Format.XERO:
+        files = formats.xero(
+            period.journals,
+            codes={c: m.code for c, m in mappings.items()},
+            tax_rates={c: m.tax_rate for c, m in mappings.items()},
+            places=places,
+            stem=stem,
+        )
+    else:
+        write = formats.qbo if fmt == JournalExport.Format.QBO else formats.iif
+        files = write(
+            period.journals,
+            names={c: m.name for c, m in mappings.items()},
+            places=places,
+            stem=stem,
+        )
+    return files
+
+
 @transaction.atomic
 def journal_export(
     *,
@@ -152,41 +193,12 @@ def journal_export(
             f"Unknown format “{fmt}”; choose qbo, xero or iif.", fields={"format": ["Unknown."]}
         )
     _period(start, end)
-    overlapping = exports_overlapping(start=start, end=end)
-    if overlapping and not allow_overlap:
-        raise Conflict(
-            "This period overlaps what was already exported: "
-            + "; ".join(
-                f"#{e.pk} {e.start} to {e.end} ({e.get_format_display()}, {e.created_at:%Y-%m-%d})"
-                for e in overlapping[:5]
-            )
-            + (
-                ". Exporting again may book those days twice in your accounting software; "
-                "confirm to go ahead."
-            ),
-            code="overlapping_export",
-        )
+    if not allow_overlap:
+        _refuse_overlap(start, end)
     period = period_journals(start=start, end=end, detailed=detailed)
     mappings = _mapped(fmt, period.accounts)
     _tie_out(period, start, end)
-    places = exponent(clinic_get().currency)
-    stem = f"carnet-journal-{fmt}-{start:%Y-%m-%d}-to-{end:%Y-%m-%d}"
-    if fmt == JournalExport.Format.XERO:
-        files = formats.xero(
-            period.journals,
-            codes={c: m.code for c, m in mappings.items()},
-            tax_rates={c: m.tax_rate for c, m in mappings.items()},
-            places=places,
-            stem=stem,
-        )
-    else:
-        write = formats.qbo if fmt == JournalExport.Format.QBO else formats.iif
-        files = write(
-            period.journals,
-            names={c: m.name for c, m in mappings.items()},
-            places=places,
-            stem=stem,
-        )
+    files = _files(fmt, period, mappings, start, end)
     batch = JournalExport.objects.create(
         format=fmt,
         start=start,
