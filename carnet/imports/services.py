@@ -151,13 +151,7 @@ def import_commit(
     )
     plan = preview.plan
     if not plan.ok:
-        first = str(plan.problems[0]).rstrip(".")
-        raise ValidationFailed(
-            f"Nothing was imported: {len(plan.problems)} problem(s), the first on {first}. "
-            "Correct the file and try again.",
-            code="import_invalid",
-            fields={"rows": [str(p) for p in plan.problems[:100]]},
-        )
+        _refuse_invalid(plan)
     clinic = clinic_get()
     user = actor if getattr(actor, "is_authenticated", False) else None
     batch = ImportBatch.objects.create(
@@ -173,12 +167,28 @@ def import_commit(
         created_at=clock.now(),
         created_by=user,
     )
-    at = _opening_at(preview.cut_over, clinic.time_zone)
+    _rows_create(actor, batch, plan, clinic)
+    activity.record(actor=actor, verb="imported", obj=batch, after=activity.snapshot(batch))
+    return batch
+
+
+def _refuse_invalid(plan: Plan) -> None:
+    """Nothing is imported while any row has a problem: the count and the first of them."""
+    first = str(plan.problems[0]).rstrip(".")
+    raise ValidationFailed(
+        f"Nothing was imported: {len(plan.problems)} problem(s), the first on {first}. "
+        "Correct the file and try again.",
+        code="import_invalid",
+        fields={"rows": [str(p) for p in plan.problems[:100]]},
+    )
+
+
+def _rows_create(actor, batch: ImportBatch, plan: Plan, clinic) -> None:
+    """The plan's rows and their opening balances, each recorded as imported by the batch."""
+    at = _opening_at(batch.cut_over, clinic.time_zone)
     memo = f"Opening balance, import #{batch.pk}"
     try:
-        made = _CREATE[preview.kind](
-            actor=actor, plan=plan, at=at, memo=memo, zone=clinic.time_zone
-        )
+        made = _CREATE[batch.kind](actor=actor, plan=plan, at=at, memo=memo, zone=clinic.time_zone)
         bulk.insert(
             ImportedRecord,
             [
@@ -199,8 +209,6 @@ def import_commit(
             "import. Run the dry run again to see what is left.",
             code="import_raced",
         ) from None
-    activity.record(actor=actor, verb="imported", obj=batch, after=activity.snapshot(batch))
-    return batch
 
 
 def _patients(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | None]]:
