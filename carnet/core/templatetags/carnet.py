@@ -1,4 +1,5 @@
-"""Template filters: status labels. (`money` is the clinic's: clinic/templatetags/clinic_money.py.)"""
+"""Template filters: status labels. (`money` is the clinic's:
+clinic/templatetags/clinic_money.py.)"""
 
 from django import template
 
