@@ -102,6 +102,14 @@ def bills_open(
     if not bills:
         return []
     user = actor if getattr(actor, "is_authenticated", False) else None
+    invoices = _bills_invoiced(bills, invoice_date, memo)
+    _bills_paid_before(invoices, bills, at=at, memo=memo, user=user)
+    activity.record_many(actor=actor, verb="imported", objs=invoices)
+    return invoices
+
+
+def _bills_invoiced(bills: list[Bill], invoice_date: dt.date, memo: str) -> list[Invoice]:
+    """One invoice a bill, numbered in order, with its one tax-inclusive line."""
     first, now = invoice_numbers_next(len(bills)), clock.now()
     invoices = bulk.insert(
         Invoice,
@@ -138,6 +146,11 @@ def bills_open(
             for i, b in zip(invoices, bills)
         ],
     )
+    return invoices
+
+
+def _bills_paid_before(invoices, bills: list[Bill], *, at, memo: str, user) -> None:
+    """What was paid before the switch: a payment applied in full to each bill's invoice."""
     paid = [(i, b) for i, b in zip(invoices, bills) if b.paid_minor]
     payments = bulk.insert(
         Payment,
@@ -161,8 +174,6 @@ def bills_open(
             for p, (i, _) in zip(payments, paid)
         ],
     )
-    activity.record_many(actor=actor, verb="imported", objs=invoices)
-    return invoices
 
 
 def bills_in_use(invoice_pks: list[int]) -> list[str]:
