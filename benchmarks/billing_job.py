@@ -5,7 +5,7 @@ Set-up (not timed): one monthly membership (6,000 + 13% tax, 2 uses a cycle) is 
 has exactly one cycle due today. This benchmark's memberships left by earlier runs are marked
 deleted first (the job walks every active membership).
 
-Timed: `carnet.passes.cycle_billing.cycles_issue(today=…)` in-process (the first half of
+Timed: `carnet.passes.memberships.cycle_billing.cycles_issue(today=…)` in-process (the first half of
 `passes_daily`; the second half charges automatic memberships, and these are manual).
 Baseline: the same rows for another N copies with set-based SQL in one transaction — the cycle rows,
 the invoices (numbers from the counter), their lines and line taxes, the ledger transactions and
@@ -51,7 +51,7 @@ def _memberships(b, template, count: int, today: dt.date) -> tuple[int, list[int
     """A sold membership (its first cycle issued by the sale) and `count` copies of it due today."""
     from django.db import connection, transaction
 
-    from carnet.passes.memberships import membership_sell
+    from carnet.passes.memberships.services import membership_sell
     from carnet.passes.models import Pass
 
     people = patients("BenchJob", 500)
@@ -216,7 +216,7 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
 def run(args) -> dict:
     from carnet.clinic.selectors import clinic_get
     from carnet.core import clock
-    from carnet.passes.cycle_billing import cycles_issue
+    from carnet.passes.memberships.cycle_billing import cycles_issue
     from carnet.passes.models import Pass
 
     b = base()
@@ -242,7 +242,7 @@ def run(args) -> dict:
     ratio = round(job_s / base_s, 1) if base_s else None
     result = {
         "benchmark": "billing_job",
-        "timed": "carnet.passes.cycle_billing.cycles_issue",
+        "timed": "carnet.passes.memberships.cycle_billing.cycles_issue",
         "memberships": size,
         "cycles_issued": len(issued),
         "job_s": round(job_s, 2),

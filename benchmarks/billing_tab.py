@@ -52,9 +52,9 @@ def _patient(b, label: str, passes: int, invoices: int):
     from carnet.billing.invoicing import LineInput, invoice_create
     from carnet.billing.models import Invoice
     from carnet.billing.payments import payment_receive
-    from carnet.passes.memberships import membership_sell
+    from carnet.passes.memberships.services import membership_sell
     from carnet.passes.models import Pass
-    from carnet.passes.selling import package_sell
+    from carnet.passes.packages.selling import package_sell
 
     [patient] = patients(label, 1)
     pack, membership = _templates(b)

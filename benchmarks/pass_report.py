@@ -94,7 +94,7 @@ def build(b, size: int, rebuild: bool) -> dict:
 
     from carnet.core import clock
     from carnet.passes.models import EligibleItem, Pass, PassTemplate, Redemption
-    from carnet.passes.selling import package_sell
+    from carnet.passes.packages.selling import package_sell
 
     name = _template_name(size)
     template = PassTemplate.objects.filter(name=name).first()

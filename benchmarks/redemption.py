@@ -42,8 +42,8 @@ def _passes(b) -> list:
     from carnet.billing.payments import payment_receive
     from carnet.core import clock
     from carnet.passes.models import EligibleItem, Pass, PassTemplate
+    from carnet.passes.packages.selling import package_sell
     from carnet.passes.selectors import pass_invoices
-    from carnet.passes.selling import package_sell
 
     owner = b["owner"].user
     template = PassTemplate.objects.filter(name=PACK).first()

@@ -182,13 +182,17 @@ from carnet.scheduling.online_api import router as online_booking_router  # noqa
 api.add_router("/", scheduling_router)
 api.add_router("/", online_booking_router)
 
-from carnet.passes.setup_api import router as pass_templates_router  # noqa: E402
+from carnet.passes.setup.api import router as pass_templates_router  # noqa: E402
 
 api.add_router("/pass-templates", pass_templates_router)
 
-from carnet.passes.api import router as passes_router  # noqa: E402
+from carnet.passes.packages.api import router as passes_router  # noqa: E402
 
 api.add_router("/", passes_router)
+
+from carnet.passes.redeeming.api import router as redeeming_router  # noqa: E402
+
+api.add_router("/", redeeming_router)
 
 from carnet.reports.billing_api import router as billing_reports_router  # noqa: E402
 
@@ -198,6 +202,6 @@ from carnet.reports.pass_api import router as pass_reports_router  # noqa: E402
 
 api.add_router("/reports", pass_reports_router)
 
-from carnet.passes.membership_api import router as memberships_router  # noqa: E402
+from carnet.passes.memberships.api import router as memberships_router  # noqa: E402
 
 api.add_router("/", memberships_router)

@@ -14,13 +14,13 @@ urlpatterns = [
     path("api/v1/", api.urls),
     re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("", include("carnet.staff.urls")),
-    path("", include("carnet.passes.setup_urls")),  # before clinic's settings/<kind>/
+    path("", include("carnet.passes.setup.urls")),  # before clinic's settings/<kind>/
     path("", include("carnet.clinic.urls")),
     path("", include("carnet.people.urls")),
     path("", include("carnet.billing.urls")),
     path("", include("carnet.giftcards.urls")),
-    path("", include("carnet.passes.urls")),
-    path("", include("carnet.passes.membership_urls")),
+    path("", include("carnet.passes.packages.urls")),
+    path("", include("carnet.passes.memberships.urls")),
     path("", include("carnet.scheduling.urls")),
     path("", include("carnet.reports.urls")),
     path("", include("carnet.imports.urls")),

@@ -18,8 +18,8 @@ from carnet.core.bulk import chunks
 from carnet.core.errors import ValidationFailed
 from carnet.core.money import Money
 from carnet.giftcards.models import GiftCard
-from carnet.passes.cycles import _target
-from carnet.passes.membership_opening import current_cycle
+from carnet.passes.memberships.cycles import _target
+from carnet.passes.memberships.opening import current_cycle
 from carnet.passes.models import Kind as PassKind
 from carnet.passes.models import PassInvoice, PassTemplate
 from carnet.people.models import Patient

@@ -19,10 +19,10 @@ from carnet.core.permissions import Action, require
 from carnet.giftcards.opening import Opening as GiftCardOpening
 from carnet.giftcards.opening import gift_cards_close, gift_cards_open
 from carnet.ledger.services import transactions_reverse_many
-from carnet.passes.membership_opening import Opening as MembershipOpening
-from carnet.passes.membership_opening import memberships_close, memberships_open
+from carnet.passes.memberships.opening import Opening as MembershipOpening
+from carnet.passes.memberships.opening import memberships_close, memberships_open
 from carnet.passes.models import PassTemplate
-from carnet.passes.opening import (
+from carnet.passes.packages.opening import (
     Described,
     Opening,
     described_templates_open,

@@ -7,4 +7,4 @@ class PassesConfig(AppConfig):
 
     def ready(self):
         # Registers the card-attempt purposes (online purchases, instalments) before any reconciliation runs.
-        from . import instalments, online  # noqa: F401
+        from carnet.passes.packages import instalments, online  # noqa: F401

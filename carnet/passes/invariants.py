@@ -91,7 +91,7 @@ def _pass_counters():
 
 @invariant("breakage recognised ahead equals the packages' part of the expected-breakage account")
 def _expected_breakage():
-    """Proportional breakage (breakage.py): the contra account holds what each package recognised
+    """Proportional breakage (packages/breakage.py): the contra account holds what each package recognised
     ahead, and no active package has more recognised ahead than it still holds in deferred revenue."""
     ahead = Pass.objects.aggregate(total=Sum("breakage_expected_minor"))["total"] or 0
     in_ledger = balance(accounts.EXPECTED_BREAKAGE)

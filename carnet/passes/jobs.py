@@ -17,17 +17,17 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.idempotency import idempotency_records_purge
 from carnet.ledger.services import balance_checkpoints_advance
+from carnet.passes.memberships.charge_preview import charges_preview_email_send
+from carnet.passes.memberships.cycle_billing import cycles_issue
+from carnet.passes.memberships.cycles import memberships_recognise
+from carnet.passes.memberships.overdue import memberships_overdue
+from carnet.passes.memberships.plan_change import plan_changes_apply
+from carnet.passes.memberships.services import memberships_end
+from carnet.passes.packages.ending import passes_expire
+from carnet.passes.packages.instalments import instalments_bill
 
-from .charge_preview import charges_preview_email_send
-from .cycle_billing import cycles_issue
-from .cycles import memberships_recognise
 from .emails import expiry_reminder_email
-from .ending import passes_expire
-from .instalments import instalments_bill
-from .memberships import memberships_end
 from .models import Pass
-from .overdue import memberships_overdue
-from .plan_change import plan_changes_apply
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     result["card_attempts_reconciled"] = reconciled.get("succeeded", 0) + reconciled.get(
         "failed", 0
     )
-    # Plan changes scheduled for a cycle that starts today, before that cycle is invoiced (plan_change.py).
+    # Plan changes scheduled for a cycle that starts today, before that cycle is invoiced
+    # (memberships/plan_change.py).
     result["plan_changes_applied"] = (
         part("plan_changes_apply", lambda: plan_changes_apply(today=today)) or 0
     )

@@ -23,8 +23,9 @@ def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
             sold = locked.get(pk=pk)
         except Pass.DoesNotExist:
             # PostgreSQL re-checks a row it waited for against the joined template row as it was: a
-            # plan change that committed meanwhile (plan_change.py) moved the pass to another template,
-            # so the row seems gone. Asked again, the statement sees both as they are now.
+            # plan change that committed meanwhile (memberships/plan_change.py) moved the pass to
+            # another template, so the row seems gone. Asked again, the statement sees both as they
+            # are now.
             sold = locked.get(pk=pk)
     else:
         sold = lock_passes([pk])[pk]

@@ -69,9 +69,9 @@ class PassTemplate(models.Model):
     # Intro offers (issue 23): refused to a patient who already came or bought, or who had this one before.
     new_patients_only = models.BooleanField(default=False)
     once_per_patient = models.BooleanField(default=False)
-    # When and where it applies (issue 23, passes/windows.py): no location = all; days "0".."6" from
-    # Monday, empty = every day; a window in the location's time zone (end before start: crosses
-    # midnight); at most cap_uses per day or week, none = no cap.
+    # When and where it applies (issue 23, passes/redeeming/windows.py): no location = all; days
+    # "0".."6" from Monday, empty = every day; a window in the location's time zone (end before
+    # start: crosses midnight); at most cap_uses per day or week, none = no cap.
     allowed_locations = models.ManyToManyField(Location, blank=True, related_name="+")
     allowed_days = models.CharField(max_length=7, blank=True, default="")
     window_start = models.TimeField(null=True, blank=True)
@@ -81,7 +81,7 @@ class PassTemplate(models.Model):
         max_length=4, choices=[("day", "per day"), ("week", "per week")], default="week"
     )
     # Breakage expected on a package, in basis points (1000 = 10 %): recognised in proportion to
-    # redemptions when the clinic's breakage method says so (issue 23, passes/breakage.py).
+    # redemptions when the clinic's breakage method says so (issue 23, passes/packages/breakage.py).
     expected_breakage_bp = models.PositiveIntegerField(default=0)
     archived = models.BooleanField(default=False)
     # Memberships (SPEC 6.1, 9.7): the price is per cycle; uses_per_cycle None = unlimited.
@@ -192,11 +192,13 @@ class Pass(models.Model):
     expiry_rule = models.CharField(max_length=10, blank=True, default="")
     expiry_minimum_days = models.PositiveIntegerField(default=0)
     expiry_disclosure = models.CharField(max_length=300, blank=True, default="")
-    # Proportional breakage (issue 23, passes/breakage.py): the rate fixed at sale (0 = at expiry only)
-    # and the breakage recognised ahead so far (the pass's part of the expected-breakage contra account).
+    # Proportional breakage (issue 23, passes/packages/breakage.py): the rate fixed at sale (0 = at
+    # expiry only) and the breakage recognised ahead so far (the pass's part of the
+    # expected-breakage contra account).
     breakage_rate_bp = models.PositiveIntegerField(default=0)
     breakage_expected_minor = models.BigIntegerField(default=0)
-    # Where, when and how often it may be used, copied from the template at sale (passes/windows.py).
+    # Where, when and how often it may be used, copied from the template at sale
+    # (passes/redeeming/windows.py).
     window_terms = models.JSONField(default=dict, blank=True)
     sold_by = models.ForeignKey(
         StaffMember,
@@ -240,8 +242,9 @@ class Pass(models.Model):
     ends_after = models.DateField(
         null=True, blank=True
     )  # cancelled at the end of a cycle: the last day covered
-    # A plan change (passes/plan_change.py) may move the cycle grid: cycle `index` (0-based) starts at
-    # anchor_date + (index - anchor_index) cycles; no anchor_date = the start date.
+    # A plan change (passes/memberships/plan_change.py) may move the cycle grid: cycle `index`
+    # (0-based) starts at anchor_date + (index - anchor_index) cycles; no anchor_date = the start
+    # date.
     anchor_date = models.DateField(null=True, blank=True)
     anchor_index = models.PositiveIntegerField(default=0)
     # Uses: reserved (attached to a booking), posted (arrived), forfeited (ended unused: expiry, refund, transfer).
@@ -268,8 +271,9 @@ class Pass(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Memberships (issue 22, passes/overdue.py): the due date of the oldest cycle still owed, kept by the
-    # daily job and by payments, so eligibility reads it with the pass (no query for the common case).
+    # Memberships (issue 22, passes/memberships/overdue.py): the due date of the oldest cycle still
+    # owed, kept by the daily job and by payments, so eligibility reads it with the pass (no query
+    # for the common case).
     past_due_since = models.DateField(null=True, blank=True)
     past_due_override_until = models.DateField(
         null=True, blank=True
@@ -421,8 +425,9 @@ class PassInvoice(models.Model):
     used_count = models.PositiveIntegerField(default=0)
     recognised_minor = models.BigIntegerField(default=0)
     skipped = models.BooleanField(default=False)
-    # Dunning (issue 22, passes/dunning.py): the last decline's kind ("hard" / "soft"), a hard decline's
-    # request for a new card, and a cycle written off after its last retry (no uses, no back-charge).
+    # Dunning (issue 22, passes/memberships/dunning.py): the last decline's kind ("hard" / "soft"),
+    # a hard decline's request for a new card, and a cycle written off after its last retry (no
+    # uses, no back-charge).
     decline_kind = models.CharField(max_length=4, blank=True, default="")
     needs_new_card = models.BooleanField(default=False)
     written_off_at = models.DateTimeField(null=True, blank=True)
@@ -471,7 +476,7 @@ class PassPause(models.Model):
 
 
 class PassPlanChange(models.Model):
-    """A membership moved to another template (issue 22 point 6, passes/plan_change.py): at once or
+    """A membership moved to another template (issue 22 point 6, passes/memberships/plan_change.py): at once or
     from the next cycle, with what the preview showed and what was posted."""
 
     class When(models.TextChoices):
@@ -595,7 +600,7 @@ class Redemption(models.Model):
 
 class CardUpdateRequest(models.Model):
     """A request to the patient for a new autopay card (issue 22 point 3): made by staff or by a hard
-    decline, emailed as a signed link (passes/card_requests.py). Open until a card is added through
+    decline, emailed as a signed link (passes/memberships/card_requests.py). Open until a card is added through
     the link (`completed_at`) or a newer request replaces it (`superseded_at`); at most one is open
     per membership. `nonce` is in the link, so a replaced request's link stops working."""
 

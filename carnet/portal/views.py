@@ -30,16 +30,16 @@ from carnet.gateway.services import (
     stripe_csp,
 )
 from carnet.giftcards.services import giftcard_sell_online
-from carnet.passes import card_requests
-from carnet.passes import online as passes_online
-from carnet.passes.expiry_rules import expiry_terms
-from carnet.passes.membership_views import membership_summary
-from carnet.passes.memberships import freeze_fee_words
-from carnet.passes.memberships import membership_cancel as cancel
-from carnet.passes.memberships import membership_pause as pause
-from carnet.passes.memberships import membership_resume as resume
-from carnet.passes.quotes import price_with_tax_minor
+from carnet.passes.memberships import card_requests
+from carnet.passes.memberships.services import freeze_fee_words
+from carnet.passes.memberships.services import membership_cancel as cancel
+from carnet.passes.memberships.services import membership_pause as pause
+from carnet.passes.memberships.services import membership_resume as resume
+from carnet.passes.memberships.views import membership_summary
+from carnet.passes.packages import online as passes_online
+from carnet.passes.redeeming.quotes import price_with_tax_minor
 from carnet.passes.selectors import pass_fully_paid, pass_next_instalment, pass_unlocked
+from carnet.passes.setup.expiry_rules import expiry_terms
 from carnet.people import invitations, signups
 from carnet.people.selectors import patient_family, patients_managed_by
 from carnet.scheduling import online

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from carnet.core.pages import staff_required
 from carnet.core.permissions import Action
-from carnet.passes.overdue import past_due_memberships
+from carnet.passes.memberships.overdue import past_due_memberships
 
 from .exports import export_or_none
 from .render import page_context

@@ -18,7 +18,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import activity
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action
-from carnet.passes import visits as passes
+from carnet.passes.redeeming import visits as passes
 
 from .access import schedule_require
 from .locks import lock_appointment

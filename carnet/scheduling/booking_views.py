@@ -89,7 +89,7 @@ def landing(request):
 
 
 def _locations_page(request, locations, *, landing: bool):
-    from carnet.passes.quotes import price_with_tax_minor  # passes builds on scheduling
+    from carnet.passes.redeeming.quotes import price_with_tax_minor  # passes builds on scheduling
 
     clinic = clinic_get()
     return render(
@@ -123,7 +123,7 @@ def _times_url(location, treatment, practitioner, day: dt.date) -> str:
 def book(request, location_id: int):
     """Choose a treatment (with its length and price) and a practitioner or "any", then a free time:
     the week from the first available day (or the day asked for), with a strip of weeks ahead."""
-    from carnet.passes.quotes import price_with_tax_minor  # passes builds on scheduling
+    from carnet.passes.redeeming.quotes import price_with_tax_minor  # passes builds on scheduling
 
     location = _location(location_id)
     treatments, practitioners, treatment, practitioner, day = _choice(request, location)
@@ -271,7 +271,7 @@ def confirm(request, location_id: int):
                     f"{start:%A %-d %B %Y at %H:%M}. A confirmation is on its way by email.",
                 )
             return redirect("portal:home")
-    from carnet.passes.quotes import visit_quote  # passes builds on scheduling
+    from carnet.passes.redeeming.quotes import visit_quote  # passes builds on scheduling
 
     return render(
         request,

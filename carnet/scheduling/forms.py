@@ -78,7 +78,9 @@ class BookForm(forms.Form):
             self.fields["treatment"].error_messages["invalid_choice"] = (
                 f"{practitioner} does not offer that treatment; choose one of their treatments."
             )
-        if not passes:  # staff without PASS_USE book without packages (passes.visits.after_booking)
+        if (
+            not passes
+        ):  # staff without PASS_USE book without packages (passes.redeeming.visits.after_booking)
             del self.fields["package"]
 
     def clean(self):

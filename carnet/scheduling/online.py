@@ -216,8 +216,8 @@ def appointment_book_online(
     activity.record(
         actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment)
     )
-    from carnet.passes.quotes import visit_quote
-    from carnet.passes.visits import after_booking, reservation
+    from carnet.passes.redeeming.quotes import visit_quote
+    from carnet.passes.redeeming.visits import after_booking, reservation
 
     after_booking(
         actor=user, appointment=appointment, online=True

@@ -16,7 +16,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import staff_of
-from carnet.passes import visits as passes
+from carnet.passes.redeeming import visits as passes
 from carnet.people.models import Patient, StaffMember
 
 from .access import schedule_require

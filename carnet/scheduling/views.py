@@ -196,8 +196,9 @@ def _book_context(request, form, location: Location, practitioner) -> dict:
 
 def _quote(request, location: Location, practitioner) -> dict | None:
     """What the form's booking would be: its end time and price, and the package auto-select would
-    use (passes.quotes, the desk's rule). None until a treatment and a start are chosen."""
-    from carnet.passes.quotes import visit_quote
+    use (passes.redeeming.quotes, the desk's rule). None until a treatment and a start are
+    chosen."""
+    from carnet.passes.redeeming.quotes import visit_quote
 
     treatment = _chosen(request, "treatment", Treatment)
     local = StartForm({"start": request.POST.get("start") or request.GET.get("start") or ""})
@@ -339,7 +340,7 @@ def _sell_url(visit: Visit) -> str:
 def _unpaid_cycle_warning(live) -> str:
     """SPEC 6.3: a membership may cover a visit while its cycle is unpaid,
     with a visible warning."""
-    from carnet.passes.eligibility import UNPAID_WARNING
+    from carnet.passes.redeeming.eligibility import UNPAID_WARNING
 
     cycle = getattr(live, "cycle", None)
     if cycle is None or cycle.invoice is None or cycle.invoice.balance_minor <= 0:
@@ -349,8 +350,8 @@ def _unpaid_cycle_warning(live) -> str:
 
 def _coverage(request, visits: list, explain_for: int | None) -> list[dict]:
     """Per visit: the pass covering it (if any) and, for staff who may use passes, the passes that
-    could cover it instead (passes.redemption.explain) and whether it may be removed."""
-    from carnet.passes.redemption import explain
+    could cover it instead (passes.redeeming.redemption.explain) and whether it may be removed."""
+    from carnet.passes.redeeming.redemption import explain
     from carnet.passes.selectors import visit_redemption
 
     may_use = can(request.user, Action.PASS_USE)
@@ -556,7 +557,7 @@ def appointment_pass_use(request, pk: int):
     """Cover a visit with the chosen pass (or the auto-selected one when none is chosen); a pass
     already covering it is removed first, in the same transaction (Change)."""
     from carnet.passes.models import Pass
-    from carnet.passes.redemption import pass_attach, pass_remove
+    from carnet.passes.redeeming.redemption import pass_attach, pass_remove
     from carnet.passes.selectors import visit_redemption
 
     chosen = request.POST.get("pass", "")
@@ -582,7 +583,7 @@ def appointment_pass_use(request, pk: int):
 @require_POST
 @staff_required(Action.PASS_USE)
 def appointment_pass_remove(request, pk: int):
-    from carnet.passes.redemption import pass_remove
+    from carnet.passes.redeeming.redemption import pass_remove
 
     return _act(
         request,
@@ -596,7 +597,7 @@ def appointment_pass_remove(request, pk: int):
 def appointment_pass_explain(request, pk: int):
     """Explain (SPEC 5.3): every pass of the row's patient with the reason it can or cannot cover
     this visit. An htmx fragment, else the appointment page with the list open."""
-    from carnet.passes.redemption import explain
+    from carnet.passes.redeeming.redemption import explain
 
     found, denied = _get(request, pk)
     if denied:

@@ -2,8 +2,9 @@
 gift cards, products, another item) and the payment taken with it.
 
 Each package keeps its own invoice (its instalments and refunds are traced to it), a membership
-its cycles' (passes.memberships.membership_sell: the cycles begun by its start date are invoiced
-at once, so its first cycle is paid in this payment); products and the other item share one.
+its cycles' (passes.memberships.services.membership_sell: the cycles begun by its start date are
+invoiced at once, so its first cycle is paid in this payment); products and the other item share
+one.
 Payments fill the invoices in order, packages first, so a package is usable as soon as its price
 is paid. A gift card has no invoice: it is made empty with the sale
 (giftcards.services.giftcard_sell_begin) and loaded in full from the first way to pay, before that
@@ -26,9 +27,9 @@ from carnet.clinic.selectors import money_text
 from carnet.core.errors import CarnetError, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.giftcards.services import giftcard_sell_load
-from carnet.passes.redemption import pass_attach
+from carnet.passes.packages.selling import package_sell, sale_invoice_lines
+from carnet.passes.redeeming.redemption import pass_attach
 from carnet.passes.selectors import pass_invoices, visit_redemption
-from carnet.passes.selling import package_sell, sale_invoice_lines
 
 CREDIT = "credit"  # a tender that applies the patient's existing account credit (not a new payment)
 
@@ -123,7 +124,7 @@ def checkout_sell(*, actor, patient, cart: Cart, location=None) -> Sale:
     from carnet.giftcards.services import (
         giftcard_sell_begin,
     )  # gift cards build on billing, not the reverse
-    from carnet.passes.memberships import membership_sell
+    from carnet.passes.memberships.services import membership_sell
 
     if cart.is_empty():
         raise ValidationFailed(

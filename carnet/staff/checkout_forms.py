@@ -9,7 +9,7 @@ from carnet.billing.models import Payment
 from carnet.clinic.models import IncomeCategory, Product
 from carnet.core.forms import DayField, MoneyField
 from carnet.gateway.selectors import cards_for_patient
-from carnet.passes.membership_forms import DATE, template_label
+from carnet.passes.memberships.forms import DATE, template_label
 from carnet.passes.models import Pass, PassTemplate
 from carnet.people.models import StaffMember
 

@@ -20,7 +20,7 @@ from carnet.billing.selectors import patients_owing
 from carnet.clinic.selectors import clinic_get, clinic_today, locations_active
 from carnet.core import clock
 from carnet.core.permissions import Action, can, staff_of
-from carnet.passes.overdue import past_due_memberships
+from carnet.passes.memberships.overdue import past_due_memberships
 from carnet.passes.selectors import autopay_declined, passes_expiring, passes_running_low
 from carnet.scheduling.models import Status
 from carnet.scheduling.selectors import appointments_today

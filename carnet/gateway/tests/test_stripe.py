@@ -417,8 +417,8 @@ def _instalment_plan(desk, catalog, patient, card):
 
 
 def test_autopay_charges_a_stripe_card_off_session(desk, catalog):
-    from carnet.passes import instalments
     from carnet.passes.models import PassInvoice
+    from carnet.passes.packages import instalments
 
     patient = make_patient(email="pat@example.test")
     sold = _instalment_plan(desk, catalog, patient, save_card(desk, patient))
@@ -433,8 +433,8 @@ def test_autopay_charges_a_stripe_card_off_session(desk, catalog):
 def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pay_link(
     desk, catalog, settings, mailoutbox, django_capture_on_commit_callbacks
 ):
-    from carnet.passes import instalments
     from carnet.passes.models import PassInvoice
+    from carnet.passes.packages import instalments
 
     settings.SITE_URL = "https://clinic.example"
     patient = make_patient(email="pat@example.test")

@@ -12,10 +12,10 @@ from carnet.core.errors import Conflict
 from carnet.imports.services import import_commit, import_preview, import_undo
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.cycle_billing import cycles_issue
-from carnet.passes.cycles import memberships_recognise
-from carnet.passes.eligibility import pass_check
+from carnet.passes.memberships.cycle_billing import cycles_issue
+from carnet.passes.memberships.cycles import memberships_recognise
 from carnet.passes.models import Pass
+from carnet.passes.redeeming.eligibility import pass_check
 from carnet.passes.tests.factories import at, membership_template
 from carnet.reports.pass_reports import deferred_revenue_rollforward
 
@@ -207,7 +207,7 @@ def test_a_combined_sales_export_imports_as_packages_and_as_memberships(owner_us
 def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(
     owner_user, catalog, imported
 ):
-    from carnet.passes.memberships import cycle_refund, membership_cancel
+    from carnet.passes.memberships.services import cycle_refund, membership_cancel
 
     ana = Pass.objects.get(patient__first_name="Ana")
     row = ana.instalment_rows.get()

@@ -8,6 +8,6 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def membership_summary(context, sold):
-    from carnet.passes.membership_views import membership_summary as summary
+    from carnet.passes.memberships.views import membership_summary as summary
 
     return summary(sold, today=context.get("today"))  # the view reads today once for the whole list

@@ -3,8 +3,8 @@
 from carnet.billing.payments import payment_receive
 from carnet.core import clock
 from carnet.passes.models import EligibleItem, PassTemplate
+from carnet.passes.packages.selling import package_sell
 from carnet.passes.selectors import pass_invoices
-from carnet.passes.selling import package_sell
 from carnet.scheduling.tests.factories import at, practitioner  # noqa: F401  (re-exported for tests)
 
 

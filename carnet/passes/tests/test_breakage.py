@@ -14,8 +14,8 @@ from carnet.conftest import Api, make_patient
 from carnet.core import clock
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.ending import pass_refund, passes_expire
 from carnet.passes.models import Pass
+from carnet.passes.packages.ending import pass_refund, passes_expire
 from carnet.reports import pass_reports as reports
 from carnet.scheduling.arrival import appointment_arrive, appointment_unarrive
 from carnet.scheduling.services import appointment_book

@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 from carnet.conftest import fits_and_accessible, log_in, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
-from carnet.passes import memberships
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import services as memberships
 from carnet.passes.tests.factories import membership_template
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

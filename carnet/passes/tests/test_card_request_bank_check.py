@@ -22,8 +22,8 @@ from carnet.billing.tests.test_three_d_secure import (
 from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.gateway.tests.test_stripe import stripe_client
-from carnet.passes import card_requests as cr
-from carnet.passes import memberships as ms
+from carnet.passes.memberships import card_requests as cr
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import CardUpdateRequest
 from carnet.scheduling.tests.factories import clinic_set
 

@@ -19,9 +19,9 @@ from carnet.core.activity import ActivityLog
 from carnet.core.errors import Conflict
 from carnet.gateway.models import CardOnFile, TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import card_requests as cr
-from carnet.passes import memberships as ms
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import card_requests as cr
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import CardUpdateRequest, Pass, PassInvoice
 from carnet.scheduling.tests.factories import clinic_set
 

@@ -15,12 +15,12 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.gateway.services import card_remove, card_store
-from carnet.passes import memberships as ms
-from carnet.passes.charge_preview import charges_preview, charges_preview_email_send
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import services as ms
+from carnet.passes.memberships.charge_preview import charges_preview, charges_preview_email_send
+from carnet.passes.memberships.plan_change import membership_plan_change
 from carnet.passes.models import PassInvoice
-from carnet.passes.plan_change import membership_plan_change
-from carnet.passes.selling import package_sell
+from carnet.passes.packages.selling import package_sell
 from carnet.scheduling.tests.factories import clinic_set
 
 from .factories import at, membership_template, package_template

@@ -6,7 +6,7 @@ import pytest
 from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.passes.models import Redemption
-from carnet.passes.redemption import pass_attach
+from carnet.passes.redeeming.redemption import pass_attach
 from carnet.scheduling.arrival import (
     appointment_arrive,
     appointment_no_show,

@@ -13,10 +13,10 @@ from carnet.core import clock
 from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.selectors import balance
-from carnet.passes.ending import pass_refund, passes_expire
 from carnet.passes.jobs import passes_daily
 from carnet.passes.models import Pass
-from carnet.passes.redemption import still_deferred
+from carnet.passes.packages.ending import pass_refund, passes_expire
+from carnet.passes.redeeming.redemption import still_deferred
 from carnet.passes.selectors import pass_invoices
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -113,7 +113,7 @@ def test_a_plan_package_is_transferred_only_once_every_instalment_is_invoiced_an
     """SPEC 9.5 with a payment plan: refused while instalments are owed or not invoiced yet, so a
     transfer never leaves instalments behind; once all are paid, the whole deferred value moves."""
     from carnet.core.errors import Conflict
-    from carnet.passes.ending import pass_transfer
+    from carnet.passes.packages.ending import pass_transfer
 
     sold = _plan(s, transferable=True)
     Pass.objects.filter(pk=sold.pk).update(
@@ -160,7 +160,7 @@ def test_later_instalments_use_the_taxes_copied_at_sale(s):
 
 
 def test_membership_cycles_use_the_taxes_copied_at_sale(s):
-    from carnet.passes.memberships import membership_sell
+    from carnet.passes.memberships.services import membership_sell
 
     from .factories import membership_template
 

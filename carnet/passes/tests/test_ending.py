@@ -14,7 +14,8 @@ from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.ending import (
+from carnet.passes.models import Pass
+from carnet.passes.packages.ending import (
     pass_delete,
     pass_expiry_set,
     pass_refund,
@@ -22,7 +23,6 @@ from carnet.passes.ending import (
     passes_expire,
     refund_suggestions,
 )
-from carnet.passes.models import Pass
 from carnet.passes.selectors import pass_invoices
 from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book

@@ -11,10 +11,10 @@ from carnet.billing.documents import receipt_context
 from carnet.conftest import PASSWORD, Api, make_patient
 from carnet.core import clock
 from carnet.core.errors import ValidationFailed
-from carnet.passes import memberships as ms
-from carnet.passes.ending import pass_expiry_set, pass_transfer
-from carnet.passes.expiry_rules import expiry_terms, template_expiry_allowed
+from carnet.passes.memberships import services as ms
+from carnet.passes.packages.ending import pass_expiry_set, pass_transfer
 from carnet.passes.selectors import pass_invoices
+from carnet.passes.setup.expiry_rules import expiry_terms, template_expiry_allowed
 from carnet.people.services import patient_portal_enable
 from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book

@@ -14,9 +14,9 @@ from carnet.conftest import make_patient, race
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import instalments
 from carnet.passes.jobs import expiry_reminders_send, passes_daily
 from carnet.passes.models import PassInvoice
+from carnet.passes.packages import instalments
 from carnet.passes.selectors import pass_invoices, pass_unlocked
 from carnet.scheduling.tests.factories import clinic_set
 

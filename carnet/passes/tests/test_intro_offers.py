@@ -10,11 +10,11 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, NotAllowed
 from carnet.core.models import ActivityLog
 from carnet.gateway.models import TestGatewayCharge
-from carnet.passes import memberships as ms
-from carnet.passes.intro_offers import intro_refusal
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass
-from carnet.passes.online import package_buy_online
-from carnet.passes.selling import package_sell
+from carnet.passes.packages.online import package_buy_online
+from carnet.passes.packages.selling import package_sell
+from carnet.passes.setup.intro_offers import intro_refusal
 from carnet.people.services import patient_portal_enable
 from carnet.scheduling.models import Status, Visit
 from carnet.scheduling.services import appointment_book

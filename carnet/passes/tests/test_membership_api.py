@@ -14,7 +14,7 @@ from carnet.core import clock
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import memberships as ms
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassPause
 from carnet.people.services import family_link_add, patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set

@@ -12,7 +12,7 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.passes.jobs import passes_daily
-from carnet.passes.memberships import membership_sell
+from carnet.passes.memberships.services import membership_sell
 from carnet.scheduling.tests.factories import clinic_set
 
 from .factories import at, membership_template

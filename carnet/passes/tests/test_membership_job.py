@@ -14,9 +14,11 @@ from carnet.conftest import make_patient, race
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import cycle_billing, instalments, memberships, selling
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import cycle_billing
+from carnet.passes.memberships import services as memberships
 from carnet.passes.models import PassInvoice
+from carnet.passes.packages import instalments, selling
 from carnet.scheduling.tests.factories import clinic_set
 
 from .factories import at, membership_template

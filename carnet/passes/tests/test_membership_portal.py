@@ -15,9 +15,9 @@ from carnet.conftest import PASSWORD, make_patient
 from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound
 from carnet.gateway.models import CardOnFile, TestGatewayCharge
-from carnet.passes import memberships as ms
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassInvoice
-from carnet.passes.online import membership_sign_up_online
+from carnet.passes.packages.online import membership_sign_up_online
 from carnet.people.services import family_link_add, patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
 

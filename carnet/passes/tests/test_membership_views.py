@@ -14,8 +14,8 @@ from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.services import card_store
-from carnet.passes import memberships as ms
-from carnet.passes.cycle_billing import cycles_issue
+from carnet.passes.memberships import services as ms
+from carnet.passes.memberships.cycle_billing import cycles_issue
 from carnet.passes.models import Pass, PassInvoice, PassPause
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set

@@ -12,11 +12,11 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes import memberships as ms
-from carnet.passes.cycle_billing import cycles_issue
-from carnet.passes.cycles import memberships_recognise
+from carnet.passes.memberships import services as ms
+from carnet.passes.memberships.cycle_billing import cycles_issue
+from carnet.passes.memberships.cycles import memberships_recognise
 from carnet.passes.models import PassInvoice, Redemption
-from carnet.passes.redemption import explain
+from carnet.passes.redeeming.redemption import explain
 from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book, appointment_reschedule
 from carnet.scheduling.tests.factories import clinic_set

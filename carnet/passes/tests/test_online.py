@@ -12,7 +12,7 @@ from carnet.core.errors import Conflict, NotFound
 from carnet.gateway.base import CardDeclined, GatewayUnavailable
 from carnet.gateway.models import TestGatewayCharge
 from carnet.passes.models import Pass
-from carnet.passes.online import package_buy_online
+from carnet.passes.packages.online import package_buy_online
 from carnet.passes.selectors import pass_fully_paid, pass_unlocked
 from carnet.people.services import family_link_add, patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set

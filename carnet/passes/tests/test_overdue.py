@@ -14,12 +14,12 @@ from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.core.activity import ActivityLog
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
-from carnet.passes import memberships
-from carnet.passes.eligibility import pass_check
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import services as memberships
+from carnet.passes.memberships.overdue import membership_past_due_override, overdue_state
 from carnet.passes.models import Pass, PassInvoice, Redemption
-from carnet.passes.overdue import membership_past_due_override, overdue_state
-from carnet.passes.redemption import explain, pass_attach
+from carnet.passes.redeeming.eligibility import pass_check
+from carnet.passes.redeeming.redemption import explain, pass_attach
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -160,7 +160,7 @@ def test_after_45_days_the_clinics_choice_cancel_or_keep_suspended(s, action, st
 
 
 def test_the_check_costs_no_query_while_in_good_standing(s, monkeypatch):
-    from carnet.passes import eligibility
+    from carnet.passes.redeeming import eligibility
 
     kwargs = dict(
         patient=s["patient"], treatment=s["cat"]["treatment"], visit_date=dt.date(2026, 5, 20)
@@ -208,7 +208,7 @@ def test_the_page_shows_past_due_and_overrides_through_the_api_and_the_page(s, c
 
 
 def test_a_cycle_is_past_due_only_from_the_day_after_its_due_date(s):
-    from carnet.passes.overdue import past_due_memberships
+    from carnet.passes.memberships.overdue import past_due_memberships
 
     passes_daily(today=dt.date(2026, 5, 1))  # invoiced today, unpaid: due, not past due
     assert (

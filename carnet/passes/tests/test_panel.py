@@ -294,7 +294,7 @@ def test_sell_a_package_links_to_the_checkout_for_this_visit(s):
 def test_a_membership_covering_a_visit_with_an_unpaid_cycle_shows_a_warning(
     front_desk, catalog, client
 ):
-    from carnet.passes.memberships import membership_sell
+    from carnet.passes.memberships.services import membership_sell
 
     from .factories import membership_template
 

@@ -12,8 +12,8 @@ from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.core.errors import Conflict
 from carnet.passes.models import Redemption
-from carnet.passes.quotes import visit_quote
-from carnet.passes.redemption import explain, pass_attach
+from carnet.passes.redeeming.quotes import visit_quote
+from carnet.passes.redeeming.redemption import explain, pass_attach
 from carnet.scheduling.services import appointment_book, appointment_cancel
 from carnet.scheduling.tests.factories import clinic_set
 

@@ -16,8 +16,8 @@ from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes import memberships
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import services as memberships
 from carnet.passes.models import Pass, PassInvoice
 from carnet.reports.past_due import past_due_report
 from carnet.scheduling.services import appointment_book
@@ -201,7 +201,7 @@ def test_retry_now_declined_again_says_so_and_the_api_replays_with_its_key(s):
 @pytest.mark.django_db(transaction=True)
 def test_two_desks_retrying_at_once_and_the_job_charge_each_owed_cycle_once(s):
     from carnet.conftest import race
-    from carnet.passes.retry import membership_retry_now
+    from carnet.passes.memberships.retry import membership_retry_now
 
     declined = _automatic(s)
     passes_daily(today=dt.date(2026, 5, 1))

@@ -12,7 +12,7 @@ from carnet.conftest import Api, make_patient
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import memberships as ms
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassPlanChange
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -55,7 +55,7 @@ def _sell(s, automatic=False):
         card=card,
     )
     if automatic:
-        from carnet.passes.instalments import pass_charge_due
+        from carnet.passes.packages.instalments import pass_charge_due
 
         pass_charge_due(sold_pass=sold)
     return sold

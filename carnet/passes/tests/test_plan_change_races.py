@@ -11,11 +11,11 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import memberships as ms
-from carnet.passes.instalments import pass_charge_due
+from carnet.passes.memberships import services as ms
+from carnet.passes.memberships.plan_change import membership_plan_change
 from carnet.passes.models import PassPlanChange, Redemption
-from carnet.passes.plan_change import membership_plan_change
-from carnet.passes.redemption import pass_attach
+from carnet.passes.packages.instalments import pass_charge_due
+from carnet.passes.redeeming.redemption import pass_attach
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 

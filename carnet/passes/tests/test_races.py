@@ -8,7 +8,7 @@ from carnet.conftest import Api, make_catalog, make_patient, make_staff, race
 from carnet.core import clock
 from carnet.core.errors import CarnetError, Conflict
 from carnet.passes.models import Pass, PassItem, Redemption
-from carnet.passes.redemption import pass_attach
+from carnet.passes.redeeming.redemption import pass_attach
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -209,8 +209,8 @@ def test_intro_offer_sales_racing_for_one_patient_sell_once(world, rule):
     """The intro-offer check reads the patient's passes before the sale writes one; without the lock
     on the patient two sales at the same moment both passed it (issue 23). Once per patient: six
     sales of one template; new patients only: six sales of three such templates."""
-    from carnet.passes.memberships import membership_sell
-    from carnet.passes.selling import package_sell
+    from carnet.passes.memberships.services import membership_sell
+    from carnet.passes.packages.selling import package_sell
 
     from .factories import membership_template
 

@@ -11,7 +11,7 @@ from carnet.core.errors import Conflict
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.models import Pass, Redemption
-from carnet.passes.redemption import explain, pass_attach, pass_remove
+from carnet.passes.redeeming.redemption import explain, pass_attach, pass_remove
 from carnet.scheduling.arrival import (
     appointment_arrive,
     appointment_no_show,
@@ -205,7 +205,7 @@ def test_per_item_limits_hold_within_one_package(setup):
 
 
 def test_another_patients_package_is_not_used_unless_shared_with_family(setup):
-    from carnet.passes.ending import pass_shares_set
+    from carnet.passes.packages.ending import pass_shares_set
     from carnet.people.models import FamilyLink
 
     owner, child = setup["patient"], make_patient(first_name="Kid")
@@ -406,7 +406,7 @@ def test_invoices_for_a_sale_post_to_deferred_revenue(setup):
 
 
 def test_online_bookings_attach_only_packages_allowed_online(setup):
-    from carnet.passes.visits import after_booking
+    from carnet.passes.redeeming.visits import after_booking
 
     desk_only = sold_package(
         setup["fd"], setup["patient"], package_template(setup["cat"], name="Desk only")

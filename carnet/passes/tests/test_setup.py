@@ -11,9 +11,10 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
-from carnet.passes.expiry_rules import expiry_allowed, expiry_date, shortest_duration_days
 from carnet.passes.models import EligibleItem, Pass, PassItem, PassTemplate
-from carnet.passes.setup import sold_update, sold_update_preview, template_archive, template_save
+from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_date, shortest_duration_days
+from carnet.passes.setup.services import template_archive, template_save
+from carnet.passes.setup.sold_update import sold_update, sold_update_preview
 
 pytestmark = pytest.mark.django_db
 
@@ -754,7 +755,7 @@ def test_update_sold_packages_racing_a_booking_never_leaves_a_package_over_used(
     whichever locks the pass first wins, the other is refused cleanly, and the counts stay within it."""
     from carnet.conftest import make_catalog, race
     from carnet.core.errors import CarnetError
-    from carnet.passes.redemption import pass_attach
+    from carnet.passes.redeeming.redemption import pass_attach
     from carnet.passes.tests.factories import at, practitioner, sold_package
     from carnet.scheduling.services import appointment_book
     from carnet.scheduling.tests.factories import clinic_set

@@ -6,7 +6,7 @@ from carnet.billing.models import Invoice
 from carnet.conftest import Api, make_patient, make_staff
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
-from carnet.passes import memberships as ms
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassTemplate
 from carnet.passes.tests.test_setup import sell
 

@@ -11,10 +11,11 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, NotAllowed
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
-from carnet.passes import memberships as ms
-from carnet.passes.cycle_billing import cycles_issue
+from carnet.passes.memberships import services as ms
+from carnet.passes.memberships.cycle_billing import cycles_issue
 from carnet.passes.models import PassInvoice, PassTemplate
-from carnet.passes.setup import sold_update, sold_update_preview, template_save
+from carnet.passes.setup.services import template_save
+from carnet.passes.setup.sold_update import sold_update, sold_update_preview
 from carnet.passes.tests.test_setup import one_item, refused, second_treatment
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set

@@ -6,9 +6,9 @@ from django.urls import reverse
 from carnet.clinic.selectors import clinic_get
 from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
-from carnet.passes import memberships as ms
+from carnet.passes.memberships import services as ms
 from carnet.passes.models import PassTemplate
-from carnet.passes.setup import template_save
+from carnet.passes.setup.services import template_save
 from carnet.passes.tests.test_setup import one_item, package_data, second_treatment, sell
 from carnet.passes.tests.test_setup_memberships import membership_data
 

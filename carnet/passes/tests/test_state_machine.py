@@ -41,18 +41,18 @@ from carnet.ledger import accounts
 from carnet.ledger.invariants import discover, run_all
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.selectors import balance
-from carnet.passes.ending import (
+from carnet.passes.models import EligibleItem, Pass, PassItem, Redemption
+from carnet.passes.packages.ending import (
     pass_expiry_set,
     pass_refund,
     pass_transfer,
     passes_expire,
     refund_suggestions,
 )
-from carnet.passes.models import EligibleItem, Pass, PassItem, Redemption
-from carnet.passes.redemption import pass_attach, pass_remove
+from carnet.passes.packages.selling import package_sell
+from carnet.passes.redeeming.redemption import pass_attach, pass_remove
 from carnet.passes.selectors import pass_collected_minor, pass_invoices, visit_redemption
-from carnet.passes.selling import package_sell
-from carnet.passes.setup import sold_update
+from carnet.passes.setup.sold_update import sold_update
 from carnet.scheduling.arrival import (
     appointment_arrive,
     appointment_no_show,

@@ -15,14 +15,14 @@ from carnet.core import clock
 from carnet.core.errors import Conflict
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.ending import (
+from carnet.passes.models import Pass, Redemption
+from carnet.passes.packages.ending import (
     pass_refund,
     pass_shares_set,
     pass_transfer,
     passes_expire,
     refund_suggestions,
 )
-from carnet.passes.models import Pass, Redemption
 from carnet.people.models import FamilyLink
 from carnet.reports import pass_reports as reports
 from carnet.scheduling.arrival import appointment_arrive

@@ -8,7 +8,7 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import race
 from carnet.core.errors import Conflict
 from carnet.passes.models import Redemption
-from carnet.passes.redemption import pass_attach
+from carnet.passes.redeeming.redemption import pass_attach
 
 from .factories import sold_package
 from .test_races import LIVE, _outcomes, _visits, world  # noqa: F401  (the fixture)

@@ -16,8 +16,8 @@ from carnet.core.errors import Conflict
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.models import EligibleItem, Redemption
-from carnet.passes.quotes import visit_quote
-from carnet.passes.redemption import explain, pass_attach, pass_remove, value_share
+from carnet.passes.redeeming.quotes import visit_quote
+from carnet.passes.redeeming.redemption import explain, pass_attach, pass_remove, value_share
 from carnet.scheduling.arrival import appointment_arrive, appointment_unarrive
 from carnet.scheduling.services import appointment_book, appointment_cancel
 from carnet.scheduling.tests.factories import clinic_set, treatment_of

@@ -7,7 +7,7 @@ from django.urls import reverse
 from carnet.conftest import Api, make_patient
 from carnet.core.errors import ValidationFailed
 from carnet.passes.models import PassTemplate
-from carnet.passes.setup import template_save
+from carnet.passes.setup.services import template_save
 from carnet.passes.tests.test_setup import one_item, package_data
 from carnet.passes.tests.test_setup_views import form_data
 

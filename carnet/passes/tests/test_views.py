@@ -357,7 +357,7 @@ def test_without_billing_access_nothing_is_shown_or_sold(s, client):
 
 
 def test_a_membership_opens_on_its_own_page_and_package_actions_do_not_apply(s, client):
-    from carnet.passes.memberships import membership_sell
+    from carnet.passes.memberships.services import membership_sell
 
     from .factories import membership_template
 

@@ -15,12 +15,12 @@ from carnet.gateway.services import card_store
 from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction, Posting
 from carnet.ledger.selectors import balance
-from carnet.passes import memberships
-from carnet.passes.dunning import cycle_state
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import services as memberships
+from carnet.passes.memberships.dunning import cycle_state
+from carnet.passes.memberships.writeoff import cycle_write_off
 from carnet.passes.models import PassInvoice
-from carnet.passes.redemption import explain
-from carnet.passes.writeoff import cycle_write_off
+from carnet.passes.redeeming.redemption import explain
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 

@@ -11,9 +11,9 @@ from carnet.billing.models import Payment
 from carnet.conftest import fits_and_accessible, make_patient
 from carnet.core import clock
 from carnet.gateway.services import card_store
-from carnet.passes import card_requests as cr
-from carnet.passes import memberships as ms
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships import card_requests as cr
+from carnet.passes.memberships import services as ms
 from carnet.passes.tests.factories import membership_template
 from carnet.scheduling.tests.factories import clinic_set
 

@@ -11,7 +11,7 @@ from django.test import Client
 from carnet.billing.payments import payment_receive
 from carnet.conftest import PASSWORD, make_patient
 from carnet.core import clock
-from carnet.passes.memberships import membership_sell
+from carnet.passes.memberships.services import membership_sell
 from carnet.passes.selectors import pass_invoices
 from carnet.passes.tests.factories import at, membership_template, package_template, sold_package
 from carnet.people.services import patient_portal_enable

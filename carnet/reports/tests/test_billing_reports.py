@@ -33,8 +33,8 @@ from carnet.core import clock
 from carnet.core.errors import NotAllowed
 from carnet.core.permissions import AccessLevel
 from carnet.passes.models import Redemption
+from carnet.passes.packages.selling import package_sell
 from carnet.passes.selectors import pass_invoices
-from carnet.passes.selling import package_sell
 from carnet.passes.tests.factories import at, package_template
 from carnet.people.models import CommissionRate
 from carnet.reports import billing_reports as reports

@@ -110,7 +110,7 @@ def test_the_confirm_page_names_the_package_that_will_cover_the_visit_and_what_i
 
 
 def test_a_membership_cover_counts_this_cycles_uses(setup):
-    from carnet.passes.memberships import membership_sell
+    from carnet.passes.memberships.services import membership_sell
 
     template = membership_template(setup, name="Wellness monthly", uses=2, redeem_online=True)
     membership_sell(

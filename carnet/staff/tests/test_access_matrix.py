@@ -273,7 +273,7 @@ def api_routes(w):
         ),
         ("post", "/me/appointments/{booking}/cancel", PATIENT_ONLY, None),
     ]
-    # Settings → Packages & Memberships (passes.setup_api)
+    # Settings → Packages & Memberships (passes.setup.api)
     package = {
         "name": "Pkg {n}",
         "price_minor": 1000,
@@ -290,7 +290,8 @@ def api_routes(w):
         ("get", "/pass-templates/{pass_template}/sold-update-preview", A.SETUP_MANAGE, None),
         ("post", "/pass-templates/{pass_template}/sold-update", A.SETUP_MANAGE, None),
     ]
-    # Sold packages (passes.api); using one on the sample appointment also needs its schedule scope.
+    # Sold packages (passes.packages.api); using one on the sample appointment
+    # (passes.redeeming.api) also needs its schedule scope.
     pass_use = (everywhere, A.PASS_USE)
     visit = "/appointments/{appointment}/patients/{patient}"
     routes += [
@@ -304,7 +305,7 @@ def api_routes(w):
         ("delete", "/passes/{sold_pass}", A.INVOICE_DELETE, None),
         ("post", "/passes/{sold_pass}/transfer", A.PASS_TRANSFER, {"to_patient_id": "{relative}"}),
         ("post", "/passes/{sold_pass}/shares", A.SELL, {"patient_ids": []}),
-        # Memberships (passes.membership_api): a fresh unpaid membership per call
+        # Memberships (passes.memberships.api): a fresh unpaid membership per call
         # (a delete may consume it).
         (
             "post",
@@ -592,7 +593,7 @@ class World:
 
     def _pass_template(self):
         """A package template (Settings → Packages & Memberships) covering the sample treatment."""
-        from carnet.passes.setup import template_save
+        from carnet.passes.setup.services import template_save
 
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         self.ids["pass_template"] = template_save(
@@ -611,7 +612,7 @@ class World:
         """An unpaid package of the sample template, sold to the patient
         (a delete may consume it)."""
         from carnet.passes.models import PassTemplate
-        from carnet.passes.selling import package_sell
+        from carnet.passes.packages.selling import package_sell
 
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         template = PassTemplate.objects.get(pk=self.ids["pass_template"])
@@ -623,7 +624,7 @@ class World:
         """For the sold-package pages: an unpaid package sold to the patient
         (a delete may consume it)."""
         from carnet.passes.models import PassTemplate
-        from carnet.passes.selling import package_sell
+        from carnet.passes.packages.selling import package_sell
 
         self._pass_template()
         self.ids["page_pass"] = package_sell(
@@ -636,7 +637,7 @@ class World:
         """For the membership pages: an unpaid monthly membership sold to the patient
         (a delete may consume it)."""
         from carnet.clinic.models import IncomeCategory, Treatment
-        from carnet.passes.memberships import membership_sell
+        from carnet.passes.memberships.services import membership_sell
         from carnet.passes.models import PassTemplate
         from carnet.passes.tests.factories import membership_template
 

@@ -203,7 +203,7 @@ def test_a_visit_already_covered_keeps_its_package(s):
 
     appointment = checkout_appointment(s)
     first = sold_package(s["fd"], s["patient"], s["template"])
-    from carnet.passes.redemption import pass_attach
+    from carnet.passes.redeeming.redemption import pass_attach
 
     pass_attach(actor=s["fd"].user, visit=appointment.visits.get(), sold_pass=first)
     response = _post(s, package_0=s["template"].pk, appointment=appointment.pk)
@@ -423,7 +423,7 @@ def test_a_membership_paid_automatically_by_a_new_card_keeps_the_card_on_file_pa
         kept.pk,
     )
     assert all(i.balance_minor == 0 for i in Invoice.objects.all())
-    from carnet.passes.instalments import pass_charge_due
+    from carnet.passes.packages.instalments import pass_charge_due
 
     assert not pass_charge_due(
         sold_pass=membership

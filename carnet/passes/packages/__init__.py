@@ -1,0 +1,3 @@
+"""Sold packages (SPEC 5.2, 5.4, 5.5, 9.1–9.6, 9.11–9.12, 15, 16 value packages and breakage):
+selling, online purchase, payment plans and card charges, opening balances, expiry, refund,
+delete, transfer and sharing, breakage; their pages and API."""

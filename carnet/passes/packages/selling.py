@@ -1,0 +1,273 @@
+"""Selling a package (SPEC 5.2, 9.1, 9.6): the sold copy, its instalments, and their invoices.
+
+A package paid in full is one instalment (1 of 1) invoiced at once. A payment plan splits the
+price over N monthly instalments (remainder to the last); the first is invoiced at the sale, the
+rest by `instalments_bill`, the clinic's daily job, which also charges a card on file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.db.models import F
+
+from carnet.billing.invoicing import InvoiceOrder, LineInput, invoices_create
+from carnet.billing.tax import line_amounts
+from carnet.clinic.selectors import clinic_get
+from carnet.core import activity, clock
+from carnet.core.errors import Conflict, ValidationFailed
+from carnet.core.money import Money
+from carnet.core.permissions import Action, require
+from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate
+from carnet.passes.redeeming.windows import window_terms
+from carnet.passes.setup.expiry_rules import add_months, expiry_allowed, expiry_terms
+from carnet.passes.setup.intro_offers import intro_check, intro_override_record
+from carnet.people.models import StaffMember
+
+from .breakage import breakage_rate_at_sale
+
+
+def _instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, int, int]]:
+    """(unit price, gross, net) per instalment: the price split without losing a cent."""
+    rates = [t.rate for t in template.taxes.all()]
+    plan = []
+    for part in Money(template.price_minor, currency).allocate(template.instalments):
+        amounts = line_amounts(
+            gross=part.minor, rates=rates, inclusive=template.tax_inclusive, currency=currency
+        )
+        plan.append((part.minor, amounts.total, amounts.net))
+    return plan
+
+
+def sale_invoice_lines(
+    template: PassTemplate, *, start_date: dt.date | None = None
+) -> list[list[LineInput]]:
+    """The invoice lines selling `template` now would issue (for a checkout's live totals): a
+    package's first instalment; a membership's cycles begun by today from `start_date` (blank:
+    today), each at the template's cycle price, within its term."""
+
+    def line(unit: int) -> list[LineInput]:
+        return [
+            LineInput(
+                kind=template.kind,
+                description=template.name,
+                unit_price_minor=unit,
+                income_category_id=template.income_category_id,
+                tax_ids=[t.pk for t in template.taxes.all()],
+                tax_inclusive=template.tax_inclusive,
+            )
+        ]
+
+    clinic = clinic_get()
+    if template.kind == PassTemplate.Kind.PACKAGE:
+        return [line(_instalment_plan(template, clinic.currency)[0][0])]
+    from carnet.passes.memberships.cycles import cycle_start
+    from carnet.passes.memberships.services import (
+        membership_start_check,  # memberships builds on selling
+    )
+
+    today = clock.today(clinic.time_zone)
+    membership_start_check(
+        start_date, today=today
+    )  # the sale's own limit: never a total for what it refuses
+    shape = Pass(cycle=template.cycle, start_date=start_date or today)
+    count = 0
+    while cycle_start(shape, count) <= today and count < min(template.term_cycles or 10_000, 400):
+        count += 1
+    return [line(template.price_minor) for _ in range(count)]
+
+
+def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
+    if sold.kind == Pass.Kind.MEMBERSHIP:
+        last = row.period_end - dt.timedelta(days=1)
+        label = f"{sold.name} — {row.period_start:%Y-%m-%d} to {last:%Y-%m-%d}"
+        if row.skipped:  # a frozen cycle billed its freeze fee
+            label = f"{sold.name} — freeze fee, {row.period_start:%Y-%m-%d} to {last:%Y-%m-%d}"
+    elif sold.instalments == 1:
+        label = sold.name
+    else:
+        label = f"{sold.name} — instalment {row.seq} of {sold.instalments}"
+    return LineInput(
+        kind=sold.kind,
+        description=label,
+        unit_price_minor=unit_price,
+        income_category_id=sold.income_category_id,
+        tax_ids=[t.pk for t in sold.taxes.all()],
+        tax_inclusive=sold.tax_inclusive,
+        staff_id=sold.sold_by_id,
+    )
+
+
+def instalments_invoice(
+    rows: list[PassInvoice],
+    *,
+    actor,
+    action: Action | None,
+    location=None,
+    own_location: bool = False,
+) -> None:
+    """Invoice instalments or cycles (their passes locked by the caller) in one go, at `location` or
+    with `own_location` each pass's own, setting each row's invoice and amounts and its pass's
+    deferred amount in memory: the caller saves them."""
+    invoices = invoices_create(
+        actor=actor,
+        action=action,
+        orders=[
+            InvoiceOrder(
+                patient_id=row.sold_pass.patient_id,
+                lines=[_line(row.sold_pass, row, row.unit_price_minor)],
+                location_id=row.sold_pass.location_id if own_location else location and location.pk,
+                staff_id=row.sold_pass.sold_by_id,
+            )
+            for row in rows
+        ],
+    )
+    for row, invoice in zip(rows, invoices):
+        row.invoice = invoice
+        row.amount_minor, row.net_minor = invoice.total_minor, invoice.subtotal_minor
+        row.sold_pass.deferred_minor += invoice.subtotal_minor
+
+
+def instalment_issue(*, actor, row: PassInvoice, action: Action | None, location=None):
+    """Invoice one instalment (inside the caller's transaction, row locked by the caller)."""
+    instalments_invoice([row], actor=actor, action=action, location=location)
+    row.save(update_fields=["invoice", "amount_minor", "net_minor"])
+    Pass.objects.filter(pk=row.sold_pass_id).update(
+        deferred_minor=F("deferred_minor") + row.net_minor
+    )
+    return row.invoice
+
+
+def default_expiry(template: PassTemplate, purchase_date: dt.date) -> dt.date | None:
+    from carnet.passes.setup.expiry_rules import expiry_date
+
+    return expiry_date(
+        purchase_date=purchase_date, value=template.expiry_value, unit=template.expiry_unit
+    )
+
+
+@transaction.atomic
+def package_sell(
+    *,
+    actor,
+    patient,
+    template: PassTemplate,
+    sold_by: StaffMember | None = None,
+    expires_on: dt.date | None | str = "default",
+    card=None,
+    location=None,
+    action: Action | None = Action.SELL,
+    online: bool = False,
+    intro_override: bool = False,
+) -> Pass:
+    """Sell a package: the patient's own copy of the template, and the invoice for its price (the
+    first instalment with a payment plan). `expires_on="default"` takes the template's expiry.
+    An intro offer the patient may not have is refused unless `intro_override` (logged)."""
+    if action is not None:
+        require(actor, action)
+    if template.kind != PassTemplate.Kind.PACKAGE:
+        raise ValidationFailed(
+            f"{template} is not a package.", fields={"template_id": ["Not a package."]}
+        )
+    if template.archived:
+        raise Conflict(
+            f"{template} is archived; it is no longer sold. Unarchive it in Settings first.",
+            code="template_archived",
+        )
+    if online and not template.sold_online:
+        raise Conflict(
+            f"{template} is not sold online; the clinic sells it at the front desk.",
+            code="not_sold_online",
+        )
+    if not template.items.exists():
+        raise ValidationFailed(
+            f"{template} has no eligible items; add some in Settings before selling it.",
+            fields={"template_id": ["No eligible items."]},
+        )
+    if sold_by is not None and not sold_by.is_active:
+        raise ValidationFailed(
+            f"{sold_by} is not an active staff member.", fields={"sold_by_id": ["Inactive."]}
+        )
+    if card is not None and (card.patient_id != patient.pk or card.removed_at):
+        raise ValidationFailed(
+            "Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]}
+        )
+    overridden = intro_check(
+        actor=actor, template=template, patient=patient, override=intro_override
+    )
+    clinic = clinic_get()
+    now = clock.now()
+    today = clock.today(clinic.time_zone)
+    if expires_on == "default":
+        expires_on = default_expiry(template, today)
+    terms = expiry_terms(
+        clinic
+    )  # kept on the pass: a later change of the clinic's rule never alters it
+    expiry_allowed(purchase_date=today, expires_on=expires_on, terms=terms)
+    plan = _instalment_plan(template, clinic.currency)
+    sold = Pass.objects.create(
+        kind=template.kind,
+        template=template,
+        patient=patient,
+        name=template.name,
+        income_category_id=template.income_category_id,
+        quantity=template.quantity,
+        face_value_minor=template.face_value_minor,
+        price_minor=sum(gross for _, gross, _ in plan),
+        net_minor=sum(net for _, _, net in plan),
+        auto_select=template.auto_select,
+        redeem_online=template.redeem_online,
+        family_sharing=template.family_sharing,
+        transferable=template.transferable,
+        instalments=template.instalments,
+        purchase_date=today,
+        purchased_at=now,
+        expires_on=expires_on,
+        sold_by=sold_by,
+        sold_online=online,
+        card=card,
+        location=location,
+        tax_inclusive=template.tax_inclusive,
+        expiry_preset=terms.preset,
+        expiry_rule=terms.rule,
+        expiry_minimum_days=terms.minimum_days,
+        expiry_disclosure=terms.disclosure,
+        breakage_rate_bp=breakage_rate_at_sale(template, clinic),
+        window_terms=window_terms(template),
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    sold.taxes.set(template.taxes.all())
+    PassItem.objects.bulk_create(
+        PassItem(
+            sold_pass=sold,
+            treatment_id=i.treatment_id,
+            additional_charge_minor=i.additional_charge_minor,
+            compensation_minor=i.compensation_minor,
+            limit=i.limit,
+            value_minor=i.value_minor,
+        )
+        for i in template.items.all()
+    )
+    rows = PassInvoice.objects.bulk_create(
+        PassInvoice(
+            sold_pass=sold,
+            seq=n + 1,
+            due_on=add_months(today, n),
+            unit_price_minor=unit,
+            amount_minor=gross,
+            net_minor=net,
+        )
+        for n, (unit, gross, net) in enumerate(plan)
+    )
+    instalment_issue(actor=actor, row=rows[0], action=action, location=location)
+    if card is not None:  # the daily job charges it unless it is paid at the desk first
+        PassInvoice.objects.filter(pk=rows[0].pk).update(next_attempt_on=today)
+    activity.record(
+        actor=actor,
+        verb="sold" if not online else "bought_online",
+        obj=sold,
+        after=activity.snapshot(sold),
+    )
+    intro_override_record(actor=actor, sold=sold, sentence=overridden)
+    return sold
