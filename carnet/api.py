@@ -2,6 +2,7 @@
 
 import datetime
 import logging
+import re
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
@@ -58,7 +59,27 @@ class VendoredSwagger(Swagger):
         )
 
 
-api = NinjaAPI(
+def descriptions_unwrapped(node):
+    """Descriptions with their source line breaks joined (a paragraph break stays): the document
+    says the same whatever width the docstrings are wrapped at, as Markdown reads it anyway."""
+    if isinstance(node, dict):
+        return {
+            key: re.sub(r"(?<!\n)\n(?!\n)", " ", value)
+            if key == "description" and isinstance(value, str)
+            else descriptions_unwrapped(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [descriptions_unwrapped(value) for value in node]
+    return node
+
+
+class CarnetAPI(NinjaAPI):
+    def get_openapi_schema(self, *args, **kwargs):
+        return descriptions_unwrapped(super().get_openapi_schema(*args, **kwargs))
+
+
+api = CarnetAPI(
     docs=VendoredSwagger(),
     title="Carnet API",
     version="1",
