@@ -13,7 +13,7 @@ from django.db import transaction
 from django_tasks import task
 
 from carnet.billing.card_attempts import attempts_reconcile
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import clock
 from carnet.core.idempotency import idempotency_records_purge
 from carnet.ledger.services import balance_checkpoints_advance
@@ -37,7 +37,7 @@ def expiry_reminders_send(*, today: dt.date | None = None) -> int:
     clinic = clinic_get()
     if not clinic.pass_expiry_reminder_days:
         return 0
-    today = today or clock.today(clinic.time_zone)
+    today = today or clinic_today(clinic)
     horizon = today + dt.timedelta(days=clinic.pass_expiry_reminder_days)
     sent = 0
     due = Pass.objects.filter(
@@ -71,7 +71,7 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     those past due too long, if the clinic says so), earn membership fees to date, end finished
     memberships, expire packages, send reminders, email tomorrow's charges to the owner (opt-in),
     forget idempotency keys older than IDEMPOTENCY_KEY_HOURS, advance the ledger's balance checkpoints."""
-    today = today or clock.today(clinic_get().time_zone)
+    today = today or clinic_today()
     result: dict = {"errors": []}
 
     def part(name, fn):

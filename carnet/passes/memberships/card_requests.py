@@ -27,7 +27,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError, Conflict, ValidationFailed
 from carnet.core.mail import mail_queue
@@ -355,7 +355,7 @@ def card_update_complete(
         before = activity.snapshot(sold)
         sold.payment_mode, sold.card = Pass.PaymentMode.AUTOMATIC, card
         sold.save(update_fields=["payment_mode", "card"])
-        today = clock.today(clinic_get().time_zone)
+        today = clinic_today()
         new_card_given(
             sold, today=today
         )  # every cycle still owed is charged now, its retries afresh

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Prefetch
 
-from carnet.clinic.selectors import clinic_get
-from carnet.core import clock
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.mail import mail_queue
 from carnet.passes.models import Pass, PassInvoice, PassPlanChange
 from carnet.passes.redeeming.quotes import price_with_tax_minor
@@ -259,7 +258,7 @@ def _instalments(day: dt.date) -> list[PlannedCharge]:
 def charges_preview(*, day: dt.date | None = None) -> list[PlannedCharge]:
     """The card charges the daily job will make on `day` (default: tomorrow in the clinic's time
     zone), as things stand now; patients by name."""
-    day = day or clock.today(clinic_get().time_zone) + dt.timedelta(days=1)
+    day = day or clinic_today() + dt.timedelta(days=1)
     planned = _issued(day) + _cycles(day) + _instalments(day)
     return sorted(
         planned,
@@ -282,7 +281,7 @@ def charges_preview_email_send(*, today: dt.date | None = None) -> int:
     clinic = clinic_get()
     if not clinic.charges_preview_email:
         return 0
-    today = today or clock.today(clinic.time_zone)
+    today = today or clinic_today(clinic)
     day = today + dt.timedelta(days=1)
     planned = charges_preview(day=day)
     owners = sorted(

@@ -16,13 +16,14 @@ import datetime as dt
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 
+from carnet.clinic.selectors import clinic_today
 from carnet.core.bulk import add_to, insert
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.packages.selling import instalments_invoice
 
 from .cycles import _paused, cycle_start, next_cycle, row_new
-from .services import BILLED, _issue_due, _today, rollover
+from .services import BILLED, _issue_due, rollover
 
 CHUNK = (
     1000  # memberships per transaction: locks held well under a second, a crash redoes one chunk
@@ -59,7 +60,7 @@ FIELDS = (
 
 def cycles_issue(*, today: dt.date | None = None) -> list[int]:
     """Invoice every due cycle; returns the new cycle rows' ids."""
-    today = today or _today()
+    today = today or clinic_today()
     due = memberships_due(today)
     issued = []
     for n in range(0, len(due), CHUNK):

@@ -16,7 +16,7 @@ from collections import defaultdict
 from django.db import transaction
 from django.db.models import F
 
-from carnet.core import clock
+from carnet.clinic.selectors import clinic_today
 from carnet.core.bulk import add_to
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
@@ -134,9 +134,8 @@ def memberships_recognise(*, today: dt.date | None = None) -> int:
     journal transaction per membership template per run (its source, so the roll-forward shows the
     fee under its template), one line per income category. Idempotent: what was already recognised
     is subtracted. Returns the amount recognised."""
-    from carnet.clinic.selectors import clinic_get
 
-    today = today or clock.today(clinic_get().time_zone)
+    today = today or clinic_today()
     rows = (
         PassInvoice.objects.select_for_update(of=("self",))
         .filter(

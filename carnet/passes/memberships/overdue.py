@@ -22,7 +22,7 @@ import datetime as dt
 from django.db import transaction
 from django.db.models import Min
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import ValidationFailed
 from carnet.core.permissions import Action, require
@@ -37,10 +37,6 @@ PAST_DUE_REASON = (
 )
 
 
-def _today(clinic=None) -> dt.date:
-    return clock.today((clinic or clinic_get()).time_zone)
-
-
 def _owed(today: dt.date):
     """Cycles still owed after their due date (the day after it at the earliest)."""
     return PassInvoice.objects.filter(
@@ -50,7 +46,7 @@ def _owed(today: dt.date):
 
 def past_due_refresh(pk: int, *, today: dt.date | None = None) -> dt.date | None:
     """Recompute one membership's past-due date (after a decline, a payment or a write-off)."""
-    today = today or _today()
+    today = today or clinic_today()
     since = _owed(today).filter(sold_pass_id=pk).aggregate(since=Min("due_on"))["since"]
     Pass.objects.filter(pk=pk).exclude(past_due_since=since).update(past_due_since=since)
     return since
@@ -71,7 +67,7 @@ def past_due_refusal(sold: Pass) -> dict | None:
     if sold.past_due_since is None:
         return None
     clinic = clinic_get()
-    today = _today(clinic)
+    today = clinic_today(clinic)
     if (today - sold.past_due_since).days < clinic.past_due_suspend_days:
         return None  # even the kept (oldest possible) date is not old enough
     if sold.past_due_override_until is not None and today <= sold.past_due_override_until:
@@ -87,7 +83,7 @@ def overdue_state(sold: Pass, *, today: dt.date | None = None) -> dict | None:
     if sold.kind != Pass.Kind.MEMBERSHIP or sold.past_due_since is None:
         return None
     clinic = clinic_get()
-    today = today or _today(clinic)
+    today = today or clinic_today(clinic)
     days = past_due_days(sold, today=today)
     if not days:
         return None
@@ -119,7 +115,7 @@ def membership_past_due_override(*, actor, sold_pass: Pass, until: dt.date) -> P
     """Staff let a suspended membership cover new bookings again until `until` (at most 31 days
     ahead), written to the activity log."""
     require(actor, Action.SELL)
-    today = _today()
+    today = clinic_today()
     if not today <= until <= today + dt.timedelta(days=31):
         raise ValidationFailed(
             "Choose a date from today to 31 days ahead.", fields={"until": ["Out of range."]}
@@ -146,7 +142,7 @@ def memberships_overdue(*, today: dt.date | None = None) -> dict:
     """The daily job's step: keep every membership's past-due date, then cancel those past the
     clinic's last threshold when the clinic chose to cancel. Idempotent."""
     clinic = clinic_get()
-    today = today or _today(clinic)
+    today = today or clinic_today(clinic)
     oldest = dict(
         _owed(today)
         .filter(sold_pass__status=Pass.Status.ACTIVE)
@@ -215,7 +211,7 @@ def past_due_memberships(
     from django.db.models import Count, F, Sum
 
     clinic = clinic or clinic_get()
-    today = today or _today(clinic)
+    today = today or clinic_today(clinic)
     owed = _owed(today).exclude(sold_pass__status=Pass.Status.DELETED)
     if patient_ids is not None:
         owed = owed.filter(sold_pass__patient_id__in=list(patient_ids))

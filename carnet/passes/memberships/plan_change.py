@@ -35,7 +35,7 @@ from carnet.billing.locks import lock_invoices
 from carnet.billing.models import InvoiceLine
 from carnet.billing.payments import credit_apply
 from carnet.billing.tax import line_amounts
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import Action, require
@@ -241,15 +241,11 @@ def _compute(
     )
 
 
-def _today() -> dt.date:
-    return clock.today(clinic_get().time_zone)
-
-
 def plan_change_preview(*, actor, sold_pass: Pass, template: PassTemplate, when: str) -> Preview:
     """What changing `sold_pass` to `template` would do today (in the clinic's time zone); writes nothing."""
     require(actor, Action.SELL)
     _check(sold_pass, template, when)
-    return _compute(sold_pass, template, when, _today(), clinic_get().membership_proration)
+    return _compute(sold_pass, template, when, clinic_today(), clinic_get().membership_proration)
 
 
 def preview_lines(p: Preview, money) -> list[str]:
@@ -598,7 +594,7 @@ def membership_plan_change(
     """Change the plan as `plan_change_preview` showed. `expected` (credit_minor, charge_minor and
     effective_on from the preview shown) makes it refuse if the numbers moved since."""
     require(actor, Action.SELL)
-    today, proration = _today(), clinic_get().membership_proration
+    today, proration = clinic_today(), clinic_get().membership_proration
     row = _current(sold_pass, today)
     if row is not None and row.invoice_id:  # the fixed lock order: invoice, then pass
         lock_invoices([row.invoice_id])
@@ -667,7 +663,7 @@ def plan_change_cancel(*, actor, sold_pass: Pass) -> PassPlanChange:
 def plan_changes_apply(*, today: dt.date | None = None) -> int:
     """The daily job, before cycles are invoiced: apply each change scheduled to start by today,
     once (the pass's lock and the change's status), one membership per transaction."""
-    today = today or _today()
+    today = today or clinic_today()
     applied = 0
     for pk in list(
         PassPlanChange.objects.filter(

@@ -5,8 +5,8 @@ dunning). Call it outside any transaction."""
 
 from __future__ import annotations
 
-from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, clock
+from carnet.clinic.selectors import clinic_today
+from carnet.core import activity
 from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
 from carnet.passes.models import Pass, PassInvoice
@@ -30,7 +30,7 @@ def membership_retry_now(*, actor, sold_pass: Pass) -> Run:
             "(Change card or payment mode).",
             code="no_card",
         )
-    today = clock.today(clinic_get().time_zone)
+    today = clinic_today()
     owed = PassInvoice.objects.filter(
         OWED, sold_pass=sold, written_off_at__isnull=True, due_on__lte=today
     )

@@ -11,7 +11,7 @@ from django.db.models import F, Q
 
 from carnet.billing.invoicing import invoice_delete, invoice_take_back
 from carnet.billing.locks import lock_invoices
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_today, money_text
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.limits import date_check
@@ -42,14 +42,6 @@ Mode = Pass.PaymentMode
 Status = Pass.Status
 # The cycle rows that are invoiced: every one not paused, and a paused one with a freeze fee.
 BILLED = Q(skipped=False) | Q(unit_price_minor__gt=0)
-
-
-def _money(minor: int) -> str:
-    return str(clinic_get().money(minor))
-
-
-def _today() -> dt.date:
-    return clock.today(clinic_get().time_zone)
 
 
 def _check_card(patient, mode: str, card) -> None:
@@ -226,7 +218,7 @@ def membership_sell(
             fields={"template_id": ["No eligible items."]},
         )
     _check_card(patient, payment_mode, card)
-    now, today = clock.now(), _today()
+    now, today = clock.now(), clinic_today()
     membership_start_check(start_date, today=today)
     overridden = intro_check(
         actor=actor, template=template, patient=patient, override=intro_override
@@ -293,7 +285,7 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
     ):  # a card update request still open is done: staff chose the card
         card_requests_close(sold=sold, card=card, actor=actor)
     if payment_mode == Mode.AUTOMATIC:  # an unpaid current cycle is charged to the new card
-        today = _today()
+        today = clinic_today()
         sold.instalment_rows.filter(
             invoice__isnull=False,
             period_start__lte=today,
@@ -368,7 +360,7 @@ def membership_cancel(
                 "please contact the clinic.",
                 code="inside_policy",
             )
-    today = _today()
+    today = clinic_today()
     current = sold.instalment_rows.filter(period_start__lte=today, period_end__gt=today).first()
     last_day = (current.period_end - dt.timedelta(days=1)) if (at_cycle_end and current) else today
     used = (
@@ -424,7 +416,7 @@ def _recognise_rest(sold: Pass, row: PassInvoice, *, memo: str) -> None:
 
 def memberships_end(*, today: dt.date | None = None) -> int:
     """The job: memberships cancelled at a cycle's end, or past their term, end after their last day."""
-    today = today or _today()
+    today = today or clinic_today()
     ended = 0
     for sold in Pass.objects.filter(
         kind=Pass.Kind.MEMBERSHIP, status=Status.ACTIVE, ends_after__lt=today
@@ -493,7 +485,7 @@ def membership_delete(*, actor, sold_pass: Pass) -> Pass:
 def cycle_refund_suggestion(row: PassInvoice, *, today: dt.date | None = None) -> dict:
     """SPEC 6.4: (cycle price ÷ uses) × unused uses; unlimited: prorated by unused days. Never more
     than what was collected on the cycle's invoice."""
-    today = today or _today()
+    today = today or clinic_today()
     collected = row.invoice.applied_minor if row.invoice_id else 0
     if row.uses_allowed is None:
         days = (row.period_end - row.period_start).days
@@ -523,8 +515,8 @@ def cycle_refund(*, actor, row: PassInvoice, amount_minor: int, reason: str = ""
     collected = row.invoice.applied_minor
     if not 0 <= amount_minor <= collected:
         raise ValidationFailed(
-            f"Refund between {_money(0)} and {_money(collected)}, what was collected for this "
-            "cycle.",
+            f"Refund between {money_text(0)} and {money_text(collected)}, what was collected "
+            "for this cycle.",
             fields={"amount_minor": ["Out of range."]},
         )
     PassInvoice.objects.filter(pk=row.pk).update(
@@ -624,8 +616,8 @@ def membership_pause(
         raise ValidationFailed(pause_limit_words(sold), fields={"cycles": [f"1 to {most}."]})
     if fee_shown is not None and fee_shown != freeze_fee_total(sold, cycles):
         raise Conflict(
-            f"The freeze fee of {sold.name} is now {_money(freeze_fee_total(sold, cycles))}; review it and "
-            "pause again.",
+            f"The freeze fee of {sold.name} is now {money_text(freeze_fee_total(sold, cycles))}; "
+            "review it and pause again.",
             code="freeze_fee_changed",
         )
     if sold.pauses.filter(resumed_at__isnull=True).exists():
@@ -678,7 +670,7 @@ def freeze_fee_total(sold: Pass, cycles: int) -> int:
 
 def freeze_fee_words(sold: Pass) -> str:
     """The freeze fee as the pause forms show it, before the patient or staff confirm; "" without one."""
-    fee = _money(sold.freeze_fee_minor)
+    fee = money_text(sold.freeze_fee_minor)
     tax = " plus tax" if sold.taxes.exists() and not sold.tax_inclusive else ""
     if sold.freeze_fee_kind == FreezeFee.PER_CYCLE and sold.freeze_fee_minor:
         return f"A freeze fee of {fee}{tax} is billed for each paused cycle, when that cycle would have started."
@@ -698,7 +690,7 @@ def membership_resume(*, actor, sold_pass: Pass, by_patient: bool = False) -> Pa
     if pause is None:
         raise Conflict(f"{sold.name} is not paused.", code="not_paused")
     started = sold.instalment_rows.filter(
-        seq__gte=pause.from_seq, skipped=True, period_start__lte=_today()
+        seq__gte=pause.from_seq, skipped=True, period_start__lte=clinic_today()
     ).count()
 
     def resume_now():

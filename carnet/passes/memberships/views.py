@@ -14,8 +14,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from carnet.clinic.selectors import clinic_get
-from carnet.core import clock
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.errors import NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, can
@@ -54,10 +53,6 @@ def _membership(pk: int) -> Pass:
     if sold is None:
         raise NotFound(f"No membership with id {pk}.", code="membership_not_found")
     return sold
-
-
-def _today() -> dt.date:
-    return clock.today(clinic_get().time_zone)
 
 
 def _to_detail(pk: int):
@@ -117,7 +112,11 @@ def membership_sell(request, pk: int):
         clinic=clinic,
         patient=patient,
         user=request.user,
-        initial={"form_key": new_form_key(), "start_date": _today(), "payment_mode": Mode.MANUAL},
+        initial={
+            "form_key": new_form_key(),
+            "start_date": clinic_today(),
+            "payment_mode": Mode.MANUAL,
+        },
     )
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
@@ -165,7 +164,7 @@ def membership_sell(request, pk: int):
             "patient": patient,
             "form": form,
             "clinic": clinic,
-            "today": _today(),
+            "today": clinic_today(),
             "has_cards": form.fields["card"].queryset.exists(),
         },
     )
@@ -224,7 +223,7 @@ def _uses_now(sold: Pass, today: dt.date) -> dict:
 
 def membership_summary(sold: Pass, today: dt.date | None = None) -> dict:
     """What a list row shows of a membership: uses this cycle, the next billing date, what is owed."""
-    today = today or _today()
+    today = today or clinic_today()
     rows = list(sold.instalment_rows.all())
     owing = sum(
         max(r.invoice.balance_minor, 0) for r in rows if r.invoice_id and not r.invoice.deleted_at
@@ -264,7 +263,7 @@ def _events(request, sold: Pass, rows: list[PassInvoice], today: dt.date) -> lis
 
 
 def _detail(request, sold: Pass, *, pause_form=None):
-    clinic, today = clinic_get(), _today()
+    clinic, today = clinic_get(), clinic_today()
     rows = list(sold.instalment_rows.select_related("invoice").order_by("seq"))
     issued = [r.invoice for r in rows if r.invoice_id and not r.invoice.deleted_at]
     billed = billed_cycles(sold)
@@ -456,7 +455,7 @@ def membership_cancel(request, pk: int):
                 )
             messages.success(request, text)
             return _to_detail(pk)
-    today = _today()
+    today = clinic_today()
     current = sold.instalment_rows.filter(period_start__lte=today, period_end__gt=today).first()
     return render(
         request,
@@ -605,7 +604,7 @@ def membership_card_request(request, pk: int):
 def charges_preview(request):
     """Tomorrow's automatic charges (issue 22 point 8), in the clinic's time zone."""
     clinic = clinic_get()
-    day = _today() + dt.timedelta(days=1)
+    day = clinic_today() + dt.timedelta(days=1)
     planned = charges_preview_for(day=day)
     return render(
         request,

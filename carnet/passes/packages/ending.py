@@ -10,7 +10,7 @@ from django.db.models import F
 
 from carnet.billing.invoicing import invoice_delete, invoice_take_back
 from carnet.billing.locks import lock_invoices
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_today, money_text
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import Action, require
@@ -25,10 +25,6 @@ from carnet.passes.selectors import pass_collected_minor, pass_invoices
 from .breakage import expected_breakage_settle
 
 Status = Pass.Status
-
-
-def _money(minor: int) -> str:
-    return str(clinic_get().money(minor))
 
 
 def _active(sold: Pass, doing: str) -> None:
@@ -119,7 +115,7 @@ def passes_expire(*, today: dt.date | None = None) -> int:
     """The daily job (SPEC 5.4): passes whose expiry date has passed (in the clinic's time zone)
     stop covering visits and their unused value moves to breakage revenue. Idempotent: an
     expired pass is not active, so a second run the same day finds nothing."""
-    today = today or clock.today(clinic_get().time_zone)
+    today = today or clinic_today()
     count = 0
     for pk in (
         Pass.objects.filter(status=Status.ACTIVE, expires_on__lt=today)
@@ -246,7 +242,7 @@ def pass_refund(
     collected = pass_collected_minor(sold)
     if not 0 <= amount_minor <= collected:
         raise ValidationFailed(
-            f"Refund between {_money(0)} and {_money(collected)}, what was collected for "
+            f"Refund between {money_text(0)} and {money_text(collected)}, what was collected for "
             f"{sold.name}.",
             fields={"amount_minor": ["Out of range."]},
         )
@@ -350,8 +346,8 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
         invoice.refresh_from_db()
         if invoice.applied_minor:
             raise Conflict(
-                f"{invoice} for {sold.name} has {_money(invoice.applied_minor)} of payments applied. "
-                "Refund the package instead, or unapply those payments first.",
+                f"{invoice} for {sold.name} has {money_text(invoice.applied_minor)} of payments "
+                "applied. Refund the package instead, or unapply those payments first.",
                 code="invoice_has_payments",
             )
     if sold.posted_count:
@@ -430,7 +426,7 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
         family_sharing=sold.family_sharing,
         transferable=sold.transferable,
         instalments=1,
-        purchase_date=clock.today(clinic_get().time_zone),
+        purchase_date=clinic_today(),
         purchased_at=now,
         expires_on=sold.expires_on,
         transferred_from=sold,
@@ -465,7 +461,7 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
     Pass.objects.filter(pk=sold.pk).update(
         **gone, recognised_minor=F("deferred_minor"), status=Status.TRANSFERRED, ended_at=now
     )
-    what = f"{_money(remaining)} of value" if holds_value else f"{remaining} uses"
+    what = f"{money_text(remaining)} of value" if holds_value else f"{remaining} uses"
     expected_breakage_settle(
         sold, memo=f"{sold.name} transferred: breakage recognised ahead, settled"
     )

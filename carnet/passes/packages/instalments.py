@@ -24,7 +24,7 @@ from django.db import transaction
 from carnet.billing import card_attempts
 from carnet.billing.card_attempts import Purpose, purpose_register
 from carnet.billing.models import CardAttempt
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError
 from carnet.passes.emails import instalment_receipt_email
@@ -193,7 +193,7 @@ def _isolated(pk: int, step, today: dt.date):
 
 def instalments_bill(*, today: dt.date | None = None) -> Run:
     """Invoice every due instalment once, then charge those with a card on file that are due a try."""
-    today = today or clock.today(clinic_get().time_zone)
+    today = today or clinic_today()
     run = Run()
     due = (
         PassInvoice.objects.filter(
@@ -234,7 +234,7 @@ def pass_charge_due(
     membership, so the front desk sees the first cycle paid). Call it outside any transaction,
     like the job: the same instalment keys make it safe to race the job. `on_session`: the patient
     is at the page (online sign-up): run.authenticate is a charge waiting for their bank's check."""
-    today = today or clock.today(clinic_get().time_zone)
+    today = today or clinic_today()
     run = Run()
     due = (
         PassInvoice.objects.filter(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from carnet.billing.opening import Bill, bills_close, bills_in_use, bills_open
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import money_text
 from carnet.core import activity, bulk, clock
 from carnet.core.undo import imported_rows_remove
 from carnet.ledger import accounts
@@ -188,7 +188,7 @@ def packages_open(
                 source=p,
                 at=at,
                 memo=f"{memo}: {p.name}, {o.remaining} of {o.quantity} left"
-                + (f", {money(owed[p.pk])} owed" if p.pk in owed else ""),
+                + (f", {money_text(owed[p.pk])} owed" if p.pk in owed else ""),
                 lines=_opening_lines(p, o, owed.get(p.pk, 0)),
             )
             for p, o in moving
@@ -212,10 +212,6 @@ def _opening_lines(sold: Pass, o: Opening, owed: int) -> list[Line]:
         )
         if line is not None
     ]
-
-
-def money(minor: int) -> str:
-    return str(clinic_get().money(minor))
 
 
 def imported_invoices(pks: list[int]) -> list[int]:

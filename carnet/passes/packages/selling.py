@@ -14,7 +14,7 @@ from django.db.models import F
 
 from carnet.billing.invoicing import InvoiceOrder, LineInput, invoices_create
 from carnet.billing.tax import line_amounts
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.money import Money
@@ -67,7 +67,7 @@ def sale_invoice_lines(
         membership_start_check,  # memberships builds on selling
     )
 
-    today = clock.today(clinic.time_zone)
+    today = clinic_today(clinic)
     membership_start_check(
         start_date, today=today
     )  # the sale's own limit: never a total for what it refuses
@@ -198,7 +198,7 @@ def package_sell(
     )
     clinic = clinic_get()
     now = clock.now()
-    today = clock.today(clinic.time_zone)
+    today = clinic_today(clinic)
     if expires_on == "default":
         expires_on = default_expiry(template, today)
     terms = expiry_terms(

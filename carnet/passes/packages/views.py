@@ -13,8 +13,7 @@ from django.views.decorators.http import require_POST
 from carnet.billing.forms import RefundForm as PaymentRefundForm
 from carnet.billing.models import Payment
 from carnet.billing.payments import payment_receive
-from carnet.clinic.selectors import clinic_get, location_default
-from carnet.core import clock
+from carnet.clinic.selectors import clinic_get, clinic_today, location_default
 from carnet.core.errors import NotFound, ValidationFailed
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import Action, can, staff_of
@@ -85,7 +84,7 @@ def patient_passes(request, pk: int):
             "patient": patient,
             "rows": rows,
             "clinic": clinic,
-            "today": clock.today(clinic.time_zone),
+            "today": clinic_today(clinic),
         },
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, money_text
 from carnet.passes.memberships.overdue import PAST_DUE_REASON, past_due_refusal
 from carnet.passes.models import Pass, PassItem
 from carnet.passes.selectors import pass_fully_paid, pass_unlocked
@@ -68,7 +68,7 @@ def _balance(sold: Pass) -> str:
         for r in sold.instalment_rows.all()
         if r.invoice_id and not r.invoice.deleted_at
     )
-    return str(clinic_get().money(owed))
+    return money_text(owed)
 
 
 def pass_check(

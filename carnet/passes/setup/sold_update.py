@@ -18,8 +18,8 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
 from carnet.clinic.models import IncomeCategory
-from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, clock
+from carnet.clinic.selectors import clinic_today, money_text
+from carnet.core import activity
 from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
 from carnet.passes.memberships.cycles import next_row_needed
@@ -94,14 +94,6 @@ def _quantity(sold: Pass, terms: dict) -> int | None:
     return terms["quantity"] if sold.status == Pass.Status.ACTIVE else sold.quantity
 
 
-def _today():
-    return clock.today(clinic_get().time_zone)
-
-
-def _money(minor: int) -> str:
-    return str(clinic_get().money(minor))
-
-
 def _uses(n: int | None) -> str:
     return "unlimited uses" if n is None else f"{n} use{'s' if n != 1 else ''}"
 
@@ -164,11 +156,11 @@ def _cycle_changes(sold: Pass, terms: dict) -> tuple[list[dict], list[str]]:
     if price_change:
         notes.insert(
             0,
-            f"The amount {_money(terms['cycle_price_minor'])} applies from {first} on; the "
+            f"The amount {money_text(terms['cycle_price_minor'])} applies from {first} on; the "
             f"{len(issued)} invoice{'s' if len(issued) != 1 else ''} already issued stay at their amount.",
         )
     if uses_change:
-        today = _today()
+        today = clinic_today()
         current = next((r for r in issued if r.period_start <= today < r.period_end), None)
         keeps = (
             f" (the current cycle {current.seq} keeps {_uses(current.uses_allowed)})"

@@ -5,18 +5,14 @@ holds a value (issue 23), never "sessions" for those. `{% load pass_value %}`, t
 
 from django import template
 
+from carnet.clinic.selectors import money_text
+
 register = template.Library()
-
-
-def _money(minor: int) -> str:
-    from carnet.clinic.selectors import clinic_get
-
-    return str(clinic_get().money(minor))
 
 
 def holds_text(obj) -> str:
     if getattr(obj, "face_value_minor", None) is not None:
-        return f"{_money(obj.face_value_minor)} of treatments"
+        return f"{money_text(obj.face_value_minor)} of treatments"
     quantity = getattr(obj, "quantity", None)
     if quantity:
         return f"{quantity} use{'s' if quantity != 1 else ''}"
@@ -25,7 +21,7 @@ def holds_text(obj) -> str:
 
 def left_text(sold) -> str:
     if sold.face_value_minor is not None:
-        return f"{_money(max(sold.value_left, 0))} left"
+        return f"{money_text(max(sold.value_left, 0))} left"
     if sold.remaining is None:
         return "unlimited"
     return f"{sold.remaining} left"
