@@ -528,17 +528,17 @@ class PassPlanChange(models.Model):
 
 
 class Redemption(models.Model):
-    """One use of a pass by a visit: reserved on booking, posted at arrival, released on removal
+    """One use of a pass by a visit: reserved on booking, posted at arrival, voided on removal
     or cancellation. At most one live (reserved or posted) redemption per visit."""
 
     class Status(models.TextChoices):
         RESERVED = "reserved", "Reserved"
         POSTED = "posted", "Used"
-        RELEASED = "released", "Released"
+        VOIDED = "voided", "Voided"
 
     sold_pass = models.ForeignKey(Pass, on_delete=models.PROTECT, related_name="redemptions")
     item = models.ForeignKey(PassItem, on_delete=models.PROTECT, related_name="redemptions")
-    # The membership cycle the use counts in (a released use may outlive its cycle's row).
+    # The membership cycle the use counts in (a voided use may outlive its cycle's row).
     cycle = models.ForeignKey(
         PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="redemptions"
     )
@@ -554,7 +554,7 @@ class Redemption(models.Model):
     )  # the appointment's date in its location's zone (expiry is checked on it)
     reserved_at = models.DateTimeField()
     posted_at = models.DateTimeField(null=True, blank=True)
-    released_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
     # Set when posted: the session value recognised, and what the compensation report needs (SPEC 5.6).
     value_minor = models.BigIntegerField(default=0)
     breakage_minor = models.BigIntegerField(

@@ -271,7 +271,7 @@ def appointment_no_show(
         if reserved is not None:
             _bill(actor, appointment, visit, _visit_line(appointment), reserved, by_no_show=True)
             continue
-        passes.released([visit])
+        passes.voided([visit])
         if fee:
             visit.invoice = _invoice(actor, appointment, visit, _fee_line(appointment, fee))
     _set(visits, Status.NO_SHOW)

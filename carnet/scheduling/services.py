@@ -248,7 +248,7 @@ def appointment_cancel(
             code="not_booked",
         )
     before = activity.snapshot(appointment)
-    passes.released(list(visits))
+    passes.voided(list(visits))
     visits.update(status=Status.CANCELLED)
     if whole:
         appointment.status = Status.CANCELLED

@@ -170,9 +170,9 @@ def memberships_overdue(*, today: dt.date | None = None) -> dict:
 
 @transaction.atomic
 def _cancel_past_due(pk: int, *, today: dt.date, days: int) -> int:
-    """End a membership past due too long: no more cycles or charges; bookings after today are
-    released; the invoices still owed stay owed (collect or write them off)."""
-    from carnet.passes.redeeming.redemption import _release
+    """End a membership past due too long: no more cycles or charges; the uses of bookings after
+    today are voided; the invoices still owed stay owed (collect or write them off)."""
+    from carnet.passes.redeeming.redemption import redemption_void
 
     sold = lock_pass(pk)
     if sold.status != Pass.Status.ACTIVE or sold.past_due_since is None:
@@ -183,7 +183,7 @@ def _cancel_past_due(pk: int, *, today: dt.date, days: int) -> int:
     for redemption in sold.redemptions.filter(
         status=Redemption.Status.RESERVED, visit_date__gt=today
     ):
-        _release(redemption)
+        redemption_void(redemption)
     sold.instalment_rows.filter(invoice__isnull=True, period_start__gt=today).delete()
     PassInvoice.objects.filter(sold_pass=sold).update(next_attempt_on=None)
     sold.status, sold.ended_at, sold.ends_after = Pass.Status.CANCELLED, clock.now(), today

@@ -51,7 +51,7 @@ from carnet.passes.models import (
     Redemption,
 )
 from carnet.passes.packages.selling import instalment_issue
-from carnet.passes.redeeming.redemption import _release
+from carnet.passes.redeeming.redemption import redemption_void
 from carnet.passes.redeeming.windows import window_terms
 
 from .cycles import _target, cycle_add, cycle_start
@@ -335,15 +335,15 @@ def _earn_to(sold: Pass, today: dt.date, memo: str) -> None:
         )
 
 
-def _release_dropped(sold: Pass, template: PassTemplate, from_day: dt.date) -> None:
-    """Bookings from `from_day` on a treatment the new plan does not cover are released."""
+def _void_dropped(sold: Pass, template: PassTemplate, from_day: dt.date) -> None:
+    """Uses booked from `from_day` on a treatment the new plan does not cover are voided."""
     kept = set(template.items.values_list("treatment_id", flat=True))
     for redemption in (
         sold.redemptions.filter(status=Redemption.Status.RESERVED, visit_date__gte=from_day)
         .exclude(item__treatment_id__in=kept)
         .order_by("pk")
     ):
-        _release(redemption)
+        redemption_void(redemption)
 
 
 def _items_sync(sold: Pass, template: PassTemplate) -> None:
@@ -508,7 +508,7 @@ def _apply_now(*, actor, sold: Pass, template: PassTemplate, p: Preview) -> Pass
     today = p.effective_on
     row = _current(sold, today)
     memo = f"{sold.name} changed to {template.name}"
-    _release_dropped(sold, template, today)
+    _void_dropped(sold, template, today)
     made = {}
     if (
         row is None or row.invoice_id is None
@@ -711,7 +711,7 @@ def _switch_from_next(sold: Pass, template: PassTemplate, today: dt.date) -> Non
         or 0
     ) + 1
     starts = cycle_start(sold, first - 1)
-    _release_dropped(sold, template, starts)
+    _void_dropped(sold, template, starts)
 
     def switch():
         if template.cycle != sold.cycle:

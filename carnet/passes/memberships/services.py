@@ -29,7 +29,7 @@ from carnet.passes.models import (
     Redemption,
 )
 from carnet.passes.packages.selling import instalment_issue
-from carnet.passes.redeeming.redemption import _release
+from carnet.passes.redeeming.redemption import redemption_void
 from carnet.passes.redeeming.windows import window_terms
 from carnet.passes.setup.expiry_rules import terms_freeze
 from carnet.passes.setup.intro_offers import intro_check, intro_override_record
@@ -325,11 +325,11 @@ def cancel_warning(sold: Pass) -> str:
     return ""
 
 
-def _release_after(sold: Pass, last_day: dt.date) -> None:
+def _void_after(sold: Pass, last_day: dt.date) -> None:
     for redemption in sold.redemptions.filter(
         status=Redemption.Status.RESERVED, visit_date__gt=last_day
     ):
-        _release(redemption)
+        redemption_void(redemption)
 
 
 @transaction.atomic
@@ -338,7 +338,8 @@ def membership_cancel(
 ) -> Pass:
     """Cancel once a cycle has a payment applied (SPEC 6.4): no more cycles or charges. At once, the
     benefits end today (the current cycle's fee is earned now); at the cycle's end, they last until
-    then. Bookings after the last covered day are released. It stays in history as cancelled."""
+    then. The uses of bookings after the last covered day are voided. It stays in history as
+    cancelled."""
     if not by_patient:
         require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
@@ -375,7 +376,7 @@ def membership_cancel(
             code="visit_used",
         )
     before = activity.snapshot(sold)
-    _release_after(sold, last_day)
+    _void_after(sold, last_day)
     # Cycles not yet invoiced after the last day will never be: drop their rows.
     sold.instalment_rows.filter(invoice__isnull=True, period_start__gt=last_day).delete()
     PassInvoice.objects.filter(sold_pass=sold).update(next_attempt_on=None)
@@ -453,7 +454,7 @@ def membership_delete(*, actor, sold_pass: Pass) -> Pass:
             code="cycle_refunded",
         )
     before = activity.snapshot(sold)
-    _release_after(sold, dt.date.min)
+    _void_after(sold, dt.date.min)
     if (
         sold.recognised_minor
     ):  # fees earned so far go back to deferred before the invoices are reversed
@@ -556,7 +557,7 @@ def cycle_refund(*, actor, row: PassInvoice, amount_minor: int, reason: str = ""
 def _retime(sold: Pass, from_seq: int, change) -> None:
     """Re-make the not-yet-invoiced cycles from `from_seq` after `change()` moves the timeline
     (a pause or a resume): uses booked in them move to the cycle now covering their day, or are
-    released when that cycle is paused or full. Refused while a visit already used one of them."""
+    voided when that cycle is paused or full. Refused while a visit already used one of them."""
     rows = list(sold.instalment_rows.filter(seq__gte=from_seq, invoice__isnull=True))
     used = (
         Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.POSTED)
@@ -581,7 +582,7 @@ def _retime(sold: Pass, from_seq: int, change) -> None:
 
 
 def uses_place(sold: Pass, moving: list[Redemption]) -> None:
-    """Put reserved uses (taken out of their cycle) in the cycle now covering their day, or release
+    """Put reserved uses (taken out of their cycle) in the cycle now covering their day, or void
     them when that cycle is paused or full."""
     from carnet.passes.redeeming.redemption import _take_cycle_use
 
@@ -591,7 +592,7 @@ def uses_place(sold: Pass, moving: list[Redemption]) -> None:
         if row is not None and not row.skipped and _take_cycle_use(row):
             Redemption.objects.filter(pk=redemption.pk).update(cycle=row)
         else:
-            _release(redemption)
+            redemption_void(redemption)
 
 
 @transaction.atomic
@@ -599,9 +600,10 @@ def membership_pause(
     *, actor, sold_pass: Pass, cycles: int, by_patient: bool = False, fee_shown: int | None = None
 ) -> PassPause:
     """Pause from the next cycle not yet invoiced for `cycles` cycles: they are not billed and the
-    end moves out (SPEC 9.7). Bookings in the paused cycles are released; later ones move with
-    their cycles. A freeze fee (issue 22 point 7) is billed like a cycle on the frozen cycles (per
-    cycle, or the first only); `fee_shown`, the total fee the patient saw, must still be right."""
+    end moves out (SPEC 9.7). The uses of bookings in the paused cycles are voided; later ones move
+    with their cycles. A freeze fee (issue 22 point 7) is billed like a cycle on the frozen cycles
+    (per cycle, or the first only); `fee_shown`, the total fee the patient saw, must still be
+    right."""
     if not by_patient:
         require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)

@@ -19,7 +19,12 @@ from carnet.ledger.selectors import postings_for_source
 from carnet.ledger.services import Line, transaction_post
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassShare, Redemption
-from carnet.passes.redeeming.redemption import _release, still_deferred, uses_to_post, value_to_post
+from carnet.passes.redeeming.redemption import (
+    redemption_void,
+    still_deferred,
+    uses_to_post,
+    value_to_post,
+)
 from carnet.passes.selectors import pass_collected_minor, pass_invoices
 
 from .breakage import expected_breakage_settle
@@ -248,7 +253,7 @@ def pass_refund(
         )
     before = activity.snapshot(sold)
     for redemption in reserved:
-        _release(redemption)
+        redemption_void(redemption)
     sold.refresh_from_db()
     deferred_left = still_deferred(sold)
     state = {"deferred": deferred_left}

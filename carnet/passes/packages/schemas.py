@@ -241,7 +241,7 @@ class RefundSuggestionOut(Schema):
     remaining: int = Field(..., description="Uses the suggestion counts: unused + reserved")
     unused: int = Field(..., description="Uses neither booked nor redeemed")
     reserved: int = Field(
-        ..., description="Uses held by booked visits not yet arrived; refunding releases them"
+        ..., description="Uses held by booked visits not yet arrived; refunding voids them"
     )
     used_at_full_price: int
     value_left: int | None = Field(

@@ -100,8 +100,8 @@ def attach(request, pk: int, patient_id: int, payload: s.AttachIn | None = None)
     summary="Free the use a booked visit reserved",
 )
 def remove(request, pk: int, patient_id: int):
-    released = pass_remove(actor=request.auth, visit=_visit(request, pk, patient_id))
-    return _redemption(released.pk)
+    voided = pass_remove(actor=request.auth, visit=_visit(request, pk, patient_id))
+    return _redemption(voided.pk)
 
 
 def _redemption(pk: int):

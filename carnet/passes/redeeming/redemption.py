@@ -1,6 +1,6 @@
 """Redeeming (SPEC 5.3), two-phase (CONVENTIONS 9): attaching a pass to a booked visit reserves a
 use at once; arrival posts it (the session's value leaves deferred revenue); removal or
-cancellation releases it. Each transition happens once, under the pass's lock.
+cancellation voids it. Each transition happens once, under the pass's lock.
 
 The value recognised by a posted use is what is left of the pass's value divided by the uses
 still to post, rounded down; the last use takes the rest. So 100.00 over 3 gives 33.33, 33.33,
@@ -279,12 +279,14 @@ def _reserve_first(candidates: list[Pass], *, visit, online: bool) -> Redemption
     return None
 
 
-def _release(redemption: Redemption) -> None:
+def redemption_void(redemption: Redemption) -> None:
+    """Void a reserved use (removal, cancellation, a pass or plan that no longer covers the visit):
+    its pass, item and cycle get the use back. Once only: a use already voided or posted is left."""
     lock_pass(redemption.sold_pass_id)
     if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(
-        status=Status.RELEASED, released_at=clock.now()
+        status=Status.VOIDED, voided_at=clock.now()
     ):
-        return  # already released
+        return  # already voided (or posted)
     drawn = (
         {"value_reserved_minor": F("value_reserved_minor") - redemption.drawn_minor}
         if redemption.drawn_minor
@@ -644,7 +646,7 @@ def pass_remove(*, actor, visit) -> Redemption:
             code="arrived",
         )
     before = activity.snapshot(live)
-    _release(live)
+    redemption_void(live)
     live.refresh_from_db()
     activity.record(
         actor=actor, verb="pass removed", obj=live, before=before, after=activity.snapshot(live)

@@ -16,11 +16,19 @@ class RedemptionOut(Schema):
     appointment_id: int = Field(..., alias="visit.appointment_id")
     patient_id: int
     treatment_name: str = Field(..., alias="item.treatment.name")
-    status: str = Field(..., description="reserved (booked), posted (used) or released")
+    status: str = Field(
+        ..., description="reserved (booked), posted (used) or voided (removed, cancelled)"
+    )
     visit_date: dt.date
     reserved_at: dt.datetime
     posted_at: dt.datetime | None
-    released_at: dt.datetime | None
+    voided_at: dt.datetime | None
+    released_at: dt.datetime | None = Field(
+        ...,
+        alias="voided_at",
+        deprecated=True,
+        description="Deprecated (issue 24): voided_at under its old name, kept for one release",
+    )
     value_minor: int = Field(..., description="Session value recognised when posted")
     additional_charge_minor: int
     remaining_after: int | None

@@ -12,7 +12,6 @@ from carnet.passes.selectors import visit_redemption
 
 from .eligibility import REASONS
 from .redemption import (
-    _release,
     check_pass,
     covered_line,
     may_use_passes,
@@ -20,6 +19,7 @@ from .redemption import (
     pass_attach,
     redemption_post,
     redemption_unpost,
+    redemption_void,
 )
 from .windows import window_refusal
 
@@ -72,12 +72,12 @@ def unbilled(visit) -> None:
         redemption_unpost(live)
 
 
-def released(visits) -> None:
+def voided(visits) -> None:
     """Cancelled (or a no-show charged the fee instead): free the reserved uses."""
     for visit in visits:
         live = visit_redemption(visit)
         if live is not None and live.status == Redemption.Status.RESERVED:
-            _release(live)
+            redemption_void(live)
 
 
 def check_move(appointment, *, new_date: dt.date, new_start: dt.datetime | None = None) -> None:
@@ -122,7 +122,7 @@ def carry_over(*, actor, source, copy) -> None:
     for visit in source.visits.all():
         last = (
             Redemption.objects.filter(visit=visit).order_by("-pk").first()
-        )  # a cancelled source released it
+        )  # a cancelled source voided it
         target = copies.get(visit.patient_id)
         if last is None or target is None:
             continue

@@ -209,7 +209,7 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
                     ),
                 }
             )
-        elif old.redemptions.exists():  # released uses only: kept for history, with no uses left
+        elif old.redemptions.exists():  # voided uses only: kept for history, with no uses left
             after_items.append(_item_view(old, limit=0))
     after = {f: terms[f] for f in fields} | {
         "income_category": categories.get(terms["income_category_id"], ""),

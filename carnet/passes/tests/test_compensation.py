@@ -188,8 +188,8 @@ def test_a_no_show_charged_the_fee_earns_nothing_from_the_pass(setup):
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     appointment = _book(setup)
     appointment_no_show(actor=setup["fd"].user, appointment=appointment, use_pass=False)
-    released = _redemption(appointment)
-    assert released.status == "released" and released.compensation_minor == 0
+    voided = _redemption(appointment)
+    assert voided.status == "voided" and voided.compensation_minor == 0
     assert not Redemption.objects.filter(status="posted").exists()
 
 

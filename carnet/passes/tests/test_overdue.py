@@ -155,7 +155,7 @@ def test_after_45_days_the_clinics_choice_cancel_or_keep_suspended(s, action, st
     assert sold.status == status
     assert (_live(later) is None) == (
         action == "cancel"
-    )  # a cancelled membership releases later bookings
+    )  # a cancelled membership voids the uses of later bookings
     assert ActivityLog.objects.filter(verb="cancelled (past due)").count() == (action == "cancel")
 
 

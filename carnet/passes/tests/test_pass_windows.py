@@ -150,7 +150,7 @@ def test_a_weekly_cap_counts_live_uses_monday_to_sunday(s):
     assert _live(_book(s, "2026-05-18", "09:00")).sold_pass == sold  # next Monday: a new week
     appointment_cancel(
         actor=s["fd"].user, appointment=tuesday
-    )  # releases its use: the week has room again
+    )  # voids its use: the week has room again
     assert (
         pass_attach(actor=s["fd"].user, visit=thursday.visits.get(), sold_pass=sold).sold_pass
         == sold

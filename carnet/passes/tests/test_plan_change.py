@@ -282,7 +282,7 @@ def test_a_change_at_the_next_cycle_is_applied_by_the_daily_job(s):
             8000,
             4,
         )
-        assert Redemption.objects.get(visit__appointment=june).status == "released"
+        assert Redemption.objects.get(visit__appointment=june).status == "voided"
         sold.refresh_from_db()
         assert sold.name == "Yoga" and sold.items.filter(treatment=other).exists()
         assert_ledger_ok()

@@ -242,12 +242,30 @@ def test_an_arrived_visit_must_be_unarrived_before_removing(setup):
     assert_ledger_ok()
 
 
-def test_cancelling_releases_the_reserved_use(setup):
+def test_cancelling_voids_the_reserved_use(setup):
     sold = sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     appointment = _book(setup)
     appointment_cancel(actor=setup["fd"].user, appointment=appointment)
     sold.refresh_from_db()
-    assert sold.remaining == 10 and Redemption.objects.get().status == "released"
+    assert sold.remaining == 10 and Redemption.objects.get().status == "voided"
+
+
+def test_the_migration_turns_stored_released_uses_into_voided_ones_and_back(setup):
+    """Issue 24: a use's 'released' became 'voided'; the data migration converts stored rows both
+    ways and leaves the other states alone."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("carnet.passes.migrations.0019_use_voided_not_released")
+    sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
+    _book(setup, hhmm="09:00")
+    appointment_cancel(actor=setup["fd"].user, appointment=_book(setup, hhmm="10:00"))
+    Redemption.objects.filter(status="voided").update(status="released")  # as stored before it
+    migration.released_to_voided(apps, None)
+    assert sorted(Redemption.objects.values_list("status", flat=True)) == ["reserved", "voided"]
+    migration.voided_to_released(apps, None)
+    assert sorted(Redemption.objects.values_list("status", flat=True)) == ["released", "reserved"]
 
 
 def test_redeeming_a_past_visit_turns_its_payments_into_credit(setup):

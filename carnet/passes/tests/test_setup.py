@@ -722,7 +722,7 @@ def test_an_item_with_a_reserved_use_cannot_be_removed_from_sold_packages(
     assert caught.value.code == "eligible_item_in_use"
 
 
-def test_a_released_item_is_kept_with_no_uses_left_and_new_items_cover_bookings(
+def test_an_item_with_voided_uses_is_kept_with_no_uses_left_and_new_items_cover_bookings(
     admin_staff, front_desk, catalog, booked
 ):
     from carnet.passes.models import Redemption
@@ -730,7 +730,7 @@ def test_a_released_item_is_kept_with_no_uses_left_and_new_items_cover_bookings(
 
     t, sold = booked["template"], booked["sold"]
     appointment_cancel(actor=front_desk.user, appointment=booked["appointment"])
-    assert Redemption.objects.get().status == "released"
+    assert Redemption.objects.get().status == "voided"
     acupuncture = second_treatment(catalog)
     template_save(actor=admin_staff.user, template=t, data={}, items=[{"treatment": acupuncture}])
     assert sold_update(actor=admin_staff.user, template=t) == 1

@@ -116,7 +116,7 @@ def test_a_booking_kept_at_expiry_then_cancelled_strands_no_value(s):
 def test_the_refund_suggestion_is_the_price_in_proportion_to_the_value_left(s):
     sold = _sell(s)
     appointment_arrive(actor=s["fd"].user, appointment=_book(s))
-    _book(s, hhmm="11:00")  # held: counts as left, released by the refund
+    _book(s, hhmm="11:00")  # held: counts as left, voided by the refund
     suggestion = refund_suggestions(_fresh(sold))
     assert (suggestion["value_left"], suggestion["suggested"]) == (91000, 90000 * 91000 // 100000)
     pass_refund(

@@ -447,4 +447,4 @@ def test_the_refund_suggestion_says_it_counts_the_reserved_uses(s, client):
     )
     assert Pass.objects.get(pk=sold.pk).reserved_count == 1
     page = _text(_login(client, s["admin"]).get(reverse("passes:refund", kwargs={"pk": sold.pk})))
-    assert "10 remaining: 9 unused and 1 reserved by booked visit (refunding releases it)" in page
+    assert "10 remaining: 9 unused and 1 reserved by booked visit (refunding voids it)" in page
