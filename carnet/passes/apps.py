@@ -6,5 +6,6 @@ class PassesConfig(AppConfig):
     label = "passes"
 
     def ready(self):
-        # Registers the card-attempt purposes (online purchases, instalments) before any reconciliation runs.
+        # Registers the card-attempt purposes (online purchases,
+        # instalments) before any reconciliation runs.
         from carnet.passes.packages import instalments, online  # noqa: F401

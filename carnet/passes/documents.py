@@ -60,7 +60,8 @@ def coverage_for_invoice(invoice) -> list[dict]:
             "pass_name": r.sold_pass.name,
             "treatment": r.item.treatment.name,
             "remaining_after": r.remaining_after,
-            "value_left_after_minor": r.value_left_after,  # a value package: its balance after this visit (issue 23)
+            # A value package: its balance after this visit (issue 23).
+            "value_left_after_minor": r.value_left_after,
             "drawn_minor": r.drawn_minor,
             "value_minor": r.value_minor,
             "prepaid_minor": prepaid_share_minor(r),

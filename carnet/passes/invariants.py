@@ -21,7 +21,9 @@ def _deferred(kind: str, account: str, what: str):
     if in_ledger != expected:
         yield f"ledger {in_ledger} != {expected} {what}"
     for sold in Pass.objects.filter(kind=kind, recognised_minor__gt=F("deferred_minor")):
-        yield f"pass #{sold.pk}: recognised {sold.recognised_minor} > deferred {sold.deferred_minor}"
+        yield (
+            f"pass #{sold.pk}: recognised {sold.recognised_minor} > deferred {sold.deferred_minor}"
+        )
 
 
 @invariant("deferred revenue – packages equals the unredeemed value of packages")
@@ -69,8 +71,8 @@ def _pass_counters():
     for sold in counted.order_by("pk"):
         if (sold.reserved, sold.posted) != (sold.reserved_count, sold.posted_count):
             yield (
-                f"pass #{sold.pk}: counters reserved {sold.reserved_count}/posted {sold.posted_count} != "
-                f"redemptions {sold.reserved}/{sold.posted}"
+                f"pass #{sold.pk}: counters reserved {sold.reserved_count}/posted "
+                f"{sold.posted_count} != redemptions {sold.reserved}/{sold.posted}"
             )
         if sold.remaining is not None and sold.remaining < 0:
             yield f"pass #{sold.pk}: over-redeemed ({sold.remaining} left)"
@@ -91,8 +93,9 @@ def _pass_counters():
 
 @invariant("breakage recognised ahead equals the packages' part of the expected-breakage account")
 def _expected_breakage():
-    """Proportional breakage (packages/breakage.py): the contra account holds what each package recognised
-    ahead, and no active package has more recognised ahead than it still holds in deferred revenue."""
+    """Proportional breakage (packages/breakage.py): the contra account holds what each package
+    recognised ahead, and no active package has more recognised ahead than it still holds
+    in deferred revenue."""
     ahead = Pass.objects.aggregate(total=Sum("breakage_expected_minor"))["total"] or 0
     in_ledger = balance(accounts.EXPECTED_BREAKAGE)
     if in_ledger != ahead:
@@ -103,8 +106,8 @@ def _expected_breakage():
     )
     for sold in over.order_by("pk"):
         yield (
-            f"pass #{sold.pk}: breakage recognised ahead {sold.breakage_expected_minor} > still deferred "
-            f"{sold.deferred_minor - sold.recognised_minor}"
+            f"pass #{sold.pk}: breakage recognised ahead {sold.breakage_expected_minor} > still "
+            f"deferred {sold.deferred_minor - sold.recognised_minor}"
         )
 
 
@@ -125,8 +128,8 @@ def _value_counters():
             sold.value_posted_minor,
         ):
             yield (
-                f"pass #{sold.pk}: value reserved {sold.value_reserved_minor}/drawn {sold.value_posted_minor} != "
-                f"redemptions {sold.held or 0}/{sold.drawn or 0}"
+                f"pass #{sold.pk}: value reserved {sold.value_reserved_minor}/drawn "
+                f"{sold.value_posted_minor} != redemptions {sold.held or 0}/{sold.drawn or 0}"
             )
         if sold.value_left < 0:
             yield f"pass #{sold.pk}: over-drawn ({sold.value_left} left)"

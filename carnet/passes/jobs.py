@@ -1,6 +1,6 @@
 """The clinic's daily passes job: membership cycles, instalments and card charges, membership
-revenue by day, expiry, expiry reminders, and purging expired idempotency keys. Run it from cron or a
-systemd timer (`manage.py passes_daily`), or enqueue `passes_daily_task` on the background worker.
+revenue by day, expiry, expiry reminders, and purging expired idempotency keys. Run it from cron or
+a systemd timer (`manage.py passes_daily`), or enqueue `passes_daily_task` on the background worker.
 Every part is idempotent, so running it twice, late or concurrently does nothing twice, and every
 part runs even if another fails (the failure is logged and reported in the result's "errors")."""
 
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def expiry_reminders_send(*, today: dt.date | None = None) -> int:
-    """Email each patient whose pass expires within the clinic's reminder window, once per expiry date."""
+    """Email each patient whose pass expires within the clinic's reminder window,
+    once per expiry date."""
     clinic = clinic_get()
     if not clinic.pass_expiry_reminder_days:
         return 0
@@ -70,7 +71,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     invoice due instalments and charge cards on file, keep past-due memberships' state (and cancel
     those past due too long, if the clinic says so), earn membership fees to date, end finished
     memberships, expire packages, send reminders, email tomorrow's charges to the owner (opt-in),
-    forget idempotency keys older than IDEMPOTENCY_KEY_HOURS, advance the ledger's balance checkpoints."""
+    forget idempotency keys older than IDEMPOTENCY_KEY_HOURS,
+    advance the ledger's balance checkpoints."""
     today = today or clinic_today()
     result: dict = {"errors": []}
 
@@ -110,7 +112,8 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
     result["expiry_reminders"] = (
         part("expiry_reminders", lambda: expiry_reminders_send(today=today)) or 0
     )
-    # After today's charges: tomorrow's, for the owner to fix a card before it fails (when opted in).
+    # After today's charges: tomorrow's, for the owner to fix a card before it
+    # fails (when opted in).
     result["charges_previewed"] = (
         part("charges_preview", lambda: charges_preview_email_send(today=today)) or 0
     )

@@ -15,8 +15,8 @@ def lock_passes(pks) -> dict[int, Pass]:
 
 
 def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
-    """`with_rules` also loads what the eligibility check reads, one query each: the items and, for a
-    package, its instalments with their invoices (a membership's are its cycles, read by date)."""
+    """`with_rules` also loads what the eligibility check reads, one query each: the items and, for
+    a package, its instalments with their invoices (a membership's are its cycles, read by date)."""
     if with_rules:  # the template too: its place, hours and cap are rules (issue 23)
         locked = Pass.objects.select_for_update(of=("self",)).select_related("template")
         try:

@@ -52,8 +52,8 @@ class PassTemplate(models.Model):
     quantity = models.PositiveIntegerField(
         null=True, blank=True
     )  # uses; None = unlimited (memberships)
-    # A value package (issue 23, "holds a value"): the amount of eligible treatments it covers, drawn
-    # down by each covered visit's value; None = it counts uses (quantity).
+    # A value package (issue 23, "holds a value"): the amount of eligible treatments it covers,
+    # drawn down by each covered visit's value; None = it counts uses (quantity).
     face_value_minor = models.BigIntegerField(null=True, blank=True)
     # Default expiry from the purchase date; no value = never expires.
     expiry_value = models.PositiveIntegerField(null=True, blank=True)
@@ -66,7 +66,8 @@ class PassTemplate(models.Model):
     transferable = models.BooleanField(default=False)
     instalments = models.PositiveIntegerField(default=1)  # payment plan: 1 = paid in full
     sold_online = models.BooleanField(default=False)
-    # Intro offers (issue 23): refused to a patient who already came or bought, or who had this one before.
+    # Intro offers (issue 23): refused to a patient who already came or bought,
+    # or who had this one before.
     new_patients_only = models.BooleanField(default=False)
     once_per_patient = models.BooleanField(default=False)
     # When and where it applies (issue 23, passes/redeeming/windows.py): no location = all; days
@@ -93,7 +94,8 @@ class PassTemplate(models.Model):
     rollover_cap = models.PositiveIntegerField(null=True, blank=True)  # None = no cap
     pause_allowed = models.BooleanField(default=False)
     pause_max_cycles = models.PositiveIntegerField(default=0)  # per pause: the longest freeze
-    # A fee for a freeze (issue 22 point 7): none, once per pause, or per frozen cycle; billed like a cycle.
+    # A fee for a freeze (issue 22 point 7): none, once per pause,
+    # or per frozen cycle; billed like a cycle.
     freeze_fee_kind = models.CharField(
         max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE
     )
@@ -175,7 +177,8 @@ class Pass(models.Model):
     family_sharing = models.BooleanField(default=False)
     transferable = models.BooleanField(default=False)
     instalments = models.PositiveIntegerField(default=1)
-    # The taxes at sale (SPEC 5.2): later instalments and cycles are taxed as sold, whatever the template says now.
+    # The taxes at sale (SPEC 5.2): later instalments and cycles are taxed as sold,
+    # whatever the template says now.
     taxes = models.ManyToManyField(Tax, blank=True, related_name="+")
     tax_inclusive = models.BooleanField(default=False)
     purchase_date = models.DateField()
@@ -187,7 +190,8 @@ class Pass(models.Model):
         null=True, blank=True
     )  # the expiry date a reminder was sent for
     # The clinic's expiry terms at sale (issue 23, expiry_rules.expiry_terms): a later change of the
-    # clinic's preset or rule never alters them. Blank rule: sold before terms were kept (the clinic's rule).
+    # clinic's preset or rule never alters them. Blank rule:
+    # sold before terms were kept (the clinic's rule).
     expiry_preset = models.CharField(max_length=12, blank=True, default="")
     expiry_rule = models.CharField(max_length=10, blank=True, default="")
     expiry_minimum_days = models.PositiveIntegerField(default=0)
@@ -247,7 +251,8 @@ class Pass(models.Model):
     # date.
     anchor_date = models.DateField(null=True, blank=True)
     anchor_index = models.PositiveIntegerField(default=0)
-    # Uses: reserved (attached to a booking), posted (arrived), forfeited (ended unused: expiry, refund, transfer).
+    # Uses: reserved (attached to a booking), posted (arrived), forfeited (ended unused:
+    # expiry, refund, transfer).
     reserved_count = models.PositiveIntegerField(default=0)
     posted_count = models.PositiveIntegerField(default=0)
     forfeited_count = models.PositiveIntegerField(default=0)
@@ -460,8 +465,8 @@ class PassPause(models.Model):
     cycles = models.PositiveIntegerField()
     created_at = models.DateTimeField()
     resumed_at = models.DateTimeField(null=True, blank=True)
-    # The freeze fee as the patient or staff saw it when pausing: each frozen cycle's row is billed it
-    # (once: the first only) as a line of its own.
+    # The freeze fee as the patient or staff saw it when pausing: each frozen cycle's row is billed
+    # it (once: the first only) as a line of its own.
     fee_kind = models.CharField(max_length=10, choices=FreezeFee.choices, default=FreezeFee.NONE)
     fee_minor = models.BigIntegerField(default=0)
 
@@ -476,8 +481,8 @@ class PassPause(models.Model):
 
 
 class PassPlanChange(models.Model):
-    """A membership moved to another template (issue 22 point 6, passes/memberships/plan_change.py): at once or
-    from the next cycle, with what the preview showed and what was posted."""
+    """A membership moved to another template (issue 22 point 6, passes/memberships/plan_change.py):
+    at once or from the next cycle, with what the preview showed and what was posted."""
 
     class When(models.TextChoices):
         NOW = "now", "At once"
@@ -555,7 +560,8 @@ class Redemption(models.Model):
     reserved_at = models.DateTimeField()
     posted_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
-    # Set when posted: the session value recognised, and what the compensation report needs (SPEC 5.6).
+    # Set when posted: the session value recognised, and what the compensation
+    # report needs (SPEC 5.6).
     value_minor = models.BigIntegerField(default=0)
     breakage_minor = models.BigIntegerField(
         default=0
@@ -599,10 +605,11 @@ class Redemption(models.Model):
 
 
 class CardUpdateRequest(models.Model):
-    """A request to the patient for a new autopay card (issue 22 point 3): made by staff or by a hard
-    decline, emailed as a signed link (passes/memberships/card_requests.py). Open until a card is added through
-    the link (`completed_at`) or a newer request replaces it (`superseded_at`); at most one is open
-    per membership. `nonce` is in the link, so a replaced request's link stops working."""
+    """A request to the patient for a new autopay card (issue 22 point 3): made by staff or by a
+    hard decline, emailed as a signed link (passes/memberships/card_requests.py). Open until a card
+    is added through the link (`completed_at`) or a newer request replaces it (`superseded_at`); at
+    most one is open per membership. `nonce` is in the link,
+    so a replaced request's link stops working."""
 
     class Reason(models.TextChoices):
         STAFF = "staff", "Requested by staff"

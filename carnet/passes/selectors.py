@@ -44,7 +44,8 @@ def pass_invoices(sold: Pass) -> list[Invoice]:
 
 
 def pass_imported(sold: Pass) -> bool:
-    """Brought in from the clinic's previous system (carnet.imports): its value is an opening balance."""
+    """Brought in from the clinic's previous system (carnet.imports):
+    its value is an opening balance."""
     from carnet.ledger.selectors import postings_for_source
 
     return postings_for_source(sold).filter(transaction__kind="opening_balance").exists()
@@ -160,8 +161,8 @@ def _with_remaining(qs):
 
 
 def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pass]:
-    """Active passes whose last covered day falls within `within_days` of `today` and that still have
-    uses left (unlimited ones count), soonest first, with their patient. One query."""
+    """Active passes whose last covered day falls within `within_days` of `today` and that still
+    have uses left (unlimited ones count), soonest first, with their patient. One query."""
     import datetime as dt
 
     qs = _with_remaining(
@@ -180,8 +181,8 @@ def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pa
 
 
 def passes_running_low(*, patient_ids: list[int], at_most: int = 1) -> list[Pass]:
-    """Active packages of these patients with `at_most` uses left or fewer (a renewal to offer at the
-    desk), fewest left first. One query."""
+    """Active packages of these patients with `at_most` uses left or fewer (a renewal to offer at
+    the desk), fewest left first. One query."""
     qs = _with_remaining(
         Pass.objects.filter(
             status=Pass.Status.ACTIVE,

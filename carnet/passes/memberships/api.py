@@ -288,7 +288,10 @@ def resume(request, pk: int):
     "/memberships/{pk}/payment",
     response=s.MembershipSoldOut,
     operation_id="membership_payment_set",
-    summary="Change the payment mode or card; an unpaid current cycle is charged to the new card at once",
+    summary=(
+        "Change the payment mode or card; an unpaid current cycle is charged to the new card at "
+        "once"
+    ),
 )
 @calls_gateway(_automatic)
 def payment(request, pk: int, payload: s.MembershipPaymentIn):
@@ -319,7 +322,10 @@ def _plan_now(request, body, kwargs) -> bool:
     "/memberships/{pk}/plan-change-preview",
     response=s.PlanChangePreviewOut,
     operation_id="membership_plan_change_preview",
-    summary="What changing the plan would do today: credit, charge, uses carried or reset (writes nothing)",
+    summary=(
+        "What changing the plan would do today: credit, charge, uses carried or reset (writes "
+        "nothing)"
+    ),
 )
 def plan_change_preview(request, pk: int, template_id: int, when: str = "now"):
     require(request.auth, Action.SELL)
@@ -337,8 +343,10 @@ def plan_change_preview(request, pk: int, template_id: int, when: str = "now"):
     "/memberships/{pk}/plan-change",
     response=s.MembershipPlanChangedOut,
     operation_id="membership_plan_change",
-    summary="Change the plan at once (as previewed; what is due is charged to an automatic membership's "
-    "card) or at the next cycle",
+    summary=(
+        "Change the plan at once (as previewed; what is due is charged to an automatic "
+        "membership's card) or at the next cycle"
+    ),
 )
 @calls_gateway(_plan_now)
 def plan_change(request, pk: int, payload: s.PlanChangeIn):
@@ -447,7 +455,9 @@ def write_off(request, pk: int, payload: s.CycleWriteOffIn):
     "/memberships/{pk}/past-due-override",
     response=s.MembershipOut,
     operation_id="membership_past_due_override",
-    summary="Let a past-due membership cover new bookings again until a date (at most 31 days; logged)",
+    summary=(
+        "Let a past-due membership cover new bookings again until a date (at most 31 days; logged)"
+    ),
 )
 def past_due_override(request, pk: int, payload: s.PastDueOverrideIn):
     require(request.auth, Action.SELL)
@@ -500,7 +510,9 @@ def _mine(request, pk: int) -> Pass:
     "/me/memberships/{pk}/cancel",
     response=s.MembershipCancelledOut,
     operation_id="my_membership_cancel",
-    summary="Cancel one's own (or a dependant's) membership, if it allows that and is past its policy",
+    summary=(
+        "Cancel one's own (or a dependant's) membership, if it allows that and is past its policy"
+    ),
 )
 def my_cancel(request, pk: int, payload: s.MembershipCancelIn | None = None):
     done = ms.membership_cancel(
@@ -544,8 +556,10 @@ def my_resume(request, pk: int):
     "/memberships/{pk}/card-update-request",
     response={202: s.CardUpdateRequestOut},
     operation_id="membership_card_update_request",
-    summary="Email the patient a signed link to add a new card; it pays the membership and what is owed "
-    "is charged at once",
+    summary=(
+        "Email the patient a signed link to add a new card; it pays the membership and what is "
+        "owed is charged at once"
+    ),
 )
 def card_update_request(request, pk: int):
     require(request.auth, Action.SELL)

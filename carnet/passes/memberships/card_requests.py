@@ -114,8 +114,8 @@ def card_update_request(
     base = (base_url or settings.SITE_URL or "").rstrip("/")
     if actor is not None and not patient.email:
         raise Conflict(
-            f"{patient.full_name} has no email address, so the card update request cannot be emailed. "
-            "Add one on their profile first.",
+            f"{patient.full_name} has no email address, so the card update request cannot be "
+            "emailed. Add one on their profile first.",
             code="no_email",
         )
     now = clock.now()
@@ -212,7 +212,10 @@ def card_request_label(req: CardUpdateRequest) -> str:
         if not req.patient.email
         else "Carnet's site address (SITE_URL) is not set, so no link could be made"
     )
-    return f"New card needed since {day:%Y-%m-%d}: not emailed ({why}); use Request a new card after fixing that"
+    return (
+        f"New card needed since {day:%Y-%m-%d}: not emailed ({why}); use Request a new card after "
+        "fixing that"
+    )
 
 
 def _day(moment: dt.datetime) -> dt.date:
@@ -221,7 +224,8 @@ def _day(moment: dt.datetime) -> dt.date:
 
 
 def card_requests_close(*, sold: Pass, card, actor) -> None:
-    """Staff chose a card on the membership: an open request is done (inside the caller's transaction)."""
+    """Staff chose a card on the membership: an open request is done
+    (inside the caller's transaction)."""
     for req in _open(CardUpdateRequest.objects.filter(sold_pass=sold)):
         CardUpdateRequest.objects.filter(pk=req.pk, completed_at__isnull=True).update(
             completed_at=clock.now(), card=card, completed_key="staff"
@@ -338,7 +342,8 @@ def card_update_complete(
     user = patient.user if patient.user_id else None
     with transaction.atomic():
         sold = lock_pass(req.sold_pass_id)
-        # The conditional update is the claim: of two submits (two windows), exactly one adds its card.
+        # The conditional update is the claim: of two submits (two windows),
+        # exactly one adds its card.
         claimed = sold.status == Pass.Status.ACTIVE and CardUpdateRequest.objects.filter(
             pk=req.pk, completed_at__isnull=True, superseded_at__isnull=True
         ).update(completed_at=clock.now(), completed_key=key)
@@ -370,12 +375,12 @@ def card_update_complete(
 
 
 def _charge_owed(req: CardUpdateRequest, *, repeat: bool = False) -> CardUpdated:
-    """Charge the cycles still owed, on-session: the patient is at the page, so a bank that asks them
-    to confirm (3-D Secure) raises AuthenticationPending for the page to complete, and the same form
-    posted again (same key: a repeat) reads that charge's outcome by its stored id — recorded once,
-    whether the page, Stripe's webhook or reconciliation gets there first. A repeat finds nothing
-    else due: what was charged is paid, and a declined cycle (a failed check too) waits for its retry
-    or a new card."""
+    """Charge the cycles still owed, on-session: the patient is at the page, so a bank that asks
+    them to confirm (3-D Secure) raises AuthenticationPending for the page to complete, and the same
+    form posted again (same key: a repeat) reads that charge's outcome by its stored id — recorded
+    once, whether the page, Stripe's webhook or reconciliation gets there first. A repeat finds
+    nothing else due: what was charged is paid, and a declined cycle (a failed check too) waits for
+    its retry or a new card."""
     from carnet.passes.packages.instalments import pass_charge_due
 
     run = pass_charge_due(sold_pass=req.sold_pass, on_session=True)

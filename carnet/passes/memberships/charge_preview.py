@@ -68,9 +68,15 @@ def _what(sold: Pass, seq: int, start: dt.date | None, end: dt.date | None, froz
 
 def _problem(card, day: dt.date) -> str:
     if card.removed_at is not None:
-        return "The card was removed from file: the charge will fail. Choose another card on the membership."
+        return (
+            "The card was removed from file: the charge will fail. Choose another card on the "
+            "membership."
+        )
     if (card.exp_year, card.exp_month) < (day.year, day.month):
-        return f"The card expired ({card.exp_month:02d}/{card.exp_year}): it will be declined. Ask for a new card."
+        return (
+            f"The card expired ({card.exp_month:02d}/{card.exp_year}): it will be declined. "
+            "Ask for a new card."
+        )
     return ""
 
 
@@ -162,7 +168,8 @@ def _after_change(sold: Pass, template, day: dt.date) -> PlannedCharge | None:
 
 
 def _cycles(day: dt.date) -> list[PlannedCharge]:
-    """Cycles the job invoices on `day` and charges at once: the one covering `day` (cycle_billing)."""
+    """Cycles the job invoices on `day` and charges at once:
+    the one covering `day` (cycle_billing)."""
     out = []
     memberships = (
         _passes()
@@ -193,8 +200,8 @@ def _cycles(day: dt.date) -> list[PlannedCharge]:
             state == "paused"
         )  # billed its pause's freeze fee, if any, like a cycle (issue 22 point 7)
         if row is not None:
-            # Made ahead for a booking, at the price (or freeze fee) of then; a frozen one with no fee
-            # is never invoiced.
+            # Made ahead for a booking, at the price (or freeze fee) of then; a frozen one with no
+            # fee is never invoiced.
             if row.invoice_id is None and (row.unit_price_minor or not frozen):
                 out.append(
                     _planned(
@@ -273,7 +280,8 @@ def charges_preview(*, day: dt.date | None = None) -> list[PlannedCharge]:
 
 def charges_preview_email_send(*, today: dt.date | None = None) -> int:
     """The daily job: when the clinic opts in, email the account owner tomorrow's charges, once per
-    day however often the job runs (a conditional update claims the day). Returns the charges listed."""
+    day however often the job runs (a conditional update claims the day).
+    Returns the charges listed."""
     from carnet.clinic.models import Clinic
     from carnet.core.permissions import AccessLevel
     from carnet.people.models import StaffMember

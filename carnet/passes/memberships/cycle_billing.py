@@ -30,7 +30,8 @@ CHUNK = (
 )
 
 Status = Pass.Status
-# What issuing a cycle reads of a membership (loading all of its columns was a tenth of the job's time).
+# What issuing a cycle reads of a membership (loading all of its columns was a
+# tenth of the job's time).
 FIELDS = (
     "kind",
     "status",

@@ -48,7 +48,8 @@ def _pause_of(sold: Pass, seq: int):
 
 
 def freeze_fee_for(sold: Pass, seq: int) -> int:
-    """The freeze fee billed on cycle `seq`: 0 when it is not paused or its pause bills nothing there."""
+    """The freeze fee billed on cycle `seq`: 0 when it is not paused or its pause
+    bills nothing there."""
     pause = _pause_of(sold, seq)
     return pause.fee_for(seq) if pause is not None else 0
 
@@ -74,7 +75,8 @@ def next_cycle(sold: Pass, *, made: int, billed: int) -> tuple[int, dt.date] | N
 
 
 def row_new(sold: Pass, seq: int, start: dt.date, *, rolled: int = 0) -> PassInvoice:
-    """Cycle `seq` of `sold`, not saved and not invoiced; `rolled` uses come from the previous cycle."""
+    """Cycle `seq` of `sold`, not saved and not invoiced; `rolled` uses come from
+    the previous cycle."""
     pause = _pause_of(sold, seq)
     skipped = pause is not None
     allowed = (
@@ -108,7 +110,8 @@ def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice |
 
 
 def cycle_for(sold: Pass, day: dt.date, *, create: bool) -> PassInvoice | None:
-    """The cycle row covering `day`, made (with those before it) if `create` and still in the term."""
+    """The cycle row covering `day`, made (with those before it) if `create` and
+    still in the term."""
     found = sold.instalment_rows.filter(period_start__lte=day, period_end__gt=day).first()
     if found is not None or not create or sold.start_date is None or day < sold.start_date:
         return found

@@ -56,7 +56,8 @@ def _ask_for_a_new_card(row: PassInvoice) -> None:
 
 
 def retry_schedule() -> tuple[int, ...]:
-    """Days to wait after the 1st, 2nd, … soft decline before trying again (the clinic's setting)."""
+    """Days to wait after the 1st, 2nd, … soft decline before trying again
+    (the clinic's setting)."""
     return clinic_get().retry_days() or (1, 3, 7)
 
 
@@ -122,7 +123,8 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
     if failure.hard and membership:
         _ask_for_a_new_card(row)
     if last_try_failed and membership and clinic_get().dunning_write_off:
-        # Its own transaction, after the row's lock is let go: the write-off locks invoice, then pass.
+        # Its own transaction, after the row's lock is let go:
+        # the write-off locks invoice, then pass.
         from .writeoff import (
             cycle_write_off,
         )  # writeoff refreshes the past-due date through overdue

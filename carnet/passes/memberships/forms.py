@@ -1,4 +1,5 @@
-"""Forms for the staff membership pages: sell, change the card or mode, pause, cancel, refund a cycle."""
+"""Forms for the staff membership pages: sell, change the card or mode, pause,
+cancel, refund a cycle."""
 
 from django import forms
 
@@ -20,13 +21,17 @@ def template_label(clinic):
     def label(t: PassTemplate) -> str:
         uses = f"{t.uses_per_cycle} uses" if t.uses_per_cycle is not None else "unlimited uses"
         term = f"{t.term_cycles} cycles" if t.term_cycles else "open-ended"
-        return f"{t.name} — {clinic.money(t.price_minor)} {t.get_cycle_display().lower()}, {uses} per cycle, {term}"
+        return (
+            f"{t.name} — {clinic.money(t.price_minor)} {t.get_cycle_display().lower()}, "
+            f"{uses} per cycle, {term}"
+        )
 
     return label
 
 
 class _CardMixin:
-    """A payment mode and a select of the patient's cards on file (automatic needs one: the service says so)."""
+    """A payment mode and a select of the patient's cards on file (automatic needs one:
+    the service says so)."""
 
     def _card_fields(self, patient):
         self.fields["payment_mode"] = forms.ChoiceField(

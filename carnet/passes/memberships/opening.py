@@ -54,7 +54,9 @@ def current_cycle(template: PassTemplate, *, start_date: dt.date, next_cycle: dt
     """The cycle that ends on `next_cycle`, counting the template's cycles from `start_date`."""
     if next_cycle <= start_date:
         return Current(
-            problem=f"The next cycle date ({next_cycle}) must be after the start date ({start_date})."
+            problem=(
+                f"The next cycle date ({next_cycle}) must be after the start date ({start_date})."
+            )
         )
     grid = SimpleNamespace(cycle=template.cycle, start_date=start_date)
     previous = start_date
@@ -64,26 +66,34 @@ def current_cycle(template: PassTemplate, *, start_date: dt.date, next_cycle: dt
             break
         if boundary > next_cycle:
             return Current(
-                problem=f"{next_cycle} is not the start of a {template.get_cycle_display().lower()} "
-                f"cycle counted from {start_date}: the cycle around it runs {previous} to "
-                f"{boundary}. Give one of those as the next cycle date."
+                problem=(
+                    f"{next_cycle} is not the start of a {template.get_cycle_display().lower()} "
+                    f"cycle counted from {start_date}: the cycle around it runs {previous} to "
+                    f"{boundary}. Give one of those as the next cycle date."
+                )
             )
         previous = boundary
     else:
         return Current(
             problem=f"The next cycle date ({next_cycle}) is too far after the start date."
         )
-    # Carnet counts the cycles from the current one's start; the day of the month must lead to the same date.
+    # Carnet counts the cycles from the current one's start; the day of the month must
+    # lead to the same date.
     again = cycle_start(SimpleNamespace(cycle=template.cycle, start_date=previous), 1)
     if again != next_cycle:
         return Current(
-            problem=f"Carnet counts the cycles from the current one's start ({previous}), so the next "
-            f"would start on {again}, not {next_cycle}. Give {again} as the next cycle date."
+            problem=(
+                f"Carnet counts the cycles from the current one's start ({previous}), "
+                f"so the next would start on {again}, not {next_cycle}. Give {again} as the next "
+                "cycle date."
+            )
         )
     if template.term_cycles is not None and number > template.term_cycles:
         return Current(
-            problem=f"“{template.name}” runs {template.term_cycles} cycles: its term is over before "
-            f"{next_cycle}. Leave it out of the import."
+            problem=(
+                f"“{template.name}” runs {template.term_cycles} cycles: its term is over before "
+                f"{next_cycle}. Leave it out of the import."
+            )
         )
     return Current(start=previous, end=next_cycle, number=number)
 

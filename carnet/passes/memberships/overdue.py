@@ -79,7 +79,8 @@ def past_due_refusal(sold: Pass) -> dict | None:
 
 
 def overdue_state(sold: Pass, *, today: dt.date | None = None) -> dict | None:
-    """What staff and the patient read about a past-due membership, or None when nothing is owed late."""
+    """What staff and the patient read about a past-due membership,
+    or None when nothing is owed late."""
     if sold.kind != Pass.Kind.MEMBERSHIP or sold.past_due_since is None:
         return None
     clinic = clinic_get()
@@ -94,7 +95,10 @@ def overdue_state(sold: Pass, *, today: dt.date | None = None) -> dict | None:
         and today <= sold.past_due_override_until
     )
     if overridden:
-        label = f"Past due {days} days — covering bookings until {sold.past_due_override_until:%Y-%m-%d} (override)"
+        label = (
+            f"Past due {days} days — covering bookings until "
+            f"{sold.past_due_override_until:%Y-%m-%d} (override)"
+        )
     elif suspended:
         label = f"Past due {days} days — not covering new bookings"
     else:
@@ -207,7 +211,8 @@ def past_due_memberships(
     clinic=None,
 ) -> list[dict]:
     """Memberships (not deleted) owing a cycle past its due date, most days past due first: what the
-    front desk's alerts and the Past due report show. One query when none is past due, three else."""
+    front desk's alerts and the Past due report show. One query when none is
+    past due, three else."""
     from django.db.models import Count, F, Sum
 
     clinic = clinic or clinic_get()

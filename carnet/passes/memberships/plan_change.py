@@ -135,8 +135,8 @@ def _check(sold: Pass, template: PassTemplate, when: str) -> None:
     scheduled = sold.plan_changes.filter(status=PassPlanChange.Status.SCHEDULED).first()
     if scheduled is not None:
         raise Conflict(
-            f"A change to {scheduled.to_name} is already scheduled for {scheduled.effective_on:%Y-%m-%d}; "
-            "cancel it first.",
+            f"A change to {scheduled.to_name} is already scheduled for "
+            f"{scheduled.effective_on:%Y-%m-%d}; cancel it first.",
             code="change_scheduled",
         )
 
@@ -162,7 +162,8 @@ def _compute(
     }
     new_uses = template.uses_per_cycle
     if row is None or row.invoice_id is None or row.invoice.deleted_at:
-        # No invoiced cycle running (not started yet): the new plan applies from the next invoice, unprorated.
+        # No invoiced cycle running (not started yet): the new plan applies from the
+        # next invoice, unprorated.
         return Preview(
             when=When.NOW,
             effective_on=today,
@@ -196,8 +197,8 @@ def _compute(
         )
     if invoice.lines.filter(kind=InvoiceLine.Kind.PASS_CREDIT).exists():
         raise Conflict(
-            f"The current cycle of {sold.name} was refunded or credited already; change the plan at the "
-            "next cycle instead.",
+            f"The current cycle of {sold.name} was refunded or credited already; change the plan "
+            "at the next cycle instead.",
             code="cycle_credited",
         )
     days, unused = (row.period_end - row.period_start).days, (row.period_end - today).days
@@ -242,19 +243,22 @@ def _compute(
 
 
 def plan_change_preview(*, actor, sold_pass: Pass, template: PassTemplate, when: str) -> Preview:
-    """What changing `sold_pass` to `template` would do today (in the clinic's time zone); writes nothing."""
+    """What changing `sold_pass` to `template` would do today
+    (in the clinic's time zone); writes nothing."""
     require(actor, Action.SELL)
     _check(sold_pass, template, when)
     return _compute(sold_pass, template, when, clinic_today(), clinic_get().membership_proration)
 
 
 def preview_lines(p: Preview, money) -> list[str]:
-    """The preview in the clinic's words, one sentence a line (the staff page and the API's `lines`)."""
+    """The preview in the clinic's words, one sentence a line
+    (the staff page and the API's `lines`)."""
     out = []
     if p.when == When.NEXT_CYCLE:
         out.append(
-            f"{p.to_name} replaces {p.from_name} from {p.effective_on:%Y-%m-%d}, when the next cycle starts: "
-            "the current cycle is not changed and nothing is prorated."
+            f"{p.to_name} replaces {p.from_name} from {p.effective_on:%Y-%m-%d}, "
+            "when the next cycle starts: the current cycle is not changed and nothing is "
+            "prorated."
         )
     elif p.proration == PRORATE:
         where = (
@@ -265,12 +269,13 @@ def preview_lines(p: Preview, money) -> list[str]:
         if p.credit_to_account_minor and p.credit_to_account_minor < p.credit_minor:
             where += f"; {money(p.credit_minor - p.credit_to_account_minor)} comes off what is owed"
         out.append(
-            f"Credit for the {p.credit_days} unused day{'s' if p.credit_days != 1 else ''} of {p.from_name}'s "
-            f"current cycle ({p.cycle_days} days): {money(p.credit_minor)} — {where}."
+            f"Credit for the {p.credit_days} unused day{'s' if p.credit_days != 1 else ''} of "
+            f"{p.from_name}'s current cycle ({p.cycle_days} days): {money(p.credit_minor)} — "
+            f"{where}."
         )
         out.append(
-            f"Charge for {p.to_name} from {p.charge_start:%Y-%m-%d} to {p.charge_last_day:%Y-%m-%d}: "
-            f"{money(p.charge_minor)}."
+            f"Charge for {p.to_name} from {p.charge_start:%Y-%m-%d} to "
+            f"{p.charge_last_day:%Y-%m-%d}: {money(p.charge_minor)}."
         )
         if p.credit_applied_minor:
             out.append(f"The credit pays {money(p.credit_applied_minor)} of it.")
@@ -281,8 +286,8 @@ def preview_lines(p: Preview, money) -> list[str]:
             out.append(f"{money(left_over)} stays on the patient's account as credit.")
     else:
         out.append(
-            f"{p.to_name} applies at once, with no proration: the current cycle's invoice is not changed and "
-            f"the new price is billed from {p.next_billing:%Y-%m-%d}."
+            f"{p.to_name} applies at once, with no proration: the current cycle's invoice is not "
+            f"changed and the new price is billed from {p.next_billing:%Y-%m-%d}."
         )
     allowance = (
         "unlimited uses"
@@ -296,12 +301,13 @@ def preview_lines(p: Preview, money) -> list[str]:
         )
     else:
         out.append(
-            f"Uses are reset: {p.to_name}'s first cycle starts with its full allowance ({allowance})."
+            f"Uses are reset: {p.to_name}'s first cycle starts with its full allowance "
+            f"({allowance})."
         )
     if p.next_billing:
         out.append(
-            f"Next billing: {p.next_billing:%Y-%m-%d}, {money(p.next_price_minor)} a cycle (before tax added "
-            "on top, if any)."
+            f"Next billing: {p.next_billing:%Y-%m-%d}, {money(p.next_price_minor)} a cycle "
+            "(before tax added on top, if any)."
         )
     return out
 
@@ -437,7 +443,8 @@ def _switch_terms(sold: Pass, template: PassTemplate, *, first_seq: int) -> None
 
 
 def _credit(sold: Pass, row: PassInvoice, p: Preview, memo: str) -> None:
-    """The unused days come off the current cycle's invoice; the cycle ends today and its fee is earned."""
+    """The unused days come off the current cycle's invoice;
+    the cycle ends today and its fee is earned."""
     today = p.effective_on
     _earn_to(sold, today, memo)
     row.refresh_from_db()
@@ -491,7 +498,8 @@ def _credit(sold: Pass, row: PassInvoice, p: Preview, memo: str) -> None:
 
 
 def _detach_from(row: PassInvoice, today: dt.date) -> list[Redemption]:
-    """The current cycle's bookings from today on leave it (placed again in the new plan's cycle)."""
+    """The current cycle's bookings from today on leave it (placed again in the
+    new plan's cycle)."""
     moving = list(
         row.redemptions.filter(status=Redemption.Status.RESERVED, visit_date__gte=today).order_by(
             "visit_date", "pk"
@@ -605,8 +613,8 @@ def membership_plan_change(
         shown = {k: str(getattr(p, k)) for k in ("credit_minor", "charge_minor", "effective_on")}
         if any(k in expected and str(expected[k]) != v for k, v in shown.items()):
             raise Conflict(
-                "The change's numbers moved since the preview (a day passed, or a payment or booking "
-                "changed the cycle). Review the new preview and confirm again.",
+                "The change's numbers moved since the preview (a day passed, or a payment or "
+                "booking changed the cycle). Review the new preview and confirm again.",
                 code="preview_changed",
             )
     before = activity.snapshot(sold)

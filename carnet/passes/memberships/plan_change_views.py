@@ -43,7 +43,8 @@ class PlanChangeForm(forms.Form):
     def __init__(self, *args, sold: Pass, clinic, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.fields["template"]
-        # The current plan stays a choice: the service says why it is refused, and a repeated submit finds its key.
+        # The current plan stays a choice: the service says why it is refused,
+        # and a repeated submit finds its key.
         field.queryset = PassTemplate.objects.filter(
             kind=PassTemplate.Kind.MEMBERSHIP, archived=False
         )

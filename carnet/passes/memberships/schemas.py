@@ -1,4 +1,5 @@
-"""API schemas for memberships (SPEC 6, 9.7). Money is integer minor units of the clinic currency."""
+"""API schemas for memberships (SPEC 6, 9.7). Money is integer minor units of
+the clinic currency."""
 
 import datetime as dt
 from typing import Literal
@@ -266,7 +267,10 @@ class MembershipPlanChangedOut(MembershipOut):
 class RetryNowOut(Schema):
     outcome: Literal["charged", "declined", "unavailable"] = Field(
         ...,
-        description="charged: nothing past due is left; declined: see the cycles' last_error; unavailable: "
-        "no answer from the card processor (checked again shortly, never charged twice)",
+        description=(
+            "charged: nothing past due is left; declined: see the cycles' last_error; "
+            "unavailable: no answer from the card processor (checked again shortly, "
+            "never charged twice)"
+        ),
     )
     membership: MembershipOut

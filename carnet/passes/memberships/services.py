@@ -83,8 +83,9 @@ def _roll_into(sold: Pass, row: PassInvoice) -> None:
 def _issue_due(
     sold: Pass, *, today: dt.date, actor=None, action=None, location=None
 ) -> list[PassInvoice]:
-    """Make and invoice every cycle of `sold` that has started by `today` (pass locked by the caller).
-    Automatic mode schedules a charge of the current cycle only: past cycles are paid by hand (SPEC 6.2)."""
+    """Make and invoice every cycle of `sold` that has started by `today` (pass locked by the
+    caller). Automatic mode schedules a charge of the current cycle only:
+    past cycles are paid by hand (SPEC 6.2)."""
     issued = []
     while True:
         row = (
@@ -251,7 +252,8 @@ def membership_sell(
 
 
 # Past cycles are invoiced at once: a start in 1900 (or a typo like 0026) would issue thousands of
-# invoices in one request. A membership older than this comes in through the import (opening balances).
+# invoices in one request. A membership older than this comes in through the
+# import (opening balances).
 MAX_PAST_START_DAYS = 366
 
 
@@ -259,12 +261,13 @@ def membership_start_check(start_date: dt.date | None, *, today: dt.date) -> Non
     date_check(start_date, field="start_date")
     if start_date is not None and start_date < today - dt.timedelta(days=MAX_PAST_START_DAYS):
         raise ValidationFailed(
-            f"Please correct start date: a membership sold here can start at most a year ago (from "
-            f"{today - dt.timedelta(days=MAX_PAST_START_DAYS)}), since every past cycle is invoiced at once; "
-            f"bring an older one in with Imports.",
+            "Please correct start date: a membership sold here can start at most a year ago "
+            f"(from {today - dt.timedelta(days=MAX_PAST_START_DAYS)}), since every past cycle is "
+            "invoiced at once; bring an older one in with Imports.",
             fields={
                 "start_date": [
-                    "At most a year ago: every past cycle is invoiced at once (bring an older membership in with Imports)."
+                    "At most a year ago: every past cycle is invoiced at once (bring an older "
+                    "membership in with Imports)."
                 ]
             },
         )
@@ -371,8 +374,9 @@ def membership_cancel(
     )
     if used is not None:
         raise Conflict(
-            f"A visit on {used.visit_date:%Y-%m-%d}, after the last covered day {last_day:%Y-%m-%d}, already "
-            f"used {sold.name}. Un-arrive that visit (or undo its no-show) first.",
+            f"A visit on {used.visit_date:%Y-%m-%d}, after the last covered day "
+            f"{last_day:%Y-%m-%d}, already used {sold.name}. Un-arrive that visit (or undo its "
+            "no-show) first.",
             code="visit_used",
         )
     before = activity.snapshot(sold)
@@ -416,7 +420,8 @@ def _recognise_rest(sold: Pass, row: PassInvoice, *, memo: str) -> None:
 
 
 def memberships_end(*, today: dt.date | None = None) -> int:
-    """The job: memberships cancelled at a cycle's end, or past their term, end after their last day."""
+    """The job: memberships cancelled at a cycle's end, or past their term,
+    end after their last day."""
     today = today or clinic_today()
     ended = 0
     for sold in Pass.objects.filter(
@@ -501,7 +506,8 @@ def cycle_refund_suggestion(row: PassInvoice, *, today: dt.date | None = None) -
 @transaction.atomic
 def cycle_refund(*, actor, row: PassInvoice, amount_minor: int, reason: str = "") -> PassInvoice:
     """Refund a cycle: `amount_minor` (0..collected) becomes credit; the cycle's unused uses end and
-    its unearned fee leaves deferred revenue (refunded, the rest earned now). Then refund the payment."""
+    its unearned fee leaves deferred revenue (refunded, the rest earned now).
+    Then refund the payment."""
     require(actor, Action.REFUND)
     row = PassInvoice.objects.select_related("invoice", "sold_pass").get(pk=row.pk)
     if row.invoice_id:
@@ -566,8 +572,8 @@ def _retime(sold: Pass, from_seq: int, change) -> None:
     )
     if used is not None:
         raise Conflict(
-            f"A visit on {used.visit_date:%Y-%m-%d} already used {sold.name} in a cycle this would move. "
-            "Un-arrive that visit (or undo its no-show) first.",
+            f"A visit on {used.visit_date:%Y-%m-%d} already used {sold.name} in a cycle this "
+            "would move. Un-arrive that visit (or undo its no-show) first.",
             code="visit_used",
         )
     moving = list(
@@ -660,7 +666,10 @@ def membership_pause(
 def pause_limit_words(sold: Pass) -> str:
     """The longest freeze of the membership's plan, enforced for staff and patients alike."""
     most = max(sold.pause_max_cycles, 1)
-    return f"{sold.name} can be paused for at most {most} cycle{'s' if most != 1 else ''} at a time: choose 1 to {most}."
+    return (
+        f"{sold.name} can be paused for at most {most} cycle{'s' if most != 1 else ''} at a time: "
+        f"choose 1 to {most}."
+    )
 
 
 def freeze_fee_total(sold: Pass, cycles: int) -> int:
@@ -671,11 +680,15 @@ def freeze_fee_total(sold: Pass, cycles: int) -> int:
 
 
 def freeze_fee_words(sold: Pass) -> str:
-    """The freeze fee as the pause forms show it, before the patient or staff confirm; "" without one."""
+    """The freeze fee as the pause forms show it, before the patient or staff
+    confirm; "" without one."""
     fee = money_text(sold.freeze_fee_minor)
     tax = " plus tax" if sold.taxes.exists() and not sold.tax_inclusive else ""
     if sold.freeze_fee_kind == FreezeFee.PER_CYCLE and sold.freeze_fee_minor:
-        return f"A freeze fee of {fee}{tax} is billed for each paused cycle, when that cycle would have started."
+        return (
+            f"A freeze fee of {fee}{tax} is billed for each paused cycle, when that cycle would "
+            "have started."
+        )
     if sold.freeze_fee_kind == FreezeFee.ONCE and sold.freeze_fee_minor:
         return f"A freeze fee of {fee}{tax} is billed once, when the pause starts."
     return ""

@@ -63,7 +63,8 @@ def _to_detail(pk: int):
 
 
 def _charge_message(sold: Pass, clinic) -> tuple[str, str]:
-    """Charge the due cycle of an automatic membership now (outside any transaction) and say how it went."""
+    """Charge the due cycle of an automatic membership now (outside any transaction)
+    and say how it went."""
     run = pass_charge_due(sold_pass=sold)
     if run.charged:
         rows = PassInvoice.objects.filter(pk__in=run.charged).select_related("invoice")
@@ -222,7 +223,8 @@ def _uses_now(sold: Pass, today: dt.date) -> dict:
 
 
 def membership_summary(sold: Pass, today: dt.date | None = None) -> dict:
-    """What a list row shows of a membership: uses this cycle, the next billing date, what is owed."""
+    """What a list row shows of a membership: uses this cycle,
+    the next billing date, what is owed."""
     today = today or clinic_today()
     rows = list(sold.instalment_rows.all())
     owing = sum(
@@ -353,7 +355,8 @@ def membership_resume(request, pk: int):
 @require_POST
 @staff_required(Action.SELL)
 def membership_past_due_override(request, pk: int):
-    """Let a past-due membership cover new bookings again until a date (issue 22 point 2; logged)."""
+    """Let a past-due membership cover new bookings again until a date
+    (issue 22 point 2; logged)."""
     sold = _membership(pk)
     try:
         until = dt.date.fromisoformat(request.POST.get("until", ""))
@@ -374,7 +377,8 @@ def membership_past_due_override(request, pk: int):
 @staff_required(Action.PAYMENT_TAKE)
 def membership_retry_now(request, pk: int):
     """Charge a past-due membership's card now (issue 22 point 4): the card attempt's own path, the
-    gateway called outside any transaction (this view holds none). Back to where it was asked from."""
+    gateway called outside any transaction (this view holds none).
+    Back to where it was asked from."""
     sold = _membership(pk)
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
@@ -414,7 +418,8 @@ def membership_retry_now(request, pk: int):
 @require_POST
 @staff_required(Action.REFUND)
 def cycle_write_off(request, cycle_pk: int):
-    """Write off what a cycle still owes (issue 22 point 5). Done once: a repeat finds it written off."""
+    """Write off what a cycle still owes (issue 22 point 5). Done once:
+    a repeat finds it written off."""
     row = _cycle(cycle_pk)
     _, denied = run_action(
         request,
@@ -450,8 +455,8 @@ def membership_cancel(request, pk: int):
                 )
             else:
                 text = (
-                    f"{sold.name} is cancelled at the end of the current cycle: it covers visits until "
-                    f"{result.ends_after:%Y-%m-%d} and is not billed again."
+                    f"{sold.name} is cancelled at the end of the current cycle: it covers visits "
+                    f"until {result.ends_after:%Y-%m-%d} and is not billed again."
                 )
             messages.success(request, text)
             return _to_detail(pk)

@@ -27,9 +27,9 @@ from carnet.passes.models import Pass, PassInvoice
 
 
 class CycleFeeBack:
-    """Where a cycle's fee goes when its invoice is reduced (a refund or a write-off): out of what is
-    still deferred first, then back out of revenue (the part already recognised); `earn_rest` then
-    recognises what stays deferred, so none of the cycle's fee is left there."""
+    """Where a cycle's fee goes when its invoice is reduced (a refund or a write-off): out of what
+    is still deferred first, then back out of revenue (the part already recognised); `earn_rest`
+    then recognises what stays deferred, so none of the cycle's fee is left there."""
 
     def __init__(self, sold: Pass, row: PassInvoice):
         self.category, self.deferred = sold.income_category_id, row.net_minor - row.recognised_minor

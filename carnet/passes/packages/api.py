@@ -123,8 +123,10 @@ def my_passes(request):
     response=s.PassOut | s.MyPassDetailOut,
     operation_id="pass_read",
     summary="A package with its items, instalments and use history",
-    description="Staff get PassOut; a patient, their own or a dependant's package as MyPassDetailOut "
-    "(no compensation values, payments or internal counters).",
+    description=(
+        "Staff get PassOut; a patient, their own or a dependant's package as MyPassDetailOut (no "
+        "compensation values, payments or internal counters)."
+    ),
 )
 def read(request, pk: int):
     sold = _pass(request, pk)

@@ -95,7 +95,8 @@ def _forfeit(sold: Pass, *, kind: str, lines_for, memo: str) -> int:
     else:
         to_post, counter = uses_to_post(sold), "forfeited_count"
         unused = to_post - sold.reserved_count
-        # The reserved uses keep the first (smallest) shares; the remainder goes with the unused ones.
+        # The reserved uses keep the first (smallest) shares;
+        # the remainder goes with the unused ones.
         keep = sold.reserved_count * (left // to_post) if to_post else 0
     value = left - keep if unused > 0 else 0
     Pass.objects.filter(pk=sold.pk).update(
@@ -153,7 +154,8 @@ def passes_expire(*, today: dt.date | None = None) -> int:
 
 def refund_suggestions(sold: Pass) -> dict:
     """SPEC 5.4's suggestion (price ÷ quantity × remaining uses) next to 9.12's rule (used
-    sessions re-priced at the single-visit price, the rest refunded), both within what was collected."""
+    sessions re-priced at the single-visit price, the rest refunded),
+    both within what was collected."""
     collected = pass_collected_minor(sold)
     unused = max(sold.remaining or 0, 0)
     remaining = (
@@ -335,7 +337,8 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
     sold = lock_pass(sold_pass.pk)
     _active(sold, "deleted")
     if postings_for_source(sold).filter(transaction__kind="opening_balance").exists():
-        # Its value is an opening balance, not an invoice to reverse: only undoing its import takes it out.
+        # Its value is an opening balance, not an invoice to reverse:
+        # only undoing its import takes it out.
         raise Conflict(
             f"{sold.name} was imported from the previous system: refund it, or undo its import "
             "(Settings → Import data) while it is unused.",
@@ -343,8 +346,8 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
         )
     if sold.transferred_from_id:  # its value came from another pass, not from an invoice to reverse
         raise Conflict(
-            f"{sold.name} was received by transfer, not bought: it cannot be deleted. Refund it, or "
-            "transfer it on.",
+            f"{sold.name} was received by transfer, not bought: it cannot be deleted. Refund it, "
+            "or transfer it on.",
             code="received_by_transfer",
         )
     for invoice in invoices:
@@ -381,7 +384,8 @@ def pass_delete(*, actor, sold_pass: Pass) -> Pass:
 @transaction.atomic
 def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
     """Move a paid package's remaining uses to another patient (SPEC 9.5): a new pass for them with
-    the same terms and expiry, carrying the remaining deferred value; this one ends as transferred."""
+    the same terms and expiry, carrying the remaining deferred value;
+    this one ends as transferred."""
     from carnet.passes.selectors import pass_fully_paid
 
     require(actor, Action.PASS_TRANSFER)

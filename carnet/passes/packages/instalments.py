@@ -8,8 +8,8 @@ a card attempt (billing.card_attempts: recorded, called outside any transaction,
 Before trying again, the job asks the gateway what became of the last attempt that got no answer
 (a crash, a lost response), so a charge that went through is recorded once — as credit if the
 invoice was paid at the desk meanwhile — even after the card was changed. A declined card leaves
-the invoice unpaid, emails the patient and the clinic, and is retried on the clinic's schedule (a soft
-decline) or waits for a new card (a hard one): memberships.dunning. One
+the invoice unpaid, emails the patient and the clinic, and is retried on the clinic's schedule (a
+soft decline) or waits for a new card (a hard one): memberships.dunning. One
 row's error is recorded on the row and never stops the others.
 """
 
@@ -158,14 +158,15 @@ def _charge(
 
 
 def _declined(pk: int, today: dt.date, failure) -> str:
-    """A declined charge: counted and, by its kind, retried on the clinic's schedule or waiting for a
-    new card (never retried when only the card holder can confirm it); memberships.dunning."""
+    """A declined charge: counted and, by its kind, retried on the clinic's schedule or waiting for
+    a new card (never retried when only the card holder can confirm it); memberships.dunning."""
     decline_record(pk=pk, failure=failure, today=today)
     return "declined"
 
 
 def _charged(attempt: CardAttempt, payment) -> None:
-    """The instalment's charge is recorded (inline or by reconciliation): stop retrying, send the receipt."""
+    """The instalment's charge is recorded (inline or by reconciliation):
+    stop retrying, send the receipt."""
     row = PassInvoice.objects.select_related("sold_pass").get(pk=attempt.context["pass_invoice"])
     PassInvoice.objects.filter(pk=row.pk).update(
         next_attempt_on=None, last_error="", needs_new_card=False
@@ -181,7 +182,8 @@ purpose_register(
 
 
 def _isolated(pk: int, step, today: dt.date):
-    """One row's step; an unexpected error is written on the row (staff see it) and the job goes on."""
+    """One row's step; an unexpected error is written on the row
+    (staff see it) and the job goes on."""
     try:
         return step(pk, today)
     except CarnetError as exc:
@@ -192,7 +194,8 @@ def _isolated(pk: int, step, today: dt.date):
 
 
 def instalments_bill(*, today: dt.date | None = None) -> Run:
-    """Invoice every due instalment once, then charge those with a card on file that are due a try."""
+    """Invoice every due instalment once, then charge those with a card on file
+    that are due a try."""
     today = today or clinic_today()
     run = Run()
     due = (

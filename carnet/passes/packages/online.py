@@ -72,12 +72,14 @@ def online_template_get(pk: int) -> PassTemplate:
 
 
 def online_price_minor(template: PassTemplate) -> int:
-    """What is charged now: the whole price, or the first instalment of a payment plan (tax included)."""
+    """What is charged now: the whole price, or the first instalment of a payment
+    plan (tax included)."""
     return _instalment_plan(template, clinic_get().currency)[0][1]
 
 
 def online_total_minor(template: PassTemplate) -> int:
-    """The whole price with its taxes (every instalment of a payment plan), as the patient will pay it."""
+    """The whole price with its taxes (every instalment of a payment plan),
+    as the patient will pay it."""
     return sum(gross for _unit, gross, _net in _instalment_plan(template, clinic_get().currency))
 
 
@@ -121,7 +123,8 @@ def _sale_invoice(sold: Pass):
 
 
 def _buyer_and_key(user, patient, idempotency_key: str) -> tuple[Patient, str]:
-    """The portal user buying for `patient` (themself or a dependant; anyone else is not found), and the form key."""
+    """The portal user buying for `patient` (themself or a dependant;
+    anyone else is not found), and the form key."""
     buyer = _buyer(user)
     if patient is None or patient.pk not in _managed_ids(user):
         raise NotFound("No such patient.")
@@ -197,8 +200,10 @@ def package_buy_online(
     raise Conflict(
         f"{attempt.message} Please contact the clinic."
         if attempt.message
-        else "Your payment was received but the package could not be sold; the amount is kept as credit "
-        "on your account. Please contact the clinic.",
+        else (
+            "Your payment was received but the package could not be sold; the amount is kept as "
+            "credit on your account. Please contact the clinic."
+        ),
         code="kept_as_credit",
     )
 
@@ -239,7 +244,7 @@ purpose_register(
 )
 
 
-# ---------------------------------------------------------------- memberships: sign up online (SPEC 6, 11)
+# --------------------------------------------------------- memberships: sign up online (SPEC 6, 11)
 
 
 def online_membership_templates():
@@ -343,7 +348,8 @@ def _check_membership_sellable(template: PassTemplate, owner: Patient, *, lock: 
             code="not_sold_online",
         )
     if Pass.objects.filter(patient=owner, template=template, status=Pass.Status.ACTIVE).exists():
-        # A second one by mistake (or after a declined card) would bill twice; the clinic can sell another.
+        # A second one by mistake (or after a declined card) would bill twice;
+        # the clinic can sell another.
         raise Conflict(
             f"{owner.full_name} already has {template.name}. See it under Packages & Memberships.",
             code="already_member",
@@ -376,11 +382,11 @@ def membership_sign_up_online(
     A declined first charge KEEPS the membership, unpaid, and the decline is reported to the caller
     (`membership.first_charge`): it is then exactly an automatic membership whose charge failed at
     the desk (SPEC 6.2) — the cycle's invoice stays open, the patient and the clinic are emailed and
-    the job retries the card on the clinic's retry schedule (memberships.dunning; the email promises that retry, so
-    deleting the membership afterwards would contradict it). The clinic can delete it (nothing was
-    paid) or take the payment; a second online sign-up for the same membership is refused meanwhile.
-    Returns the membership with `first_charge` = {"outcome": charged | declined | pending | none,
-    "message"}.
+    the job retries the card on the clinic's retry schedule (memberships.dunning; the email promises
+    that retry, so deleting the membership afterwards would contradict it). The clinic can delete it
+    (nothing was paid) or take the payment; a second online sign-up for the same membership is
+    refused meanwhile. Returns the membership with `first_charge` = {"outcome": charged | declined |
+    pending | none, "message"}.
     """
     from carnet.passes.memberships.services import membership_sell
 

@@ -238,11 +238,16 @@ def packages_in_use(pks: list[int]) -> list[str]:
             ):
                 problems.append(
                     f"{p.name} of patient #{p.patient_id} (pass #{p.pk}) has been "
-                    f"{'used' if p.reserved_count or p.posted_count else p.get_status_display().lower()}"
+                    + (
+                        "used"
+                        if p.reserved_count or p.posted_count
+                        else p.get_status_display().lower()
+                    )
                 )
             elif p.forfeited_count or p.redemptions.exists():
                 problems.append(
-                    f"{p.name} of patient #{p.patient_id} (pass #{p.pk}) has changed since the import"
+                    f"{p.name} of patient #{p.patient_id} (pass #{p.pk}) has changed since the "
+                    "import"
                 )
     return problems
 

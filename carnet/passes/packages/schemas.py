@@ -194,7 +194,8 @@ class MyPassItemOut(Schema):
 
 
 class MyPassDetailOut(MyPassOut):
-    """One of the patient's own (or a dependant's) packages: what it covers, without staff-only values."""
+    """One of the patient's own (or a dependant's) packages: what it covers,
+    without staff-only values."""
 
     items: list[MyPassItemOut]
 
@@ -272,7 +273,8 @@ class PassTransferIn(Schema):
 
 
 class SharesIn(Schema):
-    # Ids are database keys: anything outside a 64-bit key is refused here (422), not by the database.
+    # Ids are database keys: anything outside a 64-bit key is refused here
+    # (422), not by the database.
     patient_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
         ..., description="The full list of family members who may use the pass"
     )

@@ -22,14 +22,20 @@ REASONS = {
     "transferred": "Its remaining uses were transferred to another patient.",
     "other_patient": "Belongs to {owner}, who does not share it with this patient.",
     "not_eligible": "{treatment} is not one of its eligible items.",
-    "not_paid": "Not paid yet: it covers visits once its invoice is fully paid (balance {balance}).",
+    "not_paid": (
+        "Not paid yet: it covers visits once its invoice is fully paid (balance {balance})."
+    ),
     "plan_not_paid": "Payment plan: {unlocked} of {quantity} uses are paid for and all are taken. "
     "Collect the next instalment to unlock more.",
     "expired": "Expired on {expires_on}; the visit is on {visit_date}.",
     "used_up": "All {quantity} uses are taken.",
-    "used_up_value": "Its balance of {face_value} is used up: all of it is drawn by visits or held by bookings.",
+    "used_up_value": (
+        "Its balance of {face_value} is used up: all of it is drawn by visits or held by bookings."
+    ),
     "item_limit": "Its limit of {limit} for {treatment} is reached.",
-    "not_online": "This package is not used on online bookings; the clinic attaches it at the front desk.",
+    "not_online": (
+        "This package is not used on online bookings; the clinic attaches it at the front desk."
+    ),
     "group_secondary": "In a group appointment only the primary client's package is used.",
     "cancelled": "Cancelled: it no longer covers visits.",
     "not_started": "The membership starts on {start_date}, after the visit ({visit_date}).",
@@ -41,12 +47,14 @@ REASONS = {
     "weekly_cap": "Used at most {cap} a week: {taken} already booked {span}.",
     "daily_cap": "Used at most {cap} a day: {taken} already booked {span}.",
     "past_due": PAST_DUE_REASON,
-    "written_off": "The cycle that includes {visit_date} was written off unpaid, so it covers no visits.",
+    "written_off": (
+        "The cycle that includes {visit_date} was written off unpaid, so it covers no visits."
+    ),
 }
 UNPAID_WARNING = "Covers it, but this cycle's invoice is not paid yet (balance {balance})."
 PARTIAL_WARNING = (
-    "Covers {covered} of this visit's {full}: only that much of its balance is left, so the patient "
-    "pays the rest."
+    "Covers {covered} of this visit's {full}: only that much of its balance is left, "
+    "so the patient pays the rest."
 )
 
 
@@ -140,7 +148,8 @@ def pass_check(
 
 
 def visit_value(item, treatment) -> int:
-    """What a visit is worth to a value package: its eligible item's value, or the treatment's price."""
+    """What a visit is worth to a value package: its eligible item's value,
+    or the treatment's price."""
     return item.value_minor if item.value_minor is not None else treatment.price_minor
 
 
@@ -168,7 +177,8 @@ def _value_check(sold: Pass, item: PassItem, no, *, treatment, online: bool) -> 
 def _membership_check(
     sold: Pass, item: PassItem, no, *, visit_date: dt.date, online: bool
 ) -> Verdict:
-    """Memberships count uses per cycle and may cover a visit while its cycle is unpaid (SPEC 6.3)."""
+    """Memberships count uses per cycle and may cover a visit while its cycle is
+    unpaid (SPEC 6.3)."""
     from carnet.passes.memberships.cycles import cycle_preview
 
     state, row, left = cycle_preview(sold, visit_date)

@@ -1,6 +1,6 @@
-"""What an online booking will cost the patient (SPEC 5.3, 11): the treatment's price with its taxes,
-or, when one of their passes will cover the visit, which one, what is left of it afterwards and the
-additional charge. The pass is the one auto-select picks (eligibility.auto_candidates with
+"""What an online booking will cost the patient (SPEC 5.3, 11): the treatment's price with its
+taxes, or, when one of their passes will cover the visit, which one, what is left of it afterwards
+and the additional charge. The pass is the one auto-select picks (eligibility.auto_candidates with
 online=True), the same rule the booking then applies, so the page never promises another."""
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class Quote:
     pays: Money  # what the patient pays for this visit
     pass_pk: int | None = None
     sentence: str = ""
-    cover: str = ""  # the pass and what is left of it after this visit, for the desk ("10 Massages — 7 left …")
+    # The pass and what is left of it after this visit, for the desk ("10 Massages — 7 left …").
+    cover: str = ""
 
 
 def price_with_tax_minor(priced, charge_minor: int | None = None) -> int:
@@ -41,7 +42,8 @@ def price_with_tax_minor(priced, charge_minor: int | None = None) -> int:
 
 
 def _left_after(sold: Pass, visit_date: dt.date, taken: int) -> str:
-    """What is left of the pass once this visit has its use (`taken`: 1 before it is reserved, 0 after)."""
+    """What is left of the pass once this visit has its use (`taken`:
+    1 before it is reserved, 0 after)."""
     if sold.kind == Pass.Kind.MEMBERSHIP:
         from carnet.passes.memberships.cycles import cycle_preview
 
@@ -122,5 +124,8 @@ def visit_quote(
         pays=pays,
         pass_pk=sold.pk,
         cover=f"{sold.name} — {_left_after(sold, visit_date, taken)}",
-        sentence=f"Covered by {sold.name} — {_left_after(sold, visit_date, taken)}; you pay {pays}{charge}.",
+        sentence=(
+            f"Covered by {sold.name} — {_left_after(sold, visit_date, taken)}; "
+            f"you pay {pays}{charge}."
+        ),
     )

@@ -202,19 +202,22 @@ def _reserve_value(sold: Pass, visit, verdict: Verdict) -> Redemption:
 
 
 def value_to_post(sold: Pass) -> int:
-    """A value package's amount whose revenue is still deferred: held by bookings or not drawn yet."""
+    """A value package's amount whose revenue is still deferred:
+    held by bookings or not drawn yet."""
     return sold.face_value_minor - sold.value_posted_minor - sold.value_forfeited_minor
 
 
 def value_share(left: int, drawn: int, to_post: int) -> int:
-    """The deferred value a draw of `drawn` (out of the `to_post` still to post) recognises: `left` in
-    proportion, rounded down; the draw that takes all that is left takes all of `left`, so no cent is
-    lost or created (900.00 for 1,000.00: 33.33 drawn recognises 29.99, the last draw the rest)."""
+    """The deferred value a draw of `drawn` (out of the `to_post` still to post) recognises: `left`
+    in proportion, rounded down; the draw that takes all that is left takes all of `left`, so no
+    cent is lost or created (900.00 for 1,000.00: 33.33 drawn recognises 29.99,
+    the last draw the rest)."""
     return left if drawn >= to_post else left * drawn // to_post
 
 
 def uses_to_post(sold: Pass) -> int:
-    """Uses whose value is still deferred: reserved or not yet used, neither posted nor forfeited."""
+    """Uses whose value is still deferred: reserved or not yet used,
+    neither posted nor forfeited."""
     return (sold.quantity or 0) - sold.posted_count - sold.forfeited_count - sold.used_before_import
 
 
@@ -240,7 +243,8 @@ def _take_cycle_use(row) -> bool:
 
 
 def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
-    """A membership use counts against the cycle the visit falls in (made now if it is still ahead)."""
+    """A membership use counts against the cycle the visit falls in
+    (made now if it is still ahead)."""
     from carnet.passes.memberships.cycles import cycle_for
 
     day = visit_date(visit)
@@ -252,7 +256,8 @@ def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
     )
     if row is None or row.skipped or not _take_cycle_use(row) or not item_taken:
         raise Conflict(
-            f"{sold.name}: {REASONS['cycle_used_up'].format(uses=sold.uses_per_cycle, visit_date=day)}",
+            f"{sold.name}: "
+            f"{REASONS['cycle_used_up'].format(uses=sold.uses_per_cycle, visit_date=day)}",
             code="cycle_used_up",
         )
     Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") + 1)
@@ -269,7 +274,8 @@ def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
 
 def _reserve_first(candidates: list[Pass], *, visit, online: bool) -> Redemption | None:
     """Auto-select read the passes before locking them: one may have been used up meanwhile by a
-    racing booking. Then the next best is tried, and the booking goes ahead without a pass if none is left."""
+    racing booking. Then the next best is tried, and the booking goes ahead without a
+    pass if none is left."""
     for candidate in candidates:
         try:
             with transaction.atomic():  # a savepoint: a refused candidate leaves nothing behind
@@ -302,7 +308,8 @@ def redemption_void(redemption: Redemption) -> None:
 
 
 def _forfeit_value(sold: Pass) -> None:
-    """The value package's balance freed after it ended: forfeited, its deferred share to breakage."""
+    """The value package's balance freed after it ended: forfeited,
+    its deferred share to breakage."""
     freed = sold.value_left
     if freed <= 0:
         return
@@ -350,7 +357,8 @@ def _forfeit_if_ended(pk: int) -> None:
 
 
 def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
-    """Rescheduling a visit a membership covers: its use moves to the new date's cycle, if one is left."""
+    """Rescheduling a visit a membership covers: its use moves to the new date's
+    cycle, if one is left."""
     from carnet.passes.memberships.cycles import cycle_for, cycle_preview
 
     sold = lock_pass(redemption.sold_pass_id)
@@ -359,7 +367,8 @@ def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
         code = "cancelled" if sold.status != Pass.Status.ACTIVE else state
         message = REASONS[code].format(visit_date=new_date, start_date=sold.start_date)
         raise Conflict(
-            f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
+            f"{sold.name}: {message} Remove it from this appointment first, or choose another "
+            "date.",
             code=code,
         )
     row = cycle_for(sold, new_date, create=True)
@@ -367,7 +376,8 @@ def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
         if not _take_cycle_use(row):
             message = REASONS["cycle_used_up"].format(uses=row.uses_allowed, visit_date=new_date)
             raise Conflict(
-                f"{sold.name}: {message} Remove it from this appointment first, or choose another date.",
+                f"{sold.name}: {message} Remove it from this appointment first, or choose another "
+                "date.",
                 code="cycle_used_up",
             )
         PassInvoice.objects.filter(pk=redemption.cycle_id).update(used_count=F("used_count") - 1)
@@ -519,8 +529,8 @@ def pass_attach(
     from carnet.scheduling.models import Visit
 
     _authorise(actor, visit, online=online)
-    # The visit's row lock makes two attaches to one visit queue, so the second sees the first (PostgreSQL);
-    # on SQLite BEGIN IMMEDIATE already serialises them.
+    # The visit's row lock makes two attaches to one visit queue, so the second sees the first
+    # (PostgreSQL); on SQLite BEGIN IMMEDIATE already serialises them.
     visit = (
         Visit.objects.select_for_update(of=("self",))
         .select_related("appointment__treatment", "appointment__location", "patient")
@@ -529,13 +539,14 @@ def pass_attach(
     live = visit_redemption(visit)
     if live is not None:
         raise Conflict(
-            f"This visit is already covered by {live.sold_pass.name}. Remove it first to use another.",
+            f"This visit is already covered by {live.sold_pass.name}. Remove it first to use "
+            "another.",
             code="already_covered",
         )
     if visit.status not in (VisitStatus.BOOKED, VisitStatus.ARRIVED):
         raise Conflict(
-            f"This visit is {visit.get_status_display().lower()}; only a booked or arrived visit can "
-            "use a package.",
+            f"This visit is {visit.get_status_display().lower()}; only a booked or arrived visit "
+            "can use a package.",
             code="not_booked",
         )
     if sold_pass is None:
@@ -612,7 +623,8 @@ def covered_line(redemption: Redemption, line):
 
 
 def uncovered_minor(redemption: Redemption, price_minor: int) -> int:
-    """The part of a visit's price a value package's draw leaves to the patient (0: fully covered)."""
+    """The part of a visit's price a value package's draw leaves to the patient
+    (0: fully covered)."""
     full, drawn = redemption.full_value_minor, redemption.drawn_minor
     return price_minor * (full - drawn) // full if full and drawn < full else 0
 
@@ -642,7 +654,8 @@ def pass_remove(*, actor, visit) -> Redemption:
         raise NotFound("No package covers this visit.")
     if live.status == Status.POSTED:
         raise Conflict(
-            "This visit has arrived, so its use is taken. Un-arrive it first, then remove the package.",
+            "This visit has arrived, so its use is taken. Un-arrive it first, then remove the "
+            "package.",
             code="arrived",
         )
     before = activity.snapshot(live)

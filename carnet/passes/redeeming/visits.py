@@ -94,8 +94,8 @@ def check_move(appointment, *, new_date: dt.date, new_start: dt.datetime | None 
         if sold.expires_on is not None and new_date > sold.expires_on:
             raise Conflict(
                 f"{sold.name} expires on {sold.expires_on:%Y-%m-%d}, before the new date "
-                f"{new_date:%Y-%m-%d}. Remove the package from this appointment first, or choose a date "
-                "on or before its expiry.",
+                f"{new_date:%Y-%m-%d}. Remove the package from this appointment first, "
+                "or choose a date on or before its expiry.",
                 code="expired",
             )
         rule = window_refusal(

@@ -79,8 +79,8 @@ def archive(request, pk: int, payload: s.ArchiveIn | None = None):
 )
 def preview(request, pk: int):
     """The sold packages (or active memberships) the update would change, before → after, with any
-    problem that refuses it; for memberships, notes and the cycles not yet invoiced that take the new
-    amount and uses."""
+    problem that refuses it; for memberships, notes and the cycles not yet invoiced that take the
+    new amount and uses."""
     require(request.auth, Action.SETUP_MANAGE)
     return sold_update_preview(template=template_get(pk))
 
@@ -89,7 +89,7 @@ def preview(request, pk: int):
     "/{pk}/sold-update", response=s.SoldUpdateOut, operation_id="pass_template_sold_update"
 )
 def apply(request, pk: int):
-    """Carry the template's terms to the sold packages (name, quantity, income category, auto-select,
-    eligible items) or to the active memberships (name, uses per cycle, amount from the next cycle,
-    income category, auto-select, cancellable after, eligible items); all or none."""
+    """Carry the template's terms to the sold packages (name, quantity, income category,
+    auto-select, eligible items) or to the active memberships (name, uses per cycle, amount from the
+    next cycle, income category, auto-select, cancellable after, eligible items); all or none."""
     return {"updated": sold_update(actor=request.auth, template=template_get(pk))}

@@ -54,13 +54,16 @@ def _disclosure(
             else "This pass does not expire."
         )
         return (
-            f"Quebec Consumer Protection Act (s. 187.3): {what} A remaining balance under {small} is "
-            "refunded on request."
+            f"Quebec Consumer Protection Act (s. 187.3): {what} A remaining balance under {small} "
+            "is refunded on request."
         )
     if preset == Preset.ONTARIO:
         return "Ontario: prepaid passes and gift cards sold by this clinic do not expire."
     if preset == Preset.US_FEDERAL:
-        return "US federal law (CARD Act): gift cards and prepaid passes expire no sooner than 5 years after purchase."
+        return (
+            "US federal law (CARD Act): gift cards and prepaid passes expire no sooner than 5 "
+            "years after purchase."
+        )
     if rule == Rule.FORBIDDEN:
         return "Passes sold by this clinic do not expire."
     if rule == Rule.MINIMUM and minimum_days:
@@ -166,8 +169,8 @@ _PRESET_WHY = {
 
 def _minimum_message(terms: ExpiryTerms) -> str:
     return (
-        f"The clinic's expiry rule{_PRESET_WHY.get(terms.preset, '')} requires a pass to last at least "
-        f"{terms.minimum_days} days from its purchase date."
+        f"The clinic's expiry rule{_PRESET_WHY.get(terms.preset, '')} requires a pass to last at "
+        f"least {terms.minimum_days} days from its purchase date."
     )
 
 
@@ -219,8 +222,8 @@ def template_expiry_allowed(*, value: int | None, unit: str, clinic: Clinic | No
         shortest = shortest_duration_days(value=value, unit=unit)
         if shortest < terms.minimum_days:
             raise ValidationFailed(
-                f"{_minimum_message(terms)} {value} {unit} can be as short as {shortest} days; choose a longer "
-                "expiry, or none.",
+                f"{_minimum_message(terms)} {value} {unit} can be as short as {shortest} days; "
+                "choose a longer expiry, or none.",
                 fields={"expiry_value": [_minimum_message(terms)]},
             )
 

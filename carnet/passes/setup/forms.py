@@ -55,7 +55,8 @@ class DaysField(forms.MultipleChoiceField):
 
 
 def window_fields(form: forms.ModelForm) -> None:
-    """The when-and-where fields of a template form (issue 23): days as boxes, times as time inputs."""
+    """The when-and-where fields of a template form (issue 23): days as boxes,
+    times as time inputs."""
     form.fields["allowed_days"] = DaysField(label=WINDOW_LABELS["allowed_days"])
     form.fields["allowed_locations"].widget = forms.CheckboxSelectMultiple()
     form.fields["allowed_locations"].queryset = Location.objects.filter(is_active=True).order_by(
@@ -114,10 +115,11 @@ class TemplateForm(SetupFormBase):
             "expiry_value": "From the purchase date; leave empty for never.",
             "instalments": "1 = paid in full; up to 24.",
             "quantity": "How many visits the package covers (empty when it holds a value).",
-            "expected_breakage_bp": "Basis points, 1000 = 10 %: the share of the value the clinic expects "
-            "never to be used. Recognised in proportion to redemptions when the "
-            "clinic's breakage method says so (Settings → Clinic); packages sold "
-            "keep the rate of their sale.",
+            "expected_breakage_bp": (
+                "Basis points, 1000 = 10 %: the share of the value the clinic expects never to be "
+                "used. Recognised in proportion to redemptions when the clinic's breakage method "
+                "says so (Settings → Clinic); packages sold keep the rate of their sale."
+            ),
         }
 
     def __init__(self, *args, currency: str, **kwargs):
@@ -126,13 +128,16 @@ class TemplateForm(SetupFormBase):
         self.fields[
             "quantity"
         ].required = False  # required unless it holds a value: setup.services says so
-        # Issue 23: a package that holds a value (pay 900.00, get 1,000.00 of treatments) instead of a count.
+        # Issue 23: a package that holds a value (pay 900.00,
+        # get 1,000.00 of treatments) instead of a count.
         self.fields["holds_value"] = forms.BooleanField(
             required=False,
             initial=self.instance.face_value_minor is not None,
             label="Holds a value (not a count)",
-            help_text="Each covered visit draws its price (or the item's value below) from the balance; when the "
-            "balance runs short the patient pays the rest.",
+            help_text=(
+                "Each covered visit draws its price (or the item's value below) from the balance; "
+                "when the balance runs short the patient pays the rest."
+            ),
         )
         self.fields["face_value_minor"] = MoneyField(
             currency=currency,
@@ -209,12 +214,16 @@ class MembershipTemplateForm(SetupFormBase):
         }
         help_texts = {
             "term_cycles": "1 to 52; leave empty for open-ended.",
-            "cancellable_after_cycles": "A warning when cancelling earlier, not a block; 0 = any time.",
+            "cancellable_after_cycles": (
+                "A warning when cancelling earlier, not a block; 0 = any time."
+            ),
             "uses_per_cycle": "Leave empty for unlimited.",
             "rollover_cap": "At most this many unused uses carried over; empty = no cap.",
             "pause_max_cycles": "Per pause, when pausing is allowed.",
-            "freeze_fee_kind": "Billed like a cycle, on a line of its own, when a paused cycle would have "
-            "started (once: the first only); shown to the patient before they pause.",
+            "freeze_fee_kind": (
+                "Billed like a cycle, on a line of its own, when a paused cycle would have "
+                "started (once: the first only); shown to the patient before they pause."
+            ),
         }
 
     def __init__(self, *args, currency: str, **kwargs):
@@ -257,7 +266,8 @@ class MembershipTemplateForm(SetupFormBase):
 
 
 def template_form(data, template: PassTemplate, *, currency: str):
-    """The form for the template's kind (its own fields; the eligible items are a separate table)."""
+    """The form for the template's kind (its own fields; the eligible items are
+    a separate table)."""
     cls = MembershipTemplateForm if template.kind == PassTemplate.Kind.MEMBERSHIP else TemplateForm
     return cls(data, instance=template, currency=currency)
 
@@ -295,7 +305,8 @@ class EligibleItemForm(forms.Form):
 
 
 def item_formset(data, template: PassTemplate | None, *, currency: str):
-    """The eligible-items table: the template's items, then blank rows (at least ITEM_ROWS in all)."""
+    """The eligible-items table: the template's items, then blank rows
+    (at least ITEM_ROWS in all)."""
     initial = [
         {
             "treatment": i.treatment_id,
@@ -312,14 +323,18 @@ def item_formset(data, template: PassTemplate | None, *, currency: str):
 
 
 def intro_override_add(form: forms.Form, user) -> None:
-    """The "sell this intro offer anyway" box, offered only to staff allowed to override (issue 23)."""
+    """The "sell this intro offer anyway" box, offered only to staff allowed to
+    override (issue 23)."""
     from carnet.core.permissions import Action, can
 
     if can(user, Action.INTRO_OFFER_OVERRIDE):
         form.fields["intro_override"] = forms.BooleanField(
             required=False,
             label="Sell even if it is an intro offer this patient may not have",
-            help_text="New-patient and once-per-patient offers are otherwise refused; the override is logged.",
+            help_text=(
+                "New-patient and once-per-patient offers are otherwise refused; the override is "
+                "logged."
+            ),
         )
 
 

@@ -29,14 +29,16 @@ def _lock_patient(patient) -> None:
 
 
 def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
-    """(code, sentence) when `template` is an intro offer `patient` may not have; None when they may."""
+    """(code, sentence) when `template` is an intro offer `patient` may not have;
+    None when they may."""
     from carnet.scheduling.models import Status, Visit
 
     passes = Pass.objects.filter(patient_id=patient.pk).exclude(status=Pass.Status.DELETED)
     if template.once_per_patient and passes.filter(template=template).exists():
         return (
             "intro_once_per_patient",
-            f"{template.name} is an intro offer sold once per patient, and {patient.full_name} already had it.",
+            f"{template.name} is an intro offer sold once per patient, and {patient.full_name} "
+            "already had it.",
         )
     if template.new_patients_only:
         came = Visit.objects.filter(patient_id=patient.pk, status=Status.ARRIVED).exists()
@@ -48,7 +50,8 @@ def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
             )
             return (
                 "intro_new_patients_only",
-                f"{template.name} is an intro offer for new patients only, and {patient.full_name} {why}.",
+                f"{template.name} is an intro offer for new patients only, "
+                f"and {patient.full_name} {why}.",
             )
     return None
 

@@ -7,7 +7,7 @@ from ninja import Field
 
 from carnet.core.schemas import Schema
 
-# ---------------------------------------------------------------- templates (Settings → Packages & Memberships)
+# ---------------------------------------------------- templates (Settings → Packages & Memberships)
 # Ranges are checked by setup.services.template_save, whose messages name the field
 # (items as items.<n>.<field>).
 
@@ -96,7 +96,8 @@ class PassTemplateIn(Schema):
         None, description="At most this many uses per cap_period; null = no cap"
     )
     cap_period: Literal["day", "week"] = Field("week", description="Weeks run Monday to Sunday")
-    # Memberships (SPEC 6.1, 9.7); a membership has no quantity, expiry, instalments, transfer or family sharing.
+    # Memberships (SPEC 6.1, 9.7); a membership has no quantity, expiry, instalments,
+    # transfer or family sharing.
     cycle: Literal["weekly", "monthly", "yearly"] = Field(
         "monthly", description="Membership billing cycle"
     )
@@ -119,7 +120,9 @@ class PassTemplateIn(Schema):
     )
     freeze_fee_kind: Literal["none", "once", "per_cycle"] = Field(
         "none",
-        description="Membership freeze fee: none, once per pause, or per frozen cycle (billed like a cycle)",
+        description=(
+            "Membership freeze fee: none, once per pause, or per frozen cycle (billed like a cycle)"
+        ),
     )
     freeze_fee_minor: int = Field(
         0, ge=0, description="The freeze fee (line price); more than 0 when there is one"

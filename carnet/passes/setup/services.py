@@ -126,7 +126,8 @@ class _Errors:
 
 
 def _fits(model, field: str, value) -> bool:
-    """Whether an integer (or id, for a relation) fits the database column; non-integers are left to other checks."""
+    """Whether an integer (or id, for a relation) fits the database column;
+    non-integers are left to other checks."""
     f = model._meta.get_field(field)
     f = f.target_field if f.is_relation else f
     if (
@@ -142,7 +143,8 @@ def _fits(model, field: str, value) -> bool:
 def _clean_template(
     t: PassTemplate, data: dict, errors: _Errors, names: dict[str, str]
 ) -> list[int] | None:
-    """Copy `data` onto the unsaved template and check it; returns the tax ids to set (None: unchanged)."""
+    """Copy `data` onto the unsaved template and check it; returns the tax ids to set
+    (None: unchanged)."""
     for key in _PLAIN:
         if key in data:
             setattr(t, key, data[key])
@@ -231,7 +233,8 @@ def _clean_value_package(t: PassTemplate, errors: _Errors) -> None:
 
 
 def _clean_mode(t: PassTemplate, errors: _Errors) -> None:
-    """A sold package keeps counting uses or holding a value: the template cannot switch once sold."""
+    """A sold package keeps counting uses or holding a value:
+    the template cannot switch once sold."""
     if not t.pk or t.kind != Kind.PACKAGE:
         return
     was_value = (
@@ -247,7 +250,8 @@ def _clean_mode(t: PassTemplate, errors: _Errors) -> None:
 
 
 def _clean_window(t: PassTemplate, errors: _Errors) -> None:
-    """Issue 23: days as digits 0 (Monday) to 6, a window with both ends (or none), a cap of 1 or more."""
+    """Issue 23: days as digits 0 (Monday) to 6, a window with both ends (or none),
+    a cap of 1 or more."""
     days = t.allowed_days or ""
     if any(c not in "0123456" for c in days) or len(set(days)) != len(days):
         errors.add(
@@ -272,7 +276,8 @@ def _clean_window(t: PassTemplate, errors: _Errors) -> None:
 
 
 def _clean_membership(t: PassTemplate, errors: _Errors) -> None:
-    """SPEC 6.1 and 9.7: billed per cycle for a term (or open-ended), uses per cycle, rollover, pause."""
+    """SPEC 6.1 and 9.7: billed per cycle for a term (or open-ended),
+    uses per cycle, rollover, pause."""
     if t.cycle not in Cycle.values:
         errors.add("cycle", "Choose the billing cycle: weekly, monthly or yearly.")
     if t.term_cycles is not None and not 1 <= t.term_cycles <= MAX_TERM_CYCLES:
@@ -325,7 +330,8 @@ MAX_FREEZE_FEE_MINOR = 10_000_000  # a freeze fee of at most 100,000.00
 
 
 def _clean_freeze_fee(t: PassTemplate, errors: _Errors) -> None:
-    """Issue 22 point 7: a freeze fee is none, once per pause or per frozen cycle, and needs an amount."""
+    """Issue 22 point 7: a freeze fee is none, once per pause or per frozen cycle,
+    and needs an amount."""
     if t.freeze_fee_kind not in FreezeFee.values:
         errors.add(
             "freeze_fee_kind", "Choose the freeze fee: none, once per pause or per frozen cycle."
@@ -387,7 +393,8 @@ def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[di
     if not items:
         errors.add(
             "items",
-            f"Add at least one eligible item: a treatment or class the {template_noun(t.kind)} covers.",
+            f"Add at least one eligible item: a treatment or class the {template_noun(t.kind)} "
+            "covers.",
         )
         return []
     ids = [_id(row.get("treatment", row.get("treatment_id"))) for row in items]

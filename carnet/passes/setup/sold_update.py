@@ -33,12 +33,14 @@ from carnet.passes.models import (
 
 from .services import template_items, template_noun
 
-# Sold packages in these states still carry the template's terms; refunded, transferred or deleted ones are history.
+# Sold packages in these states still carry the template's terms; refunded,
+# transferred or deleted ones are history.
 UPDATABLE = (Pass.Status.ACTIVE, Pass.Status.EXPIRED)
 # Memberships: only active ones (cancelled, expired or deleted ones are history).
 UPDATABLE_MEMBERSHIPS = (Pass.Status.ACTIVE,)
 
-# "Redeem on online bookings" is auto-select's online twin: it carries over with it (issue 20 point 8).
+# "Redeem on online bookings" is auto-select's online twin: it carries over with
+# it (issue 20 point 8).
 _PACKAGE_FIELDS = ("name", "quantity", "income_category_id", "auto_select", "redeem_online")
 _MEMBERSHIP_FIELDS = (
     "name",
@@ -90,7 +92,8 @@ def _item_view(item, *, limit=None) -> dict:
 
 
 def _quantity(sold: Pass, terms: dict) -> int | None:
-    """An expired package keeps its quantity: its unused uses went to breakage and cannot come back."""
+    """An expired package keeps its quantity: its unused uses went to breakage
+    and cannot come back."""
     return terms["quantity"] if sold.status == Pass.Status.ACTIVE else sold.quantity
 
 
@@ -126,8 +129,8 @@ def _cycle_changes(sold: Pass, terms: dict) -> tuple[list[dict], list[str]]:
         )
         if allowed is not None and allowed < row.used_count:
             notes.append(
-                f"Cycle {row.seq} (from {row.period_start:%Y-%m-%d}) already has {row.used_count} uses "
-                f"booked, more than the new {allowed}; it keeps {_uses(row.used_count)}."
+                f"Cycle {row.seq} (from {row.period_start:%Y-%m-%d}) already has {row.used_count} "
+                f"uses booked, more than the new {allowed}; it keeps {_uses(row.used_count)}."
             )
             allowed = row.used_count
         changes.append(
@@ -148,16 +151,17 @@ def _cycle_changes(sold: Pass, terms: dict) -> tuple[list[dict], list[str]]:
     if first is None:
         notes.insert(
             0,
-            "No further cycle will be invoiced (the term is over or it is cancelled at a cycle end); "
-            "only the name and the other terms change.",
+            "No further cycle will be invoiced (the term is over or it is cancelled at a cycle "
+            "end); only the name and the other terms change.",
         )
         return changes, notes
     issued = [r for r in rows if r.invoice_id is not None and not r.skipped]
     if price_change:
         notes.insert(
             0,
-            f"The amount {money_text(terms['cycle_price_minor'])} applies from {first} on; the "
-            f"{len(issued)} invoice{'s' if len(issued) != 1 else ''} already issued stay at their amount.",
+            f"The amount {money_text(terms['cycle_price_minor'])} applies from {first} on; "
+            f"the {len(issued)} invoice{'s' if len(issued) != 1 else ''} already issued stay at "
+            "their amount.",
         )
     if uses_change:
         today = clinic_today()
@@ -169,14 +173,15 @@ def _cycle_changes(sold: Pass, terms: dict) -> tuple[list[dict], list[str]]:
         )
         notes.insert(
             1 if price_change else 0,
-            f"{_uses(terms['uses_per_cycle']).capitalize()} per cycle from {first} on; cycles already "
-            f"invoiced keep their allowance{keeps}.",
+            f"{_uses(terms['uses_per_cycle']).capitalize()} per cycle from {first} on; "
+            f"cycles already invoiced keep their allowance{keeps}.",
         )
     return changes, notes
 
 
 def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
-    """The before/after of one sold package or membership and what stops the update; None if nothing would change."""
+    """The before/after of one sold package or membership and what stops the update;
+    None if nothing would change."""
     fields = _fields(terms["kind"])
     items = {i.treatment_id: i for i in sold.items.all()}
     before = {f: getattr(sold, f) for f in fields} | {
@@ -193,7 +198,8 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
                 {
                     "code": "limit_below_used",
                     "message": (
-                        f"{who} has used {new.treatment.name} {old.used_count} times; the new limit {new.limit} is lower."
+                        f"{who} has used {new.treatment.name} {old.used_count} times; "
+                        f"the new limit {new.limit} is lower."
                     ),
                 }
             )
@@ -205,7 +211,8 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
                 {
                     "code": "eligible_item_in_use",
                     "message": (
-                        f"{who} has used {old.treatment.name} {old.used_count} times, so it cannot stop being an eligible item."
+                        f"{who} has used {old.treatment.name} {old.used_count} times, "
+                        "so it cannot stop being an eligible item."
                     ),
                 }
             )
@@ -226,7 +233,8 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
                 {
                     "code": "quantity_below_used",
                     "message": (
-                        f"{who} has {used} uses reserved, used or forfeited; the new quantity {quantity} is lower."
+                        f"{who} has {used} uses reserved, used or forfeited; the new quantity "
+                        f"{quantity} is lower."
                     ),
                 },
             )
@@ -360,7 +368,8 @@ def sold_update(*, actor, template: PassTemplate) -> int:
                 )
     except IntegrityError:
         raise Conflict(
-            f"A sold {noun} was used while it was being updated; nothing was changed. Please try again.",
+            f"A sold {noun} was used while it was being updated; nothing was changed. "
+            "Please try again.",
             code="changed_meanwhile",
         ) from None
     summary = {k: v for k, v in terms.items() if k not in ("items", "kind")} | {

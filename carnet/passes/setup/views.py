@@ -53,7 +53,8 @@ def template_list(request):
 
 
 def _place_errors(form, items, rows: list[int], exc: CarnetError) -> None:
-    """A service error on the field it names: `items.<n>.<field>` on that table row, others on the form."""
+    """A service error on the field it names: `items.<n>.<field>` on that table row,
+    others on the form."""
     placed = False
     for key, msgs in exc.fields.items():
         parts = key.split(".")

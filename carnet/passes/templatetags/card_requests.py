@@ -1,5 +1,6 @@
 """{% card_request_open sold as req %} and {% card_requests_open patient as reqs %}: card update
-requests still waiting for a card (issue 22 point 3), with `label` ("Card update requested (sent …)")."""
+requests still waiting for a card (issue 22 point 3), with `label`
+("Card update requested (sent …)")."""
 
 from django import template
 

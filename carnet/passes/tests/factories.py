@@ -11,7 +11,8 @@ from carnet.scheduling.tests.factories import at, practitioner  # noqa: F401  (r
 def package_template(
     catalog, *, name="10 massages", price=90000, quantity=10, items=None, taxes=(), **fields
 ):
-    """`items`: [(treatment, additional charge, compensation, limit)]; default the catalog's treatment, free."""
+    """`items`: [(treatment, additional charge, compensation, limit)];
+    default the catalog's treatment, free."""
     now = clock.now()
     template = PassTemplate.objects.create(
         name=name,
@@ -66,7 +67,8 @@ def membership_template(
     taxes=(),
     **fields,
 ):
-    """A membership: `price` per cycle, `uses` per cycle (None = unlimited), `term` cycles (None = open-ended)."""
+    """A membership: `price` per cycle, `uses` per cycle (None = unlimited), `term` cycles
+    (None = open-ended)."""
     now = clock.now()
     template = PassTemplate.objects.create(
         kind="membership",
@@ -93,8 +95,8 @@ def membership_template(
 
 
 def visit_tomorrow_arrived(desk, catalog, patient, zone="America/Toronto"):
-    """Front Desk books the patient the catalog's treatment at 09:00 tomorrow (clinic time) and marks the
-    arrival, so a package covering it is drawn."""
+    """Front Desk books the patient the catalog's treatment at 09:00 tomorrow (clinic time) and
+    marks the arrival, so a package covering it is drawn."""
     import datetime as dt
 
     from carnet.scheduling.arrival import appointment_arrive

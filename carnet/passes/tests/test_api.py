@@ -469,9 +469,9 @@ def test_a_redemption_through_the_api_takes_a_bounded_number_of_statements(
     s, django_assert_max_num_queries
 ):
     """Attach + arrive is the front desk's busiest path (benchmarks/README.md, benchmark 1): each
-    statement costs every arrival, and the invoice number's lock is held from its statement to commit.
-    (Session auth here: its session read and save are in the counts; the first arrival also makes
-    the income category's revenue account.)"""
+    statement costs every arrival, and the invoice number's lock is held from its statement to
+    commit. (Session auth here: its session read and save are in the counts; the first arrival also
+    makes the income category's revenue account.)"""
     sold = sold_package(s["admin"], s["patient"], package_template(s["cat"]))
     appointment = _book(s)
     with django_assert_max_num_queries(
@@ -492,6 +492,7 @@ def test_a_redemption_through_the_api_takes_a_bounded_number_of_statements(
     assert arrived.json()["participants"][0]["status"] == "arrived"
     sql = [q["sql"] for q in arrive.captured_queries]
     counter = next(i for i, q in enumerate(sql) if "billing_invoicecounter" in q)
-    # After the counter's row lock: the invoice's own rows, the visit's statuses and the activity log only.
+    # After the counter's row lock: the invoice's own rows, the visit's statuses and
+    # the activity log only.
     assert not any("passes_" in q or "ledger_" in q for q in sql[counter:]), sql[counter:]
     assert _live(appointment).status == "posted"

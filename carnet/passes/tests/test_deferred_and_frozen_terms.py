@@ -86,7 +86,8 @@ def test_a_plan_package_expiring_before_its_last_instalment_books_only_what_was_
 def test_instalments_not_invoiced_are_cancelled_when_a_plan_package_expires(s):
     sold = _plan(s)
     with clock.frozen(at("2026-06-02", "10:00")):
-        passes_daily()  # the job issues due instalments first, then expires: the ended plan bills nothing more
+        # The job issues due instalments first, then expires: the ended plan bills nothing more.
+        passes_daily()
     with clock.frozen(at("2026-08-02", "10:00")):
         passes_daily()
     rows = list(sold.instalment_rows.order_by("seq"))

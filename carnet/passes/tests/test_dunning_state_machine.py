@@ -265,7 +265,8 @@ class DunningMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.members)
     @rule(data=st.data(), cycles=st.sampled_from([1, 1, 2, 3]))
     def pause(self, data, cycles):
-        """Freeze from the next cycle not invoiced: 3 cycles is past every plan's longest freeze (2)."""
+        """Freeze from the next cycle not invoiced: 3 cycles is past every plan's
+        longest freeze (2)."""
         sold = self._membership(data)
         self._try(
             "pause", lambda: ms.membership_pause(actor=self.staff, sold_pass=sold, cycles=cycles)
@@ -309,7 +310,8 @@ class DunningMachine(RuleBasedStateMachine):
         again=st.booleans(),
     )
     def answer_link(self, data, kind, again):
-        """The patient adds a card through a link (maybe an old one: refused), maybe submitting twice."""
+        """The patient adds a card through a link (maybe an old one: refused),
+        maybe submitting twice."""
         pk = data.draw(st.sampled_from(sorted(self.tokens)), label="request")
         key = f"form-{pk}-{kind}"
 
@@ -331,7 +333,7 @@ class DunningMachine(RuleBasedStateMachine):
                 "a repeated submit charged"
             )
 
-    # ------------------------------------------------------------ the clock, the job, reconciliation
+    # ----------------------------------------------------------- the clock, the job, reconciliation
 
     @rule(days=st.sampled_from([1, 1, 1, 2, 3, 7, 7, 14]))
     def next_days(self, days):
@@ -341,7 +343,8 @@ class DunningMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.members)
     @rule()
     def to_a_frozen_cycle(self):
-        """Day by day to the start of the next frozen cycle, when its freeze fee is invoiced and charged."""
+        """Day by day to the start of the next frozen cycle,
+        when its freeze fee is invoiced and charged."""
         starts = [
             cycle_start(p.sold_pass, p.from_seq - 1)
             for p in PassPause.objects.filter(
@@ -391,8 +394,10 @@ class DunningMachine(RuleBasedStateMachine):
 
     @rule()
     def reconcile(self):
-        """Ask the gateway about every charge still without an answer: afterwards the books match it."""
-        # A second on: the clock is frozen, and an attempt the job made at this very instant is not older than now.
+        """Ask the gateway about every charge still without an answer:
+        afterwards the books match it."""
+        # A second on: the clock is frozen, and an attempt the job made at this very instant
+        # is not older than now.
         attempts_reconcile(now=clock.now() + dt.timedelta(seconds=1), older_than=dt.timedelta(0))
         assert not CardAttempt.objects.filter(status__in=OPEN).exists()
         charged = TestGatewayCharge.objects.aggregate(t=Sum("amount_minor"))["t"] or 0

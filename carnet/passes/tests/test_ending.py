@@ -141,7 +141,8 @@ def test_expiry_runs_in_the_clinic_time_zone(s):
     )
     with clock.frozen(dt.datetime(2026, 5, 2, 11, 30, tzinfo=dt.UTC)):  # 23:30 on 2 May in Auckland
         assert passes_expire() == 0
-    # 12:30 UTC on 2 May is already 3 May in Auckland (still 2 May in UTC): the pass has expired there.
+    # 12:30 UTC on 2 May is already 3 May in Auckland (still 2 May in UTC):
+    # the pass has expired there.
     with clock.frozen(dt.datetime(2026, 5, 2, 12, 30, tzinfo=dt.UTC)):
         assert passes_expire() == 1
     assert Pass.objects.get(pk=sold.pk).status == "expired"

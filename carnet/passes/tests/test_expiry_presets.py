@@ -1,6 +1,7 @@
 """Jurisdiction presets for the clinic's expiry rule (issue 23 point 4): Quebec, Ontario, US federal
 or none decide the rule; a sold pass keeps the terms of its sale (printed on the sale receipt, shown
-in the portal) whatever the clinic's preset says later; Quebec offers a balance under 5.00 on request."""
+in the portal) whatever the clinic's preset says later; Quebec offers a balance
+under 5.00 on request."""
 
 import datetime as dt
 

@@ -337,9 +337,9 @@ def test_sign_up_page_charges_the_first_cycle_once_per_form(client, shop):
     text = response.content.decode()
     assert response.redirect_chain[-1][0] == reverse("portal:passes")
     assert (
-        "You are signed up for Online monthly, starting 2026-05-01. $60.00 was charged to Visa •••• 4242 (exp. 12/2040)."
-        in text
-    )
+        "You are signed up for Online monthly, starting 2026-05-01. $60.00 was charged to "
+        "Visa •••• 4242 (exp. 12/2040)."
+    ) in text
     sold = Pass.objects.get()
     assert f'data-testid="membership-{sold.pk}"' in text and "0 of 2" in text
     assert portal.post(url, _form()).status_code == 302  # a double submit

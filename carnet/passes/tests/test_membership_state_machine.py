@@ -161,7 +161,8 @@ class MembershipsMachine(RuleBasedStateMachine):
             for row in sold.instalment_rows.all():
                 self._pay_cash(row.invoice)
 
-    # The packages machine's savepoint teardown, refusal check (its OUTCOMES counter) and visit picker.
+    # The packages machine's savepoint teardown, refusal check
+    # (its OUTCOMES counter) and visit picker.
     teardown = PassesMachine.teardown
     _try = PassesMachine._try
     _pick = staticmethod(PassesMachine._pick)
@@ -223,7 +224,8 @@ class MembershipsMachine(RuleBasedStateMachine):
         )
 
     def _slot(self, data) -> dt.datetime:
-        """A fresh slot for the practitioner on an upcoming day: four a day, so bookings never overlap."""
+        """A fresh slot for the practitioner on an upcoming day: four a day,
+        so bookings never overlap."""
         day = self.today + dt.timedelta(days=data.draw(st.integers(0, 75), label="days ahead"))
         while self.slots[day] >= 4:
             day += dt.timedelta(days=1)
@@ -342,7 +344,8 @@ class MembershipsMachine(RuleBasedStateMachine):
             self.delete_package(data)
 
     def sell_package(self, who, quantity, price, paid):
-        """A package beside the memberships: both kinds of pass in one world, competing for visits."""
+        """A package beside the memberships: both kinds of pass in one world,
+        competing for visits."""
         template = package_template(
             self.cat, name=f"Pack {next(_names)}", price=price, quantity=quantity
         )
@@ -369,7 +372,8 @@ class MembershipsMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.members)
     @rule(data=st.data(), what=st.sampled_from(["cash", "cash", "card"]))
     def pay(self, data, what):
-        """Cash for an issued cycle invoice still owing (in full or in part), or a change of card or mode."""
+        """Cash for an issued cycle invoice still owing (in full or in part),
+        or a change of card or mode."""
         if what == "card":
             self.payment_set(
                 data,

@@ -167,11 +167,13 @@ def test_a_daily_cap(s):
 
 
 def test_the_window_is_read_in_the_locations_zone_and_may_cross_midnight(s):
-    """A clinic in Vancouver, a location in Toronto, a Friday-night window 22:00–02:00 (Toronto time)."""
+    """A clinic in Vancouver, a location in Toronto, a Friday-night window
+    22:00–02:00 (Toronto time)."""
     clinic_set(time_zone="America/Vancouver")
     sold = _sold(s, allowed_days="4", window_start=dt.time(22), window_end=dt.time(2))
     toronto = "America/Toronto"
-    # 2026-05-15 is a Friday. Sat 01:00 in Toronto is still Friday's window (and Fri 22:00 in Vancouver).
+    # 2026-05-15 is a Friday. Sat 01:00 in Toronto is still Friday's window
+    # (and Fri 22:00 in Vancouver).
     after_midnight = _book(s, "2026-05-16", "01:00", zone=toronto)
     assert _live(after_midnight).sold_pass == sold
     # Fri 20:00 in Vancouver is Fri 23:00 in Toronto: inside, though the clinic's clock reads 20:00.

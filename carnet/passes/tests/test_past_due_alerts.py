@@ -67,8 +67,8 @@ def _automatic(s, number=DECLINES, start=None):
 
 
 def _world(s):
-    """Two automatic memberships declined since 1 May (one owing two cycles), one manual unpaid since
-    1 May, and one in good standing; the job has run every day to 20 May."""
+    """Two automatic memberships declined since 1 May (one owing two cycles), one manual unpaid
+    since 1 May, and one in good standing; the job has run every day to 20 May."""
     declined = _automatic(
         s, start=dt.date(2026, 4, 1)
     )  # April's cycle invoiced at once, May's declined

@@ -1,6 +1,7 @@
 """Changing a member's plan (issue 22 point 6): the preview, what is posted (equal to the preview),
 uses carried or reset, the cycle grid after a change of cycle length, no proration, a change at the
-next cycle applied by the daily job, and the refusals. The ledger's invariants hold after each step."""
+next cycle applied by the daily job, and the refusals. The ledger's invariants
+hold after each step."""
 
 import datetime as dt
 

@@ -70,7 +70,8 @@ def test_a_downgrade_racing_two_bookings_leaves_uses_within_the_new_allowance(w)
     unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CarnetError)]
     assert not unexpected, unexpected
     assert isinstance(results[0], PassPlanChange)
-    # Basic allows 2 a cycle, carried: the use on the 5th leaves one for the rest of May, whoever came first.
+    # Basic allows 2 a cycle, carried: the use on the 5th leaves one for the rest of
+    # May, whoever came first.
     live = Redemption.objects.filter(
         sold_pass=sold, status__in=["reserved", "posted"], visit__in=visits
     )

@@ -1,5 +1,6 @@
 """Real threads racing for a package's uses (SPEC 5.3, CONVENTIONS 9): the last use goes to exactly
-one visit, a visit is never covered twice, and losers get a clean Conflict on SQLite and PostgreSQL."""
+one visit, a visit is never covered twice, and losers get a clean Conflict on
+SQLite and PostgreSQL."""
 
 import pytest
 
@@ -24,7 +25,8 @@ SLOTS = [
 
 
 def _outcomes(results):
-    """Each result as "ok" or "refused:<code>"; anything else (a lock error, an IntegrityError) fails."""
+    """Each result as "ok" or "refused:<code>"; anything else (a lock error,
+    an IntegrityError) fails."""
     unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CarnetError)]
     assert not unexpected, unexpected
     return sorted("refused:" + r.code if isinstance(r, CarnetError) else "ok" for r in results)
@@ -137,7 +139,8 @@ def test_one_visit_attached_twice_at_once_is_covered_once_and_the_loser_gets_a_c
 
 
 def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
-    """Two different packages: no shared pass lock, so only the visit's own guard can stop the second."""
+    """Two different packages: no shared pass lock, so only the visit's own guard
+    can stop the second."""
     template = package_template(world["cat"], quantity=10)
     first = sold_package(world["desk"], world["patient"], template)
     second = sold_package(world["desk"], world["patient"], template)
@@ -157,8 +160,8 @@ def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
 
 
 def _api_race(world, visits, body) -> list[tuple[int, str | None]]:
-    """POST /appointments/{id}/patients/{pid}/pass for visits[i] from thread i, each request logged in
-    beforehand and with its own Idempotency-Key; sorted (status, error code) pairs."""
+    """POST /appointments/{id}/patients/{pid}/pass for visits[i] from thread i, each request logged
+    in beforehand and with its own Idempotency-Key; sorted (status, error code) pairs."""
     clients = [Api(world["desk"].user) for _ in visits]
 
     def attach(i):

@@ -145,7 +145,8 @@ def test_insurer_ready_receipt_shows_the_prepaid_share_as_paid(client, setup, fo
     _, invoice = _arrived_invoice(setup)
     _pay(setup, invoice)
     context = receipt_context(invoice, form)
-    # The invoice itself is untouched: 15.00 + 13 % = 16.95, paid; the prepaid 90.00 is shown beside it.
+    # The invoice itself is untouched: 15.00 + 13 % = 16.95, paid;
+    # the prepaid 90.00 is shown beside it.
     assert (context["total"].minor, context["paid"].minor, context["balance"].minor) == (
         1695,
         1695,
@@ -187,7 +188,8 @@ def test_insurer_ready_fully_prepaid_visit_is_paid_not_no_charge(client, setup):
 
 
 def test_insurer_ready_shares_of_a_taxed_package_add_up_to_its_price(setup):
-    """100.00 + 13 % = 113.00 over 3 sessions: each receipt shows its share with tax, to the cent."""
+    """100.00 + 13 % = 113.00 over 3 sessions: each receipt shows its share
+    with tax, to the cent."""
     clinic_set(insurer_ready_receipts=True)
     cat = setup["cat"]
     sold = sold_package(

@@ -1,4 +1,5 @@
-"""Package templates (SPEC 5.1, 5.4, 9.3, 9.10): validation, expiry rules, archive, update sold packages."""
+"""Package templates (SPEC 5.1, 5.4, 9.3, 9.10): validation, expiry rules, archive,
+update sold packages."""
 
 import datetime as dt
 
@@ -752,7 +753,8 @@ def test_an_item_with_voided_uses_is_kept_with_no_uses_left_and_new_items_cover_
 @pytest.mark.parametrize("run", range(3))
 def test_update_sold_packages_racing_a_booking_never_leaves_a_package_over_used(run):
     """The template lowers the quantity to what is already used while a visit takes one more use:
-    whichever locks the pass first wins, the other is refused cleanly, and the counts stay within it."""
+    whichever locks the pass first wins, the other is refused cleanly,
+    and the counts stay within it."""
     from carnet.conftest import make_catalog, race
     from carnet.core.errors import CarnetError
     from carnet.passes.redeeming.redemption import pass_attach

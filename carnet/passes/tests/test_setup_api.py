@@ -326,7 +326,8 @@ def test_preview_and_update_all_memberships(api, front_desk, catalog):
 
 
 def test_out_of_range_numbers_and_nulls_are_a_422_not_a_500(api, catalog):
-    """Found by fuzzing: ids and counts beyond the database's integers, and null for a non-null field."""
+    """Found by fuzzing: ids and counts beyond the database's integers,
+    and null for a non-null field."""
     huge = 2**70
     for over, field in (
         ({"items": [{"treatment_id": huge}]}, "items.0.treatment_id"),

@@ -1,4 +1,5 @@
-"""Settings → Packages & Memberships pages: list, form with eligible items, archive, update sold packages."""
+"""Settings → Packages & Memberships pages: list, form with eligible items, archive,
+update sold packages."""
 
 import pytest
 from django.urls import reverse

@@ -65,7 +65,8 @@ from carnet.scheduling.tests.factories import clinic_set, treatment_of
 
 from .factories import at, package_template, practitioner
 
-# Domain refusals are allowed outcomes; anything else (IntegrityError, AttributeError…) fails the run.
+# Domain refusals are allowed outcomes; anything else (IntegrityError,
+# AttributeError…) fails the run.
 ALLOWED = CarnetError
 START = dt.date(2026, 5, 1)
 WHO = st.sampled_from([0, 1])
@@ -111,7 +112,8 @@ class PassesMachine(RuleBasedStateMachine):
         self.visits: list[int] = []
         self.slot = 0
         self.job_day = START
-        # Each patient starts with a paid package covering both treatments, so visits get covered early.
+        # Each patient starts with a paid package covering both treatments,
+        # so visits get covered early.
         for who, (quantity, price) in enumerate(zip(first, prices, strict=True)):
             template = package_template(
                 self.cat,
@@ -236,7 +238,8 @@ class PassesMachine(RuleBasedStateMachine):
             for i, (on, charge, limit) in enumerate(items)
             if on
         ]
-        # Issue 23: now and then a package that holds a value (a visit's price is 90.00: 50.00 covers one in part).
+        # Issue 23: now and then a package that holds a value (a visit's price is 90.00:
+        # 50.00 covers one in part).
         face = data.draw(st.sampled_from([None, None, 5000, 9000, 20000]), label="value held")
         template = package_template(
             self.cat,
@@ -319,7 +322,8 @@ class PassesMachine(RuleBasedStateMachine):
         how=st.sampled_from(["auto", "pass", "none", "later"]),
     )
     def book(self, data, who, which, how):
-        """Book (auto-select, a chosen pass or none), and sometimes attach a chosen pass afterwards."""
+        """Book (auto-select, a chosen pass or none), and sometimes attach a
+        chosen pass afterwards."""
         chosen = (
             self._pass(data, status=Pass.Status.ACTIVE)
             if how in ("pass", "later") and self.passes
@@ -368,7 +372,8 @@ class PassesMachine(RuleBasedStateMachine):
         ),
     )
     def walk_a_visit(self, data, which, steps):
-        """Book the owner of an active pass (auto-select) and walk that visit through a few changes."""
+        """Book the owner of an active pass (auto-select) and walk that visit
+        through a few changes."""
         owner = self._pass(data, status=Pass.Status.ACTIVE)
         patient = owner.patient if owner is not None else self.patients[0]
         appointment = self._try(
@@ -440,7 +445,8 @@ class PassesMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.visits)
     @rule(data=st.data(), use_pass=st.booleans(), charge_fee=st.booleans())
     def no_show(self, data, use_pass, charge_fee):
-        """Marks the no-show (using the session or freeing it for the fee); marking again changes nothing."""
+        """Marks the no-show (using the session or freeing it for the fee);
+        marking again changes nothing."""
         visit = self._visit(
             data, status=data.draw(st.sampled_from(["booked", "booked", "no_show"]), label="from")
         )
@@ -559,7 +565,8 @@ class PassesMachine(RuleBasedStateMachine):
         charge=st.sampled_from([0, 900]),
     )
     def update_sold(self, data, quantity, limits, charge):
-        """Change a template (quantity, item limits and charges) and apply it to its sold packages."""
+        """Change a template (quantity, item limits and charges) and apply it to
+        its sold packages."""
         from carnet.passes.models import PassTemplate
 
         template = PassTemplate.objects.get(pk=self._pick(data, self.templates, "template"))
@@ -759,7 +766,8 @@ def test_a_visit_un_arrived_after_its_pass_was_refunded_strands_no_value(front_d
 
 @pytest.mark.django_db
 def test_a_reservation_kept_at_expiry_then_cancelled_strands_no_value(front_desk, catalog):
-    """A visit on or before the expiry keeps its reservation through the expiry job; cancelled after it."""
+    """A visit on or before the expiry keeps its reservation through the expiry job;
+    cancelled after it."""
     with clock.frozen(at("2026-05-01", "10:00")):
         boss, sold, appointment = _ended_pass_world(front_desk, catalog)
         passes_expire(today=dt.date(2026, 5, 11))

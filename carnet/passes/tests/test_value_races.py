@@ -1,6 +1,7 @@
 """Real threads racing for the last of a value package's balance (issue 23 point 3): the holds never
 exceed the balance; with one visit's worth left exactly one booking gets it, and with a visit and a
-half left one gets full cover and one the remainder; losers get a clean Conflict. SQLite and PostgreSQL."""
+half left one gets full cover and one the remainder; losers get a clean Conflict.
+SQLite and PostgreSQL."""
 
 import pytest
 

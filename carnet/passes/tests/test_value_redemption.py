@@ -1,7 +1,8 @@
 """Value packages (issue 23 point 3) redeemed: each covered visit holds its value on the balance at
 booking, arrival draws it and recognises the same share of the price paid, removal gives it back,
 a balance that runs short covers the visit in part (the invoice shows what is covered and what is
-due), and the last draw leaves exactly nothing deferred. Explain says when the balance is used up."""
+due), and the last draw leaves exactly nothing deferred. Explain says when the
+balance is used up."""
 
 import pytest
 from hypothesis import HealthCheck, given

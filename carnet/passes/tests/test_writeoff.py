@@ -1,6 +1,7 @@
 """Skip instead of stacking (issue 22 point 5): with the clinic's setting on, a cycle whose last
 retry failed is written off — no benefits, no back-charge — and the ledger reverses its invoice
-with one new balanced transaction (deferred revenue – memberships and A/R), every invariant holding."""
+with one new balanced transaction (deferred revenue – memberships and A/R),
+every invariant holding."""
 
 import datetime as dt
 
