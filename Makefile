@@ -48,8 +48,12 @@ demo: install system-deps
 	  trap 'kill $$worker 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	  $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
 
-# Cheap checks first: the import contracts of pyproject.toml (layers, habit 16).
+# Cheap checks first: ruff (pinned in requirements-test.lock; its rules and the 100-character
+# lines in pyproject.toml) and the import contracts of pyproject.toml (layers, habit 16).
+LINT_PATHS := carnet benchmarks manage.py
 lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/lint-imports
 
 test: install lint browser system-deps
