@@ -163,38 +163,48 @@ def package_buy_online(
     """
     buyer, key = _buyer_and_key(user, patient, idempotency_key)
     request_key = f"pass-online:{buyer.pk}:{key}"
-    attempt = CardAttempt.objects.filter(request_key=request_key).first()
     amount = 0
-    if attempt is None:
-        _check_sellable(template)
-        intro_check(
-            actor=user, template=template, patient=patient, lock=False
-        )  # before any card is charged
-        amount = online_price_minor(template)
+    if not CardAttempt.objects.filter(request_key=request_key).exists():  # the first submit
+        amount = _price_checked(user, patient, template)
         if amount <= 0:
             return _free_package(
                 user=user, patient=patient, template=template, request_key=request_key
             )
+    card_entry = {
+        "number": card_number,
+        "exp_month": exp_month,
+        "exp_year": exp_year,
+        "cvc": cvc,
+        "holder": holder,
+        "setup_intent": setup_intent,
+        "entry_for": portal_entry_for(user),
+    }
     attempt = card_pay_online(
         patient=patient,
         purpose="pass_online",
         request_key=request_key,
         amount_minor=amount,
-        card_entry={
-            "number": card_number,
-            "exp_month": exp_month,
-            "exp_year": exp_year,
-            "cvc": cvc,
-            "holder": holder,
-            "setup_intent": setup_intent,
-            "entry_for": portal_entry_for(user),
-        },
+        card_entry=card_entry,
         context={
             "reference": f"{template.name} bought online",
             "template": template.pk,
             "user": user.pk,
         },
     )
+    return _package_bought(attempt)
+
+
+def _price_checked(user, patient: Patient, template: PassTemplate) -> int:
+    """What the package costs online, once it is checked to be sold online and its intro offer to
+    be open to the patient: before any card is charged."""
+    _check_sellable(template)
+    intro_check(actor=user, template=template, patient=patient, lock=False)
+    return online_price_minor(template)
+
+
+def _package_bought(attempt: CardAttempt) -> Pass:
+    """The package the charge sold; a Conflict when the sale was refused after the charge (the
+    payment is then kept as the patient's credit)."""
     if attempt.context.get("pass"):
         return Pass.objects.get(pk=attempt.context["pass"])
     raise Conflict(
@@ -357,6 +367,51 @@ def _check_membership_sellable(template: PassTemplate, owner: Patient, *, lock: 
     intro_check(actor=None, template=template, patient=owner, lock=lock)
 
 
+def _membership_sold_once(
+    *, user, patient: Patient, template: PassTemplate, stored, holder: str, scope: str, key: str
+):
+    """In one transaction: the form key's record, the sale checked again, the card kept and the
+    membership sold — (the membership, None); or, when a twin submission with this key committed
+    first, (None, what it recorded)."""
+    from carnet.passes.memberships.services import membership_sell
+
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(
+                scope=scope,
+                key=key,
+                request_hash="",
+                status_code=201,
+                content_type="application/json",
+                created_at=clock.now(),
+                body=b"{}",
+            )
+            _check_membership_sellable(
+                template, patient, lock=True
+            )  # again, now that a twin's sale is visible
+            card = card_keep_online(user=user, patient=patient, stored=stored, holder=holder)
+            sold = membership_sell(
+                actor=user,
+                patient=patient,
+                template=template,
+                payment_mode=Pass.PaymentMode.AUTOMATIC,
+                card=card,
+                action=None,
+                online=True,
+            )
+            record.body = json.dumps({"pass": sold.pk}).encode()
+            record.save(update_fields=["body"])
+    except IntegrityError:  # a twin submission with this key committed first: its membership
+        done = _signup_get(scope, key)
+        if not done or not done.get("pass"):
+            raise Conflict(
+                "This sign-up is already being processed. Wait a moment, then reload the page.",
+                code="payment_in_progress",
+            ) from None
+        return None, done
+    return sold, None
+
+
 def membership_sign_up_online(
     *,
     user,
@@ -388,7 +443,6 @@ def membership_sign_up_online(
     refused meanwhile. Returns the membership with `first_charge` = {"outcome": charged | declined |
     pending | none, "message"}.
     """
-    from carnet.passes.memberships.services import membership_sell
 
     from .instalments import pass_charge_due
 
@@ -409,39 +463,15 @@ def membership_sign_up_online(
             cvc=cvc,
             setup_intent=setup_intent,
         )
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    scope=scope,
-                    key=key,
-                    request_hash="",
-                    status_code=201,
-                    content_type="application/json",
-                    created_at=clock.now(),
-                    body=b"{}",
-                )
-                _check_membership_sellable(
-                    template, patient, lock=True
-                )  # again, now that a twin's sale is visible
-                card = card_keep_online(user=user, patient=patient, stored=stored, holder=holder)
-                sold = membership_sell(
-                    actor=user,
-                    patient=patient,
-                    template=template,
-                    payment_mode=Pass.PaymentMode.AUTOMATIC,
-                    card=card,
-                    action=None,
-                    online=True,
-                )
-                record.body = json.dumps({"pass": sold.pk}).encode()
-                record.save(update_fields=["body"])
-        except IntegrityError:  # a twin submission with this key committed first: its membership
-            done = _signup_get(scope, key)
-            if not done or not done.get("pass"):
-                raise Conflict(
-                    "This sign-up is already being processed. Wait a moment, then reload the page.",
-                    code="payment_in_progress",
-                ) from None
+        sold, done = _membership_sold_once(
+            user=user,
+            patient=patient,
+            template=template,
+            stored=stored,
+            holder=holder,
+            scope=scope,
+            key=key,
+        )
     if done is not None:
         sold = Pass.objects.get(pk=done["pass"])
     # A repeat finds nothing due: charged once, or retried by the job. The patient is at the page:
