@@ -438,6 +438,25 @@ def load_passes(actor, patients: dict) -> None:
 
     treatments = {t.name: t for t in Treatment.objects.all()}
     taxes = {t.name: t for t in Tax.objects.all()}
+    templates = _package_templates(actor, treatments, taxes)
+    _packages_sold(actor, patients, templates)
+    # Memberships: a monthly one (2 massages a month, rollover of 1, pause and self-cancel allowed,
+    # sold online) and an unlimited weekly pilates pass.
+    monthly, weekly = _membership_templates(actor, treatments, taxes)
+    _memberships_sold(actor, patients, monthly, weekly)
+    # The insurance-friendly plan: Robert prepays ten visits' charges, kept as his credit.
+    payment_receive(
+        actor=actor,
+        patient=patients["robert"],
+        method="card_manual",
+        amount_minor=50000,
+        reference="Prepaid chiropractic visits",
+        idempotency_key="demo-chiro-prepay",
+    )
+
+
+def _package_templates(actor, treatments: dict, taxes: dict) -> dict:
+    """PACKAGES saved as templates, by name."""
     templates = {}
     for name, price, quantity, months, tax_keys, instalments, flags, items in PACKAGES:
         category = treatments[items[0][0]].income_category_id
@@ -466,6 +485,11 @@ def load_passes(actor, patients: dict) -> None:
                 for t, charge, limit in items
             ],
         )
+    return templates
+
+
+def _packages_sold(actor, patients: dict, templates: dict) -> None:
+    """PACKAGE_SALES, paid by debit when the sale says so."""
     for n, (key, name, paid) in enumerate(PACKAGE_SALES):
         # Sold at the first location (alphabetically), so the pass sales report shows where.
         sold = package_sell(
@@ -484,8 +508,10 @@ def load_passes(actor, patients: dict) -> None:
                     allocations=[(invoice, invoice.balance_minor)],
                     idempotency_key=f"demo-pass-{n}",
                 )
-    # Memberships: a monthly one (2 massages a month, rollover of 1, pause and self-cancel allowed,
-    # sold online) and an unlimited weekly pilates pass.
+
+
+def _membership_templates(actor, treatments: dict, taxes: dict):
+    """(the monthly membership, the weekly one)."""
     monthly = template_save(
         actor=actor,
         template=None,
@@ -537,7 +563,12 @@ def load_passes(actor, patients: dict) -> None:
             }
         ],
     )
+    return monthly, weekly
 
+
+def _memberships_sold(actor, patients: dict, monthly, weekly) -> None:
+    """Isabelle's monthly one, paid automatically by card (its first cycle charged now), and
+    James's weekly one begun two weeks ago, its two past cycles paid in cash."""
     today = clinic_today()
     card = card_store(
         actor=actor,
@@ -574,15 +605,6 @@ def load_passes(actor, patients: dict) -> None:
             allocations=[(invoice, invoice.balance_minor)],
             idempotency_key=f"demo-membership-{n}",
         )
-    # The insurance-friendly plan: Robert prepays ten visits' charges, kept as his credit.
-    payment_receive(
-        actor=actor,
-        patient=patients["robert"],
-        method="card_manual",
-        amount_minor=50000,
-        reference="Prepaid chiropractic visits",
-        idempotency_key="demo-chiro-prepay",
-    )
 
 
 def load_appointments(actor, patients: dict) -> None:
