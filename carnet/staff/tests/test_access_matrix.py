@@ -807,7 +807,7 @@ def _page_routes():
         "portal:membership_pause",
         "portal:membership_resume",
         # the card update link: its signed token is the credential
-        # (passes/tests/test_card_requests.py)
+        # (passes/memberships/tests/test_card_requests.py)
         "portal:card_update",
         "portal:card_update_done",
         *ACCOUNT_PAGES_PUBLIC,
