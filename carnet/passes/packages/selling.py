@@ -147,25 +147,9 @@ def default_expiry(template: PassTemplate, purchase_date: dt.date) -> dt.date | 
     )
 
 
-@transaction.atomic
-def package_sell(
-    *,
-    actor,
-    patient,
-    template: PassTemplate,
-    sold_by: StaffMember | None = None,
-    expires_on: dt.date | None | str = "default",
-    card=None,
-    location=None,
-    action: Action | None = Action.SELL,
-    online: bool = False,
-    intro_override: bool = False,
-) -> Pass:
-    """Sell a package: the patient's own copy of the template, and the invoice for its price (the
-    first instalment with a payment plan). `expires_on="default"` takes the template's expiry.
-    An intro offer the patient may not have is refused unless `intro_override` (logged)."""
-    if action is not None:
-        require(actor, action)
+def _check_package_sale(template: PassTemplate, patient, *, sold_by, card, online: bool) -> None:
+    """The template can be sold (a package, not archived, sold online if bought there, with eligible
+    items), by an active staff member, on one of the patient's cards."""
     if template.kind != PassTemplate.Kind.PACKAGE:
         raise ValidationFailed(
             f"{template} is not a package.", fields={"template_id": ["Not a package."]}
@@ -193,20 +177,26 @@ def package_sell(
         raise ValidationFailed(
             "Choose one of this patient's cards on file.", fields={"card_id": ["Not theirs."]}
         )
-    overridden = intro_check(
-        actor=actor, template=template, patient=patient, override=intro_override
-    )
-    clinic = clinic_get()
-    now = clock.now()
-    today = clinic_today(clinic)
-    if expires_on == "default":
-        expires_on = default_expiry(template, today)
-    terms = expiry_terms(
-        clinic
-    )  # kept on the pass: a later change of the clinic's rule never alters it
-    expiry_allowed(purchase_date=today, expires_on=expires_on, terms=terms)
-    plan = _instalment_plan(template, clinic.currency)
-    sold = Pass.objects.create(
+
+
+def _pass_create(
+    actor,
+    patient,
+    template: PassTemplate,
+    plan,
+    *,
+    today,
+    now,
+    expires_on,
+    terms,
+    clinic,
+    sold_by,
+    card,
+    location,
+    online: bool,
+) -> Pass:
+    """The patient's own copy of the template's terms, with the clinic's expiry terms of the day."""
+    return Pass.objects.create(
         kind=template.kind,
         template=template,
         patient=patient,
@@ -237,6 +227,11 @@ def package_sell(
         window_terms=window_terms(template),
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
+
+
+def _terms_copied(sold: Pass, template: PassTemplate, plan, today: dt.date) -> list[PassInvoice]:
+    """The template's taxes and eligible items copied onto the pass, and its instalments' rows (one
+    without a payment plan), due a month apart from today."""
     sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(
         PassItem(
@@ -260,6 +255,57 @@ def package_sell(
         )
         for n, (unit, gross, net) in enumerate(plan)
     )
+    return rows
+
+
+@transaction.atomic
+def package_sell(
+    *,
+    actor,
+    patient,
+    template: PassTemplate,
+    sold_by: StaffMember | None = None,
+    expires_on: dt.date | None | str = "default",
+    card=None,
+    location=None,
+    action: Action | None = Action.SELL,
+    online: bool = False,
+    intro_override: bool = False,
+) -> Pass:
+    """Sell a package: the patient's own copy of the template, and the invoice for its price (the
+    first instalment with a payment plan). `expires_on="default"` takes the template's expiry.
+    An intro offer the patient may not have is refused unless `intro_override` (logged)."""
+    if action is not None:
+        require(actor, action)
+    _check_package_sale(template, patient, sold_by=sold_by, card=card, online=online)
+    overridden = intro_check(
+        actor=actor, template=template, patient=patient, override=intro_override
+    )
+    clinic = clinic_get()
+    now = clock.now()
+    today = clinic_today(clinic)
+    if expires_on == "default":
+        expires_on = default_expiry(template, today)
+    # Kept on the pass: a later change of the clinic's rule never alters it.
+    terms = expiry_terms(clinic)
+    expiry_allowed(purchase_date=today, expires_on=expires_on, terms=terms)
+    plan = _instalment_plan(template, clinic.currency)
+    sold = _pass_create(
+        actor,
+        patient,
+        template,
+        plan,
+        today=today,
+        now=now,
+        expires_on=expires_on,
+        terms=terms,
+        clinic=clinic,
+        sold_by=sold_by,
+        card=card,
+        location=location,
+        online=online,
+    )
+    rows = _terms_copied(sold, template, plan, today)
     instalment_issue(actor=actor, row=rows[0], action=action, location=location)
     if card is not None:  # the daily job charges it unless it is paid at the desk first
         PassInvoice.objects.filter(pk=rows[0].pk).update(next_attempt_on=today)
