@@ -31,7 +31,8 @@ from carnet.passes.models import (
     PassTemplate,
 )
 
-from .services import template_items, template_noun
+from .checks import template_noun
+from .services import template_items
 
 # Sold packages in these states still carry the template's terms; refunded,
 # transferred or deleted ones are history.
