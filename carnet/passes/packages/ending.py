@@ -234,6 +234,28 @@ def pass_refund(
     lock_invoices([i.pk for i in invoices])  # the fixed order: invoices, then the pass
     sold = lock_pass(sold_pass.pk)
     _active(sold, "refunded")
+    reserved = _refund_checked(sold, amount_minor, detach_future=detach_future)
+    before = activity.snapshot(sold)
+    for redemption in reserved:
+        redemption_void(redemption)
+    sold.refresh_from_db()
+    _refund_to_credit(sold, invoices, amount_minor)
+    expected_breakage_settle(sold, memo=f"{sold.name} refunded: breakage recognised ahead, settled")
+    _end_refunded(sold)
+    _cancel_instalments(sold)
+    activity.record(
+        actor=actor,
+        verb="refunded",
+        obj=sold,
+        before=before,
+        after={**activity.snapshot(sold), "amount_minor": amount_minor, "reason": reason[:200]},
+    )
+    return sold
+
+
+def _refund_checked(sold: Pass, amount_minor: int, *, detach_future: bool) -> list[Redemption]:
+    """The pass's reserved uses (refused unless they are to be detached), once the amount is
+    checked to be at most what was collected."""
     reserved = list(
         sold.redemptions.filter(status=Redemption.Status.RESERVED).select_related(
             "visit__appointment"
@@ -253,10 +275,12 @@ def pass_refund(
             f"{sold.name}.",
             fields={"amount_minor": ["Out of range."]},
         )
-    before = activity.snapshot(sold)
-    for redemption in reserved:
-        redemption_void(redemption)
-    sold.refresh_from_db()
+    return reserved
+
+
+def _refund_to_credit(sold: Pass, invoices, amount_minor: int) -> None:
+    """`amount_minor` back to the patient's credit, from the newest invoice first; the deferred
+    value of the unused uses left over after it, the clinic keeps (breakage)."""
     deferred_left = still_deferred(sold)
     state = {"deferred": deferred_left}
 
@@ -286,9 +310,7 @@ def pass_refund(
                 memo=f"{sold.name} refunded",
                 counter_lines=counter,
             )
-    if (
-        to_give
-    ):  # paid before the switch (an imported package, no invoice in Carnet): straight to credit
+    if to_give:  # paid before the switch (an imported package, no invoice in Carnet): to credit
         _credit_paid_before(sold, to_give, counter)
     if state["deferred"]:  # value of unused uses the clinic keeps
         transaction_post(
@@ -300,7 +322,10 @@ def pass_refund(
                 Line(accounts.BREAKAGE, credit=state["deferred"]),
             ],
         )
-    expected_breakage_settle(sold, memo=f"{sold.name} refunded: breakage recognised ahead, settled")
+
+
+def _end_refunded(sold: Pass) -> None:
+    """The remaining uses (or value) forfeited and the pass ended as refunded."""
     sold.refresh_from_db()
     sold.forfeited_count += max(sold.remaining or 0, 0)
     if sold.face_value_minor is not None:
@@ -316,15 +341,6 @@ def pass_refund(
             "ended_at",
         ]
     )
-    _cancel_instalments(sold)
-    activity.record(
-        actor=actor,
-        verb="refunded",
-        obj=sold,
-        before=before,
-        after={**activity.snapshot(sold), "amount_minor": amount_minor, "reason": reason[:200]},
-    )
-    return sold
 
 
 @transaction.atomic
