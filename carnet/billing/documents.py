@@ -7,6 +7,7 @@ template (billing/_receipt.html, billing/_statement.html); the PDF adds only pri
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,21 @@ from carnet.core.money import Money
 
 from .models import Allocation, Invoice, Payment, Refund
 from .selectors import amount_owing, credit_balance, invoice_get
+
+# What passes adds to a receipt: the package(s) covering the visit an invoice bills, and a pass
+# sale's terms. Passes sits above billing, so it registers both when it loads (passes.apps);
+# without passes a receipt has neither.
+_PASS_PARTS: dict[str, Callable[[Invoice], list[dict]]] = {
+    "coverage": lambda invoice: [],
+    "sale_terms": lambda invoice: [],
+}
+
+
+def receipt_pass_parts_register(
+    *, coverage: Callable[[Invoice], list[dict]], sale_terms: Callable[[Invoice], list[dict]]
+) -> None:
+    _PASS_PARTS.update(coverage=coverage, sale_terms=sale_terms)
+
 
 RECEIPT_FORMS = {"quick": "Quick receipt", "standard": "Receipt", "detailed": "Detailed receipt"}
 DEFAULT_FORM = "standard"
@@ -144,8 +160,6 @@ def receipt_context(invoice: Invoice, form: str = DEFAULT_FORM) -> dict:
 
 def _pass_coverage(invoice: Invoice, money) -> list[dict]:
     """SPEC 9.2: the package(s) covering the visit this invoice bills, with the sessions left."""
-    from carnet.passes.documents import coverage_for_invoice  # lazily: billing sits below passes
-
     return [
         {
             **c,
@@ -156,15 +170,13 @@ def _pass_coverage(invoice: Invoice, money) -> list[dict]:
             if c["value_left_after_minor"] is None
             else money(c["value_left_after_minor"]),
         }
-        for c in coverage_for_invoice(invoice)
+        for c in _PASS_PARTS["coverage"](invoice)
     ]
 
 
 def _sale_terms(invoice: Invoice) -> list[dict]:
     """Issue 23: a pass sale's receipt states its expiry and the clinic's disclosure at sale."""
-    from carnet.passes.documents import sale_terms_for_invoice  # lazily: billing sits below passes
-
-    return sale_terms_for_invoice(invoice)
+    return _PASS_PARTS["sale_terms"](invoice)
 
 
 def _payment_detail(payment: Payment) -> str:

@@ -6,6 +6,19 @@ class PassesConfig(AppConfig):
     label = "passes"
 
     def ready(self):
-        # Registers the card-attempt purposes (online purchases,
+        # late: these modules load models, which only exist once the app registry is ready.
+        # Loading instalments and online registers the card-attempt purposes (online purchases,
         # instalments) before any reconciliation runs.
-        from carnet.passes.packages import instalments, online  # noqa: F401
+        from carnet.billing.documents import receipt_pass_parts_register
+        from carnet.scheduling import coverage
+
+        from .documents import coverage_for_invoice, sale_terms_for_invoice
+        from .packages import instalments, online  # noqa: F401
+        from .redeeming import visits
+
+        # Scheduling asks passes what covers a visit through scheduling.coverage.
+        coverage.register(visits)
+        # A receipt names the package covering its visit and a sale's terms (billing.documents).
+        receipt_pass_parts_register(
+            coverage=coverage_for_invoice, sale_terms=sale_terms_for_invoice
+        )

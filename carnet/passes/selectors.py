@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, Q
+from django.db.models import Exists, OuterRef, Prefetch, Q
 
 from carnet.billing.models import Invoice
 
 from .models import Pass, PassInvoice, Redemption
 
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
+
+
+def appointments_with_cover(appointments):
+    """Annotate `covered`: some row has a live (reserved or used) pass redemption. One subquery,
+    so the schedule grid's package icon costs no query per appointment."""
+    return appointments.annotate(
+        covered=Exists(
+            Redemption.objects.filter(visit__appointment=OuterRef("pk"), status__in=LIVE)
+        )
+    )
 
 
 def pass_paid_minor(sold: Pass) -> int:

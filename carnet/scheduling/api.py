@@ -16,6 +16,7 @@ from . import arrival, selectors, services
 from . import schemas as s
 from .access import schedule_require
 from .breaks import break_create, break_delete
+from .coverage import passes
 from .models import Appointment, Break
 
 router = Router(tags=["scheduling"])
@@ -44,9 +45,7 @@ def _bare(pk: int) -> Appointment:
 def _pass_choice(choice):
     if choice in ("auto", "none"):
         return None if choice == "none" else "auto"
-    from carnet.passes.models import Pass
-
-    return one_in_body(Pass, choice, "pass_choice", "pass")
+    return one_in_body(passes.Pass, choice, "pass_choice", "pass")
 
 
 @router.post("/appointments", response={201: s.AppointmentOut}, operation_id="appointment_book")

@@ -18,9 +18,9 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import activity
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action
-from carnet.passes.redeeming import visits as passes
 
 from .access import schedule_require
+from .coverage import passes
 from .locks import lock_appointment
 from .models import Appointment, Status, Visit
 from .selectors import with_visits

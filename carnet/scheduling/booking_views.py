@@ -25,6 +25,7 @@ from carnet.people import login_throttle
 from carnet.people.signups import sign_up_request
 
 from . import online
+from .coverage import passes
 from .selectors import treatments_offered
 
 
@@ -89,8 +90,6 @@ def landing(request):
 
 
 def _locations_page(request, locations, *, landing: bool):
-    from carnet.passes.redeeming.quotes import price_with_tax_minor  # passes builds on scheduling
-
     clinic = clinic_get()
     return render(
         request,
@@ -100,7 +99,7 @@ def _locations_page(request, locations, *, landing: bool):
             "landing": landing,
             "locations": [(loc, online.location_hours(location=loc)) for loc in locations],
             "treatments": [
-                (t, clinic.money(price_with_tax_minor(t)))
+                (t, clinic.money(passes.price_with_tax_minor(t)))
                 for t in online.bookable_treatments(location=locations[0]).prefetch_related("taxes")
             ]
             if locations
@@ -123,8 +122,6 @@ def _times_url(location, treatment, practitioner, day: dt.date) -> str:
 def book(request, location_id: int):
     """Choose a treatment (with its length and price) and a practitioner or "any", then a free time:
     the week from the first available day (or the day asked for), with a strip of weeks ahead."""
-    from carnet.passes.redeeming.quotes import price_with_tax_minor  # passes builds on scheduling
-
     location = _location(location_id)
     treatments, practitioners, treatment, practitioner, day = _choice(request, location)
     clinic = clinic_get()
@@ -183,7 +180,7 @@ def book(request, location_id: int):
             "treatment": treatment,
             "practitioner": practitioner,
             "treatments": [
-                (t, clinic.money(price_with_tax_minor(t)), bool(t.taxes.exists()))
+                (t, clinic.money(passes.price_with_tax_minor(t)), bool(t.taxes.exists()))
                 for t in treatments
             ],
             "practitioners": practitioners,
@@ -271,13 +268,11 @@ def confirm(request, location_id: int):
                     f"{start:%A %-d %B %Y at %H:%M}. A confirmation is on its way by email.",
                 )
             return redirect("portal:home")
-    from carnet.passes.redeeming.quotes import visit_quote  # passes builds on scheduling
-
     return render(
         request,
         "scheduling/booking_confirm.html",
         {
-            "quote": visit_quote(
+            "quote": passes.visit_quote(
                 patient=patient,
                 treatment=treatment,
                 visit_date=start.date(),

@@ -19,6 +19,7 @@ from carnet.core.mail import mail_queue
 from carnet.people.models import Patient, Shift, StaffMember
 from carnet.people.selectors import patients_managed_by
 
+from .coverage import passes
 from .locks import lock_appointment, lock_practitioners
 from .models import Appointment, Status, Visit
 from .selectors import free_intervals, treatments_offered
@@ -216,18 +217,15 @@ def appointment_book_online(
     activity.record(
         actor=user, verb="booked online", obj=appointment, after=activity.snapshot(appointment)
     )
-    from carnet.passes.redeeming.quotes import visit_quote
-    from carnet.passes.redeeming.visits import after_booking, reservation
-
-    after_booking(
+    passes.after_booking(
         actor=user, appointment=appointment, online=True
     )  # only passes allowed online (SPEC 5.3)
     # What the visit costs, from the use actually reserved (if any), for the email.
-    quote = visit_quote(
+    quote = passes.visit_quote(
         patient=patient,
         treatment=treatment,
         booked=True,
-        reserved=reservation(appointment.visits.get()),
+        reserved=passes.reservation(appointment.visits.get()),
         visit_date=start.astimezone(ZoneInfo(location.time_zone)).date(),
     )
     clinic = clinic_get()

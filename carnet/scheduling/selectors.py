@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
 from carnet.clinic.models import Location, Treatment
 from carnet.clinic.selectors import clinic_get
@@ -19,6 +19,7 @@ from carnet.core.errors import NotFound
 from carnet.people.models import Shift, StaffMember
 
 from .access import schedule_require, schedule_scope
+from .coverage import passes
 from .models import Appointment, Break, Status, Visit
 
 _APPOINTMENTS = Appointment.objects.select_related(
@@ -264,15 +265,7 @@ def breaks_for(*, actor, practitioner: StaffMember, day: dt.date | None = None) 
 def with_pass_cover(appointments: QuerySet[Appointment]) -> QuerySet[Appointment]:
     """Annotate `covered`: some visit has a live (reserved or used) pass redemption. One subquery,
     so the schedule grid's package icon costs no query per appointment."""
-
-    from carnet.passes.models import Redemption
-    from carnet.passes.selectors import LIVE
-
-    return appointments.annotate(
-        covered=Exists(
-            Redemption.objects.filter(visit__appointment=OuterRef("pk"), status__in=LIVE)
-        )
-    )
+    return passes.with_cover(appointments)
 
 
 def appointments_today(*, actor, locations: list[Location]) -> list[Appointment]:

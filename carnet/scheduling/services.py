@@ -16,10 +16,10 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import staff_of
-from carnet.passes.redeeming import visits as passes
 from carnet.people.models import Patient, StaffMember
 
 from .access import schedule_require
+from .coverage import passes
 from .locks import lock_appointment, lock_practitioners
 from .models import Appointment, Break, Status, Visit
 from .selectors import treatments_offered

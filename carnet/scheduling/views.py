@@ -30,6 +30,7 @@ from carnet.people.selectors import patient_get, patient_search
 
 from . import arrival, calendar, services
 from .access import schedule_require, schedule_scope
+from .coverage import passes
 from .forms import BookForm, ClassForm, JoinForm, StartForm, aware
 from .models import Appointment, Break, Status, Visit
 from .selectors import appointment_get, calendar_appointments, free_grid, treatments_offered
@@ -198,8 +199,6 @@ def _quote(request, location: Location, practitioner) -> dict | None:
     """What the form's booking would be: its end time and price, and the package auto-select would
     use (passes.redeeming.quotes, the desk's rule). None until a treatment and a start are
     chosen."""
-    from carnet.passes.redeeming.quotes import visit_quote
-
     treatment = _chosen(request, "treatment", Treatment)
     local = StartForm({"start": request.POST.get("start") or request.GET.get("start") or ""})
     if treatment is None or not local.is_valid():
@@ -209,7 +208,7 @@ def _quote(request, location: Location, practitioner) -> dict | None:
         ZoneInfo(location.time_zone)
     )
     patient = _chosen(request, "patient", Patient)
-    quote = visit_quote(
+    quote = passes.visit_quote(
         patient=patient,
         treatment=treatment,
         visit_date=local.cleaned_data["start"].date(),
@@ -340,20 +339,15 @@ def _sell_url(visit: Visit) -> str:
 def _unpaid_cycle_warning(live) -> str:
     """SPEC 6.3: a membership may cover a visit while its cycle is unpaid,
     with a visible warning."""
-    from carnet.passes.redeeming.eligibility import UNPAID_WARNING
-
     cycle = getattr(live, "cycle", None)
     if cycle is None or cycle.invoice is None or cycle.invoice.balance_minor <= 0:
         return ""
-    return UNPAID_WARNING.format(balance=clinic_get().money(cycle.invoice.balance_minor))
+    return passes.UNPAID_WARNING.format(balance=clinic_get().money(cycle.invoice.balance_minor))
 
 
 def _coverage(request, visits: list, explain_for: int | None) -> list[dict]:
     """Per visit: the pass covering it (if any) and, for staff who may use passes, the passes that
     could cover it instead (passes.redeeming.redemption.explain) and whether it may be removed."""
-    from carnet.passes.redeeming.redemption import explain
-    from carnet.passes.selectors import visit_redemption
-
     may_use = can(request.user, Action.PASS_USE)
     out = []
     for r in visits:
@@ -369,7 +363,7 @@ def _coverage(request, visits: list, explain_for: int | None) -> list[dict]:
             "items_url": _sell_url(r) + "&items=1",
         }
         entries = (
-            explain(r)
+            passes.explain(r)
             if may_use
             and (
                 explain_for == r.pk
@@ -380,7 +374,7 @@ def _coverage(request, visits: list, explain_for: int | None) -> list[dict]:
         if explain_for == r.pk and may_use:
             entry["explain"] = entries
         if not entry["secondary"]:
-            entry["live"] = visit_redemption(r)
+            entry["live"] = passes.visit_redemption(r)
             if r.status in (Status.BOOKED, Status.ARRIVED):
                 entry["options"] = [e["pass"] for e in entries if e["can_cover"]]
         entry["removable"] = bool(
@@ -556,10 +550,6 @@ def _visit(appointment: Appointment, request) -> Visit:
 def appointment_pass_use(request, pk: int):
     """Cover a visit with the chosen pass (or the auto-selected one when none is chosen); a pass
     already covering it is removed first, in the same transaction (Change)."""
-    from carnet.passes.models import Pass
-    from carnet.passes.redeeming.redemption import pass_attach, pass_remove
-    from carnet.passes.selectors import visit_redemption
-
     chosen = request.POST.get("pass", "")
 
     @transaction.atomic
@@ -567,12 +557,12 @@ def appointment_pass_use(request, pk: int):
         visit = _visit(appointment, request)
         sold = None
         if chosen:
-            sold = Pass.objects.filter(pk=int(chosen) if chosen.isdigit() else 0).first()
+            sold = passes.Pass.objects.filter(pk=int(chosen) if chosen.isdigit() else 0).first()
             if sold is None:
                 raise NotFound("That package does not exist any more; reload the appointment.")
-        if visit_redemption(visit) is not None:
-            pass_remove(actor=request.user, visit=visit)
-        redemption = pass_attach(actor=request.user, visit=visit, sold_pass=sold)
+        if passes.visit_redemption(visit) is not None:
+            passes.pass_remove(actor=request.user, visit=visit)
+        redemption = passes.pass_attach(actor=request.user, visit=visit, sold_pass=sold)
         if redemption is None:
             raise NotFound("No package can cover this visit; “Why not?” lists each one's reason.")
         return appointment
@@ -583,12 +573,10 @@ def appointment_pass_use(request, pk: int):
 @require_POST
 @staff_required(Action.PASS_USE)
 def appointment_pass_remove(request, pk: int):
-    from carnet.passes.redeeming.redemption import pass_remove
-
     return _act(
         request,
         pk,
-        lambda a: pass_remove(actor=request.user, visit=_visit(a, request)) and a,
+        lambda a: passes.pass_remove(actor=request.user, visit=_visit(a, request)) and a,
         "Package removed; its session is free again.",
     )
 
@@ -597,8 +585,6 @@ def appointment_pass_remove(request, pk: int):
 def appointment_pass_explain(request, pk: int):
     """Explain (SPEC 5.3): every pass of the row's patient with the reason it can or cannot cover
     this visit. An htmx fragment, else the appointment page with the list open."""
-    from carnet.passes.redeeming.redemption import explain
-
     found, denied = _get(request, pk)
     if denied:
         return denied
@@ -608,7 +594,9 @@ def appointment_pass_explain(request, pk: int):
         raise Http404
     if not request.headers.get("HX-Request"):
         return _panel(request, found, explain_for=visit.pk)
-    return render(request, "scheduling/_passes.html", {"visit": visit, "entries": explain(visit)})
+    return render(
+        request, "scheduling/_passes.html", {"visit": visit, "entries": passes.explain(visit)}
+    )
 
 
 @require_POST

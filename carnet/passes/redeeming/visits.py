@@ -1,6 +1,7 @@
-"""What scheduling asks of passes at each step of a visit's life (book, arrive, no-show, cancel,
-reschedule, copy). Scheduling imports this module lazily, so passes can build on scheduling's
-models without an import cycle."""
+"""What scheduling asks of passes (scheduling.coverage.ASKS): each step of a visit's life (book,
+arrive, no-show, cancel, reschedule, copy) and what the desk's pages show. Passes build on
+scheduling, so scheduling never imports this module: passes registers it with scheduling when it
+loads (passes.apps)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,47 @@ import datetime as dt
 
 from carnet.core.errors import Conflict
 from carnet.passes.models import Pass, Redemption
+from carnet.passes.selectors import appointments_with_cover as with_cover
 from carnet.passes.selectors import visit_redemption
 
-from .eligibility import REASONS
+from .eligibility import REASONS, UNPAID_WARNING
+from .quotes import price_with_tax_minor, visit_quote
 from .redemption import (
     check_pass,
     covered_line,
+    explain,
     may_use_passes,
     move_cycle,
     pass_attach,
+    pass_remove,
     redemption_post,
     redemption_unpost,
     redemption_void,
 )
 from .windows import window_refusal
+
+# What scheduling asks (scheduling.coverage.ASKS), whether defined here or answered by another
+# module of passes.
+__all__ = [
+    "AUTO",
+    "after_booking",
+    "reservation",
+    "line_for",
+    "billed",
+    "unbilled",
+    "voided",
+    "check_move",
+    "carry_over",
+    "Pass",
+    "visit_quote",
+    "price_with_tax_minor",
+    "visit_redemption",
+    "pass_attach",
+    "pass_remove",
+    "explain",
+    "UNPAID_WARNING",
+    "with_cover",
+]
 
 AUTO = "auto"
 
