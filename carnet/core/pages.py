@@ -16,7 +16,7 @@ from carnet.core.permissions import Action, require, staff_of
 
 
 def not_allowed(request, message: str):
-    return render(request, "staff/not_allowed.html", {"message": message}, status=403)
+    return render(request, "not_allowed.html", {"message": message}, status=403)
 
 
 def staff_required(action: Action):
