@@ -402,11 +402,55 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
     """Move a paid package's remaining uses to another patient (SPEC 9.5): a new pass for them with
     the same terms and expiry, carrying the remaining deferred value;
     this one ends as transferred."""
-    from carnet.passes.selectors import pass_fully_paid
-
     require(actor, Action.PASS_TRANSFER)
     sold = lock_pass(sold_pass.pk)
     _active(sold, "transferred")
+    holds_value = sold.face_value_minor is not None
+    remaining = _transfer_checked(sold, to_patient)
+    value = still_deferred(sold)
+    now = clock.now()
+    before = activity.snapshot(sold)
+    new = _pass_received(actor, sold, to_patient, remaining=remaining, value=value, now=now)
+    gone = (
+        {"value_forfeited_minor": F("value_forfeited_minor") + remaining}
+        if holds_value
+        else {"forfeited_count": F("forfeited_count") + remaining}
+    )
+    Pass.objects.filter(pk=sold.pk).update(
+        **gone, recognised_minor=F("deferred_minor"), status=Status.TRANSFERRED, ended_at=now
+    )
+    what = f"{money_text(remaining)} of value" if holds_value else f"{remaining} uses"
+    expected_breakage_settle(
+        sold, memo=f"{sold.name} transferred: breakage recognised ahead, settled"
+    )
+    if value:
+        transaction_post(
+            kind="pass_transferred",
+            source=sold,
+            at=now,
+            memo=f"{sold.name}: {what} to {to_patient} (pass #{new.pk})",
+            lines=[
+                Line(accounts.DEFERRED_PACKAGES, debit=value),
+                Line(accounts.DEFERRED_PACKAGES, credit=value),
+            ],
+        )
+    sold.refresh_from_db()
+    activity.record(
+        actor=actor,
+        verb="transferred",
+        obj=sold,
+        before=before,
+        after={**activity.snapshot(sold), "to_pass": new.pk, "to_patient": to_patient.pk},
+    )
+    activity.record(actor=actor, verb="received by transfer", obj=new, after=activity.snapshot(new))
+    return new
+
+
+def _transfer_checked(sold: Pass, to_patient) -> int:
+    """What is left to transfer (uses, or value for a package that holds one), once the pass is
+    checked to be transferable, to another patient, fully paid and attached to no booked visit."""
+    from carnet.passes.selectors import pass_fully_paid
+
     if not sold.transferable:
         raise Conflict(
             f"{sold.name} is not transferable (the template does not allow it).",
@@ -433,9 +477,13 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
             f"{sold.name} has no {'balance' if holds_value else 'uses'} left to transfer.",
             code="used_up_value" if holds_value else "used_up",
         )
-    value = still_deferred(sold)
-    now = clock.now()
-    before = activity.snapshot(sold)
+    return remaining
+
+
+def _pass_received(actor, sold: Pass, to_patient, *, remaining: int, value: int, now) -> Pass:
+    """The new pass: the same terms and expiry, what is left of the old one (eligible items with a
+    limit keep what is left of it) and its deferred value."""
+    holds_value = sold.face_value_minor is not None
     new = Pass.objects.create(
         kind=sold.kind,
         template_id=sold.template_id,
@@ -478,38 +526,6 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
         for i in sold.items.all()
         if i.limit is None or i.limit > i.used_count
     )
-    gone = (
-        {"value_forfeited_minor": F("value_forfeited_minor") + remaining}
-        if holds_value
-        else {"forfeited_count": F("forfeited_count") + remaining}
-    )
-    Pass.objects.filter(pk=sold.pk).update(
-        **gone, recognised_minor=F("deferred_minor"), status=Status.TRANSFERRED, ended_at=now
-    )
-    what = f"{money_text(remaining)} of value" if holds_value else f"{remaining} uses"
-    expected_breakage_settle(
-        sold, memo=f"{sold.name} transferred: breakage recognised ahead, settled"
-    )
-    if value:
-        transaction_post(
-            kind="pass_transferred",
-            source=sold,
-            at=now,
-            memo=f"{sold.name}: {what} to {to_patient} (pass #{new.pk})",
-            lines=[
-                Line(accounts.DEFERRED_PACKAGES, debit=value),
-                Line(accounts.DEFERRED_PACKAGES, credit=value),
-            ],
-        )
-    sold.refresh_from_db()
-    activity.record(
-        actor=actor,
-        verb="transferred",
-        obj=sold,
-        before=before,
-        after={**activity.snapshot(sold), "to_pass": new.pk, "to_patient": to_patient.pk},
-    )
-    activity.record(actor=actor, verb="received by transfer", obj=new, after=activity.snapshot(new))
     return new
 
 
