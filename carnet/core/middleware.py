@@ -59,8 +59,9 @@ def body_too_large_response() -> HttpResponse:
     )
 
 
-# Responses that say nothing about the operation itself are not stored, so a retry re-runs.
-_NOT_STORED = {401, 403, 429}
+# Responses that say nothing about the operation itself are not stored, so a retry re-runs; a 308
+# (a renamed path, core.moved) sends the same request, with its key, to the new address.
+_NOT_STORED = {308, 401, 403, 429}
 # A keyed API request the database aborted for another's sake runs again at most this many times.
 _CONTENTION_RETRIES = 2
 

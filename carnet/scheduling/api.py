@@ -8,6 +8,7 @@ from ninja import Router, Status
 from carnet.clinic.models import Location, Treatment
 from carnet.core.errors import ValidationFailed
 from carnet.core.limits import date_check
+from carnet.core.moved import moved
 from carnet.core.schemas import one_in_body
 from carnet.people.models import Patient, StaffMember
 from carnet.people.selectors import patient_get
@@ -100,7 +101,7 @@ def read(request, pk: int):
 
 
 @router.post(
-    "/appointments/{pk}/participants",
+    "/appointments/{pk}/visits",
     response={201: s.AppointmentOut},
     operation_id="appointment_join",
 )
@@ -110,6 +111,12 @@ def join(request, pk: int, payload: s.JoinIn):
         actor=request.auth, appointment=appointment, patient=patient_get(payload.patient_id)
     )
     return Status(201, _fresh(request, pk))
+
+
+@router.post("/appointments/{pk}/participants", include_in_schema=False)
+def join_moved(request, pk: int):
+    """The join's address before issue 24, answering 308 to /visits for one release."""
+    return moved(request, "/participants", "/visits")
 
 
 @router.post(

@@ -17,7 +17,7 @@ urlpatterns = [
     path(A + "cancel/", views.appointment_cancel, name="appointment_cancel"),
     path(A + "copy/", views.appointment_copy, name="appointment_copy"),
     path(A + "reschedule/", views.appointment_reschedule, name="appointment_reschedule"),
-    path(A + "participants/", views.appointment_join, name="appointment_join"),
+    path(A + "visits/", views.appointment_join, name="appointment_join"),
     path(
         A + "duplicate-as-class/",
         views.appointment_duplicate_as_class,

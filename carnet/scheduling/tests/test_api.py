@@ -67,6 +67,33 @@ def test_a_retried_arrival_with_the_same_idempotency_key_bills_once(front_desk, 
     assert Invoice.objects.filter(patient=patient).count() == 1
 
 
+def test_the_old_join_path_answers_308_to_visits_and_the_followed_request_joins_once(
+    front_desk, catalog
+):
+    """/appointments/{id}/participants was renamed /visits (issue 24): for one release it answers
+    308, which a client follows with the same method, body and Idempotency-Key."""
+    api = Api(front_desk.user)
+    group = book(
+        front_desk,
+        catalog,
+        practitioner(catalog["location"]),
+        at("2026-05-13", "09:00"),
+        [make_patient()],
+        treatment=treatment_of(catalog, "group", capacity=3),
+    )
+    body, key = {"patient_id": make_patient().pk}, {"Idempotency-Key": "join-1"}
+    old = api.post(f"/appointments/{group.pk}/participants?x=1", body, **key)
+    assert old.status_code == 308
+    assert old["Location"] == f"/api/v1/appointments/{group.pk}/visits?x=1"
+    assert group.visits.count() == 1  # the redirect itself changes nothing
+    followed = api.post(old["Location"].removeprefix("/api/v1"), body, **key)
+    again = api.post(f"/appointments/{group.pk}/visits?x=1", body, **key)
+    assert followed.status_code == again.status_code == 201
+    assert [p["role"] for p in again.json()["participants"]] == ["primary", "secondary"]
+    assert group.visits.count() == 2
+    assert Api().post(f"/appointments/{group.pk}/participants", body).status_code == 401
+
+
 def test_double_booking_through_the_api_is_a_409_with_a_sentence(front_desk, catalog):
     api, prac = Api(front_desk.user), practitioner(catalog["location"])
     api.post("/appointments", _body(catalog, prac, [make_patient()]))
@@ -115,7 +142,7 @@ def test_copy_reschedule_no_show_join_and_duplicate_as_class_endpoints(front_des
         [make_patient()],
         treatment=treatment_of(catalog, "group", capacity=3),
     )
-    joined = api.post(f"/appointments/{group.pk}/participants", {"patient_id": make_patient().pk})
+    joined = api.post(f"/appointments/{group.pk}/visits", {"patient_id": make_patient().pk})
     assert [p["role"] for p in joined.json()["participants"]] == ["primary", "secondary"]
     session = api.post(
         f"/appointments/{group.pk}/duplicate-as-class",

@@ -224,7 +224,7 @@ def api_routes(w):
         ("get", "/appointments/{appointment}", everywhere, None),
         (
             "post",
-            "/appointments/{group_appointment}/participants",
+            "/appointments/{group_appointment}/visits",
             everywhere,
             {"patient_id": "{relative}"},
         ),
