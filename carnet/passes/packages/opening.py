@@ -92,6 +92,45 @@ def packages_open(
     """Create the passes (inside the caller's transaction) and post each one's opening balance.
     Returns (pass, journal transaction id or None when nothing is left to defer), in order."""
     user = actor if getattr(actor, "is_authenticated", False) else None
+    passes = bulk.insert(Pass, _passes_new(openings, zone=zone, user=user))
+    bulk.insert(
+        PassItem,
+        [
+            PassItem(
+                sold_pass=p,
+                treatment_id=i.treatment_id,
+                additional_charge_minor=i.additional_charge_minor,
+                compensation_minor=i.compensation_minor,
+                limit=i.limit,
+            )
+            for p, o in zip(passes, openings)
+            for i in o.template.items.all()
+        ],
+    )
+    owing = _owing_invoiced(actor, passes, openings, at=at, memo=memo)
+    owed = {p.pk: o.price_minor - o.paid_minor for p, o in owing}
+    moving = [(p, o) for p, o in zip(passes, openings) if o.value_minor or owed.get(p.pk)]
+    txns = transactions_post_many(
+        [
+            Entry(
+                kind="opening_balance",
+                source=p,
+                at=at,
+                memo=f"{memo}: {p.name}, {o.remaining} of {o.quantity} left"
+                + (f", {money_text(owed[p.pk])} owed" if p.pk in owed else ""),
+                lines=_opening_lines(p, o, owed.get(p.pk, 0)),
+            )
+            for p, o in moving
+        ]
+    )
+    by_pass = {p.pk: t.pk for (p, _), t in zip(moving, txns)}
+    activity.record_many(actor=actor, verb="imported", objs=passes)
+    return [(p, by_pass.get(p.pk)) for p in passes]
+
+
+def _passes_new(openings: list[Opening], *, zone: str, user) -> list[Pass]:
+    """The passes as they stood at the switch (not saved): the template's terms, the uses left and
+    the value still deferred, and the clinic's expiry terms at the switch."""
     terms = expiry_terms()  # the clinic's expiry terms at the switch, kept like a sale's
     passes = []
     for o in openings:
@@ -126,21 +165,12 @@ def packages_open(
                 created_by=user,
             )
         )
-    passes = bulk.insert(Pass, passes)
-    bulk.insert(
-        PassItem,
-        [
-            PassItem(
-                sold_pass=p,
-                treatment_id=i.treatment_id,
-                additional_charge_minor=i.additional_charge_minor,
-                compensation_minor=i.compensation_minor,
-                limit=i.limit,
-            )
-            for p, o in zip(passes, openings)
-            for i in o.template.items.all()
-        ],
-    )
+    return passes
+
+
+def _owing_invoiced(actor, passes: list[Pass], openings: list[Opening], *, at, memo: str) -> list:
+    """(pass, opening) of those not fully paid before the switch, each with an invoice for its price
+    and what was paid on it then (billing.opening.bills_open), as its one instalment."""
     owing = [
         (p, o)
         for p, o in zip(passes, openings)
@@ -179,24 +209,7 @@ def packages_open(
             for (p, o), i in zip(owing, invoices)
         ],
     )
-    owed = {p.pk: o.price_minor - o.paid_minor for p, o in owing}
-    moving = [(p, o) for p, o in zip(passes, openings) if o.value_minor or owed.get(p.pk)]
-    txns = transactions_post_many(
-        [
-            Entry(
-                kind="opening_balance",
-                source=p,
-                at=at,
-                memo=f"{memo}: {p.name}, {o.remaining} of {o.quantity} left"
-                + (f", {money_text(owed[p.pk])} owed" if p.pk in owed else ""),
-                lines=_opening_lines(p, o, owed.get(p.pk, 0)),
-            )
-            for p, o in moving
-        ]
-    )
-    by_pass = {p.pk: t.pk for (p, _), t in zip(moving, txns)}
-    activity.record_many(actor=actor, verb="imported", objs=passes)
-    return [(p, by_pass.get(p.pk)) for p in passes]
+    return owing
 
 
 def _opening_lines(sold: Pass, o: Opening, owed: int) -> list[Line]:
