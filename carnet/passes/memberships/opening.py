@@ -115,59 +115,14 @@ def memberships_open(
     """Create the memberships and their paid current cycle (inside the caller's transaction) and
     post each one's unearned part. Returns (pass, journal transaction id or None), in order."""
     clinic = clinic_get()
-    currency = clinic.currency
     passes, cycles, bills = [], [], []
     for o in openings:
-        t = o.template
-        taxes = list(t.taxes.all())
-        amounts = line_amounts(
-            gross=o.cycle_price_minor,
-            rates=[x.rate for x in taxes],
-            inclusive=t.tax_inclusive,
-            currency=currency,
+        sold, row, bill = _membership_at_switch(
+            o, actor=actor, clinic=clinic, cut_over=cut_over, zone=zone
         )
-        sold = membership_copy(
-            t,
-            patient_id=o.patient_id,
-            actor=actor,
-            start_date=o.current.start,
-            purchase_date=o.start_date,
-            purchased_at=dt.datetime.combine(o.start_date, dt.time(12), ZoneInfo(zone)),
-            payment_mode=o.payment_mode,
-            term_cycles=None if t.term_cycles is None else t.term_cycles - (o.current.number - 1),
-            price_minor=o.cycle_price_minor,
-            cycle_price_minor=o.cycle_price_minor,
-            deferred_minor=amounts.net,
-            clinic=clinic,
-        )
-        row = PassInvoice(
-            seq=1,
-            due_on=o.current.start,
-            period_start=o.current.start,
-            period_end=o.current.end,
-            unit_price_minor=o.cycle_price_minor,
-            amount_minor=amounts.total,
-            net_minor=amounts.net,
-            uses_allowed=None if t.uses_per_cycle is None else t.uses_per_cycle - o.uses_taken,
-        )
-        row.recognised_minor = _target(
-            row, cut_over
-        )  # earned before the switch, in the previous system
-        sold.recognised_minor = row.recognised_minor
         passes.append(sold)
         cycles.append(row)
-        bills.append(
-            Bill(
-                patient_id=o.patient_id,
-                kind=Pass.Kind.MEMBERSHIP,
-                income_category_id=t.income_category_id,
-                description=f"{t.name} — {o.current.start:%Y-%m-%d} to "
-                f"{o.current.end - dt.timedelta(days=1):%Y-%m-%d}",
-                total_minor=amounts.total,
-                net_minor=amounts.net,
-                paid_minor=amounts.total,
-            )
-        )
+        bills.append(bill)
     passes = bulk.insert(Pass, passes)
     for sold, o in zip(passes, openings):
         sold.taxes.set(o.template.taxes.all())
@@ -179,6 +134,64 @@ def memberships_open(
     for sold, row, invoice in zip(passes, cycles, invoices):
         row.sold_pass, row.invoice = sold, invoice
     bulk.insert(PassInvoice, cycles)
+    by_pass = _unearned_post(passes, cycles, at=at, memo=memo)
+    activity.record_many(actor=actor, verb="imported", objs=passes)
+    return [(sold, by_pass.get(sold.pk)) for sold in passes]
+
+
+def _membership_at_switch(o: Opening, *, actor, clinic, cut_over: dt.date, zone: str):
+    """(the membership, its current cycle, the bill for that cycle), not saved: the cycle paid
+    before the switch, the part of it earned before the cut-over recognised."""
+    t = o.template
+    taxes = list(t.taxes.all())
+    amounts = line_amounts(
+        gross=o.cycle_price_minor,
+        rates=[x.rate for x in taxes],
+        inclusive=t.tax_inclusive,
+        currency=clinic.currency,
+    )
+    sold = membership_copy(
+        t,
+        patient_id=o.patient_id,
+        actor=actor,
+        start_date=o.current.start,
+        purchase_date=o.start_date,
+        purchased_at=dt.datetime.combine(o.start_date, dt.time(12), ZoneInfo(zone)),
+        payment_mode=o.payment_mode,
+        term_cycles=None if t.term_cycles is None else t.term_cycles - (o.current.number - 1),
+        price_minor=o.cycle_price_minor,
+        cycle_price_minor=o.cycle_price_minor,
+        deferred_minor=amounts.net,
+        clinic=clinic,
+    )
+    row = PassInvoice(
+        seq=1,
+        due_on=o.current.start,
+        period_start=o.current.start,
+        period_end=o.current.end,
+        unit_price_minor=o.cycle_price_minor,
+        amount_minor=amounts.total,
+        net_minor=amounts.net,
+        uses_allowed=None if t.uses_per_cycle is None else t.uses_per_cycle - o.uses_taken,
+    )
+    # Earned before the switch, in the previous system.
+    row.recognised_minor = _target(row, cut_over)
+    sold.recognised_minor = row.recognised_minor
+    bill = Bill(
+        patient_id=o.patient_id,
+        kind=Pass.Kind.MEMBERSHIP,
+        income_category_id=t.income_category_id,
+        description=f"{t.name} — {o.current.start:%Y-%m-%d} to "
+        f"{o.current.end - dt.timedelta(days=1):%Y-%m-%d}",
+        total_minor=amounts.total,
+        net_minor=amounts.net,
+        paid_minor=amounts.total,
+    )
+    return sold, row, bill
+
+
+def _unearned_post(passes: list[Pass], cycles: list[PassInvoice], *, at, memo: str) -> dict:
+    """The current cycles' unearned part as opening balances: pass id -> journal transaction id."""
     unearned = [
         (sold, row.net_minor - row.recognised_minor)
         for sold, row in zip(passes, cycles)
@@ -199,9 +212,7 @@ def memberships_open(
             for sold, amount in unearned
         ]
     )
-    by_pass = {sold.pk: t.pk for (sold, _), t in zip(unearned, txns)}
-    activity.record_many(actor=actor, verb="imported", objs=passes)
-    return [(sold, by_pass.get(sold.pk)) for sold in passes]
+    return {sold.pk: t.pk for (sold, _), t in zip(unearned, txns)}
 
 
 def memberships_in_use(pks: list[int]) -> list[str]:
