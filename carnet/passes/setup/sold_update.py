@@ -189,36 +189,8 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
         "income_category": categories.get(sold.income_category_id, ""),
         "items": [_item_view(i) for i in items.values()],
     }
-    after_items, problems = [], []
     who = f"{sold.name} (#{sold.pk}, {sold.patient})"
-    for tid, new in terms["items"].items():
-        after_items.append(_item_view(new))
-        old = items.get(tid)
-        if old and new.limit is not None and new.limit < old.used_count:
-            problems.append(
-                {
-                    "code": "limit_below_used",
-                    "message": (
-                        f"{who} has used {new.treatment.name} {old.used_count} times; "
-                        f"the new limit {new.limit} is lower."
-                    ),
-                }
-            )
-    for tid, old in items.items():
-        if tid in terms["items"]:
-            continue
-        if old.used_count:
-            problems.append(
-                {
-                    "code": "eligible_item_in_use",
-                    "message": (
-                        f"{who} has used {old.treatment.name} {old.used_count} times, "
-                        "so it cannot stop being an eligible item."
-                    ),
-                }
-            )
-        elif old.redemptions.exists():  # voided uses only: kept for history, with no uses left
-            after_items.append(_item_view(old, limit=0))
+    after_items, problems = _items_after(items, terms["items"], who)
     after = {f: terms[f] for f in fields} | {
         "income_category": categories.get(terms["income_category_id"], ""),
         "items": after_items,
@@ -239,21 +211,8 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
                     ),
                 },
             )
-
-    def key(view):
-        return sorted(
-            (
-                i["treatment_id"],
-                i["additional_charge_minor"],
-                i["compensation_minor"],
-                i["limit"],
-                -1 if i["value_minor"] is None else i["value_minor"],
-            )
-            for i in view["items"]
-        )
-
     changed = [f for f in fields if before[f] != after[f]]
-    if key(before) != key(after):
+    if _items_key(before) != _items_key(after):
         changed.append("items")
     if not changed:
         return None
@@ -271,6 +230,55 @@ def _plan(sold: Pass, terms: dict, categories: dict) -> dict | None:
         "notes": notes,
         "cycles": cycles,
     }
+
+
+def _items_after(items: dict, new_items: dict, who: str) -> tuple[list, list]:
+    """The eligible items after the update (an old one with voided uses only is kept, with no uses
+    left) and what stops it: a limit below the uses made, or an item in use that would go."""
+    after_items, problems = [], []
+    for tid, new in new_items.items():
+        after_items.append(_item_view(new))
+        old = items.get(tid)
+        if old and new.limit is not None and new.limit < old.used_count:
+            problems.append(
+                {
+                    "code": "limit_below_used",
+                    "message": (
+                        f"{who} has used {new.treatment.name} {old.used_count} times; "
+                        f"the new limit {new.limit} is lower."
+                    ),
+                }
+            )
+    for tid, old in items.items():
+        if tid in new_items:
+            continue
+        if old.used_count:
+            problems.append(
+                {
+                    "code": "eligible_item_in_use",
+                    "message": (
+                        f"{who} has used {old.treatment.name} {old.used_count} times, "
+                        "so it cannot stop being an eligible item."
+                    ),
+                }
+            )
+        elif old.redemptions.exists():  # voided uses only: kept for history, with no uses left
+            after_items.append(_item_view(old, limit=0))
+    return after_items, problems
+
+
+def _items_key(view: dict) -> list:
+    """The eligible items of a before/after view, comparable."""
+    return sorted(
+        (
+            i["treatment_id"],
+            i["additional_charge_minor"],
+            i["compensation_minor"],
+            i["limit"],
+            -1 if i["value_minor"] is None else i["value_minor"],
+        )
+        for i in view["items"]
+    )
 
 
 def _affected(template: PassTemplate):
