@@ -183,7 +183,6 @@ def _compute(
             next_billing=row.period_end,
             **base,
         )
-    invoice = row.invoice
     if proration != PRORATE:
         left = None if new_uses is None else max(new_uses - row.used_count, 0)
         return Preview(
@@ -195,6 +194,16 @@ def _compute(
             next_billing=row.period_end,
             **base,
         )
+    return _prorated(sold, template, row, when, today, currency=currency, base=base)
+
+
+def _prorated(
+    sold: Pass, template: PassTemplate, row, when: str, today: dt.date, *, currency, base
+) -> Preview:
+    """A change now, prorated: the unused days of the current cycle back as credit (what was paid
+    beyond the rest goes to the account), and the new plan charged from today — to the cycle's end
+    on the same cycle length (uses carried), or for a whole new cycle (uses reset)."""
+    invoice, new_uses = row.invoice, template.uses_per_cycle
     if invoice.lines.filter(kind=InvoiceLine.Kind.PASS_CREDIT).exists():
         raise Conflict(
             f"The current cycle of {sold.name} was refunded or credited already; change the plan "
