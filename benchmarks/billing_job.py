@@ -18,7 +18,7 @@ import datetime as dt
 import time
 
 from common import base, emit, machine, patients
-from pass_report import _copy_pass, _reserve
+from pass_report import _copy_pass, _reserve, _rest
 
 PREFIX = "Bench job membership"
 
@@ -86,6 +86,9 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
     """The job's rows for `copies`, set-based, in one transaction; returns seconds."""
     from django.db import connection, transaction
 
+    from carnet.billing.models import Invoice, InvoiceLine, InvoiceLineTax
+    from carnet.core.models import ActivityLog
+    from carnet.ledger.models import JournalTransaction, Posting
     from carnet.passes.models import PassInvoice
 
     row = PassInvoice.objects.select_related("invoice").get(sold_pass_id=source_id, seq=1)
@@ -116,12 +119,17 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
             "t(pid, n) JOIN passes_pass p ON p.id = t.pid",
             [copies],
         )
+        cols, vals = _rest(
+            Invoice,
+            "id, number, patient_id, location_id, staff_id, invoice_date, created_at, "
+            "subtotal_minor, tax_minor, total_minor, applied_minor, notes",
+        )
         cur.execute(
-            """INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id,
+            f"""INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id,
                            invoice_date, created_at, subtotal_minor, tax_minor, total_minor,
-                           applied_minor, notes)
+                           applied_minor, notes{cols})
                        SELECT %s + n, %s + n, patient_id, NULL, NULL, %s, now(), %s, %s, %s,
-                              0, '' FROM bench_due""",
+                              0, ''{vals} FROM bench_due""",
             [
                 i0,
                 n0,
@@ -131,12 +139,17 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
                 row.invoice.total_minor,
             ],
         )
+        cols, vals = _rest(
+            InvoiceLine,
+            "id, invoice_id, kind, description, quantity, unit_price_minor, adjustment_minor, "
+            "tax_inclusive, income_category_id, net_minor, tax_minor, total_minor",
+        )
         cur.execute(
-            """INSERT INTO billing_invoiceline (id, invoice_id, kind, description, quantity,
+            f"""INSERT INTO billing_invoiceline (id, invoice_id, kind, description, quantity,
                            unit_price_minor, adjustment_minor, tax_inclusive, income_category_id,
-                               net_minor, tax_minor, total_minor)
+                               net_minor, tax_minor, total_minor{cols})
                        SELECT %s + n, %s + n, %s, %s, 1, %s, 0, %s, %s, %s, %s,
-                              %s FROM bench_due""",
+                              %s{vals} FROM bench_due""",
             [
                 l0,
                 i0,
@@ -150,18 +163,25 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
                 line.total_minor,
             ],
         )
+        cols, vals = _rest(InvoiceLineTax, "line_id, tax_id, rate, amount_minor")
         cur.execute(
-            """INSERT INTO billing_invoicelinetax (line_id, tax_id, rate, amount_minor)
-                       SELECT %s + n, %s, %s, %s FROM bench_due""",
+            f"""INSERT INTO billing_invoicelinetax (line_id, tax_id, rate, amount_minor{cols})
+                       SELECT %s + n, %s, %s, %s{vals} FROM bench_due""",
             [l0, tax_line.tax_id, tax_line.rate, tax_line.amount_minor],
         )
+        cols, vals = _rest(
+            PassInvoice,
+            "id, sold_pass_id, seq, due_on, unit_price_minor, amount_minor, net_minor, "
+            "invoice_id, charge_attempts, last_error, period_start, period_end, uses_allowed, "
+            "used_count, recognised_minor, skipped",
+        )
         cur.execute(
-            """INSERT INTO passes_passinvoice (id, sold_pass_id, seq, due_on, unit_price_minor,
+            f"""INSERT INTO passes_passinvoice (id, sold_pass_id, seq, due_on, unit_price_minor,
                            amount_minor, net_minor, invoice_id, charge_attempts, last_error,
                            period_start, period_end, uses_allowed, used_count, recognised_minor,
-                           skipped)
+                           skipped{cols})
                        SELECT %s + n, pass_id, 1, %s, %s, %s, %s, %s + n, 0, '', %s, %s, %s,
-                              0, 0, false
+                              0, 0, false{vals}
                        FROM bench_due""",
             [
                 c0,
@@ -175,17 +195,20 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
                 row.uses_allowed,
             ],
         )
+        cols, vals = _rest(JournalTransaction, "id, at, kind, source_type, source_id, memo")
         cur.execute(
-            """INSERT INTO ledger_journaltransaction (id, at, kind, source_type, source_id, memo)
+            f"""INSERT INTO ledger_journaltransaction (id, at, kind, source_type, source_id,
+                           memo{cols})
                        SELECT %s + n, now(), 'invoice_issued', 'billing.invoice', (%s + n)::text,
-                              'Invoice #' || (%s + n) FROM bench_due""",
+                              'Invoice #' || (%s + n){vals} FROM bench_due""",
             [j0, i0, n0],
         )
+        cols, vals = _rest(Posting, "transaction_id, account_id, patient_id, amount")
         cur.execute(
-            """INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount)
-                       SELECT %s + n, %s, patient_id, %s FROM bench_due
-                       UNION ALL SELECT %s + n, %s, NULL, %s FROM bench_due
-                       UNION ALL SELECT %s + n, %s, NULL, %s FROM bench_due""",
+            f"""INSERT INTO ledger_posting (transaction_id, account_id, patient_id, amount{cols})
+                       SELECT %s + n, %s, patient_id, %s{vals} FROM bench_due
+                       UNION ALL SELECT %s + n, %s, NULL, %s{vals} FROM bench_due
+                       UNION ALL SELECT %s + n, %s, NULL, %s{vals} FROM bench_due""",
             [
                 j0,
                 acct["accounts_receivable"],
@@ -198,11 +221,15 @@ def _baseline(source_id: int, copies: list[int], today: dt.date) -> float:
                 -row.invoice.tax_minor,
             ],
         )
+        cols, vals = _rest(
+            ActivityLog,
+            "at, actor_id, actor_name, verb, object_type, object_id, object_repr, after",
+        )
         cur.execute(
-            """INSERT INTO core_activitylog (at, actor_id, actor_name, verb, object_type, object_id,
-                           object_repr, after)
+            f"""INSERT INTO core_activitylog (at, actor_id, actor_name, verb, object_type,
+                           object_id, object_repr, after{cols})
                        SELECT now(), NULL, 'system', 'created', 'billing.invoice', (%s + n)::text,
-                              'Invoice #' || (%s + n), '{}'::jsonb FROM bench_due""",
+                              'Invoice #' || (%s + n), '{{}}'::jsonb{vals} FROM bench_due""",
             [i0, n0],
         )
         cur.execute(

@@ -42,6 +42,14 @@ def _reserve(cur, table: str, count: int) -> int:
     return first
 
 
+def _rest(model, columns: str) -> tuple[str, str]:
+    """The columns an INSERT below does not name, filled with the model's defaults: a column
+    added with a default later needs no change here (carnet.core.bulk.default_columns)."""
+    from carnet.core.bulk import default_columns
+
+    return default_columns(model, columns.split(","))
+
+
 def _copy_pass(cur, source_id: int, patient_ids: list[int]) -> None:
     """One copy of the sold package `source_id` (and its item) per patient, in SQL."""
     cur.execute("""SELECT column_name FROM information_schema.columns
@@ -92,9 +100,11 @@ def build(b, size: int, rebuild: bool) -> dict:
     """The data set: returns its template and how long generation took (0 when reused)."""
     from django.db import connection, transaction
 
+    from carnet.billing.models import Invoice
     from carnet.core import clock
     from carnet.passes.models import EligibleItem, Pass, PassTemplate, Redemption
     from carnet.passes.packages.selling import package_sell
+    from carnet.scheduling.models import Appointment, Visit
 
     name = _template_name(size)
     template = PassTemplate.objects.filter(name=name).first()
@@ -155,39 +165,60 @@ def build(b, size: int, rebuild: bool) -> dict:
         # size, at one of 8 hours.
         day = f"(g::bigint * {DAYS} / {size})::int"
         slot = f"%s + {day} * interval '1 day' + (g %% 8) * interval '1 hour'"
+        cols, vals = _rest(
+            Appointment,
+            'id, start, "end", status, booked_by, notes, created_at, booked_by_staff_id, '
+            "location_id, practitioner_id, treatment_id",
+        )
         cur.execute(
             f"""INSERT INTO scheduling_appointment (id, start, "end", status, booked_by, notes,
                             created_at, booked_by_staff_id, location_id, practitioner_id,
-                            treatment_id)
+                            treatment_id{cols})
                         SELECT %s + g, {slot}, {slot} + interval '1 hour', 'arrived', 'staff', '',
-                               now(), %s, %s, (%s::bigint[])[1 + g %% {len(pracs)}], %s {series}""",
+                               now(), %s, %s, (%s::bigint[])[1 + g %% {len(pracs)}], %s{vals}
+                        {series}""",
             [a0, start, start, b["owner"].pk, b["location"].pk, pracs, b["treatment"].pk, size],
+        )
+        cols, vals = _rest(
+            Invoice,
+            "id, number, patient_id, location_id, staff_id, invoice_date, created_at, "
+            "subtotal_minor, tax_minor, total_minor, applied_minor, notes",
         )
         cur.execute(
             f"""INSERT INTO billing_invoice (id, number, patient_id, location_id, staff_id,
                             invoice_date, created_at, subtotal_minor, tax_minor, total_minor,
-                            applied_minor, notes)
+                            applied_minor, notes{cols})
                         SELECT %s + g, %s + g, l.patient_id, %s,
                                (%s::bigint[])[1 + g %% {len(pracs)}],
-                               (%s::date + {day}), now(), 0, 0, 0, 0, ''
+                               (%s::date + {day}), now(), 0, 0, 0, 0, ''{vals}
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
             [i0, number0, b["location"].pk, pracs, FIRST_DAY, size],
         )
+        cols, vals = _rest(
+            Visit, "id, role, status, booked_at, appointment_id, invoice_id, patient_id"
+        )
         cur.execute(
             f"""INSERT INTO scheduling_visit (id, role, status, booked_at,
-                            appointment_id, invoice_id, patient_id)
-                        SELECT %s + g, 'primary', 'arrived', now(), %s + g, %s + g, l.patient_id
+                            appointment_id, invoice_id, patient_id{cols})
+                        SELECT %s + g, 'primary', 'arrived', now(), %s + g, %s + g,
+                               l.patient_id{vals}
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
             [v0, a0, i0, size],
+        )
+        cols, vals = _rest(
+            Redemption,
+            "id, sold_pass_id, item_id, visit_id, patient_id, status, visit_date, reserved_at, "
+            "posted_at, value_minor, additional_charge_minor, practitioner_id, "
+            "compensation_minor, compensated_upfront, by_no_show",
         )
         cur.execute(
             f"""INSERT INTO passes_redemption (id, sold_pass_id, item_id, visit_id, patient_id,
                             status, visit_date, reserved_at, posted_at, value_minor,
                             additional_charge_minor, practitioner_id, compensation_minor,
-                            compensated_upfront, by_no_show)
+                            compensated_upfront, by_no_show{cols})
                         SELECT %s + g, l.pass_id, l.item_id, %s + g, l.patient_id, 'posted',
                                (%s::date + {day}), now(), now(), 100, 0,
-                               (%s::bigint[])[1 + g %% {len(pracs)}], 0, false, false
+                               (%s::bigint[])[1 + g %% {len(pracs)}], 0, false, false{vals}
                         {series} JOIN bench_lane l ON l.n = g %% {len(lanes)}""",
             [r0, v0, FIRST_DAY, pracs, size],
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.db import connection
-from django.db.models import F
+from django.db.models import NOT_PROVIDED, F
 
 # Below this many rows a plain INSERT is cheaper than fetching ids and opening a COPY.
 COPY_FROM = 100
@@ -130,3 +130,46 @@ def add_to(model, field: str, amounts) -> None:
 def chunks(items: list, size: int = 900):
     """Slices small enough for SQLite's limit on query parameters."""
     return (items[n : n + size] for n in range(0, len(items), size))
+
+
+def unlisted_required(model, given, *, model_defaults: bool = True) -> list[str]:
+    """The model's NOT NULL columns that an INSERT naming only `given` leaves out and that neither
+    the database (a `db_default`) nor, with `model_defaults` (an INSERT completed by
+    `default_columns`), the model (a `default`) fills: such an INSERT fails."""
+    given = {c.strip().strip('"') for c in given}
+    return [
+        f.column
+        for f in model._meta.concrete_fields
+        if f.column not in given
+        and not f.primary_key
+        and not f.null
+        and f.db_default is NOT_PROVIDED
+        and not (model_defaults and f.has_default())
+    ]
+
+
+def default_columns(model, given) -> tuple[str, str]:
+    """For a hand-written `INSERT INTO <model's table> (<given>, …) SELECT <values>, …` (the
+    benchmarks' and load tests' generated data, PostgreSQL): `(", col, …", ", value, …")`, the
+    columns the INSERT does not name that have a model default, with that default as an SQL
+    literal (`%` doubled, for a statement run with parameters). A column added later with a default
+    is then filled without touching the statement; one without a default raises ValueError here,
+    naming it, rather than a NOT NULL violation somewhere in a long load."""
+    from psycopg import sql
+
+    missing = unlisted_required(model, given)
+    if missing:
+        raise ValueError(f"{model._meta.db_table}: no value and no default for {missing}")
+    given = {c.strip().strip('"') for c in given}
+    connection.ensure_connection()
+    raw = connection.connection
+    qn = connection.ops.quote_name
+    columns, values = [], []
+    for f in model._meta.concrete_fields:
+        if f.column in given or f.primary_key or not f.has_default():
+            continue
+        value = f.get_db_prep_save(f.get_default(), connection)
+        literal = sql.Literal(value).as_string(raw).replace("%", "%%")
+        columns.append(qn(f.column))
+        values.append(f"CAST({literal} AS {f.cast_db_type(connection)})")
+    return "".join(f", {c}" for c in columns), "".join(f", {v}" for v in values)
