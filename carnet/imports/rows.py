@@ -18,7 +18,7 @@ from carnet.core.bulk import chunks
 from carnet.core.errors import ValidationFailed
 from carnet.core.money import Money
 from carnet.giftcards.models import GiftCard
-from carnet.passes.memberships.cycles import _target
+from carnet.passes.memberships.cycles import cycle_earned_minor
 from carnet.passes.memberships.opening import current_cycle
 from carnet.passes.models import Kind as PassKind
 from carnet.passes.models import PassInvoice, PassTemplate
@@ -850,7 +850,7 @@ def _unearned(template, current, price: int, cut_over: dt.date, currency: str) -
         currency=currency,
     ).net
     row = PassInvoice(period_start=current.start, period_end=current.end, net_minor=net)
-    return net - _target(row, cut_over)
+    return net - cycle_earned_minor(row, cut_over)
 
 
 def _gift_cards_cross(plan: Plan) -> None:

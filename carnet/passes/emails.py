@@ -3,7 +3,11 @@ and the clinic), and a reminder before a pass expires (SPEC 9.6, 9.10). All queu
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.urls import reverse
+
 from carnet.billing.documents import DEFAULT_FORM, invoice_number, receipt_filename
+from carnet.billing.emails import pay_link_token
 from carnet.clinic.selectors import clinic_get
 from carnet.core.mail import Attachment, mail_queue
 
@@ -56,11 +60,6 @@ def instalment_declined_email(*, row, reason: str, authenticate: bool = False) -
         "pay_link": "",
     }
     if authenticate:
-        from django.conf import settings
-        from django.urls import reverse
-
-        from carnet.billing.emails import pay_link_token
-
         if settings.SITE_URL:  # the daily job has no request to take the address from
             context["pay_link"] = settings.SITE_URL + reverse(
                 "portal:pay_balance", kwargs={"token": pay_link_token(sold.patient)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, Prefetch, Q
+import datetime as dt
+
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 
 from carnet.billing.models import Invoice
+from carnet.ledger.selectors import postings_for_source
 
-from .models import Pass, PassInvoice, Redemption
+from .models import Pass, PassInvoice, PassTemplate, Redemption
 
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
 
@@ -56,7 +59,6 @@ def pass_invoices(sold: Pass) -> list[Invoice]:
 def pass_imported(sold: Pass) -> bool:
     """Brought in from the clinic's previous system (carnet.imports):
     its value is an opening balance."""
-    from carnet.ledger.selectors import postings_for_source
 
     return postings_for_source(sold).filter(transaction__kind="opening_balance").exists()
 
@@ -155,7 +157,6 @@ def pass_next_instalment(sold: Pass) -> PassInvoice | None:
 
 
 def _with_remaining(qs):
-    from django.db.models import F
 
     return qs.annotate(
         uses_left=F("quantity")
@@ -173,7 +174,6 @@ def _with_remaining(qs):
 def passes_expiring(*, today, within_days: int = 30, limit: int = 20) -> list[Pass]:
     """Active passes whose last covered day falls within `within_days` of `today` and that still
     have uses left (unlimited ones count), soonest first, with their patient. One query."""
-    import datetime as dt
 
     qs = _with_remaining(
         Pass.objects.filter(
@@ -211,7 +211,6 @@ def passes_running_low(*, patient_ids: list[int], at_most: int = 1) -> list[Pass
 def autopay_declined(*, limit: int = 20) -> list[PassInvoice]:
     """Instalments and membership cycles whose card charge was declined and whose invoice is still
     unpaid, most recent due date first. One query."""
-    from django.db.models import F
 
     qs = (
         PassInvoice.objects.filter(
@@ -229,7 +228,6 @@ def autopay_declined(*, limit: int = 20) -> list[PassInvoice]:
 def templates_covering(treatment) -> list:
     """Packages on sale (not archived) whose eligible items include `treatment`: what the desk may
     sell to cover a visit for it. One query."""
-    from .models import PassTemplate
 
     return list(
         PassTemplate.objects.filter(

@@ -21,9 +21,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import calls_gateway, once_per_key, request_key
 from carnet.core.permissions import Action, require
-from carnet.core.schemas import (
-    one_in_body as _one,  # an id in a body: unknown is a 422 naming the field
-)
+from carnet.core.schemas import one_in_body  # an id in a body: unknown is a 422 naming the field
 from carnet.gateway.models import CardOnFile
 from carnet.passes.models import Pass, PassInvoice, PassPlanChange, PassTemplate
 from carnet.passes.packages.instalments import pass_charge_due
@@ -209,7 +207,7 @@ def sell(request, pk: int, payload: s.MembershipSellIn):
     require(request.auth, Action.SELL)
     key = _automatic_needs_key(request, payload.payment_mode)
     patient = patient_get(pk)
-    template = _one(PassTemplate, payload.template_id, "template_id", "membership template")
+    template = one_in_body(PassTemplate, payload.template_id, "template_id", "membership template")
     sold_pk = _keyed(
         request,
         key,
@@ -221,9 +219,9 @@ def sell(request, pk: int, payload: s.MembershipSellIn):
                 template=template,
                 start_date=payload.start_date,
                 payment_mode=payload.payment_mode,
-                card=_one(CardOnFile, payload.card_id, "card_id", "card on file"),
-                location=_one(Location, payload.location_id, "location_id", "location"),
-                sold_by=_one(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
+                card=one_in_body(CardOnFile, payload.card_id, "card_id", "card on file"),
+                location=one_in_body(Location, payload.location_id, "location_id", "location"),
+                sold_by=one_in_body(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
                 intro_override=payload.intro_override,
             ).pk
         ),
@@ -307,7 +305,7 @@ def payment(request, pk: int, payload: s.MembershipPaymentIn):
                 actor=request.auth,
                 sold_pass=sold,
                 payment_mode=payload.payment_mode,
-                card=_one(CardOnFile, payload.card_id, "card_id", "card on file"),
+                card=one_in_body(CardOnFile, payload.card_id, "card_id", "card on file"),
             ).pk
         ),
     )
@@ -334,7 +332,7 @@ def plan_change_preview(request, pk: int, template_id: int, when: str = "now"):
         actor=request.auth,
         sold_pass=sold,
         when=when,
-        template=_one(PassTemplate, template_id, "template_id", "membership template"),
+        template=one_in_body(PassTemplate, template_id, "template_id", "membership template"),
     )
     return {**p.as_dict(), "lines": pc.preview_lines(p, clinic_get().money)}
 
@@ -357,7 +355,7 @@ def plan_change(request, pk: int, payload: s.PlanChangeIn):
         required=payload.when == "now" and sold.payment_mode == Pass.PaymentMode.AUTOMATIC,
         why="what the change leaves due is charged to the membership's card at once.",
     )
-    template = _one(PassTemplate, payload.template_id, "template_id", "membership template")
+    template = one_in_body(PassTemplate, payload.template_id, "template_id", "membership template")
     expected = {
         k: v
         for k, v in (

@@ -35,6 +35,7 @@ from carnet.core.permissions import Action, require
 from carnet.core.signed_links import ClockSigner
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import CardUpdateRequest, Pass
+from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.packages.online import card_keep_online, card_take_to_keep
 
 from .dunning import OWED, new_card_given
@@ -381,7 +382,6 @@ def _charge_owed(req: CardUpdateRequest, *, repeat: bool = False) -> CardUpdated
     once, whether the page, Stripe's webhook or reconciliation gets there first. A repeat finds
     nothing else due: what was charged is paid, and a declined cycle (a failed check too) waits for
     its retry or a new card."""
-    from carnet.passes.packages.instalments import pass_charge_due
 
     run = pass_charge_due(sold_pass=req.sold_pass, on_session=True)
     if run.authenticate is not None:

@@ -28,10 +28,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import Prefetch
 
+from carnet.clinic.models import Clinic
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.mail import mail_queue
+from carnet.core.permissions import AccessLevel
 from carnet.passes.models import Pass, PassInvoice, PassPlanChange
 from carnet.passes.redeeming.quotes import price_with_tax_minor
+from carnet.people.models import StaffMember
 
 from .cycle_billing import memberships_due
 from .cycles import MAX_CYCLES_AHEAD, cycle_preview, cycle_start, freeze_fee_for
@@ -282,9 +285,6 @@ def charges_preview_email_send(*, today: dt.date | None = None) -> int:
     """The daily job: when the clinic opts in, email the account owner tomorrow's charges, once per
     day however often the job runs (a conditional update claims the day).
     Returns the charges listed."""
-    from carnet.clinic.models import Clinic
-    from carnet.core.permissions import AccessLevel
-    from carnet.people.models import StaffMember
 
     clinic = clinic_get()
     if not clinic.charges_preview_email:

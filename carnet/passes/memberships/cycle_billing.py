@@ -4,9 +4,10 @@ once.
 Memberships are taken in chunks of CHUNK, each chunk one transaction under its passes' locks. The
 common case — one cycle due, not paused — is issued for the whole chunk in a few statements (one
 insert per table); anything else (a pause, cycles missed while the job did not run, a cycle made
-ahead for a booking) goes through `memberships._issue_due` one membership at a time, in the same
-transaction. The (pass, seq) constraint stops a twin run that slipped past the locks (SQLite): its
-chunk rolls back and is redone one membership at a time, skipping what the other run made.
+ahead for a booking) goes through `memberships.services.membership_cycles_issue` one membership
+at a time, in the same transaction. The (pass, seq) constraint stops a twin run that slipped past
+the locks (SQLite): its chunk rolls back and is redone one membership at a time, skipping what the
+other run made.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.packages.selling import instalments_invoice
 
-from .cycles import _paused, cycle_start, next_cycle, row_new
-from .services import BILLED, _issue_due, rollover
+from .cycles import cycle_paused, cycle_start, next_cycle, row_new
+from .services import BILLED, membership_cycles_issue, rollover
 
 CHUNK = (
     1000  # memberships per transaction: locks held well under a second, a crash redoes one chunk
@@ -71,7 +72,7 @@ def cycles_issue(*, today: dt.date | None = None) -> list[int]:
                 issued += _issue_chunk(chunk, today)
         except IntegrityError:
             for pk in chunk:
-                issued += _issue_one(pk, today)
+                issued += cycles_issue_one(pk, today)
     return issued
 
 
@@ -89,12 +90,12 @@ def memberships_due(today: dt.date) -> list[int]:
     )
 
 
-def _issue_one(pk: int, today: dt.date) -> list[int]:
+def cycles_issue_one(pk: int, today: dt.date) -> list[int]:
     try:
         with transaction.atomic():
             sold = lock_pass(pk)
             if sold.status == Status.ACTIVE:
-                return [row.pk for row in _issue_due(sold, today=today)]
+                return [row.pk for row in membership_cycles_issue(sold, today=today)]
     except IntegrityError:
         pass  # another run made this cycle first
     return []
@@ -145,7 +146,7 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
             continue
         seq, start = needed
         if (
-            _paused(sold, seq) or cycle_start(sold, seq) <= today
+            cycle_paused(sold, seq) or cycle_start(sold, seq) <= today
         ):  # a pause, or more than one cycle due
             slow.append(sold)
             continue
@@ -163,5 +164,5 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
         insert(PassInvoice, new)
         add_to(Pass, "deferred_minor", [(row.sold_pass_id, row.net_minor) for row in new])
     return [row.pk for row in new] + [
-        row.pk for sold in slow for row in _issue_due(sold, today=today)
+        row.pk for sold in slow for row in membership_cycles_issue(sold, today=today)
     ]

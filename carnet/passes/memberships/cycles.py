@@ -39,7 +39,7 @@ def cycle_add(cycle: str, day: dt.date, n: int) -> dt.date:
     return add_months(day, n * (12 if cycle == Cycle.YEARLY else 1))
 
 
-def _paused(sold: Pass, seq: int) -> bool:
+def cycle_paused(sold: Pass, seq: int) -> bool:
     return _pause_of(sold, seq) is not None
 
 
@@ -124,7 +124,7 @@ def cycle_for(sold: Pass, day: dt.date, *, create: bool) -> PassInvoice | None:
     return None
 
 
-def _target(row: PassInvoice, today: dt.date) -> int:
+def cycle_earned_minor(row: PassInvoice, today: dt.date) -> int:
     """What of the cycle's net fee belongs to the days before `today`."""
     days = (row.period_end - row.period_start).days
     elapsed = min(max((today - row.period_start).days, 0), days)
@@ -154,7 +154,7 @@ def memberships_recognise(*, today: dt.date | None = None) -> int:
     by_template: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     by_row, by_pass, total = [], defaultdict(int), 0
     for row in rows:
-        due = _target(row, today) - row.recognised_minor
+        due = cycle_earned_minor(row, today) - row.recognised_minor
         if due <= 0:
             continue
         by_row.append((row.pk, due))
@@ -203,7 +203,7 @@ def cycle_preview(sold: Pass, day: dt.date) -> tuple[str, PassInvoice | None, in
         if sold.term_cycles is not None and billed >= sold.term_cycles:
             return "ended", None, None
         start, end = cycle_start(sold, seq - 1), cycle_start(sold, seq)
-        paused = _paused(sold, seq)
+        paused = cycle_paused(sold, seq)
         if start <= day < end:
             return ("paused", None, 0) if paused else ("ok", None, sold.uses_per_cycle)
         billed += 0 if paused else 1

@@ -65,6 +65,7 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
     """One automatic charge of the row `pk` was declined (`failure`: the gateway's PaymentFailed):
     count it, schedule the next try (soft) or stop and ask for a new card (hard), tell the patient
     and the clinic. When the last try failed and the clinic writes such cycles off, write it off."""
+    # late: circular at import time (memberships.overdue → here)
     from .overdue import past_due_refresh
 
     schedule = retry_schedule()

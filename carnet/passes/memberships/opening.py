@@ -33,7 +33,7 @@ from carnet.ledger.services import Entry, Line, transaction_post, transactions_p
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate, Redemption
 from carnet.passes.packages.opening import imported_invoices
 
-from .cycles import _target, cycle_start
+from .cycles import cycle_earned_minor, cycle_start
 from .services import membership_copy, membership_items
 
 MAX_CYCLES_BACK = 52 * 40  # forty years of weekly cycles: a next cycle date further out is a typo
@@ -175,7 +175,7 @@ def _membership_at_switch(o: Opening, *, actor, clinic, cut_over: dt.date, zone:
         uses_allowed=None if t.uses_per_cycle is None else t.uses_per_cycle - o.uses_taken,
     )
     # Earned before the switch, in the previous system.
-    row.recognised_minor = _target(row, cut_over)
+    row.recognised_minor = cycle_earned_minor(row, cut_over)
     sold.recognised_minor = row.recognised_minor
     bill = Bill(
         patient_id=o.patient_id,

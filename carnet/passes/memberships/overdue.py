@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Count, F, Min, Sum
 
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
@@ -176,6 +176,7 @@ def memberships_overdue(*, today: dt.date | None = None) -> dict:
 def _cancel_past_due(pk: int, *, today: dt.date, days: int) -> int:
     """End a membership past due too long: no more cycles or charges; the uses of bookings after
     today are voided; the invoices still owed stay owed (collect or write them off)."""
+    # late: circular at import time (redeeming.redemption → redeeming.eligibility → here)
     from carnet.passes.redeeming.redemption import redemption_void
 
     sold = lock_pass(pk)
@@ -213,7 +214,6 @@ def past_due_memberships(
     """Memberships (not deleted) owing a cycle past its due date, most days past due first: what the
     front desk's alerts and the Past due report show. One query when none is
     past due, three else."""
-    from django.db.models import Count, F, Sum
 
     clinic = clinic or clinic_get()
     today = today or clinic_today(clinic)

@@ -54,8 +54,8 @@ from carnet.passes.packages.selling import instalment_issue
 from carnet.passes.redeeming.redemption import redemption_void
 from carnet.passes.redeeming.windows import window_terms
 
-from .cycles import _target, cycle_add, cycle_start
-from .services import _active, _retime, uses_place
+from .cycles import cycle_add, cycle_earned_minor, cycle_start
+from .services import membership_check_active, membership_cycles_retime, uses_place
 
 When = PassPlanChange.When
 PRORATE, NO_PRORATION = "prorate", "none"
@@ -103,7 +103,7 @@ def _current(sold: Pass, today: dt.date) -> PassInvoice | None:
 
 
 def _check(sold: Pass, template: PassTemplate, when: str) -> None:
-    _active(sold, "changed")
+    membership_check_active(sold, "changed")
     if when not in When.values:
         raise ValidationFailed(
             "Choose when the change applies: at once or at the next cycle.",
@@ -331,7 +331,7 @@ def _earn_to(sold: Pass, today: dt.date, memo: str) -> None:
     for row in sold.instalment_rows.filter(
         invoice__isnull=False, invoice__deleted_at__isnull=True, recognised_minor__lt=F("net_minor")
     ).order_by("seq"):
-        due = _target(row, today) - row.recognised_minor
+        due = cycle_earned_minor(row, today) - row.recognised_minor
         if due > 0:
             due_rows.append((row.pk, due))
             total += due
@@ -546,7 +546,7 @@ def _apply_now(*, actor, sold: Pass, template: PassTemplate, p: Preview) -> Pass
                 else max(template.uses_per_cycle, row.used_count)
             )
 
-        _retime(sold, row.seq + 1, switch)
+        membership_cycles_retime(sold, row.seq + 1, switch)
         return None
     _credit(sold, row, p, memo)
     moving = _detach_from(row, today)
@@ -584,7 +584,7 @@ def _apply_now(*, actor, sold: Pass, template: PassTemplate, p: Preview) -> Pass
             PassInvoice.objects.filter(pk=new.pk).update(next_attempt_on=today)
         made["row"] = new
 
-    _retime(sold, row.seq + 1, split)
+    membership_cycles_retime(sold, row.seq + 1, split)
     uses_place(sold, moving)
     new = made["row"]
     if (
@@ -736,4 +736,4 @@ def _switch_from_next(sold: Pass, template: PassTemplate, today: dt.date) -> Non
         _earn_to(sold, today, f"{sold.name} changed to {template.name}")
         _switch_terms(sold, template, first_seq=first)
 
-    _retime(sold, first, switch)
+    membership_cycles_retime(sold, first, switch)

@@ -13,13 +13,13 @@ from django.views.decorators.http import require_POST
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.idempotency import new_form_key
+from carnet.core.pages import apply_errors, not_allowed, run_action, save_once, staff_required
 from carnet.core.permissions import Action
 from carnet.passes.models import Pass, PassTemplate
-from carnet.staff.decorators import apply_errors, not_allowed, run_action, save_once, staff_required
 
 from . import plan_change as pc
 from .forms import template_label
-from .views import _charge_due, _charge_message, _membership
+from .views import charge_due_message, has_charge_due, membership_for_page
 
 
 class PlanChangeForm(forms.Form):
@@ -53,7 +53,7 @@ class PlanChangeForm(forms.Form):
 
 @staff_required(Action.SELL)
 def membership_plan_change(request, pk: int):
-    sold, clinic = _membership(pk), clinic_get()
+    sold, clinic = membership_for_page(pk), clinic_get()
     form = PlanChangeForm(
         request.POST or None,
         sold=sold,
@@ -94,8 +94,8 @@ def membership_plan_change(request, pk: int):
                 else:
                     messages.success(request, f"{sold.name} is now {result.to_name}.")
                 fresh = Pass.objects.select_related("card").get(pk=pk)
-                if fresh.payment_mode == Pass.PaymentMode.AUTOMATIC and _charge_due(fresh):
-                    level, text = _charge_message(fresh, clinic)
+                if fresh.payment_mode == Pass.PaymentMode.AUTOMATIC and has_charge_due(fresh):
+                    level, text = charge_due_message(fresh, clinic)
                     getattr(messages, level)(request, text)
                 return redirect("memberships:detail", pk=pk)
             # "error": the service's reason is on the form; a fresh preview follows below.
@@ -125,7 +125,7 @@ def membership_plan_change(request, pk: int):
 @require_POST
 @staff_required(Action.SELL)
 def plan_change_cancel(request, pk: int):
-    sold = _membership(pk)
+    sold = membership_for_page(pk)
     _, denied = run_action(
         request,
         lambda: pc.plan_change_cancel(actor=request.user, sold_pass=sold),

@@ -29,7 +29,7 @@ from carnet.passes.models import (
     Redemption,
 )
 from carnet.passes.packages.selling import instalment_issue
-from carnet.passes.redeeming.redemption import redemption_void
+from carnet.passes.redeeming.redemption import cycle_use_take, redemption_void
 from carnet.passes.redeeming.windows import window_terms
 from carnet.passes.setup.expiry_rules import terms_freeze
 from carnet.passes.setup.intro_offers import intro_check, intro_override_record
@@ -80,7 +80,7 @@ def _roll_into(sold: Pass, row: PassInvoice) -> None:
         row.refresh_from_db()
 
 
-def _issue_due(
+def membership_cycles_issue(
     sold: Pass, *, today: dt.date, actor=None, action=None, location=None
 ) -> list[PassInvoice]:
     """Make and invoice every cycle of `sold` that has started by `today` (pass locked by the
@@ -240,7 +240,7 @@ def membership_sell(
     sold.save(force_insert=True)
     sold.taxes.set(template.taxes.all())
     PassItem.objects.bulk_create(membership_items(sold, template))
-    _issue_due(sold, today=today, actor=actor, action=action, location=location)
+    membership_cycles_issue(sold, today=today, actor=actor, action=action, location=location)
     activity.record(
         actor=actor,
         verb="sold" if not online else "bought_online",
@@ -278,7 +278,7 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
     """Change the card or the payment mode from the next charge on."""
     require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
-    _active(sold, "changed")
+    membership_check_active(sold, "changed")
     _check_card(sold.patient, payment_mode, card)
     before = activity.snapshot(sold)
     sold.payment_mode, sold.card = payment_mode, card if payment_mode == Mode.AUTOMATIC else None
@@ -301,7 +301,7 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
     return sold
 
 
-def _active(sold: Pass, doing: str) -> None:
+def membership_check_active(sold: Pass, doing: str) -> None:
     if sold.kind != Pass.Kind.MEMBERSHIP:
         raise ValidationFailed(
             f"{sold.name} is not a membership.", fields={"pass_id": ["Not a membership."]}
@@ -346,7 +346,7 @@ def membership_cancel(
     if not by_patient:
         require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
-    _active(sold, "cancelled")
+    membership_check_active(sold, "cancelled")
     if not cycles_paid(sold):
         raise Conflict(
             f"{sold.name} has no paid cycle yet. Delete it instead if nothing was paid.",
@@ -560,7 +560,7 @@ def cycle_refund(*, actor, row: PassInvoice, amount_minor: int, reason: str = ""
     return row
 
 
-def _retime(sold: Pass, from_seq: int, change) -> None:
+def membership_cycles_retime(sold: Pass, from_seq: int, change) -> None:
     """Re-make the not-yet-invoiced cycles from `from_seq` after `change()` moves the timeline
     (a pause or a resume): uses booked in them move to the cycle now covering their day, or are
     voided when that cycle is paused or full. Refused while a visit already used one of them."""
@@ -590,12 +590,11 @@ def _retime(sold: Pass, from_seq: int, change) -> None:
 def uses_place(sold: Pass, moving: list[Redemption]) -> None:
     """Put reserved uses (taken out of their cycle) in the cycle now covering their day, or void
     them when that cycle is paused or full."""
-    from carnet.passes.redeeming.redemption import _take_cycle_use
 
     for redemption in moving:
         redemption.refresh_from_db()
         row = cycle_for(sold, redemption.visit_date, create=True)
-        if row is not None and not row.skipped and _take_cycle_use(row):
+        if row is not None and not row.skipped and cycle_use_take(row):
             Redemption.objects.filter(pk=redemption.pk).update(cycle=row)
         else:
             redemption_void(redemption)
@@ -613,7 +612,7 @@ def membership_pause(
     if not by_patient:
         require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)
-    _active(sold, "paused")
+    membership_check_active(sold, "paused")
     if not sold.pause_allowed:
         raise Conflict(
             f"{sold.name} cannot be paused (its template does not allow it).",
@@ -649,7 +648,7 @@ def membership_pause(
             fee_minor=sold.freeze_fee_minor,
         )
 
-    _retime(sold, from_seq, pause_now)
+    membership_cycles_retime(sold, from_seq, pause_now)
     activity.record(
         actor=actor,
         verb="paused",
@@ -712,6 +711,6 @@ def membership_resume(*, actor, sold_pass: Pass, by_patient: bool = False) -> Pa
         pause.cycles, pause.resumed_at = started, clock.now()
         pause.save(update_fields=["cycles", "resumed_at"])
 
-    _retime(sold, pause.from_seq + started, resume_now)
+    membership_cycles_retime(sold, pause.from_seq + started, resume_now)
     activity.record(actor=actor, verb="resumed", obj=sold, after={"skipped_cycles": started})
     return sold

@@ -17,12 +17,12 @@ from django.views.decorators.http import require_POST
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.errors import NotFound
 from carnet.core.idempotency import new_form_key
+from carnet.core.pages import run_action, save_form, save_once, staff_required
 from carnet.core.permissions import Action, can
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.selectors import pass_history
 from carnet.people.selectors import patient_get
-from carnet.staff.decorators import run_action, save_form, save_once, staff_required
 
 from . import overdue, retry, writeoff
 from . import services as ms
@@ -42,7 +42,7 @@ Mode = Pass.PaymentMode
 Status = Pass.Status
 
 
-def _membership(pk: int) -> Pass:
+def membership_for_page(pk: int) -> Pass:
     sold = (
         Pass.objects.filter(kind=Pass.Kind.MEMBERSHIP)
         .exclude(status=Status.DELETED)
@@ -62,7 +62,7 @@ def _to_detail(pk: int):
 # ---- selling ------------------------------------------------------------------------------------
 
 
-def _charge_message(sold: Pass, clinic) -> tuple[str, str]:
+def charge_due_message(sold: Pass, clinic) -> tuple[str, str]:
     """Charge the due cycle of an automatic membership now (outside any transaction)
     and say how it went."""
     run = pass_charge_due(sold_pass=sold)
@@ -95,7 +95,7 @@ def _charge_message(sold: Pass, clinic) -> tuple[str, str]:
     return "info", "Nothing is due now: the card is charged when the next cycle starts."
 
 
-def _charge_due(sold: Pass) -> bool:
+def has_charge_due(sold: Pass) -> bool:
     """Whether an issued, unpaid cycle of this membership is waiting for a card charge."""
     return any(
         r.invoice.balance_minor > 0
@@ -154,8 +154,8 @@ def membership_sell(request, pk: int):
                 f"Sold {sold.name} to {patient.full_name}, starting "
                 f"{sold.start_date:%Y-%m-%d}: {billed}.",
             )
-            if sold.payment_mode == Mode.AUTOMATIC and _charge_due(sold):
-                level, text = _charge_message(sold, clinic)
+            if sold.payment_mode == Mode.AUTOMATIC and has_charge_due(sold):
+                level, text = charge_due_message(sold, clinic)
                 getattr(messages, level)(request, text)
             return _to_detail(sold.pk)
     return render(
@@ -319,13 +319,13 @@ def _detail(request, sold: Pass, *, pause_form=None):
 
 @staff_required(Action.INVOICE_VIEW)
 def membership_detail(request, pk: int):
-    return _detail(request, _membership(pk))
+    return _detail(request, membership_for_page(pk))
 
 
 @require_POST
 @staff_required(Action.SELL)
 def membership_pause(request, pk: int):
-    sold = _membership(pk)
+    sold = membership_for_page(pk)
     form = PauseForm(request.POST, most=sold.pause_max_cycles)
     if not form.is_valid():
         messages.error(request, ms.pause_limit_words(sold))
@@ -343,7 +343,7 @@ def membership_pause(request, pk: int):
 @require_POST
 @staff_required(Action.SELL)
 def membership_resume(request, pk: int):
-    sold = _membership(pk)
+    sold = membership_for_page(pk)
     _, denied = run_action(
         request,
         lambda: ms.membership_resume(actor=request.user, sold_pass=sold),
@@ -357,7 +357,7 @@ def membership_resume(request, pk: int):
 def membership_past_due_override(request, pk: int):
     """Let a past-due membership cover new bookings again until a date
     (issue 22 point 2; logged)."""
-    sold = _membership(pk)
+    sold = membership_for_page(pk)
     try:
         until = dt.date.fromisoformat(request.POST.get("until", ""))
     except ValueError:
@@ -379,7 +379,7 @@ def membership_retry_now(request, pk: int):
     """Charge a past-due membership's card now (issue 22 point 4): the card attempt's own path, the
     gateway called outside any transaction (this view holds none).
     Back to where it was asked from."""
-    sold = _membership(pk)
+    sold = membership_for_page(pk)
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
         back, allowed_hosts={request.get_host()}
@@ -435,7 +435,7 @@ def cycle_write_off(request, cycle_pk: int):
 
 @staff_required(Action.SELL)
 def membership_cancel(request, pk: int):
-    sold, clinic = _membership(pk), clinic_get()
+    sold, clinic = membership_for_page(pk), clinic_get()
     form = CancelForm(request.POST or None, initial={"form_key": new_form_key()})
     if request.method == "POST" and form.is_valid():
         at_end = form.cleaned_data["when"] == "cycle_end"
@@ -535,7 +535,7 @@ def cycle_refund(request, cycle_pk: int):
 
 @staff_required(Action.SELL)
 def membership_payment(request, pk: int):
-    sold, clinic = _membership(pk), clinic_get()
+    sold, clinic = membership_for_page(pk), clinic_get()
     form = PaymentForm(
         request.POST or None,
         patient=sold.patient,
@@ -556,8 +556,8 @@ def membership_payment(request, pk: int):
     if denied:
         return denied
     if result is not None:
-        if result.payment_mode == Mode.AUTOMATIC and _charge_due(result):
-            level, text = _charge_message(result, clinic)
+        if result.payment_mode == Mode.AUTOMATIC and has_charge_due(result):
+            level, text = charge_due_message(result, clinic)
             getattr(messages, level)(request, text)
         return _to_detail(pk)
     return render(
@@ -575,7 +575,7 @@ def membership_payment(request, pk: int):
 @require_POST
 @staff_required(Action.INVOICE_DELETE)
 def membership_delete(request, pk: int):
-    sold = _membership(pk)
+    sold = membership_for_page(pk)
     _, denied = run_action(
         request,
         lambda: ms.membership_delete(actor=request.user, sold_pass=sold),
@@ -593,7 +593,7 @@ def membership_delete(request, pk: int):
 @staff_required(Action.SELL)
 def membership_card_request(request, pk: int):
     """Request a new card (issue 22 point 3): the patient is emailed a link to add one."""
-    sold = _membership(pk)
+    sold = membership_for_page(pk)
     _, denied = run_action(
         request,
         lambda: card_update_request(

@@ -13,9 +13,9 @@ from carnet.clinic.models import Location
 from carnet.core.errors import NotAllowed, NotFound, ValidationFailed
 from carnet.core.permissions import Action, require, staff_of
 from carnet.core.schemas import (
-    one_in_body as _one,  # an id in a body: unknown is a 422 naming the field
+    one_in_body,  # an id in a body: unknown is a 422 naming the field
+    patient_view,
 )
-from carnet.core.schemas import patient_view
 from carnet.gateway.models import CardOnFile
 from carnet.passes.models import Pass, PassInvoice, PassTemplate
 from carnet.passes.selectors import passes_for_patient
@@ -80,16 +80,16 @@ def passes(request, pk: int, active: bool = False):
 def sell(request, pk: int, payload: s.SellIn):
     require(request.auth, Action.SELL)
     patient = patient_get(pk)
-    template = _one(PassTemplate, payload.template_id, "template_id", "package template")
+    template = one_in_body(PassTemplate, payload.template_id, "template_id", "package template")
     expires_on = payload.expires_on if "expires_on" in payload.model_fields_set else "default"
     sold = package_sell(
         actor=request.auth,
         patient=patient,
         template=template,
-        sold_by=_one(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
+        sold_by=one_in_body(StaffMember, payload.sold_by_id, "sold_by_id", "staff member"),
         expires_on=expires_on,
-        card=_one(CardOnFile, payload.card_id, "card_id", "card on file"),
-        location=_one(Location, payload.location_id, "location_id", "location"),
+        card=one_in_body(CardOnFile, payload.card_id, "card_id", "card on file"),
+        location=one_in_body(Location, payload.location_id, "location_id", "location"),
         intro_override=payload.intro_override,
     )
     return Status(201, _out(sold.pk))
@@ -192,7 +192,7 @@ def delete(request, pk: int):
 def transfer(request, pk: int, payload: s.PassTransferIn):
     require(request.auth, Action.PASS_TRANSFER)
     sold = _pass(request, pk)
-    to_patient = _one(Patient, payload.to_patient_id, "to_patient_id", "patient")
+    to_patient = one_in_body(Patient, payload.to_patient_id, "to_patient_id", "patient")
     new = pass_transfer(actor=request.auth, sold_pass=sold, to_patient=to_patient)
     return Status(201, _out(new.pk))
 

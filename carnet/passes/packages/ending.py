@@ -10,6 +10,8 @@ from django.db.models import F
 
 from carnet.billing.invoicing import invoice_delete, invoice_take_back
 from carnet.billing.locks import lock_invoices
+from carnet.billing.models import Payment
+from carnet.billing.tax import line_amounts
 from carnet.clinic.selectors import clinic_today, money_text
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, ValidationFailed
@@ -25,7 +27,9 @@ from carnet.passes.redeeming.redemption import (
     uses_to_post,
     value_to_post,
 )
-from carnet.passes.selectors import pass_collected_minor, pass_invoices
+from carnet.passes.selectors import pass_collected_minor, pass_fully_paid, pass_invoices
+from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_terms, pass_terms
+from carnet.people.selectors import family_ids
 
 from .breakage import expected_breakage_settle
 
@@ -47,7 +51,6 @@ def _unrecognised(sold: Pass) -> int:
 @transaction.atomic
 def pass_expiry_set(*, actor, sold_pass: Pass, expires_on: dt.date | None) -> Pass:
     """Change or clear one sold pass's expiry (SPEC 5.4), within the clinic's expiry rule (9.10)."""
-    from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_terms, pass_terms
 
     require(actor, Action.PASS_EXPIRY_EDIT)
     sold = lock_pass(sold_pass.pk)
@@ -163,7 +166,6 @@ def refund_suggestions(sold: Pass) -> dict:
     )  # reserved uses are detached first, so they count (and say so)
     quantity = sold.quantity or 1
     simple = sold.price_minor * remaining // quantity
-    from carnet.billing.tax import line_amounts
 
     def single_visit_price(treatment) -> int:  # what the visit costs alone, its taxes included
         rates = [t.rate for t in treatment.taxes.all()]
@@ -202,7 +204,6 @@ def refund_suggestions(sold: Pass) -> dict:
 def _credit_paid_before(sold: Pass, amount: int, counter) -> None:
     """Refund step one for money collected by the previous system: it becomes the patient's credit
     as an unapplied payment (so step two refunds it like any credit), out of deferred revenue."""
-    from carnet.billing.models import Payment
 
     payment = Payment.objects.create(
         patient_id=sold.patient_id,
@@ -449,7 +450,6 @@ def pass_transfer(*, actor, sold_pass: Pass, to_patient) -> Pass:
 def _transfer_checked(sold: Pass, to_patient) -> int:
     """What is left to transfer (uses, or value for a package that holds one), once the pass is
     checked to be transferable, to another patient, fully paid and attached to no booked visit."""
-    from carnet.passes.selectors import pass_fully_paid
 
     if not sold.transferable:
         raise Conflict(
@@ -532,7 +532,6 @@ def _pass_received(actor, sold: Pass, to_patient, *, remaining: int, value: int,
 @transaction.atomic
 def pass_shares_set(*, actor, sold_pass: Pass, patients: list) -> Pass:
     """SPEC 9.4: the family members the owner allows to redeem this pass (replaces the list)."""
-    from carnet.people.selectors import family_ids
 
     require(actor, Action.SELL)
     sold = lock_pass(sold_pass.pk)

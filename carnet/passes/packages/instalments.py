@@ -27,6 +27,7 @@ from carnet.billing.models import CardAttempt
 from carnet.clinic.selectors import clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError
+from carnet.gateway.services import AuthenticationPending, GatewayUnavailable, PaymentFailed
 from carnet.passes.emails import instalment_receipt_email
 from carnet.passes.memberships.dunning import decline_record
 from carnet.passes.memberships.overdue import past_due_refresh
@@ -73,7 +74,6 @@ def _charge(
     "authenticating" or None. `on_session`: the card holder is at the page (an online sign-up's
     first cycle): a bank that asks them to confirm (3-D Secure) leaves the charge waiting
     (run.authenticate, for the page to complete), and the page's return reads its outcome."""
-    from carnet.gateway.services import AuthenticationPending, GatewayUnavailable, PaymentFailed
 
     lost = card_attempts.open_attempt_for(purpose="instalment", pass_invoice=pk)
     if on_session and lost is not None and lost.context.get("authenticating"):

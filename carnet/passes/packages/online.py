@@ -14,22 +14,28 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from carnet.billing.card_attempts import Purpose, purpose_register
+from carnet.billing.emails import balance_paid_email
 from carnet.billing.models import CardAttempt
 from carnet.billing.payments import card_pay_online, payment_apply_system
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
+from carnet.core.idempotency import claim_form_key
 from carnet.core.models import IdempotencyRecord
+from carnet.gateway.models import CardOnFile
+from carnet.gateway.services import card_keep_at_gateway, card_tokenize
 from carnet.passes.models import Pass, PassInvoice, PassTemplate
 from carnet.passes.setup.intro_offers import intro_check
 from carnet.people.models import Patient
 from carnet.people.selectors import patients_managed_by
 
-from .selling import _instalment_plan, package_sell
+from .instalments import pass_charge_due
+from .selling import instalment_plan, package_sell
 
 
 def _buyer(user) -> Patient:
@@ -74,13 +80,13 @@ def online_template_get(pk: int) -> PassTemplate:
 def online_price_minor(template: PassTemplate) -> int:
     """What is charged now: the whole price, or the first instalment of a payment
     plan (tax included)."""
-    return _instalment_plan(template, clinic_get().currency)[0][1]
+    return instalment_plan(template, clinic_get().currency)[0][1]
 
 
 def online_total_minor(template: PassTemplate) -> int:
     """The whole price with its taxes (every instalment of a payment plan),
     as the patient will pay it."""
-    return sum(gross for _unit, gross, _net in _instalment_plan(template, clinic_get().currency))
+    return sum(gross for _unit, gross, _net in instalment_plan(template, clinic_get().currency))
 
 
 def portal_passes(user):
@@ -219,7 +225,6 @@ def _package_bought(attempt: CardAttempt) -> Pass:
 
 
 def _free_package(*, user, patient: Patient, template: PassTemplate, request_key: str) -> Pass:
-    from carnet.core.idempotency import claim_form_key
 
     with transaction.atomic():
         if not claim_form_key(user=user, key=request_key):  # a double submit: the first one's sale
@@ -233,9 +238,6 @@ def _free_package(*, user, patient: Patient, template: PassTemplate, request_key
 
 def _sell_bought_package(attempt: CardAttempt, payment) -> None:
     """The charge for an online purchase succeeded: sell the package and pay its invoice."""
-    from django.contrib.auth import get_user_model
-
-    from carnet.billing.emails import balance_paid_email
 
     template = PassTemplate.objects.get(pk=attempt.context["template"])
     _check_sellable(template)
@@ -284,7 +286,6 @@ def card_keep_online(*, user, patient: Patient, stored, holder: str):
     same but requires a staff actor with PAYMENT_TAKE; here the patient is the actor and the card is
     theirs (or their dependant's), so the row is made the same way without that check. Like
     card_store, only the gateway's token, brand, last four and expiry are kept."""
-    from carnet.gateway.models import CardOnFile
 
     card = CardOnFile.objects.create(
         patient=patient,
@@ -320,7 +321,6 @@ def card_take_to_keep(
     gateway (a bad card stops here) and, at one with customers (Stripe), attached to the patient's.
     Call it outside any transaction: no database transaction waits on the network. Returns
     (the gateway's StoredCard, the name on the card) for `card_keep_online`."""
-    from carnet.gateway.services import card_keep_at_gateway, card_tokenize
 
     holder = (holder or "").strip()
     if not holder or len(holder) > 120:
@@ -373,6 +373,7 @@ def _membership_sold_once(
     """In one transaction: the form key's record, the sale checked again, the card kept and the
     membership sold — (the membership, None); or, when a twin submission with this key committed
     first, (None, what it recorded)."""
+    # late: circular at import time (memberships.services → memberships.card_requests → here)
     from carnet.passes.memberships.services import membership_sell
 
     try:
@@ -443,8 +444,6 @@ def membership_sign_up_online(
     refused meanwhile. Returns the membership with `first_charge` = {"outcome": charged | declined |
     pending | none, "message"}.
     """
-
-    from .instalments import pass_charge_due
 
     buyer, key = _buyer_and_key(user, patient, idempotency_key)
     scope = f"membership-online:{buyer.pk}"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from carnet.billing.opening import Bill, bills_close, bills_in_use, bills_open
+from carnet.clinic.models import Treatment
 from carnet.clinic.selectors import money_text
 from carnet.core import activity, bulk, clock
 from carnet.core.undo import imported_rows_remove
@@ -60,7 +61,6 @@ class Described:
 def described_templates_open(*, descriptions: list[Described]) -> dict[str, PassTemplate]:
     """Archived templates for packages described in the file (inside the caller's transaction),
     by lower-cased name; their income category is their first treatment's."""
-    from carnet.clinic.models import Treatment
 
     if not descriptions:
         return {}

@@ -7,7 +7,7 @@ from ninja import Field
 
 from carnet.core.schemas import Schema
 from carnet.passes.redeeming.schemas import RedemptionOut
-from carnet.passes.selectors import pass_fully_paid, pass_paid_minor, pass_unlocked
+from carnet.passes.selectors import pass_fully_paid, pass_paid_minor, pass_unlocked, pass_uses
 
 
 class PassItemOut(Schema):
@@ -134,7 +134,6 @@ class PassOut(PassSummaryOut):
 
     @staticmethod
     def resolve_redemptions(obj):
-        from carnet.passes.selectors import pass_uses
 
         return list(pass_uses(obj))
 

@@ -21,14 +21,14 @@ from carnet.core.money import Money
 from carnet.core.permissions import Action, require
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate
 from carnet.passes.redeeming.windows import window_terms
-from carnet.passes.setup.expiry_rules import add_months, expiry_allowed, expiry_terms
+from carnet.passes.setup.expiry_rules import add_months, expiry_allowed, expiry_date, expiry_terms
 from carnet.passes.setup.intro_offers import intro_check, intro_override_record
 from carnet.people.models import StaffMember
 
 from .breakage import breakage_rate_at_sale
 
 
-def _instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, int, int]]:
+def instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, int, int]]:
     """(unit price, gross, net) per instalment: the price split without losing a cent."""
     rates = [t.rate for t in template.taxes.all()]
     plan = []
@@ -61,7 +61,7 @@ def sale_invoice_lines(
 
     clinic = clinic_get()
     if template.kind == PassTemplate.Kind.PACKAGE:
-        return [line(_instalment_plan(template, clinic.currency)[0][0])]
+        return [line(instalment_plan(template, clinic.currency)[0][0])]
     from carnet.passes.memberships.cycles import cycle_start
     from carnet.passes.memberships.services import (
         membership_start_check,  # memberships builds on selling
@@ -140,7 +140,6 @@ def instalment_issue(*, actor, row: PassInvoice, action: Action | None, location
 
 
 def default_expiry(template: PassTemplate, purchase_date: dt.date) -> dt.date | None:
-    from carnet.passes.setup.expiry_rules import expiry_date
 
     return expiry_date(
         purchase_date=purchase_date, value=template.expiry_value, unit=template.expiry_unit
@@ -289,7 +288,7 @@ def package_sell(
     # Kept on the pass: a later change of the clinic's rule never alters it.
     terms = expiry_terms(clinic)
     expiry_allowed(purchase_date=today, expires_on=expires_on, terms=terms)
-    plan = _instalment_plan(template, clinic.currency)
+    plan = instalment_plan(template, clinic.currency)
     sold = _pass_create(
         actor,
         patient,

@@ -16,6 +16,7 @@ from carnet.billing.payments import payment_receive
 from carnet.clinic.selectors import clinic_get, clinic_today, location_default
 from carnet.core.errors import NotFound, ValidationFailed
 from carnet.core.idempotency import new_form_key
+from carnet.core.pages import run_action, save_once, staff_required
 from carnet.core.permissions import Action, can, staff_of
 from carnet.passes.models import Pass, PassInvoice, Redemption
 from carnet.passes.selectors import (
@@ -30,7 +31,6 @@ from carnet.passes.selectors import (
 from carnet.passes.setup.expiry_rules import small_balance_offer
 from carnet.people.models import Patient
 from carnet.people.selectors import patient_family, patient_get, patient_search
-from carnet.staff.decorators import run_action, save_once, staff_required
 
 from . import ending
 from .forms import ExpiryForm, RefundStepOneForm, SellForm, SharesForm, TransferForm

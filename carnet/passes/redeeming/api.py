@@ -9,9 +9,7 @@ from ninja import Router, Status
 
 from carnet.core.errors import Conflict, NotFound
 from carnet.core.permissions import Action, require
-from carnet.core.schemas import (
-    one_in_body as _one,  # an id in a body: unknown is a 422 naming the field
-)
+from carnet.core.schemas import one_in_body  # an id in a body: unknown is a 422 naming the field
 from carnet.passes.models import Pass, Redemption
 from carnet.scheduling.access import schedule_require
 from carnet.scheduling.models import Visit
@@ -80,7 +78,7 @@ def explain_visit(request, pk: int, patient_id: int):
 )
 def attach(request, pk: int, patient_id: int, payload: s.AttachIn | None = None):
     visit = _visit(request, pk, patient_id)
-    chosen = _one(Pass, payload.pass_id if payload else None, "pass_id", "pass")
+    chosen = one_in_body(Pass, payload.pass_id if payload else None, "pass_id", "pass")
     redemption = pass_attach(actor=request.auth, visit=visit, sold_pass=chosen)
     if redemption is None:
         reasons = "; ".join(f"{e['pass'].name}: {e['message']}" for e in explain(visit))

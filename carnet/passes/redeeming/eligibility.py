@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from carnet.clinic.selectors import clinic_get, money_text
+from carnet.passes.memberships.cycles import cycle_preview
 from carnet.passes.memberships.overdue import PAST_DUE_REASON, past_due_refusal
 from carnet.passes.models import Pass, PassItem
 from carnet.passes.selectors import pass_fully_paid, pass_unlocked
@@ -179,7 +180,6 @@ def _membership_check(
 ) -> Verdict:
     """Memberships count uses per cycle and may cover a visit while its cycle is
     unpaid (SPEC 6.3)."""
-    from carnet.passes.memberships.cycles import cycle_preview
 
     state, row, left = cycle_preview(sold, visit_date)
     if state != "ok":

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from carnet.billing.tax import line_amounts
 from carnet.clinic.selectors import clinic_get
 from carnet.core.money import Money
+from carnet.passes.memberships.cycles import cycle_preview
 from carnet.passes.models import Pass, Redemption
 from carnet.passes.selectors import passes_usable_by
 
@@ -45,8 +46,6 @@ def _left_after(sold: Pass, visit_date: dt.date, taken: int) -> str:
     """What is left of the pass once this visit has its use (`taken`:
     1 before it is reserved, 0 after)."""
     if sold.kind == Pass.Kind.MEMBERSHIP:
-        from carnet.passes.memberships.cycles import cycle_preview
-
         _state, _row, left = cycle_preview(sold, visit_date)
         if left is None:
             return "unlimited uses this cycle"

@@ -22,6 +22,12 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.db.models import F, Q
 
+from carnet.billing.invoicing import (
+    LineInput,
+    invoice_create,
+    invoice_delete,
+    invoice_payments_release,
+)
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, clock
 from carnet.core.errors import Conflict, NotFound
@@ -30,9 +36,14 @@ from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.services import Line, transaction_post, transaction_reverse
 from carnet.passes.locks import lock_pass
+from carnet.passes.memberships.cycles import cycle_for, cycle_preview
 from carnet.passes.models import Pass, PassInvoice, PassItem, Redemption
 from carnet.passes.packages.breakage import breakage_lines, breakage_share, expected_breakage_settle
 from carnet.passes.selectors import pass_unlocked, passes_usable_by, visit_redemption
+from carnet.people.selectors import family_ids
+from carnet.scheduling.access import schedule_require
+from carnet.scheduling.models import Status as VisitStatus
+from carnet.scheduling.models import Visit
 
 from .eligibility import REASONS, Verdict, auto_candidates, pass_check, visit_value
 
@@ -69,7 +80,6 @@ def check_pass(
 def explain(visit, *, online: bool = False) -> list[dict]:
     """Every pass of the patient and of their linked family, with whether it can cover this visit
     and why not (a family member's pass shows `other_patient` unless it is shared with them)."""
-    from carnet.people.selectors import family_ids
 
     live = visit_redemption(visit)
     result = []
@@ -102,7 +112,6 @@ def explain(visit, *, online: bool = False) -> list[dict]:
 def _authorise(actor, visit, *, online: bool) -> None:
     if online:
         return  # the patient booking online; the caller checked it is their own visit
-    from carnet.scheduling.access import schedule_require
 
     appointment = visit.appointment
     schedule_require(
@@ -234,7 +243,7 @@ def next_use_share(left: int, to_post: int) -> int:
     return left if to_post <= 1 else left // to_post
 
 
-def _take_cycle_use(row) -> bool:
+def cycle_use_take(row) -> bool:
     return bool(
         PassInvoice.objects.filter(pk=row.pk)
         .filter(Q(uses_allowed__isnull=True) | Q(used_count__lt=F("uses_allowed")))
@@ -245,7 +254,6 @@ def _take_cycle_use(row) -> bool:
 def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
     """A membership use counts against the cycle the visit falls in
     (made now if it is still ahead)."""
-    from carnet.passes.memberships.cycles import cycle_for
 
     day = visit_date(visit)
     row = cycle_for(sold, day, create=True)
@@ -254,7 +262,7 @@ def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
         .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
         .update(used_count=F("used_count") + 1)
     )
-    if row is None or row.skipped or not _take_cycle_use(row) or not item_taken:
+    if row is None or row.skipped or not cycle_use_take(row) or not item_taken:
         raise Conflict(
             f"{sold.name}: "
             f"{REASONS['cycle_used_up'].format(uses=sold.uses_per_cycle, visit_date=day)}",
@@ -359,7 +367,6 @@ def _forfeit_if_ended(pk: int) -> None:
 def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
     """Rescheduling a visit a membership covers: its use moves to the new date's
     cycle, if one is left."""
-    from carnet.passes.memberships.cycles import cycle_for, cycle_preview
 
     sold = lock_pass(redemption.sold_pass_id)
     state, _, _ = cycle_preview(sold, new_date)
@@ -373,7 +380,7 @@ def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
         )
     row = cycle_for(sold, new_date, create=True)
     if row.pk != redemption.cycle_id:
-        if not _take_cycle_use(row):
+        if not cycle_use_take(row):
             message = REASONS["cycle_used_up"].format(uses=row.uses_allowed, visit_date=new_date)
             raise Conflict(
                 f"{sold.name}: {message} Remove it from this appointment first, or choose another "
@@ -525,8 +532,6 @@ def pass_attach(
 ) -> Redemption | None:
     """Cover a visit with a pass: `sold_pass`, or the auto-selected one (None when nothing fits).
     A booked visit reserves a use; an arrived visit is redeemed after the fact (SPEC 5.3)."""
-    from carnet.scheduling.models import Status as VisitStatus
-    from carnet.scheduling.models import Visit
 
     _authorise(actor, visit, online=online)
     # The visit's row lock makes two attaches to one visit queue, so the second sees the first
@@ -581,12 +586,6 @@ def pass_attach(
 def _cover_past_visit(actor, visit, redemption: Redemption) -> None:
     """The visit was billed at full price: its payments become credit, its invoice is replaced by
     one for the additional charge, and the use is posted."""
-    from carnet.billing.invoicing import (
-        LineInput,
-        invoice_create,
-        invoice_delete,
-        invoice_payments_release,
-    )
 
     old = visit.invoice
     if old is not None and old.deleted_at is None:

@@ -15,6 +15,9 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from carnet.clinic.models import Location
+from carnet.passes.models import Redemption
+
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -107,8 +110,6 @@ def window_refusal(
 ) -> tuple[str, dict] | None:
     """(reason code, its sentence's fields) when the template's place, hours or cap rule out this
     visit; None when they allow it (or nothing is known of the visit's place and time)."""
-    from carnet.clinic.models import Location
-    from carnet.passes.models import Redemption
 
     template = window_of_pass(sold)
     if location is not None and template.location_ids and location.pk not in template.location_ids:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db import connection, models
 
-from carnet.clinic.models import IncomeCategory, Tax, Treatment
+from carnet.clinic.models import IncomeCategory, Location, Tax, Treatment
 from carnet.core.errors import ValidationFailed
 from carnet.passes.models import (
     Cycle,
@@ -343,7 +343,6 @@ def _clean_freeze_fee(t: PassTemplate, errors: _Errors) -> None:
 
 def _clean_locations(given, errors: _Errors) -> list[int] | None:
     """The allowed locations' ids (instances or ids; None: unchanged), each one that exists."""
-    from carnet.clinic.models import Location
 
     if given is None:
         return None

@@ -5,6 +5,7 @@ from django import forms
 from carnet.clinic.forms import SetupFormBase
 from carnet.clinic.models import Location, Treatment
 from carnet.core.forms import MoneyField
+from carnet.core.permissions import Action, can
 from carnet.passes.models import PassTemplate
 
 # ---------------------------------------------------------------- Settings → Packages & Memberships
@@ -325,7 +326,6 @@ def item_formset(data, template: PassTemplate | None, *, currency: str):
 def intro_override_add(form: forms.Form, user) -> None:
     """The "sell this intro offer anyway" box, offered only to staff allowed to
     override (issue 23)."""
-    from carnet.core.permissions import Action, can
 
     if can(user, Action.INTRO_OFFER_OVERRIDE):
         form.fields["intro_override"] = forms.BooleanField(

@@ -18,6 +18,7 @@ from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
 from carnet.passes.models import Pass, PassTemplate
 from carnet.people.models import Patient
+from carnet.scheduling.models import Status, Visit
 
 
 def is_intro_offer(template: PassTemplate) -> bool:
@@ -31,7 +32,6 @@ def _lock_patient(patient) -> None:
 def intro_refusal(template: PassTemplate, patient) -> tuple[str, str] | None:
     """(code, sentence) when `template` is an intro offer `patient` may not have;
     None when they may."""
-    from carnet.scheduling.models import Status, Visit
 
     passes = Pass.objects.filter(patient_id=patient.pk).exclude(status=Pass.Status.DELETED)
     if template.once_per_patient and passes.filter(template=template).exists():

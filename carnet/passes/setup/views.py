@@ -9,9 +9,9 @@ from django.views.decorators.http import require_POST
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.idempotency import new_form_key
+from carnet.core.pages import not_allowed, run_action, save_once, staff_required
 from carnet.core.permissions import Action, can
 from carnet.passes.models import PassTemplate
-from carnet.staff.decorators import not_allowed, run_action, save_once, staff_required
 
 from .forms import ConfirmForm, item_formset, template_form
 from .services import template_archive, template_get, template_save

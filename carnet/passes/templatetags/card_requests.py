@@ -4,13 +4,14 @@ requests still waiting for a card (issue 22 point 3), with `label`
 
 from django import template
 
+from carnet.passes.memberships.card_requests import card_request_label, card_requests_open_for
+from carnet.passes.memberships.card_requests import card_request_open as open_one
+
 register = template.Library()
 
 
 @register.simple_tag
 def card_request_open(sold):
-    from carnet.passes.memberships.card_requests import card_request_label
-    from carnet.passes.memberships.card_requests import card_request_open as open_one
 
     req = open_one(sold)
     if req is not None:
@@ -20,7 +21,6 @@ def card_request_open(sold):
 
 @register.simple_tag
 def card_requests_open(patient):
-    from carnet.passes.memberships.card_requests import card_request_label, card_requests_open_for
 
     reqs = card_requests_open_for(patient)
     for req in reqs:

@@ -3,11 +3,12 @@ owing, for the lists that show it (the patient's Packages & Memberships)."""
 
 from django import template
 
+from carnet.passes.memberships.views import membership_summary as summary
+
 register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
 def membership_summary(context, sold):
-    from carnet.passes.memberships.views import membership_summary as summary
 
     return summary(sold, today=context.get("today"))  # the view reads today once for the whole list

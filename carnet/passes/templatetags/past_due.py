@@ -5,13 +5,14 @@ invoices; the buttons to those who may take payments."""
 
 from django import template
 
+from carnet.passes.memberships.overdue import past_due_memberships
+
 register = template.Library()
 
 
 @register.inclusion_tag("passes/_past_due_alerts.html", takes_context=True)
 def past_due_alerts(context, who, compact=False):
     """`who`: a patient, or the appointment's visits (each with a patient_id)."""
-    from carnet.passes.memberships.overdue import past_due_memberships
 
     patient_ids = [who.pk] if hasattr(who, "full_name") else sorted({r.patient_id for r in who})
     allowed = context.get("allowed") or {}

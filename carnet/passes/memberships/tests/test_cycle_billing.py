@@ -125,11 +125,13 @@ def test_the_batch_gives_what_one_at_a_time_gives(s, monkeypatch, copy_from):
     )  # 1: every write of the job by COPY on PostgreSQL
     one_by_one, batched = _varied(s), _varied(s)
     for sold in one_by_one:
-        cycle_billing._issue_one(sold.pk, JUNE)
+        cycle_billing.cycles_issue_one(sold.pk, JUNE)
     slow = []
-    real = cycle_billing._issue_due
+    real = cycle_billing.membership_cycles_issue
     monkeypatch.setattr(
-        cycle_billing, "_issue_due", lambda sold, **kw: slow.append(sold.pk) or real(sold, **kw)
+        cycle_billing,
+        "membership_cycles_issue",
+        lambda sold, **kw: slow.append(sold.pk) or real(sold, **kw),
     )
     issued = cycle_billing.cycles_issue(today=JUNE)
     assert set(slow) == {batched[5].pk, batched[7].pk, batched[8].pk}  # weekly, paused, made ahead

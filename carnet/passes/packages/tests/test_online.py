@@ -41,7 +41,7 @@ def shop(owner, catalog):
     return {"me": me, "user": me.user, "template": template, "catalog": catalog, "owner": owner}
 
 
-def _buy(s, key="k1", patient=None, template=None, **card):
+def buy_online(s, key="k1", patient=None, template=None, **card):
     return package_buy_online(
         user=s["user"],
         patient=patient or s["me"],
@@ -55,7 +55,7 @@ def test_buying_online_creates_a_paid_redeemable_pass_and_one_gateway_charge(
     shop, mailoutbox, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        sold = _buy(shop)
+        sold = buy_online(shop)
     assert sold.patient == shop["me"] and sold.sold_online and sold.status == "active"
     assert pass_fully_paid(sold) and pass_unlocked(sold) == 5 and sold.remaining == 5
     [charge] = TestGatewayCharge.objects.all()
@@ -75,30 +75,30 @@ def test_buying_online_creates_a_paid_redeemable_pass_and_one_gateway_charge(
 def test_a_template_not_sold_online_is_refused_and_nothing_is_charged(shop):
     desk_only = package_template(shop["catalog"], name="Desk only", sold_online=False)
     with pytest.raises(Conflict) as refused:
-        _buy(shop, template=desk_only)
+        buy_online(shop, template=desk_only)
     assert refused.value.code == "not_sold_online"
     archived = package_template(shop["catalog"], name="Old", sold_online=True, archived=True)
     with pytest.raises(Conflict):
-        _buy(shop, key="k2", template=archived)
+        buy_online(shop, key="k2", template=archived)
     assert not Pass.objects.exists() and not TestGatewayCharge.objects.exists()
 
 
 def test_clinic_online_sales_off_refuses(shop):
     clinic_set(online_sales_enabled=False)
     with pytest.raises(Conflict) as refused:
-        _buy(shop)
+        buy_online(shop)
     assert refused.value.code == "online_sales_off"
     assert not Pass.objects.exists() and not TestGatewayCharge.objects.exists()
 
 
 def test_a_declined_card_sells_nothing_and_the_same_form_can_then_pay(shop):
     with pytest.raises(CardDeclined) as declined:
-        _buy(shop, card_number="4000000000000002")
+        buy_online(shop, card_number="4000000000000002")
     assert "declined" in declined.value.message
     assert (
         not Pass.objects.exists() and not Invoice.objects.exists() and not Payment.objects.exists()
     )
-    sold = _buy(shop)  # the same form key, another card
+    sold = buy_online(shop)  # the same form key, another card
     assert pass_fully_paid(sold) and TestGatewayCharge.objects.count() == 1
 
 
@@ -106,28 +106,28 @@ def test_a_bad_card_number_stops_before_anything(shop):
     from carnet.core.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed):
-        _buy(shop, card_number="4242 4242 4242 4241")
+        buy_online(shop, card_number="4242 4242 4242 4241")
     assert not Pass.objects.exists() and not TestGatewayCharge.objects.exists()
 
 
 def test_the_same_key_twice_sells_one_pass_and_charges_once(shop):
-    first = _buy(shop)
-    again = _buy(shop, card_number="5555 5555 5555 4444")
+    first = buy_online(shop)
+    again = buy_online(shop, card_number="5555 5555 5555 4444")
     assert first == again
     assert (
         Pass.objects.count() == 1
         and TestGatewayCharge.objects.count() == 1
         and Payment.objects.count() == 1
     )
-    other = _buy(shop, key="k2")  # a new form: a second purchase
+    other = buy_online(shop, key="k2")  # a new form: a second purchase
     assert other != first and TestGatewayCharge.objects.count() == 2
 
 
 def test_a_lost_response_then_retry_charges_once(shop):
     with pytest.raises(GatewayUnavailable):
-        _buy(shop, card_number="4000 0000 0000 0770")
+        buy_online(shop, card_number="4000 0000 0000 0770")
     assert TestGatewayCharge.objects.count() == 1 and not Pass.objects.exists()
-    sold = _buy(shop, card_number="4000 0000 0000 0770")
+    sold = buy_online(shop, card_number="4000 0000 0000 0770")
     assert pass_fully_paid(sold)
     assert TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
     assert_ledger_ok()
@@ -136,10 +136,10 @@ def test_a_lost_response_then_retry_charges_once(shop):
 def test_a_guardian_buys_for_a_dependant_but_never_for_a_stranger(shop):
     child, stranger = make_patient(), make_patient()
     family_link_add(actor=shop["owner"].user, patient=shop["me"], relative=child, kind="guardian")
-    sold = _buy(shop, patient=child)
+    sold = buy_online(shop, patient=child)
     assert sold.patient == child and pass_fully_paid(sold)
     with pytest.raises(NotFound):
-        _buy(shop, key="k2", patient=stranger)
+        buy_online(shop, key="k2", patient=stranger)
     assert (
         not Pass.objects.filter(patient=stranger).exists()
         and TestGatewayCharge.objects.count() == 1
@@ -150,10 +150,10 @@ def test_a_free_package_is_sold_without_a_charge(shop):
     free = package_template(
         shop["catalog"], name="Free trial", price=0, quantity=1, sold_online=True
     )
-    sold = _buy(shop, template=free, card_number="", cvc="", holder="")
+    sold = buy_online(shop, template=free, card_number="", cvc="", holder="")
     assert sold.price_minor == 0 and pass_unlocked(sold) == 1
     assert not TestGatewayCharge.objects.exists() and not Payment.objects.exists()
-    assert _buy(shop, template=free) == sold
+    assert buy_online(shop, template=free) == sold
 
 
 @pytest.mark.race
@@ -161,7 +161,7 @@ def test_a_free_package_is_sold_without_a_charge(shop):
 def test_racing_twin_submissions_charge_once(shop):
     from carnet.conftest import race
 
-    results = race(2, lambda i: _buy(shop))
+    results = race(2, lambda i: buy_online(shop))
     passes = [r for r in results if isinstance(r, Pass)]
     assert passes and all(p == passes[0] for p in passes), results
     assert (

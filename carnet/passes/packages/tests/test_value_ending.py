@@ -273,7 +273,7 @@ def test_the_portal_sells_and_shows_a_value_package_in_money(client, front_desk,
     from carnet.conftest import PASSWORD
     from carnet.people.services import patient_portal_enable
 
-    from .test_online import _buy
+    from .test_online import buy_online
 
     clinic_set(online_sales_enabled=True)
     me = make_patient(email="bank@example.test")
@@ -283,7 +283,7 @@ def test_the_portal_sells_and_shows_a_value_package_in_money(client, front_desk,
     client.force_login(me.user)
     buy = client.get(reverse("portal:pass_buy", kwargs={"pk": template.pk})).content.decode()
     assert "$1,000.00 of treatments" in buy and " uses," not in buy and "Unlimited uses" not in buy
-    sold = _buy({"user": me.user, "me": me, "template": template})
+    sold = buy_online({"user": me.user, "me": me, "template": template})
     assert sold.face_value_minor == 100000
     bought = client.get(reverse("portal:pass_bought", kwargs={"pk": sold.pk})).content.decode()
     assert "$1,000.00 of treatments" in bought

@@ -23,7 +23,7 @@ SLOTS = [
 ]
 
 
-def _outcomes(results):
+def race_outcomes(results):
     """Each result as "ok" or "refused:<code>"; anything else (a lock error,
     an IntegrityError) fails."""
     unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CarnetError)]
@@ -44,7 +44,7 @@ def world():
         }
 
 
-def _visits(w, n):
+def race_visits(w, n):
     """n booked visits of the patient at different times, none covered by a package."""
     visits = []
     assert n <= len(SLOTS)
@@ -85,14 +85,14 @@ def test_twenty_visits_racing_for_the_last_use_exactly_one_wins(world, quantity,
         world["cat"], name=f"{quantity} massages", price=30000, quantity=quantity
     )
     sold = sold_package(world["desk"], world["patient"], template)
-    visits = _visits(world, 20 + used)
+    visits = race_visits(world, 20 + used)
     for visit in visits[20:]:  # the uses already taken
         pass_attach(actor=world["desk"].user, visit=visit, sold_pass=sold)
     visits = visits[:20]
     results = race(
         20, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i], sold_pass=sold)
     )
-    assert _outcomes(results) == ["ok"] + ["refused:used_up"] * 19
+    assert race_outcomes(results) == ["ok"] + ["refused:used_up"] * 19
     [winner] = [r for r in results if isinstance(r, Redemption)]
     assert all(isinstance(r, Conflict) for r in results if r is not winner)
     assert Redemption.objects.filter(visit__in=visits, status__in=LIVE).get().pk == winner.pk
@@ -112,7 +112,7 @@ def test_auto_select_racing_for_the_last_use_never_fails_the_booking(world):
     with the next package, or with none, instead of failing (found by the live-server load test)."""
     template = package_template(world["cat"], name="Last one", price=30000, quantity=1)
     sold = sold_package(world["desk"], world["patient"], template)
-    visits = _visits(world, 8)
+    visits = race_visits(world, 8)
     results = race(8, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i]))
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sorted(r is not None for r in results) == [False] * 7 + [True]
@@ -123,9 +123,9 @@ def test_auto_select_racing_for_the_last_use_never_fails_the_booking(world):
 def test_one_visit_attached_twice_at_once_is_covered_once_and_the_loser_gets_a_conflict(world):
     template = package_template(world["cat"], quantity=10)
     sold = sold_package(world["desk"], world["patient"], template)
-    [visit] = _visits(world, 1)
+    [visit] = race_visits(world, 1)
     results = race(6, lambda i: pass_attach(actor=world["desk"].user, visit=visit, sold_pass=sold))
-    assert _outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
+    assert race_outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
     assert _counts(sold) == {
         "remaining": 9,
         "reserved": 1,
@@ -143,14 +143,14 @@ def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
     template = package_template(world["cat"], quantity=10)
     first = sold_package(world["desk"], world["patient"], template)
     second = sold_package(world["desk"], world["patient"], template)
-    [visit] = _visits(world, 1)
+    [visit] = race_visits(world, 1)
     results = race(
         6,
         lambda i: pass_attach(
             actor=world["desk"].user, visit=visit, sold_pass=(first, second)[i % 2]
         ),
     )
-    assert _outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
+    assert race_outcomes(results) == ["ok"] + ["refused:already_covered"] * 5
     assert Redemption.objects.filter(visit=visit, status__in=LIVE).count() == 1
     assert sorted(
         Pass.objects.filter(pk__in=[first.pk, second.pk]).values_list("reserved_count", flat=True)
@@ -179,7 +179,7 @@ def _api_race(world, visits, body) -> list[tuple[int, str | None]]:
 def test_twenty_api_requests_racing_for_the_last_use_one_201_and_nineteen_409_used_up(world):
     template = package_template(world["cat"], name="1 massage", price=9000, quantity=1)
     sold = sold_package(world["desk"], world["patient"], template)
-    visits = _visits(world, 20)
+    visits = race_visits(world, 20)
     assert _api_race(world, visits, {"pass_id": sold.pk}) == sorted(
         [(201, None)] + [(409, "used_up")] * 19, key=str
     )
@@ -199,7 +199,7 @@ def test_one_visit_attached_through_the_api_from_six_requests_at_once_is_one_201
     sold = sold_package(
         world["desk"], world["patient"], package_template(world["cat"], quantity=10)
     )
-    [visit] = _visits(world, 1)
+    [visit] = race_visits(world, 1)
     results = _api_race(world, [visit] * 6, None)  # auto-select
     assert results == sorted([(201, None)] + [(409, "already_covered")] * 5, key=str)
     assert _counts(sold)["reserved"] == _counts(sold)["live_rows"] == 1
@@ -229,6 +229,6 @@ def test_intro_offer_sales_racing_for_one_patient_sell_once(world, rule):
             return sell(actor=world["desk"].user, patient=world["patient"], template=template)
 
     results = race(6, sell)
-    assert _outcomes(results) == ["ok"] + [f"refused:intro_{rule}"] * 5
+    assert race_outcomes(results) == ["ok"] + [f"refused:intro_{rule}"] * 5
     assert Pass.objects.filter(patient=world["patient"]).count() == 1
     assert_ledger_ok()

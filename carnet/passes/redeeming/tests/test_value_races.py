@@ -12,7 +12,7 @@ from carnet.passes.models import Redemption
 from carnet.passes.redeeming.redemption import pass_attach
 from carnet.passes.tests.factories import sold_package
 
-from .test_races import LIVE, _outcomes, _visits, world  # noqa: F401  (the fixture)
+from .test_races import LIVE, race_outcomes, race_visits, world  # noqa: F401  (the fixture)
 from .test_value_redemption import value_template
 
 pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
@@ -29,11 +29,13 @@ def test_bookings_racing_for_the_last_of_the_balance_never_take_more_than_it_hol
     sold = sold_package(
         world["desk"], world["patient"], value_template(world["cat"], price=face, face=face)
     )
-    visits = _visits(world, 12)
+    visits = race_visits(world, 12)
     results = race(
         12, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i], sold_pass=sold)
     )
-    assert _outcomes(results) == ["ok"] * len(drawn) + ["refused:used_up_value"] * (12 - len(drawn))
+    assert race_outcomes(results) == ["ok"] * len(drawn) + ["refused:used_up_value"] * (
+        12 - len(drawn)
+    )
     assert all(isinstance(r, (Redemption, Conflict)) for r in results)
     live = Redemption.objects.filter(sold_pass=sold, status__in=LIVE)
     assert sorted(live.values_list("drawn_minor", flat=True)) == drawn
@@ -50,7 +52,7 @@ def test_auto_select_racing_for_the_balance_never_fails_a_booking(world):
     sold = sold_package(
         world["desk"], world["patient"], value_template(world["cat"], price=12000, face=12000)
     )
-    visits = _visits(world, 6)
+    visits = race_visits(world, 6)
     results = race(6, lambda i: pass_attach(actor=world["desk"].user, visit=visits[i]))
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sorted(r.drawn_minor for r in results if r is not None) == [3000, 9000]
