@@ -54,7 +54,7 @@ def one_in_body(model, pk: int | None, field: str, label: str):
     naming the field (`field`), the body's mistake rather than a missing address (404)."""
     if pk is None:
         return None
-    found = model.objects.filter(pk=pk).first()
-    if found is None:
-        raise ValidationFailed(f"No {label} with id {pk}.", fields={field: ["Unknown."]})
-    return found
+    try:  # by its key: `.get()`, not `.first()`, whose ORDER BY every request would compile
+        return model.objects.get(pk=pk)
+    except model.DoesNotExist:
+        raise ValidationFailed(f"No {label} with id {pk}.", fields={field: ["Unknown."]}) from None

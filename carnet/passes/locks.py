@@ -27,8 +27,8 @@ def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
             # another template, so the row seems gone. Asked again, the statement sees both as they
             # are now.
             sold = locked.get(pk=pk)
-    else:
-        sold = lock_passes([pk])[pk]
+    else:  # one row by its key: no ORDER BY needed
+        sold = Pass.objects.select_for_update(of=("self",)).get(pk=pk)
     if with_rules:
         paid = [Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))]
         prefetch_related_objects([sold], "items", *(paid if sold.kind == Pass.Kind.PACKAGE else []))

@@ -24,11 +24,12 @@ router = Router(tags=["passes"])
 def _visit(request, pk: int, patient_id: int):
     """A patient's visit in an appointment the actor may work on (schedule scope; patient users
     refused)."""
-    visit = (
-        Visit.objects.select_related("appointment__treatment", "appointment__location", "patient")
-        .filter(appointment_id=pk, patient_id=patient_id)
-        .first()
-    )
+    try:  # one visit per patient and appointment (a unique constraint): `.get()`, no ORDER BY
+        visit = Visit.objects.select_related(
+            "appointment__treatment", "appointment__location", "patient"
+        ).get(appointment_id=pk, patient_id=patient_id)
+    except Visit.DoesNotExist:
+        visit = None
     if visit is None:
         appointment_get(
             actor=request.auth, pk=pk, bare=True

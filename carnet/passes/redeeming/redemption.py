@@ -580,6 +580,9 @@ def pass_attach(
     activity.record(
         actor=actor, verb="pass attached", obj=redemption, after=activity.snapshot(redemption)
     )
+    treatment = visit.appointment.treatment
+    if redemption.item.treatment_id == treatment.pk:
+        redemption.item.treatment = treatment  # read with the visit: the answer names it
     return redemption
 
 
