@@ -237,8 +237,8 @@ def statements_config(b, sold: list) -> dict:
         revenue = conn.execute(
             "SELECT id FROM ledger_account WHERE code = %s", [f"revenue:{b['category'].pk}"]
         ).fetchone()[0]
-        # Only the lanes' passes: the config travels in an environment variable (FLOOR_CONFIG), and a
-        # database other benchmarks have filled holds too many items for one.
+        # Only the lanes' passes: the config travels in an environment variable (FLOOR_CONFIG),
+        # and a database other benchmarks have filled holds too many items for one.
         items = dict(
             conn.execute(
                 "SELECT sold_pass_id, id FROM passes_passitem WHERE sold_pass_id = ANY(%s)",
