@@ -155,6 +155,7 @@ def default_columns(model, given) -> tuple[str, str]:
     literal (`%` doubled, for a statement run with parameters). A column added later with a default
     is then filled without touching the statement; one without a default raises ValueError here,
     naming it, rather than a NOT NULL violation somewhere in a long load."""
+    # late: psycopg is the PostgreSQL driver, which a SQLite run never loads
     from psycopg import sql
 
     missing = unlisted_required(model, given)
