@@ -74,8 +74,15 @@ class AppointmentOut(Schema):
     status: str
     booked_by: str
     notes: str
-    # The visits, under the field name API clients already read (a rename would break them).
-    participants: list[VisitOut]
+    visits: list[VisitOut]
+    # The same visits under the old name, for one release (CHANGELOG): clients move to `visits`.
+    participants: list[VisitOut] = Field(
+        ..., deprecated=True, description="The same as `visits`; removed in the next release."
+    )
+
+    @staticmethod
+    def resolve_visits(obj):
+        return list(obj.visits.all())
 
     @staticmethod
     def resolve_participants(obj):

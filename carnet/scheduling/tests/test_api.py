@@ -30,7 +30,9 @@ def test_book_read_list_arrive_unarrive_cancel_through_the_api(front_desk, catal
     created = api.post("/appointments", _body(catalog, prac, [patient]))
     assert created.status_code == 201, created.content
     data = created.json()
-    assert data["status"] == "booked" and data["participants"][0]["role"] == "primary"
+    assert data["status"] == "booked" and data["visits"][0]["role"] == "primary"
+    # The old field name answers too, for one release (CHANGELOG), with the same visits.
+    assert data["participants"] == data["visits"]
     pk = data["id"]
     assert api.get(f"/appointments/{pk}").json()["end"].startswith("2026-05-12T14:00:00")
     listed = api.get(
@@ -38,7 +40,7 @@ def test_book_read_list_arrive_unarrive_cancel_through_the_api(front_desk, catal
     )
     assert [a["id"] for a in listed.json()] == [pk]
     arrived = api.post(f"/appointments/{pk}/arrive").json()
-    assert arrived["status"] == "arrived" and arrived["participants"][0]["invoice_id"]
+    assert arrived["status"] == "arrived" and arrived["visits"][0]["invoice_id"]
     assert api.post(f"/appointments/{pk}/unarrive").json()["status"] == "booked"
     assert api.post(f"/appointments/{pk}/cancel").json()["status"] == "cancelled"
 
@@ -89,7 +91,7 @@ def test_the_old_join_path_answers_308_to_visits_and_the_followed_request_joins_
     followed = api.post(old["Location"].removeprefix("/api/v1"), body, **key)
     again = api.post(f"/appointments/{group.pk}/visits?x=1", body, **key)
     assert followed.status_code == again.status_code == 201
-    assert [p["role"] for p in again.json()["participants"]] == ["primary", "secondary"]
+    assert [p["role"] for p in again.json()["visits"]] == ["primary", "secondary"]
     assert group.visits.count() == 2
     assert Api().post(f"/appointments/{group.pk}/participants", body).status_code == 401
 
@@ -143,13 +145,13 @@ def test_copy_reschedule_no_show_join_and_duplicate_as_class_endpoints(front_des
         treatment=treatment_of(catalog, "group", capacity=3),
     )
     joined = api.post(f"/appointments/{group.pk}/visits", {"patient_id": make_patient().pk})
-    assert [p["role"] for p in joined.json()["participants"]] == ["primary", "secondary"]
+    assert [p["role"] for p in joined.json()["visits"]] == ["primary", "secondary"]
     session = api.post(
         f"/appointments/{group.pk}/duplicate-as-class",
         {"treatment_id": treatment_of(catalog, "class", capacity=5, name="C").pk},
     )
     assert session.status_code == 201 and session.json()["kind"] == "class"
-    assert len(session.json()["participants"]) == 2
+    assert len(session.json()["visits"]) == 2
 
 
 def test_availability_endpoint_returns_free_time_with_offsets(front_desk, catalog):

@@ -81,7 +81,7 @@ def test_attach_and_arrive_through_the_api_take_a_bounded_number_of_statements(
             with CaptureQueriesContext(connection) as arrive:
                 arrived = api.post(f"/appointments/{appointment}/arrive", None, key=f"arrive-{n}")
             assert arrived.status_code == 200, arrived.content
-            assert arrived.json()["participants"][0]["status"] == "arrived"
+            assert arrived.json()["visits"][0]["status"] == "arrived"
         live = Redemption.objects.get(visit__appointment_id=visits[1])
         assert live.status == "posted" and live.visit.invoice_id is not None
     assert len(attach.captured_queries) <= ATTACH_MAX, _listing(attach)

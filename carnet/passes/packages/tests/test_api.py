@@ -494,7 +494,7 @@ def test_a_redemption_through_the_api_takes_a_bounded_number_of_statements(
     with django_assert_max_num_queries(40) as arrive:
         arrived = s["desk"].post(f"/appointments/{appointment}/arrive", **{"Idempotency-Key": "a2"})
     assert arrived.status_code == 200, arrived.content
-    assert arrived.json()["participants"][0]["status"] == "arrived"
+    assert arrived.json()["visits"][0]["status"] == "arrived"
     sql = [q["sql"] for q in arrive.captured_queries]
     counter = next(i for i, q in enumerate(sql) if "billing_invoicecounter" in q)
     # After the counter's row lock: the invoice's own rows, the visit's statuses and
