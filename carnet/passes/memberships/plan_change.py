@@ -526,35 +526,60 @@ def _apply_now(*, actor, sold: Pass, template: PassTemplate, p: Preview) -> Pass
     row = _current(sold, today)
     memo = f"{sold.name} changed to {template.name}"
     _void_dropped(sold, template, today)
-    made = {}
-    if (
-        row is None or row.invoice_id is None
-    ):  # no invoiced cycle running: the next one is the new plan's
+    # No invoiced cycle running: the next one is the new plan's.
+    if row is None or row.invoice_id is None:
         _switch_from_next(sold, template, today)
         return None
     if p.proration != PRORATE:
-        unit_changes = template.cycle != sold.cycle
-
-        def switch():
-            if unit_changes:  # the next cycle starts when this one ends, on the new length
-                sold.anchor_date, sold.anchor_index = row.period_end, row.seq
-            _earn_to(sold, today, memo)
-            _switch_terms(sold, template, first_seq=row.seq + 1)
-            PassInvoice.objects.filter(pk=row.pk).update(
-                uses_allowed=None
-                if template.uses_per_cycle is None
-                else max(template.uses_per_cycle, row.used_count)
-            )
-
-        membership_cycles_retime(sold, row.seq + 1, switch)
+        _change_unprorated(sold, template, row, today, memo)
         return None
     _credit(sold, row, p, memo)
     moving = _detach_from(row, today)
+    new = _cycle_split(actor, sold, template, row, p, today)
+    uses_place(sold, moving)
+    # The preview's arithmetic and the invoice's must agree.
+    if new.invoice.total_minor != p.charge_minor:
+        raise Conflict(
+            "The new plan's invoice did not come to the amount previewed; nothing was changed.",
+            code="preview_mismatch",
+        )
+    if p.credit_applied_minor:
+        credit_apply(
+            actor=actor,
+            patient=sold.patient,
+            invoice=new.invoice,
+            amount_minor=p.credit_applied_minor,
+        )
+    return new
+
+
+def _change_unprorated(sold: Pass, template: PassTemplate, row, today: dt.date, memo: str) -> None:
+    """A change now without proration: the new plan's terms from the next cycle on, the current one
+    keeping its price with the new plan's uses (at least those already taken)."""
+    unit_changes = template.cycle != sold.cycle
+
+    def switch():
+        if unit_changes:  # the next cycle starts when this one ends, on the new length
+            sold.anchor_date, sold.anchor_index = row.period_end, row.seq
+        _earn_to(sold, today, memo)
+        _switch_terms(sold, template, first_seq=row.seq + 1)
+        PassInvoice.objects.filter(pk=row.pk).update(
+            uses_allowed=None
+            if template.uses_per_cycle is None
+            else max(template.uses_per_cycle, row.used_count)
+        )
+
+    membership_cycles_retime(sold, row.seq + 1, switch)
+
+
+def _cycle_split(actor, sold: Pass, template: PassTemplate, row, p: Preview, today: dt.date):
+    """A prorated change now: a new cycle of the new plan from today, invoiced (charged by the job
+    when the membership pays automatically), the cycles after it moved to follow it."""
+    made = {}
 
     def split():
-        if (
-            template.cycle == sold.cycle
-        ):  # one more row before the next cycle: the grid moves one index
+        # One more row before the next cycle: the grid moves one index.
+        if template.cycle == sold.cycle:
             sold.anchor_date = sold.anchor_date or sold.start_date
             sold.anchor_index += 1
         else:  # a new cycle length: cycles count from today
@@ -585,23 +610,7 @@ def _apply_now(*, actor, sold: Pass, template: PassTemplate, p: Preview) -> Pass
         made["row"] = new
 
     membership_cycles_retime(sold, row.seq + 1, split)
-    uses_place(sold, moving)
-    new = made["row"]
-    if (
-        new.invoice.total_minor != p.charge_minor
-    ):  # the preview's arithmetic and the invoice's must agree
-        raise Conflict(
-            "The new plan's invoice did not come to the amount previewed; nothing was changed.",
-            code="preview_mismatch",
-        )
-    if p.credit_applied_minor:
-        credit_apply(
-            actor=actor,
-            patient=sold.patient,
-            invoice=new.invoice,
-            amount_minor=p.credit_applied_minor,
-        )
-    return new
+    return made["row"]
 
 
 @transaction.atomic
