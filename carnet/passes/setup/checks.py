@@ -387,50 +387,7 @@ def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[di
             )
         seen.add(tid)
         label = treatment.name if treatment else "this item"
-        charge = row.get("additional_charge_minor") or 0
-        compensation = row.get("compensation_minor")
-        limit = row.get("limit")
-        value = row.get("value_minor")
-        for key, value_ in (
-            ("additional_charge_minor", charge),
-            ("compensation_minor", compensation),
-            ("limit", limit),
-            ("value_minor", value),
-        ):
-            if not _fits(EligibleItem, key, value_):
-                errors.add(
-                    where + key,
-                    f"The {key.removesuffix('_minor').replace('_', ' ')} for {label} is too large.",
-                )
-        if charge < 0:
-            errors.add(
-                where + "additional_charge_minor",
-                f"The additional charge for {label} must be zero or more.",
-            )
-        if compensation is not None and compensation < 0:
-            errors.add(
-                where + "compensation_minor",
-                f"The staff compensation value for {label} must be zero or more "
-                "(leave it empty to use the treatment's price).",
-            )
-        if limit is not None and (limit < 1 or (t.quantity is not None and limit > t.quantity)):
-            top = f" and the quantity ({t.quantity})" if t.quantity is not None else ""
-            errors.add(
-                where + "limit",
-                f"The limit for {label} must be between 1{top}, or empty for no limit.",
-            )
-        if value is not None and t.face_value_minor is None:
-            errors.add(
-                where + "value_minor",
-                f"A value for {label} applies to a package that holds a value; leave "
-                "it empty for a package that counts uses.",
-            )
-        elif value is not None and value < 0:
-            errors.add(
-                where + "value_minor",
-                f"The value drawn for {label} must be zero or more (leave it empty to "
-                "draw the treatment's price).",
-            )
+        charge, compensation, limit, value = _item_amounts(t, row, where, label, errors)
         clean.append(
             {
                 "treatment_id": tid,
@@ -441,6 +398,56 @@ def _clean_items(t: PassTemplate, items: list[dict], errors: _Errors) -> list[di
             }
         )
     return clean
+
+
+def _item_amounts(t: PassTemplate, row: dict, where: str, label: str, errors: _Errors):
+    """(additional charge, compensation, limit, value) of an eligible item, each checked: it fits,
+    is not negative, a limit within the quantity, a value only on a package that holds one."""
+    charge = row.get("additional_charge_minor") or 0
+    compensation = row.get("compensation_minor")
+    limit = row.get("limit")
+    value = row.get("value_minor")
+    for key, value_ in (
+        ("additional_charge_minor", charge),
+        ("compensation_minor", compensation),
+        ("limit", limit),
+        ("value_minor", value),
+    ):
+        if not _fits(EligibleItem, key, value_):
+            errors.add(
+                where + key,
+                f"The {key.removesuffix('_minor').replace('_', ' ')} for {label} is too large.",
+            )
+    if charge < 0:
+        errors.add(
+            where + "additional_charge_minor",
+            f"The additional charge for {label} must be zero or more.",
+        )
+    if compensation is not None and compensation < 0:
+        errors.add(
+            where + "compensation_minor",
+            f"The staff compensation value for {label} must be zero or more "
+            "(leave it empty to use the treatment's price).",
+        )
+    if limit is not None and (limit < 1 or (t.quantity is not None and limit > t.quantity)):
+        top = f" and the quantity ({t.quantity})" if t.quantity is not None else ""
+        errors.add(
+            where + "limit",
+            f"The limit for {label} must be between 1{top}, or empty for no limit.",
+        )
+    if value is not None and t.face_value_minor is None:
+        errors.add(
+            where + "value_minor",
+            f"A value for {label} applies to a package that holds a value; leave "
+            "it empty for a package that counts uses.",
+        )
+    elif value is not None and value < 0:
+        errors.add(
+            where + "value_minor",
+            f"The value drawn for {label} must be zero or more (leave it empty to "
+            "draw the treatment's price).",
+        )
+    return charge, compensation, limit, value
 
 
 def template_check(
