@@ -26,7 +26,8 @@ from carnet.billing.models import Invoice, Payment
 from carnet.clinic.selectors import money_text
 from carnet.core.errors import CarnetError, ValidationFailed
 from carnet.core.permissions import Action, require
-from carnet.giftcards.services import giftcard_sell_load
+from carnet.giftcards.services import giftcard_redeem, giftcard_sell_begin, giftcard_sell_load
+from carnet.passes.memberships.services import membership_sell
 from carnet.passes.packages.selling import package_sell, sale_invoice_lines
 from carnet.passes.redeeming.redemption import pass_attach
 from carnet.passes.selectors import pass_invoices, visit_redemption
@@ -121,10 +122,6 @@ class Tender:
 
 def checkout_sell(*, actor, patient, cart: Cart, location=None) -> Sale:
     """Sell the cart (inside the caller's transaction if there is one)."""
-    from carnet.giftcards.services import (
-        giftcard_sell_begin,
-    )  # gift cards build on billing, not the reverse
-    from carnet.passes.memberships.services import membership_sell
 
     if cart.is_empty():
         raise ValidationFailed(
@@ -217,10 +214,6 @@ def checkout_pay_at_desk(
                     actor=actor, patient=patient, invoice=invoice, amount_minor=amount
                 )
         elif tender.method == Payment.Method.GIFT_CARD:
-            from carnet.giftcards.services import (
-                giftcard_redeem,
-            )  # gift cards build on billing, not the reverse
-
             done.append(
                 giftcard_redeem(
                     actor=actor,

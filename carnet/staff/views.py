@@ -15,6 +15,7 @@ from carnet.core.permissions import Action, staff_of
 from carnet.people import login_sessions, login_throttle, passwords, two_factor
 from carnet.people.models import ApiToken
 from carnet.people.services import api_token_create, api_token_revoke
+from carnet.scheduling.booking_views import landing
 
 from .account_views import CHANGE_REQUIRED
 from .forms import LoginForm
@@ -98,8 +99,6 @@ def home(request):
     """`/`: the clinic's landing page for visitors (locations, hours,
     Book online); Today for staff."""
     if not request.user.is_authenticated:
-        from carnet.scheduling.booking_views import landing  # staff sits above scheduling
-
         return landing(request)
     return dashboard(request)
 
