@@ -38,16 +38,20 @@ def money_text(minor: int) -> str:
 _currency: str | None = None
 
 
+# The models whose rows fix the currency (invoices, payments, gift cards): billing and gift cards
+# build on clinic, so they register them when they load (their apps.py).
+_MONEY_MODELS: list = []
+
+
+def money_model_register(*models) -> None:
+    _MONEY_MODELS.extend(models)
+
+
 def money_recorded() -> bool:
     """Whether any invoice, payment or gift card exists: from then on the clinic's currency is
     fixed, since every stored amount is in minor units of it
     (100.00 would silently become ¥10,000)."""
-    from django.apps import apps  # by name: billing and gift cards build on clinic, not the reverse
-
-    return any(
-        apps.get_model(app, name).objects.exists()
-        for app, name in (("billing", "Invoice"), ("billing", "Payment"), ("giftcards", "GiftCard"))
-    )
+    return any(model.objects.exists() for model in _MONEY_MODELS)
 
 
 def clinic_currency() -> str:

@@ -11,8 +11,12 @@ class GiftCardsConfig(AppConfig):
         # before any reconciliation runs.
         from carnet.billing.models import Payment
         from carnet.billing.payments import payment_receiver_register
+        from carnet.clinic.selectors import money_model_register
 
+        from .models import GiftCard
         from .services import giftcard_redeem
 
         # The billing tab's "Redeem gift card" payment takes the card's balance (billing.views).
         payment_receiver_register(Payment.Method.GIFT_CARD, giftcard_redeem)
+        # A gift card fixes the clinic's currency too (clinic.selectors.money_recorded).
+        money_model_register(GiftCard)
