@@ -1,5 +1,6 @@
-"""Passes' emails: an instalment charged (receipt attached), an instalment declined (to the patient
-and the clinic), and a reminder before a pass expires (SPEC 9.6, 9.10). All queued after commit."""
+"""Passes' emails: a pass invoice (a cycle or an instalment) charged (receipt attached) or declined
+(to the patient and the clinic), and a reminder before a pass expires (SPEC 9.6, 9.10). All
+queued after commit."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _hello(patient) -> str:
     return patient.preferred_name or patient.first_name
 
 
-def instalment_receipt_email(*, row, payment) -> None:
+def pass_invoice_receipt_email(*, row, payment) -> None:
     sold, invoice, clinic = row.sold_pass, row.invoice, clinic_get()
     if not sold.patient.email:
         return
@@ -43,7 +44,7 @@ def instalment_receipt_email(*, row, payment) -> None:
     )
 
 
-def instalment_declined_email(*, row, reason: str, authenticate: bool = False) -> None:
+def pass_invoice_declined_email(*, row, reason: str, authenticate: bool = False) -> None:
     """authenticate: the patient's bank wants them to confirm the charge (3-D Secure), so the
     patient gets their Pay Balance link, where they confirm with their bank and pay."""
     sold, clinic = row.sold_pass, clinic_get()

@@ -24,7 +24,7 @@ from carnet.passes.memberships.overdue import memberships_overdue
 from carnet.passes.memberships.plan_change import plan_changes_apply
 from carnet.passes.memberships.services import memberships_end
 from carnet.passes.packages.ending import passes_expire
-from carnet.passes.packages.instalments import instalments_bill
+from carnet.passes.packages.instalments import pass_invoices_bill
 
 from .emails import expiry_reminder_email
 from .models import Pass
@@ -94,7 +94,7 @@ def passes_daily(*, today: dt.date | None = None) -> dict:
         part("plan_changes_apply", lambda: plan_changes_apply(today=today)) or 0
     )
     result["cycles_issued"] = len(part("cycles_issue", lambda: cycles_issue(today=today)) or [])
-    run = part("instalments_bill", lambda: instalments_bill(today=today))
+    run = part("pass_invoices_bill", lambda: pass_invoices_bill(today=today))
     result.update(
         {
             "instalments_issued": len(run.issued) if run else 0,

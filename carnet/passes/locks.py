@@ -30,6 +30,6 @@ def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
     else:  # one row by its key: no ORDER BY needed
         sold = Pass.objects.select_for_update(of=("self",)).get(pk=pk)
     if with_rules:
-        paid = [Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice"))]
+        paid = [Prefetch("pass_invoices", queryset=PassInvoice.objects.select_related("invoice"))]
         prefetch_related_objects([sold], "items", *(paid if sold.kind == Pass.Kind.PACKAGE else []))
     return sold

@@ -402,12 +402,16 @@ class PassShare(models.Model):
 
 
 class PassInvoice(models.Model):
-    """One instalment of a pass's price (1 of 1 when paid in full) and the invoice that bills it.
+    """A pass invoice: an invoice a pass issues on its schedule, and the part of the price it bills
+    (README glossary). A membership's is a **cycle** (its period, uses and recognised value below);
+    a package's is an **instalment** of its payment plan (1 of 1 when paid in full).
 
-    The recurring job issues due instalments once: the invoice is set in the same transaction that
-    creates it, under this row's lock, and a card charge uses `charge_key` at the gateway."""
+    The daily job issues each due pass invoice once: the invoice is set in the same transaction that
+    creates it, under this row's lock, and a card charge uses `charge_key` at the gateway (its
+    "pass-instalment-" prefix and the constraint's name predate the word and stay: they are
+    data)."""
 
-    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="instalment_rows")
+    sold_pass = models.ForeignKey(Pass, on_delete=models.CASCADE, related_name="pass_invoices")
     seq = models.PositiveIntegerField()
     due_on = models.DateField()
     unit_price_minor = models.BigIntegerField(
@@ -416,7 +420,7 @@ class PassInvoice(models.Model):
     amount_minor = models.BigIntegerField()  # gross, tax included
     net_minor = models.BigIntegerField()
     invoice = models.OneToOneField(
-        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="pass_instalment"
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="pass_invoice"
     )
     charge_attempts = models.PositiveIntegerField(default=0)
     next_attempt_on = models.DateField(null=True, blank=True)
@@ -511,7 +515,8 @@ class PassPlanChange(models.Model):
         default=0
     )  # of the freed payment, applied to that invoice
     uses = models.CharField(max_length=10)  # "carried" or "reset"
-    charge_row = models.ForeignKey(
+    # The new plan's cycle invoiced and charged at once (a change "now" that costs more).
+    cycle = models.ForeignKey(
         PassInvoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SCHEDULED)

@@ -25,15 +25,15 @@ def appointments_with_cover(appointments):
 
 
 def pass_paid_minor(sold: Pass) -> int:
-    """What has been paid on the pass's issued instalment invoices (tax included)."""
-    rows = [r.invoice for r in sold.instalment_rows.all() if r.invoice_id]
+    """What has been paid on the pass's issued pass invoices (tax included)."""
+    rows = [r.invoice for r in sold.pass_invoices.all() if r.invoice_id]
     return sum(min(i.applied_minor, i.total_minor) for i in rows if not i.deleted_at)
 
 
 def pass_fully_paid(sold: Pass) -> bool:
     if sold.price_minor == 0 or sold.transferred_from_id:
         return True
-    rows = list(sold.instalment_rows.all())
+    rows = list(sold.pass_invoices.all())
     issued = [r for r in rows if r.invoice_id and not r.invoice.deleted_at]
     return len(issued) == len(rows) and all(
         r.invoice.applied_minor >= r.invoice.total_minor for r in issued
@@ -53,7 +53,7 @@ def pass_unlocked(sold: Pass) -> int:
 
 
 def pass_invoices(sold: Pass) -> list[Invoice]:
-    return [r.invoice for r in sold.instalment_rows.select_related("invoice") if r.invoice_id]
+    return [r.invoice for r in sold.pass_invoices.select_related("invoice") if r.invoice_id]
 
 
 def pass_imported(sold: Pass) -> bool:
@@ -87,7 +87,7 @@ def passes_for_patient(patient, *, include_ended: bool = True):
             "items__treatment",
             "shares__patient",
             "pauses",
-            Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice")),
+            Prefetch("pass_invoices", queryset=PassInvoice.objects.select_related("invoice")),
         )
     )
     if not include_ended:
@@ -104,7 +104,7 @@ def passes_usable_by(patient):
         .prefetch_related(
             "items",
             "shares",
-            Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice")),
+            Prefetch("pass_invoices", queryset=PassInvoice.objects.select_related("invoice")),
         )
     )
 
@@ -151,7 +151,7 @@ def pass_history(sold: Pass) -> list[dict]:
 
 def pass_next_instalment(sold: Pass) -> PassInvoice | None:
     """A payment plan's first instalment not paid in full yet (issued or still to come), or None."""
-    for row in sorted(sold.instalment_rows.all(), key=lambda r: r.seq):
+    for row in sorted(sold.pass_invoices.all(), key=lambda r: r.seq):
         invoice = row.invoice if row.invoice_id else None
         if invoice is None or (
             not invoice.deleted_at and invoice.applied_minor < invoice.total_minor

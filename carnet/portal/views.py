@@ -514,7 +514,7 @@ def passes(request, patient):
             "passes": [
                 (p, _pass_status(p, clinic))
                 for p in passes_online.portal_passes(request.user).prefetch_related(
-                    "items__treatment", "instalment_rows__invoice"
+                    "items__treatment", "pass_invoices__invoice"
                 )
                 if p.kind != p.Kind.MEMBERSHIP
             ],
@@ -663,7 +663,7 @@ def _memberships(user, clinic) -> list[dict]:
     for sold in (
         passes_online.portal_passes(user)
         .filter(kind="membership")
-        .prefetch_related("instalment_rows__invoice", "items__treatment", "taxes")
+        .prefetch_related("pass_invoices__invoice", "items__treatment", "taxes")
     ):
         summary = membership_summary(sold, today)
         paused = sold.pauses.filter(resumed_at__isnull=True).exists()

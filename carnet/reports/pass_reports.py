@@ -184,9 +184,9 @@ def _passes_sold(period: Period):
         sold_pass=OuterRef("pk"), invoice__isnull=False
     ).order_by("seq")
     open_balance = (
-        Invoice.objects.filter(pass_instalment__sold_pass=OuterRef("pk"), deleted_at__isnull=True)
+        Invoice.objects.filter(pass_invoice__sold_pass=OuterRef("pk"), deleted_at__isnull=True)
         .order_by()
-        .values("pass_instalment__sold_pass")
+        .values("pass_invoice__sold_pass")
         .annotate(total=Sum(F("total_minor") - F("applied_minor")))
         .values("total")
     )

@@ -227,7 +227,7 @@ def _membership_online(desk, patient):
 def _daily_job(desk, patient):
     template = package_template(desk["catalog"], price=30000, quantity=6, instalments=3)
     sold_package(desk["staff"], patient, template, paid=False, card=_card(desk, patient))
-    instalments.instalments_bill(today=clock.today("America/Toronto"))
+    instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
 
 
 @pytest.mark.parametrize(
@@ -370,9 +370,9 @@ def test_a_lost_response_then_a_desk_payment_becomes_credit_never_orphaned(desk)
     )
     today = clock.today("America/Toronto")
     assert (
-        instalments.instalments_bill(today=today).charged == []
+        instalments.pass_invoices_bill(today=today).charged == []
     )  # charged at the gateway, answer lost
-    row = sold.instalment_rows.get(seq=1)
+    row = sold.pass_invoices.get(seq=1)
     payment_receive(
         actor=desk["user"],
         patient=patient,
@@ -396,7 +396,7 @@ def test_a_lost_response_then_a_card_change_lets_the_daily_job_complete(desk):
     )
     today = clock.today("America/Toronto")
     assert (
-        instalments.instalments_bill(today=today).charged == []
+        instalments.pass_invoices_bill(today=today).charged == []
     )  # charged at the gateway, answer lost
     sold.refresh_from_db()
     sold.card = _card(desk, patient)  # the desk puts a new card on the membership meanwhile
@@ -415,7 +415,7 @@ def test_an_automatic_charge_takes_only_the_balance_still_owed(desk):
     patient = make_patient()
     template = package_template(desk["catalog"], price=30000, quantity=6, instalments=3)
     sold = sold_package(desk["staff"], patient, template, paid=False, card=_card(desk, patient))
-    invoice = sold.instalment_rows.get(seq=1).invoice
+    invoice = sold.pass_invoices.get(seq=1).invoice
     payment_receive(
         actor=desk["user"],
         patient=patient,
@@ -423,7 +423,7 @@ def test_an_automatic_charge_takes_only_the_balance_still_owed(desk):
         amount_minor=4000,
         allocations=[(invoice, 4000)],
     )
-    instalments.instalments_bill(today=clock.today("America/Toronto"))
+    instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
     assert TestGatewayCharge.objects.get().amount_minor == invoice.total_minor - 4000
     invoice.refresh_from_db()
     assert invoice.balance_minor == 0
@@ -438,7 +438,7 @@ def test_one_failing_row_never_stops_the_daily_job(desk, monkeypatch):
     report = passes_daily(today=clock.today("America/Toronto"))
     assert (
         report["errors"] == []
-        and "division by zero" in patient.passes.get().instalment_rows.get(seq=1).last_error
+        and "division by zero" in patient.passes.get().pass_invoices.get(seq=1).last_error
     )
 
 

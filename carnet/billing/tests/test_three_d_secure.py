@@ -311,7 +311,7 @@ def test_a_membership_signed_up_online_confirms_its_first_cycle_with_the_bank_on
     )
     payment = Payment.objects.get(gateway_charge_id__startswith="pi_")
     assert payment.gateway_charge_id == CardAttempt.objects.get().gateway_id
-    assert sold.instalment_rows.get().invoice.balance_minor == 0
+    assert sold.pass_invoices.get().invoice.balance_minor == 0
     assert_ledger_ok()
 
 
@@ -341,6 +341,6 @@ def test_a_membership_whose_first_cycle_fails_the_bank_check_stays_unpaid(
     )
     sold = Pass.objects.get(template=template)
     assert (
-        sold.instalment_rows.get().invoice.balance_minor > 0
+        sold.pass_invoices.get().invoice.balance_minor > 0
         and CardAttempt.objects.get().status == "failed"
     )

@@ -422,7 +422,7 @@ def test_autopay_charges_a_stripe_card_off_session(desk, catalog):
 
     patient = make_patient(email="pat@example.test")
     sold = _instalment_plan(desk, catalog, patient, save_card(desk, patient))
-    run = instalments.instalments_bill(today=clock.today("America/Toronto"))
+    run = instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
     assert run.charged
     row = PassInvoice.objects.get(pk=run.charged[0])
     assert row.invoice.balance_minor == 0 and sold.card.token.startswith("pm_")
@@ -442,7 +442,7 @@ def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pa
         desk, catalog, patient, card_on_file_without_setup(desk, patient, THREE_D_SECURE)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        run = instalments.instalments_bill(today=clock.today("America/Toronto"))
+        run = instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
     assert run.declined and not Payment.objects.exists()
     row = PassInvoice.objects.get(pk=run.declined[0])
     assert (

@@ -66,7 +66,7 @@ def test_the_current_cycle_comes_in_paid_with_its_unearned_part_deferred(
         dt.date(2026, 4, 15),
         9,
     )
-    [row] = ana.instalment_rows.all()
+    [row] = ana.pass_invoices.all()
     assert (row.period_start, row.period_end, row.uses_allowed) == (
         dt.date(2026, 4, 15),
         dt.date(2026, 5, 15),
@@ -102,7 +102,7 @@ def test_uses_taken_before_the_switch_count_and_the_next_cycle_is_carnets(
         issued = cycles_issue(today=dt.date(2026, 5, 15))
     assert len(issued) == 2  # Ana's next cycle; Ben's, due since 1 May
     ana.refresh_from_db()
-    rows = list(ana.instalment_rows.order_by("seq"))
+    rows = list(ana.pass_invoices.order_by("seq"))
     assert [(r.seq, r.period_start, r.uses_allowed) for r in rows] == [
         (1, dt.date(2026, 4, 15), 1),
         (2, dt.date(2026, 5, 15), 2),
@@ -210,7 +210,7 @@ def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(
     from carnet.passes.memberships.services import cycle_refund, membership_cancel
 
     ana = Pass.objects.get(patient__first_name="Ana")
-    row = ana.instalment_rows.get()
+    row = ana.pass_invoices.get()
     refunded = cycle_refund(actor=owner_user, row=row, amount_minor=2000)
     assert refunded.recognised_minor == refunded.net_minor
     assert balance(accounts.PATIENT_CREDIT, patient_id=ana.patient_id) == 2000

@@ -69,7 +69,7 @@ def test_a_generated_clinic_switches_in_is_used_and_exports_balanced_journals(ca
     prac = practitioner(catalog["location"])
     used = list(
         Pass.objects.filter(
-            kind="package", used_before_import__lt=3, instalment_rows__isnull=True
+            kind="package", used_before_import__lt=3, pass_invoices__isnull=True
         ).order_by("pk")[:12]
     )
     for n, sold in enumerate(used):

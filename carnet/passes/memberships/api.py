@@ -129,7 +129,7 @@ def membership_out(pk: int, **extra) -> dict:
         "past_due": overdue_state(sold),
         "cycles": [
             _cycle(r, summary["today"])
-            for r in sold.instalment_rows.select_related("invoice").order_by("seq")
+            for r in sold.pass_invoices.select_related("invoice").order_by("seq")
         ],
         **extra,
     }

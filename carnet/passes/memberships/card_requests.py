@@ -177,7 +177,7 @@ def _email(req: CardUpdateRequest, *, link: str) -> None:
 
 def owed_rows(sold: Pass):
     """The cycles still owed (not written off): what a card added through the link is charged."""
-    return sold.instalment_rows.filter(OWED, written_off_at__isnull=True)
+    return sold.pass_invoices.filter(OWED, written_off_at__isnull=True)
 
 
 def owing_minor(sold: Pass) -> int:

@@ -109,7 +109,7 @@ def _passes():
 
 
 def _issued(day: dt.date) -> list[PlannedCharge]:
-    """Invoiced rows the job's charge step takes on `day` (instalments.instalments_bill)."""
+    """Invoiced rows the job's charge step takes on `day` (instalments.pass_invoices_bill)."""
     rows = (
         PassInvoice.objects.filter(
             invoice__isnull=False,
@@ -142,7 +142,7 @@ def _after_change(sold: Pass, template, day: dt.date) -> PlannedCharge | None:
     """The cycle covering `day` once a plan change scheduled by then is applied (the job applies it
     before invoicing: plan_change.plan_changes_apply): the cycles not invoiced yet are made again on
     the new plan's terms from the first of them, a new cycle length counted from its start."""
-    rows = sorted(sold.instalment_rows.all(), key=lambda r: r.seq)
+    rows = sorted(sold.pass_invoices.all(), key=lambda r: r.seq)
     invoiced = [r for r in rows if r.invoice_id]
     first = (invoiced[-1].seq if invoiced else 0) + 1
     view = copy.copy(sold)
@@ -177,7 +177,7 @@ def _cycles(day: dt.date) -> list[PlannedCharge]:
     memberships = (
         _passes()
         .filter(pk__in=memberships_due(day), payment_mode=Mode.AUTOMATIC, card__isnull=False)
-        .prefetch_related("instalment_rows", "pauses")
+        .prefetch_related("pass_invoices", "pauses")
         .order_by("pk")
     )
     changes = {
@@ -219,7 +219,7 @@ def _cycles(day: dt.date) -> list[PlannedCharge]:
                 )
             continue
         index = len(
-            sold.instalment_rows.all()
+            sold.pass_invoices.all()
         )  # cycles are made in order: the first one not made yet
         while cycle_start(sold, index + 1) <= day:
             index += 1

@@ -21,7 +21,7 @@ from carnet.clinic.selectors import clinic_today
 from carnet.core.bulk import add_to, insert
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice
-from carnet.passes.packages.selling import instalments_invoice
+from carnet.passes.packages.selling import pass_invoices_issue
 
 from .cycles import cycle_paused, cycle_start, next_cycle, row_new
 from .services import BILLED, membership_cycles_issue, rollover
@@ -159,7 +159,7 @@ def _issue_chunk(pks: list[int], today: dt.date) -> list[int]:
             row.next_attempt_on = today  # the current cycle is charged by the job's second half
         new.append(row)
     if new:
-        instalments_invoice(new, actor=None, action=None, own_location=True)
+        pass_invoices_issue(new, actor=None, action=None, own_location=True)
         add_to(PassInvoice, "uses_allowed", [(row.pk, -rolled) for row, rolled in moved])
         insert(PassInvoice, new)
         add_to(Pass, "deferred_minor", [(row.sold_pass_id, row.net_minor) for row in new])

@@ -55,7 +55,7 @@ def freeze_fee_for(sold: Pass, seq: int) -> int:
 
 
 def billed_cycles(sold: Pass) -> int:
-    return sold.instalment_rows.filter(skipped=False, invoice__isnull=False).count()
+    return sold.pass_invoices.filter(skipped=False, invoice__isnull=False).count()
 
 
 def next_row_needed(sold: Pass, rows: list[PassInvoice]) -> tuple[int, dt.date] | None:
@@ -100,7 +100,7 @@ def row_new(sold: Pass, seq: int, start: dt.date, *, rolled: int = 0) -> PassInv
 def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice | None:
     """Make the next cycle row (the caller holds the pass's lock), unless the term is over or it
     starts after `starting_by`. Not invoiced here."""
-    rows = list(sold.instalment_rows.order_by("seq"))
+    rows = list(sold.pass_invoices.order_by("seq"))
     needed = next_row_needed(sold, rows)
     if needed is None or starting_by is not None and needed[1] > starting_by:
         return None
@@ -112,7 +112,7 @@ def row_make(sold: Pass, *, starting_by: dt.date | None = None) -> PassInvoice |
 def cycle_for(sold: Pass, day: dt.date, *, create: bool) -> PassInvoice | None:
     """The cycle row covering `day`, made (with those before it) if `create` and
     still in the term."""
-    found = sold.instalment_rows.filter(period_start__lte=day, period_end__gt=day).first()
+    found = sold.pass_invoices.filter(period_start__lte=day, period_end__gt=day).first()
     if found is not None or not create or sold.start_date is None or day < sold.start_date:
         return found
     for _ in range(MAX_CYCLES_AHEAD):
@@ -189,7 +189,7 @@ def cycle_preview(sold: Pass, day: dt.date) -> tuple[str, PassInvoice | None, in
         return "not_started", None, None
     if sold.ends_after is not None and day > sold.ends_after:
         return "ended", None, None
-    rows = list(sold.instalment_rows.all())
+    rows = list(sold.pass_invoices.all())
     for row in rows:
         if row.period_start <= day < row.period_end:
             if row.skipped:

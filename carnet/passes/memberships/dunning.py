@@ -29,7 +29,7 @@ from django.db.models import F, Q
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity
 from carnet.core.errors import CarnetError
-from carnet.passes.emails import instalment_declined_email
+from carnet.passes.emails import pass_invoice_declined_email
 from carnet.passes.models import CardUpdateRequest, Pass, PassInvoice
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
         needs_patient = failure.code == "authentication_required"
         emailed = needs_patient and bool(
             row.sold_pass.patient.email
-        )  # instalment_declined_email tells them
+        )  # pass_invoice_declined_email tells them
         row.last_error = (
             getattr(failure, "SENT_MESSAGE", failure.message) if emailed else failure.message
         )[:200]
@@ -116,7 +116,7 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
                 "next_try": row.next_attempt_on.isoformat() if row.next_attempt_on else None,
             },
         )
-        instalment_declined_email(row=row, reason=failure.message, authenticate=needs_patient)
+        pass_invoice_declined_email(row=row, reason=failure.message, authenticate=needs_patient)
         last_try_failed = not failure.hard and not needs_patient and row.next_attempt_on is None
         membership = row.sold_pass.kind == Pass.Kind.MEMBERSHIP
         if membership:

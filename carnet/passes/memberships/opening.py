@@ -225,7 +225,7 @@ def memberships_in_use(pks: list[int]) -> list[str]:
                 problems.append(f"{label} is {sold.get_status_display().lower()}")
             elif Redemption.objects.filter(sold_pass=sold).exists():
                 problems.append(f"{label} has been used")
-            elif sold.instalment_rows.count() != 1 or sold.pauses.exists():
+            elif sold.pass_invoices.count() != 1 or sold.pauses.exists():
                 problems.append(f"{label} has been billed or paused in Carnet since")
     return problems
 

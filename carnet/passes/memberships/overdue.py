@@ -189,7 +189,7 @@ def _cancel_past_due(pk: int, *, today: dt.date, days: int) -> int:
         status=Redemption.Status.RESERVED, visit_date__gt=today
     ):
         redemption_void(redemption)
-    sold.instalment_rows.filter(invoice__isnull=True, period_start__gt=today).delete()
+    sold.pass_invoices.filter(invoice__isnull=True, period_start__gt=today).delete()
     PassInvoice.objects.filter(sold_pass=sold).update(next_attempt_on=None)
     sold.status, sold.ended_at, sold.ends_after = Pass.Status.CANCELLED, clock.now(), today
     sold.save(update_fields=["status", "ended_at", "ends_after"])

@@ -50,7 +50,7 @@ from carnet.passes.models import (
     PassTemplate,
     Redemption,
 )
-from carnet.passes.packages.selling import instalment_issue
+from carnet.passes.packages.selling import pass_invoice_issue
 from carnet.passes.redeeming.redemption import redemption_void
 from carnet.passes.redeeming.windows import window_terms
 
@@ -96,7 +96,7 @@ class Preview:
 
 def _current(sold: Pass, today: dt.date) -> PassInvoice | None:
     return (
-        sold.instalment_rows.select_related("invoice")
+        sold.pass_invoices.select_related("invoice")
         .filter(period_start__lte=today, period_end__gt=today, skipped=False)
         .first()
     )
@@ -328,7 +328,7 @@ def _earn_to(sold: Pass, today: dt.date, memo: str) -> None:
     """Earn each invoiced cycle's fee up to `today` now, in the membership's current income category
     (before a change moves it to another one)."""
     due_rows, total = [], 0
-    for row in sold.instalment_rows.filter(
+    for row in sold.pass_invoices.filter(
         invoice__isnull=False, invoice__deleted_at__isnull=True, recognised_minor__lt=F("net_minor")
     ).order_by("seq"):
         due = cycle_earned_minor(row, today) - row.recognised_minor
@@ -417,7 +417,7 @@ TERMS = (
 def _switch_terms(sold: Pass, template: PassTemplate, *, first_seq: int) -> None:
     """The membership takes the new plan's terms (in memory and saved); its term counts the new
     plan's cycles from `first_seq`."""
-    before = sold.instalment_rows.filter(
+    before = sold.pass_invoices.filter(
         seq__lt=first_seq, skipped=False, invoice__isnull=False
     ).count()
     sold.template, sold.name, sold.income_category_id = (
@@ -604,7 +604,7 @@ def _cycle_split(actor, sold: Pass, template: PassTemplate, row, p: Preview, tod
             ),
         )
         new.save(force_insert=True)
-        instalment_issue(actor=actor, row=new, action=None, location=sold.location)
+        pass_invoice_issue(actor=actor, row=new, action=None, location=sold.location)
         if sold.payment_mode == Pass.PaymentMode.AUTOMATIC and sold.card_id:
             PassInvoice.objects.filter(pk=new.pk).update(next_attempt_on=today)
         made["row"] = new
@@ -653,7 +653,7 @@ def membership_plan_change(
         created_at=clock.now(),
     )
     if p.when == When.NOW:
-        change.charge_row = _apply_now(actor=actor, sold=sold, template=template, p=p)
+        change.cycle = _apply_now(actor=actor, sold=sold, template=template, p=p)
         change.status, change.applied_at = PassPlanChange.Status.APPLIED, clock.now()
     change.save(force_insert=True)
     verb = "plan changed" if p.when == When.NOW else "plan change scheduled"
@@ -730,7 +730,7 @@ def _switch_from_next(sold: Pass, template: PassTemplate, today: dt.date) -> Non
     """The new plan from the first cycle not invoiced yet: the cycles not invoiced are made again on
     its terms (a new cycle length counts from that cycle's start), bookings in them move along."""
     first = (
-        sold.instalment_rows.filter(invoice__isnull=False)
+        sold.pass_invoices.filter(invoice__isnull=False)
         .order_by("-seq")
         .values_list("seq", flat=True)
         .first()

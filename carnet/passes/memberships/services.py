@@ -28,7 +28,7 @@ from carnet.passes.models import (
     PassTemplate,
     Redemption,
 )
-from carnet.passes.packages.selling import instalment_issue
+from carnet.passes.packages.selling import pass_invoice_issue
 from carnet.passes.redeeming.redemption import cycle_use_take, redemption_void
 from carnet.passes.redeeming.windows import window_terms
 from carnet.passes.setup.expiry_rules import terms_freeze
@@ -72,7 +72,7 @@ def rollover(sold: Pass, previous: PassInvoice | None, allowed: int | None) -> i
 
 
 def _roll_into(sold: Pass, row: PassInvoice) -> None:
-    previous = sold.instalment_rows.filter(seq__lt=row.seq, skipped=False).order_by("-seq").first()
+    previous = sold.pass_invoices.filter(seq__lt=row.seq, skipped=False).order_by("-seq").first()
     rolled = rollover(sold, previous, row.uses_allowed)
     if rolled:
         PassInvoice.objects.filter(pk=previous.pk).update(uses_allowed=F("uses_allowed") - rolled)
@@ -89,7 +89,7 @@ def membership_cycles_issue(
     issued = []
     while True:
         row = (
-            sold.instalment_rows.filter(BILLED, invoice__isnull=True, due_on__lte=today)
+            sold.pass_invoices.filter(BILLED, invoice__isnull=True, due_on__lte=today)
             .order_by("seq")
             .first()
         )
@@ -101,7 +101,7 @@ def membership_cycles_issue(
                 continue
         if not row.skipped:  # a frozen cycle billed its freeze fee takes no uses
             _roll_into(sold, row)
-        instalment_issue(actor=actor, row=row, action=action, location=location or sold.location)
+        pass_invoice_issue(actor=actor, row=row, action=action, location=location or sold.location)
         current = row.period_start <= today < row.period_end
         if sold.payment_mode == Mode.AUTOMATIC and sold.card_id and current:
             PassInvoice.objects.filter(pk=row.pk).update(next_attempt_on=today)
@@ -289,7 +289,7 @@ def membership_payment_set(*, actor, sold_pass: Pass, payment_mode: str, card=No
         card_requests_close(sold=sold, card=card, actor=actor)
     if payment_mode == Mode.AUTOMATIC:  # an unpaid current cycle is charged to the new card
         today = clinic_today()
-        sold.instalment_rows.filter(
+        sold.pass_invoices.filter(
             invoice__isnull=False,
             period_start__lte=today,
             period_end__gt=today,
@@ -314,7 +314,7 @@ def membership_check_active(sold: Pass, doing: str) -> None:
 
 
 def cycles_paid(sold: Pass) -> int:
-    return sold.instalment_rows.filter(invoice__isnull=False, invoice__applied_minor__gt=0).count()
+    return sold.pass_invoices.filter(invoice__isnull=False, invoice__applied_minor__gt=0).count()
 
 
 def cancel_warning(sold: Pass) -> str:
@@ -365,7 +365,7 @@ def membership_cancel(
                 code="inside_policy",
             )
     today = clinic_today()
-    current = sold.instalment_rows.filter(period_start__lte=today, period_end__gt=today).first()
+    current = sold.pass_invoices.filter(period_start__lte=today, period_end__gt=today).first()
     last_day = (current.period_end - dt.timedelta(days=1)) if (at_cycle_end and current) else today
     used = (
         sold.redemptions.filter(status=Redemption.Status.POSTED, visit_date__gt=last_day)
@@ -382,7 +382,7 @@ def membership_cancel(
     before = activity.snapshot(sold)
     _void_after(sold, last_day)
     # Cycles not yet invoiced after the last day will never be: drop their rows.
-    sold.instalment_rows.filter(invoice__isnull=True, period_start__gt=last_day).delete()
+    sold.pass_invoices.filter(invoice__isnull=True, period_start__gt=last_day).delete()
     PassInvoice.objects.filter(sold_pass=sold).update(next_attempt_on=None)
     sold.ends_after = last_day
     if not at_cycle_end or current is None:
@@ -442,7 +442,7 @@ def membership_delete(*, actor, sold_pass: Pass) -> Pass:
     sold = lock_pass(sold_pass.pk)
     if sold.kind != Pass.Kind.MEMBERSHIP or sold.status == Status.DELETED:
         raise Conflict(f"{sold.name} cannot be deleted here.", code="not_deletable")
-    rows = list(sold.instalment_rows.select_related("invoice").filter(invoice__isnull=False))
+    rows = list(sold.pass_invoices.select_related("invoice").filter(invoice__isnull=False))
     if any(r.invoice.applied_minor for r in rows if not r.invoice.deleted_at):
         raise Conflict(
             f"{sold.name} has a paid cycle: cancel it (and refund a cycle) instead of deleting it.",
@@ -564,7 +564,7 @@ def membership_cycles_retime(sold: Pass, from_seq: int, change) -> None:
     """Re-make the not-yet-invoiced cycles from `from_seq` after `change()` moves the timeline
     (a pause or a resume): uses booked in them move to the cycle now covering their day, or are
     voided when that cycle is paused or full. Refused while a visit already used one of them."""
-    rows = list(sold.instalment_rows.filter(seq__gte=from_seq, invoice__isnull=True))
+    rows = list(sold.pass_invoices.filter(seq__gte=from_seq, invoice__isnull=True))
     used = (
         Redemption.objects.filter(cycle__in=rows, status=Redemption.Status.POSTED)
         .order_by("visit_date")
@@ -630,7 +630,7 @@ def membership_pause(
     if sold.pauses.filter(resumed_at__isnull=True).exists():
         raise Conflict(f"{sold.name} is already paused; resume it first.", code="already_paused")
     last_invoiced = (
-        sold.instalment_rows.filter(invoice__isnull=False)
+        sold.pass_invoices.filter(invoice__isnull=False)
         .order_by("-seq")
         .values_list("seq", flat=True)
         .first()
@@ -703,7 +703,7 @@ def membership_resume(*, actor, sold_pass: Pass, by_patient: bool = False) -> Pa
     pause = sold.pauses.filter(resumed_at__isnull=True).first()
     if pause is None:
         raise Conflict(f"{sold.name} is not paused.", code="not_paused")
-    started = sold.instalment_rows.filter(
+    started = sold.pass_invoices.filter(
         seq__gte=pause.from_seq, skipped=True, period_start__lte=clinic_today()
     ).count()
 

@@ -84,7 +84,7 @@ def charge_due_message(sold: Pass, clinic) -> tuple[str, str]:
             f"The card was declined: {row.last_error} The cycle's invoice stays unpaid.{retry} "
             "Take the payment by hand or change the card."
         )
-    failed = sold.instalment_rows.filter(
+    failed = sold.pass_invoices.filter(
         invoice__isnull=False, next_attempt_on__isnull=False
     ).exclude(last_error="")
     if failed.exists():
@@ -99,7 +99,7 @@ def has_charge_due(sold: Pass) -> bool:
     """Whether an issued, unpaid cycle of this membership is waiting for a card charge."""
     return any(
         r.invoice.balance_minor > 0
-        for r in sold.instalment_rows.select_related("invoice").filter(
+        for r in sold.pass_invoices.select_related("invoice").filter(
             invoice__isnull=False, invoice__deleted_at__isnull=True, next_attempt_on__isnull=False
         )
     )
@@ -142,7 +142,7 @@ def membership_sell(request, pk: int):
             return redirect("passes:patient_passes", pk=pk)
         if outcome == "ok":
             sold = result
-            issued = sold.instalment_rows.filter(invoice__isnull=False).count()
+            issued = sold.pass_invoices.filter(invoice__isnull=False).count()
             past = " (past cycles are invoiced at once and paid by hand)" if issued > 1 else ""
             billed = (
                 f"{issued} cycle invoice{'s' if issued != 1 else ''} issued{past}"
@@ -226,7 +226,7 @@ def membership_summary(sold: Pass, today: dt.date | None = None) -> dict:
     """What a list row shows of a membership: uses this cycle,
     the next billing date, what is owed."""
     today = today or clinic_today()
-    rows = list(sold.instalment_rows.all())
+    rows = list(sold.pass_invoices.all())
     owing = sum(
         max(r.invoice.balance_minor, 0) for r in rows if r.invoice_id and not r.invoice.deleted_at
     )
@@ -266,7 +266,7 @@ def _events(request, sold: Pass, rows: list[PassInvoice], today: dt.date) -> lis
 
 def _detail(request, sold: Pass, *, pause_form=None):
     clinic, today = clinic_get(), clinic_today()
-    rows = list(sold.instalment_rows.select_related("invoice").order_by("seq"))
+    rows = list(sold.pass_invoices.select_related("invoice").order_by("seq"))
     issued = [r.invoice for r in rows if r.invoice_id and not r.invoice.deleted_at]
     billed = billed_cycles(sold)
     pause = sold.pauses.filter(resumed_at__isnull=True).first()
@@ -461,7 +461,7 @@ def membership_cancel(request, pk: int):
             messages.success(request, text)
             return _to_detail(pk)
     today = clinic_today()
-    current = sold.instalment_rows.filter(period_start__lte=today, period_end__gt=today).first()
+    current = sold.pass_invoices.filter(period_start__lte=today, period_end__gt=today).first()
     return render(
         request,
         "passes/membership_cancel.html",

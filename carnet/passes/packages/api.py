@@ -39,7 +39,7 @@ router = Router(tags=["passes"])
 _PASSES = Pass.objects.select_related("patient").prefetch_related(
     "items__treatment",
     "shares",
-    Prefetch("instalment_rows", queryset=PassInvoice.objects.select_related("invoice")),
+    Prefetch("pass_invoices", queryset=PassInvoice.objects.select_related("invoice")),
 )
 
 

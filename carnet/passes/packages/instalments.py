@@ -28,12 +28,12 @@ from carnet.clinic.selectors import clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError
 from carnet.gateway.services import AuthenticationPending, GatewayUnavailable, PaymentFailed
-from carnet.passes.emails import instalment_receipt_email
+from carnet.passes.emails import pass_invoice_receipt_email
 from carnet.passes.memberships.dunning import decline_record
 from carnet.passes.memberships.overdue import past_due_refresh
 from carnet.passes.models import Pass, PassInvoice
 
-from .selling import instalment_issue
+from .selling import pass_invoice_issue
 
 
 @dataclass
@@ -55,7 +55,7 @@ def _issue(pk: int, today: dt.date) -> bool:
         )
         if row.invoice_id or row.sold_pass.status != Pass.Status.ACTIVE or row.due_on > today:
             return False  # another run issued it first, or the pass ended
-        instalment_issue(actor=None, row=row, action=None)
+        pass_invoice_issue(actor=None, row=row, action=None)
         if row.sold_pass.card_id:
             PassInvoice.objects.filter(pk=pk).update(next_attempt_on=today)
         activity.record(
@@ -173,7 +173,7 @@ def _charged(attempt: CardAttempt, payment) -> None:
     )
     if row.sold_pass.past_due_since is not None:
         past_due_refresh(row.sold_pass_id)
-    instalment_receipt_email(row=row, payment=payment)
+    pass_invoice_receipt_email(row=row, payment=payment)
 
 
 purpose_register(
@@ -193,9 +193,9 @@ def _isolated(pk: int, step, today: dt.date):
     return None
 
 
-def instalments_bill(*, today: dt.date | None = None) -> Run:
-    """Invoice every due instalment once, then charge those with a card on file
-    that are due a try."""
+def pass_invoices_bill(*, today: dt.date | None = None) -> Run:
+    """Invoice every due instalment (a payment plan's; cycles are cycle_billing's) once, then charge
+    every pass invoice with a card on file that is due a try (instalments and cycles)."""
     today = today or clinic_today()
     run = Run()
     due = (

@@ -503,7 +503,7 @@ def first_charge_outcome(sold: Pass, run) -> dict:
             f"stays unpaid.{retry}",
         }
     waiting = (
-        sold.instalment_rows.filter(
+        sold.pass_invoices.filter(
             invoice__isnull=False,
             invoice__applied_minor__lt=F("invoice__total_minor"),
             invoice__deleted_at__isnull=True,

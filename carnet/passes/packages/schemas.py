@@ -116,7 +116,7 @@ class PassSummaryOut(Schema):
 
     @staticmethod
     def resolve_invoice_ids(obj) -> list[int]:
-        return [r.invoice_id for r in obj.instalment_rows.all() if r.invoice_id]
+        return [r.invoice_id for r in obj.pass_invoices.all() if r.invoice_id]
 
 
 class PassOut(PassSummaryOut):
@@ -130,7 +130,7 @@ class PassOut(PassSummaryOut):
 
     @staticmethod
     def resolve_instalment_rows(obj):
-        return list(obj.instalment_rows.all())
+        return list(obj.pass_invoices.all())
 
     @staticmethod
     def resolve_redemptions(obj):

@@ -2,7 +2,7 @@
 
 A package paid in full is one instalment (1 of 1) invoiced at once. A payment plan splits the
 price over N monthly instalments (remainder to the last); the first is invoiced at the sale, the
-rest by `instalments_bill`, the clinic's daily job, which also charges a card on file.
+rest by `pass_invoices_bill`, the clinic's daily job, which also charges a card on file.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:
     )
 
 
-def instalments_invoice(
+def pass_invoices_issue(
     rows: list[PassInvoice],
     *,
     actor,
@@ -129,9 +129,10 @@ def instalments_invoice(
         row.sold_pass.deferred_minor += invoice.subtotal_minor
 
 
-def instalment_issue(*, actor, row: PassInvoice, action: Action | None, location=None):
-    """Invoice one instalment (inside the caller's transaction, row locked by the caller)."""
-    instalments_invoice([row], actor=actor, action=action, location=location)
+def pass_invoice_issue(*, actor, row: PassInvoice, action: Action | None, location=None):
+    """Invoice one pass invoice, an instalment or a cycle (inside the caller's transaction, row
+    locked by the caller)."""
+    pass_invoices_issue([row], actor=actor, action=action, location=location)
     row.save(update_fields=["invoice", "amount_minor", "net_minor"])
     Pass.objects.filter(pk=row.sold_pass_id).update(
         deferred_minor=F("deferred_minor") + row.net_minor
@@ -305,7 +306,7 @@ def package_sell(
         online=online,
     )
     rows = _terms_copied(sold, template, plan, today)
-    instalment_issue(actor=actor, row=rows[0], action=action, location=location)
+    pass_invoice_issue(actor=actor, row=rows[0], action=action, location=location)
     if card is not None:  # the daily job charges it unless it is paid at the desk first
         PassInvoice.objects.filter(pk=rows[0].pk).update(next_attempt_on=today)
     activity.record(

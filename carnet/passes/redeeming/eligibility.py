@@ -74,7 +74,7 @@ class Verdict:
 def _balance(sold: Pass) -> str:
     owed = sum(
         r.invoice.balance_minor
-        for r in sold.instalment_rows.all()
+        for r in sold.pass_invoices.all()
         if r.invoice_id and not r.invoice.deleted_at
     )
     return money_text(owed)

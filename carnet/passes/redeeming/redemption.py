@@ -89,7 +89,7 @@ def explain(visit, *, online: bool = False) -> list[dict]:
         owned.exclude(status=Pass.Status.DELETED)
         .distinct()
         .select_related("patient")
-        .prefetch_related("items", "shares", "instalment_rows__invoice")
+        .prefetch_related("items", "shares", "pass_invoices__invoice")
         .order_by("purchased_at", "pk")
     ):
         verdict = (

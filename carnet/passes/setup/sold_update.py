@@ -119,7 +119,7 @@ def _cycle_changes(sold: Pass, terms: dict) -> tuple[list[dict], list[str]]:
     price_change = sold.cycle_price_minor != terms["cycle_price_minor"]
     if not (uses_change or price_change):
         return [], []
-    rows = list(sold.instalment_rows.order_by("seq"))
+    rows = list(sold.pass_invoices.order_by("seq"))
     future = [r for r in rows if r.invoice_id is None and not r.skipped]
     changes, notes = [], []
     for row in future:

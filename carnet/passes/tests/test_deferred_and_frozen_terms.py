@@ -90,7 +90,7 @@ def test_instalments_not_invoiced_are_cancelled_when_a_plan_package_expires(s):
         passes_daily()
     with clock.frozen(at("2026-08-02", "10:00")):
         passes_daily()
-    rows = list(sold.instalment_rows.order_by("seq"))
+    rows = list(sold.pass_invoices.order_by("seq"))
     assert [r.invoice_id is not None for r in rows] == [True, True, False]
     assert rows[2].skipped and rows[2].next_attempt_on is None
     assert len(pass_invoices(sold)) == 2
@@ -101,7 +101,7 @@ def test_instalments_not_invoiced_are_cancelled_when_a_plan_package_expires(s):
 def test_instalments_not_invoiced_are_cancelled_when_a_plan_package_is_refunded(s):
     sold = _plan(s)
     pass_refund(actor=s["admin"].user, sold_pass=sold, amount_minor=5000)
-    rows = list(sold.instalment_rows.order_by("seq"))
+    rows = list(sold.pass_invoices.order_by("seq"))
     assert [r.skipped for r in rows] == [False, True, True]
     with clock.frozen(at("2026-07-02", "10:00")):
         passes_daily()

@@ -180,7 +180,7 @@ class DunningMachine(RuleBasedStateMachine):
         owing = [
             i
             for i in Invoice.objects.filter(
-                pass_instalment__sold_pass__in=self.members, deleted_at__isnull=True
+                pass_invoice__sold_pass__in=self.members, deleted_at__isnull=True
             ).order_by("pk")
             if i.balance_minor > 0
         ]

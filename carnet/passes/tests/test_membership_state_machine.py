@@ -158,7 +158,7 @@ class MembershipsMachine(RuleBasedStateMachine):
                 start_date=START - dt.timedelta(days=CYCLE_DAYS[cycles[who]]),
             )
             self.members.append(sold.pk)
-            for row in sold.instalment_rows.all():
+            for row in sold.pass_invoices.all():
                 self._pay_cash(row.invoice)
 
     # The packages machine's savepoint teardown, refusal check
@@ -323,7 +323,7 @@ class MembershipsMachine(RuleBasedStateMachine):
         if sold is None:
             return
         self.members.append(sold.pk)
-        rows = list(sold.instalment_rows.order_by("seq"))
+        rows = list(sold.pass_invoices.order_by("seq"))
         assert rows and all(r.invoice_id for r in rows) if start <= self.today else not rows
         if card is not None and data.draw(st.booleans(), label="charge at once"):
             self._try("charge_due", lambda: pass_charge_due(sold_pass=sold, today=self.today))
@@ -384,9 +384,9 @@ class MembershipsMachine(RuleBasedStateMachine):
         in_full = data.draw(st.booleans(), label="in full")
         owing = list(
             Invoice.objects.filter(
-                pass_instalment__sold_pass__in=self.members,
+                pass_invoice__sold_pass__in=self.members,
                 deleted_at__isnull=True,
-                pass_instalment__isnull=False,
+                pass_invoice__isnull=False,
             ).order_by("pk")
         )
         owing = [i for i in owing if i.balance_minor > 0]
@@ -436,7 +436,7 @@ class MembershipsMachine(RuleBasedStateMachine):
             assert sold.ends_after is None or sold.ends_after >= self.today, (
                 f"membership #{sold.pk} not ended"
             )
-            assert not sold.instalment_rows.filter(
+            assert not sold.pass_invoices.filter(
                 invoice__isnull=True, skipped=False, period_start__lte=self.today
             ).exists(), f"membership #{sold.pk}: a started cycle left uninvoiced by the job"
 
@@ -698,7 +698,7 @@ class MembershipsMachine(RuleBasedStateMachine):
             )
             assert not redemption.cycle.skipped, f"redemption #{redemption.pk} in a paused cycle"
         # Invoices of membership cycles are exactly those the rows point at.
-        assert Invoice.objects.filter(pass_instalment__sold_pass__in=self.members).count() == sum(
+        assert Invoice.objects.filter(pass_invoice__sold_pass__in=self.members).count() == sum(
             1 for r in rows if r.invoice_id
         )
 
@@ -740,7 +740,7 @@ def _bug_world(front_desk, catalog, **template):
         patient=patient,
         template=membership_template(catalog, pause_allowed=True, pause_max_cycles=2, **template),
     )  # monthly, 2 uses, from 1 May
-    invoice = sold.instalment_rows.get(seq=1).invoice
+    invoice = sold.pass_invoices.get(seq=1).invoice
     payment_receive(
         actor=front_desk.user,
         patient=patient,
@@ -837,7 +837,7 @@ def test_a_use_rolled_over_is_not_also_used_in_its_own_cycle(front_desk, catalog
             book("2026-05-05")[1],
             book("2026-06-11")[1],
         ]  # June is made first
-        rows = list(sold.instalment_rows.order_by("seq"))
+        rows = list(sold.pass_invoices.order_by("seq"))
         assert _rollover_problems(sold, rows) == []
         assert sum(u is not None for u in uses) <= 2, (
             "three uses in two 1-use cycles, none left over in May"
@@ -846,7 +846,7 @@ def test_a_use_rolled_over_is_not_also_used_in_its_own_cycle(front_desk, catalog
 
 def _refunded_cycles(sold: Pass) -> bool:
     return InvoiceLine.objects.filter(
-        invoice__pass_instalment__sold_pass=sold, kind=InvoiceLine.Kind.PASS_CREDIT
+        invoice__pass_invoice__sold_pass=sold, kind=InvoiceLine.Kind.PASS_CREDIT
     ).exists()
 
 
@@ -857,7 +857,7 @@ def test_deleting_a_membership_after_a_full_cycle_refund_keeps_the_ledger_whole(
     with clock.frozen(at("2026-05-01", "10:00")):
         sold, _ = _bug_world(front_desk, catalog)  # 60.00 paid for May
         ms.cycle_refund(
-            actor=admin_staff.user, row=sold.instalment_rows.get(seq=1), amount_minor=6000
+            actor=admin_staff.user, row=sold.pass_invoices.get(seq=1), amount_minor=6000
         )
         assert _refunded_cycles(sold)
         assert_ledger_ok()

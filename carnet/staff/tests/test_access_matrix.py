@@ -656,7 +656,7 @@ class World:
             template=PassTemplate.objects.get(pk=self.ids["membership_template"]),
         )
         self.ids["page_membership"] = sold.pk
-        self.ids["membership_cycle"] = sold.instalment_rows.get(seq=1).pk
+        self.ids["membership_cycle"] = sold.pass_invoices.get(seq=1).pk
 
     def fill(self, value):
         if isinstance(value, list):

@@ -43,7 +43,7 @@ def test_front_desk_sells_an_automatic_membership_and_the_first_cycle_is_charged
 
     expect(page.get_by_text("The current cycle was charged to Visa •••• 4242")).to_be_visible()
     sold = Pass.objects.get(patient=patient)
-    invoice = Invoice.objects.get(pass_instalment__sold_pass=sold)
+    invoice = Invoice.objects.get(pass_invoice__sold_pass=sold)
     assert invoice.balance_minor == 0
     expect(page.get_by_test_id("status")).to_contain_text("Active")
     expect(page.get_by_test_id("payment")).to_have_text("Automatic — Visa •••• 4242 (exp. 12/2099)")

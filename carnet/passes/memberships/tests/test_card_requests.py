@@ -91,7 +91,7 @@ def test_staff_request_emails_a_signed_link_and_the_desk_sees_it_until_a_card_is
 ):
     sold = _member(s, start=dt.date(2026, 4, 1))  # April and May cycles owed
     passes_daily(today=dt.date(2026, 5, 1))  # the current cycle's charge is declined
-    assert Invoice.objects.filter(pass_instalment__sold_pass=sold, applied_minor=0).count() == 2
+    assert Invoice.objects.filter(pass_invoice__sold_pass=sold, applied_minor=0).count() == 2
     req, url = _request(s, sold, django_capture_on_commit_callbacks)
     message = mail.outbox[-1]
     assert message.to == ["pat@example.test"] and sold.name in message.subject
@@ -119,7 +119,7 @@ def test_staff_request_emails_a_signed_link_and_the_desk_sees_it_until_a_card_is
     # Both owed cycles charged at once, each through its own card attempt.
     assert TestGatewayCharge.objects.count() == charges_before + 2
     assert CardAttempt.objects.filter(status="succeeded", card=card).count() == 2
-    assert not Invoice.objects.filter(pass_instalment__sold_pass=sold, applied_minor=0).exists()
+    assert not Invoice.objects.filter(pass_invoice__sold_pass=sold, applied_minor=0).exists()
     assert PassInvoice.objects.filter(sold_pass=sold, next_attempt_on__isnull=False).count() == 0
     done = client.get(response["Location"]).content.decode()
     assert "Visa •••• 4242 (exp. 12/2040) now pays for" in done and "Nothing is owed" in done

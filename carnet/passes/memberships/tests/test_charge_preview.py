@@ -79,7 +79,7 @@ def world(owner, front_desk, catalog, settings):
             card=_card(front_desk, plan_patient),
             template=package_template(catalog, name="Plan", price=40000, instalments=2),
         )
-        first = s["plan"].instalment_rows.get(seq=1).invoice
+        first = s["plan"].pass_invoices.get(seq=1).invoice
         payment_receive(
             actor=front_desk.user,
             patient=plan_patient,

@@ -89,7 +89,7 @@ def _varied(s) -> list:
 def _state(sold) -> tuple:
     sold.refresh_from_db()
     rows = []
-    for row in sold.instalment_rows.select_related("invoice").order_by("seq"):
+    for row in sold.pass_invoices.select_related("invoice").order_by("seq"):
         invoice = row.invoice
         rows.append(
             (

@@ -52,7 +52,7 @@ def _template(s, kind="per_cycle", fee=1500, **kw):
 
 def _sell(s, template, **kw):
     sold = ms.membership_sell(actor=s["fd"].user, patient=s["patient"], template=template, **kw)
-    invoice = sold.instalment_rows.get().invoice
+    invoice = sold.pass_invoices.get().invoice
     if invoice.balance_minor and kw.get("payment_mode") != "automatic":
         payment_receive(
             actor=s["fd"].user,
@@ -80,7 +80,7 @@ def test_the_freeze_fee_is_billed_like_a_cycle_on_its_own_line(s, kind, billed):
     assert (pause.fee_kind, pause.fee_minor) == (kind, 1500 if kind != "none" else 0)
     for day in ("2026-06-01", "2026-07-01", "2026-08-01"):
         _run(day)
-    rows = list(sold.instalment_rows.select_related("invoice").order_by("seq"))
+    rows = list(sold.pass_invoices.select_related("invoice").order_by("seq"))
     frozen = [r for r in rows if r.skipped]
     assert [r.period_start for r in frozen] == [dt.date(2026, 6, 1), dt.date(2026, 7, 1)]
     assert [r.invoice.total_minor for r in frozen if r.invoice_id] == billed
@@ -114,7 +114,7 @@ def test_autopay_charges_the_freeze_fee(s):
     assert list(
         TestGatewayCharge.objects.order_by("pk").values_list("amount_minor", flat=True)
     ) == [6000, 1500]
-    june = sold.instalment_rows.get(period_start=dt.date(2026, 6, 1))
+    june = sold.pass_invoices.get(period_start=dt.date(2026, 6, 1))
     assert june.invoice.balance_minor == 0
 
 

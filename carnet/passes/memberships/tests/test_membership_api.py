@@ -82,7 +82,7 @@ def _pay(s, sold_id):
 
     for row in (
         Pass.objects.get(pk=sold_id)
-        .instalment_rows.select_related("invoice")
+        .pass_invoices.select_related("invoice")
         .filter(invoice__isnull=False)
     ):
         if row.invoice.balance_minor:

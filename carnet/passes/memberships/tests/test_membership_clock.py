@@ -54,13 +54,13 @@ def test_two_years_of_weekly_monthly_and_yearly_cycles_are_invoiced_once_each_on
                 passes_daily()  # a second run the same day changes nothing
         day += dt.timedelta(days=1)
     for cycle, (start, step) in plans.items():
-        invoices = Invoice.objects.filter(pass_instalment__sold_pass=sold[cycle]).order_by("pk")
+        invoices = Invoice.objects.filter(pass_invoice__sold_pass=sold[cycle]).order_by("pk")
         expected = _expected(start, step, end)
         assert [i.invoice_date for i in invoices] == expected, cycle
-        assert [r.period_start for r in sold[cycle].instalment_rows.order_by("seq")] == expected
+        assert [r.period_start for r in sold[cycle].pass_invoices.order_by("seq")] == expected
     # Month ends and leap days: 31 Jan → 29 Feb 2028 → 31 Mar; 29 Feb 2028 → 28 Feb 2029.
-    monthly = [r.period_start for r in sold["monthly"].instalment_rows.order_by("seq")][:3]
+    monthly = [r.period_start for r in sold["monthly"].pass_invoices.order_by("seq")][:3]
     assert monthly == [dt.date(2028, 1, 31), dt.date(2028, 2, 29), dt.date(2028, 3, 31)]
-    yearly = [r.period_start for r in sold["yearly"].instalment_rows.order_by("seq")]
+    yearly = [r.period_start for r in sold["yearly"].pass_invoices.order_by("seq")]
     assert yearly[:2] == [dt.date(2028, 2, 29), dt.date(2029, 2, 28)]
     assert_ledger_ok()

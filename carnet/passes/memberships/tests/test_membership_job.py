@@ -65,7 +65,7 @@ def test_an_automatic_membership_is_charged_and_the_receipt_emailed(
     with django_capture_on_commit_callbacks(execute=True):
         report = passes_daily(today=dt.date(2026, 5, 1))
     assert report["charged"] == 1
-    assert Invoice.objects.get(pass_instalment__sold_pass=sold).balance_minor == 0
+    assert Invoice.objects.get(pass_invoice__sold_pass=sold).balance_minor == 0
     assert any("Payment received" in m.subject for m in mail.outbox)
     assert_ledger_ok()
 
@@ -75,7 +75,7 @@ def test_running_the_job_twice_issues_and_charges_each_cycle_once(s):
     [sold] = _automatic(s)
     for _ in range(2):
         passes_daily(today=JUNE)
-    assert Invoice.objects.filter(pass_instalment__sold_pass=sold).count() == 2
+    assert Invoice.objects.filter(pass_invoice__sold_pass=sold).count() == 2
     assert Payment.objects.count() == TestGatewayCharge.objects.count() == 2
 
 
@@ -86,7 +86,7 @@ def test_a_declined_cycle_stays_unpaid_notifies_both_and_is_retried(
     [sold] = _automatic(s, number="4000000000000002")
     with django_capture_on_commit_callbacks(execute=True):
         assert passes_daily(today=dt.date(2026, 5, 1))["declined"] == 1
-    assert Invoice.objects.get(pass_instalment__sold_pass=sold).balance_minor == 6000
+    assert Invoice.objects.get(pass_invoice__sold_pass=sold).balance_minor == 6000
     assert {m.to[0] for m in mail.outbox} >= {sold.patient.email, "desk@clinic.test"}
     assert PassInvoice.objects.get(sold_pass=sold).next_attempt_on == dt.date(2026, 5, 2)
     assert passes_daily(today=dt.date(2026, 5, 2))["declined"] == 1
@@ -110,16 +110,16 @@ def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
     with pytest.raises(RuntimeError):
         cycle_billing.cycles_issue(today=JUNE)
     assert (
-        Invoice.objects.filter(pass_instalment__sold_pass=sold[0]).count() == 2
+        Invoice.objects.filter(pass_invoice__sold_pass=sold[0]).count() == 2
     )  # its chunk committed
     assert (
-        Invoice.objects.filter(pass_instalment__sold_pass=sold[1]).count() == 1
+        Invoice.objects.filter(pass_invoice__sold_pass=sold[1]).count() == 1
     )  # its chunk rolled back
     monkeypatch.undo()
     cycle_billing.cycles_issue(today=JUNE)
     cycle_billing.cycles_issue(today=JUNE)
     for one in sold:
-        assert Invoice.objects.filter(pass_instalment__sold_pass=one).count() == 2
+        assert Invoice.objects.filter(pass_invoice__sold_pass=one).count() == 2
     assert_ledger_ok()
 
 
@@ -146,7 +146,7 @@ def test_two_concurrent_runs_issue_and_charge_each_cycle_once(s):
     results = race(2, lambda i: passes_daily(today=JUNE))
     assert not [r for r in results if isinstance(r, Exception)], results
     for one in sold:
-        assert Invoice.objects.filter(pass_instalment__sold_pass=one).count() == 2
+        assert Invoice.objects.filter(pass_invoice__sold_pass=one).count() == 2
         assert PassInvoice.objects.filter(sold_pass=one).count() == 2
     assert Payment.objects.count() == TestGatewayCharge.objects.count() == 6
     assert_ledger_ok()
@@ -161,7 +161,7 @@ def test_each_cycle_is_taxed(s):
         template=membership_template(cat, taxes=[cat["tax"]]),
     )
     cycle_billing.cycles_issue(today=JUNE)
-    assert [i.tax_minor for i in Invoice.objects.filter(pass_instalment__sold_pass=sold)] == [
+    assert [i.tax_minor for i in Invoice.objects.filter(pass_invoice__sold_pass=sold)] == [
         780,
         780,
     ]

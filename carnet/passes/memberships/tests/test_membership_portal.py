@@ -78,7 +78,7 @@ def _sold(s, patient, template=None, paid=True) -> Pass:
         actor=s["fd"].user, patient=patient, template=template or s["template"]
     )
     if paid:
-        for row in sold.instalment_rows.select_related("invoice").filter(invoice__isnull=False):
+        for row in sold.pass_invoices.select_related("invoice").filter(invoice__isnull=False):
             payment_receive(
                 actor=s["fd"].user,
                 patient=patient,

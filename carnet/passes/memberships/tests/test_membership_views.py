@@ -97,9 +97,7 @@ def _sold(s, **kw) -> Pass:
 
 
 def _invoices(sold):
-    return list(
-        Invoice.objects.filter(pass_instalment__sold_pass=sold).order_by("pass_instalment__seq")
-    )
+    return list(Invoice.objects.filter(pass_invoice__sold_pass=sold).order_by("pass_invoice__seq"))
 
 
 def _pay(s, sold):

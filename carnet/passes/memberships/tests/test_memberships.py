@@ -76,9 +76,7 @@ def _pay(s, invoice):
 
 
 def _invoices(sold):
-    return list(
-        Invoice.objects.filter(pass_instalment__sold_pass=sold).order_by("invoice_date", "pk")
-    )
+    return list(Invoice.objects.filter(pass_invoice__sold_pass=sold).order_by("invoice_date", "pk"))
 
 
 def test_selling_today_invoices_the_first_cycle(s):
@@ -95,7 +93,7 @@ def test_selling_today_invoices_the_first_cycle(s):
 def test_a_start_in_the_past_invoices_the_past_cycles_at_once(s):
     sold = _sell(s, start_date=dt.date(2026, 2, 15))
     assert [i.invoice_date for i in _invoices(sold)] == [dt.date(2026, 5, 1)] * 3
-    assert [r.period_start for r in sold.instalment_rows.order_by("seq")] == [
+    assert [r.period_start for r in sold.pass_invoices.order_by("seq")] == [
         dt.date(2026, 2, 15),
         dt.date(2026, 3, 15),
         dt.date(2026, 4, 15),
@@ -163,7 +161,7 @@ def test_fees_are_recognised_ratably_by_day(s):
 def test_rollover_carries_unused_uses_up_to_the_cap(s):
     sold = _sell(s, template=membership_template(s["cat"], uses=2, rollover=True, rollover_cap=1))
     cycles_issue(today=dt.date(2026, 6, 1))
-    june = sold.instalment_rows.get(seq=2)
+    june = sold.pass_invoices.get(seq=2)
     assert june.uses_allowed == 3
 
 
@@ -181,7 +179,7 @@ def test_rescheduling_into_a_full_cycle_is_refused(s):
 def test_a_term_ends_after_its_cycles(s):
     sold = _sell(s, template=membership_template(s["cat"], term=2))
     cycles_issue(today=dt.date(2026, 9, 1))
-    assert sold.instalment_rows.count() == 2
+    assert sold.pass_invoices.count() == 2
     late = _book(s, "2026-07-02")
     assert _live(late) is None and explain(late.visits.get())[0]["code"] == "ended"
 
@@ -239,7 +237,7 @@ def test_refund_a_cycle_by_unused_uses_within_what_was_collected(s):
     sold = _sell(s)  # 60.00, 2 uses
     _pay(s, _invoices(sold)[0])
     appointment_arrive(actor=s["fd"].user, appointment=_book(s, "2026-05-04"))
-    row = sold.instalment_rows.get(seq=1)
+    row = sold.pass_invoices.get(seq=1)
     assert ms.cycle_refund_suggestion(row)["suggested"] == 3000
     with pytest.raises(ValidationFailed):
         ms.cycle_refund(actor=s["admin"].user, row=row, amount_minor=6001)
@@ -253,7 +251,7 @@ def test_refund_a_cycle_by_unused_uses_within_what_was_collected(s):
 def test_an_unlimited_cycle_refund_is_prorated_by_unused_days(s):
     sold = _sell(s, template=membership_template(s["cat"], price=3100, uses=None))
     _pay(s, _invoices(sold)[0])
-    row = sold.instalment_rows.get(seq=1)
+    row = sold.pass_invoices.get(seq=1)
     assert ms.cycle_refund_suggestion(row, today=dt.date(2026, 5, 11))["suggested"] == 2100
 
 
@@ -263,7 +261,7 @@ def test_pause_skips_cycles_and_pushes_the_end_out(s):
     )
     ms.membership_pause(actor=s["fd"].user, sold_pass=sold, cycles=2)
     cycles_issue(today=dt.date(2026, 10, 15))
-    rows = list(sold.instalment_rows.order_by("seq"))
+    rows = list(sold.pass_invoices.order_by("seq"))
     assert [(r.period_start, r.skipped) for r in rows] == [
         (dt.date(2026, 5, 1), False),
         (dt.date(2026, 6, 1), True),

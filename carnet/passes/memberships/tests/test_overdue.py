@@ -166,7 +166,7 @@ def test_the_check_costs_no_query_while_in_good_standing(s, monkeypatch):
     )
 
     def statements() -> int:
-        sold = Pass.objects.prefetch_related("items", "instalment_rows").get(pk=s["sold"].pk)
+        sold = Pass.objects.prefetch_related("items", "pass_invoices").get(pk=s["sold"].pk)
         with CaptureQueriesContext(connection) as queries:
             assert pass_check(sold, **kwargs).ok
         return len(queries.captured_queries)

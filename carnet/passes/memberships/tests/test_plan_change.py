@@ -55,7 +55,7 @@ def _sell(s, template=None, paid=True, **kw):
         actor=s["fd"].user, patient=s["patient"], template=template or s["basic"], **kw
     )
     if paid:
-        invoice = sold.instalment_rows.get().invoice
+        invoice = sold.pass_invoices.get().invoice
         payment_receive(
             actor=s["fd"].user,
             patient=s["patient"],
@@ -93,7 +93,7 @@ def _change(s, sold, template, when="now", preview=None):
 
 
 def _rows(sold):
-    return list(sold.instalment_rows.select_related("invoice").order_by("seq"))
+    return list(sold.pass_invoices.select_related("invoice").order_by("seq"))
 
 
 def test_an_upgrade_at_once_credits_the_unused_days_and_charges_the_rest_as_previewed(s):

@@ -75,7 +75,7 @@ def test_a_downgrade_racing_two_bookings_leaves_uses_within_the_new_allowance(w)
         sold_pass=sold, status__in=["reserved", "posted"], visit__in=visits
     )
     assert live.count() == 1
-    new = sold.instalment_rows.order_by("-seq").first()
+    new = sold.pass_invoices.order_by("-seq").first()
     assert (new.uses_allowed, new.used_count) == (1, 1)
     assert_ledger_ok()
 
@@ -111,6 +111,6 @@ def test_a_plan_change_racing_the_cycle_charge_records_every_payment_once(w):
         )  # whatever is still due (the new plan's invoice) is charged now
     charged = sum(TestGatewayCharge.objects.values_list("amount_minor", flat=True))
     assert charged == sum(Payment.objects.values_list("amount_minor", flat=True))
-    owed = sum(r.invoice.balance_minor for r in sold.instalment_rows.select_related("invoice"))
+    owed = sum(r.invoice.balance_minor for r in sold.pass_invoices.select_related("invoice"))
     assert owed == 0
     assert_ledger_ok()

@@ -106,7 +106,7 @@ def test_a_pass_sold_by_a_staff_member_is_compensated_upfront(setup):
         package_template(cat, items=[(cat["treatment"], 0, 7000, None)]),
         sold_by=seller,
     )
-    sale_line = sold.instalment_rows.get().invoice.lines.get()
+    sale_line = sold.pass_invoices.get().invoice.lines.get()
     assert sale_line.staff_id == seller.pk  # the sale itself carries the seller for the report
     appointment = _book(setup)
     appointment_arrive(actor=setup["fd"].user, appointment=appointment)

@@ -415,7 +415,7 @@ def test_invoices_for_a_sale_post_to_deferred_revenue(setup):
         package_template(setup["cat"], taxes=[setup["cat"]["tax"]]),
         paid=False,
     )
-    invoice = Invoice.objects.get(pass_instalment__sold_pass=sold)
+    invoice = Invoice.objects.get(pass_invoice__sold_pass=sold)
     assert invoice.total_minor == 101700
     assert balance(accounts.DEFERRED_PACKAGES) == 90000
     assert balance(accounts.tax_payable(setup["cat"]["tax"].pk)) == 11700

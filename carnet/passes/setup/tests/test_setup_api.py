@@ -291,7 +291,7 @@ def test_preview_and_update_all_memberships(api, front_desk, catalog):
     sold = ms.membership_sell(
         actor=front_desk.user, patient=make_patient(), template=PassTemplate.objects.get(pk=pk)
     )
-    [first_invoice] = Invoice.objects.filter(pass_instalment__sold_pass=sold)
+    [first_invoice] = Invoice.objects.filter(pass_invoice__sold_pass=sold)
     api.patch(
         f"/pass-templates/{pk}",
         {

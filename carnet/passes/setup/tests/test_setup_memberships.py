@@ -286,7 +286,7 @@ def test_update_all_memberships_carries_the_spec_terms_only(s):
 
 def test_new_amount_applies_from_the_next_cycle_and_issued_invoices_stay(s):
     sold = _sell(s)
-    [may] = Invoice.objects.filter(pass_instalment__sold_pass=sold)
+    [may] = Invoice.objects.filter(pass_invoice__sold_pass=sold)
     _edit(s, price_minor=7500)
     [plan] = sold_update_preview(template=s["t"])
     assert (
@@ -295,13 +295,13 @@ def test_new_amount_applies_from_the_next_cycle_and_issued_invoices_stay(s):
     )
     sold_update(actor=s["admin"].user, template=s["t"])
     cycles_issue(today=dt.date(2026, 6, 1))
-    may_again, june = Invoice.objects.filter(pass_instalment__sold_pass=sold).order_by("pk")
+    may_again, june = Invoice.objects.filter(pass_invoice__sold_pass=sold).order_by("pk")
     assert may_again.pk == may.pk and (may_again.total_minor, may_again.subtotal_minor) == (
         6000,
         6000,
     )
     assert june.total_minor == 7500
-    assert list(sold.instalment_rows.order_by("seq").values_list("amount_minor", flat=True)) == [
+    assert list(sold.pass_invoices.order_by("seq").values_list("amount_minor", flat=True)) == [
         6000,
         7500,
     ]
@@ -311,7 +311,7 @@ def test_a_cycle_made_ahead_by_a_booking_takes_the_new_amount_and_uses(s):
     patient = make_patient()
     sold = _sell(s, patient=patient)
     _book(s, patient, "2026-06-03")  # makes June's row, not invoiced yet
-    june = sold.instalment_rows.get(seq=2)
+    june = sold.pass_invoices.get(seq=2)
     assert june.invoice_id is None and (
         june.uses_allowed,
         june.used_count,
@@ -333,9 +333,7 @@ def test_a_cycle_made_ahead_by_a_booking_takes_the_new_amount_and_uses(s):
     sold_update(actor=s["admin"].user, template=s["t"])
     june.refresh_from_db()
     assert (june.uses_allowed, june.unit_price_minor) == (4, 8000)
-    assert (
-        sold.instalment_rows.get(seq=1).uses_allowed == 2
-    )  # the current cycle keeps its allowance
+    assert sold.pass_invoices.get(seq=1).uses_allowed == 2  # the current cycle keeps its allowance
     cycles_issue(today=dt.date(2026, 6, 1))
     june.refresh_from_db()
     assert june.invoice.total_minor == 8000
@@ -353,13 +351,13 @@ def test_fewer_uses_than_the_current_cycle_used_keeps_its_allowance(s):
     assert plan["problems"] == []
     assert any("Cycle 2 (from 2026-06-01) already has 2 uses booked" in n for n in plan["notes"])
     assert sold_update(actor=s["admin"].user, template=s["t"]) == 1
-    may, june = sold.instalment_rows.order_by("seq")
+    may, june = sold.pass_invoices.order_by("seq")
     assert (may.uses_allowed, may.used_count) == (2, 2)
     assert (june.uses_allowed, june.used_count) == (2, 2)  # never below what is booked
     sold.refresh_from_db()
     assert sold.uses_per_cycle == 1
     cycles_issue(today=dt.date(2026, 7, 1))
-    assert sold.instalment_rows.get(seq=3).uses_allowed == 1
+    assert sold.pass_invoices.get(seq=3).uses_allowed == 1
 
 
 def test_unlimited_uses_carry_to_future_cycles(s):
@@ -368,7 +366,7 @@ def test_unlimited_uses_carry_to_future_cycles(s):
     _book(s, patient, "2026-06-03")
     _edit(s, uses_per_cycle=None)
     sold_update(actor=s["admin"].user, template=s["t"])
-    assert list(sold.instalment_rows.order_by("seq").values_list("uses_allowed", flat=True)) == [
+    assert list(sold.pass_invoices.order_by("seq").values_list("uses_allowed", flat=True)) == [
         2,
         None,
     ]
