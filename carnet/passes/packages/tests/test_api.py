@@ -296,7 +296,7 @@ def test_explain_attach_and_remove(s):
     assert again.status_code == 409 and again.json()["code"] == "already_covered"
     removed = s["desk"].delete(_row(s, appointment) + "/pass")
     assert removed.status_code == 200 and removed.json()["status"] == "voided"
-    # released_at: voided_at's old name, kept for one release (README, "Changes for API clients")
+    # released_at: voided_at's old name, kept for one release (CHANGELOG.md)
     assert removed.json()["released_at"] == removed.json()["voided_at"] is not None
     assert s["desk"].delete(_row(s, appointment) + "/pass").status_code == 404
     assert (
