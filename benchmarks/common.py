@@ -188,7 +188,7 @@ def page_client(user):
 
 # -------------------------------------------------------- CPU time of other processes (Linux /proc)
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _cpu_seconds(select) -> float:
@@ -208,7 +208,7 @@ def _cpu_seconds(select) -> float:
         fields = data[data.rindex(")") + 2 :].split()
         if select(comm, int(fields[2])):
             total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-    return total / _TICK
+    return total / TICK
 
 
 def server_cpu(pgrp: int) -> float:

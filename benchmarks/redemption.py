@@ -37,7 +37,7 @@ LANES = 32
 PACK = "Bench redeem pack 100k"
 
 
-def _passes(b) -> list:
+def sold_passes(b) -> list:
     """LANES patients, each with one paid package of 100,000 sessions (1.00 each) (made once)."""
     from carnet.billing.payments import payment_receive
     from carnet.core import clock
@@ -78,7 +78,7 @@ def _passes(b) -> list:
     return out
 
 
-def _prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, int, int, int]]:
+def prebook(b, sold: list, count: int, *, day_offset: int) -> list[tuple[int, int, int, int]]:
     """`count` booked individual visits with no pass, round-robin over the lanes: [(appointment,
     patient, pass, visit)]. Visits go on one day (double-booking is on in the bench clinic)."""
     from django.db import connection
@@ -508,7 +508,7 @@ def run(args) -> dict:
     from carnet.people.services import api_token_create
 
     b = base()
-    sold = _passes(b)
+    sold = sold_passes(b)
     levels = [int(n) for n in args.clients.split(",")]
     ops = args.ops or (40 if args.quick else 400)
     owner = b["owner"].user
@@ -534,16 +534,16 @@ def run(args) -> dict:
             api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
             _, floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False)
             # Warm up: the workers' imports, connections and caches (not counted).
-            _run(min(4, max(levels)), _prebook(b, sold, 8 * args.workers, day_offset=1), api_one)
-            _run(min(4, max(levels)), _prebook(b, sold, 8 * args.workers, day_offset=1), floor_one)
-            _run(2, _prebook(b, sold, 8, day_offset=1), raw.one)
+            _run(min(4, max(levels)), prebook(b, sold, 8 * args.workers, day_offset=1), api_one)
+            _run(min(4, max(levels)), prebook(b, sold, 8 * args.workers, day_offset=1), floor_one)
+            _run(2, prebook(b, sold, 8, day_offset=1), raw.one)
             for clients in levels:
                 n = max(ops, clients * 4)
-                api = _measured(clients, _prebook(b, sold, n, day_offset=1), api_one, proc.pid)
+                api = _measured(clients, prebook(b, sold, n, day_offset=1), api_one, proc.pid)
                 floor = _measured(
-                    clients, _prebook(b, sold, n, day_offset=1), floor_one, floor_proc.pid
+                    clients, prebook(b, sold, n, day_offset=1), floor_one, floor_proc.pid
                 )
-                base_sql = _measured(clients, _prebook(b, sold, n, day_offset=1), raw.one, None)
+                base_sql = _measured(clients, prebook(b, sold, n, day_offset=1), raw.one, None)
                 cpu = (
                     round(api["app_cpu_ms"] / floor["app_cpu_ms"], 2)
                     if floor.get("app_cpu_ms")
