@@ -3,13 +3,23 @@
 import itertools
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.db import connections, transaction
 from django.test import Client
 
 from carnet.clinic.models import Discipline, IncomeCategory, Location, Tax, Treatment
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, forget_clinic_currency
+from carnet.core import clock
 from carnet.core.permissions import AccessLevel
+from carnet.core.tests.live_server import free_port
 from carnet.people.models import Patient, StaffMember
 
 _seq = itertools.count(1)
@@ -36,8 +46,6 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _fresh_currency_cache():
-    from carnet.clinic.selectors import forget_clinic_currency
-
     forget_clinic_currency()  # test databases are reset without signals
 
 
@@ -68,8 +76,6 @@ def make_staff(
     practitioner: bool = False,
     name: str | None = None,
 ) -> StaffMember:
-    from django.contrib.auth import get_user_model
-
     n = next(_seq)
     user = get_user_model().objects.create_user(
         username=f"staff{n}", email=f"staff{n}@example.test", password=PASSWORD
@@ -84,8 +90,6 @@ def make_staff(
 
 
 def make_patient(**fields) -> Patient:
-    from carnet.core import clock
-
     n = next(_seq)
     data = {
         "first_name": f"Pat{n}",
@@ -176,6 +180,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 @pytest.fixture(scope="session")
 def browser():
+    # late: conftest loads for every run, and only the browser tests need Playwright
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -215,6 +220,7 @@ def log_in(page, user, *, path="/login/"):
 def fits_and_accessible(page) -> None:
     """The page needs no sideways scrolling (the document is no wider than the viewport) and
     axe-core finds no violation anywhere on it, layout included, touch target sizes too."""
+    # late: conftest loads for every run, and only the browser tests need axe
     from axe_playwright_python.sync_playwright import Axe
 
     # A click that navigates may still be loading the next document: measure that one, whole.
@@ -234,10 +240,6 @@ def race(n: int, work) -> list:
 
     Each thread closes its own database connection, so the threads really race on the database.
     """
-    import threading
-
-    from django.db import connections
-
     barrier, results = threading.Barrier(n), [None] * n
 
     def worker(i):
@@ -263,8 +265,6 @@ class ExampleRollback:
     transaction, so gateway calls inside it are allowed as in any test (gateway.services)."""
 
     def __enter__(self):
-        from django.db import transaction
-
         self.atomics = [transaction.atomic(using=alias) for alias in ("default", "gateway")]
         for atomic in self.atomics:
             atomic._from_testcase = True
@@ -272,8 +272,6 @@ class ExampleRollback:
         return self
 
     def __exit__(self, *exc):
-        from django.db import transaction
-
         for alias, atomic in zip(("gateway", "default"), reversed(self.atomics)):
             transaction.set_rollback(True, using=alias)
             atomic.__exit__(None, None, None)
@@ -287,14 +285,6 @@ class ExampleRollback:
 def localstripe():
     """localstripe (a stateful fake Stripe) on a free loopback port for the whole
     run: its base URL."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    from carnet.core.tests.live_server import free_port
-
     port = free_port()
     script = Path(__file__).parent / "gateway" / "tests" / "localstripe_server.py"
     proc = subprocess.Popen(

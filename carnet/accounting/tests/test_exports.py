@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from carnet.accounting import formats
 from carnet.accounting.formats import QBO_COLUMNS, XERO_COLUMNS, XERO_MAX_LINES
 from carnet.accounting.models import JournalExport
 from carnet.accounting.selectors import (
@@ -116,8 +117,6 @@ def test_quickbooks_online_csv_has_its_columns_and_each_journal_balances(books):
 
 
 def test_xero_csv_is_split_at_300_lines_between_journals_each_file_balanced(books, monkeypatch):
-    from carnet.accounting import formats
-
     _map_all(books)
     monkeypatch.setattr(formats, "XERO_MAX_LINES", 5)
     export = journal_export(actor=books, fmt="xero", start=MAY1, end=MAY31, detailed=True)

@@ -6,6 +6,7 @@ import zipfile
 
 import pytest
 
+from carnet.accounting import formats
 from carnet.accounting.models import AccountMapping, JournalExport
 from carnet.billing.payments import payment_receive
 from carnet.conftest import make_patient, make_staff
@@ -60,8 +61,6 @@ def test_export_downloads_the_file_then_warns_on_an_overlapping_period(admin_cli
 
 
 def test_xero_parts_come_as_one_zip(admin_client, monkeypatch):
-    from carnet.accounting import formats
-
     with clock.frozen(at("2026-05-05", "10:00")):
         payment_receive(
             actor=make_staff(AccessLevel.ADMIN_BILLING).user,

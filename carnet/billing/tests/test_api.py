@@ -1,8 +1,12 @@
 """The billing API: invoices, payments, credit, unapply, refunds and cards, with Idempotency-Key."""
 
+import io
+
 import pytest
+from pypdf import PdfReader
 
 from carnet.billing.models import Invoice, Payment
+from carnet.billing.tests.factories import product
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import PASSWORD, Api, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
@@ -60,8 +64,6 @@ def test_sell_then_pay_with_an_idempotency_key_records_one_payment(desk, catalog
 
 
 def test_product_sale_with_taxes_from_the_product(desk, catalog):
-    from carnet.billing.tests.factories import product
-
     oil = product(catalog["income_category"], price=2000, taxes=[catalog["tax"]])
     response = desk.post(
         "/invoices",
@@ -235,10 +237,6 @@ def test_a_line_can_credit_a_staff_member(desk, catalog):
 def test_receipt_and_statement_pdfs_and_emails_through_the_api(
     desk, catalog, mailoutbox, django_capture_on_commit_callbacks
 ):
-    import io
-
-    from pypdf import PdfReader
-
     patient = make_patient(email="ana@example.test")
     invoice = _sell(desk, patient, catalog["income_category"], price=4321)
     pdf = desk.get(f"/invoices/{invoice['id']}/receipt.pdf?form=detailed")

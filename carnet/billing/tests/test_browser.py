@@ -5,6 +5,7 @@ import io
 
 import pytest
 from playwright.sync_api import expect
+from pypdf import PdfReader
 
 from carnet.billing.models import Invoice
 from carnet.billing.tests.factories import product
@@ -54,7 +55,6 @@ def test_sell_a_product_pay_cash_and_card_and_download_the_receipt(page):
 
     with page.expect_download() as download:
         page.get_by_role("link", name="PDF").first.click()
-    from pypdf import PdfReader
 
     text = "".join(
         p.extract_text()

@@ -4,10 +4,11 @@ patient for themself (or a dependant) only; Idempotency-Key replays are scoped t
 
 import pytest
 
-from carnet.conftest import Api, make_patient, make_staff
+from carnet.conftest import PASSWORD, Api, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import CardOnFile, GatewayCustomer
 from carnet.gateway.tests.test_stripe import browser_payment_method, stripe_client
+from carnet.people.services import patient_portal_enable
 
 
 @pytest.fixture
@@ -16,9 +17,6 @@ def patient(db):
 
 
 def _portal(patient):
-    from carnet.conftest import PASSWORD
-    from carnet.people.services import patient_portal_enable
-
     patient_portal_enable(
         actor=make_staff(AccessLevel.ACCOUNT_OWNER).user, patient=patient, password=PASSWORD
     )

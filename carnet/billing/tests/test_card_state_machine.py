@@ -3,6 +3,7 @@
 or belongs to an attempt still waiting for reconciliation; after reconciliation, exactly recorded.
 Budget: 12 examples of up to 14 steps (about 30 s on a 2-core machine)."""
 
+import datetime as dt
 import itertools
 
 import pytest
@@ -140,8 +141,6 @@ class CardMoneyMachine(RuleBasedStateMachine):
 
     @rule()
     def reconcile(self):
-        import datetime as dt
-
         card_attempts.attempts_reconcile(older_than=dt.timedelta(0))
         assert not CardAttempt.objects.filter(status__in=card_attempts.OPEN).exists()
         assert self._gateway() == self._recorded()

@@ -17,6 +17,7 @@ from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
 from carnet.core.permissions import AccessLevel
+from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
@@ -254,8 +255,6 @@ def test_declined_card_records_nothing(front_desk, cat):
 
 
 def test_lost_gateway_response_then_retry_charges_once(front_desk, cat):
-    from carnet.gateway.models import TestGatewayCharge
-
     patient = make_patient()
     card = card_store(
         actor=front_desk.user,

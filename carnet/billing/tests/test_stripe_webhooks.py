@@ -7,19 +7,23 @@ import hmac
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 
 from carnet.billing import card_attempts
-from carnet.billing.models import CardAttempt, CardDispute, GatewayEvent, Payment, Refund
+from carnet.billing.models import CardAttempt, CardDispute, GatewayEvent, Invoice, Payment, Refund
 from carnet.billing.payments import payment_refund
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
+from carnet.billing.webhooks import EVENTS
 from carnet.conftest import make_patient, make_staff
 from carnet.core.activity import ActivityLog
 from carnet.core.permissions import AccessLevel
 from carnet.gateway import stripe as stripe_gateway
 from carnet.gateway.models import CardOnFile
+from carnet.gateway.services import card_setup_begin
 from carnet.gateway.tests.test_stripe import (
     Crash,
     browser_payment_method,
@@ -134,7 +138,6 @@ def test_payment_intent_succeeded_records_the_crashed_charge_once_however_often_
     crashed_charge.refresh_from_db()
     assert crashed_charge.status == "succeeded"
     assert Payment.objects.get().gateway_charge_id == crashed_charge.gateway_id
-    from django.core.management import call_command
 
     call_command(
         "payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w")
@@ -245,8 +248,6 @@ def test_a_dispute_shows_on_the_payment_in_the_review_page_and_in_the_activity_l
 
 
 def test_setup_intent_succeeded_keeps_the_card_once_even_if_the_page_never_came_back(desk):
-    from carnet.gateway.services import card_setup_begin
-
     patient = make_patient()
     setup = card_setup_begin(actor=desk["user"], patient=patient)
     intent = (
@@ -288,8 +289,6 @@ def test_events_for_things_carnet_did_not_make_are_acknowledged(desk):
 
 
 def test_a_webhook_after_reconciliation_recorded_the_crashed_charge_changes_nothing(crashed_charge):
-    from django.core.management import call_command
-
     call_command("payments_reconcile", "--older-than-minutes=0", stdout=open("/dev/null", "w"))
     evt = event("payment_intent.succeeded", _intent(crashed_charge.gateway_id))
     deliver(evt)
@@ -304,15 +303,7 @@ def test_a_webhook_after_reconciliation_recorded_the_crashed_charge_changes_noth
 # --------------------------------------------------------------- changes made in Stripe's Dashboard
 
 
-def _ledger_lines(payment):
-    from carnet.ledger.models import Entry
-
-    return Entry.objects.filter(transaction__kind="payment_refunded").count()
-
-
 def test_a_refund_made_in_stripes_dashboard_is_recorded_once_and_what_it_paid_is_owing_again(desk):
-    from carnet.billing.models import Invoice
-
     patient = make_patient()
     payment = card_payment(
         desk, patient, save_card(desk, patient), amount=5000
@@ -392,8 +383,6 @@ def _dispute(payment, status, dispute_id="dp_1", amount=7000):
     ],
 )
 def test_a_lost_dispute_returns_the_money_once_in_any_order(desk, order):
-    from carnet.billing.models import Invoice
-
     patient = make_patient()
     payment = card_payment(desk, patient, save_card(desk, patient), amount=7000)
     status = {"created": "needs_response", "updated": "under_review", "closed": "lost"}
@@ -458,10 +447,6 @@ def test_a_lost_dispute_after_a_refund_returns_only_what_the_payment_still_holds
 
 
 def test_the_readme_lists_every_event_to_enable_in_the_dashboard():
-    from pathlib import Path
-
-    from carnet.billing.webhooks import EVENTS
-
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     section = readme.split("### Taking real card payments (Stripe)")[1].split("\n### ")[0]
     assert all(f"`{name}`" in section for name in EVENTS) and "3-D Secure" in section

@@ -20,10 +20,16 @@ from carnet.billing.models import CardAttempt, Payment
 from carnet.billing.tests.factories import manual_invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.billing.tests.test_stripe_webhooks import deliver, event
-from carnet.conftest import make_patient, make_staff
+from carnet.conftest import PASSWORD, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
+from carnet.gateway.models import CardOnFile
 from carnet.gateway.tests.test_stripe import browser_payment_method, stripe_client
+from carnet.giftcards.models import GiftCard
+from carnet.passes.models import Pass
+from carnet.passes.tests.factories import membership_template, package_template
+from carnet.people.services import patient_portal_enable
+from carnet.scheduling.tests.factories import clinic_set
 
 ALWAYS_AUTHENTICATE = "4000002760003184"  # Stripe's test card whose bank asks on every payment
 
@@ -223,9 +229,6 @@ def test_a_card_that_needs_no_check_is_charged_at_once(stripe_gateway, owing):
 
 @pytest.fixture
 def portal_client(owing, front_desk):
-    from carnet.conftest import PASSWORD
-    from carnet.people.services import patient_portal_enable
-
     patient_portal_enable(actor=front_desk.user, patient=owing, password=PASSWORD)
     owing.refresh_from_db()
     client = Client()
@@ -254,10 +257,6 @@ def _through_the_bank(client, base, url, form):
 def test_a_package_bought_in_the_portal_after_the_bank_check_is_sold_once(
     stripe_gateway, portal_client, catalog
 ):
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import package_template
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(online_sales_enabled=True)
     template = package_template(catalog, name="5 online", price=40000, quantity=5, sold_online=True)
     done = _through_the_bank(
@@ -275,9 +274,6 @@ def test_a_package_bought_in_the_portal_after_the_bank_check_is_sold_once(
 def test_a_gift_card_bought_in_the_portal_after_the_bank_check_is_loaded_once(
     stripe_gateway, portal_client
 ):
-    from carnet.giftcards.models import GiftCard
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(gift_cards_enabled=True, gift_card_online_sales_enabled=True)
     done = _through_the_bank(
         portal_client,
@@ -293,11 +289,6 @@ def test_a_gift_card_bought_in_the_portal_after_the_bank_check_is_loaded_once(
 def test_a_membership_signed_up_online_confirms_its_first_cycle_with_the_bank_once(
     stripe_gateway, portal_client, catalog
 ):
-    from carnet.gateway.models import CardOnFile
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import membership_template
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(online_sales_enabled=True)
     template = membership_template(catalog, name="Online monthly", sold_online=True)
     done = _through_the_bank(
@@ -318,10 +309,6 @@ def test_a_membership_signed_up_online_confirms_its_first_cycle_with_the_bank_on
 def test_a_membership_whose_first_cycle_fails_the_bank_check_stays_unpaid(
     stripe_gateway, portal_client, catalog
 ):
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import membership_template
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(online_sales_enabled=True)
     template = membership_template(catalog, name="Online monthly", sold_online=True)
     url = f"/portal/memberships/sign-up/{template.pk}/"

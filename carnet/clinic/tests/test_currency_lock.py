@@ -15,6 +15,7 @@ from carnet.conftest import Api, make_catalog, make_patient, make_staff
 from carnet.core.errors import Conflict
 from carnet.core.permissions import AccessLevel
 from carnet.giftcards.models import GiftCard
+from carnet.giftcards.services import giftcard_create_and_load
 from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = pytest.mark.django_db
@@ -35,8 +36,6 @@ def _payment(owner):
 
 
 def _gift_card(owner):
-    from carnet.giftcards.services import giftcard_create_and_load
-
     giftcard_create_and_load(actor=owner.user, code="GIFT-2026", amount_minor=0)
 
 

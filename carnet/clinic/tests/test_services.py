@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from carnet.clinic.models import (
     Clinic,
@@ -13,7 +14,7 @@ from carnet.clinic.models import (
 )
 from carnet.clinic.selectors import clinic_get, setup_get, setup_list
 from carnet.clinic.services import clinic_update, setup_save
-from carnet.conftest import make_staff
+from carnet.conftest import make_patient, make_staff
 from carnet.core.errors import CarnetError, Conflict, NotAllowed, NotFound, ValidationFailed
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
@@ -118,10 +119,6 @@ def test_clinic_accepts_real_currencies(full_access, currency):
 
 
 def test_patients_cannot_change_clinic_settings(db):
-    from django.contrib.auth import get_user_model
-
-    from carnet.conftest import make_patient
-
     user = get_user_model().objects.create_user(username="pat@example.test", password="x" * 12)
     make_patient(user=user)
     with pytest.raises(NotAllowed) as exc:

@@ -21,6 +21,7 @@ savepoint that is rolled back, so every request sees the same small seeded world
 sold package, an appointment) and DELETEs or refunds do not eat the data the next operation needs.
 """
 
+import copy
 import datetime as dt
 import os
 import warnings
@@ -32,10 +33,14 @@ from django.db import transaction
 from django.test import Client
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from carnet.conftest import make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
+from carnet.gateway import services
+from carnet.passes.tests.factories import membership_template, package_template, sold_package
 from carnet.people.models import Shift
 from carnet.people.services import api_token_create, patient_sign_up
 from carnet.scheduling.tests.factories import at, book, clinic_set, practitioner
@@ -58,8 +63,6 @@ KNOWN: dict[str, str] = {}  # "METHOD path": why a finding is tolerated for now 
 
 
 def _world():
-    from carnet.passes.tests.factories import membership_template, package_template, sold_package
-
     clinic_set(time_zone="America/Toronto")
     catalog = make_catalog()
     catalog["treatment"].online_bookable = True
@@ -102,15 +105,14 @@ def _world():
 
 
 def _schema():
+    # late: importing carnet.wsgi builds the WSGI handler and its middleware: at test time, under
+    # the test's settings, not at collection
     from carnet.wsgi import application
 
     return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 
 
 def _checks():
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import response_schema_conformance
-
     return [not_a_server_error, response_schema_conformance]
 
 
@@ -163,8 +165,6 @@ def _fuzz(operation, auth, checks, seen, reached):
 def _gateway_in_rollback(monkeypatch):
     """Each example runs in a transaction rolled back at its end (below), so a card's gateway call
     happens inside it: allowed here, as in a test case's own transaction (gateway.services)."""
-    from carnet.gateway import services
-
     monkeypatch.setattr(services, "in_transaction", lambda: False)
 
 
@@ -271,8 +271,6 @@ def _variants(case):
     """(where, the request with one field replaced by one hostile value), for every field: query
     parameters, body fields, and the fields of the first item of a list in the
     body (invoice lines)."""
-    import copy
-
     for key, value in (case.query or {}).items():
         for bad in _hostile_for(value):
             yield f"query {key}={bad!r:.40}", {"query": {**case.query, key: bad}}

@@ -14,7 +14,10 @@ import pytest
 from django.apps import apps
 from django.db import connection
 
+from carnet.clinic.selectors import clinic_get
+from carnet.core import clock
 from carnet.core.bulk import default_columns, unlisted_required
+from carnet.passes.models import PassInvoice, Redemption
 
 ROOT = Path(__file__).resolve().parents[3]
 SOURCES = sorted((ROOT / "benchmarks").glob("*.py")) + [
@@ -53,8 +56,6 @@ def test_every_benchmark_insert_names_or_defaults_every_not_null_column():
 
 
 def test_default_columns_fills_what_an_insert_leaves_out_and_names_what_it_cannot(db):
-    from carnet.passes.models import Redemption
-
     given = [
         f.column
         for f in Redemption._meta.concrete_fields
@@ -76,6 +77,7 @@ def bench_modules():
         pytest.skip("the benchmarks' INSERT … SELECT generate_series is PostgreSQL's")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
+        # late: the benchmarks are scripts, importable only with benchmarks/ on sys.path
         import billing_job
         import common
         import pass_report
@@ -86,8 +88,6 @@ def bench_modules():
 
 
 def test_the_pass_report_benchmark_builds_its_data_at_ten_rows(db, bench_modules):
-    from carnet.passes.models import Redemption
-
     common, pass_report, _ = bench_modules
     built = pass_report.build(common.base(), 10, rebuild=True)
     uses = Redemption.objects.filter(sold_pass__template=built["template"], status="posted")
@@ -96,10 +96,6 @@ def test_the_pass_report_benchmark_builds_its_data_at_ten_rows(db, bench_modules
 
 
 def test_the_billing_job_benchmark_copies_memberships_and_writes_its_baseline(db, bench_modules):
-    from carnet.clinic.selectors import clinic_get
-    from carnet.core import clock
-    from carnet.passes.models import PassInvoice
-
     common, _, billing_job = bench_modules
     b = common.base()
     today = clock.today(clinic_get().time_zone)

@@ -5,10 +5,11 @@ Nothing is stored."""
 import csv
 import io
 import json
+import re
 
 import pytest
 from django.test import Client
-from django.urls import reverse
+from django.urls import get_resolver, reverse
 from openpyxl import load_workbook
 
 from carnet.billing.models import Invoice, Payment
@@ -17,9 +18,15 @@ from carnet.core import clock
 from carnet.core.errors import ValidationFailed
 from carnet.core.idempotency import new_form_key
 from carnet.core.permissions import AccessLevel
+from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import code_normalize
+from carnet.passes.models import Pass
+from carnet.passes.tests.factories import membership_template, package_template, sold_package
 from carnet.people.models import Patient
-from carnet.scheduling.models import Appointment
+from carnet.reports.exports import csv_response, xlsx_bytes
+from carnet.reports.table import MONEY, Column, Table
+from carnet.scheduling.models import Appointment, Break
+from carnet.scheduling.online import horizon_check
 from carnet.scheduling.tests.factories import clinic_set, practitioner
 
 pytestmark = pytest.mark.django_db
@@ -316,9 +323,6 @@ def test_dates_are_within_1900_and_2200(world):
 def test_membership_start_is_at_most_a_year_ago_and_within_1900_and_2200(world):
     """Past cycles are invoiced at once: a start in 1900 issued some 1,500 invoices in one request
     (the page took year 0001 too)."""
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import membership_template
-
     client, patient, template = world["client"], world["patient"], membership_template(world)
     for start in (
         "1900-01-01",
@@ -364,9 +368,6 @@ def test_membership_start_is_at_most_a_year_ago_and_within_1900_and_2200(world):
 def test_dates_on_forms_are_within_1900_and_2200(world):
     """A package's expiry, a membership's start, an accounting export's period: year 9999 or 0001 is
     a message on the page, not a date stored to overflow later."""
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import package_template, sold_package
-
     client, patient = world["client"], world["patient"]
     template = package_template(world)
     pages = [
@@ -426,8 +427,6 @@ def test_no_date_of_birth_in_the_future(world):
 
 
 def test_online_booking_beyond_the_horizon_is_refused(world, settings):
-    from carnet.scheduling.online import horizon_check
-
     settings.ONLINE_BOOKING_HORIZON_DAYS = 30
     today = clock.today("America/Toronto")
     horizon_check(day=today.replace(day=1) if today.day > 1 else today, location=world["location"])
@@ -490,9 +489,6 @@ def test_too_long_text_is_a_4xx_naming_the_limit_never_cut(world):
 def test_too_long_gift_card_recipient_or_break_reason_is_a_4xx_naming_the_limit_never_cut(world):
     """These were cut to their column's length without a word (SQLite) or a 500
     (PostgreSQL, the email)."""
-    from carnet.giftcards.models import GiftCard
-    from carnet.scheduling.models import Break
-
     client = world["client"]
     _refused(
         _post(client, "/api/v1/gift-cards", {"code": "GIFT2026", "recipient_name": "n" * 121}),
@@ -602,8 +598,6 @@ HOSTILE = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", 
 
 
 def _hostile_table():
-    from carnet.reports.table import MONEY, Column, Table
-
     return Table(
         title="Hostile",
         columns=[Column("name", "Patient"), Column("amount", "Amount", MONEY, total=True)],
@@ -613,8 +607,6 @@ def _hostile_table():
 
 
 def test_csv_export_neutralises_formulas_and_starts_with_a_bom(db):
-    from carnet.reports.exports import csv_response
-
     raw = csv_response(_hostile_table()).content
     assert raw.startswith("\ufeff".encode())  # so Excel reads UTF-8
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
@@ -624,8 +616,6 @@ def test_csv_export_neutralises_formulas_and_starts_with_a_bom(db):
 
 
 def test_xlsx_export_writes_formula_like_text_as_text(db):
-    from carnet.reports.exports import xlsx_bytes
-
     sheet = load_workbook(io.BytesIO(xlsx_bytes(_hostile_table()))).active
     cells = [sheet.cell(row=r, column=1) for r in range(2, 2 + len(HOSTILE))]
     # exactly what was typed (XML reads a lone CR back as a line feed) …
@@ -667,9 +657,6 @@ def test_an_id_beyond_64_bits_is_a_404_in_the_api_and_on_pages(world):
 
 def _page_paths_with_ids(number):
     """Every page route with an <int:…> part, filled with `number` (other parts with "x")."""
-    import re
-
-    from django.urls import get_resolver
 
     def walk(patterns, prefix):
         for entry in patterns:

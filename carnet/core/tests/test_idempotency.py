@@ -8,6 +8,7 @@ from django.test import Client
 from carnet.conftest import Api, make_staff, race
 from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import AccessLevel
+from carnet.people import services
 from carnet.people.models import Patient
 
 BODY = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.test"}
@@ -134,8 +135,6 @@ def test_an_unauthenticated_request_is_not_stored(db):
 
 
 def test_a_server_error_leaves_nothing_behind_and_a_retry_runs(front_desk, monkeypatch):
-    from carnet.people import services
-
     real = services.patient_create
 
     def create_then_crash(**kwargs):

@@ -12,12 +12,14 @@ import pytest
 from django.test import Client
 
 from carnet.billing.models import Payment, Refund
+from carnet.clinic.models import IncomeCategory
 from carnet.conftest import Api, make_patient, make_staff, race
 from carnet.core import clock
 from carnet.core.models import IdempotencyRecord
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
+from carnet.passes.jobs import passes_daily
 from carnet.people.models import ApiToken, Patient
 from carnet.people.services import api_token_create
 
@@ -121,8 +123,6 @@ def test_the_same_key_with_another_query_string_is_another_request_409(front_des
 
 
 def _invoice(staff) -> int:
-    from carnet.clinic.models import IncomeCategory
-
     category = IncomeCategory.objects.create(name="Massage")
     response = Api(staff.user).post(
         "/invoices",
@@ -198,8 +198,6 @@ def test_a_gift_card_load_by_card_without_a_key_is_a_400(front_desk):
 
 
 def test_keys_expire_after_the_setting_and_the_daily_job_purges_them(front_desk, settings):
-    from carnet.passes.jobs import passes_daily
-
     settings.IDEMPOTENCY_KEY_HOURS = 72
     api = Api(front_desk.user)
     start = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)

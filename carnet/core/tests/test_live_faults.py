@@ -46,6 +46,8 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, transaction
+from django_tasks_db.models import DBTaskResult
 
 from carnet.billing.models import CardAttempt, Invoice, Payment, Refund
 from carnet.conftest import make_catalog, make_patient, make_staff, race
@@ -783,8 +785,6 @@ def test_one_idempotency_key_sent_concurrently_has_one_effect_and_identical_resp
 
 
 def test_a_crash_right_after_commit_does_not_lose_a_queued_email(server):
-    from django_tasks_db.models import DBTaskResult
-
     world = make_world(threads=1)
     server.app = (
         "carnet.core.tests.crash_wsgi:application"  # a worker dies when it enqueues an email
@@ -814,8 +814,6 @@ def test_a_crash_right_after_commit_does_not_lose_a_queued_email(server):
 
 
 def test_a_slow_write_does_not_stall_the_same_tokens_other_requests(server):
-    from django.db import connection, transaction
-
     world = make_world(threads=1)
     server.start()
     client = Client(server, world.token)

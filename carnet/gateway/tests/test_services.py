@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
@@ -153,8 +154,6 @@ def test_no_billing_access_message_says_what_to_do(db, patient):
 
 
 def test_patients_cannot_store_cards(db, patient):
-    from django.contrib.auth import get_user_model
-
     user = get_user_model().objects.create_user(username="pat", password="x")
     with pytest.raises(NotAllowed):
         card_store(

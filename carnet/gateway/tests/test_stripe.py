@@ -9,22 +9,27 @@ import sys
 
 import pytest
 import stripe as stripe_lib
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from carnet.billing import card_attempts
+from carnet.billing.emails import pay_link_patient
 from carnet.billing.models import CardAttempt, Payment, Refund
-from carnet.billing.payments import payment_receive, payment_refund
+from carnet.billing.payments import allocation_unapply, payment_receive, payment_refund
 from carnet.billing.tests.factories import manual_invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
 from carnet.core.errors import NotFound, ValidationFailed
+from carnet.core.middleware import CSP
 from carnet.core.permissions import AccessLevel
+from carnet.core.tests.live_server import free_port
 from carnet.gateway import stripe as stripe_gateway
 from carnet.gateway.base import (
     AuthenticationRequired,
     CardDeclined,
     CardExpired,
+    GatewayUnavailable,
     InsufficientFunds,
     ProcessingError,
     get_gateway,
@@ -35,8 +40,14 @@ from carnet.gateway.services import (
     card_setup_begin,
     card_setup_complete,
     card_store,
+    customer_for,
     gateway_uses_stripe_js,
+    stripe_csp,
+    stripe_js_url,
 )
+from carnet.passes.models import PassInvoice
+from carnet.passes.packages import instalments
+from carnet.passes.tests.factories import package_template, sold_package
 
 THREE_D_SECURE = "4000002500003155"
 DECLINED_ON_CHARGE = "4000000000000341"
@@ -100,8 +111,6 @@ def save_card(desk, patient, number="4242424242424242"):
 def card_on_file_without_setup(desk, patient, number):
     """A card saved earlier whose bank now asks for authentication
     (localstripe cannot authenticate a SetupIntent)."""
-    from carnet.gateway.services import customer_for
-
     pm = stripe_client().v1.payment_methods.attach(
         browser_payment_method(number), params={"customer": customer_for(patient)}
     )
@@ -155,7 +164,6 @@ def test_a_missing_stripe_key_stops_carnet_at_start_naming_the_variable():
 def test_the_gateway_refuses_to_work_without_its_keys(settings):
     settings.CARNET_GATEWAY = "carnet.gateway.stripe.StripeGateway"
     settings.STRIPE_SECRET_KEY = ""
-    from django.core.exceptions import ImproperlyConfigured
 
     with pytest.raises(ImproperlyConfigured, match="STRIPE_SECRET_KEY is not set"):
         get_gateway()
@@ -320,8 +328,6 @@ def test_a_refund_goes_through_stripe_refunds(desk):
 
 
 def unapply_all(desk, payment):
-    from carnet.billing.payments import allocation_unapply
-
     for allocation in payment.allocations.all():  # a refund returns unapplied money only
         allocation_unapply(actor=desk["user"], allocation=allocation)
 
@@ -395,10 +401,8 @@ def test_a_crash_after_a_stripe_refund_is_recorded_once_by_reconciliation(desk, 
 def test_stripe_unreachable_is_a_503_and_the_attempt_waits_for_reconciliation(desk, settings):
     patient = make_patient()
     card = save_card(desk, patient)
-    from carnet.core.tests.live_server import free_port
 
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    from carnet.gateway.base import GatewayUnavailable
 
     with pytest.raises(GatewayUnavailable):
         card_payment(desk, patient, card)
@@ -410,16 +414,11 @@ def test_stripe_unreachable_is_a_503_and_the_attempt_waits_for_reconciliation(de
 
 
 def _instalment_plan(desk, catalog, patient, card):
-    from carnet.passes.tests.factories import package_template, sold_package
-
     template = package_template(catalog, price=30000, quantity=6, instalments=3)
     return sold_package(desk["staff"], patient, template, paid=False, card=card)
 
 
 def test_autopay_charges_a_stripe_card_off_session(desk, catalog):
-    from carnet.passes.models import PassInvoice
-    from carnet.passes.packages import instalments
-
     patient = make_patient(email="pat@example.test")
     sold = _instalment_plan(desk, catalog, patient, save_card(desk, patient))
     run = instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
@@ -433,9 +432,6 @@ def test_autopay_charges_a_stripe_card_off_session(desk, catalog):
 def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pay_link(
     desk, catalog, settings, mailoutbox, django_capture_on_commit_callbacks
 ):
-    from carnet.passes.models import PassInvoice
-    from carnet.passes.packages import instalments
-
     settings.SITE_URL = "https://clinic.example"
     patient = make_patient(email="pat@example.test")
     _instalment_plan(
@@ -455,15 +451,11 @@ def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pa
     assert "your bank asks you to confirm this payment yourself" in to_patient.body
     assert "https://clinic.example/portal/pay/" in to_patient.body
     token = to_patient.body.split("https://clinic.example/portal/pay/")[1].split("/")[0]
-    from carnet.billing.emails import pay_link_patient
 
     assert pay_link_patient(token) == patient
 
 
 def test_the_csp_of_a_card_page_admits_exactly_stripes_origins(settings):
-    from carnet.core.middleware import CSP
-    from carnet.gateway.services import stripe_csp, stripe_js_url
-
     settings.STRIPE_API_BASE = ""
     csp = stripe_csp()
     assert "script-src 'self' https://js.stripe.com;" in csp

@@ -2,9 +2,12 @@ import pytest
 from django.urls import reverse
 
 from carnet.billing.tests.factories import manual_invoice
-from carnet.conftest import make_patient
+from carnet.clinic.selectors import clinic_get
+from carnet.conftest import make_patient, make_staff
+from carnet.core.permissions import AccessLevel
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import giftcard_create_and_load
+from carnet.people.services import patient_portal_enable
 
 pytestmark = pytest.mark.django_db
 
@@ -98,11 +101,6 @@ def test_receive_payment_redeems_a_gift_card(client, front_desk, catalog):
 
 
 def test_portal_sells_a_card_when_online_sales_are_on(client, catalog):
-    from carnet.clinic.selectors import clinic_get
-    from carnet.conftest import make_staff
-    from carnet.core.permissions import AccessLevel
-    from carnet.people.services import patient_portal_enable
-
     me = make_patient(email="me3@example.test")
     patient_portal_enable(
         actor=make_staff(AccessLevel.ACCOUNT_OWNER).user,

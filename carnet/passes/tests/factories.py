@@ -1,10 +1,14 @@
 """Passes test data: a package template, a sold and paid package, a booking that may use it."""
 
+import datetime as dt
+
 from carnet.billing.payments import payment_receive
 from carnet.core import clock
 from carnet.passes.models import EligibleItem, PassTemplate
 from carnet.passes.packages.selling import package_sell
 from carnet.passes.selectors import pass_invoices
+from carnet.scheduling.arrival import appointment_arrive
+from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import at, practitioner  # noqa: F401  (re-exported for tests)
 
 
@@ -97,11 +101,6 @@ def membership_template(
 def visit_tomorrow_arrived(desk, catalog, patient, zone="America/Toronto"):
     """Front Desk books the patient the catalog's treatment at 09:00 tomorrow (clinic time) and
     marks the arrival, so a package covering it is drawn."""
-    import datetime as dt
-
-    from carnet.scheduling.arrival import appointment_arrive
-    from carnet.scheduling.services import appointment_book
-
     day = (clock.today(zone) + dt.timedelta(days=1)).isoformat()
     appointment = appointment_book(
         actor=desk.user,

@@ -9,7 +9,7 @@ from carnet.conftest import PASSWORD, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
 from carnet.core.models import ActivityLog
-from carnet.core.permissions import AccessLevel
+from carnet.core.permissions import AccessLevel, Action, can
 from carnet.people import selectors, services
 from carnet.people.models import ApiToken, CommissionRate, FamilyLink, Patient, Shift, StaffMember
 
@@ -246,8 +246,6 @@ def test_staff_update_needs_full_access(admin_staff, front_desk):
 
 
 def test_deactivated_staff_lose_their_access(full_access, front_desk):
-    from carnet.core.permissions import Action, can
-
     assert can(front_desk.user, Action.PATIENT_VIEW)
     services.staff_update(actor=full_access.user, staff=front_desk, data={"is_active": False})
     front_desk.refresh_from_db()

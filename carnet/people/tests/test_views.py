@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from carnet.clinic.models import Location
 from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.people.models import FamilyLink, Patient, Shift
@@ -102,7 +103,6 @@ def test_staff_management_page_flow(client):
         },
     )
     assert owner_grant.status_code == 403  # only an Account Owner can make an Account Owner
-    from carnet.clinic.models import Location
 
     loc = Location.objects.create(name="Uptown", time_zone="America/Toronto")
     refused = client.post(

@@ -4,8 +4,10 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from carnet.clinic.models import Clinic, Treatment
+from carnet.clinic.selectors import clinic_get
 from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
+from carnet.people.models import Shift
 from carnet.scheduling.services import appointment_book
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -24,10 +26,6 @@ def practitioner(location, level=AccessLevel.PRACTITIONER_FRONT_DESK):
 def working_practitioner(location, name=None, weekday=0, level=AccessLevel.PRACTITIONER_FRONT_DESK):
     """A practitioner at `location` with a 09:00-17:00 shift there on `weekday`
     (Monday by default)."""
-    import datetime as dt
-
-    from carnet.people.models import Shift
-
     staff = practitioner(location, level)
     if name:
         staff.display_name = name
@@ -62,7 +60,5 @@ def book(actor, catalog, prac, start, patients=None, treatment=None):
 
 
 def clinic_set(**fields):
-    from carnet.clinic.selectors import clinic_get
-
     clinic_get()
     Clinic.objects.filter(pk=1).update(**fields)
