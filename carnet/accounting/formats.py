@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import csv
 import io
-from decimal import Decimal
 
 from carnet.core.errors import ValidationFailed
+from carnet.core.money import major  # a number, not text: formula_safe leaves negatives alone
 from carnet.core.spreadsheet import row_safe
 
 from .selectors import Journal
@@ -40,12 +40,6 @@ IIF_HEADER = [
     ["!ENDTRNS"],
 ]
 DEFAULT_XERO_TAX_RATE = "Tax Exempt"
-
-
-def major(minor: int, places: int) -> Decimal:
-    """Minor units as a Decimal with the currency's places (1250 -> 12.50). A number, not text, so
-    formula_safe leaves a negative amount alone."""
-    return Decimal(minor).scaleb(-places)
 
 
 def _csv(rows: list[list]) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from carnet.core.money import Money
+from carnet.core.money import Money, round_minor
 
 
 @dataclass(frozen=True)
@@ -13,10 +13,6 @@ class LineAmounts:
     net: int
     taxes: list[int]  # one amount per rate, same order
     total: int
-
-
-def _round(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def line_amounts(
@@ -32,10 +28,10 @@ def line_amounts(
     if not rates or gross == 0:
         return LineAmounts(net=gross, taxes=[0] * len(rates), total=gross)
     if not inclusive:
-        taxes = [_round(Decimal(gross) * rate / 100) for rate in rates]
+        taxes = [round_minor(Decimal(gross) * rate / 100) for rate in rates]
         return LineAmounts(net=gross, taxes=taxes, total=gross + sum(taxes))
     total_rate = sum(rates, Decimal(0))
-    net = _round(Decimal(gross) * 100 / (100 + total_rate))
+    net = round_minor(Decimal(gross) * 100 / (100 + total_rate))
     weights = [int(rate * 1000) for rate in rates]
     if sum(weights) == 0:
         return LineAmounts(net=gross, taxes=[0] * len(rates), total=gross)

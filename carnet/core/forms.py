@@ -1,11 +1,9 @@
 """Form pieces shared by pages: money typed as 85.00, stored as 8500 minor units."""
 
-from decimal import Decimal
-
 from django import forms
 
 from .limits import FIRST_YEAR, LAST_YEAR
-from .money import Money, exponent
+from .money import Money, exponent, major
 
 
 class MoneyField(forms.CharField):
@@ -18,7 +16,8 @@ class MoneyField(forms.CharField):
 
     def prepare_value(self, value):
         if isinstance(value, int) and not isinstance(value, bool):
-            return f"{Decimal(value).scaleb(-exponent(self.currency)):.{exponent(self.currency)}f}"
+            places = exponent(self.currency)
+            return f"{major(value, places):.{places}f}"
         return value
 
     def to_python(self, value):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Sequence
 
 # ISO 4217 minor-unit exponents that differ from the usual 2.
@@ -57,6 +57,18 @@ MAX_MINOR = 2**63 - 1
 
 def exponent(currency: str) -> int:
     return EXPONENTS.get(currency, 2)
+
+
+def round_minor(value: Decimal) -> int:
+    """A computed amount (a rate times a price) to whole minor units, half up: the rounding taxes
+    and commissions share."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def major(minor: int, places: int) -> Decimal:
+    """Minor units as a Decimal with the currency's places (1250, 2 -> 12.50): a number, not text,
+    for spreadsheets, journal files, charts and form fields."""
+    return Decimal(minor).scaleb(-places)
 
 
 class CurrencyMismatch(ValueError):
@@ -184,7 +196,7 @@ class Money:
         return [Money(sign * p, self.currency) for p in parts]
 
     def amount(self) -> Decimal:
-        return Decimal(self.minor).scaleb(-exponent(self.currency))
+        return major(self.minor, exponent(self.currency))
 
     def format(self) -> str:
         exp = exponent(self.currency)

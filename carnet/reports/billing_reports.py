@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from carnet.billing.models import Allocation, Invoice, InvoiceLine, Payment, Ref
 from carnet.clinic.models import IncomeCategory
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.errors import ValidationFailed
+from carnet.core.money import round_minor
 from carnet.ledger import accounts
 from carnet.ledger.models import Posting
 from carnet.ledger.selectors import balance
@@ -88,7 +89,7 @@ def _scope_staff(actor, staff_id) -> int | None:
 
 
 def _commission(value: int, rate: Decimal) -> int:
-    return int((Decimal(value) * rate / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return round_minor(Decimal(value) * rate / 100)
 
 
 def _rate_text(rate: Decimal) -> str:

@@ -9,13 +9,12 @@ from django.shortcuts import render
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError
-from carnet.core.money import exponent
 from carnet.core.pages import staff_required
 from carnet.core.permissions import Action, can
 from carnet.people.models import StaffMember
 
 from . import billing_reports as reports
-from .charts import bar_chart
+from .charts import bar_chart, in_currency
 from .exports import export_or_none
 from .render import page_context
 from .scope import period_from
@@ -45,8 +44,10 @@ REPORTS: list[tuple[str, str, str]] = [
 ]
 
 
-def _major(minor: int) -> float:
-    return minor / 10 ** exponent(clinic_get().currency)
+def _money_bars(points: list[tuple[str, int]], title: str) -> str:
+    """A bar chart of amounts in minor units, drawn in the clinic's currency."""
+    currency = clinic_get().currency
+    return bar_chart(in_currency(points, currency), y_title=currency, title=title)
 
 
 def report_field(name, label, value, kind="date", options=None):
@@ -110,10 +111,9 @@ def compensation(request):
         per_staff = {}
         for row in table.rows:
             per_staff[row["staff"]] = per_staff.get(row["staff"], 0) + row["commission"]
-        return bar_chart(
-            [(name, _major(v)) for name, v in sorted(per_staff.items())],
-            y_title=clinic_get().currency,
-            title="Commission per staff member",
+        return _money_bars(
+            sorted(per_staff.items()),
+            "Commission per staff member",
         )
 
     return report_page(
@@ -139,10 +139,9 @@ def transactions(request):
     ]
 
     def chart(table):
-        return bar_chart(
-            [(day, _major(v)) for day, v in reports.transactions_chart_points(table)],
-            y_title=clinic_get().currency,
-            title="Net received per day",
+        return _money_bars(
+            reports.transactions_chart_points(table),
+            "Net received per day",
         )
 
     return report_page(
@@ -168,10 +167,9 @@ def ar_aging(request):
 
     def chart(table):
         totals = table.totals
-        return bar_chart(
-            [(label, _major(totals.get(key, 0))) for key, label, *_ in reports.BUCKETS],
-            y_title=clinic_get().currency,
-            title="Balance owing by age",
+        return _money_bars(
+            [(label, totals.get(key, 0)) for key, label, *_ in reports.BUCKETS],
+            "Balance owing by age",
         )
 
     def extra(table):
@@ -202,10 +200,9 @@ def billing_summary(request):
     ]
 
     def chart(table):
-        return bar_chart(
-            [(r["income_category"], _major(r["earned"])) for r in table.rows],
-            y_title=clinic_get().currency,
-            title="Earned revenue by income category",
+        return _money_bars(
+            [(r["income_category"], r["earned"]) for r in table.rows],
+            "Earned revenue by income category",
         )
 
     return report_page(

@@ -7,6 +7,8 @@ from __future__ import annotations
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from carnet.core.money import exponent, major
+
 WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 18, 34  # room for the y ticks, the values and the x labels
 
@@ -14,6 +16,12 @@ LEFT, RIGHT, TOP, BOTTOM = 64, 12, 18, 34  # room for the y ticks, the values an
 def _number(value: float) -> str:
     """12,345 or 12,345.67: thousands grouped, cents only when there are some."""
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def in_currency(points: list[tuple[str, int]], currency: str) -> list[tuple[str, float]]:
+    """Minor-unit amounts as the currency's major units (1250 -> 12.5), for a chart's values."""
+    places = exponent(currency)
+    return [(label, float(major(minor, places))) for label, minor in points]
 
 
 class _Frame:

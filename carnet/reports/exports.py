@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
-from decimal import Decimal
 
 from django.http import HttpResponse
 from django.utils.text import slugify
 
 from carnet.clinic.selectors import clinic_get
-from carnet.core.money import exponent
+from carnet.core.money import exponent, major
 from carnet.core.spreadsheet import formula_safe
 
 from .table import DATE, MONEY, Table
-
-
-def _major(minor: int, places: int) -> Decimal:
-    return Decimal(minor or 0).scaleb(-places)
 
 
 def _cells(table: Table, row: dict, places: int) -> list:
@@ -26,7 +21,7 @@ def _cells(table: Table, row: dict, places: int) -> list:
     for column in table.columns:
         value = row.get(column.key)
         if column.kind == MONEY and value is not None:
-            value = _major(value, places)
+            value = major(value or 0, places)
         out.append(value)
     return out
 
@@ -51,7 +46,7 @@ def csv_response(table: Table) -> HttpResponse:
             [
                 "Total"
                 if i == 0 and c.key not in totals
-                else (_major(totals[c.key], places) if c.kind == MONEY else totals[c.key])
+                else (major(totals[c.key] or 0, places) if c.kind == MONEY else totals[c.key])
                 if c.key in totals
                 else ""
                 for i, c in enumerate(table.columns)
@@ -87,7 +82,7 @@ def xlsx_bytes(table: Table) -> bytes:
             [
                 "Total"
                 if i == 0 and c.key not in totals
-                else (_major(totals[c.key], places) if c.kind == MONEY else totals[c.key])
+                else (major(totals[c.key] or 0, places) if c.kind == MONEY else totals[c.key])
                 if c.key in totals
                 else None
                 for i, c in enumerate(table.columns)

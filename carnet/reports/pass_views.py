@@ -7,19 +7,17 @@ totals of all of them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.shortcuts import render
 
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import CarnetError, NotAllowed
-from carnet.core.money import exponent
 from carnet.core.pages import not_allowed, staff_required
 from carnet.core.permissions import Action, can
 
 from . import pass_reports as reports
-from .charts import bar_chart, line_chart
+from .charts import bar_chart, in_currency, line_chart
 from .exports import export_or_none
 from .render import page_context
 from .table import Table
@@ -150,16 +148,15 @@ def pass_rollforward(request):
 
     def extra(_table):
         rf = found["rf"]
-        places = exponent(clinic_get().currency)
-        in_major = [(d, float(Decimal(v).scaleb(-places))) for d, v in rf.liability]
+        currency = clinic_get().currency
         return {
             **_page(rf.table),
             "rf": rf,
             "types": page_context(rf.types),
             "chart": line_chart(
-                in_major,
+                in_currency(rf.liability, currency),
                 title="Deferred revenue at the end of each day",
-                y_title=clinic_get().currency,
+                y_title=currency,
             ),
             "type_exports": {k: v + "&table=types" for k, v in _export_links(request).items()},
         }
