@@ -1,0 +1,420 @@
+"""Querysets compiled once per process (issue 25): the ORM writes the SQL, once.
+
+Building a queryset (`filter`, `select_related`…) and compiling it to SQL is most of the Python
+time of a redemption, yet the busiest paths send the same few statements with new values. A
+`Select` or `Update` is defined next to the service that uses it, from a function that builds the
+plain queryset; on first use on a database (alias and vendor: SQLite and PostgreSQL SQL differ) it
+builds and compiles that queryset twice with probe values, keeps the SQL and finds where each
+value goes among the parameters; later calls only put the new values in place and execute. So the
+statement stays the ORM's own SQL (the same text every time, which PostgreSQL's prepared statements
+want: settings' DB_PREPARE_THRESHOLD) and the rule stays in the service's queryset.
+
+What it takes (anything else is refused when first compiled, loudly):
+- values are whole slots: an int, str, bool, date, datetime or Decimal named in the definition
+  (`pk=int`), or a model field whose conversion Django applies (`at=Model._meta.get_field("at")`);
+  never None (a filter on None compiles to IS NULL, another statement), never a list;
+- selects return model instances (select_related, only/defer, select_for_update) or
+  values_list rows; no prefetch_related, no values() dicts;
+- updates are `QuerySet.update` on one table (F expressions and conditions welcome).
+
+`core/tests/test_statements.py` walks every statement defined in carnet (`REGISTRY`) and checks,
+on SQLite and PostgreSQL, that it sends exactly what its plain queryset sends for sample values.
+The cache is a per-process dict filled idempotently, so gunicorn's threads may race to fill it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+from django.db import connections, router, transaction
+from django.db.models import Field, QuerySet
+from django.db.models.query import (
+    MAX_GET_RESULTS,
+    FlatValuesListIterable,
+    ModelIterable,
+    ValuesListIterable,
+    get_related_populators,
+)
+from django.db.models.sql import UpdateQuery
+from django.db.transaction import TransactionManagementError
+
+REGISTRY: list[Statement] = []
+
+_UTC = dt.timezone.utc
+# Two sets of probe values per kind of slot, unlike any constant a query carries; `n` keeps the
+# slots of one statement apart.
+_PROBES = {
+    int: (lambda n: 1_987_650_000 + n, lambda n: 1_987_660_000 + n),
+    str: (lambda n: f"~slot a{n}~", lambda n: f"~slot b{n}~"),
+    bool: (lambda n: True, lambda n: False),
+    dt.datetime: (
+        lambda n: dt.datetime(2001, 2, 3, 4, 5, 6, 100 + n, tzinfo=_UTC),
+        lambda n: dt.datetime(2002, 3, 4, 5, 6, 7, 200 + n, tzinfo=_UTC),
+    ),
+    dt.date: (
+        lambda n: dt.date(2001, 2, 3) + dt.timedelta(days=n),
+        lambda n: dt.date(2002, 3, 4) + dt.timedelta(days=n),
+    ),
+    decimal.Decimal: (
+        lambda n: decimal.Decimal("98765.4321") + n,
+        lambda n: decimal.Decimal("87654.3219") + n,
+    ),
+}
+# A model field's slot takes the probes of the Python type its values have.
+_FIELD_TYPES = {
+    "AutoField": int,
+    "BigAutoField": int,
+    "SmallAutoField": int,
+    "IntegerField": int,
+    "BigIntegerField": int,
+    "SmallIntegerField": int,
+    "PositiveIntegerField": int,
+    "PositiveBigIntegerField": int,
+    "PositiveSmallIntegerField": int,
+    "CharField": str,
+    "TextField": str,
+    "BooleanField": bool,
+    "DateTimeField": dt.datetime,
+    "DateField": dt.date,
+    "DecimalField": decimal.Decimal,
+}
+
+
+class Refused(Exception):
+    """The queryset is of a shape this module does not compile: use the plain queryset."""
+
+
+class _Slot:
+    __slots__ = ("name", "kind", "field")
+
+    def __init__(self, name: str, spec):
+        self.name = name
+        if isinstance(spec, Field):
+            self.field = spec
+            if spec.is_relation:
+                spec = spec.target_field
+            self.kind = _FIELD_TYPES.get(spec.get_internal_type())
+        else:
+            self.field, self.kind = None, spec
+        if self.kind not in _PROBES:
+            raise Refused(f"slot {name!r}: no probes for {spec!r}")
+
+    def check(self, value):
+        # bool is an int to Python, not to a column: an int slot refuses it as the ORM would not.
+        if type(value) is not self.kind and not (
+            self.kind is not bool and isinstance(value, self.kind) and not isinstance(value, bool)
+        ):
+            raise TypeError(
+                f"slot {self.name!r} takes {self.kind.__name__}, not {type(value).__name__}"
+            )
+
+    def convert(self, value, connection):
+        if self.field is None:
+            return value
+        return self.field.get_db_prep_value(value, connection, prepared=False)
+
+
+class _Compiled:
+    """One statement on one database: its SQL, its parameters with the slots' places, and what
+    turns rows into results."""
+
+    __slots__ = (
+        "sql",
+        "params",
+        "places",
+        "locks",
+        "rows_as",
+        "model",
+        "init_list",
+        "start",
+        "end",
+        "populators",
+        "annotations",
+        "converters",
+        "width",
+    )
+
+
+class Statement:
+    """A statement defined from a queryset-building function; compiled per database on first
+    use."""
+
+    def __init__(self, build, slots: dict):
+        self.build = build
+        self.slots = {name: _Slot(name, spec) for name, spec in slots.items()}
+        self.name = f"{build.__module__}:{build.__code__.co_firstlineno}"
+        self._compiled: dict[tuple, _Compiled] = {}
+        REGISTRY.append(self)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name}>"
+
+    # -- compiling
+
+    def _probes(self, which: int) -> dict:
+        return {
+            name: _PROBES[slot.kind][which](n) for n, (name, slot) in enumerate(self.slots.items())
+        }
+
+    def _compile_one(self, connection, mode: str, values: dict):
+        """(sql, params, what `_finish` needs) of the plain queryset for `values`."""
+        raise NotImplementedError
+
+    def _shape(self):
+        """The model and whether the queryset writes or locks (the router's question)."""
+        raise NotImplementedError
+
+    @property
+    def model(self):
+        shape = getattr(self, "_shaped", None)
+        if shape is None:
+            shape = self._shaped = self._shape()
+        return shape[0]
+
+    def _alias(self, using: str | None) -> str:
+        if using:
+            return using
+        model = self.model
+        return router.db_for_write(model) if self._shaped[1] else router.db_for_read(model)
+
+    def _compiled_for(self, alias: str, mode: str) -> _Compiled:
+        connection = connections[alias]
+        key = (alias, connection.vendor, mode)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled.setdefault(key, self._compile(connection, mode))
+        return found
+
+    def _compile(self, connection, mode: str) -> _Compiled:
+        probes = self._probes(0), self._probes(1)
+        (sql, params, context), (sql_b, params_b, _) = (
+            self._compile_one(connection, mode, probes[0]),
+            self._compile_one(connection, mode, probes[1]),
+        )
+        if sql != sql_b or len(params) != len(params_b):
+            raise Refused(f"{self}: the SQL depends on the values, not only its parameters")
+        converted = [
+            {name: slot.convert(p[name], connection) for name, slot in self.slots.items()}
+            for p in probes
+        ]
+        places, found = [], set()
+        for place, (a, b) in enumerate(zip(params, params_b)):
+            if a == b and type(a) is type(b):
+                continue  # a constant of the query
+            names = [
+                name for name in self.slots if a == converted[0][name] and b == converted[1][name]
+            ]
+            if len(names) != 1:
+                raise Refused(f"{self}: parameter {place} is not exactly one slot ({names})")
+            name = names[0]
+            # The backend may wrap a value in a type of its own (psycopg's Int4 for an integer
+            # column, with server-side binding): the new values get the same wrapper.
+            wrap = type(a)
+            if wrap is type(converted[0][name]):
+                wrap = None
+            elif not (
+                type(b) is wrap and wrap(converted[0][name]) == a and wrap(converted[1][name]) == b
+            ):
+                raise Refused(f"{self}: parameter {place} is converted in a way not learnt")
+            places.append((place, self.slots[name], wrap))
+            found.add(name)
+        missing = set(self.slots) - found
+        if missing:
+            raise Refused(f"{self}: slots not among the parameters: {sorted(missing)}")
+        out = _Compiled()
+        out.sql, out.params, out.places = sql, list(params), places
+        self._finish(out, context, connection)
+        return out
+
+    def _finish(self, out: _Compiled, context, connection) -> None:
+        pass
+
+    # -- running
+
+    def _params(self, compiled: _Compiled, values: dict, connection) -> list:
+        if len(values) != len(self.slots):
+            raise TypeError(f"{self} takes {sorted(self.slots)}, given {sorted(values)}")
+        slots = self.slots
+        for name, value in values.items():
+            slot = slots[name]  # KeyError: no such slot
+            if value is None:
+                raise TypeError(f"slot {name!r} is None: use the plain queryset")
+            slot.check(value)
+        params = compiled.params.copy()
+        for place, slot, wrap in compiled.places:
+            value = values[slot.name]
+            if slot.field is not None:
+                value = slot.convert(value, connection)
+            params[place] = value if wrap is None else wrap(value)
+        return params
+
+
+class Select(Statement):
+    """A SELECT: `all(**values)` is the queryset's rows, `get(**values)` is its `.get()`."""
+
+    def _compile_one(self, connection, mode, values):
+        qs = self.build(**values)
+        if not isinstance(qs, QuerySet):
+            raise Refused(f"{self}: build a QuerySet")
+        if qs._prefetch_related_lookups or qs._known_related_objects:
+            raise Refused(f"{self}: prefetch_related and related managers are not compiled")
+        if qs._iterable_class not in (ModelIterable, ValuesListIterable, FlatValuesListIterable):
+            raise Refused(f"{self}: model instances or values_list rows only")
+        if qs.query.combinator or qs.query.extra_select:
+            raise Refused(f"{self}: no union or extra()")
+        if mode == "get":  # as QuerySet.get() prepares its clone
+            if qs.query.can_filter() and not qs.query.distinct_fields:
+                qs = qs.order_by()
+            if (
+                not qs.query.select_for_update
+                or connection.features.supports_select_for_update_with_limit
+            ):
+                qs.query.set_limits(high=MAX_GET_RESULTS)
+        compiler = qs.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        if not sql:
+            raise Refused(f"{self}: an empty query")
+        return sql, params, (compiler, qs._iterable_class)
+
+    def _shape(self):
+        qs = self.build(**self._probes(0))
+        return qs.model, qs._for_write
+
+    def _finish(self, out, context, connection):
+        compiler, out.rows_as = context
+        out.locks = bool(compiler.query.select_for_update)
+        out.width = compiler.col_count
+        fields = [s[0] for s in compiler.select[: compiler.col_count]]
+        if compiler.has_composite_fields(fields):
+            raise Refused(f"{self}: composite keys are not compiled")
+        out.converters = list(compiler.get_converters(fields).items())
+        out.model = None
+        if out.rows_as is ModelIterable:
+            info = compiler.klass_info
+            out.model = info["model"]
+            out.start, out.end = info["select_fields"][0], info["select_fields"][-1] + 1
+            out.init_list = [f[0].target.attname for f in compiler.select[out.start : out.end]]
+            out.populators = get_related_populators(info, compiler.select, connection.alias)
+            out.annotations = list(compiler.annotation_col_map.items())
+
+    def _run(self, mode: str, values: dict, using: str | None) -> list:
+        alias = self._alias(using)
+        compiled = self._compiled_for(alias, mode)
+        connection = connections[alias]
+        if (
+            compiled.locks
+            and connection.features.has_select_for_update
+            and connection.get_autocommit()
+        ):
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
+        params = self._params(compiled, values, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        if compiled.converters:
+            rows = _converted(rows, compiled.converters, connection)
+        if compiled.rows_as is FlatValuesListIterable:
+            return [row[0] for row in rows]
+        if compiled.rows_as is ValuesListIterable:
+            width = compiled.width
+            return [tuple(row[:width]) for row in rows]
+        return [self._instance(compiled, row, alias) for row in rows]
+
+    @staticmethod
+    def _instance(compiled: _Compiled, row, alias: str):
+        obj = compiled.model.from_db(alias, compiled.init_list, row[compiled.start : compiled.end])
+        for populator in compiled.populators:
+            populator.populate(row, obj)
+        for name, place in compiled.annotations:
+            setattr(obj, name, row[place])
+        return obj
+
+    def all(self, *, using: str | None = None, **values) -> list:
+        return self._run("all", values, using)
+
+    def get(self, *, using: str | None = None, **values):
+        """As `QuerySet.get()`: the one row, or DoesNotExist / MultipleObjectsReturned."""
+        rows = self._run("get", values, using)
+        if len(rows) == 1:
+            return rows[0]
+        model = self.model
+        if not rows:
+            raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+        raise model.MultipleObjectsReturned(
+            f"get() returned more than one {model._meta.object_name} -- it returned "
+            f"{len(rows) if len(rows) < MAX_GET_RESULTS else f'more than {MAX_GET_RESULTS - 1}'}!"
+        )
+
+    def first(self, *, using: str | None = None, **values):
+        """The first of `all()` or None (no ORDER BY added: the queryset's own order)."""
+        rows = self._run("all", values, using)
+        return rows[0] if rows else None
+
+
+class Update(Statement):
+    """`QuerySet.update`: `build(**values)` returns (queryset, {field: value or expression});
+    `run(**values)` is the number of rows it changed."""
+
+    def _compile_one(self, connection, mode, values):
+        built = self.build(**values)
+        if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], QuerySet)):
+            raise Refused(f"{self}: build (queryset, {{field: value}})")
+        qs, changes = built
+        if qs.query.is_sliced or qs.query.combinator or qs.query.order_by:
+            raise Refused(f"{self}: no slice, union or ordering in an update")
+        # What QuerySet.update() compiles (django/db/models/query.py), without the ordering it
+        # refuses above.
+        query = qs.query.chain(UpdateQuery)
+        query.add_update_values(changes)
+        query.clear_select_clause()
+        if query.related_updates:
+            raise Refused(f"{self}: one table only (no parent-model fields)")
+        if query.count_active_tables() > 1 and not connection.features.update_can_self_select:
+            raise Refused(f"{self}: this database would read the ids first")
+        compiler = query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        if not sql:
+            raise Refused(f"{self}: an empty update")
+        return sql, params, compiler
+
+    def _shape(self):
+        return self.build(**self._probes(0))[0].model, True
+
+    def run(self, *, using: str | None = None, **values) -> int:
+        alias = self._alias(using)
+        compiled = self._compiled_for(alias, "update")
+        connection = connections[alias]
+        params = self._params(compiled, values, connection)
+        with transaction.mark_for_rollback_on_error(using=alias):
+            with connection.cursor() as cursor:
+                cursor.execute(compiled.sql, params)
+                return cursor.rowcount
+
+
+def _converted(rows, converters, connection) -> list:
+    """Rows with the fields' from-database conversions applied (as SQLCompiler.apply_converters;
+    the converters were taken from the first connection, and are given the current one)."""
+    out = []
+    for row in rows:
+        row = list(row)
+        for place, (convs, expression) in converters:
+            value = row[place]
+            for convert in convs:
+                value = convert(value, expression, connection)
+            row[place] = value
+        out.append(row)
+    return out
+
+
+def select(build, **slots) -> Select:
+    """A compiled SELECT: `build(**slots)` returns the queryset; `slots` name each value's type
+    (int, str, bool, date, datetime, Decimal) or its model field."""
+    return Select(build, slots)
+
+
+def update(build, **slots) -> Update:
+    """A compiled `QuerySet.update`: `build(**slots)` returns (queryset, {field: value})."""
+    return Update(build, slots)

@@ -1,0 +1,228 @@
+"""core.statements: a statement compiled once sends exactly what its plain queryset sends.
+
+The first test walks every statement defined in carnet (`statements.REGISTRY`) and compares, for
+sample values, the SQL and parameters (types included: psycopg's Int4 is not an int to PostgreSQL)
+that the statement and the plain queryset hand to the cursor. It runs on SQLite and, with
+DATABASE_URL, on PostgreSQL, so each vendor's SQL is checked where it is compiled."""
+
+import datetime as dt
+import decimal
+import importlib
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import MultipleObjectsReturned, ObjectDoesNotExist
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.transaction import TransactionManagementError
+
+import carnet
+from carnet.conftest import make_staff
+from carnet.core import clock, statements
+from carnet.core.models import ActivityLog, IdempotencyRecord
+
+pytestmark = pytest.mark.django_db
+
+_AT = ActivityLog._meta.get_field("at")
+
+# Statements of this test (they join the registry, and its walk checks them too).
+_BY_KIND = statements.select(
+    lambda verb, object_type, since: (
+        ActivityLog.objects.filter(verb=verb, object_type=object_type, at__gte=since)
+        .order_by("pk")
+        .values_list("object_id", "object_repr")
+    ),
+    verb=str,
+    object_type=str,
+    since=_AT,
+)
+_ONE_BY_PK = statements.select(
+    lambda pk: (
+        ActivityLog.objects.select_related("actor")
+        .only("verb", "at", "actor__username")
+        .filter(pk=pk)
+    ),
+    pk=int,
+)
+_RENAME = statements.update(
+    lambda pk, verb, object_type: (
+        ActivityLog.objects.filter(pk=pk, object_type=object_type),
+        {"verb": verb, "object_id": F("object_type")},
+    ),
+    pk=int,
+    verb=str,
+    object_type=str,
+)
+
+# An integer column's value: psycopg's Int2 on PostgreSQL with server-side binding.
+_ANSWERED = statements.update(
+    lambda pk, code: (IdempotencyRecord.objects.filter(pk=pk), {"status_code": code}),
+    pk=int,
+    code=int,
+)
+
+
+def _statement_modules():
+    """Every carnet module that defines statements (so the registry is complete)."""
+    root = Path(carnet.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        if "statements.select(" in text or "statements.update(" in text:
+            yield ".".join(path.relative_to(root.parent).with_suffix("").parts)
+
+
+_SAMPLES = {
+    int: lambda n: 41 + n,
+    str: lambda n: f"o'brien %s \" ;-- {n}",
+    bool: lambda n: True,
+    dt.datetime: lambda n: dt.datetime(2026, 5, 1, 9, 30, n, tzinfo=dt.timezone.utc),
+    dt.date: lambda n: dt.date(2026, 5, 1) + dt.timedelta(days=n),
+    decimal.Decimal: lambda n: decimal.Decimal("12.34") + n,
+}
+
+
+def _sample(statement) -> dict:
+    return {name: _SAMPLES[slot.kind](n) for n, (name, slot) in enumerate(statement.slots.items())}
+
+
+def _sent(run) -> list:
+    """What `run()` hands to the cursor: (sql, [(type, value)…]) per statement."""
+    sent = []
+
+    def spy(execute, sql, params, many, context):
+        sent.append((sql, [(type(p), p) for p in params or ()]))
+        return execute(sql, params, many, context)
+
+    with transaction.atomic():  # its savepoint is not spied on
+        with connection.execute_wrapper(spy):
+            try:
+                run()
+            except (ObjectDoesNotExist, MultipleObjectsReturned):
+                pass  # what was sent is the point
+        transaction.set_rollback(True)
+    return sent
+
+
+def test_every_statement_sends_what_its_plain_queryset_sends():
+    for module in _statement_modules():
+        importlib.import_module(module)
+    assert len(statements.REGISTRY) >= 3
+    for statement in statements.REGISTRY:
+        values = _sample(statement)
+        if isinstance(statement, statements.Update):
+
+            def plain(values=values, statement=statement):
+                qs, changes = statement.build(**values)
+                qs.update(**changes)
+
+            pairs = [(lambda: statement.run(**values), plain)]
+        else:
+            pairs = [
+                (lambda: statement.all(**values), lambda: list(statement.build(**values))),
+                (lambda: statement.get(**values), lambda: statement.build(**values).get()),
+            ]
+        for mine, theirs in pairs:
+            assert _sent(mine) == _sent(theirs), statement
+
+
+def test_values_go_to_their_places_whatever_they_hold():
+    now = clock.now()
+    awkward = ["o'brien", "100%", "%s", '"; DROP TABLE core_activitylog; --', "é\\n"]
+    for n, text in enumerate(awkward):
+        ActivityLog.objects.create(
+            at=now + dt.timedelta(minutes=n),
+            actor_name="",
+            verb=text,
+            object_type=awkward[-1 - n],
+            object_id=str(n),
+            object_repr=text + "!",
+        )
+    since = now + dt.timedelta(minutes=1)
+    for verb, kind in zip(awkward, reversed(awkward)):
+        plain = list(
+            ActivityLog.objects.filter(verb=verb, object_type=kind, at__gte=since)
+            .order_by("pk")
+            .values_list("object_id", "object_repr")
+        )
+        assert _BY_KIND.all(verb=verb, object_type=kind, since=since) == plain
+    assert _BY_KIND.all(verb=awkward[0], object_type=awkward[-1], since=since) == []  # at n=0
+    assert _BY_KIND.all(verb="%s", object_type="%s", since=since) == [("2", "%s!")]
+
+
+def test_instances_come_back_as_the_queryset_makes_them():
+    staff = make_staff()
+    row = ActivityLog.objects.create(
+        at=clock.now(), actor=staff.user, actor_name="x", verb="seen", object_type="t"
+    )
+    mine = _ONE_BY_PK.get(pk=row.pk)
+    theirs = ActivityLog.objects.select_related("actor").only("verb", "at", "actor__username")
+    theirs = theirs.get(pk=row.pk)
+    assert type(mine) is ActivityLog and not mine._state.adding and mine._state.db == "default"
+    assert (mine.pk, mine.verb, mine.at) == (theirs.pk, theirs.verb, theirs.at)
+    assert mine.get_deferred_fields() == theirs.get_deferred_fields()
+    assert mine.actor.username == staff.user.username  # from the join, no query
+    with pytest.raises(ActivityLog.DoesNotExist):
+        _ONE_BY_PK.get(pk=row.pk + 1000)
+    assert _ONE_BY_PK.first(pk=row.pk + 1000) is None
+    key = ("default", connection.vendor, "get")
+    assert key in _ONE_BY_PK._compiled  # one compiled form per database alias and vendor
+
+
+def test_update_returns_the_rows_it_changed():
+    row = ActivityLog.objects.create(at=clock.now(), actor_name="x", verb="a", object_type="t")
+    assert _RENAME.run(pk=row.pk, verb="b", object_type="other") == 0
+    assert _RENAME.run(pk=row.pk, verb="it's b", object_type="t") == 1
+    row.refresh_from_db()
+    assert (row.verb, row.object_id) == ("it's b", "t")
+
+
+def test_wrong_values_are_refused_not_guessed():
+    with pytest.raises(TypeError, match="None"):
+        _ONE_BY_PK.get(pk=None)  # filter(pk=None) would be IS NULL: another statement
+    with pytest.raises(TypeError, match="int"):
+        _ONE_BY_PK.get(pk="3")
+    with pytest.raises(TypeError, match="int"):
+        _ONE_BY_PK.get(pk=True)
+    with pytest.raises(TypeError):
+        _ONE_BY_PK.get(pk=1, other=2)
+
+
+@pytest.mark.parametrize(
+    "build, slot, why",
+    [
+        (
+            lambda flag: ActivityLog.objects.filter(actor__isnull=flag),
+            bool,
+            "depends on the values",
+        ),
+        (lambda n: ActivityLog.objects.all()[:n], int, "depends on the values"),
+        (lambda n: ActivityLog.objects.filter(pk=n + 1), int, "not exactly one slot"),
+        (lambda n: ActivityLog.objects.all(), int, "not among the parameters"),
+        (lambda n: ActivityLog.objects.filter(pk=n).values("verb"), int, "values_list"),
+        (lambda n: ActivityLog.objects.filter(pk=n).prefetch_related("actor"), int, "prefetch"),
+    ],
+)
+def test_shapes_it_cannot_compile_are_refused_loudly(build, slot, why):
+    statement = statements.Select(build, {"n" if slot is int else "flag": slot})
+    statements.REGISTRY.remove(statement)  # not one of carnet's
+    with pytest.raises(statements.Refused, match=why):
+        statement.all(**{name: _SAMPLES[slot](0) for name in statement.slots})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_select_outside_a_transaction_fails_as_the_orm_does():
+    locking = statements.Select(
+        lambda pk: ActivityLog.objects.select_for_update().filter(pk=pk), {"pk": int}
+    )
+    statements.REGISTRY.remove(locking)
+    if not connection.features.has_select_for_update:
+        assert locking.all(pk=1) == []
+        return
+    with pytest.raises(TransactionManagementError):
+        ActivityLog.objects.select_for_update().filter(pk=1).first()
+    with pytest.raises(TransactionManagementError):
+        locking.all(pk=1)
+    with transaction.atomic():
+        assert locking.all(pk=1) == []
+    with pytest.raises(TransactionManagementError):
+        locking.all(pk=1)  # compiled now: the check is made on every call
