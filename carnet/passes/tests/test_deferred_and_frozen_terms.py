@@ -10,17 +10,19 @@ from carnet.billing.payments import payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient
 from carnet.core import clock
+from carnet.core.errors import Conflict
 from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.selectors import balance
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships.services import membership_sell
 from carnet.passes.models import Pass
-from carnet.passes.packages.ending import pass_refund, passes_expire
+from carnet.passes.packages.ending import pass_refund, pass_transfer, passes_expire
 from carnet.passes.redeeming.redemption import still_deferred
 from carnet.passes.selectors import pass_invoices
 from carnet.scheduling.tests.factories import clinic_set
 
-from .factories import at, package_template, sold_package
+from .factories import at, membership_template, package_template, sold_package
 
 pytestmark = pytest.mark.django_db
 
@@ -113,9 +115,6 @@ def test_instalments_not_invoiced_are_cancelled_when_a_plan_package_is_refunded(
 def test_a_plan_package_is_transferred_only_once_every_instalment_is_invoiced_and_paid(s):
     """SPEC 9.5 with a payment plan: refused while instalments are owed or not invoiced yet, so a
     transfer never leaves instalments behind; once all are paid, the whole deferred value moves."""
-    from carnet.core.errors import Conflict
-    from carnet.passes.packages.ending import pass_transfer
-
     sold = _plan(s, transferable=True)
     Pass.objects.filter(pk=sold.pk).update(
         expires_on=None
@@ -161,10 +160,6 @@ def test_later_instalments_use_the_taxes_copied_at_sale(s):
 
 
 def test_membership_cycles_use_the_taxes_copied_at_sale(s):
-    from carnet.passes.memberships.services import membership_sell
-
-    from .factories import membership_template
-
     template = membership_template(s["cat"], price=6000)
     sold = membership_sell(
         actor=s["fd"].user, patient=s["patient"], template=template, start_date=dt.date(2026, 5, 1)

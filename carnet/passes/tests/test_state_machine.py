@@ -41,7 +41,7 @@ from carnet.ledger import accounts
 from carnet.ledger.invariants import discover, run_all
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.selectors import balance
-from carnet.passes.models import EligibleItem, Pass, PassItem, Redemption
+from carnet.passes.models import EligibleItem, Pass, PassItem, PassTemplate, Redemption
 from carnet.passes.packages.ending import (
     pass_expiry_set,
     pass_refund,
@@ -567,8 +567,6 @@ class PassesMachine(RuleBasedStateMachine):
     def update_sold(self, data, quantity, limits, charge):
         """Change a template (quantity, item limits and charges) and apply it to
         its sold packages."""
-        from carnet.passes.models import PassTemplate
-
         template = PassTemplate.objects.get(pk=self._pick(data, self.templates, "template"))
         if (
             template.face_value_minor is None
@@ -780,8 +778,6 @@ def test_a_reservation_kept_at_expiry_then_cancelled_strands_no_value(front_desk
 def test_more_uses_given_to_an_expired_package_by_update_sold_strand_no_value(front_desk, catalog):
     """One use, reserved for a visit before the expiry; the template goes to 5 uses and sold
     packages are updated after the expiry job; then the visit arrives."""
-    from carnet.passes.models import PassTemplate
-
     with clock.frozen(at("2026-05-01", "10:00")):
         boss, sold, appointment = _ended_pass_world(front_desk, catalog, quantity=1)
         passes_expire(today=dt.date(2026, 5, 11))

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from playwright.sync_api import expect
 
+from carnet.clinic.selectors import clinic_get
 from carnet.conftest import fits_and_accessible, log_in, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
@@ -23,7 +24,6 @@ def test_membership_care_pages_fit_and_pass_axe(page):
     owner = make_staff(AccessLevel.ACCOUNT_OWNER, name="Olive Owner")
     membership_template(catalog, name="Yoga monthly with a much longer name than usual", price=9000)
     patient = make_patient(first_name="Rosa", last_name="Pastdue")
-    from carnet.clinic.selectors import clinic_get
 
     today = clock.today(clinic_get().time_zone)
     sold = memberships.membership_sell(

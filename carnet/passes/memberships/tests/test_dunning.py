@@ -21,7 +21,7 @@ from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import dunning
 from carnet.passes.memberships import services as memberships
 from carnet.passes.memberships.dunning import cycle_state
-from carnet.passes.models import PassInvoice
+from carnet.passes.models import CardUpdateRequest, PassInvoice
 from carnet.passes.tests.factories import at, membership_template
 from carnet.people.services import patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
@@ -115,8 +115,6 @@ def test_stripe_decline_codes_are_classified_the_same_way(code, decline, kind):
 def test_a_hard_decline_stops_retries_at_once_and_asks_for_a_new_card(
     s, number, django_capture_on_commit_callbacks
 ):
-    from carnet.passes.models import CardUpdateRequest
-
     sold = _automatic(s, number)
     with django_capture_on_commit_callbacks(execute=True):
         assert passes_daily(today=MAY_1)["declined"] == 1

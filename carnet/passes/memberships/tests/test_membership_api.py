@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from carnet.billing.models import Payment
+from carnet.billing.payments import payment_receive
 from carnet.billing.selectors import credit_balance
 from carnet.conftest import PASSWORD, Api, make_patient, make_staff
 from carnet.core import clock
@@ -16,7 +17,7 @@ from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
 from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassPause
-from carnet.passes.tests.factories import at, membership_template
+from carnet.passes.tests.factories import at, membership_template, package_template
 from carnet.people.services import family_link_add, patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -78,8 +79,6 @@ def _sell(s, expect=201, api=None, headers=None, **body):
 
 
 def _pay(s, sold_id):
-    from carnet.billing.payments import payment_receive
-
     for row in (
         Pass.objects.get(pk=sold_id)
         .pass_invoices.select_related("invoice")
@@ -205,8 +204,6 @@ def test_bad_sale_input_is_a_422_naming_the_field(s, body, field):
 
 
 def test_another_patients_card_and_a_package_template_are_refused(s):
-    from carnet.passes.tests.factories import package_template
-
     stranger_card = _card(s, patient=make_patient())
     _sell(s, expect=422, payment_mode="automatic", card_id=stranger_card.pk)
     response = s["desk"].post(

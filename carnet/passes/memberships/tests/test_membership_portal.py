@@ -10,10 +10,11 @@ import pytest
 from django.urls import reverse
 
 from carnet.billing.models import Invoice, Payment
+from carnet.billing.payments import payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import PASSWORD, make_patient
+from carnet.conftest import PASSWORD, make_patient, race
 from carnet.core import clock
-from carnet.core.errors import Conflict, NotFound
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.gateway.models import CardOnFile, TestGatewayCharge
 from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassInvoice
@@ -72,8 +73,6 @@ def _sign_up(s, key="k1", patient=None, template=None, **card):
 
 
 def _sold(s, patient, template=None, paid=True) -> Pass:
-    from carnet.billing.payments import payment_receive
-
     sold = ms.membership_sell(
         actor=s["fd"].user, patient=patient, template=template or s["template"]
     )
@@ -175,8 +174,6 @@ def test_only_memberships_offered_online_and_only_for_the_family(shop):
 
 
 def test_a_bad_card_number_stops_before_anything(shop):
-    from carnet.core.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed):
         _sign_up(shop, card_number="4242 4242 4242 4241")
     assert not Pass.objects.exists() and not CardOnFile.objects.exists()
@@ -185,8 +182,6 @@ def test_a_bad_card_number_stops_before_anything(shop):
 @pytest.mark.race
 @pytest.mark.django_db(transaction=True)
 def test_racing_twin_sign_ups_sell_and_charge_once(shop):
-    from carnet.conftest import race
-
     results = race(2, lambda i: _sign_up(shop))
     sold = [r for r in results if isinstance(r, Pass)]
     assert sold and all(p == sold[0] for p in sold), results

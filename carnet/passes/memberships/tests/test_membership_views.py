@@ -6,9 +6,12 @@ and each refused without its permission."""
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from carnet.billing.models import Invoice, Payment
+from carnet.billing.payments import payment_receive
 from carnet.billing.selectors import credit_balance
 from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
@@ -101,8 +104,6 @@ def _invoices(sold):
 
 
 def _pay(s, sold):
-    from carnet.billing.payments import payment_receive
-
     for invoice in _invoices(sold):
         if invoice.balance_minor:
             payment_receive(
@@ -459,9 +460,6 @@ def test_the_patients_list_shows_memberships_with_uses_this_cycle_and_links_to_t
 
 
 def test_the_patients_passes_page_reads_a_bounded_number_of_queries(s, client):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     _login(client, s["fd"])
     url = reverse("passes:patient_passes", args=[s["patient"].pk])
 

@@ -10,6 +10,7 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient
 from carnet.core import clock
 from carnet.core.errors import Conflict, ValidationFailed
+from carnet.gateway.services import card_store
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.memberships import services as ms
@@ -291,8 +292,6 @@ def test_self_cancel_from_the_portal_respects_the_policy(s):
 
 
 def test_changing_the_card_schedules_the_unpaid_current_cycle_on_it(s):
-    from carnet.gateway.services import card_store
-
     sold = _sell(s)
     card = card_store(
         actor=s["fd"].user,

@@ -8,16 +8,23 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from carnet.billing.payments import payment_receive
-from carnet.conftest import make_patient
+from carnet.conftest import Api, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.activity import ActivityLog
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
+from carnet.core.permissions import AccessLevel
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import services as memberships
-from carnet.passes.memberships.overdue import membership_past_due_override, overdue_state
+from carnet.passes.memberships.overdue import (
+    membership_past_due_override,
+    overdue_state,
+    past_due_memberships,
+)
 from carnet.passes.models import Pass, PassInvoice, Redemption
+from carnet.passes.redeeming import eligibility
 from carnet.passes.redeeming.eligibility import pass_check
 from carnet.passes.redeeming.redemption import explain, pass_attach
 from carnet.passes.tests.factories import at, membership_template, practitioner
@@ -129,9 +136,6 @@ def test_staff_may_override_for_a_while_and_it_is_logged(s):
 
 
 def test_a_practitioner_cannot_override(s):
-    from carnet.conftest import make_staff
-    from carnet.core.permissions import AccessLevel
-
     with _on("2026-05-20"), pytest.raises(NotAllowed):
         membership_past_due_override(
             actor=make_staff(AccessLevel.PRACTITIONER_LIMITED, practitioner=True).user,
@@ -159,8 +163,6 @@ def test_after_45_days_the_clinics_choice_cancel_or_keep_suspended(s, action, st
 
 
 def test_the_check_costs_no_query_while_in_good_standing(s, monkeypatch):
-    from carnet.passes.redeeming import eligibility
-
     kwargs = dict(
         patient=s["patient"], treatment=s["cat"]["treatment"], visit_date=dt.date(2026, 5, 20)
     )
@@ -178,10 +180,6 @@ def test_the_check_costs_no_query_while_in_good_standing(s, monkeypatch):
 
 
 def test_the_page_shows_past_due_and_overrides_through_the_api_and_the_page(s, client):
-    from django.urls import reverse
-
-    from carnet.conftest import Api
-
     with _on("2026-05-20"):
         passes_daily()
         client.force_login(s["fd"].user)
@@ -207,8 +205,6 @@ def test_the_page_shows_past_due_and_overrides_through_the_api_and_the_page(s, c
 
 
 def test_a_cycle_is_past_due_only_from_the_day_after_its_due_date(s):
-    from carnet.passes.memberships.overdue import past_due_memberships
-
     passes_daily(today=dt.date(2026, 5, 1))  # invoiced today, unpaid: due, not past due
     assert (
         _fresh(s).past_due_since is None

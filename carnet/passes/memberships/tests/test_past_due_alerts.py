@@ -10,14 +10,16 @@ import pytest
 from django.urls import reverse
 
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import Api, make_patient
+from carnet.conftest import Api, make_patient, make_staff, race
 from carnet.core import clock
+from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import services as memberships
+from carnet.passes.memberships.retry import membership_retry_now
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.tests.factories import at, membership_template, practitioner
 from carnet.reports.past_due import past_due_report
@@ -188,8 +190,6 @@ def test_retry_now_declined_again_says_so_and_the_api_replays_with_its_key(s):
             == first.json()
         )
         assert sorted(tries) == before  # the replay tried nothing
-        from carnet.conftest import make_staff
-        from carnet.core.permissions import AccessLevel
 
         practitioner_api = Api(make_staff(AccessLevel.PRACTITIONER_LIMITED, practitioner=True).user)
         assert (
@@ -199,9 +199,6 @@ def test_retry_now_declined_again_says_so_and_the_api_replays_with_its_key(s):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_desks_retrying_at_once_and_the_job_charge_each_owed_cycle_once(s):
-    from carnet.conftest import race
-    from carnet.passes.memberships.retry import membership_retry_now
-
     declined = _automatic(s)
     passes_daily(today=dt.date(2026, 5, 1))
     Pass.objects.filter(pk=declined.pk).update(card=_card(s, declined.patient, GOOD))

@@ -14,6 +14,7 @@ from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
 from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassPlanChange
+from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.tests.factories import at, membership_template
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -54,8 +55,6 @@ def _sell(s, automatic=False):
         card=card,
     )
     if automatic:
-        from carnet.passes.packages.instalments import pass_charge_due
-
         pass_charge_due(sold_pass=sold)
     return sold
 

@@ -6,9 +6,10 @@ every invariant holding."""
 import datetime as dt
 
 import pytest
+from django.urls import reverse
 
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import make_patient
+from carnet.conftest import Api, make_patient
 from carnet.core import clock
 from carnet.core.errors import Conflict, NotAllowed
 from carnet.gateway.models import TestGatewayCharge
@@ -145,10 +146,6 @@ def test_staff_write_off_needs_the_refund_right_is_done_once_and_refuses_a_paid_
 
 
 def test_write_off_through_the_api_and_the_page_once(s, client):
-    from django.urls import reverse
-
-    from carnet.conftest import Api
-
     clinic_set(dunning_write_off=False)
     first, second = _automatic(s), _automatic(s)
     passes_daily(today=MAY_1)

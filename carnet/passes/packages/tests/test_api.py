@@ -18,6 +18,7 @@ from carnet.passes.tests.factories import (
     sold_package,
 )
 from carnet.people.models import FamilyLink
+from carnet.people.services import patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = pytest.mark.django_db
@@ -423,8 +424,6 @@ def test_levels_without_the_action_are_refused(s):
 
 @pytest.fixture
 def portal(s, owner):
-    from carnet.people.services import patient_portal_enable
-
     me, child = make_patient(email="me@example.test"), make_patient()
     FamilyLink.objects.create(patient=me, relative=child, kind="guardian")
     patient_portal_enable(actor=owner.user, patient=me, password="a long enough password")

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 
+from carnet.billing.invoicing import invoice_delete
 from carnet.billing.models import Invoice, Payment
 from carnet.billing.payments import payment_refund
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
@@ -256,8 +257,6 @@ def test_an_unpaid_purchase_can_be_deleted_with_its_invoice(s):
 
 
 def test_a_package_invoice_cannot_be_deleted_on_its_own(s):
-    from carnet.billing.invoicing import invoice_delete
-
     sold = sold_package(s["fd"], s["patient"], package_template(s["cat"]), paid=False)
     with pytest.raises(Conflict) as error:
         invoice_delete(actor=s["admin"].user, invoice=pass_invoices(sold)[0])

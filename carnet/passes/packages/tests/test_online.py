@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from carnet.billing.models import Invoice, Payment
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import PASSWORD, make_patient
-from carnet.core.errors import Conflict, NotFound
+from carnet.conftest import PASSWORD, make_patient, race
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.gateway.base import CardDeclined, GatewayUnavailable
 from carnet.gateway.models import TestGatewayCharge
 from carnet.passes.models import Pass
@@ -103,8 +103,6 @@ def test_a_declined_card_sells_nothing_and_the_same_form_can_then_pay(shop):
 
 
 def test_a_bad_card_number_stops_before_anything(shop):
-    from carnet.core.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed):
         buy_online(shop, card_number="4242 4242 4242 4241")
     assert not Pass.objects.exists() and not TestGatewayCharge.objects.exists()
@@ -159,8 +157,6 @@ def test_a_free_package_is_sold_without_a_charge(shop):
 @pytest.mark.race
 @pytest.mark.django_db(transaction=True)
 def test_racing_twin_submissions_charge_once(shop):
-    from carnet.conftest import race
-
     results = race(2, lambda i: buy_online(shop))
     passes = [r for r in results if isinstance(r, Pass)]
     assert passes and all(p == passes[0] for p in passes), results

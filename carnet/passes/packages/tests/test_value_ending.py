@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import make_patient
+from carnet.conftest import PASSWORD, Api, make_patient
 from carnet.core import clock
 from carnet.core.errors import Conflict
 from carnet.ledger import accounts
@@ -26,10 +26,13 @@ from carnet.passes.packages.ending import (
 from carnet.passes.redeeming.tests.test_value_redemption import value_template
 from carnet.passes.tests.factories import at, practitioner, sold_package
 from carnet.people.models import FamilyLink
+from carnet.people.services import patient_portal_enable
 from carnet.reports import pass_reports as reports
 from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book, appointment_cancel
 from carnet.scheduling.tests.factories import clinic_set
+
+from .test_online import buy_online
 
 pytestmark = pytest.mark.django_db
 MAY = {"start": "2026-05-01", "end": "2026-06-30"}
@@ -270,11 +273,6 @@ def test_pages_show_the_money_left_never_sessions(client, s):
 
 def test_the_portal_sells_and_shows_a_value_package_in_money(client, front_desk, catalog):
     """Portal purchase and the Packages tab: what it holds and what is left, in money (issue 23)."""
-    from carnet.conftest import PASSWORD
-    from carnet.people.services import patient_portal_enable
-
-    from .test_online import buy_online
-
     clinic_set(online_sales_enabled=True)
     me = make_patient(email="bank@example.test")
     patient_portal_enable(actor=front_desk.user, patient=me, password=PASSWORD)
@@ -294,8 +292,6 @@ def test_the_portal_sells_and_shows_a_value_package_in_money(client, front_desk,
 
 
 def test_the_api_shows_the_value_held_drawn_and_left(s):
-    from carnet.conftest import Api
-
     sold = _sell(s)
     appointment_arrive(actor=s["fd"].user, appointment=_book(s))
     api = Api(s["admin"].user)

@@ -4,16 +4,24 @@ expiry edit, two-step refund, delete, transfer and sharing; each refused without
 import datetime as dt
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from carnet.billing.models import Payment
-from carnet.clinic.models import Clinic
-from carnet.conftest import make_patient, make_staff
+from carnet.clinic.models import Clinic, Location
+from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
+from carnet.passes.memberships.services import membership_sell
 from carnet.passes.models import Pass, Redemption
 from carnet.passes.selectors import pass_collected_minor, pass_unlocked
-from carnet.passes.tests.factories import at, package_template, practitioner, sold_package
+from carnet.passes.tests.factories import (
+    at,
+    membership_template,
+    package_template,
+    practitioner,
+    sold_package,
+)
 from carnet.people.models import FamilyLink
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
@@ -356,9 +364,6 @@ def test_without_billing_access_nothing_is_shown_or_sold(s, client):
 
 
 def test_a_membership_opens_on_its_own_page_and_package_actions_do_not_apply(s, client):
-    from carnet.passes.memberships.services import membership_sell
-    from carnet.passes.tests.factories import membership_template
-
     membership = membership_sell(
         actor=s["fd"].user, patient=s["patient"], template=membership_template(s["cat"])
     )
@@ -373,10 +378,6 @@ def test_a_membership_opens_on_its_own_page_and_package_actions_do_not_apply(s, 
 @pytest.mark.race
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_double_submit_sells_once():
-    from django.test import Client
-
-    from carnet.conftest import make_catalog, race
-
     catalog = make_catalog()
     desk, patient = make_staff(AccessLevel.FRONT_DESK), make_patient()
     data = _sell_form({"template": package_template(catalog)}, form_key="same-key")
@@ -417,8 +418,6 @@ def test_a_cash_typo_above_the_price_is_asked_about_before_anything_is_saved(s, 
 
 
 def test_a_package_sold_at_the_desk_records_where(s, client):
-    from carnet.clinic.models import Location
-
     _login(client, s["fd"])
     url = reverse("passes:sell", kwargs={"pk": s["patient"].pk})
     assert client.get(url).context["form"]["location"].initial == s["cat"]["location"]

@@ -10,9 +10,17 @@ from django.urls import reverse
 from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
+from carnet.passes.memberships.services import membership_sell
 from carnet.passes.models import Pass, Redemption
-from carnet.passes.tests.factories import at, package_template, practitioner, sold_package
+from carnet.passes.tests.factories import (
+    at,
+    membership_template,
+    package_template,
+    practitioner,
+    sold_package,
+)
 from carnet.people.models import Shift
+from carnet.people.services import patient_portal_enable
 from carnet.scheduling.models import Appointment
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set, treatment_of
@@ -160,8 +168,6 @@ def test_explain_lists_every_pass_with_its_reason(s):
 
 
 def test_explain_is_for_staff_only(s, client):
-    from carnet.people.services import patient_portal_enable
-
     appointment = _book(s)
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
     patient_portal_enable(actor=owner.user, patient=s["patient"], password="a long enough password")
@@ -293,9 +299,6 @@ def test_sell_a_package_links_to_the_checkout_for_this_visit(s):
 def test_a_membership_covering_a_visit_with_an_unpaid_cycle_shows_a_warning(
     front_desk, catalog, client
 ):
-    from carnet.passes.memberships.services import membership_sell
-    from carnet.passes.tests.factories import membership_template
-
     with clock.frozen(at("2026-05-01", "10:00")):
         patient = make_patient()
         membership_sell(

@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from carnet.clinic.models import Location
-from carnet.conftest import make_patient
+from carnet.conftest import Api, make_patient
 from carnet.core import clock
 from carnet.core.errors import Conflict
 from carnet.passes.models import Redemption
 from carnet.passes.redeeming.quotes import visit_quote
 from carnet.passes.redeeming.redemption import explain, pass_attach
 from carnet.passes.tests.factories import at, package_template, practitioner, sold_package
-from carnet.scheduling.services import appointment_book, appointment_cancel
+from carnet.scheduling.services import appointment_book, appointment_cancel, appointment_reschedule
 from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = pytest.mark.django_db
@@ -118,8 +118,6 @@ def test_days_and_hours_are_honoured_and_the_sentence_names_the_window(s):
 
 
 def test_rescheduling_outside_the_hours_is_refused_with_the_window(s):
-    from carnet.scheduling.services import appointment_reschedule
-
     sold = _sold(s, window_start=dt.time(6), window_end=dt.time(9))
     early = _book(s, "2026-05-12", "07:00")
     assert _live(early).sold_pass == sold
@@ -210,8 +208,6 @@ def test_the_online_quote_follows_the_window(s):
 
 
 def test_settings_save_the_rules_and_refuse_half_a_window(s, admin_staff):
-    from carnet.conftest import Api
-
     api = Api(admin_staff.user)
     body = {
         "name": "Off-peak 5",

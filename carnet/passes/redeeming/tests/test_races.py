@@ -8,9 +8,17 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import Api, make_catalog, make_patient, make_staff, race
 from carnet.core import clock
 from carnet.core.errors import CarnetError, Conflict
+from carnet.passes.memberships.services import membership_sell
 from carnet.passes.models import Pass, PassItem, Redemption
+from carnet.passes.packages.selling import package_sell
 from carnet.passes.redeeming.redemption import pass_attach
-from carnet.passes.tests.factories import at, package_template, practitioner, sold_package
+from carnet.passes.tests.factories import (
+    at,
+    membership_template,
+    package_template,
+    practitioner,
+    sold_package,
+)
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -211,10 +219,6 @@ def test_intro_offer_sales_racing_for_one_patient_sell_once(world, rule):
     """The intro-offer check reads the patient's passes before the sale writes one; without the lock
     on the patient two sales at the same moment both passed it (issue 23). Once per patient: six
     sales of one template; new patients only: six sales of three such templates."""
-    from carnet.passes.memberships.services import membership_sell
-    from carnet.passes.packages.selling import package_sell
-    from carnet.passes.tests.factories import membership_template
-
     templates = [
         package_template(world["cat"], name=f"Intro {n}", price=5000, quantity=1, **{rule: True})
         for n in range(2 if rule == "new_patients_only" else 1)

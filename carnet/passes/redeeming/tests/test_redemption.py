@@ -1,18 +1,27 @@
 """Redeeming a package (SPEC 5.3): eligibility, auto-select, two-phase reservation, arrival,
 removal, past visits, groups, classes, copy, reschedule and no-show. Each test names its rule."""
 
+import datetime as dt
+import importlib
+
 import pytest
+from django.apps import apps
 
 from carnet.billing.models import Invoice
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
-from carnet.conftest import make_patient
+from carnet.conftest import make_patient, make_staff
+from carnet.core import clock
 from carnet.core.errors import Conflict
+from carnet.core.permissions import AccessLevel
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.models import Pass, Redemption
+from carnet.passes.packages.ending import pass_shares_set
 from carnet.passes.redeeming.redemption import explain, pass_attach, pass_remove
+from carnet.passes.redeeming.visits import after_booking
 from carnet.passes.tests.factories import at, package_template, practitioner, sold_package
+from carnet.people.models import FamilyLink
 from carnet.scheduling.arrival import (
     appointment_arrive,
     appointment_no_show,
@@ -33,8 +42,6 @@ DAY = "2026-05-12"
 
 @pytest.fixture
 def setup(front_desk, catalog):
-    from carnet.core import clock
-
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
         yield {
@@ -87,8 +94,6 @@ def test_an_unpaid_package_is_not_attached_and_explain_says_not_paid(setup):
 
 
 def test_auto_select_picks_the_earliest_expiry_then_the_oldest(setup):
-    import datetime as dt
-
     template = package_template(setup["cat"])
     never = sold_package(setup["fd"], setup["patient"], template, expires_on=None)
     late = sold_package(setup["fd"], setup["patient"], template, expires_on=dt.date(2026, 12, 31))
@@ -168,8 +173,6 @@ def test_a_used_up_package_cannot_be_attached(setup):
 
 
 def test_expiry_is_checked_against_the_appointment_date(setup):
-    import datetime as dt
-
     sold = sold_package(
         setup["fd"],
         setup["patient"],
@@ -204,9 +207,6 @@ def test_per_item_limits_hold_within_one_package(setup):
 
 
 def test_another_patients_package_is_not_used_unless_shared_with_family(setup):
-    from carnet.passes.packages.ending import pass_shares_set
-    from carnet.people.models import FamilyLink
-
     owner, child = setup["patient"], make_patient(first_name="Kid")
     sold = sold_package(setup["fd"], owner, package_template(setup["cat"], family_sharing=True))
     FamilyLink.objects.create(patient=owner, relative=child, kind="guardian")
@@ -252,10 +252,6 @@ def test_cancelling_voids_the_reserved_use(setup):
 def test_the_migration_turns_stored_released_uses_into_voided_ones_and_back(setup):
     """Issue 24: a use's 'released' became 'voided'; the data migration converts stored rows both
     ways and leaves the other states alone."""
-    import importlib
-
-    from django.apps import apps
-
     migration = importlib.import_module("carnet.passes.migrations.0019_use_voided_not_released")
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     _book(setup, hhmm="09:00")
@@ -321,8 +317,6 @@ def test_a_class_lets_each_participant_use_their_own_package(setup):
 
 
 def test_copying_carries_the_package_only_if_still_valid_on_the_new_date(setup):
-    import datetime as dt
-
     sold = sold_package(
         setup["fd"],
         setup["patient"],
@@ -340,8 +334,6 @@ def test_copying_carries_the_package_only_if_still_valid_on_the_new_date(setup):
 
 
 def test_rescheduling_past_expiry_is_refused_with_the_reason(setup):
-    import datetime as dt
-
     sold_package(
         setup["fd"],
         setup["patient"],
@@ -392,9 +384,6 @@ def test_a_no_show_can_charge_the_fee_instead_and_free_the_session(setup):
 
 
 def test_staff_without_billing_access_book_without_using_packages(setup, catalog):
-    from carnet.conftest import make_staff
-    from carnet.core.permissions import AccessLevel
-
     sold_package(setup["fd"], setup["patient"], package_template(setup["cat"]))
     nobill = make_staff(AccessLevel.FRONT_DESK, billing=False)
     appointment = appointment_book(
@@ -423,8 +412,6 @@ def test_invoices_for_a_sale_post_to_deferred_revenue(setup):
 
 
 def test_online_bookings_attach_only_packages_allowed_online(setup):
-    from carnet.passes.redeeming.visits import after_booking
-
     desk_only = sold_package(
         setup["fd"], setup["patient"], package_template(setup["cat"], name="Desk only")
     )

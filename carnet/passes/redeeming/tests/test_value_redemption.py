@@ -5,6 +5,7 @@ due), and the last draw leaves exactly nothing deferred. Explain says when the
 balance is used up."""
 
 import pytest
+from django.template.loader import render_to_string
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -205,7 +206,6 @@ def test_a_past_visit_is_redeemed_by_value(setup):
 def test_the_receipt_shows_the_money_left_never_sessions(setup):
     _sold(setup)
     invoice = _arrive(setup, _book(setup))
-    from django.template.loader import render_to_string
 
     html = render_to_string("billing/_receipt.html", receipt_context(invoice))
     assert "$90.00 from its balance, $910.00 left after this visit" in html

@@ -7,15 +7,19 @@ import pytest
 
 from carnet.clinic.models import IncomeCategory, Treatment
 from carnet.clinic.selectors import clinic_get
-from carnet.conftest import make_patient, make_staff
+from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core import clock
-from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
+from carnet.core.errors import CarnetError, Conflict, NotAllowed, ValidationFailed
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
-from carnet.passes.models import EligibleItem, Pass, PassItem, PassTemplate
+from carnet.passes.models import EligibleItem, Pass, PassItem, PassTemplate, Redemption
+from carnet.passes.redeeming.redemption import pass_attach
 from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_date, shortest_duration_days
 from carnet.passes.setup.services import template_archive, template_save
 from carnet.passes.setup.sold_update import sold_update, sold_update_preview
+from carnet.passes.tests.factories import at, practitioner, sold_package
+from carnet.scheduling.services import appointment_book, appointment_cancel
+from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = pytest.mark.django_db
 
@@ -679,10 +683,6 @@ def test_update_sold_packages_needs_administrative_access(catalog, template):
 def booked(admin_staff, front_desk, catalog):
     """A package sold and paid through the selling service, and a booking that reserved one use
     (the clock stays frozen on 1 May 2026 for the test)."""
-    from carnet.passes.tests.factories import at, practitioner, sold_package
-    from carnet.scheduling.services import appointment_book
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
         t = template_save(
@@ -726,9 +726,6 @@ def test_an_item_with_a_reserved_use_cannot_be_removed_from_sold_packages(
 def test_an_item_with_voided_uses_is_kept_with_no_uses_left_and_new_items_cover_bookings(
     admin_staff, front_desk, catalog, booked
 ):
-    from carnet.passes.models import Redemption
-    from carnet.scheduling.services import appointment_cancel
-
     t, sold = booked["template"], booked["sold"]
     appointment_cancel(actor=front_desk.user, appointment=booked["appointment"])
     assert Redemption.objects.get().status == "voided"
@@ -755,13 +752,6 @@ def test_update_sold_packages_racing_a_booking_never_leaves_a_package_over_used(
     """The template lowers the quantity to what is already used while a visit takes one more use:
     whichever locks the pass first wins, the other is refused cleanly,
     and the counts stay within it."""
-    from carnet.conftest import make_catalog, race
-    from carnet.core.errors import CarnetError
-    from carnet.passes.redeeming.redemption import pass_attach
-    from carnet.passes.tests.factories import at, practitioner, sold_package
-    from carnet.scheduling.services import appointment_book
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(time_zone="America/Toronto")
     with clock.frozen(at("2026-05-01", "10:00")):
         catalog, admin = make_catalog(), make_staff(AccessLevel.ADMIN_BILLING)

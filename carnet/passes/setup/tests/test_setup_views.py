@@ -4,6 +4,8 @@ update sold packages."""
 import pytest
 from django.urls import reverse
 
+from carnet.clinic.forms import form_for
+from carnet.clinic.models import Clinic
 from carnet.clinic.selectors import clinic_get
 from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
@@ -221,9 +223,6 @@ def test_clinic_settings_form_has_the_expiry_rule_and_receipt_settings(client, c
 
 
 def test_clinic_settings_page_saves_the_expiry_rule(client, catalog):
-    from carnet.clinic.forms import form_for
-    from carnet.clinic.models import Clinic
-
     client.force_login(make_staff(AccessLevel.FULL_ACCESS).user)
     form = form_for(Clinic)(instance=clinic_get())
     data = {name: form[name].value() for name in form.fields}

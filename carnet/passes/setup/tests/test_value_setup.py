@@ -1,6 +1,8 @@
 """Value packages (issue 23 point 3) in Settings → Packages & Memberships: a package that holds a
 value (price and face value) instead of a count, on the page and through the API, and its sale."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -170,7 +172,6 @@ def test_the_edit_page_shows_a_value_package_as_such_and_the_list_names_its_valu
     )
     client.force_login(admin_staff.user)
     page = client.get(reverse("pass_templates:edit", kwargs={"pk": t.pk})).content.decode()
-    import re
 
     [box] = re.findall(r'<input type="checkbox" name="holds_value"[^>]*>', page)
     assert " checked" in box
