@@ -34,8 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # As the benchmark's gunicorn runs: a kept connection (prepared statements live as long as it
-# does), quiet logging, a host the handler accepts with DEBUG off.
-os.environ.setdefault("CONN_MAX_AGE", "60")
+# does; an hour, so that a slow run on a loaded machine keeps one backend), quiet logging, a host
+# the handler accepts with DEBUG off.
+os.environ.setdefault("CONN_MAX_AGE", "3600")
 os.environ.setdefault("LOG_LEVEL", "ERROR")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
 
@@ -157,16 +158,22 @@ def main(argv=None) -> int:
     work = [
         redemption.prebook(b, sold, n, day_offset=1) for n in [args.warmup] + [args.pairs] * rounds
     ]
-    with connection.execute_wrapper(counter):
-        _pairs(client, work[0], counter)
+
+    def backend() -> int:
         with connection.cursor() as cur:
             cur.execute("SELECT pg_backend_pid()")
-            pid = cur.fetchone()[0]
+            return cur.fetchone()[0]
+
+    with connection.execute_wrapper(counter):
+        _pairs(client, work[0], counter)
         results = []
         for batch in work[1 : 1 + args.rounds]:
+            pid = backend()
             py0, pg0, wall0 = time.process_time(), _backend_cpu(pid), time.perf_counter()
             attach, arrive = _pairs(client, batch, counter)
             py1, pg1, wall1 = time.process_time(), _backend_cpu(pid), time.perf_counter()
+            if backend() != pid:
+                sys.exit("the connection was reopened mid-round: its backend's CPU is not all here")
             n = len(batch)
             results.append(
                 {
@@ -177,10 +184,6 @@ def main(argv=None) -> int:
                     "statements_arrive": round(arrive / n, 2),
                 }
             )
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_backend_pid()")
-            if cur.fetchone()[0] != pid:
-                sys.exit("the connection was reopened mid-run: its backend's CPU is not all here")
         calls = None
         if args.profile:
             profiler = cProfile.Profile()
