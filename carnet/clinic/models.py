@@ -170,7 +170,7 @@ class Clinic(models.Model):
         null=True, blank=True, editable=False
     )  # the day last emailed
 
-    # Dunning (issue 22, passes/memberships/dunning.py and passes/memberships/overdue.py):
+    # Dunning (issue 22, passes/dunning.py and passes/memberships/overdue.py):
     # memberships whose card payments fail.
     dunning_retry_days = models.CharField(
         "Retry declined card payments after (days)",

@@ -1,7 +1,9 @@
-"""The one source of "now". Tests freeze it; the clinic's time zone decides "today"."""
+"""The one source of "now". Tests freeze it; the clinic's time zone decides "today". And the
+calendar's month arithmetic every pass term counts in (expiry, instalments, cycles)."""
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import datetime as dt
 from zoneinfo import ZoneInfo
@@ -31,3 +33,12 @@ def frozen(at: dt.datetime):
         yield
     finally:
         _frozen = previous
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """Same day of the month `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return day.replace(
+        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
+    )

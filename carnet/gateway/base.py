@@ -143,7 +143,7 @@ class AuthenticationRequired(PaymentFailed):
 
     code = "authentication_required"
     # At the desk nothing has been sent yet: the sentence says what staff can do. The automatic
-    # charges (passes.memberships.dunning) email the link themselves and record SENT_MESSAGE
+    # charges (passes.dunning) email the link themselves and record SENT_MESSAGE
     # instead.
     default_message = (
         "The patient's bank asks them to confirm this payment themselves, which a card on file "

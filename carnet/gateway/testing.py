@@ -23,7 +23,7 @@ Test card numbers (any future expiry, any 3-digit CVC, 4 digits for American Exp
 | any other number passing the Luhn check | succeeds; brand from the prefix             |
 
 Declines carry their `decline_code` and so their kind, hard or soft (base.HARD_DECLINES), as
-Stripe's do: a hard one stops a membership's automatic retries (passes.memberships.dunning).
+Stripe's do: a hard one stops a membership's automatic retries (passes.dunning).
 
 Every card above is accepted by store_card; failures happen when it is charged. Declines and
 network errors record nothing, so a retry with the same key fails the same way.

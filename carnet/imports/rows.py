@@ -18,7 +18,7 @@ from carnet.core.bulk import chunks
 from carnet.core.errors import ValidationFailed
 from carnet.core.money import Money
 from carnet.giftcards.models import GiftCard
-from carnet.passes.memberships.cycles import cycle_earned_minor
+from carnet.passes.cycles import cycle_earned_minor
 from carnet.passes.memberships.opening import current_cycle
 from carnet.passes.models import Kind as PassKind
 from carnet.passes.models import PassInvoice, PassTemplate

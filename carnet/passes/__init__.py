@@ -4,14 +4,18 @@ sections:
 - `setup/`: templates and their rules (Settings → Packages & Memberships, update sold passes,
   expiry rules and presets, intro offers);
 - `redeeming/`: using a pass, the core both kinds share (eligibility and Explain, reserve → post →
-  void, what scheduling asks at each step of a visit, windows and caps, online-booking quotes);
-- `packages/`: selling and ending packages (online purchase, payment plans, opening balances,
-  expiry, refund, transfer, breakage);
-- `memberships/`: memberships, their cycles and billing, dunning, overdue, write-off, plan changes,
+  void, the breakage a use recognises, what scheduling asks at each step of a visit, windows and
+  caps, online-booking quotes);
+- `packages/`: selling and ending packages (online purchase, payment plans and charging pass
+  invoices, opening balances, expiry, refund, transfer);
+- `memberships/`: memberships, online sign-up, cycle billing, overdue, write-off, plan changes,
   card requests.
 
 At this root: what both kinds share or Django looks for here (`models`, `locks`, `selectors`,
-`invariants`, the daily job in `jobs`, `documents`, `emails`, templates, template tags,
-migrations, and in `tests/` the factories and the tests over both kinds). Each room's tests are in
-its own `tests/`.
+`invariants`, a membership's `cycles`, `dunning` (declines, retries, the past-due date), the daily
+job in `jobs`, `documents`, `emails`, templates, template tags, migrations, and in `tests/` the
+factories and the tests over both kinds). Each room's tests are in its own `tests/`.
+
+The rooms are layers (pyproject.toml's `passes-rooms` contract): memberships builds on packages,
+both on redeeming and setup, those on cycles and dunning, and everything on the models.
 """

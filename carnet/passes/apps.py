@@ -13,6 +13,9 @@ class PassesConfig(AppConfig):
         from carnet.scheduling import coverage
 
         from .documents import coverage_for_invoice, sale_terms_for_invoice
+        from .dunning import membership_steps_register
+        from .memberships.card_requests import card_update_request
+        from .memberships.writeoff import cycle_write_off
         from .packages import instalments, online  # noqa: F401
         from .redeeming import visits
 
@@ -21,4 +24,8 @@ class PassesConfig(AppConfig):
         # A receipt names the package covering its visit and a sale's terms (billing.documents).
         receipt_pass_parts_register(
             coverage=coverage_for_invoice, sale_terms=sale_terms_for_invoice
+        )
+        # A declined membership cycle asks memberships for a new card or a write-off (dunning).
+        membership_steps_register(
+            card_update_request=card_update_request, cycle_write_off=cycle_write_off
         )

@@ -1,11 +1,14 @@
 """What a receipt says about passes (SPEC 9.2, 9.11): which package covered the visit an invoice
-bills, how many sessions are left after it, and the visit's share of the prepaid price.
+bills, how many sessions are left after it, and the visit's share of the prepaid price; and how
+pages name what a pass holds and what is left of it (issue 23: uses, or money for a value package).
 
 Billing's receipt imports this lazily (billing never imports passes at module level). A selector:
 it reads and never writes.
 """
 
 from __future__ import annotations
+
+from carnet.clinic.selectors import money_text
 
 from .models import PassInvoice, Redemption
 
@@ -87,3 +90,20 @@ def sale_terms_for_invoice(invoice) -> list[dict]:
         }
         for r in rows
     ]
+
+
+def holds_text(obj) -> str:
+    if getattr(obj, "face_value_minor", None) is not None:
+        return f"{money_text(obj.face_value_minor)} of treatments"
+    quantity = getattr(obj, "quantity", None)
+    if quantity:
+        return f"{quantity} use{'s' if quantity != 1 else ''}"
+    return "unlimited uses"
+
+
+def left_text(sold) -> str:
+    if sold.face_value_minor is not None:
+        return f"{money_text(max(sold.value_left, 0))} left"
+    if sold.remaining is None:
+        return "unlimited"
+    return f"{sold.remaining} left"

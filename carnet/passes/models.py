@@ -82,7 +82,7 @@ class PassTemplate(models.Model):
         max_length=4, choices=[("day", "per day"), ("week", "per week")], default="week"
     )
     # Breakage expected on a package, in basis points (1000 = 10 %): recognised in proportion to
-    # redemptions when the clinic's breakage method says so (issue 23, passes/packages/breakage.py).
+    # redemptions when the clinic's breakage method says so (issue 23, passes/redeeming/breakage.py)
     expected_breakage_bp = models.PositiveIntegerField(default=0)
     archived = models.BooleanField(default=False)
     # Memberships (SPEC 6.1, 9.7): the price is per cycle; uses_per_cycle None = unlimited.
@@ -196,7 +196,7 @@ class Pass(models.Model):
     expiry_rule = models.CharField(max_length=10, blank=True, default="")
     expiry_minimum_days = models.PositiveIntegerField(default=0)
     expiry_disclosure = models.CharField(max_length=300, blank=True, default="")
-    # Proportional breakage (issue 23, passes/packages/breakage.py): the rate fixed at sale (0 = at
+    # Proportional breakage (issue 23, passes/redeeming/breakage.py): the rate fixed at sale (0 = at
     # expiry only) and the breakage recognised ahead so far (the pass's part of the
     # expected-breakage contra account).
     breakage_rate_bp = models.PositiveIntegerField(default=0)
@@ -434,7 +434,7 @@ class PassInvoice(models.Model):
     used_count = models.PositiveIntegerField(default=0)
     recognised_minor = models.BigIntegerField(default=0)
     skipped = models.BooleanField(default=False)
-    # Dunning (issue 22, passes/memberships/dunning.py): the last decline's kind ("hard" / "soft"),
+    # Dunning (issue 22, passes/dunning.py): the last decline's kind ("hard" / "soft"),
     # a hard decline's request for a new card, and a cycle written off after its last retry (no
     # uses, no back-charge).
     decline_kind = models.CharField(max_length=4, blank=True, default="")

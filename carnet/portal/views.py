@@ -31,6 +31,7 @@ from carnet.gateway.services import (
 )
 from carnet.giftcards.services import giftcard_sell_online
 from carnet.passes.memberships import card_requests
+from carnet.passes.memberships import online as memberships_online
 from carnet.passes.memberships.services import freeze_fee_words
 from carnet.passes.memberships.services import membership_cancel as cancel
 from carnet.passes.memberships.services import membership_pause as pause
@@ -527,7 +528,7 @@ def passes(request, patient):
             ],
             "membership_offers": [
                 (t, passes_online.online_total_minor(t))
-                for t in passes_online.online_membership_templates().prefetch_related(
+                for t in memberships_online.online_membership_templates().prefetch_related(
                     "items__treatment", "taxes"
                 )
             ],
@@ -700,7 +701,7 @@ def membership_sign_up(request, patient, pk: int):
     cycle charged now and each next cycle when it starts."""
 
     clinic = clinic_get()
-    template = passes_online.online_membership_template_get(pk)
+    template = memberships_online.online_membership_template_get(pk)
     family = patients_managed_by(patient)
     stripe_on = gateway_uses_stripe_js()
     form = MembershipSignUpForm(
@@ -714,7 +715,7 @@ def membership_sign_up(request, patient, pk: int):
         owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
         card_entry = _card_entry(request, data, stripe_on)
         try:
-            sold = passes_online.membership_sign_up_online(
+            sold = memberships_online.membership_sign_up_online(
                 user=request.user,
                 patient=owner,
                 template=template,
@@ -763,7 +764,7 @@ def _membership_action(request, pk: int, work, success) -> object:
     """Run a patient's action on their own (or a dependant's) membership;
     a refusal becomes the message."""
 
-    sold = passes_online.portal_membership_get(request.user, pk)  # anyone else's: 404
+    sold = memberships_online.portal_membership_get(request.user, pk)  # anyone else's: 404
     try:
         result = work(sold)
     except CarnetError as exc:

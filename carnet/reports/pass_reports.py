@@ -454,7 +454,7 @@ def redemptions_per_week(table: Table) -> list[tuple[str, int]]:
 ACCOUNT_KIND = {
     accounts.DEFERRED_PACKAGES: Kind.PACKAGE,
     accounts.DEFERRED_MEMBERSHIPS: Kind.MEMBERSHIP,
-    # Breakage recognised ahead (issue 23, passes/packages/breakage.py):
+    # Breakage recognised ahead (issue 23, passes/redeeming/breakage.py):
     # a contra account, read with packages.
     accounts.EXPECTED_BREAKAGE: Kind.PACKAGE,
 }

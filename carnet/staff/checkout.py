@@ -27,8 +27,8 @@ from carnet.clinic.selectors import money_text
 from carnet.core.errors import CarnetError, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.giftcards.services import giftcard_redeem, giftcard_sell_begin, giftcard_sell_load
-from carnet.passes.memberships.services import membership_sell
-from carnet.passes.packages.selling import package_sell, sale_invoice_lines
+from carnet.passes.memberships.services import membership_invoice_lines, membership_sell
+from carnet.passes.packages.selling import package_invoice_lines, package_sell
 from carnet.passes.redeeming.redemption import pass_attach
 from carnet.passes.selectors import pass_invoices, visit_redemption
 
@@ -182,11 +182,11 @@ def checkout_totals(cart: Cart) -> Totals:
     (billing.invoicing.invoices_preview) on the invoices `checkout_sell` would issue;
     the gift cards are added to the total untaxed."""
 
-    invoices = [lines for t in cart.packages for lines in sale_invoice_lines(t)]
+    invoices = [lines for t in cart.packages for lines in package_invoice_lines(t)]
     invoices += [
         lines
         for m in cart.memberships
-        for lines in sale_invoice_lines(m.template, start_date=m.start_date)
+        for lines in membership_invoice_lines(m.template, start_date=m.start_date)
     ]
     if _item_lines(cart):
         invoices.append(_item_lines(cart))

@@ -34,8 +34,9 @@ from carnet.giftcards.services import (
     giftcard_sell_online,
 )
 from carnet.passes.jobs import passes_daily
+from carnet.passes.memberships.online import membership_sign_up_online
 from carnet.passes.packages import instalments
-from carnet.passes.packages.online import membership_sign_up_online, package_buy_online
+from carnet.passes.packages.online import package_buy_online
 from carnet.passes.tests.factories import membership_template, package_template, sold_package
 from carnet.people.services import patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set

@@ -12,8 +12,8 @@ from carnet.core.errors import Conflict
 from carnet.imports.services import import_commit, import_preview, import_undo
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
+from carnet.passes.cycles import memberships_recognise
 from carnet.passes.memberships.cycle_billing import cycles_issue
-from carnet.passes.memberships.cycles import memberships_recognise
 from carnet.passes.models import Pass
 from carnet.passes.redeeming.eligibility import pass_check
 from carnet.passes.tests.factories import at, membership_template

@@ -22,8 +22,8 @@ from carnet.imports.services import import_commit
 from carnet.ledger import accounts
 from carnet.ledger.models import Account
 from carnet.ledger.selectors import balance
+from carnet.passes.cycles import memberships_recognise
 from carnet.passes.memberships.cycle_billing import cycles_issue
-from carnet.passes.memberships.cycles import memberships_recognise
 from carnet.passes.models import Pass
 from carnet.passes.tests.factories import at, membership_template, package_template, practitioner
 from carnet.scheduling.arrival import appointment_arrive

@@ -23,9 +23,10 @@ from carnet.core.idempotency import calls_gateway, once_per_key, request_key
 from carnet.core.permissions import Action, require
 from carnet.core.schemas import one_in_body  # an id in a body: unknown is a 422 naming the field
 from carnet.gateway.models import CardOnFile
+from carnet.passes.cycles import billed_cycles, cycle_start
+from carnet.passes.dunning import cycle_state
 from carnet.passes.models import Pass, PassInvoice, PassPlanChange, PassTemplate
 from carnet.passes.packages.instalments import pass_charge_due
-from carnet.passes.packages.online import first_charge_outcome
 from carnet.people.models import StaffMember
 from carnet.people.selectors import patient_for, patient_get, patients_managed_by
 
@@ -33,8 +34,7 @@ from . import card_requests
 from . import plan_change as pc
 from . import schemas as s
 from . import services as ms
-from .cycles import billed_cycles, cycle_start
-from .dunning import cycle_state
+from .online import first_charge_outcome
 from .overdue import membership_past_due_override, overdue_state
 from .retry import membership_retry_now
 from .views import membership_summary

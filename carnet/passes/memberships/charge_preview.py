@@ -32,12 +32,12 @@ from carnet.clinic.models import Clinic
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.mail import mail_queue
 from carnet.core.permissions import AccessLevel
+from carnet.passes.cycles import MAX_CYCLES_AHEAD, cycle_preview, cycle_start, freeze_fee_for
 from carnet.passes.models import Pass, PassInvoice, PassPlanChange
 from carnet.passes.redeeming.quotes import price_with_tax_minor
 from carnet.people.models import StaffMember
 
 from .cycle_billing import memberships_due
-from .cycles import MAX_CYCLES_AHEAD, cycle_preview, cycle_start, freeze_fee_for
 
 Status, Mode = Pass.Status, Pass.PaymentMode
 

@@ -30,10 +30,10 @@ from carnet.core.undo import imported_rows_remove
 from carnet.ledger import accounts
 from carnet.ledger.models import Posting
 from carnet.ledger.services import Entry, Line, transaction_post, transactions_post_many
+from carnet.passes.cycles import cycle_earned_minor, cycle_start
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate, Redemption
 from carnet.passes.packages.opening import imported_invoices
 
-from .cycles import cycle_earned_minor, cycle_start
 from .services import membership_copy, membership_items
 
 MAX_CYCLES_BACK = 52 * 40  # forty years of weekly cycles: a next cycle date further out is a typo

@@ -12,7 +12,8 @@
   job does it, logged), or keep it suspended until it is paid.
 
 A payment taken at the desk is not seen here until the next run, so whenever the kept date says
-"suspended" the check confirms it with one query (`past_due_days`).
+"suspended" the check confirms it with one query (`past_due_days`). Keeping the date and the check
+eligibility reads are in passes.dunning, below redeeming and the charging that refreshes it.
 """
 
 from __future__ import annotations
@@ -26,56 +27,10 @@ from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import ValidationFailed
 from carnet.core.permissions import Action, require
+from carnet.passes.dunning import owed_late, past_due_days
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice, Redemption
-
-from .dunning import OWED
-
-PAST_DUE_REASON = (
-    "Past due: a membership payment has been owed for {days} days (since {since}), so it no longer "
-    "covers new bookings. Take the payment (or a new card) first; a manager can override."
-)
-
-
-def _owed(today: dt.date):
-    """Cycles still owed after their due date (the day after it at the earliest)."""
-    return PassInvoice.objects.filter(
-        OWED, written_off_at__isnull=True, due_on__lt=today, sold_pass__kind=Pass.Kind.MEMBERSHIP
-    )
-
-
-def past_due_refresh(pk: int, *, today: dt.date | None = None) -> dt.date | None:
-    """Recompute one membership's past-due date (after a decline, a payment or a write-off)."""
-    today = today or clinic_today()
-    since = _owed(today).filter(sold_pass_id=pk).aggregate(since=Min("due_on"))["since"]
-    Pass.objects.filter(pk=pk).exclude(past_due_since=since).update(past_due_since=since)
-    return since
-
-
-def past_due_days(sold: Pass, *, today: dt.date) -> int:
-    """How many days the oldest cycle still owed is past its due date (0: none owed), confirmed
-    against the invoices (a desk payment since the last run counts)."""
-    if sold.past_due_since is None:
-        return 0
-    since = _owed(today).filter(sold_pass_id=sold.pk).aggregate(since=Min("due_on"))["since"]
-    return 0 if since is None else (today - since).days
-
-
-def past_due_refusal(sold: Pass) -> dict | None:
-    """The `past_due` reason's fields when this membership may not cover a NEW booking today, else
-    None. Free for a membership in good standing (reads the kept date only)."""
-    if sold.past_due_since is None:
-        return None
-    clinic = clinic_get()
-    today = clinic_today(clinic)
-    if (today - sold.past_due_since).days < clinic.past_due_suspend_days:
-        return None  # even the kept (oldest possible) date is not old enough
-    if sold.past_due_override_until is not None and today <= sold.past_due_override_until:
-        return None
-    days = past_due_days(sold, today=today)
-    if days < clinic.past_due_suspend_days:
-        return None
-    return {"days": days, "since": today - dt.timedelta(days=days)}
+from carnet.passes.redeeming.redemption import redemption_void
 
 
 def overdue_state(sold: Pass, *, today: dt.date | None = None) -> dict | None:
@@ -148,7 +103,7 @@ def memberships_overdue(*, today: dt.date | None = None) -> dict:
     clinic = clinic_get()
     today = today or clinic_today(clinic)
     oldest = dict(
-        _owed(today)
+        owed_late(today)
         .filter(sold_pass__status=Pass.Status.ACTIVE)
         .order_by()
         .values("sold_pass_id")
@@ -176,9 +131,6 @@ def memberships_overdue(*, today: dt.date | None = None) -> dict:
 def _cancel_past_due(pk: int, *, today: dt.date, days: int) -> int:
     """End a membership past due too long: no more cycles or charges; the uses of bookings after
     today are voided; the invoices still owed stay owed (collect or write them off)."""
-    # late: circular at import time (redeeming.redemption → redeeming.eligibility → here)
-    from carnet.passes.redeeming.redemption import redemption_void
-
     sold = lock_pass(pk)
     if sold.status != Pass.Status.ACTIVE or sold.past_due_since is None:
         return 0
@@ -217,7 +169,7 @@ def past_due_memberships(
 
     clinic = clinic or clinic_get()
     today = today or clinic_today(clinic)
-    owed = _owed(today).exclude(sold_pass__status=Pass.Status.DELETED)
+    owed = owed_late(today).exclude(sold_pass__status=Pass.Status.DELETED)
     if patient_ids is not None:
         owed = owed.filter(sold_pass__patient_id__in=list(patient_ids))
     if sold_by_id is not None:

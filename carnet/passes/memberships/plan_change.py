@@ -41,6 +41,7 @@ from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
+from carnet.passes.cycles import cycle_add, cycle_earned_minor, cycle_start
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import (
     Pass,
@@ -54,7 +55,6 @@ from carnet.passes.packages.selling import pass_invoice_issue
 from carnet.passes.redeeming.redemption import redemption_void
 from carnet.passes.redeeming.windows import window_terms
 
-from .cycles import cycle_add, cycle_earned_minor, cycle_start
 from .services import membership_check_active, membership_cycles_retime, uses_place
 
 When = PassPlanChange.When

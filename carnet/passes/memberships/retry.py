@@ -9,10 +9,9 @@ from carnet.clinic.selectors import clinic_today
 from carnet.core import activity
 from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
+from carnet.passes.dunning import OWED
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.packages.instalments import Run, pass_charge_due
-
-from .dunning import OWED
 
 
 def membership_retry_now(*, actor, sold_pass: Pass) -> Run:

@@ -9,7 +9,7 @@ import datetime as dt
 from django.db import transaction
 from django.db.models import F, Q
 
-from carnet.billing.invoicing import invoice_delete, invoice_take_back
+from carnet.billing.invoicing import LineInput, invoice_delete, invoice_take_back
 from carnet.billing.locks import lock_invoices
 from carnet.clinic.selectors import clinic_today, money_text
 from carnet.core import activity, clock
@@ -18,6 +18,7 @@ from carnet.core.limits import date_check
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
+from carnet.passes.cycles import billed_cycles, cycle_for, cycle_start, row_make
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import (
     FreezeFee,
@@ -28,14 +29,13 @@ from carnet.passes.models import (
     PassTemplate,
     Redemption,
 )
-from carnet.passes.packages.selling import pass_invoice_issue
+from carnet.passes.packages.selling import pass_invoice_issue, template_line
 from carnet.passes.redeeming.redemption import cycle_use_take, redemption_void
 from carnet.passes.redeeming.windows import window_terms
 from carnet.passes.setup.expiry_rules import terms_freeze
 from carnet.passes.setup.intro_offers import intro_check, intro_override_record
 
 from .card_requests import card_requests_close
-from .cycles import billed_cycles, cycle_for, row_make
 from .writeoff import CycleFeeBack
 
 Mode = Pass.PaymentMode
@@ -255,6 +255,23 @@ def membership_sell(
 # invoices in one request. A membership older than this comes in through the
 # import (opening balances).
 MAX_PAST_START_DAYS = 366
+
+
+def membership_invoice_lines(
+    template: PassTemplate, *, start_date: dt.date | None = None
+) -> list[list[LineInput]]:
+    """The invoice lines selling the membership `template` now would issue (for a checkout's live
+    totals): its cycles begun by today from `start_date` (blank: today), each at the template's
+    cycle price, within its term."""
+    today = clinic_today()
+    membership_start_check(
+        start_date, today=today
+    )  # the sale's own limit: never a total for what it refuses
+    shape = Pass(cycle=template.cycle, start_date=start_date or today)
+    count = 0
+    while cycle_start(shape, count) <= today and count < min(template.term_cycles or 10_000, 400):
+        count += 1
+    return [template_line(template, template.price_minor) for _ in range(count)]
 
 
 def membership_start_check(start_date: dt.date | None, *, today: dt.date) -> None:

@@ -19,6 +19,8 @@ from carnet.core.errors import NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.pages import run_action, save_form, save_once, staff_required
 from carnet.core.permissions import Action, can
+from carnet.passes.cycles import billed_cycles, cycle_preview, cycle_start
+from carnet.passes.dunning import cycle_state, cycle_states
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.selectors import pass_history
@@ -28,8 +30,6 @@ from . import overdue, retry, writeoff
 from . import services as ms
 from .card_requests import card_update_request
 from .charge_preview import charges_preview as charges_preview_for
-from .cycles import billed_cycles, cycle_preview, cycle_start
-from .dunning import cycle_state, cycle_states
 from .forms import (
     CancelForm,
     CycleRefundForm,

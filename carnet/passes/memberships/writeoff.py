@@ -22,6 +22,7 @@ from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
+from carnet.passes.dunning import past_due_refresh
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice
 
@@ -101,8 +102,6 @@ def cycle_write_off(*, actor, row: PassInvoice, reason: str = "") -> PassInvoice
             uses_allowed=row.used_count,
         )  # no more uses this cycle
         Pass.objects.filter(pk=sold.pk).update(recognised_minor=F("recognised_minor") + unearned)
-        from .overdue import past_due_refresh  # overdue reads dunning, which calls this module
-
         past_due_refresh(sold.pk)
         row.refresh_from_db()
         activity.record(

@@ -21,6 +21,7 @@ from carnet.ledger.selectors import postings_for_source
 from carnet.ledger.services import Line, transaction_post
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassShare, Redemption
+from carnet.passes.redeeming.breakage import expected_breakage_settle
 from carnet.passes.redeeming.redemption import (
     redemption_void,
     still_deferred,
@@ -30,8 +31,6 @@ from carnet.passes.redeeming.redemption import (
 from carnet.passes.selectors import pass_collected_minor, pass_fully_paid, pass_invoices
 from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_terms, pass_terms
 from carnet.people.selectors import family_ids
-
-from .breakage import expected_breakage_settle
 
 Status = Pass.Status
 

@@ -5,9 +5,9 @@ from django import forms
 from carnet.billing.forms import CreditQuestion, location_choice
 from carnet.billing.models import Payment
 from carnet.core.forms import DayField, MoneyField
+from carnet.passes.documents import holds_text
 from carnet.passes.models import PassTemplate
 from carnet.passes.setup.forms import intro_override_add
-from carnet.passes.templatetags.pass_value import holds_text
 from carnet.people.models import Patient, StaffMember
 
 # Taken in person at the desk; a card on file or online is charged elsewhere (no network call

@@ -9,7 +9,7 @@ Before trying again, the job asks the gateway what became of the last attempt th
 (a crash, a lost response), so a charge that went through is recorded once — as credit if the
 invoice was paid at the desk meanwhile — even after the card was changed. A declined card leaves
 the invoice unpaid, emails the patient and the clinic, and is retried on the clinic's schedule (a
-soft decline) or waits for a new card (a hard one): memberships.dunning. One
+soft decline) or waits for a new card (a hard one): passes.dunning. One
 row's error is recorded on the row and never stops the others.
 """
 
@@ -28,9 +28,8 @@ from carnet.clinic.selectors import clinic_today
 from carnet.core import activity, clock
 from carnet.core.errors import CarnetError
 from carnet.gateway.services import AuthenticationPending, GatewayUnavailable, PaymentFailed
+from carnet.passes.dunning import decline_record, past_due_refresh
 from carnet.passes.emails import pass_invoice_receipt_email
-from carnet.passes.memberships.dunning import decline_record
-from carnet.passes.memberships.overdue import past_due_refresh
 from carnet.passes.models import Pass, PassInvoice
 
 from .selling import pass_invoice_issue
@@ -159,7 +158,7 @@ def _charge(
 
 def _declined(pk: int, today: dt.date, failure) -> str:
     """A declined charge: counted and, by its kind, retried on the clinic's schedule or waiting for
-    a new card (never retried when only the card holder can confirm it); memberships.dunning."""
+    a new card (never retried when only the card holder can confirm it); passes.dunning."""
     decline_record(pk=pk, failure=failure, today=today)
     return "declined"
 

@@ -16,16 +16,16 @@ from carnet.billing.invoicing import InvoiceOrder, LineInput, invoices_create
 from carnet.billing.tax import line_amounts
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity, clock
+from carnet.core.clock import add_months
 from carnet.core.errors import Conflict, ValidationFailed
 from carnet.core.money import Money
 from carnet.core.permissions import Action, require
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate
+from carnet.passes.redeeming.breakage import breakage_rate_at_sale
 from carnet.passes.redeeming.windows import window_terms
-from carnet.passes.setup.expiry_rules import add_months, expiry_allowed, expiry_date, expiry_terms
+from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_date, expiry_terms
 from carnet.passes.setup.intro_offers import intro_check, intro_override_record
 from carnet.people.models import StaffMember
-
-from .breakage import breakage_rate_at_sale
 
 
 def instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, int, int]]:
@@ -40,42 +40,24 @@ def instalment_plan(template: PassTemplate, currency: str) -> list[tuple[int, in
     return plan
 
 
-def sale_invoice_lines(
-    template: PassTemplate, *, start_date: dt.date | None = None
-) -> list[list[LineInput]]:
-    """The invoice lines selling `template` now would issue (for a checkout's live totals): a
-    package's first instalment; a membership's cycles begun by today from `start_date` (blank:
-    today), each at the template's cycle price, within its term."""
+def template_line(template: PassTemplate, unit: int) -> list[LineInput]:
+    """The one invoice line selling `template` issues, at `unit` (a checkout's live totals)."""
+    return [
+        LineInput(
+            kind=template.kind,
+            description=template.name,
+            unit_price_minor=unit,
+            income_category_id=template.income_category_id,
+            tax_ids=[t.pk for t in template.taxes.all()],
+            tax_inclusive=template.tax_inclusive,
+        )
+    ]
 
-    def line(unit: int) -> list[LineInput]:
-        return [
-            LineInput(
-                kind=template.kind,
-                description=template.name,
-                unit_price_minor=unit,
-                income_category_id=template.income_category_id,
-                tax_ids=[t.pk for t in template.taxes.all()],
-                tax_inclusive=template.tax_inclusive,
-            )
-        ]
 
-    clinic = clinic_get()
-    if template.kind == PassTemplate.Kind.PACKAGE:
-        return [line(instalment_plan(template, clinic.currency)[0][0])]
-    from carnet.passes.memberships.cycles import cycle_start
-    from carnet.passes.memberships.services import (
-        membership_start_check,  # memberships builds on selling
-    )
-
-    today = clinic_today(clinic)
-    membership_start_check(
-        start_date, today=today
-    )  # the sale's own limit: never a total for what it refuses
-    shape = Pass(cycle=template.cycle, start_date=start_date or today)
-    count = 0
-    while cycle_start(shape, count) <= today and count < min(template.term_cycles or 10_000, 400):
-        count += 1
-    return [line(template.price_minor) for _ in range(count)]
+def package_invoice_lines(template: PassTemplate) -> list[list[LineInput]]:
+    """The invoice lines selling the package `template` now would issue (for a checkout's live
+    totals): its first instalment."""
+    return [template_line(template, instalment_plan(template, clinic_get().currency)[0][0])]
 
 
 def _line(sold: Pass, row: PassInvoice, unit_price: int) -> LineInput:

@@ -7,8 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from carnet.clinic.selectors import clinic_get, money_text
-from carnet.passes.memberships.cycles import cycle_preview
-from carnet.passes.memberships.overdue import PAST_DUE_REASON, past_due_refusal
+from carnet.passes.cycles import cycle_preview
+from carnet.passes.dunning import PAST_DUE_REASON, past_due_refusal
 from carnet.passes.models import Pass, PassItem
 from carnet.passes.selectors import pass_fully_paid, pass_unlocked
 

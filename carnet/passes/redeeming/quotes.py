@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from carnet.billing.tax import line_amounts
 from carnet.clinic.selectors import clinic_get
 from carnet.core.money import Money
-from carnet.passes.memberships.cycles import cycle_preview
+from carnet.passes.cycles import cycle_preview
 from carnet.passes.models import Pass, Redemption
 from carnet.passes.selectors import passes_usable_by
 

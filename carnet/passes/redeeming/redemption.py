@@ -35,10 +35,14 @@ from carnet.core.permissions import Action, can, require
 from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction
 from carnet.ledger.services import Line, transaction_post, transaction_reverse
+from carnet.passes.cycles import cycle_for, cycle_preview
 from carnet.passes.locks import lock_pass
-from carnet.passes.memberships.cycles import cycle_for, cycle_preview
 from carnet.passes.models import Pass, PassInvoice, PassItem, Redemption
-from carnet.passes.packages.breakage import breakage_lines, breakage_share, expected_breakage_settle
+from carnet.passes.redeeming.breakage import (
+    breakage_lines,
+    breakage_share,
+    expected_breakage_settle,
+)
 from carnet.passes.selectors import pass_unlocked, passes_usable_by, visit_redemption
 from carnet.people.selectors import family_ids
 from carnet.scheduling.access import schedule_require

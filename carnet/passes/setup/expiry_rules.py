@@ -17,12 +17,12 @@ patient was sold, and never goes against the clinic's law now.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from dataclasses import dataclass
 
 from carnet.clinic.models import Clinic
 from carnet.clinic.selectors import clinic_get
+from carnet.core.clock import add_months
 from carnet.core.errors import ValidationFailed
 
 Rule = Clinic.PassExpiryRule
@@ -112,15 +112,6 @@ def pass_terms(sold, clinic: Clinic | None = None) -> ExpiryTerms:
         rule=sold.expiry_rule,
         minimum_days=sold.expiry_minimum_days,
         disclosure=sold.expiry_disclosure,
-    )
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """Same day of the month `months` later, clamped to the month's end (31 Jan + 1 = 28/29 Feb)."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(
-        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
     )
 
 

@@ -22,7 +22,7 @@ from carnet.clinic.selectors import clinic_today, money_text
 from carnet.core import activity
 from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
-from carnet.passes.memberships.cycles import next_row_needed
+from carnet.passes.cycles import next_row_needed
 from carnet.passes.models import (
     Kind,
     Pass,

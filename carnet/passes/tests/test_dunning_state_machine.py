@@ -56,11 +56,11 @@ from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import TestGatewayCharge, TestGatewayRefund
 from carnet.gateway.services import card_store
 from carnet.ledger.invariants import discover
+from carnet.passes.cycles import cycle_start
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import card_requests as cr
 from carnet.passes.memberships import services as ms
 from carnet.passes.memberships.charge_preview import charges_preview
-from carnet.passes.memberships.cycles import cycle_start
 from carnet.passes.memberships.plan_change import membership_plan_change
 from carnet.passes.memberships.writeoff import cycle_write_off
 from carnet.passes.models import CardUpdateRequest, FreezeFee, Pass, PassInvoice, PassPause

@@ -21,7 +21,7 @@ from carnet.core.errors import CarnetError, NotAllowed
 from carnet.core.permissions import AccessLevel
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.memberships.cycles import memberships_recognise
+from carnet.passes.cycles import memberships_recognise
 from carnet.passes.memberships.services import membership_sell
 from carnet.passes.models import Pass
 from carnet.passes.packages.ending import pass_delete, pass_refund, pass_transfer, passes_expire

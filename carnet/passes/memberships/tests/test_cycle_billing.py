@@ -11,10 +11,10 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient
 from carnet.core import bulk, clock
 from carnet.gateway.services import card_store
+from carnet.passes.cycles import cycle_for
 from carnet.passes.locks import lock_pass
 from carnet.passes.memberships import cycle_billing
 from carnet.passes.memberships import services as memberships
-from carnet.passes.memberships.cycles import cycle_for
 from carnet.passes.tests.factories import at, membership_template
 from carnet.scheduling.tests.factories import clinic_set
 

@@ -15,9 +15,9 @@ from carnet.core import clock
 from carnet.core.errors import ValidationFailed
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
+from carnet.passes.cycles import memberships_recognise
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import services as ms
-from carnet.passes.memberships.cycles import memberships_recognise
 from carnet.passes.models import PassTemplate
 from carnet.passes.tests.factories import at, membership_template
 from carnet.people.services import patient_portal_enable

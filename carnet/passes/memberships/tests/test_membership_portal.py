@@ -17,8 +17,8 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.gateway.models import CardOnFile, TestGatewayCharge
 from carnet.passes.memberships import services as ms
+from carnet.passes.memberships.online import membership_sign_up_online
 from carnet.passes.models import Pass, PassInvoice
-from carnet.passes.packages.online import membership_sign_up_online
 from carnet.passes.tests.factories import at, membership_template
 from carnet.people.services import family_link_add, patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set

@@ -13,9 +13,9 @@ from carnet.core.errors import Conflict, ValidationFailed
 from carnet.gateway.services import card_store
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
+from carnet.passes.cycles import memberships_recognise
 from carnet.passes.memberships import services as ms
 from carnet.passes.memberships.cycle_billing import cycles_issue
-from carnet.passes.memberships.cycles import memberships_recognise
 from carnet.passes.models import PassInvoice, Redemption
 from carnet.passes.redeeming.redemption import explain
 from carnet.passes.tests.factories import at, membership_template, practitioner

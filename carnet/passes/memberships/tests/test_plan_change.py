@@ -18,10 +18,10 @@ from carnet.core.errors import Conflict
 from carnet.core.models import ActivityLog
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
+from carnet.passes.cycles import memberships_recognise
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import services as ms
 from carnet.passes.memberships.cycle_billing import cycles_issue
-from carnet.passes.memberships.cycles import memberships_recognise
 from carnet.passes.memberships.plan_change import (
     membership_plan_change,
     plan_change_cancel,

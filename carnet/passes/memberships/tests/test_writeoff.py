@@ -17,9 +17,9 @@ from carnet.gateway.services import card_store
 from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction, Posting
 from carnet.ledger.selectors import balance
+from carnet.passes.dunning import cycle_state
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import services as memberships
-from carnet.passes.memberships.dunning import cycle_state
 from carnet.passes.memberships.writeoff import cycle_write_off
 from carnet.passes.models import PassInvoice
 from carnet.passes.redeeming.redemption import explain

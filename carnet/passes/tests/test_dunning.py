@@ -17,10 +17,10 @@ from carnet.gateway import stripe as stripe_gateway
 from carnet.gateway.base import HARD, SOFT
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import PaymentFailed, card_charge, card_store
+from carnet.passes import dunning
+from carnet.passes.dunning import cycle_state
 from carnet.passes.jobs import passes_daily
-from carnet.passes.memberships import dunning
 from carnet.passes.memberships import services as memberships
-from carnet.passes.memberships.dunning import cycle_state
 from carnet.passes.models import CardUpdateRequest, PassInvoice
 from carnet.passes.tests.factories import at, membership_template
 from carnet.people.services import patient_portal_enable

@@ -15,6 +15,13 @@ and Stripe):
 
 A bank asking the card holder to confirm (authentication_required) is neither: no retry either,
 the patient gets their pay link (as before).
+
+A membership whose cycle is still owed after its due date is **past due**: its date is kept here
+(`past_due_refresh`, after a decline, a payment or a write-off) and eligibility reads it
+(`past_due_refusal`); what staff and the job do about it is memberships.overdue.
+
+At the passes root because both kinds are charged through packages.instalments, which records each
+decline here, and redeeming reads the past-due date: memberships sits above them both.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 
-from carnet.clinic.selectors import clinic_get
+from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import activity
 from carnet.core.errors import CarnetError
 from carnet.passes.emails import pass_invoice_declined_email
@@ -35,17 +43,37 @@ from carnet.passes.models import CardUpdateRequest, Pass, PassInvoice
 log = logging.getLogger(__name__)
 
 
+# A declined membership cycle may need two steps of memberships': a card update request (a hard
+# decline) and a write-off (the last retry failed, when the clinic says so). Memberships charges
+# through packages.instalments, which records each decline here, so this module cannot import them:
+# memberships registers both when passes loads (passes.apps), like scheduling/coverage.py. Asked
+# before they are registered, a step fails loudly rather than silently doing nothing.
+ASKS = {
+    "card_update_request": "memberships.card_requests: email the patient a link to add a new card",
+    "cycle_write_off": "memberships.writeoff: write off what a membership cycle still owes",
+}
+_steps: dict = {}
+
+
+def membership_steps_register(**steps) -> None:
+    if set(steps) != set(ASKS):
+        raise ImproperlyConfigured(f"dunning asks memberships for exactly: {', '.join(ASKS)}")
+    _steps.update(steps)
+
+
+def _step(name: str):
+    if name not in _steps:
+        raise ImproperlyConfigured("memberships has not registered its dunning steps (passes.apps)")
+    return _steps[name]
+
+
 def _ask_for_a_new_card(row: PassInvoice) -> None:
     """A hard decline of a membership cycle: a card update request, in its own transaction after the
     decline's (it locks the pass; the decline held the cycle's row). Its failure is logged, never
     undoing the decline."""
-    from .card_requests import (
-        card_update_request,
-    )  # card_requests charges through instalments, which calls here
-
     try:
         with transaction.atomic():
-            card_update_request(
+            _step("card_update_request")(
                 sold_pass=row.sold_pass,
                 actor=None,
                 reason=CardUpdateRequest.Reason.HARD_DECLINE,
@@ -65,9 +93,6 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
     """One automatic charge of the row `pk` was declined (`failure`: the gateway's PaymentFailed):
     count it, schedule the next try (soft) or stop and ask for a new card (hard), tell the patient
     and the clinic. When the last try failed and the clinic writes such cycles off, write it off."""
-    # late: circular at import time (memberships.overdue → here)
-    from .overdue import past_due_refresh
-
     schedule = retry_schedule()
     with transaction.atomic():
         row = (
@@ -126,11 +151,9 @@ def decline_record(*, pk: int, failure, today: dt.date) -> PassInvoice:
     if last_try_failed and membership and clinic_get().dunning_write_off:
         # Its own transaction, after the row's lock is let go:
         # the write-off locks invoice, then pass.
-        from .writeoff import (
-            cycle_write_off,
-        )  # writeoff refreshes the past-due date through overdue
-
-        row = cycle_write_off(actor=None, row=row, reason="The last automatic retry was declined.")
+        row = _step("cycle_write_off")(
+            actor=None, row=row, reason="The last automatic retry was declined."
+        )
     return row
 
 
@@ -149,6 +172,55 @@ def new_card_given(sold: Pass, *, today: dt.date) -> int:
     return owed.update(
         next_attempt_on=today, charge_attempts=0, needs_new_card=False, decline_kind=""
     )
+
+
+# ---------------------------------------------------------------- past due (memberships.overdue)
+
+PAST_DUE_REASON = (
+    "Past due: a membership payment has been owed for {days} days (since {since}), so it no longer "
+    "covers new bookings. Take the payment (or a new card) first; a manager can override."
+)
+
+
+def owed_late(today: dt.date):
+    """Cycles still owed after their due date (the day after it at the earliest)."""
+    return PassInvoice.objects.filter(
+        OWED, written_off_at__isnull=True, due_on__lt=today, sold_pass__kind=Pass.Kind.MEMBERSHIP
+    )
+
+
+def past_due_refresh(pk: int, *, today: dt.date | None = None) -> dt.date | None:
+    """Recompute one membership's past-due date (after a decline, a payment or a write-off)."""
+    today = today or clinic_today()
+    since = owed_late(today).filter(sold_pass_id=pk).aggregate(since=Min("due_on"))["since"]
+    Pass.objects.filter(pk=pk).exclude(past_due_since=since).update(past_due_since=since)
+    return since
+
+
+def past_due_days(sold: Pass, *, today: dt.date) -> int:
+    """How many days the oldest cycle still owed is past its due date (0: none owed), confirmed
+    against the invoices (a desk payment since the last run counts)."""
+    if sold.past_due_since is None:
+        return 0
+    since = owed_late(today).filter(sold_pass_id=sold.pk).aggregate(since=Min("due_on"))["since"]
+    return 0 if since is None else (today - since).days
+
+
+def past_due_refusal(sold: Pass) -> dict | None:
+    """The `past_due` reason's fields when this membership may not cover a NEW booking today, else
+    None. Free for a membership in good standing (reads the kept date only)."""
+    if sold.past_due_since is None:
+        return None
+    clinic = clinic_get()
+    today = clinic_today(clinic)
+    if (today - sold.past_due_since).days < clinic.past_due_suspend_days:
+        return None  # even the kept (oldest possible) date is not old enough
+    if sold.past_due_override_until is not None and today <= sold.past_due_override_until:
+        return None
+    days = past_due_days(sold, today=today)
+    if days < clinic.past_due_suspend_days:
+        return None
+    return {"days": days, "since": today - dt.timedelta(days=days)}
 
 
 # ---------------------------------------------------------------- what staff and patients read

@@ -6,6 +6,9 @@ from the start date each time so 31 January gives 28 (29) February, then 31 Marc
 is made once — by the billing job when it is due, or earlier when a booking in it needs its use
 count — under the pass's lock and a unique (pass, seq) constraint. A paused cycle is a skipped
 row: never invoiced, it does not count toward the term, so the end moves out.
+
+At the passes root: redeeming (a use's cycle), setup (updating sold memberships), packages (charging
+a cycle) and memberships all count in cycles, and memberships sits above them.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from django.db.models import F
 
 from carnet.clinic.selectors import clinic_today
 from carnet.core.bulk import add_to
+from carnet.core.clock import add_months
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 from carnet.passes.models import Cycle, Pass, PassInvoice, PassTemplate
-from carnet.passes.setup.expiry_rules import add_months
 
 MAX_CYCLES_AHEAD = 60  # a booking may reserve a use at most this many cycles ahead
 
