@@ -12,10 +12,12 @@ sections:
   card requests.
 
 At this root: what both kinds share or Django looks for here (`models`, `locks`, `selectors`,
-`invariants`, a membership's `cycles`, `dunning` (declines, retries, the past-due date), the daily
-job in `jobs`, `documents`, `emails`, templates, template tags, migrations, and in `tests/` the
-factories and the tests over both kinds). Each room's tests are in its own `tests/`.
+`invariants`, a membership's `cycles`, `dunning` (declines, retries, the past-due date),
+`invoicing` (issuing pass invoices), `online` (what selling online shares), the daily job in `jobs`,
+`documents`, `emails`, templates, template tags, migrations, and in `tests/` the factories and the
+tests over both kinds). Each room's tests are in its own `tests/`.
 
-The rooms are layers (pyproject.toml's `passes-rooms` contract): memberships builds on packages,
-both on redeeming and setup, those on cycles and dunning, and everything on the models.
+The rooms are layers (pyproject.toml's `passes-rooms` contract): memberships charges through
+packages, both build on redeeming and setup, those on the shared modules above, and everything on
+the models.
 """

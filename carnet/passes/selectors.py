@@ -7,6 +7,7 @@ import datetime as dt
 from django.db.models import Exists, F, OuterRef, Prefetch, Q
 
 from carnet.billing.models import Invoice
+from carnet.core import bulk
 from carnet.ledger.selectors import postings_for_source
 
 from .models import Pass, PassInvoice, PassTemplate, Redemption
@@ -61,6 +62,17 @@ def pass_imported(sold: Pass) -> bool:
     its value is an opening balance."""
 
     return postings_for_source(sold).filter(transaction__kind="opening_balance").exists()
+
+
+def imported_invoices(pks: list[int]) -> list[int]:
+    """The invoices of these imported passes (partly paid packages, memberships' current cycles)."""
+    return [
+        i
+        for part in bulk.chunks(pks)
+        for i in PassInvoice.objects.filter(
+            sold_pass_id__in=part, invoice__isnull=False
+        ).values_list("invoice_id", flat=True)
+    ]
 
 
 def pass_collected_minor(sold: Pass) -> int:

@@ -30,6 +30,7 @@ from carnet.gateway.services import (
     stripe_csp,
 )
 from carnet.giftcards.services import giftcard_sell_online
+from carnet.passes import online as passes_online
 from carnet.passes.memberships import card_requests
 from carnet.passes.memberships import online as memberships_online
 from carnet.passes.memberships.services import freeze_fee_words
@@ -37,7 +38,7 @@ from carnet.passes.memberships.services import membership_cancel as cancel
 from carnet.passes.memberships.services import membership_pause as pause
 from carnet.passes.memberships.services import membership_resume as resume
 from carnet.passes.memberships.views import membership_summary
-from carnet.passes.packages import online as passes_online
+from carnet.passes.packages import online as packages_online
 from carnet.passes.redeeming.quotes import price_with_tax_minor
 from carnet.passes.selectors import pass_fully_paid, pass_next_instalment, pass_unlocked
 from carnet.passes.setup.expiry_rules import expiry_terms
@@ -521,13 +522,13 @@ def passes(request, patient):
             ],
             "memberships": _memberships(request.user, clinic),
             "offers": [
-                (t, passes_online.online_price_minor(t), passes_online.online_total_minor(t))
-                for t in passes_online.online_templates().prefetch_related(
+                (t, packages_online.online_price_minor(t), packages_online.online_total_minor(t))
+                for t in packages_online.online_templates().prefetch_related(
                     "items__treatment", "taxes"
                 )
             ],
             "membership_offers": [
-                (t, passes_online.online_total_minor(t))
+                (t, packages_online.online_total_minor(t))
                 for t in memberships_online.online_membership_templates().prefetch_related(
                     "items__treatment", "taxes"
                 )
@@ -545,8 +546,8 @@ def pass_buy(request, patient, pk: int):
     """Buy one package sold online, paid by card now (a free one without a card)."""
 
     clinic = clinic_get()
-    template = passes_online.online_template_get(pk)
-    price = passes_online.online_price_minor(template)
+    template = packages_online.online_template_get(pk)
+    price = packages_online.online_price_minor(template)
     family = patients_managed_by(patient)
     stripe_on = gateway_uses_stripe_js() and price > 0
     form = PassBuyForm(
@@ -560,7 +561,7 @@ def pass_buy(request, patient, pk: int):
         data = form.cleaned_data
         owner = next((p for p in family if p.pk == data.get("patient", patient.pk)), None)
         try:
-            sold = passes_online.package_buy_online(
+            sold = packages_online.package_buy_online(
                 user=request.user,
                 patient=owner,
                 template=template,
@@ -595,7 +596,7 @@ def pass_buy(request, patient, pk: int):
             "form": form,
             "price": clinic.money(price),
             "full_price": clinic.money(template.price_minor),
-            "total": clinic.money(passes_online.online_total_minor(template)),
+            "total": clinic.money(packages_online.online_total_minor(template)),
         },
     )
 

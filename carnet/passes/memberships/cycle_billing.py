@@ -20,9 +20,9 @@ from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from carnet.clinic.selectors import clinic_today
 from carnet.core.bulk import add_to, insert
 from carnet.passes.cycles import cycle_paused, cycle_start, next_cycle, row_new
+from carnet.passes.invoicing import pass_invoices_issue
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import Pass, PassInvoice
-from carnet.passes.packages.selling import pass_invoices_issue
 
 from .services import BILLED, membership_cycles_issue, rollover
 

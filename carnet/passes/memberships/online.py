@@ -1,6 +1,6 @@
 """Signing up for a membership online from the patient portal (SPEC 6, 11), paid automatically by
 the card the patient enters, which stays on file. Who may buy, what is offered online and keeping a
-card typed online are packages.online's, as for a package bought there.
+card typed online are `passes.online`'s, as for a package bought there.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound
 from carnet.core.models import IdempotencyRecord
 from carnet.passes.models import Pass, PassInvoice, PassTemplate
-from carnet.passes.packages.instalments import pass_charge_due
-from carnet.passes.packages.online import (
+from carnet.passes.online import (
     buyer_and_key,
     card_keep_online,
     card_take_to_keep,
@@ -25,6 +24,7 @@ from carnet.passes.packages.online import (
     portal_entry_for,
     portal_passes,
 )
+from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.setup.intro_offers import intro_check
 from carnet.people.models import Patient
 

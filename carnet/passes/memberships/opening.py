@@ -32,7 +32,7 @@ from carnet.ledger.models import Posting
 from carnet.ledger.services import Entry, Line, transaction_post, transactions_post_many
 from carnet.passes.cycles import cycle_earned_minor, cycle_start
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate, Redemption
-from carnet.passes.packages.opening import imported_invoices
+from carnet.passes.selectors import imported_invoices
 
 from .services import membership_copy, membership_items
 

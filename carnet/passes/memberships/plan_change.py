@@ -42,6 +42,7 @@ from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 from carnet.passes.cycles import cycle_add, cycle_earned_minor, cycle_start
+from carnet.passes.invoicing import pass_invoice_issue
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import (
     Pass,
@@ -51,7 +52,6 @@ from carnet.passes.models import (
     PassTemplate,
     Redemption,
 )
-from carnet.passes.packages.selling import pass_invoice_issue
 from carnet.passes.redeeming.redemption import redemption_void
 from carnet.passes.redeeming.windows import window_terms
 

@@ -19,6 +19,7 @@ from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.services import Line, transaction_post
 from carnet.passes.cycles import billed_cycles, cycle_for, cycle_start, row_make
+from carnet.passes.invoicing import pass_invoice_issue, template_line
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import (
     FreezeFee,
@@ -29,7 +30,6 @@ from carnet.passes.models import (
     PassTemplate,
     Redemption,
 )
-from carnet.passes.packages.selling import pass_invoice_issue, template_line
 from carnet.passes.redeeming.redemption import cycle_use_take, redemption_void
 from carnet.passes.redeeming.windows import window_terms
 from carnet.passes.setup.expiry_rules import terms_freeze

@@ -30,9 +30,8 @@ from carnet.core.errors import CarnetError
 from carnet.gateway.services import AuthenticationPending, GatewayUnavailable, PaymentFailed
 from carnet.passes.dunning import decline_record, past_due_refresh
 from carnet.passes.emails import pass_invoice_receipt_email
+from carnet.passes.invoicing import pass_invoice_issue
 from carnet.passes.models import Pass, PassInvoice
-
-from .selling import pass_invoice_issue
 
 
 @dataclass

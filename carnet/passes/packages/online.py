@@ -9,8 +9,8 @@ A purchase is a card attempt (billing.card_attempts, purpose "pass_online") keye
 the sale itself is the attempt's purpose step, recorded with the payment once the charge
 succeeded — inline, or by payments_reconcile after a crash or a lost answer.
 
-Who may buy online, what the clinic offers there and keeping a card typed online serve both kinds:
-memberships.online signs up for a membership through them.
+Who may buy online, what the clinic offers there and keeping a card typed online serve both kinds
+(`passes.online`).
 """
 
 from __future__ import annotations
@@ -23,47 +23,14 @@ from carnet.billing.emails import balance_paid_email
 from carnet.billing.models import CardAttempt
 from carnet.billing.payments import card_pay_online, payment_apply_system
 from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, clock
-from carnet.core.errors import Conflict, NotFound, ValidationFailed
+from carnet.core.errors import Conflict
 from carnet.core.idempotency import claim_form_key
-from carnet.gateway.models import CardOnFile
-from carnet.gateway.services import card_keep_at_gateway, card_tokenize
 from carnet.passes.models import Pass, PassInvoice, PassTemplate
+from carnet.passes.online import buyer_and_key, offered_get, offered_online, portal_entry_for
 from carnet.passes.setup.intro_offers import intro_check
 from carnet.people.models import Patient
-from carnet.people.selectors import patients_managed_by
 
 from .selling import instalment_plan, package_sell
-
-
-def _buyer(user) -> Patient:
-    patient = getattr(user, "patient", None) if getattr(user, "is_authenticated", False) else None
-    if patient is None:
-        raise NotFound("Log in to your patient account to buy a package online.")
-    return patient
-
-
-def _managed_ids(user) -> set[int]:
-    return {p.pk for p in patients_managed_by(_buyer(user))}
-
-
-def offered_online(kind: str):
-    if not clinic_get().online_sales_enabled:
-        return PassTemplate.objects.none()
-    return (
-        PassTemplate.objects.filter(
-            kind=kind, sold_online=True, archived=False, items__isnull=False
-        )
-        .distinct()
-        .order_by("name", "pk")
-    )
-
-
-def offered_get(kind: str, pk: int) -> PassTemplate:
-    template = offered_online(kind).filter(pk=pk).first()
-    if template is None:
-        raise NotFound(f"No {PassTemplate.Kind(kind).label.lower()} with id {pk} is sold online.")
-    return template
 
 
 def online_templates():
@@ -87,23 +54,6 @@ def online_total_minor(template: PassTemplate) -> int:
     return sum(gross for _unit, gross, _net in instalment_plan(template, clinic_get().currency))
 
 
-def portal_passes(user):
-    """The passes of the portal user and their dependants (deleted ones hidden), newest first."""
-    return (
-        Pass.objects.filter(patient_id__in=_managed_ids(user))
-        .exclude(status=Pass.Status.DELETED)
-        .select_related("patient")
-        .order_by("-purchased_at", "-pk")
-    )
-
-
-def portal_pass_get(user, pk: int) -> Pass:
-    sold = portal_passes(user).filter(pk=pk).first()
-    if sold is None:
-        raise NotFound(f"No package with id {pk}.")
-    return sold
-
-
 def _check_sellable(template: PassTemplate) -> None:
     if not clinic_get().online_sales_enabled:
         raise Conflict(
@@ -124,26 +74,6 @@ def _check_sellable(template: PassTemplate) -> None:
 def _sale_invoice(sold: Pass):
     row = PassInvoice.objects.select_related("invoice").get(sold_pass=sold, seq=1)
     return row.invoice
-
-
-def buyer_and_key(user, patient, idempotency_key: str) -> tuple[Patient, str]:
-    """The portal user buying for `patient` (themself or a dependant;
-    anyone else is not found), and the form key."""
-    buyer = _buyer(user)
-    if patient is None or patient.pk not in _managed_ids(user):
-        raise NotFound("No such patient.")
-    key = (idempotency_key or "").strip()
-    if not 1 <= len(key) <= 100:
-        raise ValidationFailed(
-            "This form is missing its key; reload the page and try again.",
-            fields={"form_key": ["Missing."]},
-        )
-    return buyer, key
-
-
-def portal_entry_for(user) -> str:
-    """What a card typed by this portal user may pay (the Stripe SetupIntent's tag)."""
-    return f"portal-user:{user.pk}"
 
 
 def package_buy_online(
@@ -252,63 +182,3 @@ def _sell_bought_package(attempt: CardAttempt, payment) -> None:
 purpose_register(
     Purpose(name="pass_online", reference="Package bought online", on_charged=_sell_bought_package)
 )
-
-
-def card_keep_online(*, user, patient: Patient, stored, holder: str):
-    """Keep the card the patient just entered on file for them. gateway.services.card_store does the
-    same but requires a staff actor with PAYMENT_TAKE; here the patient is the actor and the card is
-    theirs (or their dependant's), so the row is made the same way without that check. Like
-    card_store, only the gateway's token, brand, last four and expiry are kept."""
-
-    card = CardOnFile.objects.create(
-        patient=patient,
-        token=stored.token,
-        brand=stored.brand,
-        last4=stored.last4,
-        exp_month=stored.exp_month,
-        exp_year=stored.exp_year,
-        holder=holder,
-        created_at=clock.now(),
-    )
-    activity.record(
-        actor=user,
-        verb="card_stored_online",
-        obj=card,
-        after=activity.snapshot(card, exclude=("token",)),
-    )
-    return card
-
-
-def card_take_to_keep(
-    *,
-    patient: Patient,
-    holder: str,
-    entry_for: str,
-    card_number: str = "",
-    exp_month: int = 0,
-    exp_year: int = 0,
-    cvc: str = "",
-    setup_intent: str = "",
-):
-    """A card typed online that is to stay on file for `patient` (an autopay card): kept at the
-    gateway (a bad card stops here) and, at one with customers (Stripe), attached to the patient's.
-    Call it outside any transaction: no database transaction waits on the network. Returns
-    (the gateway's StoredCard, the name on the card) for `card_keep_online`."""
-
-    holder = (holder or "").strip()
-    if not holder or len(holder) > 120:
-        raise ValidationFailed(
-            "Please enter the name on the card (at most 120 characters).",
-            fields={"holder": ["Enter the name on the card."]},
-        )
-    stored = card_tokenize(
-        number=card_number,
-        exp_month=exp_month,
-        exp_year=exp_year,
-        cvc=cvc,
-        holder=holder,
-        setup_intent=setup_intent,
-        entry_for=entry_for,
-    )
-    card_keep_at_gateway(patient=patient, stored=stored)
-    return stored, holder

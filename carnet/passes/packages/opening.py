@@ -32,6 +32,7 @@ from carnet.ledger import accounts
 from carnet.ledger.services import Entry, Line, transactions_post_many
 from carnet.passes.models import EligibleItem, Pass, PassInvoice, PassItem, PassTemplate
 from carnet.passes.redeeming.windows import window_terms
+from carnet.passes.selectors import imported_invoices
 from carnet.passes.setup.expiry_rules import expiry_terms
 
 
@@ -224,17 +225,6 @@ def _opening_lines(sold: Pass, o: Opening, owed: int) -> list[Line]:
             Line(accounts.DEFERRED_PACKAGES, credit=o.value_minor) if o.value_minor else None,
         )
         if line is not None
-    ]
-
-
-def imported_invoices(pks: list[int]) -> list[int]:
-    """The invoices of these imported passes (partly paid packages, memberships' current cycles)."""
-    return [
-        i
-        for part in bulk.chunks(pks)
-        for i in PassInvoice.objects.filter(
-            sold_pass_id__in=part, invoice__isnull=False
-        ).values_list("invoice_id", flat=True)
     ]
 
 

@@ -14,11 +14,12 @@ from carnet.conftest import make_patient, race
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
+from carnet.passes import invoicing
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import cycle_billing
 from carnet.passes.memberships import services as memberships
 from carnet.passes.models import PassInvoice
-from carnet.passes.packages import instalments, selling
+from carnet.passes.packages import instalments
 from carnet.passes.tests.factories import at, membership_template
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -98,7 +99,7 @@ def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
     monkeypatch.setattr(
         cycle_billing, "CHUNK", 1
     )  # one membership per transaction: the first one commits
-    real, calls = selling.invoices_create, []
+    real, calls = invoicing.invoices_create, []
 
     def dies_on_the_second(**kwargs):
         calls.append(1)
@@ -106,7 +107,7 @@ def test_a_crash_midway_then_a_rerun_issues_nothing_twice(s, monkeypatch):
             raise RuntimeError("killed")
         return real(**kwargs)
 
-    monkeypatch.setattr(selling, "invoices_create", dies_on_the_second)
+    monkeypatch.setattr(invoicing, "invoices_create", dies_on_the_second)
     with pytest.raises(RuntimeError):
         cycle_billing.cycles_issue(today=JUNE)
     assert (
