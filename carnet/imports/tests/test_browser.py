@@ -6,7 +6,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from carnet.conftest import log_in, make_catalog, make_staff
+from carnet.billing.payments import payment_receive
+from carnet.conftest import log_in, make_catalog, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.people.models import Patient
 
@@ -63,9 +64,6 @@ def test_import_another_systems_patients_through_the_mapping_step(page, tmp_path
 
 
 def test_export_the_month_to_quickbooks_online(page):
-    from carnet.billing.payments import payment_receive
-    from carnet.conftest import make_patient
-
     make_catalog()
     admin = make_staff(AccessLevel.ADMIN_BILLING, name="Ada Admin")
     payment_receive(actor=admin.user, patient=make_patient(), method="cash", amount_minor=2500)

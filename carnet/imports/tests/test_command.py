@@ -1,5 +1,7 @@
 """manage.py import_data: a dry run by default that exits non-zero on any invalid row."""
 
+from io import StringIO
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -10,8 +12,6 @@ pytestmark = pytest.mark.django_db
 
 
 def _run(*args):
-    from io import StringIO
-
     out = StringIO()
     call_command("import_data", *args, stdout=out)
     return out.getvalue()

@@ -4,6 +4,7 @@ deferred against opening balance equity, uses taken counted, the next cycle invo
 import datetime as dt
 
 import pytest
+from django.urls import reverse
 
 from carnet.billing.models import Invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
@@ -14,9 +15,10 @@ from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.cycles import memberships_recognise
 from carnet.passes.memberships.cycle_billing import cycles_issue
+from carnet.passes.memberships.services import cycle_refund, membership_cancel
 from carnet.passes.models import Pass
 from carnet.passes.redeeming.eligibility import pass_check
-from carnet.passes.tests.factories import at, membership_template
+from carnet.passes.tests.factories import at, membership_template, package_template
 from carnet.reports.pass_reports import deferred_revenue_rollforward
 
 pytestmark = pytest.mark.django_db
@@ -166,8 +168,6 @@ def test_a_second_run_creates_nothing(owner_user, catalog, imported):
 
 
 def test_a_combined_sales_export_imports_as_packages_and_as_memberships(owner_user, catalog):
-    from carnet.passes.tests.factories import package_template
-
     membership_template(catalog, name="Wellness monthly", price=6000, uses=2)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
     _commit(owner_user, "patients", PATIENTS)
@@ -207,8 +207,6 @@ def test_a_combined_sales_export_imports_as_packages_and_as_memberships(owner_us
 def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(
     owner_user, catalog, imported
 ):
-    from carnet.passes.memberships.services import cycle_refund, membership_cancel
-
     ana = Pass.objects.get(patient__first_name="Ana")
     row = ana.pass_invoices.get()
     refunded = cycle_refund(actor=owner_user, row=row, amount_minor=2000)
@@ -222,8 +220,6 @@ def test_an_imported_cycle_is_refunded_and_cancelled_like_one_sold_in_carnet(
 def test_the_membership_page_says_an_automatic_one_waits_for_a_card(
     owner_user, catalog, imported, client
 ):
-    from django.urls import reverse
-
     ben = Pass.objects.get(patient__first_name="Ben")
     client.force_login(owner_user)
     page = client.get(reverse("memberships:detail", args=[ben.pk]))

@@ -14,7 +14,13 @@ from carnet.imports.services import import_commit, import_preview, import_undo
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.models import Pass, PassTemplate
-from carnet.passes.packages.ending import pass_delete
+from carnet.passes.packages.ending import (
+    pass_delete,
+    pass_refund,
+    pass_transfer,
+    passes_expire,
+    refund_suggestions,
+)
 from carnet.passes.redeeming.eligibility import pass_check
 from carnet.passes.tests.factories import package_template
 from carnet.people.models import Patient
@@ -123,8 +129,6 @@ def test_a_patient_name_that_is_unknown_or_shared_is_a_line_numbered_problem(own
 
 
 def test_a_file_without_any_patient_column_is_refused_before_its_rows(owner_user):
-    from carnet.core.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed, match="Patient external ID or Patient name"):
         import_preview(
             actor=owner_user,
@@ -263,13 +267,6 @@ def test_a_described_package_needs_treatments_carnet_knows_and_its_quantity(owne
 
 
 def test_imported_packages_refund_transfer_and_expire_like_sold_ones(owner_user, catalog):
-    from carnet.passes.packages.ending import (
-        pass_refund,
-        pass_transfer,
-        passes_expire,
-        refund_suggestions,
-    )
-
     _commit(owner_user, "patients", JANE_PATIENTS)
     package_template(catalog, name="10 massages", price=90000, quantity=10, transferable=True)
     text = (
@@ -295,8 +292,6 @@ def test_imported_packages_refund_transfer_and_expire_like_sold_ones(owner_user,
 
 
 def test_a_package_expired_before_the_switch_comes_in_with_nothing_deferred(owner_user, catalog):
-    from carnet.passes.packages.ending import passes_expire
-
     _commit(owner_user, "patients", JANE_PATIENTS)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
     text = (
@@ -314,8 +309,6 @@ def test_a_package_expired_before_the_switch_comes_in_with_nothing_deferred(owne
 def test_a_partly_paid_imported_package_refunds_what_was_paid_and_cancels_what_is_owed(
     owner_user, catalog
 ):
-    from carnet.passes.packages.ending import pass_refund, refund_suggestions
-
     _commit(owner_user, "patients", JANE_PATIENTS)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
     _commit(owner_user, "packages", JANE_PACKAGES)

@@ -4,7 +4,10 @@ import datetime as dt
 import io
 
 import pytest
+from openpyxl import Workbook
 
+from carnet.billing.payments import credit_apply
+from carnet.billing.tests.factories import manual_invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient, make_staff
 from carnet.core.errors import Conflict, NotAllowed, ValidationFailed
@@ -18,6 +21,7 @@ from carnet.ledger.selectors import balance
 from carnet.passes.models import Pass
 from carnet.passes.tests.factories import at, package_template, practitioner
 from carnet.people.models import FamilyLink, Patient
+from carnet.reports.pass_reports import deferred_revenue_rollforward
 from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book
 
@@ -82,8 +86,6 @@ def test_windows_encoding_and_a_bom_are_detected_and_said(owner_user):
 
 
 def test_an_xlsx_file_is_read_like_a_csv(owner_user):
-    from openpyxl import Workbook
-
     book = Workbook()
     sheet = book.active
     sheet.append(["Patient ID", "First Name", "Last Name", "Birth Date"])
@@ -243,9 +245,6 @@ def test_undo_reverses_the_opening_balances_and_lets_the_file_come_in_again(owne
 
 
 def test_undo_is_refused_once_something_imported_has_been_used(owner_user, catalog):
-    from carnet.billing.payments import credit_apply
-    from carnet.billing.tests.factories import manual_invoice
-
     patients = _patients(owner_user)
     _commit(owner_user, "credit", "Patient external ID,Credit\nP1,25.00\n")
     ana = Patient.objects.get(first_name="Ana")
@@ -269,8 +268,6 @@ def test_only_full_access_imports(owner_user):
 
 
 def test_the_roll_forward_shows_imported_value_in_its_own_column_and_ties_out(owner_user, catalog):
-    from carnet.reports.pass_reports import deferred_revenue_rollforward
-
     _patients(owner_user)
     package_template(catalog, name="10 massages", price=90000, quantity=10)
     _commit(

@@ -2,10 +2,13 @@
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 
 from carnet.conftest import make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.imports.models import ImportBatch, ImportFile
+from carnet.passes.models import Pass
+from carnet.passes.tests.factories import membership_template
 from carnet.people.models import Patient
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +93,6 @@ def test_templates_download_and_undo_from_the_list(owner_client):
 def test_another_persons_upload_is_not_reachable(owner_client, client):
     _upload(owner_client, OTHER_SYSTEM)
     upload = ImportFile.objects.get()
-    from django.test import Client
 
     other = Client()
     other.force_login(make_staff(AccessLevel.FULL_ACCESS).user)
@@ -108,9 +110,6 @@ def test_a_bad_file_gets_a_message_not_an_error(owner_client):
 
 
 def test_a_combined_sales_export_goes_in_as_memberships_from_the_page(owner_client, catalog):
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import membership_template
-
     membership_template(catalog, name="Wellness monthly", price=6000, uses=2)
     _upload(owner_client, "External ID,First name,Last name\nP1,Ana,Silva\n")
     owner_client.post(

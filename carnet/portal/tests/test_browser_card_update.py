@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from playwright.sync_api import expect
 
-from carnet.billing.models import Payment
+from carnet.billing.models import CardAttempt, Payment
 from carnet.conftest import fits_and_accessible, make_patient
 from carnet.core import clock
 from carnet.gateway.services import card_store
@@ -15,6 +15,7 @@ from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import card_requests as cr
 from carnet.passes.memberships import services as ms
 from carnet.passes.tests.factories import membership_template
+from carnet.portal.tests.test_browser_stripe import AUTHENTICATE, through_the_bank
 from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -101,9 +102,6 @@ def test_a_bank_asking_for_3d_secure_is_answered_on_the_card_update_page_on_a_ph
 ):
     """With Stripe (localstripe's Stripe.js): the owed cycle is charged while the patient is at the
     page, so the bank's check opens there and, once confirmed, the cycle is paid."""
-    from carnet.billing.models import CardAttempt
-    from carnet.portal.tests.test_browser_stripe import AUTHENTICATE, through_the_bank
-
     settings.SITE_URL = "https://clinic.example"
     clinic_set(time_zone="America/Toronto", phone="555-0100")
     patient = make_patient(email="pat@example.test", first_name="Pat")

@@ -8,8 +8,10 @@ from playwright.sync_api import expect
 from carnet.billing.emails import pay_link_token
 from carnet.billing.models import Payment
 from carnet.billing.tests.factories import manual_invoice
-from carnet.conftest import make_patient, make_staff
+from carnet.conftest import log_in, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
+from carnet.gateway.models import CardOnFile
+from carnet.passes.tests.factories import package_template
 
 NUMBER = "4242424242424242"
 pytestmark = pytest.mark.browser
@@ -120,9 +122,6 @@ def test_a_patient_confirms_a_payment_with_the_bank_through_stripe_js(
 def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_carnet(
     stripe_on, page, live_server, catalog
 ):
-    from carnet.conftest import log_in
-    from carnet.passes.tests.factories import package_template
-
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     patient = make_patient()
     package_template(catalog, name="5 massages", price=40000, quantity=5)
@@ -146,9 +145,6 @@ def test_the_desk_takes_a_new_card_through_stripe_js_and_no_card_number_reaches_
 def test_the_desk_adds_a_card_on_file_through_stripe_js_and_no_card_number_reaches_carnet(
     stripe_on, page, live_server
 ):
-    from carnet.conftest import log_in
-    from carnet.gateway.models import CardOnFile
-
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     patient = make_patient()
     log_in(page, desk.user)

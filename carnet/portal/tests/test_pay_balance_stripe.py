@@ -10,10 +10,16 @@ from django.test import Client
 from carnet.billing.emails import pay_link_token
 from carnet.billing.models import Payment
 from carnet.billing.tests.factories import manual_invoice
-from carnet.conftest import make_patient, make_staff
+from carnet.conftest import PASSWORD, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
+from carnet.gateway.models import CardOnFile, GatewayCustomer
 from carnet.gateway.services import card_entry_begin
 from carnet.gateway.tests.test_stripe import browser_payment_method, stripe_client
+from carnet.giftcards.models import GiftCard
+from carnet.passes.models import Pass
+from carnet.passes.tests.factories import membership_template, package_template
+from carnet.people.services import patient_portal_enable
+from carnet.scheduling.tests.factories import clinic_set
 
 
 @pytest.fixture
@@ -99,8 +105,6 @@ def test_the_test_gateway_page_keeps_its_own_form_and_says_it_is_for_demos(owing
 def test_staff_add_a_card_with_stripe_js_and_carnet_keeps_only_its_ids(
     stripe_gateway, owing, admin_staff
 ):
-    from carnet.gateway.models import CardOnFile
-
     client = Client()
     client.force_login(admin_staff.user)
     url = f"/patients/{owing.pk}/billing/cards/new/"
@@ -124,12 +128,6 @@ def test_staff_add_a_card_with_stripe_js_and_carnet_keeps_only_its_ids(
 
 
 def test_a_patient_buys_a_package_with_stripe_js(stripe_gateway, owing, catalog, front_desk):
-    from carnet.conftest import PASSWORD
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import package_template
-    from carnet.people.services import patient_portal_enable
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(online_sales_enabled=True)
     patient_portal_enable(actor=front_desk.user, patient=owing, password=PASSWORD)
     owing.refresh_from_db()
@@ -156,11 +154,6 @@ def test_a_patient_buys_a_package_with_stripe_js(stripe_gateway, owing, catalog,
 
 
 def test_a_patient_buys_a_gift_card_with_stripe_js(stripe_gateway, owing, front_desk):
-    from carnet.conftest import PASSWORD
-    from carnet.giftcards.models import GiftCard
-    from carnet.people.services import patient_portal_enable
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(gift_cards_enabled=True, gift_card_online_sales_enabled=True)
     patient_portal_enable(actor=front_desk.user, patient=owing, password=PASSWORD)
     owing.refresh_from_db()
@@ -188,13 +181,6 @@ def test_a_patient_buys_a_gift_card_with_stripe_js(stripe_gateway, owing, front_
 def test_a_patient_signs_up_for_a_membership_with_stripe_js_and_the_card_stays_for_autopay(
     stripe_gateway, owing, catalog, front_desk
 ):
-    from carnet.conftest import PASSWORD
-    from carnet.gateway.models import CardOnFile, GatewayCustomer
-    from carnet.passes.models import Pass
-    from carnet.passes.tests.factories import membership_template
-    from carnet.people.services import patient_portal_enable
-    from carnet.scheduling.tests.factories import clinic_set
-
     clinic_set(online_sales_enabled=True)
     patient_portal_enable(actor=front_desk.user, patient=owing, password=PASSWORD)
     owing.refresh_from_db()

@@ -23,10 +23,13 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from openpyxl import load_workbook
 
 from carnet.billing.invoicing import LineInput, invoice_create
-from carnet.billing.payments import payment_receive, payment_refund
+from carnet.billing.payments import allocation_unapply, payment_receive, payment_refund
 from carnet.clinic.models import IncomeCategory
 from carnet.conftest import Api, make_patient, make_staff
 from carnet.core import clock
@@ -37,6 +40,7 @@ from carnet.passes.packages.selling import package_sell
 from carnet.passes.selectors import pass_invoices
 from carnet.passes.tests.factories import at, package_template
 from carnet.people.models import CommissionRate
+from carnet.people.services import patient_portal_enable
 from carnet.reports import billing_reports as reports
 from carnet.reports.scope import Period
 from carnet.scheduling.arrival import appointment_arrive
@@ -207,8 +211,6 @@ def test_compensation_cash_basis_prorates_partial_payments(data):
 
 
 def test_unapplying_takes_the_cash_share_back_and_aging_still_ties_out(data):
-    from carnet.billing.payments import allocation_unapply
-
     debit = data["i1"].allocations.get(amount_minor=6000)
     with clock.frozen(at("2026-05-21", "09:00")):
         allocation_unapply(actor=data["owner"].user, allocation=debit)
@@ -325,8 +327,6 @@ PAGES = [
 
 @pytest.mark.parametrize("name,query,key,expected", PAGES, ids=[p[0].split(":")[1] for p in PAGES])
 def test_page_csv_xlsx_and_api_agree(data, client, name, query, key, expected):
-    from openpyxl import load_workbook
-
     client.force_login(data["owner"].user)
     url = reverse(name) + query
     page = client.get(url)
@@ -397,7 +397,6 @@ def test_access_whole_clinic_own_rows_or_refused(data, client):
     client.force_login(nobody.user)
     assert client.get(url).status_code == 403
     assert Api(nobody.user).get("/reports/billing/compensation" + query).status_code == 403
-    from carnet.people.services import patient_portal_enable
 
     patient_portal_enable(
         actor=data["owner"].user, patient=data["p1"], password="a long enough password"
@@ -419,9 +418,6 @@ def test_bad_filters_are_a_message_not_an_error(data, client):
 
 
 def test_reports_write_nothing(data):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     with CaptureQueriesContext(connection) as ctx:
         reports.compensation(actor=data["owner"].user, period=MAY, basis="cash")
         reports.transactions(actor=data["owner"].user, period=MAY)

@@ -6,24 +6,32 @@ import csv
 import datetime as dt
 import io
 import itertools
+import time
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from openpyxl import load_workbook
 
+from carnet.billing.models import Invoice
+from carnet.clinic.models import Location
+from carnet.clinic.selectors import clinic_get
 from carnet.conftest import Api, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.bulk import default_columns
-from carnet.core.errors import CarnetError, NotAllowed
+from carnet.core.errors import CarnetError, Conflict, NotAllowed
 from carnet.core.permissions import AccessLevel
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
+from carnet.ledger.services import Line, transaction_post
 from carnet.passes.cycles import memberships_recognise
 from carnet.passes.memberships.services import membership_sell
-from carnet.passes.models import Pass
+from carnet.passes.models import Pass, PassItem, Redemption
 from carnet.passes.packages.ending import pass_delete, pass_refund, pass_transfer, passes_expire
 from carnet.passes.selectors import pass_collected_minor
 from carnet.passes.tests.factories import (
@@ -36,7 +44,9 @@ from carnet.passes.tests.factories import (
 )
 from carnet.people.models import Patient
 from carnet.reports import pass_reports as reports
+from carnet.reports import pass_views
 from carnet.scheduling.arrival import appointment_arrive, appointment_unarrive
+from carnet.scheduling.models import Appointment, Visit
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -322,8 +332,6 @@ def test_sales_report_shows_price_and_every_use_so_they_add_up_to_the_quantity(s
 
 
 def test_a_desk_sale_shows_its_location_and_the_location_filter_finds_it(s, client):
-    from carnet.clinic.models import Location
-
     uptown = Location.objects.create(name="Uptown", time_zone="America/Toronto")
     client.force_login(s["admin"].user)
     with clock.frozen(at("2026-05-20", "10:00")):
@@ -427,8 +435,6 @@ def test_rollforward_for_may_hand_computed(s):
 
 
 def test_rollforward_flags_a_posting_it_does_not_classify(s):
-    from carnet.ledger.services import Line, transaction_post
-
     with clock.frozen(at("2026-05-20", "10:00")):
         transaction_post(
             kind="mystery_adjustment",
@@ -470,8 +476,6 @@ def _csv_totals(content: bytes) -> list[str]:
     ],
 )
 def test_page_csv_and_xlsx_totals_match(s, client, name, filters, money_cols):
-    from openpyxl import load_workbook
-
     client.force_login(s["admin"].user)
     url = reverse(name)
     page = client.get(url, filters)
@@ -501,8 +505,6 @@ def test_page_csv_and_xlsx_totals_match(s, client, name, filters, money_cols):
 
 
 def test_rollforward_page_shows_the_tie_out_and_an_error_on_mismatch(s, client):
-    from carnet.ledger.services import Line, transaction_post
-
     client.force_login(s["admin"].user)
     url = reverse("reports:pass_rollforward")
     assert "Ties out" in client.get(url, MAY).content.decode()
@@ -562,15 +564,11 @@ def test_api_returns_the_same_rows_and_totals(s):
 
 
 def test_a_long_report_shows_its_first_rows_with_the_totals_of_all(s, client, monkeypatch):
-    from carnet.reports import pass_views
-
     monkeypatch.setattr(pass_views, "PAGE_ROWS", 1)
     client.force_login(s["admin"].user)
     response = client.get(reverse("reports:pass_usage"), MAY)
     html = response.content.decode()
     assert len(response.context["rows"]) == 1 and "1 more row not shown" in html
-    from carnet.clinic.selectors import clinic_get
-
     money = clinic_get().money
     assert [c["text"] for c in response.context["totals_row"] if c["num"]] == [
         str(money(18000)),
@@ -685,8 +683,6 @@ def test_a_pass_received_by_transfer_cannot_be_deleted_so_the_roll_forward_keeps
     """Found by the history test above: deleting a transferred-in pass marked its carried value
     recognised with no ledger posting. Such a pass has no invoice to reverse:
     deleting is refused."""
-    from carnet.core.errors import Conflict
-
     template = package_template(catalog, name="Odd", price=10001, quantity=7, transferable=True)
     new = pass_transfer(
         actor=owner.user,
@@ -779,11 +775,6 @@ def _load_uses(catalog, n: int, width: int = 1000) -> None:
     """n posted uses, one every 90 s from 2024-01-01, over `width` passes and patients and 5 staff
     members, written with INSERT … SELECT (PostgreSQL): the million test's data, also loaded at ten
     rows by the normal suite so that a column added to these tables cannot break it unseen."""
-    from django.db import connection
-
-    from carnet.billing.models import Invoice
-    from carnet.passes.models import PassItem, Redemption
-    from carnet.scheduling.models import Appointment, Visit
 
     def rest(model, columns: str):
         """The columns not named below, filled with the model's defaults: a column added with a
@@ -915,10 +906,6 @@ def test_usage_report_for_one_month_over_a_million_redemptions_is_under_a_second
     """CARNET_BENCH=1 DATABASE_URL=postgres://… pytest -k million: 1,000,000 posted uses over ~2.9
     years (one every 90 s), 1,000 passes and patients, 5 staff members; then the usage report for
     one month (about 29,000 rows) through the selector and through the API."""
-    import time
-
-    from django.db import connection
-
     if connection.vendor != "postgresql":
         pytest.skip("the speed target is for PostgreSQL")
     n = int(__import__("os").environ.get("CARNET_BENCH_N", 1_000_000))
@@ -928,7 +915,6 @@ def test_usage_report_for_one_month_over_a_million_redemptions_is_under_a_second
         if n < 1_000_000
         else {"start": "2025-03-01", "end": "2025-03-31"}
     )
-    from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as captured:  # warm the connection and caches once
         reports.pass_usage_report(actor=admin_staff.user, **month)
@@ -963,10 +949,6 @@ def test_usage_report_for_one_month_over_a_million_redemptions_is_under_a_second
 def test_the_million_test_s_loader_still_fills_every_column(catalog):
     """The loader above at ten rows, in the normal suite on PostgreSQL: a NOT NULL column added to
     the tables it writes shows here, not in the next (rare) CARNET_BENCH run."""
-    from django.db import connection
-
-    from carnet.passes.models import Redemption
-
     if connection.vendor != "postgresql":
         pytest.skip("INSERT … SELECT generate_series is PostgreSQL's")
     _load_uses(catalog, 10, width=3)

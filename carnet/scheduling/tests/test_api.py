@@ -1,8 +1,11 @@
 """The scheduling API: the full flow, idempotent booking, access by scope, and no 500s."""
 
+import datetime as dt
+
 import pytest
 
 from carnet.billing.models import Invoice
+from carnet.clinic.models import Location
 from carnet.conftest import Api, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.people.models import Shift
@@ -155,8 +158,6 @@ def test_copy_reschedule_no_show_join_and_duplicate_as_class_endpoints(front_des
 
 
 def test_availability_endpoint_returns_free_time_with_offsets(front_desk, catalog):
-    import datetime as dt
-
     prac = practitioner(catalog["location"])
     Shift.objects.create(
         staff=prac,
@@ -191,8 +192,6 @@ def test_a_limited_practitioner_works_only_on_their_own_schedule(front_desk, cat
 
 
 def test_location_staff_book_only_at_their_locations(catalog):
-    from carnet.clinic.models import Location
-
     elsewhere = Location.objects.create(name="Elsewhere", time_zone="America/Toronto")
     desk = make_staff(L.PRACTITIONER_FRONT_DESK)
     desk.locations.add(catalog["location"])

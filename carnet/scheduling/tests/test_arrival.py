@@ -16,6 +16,7 @@ from carnet.scheduling.arrival import (
     appointment_unarrive,
 )
 from carnet.scheduling.models import Status
+from carnet.scheduling.services import appointment_cancel
 
 from .factories import at, book, clinic_set, practitioner, treatment_of
 
@@ -258,8 +259,6 @@ def test_an_arrived_visit_cannot_be_marked_no_show(front_desk, catalog):
 
 
 def test_a_cancelled_appointment_cannot_be_arrived(front_desk, catalog):
-    from carnet.scheduling.services import appointment_cancel
-
     appt = book(front_desk, catalog, practitioner(catalog["location"]), at(DAY, "09:00"))
     appointment_cancel(actor=front_desk.user, appointment=appt)
     with pytest.raises(Conflict, match="cancelled"):

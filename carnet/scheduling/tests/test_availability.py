@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 
+from carnet.clinic.models import Location
 from carnet.conftest import make_patient
 from carnet.people.models import Shift
 from carnet.scheduling.selectors import appointments_list, availability
@@ -97,8 +98,6 @@ def test_the_day_list_uses_the_locations_day_on_a_dst_day(front_desk, catalog):
 
 
 def test_availability_in_another_time_zone_uses_that_locations_wall_clock(front_desk, catalog):
-    from carnet.clinic.models import Location
-
     vancouver = Location.objects.create(name="West", time_zone="America/Vancouver")
     prac = practitioner(vancouver)
     _shift(prac, vancouver, 1, (9, 0), (10, 0))

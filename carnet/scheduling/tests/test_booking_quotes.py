@@ -10,6 +10,7 @@ from django.test import Client
 
 from carnet.conftest import PASSWORD, make_patient
 from carnet.core import clock
+from carnet.passes.memberships.services import membership_sell
 from carnet.passes.tests.factories import membership_template, package_template, sold_package
 from carnet.people.models import Shift
 from carnet.people.services import patient_portal_enable
@@ -110,8 +111,6 @@ def test_the_confirm_page_names_the_package_that_will_cover_the_visit_and_what_i
 
 
 def test_a_membership_cover_counts_this_cycles_uses(setup):
-    from carnet.passes.memberships.services import membership_sell
-
     template = membership_template(setup, name="Wellness monthly", uses=2, redeem_online=True)
     membership_sell(
         actor=setup["owner"].user,

@@ -12,10 +12,11 @@ from carnet.core import clock
 from carnet.core.errors import Conflict
 from carnet.people.models import Patient, Shift
 from carnet.people.services import patient_sign_up
+from carnet.people.signups import sign_up_request
 from carnet.scheduling import online
 from carnet.scheduling.models import Appointment, Break
 
-from .factories import at, book, clinic_set, practitioner
+from .factories import at, book, clinic_set, practitioner, treatment_of
 
 DAY = "2026-03-10"  # a Tuesday
 NOW = at("2026-03-09", "12:00")
@@ -289,8 +290,6 @@ def test_sign_up_answers_the_same_for_an_existing_email_and_tells_its_holder(
 
 
 def test_a_tampered_or_old_sign_up_link_says_so(setup, client, django_capture_on_commit_callbacks):
-    from carnet.people.signups import sign_up_request
-
     with django_capture_on_commit_callbacks(execute=True):
         sign_up_request(
             first_name="Nora", last_name="New", email="n@example.test", base_url="http://testserver"
@@ -331,8 +330,6 @@ def test_portal_cancel_inside_the_window_shows_the_refusal(setup, client):
 def test_online_booking_pages_say_the_practitioner_does_not_offer_it_and_refuse_it(setup, client):
     """Issue 20: treatments offered hold online too: no times, a sentence saying why, and a confirm
     sent anyway (an old link, a crafted URL) refused with the reason on the page."""
-    from .factories import treatment_of
-
     loc, t, p = setup["location"], setup["treatment"], setup["prac"]
     p.treatments.add(treatment_of(setup, "individual", name="Acupuncture 45"))
     page = client.get(

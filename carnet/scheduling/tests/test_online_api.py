@@ -6,7 +6,7 @@ import pytest
 from carnet.conftest import Api, make_patient
 from carnet.scheduling.models import Appointment
 
-from .factories import clinic_set
+from .factories import clinic_set, treatment_of
 from .test_online import DAY, setup, signed_up  # noqa: F401  (setup is a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -65,8 +65,6 @@ def test_staff_and_other_patients_cannot_use_a_patients_booking(setup):  # noqa:
 def test_online_booking_refuses_and_hides_a_treatment_the_practitioner_does_not_offer(setup):  # noqa: F811
     """Issue 20: a practitioner who does not offer the treatment has no times for it online, and
     booking it anyway is a 422 naming what to do."""
-    from .factories import treatment_of
-
     other = treatment_of(setup, "individual", name="Acupuncture 45")
     setup["prac"].treatments.add(other)
     api, loc = Api(signed_up().user), setup["location"].pk

@@ -18,7 +18,7 @@ from carnet.scheduling import online
 from carnet.scheduling.models import Appointment
 
 from .factories import at, book, clinic_set
-from .test_online import DAY, setup, signed_up  # noqa: F401  (setup is a fixture)
+from .test_online import DAY, form_key_of, setup, signed_up  # noqa: F401  (setup is a fixture)
 
 pytestmark = pytest.mark.django_db
 WEDNESDAY = "2026-03-11"
@@ -106,7 +106,6 @@ def test_the_clinic_sets_the_limit(setup):  # noqa: F811
 
 
 def test_the_booking_page_shows_the_limit_and_what_to_do(setup, client):  # noqa: F811
-    from .test_online import form_key_of
 
     clinic_set(online_bookings_per_patient=1)
     patient = signed_up()

@@ -1,5 +1,7 @@
 """Booking rules: headcounts, capacity, double-booking, cancel, copy, reschedule, group → class."""
 
+import datetime as dt
+
 import pytest
 
 from carnet.conftest import make_patient
@@ -39,8 +41,6 @@ def test_an_individual_appointment_has_exactly_one_patient(front_desk, catalog):
 
 
 def test_a_naive_start_time_is_refused(front_desk, catalog):
-    import datetime as dt
-
     with pytest.raises(ValidationFailed, match="UTC offset"):
         book(front_desk, catalog, practitioner(catalog["location"]), dt.datetime(2026, 5, 12, 9))
 

@@ -6,8 +6,11 @@ import re
 import pytest
 from django.urls import reverse
 
+from carnet.billing.models import Invoice
 from carnet.billing.payments import payment_receive
-from carnet.conftest import make_patient
+from carnet.conftest import make_patient, make_staff
+from carnet.core.permissions import AccessLevel
+from carnet.passes.tests.factories import package_template, sold_package
 from carnet.people.models import Shift
 from carnet.scheduling.models import Appointment, Status
 
@@ -202,8 +205,6 @@ def test_no_show_with_and_without_fee_and_undo(desk, front_desk, catalog, prac):
 
 
 def test_a_panel_button_sent_twice_with_its_form_key_acts_once(desk, front_desk, catalog, prac):
-    from carnet.billing.models import Invoice
-
     clinic_set(no_show_fee_minor=2500)
     appt = _booked(front_desk, catalog, prac)
     key = (
@@ -275,9 +276,6 @@ def test_group_add_client_capacity_and_duplicate_as_class(desk, front_desk, cata
 def test_a_practitioner_cannot_open_another_practitioners_appointment(
     client, front_desk, catalog, prac
 ):
-    from carnet.conftest import make_staff
-    from carnet.core.permissions import AccessLevel
-
     appt = _booked(front_desk, catalog, prac)
     limited = make_staff(AccessLevel.PRACTITIONER_LIMITED, practitioner=True)
     client.force_login(limited.user)
@@ -308,8 +306,6 @@ def test_booking_in_the_panel_offers_the_practitioners_treatments_a_type_ahead_a
 ):
     """Issue 20 point 3: the slot's form is a panel fragment; only what the practitioner offers; the
     type-ahead keeps the patient chosen; end time, price and the package auto-select will use."""
-    from carnet.passes.tests.factories import package_template, sold_package
-
     other = treatment_of(catalog, "individual", name="Acupuncture 45")
     prac.treatments.add(catalog["treatment"])
     chosen = make_patient(first_name="Tomasz", last_name="Wren", phone="416-555-0142")

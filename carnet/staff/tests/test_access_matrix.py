@@ -5,13 +5,30 @@ fails if a route exists that the matrix does not cover, so new routes must decla
 """
 
 import re
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from carnet.billing.payments import payment_receive
+from carnet.billing.tests.factories import manual_invoice
+from carnet.clinic.models import IncomeCategory, Product, Treatment
+from carnet.clinic.selectors import clinic_get
 from carnet.conftest import Api, make_patient, make_staff
+from carnet.core import clock
 from carnet.core.permissions import AccessLevel, Action, allows
+from carnet.gateway.services import card_store
+from carnet.giftcards.services import giftcard_create_and_load
+from carnet.passes.memberships.services import membership_sell
+from carnet.passes.models import PassTemplate
+from carnet.passes.packages.selling import package_sell
+from carnet.passes.setup.services import template_save
+from carnet.passes.tests.factories import membership_template, package_template, sold_package
 from carnet.people.models import FamilyLink, Shift
+from carnet.people.services import patient_portal_enable, token_digest
+from carnet.scheduling.arrival import appointment_arrive
+from carnet.scheduling.models import Break
+from carnet.scheduling.services import appointment_book
 
 pytestmark = pytest.mark.django_db
 
@@ -418,10 +435,6 @@ class World:
         if "{membership" in needs:  # the membership API routes
             self._page_membership()
             self.ids["membership"] = self.ids["page_membership"]
-        from datetime import time
-
-        from carnet.core import clock
-        from carnet.people.services import token_digest
 
         self.ids["shift"] = Shift.objects.create(
             staff=self.other,
@@ -459,10 +472,6 @@ class World:
 
     def _scheduling(self, catalog):
         """A practitioner with a shift at the location, and group and class treatments."""
-        from datetime import time
-
-        from carnet.clinic.models import Treatment
-
         self.practitioner = make_staff(AccessLevel.PRACTITIONER_FRONT_DESK, practitioner=True)
         self.practitioner.locations.add(catalog["location"])
         Shift.objects.create(
@@ -499,12 +508,6 @@ class World:
     def _appointments(self):
         """Fresh appointments on day n (a booked, a group and an arrived one) and
         a free start time."""
-        from datetime import UTC, datetime, timedelta
-
-        from carnet.clinic.models import Treatment
-        from carnet.scheduling.arrival import appointment_arrive
-        from carnet.scheduling.services import appointment_book
-
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         day = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=self.n)
 
@@ -528,7 +531,6 @@ class World:
             break_start=(day + timedelta(hours=16)).isoformat(),
             break_end=(day + timedelta(hours=16, minutes=30)).isoformat(),
         )
-        from carnet.scheduling.models import Break
 
         self.ids["break"] = Break.objects.create(
             practitioner=self.practitioner,
@@ -539,10 +541,6 @@ class World:
 
     def _billing(self):
         """A paid invoice (with its payment and allocation), an open invoice, and a card."""
-        from carnet.billing.payments import payment_receive
-        from carnet.billing.tests.factories import manual_invoice
-        from carnet.gateway.services import card_store
-
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         category = type("C", (), {"pk": self.ids["category"]})
         paid = manual_invoice(owner, self.patient, 1000, category=category)
@@ -581,8 +579,6 @@ class World:
 
     def _gift_cards(self):
         """A loaded card (code GCARD<n>) and an empty one (GEMPTY<n>) that a delete may consume."""
-        from carnet.giftcards.services import giftcard_create_and_load
-
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         self.ids["giftcard"] = giftcard_create_and_load(
             actor=owner.user, code=f"GCARD{self.n}", amount_minor=5000, purchaser=self.patient
@@ -593,8 +589,6 @@ class World:
 
     def _pass_template(self):
         """A package template (Settings → Packages & Memberships) covering the sample treatment."""
-        from carnet.passes.setup.services import template_save
-
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         self.ids["pass_template"] = template_save(
             actor=owner.user,
@@ -611,9 +605,6 @@ class World:
     def _sold_pass(self):
         """An unpaid package of the sample template, sold to the patient
         (a delete may consume it)."""
-        from carnet.passes.models import PassTemplate
-        from carnet.passes.packages.selling import package_sell
-
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         template = PassTemplate.objects.get(pk=self.ids["pass_template"])
         self.ids["sold_pass"] = package_sell(
@@ -623,9 +614,6 @@ class World:
     def _page_pass(self):
         """For the sold-package pages: an unpaid package sold to the patient
         (a delete may consume it)."""
-        from carnet.passes.models import PassTemplate
-        from carnet.passes.packages.selling import package_sell
-
         self._pass_template()
         self.ids["page_pass"] = package_sell(
             actor=self.owner.user,
@@ -636,11 +624,6 @@ class World:
     def _page_membership(self):
         """For the membership pages: an unpaid monthly membership sold to the patient
         (a delete may consume it)."""
-        from carnet.clinic.models import IncomeCategory, Treatment
-        from carnet.passes.memberships.services import membership_sell
-        from carnet.passes.models import PassTemplate
-        from carnet.passes.tests.factories import membership_template
-
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
         if "membership_template" not in self.ids:
             catalog = {
@@ -673,8 +656,6 @@ class World:
 
 @pytest.fixture
 def world(catalog):
-    from carnet.clinic.models import Product
-
     w = World(catalog)
     w.ids["products"] = Product.objects.create(
         name="Oil", price_minor=1000, income_category=catalog["income_category"]
@@ -726,7 +707,6 @@ def test_every_api_operation_is_in_the_matrix(world):
 
 def test_api_anonymous_and_patient(world):
     world.fresh(None)
-    from carnet.people.services import patient_portal_enable
 
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
     me = make_patient(email="me@example.test")
@@ -771,8 +751,6 @@ ACCOUNT_PAGES_PUBLIC = {
 
 
 def test_account_pages_are_public_and_the_change_pages_need_a_login(client):
-    from django.urls import reverse
-
     for name in ACCOUNT_PAGES_PUBLIC:
         url = reverse(name, kwargs={"token": "x"} if name.endswith("confirm") else {})
         assert client.get(url).status_code in (200, 400), url
@@ -1096,8 +1074,6 @@ def _page_arg(world, name: str, arg: str):
     ids=[f"{lv.name}-{'billing' if b else 'nobilling'}" for lv, b in LEVELS],
 )
 def test_page_matrix(world, client, level, billing):
-    from django.urls import reverse
-
     staff = make_staff(level, billing=billing)
     client.force_login(staff.user)
     for name, pattern in _page_routes():
@@ -1118,10 +1094,6 @@ def test_page_matrix(world, client, level, billing):
 
 
 def test_pages_send_anonymous_to_login_and_patients_to_portal(world, client):
-    from django.urls import reverse
-
-    from carnet.people.services import patient_portal_enable
-
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
     me = make_patient(email="me2@example.test")
     patient_portal_enable(actor=owner.user, patient=me, password="a long enough password")
@@ -1135,12 +1107,6 @@ def test_pages_send_anonymous_to_login_and_patients_to_portal(world, client):
 def test_portal_pass_pages_are_patients_only_and_their_own(catalog, client):
     """Packages & Memberships in the portal: a patient login only;
     another patient's pass is not found."""
-    from django.urls import reverse
-
-    from carnet.clinic.selectors import clinic_get
-    from carnet.passes.tests.factories import package_template, sold_package
-    from carnet.people.services import patient_portal_enable
-
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
     me, stranger = make_patient(email="me4@example.test"), make_patient()
     patient_portal_enable(actor=owner.user, patient=me, password="a long enough password")

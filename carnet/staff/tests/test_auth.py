@@ -1,14 +1,19 @@
 """Logging in: argon2 hashes, separate staff and patient doors, idle expiry, activity log page."""
 
+from datetime import timedelta
+from importlib import import_module
+
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.sessions.models import Session
 from django.urls import reverse
+from django.utils import timezone
 
 from carnet.conftest import PASSWORD, make_patient, make_staff
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
-from carnet.people.services import patient_portal_enable, patient_update
+from carnet.people.services import family_link_add, patient_portal_enable, patient_update
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +25,6 @@ def test_passwords_are_hashed_with_argon2(settings):
 
 
 def test_argon2_is_the_configured_default():
-    from importlib import import_module
-
     assert import_module("carnet.settings").PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher")
 
 
@@ -79,7 +82,6 @@ def test_portal_shows_only_own_family(client):
     patient = _portal_patient()
     child = make_patient(first_name="Kiddo")
     make_patient(first_name="Stranger")
-    from carnet.people.services import family_link_add
 
     owner = make_staff(AccessLevel.ACCOUNT_OWNER)
     family_link_add(actor=owner.user, patient=patient, relative=child, kind="guardian")
@@ -97,11 +99,6 @@ def test_sessions_expire_after_the_idle_time():
 
 
 def test_idle_session_is_refused(client):
-    from datetime import timedelta
-
-    from django.contrib.sessions.models import Session
-    from django.utils import timezone
-
     staff = make_staff()
     client.force_login(staff.user)
     assert client.get(reverse("people:patients")).status_code == 200

@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
+from carnet.people.invitations import patient_portal_invite
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 NEW = "a brand new passphrase 42"
@@ -47,7 +48,6 @@ def test_staff_reset_a_forgotten_password_by_email(page, live_server):
 def test_patient_accepts_a_portal_invitation_and_logs_in(page, live_server):
     desk = make_staff(AccessLevel.FRONT_DESK)
     patient = make_patient(first_name="Marguerite", email="m.okafor@example.test")
-    from carnet.people.invitations import patient_portal_invite
 
     patient_portal_invite(actor=desk.user, patient=patient, base_url=live_server.url)
     page.goto(_link())

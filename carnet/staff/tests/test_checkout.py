@@ -2,19 +2,31 @@
 taken in the same step; a refused payment refuses the sale; the over-tender question; credit and
 gift cards as tenders; a double submit sells once."""
 
+import datetime as dt
 import re
 
 import pytest
 from django.urls import reverse
 
-from carnet.billing.models import Invoice, Payment
+from carnet.billing import card_attempts
+from carnet.billing.models import CardAttempt, Invoice, InvoiceLineTax, Payment
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.factories import product
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
+from carnet.clinic.models import Tax
+from carnet.clinic.selectors import clinic_get
 from carnet.conftest import make_patient
+from carnet.core import clock
+from carnet.gateway.models import CardOnFile
+from carnet.gateway.services import card_store
+from carnet.giftcards.models import GiftCard
+from carnet.giftcards.services import giftcard_create_and_load
 from carnet.passes.models import Pass
-from carnet.passes.selectors import pass_unlocked
-from carnet.passes.tests.factories import package_template
+from carnet.passes.packages.instalments import pass_charge_due
+from carnet.passes.redeeming.redemption import pass_attach
+from carnet.passes.selectors import pass_unlocked, visit_redemption
+from carnet.passes.tests.factories import membership_template, package_template, sold_package
+from carnet.scheduling.tests.factories import at, book, treatment_of, working_practitioner
 
 pytestmark = pytest.mark.django_db
 
@@ -127,8 +139,6 @@ def test_double_submit_sells_once(s):
 
 
 def checkout_appointment(s, patient=None):
-    from carnet.scheduling.tests.factories import at, book, working_practitioner
-
     prac = working_practitioner(s["cat"]["location"])
     return book(
         s["fd"], s["cat"], prac, at("2030-01-07", "10:00"), patients=[patient or s["patient"]]
@@ -136,8 +146,6 @@ def checkout_appointment(s, patient=None):
 
 
 def _live(appointment):
-    from carnet.passes.selectors import visit_redemption
-
     return visit_redemption(appointment.visits.get())
 
 
@@ -164,8 +172,6 @@ def test_from_an_appointment_the_covering_packages_come_first_and_the_first_is_c
 
 
 def _other_treatment(s):
-    from carnet.scheduling.tests.factories import treatment_of
-
     return treatment_of(s["cat"], "individual", name="Yoga 60")
 
 
@@ -199,11 +205,8 @@ def test_sold_from_an_appointment_but_not_paid_the_sale_stands_and_says_why_it_i
 
 
 def test_a_visit_already_covered_keeps_its_package(s):
-    from carnet.passes.tests.factories import sold_package
-
     appointment = checkout_appointment(s)
     first = sold_package(s["fd"], s["patient"], s["template"])
-    from carnet.passes.redeeming.redemption import pass_attach
 
     pass_attach(actor=s["fd"].user, visit=appointment.visits.get(), sold_pass=first)
     response = _post(s, package_0=s["template"].pk, appointment=appointment.pk)
@@ -229,8 +232,6 @@ NEW_CARD = {"holder": "Rosalind Achebe", "exp_month": 12, "exp_year": 2040, "cvc
 
 
 def test_a_new_card_through_the_gateways_form_pays_the_sale_once(s):
-    from carnet.billing.models import CardAttempt
-
     response = _post(
         s, package_0=s["template"].pk, method="new_card", number="4242 4242 4242 4242", **NEW_CARD
     )
@@ -251,8 +252,6 @@ def test_a_new_card_through_the_gateways_form_pays_the_sale_once(s):
 
 
 def test_a_card_on_file_pays_the_rest_after_cash_split_across_methods(s):
-    from carnet.gateway.services import card_store
-
     card = card_store(
         actor=s["fd"].user,
         patient=s["patient"],
@@ -343,14 +342,10 @@ def test_a_new_card_sale_from_an_appointment_covers_it_once_charged(s):
 
 
 def _membership(s, **fields):
-    from carnet.passes.tests.factories import membership_template
-
     return membership_template(s["cat"], name="Wellness monthly", price=6000, **fields)
 
 
 def test_a_package_a_membership_and_a_gift_card_sold_and_paid_in_cash_in_one_step(s):
-    from carnet.giftcards.models import GiftCard
-
     monthly = _membership(s)
     response = _post(
         s,
@@ -400,8 +395,6 @@ def test_a_membership_started_later_is_sold_with_nothing_due_now(s):
 def test_a_membership_paid_automatically_by_a_new_card_keeps_the_card_on_file_pays_its_first_cycle(
     s,
 ):
-    from carnet.gateway.models import CardOnFile
-
     monthly = _membership(s)
     response = _post(
         s,
@@ -423,7 +416,6 @@ def test_a_membership_paid_automatically_by_a_new_card_keeps_the_card_on_file_pa
         kept.pk,
     )
     assert all(i.balance_minor == 0 for i in Invoice.objects.all())
-    from carnet.passes.packages.instalments import pass_charge_due
 
     assert not pass_charge_due(
         sold_pass=membership
@@ -438,9 +430,6 @@ def test_automatic_membership_needs_a_card(s):
 
 
 def test_a_gift_card_and_a_package_paid_by_a_new_card_in_one_charge(s):
-    from carnet.billing.models import CardAttempt
-    from carnet.giftcards.models import GiftCard
-
     response = _post(
         s,
         package_0=s["template"].pk,
@@ -478,8 +467,6 @@ def test_a_gift_card_and_a_package_paid_by_a_new_card_in_one_charge(s):
 
 
 def test_a_declined_card_keeps_the_package_owing_and_sells_no_gift_card(s):
-    from carnet.giftcards.models import GiftCard
-
     response = _post(
         s,
         package_0=s["template"].pk,
@@ -500,8 +487,6 @@ def test_a_declined_card_keeps_the_package_owing_and_sells_no_gift_card(s):
 
 
 def test_a_gift_card_must_be_paid_with_money_in_full_by_the_first_way_to_pay(s):
-    from carnet.giftcards.models import GiftCard
-
     page = _post(s, giftcard_amount="25.00", method="later").content.decode()
     assert "A gift card is paid with money" in page
     page = _post(
@@ -520,8 +505,6 @@ def test_a_gift_card_must_be_paid_with_money_in_full_by_the_first_way_to_pay(s):
 
 
 def test_a_gift_card_code_already_used_sells_nothing(s):
-    from carnet.giftcards.services import giftcard_create_and_load
-
     giftcard_create_and_load(actor=s["fd"].user, code="TAKEN-1")
     page = _post(
         s, package_0=s["template"].pk, giftcard_amount="25.00", giftcard_code="taken-1"
@@ -535,8 +518,6 @@ def test_a_gift_card_code_already_used_sells_nothing(s):
 
 
 def test_live_totals_show_each_tax_and_are_the_invoices_own_numbers(s):
-    from carnet.clinic.models import Tax
-
     gst, pst = Tax.objects.create(name="GST", rate="5"), Tax.objects.create(name="PST", rate="7.5")
     taxed = product(s["cat"]["income_category"], price=1999, stock=10)
     taxed.taxes.set([gst, pst])
@@ -562,12 +543,10 @@ def test_live_totals_show_each_tax_and_are_the_invoices_own_numbers(s):
     assert sold.status_code == 302
     invoices = list(Invoice.objects.all())
     subtotal, total = sum(i.subtotal_minor for i in invoices), sum(i.total_minor for i in invoices)
-    from carnet.billing.models import InvoiceLineTax
 
     by_tax = {
         t: sum(r.amount_minor for r in InvoiceLineTax.objects.filter(tax=t)) for t in (gst, pst)
     }
-    from carnet.clinic.selectors import clinic_get
 
     money = clinic_get().money
     assert f'data-testid="checkout-subtotal">{money(subtotal)}<' in html
@@ -623,11 +602,6 @@ def test_add_items_from_the_panel_opens_the_checkout_for_that_patient_and_return
 
 
 def test_a_lost_card_answer_leaves_the_gift_card_to_reconciliation_which_loads_it_once(s):
-    import datetime as dt
-
-    from carnet.billing import card_attempts
-    from carnet.giftcards.models import GiftCard
-
     response = _post(
         s,
         product_0=s["oil"].pk,
@@ -655,9 +629,6 @@ def test_a_lost_card_answer_leaves_the_gift_card_to_reconciliation_which_loads_i
 
 
 def test_a_card_amount_too_small_for_the_gift_card_sells_nothing_before_any_charge(s):
-    from carnet.billing.models import CardAttempt
-    from carnet.giftcards.models import GiftCard
-
     page = _post(
         s,
         package_0=s["template"].pk,
@@ -676,11 +647,6 @@ def test_a_card_amount_too_small_for_the_gift_card_sells_nothing_before_any_char
 
 
 def test_live_totals_of_a_membership_count_its_past_cycles_and_refuse_what_the_sale_would(s):
-    import datetime as dt
-
-    from carnet.clinic.selectors import clinic_get
-    from carnet.core import clock
-
     monthly = _membership(s)
     url = reverse("billing:purchase_totals", kwargs={"pk": s["patient"].pk})
     today = clock.today(clinic_get().time_zone)

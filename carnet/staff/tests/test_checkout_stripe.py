@@ -17,10 +17,13 @@ from carnet.billing.tests.test_three_d_secure import (
     bank_check,
     card_typed_in_stripe_js,
 )
-from carnet.conftest import make_patient
+from carnet.conftest import make_patient, make_staff
+from carnet.core.permissions import AccessLevel
 from carnet.gateway.services import card_entry_begin
 from carnet.gateway.tests.test_stripe import stripe_client
+from carnet.passes.selectors import visit_redemption
 from carnet.passes.tests.factories import package_template
+from carnet.staff.tests.test_checkout import checkout_appointment
 
 
 @pytest.fixture
@@ -163,9 +166,6 @@ def test_a_card_whose_bank_asks_is_confirmed_on_the_page_and_recorded_once(s):
 
 
 def test_sold_from_an_appointment_the_package_covers_it_once_the_bank_has_confirmed(s):
-    from carnet.passes.selectors import visit_redemption
-    from carnet.staff.tests.test_checkout import checkout_appointment
-
     appointment = checkout_appointment({**s, "cat": s["catalog"]})
     page = s["client"].get(s["url"], {"appointment": appointment.pk}).content.decode()
     asked = s["client"].post(
@@ -207,9 +207,6 @@ def test_sold_from_an_appointment_the_package_covers_it_once_the_bank_has_confir
 
 
 def test_only_staff_who_take_payments_may_confirm(s, db):
-    from carnet.conftest import make_staff
-    from carnet.core.permissions import AccessLevel
-
     _, html = _page(s)
     _sell(s, html, ALWAYS_AUTHENTICATE)
     attempt = CardAttempt.objects.get()

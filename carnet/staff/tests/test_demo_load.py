@@ -6,6 +6,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from carnet.billing.models import Invoice, Payment
+from carnet.billing.selectors import amount_owing, credit_balance
 from carnet.clinic.models import (
     Clinic,
     Discipline,
@@ -15,9 +17,11 @@ from carnet.clinic.models import (
     Tax,
     Treatment,
 )
+from carnet.conftest import make_patient
 from carnet.core.models import ActivityLog
 from carnet.core.permissions import AccessLevel
 from carnet.people.models import CommissionRate, FamilyLink, Patient, Shift, StaffMember
+from carnet.scheduling.models import Appointment
 
 pytestmark = pytest.mark.django_db
 
@@ -124,8 +128,6 @@ def test_loads_a_complete_clinic_once_and_prints_the_logins_every_time():
 
 
 def test_refuses_to_mix_the_demo_into_a_clinic_that_is_already_set_up():
-    from carnet.conftest import make_patient
-
     make_patient()
     before = counts()
     with pytest.raises(CommandError, match="not the demo"):
@@ -134,9 +136,6 @@ def test_refuses_to_mix_the_demo_into_a_clinic_that_is_already_set_up():
 
 
 def test_demo_has_a_billing_history_that_passes_ledger_check(capsys):
-    from carnet.billing.models import Invoice, Payment
-    from carnet.billing.selectors import amount_owing, credit_balance
-
     call_command("demo_load")
     assert Invoice.objects.count() >= 4 and Payment.objects.filter(method="card_gateway").exists()
     arjun, rebecca = (
@@ -144,7 +143,6 @@ def test_demo_has_a_billing_history_that_passes_ledger_check(capsys):
         Patient.objects.get(first_name="Rebecca"),
     )
     assert amount_owing(arjun) > 0 and credit_balance(rebecca) > 0
-    from carnet.scheduling.models import Appointment
 
     assert Appointment.objects.count() >= 10  # a week of visits on the schedule
     call_command("ledger_check")  # raises SystemExit on a broken invariant

@@ -14,6 +14,7 @@ from carnet.billing.payments import payment_receive
 from carnet.conftest import PASSWORD, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.services import card_store
+from carnet.people.models import Patient
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +48,6 @@ def test_no_page_turns_off_csrf_protection():
 
 
 def test_a_form_post_without_the_csrf_token_is_refused_and_nothing_is_saved(catalog):
-    from carnet.people.models import Patient
-
     client = Client(enforce_csrf_checks=True)
     client.force_login(make_staff(AccessLevel.ACCOUNT_OWNER).user)
     patient = make_patient()

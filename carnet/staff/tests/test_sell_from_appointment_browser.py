@@ -8,11 +8,13 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from carnet.billing.models import Payment
+from carnet.clinic.models import Tax
 from carnet.conftest import log_in, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
+from carnet.gateway.models import CardOnFile
 from carnet.passes.models import Pass, PassTemplate
-from carnet.passes.tests.factories import package_template
+from carnet.passes.tests.factories import membership_template, package_template
 from carnet.scheduling.tests.factories import at, book, working_practitioner
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -53,10 +55,6 @@ def test_sell_a_package_and_a_membership_from_the_appointment_with_a_new_card_an
     """Issue 20 point 1: Add items, the live totals following the cart (each tax named), a package
     and a membership paid automatically by a new card in one checkout,
     the package covering the visit."""
-    from carnet.clinic.models import Tax
-    from carnet.gateway.models import CardOnFile
-    from carnet.passes.tests.factories import membership_template
-
     catalog = make_catalog()
     desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
     prac = working_practitioner(catalog["location"])

@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from carnet.conftest import make_patient
+from carnet.billing.models import CardAttempt
+from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel
 from carnet.passes.models import PassInvoice
@@ -118,8 +119,6 @@ def test_today_lists_declined_autopay_charges(desk, front_desk, catalog):
 
 
 def test_today_shows_each_person_only_what_they_may_act_on(client, front_desk, catalog):
-    from carnet.conftest import make_staff
-
     ortega, brandt = _prac(catalog, "Dr Ines Ortega"), _prac(catalog, "Dr Kai Brandt")
     mine = book(front_desk, catalog, ortega, at(MONDAY, "10:00"))
     theirs = book(front_desk, catalog, brandt, at(MONDAY, "10:00"))
@@ -174,9 +173,6 @@ def test_today_costs_the_same_few_queries_however_busy_the_day(desk, front_desk,
 
 def test_card_payments_to_review_are_counted_for_billing_administrators_only(client, desk, catalog):
     """Issue 20 point 5: one click from Today to the card payments whose outcome needs a look."""
-    from carnet.billing.models import CardAttempt
-    from carnet.conftest import make_staff
-
     patient = make_patient()
     CardAttempt.objects.create(
         kind="charge",
