@@ -11,7 +11,7 @@ from django.db.models import F
 
 from carnet.clinic.models import IncomeCategory, Product, Tax, Treatment
 from carnet.clinic.selectors import clinic_currency, clinic_get, clinic_today
-from carnet.core import activity, bulk, clock
+from carnet.core import activity, atomic, bulk, clock
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.limits import max_minor
 from carnet.core.money import Money
@@ -324,7 +324,7 @@ def _known(objs) -> dict:
     return cache
 
 
-@transaction.atomic
+@atomic.service
 def invoices_create(
     *, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL, known=()
 ) -> list[Invoice]:

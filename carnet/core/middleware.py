@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
 
-from . import clock, idempotency
+from . import atomic, clock, idempotency
 from .errors import CarnetError, is_contention
 from .models import IdempotencyRecord
 
@@ -79,6 +79,9 @@ class IdempotencyMiddleware:
     nothing, and a retry runs again. A concurrent request with the same key waits on the
     unique constraint (PostgreSQL) or the write lock (SQLite), then replays the stored response.
     The insert is `ON CONFLICT DO NOTHING`, so a taken key needs no savepoint to recover from.
+    The services of the busiest path join this transaction without savepoints (core.atomic): when
+    one refuses after writing, the request is rolled back whole and its refusal (4xx) is then
+    stored in a transaction of its own.
     A response its handler marked with idempotency.withhold_response() (it carries a secret, e.g. a
     new API token) keeps its key taken but its body is not stored: a retry is told so instead of
     seeing the secret again.
@@ -132,7 +135,7 @@ class IdempotencyMiddleware:
         return response
 
     def _in_transaction(self, request, scope: str, key: str, digest: str):
-        with transaction.atomic():
+        with atomic.request():
             claimed = self._claim(scope, key, digest)
             if claimed is None:
                 return self._replay(scope, key, digest)
@@ -140,14 +143,29 @@ class IdempotencyMiddleware:
             if response.status_code >= 500 or response.status_code in _NOT_STORED:
                 transaction.set_rollback(True)
                 return response
-            secret = getattr(request, "idempotency_withhold", False)
-            IdempotencyRecord.objects.filter(pk=claimed).update(
-                status_code=response.status_code,
-                content_type="" if secret else response.get("Content-Type", ""),
-                body=b"" if secret else bytes(response.content),
-                secret_withheld=secret,
-            )
+            refused = connection.needs_rollback and 400 <= response.status_code < 500
+            if not refused:  # (a 2xx in a transaction marked for rollback fails here: never kept)
+                self._store(request, claimed, response)
+                return response
+        # A service that joined this transaction (core.atomic) refused after writing: all of the
+        # request was rolled back, and its refusal is kept for replay in a transaction of its own.
+        # Another request with the key may have taken it meanwhile: then its answer is the one.
+        with transaction.atomic():
+            claimed = self._claim(scope, key, digest)
+            if claimed is None:
+                return self._replay(scope, key, digest)
+            self._store(request, claimed, response)
         return response
+
+    @staticmethod
+    def _store(request, claimed: int, response) -> None:
+        secret = getattr(request, "idempotency_withhold", False)
+        IdempotencyRecord.objects.filter(pk=claimed).update(
+            status_code=response.status_code,
+            content_type="" if secret else response.get("Content-Type", ""),
+            body=b"" if secret else bytes(response.content),
+            secret_withheld=secret,
+        )
 
     def _outside_transaction(self, request, scope: str, key: str, digest: str):
         """A card charge or refund: no transaction around the endpoint (it calls the gateway between

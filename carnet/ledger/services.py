@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Sum
 
-from carnet.core import bulk, clock
+from carnet.core import atomic, bulk, clock
 from carnet.core.errors import CarnetError, Conflict, ValidationFailed
 from carnet.core.money import MAX_MINOR
 
@@ -272,7 +272,7 @@ class Entry:
     at: dt.datetime | None = None
 
 
-@transaction.atomic
+@atomic.service
 def transactions_post_many(entries: list[Entry]) -> list[JournalTransaction]:
     """transaction_post for many at once (the billing job): each entry is checked as one would be,
     then all are inserted together. All or nothing."""
@@ -291,7 +291,7 @@ def _from_entry(e: Entry) -> tuple[JournalTransaction, list[Line]]:
     )
 
 
-@transaction.atomic  # joins the caller's transaction; standalone it is its own
+@atomic.service  # joins the caller's transaction; standalone it is its own
 def transaction_post(
     *, lines: list[Line], kind: str, source=None, memo: str = "", at: dt.datetime | None = None
 ) -> JournalTransaction:

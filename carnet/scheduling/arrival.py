@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
-
 from carnet.billing.invoicing import LineInput, invoice_create, invoice_delete
 from carnet.clinic.models import Treatment
 from carnet.clinic.selectors import clinic_get
-from carnet.core import activity
+from carnet.core import activity, atomic
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action
 
@@ -144,7 +142,7 @@ def _refresh_status(appointment: Appointment, everyone: list[Visit]) -> None:
     with_visits(appointment, known=everyone)
 
 
-@transaction.atomic
+@atomic.service
 def appointment_arrive(
     *, actor, appointment: Appointment, patient_ids: list[int] | None = None
 ) -> Appointment:
@@ -189,7 +187,7 @@ def appointment_arrive(
     return appointment
 
 
-@transaction.atomic
+@atomic.service
 def appointment_unarrive(
     *, actor, appointment: Appointment, patient_ids: list[int] | None = None
 ) -> Appointment:
@@ -230,7 +228,7 @@ def _fee_line(appointment: Appointment, fee: int) -> LineInput:
     )
 
 
-@transaction.atomic
+@atomic.service
 def appointment_no_show(
     *,
     actor,
@@ -286,7 +284,7 @@ def appointment_no_show(
     return appointment
 
 
-@transaction.atomic
+@atomic.service
 def appointment_no_show_undo(
     *, actor, appointment: Appointment, patient_ids: list[int] | None = None
 ) -> Appointment:

@@ -29,7 +29,7 @@ from carnet.billing.invoicing import (
     invoice_payments_release,
 )
 from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, clock
+from carnet.core import activity, atomic, clock
 from carnet.core.errors import Conflict, NotFound
 from carnet.core.permissions import Action, can, require
 from carnet.ledger import accounts
@@ -530,7 +530,7 @@ def redemption_unpost(redemption: Redemption) -> None:
             expected_breakage_settle(ended, memo=f"{ended.name}: a visit un-arrived after it ended")
 
 
-@transaction.atomic
+@atomic.service
 def pass_attach(
     *, actor, visit, sold_pass: Pass | None = None, online: bool = False
 ) -> Redemption | None:
@@ -651,7 +651,7 @@ def _value_covered_line(redemption: Redemption, line):
     return line
 
 
-@transaction.atomic
+@atomic.service
 def pass_remove(*, actor, visit) -> Redemption:
     """Free the use reserved by a booked visit (an arrived visit must be un-arrived first)."""
     _authorise(actor, visit, online=False)

@@ -21,8 +21,8 @@ from carnet.scheduling.tests.factories import at, clinic_set, practitioner
 
 pytestmark = pytest.mark.django_db
 
-ATTACH_MAX = 18
-ARRIVE_MAX = 31
+ATTACH_MAX = 16
+ARRIVE_MAX = 25
 
 
 class _Bearer:
