@@ -490,7 +490,7 @@ def invoice_delete(
 # ----------------------------------------------------- for passes (refunds, redeeming a past visit)
 
 
-def _release(invoice: Invoice, amount: int, now) -> list[Line]:
+def _unapply(invoice: Invoice, amount: int, now) -> list[Line]:
     """Unapply `amount` of the (locked) invoice's payments, newest first, splitting an allocation
     when only part of it goes back. Returns the ledger lines (A/R up, the payers' credit up)."""
 
@@ -526,7 +526,7 @@ def _release(invoice: Invoice, amount: int, now) -> list[Line]:
 
 
 @transaction.atomic
-def invoice_payments_release(*, invoice: Invoice, source, memo: str) -> int:
+def invoice_payments_unapply(*, invoice: Invoice, source, memo: str) -> int:
     """Turn every payment applied to an invoice back into the payers' credit (the caller checked
     access: passes uses it when a package now covers an already-paid visit). Returns the amount."""
     invoice = lock_invoice(invoice.pk)
@@ -536,7 +536,7 @@ def invoice_payments_release(*, invoice: Invoice, source, memo: str) -> int:
             kind="payment_unapplied",
             source=source,
             memo=memo,
-            lines=_release(invoice, amount, clock.now()),
+            lines=_unapply(invoice, amount, clock.now()),
         )
     return amount
 
@@ -564,8 +564,8 @@ def invoice_take_back(
             code="over_credit",
         )
     new_total = invoice.total_minor - amount_minor
-    must_release = max(0, invoice.applied_minor - new_total)
-    if to_credit_minor != must_release:
+    must_unapply = max(0, invoice.applied_minor - new_total)
+    if to_credit_minor != must_unapply:
         raise Conflict(
             f"{invoice}: returning {clinic_get().money(to_credit_minor)} as credit does not "
             "match what the reduction frees.",
@@ -601,7 +601,7 @@ def invoice_take_back(
     now = clock.now()
     # Payments come off first: the total never drops below what is applied
     # (invoice_applied_within_total).
-    released = _release(invoice, must_release, now) if must_release else []
+    unapplied = _unapply(invoice, must_unapply, now) if must_unapply else []
     invoice.subtotal_minor -= net
     invoice.tax_minor -= tax_back
     invoice.total_minor = new_total
@@ -610,7 +610,7 @@ def invoice_take_back(
         Line(accounts.AR, credit=amount_minor, patient_id=invoice.patient_id),
         *[Line(accounts.tax_payable(t), debit=a) for t, a in back.items()],
         *counter_lines(net),
-        *released,
+        *unapplied,
     ]
     transaction_post(kind="pass_taken_back", source=source, memo=memo, at=now, lines=lines)
     return line

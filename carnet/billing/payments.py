@@ -134,7 +134,7 @@ def payment_receive(
         )
     if (
         method == Payment.Method.GIFT_CARD
-    ):  # the card's balance must move too: only giftcard_redeem may
+    ):  # the card's balance must move too: only gift_card_redeem may
         raise ValidationFailed(
             "To pay with a gift card, redeem it with its code.",
             fields={"gift_card_code": ["Enter the gift card's code."]},
@@ -473,7 +473,7 @@ def refund_outside(
 def payment_gift_card_record(
     *, actor, patient, amount_minor: int, reference: str, allocations: list[tuple[Invoice, int]]
 ) -> Payment:
-    """Inside giftcard_redeem's transaction, after the card's balance was taken down."""
+    """Inside gift_card_redeem's transaction, after the card's balance was taken down."""
     return payment_record(
         actor=actor,
         verb="received",

@@ -13,7 +13,7 @@ from carnet.people.selectors import patient_get
 
 from . import schemas as s
 from . import services
-from .selectors import giftcard_by_pk, giftcard_loaded_by_card, giftcards_search
+from .selectors import gift_card_by_pk, gift_card_loaded_by_card, gift_cards_search
 
 router = Router(tags=["gift cards"])
 
@@ -23,26 +23,26 @@ def _by_card(request, method: str, why: str) -> str | None:
 
 
 def _gift_card(pk: int):
-    return giftcard_by_pk(pk)
+    return gift_card_by_pk(pk)
 
 
-@router.get("/gift-cards", response=list[s.GiftCardOut], operation_id="giftcards_list")
+@router.get("/gift-cards", response=list[s.GiftCardOut], operation_id="gift_cards_list")
 def giftcards(request, code: str = ""):
     """Cards whose code contains `code` (case-insensitive); an exact code finds that card."""
     require(request.auth, Action.SELL)
-    return list(giftcards_search(code).prefetch_related("transactions")[:100])
+    return list(gift_cards_search(code).prefetch_related("transactions")[:100])
 
 
 def _by_card_body(request, body, kwargs) -> bool:
     return body.get("method") == "card_gateway"
 
 
-@router.post("/gift-cards", response={201: s.GiftCardOut}, operation_id="giftcard_create")
+@router.post("/gift-cards", response={201: s.GiftCardOut}, operation_id="gift_card_create")
 @calls_gateway(_by_card_body)
 def create(request, payload: s.GiftCardIn):
     require(request.auth, Action.SELL)
     purchaser = patient_get(payload.purchaser_id) if payload.purchaser_id is not None else None
-    gift_card = services.giftcard_create_and_load(
+    gift_card = services.gift_card_create_and_load(
         actor=request.auth,
         code=payload.code,
         amount_minor=payload.amount_minor,
@@ -61,11 +61,11 @@ def create(request, payload: s.GiftCardIn):
 
 
 # Before /gift-cards/{pk}, which would otherwise take "redeem" for an id.
-@router.post("/gift-cards/redeem", response={201: PaymentOut}, operation_id="giftcard_redeem")
+@router.post("/gift-cards/redeem", response={201: PaymentOut}, operation_id="gift_card_redeem")
 def redeem(request, payload: s.RedeemIn):
     require(request.auth, Action.PAYMENT_TAKE)
     patient = patient_get(payload.patient_id)
-    payment = services.giftcard_redeem(
+    payment = services.gift_card_redeem(
         actor=request.auth,
         code=payload.code,
         patient=patient,
@@ -75,25 +75,25 @@ def redeem(request, payload: s.RedeemIn):
     return Status(201, payments_in_detail().get(pk=payment.pk))
 
 
-@router.get("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_read")
+@router.get("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="gift_card_read")
 def read(request, pk: int):
     require(request.auth, Action.SELL)
     return _gift_card(pk)
 
 
-@router.patch("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="giftcard_update")
+@router.patch("/gift-cards/{pk}", response=s.GiftCardOut, operation_id="gift_card_update")
 def update(request, pk: int, payload: s.GiftCardPatch):
     require(request.auth, Action.SELL)
-    return services.giftcard_update(actor=request.auth, gift_card=_gift_card(pk), **payload.dict())
+    return services.gift_card_update(actor=request.auth, gift_card=_gift_card(pk), **payload.dict())
 
 
 @router.post(
-    "/gift-cards/{pk}/reload", response={201: s.GiftCardOut}, operation_id="giftcard_reload"
+    "/gift-cards/{pk}/reload", response={201: s.GiftCardOut}, operation_id="gift_card_reload"
 )
 @calls_gateway(_by_card_body)
 def reload(request, pk: int, payload: s.ReloadIn):
     require(request.auth, Action.SELL)
-    gift_card = services.giftcard_reload(
+    gift_card = services.gift_card_reload(
         actor=request.auth,
         gift_card=_gift_card(pk),
         amount_minor=payload.amount_minor,
@@ -109,22 +109,22 @@ def reload(request, pk: int, payload: s.ReloadIn):
 
 
 @router.post(
-    "/gift-cards/{pk}/transfer", response={201: s.GiftCardOut}, operation_id="giftcard_transfer"
+    "/gift-cards/{pk}/transfer", response={201: s.GiftCardOut}, operation_id="gift_card_transfer"
 )
 def transfer(request, pk: int, payload: s.TransferIn):
     require(request.auth, Action.SELL)
     source = _gift_card(pk)
-    services.giftcard_transfer(
+    services.gift_card_transfer(
         actor=request.auth,
         source=source,
-        target=services.giftcard_get(code=payload.target_code),
+        target=services.gift_card_get(code=payload.target_code),
         amount_minor=payload.amount_minor,
     )
     return Status(201, _gift_card(pk))
 
 
 @router.post(
-    "/gift-cards/{pk}/refund", response={201: s.GiftCardOut}, operation_id="giftcard_refund"
+    "/gift-cards/{pk}/refund", response={201: s.GiftCardOut}, operation_id="gift_card_refund"
 )
 @calls_gateway()  # loads paid by card are refunded through the gateway; the service is keyed itself
 def refund(request, pk: int, payload: s.RefundIn):
@@ -132,10 +132,10 @@ def refund(request, pk: int, payload: s.RefundIn):
     gift_card = _gift_card(pk)
     key = request_key(
         request,
-        required=giftcard_loaded_by_card(gift_card),
+        required=gift_card_loaded_by_card(gift_card),
         why="this gift card was loaded by card, and its refund goes back to that card.",
     )
-    services.giftcard_refund(
+    services.gift_card_refund(
         actor=request.auth,
         gift_card=gift_card,
         amount_minor=payload.amount_minor,
@@ -145,8 +145,8 @@ def refund(request, pk: int, payload: s.RefundIn):
     return Status(201, _gift_card(pk))
 
 
-@router.delete("/gift-cards/{pk}", response={204: None}, operation_id="giftcard_delete")
+@router.delete("/gift-cards/{pk}", response={204: None}, operation_id="gift_card_delete")
 def delete(request, pk: int):
     require(request.auth, Action.SELL)
-    services.giftcard_delete(actor=request.auth, gift_card=_gift_card(pk))
+    services.gift_card_delete(actor=request.auth, gift_card=_gift_card(pk))
     return Status(204, None)

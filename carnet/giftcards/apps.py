@@ -14,9 +14,9 @@ class GiftCardsConfig(AppConfig):
         from carnet.clinic.selectors import money_model_register
 
         from .models import GiftCard
-        from .services import giftcard_redeem
+        from .services import gift_card_redeem
 
         # The billing tab's "Redeem gift card" payment takes the card's balance (billing.views).
-        payment_receiver_register(Payment.Method.GIFT_CARD, giftcard_redeem)
+        payment_receiver_register(Payment.Method.GIFT_CARD, gift_card_redeem)
         # A gift card fixes the clinic's currency too (clinic.selectors.money_recorded).
         money_model_register(GiftCard)

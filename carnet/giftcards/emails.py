@@ -4,7 +4,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core.mail import mail_queue
 
 
-def giftcard_code_email(*, gift_card) -> None:
+def gift_card_code_email(*, gift_card) -> None:
     clinic = clinic_get()
     mail_queue(
         to=gift_card.recipient_email,

@@ -28,7 +28,7 @@ def gift_cards_open(
     *, actor, openings: list[Opening], at: dt.datetime, memo: str
 ) -> list[tuple[GiftCard, int | None]]:
     user = actor if getattr(actor, "is_authenticated", False) else None
-    cards = bulk.insert(
+    gift_cards = bulk.insert(
         GiftCard,
         [
             GiftCard(
@@ -42,7 +42,7 @@ def gift_cards_open(
             for o in openings
         ],
     )
-    loaded = [c for c in cards if c.balance_minor]
+    loaded = [c for c in gift_cards if c.balance_minor]
     bulk.insert(
         GiftCardTransaction,
         [
@@ -72,20 +72,20 @@ def gift_cards_open(
             for c in loaded
         ]
     )
-    by_card = {c.pk: t.pk for c, t in zip(loaded, txns)}
-    activity.record_many(actor=actor, verb="imported", objs=cards)
-    return [(c, by_card.get(c.pk)) for c in cards]
+    by_gift_card = {c.pk: t.pk for c, t in zip(loaded, txns)}
+    activity.record_many(actor=actor, verb="imported", objs=gift_cards)
+    return [(c, by_gift_card.get(c.pk)) for c in gift_cards]
 
 
 def gift_cards_in_use(pks: list[int]) -> list[str]:
     problems = []
     for part in bulk.chunks(pks):
-        cards = (
+        gift_cards = (
             GiftCard.objects.filter(pk__in=part)
             .annotate(moves=Count("transactions"))
             .order_by("pk")
         )
-        for gift_card in cards:
+        for gift_card in gift_cards:
             if (
                 gift_card.moves > (1 if gift_card.balance_minor else 0)
                 or gift_card.transactions.exclude(kind=GiftCardTransaction.Kind.LOAD).exists()
@@ -95,8 +95,9 @@ def gift_cards_in_use(pks: list[int]) -> list[str]:
 
 
 def gift_cards_close(*, actor, pks: list[int]) -> None:
-    """Undo imported cards (caller's transaction; the caller reverses the opening balances), refused
-    if any has been used. A card with only its opening load goes, as an unused card may (SPEC 7)."""
+    """Undo imported gift cards (caller's transaction; the caller reverses the opening balances),
+    refused if any has been used. A gift card with only its opening load goes, as an unused one may
+    (SPEC 7)."""
     imported_rows_remove(
         actor=actor,
         model=GiftCard,

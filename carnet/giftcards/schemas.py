@@ -60,7 +60,15 @@ class TransactionOut(Schema):
     balance_after_minor: int
     payment_id: int | None
     invoice_id: int | None
-    other_card_id: int | None = Field(..., alias="other_gift_card_id")  # the other gift card
+    other_gift_card_id: int | None  # a transfer's other gift card
+    # The same id under its old name, for one release (CHANGELOG): `card` alone means a card on
+    # file.
+    other_card_id: int | None = Field(
+        ...,
+        alias="other_gift_card_id",
+        deprecated=True,
+        description="The same as `other_gift_card_id`; removed in the next release.",
+    )
     at: dt.datetime
 
 

@@ -7,7 +7,7 @@ from .codes import code_canonical
 from .models import GiftCard
 
 
-def giftcards_search(q: str = "") -> QuerySet[GiftCard]:
+def gift_cards_search(q: str = "") -> QuerySet[GiftCard]:
     """Cards whose code contains `q` (case-insensitive, spelled as codes are
     stored), newest first."""
     cards = GiftCard.objects.select_related("purchaser")
@@ -15,14 +15,14 @@ def giftcards_search(q: str = "") -> QuerySet[GiftCard]:
     return cards.filter(code__icontains=q) if q else cards
 
 
-def giftcard_by_pk(pk: int) -> GiftCard:
+def gift_card_by_pk(pk: int) -> GiftCard:
     gift_card = GiftCard.objects.select_related("purchaser").filter(pk=pk).first()
     if gift_card is None:
         raise NotFound(f"No gift card with id {pk}.", code="gift_card_not_found")
     return gift_card
 
 
-def giftcard_loaded_by_card(gift_card: GiftCard) -> bool:
+def gift_card_loaded_by_card(gift_card: GiftCard) -> bool:
     """Whether a payment that loaded this card went through the card gateway
     (its refund goes back there)."""
     return gift_card.transactions.filter(

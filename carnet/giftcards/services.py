@@ -35,7 +35,7 @@ from carnet.core.limits import column_check
 from carnet.core.permissions import Action, require
 
 from .codes import code_canonical, code_rule_broken
-from .emails import giftcard_code_email
+from .emails import gift_card_code_email
 from .models import GiftCard
 from .models import GiftCardTransaction as Txn
 
@@ -51,7 +51,7 @@ def code_normalize(code: str) -> str:
     return code
 
 
-def giftcard_get(*, code: str) -> GiftCard:
+def gift_card_get(*, code: str) -> GiftCard:
     gift_card = GiftCard.objects.filter(code=code_canonical(code)).first()
     if gift_card is None:
         raise NotFound(
@@ -243,7 +243,7 @@ def _spend(gift_card, *, actor, kind, payment, amount) -> Payment:
     return payment
 
 
-def giftcard_create_and_load(
+def gift_card_create_and_load(
     *,
     actor,
     code: str,
@@ -331,7 +331,7 @@ def _new_card_terms(
     return code, recipient_name, recipient_email
 
 
-def giftcard_sell_begin(
+def gift_card_sell_begin(
     *,
     actor,
     purchaser,
@@ -341,16 +341,16 @@ def giftcard_sell_begin(
     recipient_email: str = "",
 ) -> GiftCard:
     """A gift card sold with other things in one checkout (staff.checkout), in the caller's
-    transaction: made empty (a blank code gets a fresh one), its amount checked like any load. The
-    checkout's payment then loads it: at the desk with `giftcard_sell_load` in the same transaction,
-    or by a card charge with purpose "gift_card_sale", whose step loads it once the charge is
-    recorded and whose failure discards it (nothing half-sold stays)."""
+    transaction: made empty (a blank code gets a fresh one), its amount checked like any load.
+    The checkout's payment then loads it: at the desk with `gift_card_sell_load` in the same
+    transaction, or by a card charge with purpose "gift_card_sale", whose step loads it once the
+    charge is recorded and whose failure discards it (nothing half-sold stays)."""
     require(actor, Action.SELL)
     clinic = _enabled()
     if amount_minor <= 0:
         raise ValidationFailed(
             "Enter the gift card's amount (greater than zero).",
-            fields={"giftcard_amount": ["Must be positive."]},
+            fields={"new_gift_card_amount": ["Must be positive."]},
         )
     code, recipient_name, recipient_email = _new_card_terms(
         clinic,
@@ -370,7 +370,7 @@ def giftcard_sell_begin(
     return gift_card
 
 
-def giftcard_sell_load(
+def gift_card_sell_load(
     *, actor, gift_card: GiftCard, payment: Payment, amount_minor: int
 ) -> Payment:
     """Load a card sold in a checkout from the part of the checkout's payment left after its
@@ -417,7 +417,7 @@ def _create(*, code, **fields) -> GiftCard:
         )
 
 
-def giftcard_reload(
+def gift_card_reload(
     *,
     actor,
     gift_card: GiftCard,
@@ -460,7 +460,7 @@ def giftcard_reload(
 
 
 @transaction.atomic
-def giftcard_redeem(
+def gift_card_redeem(
     *, actor, code: str, patient, amount_minor: int, allocations=(), reference: str = ""
 ) -> Payment:
     """Pay `patient`'s invoices (any patient's) from the card:
@@ -475,7 +475,7 @@ def giftcard_redeem(
         raise ValidationFailed(
             "Enter the gift card's code.", fields={"gift_card_code": ["Enter the code."]}
         )
-    gift_card = giftcard_get(code=code)
+    gift_card = gift_card_get(code=code)
     if amount_minor <= 0:
         raise ValidationFailed(
             "Redeem an amount greater than zero.", fields={"amount_minor": ["Must be positive."]}
@@ -514,7 +514,7 @@ def giftcard_redeem(
 
 
 @transaction.atomic
-def giftcard_transfer(*, actor, source: GiftCard, target: GiftCard, amount_minor: int) -> Txn:
+def gift_card_transfer(*, actor, source: GiftCard, target: GiftCard, amount_minor: int) -> Txn:
     """Move balance between cards: no ledger posting, both sides sit in the gift-card liability."""
     require(actor, Action.SELL)
     _enabled()
@@ -538,7 +538,7 @@ def giftcard_transfer(*, actor, source: GiftCard, target: GiftCard, amount_minor
     return out
 
 
-def giftcard_refund(
+def gift_card_refund(
     *,
     actor,
     gift_card: GiftCard,
@@ -694,7 +694,7 @@ def _refund_failed(attempt: CardAttempt) -> None:
 
 
 @transaction.atomic
-def giftcard_delete(*, actor, gift_card: GiftCard) -> None:
+def gift_card_delete(*, actor, gift_card: GiftCard) -> None:
     require(actor, Action.SELL)
     if Txn.objects.filter(gift_card=gift_card).exists():
         raise Conflict(
@@ -706,7 +706,7 @@ def giftcard_delete(*, actor, gift_card: GiftCard) -> None:
 
 
 @transaction.atomic
-def giftcard_update(
+def gift_card_update(
     *,
     actor,
     gift_card: GiftCard,
@@ -748,7 +748,7 @@ def code_generate() -> str:
             return code
 
 
-def giftcard_sell_online(
+def gift_card_sell_online(
     *,
     patient,
     amount_minor: int,
@@ -839,7 +839,7 @@ def _sold_online(attempt: CardAttempt, payment: Payment) -> None:
     activity.record(
         actor=None, verb="sold_online", obj=gift_card, after=activity.snapshot(gift_card)
     )
-    giftcard_code_email(gift_card=gift_card)
+    gift_card_code_email(gift_card=gift_card)
 
 
 purpose_register(

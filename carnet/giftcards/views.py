@@ -13,21 +13,21 @@ from carnet.core.permissions import Action
 
 from . import services
 from .forms import GiftCardForm, NotesForm, RefundForm, ReloadForm, TransferForm
-from .selectors import giftcard_by_pk, giftcards_search
+from .selectors import gift_card_by_pk, gift_cards_search
 
 
 @staff_required(Action.SELL)
-def giftcard_list(request):
+def gift_card_list(request):
     q = request.GET.get("q", "")
     return render(
         request,
         "giftcards/list.html",
-        {"gift_cards": giftcards_search(q)[:200], "q": q, "clinic": clinic_get()},
+        {"gift_cards": gift_cards_search(q)[:200], "q": q, "clinic": clinic_get()},
     )
 
 
 @staff_required(Action.SELL)
-def giftcard_new(request):
+def gift_card_new(request):
     clinic = clinic_get()
     form = GiftCardForm(
         request.POST or None, currency=clinic.currency, initial={"form_key": new_form_key()}
@@ -37,7 +37,7 @@ def giftcard_new(request):
         outcome, result = save_once(
             request,
             form,
-            lambda: services.giftcard_create_and_load(
+            lambda: services.gift_card_create_and_load(
                 actor=request.user,
                 code=d["code"],
                 amount_minor=d["amount"] or 0,
@@ -94,13 +94,13 @@ def _detail(request, gift_card, forms=None, status=200):
 
 
 @staff_required(Action.SELL)
-def giftcard_detail(request, pk: int):
-    return _detail(request, giftcard_by_pk(pk))
+def gift_card_detail(request, pk: int):
+    return _detail(request, gift_card_by_pk(pk))
 
 
 def _act(request, pk: int, which: str, write, success, *, calls_gateway=lambda data: False):
     """A money-moving form on the card page: run it once, or show the page again with its errors."""
-    gift_card = giftcard_by_pk(pk)
+    gift_card = gift_card_by_pk(pk)
     clinic = clinic_get()
     forms = _forms(clinic, request.POST, which)
     form = forms[which]
@@ -117,17 +117,17 @@ def _act(request, pk: int, which: str, write, success, *, calls_gateway=lambda d
             if outcome == "ok":
                 messages.success(request, success(form.cleaned_data, clinic))
             return redirect("giftcards:detail", pk=pk)
-    return _detail(request, giftcard_by_pk(pk), forms)
+    return _detail(request, gift_card_by_pk(pk), forms)
 
 
 @require_POST
 @staff_required(Action.SELL)
-def giftcard_reload(request, pk: int):
+def gift_card_reload(request, pk: int):
     return _act(
         request,
         pk,
         "reload",
-        lambda gift_card, d: services.giftcard_reload(
+        lambda gift_card, d: services.gift_card_reload(
             actor=request.user,
             gift_card=gift_card,
             amount_minor=d["amount"],
@@ -142,15 +142,15 @@ def giftcard_reload(request, pk: int):
 
 @require_POST
 @staff_required(Action.SELL)
-def giftcard_transfer(request, pk: int):
+def gift_card_transfer(request, pk: int):
     return _act(
         request,
         pk,
         "transfer",
-        lambda gift_card, d: services.giftcard_transfer(
+        lambda gift_card, d: services.gift_card_transfer(
             actor=request.user,
             source=gift_card,
-            target=services.giftcard_get(code=d["target_code"]),
+            target=services.gift_card_get(code=d["target_code"]),
             amount_minor=d["amount"],
         ),
         lambda d, c: f"Transferred {c.money(d['amount'])} to {d['target_code'].upper()}.",
@@ -159,12 +159,12 @@ def giftcard_transfer(request, pk: int):
 
 @require_POST
 @staff_required(Action.REFUND)
-def giftcard_refund(request, pk: int):
+def gift_card_refund(request, pk: int):
     return _act(
         request,
         pk,
         "refund",
-        lambda gift_card, d: services.giftcard_refund(
+        lambda gift_card, d: services.gift_card_refund(
             actor=request.user,
             gift_card=gift_card,
             amount_minor=d["amount"],
@@ -178,10 +178,10 @@ def giftcard_refund(request, pk: int):
 
 @require_POST
 @staff_required(Action.SELL)
-def giftcard_delete(request, pk: int):
-    gift_card = giftcard_by_pk(pk)
+def gift_card_delete(request, pk: int):
+    gift_card = gift_card_by_pk(pk)
     try:
-        services.giftcard_delete(actor=request.user, gift_card=gift_card)
+        services.gift_card_delete(actor=request.user, gift_card=gift_card)
     except NotAllowed as exc:
         return not_allowed(request, exc.message)
     except CarnetError as exc:
@@ -193,11 +193,11 @@ def giftcard_delete(request, pk: int):
 
 @require_POST
 @staff_required(Action.SELL)
-def giftcard_notes(request, pk: int):
-    gift_card = giftcard_by_pk(pk)
+def gift_card_notes(request, pk: int):
+    gift_card = gift_card_by_pk(pk)
     form = NotesForm(request.POST)
     if form.is_valid():
-        services.giftcard_update(
+        services.gift_card_update(
             actor=request.user, gift_card=gift_card, notes=form.cleaned_data["notes"]
         )
         messages.success(request, "Notes saved.")

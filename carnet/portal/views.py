@@ -29,7 +29,7 @@ from carnet.gateway.services import (
     gateway_uses_stripe_js,
     stripe_csp,
 )
-from carnet.giftcards.services import giftcard_sell_online
+from carnet.giftcards.services import gift_card_sell_online
 from carnet.passes import online as passes_online
 from carnet.passes.memberships import card_requests
 from carnet.passes.memberships import online as memberships_online
@@ -284,7 +284,7 @@ def gift_card_buy(request, patient):
             }
         )
         try:
-            gift_card = giftcard_sell_online(
+            gift_card = gift_card_sell_online(
                 patient=patient,
                 amount_minor=data["amount"] or 0,
                 recipient_name=data["recipient_name"],

@@ -7,7 +7,7 @@ invoiced at once, so its first cycle is paid in this payment); products and the 
 one.
 Payments fill the invoices in order, packages first, so a package is usable as soon as its price
 is paid. A gift card has no invoice: it is made empty with the sale
-(giftcards.services.giftcard_sell_begin) and loaded in full from the first way to pay, before that
+(giftcards.services.gift_card_sell_begin) and loaded in full from the first way to pay, before that
 payment fills any invoice; a card charge that fails discards it. Money taken at the desk (cash,
 debit, …, gift card, credit) is written in the sale's transaction: a refused payment refuses the
 sale too, and the desk fixes the form and submits again. A card goes to the gateway only after the
@@ -26,7 +26,7 @@ from carnet.billing.models import Invoice, Payment
 from carnet.clinic.selectors import money_text
 from carnet.core.errors import CarnetError, ValidationFailed
 from carnet.core.permissions import Action, require
-from carnet.giftcards.services import giftcard_redeem, giftcard_sell_begin, giftcard_sell_load
+from carnet.giftcards.services import gift_card_redeem, gift_card_sell_begin, gift_card_sell_load
 from carnet.passes.memberships.services import membership_invoice_lines, membership_sell
 from carnet.passes.packages.selling import package_invoice_lines, package_sell
 from carnet.passes.redeeming.redemption import pass_attach
@@ -156,7 +156,7 @@ def checkout_sell(*, actor, patient, cart: Cart, location=None) -> Sale:
             )
         gift_cards = [
             (
-                giftcard_sell_begin(
+                gift_card_sell_begin(
                     actor=actor,
                     purchaser=patient,
                     amount_minor=g.amount_minor,
@@ -215,7 +215,7 @@ def checkout_pay_at_desk(
                 )
         elif tender.method == Payment.Method.GIFT_CARD:
             done.append(
-                giftcard_redeem(
+                gift_card_redeem(
                     actor=actor,
                     code=tender.gift_card_code,
                     patient=patient,
@@ -238,7 +238,7 @@ def checkout_pay_at_desk(
             )
             if gifts:
                 for gift_card, amount in sale.gift_cards:
-                    giftcard_sell_load(
+                    gift_card_sell_load(
                         actor=actor, gift_card=gift_card, payment=done[-1], amount_minor=amount
                     )
     return done

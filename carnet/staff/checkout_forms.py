@@ -68,11 +68,11 @@ class CheckoutForm(CreditQuestion, forms.Form):
             ),
         ],
     )
-    giftcard_code = forms.CharField(
+    new_gift_card_code = forms.CharField(
         required=False, max_length=40, label="Code", help_text="Blank: a new code is made."
     )
-    giftcard_recipient = forms.CharField(required=False, max_length=120, label="Recipient")
-    giftcard_email = forms.EmailField(required=False, label="Recipient's email")
+    new_gift_card_recipient = forms.CharField(required=False, max_length=120, label="Recipient")
+    new_gift_card_email = forms.EmailField(required=False, label="Recipient's email")
     other_description = forms.CharField(required=False, max_length=200, label="Other item")
     other_category = forms.ModelChoiceField(
         IncomeCategory.objects.all(), required=False, label="Income category"
@@ -146,7 +146,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
             kind=PassTemplate.Kind.MEMBERSHIP, archived=False
         ).order_by("name")
         self.fields["membership"].label_from_instance = template_label(clinic)
-        self.fields["giftcard_amount"] = MoneyField(
+        self.fields["new_gift_card_amount"] = MoneyField(
             currency=clinic.currency, required=False, label="Gift card amount"
         )
         self.fields["other_price"] = MoneyField(
@@ -171,10 +171,15 @@ class CheckoutForm(CreditQuestion, forms.Form):
     def membership_fields(self):
         return [self[n] for n in ("membership", "membership_start", "membership_payment")]
 
-    def giftcard_fields(self):
+    def new_gift_card_fields(self):
         return [
             self[n]
-            for n in ("giftcard_amount", "giftcard_code", "giftcard_recipient", "giftcard_email")
+            for n in (
+                "new_gift_card_amount",
+                "new_gift_card_code",
+                "new_gift_card_recipient",
+                "new_gift_card_email",
+            )
         ]
 
     def payment_fields(self):
@@ -203,13 +208,14 @@ class CheckoutForm(CreditQuestion, forms.Form):
             raise forms.ValidationError(
                 "For another item give its description, price and income category."
             )
-        if data.get("giftcard_amount") is not None and data["giftcard_amount"] <= 0:
-            self.add_error("giftcard_amount", "Enter an amount greater than zero.")
-        gift = data.get("giftcard_amount") or any(
-            data.get(n) for n in ("giftcard_code", "giftcard_recipient", "giftcard_email")
+        if data.get("new_gift_card_amount") is not None and data["new_gift_card_amount"] <= 0:
+            self.add_error("new_gift_card_amount", "Enter an amount greater than zero.")
+        gift = data.get("new_gift_card_amount") or any(
+            data.get(n)
+            for n in ("new_gift_card_code", "new_gift_card_recipient", "new_gift_card_email")
         )
-        if gift and data.get("giftcard_amount") is None:
-            self.add_error("giftcard_amount", "Enter the gift card's amount.")
+        if gift and data.get("new_gift_card_amount") is None:
+            self.add_error("new_gift_card_amount", "Enter the gift card's amount.")
         elif gift and data.get("method") in (LATER, CREDIT, M.GIFT_CARD):
             self.add_error(
                 "method",
@@ -282,13 +288,13 @@ class CheckoutForm(CreditQuestion, forms.Form):
             memberships=self._memberships(new_card),
             gift_cards=[
                 GiftCardLine(
-                    amount_minor=d["giftcard_amount"],
-                    code=d.get("giftcard_code") or "",
-                    recipient_name=d.get("giftcard_recipient") or "",
-                    recipient_email=d.get("giftcard_email") or "",
+                    amount_minor=d["new_gift_card_amount"],
+                    code=d.get("new_gift_card_code") or "",
+                    recipient_name=d.get("new_gift_card_recipient") or "",
+                    recipient_email=d.get("new_gift_card_email") or "",
                 )
             ]
-            if (d.get("giftcard_amount") or 0) > 0
+            if (d.get("new_gift_card_amount") or 0) > 0
             else [],
         )
 
@@ -312,7 +318,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
         names = [f"package_{i}" for i in range(PACKAGE_SLOTS)] + [
             "membership",
             "membership_start",
-            "giftcard_amount",
+            "new_gift_card_amount",
         ]
         names += [f"{n}_{i}" for i in range(PRODUCT_SLOTS) for n in ("product", "quantity")]
         return ",".join(names + ["other_description", "other_price", "other_category"])

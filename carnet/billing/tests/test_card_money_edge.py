@@ -28,10 +28,10 @@ from carnet.gateway.services import (
 )
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import (
-    giftcard_create_and_load,
-    giftcard_refund,
-    giftcard_reload,
-    giftcard_sell_online,
+    gift_card_create_and_load,
+    gift_card_refund,
+    gift_card_reload,
+    gift_card_sell_online,
 )
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships.online import membership_sign_up_online
@@ -178,7 +178,7 @@ def _api_payment(desk, patient):
 
 
 def _gift_card_load(desk, patient):
-    giftcard_create_and_load(
+    gift_card_create_and_load(
         actor=desk["user"],
         code="CRASH01",
         amount_minor=5000,
@@ -206,7 +206,7 @@ def _package_online(desk, patient):
 
 
 def _gift_card_online(desk, patient):
-    giftcard_sell_online(
+    gift_card_sell_online(
         patient=patient,
         amount_minor=5000,
         recipient_name="Friend",
@@ -275,7 +275,7 @@ def test_a_purpose_completes_on_reconciliation(desk, crash_before_recording):
     card = GiftCard.objects.get()
     assert card.balance_minor == 5000 and card.purchaser == patient
     assert (
-        giftcard_sell_online(
+        gift_card_sell_online(
             patient=patient,
             amount_minor=5000,
             recipient_name="Friend",
@@ -446,7 +446,7 @@ def test_one_failing_row_never_stops_the_daily_job(desk, monkeypatch):
 def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(desk, monkeypatch):
     patient = make_patient()
     card = _card(desk, patient)
-    gift_card = giftcard_create_and_load(
+    gift_card = gift_card_create_and_load(
         actor=desk["user"],
         code="HALF01",
         amount_minor=3000,
@@ -456,7 +456,7 @@ def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(d
         idempotency_key="l1",
     )
 
-    giftcard_reload(
+    gift_card_reload(
         actor=desk["user"],
         gift_card=gift_card,
         amount_minor=2000,
@@ -475,7 +475,7 @@ def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(d
 
     monkeypatch.setattr(test_gateway.TestGateway, "refund", second_fails)
     with pytest.raises(Conflict) as refused:
-        giftcard_refund(
+        gift_card_refund(
             actor=desk["user"], gift_card=gift_card, amount_minor=5000, idempotency_key="r1"
         )
     assert refused.value.code == "refund_partly_failed"
@@ -488,7 +488,7 @@ def test_a_gift_card_refund_failing_half_way_records_exactly_what_was_refunded(d
     gift_card.refresh_from_db()
     assert (gift_card.balance_minor, gift_card.held_minor) == (3000, 0)
     assert_gateway_money_is_recorded_money()
-    giftcard_refund(
+    gift_card_refund(
         actor=desk["user"], gift_card=gift_card, amount_minor=3000, idempotency_key="r2"
     )  # the rest, retried
     gift_card.refresh_from_db()

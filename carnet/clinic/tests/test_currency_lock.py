@@ -15,7 +15,7 @@ from carnet.conftest import Api, make_catalog, make_patient, make_staff
 from carnet.core.errors import Conflict
 from carnet.core.permissions import AccessLevel
 from carnet.giftcards.models import GiftCard
-from carnet.giftcards.services import giftcard_create_and_load
+from carnet.giftcards.services import gift_card_create_and_load
 from carnet.scheduling.tests.factories import clinic_set
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def _payment(owner):
 
 
 def _gift_card(owner):
-    giftcard_create_and_load(actor=owner.user, code="GIFT-2026", amount_minor=0)
+    gift_card_create_and_load(actor=owner.user, code="GIFT-2026", amount_minor=0)
 
 
 def test_the_currency_can_change_while_no_money_is_recorded(owner):

@@ -57,7 +57,7 @@ from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import CardOnFile, TestGatewayCharge, TestGatewayRefund
 from carnet.gateway.services import card_store
 from carnet.giftcards.models import GiftCard
-from carnet.giftcards.services import giftcard_create_and_load
+from carnet.giftcards.services import gift_card_create_and_load
 from carnet.passes.models import Pass, Redemption
 from carnet.passes.tests.factories import package_template, practitioner, sold_package
 from carnet.people.services import api_token_create
@@ -124,7 +124,7 @@ def make_world(threads: int = THREADS) -> World:
     shared_pass = sold_package(
         owner, shared, template
     )  # paid: every thread's bookings race for its uses
-    shared_card = giftcard_create_and_load(
+    shared_card = gift_card_create_and_load(
         actor=owner.user,
         code=f"SHARED{uuid.uuid4().hex[:8]}",
         amount_minor=20000,
@@ -310,7 +310,7 @@ class Worker:
             body = reply.json()
             self.passes[body["id"]] = {
                 "patient": patient,
-                "invoice": body["instalment_rows"][0]["invoice_id"],
+                "invoice": body["pass_invoices"][0]["invoice_id"],
                 "payment": None,
                 "status": "active",
             }
@@ -712,7 +712,7 @@ def test_one_idempotency_key_sent_concurrently_has_one_effect_and_identical_resp
     assert {(r.status, r.body) for r in sold} == {(201, sold[0].body)}
     assert sum(not r.replayed for r in sold) == 1
     assert Pass.objects.filter(patient_id=patient).count() == 1
-    invoice = sold[0].json()["instalment_rows"][0]["invoice_id"]
+    invoice = sold[0].json()["pass_invoices"][0]["invoice_id"]
 
     # …paid once,
     body = {
@@ -797,7 +797,7 @@ def test_a_crash_right_after_commit_does_not_lose_a_queued_email(server):
         key=f"{world.run}-sell",
     )
     assert sold.status == 201, sold.body
-    invoice = sold.json()["instalment_rows"][0]["invoice_id"]
+    invoice = sold.json()["pass_invoices"][0]["invoice_id"]
 
     path, key = f"/invoices/{invoice}/receipt/email", f"{world.run}-receipt"
     with pytest.raises(NoReply):
@@ -821,7 +821,7 @@ def test_a_slow_write_does_not_stall_the_same_tokens_other_requests(server):
     sold = client.post(
         f"/patients/{patient}/passes", {"template_id": world.template_id}, key=f"{world.run}-sell"
     )
-    invoice = sold.json()["instalment_rows"][0]["invoice_id"]
+    invoice = sold.json()["pass_invoices"][0]["invoice_id"]
     payment = {
         "patient_id": patient,
         "method": "cash",

@@ -56,6 +56,9 @@ def test_load_read_redeem_transfer_refund_delete(front_desk, admin_staff, catalo
         {"target_code": "api-card-2", "amount_minor": 1000},
     )
     assert moved.status_code == 201 and moved.json()["balance_minor"] == 4000
+    [sent] = [t for t in moved.json()["transactions"] if t["kind"] == "transfer_out"]
+    # other_card_id: other_gift_card_id's old name, kept for one release (CHANGELOG.md)
+    assert sent["other_gift_card_id"] == sent["other_card_id"] == target["id"]
     assert (
         api.post(f"/gift-cards/{gift_card['id']}/refund", {"amount_minor": 100}).status_code == 403
     )

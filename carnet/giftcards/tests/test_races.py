@@ -8,7 +8,11 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core.errors import CarnetError
 from carnet.giftcards.models import GiftCard
-from carnet.giftcards.services import giftcard_create_and_load, giftcard_redeem, giftcard_transfer
+from carnet.giftcards.services import (
+    gift_card_create_and_load,
+    gift_card_redeem,
+    gift_card_transfer,
+)
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 
@@ -17,7 +21,7 @@ pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 
 def test_invoices_racing_for_one_balance_never_overspend_it():
     catalog, desk = make_catalog(), make_staff()
-    gift_card = giftcard_create_and_load(
+    gift_card = gift_card_create_and_load(
         actor=desk.user, code="RACE-01", amount_minor=5000, purchaser=make_patient()
     )
     patients = [make_patient() for _ in range(4)]
@@ -26,7 +30,7 @@ def test_invoices_racing_for_one_balance_never_overspend_it():
     ]
     results = race(
         4,
-        lambda i: giftcard_redeem(
+        lambda i: gift_card_redeem(
             actor=desk.user,
             code="race-01",
             patient=patients[i],
@@ -47,16 +51,16 @@ def test_invoices_racing_for_one_balance_never_overspend_it():
 
 def test_opposite_transfers_do_not_deadlock_or_overspend():
     desk = make_staff()
-    a = giftcard_create_and_load(
+    a = gift_card_create_and_load(
         actor=desk.user, code="RACE-A", amount_minor=1000, purchaser=make_patient()
     )
-    b = giftcard_create_and_load(
+    b = gift_card_create_and_load(
         actor=desk.user, code="RACE-B", amount_minor=1000, purchaser=make_patient()
     )
     pairs = [(a, b), (b, a)] * 3
     results = race(
         6,
-        lambda i: giftcard_transfer(
+        lambda i: gift_card_transfer(
             actor=desk.user, source=pairs[i][0], target=pairs[i][1], amount_minor=700
         ),
     )

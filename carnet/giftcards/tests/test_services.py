@@ -13,15 +13,15 @@ from carnet.giftcards.invariants import liability_matches_cards
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import (
     code_normalize,
-    giftcard_create_and_load,
-    giftcard_delete,
-    giftcard_get,
-    giftcard_redeem,
-    giftcard_refund,
-    giftcard_reload,
-    giftcard_sell_online,
-    giftcard_transfer,
-    giftcard_update,
+    gift_card_create_and_load,
+    gift_card_delete,
+    gift_card_get,
+    gift_card_redeem,
+    gift_card_refund,
+    gift_card_reload,
+    gift_card_sell_online,
+    gift_card_transfer,
+    gift_card_update,
 )
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
@@ -36,7 +36,7 @@ def cat(catalog):
 
 def _load(actor, code="GIFT100", amount=10000, method="cash", **kw):
     kw.setdefault("purchaser", make_patient())
-    return giftcard_create_and_load(
+    return gift_card_create_and_load(
         actor=actor.user, code=code, amount_minor=amount, method=method, **kw
     )
 
@@ -49,12 +49,12 @@ def test_code_rules(bad):
 
 def test_code_is_stored_upper_case_unique_and_looked_up_case_insensitively(front_desk, catalog):
     gift_card = _load(front_desk, code="  spring-2026 ")
-    assert gift_card.code == "SPRING-2026" and giftcard_get(code="Spring-2026").pk == gift_card.pk
+    assert gift_card.code == "SPRING-2026" and gift_card_get(code="Spring-2026").pk == gift_card.pk
     with pytest.raises(Conflict) as err:
         _load(front_desk, code="SPRING-2026")
     assert err.value.code == "gift_card_code_taken"
     with pytest.raises(NotFound):
-        giftcard_get(code="NOPE-NOPE")
+        gift_card_get(code="NOPE-NOPE")
 
 
 def test_load_posts_cash_to_gift_card_liability_not_revenue_nor_credit(front_desk, catalog):
@@ -82,11 +82,11 @@ def test_reload_and_load_limit(front_desk, catalog):
     clinic.save()
     gift_card = _load(front_desk, amount=20000)
     with pytest.raises(Conflict) as err:
-        giftcard_reload(
+        gift_card_reload(
             actor=front_desk.user, gift_card=gift_card, amount_minor=20001, payer=make_patient()
         )
     assert err.value.code == "load_limit"
-    gift_card = giftcard_reload(
+    gift_card = gift_card_reload(
         actor=front_desk.user,
         gift_card=gift_card,
         amount_minor=5000,
@@ -110,7 +110,7 @@ def test_cards_off_refuses_loads_and_redemptions(front_desk, catalog, cat):
     patient = make_patient()
     invoice = manual_invoice(front_desk, patient, 1000, category=cat)
     with pytest.raises(Conflict):
-        giftcard_redeem(
+        gift_card_redeem(
             actor=front_desk.user,
             code=gift_card.code,
             patient=patient,
@@ -123,7 +123,7 @@ def test_any_patient_redeems_part_combined_with_cash(front_desk, catalog, cat):
     gift_card = _load(front_desk, amount=3000)
     other = make_patient()  # not the purchaser
     invoice = manual_invoice(front_desk, other, 5000, category=cat)
-    payment = giftcard_redeem(
+    payment = gift_card_redeem(
         actor=front_desk.user,
         code=gift_card.code.lower(),
         patient=other,
@@ -159,7 +159,7 @@ def test_cannot_redeem_more_than_the_balance(front_desk, catalog, cat):
     patient = make_patient()
     invoice = manual_invoice(front_desk, patient, 5000, category=cat)
     with pytest.raises(Conflict) as err:
-        giftcard_redeem(
+        gift_card_redeem(
             actor=front_desk.user,
             code=gift_card.code,
             patient=patient,
@@ -194,14 +194,14 @@ def test_transfer_between_cards(front_desk, catalog):
         _load(front_desk, code="CARD-A1", amount=5000),
         _load(front_desk, code="CARD-B1", amount=1000),
     )
-    giftcard_transfer(actor=front_desk.user, source=b, target=a, amount_minor=1000)
-    giftcard_transfer(actor=front_desk.user, source=a, target=b, amount_minor=2500)
+    gift_card_transfer(actor=front_desk.user, source=b, target=a, amount_minor=1000)
+    gift_card_transfer(actor=front_desk.user, source=a, target=b, amount_minor=2500)
     a.refresh_from_db(), b.refresh_from_db()
     assert (a.balance_minor, b.balance_minor) == (3500, 2500)
     with pytest.raises(Conflict):
-        giftcard_transfer(actor=front_desk.user, source=b, target=a, amount_minor=2501)
+        gift_card_transfer(actor=front_desk.user, source=b, target=a, amount_minor=2501)
     with pytest.raises(ValidationFailed):
-        giftcard_transfer(actor=front_desk.user, source=a, target=a, amount_minor=1)
+        gift_card_transfer(actor=front_desk.user, source=a, target=a, amount_minor=1)
     assert {t.kind for t in a.transactions.all()} == {"load", "transfer_in", "transfer_out"}
     assert_ledger_ok()
 
@@ -210,8 +210,8 @@ def test_refund_goes_back_to_the_original_payment(front_desk, admin_staff, catal
     buyer = make_patient()
     gift_card = _load(front_desk, purchaser=buyer, method="cheque", amount=6000)
     with pytest.raises(NotAllowed):
-        giftcard_refund(actor=front_desk.user, gift_card=gift_card, amount_minor=1000)
-    rows = giftcard_refund(
+        gift_card_refund(actor=front_desk.user, gift_card=gift_card, amount_minor=1000)
+    rows = gift_card_refund(
         actor=admin_staff.user, gift_card=gift_card, amount_minor=2500, reason="changed mind"
     )
     gift_card.refresh_from_db()
@@ -222,7 +222,7 @@ def test_refund_goes_back_to_the_original_payment(front_desk, admin_staff, catal
         balance(accounts.cash("cheque")) == 3500 and balance(accounts.GIFT_CARD_LIABILITY) == 3500
     )
     with pytest.raises(Conflict):
-        giftcard_refund(actor=admin_staff.user, gift_card=gift_card, amount_minor=3501)
+        gift_card_refund(actor=admin_staff.user, gift_card=gift_card, amount_minor=3501)
     assert_ledger_ok()
 
 
@@ -231,9 +231,9 @@ def test_refund_of_transferred_in_value_is_refused(front_desk, admin_staff, cata
         _load(front_desk, code="CARD-A2", amount=1000),
         _load(front_desk, code="CARD-B2", amount=1000),
     )
-    giftcard_transfer(actor=front_desk.user, source=a, target=b, amount_minor=1000)
+    gift_card_transfer(actor=front_desk.user, source=a, target=b, amount_minor=1000)
     with pytest.raises(Conflict) as err:
-        giftcard_refund(actor=admin_staff.user, gift_card=b, amount_minor=2000)
+        gift_card_refund(actor=admin_staff.user, gift_card=b, amount_minor=2000)
     assert err.value.code == "refund_exceeds_load"
     b.refresh_from_db()
     assert b.balance_minor == 2000
@@ -241,14 +241,14 @@ def test_refund_of_transferred_in_value_is_refused(front_desk, admin_staff, cata
 
 
 def test_delete_only_without_transactions_and_notes(front_desk, catalog):
-    empty = giftcard_create_and_load(actor=front_desk.user, code="EMPTY-1")
-    giftcard_update(actor=front_desk.user, gift_card=empty, notes="Wallet for Ann's massages")
+    empty = gift_card_create_and_load(actor=front_desk.user, code="EMPTY-1")
+    gift_card_update(actor=front_desk.user, gift_card=empty, notes="Wallet for Ann's massages")
     assert GiftCard.objects.get(pk=empty.pk).notes == "Wallet for Ann's massages"
-    giftcard_delete(actor=front_desk.user, gift_card=empty)
+    gift_card_delete(actor=front_desk.user, gift_card=empty)
     assert not GiftCard.objects.filter(pk=empty.pk).exists()
     used = _load(front_desk)
     with pytest.raises(Conflict) as err:
-        giftcard_delete(actor=front_desk.user, gift_card=used)
+        gift_card_delete(actor=front_desk.user, gift_card=used)
     assert err.value.code == "gift_card_has_transactions"
 
 
@@ -273,7 +273,7 @@ def _online(patient, **kw):
         idempotency_key="k1",
     )
     data.update(kw)
-    return giftcard_sell_online(**data)
+    return gift_card_sell_online(**data)
 
 
 def test_online_sale_needs_the_setting_and_the_minimum_and_emails_the_code(

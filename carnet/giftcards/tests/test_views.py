@@ -6,7 +6,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.giftcards.models import GiftCard
-from carnet.giftcards.services import giftcard_create_and_load
+from carnet.giftcards.services import gift_card_create_and_load
 from carnet.people.services import patient_portal_enable
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +56,7 @@ def test_bad_input_shows_on_the_page(client, front_desk, catalog):
         reverse("giftcards:new"), {"form_key": "k2", "code": "0bad", "method": "cash"}
     )
     assert response.status_code == 200 and b"not starting with 0" in response.content
-    gift_card = giftcard_create_and_load(
+    gift_card = gift_card_create_and_load(
         actor=front_desk.user, code="SMALL-1", amount_minor=100, purchaser=make_patient()
     )
     response = client.post(
@@ -68,7 +68,7 @@ def test_bad_input_shows_on_the_page(client, front_desk, catalog):
 
 def test_receive_payment_redeems_a_gift_card(client, front_desk, catalog):
     client.force_login(front_desk.user)
-    giftcard_create_and_load(
+    gift_card_create_and_load(
         actor=front_desk.user, code="WALLET-1", amount_minor=2000, purchaser=make_patient()
     )
     patient = make_patient()

@@ -27,7 +27,8 @@ class PassItemOut(Schema):
     )
 
 
-class InstalmentOut(Schema):
+class PassInvoiceOut(Schema):
+    # One of a package's pass invoices: a payment plan's instalment (1 of 1 when paid in full).
     seq: int
     due_on: dt.date
     amount_minor: int
@@ -121,12 +122,23 @@ class PassSummaryOut(Schema):
 
 class PassOut(PassSummaryOut):
     items: list[PassItemOut]
-    instalment_rows: list[InstalmentOut]
+    pass_invoices: list[PassInvoiceOut]
+    # The same pass invoices under the old name, for one release (CHANGELOG): clients move to
+    # `pass_invoices`.
+    instalment_rows: list[PassInvoiceOut] = Field(
+        ...,
+        deprecated=True,
+        description="The same as `pass_invoices`; removed in the next release.",
+    )
     redemptions: list[RedemptionOut] = Field(..., description="Use history, newest first")
 
     @staticmethod
     def resolve_items(obj):
         return list(obj.items.all())
+
+    @staticmethod
+    def resolve_pass_invoices(obj):
+        return list(obj.pass_invoices.all())
 
     @staticmethod
     def resolve_instalment_rows(obj):
@@ -261,9 +273,7 @@ class PassRefundIn(Schema):
     amount_minor: int = Field(
         ..., description="0 to what was collected; it becomes the patient's credit"
     )
-    detach_future: bool = Field(
-        False, description="Release the uses reserved by booked visits first"
-    )
+    detach_future: bool = Field(False, description="Void the uses reserved by booked visits first")
     reason: str = Field("", max_length=500)
 
 

@@ -26,7 +26,7 @@ from carnet.billing.invoicing import (
     LineInput,
     invoice_create,
     invoice_delete,
-    invoice_payments_release,
+    invoice_payments_unapply,
 )
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, atomic, clock
@@ -596,7 +596,7 @@ def _cover_past_visit(actor, visit, redemption: Redemption) -> None:
 
     old = visit.invoice
     if old is not None and old.deleted_at is None:
-        invoice_payments_release(
+        invoice_payments_unapply(
             invoice=old, source=redemption, memo=f"{old} now covered by {redemption.sold_pass}"
         )
         invoice_delete(actor=actor, invoice=old, action=None)

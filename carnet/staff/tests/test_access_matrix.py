@@ -18,7 +18,7 @@ from carnet.conftest import Api, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.permissions import AccessLevel, Action, allows
 from carnet.gateway.services import card_store
-from carnet.giftcards.services import giftcard_create_and_load
+from carnet.giftcards.services import gift_card_create_and_load
 from carnet.passes.memberships.services import membership_sell
 from carnet.passes.models import PassTemplate
 from carnet.passes.packages.selling import package_sell
@@ -580,10 +580,10 @@ class World:
     def _gift_cards(self):
         """A loaded card (code GCARD<n>) and an empty one (GEMPTY<n>) that a delete may consume."""
         owner = self.__dict__.setdefault("owner", make_staff(AccessLevel.ACCOUNT_OWNER))
-        self.ids["giftcard"] = giftcard_create_and_load(
+        self.ids["giftcard"] = gift_card_create_and_load(
             actor=owner.user, code=f"GCARD{self.n}", amount_minor=5000, purchaser=self.patient
         ).pk
-        self.ids["empty_giftcard"] = giftcard_create_and_load(
+        self.ids["empty_giftcard"] = gift_card_create_and_load(
             actor=owner.user, code=f"GEMPTY{self.n}"
         ).pk
 

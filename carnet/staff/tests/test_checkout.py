@@ -20,7 +20,7 @@ from carnet.core import clock
 from carnet.gateway.models import CardOnFile
 from carnet.gateway.services import card_store
 from carnet.giftcards.models import GiftCard
-from carnet.giftcards.services import giftcard_create_and_load
+from carnet.giftcards.services import gift_card_create_and_load
 from carnet.passes.models import Pass
 from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.redeeming.redemption import pass_attach
@@ -352,9 +352,9 @@ def test_a_package_a_membership_and_a_gift_card_sold_and_paid_in_cash_in_one_ste
         package_0=s["template"].pk,
         membership=monthly.pk,
         membership_payment="manual",
-        giftcard_amount="50.00",
-        giftcard_recipient="Ada Lovelace",
-        giftcard_email="ada@example.test",
+        new_gift_card_amount="50.00",
+        new_gift_card_recipient="Ada Lovelace",
+        new_gift_card_email="ada@example.test",
     )
     assert response.status_code == 302
     package, membership = Pass.objects.order_by("pk")
@@ -433,8 +433,8 @@ def test_a_gift_card_and_a_package_paid_by_a_new_card_in_one_charge(s):
     response = _post(
         s,
         package_0=s["template"].pk,
-        giftcard_amount="25.00",
-        giftcard_code="GIFT-CHECKOUT-1",
+        new_gift_card_amount="25.00",
+        new_gift_card_code="GIFT-CHECKOUT-1",
         method="new_card",
         number="4242 4242 4242 4242",
         **NEW_CARD,
@@ -454,8 +454,8 @@ def test_a_gift_card_and_a_package_paid_by_a_new_card_in_one_charge(s):
     again = _post(
         s,
         package_0=s["template"].pk,
-        giftcard_amount="25.00",
-        giftcard_code="GIFT-CHECKOUT-1",
+        new_gift_card_amount="25.00",
+        new_gift_card_code="GIFT-CHECKOUT-1",
         method="new_card",
         number="4242 4242 4242 4242",
         **NEW_CARD,
@@ -470,7 +470,7 @@ def test_a_declined_card_keeps_the_package_owing_and_sells_no_gift_card(s):
     response = _post(
         s,
         package_0=s["template"].pk,
-        giftcard_amount="25.00",
+        new_gift_card_amount="25.00",
         method="new_card",
         number="4000 0000 0000 0002",
         **NEW_CARD,
@@ -487,15 +487,15 @@ def test_a_declined_card_keeps_the_package_owing_and_sells_no_gift_card(s):
 
 
 def test_a_gift_card_must_be_paid_with_money_in_full_by_the_first_way_to_pay(s):
-    page = _post(s, giftcard_amount="25.00", method="later").content.decode()
+    page = _post(s, new_gift_card_amount="25.00", method="later").content.decode()
     assert "A gift card is paid with money" in page
     page = _post(
-        s, giftcard_amount="25.00", product_0=s["oil"].pk, amount="10.00", form_key="k2"
+        s, new_gift_card_amount="25.00", product_0=s["oil"].pk, amount="10.00", form_key="k2"
     ).content.decode()
     assert "carries the gift card&#x27;s $25.00 in full" in page
-    page = _post(s, giftcard_code="X", form_key="k3").content.decode()
+    page = _post(s, new_gift_card_code="X", form_key="k3").content.decode()
     assert "Enter the gift card&#x27;s amount." in page
-    page = _post(s, giftcard_amount="-5.00", form_key="k4").content.decode()
+    page = _post(s, new_gift_card_amount="-5.00", form_key="k4").content.decode()
     assert 'class="error"' in page
     assert (
         not GiftCard.objects.exists()
@@ -505,9 +505,9 @@ def test_a_gift_card_must_be_paid_with_money_in_full_by_the_first_way_to_pay(s):
 
 
 def test_a_gift_card_code_already_used_sells_nothing(s):
-    giftcard_create_and_load(actor=s["fd"].user, code="TAKEN-1")
+    gift_card_create_and_load(actor=s["fd"].user, code="TAKEN-1")
     page = _post(
-        s, package_0=s["template"].pk, giftcard_amount="25.00", giftcard_code="taken-1"
+        s, package_0=s["template"].pk, new_gift_card_amount="25.00", new_gift_card_code="taken-1"
     ).content.decode()
     assert "already used by another gift card" in page
     assert not Pass.objects.exists() and not Payment.objects.exists()
@@ -536,7 +536,7 @@ def test_live_totals_show_each_tax_and_are_the_invoices_own_numbers(s):
         "membership": monthly.pk,
         "product_0": taxed.pk,
         "quantity_0": 3,
-        "giftcard_amount": "20.00",
+        "new_gift_card_amount": "20.00",
     }
     html = s["client"].get(url, cart).content.decode()
     sold = _post(s, **cart)
@@ -567,7 +567,7 @@ def test_live_totals_follow_the_items_and_never_need_the_card(s):
         {
             "product_0": "x",
             "quantity_0": "-4",
-            "giftcard_amount": "abc",
+            "new_gift_card_amount": "abc",
             "membership_start": "0001-01-01",
         },
     )
@@ -595,7 +595,9 @@ def test_add_items_from_the_panel_opens_the_checkout_for_that_patient_and_return
     assert f'name="appointment" value="{appointment.pk}"' in page and s["patient"].full_name in page
     assert "5 massages — $400.00 (covers this visit)" in page
     assert "selected>5 massages" not in page  # listed first, not chosen
-    response = _post(s, product_0=s["oil"].pk, appointment=appointment.pk, giftcard_amount="10.00")
+    response = _post(
+        s, product_0=s["oil"].pk, appointment=appointment.pk, new_gift_card_amount="10.00"
+    )
     assert response.status_code == 302 and f"open={appointment.pk}" in response["Location"]
     assert Invoice.objects.get().total_minor == 2500 and Payment.objects.get().amount_minor == 3500
     assert "Not applied" not in s["client"].get(response["Location"]).content.decode()
@@ -605,7 +607,7 @@ def test_a_lost_card_answer_leaves_the_gift_card_to_reconciliation_which_loads_i
     response = _post(
         s,
         product_0=s["oil"].pk,
-        giftcard_amount="30.00",
+        new_gift_card_amount="30.00",
         method="new_card",
         number="4000 0000 0000 0770",
         **NEW_CARD,
@@ -632,7 +634,7 @@ def test_a_card_amount_too_small_for_the_gift_card_sells_nothing_before_any_char
     page = _post(
         s,
         package_0=s["template"].pk,
-        giftcard_amount="25.00",
+        new_gift_card_amount="25.00",
         amount="10.00",
         method="new_card",
         number="4242 4242 4242 4242",

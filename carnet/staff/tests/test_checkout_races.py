@@ -54,7 +54,7 @@ def test_the_same_checkout_sent_twice_at_once_sells_and_charges_once(w):
         "package_0": w["package"].pk,
         "membership": w["membership"].pk,
         "membership_payment": "automatic",
-        "giftcard_amount": "25.00",
+        "new_gift_card_amount": "25.00",
         **NEW_CARD,
     }
     clients = [_client(w) for _ in range(3)]
@@ -80,8 +80,8 @@ def test_two_checkouts_choosing_the_same_gift_card_code_make_one_card(w):
                 "form_key": f"code-{i}",
                 "method": "cash",
                 "product_0": w["oil"].pk,
-                "giftcard_amount": "10.00",
-                "giftcard_code": "SAME-CODE-1",
+                "new_gift_card_amount": "10.00",
+                "new_gift_card_code": "SAME-CODE-1",
             },
         )
         return (
