@@ -9,8 +9,7 @@ from ninja import Router, Status
 
 from carnet.core.errors import Conflict, NotFound
 from carnet.core.permissions import Action, require
-from carnet.core.schemas import one_in_body  # an id in a body: unknown is a 422 naming the field
-from carnet.passes.models import Pass, Redemption
+from carnet.passes.models import Redemption
 from carnet.scheduling.access import schedule_require
 from carnet.scheduling.models import Visit
 from carnet.scheduling.selectors import appointment_get
@@ -79,8 +78,9 @@ def explain_visit(request, pk: int, patient_id: int):
 )
 def attach(request, pk: int, patient_id: int, payload: s.AttachIn | None = None):
     visit = _visit(request, pk, patient_id)
-    chosen = one_in_body(Pass, payload.pass_id if payload else None, "pass_id", "pass")
-    redemption = pass_attach(actor=request.auth, visit=visit, sold_pass=chosen)
+    redemption = pass_attach(
+        actor=request.auth, visit=visit, sold_pass_id=payload.pass_id if payload else None
+    )  # the pass is read once, under its lock (an unknown id is a 422 naming pass_id)
     if redemption is None:
         reasons = "; ".join(f"{e['pass'].name}: {e['message']}" for e in explain(visit))
         raise Conflict(

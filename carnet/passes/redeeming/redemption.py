@@ -30,7 +30,7 @@ from carnet.billing.invoicing import (
 )
 from carnet.clinic.selectors import clinic_get
 from carnet.core import activity, atomic, clock
-from carnet.core.errors import Conflict, NotFound
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, can, require
 from carnet.ledger import accounts
 from carnet.ledger.models import JournalTransaction
@@ -124,8 +124,17 @@ def _authorise(actor, visit, *, online: bool) -> None:
     require(actor, Action.PASS_USE)
 
 
+def _locked(pk: int) -> Pass:
+    """The pass under its lock, with what the eligibility check reads: the one read of it (an id
+    from a request is not read before; unknown, it is a 422 naming `pass_id`)."""
+    try:
+        return lock_pass(pk, with_rules=True)
+    except Pass.DoesNotExist:
+        raise ValidationFailed(f"No pass with id {pk}.", fields={"pass_id": ["Unknown."]}) from None
+
+
 def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
-    sold = lock_pass(sold_pk, with_rules=True)
+    sold = _locked(sold_pk)
     verdict = check_pass(sold, visit, online=online)
     if not verdict.ok:
         raise Conflict(f"{sold.name}: {verdict.message}", code=verdict.code)
@@ -532,10 +541,16 @@ def redemption_unpost(redemption: Redemption) -> None:
 
 @atomic.service
 def pass_attach(
-    *, actor, visit, sold_pass: Pass | None = None, online: bool = False
+    *,
+    actor,
+    visit,
+    sold_pass: Pass | None = None,
+    sold_pass_id: int | None = None,
+    online: bool = False,
 ) -> Redemption | None:
-    """Cover a visit with a pass: `sold_pass`, or the auto-selected one (None when nothing fits).
-    A booked visit reserves a use; an arrived visit is redeemed after the fact (SPEC 5.3)."""
+    """Cover a visit with a pass: `sold_pass` (or the one `sold_pass_id` names, read only under its
+    lock), or the auto-selected one (None when nothing fits). A booked visit reserves a use; an
+    arrived visit is redeemed after the fact (SPEC 5.3)."""
 
     _authorise(actor, visit, online=online)
     # The visit's row lock makes two attaches to one visit queue, so the second sees the first
@@ -558,7 +573,9 @@ def pass_attach(
             "can use a package.",
             code="not_booked",
         )
-    if sold_pass is None:
+    if sold_pass is not None:
+        sold_pass_id = sold_pass.pk
+    if sold_pass_id is None:
         if _is_group_secondary(visit):
             return None
         redemption = _reserve_first(
@@ -578,7 +595,7 @@ def pass_attach(
         if redemption is None:
             return None
     else:
-        redemption = _reserve(sold_pk=sold_pass.pk, visit=visit, online=online)
+        redemption = _reserve(sold_pk=sold_pass_id, visit=visit, online=online)
     if visit.status == VisitStatus.ARRIVED:
         _cover_past_visit(actor, visit, redemption)
     activity.record(
