@@ -1,6 +1,9 @@
 """Memberships in the JSON API (SPEC 6, 9.7, 11): sell, read (terms, cycles, next billing date),
-cancel (with the policy warning), pause/resume, change the payment, delete, refund a cycle; and a
-patient's own (or a dependant's) cancel/pause/resume within the membership's policy.
+cancel (with the policy warning), pause/resume, change the payment, refund a cycle; and a
+patient's own (or a dependant's) cancel/pause/resume within the membership's policy. A membership
+is a pass, so these live at its address, `/passes/{id}/…` (`/me/passes/{id}/…`), and a cycle at
+its pass invoice's, `/pass-invoices/{id}/…`; `DELETE /passes/{id}` (passes.packages.api) deletes
+either kind.
 
 Every POST accepts `Idempotency-Key` (core.middleware replays the first response), so a retried
 sale sells once and charges once. Selling an automatic membership charges the due cycle at once
@@ -20,6 +23,7 @@ from carnet.clinic.models import Location
 from carnet.clinic.selectors import clinic_get
 from carnet.core.errors import NotAllowed, NotFound
 from carnet.core.idempotency import calls_gateway, once_per_key, request_key
+from carnet.core.moved import moved
 from carnet.core.permissions import Action, require
 from carnet.core.schemas import one_in_body  # an id in a body: unknown is a 422 naming the field
 from carnet.gateway.models import CardOnFile
@@ -230,9 +234,9 @@ def sell(request, pk: int, payload: s.MembershipSellIn):
 
 
 @router.get(
-    "/memberships/{pk}",
+    "/passes/{pk}/membership",
     response=s.MembershipOut,
-    operation_id="membership_read",
+    operation_id="pass_membership_read",
     summary="A membership: its terms, cycles (invoice, status, uses) and next billing date",
 )
 def read(request, pk: int):
@@ -240,7 +244,7 @@ def read(request, pk: int):
 
 
 @router.post(
-    "/memberships/{pk}/cancel",
+    "/passes/{pk}/cancel",
     response=s.MembershipCancelledOut,
     operation_id="membership_cancel",
     summary="Cancel at the current cycle's end (default) or today; `warning` is the policy's",
@@ -255,7 +259,7 @@ def cancel(request, pk: int, payload: s.MembershipCancelIn | None = None):
 
 
 @router.post(
-    "/memberships/{pk}/pause",
+    "/passes/{pk}/pause",
     response=s.MembershipOut,
     operation_id="membership_pause",
     summary="Pause for some cycles: they are not billed and the end moves out",
@@ -271,7 +275,7 @@ def pause(request, pk: int, payload: s.MembershipPauseIn):
 
 
 @router.post(
-    "/memberships/{pk}/resume",
+    "/passes/{pk}/resume",
     response=s.MembershipOut,
     operation_id="membership_resume",
     summary="End a pause early: the next cycles are billed again",
@@ -283,7 +287,7 @@ def resume(request, pk: int):
 
 
 @router.post(
-    "/memberships/{pk}/payment",
+    "/passes/{pk}/payment",
     response=s.MembershipSoldOut,
     operation_id="membership_payment_set",
     summary=(
@@ -317,7 +321,7 @@ def _plan_now(request, body, kwargs) -> bool:
 
 
 @router.get(
-    "/memberships/{pk}/plan-change-preview",
+    "/passes/{pk}/plan-change-preview",
     response=s.PlanChangePreviewOut,
     operation_id="membership_plan_change_preview",
     summary=(
@@ -338,7 +342,7 @@ def plan_change_preview(request, pk: int, template_id: int, when: str = "now"):
 
 
 @router.post(
-    "/memberships/{pk}/plan-change",
+    "/passes/{pk}/plan-change",
     response=s.MembershipPlanChangedOut,
     operation_id="membership_plan_change",
     summary=(
@@ -396,22 +400,8 @@ def plan_change(request, pk: int, payload: s.PlanChangeIn):
     return membership_out(pk, plan_change=out, charge=_charge(Pass.objects.get(pk=pk)))
 
 
-@router.delete(
-    "/memberships/{pk}",
-    response=s.MembershipOut,
-    operation_id="membership_delete",
-    summary="Delete a membership nothing was paid for: its cycle invoices are deleted",
-)
-def delete(request, pk: int):
-    require(request.auth, Action.INVOICE_DELETE)
-    ms.membership_delete(
-        actor=request.auth, sold_pass=_membership(request, pk, action=Action.INVOICE_DELETE)
-    )
-    return membership_out(pk)
-
-
 @router.get(
-    "/memberships/cycles/{pk}/refund-suggestion",
+    "/pass-invoices/{pk}/refund-suggestion",
     response=s.CycleRefundSuggestionOut,
     operation_id="membership_cycle_refund_suggestion",
     summary="SPEC 6.4's suggested refund of a cycle, within what was collected",
@@ -422,7 +412,7 @@ def refund_suggestion(request, pk: int):
 
 
 @router.post(
-    "/memberships/cycles/{pk}/refund",
+    "/pass-invoices/{pk}/refund",
     response=s.MembershipOut,
     operation_id="membership_cycle_refund",
     summary="Refund a cycle: the amount becomes credit and the cycle's unused uses end",
@@ -437,7 +427,7 @@ def refund(request, pk: int, payload: s.CycleRefundIn):
 
 
 @router.post(
-    "/memberships/cycles/{pk}/write-off",
+    "/pass-invoices/{pk}/write-off",
     response=s.MembershipOut,
     operation_id="membership_cycle_write_off",
     summary="Write off what a cycle still owes: no uses left, never charged again (issue 22)",
@@ -450,7 +440,7 @@ def write_off(request, pk: int, payload: s.CycleWriteOffIn):
 
 
 @router.post(
-    "/memberships/{pk}/past-due-override",
+    "/passes/{pk}/past-due-override",
     response=s.MembershipOut,
     operation_id="membership_past_due_override",
     summary=(
@@ -465,7 +455,7 @@ def past_due_override(request, pk: int, payload: s.PastDueOverrideIn):
 
 
 @router.post(
-    "/memberships/{pk}/retry-now",
+    "/passes/{pk}/retry-now",
     response=s.RetryNowOut,
     operation_id="membership_retry_now",
     summary="Charge the card on file now for what a past-due membership owes (issue 22)",
@@ -491,9 +481,7 @@ def retry_now(request, pk: int):
 def _mine(request, pk: int) -> Pass:
     me = getattr(request.auth, "patient", None)
     if me is None:
-        raise NotAllowed(
-            "Only patients manage their own memberships here; staff use /memberships/{id}."
-        )
+        raise NotAllowed("Only patients manage their own memberships here; staff use /passes/{id}.")
     sold = (
         _MEMBERSHIPS.filter(pk=pk, patient__in=patients_managed_by(me))
         .exclude(status=Pass.Status.DELETED)
@@ -505,7 +493,7 @@ def _mine(request, pk: int) -> Pass:
 
 
 @router.post(
-    "/me/memberships/{pk}/cancel",
+    "/me/passes/{pk}/cancel",
     response=s.MembershipCancelledOut,
     operation_id="my_membership_cancel",
     summary=(
@@ -523,7 +511,7 @@ def my_cancel(request, pk: int, payload: s.MembershipCancelIn | None = None):
 
 
 @router.post(
-    "/me/memberships/{pk}/pause",
+    "/me/passes/{pk}/pause",
     response=s.MembershipOut,
     operation_id="my_membership_pause",
     summary="Pause one's own (or a dependant's) membership, if it allows pauses",
@@ -540,7 +528,7 @@ def my_pause(request, pk: int, payload: s.MembershipPauseIn):
 
 
 @router.post(
-    "/me/memberships/{pk}/resume",
+    "/me/passes/{pk}/resume",
     response=s.MembershipOut,
     operation_id="my_membership_resume",
     summary="Resume one's own (or a dependant's) paused membership",
@@ -551,7 +539,7 @@ def my_resume(request, pk: int):
 
 
 @router.post(
-    "/memberships/{pk}/card-update-request",
+    "/passes/{pk}/card-update-request",
     response={202: s.CardUpdateRequestOut},
     operation_id="membership_card_update_request",
     summary=(
@@ -576,3 +564,54 @@ def card_update_request(request, pk: int):
             "label": card_requests.card_request_label(req),
         },
     )
+
+
+# ---------------------------------------------------------------- the addresses before issue 24
+
+# A membership is a pass (README glossary): what acts on one lives at /passes/{id} (DELETE
+# /passes/{id}, in passes.packages.api, deletes either kind), and a cycle is a pass invoice. Each
+# old address answers 308 to the new one for one release (CHANGELOG.md).
+_MOVED = (
+    ("GET", "/memberships/{pk}", "/passes/{pk}/membership"),
+    ("GET", "/memberships/{pk}/plan-change-preview", "/passes/{pk}/plan-change-preview"),
+    *(
+        ("POST", f"/memberships/{{pk}}/{action}", f"/passes/{{pk}}/{action}")
+        for action in (
+            "cancel",
+            "pause",
+            "resume",
+            "payment",
+            "plan-change",
+            "past-due-override",
+            "retry-now",
+            "card-update-request",
+        )
+    ),
+    *(
+        ("POST", f"/me/memberships/{{pk}}/{action}", f"/me/passes/{{pk}}/{action}")
+        for action in ("cancel", "pause", "resume")
+    ),
+    ("GET", "/memberships/cycles/{pk}/refund-suggestion", "/pass-invoices/{pk}/refund-suggestion"),
+    ("POST", "/memberships/cycles/{pk}/refund", "/pass-invoices/{pk}/refund"),
+    ("POST", "/memberships/cycles/{pk}/write-off", "/pass-invoices/{pk}/write-off"),
+)
+
+
+def _moved_to(old: str, new: str):
+    def redirect(request, pk: int):
+        return moved(request, old.format(pk=pk), new.format(pk=pk))
+
+    return redirect
+
+
+for _method, _old, _new in _MOVED:
+    router.add_api_operation(_old, [_method], _moved_to(_old, _new), include_in_schema=False)
+
+
+@router.delete("/memberships/{pk}", include_in_schema=False)
+def delete_moved(request, pk: int):
+    """DELETE /memberships/{id} refused anything but a membership, and DELETE /passes/{id} deletes
+    a package too: the old address keeps its refusals and redirects only a membership."""
+    require(request.auth, Action.INVOICE_DELETE)
+    _membership(request, pk, action=Action.INVOICE_DELETE)
+    return moved(request, f"/memberships/{pk}", f"/passes/{pk}")

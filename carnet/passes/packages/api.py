@@ -1,6 +1,7 @@
 """Sold packages in the JSON API (SPEC 5.2, 5.4, 9.4–9.5, 9.12): a patient's packages, selling,
-one pass, expiry, refund, delete, transfer, sharing. Using a pass on an appointment is
-`carnet.passes.redeeming.api`.
+one pass, expiry, refund, delete, transfer, sharing. `/passes/{id}` is any pass's address: a
+membership's own actions there are `carnet.passes.memberships.api`, and deleting one here goes
+through its own service. Using a pass on an appointment is `carnet.passes.redeeming.api`.
 
 Every POST accepts `Idempotency-Key` (core.middleware replays the first response), so a retried
 sale sells once. Domain errors come back as problem details with the service's code.
@@ -17,6 +18,9 @@ from carnet.core.schemas import (
     patient_view,
 )
 from carnet.gateway.models import CardOnFile
+from carnet.passes.memberships.api import membership_out
+from carnet.passes.memberships.schemas import MembershipOut
+from carnet.passes.memberships.services import membership_delete
 from carnet.passes.models import Pass, PassInvoice, PassTemplate
 from carnet.passes.selectors import passes_for_patient
 from carnet.passes.setup.expiry_rules import small_balance_offer
@@ -173,13 +177,21 @@ def refund(request, pk: int, payload: s.PassRefundIn):
 
 @router.delete(
     "/passes/{pk}",
-    response=s.PassOut,
+    response=s.PassOut | MembershipOut,
     operation_id="pass_delete",
     summary="Delete an unpaid, unused purchase and its invoices",
+    description=(
+        "A package answers PassOut, a membership MembershipOut; each kind keeps its own rules "
+        "for what may be deleted."
+    ),
 )
 def delete(request, pk: int):
     require(request.auth, Action.INVOICE_DELETE)
-    pass_delete(actor=request.auth, sold_pass=_pass(request, pk))
+    sold = _pass(request, pk)
+    if sold.kind == Pass.Kind.MEMBERSHIP:  # its own rules (SPEC 6.4) and its own answer
+        membership_delete(actor=request.auth, sold_pass=sold)
+        return membership_out(pk)
+    pass_delete(actor=request.auth, sold_pass=sold)
     return _out(pk)
 
 

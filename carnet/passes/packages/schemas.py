@@ -175,17 +175,17 @@ class MyPassOut(Schema):
     )
     expires_on: dt.date | None
     expiry_disclosure: str = Field(..., description="The expiry terms it was sold with")
-    # Memberships (kind "membership"): the details are at GET /memberships/{id}.
+    # Memberships (kind "membership"): the details are at GET /passes/{id}/membership.
     kind: str = Field(..., description="package or membership")
     start_date: dt.date | None = Field(None, description="A membership's first day")
     ends_after: dt.date | None = Field(
         None, description="A cancelled membership's last covered day"
     )
     self_cancel: bool = Field(
-        False, description="The patient may cancel it (POST /me/memberships/{id}/cancel)"
+        False, description="The patient may cancel it (POST /me/passes/{id}/cancel)"
     )
     pause_allowed: bool = Field(
-        False, description="The patient may pause it (POST /me/memberships/{id}/pause)"
+        False, description="The patient may pause it (POST /me/passes/{id}/pause)"
     )
 
 

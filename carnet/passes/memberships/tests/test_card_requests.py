@@ -274,18 +274,14 @@ def test_the_api_requests_a_card_once_per_idempotency_key(s, django_capture_on_c
     sold = _member(s)
     api = Api(s["fd"].user)
     with django_capture_on_commit_callbacks(execute=True):
-        first = api.post(
-            f"/memberships/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"}
-        )
-        again = api.post(
-            f"/memberships/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"}
-        )
+        first = api.post(f"/passes/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"})
+        again = api.post(f"/passes/{sold.pk}/card-update-request", **{"Idempotency-Key": "abc"})
     assert first.status_code == again.status_code == 202 and first.json() == again.json()
     assert first.json()["emailed_to"] == "pat@example.test" and len(mail.outbox) == 1
     nobody = make_patient(email="")
     sold.patient, sold.patient_id = nobody, nobody.pk
     Pass.objects.filter(pk=sold.pk).update(patient=nobody)
-    refused = api.post(f"/memberships/{sold.pk}/card-update-request")
+    refused = api.post(f"/passes/{sold.pk}/card-update-request")
     assert refused.status_code == 409 and refused.json()["code"] == "no_email"
 
 

@@ -154,16 +154,16 @@ def test_the_portal_shows_the_fee_before_the_patient_pauses(s, client):
         url, {"cycles": "1", "fee_kind": "once", "fee_minor": "2500"}, follow=True
     ).content.decode()
     assert "is paused for 1 cycle" in done and sold.pauses.get().fee_minor == 2500
-    too_long = Api(s["patient"].user).post(f"/me/memberships/{sold.pk}/pause", {"cycles": 1})
+    too_long = Api(s["patient"].user).post(f"/me/passes/{sold.pk}/pause", {"cycles": 1})
     assert too_long.status_code == 409  # already paused
 
 
 def test_the_api_refuses_a_stale_fee_with_a_409(s):
     sold = _sell(s, _template(s))
     api = Api(s["patient"].user)
-    stale = api.post(f"/me/memberships/{sold.pk}/pause", {"cycles": 2, "freeze_fee_minor": 1500})
+    stale = api.post(f"/me/passes/{sold.pk}/pause", {"cycles": 2, "freeze_fee_minor": 1500})
     assert stale.status_code == 409 and stale.json()["code"] == "freeze_fee_changed"
-    done = api.post(f"/me/memberships/{sold.pk}/pause", {"cycles": 2, "freeze_fee_minor": 3000})
+    done = api.post(f"/me/passes/{sold.pk}/pause", {"cycles": 2, "freeze_fee_minor": 3000})
     assert done.status_code == 200 and done.json()["freeze_fee_kind"] == "per_cycle"
 
 

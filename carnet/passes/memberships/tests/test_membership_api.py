@@ -1,7 +1,8 @@
 """/api/v1 for memberships (SPEC 6, 9.7, 11): sell (manual; automatic with the first cycle charged
 or declined; Idempotency-Key), read (terms, cycles, next billing date), cancel with the policy
-warning, pause/resume, change the payment, delete, refund a cycle; bad input; who may do what; and
-a patient's own cancel/pause/resume within the policy (another patient's is not found)."""
+warning, pause/resume, change the payment, delete, refund a cycle; bad input; who may do what; a
+patient's own cancel/pause/resume within the policy (another patient's is not found); and the
+addresses before issue 24, answering 308."""
 
 import uuid
 
@@ -17,6 +18,7 @@ from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
 from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassPause
+from carnet.passes.packages.selling import package_sell
 from carnet.passes.tests.factories import at, membership_template, package_template
 from carnet.people.services import family_link_add, patient_portal_enable
 from carnet.scheduling.tests.factories import clinic_set
@@ -107,7 +109,7 @@ def test_sell_manual_then_read_terms_cycles_and_next_billing(s):
         sold["cycle"],
         sold["uses_per_cycle"],
     ) == ("Wellness monthly", "active", "2026-05-01", "monthly", 2)
-    read = s["desk"].get(f"/memberships/{sold['id']}")
+    read = s["desk"].get(f"/passes/{sold['id']}/membership")
     assert read.status_code == 200
     body = read.json()
     assert (
@@ -210,7 +212,7 @@ def test_another_patients_card_and_a_package_template_are_refused(s):
         f"/patients/{s['patient'].pk}/memberships", {"template_id": package_template(s["cat"]).pk}
     )
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "template_id"
-    assert s["desk"].get("/memberships/999999").status_code == 404
+    assert s["desk"].get("/passes/999999/membership").status_code == 404
 
 
 # ---------------------------------------------------------------- changing one
@@ -218,10 +220,10 @@ def test_another_patients_card_and_a_package_template_are_refused(s):
 
 def test_cancel_needs_a_paid_cycle_then_warns_about_the_policy(s):
     sold = _sell(s)
-    refused = s["desk"].post(f"/memberships/{sold['id']}/cancel", {"at_cycle_end": True})
+    refused = s["desk"].post(f"/passes/{sold['id']}/cancel", {"at_cycle_end": True})
     assert refused.status_code == 409 and refused.json()["code"] == "no_paid_cycle"
     _pay(s, sold["id"])
-    done = s["desk"].post(f"/memberships/{sold['id']}/cancel", {"at_cycle_end": True})
+    done = s["desk"].post(f"/passes/{sold['id']}/cancel", {"at_cycle_end": True})
     assert done.status_code == 200, done.content
     body = done.json()
     assert (
@@ -230,13 +232,13 @@ def test_cancel_needs_a_paid_cycle_then_warns_about_the_policy(s):
         and body["next_billing_date"] is None
     )
     assert "cancellable after 3 cycles" in body["warning"]
-    again = s["desk"].post(f"/memberships/{sold['id']}/cancel", {"at_cycle_end": False})
+    again = s["desk"].post(f"/passes/{sold['id']}/cancel", {"at_cycle_end": False})
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
 def test_pause_then_resume(s):
     sold = _sell(s)
-    paused = s["desk"].post(f"/memberships/{sold['id']}/pause", {"cycles": 2})
+    paused = s["desk"].post(f"/passes/{sold['id']}/pause", {"cycles": 2})
     assert paused.status_code == 200, paused.content
     body = paused.json()
     assert (
@@ -244,18 +246,18 @@ def test_pause_then_resume(s):
         and body["paused_until"] == "2026-08-01"
         and body["next_billing_date"] == "2026-08-01"
     )
-    twice = s["desk"].post(f"/memberships/{sold['id']}/pause", {"cycles": 1})
+    twice = s["desk"].post(f"/passes/{sold['id']}/pause", {"cycles": 1})
     assert twice.status_code == 409 and twice.json()["code"] == "already_paused"
-    assert s["desk"].post(f"/memberships/{sold['id']}/pause", {"cycles": 0}).status_code == 422
-    resumed = s["desk"].post(f"/memberships/{sold['id']}/resume")
+    assert s["desk"].post(f"/passes/{sold['id']}/pause", {"cycles": 0}).status_code == 422
+    resumed = s["desk"].post(f"/passes/{sold['id']}/resume")
     assert resumed.status_code == 200 and not resumed.json()["paused"]
     assert resumed.json()["next_billing_date"] == "2026-06-01"
-    assert s["desk"].post(f"/memberships/{sold['id']}/resume").json()["code"] == "not_paused"
+    assert s["desk"].post(f"/passes/{sold['id']}/resume").json()["code"] == "not_paused"
 
 
 def test_pause_is_refused_beyond_the_templates_maximum(s):
     sold = _sell(s)
-    response = s["desk"].post(f"/memberships/{sold['id']}/pause", {"cycles": 3})
+    response = s["desk"].post(f"/passes/{sold['id']}/pause", {"cycles": 3})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "cycles"
     assert not PassPause.objects.exists()
 
@@ -264,7 +266,7 @@ def test_changing_to_automatic_charges_the_unpaid_current_cycle(s):
     sold = _sell(s)
     card = _card(s)
     changed = s["desk"].post(
-        f"/memberships/{sold['id']}/payment",
+        f"/passes/{sold['id']}/payment",
         {"payment_mode": "automatic", "card_id": card.pk},
         **_key(),
     )
@@ -273,11 +275,9 @@ def test_changing_to_automatic_charges_the_unpaid_current_cycle(s):
         changed.json()["charge"]["outcome"] == "charged"
         and changed.json()["cycles"][0]["invoice_status"] == "paid"
     )
-    back = s["desk"].post(f"/memberships/{sold['id']}/payment", {"payment_mode": "manual"})
+    back = s["desk"].post(f"/passes/{sold['id']}/payment", {"payment_mode": "manual"})
     assert back.json()["payment_mode"] == "manual" and back.json()["card_id"] is None
-    bad = s["desk"].post(
-        f"/memberships/{sold['id']}/payment", {"payment_mode": "automatic"}, **_key()
-    )
+    bad = s["desk"].post(f"/passes/{sold['id']}/payment", {"payment_mode": "automatic"}, **_key())
     assert bad.status_code == 422
 
 
@@ -289,7 +289,7 @@ def test_a_card_charge_without_an_idempotency_key_is_refused_and_says_why(s):
     )
     sold = _sell(s)
     changed = s["desk"].post(
-        f"/memberships/{sold['id']}/payment", {"payment_mode": "automatic", "card_id": card.pk}
+        f"/passes/{sold['id']}/payment", {"payment_mode": "automatic", "card_id": card.pk}
     )
     assert changed.status_code == 400 and changed.json()["code"] == "idempotency_key_required"
     assert Pass.objects.count() == 1 and not TestGatewayCharge.objects.exists()
@@ -297,12 +297,12 @@ def test_a_card_charge_without_an_idempotency_key_is_refused_and_says_why(s):
 
 def test_delete_an_unpaid_membership_but_not_a_paid_one(s):
     sold = _sell(s)
-    deleted = s["api"].delete(f"/memberships/{sold['id']}")
+    deleted = s["api"].delete(f"/passes/{sold['id']}")
     assert deleted.status_code == 200 and deleted.json()["status"] == "deleted"
     assert deleted.json()["cycles"][0]["invoice_status"] == "deleted"
     paid = _sell(s)
     _pay(s, paid["id"])
-    refused = s["api"].delete(f"/memberships/{paid['id']}")
+    refused = s["api"].delete(f"/passes/{paid['id']}")
     assert refused.status_code == 409 and refused.json()["code"] == "invoice_has_payments"
 
 
@@ -310,20 +310,19 @@ def test_refund_a_cycle_by_its_suggestion(s):
     sold = _sell(s)
     _pay(s, sold["id"])
     cycle_id = sold["cycles"][0]["id"]
-    suggestion = s["api"].get(f"/memberships/cycles/{cycle_id}/refund-suggestion")
+    suggestion = s["api"].get(f"/pass-invoices/{cycle_id}/refund-suggestion")
     assert suggestion.json() == {"collected": 6000, "suggested": 6000}
-    too_much = s["api"].post(f"/memberships/cycles/{cycle_id}/refund", {"amount_minor": 7000})
+    too_much = s["api"].post(f"/pass-invoices/{cycle_id}/refund", {"amount_minor": 7000})
     assert too_much.status_code == 422
     assert (
-        s["api"].post(f"/memberships/cycles/{cycle_id}/refund", {"amount_minor": -1}).status_code
-        == 422
+        s["api"].post(f"/pass-invoices/{cycle_id}/refund", {"amount_minor": -1}).status_code == 422
     )
     done = s["api"].post(
-        f"/memberships/cycles/{cycle_id}/refund", {"amount_minor": 6000, "reason": "moved away"}
+        f"/pass-invoices/{cycle_id}/refund", {"amount_minor": 6000, "reason": "moved away"}
     )
     assert done.status_code == 200, done.content
     assert done.json()["cycles"][0]["uses_allowed"] == 0 and credit_balance(s["patient"]) == 6000
-    assert s["api"].get("/memberships/cycles/999999/refund-suggestion").status_code == 404
+    assert s["api"].get("/pass-invoices/999999/refund-suggestion").status_code == 404
 
 
 # ---------------------------------------------------------------- access
@@ -335,20 +334,19 @@ def test_levels_without_the_action_get_403(s):
     practitioner = Api(make_staff(AccessLevel.PRACTITIONER_LIMITED).user)
     no_billing = Api(make_staff(AccessLevel.FRONT_DESK, billing=False).user)
     for api in (practitioner, no_billing):
-        assert api.get(f"/memberships/{sold['id']}").status_code == 403
+        assert api.get(f"/passes/{sold['id']}/membership").status_code == 403
         assert (
             api.post(
                 f"/patients/{s['patient'].pk}/memberships", {"template_id": s["template"].pk}
             ).status_code
             == 403
         )
-        assert api.post(f"/memberships/{sold['id']}/pause", {"cycles": 1}).status_code == 403
+        assert api.post(f"/passes/{sold['id']}/pause", {"cycles": 1}).status_code == 403
     # Front desk sells and pauses, but neither deletes nor refunds.
-    assert s["desk"].delete(f"/memberships/{sold['id']}").status_code == 403
-    assert s["desk"].get(f"/memberships/cycles/{cycle_id}/refund-suggestion").status_code == 403
+    assert s["desk"].delete(f"/passes/{sold['id']}").status_code == 403
+    assert s["desk"].get(f"/pass-invoices/{cycle_id}/refund-suggestion").status_code == 403
     assert (
-        s["desk"].post(f"/memberships/cycles/{cycle_id}/refund", {"amount_minor": 0}).status_code
-        == 403
+        s["desk"].post(f"/pass-invoices/{cycle_id}/refund", {"amount_minor": 0}).status_code == 403
     )
     assert Pass.objects.get(pk=sold["id"]).status == "active"
 
@@ -375,14 +373,14 @@ def _membership_of(s, patient, **template_fields):
 def test_a_patient_reads_their_own_membership_but_gets_404_for_anothers(s, me):
     mine, theirs = _membership_of(s, me), _membership_of(s, s["patient"])
     api = Api(me.user)
-    assert api.get(f"/memberships/{mine.pk}").status_code == 200
-    assert api.get(f"/memberships/{theirs.pk}").status_code == 404
+    assert api.get(f"/passes/{mine.pk}/membership").status_code == 200
+    assert api.get(f"/passes/{theirs.pk}/membership").status_code == 404
     for path in ("cancel", "pause", "resume"):
         response = api.post(
-            f"/me/memberships/{theirs.pk}/{path}", {"cycles": 1} if path == "pause" else None
+            f"/me/passes/{theirs.pk}/{path}", {"cycles": 1} if path == "pause" else None
         )
         assert response.status_code == 404, path
-    assert api.post(f"/memberships/{mine.pk}/cancel").status_code == 403  # the staff route
+    assert api.post(f"/passes/{mine.pk}/cancel").status_code == 403  # the staff route
     mine_listed = {p["id"]: p for p in api.get("/me/passes").json()}[mine.pk]
     assert (mine_listed["kind"], mine_listed["start_date"], mine_listed["self_cancel"]) == (
         "membership",
@@ -390,19 +388,19 @@ def test_a_patient_reads_their_own_membership_but_gets_404_for_anothers(s, me):
         True,
     )
     assert (
-        s["desk"].post(f"/me/memberships/{mine.pk}/cancel").status_code == 403
+        s["desk"].post(f"/me/passes/{mine.pk}/cancel").status_code == 403
     )  # staff have no own memberships
 
 
 def test_a_patient_cancels_within_policy_only(s, me):
     inside = _membership_of(s, me)  # cancellable after 3 cycles; 1 billed
     api = Api(me.user)
-    refused = api.post(f"/me/memberships/{inside.pk}/cancel")
+    refused = api.post(f"/me/passes/{inside.pk}/cancel")
     assert refused.status_code == 409 and refused.json()["code"] == "inside_policy"
     no_self = _membership_of(s, me, self_cancel=False)
-    assert api.post(f"/me/memberships/{no_self.pk}/cancel").json()["code"] == "self_cancel_off"
+    assert api.post(f"/me/passes/{no_self.pk}/cancel").json()["code"] == "self_cancel_off"
     free = _membership_of(s, me, self_cancel=True, cancellable_after_cycles=0)
-    done = api.post(f"/me/memberships/{free.pk}/cancel")
+    done = api.post(f"/me/passes/{free.pk}/cancel")
     assert done.status_code == 200, done.content
     assert done.json()["ends_after"] == "2026-05-31" and done.json()["warning"] == ""
     assert Pass.objects.get(pk=inside.pk).ends_after is None
@@ -413,13 +411,273 @@ def test_a_guardian_pauses_and_resumes_a_dependants_membership(s, me):
     family_link_add(actor=s["fd"].user, patient=me, relative=child, kind="guardian")
     sold = _membership_of(s, child)
     api = Api(me.user)
-    paused = api.post(f"/me/memberships/{sold.pk}/pause", {"cycles": 1})
+    paused = api.post(f"/me/passes/{sold.pk}/pause", {"cycles": 1})
     assert paused.status_code == 200 and paused.json()["paused"]
-    assert (
-        api.post(f"/me/memberships/{sold.pk}/pause", {"cycles": 1}).json()["code"]
-        == "already_paused"
-    )
-    assert api.post(f"/me/memberships/{sold.pk}/resume").status_code == 200
+    assert api.post(f"/me/passes/{sold.pk}/pause", {"cycles": 1}).json()["code"] == "already_paused"
+    assert api.post(f"/me/passes/{sold.pk}/resume").status_code == 200
     no_pause = _membership_of(s, child, pause_allowed=False)
-    refused = api.post(f"/me/memberships/{no_pause.pk}/pause", {"cycles": 1})
+    refused = api.post(f"/me/passes/{no_pause.pk}/pause", {"cycles": 1})
     assert refused.status_code == 409 and refused.json()["code"] == "pause_not_allowed"
+
+
+# ---------------------------------------------------------------- the addresses before issue 24
+
+# Each old address (CHANGELOG.md): who calls it, the method, the old and new paths, the body, and
+# the answer the old address gave: its status and one field of it (a dotted path). {paid} is a paid
+# membership (its first cycle {cycle}), {unpaid} an unpaid one, {mine} the patient's own, {package}
+# a package.
+MOVED = [
+    ("api", "get", "/memberships/{paid}", "/passes/{paid}/membership", None, 200, "owing_minor", 0),
+    (
+        "api",
+        "get",
+        "/memberships/{paid}/plan-change-preview?template_id={gold}&when=next_cycle",
+        "/passes/{paid}/plan-change-preview?template_id={gold}&when=next_cycle",
+        None,
+        200,
+        "charge_minor",
+        0,
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/cancel",
+        "/passes/{paid}/cancel",
+        {},
+        200,
+        "ends_after",
+        "2026-05-31",
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/pause",
+        "/passes/{paid}/pause",
+        {"cycles": 1},
+        200,
+        "paused",
+        True,
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/resume",
+        "/passes/{paid}/resume",
+        None,
+        409,
+        "code",
+        "not_paused",
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/payment",
+        "/passes/{paid}/payment",
+        {"payment_mode": "manual"},
+        200,
+        "payment_mode",
+        "manual",
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/plan-change",
+        "/passes/{paid}/plan-change",
+        {"template_id": "{gold}", "when": "next_cycle"},
+        200,
+        "plan_change.status",
+        "scheduled",
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/past-due-override",
+        "/passes/{paid}/past-due-override",
+        {"until": "2026-05-25"},
+        200,
+        "status",
+        "active",
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/retry-now",
+        "/passes/{paid}/retry-now",
+        None,
+        409,
+        "code",
+        "no_card",
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{paid}/card-update-request",
+        "/passes/{paid}/card-update-request",
+        None,
+        202,
+        "membership_id",
+        "{paid}",
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/{package}/cancel",
+        "/passes/{package}/cancel",
+        {},
+        404,
+        "code",
+        "membership_not_found",
+    ),
+    ("api", "delete", "/memberships/{unpaid}", "/passes/{unpaid}", None, 200, "status", "deleted"),
+    (
+        "api",
+        "delete",
+        "/memberships/{paid}",
+        "/passes/{paid}",
+        None,
+        409,
+        "code",
+        "invoice_has_payments",
+    ),
+    (
+        "me",
+        "post",
+        "/me/memberships/{mine}/cancel",
+        "/me/passes/{mine}/cancel",
+        None,
+        409,
+        "code",
+        "inside_policy",
+    ),
+    (
+        "me",
+        "post",
+        "/me/memberships/{mine}/pause",
+        "/me/passes/{mine}/pause",
+        {"cycles": 1},
+        200,
+        "paused",
+        True,
+    ),
+    (
+        "me",
+        "post",
+        "/me/memberships/{mine}/resume",
+        "/me/passes/{mine}/resume",
+        None,
+        409,
+        "code",
+        "not_paused",
+    ),
+    (
+        "api",
+        "get",
+        "/memberships/cycles/{cycle}/refund-suggestion",
+        "/pass-invoices/{cycle}/refund-suggestion",
+        None,
+        200,
+        "suggested",
+        6000,
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/cycles/{cycle}/refund",
+        "/pass-invoices/{cycle}/refund",
+        {"amount_minor": 6000, "reason": "moved away"},
+        200,
+        "cycles.0.uses_allowed",
+        0,
+    ),
+    (
+        "api",
+        "post",
+        "/memberships/cycles/{cycle}/write-off",
+        "/pass-invoices/{cycle}/write-off",
+        {"reason": "Agreed"},
+        409,
+        "code",
+        "cycle_paid",
+    ),
+]
+
+
+@pytest.fixture
+def moved_world(s, me):
+    paid, unpaid = _sell(s), _sell(s)
+    _pay(s, paid["id"])
+    ids = {
+        "paid": paid["id"],
+        "cycle": paid["cycles"][0]["id"],
+        "unpaid": unpaid["id"],
+        "mine": _membership_of(s, me).pk,
+        "gold": membership_template(s["cat"], name="Gold", price=12000, uses=8).pk,
+        "package": package_sell(
+            actor=s["fd"].user, patient=s["patient"], template=package_template(s["cat"])
+        ).pk,
+    }
+    return {"api": s["api"], "me": Api(me.user)}, ids
+
+
+def _fill(value, ids):
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    if isinstance(value, str):
+        filled = value.format(**ids)
+        return int(filled) if value.startswith("{") and filled.isdigit() else filled
+    return value
+
+
+def _call(api, method, path, body, headers):
+    if method == "get":
+        return api.get(path, **headers)
+    return getattr(api, method)(path, body, **headers)
+
+
+@pytest.mark.parametrize(
+    "who,method,old,new,body,status,field,value",
+    MOVED,
+    ids=[f"{m.upper()} {old.split('?')[0]}" for _, m, old, *_ in MOVED],
+)
+def test_an_old_address_answers_308_and_following_it_gives_the_old_answer(
+    moved_world, who, method, old, new, body, status, field, value
+):
+    """A membership is a pass and a cycle a pass invoice (issue 24): the old addresses answer 308
+    for one release, and the request sent again to the new address, with the same method, body
+    and Idempotency-Key, answers what the old address answered."""
+    apis, ids = moved_world
+    api, old, new, body = apis[who], _fill(old, ids), _fill(new, ids), _fill(body, ids)
+    key = {"Idempotency-Key": f"moved-{method}-{old}"} if method != "get" else {}
+    before = Pass.objects.order_by("pk").values_list("pk", "status", "ends_after", "payment_mode")
+    before = list(before)
+    redirect = _call(api, method, old, body, key)
+    assert redirect.status_code == 308, redirect.content
+    assert redirect["Location"] == f"/api/v1{new}"
+    assert (
+        list(Pass.objects.order_by("pk").values_list("pk", "status", "ends_after", "payment_mode"))
+        == before
+    )  # the redirect itself changes nothing
+    followed = _call(api, method, redirect["Location"].removeprefix("/api/v1"), body, key)
+    assert followed.status_code == status, followed.content
+    answer = followed.json()
+    for step in field.split("."):
+        answer = answer[int(step) if step.isdigit() else step]
+    assert answer == _fill(value, ids)
+    if method == "post":  # the key was not spent on the redirect: the new address replays
+        # its own answer (only POSTs are keyed)
+        again = _call(api, method, new, body, key)
+        assert (again.status_code, again.json()) == (followed.status_code, followed.json())
+    assert _call(Api(), method, old, body, {}).status_code == 401
+
+
+def test_the_old_delete_keeps_refusing_a_package_and_does_not_redirect_it(moved_world):
+    """DELETE /memberships/{id} refused a package (404), while DELETE /passes/{id} deletes one:
+    the old address answers as it did instead of sending the client on to delete it."""
+    apis, ids = moved_world
+    refused = apis["api"].delete(f"/memberships/{ids['package']}")
+    assert refused.status_code == 404 and refused.json()["code"] == "membership_not_found"
+    assert Pass.objects.get(pk=ids["package"]).status == "active"
+    assert apis["api"].delete("/memberships/999999").json()["code"] == "membership_not_found"
+    desk = Api(make_staff(AccessLevel.FRONT_DESK).user)
+    assert desk.delete(f"/memberships/{ids['unpaid']}").status_code == 403
+    assert Api().delete(f"/memberships/{ids['unpaid']}").status_code == 401

@@ -193,12 +193,12 @@ def test_the_page_shows_past_due_and_overrides_through_the_api_and_the_page(s, c
         )
         assert _fresh(s).past_due_override_until == dt.date(2026, 5, 21)
         api = Api(s["fd"].user)
-        answer = api.post(f"/memberships/{s['sold'].pk}/past-due-override", {"until": "2026-05-25"})
+        answer = api.post(f"/passes/{s['sold'].pk}/past-due-override", {"until": "2026-05-25"})
         assert answer.status_code == 200, answer.content
         assert answer.json()["past_due"]["overridden"] is True
         assert (
             api.post(
-                f"/memberships/{s['sold'].pk}/past-due-override", {"until": "2026-09-01"}
+                f"/passes/{s['sold'].pk}/past-due-override", {"until": "2026-09-01"}
             ).status_code
             == 422
         )

@@ -178,23 +178,18 @@ def test_retry_now_declined_again_says_so_and_the_api_replays_with_its_key(s):
     api = Api(s["fd"].user)
     with clock.frozen(at("2026-05-20", "10:00")):
         headers = {"Idempotency-Key": "retry-1"}
-        first = api.post(f"/memberships/{declined.pk}/retry-now", None, **headers)
+        first = api.post(f"/passes/{declined.pk}/retry-now", None, **headers)
         assert first.status_code == 200, first.content
         assert first.json()["outcome"] == "declined"
         tries = PassInvoice.objects.filter(sold_pass=declined).values_list(
             "charge_attempts", flat=True
         )
         before = sorted(tries)
-        assert (
-            api.post(f"/memberships/{declined.pk}/retry-now", None, **headers).json()
-            == first.json()
-        )
+        assert api.post(f"/passes/{declined.pk}/retry-now", None, **headers).json() == first.json()
         assert sorted(tries) == before  # the replay tried nothing
 
         practitioner_api = Api(make_staff(AccessLevel.PRACTITIONER_LIMITED, practitioner=True).user)
-        assert (
-            practitioner_api.post(f"/memberships/{declined.pk}/retry-now", None).status_code == 403
-        )
+        assert practitioner_api.post(f"/passes/{declined.pk}/retry-now", None).status_code == 403
 
 
 @pytest.mark.django_db(transaction=True)

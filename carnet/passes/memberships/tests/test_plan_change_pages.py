@@ -144,7 +144,7 @@ def test_the_api_previews_and_changes_charging_an_automatic_card_once(s):
     assert TestGatewayCharge.objects.count() == 1
     with clock.frozen(at("2026-05-11", "09:00")):
         preview = s["desk"].get(
-            f"/memberships/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=now"
+            f"/passes/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=now"
         )
         assert preview.status_code == 200, preview.content
         p = preview.json()
@@ -159,10 +159,10 @@ def test_the_api_previews_and_changes_charging_an_automatic_card_once(s):
             "expected_credit_minor": p["credit_minor"],
             "expected_charge_minor": p["charge_minor"],
         }
-        refused = s["desk"].post(f"/memberships/{sold.pk}/plan-change", body)
+        refused = s["desk"].post(f"/passes/{sold.pk}/plan-change", body)
         assert refused.status_code == 400 and "Idempotency-Key" in refused.json()["detail"]
         key = {"Idempotency-Key": uuid.uuid4().hex}
-        done = s["desk"].post(f"/memberships/{sold.pk}/plan-change", body, **key)
+        done = s["desk"].post(f"/passes/{sold.pk}/plan-change", body, **key)
         assert done.status_code == 200, done.content
         out = done.json()
         assert out["name"] == "Gold" and out["charge"]["outcome"] == "charged"
@@ -170,7 +170,7 @@ def test_the_api_previews_and_changes_charging_an_automatic_card_once(s):
             p["credit_minor"],
             p["charge_minor"],
         )
-        again = s["desk"].post(f"/memberships/{sold.pk}/plan-change", body, **key)
+        again = s["desk"].post(f"/passes/{sold.pk}/plan-change", body, **key)
         assert (
             again.status_code == 200
             and again.json()["plan_change"]["id"] == out["plan_change"]["id"]
@@ -185,16 +185,16 @@ def test_the_api_previews_and_changes_charging_an_automatic_card_once(s):
 
 def test_the_api_bad_input_is_a_clear_4xx(s):
     sold = _sell(s)
-    same = s["desk"].post(f"/memberships/{sold.pk}/plan-change", {"template_id": s["basic"].pk})
+    same = s["desk"].post(f"/passes/{sold.pk}/plan-change", {"template_id": s["basic"].pk})
     assert same.status_code == 409 and same.json()["code"] == "same_plan"
-    unknown = s["desk"].post(f"/memberships/{sold.pk}/plan-change", {"template_id": 999999})
+    unknown = s["desk"].post(f"/passes/{sold.pk}/plan-change", {"template_id": 999999})
     assert unknown.status_code == 422
     bad_when = s["desk"].get(
-        f"/memberships/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=soon"
+        f"/passes/{sold.pk}/plan-change-preview?template_id={s['gold'].pk}&when=soon"
     )
     assert bad_when.status_code == 422
     scheduled = s["desk"].post(
-        f"/memberships/{sold.pk}/plan-change", {"template_id": s["gold"].pk, "when": "next_cycle"}
+        f"/passes/{sold.pk}/plan-change", {"template_id": s["gold"].pk, "when": "next_cycle"}
     )
     assert scheduled.status_code == 200 and scheduled.json()["plan_change"]["status"] == "scheduled"
     assert Pass.objects.get(pk=sold.pk).name == "Basic"
