@@ -226,3 +226,7 @@ api.add_router("/reports", pass_reports_router)
 from carnet.passes.memberships.api import router as memberships_router  # noqa: E402
 
 api.add_router("/", memberships_router)
+
+from carnet.passes.api import router as pass_router  # noqa: E402
+
+api.add_router("/", pass_router)

@@ -13,7 +13,8 @@ sections:
 
 At this root: what both kinds share or Django looks for here (`models`, `locks`, `selectors`,
 `invariants`, a membership's `cycles`, `dunning` (declines, retries, the past-due date),
-`invoicing` (issuing pass invoices), `online` (what selling online shares), the daily job in `jobs`,
+`invoicing` (issuing pass invoices), `online` (what selling online shares), `api` (one pass at
+`/passes/{id}`, read or deleted whatever its kind), the daily job in `jobs`,
 `documents`, `emails`, templates, template tags, migrations, and in `tests/` the factories and the
 tests over both kinds). Each room's tests are in its own `tests/`.
 

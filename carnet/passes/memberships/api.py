@@ -2,7 +2,7 @@
 cancel (with the policy warning), pause/resume, change the payment, refund a cycle; and a
 patient's own (or a dependant's) cancel/pause/resume within the membership's policy. A membership
 is a pass, so these live at its address, `/passes/{id}/…` (`/me/passes/{id}/…`), and a cycle at
-its pass invoice's, `/pass-invoices/{id}/…`; `DELETE /passes/{id}` (passes.packages.api) deletes
+its pass invoice's, `/pass-invoices/{id}/…`; `DELETE /passes/{id}` (carnet.passes.api) deletes
 either kind.
 
 Every POST accepts `Idempotency-Key` (core.middleware replays the first response), so a retried
@@ -569,7 +569,7 @@ def card_update_request(request, pk: int):
 # ---------------------------------------------------------------- the addresses before issue 24
 
 # A membership is a pass (README glossary): what acts on one lives at /passes/{id} (DELETE
-# /passes/{id}, in passes.packages.api, deletes either kind), and a cycle is a pass invoice. Each
+# /passes/{id}, in carnet.passes.api, deletes either kind), and a cycle is a pass invoice. Each
 # old address answers 308 to the new one for one release (CHANGELOG.md).
 _MOVED = (
     ("GET", "/memberships/{pk}", "/passes/{pk}/membership"),

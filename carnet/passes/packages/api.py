@@ -1,7 +1,6 @@
 """Sold packages in the JSON API (SPEC 5.2, 5.4, 9.4–9.5, 9.12): a patient's packages, selling,
-one pass, expiry, refund, delete, transfer, sharing. `/passes/{id}` is any pass's address: a
-membership's own actions there are `carnet.passes.memberships.api`, and deleting one here goes
-through its own service. Using a pass on an appointment is `carnet.passes.redeeming.api`.
+expiry, refund, transfer, sharing. Reading and deleting one pass of either kind is
+`carnet.passes.api`; using a pass on an appointment is `carnet.passes.redeeming.api`.
 
 Every POST accepts `Idempotency-Key` (core.middleware replays the first response), so a retried
 sale sells once. Domain errors come back as problem details with the service's code.
@@ -12,15 +11,9 @@ from ninja import Router, Status
 
 from carnet.clinic.models import Location
 from carnet.core.errors import NotAllowed, NotFound, ValidationFailed
-from carnet.core.permissions import Action, require, staff_of
-from carnet.core.schemas import (
-    one_in_body,  # an id in a body: unknown is a 422 naming the field
-    patient_view,
-)
+from carnet.core.permissions import Action, require
+from carnet.core.schemas import one_in_body  # an id in a body: unknown is a 422 naming the field
 from carnet.gateway.models import CardOnFile
-from carnet.passes.memberships.api import membership_out
-from carnet.passes.memberships.schemas import MembershipOut
-from carnet.passes.memberships.services import membership_delete
 from carnet.passes.models import Pass, PassInvoice, PassTemplate
 from carnet.passes.selectors import passes_for_patient
 from carnet.passes.setup.expiry_rules import small_balance_offer
@@ -29,7 +22,6 @@ from carnet.people.selectors import patient_for, patient_get, patients_managed_b
 
 from . import schemas as s
 from .ending import (
-    pass_delete,
     pass_expiry_set,
     pass_refund,
     pass_shares_set,
@@ -47,11 +39,12 @@ _PASSES = Pass.objects.select_related("patient").prefetch_related(
 )
 
 
-def _out(pk: int) -> Pass:
+def pass_out(pk: int) -> Pass:
+    """The pass with what PassOut reads, in a few queries."""
     return _PASSES.get(pk=pk)
 
 
-def _pass(request, pk: int, *, action: Action = Action.INVOICE_VIEW) -> Pass:
+def pass_for(request, pk: int, *, action: Action = Action.INVOICE_VIEW) -> Pass:
     """The pass `request.auth` may see: staff allowed `action`; a patient only their own and
     their dependants' (any other is "not found", so ids cannot be probed)."""
     sold, missing = _PASSES.filter(pk=pk).first(), NotFound(f"No pass with id {pk}.")
@@ -96,7 +89,7 @@ def sell(request, pk: int, payload: s.SellIn):
         location=one_in_body(Location, payload.location_id, "location_id", "location"),
         intro_override=payload.intro_override,
     )
-    return Status(201, _out(sold.pk))
+    return Status(201, pass_out(sold.pk))
 
 
 @router.get(
@@ -122,26 +115,13 @@ def my_passes(request):
 # ---------------------------------------------------------------- one package
 
 
-@router.get(
-    "/passes/{pk}",
-    response=s.PassOut | s.MyPassDetailOut,
-    operation_id="pass_read",
-    summary="A package with its items, instalments and use history",
-    description=(
-        "Staff get PassOut; a patient, their own or a dependant's package as MyPassDetailOut (no "
-        "compensation values, payments or internal counters)."
-    ),
-)
-def read(request, pk: int):
-    sold = _pass(request, pk)
-    return sold if staff_of(request.auth) is not None else patient_view(s.MyPassDetailOut, sold)
-
-
 @router.post("/passes/{pk}/expiry", response=s.PassOut, operation_id="pass_expiry_set")
 def expiry(request, pk: int, payload: s.ExpiryIn):
     require(request.auth, Action.PASS_EXPIRY_EDIT)
-    pass_expiry_set(actor=request.auth, sold_pass=_pass(request, pk), expires_on=payload.expires_on)
-    return _out(pk)
+    pass_expiry_set(
+        actor=request.auth, sold_pass=pass_for(request, pk), expires_on=payload.expires_on
+    )
+    return pass_out(pk)
 
 
 @router.get(
@@ -152,7 +132,7 @@ def expiry(request, pk: int, payload: s.ExpiryIn):
 )
 def refund_suggestion(request, pk: int):
     require(request.auth, Action.REFUND)
-    sold = _pass(request, pk)
+    sold = pass_for(request, pk)
     suggestions = refund_suggestions(sold)
     return {**suggestions, "small_balance": small_balance_offer(sold, suggestions["suggested"])}
 
@@ -167,32 +147,12 @@ def refund(request, pk: int, payload: s.PassRefundIn):
     require(request.auth, Action.REFUND)
     pass_refund(
         actor=request.auth,
-        sold_pass=_pass(request, pk),
+        sold_pass=pass_for(request, pk),
         amount_minor=payload.amount_minor,
         detach_future=payload.detach_future,
         reason=payload.reason,
     )
-    return _out(pk)
-
-
-@router.delete(
-    "/passes/{pk}",
-    response=s.PassOut | MembershipOut,
-    operation_id="pass_delete",
-    summary="Delete an unpaid, unused purchase and its invoices",
-    description=(
-        "A package answers PassOut, a membership MembershipOut; each kind keeps its own rules "
-        "for what may be deleted."
-    ),
-)
-def delete(request, pk: int):
-    require(request.auth, Action.INVOICE_DELETE)
-    sold = _pass(request, pk)
-    if sold.kind == Pass.Kind.MEMBERSHIP:  # its own rules (SPEC 6.4) and its own answer
-        membership_delete(actor=request.auth, sold_pass=sold)
-        return membership_out(pk)
-    pass_delete(actor=request.auth, sold_pass=sold)
-    return _out(pk)
+    return pass_out(pk)
 
 
 @router.post(
@@ -203,10 +163,10 @@ def delete(request, pk: int):
 )
 def transfer(request, pk: int, payload: s.PassTransferIn):
     require(request.auth, Action.PASS_TRANSFER)
-    sold = _pass(request, pk)
+    sold = pass_for(request, pk)
     to_patient = one_in_body(Patient, payload.to_patient_id, "to_patient_id", "patient")
     new = pass_transfer(actor=request.auth, sold_pass=sold, to_patient=to_patient)
-    return Status(201, _out(new.pk))
+    return Status(201, pass_out(new.pk))
 
 
 @router.post(
@@ -217,7 +177,7 @@ def transfer(request, pk: int, payload: s.PassTransferIn):
 )
 def shares(request, pk: int, payload: s.SharesIn):
     require(request.auth, Action.SELL)
-    sold = _pass(request, pk)
+    sold = pass_for(request, pk)
     found = {p.pk: p for p in Patient.objects.filter(pk__in=payload.patient_ids)}
     missing = [i for i in payload.patient_ids if i not in found]
     if missing:
@@ -229,4 +189,4 @@ def shares(request, pk: int, payload: s.SharesIn):
         sold_pass=sold,
         patients=[found[i] for i in dict.fromkeys(payload.patient_ids)],
     )
-    return _out(pk)
+    return pass_out(pk)

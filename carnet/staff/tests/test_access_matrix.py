@@ -307,8 +307,8 @@ def api_routes(w):
         ("get", "/pass-templates/{pass_template}/sold-update-preview", A.SETUP_MANAGE, None),
         ("post", "/pass-templates/{pass_template}/sold-update", A.SETUP_MANAGE, None),
     ]
-    # Sold packages (passes.packages.api); using one on the sample appointment
-    # (passes.redeeming.api) also needs its schedule scope.
+    # Sold packages (passes.packages.api; one pass read or deleted: passes.api); using one on the
+    # sample appointment (passes.redeeming.api) also needs its schedule scope.
     pass_use = (everywhere, A.PASS_USE)
     visit = "/appointments/{appointment}/patients/{patient}"
     routes += [
