@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
 
-from django.db import models
+from django.db import connection, models
 
 from . import bulk, clock
 from .models import ActivityLog
@@ -77,14 +79,44 @@ def _values(
     )
 
 
+# The rows `together` holds back, and the savepoints open where it began.
+_held: ContextVar[tuple[list, int] | None] = ContextVar("activity_held", default=None)
+
+
+@contextmanager
+def together():
+    """The rows recorded inside are inserted in one statement at its end (an arrival records its
+    invoices and itself), in the order recorded; inside another `together`, at that one's end. A
+    row recorded below a savepoint opened inside it is inserted at once, so that rolling back to
+    the savepoint takes it back too. Nothing is inserted when the block raises."""
+    if _held.get() is not None:
+        yield
+        return
+    rows: list[dict] = []
+    token = _held.set((rows, len(connection.savepoint_ids)))
+    try:
+        yield
+    finally:
+        _held.reset(token)
+    if rows:
+        bulk.insert_rows(ActivityLog, rows)
+
+
+def _hold(rows: list[dict]) -> bool:
+    """Keep `rows` for the enclosing `together`, if there is one and no savepoint opened since."""
+    held = _held.get()
+    if held is None or any(sid is not None for sid in connection.savepoint_ids[held[1] :]):
+        return False
+    held[0].extend(rows)
+    return True
+
+
 def record(
     *, actor, verb: str, obj: models.Model, before: dict | None = None, after: dict | None = None
-) -> ActivityLog:
-    entry = ActivityLog(
-        **_values(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now())
-    )
-    entry.save(force_insert=True)
-    return entry
+) -> None:
+    values = _values(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now())
+    if not _hold([values]):
+        ActivityLog(**values).save(force_insert=True)
 
 
 def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:
@@ -94,17 +126,16 @@ def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:
     for model in {type(o) for o in objs}:
         if model._meta.many_to_many:
             m2m[model] = _m2m_of([o for o in objs if type(o) is model and o.pk])
-    bulk.insert_rows(
-        ActivityLog,
-        (
-            _values(
-                actor=actor,
-                verb=verb,
-                obj=o,
-                before=None,
-                at=at,
-                after=snapshot(o, m2m=m2m[type(o)].get(o.pk) if type(o) in m2m else None),
-            )
-            for o in objs
-        ),
-    )
+    rows = [
+        _values(
+            actor=actor,
+            verb=verb,
+            obj=o,
+            before=None,
+            at=at,
+            after=snapshot(o, m2m=m2m[type(o)].get(o.pk) if type(o) in m2m else None),
+        )
+        for o in objs
+    ]
+    if not _hold(rows):
+        bulk.insert_rows(ActivityLog, rows)

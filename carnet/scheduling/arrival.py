@@ -76,9 +76,16 @@ def _bill(
     the line is its additional charge. The invoice comes last because its number holds the
     clinic-wide invoice counter locked until commit; every other arrival waits on that lock,
     so it is held briefly."""
+    line = _post_use(reserved, line, by_no_show=by_no_show)
+    visit.invoice = _invoice(actor, appointment, visit, line)
+
+
+def _post_use(reserved, line: LineInput, *, by_no_show: bool = False) -> LineInput:
+    """Post the use a pass reserved for a visit (`reserved`, or None): the visit's line, covered if
+    a use was reserved."""
     line = passes.line_for(reserved, line)
     passes.billed(reserved, by_no_show=by_no_show)
-    visit.invoice = _invoice(actor, appointment, visit, line)
+    return line
 
 
 def _visit_line(appointment: Appointment, secondaries: list[Visit] = ()) -> LineInput:
@@ -155,9 +162,7 @@ def appointment_arrive(
         visits = _chosen(everyone, patient_ids, status=Status.BOOKED)
         if not visits:
             raise Conflict("Nobody chosen is still booked in this class.", code="not_booked")
-        for visit in visits:
-            _bill(actor, appointment, visit, _visit_line(appointment), passes.reservation(visit))
-        _set(visits, Status.ARRIVED)
+        bills = [(visit, _visit_line(appointment)) for visit in visits]
     else:
         if appointment.status != Status.BOOKED:
             raise Conflict(
@@ -171,19 +176,25 @@ def appointment_arrive(
         booked = _chosen(everyone, None, status=Status.BOOKED)
         primary = booked[0]
         came = [r for r in booked[1:] if patient_ids is None or r.patient_id in patient_ids]
-        # A group uses only the primary's pass.
-        _bill(
-            actor, appointment, primary, _visit_line(appointment, came), passes.reservation(primary)
+        bills = [(primary, _visit_line(appointment, came))]  # a group uses the primary's pass
+        visits = [primary, *came]
+    with activity.together():  # the invoices' rows and the arrival's: one statement
+        # The uses are posted and the appointment's row (locked already) updated first, so that the
+        # invoices, whose number holds the clinic-wide counter locked until commit, come last.
+        lines = [_post_use(passes.reservation(visit), line) for visit, line in bills]
+        for visit in visits:
+            visit.status = Status.ARRIVED
+        _refresh_status(appointment, everyone)
+        for (visit, _), line in zip(bills, lines):
+            visit.invoice = _invoice(actor, appointment, visit, line)
+        _set(visits, Status.ARRIVED)
+        activity.record(
+            actor=actor,
+            verb="arrived",
+            obj=appointment,
+            before=before,
+            after=activity.snapshot(appointment),
         )
-        _set([primary, *came], Status.ARRIVED)
-    _refresh_status(appointment, everyone)
-    activity.record(
-        actor=actor,
-        verb="arrived",
-        obj=appointment,
-        before=before,
-        after=activity.snapshot(appointment),
-    )
     return appointment
 
 

@@ -1,7 +1,8 @@
-"""The activity log's record_many: the same snapshots as one record per object, in few queries."""
+"""The activity log: record_many gives the same snapshots as one record per object, in few queries;
+`together` inserts what it holds in one statement."""
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from carnet.clinic.models import Tax, Treatment
@@ -30,3 +31,35 @@ def test_record_many_reads_many_to_many_once_per_field_and_logs_what_snapshot_gi
     logged = {int(a.object_id): a.after for a in ActivityLog.objects.filter(verb="imported")}
     assert logged == {t.pk: activity.snapshot(t) for t in treatments}
     assert logged[treatments[3].pk]["taxes"] == sorted([other.pk, catalog["tax"].pk])
+
+
+def test_together_inserts_its_rows_in_one_statement_in_order_and_none_when_it_raises(catalog):
+    place, treatment = catalog["location"], catalog["treatment"]
+    with CaptureQueriesContext(connection) as queries:
+        with activity.together():
+            activity.record(actor=None, verb="first", obj=place)
+            with activity.together():  # inside another: that one's end inserts
+                activity.record_many(actor=None, verb="second", objs=[treatment])
+            activity.record(actor=None, verb="third", obj=place)
+            assert not ActivityLog.objects.exists()
+    inserts = [q for q in queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1
+    assert list(ActivityLog.objects.order_by("pk").values_list("verb", flat=True)) == [
+        "first",
+        "second",
+        "third",
+    ]
+    with pytest.raises(ZeroDivisionError), activity.together():
+        activity.record(actor=None, verb="lost", obj=place)
+        1 / 0
+    assert not ActivityLog.objects.filter(verb="lost").exists()
+
+
+def test_a_row_recorded_below_a_savepoint_goes_back_with_it(catalog):
+    with activity.together():
+        activity.record(actor=None, verb="kept", obj=catalog["location"])
+        with pytest.raises(ZeroDivisionError), transaction.atomic():  # someone's savepoint
+            activity.record(actor=None, verb="undone", obj=catalog["location"])
+            assert ActivityLog.objects.filter(verb="undone").exists()  # inserted at once
+            1 / 0
+    assert list(ActivityLog.objects.values_list("verb", flat=True)) == ["kept"]

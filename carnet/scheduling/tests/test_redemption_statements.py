@@ -22,7 +22,7 @@ from carnet.scheduling.tests.factories import at, clinic_set, practitioner
 pytestmark = pytest.mark.django_db
 
 ATTACH_MAX = 15
-ARRIVE_MAX = 25
+ARRIVE_MAX = 24
 
 
 class _Bearer:
