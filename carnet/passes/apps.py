@@ -7,16 +7,17 @@ class PassesConfig(AppConfig):
 
     def ready(self):
         # late: these modules load models, which only exist once the app registry is ready.
-        # Loading instalments and online registers the card-attempt purposes (online purchases,
-        # instalments) before any reconciliation runs.
+        # Loading charging and online registers the card-attempt purposes (charging pass
+        # invoices, online purchases) before any reconciliation runs.
         from carnet.billing.documents import receipt_pass_parts_register
         from carnet.scheduling import coverage
 
+        from . import charging  # noqa: F401
         from .documents import coverage_for_invoice, sale_terms_for_invoice
         from .dunning import membership_steps_register
         from .memberships.card_requests import card_update_request
         from .memberships.writeoff import cycle_write_off
-        from .packages import instalments, online  # noqa: F401
+        from .packages import online  # noqa: F401
         from .redeeming import visits
 
         # Scheduling asks passes what covers a visit through scheduling.coverage.

@@ -20,8 +20,8 @@ A membership whose cycle is still owed after its due date is **past due**: its d
 (`past_due_refresh`, after a decline, a payment or a write-off) and eligibility reads it
 (`past_due_refusal`); what staff and the job do about it is memberships.overdue.
 
-At the passes root because both kinds are charged through packages.instalments, which records each
-decline here, and redeeming reads the past-due date: memberships sits above them both.
+At the passes root because both kinds are charged through passes.charging, which records each
+decline here, and redeeming reads the past-due date: memberships sits above them all.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # A declined membership cycle may need two steps of memberships': a card update request (a hard
 # decline) and a write-off (the last retry failed, when the clinic says so). Memberships charges
-# through packages.instalments, which records each decline here, so this module cannot import them:
+# through passes.charging, which records each decline here, so this module cannot import them:
 # memberships registers both when passes loads (passes.apps), like scheduling/coverage.py. Asked
 # before they are registered, a step fails loudly rather than silently doing nothing.
 ASKS = {

@@ -17,6 +17,7 @@ from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core import clock
 from carnet.core.idempotency import idempotency_records_purge
 from carnet.ledger.services import balance_checkpoints_advance
+from carnet.passes.charging import pass_invoices_bill
 from carnet.passes.cycles import memberships_recognise
 from carnet.passes.memberships.charge_preview import charges_preview_email_send
 from carnet.passes.memberships.cycle_billing import cycles_issue
@@ -24,7 +25,6 @@ from carnet.passes.memberships.overdue import memberships_overdue
 from carnet.passes.memberships.plan_change import plan_changes_apply
 from carnet.passes.memberships.services import memberships_end
 from carnet.passes.packages.ending import passes_expire
-from carnet.passes.packages.instalments import pass_invoices_bill
 
 from .emails import expiry_reminder_email
 from .models import Pass

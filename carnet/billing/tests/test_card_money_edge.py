@@ -33,9 +33,9 @@ from carnet.giftcards.services import (
     gift_card_reload,
     gift_card_sell_online,
 )
+from carnet.passes import charging
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships.online import membership_sign_up_online
-from carnet.passes.packages import instalments
 from carnet.passes.packages.online import package_buy_online
 from carnet.passes.tests.factories import membership_template, package_template, sold_package
 from carnet.people.services import patient_portal_enable
@@ -228,7 +228,7 @@ def _membership_online(desk, patient):
 def _daily_job(desk, patient):
     template = package_template(desk["catalog"], price=30000, quantity=6, instalments=3)
     sold_package(desk["staff"], patient, template, paid=False, card=_card(desk, patient))
-    instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
+    charging.pass_invoices_bill(today=clock.today("America/Toronto"))
 
 
 @pytest.mark.parametrize(
@@ -371,7 +371,7 @@ def test_a_lost_response_then_a_desk_payment_becomes_credit_never_orphaned(desk)
     )
     today = clock.today("America/Toronto")
     assert (
-        instalments.pass_invoices_bill(today=today).charged == []
+        charging.pass_invoices_bill(today=today).charged == []
     )  # charged at the gateway, answer lost
     row = sold.pass_invoices.get(seq=1)
     payment_receive(
@@ -397,7 +397,7 @@ def test_a_lost_response_then_a_card_change_lets_the_daily_job_complete(desk):
     )
     today = clock.today("America/Toronto")
     assert (
-        instalments.pass_invoices_bill(today=today).charged == []
+        charging.pass_invoices_bill(today=today).charged == []
     )  # charged at the gateway, answer lost
     sold.refresh_from_db()
     sold.card = _card(desk, patient)  # the desk puts a new card on the membership meanwhile
@@ -424,7 +424,7 @@ def test_an_automatic_charge_takes_only_the_balance_still_owed(desk):
         amount_minor=4000,
         allocations=[(invoice, 4000)],
     )
-    instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
+    charging.pass_invoices_bill(today=clock.today("America/Toronto"))
     assert TestGatewayCharge.objects.get().amount_minor == invoice.total_minor - 4000
     invoice.refresh_from_db()
     assert invoice.balance_minor == 0
@@ -435,7 +435,7 @@ def test_one_failing_row_never_stops_the_daily_job(desk, monkeypatch):
     patient = make_patient()
     template = package_template(desk["catalog"], price=30000, quantity=6, instalments=3)
     sold_package(desk["staff"], patient, template, paid=False, card=_card(desk, patient))
-    monkeypatch.setattr(instalments, "_charge", lambda pk, today: 1 / 0)
+    monkeypatch.setattr(charging, "_charge", lambda pk, today: 1 / 0)
     report = passes_daily(today=clock.today("America/Toronto"))
     assert (
         report["errors"] == []

@@ -45,8 +45,8 @@ from carnet.gateway.services import (
     stripe_csp,
     stripe_js_url,
 )
+from carnet.passes import charging
 from carnet.passes.models import PassInvoice
-from carnet.passes.packages import instalments
 from carnet.passes.tests.factories import package_template, sold_package
 
 THREE_D_SECURE = "4000002500003155"
@@ -421,7 +421,7 @@ def _instalment_plan(desk, catalog, patient, card):
 def test_autopay_charges_a_stripe_card_off_session(desk, catalog):
     patient = make_patient(email="pat@example.test")
     sold = _instalment_plan(desk, catalog, patient, save_card(desk, patient))
-    run = instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
+    run = charging.pass_invoices_bill(today=clock.today("America/Toronto"))
     assert run.charged
     row = PassInvoice.objects.get(pk=run.charged[0])
     assert row.invoice.balance_minor == 0 and sold.card.token.startswith("pm_")
@@ -438,7 +438,7 @@ def test_autopay_the_bank_wants_authenticated_leaves_it_unpaid_and_emails_the_pa
         desk, catalog, patient, card_on_file_without_setup(desk, patient, THREE_D_SECURE)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        run = instalments.pass_invoices_bill(today=clock.today("America/Toronto"))
+        run = charging.pass_invoices_bill(today=clock.today("America/Toronto"))
     assert run.declined and not Payment.objects.exists()
     row = PassInvoice.objects.get(pk=run.declined[0])
     assert (

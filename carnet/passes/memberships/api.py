@@ -27,10 +27,10 @@ from carnet.core.moved import moved
 from carnet.core.permissions import Action, require
 from carnet.core.schemas import one_in_body  # an id in a body: unknown is a 422 naming the field
 from carnet.gateway.models import CardOnFile
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.cycles import billed_cycles, cycle_start
 from carnet.passes.dunning import cycle_state
 from carnet.passes.models import Pass, PassInvoice, PassPlanChange, PassTemplate
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.people.models import StaffMember
 from carnet.people.selectors import patient_for, patient_get, patients_managed_by
 

@@ -33,11 +33,11 @@ from carnet.core.errors import CarnetError, Conflict, ValidationFailed
 from carnet.core.mail import mail_queue
 from carnet.core.permissions import Action, require
 from carnet.core.signed_links import ClockSigner
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.dunning import OWED, new_card_given
 from carnet.passes.locks import lock_pass
 from carnet.passes.models import CardUpdateRequest, Pass
 from carnet.passes.online import card_keep_online, card_take_to_keep
-from carnet.passes.packages.instalments import pass_charge_due
 
 SALT = "carnet.passes.card_update"
 Reason = CardUpdateRequest.Reason

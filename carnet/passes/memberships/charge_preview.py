@@ -109,7 +109,7 @@ def _passes():
 
 
 def _issued(day: dt.date) -> list[PlannedCharge]:
-    """Invoiced rows the job's charge step takes on `day` (instalments.pass_invoices_bill)."""
+    """Invoiced rows the job's charge step takes on `day` (charging.pass_invoices_bill)."""
     rows = (
         PassInvoice.objects.filter(
             invoice__isnull=False,

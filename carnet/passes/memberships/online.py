@@ -14,6 +14,7 @@ from carnet.clinic.selectors import clinic_get
 from carnet.core import clock
 from carnet.core.errors import Conflict, NotFound
 from carnet.core.models import IdempotencyRecord
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.models import Pass, PassInvoice, PassTemplate
 from carnet.passes.online import (
     buyer_and_key,
@@ -24,7 +25,6 @@ from carnet.passes.online import (
     portal_entry_for,
     portal_passes,
 )
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.setup.intro_offers import intro_check
 from carnet.people.models import Patient
 

@@ -1,5 +1,5 @@
 """“Retry now” (issue 22 point 4): the front desk charges a past-due membership's card at once,
-through the same path as the daily job (packages.instalments: a card attempt recorded, the gateway
+through the same path as the daily job (passes.charging: a card attempt recorded, the gateway
 called outside any transaction, the outcome recorded; a decline counted and scheduled by
 dunning). Call it outside any transaction."""
 
@@ -9,9 +9,9 @@ from carnet.clinic.selectors import clinic_today
 from carnet.core import activity
 from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
+from carnet.passes.charging import Run, pass_charge_due
 from carnet.passes.dunning import OWED
 from carnet.passes.models import Pass, PassInvoice
-from carnet.passes.packages.instalments import Run, pass_charge_due
 
 
 def membership_retry_now(*, actor, sold_pass: Pass) -> Run:

@@ -19,10 +19,10 @@ from carnet.core.errors import NotFound
 from carnet.core.idempotency import new_form_key
 from carnet.core.pages import run_action, save_form, save_once, staff_required
 from carnet.core.permissions import Action, can
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.cycles import billed_cycles, cycle_preview, cycle_start
 from carnet.passes.dunning import cycle_state, cycle_states
 from carnet.passes.models import Pass, PassInvoice
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.selectors import pass_history
 from carnet.people.selectors import patient_get
 

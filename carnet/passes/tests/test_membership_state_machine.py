@@ -47,12 +47,12 @@ from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
 from carnet.ledger.invariants import discover
 from carnet.ledger.models import JournalTransaction
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.cycles import cycle_start
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassInvoice, PassPause, Redemption
 from carnet.passes.packages.ending import pass_delete
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.packages.selling import package_sell
 from carnet.passes.selectors import pass_invoices
 from carnet.scheduling.arrival import (

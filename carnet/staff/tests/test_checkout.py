@@ -21,8 +21,8 @@ from carnet.gateway.models import CardOnFile
 from carnet.gateway.services import card_store
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import gift_card_create_and_load
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.models import Pass
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.redeeming.redemption import pass_attach
 from carnet.passes.selectors import pass_unlocked, visit_redemption
 from carnet.passes.tests.factories import membership_template, package_template, sold_package

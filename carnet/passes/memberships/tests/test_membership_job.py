@@ -14,12 +14,11 @@ from carnet.conftest import make_patient, race
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
-from carnet.passes import invoicing
+from carnet.passes import charging, invoicing
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import cycle_billing
 from carnet.passes.memberships import services as memberships
 from carnet.passes.models import PassInvoice
-from carnet.passes.packages import instalments
 from carnet.passes.tests.factories import at, membership_template
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -171,6 +170,6 @@ def test_each_cycle_is_taxed(s):
 @pytest.mark.django_db
 def test_charging_right_after_the_sale_then_the_job_charges_nothing_more(s):
     [sold] = _automatic(s)
-    assert len(instalments.pass_charge_due(sold_pass=sold).charged) == 1
+    assert len(charging.pass_charge_due(sold_pass=sold).charged) == 1
     assert passes_daily(today=dt.date(2026, 5, 1))["charged"] == 0
     assert TestGatewayCharge.objects.count() == Payment.objects.count() == 1

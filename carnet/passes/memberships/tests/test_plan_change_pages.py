@@ -12,9 +12,9 @@ from carnet.conftest import Api, make_patient
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.memberships import services as ms
 from carnet.passes.models import Pass, PassPlanChange
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.tests.factories import at, membership_template
 from carnet.scheduling.tests.factories import clinic_set
 

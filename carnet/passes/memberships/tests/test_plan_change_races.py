@@ -11,10 +11,10 @@ from carnet.core import clock
 from carnet.core.errors import CarnetError
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.memberships import services as ms
 from carnet.passes.memberships.plan_change import membership_plan_change
 from carnet.passes.models import PassPlanChange, Redemption
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.redeeming.redemption import pass_attach
 from carnet.passes.tests.factories import at, membership_template, practitioner
 from carnet.scheduling.services import appointment_book

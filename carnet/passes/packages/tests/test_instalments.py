@@ -14,9 +14,9 @@ from carnet.conftest import make_patient, race
 from carnet.core import clock
 from carnet.gateway.models import TestGatewayCharge
 from carnet.gateway.services import card_store
+from carnet.passes import charging
 from carnet.passes.jobs import expiry_reminders_send, passes_daily
 from carnet.passes.models import PassInvoice
-from carnet.passes.packages import instalments
 from carnet.passes.selectors import pass_invoices, pass_unlocked
 from carnet.passes.tests.factories import at, package_template, sold_package
 from carnet.scheduling.tests.factories import clinic_set
@@ -70,7 +70,7 @@ def test_sessions_unlock_in_proportion_to_what_has_been_paid(s):
         allocations=[(first, 10000)],
     )
     assert pass_unlocked(sold) == 2  # a third paid: 2 of 6
-    instalments.pass_invoices_bill(today=dt.date(2026, 6, 1))
+    charging.pass_invoices_bill(today=dt.date(2026, 6, 1))
     second = pass_invoices(sold)[1]
     payment_receive(
         actor=s["fd"].user,
@@ -85,9 +85,9 @@ def test_sessions_unlock_in_proportion_to_what_has_been_paid(s):
 @pytest.mark.django_db
 def test_the_job_issues_each_due_instalment_once_even_when_run_twice(s):
     sold = _plan(s)
-    assert instalments.pass_invoices_bill(today=TODAY).issued == []
-    first = instalments.pass_invoices_bill(today=dt.date(2026, 7, 15))
-    again = instalments.pass_invoices_bill(today=dt.date(2026, 7, 15))
+    assert charging.pass_invoices_bill(today=TODAY).issued == []
+    first = charging.pass_invoices_bill(today=dt.date(2026, 7, 15))
+    again = charging.pass_invoices_bill(today=dt.date(2026, 7, 15))
     assert len(first.issued) == 2 and again.issued == []
     assert Invoice.objects.filter(pass_invoice__sold_pass=sold).count() == 3
     assert_ledger_ok()
@@ -100,10 +100,10 @@ def test_a_card_on_file_is_charged_once_and_the_receipt_emailed(
     card = _card(s)
     sold = _plan(s, card=card)
     with django_capture_on_commit_callbacks(execute=True):
-        run = instalments.pass_invoices_bill(today=TODAY)
+        run = charging.pass_invoices_bill(today=TODAY)
     assert len(run.charged) == 1 and Payment.objects.filter(method="card_gateway").count() == 1
     assert pass_unlocked(sold) == 2
-    assert instalments.pass_invoices_bill(today=TODAY).charged == []
+    assert charging.pass_invoices_bill(today=TODAY).charged == []
     assert any("Payment received" in m.subject for m in mail.outbox)
     assert_ledger_ok()
 
@@ -114,7 +114,7 @@ def test_a_declined_card_leaves_the_invoice_unpaid_emails_both_and_retries_after
 ):
     sold = _plan(s, card=_card(s, "4000000000000002"))
     with django_capture_on_commit_callbacks(execute=True):
-        assert len(instalments.pass_invoices_bill(today=TODAY).declined) == 1
+        assert len(charging.pass_invoices_bill(today=TODAY).declined) == 1
     row = sold.pass_invoices.get(seq=1)
     assert row.charge_attempts == 1 and row.next_attempt_on == TODAY + dt.timedelta(days=1)
     assert pass_invoices(sold)[0].balance_minor == 10000
@@ -124,11 +124,11 @@ def test_a_declined_card_leaves_the_invoice_unpaid_emails_both_and_retries_after
         if "did not go through" in m.subject or "Declined" in m.subject
     }
     assert recipients == {(s["patient"].email,), ("desk@clinic.test",)}
-    assert instalments.pass_invoices_bill(today=TODAY).declined == []  # not before the retry date
+    assert charging.pass_invoices_bill(today=TODAY).declined == []  # not before the retry date
     day = TODAY
     for wait in (1, 3, 7):
         day += dt.timedelta(days=wait)
-        assert len(instalments.pass_invoices_bill(today=day).declined) == 1
+        assert len(charging.pass_invoices_bill(today=day).declined) == 1
     row.refresh_from_db()
     assert row.charge_attempts == 4 and row.next_attempt_on is None  # staff follow up now
     assert_ledger_ok()
@@ -143,11 +143,11 @@ def test_a_crash_after_charging_is_recovered_by_the_next_run_with_one_charge(s, 
 
     monkeypatch.setattr(card_attempts, "charge_record", crash)
     with pytest.raises(KeyboardInterrupt):
-        instalments.pass_invoices_bill(today=TODAY)
+        charging.pass_invoices_bill(today=TODAY)
     assert TestGatewayCharge.objects.count() == 1 and not Payment.objects.exists()
     monkeypatch.undo()
     with clock.frozen(at("2026-05-02", "06:00")):  # the next morning's run asks the gateway first
-        instalments.pass_invoices_bill(today=TODAY)
+        charging.pass_invoices_bill(today=TODAY)
     assert TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
     assert pass_invoices(sold)[0].balance_minor == 0
     assert_ledger_ok()
@@ -162,11 +162,11 @@ def test_a_run_that_meets_another_runs_charge_in_flight_leaves_it_alone(s, monke
 
     def slow_gateway(**kwargs):
         if not nested:
-            nested.append(instalments.pass_invoices_bill(today=TODAY))  # the other run, meanwhile
+            nested.append(charging.pass_invoices_bill(today=TODAY))  # the other run, meanwhile
         return real(**kwargs)
 
     monkeypatch.setattr(card_attempts, "card_charge", slow_gateway)
-    assert instalments.pass_invoices_bill(today=TODAY).charged == [sold.pass_invoices.get(seq=1).pk]
+    assert charging.pass_invoices_bill(today=TODAY).charged == [sold.pass_invoices.get(seq=1).pk]
     assert nested[0].charged == []
     assert TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
     assert_ledger_ok()
@@ -175,15 +175,15 @@ def test_a_run_that_meets_another_runs_charge_in_flight_leaves_it_alone(s, monke
 @pytest.mark.django_db
 def test_a_lost_gateway_response_is_retried_with_the_same_key_and_charges_once(s):
     sold = _plan(s, card=_card(s, "4000000000000770"))
-    assert instalments.pass_invoices_bill(today=TODAY).charged == []
-    assert instalments.pass_invoices_bill(today=TODAY).charged == [sold.pass_invoices.get(seq=1).pk]
+    assert charging.pass_invoices_bill(today=TODAY).charged == []
+    assert charging.pass_invoices_bill(today=TODAY).charged == [sold.pass_invoices.get(seq=1).pk]
     assert TestGatewayCharge.objects.count() == 1 and Payment.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_runs_issue_and_charge_each_instalment_once(s):
     sold = _plan(s, card=_card(s))
-    results = race(2, lambda i: instalments.pass_invoices_bill(today=dt.date(2026, 7, 15)))
+    results = race(2, lambda i: charging.pass_invoices_bill(today=dt.date(2026, 7, 15)))
     assert not [r for r in results if isinstance(r, Exception)], results
     assert PassInvoice.objects.filter(sold_pass=sold, invoice__isnull=False).count() == 3
     assert Invoice.objects.filter(pass_invoice__sold_pass=sold).count() == 3

@@ -27,8 +27,8 @@ from carnet.core import activity, clock
 from carnet.core.errors import CarnetError
 from carnet.core.permissions import AccessLevel as L
 from carnet.gateway.services import card_store, demo_load_calls
+from carnet.passes.charging import pass_charge_due
 from carnet.passes.memberships.services import membership_sell
-from carnet.passes.packages.instalments import pass_charge_due
 from carnet.passes.packages.selling import package_sell
 from carnet.passes.selectors import pass_invoices
 from carnet.passes.setup.services import template_save

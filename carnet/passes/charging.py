@@ -1,16 +1,20 @@
-"""Payment plans (SPEC 9.6) and automatic membership payments (6.2): the daily job that invoices
-due instalments and charges the card on file, exactly once per instalment or membership cycle
-however often (or concurrently) it runs.
+"""Charging due pass invoices, for both kinds of pass: a payment plan's instalments (SPEC 9.6) and
+an automatic membership's cycles (6.2). The daily job's charging step (`pass_invoices_bill`)
+invoices due instalments and charges the card on file, exactly once per pass invoice however
+often (or concurrently) it runs; `pass_charge_due` charges one pass's due pass invoices at once
+(after a sale, a new card, "Retry now"). A membership's cycles are invoiced by
+memberships.cycle_billing, then charged here. At the passes root: packages and memberships both
+charge through it.
 
-Each instalment moves in two committed steps, each safe to repeat: (1) under the instalment's
-row lock, invoice it if it has no invoice yet; (2) charge the card for the balance still owed, as
-a card attempt (billing.card_attempts: recorded, called outside any transaction, outcome recorded).
-Before trying again, the job asks the gateway what became of the last attempt that got no answer
-(a crash, a lost response), so a charge that went through is recorded once — as credit if the
-invoice was paid at the desk meanwhile — even after the card was changed. A declined card leaves
-the invoice unpaid, emails the patient and the clinic, and is retried on the clinic's schedule (a
-soft decline) or waits for a new card (a hard one): passes.dunning. One
-row's error is recorded on the row and never stops the others.
+Each pass invoice moves in two committed steps, each safe to repeat: (1) under its row lock,
+invoice it if it has no invoice yet (instalments only); (2) charge the card for the balance still
+owed, as a card attempt (billing.card_attempts: recorded, called outside any transaction, outcome
+recorded). Before trying again, the job asks the gateway what became of the last attempt that got
+no answer (a crash, a lost response), so a charge that went through is recorded once — as credit
+if the invoice was paid at the desk meanwhile — even after the card was changed. A declined card
+leaves the invoice unpaid, emails the patient and the clinic, and is retried on the clinic's
+schedule (a soft decline) or waits for a new card (a hard one): passes.dunning. One row's error
+is recorded on the row and never stops the others.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def _issue(pk: int, today: dt.date) -> bool:
 def _charge(
     pk: int, today: dt.date, *, on_session: bool = False, run: Run | None = None
 ) -> str | None:
-    """Charge one issued, unpaid instalment. Returns "charged", "declined", "unavailable",
+    """Charge one issued, unpaid pass invoice. Returns "charged", "declined", "unavailable",
     "authenticating" or None. `on_session`: the card holder is at the page (an online sign-up's
     first cycle): a bank that asks them to confirm (3-D Secure) leaves the charge waiting
     (run.authenticate, for the page to complete), and the page's return reads its outcome."""
@@ -163,7 +167,7 @@ def _declined(pk: int, today: dt.date, failure) -> str:
 
 
 def _charged(attempt: CardAttempt, payment) -> None:
-    """The instalment's charge is recorded (inline or by reconciliation):
+    """The pass invoice's charge is recorded (inline or by reconciliation):
     stop retrying, send the receipt."""
     row = PassInvoice.objects.select_related("sold_pass").get(pk=attempt.context["pass_invoice"])
     PassInvoice.objects.filter(pk=row.pk).update(
@@ -174,6 +178,8 @@ def _charged(attempt: CardAttempt, payment) -> None:
     pass_invoice_receipt_email(row=row, payment=payment)
 
 
+# The purpose's name, "instalment", is stored on card attempts and in their request keys since
+# before cycles were charged here too: it names every pass invoice's charge.
 purpose_register(
     Purpose(name="instalment", reference="Automatic card payment", on_charged=_charged)
 )
@@ -233,7 +239,7 @@ def pass_charge_due(
 ) -> Run:
     """Charge what of one pass is due a card charge now (e.g. right after selling an automatic
     membership, so the front desk sees the first cycle paid). Call it outside any transaction,
-    like the job: the same instalment keys make it safe to race the job. `on_session`: the patient
+    like the job: the same pass invoice keys make it safe to race the job. `on_session`: the patient
     is at the page (online sign-up): run.authenticate is a charge waiting for their bank's check."""
     today = today or clinic_today()
     run = Run()
