@@ -39,6 +39,23 @@ class FreezeFee(models.TextChoices):
     PER_CYCLE = "per_cycle", "Per frozen cycle"
 
 
+# A membership template's own terms (SPEC 6.1): checked at set-up (setup.checks), copied onto
+# each membership sold (passes.terms).
+MEMBERSHIP_TERMS = (
+    "cycle",
+    "term_cycles",
+    "cancellable_after_cycles",
+    "uses_per_cycle",
+    "rollover",
+    "rollover_cap",
+    "pause_allowed",
+    "pause_max_cycles",
+    "freeze_fee_kind",
+    "freeze_fee_minor",
+    "self_cancel",
+)
+
+
 class PassTemplate(models.Model):
     """Settings → Packages & Memberships: what the clinic sells (SPEC 5.1, 9.3–9.6)."""
 

@@ -33,8 +33,9 @@ from carnet.ledger.services import Entry, Line, transaction_post, transactions_p
 from carnet.passes.cycles import cycle_earned_minor, cycle_start
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate, Redemption
 from carnet.passes.selectors import imported_invoices
+from carnet.passes.terms import items_copy
 
-from .services import membership_copy, membership_items
+from .services import membership_copy
 
 MAX_CYCLES_BACK = 52 * 40  # forty years of weekly cycles: a next cycle date further out is a typo
 
@@ -128,7 +129,11 @@ def memberships_open(
         sold.taxes.set(o.template.taxes.all())
     bulk.insert(
         PassItem,
-        [item for sold, o in zip(passes, openings) for item in membership_items(sold, o.template)],
+        [
+            item
+            for sold, o in zip(passes, openings)
+            for item in items_copy(sold, o.template.items.all())
+        ],
     )
     invoices = bills_open(actor=actor, bills=bills, invoice_date=cut_over, at=at, memo=memo)
     for sold, row, invoice in zip(passes, cycles, invoices):

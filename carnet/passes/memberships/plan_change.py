@@ -53,7 +53,7 @@ from carnet.passes.models import (
     Redemption,
 )
 from carnet.passes.redeeming.redemption import redemption_void
-from carnet.passes.redeeming.windows import window_terms
+from carnet.passes.terms import EXPIRY_TERMS, items_copy, pass_terms
 
 from .services import membership_check_active, membership_cycles_retime, uses_place
 
@@ -378,74 +378,22 @@ def _items_sync(sold: Pass, template: PassTemplate) -> None:
             PassItem.objects.filter(pk=item.pk).update(limit=F("used_count"))
         else:
             item.delete()
-    PassItem.objects.bulk_create(
-        PassItem(
-            sold_pass=sold,
-            treatment_id=i.treatment_id,
-            additional_charge_minor=i.additional_charge_minor,
-            compensation_minor=i.compensation_minor,
-            limit=i.limit,
-        )
-        for i in new.values()
-    )
-
-
-TERMS = (
-    "template",
-    "name",
-    "income_category_id",
-    "cycle",
-    "cycle_price_minor",
-    "term_cycles",
-    "cancellable_after_cycles",
-    "uses_per_cycle",
-    "rollover",
-    "rollover_cap",
-    "pause_allowed",
-    "pause_max_cycles",
-    "freeze_fee_kind",
-    "freeze_fee_minor",
-    "self_cancel",
-    "auto_select",
-    "redeem_online",
-    "family_sharing",
-    "tax_inclusive",
-    "window_terms",
-)
+    PassItem.objects.bulk_create(items_copy(sold, new.values()))
 
 
 def _switch_terms(sold: Pass, template: PassTemplate, *, first_seq: int) -> None:
-    """The membership takes the new plan's terms (in memory and saved); its term counts the new
-    plan's cycles from `first_seq`."""
+    """The membership takes the new plan's terms (in memory and saved), as a sale copies them
+    (passes.terms), but for the expiry terms it was sold with (a plan change is not a sale); its
+    term counts the new plan's cycles from `first_seq`."""
     before = sold.pass_invoices.filter(
         seq__lt=first_seq, skipped=False, invoice__isnull=False
     ).count()
-    sold.template, sold.name, sold.income_category_id = (
-        template,
-        template.name,
-        template.income_category_id,
-    )
-    sold.cycle, sold.cycle_price_minor = template.cycle, template.price_minor
-    sold.term_cycles = None if template.term_cycles is None else before + template.term_cycles
-    for name in (
-        "cancellable_after_cycles",
-        "uses_per_cycle",
-        "rollover",
-        "rollover_cap",
-        "pause_allowed",
-        "pause_max_cycles",
-        "freeze_fee_kind",
-        "freeze_fee_minor",
-        "self_cancel",
-        "auto_select",
-        "redeem_online",
-        "family_sharing",
-        "tax_inclusive",
-    ):
-        setattr(sold, name, getattr(template, name))
-    sold.window_terms = window_terms(template)
+    terms = {n: v for n, v in pass_terms(template).items() if n not in EXPIRY_TERMS}
+    terms["term_cycles"] = None if template.term_cycles is None else before + template.term_cycles
+    for name, value in terms.items():
+        setattr(sold, name, value)
     sold.save(
-        update_fields=[n.removesuffix("_id") for n in TERMS] + ["anchor_date", "anchor_index"]
+        update_fields=[n.removesuffix("_id") for n in terms] + ["anchor_date", "anchor_index"]
     )
     sold.taxes.set(template.taxes.all())
     _items_sync(sold, template)

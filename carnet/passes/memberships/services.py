@@ -31,9 +31,8 @@ from carnet.passes.models import (
     Redemption,
 )
 from carnet.passes.redeeming.redemption import cycle_use_take, redemption_void
-from carnet.passes.redeeming.windows import window_terms
-from carnet.passes.setup.expiry_rules import terms_freeze
 from carnet.passes.setup.intro_offers import intro_check, intro_override_record
+from carnet.passes.terms import items_copy, pass_terms
 
 from .card_requests import card_requests_close
 from .writeoff import CycleFeeBack
@@ -125,65 +124,27 @@ def membership_copy(
     clinic=None,
     **terms,
 ) -> Pass:
-    """A membership with its own copy of the template's terms (SPEC 6.4), not saved; `terms`
-    override them (an import's remaining term and cycle price)."""
+    """A membership with its own copy of the template's terms (SPEC 6.4, passes.terms) and the
+    clinic's expiry terms at sale, not saved; `terms` override them (an import's remaining term
+    and cycle price)."""
     sold = Pass(
-        kind=template.kind,
-        template=template,
+        **pass_terms(template, clinic=clinic),
         patient_id=patient_id,
-        name=template.name,
-        income_category_id=template.income_category_id,
-        quantity=None,
         price_minor=template.price_minor,
         net_minor=0,
-        auto_select=template.auto_select,
-        redeem_online=template.redeem_online,
-        family_sharing=template.family_sharing,
-        transferable=False,
-        instalments=1,
         purchase_date=purchase_date,
         purchased_at=purchased_at,
         sold_by=sold_by,
         sold_online=online,
         card=card,
-        cycle=template.cycle,
-        term_cycles=template.term_cycles,
-        cancellable_after_cycles=template.cancellable_after_cycles,
-        uses_per_cycle=template.uses_per_cycle,
-        rollover=template.rollover,
-        rollover_cap=template.rollover_cap,
-        pause_allowed=template.pause_allowed,
-        pause_max_cycles=template.pause_max_cycles,
-        freeze_fee_kind=template.freeze_fee_kind,
-        freeze_fee_minor=template.freeze_fee_minor,
-        self_cancel=template.self_cancel,
-        cycle_price_minor=template.price_minor,
         start_date=start_date,
         payment_mode=payment_mode,
         location=location,
-        tax_inclusive=template.tax_inclusive,
-        window_terms=window_terms(template),
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
     for name, value in terms.items():
         setattr(sold, name, value)
-    terms_freeze(
-        sold, clinic
-    )  # the clinic's expiry terms at sale, kept whatever the clinic's preset says later
     return sold
-
-
-def membership_items(sold: Pass, template: PassTemplate) -> list[PassItem]:
-    return [
-        PassItem(
-            sold_pass=sold,
-            treatment_id=i.treatment_id,
-            additional_charge_minor=i.additional_charge_minor,
-            compensation_minor=i.compensation_minor,
-            limit=i.limit,
-        )
-        for i in template.items.all()
-    ]
 
 
 @transaction.atomic
@@ -239,7 +200,7 @@ def membership_sell(
     )
     sold.save(force_insert=True)
     sold.taxes.set(template.taxes.all())
-    PassItem.objects.bulk_create(membership_items(sold, template))
+    PassItem.objects.bulk_create(items_copy(sold, template.items.all()))
     membership_cycles_issue(sold, today=today, actor=actor, action=action, location=location)
     activity.record(
         actor=actor,

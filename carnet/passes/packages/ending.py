@@ -29,7 +29,8 @@ from carnet.passes.redeeming.redemption import (
     value_to_post,
 )
 from carnet.passes.selectors import pass_collected_minor, pass_fully_paid, pass_invoices
-from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_terms, pass_terms
+from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_terms, pass_expiry_terms
+from carnet.passes.terms import items_copy, pass_terms
 from carnet.people.selectors import family_ids
 
 Status = Pass.Status
@@ -65,7 +66,7 @@ def pass_expiry_set(*, actor, sold_pass: Pass, expires_on: dt.date | None) -> Pa
     if expires_on is not None:
         # Both the terms it was sold with and the clinic's now (issue 23): an edit never worsens
         # what the patient was sold, and never goes against the clinic's law today.
-        for terms in (pass_terms(sold), expiry_terms()):
+        for terms in (pass_expiry_terms(sold), expiry_terms()):
             expiry_allowed(purchase_date=sold.purchase_date, expires_on=expires_on, terms=terms)
         later = sold.redemptions.filter(
             status=Redemption.Status.RESERVED, visit_date__gt=expires_on
@@ -483,48 +484,27 @@ def _pass_received(actor, sold: Pass, to_patient, *, remaining: int, value: int,
     """The new pass: the same terms and expiry, what is left of the old one (eligible items with a
     limit keep what is left of it) and its deferred value."""
     holds_value = sold.face_value_minor is not None
-    new = Pass.objects.create(
-        kind=sold.kind,
-        template_id=sold.template_id,
-        patient=to_patient,
-        name=sold.name,
-        income_category_id=sold.income_category_id,
+    terms = pass_terms(sold)
+    # What is left of it, paid in full by the first owner: one instalment, nothing to pay.
+    terms.update(
         quantity=None if holds_value else remaining,
         face_value_minor=remaining if holds_value else None,
+        instalments=1,
+    )
+    new = Pass.objects.create(
+        **terms,
+        patient=to_patient,
         price_minor=0,
         net_minor=value,
-        auto_select=sold.auto_select,
-        redeem_online=sold.redeem_online,
-        family_sharing=sold.family_sharing,
-        transferable=sold.transferable,
-        instalments=1,
         purchase_date=clinic_today(),
         purchased_at=now,
         expires_on=sold.expires_on,
         transferred_from=sold,
         deferred_minor=value,
-        tax_inclusive=sold.tax_inclusive,
-        expiry_preset=sold.expiry_preset,
-        expiry_rule=sold.expiry_rule,
-        expiry_minimum_days=sold.expiry_minimum_days,
-        expiry_disclosure=sold.expiry_disclosure,
-        breakage_rate_bp=sold.breakage_rate_bp,
-        window_terms=sold.window_terms,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
     new.taxes.set(sold.taxes.all())
-    PassItem.objects.bulk_create(
-        PassItem(
-            sold_pass=new,
-            treatment_id=i.treatment_id,
-            additional_charge_minor=i.additional_charge_minor,
-            compensation_minor=i.compensation_minor,
-            limit=None if i.limit is None else i.limit - i.used_count,
-            value_minor=i.value_minor,
-        )
-        for i in sold.items.all()
-        if i.limit is None or i.limit > i.used_count
-    )
+    PassItem.objects.bulk_create(items_copy(new, sold.items.all(), left_only=True))
     return new
 
 

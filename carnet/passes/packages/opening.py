@@ -25,15 +25,14 @@ from zoneinfo import ZoneInfo
 
 from carnet.billing.opening import Bill, bills_close, bills_in_use, bills_open
 from carnet.clinic.models import Treatment
-from carnet.clinic.selectors import money_text
+from carnet.clinic.selectors import clinic_get, money_text
 from carnet.core import activity, bulk, clock
 from carnet.core.undo import imported_rows_remove
 from carnet.ledger import accounts
 from carnet.ledger.services import Entry, Line, transactions_post_many
 from carnet.passes.models import EligibleItem, Pass, PassInvoice, PassItem, PassTemplate
-from carnet.passes.redeeming.windows import window_terms
 from carnet.passes.selectors import imported_invoices
-from carnet.passes.setup.expiry_rules import expiry_terms
+from carnet.passes.terms import items_copy, pass_terms
 
 
 @dataclass(frozen=True)
@@ -96,17 +95,7 @@ def packages_open(
     passes = bulk.insert(Pass, _passes_new(openings, zone=zone, user=user))
     bulk.insert(
         PassItem,
-        [
-            PassItem(
-                sold_pass=p,
-                treatment_id=i.treatment_id,
-                additional_charge_minor=i.additional_charge_minor,
-                compensation_minor=i.compensation_minor,
-                limit=i.limit,
-            )
-            for p, o in zip(passes, openings)
-            for i in o.template.items.all()
-        ],
+        [item for p, o in zip(passes, openings) for item in items_copy(p, o.template.items.all())],
     )
     owing = _owing_invoiced(actor, passes, openings, at=at, memo=memo)
     owed = {p.pk: o.price_minor - o.paid_minor for p, o in owing}
@@ -130,39 +119,29 @@ def packages_open(
 
 
 def _passes_new(openings: list[Opening], *, zone: str, user) -> list[Pass]:
-    """The passes as they stood at the switch (not saved): the template's terms, the uses left and
-    the value still deferred, and the clinic's expiry terms at the switch."""
-    terms = expiry_terms()  # the clinic's expiry terms at the switch, kept like a sale's
+    """The passes as they stood at the switch (not saved): the template's terms and the clinic's
+    expiry terms at the switch (kept like a sale's, passes.terms), the uses left and the value
+    still deferred. No taxes: the price was taxed in the previous system."""
+    clinic = clinic_get()
     passes = []
     for o in openings:
-        t = o.template
         net = o.price_minor if o.price_minor is not None else o.value_minor
+        terms = pass_terms(o.template, clinic=clinic)
+        # The file's counts (an imported pass counts uses), paid before the switch in one go;
+        # breakage at expiry only, as before (a sale in Carnet fixes a proportional rate).
+        terms.update(quantity=o.quantity, face_value_minor=None, instalments=1, breakage_rate_bp=0)
         passes.append(
             Pass(
-                kind=Pass.Kind.PACKAGE,
-                template=t,
+                **terms,
                 patient_id=o.patient_id,
-                name=t.name,
-                income_category_id=t.income_category_id,
-                quantity=o.quantity,
                 price_minor=o.price_minor or 0,
                 net_minor=net,
                 deferred_minor=net,
                 recognised_minor=net - o.value_minor,
                 used_before_import=o.quantity - o.remaining,
-                auto_select=t.auto_select,
-                redeem_online=t.redeem_online,
-                family_sharing=t.family_sharing,
-                transferable=t.transferable,
-                instalments=1,
                 purchase_date=o.purchase_date,
                 purchased_at=dt.datetime.combine(o.purchase_date, dt.time(12), ZoneInfo(zone)),
                 expires_on=o.expires_on,
-                expiry_preset=terms.preset,
-                expiry_rule=terms.rule,
-                expiry_minimum_days=terms.minimum_days,
-                expiry_disclosure=terms.disclosure,
-                window_terms=window_terms(t),
                 created_by=user,
             )
         )

@@ -21,10 +21,9 @@ from carnet.core.money import Money
 from carnet.core.permissions import Action, require
 from carnet.passes.invoicing import pass_invoice_issue, template_line
 from carnet.passes.models import Pass, PassInvoice, PassItem, PassTemplate
-from carnet.passes.redeeming.breakage import breakage_rate_at_sale
-from carnet.passes.redeeming.windows import window_terms
 from carnet.passes.setup.expiry_rules import expiry_allowed, expiry_date, expiry_terms
 from carnet.passes.setup.intro_offers import intro_check, intro_override_record
+from carnet.passes.terms import items_copy, pass_terms
 from carnet.people.models import StaffMember
 
 
@@ -94,29 +93,19 @@ def _pass_create(
     today,
     now,
     expires_on,
-    terms,
     clinic,
     sold_by,
     card,
     location,
     online: bool,
 ) -> Pass:
-    """The patient's own copy of the template's terms, with the clinic's expiry terms of the day."""
-    return Pass.objects.create(
-        kind=template.kind,
-        template=template,
+    """The patient's own copy of the template's terms (passes.terms), with the clinic's expiry
+    terms of the day, its taxes and its eligible items."""
+    sold = Pass.objects.create(
+        **pass_terms(template, clinic=clinic),
         patient=patient,
-        name=template.name,
-        income_category_id=template.income_category_id,
-        quantity=template.quantity,
-        face_value_minor=template.face_value_minor,
         price_minor=sum(gross for _, gross, _ in plan),
         net_minor=sum(net for _, _, net in plan),
-        auto_select=template.auto_select,
-        redeem_online=template.redeem_online,
-        family_sharing=template.family_sharing,
-        transferable=template.transferable,
-        instalments=template.instalments,
         purchase_date=today,
         purchased_at=now,
         expires_on=expires_on,
@@ -124,33 +113,16 @@ def _pass_create(
         sold_online=online,
         card=card,
         location=location,
-        tax_inclusive=template.tax_inclusive,
-        expiry_preset=terms.preset,
-        expiry_rule=terms.rule,
-        expiry_minimum_days=terms.minimum_days,
-        expiry_disclosure=terms.disclosure,
-        breakage_rate_bp=breakage_rate_at_sale(template, clinic),
-        window_terms=window_terms(template),
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
-
-
-def _terms_copied(sold: Pass, template: PassTemplate, plan, today: dt.date) -> list[PassInvoice]:
-    """The template's taxes and eligible items copied onto the pass, and its instalments' rows (one
-    without a payment plan), due a month apart from today."""
     sold.taxes.set(template.taxes.all())
-    PassItem.objects.bulk_create(
-        PassItem(
-            sold_pass=sold,
-            treatment_id=i.treatment_id,
-            additional_charge_minor=i.additional_charge_minor,
-            compensation_minor=i.compensation_minor,
-            limit=i.limit,
-            value_minor=i.value_minor,
-        )
-        for i in template.items.all()
-    )
-    rows = PassInvoice.objects.bulk_create(
+    PassItem.objects.bulk_create(items_copy(sold, template.items.all()))
+    return sold
+
+
+def _instalments_create(sold: Pass, plan, today: dt.date) -> list[PassInvoice]:
+    """Its instalments' rows (one without a payment plan), due a month apart from today."""
+    return PassInvoice.objects.bulk_create(
         PassInvoice(
             sold_pass=sold,
             seq=n + 1,
@@ -161,7 +133,6 @@ def _terms_copied(sold: Pass, template: PassTemplate, plan, today: dt.date) -> l
         )
         for n, (unit, gross, net) in enumerate(plan)
     )
-    return rows
 
 
 @transaction.atomic
@@ -192,9 +163,9 @@ def package_sell(
     today = clinic_today(clinic)
     if expires_on == "default":
         expires_on = default_expiry(template, today)
-    # Kept on the pass: a later change of the clinic's rule never alters it.
-    terms = expiry_terms(clinic)
-    expiry_allowed(purchase_date=today, expires_on=expires_on, terms=terms)
+    # The clinic's rule of the day, which the pass keeps (passes.terms): a later change never
+    # alters it.
+    expiry_allowed(purchase_date=today, expires_on=expires_on, terms=expiry_terms(clinic))
     plan = instalment_plan(template, clinic.currency)
     sold = _pass_create(
         actor,
@@ -204,14 +175,13 @@ def package_sell(
         today=today,
         now=now,
         expires_on=expires_on,
-        terms=terms,
         clinic=clinic,
         sold_by=sold_by,
         card=card,
         location=location,
         online=online,
     )
-    rows = _terms_copied(sold, template, plan, today)
+    rows = _instalments_create(sold, plan, today)
     pass_invoice_issue(actor=actor, row=rows[0], action=action, location=location)
     if card is not None:  # the daily job charges it unless it is paid at the desk first
         PassInvoice.objects.filter(pk=rows[0].pk).update(next_attempt_on=today)

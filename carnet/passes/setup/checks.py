@@ -11,6 +11,7 @@ from django.db import connection, models
 from carnet.clinic.models import IncomeCategory, Location, Tax, Treatment
 from carnet.core.errors import ValidationFailed
 from carnet.passes.models import (
+    MEMBERSHIP_TERMS,
     Cycle,
     EligibleItem,
     ExpiryUnit,
@@ -39,19 +40,7 @@ _FLAGS = (
     "new_patients_only",
     "once_per_patient",
 )
-_MEMBERSHIP = (
-    "cycle",
-    "term_cycles",
-    "cancellable_after_cycles",
-    "uses_per_cycle",
-    "rollover",
-    "rollover_cap",
-    "pause_allowed",
-    "pause_max_cycles",
-    "freeze_fee_kind",
-    "freeze_fee_minor",
-    "self_cancel",
-)
+_MEMBERSHIP = MEMBERSHIP_TERMS
 _WINDOW = ("allowed_days", "window_start", "window_end", "cap_uses", "cap_period")
 _PLAIN = (
     (

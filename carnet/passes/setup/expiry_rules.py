@@ -9,7 +9,7 @@ On top of the rule, a jurisdiction **preset** (issue 23) names the law the clini
 decides the rule for it: Quebec (CPA s.187.3: no expiry, except unlimited use over a fixed
 period; a balance under 5.00 refundable on request), Ontario (no expiry), US federal (gift cards
 5 years: no expiry sooner than 5 years after purchase); "none" keeps the clinic's own rule. A
-sold pass keeps the terms of its sale (`terms_freeze`): the preset, the rule, the minimum and the
+sold pass keeps the terms of its sale (passes.terms): the preset, the rule, the minimum and the
 disclosure line printed on its receipt and shown in the portal (a transfer keeps them). An
 expiry edit must meet both those terms and the clinic's rule today: it never worsens what the
 patient was sold, and never goes against the clinic's law now.
@@ -92,19 +92,9 @@ def expiry_terms(clinic: Clinic | None = None, *, unlimited_term: bool = False) 
     )
 
 
-def terms_freeze(sold, clinic: Clinic | None = None) -> ExpiryTerms:
-    """Copy the clinic's expiry terms now onto a pass being sold (not saved)."""
-    unlimited_term = (
-        sold.kind == "membership" and sold.uses_per_cycle is None and sold.term_cycles is not None
-    )
-    terms = expiry_terms(clinic, unlimited_term=unlimited_term)
-    sold.expiry_preset, sold.expiry_rule = terms.preset, terms.rule
-    sold.expiry_minimum_days, sold.expiry_disclosure = terms.minimum_days, terms.disclosure
-    return terms
-
-
-def pass_terms(sold, clinic: Clinic | None = None) -> ExpiryTerms:
-    """The terms a sold pass keeps; one sold before terms were kept follows the clinic's rule."""
+def pass_expiry_terms(sold, clinic: Clinic | None = None) -> ExpiryTerms:
+    """The expiry terms a sold pass keeps (passes.terms copies them at its sale); one sold
+    before terms were kept follows the clinic's rule."""
     if not sold.expiry_rule:
         return expiry_terms(clinic)
     return ExpiryTerms(
@@ -222,6 +212,6 @@ def template_expiry_allowed(*, value: int | None, unit: str, clinic: Clinic | No
 def small_balance_offer(sold, balance_minor: int) -> int | None:
     """Quebec (CPA s.187.3): a pass sold under the preset with a balance under 5.00 left has that
     balance refunded on request; the refund form offers it. None when it does not apply."""
-    if pass_terms(sold).small_balance_refund and 0 < balance_minor < SMALL_BALANCE_MINOR:
+    if pass_expiry_terms(sold).small_balance_refund and 0 < balance_minor < SMALL_BALANCE_MINOR:
         return balance_minor
     return None
