@@ -2,7 +2,7 @@ import datetime as dt
 
 from django.db.models import QuerySet
 
-from carnet.core import clock
+from carnet.core import clock, statements
 from carnet.core.errors import NotFound
 
 from .models import Clinic, Discipline, IncomeCategory, Location, Product, Tax, Treatment
@@ -18,8 +18,12 @@ SETUP_MODELS = {
 }
 
 
+# Compiled once per process (core.statements): nearly every request reads the clinic.
+_CLINIC = statements.select(lambda: Clinic.objects.filter(pk=1))
+
+
 def clinic_get() -> Clinic:
-    clinic = Clinic.objects.filter(pk=1).first()
+    clinic = _CLINIC.get_or_none()
     if clinic is None:
         clinic = Clinic.objects.create(pk=1, name="My clinic")
     return clinic

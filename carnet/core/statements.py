@@ -140,10 +140,10 @@ class Statement:
     """A statement defined from a queryset-building function; compiled per database on first
     use."""
 
-    def __init__(self, build, slots: dict):
+    def __init__(self, build, slots: dict, name: str | None = None):
         self.build = build
         self.slots = {name: _Slot(name, spec) for name, spec in slots.items()}
-        self.name = f"{build.__module__}:{build.__code__.co_firstlineno}"
+        self.name = name or f"{build.__module__}:{build.__code__.co_firstlineno}"
         self._compiled: dict[tuple, _Compiled] = {}
         REGISTRY.append(self)
 
@@ -343,15 +343,21 @@ class Select(Statement):
         model = self.model
         if not rows:
             raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+        self._many(rows)
+
+    def get_or_none(self, *, using: str | None = None, **values):
+        """`get()`, with None for no row (a unique lookup that may find nothing)."""
+        rows = self._run("get", values, using)
+        if len(rows) > 1:
+            self._many(rows)
+        return rows[0] if rows else None
+
+    def _many(self, rows):
+        model = self.model
         raise model.MultipleObjectsReturned(
             f"get() returned more than one {model._meta.object_name} -- it returned "
             f"{len(rows) if len(rows) < MAX_GET_RESULTS else f'more than {MAX_GET_RESULTS - 1}'}!"
         )
-
-    def first(self, *, using: str | None = None, **values):
-        """The first of `all()` or None (no ORDER BY added: the queryset's own order)."""
-        rows = self._run("all", values, using)
-        return rows[0] if rows else None
 
 
 class Update(Statement):
@@ -413,6 +419,18 @@ def select(build, **slots) -> Select:
     """A compiled SELECT: `build(**slots)` returns the queryset; `slots` name each value's type
     (int, str, bool, date, datetime, Decimal) or its model field."""
     return Select(build, slots)
+
+
+def locked_row(model, *related: str) -> Select:
+    """One row by its key under `SELECT … FOR UPDATE` (of its own table only), with `related` joined
+    in: the row locks of the busiest services, called `.get(pk=…)`."""
+
+    def build(pk):
+        qs = model.objects.select_for_update(of=("self",))
+        return (qs.select_related(*related) if related else qs).filter(pk=pk)
+
+    with_ = f" with {', '.join(related)}" if related else ""
+    return Select(build, {"pk": int}, name=f"{model._meta.label} locked{with_}")
 
 
 def update(build, **slots) -> Update:

@@ -6,6 +6,8 @@ counters are also moved by conditional UPDATEs and held by check constraints.
 
 from django.db.models import Prefetch, prefetch_related_objects
 
+from carnet.core import statements
+
 from .models import Pass, PassInvoice
 
 
@@ -14,21 +16,26 @@ def lock_passes(pks) -> dict[int, Pass]:
     return {p.pk: p for p in rows}
 
 
+# Compiled once per process (core.statements): every attach and arrival locks a pass; with the
+# rules, its template too (its place, hours and cap are rules, issue 23).
+_LOCKED = statements.locked_row(Pass)
+_LOCKED_WITH_TEMPLATE = statements.locked_row(Pass, "template")
+
+
 def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
     """`with_rules` also loads what the eligibility check reads, one query each: the items and, for
     a package, its instalments with their invoices (a membership's are its cycles, read by date)."""
-    if with_rules:  # the template too: its place, hours and cap are rules (issue 23)
-        locked = Pass.objects.select_for_update(of=("self",)).select_related("template")
+    if with_rules:
         try:
-            sold = locked.get(pk=pk)
+            sold = _LOCKED_WITH_TEMPLATE.get(pk=pk)
         except Pass.DoesNotExist:
             # PostgreSQL re-checks a row it waited for against the joined template row as it was: a
             # plan change that committed meanwhile (memberships/plan_change.py) moved the pass to
             # another template, so the row seems gone. Asked again, the statement sees both as they
             # are now.
-            sold = locked.get(pk=pk)
+            sold = _LOCKED_WITH_TEMPLATE.get(pk=pk)
     else:  # one row by its key: no ORDER BY needed
-        sold = Pass.objects.select_for_update(of=("self",)).get(pk=pk)
+        sold = _LOCKED.get(pk=pk)
     if with_rules:
         paid = [Prefetch("pass_invoices", queryset=PassInvoice.objects.select_related("invoice"))]
         prefetch_related_objects([sold], "items", *(paid if sold.kind == Pass.Kind.PACKAGE else []))

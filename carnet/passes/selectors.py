@@ -7,7 +7,7 @@ import datetime as dt
 from django.db.models import Exists, F, OuterRef, Prefetch, Q
 
 from carnet.billing.models import Invoice
-from carnet.core import bulk
+from carnet.core import bulk, statements
 from carnet.ledger.selectors import postings_for_source
 
 from .models import Pass, PassInvoice, PassTemplate, Redemption
@@ -121,17 +121,19 @@ def passes_usable_by(patient):
     )
 
 
+# Compiled once per process (core.statements): attach and arrive both ask it.
+_LIVE_REDEMPTION = statements.select(
+    lambda visit: Redemption.objects.filter(visit_id=visit, status__in=LIVE).select_related(
+        "sold_pass", "item__treatment"
+    )[:1],
+    visit=int,
+)
+
+
 def visit_redemption(visit) -> Redemption | None:
     """The live (reserved or posted) redemption of one visit, if a pass covers it. At most one is
     live per visit (a unique constraint): no ORDER BY to compile, as `.first()` would add."""
-    return next(
-        iter(
-            Redemption.objects.filter(visit=visit, status__in=LIVE).select_related(
-                "sold_pass", "item__treatment"
-            )[:1]
-        ),
-        None,
-    )
+    return _LIVE_REDEMPTION.get_or_none(visit=visit.pk)
 
 
 def pass_uses(sold: Pass):

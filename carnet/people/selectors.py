@@ -1,5 +1,6 @@
 from django.db.models import Q, QuerySet
 
+from carnet.core import statements
 from carnet.core.errors import NotFound
 from carnet.core.permissions import Action, require, staff_of
 
@@ -87,13 +88,20 @@ def staff_get(pk: int) -> StaffMember:
     return staff
 
 
+# Compiled once per process (core.statements): every API request asks it.
+_ACTIVE_TOKEN = statements.select(
+    lambda token_hash: ApiToken.objects.select_related("staff__user").filter(
+        token_hash=token_hash, revoked_at__isnull=True, staff__is_active=True
+    ),
+    token_hash=str,
+)
+
+
 def api_token_active(raw: str) -> ApiToken | None:
     """The unrevoked token of an active staff member whose secret is `raw`, with its user. The hash
     is unique: `.get()`, not `.first()`, whose ORDER BY costs every API request its compiling."""
     try:
-        return ApiToken.objects.select_related("staff__user").get(
-            token_hash=token_digest(raw), revoked_at__isnull=True, staff__is_active=True
-        )
+        return _ACTIVE_TOKEN.get(token_hash=token_digest(raw))
     except ApiToken.DoesNotExist:
         return None
 

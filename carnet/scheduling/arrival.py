@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from carnet.billing.invoicing import LineInput, invoice_create, invoice_delete
 from carnet.clinic.models import Treatment
 from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, atomic
+from carnet.core import activity, atomic, statements
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action
 
@@ -29,9 +29,23 @@ Role = Visit.Role
 _BILLING_AS = Action.SCHEDULE_OWN
 
 
+# Compiled once per process (core.statements): every status change reads them.
+_EVERYONE = statements.select(
+    lambda appointment: (
+        Visit.objects.filter(appointment_id=appointment)
+        .select_related("patient")
+        .order_by("booked_at", "pk")
+    ),
+    appointment=int,
+)
+
+
 def _visits(appointment: Appointment) -> list[Visit]:
     """Everyone in the appointment, the primary first (read once per status change)."""
-    return list(appointment.visits.select_related("patient").order_by("booked_at", "pk"))
+    visits = _EVERYONE.all(appointment=appointment.pk)
+    for visit in visits:
+        visit.appointment = appointment  # as appointment.visits would have them, no read
+    return visits
 
 
 def _chosen(visits: list[Visit], patient_ids: list[int] | None, *, status: str) -> list[Visit]:

@@ -5,6 +5,7 @@ second sees the first before its overlap check. On SQLite, BEGIN IMMEDIATE (sett
 serialises writers, so the same read-then-write is just as safe there.
 """
 
+from carnet.core import statements
 from carnet.people.models import StaffMember
 
 from .models import Appointment
@@ -14,9 +15,9 @@ def lock_practitioners(pks) -> None:
     list(StaffMember.objects.select_for_update(of=("self",)).filter(pk__in=set(pks)).order_by("pk"))
 
 
+# Compiled once per process (core.statements): every status change locks its appointment.
+_LOCKED = statements.locked_row(Appointment, "treatment", "practitioner", "location")
+
+
 def lock_appointment(pk: int) -> Appointment:
-    return (
-        Appointment.objects.select_for_update(of=("self",))
-        .select_related("treatment", "practitioner", "location")
-        .get(pk=pk)
-    )
+    return _LOCKED.get(pk=pk)

@@ -29,7 +29,7 @@ from carnet.billing.invoicing import (
     invoice_payments_unapply,
 )
 from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, atomic, clock
+from carnet.core import activity, atomic, clock, statements
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action, can, require
 from carnet.ledger import accounts
@@ -539,6 +539,12 @@ def redemption_unpost(redemption: Redemption) -> None:
             expected_breakage_settle(ended, memo=f"{ended.name}: a visit un-arrived after it ended")
 
 
+# Compiled once per process (core.statements): every attach locks its visit.
+_LOCKED_VISIT = statements.locked_row(
+    Visit, "appointment__treatment", "appointment__location", "patient"
+)
+
+
 @atomic.service
 def pass_attach(
     *,
@@ -555,11 +561,7 @@ def pass_attach(
     _authorise(actor, visit, online=online)
     # The visit's row lock makes two attaches to one visit queue, so the second sees the first
     # (PostgreSQL); on SQLite BEGIN IMMEDIATE already serialises them.
-    visit = (
-        Visit.objects.select_for_update(of=("self",))
-        .select_related("appointment__treatment", "appointment__location", "patient")
-        .get(pk=visit.pk)
-    )
+    visit = _LOCKED_VISIT.get(pk=visit.pk)
     live = visit_redemption(visit)
     if live is not None:
         raise Conflict(
