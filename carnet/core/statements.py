@@ -12,7 +12,8 @@ want: settings' DB_PREPARE_THRESHOLD) and the rule stays in the service's querys
 What it takes (anything else is refused when first compiled, loudly):
 - values are whole slots: an int, str, bool, date, datetime or Decimal named in the definition
   (`pk=int`), or a model field whose conversion Django applies (`at=Model._meta.get_field("at")`);
-  never None (a filter on None compiles to IS NULL, another statement), never a list;
+  never a list. A call with a None value runs the plain queryset (None is another statement:
+  `IS NULL` in a filter, `= NULL` in an update);
 - selects return model instances (select_related, only/defer, select_for_update) or
   values_list rows; no prefetch_related, no values() dicts;
 - updates are `QuerySet.update` on one table (F expressions and conditions welcome).
@@ -79,6 +80,10 @@ _FIELD_TYPES = {
     "DateField": dt.date,
     "DecimalField": decimal.Decimal,
 }
+
+
+def _same(value):
+    return value
 
 
 class Refused(Exception):
@@ -187,41 +192,38 @@ class Statement:
         return found
 
     def _compile(self, connection, mode: str) -> _Compiled:
-        probes = self._probes(0), self._probes(1)
-        (sql, params, context), (sql_b, params_b, _) = (
-            self._compile_one(connection, mode, probes[0]),
-            self._compile_one(connection, mode, probes[1]),
-        )
-        if sql != sql_b or len(params) != len(params_b):
-            raise Refused(f"{self}: the SQL depends on the values, not only its parameters")
-        converted = [
-            {name: slot.convert(p[name], connection) for name, slot in self.slots.items()}
-            for p in probes
-        ]
-        places, found = [], set()
-        for place, (a, b) in enumerate(zip(params, params_b)):
-            if a == b and type(a) is type(b):
-                continue  # a constant of the query
-            names = [
-                name for name in self.slots if a == converted[0][name] and b == converted[1][name]
+        """Compile with the first probes, then once more per slot with that slot's second probe:
+        the parameters that change are the slot's places (so two bool slots are told apart)."""
+        first, second = self._probes(0), self._probes(1)
+        sql, params, context = self._compile_one(connection, mode, first)
+        places, taken = [], set()
+        for name, slot in self.slots.items():
+            sql_b, params_b, _ = self._compile_one(connection, mode, {**first, name: second[name]})
+            if sql_b != sql or len(params_b) != len(params):
+                raise Refused(f"{self}: the SQL depends on {name!r}, not only its parameters")
+            changed = [
+                place
+                for place, (a, b) in enumerate(zip(params, params_b))
+                if not (a == b and type(a) is type(b))
             ]
-            if len(names) != 1:
-                raise Refused(f"{self}: parameter {place} is not exactly one slot ({names})")
-            name = names[0]
-            # The backend may wrap a value in a type of its own (psycopg's Int4 for an integer
-            # column, with server-side binding): the new values get the same wrapper.
-            wrap = type(a)
-            if wrap is type(converted[0][name]):
-                wrap = None
-            elif not (
-                type(b) is wrap and wrap(converted[0][name]) == a and wrap(converted[1][name]) == b
-            ):
-                raise Refused(f"{self}: parameter {place} is converted in a way not learnt")
-            places.append((place, self.slots[name], wrap))
-            found.add(name)
-        missing = set(self.slots) - found
-        if missing:
-            raise Refused(f"{self}: slots not among the parameters: {sorted(missing)}")
+            if not changed:
+                raise Refused(f"{self}: slot {name!r} is not among the parameters")
+            want = slot.convert(first[name], connection), slot.convert(second[name], connection)
+            for place in changed:
+                a, b = params[place], params_b[place]
+                if place in taken:
+                    raise Refused(f"{self}: parameter {place} is made of more than one slot")
+                # The backend may wrap a value in a type of its own (psycopg's Int4 for an integer
+                # column, with server-side binding): the new values get the same wrapper.
+                wrap = None if type(a) is type(want[0]) else type(a)
+                if not (
+                    type(b) is type(a)
+                    and (wrap or _same)(want[0]) == a
+                    and (wrap or _same)(want[1]) == b
+                ):
+                    raise Refused(f"{self}: parameter {place} is not {name!r} as given")
+                places.append((place, slot, wrap))
+                taken.add(place)
         out = _Compiled()
         out.sql, out.params, out.places = sql, list(params), places
         self._finish(out, context, connection)
@@ -238,8 +240,6 @@ class Statement:
         slots = self.slots
         for name, value in values.items():
             slot = slots[name]  # KeyError: no such slot
-            if value is None:
-                raise TypeError(f"slot {name!r} is None: use the plain queryset")
             slot.check(value)
         params = compiled.params.copy()
         for place, slot, wrap in compiled.places:
@@ -263,14 +263,8 @@ class Select(Statement):
             raise Refused(f"{self}: model instances or values_list rows only")
         if qs.query.combinator or qs.query.extra_select:
             raise Refused(f"{self}: no union or extra()")
-        if mode == "get":  # as QuerySet.get() prepares its clone
-            if qs.query.can_filter() and not qs.query.distinct_fields:
-                qs = qs.order_by()
-            if (
-                not qs.query.select_for_update
-                or connection.features.supports_select_for_update_with_limit
-            ):
-                qs.query.set_limits(high=MAX_GET_RESULTS)
+        if mode == "get":
+            qs = _as_get(qs, connection)
         compiler = qs.query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()
         if not sql:
@@ -299,6 +293,10 @@ class Select(Statement):
             out.annotations = list(compiler.annotation_col_map.items())
 
     def _run(self, mode: str, values: dict, using: str | None) -> list:
+        if None in values.values():  # IS NULL: another statement, the plain queryset's
+            qs = self.build(**values)
+            qs = qs.using(using) if using else qs
+            return list(_as_get(qs, connections[qs.db]) if mode == "get" else qs)
         alias = self._alias(using)
         compiled = self._compiled_for(alias, mode)
         connection = connections[alias]
@@ -390,6 +388,9 @@ class Update(Statement):
         return self.build(**self._probes(0))[0].model, True
 
     def run(self, *, using: str | None = None, **values) -> int:
+        if None in values.values():  # SET … = NULL: another statement, the plain queryset's
+            qs, changes = self.build(**values)
+            return (qs.using(using) if using else qs).update(**changes)
         alias = self._alias(using)
         compiled = self._compiled_for(alias, "update")
         connection = connections[alias]
@@ -398,6 +399,15 @@ class Update(Statement):
             with connection.cursor() as cursor:
                 cursor.execute(compiled.sql, params)
                 return cursor.rowcount
+
+
+def _as_get(qs: QuerySet, connection) -> QuerySet:
+    """The queryset as QuerySet.get() prepares its clone: no ordering, at most 21 rows."""
+    if qs.query.can_filter() and not qs.query.distinct_fields:
+        qs = qs.order_by()
+    if not qs.query.select_for_update or connection.features.supports_select_for_update_with_limit:
+        qs.query.set_limits(high=MAX_GET_RESULTS)
+    return qs
 
 
 def _converted(rows, converters, connection) -> list:

@@ -133,6 +133,34 @@ def _locked(pk: int) -> Pass:
         raise ValidationFailed(f"No pass with id {pk}.", fields={"pass_id": ["Unknown."]}) from None
 
 
+# Conditional updates: even without a row lock (SQLite) a use is taken only if one is left.
+# Compiled once per process (core.statements): every attach takes one.
+_USE_TAKE = statements.update(
+    lambda pk, unlocked, quantity: (
+        Pass.objects.filter(pk=pk, status=Pass.Status.ACTIVE)
+        .alias(
+            used=F("reserved_count") + F("posted_count"),
+            gone=F("reserved_count")
+            + F("posted_count")
+            + F("forfeited_count")
+            + F("used_before_import"),
+        )
+        .filter(used__lt=unlocked, gone__lt=quantity),
+        {"reserved_count": F("reserved_count") + 1},
+    ),
+    pk=int,
+    unlocked=int,
+    quantity=int,
+)
+_ITEM_USE_TAKE = statements.update(
+    lambda pk: (
+        PassItem.objects.filter(pk=pk).filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit"))),
+        {"used_count": F("used_count") + 1},
+    ),
+    pk=int,
+)
+
+
 def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
     sold = _locked(sold_pk)
     verdict = check_pass(sold, visit, online=online)
@@ -142,25 +170,8 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
         return _reserve_in_cycle(sold, visit, verdict)
     if sold.face_value_minor is not None:
         return _reserve_value(sold, visit, verdict)
-    unlocked = pass_unlocked(sold)
-    # Conditional updates: even without a row lock (SQLite) a use is taken only if one is left.
-    taken = (
-        Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
-        .alias(
-            used=F("reserved_count") + F("posted_count"),
-            gone=F("reserved_count")
-            + F("posted_count")
-            + F("forfeited_count")
-            + F("used_before_import"),
-        )
-        .filter(used__lt=unlocked, gone__lt=sold.quantity)
-        .update(reserved_count=F("reserved_count") + 1)
-    )
-    item_taken = (
-        PassItem.objects.filter(pk=verdict.item.pk)
-        .filter(Q(limit__isnull=True) | Q(used_count__lt=F("limit")))
-        .update(used_count=F("used_count") + 1)
-    )
+    taken = _USE_TAKE.run(pk=sold.pk, unlocked=pass_unlocked(sold), quantity=sold.quantity)
+    item_taken = _ITEM_USE_TAKE.run(pk=verdict.item.pk)
     if not (taken and item_taken):
         raise Conflict(
             f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up"
@@ -450,19 +461,14 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
         remaining_after=sold.remaining,  # reserved → posted leaves remaining unchanged
         **({"value_left_after": sold.value_left} if sold.face_value_minor is not None else {}),
     )
-    if not Redemption.objects.filter(pk=redemption.pk, status=Status.RESERVED).update(**posted):
+    posting = _POSTED if sold.face_value_minor is None else _POSTED_VALUE
+    if not posting.run(pk=redemption.pk, **posted):
         raise Conflict(
             "This use is not reserved any more; reload the appointment.", code="not_reserved"
         )
     for name, field_value in posted.items():
         setattr(redemption, name, field_value)
-    Pass.objects.filter(pk=sold.pk).update(
-        reserved_count=F("reserved_count") - 1,
-        posted_count=F("posted_count") + 1,
-        recognised_minor=F("recognised_minor") + value,
-        **({"breakage_expected_minor": F("breakage_expected_minor") + share} if share else {}),
-        **_drawn_moves(redemption, +1),
-    )
+    _USE_POSTED.run(pk=sold.pk, value=value, share=share, drawn=redemption.drawn_minor)
     if value:
         transaction_post(
             kind="pass_redeemed",
@@ -478,15 +484,60 @@ def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Rede
     return redemption
 
 
-def _drawn_moves(redemption: Redemption, sign: int) -> dict:
-    """A value package's held amount moving to drawn (+1, arrival) or back (-1, un-arrive)."""
-    drawn = redemption.drawn_minor
-    if not drawn:
-        return {}
+def _drawn_moves(drawn: int, sign: int) -> dict:
+    """A value package's held amount moving to drawn (+1, arrival) or back (-1, un-arrive); a
+    package that counts uses holds 0, and a move of 0 changes nothing."""
     return {
         "value_reserved_minor": F("value_reserved_minor") - sign * drawn,
         "value_posted_minor": F("value_posted_minor") + sign * drawn,
     }
+
+
+def _posted(*fields: str) -> statements.Update:
+    """The reserved → posted move of a use, setting `fields` (conditional: once however often it is
+    asked)."""
+    return statements.Update(
+        lambda pk, **posted: (
+            Redemption.objects.filter(pk=pk, status=Status.RESERVED),
+            posted,
+        ),
+        {"pk": int, **{name: Redemption._meta.get_field(name) for name in fields}},
+        name="redemption posted" + (" (value package)" if "value_left_after" in fields else ""),
+    )
+
+
+# Compiled once per process (core.statements): every arrival posts a use. One statement per
+# shape: a breakage or a drawn amount of 0 is a move of 0.
+_POSTED_FIELDS = (
+    "status",
+    "posted_at",
+    "value_minor",
+    "breakage_minor",
+    "additional_charge_minor",
+    "practitioner_id",
+    "compensation_minor",
+    "compensated_upfront",
+    "by_no_show",
+    "remaining_after",
+)
+_POSTED = _posted(*_POSTED_FIELDS)
+_POSTED_VALUE = _posted(*_POSTED_FIELDS, "value_left_after")
+_USE_POSTED = statements.update(
+    lambda pk, value, share, drawn: (
+        Pass.objects.filter(pk=pk),
+        {
+            "reserved_count": F("reserved_count") - 1,
+            "posted_count": F("posted_count") + 1,
+            "recognised_minor": F("recognised_minor") + value,
+            "breakage_expected_minor": F("breakage_expected_minor") + share,
+            **_drawn_moves(drawn, +1),
+        },
+    ),
+    pk=int,
+    value=int,
+    share=int,
+    drawn=int,
+)
 
 
 def redemption_unpost(redemption: Redemption) -> None:
@@ -512,7 +563,7 @@ def redemption_unpost(redemption: Redemption) -> None:
         recognised_minor=F("recognised_minor") - redemption.value_minor,
         breakage_expected_minor=F("breakage_expected_minor")
         - redemption.breakage_minor,  # reversed with it
-        **_drawn_moves(redemption, -1),
+        **_drawn_moves(redemption.drawn_minor, -1),
     )
     Redemption.objects.filter(pk=redemption.pk).update(
         status=Status.RESERVED,
