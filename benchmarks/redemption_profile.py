@@ -202,7 +202,9 @@ def main(argv=None) -> int:
         key: round(statistics.median(r[key] for r in results), 2)
         for key in ("python_cpu_ms", "pg_backend_cpu_ms", "wall_ms")
     }
-    summary["statements"] = results[0]["statements_attach"] + results[0]["statements_arrive"]
+    summary["statements"] = round(
+        results[0]["statements_attach"] + results[0]["statements_arrive"], 2
+    )
     if calls is not None:
         summary["python_calls_per_pair"] = calls
         out = io.StringIO()
