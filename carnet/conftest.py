@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def make_catalog():
     loc = Location.objects.create(name=f"Main {next(_seq)}", time_zone="America/Toronto")
     disc = Discipline.objects.create(name=f"Massage {next(_seq)}")
     cat = IncomeCategory.objects.create(name=f"Massage income {next(_seq)}")
-    tax = Tax.objects.create(name=f"HST {next(_seq)}", rate="13.000")
+    tax = Tax.objects.create(name=f"HST {next(_seq)}", rate=Decimal("13.000"))
     treatment = Treatment.objects.create(
         name="Massage 60",
         discipline=disc,

@@ -273,7 +273,11 @@ def test_draws_never_exceed_the_face_value_and_recognition_sums_to_the_price(
                 catalog, price=price, face=face, items=[(t, 0, None, None) for t in treatments]
             ),
         )
-        for n in range(40):
+        # Enough visits to use the balance up: every round of the treatments draws at least its
+        # cheapest priced one (a fixed 40 left [0, 0, 0, 1000] short of a face of 20,000).
+        priced = [p for p in prices if p]
+        rounds = -(-face // min(priced)) if priced else 1
+        for n in range(rounds * len(prices)):
             if not sold.value_left:
                 break
             appointment = _book(
