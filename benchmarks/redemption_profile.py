@@ -101,10 +101,14 @@ class _Counter:
 
     def __init__(self):
         self.n = 0
+        self.kept: list[str] | None = None  # --sql: the statements and their row counts
 
     def __call__(self, execute, sql, params, many, context):
         self.n += 1
-        return execute(sql, params, many, context)
+        out = execute(sql, params, many, context)
+        if self.kept is not None:
+            self.kept.append(f"{context['cursor'].rowcount:>3} rows  {sql[:160]}")
+        return out
 
 
 def _pairs(client: _Wsgi, work: list, counter: _Counter) -> tuple[int, int]:
@@ -138,6 +142,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--sort", default="tottime", help="pstats sort key for --profile (tottime, cumulative)"
     )
+    parser.add_argument(
+        "--sql", action="store_true", help="print the statements of one pair with their row counts"
+    )
     args = parser.parse_args(argv)
 
     django_setup()
@@ -154,6 +161,7 @@ def main(argv=None) -> int:
     client = _Wsgi(raw)
     counter = _Counter()
     rounds = args.rounds + (1 if args.profile else 0)
+    args.warmup += 1 if args.sql else 0  # --sql attaches one more booked visit
     # Booked before anything is timed (their day is tomorrow, as in the benchmark).
     work = [
         redemption.prebook(b, sold, n, day_offset=1) for n in [args.warmup] + [args.pairs] * rounds
@@ -165,7 +173,7 @@ def main(argv=None) -> int:
             return cur.fetchone()[0]
 
     with connection.execute_wrapper(counter):
-        _pairs(client, work[0], counter)
+        _pairs(client, work[0][: len(work[0]) - args.sql], counter)
         results = []
         for batch in work[1 : 1 + args.rounds]:
             pid = backend()
@@ -186,12 +194,18 @@ def main(argv=None) -> int:
             )
         calls = None
         if args.profile:
-            profiler = cProfile.Profile()
+            # CPU time, not wall: time spent waiting for PostgreSQL is not this process's cost.
+            profiler = cProfile.Profile(time.process_time)
             profiler.enable()
             _pairs(client, work[-1], counter)
             profiler.disable()
             stats = pstats.Stats(profiler)
             calls = round(stats.total_calls / len(work[-1]))
+        if args.sql:
+            counter.kept = []
+            _pairs(client, work[0][-1:], counter)
+    if args.sql:
+        print("\n".join(counter.kept))
     for n, r in enumerate(results, 1):
         print(
             f"round {n}: python {r['python_cpu_ms']} ms, postgres backend "

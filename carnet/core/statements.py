@@ -431,6 +431,20 @@ def select(build, **slots) -> Select:
     return Select(build, slots)
 
 
+def prefetched(instance, name: str, rows: list) -> None:
+    """Leave `rows` (read by a compiled Select) on `instance` as `prefetch_related(name)` would:
+    `instance.<name>.all()` answers them without a query, and each row's foreign key back to
+    `instance` is set (what Django's prefetch_one_level and the reverse manager's
+    get_prefetch_querysets leave behind)."""
+    manager = getattr(instance, name)
+    for row in rows:
+        manager.field.set_cached_value(row, instance)
+    qs = manager.get_queryset()
+    qs._result_cache, qs._prefetch_done = rows, True
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    cache[manager.field.remote_field.cache_name] = qs
+
+
 def locked_row(model, *related: str) -> Select:
     """One row by its key under `SELECT … FOR UPDATE` (of its own table only), with `related` joined
     in: the row locks of the busiest services, called `.get(pk=…)`."""

@@ -4,11 +4,9 @@ PostgreSQL: SELECT … FOR UPDATE. SQLite: BEGIN IMMEDIATE already serialises wr
 counters are also moved by conditional UPDATEs and held by check constraints.
 """
 
-from django.db.models import Prefetch, prefetch_related_objects
-
 from carnet.core import statements
 
-from .models import Pass, PassInvoice
+from .models import Pass, PassInvoice, PassItem
 
 
 def lock_passes(pks) -> dict[int, Pass]:
@@ -20,6 +18,14 @@ def lock_passes(pks) -> dict[int, Pass]:
 # rules, its template too (its place, hours and cap are rules, issue 23).
 _LOCKED = statements.locked_row(Pass)
 _LOCKED_WITH_TEMPLATE = statements.locked_row(Pass, "template")
+# What `prefetch_related("items", Prefetch("pass_invoices", …invoice))` reads, compiled.
+_ITEMS = statements.select(
+    lambda sold_pass: PassItem.objects.filter(sold_pass_id=sold_pass), sold_pass=int
+)
+_PAID = statements.select(
+    lambda sold_pass: PassInvoice.objects.select_related("invoice").filter(sold_pass_id=sold_pass),
+    sold_pass=int,
+)
 
 
 def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
@@ -37,6 +43,7 @@ def lock_pass(pk: int, *, with_rules: bool = False) -> Pass:
     else:  # one row by its key: no ORDER BY needed
         sold = _LOCKED.get(pk=pk)
     if with_rules:
-        paid = [Prefetch("pass_invoices", queryset=PassInvoice.objects.select_related("invoice"))]
-        prefetch_related_objects([sold], "items", *(paid if sold.kind == Pass.Kind.PACKAGE else []))
+        statements.prefetched(sold, "items", _ITEMS.all(sold_pass=pk))
+        if sold.kind == Pass.Kind.PACKAGE:
+            statements.prefetched(sold, "pass_invoices", _PAID.all(sold_pass=pk))
     return sold

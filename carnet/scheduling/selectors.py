@@ -14,7 +14,7 @@ from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 
 from carnet.clinic.models import Location, Treatment
 from carnet.clinic.selectors import clinic_get
-from carnet.core import clock
+from carnet.core import clock, statements
 from carnet.core.errors import NotFound
 from carnet.people.models import Shift, StaffMember
 
@@ -53,10 +53,7 @@ def with_visits(appointment: Appointment, known: list[Visit] | None = None) -> A
     or none when the service passes the visits it read and changed (`known`: all of them, with
     their patients, in the model's order)."""
     if known is not None:
-        # What Django's own prefetch leaves behind (QuerySet.prefetch_related's prefetch_one_level).
-        visits = appointment.visits.all()
-        visits._result_cache, visits._prefetch_done = list(known), True
-        appointment._prefetched_objects_cache = {"visits": visits}
+        statements.prefetched(appointment, "visits", list(known))
         return appointment
     prefetch_related_objects(
         [appointment],
