@@ -116,7 +116,7 @@ def record(
 ) -> None:
     values = _values(actor=actor, verb=verb, obj=obj, before=before, after=after, at=clock.now())
     if not _hold([values]):
-        ActivityLog(**values).save(force_insert=True)
+        bulk.insert_rows(ActivityLog, [values])
 
 
 def record_many(*, actor, verb: str, objs: list[models.Model]) -> None:

@@ -7,6 +7,8 @@ from collections import defaultdict
 from django.db import connection
 from django.db.models import NOT_PROVIDED, F
 
+from carnet.core import statements
+
 # Below this many rows a plain INSERT is cheaper than fetching ids and opening a COPY.
 COPY_FROM = 100
 # Fields whose Python value PostgreSQL's COPY parses as is (no Django conversion needed).
@@ -54,7 +56,7 @@ def insert(model, objs) -> list:
     and SQLite, use bulk_create."""
     objs = list(objs)
     if connection.vendor != "postgresql" or len(objs) < COPY_FROM:
-        return model.objects.bulk_create(objs)
+        return statements.insert(objs)  # a few rows: compiled; more: bulk_create
     meta = model._meta
     for obj in objs:
         obj._prepare_related_fields_for_save(
@@ -94,7 +96,7 @@ def insert_rows(model, rows) -> None:
     billing job); on PostgreSQL the table's identity column numbers them."""
     rows = list(rows)
     if connection.vendor != "postgresql" or len(rows) < COPY_FROM:
-        model.objects.bulk_create([model(**row) for row in rows])
+        statements.insert([model(**row) for row in rows])
         return
     by_attname = {f.attname: f for f in model._meta.concrete_fields}
     fields = [by_attname[name] for name in rows[0]]

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
 
-from . import atomic, clock, idempotency
+from . import atomic, clock, idempotency, statements
 from .errors import CarnetError, is_contention
 from .models import IdempotencyRecord
 
@@ -64,6 +64,23 @@ def body_too_large_response() -> HttpResponse:
 _NOT_STORED = {308, 401, 403, 429}
 # A keyed API request the database aborted for another's sake runs again at most this many times.
 _CONTENTION_RETRIES = 2
+# Compiled once per process (core.statements): every keyed API request stores its answer.
+_ANSWER = statements.update(
+    lambda pk, status_code, content_type, body, secret_withheld: (
+        IdempotencyRecord.objects.filter(pk=pk),
+        {
+            "status_code": status_code,
+            "content_type": content_type,
+            "body": body,
+            "secret_withheld": secret_withheld,
+        },
+    ),
+    pk=int,
+    status_code=int,
+    content_type=str,
+    body=IdempotencyRecord._meta.get_field("body"),
+    secret_withheld=bool,
+)
 
 
 class IdempotencyMiddleware:
@@ -160,7 +177,8 @@ class IdempotencyMiddleware:
     @staticmethod
     def _store(request, claimed: int, response) -> None:
         secret = getattr(request, "idempotency_withhold", False)
-        IdempotencyRecord.objects.filter(pk=claimed).update(
+        _ANSWER.run(
+            pk=claimed,
             status_code=response.status_code,
             content_type="" if secret else response.get("Content-Type", ""),
             body=b"" if secret else bytes(response.content),

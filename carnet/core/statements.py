@@ -29,7 +29,7 @@ import datetime as dt
 import decimal
 
 from django.db import connections, router, transaction
-from django.db.models import Field, QuerySet
+from django.db.models import AutoField, Field, QuerySet
 from django.db.models.query import (
     MAX_GET_RESULTS,
     FlatValuesListIterable,
@@ -37,7 +37,7 @@ from django.db.models.query import (
     ValuesListIterable,
     get_related_populators,
 )
-from django.db.models.sql import UpdateQuery
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 REGISTRY: list[Statement] = []
@@ -61,6 +61,7 @@ _PROBES = {
         lambda n: decimal.Decimal("98765.4321") + n,
         lambda n: decimal.Decimal("87654.3219") + n,
     ),
+    bytes: (lambda n: b"~slot a%d~" % n, lambda n: b"~slot b%d~" % n),
 }
 # A model field's slot takes the probes of the Python type its values have.
 _FIELD_TYPES = {
@@ -79,11 +80,25 @@ _FIELD_TYPES = {
     "DateTimeField": dt.datetime,
     "DateField": dt.date,
     "DecimalField": decimal.Decimal,
+    "BinaryField": bytes,
 }
 
 
 def _same(value):
     return value
+
+
+def comparable(value):
+    """A parameter as compared: a wrapper without an equality of its own (psycopg's Binary, Jsonb)
+    by what it holds; a list (PostgreSQL's UNNEST columns) item by item."""
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    kind = type(value)
+    if kind.__eq__ is not object.__eq__:
+        return value
+    names = [n for c in kind.__mro__ for n in getattr(c, "__slots__", ())]
+    held = sorted(getattr(value, "__dict__", {}).items())
+    return kind, [(n, getattr(value, n, None)) for n in names], held
 
 
 class Refused(Exception):
@@ -204,7 +219,7 @@ class Statement:
             changed = [
                 place
                 for place, (a, b) in enumerate(zip(params, params_b))
-                if not (a == b and type(a) is type(b))
+                if not (comparable(a) == comparable(b) and type(a) is type(b))
             ]
             if not changed:
                 raise Refused(f"{self}: slot {name!r} is not among the parameters")
@@ -218,8 +233,8 @@ class Statement:
                 wrap = None if type(a) is type(want[0]) else type(a)
                 if not (
                     type(b) is type(a)
-                    and (wrap or _same)(want[0]) == a
-                    and (wrap or _same)(want[1]) == b
+                    and comparable((wrap or _same)(want[0])) == comparable(a)
+                    and comparable((wrap or _same)(want[1])) == comparable(b)
                 ):
                     raise Refused(f"{self}: parameter {place} is not {name!r} as given")
                 places.append((place, slot, wrap))
@@ -423,6 +438,122 @@ def _converted(rows, converters, connection) -> list:
             row[place] = value
         out.append(row)
     return out
+
+
+class Insert:
+    """`Model.objects.bulk_create(objs)` for a few new rows (no key set), compiled once per database
+    and row count. On first use the SQL and its parameters are the compiler's own, for those rows;
+    each call computes the parameters as the compiler does (`pre_save`, `get_db_prep_save`), in the
+    layout the first call's were found in (VALUES row by row, or PostgreSQL's UNNEST column by
+    column), and sets the returned key. Anything else runs the plain bulk_create: a value that is
+    an expression, a key already set, more than MAX_ROWS rows, a field with its own placeholder,
+    or a database that cannot return the inserted rows."""
+
+    MAX_ROWS = 8
+
+    def __init__(self, model):
+        self.model = model
+        meta = model._meta
+        self.fields = [
+            f for f in meta.concrete_fields if not f.generated and not isinstance(f, AutoField)
+        ]
+        self.returning = meta.db_returning_fields
+        self.plain_only = not isinstance(meta.pk, AutoField) or any(
+            hasattr(f, "get_placeholder") for f in self.fields
+        )
+        self._compiled: dict[tuple, _Compiled | None] = {}
+
+    def __repr__(self):
+        return f"<Insert {self.model._meta.label}>"
+
+    def create(self, objs: list, *, using: str | None = None) -> list:
+        alias = using or router.db_for_write(self.model)
+        if self.plain_only or not 0 < len(objs) <= self.MAX_ROWS:
+            return self.model.objects.using(alias).bulk_create(objs)
+        connection = connections[alias]
+        for obj in objs:
+            if obj._is_pk_set() or type(obj) is not self.model:
+                return self.model.objects.using(alias).bulk_create(objs)
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")
+        # What SQLInsertCompiler.as_sql does to each value (pre_save_val, prepare_value).
+        rows = [
+            [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.fields]
+            for obj in objs
+        ]
+        if any(hasattr(v, "resolve_expression") for row in rows for v in row):
+            return self.model.objects.using(alias).bulk_create(objs)
+        key = (alias, connection.vendor, len(objs))
+        if key not in self._compiled:
+            self._compiled.setdefault(key, self._compile(connection, objs, rows))
+        compiled = self._compiled[key]
+        if compiled is None:  # refused when first compiled
+            return self.model.objects.using(alias).bulk_create(objs)
+        params = _layout(rows, compiled.rows_as)
+        with transaction.mark_for_rollback_on_error(using=alias):
+            with connection.cursor() as cursor:
+                cursor.execute(compiled.sql, params)
+                returned = cursor.fetchall()
+        if compiled.converters:
+            returned = _converted(returned, compiled.converters, connection)
+        if len(returned) != len(objs):
+            raise AssertionError(f"{self}: {len(returned)} rows returned for {len(objs)}")
+        for obj, values in zip(objs, returned):
+            for value, field in zip(values, self.returning):
+                setattr(obj, field.attname, value)
+            obj._state.adding, obj._state.db = False, alias
+        return objs
+
+    def _compile(self, connection, objs: list, rows: list) -> _Compiled | None:
+        """The compiler's SQL for these rows (their values already pre-saved: raw), if their
+        parameters are `rows` in a layout this class reproduces; else None (plain from now on)."""
+        features = connection.features
+        if not (features.can_return_rows_from_bulk_insert and self.returning):
+            return None
+        query = InsertQuery(self.model)
+        query.insert_values(self.fields, objs, raw=True)
+        compiler = query.get_compiler(connection=connection)
+        compiler.returning_fields = self.returning
+        statements = compiler.as_sql()
+        if len(statements) != 1:
+            return None
+        sql, params = statements[0]
+        given = [(type(p), comparable(p)) for p in params]
+        for layout in ("rows", "columns"):
+            if [(type(p), comparable(p)) for p in _layout(rows, layout)] == given:
+                out = _Compiled()
+                out.sql, out.rows_as = sql, layout
+                cols = [f.get_col(self.model._meta.db_table) for f in self.returning]
+                out.converters = list(compiler.get_converters(cols).items())
+                return out
+        return None
+
+
+def _layout(rows: list, layout: str) -> list:
+    if layout == "rows":  # INSERT … VALUES (%s, …), (%s, …)
+        return [value for row in rows for value in row]
+    return [list(column) for column in zip(*rows)]  # INSERT … SELECT * FROM UNNEST(%s, …)
+
+
+_INSERTS: dict[type, Insert] = {}
+
+
+def inserter(model) -> Insert:
+    """The model's compiled insert (one per model and process)."""
+    found = _INSERTS.get(model)
+    if found is None:
+        found = _INSERTS.setdefault(model, Insert(model))
+    return found
+
+
+def insert(objs: list, *, using: str | None = None) -> list:
+    """`bulk_create(objs)` of new rows of one model, compiled (`Insert`)."""
+    objs = list(objs)
+    return inserter(type(objs[0])).create(objs, using=using) if objs else objs
+
+
+def create(model, **fields):
+    """`Model.objects.create(**fields)`, compiled (`Insert`); no save() or its signals."""
+    return insert([model(**fields)])[0]
 
 
 def select(build, **slots) -> Select:

@@ -12,14 +12,18 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import MultipleObjectsReturned, ObjectDoesNotExist
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
+from django.db.models.functions import Now
 from django.db.transaction import TransactionManagementError
 
 import carnet
+from carnet.billing.models import Invoice, InvoiceLine, InvoiceLineTax
 from carnet.conftest import make_staff
 from carnet.core import clock, statements
 from carnet.core.models import ActivityLog, IdempotencyRecord
+from carnet.ledger.models import JournalTransaction, Posting
+from carnet.passes.models import Redemption
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +87,7 @@ _SAMPLES = {
     dt.datetime: lambda n: dt.datetime(2026, 5, 1, 9, 30, n, tzinfo=dt.timezone.utc),
     dt.date: lambda n: dt.date(2026, 5, 1) + dt.timedelta(days=n),
     decimal.Decimal: lambda n: decimal.Decimal("12.34") + n,
+    bytes: lambda n: b"\x00%\xff" + bytes([n]),
 }
 
 
@@ -95,7 +100,7 @@ def _sent(run) -> list:
     sent = []
 
     def spy(execute, sql, params, many, context):
-        sent.append((sql, [(type(p), p) for p in params or ()]))
+        sent.append((sql, [(type(p), statements.comparable(p)) for p in params or ()]))
         return execute(sql, params, many, context)
 
     with transaction.atomic():  # its savepoint is not spied on
@@ -245,3 +250,134 @@ def test_a_locking_select_outside_a_transaction_fails_as_the_orm_does():
         assert locking.all(pk=1) == []
     with pytest.raises(TransactionManagementError):
         locking.all(pk=1)  # compiled now: the check is made on every call
+
+
+# -- compiled inserts (statements.Insert)
+
+_WHEN = dt.datetime(2026, 5, 1, 9, 30, tzinfo=dt.timezone.utc)
+
+
+def _sample_value(field, n: int):
+    """A value of the field's type (the statement is compared, not kept)."""
+    if field.is_relation:
+        return 41 + n
+    if field.choices:
+        return field.choices[n % len(field.choices)][0]
+    kind = field.get_internal_type()
+    if kind == "JSONField":
+        return {"n": n, "text": "o'%s"}
+    if kind == "DateTimeField":
+        return _WHEN + dt.timedelta(seconds=n)
+    if kind == "DateField":
+        return _WHEN.date()
+    if kind == "DecimalField":
+        return decimal.Decimal("0.05")
+    if kind == "BinaryField":
+        return b"\x00%" + bytes([n])
+    if kind == "BooleanField":
+        return bool(n % 2)
+    if kind in ("CharField", "TextField", "EmailField", "SlugField"):
+        return f"o'%s{n}"[: field.max_length or 50]
+    return 41 + n  # integer kinds
+
+
+def _samples(model, count: int) -> list:
+    fields = statements.Insert(model).fields
+    return [model(**{f.attname: _sample_value(f, n) for f in fields}) for n in range(count)]
+
+
+def _hot_models():
+    """The models the redemption inserts (issue 25)."""
+    return [
+        ActivityLog,
+        Redemption,
+        JournalTransaction,
+        Posting,
+        Invoice,
+        InvoiceLine,
+        InvoiceLineTax,
+    ]
+
+
+def _sent_or_refused(run) -> list:
+    """`_sent`, where the database may refuse the sample row (a check or a foreign key): what was
+    sent is compared."""
+    sent = []
+
+    def spy(execute, sql, params, many, context):
+        sent.append((sql, [(type(p), statements.comparable(p)) for p in params or ()]))
+        return execute(sql, params, many, context)
+
+    try:
+        with transaction.atomic():
+            with connection.execute_wrapper(spy):
+                run()
+            transaction.set_rollback(True)
+    except DatabaseError:
+        pass
+    return sent
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_an_insert_sends_what_bulk_create_sends(count):
+    for model in _hot_models():
+        # Twice: the first call compiles from the compiler, the second computes the parameters.
+        for _ in range(2):
+            mine = _sent_or_refused(lambda: statements.insert(_samples(model, count)))
+            theirs = _sent_or_refused(lambda: model.objects.bulk_create(_samples(model, count)))
+            assert mine == theirs, model
+        key = ("default", connection.vendor, count)
+        assert statements.inserter(model)._compiled[key] is not None, model  # not fallen back
+    # A field with a placeholder of its own (a binary one, on some databases): bulk_create's way.
+    assert statements.Insert(IdempotencyRecord).plain_only
+    mine = _sent_or_refused(lambda: statements.insert(_samples(IdempotencyRecord, count)))
+    theirs = _sent_or_refused(
+        lambda: IdempotencyRecord.objects.bulk_create(_samples(IdempotencyRecord, count))
+    )
+    assert mine == theirs
+
+
+def test_inserted_rows_come_back_as_bulk_create_makes_them():
+    staff = make_staff()
+    rows = [
+        ActivityLog(at=_WHEN, actor=staff.user, actor_name="x", verb=v, object_type="t")
+        for v in ("a", "it's b")
+    ]
+    back = statements.insert(rows)
+    assert all(a is b for a, b in zip(back, rows, strict=True))
+    assert all(r.pk and not r._state.adding for r in rows)
+    assert all(r._state.db == "default" for r in rows)
+    assert rows[1].pk > rows[0].pk
+    stored = ActivityLog.objects.filter(pk__in=[r.pk for r in rows]).order_by("pk")
+    assert [(r.verb, r.actor_id, r.at) for r in stored] == [
+        ("a", staff.user.pk, _WHEN),
+        ("it's b", staff.user.pk, _WHEN),
+    ]
+    one = statements.create(ActivityLog, at=_WHEN, actor_name="y", verb="c", object_type="t")
+    assert ActivityLog.objects.get(pk=one.pk).verb == "c"
+
+
+def test_what_it_does_not_compile_goes_to_bulk_create():
+    # An expression as a value, a key already set, more rows than it compiles: bulk_create's own.
+    plain = [
+        [ActivityLog(at=Now(), actor_name="x", verb="now", object_type="t")],
+        [ActivityLog(pk=987_654, at=_WHEN, actor_name="x", verb="keyed", object_type="t")],
+        [
+            ActivityLog(at=_WHEN, actor_name="x", verb=f"m{n}", object_type="t")
+            for n in range(statements.Insert.MAX_ROWS + 1)
+        ],
+    ]
+    for rows in plain:
+        copies = [
+            ActivityLog(
+                **{f.attname: getattr(r, f.attname) for f in ActivityLog._meta.concrete_fields}
+            )
+            for r in rows
+        ]
+        mine = _sent(lambda rows=rows: statements.insert(rows))
+        theirs = _sent(lambda copies=copies: ActivityLog.objects.bulk_create(copies))
+        assert mine == theirs
+    assert ActivityLog.objects.filter(verb="now").exists() is False  # rolled back by _sent
+    with transaction.atomic():
+        done = statements.insert(plain[1])
+    assert done[0].pk == 987_654 and ActivityLog.objects.filter(pk=987_654).exists()

@@ -176,7 +176,8 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
         raise Conflict(
             f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up"
         )
-    return Redemption.objects.create(
+    return statements.create(
+        Redemption,
         sold_pass=sold,
         item=verdict.item,
         visit=visit,
@@ -222,7 +223,8 @@ def _reserve_value(sold: Pass, visit, verdict: Verdict) -> Redemption:
             limit=verdict.item.limit, treatment=visit.appointment.treatment.name
         )
         raise Conflict(f"{sold.name}: {message}", code="item_limit")
-    return Redemption.objects.create(
+    return statements.create(
+        Redemption,
         sold_pass=sold,
         item=verdict.item,
         visit=visit,
@@ -293,7 +295,8 @@ def _reserve_in_cycle(sold: Pass, visit, verdict: Verdict) -> Redemption:
             code="cycle_used_up",
         )
     Pass.objects.filter(pk=sold.pk).update(reserved_count=F("reserved_count") + 1)
-    return Redemption.objects.create(
+    return statements.create(
+        Redemption,
         sold_pass=sold,
         item=verdict.item,
         visit=visit,
