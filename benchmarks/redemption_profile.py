@@ -143,6 +143,9 @@ def main(argv=None) -> int:
         "--sort", default="tottime", help="pstats sort key for --profile (tottime, cumulative)"
     )
     parser.add_argument(
+        "--callers", help="with --profile: who calls the functions matching this pattern"
+    )
+    parser.add_argument(
         "--sql", action="store_true", help="print the statements of one pair with their row counts"
     )
     args = parser.parse_args(argv)
@@ -222,7 +225,10 @@ def main(argv=None) -> int:
     if calls is not None:
         summary["python_calls_per_pair"] = calls
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
+        stats = pstats.Stats(profiler, stream=out).sort_stats(args.sort)
+        stats.print_stats(args.top)
+        if args.callers:
+            stats.print_callers(args.callers)
         print(out.getvalue())
     print(
         json.dumps(

@@ -11,7 +11,7 @@ from django.db.models import F
 
 from carnet.clinic.models import IncomeCategory, Product, Tax, Treatment
 from carnet.clinic.selectors import clinic_currency, clinic_get, clinic_today
-from carnet.core import activity, atomic, bulk, clock
+from carnet.core import activity, atomic, bulk, clock, statements
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.limits import max_minor
 from carnet.core.money import Money
@@ -222,9 +222,21 @@ def _line_taxes(i: int, line: LineInput, cache: dict, source) -> list[Tax]:
             raise ValidationFailed(
                 f"Line {i + 1}: unknown tax.", fields={f"{where}.tax_ids": ["Unknown tax id."]}
             )
+    elif type(source) in _TAXES_OF:
+        taxes = _TAXES_OF[type(source)].all(pk=source.pk)
     else:
         taxes = list(source.taxes.all()) if source is not None else []
     return taxes
+
+
+def _taxes_of(model):
+    """`item.taxes.all()` of a treatment or product, compiled (core.statements): every invoiced
+    visit reads its treatment's."""
+    name = model._meta.model_name  # the reverse of PricedItem.taxes
+    return statements.select(lambda pk: Tax.objects.filter(**{name: pk}), pk=int)
+
+
+_TAXES_OF = {Treatment: _taxes_of(Treatment), Product: _taxes_of(Product)}
 
 
 def _take_stock(product: Product, quantity: int) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Sum
 
-from carnet.core import atomic, bulk, clock
+from carnet.core import atomic, bulk, clock, statements
 from carnet.core.errors import CarnetError, Conflict, ValidationFailed
 from carnet.core.money import MAX_MINOR
 
@@ -107,10 +107,26 @@ def _source_key(source) -> tuple[str, str]:
     return source._meta.label_lower, str(source.pk)
 
 
+def _by_codes(n: int):
+    """The accounts of `n` codes, compiled (core.statements): every posting reads them."""
+    slots = {f"c{i}": str for i in range(n)}
+    return statements.select(
+        lambda **codes: Account.objects.filter(code__in=[*codes.values()]), **slots
+    )
+
+
+_BY_CODES = [_by_codes(n) for n in range(1, 5)]
+
+
 def _accounts(codes: set[str]) -> dict[str, Account]:
     """Code -> Account in one query; an account's first use creates it (get_or_create survives two
     first uses racing on the unique code)."""
-    found = {a.code: a for a in Account.objects.filter(code__in=codes)}
+    ordered = sorted(codes)
+    if 0 < len(ordered) <= len(_BY_CODES):
+        rows = _BY_CODES[len(ordered) - 1].all(**{f"c{n}": c for n, c in enumerate(ordered)})
+    else:
+        rows = Account.objects.filter(code__in=codes)
+    found = {a.code: a for a in rows}
     for code in sorted(codes - found.keys()):
         account_type, name = accounts.describe(code)
         found[code], _ = Account.objects.get_or_create(

@@ -148,10 +148,29 @@ def _start(actor, appointment: Appointment) -> Appointment:
     return appointment
 
 
+# Compiled once per process (core.statements): what every status change writes.
+_VISIT_SET = statements.update(
+    lambda pk, status, invoice: (
+        Visit.objects.filter(pk=pk),
+        {"status": status, "invoice_id": invoice},
+    ),
+    pk=int,
+    status=str,
+    invoice=int,
+)
+_APPOINTMENT_SET = statements.update(
+    lambda pk, status: (Appointment.objects.filter(pk=pk), {"status": status}),
+    pk=int,
+    status=str,
+)
+
+
 def _set(visits, status: str) -> None:
+    """`visit.save(update_fields=["status", "invoice"])` for each, compiled."""
     for visit in visits:
         visit.status = status
-        visit.save(update_fields=["status", "invoice"])
+        if not _VISIT_SET.run(pk=visit.pk, status=status, invoice=visit.invoice_id):
+            raise Visit.DoesNotExist(f"Visit {visit.pk} is gone.")
 
 
 def _refresh_status(appointment: Appointment, everyone: list[Visit]) -> None:
@@ -159,7 +178,8 @@ def _refresh_status(appointment: Appointment, everyone: list[Visit]) -> None:
     booked. The visits as changed here are the answer's (no read back)."""
     if appointment.kind != Kind.CLASS:
         appointment.status = everyone[0].status
-        appointment.save(update_fields=["status"])
+        if not _APPOINTMENT_SET.run(pk=appointment.pk, status=appointment.status):
+            raise Appointment.DoesNotExist(f"Appointment {appointment.pk} is gone.")
     with_visits(appointment, known=everyone)
 
 
