@@ -141,6 +141,15 @@ def card_file_stored(*, actor, patient: Patient, stored: StoredCard, holder: str
     new card also pays a membership's later cycles; at a gateway with customers, attach it first
     with `card_keep_at_gateway`, outside any transaction)."""
     require(actor, Action.PAYMENT_TAKE)
+    return card_on_file_new(user=actor, patient=patient, stored=stored, holder=holder)
+
+
+def card_on_file_new(
+    *, user, patient: Patient, stored: StoredCard, holder: str, verb: str = "card_stored"
+) -> CardOnFile:
+    """The CardOnFile row of a card the gateway holds, logged: only its token, brand, last four and
+    expiry are kept. The caller has checked who may keep it (staff with PAYMENT_TAKE, or the
+    patient online: passes.online)."""
     card = CardOnFile.objects.create(
         patient=patient,
         token=stored.token,
@@ -152,10 +161,7 @@ def card_file_stored(*, actor, patient: Patient, stored: StoredCard, holder: str
         created_at=clock.now(),
     )
     activity.record(
-        actor=actor,
-        verb="card_stored",
-        obj=card,
-        after=activity.snapshot(card, exclude=_LOG_EXCLUDE),
+        actor=user, verb=verb, obj=card, after=activity.snapshot(card, exclude=_LOG_EXCLUDE)
     )
     return card
 

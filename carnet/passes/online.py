@@ -7,10 +7,8 @@ online on file.
 from __future__ import annotations
 
 from carnet.clinic.selectors import clinic_get
-from carnet.core import activity, clock
 from carnet.core.errors import NotFound, ValidationFailed
-from carnet.gateway.models import CardOnFile
-from carnet.gateway.services import card_keep_at_gateway, card_tokenize
+from carnet.gateway.services import card_keep_at_gateway, card_on_file_new, card_tokenize
 from carnet.passes.models import Pass, PassTemplate
 from carnet.people.models import Patient
 from carnet.people.selectors import patients_managed_by
@@ -84,28 +82,12 @@ def portal_entry_for(user) -> str:
 
 
 def card_keep_online(*, user, patient: Patient, stored, holder: str):
-    """Keep the card the patient just entered on file for them. gateway.services.card_store does the
-    same but requires a staff actor with PAYMENT_TAKE; here the patient is the actor and the card is
-    theirs (or their dependant's), so the row is made the same way without that check. Like
-    card_store, only the gateway's token, brand, last four and expiry are kept."""
-
-    card = CardOnFile.objects.create(
-        patient=patient,
-        token=stored.token,
-        brand=stored.brand,
-        last4=stored.last4,
-        exp_month=stored.exp_month,
-        exp_year=stored.exp_year,
-        holder=holder,
-        created_at=clock.now(),
+    """Keep the card the patient just entered on file for them. gateway.services.card_file_stored
+    requires a staff actor with PAYMENT_TAKE; here the patient is the actor and the card is theirs
+    (or their dependant's), so the row is made the same way without that check."""
+    return card_on_file_new(
+        user=user, patient=patient, stored=stored, holder=holder, verb="card_stored_online"
     )
-    activity.record(
-        actor=user,
-        verb="card_stored_online",
-        obj=card,
-        after=activity.snapshot(card, exclude=("token",)),
-    )
-    return card
 
 
 def card_take_to_keep(
