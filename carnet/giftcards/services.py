@@ -33,6 +33,7 @@ from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.idempotency import claim_form_key
 from carnet.core.limits import column_check
 from carnet.core.permissions import Action, require
+from carnet.ledger.services import LiabilityOverdrawn
 
 from .codes import code_canonical, code_rule_broken
 from .emails import gift_card_code_email
@@ -112,13 +113,18 @@ def _take(gift_card: GiftCard, amount: int) -> None:
     if not GiftCard.objects.filter(
         pk=gift_card.pk, balance_minor__gte=F("held_minor") + amount
     ).update(balance_minor=F("balance_minor") - amount):
-        left = (
-            GiftCard.objects.filter(pk=gift_card.pk).values_list("balance_minor", flat=True).first()
-            or 0
-        )
-        raise Conflict(
-            f"{gift_card} has only {money_text(left)} left.", code="gift_card_insufficient_balance"
-        )
+        _short(gift_card)
+
+
+def _short(gift_card: GiftCard):
+    """Refuse a redemption the card's balance, as it is now, cannot pay."""
+    left = (
+        GiftCard.objects.filter(pk=gift_card.pk).values_list("balance_minor", flat=True).first()
+        or 0
+    )
+    raise Conflict(
+        f"{gift_card} has only {money_text(left)} left.", code="gift_card_insufficient_balance"
+    )
 
 
 def _check_payer(payer, method: str) -> None:
@@ -493,13 +499,19 @@ def gift_card_redeem(
             f"{gift_card} has only {money_text(gift_card.balance_minor)} left.",
             code="gift_card_insufficient_balance",
         )
-    payment = billing.payment_gift_card_record(
-        actor=actor,
-        patient=patient,
-        amount_minor=amount_minor,
-        reference=(reference or f"Gift card {gift_card.code}"),
-        allocations=list(allocations),
-    )
+    try:
+        payment = billing.payment_gift_card_record(
+            actor=actor,
+            patient=patient,
+            amount_minor=amount_minor,
+            reference=(reference or f"Gift card {gift_card.code}"),
+            allocations=list(allocations),
+        )
+    except LiabilityOverdrawn:
+        # Another redemption of this card committed after the check above: the ledger's guard
+        # caught it before _take could (the payment debits only the gift-card liability). The
+        # desk gets the card's message, and this transaction rolls back.
+        _short(gift_card)
     _take(gift_card, amount_minor)
     first_invoice = allocations[0][0] if allocations else None
     _history(

@@ -9,6 +9,7 @@ from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.clinic.selectors import clinic_get
 from carnet.conftest import make_patient
 from carnet.core.errors import Conflict, NotAllowed, NotFound, ValidationFailed
+from carnet.giftcards import services
 from carnet.giftcards.invariants import liability_matches_cards
 from carnet.giftcards.models import GiftCard
 from carnet.giftcards.services import (
@@ -169,6 +170,40 @@ def test_cannot_redeem_more_than_the_balance(front_desk, catalog, cat):
     assert err.value.code == "gift_card_insufficient_balance"
     invoice.refresh_from_db()
     assert invoice.applied_minor == 0 and not Payment.objects.filter(method="gift_card").exists()
+    assert_ledger_ok()
+
+
+def test_a_redemption_that_lost_a_race_is_told_the_cards_balance(
+    front_desk, catalog, cat, monkeypatch
+):
+    """The losing side of a race (test_races): the card read before another redemption committed,
+    so its plain check passes and the ledger's guard refuses the posting. The desk is told what is
+    left on the card, not the ledger's words, and nothing of the loser is kept."""
+    gift_card = _load(front_desk, amount=5000)
+    stale = GiftCard.objects.get(pk=gift_card.pk)
+    first, second = make_patient(), make_patient()
+    invoices = [manual_invoice(front_desk, p, 3000, category=cat) for p in (first, second)]
+    gift_card_redeem(
+        actor=front_desk.user,
+        code=gift_card.code,
+        patient=first,
+        amount_minor=3000,
+        allocations=[(invoices[0], 3000)],
+    )
+    monkeypatch.setattr(services, "gift_card_get", lambda code: stale)  # read before that commit
+    with pytest.raises(Conflict) as err:
+        gift_card_redeem(
+            actor=front_desk.user,
+            code=gift_card.code,
+            patient=second,
+            amount_minor=3000,
+            allocations=[(invoices[1], 3000)],
+        )
+    assert err.value.code == "gift_card_insufficient_balance"
+    assert "only $20.00 left" in str(err.value)
+    invoices[1].refresh_from_db()
+    assert invoices[1].applied_minor == 0
+    assert Payment.objects.filter(method="gift_card").count() == 1
     assert_ledger_ok()
 
 
