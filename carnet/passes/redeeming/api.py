@@ -86,11 +86,18 @@ def explain_visit(request, pk: int, patient_id: int):
     summary="Cover the visit with a package (`pass_id`, or null to auto-select); 409 says why not",
 )
 def attach(request, pk: int, patient_id: int, payload: s.AttachIn | None = None):
-    visit = _visit(request, pk, patient_id)
-    redemption = pass_attach(
-        actor=request.auth, visit=visit, sold_pass_id=payload.pass_id if payload else None
-    )  # the pass is read once, under its lock (an unknown id is a 422 naming pass_id)
+    try:  # the visit and the pass are each read once, under their locks
+        redemption = pass_attach(
+            actor=request.auth,
+            appointment_id=pk,
+            patient_id=patient_id,
+            sold_pass_id=payload.pass_id if payload else None,
+        )  # (an unknown pass id is a 422 naming pass_id)
+    except NotFound:
+        _visit(request, pk, patient_id)  # which: no such appointment, out of scope, or patient
+        raise
     if redemption is None:
+        visit = _visit(request, pk, patient_id)
         reasons = "; ".join(f"{e['pass'].name}: {e['message']}" for e in explain(visit))
         raise Conflict(
             f"No package can cover this visit{' (' + reasons + ')' if reasons else ''}.",

@@ -593,9 +593,18 @@ def redemption_unpost(redemption: Redemption) -> None:
             expected_breakage_settle(ended, memo=f"{ended.name}: a visit un-arrived after it ended")
 
 
-# Compiled once per process (core.statements): every attach locks its visit.
-_LOCKED_VISIT = statements.locked_row(
-    Visit, "appointment__treatment", "appointment__location", "patient"
+# Compiled once per process (core.statements): every attach locks its visit, found by its key or
+# (the API) by its appointment and patient, one visit each (a unique constraint).
+_VISIT_JOINS = ("appointment__treatment", "appointment__location", "patient")
+_LOCKED_VISIT = statements.locked_row(Visit, *_VISIT_JOINS)
+_LOCKED_PATIENT_VISIT = statements.select(
+    lambda appointment, patient: (
+        Visit.objects.select_for_update(of=("self",))
+        .select_related(*_VISIT_JOINS)
+        .filter(appointment_id=appointment, patient_id=patient)
+    ),
+    appointment=int,
+    patient=int,
 )
 
 
@@ -603,19 +612,28 @@ _LOCKED_VISIT = statements.locked_row(
 def pass_attach(
     *,
     actor,
-    visit,
+    visit: Visit | None = None,
+    appointment_id: int | None = None,
+    patient_id: int | None = None,
     sold_pass: Pass | None = None,
     sold_pass_id: int | None = None,
     online: bool = False,
 ) -> Redemption | None:
     """Cover a visit with a pass: `sold_pass` (or the one `sold_pass_id` names, read only under its
     lock), or the auto-selected one (None when nothing fits). A booked visit reserves a use; an
-    arrived visit is redeemed after the fact (SPEC 5.3)."""
+    arrived visit is redeemed after the fact (SPEC 5.3). The visit is given, or named by its
+    appointment and patient (read once, under its lock: NotFound when there is none)."""
 
-    _authorise(actor, visit, online=online)
     # The visit's row lock makes two attaches to one visit queue, so the second sees the first
     # (PostgreSQL); on SQLite BEGIN IMMEDIATE already serialises them.
-    visit = _LOCKED_VISIT.get(pk=visit.pk)
+    if visit is None:
+        visit = _LOCKED_PATIENT_VISIT.get_or_none(appointment=appointment_id, patient=patient_id)
+        if visit is None:
+            raise NotFound(f"Patient {patient_id} is not in appointment {appointment_id}.")
+        _authorise(actor, visit, online=online)
+    else:
+        _authorise(actor, visit, online=online)
+        visit = _LOCKED_VISIT.get(pk=visit.pk)
     live = visit_redemption(visit)
     if live is not None:
         raise Conflict(

@@ -21,7 +21,7 @@ from carnet.scheduling.tests.factories import at, clinic_set, practitioner
 
 pytestmark = pytest.mark.django_db
 
-ATTACH_MAX = 15
+ATTACH_MAX = 14
 ARRIVE_MAX = 24
 
 
