@@ -324,9 +324,9 @@ class Select(Statement):
                 "select_for_update cannot be used outside of a transaction."
             )
         params = self._params(compiled, values, connection)
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            rows = cursor.fetchall()
+        cursor = _cursor(connection)
+        cursor.execute(compiled.sql, params)
+        rows = cursor.fetchall()
         if compiled.converters:
             rows = _converted(rows, compiled.converters, connection)
         if compiled.rows_as is FlatValuesListIterable:
@@ -411,9 +411,25 @@ class Update(Statement):
         connection = connections[alias]
         params = self._params(compiled, values, connection)
         with transaction.mark_for_rollback_on_error(using=alias):
-            with connection.cursor() as cursor:
-                cursor.execute(compiled.sql, params)
-                return cursor.rowcount
+            cursor = _cursor(connection)
+            cursor.execute(compiled.sql, params)
+            return cursor.rowcount
+
+
+def _cursor(connection):
+    """The cursor compiled statements run on: one per database connection, kept while its driver
+    connection and its query logging stay the same (a debug cursor while DEBUG or a test captures
+    queries). Making Django's and the driver's cursor for each statement was a tenth of the
+    redemption's Python time; the execute wrappers and the broken-transaction check still run on
+    every execute."""
+    kept = getattr(connection, "_statements_cursor", None)
+    logged = connection.queries_logged
+    raw = connection.connection
+    if kept is not None and raw is not None and kept[0] is raw and kept[1] == logged:
+        return kept[2]
+    cursor = connection.cursor()
+    connection._statements_cursor = (connection.connection, logged, cursor)
+    return cursor
 
 
 def _as_get(qs: QuerySet, connection) -> QuerySet:
@@ -490,9 +506,9 @@ class Insert:
             return self.model.objects.using(alias).bulk_create(objs)
         params = _layout(rows, compiled.rows_as)
         with transaction.mark_for_rollback_on_error(using=alias):
-            with connection.cursor() as cursor:
-                cursor.execute(compiled.sql, params)
-                returned = cursor.fetchall()
+            cursor = _cursor(connection)
+            cursor.execute(compiled.sql, params)
+            returned = cursor.fetchall()
         if compiled.converters:
             returned = _converted(returned, compiled.converters, connection)
         if len(returned) != len(objs):

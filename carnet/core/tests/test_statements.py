@@ -16,6 +16,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 
 import carnet
 from carnet.billing.models import Invoice, InvoiceLine, InvoiceLineTax
@@ -381,3 +382,24 @@ def test_what_it_does_not_compile_goes_to_bulk_create():
     with transaction.atomic():
         done = statements.insert(plain[1])
     assert done[0].pk == 987_654 and ActivityLog.objects.filter(pk=987_654).exists()
+
+
+def test_statements_share_a_cursor_until_the_connection_or_its_logging_changes():
+    row = ActivityLog.objects.create(at=_WHEN, actor_name="x", verb="a", object_type="t")
+    _ONE_BY_PK.get(pk=row.pk)
+    first = statements._cursor(connection)
+    _RENAME.run(pk=row.pk, verb="b", object_type="t")
+    assert statements._cursor(connection) is first
+    with CaptureQueriesContext(connection) as captured:  # a debug cursor: the queries are seen
+        assert _ONE_BY_PK.get(pk=row.pk).verb == "b"
+    assert len(captured) == 1
+    assert statements._cursor(connection) is not first
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_gets_a_new_cursor():
+    row = ActivityLog.objects.create(at=_WHEN, actor_name="x", verb="a", object_type="t")
+    before = statements._cursor(connection)
+    connection.close()
+    assert _ONE_BY_PK.get(pk=row.pk).verb == "a"  # reconnects, not the closed cursor
+    assert statements._cursor(connection) is not before
