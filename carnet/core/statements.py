@@ -10,13 +10,17 @@ statement stays the ORM's own SQL (the same text every time, which PostgreSQL's 
 want: settings' DB_PREPARE_THRESHOLD) and the rule stays in the service's queryset.
 
 What it takes (anything else is refused when first compiled, loudly):
-- values are whole slots: an int, str, bool, date, datetime or Decimal named in the definition
-  (`pk=int`), or a model field whose conversion Django applies (`at=Model._meta.get_field("at")`);
-  never a list. A call with a None value runs the plain queryset (None is another statement:
-  `IS NULL` in a filter, `= NULL` in an update);
+- values are whole slots: an int, str, bool, date, datetime, Decimal or bytes named in the
+  definition (`pk=int`), or a model field whose conversion Django applies
+  (`at=Model._meta.get_field("at")`); never a list. A call with a None value runs the plain
+  queryset (None is another statement: `IS NULL` in a filter, `= NULL` in an update);
 - selects return model instances (select_related, only/defer, select_for_update) or
-  values_list rows; no prefetch_related, no values() dicts;
+  values_list rows; no prefetch_related (`prefetched` leaves a compiled select's rows where
+  prefetch_related would), no values() dicts;
 - updates are `QuerySet.update` on one table (F expressions and conditions welcome).
+
+`insert` / `create` are `bulk_create` / `objects.create` of a few new rows, compiled the same way
+from the compiler's own SQL (`Insert`). All of them run on one cursor per database connection.
 
 `core/tests/test_statements.py` walks every statement defined in carnet (`REGISTRY`) and checks,
 on SQLite and PostgreSQL, that it sends exactly what its plain queryset sends for sample values.
