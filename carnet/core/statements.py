@@ -328,7 +328,7 @@ class Select(Statement):
                 "select_for_update cannot be used outside of a transaction."
             )
         params = self._params(compiled, values, connection)
-        cursor = _cursor(connection)
+        cursor = shared_cursor(connection)
         cursor.execute(compiled.sql, params)
         rows = cursor.fetchall()
         if compiled.converters:
@@ -415,12 +415,12 @@ class Update(Statement):
         connection = connections[alias]
         params = self._params(compiled, values, connection)
         with transaction.mark_for_rollback_on_error(using=alias):
-            cursor = _cursor(connection)
+            cursor = shared_cursor(connection)
             cursor.execute(compiled.sql, params)
             return cursor.rowcount
 
 
-def _cursor(connection):
+def shared_cursor(connection):
     """The cursor compiled statements run on: one per database connection, kept while its driver
     connection and its query logging stay the same (a debug cursor while DEBUG or a test captures
     queries). Making Django's and the driver's cursor for each statement was a tenth of the
@@ -510,7 +510,7 @@ class Insert:
             return self.model.objects.using(alias).bulk_create(objs)
         params = _layout(rows, compiled.rows_as)
         with transaction.mark_for_rollback_on_error(using=alias):
-            cursor = _cursor(connection)
+            cursor = shared_cursor(connection)
             cursor.execute(compiled.sql, params)
             returned = cursor.fetchall()
         if compiled.converters:

@@ -387,19 +387,19 @@ def test_what_it_does_not_compile_goes_to_bulk_create():
 def test_statements_share_a_cursor_until_the_connection_or_its_logging_changes():
     row = ActivityLog.objects.create(at=_WHEN, actor_name="x", verb="a", object_type="t")
     _ONE_BY_PK.get(pk=row.pk)
-    first = statements._cursor(connection)
+    first = statements.shared_cursor(connection)
     _RENAME.run(pk=row.pk, verb="b", object_type="t")
-    assert statements._cursor(connection) is first
+    assert statements.shared_cursor(connection) is first
     with CaptureQueriesContext(connection) as captured:  # a debug cursor: the queries are seen
         assert _ONE_BY_PK.get(pk=row.pk).verb == "b"
     assert len(captured) == 1
-    assert statements._cursor(connection) is not first
+    assert statements.shared_cursor(connection) is not first
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_new_connection_gets_a_new_cursor():
     row = ActivityLog.objects.create(at=_WHEN, actor_name="x", verb="a", object_type="t")
-    before = statements._cursor(connection)
+    before = statements.shared_cursor(connection)
     connection.close()
     assert _ONE_BY_PK.get(pk=row.pk).verb == "a"  # reconnects, not the closed cursor
-    assert statements._cursor(connection) is not before
+    assert statements.shared_cursor(connection) is not before
