@@ -8,15 +8,14 @@ whose `code` is the reason (used_up, expired, not_paid, …).
 from ninja import Router, Status
 
 from carnet.core import statements
-from carnet.core.errors import Conflict, NotFound
+from carnet.core.errors import Conflict
 from carnet.core.permissions import Action, require
 from carnet.passes.models import Redemption
 from carnet.scheduling.access import schedule_require
 from carnet.scheduling.models import Visit
-from carnet.scheduling.selectors import appointment_get
 
 from . import schemas as s
-from .redemption import explain, pass_attach, pass_remove
+from .redemption import explain, pass_attach, pass_remove, visit_missing
 
 router = Router(tags=["passes"])
 
@@ -39,18 +38,13 @@ def _visit(request, pk: int, patient_id: int):
     except Visit.DoesNotExist:
         visit = None
     if visit is None:
-        appointment_get(
-            actor=request.auth, pk=pk, bare=True
-        )  # an unknown or out-of-scope appointment first
-    else:
-        schedule_require(
-            request.auth,
-            practitioner_id=visit.appointment.practitioner_id,
-            location_id=visit.appointment.location_id,
-        )
+        visit_missing(request.auth, pk, patient_id)
+    schedule_require(
+        request.auth,
+        practitioner_id=visit.appointment.practitioner_id,
+        location_id=visit.appointment.location_id,
+    )
     require(request.auth, Action.PASS_USE)
-    if visit is None:
-        raise NotFound(f"Patient {patient_id} is not in appointment {pk}.")
     return visit
 
 
@@ -86,16 +80,12 @@ def explain_visit(request, pk: int, patient_id: int):
     summary="Cover the visit with a package (`pass_id`, or null to auto-select); 409 says why not",
 )
 def attach(request, pk: int, patient_id: int, payload: s.AttachIn | None = None):
-    try:  # the visit and the pass are each read once, under their locks
-        redemption = pass_attach(
-            actor=request.auth,
-            appointment_id=pk,
-            patient_id=patient_id,
-            sold_pass_id=payload.pass_id if payload else None,
-        )  # (an unknown pass id is a 422 naming pass_id)
-    except NotFound:
-        _visit(request, pk, patient_id)  # which: no such appointment, out of scope, or patient
-        raise
+    redemption = pass_attach(
+        actor=request.auth,
+        appointment_id=pk,
+        patient_id=patient_id,
+        sold_pass_id=payload.pass_id if payload else None,
+    )  # the visit and the pass are each read once, under their locks (an unknown pass is a 422)
     if redemption is None:
         visit = _visit(request, pk, patient_id)
         reasons = "; ".join(f"{e['pass'].name}: {e['message']}" for e in explain(visit))

@@ -48,6 +48,7 @@ from carnet.people.selectors import family_ids
 from carnet.scheduling.access import schedule_require
 from carnet.scheduling.models import Status as VisitStatus
 from carnet.scheduling.models import Visit
+from carnet.scheduling.selectors import appointment_get
 
 from .eligibility import REASONS, Verdict, auto_candidates, pass_check, visit_value
 
@@ -608,6 +609,15 @@ _LOCKED_PATIENT_VISIT = statements.select(
 )
 
 
+def visit_missing(actor, appointment_id: int, patient_id: int):
+    """Refuse a request that names a patient's visit which is not there, saying what is wrong: an
+    unknown or out-of-scope appointment first, then the right to use passes, then the patient.
+    (Asked before the refusal: inside a keyed API request nothing can be read after it.)"""
+    appointment_get(actor=actor, pk=appointment_id, bare=True)
+    require(actor, Action.PASS_USE)
+    raise NotFound(f"Patient {patient_id} is not in appointment {appointment_id}.")
+
+
 @atomic.service
 def pass_attach(
     *,
@@ -629,7 +639,7 @@ def pass_attach(
     if visit is None:
         visit = _LOCKED_PATIENT_VISIT.get_or_none(appointment=appointment_id, patient=patient_id)
         if visit is None:
-            raise NotFound(f"Patient {patient_id} is not in appointment {appointment_id}.")
+            visit_missing(actor, appointment_id, patient_id)
         _authorise(actor, visit, online=online)
     else:
         _authorise(actor, visit, online=online)
