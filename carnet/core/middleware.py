@@ -202,10 +202,12 @@ class IdempotencyMiddleware:
         with transaction.atomic():
             claimed = self._claim(scope, key, digest)
             if claimed is not None:
-                IdempotencyRecord.objects.filter(pk=claimed).update(
+                _ANSWER.run(
+                    pk=claimed,
                     status_code=response.status_code,
                     content_type=response.get("Content-Type", ""),
                     body=bytes(response.content),
+                    secret_withheld=False,
                 )
         return response
 

@@ -489,11 +489,11 @@ class Insert:
     def create(self, objs: list, *, using: str | None = None) -> list:
         alias = using or router.db_for_write(self.model)
         if self.plain_only or not 0 < len(objs) <= self.MAX_ROWS:
-            return self.model.objects.using(alias).bulk_create(objs)
+            return self._plain(objs, alias)
         connection = connections[alias]
         for obj in objs:
             if obj._is_pk_set() or type(obj) is not self.model:
-                return self.model.objects.using(alias).bulk_create(objs)
+                return self._plain(objs, alias)
             obj._prepare_related_fields_for_save(operation_name="bulk_create")
         # What SQLInsertCompiler.as_sql does to each value (pre_save_val, prepare_value).
         rows = [
@@ -501,13 +501,13 @@ class Insert:
             for obj in objs
         ]
         if any(hasattr(v, "resolve_expression") for row in rows for v in row):
-            return self.model.objects.using(alias).bulk_create(objs)
+            return self._plain(objs, alias)
         key = (alias, connection.vendor, len(objs))
         if key not in self._compiled:
             self._compiled.setdefault(key, self._compile(connection, objs, rows))
         compiled = self._compiled[key]
         if compiled is None:  # refused when first compiled
-            return self.model.objects.using(alias).bulk_create(objs)
+            return self._plain(objs, alias)
         params = _layout(rows, compiled.rows_as)
         with transaction.mark_for_rollback_on_error(using=alias):
             cursor = shared_cursor(connection)
@@ -522,6 +522,9 @@ class Insert:
                 setattr(obj, field.attname, value)
             obj._state.adding, obj._state.db = False, alias
         return objs
+
+    def _plain(self, objs: list, alias: str) -> list:
+        return self.model.objects.using(alias).bulk_create(objs)
 
     def _compile(self, connection, objs: list, rows: list) -> _Compiled | None:
         """The compiler's SQL for these rows (their values already pre-saved: raw), if their

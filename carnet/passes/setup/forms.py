@@ -6,7 +6,7 @@ from carnet.clinic.forms import SetupFormBase
 from carnet.clinic.models import Location, Treatment
 from carnet.core.forms import MoneyField
 from carnet.core.permissions import Action, can
-from carnet.passes.models import PassTemplate
+from carnet.passes.models import MEMBERSHIP_TERMS, PassTemplate
 
 # ---------------------------------------------------------------- Settings → Packages & Memberships
 
@@ -175,17 +175,7 @@ class MembershipTemplateForm(SetupFormBase):
         fields = [
             "name",
             "price_minor",
-            "cycle",
-            "term_cycles",
-            "cancellable_after_cycles",
-            "uses_per_cycle",
-            "rollover",
-            "rollover_cap",
-            "pause_allowed",
-            "pause_max_cycles",
-            "freeze_fee_kind",
-            "freeze_fee_minor",
-            "self_cancel",
+            *MEMBERSHIP_TERMS,
             "tax_inclusive",
             "taxes",
             "income_category",
