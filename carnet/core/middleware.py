@@ -64,22 +64,13 @@ def body_too_large_response() -> HttpResponse:
 _NOT_STORED = {308, 401, 403, 429}
 # A keyed API request the database aborted for another's sake runs again at most this many times.
 _CONTENTION_RETRIES = 2
-# Compiled once per process (core.statements): every keyed API request stores its answer.
-_ANSWER = statements.update(
-    lambda pk, status_code, content_type, body, secret_withheld: (
-        IdempotencyRecord.objects.filter(pk=pk),
-        {
-            "status_code": status_code,
-            "content_type": content_type,
-            "body": body,
-            "secret_withheld": secret_withheld,
-        },
-    ),
-    pk=int,
-    status_code=int,
-    content_type=str,
-    body=IdempotencyRecord._meta.get_field("body"),
-    secret_withheld=bool,
+
+# The key's record with its answer, one statement once the work is done (both databases quote with
+# double quotes and know ON CONFLICT … DO NOTHING RETURNING).
+_INSERT_SQL = (
+    'INSERT INTO "core_idempotencyrecord" ("scope", "key", "request_hash", "status_code", '
+    '"content_type", "body", "secret_withheld", "created_at") VALUES (%s, %s, %s, %s, %s, %s, %s, '
+    '%s) ON CONFLICT ("scope", "key") DO NOTHING RETURNING "id"'
 )
 
 
@@ -91,11 +82,13 @@ class IdempotencyMiddleware:
     and the request is its method, path, query string and body. A key is remembered for
     IDEMPOTENCY_KEY_HOURS; after that it counts as new.
 
-    The key's record is inserted in the same database transaction as the operation, so the
-    operation and its record commit together or not at all: a crash before commit leaves
-    nothing, and a retry runs again. A concurrent request with the same key waits on the
-    unique constraint (PostgreSQL) or the write lock (SQLite), then replays the stored response.
-    The insert is `ON CONFLICT DO NOTHING`, so a taken key needs no savepoint to recover from.
+    The key's record, with the answer, is inserted in the same database transaction as the
+    operation, after it: the two commit together or not at all, so a crash before commit leaves
+    nothing and a retry runs again, and the busy path pays one statement for its key. A twin
+    request with the same key meets the record at its own insert — on PostgreSQL the unique index
+    makes it wait for the first one's commit; SQLite has one writer at a time — and its own work is
+    rolled back with its transaction before it replays the stored answer. The insert is
+    `ON CONFLICT DO NOTHING`, so a taken key needs no savepoint to recover from.
     The services of the busiest path join this transaction without savepoints (core.atomic): when
     one refuses after writing, the request is rolled back whole and its refusal (4xx) is then
     stored in a transaction of its own.
@@ -153,36 +146,46 @@ class IdempotencyMiddleware:
 
     def _in_transaction(self, request, scope: str, key: str, digest: str):
         with atomic.request():
-            claimed = self._claim(scope, key, digest)
-            if claimed is None:
-                return self._replay(scope, key, digest)
             response = self.get_response(request)
-            if response.status_code >= 500 or response.status_code in _NOT_STORED:
+            status = response.status_code
+            if status >= 500 or status in _NOT_STORED:
                 transaction.set_rollback(True)
+                outcome = "failed"
+            elif connection.needs_rollback and 400 <= status < 500:
+                outcome = "refused"  # (a 2xx in a transaction marked for rollback fails here)
+            elif self._claim(scope, key, digest, *self._answer(request, response)):
                 return response
-            refused = connection.needs_rollback and 400 <= response.status_code < 500
-            if not refused:  # (a 2xx in a transaction marked for rollback fails here: never kept)
-                self._store(request, claimed, response)
-                return response
+            else:
+                # A twin request with this key committed first: this one's work is undone with
+                # the transaction, and the twin's answer is the one.
+                transaction.set_rollback(True)
+                outcome = "taken"
+        if outcome == "taken":
+            return self._replay(scope, key, digest)
+        if outcome == "failed":
+            # Not kept, so a retry runs again. A twin request with the key may have finished
+            # meanwhile (its unique row is what made this one fail): then its answer.
+            if status >= 500 and self._taken(scope, key):
+                return self._replay(scope, key, digest)
+            return response
         # A service that joined this transaction (core.atomic) refused after writing: all of the
         # request was rolled back, and its refusal is kept for replay in a transaction of its own.
         # Another request with the key may have taken it meanwhile: then its answer is the one.
         with transaction.atomic():
-            claimed = self._claim(scope, key, digest)
-            if claimed is None:
-                return self._replay(scope, key, digest)
-            self._store(request, claimed, response)
-        return response
+            if self._claim(scope, key, digest, *self._answer(request, response)):
+                return response
+        return self._replay(scope, key, digest)
 
     @staticmethod
-    def _store(request, claimed: int, response) -> None:
-        secret = getattr(request, "idempotency_withhold", False)
-        _ANSWER.run(
-            pk=claimed,
-            status_code=response.status_code,
-            content_type="" if secret else response.get("Content-Type", ""),
-            body=b"" if secret else bytes(response.content),
-            secret_withheld=secret,
+    def _answer(request, response) -> tuple[int, str, bytes, bool]:
+        """What is kept for replay: status, content type, body, whether a secret was held back."""
+        if getattr(request, "idempotency_withhold", False):
+            return response.status_code, "", b"", True
+        return (
+            response.status_code,
+            response.get("Content-Type", ""),
+            bytes(response.content),
+            False,
         )
 
     def _outside_transaction(self, request, scope: str, key: str, digest: str):
@@ -191,56 +194,57 @@ class IdempotencyMiddleware:
         done = IdempotencyRecord.objects.filter(
             scope=scope, key=key, created_at__gte=idempotency.expired_before(clock.now())
         ).first()
-        if done is not None and done.request_hash == digest and done.status_code == 0:
-            # Never finished (a crash): the endpoint finds its own attempt and answers again.
-            done = None
-        if done is not None:
+        if done is not None and not (done.request_hash == digest and done.status_code == 0):
+            # (A record of status 0 never finished, from before answers were kept with the key:
+            # the endpoint finds its own attempt and answers again.)
             return self._replay(scope, key, digest)
         response = self.get_response(request)
         if response.status_code >= 500 or response.status_code in _NOT_STORED:
             return response
         with transaction.atomic():
-            claimed = self._claim(scope, key, digest)
-            if claimed is not None:
-                _ANSWER.run(
-                    pk=claimed,
-                    status_code=response.status_code,
-                    content_type=response.get("Content-Type", ""),
-                    body=bytes(response.content),
-                    secret_withheld=False,
-                )
+            self._claim(scope, key, digest, *self._answer(request, response))
         return response
 
     @staticmethod
-    def _claim(scope: str, key: str, digest: str) -> int | None:
-        """Insert the key's record and return its id, or None when the key is already taken.
-        An expired record is cleared only when the insert meets it:
-        the busy path stays one statement."""
-        now = clock.now()
-        claimed = IdempotencyMiddleware._insert(scope, key, digest, now)
-        if (
-            claimed is None
-            and IdempotencyRecord.objects.filter(
-                scope=scope, key=key, created_at__lt=idempotency.expired_before(now)
-            ).delete()[0]
-        ):
-            claimed = IdempotencyMiddleware._insert(scope, key, digest, now)
-        return claimed
+    def _taken(scope: str, key: str) -> bool:
+        return IdempotencyRecord.objects.filter(
+            scope=scope, key=key, created_at__gte=idempotency.expired_before(clock.now())
+        ).exists()
 
     @staticmethod
-    def _insert(scope: str, key: str, digest: str, now) -> int | None:
-        q = connection.ops.quote_name
-        with connection.cursor() as cur:
-            cur.execute(
-                f"INSERT INTO {q(IdempotencyRecord._meta.db_table)} ({q('scope')}, "
-                f"{q('key')}, {q('request_hash')}, {q('status_code')}, {q('content_type')}, "
-                f"{q('body')}, {q('secret_withheld')}, {q('created_at')}) VALUES (%s, %s, %s, "
-                f"0, '', %s, %s, %s) ON CONFLICT ({q('scope')}, {q('key')}) DO NOTHING "
-                "RETURNING id",
-                [scope, key, digest, b"", False, connection.ops.adapt_datetimefield_value(now)],
-            )
-            row = cur.fetchone()
-        return row[0] if row else None
+    def _claim(scope: str, key: str, digest: str, *answer) -> bool:
+        """Keep the key's record with its answer, in the request's own transaction, after the work:
+        one statement on the busy path. False when the key is taken — by an earlier request, or by
+        a twin still running, whose commit or rollback the insert waits for (PostgreSQL's unique
+        index; SQLite has one writer at a time). An expired record is cleared only when the
+        insert meets it."""
+        now = clock.now()
+        if IdempotencyMiddleware._insert(scope, key, digest, now, answer):
+            return True
+        return bool(
+            IdempotencyRecord.objects.filter(
+                scope=scope, key=key, created_at__lt=idempotency.expired_before(now)
+            ).delete()[0]
+        ) and IdempotencyMiddleware._insert(scope, key, digest, now, answer)
+
+    @staticmethod
+    def _insert(scope: str, key: str, digest: str, now, answer: tuple) -> bool:
+        status_code, content_type, body, secret_withheld = answer
+        cursor = statements.shared_cursor(connection)
+        cursor.execute(
+            _INSERT_SQL,
+            [
+                scope,
+                key,
+                digest,
+                status_code,
+                content_type,
+                body,
+                secret_withheld,
+                connection.ops.adapt_datetimefield_value(now),
+            ],
+        )
+        return cursor.fetchone() is not None
 
     @staticmethod
     def _replay(scope: str, key: str, digest: str) -> HttpResponse:

@@ -156,6 +156,39 @@ def test_a_server_error_leaves_nothing_behind_and_a_retry_runs(front_desk, monke
     assert Patient.objects.count() == 1
 
 
+def test_a_retry_that_runs_again_and_fails_replays_the_first_answer(front_desk, monkeypatch):
+    """The key is kept after the work: a retry runs, meets the key, and its work is undone — even
+    when that work failed on what the first request left (a unique row, here a crash)."""
+    api = Api(front_desk.user)
+    first = api.post("/patients", BODY, **key("k-8"))
+    real = services.patient_create
+
+    def create_then_crash(**kwargs):
+        real(**kwargs)
+        raise RuntimeError("the twin's work fails")
+
+    monkeypatch.setattr(services, "patient_create", create_then_crash)
+    retried = api.post("/patients", BODY, **key("k-8"))
+    assert retried.status_code == 201
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.content == first.content
+    assert Patient.objects.count() == 1 and IdempotencyRecord.objects.count() == 1
+
+
+def test_a_retry_that_runs_again_is_undone_before_the_replay(front_desk, monkeypatch):
+    api = Api(front_desk.user)
+    first = api.post("/patients", BODY, **key("k-9"))
+    calls = []
+    real = services.patient_create
+    monkeypatch.setattr(
+        services, "patient_create", lambda **kwargs: calls.append(1) or real(**kwargs)
+    )
+    retried = api.post("/patients", BODY, **key("k-9"))
+    assert calls == [1]  # it ran, and what it wrote went with its transaction
+    assert retried.content == first.content and retried.headers["Idempotent-Replayed"] == "true"
+    assert list(Patient.objects.values_list("pk", flat=True)) == [first.json()["id"]]
+
+
 def test_get_requests_ignore_the_key(front_desk):
     api = Api(front_desk.user)
     assert api.get("/patients", **key("k-7")).status_code == 200

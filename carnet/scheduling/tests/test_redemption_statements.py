@@ -21,8 +21,8 @@ from carnet.scheduling.tests.factories import at, clinic_set, practitioner
 
 pytestmark = pytest.mark.django_db
 
-ATTACH_MAX = 14
-ARRIVE_MAX = 24
+ATTACH_MAX = 13
+ARRIVE_MAX = 23
 
 
 class _Bearer:
