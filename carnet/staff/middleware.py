@@ -27,11 +27,21 @@ LOGIN_SESSION_TOUCH_SECONDS = 60
 NO_SECOND_FACTOR = "carnet_no_second_factor"
 
 
+def _token_call(request) -> bool:
+    """An API call with `Authorization: Bearer` is the token's, never the session's (carnet.api):
+    the session's rules below do not apply to it, and it does not read the session at all."""
+    return request.path.startswith("/api/") and request.META.get(
+        "HTTP_AUTHORIZATION", ""
+    ).lower().startswith("bearer ")
+
+
 class PasswordChangeRequiredMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if _token_call(request):
+            return self.get_response(request)
         if request.user.is_authenticated and request.session.get(CHANGE_REQUIRED):
             is_patient = getattr(request.user, "patient", None) is not None
             change = reverse("portal:password_change" if is_patient else "staff:password_change")
@@ -59,6 +69,8 @@ class SessionLifetimeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if _token_call(request):
+            return self.get_response(request)
         if request.user.is_authenticated:
             now = time.time()
             started = request.session.setdefault(LOGGED_IN_AT, now)
@@ -90,6 +102,8 @@ class TwoFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if _token_call(request):
+            return self.get_response(request)
         if (
             settings.TWO_FACTOR_ENFORCED
             and request.user.is_authenticated
@@ -135,8 +149,6 @@ class TwoFactorMiddleware:
         ):
             return None
         if request.path.startswith("/api/"):
-            if request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("bearer "):
-                return None
             return problem_response(
                 403,
                 "second_factor_required",
@@ -156,6 +168,8 @@ class LoginSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if _token_call(request):
+            return self.get_response(request)
         if request.user.is_authenticated and request.session.session_key:
             from carnet.people.login_sessions import login_session_touch  # after the app registry
 

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from carnet.conftest import PASSWORD, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
-from carnet.people.services import patient_portal_enable
+from carnet.people.services import api_token_create, patient_portal_enable
+from carnet.staff.account_views import CHANGE_REQUIRED
 from carnet.staff.middleware import LOGGED_IN_AT
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +56,22 @@ def test_the_api_answers_401_once_the_session_is_over(client):
     _age(client, 13)
     response = client.get("/api/v1/me")
     assert response.status_code == 401 and response.json()["code"] == "session_expired"
+
+
+def test_a_token_call_is_the_tokens_whatever_the_session_it_carries(client):
+    """A bearer call is never the session's (carnet.api): an ended session riding along, or one
+    held on the password-change page, neither refuses it nor is touched by it."""
+    staff = make_staff()
+    _, secret = api_token_create(actor=make_staff(AccessLevel.ACCOUNT_OWNER).user, name="sync")
+    client.force_login(staff.user)
+    _age(client, 13)
+    session = client.session
+    session[CHANGE_REQUIRED] = True
+    session.save()
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+    assert client.get("/api/v1/me", **bearer).status_code == 200
+    assert client.session[CHANGE_REQUIRED] is True  # the session was left as it was
+    assert client.get("/api/v1/me").json()["code"] == "session_expired"  # the session's own call
 
 
 def test_a_patient_session_ends_too_and_goes_to_the_portal_log_in(client):
