@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
-from django.db import connections, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import AutoField, Field, QuerySet
 from django.db.models.query import (
     MAX_GET_RESULTS,
@@ -482,6 +482,7 @@ class Insert:
             hasattr(f, "get_placeholder") for f in self.fields
         )
         self._compiled: dict[tuple, _Compiled | None] = {}
+        self._passes: dict[str, list] = {}
 
     def __repr__(self):
         return f"<Insert {self.model._meta.label}>"
@@ -496,10 +497,7 @@ class Insert:
                 return self._plain(objs, alias)
             obj._prepare_related_fields_for_save(operation_name="bulk_create")
         # What SQLInsertCompiler.as_sql does to each value (pre_save_val, prepare_value).
-        rows = [
-            [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.fields]
-            for obj in objs
-        ]
+        rows = [self._row(obj, connection, alias) for obj in objs]
         if any(hasattr(v, "resolve_expression") for row in rows for v in row):
             return self._plain(objs, alias)
         key = (alias, connection.vendor, len(objs))
@@ -526,6 +524,24 @@ class Insert:
     def _plain(self, objs: list, alias: str) -> list:
         return self.model.objects.using(alias).bulk_create(objs)
 
+    def _row(self, obj, connection, alias: str) -> list:
+        """`get_db_prep_save(pre_save(obj))` of each field; a plain int, str, bool or None in one of
+        Django's own integer, text or boolean fields by its known conversion (`_passes`)."""
+        passes = self._passes.get(alias)
+        if passes is None:
+            passes = self._passes.setdefault(alias, [_passes(f, connection) for f in self.fields])
+        row = []
+        for field, known in zip(self.fields, passes):
+            if known:
+                value = getattr(obj, field.attname)
+                kind = type(value)
+                if kind in known:
+                    convert = known[kind]
+                    row.append(value if convert is None else convert(value))
+                    continue
+            row.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+        return row
+
     def _compile(self, connection, objs: list, rows: list) -> _Compiled | None:
         """The compiler's SQL for these rows (their values already pre-saved: raw), if their
         parameters are `rows` in a layout this class reproduces; else None (plain from now on)."""
@@ -549,6 +565,49 @@ class Insert:
                 out.converters = list(compiler.get_converters(cols).items())
                 return out
         return None
+
+
+# A field's conversion of a plain value, for Django's own fields that take one: an int (or an int
+# key), a str, a bool. Its class must keep Field.pre_save and Django's own preparation methods, so
+# the conversion of one probe value is that of every value of its type (an int stays itself, or
+# becomes psycopg's Int4… on PostgreSQL); None stays None.
+_PLAIN = {int: 7, str: "x", bool: True}
+_PREPARE = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+
+
+def _django_own(field) -> bool:
+    return all(
+        getattr(type(field), name).__module__.startswith("django.db.models.fields")
+        for name in _PREPARE
+    )
+
+
+def _passes(field, connection) -> dict | None:
+    """{type: None (the value itself) or the conversion} for `Insert._row`; None: none known."""
+    target = field.target_field if field.is_relation and field.many_to_one else field
+    kinds = {
+        int: (models.IntegerField, models.AutoField),
+        str: (models.CharField, models.TextField),
+        bool: (models.BooleanField,),
+    }
+    found = {}
+    if type(field).pre_save is not Field.pre_save or not (
+        _django_own(field) and _django_own(target)
+    ):
+        return None
+    for kind, families in kinds.items():
+        if not isinstance(target, families):
+            continue
+        probe = _PLAIN[kind]
+        out = field.get_db_prep_save(probe, connection)
+        if out is probe:
+            found[kind] = None
+        elif type(out) is not kind and type(out)(probe) == out:
+            found[kind] = type(out)
+    if found and field.get_db_prep_save(None, connection) is None:
+        found[type(None)] = None
+        return found
+    return None
 
 
 def _layout(rows: list, layout: str) -> list:

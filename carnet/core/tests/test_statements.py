@@ -96,6 +96,12 @@ def _sample(statement) -> dict:
     return {name: _SAMPLES[slot.kind](n) for n, (name, slot) in enumerate(statement.slots.items())}
 
 
+def _typed(param):
+    """A parameter with its type, and each item's for a list (PostgreSQL's UNNEST columns)."""
+    items = [type(v) for v in param] if isinstance(param, list) else None
+    return type(param), statements.comparable(param), items
+
+
 def _sent(run) -> list:
     """What `run()` hands to the cursor: (sql, [(type, value)…]) per statement. A row found
     missing or refused by the database (a check, a foreign key of a sample) does not matter: what
@@ -103,7 +109,7 @@ def _sent(run) -> list:
     sent = []
 
     def spy(execute, sql, params, many, context):
-        sent.append((sql, [(type(p), statements.comparable(p)) for p in params or ()]))
+        sent.append((sql, [_typed(p) for p in params or ()]))
         return execute(sql, params, many, context)
 
     try:
@@ -322,6 +328,29 @@ def test_an_insert_sends_what_bulk_create_sends(count):
         lambda: IdempotencyRecord.objects.bulk_create(_samples(IdempotencyRecord, count))
     )
     assert mine == theirs
+
+
+def test_values_of_other_types_are_converted_as_bulk_create_converts_them():
+    """The known conversions (an int, a str, a bool in Django's own fields) are taken only for
+    exactly those types: a numeric string, a Decimal, a bool in an integer field or None go
+    Django's whole way, as bulk_create's would."""
+    odd = [
+        {"amount": "-12", "patient_id": None, "transaction_id": "41", "account_id": 42},
+        {
+            "amount": decimal.Decimal("7"),
+            "patient_id": True,
+            "transaction_id": 41,
+            "account_id": 42,
+        },
+        {"amount": 5, "patient_id": 3, "transaction_id": 41, "account_id": 42},
+    ]
+    for _ in range(2):  # compiled on the first call, computed on the second
+        for count in (1, 3):
+            mine = _sent(lambda count=count: statements.insert([Posting(**v) for v in odd[:count]]))
+            theirs = _sent(
+                lambda count=count: Posting.objects.bulk_create([Posting(**v) for v in odd[:count]])
+            )
+            assert mine == theirs and mine
 
 
 def test_inserted_rows_come_back_as_bulk_create_makes_them():
