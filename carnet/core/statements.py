@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from types import MethodType
 
 from django.db import connections, models, router, transaction
 from django.db.models import AutoField, Field, QuerySet
@@ -42,6 +43,7 @@ from django.db.models.query import (
     get_related_populators,
 )
 from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql.compiler import SQLInsertCompiler
 from django.db.transaction import TransactionManagementError
 
 REGISTRY: list[Statement] = []
@@ -462,12 +464,11 @@ def _converted(rows, converters, connection) -> list:
 
 class Insert:
     """`Model.objects.bulk_create(objs)` for a few new rows (no key set), compiled once per database
-    and row count. On first use the SQL and its parameters are the compiler's own, for those rows;
-    each call computes the parameters as the compiler does (`pre_save`, `get_db_prep_save`), in the
-    layout the first call's were found in (VALUES row by row, or PostgreSQL's UNNEST column by
-    column), and sets the returned key. Anything else runs the plain bulk_create: a value that is
-    an expression, a key already set, more than MAX_ROWS rows, a field with its own placeholder,
-    or a database that cannot return the inserted rows."""
+    and row count. On first use the SQL and its parameters are the compiler's own, for those rows,
+    in its VALUES form; each call computes the parameters as the compiler does (`pre_save`,
+    `get_db_prep_save`) and sets the returned key. Anything else runs the plain bulk_create: a
+    value that is an expression, a key already set, more than MAX_ROWS rows, a field with its own
+    placeholder, or a database that cannot return the inserted rows."""
 
     MAX_ROWS = 8
 
@@ -506,7 +507,7 @@ class Insert:
         compiled = self._compiled[key]
         if compiled is None:  # refused when first compiled
             return self._plain(objs, alias)
-        params = _layout(rows, compiled.rows_as)
+        params = _flat(rows)
         with transaction.mark_for_rollback_on_error(using=alias):
             cursor = shared_cursor(connection)
             cursor.execute(compiled.sql, params)
@@ -552,18 +553,22 @@ class Insert:
         query.insert_values(self.fields, objs, raw=True)
         compiler = query.get_compiler(connection=connection)
         compiler.returning_fields = self.returning
+        if type(compiler).assemble_as_sql is not SQLInsertCompiler.assemble_as_sql:
+            # VALUES, not PostgreSQL's UNNEST of one array per column: for a few rows the arrays
+            # cost more (psycopg writes each as escaped text) than the plan they save, which
+            # prepared statements save anyway.
+            compiler.assemble_as_sql = MethodType(SQLInsertCompiler.assemble_as_sql, compiler)
         statements = compiler.as_sql()
         if len(statements) != 1:
             return None
         sql, params = statements[0]
         given = [(type(p), comparable(p)) for p in params]
-        for layout in ("rows", "columns"):
-            if [(type(p), comparable(p)) for p in _layout(rows, layout)] == given:
-                out = _Compiled()
-                out.sql, out.rows_as = sql, layout
-                cols = [f.get_col(self.model._meta.db_table) for f in self.returning]
-                out.converters = list(compiler.get_converters(cols).items())
-                return out
+        if [(type(p), comparable(p)) for p in _flat(rows)] == given:
+            out = _Compiled()
+            out.sql = sql
+            cols = [f.get_col(self.model._meta.db_table) for f in self.returning]
+            out.converters = list(compiler.get_converters(cols).items())
+            return out
         return None
 
 
@@ -610,10 +615,8 @@ def _passes(field, connection) -> dict | None:
     return None
 
 
-def _layout(rows: list, layout: str) -> list:
-    if layout == "rows":  # INSERT … VALUES (%s, …), (%s, …)
-        return [value for row in rows for value in row]
-    return [list(column) for column in zip(*rows)]  # INSERT … SELECT * FROM UNNEST(%s, …)
+def _flat(rows: list) -> list:
+    return [value for row in rows for value in row]  # INSERT … VALUES (%s, …), (%s, …)
 
 
 _INSERTS: dict[type, Insert] = {}

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import MultipleObjectsReturned, ObjectDoesNotExist
 from django.db import DatabaseError, connection, transaction
+from django.db.backends.postgresql.compiler import SQLInsertCompiler as UnnestCompiler
 from django.db.models import F
 from django.db.models.functions import Now
+from django.db.models.sql.compiler import SQLInsertCompiler
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
@@ -298,6 +300,14 @@ def _samples(model, count: int) -> list:
     return [model(**{f.attname: _sample_value(f, n) for f in fields}) for n in range(count)]
 
 
+@pytest.fixture
+def values_form(monkeypatch):
+    """bulk_create in the VALUES form for every row count, as the compiled insert sends it
+    (PostgreSQL's compiler otherwise sends an UNNEST of arrays for more than one row)."""
+    if connection.vendor == "postgresql":
+        monkeypatch.setattr(UnnestCompiler, "assemble_as_sql", SQLInsertCompiler.assemble_as_sql)
+
+
 def _hot_models():
     """The models the redemption inserts (issue 25)."""
     return [
@@ -312,7 +322,7 @@ def _hot_models():
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_an_insert_sends_what_bulk_create_sends(count):
+def test_an_insert_sends_what_bulk_create_sends(count, values_form):
     for model in _hot_models():
         # Twice: the first call compiles from the compiler, the second computes the parameters.
         for _ in range(2):
@@ -330,7 +340,7 @@ def test_an_insert_sends_what_bulk_create_sends(count):
     assert mine == theirs
 
 
-def test_values_of_other_types_are_converted_as_bulk_create_converts_them():
+def test_values_of_other_types_are_converted_as_bulk_create_converts_them(values_form):
     """The known conversions (an int, a str, a bool in Django's own fields) are taken only for
     exactly those types: a numeric string, a Decimal, a bool in an integer field or None go
     Django's whole way, as bulk_create's would."""
@@ -371,6 +381,18 @@ def test_inserted_rows_come_back_as_bulk_create_makes_them():
     ]
     one = statements.create(ActivityLog, at=_WHEN, actor_name="y", verb="c", object_type="t")
     assert ActivityLog.objects.get(pk=one.pk).verb == "c"
+
+
+def test_several_rows_go_as_values_and_come_back_in_their_order():
+    rows = [
+        ActivityLog(at=_WHEN, actor_name="x", verb=f"v{n}", object_type="t", after={"n": n})
+        for n in range(3)
+    ]
+    sent = _sent(lambda: statements.insert(rows))
+    assert "UNNEST" not in sent[0][0] and " VALUES " in sent[0][0]
+    statements.insert(rows)
+    stored = ActivityLog.objects.filter(pk__in=[r.pk for r in rows]).order_by("pk")
+    assert [(r.verb, r.after) for r in stored] == [(f"v{n}", {"n": n}) for n in range(3)]
 
 
 def test_what_it_does_not_compile_goes_to_bulk_create():
