@@ -96,7 +96,7 @@ def insert_rows(model, rows) -> None:
     billing job); on PostgreSQL the table's identity column numbers them."""
     rows = list(rows)
     if connection.vendor != "postgresql" or len(rows) < COPY_FROM:
-        statements.insert([model(**row) for row in rows])
+        statements.insert_rows(model, rows)  # a few rows: compiled; more: bulk_create
         return
     by_attname = {f.attname: f for f in model._meta.concrete_fields}
     fields = [by_attname[name] for name in rows[0]]

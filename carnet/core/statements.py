@@ -484,6 +484,9 @@ class Insert:
         )
         self._compiled: dict[tuple, _Compiled | None] = {}
         self._passes: dict[str, list] = {}
+        # Rows given as dicts need no instance when no field's pre_save reads one (create_rows).
+        self.by_dict = not any(_pre_save_reads_more(f) for f in self.fields)
+        self.attnames = {f.attname for f in self.fields}
 
     def __repr__(self):
         return f"<Insert {self.model._meta.label}>"
@@ -525,22 +528,49 @@ class Insert:
     def _plain(self, objs: list, alias: str) -> list:
         return self.model.objects.using(alias).bulk_create(objs)
 
-    def _row(self, obj, connection, alias: str) -> list:
-        """`get_db_prep_save(pre_save(obj))` of each field; a plain int, str, bool or None in one of
-        Django's own integer, text or boolean fields by its known conversion (`_passes`)."""
+    def create_rows(self, rows: list[dict], *, using: str | None = None) -> None:
+        """`create` of rows nobody reads back, given as dicts of values by attname: once their
+        count is compiled (the first call builds instances, to compile), no model instance is
+        built per row. A missing value is the field's default, as a new instance would hold."""
+        alias = using or router.db_for_write(self.model)
+        connection = connections[alias]
+        compiled = self._compiled.get((alias, connection.vendor, len(rows)))
+        if compiled is None or not self.by_dict or any(r.keys() - self.attnames for r in rows):
+            self.create([self.model(**row) for row in rows], using=alias)
+            return
+        values = [self._row(None, connection, alias, given=row) for row in rows]
+        if any(hasattr(v, "resolve_expression") for row in values for v in row):
+            self.create([self.model(**row) for row in rows], using=alias)
+            return
+        with transaction.mark_for_rollback_on_error(using=alias):
+            cursor = shared_cursor(connection)
+            cursor.execute(compiled.sql, _flat(values))
+            if len(cursor.fetchall()) != len(rows):
+                raise AssertionError(f"{self}: not every row was inserted")
+
+    def _row(self, obj, connection, alias: str, given: dict | None = None) -> list:
+        """`get_db_prep_save(pre_save(obj))` of each field (or of the `given` row's value); a
+        plain int, str, bool or None in one of Django's own integer, text or boolean fields by its
+        known conversion (`_passes`)."""
         passes = self._passes.get(alias)
         if passes is None:
             passes = self._passes.setdefault(alias, [_passes(f, connection) for f in self.fields])
         row = []
         for field, known in zip(self.fields, passes):
-            if known:
+            if given is not None:
+                name = field.attname
+                value = given[name] if name in given else field.get_default()
+            elif known:
                 value = getattr(obj, field.attname)
+            if known:
                 kind = type(value)
                 if kind in known:
                     convert = known[kind]
                     row.append(value if convert is None else convert(value))
                     continue
-            row.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+            if given is None:
+                value = field.pre_save(obj, True)
+            row.append(field.get_db_prep_save(value, connection))
         return row
 
     def _compile(self, connection, objs: list, rows: list) -> _Compiled | None:
@@ -570,6 +600,18 @@ class Insert:
             out.converters = list(compiler.get_converters(cols).items())
             return out
         return None
+
+
+def _pre_save_reads_more(field) -> bool:
+    """Whether the field's pre_save does more than read its value: an auto_now date, or any
+    pre_save of its own."""
+    own = type(field).pre_save
+    if isinstance(field, models.DateField) and own in (
+        models.DateField.pre_save,
+        models.DateTimeField.pre_save,
+    ):
+        return field.auto_now or field.auto_now_add
+    return own is not Field.pre_save
 
 
 # A field's conversion of a plain value, for Django's own fields that take one: an int (or an int
@@ -634,6 +676,12 @@ def insert(objs: list, *, using: str | None = None) -> list:
     """`bulk_create(objs)` of new rows of one model, compiled (`Insert`)."""
     objs = list(objs)
     return inserter(type(objs[0])).create(objs, using=using) if objs else objs
+
+
+def insert_rows(model, rows: list[dict], *, using: str | None = None) -> None:
+    """`insert` of new rows given as dicts of values by attname, nobody reading them back."""
+    if rows:
+        inserter(model).create_rows(rows, using=using)
 
 
 def create(model, **fields):
