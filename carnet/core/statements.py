@@ -502,7 +502,7 @@ class Insert:
             obj._prepare_related_fields_for_save(operation_name="bulk_create")
         # What SQLInsertCompiler.as_sql does to each value (pre_save_val, prepare_value).
         rows = [self._row(obj, connection, alias) for obj in objs]
-        if any(hasattr(v, "resolve_expression") for row in rows for v in row):
+        if None in rows:
             return self._plain(objs, alias)
         key = (alias, connection.vendor, len(objs))
         if key not in self._compiled:
@@ -539,7 +539,7 @@ class Insert:
             self.create([self.model(**row) for row in rows], using=alias)
             return
         values = [self._row(None, connection, alias, given=row) for row in rows]
-        if any(hasattr(v, "resolve_expression") for row in values for v in row):
+        if None in values:
             self.create([self.model(**row) for row in rows], using=alias)
             return
         with transaction.mark_for_rollback_on_error(using=alias):
@@ -551,7 +551,7 @@ class Insert:
     def _row(self, obj, connection, alias: str, given: dict | None = None) -> list:
         """`get_db_prep_save(pre_save(obj))` of each field (or of the `given` row's value); a
         plain int, str, bool or None in one of Django's own integer, text or boolean fields by its
-        known conversion (`_passes`)."""
+        known conversion (`_passes`). None when a value is an expression."""
         passes = self._passes.get(alias)
         if passes is None:
             passes = self._passes.setdefault(alias, [_passes(f, connection) for f in self.fields])
@@ -570,7 +570,10 @@ class Insert:
                     continue
             if given is None:
                 value = field.pre_save(obj, True)
-            row.append(field.get_db_prep_save(value, connection))
+            value = field.get_db_prep_save(value, connection)
+            if hasattr(value, "resolve_expression"):
+                return None  # an expression: bulk_create's way
+            row.append(value)
         return row
 
     def _compile(self, connection, objs: list, rows: list) -> _Compiled | None:
