@@ -157,6 +157,10 @@ def _run(clients: int, work: list, one) -> dict:
         t.join()
     elapsed = time.perf_counter() - t0
     flat = [s for per_client in samples for s in per_client]
+    return _summary(clients, flat, elapsed, errors)
+
+
+def _summary(clients: int, flat: list[float], elapsed: float, errors: list[str]) -> dict:
     return {
         "clients": clients,
         "ops": len(flat),
@@ -165,6 +169,9 @@ def _run(clients: int, work: list, one) -> dict:
         **latency(flat),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
+        "_samples": flat,
+        "_errors": errors,
+        "_elapsed": elapsed,
     }
 
 
@@ -477,14 +484,40 @@ def _server(
 
 
 def _measured(clients: int, work: list, one, server: int | None) -> dict:
-    """`_run` plus the CPU milliseconds per redemption of the app server
-    (if any) and of PostgreSQL."""
+    """`_run` plus the CPU seconds of the app server (if any) and of PostgreSQL."""
     app0, pg0 = (server_cpu(server) if server else None), postgres_cpu()
     out = _run(clients, work, one)
-    ops = out["ops"] or 1
-    out["pg_cpu_ms"] = round((postgres_cpu() - pg0) * 1000 / ops, 2)
+    out["_pg_cpu"] = postgres_cpu() - pg0
     if server:
-        out["app_cpu_ms"] = round((server_cpu(server) - app0) * 1000 / ops, 2)
+        out["_app_cpu"] = server_cpu(server) - app0
+    return out
+
+
+def _mirrored(clients: int, n: int, variants: dict, book) -> dict:
+    """Each variant's `n` redemptions twice, in mirrored order (A B C, then C B A), so that a
+    machine getting faster or slower during the level weighs on every variant alike: their ratios
+    are those of one moment (this machine's speed drifted by a third within minutes). `variants`:
+    name -> (one, server pid or None); `book(k)` pre-books k visits. Each variant's result sums its
+    two runs (2n redemptions); CPU is per redemption."""
+    halves = {name: [] for name in variants}
+    order = list(variants)
+    for names in (order, order[::-1]):
+        for name in names:
+            one, server = variants[name]
+            halves[name].append(_measured(clients, book(n), one, server))
+    out = {}
+    for name, parts in halves.items():
+        merged = _summary(
+            clients,
+            [x for p in parts for x in p["_samples"]],
+            sum(p["_elapsed"] for p in parts),
+            [e for p in parts for e in p["_errors"]],
+        )
+        ops = merged["ops"] or 1
+        merged["pg_cpu_ms"] = round(sum(p["_pg_cpu"] for p in parts) * 1000 / ops, 2)
+        if variants[name][1]:
+            merged["app_cpu_ms"] = round(sum(p["_app_cpu"] for p in parts) * 1000 / ops, 2)
+        out[name] = {k: v for k, v in merged.items() if not k.startswith("_")}
     return out
 
 
@@ -543,11 +576,17 @@ def run(args) -> dict:
             _run(2, prebook(b, sold, 8, day_offset=1), raw.one)
             for clients in levels:
                 n = max(ops, clients * 4)
-                api = _measured(clients, prebook(b, sold, n, day_offset=1), api_one, proc.pid)
-                floor = _measured(
-                    clients, prebook(b, sold, n, day_offset=1), floor_one, floor_proc.pid
+                measured = _mirrored(
+                    clients,
+                    n,
+                    {
+                        "api": (api_one, proc.pid),
+                        "floor": (floor_one, floor_proc.pid),
+                        "raw": (raw.one, None),
+                    },
+                    lambda k: prebook(b, sold, k, day_offset=1),
                 )
-                base_sql = _measured(clients, prebook(b, sold, n, day_offset=1), raw.one, None)
+                api, floor, base_sql = measured["api"], measured["floor"], measured["raw"]
                 cpu = (
                     round(api["app_cpu_ms"] / floor["app_cpu_ms"], 2)
                     if floor.get("app_cpu_ms")

@@ -32,7 +32,10 @@ def main(argv=None) -> int:
         "--clients", default="1,4,16", help="concurrency levels (default 1,4,16)"
     )
     redemption.add_argument(
-        "--ops", type=int, default=0, help="redemptions per level (default 400; quick 40)"
+        "--ops",
+        type=int,
+        default=0,
+        help="redemptions per variant and level, each run twice (default 400; quick 40)",
     )
     redemption.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     redemption.add_argument(
