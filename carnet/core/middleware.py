@@ -165,7 +165,7 @@ class IdempotencyMiddleware:
         if outcome == "failed":
             # Not kept, so a retry runs again. A twin request with the key may have finished
             # meanwhile (its unique row is what made this one fail): then its answer.
-            if status >= 500 and self._taken(scope, key):
+            if status >= 500 and self._live(scope, key).exists():
                 return self._replay(scope, key, digest)
             return response
         # A service that joined this transaction (core.atomic) refused after writing: all of the
@@ -191,9 +191,7 @@ class IdempotencyMiddleware:
     def _outside_transaction(self, request, scope: str, key: str, digest: str):
         """A card charge or refund: no transaction around the endpoint (it calls the gateway between
         its own commits, keyed by this request), then its answer is kept for replay."""
-        done = IdempotencyRecord.objects.filter(
-            scope=scope, key=key, created_at__gte=idempotency.expired_before(clock.now())
-        ).first()
+        done = self._live(scope, key).first()
         if done is not None and not (done.request_hash == digest and done.status_code == 0):
             # (A record of status 0 never finished, from before answers were kept with the key:
             # the endpoint finds its own attempt and answers again.)
@@ -206,10 +204,11 @@ class IdempotencyMiddleware:
         return response
 
     @staticmethod
-    def _taken(scope: str, key: str) -> bool:
+    def _live(scope: str, key: str):
+        """The key's record, unless it has expired (then the key counts as new)."""
         return IdempotencyRecord.objects.filter(
             scope=scope, key=key, created_at__gte=idempotency.expired_before(clock.now())
-        ).exists()
+        )
 
     @staticmethod
     def _claim(scope: str, key: str, digest: str, *answer) -> bool:

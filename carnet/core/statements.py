@@ -510,15 +510,9 @@ class Insert:
         compiled = self._compiled[key]
         if compiled is None:  # refused when first compiled
             return self._plain(objs, alias)
-        params = _flat(rows)
-        with transaction.mark_for_rollback_on_error(using=alias):
-            cursor = shared_cursor(connection)
-            cursor.execute(compiled.sql, params)
-            returned = cursor.fetchall()
+        returned = self._execute(compiled, rows, connection)
         if compiled.converters:
             returned = _converted(returned, compiled.converters, connection)
-        if len(returned) != len(objs):
-            raise AssertionError(f"{self}: {len(returned)} rows returned for {len(objs)}")
         for obj, values in zip(objs, returned):
             for value, field in zip(values, self.returning):
                 setattr(obj, field.attname, value)
@@ -542,11 +536,17 @@ class Insert:
         if None in values:
             self.create([self.model(**row) for row in rows], using=alias)
             return
-        with transaction.mark_for_rollback_on_error(using=alias):
+        self._execute(compiled, values, connection)
+
+    def _execute(self, compiled: _Compiled, rows: list, connection) -> list:
+        """Send the compiled insert for `rows` (prepared values); the returned columns' rows."""
+        with transaction.mark_for_rollback_on_error(using=connection.alias):
             cursor = shared_cursor(connection)
-            cursor.execute(compiled.sql, _flat(values))
-            if len(cursor.fetchall()) != len(rows):
-                raise AssertionError(f"{self}: not every row was inserted")
+            cursor.execute(compiled.sql, _flat(rows))
+            returned = cursor.fetchall()
+        if len(returned) != len(rows):
+            raise AssertionError(f"{self}: {len(returned)} rows returned for {len(rows)}")
+        return returned
 
     def _row(self, obj, connection, alias: str, given: dict | None = None) -> list:
         """`get_db_prep_save(pre_save(obj))` of each field (or of the `given` row's value); a
@@ -560,16 +560,12 @@ class Insert:
             if given is not None:
                 name = field.attname
                 value = given[name] if name in given else field.get_default()
-            elif known:
-                value = getattr(obj, field.attname)
-            if known:
-                kind = type(value)
-                if kind in known:
-                    convert = known[kind]
-                    row.append(value if convert is None else convert(value))
-                    continue
-            if given is None:
-                value = field.pre_save(obj, True)
+            else:  # (a field with known conversions has a pre_save that only reads the value)
+                value = getattr(obj, field.attname) if known else field.pre_save(obj, True)
+            if known and type(value) in known:
+                convert = known[type(value)]
+                row.append(value if convert is None else convert(value))
+                continue
             value = field.get_db_prep_save(value, connection)
             if hasattr(value, "resolve_expression"):
                 return None  # an expression: bulk_create's way
@@ -577,8 +573,8 @@ class Insert:
         return row
 
     def _compile(self, connection, objs: list, rows: list) -> _Compiled | None:
-        """The compiler's SQL for these rows (their values already pre-saved: raw), if their
-        parameters are `rows` in a layout this class reproduces; else None (plain from now on)."""
+        """The compiler's SQL for these rows (their values already pre-saved: raw), if its
+        parameters are `rows`, row by row; else None (plain from now on)."""
         features = connection.features
         if not (features.can_return_rows_from_bulk_insert and self.returning):
             return None
@@ -621,7 +617,11 @@ def _pre_save_reads_more(field) -> bool:
 # key), a str, a bool. Its class must keep Field.pre_save and Django's own preparation methods, so
 # the conversion of one probe value is that of every value of its type (an int stays itself, or
 # becomes psycopg's Int4… on PostgreSQL); None stays None.
-_PLAIN = {int: 7, str: "x", bool: True}
+_PLAIN = {
+    int: (7, (models.IntegerField, models.AutoField)),
+    str: ("x", (models.CharField, models.TextField)),
+    bool: (True, (models.BooleanField,)),
+}
 _PREPARE = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
 
 
@@ -635,20 +635,12 @@ def _django_own(field) -> bool:
 def _passes(field, connection) -> dict | None:
     """{type: None (the value itself) or the conversion} for `Insert._row`; None: none known."""
     target = field.target_field if field.is_relation and field.many_to_one else field
-    kinds = {
-        int: (models.IntegerField, models.AutoField),
-        str: (models.CharField, models.TextField),
-        bool: (models.BooleanField,),
-    }
-    found = {}
-    if type(field).pre_save is not Field.pre_save or not (
-        _django_own(field) and _django_own(target)
-    ):
+    if _pre_save_reads_more(field) or not (_django_own(field) and _django_own(target)):
         return None
-    for kind, families in kinds.items():
+    found = {}
+    for kind, (probe, families) in _PLAIN.items():
         if not isinstance(target, families):
             continue
-        probe = _PLAIN[kind]
         out = field.get_db_prep_save(probe, connection)
         if out is probe:
             found[kind] = None
