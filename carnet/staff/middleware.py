@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from carnet.core.middleware import problem_response
 from carnet.core.permissions import staff_of
+from carnet.core.token_calls import token_call
 
 from .account_views import CHANGE_REQUIRED
 
@@ -27,20 +28,12 @@ LOGIN_SESSION_TOUCH_SECONDS = 60
 NO_SECOND_FACTOR = "carnet_no_second_factor"
 
 
-def _token_call(request) -> bool:
-    """An API call with `Authorization: Bearer` is the token's, never the session's (carnet.api):
-    the session's rules below do not apply to it, and it does not read the session at all."""
-    return request.path.startswith("/api/") and request.META.get(
-        "HTTP_AUTHORIZATION", ""
-    ).lower().startswith("bearer ")
-
-
 class PasswordChangeRequiredMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if _token_call(request):
+        if token_call(request):
             return self.get_response(request)
         if request.user.is_authenticated and request.session.get(CHANGE_REQUIRED):
             is_patient = getattr(request.user, "patient", None) is not None
@@ -69,7 +62,7 @@ class SessionLifetimeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if _token_call(request):
+        if token_call(request):
             return self.get_response(request)
         if request.user.is_authenticated:
             now = time.time()
@@ -102,7 +95,7 @@ class TwoFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if _token_call(request):
+        if token_call(request):
             return self.get_response(request)
         if (
             settings.TWO_FACTOR_ENFORCED
@@ -168,7 +161,7 @@ class LoginSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if _token_call(request):
+        if token_call(request):
             return self.get_response(request)
         if request.user.is_authenticated and request.session.session_key:
             from carnet.people.login_sessions import login_session_touch  # after the app registry
