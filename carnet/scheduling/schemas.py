@@ -56,16 +56,22 @@ class ClassIn(Schema):
 
 class VisitOut(Schema):
     patient_id: int
-    patient_name: str = Field(..., alias="patient.full_name")
+    patient_name: str
     role: str
     status: str
     invoice_id: int | None
+
+    # Resolvers, not dotted aliases: ninja reads those through a template Variable and two
+    # AttributeErrors per field and object (issue 25).
+    @staticmethod
+    def resolve_patient_name(obj):
+        return obj.patient.full_name
 
 
 class AppointmentOut(Schema):
     id: int
     treatment_id: int
-    treatment_name: str = Field(..., alias="treatment.name")
+    treatment_name: str
     kind: str
     practitioner_id: int
     location_id: int
@@ -79,6 +85,10 @@ class AppointmentOut(Schema):
     participants: list[VisitOut] = Field(
         ..., deprecated=True, description="The same as `visits`; removed in the next release."
     )
+
+    @staticmethod
+    def resolve_treatment_name(obj):
+        return obj.treatment.name
 
     @staticmethod
     def resolve_visits(obj):

@@ -11,11 +11,11 @@ from carnet.core.schemas import Schema
 class RedemptionOut(Schema):
     id: int
     pass_id: int = Field(..., alias="sold_pass_id")
-    pass_name: str = Field(..., alias="sold_pass.name")
+    pass_name: str
     visit_id: int = Field(..., description="The visit (one patient in one appointment)")
-    appointment_id: int = Field(..., alias="visit.appointment_id")
+    appointment_id: int
     patient_id: int
-    treatment_name: str = Field(..., alias="item.treatment.name")
+    treatment_name: str
     status: str = Field(
         ..., description="reserved (booked), posted (used) or voided (removed, cancelled)"
     )
@@ -46,6 +46,19 @@ class RedemptionOut(Schema):
         description="A value package: its balance left after this visit",
     )
     by_no_show: bool
+
+    # Resolvers, not dotted aliases (see scheduling.schemas.VisitOut).
+    @staticmethod
+    def resolve_pass_name(obj):
+        return obj.sold_pass.name
+
+    @staticmethod
+    def resolve_appointment_id(obj):
+        return obj.visit.appointment_id
+
+    @staticmethod
+    def resolve_treatment_name(obj):
+        return obj.item.treatment.name
 
 
 class AttachIn(Schema):
