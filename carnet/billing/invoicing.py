@@ -346,8 +346,9 @@ def invoices_create(
     treatments and staff members the caller holds (read in its transaction), not read again."""
     if action is not None:
         require(actor, action)
-    clinic, now, cache = clinic_get(), clock.now(), _known(known)
-    today = clinic_today(clinic)
+    now, cache, currency = clock.now(), _known(known), clinic_currency()
+    # The clinic's row only for an order without its date (a visit's invoice has its own).
+    today = clinic_today() if any(o.invoice_date is None for o in orders) else None
     drafts = []
     for order in orders:
         if not order.lines:
@@ -358,7 +359,7 @@ def invoices_create(
         for data, _ in resolved:
             if data["product"] is not None:
                 _take_stock(data["product"], data["quantity"])
-        drafts.append(_draft(order, resolved, currency=clinic.currency, today=today, now=now))
+        drafts.append(_draft(order, resolved, currency=currency, today=today, now=now))
     first = invoice_numbers_next(len(drafts))
     for n, d in enumerate(drafts):
         d.invoice.number = first + n
@@ -400,7 +401,7 @@ def invoices_preview(*, invoices: list[list[LineInput]]) -> Totals:
     """The totals invoices with these lines would have, worked out exactly as invoices_create does
     (the same lines resolved, the same per-line tax rounding), nothing saved: a checkout's live
     totals. Raises ValidationFailed for a line invoices_create would refuse."""
-    clinic, cache = clinic_get(), {}
+    cache, currency = {}, clinic_currency()
     subtotal = total = 0
     by_tax: dict[Tax, int] = {}
     for lines in invoices:
@@ -408,7 +409,7 @@ def invoices_preview(*, invoices: list[list[LineInput]]) -> Totals:
         draft = _draft(
             InvoiceOrder(patient_id=0, lines=lines),
             resolved,
-            currency=clinic.currency,
+            currency=currency,
             today=None,
             now=None,
         )
