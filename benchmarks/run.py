@@ -37,9 +37,10 @@ def main(argv=None) -> int:
         default=0,
         help="redemptions per variant and level, each run twice (default 400; quick 40)",
     )
-    redemption.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    # The README's production command (gunicorn -w 4 --threads 4), for the API and the floor alike.
+    redemption.add_argument("--workers", type=int, default=4, help="gunicorn workers (default 4)")
     redemption.add_argument(
-        "--threads", type=int, default=8, help="gunicorn threads per worker (default 8)"
+        "--threads", type=int, default=4, help="gunicorn threads per worker (default 4)"
     )
     redemption.add_argument(
         "--worker-class",
