@@ -16,7 +16,8 @@ What it takes (anything else is refused when first compiled, loudly):
   queryset (None is another statement: `IS NULL` in a filter, `= NULL` in an update);
 - selects return model instances (select_related, only/defer, select_for_update) or
   values_list rows; no prefetch_related (`prefetched` leaves a compiled select's rows where
-  prefetch_related would), no values() dicts;
+  prefetch_related would), no values() dicts. Instances are built as `from_db` builds them, without
+  `Model.__init__` where that would only store the values (`_builder`);
 - updates are `QuerySet.update` on one table (F expressions and conditions welcome).
 
 `insert` / `create` are `bulk_create` / `objects.create` of a few new rows, compiled the same way
@@ -34,7 +35,9 @@ import decimal
 from types import MethodType
 
 from django.db import connections, models, router, transaction
-from django.db.models import AutoField, Field, QuerySet
+from django.db.models import AutoField, Field, QuerySet, signals
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query import (
     MAX_GET_RESULTS,
     FlatValuesListIterable,
@@ -42,6 +45,7 @@ from django.db.models.query import (
     ValuesListIterable,
     get_related_populators,
 )
+from django.db.models.query_utils import DeferredAttribute
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.db.models.sql.compiler import SQLInsertCompiler
 from django.db.transaction import TransactionManagementError
@@ -141,6 +145,66 @@ class _Slot:
         return self.field.get_db_prep_value(value, connection, prepared=False)
 
 
+# Field descriptors whose assignment on a new instance only stores the value.
+_PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute)
+
+
+def _builder(model, init_list: list[str]):
+    """`(alias, values) -> instance` for rows of `model` with the fields `init_list`: what
+    `model.from_db` makes (the values stored, the rest deferred, loaded from `alias`), built
+    directly where that is all `Model.__init__` would do, which is half a redemption's model
+    work. Django's own `from_db` for a model that changes `__init__` or `from_db`, has init
+    signal receivers (connected by the time a statement compiles, at first use) or a field whose
+    descriptor does more than store."""
+    plain = (
+        model.__init__ is models.Model.__init__
+        and model.from_db.__func__ is models.Model.from_db.__func__
+        and not signals.pre_init.has_listeners(model)
+        and not signals.post_init.has_listeners(model)
+        and all(type(model.__dict__.get(name)) in _PLAIN_DESCRIPTORS for name in init_list)
+    )
+    if not plain:
+        return lambda alias, values: model.from_db(alias, init_list, values)
+    new = model.__new__
+
+    def build(alias, values):
+        obj = new(model)
+        state = ModelState()
+        state.adding, state.db = False, alias
+        obj._state = state
+        obj.__dict__.update(zip(init_list, values))
+        return obj
+
+    return build
+
+
+class _Related:
+    """Django's RelatedPopulator (a select_related model in each row), building with `_builder`."""
+
+    __slots__ = ("take", "pk_at", "build", "related", "local_setter", "remote_setter", "db")
+
+    def __init__(self, populator):
+        start, end = populator.cols_start, populator.cols_end
+        self.take = populator.reorder_for_init or (lambda row: row[start:end])
+        self.pk_at = populator.pk_idx
+        self.build = _builder(populator.model_cls, populator.init_list)
+        self.related = [_Related(p) for p in populator.related_populators]
+        self.local_setter, self.remote_setter = populator.local_setter, populator.remote_setter
+        self.db = populator.db
+
+    def populate(self, row, from_obj) -> None:
+        data = self.take(row)
+        if data[self.pk_at] is None:
+            obj = None
+        else:
+            obj = self.build(self.db, data)
+            for related in self.related:
+                related.populate(row, obj)
+        self.local_setter(from_obj, obj)
+        if obj is not None:
+            self.remote_setter(obj, from_obj)
+
+
 class _Compiled:
     """One statement on one database: its SQL, its parameters with the slots' places, and what
     turns rows into results."""
@@ -152,7 +216,7 @@ class _Compiled:
         "locks",
         "rows_as",
         "model",
-        "init_list",
+        "build",
         "start",
         "end",
         "populators",
@@ -309,8 +373,11 @@ class Select(Statement):
             info = compiler.klass_info
             out.model = info["model"]
             out.start, out.end = info["select_fields"][0], info["select_fields"][-1] + 1
-            out.init_list = [f[0].target.attname for f in compiler.select[out.start : out.end]]
-            out.populators = get_related_populators(info, compiler.select, connection.alias)
+            init_list = [f[0].target.attname for f in compiler.select[out.start : out.end]]
+            out.build = _builder(out.model, init_list)
+            out.populators = [
+                _Related(p) for p in get_related_populators(info, compiler.select, connection.alias)
+            ]
             out.annotations = list(compiler.annotation_col_map.items())
 
     def _run(self, mode: str, values: dict, using: str | None) -> list:
@@ -344,7 +411,7 @@ class Select(Statement):
 
     @staticmethod
     def _instance(compiled: _Compiled, row, alias: str):
-        obj = compiled.model.from_db(alias, compiled.init_list, row[compiled.start : compiled.end])
+        obj = compiled.build(alias, row[compiled.start : compiled.end])
         for populator in compiled.populators:
             populator.populate(row, obj)
         for name, place in compiled.annotations:

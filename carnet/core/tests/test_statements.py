@@ -14,7 +14,7 @@ import pytest
 from django.core.exceptions import MultipleObjectsReturned, ObjectDoesNotExist
 from django.db import DatabaseError, connection, transaction
 from django.db.backends.postgresql.compiler import SQLInsertCompiler as UnnestCompiler
-from django.db.models import F
+from django.db.models import F, signals
 from django.db.models.functions import Now
 from django.db.models.sql.compiler import SQLInsertCompiler
 from django.db.transaction import TransactionManagementError
@@ -25,7 +25,9 @@ from carnet.billing.models import Invoice, InvoiceLine, InvoiceLineTax
 from carnet.conftest import make_staff
 from carnet.core import clock, statements
 from carnet.core.models import ActivityLog, IdempotencyRecord
-from carnet.ledger.models import JournalTransaction, Posting
+from carnet.ledger import accounts
+from carnet.ledger.models import Account, JournalTransaction, Posting
+from carnet.ledger.services import Line, transaction_post, transaction_reverse
 from carnet.passes.models import Redemption
 
 pytestmark = pytest.mark.django_db
@@ -190,6 +192,68 @@ def test_instances_come_back_as_the_queryset_makes_them():
     assert _ONE_BY_PK.get_or_none(pk=row.pk + 1000) is None
     key = ("default", connection.vendor, "get")
     assert key in _ONE_BY_PK._compiled  # one compiled form per database alias and vendor
+
+
+# Two levels of joins, one of them a one-to-one that may be empty.
+_POSTINGS_JOINED = statements.select(
+    lambda txn: (
+        Posting.objects.select_related("transaction__reverses", "account")
+        .filter(transaction_id=txn)
+        .order_by("pk")
+    ),
+    txn=int,
+)
+
+
+def _loaded(obj, seen: set | None = None):
+    """An instance as loaded: its type, values, state and the instances its joins cached."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return "(seen)"
+    seen.add(id(obj))
+    cached = sorted(obj._state.fields_cache.items())
+    return (
+        type(obj),
+        {name: value for name, value in vars(obj).items() if name != "_state"},
+        (obj._state.adding, obj._state.db),
+        [(name, None if rel is None else _loaded(rel, seen)) for name, rel in cached],
+    )
+
+
+def test_instances_and_their_joins_are_built_as_the_queryset_builds_them():
+    """Rows become instances without Model.__init__ where it would only store the values
+    (core.statements): the same values, state and joined instances as the queryset's."""
+    original = transaction_post(
+        kind="sale",
+        lines=[Line(accounts.cash("cash"), debit=500), Line(accounts.BREAKAGE, credit=500)],
+    )
+    reversal = transaction_reverse(txn=original, memo="entered twice")
+    for txn in (original, reversal):  # a reversal's joined `reverses`, and an empty one
+        mine = _POSTINGS_JOINED.all(txn=txn.pk)
+        theirs = list(_POSTINGS_JOINED.build(txn=txn.pk))
+        assert len(mine) == 2
+        assert [_loaded(p) for p in mine] == [_loaded(p) for p in theirs]
+    assert mine[0].transaction.reverses.pk == original.pk
+
+
+def test_a_model_with_an_init_receiver_is_built_by_django():
+    """A post_init receiver (connected before the statement compiles) still sees each instance."""
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.code)
+
+    transaction_post(
+        kind="sale",
+        lines=[Line(accounts.cash("cash"), debit=300), Line(accounts.BREAKAGE, credit=300)],
+    )
+    signals.post_init.connect(receiver, sender=Account)
+    try:
+        by_code = statements.select(lambda code: Account.objects.filter(code=code), code=str)
+        [account] = by_code.all(code=accounts.BREAKAGE)
+    finally:
+        signals.post_init.disconnect(receiver, sender=Account)
+    assert seen == [accounts.BREAKAGE] and account.code == accounts.BREAKAGE
 
 
 def test_update_returns_the_rows_it_changed():
