@@ -576,9 +576,13 @@ def run(args) -> dict:
         try:
             api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
             _, floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False)
-            # Warm up: the workers' imports, connections and caches (not counted).
-            _run(min(4, max(levels)), prebook(b, sold, 8 * args.workers, day_offset=1), api_one)
-            _run(min(4, max(levels)), prebook(b, sold, 8 * args.workers, day_offset=1), floor_one)
+            # Warm up: the workers' imports, connections and caches (not counted). One client per
+            # thread of every worker, six redemptions each: each kept connection stays with the
+            # worker that took it, so fewer clients could leave a worker cold for the first level
+            # (its compiled statements and prepared statements made while measured).
+            warm = args.workers * max(args.threads, 1)
+            _run(warm, prebook(b, sold, 6 * warm, day_offset=1), api_one)
+            _run(warm, prebook(b, sold, 6 * warm, day_offset=1), floor_one)
             _run(2, prebook(b, sold, 8, day_offset=1), raw.one)
             for clients in levels:
                 n = max(ops, clients * 4)
