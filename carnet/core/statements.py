@@ -596,11 +596,14 @@ class Insert:
         alias = using or router.db_for_write(self.model)
         connection = connections[alias]
         compiled = self._compiled.get((alias, connection.vendor, len(rows)))
-        if compiled is None or not self.by_dict or any(r.keys() - self.attnames for r in rows):
-            self.create([self.model(**row) for row in rows], using=alias)
-            return
-        values = [self._row(None, connection, alias, given=row) for row in rows]
-        if None in values:
+        values = None
+        if (
+            compiled is not None
+            and self.by_dict
+            and not any(r.keys() - self.attnames for r in rows)
+        ):
+            values = [self._row(None, connection, alias, given=row) for row in rows]
+        if values is None or None in values:  # instances, and `create`'s own way
             self.create([self.model(**row) for row in rows], using=alias)
             return
         self._execute(compiled, values, connection)
