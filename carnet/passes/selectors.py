@@ -121,7 +121,7 @@ def passes_usable_by(patient):
     )
 
 
-# Compiled once per process (core.statements): attach and arrive both ask it.
+# Compiled once per process (core.statements): attach asks it, and the pages.
 _LIVE_REDEMPTION = statements.select(
     lambda visit: Redemption.objects.filter(visit_id=visit, status__in=LIVE).select_related(
         "sold_pass", "item__treatment"
@@ -134,6 +134,26 @@ def visit_redemption(visit) -> Redemption | None:
     """The live (reserved or posted) redemption of one visit, if a pass covers it. At most one is
     live per visit (a unique constraint): no ORDER BY to compile, as `.first()` would add."""
     return _LIVE_REDEMPTION.get_or_none(visit=visit.pk)
+
+
+# The same read with its pass locked (FOR UPDATE of the pass's row only), for arrival and no-shows,
+# which post the use: one statement instead of this read and then the pass's lock.
+_LIVE_REDEMPTION_LOCKED = statements.select(
+    lambda visit: (
+        Redemption.objects.filter(visit_id=visit, status__in=LIVE)
+        .select_related("sold_pass", "item__treatment")
+        .select_for_update(of=("sold_pass",))[:1]
+    ),
+    visit=int,
+)
+
+
+def visit_redemption_locked(visit) -> Redemption | None:
+    """`visit_redemption` with its pass under lock (the project's order: invoice → pass; the
+    caller holds no pass lock yet). PostgreSQL re-reads only the locked row when it had to wait
+    for it: the redemption's own columns may then be as they were before the wait, which is why
+    posting is a conditional UPDATE on its status (redemption_post), refused if it moved."""
+    return _LIVE_REDEMPTION_LOCKED.get_or_none(visit=visit.pk)
 
 
 def pass_uses(sold: Pass):

@@ -419,11 +419,14 @@ def move_cycle(redemption: Redemption, new_date: dt.date) -> None:
     Redemption.objects.filter(pk=redemption.pk).update(cycle=row, visit_date=new_date)
 
 
-def redemption_post(redemption: Redemption, *, by_no_show: bool = False) -> Redemption:
+def redemption_post(
+    redemption: Redemption, *, by_no_show: bool = False, locked: bool = False
+) -> Redemption:
     """Arrival (or a no-show that uses the session): recognise this session's value.
-    `redemption` comes with its item and visit (the caller read them); under the pass's lock the
-    reserved → posted move is a conditional UPDATE, so it happens once however often it is asked."""
-    sold = lock_pass(redemption.sold_pass_id)
+    `redemption` comes with its item and visit (the caller read them), and with its pass read under
+    lock if `locked` (visits.reservation); under the pass's lock the reserved → posted move is a
+    conditional UPDATE, so it happens once however often it is asked."""
+    sold = redemption.sold_pass if locked else lock_pass(redemption.sold_pass_id)
     # A membership's fee is recognised day by day over its cycle (memberships/cycles.py), not per
     # visit.
     if sold.kind == Pass.Kind.MEMBERSHIP:

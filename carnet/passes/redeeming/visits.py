@@ -10,7 +10,7 @@ import datetime as dt
 from carnet.core.errors import Conflict
 from carnet.passes.models import Pass, Redemption
 from carnet.passes.selectors import appointments_with_cover as with_cover
-from carnet.passes.selectors import visit_redemption
+from carnet.passes.selectors import visit_redemption, visit_redemption_locked
 
 from .eligibility import REASONS, UNPAID_WARNING
 from .quotes import price_with_tax_minor, visit_quote
@@ -73,9 +73,10 @@ def after_booking(*, actor, appointment, choice=AUTO, online: bool = False, visi
 
 
 def reservation(visit) -> Redemption | None:
-    """The use a pass reserved for this visit, if any (read once: arrival prices the line with it,
-    then posts it)."""
-    live = visit_redemption(visit)
+    """The use a pass reserved for this visit, if any, read with its pass under lock (read once:
+    arrival prices the line with it, then posts it, `billed`, under that lock). Called inside the
+    caller's transaction."""
+    live = visit_redemption_locked(visit)
     if live is None or live.status != Redemption.Status.RESERVED:
         return None
     live.visit = visit  # the caller's visit, so posting reads no more
@@ -88,9 +89,9 @@ def line_for(reserved: Redemption | None, line):
 
 
 def billed(reserved: Redemption | None, *, by_no_show: bool = False) -> None:
-    """The visit is billed: post its reserved use."""
+    """The visit is billed: post its reserved use (`reservation`'s, its pass locked with it)."""
     if reserved is not None:
-        redemption_post(reserved, by_no_show=by_no_show)
+        redemption_post(reserved, by_no_show=by_no_show, locked=True)
 
 
 def unbilled(visit) -> None:

@@ -11,7 +11,7 @@ from carnet.core.errors import CarnetError, Conflict
 from carnet.passes.memberships.services import membership_sell
 from carnet.passes.models import Pass, PassItem, Redemption
 from carnet.passes.packages.selling import package_sell
-from carnet.passes.redeeming.redemption import pass_attach
+from carnet.passes.redeeming.redemption import next_use_share, pass_attach
 from carnet.passes.tests.factories import (
     at,
     membership_template,
@@ -19,6 +19,7 @@ from carnet.passes.tests.factories import (
     practitioner,
     sold_package,
 )
+from carnet.scheduling.arrival import appointment_arrive
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -163,6 +164,35 @@ def test_one_visit_attached_from_two_packages_at_once_is_covered_once(world):
     assert sorted(
         Pass.objects.filter(pk__in=[first.pk, second.pk]).values_list("reserved_count", flat=True)
     ) == [0, 1]
+    assert_ledger_ok()
+
+
+def test_arrivals_racing_on_one_package_each_post_their_share_under_its_lock(world):
+    """Seven visits covered by one package arrive at once. Each arrival reads its use with the
+    pass locked in the same statement; one that waited for the lock must price its use from the
+    pass as the winner left it (PostgreSQL re-reads the locked row), or two would take the same
+    share and the last would not take the rest: the shares are those of arrivals one by one."""
+    template = package_template(world["cat"], name="7 massages", price=10000, quantity=7)
+    sold = sold_package(world["desk"], world["patient"], template)
+    visits = race_visits(world, 7)
+    for visit in visits:
+        pass_attach(actor=world["desk"].user, visit=visit, sold_pass=sold)
+    sold.refresh_from_db()
+    left, to_post, shares = sold.deferred_minor - sold.recognised_minor, 7, []
+    while to_post:
+        shares.append(next_use_share(left, to_post))
+        left, to_post = left - shares[-1], to_post - 1
+    results = race(
+        7,
+        lambda i: appointment_arrive(actor=world["desk"].user, appointment=visits[i].appointment),
+    )
+    assert race_outcomes(results) == ["ok"] * 7
+    posted = Redemption.objects.filter(sold_pass=sold, status="posted")
+    assert sorted(posted.values_list("value_minor", flat=True)) == sorted(shares)
+    assert sorted(posted.values_list("remaining_after", flat=True)) == [0] * 7
+    sold.refresh_from_db()
+    assert (sold.posted_count, sold.reserved_count) == (7, 0)
+    assert sold.recognised_minor == sold.deferred_minor
     assert_ledger_ok()
 
 
