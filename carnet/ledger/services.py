@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -151,23 +152,16 @@ def _unsaved(
 
 def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[JournalTransaction]:
     """Insert checked transactions and their postings: two statements however many there are."""
-    by_code = _accounts({x.account for _, kept in entries for x in kept})
+    big = sum(len(kept) for _, kept in entries) >= bulk.COPY_FROM
+    # COPY (bulk.insert_rows, the billing job's batches) needs the accounts' ids first.
+    by_code = _accounts({x.account for _, kept in entries for x in kept}) if big else None
     txns = bulk.insert(JournalTransaction, [txn for txn, _ in entries])
-    bulk.insert_rows(
-        Posting,
-        (
-            {
-                "transaction_id": txn.pk,
-                "account_id": by_code[x.account].pk,
-                "patient_id": x.patient_id,
-                "amount": x.debit - x.credit,
-            }
-            for txn, (_, kept) in zip(txns, entries)
-            for x in kept
-        ),
-    )
+    numbered = [(txn.pk, *row) for txn, (_, kept) in zip(txns, entries) for row in _rows(kept)]
+    if big:
+        _postings_insert(numbered, by_code)
+    else:
+        _postings_by_code(numbered)
     _liabilities_guard(
-        by_code,
         {
             (x.account, x.patient_id)
             for _, kept in entries
@@ -178,21 +172,76 @@ def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[Journal
     return txns
 
 
+def _rows(kept: list[Line]) -> list[tuple]:
+    return [(x.account, x.patient_id, x.debit - x.credit) for x in kept]
+
+
+def _postings_insert(rows: list[tuple], by_code: dict[str, Account]) -> None:
+    """Postings (transaction id, account code, patient id, amount) with their accounts' ids."""
+    bulk.insert_rows(
+        Posting,
+        (
+            {"transaction_id": txn, "account_id": by_code[code].pk, "patient_id": p, "amount": a}
+            for txn, code, p, a in rows
+        ),
+    )
+
+
+@functools.cache
+def _postings_by_code_sql(vendor: str, n: int) -> str:
+    """INSERT … SELECT joining each row's account code to its id: the accounts are found by the
+    insert itself rather than read first (one statement fewer per posting, issue 25). A row whose
+    account does not exist yet is not inserted; RETURNING says which were. Made once per database
+    kind and number of rows."""
+    qn = connection.ops.quote_name
+    meta, account = Posting._meta, Account._meta
+    columns = ", ".join(
+        qn(meta.get_field(name).column)
+        for name in ("transaction", "account", "patient_id", "amount")
+    )
+    row = "(CAST(%s AS bigint), %s, CAST(%s AS bigint), CAST(%s AS bigint))"
+    return (
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) "
+        f"SELECT v.column1, a.{qn(account.pk.column)}, v.column3, v.column4 "
+        f"FROM (VALUES {', '.join([row] * n)}) AS v "
+        f"JOIN {qn(account.db_table)} a ON a.{qn(account.get_field('code').column)} = v.column2 "
+        f"RETURNING {qn(meta.get_field('account').column)}"
+    )
+
+
+def _postings_by_code(rows: list[tuple]) -> None:
+    """Postings (transaction id, account code, patient id, amount) in one statement; an account's
+    first use creates it (`_accounts`) and its rows follow in a second."""
+    if not rows:  # nothing to post (a batch of no transactions)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _postings_by_code_sql(connection.vendor, len(rows)), [v for row in rows for v in row]
+        )
+        returned = cursor.fetchall()
+    if len(returned) == len(rows):
+        return
+    inserted = {account_id for (account_id,) in returned}
+    by_code = _accounts({code for _, code, _, _ in rows})
+    _postings_insert([r for r in rows if by_code[r[1]].pk not in inserted], by_code)
+
+
 # A patient's own postings on a per-patient account; a clinic-wide account's
-# checkpoint and postings since.
+# checkpoint and postings since. The account by its code (the postings were inserted by code).
+_ACCOUNT_SQL = "(SELECT id FROM ledger_account WHERE code = %s)"
 _PER_PATIENT_SQL = (
-    "(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND patient_id = "
-    "%s)"
+    f"(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = {_ACCOUNT_SQL} "
+    "AND patient_id = %s)"
 )
 _CLINIC_WIDE_SQL = (
-    "(SELECT COALESCE(MAX(amount), 0) FROM ledger_balancecheckpoint WHERE account_id = %s) + "
-    "(SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = %s AND id > "
-    "COALESCE((SELECT MAX(through_posting_id) FROM ledger_balancecheckpoint WHERE account_id = "
-    "%s), 0))"
+    "(SELECT COALESCE(MAX(amount), 0) FROM ledger_balancecheckpoint WHERE account_id = "
+    f"{_ACCOUNT_SQL}) + (SELECT COALESCE(SUM(amount), 0) FROM ledger_posting WHERE account_id = "
+    f"{_ACCOUNT_SQL} AND id > COALESCE((SELECT MAX(through_posting_id) FROM "
+    f"ledger_balancecheckpoint WHERE account_id = {_ACCOUNT_SQL}), 0))"
 )
 
 
-def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int | None]]) -> None:
+def _liabilities_guard(debited: set[tuple[str, int | None]]) -> None:
     """Refuse (LiabilityOverdrawn) postings that leave a debited liability below zero, read after
     the insert in one statement: only debits can lower a liability, so a posting without one reads
     nothing. Per-patient accounts (patient credit) are checked per patient, which also keeps the
@@ -210,13 +259,12 @@ def _liabilities_guard(by_code: dict[str, Account], debited: set[tuple[str, int 
     )
     sql, params = [], []
     for code, patient_id in checks:
-        account_id = by_code[code].pk
         if patient_id is not None:
             sql.append(_PER_PATIENT_SQL)
-            params += [account_id, patient_id]
+            params += [code, patient_id]
         else:
             sql.append(_CLINIC_WIDE_SQL)
-            params += [account_id] * 3
+            params += [code] * 3
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(sql), params)
         totals = cursor.fetchone()

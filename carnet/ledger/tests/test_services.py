@@ -70,6 +70,30 @@ def test_accounts_are_created_once_on_first_use(db):
     assert Account.objects.count() == 3
 
 
+def test_postings_find_their_accounts_by_code_and_a_new_account_s_rows_follow(db):
+    """Postings are inserted by account code (the insert finds the ids): a transaction whose lines
+    name an existing account and two new ones (one of them twice) posts every line once, and the
+    second posting to the same accounts takes the one-statement path."""
+    transaction_post(lines=invoice_lines(), kind="invoice_issued")
+    lines = [
+        Line(acc.AR, debit=500, patient_id=7),
+        Line(acc.revenue(2), credit=200),
+        Line(acc.revenue(2), credit=100),
+        Line(acc.tax_payable(2), credit=200),
+    ]
+    for memo in ("first use", "again"):
+        txn = transaction_post(lines=lines, kind="invoice_issued", memo=memo)
+        rows = sorted(txn.postings.values_list("account__code", "amount", "patient_id"))
+        assert rows == [
+            (acc.AR, 500, 7),
+            ("revenue:2", -200, None),
+            ("revenue:2", -100, None),
+            ("tax_payable:2", -200, None),
+        ]
+    assert Account.objects.filter(code="revenue:2").count() == 1
+    assert Account.objects.count() == 5
+
+
 def test_zero_amount_lines_are_dropped(db):
     txn = transaction_post(lines=invoice_lines(tax=0), kind="invoice_issued")
     assert txn.postings.count() == 2

@@ -22,7 +22,7 @@ from carnet.scheduling.tests.factories import at, clinic_set, practitioner
 pytestmark = pytest.mark.django_db
 
 ATTACH_MAX = 13
-ARRIVE_MAX = 21
+ARRIVE_MAX = 20
 
 
 class _Bearer:
