@@ -226,6 +226,18 @@ class _Compiled:
     )
 
 
+def _routed(holder, model, *, write: bool) -> str:
+    """The routers' database for `model`, kept on `holder` (a statement): asked without hints, the
+    answer stays the same as long as the routers do (a settings change in a test makes new ones)."""
+    routers = router.routers
+    kept = holder._routed
+    if kept is not None and kept[0] is routers:
+        return kept[1]
+    alias = router.db_for_write(model) if write else router.db_for_read(model)
+    holder._routed = (routers, alias)
+    return alias
+
+
 class Statement:
     """A statement defined from a queryset-building function; compiled per database on first
     use."""
@@ -235,6 +247,7 @@ class Statement:
         self.slots = {name: _Slot(name, spec) for name, spec in slots.items()}
         self.name = name or f"{build.__module__}:{build.__code__.co_firstlineno}"
         self._compiled: dict[tuple, _Compiled] = {}
+        self._routed: tuple | None = None
         REGISTRY.append(self)
 
     def __repr__(self):
@@ -266,10 +279,9 @@ class Statement:
         if using:
             return using
         model = self.model
-        return router.db_for_write(model) if self._shaped[1] else router.db_for_read(model)
+        return _routed(self, model, write=self._shaped[1])
 
-    def _compiled_for(self, alias: str, mode: str) -> _Compiled:
-        connection = connections[alias]
+    def _compiled_for(self, alias: str, mode: str, connection) -> _Compiled:
         key = (alias, connection.vendor, mode)
         found = self._compiled.get(key)
         if found is None:
@@ -386,8 +398,8 @@ class Select(Statement):
             qs = qs.using(using) if using else qs
             return list(_as_get(qs, connections[qs.db]) if mode == "get" else qs)
         alias = self._alias(using)
-        compiled = self._compiled_for(alias, mode)
         connection = connections[alias]
+        compiled = self._compiled_for(alias, mode, connection)
         if (
             compiled.locks
             and connection.features.has_select_for_update
@@ -399,7 +411,7 @@ class Select(Statement):
         params = self._params(compiled, values, connection)
         cursor = shared_cursor(connection)
         cursor.execute(compiled.sql, params)
-        rows = cursor.fetchall()
+        rows = _fetched(cursor, connection)
         if compiled.converters:
             rows = _converted(rows, compiled.converters, connection)
         if compiled.rows_as is FlatValuesListIterable:
@@ -480,8 +492,8 @@ class Update(Statement):
             qs, changes = self.build(**values)
             return (qs.using(using) if using else qs).update(**changes)
         alias = self._alias(using)
-        compiled = self._compiled_for(alias, "update")
         connection = connections[alias]
+        compiled = self._compiled_for(alias, "update", connection)
         params = self._params(compiled, values, connection)
         with transaction.mark_for_rollback_on_error(using=alias):
             cursor = shared_cursor(connection)
@@ -503,6 +515,13 @@ def shared_cursor(connection):
     cursor = connection.cursor()
     connection._statements_cursor = (connection.connection, logged, cursor)
     return cursor
+
+
+def _fetched(cursor, connection) -> list:
+    """`cursor.fetchall()` from the driver's cursor under the connection's error wrapper: Django's
+    cursor wraps each fetch in a new decorated function, made per call."""
+    with connection.wrap_database_errors:
+        return cursor.cursor.fetchall()
 
 
 def _as_get(qs: QuerySet, connection) -> QuerySet:
@@ -550,6 +569,7 @@ class Insert:
             hasattr(f, "get_placeholder") for f in self.fields
         )
         self._compiled: dict[tuple, _Compiled | None] = {}
+        self._routed: tuple | None = None
         self._passes: dict[str, list] = {}
         # Rows given as dicts need no instance when no field's pre_save reads one (create_rows).
         self.by_dict = not any(_pre_save_reads_more(f) for f in self.fields)
@@ -559,7 +579,7 @@ class Insert:
         return f"<Insert {self.model._meta.label}>"
 
     def create(self, objs: list, *, using: str | None = None) -> list:
-        alias = using or router.db_for_write(self.model)
+        alias = using or _routed(self, self.model, write=True)
         if self.plain_only or not 0 < len(objs) <= self.MAX_ROWS:
             return self._plain(objs, alias)
         connection = connections[alias]
@@ -593,7 +613,7 @@ class Insert:
         """`create` of rows nobody reads back, given as dicts of values by attname: once their
         count is compiled (the first call builds instances, to compile), no model instance is
         built per row. A missing value is the field's default, as a new instance would hold."""
-        alias = using or router.db_for_write(self.model)
+        alias = using or _routed(self, self.model, write=True)
         connection = connections[alias]
         compiled = self._compiled.get((alias, connection.vendor, len(rows)))
         values = None
@@ -613,7 +633,7 @@ class Insert:
         with transaction.mark_for_rollback_on_error(using=connection.alias):
             cursor = shared_cursor(connection)
             cursor.execute(compiled.sql, _flat(rows))
-            returned = cursor.fetchall()
+            returned = _fetched(cursor, connection)
         if len(returned) != len(rows):
             raise AssertionError(f"{self}: {len(returned)} rows returned for {len(rows)}")
         return returned

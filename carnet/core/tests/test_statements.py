@@ -532,3 +532,35 @@ def test_a_new_connection_gets_a_new_cursor():
     connection.close()
     assert _ONE_BY_PK.get(pk=row.pk).verb == "a"  # reconnects, not the closed cursor
     assert statements.shared_cursor(connection) is not before
+
+
+class _Asked:
+    """A router that answers nothing (the next one decides) and counts the models it is asked
+    about."""
+
+    asked: list = []
+
+    def db_for_read(self, model, **hints):
+        self.asked.append(("read", model._meta.label))
+
+    def db_for_write(self, model, **hints):
+        self.asked.append(("write", model._meta.label))
+
+
+def test_the_routers_are_asked_once_per_statement_while_they_stay_the_same(settings):
+    row = ActivityLog.objects.create(at=_WHEN, actor_name="x", verb="a", object_type="t")
+    _ONE_BY_PK.get(pk=row.pk)
+    _Asked.asked = []
+    # New routers (a settings change makes them anew): the statements ask them, once each.
+    settings.DATABASE_ROUTERS = [f"{__name__}._Asked", *settings.DATABASE_ROUTERS]
+    for verb in ("b", "c"):
+        _RENAME.run(pk=row.pk, verb=verb, object_type="t")
+        assert _ONE_BY_PK.get(pk=row.pk).verb == verb
+        statements.insert_rows(
+            ActivityLog, [{"at": _WHEN, "actor_name": "y", "verb": verb, "object_type": "t"}]
+        )
+    assert sorted(_Asked.asked) == [
+        ("read", "core.ActivityLog"),
+        ("write", "core.ActivityLog"),
+        ("write", "core.ActivityLog"),
+    ]
