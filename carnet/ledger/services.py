@@ -157,18 +157,19 @@ def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[Journal
     by_code = _accounts({x.account for _, kept in entries for x in kept}) if big else None
     txns = bulk.insert(JournalTransaction, [txn for txn, _ in entries])
     numbered = [(txn.pk, *row) for txn, (_, kept) in zip(txns, entries) for row in _rows(kept)]
-    if big:
-        _postings_insert(numbered, by_code)
-    else:
-        _postings_by_code(numbered)
-    _liabilities_guard(
+    checks = _guard_checks(
         {
             (x.account, x.patient_id)
             for _, kept in entries
             for x in kept
             if x.debit and accounts.describe(x.account)[0] == accounts.LIABILITY
-        },
+        }
     )
+    if big:
+        _postings_insert(numbered, by_code)
+    elif _postings_by_code(numbered, checks):
+        return txns  # the guard was read with the insert
+    _liabilities_guard(checks)
     return txns
 
 
@@ -187,43 +188,80 @@ def _postings_insert(rows: list[tuple], by_code: dict[str, Account]) -> None:
     )
 
 
+_ROW_SQL = "(CAST(%s AS bigint), %s, CAST(%s AS bigint), CAST(%s AS bigint))"
+
+
 @functools.cache
-def _postings_by_code_sql(vendor: str, n: int) -> str:
+def _postings_by_code_sql(vendor: str, n: int, returning: str) -> str:
     """INSERT … SELECT joining each row's account code to its id: the accounts are found by the
     insert itself rather than read first (one statement fewer per posting, issue 25). A row whose
     account does not exist yet is not inserted; RETURNING says which were. Made once per database
-    kind and number of rows."""
+    kind, number of rows and what is returned."""
     qn = connection.ops.quote_name
     meta, account = Posting._meta, Account._meta
     columns = ", ".join(
         qn(meta.get_field(name).column)
         for name in ("transaction", "account", "patient_id", "amount")
     )
-    row = "(CAST(%s AS bigint), %s, CAST(%s AS bigint), CAST(%s AS bigint))"
     return (
         f"INSERT INTO {qn(meta.db_table)} ({columns}) "
         f"SELECT v.column1, a.{qn(account.pk.column)}, v.column3, v.column4 "
-        f"FROM (VALUES {', '.join([row] * n)}) AS v "
+        f"FROM (VALUES {', '.join([_ROW_SQL] * n)}) AS v "
         f"JOIN {qn(account.db_table)} a ON a.{qn(account.get_field('code').column)} = v.column2 "
-        f"RETURNING {qn(meta.get_field('account').column)}"
+        f"RETURNING {returning}"
     )
 
 
-def _postings_by_code(rows: list[tuple]) -> None:
+@functools.cache
+def _postings_guarded_sql(n: int, shapes: tuple[bool, ...]) -> str:
+    """PostgreSQL: the insert in a WITH, and the guard's sums in the same statement. Its SELECT
+    sees the table as it was before the insert (one snapshot), so each check adds the inserted
+    rows' own amounts (`ins`). Made once per number of rows and the checks' shapes (per patient
+    or not)."""
+    insert = _postings_by_code_sql("postgresql", n, "account_id, patient_id, amount")
+    parts = [
+        f"{_PER_PATIENT_SQL} + (SELECT COALESCE(SUM(amount), 0) FROM ins WHERE account_id = "
+        f"{_ACCOUNT_SQL} AND patient_id = %s)"
+        if per_patient
+        else f"{_CLINIC_WIDE_SQL} + (SELECT COALESCE(SUM(amount), 0) FROM ins WHERE account_id = "
+        f"{_ACCOUNT_SQL})"
+        for per_patient in shapes
+    ]
+    return f"WITH ins AS ({insert}) SELECT ARRAY(SELECT account_id FROM ins)" + "".join(
+        f", {part}" for part in parts
+    )
+
+
+def _postings_by_code(rows: list[tuple], checks: list[tuple[str, int | None]]) -> bool:
     """Postings (transaction id, account code, patient id, amount) in one statement; an account's
-    first use creates it (`_accounts`) and its rows follow in a second."""
+    first use creates it (`_accounts`) and its rows follow in a second. On PostgreSQL the guard's
+    `checks` are read in the same statement: True when they were (and passed)."""
     if not rows:  # nothing to post (a batch of no transactions)
-        return
+        return False
+    values = [v for row in rows for v in row]
+    guarded = connection.vendor == "postgresql" and bool(checks)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _postings_by_code_sql(connection.vendor, len(rows)), [v for row in rows for v in row]
-        )
-        returned = cursor.fetchall()
-    if len(returned) == len(rows):
-        return
-    inserted = {account_id for (account_id,) in returned}
+        if guarded:
+            params = []
+            for code, patient_id in checks:
+                params += [code, patient_id] * 2 if patient_id is not None else [code] * 4
+            cursor.execute(
+                _postings_guarded_sql(len(rows), tuple(p is not None for _, p in checks)),
+                values + params,
+            )
+            inserted, *totals = cursor.fetchone()
+        else:
+            cursor.execute(
+                _postings_by_code_sql(connection.vendor, len(rows), "account_id"), values
+            )
+            inserted = [account_id for (account_id,) in cursor.fetchall()]
+    if len(inserted) == len(rows):
+        if guarded:
+            _guard_refuse(checks, totals)
+        return guarded
     by_code = _accounts({code for _, code, _, _ in rows})
-    _postings_insert([r for r in rows if by_code[r[1]].pk not in inserted], by_code)
+    _postings_insert([r for r in rows if by_code[r[1]].pk not in set(inserted)], by_code)
+    return False  # the guard reads again, with the rows that followed
 
 
 # A patient's own postings on a per-patient account; a clinic-wide account's
@@ -241,22 +279,26 @@ _CLINIC_WIDE_SQL = (
 )
 
 
-def _liabilities_guard(debited: set[tuple[str, int | None]]) -> None:
-    """Refuse (LiabilityOverdrawn) postings that leave a debited liability below zero, read after
-    the insert in one statement: only debits can lower a liability, so a posting without one reads
-    nothing. Per-patient accounts (patient credit) are checked per patient, which also keeps the
-    whole account at zero or above; the others from their checkpoint. Two transactions racing see
-    each other's postings only once committed: the services' row locks (habit 5) keep them apart,
-    this backs them up."""
-    if not debited:
-        return
-    checks = sorted(
+def _guard_checks(debited: set[tuple[str, int | None]]) -> list[tuple[str, int | None]]:
+    """What the guard reads for the debited liabilities: (account code, patient id or None)."""
+    return sorted(
         {
             (code, patient_id if code in accounts.PER_PATIENT else None)
             for code, patient_id in debited
         },
         key=lambda c: (c[0], c[1] or 0),
     )
+
+
+def _liabilities_guard(checks: list[tuple[str, int | None]]) -> None:
+    """Refuse (LiabilityOverdrawn) postings that leave a debited liability below zero, read after
+    the insert in one statement (on PostgreSQL, usually with the insert: `_postings_by_code`): only
+    debits can lower a liability, so a posting without one reads nothing. Per-patient accounts
+    (patient credit) are checked per patient, which also keeps the whole account at zero or above;
+    the others from their checkpoint. Two transactions racing see each other's postings only once
+    committed: the services' row locks (habit 5) keep them apart, this backs them up."""
+    if not checks:
+        return
     sql, params = [], []
     for code, patient_id in checks:
         if patient_id is not None:
@@ -268,6 +310,10 @@ def _liabilities_guard(debited: set[tuple[str, int | None]]) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(sql), params)
         totals = cursor.fetchone()
+    _guard_refuse(checks, totals)
+
+
+def _guard_refuse(checks: list[tuple[str, int | None]], totals) -> None:
     for (code, patient_id), total in zip(checks, totals):
         if int(total) > 0:  # a liability's balance is credits - debits, i.e. -sum(amount)
             whose = f" for patient {patient_id}" if patient_id is not None else ""

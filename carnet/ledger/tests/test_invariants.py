@@ -61,7 +61,7 @@ def test_a_negative_liability_is_named_per_account_and_per_patient(db, monkeypat
     # made as if from outside it.
     from carnet.ledger import services
 
-    monkeypatch.setattr(services, "_liabilities_guard", lambda *args: None)
+    monkeypatch.setattr(services, "_guard_refuse", lambda *args: None)
     transaction_post(
         kind="refund",
         lines=[

@@ -111,4 +111,6 @@ def test_the_guard_costs_one_read_and_only_when_a_liability_is_debited():
     reads = [q["sql"] for q in debited.captured_queries if "ledger_balancecheckpoint" in q["sql"]]
     assert len(reads) == 1
     assert not any("ledger_balancecheckpoint" in q["sql"] for q in credited.captured_queries)
-    assert len(debited.captured_queries) == len(credited.captured_queries) + 1
+    # PostgreSQL reads it in the postings' own insert (a WITH); SQLite in a statement after it.
+    more = 0 if connection.vendor == "postgresql" else 1
+    assert len(debited.captured_queries) == len(credited.captured_queries) + more

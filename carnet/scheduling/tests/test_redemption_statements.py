@@ -22,7 +22,8 @@ from carnet.scheduling.tests.factories import at, clinic_set, practitioner
 pytestmark = pytest.mark.django_db
 
 ATTACH_MAX = 13
-ARRIVE_MAX = 20
+# PostgreSQL reads the ledger's liability guard in the postings' own insert (a WITH): one fewer.
+ARRIVE_MAX = {"postgresql": 19, "sqlite": 20}
 
 
 class _Bearer:
@@ -85,4 +86,4 @@ def test_attach_and_arrive_through_the_api_take_a_bounded_number_of_statements(
         live = Redemption.objects.get(visit__appointment_id=visits[1])
         assert live.status == "posted" and live.visit.invoice_id is not None
     assert len(attach.captured_queries) <= ATTACH_MAX, _listing(attach)
-    assert len(arrive.captured_queries) <= ARRIVE_MAX, _listing(arrive)
+    assert len(arrive.captured_queries) <= ARRIVE_MAX[connection.vendor], _listing(arrive)
