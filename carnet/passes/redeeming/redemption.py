@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Q, Subquery
 
 from carnet.billing.invoicing import (
     LineInput,
@@ -43,7 +43,7 @@ from carnet.passes.redeeming.breakage import (
     breakage_share,
     expected_breakage_settle,
 )
-from carnet.passes.selectors import pass_unlocked, passes_usable_by, visit_redemption
+from carnet.passes.selectors import LIVE, pass_unlocked, passes_usable_by, visit_redemption
 from carnet.people.selectors import family_ids
 from carnet.scheduling.access import schedule_require
 from carnet.scheduling.models import Status as VisitStatus
@@ -598,18 +598,36 @@ def redemption_unpost(redemption: Redemption) -> None:
 
 
 # Compiled once per process (core.statements): every attach locks its visit, found by its key or
-# (the API) by its appointment and patient, one visit each (a unique constraint).
-_VISIT_JOINS = ("appointment__treatment", "appointment__location", "patient")
-_LOCKED_VISIT = statements.locked_row(Visit, *_VISIT_JOINS)
-_LOCKED_PATIENT_VISIT = statements.select(
-    lambda appointment, patient: (
+# (the API) by its appointment and patient, one visit each (a unique constraint), with the name of
+# the pass already covering it, if one does (`covered_by`): one statement, not a read after it.
+def _locked_visits():
+    covered_by = Subquery(
+        Redemption.objects.filter(visit_id=OuterRef("pk"), status__in=LIVE).values(
+            "sold_pass__name"
+        )[:1]
+    )
+    return (
         Visit.objects.select_for_update(of=("self",))
-        .select_related(*_VISIT_JOINS)
-        .filter(appointment_id=appointment, patient_id=patient)
+        .select_related("appointment__treatment", "appointment__location", "patient")
+        .annotate(covered_by=covered_by)
+    )
+
+
+_LOCKED_VISIT = statements.select(lambda pk: _locked_visits().filter(pk=pk), pk=int)
+_LOCKED_PATIENT_VISIT = statements.select(
+    lambda appointment, patient: _locked_visits().filter(
+        appointment_id=appointment, patient_id=patient
     ),
     appointment=int,
     patient=int,
 )
+# The unique index that keeps one live use per visit (Redemption.Meta), as each database names it
+# in its error.
+_ONE_LIVE = ("one_live_redemption_per_visit", "passes_redemption.visit_id")
+
+
+def _covered_meanwhile(exc: IntegrityError) -> bool:
+    return any(name in str(exc) for name in _ONE_LIVE)
 
 
 def visit_missing(actor, appointment_id: int, patient_id: int):
@@ -647,11 +665,9 @@ def pass_attach(
     else:
         _authorise(actor, visit, online=online)
         visit = _LOCKED_VISIT.get(pk=visit.pk)
-    live = visit_redemption(visit)
-    if live is not None:
+    if visit.covered_by is not None:
         raise Conflict(
-            f"This visit is already covered by {live.sold_pass.name}. Remove it first to use "
-            "another.",
+            f"This visit is already covered by {visit.covered_by}. Remove it first to use another.",
             code="already_covered",
         )
     if visit.status not in (VisitStatus.BOOKED, VisitStatus.ARRIVED):
@@ -662,27 +678,23 @@ def pass_attach(
         )
     if sold_pass is not None:
         sold_pass_id = sold_pass.pk
-    if sold_pass_id is None:
-        if _is_group_secondary(visit):
-            return None
-        redemption = _reserve_first(
-            auto_candidates(
-                passes_usable_by(visit.patient),
-                patient=visit.patient,
-                treatment=visit.appointment.treatment,
-                visit_date=visit_date(visit),
-                online=online,
-                location=visit.appointment.location,
-                start=visit.appointment.start,
-                visit_pk=visit.pk,
-            ),
-            visit=visit,
-            online=online,
-        )
-        if redemption is None:
-            return None
-    else:
-        redemption = _reserve(sold_pk=sold_pass_id, visit=visit, online=online)
+    if sold_pass_id is None and _is_group_secondary(visit):
+        return None
+    try:
+        redemption = _reserve_for(visit, sold_pass_id, online=online)
+    except IntegrityError as exc:
+        # PostgreSQL: this request waited for the visit's lock while another covered the visit;
+        # the name read with the lock was from before (only the locked row is read again), and
+        # the one-live-use index refused the second use. SQLite runs one writer at a time.
+        if not _covered_meanwhile(exc):
+            raise
+        raise Conflict(
+            "This visit was covered by another request a moment ago. Reload it to see which "
+            "package, and remove that one first to use another.",
+            code="already_covered",
+        ) from None
+    if redemption is None:
+        return None
     if visit.status == VisitStatus.ARRIVED:
         _cover_past_visit(actor, visit, redemption)
     activity.record(
@@ -692,6 +704,27 @@ def pass_attach(
     if redemption.item.treatment_id == treatment.pk:
         redemption.item.treatment = treatment  # read with the visit: the answer names it
     return redemption
+
+
+def _reserve_for(visit, sold_pass_id: int | None, *, online: bool) -> Redemption | None:
+    """The use reserved for `visit` from the pass `sold_pass_id` names, or from the first
+    auto-selected pass that still has one (None when none fits)."""
+    if sold_pass_id is not None:
+        return _reserve(sold_pk=sold_pass_id, visit=visit, online=online)
+    return _reserve_first(
+        auto_candidates(
+            passes_usable_by(visit.patient),
+            patient=visit.patient,
+            treatment=visit.appointment.treatment,
+            visit_date=visit_date(visit),
+            online=online,
+            location=visit.appointment.location,
+            start=visit.appointment.start,
+            visit_pk=visit.pk,
+        ),
+        visit=visit,
+        online=online,
+    )
 
 
 def _cover_past_visit(actor, visit, redemption: Redemption) -> None:
