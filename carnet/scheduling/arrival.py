@@ -29,23 +29,24 @@ Role = Visit.Role
 _BILLING_AS = Action.SCHEDULE_OWN
 
 
-# Compiled once per process (core.statements): every status change reads them.
-_EVERYONE = statements.select(
+# Compiled once per process (core.statements): every status change reads everyone in the
+# appointment, the primary first, with the appointment locked (FOR UPDATE of its row only) in the
+# same statement. PostgreSQL re-reads only the locked row after waiting for it: the visits may be
+# as they were before the wait, which is why `_set` changes a visit only from the status read.
+_EVERYONE_LOCKED = statements.select(
     lambda appointment: (
         Visit.objects.filter(appointment_id=appointment)
-        .select_related("patient")
+        .select_related(
+            "appointment__treatment",
+            "appointment__practitioner",
+            "appointment__location",
+            "patient",
+        )
+        .select_for_update(of=("appointment",))
         .order_by("booked_at", "pk")
     ),
     appointment=int,
 )
-
-
-def _visits(appointment: Appointment) -> list[Visit]:
-    """Everyone in the appointment, the primary first (read once per status change)."""
-    visits = _EVERYONE.all(appointment=appointment.pk)
-    for visit in visits:
-        visit.appointment = appointment  # as appointment.visits would have them, no read
-    return visits
 
 
 def _chosen(visits: list[Visit], patient_ids: list[int] | None, *, status: str) -> list[Visit]:
@@ -129,14 +130,20 @@ def _reverse(actor, visit: Visit, what: str) -> None:
     passes.unbilled(visit)  # a used session is reserved again
 
 
-def _start(actor, appointment: Appointment) -> Appointment:
+def _start(actor, appointment: Appointment) -> tuple[Appointment, list[Visit]]:
     """The appointment read afresh under its lock (one status change at a time per appointment),
-    once `actor` may work on it: only the caller's `appointment.pk` is used (the API reads the row
-    here only)."""
-    try:
-        appointment = lock_appointment(appointment.pk)
-    except Appointment.DoesNotExist:
-        raise NotFound(f"No appointment with id {appointment.pk}.") from None
+    with everyone in it, the primary first, once `actor` may work on it: only the caller's
+    `appointment.pk` is used (the API reads the rows here only)."""
+    everyone = _EVERYONE_LOCKED.all(appointment=appointment.pk)
+    if everyone:
+        appointment = everyone[0].appointment
+        for visit in everyone:
+            visit.appointment = appointment  # one instance, as appointment.visits would have
+    else:  # a class nobody has joined, or no such appointment
+        try:
+            appointment = lock_appointment(appointment.pk)
+        except Appointment.DoesNotExist:
+            raise NotFound(f"No appointment with id {appointment.pk}.") from None
     schedule_require(
         actor, practitioner_id=appointment.practitioner_id, location_id=appointment.location_id
     )
@@ -145,16 +152,17 @@ def _start(actor, appointment: Appointment) -> Appointment:
             "This appointment is cancelled. Copy it to a new time to book it again.",
             code="cancelled",
         )
-    return appointment
+    return appointment, everyone
 
 
 # Compiled once per process (core.statements): what every status change writes.
 _VISIT_SET = statements.update(
-    lambda pk, status, invoice: (
-        Visit.objects.filter(pk=pk),
+    lambda pk, was, status, invoice: (
+        Visit.objects.filter(pk=pk, status=was),
         {"status": status, "invoice_id": invoice},
     ),
     pk=int,
+    was=str,
     status=str,
     invoice=int,
 )
@@ -165,12 +173,16 @@ _APPOINTMENT_SET = statements.update(
 )
 
 
-def _set(visits, status: str) -> None:
-    """`visit.save(update_fields=["status", "invoice"])` for each, compiled."""
+def _set(visits, status: str, *, was: str) -> None:
+    """`visit.save(update_fields=["status", "invoice"])` for each, compiled, only from the status
+    `was` read: a visit another request changed meanwhile refuses the whole change (409)."""
     for visit in visits:
         visit.status = status
-        if not _VISIT_SET.run(pk=visit.pk, status=status, invoice=visit.invoice_id):
-            raise Visit.DoesNotExist(f"Visit {visit.pk} is gone.")
+        if not _VISIT_SET.run(pk=visit.pk, was=was, status=status, invoice=visit.invoice_id):
+            raise Conflict(
+                "Someone changed this appointment a moment ago. Reload it and try again.",
+                code="appointment_changed",
+            )
 
 
 def _refresh_status(appointment: Appointment, everyone: list[Visit]) -> None:
@@ -189,9 +201,8 @@ def appointment_arrive(
 ) -> Appointment:
     """Mark patients arrived and bill them. Group: `patient_ids` are the secondary clients who came
     (default all); class: the participants who came (default all booked)."""
-    appointment = _start(actor, appointment)
+    appointment, everyone = _start(actor, appointment)
     before = activity.snapshot(appointment)
-    everyone = _visits(appointment)
     if appointment.kind == Kind.CLASS:
         visits = _chosen(everyone, patient_ids, status=Status.BOOKED)
         if not visits:
@@ -221,7 +232,7 @@ def appointment_arrive(
         _refresh_status(appointment, everyone)
         for (visit, _), line in zip(bills, lines):
             visit.invoice = _invoice(actor, appointment, visit, line)
-        _set(visits, Status.ARRIVED)
+        _set(visits, Status.ARRIVED, was=Status.BOOKED)
         activity.record(
             actor=actor,
             verb="arrived",
@@ -238,9 +249,8 @@ def appointment_unarrive(
 ) -> Appointment:
     """Back to booked, deleting the arrival invoice(s); refused while a payment
     is applied to one."""
-    appointment = _start(actor, appointment)
+    appointment, everyone = _start(actor, appointment)
     before = activity.snapshot(appointment)
-    everyone = _visits(appointment)
     visits = _chosen(
         everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.ARRIVED
     )
@@ -250,7 +260,7 @@ def appointment_unarrive(
         )
     for visit in visits:
         _reverse(actor, visit, "un-arrive")
-    _set(visits, Status.BOOKED)
+    _set(visits, Status.BOOKED, was=Status.ARRIVED)
     _refresh_status(appointment, everyone)
     activity.record(
         actor=actor,
@@ -287,7 +297,7 @@ def appointment_no_show(
     charge) unless `use_pass` is False, which frees the session and charges the fee (SPEC 5.3).
     Marking what is already a no-show changes nothing (a double click bills once); undoing is
     its own action, appointment_no_show_undo."""
-    appointment = _start(actor, appointment)
+    appointment, everyone = _start(actor, appointment)
     before = activity.snapshot(appointment)
     if appointment.kind == Kind.CLASS:
         ids = patient_ids
@@ -299,7 +309,6 @@ def appointment_no_show(
             )
         if appointment.status == Status.NO_SHOW:
             return appointment  # already marked: a repeat does nothing
-    everyone = _visits(appointment)
     visits = _chosen(everyone, ids, status=Status.BOOKED)
     if not visits:
         if _chosen(everyone, ids, status=Status.NO_SHOW):
@@ -317,7 +326,7 @@ def appointment_no_show(
         passes.voided([visit])
         if fee:
             visit.invoice = _invoice(actor, appointment, visit, _fee_line(appointment, fee))
-    _set(visits, Status.NO_SHOW)
+    _set(visits, Status.NO_SHOW, was=Status.BOOKED)
     _refresh_status(appointment, everyone)
     activity.record(
         actor=actor,
@@ -335,9 +344,8 @@ def appointment_no_show_undo(
 ) -> Appointment:
     """Back to booked, deleting the no-show's fee invoice (or reversing the session it used).
     Undoing what is not a no-show (any more) changes nothing, so a repeat is harmless."""
-    appointment = _start(actor, appointment)
+    appointment, everyone = _start(actor, appointment)
     before = activity.snapshot(appointment)
-    everyone = _visits(appointment)
     missed = _chosen(
         everyone, patient_ids if appointment.kind == Kind.CLASS else None, status=Status.NO_SHOW
     )
@@ -345,7 +353,7 @@ def appointment_no_show_undo(
         return appointment
     for visit in missed:
         _reverse(actor, visit, "undo the no-show")
-    _set(missed, Status.BOOKED)
+    _set(missed, Status.BOOKED, was=Status.NO_SHOW)
     _refresh_status(appointment, everyone)
     activity.record(
         actor=actor,

@@ -2,8 +2,11 @@
 
 import pytest
 
+from carnet.billing.models import Invoice
+from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core.errors import CarnetError
+from carnet.scheduling.arrival import appointment_arrive, appointment_no_show
 from carnet.scheduling.models import Appointment
 from carnet.scheduling.services import appointment_book, appointment_join
 
@@ -62,3 +65,32 @@ def test_racing_joins_never_overfill_a_class():
     )
     assert race_outcomes(results) == ["ok", "ok", "refused:full", "refused:full"]
     assert session.visits.count() == 2
+
+
+@pytest.mark.parametrize("action", ["arrive", "no_show"])
+def test_a_class_marked_from_four_requests_at_once_bills_each_participant_once(action):
+    """Everyone in a class arrived (or marked a no-show) from four requests at once. Each reads the
+    participants with the class's lock in one statement; one that waited for the lock read them
+    as they were before it, and its change of a participant already changed is refused (a 409)
+    rather than billing them twice."""
+    catalog, desk = make_catalog(), make_staff()
+    session = appointment_book(
+        actor=desk.user,
+        treatment=treatment_of(catalog, "class", capacity=3),
+        practitioner=practitioner(catalog["location"]),
+        location=catalog["location"],
+        start=at("2026-05-12", "09:00"),
+        patients=[],
+    )
+    for _ in range(3):
+        appointment_join(actor=desk.user, appointment=session, patient=make_patient())
+    mark = appointment_arrive if action == "arrive" else appointment_no_show
+    results = race(4, lambda i: mark(actor=desk.user, appointment=session))
+    outcomes = race_outcomes(results)
+    assert outcomes[0] == "ok", outcomes
+    assert set(outcomes[1:]) <= {"ok", "refused:appointment_changed", "refused:not_booked"}
+    done = "arrived" if action == "arrive" else "no_show"
+    assert sorted(session.visits.values_list("status", flat=True)) == [done] * 3
+    if action == "arrive":  # one invoice per participant, however many requests
+        assert Invoice.objects.filter(deleted_at__isnull=True).count() == 3
+    assert_ledger_ok()

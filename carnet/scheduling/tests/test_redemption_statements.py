@@ -21,9 +21,9 @@ from carnet.scheduling.tests.factories import at, clinic_set, practitioner
 
 pytestmark = pytest.mark.django_db
 
-ATTACH_MAX = 13
+ATTACH_MAX = 12
 # PostgreSQL reads the ledger's liability guard in the postings' own insert (a WITH): one fewer.
-ARRIVE_MAX = {"postgresql": 19, "sqlite": 20}
+ARRIVE_MAX = {"postgresql": 18, "sqlite": 19}
 
 
 class _Bearer:
