@@ -151,7 +151,9 @@ def _unsaved(
 
 
 def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[JournalTransaction]:
-    """Insert checked transactions and their postings: two statements however many there are."""
+    """Insert checked transactions and their postings, and guard the debited liabilities: three
+    statements however many there are (two on PostgreSQL, whose postings' insert reads the
+    guard too), and one more at an account's first use."""
     big = sum(len(kept) for _, kept in entries) >= bulk.COPY_FROM
     # COPY (bulk.insert_rows, the billing job's batches) needs the accounts' ids first.
     by_code = _accounts({x.account for _, kept in entries for x in kept}) if big else None
@@ -259,8 +261,8 @@ def _postings_by_code(rows: list[tuple], checks: list[tuple[str, int | None]]) -
         if guarded:
             _guard_refuse(checks, totals)
         return guarded
-    by_code = _accounts({code for _, code, _, _ in rows})
-    _postings_insert([r for r in rows if by_code[r[1]].pk not in set(inserted)], by_code)
+    by_code, went_in = _accounts({code for _, code, _, _ in rows}), set(inserted)
+    _postings_insert([r for r in rows if by_code[r[1]].pk not in went_in], by_code)
     return False  # the guard reads again, with the rows that followed
 
 
