@@ -214,24 +214,13 @@ def _postings_by_code_sql(vendor: str, n: int, returning: str) -> str:
     )
 
 
-@functools.cache
-def _postings_guarded_sql(n: int, shapes: tuple[bool, ...]) -> str:
+def _postings_guarded_sql(n: int, checks: list[tuple[str, int | None]]) -> tuple[str, list]:
     """PostgreSQL: the insert in a WITH, and the guard's sums in the same statement. Its SELECT
     sees the table as it was before the insert (one snapshot), so each check adds the inserted
-    rows' own amounts (`ins`). Made once per number of rows and the checks' shapes (per patient
-    or not)."""
+    rows' own amounts (`ins`)."""
     insert = _postings_by_code_sql("postgresql", n, "account_id, patient_id, amount")
-    parts = [
-        f"{_PER_PATIENT_SQL} + (SELECT COALESCE(SUM(amount), 0) FROM ins WHERE account_id = "
-        f"{_ACCOUNT_SQL} AND patient_id = %s)"
-        if per_patient
-        else f"{_CLINIC_WIDE_SQL} + (SELECT COALESCE(SUM(amount), 0) FROM ins WHERE account_id = "
-        f"{_ACCOUNT_SQL})"
-        for per_patient in shapes
-    ]
-    return f"WITH ins AS ({insert}) SELECT ARRAY(SELECT account_id FROM ins)" + "".join(
-        f", {part}" for part in parts
-    )
+    sums, params = _guard_sql(checks, inserted=True)
+    return f"WITH ins AS ({insert}) SELECT ARRAY(SELECT account_id FROM ins), {sums}", params
 
 
 def _postings_by_code(rows: list[tuple], checks: list[tuple[str, int | None]]) -> bool:
@@ -244,13 +233,8 @@ def _postings_by_code(rows: list[tuple], checks: list[tuple[str, int | None]]) -
     guarded = connection.vendor == "postgresql" and bool(checks)
     with connection.cursor() as cursor:
         if guarded:
-            params = []
-            for code, patient_id in checks:
-                params += [code, patient_id] * 2 if patient_id is not None else [code] * 4
-            cursor.execute(
-                _postings_guarded_sql(len(rows), tuple(p is not None for _, p in checks)),
-                values + params,
-            )
+            sql, params = _postings_guarded_sql(len(rows), checks)
+            cursor.execute(sql, values + params)
             inserted, *totals = cursor.fetchone()
         else:
             cursor.execute(
@@ -301,18 +285,30 @@ def _liabilities_guard(checks: list[tuple[str, int | None]]) -> None:
     committed: the services' row locks (habit 5) keep them apart, this backs them up."""
     if not checks:
         return
-    sql, params = [], []
-    for code, patient_id in checks:
-        if patient_id is not None:
-            sql.append(_PER_PATIENT_SQL)
-            params += [code, patient_id]
-        else:
-            sql.append(_CLINIC_WIDE_SQL)
-            params += [code] * 3
+    sql, params = _guard_sql(checks, inserted=False)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(sql), params)
+        cursor.execute("SELECT " + sql, params)
         totals = cursor.fetchone()
     _guard_refuse(checks, totals)
+
+
+def _guard_sql(checks: list[tuple[str, int | None]], *, inserted: bool) -> tuple[str, list]:
+    """Each check's balance as one SELECT list, with its parameters; `inserted`: plus the amounts
+    of the rows the statement's own insert (`ins`) returned."""
+    parts, params = [], []
+    for code, patient_id in checks:
+        if patient_id is not None:
+            part, args = _PER_PATIENT_SQL, [code, patient_id]
+            mine = f"account_id = {_ACCOUNT_SQL} AND patient_id = %s"
+        else:
+            part, args = _CLINIC_WIDE_SQL, [code] * 3
+            mine = f"account_id = {_ACCOUNT_SQL}"
+        if inserted:
+            part += f" + (SELECT COALESCE(SUM(amount), 0) FROM ins WHERE {mine})"
+            args += args[-2:] if patient_id is not None else [code]
+        parts.append(part)
+        params += args
+    return ", ".join(parts), params
 
 
 def _guard_refuse(checks: list[tuple[str, int | None]], totals) -> None:

@@ -121,13 +121,15 @@ def passes_usable_by(patient):
     )
 
 
-# Compiled once per process (core.statements): attach asks it, and the pages.
-_LIVE_REDEMPTION = statements.select(
-    lambda visit: Redemption.objects.filter(visit_id=visit, status__in=LIVE).select_related(
+def _live(visit: int):
+    """A visit's live use with what posting and the pages read of it."""
+    return Redemption.objects.filter(visit_id=visit, status__in=LIVE).select_related(
         "sold_pass", "item__treatment"
-    )[:1],
-    visit=int,
-)
+    )
+
+
+# Compiled once per process (core.statements): attach asks it, and the pages.
+_LIVE_REDEMPTION = statements.select(lambda visit: _live(visit)[:1], visit=int)
 
 
 def visit_redemption(visit) -> Redemption | None:
@@ -139,12 +141,7 @@ def visit_redemption(visit) -> Redemption | None:
 # The same read with its pass locked (FOR UPDATE of the pass's row only), for arrival and no-shows,
 # which post the use: one statement instead of this read and then the pass's lock.
 _LIVE_REDEMPTION_LOCKED = statements.select(
-    lambda visit: (
-        Redemption.objects.filter(visit_id=visit, status__in=LIVE)
-        .select_related("sold_pass", "item__treatment")
-        .select_for_update(of=("sold_pass",))[:1]
-    ),
-    visit=int,
+    lambda visit: _live(visit).select_for_update(of=("sold_pass",))[:1], visit=int
 )
 
 

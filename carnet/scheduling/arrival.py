@@ -17,9 +17,9 @@ from carnet.core import activity, atomic, statements
 from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.permissions import Action
 
+from . import locks
 from .access import schedule_require
 from .coverage import passes
-from .locks import lock_appointment
 from .models import Appointment, Status, Visit
 from .selectors import with_visits
 
@@ -36,12 +36,7 @@ _BILLING_AS = Action.SCHEDULE_OWN
 _EVERYONE_LOCKED = statements.select(
     lambda appointment: (
         Visit.objects.filter(appointment_id=appointment)
-        .select_related(
-            "appointment__treatment",
-            "appointment__practitioner",
-            "appointment__location",
-            "patient",
-        )
+        .select_related(*(f"appointment__{join}" for join in locks.JOINS), "patient")
         .select_for_update(of=("appointment",))
         .order_by("booked_at", "pk")
     ),
@@ -141,7 +136,7 @@ def _start(actor, appointment: Appointment) -> tuple[Appointment, list[Visit]]:
             visit.appointment = appointment  # one instance, as appointment.visits would have
     else:  # a class nobody has joined, or no such appointment
         try:
-            appointment = lock_appointment(appointment.pk)
+            appointment = locks.lock_appointment(appointment.pk)
         except Appointment.DoesNotExist:
             raise NotFound(f"No appointment with id {appointment.pk}.") from None
     schedule_require(

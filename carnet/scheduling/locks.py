@@ -15,8 +15,10 @@ def lock_practitioners(pks) -> None:
     list(StaffMember.objects.select_for_update(of=("self",)).filter(pk__in=set(pks)).order_by("pk"))
 
 
+# What a status change reads with a locked appointment (arrival also reads it through its visits).
+JOINS = ("treatment", "practitioner", "location")
 # Compiled once per process (core.statements): every status change locks its appointment.
-_LOCKED = statements.locked_row(Appointment, "treatment", "practitioner", "location")
+_LOCKED = statements.locked_row(Appointment, *JOINS)
 
 
 def lock_appointment(pk: int) -> Appointment:
