@@ -10,7 +10,7 @@ from contextvars import ContextVar
 
 from django.db import connection, models
 
-from . import bulk, clock
+from . import bulk, clock, statements
 from .models import ActivityLog
 
 
@@ -88,7 +88,8 @@ def together():
     """The rows recorded inside are inserted in one statement at its end (an arrival records its
     invoices and itself), in the order recorded; inside another `together`, at that one's end. A
     row recorded below a savepoint opened inside it is inserted at once, so that rolling back to
-    the savepoint takes it back too. Nothing is inserted when the block raises."""
+    the savepoint takes it back too. Nothing is inserted when the block raises, or when it ends
+    in a transaction marked for rollback (a keyed API request refused: its rows go with it)."""
     if _held.get() is not None:
         yield
         return
@@ -98,8 +99,28 @@ def together():
         yield
     finally:
         _held.reset(token)
-    if rows:
+    if rows and not connection.needs_rollback:
         bulk.insert_rows(ActivityLog, rows)
+
+
+def held_unsent() -> tuple[str, list] | None:
+    """The rows the enclosing `together` holds, as their INSERT and its parameters, no longer held:
+    for a caller that sends it as a WITH of its own statement before the block ends (PostgreSQL;
+    the idempotency record's insert at a keyed API request's end, one statement fewer). None, the
+    rows staying held, when there are none, a savepoint is open since the block began, or the
+    insert is not compiled yet (statements.Insert.unsent)."""
+    held = _held.get()
+    if (
+        held is None
+        or not held[0]
+        or connection.vendor != "postgresql"
+        or any(sid is not None for sid in connection.savepoint_ids[held[1] :])
+    ):
+        return None
+    found = statements.inserter(ActivityLog).unsent(held[0], connection)
+    if found is not None:
+        held[0].clear()
+    return found
 
 
 def _hold(rows: list[dict]) -> bool:

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
 
-from . import atomic, clock, idempotency, statements
+from . import activity, atomic, clock, idempotency, statements
 from .errors import CarnetError, is_contention
 from .models import IdempotencyRecord
 
@@ -145,7 +145,9 @@ class IdempotencyMiddleware:
         return response
 
     def _in_transaction(self, request, scope: str, key: str, digest: str):
-        with atomic.request():
+        # The activity rows of the request are held (activity.together) and, on PostgreSQL, go in
+        # with its key's record: one statement; a refused or failed request's go with its rollback.
+        with atomic.request(), activity.together():
             response = self.get_response(request)
             status = response.status_code
             if status >= 500 or status in _NOT_STORED:
@@ -153,7 +155,9 @@ class IdempotencyMiddleware:
                 outcome = "failed"
             elif connection.needs_rollback and 400 <= status < 500:
                 outcome = "refused"  # (a 2xx in a transaction marked for rollback fails here)
-            elif self._claim(scope, key, digest, *self._answer(request, response)):
+            elif self._claim(
+                scope, key, digest, *self._answer(request, response), held=activity.held_unsent()
+            ):
                 return response
             else:
                 # A twin request with this key committed first: this one's work is undone with
@@ -211,14 +215,16 @@ class IdempotencyMiddleware:
         )
 
     @staticmethod
-    def _claim(scope: str, key: str, digest: str, *answer) -> bool:
+    def _claim(scope: str, key: str, digest: str, *answer, held=None) -> bool:
         """Keep the key's record with its answer, in the request's own transaction, after the work:
-        one statement on the busy path. False when the key is taken — by an earlier request, or by
-        a twin still running, whose commit or rollback the insert waits for (PostgreSQL's unique
-        index; SQLite has one writer at a time). An expired record is cleared only when the
-        insert meets it."""
+        one statement on the busy path, which also inserts the request's `held` activity rows (an
+        INSERT and its parameters: activity.held_unsent) when there are. False when the key is
+        taken — by an earlier request, or by a twin still running, whose commit or rollback the
+        insert waits for (PostgreSQL's unique index; SQLite has one writer at a time): the
+        request is then rolled back, its activity rows with it. An expired record is cleared only
+        when the insert meets it."""
         now = clock.now()
-        if IdempotencyMiddleware._insert(scope, key, digest, now, answer):
+        if IdempotencyMiddleware._insert(scope, key, digest, now, answer, held):
             return True
         return bool(
             IdempotencyRecord.objects.filter(
@@ -227,12 +233,19 @@ class IdempotencyMiddleware:
         ) and IdempotencyMiddleware._insert(scope, key, digest, now, answer)
 
     @staticmethod
-    def _insert(scope: str, key: str, digest: str, now, answer: tuple) -> bool:
+    def _insert(scope: str, key: str, digest: str, now, answer: tuple, held=None) -> bool:
         status_code, content_type, body, secret_withheld = answer
+        # (A WITH's insert runs to its end whether or not the record's insert meets a conflict.)
+        sql, params = (
+            (_INSERT_SQL, [])
+            if held is None
+            else (f"WITH activity AS ({held[0]}) {_INSERT_SQL}", held[1])
+        )
         cursor = statements.shared_cursor(connection)
         cursor.execute(
-            _INSERT_SQL,
-            [
+            sql,
+            params
+            + [
                 scope,
                 key,
                 digest,

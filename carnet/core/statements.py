@@ -597,13 +597,17 @@ class Insert:
         compiled = self._compiled[key]
         if compiled is None:  # refused when first compiled
             return self._plain(objs, alias)
-        returned = self._execute(compiled, rows, connection)
+        return self.returned(objs, self._execute(compiled, rows, connection), connection)
+
+    def returned(self, objs: list, rows: list, connection) -> list:
+        """`objs` saved: the values the insert's RETURNING gave (`rows`, in order) set on them."""
+        compiled = self._compiled[(connection.alias, connection.vendor, len(objs))]
         if compiled.converters:
-            returned = _converted(returned, compiled.converters, connection)
-        for obj, values in zip(objs, returned):
+            rows = _converted(rows, compiled.converters, connection)
+        for obj, values in zip(objs, rows):
             for value, field in zip(values, self.returning):
                 setattr(obj, field.attname, value)
-            obj._state.adding, obj._state.db = False, alias
+            obj._state.adding, obj._state.db = False, connection.alias
         return objs
 
     def _plain(self, objs: list, alias: str) -> list:
@@ -627,6 +631,29 @@ class Insert:
             self.create([self.model(**row) for row in rows], using=alias)
             return
         self._execute(compiled, values, connection)
+
+    def unsent(self, rows: list, connection) -> tuple[str, list] | None:
+        """The statement `create_rows` (for dicts of values by attname) or `create` (for new
+        instances, which `returned` then finishes) would send for `rows`, and its parameters, not
+        sent: for a caller that sends it inside a statement of its own (a WITH, on PostgreSQL).
+        None — then insert them the usual way — until that many rows were compiled on this
+        connection, when the model is routed to another database, or when a row needs the plain
+        bulk_create."""
+        compiled = self._compiled.get((connection.alias, connection.vendor, len(rows)))
+        if compiled is None or _routed(self, self.model, write=True) != connection.alias:
+            return None
+        alias = connection.alias
+        if all(type(r) is dict for r in rows):
+            if not self.by_dict or any(r.keys() - self.attnames for r in rows):
+                return None
+            values = [self._row(None, connection, alias, given=row) for row in rows]
+        else:
+            for obj in rows:
+                if obj._is_pk_set() or type(obj) is not self.model:
+                    return None
+                obj._prepare_related_fields_for_save(operation_name="bulk_create")
+            values = [self._row(obj, connection, alias) for obj in rows]
+        return None if None in values else (compiled.sql, _flat(values))
 
     def _execute(self, compiled: _Compiled, rows: list, connection) -> list:
         """Send the compiled insert for `rows` (prepared values); the returned columns' rows."""

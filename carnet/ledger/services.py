@@ -152,13 +152,10 @@ def _unsaved(
 
 def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[JournalTransaction]:
     """Insert checked transactions and their postings, and guard the debited liabilities: three
-    statements however many there are (two on PostgreSQL, whose postings' insert reads the
-    guard too), and one more at an account's first use."""
+    statements however many there are; on PostgreSQL one, for one transaction, whose insert also
+    inserts its postings and reads the guard (two for several); and one more at an account's
+    first use."""
     big = sum(len(kept) for _, kept in entries) >= bulk.COPY_FROM
-    # COPY (bulk.insert_rows, the billing job's batches) needs the accounts' ids first.
-    by_code = _accounts({x.account for _, kept in entries for x in kept}) if big else None
-    txns = bulk.insert(JournalTransaction, [txn for txn, _ in entries])
-    numbered = [(txn.pk, *row) for txn, (_, kept) in zip(txns, entries) for row in _rows(kept)]
     checks = _guard_checks(
         {
             (x.account, x.patient_id)
@@ -167,12 +164,49 @@ def _write(entries: list[tuple[JournalTransaction, list[Line]]]) -> list[Journal
             if x.debit and accounts.describe(x.account)[0] == accounts.LIABILITY
         }
     )
+    if len(entries) == 1 and not big and connection.vendor == "postgresql":
+        txn = _posted_whole(*entries[0], checks)
+        if txn is not None:
+            return [txn]
+    # COPY (bulk.insert_rows, the billing job's batches) needs the accounts' ids first.
+    by_code = _accounts({x.account for _, kept in entries for x in kept}) if big else None
+    txns = bulk.insert(JournalTransaction, [txn for txn, _ in entries])
+    numbered = [(txn.pk, *row) for txn, (_, kept) in zip(txns, entries) for row in _rows(kept)]
     if big:
         _postings_insert(numbered, by_code)
     elif _postings_by_code(numbered, checks):
         return txns  # the guard was read with the insert
     _liabilities_guard(checks)
     return txns
+
+
+def _posted_whole(
+    txn: JournalTransaction, kept: list[Line], checks: list[tuple[str, int | None]]
+) -> JournalTransaction | None:
+    """PostgreSQL: one transaction, its postings and the guard's read in one statement — the
+    transaction's own insert (compiled, core.statements) in a WITH, then its postings' insert by
+    account code (`_postings_by_code`'s) numbered from it. None, nothing sent, before that insert
+    is compiled (the process's first transaction goes the usual way)."""
+    inserter = statements.inserter(JournalTransaction)
+    unsent = inserter.unsent([txn], connection)
+    if unsent is None:
+        return None
+    rows = [(None, *row) for row in _rows(kept)]  # the transaction's id: from the WITH
+    sql, params = _postings_guarded_sql(len(rows), checks, txn_sql=unsent[0])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, unsent[1] + [v for row in rows for v in row] + params)
+        found = cursor.fetchone()
+    width = len(inserter.returning)
+    inserter.returned([txn], [found[:width]], connection)
+    inserted, totals = found[width], found[width + 1 :]
+    if len(inserted) == len(rows):
+        _guard_refuse(checks, totals)
+        return txn
+    # An account's first use: its rows were not inserted (no account to join); they follow.
+    by_code, went_in = _accounts({code for _, code, _, _ in rows}), set(inserted)
+    _postings_insert([(txn.pk, *r[1:]) for r in rows if by_code[r[1]].pk not in went_in], by_code)
+    _liabilities_guard(checks)
+    return txn
 
 
 def _rows(kept: list[Line]) -> list[tuple]:
@@ -194,33 +228,43 @@ _ROW_SQL = "(CAST(%s AS bigint), %s, CAST(%s AS bigint), CAST(%s AS bigint))"
 
 
 @functools.cache
-def _postings_by_code_sql(vendor: str, n: int, returning: str) -> str:
+def _postings_by_code_sql(vendor: str, n: int, returning: str, numbered: bool = True) -> str:
     """INSERT … SELECT joining each row's account code to its id: the accounts are found by the
     insert itself rather than read first (one statement fewer per posting, issue 25). A row whose
     account does not exist yet is not inserted; RETURNING says which were. Made once per database
-    kind, number of rows and what is returned."""
+    kind, number of rows and what is returned. Not `numbered`: the rows' transaction is the one
+    the statement's WITH inserted (`txn`), not their first value."""
     qn = connection.ops.quote_name
     meta, account = Posting._meta, Account._meta
     columns = ", ".join(
         qn(meta.get_field(name).column)
         for name in ("transaction", "account", "patient_id", "amount")
     )
+    txn = "v.column1" if numbered else f"txn.{qn(JournalTransaction._meta.pk.column)}"
     return (
         f"INSERT INTO {qn(meta.db_table)} ({columns}) "
-        f"SELECT v.column1, a.{qn(account.pk.column)}, v.column3, v.column4 "
-        f"FROM (VALUES {', '.join([_ROW_SQL] * n)}) AS v "
+        f"SELECT {txn}, a.{qn(account.pk.column)}, v.column3, v.column4 "
+        f"FROM {'' if numbered else 'txn CROSS JOIN '}(VALUES {', '.join([_ROW_SQL] * n)}) AS v "
         f"JOIN {qn(account.db_table)} a ON a.{qn(account.get_field('code').column)} = v.column2 "
         f"RETURNING {returning}"
     )
 
 
-def _postings_guarded_sql(n: int, checks: list[tuple[str, int | None]]) -> tuple[str, list]:
+def _postings_guarded_sql(
+    n: int, checks: list[tuple[str, int | None]], *, txn_sql: str | None = None
+) -> tuple[str, list]:
     """PostgreSQL: the insert in a WITH, and the guard's sums in the same statement. Its SELECT
     sees the table as it was before the insert (one snapshot), so each check adds the inserted
-    rows' own amounts (`ins`)."""
-    insert = _postings_by_code_sql("postgresql", n, "account_id, patient_id, amount")
-    sums, params = _guard_sql(checks, inserted=True)
-    return f"WITH ins AS ({insert}) SELECT ARRAY(SELECT account_id FROM ins), {sums}", params
+    rows' own amounts (`ins`). With `txn_sql` (the transaction's INSERT … RETURNING), that insert
+    comes first in the WITH, and the statement returns its RETURNING's values before the rest."""
+    insert = _postings_by_code_sql(
+        "postgresql", n, "account_id, patient_id, amount", numbered=txn_sql is None
+    )
+    sums, params = _guard_sql(checks, inserted=True) if checks else ("", [])
+    found = f"ARRAY(SELECT account_id FROM ins){', ' if sums else ''}{sums}"
+    if txn_sql is None:
+        return f"WITH ins AS ({insert}) SELECT {found}", params
+    return f"WITH txn AS ({txn_sql}), ins AS ({insert}) SELECT txn.*, {found} FROM txn", params
 
 
 def _postings_by_code(rows: list[tuple], checks: list[tuple[str, int | None]]) -> bool:

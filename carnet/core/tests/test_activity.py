@@ -63,3 +63,37 @@ def test_a_row_recorded_below_a_savepoint_goes_back_with_it(catalog):
             assert ActivityLog.objects.filter(verb="undone").exists()  # inserted at once
             1 / 0
     assert list(ActivityLog.objects.values_list("verb", flat=True)) == ["kept"]
+
+
+def test_held_rows_are_handed_over_as_one_insert_only_when_they_can_be(catalog):
+    place = catalog["location"]
+    assert activity.held_unsent() is None  # nothing holds them
+    with activity.together():
+        activity.record(actor=None, verb="compiles", obj=place)  # the first one-row insert
+    with activity.together():
+        assert activity.held_unsent() is None  # nothing held
+        activity.record(actor=None, verb="handed", obj=place)
+        with transaction.atomic():  # a savepoint since the block began: kept for its end
+            assert activity.held_unsent() is None
+        found = activity.held_unsent()
+        if connection.vendor != "postgresql":
+            assert found is None  # SQLite has no INSERT in a WITH: inserted at the block's end
+        else:
+            sql, params = found
+            assert sql.startswith('INSERT INTO "core_activitylog"') and "handed" in params
+            assert activity.held_unsent() is None  # handed over once, no longer held
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+    assert list(ActivityLog.objects.order_by("pk").values_list("verb", flat=True)) == [
+        "compiles",
+        "handed",
+    ]
+
+
+def test_nothing_is_inserted_at_the_end_of_a_block_marked_for_rollback(catalog):
+    with transaction.atomic():
+        with activity.together():
+            activity.record(actor=None, verb="refused", obj=catalog["location"])
+            transaction.set_rollback(True)  # a keyed API request refused after writing
+        assert connection.needs_rollback
+    assert not ActivityLog.objects.filter(verb="refused").exists()

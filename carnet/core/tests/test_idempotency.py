@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from carnet.conftest import Api, make_staff, race
-from carnet.core.models import IdempotencyRecord
+from carnet.core.models import ActivityLog, IdempotencyRecord
 from carnet.core.permissions import AccessLevel
 from carnet.people import services
 from carnet.people.models import Patient
@@ -148,6 +148,7 @@ def test_a_server_error_leaves_nothing_behind_and_a_retry_runs(front_desk, monke
     assert crashed.json()["code"] == "internal_error"
     assert Patient.objects.count() == 0  # the half-done write was rolled back with the key
     assert IdempotencyRecord.objects.count() == 0
+    assert not ActivityLog.objects.exists()  # and what it recorded
 
     monkeypatch.setattr(services, "patient_create", real)
     retried = api.post("/patients", BODY, **key("k-6"))
@@ -187,6 +188,10 @@ def test_a_retry_that_runs_again_is_undone_before_the_replay(front_desk, monkeyp
     assert calls == [1]  # it ran, and what it wrote went with its transaction
     assert retried.content == first.content and retried.headers["Idempotent-Replayed"] == "true"
     assert list(Patient.objects.values_list("pk", flat=True)) == [first.json()["id"]]
+    # Its activity row went with it too.
+    assert list(ActivityLog.objects.values_list("object_id", flat=True)) == [
+        str(first.json()["id"])
+    ]
 
 
 def test_get_requests_ignore_the_key(front_desk):

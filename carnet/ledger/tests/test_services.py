@@ -2,8 +2,9 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -92,6 +93,41 @@ def test_postings_find_their_accounts_by_code_and_a_new_account_s_rows_follow(db
         ]
     assert Account.objects.filter(code="revenue:2").count() == 1
     assert Account.objects.count() == 5
+
+
+def test_on_postgresql_one_transaction_is_one_statement_with_its_postings_and_guard(db):
+    """Its insert, its postings' and the liability guard's read in one WITH (once the transaction's
+    insert is compiled, by the first); an account's first use still lets its rows follow."""
+    transaction_post(lines=invoice_lines(), kind="invoice_issued")  # compiles the insert
+    loaded = [Line(acc.cash("cash"), debit=900), Line(acc.PATIENT_CREDIT, credit=900, patient_id=7)]
+    transaction_post(lines=loaded, kind="loaded")
+    spent = [
+        Line(acc.PATIENT_CREDIT, debit=600, patient_id=7),
+        Line(acc.revenue(1), credit=400),
+        Line(acc.revenue(5), credit=200),  # its first use
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        txn = transaction_post(lines=spent, kind="spent", memo="two visits", at=AT)
+    sent = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert sent[0].startswith('WITH txn AS (INSERT INTO "ledger_journaltransaction"')
+        # + the accounts' read, the new one's get_or_create (read, insert), its row, the guard
+        assert len(sent) == 6, "\n".join(q[:90] for q in sent)
+    fresh = JournalTransaction.objects.get(pk=txn.pk)
+    assert (fresh.kind, fresh.memo, fresh.at) == ("spent", "two visits", AT)
+    assert txn._state.adding is False
+    assert sorted(fresh.postings.values_list("account__code", "amount", "patient_id")) == [
+        (acc.PATIENT_CREDIT, 600, 7),
+        ("revenue:1", -400, None),
+        ("revenue:5", -200, None),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        with pytest.raises(LiabilityOverdrawn, match="Patient credit for patient 7"):
+            transaction_post(lines=spent[:2] + [Line(acc.revenue(5), credit=200)], kind="spent")
+    if connection.vendor == "postgresql":
+        assert len([q for q in queries if "SAVEPOINT" not in q["sql"]]) == 1
+    assert JournalTransaction.objects.filter(kind="spent").count() == 1
+    assert balance(acc.PATIENT_CREDIT, patient_id=7) == 300  # 9.00 loaded, 6.00 spent
 
 
 def test_zero_amount_lines_are_dropped(db):
