@@ -336,6 +336,27 @@ def _known(objs) -> dict:
     return cache
 
 
+def _line_tax_rows(drafts: list[_Draft]) -> list[dict]:
+    return [
+        {"line_id": line.pk, "tax_id": t.pk, "rate": t.rate, "amount_minor": a}
+        for d in drafts
+        for line, taxed in d.lines
+        for t, a in taxed
+    ]
+
+
+def _one_line_inserted(drafts: list[_Draft]) -> bool:
+    """PostgreSQL: one invoice of one line (a visit's), the line and its taxes in one statement
+    (statements.insert_chain). False, nothing inserted, for anything else."""
+    if len(drafts) != 1 or len(drafts[0].lines) != 1:
+        return False
+    (line, taxed), invoice = drafts[0].lines[0], drafts[0].invoice
+    steps = [(Invoice, [invoice], None), (InvoiceLine, [line], "invoice_id")]
+    if taxed:
+        steps.append((InvoiceLineTax, _line_tax_rows(drafts), "line_id"))
+    return statements.insert_chain(steps)
+
+
 @atomic.service
 def invoices_create(
     *, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL, known=()
@@ -363,20 +384,15 @@ def invoices_create(
     first = invoice_numbers_next(len(drafts))
     for n, d in enumerate(drafts):
         d.invoice.number = first + n
-    invoices = bulk.insert(Invoice, [d.invoice for d in drafts])
-    for d in drafts:
-        for line, _ in d.lines:
-            line.invoice_id = d.invoice.pk
-    bulk.insert(InvoiceLine, [line for d in drafts for line, _ in d.lines])
-    bulk.insert_rows(
-        InvoiceLineTax,
-        (
-            {"line_id": line.pk, "tax_id": t.pk, "rate": t.rate, "amount_minor": a}
-            for d in drafts
-            for line, taxed in d.lines
-            for t, a in taxed
-        ),
-    )
+    if _one_line_inserted(drafts):
+        invoices = [drafts[0].invoice]
+    else:
+        invoices = bulk.insert(Invoice, [d.invoice for d in drafts])
+        for d in drafts:
+            for line, _ in d.lines:
+                line.invoice_id = d.invoice.pk
+        bulk.insert(InvoiceLine, [line for d in drafts for line, _ in d.lines])
+        bulk.insert_rows(InvoiceLineTax, _line_tax_rows(drafts))
     entries = [
         Entry(kind="invoice_issued", source=d.invoice, memo=str(d.invoice), at=now, lines=d.ledger)
         for d in drafts

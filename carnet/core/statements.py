@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from types import MethodType
 
 from django.db import connections, models, router, transaction
@@ -501,6 +502,31 @@ class Update(Statement):
             return cursor.rowcount
 
 
+def updates_together(*runs: tuple[Update, dict]) -> list[int]:
+    """Compiled updates of different tables, none reading what another writes, given as
+    (update, its values): the rows each changed. On PostgreSQL one statement (each in a WITH,
+    counted by the SELECT after them; all see the database as the statement began); elsewhere, or
+    with a None value (the plain queryset's), each `run` in turn."""
+    alias = runs[0][0]._alias(None)
+    connection = connections[alias]
+    if (
+        connection.vendor != "postgresql"
+        or len({update.model for update, _ in runs}) != len(runs)
+        or any(update._alias(None) != alias or None in v.values() for update, v in runs)
+    ):
+        return [update.run(**values) for update, values in runs]
+    parts, params = [], []
+    for n, (update, values) in enumerate(runs):
+        compiled = update._compiled_for(alias, "update", connection)
+        parts.append(f"u{n} AS ({compiled.sql} RETURNING 1)")
+        params += update._params(compiled, values, connection)
+    counts = ", ".join(f"(SELECT COUNT(*) FROM u{n})" for n in range(len(runs)))
+    with transaction.mark_for_rollback_on_error(using=alias):
+        cursor = shared_cursor(connection)
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
+        return list(_fetched(cursor, connection)[0])
+
+
 def shared_cursor(connection):
     """The cursor compiled statements run on: one per database connection, kept while its driver
     connection and its query logging stay the same (a debug cursor while DEBUG or a test captures
@@ -794,6 +820,92 @@ def insert_rows(model, rows: list[dict], *, using: str | None = None) -> None:
     """`insert` of new rows given as dicts of values by attname, nobody reading them back."""
     if rows:
         inserter(model).create_rows(rows, using=using)
+
+
+def insert_chain(steps: list[tuple[type, list, str | None]], *, using: str | None = None) -> bool:
+    """PostgreSQL: new rows of several models in one statement, each step's rows pointing at the
+    one row of the step before through their foreign key: an invoice, its line, the line's taxes.
+    `steps`: (model, rows, the attname of that key; None for the first step) — rows are new
+    instances (their keys set afterwards, as `insert` sets them, and the key to the step before),
+    or, in the last step, dicts of values by attname (nobody reads them back). Each step's insert
+    is its compiled one (`Insert.unsent`), in a WITH, its key's value taken from the step before.
+
+    False, nothing sent, when it cannot: another database, a step not compiled yet for its number
+    of rows (the usual inserts compile them), a step before another with more than one row, a
+    model whose insert returns more than its key."""
+    first = inserter(steps[0][0])
+    connection = connections[using or _routed(first, first.model, write=True)]
+    if connection.vendor != "postgresql" or any(
+        not rows or (len(rows) > 1 and n < len(steps) - 1) for n, (_, rows, _) in enumerate(steps)
+    ):
+        return False
+    parts, params, inserters = [], [], []
+    for n, (model, rows, parent) in enumerate(steps):
+        found = inserter(model)
+        unsent = found.unsent(rows, connection) if len(found.returning) == 1 else None
+        if unsent is not None and parent is not None:
+            unsent = _rewired(*unsent, len(rows), found, parent, inserters[-1], n - 1, connection)
+        if unsent is None:
+            return False
+        parts.append(f"s{n} AS ({unsent[0]})")
+        params += unsent[1]
+        inserters.append(found)
+    qn = connection.ops.quote_name
+    returned = " UNION ALL ".join(
+        f"SELECT {n}, {qn(i.returning[0].column)} FROM s{n}" for n, i in enumerate(inserters)
+    )
+    with transaction.mark_for_rollback_on_error(using=connection.alias):
+        cursor = shared_cursor(connection)
+        cursor.execute(f"WITH {', '.join(parts)} {returned}", params)
+        got = _fetched(cursor, connection)
+    for n, ((_, rows, parent), found) in enumerate(zip(steps, inserters)):
+        keys = [(key,) for step, key in got if step == n]  # each step's in its insert's order
+        if len(keys) != len(rows):
+            raise AssertionError(f"{found}: {len(keys)} rows returned for {len(rows)}")
+        if type(rows[0]) is dict:
+            continue
+        if parent is not None:
+            for obj in rows:
+                setattr(obj, parent, steps[n - 1][1][0].pk)
+        found.returned(rows, keys, connection)
+    return True
+
+
+def _rewired(
+    sql: str,
+    values: list,
+    count: int,
+    found: Insert,
+    parent: str,
+    before: Insert,
+    n: int,
+    connection,
+):
+    """The compiled `INSERT … VALUES (%s, …), …` of `found` with each row's `parent` value taken
+    from step `n` (`before`'s insert: `(SELECT key FROM sn)`), and the values without it; None
+    if the key is not to `before`'s key or the SQL is not of that plain form."""
+    attnames = [f.attname for f in found.fields]
+    if parent not in attnames:
+        return None
+    field = found.fields[attnames.index(parent)]
+    if not field.is_relation or field.target_field is not before.returning[0]:
+        return None
+    width, place = len(attnames), attnames.index(parent)
+    key = f"(SELECT {connection.ops.quote_name(field.target_field.column)} FROM s{n})"
+    rewired = _rewired_sql(sql, count, width, place, key)
+    if rewired is None:
+        return None
+    return rewired, [v for i, v in enumerate(values) if i % width != place]
+
+
+@functools.lru_cache(maxsize=256)
+def _rewired_sql(sql: str, count: int, width: int, place: int, key: str) -> str | None:
+    plain = "(" + ", ".join(["%s"] * width) + ")"
+    head, found, tail = sql.partition(" VALUES " + ", ".join([plain] * count))
+    if not found or "%s" in head or "%s" in tail:
+        return None
+    row = "(" + ", ".join("%s" if i != place else key for i in range(width)) + ")"
+    return f"{head} VALUES {', '.join([row] * count)}{tail}"
 
 
 def create(model, **fields):

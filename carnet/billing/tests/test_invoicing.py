@@ -1,5 +1,7 @@
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from carnet.billing.invoicing import LineInput, invoice_create, invoice_delete
 from carnet.billing.models import Invoice
@@ -51,6 +53,29 @@ def test_invoice_posts_ar_revenue_and_tax(front_desk, catalog):
     assert balance(accounts.AR, patient_id=patient.pk) == 11670
     assert balance(accounts.revenue(catalog["income_category"].pk)) == 10500
     assert balance(accounts.tax_payable(catalog["tax"].pk)) == 1170
+    assert_ledger_ok()
+
+
+@pytest.mark.parametrize("taxed", [True, False])
+def test_a_one_line_invoice_is_stored_as_the_usual_inserts_store_it(front_desk, catalog, taxed):
+    """On PostgreSQL an invoice of one line (a visit's) goes in with its line and the line's taxes
+    in one statement (statements.insert_chain), once those inserts are compiled."""
+    patient = make_patient()
+    line = LineInput(treatment_id=catalog["treatment"].pk, tax_ids=None if taxed else [])
+    invoice_create(actor=front_desk.user, patient=patient, lines=[line])  # compiles them
+    with CaptureQueriesContext(connection) as queries:
+        invoice = invoice_create(actor=front_desk.user, patient=patient, lines=[line], notes="n")
+    inserts = [q["sql"] for q in queries if "billing_invoiceline" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert len(inserts) == 1 and inserts[0].startswith('WITH s0 AS (INSERT INTO "billing_')
+    stored = Invoice.objects.get(pk=invoice.pk)
+    assert not invoice._state.adding and invoice.number == stored.number
+    assert (stored.notes, stored.subtotal_minor, stored.tax_minor) == ("n", 9000, 1170 * taxed)
+    [kept] = stored.lines.all()
+    assert (kept.invoice_id, kept.unit_price_minor, kept.quantity) == (invoice.pk, 9000, 1)
+    taxes = list(kept.line_taxes.values_list("tax_id", "amount_minor"))
+    assert taxes == ([(catalog["tax"].pk, 1170)] if taxed else [])
+    assert balance(accounts.AR, patient_id=patient.pk) == 2 * (9000 + 1170 * taxed)
     assert_ledger_ok()
 
 

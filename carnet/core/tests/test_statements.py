@@ -264,6 +264,27 @@ def test_update_returns_the_rows_it_changed():
     assert (row.verb, row.object_id) == ("it's b", "t")
 
 
+def test_updates_of_different_tables_together_are_one_statement_on_postgresql():
+    row = ActivityLog.objects.create(at=clock.now(), actor_name="x", verb="a", object_type="t")
+    record = IdempotencyRecord.objects.create(
+        scope="s", key="k", request_hash="h", status_code=0, created_at=clock.now()
+    )
+    rename = (_RENAME, dict(pk=row.pk, verb="b", object_type="t"))
+    with CaptureQueriesContext(connection) as queries:
+        changed = statements.updates_together(rename, (_ANSWERED, dict(pk=record.pk + 1, code=201)))
+    assert changed == [1, 0]
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 2)
+    assert statements.updates_together((_ANSWERED, dict(pk=record.pk, code=201))) == [1]
+    row.refresh_from_db(), record.refresh_from_db()
+    assert (row.verb, row.object_id, record.status_code) == ("b", "t", 201)
+    # The same table twice (PostgreSQL would change a row once), or a None: each in turn.
+    twice = (_BY_WHOM, dict(pk=row.pk, actor=None))
+    with CaptureQueriesContext(connection) as queries:
+        assert statements.updates_together(rename, (_RENAME, dict(pk=0, verb="c", object_type="t")))
+        assert statements.updates_together(twice, (_ANSWERED, dict(pk=record.pk, code=200)))
+    assert len(queries) == 4
+
+
 def test_none_runs_the_plain_queryset():
     """filter(x=None) is IS NULL and update(x=None) is `= NULL`: other statements than the
     compiled one, so a None value takes the ORM's own way."""
@@ -511,6 +532,46 @@ def test_what_it_does_not_compile_goes_to_bulk_create():
     with transaction.atomic():
         done = statements.insert(plain[1])
     assert done[0].pk == 987_654 and ActivityLog.objects.filter(pk=987_654).exists()
+
+
+def test_a_chain_of_inserts_is_one_statement_and_leaves_what_the_inserts_leave(monkeypatch):
+    """insert_chain (PostgreSQL): each step's compiled insert in a WITH, its key to the step before
+    taken from that step; the instances come back saved, the dict rows stored."""
+    monkeypatch.setattr(statements, "_INSERTS", {})  # nothing compiled yet in this process
+    account = Account.objects.create(code="cash:chain", name="Cash", type="asset")
+    other = Account.objects.create(code="cash:other", name="Other", type="asset")
+    txn = JournalTransaction(at=_WHEN, kind="k", memo="chained")
+    first = Posting(account_id=account.pk, amount=5)
+    rows = [
+        {"transaction_id": None, "account_id": a.pk, "amount": n}
+        for a, n in ((account, 2), (other, -2))
+    ]
+    steps = [(JournalTransaction, [txn], None), (Posting, [first], "transaction_id")]
+    assert not statements.insert_chain(steps)  # not compiled: nothing sent
+    assert not txn.pk and not first.pk
+    warm = statements.insert([JournalTransaction(at=_WHEN, kind="k")])[0]
+    for amount in (7, -7):  # (every journal transaction balances at the test's end)
+        statements.insert([Posting(transaction_id=warm.pk, account_id=account.pk, amount=amount)])
+    statements.insert_rows(Posting, [{**r, "transaction_id": warm.pk} for r in rows])
+    with CaptureQueriesContext(connection) as queries:
+        done = statements.insert_chain(steps)
+    if connection.vendor != "postgresql":
+        assert not done and not queries.captured_queries  # no INSERT inside a WITH
+        return
+    assert done and len(queries) == 1 and queries[0]["sql"].startswith("WITH s0 AS (INSERT")
+    assert txn.pk and not txn._state.adding and first.transaction_id == txn.pk and first.pk
+    assert JournalTransaction.objects.get(pk=txn.pk).memo == "chained"
+    assert Posting.objects.get(pk=first.pk).transaction_id == txn.pk
+    Posting.objects.create(transaction=txn, account=other, amount=-5)
+    # A step of several rows only last; dicts as the last step's rows.
+    two = [Posting(account_id=account.pk, amount=n) for n in (1, 2)]
+    more = [(JournalTransaction, [JournalTransaction(at=_WHEN, kind="k")], None)]
+    assert not statements.insert_chain([*more, (Posting, two, "transaction_id"), steps[1]])
+    assert statements.insert_chain([*more, (Posting, rows, "transaction_id")])
+    assert sorted(more[0][1][0].postings.values_list("account_id", "amount")) == [
+        (account.pk, 2),
+        (other.pk, -2),
+    ]
 
 
 def test_statements_share_a_cursor_until_the_connection_or_its_logging_changes():

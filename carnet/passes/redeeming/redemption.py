@@ -171,8 +171,11 @@ def _reserve(*, sold_pk: int, visit, online: bool) -> Redemption:
         return _reserve_in_cycle(sold, visit, verdict)
     if sold.face_value_minor is not None:
         return _reserve_value(sold, visit, verdict)
-    taken = _USE_TAKE.run(pk=sold.pk, unlocked=pass_unlocked(sold), quantity=sold.quantity)
-    item_taken = _ITEM_USE_TAKE.run(pk=verdict.item.pk)
+    # (Both conditional, so neither can break a constraint; a refusal undoes both.)
+    taken, item_taken = statements.updates_together(
+        (_USE_TAKE, dict(pk=sold.pk, unlocked=pass_unlocked(sold), quantity=sold.quantity)),
+        (_ITEM_USE_TAKE, dict(pk=verdict.item.pk)),
+    )
     if not (taken and item_taken):
         raise Conflict(
             f"{sold.name}: {REASONS['used_up'].format(quantity=sold.quantity)}", code="used_up"
