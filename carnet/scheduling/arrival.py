@@ -168,24 +168,28 @@ _APPOINTMENT_SET = statements.update(
 )
 
 
-def _set(visits, status: str, *, was: str) -> None:
-    """`visit.save(update_fields=["status", "invoice"])` for each, compiled, only from the status
-    `was` read: a visit another request changed meanwhile refuses the whole change (409)."""
+def _set(appointment: Appointment, everyone: list[Visit], visits, status: str, *, was: str) -> None:
+    """`visits` (of `everyone`) move to `status`, each `visit.save(update_fields=["status",
+    "invoice"])` compiled, only from the status `was` read: a visit another request changed
+    meanwhile refuses the whole change (409). Individual and group appointments follow their
+    (primary) patient, written with the first visit's change (one statement on PostgreSQL); a
+    class session stays booked. The visits as changed here are the answer's (no read back)."""
     for visit in visits:
         visit.status = status
-        if not _VISIT_SET.run(pk=visit.pk, was=was, status=status, invoice=visit.invoice_id):
+    follows = appointment.kind != Kind.CLASS
+    if follows:
+        appointment.status = everyone[0].status
+    for n, visit in enumerate(visits):
+        runs = [(_VISIT_SET, dict(pk=visit.pk, was=was, status=status, invoice=visit.invoice_id))]
+        if follows and n == 0:
+            runs.append((_APPOINTMENT_SET, dict(pk=appointment.pk, status=appointment.status)))
+        changed = statements.updates_together(*runs)
+        if not changed[0]:
             raise Conflict(
                 "Someone changed this appointment a moment ago. Reload it and try again.",
                 code="appointment_changed",
             )
-
-
-def _refresh_status(appointment: Appointment, everyone: list[Visit]) -> None:
-    """Individual and group appointments follow their (primary) patient; a class session stays
-    booked. The visits as changed here are the answer's (no read back)."""
-    if appointment.kind != Kind.CLASS:
-        appointment.status = everyone[0].status
-        if not _APPOINTMENT_SET.run(pk=appointment.pk, status=appointment.status):
+        if len(changed) > 1 and not changed[1]:
             raise Appointment.DoesNotExist(f"Appointment {appointment.pk} is gone.")
     with_visits(appointment, known=everyone)
 
@@ -219,15 +223,12 @@ def appointment_arrive(
         bills = [(primary, _visit_line(appointment, came))]  # a group uses the primary's pass
         visits = [primary, *came]
     with activity.together():  # the invoices' rows and the arrival's: one statement
-        # The uses are posted and the appointment's row (locked already) updated first, so that the
-        # invoices, whose number holds the clinic-wide counter locked until commit, come last.
+        # The uses are posted first, so that the invoices, whose number holds the clinic-wide
+        # counter locked until commit, come last, with the statuses (of rows locked already).
         lines = [_post_use(passes.reservation(visit), line) for visit, line in bills]
-        for visit in visits:
-            visit.status = Status.ARRIVED
-        _refresh_status(appointment, everyone)
         for (visit, _), line in zip(bills, lines):
             visit.invoice = _invoice(actor, appointment, visit, line)
-        _set(visits, Status.ARRIVED, was=Status.BOOKED)
+        _set(appointment, everyone, visits, Status.ARRIVED, was=Status.BOOKED)
         activity.record(
             actor=actor,
             verb="arrived",
@@ -255,8 +256,7 @@ def appointment_unarrive(
         )
     for visit in visits:
         _reverse(actor, visit, "un-arrive")
-    _set(visits, Status.BOOKED, was=Status.ARRIVED)
-    _refresh_status(appointment, everyone)
+    _set(appointment, everyone, visits, Status.BOOKED, was=Status.ARRIVED)
     activity.record(
         actor=actor,
         verb="un-arrived",
@@ -321,8 +321,7 @@ def appointment_no_show(
         passes.voided([visit])
         if fee:
             visit.invoice = _invoice(actor, appointment, visit, _fee_line(appointment, fee))
-    _set(visits, Status.NO_SHOW, was=Status.BOOKED)
-    _refresh_status(appointment, everyone)
+    _set(appointment, everyone, visits, Status.NO_SHOW, was=Status.BOOKED)
     activity.record(
         actor=actor,
         verb="no-show",
@@ -348,8 +347,7 @@ def appointment_no_show_undo(
         return appointment
     for visit in missed:
         _reverse(actor, visit, "undo the no-show")
-    _set(missed, Status.BOOKED, was=Status.NO_SHOW)
-    _refresh_status(appointment, everyone)
+    _set(appointment, everyone, missed, Status.BOOKED, was=Status.NO_SHOW)
     activity.record(
         actor=actor,
         verb="no-show undone",
