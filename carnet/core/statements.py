@@ -502,11 +502,13 @@ class Update(Statement):
             return cursor.rowcount
 
 
-def updates_together(*runs: tuple[Update, dict]) -> list[int]:
+def updates_together(*runs: tuple[Update, dict], chained: bool = False) -> list[int]:
     """Compiled updates of different tables, none reading what another writes, given as
-    (update, its values): the rows each changed. On PostgreSQL one statement (each in a WITH,
-    counted by the SELECT after them; all see the database as the statement began); elsewhere, or
-    with a None value (the plain queryset's), each `run` in turn."""
+    (update, its values): the rows each changed. `chained`: each runs only if the one before
+    changed a row (0 then). On PostgreSQL one statement (each in a WITH, counted by the SELECT
+    after them; all see the database as the statement began; a chained one's WHERE gains `AND
+    EXISTS` the row before, so each must have a WHERE, as a filtered queryset's update has);
+    elsewhere, or with a None value (the plain queryset's), each `run` in turn."""
     alias = runs[0][0]._alias(None)
     connection = connections[alias]
     if (
@@ -514,11 +516,20 @@ def updates_together(*runs: tuple[Update, dict]) -> list[int]:
         or len({update.model for update, _ in runs}) != len(runs)
         or any(update._alias(None) != alias or None in v.values() for update, v in runs)
     ):
-        return [update.run(**values) for update, values in runs]
+        changed = []
+        for update, values in runs:
+            changed.append(update.run(**values) if not (chained and 0 in changed) else 0)
+        return changed
     parts, params = [], []
     for n, (update, values) in enumerate(runs):
         compiled = update._compiled_for(alias, "update", connection)
-        parts.append(f"u{n} AS ({compiled.sql} RETURNING 1)")
+        sql = compiled.sql
+        if chained and n:
+            if " WHERE " not in sql:
+                raise Refused(f"{update}: a chained update needs a WHERE")
+            # Django's WHERE joins its conditions with AND at the top (an OR is parenthesised).
+            sql += f" AND EXISTS (SELECT 1 FROM u{n - 1})"
+        parts.append(f"u{n} AS ({sql} RETURNING 1)")
         params += update._params(compiled, values, connection)
     counts = ", ".join(f"(SELECT COUNT(*) FROM u{n})" for n in range(len(runs)))
     with transaction.mark_for_rollback_on_error(using=alias):

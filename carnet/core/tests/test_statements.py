@@ -285,6 +285,25 @@ def test_updates_of_different_tables_together_are_one_statement_on_postgresql():
     assert len(queries) == 4
 
 
+def test_chained_updates_run_only_after_one_that_changed_a_row():
+    row = ActivityLog.objects.create(at=clock.now(), actor_name="x", verb="a", object_type="t")
+    record = IdempotencyRecord.objects.create(
+        scope="s", key="k", request_hash="h", status_code=0, created_at=clock.now()
+    )
+    answered = (_ANSWERED, dict(pk=record.pk, code=201))
+    missed = (_RENAME, dict(pk=row.pk, verb="b", object_type="other"))  # changes nothing
+    with CaptureQueriesContext(connection) as queries:
+        assert statements.updates_together(missed, answered, chained=True) == [0, 0]
+    assert len(queries) == 1  # PostgreSQL: one statement; elsewhere the second is not sent
+    record.refresh_from_db()
+    assert record.status_code == 0
+    hit = (_RENAME, dict(pk=row.pk, verb="b", object_type="t"))
+    assert statements.updates_together(hit, answered, chained=True) == [1, 1]
+    record.refresh_from_db(), row.refresh_from_db()
+    assert (row.verb, record.status_code) == ("b", 201)
+    assert statements.updates_together(answered, hit, chained=False) == [1, 1]
+
+
 def test_none_runs_the_plain_queryset():
     """filter(x=None) is IS NULL and update(x=None) is `= NULL`: other statements than the
     compiled one, so a None value takes the ORM's own way."""

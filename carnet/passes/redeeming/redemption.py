@@ -472,13 +472,17 @@ def redemption_post(
         **({"value_left_after": sold.value_left} if sold.face_value_minor is not None else {}),
     )
     posting = _POSTED if sold.face_value_minor is None else _POSTED_VALUE
-    if not posting.run(pk=redemption.pk, **posted):
+    # The pass's counters move only with the use (one statement on PostgreSQL).
+    if not statements.updates_together(
+        (posting, dict(pk=redemption.pk, **posted)),
+        (_USE_POSTED, dict(pk=sold.pk, value=value, share=share, drawn=redemption.drawn_minor)),
+        chained=True,
+    )[0]:
         raise Conflict(
             "This use is not reserved any more; reload the appointment.", code="not_reserved"
         )
     for name, field_value in posted.items():
         setattr(redemption, name, field_value)
-    _USE_POSTED.run(pk=sold.pk, value=value, share=share, drawn=redemption.drawn_minor)
     if value:
         transaction_post(
             kind="pass_redeemed",
