@@ -22,6 +22,8 @@ What it takes (anything else is refused when first compiled, loudly):
 
 `insert` / `create` are `bulk_create` / `objects.create` of a few new rows, compiled the same way
 from the compiler's own SQL (`Insert`). All of them run on one cursor per database connection.
+On PostgreSQL, `insert_chain` (an invoice, its line, the line's taxes) and `updates_together`
+(updates of different tables) send several of these compiled statements as one, each in a WITH.
 
 `core/tests/test_statements.py` walks every statement defined in carnet (`REGISTRY`) and checks,
 on SQLite and PostgreSQL, that it sends exactly what its plain queryset sends for sample values.
