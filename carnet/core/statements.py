@@ -835,42 +835,63 @@ def insert_rows(model, rows: list[dict], *, using: str | None = None) -> None:
         inserter(model).create_rows(rows, using=using)
 
 
-def insert_chain(steps: list[tuple[type, list, str | None]], *, using: str | None = None) -> bool:
+def insert_chain(
+    steps: list[tuple[type, list, str | None]],
+    *,
+    taken: tuple[str, list, str] | None = None,
+    using: str | None = None,
+) -> bool:
     """PostgreSQL: new rows of several models in one statement, each step's rows pointing at the
     one row of the step before through their foreign key: an invoice, its line, the line's taxes.
     `steps`: (model, rows, the attname of that key; None for the first step) — rows are new
     instances (their keys set afterwards, as `insert` sets them, and the key to the step before),
     or, in the last step, dicts of values by attname (nobody reads them back). Each step's insert
     is its compiled one (`Insert.unsent`), in a WITH, its key's value taken from the step before.
+    `taken`: (a statement returning one value, e.g. an UPDATE … RETURNING, its parameters, the
+    attname of the first step's one row that value goes to), run first in the same WITH; the
+    row's instance gets the value.
 
     False, nothing sent, when it cannot: another database, a step not compiled yet for its number
-    of rows (the usual inserts compile them), a step before another with more than one row, a
-    model whose insert returns more than its key."""
+    of rows (the usual inserts compile them), a step before another (or given `taken`) with more
+    than one row, a model whose insert returns more than its key."""
     first = inserter(steps[0][0])
     connection = connections[using or _routed(first, first.model, write=True)]
     if connection.vendor != "postgresql" or any(
-        not rows or (len(rows) > 1 and n < len(steps) - 1) for n, (_, rows, _) in enumerate(steps)
+        not rows or (len(rows) > 1 and (n < len(steps) - 1 or (taken and n == 0)))
+        for n, (_, rows, _) in enumerate(steps)
     ):
         return False
+    qn = connection.ops.quote_name
     parts, params, inserters = [], [], []
+    if taken is not None:
+        parts.append(f"t AS ({taken[0]})")
+        params += taken[1]
     for n, (model, rows, parent) in enumerate(steps):
         found = inserter(model)
         unsent = found.unsent(rows, connection) if len(found.returning) == 1 else None
         if unsent is not None and parent is not None:
-            unsent = _rewired(*unsent, len(rows), found, parent, inserters[-1], n - 1, connection)
+            field = _field(found, parent)
+            if field is None or field.target_field is not inserters[-1].returning[0]:
+                return False
+            key = f"(SELECT {qn(field.target_field.column)} FROM s{n - 1})"
+            unsent = _rewired(*unsent, len(rows), found, parent, key)
+        if unsent is not None and taken is not None and n == 0:
+            unsent = _rewired(*unsent, 1, found, taken[2], "(SELECT * FROM t)")
         if unsent is None:
             return False
         parts.append(f"s{n} AS ({unsent[0]})")
         params += unsent[1]
         inserters.append(found)
-    qn = connection.ops.quote_name
     returned = " UNION ALL ".join(
-        f"SELECT {n}, {qn(i.returning[0].column)} FROM s{n}" for n, i in enumerate(inserters)
+        (["SELECT -1, * FROM t"] if taken is not None else [])
+        + [f"SELECT {n}, {qn(i.returning[0].column)} FROM s{n}" for n, i in enumerate(inserters)]
     )
     with transaction.mark_for_rollback_on_error(using=connection.alias):
         cursor = shared_cursor(connection)
         cursor.execute(f"WITH {', '.join(parts)} {returned}", params)
         got = _fetched(cursor, connection)
+    if taken is not None:
+        setattr(steps[0][1][0], taken[2], next(value for step, value in got if step == -1))
     for n, ((_, rows, parent), found) in enumerate(zip(steps, inserters)):
         keys = [(key,) for step, key in got if step == n]  # each step's in its insert's order
         if len(keys) != len(rows):
@@ -884,27 +905,21 @@ def insert_chain(steps: list[tuple[type, list, str | None]], *, using: str | Non
     return True
 
 
-def _rewired(
-    sql: str,
-    values: list,
-    count: int,
-    found: Insert,
-    parent: str,
-    before: Insert,
-    n: int,
-    connection,
-):
-    """The compiled `INSERT … VALUES (%s, …), …` of `found` with each row's `parent` value taken
-    from step `n` (`before`'s insert: `(SELECT key FROM sn)`), and the values without it; None
-    if the key is not to `before`'s key or the SQL is not of that plain form."""
+def _field(found: Insert, attname: str):
+    for field in found.fields:
+        if field.attname == attname and field.is_relation:
+            return field
+    return None
+
+
+def _rewired(sql: str, values: list, count: int, found: Insert, attname: str, key: str):
+    """The compiled `INSERT … VALUES (%s, …), …` of `found` with each row's `attname` value taken
+    from the SQL expression `key`, and the values without it; None if the SQL is not of that
+    plain form."""
     attnames = [f.attname for f in found.fields]
-    if parent not in attnames:
+    if attname not in attnames:
         return None
-    field = found.fields[attnames.index(parent)]
-    if not field.is_relation or field.target_field is not before.returning[0]:
-        return None
-    width, place = len(attnames), attnames.index(parent)
-    key = f"(SELECT {connection.ops.quote_name(field.target_field.column)} FROM s{n})"
+    width, place = len(attnames), attnames.index(attname)
     rewired = _rewired_sql(sql, count, width, place, key)
     if rewired is None:
         return None
