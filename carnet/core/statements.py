@@ -870,8 +870,8 @@ def insert_chain(
         found = inserter(model)
         unsent = found.unsent(rows, connection) if len(found.returning) == 1 else None
         if unsent is not None and parent is not None:
-            field = _field(found, parent)
-            if field is None or field.target_field is not inserters[-1].returning[0]:
+            field = model._meta.get_field(parent)  # (an attname finds its field too)
+            if not field.is_relation or field.target_field is not inserters[-1].returning[0]:
                 return False
             key = f"(SELECT {qn(field.target_field.column)} FROM s{n - 1})"
             unsent = _rewired(*unsent, len(rows), found, parent, key)
@@ -903,13 +903,6 @@ def insert_chain(
                 setattr(obj, parent, steps[n - 1][1][0].pk)
         found.returned(rows, keys, connection)
     return True
-
-
-def _field(found: Insert, attname: str):
-    for field in found.fields:
-        if field.attname == attname and field.is_relation:
-            return field
-    return None
 
 
 def _rewired(sql: str, values: list, count: int, found: Insert, attname: str, key: str):

@@ -202,9 +202,7 @@ def _posted_whole(
     if len(inserted) == len(rows):
         _guard_refuse(checks, totals)
         return txn
-    # An account's first use: its rows were not inserted (no account to join); they follow.
-    by_code, went_in = _accounts({code for _, code, _, _ in rows}), set(inserted)
-    _postings_insert([(txn.pk, *r[1:]) for r in rows if by_code[r[1]].pk not in went_in], by_code)
+    _first_uses_follow([(txn.pk, *r[1:]) for r in rows], inserted)
     _liabilities_guard(checks)
     return txn
 
@@ -289,9 +287,16 @@ def _postings_by_code(rows: list[tuple], checks: list[tuple[str, int | None]]) -
         if guarded:
             _guard_refuse(checks, totals)
         return guarded
+    _first_uses_follow(rows, inserted)
+    return False  # the guard reads again, with the rows that followed
+
+
+def _first_uses_follow(rows: list[tuple], inserted: list[int]) -> None:
+    """An account's first use: the rows (transaction id, account code, patient id, amount) the
+    insert by code left out — no account to join, `inserted` holds the ids of those it found —
+    go in once `_accounts` has made their accounts."""
     by_code, went_in = _accounts({code for _, code, _, _ in rows}), set(inserted)
     _postings_insert([r for r in rows if by_code[r[1]].pk not in went_in], by_code)
-    return False  # the guard reads again, with the rows that followed
 
 
 # A patient's own postings on a per-patient account; a clinic-wide account's
