@@ -345,9 +345,9 @@ def _line_tax_rows(drafts: list[_Draft]) -> list[dict]:
     ]
 
 
-def _one_line_inserted(drafts: list[_Draft]) -> bool:
+def _one_line_inserted(drafts: list[_Draft], then: statements.Then | None) -> bool:
     """PostgreSQL: one invoice of one line (a visit's), its number (the counter, as
-    invoice_numbers_next takes it), the line and its taxes in one statement
+    invoice_numbers_next takes it), the line, its taxes and the caller's `then` in one statement
     (statements.insert_chain): the counter's row is then locked one round trip later, so every
     other arrival waits that much less. False, nothing sent, for anything else."""
     if len(drafts) != 1 or len(drafts[0].lines) != 1:
@@ -356,7 +356,7 @@ def _one_line_inserted(drafts: list[_Draft]) -> bool:
     steps = [(Invoice, [invoice], None), (InvoiceLine, [line], "invoice_id")]
     if taxed:
         steps.append((InvoiceLineTax, _line_tax_rows(drafts), "line_id"))
-    return statements.insert_chain(steps, taken=(_number_sql(), [], "number"))
+    return statements.insert_chain(steps, taken=(_number_sql(), [], "number"), then=then)
 
 
 def _number_sql() -> str:
@@ -370,14 +370,22 @@ def _number_sql() -> str:
 
 @atomic.service
 def invoices_create(
-    *, actor, orders: list[InvoiceOrder], action: Action | None = Action.SELL, known=()
+    *,
+    actor,
+    orders: list[InvoiceOrder],
+    action: Action | None = Action.SELL,
+    known=(),
+    then: statements.Then | None = None,
 ) -> list[Invoice]:
     """Issue invoices: for each, A/R up by the total, revenue per income category, tax payable per
     tax. Many at once is how the billing job issues a batch of cycles in a few statements; a single
     invoice goes the same way. `action=None` is for the clinic's own jobs: no staff actor. `known`:
-    treatments and staff members the caller holds (read in its transaction), not read again."""
+    treatments and staff members the caller holds (read in its transaction), not read again.
+    `then`: the caller's updates that follow one invoice (its key in their slot), sent with it."""
     if action is not None:
         require(actor, action)
+    if then is not None and len(orders) != 1:
+        raise ValueError("`then` follows one invoice")
     now, cache, currency = clock.now(), _known(known), clinic_currency()
     # The clinic's row only for an order without its date (a visit's invoice has its own).
     today = clinic_today() if any(o.invoice_date is None for o in orders) else None
@@ -392,7 +400,7 @@ def invoices_create(
             if data["product"] is not None:
                 _take_stock(data["product"], data["quantity"])
         drafts.append(_draft(order, resolved, currency=currency, today=today, now=now))
-    if _one_line_inserted(drafts):  # its number taken in the same statement
+    if _one_line_inserted(drafts, then):  # its number (and `then`) in the same statement
         invoices = [drafts[0].invoice]
     else:
         first = invoice_numbers_next(len(drafts))
@@ -404,6 +412,8 @@ def invoices_create(
                 line.invoice_id = d.invoice.pk
         bulk.insert(InvoiceLine, [line for d in drafts for line, _ in d.lines])
         bulk.insert_rows(InvoiceLineTax, _line_tax_rows(drafts))
+        if then is not None:
+            then.run(invoices[0].pk)
     entries = [
         Entry(kind="invoice_issued", source=d.invoice, memo=str(d.invoice), at=now, lines=d.ledger)
         for d in drafts
@@ -462,6 +472,7 @@ def invoice_create(
     notes: str = "",
     action: Action | None = Action.SELL,
     known=(),
+    then: statements.Then | None = None,
 ) -> Invoice:
     """Issue one invoice (see invoices_create); the invoice's `staff` counts as known."""
     order = InvoiceOrder(
@@ -473,7 +484,11 @@ def invoice_create(
         notes=notes,
     )
     [invoice] = invoices_create(
-        actor=actor, orders=[order], action=action, known=[*known, *([staff] if staff else [])]
+        actor=actor,
+        orders=[order],
+        action=action,
+        known=[*known, *([staff] if staff else [])],
+        then=then,
     )
     invoice.patient, invoice.location, invoice.staff = (
         patient,

@@ -540,6 +540,48 @@ def updates_together(*runs: tuple[Update, dict], chained: bool = False) -> list[
         return list(_fetched(cursor, connection)[0])
 
 
+class Then:
+    """Compiled updates that follow a new row (given as `runs` of update and values): sent in
+    `insert_chain`'s own statement on PostgreSQL, or by `run` once the row exists; each update
+    with a slot named `key` takes the new row's key there (whatever its values give that slot).
+    `changed`: the rows each update changed, once sent."""
+
+    def __init__(self, runs: list[tuple[Update, dict]], *, key: str):
+        self.runs, self.key = runs, key
+        self.changed: list[int] | None = None
+
+    def run(self, pk: int) -> list[int]:
+        """The updates, with `pk` as the key, sent as `updates_together` sends them."""
+        key = self.key
+        self.changed = updates_together(
+            *[(u, {**v, key: pk} if key in u.slots else v) for u, v in self.runs]
+        )
+        return self.changed
+
+    def unsent(self, connection, key_sql: str) -> list[tuple[str, list]] | None:
+        """Each update's SQL and parameters with the key slot's placeholder replaced by the SQL
+        expression `key_sql`; None if a statement is not of that plain form."""
+        out = []
+        for update, values in self.runs:
+            alias = update._alias(None)
+            if alias != connection.alias or any(
+                v is None and k != self.key for k, v in values.items()
+            ):
+                return None
+            compiled = update._compiled_for(alias, "update", connection)
+            if self.key not in update.slots:
+                out.append((compiled.sql, update._params(compiled, values, connection)))
+                continue
+            params = update._params(compiled, {**values, self.key: 0}, connection)
+            place = next(p for p, slot, _ in compiled.places if slot.name == self.key)
+            pieces = compiled.sql.split("%s")
+            if "%%" in compiled.sql or len(pieces) != len(params) + 1:
+                return None
+            sql = "%s".join(pieces[: place + 1]) + key_sql + "%s".join(pieces[place + 1 :])
+            out.append((sql, params[:place] + params[place + 1 :]))
+        return out
+
+
 def shared_cursor(connection):
     """The cursor compiled statements run on: one per database connection, kept while its driver
     connection and its query logging stay the same (a debug cursor while DEBUG or a test captures
@@ -839,6 +881,7 @@ def insert_chain(
     steps: list[tuple[type, list, str | None]],
     *,
     taken: tuple[str, list, str] | None = None,
+    then: Then | None = None,
     using: str | None = None,
 ) -> bool:
     """PostgreSQL: new rows of several models in one statement, each step's rows pointing at the
@@ -849,7 +892,8 @@ def insert_chain(
     is its compiled one (`Insert.unsent`), in a WITH, its key's value taken from the step before.
     `taken`: (a statement returning one value, e.g. an UPDATE … RETURNING, its parameters, the
     attname of the first step's one row that value goes to), run first in the same WITH; the
-    row's instance gets the value.
+    row's instance gets the value. `then`: updates that follow the first step's row, last in the
+    same WITH, its key in their key slot (`Then.changed` holds what each changed).
 
     False, nothing sent, when it cannot: another database, a step not compiled yet for its number
     of rows (the usual inserts compile them), a step before another (or given `taken`) with more
@@ -882,9 +926,18 @@ def insert_chain(
         parts.append(f"s{n} AS ({unsent[0]})")
         params += unsent[1]
         inserters.append(found)
+    updates = []
+    if then is not None:
+        updates = then.unsent(connection, f"(SELECT {qn(first.returning[0].column)} FROM s0)")
+        if updates is None:
+            return False
+    for n, (sql, values) in enumerate(updates):
+        parts.append(f"u{n} AS ({sql} RETURNING 1)")
+        params += values
     returned = " UNION ALL ".join(
         (["SELECT -1, * FROM t"] if taken is not None else [])
         + [f"SELECT {n}, {qn(i.returning[0].column)} FROM s{n}" for n, i in enumerate(inserters)]
+        + [f"SELECT {-2 - n}, COUNT(*) FROM u{n}" for n in range(len(updates))]
     )
     with transaction.mark_for_rollback_on_error(using=connection.alias):
         cursor = shared_cursor(connection)
@@ -892,6 +945,9 @@ def insert_chain(
         got = _fetched(cursor, connection)
     if taken is not None:
         setattr(steps[0][1][0], taken[2], next(value for step, value in got if step == -1))
+    if then is not None:
+        counts = dict((step, value) for step, value in got if step <= -2)
+        then.changed = [counts[-2 - n] for n in range(len(updates))]
     for n, ((_, rows, parent), found) in enumerate(zip(steps, inserters)):
         keys = [(key,) for step, key in got if step == n]  # each step's in its insert's order
         if len(keys) != len(rows):

@@ -59,9 +59,13 @@ def _chosen(visits: list[Visit], patient_ids: list[int] | None, *, status: str) 
     ]
 
 
-def _invoice(actor, appointment: Appointment, visit: Visit, line: LineInput):
+def _invoice(actor, appointment: Appointment, visit: Visit, line: LineInput, writes: dict) -> None:
+    """Invoice the visit; its status writes (of `_writes`, taken out of `writes`) go with the
+    invoice, in the invoice's own statement on PostgreSQL: the invoice counter's row, locked
+    from there until commit, waits one round trip less."""
     date = appointment.start.astimezone(ZoneInfo(appointment.location.time_zone)).date()
-    return invoice_create(
+    then = statements.Then(writes.pop(visit.pk), key="invoice")
+    visit.invoice = invoice_create(
         actor=actor,
         patient=visit.patient,
         lines=[line],
@@ -70,7 +74,9 @@ def _invoice(actor, appointment: Appointment, visit: Visit, line: LineInput):
         invoice_date=date,
         action=_BILLING_AS,
         known=[appointment.treatment],  # read with the appointment, under its lock
+        then=then,
     )
+    _written(appointment, then.changed)
 
 
 def _bill(
@@ -79,6 +85,7 @@ def _bill(
     visit: Visit,
     line: LineInput,
     reserved,
+    writes: dict,
     *,
     by_no_show: bool = False,
 ) -> None:
@@ -87,7 +94,7 @@ def _bill(
     clinic-wide invoice counter locked until commit; every other arrival waits on that lock,
     so it is held briefly."""
     line = _post_use(reserved, line, by_no_show=by_no_show)
-    visit.invoice = _invoice(actor, appointment, visit, line)
+    _invoice(actor, appointment, visit, line, writes)
 
 
 def _post_use(reserved, line: LineInput, *, by_no_show: bool = False) -> LineInput:
@@ -168,29 +175,45 @@ _APPOINTMENT_SET = statements.update(
 )
 
 
-def _set(appointment: Appointment, everyone: list[Visit], visits, status: str, *, was: str) -> None:
-    """`visits` (of `everyone`) move to `status`, each `visit.save(update_fields=["status",
-    "invoice"])` compiled, only from the status `was` read: a visit another request changed
-    meanwhile refuses the whole change (409). Individual and group appointments follow their
-    (primary) patient, written with the first visit's change (one statement on PostgreSQL); a
-    class session stays booked. The visits as changed here are the answer's (no read back)."""
+def _writes(
+    appointment: Appointment, everyone: list[Visit], visits, status: str, *, was: str
+) -> dict[int, list]:
+    """`visits` (of `everyone`) move to `status`: set on the instances, and each visit's writes
+    returned by its key, to send with its invoice (`_invoice`) or by `_set`. Each is
+    `visit.save(update_fields=["status", "invoice"])` compiled, only from the status `was` read:
+    a visit another request changed meanwhile refuses the whole change (409, `_written`).
+    Individual and group appointments follow their (primary) patient, written with the first
+    visit's change; a class session stays booked."""
     for visit in visits:
         visit.status = status
     follows = appointment.kind != Kind.CLASS
     if follows:
         appointment.status = everyone[0].status
+    writes = {}
     for n, visit in enumerate(visits):
         runs = [(_VISIT_SET, dict(pk=visit.pk, was=was, status=status, invoice=visit.invoice_id))]
         if follows and n == 0:
             runs.append((_APPOINTMENT_SET, dict(pk=appointment.pk, status=appointment.status)))
-        changed = statements.updates_together(*runs)
-        if not changed[0]:
-            raise Conflict(
-                "Someone changed this appointment a moment ago. Reload it and try again.",
-                code="appointment_changed",
-            )
-        if len(changed) > 1 and not changed[1]:
-            raise Appointment.DoesNotExist(f"Appointment {appointment.pk} is gone.")
+        writes[visit.pk] = runs
+    return writes
+
+
+def _written(appointment: Appointment, changed: list[int]) -> None:
+    """What one visit's writes changed (with the appointment's, second, if it follows)."""
+    if not changed[0]:
+        raise Conflict(
+            "Someone changed this appointment a moment ago. Reload it and try again.",
+            code="appointment_changed",
+        )
+    if len(changed) > 1 and not changed[1]:
+        raise Appointment.DoesNotExist(f"Appointment {appointment.pk} is gone.")
+
+
+def _set(appointment: Appointment, everyone: list[Visit], writes: dict) -> None:
+    """The `_writes` no invoice took, sent (one statement each on PostgreSQL). The visits as
+    changed are the answer's (no read back)."""
+    for runs in writes.values():
+        _written(appointment, statements.updates_together(*runs))
     with_visits(appointment, known=everyone)
 
 
@@ -226,9 +249,10 @@ def appointment_arrive(
         # The uses are posted first, so that the invoices, whose number holds the clinic-wide
         # counter locked until commit, come last, with the statuses (of rows locked already).
         lines = [_post_use(passes.reservation(visit), line) for visit, line in bills]
+        writes = _writes(appointment, everyone, visits, Status.ARRIVED, was=Status.BOOKED)
         for (visit, _), line in zip(bills, lines):
-            visit.invoice = _invoice(actor, appointment, visit, line)
-        _set(appointment, everyone, visits, Status.ARRIVED, was=Status.BOOKED)
+            _invoice(actor, appointment, visit, line, writes)
+        _set(appointment, everyone, writes)
         activity.record(
             actor=actor,
             verb="arrived",
@@ -256,7 +280,11 @@ def appointment_unarrive(
         )
     for visit in visits:
         _reverse(actor, visit, "un-arrive")
-    _set(appointment, everyone, visits, Status.BOOKED, was=Status.ARRIVED)
+    _set(
+        appointment,
+        everyone,
+        _writes(appointment, everyone, visits, Status.BOOKED, was=Status.ARRIVED),
+    )
     activity.record(
         actor=actor,
         verb="un-arrived",
@@ -313,15 +341,17 @@ def appointment_no_show(
         )
     fee = clinic_get().no_show_fee_minor if charge_fee else 0
     billed = visits if appointment.kind == Kind.CLASS else visits[:1]  # group: the primary pays
+    writes = _writes(appointment, everyone, visits, Status.NO_SHOW, was=Status.BOOKED)
     for visit in billed:
         reserved = passes.reservation(visit) if use_pass else None
+        line = _visit_line(appointment)
         if reserved is not None:
-            _bill(actor, appointment, visit, _visit_line(appointment), reserved, by_no_show=True)
+            _bill(actor, appointment, visit, line, reserved, writes, by_no_show=True)
             continue
         passes.voided([visit])
         if fee:
-            visit.invoice = _invoice(actor, appointment, visit, _fee_line(appointment, fee))
-    _set(appointment, everyone, visits, Status.NO_SHOW, was=Status.BOOKED)
+            _invoice(actor, appointment, visit, _fee_line(appointment, fee), writes)
+    _set(appointment, everyone, writes)
     activity.record(
         actor=actor,
         verb="no-show",
@@ -347,7 +377,11 @@ def appointment_no_show_undo(
         return appointment
     for visit in missed:
         _reverse(actor, visit, "undo the no-show")
-    _set(appointment, everyone, missed, Status.BOOKED, was=Status.NO_SHOW)
+    _set(
+        appointment,
+        everyone,
+        _writes(appointment, everyone, missed, Status.BOOKED, was=Status.NO_SHOW),
+    )
     activity.record(
         actor=actor,
         verb="no-show undone",

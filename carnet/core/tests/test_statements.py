@@ -593,6 +593,37 @@ def test_a_chain_of_inserts_is_one_statement_and_leaves_what_the_inserts_leave(m
     ]
 
 
+def test_updates_that_follow_a_new_row_take_its_key_in_its_own_statement():
+    """insert_chain's `then`: on PostgreSQL in the chain's statement, the key slot given the new
+    row's key (whatever value it held); elsewhere nothing is sent and the caller, having inserted
+    the row its own way, sends them with `Then.run`. `changed` is what each update changed."""
+    row = ActivityLog.objects.create(at=clock.now(), actor_name="x", verb="a", object_type="t")
+    record = IdempotencyRecord.objects.create(
+        scope="s", key="k", request_hash="h", status_code=0, created_at=clock.now()
+    )
+    statements.insert([ActivityLog(at=_WHEN, actor_name="warm", verb="v")])  # one row compiled
+    new = ActivityLog(at=_WHEN, actor_name="new", verb="v")
+    then = statements.Then(
+        [
+            (_ANSWERED, dict(pk=record.pk, code=None)),  # code: the new row's key
+            (_RENAME, dict(pk=row.pk, verb="b", object_type="other")),  # changes nothing
+        ],
+        key="code",
+    )
+    with CaptureQueriesContext(connection) as queries:
+        done = statements.insert_chain([(ActivityLog, [new], None)], then=then)
+    if connection.vendor == "postgresql":
+        assert done and len(queries) == 1 and new.pk and not new._state.adding
+    else:
+        assert not done and not queries.captured_queries and then.changed is None
+        statements.insert([new])
+        then.run(new.pk)
+    assert then.changed == [1, 0]
+    record.refresh_from_db(), row.refresh_from_db()
+    assert (record.status_code, row.verb) == (new.pk, "a")
+    assert ActivityLog.objects.get(pk=new.pk).actor_name == "new"
+
+
 def test_statements_share_a_cursor_until_the_connection_or_its_logging_changes():
     row = ActivityLog.objects.create(at=_WHEN, actor_name="x", verb="a", object_type="t")
     _ONE_BY_PK.get(pk=row.pk)

@@ -36,7 +36,7 @@ def covered(front_desk, admin_staff, catalog):
 def _refuse_after_billing(monkeypatch):
     """The arrival refuses at its very end, once the use is posted and the invoice issued."""
 
-    def refuse(appointment, everyone, visits, status, *, was):
+    def refuse(appointment, everyone, writes):
         raise Conflict("Refused at the end, for the test.", code="late_refusal")
 
     monkeypatch.setattr(arrival, "_set", refuse)
