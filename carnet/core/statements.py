@@ -18,7 +18,9 @@ What it takes (anything else is refused when first compiled, loudly):
   values_list rows; no prefetch_related (`prefetched` leaves a compiled select's rows where
   prefetch_related would), no values() dicts. Instances are built as `from_db` builds them, without
   `Model.__init__` where that would only store the values (`_builder`);
-- updates are `QuerySet.update` on one table (F expressions and conditions welcome).
+- updates are `QuerySet.update` on one table (F expressions and conditions welcome);
+- the SQL must not depend on the values: a comparison Django decides from an integer alone (one
+  beyond its column's range, as the large probes are for a small integer) is refused.
 
 `insert` / `create` are `bulk_create` / `objects.create` of a few new rows, compiled the same way
 from the compiler's own SQL (`Insert`). All of them run on one cursor per database connection.
@@ -296,6 +298,17 @@ class Statement:
         the parameters that change are the slot's places (so two bool slots are told apart)."""
         first, second = self._probes(0), self._probes(1)
         sql, params, context = self._compile_one(connection, mode, first)
+        # Django leaves out a comparison it can decide from an integer alone (one outside its
+        # column's range, e.g. a probe against a small integer): small integers must give the
+        # same SQL, or the statement would lose that condition for every value.
+        if any(slot.kind is int for slot in self.slots.values()):
+            small = {
+                name: 1 + n if slot.kind is int else first[name]
+                for n, (name, slot) in enumerate(self.slots.items())
+            }
+            sql_small, params_small, _ = self._compile_one(connection, mode, small)
+            if sql_small != sql or len(params_small) != len(params):
+                raise Refused(f"{self}: the SQL depends on the values, not only their places")
         places, taken = [], set()
         for name, slot in self.slots.items():
             sql_b, params_b, _ = self._compile_one(connection, mode, {**first, name: second[name]})
@@ -573,10 +586,11 @@ class Then:
                 out.append((compiled.sql, update._params(compiled, values, connection)))
                 continue
             params = update._params(compiled, {**values, self.key: 0}, connection)
-            place = next(p for p, slot, _ in compiled.places if slot.name == self.key)
+            places = [p for p, slot, _ in compiled.places if slot.name == self.key]
             pieces = compiled.sql.split("%s")
-            if "%%" in compiled.sql or len(pieces) != len(params) + 1:
-                return None
+            if len(places) != 1 or "%%" in compiled.sql or len(pieces) != len(params) + 1:
+                return None  # (a key in two places, or SQL of another shape)
+            place = places[0]
             sql = "%s".join(pieces[: place + 1]) + key_sql + "%s".join(pieces[place + 1 :])
             out.append((sql, params[:place] + params[place + 1 :]))
         return out

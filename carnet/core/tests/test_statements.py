@@ -76,6 +76,14 @@ _ANSWERED = statements.update(
 )
 
 
+# One slot in two places (the chain's `then` test).
+_SPAN = statements.update(
+    lambda low, verb: (ActivityLog.objects.filter(pk__gte=low, pk__lte=low), {"verb": verb}),
+    low=int,
+    verb=str,
+)
+
+
 def _statement_modules():
     """Every carnet module that defines statements (so the registry is complete)."""
     root = Path(carnet.__file__).parent
@@ -351,6 +359,24 @@ def test_shapes_it_cannot_compile_are_refused_loudly(build, slot, why):
         statement.all(**{name: _SAMPLES[slot](0) for name in statement.slots})
 
 
+def test_a_condition_django_would_drop_for_a_probe_is_refused_not_lost():
+    """Django leaves out `status_code < n` when n is beyond a small integer's range, as the probes
+    are on PostgreSQL: compiled from them, the statement would lose the condition for every value.
+    Refused there; where the range holds the probes (SQLite), the condition stays."""
+    below = statements.Select(
+        lambda n: IdempotencyRecord.objects.filter(status_code__lt=n), {"n": int}
+    )
+    statements.REGISTRY.remove(below)
+    IdempotencyRecord.objects.create(
+        scope="s", key="k", request_hash="h", status_code=200, created_at=clock.now()
+    )
+    if connection.ops.integer_field_range("PositiveSmallIntegerField")[1] < 1_987_660_000:
+        with pytest.raises(statements.Refused, match="depends on the values"):
+            below.all(n=100)
+    else:
+        assert below.all(n=100) == [] and len(below.all(n=300)) == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_locking_select_outside_a_transaction_fails_as_the_orm_does():
     locking = statements.Select(
@@ -622,6 +648,11 @@ def test_updates_that_follow_a_new_row_take_its_key_in_its_own_statement():
     record.refresh_from_db(), row.refresh_from_db()
     assert (record.status_code, row.verb) == (new.pk, "a")
     assert ActivityLog.objects.get(pk=new.pk).actor_name == "new"
+    # A key slot in two places of its update: not rewritten (the chain is not used), never half.
+    twice = statements.Then([(_SPAN, dict(low=None, verb="spanned"))], key="low")
+    other = ActivityLog(at=_WHEN, actor_name="other", verb="v")
+    assert not statements.insert_chain([(ActivityLog, [other], None)], then=twice)
+    assert not other.pk and twice.changed is None
 
 
 def test_statements_share_a_cursor_until_the_connection_or_its_logging_changes():
