@@ -77,14 +77,19 @@ def invoice_numbers_next(count: int) -> int:
 
 def _take_numbers(count: int) -> int | None:
     """One UPDATE … RETURNING (PostgreSQL, SQLite ≥ 3.35); None when the counter row is missing."""
-    table = connection.ops.quote_name(InvoiceCounter._meta.db_table)
     with connection.cursor() as cur:
-        cur.execute(
-            f"UPDATE {table} SET next_number = next_number + %s WHERE id = 1 RETURNING next_number",
-            [count],
-        )
+        cur.execute(_number_sql(), [count, count])
         row = cur.fetchone()
-    return row[0] - count if row else None
+    return row[0] if row else None
+
+
+def _number_sql() -> str:
+    """Take invoice numbers (parameters: how many, twice) and return the first: the counter's
+    UPDATE … RETURNING, also sent inside a one-line invoice's own statement."""
+    table = connection.ops.quote_name(InvoiceCounter._meta.db_table)
+    return (
+        f"UPDATE {table} SET next_number = next_number + %s WHERE id = 1 RETURNING next_number - %s"
+    )
 
 
 def _cached(cache: dict, key: tuple, fetch):
@@ -356,16 +361,8 @@ def _one_line_inserted(drafts: list[_Draft], then: statements.Then | None) -> bo
     steps = [(Invoice, [invoice], None), (InvoiceLine, [line], "invoice_id")]
     if taxed:
         steps.append((InvoiceLineTax, _line_tax_rows(drafts), "line_id"))
-    return statements.insert_chain(steps, taken=(_number_sql(), [], "number"), then=then)
-
-
-def _number_sql() -> str:
-    """The next invoice number, taken (the counter's row exists: the data migration makes it, and
-    apps.py makes it again after a flush)."""
-    table = connection.ops.quote_name(InvoiceCounter._meta.db_table)
-    return (
-        f"UPDATE {table} SET next_number = next_number + 1 WHERE id = 1 RETURNING next_number - 1"
-    )
+    # (The counter's row exists: the data migration makes it, and apps.py again after a flush.)
+    return statements.insert_chain(steps, taken=(_number_sql(), [1, 1], "number"), then=then)
 
 
 @atomic.service

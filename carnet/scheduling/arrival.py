@@ -344,8 +344,8 @@ def appointment_no_show(
     writes = _writes(appointment, everyone, visits, Status.NO_SHOW, was=Status.BOOKED)
     for visit in billed:
         reserved = passes.reservation(visit) if use_pass else None
-        line = _visit_line(appointment)
         if reserved is not None:
+            line = _visit_line(appointment)
             _bill(actor, appointment, visit, line, reserved, writes, by_no_show=True)
             continue
         passes.voided([visit])
