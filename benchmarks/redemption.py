@@ -19,6 +19,7 @@ with a paid package, so API, floor and baseline see the same row contention.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -175,8 +176,8 @@ def _summary(clients: int, flat: list[float], elapsed: float, errors: list[str])
     }
 
 
-def _api_call(base_url: str, token: str, idempotency: bool):
-    """(Carnet's API, the django-ninja floor): each does one attach + arrive over HTTP."""
+def _api_call(base_url: str, token: str, idempotency: bool, floor_prefix: str = "/floor"):
+    """(Carnet's API, a floor at `floor_prefix`): each does one attach + arrive over HTTP."""
     target = urlparse(base_url)
 
     def request(state, method, path, body):
@@ -215,13 +216,13 @@ def _api_call(base_url: str, token: str, idempotency: bool):
         request(
             state,
             "POST",
-            f"/floor/appointments/{appointment}/patients/{patient}/pass",
+            f"{floor_prefix}/appointments/{appointment}/patients/{patient}/pass",
             {"pass_id": pass_id, "visit": visit},
         )
         request(
             state,
             "POST",
-            f"/floor/appointments/{appointment}/arrive",
+            f"{floor_prefix}/appointments/{appointment}/arrive",
             {"pass_id": pass_id, "visit": visit, "patient": patient},
         )
 
@@ -452,9 +453,10 @@ def _server(
     *,
     worker_class: str = "gthread",
     floor_config: dict | None = None,
+    plumbed: bool = False,
 ):
-    """Carnet's API under gunicorn; with `floor_config`, the django-ninja floor
-    (`floor.py`) instead."""
+    """Carnet's API under gunicorn; with `floor_config`, the django-ninja floor (`floor.py`)
+    instead, or with `plumbed` too the plumbed floor."""
     env = dict(
         os.environ,
         DEBUG="0",
@@ -467,6 +469,9 @@ def _server(
     if floor_config is not None:
         env.update(FLOOR_CONFIG=json.dumps(floor_config), DJANGO_SETTINGS_MODULE="floor_settings")
         app, probe = "floor:application", "/floor/ready"
+        if plumbed:
+            env.update(FLOOR_PLUMBED="1")
+            probe = "/api/floor/ready"
     cmd = [
         str(ROOT / ".venv/bin/gunicorn"),
         app,
@@ -542,6 +547,10 @@ def _ratio(a: dict, b: dict) -> float | None:
     return round(a["ops_per_s"] / b["ops_per_s"], 3) if a["ops_per_s"] and b["ops_per_s"] else None
 
 
+def _cpu_ratio(a: dict, b: dict) -> float | None:
+    return round(a["app_cpu_ms"] / b["app_cpu_ms"], 2) if b.get("app_cpu_ms") else None
+
+
 def _stop(proc):
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -577,66 +586,70 @@ def run(args) -> dict:
     port = args.port
     config = statements_config(b, sold)
     raw = _Raw(config)  # before the servers start: a failure here leaves no server behind
-    proc, cmdline = _server(
-        args.workers, args.threads, port, raw_token, worker_class=args.worker_class
-    )
     rows = []
-    try:
-        floor_proc, _ = _server(
-            args.workers,
-            args.threads,
-            port + 1,
-            raw_token,
-            worker_class=args.worker_class,
-            floor_config=config,
-        )
-        try:
-            api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
-            _, floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False)
-            # Warm up: the workers' imports, connections and caches (not counted). One client per
-            # thread of every worker, six redemptions each: each kept connection stays with the
-            # worker that took it, so fewer clients could leave a worker cold for the first level
-            # (its compiled statements and prepared statements made while measured).
-            warm = args.workers * max(args.threads, 1)
-            _run(warm, prebook(b, sold, 6 * warm, day_offset=1), api_one)
-            _run(warm, prebook(b, sold, 6 * warm, day_offset=1), floor_one)
-            most = max(levels)  # every connection the raw-SQL clients will use, opened now
-            _run(most, prebook(b, sold, 2 * most, day_offset=1), raw.one)
-            for clients in levels:
-                n = max(ops, clients * 4)
-                measured = _mirrored(
-                    clients,
-                    n,
-                    {
-                        "api": (api_one, proc.pid),
-                        "floor": (floor_one, floor_proc.pid),
-                        "raw": (raw.one, None),
-                    },
-                    book,
+    servers = contextlib.ExitStack()
+    with servers:
+        servers.callback(raw.close)
+
+        def serve(offset: int, **kwargs) -> tuple:
+            proc, cmdline = _server(
+                args.workers,
+                args.threads,
+                port + offset,
+                raw_token,
+                worker_class=args.worker_class,
+                **kwargs,
+            )
+            servers.callback(_stop, proc)
+            return proc, cmdline
+
+        proc, cmdline = serve(0)
+        floor_proc, _ = serve(1, floor_config=config)
+        api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
+        _, floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False)
+        variants = {
+            "api": (api_one, proc.pid),
+            "floor": (floor_one, floor_proc.pid),
+            "raw": (raw.one, None),
+        }
+        if args.plumbed:
+            plumbed_proc, _ = serve(2, floor_config=config, plumbed=True)
+            _, plumbed_one = _api_call(
+                f"http://127.0.0.1:{port + 2}", raw_token, args.idempotency, "/api/floor"
+            )
+            variants["plumbed"] = (plumbed_one, plumbed_proc.pid)
+        # Warm up: the workers' imports, connections and caches (not counted). One client per
+        # thread of every worker, six redemptions each: each kept connection stays with the
+        # worker that took it, so fewer clients could leave a worker cold for the first level
+        # (its compiled statements and prepared statements made while measured).
+        warm = args.workers * max(args.threads, 1)
+        for one_, server in variants.values():
+            if server:
+                _run(warm, prebook(b, sold, 6 * warm, day_offset=1), one_)
+        most = max(levels)  # every connection the raw-SQL clients will use, opened now
+        _run(most, prebook(b, sold, 2 * most, day_offset=1), raw.one)
+        for clients in levels:
+            n = max(ops, clients * 4)
+            measured = _mirrored(clients, n, variants, book)
+            api, floor, base_sql = measured["api"], measured["floor"], measured["raw"]
+            row = {
+                "clients": clients,
+                "api": api,
+                "ninja_floor": floor,
+                "raw_sql": base_sql,
+                "ratio": _ratio(api, base_sql),
+                "ratio_floor": _ratio(api, floor),
+                "floor_ratio": _ratio(floor, base_sql),
+                "app_cpu_vs_floor": _cpu_ratio(api, floor),
+            }
+            if "plumbed" in measured:
+                plumbed = measured["plumbed"]
+                row.update(
+                    plumbed_floor=plumbed,
+                    plumbed_cpu_vs_floor=_cpu_ratio(plumbed, floor),
+                    app_cpu_vs_plumbed=_cpu_ratio(api, plumbed),
                 )
-                api, floor, base_sql = measured["api"], measured["floor"], measured["raw"]
-                cpu = (
-                    round(api["app_cpu_ms"] / floor["app_cpu_ms"], 2)
-                    if floor.get("app_cpu_ms")
-                    else None
-                )
-                rows.append(
-                    {
-                        "clients": clients,
-                        "api": api,
-                        "ninja_floor": floor,
-                        "raw_sql": base_sql,
-                        "ratio": _ratio(api, base_sql),
-                        "ratio_floor": _ratio(api, floor),
-                        "floor_ratio": _ratio(floor, base_sql),
-                        "app_cpu_vs_floor": cpu,
-                    }
-                )
-        finally:
-            _stop(floor_proc)
-    finally:
-        _stop(proc)
-        raw.close()
+            rows.append(row)
     top = next((r for r in rows if r["clients"] == max(levels)), rows[-1])
     one = next((r for r in rows if r["clients"] == 1), None)
     checks = {
@@ -653,6 +666,7 @@ def run(args) -> dict:
         "threads": args.threads,
         "worker_class": args.worker_class,
         "idempotency_key": args.idempotency,
+        "plumbed_floor": args.plumbed,
         "ops_per_level": ops,
         "levels": rows,
         "target": (
@@ -672,6 +686,13 @@ def run(args) -> dict:
             f"{r['raw_sql']['ops_per_s']}/s (pg {r['raw_sql']['pg_cpu_ms']} ms): "
             f"api/sql {r['ratio']}, api/floor {r['ratio_floor']}, "
             f"app cpu {r['app_cpu_vs_floor']}x floor"
+            + (
+                f", plumbed floor {r['plumbed_floor']['ops_per_s']}/s (cpu app "
+                f"{r['plumbed_floor']['app_cpu_ms']} ms, {r['plumbed_cpu_vs_floor']}x floor; "
+                f"api {r['app_cpu_vs_plumbed']}x plumbed)"
+                if "plumbed_floor" in r
+                else ""
+            )
         )
         for r in rows
     ]

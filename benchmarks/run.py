@@ -50,6 +50,12 @@ def main(argv=None) -> int:
     )
     redemption.add_argument("--port", type=int, default=8765)
     redemption.add_argument(
+        "--plumbed",
+        action="store_true",
+        help="also the plumbed floor: the floor's statements behind Carnet's middleware and token "
+        "auth (port + 2)",
+    )
+    redemption.add_argument(
         "--no-idempotency",
         dest="idempotency",
         action="store_false",
