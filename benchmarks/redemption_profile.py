@@ -14,7 +14,10 @@ benchmark's own figures (`run.py redemption`) are the ones to report.
 
 `--profile` runs one more round under cProfile and prints the top functions and the Python
 function calls per pair (the profiler's overhead inflates that round's times, which are not
-printed). PostgreSQL only (the benchmark's data set-up), on the same host (the backend's /proc).
+printed): calls do not vary with the machine's speed, as CPU times do. `--variant floor` or
+`--variant plumbed` sends the same pairs to the benchmark's floors (`floor.py`) instead of the API,
+so the three can be compared by Python calls. PostgreSQL only (the benchmark's data set-up), on the
+same host (the backend's /proc).
 """
 
 from __future__ import annotations
@@ -111,19 +114,28 @@ class _Counter:
         return out
 
 
-def _pairs(client: _Wsgi, work: list, counter: _Counter) -> tuple[int, int]:
+# Where each variant's two endpoints are (the floors take the ids the API reads for itself).
+PREFIXES = {"api": "/api/v1", "floor": "/floor", "plumbed": "/api/floor"}
+
+
+def _pairs(client: _Wsgi, work: list, counter: _Counter, variant: str = "api") -> tuple[int, int]:
     """Attach and arrive each item; the statements of attach and of arrive, summed."""
     attach = arrive = 0
-    for appointment, patient, pass_id, _visit in work:
+    prefix = PREFIXES[variant]
+    for appointment, patient, pass_id, visit in work:
+        floor = None if variant == "api" else {"pass_id": pass_id, "visit": visit}
         before = counter.n
         status, body = client.post(
-            f"/api/v1/appointments/{appointment}/patients/{patient}/pass", {"pass_id": pass_id}
+            f"{prefix}/appointments/{appointment}/patients/{patient}/pass",
+            floor or {"pass_id": pass_id},
         )
-        if status != 201:
+        if status != (201 if floor is None else 200):
             sys.exit(f"attach {appointment} → {status}: {body[:300]!r}")
         attach += counter.n - before
         before = counter.n
-        status, body = client.post(f"/api/v1/appointments/{appointment}/arrive", None)
+        status, body = client.post(
+            f"{prefix}/appointments/{appointment}/arrive", floor and {**floor, "patient": patient}
+        )
         if status != 200:
             sys.exit(f"arrive {appointment} → {status}: {body[:300]!r}")
         arrive += counter.n - before
@@ -148,8 +160,17 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--sql", action="store_true", help="print the statements of one pair with their row counts"
     )
+    parser.add_argument(
+        "--variant",
+        choices=tuple(PREFIXES),
+        default="api",
+        help="Carnet's API (default), the django-ninja floor or the plumbed floor",
+    )
     args = parser.parse_args(argv)
 
+    if args.variant != "api":  # the floors' settings (floor_settings: the floor's URLconf)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "floor_settings"
+        os.environ["FLOOR_PLUMBED"] = "1" if args.variant == "plumbed" else "0"
     django_setup()
     # Django's modules and the models after set-up (they need the configured settings).
     from django.db import connection
@@ -161,6 +182,8 @@ def main(argv=None) -> int:
     sold = redemption.sold_passes(b)
     ApiToken.objects.filter(staff=b["owner"], name=TOKEN_NAME).delete()
     _token, raw = api_token_create(actor=b["owner"].user, name=TOKEN_NAME)
+    if args.variant != "api":  # read by floor.py when the first request loads the URLconf
+        os.environ["FLOOR_CONFIG"] = json.dumps(redemption.statements_config(b, sold))
     client = _Wsgi(raw)
     counter = _Counter()
     rounds = args.rounds + (1 if args.profile else 0)
@@ -176,12 +199,12 @@ def main(argv=None) -> int:
             return cur.fetchone()[0]
 
     with connection.execute_wrapper(counter):
-        _pairs(client, work[0][: len(work[0]) - args.sql], counter)
+        _pairs(client, work[0][: len(work[0]) - args.sql], counter, args.variant)
         results = []
         for batch in work[1 : 1 + args.rounds]:
             pid = backend()
             py0, pg0, wall0 = time.process_time(), _backend_cpu(pid), time.perf_counter()
-            attach, arrive = _pairs(client, batch, counter)
+            attach, arrive = _pairs(client, batch, counter, args.variant)
             py1, pg1, wall1 = time.process_time(), _backend_cpu(pid), time.perf_counter()
             if backend() != pid:
                 sys.exit("the connection was reopened mid-round: its backend's CPU is not all here")
@@ -200,13 +223,13 @@ def main(argv=None) -> int:
             # CPU time, not wall: time spent waiting for PostgreSQL is not this process's cost.
             profiler = cProfile.Profile(time.process_time)
             profiler.enable()
-            _pairs(client, work[-1], counter)
+            _pairs(client, work[-1], counter, args.variant)
             profiler.disable()
             stats = pstats.Stats(profiler)
             calls = round(stats.total_calls / len(work[-1]))
         if args.sql:
             counter.kept = []
-            _pairs(client, work[0][-1:], counter)
+            _pairs(client, work[0][-1:], counter, args.variant)
     if args.sql:
         print("\n".join(counter.kept))
     for n, r in enumerate(results, 1):
@@ -234,6 +257,7 @@ def main(argv=None) -> int:
         json.dumps(
             {
                 "benchmark": "redemption_profile",
+                "variant": args.variant,
                 "pairs": args.pairs,
                 "rounds": results,
                 "median": summary,
@@ -242,7 +266,8 @@ def main(argv=None) -> int:
         )
     )
     print(
-        f"redemption (in-process, median of {len(results)} rounds of {args.pairs}): python "
+        f"redemption, {args.variant} (in-process, median of {len(results)} rounds of "
+        f"{args.pairs}): python "
         f"{summary['python_cpu_ms']} ms + postgres {summary['pg_backend_cpu_ms']} ms CPU per "
         f"redemption, {summary['statements']} statements"
         + (f", {calls} python calls" if calls is not None else "")
