@@ -2,9 +2,11 @@
 (TOTP) and ten recovery codes.
 
 Built on django-otp: a TOTPDevice per login (one at a time) and a StaticDevice holding the recovery
-codes, each used once. Required for Full Access and Account Owner, and for every staff level when
-the clinic turns on "two-factor for all staff"; optional for patients and other staff. Both devices
-carry django-otp's throttle (each wrong code doubles the wait before the next one is checked).
+codes, each used once. A recovery code is stored only as a slow, salted digest (recovery_digest), so
+a copy of the database — a backup, a read-only leak — hands out no second factor. Required for Full
+Access and Account Owner, and for every staff level when the clinic turns on "two-factor for all
+staff"; optional for patients and other staff. Both devices carry django-otp's throttle (each
+wrong code doubles the wait before the next one is checked).
 
 After the password, a session is not verified until a code is given (staff.middleware keeps it on
 the verify or enrol page; the API answers 403). "Remember this browser" (off by default) is a signed
@@ -29,6 +31,8 @@ from carnet.core.errors import ValidationFailed
 from carnet.core.permissions import AccessLevel, Action, require, staff_of
 
 RECOVERY_CODES = 10
+# Fixed: the stored digests depend on it (changing it would void every code already handed out).
+RECOVERY_ITERATIONS = 100_000
 REMEMBER_COOKIE = "carnet_2fa_browser"
 REMEMBER_SALT = "carnet.people.two_factor.remember"
 
@@ -70,11 +74,23 @@ def secret_text(device: TOTPDevice) -> str:
     return " ".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
+def recovery_digest(user_id: int, code: str) -> str:
+    """What is stored for a recovery code: PBKDF2-SHA256 of the code, salted with the login's id,
+    as 16 hex digits (django-otp's StaticToken holds 16 characters). Slow on purpose: the codes are
+    short (40 random bits), so a fast hash of them could be reversed by trying them all. The login's
+    id as salt makes each login's codes a search of their own."""
+    salt = f"carnet.recovery-code:{user_id}".encode()
+    return hashlib.pbkdf2_hmac("sha256", code.encode(), salt, RECOVERY_ITERATIONS)[:8].hex()
+
+
 def _new_codes(user) -> list[str]:
+    """Ten new codes for the login, shown once: only their digests are kept."""
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
-    StaticToken.objects.bulk_create([StaticToken(device=device, token=c) for c in codes])
+    StaticToken.objects.bulk_create(
+        [StaticToken(device=device, token=recovery_digest(user.pk, c)) for c in codes]
+    )
     return codes
 
 
@@ -107,6 +123,8 @@ def two_factor_check(*, user, code: str):
     (django-otp's throttle)."""
     code = _clean(code)
     model = TOTPDevice if code.isdigit() and len(code) <= 8 else StaticDevice
+    if model is StaticDevice:
+        code = recovery_digest(user.pk, code)  # django-otp then finds (and deletes) the digest
     with transaction.atomic():
         device = (
             model.objects.select_for_update()

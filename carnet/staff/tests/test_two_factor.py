@@ -2,12 +2,14 @@
 ten single-use recovery codes, "remember this browser", who must use it,
 the owner's reset, and the API."""
 
+import importlib
 import re
 
 import pytest
+from django.apps import apps
 from django.urls import reverse
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from carnet.clinic.services import clinic_update
@@ -97,6 +99,45 @@ def test_the_code_after_the_password_and_recovery_codes_work_once(client):
     again = client.post(reverse("staff:two_factor_verify"), {"code": codes[0]})
     assert "That code is not right" in again.content.decode()  # used up
     assert client.get(reverse("staff:dashboard")).status_code == 302
+
+
+def test_recovery_codes_are_stored_only_as_salted_digests(client):
+    """A copy of the database (a backup) holds no code a thief could type: each is a PBKDF2 digest
+    salted with its login, so the same code of two logins is stored differently."""
+    owner = make_staff(AccessLevel.FULL_ACCESS)
+    log_in(client, owner)
+    _, codes = enrol(client, owner.user)
+    stored = set(StaticToken.objects.values_list("token", flat=True))
+    assert len(stored) == 10 and not stored & set(codes)
+    assert stored == {two_factor.recovery_digest(owner.user.pk, c) for c in codes}
+    assert all(re.fullmatch(r"[0-9a-f]{16}", token) for token in stored)
+    other = make_staff(AccessLevel.FRONT_DESK)
+    assert two_factor.recovery_digest(other.user.pk, codes[0]) not in stored
+    # Renewed codes are digests too, and the old ones stop working.
+    renewed = two_factor.recovery_codes_renew(user=owner.user)
+    stored = set(StaticToken.objects.values_list("token", flat=True))
+    assert stored == {two_factor.recovery_digest(owner.user.pk, c) for c in renewed}
+    assert two_factor.two_factor_check(user=owner.user, code=codes[1]) is None
+
+
+def test_the_migration_turns_codes_kept_as_typed_into_digests_that_still_work():
+    """Codes handed out before recovery codes were hashed keep working after the migration, and
+    the database no longer holds them; a digest already stored is left alone."""
+    migration = importlib.import_module("carnet.people.migrations.0007_recovery_codes_hashed")
+    owner = make_staff(AccessLevel.FULL_ACCESS)
+    TOTPDevice.objects.create(user=owner.user, name="Authenticator app", confirmed=True)
+    device = StaticDevice.objects.create(user=owner.user, name="Recovery codes", confirmed=True)
+    old = [StaticToken.random_token() for _ in range(3)]
+    StaticToken.objects.bulk_create([StaticToken(device=device, token=c) for c in old])
+    kept = two_factor.recovery_digest(owner.user.pk, "abcdefgh")
+    StaticToken.objects.create(device=device, token=kept)
+    migration.hash_codes(apps, None)
+    migration.hash_codes(apps, None)  # run twice (a re-run): nothing is hashed again
+    stored = set(StaticToken.objects.values_list("token", flat=True))
+    assert stored == {two_factor.recovery_digest(owner.user.pk, c) for c in old} | {kept}
+    assert two_factor.two_factor_check(user=owner.user, code=old[0]) is not None
+    assert two_factor.recovery_codes_left(owner.user) == 3
+    assert two_factor.two_factor_check(user=owner.user, code=old[0]) is None  # used up
 
 
 def test_the_authenticator_code_logs_in_and_remember_this_browser_is_off_unless_ticked(client):
