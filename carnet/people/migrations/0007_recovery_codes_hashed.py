@@ -10,6 +10,8 @@ DIGEST_LENGTH = 16
 
 
 def hash_codes(apps, schema_editor):
+    # late: two_factor imports django-otp's models, which the app registry of a migration's start
+    # may not have loaded yet
     from carnet.people.two_factor import recovery_digest
 
     StaticToken = apps.get_model("otp_static", "StaticToken")
