@@ -10,8 +10,8 @@ DIGEST_LENGTH = 16
 
 
 def hash_codes(apps, schema_editor):
-    # late: two_factor imports django-otp's models, which the app registry of a migration's start
-    # may not have loaded yet
+    # late: only when this migration runs; at the top, every migrate and makemigrations would
+    # load the two-factor module (and what it imports) long after this has been applied
     from carnet.people.two_factor import recovery_digest
 
     StaticToken = apps.get_model("otp_static", "StaticToken")
