@@ -587,8 +587,7 @@ def run(args) -> dict:
     config = statements_config(b, sold)
     raw = _Raw(config)  # before the servers start: a failure here leaves no server behind
     rows = []
-    servers = contextlib.ExitStack()
-    with servers:
+    with contextlib.ExitStack() as servers:  # each server stopped, then raw closed, whatever fails
         servers.callback(raw.close)
 
         def serve(offset: int, **kwargs) -> tuple:
