@@ -29,17 +29,17 @@ application = get_wsgi_application()
 from django.db import connection, transaction  # noqa: E402
 from django.urls import path  # noqa: E402
 from ninja import NinjaAPI, Schema  # noqa: E402
-from redemption import Statements  # noqa: E402
+from redemption import FLOOR, PLUMBED_FLOOR, Statements  # noqa: E402
 
 statements = Statements(json.loads(os.environ.get("FLOOR_CONFIG", "{}")))
 if PLUMBED:
     from carnet.api import CarnetAPI, TokenAuth
 
     api = CarnetAPI(urls_namespace="plumbed", auth=TokenAuth(), docs_url=None, openapi_url=None)
-    PREFIX = "api/floor/"
+    PREFIX = PLUMBED_FLOOR
 else:
     api = NinjaAPI(urls_namespace="floor", docs_url=None, openapi_url=None)
-    PREFIX = "floor/"
+    PREFIX = FLOOR
 
 
 class AttachIn(Schema):
@@ -74,4 +74,4 @@ def ready(request):
     return {"ready": True}
 
 
-urlpatterns = [path(PREFIX, api.urls)]
+urlpatterns = [path(PREFIX.strip("/") + "/", api.urls)]

@@ -176,8 +176,28 @@ def _summary(clients: int, flat: list[float], elapsed: float, errors: list[str])
     }
 
 
-def _api_call(base_url: str, token: str, idempotency: bool, floor_prefix: str = "/floor"):
-    """(Carnet's API, a floor at `floor_prefix`): each does one attach + arrive over HTTP."""
+# Where the floors (`floor.py`) serve their two endpoints.
+FLOOR, PLUMBED_FLOOR = "/floor", "/api/floor"
+
+
+def requests(item: tuple, floor: str | None = None) -> list[tuple[str, dict | None]]:
+    """The two POSTs (path, body) of one redemption: attach, then arrive, to Carnet's API or to
+    the floor at `floor` (which is told the ids the API reads for itself)."""
+    appointment, patient, pass_id, visit = item
+    if floor is None:
+        return [
+            (f"/api/v1/appointments/{appointment}/patients/{patient}/pass", {"pass_id": pass_id}),
+            (f"/api/v1/appointments/{appointment}/arrive", None),
+        ]
+    ids = {"pass_id": pass_id, "visit": visit}
+    return [
+        (f"{floor}/appointments/{appointment}/patients/{patient}/pass", ids),
+        (f"{floor}/appointments/{appointment}/arrive", {**ids, "patient": patient}),
+    ]
+
+
+def _api_call(base_url: str, token: str, idempotency: bool, floor: str | None = None):
+    """One attach + arrive over HTTP, to Carnet's API or to the floor at `floor`."""
     target = urlparse(base_url)
 
     def request(state, method, path, body):
@@ -202,31 +222,10 @@ def _api_call(base_url: str, token: str, idempotency: bool, floor_prefix: str = 
             state.pop("conn")
 
     def one(state, item):
-        appointment, patient, pass_id, _visit = item
-        request(
-            state,
-            "POST",
-            f"/api/v1/appointments/{appointment}/patients/{patient}/pass",
-            {"pass_id": pass_id},
-        )
-        request(state, "POST", f"/api/v1/appointments/{appointment}/arrive", None)
+        for path, body in requests(item, floor):
+            request(state, "POST", path, body)
 
-    def floor(state, item):
-        appointment, patient, pass_id, visit = item
-        request(
-            state,
-            "POST",
-            f"{floor_prefix}/appointments/{appointment}/patients/{patient}/pass",
-            {"pass_id": pass_id, "visit": visit},
-        )
-        request(
-            state,
-            "POST",
-            f"{floor_prefix}/appointments/{appointment}/arrive",
-            {"pass_id": pass_id, "visit": visit, "patient": patient},
-        )
-
-    return one, floor
+    return one
 
 
 def statements_config(b, sold: list) -> dict:
@@ -468,10 +467,10 @@ def _server(
     app, probe = "carnet.wsgi:application", "/api/v1/patients?limit=1"
     if floor_config is not None:
         env.update(FLOOR_CONFIG=json.dumps(floor_config), DJANGO_SETTINGS_MODULE="floor_settings")
-        app, probe = "floor:application", "/floor/ready"
+        app, probe = "floor:application", f"{FLOOR}/ready"
         if plumbed:
             env.update(FLOOR_PLUMBED="1")
-            probe = "/api/floor/ready"
+            probe = f"{PLUMBED_FLOOR}/ready"
     cmd = [
         str(ROOT / ".venv/bin/gunicorn"),
         app,
@@ -604,8 +603,8 @@ def run(args) -> dict:
 
         proc, cmdline = serve(0)
         floor_proc, _ = serve(1, floor_config=config)
-        api_one, _ = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
-        _, floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False)
+        api_one = _api_call(f"http://127.0.0.1:{port}", raw_token, args.idempotency)
+        floor_one = _api_call(f"http://127.0.0.1:{port + 1}", raw_token, False, FLOOR)
         variants = {
             "api": (api_one, proc.pid),
             "floor": (floor_one, floor_proc.pid),
@@ -613,8 +612,8 @@ def run(args) -> dict:
         }
         if args.plumbed:
             plumbed_proc, _ = serve(2, floor_config=config, plumbed=True)
-            _, plumbed_one = _api_call(
-                f"http://127.0.0.1:{port + 2}", raw_token, args.idempotency, "/api/floor"
+            plumbed_one = _api_call(
+                f"http://127.0.0.1:{port + 2}", raw_token, args.idempotency, PLUMBED_FLOOR
             )
             variants["plumbed"] = (plumbed_one, plumbed_proc.pid)
         # Warm up: the workers' imports, connections and caches (not counted). One client per

@@ -114,32 +114,22 @@ class _Counter:
         return out
 
 
-# Where each variant's two endpoints are (the floors take the ids the API reads for itself).
-PREFIXES = {"api": "/api/v1", "floor": "/floor", "plumbed": "/api/floor"}
+# Where each variant's two endpoints are (None: Carnet's API).
+PREFIXES = {"api": None, "floor": redemption.FLOOR, "plumbed": redemption.PLUMBED_FLOOR}
 
 
 def _pairs(client: _Wsgi, work: list, counter: _Counter, variant: str = "api") -> tuple[int, int]:
     """Attach and arrive each item; the statements of attach and of arrive, summed."""
-    attach = arrive = 0
-    prefix = PREFIXES[variant]
-    for appointment, patient, pass_id, visit in work:
-        floor = None if variant == "api" else {"pass_id": pass_id, "visit": visit}
-        before = counter.n
-        status, body = client.post(
-            f"{prefix}/appointments/{appointment}/patients/{patient}/pass",
-            floor or {"pass_id": pass_id},
-        )
-        if status != (201 if floor is None else 200):
-            sys.exit(f"attach {appointment} → {status}: {body[:300]!r}")
-        attach += counter.n - before
-        before = counter.n
-        status, body = client.post(
-            f"{prefix}/appointments/{appointment}/arrive", floor and {**floor, "patient": patient}
-        )
-        if status != 200:
-            sys.exit(f"arrive {appointment} → {status}: {body[:300]!r}")
-        arrive += counter.n - before
-    return attach, arrive
+    sent = [0, 0]
+    created = 201 if variant == "api" else 200  # the floors answer attach with a plain 200
+    for item in work:
+        for n, (path, body) in enumerate(redemption.requests(item, PREFIXES[variant])):
+            before = counter.n
+            status, answer = client.post(path, body)
+            if status != (created if n == 0 else 200):
+                sys.exit(f"{path} → {status}: {answer[:300]!r}")
+            sent[n] += counter.n - before
+    return sent[0], sent[1]
 
 
 def main(argv=None) -> int:
