@@ -202,6 +202,17 @@ def card_requests_open_for(patient) -> list[CardUpdateRequest]:
     )
 
 
+def card_requests_open_of(pks) -> list[CardUpdateRequest]:
+    """The open requests of these memberships (at most one each)."""
+    if not pks:
+        return []
+    return list(
+        _open(CardUpdateRequest.objects.filter(sold_pass_id__in=list(pks)))
+        .select_related("patient")
+        .order_by("created_at", "pk")
+    )
+
+
 def card_request_label(req: CardUpdateRequest) -> str:
     """ "Card update requested (sent 2025-03-04)", or why it was not emailed."""
     day = _day(req.created_at)

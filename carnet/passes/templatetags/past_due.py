@@ -11,8 +11,9 @@ register = template.Library()
 
 
 @register.inclusion_tag("passes/_past_due_alerts.html", takes_context=True)
-def past_due_alerts(context, who, compact=False):
-    """`who`: a patient, or the appointment's visits (each with a patient_id)."""
+def past_due_alerts(context, who, compact=False, requests_shown=False):
+    """`who`: a patient, or the appointment's visits (each with a patient_id). `requests_shown`:
+    the page lists the open card update requests itself (the profile), so the alert does not."""
 
     patient_ids = [who.pk] if hasattr(who, "full_name") else sorted({r.patient_id for r in who})
     allowed = context.get("allowed") or {}
@@ -22,6 +23,7 @@ def past_due_alerts(context, who, compact=False):
         "rows": rows,
         "allowed": allowed,
         "compact": compact,
+        "requests_shown": requests_shown,
         "csrf_token": context.get("csrf_token"),
         "next": request.get_full_path() if request is not None else "",
     }

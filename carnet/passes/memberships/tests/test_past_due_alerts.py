@@ -19,6 +19,7 @@ from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
 from carnet.passes.jobs import passes_daily
 from carnet.passes.memberships import services as memberships
+from carnet.passes.memberships.card_requests import card_update_request
 from carnet.passes.memberships.retry import membership_retry_now
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.tests.factories import at, membership_template, practitioner
@@ -140,6 +141,21 @@ def test_profile_panel_and_today_show_the_alert(s, client):
         assert reverse("billing:payment_new", args=[declined.patient_id]) in panel
         today = client.get(reverse("staff:dashboard")).content.decode()
         assert 'data-testid="today-past-due"' in today and declined.patient.full_name in today
+        assert ">Retry now</button>" in panel
+        # Point 3: once a new card is asked for, the desk sees it where it works (the profile lists
+        # open requests in its own notice, once).
+        pages = [
+            reverse("scheduling:appointment", args=[appointment.pk]),
+            reverse("people:patient", args=[declined.patient_id]),
+            reverse("staff:dashboard"),
+        ]
+        assert not any("Card update requested" in page for page in (panel, profile, today))
+        card_update_request(
+            sold_pass=declined, actor=s["fd"].user, base_url="https://clinic.example"
+        )
+        for url in pages:
+            page = client.get(url).content.decode()
+            assert page.count("Card update requested (sent 2026-05-20)") == 1, url
 
 
 def test_retry_now_charges_through_the_attempt_path_and_clears_the_alert(s, client):
