@@ -9,6 +9,8 @@ import io
 import pytest
 from django.urls import reverse
 
+from carnet.billing.payments import payment_receive
+from carnet.billing.tests.factories import manual_invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import Api, make_patient, make_staff, race
 from carnet.core import clock
@@ -23,7 +25,7 @@ from carnet.passes.memberships.card_requests import card_update_request
 from carnet.passes.memberships.retry import membership_retry_now
 from carnet.passes.models import Pass, PassInvoice
 from carnet.passes.tests.factories import at, membership_template, practitioner
-from carnet.reports.past_due import past_due_report
+from carnet.reports.past_due import past_due_ar_check, past_due_report
 from carnet.scheduling.services import appointment_book
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -113,6 +115,34 @@ def test_the_report_lists_what_is_owed_and_ties_to_ar(s, client):
         xlsx = client.get(reverse("reports:past_due") + "?format=xlsx")
         assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
         assert "Past due memberships" in client.get(reverse("reports:index")).content.decode()
+
+        # Patients who owe other things too: the page ties the amount to their A/R in the ledger.
+        # A visit owed by one, part of a past-due cycle paid at the desk by the other, and a
+        # patient with no membership past due owing a visit (not listed, not counted).
+        category = s["cat"]["income_category"]
+        manual_invoice(s["fd"], declined.patient, 4550, category=category)
+        manual_invoice(s["fd"], good.patient, 999, category=category)
+        owed = PassInvoice.objects.select_related("invoice").get(sold_pass=manual, seq=1).invoice
+        payment_receive(
+            actor=s["fd"].user,
+            patient=manual.patient,
+            method="cash",
+            amount_minor=1000,
+            allocations=[(owed, 1000)],
+        )
+        table = past_due_report(actor=s["admin"].user)
+        assert table.totals["amount"] == 17000
+        check = past_due_ar_check(table)
+        assert (check["ledger_minor"], check["report_minor"], check["other_minor"]) == (
+            sum(balance(accounts.AR, patient_id=p) for p in patients),
+            17000,
+            4550,
+        )
+        assert check["ledger_minor"] == 21550 and check["ties_out"]
+        page = client.get(reverse("reports:past_due")).content.decode()
+        assert "accounts receivable of these 2 patients in the ledger $215.50" in page
+        assert "past due here $170.00 and their other open invoices $45.50;\nthey agree." in page
+        assert past_due_ar_check(past_due_report(actor=s["fd"].user)) is None  # own scope
 
 
 def test_profile_panel_and_today_show_the_alert(s, client):
