@@ -178,7 +178,8 @@ def new_card_given(sold: Pass, *, today: dt.date) -> int:
 
 PAST_DUE_REASON = (
     "Past due: a membership payment has been owed for {days} days (since {since}), so it no longer "
-    "covers new bookings. Take the payment (or a new card) first; a manager can override."
+    "covers new bookings. Take the payment (or a new card) first, or override it for a while on "
+    "the membership's page (Front Desk with billing and up)."
 )
 
 

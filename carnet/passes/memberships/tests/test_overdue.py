@@ -95,6 +95,7 @@ def test_fourteen_days_past_due_it_stops_covering_new_bookings_but_keeps_existin
             "Past due: a membership payment has been owed for 14 days (since 2026-05-01)"
         )
         assert "_" not in entry["message"]
+        assert "override it for a while on the membership's page" in entry["message"]
         with pytest.raises(Conflict) as refused:
             pass_attach(actor=s["fd"].user, visit=appointment.visits.get(), sold_pass=s["sold"])
         assert refused.value.code == "past_due"
