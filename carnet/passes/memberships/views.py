@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get, clinic_today
 from carnet.core.errors import NotFound
-from carnet.core.idempotency import new_form_key
+from carnet.core.idempotency import claim_form_key, new_form_key
 from carnet.core.pages import run_action, save_form, save_once, staff_required
 from carnet.core.permissions import Action, can
 from carnet.passes.charging import pass_charge_due
@@ -385,6 +385,12 @@ def membership_retry_now(request, pk: int):
         back, allowed_hosts={request.get_host()}
     ) or not back.startswith("/"):
         back = reverse("memberships:detail", args=[pk])
+    # The key is claimed in its own commit before the card is tried (no transaction may wrap a
+    # gateway call), so a double click or a reload tries the card once, not once more per click.
+    key = request.POST.get("form_key", "")
+    if not claim_form_key(user=request.user, key=f"retry:{pk}:{key}" if key else ""):
+        messages.info(request, "That was already done; the card was not tried twice.")
+        return redirect(back)
     run, denied = run_action(
         request, lambda: retry.membership_retry_now(actor=request.user, sold_pass=sold)
     )

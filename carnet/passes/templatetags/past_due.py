@@ -5,6 +5,7 @@ invoices; the buttons to those who may take payments."""
 
 from django import template
 
+from carnet.core.idempotency import new_form_key
 from carnet.passes.memberships.overdue import past_due_memberships
 
 register = template.Library()
@@ -25,5 +26,6 @@ def past_due_alerts(context, who, compact=False, requests_shown=False):
         "compact": compact,
         "requests_shown": requests_shown,
         "csrf_token": context.get("csrf_token"),
+        "form_key": new_form_key(),  # a double click on Retry now tries the card once
         "next": request.get_full_path() if request is not None else "",
     }

@@ -5,10 +5,12 @@ Today; the Past due report with CSV/XLSX, whose totals tie to A/R for those pati
 import csv
 import datetime as dt
 import io
+import re
 
 import pytest
 from django.urls import reverse
 
+from carnet.billing.models import CardAttempt
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.factories import manual_invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
@@ -217,6 +219,26 @@ def test_retry_now_charges_through_the_attempt_path_and_clears_the_alert(s, clie
         assert "owes nothing past due" in again.content.decode()
         assert again.redirect_chain[-1][0] == reverse("memberships:detail", args=[declined.pk])
     assert_ledger_ok()
+
+
+def test_retry_now_clicked_twice_tries_the_card_once(s, client):
+    declined, _, _ = _world(s)
+    client.force_login(s["fd"].user)
+    with clock.frozen(at("2026-05-20", "10:00")):
+        profile = client.get(reverse("people:patient", args=[declined.patient_id])).content
+        key = re.search(rb'name="form_key" value="([0-9a-f]{32})"', profile).group(1).decode()
+        tries = CardAttempt.objects.filter(patient_id=declined.patient_id)
+        before = tries.count()
+        url = reverse("memberships:retry_now", args=[declined.pk])
+        first = client.post(url, {"form_key": key}, follow=True).content.decode()
+        assert "declined again" in first
+        assert tries.count() > before  # the click tried the card
+        once = tries.count()
+        second = client.post(url, {"form_key": key}, follow=True).content.decode()
+        assert "the card was not tried twice" in second
+        assert tries.count() == once
+        client.post(url, {"form_key": "f" * 32}, follow=True)  # a fresh page's button
+        assert tries.count() > once
 
 
 def test_retry_now_declined_again_says_so_and_the_api_replays_with_its_key(s):
