@@ -66,7 +66,8 @@ ROW_TYPE = Column(
 )
 # At least one column of each group must be mapped (the rows then need one of them filled).
 ONE_OF: dict[str, list[tuple[str, ...]]] = {
-    "packages": [("patient_external_id", "patient_name")],
+    # A package counts uses (Remaining uses) or holds a value (Value left, issue 23).
+    "packages": [("patient_external_id", "patient_name"), ("remaining", "value_left")],
     "memberships": [("patient_external_id", "patient_name")],
 }
 
@@ -262,7 +263,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column(
             "remaining",
             "Remaining uses",
-            True,
+            False,
             (
                 "remaining",
                 "uses remaining",
@@ -272,6 +273,24 @@ COLUMNS: dict[str, list[Column]] = {
                 "left",
             ),
             "4",
+            "For a package that counts uses (required for those).",
+        ),
+        Column(
+            "value_left",
+            "Value left",
+            False,
+            ("value left", "balance left", "value remaining", "remaining balance"),
+            "",
+            "For a package that holds a value (required for those): the value of treatments it "
+            "still covers, e.g. 350.00 of 1,000.00.",
+        ),
+        Column(
+            "value_held",
+            "Value held",
+            False,
+            ("value held", "face value"),
+            "",
+            "For a package that holds a value: what it held when bought (blank: its template's).",
         ),
         Column(
             "balance_owing",

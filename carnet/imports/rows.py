@@ -376,16 +376,21 @@ def _packages(r: _Reader, currency: str) -> Row | None:
         "balance_owing": r.get("balance_owing", money),
         "quantity": r.get("quantity", _count),
         "redeemed": r.get("redeemed", _count),
-        "remaining": r.get("remaining", _count, required=True),
+        # Required by the template's kind (_packages_cross): uses left, or a value package's value.
+        "remaining": r.get("remaining", _count),
         "remaining_value": r.get("remaining_value", money),
+        "value_left": r.get("value_left", money),
+        "value_held": r.get("value_held", money),
         "expiry": r.get("expiry", _date),
     }
     price, paid, owing, remaining = (
         values[k] for k in ("price", "amount_paid", "balance_owing", "remaining")
     )
-    for key in ("price", "amount_paid", "balance_owing", "remaining_value"):
+    for key in ("price", "amount_paid", "balance_owing", "remaining_value", "value_left"):
         if values[key] is not None and values[key] < 0:
             r.problem(key, "A negative amount cannot be imported.")
+    if values["value_held"] is not None and values["value_held"] <= 0:
+        r.problem("value_held", "The value held must be more than zero.")
     if values["quantity"] is None and values["redeemed"] is not None and remaining is not None:
         values["quantity"] = remaining + values["redeemed"]  # Jane: remaining + redeemed sessions
     if values["quantity"] == 0:
@@ -414,6 +419,8 @@ def _packages(r: _Reader, currency: str) -> Row | None:
         price,
         values["quantity"],
         remaining,
+        # A value package's row (a count package's id is as it always was).
+        *(() if values["value_left"] is None else (values["value_left"],)),
     )
     return Row(r.line, ext, values)
 
@@ -465,13 +472,23 @@ def _memberships(r: _Reader, currency: str) -> Row | None:
 
 
 def remaining_value(
-    *, price: int | None, quantity: int, remaining: int, given: int | None, currency: str
+    *,
+    price: int | None,
+    quantity: int | None,
+    remaining: int,
+    given: int | None,
+    currency: str,
+    held: int | None = None,
 ) -> int:
     """The rule for an imported package's opening value: the price split over its uses as a sale
     would split it (remainder to the last uses), and the shares of the uses still left; when the
-    price is unknown, the remaining value the file gives (each use then takes its share of that)."""
+    price is unknown, the remaining value the file gives (each use then takes its share of that).
+    A package that holds a value (`held`, `remaining` its value left): the price's share of the
+    value left, rounded down as a draw's share is (passes.redemption.value_share)."""
     if price is None:
         return given or 0
+    if held is not None:
+        return price * remaining // held
     parts = Money(price, currency).allocate(quantity)
     return sum(p.minor for p in parts[quantity - remaining :])
 
@@ -760,6 +777,12 @@ def _packages_cross(plan: Plan) -> None:
     for row in plan.rows:
         v = row.values
         template = v.pop("template_obj", None)
+        if template is not None and template.face_value_minor is not None:
+            _value_package(plan, row, template)
+            continue
+        if v["remaining"] is None:
+            plan.problems.append(Problem(row.line, "Remaining uses", "This is required."))
+            continue
         if v["quantity"] is None and template is not None:
             v["quantity"] = template.quantity
         if not v["quantity"]:
@@ -785,6 +808,62 @@ def _packages_cross(plan: Plan) -> None:
             # to defer; otherwise the first expiry run would book the previous
             # system's breakage in Carnet.
             row.money_minor = 0
+
+
+def _value_package(plan: Plan, row: Row, template: PassTemplate) -> None:
+    """A row of a package that holds a value (issue 23): its value left (and held, by default its
+    template's), and the price paid for it (blank: the template's, when it held the template's
+    value). Its opening balance is the price's share of the value left, as each draw in Carnet
+    then recognises: price × value left ÷ value held."""
+    v = row.values
+
+    def money(minor: int) -> Money:
+        return Money(minor, plan.currency)
+
+    held = v["value_held"] if v["value_held"] is not None else template.face_value_minor
+    v.update(value_held=held, quantity=None)
+    if v["value_left"] is None:
+        plan.problems.append(
+            Problem(
+                row.line,
+                "Value left",
+                f"“{template.name}” holds a value, not uses: give the value it still covers "
+                f"(of {money(held)}).",
+            )
+        )
+        return
+    if v["value_left"] > held:
+        plan.problems.append(
+            Problem(
+                row.line,
+                "Value left",
+                f"{money(v['value_left'])} left is more than the value held ({money(held)}).",
+            )
+        )
+        return
+    price = v["price"]
+    if price is None and v["remaining_value"] is None:
+        if held != template.face_value_minor:
+            plan.problems.append(
+                Problem(
+                    row.line,
+                    "Price",
+                    f"Give the price paid for {money(held)} of value (the template's is for "
+                    f"{money(template.face_value_minor)}).",
+                )
+            )
+            return
+        price = v["price"] = template.price_minor
+    row.money_minor = remaining_value(
+        price=price,
+        quantity=None,
+        remaining=v["value_left"],
+        given=v["remaining_value"],
+        currency=plan.currency,
+        held=held,
+    )
+    if v["expiry"] and v["expiry"] < plan.cut_over:
+        row.money_minor = 0  # history, as for a package that counts uses
 
 
 def _memberships_cross(plan: Plan) -> None:

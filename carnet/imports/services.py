@@ -41,6 +41,8 @@ MONEY_VALUES = {
     "amount_paid",
     "balance_owing",
     "remaining_value",
+    "value_left",
+    "value_held",
     "paid",
     "amount",
     "balance",
@@ -286,11 +288,16 @@ def _packages(*, actor, plan: Plan, at, memo, zone) -> list[tuple[int, int | Non
                 template=template(r),
                 purchase_date=r.values["purchase_date"],
                 price_minor=r.values["price"],
-                quantity=r.values["quantity"],
-                remaining=r.values["remaining"],
+                quantity=r.values["quantity"] or 0,
+                remaining=r.values["remaining"] or 0,
                 value_minor=r.money_minor,
                 expires_on=r.values["expiry"],
                 paid_minor=r.values["paid"],
+                # A package that holds a value (issue 23): None for one that counts uses.
+                value_held_minor=r.values.get("value_held")
+                if r.values["quantity"] is None
+                else None,
+                value_left_minor=r.values["value_left"],
             )
             for r in plan.rows
         ],

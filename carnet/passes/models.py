@@ -285,8 +285,12 @@ class Pass(models.Model):
     value_forfeited_minor = models.BigIntegerField(
         default=0, db_default=0
     )  # raw inserts (benchmarks) leave it out
-    # Uses taken in the clinic's previous system before the switch (an imported pass, SPEC 15).
+    # Uses taken in the clinic's previous system before the switch (an imported pass, SPEC 15),
+    # and for a value package the value drawn there.
     used_before_import = models.PositiveIntegerField(default=0)
+    value_before_import_minor = models.BigIntegerField(
+        default=0, db_default=0
+    )  # raw inserts (benchmarks) leave it out
     # Ledger tie-out: value put into deferred revenue for this pass, and value taken out of it.
     deferred_minor = models.BigIntegerField(default=0)
     recognised_minor = models.BigIntegerField(default=0)
@@ -331,6 +335,7 @@ class Pass(models.Model):
                     value_reserved_minor__gte=0,
                     value_posted_minor__gte=0,
                     value_forfeited_minor__gte=0,
+                    value_before_import_minor__gte=0,
                 )
                 & (
                     Q(face_value_minor__isnull=True)
@@ -338,6 +343,7 @@ class Pass(models.Model):
                         face_value_minor__gte=F("value_reserved_minor")
                         + F("value_posted_minor")
                         + F("value_forfeited_minor")
+                        + F("value_before_import_minor")
                     )
                 ),
                 name="pass_value_never_over_drawn",
@@ -377,7 +383,20 @@ class Pass(models.Model):
             - self.value_reserved_minor
             - self.value_posted_minor
             - self.value_forfeited_minor
+            - self.value_before_import_minor
         )
+
+
+def value_left_expression():
+    """A value package's balance still free to book, in SQL (Pass.value_left's rule); NULL for
+    other passes."""
+    return (
+        F("face_value_minor")
+        - F("value_reserved_minor")
+        - F("value_posted_minor")
+        - F("value_forfeited_minor")
+        - F("value_before_import_minor")
+    )
 
 
 class PassItem(models.Model):

@@ -10,7 +10,7 @@ from carnet.billing.models import Invoice
 from carnet.core import bulk, statements
 from carnet.ledger.selectors import postings_for_source
 
-from .models import Pass, PassInvoice, PassTemplate, Redemption
+from .models import Pass, PassInvoice, PassTemplate, Redemption, value_left_expression
 
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
 
@@ -199,10 +199,7 @@ def _with_remaining(qs):
         - F("posted_count")
         - F("forfeited_count")
         - F("used_before_import"),
-        value_left_now=F("face_value_minor")
-        - F("value_reserved_minor")
-        - F("value_posted_minor")
-        - F("value_forfeited_minor"),
+        value_left_now=value_left_expression(),
     )
 
 

@@ -36,7 +36,14 @@ from carnet.core.permissions import Action, require
 from carnet.ledger import accounts
 from carnet.ledger.models import Posting
 from carnet.ledger.selectors import balance
-from carnet.passes.models import Kind, Pass, PassInvoice, PassTemplate, Redemption
+from carnet.passes.models import (
+    Kind,
+    Pass,
+    PassInvoice,
+    PassTemplate,
+    Redemption,
+    value_left_expression,
+)
 from carnet.people.models import StaffMember
 
 from .scope import Period, period_from, report_staff_scope
@@ -162,6 +169,7 @@ SALES_FIELDS = (
     "value_posted_minor",
     "value_reserved_minor",
     "value_forfeited_minor",
+    "value_before_import_minor",
 )
 
 SALES_NOTES = [
@@ -170,9 +178,9 @@ SALES_NOTES = [
     "Sale price: the pass's price, taxes included (all instalments of a payment plan). "
     "For a membership it is the price of one cycle.",
     "Quantity and remaining are blank for memberships with unlimited uses.",
-    "A package that holds a value counts money, not uses: value drawn + value reserved + "
-    "value forfeited (when it ended) + value left = value held; Redeemed and Reserved count "
-    "its visits.",
+    "A package that holds a value counts money, not uses: value drawn (before the switch to "
+    "Carnet too, for an imported one) + value reserved + value forfeited (when it ended) + value "
+    "left = value held; Redeemed and Reserved count its visits.",
     "Outstanding balance: what is still owed on the pass's issued invoices (instalments, cycles).",
 ]
 
@@ -211,10 +219,7 @@ def _passes_sold(period: Period):
             - F("posted_count")
             - F("forfeited_count")
             - F("used_before_import"),
-            value_left=F("face_value_minor")
-            - F("value_reserved_minor")
-            - F("value_posted_minor")
-            - F("value_forfeited_minor"),
+            value_left=value_left_expression(),
             outstanding=Coalesce(Subquery(open_balance), Value(0), output_field=BigIntegerField()),
             last_used=Subquery(last_used),
         )
@@ -271,7 +276,7 @@ def _sales_row(p: dict, locations: dict) -> dict:
         "last_used": p["last_used"],
         "outstanding": int(p["outstanding"] or 0),
         "value_held": p["face_value_minor"],
-        "value_drawn": p["value_posted_minor"] if value else None,
+        "value_drawn": p["value_posted_minor"] + p["value_before_import_minor"] if value else None,
         "value_reserved": p["value_reserved_minor"] if value else None,
         "value_forfeited": p["value_forfeited_minor"] if value else None,
         "value_left": p["value_left"] if value else None,

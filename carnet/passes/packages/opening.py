@@ -5,7 +5,10 @@ The value rule (carnet.imports.rows.remaining_value): the price split over the q
 splits it, the uses already taken keeping the first shares; so each use left is then worth price ÷
 quantity, and when the price is unknown the remaining value ÷ remaining uses. The pass keeps its
 whole price as its value (net) with the part used before the switch counted as recognised, so
-redeeming, expiring, refunding and transferring it work as for a pass sold in Carnet.
+redeeming, expiring, refunding and transferring it work as for a pass sold in Carnet. A package
+that holds a value (issue 23) comes with its value held and left, the value drawn before the
+switch kept apart (Pass.value_before_import_minor), and the price's share of the value left
+deferred (price × value left ÷ value held, as each draw then recognises it).
 
 A package partly paid before the switch gets an invoice for its price with what was paid applied
 (billing.opening.bills_open): the rest is a balance owed, and like any package bought in Carnet it
@@ -46,6 +49,15 @@ class Opening:
     value_minor: int  # of the remaining uses
     expires_on: dt.date | None
     paid_minor: int | None = None  # None: paid in full
+    # A package that holds a value (issue 23): what it held when bought and what is left of it
+    # (quantity and remaining are then 0).
+    value_held_minor: int | None = None
+    value_left_minor: int | None = None
+
+    def left_text(self) -> str:
+        if self.value_held_minor is None:
+            return f"{self.remaining} of {self.quantity} left"
+        return f"{money_text(self.value_left_minor)} of {money_text(self.value_held_minor)} left"
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,7 @@ def packages_open(
                 kind="opening_balance",
                 source=p,
                 at=at,
-                memo=f"{memo}: {p.name}, {o.remaining} of {o.quantity} left"
+                memo=f"{memo}: {p.name}, {o.left_text()}"
                 + (f", {money_text(owed[p.pk])} owed" if p.pk in owed else ""),
                 lines=_opening_lines(p, o, owed.get(p.pk, 0)),
             )
@@ -127,9 +139,15 @@ def _passes_new(openings: list[Opening], *, zone: str, user) -> list[Pass]:
     for o in openings:
         net = o.price_minor if o.price_minor is not None else o.value_minor
         terms = pass_terms(o.template, clinic=clinic)
-        # The file's counts (an imported pass counts uses), paid before the switch in one go;
+        # The file's counts (uses, or a value held and left), paid before the switch in one go;
         # breakage at expiry only, as before (a sale in Carnet fixes a proportional rate).
-        terms.update(quantity=o.quantity, face_value_minor=None, instalments=1, breakage_rate_bp=0)
+        holds_value = o.value_held_minor is not None
+        terms.update(
+            quantity=None if holds_value else o.quantity,
+            face_value_minor=o.value_held_minor,
+            instalments=1,
+            breakage_rate_bp=0,
+        )
         passes.append(
             Pass(
                 **terms,
@@ -139,6 +157,9 @@ def _passes_new(openings: list[Opening], *, zone: str, user) -> list[Pass]:
                 deferred_minor=net,
                 recognised_minor=net - o.value_minor,
                 used_before_import=o.quantity - o.remaining,
+                value_before_import_minor=(
+                    o.value_held_minor - o.value_left_minor if holds_value else 0
+                ),
                 purchase_date=o.purchase_date,
                 purchased_at=dt.datetime.combine(o.purchase_date, dt.time(12), ZoneInfo(zone)),
                 expires_on=o.expires_on,

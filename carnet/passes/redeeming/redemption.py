@@ -37,7 +37,7 @@ from carnet.ledger.models import JournalTransaction
 from carnet.ledger.services import Line, transaction_post, transaction_reverse
 from carnet.passes.cycles import cycle_for, cycle_preview
 from carnet.passes.locks import lock_pass
-from carnet.passes.models import Pass, PassInvoice, PassItem, Redemption
+from carnet.passes.models import Pass, PassInvoice, PassItem, Redemption, value_left_expression
 from carnet.passes.redeeming.breakage import (
     breakage_lines,
     breakage_share,
@@ -197,15 +197,9 @@ def _reserve_value(sold: Pass, visit, verdict: Verdict) -> Redemption:
     the holds exceed the balance, and the check constraint backs it."""
     full = visit_value(verdict.item, visit.appointment.treatment)
     drawn = min(full, sold.value_left)
-    left = (
-        F("face_value_minor")
-        - F("value_reserved_minor")
-        - F("value_posted_minor")
-        - F("value_forfeited_minor")
-    )
     taken = (
         Pass.objects.filter(pk=sold.pk, status=Pass.Status.ACTIVE)
-        .alias(left=left)
+        .alias(left=value_left_expression())
         .filter(left__gte=drawn, left__gt=0)
         .update(
             reserved_count=F("reserved_count") + 1,
@@ -243,7 +237,12 @@ def _reserve_value(sold: Pass, visit, verdict: Verdict) -> Redemption:
 def value_to_post(sold: Pass) -> int:
     """A value package's amount whose revenue is still deferred:
     held by bookings or not drawn yet."""
-    return sold.face_value_minor - sold.value_posted_minor - sold.value_forfeited_minor
+    return (
+        sold.face_value_minor
+        - sold.value_posted_minor
+        - sold.value_forfeited_minor
+        - sold.value_before_import_minor
+    )
 
 
 def value_share(left: int, drawn: int, to_post: int) -> int:
