@@ -61,6 +61,7 @@ class Cart:
     sold_by: object | None = None  # staff credited with a package's upfront compensation
     memberships: list = field(default_factory=list)  # MembershipLine
     gift_cards: list = field(default_factory=list)  # GiftCardLine
+    intro_override: bool = False  # sell intro offers the patient may not have (issue 23), logged
 
     def is_empty(self) -> bool:
         return not (
@@ -131,7 +132,12 @@ def checkout_sell(*, actor, patient, cart: Cart, location=None) -> Sale:
     with transaction.atomic():
         passes = [
             package_sell(
-                actor=actor, patient=patient, template=t, sold_by=cart.sold_by, location=location
+                actor=actor,
+                patient=patient,
+                template=t,
+                sold_by=cart.sold_by,
+                location=location,
+                intro_override=cart.intro_override,
             )
             for t in cart.packages
         ]
@@ -145,6 +151,7 @@ def checkout_sell(*, actor, patient, cart: Cart, location=None) -> Sale:
                 card=m.card,
                 location=location,
                 sold_by=cart.sold_by,
+                intro_override=cart.intro_override,
             )
             for m in cart.memberships
         ]

@@ -11,6 +11,7 @@ from carnet.core.forms import DayField, MoneyField
 from carnet.gateway.selectors import cards_for_patient
 from carnet.passes.memberships.forms import DATE, template_label
 from carnet.passes.models import Pass, PassTemplate
+from carnet.passes.setup.forms import intro_override_add
 from carnet.people.models import StaffMember
 
 from .checkout import CREDIT, Cart, GiftCardLine, MembershipLine, Tender
@@ -115,6 +116,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
             f"{c.brand_label} •••• {c.last4} ({c.exp_month:02d}/{c.exp_year})"
         )
         location_choice(self, staff=staff)
+        intro_override_add(self, staff)
         covers = {t.pk for t in covering}
         templates = (
             PassTemplate.objects.filter(kind=PassTemplate.Kind.PACKAGE, archived=False)
@@ -285,6 +287,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
             ],
             other=other,
             sold_by=d.get("sold_by"),
+            intro_override=bool(d.get("intro_override")),
             memberships=self._memberships(new_card),
             gift_cards=[
                 GiftCardLine(

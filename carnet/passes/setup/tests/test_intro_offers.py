@@ -1,6 +1,7 @@
 """Intro offers (issue 23 point 1): "new patients only" and "once per patient" templates are
-refused at the desk, through the API and online with the reason; Administrative/All Billing staff
-may override, and the override is in the activity log."""
+refused at the desk (the sell page and the checkout), through the API and online (a package bought
+or a membership signed up for in the portal) with the reason; Administrative/All Billing staff may
+override, and the override is in the activity log."""
 
 import pytest
 from django.urls import reverse
@@ -11,6 +12,7 @@ from carnet.core.errors import Conflict, NotAllowed
 from carnet.core.models import ActivityLog
 from carnet.gateway.models import TestGatewayCharge
 from carnet.passes.memberships import services as ms
+from carnet.passes.memberships.online import membership_sign_up_online
 from carnet.passes.models import Pass
 from carnet.passes.packages.online import package_buy_online
 from carnet.passes.packages.selling import package_sell
@@ -66,6 +68,15 @@ def _arrive(s, patient):
         patients=[patient],
     )
     Visit.objects.filter(appointment=appointment).update(status=Status.ARRIVED)
+
+
+def _portal_patient_who_came(s, owner):
+    """A patient with a portal login and an arrived visit: no longer new."""
+    me = make_patient(email="me@example.test")
+    patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
+    me.refresh_from_db()
+    _arrive(s, me)
+    return me
 
 
 def test_a_new_patient_may_have_the_intro_offer_once_and_a_plain_template_has_no_rule(s):
@@ -152,10 +163,7 @@ def test_memberships_follow_the_same_rules(s):
 
 
 def test_online_purchase_is_refused_with_the_reason_before_the_card_is_charged(s, owner, client):
-    me = make_patient(email="me@example.test")
-    patient_portal_enable(actor=owner.user, patient=me, password=PASSWORD)
-    me.refresh_from_db()
-    _arrive(s, me)
+    me = _portal_patient_who_came(s, owner)
     with pytest.raises(Conflict) as refused:
         package_buy_online(
             user=me.user, patient=me, template=s["intro"], idempotency_key="k1", **CARD
@@ -220,3 +228,49 @@ def test_the_api_refuses_with_the_reason_and_takes_the_override(s):
     )
     sold = Api(s["admin"].user).post(url, {"template_id": s["intro"].pk, "intro_override": True})
     assert sold.status_code == 201
+
+
+def test_the_checkout_refuses_with_the_reason_and_admin_billing_may_override_there(s, client):
+    """Billing → New purchase (the desk's usual way to sell) follows the same rule."""
+    _arrive(s, s["patient"])
+    url = reverse("billing:purchase_new", kwargs={"pk": s["patient"].pk})
+    data = {"form_key": "c1", "method": "cash", "package_0": s["intro"].pk, "intro_override": "on"}
+    client.force_login(s["fd"].user)
+    assert 'name="intro_override"' not in client.get(url).content.decode()
+    page = client.post(url, data)
+    assert page.status_code == 200
+    assert "Intro 3 for 99 is an intro offer for new patients only" in page.content.decode()
+    assert not Pass.objects.filter(template=s["intro"]).exists()
+    client.force_login(s["admin"].user)
+    assert 'name="intro_override"' in client.get(url).content.decode()
+    assert client.post(url, {**data, "form_key": "c2"}).status_code == 302
+    assert Pass.objects.filter(template=s["intro"], patient=s["patient"]).count() == 1
+    [log] = ActivityLog.objects.filter(verb="intro_offer_overridden")
+    assert log.actor == s["admin"].user
+
+
+def test_online_membership_sign_up_is_refused_with_the_reason_before_the_card(s, owner, client):
+    trial = membership_template(
+        s["cat"], name="Trial month", new_patients_only=True, sold_online=True
+    )
+    me = _portal_patient_who_came(s, owner)
+    with pytest.raises(Conflict) as refused:
+        membership_sign_up_online(
+            user=me.user, patient=me, template=trial, idempotency_key="m1", **CARD
+        )
+    assert refused.value.code == "intro_new_patients_only"
+    client.force_login(me.user)
+    page = client.post(
+        reverse("portal:membership_sign_up", kwargs={"pk": trial.pk}),
+        {
+            "form_key": "m2",
+            "holder": "Me",
+            "number": CARD["card_number"],
+            "exp_month": 12,
+            "exp_year": 2040,
+            "cvc": "123",
+        },
+    )
+    assert page.status_code == 200
+    assert "Trial month is an intro offer for new patients only" in page.content.decode()
+    assert not TestGatewayCharge.objects.exists() and not Pass.objects.filter(patient=me).exists()
