@@ -14,8 +14,9 @@ from carnet.conftest import Api, make_patient
 from carnet.core import clock
 from carnet.ledger import accounts
 from carnet.ledger.selectors import balance
-from carnet.passes.models import Pass
+from carnet.passes.models import Pass, PassTemplate
 from carnet.passes.packages.ending import pass_refund, passes_expire
+from carnet.passes.setup.tests.test_setup_views import form_data
 from carnet.passes.tests.factories import at, package_template, practitioner, sold_package
 from carnet.reports import pass_reports as reports
 from carnet.scheduling.arrival import appointment_arrive, appointment_unarrive
@@ -171,3 +172,18 @@ def test_the_rate_is_checked_and_offered_in_settings(s, owner, client):
     client.force_login(owner.user)
     page = client.get(reverse("clinic:clinic_settings")).content.decode()
     assert "In proportion to redemptions (ASC 606-10-55-48)" in page
+
+
+def test_the_template_page_sets_the_expected_breakage_rate(s, client):
+    """Each template's rate is the clinic's to set, on Settings → Packages & Memberships too."""
+    client.force_login(s["admin"].user)
+    page = client.get(reverse("pass_templates:new")).content.decode()
+    assert "Expected breakage rate" in page
+    data = form_data(s["cat"], name="Ten with breakage", expected_breakage_bp="1200")
+    response = client.post(reverse("pass_templates:new"), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert PassTemplate.objects.get(name="Ten with breakage").expected_breakage_bp == 1200
+    too_hopeful = client.post(
+        reverse("pass_templates:new"), {**data, "name": "Hopeful", "expected_breakage_bp": "9500"}
+    )
+    assert too_hopeful.status_code == 200 and not PassTemplate.objects.filter(name="Hopeful")

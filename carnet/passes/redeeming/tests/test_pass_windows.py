@@ -1,20 +1,26 @@
 """When and where a pass applies (issue 23 point 2): allowed locations, days and a time window in
 the location's time zone (also across midnight, with the clinic in another zone), and a use cap
-per week or day; auto-select, attaching, Explain and the online quote all follow them."""
+per week or day; auto-select, attaching, Explain (also through the API), the online quote and an
+online booking all follow them."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.urls import reverse
 
 from carnet.clinic.models import Location
-from carnet.conftest import Api, make_patient
+from carnet.conftest import PASSWORD, Api, make_patient
 from carnet.core import clock
 from carnet.core.errors import Conflict
-from carnet.passes.models import Redemption
+from carnet.passes.models import PassTemplate, Redemption
 from carnet.passes.redeeming.quotes import visit_quote
 from carnet.passes.redeeming.redemption import explain, pass_attach
+from carnet.passes.setup.tests.test_setup_views import form_data
 from carnet.passes.tests.factories import at, package_template, practitioner, sold_package
+from carnet.people.models import Shift
+from carnet.people.services import patient_portal_enable
+from carnet.scheduling.online import appointment_book_online
 from carnet.scheduling.services import appointment_book, appointment_cancel, appointment_reschedule
 from carnet.scheduling.tests.factories import clinic_set
 
@@ -239,3 +245,80 @@ def test_settings_save_the_rules_and_refuse_half_a_window(s, admin_staff):
     assert bad_day.status_code == 422 and "Monday" in bad_day.content.decode()
     nowhere = api.post("/pass-templates", {**body, "name": "Nowhere", "location_ids": [999999]})
     assert nowhere.status_code == 422 and "No location with id 999999" in nowhere.content.decode()
+
+
+def test_an_online_booking_uses_the_pass_only_inside_its_window(s, owner):
+    """The patient's own booking at /book/ attaches the pass only where and when it applies."""
+    treatment = s["cat"]["treatment"]
+    treatment.online_bookable = True
+    treatment.save()
+    Shift.objects.create(
+        staff=s["prac"],
+        location=s["cat"]["location"],
+        weekday=1,
+        start_time=dt.time(9),
+        end_time=dt.time(13),
+    )
+    patient_portal_enable(actor=owner.user, patient=s["patient"], password=PASSWORD)
+    s["patient"].refresh_from_db()
+    sold = _sold(s, window_start=dt.time(8), window_end=dt.time(11), redeem_online=True)
+
+    def book_online(hhmm, key):
+        return appointment_book_online(
+            user=s["patient"].user,
+            patient=s["patient"],
+            treatment=treatment,
+            practitioner=s["prac"],
+            location=s["cat"]["location"],
+            start=at("2026-05-12", hhmm),
+            idempotency_key=key,
+        )
+
+    inside, outside = book_online("09:00", "o1"), book_online("11:00", "o2")
+    assert _live(inside).sold_pass == sold and _live(outside) is None
+    assert _why(outside, sold) == (
+        "outside_hours",
+        "Used only 08:00–11:00 (America/Toronto time); this visit is on Tue 11:00.",
+    )
+
+
+def test_the_explain_endpoint_returns_the_window_reasons(s, admin_staff):
+    sold = _sold(s, locations=[s["other"]])
+    appointment = _book(s, "2026-05-12", "09:00")
+    answer = Api(admin_staff.user).get(
+        f"/appointments/{appointment.pk}/patients/{s['patient'].pk}/explain"
+    )
+    assert answer.status_code == 200, answer.content
+    [row] = [r for r in answer.json() if r["pass_id"] == sold.pk]
+    assert row["code"] == "wrong_location" and "Used only at Uptown" in row["message"]
+
+
+def test_the_template_page_sets_the_place_days_hours_and_cap(s, admin_staff, client):
+    client.force_login(admin_staff.user)
+    page = client.get(reverse("pass_templates:new")).content.decode()
+    for label in ("Used only at", "Used only on", "Used from", "Used until", "At most this many"):
+        assert label in page
+    data = form_data(
+        s["cat"],
+        name="Friday nights",
+        allowed_locations=[s["other"].pk],
+        allowed_days=["4"],
+        window_start="22:00",
+        window_end="02:00",
+        cap_uses="1",
+        cap_period="day",
+    )
+    response = client.post(reverse("pass_templates:new"), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    template = PassTemplate.objects.get(name="Friday nights")
+    assert (
+        list(template.allowed_locations.all()),
+        template.allowed_days,
+        template.window_start,
+        template.window_end,
+        template.cap_uses,
+        template.cap_period,
+    ) == ([s["other"]], "4", dt.time(22), dt.time(2), 1, "day")
+    half = client.post(reverse("pass_templates:new"), {**data, "name": "Half", "window_end": ""})
+    assert half.status_code == 200 and "both the start and the end" in half.content.decode()
+    assert not PassTemplate.objects.filter(name="Half").exists()
