@@ -1,11 +1,13 @@
 """Packages as a state machine (SPEC 5.3, 5.4): random sales, payments, bookings with and without a
 package, removals, arrivals, un-arrivals, no-shows, cancellations, refunds, expiry, transfers and
 "update sold packages" over two patients, count packages and packages that hold a value (issue 23),
-checked after every step: each pass's counters equal its
-redemption rows and never go negative, per-item limits hold, each visit's use matches its status,
-a value package's held and drawn amounts equal its redemptions' and never exceed what it holds,
-a refused operation changes nothing, and every ledger invariant holds (deferred revenue – packages
-included).
+some limited to a location, days, hours (one window crossing midnight) or a use cap per day or week
+(issue 23 point 2), at two locations in two time zones; checked after every step: each pass's
+counters equal its redemption rows and never go negative, per-item limits hold, each visit's use
+matches its status, a value package's held and drawn amounts equal its redemptions' and never
+exceed what it holds and its deferred revenue is the price's share of the value not drawn yet,
+every live use keeps its pass's place, hours and cap, a refused operation
+changes nothing, and every ledger invariant holds (deferred revenue – packages included).
 
 Each example runs in its own savepoint inside the test's transaction, rolled back in teardown
 (the billing machine's pattern), so it runs on SQLite and PostgreSQL alike.
@@ -33,6 +35,7 @@ from hypothesis.stateful import (
 
 from carnet.billing.models import Invoice
 from carnet.billing.payments import payment_receive
+from carnet.clinic.models import Location
 from carnet.conftest import ExampleRollback, make_catalog, make_patient, make_staff
 from carnet.core import clock
 from carnet.core.errors import CarnetError
@@ -50,7 +53,8 @@ from carnet.passes.packages.ending import (
     refund_suggestions,
 )
 from carnet.passes.packages.selling import package_sell
-from carnet.passes.redeeming.redemption import pass_attach, pass_remove
+from carnet.passes.redeeming.redemption import pass_attach, pass_remove, value_to_post
+from carnet.passes.redeeming.windows import window_refusal
 from carnet.passes.selectors import pass_collected_minor, pass_invoices, visit_redemption
 from carnet.passes.setup.sold_update import sold_update
 from carnet.scheduling.arrival import (
@@ -77,6 +81,14 @@ ITEM = st.tuples(
 LIVE = (Redemption.Status.RESERVED, Redemption.Status.POSTED)
 _names = itertools.count(1)
 OUTCOMES: collections.Counter = collections.Counter()  # "rule:ok" / "rule:code" over the whole run
+# Issue 23 point 2: where, when and how often a pass may be used (mostly no rule).
+PLACES = st.sampled_from(["any", "any", "main", "uptown"])
+DAYS = st.sampled_from(["", "", "01234", "56"])
+HOURS = st.sampled_from([None, None, (dt.time(8), dt.time(14)), (dt.time(22), dt.time(2))])
+CAPS = st.sampled_from([None, None, (1, "week"), (1, "day"), (2, "week")])
+# Slots in the clinic's time (Toronto), one a day each: the early hours, morning, afternoon and
+# late evening, so windows (22:00-02:00 crosses midnight) and days both matter.
+SLOTS = ("01:00", "09:00", "13:00", "22:30")
 
 
 def _left(sold: Pass) -> int:
@@ -89,9 +101,10 @@ class PassesMachine(RuleBasedStateMachine):
         no_show_fee=st.sampled_from([0, 2500]),
         first=st.tuples(st.integers(1, 5), st.integers(1, 5)),
         prices=st.tuples(st.integers(0, 50000), st.integers(0, 50000)),
-        breakage=st.sampled_from(["expiry", "proportional"]),
-    )  # issue 23 point 5
-    def start(self, no_show_fee, first, prices, breakage):
+        breakage=st.sampled_from(["expiry", "proportional"]),  # issue 23 point 5
+        data=st.data(),
+    )
+    def start(self, no_show_fee, first, prices, breakage, data):
         self.atomic = ExampleRollback().__enter__()
         self.frozen = clock.frozen(at(START.isoformat(), "10:00"))
         self.frozen.__enter__()
@@ -106,23 +119,39 @@ class PassesMachine(RuleBasedStateMachine):
         ]
         self.staff = make_staff(AccessLevel.FULL_ACCESS).user
         self.prac = practitioner(self.cat["location"])
+        # A second location in another time zone: a pass's hours are read in the visit's location's
+        # zone (issue 23 point 2).
+        self.uptown = Location.objects.create(name="Uptown", time_zone="America/Vancouver")
+        self.prac.locations.add(self.uptown)
+        self.locations = {"main": self.cat["location"], "uptown": self.uptown}
         self.patients = [make_patient(), make_patient()]
         self.templates: list[int] = []
         self.passes: list[int] = []
         self.visits: list[int] = []
         self.slot = 0
         self.job_day = START
-        # Each patient starts with a paid package covering both treatments,
-        # so visits get covered early.
+        # Each patient starts with a paid package covering both treatments, so visits get covered
+        # early; it may have a place, days, hours or cap, which most visits then meet, and the
+        # second may hold a value.
         for who, (quantity, price) in enumerate(zip(first, prices, strict=True)):
+            rules, place = self._window_rules(data)
+            # The second may hold a value (issue 23 point 3), so draws happen from the start.
+            face = (
+                data.draw(st.sampled_from([None, 20000, 50000]), label="value held")
+                if who
+                else None
+            )
             template = package_template(
                 self.cat,
                 name=f"Pack {next(_names)}",
                 price=price,
-                quantity=quantity,
+                quantity=quantity if face is None else None,
+                face_value_minor=face,
                 items=[(t, 0, None, None) for t in self.treatments],
                 transferable=True,
+                **rules,
             )
+            template.allowed_locations.set([place] if place else [])
             self.templates.append(template.pk)
             sold = package_sell(
                 actor=self.staff, patient=self.patients[who], template=template, expires_on=None
@@ -218,7 +247,10 @@ class PassesMachine(RuleBasedStateMachine):
         """A fresh slot for the practitioner: four a day from 4 May, so bookings never overlap."""
         day, n = START + dt.timedelta(days=3 + self.slot // 4), self.slot % 4
         self.slot += 1
-        return at(day.isoformat(), f"{9 + 2 * n:02d}:00")
+        return at(day.isoformat(), SLOTS[n])
+
+    def _location(self, data) -> Location:
+        return self.locations[data.draw(st.sampled_from(["main", "uptown"]), label="location")]
 
     # ------------------------------------------------------------ selling and paying
 
@@ -241,6 +273,7 @@ class PassesMachine(RuleBasedStateMachine):
         # Issue 23: now and then a package that holds a value (a visit's price is 90.00:
         # 50.00 covers one in part).
         face = data.draw(st.sampled_from([None, None, 5000, 9000, 20000]), label="value held")
+        rules, place = self._window_rules(data)
         template = package_template(
             self.cat,
             name=f"Pack {next(_names)}",
@@ -253,7 +286,9 @@ class PassesMachine(RuleBasedStateMachine):
             expiry_value=data.draw(st.sampled_from([None, 10, 30]), label="expiry days"),
             expiry_unit="days",
             expected_breakage_bp=data.draw(st.sampled_from([0, 1000, 5000]), label="breakage"),
+            **rules,
         )
+        template.allowed_locations.set([place] if place else [])
         if face is not None and data.draw(st.booleans(), label="item value"):
             EligibleItem.objects.filter(template=template).update(value_minor=7000)
         self.templates.append(template.pk)
@@ -288,6 +323,22 @@ class PassesMachine(RuleBasedStateMachine):
                                 allocations=[(i, i.balance_minor)],
                             ),
                         )
+
+    def _window_rules(self, data) -> tuple[dict, Location | None]:
+        """A template's place, days, hours and cap (issue 23 point 2), mostly none."""
+        place = data.draw(PLACES, label="place")
+        hours = data.draw(HOURS, label="hours")
+        cap = data.draw(CAPS, label="cap")
+        rules = {
+            "allowed_days": data.draw(DAYS, label="days"),
+            "window_start": hours and hours[0],
+            "window_end": hours and hours[1],
+            "cap_uses": cap and cap[0],
+            "cap_period": cap[1] if cap else "week",
+        }
+        if place != "any" or any(v for k, v in rules.items() if k != "cap_period"):
+            OUTCOMES["sell:with a window"] += 1
+        return rules, None if place == "any" else self.locations[place]
 
     @precondition(lambda self: self.passes)
     @rule(data=st.data(), in_full=st.booleans())
@@ -330,13 +381,14 @@ class PassesMachine(RuleBasedStateMachine):
             else None
         )
         choice = {"auto": "auto", "pass": chosen, "none": None, "later": None}[how]
+        location = self._location(data)
         appointment = self._try(
             "book",
             lambda: appointment_book(
                 actor=self.staff,
                 treatment=self.treatments[which],
                 practitioner=self.prac,
-                location=self.cat["location"],
+                location=location,
                 start=self._next_start(),
                 patients=[self.patients[who]],
                 pass_choice=choice,
@@ -372,19 +424,24 @@ class PassesMachine(RuleBasedStateMachine):
         ),
     )
     def walk_a_visit(self, data, which, steps):
-        """Book the owner of an active pass (auto-select) and walk that visit
-        through a few changes."""
+        """Book the owner of an active pass (auto-select, or now and then that pass, so value
+        packages get drawn too) and walk that visit through a few changes."""
         owner = self._pass(data, status=Pass.Status.ACTIVE)
         patient = owner.patient if owner is not None else self.patients[0]
+        location = self._location(data)
+        choice = (
+            owner if owner is not None and data.draw(st.booleans(), label="its own") else "auto"
+        )
         appointment = self._try(
             "book",
             lambda: appointment_book(
                 actor=self.staff,
                 treatment=self.treatments[which],
                 practitioner=self.prac,
-                location=self.cat["location"],
+                location=location,
                 start=self._next_start(),
                 patients=[patient],
+                pass_choice=choice,
             ),
         )
         if appointment is None:
@@ -410,6 +467,32 @@ class PassesMachine(RuleBasedStateMachine):
         for step in steps:
             self._try(step, actions[step])
             self.check_everything()
+
+    @rule(data=st.data(), which=st.sampled_from([0, 1]))
+    def draw_from_a_value_package(self, data, which):
+        """Book a visit on an active package that holds a value and arrive it (issue 23 point 3),
+        so draws interleave with everything else."""
+        sold = self._pass(data, status=Pass.Status.ACTIVE, face_value_minor__isnull=False)
+        if sold is None or sold.face_value_minor is None:
+            return
+        location = self._location(data)
+        appointment = self._try(
+            "book",
+            lambda: appointment_book(
+                actor=self.staff,
+                treatment=self.treatments[which],
+                practitioner=self.prac,
+                location=location,
+                start=self._next_start(),
+                patients=[sold.patient],
+                pass_choice=sold,
+            ),
+        )
+        if appointment is not None:
+            self.visits.append(appointment.visits.get().pk)
+            self._try(
+                "arrive", lambda: appointment_arrive(actor=self.staff, appointment=appointment)
+            )
 
     @precondition(lambda self: self.visits)
     @rule(data=st.data(), chosen=st.booleans())
@@ -584,7 +667,29 @@ class PassesMachine(RuleBasedStateMachine):
     def check_everything(self):
         self.counters_match_redemptions()
         self.each_visit_uses_at_most_one_session_matching_its_status()
+        self.live_uses_keep_their_passes_place_hours_and_cap()
         self.ledger_invariants_hold()
+
+    @invariant()
+    def live_uses_keep_their_passes_place_hours_and_cap(self):
+        """Issue 23 point 2: every reserved or posted use is at a location its pass allows, inside
+        its days and hours (in that location's time zone) and within its cap, counting the others
+        of its day or week."""
+        if not hasattr(self, "atomic"):
+            return
+        for use in Redemption.objects.filter(
+            sold_pass__in=self.passes, status__in=LIVE
+        ).select_related("sold_pass", "visit__appointment__location"):
+            appointment = use.visit.appointment
+            broken = window_refusal(
+                use.sold_pass,
+                location=appointment.location,
+                start=appointment.start,
+                visit_date=use.visit_date,
+                visit_pk=use.visit_id,
+            )
+            assert broken is None, f"use #{use.pk} of pass #{use.sold_pass_id}: {broken}"
+            OUTCOMES["window:live use checked"] += 1
 
     @invariant()
     def counters_match_redemptions(self):
@@ -619,6 +724,7 @@ class PassesMachine(RuleBasedStateMachine):
                 )
                 assert sold.value_left >= 0, f"pass #{sold.pk} over-drawn"
                 assert sold.quantity is None and sold.forfeited_count == 0
+                self._deferred_follows_the_value_not_drawn(sold)
             else:
                 assert (
                     sold.remaining
@@ -646,6 +752,23 @@ class PassesMachine(RuleBasedStateMachine):
             assert item.limit is None or item.used_count <= item.limit, (
                 f"pass item #{item.pk} over its limit"
             )
+
+    @staticmethod
+    def _deferred_follows_the_value_not_drawn(sold: Pass) -> None:
+        """A value package's revenue still deferred is its share of the value not drawn yet (held
+        or free): deferred × value to post ÷ value held, each draw rounding down by less than a
+        cent, and nothing once all is drawn."""
+        still, to_post = sold.deferred_minor - sold.recognised_minor, value_to_post(sold)
+        if sold.status != Pass.Status.ACTIVE or not sold.face_value_minor:
+            return
+        ideal = sold.deferred_minor * to_post / sold.face_value_minor
+        slack = sold.redemptions.count() + 1
+        assert abs(still - ideal) <= slack, (
+            f"pass #{sold.pk}: {still} deferred for {to_post} of {sold.face_value_minor} not drawn"
+        )
+        assert to_post or not still, f"pass #{sold.pk}: all drawn, {still} still deferred"
+        if to_post < sold.face_value_minor and sold.deferred_minor > 1:
+            OUTCOMES["value:deferred checked after a draw"] += 1
 
     @invariant()
     def each_visit_uses_at_most_one_session_matching_its_status(self):
@@ -700,6 +823,7 @@ def test_passes_state_machine(db):
     assert (
         OUTCOMES["sell:value package"] and OUTCOMES["sell:count package"]
     )  # both kinds were exercised
+    assert OUTCOMES["sell:with a window"]  # and passes with a place, hours or cap
 
 
 # ---------------------------------------------------------------- what the machine found
