@@ -249,6 +249,21 @@ class PassesMachine(RuleBasedStateMachine):
         self.slot += 1
         return at(day.isoformat(), SLOTS[n])
 
+    def _book(self, patient, which: int, location, choice):
+        """Book `patient` the treatment `which` at the next slot (refusals allowed), or None."""
+        return self._try(
+            "book",
+            lambda: appointment_book(
+                actor=self.staff,
+                treatment=self.treatments[which],
+                practitioner=self.prac,
+                location=location,
+                start=self._next_start(),
+                patients=[patient],
+                pass_choice=choice,
+            ),
+        )
+
     def _location(self, data) -> Location:
         return self.locations[data.draw(st.sampled_from(["main", "uptown"]), label="location")]
 
@@ -382,18 +397,7 @@ class PassesMachine(RuleBasedStateMachine):
         )
         choice = {"auto": "auto", "pass": chosen, "none": None, "later": None}[how]
         location = self._location(data)
-        appointment = self._try(
-            "book",
-            lambda: appointment_book(
-                actor=self.staff,
-                treatment=self.treatments[which],
-                practitioner=self.prac,
-                location=location,
-                start=self._next_start(),
-                patients=[self.patients[who]],
-                pass_choice=choice,
-            ),
-        )
+        appointment = self._book(self.patients[who], which, location, choice)
         if appointment is None:
             return
         visit = appointment.visits.get()
@@ -432,18 +436,7 @@ class PassesMachine(RuleBasedStateMachine):
         choice = (
             owner if owner is not None and data.draw(st.booleans(), label="its own") else "auto"
         )
-        appointment = self._try(
-            "book",
-            lambda: appointment_book(
-                actor=self.staff,
-                treatment=self.treatments[which],
-                practitioner=self.prac,
-                location=location,
-                start=self._next_start(),
-                patients=[patient],
-                pass_choice=choice,
-            ),
-        )
+        appointment = self._book(patient, which, location, choice)
         if appointment is None:
             return
         visit = appointment.visits.get()
@@ -476,18 +469,7 @@ class PassesMachine(RuleBasedStateMachine):
         if sold is None or sold.face_value_minor is None:
             return
         location = self._location(data)
-        appointment = self._try(
-            "book",
-            lambda: appointment_book(
-                actor=self.staff,
-                treatment=self.treatments[which],
-                practitioner=self.prac,
-                location=location,
-                start=self._next_start(),
-                patients=[sold.patient],
-                pass_choice=sold,
-            ),
-        )
+        appointment = self._book(sold.patient, which, location, sold)
         if appointment is not None:
             self.visits.append(appointment.visits.get().pk)
             self._try(
