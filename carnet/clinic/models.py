@@ -155,7 +155,8 @@ class Clinic(models.Model):
     insurer_ready_receipts = models.BooleanField(
         default=False,
         help_text=(
-            "Receipts of pass-covered visits show the visit's prepaid value as paid (SPEC 9.11)."
+            "Receipts of pass-covered visits show the visit's prepaid value (the pass's price ÷ "
+            "its uses) as paid, so an insurer sees what the visit cost."
         ),
     )
     charges_preview_email = models.BooleanField(

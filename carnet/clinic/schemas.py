@@ -37,9 +37,7 @@ class ClinicIn(Schema):
     )
     pass_expiry_rule: Literal["allowed", "forbidden", "minimum"] = Field(
         "allowed",
-        description=(
-            "Where the law forbids or limits pass expiry (SPEC 9.10); used when the preset is none"
-        ),
+        description=("Where the law forbids or limits pass expiry; used when the preset is none"),
     )
     pass_expiry_minimum_days: int = Field(
         0, ge=0, description="With the minimum rule: days a pass lasts at least"

@@ -227,7 +227,7 @@ class Pass(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="Assigned for upfront compensation (SPEC 5.6).",
+        help_text="The staff member paid commission on the sale itself (upfront compensation).",
     )
     sold_online = models.BooleanField(default=False)
     card = models.ForeignKey(

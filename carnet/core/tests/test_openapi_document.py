@@ -31,3 +31,11 @@ def test_a_wrapped_docstring_reads_as_one_line_and_paragraphs_stay():
     assert descriptions_unwrapped(wrapped) == {
         "paths": [{"description": "Start saving a card with Stripe.js.\n\nThen POST it."}]
     }
+
+
+def test_the_document_names_no_spec_section_or_issue():
+    """Integrators read the document: the project's own bookkeeping (SPEC 9.11, issue 22) means
+    nothing to them."""
+    text = str(api.get_openapi_schema())
+    assert len(text) > 10_000
+    assert not re.findall(r".{40}(?:\bSPEC\b|\b[Ii]ssue \d).{20}", text)

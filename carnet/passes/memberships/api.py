@@ -404,7 +404,8 @@ def plan_change(request, pk: int, payload: s.PlanChangeIn):
     "/pass-invoices/{pk}/refund-suggestion",
     response=s.CycleRefundSuggestionOut,
     operation_id="membership_cycle_refund_suggestion",
-    summary="SPEC 6.4's suggested refund of a cycle, within what was collected",
+    summary="The suggested refund of a cycle (its price ÷ uses × unused uses), within what was "
+    "collected",
 )
 def refund_suggestion(request, pk: int):
     require(request.auth, Action.REFUND)
@@ -430,7 +431,7 @@ def refund(request, pk: int, payload: s.CycleRefundIn):
     "/pass-invoices/{pk}/write-off",
     response=s.MembershipOut,
     operation_id="membership_cycle_write_off",
-    summary="Write off what a cycle still owes: no uses left, never charged again (issue 22)",
+    summary="Write off what a cycle still owes: no uses left, never charged again",
 )
 def write_off(request, pk: int, payload: s.CycleWriteOffIn):
     require(request.auth, Action.REFUND)
@@ -458,7 +459,7 @@ def past_due_override(request, pk: int, payload: s.PastDueOverrideIn):
     "/passes/{pk}/retry-now",
     response=s.RetryNowOut,
     operation_id="membership_retry_now",
-    summary="Charge the card on file now for what a past-due membership owes (issue 22)",
+    summary="Charge the card on file now for what a past-due membership owes",
 )
 @calls_gateway()
 def retry_now(request, pk: int):

@@ -108,7 +108,7 @@ class MembershipOut(Schema):
     )
     owing_minor: int
     past_due: PastDueOut | None = Field(
-        ..., description="Null while nothing is owed past its due date (issue 22)"
+        ..., description="Null while nothing is owed past its due date"
     )
     uses_this_cycle: UsesOut
     cycles: list[CycleOut]

@@ -128,7 +128,8 @@ def expiry(request, pk: int, payload: s.ExpiryIn):
     "/passes/{pk}/refund-suggestion",
     response=s.RefundSuggestionOut,
     operation_id="pass_refund_suggestion",
-    summary="SPEC 5.4's suggested refund next to the clinic rule's (used sessions at full price)",
+    summary="The suggested refund (price ÷ quantity × uses left) next to the clinic rule's "
+    "(used sessions at full price)",
 )
 def refund_suggestion(request, pk: int):
     require(request.auth, Action.REFUND)

@@ -60,7 +60,7 @@ class PassSummaryOut(Schema):
     remaining: int | None
     face_value_minor: int | None = Field(
         ...,
-        description="A package that holds a value (issue 23): the amount "
+        description="A package that holds a value: the amount "
         "of treatments it covers; null = it counts uses",
     )
     value_left_minor: int | None = Field(
@@ -164,7 +164,7 @@ class MyPassOut(Schema):
     remaining: int | None
     face_value_minor: int | None = Field(
         ...,
-        description="A package that holds a value (issue 23): the amount "
+        description="A package that holds a value: the amount "
         "of treatments it covers; null = it counts uses",
     )
     value_left_minor: int | None = Field(

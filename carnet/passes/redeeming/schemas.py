@@ -27,7 +27,7 @@ class RedemptionOut(Schema):
         ...,
         alias="voided_at",
         deprecated=True,
-        description="Deprecated (issue 24): voided_at under its old name, kept for one release",
+        description="Deprecated: voided_at under its old name, kept for one release",
     )
     value_minor: int = Field(..., description="Session value recognised when posted")
     additional_charge_minor: int

@@ -51,7 +51,7 @@ class PassTemplateIn(Schema):
     )
     face_value_minor: int | None = Field(
         None,
-        description="A package that holds a value (issue 23): the amount "
+        description="A package that holds a value: the amount "
         "of eligible treatments it covers, drawn down by each covered visit's "
         "price or the item's value_minor; null = it counts uses (quantity). Paid "
         "in full (instalments 1); fixed once packages of the template are sold",

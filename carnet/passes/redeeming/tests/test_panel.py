@@ -159,6 +159,7 @@ def test_explain_lists_every_pass_with_its_reason(s):
     fragment = s["client"].get(url, {"patient": s["patient"].pk}, headers=HX).content.decode()
     assert 'data-code="not_paid"' in fragment and "Not paid yet" in fragment
     assert 'data-code="expired"' in fragment and "Expired on 2026-05-10" in fragment
+    assert "(not_paid)" not in fragment and "(expired)" not in fragment  # words, not codes
     assert "<html" not in fragment
     page = s["client"].get(
         url, {"patient": s["patient"].pk}
