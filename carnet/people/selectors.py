@@ -2,7 +2,7 @@ from django.db.models import Q, QuerySet
 
 from carnet.core import statements
 from carnet.core.errors import NotFound
-from carnet.core.permissions import Action, require, staff_of
+from carnet.core.permissions import RULES, Action, require, staff_of
 
 from .models import ApiToken, FamilyLink, Patient, StaffMember, digits
 from .services import token_digest
@@ -79,6 +79,16 @@ def patients_managed_by(patient: Patient) -> list[Patient]:
 
 def staff_list() -> QuerySet[StaffMember]:
     return StaffMember.objects.select_related("user").prefetch_related("locations")
+
+
+def staff_who_manage_access(*, exclude=None) -> list[StaffMember]:
+    """Who can change an access level or the billing switch: the names a refused staff member is
+    told to ask."""
+    level = RULES[Action.STAFF_MANAGE].level
+    found = StaffMember.objects.filter(is_active=True, access_level__gte=level)
+    if exclude is not None:
+        found = found.exclude(pk=exclude.pk)
+    return list(found.order_by("display_name", "pk"))
 
 
 def staff_get(pk: int) -> StaffMember:

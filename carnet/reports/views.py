@@ -1,6 +1,7 @@
 """The Reports page: links to each report the signed-in staff member may open."""
 
 from django.shortcuts import render
+from django.urls import resolve, reverse
 
 from carnet.core.pages import staff_required
 from carnet.core.permissions import Action, can
@@ -14,7 +15,12 @@ def report_index(request):
         request,
         "reports/index.html",
         {
-            "reports": [*pass_views.REPORTS, *billing_views.REPORTS],
+            # Only the reports this person may open (the roll-forward is whole-clinic only).
+            "reports": [
+                r
+                for r in [*pass_views.REPORTS, *billing_views.REPORTS]
+                if can(request.user, resolve(reverse(r[0])).func.required_action)
+            ],
             "whole_clinic": can(request.user, Action.REPORTS_CLINIC),
         },
     )

@@ -584,6 +584,14 @@ def test_reports_index_lists_the_pass_reports(s, client):
         assert reverse(name) in html
 
 
+def test_reports_index_lists_only_the_reports_the_desk_may_open(s, client):
+    client.force_login(make_staff(AccessLevel.FRONT_DESK).user)
+    html = client.get(reverse("reports:index")).content.decode()
+    assert reverse("reports:pass_sales") in html and reverse("reports:pass_usage") in html
+    assert reverse("reports:pass_rollforward") not in html  # whole clinic: it would refuse
+    assert client.get(reverse("reports:pass_rollforward")).status_code == 403
+
+
 # ---------------------------------------------------------- the roll-forward after a random history
 
 STEPS = st.lists(

@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from carnet.billing.payments import payment_receive
 from carnet.billing.tests.factories import manual_invoice
@@ -760,7 +760,7 @@ def test_account_pages_are_public_and_the_change_pages_need_a_login(client):
         )
 
 
-def _page_routes():
+def page_routes():
     """Every named staff page (app:name, view) except the public ones."""
     # Portal pages are the patient's own (tested in carnet/portal and carnet/billing tests).
     public = {
@@ -969,7 +969,7 @@ def _page_allows(level, billing, expects) -> bool:
 
 
 def test_every_staff_page_declares_the_expected_action():
-    pages = dict(_page_routes())
+    pages = dict(page_routes())
     assert set(pages) == set(PAGE_ACTIONS), "staff pages and the matrix differ"
     for name, pattern in pages.items():
         assert getattr(pattern.callback, "required_action", None) == PAGE_ACTIONS[name], name
@@ -1033,7 +1033,7 @@ PAGE_ARGS = {
 }
 
 
-def _page_arg(world, name: str, arg: str):
+def page_arg(world, name: str, arg: str):
     """The sample value for one URL argument of a page."""
     if arg == "kind":
         return "treatments"
@@ -1076,11 +1076,13 @@ def _page_arg(world, name: str, arg: str):
 def test_page_matrix(world, client, level, billing):
     staff = make_staff(level, billing=billing)
     client.force_login(staff.user)
-    for name, pattern in _page_routes():
+    dead_ends: dict[str, str] = {}  # a link to a page this level may not open -> a page with it
+    codes: dict[str, str] = {}  # a developer's word on a page ("(ok)", "SPEC 9.11") -> the page
+    for name, pattern in page_routes():
         post_only = name.split(":")[1] in POST_ONLY_PAGES
         world.fresh(staff, needs=name, method="post" if post_only else "get")
         url = reverse(
-            name, kwargs={k: _page_arg(world, name, k) for k in pattern.pattern.converters}
+            name, kwargs={k: page_arg(world, name, k) for k in pattern.pattern.converters}
         )
         response = client.post(url) if post_only else client.get(url)
         expected = _page_allows(level, billing, PAGE_EXPECTS.get(name, PAGE_ACTIONS[name]))
@@ -1091,6 +1093,45 @@ def test_page_matrix(world, client, level, billing):
         else:
             assert response.status_code == 403, f"{where}: {response.status_code}"
             assert b"Not allowed" in response.content
+        for link in _links_refused(response, level, billing):
+            dead_ends.setdefault(link, url)
+        for word in _internal_words(response):
+            codes.setdefault(word, url)
+    assert not codes, f"internal codes shown to people: {codes}"
+    # Menus and buttons link only to pages the user may open (a refusal page included: its way
+    # out must not be another refusal).
+    assert not dead_ends, "\n".join(f"{link} (on {url})" for link, url in sorted(dead_ends.items()))
+
+
+_TAGS = re.compile(r"<script\b.*?</script>|<style\b.*?</style>|<[^>]*>", re.S)
+_CODE = re.compile(r"\bSPEC \d|\b[Ii]ssue \d+\b|\((?:ok|[a-z]+_[a-z_]+)\)")
+
+
+def _internal_words(response) -> list[str]:
+    """Spec references and machine codes in a page's visible text (attributes and scripts aside)."""
+    if "text/html" not in response.get("Content-Type", ""):
+        return []
+    return _CODE.findall(_TAGS.sub(" ", response.content.decode()))
+
+
+_HREF = re.compile(r'<a\b[^>]*\bhref="(/[^"#?]*)')
+
+
+def _links_refused(response, level, billing) -> list[str]:
+    """The staff pages a response links to that this level's own rule refuses (the page's declared
+    action, not the world's sample record: a link to one's own appointment is fine)."""
+    if "text/html" not in response.get("Content-Type", ""):
+        return []
+    refused = []
+    for path in set(_HREF.findall(response.content.decode())):
+        try:
+            match = resolve(path)
+        except Resolver404:
+            continue
+        action = PAGE_ACTIONS.get(f"{match.namespace}:{match.url_name}")
+        if action is not None and not allows(level, billing, action):
+            refused.append(path)
+    return refused
 
 
 def test_pages_send_anonymous_to_login_and_patients_to_portal(world, client):

@@ -136,3 +136,35 @@ def test_pages_send_security_headers(client):
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_a_no_access_login_is_told_why_and_whom_to_ask_with_no_way_round_in_a_circle(client):
+    make_staff(AccessLevel.FULL_ACCESS, name="Olive Owner")
+    make_staff(AccessLevel.ACCOUNT_OWNER, name="Abe Admin")
+    make_staff(AccessLevel.ADMIN_BILLING, name="Not Asked")  # cannot change access levels
+    nobody = make_staff(AccessLevel.NO_ACCESS, name="Nora New")
+    response = client.post(
+        reverse("staff:login"), {"login": nobody.user.username, "password": PASSWORD}
+    )
+    response = client.get(response["Location"])
+    html = response.content.decode()
+    assert response.status_code == 403 and 'data-testid="no-access"' in html
+    assert "Nora New" in html and "“No Access”" in html
+    assert "Ask Abe Admin or Olive Owner" in html and "Not Asked" not in html
+    # Its way out is Log out: no link to the dashboard (itself) or to the account pages it refuses.
+    assert f'action="{reverse("staff:logout")}"' in html
+    for name in ("staff:dashboard", "staff:password_change", "staff:sessions", "staff:tokens"):
+        assert f'href="{reverse(name)}"' not in html, name
+
+
+def test_a_refusal_names_who_can_change_access(client):
+    make_staff(AccessLevel.FULL_ACCESS, name="Olive Owner")
+    desk = make_staff(AccessLevel.FRONT_DESK)
+    client.force_login(desk.user)
+    response = client.get(reverse("staff:activity"))
+    html = response.content.decode()
+    assert response.status_code == 403 and "It needs Full Access or higher" in html
+    assert "change access levels and billing access here: Olive Owner." in html
+    assert (
+        f'href="{reverse("staff:dashboard")}"' in html
+    )  # Back to the dashboard, which it may open
