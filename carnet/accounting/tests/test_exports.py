@@ -8,6 +8,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from carnet.accounting import formats
 from carnet.accounting.formats import QBO_COLUMNS, XERO_COLUMNS, XERO_MAX_LINES
@@ -162,7 +163,9 @@ def test_text_that_a_spreadsheet_would_run_is_neutralised(books):
         )
 
 
-def test_an_overlapping_period_warns_and_a_later_back_dated_posting_is_listed(books, catalog):
+def test_an_overlapping_period_warns_and_a_later_back_dated_posting_is_listed(
+    books, catalog, client
+):
     _map_all(books)
     first = journal_export(actor=books, fmt="xero", start=MAY1, end=MAY31).batch
     with pytest.raises(Conflict, match="overlaps what was already exported"):
@@ -183,6 +186,9 @@ def test_an_overlapping_period_warns_and_a_later_back_dated_posting_is_listed(bo
         _map_all(books)
     changed = changed_since_export(first)
     assert len(changed) == 1 and changed[0].kind
+    client.force_login(books)
+    html = client.get(reverse("accounting:export", args=[first.pk])).content.decode()
+    assert "<td>Opening balance</td>" in html and "opening_balance" not in html  # words, not codes
     again = journal_export(actor=books, fmt="qbo", start=MAY1, end=MAY31, allow_overlap=True)
     assert again.batch.txn_count == first.txn_count + 1
 
