@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('passes', '0020_pass_invoice_names'),
+        ('passes', '0021_pass_value_before_import'),
         ('people', '0007_recovery_codes_hashed'),
     ]
 
