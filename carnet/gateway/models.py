@@ -45,6 +45,13 @@ class CardOnFile(models.Model):
             models.CheckConstraint(
                 condition=Exact(Length("last4"), 4), name="card_last4_four_characters"
             ),
+            # One active row per gateway card: the page's return and Stripe's webhook may both
+            # keep the same card at once (gateway.services.card_on_file_new).
+            models.UniqueConstraint(
+                fields=["token"],
+                condition=models.Q(removed_at__isnull=True),
+                name="card_token_once_on_file",
+            ),
         ]
 
     def __str__(self):

@@ -148,22 +148,41 @@ def card_on_file_new(
     *, user, patient: Patient, stored: StoredCard, holder: str, verb: str = "card_stored"
 ) -> CardOnFile:
     """The CardOnFile row of a card the gateway holds, logged: only its token, brand, last four and
-    expiry are kept. The caller has checked who may keep it (staff with PAYMENT_TAKE, or the
-    patient online: passes.online)."""
-    card = CardOnFile.objects.create(
-        patient=patient,
-        token=stored.token,
-        brand=stored.brand,
-        last4=stored.last4,
-        exp_month=stored.exp_month,
-        exp_year=stored.exp_year,
-        holder=(holder or "").strip()[:120],
-        created_at=clock.now(),
-    )
-    activity.record(
-        actor=user, verb=verb, obj=card, after=activity.snapshot(card, exclude=_LOG_EXCLUDE)
-    )
-    return card
+    expiry are kept. Made once per gateway card: the same card kept again (the page's return and
+    Stripe's setup_intent.succeeded webhook, a form posted twice) is the first row, even when both
+    arrive at once (card_token_once_on_file). The caller has checked who may keep it (staff with
+    PAYMENT_TAKE, or the patient online: passes.online)."""
+    found = CardOnFile.objects.filter(token=stored.token).first()
+    if found is None:
+        try:
+            with transaction.atomic():
+                card = CardOnFile.objects.create(
+                    patient=patient,
+                    token=stored.token,
+                    brand=stored.brand,
+                    last4=stored.last4,
+                    exp_month=stored.exp_month,
+                    exp_year=stored.exp_year,
+                    holder=(holder or "").strip()[:120],
+                    created_at=clock.now(),
+                )
+                activity.record(
+                    actor=user,
+                    verb=verb,
+                    obj=card,
+                    after=activity.snapshot(card, exclude=_LOG_EXCLUDE),
+                )
+            return card
+        except IntegrityError:  # a twin kept it first (committed meanwhile): that row
+            found = CardOnFile.objects.filter(token=stored.token).first()
+            if found is None:
+                raise
+    if found.patient_id != patient.pk:
+        raise Conflict(
+            "This card is on file for another patient; enter the card again.",
+            code="card_on_file_elsewhere",
+        )
+    return found
 
 
 def card_remove(*, actor, card: CardOnFile) -> CardOnFile:
@@ -506,24 +525,9 @@ def card_setup_complete(
         setup_intent=setup_intent, customer=customer
     )
     holder = (holder or "").strip()[:120] or patient.full_name[:120]
-    with transaction.atomic():
-        found = CardOnFile.objects.select_for_update().filter(token=stored.token).first()
-        if found is not None:
-            return found
-        card = CardOnFile.objects.create(
-            patient=patient,
-            token=stored.token,
-            brand=stored.brand,
-            last4=stored.last4,
-            exp_month=stored.exp_month,
-            exp_year=stored.exp_year,
-            holder=holder,
-            created_at=clock.now(),
-        )
-        activity.record(
-            actor=actor if getattr(actor, "is_authenticated", False) else None,
-            verb="card_stored",
-            obj=card,
-            after=activity.snapshot(card, exclude=_LOG_EXCLUDE),
-        )
-    return card
+    return card_on_file_new(
+        user=actor if getattr(actor, "is_authenticated", False) else None,
+        patient=patient,
+        stored=stored,
+        holder=holder,
+    )

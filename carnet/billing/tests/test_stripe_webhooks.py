@@ -18,12 +18,12 @@ from carnet.billing.models import CardAttempt, CardDispute, GatewayEvent, Invoic
 from carnet.billing.payments import payment_refund
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.billing.webhooks import EVENTS
-from carnet.conftest import make_patient, make_staff
+from carnet.conftest import make_patient, make_staff, race
 from carnet.core.activity import ActivityLog
 from carnet.core.permissions import AccessLevel
 from carnet.gateway import stripe as stripe_gateway
 from carnet.gateway.models import CardOnFile
-from carnet.gateway.services import card_setup_begin
+from carnet.gateway.services import card_setup_begin, card_setup_complete
 from carnet.gateway.tests.test_stripe import (
     Crash,
     browser_payment_method,
@@ -247,10 +247,10 @@ def test_a_dispute_shows_on_the_payment_in_the_review_page_and_in_the_activity_l
     )
 
 
-def test_setup_intent_succeeded_keeps_the_card_once_even_if_the_page_never_came_back(desk):
-    patient = make_patient()
-    setup = card_setup_begin(actor=desk["user"], patient=patient)
-    intent = (
+def setup_confirmed(user, patient) -> dict:
+    """A card set-up begun by staff, confirmed by Stripe.js: the SetupIntent as Stripe sends it."""
+    setup = card_setup_begin(actor=user, patient=patient)
+    return (
         stripe_client()
         .v1.setup_intents.confirm(
             setup["setup_intent"],
@@ -261,6 +261,11 @@ def test_setup_intent_succeeded_keeps_the_card_once_even_if_the_page_never_came_
         )
         .to_dict()
     )
+
+
+def test_setup_intent_succeeded_keeps_the_card_once_even_if_the_page_never_came_back(desk):
+    patient = make_patient()
+    intent = setup_confirmed(desk["user"], patient)
     deliver(event("setup_intent.succeeded", intent))
     deliver(event("setup_intent.succeeded", intent))
     card = CardOnFile.objects.get()
@@ -450,3 +455,37 @@ def test_the_readme_lists_every_event_to_enable_in_the_dashboard():
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     section = readme.split("### Taking real card payments (Stripe)")[1].split("\n### ")[0]
     assert all(f"`{name}`" in section for name in EVENTS) and "3-D Secure" in section
+
+
+@pytest.mark.race
+@pytest.mark.django_db(transaction=True)
+def test_the_page_and_the_setup_webhook_racing_keep_one_card(stripe_gateway, catalog):
+    """Stripe sends setup_intent.succeeded as the page posts back: both keep the card, once."""
+    desk = make_staff(AccessLevel.ADMIN_BILLING)
+    patient = make_patient()
+    for _ in range(3):  # a few rounds: the window is narrow on one of them
+        intent = setup_confirmed(desk.user, patient)
+        evt = event("setup_intent.succeeded", intent)
+        results = race(
+            4,
+            lambda i: (
+                card_setup_complete(
+                    actor=desk.user,
+                    patient=patient,
+                    setup_intent=intent["id"],
+                    holder="Pat Test",
+                )
+                if i % 2
+                else deliver(evt if i else event("setup_intent.succeeded", intent)).status_code
+            ),
+        )
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert [r for r in results if isinstance(r, int)] == [200, 200]
+        token = intent["payment_method"]
+        assert CardOnFile.objects.filter(token=token).count() == 1
+        assert (
+            ActivityLog.objects.filter(
+                verb="card_stored", object_id=str(CardOnFile.objects.get(token=token).pk)
+            ).count()
+            == 1
+        )

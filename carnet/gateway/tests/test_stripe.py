@@ -20,7 +20,8 @@ from carnet.billing.tests.factories import manual_invoice
 from carnet.billing.tests.test_invoicing import assert_ledger_ok
 from carnet.conftest import make_patient, make_staff
 from carnet.core import clock
-from carnet.core.errors import NotFound, ValidationFailed
+from carnet.core.activity import ActivityLog
+from carnet.core.errors import Conflict, NotFound, ValidationFailed
 from carnet.core.middleware import CSP
 from carnet.core.permissions import AccessLevel
 from carnet.core.tests.live_server import free_port
@@ -32,10 +33,12 @@ from carnet.gateway.base import (
     GatewayUnavailable,
     InsufficientFunds,
     ProcessingError,
+    StoredCard,
     get_gateway,
 )
 from carnet.gateway.models import CardOnFile, GatewayCustomer
 from carnet.gateway.services import (
+    card_file_stored,
     card_remove,
     card_setup_begin,
     card_setup_complete,
@@ -243,6 +246,20 @@ def test_completing_a_setup_twice_keeps_one_card_and_another_patients_setup_is_r
     with pytest.raises(NotFound):
         card_setup_complete(actor=desk["user"], patient=other, setup_intent=setup["setup_intent"])
     assert CardOnFile.objects.count() == 1
+
+
+def test_a_card_kept_twice_is_one_row_and_is_never_another_patients(desk):
+    patient = make_patient()
+    card = save_card(desk, patient)
+    stored = StoredCard(
+        token=card.token, brand="visa", last4="4242", exp_month=12, exp_year=2040
+    )  # the same PaymentMethod again: a form posted twice, the webhook after the page
+    again = card_file_stored(actor=desk["user"], patient=patient, stored=stored, holder="Pat")
+    assert again == card and CardOnFile.objects.count() == 1
+    with pytest.raises(Conflict) as refused:
+        card_file_stored(actor=desk["user"], patient=make_patient(), stored=stored, holder="X")
+    assert refused.value.status == 409 and CardOnFile.objects.count() == 1
+    assert ActivityLog.objects.filter(verb="card_stored").count() == 1
 
 
 def test_removing_a_card_detaches_it_at_stripe(desk):
