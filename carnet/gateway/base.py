@@ -107,6 +107,17 @@ class PaymentFailed(CarnetError):
     def kind(self) -> str:
         return decline_kind(self.decline_code)
 
+    # The reason in the card holder's own words, where the staff sentence's first one is not.
+    PATIENT_REASON = ""
+
+    @property
+    def for_patient(self) -> str:
+        """The decline as the patient reads it on a portal page: the reason (the first sentence of
+        the staff one), that nothing was charged, and what they can do."""
+        reason = self.PATIENT_REASON or self.message.split(". ")[0].rstrip(".")
+        charged = "" if "nothing was charged" in reason.lower() else " Nothing was charged."
+        return f"{reason}.{charged} Please try another card, or contact the clinic."
+
     @property
     def hard(self) -> bool:
         return self.kind == HARD
@@ -154,6 +165,7 @@ class AuthenticationRequired(PaymentFailed):
         "The patient's bank asks them to confirm this payment themselves; they were emailed how "
         "to pay."
     )
+    PATIENT_REASON = "Your bank asks you to confirm this payment, which could not be done here"
 
 
 class AuthenticationPending(CarnetError):

@@ -119,7 +119,8 @@ def _client() -> stripe.StripeClient:
     )  # a retry is Carnet's decision (same attempt, same key)
 
 
-def _translate(exc: stripe.StripeError) -> CarnetError:
+def error_for(exc: stripe.StripeError) -> CarnetError:
+    """Stripe's error as Carnet's: a card error by the decline code in its body's error object."""
     if isinstance(exc, stripe.CardError):
         error = getattr(exc, "error", None)
         return decline_error(exc.code, getattr(error, "decline_code", None))
@@ -146,7 +147,7 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except stripe.StripeError as exc:
-        raise _translate(exc) from exc
+        raise error_for(exc) from exc
 
 
 def _stored(pm) -> StoredCard:
@@ -241,7 +242,7 @@ class StripeGateway:
         except stripe.InvalidRequestError:
             pass  # already detached or gone: the card is off file either way
         except stripe.StripeError as exc:
-            raise _translate(exc) from exc
+            raise error_for(exc) from exc
 
     # ------------------------------------------------------------ charges
 
@@ -300,14 +301,14 @@ class StripeGateway:
                 options={"idempotency_key": f"{idempotency_key}-confirm"},
             )
         except stripe.CardError as exc:
-            raise _translate(exc) from exc
+            raise error_for(exc) from exc
         except stripe.InvalidRequestError as exc:
             # Confirmed before (a retry after a lost answer): what it became.
             intent = _call(self.client.v1.payment_intents.retrieve, reference)
             if intent.status not in ("succeeded", "requires_action"):
-                raise _translate(exc) from exc
+                raise error_for(exc) from exc
         except stripe.StripeError as exc:
-            raise _translate(exc) from exc
+            raise error_for(exc) from exc
         if intent.status == "requires_action" and not off_session:
             # 3-D Secure: the patient is at the page, which completes it with Stripe.js; the
             # PaymentIntent waits (its id is already on the attempt).
@@ -406,7 +407,7 @@ class StripeGateway:
                 ):  # it moved on meanwhile (the patient authenticated)
                     intent = _call(self.client.v1.payment_intents.retrieve, reference)
                 except stripe.StripeError as exc:
-                    raise _translate(exc) from exc
+                    raise error_for(exc) from exc
             if intent.status == "canceled":
                 return None
             if intent.status == "succeeded":

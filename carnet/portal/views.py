@@ -342,9 +342,7 @@ def _link_patient(request, token: str):
 
 
 def _declined_sentence(exc: PaymentFailed) -> str:
-    # The gateway's own first sentence (the reason), then what the patient can do on this page.
-    reason = exc.message.split(". ")[0].rstrip(".")
-    return f"{reason}. Nothing was charged. Please try another card, or contact the clinic."
+    return exc.for_patient  # the reason in the patient's words, then what they can do here
 
 
 def _card_form(request):

@@ -3,6 +3,7 @@
 Stripe.js's part (turning a typed card into a PaymentMethod, confirming a SetupIntent in the
 browser) is played here by direct calls to localstripe: Carnet itself only ever sees the ids."""
 
+import json
 import os
 import subprocess
 import sys
@@ -202,6 +203,50 @@ def test_stripe_decline_codes_become_carnet_errors_with_plain_sentences(code, de
     found = stripe_gateway.decline_error(code, decline)
     assert type(found) is error and found.status == 402
     assert found.message.endswith(".") and "_" not in found.message
+
+
+@pytest.mark.parametrize(
+    "error, carnet_error, words",
+    [
+        (
+            {"code": "card_declined", "decline_code": "generic_decline"},
+            CardDeclined,
+            "declined",
+        ),
+        (
+            {"code": "card_declined", "decline_code": "insufficient_funds"},
+            InsufficientFunds,
+            "insufficient funds",
+        ),
+        ({"code": "expired_card"}, CardExpired, "has expired"),
+        (
+            {"code": "authentication_required", "decline_code": "authentication_required"},
+            AuthenticationRequired,
+            "confirm this payment",
+        ),
+        ({"code": "processing_error"}, ProcessingError, "nothing was charged"),
+    ],
+)
+def test_stripes_card_errors_as_it_sends_them_read_as_carnets_sentences(error, carnet_error, words):
+    """The decline code sits in the error object of Stripe's 402 body (`error.decline_code`), not on
+    the exception: read from a CardError built the way stripe-python builds it from the body."""
+    body = {"error": {"type": "card_error", "message": "Your card was declined.", **error}}
+    raised = stripe_lib.CardError(
+        body["error"]["message"],
+        None,
+        error["code"],
+        http_body=json.dumps(body),
+        http_status=402,
+        json_body=body,
+    )
+    found = stripe_gateway.error_for(raised)
+    assert type(found) is carnet_error and found.status == 402
+    assert words in found.message and "Your card was declined" not in found.message
+    assert found.decline_code == error.get("decline_code", error["code"])
+    # Online, the patient reads it addressed to them, told once that nothing was charged.
+    patient = found.for_patient
+    assert patient.lower().count("nothing was charged") == 1 and words in patient.lower()
+    assert not any(staff in patient for staff in ("the patient", "at the desk", "Billing tab"))
 
 
 # ---------------------------------------------------------------- cards on file
