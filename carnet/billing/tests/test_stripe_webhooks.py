@@ -489,3 +489,33 @@ def test_the_page_and_the_setup_webhook_racing_keep_one_card(stripe_gateway, cat
             ).count()
             == 1
         )
+
+
+@pytest.mark.race
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_and_reconciliation_racing_record_the_crashed_charge_once(
+    stripe_gateway, catalog, monkeypatch
+):
+    """The same event delivered twice at once, another event for it and reconciliation, all
+    together: one payment, each event kept once."""
+    staff = make_staff(AccessLevel.ADMIN_BILLING)
+    attempt = charge_then_crash(
+        {"staff": staff, "user": staff.user, "cat": catalog["income_category"]}, monkeypatch
+    )
+    intent = _intent(attempt.gateway_id)
+    evt = event("payment_intent.succeeded", intent)
+    other = event("payment_intent.succeeded", intent)
+    results = race(
+        4,
+        lambda i: (
+            card_attempts.attempt_resolve(CardAttempt.objects.get(pk=attempt.pk))
+            if i == 3
+            else deliver(other if i == 2 else evt).status_code
+        ),
+    )
+    assert results[:3] == [200, 200, 200] and results[3] == "succeeded", results
+    attempt.refresh_from_db()
+    assert attempt.status == "succeeded" and Payment.objects.count() == 1
+    assert set(GatewayEvent.objects.values_list("event_id", flat=True)) == {evt["id"], other["id"]}
+    assert ActivityLog.objects.filter(verb__startswith="card_charge").count() == 1
+    assert_ledger_ok()
