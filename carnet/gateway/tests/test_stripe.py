@@ -146,12 +146,17 @@ def card_payment(desk, patient, card, amount=5000, key="k1"):
 # ---------------------------------------------------------------- configuration
 
 
-def test_a_missing_stripe_key_stops_carnet_at_start_naming_the_variable():
+@pytest.mark.parametrize("missing", stripe_gateway.KEY_SETTINGS)
+def test_a_missing_stripe_key_stops_carnet_at_start_naming_the_variable(missing):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    keys = {
+        "STRIPE_SECRET_KEY": "sk_test_x",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_x",
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    }
     env.update(
+        {name: value for name, value in keys.items() if name != missing},
         CARNET_GATEWAY="carnet.gateway.stripe.StripeGateway",
-        STRIPE_SECRET_KEY="sk_test_x",
-        STRIPE_PUBLISHABLE_KEY="pk_test_x",
         DJANGO_SETTINGS_MODULE="carnet.test_settings",
     )
     run = subprocess.run(
@@ -162,7 +167,7 @@ def test_a_missing_stripe_key_stops_carnet_at_start_naming_the_variable():
         timeout=60,
     )
     assert run.returncode != 0
-    assert "STRIPE_WEBHOOK_SECRET is not set" in run.stderr
+    assert f"ImproperlyConfigured: CARNET_GATEWAY is Stripe but {missing} is not set" in run.stderr
 
 
 def test_the_gateway_refuses_to_work_without_its_keys(settings):
