@@ -188,6 +188,12 @@ if CARNET_GATEWAY.endswith(".StripeGateway"):
                 "Dashboard (Developers → API keys, or the webhook endpoint's signing secret) "
                 "into the environment."
             )
+    if STRIPE_API_BASE and STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")):
+        # It would send live payments, and the pages' Stripe.js, to a server other than Stripe's.
+        raise ImproperlyConfigured(
+            "STRIPE_API_BASE is set with a live Stripe key: it is only for tests against a local "
+            "fake Stripe. Unset it to take real payments."
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

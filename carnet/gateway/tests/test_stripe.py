@@ -146,28 +146,44 @@ def card_payment(desk, patient, card, amount=5000, key="k1"):
 # ---------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("missing", stripe_gateway.KEY_SETTINGS)
-def test_a_missing_stripe_key_stops_carnet_at_start_naming_the_variable(missing):
+def start_carnet(**stripe) -> subprocess.CompletedProcess:
+    """Start Django in a new process with Stripe on and these STRIPE_ settings only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
-    keys = {
-        "STRIPE_SECRET_KEY": "sk_test_x",
-        "STRIPE_PUBLISHABLE_KEY": "pk_test_x",
-        "STRIPE_WEBHOOK_SECRET": "whsec_x",
-    }
     env.update(
-        {name: value for name, value in keys.items() if name != missing},
+        stripe,
         CARNET_GATEWAY="carnet.gateway.stripe.StripeGateway",
         DJANGO_SETTINGS_MODULE="carnet.test_settings",
     )
-    run = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+KEYS = {
+    "STRIPE_SECRET_KEY": "sk_test_x",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_x",
+    "STRIPE_WEBHOOK_SECRET": "whsec_x",
+}
+
+
+@pytest.mark.parametrize("missing", stripe_gateway.KEY_SETTINGS)
+def test_a_missing_stripe_key_stops_carnet_at_start_naming_the_variable(missing):
+    run = start_carnet(**{name: value for name, value in KEYS.items() if name != missing})
     assert run.returncode != 0
     assert f"ImproperlyConfigured: CARNET_GATEWAY is Stripe but {missing} is not set" in run.stderr
+
+
+def test_a_fake_stripes_address_is_refused_with_live_keys():
+    fake = "http://127.0.0.1:1"
+    live = {**KEYS, "STRIPE_SECRET_KEY": "sk_live_x", "STRIPE_PUBLISHABLE_KEY": "pk_live_x"}
+    run = start_carnet(**live, STRIPE_API_BASE=fake)
+    assert run.returncode != 0 and "STRIPE_API_BASE is set with a live Stripe key" in run.stderr
+    assert start_carnet(**KEYS, STRIPE_API_BASE=fake).returncode == 0  # test keys: a fake is fine
+    assert start_carnet(**live).returncode == 0
 
 
 def test_the_gateway_refuses_to_work_without_its_keys(settings):
