@@ -119,6 +119,8 @@ def payment_receive(
     card=None,
     idempotency_key: str | None = None,
     received_at=None,
+    token: str = "",
+    card_label: str = "",
 ) -> Payment:
     """Record money received from a patient and apply it; what is not applied becomes credit.
 
@@ -126,6 +128,10 @@ def payment_receive(
     committed first, with its invoices reserved, then the gateway is called outside any
     transaction, then the payment is recorded. Call it outside a transaction for a card. The
     same `idempotency_key` again returns the first payment and charges nothing more.
+
+    A new card (`token`, from gateway.services.card_tokenize; `card` too when it was also kept on
+    file) is charged the same way, on-session: its holder is at the desk, so the bank may ask them
+    to confirm (AuthenticationPending, the attempt waiting) rather than refuse.
     """
     require(actor, Action.PAYMENT_TAKE)
     if method not in Payment.Method.values:
@@ -152,15 +158,19 @@ def payment_receive(
             fields={"allocations": ["More than the payment."]},
         )
     if method == Payment.Method.CARD_GATEWAY:
-        card = card_on_file_check(patient, card)
+        card = card_on_file_check(patient, card) if card is not None or not token else None
+        label = str(card) if card is not None else card_label
         return card_attempts.charge(
             request_key=f"payment:{actor.pk}:{idempotency_key or uuid.uuid4().hex}",
             purpose="payment",
             patient=patient,
             amount_minor=amount_minor,
             card=card,
+            token="" if card is not None else token,
+            card_label=label,
             allocations=list(allocations),
-            context={"reference": reference or f"Card payment, {card}"},
+            context={"reference": reference or f"Card payment, {label}"}
+            | ({"on_session": True} if token else {}),
             actor=actor,
         )
     with transaction.atomic():

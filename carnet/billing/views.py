@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from carnet.clinic.selectors import clinic_get
@@ -16,10 +17,15 @@ from carnet.gateway.services import (
     AuthenticationPending,
     PaymentFailed,
     card_authenticate_page,
+    card_entry_begin,
+    card_file_stored,
+    card_keep_at_gateway,
+    card_label,
     card_remove,
     card_setup_begin,
     card_setup_complete,
     card_store,
+    card_tokenize,
     gateway_uses_stripe_js,
     stripe_csp,
     stripe_js_url,
@@ -28,7 +34,7 @@ from carnet.people.selectors import patient_get
 
 from . import card_attempts, payments
 from .card_attempts import RECONCILE_AFTER, attempts_to_review
-from .forms import CardForm, CardHolderForm, PaymentForm, RefundForm
+from .forms import NEW_CARD, CardForm, CardHolderForm, PaymentForm, RefundForm
 from .invoicing import invoice_delete
 from .models import Allocation, CardAttempt, Invoice, Payment
 from .selectors import amount_owing, credit_balance, open_invoices
@@ -76,6 +82,73 @@ def billing_tab(request, pk: int):
     )
 
 
+def staff_card_entry_for(request) -> str:
+    """The tag of the SetupIntent behind a staff page's "New card" field with Stripe on (only this
+    staff member's card pages may use it), or "" with the test gateway, whose form is
+    server-side."""
+    return f"staff-checkout:{request.user.pk}" if gateway_uses_stripe_js() else ""
+
+
+def new_card_entered(form, patient):
+    """A staff form's new card goes into the gateway's card form first, outside any transaction: a
+    bad number records nothing. The card entered, None without one, or False (errors on the
+    form). One kept on file is attached at the gateway now (Stripe: to the patient's customer)."""
+    try:
+        entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
+        if entered and form.keeps_new_card():
+            card_keep_at_gateway(patient=patient, stored=entered)
+    except CarnetError as exc:
+        apply_errors(form, exc)
+        return False
+    return entered
+
+
+def card_entry_render(request, template: str, context: dict, *, form, entry_for: str):
+    """A staff page with a "New card" field: with Stripe on, a fresh SetupIntent for Stripe.js's
+    field each time the form is shown, and a CSP admitting exactly Stripe's origins."""
+    stripe = {}
+    if entry_for:
+        try:  # kept on file if the desk asks (a membership's card, "Keep this card on file")
+            stripe = card_entry_begin(entry_for=entry_for, keep=True)
+        except CarnetError as exc:
+            form.add_error(None, exc.message)
+    response = render(
+        request, template, {**context, "form": form, "stripe": stripe, "stripe_on": bool(entry_for)}
+    )
+    if entry_for:
+        response["Content-Security-Policy"] = stripe_csp()
+    return response
+
+
+def _new_card_payment(request, form, patient, entered):
+    """Receive payment by a new card: kept on file first if the desk ticked it (once per form key,
+    even if the form is posted twice), then charged as a card attempt keyed by the form. The
+    payment, or AuthenticationPending (with its attempt) when the bank asks its holder to
+    confirm."""
+    data, kept = form.cleaned_data, None
+    if data["keep_card"]:
+        with transaction.atomic():
+            if claim_form_key(user=request.user, key=f"keep-card:{data['form_key']}"):
+                kept = card_file_stored(
+                    actor=request.user, patient=patient, stored=entered, holder=data["holder"]
+                )
+    try:
+        return payments.payment_receive(
+            actor=request.user,
+            patient=patient,
+            method=Payment.Method.CARD_GATEWAY,
+            amount_minor=data["amount"],
+            reference=data["reference"],
+            allocations=form.allocations(),
+            card=kept,
+            token=entered.token,
+            card_label=card_label(entered),
+            idempotency_key=f"form-{data['form_key']}",
+        )
+    except AuthenticationPending as exc:
+        return exc
+
+
 @staff_required(Action.PAYMENT_TAKE)
 def payment_new(request, pk: int):
     patient, clinic = patient_get(pk), clinic_get()
@@ -87,17 +160,23 @@ def payment_new(request, pk: int):
             initial[f"apply_{invoice.pk}"] = invoice.balance_minor
     if chosen:
         initial["amount"] = sum(inv.balance_minor for inv in invoices if str(inv.pk) == chosen)
+    entry_for = staff_card_entry_for(request)
     form = PaymentForm(
         request.POST or None,
         patient=patient,
         currency=clinic.currency,
         invoices=invoices,
         initial=initial,
+        stripe_entry_for=entry_for,
     )
-    if request.method == "POST" and form.is_valid():
+    valid = request.method == "POST" and form.is_valid()
+    entered = new_card_entered(form, patient) if valid else None
+    if valid and entered is not False:
         data = form.cleaned_data
 
         def write():
+            if entered is not None:
+                return _new_card_payment(request, form, patient, entered)
             # "Redeem gift card": the card's balance moves too (giftcards registers its receiver)
             receive = payments.payment_receiver(data["method"])
             if receive is not None:
@@ -121,10 +200,16 @@ def payment_new(request, pk: int):
             )
 
         outcome, result = save_once(
-            request, form, write, calls_gateway=data["method"] == Payment.Method.CARD_GATEWAY
+            request,
+            form,
+            write,
+            calls_gateway=data["method"] in (Payment.Method.CARD_GATEWAY, NEW_CARD),
         )
         if outcome == "denied":
             return result
+        if isinstance(result, AuthenticationPending):  # the bank's check, then card_authenticated
+            action = reverse("billing:card_authenticated", args=[result.attempt.pk])
+            return card_authenticate_page(request, result, staff=True, action=action)
         if outcome in ("ok", "repeat"):
             if outcome == "ok":
                 left = result.unapplied_minor
@@ -135,15 +220,12 @@ def payment_new(request, pk: int):
                     + (f" {clinic.money(left)} added to the patient's credit." if left else ""),
                 )
             return _tab(pk)
-    return render(
+    return card_entry_render(
         request,
         "billing/payment_form.html",
-        {
-            "patient": patient,
-            "form": form,
-            "credit": credit_balance(patient),
-            "clinic": clinic,
-        },
+        {"patient": patient, "credit": credit_balance(patient), "clinic": clinic},
+        form=form,
+        entry_for=entry_for,
     )
 
 

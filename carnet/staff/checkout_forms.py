@@ -3,7 +3,7 @@
 from django import forms
 from django.db.models import Case, When
 
-from carnet.billing.forms import CardForm, CreditQuestion, location_choice
+from carnet.billing.forms import NEW_CARD, CreditQuestion, NewCardFields, location_choice
 from carnet.billing.invoicing import LineInput
 from carnet.billing.models import Payment
 from carnet.clinic.models import IncomeCategory, Product
@@ -18,8 +18,6 @@ from .checkout import CREDIT, Cart, GiftCardLine, MembershipLine, Tender
 
 PACKAGE_SLOTS, PRODUCT_SLOTS = 2, 3
 LATER = "later"
-NEW_CARD = "new_card"  # typed into the gateway's card form for this payment
-CARD_DATA = ("number", "exp_month", "exp_year", "cvc")  # the test gateway's server-side form only
 M = Payment.Method
 CARD_METHODS = (
     M.CARD_GATEWAY.value,
@@ -37,7 +35,7 @@ METHODS = (
 )
 
 
-class CheckoutForm(CreditQuestion, forms.Form):
+class CheckoutForm(CreditQuestion, NewCardFields):
     form_key = forms.CharField(widget=forms.HiddenInput)
     # Sold from an appointment (its panel's "Sell a package"): the visit the new package covers.
     appointment = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
@@ -90,13 +88,6 @@ class CheckoutForm(CreditQuestion, forms.Form):
     method_2 = forms.ChoiceField(
         choices=[("", "—")] + OTHER_TENDERS, required=False, label="Also paid by"
     )
-    # The new card: the configured gateway's own card form (the test gateway's is server-side; the
-    # number goes to the gateway, Carnet keeps only its token for this charge).
-    holder = CardForm.base_fields["holder"]
-    number = CardForm.base_fields["number"]
-    exp_month = CardForm.base_fields["exp_month"]
-    exp_year = CardForm.base_fields["exp_year"]
-    cvc = CardForm.base_fields["cvc"]
 
     def __init__(
         self, *args, clinic, patient, staff=None, covering=(), stripe_entry_for: str = "", **kwargs
@@ -105,12 +96,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
         marked). `stripe_entry_for`: the new card is typed into Stripe.js's own field (the
         SetupIntent's tag), so this form has no card number, expiry or CVC field at all."""
         super().__init__(*args, **kwargs)
-        self.stripe_entry_for = stripe_entry_for
-        if stripe_entry_for:
-            for name in CARD_DATA:
-                del self.fields[name]
-        for name in self.card_names():
-            self.fields[name].required = False  # only for a new card (clean)
+        self.new_card_setup(stripe_entry_for)
         self.fields["card"].queryset = cards_for_patient(patient)
         self.fields["card"].label_from_instance = lambda c: (
             f"{c.brand_label} •••• {c.last4} ({c.exp_month:02d}/{c.exp_year})"
@@ -187,12 +173,6 @@ class CheckoutForm(CreditQuestion, forms.Form):
     def payment_fields(self):
         return [self[n] for n in ("method", "amount", "card", "reference", "gift_card_code")]
 
-    def card_names(self) -> tuple[str, ...]:
-        return ("holder",) if self.stripe_entry_for else ("holder", *CARD_DATA)
-
-    def new_card_fields(self):
-        return [self[n] for n in self.card_names()]
-
     def split_fields(self):
         return [self["method_2"], self["amount_2"]]
 
@@ -245,12 +225,7 @@ class CheckoutForm(CreditQuestion, forms.Form):
             self.add_error("gift_card_code", "Enter the gift card's code.")
         if data.get("method") == M.CARD_GATEWAY and not data.get("card"):
             self.add_error("card", "Choose the card on file to charge.")
-        if data.get("method") == NEW_CARD:
-            for name in self.card_names():
-                if data.get(name) in (None, ""):
-                    self.add_error(name, "Needed for a new card.")
-            if self.stripe_entry_for and not (self.data.get("setup_intent") or "").strip():
-                self.add_error(None, "Type the new card into the card field.")
+        self.new_card_clean(data)
         if data.get("method_2") and data.get("method") == LATER:
             self.add_error("method_2", "Choose how the first part is paid, or leave this empty.")
         elif data.get("method_2") and not data.get("amount_2"):
@@ -343,27 +318,6 @@ class CheckoutForm(CreditQuestion, forms.Form):
 
     def pays_now(self) -> bool:
         return self.cleaned_data["method"] != LATER
-
-    def card_entry(self) -> dict | None:
-        """The new card as typed, for the gateway's card form (None unless paying by a new card)."""
-        d = self.cleaned_data
-        if d.get("method") != NEW_CARD:
-            return None
-        if (
-            self.stripe_entry_for
-        ):  # Stripe.js put the card in a SetupIntent made for this form: its id only
-            return {
-                "holder": d["holder"],
-                "setup_intent": (self.data.get("setup_intent") or "")[:255],
-                "entry_for": self.stripe_entry_for,
-            }
-        return {
-            "number": d["number"],
-            "exp_month": d["exp_month"],
-            "exp_year": d["exp_year"],
-            "cvc": d["cvc"],
-            "holder": d["holder"],
-        }
 
     def tenders(self, *, owing: int) -> list[Tender]:
         """What the patient pays: the second tender (at the desk) first, then the first, whose blank

@@ -18,23 +18,23 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from carnet.billing.models import CardAttempt
-from carnet.billing.views import card_authenticated
+from carnet.billing.views import (
+    card_authenticated,
+    card_entry_render,
+    new_card_entered,
+    staff_card_entry_for,
+)
 from carnet.clinic.selectors import clinic_get, location_default
 from carnet.core.errors import CarnetError, NotAllowed, NotFound, ValidationFailed
 from carnet.core.idempotency import new_form_key
-from carnet.core.pages import apply_errors, not_allowed, save_once, staff_required
+from carnet.core.pages import not_allowed, save_once, staff_required
 from carnet.core.permissions import Action, staff_of
 from carnet.gateway.services import (
     AuthenticationPending,
     GatewayUnavailable,
     card_authenticate_page,
-    card_entry_begin,
     card_file_stored,
-    card_keep_at_gateway,
     card_label,
-    card_tokenize,
-    gateway_uses_stripe_js,
-    stripe_csp,
 )
 from carnet.passes.selectors import passes_for_patient, templates_covering
 from carnet.people.selectors import patient_get
@@ -226,7 +226,7 @@ def purchase_new(request, pk: int):
     except NotAllowed as exc:
         return not_allowed(request, exc.message)
     covering = templates_covering(visit.appointment.treatment) if visit else []
-    entry_for = f"staff-checkout:{request.user.pk}" if gateway_uses_stripe_js() else ""
+    entry_for = staff_card_entry_for(request)
     form = CheckoutForm(
         request.POST or None,
         clinic=clinic,
@@ -260,26 +260,12 @@ def _checkout_initial(request, visit, covering) -> dict:
     return initial
 
 
-def _card_entered(form, patient):
-    """A new card goes into the gateway's card form first, outside any transaction: a bad number
-    sells nothing. The card entered, None without one, or False (errors on the form)."""
-    try:
-        entered = card_tokenize(**form.card_entry()) if form.card_entry() else None
-        if entered and form.keeps_new_card():
-            # It pays a membership's cycles too (Stripe: on the customer).
-            card_keep_at_gateway(patient=patient, stored=entered)
-    except CarnetError as exc:
-        apply_errors(form, exc)
-        return False
-    return entered
-
-
 def _checkout_submit(request, form, clinic, *, patient, staff, visit):
     """Sell once (save_once), then charge a card and cover the visit: the response to send, or None
     to show the form again with its errors."""
     done: dict = {}
     key = f"{request.user.pk}-{form.cleaned_data['form_key']}"
-    entered = _card_entered(form, patient)
+    entered = new_card_entered(form, patient)
 
     def write():
         return _sale_write(request, form, patient, staff, visit, entered, key, done)
@@ -391,17 +377,6 @@ def _checkout_page(request, form, clinic, patient, *, visit, covering, entry_for
             visit_start=visit.appointment.start.astimezone(zone).replace(tzinfo=None),
             back=_back_to(visit),
         )
-    stripe = {}
-    if entry_for:  # a fresh SetupIntent for Stripe.js's card field each time the form is shown
-        try:
-            stripe = card_entry_begin(
-                entry_for=entry_for, keep=True
-            )  # a membership sold here keeps it
-        except CarnetError as exc:
-            form.add_error(None, exc.message)
-    response = render(
-        request, "staff/checkout.html", {**context, "stripe": stripe, "stripe_on": bool(entry_for)}
+    return card_entry_render(
+        request, "staff/checkout.html", context, form=form, entry_for=entry_for
     )
-    if entry_for:
-        response["Content-Security-Policy"] = stripe_csp()
-    return response

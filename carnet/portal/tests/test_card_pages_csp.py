@@ -18,6 +18,7 @@ from carnet.scheduling.tests.factories import clinic_set
 CARD_PAGES = [
     ("staff", "/patients/{patient}/billing/cards/new/"),  # add a card on file
     ("staff", "/patients/{patient}/billing/purchase/"),  # the checkout's New card
+    ("staff", "/patients/{patient}/billing/payment/"),  # Receive payment's New card
     ("anyone", "/portal/pay/{token}/"),  # the Pay Balance link
     ("patient", "/portal/passes/buy/{package}/"),
     ("patient", "/portal/memberships/sign-up/{membership}/"),
@@ -27,7 +28,7 @@ OTHER_PAGES = [
     ("staff", "/"),
     ("staff", "/patients/"),
     ("staff", "/patients/{patient}/billing/"),
-    ("staff", "/patients/{patient}/billing/payment/"),  # a card on file only: no card typed
+    ("staff", "/patients/{patient}/"),
     ("patient", "/portal/"),
 ]
 
