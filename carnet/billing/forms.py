@@ -136,7 +136,7 @@ class PaymentForm(CreditQuestion, NewCardFields):
         initial=Payment.Method.CASH,
     )
     keep_card = forms.BooleanField(
-        required=False, label="Keep this card on file", help_text="For “New card”."
+        required=False, label="Keep on file", help_text="For “New card”: to charge it again later."
     )
     card = forms.ModelChoiceField(
         queryset=None,

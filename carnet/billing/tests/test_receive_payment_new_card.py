@@ -22,6 +22,7 @@ from carnet.conftest import make_catalog, make_patient, make_staff, race
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.base import CardDeclined
 from carnet.gateway.models import CardOnFile, GatewayCustomer
+from carnet.gateway.services import card_entry_begin
 from carnet.gateway.tests.test_stripe import stripe_client
 
 TYPED = {"holder": "Rosalind Achebe", "exp_month": 12, "exp_year": 2040, "cvc": "123"}
@@ -189,6 +190,12 @@ def test_with_stripe_a_card_number_posted_to_carnet_charges_nothing(s):
     _page(s)
     html = _pay(s, number="4242424242424242", **TYPED).content.decode()
     assert "Type the new card into the card field" in html and not CardAttempt.objects.exists()
+
+
+def test_with_stripe_a_setup_intent_made_for_another_page_is_refused(s):
+    other = card_entry_begin(entry_for="pay-balance:1")
+    html = _pay(s, holder="Pat Test", setup_intent=other["setup_intent"]).content.decode()
+    assert "No such card set-up" in html and not CardAttempt.objects.exists()
 
 
 def test_with_stripe_a_decline_shows_its_sentence_and_a_fresh_card_field(s):

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from carnet.billing.emails import pay_link_token
 from carnet.billing.models import Payment
 from carnet.billing.tests.factories import manual_invoice
-from carnet.conftest import log_in, make_patient, make_staff
+from carnet.conftest import fits_and_accessible, log_in, make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.models import CardOnFile
 from carnet.passes.tests.factories import package_template
@@ -158,3 +158,47 @@ def test_the_desk_adds_a_card_on_file_through_stripe_js_and_no_card_number_reach
     assert CardOnFile.objects.get(patient=patient).token.startswith("pm_")
     assert any("setup_intent=seti_" in line for line in to_carnet)
     assert not any(NUMBER in line or "cvc" in line.lower() for line in to_carnet)
+
+
+def test_the_desk_receives_a_payment_by_a_new_card_through_stripe_js_on_a_laptop_and_a_tablet(
+    stripe_on, page, live_server, catalog
+):
+    """Receive payment for invoices that already exist: at each size the page fits and passes axe
+    with Stripe.js's field in it, and the desk pays one invoice by a new card (the second one's bank
+    asks, and the check is completed on the page); no request to Carnet carries the card."""
+    desk = make_staff(AccessLevel.FRONT_DESK, name="Dana Desk")
+    patient = make_patient()
+    invoices = [
+        manual_invoice(desk, patient, 6000, category=catalog["income_category"]) for _ in range(2)
+    ]
+    log_in(page, desk.user)
+    to_carnet = _carnet_requests(page, live_server)
+    for (width, height), invoice, number in zip(
+        [(1366, 900), (820, 1180)], invoices, [NUMBER, AUTHENTICATE]
+    ):
+        page.set_viewport_size({"width": width, "height": height})
+        url = f"/patients/{patient.pk}/billing/payment/?invoice={invoice.pk}"
+        response = page.goto(url, timeout=30000)
+        assert f"frame-src {stripe_on};" in response.headers["content-security-policy"]
+        page.select_option("select[name=method]", "new_card")
+        expect(page.get_by_test_id("payment-new-card")).to_be_visible()
+        fits_and_accessible(page)
+        page.fill("input[name=holder]", "Pat Test")
+        if number == AUTHENTICATE:
+            through_the_bank(page, number, "Record payment")
+            done = "Received $60.00 by card."
+        else:
+            _type_card(page, number)
+            page.get_by_role("button", name="Record payment").click()
+            done = "Received $60.00 by Card on file / online."
+        expect(page.locator(".messages")).to_contain_text(done, timeout=20000)
+        invoice.refresh_from_db()
+        assert invoice.balance_minor == 0
+    payments = list(Payment.objects.order_by("pk"))
+    assert [p.amount_minor for p in payments] == [6000, 6000]
+    assert all(p.gateway_charge_id.startswith("pi_") for p in payments)
+    assert sum("setup_intent=seti_" in line for line in to_carnet) == 2
+    assert not any(
+        NUMBER in line or AUTHENTICATE in line or "cvc" in line.lower() or "exp_month" in line
+        for line in to_carnet
+    )
