@@ -278,6 +278,7 @@ def checkout_charge_card(
     card=None,
     token: str = "",
     label: str = "",
+    on_session: bool = False,
 ) -> Payment:
     """The card part of a checkout, once the sale (and any money taken at the desk) has committed:
     a card on file, or a card typed into the gateway's card form (`token`), charged as a card
@@ -286,7 +287,9 @@ def checkout_charge_card(
     the first way to pay, so it carries them: the attempt's purpose "gift_card_sale" loads them once
     the charge is recorded and discards them if it fails. The same `key` again finds the first
     attempt and charges nothing more. A decline raises after the sale is kept:
-    what is not paid stays owing."""
+    what is not paid stays owing. `on_session`: the card was typed here, its holder at the desk,
+    so a bank asking them to confirm (3-D Secure) is answered on the page, even once it is kept on
+    file for a membership's cycles."""
 
     require(actor, Action.PAYMENT_TAKE)
     if card is not None:
@@ -295,7 +298,7 @@ def checkout_charge_card(
     gifts = gift_cards_from(
         sale, Tender(method=Payment.Method.CARD_GATEWAY, amount_minor=amount_minor)
     )
-    context = {"reference": f"Card payment, {label}"}
+    context = {"reference": f"Card payment, {label}"} | ({"on_session": True} if on_session else {})
     if gifts:
         context["gift_cards"] = [[c.pk, amount] for c, amount in sale.gift_cards]
     attempt = card_attempts.charge_begin(

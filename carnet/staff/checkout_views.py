@@ -113,6 +113,7 @@ def _charge_card(request, patient, sale, done: dict, *, tender, entered, key: st
             card=tender.card,
             token=entered.token if entered else "",
             label=card_label(entered) if entered else "",
+            on_session=entered is not None,
         )
     except AuthenticationPending as exc:
         done["authenticate"] = exc

@@ -21,8 +21,9 @@ from carnet.conftest import make_patient, make_staff
 from carnet.core.permissions import AccessLevel
 from carnet.gateway.services import card_entry_begin
 from carnet.gateway.tests.test_stripe import stripe_client
+from carnet.passes.models import Pass
 from carnet.passes.selectors import visit_redemption
-from carnet.passes.tests.factories import package_template
+from carnet.passes.tests.factories import membership_template, package_template
 from carnet.staff.tests.test_checkout import checkout_appointment
 
 
@@ -162,6 +163,29 @@ def test_a_card_whose_bank_asks_is_confirmed_on_the_page_and_recorded_once(s):
     )
     s["client"].post(action, {"payment_intent": attempt.gateway_id})
     assert Payment.objects.count() == 1
+    assert_ledger_ok()
+
+
+def test_a_new_card_kept_for_a_membership_is_confirmed_on_the_page_when_its_bank_asks(s):
+    # Kept on file for the cycles, the card is still typed here with its holder at the desk: the
+    # bank's check is answered on the page, not refused as for a card charged while away.
+    monthly = membership_template(s["catalog"], name="Wellness monthly", price=6000)
+    _, html = _page(s)
+    asked = _sell(
+        s, html, ALWAYS_AUTHENTICATE, membership=monthly.pk, membership_payment="automatic"
+    )
+    page = asked.content.decode()
+    assert asked.status_code == 200 and "Confirm the payment with your bank" in page
+    attempt = CardAttempt.objects.get()
+    membership = Pass.objects.get(kind="membership")
+    assert attempt.status == "pending" and attempt.card_id == membership.card_id is not None
+    bank_check(s["base"], page)
+    done = s["client"].post(
+        reverse("billing:card_authenticated", args=[attempt.pk]),
+        {"payment_intent": attempt.gateway_id},
+    )
+    assert done.status_code == 302 and Payment.objects.get().card_id == membership.card_id
+    assert all(i.balance_minor == 0 for i in Invoice.objects.all())
     assert_ledger_ok()
 
 
